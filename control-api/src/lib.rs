@@ -1,0 +1,90 @@
+//! The REST control plane: projects, App IDs and their tokens, Dapr resources, apply and export.
+//!
+//! Handlers are thin: they parse, call the resource model (`outrigger-resources`) and the project-state
+//! transition in [`state`], and answer. Every failure becomes an answer in exactly one place,
+//! [`error::ApiError`].
+
+mod auth;
+
+use auth::SecurityScheme as OperatorTokenScheme;
+mod error;
+mod extract;
+mod routes;
+mod state;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use error::{ApiError, ErrorBody};
+
+/// How the control API is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// What apps set `DAPR_HTTP_ENDPOINT` to (reported on every project).
+    pub http_endpoint: String,
+    /// What apps set `DAPR_GRPC_ENDPOINT` to.
+    pub grpc_endpoint: String,
+    /// The operator token every request must carry.
+    pub admin_token: String,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    store: outrigger_store::Store,
+    options: Arc<Options>,
+    admin_token_hash: Arc<[u8; 32]>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Outrigger control API",
+        description = "Manage projects, App IDs and their API tokens, and the Dapr resources (components, subscriptions, resiliencies, configurations, HTTP endpoints) of each project.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&OperatorTokenScheme),
+    security(("operatorToken" = [])),
+    tags(
+        (name = "projects", description = "Tenants: each has its own App IDs, components and data"),
+        (name = "appids", description = "App identities, their API tokens and app connections"),
+        (name = "resources", description = "Dapr documents of a project"),
+        (name = "apply", description = "Dapr YAML in and out"),
+    )
+)]
+struct ApiDoc;
+
+fn api_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router())
+}
+
+/// The OpenAPI document of the control API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_router().split_for_parts().1
+}
+
+/// The control API as an axum router (mount at `/`).
+pub fn router(store: outrigger_store::Store, options: Options) -> Router {
+    let state = AppState {
+        store,
+        admin_token_hash: Arc::new(auth::digest(&options.admin_token)),
+        options: Arc::new(options),
+    };
+    let (api, document) = api_router().split_for_parts();
+    let document = Arc::new(document);
+    let api = api
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator))
+        .fallback(|| async { ApiError::not_found("no such route: see GET /api/v1/openapi.json for the routes") })
+        .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .with_state(state);
+    Router::new()
+        .route("/api/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
+        .merge(api)
+}

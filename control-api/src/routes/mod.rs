@@ -1,0 +1,40 @@
+//! Route handlers, one file per resource family.
+
+mod appids;
+mod apply;
+mod projects;
+mod resources;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::AppState;
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(projects::create_project, projects::list_projects))
+        .routes(routes!(projects::get_project, projects::delete_project))
+        .routes(routes!(appids::create_app_id, appids::list_app_ids))
+        .routes(routes!(appids::get_app_id, appids::update_app_id, appids::delete_app_id))
+        .routes(routes!(appids::issue_token, appids::list_tokens))
+        .routes(routes!(appids::revoke_token))
+        .routes(routes!(apply::apply))
+        .routes(routes!(apply::export))
+        .routes(routes!(resources::list_resources))
+        .routes(routes!(resources::get_resource, resources::put_resource, resources::delete_resource))
+}
+
+/// A list answer.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Items<T> {
+    /// The entries, by name.
+    pub items: Vec<T>,
+}
+
+/// Stored Unix milliseconds as an RFC 3339 time.
+pub(crate) fn timestamp(millis: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(millis).single().unwrap_or_default()
+}

@@ -1,0 +1,110 @@
+//! `/api/v1/projects`
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use outrigger_store::{NewProject, Project};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{timestamp, Items};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+use crate::state::{managed_components, ManagedComponent};
+use crate::AppState;
+
+fn enabled() -> bool {
+    true
+}
+
+/// A new project.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct CreateProject {
+    /// DNS label, unique across the installation.
+    name: String,
+    /// Give the project the managed `kvstore` state store (default true).
+    #[serde(default = "enabled")]
+    managed_kvstore: bool,
+    /// Give the project the managed `pubsub` broker (default true).
+    #[serde(default = "enabled")]
+    managed_pubsub: bool,
+}
+
+/// A project and how apps reach it.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProjectOut {
+    name: String,
+    /// What apps set `DAPR_HTTP_ENDPOINT` to.
+    http_endpoint: String,
+    /// What apps set `DAPR_GRPC_ENDPOINT` to.
+    grpc_endpoint: String,
+    /// Components the platform provides.
+    managed_components: Vec<ManagedComponent>,
+    created_at: DateTime<Utc>,
+}
+
+impl ProjectOut {
+    fn new(state: &AppState, project: &Project) -> ProjectOut {
+        ProjectOut {
+            name: project.name.clone(),
+            http_endpoint: state.options.http_endpoint.clone(),
+            grpc_endpoint: state.options.grpc_endpoint.clone(),
+            managed_components: managed_components(project),
+            created_at: timestamp(project.created_at),
+        }
+    }
+}
+
+/// Create a project.
+#[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject, responses(
+    (status = 201, body = ProjectOut),
+    (status = 400, description = "Invalid name", body = ErrorBody),
+    (status = 409, description = "Name taken", body = ErrorBody),
+))]
+pub(crate) async fn create_project(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateProject>,
+) -> ApiResult<(StatusCode, Json<ProjectOut>)> {
+    outrigger_resources::validate_dns_label(&body.name)
+        .map_err(|invalid| ApiError::bad_request("invalid_name", format!("project name: {invalid}")))?;
+    let new = NewProject { name: body.name, managed_kvstore: body.managed_kvstore, managed_pubsub: body.managed_pubsub };
+    let mut tx = state.store.begin().await?;
+    let project = tx.create_project(&new).await?;
+    tx.commit().await?;
+    tracing::info!(project = %project.name, project_id = project.id.as_str(), "project created");
+    Ok((StatusCode::CREATED, Json(ProjectOut::new(&state, &project))))
+}
+
+/// List projects.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", responses((status = 200, body = Items<ProjectOut>)))]
+pub(crate) async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Items<ProjectOut>>> {
+    let projects = state.store.begin().await?.list_projects().await?;
+    Ok(Json(Items { items: projects.iter().map(|project| ProjectOut::new(&state, project)).collect() }))
+}
+
+/// Get one project.
+#[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)), responses(
+    (status = 200, body = ProjectOut),
+    (status = 404, body = ErrorBody),
+))]
+pub(crate) async fn get_project(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ProjectOut>> {
+    let project = state.store.begin().await?.project(&name).await?;
+    Ok(Json(ProjectOut::new(&state, &project)))
+}
+
+/// Delete a project and everything under it.
+#[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)), responses(
+    (status = 204, description = "Deleted"),
+    (status = 404, body = ErrorBody),
+))]
+pub(crate) async fn delete_project(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+    let mut tx = state.store.begin().await?;
+    let project = tx.project(&name).await?;
+    tx.delete_project(&project.id).await?;
+    tx.commit().await?;
+    tracing::info!(project = %name, project_id = project.id.as_str(), "project deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,313 @@
+//! A project's whole configuration as one value.
+//!
+//! Every change to a project (one PUT, one DELETE, an App ID edit, a whole apply) follows the same path:
+//! load the state, change a copy in memory, check that every reference in the copy still resolves, write
+//! the difference. References can therefore never dangle, whichever route changed what.
+
+use std::collections::BTreeMap;
+
+use outrigger_resources::{Document, Invalid, Kind, ProjectCatalog};
+use outrigger_store::{AppIdentity, AppIdentityChange, IssuedToken, Project, Tx};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+
+/// Type names of the managed components, as the component registry knows them.
+const MANAGED_KVSTORE: (&str, &str) = ("kvstore", "state.outrigger");
+const MANAGED_PUBSUB: (&str, &str) = ("pubsub", "pubsub.outrigger");
+
+/// A component the platform provides to a project.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ManagedComponent {
+    /// Component name apps use (`kvstore`, `pubsub`).
+    pub name: &'static str,
+    /// Component type.
+    #[serde(rename = "type")]
+    pub component_type: &'static str,
+}
+
+/// The managed components a project has.
+pub fn managed_components(project: &Project) -> Vec<ManagedComponent> {
+    [(project.managed_kvstore, MANAGED_KVSTORE), (project.managed_pubsub, MANAGED_PUBSUB)]
+        .into_iter()
+        .filter(|(enabled, _)| *enabled)
+        .map(|(_, (name, component_type))| ManagedComponent { name, component_type })
+        .collect()
+}
+
+/// Identifies one resource of a project: an App ID or a Dapr document.
+pub type ResourceKey = (Kind, String);
+
+/// A reference that does not resolve.
+#[derive(Debug)]
+pub struct Broken {
+    /// The resource holding the reference.
+    pub key: ResourceKey,
+    /// What does not resolve.
+    pub invalid: Invalid,
+}
+
+/// Everything configured in one project.
+#[derive(Clone, Debug)]
+pub struct ProjectState {
+    /// The project itself.
+    pub project: Project,
+    /// App IDs by name.
+    pub apps: BTreeMap<String, AppIdentity>,
+    /// Dapr documents by kind and name.
+    pub documents: BTreeMap<ResourceKey, Document>,
+}
+
+impl ProjectCatalog for ProjectState {
+    fn app_id_exists(&self, name: &str) -> bool {
+        self.apps.contains_key(name)
+    }
+
+    fn component_type(&self, name: &str) -> Option<String> {
+        if let Some(managed) = managed_components(&self.project).into_iter().find(|m| m.name == name) {
+            return Some(managed.component_type.to_owned());
+        }
+        let spec = &self.documents.get(&(Kind::Component, name.to_owned()))?.spec;
+        spec.get("type").and_then(|t| t.as_str()).map(str::to_owned)
+    }
+
+    fn configuration_exists(&self, name: &str) -> bool {
+        self.documents.contains_key(&(Kind::Configuration, name.to_owned()))
+    }
+}
+
+impl ProjectState {
+    /// Reads the project's state inside `tx`; an unknown project is 404.
+    pub async fn load(tx: &mut Tx, project_name: &str) -> ApiResult<ProjectState> {
+        let project = tx.project(project_name).await?;
+        let apps = tx.list_app_ids(&project.id).await?.into_iter().map(|app| (app.name.clone(), app)).collect();
+        let documents = tx
+            .all_resources(&project.id)
+            .await?
+            .into_iter()
+            .map(|stored| ((stored.document.kind, stored.document.metadata.name.clone()), stored.document))
+            .collect();
+        Ok(ProjectState { project, apps, documents })
+    }
+
+    /// Whether `name` is taken by a managed component of this project.
+    pub fn is_managed_component(&self, name: &str) -> bool {
+        managed_components(&self.project).iter().any(|m| m.name == name)
+    }
+
+    /// The first reference in the state that does not resolve.
+    pub fn broken_reference(&self) -> Option<Broken> {
+        let app_documents = self.apps.values().map(app_document);
+        let all = app_documents.chain(self.documents.values().cloned());
+        all.into_iter().find_map(|document| {
+            document
+                .check_references(self)
+                .err()
+                .map(|invalid| Broken { key: (document.kind, document.metadata.name.clone()), invalid })
+        })
+    }
+
+    /// Checks references after a change that wrote `touched`: a broken reference in a touched resource is
+    /// bad input (400); one in an untouched resource means the change would leave it dangling (409).
+    pub fn check_after_change(&self, touched: &[ResourceKey]) -> ApiResult<()> {
+        let Some(broken) = self.broken_reference() else { return Ok(()) };
+        let (kind, name) = &broken.key;
+        if touched.contains(&broken.key) {
+            Err(ApiError::bad_request("invalid_resource", format!("{} '{name}': {}", kind.as_str(), broken.invalid)))
+        } else {
+            Err(ApiError::conflict(
+                "still_referenced",
+                format!(
+                    "this change would leave {} '{name}' pointing at something that no longer exists ({}); change or delete that {} first",
+                    kind.as_str(),
+                    broken.invalid,
+                    kind.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// What must be written to turn `self` into `next`.
+    pub fn diff(&self, next: &ProjectState) -> Diff {
+        let mut diff = Diff::default();
+        for (name, app) in &next.apps {
+            match self.apps.get(name) {
+                None => diff.apps_created.push(app.clone()),
+                Some(current) => {
+                    let change = AppIdentityChange::between(current, app);
+                    if !change.is_empty() {
+                        diff.apps_updated.push((name.clone(), change));
+                    }
+                }
+            }
+        }
+        diff.apps_deleted = self.apps.keys().filter(|name| !next.apps.contains_key(*name)).cloned().collect();
+        for (key, document) in &next.documents {
+            match self.documents.get(key) {
+                None => diff.documents_created.push(document.clone()),
+                Some(current) if current != document => diff.documents_updated.push(document.clone()),
+                Some(_) => {}
+            }
+        }
+        diff.documents_deleted = self.documents.keys().filter(|key| !next.documents.contains_key(*key)).cloned().collect();
+        diff
+    }
+}
+
+/// The writes between two states.
+#[derive(Debug, Default)]
+pub struct Diff {
+    apps_created: Vec<AppIdentity>,
+    apps_updated: Vec<(String, AppIdentityChange)>,
+    apps_deleted: Vec<String>,
+    documents_created: Vec<Document>,
+    documents_updated: Vec<Document>,
+    documents_deleted: Vec<ResourceKey>,
+}
+
+/// One resource in an answer that lists changes.
+#[derive(Clone, Debug, Serialize, ToSchema, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRef {
+    /// `Component`, `Subscription`, `Resiliency`, `Configuration`, `HTTPEndpoint` or `AppIdentity`.
+    pub kind: String,
+    /// Resource name.
+    pub name: String,
+    /// For a created App ID: its first API token, shown this once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<String>,
+}
+
+impl ResourceRef {
+    fn new((kind, name): &ResourceKey) -> ResourceRef {
+        ResourceRef { kind: kind.as_str().to_owned(), name: name.clone(), api_token: None }
+    }
+}
+
+/// What a diff did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct Written {
+    /// Created resources (App IDs with their first token).
+    pub created: Vec<ResourceRef>,
+    /// Replaced resources.
+    pub updated: Vec<ResourceRef>,
+    /// Removed resources.
+    pub deleted: Vec<ResourceRef>,
+    /// Tokens issued for created App IDs, by App ID name.
+    pub tokens: BTreeMap<String, IssuedToken>,
+}
+
+impl Diff {
+    /// Which resources the diff touches, as keys.
+    pub fn summary(&self) -> Written {
+        let app_key = |name: &String| (Kind::AppIdentity, name.clone());
+        let document_key = |document: &Document| (document.kind, document.metadata.name.clone());
+        Written {
+            created: (self.apps_created.iter().map(|app| app_key(&app.name)))
+                .chain(self.documents_created.iter().map(document_key))
+                .map(|key| ResourceRef::new(&key))
+                .collect(),
+            updated: (self.apps_updated.iter().map(|(name, _)| app_key(name)))
+                .chain(self.documents_updated.iter().map(document_key))
+                .map(|key| ResourceRef::new(&key))
+                .collect(),
+            deleted: (self.apps_deleted.iter().map(app_key))
+                .chain(self.documents_deleted.iter().cloned())
+                .map(|key| ResourceRef::new(&key))
+                .collect(),
+            tokens: BTreeMap::new(),
+        }
+    }
+
+    /// Writes the diff inside `tx`.
+    pub async fn write(&self, tx: &mut Tx, project: &Project) -> ApiResult<Written> {
+        let mut written = self.summary();
+        for app in &self.apps_created {
+            let (_, token) = tx.create_app_id(&project.id, app).await?;
+            written.tokens.insert(app.name.clone(), token);
+        }
+        for (name, change) in &self.apps_updated {
+            tx.update_app_id(&project.id, name, change).await?;
+        }
+        for document in self.documents_created.iter().chain(&self.documents_updated) {
+            tx.put_resource(&project.id, document).await?;
+        }
+        for (kind, name) in &self.documents_deleted {
+            tx.delete_resource(&project.id, *kind, name).await?;
+        }
+        // App IDs go last: documents that named them in scopes were changed or removed above.
+        for name in &self.apps_deleted {
+            tx.delete_app_id(&project.id, name).await?;
+        }
+        for created in &mut written.created {
+            if let Some(token) = written.tokens.get(&created.name).filter(|_| created.kind == Kind::AppIdentity.as_str()) {
+                created.api_token = Some(token.token.clone());
+            }
+        }
+        Ok(written)
+    }
+}
+
+/// The `AppIdentity` document of an App ID (what apply takes and export gives).
+pub fn app_document(app: &AppIdentity) -> Document {
+    let mut spec = serde_json::Map::new();
+    let fields = [
+        ("appEndpoint", &app.app_endpoint),
+        ("appHealthCheckPath", &app.app_health_check_path),
+        ("appToken", &app.app_token),
+        ("config", &app.config),
+    ];
+    for (field, value) in fields {
+        if let Some(value) = value {
+            spec.insert(field.to_owned(), value.clone().into());
+        }
+    }
+    spec.insert("appProtocol".to_owned(), app.app_protocol.clone().into());
+    Document::new(Kind::AppIdentity, &app.name, serde_json::Value::Object(spec))
+}
+
+/// The App ID an `AppIdentity` document describes (validated).
+pub fn app_from_document(document: &Document) -> Result<AppIdentity, Invalid> {
+    let spec = document.app_identity_spec()?;
+    Ok(AppIdentity {
+        name: document.metadata.name.clone(),
+        app_endpoint: spec.app_endpoint,
+        app_token: spec.app_token,
+        app_protocol: spec.app_protocol.unwrap_or_else(|| "http".to_owned()),
+        app_health_check_path: spec.app_health_check_path,
+        config: spec.config,
+        created_at: 0,
+        updated_at: 0,
+    })
+}
+
+/// What a change closure hands back: its own answer and the resources the request itself wrote.
+pub struct Change<R> {
+    /// The handler's answer.
+    pub output: R,
+    /// Resources the request named; broken references there are the request's fault (400).
+    pub touched: Vec<ResourceKey>,
+}
+
+/// Loads a project's state, lets `edit` change a copy, checks references, and writes the difference
+/// in one transaction (nothing is written in a dry run).
+pub async fn change_project<R>(
+    store: &outrigger_store::Store,
+    project_name: &str,
+    dry_run: bool,
+    edit: impl FnOnce(&mut ProjectState) -> ApiResult<Change<R>>,
+) -> ApiResult<(R, Written)> {
+    let mut tx = store.begin().await?;
+    let current = ProjectState::load(&mut tx, project_name).await?;
+    let mut next = current.clone();
+    let Change { output, touched } = edit(&mut next)?;
+    next.check_after_change(&touched)?;
+    let diff = current.diff(&next);
+    if dry_run {
+        return Ok((output, diff.summary()));
+    }
+    let written = diff.write(&mut tx, &current.project).await?;
+    tx.commit().await?;
+    Ok((output, written))
+}

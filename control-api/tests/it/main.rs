@@ -1,0 +1,12 @@
+//! The control API, in process, on SQLite and on PostgreSQL (every test body runs on both).
+
+mod harness;
+
+mod appids;
+mod apply;
+mod fixtures;
+mod isolation;
+mod openapi;
+mod projects;
+mod resources;
+mod tokens_at_rest;

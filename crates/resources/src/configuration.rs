@@ -1,0 +1,102 @@
+//! Rules for Configuration documents. The whole spec is kept; the access control part,
+//! which Outrigger enforces for service invocation, is checked.
+
+use crate::fields::{
+    as_object, as_str, check_one_of, child, item, optional_list, optional_object, optional_string,
+    required_string, Object,
+};
+use crate::Invalid;
+
+/// daprd compares actions ignoring case.
+const ACTIONS: [&str; 2] = ["allow", "deny"];
+
+const HTTP_VERBS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "*",
+];
+
+/// Checks a Configuration's spec.
+pub(crate) fn check(spec: &Object) -> Result<(), Invalid> {
+    let Some(access_control) = optional_object(spec, "accessControl", "spec")? else {
+        return Ok(());
+    };
+    const PATH: &str = "spec.accessControl";
+    check_optional_action(access_control, "defaultAction", PATH)?;
+    let policies = optional_list(access_control, "policies", PATH)?.unwrap_or_default();
+    for (index, policy) in policies.iter().enumerate() {
+        let path = item(&child(PATH, "policies"), index);
+        let policy = as_object(policy, &path)?;
+        required_string(policy, "appId", &path)?;
+        check_optional_action(policy, "defaultAction", &path)?;
+        let operations = optional_list(policy, "operations", &path)?.unwrap_or_default();
+        for (index, operation) in operations.iter().enumerate() {
+            let path = item(&child(&path, "operations"), index);
+            check_operation(as_object(operation, &path)?, &path)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_operation(operation: &Object, path: &str) -> Result<(), Invalid> {
+    required_string(operation, "name", path)?;
+    let action = required_string(operation, "action", path)?;
+    check_one_of(action, &ACTIONS, true, &child(path, "action"))?;
+    let verbs = optional_list(operation, "httpVerb", path)?.unwrap_or_default();
+    for (index, verb) in verbs.iter().enumerate() {
+        let verb_path = item(&child(path, "httpVerb"), index);
+        check_one_of(as_str(verb, &verb_path)?, &HTTP_VERBS, false, &verb_path)?;
+    }
+    Ok(())
+}
+
+fn check_optional_action(object: &Object, key: &str, path: &str) -> Result<(), Invalid> {
+    match optional_string(object, key, path)? {
+        Some(action) => check_one_of(action, &ACTIONS, true, &child(path, key)),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::{fixtures, parse_document};
+
+    fn check_value(spec: Value) -> Result<(), Invalid> {
+        check(spec.as_object().unwrap())
+    }
+
+    #[test]
+    fn documented_access_control_passes() {
+        let document = parse_document(fixtures::ACCESS_CONTROL.as_bytes(), true).unwrap();
+        assert_eq!(check_value(document.spec), Ok(()));
+    }
+
+    #[test]
+    fn other_configuration_is_kept_unchecked() {
+        let spec =
+            json!({"tracing": {"samplingRate": "1"}, "features": [{"name": "x", "enabled": true}]});
+        assert_eq!(check_value(spec), Ok(()));
+        let spec = json!({"accessControl": {"defaultAction": "Allow"}});
+        assert_eq!(check_value(spec), Ok(()));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let cases = [
+            (json!({"accessControl": {"defaultAction": "permit"}}), "spec.accessControl.defaultAction: 'permit' is not allowed; use one of: allow, deny"),
+            (json!({"accessControl": {"policies": [{"defaultAction": "allow"}]}}), "spec.accessControl.policies[0].appId: required"),
+            (json!({"accessControl": {"policies": [{"appId": "a", "defaultAction": "maybe"}]}}), "spec.accessControl.policies[0].defaultAction: 'maybe' is not allowed"),
+            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"action": "allow"}]}]}}), "spec.accessControl.policies[0].operations[0].name: required"),
+            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x"}]}]}}), "spec.accessControl.policies[0].operations[0].action: required"),
+            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "block"}]}]}}), "operations[0].action: 'block' is not allowed"),
+            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "allow", "httpVerb": ["GET", "FETCH"]}]}]}}), "operations[0].httpVerb[1]: 'FETCH' is not allowed"),
+            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "allow", "httpVerb": "GET"}]}]}}), "operations[0].httpVerb: must be a list"),
+            (json!({"accessControl": "deny"}), "spec.accessControl: must be a mapping"),
+        ];
+        for (spec, expected) in cases {
+            let error = check_value(spec.clone()).expect_err(&spec.to_string());
+            assert!(error.to_string().contains(expected), "{spec}: {error}");
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! Resource documents: reading them from YAML or JSON, normalising them for storage,
+//! checking their references to the rest of a project, and writing them out as YAML.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::fields::{
+    as_object, child, describe, item, optional_list, optional_object, present, required_string,
+    Object,
+};
+use crate::{
+    component, configuration, http_endpoint, lookup, resiliency, subscription, validate_dns_label,
+    BuildingBlock, Invalid, Kind, ParseError,
+};
+
+/// A resource document as stored and exported (Kubernetes-style).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Document {
+    /// The document's `apiVersion`, such as `dapr.io/v1alpha1`.
+    pub api_version: String,
+    /// What the document describes.
+    pub kind: Kind,
+    /// Name, annotations and labels.
+    pub metadata: ObjectMeta,
+    /// The kind-specific body; always a JSON object.
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// App IDs the resource applies to; empty means all of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// For Component and HTTPEndpoint: `{"secretStore": "..."}`, the store that resolves
+    /// `secretKeyRef`s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub auth: Option<Value>,
+}
+
+/// The part of Kubernetes object metadata a project keeps. `namespace` and anything else in
+/// the input is dropped: the project takes the place of the namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectMeta {
+    /// The resource's name, unique per kind within a project.
+    pub name: String,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What [`Document::check_references`] needs to know about the project a document goes into.
+pub trait ProjectCatalog {
+    /// Whether the project has an App ID called `name`.
+    fn app_id_exists(&self, name: &str) -> bool;
+    /// The `spec.type` of the project's component called `name`, if there is one.
+    fn component_type(&self, name: &str) -> Option<String>;
+    /// Whether the project has a Configuration called `name`.
+    fn configuration_exists(&self, name: &str) -> bool;
+}
+
+/// Reads multi-document YAML (documents separated by `---`), skipping empty documents.
+/// A failure names the 0-based index of the document, counting empty ones.
+pub fn parse_documents(yaml: &str) -> Result<Vec<Document>, ParseError> {
+    let mut documents = Vec::new();
+    for (index, deserializer) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
+        let failed = |reason: String| ParseError {
+            index: Some(index),
+            reason,
+        };
+        let value = Value::deserialize(deserializer).map_err(|error| failed(error.to_string()))?;
+        if !value.is_null() {
+            documents.push(document_from_value(value).map_err(failed)?);
+        }
+    }
+    Ok(documents)
+}
+
+/// Reads one document, as YAML when `yaml` is set and as JSON otherwise.
+pub fn parse_document(body: &[u8], yaml: bool) -> Result<Document, ParseError> {
+    let failed = |reason: String| ParseError {
+        index: None,
+        reason,
+    };
+    let value: Value = if yaml {
+        serde_yaml::from_slice(body).map_err(|error| failed(error.to_string()))?
+    } else {
+        serde_json::from_slice(body).map_err(|error| failed(error.to_string()))?
+    };
+    if value.is_null() {
+        return Err(failed("the body holds no document".to_owned()));
+    }
+    document_from_value(value).map_err(failed)
+}
+
+/// Writes documents as multi-document YAML, separated by `---` lines. A document that
+/// export withheld values from is preceded by a comment saying which ones.
+pub fn render_yaml(documents: &[Document]) -> String {
+    documents
+        .iter()
+        .map(render_one)
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn render_one(document: &Document) -> String {
+    let withheld = document.withheld();
+    let mut out = String::new();
+    if !withheld.is_empty() {
+        out.push_str(&format!(
+            "# Values withheld by export: {}.\n\
+             # Supply them (or turn them into secretKeyRefs) before using this document elsewhere;\n\
+             # applying it to the project it came from keeps the values stored there.\n",
+            withheld.join(", ")
+        ));
+    }
+    out.push_str(
+        &serde_yaml::to_string(document)
+            .expect("a Document is plain data with string keys, which YAML can always hold"),
+    );
+    out
+}
+
+/// Builds a document from a parsed value, or says what is wrong with it.
+fn document_from_value(value: Value) -> Result<Document, String> {
+    let Value::Object(mut top) = value else {
+        return Err(format!(
+            "a document must be a mapping, found {}",
+            describe(&value)
+        ));
+    };
+    let kind = match present(&top, "kind") {
+        None => return Err(format!("missing kind; use one of: {}", Kind::known_kinds())),
+        Some(Value::String(text)) => Kind::from_kind_str(text)
+            .ok_or_else(|| format!("unknown kind '{text}'; use one of: {}", Kind::known_kinds()))?,
+        Some(other) => return Err(format!("kind must be a string, found {}", describe(other))),
+    };
+    let api_version = match present(&top, "apiVersion") {
+        None => {
+            return Err(format!(
+                "missing apiVersion; {kind} documents use {}",
+                kind.api_versions().join(" or ")
+            ))
+        }
+        Some(Value::String(text)) => text.clone(),
+        Some(other) => {
+            return Err(format!(
+                "apiVersion must be a string, found {}",
+                describe(other)
+            ))
+        }
+    };
+    let metadata = read_metadata(&top).map_err(|error| error.to_string())?;
+    let spec = match top.remove("spec") {
+        None | Some(Value::Null) => Value::Object(Object::new()),
+        Some(spec @ Value::Object(_)) => spec,
+        Some(other) => {
+            return Err(format!(
+                "spec must be a mapping, found {}",
+                describe(&other)
+            ))
+        }
+    };
+    let scopes = read_strings(&top, "scopes").map_err(|error| error.to_string())?;
+    let auth = match top.remove("auth") {
+        None | Some(Value::Null) => None,
+        Some(auth @ Value::Object(_)) => Some(auth),
+        Some(other) => {
+            return Err(format!(
+                "auth must be a mapping, found {}",
+                describe(&other)
+            ))
+        }
+    };
+    Ok(Document {
+        api_version,
+        kind,
+        metadata,
+        spec,
+        scopes,
+        auth,
+    })
+}
+
+fn read_metadata(top: &Object) -> Result<ObjectMeta, Invalid> {
+    let missing_name = || Invalid::new("missing metadata.name; every document needs a name");
+    let metadata = optional_object(top, "metadata", "")?.ok_or_else(missing_name)?;
+    let name = match present(metadata, "name") {
+        None => return Err(missing_name()),
+        Some(Value::String(name)) if name.is_empty() => return Err(missing_name()),
+        Some(Value::String(name)) => name.clone(),
+        Some(other) => {
+            return Err(Invalid::at(
+                "metadata.name",
+                format!("must be a string, found {}", describe(other)),
+            ))
+        }
+    };
+    Ok(ObjectMeta {
+        name,
+        annotations: read_string_map(metadata, "annotations")?,
+        labels: read_string_map(metadata, "labels")?,
+    })
+}
+
+fn read_string_map(metadata: &Object, key: &str) -> Result<BTreeMap<String, String>, Invalid> {
+    let path = child("metadata", key);
+    let Some(entries) = optional_object(metadata, key, "metadata")? else {
+        return Ok(BTreeMap::new());
+    };
+    entries
+        .iter()
+        .map(|(name, value)| match value {
+            Value::String(text) => Ok((name.clone(), text.clone())),
+            other => Err(Invalid::at(
+                child(&path, name),
+                format!("must be a string, found {}; quote it", describe(other)),
+            )),
+        })
+        .collect()
+}
+
+fn read_strings(top: &Object, key: &str) -> Result<Vec<String>, Invalid> {
+    let Some(items) = optional_list(top, key, "")? else {
+        return Ok(Vec::new());
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(index, value)| match value {
+            Value::String(text) => Ok(text.clone()),
+            other => Err(Invalid::at(
+                item(key, index),
+                format!("must be a string, found {}", describe(other)),
+            )),
+        })
+        .collect()
+}
+
+impl Document {
+    /// A document of `kind` called `name` with `spec`, written with the kind's current
+    /// apiVersion and nothing else set.
+    pub fn new(kind: Kind, name: &str, spec: Value) -> Document {
+        Document {
+            api_version: kind.api_versions()[0].to_owned(),
+            kind,
+            metadata: ObjectMeta {
+                name: name.to_owned(),
+                ..ObjectMeta::default()
+            },
+            spec,
+            scopes: Vec::new(),
+            auth: None,
+        }
+    }
+
+    /// Context-free validation and normalisation; returns the canonical document to store.
+    ///
+    /// A document from an export may still carry the `outrigger.io/withheld` annotation: a
+    /// required value it lists counts as given, and the annotation is kept for
+    /// [`Document::restore_withheld`], which must run before the document is stored.
+    pub fn normalize(mut self) -> Result<Document, Invalid> {
+        let accepted = self.kind.api_versions();
+        if !accepted.contains(&self.api_version.as_str()) {
+            return Err(Invalid::at(
+                "apiVersion",
+                format!(
+                    "'{}' is not an apiVersion of {}; use {}",
+                    self.api_version,
+                    self.kind,
+                    accepted.join(" or ")
+                ),
+            ));
+        }
+        self.kind
+            .check_name(&self.metadata.name)
+            .map_err(|error| error.for_field("metadata.name"))?;
+        self.check_scopes()?;
+        self.check_auth()?;
+        // Also refuses an annotation listing anything export never withholds.
+        let withheld_metadata = self.withheld_entries("metadata")?;
+        let Value::Object(spec) = &mut self.spec else {
+            return Err(Invalid::at(
+                "spec",
+                format!("must be a mapping, found {}", describe(&self.spec)),
+            ));
+        };
+        match self.kind {
+            Kind::Component => component::check(spec, &withheld_metadata)?,
+            Kind::Subscription => subscription::normalize(&mut self.api_version, spec)?,
+            Kind::Resiliency => resiliency::check(spec)?,
+            Kind::Configuration => configuration::check(spec)?,
+            Kind::HttpEndpoint => http_endpoint::check(spec)?,
+            Kind::AppIdentity => drop(self.app_identity_spec()?),
+        }
+        self.spec = with_sorted_keys(self.spec);
+        Ok(self)
+    }
+
+    fn check_scopes(&self) -> Result<(), Invalid> {
+        if let Some(refusal) = self.kind.scopes_refusal() {
+            if !self.scopes.is_empty() {
+                return Err(Invalid::at("scopes", refusal));
+            }
+        }
+        for (index, scope) in self.scopes.iter().enumerate() {
+            validate_dns_label(scope).map_err(|error| error.for_field(item("scopes", index)))?;
+        }
+        Ok(())
+    }
+
+    fn check_auth(&self) -> Result<(), Invalid> {
+        let Some(auth) = &self.auth else {
+            return Ok(());
+        };
+        if !self.kind.takes_auth() {
+            return Err(Invalid::at(
+                "auth",
+                format!(
+                    "{} documents take no auth; only Component and HTTPEndpoint do",
+                    self.kind
+                ),
+            ));
+        }
+        let auth = as_object(auth, "auth")?;
+        if let Some(unknown) = auth.keys().find(|key| key.as_str() != "secretStore") {
+            return Err(Invalid::at(
+                child("auth", unknown),
+                "unknown key; auth has only secretStore",
+            ));
+        }
+        required_string(auth, "secretStore", "auth").map(drop)
+    }
+
+    /// References to the rest of the project: scopes must name existing App IDs, a
+    /// Subscription's pubsubname must name a pub/sub component, an AppIdentity's `config`
+    /// must name a Configuration. Expects a normalised document.
+    pub fn check_references(&self, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
+        for (index, scope) in self.scopes.iter().enumerate() {
+            if !project.app_id_exists(scope) {
+                return Err(Invalid::at(
+                    item("scopes", index),
+                    format!(
+                        "App ID '{scope}' does not exist in this project; create it first or remove it from scopes"
+                    ),
+                ));
+            }
+        }
+        match self.kind {
+            Kind::Subscription => {
+                let spec = as_object(&self.spec, "spec")?;
+                check_pubsub_reference(required_string(spec, "pubsubname", "spec")?, project)
+            }
+            Kind::AppIdentity => match self.app_identity_spec()?.config {
+                Some(config) if !project.configuration_exists(&config) => Err(Invalid::at(
+                    "spec.config",
+                    format!(
+                        "Configuration '{config}' does not exist in this project; create it first or leave config out"
+                    ),
+                )),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check_pubsub_reference(name: &str, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
+    let problem = match project.component_type(name) {
+        None => format!(
+            "there is no component '{name}' in this project; create a pub/sub component first"
+        ),
+        Some(type_name) => {
+            let building_block = lookup(&type_name).map(|known| known.building_block);
+            if building_block == Some(BuildingBlock::PubSub) {
+                return Ok(());
+            }
+            format!("component '{name}' has type {type_name}, which is not a pub/sub; name a pubsub.* component")
+        }
+    };
+    Err(Invalid::at("spec.pubsubname", problem))
+}
+
+/// The same value with every object's keys in sorted order. serde_json keeps maps sorted
+/// unless its `preserve_order` feature is on, which any crate in a build can switch on; this
+/// keeps stored and exported documents deterministic either way.
+fn with_sorted_keys(value: Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut entries: Vec<_> = object.into_iter().collect();
+            entries.sort_by(|(left, _), (right, _)| left.cmp(right));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(key, value)| (key, with_sorted_keys(value)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(with_sorted_keys).collect()),
+        scalar => scalar,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::fixtures;
+
+    fn parse_yaml(yaml: &str) -> Document {
+        parse_document(yaml.as_bytes(), true).unwrap()
+    }
+
+    #[test]
+    fn reads_multi_document_yaml_skipping_empty_documents() {
+        let yaml = format!(
+            "---\n{}---\n---\n# only a comment\n---\n{}",
+            fixtures::REDIS_STATESTORE,
+            fixtures::SUBSCRIPTION_V2
+        );
+        let documents = parse_documents(&yaml).unwrap();
+        let names: Vec<_> = documents
+            .iter()
+            .map(|document| (document.kind, document.metadata.name.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Kind::Component, "statestore"),
+                (Kind::Subscription, "myevent-subscription")
+            ]
+        );
+        assert_eq!(
+            parse_documents(&fixtures::ALL.join("---\n")).unwrap().len(),
+            fixtures::ALL.len()
+        );
+        assert_eq!(parse_documents("").unwrap(), []);
+    }
+
+    #[test]
+    fn a_failing_document_is_named_by_its_index() {
+        let yaml = format!(
+            "{}---\n---\napiVersion: dapr.io/v1alpha1\nkind: Component\nspec: {{}}\n",
+            fixtures::REDIS_STATESTORE
+        );
+        let error = parse_documents(&yaml).unwrap_err();
+        assert_eq!(error.index, Some(2));
+        assert_eq!(
+            error.to_string(),
+            "document at index 2: missing metadata.name; every document needs a name"
+        );
+
+        let broken_syntax = format!("{}---\nkind: [Component\n", fixtures::REDIS_STATESTORE);
+        assert_eq!(parse_documents(&broken_syntax).unwrap_err().index, Some(1));
+    }
+
+    #[test]
+    fn says_what_is_wrong_with_a_document() {
+        let cases = [
+            ("- a\n- b\n", "a document must be a mapping, found a list"),
+            ("apiVersion: dapr.io/v1alpha1\nmetadata: {name: x}\n", "missing kind; use one of: Component, Subscription, Resiliency, Configuration, HTTPEndpoint, AppIdentity"),
+            ("kind: Secret\nmetadata: {name: x}\n", "unknown kind 'Secret'; use one of: Component, Subscription, Resiliency, Configuration, HTTPEndpoint, AppIdentity"),
+            ("kind: [Component]\n", "kind must be a string, found a list"),
+            ("kind: Subscription\nmetadata: {name: x}\n", "missing apiVersion; Subscription documents use dapr.io/v2alpha1 or dapr.io/v1alpha1"),
+            ("kind: Component\napiVersion: 1\n", "apiVersion must be a string, found a number"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\n", "missing metadata.name; every document needs a name"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: ''}\n", "missing metadata.name; every document needs a name"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: x\n", "metadata: must be a mapping, found a string"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: 5}\n", "metadata.name: must be a string, found a number"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: x, labels: {tier: 1}}\n", "metadata.labels.tier: must be a string, found a number; quote it"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: x}\nspec: [a]\n", "spec must be a mapping, found a list"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: x}\nscopes: app\n", "scopes: must be a list, found a string"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: x}\nscopes: [a, 1]\n", "scopes[1]: must be a string, found a number"),
+            ("kind: Component\napiVersion: dapr.io/v1alpha1\nmetadata: {name: x}\nauth: vault\n", "auth must be a mapping, found a string"),
+        ];
+        for (yaml, expected) in cases {
+            let error = parse_documents(yaml).expect_err(yaml);
+            assert_eq!(error.index, Some(0), "{yaml}");
+            assert_eq!(error.reason, expected, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn reads_one_document_as_json_or_yaml() {
+        let from_yaml = parse_yaml(fixtures::REDIS_STATESTORE);
+        let json = serde_json::to_vec(&from_yaml).unwrap();
+        assert_eq!(parse_document(&json, false).unwrap(), from_yaml);
+        assert_eq!(
+            from_yaml.spec["metadata"][0],
+            json!({"name": "redisHost", "value": "localhost:6379"})
+        );
+
+        for (body, yaml) in [(&b""[..], true), (b"null", false), (b"{", false)] {
+            let error = parse_document(body, yaml).unwrap_err();
+            assert_eq!(error.index, None);
+        }
+        let two = format!(
+            "{}---\n{}",
+            fixtures::REDIS_STATESTORE,
+            fixtures::REDIS_PUBSUB
+        );
+        assert!(parse_document(two.as_bytes(), true).is_err());
+    }
+
+    #[test]
+    fn namespace_and_other_cluster_metadata_are_dropped_and_spec_defaults_to_empty() {
+        let document = parse_yaml(
+            "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: appconfig\n  namespace: production\n  uid: 1234\n  annotations: {owner: team-a}\nstatus: {}\n",
+        );
+        assert_eq!(document.metadata.name, "appconfig");
+        assert_eq!(
+            document.metadata.annotations,
+            BTreeMap::from([("owner".to_owned(), "team-a".to_owned())])
+        );
+        assert_eq!(document.spec, json!({}));
+        assert_eq!(document.normalize().unwrap().spec, json!({}));
+    }
+
+    #[test]
+    fn every_fixture_normalizes_and_normalizing_twice_changes_nothing() {
+        for yaml in fixtures::ALL {
+            let once = parse_yaml(yaml)
+                .normalize()
+                .unwrap_or_else(|error| panic!("{error}\n{yaml}"));
+            assert_eq!(once.clone().normalize().unwrap(), once, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn v1alpha1_subscription_is_stored_as_v2alpha1() {
+        let stored = parse_yaml(fixtures::SUBSCRIPTION_V1).normalize().unwrap();
+        assert_eq!(
+            render_yaml(&[stored]),
+            "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: order-pub-sub\n\
+             spec:\n  pubsubname: orderpubsub\n  routes:\n    default: /checkout\n  topic: orders\n\
+             scopes:\n- orderprocessing\n- checkout\n"
+        );
+    }
+
+    #[test]
+    fn normalize_refuses_documents_that_break_the_kind_rules() {
+        let statestore = || parse_yaml(fixtures::REDIS_STATESTORE);
+        let app = || parse_yaml(fixtures::APP_IDENTITY);
+        let cases: Vec<(Document, &str)> = vec![
+            (Document { api_version: "dapr.io/v2alpha1".into(), ..statestore() }, "apiVersion: 'dapr.io/v2alpha1' is not an apiVersion of Component; use dapr.io/v1alpha1"),
+            (Document { api_version: "dapr.io/v1".into(), ..app() }, "apiVersion: 'dapr.io/v1' is not an apiVersion of AppIdentity; use outrigger.io/v1alpha1 or cra.diagrid.io/v1beta1"),
+            (Document { metadata: ObjectMeta { name: "State_Store".into(), ..ObjectMeta::default() }, ..statestore() }, "metadata.name: 'State_Store' contains 'S'"),
+            (Document { metadata: ObjectMeta { name: "check.out".into(), ..ObjectMeta::default() }, ..app() }, "metadata.name: 'check.out' contains '.'"),
+            (Document { scopes: vec!["app1".into(), "App2".into()], ..statestore() }, "scopes[1]: 'App2' contains 'A'"),
+            (Document { scopes: vec!["app1".into()], ..app() }, "scopes: AppIdentity documents take no scopes"),
+            (Document { scopes: vec!["app1".into()], ..parse_yaml(fixtures::ACCESS_CONTROL) }, "scopes: Configuration documents take no scopes; an App ID picks its configuration with its config field"),
+            (Document { auth: Some(json!({"secretStore": "vault"})), ..parse_yaml(fixtures::SUBSCRIPTION_V2) }, "auth: Subscription documents take no auth"),
+            (Document { auth: Some(json!({"secretStore": ""})), ..statestore() }, "auth.secretStore: required"),
+            (Document { auth: Some(json!({"store": "vault"})), ..statestore() }, "auth.store: unknown key"),
+            (Document { spec: json!([]), ..statestore() }, "spec: must be a mapping, found a list"),
+        ];
+        for (document, expected) in cases {
+            let error = document.clone().normalize().expect_err(expected);
+            assert!(
+                error.to_string().starts_with(expected),
+                "{error}\nexpected: {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn stored_spec_keeps_unknown_fields_with_sorted_keys() {
+        let yaml = "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata: {name: api}\n\
+                    spec: {zeta: {b: 1, a: 2}, baseUrl: 'https://a.example', alpha: [{y: 1, x: 2}]}\n";
+        let stored = parse_yaml(yaml).normalize().unwrap();
+        assert_eq!(
+            serde_json::to_string(&stored.spec).unwrap(),
+            r#"{"alpha":[{"x":2,"y":1}],"baseUrl":"https://a.example","zeta":{"a":2,"b":1}}"#
+        );
+    }
+
+    #[test]
+    fn serializes_fields_in_kubernetes_order_and_skips_empty_ones() {
+        let stored = parse_yaml(fixtures::HTTP_ENDPOINT).normalize().unwrap();
+        let json = serde_json::to_string(&stored).unwrap();
+        let positions: Vec<_> = [
+            "\"apiVersion\"",
+            "\"kind\"",
+            "\"metadata\"",
+            "\"spec\"",
+            "\"auth\"",
+        ]
+        .iter()
+        .map(|key| {
+            json.find(key)
+                .unwrap_or_else(|| panic!("{key} missing from {json}"))
+        })
+        .collect();
+        assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{json}");
+        assert!(
+            !json.contains("\"scopes\"")
+                && !json.contains("\"annotations\"")
+                && !json.contains("\"labels\"")
+        );
+        let round_trip: Document = serde_json::from_str(&json).unwrap();
+        assert_eq!(round_trip, stored);
+    }
+
+    #[test]
+    fn render_is_stable_and_separates_documents() {
+        let documents: Vec<Document> = fixtures::ALL
+            .iter()
+            .map(|yaml| parse_yaml(yaml).normalize().unwrap())
+            .collect();
+        let rendered = render_yaml(&documents);
+        assert_eq!(rendered, render_yaml(&documents.clone()));
+        assert_eq!(rendered.matches("---\n").count(), documents.len() - 1);
+        assert_eq!(parse_documents(&rendered).unwrap(), documents);
+        assert_eq!(render_yaml(&[]), "");
+        assert_eq!(
+            render_yaml(&documents[..1]),
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: statestore\nspec:\n  metadata:\n  \
+             - name: redisHost\n    value: localhost:6379\n  - name: redisPassword\n    value: ''\n  \
+             - name: actorStateStore\n    value: 'true'\n  type: state.redis\n  version: v1\n"
+        );
+    }
+
+    #[test]
+    fn render_explains_withheld_values() {
+        let exported = parse_yaml(fixtures::HTTP_ENDPOINT)
+            .normalize()
+            .unwrap()
+            .for_export();
+        let rendered = render_yaml(&[parse_yaml(fixtures::REDIS_PUBSUB), exported]);
+        let second = rendered.split("---\n").nth(1).unwrap();
+        assert!(second.starts_with(
+            "# Values withheld by export: spec.headers.Authorization.\n\
+             # Supply them (or turn them into secretKeyRefs) before using this document elsewhere;\n"
+        ), "{second}");
+        assert!(
+            second.contains("outrigger.io/withheld: spec.headers.Authorization\n"),
+            "{second}"
+        );
+    }
+
+    struct Catalog {
+        app_ids: BTreeSet<&'static str>,
+        components: BTreeMap<&'static str, &'static str>,
+        configurations: BTreeSet<&'static str>,
+    }
+
+    impl ProjectCatalog for Catalog {
+        fn app_id_exists(&self, name: &str) -> bool {
+            self.app_ids.contains(name)
+        }
+        fn component_type(&self, name: &str) -> Option<String> {
+            self.components
+                .get(name)
+                .map(|type_name| (*type_name).to_owned())
+        }
+        fn configuration_exists(&self, name: &str) -> bool {
+            self.configurations.contains(name)
+        }
+    }
+
+    fn project() -> Catalog {
+        Catalog {
+            app_ids: BTreeSet::from(["app1", "app2", "checkout", "orderprocessing"]),
+            components: BTreeMap::from([
+                ("orderpubsub", "pubsub.redis"),
+                ("pubsub", "pubsub.outrigger"),
+                ("statestore", "state.redis"),
+            ]),
+            configurations: BTreeSet::from(["appconfig"]),
+        }
+    }
+
+    #[test]
+    fn references_that_resolve_pass() {
+        for yaml in fixtures::ALL {
+            let document = parse_yaml(yaml).normalize().unwrap();
+            assert_eq!(document.check_references(&project()), Ok(()), "{yaml}");
+        }
+        let mut managed = parse_yaml(fixtures::SUBSCRIPTION_V2).normalize().unwrap();
+        managed.spec["pubsubname"] = json!("pubsub");
+        assert_eq!(managed.check_references(&project()), Ok(()));
+    }
+
+    #[test]
+    fn references_that_do_not_resolve_say_what_to_create() {
+        let subscription = || parse_yaml(fixtures::SUBSCRIPTION_V2).normalize().unwrap();
+        let mut unknown_scope = subscription();
+        unknown_scope.scopes.push("billing".into());
+        let mut missing_pubsub = subscription();
+        missing_pubsub.spec["pubsubname"] = json!("events");
+        let mut state_as_pubsub = subscription();
+        state_as_pubsub.spec["pubsubname"] = json!("statestore");
+        let mut missing_config = parse_yaml(fixtures::APP_IDENTITY).normalize().unwrap();
+        missing_config.spec["config"] = json!("tracing");
+        let cases = [
+            (unknown_scope, "scopes[2]: App ID 'billing' does not exist in this project; create it first or remove it from scopes"),
+            (missing_pubsub, "spec.pubsubname: there is no component 'events' in this project; create a pub/sub component first"),
+            (state_as_pubsub, "spec.pubsubname: component 'statestore' has type state.redis, which is not a pub/sub; name a pubsub.* component"),
+            (missing_config, "spec.config: Configuration 'tracing' does not exist in this project; create it first or leave config out"),
+        ];
+        for (document, expected) in cases {
+            assert_eq!(
+                document
+                    .check_references(&project())
+                    .unwrap_err()
+                    .to_string(),
+                expected
+            );
+        }
+    }
+}

@@ -1,0 +1,490 @@
+//! Control-plane persistence.
+//!
+//! One set of queries runs on both engines through sqlx's `Any` driver: SQLite for the embedded default,
+//! PostgreSQL for the distributed form. Every operation on a project's contents takes the [`ProjectId`]
+//! first; a `ProjectId` can only be obtained by looking a project up, so no query can reach into a project
+//! the caller did not resolve.
+
+mod records;
+mod tokens;
+
+use std::str::FromStr;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Row};
+
+pub use records::{AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo};
+pub use tokens::{hash_token, IssuedToken};
+
+use outrigger_resources::{Document, Kind};
+
+/// Failures of the control-plane store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The named thing does not exist (or belongs to another project, which is answered the same way).
+    #[error("{what} '{name}' not found")]
+    NotFound { what: &'static str, name: String },
+    /// A unique name is already taken.
+    #[error("{what} '{name}' already exists")]
+    AlreadyExists { what: &'static str, name: String },
+    /// The database URL is not one this build understands.
+    #[error("unsupported database URL '{0}': use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedUrl(String),
+    /// A stored document no longer parses; the database was edited by hand or by a newer version.
+    #[error("stored {kind} '{name}' is corrupt: {reason}")]
+    Corrupt { kind: String, name: String, reason: String },
+    /// The database failed.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Applying migrations failed.
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Result of store operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which database engine backs the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Engine {
+    /// The embedded default: one SQLite file.
+    Sqlite,
+    /// The distributed form.
+    Postgres,
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// The control-plane database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    engine: Engine,
+}
+
+impl Store {
+    /// Connects to `sqlite://…` or `postgres://…`. A SQLite file is created when missing.
+    pub async fn connect(url: &str) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Engine::Postgres
+        } else {
+            return Err(Error::UnsupportedUrl(url.to_owned()));
+        };
+        let options = AnyConnectOptions::from_str(url)?;
+        let pool = match engine {
+            // SQLite allows one writer; a single connection serialises control-plane writes instead of
+            // failing deferred transactions with SQLITE_BUSY when two of them try to upgrade at once.
+            Engine::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(1)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?
+            }
+            Engine::Postgres => AnyPoolOptions::new().max_connections(8).connect_with(options).await?,
+        };
+        Ok(Store { pool, engine })
+    }
+
+    /// The engine behind this store.
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    fn migrator(&self) -> &'static sqlx::migrate::Migrator {
+        match self.engine {
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Applies pending migrations of this engine's set.
+    pub async fn migrate(&self) -> Result<()> {
+        self.migrator().run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// How many of this engine's migrations the database has not applied yet.
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        let migrator = self.migrator();
+        // A database never migrated has no bookkeeping table; every migration is then pending.
+        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+            {
+                Vec::new()
+            }
+            Err(err) => return Err(err.into()),
+        };
+        Ok(migrator.iter().filter(|migration| !applied.contains(&migration.version)).count())
+    }
+
+    /// Starts a transaction; every store operation runs inside one.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx { tx: self.pool.begin().await? })
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A transaction over the control-plane tables. Dropped without [`Tx::commit`], it rolls back.
+pub struct Tx {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether a database error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
+fn is_unique_violation(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("23505" | "2067" | "1555")),
+        _ => false,
+    }
+}
+
+impl Tx {
+    /// Makes the transaction's changes durable.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    // === projects ===
+
+    /// Creates a project; its name must be free.
+    pub async fn create_project(&mut self, new: &NewProject) -> Result<Project> {
+        let project = Project {
+            id: ProjectId(new_id("prj")),
+            name: new.name.clone(),
+            managed_kvstore: new.managed_kvstore,
+            managed_pubsub: new.managed_pubsub,
+            created_at: now_millis(),
+        };
+        sqlx::query(
+            "INSERT INTO projects (id, name, managed_kvstore, managed_pubsub, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(&project.id.0)
+        .bind(&project.name)
+        .bind(i64::from(project.managed_kvstore))
+        .bind(i64::from(project.managed_pubsub))
+        .bind(project.created_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                Error::AlreadyExists { what: "project", name: new.name.clone() }
+            } else {
+                err.into()
+            }
+        })?;
+        Ok(project)
+    }
+
+    /// All projects, by name.
+    pub async fn list_projects(&mut self) -> Result<Vec<Project>> {
+        let rows = sqlx::query(&format!("SELECT {} FROM projects ORDER BY name", records::PROJECT_COLUMNS))
+            .fetch_all(&mut *self.tx)
+            .await?;
+        rows.iter().map(records::project_from_row).collect()
+    }
+
+    /// Looks a project up by name. This is the only way to obtain a [`ProjectId`].
+    pub async fn project(&mut self, name: &str) -> Result<Project> {
+        let row = sqlx::query(&format!("SELECT {} FROM projects WHERE name = $1", records::PROJECT_COLUMNS))
+            .bind(name)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: "project", name: name.to_owned() })?;
+        records::project_from_row(&row)
+    }
+
+    /// Deletes a project and everything under it.
+    pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
+        // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
+        for table in ["api_tokens", "resources", "app_ids", "projects"] {
+            let column = if table == "projects" { "id" } else { "project_id" };
+            sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
+                .bind(&project.0)
+                .execute(&mut *self.tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    // === App IDs ===
+
+    /// Registers an App ID in the project and issues its first API token.
+    pub async fn create_app_id(&mut self, project: &ProjectId, app: &AppIdentity) -> Result<(AppIdentity, IssuedToken)> {
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO app_ids (project_id, name, app_endpoint, app_token, app_protocol, app_health_check_path, config, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        )
+        .bind(&project.0)
+        .bind(&app.name)
+        .bind(&app.app_endpoint)
+        .bind(&app.app_token)
+        .bind(&app.app_protocol)
+        .bind(&app.app_health_check_path)
+        .bind(&app.config)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(|err| {
+            if is_unique_violation(&err) {
+                Error::AlreadyExists { what: "App ID", name: app.name.clone() }
+            } else {
+                err.into()
+            }
+        })?;
+        let token = self.insert_token(project, &app.name, now).await?;
+        let stored = AppIdentity { created_at: now, updated_at: now, ..app.clone() };
+        Ok((stored, token))
+    }
+
+    /// The project's App IDs, by name.
+    pub async fn list_app_ids(&mut self, project: &ProjectId) -> Result<Vec<AppIdentity>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM app_ids WHERE project_id = $1 ORDER BY name",
+            records::APP_ID_COLUMNS
+        ))
+        .bind(&project.0)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(records::app_identity_from_row).collect()
+    }
+
+    /// One App ID of the project.
+    pub async fn app_id(&mut self, project: &ProjectId, name: &str) -> Result<AppIdentity> {
+        let row = sqlx::query(&format!(
+            "SELECT {} FROM app_ids WHERE project_id = $1 AND name = $2",
+            records::APP_ID_COLUMNS
+        ))
+        .bind(&project.0)
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?
+        .ok_or_else(|| Error::NotFound { what: "App ID", name: name.to_owned() })?;
+        records::app_identity_from_row(&row)
+    }
+
+    /// Applies a change to an App ID and returns the result.
+    pub async fn update_app_id(&mut self, project: &ProjectId, name: &str, change: &AppIdentityChange) -> Result<AppIdentity> {
+        let mut app = self.app_id(project, name).await?;
+        change.apply_to(&mut app);
+        app.updated_at = now_millis();
+        sqlx::query(
+            "UPDATE app_ids SET app_endpoint = $3, app_token = $4, app_protocol = $5, app_health_check_path = $6, config = $7, updated_at = $8 \
+             WHERE project_id = $1 AND name = $2",
+        )
+        .bind(&project.0)
+        .bind(name)
+        .bind(&app.app_endpoint)
+        .bind(&app.app_token)
+        .bind(&app.app_protocol)
+        .bind(&app.app_health_check_path)
+        .bind(&app.config)
+        .bind(app.updated_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(app)
+    }
+
+    /// Deletes an App ID and its tokens.
+    pub async fn delete_app_id(&mut self, project: &ProjectId, name: &str) -> Result<()> {
+        sqlx::query("DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2")
+            .bind(&project.0)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?;
+        let deleted = sqlx::query("DELETE FROM app_ids WHERE project_id = $1 AND name = $2")
+            .bind(&project.0)
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(Error::NotFound { what: "App ID", name: name.to_owned() });
+        }
+        Ok(())
+    }
+
+    // === API tokens ===
+
+    async fn insert_token(&mut self, project: &ProjectId, app_name: &str, now: i64) -> Result<IssuedToken> {
+        let issued = IssuedToken::generate(now);
+        sqlx::query(
+            "INSERT INTO api_tokens (id, project_id, app_name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+        )
+        .bind(&issued.id)
+        .bind(&project.0)
+        .bind(app_name)
+        .bind(hash_token(&issued.token))
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(issued)
+    }
+
+    /// Issues a new token for an App ID; tokens that had no expiry now expire after `grace_seconds`.
+    pub async fn rotate_token(&mut self, project: &ProjectId, app_name: &str, grace_seconds: u32) -> Result<IssuedToken> {
+        self.app_id(project, app_name).await?;
+        let now = now_millis();
+        let expires_at = now + i64::from(grace_seconds) * 1000;
+        sqlx::query(
+            "UPDATE api_tokens SET expires_at = $3 WHERE project_id = $1 AND app_name = $2 AND (expires_at IS NULL OR expires_at > $3)",
+        )
+        .bind(&project.0)
+        .bind(app_name)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        // Tokens past their expiry are dead weight: drop them so revocation and listing only see live ones.
+        sqlx::query("DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2 AND expires_at <= $3")
+            .bind(&project.0)
+            .bind(app_name)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await?;
+        self.insert_token(project, app_name, now).await
+    }
+
+    /// The App ID's tokens that are still valid (never their secrets).
+    pub async fn list_tokens(&mut self, project: &ProjectId, app_name: &str) -> Result<Vec<TokenInfo>> {
+        self.app_id(project, app_name).await?;
+        let rows = sqlx::query(
+            "SELECT id, created_at, expires_at FROM api_tokens \
+             WHERE project_id = $1 AND app_name = $2 AND (expires_at IS NULL OR expires_at > $3) ORDER BY created_at, id",
+        )
+        .bind(&project.0)
+        .bind(app_name)
+        .bind(now_millis())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TokenInfo { id: row.try_get("id")?, created_at: row.try_get("created_at")?, expires_at: row.try_get("expires_at")? })
+            })
+            .collect()
+    }
+
+    /// Revokes one token at once.
+    pub async fn revoke_token(&mut self, project: &ProjectId, app_name: &str, token_id: &str) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2 AND id = $3")
+            .bind(&project.0)
+            .bind(app_name)
+            .bind(token_id)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(Error::NotFound { what: "token", name: token_id.to_owned() });
+        }
+        Ok(())
+    }
+
+    // === Dapr resources ===
+
+    /// The project's documents of one kind, by name.
+    pub async fn list_resources(&mut self, project: &ProjectId, kind: Kind) -> Result<Vec<StoredResource>> {
+        let rows = sqlx::query(
+            "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 ORDER BY name",
+        )
+        .bind(&project.0)
+        .bind(kind.as_str())
+        .fetch_all(&mut *self.tx)
+        .await?;
+        rows.iter().map(records::resource_from_row).collect()
+    }
+
+    /// One document, or `None` when absent.
+    pub async fn find_resource(&mut self, project: &ProjectId, kind: Kind, name: &str) -> Result<Option<StoredResource>> {
+        let row = sqlx::query(
+            "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(&project.0)
+        .bind(kind.as_str())
+        .bind(name)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.as_ref().map(records::resource_from_row).transpose()
+    }
+
+    /// Creates or replaces a document; answers whether it was created.
+    pub async fn put_resource(&mut self, project: &ProjectId, document: &Document) -> Result<bool> {
+        let now = now_millis();
+        let json = serde_json::to_string(document).expect("documents serialise to JSON");
+        let updated = sqlx::query(
+            "UPDATE resources SET document = $4, updated_at = $5 WHERE project_id = $1 AND kind = $2 AND name = $3",
+        )
+        .bind(&project.0)
+        .bind(document.kind.as_str())
+        .bind(&document.metadata.name)
+        .bind(&json)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        if updated > 0 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO resources (project_id, kind, name, document, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(&project.0)
+        .bind(document.kind.as_str())
+        .bind(&document.metadata.name)
+        .bind(&json)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(true)
+    }
+
+    /// Deletes a document.
+    pub async fn delete_resource(&mut self, project: &ProjectId, kind: Kind, name: &str) -> Result<()> {
+        let deleted = sqlx::query("DELETE FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3")
+            .bind(&project.0)
+            .bind(kind.as_str())
+            .bind(name)
+            .execute(&mut *self.tx)
+            .await?
+            .rows_affected();
+        if deleted == 0 {
+            return Err(Error::NotFound { what: kind.as_str(), name: name.to_owned() });
+        }
+        Ok(())
+    }
+
+    /// Every Dapr document of the project, in kind order then by name.
+    pub async fn all_resources(&mut self, project: &ProjectId) -> Result<Vec<StoredResource>> {
+        let mut all = Vec::new();
+        for kind in Kind::DAPR {
+            all.extend(self.list_resources(project, kind).await?);
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,187 @@
+//! Plain records read from and written to the control-plane tables.
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use outrigger_resources::{Document, Kind};
+
+use crate::{Error, Result};
+
+/// The internal identifier of a project: the tenant every query is scoped by.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ProjectId(pub(crate) String);
+
+impl ProjectId {
+    /// The identifier as text (for logs and span fields).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a new project is created with.
+#[derive(Clone, Debug)]
+pub struct NewProject {
+    /// DNS label, unique across the installation.
+    pub name: String,
+    /// Whether the project gets the managed `kvstore` state store.
+    pub managed_kvstore: bool,
+    /// Whether the project gets the managed `pubsub` broker.
+    pub managed_pubsub: bool,
+}
+
+/// A stored project.
+#[derive(Clone, Debug)]
+pub struct Project {
+    /// Tenant identifier.
+    pub id: ProjectId,
+    /// Unique name.
+    pub name: String,
+    /// Has the managed `kvstore`.
+    pub managed_kvstore: bool,
+    /// Has the managed `pubsub`.
+    pub managed_pubsub: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, created_at";
+
+pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
+    Ok(Project {
+        id: ProjectId(row.try_get("id")?),
+        name: row.try_get("name")?,
+        managed_kvstore: row.try_get::<i64, _>("managed_kvstore")? != 0,
+        managed_pubsub: row.try_get::<i64, _>("managed_pubsub")? != 0,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+/// An App ID: the identity an app's calls carry, and how the platform calls the app back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppIdentity {
+    /// DNS label, unique in the project.
+    pub name: String,
+    /// Where the platform reaches the app (pub/sub push, invocation, health checks).
+    pub app_endpoint: Option<String>,
+    /// Sent to the app as `dapr-api-token` on callbacks.
+    pub app_token: Option<String>,
+    /// `http` or `grpc`.
+    pub app_protocol: String,
+    /// Path probed for app health.
+    pub app_health_check_path: Option<String>,
+    /// Name of the Dapr Configuration that applies to this app.
+    pub config: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+pub(crate) const APP_ID_COLUMNS: &str =
+    "name, app_endpoint, app_token, app_protocol, app_health_check_path, config, created_at, updated_at";
+
+pub(crate) fn app_identity_from_row(row: &AnyRow) -> Result<AppIdentity> {
+    Ok(AppIdentity {
+        name: row.try_get("name")?,
+        app_endpoint: row.try_get("app_endpoint")?,
+        app_token: row.try_get("app_token")?,
+        app_protocol: row.try_get("app_protocol")?,
+        app_health_check_path: row.try_get("app_health_check_path")?,
+        config: row.try_get("config")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+/// A partial update of an App ID: `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Clone, Debug, Default)]
+pub struct AppIdentityChange {
+    /// New app endpoint.
+    pub app_endpoint: Option<Option<String>>,
+    /// New app token.
+    pub app_token: Option<Option<String>>,
+    /// New protocol (cannot be cleared).
+    pub app_protocol: Option<String>,
+    /// New health-check path.
+    pub app_health_check_path: Option<Option<String>>,
+    /// New Configuration name.
+    pub config: Option<Option<String>>,
+}
+
+impl AppIdentityChange {
+    /// Writes the change onto `app`.
+    pub fn apply_to(&self, app: &mut AppIdentity) {
+        if let Some(value) = &self.app_endpoint {
+            app.app_endpoint.clone_from(value);
+        }
+        if let Some(value) = &self.app_token {
+            app.app_token.clone_from(value);
+        }
+        if let Some(value) = &self.app_protocol {
+            app.app_protocol.clone_from(value);
+        }
+        if let Some(value) = &self.app_health_check_path {
+            app.app_health_check_path.clone_from(value);
+        }
+        if let Some(value) = &self.config {
+            app.config.clone_from(value);
+        }
+    }
+
+    /// The change that turns `current` into `target` (fields compared one by one, timestamps ignored).
+    pub fn between(current: &AppIdentity, target: &AppIdentity) -> AppIdentityChange {
+        fn differs<T: PartialEq + Clone>(a: &T, b: &T) -> Option<T> {
+            (a != b).then(|| b.clone())
+        }
+        AppIdentityChange {
+            app_endpoint: differs(&current.app_endpoint, &target.app_endpoint),
+            app_token: differs(&current.app_token, &target.app_token),
+            app_protocol: differs(&current.app_protocol, &target.app_protocol),
+            app_health_check_path: differs(&current.app_health_check_path, &target.app_health_check_path),
+            config: differs(&current.config, &target.config),
+        }
+    }
+
+    /// Whether the change changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.app_endpoint.is_none()
+            && self.app_token.is_none()
+            && self.app_protocol.is_none()
+            && self.app_health_check_path.is_none()
+            && self.config.is_none()
+    }
+}
+
+/// A token's public facts.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    /// Token identifier (used to revoke it).
+    pub id: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds after which the token is refused; `None` = until rotated or revoked.
+    pub expires_at: Option<i64>,
+}
+
+/// A stored Dapr document.
+#[derive(Clone, Debug)]
+pub struct StoredResource {
+    /// The normalised document.
+    pub document: Document,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// Unix milliseconds.
+    pub updated_at: i64,
+}
+
+pub(crate) fn resource_from_row(row: &AnyRow) -> Result<StoredResource> {
+    let kind: String = row.try_get("kind")?;
+    let name: String = row.try_get("name")?;
+    let json: String = row.try_get("document")?;
+    let document: Document = serde_json::from_str(&json)
+        .map_err(|err| Error::Corrupt { kind: kind.clone(), name: name.clone(), reason: err.to_string() })?;
+    if Kind::from_kind_str(&kind) != Some(document.kind) {
+        return Err(Error::Corrupt { kind, name, reason: "kind column and document disagree".into() });
+    }
+    Ok(StoredResource { document, created_at: row.try_get("created_at")?, updated_at: row.try_get("updated_at")? })
+}

@@ -1,0 +1,177 @@
+//! Server configuration: built-in defaults, then an optional TOML file (`--config` / `OUTRIGGER_CONFIG`),
+//! then `OUTRIGGER_*` environment variables; validated once, then passed down as plain values.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables with the `OUTRIGGER_` prefix that belong to the CLI client, not the server.
+const CLIENT_VARIABLES: [&str; 4] = ["url", "token", "project", "config"];
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// Everything the server processes read at start. Each field is also an environment variable:
+/// `OUTRIGGER_` + the field name in upper case (e.g. `data_dir` = `OUTRIGGER_DATA_DIR`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded default keeps its data: the SQLite control-plane database and the generated
+    /// operator token. Default `./.outrigger`.
+    pub data_dir: PathBuf,
+    /// Control-plane database: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. Default: a SQLite file
+    /// `outrigger.db` in `data_dir`.
+    pub database_url: Option<String>,
+    /// Operator token for the control API. When unset, the embedded default generates one on first start
+    /// and stores it in `data_dir/admin-token`; `control-api` requires it.
+    pub admin_token: Option<String>,
+    /// Control API (and console) listen address. Default `0.0.0.0:8080`.
+    pub control_api_addr: SocketAddr,
+    /// Dapr HTTP API listen address. Default `0.0.0.0:3500` (the Dapr default, so SDKs find it unset).
+    pub http_addr: SocketAddr,
+    /// Dapr gRPC API listen address. Default `0.0.0.0:50001`.
+    pub grpc_addr: SocketAddr,
+    /// What projects report as their `httpEndpoint` (apps' `DAPR_HTTP_ENDPOINT`). Default
+    /// `http://127.0.0.1:<http port>`; set it to the address apps reach behind a load balancer.
+    pub public_http_endpoint: Option<String>,
+    /// What projects report as their `grpcEndpoint` (apps' `DAPR_GRPC_ENDPOINT`). Default
+    /// `http://127.0.0.1:<grpc port>`.
+    pub public_grpc_endpoint: Option<String>,
+    /// Largest control-API request body in bytes; larger ones get 413. Default 4 MiB.
+    pub control_api_max_body_bytes: usize,
+    /// `text` or `json`. Default `text`.
+    pub log_format: LogFormat,
+    /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from(".outrigger"),
+            database_url: None,
+            admin_token: None,
+            control_api_addr: ([0, 0, 0, 0], 8080).into(),
+            http_addr: ([0, 0, 0, 0], 3500).into(),
+            grpc_addr: ([0, 0, 0, 0], 50001).into(),
+            public_http_endpoint: None,
+            public_grpc_endpoint: None,
+            control_api_max_body_bytes: 4 * 1024 * 1024,
+            log_format: LogFormat::Text,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// Shortest operator token accepted from configuration.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+impl Config {
+    /// Reads defaults, then `file` if given, then the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("configuration file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        let env = Env::prefixed("OUTRIGGER_").filter(|key| !CLIENT_VARIABLES.iter().any(|client| key == *client));
+        let config: Config = figment.merge(env).extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.database_url {
+            if !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| url.starts_with(scheme)) {
+                bail!("OUTRIGGER_DATABASE_URL must start with sqlite:// or postgres://, got '{url}'");
+            }
+        }
+        if let Some(token) = &self.admin_token {
+            if token.trim().len() < MIN_ADMIN_TOKEN_LEN {
+                bail!("OUTRIGGER_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LEN} characters");
+            }
+        }
+        for (name, endpoint) in [
+            ("OUTRIGGER_PUBLIC_HTTP_ENDPOINT", &self.public_http_endpoint),
+            ("OUTRIGGER_PUBLIC_GRPC_ENDPOINT", &self.public_grpc_endpoint),
+        ] {
+            if let Some(endpoint) = endpoint {
+                if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                    bail!("{name} must be an http:// or https:// URL, got '{endpoint}'");
+                }
+            }
+        }
+        if self.control_api_max_body_bytes == 0 {
+            bail!("OUTRIGGER_CONTROL_API_MAX_BODY_BYTES must be greater than 0");
+        }
+        Ok(())
+    }
+
+    /// The control-plane database URL, defaulting to a SQLite file in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("outrigger.db").display()))
+    }
+}
+
+#[cfg(test)]
+// figment's Jail hands its closures a large error type; that is its API, not ours.
+#[allow(clippy::result_large_err)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_point_at_the_data_dir() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.database_url(), "sqlite://.outrigger/outrigger.db?mode=rwc");
+        assert_eq!(config.http_addr.port(), 3500);
+        assert_eq!(config.grpc_addr.port(), 50001);
+        assert_eq!(config.control_api_addr.port(), 8080);
+    }
+
+    #[test]
+    fn file_then_environment_override_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("outrigger.toml", "data_dir = \"/srv/outrigger\"\nhttp_addr = \"127.0.0.1:3600\"\n")?;
+            jail.set_env("OUTRIGGER_HTTP_ADDR", "127.0.0.1:3700");
+            jail.set_env("OUTRIGGER_URL", "http://client-only:8080");
+            let config = Config::load(Some(Path::new("outrigger.toml"))).map_err(|err| format!("{err:#}"))?;
+            assert_eq!(config.data_dir, PathBuf::from("/srv/outrigger"));
+            assert_eq!(config.http_addr, "127.0.0.1:3700".parse().unwrap());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn invalid_values_are_refused_with_the_variable_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OUTRIGGER_DATABASE_URL", "mysql://db");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("OUTRIGGER_DATABASE_URL"), "{err}");
+            jail.set_env("OUTRIGGER_DATABASE_URL", "sqlite://x.db");
+            jail.set_env("OUTRIGGER_ADMIN_TOKEN", "short");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("OUTRIGGER_ADMIN_TOKEN"), "{err}");
+            jail.set_env("OUTRIGGER_ADMIN_TOKEN", "a-long-enough-operator-token");
+            jail.set_env("OUTRIGGER_HTTP_ADRR", "typo");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("http_adrr"), "{err}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,248 @@
+//! The server processes: all-in-one (the embedded default), `control-api`, `gateway`, and `migrate`.
+
+use std::future::{Future, IntoFuture};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use axum::extract::Request;
+use axum::Router;
+use outrigger_store::Store;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceBuilder;
+
+use crate::config::Config;
+
+/// Name of the file in the data directory that holds a generated operator token.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// Connects to the control-plane database and applies pending migrations.
+async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
+    let store = connect(config).await?;
+    store.migrate().await.context("applying control-plane migrations")?;
+    Ok(store)
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Store> {
+    let url = config.database_url();
+    if config.database_url.is_none() {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    }
+    Store::connect(&url).await.with_context(|| format!("connecting to the control-plane database ({})", redact(&url)))
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// `outrigger migrate`.
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let store = migrated_store(&config).await?;
+    store.close().await;
+    tracing::info!(database = %redact(&config.database_url()), "control-plane migrations applied");
+    Ok(())
+}
+
+/// The operator token: configured, or (embedded default only) read from / generated into the data dir.
+fn admin_token(config: &Config, may_generate: bool) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        return Ok(token.trim().to_owned());
+    }
+    if !may_generate {
+        bail!("OUTRIGGER_ADMIN_TOKEN is not set: the control API needs an operator token (at least 16 characters)");
+    }
+    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
+    if path.exists() {
+        let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(token.trim().to_owned());
+    }
+    let token = generate_admin_token();
+    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    print_first_start_banner(&path, &token);
+    Ok(token)
+}
+
+fn generate_admin_token() -> String {
+    use rand::RngCore;
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+    format!("ora_{hex}")
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+fn print_first_start_banner(path: &Path, token: &str) {
+    println!(
+        "\nOutrigger generated an operator token and stored it in {path}:\n\n    {token}\n\n\
+         The CLI reads that file when run from this directory; elsewhere set OUTRIGGER_TOKEN.\n\
+         Next steps:\n\
+         \x20   outrigger project create demo\n\
+         \x20   outrigger appid create orders --project demo\n\
+         then give the app the three DAPR_* variables that command prints.\n",
+        path = path.display()
+    );
+}
+
+/// Resolves when Ctrl-C or SIGTERM arrives, and cancels `shutdown`.
+async fn watch_signals(shutdown: CancellationToken) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+        () = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+}
+
+async fn bind(addr: SocketAddr, what: &str, variable: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the {what} to {addr} (is another process using it? set {variable} to change it)"))
+}
+
+/// Serves `router` on `listener` until `shutdown`, letting in-flight requests finish.
+fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> impl Future<Output = std::io::Result<()>> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).into_future()
+}
+
+/// The Dapr HTTP API wrapped in daprd's path hygiene (which must run before routing).
+fn serve_dapr_http(listener: TcpListener, shutdown: CancellationToken) -> impl Future<Output = std::io::Result<()>> {
+    let service = ServiceBuilder::new()
+        .map_request(|req: Request| outrigger_gateway::clean_path(req))
+        .service(outrigger_gateway::http_router());
+    axum::serve(listener, <_ as axum::ServiceExt<Request>>::into_make_service(service))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .into_future()
+}
+
+fn local_endpoint(addr: SocketAddr) -> String {
+    format!("http://127.0.0.1:{}", addr.port())
+}
+
+/// Which parts one process runs.
+pub struct Roles {
+    /// Serve the control API.
+    pub control_api: bool,
+    /// Serve the Dapr HTTP and gRPC APIs.
+    pub gateway: bool,
+    /// Generate and store the operator token when none is configured (embedded default only).
+    pub generate_admin_token: bool,
+}
+
+impl Roles {
+    /// The embedded default: everything in one process.
+    pub const ALL_IN_ONE: Roles = Roles { control_api: true, gateway: true, generate_admin_token: true };
+    /// `outrigger control-api`.
+    pub const CONTROL_API: Roles = Roles { control_api: true, gateway: false, generate_admin_token: false };
+    /// `outrigger gateway`.
+    pub const GATEWAY: Roles = Roles { control_api: false, gateway: true, generate_admin_token: false };
+}
+
+/// Runs the given roles until Ctrl-C or SIGTERM.
+pub async fn run(config: Config, roles: Roles, migrate_first: bool) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+    let mut ready = Vec::new();
+
+    let mut dapr_addrs = None;
+    if roles.gateway {
+        let http = bind(config.http_addr, "Dapr HTTP API", "OUTRIGGER_HTTP_ADDR").await?;
+        let grpc = bind(config.grpc_addr, "Dapr gRPC API", "OUTRIGGER_GRPC_ADDR").await?;
+        let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
+        dapr_addrs = Some((http_addr, grpc_addr));
+        ready.push(("dapr_http", http_addr));
+        ready.push(("dapr_grpc", grpc_addr));
+        tasks.spawn(serve_dapr_http(http, shutdown.clone()));
+        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(), shutdown.clone()));
+    }
+
+    let mut store = None;
+    if roles.control_api {
+        let opened = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
+        let pending = opened.pending_migrations().await?;
+        if pending > 0 {
+            bail!("the control-plane database lacks {pending} migration(s): run `outrigger migrate` first");
+        }
+        let admin_token = admin_token(&config, roles.generate_admin_token)?;
+        let listener = bind(config.control_api_addr, "control API", "OUTRIGGER_CONTROL_API_ADDR").await?;
+        let addr = listener.local_addr()?;
+        ready.push(("control_api", addr));
+        let (default_http, default_grpc) = match dapr_addrs {
+            Some((http, grpc)) => (local_endpoint(http), local_endpoint(grpc)),
+            None => (local_endpoint(config.http_addr), local_endpoint(config.grpc_addr)),
+        };
+        let options = outrigger_control_api::Options {
+            http_endpoint: config.public_http_endpoint.clone().unwrap_or(default_http),
+            grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or(default_grpc),
+            admin_token,
+            max_body_bytes: config.control_api_max_body_bytes,
+        };
+        tasks.spawn(serve(listener, outrigger_control_api::router(opened.clone(), options), shutdown.clone()));
+        store = Some(opened);
+    }
+
+    let field = |name: &str| ready.iter().find(|(role, _)| *role == name).map(|(_, addr)| addr.to_string());
+    tracing::info!(
+        control_api = field("control_api").as_deref(),
+        dapr_http = field("dapr_http").as_deref(),
+        dapr_grpc = field("dapr_grpc").as_deref(),
+        data_dir = %config.data_dir.display(),
+        "outrigger ready"
+    );
+
+    let signals = tokio::spawn(watch_signals(shutdown.clone()));
+    let mut failure = None;
+    while let Some(joined) = tasks.join_next().await {
+        let outcome = joined.context("a server task panicked").and_then(|served| served.context("a server stopped"));
+        if let Err(err) = outcome {
+            tracing::error!(error = %format!("{err:#}"), "server failed; shutting the rest down");
+            failure.get_or_insert(err);
+        }
+        // Whatever ended first, the others follow.
+        shutdown.cancel();
+    }
+    signals.abort();
+    if let Some(store) = store {
+        store.close().await;
+    }
+    match failure {
+        Some(err) => Err(err),
+        None => {
+            tracing::info!("outrigger stopped");
+            Ok(())
+        }
+    }
+}

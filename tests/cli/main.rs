@@ -1,0 +1,10 @@
+//! The `outrigger` client subcommands against a real all-in-one server, plus the server's
+//! process lifecycle that the client relies on (readiness, SIGTERM, restarts, first-start token).
+
+mod harness;
+
+mod appids;
+mod failures;
+mod lifecycle;
+mod manifests;
+mod projects;
