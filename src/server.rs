@@ -128,13 +128,17 @@ async fn watch_signals(shutdown: CancellationToken) {
 }
 
 async fn bind(addr: SocketAddr, what: &str, variable: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the {what} to {addr} (is another process using it? set {variable} to change it)"))
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("binding the {what} to {addr} (is another process using it? set {variable} to change it)")
+    })
 }
 
 /// Serves `router` on `listener` until `shutdown`, letting in-flight requests finish.
-fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> impl Future<Output = std::io::Result<()>> {
+fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> impl Future<Output = std::io::Result<()>> {
     axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).into_future()
 }
 
@@ -192,11 +196,11 @@ pub async fn run(config: Config, roles: Roles, migrate_first: bool) -> anyhow::R
     let mut store = None;
     if roles.control_api {
         let opened = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
+        let admin_token = admin_token(&config, roles.generate_admin_token)?;
         let pending = opened.pending_migrations().await?;
         if pending > 0 {
             bail!("the control-plane database lacks {pending} migration(s): run `outrigger migrate` first");
         }
-        let admin_token = admin_token(&config, roles.generate_admin_token)?;
         let listener = bind(config.control_api_addr, "control API", "OUTRIGGER_CONTROL_API_ADDR").await?;
         let addr = listener.local_addr()?;
         ready.push(("control_api", addr));

@@ -17,7 +17,11 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
 }
 
 /// Rejects requests without the operator token.
-pub(crate) async fn require_operator(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub(crate) async fn require_operator(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = req
         .headers()
         .get(AUTHORIZATION)

@@ -23,10 +23,7 @@ async fn read_body(req: Request, state: &AppState) -> Result<Bytes, ApiError> {
 
 /// Whether the request declares a YAML body.
 fn is_yaml(req: &Request) -> bool {
-    req.headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.contains("yaml"))
+    req.headers().get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).is_some_and(|value| value.contains("yaml"))
 }
 
 /// A JSON body: malformed JSON is 400, JSON of the wrong shape is 422.

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -72,17 +74,20 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The control API as an axum router (mount at `/`).
 pub fn router(store: outrigger_store::Store, options: Options) -> Router {
-    let state = AppState {
-        store,
-        admin_token_hash: Arc::new(auth::digest(&options.admin_token)),
-        options: Arc::new(options),
-    };
+    let state =
+        AppState { store, admin_token_hash: Arc::new(auth::digest(&options.admin_token)), options: Arc::new(options) };
     let (api, document) = api_router().split_for_parts();
     let document = Arc::new(document);
     let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator))
         .fallback(|| async { ApiError::not_found("no such route: see GET /api/v1/openapi.json for the routes") })
         .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
+        .layer(
+            // One structured line per request: method, path, status and latency.
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
         .with_state(state);
     Router::new()
         .route("/api/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))

@@ -150,7 +150,8 @@ impl ProjectState {
                 Some(_) => {}
             }
         }
-        diff.documents_deleted = self.documents.keys().filter(|key| !next.documents.contains_key(*key)).cloned().collect();
+        diff.documents_deleted =
+            self.documents.keys().filter(|key| !next.documents.contains_key(*key)).cloned().collect();
         diff
     }
 }
@@ -241,7 +242,9 @@ impl Diff {
             tx.delete_app_id(&project.id, name).await?;
         }
         for created in &mut written.created {
-            if let Some(token) = written.tokens.get(&created.name).filter(|_| created.kind == Kind::AppIdentity.as_str()) {
+            if let Some(token) =
+                written.tokens.get(&created.name).filter(|_| created.kind == Kind::AppIdentity.as_str())
+            {
                 created.api_token = Some(token.token.clone());
             }
         }

@@ -24,5 +24,6 @@ pub fn http_router() -> Router {
 
 /// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
 pub fn grpc_router() -> Router {
-    Router::new().fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
+    Router::new()
+        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
 }

@@ -56,10 +56,7 @@ impl ApiClient {
 
     /// Sends a request and fails unless the answer is a success status.
     pub async fn send(&self, request: RequestBuilder) -> anyhow::Result<Response> {
-        let response = request
-            .send()
-            .await
-            .map_err(|error| self.transport_error(error))?;
+        let response = request.send().await.map_err(|error| self.transport_error(error))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -69,49 +66,31 @@ impl ApiClient {
     }
 
     pub async fn get_json(&self, segments: &[&str]) -> anyhow::Result<Value> {
-        let response = self
-            .send(self.request(Method::GET, self.url(segments)))
-            .await?;
+        let response = self.send(self.request(Method::GET, self.url(segments))).await?;
         read_json(response).await
     }
 
     /// GETs a route that can answer YAML, as text.
     pub async fn get_yaml(&self, segments: &[&str]) -> anyhow::Result<String> {
-        let request = self
-            .request(Method::GET, self.url(segments))
-            .header(ACCEPT, "application/yaml");
+        let request = self.request(Method::GET, self.url(segments)).header(ACCEPT, "application/yaml");
         let response = self.send(request).await?;
-        response
-            .text()
-            .await
-            .context("reading the control API's answer")
+        response.text().await.context("reading the control API's answer")
     }
 
-    pub async fn send_json(
-        &self,
-        method: Method,
-        segments: &[&str],
-        body: &Value,
-    ) -> anyhow::Result<Value> {
-        let response = self
-            .send(self.request(method, self.url(segments)).json(body))
-            .await?;
+    pub async fn send_json(&self, method: Method, segments: &[&str], body: &Value) -> anyhow::Result<Value> {
+        let response = self.send(self.request(method, self.url(segments)).json(body)).await?;
         read_json(response).await
     }
 
     /// POSTs YAML to `url` and reads the JSON answer.
     pub async fn post_yaml(&self, url: Url, yaml: String) -> anyhow::Result<Value> {
-        let request = self
-            .request(Method::POST, url)
-            .header(CONTENT_TYPE, "application/yaml")
-            .body(yaml);
+        let request = self.request(Method::POST, url).header(CONTENT_TYPE, "application/yaml").body(yaml);
         let response = self.send(request).await?;
         read_json(response).await
     }
 
     pub async fn delete(&self, segments: &[&str]) -> anyhow::Result<()> {
-        self.send(self.request(Method::DELETE, self.url(segments)))
-            .await?;
+        self.send(self.request(Method::DELETE, self.url(segments))).await?;
         Ok(())
     }
 
@@ -132,18 +111,11 @@ impl ApiClient {
 }
 
 async fn read_json(response: Response) -> anyhow::Result<Value> {
-    response
-        .json()
-        .await
-        .context("reading the control API's JSON answer")
+    response.json().await.context("reading the control API's JSON answer")
 }
 
 fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
-    let hint = if status == StatusCode::UNAUTHORIZED {
-        "; check --token/OUTRIGGER_TOKEN"
-    } else {
-        ""
-    };
+    let hint = if status == StatusCode::UNAUTHORIZED { "; check --token/OUTRIGGER_TOKEN" } else { "" };
     match serde_json::from_str::<ErrorBody>(body) {
         Ok(ErrorBody { code, message }) => anyhow!("{message} ({status}, {code}){hint}"),
         Err(_) if body.trim().is_empty() => anyhow!("the control API answered {status}{hint}"),

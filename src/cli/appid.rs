@@ -96,10 +96,9 @@ struct AppSettings {
     /// Path on your app that answers health checks, e.g. /healthz
     #[arg(long)]
     app_health_check_path: Option<String>,
-    /// Name of the Dapr Configuration resource that applies to this App ID (`--config` is the
-    /// global option naming Outrigger's own configuration file)
+    /// Name of the Dapr Configuration resource that applies to this App ID
     #[arg(long, value_name = "NAME")]
-    configuration: Option<String>,
+    app_config: Option<String>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug)]
@@ -116,16 +115,12 @@ impl AppSettings {
             ("appEndpoint", &self.app_endpoint),
             ("appToken", &self.app_token),
             ("appHealthCheckPath", &self.app_health_check_path),
-            ("config", &self.configuration),
+            ("config", &self.app_config),
         ];
         let mut body = Map::new();
         for (field, value) in text_settings {
             if let Some(value) = value {
-                let value = if value.is_empty() {
-                    Value::Null
-                } else {
-                    Value::String(value.clone())
-                };
+                let value = if value.is_empty() { Value::Null } else { Value::String(value.clone()) };
                 body.insert(field.to_owned(), value);
             }
         }
@@ -143,17 +138,11 @@ impl AppSettings {
 pub async fn run(api: &ApiClient, args: AppIdArgs) -> anyhow::Result<()> {
     let project = args.project.name()?;
     match args.command {
-        AppIdCommand::Create {
-            name,
-            settings,
-            output,
-        } => {
+        AppIdCommand::Create { name, settings, output } => {
             let environment = environment_project(api, output.output, project).await?;
             let mut body = settings.to_body();
             body.insert("name".to_owned(), name.clone().into());
-            let created = api
-                .send_json(Method::POST, &["projects", project, "appids"], &body.into())
-                .await?;
+            let created = api.send_json(Method::POST, &["projects", project, "appids"], &body.into()).await?;
             emit(output.output, &created, app_id_table)?;
             if let Some(project) = environment {
                 print_app_environment(&project, &name, issued_token(&created)?);
@@ -162,26 +151,18 @@ pub async fn run(api: &ApiClient, args: AppIdArgs) -> anyhow::Result<()> {
         }
         AppIdCommand::List { output } => {
             let app_ids = api.get_json(&["projects", project, "appids"]).await?;
-            emit(output.output, &app_ids, |answer| {
-                Table::from_items(APP_ID_COLUMNS, answer, app_id_row)
-            })
+            emit(output.output, &app_ids, |answer| Table::from_items(APP_ID_COLUMNS, answer, app_id_row))
         }
         AppIdCommand::Get { name, output } => {
-            let app_id = api
-                .get_json(&["projects", project, "appids", &name])
-                .await?;
+            let app_id = api.get_json(&["projects", project, "appids", &name]).await?;
             emit(output.output, &app_id, app_id_table)
         }
-        AppIdCommand::Update {
-            name,
-            settings,
-            output,
-        } => {
+        AppIdCommand::Update { name, settings, output } => {
             let body = settings.to_body();
             if body.is_empty() {
                 anyhow::bail!(
                     "nothing to update: give at least one of --app-endpoint, --app-token, --app-protocol, \
-                     --app-health-check-path, --configuration"
+                     --app-health-check-path, --app-config"
                 );
             }
             let path = ["projects", project, "appids", &name];
@@ -193,35 +174,23 @@ pub async fn run(api: &ApiClient, args: AppIdArgs) -> anyhow::Result<()> {
             println!("App ID {name} deleted from project {project}");
             Ok(())
         }
-        AppIdCommand::RotateToken {
-            name,
-            grace_seconds,
-            output,
-        } => {
+        AppIdCommand::RotateToken { name, grace_seconds, output } => {
             let environment = environment_project(api, output.output, project).await?;
-            let body = grace_seconds
-                .map_or_else(|| json!({}), |seconds| json!({ "graceSeconds": seconds }));
+            let body = grace_seconds.map_or_else(|| json!({}), |seconds| json!({ "graceSeconds": seconds }));
             let path = ["projects", project, "appids", &name, "tokens"];
             let issued = api.send_json(Method::POST, &path, &body).await?;
-            emit(output.output, &issued, |token| {
-                Table::single(TOKEN_COLUMNS, token, token_row)
-            })?;
+            emit(output.output, &issued, |token| Table::single(TOKEN_COLUMNS, token, token_row))?;
             if let Some(project) = environment {
                 print_app_environment(&project, &name, issued_token(&issued)?);
             }
             Ok(())
         }
         AppIdCommand::Tokens { name, output } => {
-            let tokens = api
-                .get_json(&["projects", project, "appids", &name, "tokens"])
-                .await?;
-            emit(output.output, &tokens, |answer| {
-                Table::from_items(TOKEN_COLUMNS, answer, token_row)
-            })
+            let tokens = api.get_json(&["projects", project, "appids", &name, "tokens"]).await?;
+            emit(output.output, &tokens, |answer| Table::from_items(TOKEN_COLUMNS, answer, token_row))
         }
         AppIdCommand::RevokeToken { name, token_id } => {
-            api.delete(&["projects", project, "appids", &name, "tokens", &token_id])
-                .await?;
+            api.delete(&["projects", project, "appids", &name, "tokens", &token_id]).await?;
             println!("token {token_id} of App ID {name} revoked");
             Ok(())
         }
@@ -244,9 +213,7 @@ pub async fn environment_project(
 
 /// The secret of a token the control API just issued.
 fn issued_token(answer: &Value) -> anyhow::Result<&str> {
-    answer["apiToken"]
-        .as_str()
-        .context("the control API's answer lacks the issued apiToken")
+    answer["apiToken"].as_str().context("the control API's answer lacks the issued apiToken")
 }
 
 /// Prints a freshly issued API token with the environment an app sets to use Outrigger as its
@@ -259,29 +226,18 @@ pub fn print_app_environment(project: &Value, app_id: &str, api_token: &str) {
     println!("Set in the environment of the app that runs as {app_id}:");
     println!("DAPR_HTTP_ENDPOINT={}", cell(project, "/httpEndpoint"));
     println!("DAPR_GRPC_ENDPOINT={}", cell(project, "/grpcEndpoint"));
-    println!("DAPR_TOKEN={api_token}");
+    println!("DAPR_API_TOKEN={api_token}");
 }
 
-const APP_ID_COLUMNS: &[&str] = &[
-    "NAME",
-    "PROTOCOL",
-    "APP ENDPOINT",
-    "HEALTH CHECK PATH",
-    "CONFIG",
-    "APP TOKEN",
-    "UPDATED",
-];
+const APP_ID_COLUMNS: &[&str] =
+    &["NAME", "PROTOCOL", "APP ENDPOINT", "HEALTH CHECK PATH", "CONFIG", "APP TOKEN", "UPDATED"];
 
 fn app_id_table(app_id: &Value) -> Table {
     Table::single(APP_ID_COLUMNS, app_id, app_id_row)
 }
 
 fn app_id_row(app_id: &Value) -> Vec<String> {
-    let app_token = if app_id["hasAppToken"] == Value::Bool(true) {
-        "set"
-    } else {
-        "-"
-    };
+    let app_token = if app_id["hasAppToken"] == Value::Bool(true) { "set" } else { "-" };
     vec![
         cell(app_id, "/name"),
         cell(app_id, "/appProtocol"),
@@ -296,11 +252,7 @@ fn app_id_row(app_id: &Value) -> Vec<String> {
 const TOKEN_COLUMNS: &[&str] = &["TOKEN ID", "CREATED", "EXPIRES"];
 
 fn token_row(token: &Value) -> Vec<String> {
-    let expires = if token["expiresAt"].is_string() {
-        cell(token, "/expiresAt")
-    } else {
-        "never".to_owned()
-    };
+    let expires = if token["expiresAt"].is_string() { cell(token, "/expiresAt") } else { "never".to_owned() };
     vec![cell(token, "/id"), cell(token, "/createdAt"), expires]
 }
 
@@ -325,16 +277,14 @@ mod tests {
     #[test]
     fn project_option_works_before_and_after_the_subcommand() {
         for args in [["-p", "shop", "list"], ["list", "-p", "shop"]] {
-            let parsed =
-                AppId::try_parse_from(std::iter::once("appid").chain(args)).expect("parsing");
+            let parsed = AppId::try_parse_from(std::iter::once("appid").chain(args)).expect("parsing");
             assert_eq!(parsed.args.project.name().expect("a project"), "shop");
         }
     }
 
     fn body(args: &[&str]) -> Value {
         let parsed =
-            Settings::try_parse_from(std::iter::once("settings").chain(args.iter().copied()))
-                .expect("parsing");
+            Settings::try_parse_from(std::iter::once("settings").chain(args.iter().copied())).expect("parsing");
         Value::Object(parsed.settings.to_body())
     }
 
@@ -342,14 +292,7 @@ mod tests {
     fn only_given_settings_are_sent_and_empty_ones_are_null() {
         assert_eq!(body(&[]), json!({}));
         assert_eq!(
-            body(&[
-                "--app-endpoint",
-                "",
-                "--configuration",
-                "appconfig",
-                "--app-protocol",
-                "grpc"
-            ]),
+            body(&["--app-endpoint", "", "--app-config", "appconfig", "--app-protocol", "grpc"]),
             json!({"appEndpoint": null, "config": "appconfig", "appProtocol": "grpc"})
         );
         assert_eq!(

@@ -61,11 +61,7 @@ pub async fn apply(api: &ApiClient, args: ApplyArgs) -> anyhow::Result<()> {
     }
     let created = outcome["created"].as_array().into_iter().flatten();
     for app_id in created.filter(|created| created["apiToken"].is_string()) {
-        print_app_environment(
-            &environment,
-            &cell(app_id, "/name"),
-            &cell(app_id, "/apiToken"),
-        );
+        print_app_environment(&environment, &cell(app_id, "/name"), &cell(app_id, "/apiToken"));
     }
     Ok(())
 }
@@ -78,8 +74,7 @@ pub async fn export(api: &ApiClient, args: ExportArgs) -> anyhow::Result<()> {
         Some(dir) => {
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             let file = dir.join(format!("{project}.yaml"));
-            std::fs::write(&file, documents)
-                .with_context(|| format!("writing {}", file.display()))?;
+            std::fs::write(&file, documents).with_context(|| format!("writing {}", file.display()))?;
             println!("project {project} exported to {}", file.display());
         }
     }
@@ -90,11 +85,7 @@ fn outcome_table(outcome: &Value) -> Table {
     let mut table = Table::new(&["ACTION", "KIND", "NAME"]);
     for action in OUTCOMES {
         for entry in outcome[action].as_array().into_iter().flatten() {
-            table.push(vec![
-                action.to_owned(),
-                cell(entry, "/kind"),
-                cell(entry, "/name"),
-            ]);
+            table.push(vec![action.to_owned(), cell(entry, "/kind"), cell(entry, "/name")]);
         }
     }
     table
@@ -103,20 +94,12 @@ fn outcome_table(outcome: &Value) -> Table {
 /// The YAML at `path` as one multi-document text: the file itself, or the directory's *.yaml and
 /// *.yml files in name order (so that a numbered prefix orders them) joined by `---` lines.
 fn read_documents(path: &Path) -> anyhow::Result<String> {
-    let metadata =
-        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    let metadata = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     let files = if metadata.is_dir() {
         let mut files = Vec::new();
-        for entry in
-            std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))?
-        {
-            let file = entry
-                .with_context(|| format!("listing {}", path.display()))?
-                .path();
-            let is_yaml = matches!(
-                file.extension().and_then(|extension| extension.to_str()),
-                Some("yaml" | "yml")
-            );
+        for entry in std::fs::read_dir(path).with_context(|| format!("listing {}", path.display()))? {
+            let file = entry.with_context(|| format!("listing {}", path.display()))?.path();
+            let is_yaml = matches!(file.extension().and_then(|extension| extension.to_str()), Some("yaml" | "yml"));
             if is_yaml && file.is_file() {
                 files.push(file);
             }
@@ -131,8 +114,7 @@ fn read_documents(path: &Path) -> anyhow::Result<String> {
     };
     let mut documents = String::new();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .with_context(|| format!("reading {}", file.display()))?;
+        let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
         // A file that opens with its own `---` needs no separator; adding one would make an empty document.
         if !documents.is_empty() && !opens_with_document_marker(&text) {
             documents.push_str("---\n");
@@ -147,8 +129,7 @@ fn read_documents(path: &Path) -> anyhow::Result<String> {
 
 /// Whether YAML text starts with a `---` document start marker line.
 fn opens_with_document_marker(text: &str) -> bool {
-    text.strip_prefix("---")
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
+    text.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace))
 }
 
 #[cfg(test)]
@@ -158,8 +139,7 @@ mod tests {
     #[test]
     fn a_directory_is_its_yaml_files_in_name_order_joined_without_empty_documents() {
         let dir = tempfile::tempdir().expect("creating a directory");
-        let write =
-            |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("writing");
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).expect("writing");
         write("b.yml", "---\nkind: B\n");
         write("a.yaml", "kind: A");
         write("c.yaml", "kind: C\n---\nkind: D\n");
@@ -168,10 +148,7 @@ mod tests {
         std::fs::write(dir.path().join("nested.yaml/deep.yaml"), "kind: Deep\n").expect("writing");
 
         let documents = read_documents(dir.path()).expect("reading the directory");
-        assert_eq!(
-            documents,
-            "kind: A\n---\nkind: B\n---\nkind: C\n---\nkind: D\n"
-        );
+        assert_eq!(documents, "kind: A\n---\nkind: B\n---\nkind: C\n---\nkind: D\n");
     }
 
     #[test]
@@ -179,20 +156,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("creating a directory");
         let file = dir.path().join("one.txt");
         std::fs::write(&file, "kind: A\n").expect("writing");
-        assert_eq!(
-            read_documents(&file).expect("reading the file"),
-            "kind: A\n"
-        );
+        assert_eq!(read_documents(&file).expect("reading the file"), "kind: A\n");
     }
 
     #[test]
     fn a_directory_without_yaml_is_an_error() {
         let dir = tempfile::tempdir().expect("creating a directory");
         let error = read_documents(dir.path()).expect_err("nothing to apply");
-        assert!(
-            error.to_string().contains("no *.yaml or *.yml files"),
-            "{error}"
-        );
+        assert!(error.to_string().contains("no *.yaml or *.yml files"), "{error}");
     }
 
     #[test]

@@ -18,12 +18,7 @@ use clap::{Args, Subcommand};
 #[derive(Args, Debug, Clone)]
 pub struct ConnectionArgs {
     /// Base URL of the control API
-    #[arg(
-        long,
-        env = "OUTRIGGER_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "OUTRIGGER_URL", default_value = "http://127.0.0.1:8080", global = true)]
     pub url: reqwest::Url,
 
     /// Operator token for the control API. When absent it is read from
@@ -68,16 +63,10 @@ pub async fn run(connection: ConnectionArgs, command: ClientCommand) -> anyhow::
         ClientCommand::Project(command) => project::run(&api, command).await,
         ClientCommand::Appid(args) => appid::run(&api, args).await,
         ClientCommand::Component(args) => resource::run(&api, &resource::COMPONENTS, args).await,
-        ClientCommand::Subscription(args) => {
-            resource::run(&api, &resource::SUBSCRIPTIONS, args).await
-        }
+        ClientCommand::Subscription(args) => resource::run(&api, &resource::SUBSCRIPTIONS, args).await,
         ClientCommand::Resiliency(args) => resource::run(&api, &resource::RESILIENCIES, args).await,
-        ClientCommand::Configuration(args) => {
-            resource::run(&api, &resource::CONFIGURATIONS, args).await
-        }
-        ClientCommand::Httpendpoint(args) => {
-            resource::run(&api, &resource::HTTP_ENDPOINTS, args).await
-        }
+        ClientCommand::Configuration(args) => resource::run(&api, &resource::CONFIGURATIONS, args).await,
+        ClientCommand::Httpendpoint(args) => resource::run(&api, &resource::HTTP_ENDPOINTS, args).await,
         ClientCommand::Apply(args) => manifests::apply(&api, args).await,
         ClientCommand::Export(args) => manifests::export(&api, args).await,
     }
@@ -88,8 +77,7 @@ pub async fn run(connection: ConnectionArgs, command: ClientCommand) -> anyhow::
 /// server's setting (`OUTRIGGER_DATA_DIR`), read here rather than declared as a flag so that the
 /// client does not claim an option name the server's own configuration may use.
 fn token_from_data_dir() -> anyhow::Result<String> {
-    let data_dir = std::env::var_os("OUTRIGGER_DATA_DIR")
-        .map_or_else(|| PathBuf::from(".outrigger"), PathBuf::from);
+    let data_dir = std::env::var_os("OUTRIGGER_DATA_DIR").map_or_else(|| PathBuf::from(".outrigger"), PathBuf::from);
     let path = data_dir.join("admin-token");
     match std::fs::read_to_string(&path) {
         Ok(contents) if !contents.trim().is_empty() => Ok(contents.trim().to_owned()),
@@ -113,9 +101,9 @@ pub struct ProjectArg {
 
 impl ProjectArg {
     fn name(&self) -> anyhow::Result<&str> {
-        self.project
-            .as_deref()
-            .context("no project given: pass --project/-p NAME or set OUTRIGGER_PROJECT (`outrigger project list` shows them)")
+        self.project.as_deref().context(
+            "no project given: pass --project/-p NAME or set OUTRIGGER_PROJECT (`outrigger project list` shows them)",
+        )
     }
 }
 

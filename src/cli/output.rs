@@ -26,21 +26,11 @@ pub struct OutputArgs {
 }
 
 /// Prints `answer` as JSON or YAML, or as the table `to_table` makes of it.
-pub fn emit(
-    format: OutputFormat,
-    answer: &Value,
-    to_table: impl FnOnce(&Value) -> Table,
-) -> anyhow::Result<()> {
+pub fn emit(format: OutputFormat, answer: &Value, to_table: impl FnOnce(&Value) -> Table) -> anyhow::Result<()> {
     match format {
         OutputFormat::Table => print!("{}", to_table(answer)),
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(answer).context("formatting JSON")?
-        ),
-        OutputFormat::Yaml => print!(
-            "{}",
-            serde_yaml::to_string(answer).context("formatting YAML")?
-        ),
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(answer).context("formatting JSON")?),
+        OutputFormat::Yaml => print!("{}", serde_yaml::to_string(answer).context("formatting YAML")?),
     }
     Ok(())
 }
@@ -53,10 +43,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(header: &[&str]) -> Self {
-        Self {
-            header: header.iter().map(|&title| title.to_owned()).collect(),
-            rows: Vec::new(),
-        }
+        Self { header: header.iter().map(|&title| title.to_owned()).collect(), rows: Vec::new() }
     }
 
     /// Adds a row; it should have as many cells as the header.
@@ -72,11 +59,7 @@ impl Table {
     }
 
     /// One row per element of `answer["items"]` (the shape of every list answer).
-    pub fn from_items(
-        header: &[&str],
-        answer: &Value,
-        to_row: impl Fn(&Value) -> Vec<String>,
-    ) -> Self {
+    pub fn from_items(header: &[&str], answer: &Value, to_row: impl Fn(&Value) -> Vec<String>) -> Self {
         let mut table = Self::new(header);
         for item in answer["items"].as_array().into_iter().flatten() {
             table.push(to_row(item));
@@ -111,11 +94,7 @@ pub fn cell(value: &Value, pointer: &str) -> String {
         None | Some(Value::Null) => "-".to_owned(),
         Some(Value::String(text)) => text.clone(),
         Some(Value::Array(items)) if items.is_empty() => "-".to_owned(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|item| cell(item, ""))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some(Value::Array(items)) => items.iter().map(|item| cell(item, "")).collect::<Vec<_>>().join(","),
         Some(other) => other.to_string(),
     }
 }
@@ -129,16 +108,8 @@ mod tests {
     #[test]
     fn columns_are_as_wide_as_their_widest_cell() {
         let mut table = Table::new(&["NAME", "TYPE", "SCOPES"]);
-        table.push(vec![
-            "statestore".to_owned(),
-            "state.redis".to_owned(),
-            "-".to_owned(),
-        ]);
-        table.push(vec![
-            "pubsub".to_owned(),
-            "pubsub.redis".to_owned(),
-            "orders,checkout".to_owned(),
-        ]);
+        table.push(vec!["statestore".to_owned(), "state.redis".to_owned(), "-".to_owned()]);
+        table.push(vec!["pubsub".to_owned(), "pubsub.redis".to_owned(), "orders,checkout".to_owned()]);
         assert_eq!(
             table.to_string(),
             "NAME        TYPE          SCOPES\n\

@@ -43,12 +43,7 @@ pub enum ProjectCommand {
 
 pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()> {
     match command {
-        ProjectCommand::Create {
-            name,
-            no_managed_kvstore,
-            no_managed_pubsub,
-            output,
-        } => {
+        ProjectCommand::Create { name, no_managed_kvstore, no_managed_pubsub, output } => {
             let body = json!({
                 "name": name,
                 "managedKvstore": !no_managed_kvstore,
@@ -58,16 +53,16 @@ pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()>
             emit(output.output, &project, project_table)?;
             if output.output == OutputFormat::Table {
                 println!();
-                println!("Next: create an App ID for your app; it prints the API token and the Dapr environment to set:");
+                println!(
+                    "Next: create an App ID for your app; it prints the API token and the Dapr environment to set:"
+                );
                 println!("  outrigger appid create APP_NAME --project {name}");
             }
             Ok(())
         }
         ProjectCommand::List { output } => {
             let projects = api.get_json(&["projects"]).await?;
-            emit(output.output, &projects, |answer| {
-                Table::from_items(PROJECT_COLUMNS, answer, project_row)
-            })
+            emit(output.output, &projects, |answer| Table::from_items(PROJECT_COLUMNS, answer, project_row))
         }
         ProjectCommand::Get { name, output } => {
             let project = api.get_json(&["projects", &name]).await?;
@@ -81,13 +76,7 @@ pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()>
     }
 }
 
-const PROJECT_COLUMNS: &[&str] = &[
-    "NAME",
-    "DAPR HTTP ENDPOINT",
-    "DAPR GRPC ENDPOINT",
-    "MANAGED COMPONENTS",
-    "CREATED",
-];
+const PROJECT_COLUMNS: &[&str] = &["NAME", "DAPR HTTP ENDPOINT", "DAPR GRPC ENDPOINT", "MANAGED COMPONENTS", "CREATED"];
 
 fn project_table(project: &Value) -> Table {
     Table::single(PROJECT_COLUMNS, project, project_row)
@@ -98,23 +87,13 @@ fn project_row(project: &Value) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|component| {
-            format!(
-                "{} ({})",
-                cell(component, "/name"),
-                cell(component, "/type")
-            )
-        })
+        .map(|component| format!("{} ({})", cell(component, "/name"), cell(component, "/type")))
         .collect();
     vec![
         cell(project, "/name"),
         cell(project, "/httpEndpoint"),
         cell(project, "/grpcEndpoint"),
-        if managed.is_empty() {
-            "-".to_owned()
-        } else {
-            managed.join(", ")
-        },
+        if managed.is_empty() { "-".to_owned() } else { managed.join(", ") },
         cell(project, "/createdAt"),
     ]
 }

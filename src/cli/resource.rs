@@ -26,27 +26,12 @@ pub const COMPONENTS: ResourceKind = ResourceKind {
 pub const SUBSCRIPTIONS: ResourceKind = ResourceKind {
     route: "subscriptions",
     noun: "subscription",
-    columns: &[
-        ("PUBSUB", "/spec/pubsubname"),
-        ("TOPIC", "/spec/topic"),
-        ("API VERSION", "/apiVersion"),
-    ],
+    columns: &[("PUBSUB", "/spec/pubsubname"), ("TOPIC", "/spec/topic"), ("API VERSION", "/apiVersion")],
 };
-pub const RESILIENCIES: ResourceKind = ResourceKind {
-    route: "resiliencies",
-    noun: "resiliency",
-    columns: &[],
-};
-pub const CONFIGURATIONS: ResourceKind = ResourceKind {
-    route: "configurations",
-    noun: "configuration",
-    columns: &[],
-};
-pub const HTTP_ENDPOINTS: ResourceKind = ResourceKind {
-    route: "httpendpoints",
-    noun: "HTTP endpoint",
-    columns: &[("BASE URL", "/spec/baseUrl")],
-};
+pub const RESILIENCIES: ResourceKind = ResourceKind { route: "resiliencies", noun: "resiliency", columns: &[] };
+pub const CONFIGURATIONS: ResourceKind = ResourceKind { route: "configurations", noun: "configuration", columns: &[] };
+pub const HTTP_ENDPOINTS: ResourceKind =
+    ResourceKind { route: "httpendpoints", noun: "HTTP endpoint", columns: &[("BASE URL", "/spec/baseUrl")] };
 
 #[derive(Args, Debug)]
 pub struct ResourceArgs {
@@ -88,13 +73,8 @@ pub async fn run(api: &ApiClient, kind: &ResourceKind, args: ResourceArgs) -> an
             })
         }
         // The stored YAML comes from the server as is, rather than re-serialised from JSON.
-        ResourceCommand::Get {
-            name,
-            output: OutputFormat::Yaml,
-        } => {
-            let document = api
-                .get_yaml(&["projects", project, kind.route, &name])
-                .await?;
+        ResourceCommand::Get { name, output: OutputFormat::Yaml } => {
+            let document = api.get_yaml(&["projects", project, kind.route, &name]).await?;
             print!("{document}");
             if !document.ends_with('\n') {
                 println!();
@@ -102,16 +82,11 @@ pub async fn run(api: &ApiClient, kind: &ResourceKind, args: ResourceArgs) -> an
             Ok(())
         }
         ResourceCommand::Get { name, output } => {
-            let document = api
-                .get_json(&["projects", project, kind.route, &name])
-                .await?;
-            emit(output, &document, |document| {
-                Table::single(&kind.header(), document, |document| kind.row(document))
-            })
+            let document = api.get_json(&["projects", project, kind.route, &name]).await?;
+            emit(output, &document, |document| Table::single(&kind.header(), document, |document| kind.row(document)))
         }
         ResourceCommand::Delete { name } => {
-            api.delete(&["projects", project, kind.route, &name])
-                .await?;
+            api.delete(&["projects", project, kind.route, &name]).await?;
             println!("{} {name} deleted from project {project}", kind.noun);
             Ok(())
         }
@@ -121,20 +96,11 @@ pub async fn run(api: &ApiClient, kind: &ResourceKind, args: ResourceArgs) -> an
 impl ResourceKind {
     fn header(&self) -> Vec<&'static str> {
         let titles = self.columns.iter().map(|&(title, _)| title);
-        std::iter::once("NAME")
-            .chain(titles)
-            .chain(["SCOPES"])
-            .collect()
+        std::iter::once("NAME").chain(titles).chain(["SCOPES"]).collect()
     }
 
     fn row(&self, document: &Value) -> Vec<String> {
-        let cells = self
-            .columns
-            .iter()
-            .map(|&(_, pointer)| cell(document, pointer));
-        std::iter::once(cell(document, "/metadata/name"))
-            .chain(cells)
-            .chain([cell(document, "/scopes")])
-            .collect()
+        let cells = self.columns.iter().map(|&(_, pointer)| cell(document, pointer));
+        std::iter::once(cell(document, "/metadata/name")).chain(cells).chain([cell(document, "/scopes")]).collect()
     }
 }

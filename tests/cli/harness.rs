@@ -21,11 +21,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 const BINARY: &str = env!("CARGO_BIN_EXE_outrigger");
 
 pub fn random_token() -> String {
-    rand::thread_rng()
-        .sample_iter(&Alphanumeric)
-        .take(40)
-        .map(char::from)
-        .collect()
+    rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect()
 }
 
 /// The outrigger binary with `args`, ignoring any OUTRIGGER_* setting of the environment the
@@ -52,12 +48,12 @@ pub fn start() -> (tempfile::TempDir, Server) {
     (data_dir, server)
 }
 
-/// The addresses the ready line reports.
+/// The addresses the ready line reports; each only from the roles that serve it.
 #[derive(Debug, Clone, Copy)]
 pub struct Addresses {
-    pub control_api: SocketAddr,
-    pub dapr_http: SocketAddr,
-    pub dapr_grpc: SocketAddr,
+    pub control_api: Option<SocketAddr>,
+    pub dapr_http: Option<SocketAddr>,
+    pub dapr_grpc: Option<SocketAddr>,
 }
 
 /// A running server; SIGTERMed when dropped.
@@ -72,7 +68,13 @@ impl Server {
     /// Starts the all-in-one server on `data_dir` and waits for its ready line. Without
     /// `admin_token` the server makes up its own (first start) or reuses the one it wrote.
     pub fn start(data_dir: &Path, admin_token: Option<&str>) -> Self {
-        let mut command = outrigger::<_, &str>([]);
+        Self::start_role(&[], &[], data_dir, admin_token)
+    }
+
+    /// Starts `outrigger <role_args>` with extra environment `env` and waits for its ready line.
+    pub fn start_role(role_args: &[&str], env: &[(&str, &str)], data_dir: &Path, admin_token: Option<&str>) -> Self {
+        let mut command = outrigger(role_args);
+        command.envs(env.iter().copied());
         command
             .env("OUTRIGGER_DATA_DIR", data_dir)
             .env("OUTRIGGER_CONTROL_API_ADDR", "127.0.0.1:0")
@@ -86,12 +88,7 @@ impl Server {
         }
         let (mut process, stdout_lines) = ServerProcess::spawn(command);
         let addresses = process.wait_ready(&stdout_lines);
-        Self {
-            process,
-            addresses,
-            data_dir: data_dir.to_owned(),
-            admin_token: admin_token.map(str::to_owned),
-        }
+        Self { process, addresses, data_dir: data_dir.to_owned(), admin_token: admin_token.map(str::to_owned) }
     }
 
     /// The CLI aimed at this server: with the admin token when the test chose one, otherwise
@@ -111,46 +108,28 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addresses.control_api)
+        format!("http://{}", self.addresses.control_api.expect("this server role serves the control API"))
     }
 
     /// SIGTERMs the server and waits for it to exit.
     pub fn stop(mut self) -> (ExitStatus, String) {
-        let status = self
-            .process
-            .terminate()
-            .expect("the server did not exit, even after SIGKILL");
+        let status = self.process.terminate().expect("the server did not exit, even after SIGKILL");
         (status, self.process.output())
     }
 
     /// Calls the control API directly, to compare the CLI with what the server answers.
-    pub fn api(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (reqwest::StatusCode, Value) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("building a runtime");
+    pub fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (reqwest::StatusCode, Value) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a runtime");
         runtime.block_on(async {
-            let token = self
-                .admin_token
-                .as_deref()
-                .expect("api() needs a server started with an admin token");
-            let mut request = reqwest::Client::new()
-                .request(method, format!("{}/api/v1{path}", self.url()))
-                .bearer_auth(token);
+            let token = self.admin_token.as_deref().expect("api() needs a server started with an admin token");
+            let mut request =
+                reqwest::Client::new().request(method, format!("{}/api/v1{path}", self.url())).bearer_auth(token);
             if let Some(body) = body {
                 request = request.json(&body);
             }
             let response = request.send().await.expect("calling the control API");
             let status = response.status();
-            let text = response
-                .text()
-                .await
-                .expect("reading the control API's answer");
+            let text = response.text().await.expect("reading the control API's answer");
             (status, serde_json::from_str(&text).unwrap_or(Value::Null))
         })
     }
@@ -176,26 +155,15 @@ impl ServerProcess {
         let (line_sender, stdout_lines) = mpsc::channel();
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let readers = vec![
-            drain(stdout, Arc::clone(&output), Some(line_sender)),
-            drain(stderr, Arc::clone(&output), None),
-        ];
+        let readers =
+            vec![drain(stdout, Arc::clone(&output), Some(line_sender)), drain(stderr, Arc::clone(&output), None)];
         let pid = child.id();
         let (exit_sender, exit) = mpsc::channel();
         std::thread::spawn(move || {
             // The test may have stopped listening; the status is then of no use.
             let _ = exit_sender.send(child.wait());
         });
-        (
-            Self {
-                pid,
-                exit,
-                exit_status: None,
-                output,
-                readers,
-            },
-            stdout_lines,
-        )
+        (Self { pid, exit, exit_status: None, output, readers }, stdout_lines)
     }
 
     fn wait_ready(&mut self, stdout_lines: &Receiver<String>) -> Addresses {
@@ -208,27 +176,18 @@ impl ServerProcess {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    panic!(
-                        "no ready line within {READY_TIMEOUT:?}; server output:\n{}",
-                        self.output()
-                    )
+                    panic!("no ready line within {READY_TIMEOUT:?}; server output:\n{}", self.output())
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.terminate();
-                    panic!(
-                        "the server closed stdout before its ready line ({status:?}); output:\n{}",
-                        self.output()
-                    )
+                    panic!("the server closed stdout before its ready line ({status:?}); output:\n{}", self.output())
                 }
             }
         }
     }
 
     fn output(&self) -> String {
-        self.output
-            .lock()
-            .map(|output| output.clone())
-            .unwrap_or_default()
+        self.output.lock().map(|output| output.clone()).unwrap_or_default()
     }
 
     /// SIGTERM, then SIGKILL if the server has not exited within STOP_TIMEOUT; `None` only if
@@ -261,10 +220,7 @@ impl Drop for ServerProcess {
 
 fn signal(signal: &str, pid: u32) {
     // Failure means the process is already gone, which is what signalling is for.
-    let _ = Command::new("kill")
-        .arg(signal)
-        .arg(pid.to_string())
-        .status();
+    let _ = Command::new("kill").arg(signal).arg(pid.to_string()).status();
 }
 
 /// Appends every line of `pipe` to `output`, and hands stdout lines to `lines` while someone listens.
@@ -294,11 +250,10 @@ fn ready_addresses(line: &str) -> Option<Addresses> {
     if fields["message"] != "outrigger ready" {
         return None;
     }
-    let address = |name: &str| -> SocketAddr {
-        fields[name]
-            .as_str()
-            .and_then(|address| address.parse().ok())
-            .unwrap_or_else(|| panic!("the ready line's {name} is not a socket address: {line}"))
+    let address = |name: &str| -> Option<SocketAddr> {
+        let value = fields.get(name)?;
+        let parsed = value.as_str().and_then(|address| address.parse().ok());
+        Some(parsed.unwrap_or_else(|| panic!("the ready line's {name} is not a socket address: {line}")))
     };
     Some(Addresses {
         control_api: address("control_api"),
@@ -316,38 +271,26 @@ pub trait RunExt {
     /// Runs it, asserts success, and parses stdout as JSON.
     fn json(&mut self) -> Value {
         let stdout = self.succeeds();
-        serde_json::from_str(&stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{stdout}"))
+        serde_json::from_str(&stdout).unwrap_or_else(|error| panic!("stdout is not JSON ({error}):\n{stdout}"))
     }
 }
 
 impl RunExt for Command {
     fn succeeds(&mut self) -> String {
         let output = run(self);
-        assert!(
-            output.status.success(),
-            "{self:?} failed ({}):\n{}",
-            output.status,
-            describe(&output)
-        );
+        assert!(output.status.success(), "{self:?} failed ({}):\n{}", output.status, describe(&output));
         String::from_utf8(output.stdout).expect("stdout is UTF-8")
     }
 
     fn fails(&mut self) -> String {
         let output = run(self);
-        assert!(
-            !output.status.success(),
-            "{self:?} succeeded but should have failed:\n{}",
-            describe(&output)
-        );
+        assert!(!output.status.success(), "{self:?} succeeded but should have failed:\n{}", describe(&output));
         String::from_utf8(output.stderr).expect("stderr is UTF-8")
     }
 }
 
 fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|error| panic!("running {command:?}: {error}"))
+    command.output().unwrap_or_else(|error| panic!("running {command:?}: {error}"))
 }
 
 fn describe(output: &Output) -> String {

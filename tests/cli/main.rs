@@ -4,6 +4,7 @@
 mod harness;
 
 mod appids;
+mod distributed;
 mod failures;
 mod lifecycle;
 mod manifests;

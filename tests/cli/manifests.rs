@@ -46,10 +46,8 @@ fn outcome(applied: &Value, list: &str) -> Vec<(String, String)> {
 }
 
 fn entries(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut entries: Vec<(String, String)> = pairs
-        .iter()
-        .map(|&(kind, name)| (kind.to_owned(), name.to_owned()))
-        .collect();
+    let mut entries: Vec<(String, String)> =
+        pairs.iter().map(|&(kind, name)| (kind.to_owned(), name.to_owned())).collect();
     entries.sort();
     entries
 }
@@ -66,18 +64,9 @@ const SHOP: &[(&str, &str)] = &[
 
 /// The names `outrigger <kind> list -o json` shows.
 fn listed_names(server: &Server, project: &str, kind: &str) -> Vec<String> {
-    let listed = server
-        .outrigger([kind, "list", "-o", "json", "-p", project])
-        .json();
-    let items = listed["items"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{listed}"));
-    let name = |item: &Value| {
-        item["metadata"]["name"]
-            .as_str()
-            .or(item["name"].as_str())
-            .map(str::to_owned)
-    };
+    let listed = server.outrigger([kind, "list", "-o", "json", "-p", project]).json();
+    let items = listed["items"].as_array().unwrap_or_else(|| panic!("{listed}"));
+    let name = |item: &Value| item["metadata"]["name"].as_str().or(item["name"].as_str()).map(str::to_owned);
     items.iter().filter_map(name).collect()
 }
 
@@ -95,32 +84,20 @@ fn apply_directory_dry_run_then_for_real_then_prune() {
     let planned = apply(&["--dry-run", "-o", "json"]).json();
     assert_eq!(planned["dryRun"], true);
     assert_eq!(outcome(&planned, "created"), entries(SHOP), "{planned}");
-    assert!(
-        listed_names(&server, "shop", "appid").is_empty(),
-        "a dry run created App IDs"
-    );
+    assert!(listed_names(&server, "shop", "appid").is_empty(), "a dry run created App IDs");
     assert!(
         !listed_names(&server, "shop", "component").contains(&"statestore".to_owned()),
         "a dry run created a component"
     );
 
     let applied = apply(&[]).succeeds();
-    let table: Vec<Vec<&str>> = applied
-        .lines()
-        .map(|line| line.split_whitespace().collect())
-        .collect();
+    let table: Vec<Vec<&str>> = applied.lines().map(|line| line.split_whitespace().collect()).collect();
     assert_eq!(table[0], ["ACTION", "KIND", "NAME"], "{applied}");
     for &(kind, name) in SHOP {
-        assert!(
-            table.contains(&vec!["created", kind, name]),
-            "{kind} {name} not created:\n{applied}"
-        );
+        assert!(table.contains(&vec!["created", kind, name]), "{kind} {name} not created:\n{applied}");
     }
     // Each App ID created by the apply gets its one-time token and environment printed.
-    let token_lines: Vec<&str> = applied
-        .lines()
-        .filter(|line| line.starts_with("DAPR_API_TOKEN="))
-        .collect();
+    let token_lines: Vec<&str> = applied.lines().filter(|line| line.starts_with("DAPR_API_TOKEN=")).collect();
     assert_eq!(token_lines.len(), 2, "{applied}");
     assert_ne!(token_lines[0], token_lines[1]);
 
@@ -129,75 +106,28 @@ fn apply_directory_dry_run_then_for_real_then_prune() {
     assert_eq!(app_ids, ["checkout", "orders"]);
     let components = listed_names(&server, "shop", "component");
     assert!(
-        components.contains(&"statestore".to_owned())
-            && components.contains(&"orderpubsub".to_owned()),
+        components.contains(&"statestore".to_owned()) && components.contains(&"orderpubsub".to_owned()),
         "{components:?}"
     );
-    assert_eq!(
-        listed_names(&server, "shop", "subscription"),
-        ["order-placed"]
-    );
-    assert_eq!(
-        listed_names(&server, "shop", "resiliency"),
-        ["shop-resiliency"]
-    );
-    assert_eq!(
-        listed_names(&server, "shop", "configuration"),
-        ["appconfig"]
-    );
+    assert_eq!(listed_names(&server, "shop", "subscription"), ["order-placed"]);
+    assert_eq!(listed_names(&server, "shop", "resiliency"), ["shop-resiliency"]);
+    assert_eq!(listed_names(&server, "shop", "configuration"), ["appconfig"]);
     assert!(listed_names(&server, "shop", "httpendpoint").is_empty());
 
-    let statestore = server
-        .outrigger(["component", "get", "statestore", "-p", "shop"])
-        .succeeds();
-    let statestore: serde_yaml::Value =
-        serde_yaml::from_str(&statestore).expect("component get prints YAML");
-    assert_eq!(
-        statestore["spec"]["type"].as_str(),
-        Some("state.redis"),
-        "{statestore:?}"
-    );
-    let subscription = server
-        .outrigger([
-            "subscription",
-            "get",
-            "order-placed",
-            "-p",
-            "shop",
-            "-o",
-            "json",
-        ])
-        .json();
+    let statestore = server.outrigger(["component", "get", "statestore", "-p", "shop"]).succeeds();
+    let statestore: serde_yaml::Value = serde_yaml::from_str(&statestore).expect("component get prints YAML");
+    assert_eq!(statestore["spec"]["type"].as_str(), Some("state.redis"), "{statestore:?}");
+    let subscription = server.outrigger(["subscription", "get", "order-placed", "-p", "shop", "-o", "json"]).json();
     assert_eq!(subscription["apiVersion"], "dapr.io/v2alpha1");
     assert_eq!(subscription["spec"]["routes"]["default"], "/orders");
     assert_eq!(subscription["scopes"], serde_json::json!(["orders"]));
-    let subscriptions = server
-        .outrigger(["subscription", "list", "-p", "shop"])
-        .succeeds();
-    let row: Vec<&str> = subscriptions
-        .lines()
-        .nth(1)
-        .expect("a row")
-        .split_whitespace()
-        .collect();
-    assert_eq!(
-        row,
-        [
-            "order-placed",
-            "orderpubsub",
-            "orders",
-            "dapr.io/v2alpha1",
-            "orders"
-        ],
-        "{subscriptions}"
-    );
+    let subscriptions = server.outrigger(["subscription", "list", "-p", "shop"]).succeeds();
+    let row: Vec<&str> = subscriptions.lines().nth(1).expect("a row").split_whitespace().collect();
+    assert_eq!(row, ["order-placed", "orderpubsub", "orders", "dapr.io/v2alpha1", "orders"], "{subscriptions}");
 
     let again = apply(&["-o", "json"]).json();
     assert_eq!(outcome(&again, "unchanged"), entries(SHOP), "{again}");
-    assert!(
-        outcome(&again, "created").is_empty() && outcome(&again, "updated").is_empty(),
-        "{again}"
-    );
+    assert!(outcome(&again, "created").is_empty() && outcome(&again, "updated").is_empty(), "{again}");
 
     // Changing one document updates only it. Dropping one leaves it in place unless --prune,
     // which deletes what the input does not name among the kinds it applies (here Component).
@@ -208,34 +138,16 @@ fn apply_directory_dry_run_then_for_real_then_prune() {
     std::fs::write(&configuration, changed).expect("writing");
     std::fs::remove_file(manifests.join("02-statestore.yaml")).expect("removing");
     let changed = apply(&["-o", "json"]).json();
-    assert_eq!(
-        outcome(&changed, "updated"),
-        entries(&[("Configuration", "appconfig")]),
-        "{changed}"
-    );
+    assert_eq!(outcome(&changed, "updated"), entries(&[("Configuration", "appconfig")]), "{changed}");
     assert!(outcome(&changed, "deleted").is_empty(), "{changed}");
     let statestore = "statestore".to_owned();
     assert!(listed_names(&server, "shop", "component").contains(&statestore));
 
     let pruned_dry = apply(&["--prune", "--dry-run", "-o", "json"]).json();
-    assert_eq!(
-        outcome(&pruned_dry, "deleted"),
-        entries(&[("Component", "statestore")]),
-        "{pruned_dry}"
-    );
-    assert!(
-        listed_names(&server, "shop", "component").contains(&statestore),
-        "a dry run pruned"
-    );
+    assert_eq!(outcome(&pruned_dry, "deleted"), entries(&[("Component", "statestore")]), "{pruned_dry}");
+    assert!(listed_names(&server, "shop", "component").contains(&statestore), "a dry run pruned");
     let pruned = apply(&["--prune"]).succeeds();
-    assert!(
-        pruned.lines().any(|line| line.split_whitespace().eq([
-            "deleted",
-            "Component",
-            "statestore"
-        ])),
-        "{pruned}"
-    );
+    assert!(pruned.lines().any(|line| line.split_whitespace().eq(["deleted", "Component", "statestore"])), "{pruned}");
     assert!(!listed_names(&server, "shop", "component").contains(&statestore));
     assert_eq!(
         listed_names(&server, "shop", "resiliency"),
@@ -243,13 +155,9 @@ fn apply_directory_dry_run_then_for_real_then_prune() {
         "pruned a kind the input does not apply"
     );
 
-    let error = server
-        .outrigger(["component", "delete", "statestore", "-p", "shop"])
-        .fails();
+    let error = server.outrigger(["component", "delete", "statestore", "-p", "shop"]).fails();
     assert!(error.contains("404"), "{error}");
-    server
-        .outrigger(["subscription", "delete", "order-placed", "-p", "shop"])
-        .succeeds();
+    server.outrigger(["subscription", "delete", "order-placed", "-p", "shop"]).succeeds();
     assert!(listed_names(&server, "shop", "subscription").is_empty());
 }
 
@@ -261,21 +169,12 @@ fn export_reapplied_into_a_fresh_project_exports_the_same() {
     for project in ["source", "copy"] {
         server.outrigger(["project", "create", project]).succeeds();
     }
-    server
-        .outrigger(["apply", "-p", "source", "-f"])
-        .arg(&manifests)
-        .succeeds();
+    server.outrigger(["apply", "-p", "source", "-f"]).arg(&manifests).succeeds();
 
     let into = exports.path().join("new-dir");
-    let said = server
-        .outrigger(["export", "-p", "source", "-o"])
-        .arg(&into)
-        .succeeds();
+    let said = server.outrigger(["export", "-p", "source", "-o"]).arg(&into).succeeds();
     let exported_file = into.join("source.yaml");
-    assert!(
-        said.contains(&exported_file.display().to_string()),
-        "{said}"
-    );
+    assert!(said.contains(&exported_file.display().to_string()), "{said}");
     let exported = std::fs::read_to_string(&exported_file).expect("reading the export");
     let documents: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&exported)
         .map(|document| serde::Deserialize::deserialize(document).expect("export is YAML"))
@@ -283,10 +182,7 @@ fn export_reapplied_into_a_fresh_project_exports_the_same() {
     let mut kinds: Vec<(&str, &str)> = documents
         .iter()
         .map(|document| {
-            (
-                document["kind"].as_str().unwrap_or_default(),
-                document["metadata"]["name"].as_str().unwrap_or_default(),
-            )
+            (document["kind"].as_str().unwrap_or_default(), document["metadata"]["name"].as_str().unwrap_or_default())
         })
         .collect();
     kinds.sort_unstable();
@@ -294,10 +190,7 @@ fn export_reapplied_into_a_fresh_project_exports_the_same() {
     expected.sort_unstable();
     assert_eq!(kinds, expected, "{exported}");
 
-    let applied = server
-        .outrigger(["apply", "-p", "copy", "-o", "json", "-f"])
-        .arg(&exported_file)
-        .json();
+    let applied = server.outrigger(["apply", "-p", "copy", "-o", "json", "-f"]).arg(&exported_file).json();
     assert_eq!(outcome(&applied, "created"), entries(SHOP), "{applied}");
     let exported_again = server.outrigger(["export", "-p", "copy"]).succeeds();
     assert_eq!(exported_again, exported);

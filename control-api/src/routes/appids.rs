@@ -151,7 +151,8 @@ fn validated_app(name: &str, spec: Map<String, Value>) -> ApiResult<AppIdentity>
     let document = Document::new(Kind::AppIdentity, name, Value::Object(spec))
         .normalize()
         .map_err(|invalid| ApiError::bad_request("invalid_app_id", format!("App ID '{name}': {invalid}")))?;
-    app_from_document(&document).map_err(|invalid| ApiError::bad_request("invalid_app_id", format!("App ID '{name}': {invalid}")))
+    app_from_document(&document)
+        .map_err(|invalid| ApiError::bad_request("invalid_app_id", format!("App ID '{name}': {invalid}")))
 }
 
 fn app_key(name: &str) -> (Kind, String) {
@@ -202,7 +203,10 @@ pub(crate) async fn create_app_id(
     (status = 200, body = Items<AppIdOut>),
     (status = 404, body = ErrorBody),
 ))]
-pub(crate) async fn list_app_ids(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult<Json<Items<AppIdOut>>> {
+pub(crate) async fn list_app_ids(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+) -> ApiResult<Json<Items<AppIdOut>>> {
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;
     let apps = tx.list_app_ids(&project.id).await?;
@@ -215,7 +219,10 @@ pub(crate) async fn list_app_ids(State(state): State<AppState>, Path(project): P
     (status = 200, body = AppIdOut),
     (status = 404, body = ErrorBody),
 ))]
-pub(crate) async fn get_app_id(State(state): State<AppState>, Path((project, app)): Path<(String, String)>) -> ApiResult<Json<AppIdOut>> {
+pub(crate) async fn get_app_id(
+    State(state): State<AppState>,
+    Path((project, app)): Path<(String, String)>,
+) -> ApiResult<Json<AppIdOut>> {
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;
     Ok(Json(AppIdOut::from(&tx.app_id(&project.id, &app).await?)))
@@ -275,7 +282,10 @@ pub(crate) async fn update_app_id(
     (status = 404, body = ErrorBody),
     (status = 409, description = "Still named in a resource's scopes", body = ErrorBody),
 ))]
-pub(crate) async fn delete_app_id(State(state): State<AppState>, Path((project, name)): Path<(String, String)>) -> ApiResult<StatusCode> {
+pub(crate) async fn delete_app_id(
+    State(state): State<AppState>,
+    Path((project, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     change_project(&state.store, &project, false, |next| {
         next.apps.remove(&name).ok_or_else(|| ApiError::not_found(format!("App ID '{name}' not found")))?;
         Ok(Change { output: (), touched: Vec::new() })

@@ -41,8 +41,11 @@ pub(crate) struct ApplyOut {
 
 /// Rejects document `index` of the input, naming it.
 fn rejected(index: usize, kind: &str, name: &str, reason: impl std::fmt::Display) -> ApiError {
-    ApiError::bad_request("invalid_document", format!("document {index} ({kind} '{name}'): {reason}; nothing was applied"))
-        .with_details(serde_json::json!({ "index": index, "kind": kind, "name": name }))
+    ApiError::bad_request(
+        "invalid_document",
+        format!("document {index} ({kind} '{name}'): {reason}; nothing was applied"),
+    )
+    .with_details(serde_json::json!({ "index": index, "kind": kind, "name": name }))
 }
 
 /// Puts one input document into the next state.

@@ -70,7 +70,8 @@ pub(crate) async fn create_project(
 ) -> ApiResult<(StatusCode, Json<ProjectOut>)> {
     outrigger_resources::validate_dns_label(&body.name)
         .map_err(|invalid| ApiError::bad_request("invalid_name", format!("project name: {invalid}")))?;
-    let new = NewProject { name: body.name, managed_kvstore: body.managed_kvstore, managed_pubsub: body.managed_pubsub };
+    let new =
+        NewProject { name: body.name, managed_kvstore: body.managed_kvstore, managed_pubsub: body.managed_pubsub };
     let mut tx = state.store.begin().await?;
     let project = tx.create_project(&new).await?;
     tx.commit().await?;
@@ -90,7 +91,10 @@ pub(crate) async fn list_projects(State(state): State<AppState>) -> ApiResult<Js
     (status = 200, body = ProjectOut),
     (status = 404, body = ErrorBody),
 ))]
-pub(crate) async fn get_project(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ProjectOut>> {
+pub(crate) async fn get_project(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ProjectOut>> {
     let project = state.store.begin().await?.project(&name).await?;
     Ok(Json(ProjectOut::new(&state, &project)))
 }

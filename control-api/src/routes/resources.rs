@@ -27,7 +27,8 @@ fn invalid_resource(kind: Kind, name: &str, reason: impl std::fmt::Display) -> A
 
 /// Answers a document as YAML when the client asks for it, JSON otherwise.
 fn document_response(headers: &HeaderMap, status: StatusCode, document: &Document) -> Response {
-    let wants_yaml = headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|value| value.contains("yaml"));
+    let wants_yaml =
+        headers.get(ACCEPT).and_then(|value| value.to_str().ok()).is_some_and(|value| value.contains("yaml"));
     if wants_yaml {
         (status, [(CONTENT_TYPE, "application/yaml")], render_yaml(std::slice::from_ref(document))).into_response()
     } else {
@@ -90,10 +91,18 @@ pub(crate) async fn put_resource(
     let kind = dapr_kind(&collection)?;
     let document = parse_document(&body.bytes, body.yaml).map_err(|err| invalid_resource(kind, &name, err))?;
     if document.kind != kind {
-        return Err(invalid_resource(kind, &name, format!("the body is a {}, not a {}", document.kind.as_str(), kind.as_str())));
+        return Err(invalid_resource(
+            kind,
+            &name,
+            format!("the body is a {}, not a {}", document.kind.as_str(), kind.as_str()),
+        ));
     }
     if document.metadata.name != name {
-        return Err(invalid_resource(kind, &name, format!("metadata.name is '{}' but the path says '{name}'", document.metadata.name)));
+        return Err(invalid_resource(
+            kind,
+            &name,
+            format!("metadata.name is '{}' but the path says '{name}'", document.metadata.name),
+        ));
     }
     let mut document = document.normalize().map_err(|invalid| invalid_resource(kind, &name, invalid))?;
     let key = (kind, name.clone());
@@ -104,7 +113,9 @@ pub(crate) async fn put_resource(
                 format!("component '{name}' is managed by the platform; choose another name"),
             ));
         }
-        document.restore_withheld(next.documents.get(&key)).map_err(|invalid| invalid_resource(kind, &name, invalid))?;
+        document
+            .restore_withheld(next.documents.get(&key))
+            .map_err(|invalid| invalid_resource(kind, &name, invalid))?;
         let created = next.documents.insert(key.clone(), document.clone()).is_none();
         Ok(Change { output: created, touched: vec![key.clone()] })
     })

@@ -4,7 +4,12 @@ use serde_json::json;
 use crate::both_engines;
 use crate::harness::TestApp;
 
-both_engines!(app_id_lifecycle, app_id_validation, token_rotation_and_revocation, app_id_named_in_scopes_cannot_be_deleted);
+both_engines!(
+    app_id_lifecycle,
+    app_id_validation,
+    token_rotation_and_revocation,
+    app_id_named_in_scopes_cannot_be_deleted
+);
 
 async fn app_id_lifecycle(app: TestApp) {
     app.project("demo").await;
@@ -37,11 +42,15 @@ async fn app_id_lifecycle(app: TestApp) {
     app.app_id("demo", "billing").await;
     let list = app.get("/api/v1/projects/demo/appids").await.expect(StatusCode::OK);
     assert!(!list.text().contains(token));
-    let names: Vec<String> = list.json()["items"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<String> =
+        list.json()["items"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap().to_owned()).collect();
     assert_eq!(names, ["billing", "orders"]);
 
     let patched = app
-        .patch_json("/api/v1/projects/demo/appids/orders", json!({ "appEndpoint": "https://orders.example.com", "appToken": null }))
+        .patch_json(
+            "/api/v1/projects/demo/appids/orders",
+            json!({ "appEndpoint": "https://orders.example.com", "appToken": null }),
+        )
         .await
         .expect(StatusCode::OK)
         .json();
@@ -59,7 +68,9 @@ async fn app_id_lifecycle(app: TestApp) {
     app.delete("/api/v1/projects/demo/appids/orders").await.expect(StatusCode::NO_CONTENT);
     app.get("/api/v1/projects/demo/appids/orders").await.expect_error(StatusCode::NOT_FOUND, "not_found");
     app.delete("/api/v1/projects/demo/appids/orders").await.expect_error(StatusCode::NOT_FOUND, "not_found");
-    app.patch_json("/api/v1/projects/demo/appids/orders", json!({})).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.patch_json("/api/v1/projects/demo/appids/orders", json!({}))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
 }
 
 async fn app_id_validation(app: TestApp) {
@@ -72,7 +83,10 @@ async fn app_id_validation(app: TestApp) {
         json!({ "name": "orders", "appHealthCheckPath": "healthz" }),
     ];
     for body in bad {
-        let message = app.post_json("/api/v1/projects/demo/appids", body.clone()).await.expect_error(StatusCode::BAD_REQUEST, "invalid_app_id");
+        let message = app
+            .post_json("/api/v1/projects/demo/appids", body.clone())
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_app_id");
         assert!(!message.is_empty(), "{body}");
     }
     let message = app
@@ -83,7 +97,9 @@ async fn app_id_validation(app: TestApp) {
     app.post_json("/api/v1/projects/demo/appids", json!({ "name": "orders", "colour": "red" }))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
-    app.post_json("/api/v1/projects/nope/appids", json!({ "name": "orders" })).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.post_json("/api/v1/projects/nope/appids", json!({ "name": "orders" }))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
     assert_eq!(app.get("/api/v1/projects/demo/appids").await.json()["items"], json!([]));
 
     app.app_id("demo", "orders").await;
@@ -99,11 +115,16 @@ async fn app_id_validation(app: TestApp) {
 
 async fn token_rotation_and_revocation(app: TestApp) {
     app.project("demo").await;
-    let created = app.post_json("/api/v1/projects/demo/appids", json!({ "name": "orders" })).await.expect(StatusCode::CREATED).json();
+    let created = app
+        .post_json("/api/v1/projects/demo/appids", json!({ "name": "orders" }))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
     let first_id = created["tokenId"].as_str().unwrap().to_owned();
     let first_token = created["apiToken"].as_str().unwrap().to_owned();
 
-    let rotated = app.post_json("/api/v1/projects/demo/appids/orders/tokens", json!({})).await.expect(StatusCode::CREATED).json();
+    let rotated =
+        app.post_json("/api/v1/projects/demo/appids/orders/tokens", json!({})).await.expect(StatusCode::CREATED).json();
     let second_id = rotated["id"].as_str().unwrap().to_owned();
     assert_ne!(rotated["apiToken"].as_str().unwrap(), first_token);
 
@@ -124,14 +145,24 @@ async fn token_rotation_and_revocation(app: TestApp) {
         .await
         .expect(StatusCode::CREATED)
         .json();
-    let ids: Vec<String> =
-        app.get("/api/v1/projects/demo/appids/orders/tokens").await.json()["items"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    let ids: Vec<String> = app.get("/api/v1/projects/demo/appids/orders/tokens").await.json()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(ids, [third["id"].as_str().unwrap().to_owned()]);
 
-    app.delete(&format!("/api/v1/projects/demo/appids/orders/tokens/{}", third["id"].as_str().unwrap())).await.expect(StatusCode::NO_CONTENT);
+    app.delete(&format!("/api/v1/projects/demo/appids/orders/tokens/{}", third["id"].as_str().unwrap()))
+        .await
+        .expect(StatusCode::NO_CONTENT);
     assert_eq!(app.get("/api/v1/projects/demo/appids/orders/tokens").await.json()["items"], json!([]));
-    app.delete(&format!("/api/v1/projects/demo/appids/orders/tokens/{second_id}")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
-    app.post_json("/api/v1/projects/demo/appids/ghost/tokens", json!({})).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.delete(&format!("/api/v1/projects/demo/appids/orders/tokens/{second_id}"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.post_json("/api/v1/projects/demo/appids/ghost/tokens", json!({}))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
     app.post_json("/api/v1/projects/demo/appids/orders/tokens", json!({ "graceSeconds": -1 }))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
@@ -142,9 +173,14 @@ async fn app_id_named_in_scopes_cannot_be_deleted(app: TestApp) {
     app.app_id("demo", "order-processor").await;
     let scoped = format!("{}scopes:\n- order-processor\n", crate::fixtures::STATESTORE);
     app.put_yaml("/api/v1/projects/demo/components/statestore", &scoped).await.expect(StatusCode::CREATED);
-    let message = app.delete("/api/v1/projects/demo/appids/order-processor").await.expect_error(StatusCode::CONFLICT, "still_referenced");
+    let message = app
+        .delete("/api/v1/projects/demo/appids/order-processor")
+        .await
+        .expect_error(StatusCode::CONFLICT, "still_referenced");
     assert!(message.contains("statestore"), "{message}");
     app.get("/api/v1/projects/demo/appids/order-processor").await.expect(StatusCode::OK);
-    app.put_yaml("/api/v1/projects/demo/components/statestore", crate::fixtures::STATESTORE).await.expect(StatusCode::OK);
+    app.put_yaml("/api/v1/projects/demo/components/statestore", crate::fixtures::STATESTORE)
+        .await
+        .expect(StatusCode::OK);
     app.delete("/api/v1/projects/demo/appids/order-processor").await.expect(StatusCode::NO_CONTENT);
 }

@@ -43,7 +43,10 @@ async fn apply_creates_updates_and_reports(app: TestApp) {
     let dry = app.apply("demo", "?dryRun=true", APPLICATION).await.expect(StatusCode::OK).json();
     assert_eq!(dry["dryRun"], true);
     assert_eq!(refs(&dry, "created"), all());
-    assert!(dry["created"].as_array().unwrap().iter().all(|r| r.get("apiToken").is_none()), "a dry run issues no token");
+    assert!(
+        dry["created"].as_array().unwrap().iter().all(|r| r.get("apiToken").is_none()),
+        "a dry run issues no token"
+    );
     assert_eq!(app.export("demo").await, "", "a dry run changes nothing");
 
     let applied = app.apply("demo", "", APPLICATION).await.expect(StatusCode::OK).json();
@@ -61,7 +64,8 @@ async fn apply_creates_updates_and_reports(app: TestApp) {
     assert_eq!(refs(&again, "unchanged"), all());
     assert!(again["created"].as_array().unwrap().is_empty() && again["updated"].as_array().unwrap().is_empty());
 
-    let changed = APPLICATION.replace("general: 5s", "general: 7s").replace("http://127.0.0.1:6001", "http://127.0.0.1:6002");
+    let changed =
+        APPLICATION.replace("general: 5s", "general: 7s").replace("http://127.0.0.1:6001", "http://127.0.0.1:6002");
     let updated = app.apply("demo", "", &changed).await.expect(StatusCode::OK).json();
     assert_eq!(refs(&updated, "updated"), ["AppIdentity/order-processor", "Resiliency/myresiliency"]);
     assert_eq!(refs(&updated, "unchanged").len(), 6);
@@ -81,7 +85,8 @@ async fn apply_is_all_or_nothing(app: TestApp) {
     let documents: Vec<&str> = APPLICATION.split("---\n").collect();
     // Document 5 (the resiliency) gets an undefined policy: nothing of the other seven may land.
     let mut broken = documents.clone();
-    let bad_resiliency = documents[5].replace("retry: retryForever\n        circuitBreaker", "retry: nosuchretry\n        circuitBreaker");
+    let bad_resiliency = documents[5]
+        .replace("retry: retryForever\n        circuitBreaker", "retry: nosuchretry\n        circuitBreaker");
     broken[5] = &bad_resiliency;
     let answer = app.apply("demo", "", &broken.join("---\n")).await;
     let body_status = answer.status;
@@ -90,7 +95,13 @@ async fn apply_is_all_or_nothing(app: TestApp) {
     assert_eq!(body["code"], "invalid_document");
     assert_eq!(body["details"], json!({ "index": 5, "kind": "Resiliency", "name": "myresiliency" }));
     let message = body["message"].as_str().unwrap();
-    assert!(message.contains("document 5") && message.contains("Resiliency") && message.contains("myresiliency") && message.contains("nosuchretry"), "{message}");
+    assert!(
+        message.contains("document 5")
+            && message.contains("Resiliency")
+            && message.contains("myresiliency")
+            && message.contains("nosuchretry"),
+        "{message}"
+    );
     assert_eq!(app.export("demo").await, "");
 
     // A reference to something only the same input creates is fine; to nothing, it names the document.
@@ -102,7 +113,11 @@ async fn apply_is_all_or_nothing(app: TestApp) {
     assert!(body["message"].as_str().unwrap().contains("ghost"));
 
     let unknown_type = documents[3].replace("state.redis", "state.dynamodb");
-    let body = app.apply("demo", "", &[documents[0], &unknown_type].join("---\n")).await.expect(StatusCode::BAD_REQUEST).json();
+    let body = app
+        .apply("demo", "", &[documents[0], &unknown_type].join("---\n"))
+        .await
+        .expect(StatusCode::BAD_REQUEST)
+        .json();
     assert_eq!(body["details"]["index"], 1);
     assert!(body["message"].as_str().unwrap().contains("state.sqlite"), "lists the supported types: {body}");
 
@@ -111,7 +126,8 @@ async fn apply_is_all_or_nothing(app: TestApp) {
     assert_eq!(body["details"]["index"], 1);
 
     let unknown_kind = "apiVersion: dapr.io/v1alpha1\nkind: Gadget\nmetadata:\n  name: g\nspec: {}\n";
-    let body = app.apply("demo", "", &[documents[0], unknown_kind].join("---\n")).await.expect(StatusCode::BAD_REQUEST).json();
+    let body =
+        app.apply("demo", "", &[documents[0], unknown_kind].join("---\n")).await.expect(StatusCode::BAD_REQUEST).json();
     assert_eq!(body["details"]["index"], 1);
     assert!(body["message"].as_str().unwrap().contains("Gadget"));
 
@@ -144,7 +160,8 @@ async fn apply_prune_removes_what_the_input_omits(app: TestApp) {
 
     // Pruning the broker a subscription still uses would leave it dangling: refused, nothing changes.
     let only_store = APPLICATION.split("---\n").find(|doc| doc.contains("name: statestore")).unwrap();
-    let message = app.apply("demo", "?prune=true", only_store).await.expect_error(StatusCode::CONFLICT, "still_referenced");
+    let message =
+        app.apply("demo", "?prune=true", only_store).await.expect_error(StatusCode::CONFLICT, "still_referenced");
     assert!(message.contains("order-routing"), "{message}");
     app.get("/api/v1/projects/demo/components/orderpubsub").await.expect(StatusCode::OK);
 }
@@ -153,7 +170,14 @@ async fn export_apply_export_round_trips(app: TestApp) {
     app.project("source").await;
     app.apply("source", "", APPLICATION).await.expect(StatusCode::OK);
     let first = app.export("source").await;
-    for kind in ["kind: AppIdentity", "kind: Component", "kind: Subscription", "kind: Resiliency", "kind: Configuration", "kind: HTTPEndpoint"] {
+    for kind in [
+        "kind: AppIdentity",
+        "kind: Component",
+        "kind: Subscription",
+        "kind: Resiliency",
+        "kind: Configuration",
+        "kind: HTTPEndpoint",
+    ] {
         assert!(first.contains(kind), "{kind} missing from {first}");
     }
     assert!(first.contains("apiVersion: dapr.io/v2alpha1"));

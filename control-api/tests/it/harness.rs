@@ -128,7 +128,8 @@ impl TestApp {
 
     /// Sends a request with the operator token.
     pub async fn call(&self, method: Method, path: &str, body: Option<(&str, Vec<u8>)>) -> Answer {
-        let mut request = Request::builder().method(method).uri(path).header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+        let mut request =
+            Request::builder().method(method).uri(path).header("authorization", format!("Bearer {ADMIN_TOKEN}"));
         let body = match body {
             Some((content_type, bytes)) => {
                 request = request.header("content-type", content_type);

@@ -13,7 +13,11 @@ async fn projects_do_not_see_each_other(app: TestApp) {
     app.project("alpha").await;
     app.project("beta").await;
     app.apply("alpha", "", APPLICATION).await.expect(StatusCode::OK);
-    let created = app.post_json("/api/v1/projects/alpha/appids", json!({ "name": "secret-app" })).await.expect(StatusCode::CREATED).json();
+    let created = app
+        .post_json("/api/v1/projects/alpha/appids", json!({ "name": "secret-app" }))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
     let token_id = created["tokenId"].as_str().unwrap();
 
     // Alpha's names answer in beta exactly as names that exist nowhere.
@@ -28,10 +32,18 @@ async fn projects_do_not_see_each_other(app: TestApp) {
         let through_beta = app.get(alpha_name).await;
         let nowhere = app.get(absent).await;
         assert_eq!(through_beta.status, StatusCode::NOT_FOUND, "{alpha_name}");
-        let normalise = |text: String| text.replace("secret-app", "X").replace("orderpubsub", "X").replace("order-routing", "X").replace("appconfig", "X").replace("never-existed", "X");
+        let normalise = |text: String| {
+            text.replace("secret-app", "X")
+                .replace("orderpubsub", "X")
+                .replace("order-routing", "X")
+                .replace("appconfig", "X")
+                .replace("never-existed", "X")
+        };
         assert_eq!(normalise(through_beta.text()), normalise(nowhere.text()), "{alpha_name}");
     }
-    app.delete(&format!("/api/v1/projects/beta/appids/secret-app/tokens/{token_id}")).await.expect_error(StatusCode::NOT_FOUND, "not_found");
+    app.delete(&format!("/api/v1/projects/beta/appids/secret-app/tokens/{token_id}"))
+        .await
+        .expect_error(StatusCode::NOT_FOUND, "not_found");
     app.delete("/api/v1/projects/beta/appids/secret-app").await.expect_error(StatusCode::NOT_FOUND, "not_found");
     app.patch_json("/api/v1/projects/beta/appids/secret-app", json!({ "appEndpoint": "http://evil.example" }))
         .await
@@ -40,9 +52,13 @@ async fn projects_do_not_see_each_other(app: TestApp) {
 
     // Beta cannot scope to alpha's App IDs or subscribe to alpha's broker.
     let scoped = format!("{STATESTORE}scopes:\n- secret-app\n");
-    app.put_yaml("/api/v1/projects/beta/components/statestore", &scoped).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    app.put_yaml("/api/v1/projects/beta/components/statestore", &scoped)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     let subscription = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s\nspec:\n  pubsubname: orderpubsub\n  topic: orders\n  routes:\n    default: /x\n";
-    app.put_yaml("/api/v1/projects/beta/subscriptions/s", subscription).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    app.put_yaml("/api/v1/projects/beta/subscriptions/s", subscription)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
 
     // Lists and exports of beta mention nothing of alpha.
     assert_eq!(app.export("beta").await, "");

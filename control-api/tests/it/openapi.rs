@@ -12,7 +12,8 @@ fn openapi_document_snapshot() {
 #[tokio::test]
 async fn openapi_document_is_served_without_a_token() {
     let app = crate::harness::TestApp::sqlite().await;
-    let answer = app.send(Request::get("/api/v1/openapi.json").body(Body::empty()).unwrap()).await.expect(StatusCode::OK);
+    let answer =
+        app.send(Request::get("/api/v1/openapi.json").body(Body::empty()).unwrap()).await.expect(StatusCode::OK);
     assert_eq!(answer.json(), serde_json::to_value(outrigger_control_api::openapi()).unwrap());
     app.finish().await;
 }

@@ -24,7 +24,10 @@ async fn project_lifecycle(app: TestApp) {
     );
     assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
 
-    let message = app.post_json("/api/v1/projects", json!({ "name": "demo" })).await.expect_error(StatusCode::CONFLICT, "already_exists");
+    let message = app
+        .post_json("/api/v1/projects", json!({ "name": "demo" }))
+        .await
+        .expect_error(StatusCode::CONFLICT, "already_exists");
     assert!(message.contains("demo"), "{message}");
 
     app.project("other").await;
@@ -34,7 +37,9 @@ async fn project_lifecycle(app: TestApp) {
     assert_eq!(app.get("/api/v1/projects/demo").await.expect(StatusCode::OK).json(), created);
 
     app.app_id("demo", "orders").await;
-    app.put_yaml("/api/v1/projects/demo/components/statestore", crate::fixtures::STATESTORE).await.expect(StatusCode::CREATED);
+    app.put_yaml("/api/v1/projects/demo/components/statestore", crate::fixtures::STATESTORE)
+        .await
+        .expect(StatusCode::CREATED);
     app.delete("/api/v1/projects/demo").await.expect(StatusCode::NO_CONTENT);
     app.get("/api/v1/projects/demo").await.expect_error(StatusCode::NOT_FOUND, "not_found");
     app.get("/api/v1/projects/demo/appids").await.expect_error(StatusCode::NOT_FOUND, "not_found");
@@ -49,7 +54,9 @@ async fn project_lifecycle(app: TestApp) {
 async fn project_names_are_dns_labels(app: TestApp) {
     let too_long = "a".repeat(64);
     for name in ["Demo", "-demo", "demo-", "de_mo", "", "de.mo", too_long.as_str(), "démo"] {
-        app.post_json("/api/v1/projects", json!({ "name": name })).await.expect_error(StatusCode::BAD_REQUEST, "invalid_name");
+        app.post_json("/api/v1/projects", json!({ "name": name }))
+            .await
+            .expect_error(StatusCode::BAD_REQUEST, "invalid_name");
     }
     let longest = "a".repeat(63);
     for name in ["a", "demo-2", "0abc", longest.as_str()] {
@@ -72,18 +79,28 @@ async fn project_without_managed_components(app: TestApp) {
         .json();
     assert_eq!(only_pubsub["managedComponents"], json!([{ "name": "pubsub", "type": "pubsub.outrigger" }]));
     // Without a managed kvstore the name is free for the project's own component.
-    app.put_yaml("/api/v1/projects/bare/components/kvstore", &crate::fixtures::STATESTORE.replace("statestore", "kvstore"))
-        .await
-        .expect(StatusCode::CREATED);
-    app.put_yaml("/api/v1/projects/half/components/pubsub", &crate::fixtures::STATESTORE.replace("statestore", "pubsub"))
-        .await
-        .expect_error(StatusCode::CONFLICT, "reserved_name");
+    app.put_yaml(
+        "/api/v1/projects/bare/components/kvstore",
+        &crate::fixtures::STATESTORE.replace("statestore", "kvstore"),
+    )
+    .await
+    .expect(StatusCode::CREATED);
+    app.put_yaml(
+        "/api/v1/projects/half/components/pubsub",
+        &crate::fixtures::STATESTORE.replace("statestore", "pubsub"),
+    )
+    .await
+    .expect_error(StatusCode::CONFLICT, "reserved_name");
 }
 
 async fn bad_bodies_are_answered_in_the_error_format(app: TestApp) {
-    let malformed = app.call(axum::http::Method::POST, "/api/v1/projects", Some(("application/json", b"{\"name\":".to_vec()))).await;
+    let malformed = app
+        .call(axum::http::Method::POST, "/api/v1/projects", Some(("application/json", b"{\"name\":".to_vec())))
+        .await;
     malformed.expect_error(StatusCode::BAD_REQUEST, "malformed_json");
-    app.post_json("/api/v1/projects", json!({ "name": 5 })).await.expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    app.post_json("/api/v1/projects", json!({ "name": 5 }))
+        .await
+        .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     app.post_json("/api/v1/projects", json!({ "name": "x", "colour": "red" }))
         .await
         .expect_error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");

@@ -15,7 +15,11 @@ both_engines!(
 
 async fn component_lifecycle(app: TestApp) {
     app.project("demo").await;
-    let created = app.put_yaml("/api/v1/projects/demo/components/statestore", STATESTORE).await.expect(StatusCode::CREATED).json();
+    let created = app
+        .put_yaml("/api/v1/projects/demo/components/statestore", STATESTORE)
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
     assert_eq!(created["apiVersion"], "dapr.io/v1alpha1");
     assert_eq!(created["kind"], "Component");
     assert_eq!(created["spec"]["type"], "state.redis");
@@ -26,9 +30,13 @@ async fn component_lifecycle(app: TestApp) {
         "apiVersion": "dapr.io/v1alpha1", "kind": "Component", "metadata": { "name": "cache" },
         "spec": { "type": "state.in-memory", "version": "v1", "metadata": [] }
     });
-    app.call(Method::PUT, "/api/v1/projects/demo/components/cache", Some(("application/json", as_json.to_string().into_bytes())))
-        .await
-        .expect(StatusCode::CREATED);
+    app.call(
+        Method::PUT,
+        "/api/v1/projects/demo/components/cache",
+        Some(("application/json", as_json.to_string().into_bytes())),
+    )
+    .await
+    .expect(StatusCode::CREATED);
 
     let fetched = app.get("/api/v1/projects/demo/components/statestore").await.expect(StatusCode::OK).json();
     assert_eq!(fetched, created);
@@ -46,7 +54,8 @@ async fn component_lifecycle(app: TestApp) {
     assert!(yaml.text().contains("type: state.redis"), "{}", yaml.text());
 
     let list = app.get("/api/v1/projects/demo/components").await.expect(StatusCode::OK).json();
-    let names: Vec<&str> = list["items"].as_array().unwrap().iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        list["items"].as_array().unwrap().iter().map(|d| d["metadata"]["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["cache", "statestore"]);
 
     app.delete("/api/v1/projects/demo/components/cache").await.expect(StatusCode::NO_CONTENT);
@@ -62,22 +71,44 @@ async fn component_validation_happens_on_write(app: TestApp) {
         let app = app.clone();
         async move { app.put_yaml("/api/v1/projects/demo/components/statestore", &yaml).await }
     };
-    let message = put(STATESTORE.replace("state.redis", "state.cassandra")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
-    for supported in ["state.redis", "state.postgresql", "state.sqlite", "state.in-memory", "pubsub.redis", "pubsub.jetstream", "pubsub.in-memory"] {
+    let message = put(STATESTORE.replace("state.redis", "state.cassandra"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    for supported in [
+        "state.redis",
+        "state.postgresql",
+        "state.sqlite",
+        "state.in-memory",
+        "pubsub.redis",
+        "pubsub.jetstream",
+        "pubsub.in-memory",
+    ] {
         assert!(message.contains(supported), "{message}");
     }
-    let message = put(STATESTORE.replace("redisHost", "redisHostname")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let message = put(STATESTORE.replace("redisHost", "redisHostname"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("redisHost") && message.contains("state.redis"), "{message}");
-    let message = put(STATESTORE.replace("version: v1", "version: v9")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let message = put(STATESTORE.replace("version: v1", "version: v9"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("v9"), "{message}");
-    let message = put(format!("{STATESTORE}scopes:\n- ghost-app\n")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let message = put(format!("{STATESTORE}scopes:\n- ghost-app\n"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("ghost-app"), "{message}");
-    let message = put(STATESTORE.replace("kind: Component", "kind: Subscription")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let message = put(STATESTORE.replace("kind: Component", "kind: Subscription"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("Subscription"), "{message}");
-    let message = put(STATESTORE.replace("name: statestore", "name: other")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let message = put(STATESTORE.replace("name: statestore", "name: other"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("other"), "{message}");
     put("spec: [".to_owned()).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
-    put(STATESTORE.replace("type: state.redis", "type: state.outrigger")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    put(STATESTORE.replace("type: state.redis", "type: state.outrigger"))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     app.put_yaml("/api/v1/projects/demo/components/kvstore", &STATESTORE.replace("statestore", "kvstore"))
         .await
         .expect_error(StatusCode::CONFLICT, "reserved_name");
@@ -90,7 +121,8 @@ async fn component_validation_happens_on_write(app: TestApp) {
 async fn secret_values_never_leave(app: TestApp) {
     app.project("demo").await;
     let with_secret = STATESTORE.replace("value: \"\"", "value: s3cr3t-password");
-    let written = app.put_yaml("/api/v1/projects/demo/components/statestore", &with_secret).await.expect(StatusCode::CREATED);
+    let written =
+        app.put_yaml("/api/v1/projects/demo/components/statestore", &with_secret).await.expect(StatusCode::CREATED);
     assert!(!written.text().contains("s3cr3t-password"));
     let fetched = app.get("/api/v1/projects/demo/components/statestore").await.expect(StatusCode::OK);
     assert!(!fetched.text().contains("s3cr3t-password"));
@@ -100,19 +132,28 @@ async fn secret_values_never_leave(app: TestApp) {
 
     // The withheld document written back keeps the stored secret.
     let withheld: serde_json::Value = fetched.json();
-    app.call(Method::PUT, "/api/v1/projects/demo/components/statestore", Some(("application/json", withheld.to_string().into_bytes())))
-        .await
-        .expect(StatusCode::OK);
+    app.call(
+        Method::PUT,
+        "/api/v1/projects/demo/components/statestore",
+        Some(("application/json", withheld.to_string().into_bytes())),
+    )
+    .await
+    .expect(StatusCode::OK);
     let mut tx = app.store.begin().await.unwrap();
     let project = tx.project("demo").await.unwrap();
-    let stored = tx.find_resource(&project.id, outrigger_resources::Kind::Component, "statestore").await.unwrap().unwrap();
+    let stored =
+        tx.find_resource(&project.id, outrigger_resources::Kind::Component, "statestore").await.unwrap().unwrap();
     assert!(serde_json::to_string(&stored.document).unwrap().contains("s3cr3t-password"));
     drop(tx);
 
     // Into a project that has no such value, a withheld document is refused, naming the field.
     app.project("fresh").await;
     let message = app
-        .call(Method::PUT, "/api/v1/projects/fresh/components/statestore", Some(("application/json", withheld.to_string().into_bytes())))
+        .call(
+            Method::PUT,
+            "/api/v1/projects/fresh/components/statestore",
+            Some(("application/json", withheld.to_string().into_bytes())),
+        )
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("redisPassword"), "{message}");
@@ -122,13 +163,17 @@ async fn subscriptions_are_stored_as_v2alpha1(app: TestApp) {
     app.project("demo").await;
     app.app_id("demo", "checkout").await;
     let v1 = "apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  topic: orders\n  route: /checkout\n  pubsubname: pubsub\nscopes:\n- checkout\n";
-    let stored = app.put_yaml("/api/v1/projects/demo/subscriptions/orders", v1).await.expect(StatusCode::CREATED).json();
+    let stored =
+        app.put_yaml("/api/v1/projects/demo/subscriptions/orders", v1).await.expect(StatusCode::CREATED).json();
     assert_eq!(stored["apiVersion"], "dapr.io/v2alpha1");
     assert_eq!(stored["spec"]["routes"]["default"], "/checkout");
     assert!(stored["spec"].get("route").is_none());
 
     let message = app
-        .put_yaml("/api/v1/projects/demo/subscriptions/orders", &v1.replace("pubsubname: pubsub", "pubsubname: nosuchbroker"))
+        .put_yaml(
+            "/api/v1/projects/demo/subscriptions/orders",
+            &v1.replace("pubsubname: pubsub", "pubsubname: nosuchbroker"),
+        )
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("nosuchbroker"), "{message}");
@@ -153,21 +198,36 @@ async fn documents_of_every_kind(app: TestApp) {
         let document = app.get(&path).await.expect(StatusCode::OK).json();
         assert_eq!(document["metadata"]["name"], name);
         // What GET gives, PUT takes back unchanged.
-        app.call(Method::PUT, &path, Some(("application/json", document.to_string().into_bytes()))).await.expect(StatusCode::OK);
+        app.call(Method::PUT, &path, Some(("application/json", document.to_string().into_bytes())))
+            .await
+            .expect(StatusCode::OK);
     }
-    let message = app.delete("/api/v1/projects/demo/configurations/appconfig").await.expect_error(StatusCode::CONFLICT, "still_referenced");
+    let message = app
+        .delete("/api/v1/projects/demo/configurations/appconfig")
+        .await
+        .expect_error(StatusCode::CONFLICT, "still_referenced");
     assert!(message.contains("order-processor"), "{message}");
     let bad_resiliency = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: r\nspec:\n  policies:\n    timeouts:\n      general: 5 seconds\n  targets: {}\n";
-    app.put_yaml("/api/v1/projects/demo/resiliencies/r", bad_resiliency).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    app.put_yaml("/api/v1/projects/demo/resiliencies/r", bad_resiliency)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     let dangling = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: r\nspec:\n  policies: {}\n  targets:\n    apps:\n      checkout:\n        retry: nosuchpolicy\n";
-    let message = app.put_yaml("/api/v1/projects/demo/resiliencies/r", dangling).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let message = app
+        .put_yaml("/api/v1/projects/demo/resiliencies/r", dangling)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
     assert!(message.contains("nosuchpolicy"), "{message}");
     let bad_acl = crate::fixtures::APPLICATION
         .split("---\n")
         .find(|doc| doc.contains("kind: Configuration"))
         .unwrap()
         .replace("action: allow", "action: permit");
-    app.put_yaml("/api/v1/projects/demo/configurations/appconfig", &bad_acl).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
-    let bad_endpoint = "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: payments\nspec:\n  baseUrl: payments\n";
-    app.put_yaml("/api/v1/projects/demo/httpendpoints/payments", bad_endpoint).await.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    app.put_yaml("/api/v1/projects/demo/configurations/appconfig", &bad_acl)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    let bad_endpoint =
+        "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata:\n  name: payments\nspec:\n  baseUrl: payments\n";
+    app.put_yaml("/api/v1/projects/demo/httpendpoints/payments", bad_endpoint)
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
 }

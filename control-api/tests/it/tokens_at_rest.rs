@@ -6,9 +6,14 @@ use serde_json::json;
 async fn api_tokens_are_stored_only_as_hashes() {
     let app = crate::harness::TestApp::sqlite().await;
     app.project("demo").await;
-    let created = app.post_json("/api/v1/projects/demo/appids", json!({ "name": "orders" })).await.expect(StatusCode::CREATED).json();
+    let created = app
+        .post_json("/api/v1/projects/demo/appids", json!({ "name": "orders" }))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
     let first = created["apiToken"].as_str().unwrap().to_owned();
-    let rotated = app.post_json("/api/v1/projects/demo/appids/orders/tokens", json!({})).await.expect(StatusCode::CREATED).json();
+    let rotated =
+        app.post_json("/api/v1/projects/demo/appids/orders/tokens", json!({})).await.expect(StatusCode::CREATED).json();
     let second = rotated["apiToken"].as_str().unwrap().to_owned();
     let dir = app.dir.clone();
     app.finish().await;

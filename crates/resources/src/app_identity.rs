@@ -36,10 +36,7 @@ impl Document {
     /// fields are ignored (and kept in the document).
     pub fn app_identity_spec(&self) -> Result<AppIdentitySpec, Invalid> {
         if self.kind != Kind::AppIdentity {
-            return Err(Invalid::at(
-                "kind",
-                format!("expected an AppIdentity document, found {}", self.kind),
-            ));
+            return Err(Invalid::at("kind", format!("expected an AppIdentity document, found {}", self.kind)));
         }
         let spec = as_object(&self.spec, "spec")?;
         let text = |key: &str| -> Result<Option<String>, Invalid> {
@@ -54,33 +51,18 @@ impl Document {
             check_one_of(protocol, &APP_PROTOCOLS, false, "spec.appProtocol")?;
         }
         let app_health_check_path = text("appHealthCheckPath")?;
-        if app_health_check_path
-            .as_deref()
-            .is_some_and(|path| !path.starts_with('/'))
-        {
-            return Err(Invalid::at(
-                "spec.appHealthCheckPath",
-                "must start with '/', like /healthz",
-            ));
+        if app_health_check_path.as_deref().is_some_and(|path| !path.starts_with('/')) {
+            return Err(Invalid::at("spec.appHealthCheckPath", "must start with '/', like /healthz"));
         }
         let app_token = text("appToken")?;
         if app_token.as_deref() == Some("") {
-            return Err(Invalid::at(
-                "spec.appToken",
-                "is empty; leave appToken out to send the app no token",
-            ));
+            return Err(Invalid::at("spec.appToken", "is empty; leave appToken out to send the app no token"));
         }
         let config = text("config")?;
         if let Some(config) = &config {
             validate_resource_name(config).map_err(|error| error.for_field("spec.config"))?;
         }
-        Ok(AppIdentitySpec {
-            app_endpoint,
-            app_protocol,
-            app_health_check_path,
-            app_token,
-            config,
-        })
+        Ok(AppIdentitySpec { app_endpoint, app_protocol, app_health_check_path, app_token, config })
     }
 }
 
@@ -111,11 +93,7 @@ mod tests {
                 config: Some("appconfig".into()),
             }
         );
-        let rebuilt = Document::new(
-            Kind::AppIdentity,
-            "checkout",
-            serde_json::to_value(&spec).unwrap(),
-        );
+        let rebuilt = Document::new(Kind::AppIdentity, "checkout", serde_json::to_value(&spec).unwrap());
         assert_eq!(rebuilt, document);
     }
 
@@ -123,10 +101,7 @@ mod tests {
     fn everything_is_optional_and_unknown_fields_are_ignored() {
         let document = with_spec(json!({"appPort": 8080}));
         assert_eq!(document.app_identity_spec(), Ok(AppIdentitySpec::default()));
-        assert_eq!(
-            serde_json::to_value(AppIdentitySpec::default()).unwrap(),
-            json!({})
-        );
+        assert_eq!(serde_json::to_value(AppIdentitySpec::default()).unwrap(), json!({}));
     }
 
     #[test]
@@ -136,26 +111,15 @@ mod tests {
                 json!({"appEndpoint": "checkout:8080"}),
                 "spec.appEndpoint: 'checkout:8080' is not an absolute http(s) URL",
             ),
-            (
-                json!({"appProtocol": "https"}),
-                "spec.appProtocol: 'https' is not allowed; use one of: http, grpc",
-            ),
-            (
-                json!({"appHealthCheckPath": "healthz"}),
-                "spec.appHealthCheckPath: must start with '/'",
-            ),
+            (json!({"appProtocol": "https"}), "spec.appProtocol: 'https' is not allowed; use one of: http, grpc"),
+            (json!({"appHealthCheckPath": "healthz"}), "spec.appHealthCheckPath: must start with '/'"),
             (json!({"appToken": ""}), "spec.appToken: is empty"),
             (json!({"appToken": 5}), "spec.appToken: must be a string"),
-            (
-                json!({"config": "App Config"}),
-                "spec.config: 'App Config' contains 'A'",
-            ),
+            (json!({"config": "App Config"}), "spec.config: 'App Config' contains 'A'"),
             (json!([]), "spec: must be a mapping"),
         ];
         for (spec, expected) in cases {
-            let error = with_spec(spec.clone())
-                .app_identity_spec()
-                .expect_err(&spec.to_string());
+            let error = with_spec(spec.clone()).app_identity_spec().expect_err(&spec.to_string());
             assert!(error.to_string().starts_with(expected), "{spec}: {error}");
         }
     }
@@ -164,9 +128,6 @@ mod tests {
     fn only_app_identities_have_one() {
         let component = parse_document(fixtures::REDIS_STATESTORE.as_bytes(), true).unwrap();
         let error = component.app_identity_spec().unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "kind: expected an AppIdentity document, found Component"
-        );
+        assert_eq!(error.to_string(), "kind: expected an AppIdentity document, found Component");
     }
 }

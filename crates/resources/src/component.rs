@@ -12,20 +12,12 @@ pub(crate) fn check(spec: &Object, withheld: &BTreeSet<String>) -> Result<(), In
     let supported = || supported_types().collect::<Vec<_>>().join(", ");
     let type_name = match optional_string(spec, "type", "spec")? {
         Some(name) if !name.is_empty() => name,
-        _ => {
-            return Err(Invalid::at(
-                "spec.type",
-                format!("required; supported types: {}", supported()),
-            ))
-        }
+        _ => return Err(Invalid::at("spec.type", format!("required; supported types: {}", supported()))),
     };
     let Some(component_type) = lookup(type_name) else {
         return Err(Invalid::at(
             "spec.type",
-            format!(
-                "unknown component type '{type_name}'; supported types: {}",
-                supported()
-            ),
+            format!("unknown component type '{type_name}'; supported types: {}", supported()),
         ));
     };
     if let Some(managed) = component_type.managed_component {
@@ -48,17 +40,13 @@ pub(crate) fn check(spec: &Object, withheld: &BTreeSet<String>) -> Result<(), In
             ))
         }
         _ => {
-            return Err(Invalid::at(
-                "spec.version",
-                format!("required; component type {type_name} accepts {versions}"),
-            ))
+            return Err(Invalid::at("spec.version", format!("required; component type {type_name} accepts {versions}")))
         }
     }
     let entries = check_name_value_list(spec, "metadata", "metadata field")?;
     for field in component_type.fields().filter(|field| field.required) {
-        let supplied = entries.iter().any(|entry| {
-            entry.name == field.name && (entry.supplied || withheld.contains(entry.name))
-        });
+        let supplied =
+            entries.iter().any(|entry| entry.name == field.name && (entry.supplied || withheld.contains(entry.name)));
         if !supplied {
             return Err(Invalid::at(
                 "spec.metadata",
@@ -110,14 +98,9 @@ mod tests {
     fn unknown_type_lists_the_supported_types() {
         let error = check_value(json!({"type": "state.mongodb", "version": "v1"})).unwrap_err();
         assert_eq!(error.field.as_deref(), Some("spec.type"));
-        assert!(error
-            .reason
-            .starts_with("unknown component type 'state.mongodb'; supported types: "));
+        assert!(error.reason.starts_with("unknown component type 'state.mongodb'; supported types: "));
         for type_name in supported_types() {
-            assert!(
-                error.reason.contains(type_name),
-                "{type_name} missing from {error}"
-            );
+            assert!(error.reason.contains(type_name), "{type_name} missing from {error}");
         }
         assert!(!error.reason.contains("outrigger"));
     }
@@ -125,15 +108,9 @@ mod tests {
     #[test]
     fn managed_types_cannot_be_created() {
         let error = check_value(json!({"type": "state.outrigger", "version": "v1"})).unwrap_err();
-        assert!(
-            error.reason.contains("managed 'kvstore' component"),
-            "{error}"
-        );
+        assert!(error.reason.contains("managed 'kvstore' component"), "{error}");
         let error = check_value(json!({"type": "pubsub.outrigger", "version": "v1"})).unwrap_err();
-        assert!(
-            error.reason.contains("managed 'pubsub' component"),
-            "{error}"
-        );
+        assert!(error.reason.contains("managed 'pubsub' component"), "{error}");
     }
 
     #[test]
@@ -159,29 +136,18 @@ mod tests {
         assert_eq!(check_value(from_secret), Ok(()));
         let withheld = json!({"type": "state.postgresql", "version": "v1", "metadata": [{"name": "connectionString"}]});
         let withheld_names = BTreeSet::from(["connectionString".to_owned()]);
-        assert_eq!(
-            check(withheld.as_object().unwrap(), &withheld_names),
-            Ok(())
-        );
+        assert_eq!(check(withheld.as_object().unwrap(), &withheld_names), Ok(()));
         assert!(check_value(withheld).is_err());
     }
 
     #[test]
     fn version_must_be_accepted() {
         let missing = check_value(json!({"type": "state.in-memory"})).unwrap_err();
-        assert_eq!(
-            missing.to_string(),
-            "spec.version: required; component type state.in-memory accepts v1"
-        );
+        assert_eq!(missing.to_string(), "spec.version: required; component type state.in-memory accepts v1");
         let wrong = check_value(json!({"type": "state.in-memory", "version": "v2"})).unwrap_err();
-        assert_eq!(
-            wrong.to_string(),
-            "spec.version: 'v2' is not a version of state.in-memory; use v1"
-        );
+        assert_eq!(wrong.to_string(), "spec.version: 'v2' is not a version of state.in-memory; use v1");
         let missing_type = check_value(json!({"version": "v1"})).unwrap_err();
-        assert!(missing_type
-            .to_string()
-            .starts_with("spec.type: required; supported types: "));
+        assert!(missing_type.to_string().starts_with("spec.type: required; supported types: "));
     }
 
     #[test]
@@ -189,16 +155,9 @@ mod tests {
         let spec = json!({"type": "state.in-memory", "version": "v1", "initTimeout": "10s",
             "ignoreErrors": true, "metadata": [{"name": "somethingNew", "value": 3}]});
         assert_eq!(check_value(spec), Ok(()));
-        let bad_timeout =
-            json!({"type": "state.in-memory", "version": "v1", "initTimeout": "soon"});
-        assert_eq!(
-            check_value(bad_timeout).unwrap_err().field.as_deref(),
-            Some("spec.initTimeout")
-        );
+        let bad_timeout = json!({"type": "state.in-memory", "version": "v1", "initTimeout": "soon"});
+        assert_eq!(check_value(bad_timeout).unwrap_err().field.as_deref(), Some("spec.initTimeout"));
         let bad_flag = json!({"type": "state.in-memory", "version": "v1", "ignoreErrors": "yes"});
-        assert_eq!(
-            check_value(bad_flag).unwrap_err().field.as_deref(),
-            Some("spec.ignoreErrors")
-        );
+        assert_eq!(check_value(bad_flag).unwrap_err().field.as_deref(), Some("spec.ignoreErrors"));
     }
 }

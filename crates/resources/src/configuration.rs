@@ -2,17 +2,15 @@
 //! which Outrigger enforces for service invocation, is checked.
 
 use crate::fields::{
-    as_object, as_str, check_one_of, child, item, optional_list, optional_object, optional_string,
-    required_string, Object,
+    as_object, as_str, check_one_of, child, item, optional_list, optional_object, optional_string, required_string,
+    Object,
 };
 use crate::Invalid;
 
 /// daprd compares actions ignoring case.
 const ACTIONS: [&str; 2] = ["allow", "deny"];
 
-const HTTP_VERBS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "*",
-];
+const HTTP_VERBS: [&str; 10] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "*"];
 
 /// Checks a Configuration's spec.
 pub(crate) fn check(spec: &Object) -> Result<(), Invalid> {
@@ -74,8 +72,7 @@ mod tests {
 
     #[test]
     fn other_configuration_is_kept_unchecked() {
-        let spec =
-            json!({"tracing": {"samplingRate": "1"}, "features": [{"name": "x", "enabled": true}]});
+        let spec = json!({"tracing": {"samplingRate": "1"}, "features": [{"name": "x", "enabled": true}]});
         assert_eq!(check_value(spec), Ok(()));
         let spec = json!({"accessControl": {"defaultAction": "Allow"}});
         assert_eq!(check_value(spec), Ok(()));
@@ -84,14 +81,38 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let cases = [
-            (json!({"accessControl": {"defaultAction": "permit"}}), "spec.accessControl.defaultAction: 'permit' is not allowed; use one of: allow, deny"),
-            (json!({"accessControl": {"policies": [{"defaultAction": "allow"}]}}), "spec.accessControl.policies[0].appId: required"),
-            (json!({"accessControl": {"policies": [{"appId": "a", "defaultAction": "maybe"}]}}), "spec.accessControl.policies[0].defaultAction: 'maybe' is not allowed"),
-            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"action": "allow"}]}]}}), "spec.accessControl.policies[0].operations[0].name: required"),
-            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x"}]}]}}), "spec.accessControl.policies[0].operations[0].action: required"),
-            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "block"}]}]}}), "operations[0].action: 'block' is not allowed"),
-            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "allow", "httpVerb": ["GET", "FETCH"]}]}]}}), "operations[0].httpVerb[1]: 'FETCH' is not allowed"),
-            (json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "allow", "httpVerb": "GET"}]}]}}), "operations[0].httpVerb: must be a list"),
+            (
+                json!({"accessControl": {"defaultAction": "permit"}}),
+                "spec.accessControl.defaultAction: 'permit' is not allowed; use one of: allow, deny",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"defaultAction": "allow"}]}}),
+                "spec.accessControl.policies[0].appId: required",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"appId": "a", "defaultAction": "maybe"}]}}),
+                "spec.accessControl.policies[0].defaultAction: 'maybe' is not allowed",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"action": "allow"}]}]}}),
+                "spec.accessControl.policies[0].operations[0].name: required",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x"}]}]}}),
+                "spec.accessControl.policies[0].operations[0].action: required",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "block"}]}]}}),
+                "operations[0].action: 'block' is not allowed",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "allow", "httpVerb": ["GET", "FETCH"]}]}]}}),
+                "operations[0].httpVerb[1]: 'FETCH' is not allowed",
+            ),
+            (
+                json!({"accessControl": {"policies": [{"appId": "a", "operations": [{"name": "/x", "action": "allow", "httpVerb": "GET"}]}]}}),
+                "operations[0].httpVerb: must be a list",
+            ),
             (json!({"accessControl": "deny"}), "spec.accessControl: must be a mapping"),
         ];
         for (spec, expected) in cases {

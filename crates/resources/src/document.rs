@@ -8,12 +8,11 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::fields::{
-    as_object, child, describe, item, optional_list, optional_object, present, required_string,
-    Object,
+    as_object, child, describe, item, optional_list, optional_object, present, required_string, Object,
 };
 use crate::{
-    component, configuration, http_endpoint, lookup, resiliency, subscription, validate_dns_label,
-    BuildingBlock, Invalid, Kind, ParseError,
+    component, configuration, http_endpoint, lookup, resiliency, subscription, validate_dns_label, BuildingBlock,
+    Invalid, Kind, ParseError,
 };
 
 /// A resource document as stored and exported (Kubernetes-style).
@@ -68,10 +67,7 @@ pub trait ProjectCatalog {
 pub fn parse_documents(yaml: &str) -> Result<Vec<Document>, ParseError> {
     let mut documents = Vec::new();
     for (index, deserializer) in serde_yaml::Deserializer::from_str(yaml).enumerate() {
-        let failed = |reason: String| ParseError {
-            index: Some(index),
-            reason,
-        };
+        let failed = |reason: String| ParseError { index: Some(index), reason };
         let value = Value::deserialize(deserializer).map_err(|error| failed(error.to_string()))?;
         if !value.is_null() {
             documents.push(document_from_value(value).map_err(failed)?);
@@ -82,10 +78,7 @@ pub fn parse_documents(yaml: &str) -> Result<Vec<Document>, ParseError> {
 
 /// Reads one document, as YAML when `yaml` is set and as JSON otherwise.
 pub fn parse_document(body: &[u8], yaml: bool) -> Result<Document, ParseError> {
-    let failed = |reason: String| ParseError {
-        index: None,
-        reason,
-    };
+    let failed = |reason: String| ParseError { index: None, reason };
     let value: Value = if yaml {
         serde_yaml::from_slice(body).map_err(|error| failed(error.to_string()))?
     } else {
@@ -100,11 +93,7 @@ pub fn parse_document(body: &[u8], yaml: bool) -> Result<Document, ParseError> {
 /// Writes documents as multi-document YAML, separated by `---` lines. A document that
 /// export withheld values from is preceded by a comment saying which ones.
 pub fn render_yaml(documents: &[Document]) -> String {
-    documents
-        .iter()
-        .map(render_one)
-        .collect::<Vec<_>>()
-        .join("---\n")
+    documents.iter().map(render_one).collect::<Vec<_>>().join("---\n")
 }
 
 fn render_one(document: &Document) -> String {
@@ -128,10 +117,7 @@ fn render_one(document: &Document) -> String {
 /// Builds a document from a parsed value, or says what is wrong with it.
 fn document_from_value(value: Value) -> Result<Document, String> {
     let Value::Object(mut top) = value else {
-        return Err(format!(
-            "a document must be a mapping, found {}",
-            describe(&value)
-        ));
+        return Err(format!("a document must be a mapping, found {}", describe(&value)));
     };
     let kind = match present(&top, "kind") {
         None => return Err(format!("missing kind; use one of: {}", Kind::known_kinds())),
@@ -140,50 +126,23 @@ fn document_from_value(value: Value) -> Result<Document, String> {
         Some(other) => return Err(format!("kind must be a string, found {}", describe(other))),
     };
     let api_version = match present(&top, "apiVersion") {
-        None => {
-            return Err(format!(
-                "missing apiVersion; {kind} documents use {}",
-                kind.api_versions().join(" or ")
-            ))
-        }
+        None => return Err(format!("missing apiVersion; {kind} documents use {}", kind.api_versions().join(" or "))),
         Some(Value::String(text)) => text.clone(),
-        Some(other) => {
-            return Err(format!(
-                "apiVersion must be a string, found {}",
-                describe(other)
-            ))
-        }
+        Some(other) => return Err(format!("apiVersion must be a string, found {}", describe(other))),
     };
     let metadata = read_metadata(&top).map_err(|error| error.to_string())?;
     let spec = match top.remove("spec") {
         None | Some(Value::Null) => Value::Object(Object::new()),
         Some(spec @ Value::Object(_)) => spec,
-        Some(other) => {
-            return Err(format!(
-                "spec must be a mapping, found {}",
-                describe(&other)
-            ))
-        }
+        Some(other) => return Err(format!("spec must be a mapping, found {}", describe(&other))),
     };
     let scopes = read_strings(&top, "scopes").map_err(|error| error.to_string())?;
     let auth = match top.remove("auth") {
         None | Some(Value::Null) => None,
         Some(auth @ Value::Object(_)) => Some(auth),
-        Some(other) => {
-            return Err(format!(
-                "auth must be a mapping, found {}",
-                describe(&other)
-            ))
-        }
+        Some(other) => return Err(format!("auth must be a mapping, found {}", describe(&other))),
     };
-    Ok(Document {
-        api_version,
-        kind,
-        metadata,
-        spec,
-        scopes,
-        auth,
-    })
+    Ok(Document { api_version, kind, metadata, spec, scopes, auth })
 }
 
 fn read_metadata(top: &Object) -> Result<ObjectMeta, Invalid> {
@@ -194,10 +153,7 @@ fn read_metadata(top: &Object) -> Result<ObjectMeta, Invalid> {
         Some(Value::String(name)) if name.is_empty() => return Err(missing_name()),
         Some(Value::String(name)) => name.clone(),
         Some(other) => {
-            return Err(Invalid::at(
-                "metadata.name",
-                format!("must be a string, found {}", describe(other)),
-            ))
+            return Err(Invalid::at("metadata.name", format!("must be a string, found {}", describe(other))))
         }
     };
     Ok(ObjectMeta {
@@ -216,10 +172,9 @@ fn read_string_map(metadata: &Object, key: &str) -> Result<BTreeMap<String, Stri
         .iter()
         .map(|(name, value)| match value {
             Value::String(text) => Ok((name.clone(), text.clone())),
-            other => Err(Invalid::at(
-                child(&path, name),
-                format!("must be a string, found {}; quote it", describe(other)),
-            )),
+            other => {
+                Err(Invalid::at(child(&path, name), format!("must be a string, found {}; quote it", describe(other))))
+            }
         })
         .collect()
 }
@@ -233,10 +188,7 @@ fn read_strings(top: &Object, key: &str) -> Result<Vec<String>, Invalid> {
         .enumerate()
         .map(|(index, value)| match value {
             Value::String(text) => Ok(text.clone()),
-            other => Err(Invalid::at(
-                item(key, index),
-                format!("must be a string, found {}", describe(other)),
-            )),
+            other => Err(Invalid::at(item(key, index), format!("must be a string, found {}", describe(other)))),
         })
         .collect()
 }
@@ -248,10 +200,7 @@ impl Document {
         Document {
             api_version: kind.api_versions()[0].to_owned(),
             kind,
-            metadata: ObjectMeta {
-                name: name.to_owned(),
-                ..ObjectMeta::default()
-            },
+            metadata: ObjectMeta { name: name.to_owned(), ..ObjectMeta::default() },
             spec,
             scopes: Vec::new(),
             auth: None,
@@ -268,26 +217,16 @@ impl Document {
         if !accepted.contains(&self.api_version.as_str()) {
             return Err(Invalid::at(
                 "apiVersion",
-                format!(
-                    "'{}' is not an apiVersion of {}; use {}",
-                    self.api_version,
-                    self.kind,
-                    accepted.join(" or ")
-                ),
+                format!("'{}' is not an apiVersion of {}; use {}", self.api_version, self.kind, accepted.join(" or ")),
             ));
         }
-        self.kind
-            .check_name(&self.metadata.name)
-            .map_err(|error| error.for_field("metadata.name"))?;
+        self.kind.check_name(&self.metadata.name).map_err(|error| error.for_field("metadata.name"))?;
         self.check_scopes()?;
         self.check_auth()?;
         // Also refuses an annotation listing anything export never withholds.
         let withheld_metadata = self.withheld_entries("metadata")?;
         let Value::Object(spec) = &mut self.spec else {
-            return Err(Invalid::at(
-                "spec",
-                format!("must be a mapping, found {}", describe(&self.spec)),
-            ));
+            return Err(Invalid::at("spec", format!("must be a mapping, found {}", describe(&self.spec))));
         };
         match self.kind {
             Kind::Component => component::check(spec, &withheld_metadata)?,
@@ -320,18 +259,12 @@ impl Document {
         if !self.kind.takes_auth() {
             return Err(Invalid::at(
                 "auth",
-                format!(
-                    "{} documents take no auth; only Component and HTTPEndpoint do",
-                    self.kind
-                ),
+                format!("{} documents take no auth; only Component and HTTPEndpoint do", self.kind),
             ));
         }
         let auth = as_object(auth, "auth")?;
         if let Some(unknown) = auth.keys().find(|key| key.as_str() != "secretStore") {
-            return Err(Invalid::at(
-                child("auth", unknown),
-                "unknown key; auth has only secretStore",
-            ));
+            return Err(Invalid::at(child("auth", unknown), "unknown key; auth has only secretStore"));
         }
         required_string(auth, "secretStore", "auth").map(drop)
     }
@@ -371,9 +304,7 @@ impl Document {
 
 fn check_pubsub_reference(name: &str, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
     let problem = match project.component_type(name) {
-        None => format!(
-            "there is no component '{name}' in this project; create a pub/sub component first"
-        ),
+        None => format!("there is no component '{name}' in this project; create a pub/sub component first"),
         Some(type_name) => {
             let building_block = lookup(&type_name).map(|known| known.building_block);
             if building_block == Some(BuildingBlock::PubSub) {
@@ -393,12 +324,7 @@ fn with_sorted_keys(value: Value) -> Value {
         Value::Object(object) => {
             let mut entries: Vec<_> = object.into_iter().collect();
             entries.sort_by(|(left, _), (right, _)| left.cmp(right));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(key, value)| (key, with_sorted_keys(value)))
-                    .collect(),
-            )
+            Value::Object(entries.into_iter().map(|(key, value)| (key, with_sorted_keys(value))).collect())
         }
         Value::Array(items) => Value::Array(items.into_iter().map(with_sorted_keys).collect()),
         scalar => scalar,
@@ -426,21 +352,9 @@ mod tests {
             fixtures::SUBSCRIPTION_V2
         );
         let documents = parse_documents(&yaml).unwrap();
-        let names: Vec<_> = documents
-            .iter()
-            .map(|document| (document.kind, document.metadata.name.as_str()))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                (Kind::Component, "statestore"),
-                (Kind::Subscription, "myevent-subscription")
-            ]
-        );
-        assert_eq!(
-            parse_documents(&fixtures::ALL.join("---\n")).unwrap().len(),
-            fixtures::ALL.len()
-        );
+        let names: Vec<_> = documents.iter().map(|document| (document.kind, document.metadata.name.as_str())).collect();
+        assert_eq!(names, [(Kind::Component, "statestore"), (Kind::Subscription, "myevent-subscription")]);
+        assert_eq!(parse_documents(&fixtures::ALL.join("---\n")).unwrap().len(), fixtures::ALL.len());
         assert_eq!(parse_documents("").unwrap(), []);
     }
 
@@ -452,10 +366,7 @@ mod tests {
         );
         let error = parse_documents(&yaml).unwrap_err();
         assert_eq!(error.index, Some(2));
-        assert_eq!(
-            error.to_string(),
-            "document at index 2: missing metadata.name; every document needs a name"
-        );
+        assert_eq!(error.to_string(), "document at index 2: missing metadata.name; every document needs a name");
 
         let broken_syntax = format!("{}---\nkind: [Component\n", fixtures::REDIS_STATESTORE);
         assert_eq!(parse_documents(&broken_syntax).unwrap_err().index, Some(1));
@@ -492,20 +403,13 @@ mod tests {
         let from_yaml = parse_yaml(fixtures::REDIS_STATESTORE);
         let json = serde_json::to_vec(&from_yaml).unwrap();
         assert_eq!(parse_document(&json, false).unwrap(), from_yaml);
-        assert_eq!(
-            from_yaml.spec["metadata"][0],
-            json!({"name": "redisHost", "value": "localhost:6379"})
-        );
+        assert_eq!(from_yaml.spec["metadata"][0], json!({"name": "redisHost", "value": "localhost:6379"}));
 
         for (body, yaml) in [(&b""[..], true), (b"null", false), (b"{", false)] {
             let error = parse_document(body, yaml).unwrap_err();
             assert_eq!(error.index, None);
         }
-        let two = format!(
-            "{}---\n{}",
-            fixtures::REDIS_STATESTORE,
-            fixtures::REDIS_PUBSUB
-        );
+        let two = format!("{}---\n{}", fixtures::REDIS_STATESTORE, fixtures::REDIS_PUBSUB);
         assert!(parse_document(two.as_bytes(), true).is_err());
     }
 
@@ -515,10 +419,7 @@ mod tests {
             "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: appconfig\n  namespace: production\n  uid: 1234\n  annotations: {owner: team-a}\nstatus: {}\n",
         );
         assert_eq!(document.metadata.name, "appconfig");
-        assert_eq!(
-            document.metadata.annotations,
-            BTreeMap::from([("owner".to_owned(), "team-a".to_owned())])
-        );
+        assert_eq!(document.metadata.annotations, BTreeMap::from([("owner".to_owned(), "team-a".to_owned())]));
         assert_eq!(document.spec, json!({}));
         assert_eq!(document.normalize().unwrap().spec, json!({}));
     }
@@ -526,9 +427,7 @@ mod tests {
     #[test]
     fn every_fixture_normalizes_and_normalizing_twice_changes_nothing() {
         for yaml in fixtures::ALL {
-            let once = parse_yaml(yaml)
-                .normalize()
-                .unwrap_or_else(|error| panic!("{error}\n{yaml}"));
+            let once = parse_yaml(yaml).normalize().unwrap_or_else(|error| panic!("{error}\n{yaml}"));
             assert_eq!(once.clone().normalize().unwrap(), once, "{yaml}");
         }
     }
@@ -563,10 +462,7 @@ mod tests {
         ];
         for (document, expected) in cases {
             let error = document.clone().normalize().expect_err(expected);
-            assert!(
-                error.to_string().starts_with(expected),
-                "{error}\nexpected: {expected}"
-            );
+            assert!(error.to_string().starts_with(expected), "{error}\nexpected: {expected}");
         }
     }
 
@@ -585,35 +481,19 @@ mod tests {
     fn serializes_fields_in_kubernetes_order_and_skips_empty_ones() {
         let stored = parse_yaml(fixtures::HTTP_ENDPOINT).normalize().unwrap();
         let json = serde_json::to_string(&stored).unwrap();
-        let positions: Vec<_> = [
-            "\"apiVersion\"",
-            "\"kind\"",
-            "\"metadata\"",
-            "\"spec\"",
-            "\"auth\"",
-        ]
-        .iter()
-        .map(|key| {
-            json.find(key)
-                .unwrap_or_else(|| panic!("{key} missing from {json}"))
-        })
-        .collect();
+        let positions: Vec<_> = ["\"apiVersion\"", "\"kind\"", "\"metadata\"", "\"spec\"", "\"auth\""]
+            .iter()
+            .map(|key| json.find(key).unwrap_or_else(|| panic!("{key} missing from {json}")))
+            .collect();
         assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{json}");
-        assert!(
-            !json.contains("\"scopes\"")
-                && !json.contains("\"annotations\"")
-                && !json.contains("\"labels\"")
-        );
+        assert!(!json.contains("\"scopes\"") && !json.contains("\"annotations\"") && !json.contains("\"labels\""));
         let round_trip: Document = serde_json::from_str(&json).unwrap();
         assert_eq!(round_trip, stored);
     }
 
     #[test]
     fn render_is_stable_and_separates_documents() {
-        let documents: Vec<Document> = fixtures::ALL
-            .iter()
-            .map(|yaml| parse_yaml(yaml).normalize().unwrap())
-            .collect();
+        let documents: Vec<Document> = fixtures::ALL.iter().map(|yaml| parse_yaml(yaml).normalize().unwrap()).collect();
         let rendered = render_yaml(&documents);
         assert_eq!(rendered, render_yaml(&documents.clone()));
         assert_eq!(rendered.matches("---\n").count(), documents.len() - 1);
@@ -629,20 +509,17 @@ mod tests {
 
     #[test]
     fn render_explains_withheld_values() {
-        let exported = parse_yaml(fixtures::HTTP_ENDPOINT)
-            .normalize()
-            .unwrap()
-            .for_export();
+        let exported = parse_yaml(fixtures::HTTP_ENDPOINT).normalize().unwrap().for_export();
         let rendered = render_yaml(&[parse_yaml(fixtures::REDIS_PUBSUB), exported]);
         let second = rendered.split("---\n").nth(1).unwrap();
-        assert!(second.starts_with(
-            "# Values withheld by export: spec.headers.Authorization.\n\
-             # Supply them (or turn them into secretKeyRefs) before using this document elsewhere;\n"
-        ), "{second}");
         assert!(
-            second.contains("outrigger.io/withheld: spec.headers.Authorization\n"),
+            second.starts_with(
+                "# Values withheld by export: spec.headers.Authorization.\n\
+             # Supply them (or turn them into secretKeyRefs) before using this document elsewhere;\n"
+            ),
             "{second}"
         );
+        assert!(second.contains("outrigger.io/withheld: spec.headers.Authorization\n"), "{second}");
     }
 
     struct Catalog {
@@ -656,9 +533,7 @@ mod tests {
             self.app_ids.contains(name)
         }
         fn component_type(&self, name: &str) -> Option<String> {
-            self.components
-                .get(name)
-                .map(|type_name| (*type_name).to_owned())
+            self.components.get(name).map(|type_name| (*type_name).to_owned())
         }
         fn configuration_exists(&self, name: &str) -> bool {
             self.configurations.contains(name)
@@ -706,13 +581,7 @@ mod tests {
             (missing_config, "spec.config: Configuration 'tracing' does not exist in this project; create it first or leave config out"),
         ];
         for (document, expected) in cases {
-            assert_eq!(
-                document
-                    .check_references(&project())
-                    .unwrap_err()
-                    .to_string(),
-                expected
-            );
+            assert_eq!(document.check_references(&project()).unwrap_err().to_string(), expected);
         }
     }
 }

@@ -29,15 +29,10 @@ const FRACTION_DIGITS_KEPT: usize = 18;
 /// `m`, `h`), such as `300ms`, `1.5h` or `2h45m`. A bare `0` is allowed; negative durations
 /// are not.
 pub fn parse_go_duration(text: &str) -> Result<Duration, Invalid> {
-    let invalid = |why: &str| {
-        Invalid::new(format!(
-            "'{text}' is not a duration ({why}); write it like 5s, 1m30s or 250ms"
-        ))
-    };
+    let invalid =
+        |why: &str| Invalid::new(format!("'{text}' is not a duration ({why}); write it like 5s, 1m30s or 250ms"));
     if text.starts_with('-') {
-        return Err(Invalid::new(format!(
-            "'{text}' is negative; durations must be zero or more"
-        )));
+        return Err(Invalid::new(format!("'{text}' is negative; durations must be zero or more")));
     }
     let body = text.strip_prefix('+').unwrap_or(text);
     if body == "0" {
@@ -57,9 +52,7 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, Invalid> {
         if whole.is_empty() && fraction.is_empty() {
             return Err(invalid("expected a number"));
         }
-        let unit_len = after_number
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(after_number.len());
+        let unit_len = after_number.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(after_number.len());
         let (unit, after_unit) = after_number.split_at(unit_len);
         let unit_nanos = match UNITS.iter().find(|(name, _)| *name == unit) {
             Some((_, nanos)) => *nanos,
@@ -98,9 +91,7 @@ fn whole_nanos(digits: &str, unit_nanos: u128) -> Option<u128> {
 /// The fraction `0.<digits>` of a unit in nanoseconds, rounded down as Go does.
 fn fraction_nanos(digits: &str, unit_nanos: u128) -> u128 {
     let kept = &digits[..digits.len().min(FRACTION_DIGITS_KEPT)];
-    let numerator = kept
-        .bytes()
-        .fold(0u128, |acc, digit| acc * 10 + u128::from(digit - b'0'));
+    let numerator = kept.bytes().fold(0u128, |acc, digit| acc * 10 + u128::from(digit - b'0'));
     let scale = 10u128.pow(u32::try_from(kept.len()).expect("at most 18 digits"));
     numerator * unit_nanos / scale
 }
@@ -148,10 +139,7 @@ mod tests {
             ("s", "expected a number"),
             ("-5s", "negative"),
             ("2562048h", "longer than Go allows"),
-            (
-                "99999999999999999999999999999999999999999s",
-                "longer than Go allows",
-            ),
+            ("99999999999999999999999999999999999999999s", "longer than Go allows"),
         ];
         for (text, expected) in cases {
             let error = parse_go_duration(text).expect_err(text);

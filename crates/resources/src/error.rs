@@ -23,27 +23,18 @@ fn describe_invalid(field: Option<&str>, reason: &str) -> String {
 impl Invalid {
     /// A problem that belongs to no single field.
     pub fn new(reason: impl Into<String>) -> Self {
-        Invalid {
-            field: None,
-            reason: reason.into(),
-        }
+        Invalid { field: None, reason: reason.into() }
     }
 
     /// A problem with the field at `field`.
     pub fn at(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Invalid {
-            field: Some(field.into()),
-            reason: reason.into(),
-        }
+        Invalid { field: Some(field.into()), reason: reason.into() }
     }
 
     /// The same problem, placed at `field`: the name and duration checks know the text
     /// they were given but not where it came from.
     pub fn for_field(self, field: impl Into<String>) -> Self {
-        Invalid {
-            field: Some(field.into()),
-            reason: self.reason,
-        }
+        Invalid { field: Some(field.into()), reason: self.reason }
     }
 }
 
@@ -71,28 +62,16 @@ mod tests {
 
     #[test]
     fn invalid_display_prefixes_the_field_when_there_is_one() {
-        assert_eq!(
-            Invalid::at("spec.topic", "required").to_string(),
-            "spec.topic: required"
-        );
+        assert_eq!(Invalid::at("spec.topic", "required").to_string(), "spec.topic: required");
         assert_eq!(Invalid::new("no field").to_string(), "no field");
-        assert_eq!(
-            Invalid::new("bad").for_field("metadata.name").to_string(),
-            "metadata.name: bad"
-        );
+        assert_eq!(Invalid::new("bad").for_field("metadata.name").to_string(), "metadata.name: bad");
     }
 
     #[test]
     fn parse_error_display_names_the_document_index() {
-        let indexed = ParseError {
-            index: Some(2),
-            reason: "missing kind".into(),
-        };
+        let indexed = ParseError { index: Some(2), reason: "missing kind".into() };
         assert_eq!(indexed.to_string(), "document at index 2: missing kind");
-        let single = ParseError {
-            index: None,
-            reason: "missing kind".into(),
-        };
+        let single = ParseError { index: None, reason: "missing kind".into() };
         assert_eq!(single.to_string(), "missing kind");
     }
 }

@@ -36,10 +36,7 @@ pub(crate) fn describe(value: &Value) -> &'static str {
 }
 
 fn wrong_type(path: String, expected: &str, found: &Value) -> Invalid {
-    Invalid::at(
-        path,
-        format!("must be {expected}, found {}", describe(found)),
-    )
+    Invalid::at(path, format!("must be {expected}, found {}", describe(found)))
 }
 
 /// The value at `key`, treating `null` as absent.
@@ -49,35 +46,21 @@ pub(crate) fn present<'a>(object: &'a Object, key: &str) -> Option<&'a Value> {
 
 /// `value` (found at `path`) as an object.
 pub(crate) fn as_object<'a>(value: &'a Value, path: &str) -> Result<&'a Object, Invalid> {
-    value
-        .as_object()
-        .ok_or_else(|| wrong_type(path.to_owned(), "a mapping", value))
+    value.as_object().ok_or_else(|| wrong_type(path.to_owned(), "a mapping", value))
 }
 
 /// `value` (found at `path`) as a string.
 pub(crate) fn as_str<'a>(value: &'a Value, path: &str) -> Result<&'a str, Invalid> {
-    value
-        .as_str()
-        .ok_or_else(|| wrong_type(path.to_owned(), "a string", value))
+    value.as_str().ok_or_else(|| wrong_type(path.to_owned(), "a string", value))
 }
 
 /// The object at `key`, if any.
-pub(crate) fn optional_object<'a>(
-    object: &'a Object,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a Object>, Invalid> {
-    present(object, key)
-        .map(|value| as_object(value, &child(path, key)))
-        .transpose()
+pub(crate) fn optional_object<'a>(object: &'a Object, key: &str, path: &str) -> Result<Option<&'a Object>, Invalid> {
+    present(object, key).map(|value| as_object(value, &child(path, key))).transpose()
 }
 
 /// The list at `key`, if any.
-pub(crate) fn optional_list<'a>(
-    object: &'a Object,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a [Value]>, Invalid> {
+pub(crate) fn optional_list<'a>(object: &'a Object, key: &str, path: &str) -> Result<Option<&'a [Value]>, Invalid> {
     present(object, key)
         .map(|value| match value {
             Value::Array(items) => Ok(items.as_slice()),
@@ -87,28 +70,15 @@ pub(crate) fn optional_list<'a>(
 }
 
 /// The string at `key`, if any.
-pub(crate) fn optional_string<'a>(
-    object: &'a Object,
-    key: &str,
-    path: &str,
-) -> Result<Option<&'a str>, Invalid> {
-    present(object, key)
-        .map(|value| as_str(value, &child(path, key)))
-        .transpose()
+pub(crate) fn optional_string<'a>(object: &'a Object, key: &str, path: &str) -> Result<Option<&'a str>, Invalid> {
+    present(object, key).map(|value| as_str(value, &child(path, key))).transpose()
 }
 
 /// The string at `key`, which must be present and not empty.
-pub(crate) fn required_string<'a>(
-    object: &'a Object,
-    key: &str,
-    path: &str,
-) -> Result<&'a str, Invalid> {
+pub(crate) fn required_string<'a>(object: &'a Object, key: &str, path: &str) -> Result<&'a str, Invalid> {
     match optional_string(object, key, path)? {
         Some(text) if !text.is_empty() => Ok(text),
-        _ => Err(Invalid::at(
-            child(path, key),
-            "required; set a non-empty string",
-        )),
+        _ => Err(Invalid::at(child(path, key), "required; set a non-empty string")),
     }
 }
 
@@ -121,31 +91,21 @@ pub(crate) fn check_optional_bool(object: &Object, key: &str, path: &str) -> Res
 }
 
 /// The whole number at `key`, if any, which must be at least `min`.
-pub(crate) fn optional_integer(
-    object: &Object,
-    key: &str,
-    path: &str,
-    min: i64,
-) -> Result<Option<i64>, Invalid> {
+pub(crate) fn optional_integer(object: &Object, key: &str, path: &str, min: i64) -> Result<Option<i64>, Invalid> {
     let Some(value) = present(object, key) else {
         return Ok(None);
     };
     match value.as_i64() {
         Some(number) if number >= min => Ok(Some(number)),
-        Some(number) => Err(Invalid::at(
-            child(path, key),
-            format!("{number} is too small; the least allowed is {min}"),
-        )),
+        Some(number) => {
+            Err(Invalid::at(child(path, key), format!("{number} is too small; the least allowed is {min}")))
+        }
         None => Err(wrong_type(child(path, key), "a whole number", value)),
     }
 }
 
 /// Checks that `key`, if present, is a string in Go duration syntax.
-pub(crate) fn check_optional_duration(
-    object: &Object,
-    key: &str,
-    path: &str,
-) -> Result<(), Invalid> {
+pub(crate) fn check_optional_duration(object: &Object, key: &str, path: &str) -> Result<(), Invalid> {
     match optional_string(object, key, path)? {
         Some(text) => check_duration(text, &child(path, key)),
         None => Ok(()),
@@ -154,18 +114,14 @@ pub(crate) fn check_optional_duration(
 
 /// Checks that `text`, found at `path`, is in Go duration syntax.
 pub(crate) fn check_duration(text: &str, path: &str) -> Result<(), Invalid> {
-    parse_go_duration(text)
-        .map(drop)
-        .map_err(|error| error.for_field(path))
+    parse_go_duration(text).map(drop).map_err(|error| error.for_field(path))
 }
 
 /// Checks that `text`, found at `path`, is an absolute `http` or `https` URL with a host.
 pub(crate) fn check_http_url(text: &str, path: &str) -> Result<(), Invalid> {
     let problem = match url::Url::parse(text) {
         Err(error) => Some(error.to_string()),
-        Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-            Some(format!("the scheme is '{}'", url.scheme()))
-        }
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => Some(format!("the scheme is '{}'", url.scheme())),
         Ok(url) if url.host().is_none() => Some("it has no host".to_owned()),
         Ok(_) => None,
     };
@@ -173,21 +129,14 @@ pub(crate) fn check_http_url(text: &str, path: &str) -> Result<(), Invalid> {
         None => Ok(()),
         Some(problem) => Err(Invalid::at(
             path,
-            format!(
-                "'{text}' is not an absolute http(s) URL ({problem}); write it like https://api.example.com"
-            ),
+            format!("'{text}' is not an absolute http(s) URL ({problem}); write it like https://api.example.com"),
         )),
     }
 }
 
 /// Checks that `value`, found at `path`, is one of `allowed` (ignoring ASCII case when
 /// `ignore_case`, as Dapr does for access control actions).
-pub(crate) fn check_one_of(
-    value: &str,
-    allowed: &[&str],
-    ignore_case: bool,
-    path: &str,
-) -> Result<(), Invalid> {
+pub(crate) fn check_one_of(value: &str, allowed: &[&str], ignore_case: bool, path: &str) -> Result<(), Invalid> {
     let matches = |candidate: &&str| {
         if ignore_case {
             candidate.eq_ignore_ascii_case(value)
@@ -198,13 +147,7 @@ pub(crate) fn check_one_of(
     if allowed.iter().any(matches) {
         Ok(())
     } else {
-        Err(Invalid::at(
-            path,
-            format!(
-                "'{value}' is not allowed; use one of: {}",
-                allowed.join(", ")
-            ),
-        ))
+        Err(Invalid::at(path, format!("'{value}' is not allowed; use one of: {}", allowed.join(", "))))
     }
 }
 
@@ -235,15 +178,9 @@ mod tests {
         let error = optional_list(&spec, "b", "spec").unwrap_err();
         assert_eq!(error.to_string(), "spec.b: must be a list, found a string");
         let error = optional_integer(&spec, "c", "spec", 0).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "spec.c: must be a whole number, found a number"
-        );
+        assert_eq!(error.to_string(), "spec.c: must be a whole number, found a number");
         let error = check_optional_bool(&spec, "d", "spec").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "spec.d: must be true or false, found a string"
-        );
+        assert_eq!(error.to_string(), "spec.d: must be true or false, found a string");
     }
 
     #[test]
@@ -275,9 +212,6 @@ mod tests {
     fn one_of_lists_the_choices() {
         assert_eq!(check_one_of("Allow", &["allow", "deny"], true, "x"), Ok(()));
         let error = check_one_of("Allow", &["allow", "deny"], false, "x").unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "x: 'Allow' is not allowed; use one of: allow, deny"
-        );
+        assert_eq!(error.to_string(), "x: 'Allow' is not allowed; use one of: allow, deny");
     }
 }

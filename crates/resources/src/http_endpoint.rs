@@ -32,26 +32,14 @@ mod tests {
     fn errors_name_the_field() {
         let cases = [
             (json!({}), "spec.baseUrl: required"),
-            (
-                json!({"baseUrl": "api.example.com"}),
-                "spec.baseUrl: 'api.example.com' is not an absolute http(s) URL",
-            ),
-            (
-                json!({"baseUrl": "grpc://api.example.com"}),
-                "the scheme is 'grpc'",
-            ),
-            (
-                json!({"baseUrl": "https://a.example", "headers": [{"value": "x"}]}),
-                "spec.headers[0].name: required",
-            ),
+            (json!({"baseUrl": "api.example.com"}), "spec.baseUrl: 'api.example.com' is not an absolute http(s) URL"),
+            (json!({"baseUrl": "grpc://api.example.com"}), "the scheme is 'grpc'"),
+            (json!({"baseUrl": "https://a.example", "headers": [{"value": "x"}]}), "spec.headers[0].name: required"),
             (
                 json!({"baseUrl": "https://a.example", "headers": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}),
                 "spec.headers[1].name: header 'A' is already set",
             ),
-            (
-                json!({"baseUrl": "https://a.example", "clientTLS": "yes"}),
-                "spec.clientTLS: must be a mapping",
-            ),
+            (json!({"baseUrl": "https://a.example", "clientTLS": "yes"}), "spec.clientTLS: must be a mapping"),
         ];
         for (spec, expected) in cases {
             let error = check_value(spec.clone()).expect_err(&spec.to_string());

@@ -6,9 +6,7 @@ use utoipa::ToSchema;
 use crate::{validate_dns_label, validate_resource_name, Invalid};
 
 /// The kind of a resource document. Serialized as its `kind` string ([`Kind::as_str`]).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 pub enum Kind {
     /// A Dapr component (state store, pub/sub...).
     Component,
@@ -27,13 +25,8 @@ pub enum Kind {
 
 impl Kind {
     /// The five Dapr kinds, in the order the control API lists them.
-    pub const DAPR: [Kind; 5] = [
-        Kind::Component,
-        Kind::Subscription,
-        Kind::Resiliency,
-        Kind::Configuration,
-        Kind::HttpEndpoint,
-    ];
+    pub const DAPR: [Kind; 5] =
+        [Kind::Component, Kind::Subscription, Kind::Resiliency, Kind::Configuration, Kind::HttpEndpoint];
 
     /// Every kind: the Dapr kinds, then [`Kind::AppIdentity`].
     pub const ALL: [Kind; 6] = [
@@ -76,17 +69,13 @@ impl Kind {
 
     /// The kind whose collection path segment is `segment`.
     pub fn from_collection(segment: &str) -> Option<Kind> {
-        Kind::ALL
-            .into_iter()
-            .find(|kind| kind.collection() == segment)
+        Kind::ALL.into_iter().find(|kind| kind.collection() == segment)
     }
 
     /// The `apiVersion`s accepted for this kind; the first is the one stored and exported.
     pub fn api_versions(self) -> &'static [&'static str] {
         match self {
-            Kind::Component | Kind::Resiliency | Kind::Configuration | Kind::HttpEndpoint => {
-                &["dapr.io/v1alpha1"]
-            }
+            Kind::Component | Kind::Resiliency | Kind::Configuration | Kind::HttpEndpoint => &["dapr.io/v1alpha1"],
             Kind::Subscription => &["dapr.io/v2alpha1", "dapr.io/v1alpha1"],
             Kind::AppIdentity => &["outrigger.io/v1alpha1", "cra.diagrid.io/v1beta1"],
         }
@@ -104,9 +93,9 @@ impl Kind {
     /// Why documents of this kind take no `scopes`, or `None` if they do.
     pub(crate) fn scopes_refusal(self) -> Option<&'static str> {
         match self {
-            Kind::Configuration => Some(
-                "Configuration documents take no scopes; an App ID picks its configuration with its config field",
-            ),
+            Kind::Configuration => {
+                Some("Configuration documents take no scopes; an App ID picks its configuration with its config field")
+            }
             Kind::AppIdentity => Some("AppIdentity documents take no scopes"),
             _ => None,
         }

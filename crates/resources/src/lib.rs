@@ -32,9 +32,7 @@ mod subscription;
 mod withhold;
 
 pub use app_identity::{AppIdentitySpec, APP_PROTOCOLS};
-pub use document::{
-    parse_document, parse_documents, render_yaml, Document, ObjectMeta, ProjectCatalog,
-};
+pub use document::{parse_document, parse_documents, render_yaml, Document, ObjectMeta, ProjectCatalog};
 pub use duration::parse_go_duration;
 pub use error::{Invalid, ParseError};
 pub use kind::Kind;

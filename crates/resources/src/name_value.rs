@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::fields::{
-    as_object, child, describe, item, optional_list, optional_string, present, required_string,
-    Object,
+    as_object, child, describe, item, optional_list, optional_string, present, required_string, Object,
 };
 use crate::Invalid;
 
@@ -46,11 +45,7 @@ pub(crate) fn check_name_value_list<'a>(
         if let Some(first) = first_index_of.insert(entry.name, index) {
             return Err(Invalid::at(
                 child(&path, "name"),
-                format!(
-                    "{noun} '{}' is already set at {}; keep one of them",
-                    entry.name,
-                    item(&list_path, first)
-                ),
+                format!("{noun} '{}' is already set at {}; keep one of them", entry.name, item(&list_path, first)),
             ));
         }
         entries.push(entry);
@@ -80,38 +75,23 @@ fn check_entry<'a>(entry: &'a Object, path: &str, noun: &str) -> Result<NameValu
     if let Some(value @ (Value::Array(_) | Value::Object(_))) = value {
         return Err(Invalid::at(
             child(path, "value"),
-            format!(
-                "must be a string, number or boolean, found {}",
-                describe(value)
-            ),
+            format!("must be a string, number or boolean, found {}", describe(value)),
         ));
     }
     let secret_ref = present(entry, "secretKeyRef");
     if value.is_some() && secret_ref.is_some() {
-        return Err(Invalid::at(
-            path,
-            format!("{noun} '{name}' sets both value and secretKeyRef; keep one"),
-        ));
+        return Err(Invalid::at(path, format!("{noun} '{name}' sets both value and secretKeyRef; keep one")));
     }
     if let Some(secret_ref) = secret_ref {
         check_secret_key_ref(secret_ref, &child(path, "secretKeyRef"))?;
     }
-    Ok(NameValue {
-        name,
-        supplied: secret_ref.is_some() || has_inline_value(entry, "value"),
-    })
+    Ok(NameValue { name, supplied: secret_ref.is_some() || has_inline_value(entry, "value") })
 }
 
 fn check_secret_key_ref(value: &Value, path: &str) -> Result<(), Invalid> {
     let reference = as_object(value, path)?;
-    if let Some(unknown) = reference
-        .keys()
-        .find(|key| !matches!(key.as_str(), "name" | "key"))
-    {
-        return Err(Invalid::at(
-            child(path, unknown),
-            "unknown key; a secretKeyRef has name and optionally key",
-        ));
+    if let Some(unknown) = reference.keys().find(|key| !matches!(key.as_str(), "name" | "key")) {
+        return Err(Invalid::at(child(path, unknown), "unknown key; a secretKeyRef has name and optionally key"));
     }
     required_string(reference, "name", path)?;
     optional_string(reference, "key", path)?;
@@ -126,12 +106,8 @@ mod tests {
 
     fn check(list: Value) -> Result<Vec<(String, bool)>, Invalid> {
         let spec = json!({ "metadata": list });
-        let entries =
-            check_name_value_list(spec.as_object().unwrap(), "metadata", "metadata field")?;
-        Ok(entries
-            .into_iter()
-            .map(|entry| (entry.name.to_owned(), entry.supplied))
-            .collect())
+        let entries = check_name_value_list(spec.as_object().unwrap(), "metadata", "metadata field")?;
+        Ok(entries.into_iter().map(|entry| (entry.name.to_owned(), entry.supplied)).collect())
     }
 
     #[test]
@@ -147,10 +123,7 @@ mod tests {
             {"name": "keyless", "secretKeyRef": {"name": "redis"}},
         ]))
         .unwrap();
-        let supplied: Vec<_> = entries
-            .iter()
-            .map(|(name, supplied)| (name.as_str(), *supplied))
-            .collect();
+        let supplied: Vec<_> = entries.iter().map(|(name, supplied)| (name.as_str(), *supplied)).collect();
         assert_eq!(
             supplied,
             [
@@ -174,8 +147,14 @@ mod tests {
             (json!(["a"]), "spec.metadata[0]: must be a mapping, found a string"),
             (json!([{"value": "x"}]), "spec.metadata[0].name: required; set a non-empty string"),
             (json!([{"name": 5}]), "spec.metadata[0].name: must be a string, found a number"),
-            (json!([{"name": "a", "value": [1]}]), "spec.metadata[0].value: must be a string, number or boolean, found a list"),
-            (json!([{"name": "a", "valeu": "x"}]), "spec.metadata[0].valeu: unknown key; a metadata field has name and either value or secretKeyRef"),
+            (
+                json!([{"name": "a", "value": [1]}]),
+                "spec.metadata[0].value: must be a string, number or boolean, found a list",
+            ),
+            (
+                json!([{"name": "a", "valeu": "x"}]),
+                "spec.metadata[0].valeu: unknown key; a metadata field has name and either value or secretKeyRef",
+            ),
             (json!([{"name": "a", "envRef": "HOME"}]), "spec.metadata[0].envRef: a hosted sidecar"),
             (json!([{"name": "a", "value": "x", "secretKeyRef": {"name": "s"}}]), "sets both value and secretKeyRef"),
             (json!([{"name": "a", "secretKeyRef": {"key": "k"}}]), "spec.metadata[0].secretKeyRef.name: required"),

@@ -72,10 +72,7 @@ impl ComponentType {
     /// Every field the type reads: its own, then those common to its building block.
     pub fn fields(&self) -> impl Iterator<Item = &'static MetadataField> {
         let groups = self.field_groups;
-        groups
-            .iter()
-            .flat_map(|group| group.iter())
-            .chain(self.building_block.common_fields())
+        groups.iter().flat_map(|group| group.iter()).chain(self.building_block.common_fields())
     }
 
     /// The field called `name`, if the type reads one.
@@ -85,35 +82,19 @@ impl ComponentType {
 }
 
 const fn optional(name: &'static str) -> MetadataField {
-    MetadataField {
-        name,
-        required: false,
-        sensitive: false,
-    }
+    MetadataField { name, required: false, sensitive: false }
 }
 
 const fn required(name: &'static str) -> MetadataField {
-    MetadataField {
-        name,
-        required: true,
-        sensitive: false,
-    }
+    MetadataField { name, required: true, sensitive: false }
 }
 
 const fn secret(name: &'static str) -> MetadataField {
-    MetadataField {
-        name,
-        required: false,
-        sensitive: true,
-    }
+    MetadataField { name, required: false, sensitive: true }
 }
 
 const fn required_secret(name: &'static str) -> MetadataField {
-    MetadataField {
-        name,
-        required: true,
-        sensitive: true,
-    }
+    MetadataField { name, required: true, sensitive: true }
 }
 
 const STATE_COMMON: &[MetadataField] = &[
@@ -191,12 +172,8 @@ const REDIS_PUBSUB: &[MetadataField] = &[
 ];
 
 /// Table settings shared by Dapr's SQL state stores.
-const SQL_STATE_TABLES: &[MetadataField] = &[
-    optional("tableName"),
-    optional("metadataTableName"),
-    optional("timeout"),
-    optional("cleanupInterval"),
-];
+const SQL_STATE_TABLES: &[MetadataField] =
+    &[optional("tableName"), optional("metadataTableName"), optional("timeout"), optional("cleanupInterval")];
 
 const POSTGRESQL_STATE: &[MetadataField] = &[
     required_secret("connectionString"),
@@ -216,11 +193,7 @@ const POSTGRESQL_STATE: &[MetadataField] = &[
     secret("awsSecretKey"),
 ];
 
-const SQLITE_STATE: &[MetadataField] = &[
-    required("connectionString"),
-    optional("busyTimeout"),
-    optional("disableWAL"),
-];
+const SQLITE_STATE: &[MetadataField] = &[required("connectionString"), optional("busyTimeout"), optional("disableWAL")];
 
 const JETSTREAM_PUBSUB: &[MetadataField] = &[
     required("natsURL"),
@@ -327,10 +300,7 @@ pub fn lookup(type_name: &str) -> Option<&'static ComponentType> {
 
 /// Names of the types users may create, sorted.
 pub fn supported_types() -> impl Iterator<Item = &'static str> {
-    COMPONENT_TYPES
-        .iter()
-        .filter(|known| known.user_creatable())
-        .map(|known| known.name)
+    COMPONENT_TYPES.iter().filter(|known| known.user_creatable()).map(|known| known.name)
 }
 
 #[cfg(test)]
@@ -358,12 +328,7 @@ mod tests {
         for known in COMPONENT_TYPES {
             let mut seen = BTreeSet::new();
             for field in known.fields() {
-                assert!(
-                    seen.insert(field.name),
-                    "{} lists {} twice",
-                    known.name,
-                    field.name
-                );
+                assert!(seen.insert(field.name), "{} lists {} twice", known.name, field.name);
             }
         }
     }
@@ -386,10 +351,7 @@ mod tests {
         let kvstore = lookup("state.outrigger").unwrap();
         assert_eq!(kvstore.managed_component, Some("kvstore"));
         assert!(!kvstore.user_creatable());
-        assert_eq!(
-            lookup("pubsub.outrigger").unwrap().building_block,
-            BuildingBlock::PubSub
-        );
+        assert_eq!(lookup("pubsub.outrigger").unwrap().building_block, BuildingBlock::PubSub);
         assert!(lookup("state.mongodb").is_none());
     }
 
@@ -414,11 +376,7 @@ mod tests {
         for (type_name, field_name, required, sensitive) in cases {
             let field = lookup(type_name).unwrap().field(field_name);
             let field = field.unwrap_or_else(|| panic!("{type_name} lacks {field_name}"));
-            assert_eq!(
-                (field.required, field.sensitive),
-                (required, sensitive),
-                "{type_name} {field_name}"
-            );
+            assert_eq!((field.required, field.sensitive), (required, sensitive), "{type_name} {field_name}");
         }
         assert!(lookup("state.redis").unwrap().field("consumerID").is_none());
         assert!(lookup("pubsub.redis").unwrap().field("keyPrefix").is_none());
@@ -427,10 +385,7 @@ mod tests {
     #[test]
     fn in_memory_types_require_nothing() {
         for name in ["state.in-memory", "pubsub.in-memory"] {
-            assert!(
-                lookup(name).unwrap().fields().all(|field| !field.required),
-                "{name}"
-            );
+            assert!(lookup(name).unwrap().fields().all(|field| !field.required), "{name}");
         }
     }
 }

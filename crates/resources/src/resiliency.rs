@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::fields::{
-    as_object, as_str, check_duration, check_one_of, check_optional_duration, child,
-    optional_integer, optional_object, optional_string, Object,
+    as_object, as_str, check_duration, check_one_of, check_optional_duration, child, optional_integer, optional_object,
+    optional_string, Object,
 };
 use crate::Invalid;
 
@@ -94,12 +94,7 @@ fn check_timeout_policy(policy: &Value, path: &str) -> Result<(), Invalid> {
 fn check_retry_policy(policy: &Value, path: &str) -> Result<(), Invalid> {
     let retry = as_object(policy, path)?;
     if let Some(kind) = optional_string(retry, "policy", path)? {
-        check_one_of(
-            kind,
-            &["constant", "exponential"],
-            false,
-            &child(path, "policy"),
-        )?;
+        check_one_of(kind, &["constant", "exponential"], false, &child(path, "policy"))?;
     }
     check_optional_duration(retry, "duration", path)?;
     check_optional_duration(retry, "maxInterval", path)?;
@@ -124,9 +119,7 @@ fn check_status_codes(codes: &str, lowest: u32, highest: u32, path: &str) -> Res
         if let Some(problem) = status_pattern_problem(pattern, lowest, highest) {
             return Err(Invalid::at(
                 path,
-                format!(
-                    "'{pattern}': {problem}; list codes and ranges separated by commas, like 429,500-504"
-                ),
+                format!("'{pattern}': {problem}; list codes and ranges separated by commas, like 429,500-504"),
             ));
         }
     }
@@ -135,18 +128,11 @@ fn check_status_codes(codes: &str, lowest: u32, highest: u32, path: &str) -> Res
 
 /// What is wrong with one code (`500`) or range (`500-504`), if anything.
 fn status_pattern_problem(pattern: &str, lowest: u32, highest: u32) -> Option<String> {
-    let bounds = match pattern
-        .split('-')
-        .map(str::parse)
-        .collect::<Result<Vec<u32>, _>>()
-    {
+    let bounds = match pattern.split('-').map(str::parse).collect::<Result<Vec<u32>, _>>() {
         Ok(bounds) if bounds.len() <= 2 => bounds,
         _ => return Some("it is not a code or a range of codes".to_owned()),
     };
-    if let Some(code) = bounds
-        .iter()
-        .find(|code| !(lowest..=highest).contains(*code))
-    {
+    if let Some(code) = bounds.iter().find(|code| !(lowest..=highest).contains(*code)) {
         return Some(format!("code {code} is outside {lowest}-{highest}"));
     }
     (bounds.first() > bounds.last()).then(|| "the range runs backwards".to_owned())
@@ -167,29 +153,20 @@ fn check_circuit_breaker_policy(policy: &Value, path: &str) -> Result<(), Invali
 }
 
 fn check_targets(targets: &Object, defined: &DefinedPolicies<'_>) -> Result<(), Invalid> {
-    for (app, target) in optional_object(targets, "apps", "spec.targets")?
-        .into_iter()
-        .flatten()
-    {
+    for (app, target) in optional_object(targets, "apps", "spec.targets")?.into_iter().flatten() {
         let path = child("spec.targets.apps", app);
         let target = as_object(target, &path)?;
         check_policy_references(target, &path, defined)?;
         optional_integer(target, "circuitBreakerCacheSize", &path, 0)?;
     }
-    for (actor_type, target) in optional_object(targets, "actors", "spec.targets")?
-        .into_iter()
-        .flatten()
-    {
+    for (actor_type, target) in optional_object(targets, "actors", "spec.targets")?.into_iter().flatten() {
         let path = child("spec.targets.actors", actor_type);
         let target = as_object(target, &path)?;
         check_policy_references(target, &path, defined)?;
         optional_integer(target, "circuitBreakerCacheSize", &path, 0)?;
         check_actor_circuit_breaker_scope(target, &path)?;
     }
-    for (component, target) in optional_object(targets, "components", "spec.targets")?
-        .into_iter()
-        .flatten()
-    {
+    for (component, target) in optional_object(targets, "components", "spec.targets")?.into_iter().flatten() {
         let path = child("spec.targets.components", component);
         let target = as_object(target, &path)?;
         for direction in ["outbound", "inbound"] {
@@ -201,25 +178,16 @@ fn check_targets(targets: &Object, defined: &DefinedPolicies<'_>) -> Result<(), 
     Ok(())
 }
 
-fn check_policy_references(
-    target: &Object,
-    path: &str,
-    defined: &DefinedPolicies<'_>,
-) -> Result<(), Invalid> {
+fn check_policy_references(target: &Object, path: &str, defined: &DefinedPolicies<'_>) -> Result<(), Invalid> {
     for (section, names) in SECTIONS.iter().zip(defined) {
         let Some(name) = optional_string(target, section.reference, path)? else {
             continue;
         };
-        let is_inline_duration =
-            section.inline_duration_allowed && check_timeout(name, path).is_ok();
+        let is_inline_duration = section.inline_duration_allowed && check_timeout(name, path).is_ok();
         if names.contains(name) || is_inline_duration {
             continue;
         }
-        let alternative = if section.inline_duration_allowed {
-            " and is not a duration"
-        } else {
-            ""
-        };
+        let alternative = if section.inline_duration_allowed { " and is not a duration" } else { "" };
         return Err(Invalid::at(
             child(path, section.reference),
             format!(
@@ -238,10 +206,7 @@ fn check_actor_circuit_breaker_scope(target: &Object, path: &str) -> Result<(), 
         Some(scope) => check_one_of(scope, &ACTOR_CIRCUIT_BREAKER_SCOPES, false, &scope_path),
         None if optional_string(target, "circuitBreaker", path)?.is_some() => Err(Invalid::at(
             scope_path,
-            format!(
-                "required with an actor circuitBreaker; use one of: {}",
-                ACTOR_CIRCUIT_BREAKER_SCOPES.join(", ")
-            ),
+            format!("required with an actor circuitBreaker; use one of: {}", ACTOR_CIRCUIT_BREAKER_SCOPES.join(", ")),
         )),
         None => Ok(()),
     }

@@ -4,8 +4,8 @@
 use serde_json::Value;
 
 use crate::fields::{
-    as_object, check_optional_bool, child, describe, item, optional_integer, optional_list,
-    optional_object, optional_string, required_string, Object,
+    as_object, check_optional_bool, child, describe, item, optional_integer, optional_list, optional_object,
+    optional_string, required_string, Object,
 };
 use crate::Invalid;
 
@@ -21,9 +21,7 @@ pub(crate) fn normalize(api_version: &mut String, spec: &mut Object) -> Result<(
         if spec.contains_key("routes") {
             return Err(Invalid::at(
                 "spec.routes",
-                format!(
-                    "routes belongs to {V2ALPHA1}; use route, or change apiVersion to {V2ALPHA1}"
-                ),
+                format!("routes belongs to {V2ALPHA1}; use route, or change apiVersion to {V2ALPHA1}"),
             ));
         }
         let route = required_string(spec, "route", "spec")?.to_owned();
@@ -56,19 +54,13 @@ pub(crate) fn normalize(api_version: &mut String, spec: &mut Object) -> Result<(
 }
 
 fn check_routes(spec: &Object) -> Result<(), Invalid> {
-    let no_route = || {
-        Invalid::at(
-            "spec.routes",
-            "give at least one route: routes.default, routes.rules, or both",
-        )
-    };
+    let no_route = || Invalid::at("spec.routes", "give at least one route: routes.default, routes.rules, or both");
     let routes = optional_object(spec, "routes", "spec")?.ok_or_else(no_route)?;
     let rules = optional_list(routes, "rules", "spec.routes")?.unwrap_or_default();
     for (index, rule) in rules.iter().enumerate() {
         check_rule(rule, &item("spec.routes.rules", index))?;
     }
-    let default =
-        optional_string(routes, "default", "spec.routes")?.filter(|path| !path.is_empty());
+    let default = optional_string(routes, "default", "spec.routes")?.filter(|path| !path.is_empty());
     if rules.is_empty() && default.is_none() {
         return Err(no_route());
     }
@@ -116,10 +108,7 @@ mod tests {
         let document = parse_document(fixtures::SUBSCRIPTION_V1.as_bytes(), true).unwrap();
         let (api_version, spec) = run(&document.api_version, document.spec).unwrap();
         assert_eq!(api_version, V2ALPHA1);
-        assert_eq!(
-            spec,
-            json!({"pubsubname": "orderpubsub", "topic": "orders", "routes": {"default": "/checkout"}})
-        );
+        assert_eq!(spec, json!({"pubsubname": "orderpubsub", "topic": "orders", "routes": {"default": "/checkout"}}));
     }
 
     #[test]
@@ -134,38 +123,16 @@ mod tests {
     fn errors_name_the_field() {
         let base = |extra: Value| {
             let mut spec = json!({"pubsubname": "p", "topic": "t"});
-            spec.as_object_mut()
-                .unwrap()
-                .extend(extra.as_object().unwrap().clone());
+            spec.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
             spec
         };
         let cases = [
-            (
-                V2ALPHA1,
-                json!({"routes": {"default": "/d"}, "topic": ""}),
-                "spec.topic: required",
-            ),
-            (
-                V2ALPHA1,
-                json!({"pubsubname": null, "routes": {"default": "/d"}}),
-                "spec.pubsubname: required",
-            ),
+            (V2ALPHA1, json!({"routes": {"default": "/d"}, "topic": ""}), "spec.topic: required"),
+            (V2ALPHA1, json!({"pubsubname": null, "routes": {"default": "/d"}}), "spec.pubsubname: required"),
             (V2ALPHA1, json!({}), "spec.routes: give at least one route"),
-            (
-                V2ALPHA1,
-                json!({"routes": {"rules": []}}),
-                "spec.routes: give at least one route",
-            ),
-            (
-                V2ALPHA1,
-                json!({"routes": {"default": ""}}),
-                "spec.routes: give at least one route",
-            ),
-            (
-                V2ALPHA1,
-                json!({"routes": {"rules": [{"path": "/a"}]}}),
-                "spec.routes.rules[0].match: required",
-            ),
+            (V2ALPHA1, json!({"routes": {"rules": []}}), "spec.routes: give at least one route"),
+            (V2ALPHA1, json!({"routes": {"default": ""}}), "spec.routes: give at least one route"),
+            (V2ALPHA1, json!({"routes": {"rules": [{"path": "/a"}]}}), "spec.routes.rules[0].match: required"),
             (
                 V2ALPHA1,
                 json!({"routes": {"rules": [{"match": "", "path": "/a"}]}}),
@@ -181,16 +148,8 @@ mod tests {
                 json!({"routes": {"rules": [{"match": "true", "path": "/a"}, {"match": "x"}]}}),
                 "spec.routes.rules[1].path: required",
             ),
-            (
-                V2ALPHA1,
-                json!({"route": "/a"}),
-                "spec.route: route belongs to dapr.io/v1alpha1",
-            ),
-            (
-                V2ALPHA1,
-                json!({"routes": {"default": "/d"}, "metadata": {"n": 1}}),
-                "spec.metadata.n: must be a string",
-            ),
+            (V2ALPHA1, json!({"route": "/a"}), "spec.route: route belongs to dapr.io/v1alpha1"),
+            (V2ALPHA1, json!({"routes": {"default": "/d"}, "metadata": {"n": 1}}), "spec.metadata.n: must be a string"),
             (
                 V2ALPHA1,
                 json!({"routes": {"default": "/d"}, "bulkSubscribe": {"enabled": "yes"}}),

@@ -28,13 +28,7 @@ struct FixedSlot {
 }
 
 const FIXED_SLOTS: [FixedSlot; 2] = [
-    FixedSlot {
-        kind: Kind::AppIdentity,
-        label: "spec.appToken",
-        holder: "",
-        key: "appToken",
-        reference_key: None,
-    },
+    FixedSlot { kind: Kind::AppIdentity, label: "spec.appToken", holder: "", key: "appToken", reference_key: None },
     FixedSlot {
         kind: Kind::HttpEndpoint,
         label: "spec.clientTLS.privateKey",
@@ -64,21 +58,12 @@ enum SecretSlot {
 impl SecretSlot {
     /// The slot `label` names in a document of `kind`, if it names one.
     fn from_label(kind: Kind, label: &str) -> Option<SecretSlot> {
-        if let Some(fixed) = FIXED_SLOTS
-            .iter()
-            .find(|fixed| fixed.kind == kind && fixed.label == label)
-        {
+        if let Some(fixed) = FIXED_SLOTS.iter().find(|fixed| fixed.kind == kind && fixed.label == label) {
             return Some(SecretSlot::Fixed(fixed));
         }
         let list = secret_list(kind)?;
-        let name = label
-            .strip_prefix("spec.")?
-            .strip_prefix(list)?
-            .strip_prefix('.')?;
-        Some(SecretSlot::Entry {
-            list,
-            name: name.to_owned(),
-        })
+        let name = label.strip_prefix("spec.")?.strip_prefix(list)?.strip_prefix('.')?;
+        Some(SecretSlot::Entry { list, name: name.to_owned() })
     }
 
     fn label(&self) -> String {
@@ -106,9 +91,11 @@ impl SecretSlot {
     fn holder_pointer(&self, spec: &Value) -> Option<String> {
         let pointer = match self {
             SecretSlot::Entry { list, name } => {
-                let index = spec.get(list)?.as_array()?.iter().position(|entry| {
-                    entry.get("name").and_then(Value::as_str) == Some(name.as_str())
-                })?;
+                let index = spec
+                    .get(list)?
+                    .as_array()?
+                    .iter()
+                    .position(|entry| entry.get("name").and_then(Value::as_str) == Some(name.as_str()))?;
                 format!("/{list}/{index}")
             }
             SecretSlot::Fixed(fixed) => fixed.holder.to_owned(),
@@ -131,14 +118,7 @@ impl SecretSlot {
 /// Whether a name (a header, or a metadata field the registry does not know) suggests its
 /// value is a credential.
 fn name_looks_secret(name: &str) -> bool {
-    const SECRET_WORDS: [&str; 6] = [
-        "authorization",
-        "cookie",
-        "token",
-        "secret",
-        "key",
-        "password",
-    ];
+    const SECRET_WORDS: [&str; 6] = ["authorization", "cookie", "token", "secret", "key", "password"];
     let lower = name.to_ascii_lowercase();
     SECRET_WORDS.iter().any(|word| lower.contains(word))
 }
@@ -160,10 +140,7 @@ fn entry_is_secret(document: &Document, name: &str) -> bool {
 
 /// Every slot of `document` that holds a secret, whether or not it has a value.
 fn secret_slots(document: &Document) -> Vec<SecretSlot> {
-    let fixed = FIXED_SLOTS
-        .iter()
-        .filter(|fixed| fixed.kind == document.kind)
-        .map(SecretSlot::Fixed);
+    let fixed = FIXED_SLOTS.iter().filter(|fixed| fixed.kind == document.kind).map(SecretSlot::Fixed);
     let entries = secret_list(document.kind).into_iter().flat_map(|list| {
         let names = document.spec.get(list).and_then(Value::as_array);
         names
@@ -171,10 +148,7 @@ fn secret_slots(document: &Document) -> Vec<SecretSlot> {
             .flatten()
             .filter_map(|entry| entry.get("name").and_then(Value::as_str))
             .filter(|name| entry_is_secret(document, name))
-            .map(move |name| SecretSlot::Entry {
-                list,
-                name: name.to_owned(),
-            })
+            .map(move |name| SecretSlot::Entry { list, name: name.to_owned() })
     });
     fixed.chain(entries).collect()
 }
@@ -196,10 +170,7 @@ impl Document {
             }
         }
         if !withheld.is_empty() {
-            exported
-                .metadata
-                .annotations
-                .insert(WITHHELD_ANNOTATION.to_owned(), withheld.join(","));
+            exported.metadata.annotations.insert(WITHHELD_ANNOTATION.to_owned(), withheld.join(","));
         }
         exported
     }
@@ -209,12 +180,7 @@ impl Document {
         self.metadata
             .annotations
             .get(WITHHELD_ANNOTATION)
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|label| !label.is_empty())
-                    .collect()
-            })
+            .map(|list| list.split(',').map(str::trim).filter(|label| !label.is_empty()).collect())
             .unwrap_or_default()
     }
 
@@ -224,10 +190,7 @@ impl Document {
         let mut names = BTreeSet::new();
         for label in self.withheld() {
             match SecretSlot::from_label(self.kind, label) {
-                Some(SecretSlot::Entry {
-                    list: entry_list,
-                    name,
-                }) if entry_list == list => {
+                Some(SecretSlot::Entry { list: entry_list, name }) if entry_list == list => {
                     names.insert(name);
                 }
                 Some(_) => {}
@@ -255,16 +218,13 @@ impl Document {
     pub fn restore_withheld(&mut self, current: Option<&Document>) -> Result<(), Invalid> {
         let labels: Vec<String> = self.withheld().into_iter().map(str::to_owned).collect();
         for label in labels {
-            let slot = SecretSlot::from_label(self.kind, &label)
-                .ok_or_else(|| self.unknown_label(&label))?;
+            let slot = SecretSlot::from_label(self.kind, &label).ok_or_else(|| self.unknown_label(&label))?;
             let key = slot.key();
             let Some(holder) = slot.holder(&self.spec) else {
                 continue;
             };
             let supplied = holder.contains_key(key)
-                || slot
-                    .reference_key()
-                    .is_some_and(|reference| holder.contains_key(reference));
+                || slot.reference_key().is_some_and(|reference| holder.contains_key(reference));
             if supplied {
                 continue;
             }
@@ -296,10 +256,7 @@ mod tests {
     use crate::{fixtures, parse_document, parse_documents, render_yaml};
 
     fn stored(yaml: &str) -> Document {
-        parse_document(yaml.as_bytes(), true)
-            .unwrap()
-            .normalize()
-            .unwrap()
+        parse_document(yaml.as_bytes(), true).unwrap().normalize().unwrap()
     }
 
     #[test]
@@ -326,10 +283,7 @@ mod tests {
         document.spec["metadata"][1]["value"] = json!("s3cret");
         let exported = document.for_export();
         assert_eq!(exported.withheld(), ["spec.metadata.redisPassword"]);
-        assert_eq!(
-            exported.spec["metadata"][1],
-            json!({"name": "redisPassword"})
-        );
+        assert_eq!(exported.spec["metadata"][1], json!({"name": "redisPassword"}));
         assert_eq!(exported.spec["metadata"][0], document.spec["metadata"][0]);
         assert_eq!(document.withheld(), Vec::<&str>::new());
     }
@@ -347,14 +301,11 @@ mod tests {
     #[test]
     fn unknown_component_fields_are_judged_by_name() {
         let mut document = stored(fixtures::REDIS_STATESTORE);
-        document.spec["metadata"].as_array_mut().unwrap().extend([
-            json!({"name": "vendorApiToken", "value": "t"}),
-            json!({"name": "vendorRegion", "value": "eu"}),
-        ]);
-        assert_eq!(
-            document.for_export().withheld(),
-            ["spec.metadata.vendorApiToken"]
-        );
+        document.spec["metadata"]
+            .as_array_mut()
+            .unwrap()
+            .extend([json!({"name": "vendorApiToken", "value": "t"}), json!({"name": "vendorRegion", "value": "eu"})]);
+        assert_eq!(document.for_export().withheld(), ["spec.metadata.vendorApiToken"]);
     }
 
     #[test]
@@ -362,25 +313,15 @@ mod tests {
         let endpoint = stored(fixtures::HTTP_ENDPOINT);
         let exported = endpoint.for_export();
         assert_eq!(exported.withheld(), ["spec.headers.Authorization"]);
-        assert_eq!(
-            exported.spec["headers"][0],
-            json!({"name": "Authorization"})
-        );
+        assert_eq!(exported.spec["headers"][0], json!({"name": "Authorization"}));
         assert_eq!(exported.spec["headers"][1], endpoint.spec["headers"][1]);
         assert_eq!(exported.spec["headers"][2], endpoint.spec["headers"][2]);
 
         let mut with_tls = endpoint.clone();
-        with_tls.spec["clientTLS"] =
-            json!({"certificate": {"value": "CERT"}, "privateKey": {"value": "KEY"}});
+        with_tls.spec["clientTLS"] = json!({"certificate": {"value": "CERT"}, "privateKey": {"value": "KEY"}});
         let exported = with_tls.for_export();
-        assert_eq!(
-            exported.withheld(),
-            ["spec.clientTLS.privateKey", "spec.headers.Authorization"]
-        );
-        assert_eq!(
-            exported.spec["clientTLS"],
-            json!({"certificate": {"value": "CERT"}, "privateKey": {}})
-        );
+        assert_eq!(exported.withheld(), ["spec.clientTLS.privateKey", "spec.headers.Authorization"]);
+        assert_eq!(exported.spec["clientTLS"], json!({"certificate": {"value": "CERT"}, "privateKey": {}}));
 
         let app = stored(fixtures::APP_IDENTITY);
         let exported = app.for_export();
@@ -389,15 +330,8 @@ mod tests {
         assert_eq!(exported.spec["appEndpoint"], app.spec["appEndpoint"]);
 
         let postgres = stored(fixtures::POSTGRES_STATESTORE);
-        assert_eq!(
-            postgres.for_export().withheld(),
-            ["spec.metadata.connectionString"]
-        );
-        for untouched in [
-            fixtures::RESILIENCY,
-            fixtures::ACCESS_CONTROL,
-            fixtures::SUBSCRIPTION_V2,
-        ] {
+        assert_eq!(postgres.for_export().withheld(), ["spec.metadata.connectionString"]);
+        for untouched in [fixtures::RESILIENCY, fixtures::ACCESS_CONTROL, fixtures::SUBSCRIPTION_V2] {
             let document = stored(untouched);
             assert_eq!(document.for_export(), document);
         }
@@ -405,11 +339,7 @@ mod tests {
 
     #[test]
     fn restore_puts_back_the_stored_values() {
-        for yaml in [
-            fixtures::POSTGRES_STATESTORE,
-            fixtures::HTTP_ENDPOINT,
-            fixtures::APP_IDENTITY,
-        ] {
+        for yaml in [fixtures::POSTGRES_STATESTORE, fixtures::HTTP_ENDPOINT, fixtures::APP_IDENTITY] {
             let current = stored(yaml);
             let mut applied = current.for_export();
             assert_ne!(applied, current);
@@ -451,8 +381,7 @@ mod tests {
              to restore; supply it or use a secretKeyRef"
         );
         let mut from_reference = current.clone();
-        from_reference.spec["metadata"][0] =
-            json!({"name": "connectionString", "secretKeyRef": {"name": "pg"}});
+        from_reference.spec["metadata"][0] = json!({"name": "connectionString", "secretKeyRef": {"name": "pg"}});
         let mut applied = exported.clone();
         assert!(applied.restore_withheld(Some(&from_reference)).is_err());
     }
@@ -460,18 +389,10 @@ mod tests {
     #[test]
     fn restore_refuses_labels_export_never_writes() {
         let mut document = stored(fixtures::REDIS_STATESTORE);
-        document
-            .metadata
-            .annotations
-            .insert(WITHHELD_ANNOTATION.to_owned(), "spec.type".to_owned());
+        document.metadata.annotations.insert(WITHHELD_ANNOTATION.to_owned(), "spec.type".to_owned());
         let error = document.restore_withheld(None).unwrap_err();
-        assert_eq!(
-            error.field.as_deref(),
-            Some("metadata.annotations.outrigger.io/withheld")
-        );
-        assert!(error
-            .reason
-            .contains("'spec.type' is not a value export withholds from Component documents"));
+        assert_eq!(error.field.as_deref(), Some("metadata.annotations.outrigger.io/withheld"));
+        assert!(error.reason.contains("'spec.type' is not a value export withholds from Component documents"));
     }
 
     #[test]
@@ -483,39 +404,19 @@ mod tests {
         let mut emptied = exported.clone();
         emptied.metadata.annotations.remove(WITHHELD_ANNOTATION);
         let error = emptied.normalize().unwrap_err();
-        assert!(
-            error
-                .reason
-                .contains("field 'connectionString' is required"),
-            "{error}"
-        );
+        assert!(error.reason.contains("field 'connectionString' is required"), "{error}");
 
         let mut unknown = exported;
-        unknown.metadata.annotations.insert(
-            WITHHELD_ANNOTATION.to_owned(),
-            "spec.headers.Authorization".to_owned(),
-        );
+        unknown.metadata.annotations.insert(WITHHELD_ANNOTATION.to_owned(), "spec.headers.Authorization".to_owned());
         let error = unknown.normalize().unwrap_err();
-        assert!(
-            error
-                .reason
-                .contains("'spec.headers.Authorization' is not a value export withholds"),
-            "{error}"
-        );
+        assert!(error.reason.contains("'spec.headers.Authorization' is not a value export withholds"), "{error}");
     }
 
     #[test]
     fn export_apply_export_is_byte_identical() {
-        let stored_documents: Vec<Document> =
-            fixtures::ALL.iter().map(|yaml| stored(yaml)).collect();
-        let export = |documents: &[Document]| {
-            render_yaml(
-                &documents
-                    .iter()
-                    .map(Document::for_export)
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let stored_documents: Vec<Document> = fixtures::ALL.iter().map(|yaml| stored(yaml)).collect();
+        let export =
+            |documents: &[Document]| render_yaml(&documents.iter().map(Document::for_export).collect::<Vec<_>>());
         let first = export(&stored_documents);
         assert!(first.contains("# Values withheld by export: spec.metadata.connectionString."));
         assert!(!first.contains("hunter2"));

@@ -237,7 +237,11 @@ impl Tx {
     // === App IDs ===
 
     /// Registers an App ID in the project and issues its first API token.
-    pub async fn create_app_id(&mut self, project: &ProjectId, app: &AppIdentity) -> Result<(AppIdentity, IssuedToken)> {
+    pub async fn create_app_id(
+        &mut self,
+        project: &ProjectId,
+        app: &AppIdentity,
+    ) -> Result<(AppIdentity, IssuedToken)> {
         let now = now_millis();
         sqlx::query(
             "INSERT INTO app_ids (project_id, name, app_endpoint, app_token, app_protocol, app_health_check_path, config, created_at, updated_at) \
@@ -292,7 +296,12 @@ impl Tx {
     }
 
     /// Applies a change to an App ID and returns the result.
-    pub async fn update_app_id(&mut self, project: &ProjectId, name: &str, change: &AppIdentityChange) -> Result<AppIdentity> {
+    pub async fn update_app_id(
+        &mut self,
+        project: &ProjectId,
+        name: &str,
+        change: &AppIdentityChange,
+    ) -> Result<AppIdentity> {
         let mut app = self.app_id(project, name).await?;
         change.apply_to(&mut app);
         app.updated_at = now_millis();
@@ -350,7 +359,12 @@ impl Tx {
     }
 
     /// Issues a new token for an App ID; tokens that had no expiry now expire after `grace_seconds`.
-    pub async fn rotate_token(&mut self, project: &ProjectId, app_name: &str, grace_seconds: u32) -> Result<IssuedToken> {
+    pub async fn rotate_token(
+        &mut self,
+        project: &ProjectId,
+        app_name: &str,
+        grace_seconds: u32,
+    ) -> Result<IssuedToken> {
         self.app_id(project, app_name).await?;
         let now = now_millis();
         let expires_at = now + i64::from(grace_seconds) * 1000;
@@ -386,7 +400,11 @@ impl Tx {
         .await?;
         rows.iter()
             .map(|row| {
-                Ok(TokenInfo { id: row.try_get("id")?, created_at: row.try_get("created_at")?, expires_at: row.try_get("expires_at")? })
+                Ok(TokenInfo {
+                    id: row.try_get("id")?,
+                    created_at: row.try_get("created_at")?,
+                    expires_at: row.try_get("expires_at")?,
+                })
             })
             .collect()
     }
@@ -421,7 +439,12 @@ impl Tx {
     }
 
     /// One document, or `None` when absent.
-    pub async fn find_resource(&mut self, project: &ProjectId, kind: Kind, name: &str) -> Result<Option<StoredResource>> {
+    pub async fn find_resource(
+        &mut self,
+        project: &ProjectId,
+        kind: Kind,
+        name: &str,
+    ) -> Result<Option<StoredResource>> {
         let row = sqlx::query(
             "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3",
         )

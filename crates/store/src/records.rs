@@ -178,8 +178,11 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> Result<StoredResource> {
     let kind: String = row.try_get("kind")?;
     let name: String = row.try_get("name")?;
     let json: String = row.try_get("document")?;
-    let document: Document = serde_json::from_str(&json)
-        .map_err(|err| Error::Corrupt { kind: kind.clone(), name: name.clone(), reason: err.to_string() })?;
+    let document: Document = serde_json::from_str(&json).map_err(|err| Error::Corrupt {
+        kind: kind.clone(),
+        name: name.clone(),
+        reason: err.to_string(),
+    })?;
     if Kind::from_kind_str(&kind) != Some(document.kind) {
         return Err(Error::Corrupt { kind, name, reason: "kind column and document disagree".into() });
     }

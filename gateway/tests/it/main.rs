@@ -7,7 +7,8 @@ use http_body_util::BodyExt;
 use tower::{ServiceBuilder, ServiceExt};
 
 async fn http_call(path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
-    let service = ServiceBuilder::new().map_request(outrigger_gateway::clean_path).service(outrigger_gateway::http_router());
+    let service =
+        ServiceBuilder::new().map_request(outrigger_gateway::clean_path).service(outrigger_gateway::http_router());
     let response = service.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
     let (parts, body) = response.into_parts();
     (parts.status, parts.headers, body.collect().await.unwrap().to_bytes().to_vec())
@@ -15,7 +16,9 @@ async fn http_call(path: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
 
 #[tokio::test]
 async fn health_probes_answer_204() {
-    for path in ["/v1.0/healthz", "/v1.0/healthz/outbound", "//v1.0/healthz", "/v1.0/healthz/", "//v1.0//healthz/outbound/"] {
+    for path in
+        ["/v1.0/healthz", "/v1.0/healthz/outbound", "//v1.0/healthz", "/v1.0/healthz/", "//v1.0//healthz/outbound/"]
+    {
         let (status, _, _) = http_call(path).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{path}");
     }
