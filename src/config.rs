@@ -50,6 +50,31 @@ pub struct Config {
     pub public_grpc_endpoint: Option<String>,
     /// Largest control-API request body in bytes; larger ones get 413. Default 4 MiB.
     pub control_api_max_body_bytes: usize,
+    /// Largest Dapr API request body (HTTP) or message (gRPC) in bytes; larger ones get 413 /
+    /// `RESOURCE_EXHAUSTED`. Default 4 MiB, daprd's default.
+    pub gateway_max_body_bytes: usize,
+    /// Requests per second each App ID may make through a gateway (excess gets 429 with `Retry-After`);
+    /// 0 = unlimited. Default 0.
+    pub rate_limit_per_second: u32,
+    /// How long a gateway trusts a token lookup; a revoked token stops working within this time. Default 2.
+    pub token_cache_seconds: u64,
+    /// NATS server of the distributed form's bus, e.g. `nats://127.0.0.1:4222`; required by `gateway` and
+    /// `worker`. The all-in-one process uses an in-process bus and ignores it.
+    pub nats_url: Option<String>,
+    /// First token of every bus subject, so several installations can share one NATS. Default `outrigger`.
+    pub bus_subject_prefix: String,
+    /// How long a gateway waits for a worker's answer, in milliseconds. Default 15000.
+    pub bus_timeout_ms: u64,
+    /// Backing store of every project's managed `kvstore`: `sqlite://PATH`, `postgres://...` or
+    /// `redis://HOST:PORT`. Default: `kvstore.db` in `data_dir` with SQLite; the control-plane database when
+    /// that is PostgreSQL.
+    pub managed_kvstore_url: Option<String>,
+    /// How often a worker re-reads a project's components from the control-plane database, in
+    /// milliseconds; changes reach workers within this time. Default 1000.
+    pub component_refresh_ms: u64,
+    /// How long one state-store operation may take before it fails with a 500-class error, in
+    /// milliseconds. Default 5000.
+    pub store_timeout_ms: u64,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
     /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`.
@@ -68,6 +93,15 @@ impl Default for Config {
             public_http_endpoint: None,
             public_grpc_endpoint: None,
             control_api_max_body_bytes: 4 * 1024 * 1024,
+            gateway_max_body_bytes: 4 * 1024 * 1024,
+            rate_limit_per_second: 0,
+            token_cache_seconds: 2,
+            nats_url: None,
+            bus_subject_prefix: "outrigger".to_owned(),
+            bus_timeout_ms: 15_000,
+            managed_kvstore_url: None,
+            component_refresh_ms: 1000,
+            store_timeout_ms: 5000,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
         }
@@ -114,10 +148,39 @@ impl Config {
                 }
             }
         }
-        if self.control_api_max_body_bytes == 0 {
-            bail!("OUTRIGGER_CONTROL_API_MAX_BODY_BYTES must be greater than 0");
+        for (name, value) in [
+            ("OUTRIGGER_CONTROL_API_MAX_BODY_BYTES", self.control_api_max_body_bytes as u64),
+            ("OUTRIGGER_GATEWAY_MAX_BODY_BYTES", self.gateway_max_body_bytes as u64),
+            ("OUTRIGGER_BUS_TIMEOUT_MS", self.bus_timeout_ms),
+            ("OUTRIGGER_COMPONENT_REFRESH_MS", self.component_refresh_ms),
+            ("OUTRIGGER_STORE_TIMEOUT_MS", self.store_timeout_ms),
+        ] {
+            if value == 0 {
+                bail!("{name} must be greater than 0");
+            }
+        }
+        if let Some(url) = &self.managed_kvstore_url {
+            if !["sqlite:", "postgres:", "postgresql:", "redis:"].iter().any(|scheme| url.starts_with(scheme)) {
+                bail!("OUTRIGGER_MANAGED_KVSTORE_URL must start with sqlite://, postgres:// or redis://, got '{url}'");
+            }
+        }
+        if self.bus_subject_prefix.is_empty() || self.bus_subject_prefix.contains(['.', ' ', '*', '>']) {
+            bail!("OUTRIGGER_BUS_SUBJECT_PREFIX must be one NATS subject token (no '.', ' ', '*' or '>')");
         }
         Ok(())
+    }
+
+    /// The managed kvstore's backing store, defaulting as documented on the field.
+    pub fn managed_kvstore_url(&self) -> String {
+        if let Some(url) = &self.managed_kvstore_url {
+            return url.clone();
+        }
+        let control_plane = self.database_url();
+        if control_plane.starts_with("postgres") {
+            control_plane
+        } else {
+            format!("sqlite://{}", self.data_dir.join("kvstore.db").display())
+        }
     }
 
     /// The control-plane database URL, defaulting to a SQLite file in the data directory.

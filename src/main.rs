@@ -31,8 +31,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve only the Dapr HTTP and gRPC APIs (distributed form)
+    /// Serve only the Dapr HTTP and gRPC APIs, sending calls to workers over NATS (distributed form)
     Gateway,
+    /// Execute calls for one worker pool, taken from NATS (distributed form)
+    Worker {
+        /// The pool to serve
+        #[arg(long, default_value = outrigger_bus::DEFAULT_POOL)]
+        pool: String,
+    },
     /// Serve only the control API (distributed form; run `outrigger migrate` first)
     ControlApi {
         /// Apply pending database migrations before serving
@@ -58,9 +64,10 @@ async fn run_server(config_file: Option<PathBuf>, command: Option<Command>) -> a
     let config = Config::load(config_file.as_deref())?;
     init_logging(&config);
     match command {
-        None => server::run(config, server::Roles::ALL_IN_ONE, true).await,
-        Some(Command::Gateway) => server::run(config, server::Roles::GATEWAY, false).await,
-        Some(Command::ControlApi { migrate }) => server::run(config, server::Roles::CONTROL_API, migrate).await,
+        None => server::run(config, server::Role::AllInOne, true).await,
+        Some(Command::Gateway) => server::run(config, server::Role::Gateway, false).await,
+        Some(Command::Worker { pool }) => server::run(config, server::Role::Worker { pool }, false).await,
+        Some(Command::ControlApi { migrate }) => server::run(config, server::Role::ControlApi, migrate).await,
         Some(Command::Migrate) => server::migrate(config).await,
         Some(Command::Client(_)) => unreachable!("client commands do not start a server"),
     }

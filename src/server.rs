@@ -1,14 +1,17 @@
 //! The server processes: all-in-one (the embedded default), `control-api`, `gateway`, and `migrate`.
 
-use std::future::{Future, IntoFuture};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use axum::extract::Request;
-use axum::Router;
+use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
+use outrigger_gateway::Gateway;
 use outrigger_store::Store;
+use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -133,74 +136,149 @@ async fn bind(addr: SocketAddr, what: &str, variable: &str) -> anyhow::Result<Tc
     })
 }
 
-/// Serves `router` on `listener` until `shutdown`, letting in-flight requests finish.
-fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> impl Future<Output = std::io::Result<()>> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown.cancelled_owned()).into_future()
-}
-
-/// The Dapr HTTP API wrapped in daprd's path hygiene (which must run before routing).
-fn serve_dapr_http(listener: TcpListener, shutdown: CancellationToken) -> impl Future<Output = std::io::Result<()>> {
-    let service = ServiceBuilder::new()
-        .map_request(|req: Request| outrigger_gateway::clean_path(req))
-        .service(outrigger_gateway::http_router());
-    axum::serve(listener, <_ as axum::ServiceExt<Request>>::into_make_service(service))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .into_future()
+/// Serves `service` (HTTP/1.1 and h2c) on `listener` until `shutdown`, letting in-flight requests finish.
+async fn serve<S>(listener: TcpListener, service: S, shutdown: CancellationToken) -> anyhow::Result<()>
+where
+    S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let service = <S as axum::ServiceExt<Request>>::into_make_service(service);
+    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    Ok(())
 }
 
 fn local_endpoint(addr: SocketAddr) -> String {
     format!("http://127.0.0.1:{}", addr.port())
 }
 
-/// Which parts one process runs.
-pub struct Roles {
-    /// Serve the control API.
-    pub control_api: bool,
-    /// Serve the Dapr HTTP and gRPC APIs.
-    pub gateway: bool,
-    /// Generate and store the operator token when none is configured (embedded default only).
-    pub generate_admin_token: bool,
-}
-
-impl Roles {
-    /// The embedded default: everything in one process.
-    pub const ALL_IN_ONE: Roles = Roles { control_api: true, gateway: true, generate_admin_token: true };
+/// What one process runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The embedded default: control API, gateway and worker in one process, joined by an in-process bus.
+    AllInOne,
     /// `outrigger control-api`.
-    pub const CONTROL_API: Roles = Roles { control_api: true, gateway: false, generate_admin_token: false };
-    /// `outrigger gateway`.
-    pub const GATEWAY: Roles = Roles { control_api: false, gateway: true, generate_admin_token: false };
+    ControlApi,
+    /// `outrigger gateway`: the Dapr APIs, sending calls to workers over NATS.
+    Gateway,
+    /// `outrigger worker --pool P`: answers the calls of pool P from NATS.
+    Worker {
+        /// The pool served.
+        pool: String,
+    },
 }
 
-/// Runs the given roles until Ctrl-C or SIGTERM.
-pub async fn run(config: Config, roles: Roles, migrate_first: bool) -> anyhow::Result<()> {
+impl Role {
+    fn serves_control_api(&self) -> bool {
+        matches!(self, Role::AllInOne | Role::ControlApi)
+    }
+
+    fn serves_dapr_apis(&self) -> bool {
+        matches!(self, Role::AllInOne | Role::Gateway)
+    }
+
+    fn runs_worker(&self) -> bool {
+        matches!(self, Role::AllInOne | Role::Worker { .. })
+    }
+
+    fn uses_nats(&self) -> bool {
+        matches!(self, Role::Gateway | Role::Worker { .. })
+    }
+}
+
+/// Opens the store behind every project's managed `kvstore`.
+async fn managed_stores(config: &Config) -> anyhow::Result<ManagedStores> {
+    let url = config.managed_kvstore_url();
+    let (component_type, metadata): (&str, Vec<(&str, String)>) = if let Some(path) = url.strip_prefix("sqlite://") {
+        ("state.sqlite", vec![("connectionString", path.to_owned()), ("tableName", "kvstore".to_owned())])
+    } else if let Some(host) = url.strip_prefix("redis://") {
+        ("state.redis", vec![("redisHost", host.trim_end_matches('/').to_owned())])
+    } else {
+        ("state.postgresql", vec![("connectionString", url.clone()), ("tableName", "outrigger_kvstore".to_owned())])
+    };
+    let metadata = metadata.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+    let kvstore = outrigger_workers::state::open(component_type, &metadata)
+        .await
+        .with_context(|| format!("opening the managed kvstore at {} (OUTRIGGER_MANAGED_KVSTORE_URL)", redact(&url)))?;
+    Ok(ManagedStores { kvstore })
+}
+
+async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
+    let url = config
+        .nats_url
+        .as_deref()
+        .context("OUTRIGGER_NATS_URL is not set: the distributed form's gateways and workers talk over NATS")?;
+    async_nats::connect(url).await.with_context(|| format!("connecting to NATS at {url} (OUTRIGGER_NATS_URL)"))
+}
+
+/// Runs `role` until Ctrl-C or SIGTERM.
+pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let mut ready = Vec::new();
 
+    let store = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
+    let admin_token =
+        if role.serves_control_api() { Some(admin_token(&config, role == Role::AllInOne)?) } else { None };
+    let pending = store.pending_migrations().await?;
+    if pending > 0 {
+        bail!("the control-plane database lacks {pending} migration(s): run `outrigger migrate` first");
+    }
+    let nats = if role.uses_nats() { Some(connect_nats(&config).await?) } else { None };
+
+    let worker = if role.runs_worker() {
+        let runtime = Runtime::new(
+            store.clone(),
+            managed_stores(&config).await?,
+            Duration::from_millis(config.component_refresh_ms),
+        );
+        let limits = Limits { store_timeout: Duration::from_millis(config.store_timeout_ms), ..Limits::default() };
+        Some(Arc::new(Worker::new(runtime, limits)))
+    } else {
+        None
+    };
+    if let (Role::Worker { pool }, Some(client), Some(worker)) = (&role, &nats, &worker) {
+        let (client, pool, prefix) = (client.clone(), pool.clone(), config.bus_subject_prefix.clone());
+        let (handler, stop): (Arc<dyn Handler>, _) = (worker.clone(), shutdown.clone());
+        tracing::info!(pool = %pool, "worker serving its pool over NATS");
+        tasks.spawn(async move {
+            outrigger_bus::serve_nats(client, &prefix, &pool, handler, stop).await.map_err(|err| anyhow::anyhow!(err))
+        });
+    }
+
     let mut dapr_addrs = None;
-    if roles.gateway {
+    if role.serves_dapr_apis() {
+        let bus: Arc<dyn Bus> = match (&nats, &worker) {
+            (Some(client), _) => Arc::new(NatsBus::new(
+                client.clone(),
+                &config.bus_subject_prefix,
+                Duration::from_millis(config.bus_timeout_ms),
+            )),
+            (None, Some(worker)) => Arc::new(InProcessBus::new(worker.clone())),
+            (None, None) => unreachable!("a gateway has either NATS or an in-process worker"),
+        };
+        let options = outrigger_gateway::Options {
+            max_body_bytes: config.gateway_max_body_bytes,
+            rate_limit_per_second: config.rate_limit_per_second,
+            token_cache_ttl: Duration::from_secs(config.token_cache_seconds),
+        };
+        let gateway = Gateway::new(bus, store.clone(), options);
         let http = bind(config.http_addr, "Dapr HTTP API", "OUTRIGGER_HTTP_ADDR").await?;
         let grpc = bind(config.grpc_addr, "Dapr gRPC API", "OUTRIGGER_GRPC_ADDR").await?;
         let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
         dapr_addrs = Some((http_addr, grpc_addr));
         ready.push(("dapr_http", http_addr));
         ready.push(("dapr_grpc", grpc_addr));
-        tasks.spawn(serve_dapr_http(http, shutdown.clone()));
-        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(), shutdown.clone()));
+        let http_service = ServiceBuilder::new()
+            .map_request(|req: Request| outrigger_gateway::clean_path(req))
+            .service(outrigger_gateway::http_router(gateway.clone()));
+        tasks.spawn(serve(http, http_service, shutdown.clone()));
+        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(gateway), shutdown.clone()));
     }
 
-    let mut store = None;
-    if roles.control_api {
-        let opened = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
-        let admin_token = admin_token(&config, roles.generate_admin_token)?;
-        let pending = opened.pending_migrations().await?;
-        if pending > 0 {
-            bail!("the control-plane database lacks {pending} migration(s): run `outrigger migrate` first");
-        }
+    if let Some(admin_token) = admin_token {
         let listener = bind(config.control_api_addr, "control API", "OUTRIGGER_CONTROL_API_ADDR").await?;
         let addr = listener.local_addr()?;
         ready.push(("control_api", addr));
@@ -214,8 +292,7 @@ pub async fn run(config: Config, roles: Roles, migrate_first: bool) -> anyhow::R
             admin_token,
             max_body_bytes: config.control_api_max_body_bytes,
         };
-        tasks.spawn(serve(listener, outrigger_control_api::router(opened.clone(), options), shutdown.clone()));
-        store = Some(opened);
+        tasks.spawn(serve(listener, outrigger_control_api::router(store.clone(), options), shutdown.clone()));
     }
 
     let field = |name: &str| ready.iter().find(|(role, _)| *role == name).map(|(_, addr)| addr.to_string());
@@ -239,9 +316,7 @@ pub async fn run(config: Config, roles: Roles, migrate_first: bool) -> anyhow::R
         shutdown.cancel();
     }
     signals.abort();
-    if let Some(store) = store {
-        store.close().await;
-    }
+    store.close().await;
     match failure {
         Some(err) => Err(err),
         None => {

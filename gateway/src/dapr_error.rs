@@ -1,63 +1,229 @@
-//! Errors in daprd's shapes: HTTP `{"errorCode","message"}` and gRPC status.
+//! The one place where failures become daprd's answers: HTTP `{"errorCode","message"}` with daprd's status,
+//! and gRPC status with a `google.rpc.ErrorInfo` detail (what the Python SDK's `DaprGrpcError` reads).
+
+use std::collections::HashMap;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use outrigger_bus::{BusError, DataError, StateOperation};
+use prost::Message;
 use serde::Serialize;
+use tonic::Code;
+
+/// Domain of every `ErrorInfo` daprd sends.
+const ERROR_DOMAIN: &str = "dapr.io";
 
 /// An error answered to a Dapr SDK.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone)]
 pub struct DaprError {
-    #[serde(skip)]
     status: StatusCode,
-    #[serde(skip)]
-    grpc_code: u16,
-    #[serde(rename = "errorCode")]
+    grpc_code: Code,
     error_code: &'static str,
+    reason: &'static str,
     message: String,
 }
 
-/// gRPC `Unimplemented`.
-const GRPC_UNIMPLEMENTED: u16 = 12;
+#[derive(Serialize)]
+struct HttpBody<'a> {
+    #[serde(rename = "errorCode")]
+    error_code: &'a str,
+    message: &'a str,
+}
+
+/// `google.rpc.ErrorInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ErrorInfo {
+    #[prost(string, tag = "1")]
+    reason: String,
+    #[prost(string, tag = "2")]
+    domain: String,
+    #[prost(map = "string, string", tag = "3")]
+    metadata: HashMap<String, String>,
+}
+
+/// `google.rpc.Status`, the body of `grpc-status-details-bin`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types::Any>,
+}
 
 impl DaprError {
+    fn new(
+        status: StatusCode,
+        grpc_code: Code,
+        error_code: &'static str,
+        reason: &'static str,
+        message: String,
+    ) -> DaprError {
+        DaprError { status, grpc_code, error_code, reason, message }
+    }
+
     /// The API at `path` is not served (daprd's `ERR_API_UNIMPLEMENTED`).
     pub fn unimplemented(path: &str) -> DaprError {
-        DaprError {
-            status: StatusCode::NOT_IMPLEMENTED,
-            grpc_code: GRPC_UNIMPLEMENTED,
-            error_code: "ERR_API_UNIMPLEMENTED",
-            message: format!("{path} is not served by this Outrigger version"),
-        }
+        DaprError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            Code::Unimplemented,
+            "ERR_API_UNIMPLEMENTED",
+            "DAPR_API_UNIMPLEMENTED",
+            format!("{path} is not served by this Outrigger version"),
+        )
+    }
+
+    /// A request daprd could not read (bad JSON, missing fields).
+    pub fn malformed(message: impl Into<String>) -> DaprError {
+        DaprError::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            "ERR_MALFORMED_REQUEST",
+            "DAPR_MALFORMED_REQUEST",
+            message.into(),
+        )
+    }
+
+    /// A body over the configured limit.
+    pub fn body_too_large(limit: usize) -> DaprError {
+        DaprError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Code::ResourceExhausted,
+            "ERR_BODY_READ",
+            "DAPR_BODY_TOO_LARGE",
+            format!("request body exceeds the limit of {limit} bytes"),
+        )
+    }
+
+    /// The App ID went over its request rate.
+    pub fn rate_limited(limit: u32) -> DaprError {
+        DaprError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            Code::ResourceExhausted,
+            "ERR_TOO_MANY_REQUESTS",
+            "DAPR_RATE_LIMITED",
+            format!("this App ID is limited to {limit} requests per second; retry after the Retry-After delay"),
+        )
+    }
+
+    /// The control-plane database could not be asked who a token belongs to.
+    pub fn auth_unavailable() -> DaprError {
+        DaprError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "ERR_AUTH_UNAVAILABLE",
+            "DAPR_AUTH_UNAVAILABLE",
+            "the API token cannot be checked right now; retry shortly".to_owned(),
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The same error as a gRPC status with daprd's rich details.
+    pub fn to_status(&self) -> tonic::Status {
+        let info = ErrorInfo {
+            reason: self.reason.to_owned(),
+            domain: ERROR_DOMAIN.to_owned(),
+            metadata: HashMap::from([("errorCode".to_owned(), self.error_code.to_owned())]),
+        };
+        let details = RpcStatus {
+            code: self.grpc_code as i32,
+            message: self.message.clone(),
+            details: vec![prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.ErrorInfo".to_owned(),
+                value: info.encode_to_vec(),
+            }],
+        };
+        tonic::Status::with_details(self.grpc_code, self.message.clone(), details.encode_to_vec().into())
     }
 
     /// The same error as a trailers-only gRPC answer.
     pub fn into_grpc_response(self) -> Response {
-        let mut response = Response::new(axum::body::Body::empty());
-        let headers = response.headers_mut();
-        headers.insert("content-type", HeaderValue::from_static("application/grpc"));
-        headers.insert("grpc-status", HeaderValue::from(self.grpc_code));
-        if let Ok(message) = HeaderValue::from_str(&percent_encode(&self.message)) {
-            headers.insert("grpc-message", message);
-        }
-        response
+        self.to_status().into_http()
     }
 }
 
-/// gRPC percent-encodes `grpc-message` outside printable ASCII and `%`.
-fn percent_encode(message: &str) -> String {
-    let mut encoded = String::with_capacity(message.len());
-    for byte in message.bytes() {
-        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
-            encoded.push(byte as char);
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
+fn operation_code(operation: StateOperation) -> &'static str {
+    match operation {
+        StateOperation::Get => "ERR_STATE_GET",
+        StateOperation::BulkGet => "ERR_STATE_BULK_GET",
+        StateOperation::Save => "ERR_STATE_SAVE",
+        StateOperation::Delete => "ERR_STATE_DELETE",
+        StateOperation::BulkDelete => "ERR_STATE_BULK_DELETE",
+        StateOperation::Transaction => "ERR_STATE_TRANSACTION",
+        StateOperation::Query => "ERR_STATE_QUERY",
     }
-    encoded
+}
+
+impl From<DataError> for DaprError {
+    fn from(err: DataError) -> DaprError {
+        let message = err.to_string();
+        let (status, code, error_code, reason) = match &err {
+            DataError::StoreNotFound { .. } => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, "ERR_STATE_STORE_NOT_FOUND", "DAPR_STATE_NOT_FOUND")
+            }
+            DataError::StoresNotConfigured => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::FailedPrecondition,
+                "ERR_STATE_STORE_NOT_CONFIGURED",
+                "DAPR_STATE_NOT_CONFIGURED",
+            ),
+            DataError::EtagMismatch { operation, .. } => {
+                (StatusCode::CONFLICT, Code::Aborted, operation_code(*operation), "DAPR_STATE_ETAG_MISMATCH")
+            }
+            DataError::EtagInvalid { operation, .. } => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, operation_code(*operation), "DAPR_STATE_ETAG_INVALID")
+            }
+            DataError::BadRequest { .. } => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, "ERR_MALFORMED_REQUEST", "DAPR_STATE_ILLEGAL_REQUEST")
+            }
+            DataError::TooManyOperations { .. } => (
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "ERR_STATE_STORE_TOO_MANY_TRANSACTIONS",
+                "DAPR_STATE_TOO_MANY_TRANSACTIONS",
+            ),
+            DataError::NotSupported { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Unimplemented,
+                "ERR_STATE_STORE_NOT_SUPPORTED",
+                "DAPR_STATE_NOT_SUPPORTED",
+            ),
+            DataError::StoreFailure { operation, .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                operation_code(*operation),
+                "DAPR_STATE_STORE_FAILURE",
+            ),
+        };
+        DaprError::new(status, code, error_code, reason, message)
+    }
+}
+
+impl From<BusError> for DaprError {
+    fn from(err: BusError) -> DaprError {
+        tracing::warn!(error = %err, "call to workers failed");
+        DaprError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "ERR_WORKER_UNAVAILABLE",
+            "DAPR_WORKER_UNAVAILABLE",
+            format!("{err}; retry shortly"),
+        )
+    }
 }
 
 impl IntoResponse for DaprError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(&self)).into_response()
+        let body = HttpBody { error_code: self.error_code, message: &self.message };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        }
+        response
     }
 }

@@ -1,29 +1,124 @@
 //! The data-plane edge: the Dapr HTTP API (port 3500 by default) and the Dapr gRPC API (50001).
 //!
-//! The SDKs block on the health probes before anything else, so those answer from the first moment;
-//! routes of building blocks that are not served yet answer daprd's `ERR_API_UNIMPLEMENTED` (HTTP 501 /
-//! gRPC `Unimplemented`) rather than a bare 404, so an SDK user sees which API is missing.
+//! Every call is authenticated by its `dapr-api-token` (which names the project and App ID), limited, and
+//! sent over the bus to the worker pool serving the project. Health probes answer without a token, from
+//! the first moment, because the SDKs block on them before anything else. Routes of building blocks not
+//! served yet answer daprd's `ERR_API_UNIMPLEMENTED` (HTTP 501 / gRPC `Unimplemented`).
 
+mod auth;
 mod dapr_error;
+mod grpc_api;
+mod http_api;
 mod path;
 
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::Router;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outrigger_bus::{Bus, Call, Reply, Tenant, DEFAULT_POOL};
+use outrigger_store::Store;
 
 pub use dapr_error::DaprError;
+pub use grpc_api::grpc_router;
+pub use http_api::http_router;
 pub use path::clean_path;
 
-/// The Dapr HTTP API.
-pub fn http_router() -> Router {
-    Router::new()
-        .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
-        .route("/v1.0/healthz/outbound", get(|| async { StatusCode::NO_CONTENT }))
-        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()) })
+/// What `/v1.0/metadata` reports as the runtime version.
+pub const RUNTIME_VERSION: &str = concat!("outrigger-", env!("CARGO_PKG_VERSION"));
+
+/// How the gateway is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Largest request body (HTTP) or message (gRPC), in bytes.
+    pub max_body_bytes: usize,
+    /// Requests per second each App ID may make; 0 = unlimited.
+    pub rate_limit_per_second: u32,
+    /// How long a token lookup is trusted; revocations take effect within this time.
+    pub token_cache_ttl: Duration,
 }
 
-/// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
-pub fn grpc_router() -> Router {
-    Router::new()
-        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
+impl Default for Options {
+    fn default() -> Options {
+        Options { max_body_bytes: 4 * 1024 * 1024, rate_limit_per_second: 0, token_cache_ttl: Duration::from_secs(2) }
+    }
+}
+
+/// Why a call was not let in.
+#[derive(Debug)]
+enum Refusal {
+    /// No `dapr-api-token`.
+    MissingToken,
+    /// A token that identifies no App ID (unknown, revoked, expired).
+    WrongToken,
+    /// Over the App ID's rate.
+    RateLimited(u32),
+    /// The token could not be checked.
+    Unavailable,
+}
+
+impl Refusal {
+    /// The gRPC answer daprd gives (`pkg/api/grpc/auth.go`).
+    fn to_status(&self) -> tonic::Status {
+        match self {
+            Refusal::MissingToken => tonic::Status::unauthenticated("missing api token in request metadata"),
+            Refusal::WrongToken => tonic::Status::unauthenticated("authentication error: api token mismatch"),
+            Refusal::RateLimited(limit) => DaprError::rate_limited(*limit).to_status(),
+            Refusal::Unavailable => DaprError::auth_unavailable().to_status(),
+        }
+    }
+}
+
+struct Inner {
+    bus: Arc<dyn Bus>,
+    tokens: auth::TokenResolver,
+    limiter: auth::RateLimiter,
+    options: Options,
+}
+
+/// The gateway's shared state: cheap to clone.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+impl Gateway {
+    /// A gateway sending calls over `bus`, resolving tokens in `control_plane`.
+    pub fn new(bus: Arc<dyn Bus>, control_plane: Store, options: Options) -> Gateway {
+        Gateway(Arc::new(Inner {
+            bus,
+            tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
+            limiter: auth::RateLimiter::new(options.rate_limit_per_second),
+            options,
+        }))
+    }
+
+    fn options(&self) -> &Options {
+        &self.0.options
+    }
+
+    /// The caller a token identifies, if it may make a call now.
+    async fn admit(&self, token: Option<&str>) -> Result<Tenant, Refusal> {
+        let token = token.map(str::trim).filter(|token| !token.is_empty()).ok_or(Refusal::MissingToken)?;
+        let tenant = match self.0.tokens.resolve(token).await {
+            Ok(Some(tenant)) => tenant,
+            Ok(None) => return Err(Refusal::WrongToken),
+            Err(err) => {
+                tracing::error!(error = %err, "token lookup failed");
+                return Err(Refusal::Unavailable);
+            }
+        };
+        if !self.0.limiter.admit(&tenant) {
+            return Err(Refusal::RateLimited(self.0.limiter.limit().unwrap_or_default()));
+        }
+        Ok(tenant)
+    }
+
+    /// Sends a call to the project's workers.
+    async fn call(&self, tenant: Tenant, call: Call) -> Result<Reply, DaprError> {
+        let envelope = outrigger_bus::Envelope { tenant, call };
+        Ok(self.0.bus.call(DEFAULT_POOL, envelope).await??)
+    }
+}
+
+/// A worker answered with a reply of the wrong kind: gateway and worker disagree on the protocol.
+fn unexpected(reply: Reply) -> DaprError {
+    tracing::error!(?reply, "worker answered with an unexpected reply");
+    DaprError::malformed("the worker answered with an unexpected reply; gateway and worker versions differ")
 }

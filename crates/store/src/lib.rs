@@ -13,7 +13,9 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
-pub use records::{AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo};
+pub use records::{
+    AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo, TokenOwner,
+};
 pub use tokens::{hash_token, IssuedToken};
 
 use outrigger_resources::{Document, Kind};
@@ -221,6 +223,16 @@ impl Tx {
         records::project_from_row(&row)
     }
 
+    /// Looks a project up by its identifier (for workers, which receive it from the gateway).
+    pub async fn project_by_id(&mut self, id: &str) -> Result<Project> {
+        let row = sqlx::query(&format!("SELECT {} FROM projects WHERE id = $1", records::PROJECT_COLUMNS))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await?
+            .ok_or_else(|| Error::NotFound { what: "project", name: id.to_owned() })?;
+        records::project_from_row(&row)
+    }
+
     /// Deletes a project and everything under it.
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
@@ -422,6 +434,26 @@ impl Tx {
             return Err(Error::NotFound { what: "token", name: token_id.to_owned() });
         }
         Ok(())
+    }
+
+    /// The owner of a live API token, from the token's hash: `None` when unknown, revoked or expired.
+    pub async fn token_owner(&mut self, token_hash: &str) -> Result<Option<TokenOwner>> {
+        let row = sqlx::query(
+            "SELECT p.id, p.name, t.app_name FROM api_tokens t JOIN projects p ON p.id = t.project_id \
+             WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
+        )
+        .bind(token_hash)
+        .bind(now_millis())
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        row.map(|row| {
+            Ok(TokenOwner {
+                project_id: ProjectId(row.try_get("id")?),
+                project: row.try_get("name")?,
+                app_id: row.try_get("app_name")?,
+            })
+        })
+        .transpose()
     }
 
     // === Dapr resources ===

@@ -163,6 +163,17 @@ pub struct TokenInfo {
     pub expires_at: Option<i64>,
 }
 
+/// Whom an API token identifies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// The project.
+    pub project_id: ProjectId,
+    /// The project's name.
+    pub project: String,
+    /// The App ID.
+    pub app_id: String,
+}
+
 /// A stored Dapr document.
 #[derive(Clone, Debug)]
 pub struct StoredResource {

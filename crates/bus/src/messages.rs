@@ -1,0 +1,211 @@
+//! What travels between gateways and workers. Encoded with MessagePack on the NATS carrier.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Who is calling: resolved by the gateway from the API token, never from anything in the request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tenant {
+    /// Internal project identifier (the tenant boundary).
+    pub project_id: String,
+    /// Project name (Dapr's "namespace" for key prefixes).
+    pub project: String,
+    /// The caller's App ID.
+    pub app_id: String,
+}
+
+/// A call with its caller.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The authenticated caller.
+    pub tenant: Tenant,
+    /// What it asks.
+    pub call: Call,
+}
+
+/// Component metadata from a request (`metadata.*` query parameters, gRPC `metadata` maps).
+pub type Metadata = BTreeMap<String, String>;
+
+/// Dapr's `options.concurrency`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Concurrency {
+    /// Last write wins unless an ETag is given.
+    #[default]
+    LastWrite,
+    /// The first write wins; later writes must carry the current ETag.
+    FirstWrite,
+}
+
+/// One item of a save (HTTP `POST /v1.0/state/{store}`, gRPC `SaveState`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveItem {
+    /// The app's key (without prefix).
+    pub key: String,
+    /// The value's bytes as they will be read back.
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    /// ETag the app read, if any.
+    pub etag: Option<String>,
+    /// Per-item metadata (`ttlInSeconds`, ...).
+    pub metadata: Metadata,
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+}
+
+/// One item of a delete.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteItem {
+    /// The app's key.
+    pub key: String,
+    /// ETag (`If-Match`), if any.
+    pub etag: Option<String>,
+    /// Per-item metadata.
+    pub metadata: Metadata,
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+}
+
+/// One operation of a state transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransactionOperation {
+    /// `upsert`.
+    Upsert(SaveItem),
+    /// `delete`.
+    Delete(DeleteItem),
+}
+
+/// What a gateway asks a worker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Call {
+    /// The components the caller may use (for `/v1.0/metadata`).
+    ListComponents,
+    /// Read one key.
+    GetState { store: String, key: String, metadata: Metadata },
+    /// Read many keys.
+    GetBulkState { store: String, keys: Vec<String>, metadata: Metadata },
+    /// Write items.
+    SaveState { store: String, items: Vec<SaveItem> },
+    /// Delete items.
+    DeleteState { store: String, items: Vec<DeleteItem> },
+    /// Apply operations atomically, in order.
+    Transaction { store: String, operations: Vec<TransactionOperation>, metadata: Metadata },
+    /// Run a query (JSON text of Dapr's query language).
+    QueryState { store: String, query: String, metadata: Metadata },
+}
+
+/// A component as `/v1.0/metadata` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentInfo {
+    /// Component name.
+    pub name: String,
+    /// `spec.type`.
+    pub component_type: String,
+    /// `spec.version`.
+    pub version: String,
+    /// Dapr capability names (`ETAG`, `TRANSACTIONAL`, ...).
+    pub capabilities: Vec<String>,
+}
+
+/// A stored value as a read returns it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateValue {
+    /// The bytes as written.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Current ETag.
+    pub etag: String,
+    /// Response metadata (`ttlExpireTime`).
+    pub metadata: Metadata,
+}
+
+/// One key of a bulk read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkStateItem {
+    /// The app's key.
+    pub key: String,
+    /// The value, or `None` when missing or failed.
+    pub value: Option<StateValue>,
+    /// Why this key failed, if it did.
+    pub error: Option<String>,
+}
+
+/// One query hit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryItem {
+    /// The app's key.
+    pub key: String,
+    /// The value's bytes (JSON).
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Current ETag.
+    pub etag: String,
+}
+
+/// A worker's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Reply {
+    /// For [`Call::ListComponents`].
+    Components(Vec<ComponentInfo>),
+    /// For [`Call::GetState`]: `None` when the key is missing.
+    State(Option<StateValue>),
+    /// For [`Call::GetBulkState`].
+    BulkState(Vec<BulkStateItem>),
+    /// For writes: done.
+    Done,
+    /// For [`Call::QueryState`].
+    Query {
+        /// Hits of this page.
+        results: Vec<QueryItem>,
+        /// Token of the next page, if there is one.
+        token: Option<String>,
+    },
+}
+
+/// The state operation an error happened in; it decides daprd's error code (`ERR_STATE_SAVE`, ...).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StateOperation {
+    /// Get one key.
+    Get,
+    /// Get many keys.
+    BulkGet,
+    /// Save.
+    Save,
+    /// Delete.
+    Delete,
+    /// Bulk delete.
+    BulkDelete,
+    /// Transaction.
+    Transaction,
+    /// Query.
+    Query,
+}
+
+/// Why a worker refused or failed a call. The gateway turns each into daprd's HTTP and gRPC answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum DataError {
+    /// No state store of that name the caller may use (unknown and out-of-scope look the same).
+    #[error("state store {store} is not found")]
+    StoreNotFound { store: String },
+    /// The caller may use no state store at all.
+    #[error("state store is not configured")]
+    StoresNotConfigured,
+    /// An ETag did not match, or first-write found the key.
+    #[error("{message}")]
+    EtagMismatch { operation: StateOperation, message: String },
+    /// An ETag the store could not have produced.
+    #[error("{message}")]
+    EtagInvalid { operation: StateOperation, message: String },
+    /// The request is malformed (missing key, bad metadata, key with `||`...).
+    #[error("{message}")]
+    BadRequest { operation: StateOperation, message: String },
+    /// More operations in one transaction than allowed.
+    #[error("the transaction contains {count} operations, more than the limit of {limit}")]
+    TooManyOperations { count: usize, limit: usize },
+    /// The store cannot do what was asked (query, transactions).
+    #[error("{message}")]
+    NotSupported { message: String },
+    /// The store failed (down, timed out, or its component could not start).
+    #[error("{message}")]
+    StoreFailure { operation: StateOperation, message: String },
+}

@@ -1,0 +1,95 @@
+//! The distributed form's carrier: NATS request/reply. Each pool is a subject; the workers of a pool
+//! share one queue group, so each call reaches exactly one of them and adding a worker adds capacity.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Bus, BusError, DataError, Envelope, Handler, Reply};
+
+/// Queue group shared by the workers of a pool.
+const QUEUE_GROUP: &str = "workers";
+
+fn subject(prefix: &str, pool: &str) -> String {
+    format!("{prefix}.pool.{pool}")
+}
+
+/// Sends calls over NATS.
+#[derive(Clone)]
+pub struct NatsBus {
+    client: async_nats::Client,
+    prefix: String,
+    timeout: Duration,
+}
+
+impl NatsBus {
+    /// A bus over `client`; subjects start with `prefix` so several installations (or tests) can share
+    /// one NATS server. A call not answered within `timeout` fails as unavailable.
+    pub fn new(client: async_nats::Client, prefix: &str, timeout: Duration) -> NatsBus {
+        NatsBus { client, prefix: prefix.to_owned(), timeout }
+    }
+}
+
+#[async_trait]
+impl Bus for NatsBus {
+    async fn call(&self, pool: &str, envelope: Envelope) -> Result<Result<Reply, DataError>, BusError> {
+        let payload = rmp_serde::to_vec(&envelope).map_err(|err| BusError::Codec(format!("encoded: {err}")))?;
+        let unavailable = |reason: String| BusError::Unavailable { pool: pool.to_owned(), reason };
+        let request = self.client.request(subject(&self.prefix, pool), payload.into());
+        let message = tokio::time::timeout(self.timeout, request)
+            .await
+            .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|err| unavailable(err.to_string()))?;
+        rmp_serde::from_slice(&message.payload).map_err(|err| BusError::Codec(format!("decoded: {err}")))
+    }
+}
+
+/// Answers the calls of `pool` with `handler` until `shutdown`; calls in flight then finish and answer.
+pub async fn serve_nats(
+    client: async_nats::Client,
+    prefix: &str,
+    pool: &str,
+    handler: Arc<dyn Handler>,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::Error> {
+    let mut subscription = client.queue_subscribe(subject(prefix, pool), QUEUE_GROUP.to_owned()).await?;
+    let mut in_flight = tokio::task::JoinSet::new();
+    loop {
+        let message = tokio::select! {
+            message = subscription.next() => message,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(message) = message else { break };
+        let Some(reply_to) = message.reply.clone() else {
+            tracing::warn!(subject = %message.subject, "bus message without a reply subject dropped");
+            continue;
+        };
+        let (client, handler) = (client.clone(), Arc::clone(&handler));
+        in_flight.spawn(async move {
+            let answer = match rmp_serde::from_slice::<Envelope>(&message.payload) {
+                Ok(envelope) => handler.handle(envelope).await,
+                Err(err) => {
+                    tracing::error!(error = %err, "undecodable bus message; is a gateway of another version running?");
+                    return;
+                }
+            };
+            match rmp_serde::to_vec(&answer) {
+                Ok(bytes) => {
+                    if let Err(err) = client.publish(reply_to, bytes.into()).await {
+                        tracing::warn!(error = %err, "could not send a reply; the gateway will time out");
+                    }
+                }
+                Err(err) => tracing::error!(error = %err, "could not encode a reply"),
+            }
+        });
+        // Finished calls are reaped as we go so the set does not grow with the process's lifetime.
+        while in_flight.try_join_next().is_some() {}
+    }
+    subscription.unsubscribe().await?;
+    while in_flight.join_next().await.is_some() {}
+    client.flush().await?;
+    Ok(())
+}

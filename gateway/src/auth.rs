@@ -1,0 +1,97 @@
+//! Who is calling: the `dapr-api-token` of a call, looked up by hash in the control-plane database and
+//! cached briefly, gives the caller's project and App ID. Nothing else in a request can name a tenant.
+//!
+//! Cached answers (found or not) live for `ttl`, so a revoked or rotated-out token stops working on every
+//! gateway within that time, while a busy token costs one database read per `ttl`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use outrigger_bus::Tenant;
+use outrigger_store::{hash_token, Store};
+
+/// Upper bound on cached tokens: a flood of random tokens cannot grow memory without limit.
+const MAX_CACHED_TOKENS: usize = 100_000;
+
+struct Cached {
+    owner: Option<Tenant>,
+    fetched: Instant,
+}
+
+/// Resolves API tokens to tenants.
+pub struct TokenResolver {
+    store: Store,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl TokenResolver {
+    /// A resolver reading `store`, trusting a cached answer for `ttl`.
+    pub fn new(store: Store, ttl: Duration) -> TokenResolver {
+        TokenResolver { store, ttl, cache: Mutex::new(HashMap::new()) }
+    }
+
+    /// The tenant a token identifies; `Ok(None)` for unknown, revoked or expired tokens.
+    pub async fn resolve(&self, token: &str) -> Result<Option<Tenant>, outrigger_store::Error> {
+        let hash = hash_token(token);
+        if let Some(cached) = self.cache.lock().expect("token cache lock").get(&hash) {
+            if cached.fetched.elapsed() < self.ttl {
+                return Ok(cached.owner.clone());
+            }
+        }
+        let mut tx = self.store.begin().await?;
+        let owner = tx.token_owner(&hash).await?.map(|owner| Tenant {
+            project_id: owner.project_id.as_str().to_owned(),
+            project: owner.project,
+            app_id: owner.app_id,
+        });
+        drop(tx);
+        let mut cache = self.cache.lock().expect("token cache lock");
+        if cache.len() >= MAX_CACHED_TOKENS {
+            cache.retain(|_, cached| cached.fetched.elapsed() < self.ttl);
+            if cache.len() >= MAX_CACHED_TOKENS {
+                cache.clear();
+            }
+        }
+        cache.insert(hash, Cached { owner: owner.clone(), fetched: Instant::now() });
+        Ok(owner)
+    }
+}
+
+/// Per-App-ID request rate limit over one-second windows.
+pub struct RateLimiter {
+    per_second: u32,
+    windows: Mutex<HashMap<(String, String), (u64, u32)>>,
+    started: Instant,
+}
+
+impl RateLimiter {
+    /// At most `per_second` requests per App ID and second; 0 turns the limit off.
+    pub fn new(per_second: u32) -> RateLimiter {
+        RateLimiter { per_second, windows: Mutex::new(HashMap::new()), started: Instant::now() }
+    }
+
+    /// The limit, when one is set.
+    pub fn limit(&self) -> Option<u32> {
+        (self.per_second > 0).then_some(self.per_second)
+    }
+
+    /// Counts a request; `false` when it is over the limit.
+    pub fn admit(&self, tenant: &Tenant) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let second = self.started.elapsed().as_secs();
+        let mut windows = self.windows.lock().expect("rate limiter lock");
+        if windows.len() > MAX_CACHED_TOKENS {
+            windows.retain(|_, (window, _)| *window == second);
+        }
+        let entry = windows.entry((tenant.project_id.clone(), tenant.app_id.clone())).or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= self.per_second
+    }
+}

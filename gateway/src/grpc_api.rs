@@ -1,0 +1,265 @@
+//! The Dapr gRPC API (`dapr.proto.runtime.v1.Dapr`): each served rpc is a route; everything else answers
+//! `Unimplemented`. Messages are the `dapr` crate's generated types; the routing is ours so that only the
+//! rpcs Outrigger serves exist.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
+use axum::Router;
+use dapr::dapr::proto::common::v1::{state_options::StateConcurrency, StateItem, StateOptions};
+use dapr::dapr::proto::runtime::v1 as pb;
+use outrigger_bus::{Call, Concurrency, DeleteItem, Metadata, Reply, SaveItem, Tenant, TransactionOperation};
+use tracing::Instrument;
+
+use crate::{unexpected, DaprError, Gateway};
+
+/// The token SDKs send in gRPC metadata.
+const TOKEN_METADATA: &str = "dapr-api-token";
+
+const SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
+
+/// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
+pub fn grpc_router(gateway: Gateway) -> Router {
+    let rpcs: [(&str, MethodRouter<Gateway>); 9] = [
+        ("GetState", rpc(get_state)),
+        ("GetBulkState", rpc(get_bulk_state)),
+        ("SaveState", rpc(save_state)),
+        ("DeleteState", rpc(delete_state)),
+        ("DeleteBulkState", rpc(delete_bulk_state)),
+        ("ExecuteStateTransaction", rpc(execute_state_transaction)),
+        ("QueryStateAlpha1", rpc(query_state)),
+        ("GetMetadata", rpc(get_metadata)),
+        ("Shutdown", rpc(shutdown)),
+    ];
+    let mut router = Router::new();
+    for (name, route) in rpcs {
+        router = router.route(&format!("{SERVICE}{name}"), route);
+    }
+    router
+        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
+        .with_state(gateway)
+}
+
+/// A unary rpc: authenticates from the call's metadata, decodes `Req`, runs `handler`, encodes its answer.
+fn rpc<Req, Resp, H, Fut>(handler: H) -> MethodRouter<Gateway>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    H: Fn(Gateway, Tenant, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, DaprError>> + Send + 'static,
+{
+    post(move |State(gateway): State<Gateway>, request: Request| async move {
+        let token = request.headers().get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
+        let tenant = match gateway.admit(token).await {
+            Ok(tenant) => tenant,
+            Err(refusal) => return refusal.to_status().into_http::<axum::body::Body>(),
+        };
+        let span = tracing::info_span!("dapr_grpc", rpc = request.uri().path(), project = %tenant.project, app_id = %tenant.app_id);
+        let limit = gateway.options().max_body_bytes;
+        let service = tower::service_fn(move |call: tonic::Request<Req>| {
+            let (handler, gateway, tenant) = (handler.clone(), gateway.clone(), tenant.clone());
+            async move {
+                handler(gateway, tenant, call.into_inner())
+                    .await
+                    .map(tonic::Response::new)
+                    .map_err(|err| err.to_status())
+            }
+        });
+        let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX);
+        let response: Response<tonic::body::Body> = grpc.unary(service, request).instrument(span).await;
+        response.map(axum::body::Body::new)
+    })
+}
+
+fn metadata(map: HashMap<String, String>) -> Metadata {
+    map.into_iter().collect()
+}
+
+fn concurrency(options: Option<&StateOptions>) -> Concurrency {
+    match options.map(StateOptions::concurrency) {
+        Some(StateConcurrency::ConcurrencyFirstWrite) => Concurrency::FirstWrite,
+        _ => Concurrency::LastWrite,
+    }
+}
+
+fn save_item(item: StateItem) -> Result<SaveItem, DaprError> {
+    if item.key.is_empty() {
+        return Err(DaprError::malformed("a state item has no key"));
+    }
+    Ok(SaveItem {
+        concurrency: concurrency(item.options.as_ref()),
+        key: item.key,
+        value: item.value,
+        etag: item.etag.map(|etag| etag.value),
+        metadata: metadata(item.metadata),
+    })
+}
+
+fn delete_item(item: StateItem) -> Result<DeleteItem, DaprError> {
+    if item.key.is_empty() {
+        return Err(DaprError::malformed("a state item has no key"));
+    }
+    Ok(DeleteItem {
+        concurrency: concurrency(item.options.as_ref()),
+        key: item.key,
+        etag: item.etag.map(|etag| etag.value),
+        metadata: metadata(item.metadata),
+    })
+}
+
+/// Sends a write and expects `Done`.
+async fn write(gateway: Gateway, tenant: Tenant, call: Call) -> Result<(), DaprError> {
+    match gateway.call(tenant, call).await? {
+        Reply::Done => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn get_state(
+    gateway: Gateway,
+    tenant: Tenant,
+    request: pb::GetStateRequest,
+) -> Result<pb::GetStateResponse, DaprError> {
+    let call = Call::GetState { store: request.store_name, key: request.key, metadata: metadata(request.metadata) };
+    match gateway.call(tenant, call).await? {
+        // A missing key is an empty answer, not an error.
+        Reply::State(None) => Ok(pb::GetStateResponse::default()),
+        Reply::State(Some(value)) => Ok(pb::GetStateResponse {
+            data: value.data,
+            etag: value.etag,
+            metadata: value.metadata.into_iter().collect(),
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn get_bulk_state(
+    gateway: Gateway,
+    tenant: Tenant,
+    request: pb::GetBulkStateRequest,
+) -> Result<pb::GetBulkStateResponse, DaprError> {
+    let call =
+        Call::GetBulkState { store: request.store_name, keys: request.keys, metadata: metadata(request.metadata) };
+    let Reply::BulkState(items) = gateway.call(tenant, call).await? else {
+        return Err(DaprError::malformed("unexpected reply to a bulk get"));
+    };
+    let items = items
+        .into_iter()
+        .map(|item| {
+            let value = item.value.unwrap_or_default();
+            pb::BulkStateItem {
+                key: item.key,
+                data: value.data,
+                etag: value.etag,
+                error: item.error.unwrap_or_default(),
+                metadata: value.metadata.into_iter().collect(),
+            }
+        })
+        .collect();
+    Ok(pb::GetBulkStateResponse { items })
+}
+
+async fn save_state(gateway: Gateway, tenant: Tenant, request: pb::SaveStateRequest) -> Result<(), DaprError> {
+    let items = request.states.into_iter().map(save_item).collect::<Result<Vec<_>, _>>()?;
+    write(gateway, tenant, Call::SaveState { store: request.store_name, items }).await
+}
+
+async fn delete_state(gateway: Gateway, tenant: Tenant, request: pb::DeleteStateRequest) -> Result<(), DaprError> {
+    let item = StateItem {
+        key: request.key,
+        etag: request.etag,
+        options: request.options,
+        metadata: request.metadata,
+        value: Vec::new(),
+    };
+    write(gateway, tenant, Call::DeleteState { store: request.store_name, items: vec![delete_item(item)?] }).await
+}
+
+async fn delete_bulk_state(
+    gateway: Gateway,
+    tenant: Tenant,
+    request: pb::DeleteBulkStateRequest,
+) -> Result<(), DaprError> {
+    let items = request.states.into_iter().map(delete_item).collect::<Result<Vec<_>, _>>()?;
+    write(gateway, tenant, Call::DeleteState { store: request.store_name, items }).await
+}
+
+async fn execute_state_transaction(
+    gateway: Gateway,
+    tenant: Tenant,
+    request: pb::ExecuteStateTransactionRequest,
+) -> Result<(), DaprError> {
+    let mut operations = Vec::with_capacity(request.operations.len());
+    for operation in request.operations {
+        let item = operation.request.ok_or_else(|| DaprError::malformed("a transaction operation has no request"))?;
+        operations.push(match operation.operation_type.as_str() {
+            "upsert" => TransactionOperation::Upsert(save_item(item)?),
+            "delete" => TransactionOperation::Delete(delete_item(item)?),
+            other => {
+                return Err(DaprError::malformed(format!("operation type {other} not supported: use upsert or delete")))
+            }
+        });
+    }
+    let call = Call::Transaction { store: request.store_name, operations, metadata: metadata(request.metadata) };
+    write(gateway, tenant, call).await
+}
+
+async fn query_state(
+    gateway: Gateway,
+    tenant: Tenant,
+    request: pb::QueryStateRequest,
+) -> Result<pb::QueryStateResponse, DaprError> {
+    let call =
+        Call::QueryState { store: request.store_name, query: request.query, metadata: metadata(request.metadata) };
+    match gateway.call(tenant, call).await? {
+        Reply::Query { results, token } => Ok(pb::QueryStateResponse {
+            results: results
+                .into_iter()
+                .map(|item| pb::QueryStateItem {
+                    key: item.key,
+                    data: item.data,
+                    etag: item.etag,
+                    error: String::new(),
+                })
+                .collect(),
+            token: token.unwrap_or_default(),
+            metadata: HashMap::new(),
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn get_metadata(
+    gateway: Gateway,
+    tenant: Tenant,
+    _request: pb::GetMetadataRequest,
+) -> Result<pb::GetMetadataResponse, DaprError> {
+    let id = tenant.app_id.clone();
+    let Reply::Components(components) = gateway.call(tenant, Call::ListComponents).await? else {
+        return Err(DaprError::malformed("unexpected reply to a component listing"));
+    };
+    Ok(pb::GetMetadataResponse {
+        id,
+        runtime_version: crate::RUNTIME_VERSION.to_owned(),
+        registered_components: components
+            .into_iter()
+            .map(|c| pb::RegisteredComponents {
+                name: c.name,
+                r#type: c.component_type,
+                version: c.version,
+                capabilities: c.capabilities,
+            })
+            .collect(),
+        ..Default::default()
+    })
+}
+
+/// `Shutdown` asks a sidecar to stop; a shared gateway acknowledges and keeps serving everyone else.
+async fn shutdown(_gateway: Gateway, _tenant: Tenant, _request: pb::ShutdownRequest) -> Result<(), DaprError> {
+    Ok(())
+}

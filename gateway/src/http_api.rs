@@ -1,0 +1,365 @@
+//! The Dapr HTTP API (daprd `pkg/api/http`): routes, bodies and answers as daprd has them.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State};
+use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use outrigger_bus::{Call, Concurrency, DeleteItem, Metadata, Reply, SaveItem, Tenant, TransactionOperation};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::{unexpected, DaprError, Gateway, Refusal};
+
+/// The header SDKs send the API token in.
+const TOKEN_HEADER: &str = "dapr-api-token";
+
+/// The Dapr HTTP API.
+pub fn http_router(gateway: Gateway) -> Router {
+    let limit = gateway.options().max_body_bytes;
+    let authenticated = Router::new()
+        .route("/v1.0/metadata", get(metadata))
+        .route("/v1.0/state/{store}", post(save_state).put(save_state))
+        .route(
+            "/v1.0/state/{store}/{key}",
+            get(get_state).delete(delete_state).post(state_subresource).put(state_subresource),
+        )
+        .route("/v1.0-alpha1/state/{store}/query", post(query_state).put(query_state))
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
+    Router::new()
+        .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/v1.0/healthz/outbound", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(authenticated)
+        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()) })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+/// Lets a call in (or answers daprd's refusal) and puts the caller on the request and its span.
+async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next: Next) -> Response {
+    let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
+    let tenant = match gateway.admit(token).await {
+        Ok(tenant) => tenant,
+        Err(Refusal::MissingToken | Refusal::WrongToken) => {
+            return (StatusCode::UNAUTHORIZED, [(CONTENT_TYPE, "text/plain; charset=utf-8")], "invalid api token")
+                .into_response()
+        }
+        Err(Refusal::RateLimited(limit)) => return DaprError::rate_limited(limit).into_response(),
+        Err(Refusal::Unavailable) => return DaprError::auth_unavailable().into_response(),
+    };
+    // The token is the caller's credential; it goes no further than here.
+    request.headers_mut().remove(TOKEN_HEADER);
+    let span = tracing::info_span!(
+        "dapr_http",
+        method = %request.method(),
+        path = request.uri().path(),
+        project = %tenant.project,
+        app_id = %tenant.app_id,
+    );
+    request.extensions_mut().insert(tenant);
+    next.run(request).instrument(span).await
+}
+
+/// A body read whole, over-limit answered as daprd's error.
+struct Body(Bytes);
+
+impl FromRequest<Gateway> for Body {
+    type Rejection = DaprError;
+
+    async fn from_request(request: Request, gateway: &Gateway) -> Result<Body, DaprError> {
+        Bytes::from_request(request, gateway).await.map(Body).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                DaprError::body_too_large(gateway.options().max_body_bytes)
+            } else {
+                DaprError::malformed(format!("failed reading the request body: {}", rejection.body_text()))
+            }
+        })
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, DaprError> {
+    serde_json::from_slice(body).map_err(|err| DaprError::malformed(format!("failed deserializing HTTP body: {err}")))
+}
+
+/// `metadata.<k>=<v>` query parameters, as component metadata.
+fn query_metadata(params: &HashMap<String, String>) -> Metadata {
+    params
+        .iter()
+        .filter_map(|(name, value)| name.strip_prefix("metadata.").map(|name| (name.to_owned(), value.clone())))
+        .collect()
+}
+
+/// Metadata maps in bodies: values may be JSON strings, numbers or booleans.
+fn body_metadata(metadata: Option<HashMap<String, Value>>) -> Metadata {
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name, text)
+        })
+        .collect()
+}
+
+fn concurrency(text: Option<&str>) -> Result<Concurrency, DaprError> {
+    match text.unwrap_or_default() {
+        "" | "last-write" => Ok(Concurrency::LastWrite),
+        "first-write" => Ok(Concurrency::FirstWrite),
+        other => Err(DaprError::malformed(format!("unknown concurrency '{other}': use first-write or last-write"))),
+    }
+}
+
+/// Response metadata goes back as `metadata.<k>` headers.
+fn metadata_headers(headers: &mut HeaderMap, metadata: &Metadata) {
+    for (name, value) in metadata {
+        let name = HeaderName::try_from(format!("metadata.{name}"));
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// A stored value inside a JSON answer: JSON stays JSON, anything else becomes a string.
+fn embedded(data: &[u8]) -> Value {
+    serde_json::from_slice(data).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
+}
+
+#[derive(Deserialize)]
+struct StateOptions {
+    concurrency: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct StateItemIn {
+    key: Option<String>,
+    value: Option<Value>,
+    etag: Option<String>,
+    metadata: Option<HashMap<String, Value>>,
+    options: Option<StateOptions>,
+}
+
+impl StateItemIn {
+    fn into_save(self) -> Result<SaveItem, DaprError> {
+        let key =
+            self.key.filter(|key| !key.is_empty()).ok_or_else(|| DaprError::malformed("a state item has no key"))?;
+        let value = match self.value {
+            Some(value) => serde_json::to_vec(&value).expect("JSON values serialise"),
+            None => Vec::new(),
+        };
+        Ok(SaveItem {
+            key,
+            value,
+            etag: self.etag,
+            metadata: body_metadata(self.metadata),
+            concurrency: concurrency(self.options.as_ref().and_then(|options| options.concurrency.as_deref()))?,
+        })
+    }
+
+    fn into_delete(self) -> Result<DeleteItem, DaprError> {
+        let key =
+            self.key.filter(|key| !key.is_empty()).ok_or_else(|| DaprError::malformed("a state item has no key"))?;
+        Ok(DeleteItem {
+            key,
+            etag: self.etag,
+            metadata: body_metadata(self.metadata),
+            concurrency: concurrency(self.options.as_ref().and_then(|options| options.concurrency.as_deref()))?,
+        })
+    }
+}
+
+async fn get_state(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((store, key)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, DaprError> {
+    let call = Call::GetState { store, key, metadata: query_metadata(&params) };
+    match gateway.call(tenant, call).await? {
+        Reply::State(None) => Ok(StatusCode::NO_CONTENT.into_response()),
+        Reply::State(Some(value)) => {
+            let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&value.data).is_ok() {
+                "application/json"
+            } else {
+                "application/octet-stream"
+            };
+            let mut response = (StatusCode::OK, [(CONTENT_TYPE, content_type)], value.data).into_response();
+            if let Ok(etag) = HeaderValue::from_str(&value.etag) {
+                response.headers_mut().insert(ETAG, etag);
+            }
+            metadata_headers(response.headers_mut(), &value.metadata);
+            Ok(response)
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn save_state(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path(store): Path<String>,
+    Body(body): Body,
+) -> Result<StatusCode, DaprError> {
+    let items: Vec<StateItemIn> = parse_json(&body)?;
+    let items = items.into_iter().map(StateItemIn::into_save).collect::<Result<Vec<_>, _>>()?;
+    match gateway.call(tenant, Call::SaveState { store, items }).await? {
+        Reply::Done => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn delete_state(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((store, key)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Result<StatusCode, DaprError> {
+    let etag = headers.get(IF_MATCH).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let item = DeleteItem {
+        key,
+        etag,
+        metadata: query_metadata(&params),
+        concurrency: concurrency(params.get("concurrency").map(String::as_str))?,
+    };
+    match gateway.call(tenant, Call::DeleteState { store, items: vec![item] }).await? {
+        Reply::Done => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+struct BulkGetIn {
+    #[serde(default)]
+    keys: Vec<String>,
+    metadata: Option<HashMap<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct TransactionOperationIn {
+    operation: String,
+    request: StateItemIn,
+}
+
+#[derive(Deserialize)]
+struct TransactionIn {
+    #[serde(default)]
+    operations: Vec<TransactionOperationIn>,
+    metadata: Option<HashMap<String, Value>>,
+}
+
+/// `POST /v1.0/state/{store}/bulk` and `/transaction` share the path shape of a key.
+async fn state_subresource(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((store, action)): Path<(String, String)>,
+    Body(body): Body,
+) -> Result<Response, DaprError> {
+    match action.as_str() {
+        "bulk" => {
+            let request: BulkGetIn = parse_json(&body)?;
+            let call = Call::GetBulkState { store, keys: request.keys, metadata: body_metadata(request.metadata) };
+            let Reply::BulkState(items) = gateway.call(tenant, call).await? else {
+                return Err(DaprError::malformed("unexpected reply to a bulk get"));
+            };
+            let answer: Vec<Value> = items
+                .into_iter()
+                .map(|item| {
+                    let mut entry = json!({ "key": item.key });
+                    if let Some(value) = item.value {
+                        entry["data"] = embedded(&value.data);
+                        entry["etag"] = Value::String(value.etag);
+                        if !value.metadata.is_empty() {
+                            entry["metadata"] = json!(value.metadata);
+                        }
+                    }
+                    if let Some(error) = item.error {
+                        entry["error"] = Value::String(error);
+                    }
+                    entry
+                })
+                .collect();
+            Ok(Json(answer).into_response())
+        }
+        "transaction" => {
+            let request: TransactionIn = parse_json(&body)?;
+            let mut operations = Vec::with_capacity(request.operations.len());
+            for operation in request.operations {
+                operations.push(match operation.operation.as_str() {
+                    "upsert" => TransactionOperation::Upsert(operation.request.into_save()?),
+                    "delete" => TransactionOperation::Delete(operation.request.into_delete()?),
+                    other => {
+                        return Err(DaprError::malformed(format!(
+                            "operation type {other} not supported: use upsert or delete"
+                        )))
+                    }
+                });
+            }
+            let call = Call::Transaction { store, operations, metadata: body_metadata(request.metadata) };
+            match gateway.call(tenant, call).await? {
+                Reply::Done => Ok(StatusCode::NO_CONTENT.into_response()),
+                other => Err(unexpected(other)),
+            }
+        }
+        _ => Ok(StatusCode::METHOD_NOT_ALLOWED.into_response()),
+    }
+}
+
+async fn query_state(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path(store): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    Body(body): Body,
+) -> Result<Response, DaprError> {
+    let query = String::from_utf8(body.to_vec()).map_err(|_| DaprError::malformed("the query must be UTF-8 JSON"))?;
+    let call = Call::QueryState { store, query, metadata: query_metadata(&params) };
+    match gateway.call(tenant, call).await? {
+        Reply::Query { results, token } => {
+            let results: Vec<Value> = results
+                .into_iter()
+                .map(|item| json!({ "key": item.key, "data": embedded(&item.data), "etag": item.etag }))
+                .collect();
+            let mut answer = json!({ "results": results });
+            if let Some(token) = token {
+                answer["token"] = Value::String(token);
+            }
+            Ok(Json(answer).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /v1.0/metadata`: the JS SDK's start-up probe, so the body is never empty.
+async fn metadata(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+) -> Result<Json<Value>, DaprError> {
+    let app_id = tenant.app_id.clone();
+    let Reply::Components(components) = gateway.call(tenant, Call::ListComponents).await? else {
+        return Err(DaprError::malformed("unexpected reply to a component listing"));
+    };
+    let components: Vec<Value> = components
+        .into_iter()
+        .map(|c| json!({ "name": c.name, "type": c.component_type, "version": c.version, "capabilities": c.capabilities }))
+        .collect();
+    Ok(Json(json!({
+        "id": app_id,
+        "runtimeVersion": crate::RUNTIME_VERSION,
+        "enabledFeatures": [],
+        "actors": [],
+        "components": components,
+        "extended": {},
+        "subscriptions": [],
+        "httpEndpoints": [],
+    })))
+}

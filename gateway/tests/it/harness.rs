@@ -1,0 +1,139 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Router;
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use http_body_util::BodyExt;
+use outrigger_bus::InProcessBus;
+use outrigger_gateway::{Gateway, Options};
+use outrigger_store::{AppIdentity, NewProject, Store};
+use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
+use serde_json::Value;
+use tonic::transport::Channel;
+use tower::{Service, ServiceBuilder, ServiceExt};
+
+/// A gateway over a fresh control plane.
+pub struct TestGateway {
+    pub store: Store,
+    pub http: Router,
+    pub gateway: Gateway,
+    _dir: tempfile::TempDir,
+}
+
+/// An answer with its body.
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|err| panic!("not JSON ({err}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// Asserts a Dapr error answer and returns its message.
+    #[track_caller]
+    pub fn dapr_error(&self, status: StatusCode, code: &str) -> String {
+        assert_eq!(self.status, status, "body: {}", String::from_utf8_lossy(&self.body));
+        let body = self.json();
+        assert_eq!(body["errorCode"], code, "{body}");
+        body["message"].as_str().unwrap().to_owned()
+    }
+}
+
+impl TestGateway {
+    pub async fn start() -> TestGateway {
+        TestGateway::with_options(Options { token_cache_ttl: Duration::from_millis(100), ..Options::default() }).await
+    }
+
+    pub async fn with_options(options: Options) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        let kvstore = outrigger_workers::state::open("state.in-memory", &BTreeMap::new()).await.unwrap();
+        let runtime = Runtime::new(store.clone(), ManagedStores { kvstore }, Duration::from_millis(50));
+        let worker = Arc::new(Worker::new(
+            runtime,
+            Limits { max_bulk_keys: 50, max_transaction_operations: 50, ..Limits::default() },
+        ));
+        let gateway = Gateway::new(Arc::new(InProcessBus::new(worker)), store.clone(), options);
+        let http = outrigger_gateway::http_router(gateway.clone());
+        TestGateway { store, http, gateway, _dir: dir }
+    }
+
+    /// Creates a project (with the managed kvstore) if needed and an App ID in it; answers its token.
+    pub async fn app(&self, project: &str, app: &str) -> String {
+        let mut tx = self.store.begin().await.unwrap();
+        let found = match tx.project(project).await {
+            Ok(found) => found,
+            Err(_) => tx
+                .create_project(&NewProject { name: project.into(), managed_kvstore: true, managed_pubsub: true })
+                .await
+                .unwrap(),
+        };
+        let identity = AppIdentity {
+            name: app.into(),
+            app_endpoint: None,
+            app_token: None,
+            app_protocol: "http".into(),
+            app_health_check_path: None,
+            config: None,
+            created_at: 0,
+            updated_at: 0,
+        };
+        let (_, token) = tx.create_app_id(&found.id, &identity).await.unwrap();
+        tx.commit().await.unwrap();
+        token.token
+    }
+
+    /// Sends an HTTP request through daprd's path hygiene and the router.
+    pub async fn http(&self, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Answer {
+        self.http_with(method, path, token, body, &[]).await
+    }
+
+    pub async fn http_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            request = request.header("dapr-api-token", token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
+        let mut service = ServiceBuilder::new().map_request(outrigger_gateway::clean_path).service(self.http.clone());
+        let response = service.ready().await.unwrap().call(request).await.unwrap();
+        let (parts, body) = response.into_parts();
+        Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes().to_vec() }
+    }
+
+    /// Serves the gRPC API on a real port and answers a client for it.
+    pub async fn grpc_client(&self) -> DaprClient<Channel> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = outrigger_gateway::grpc_router(self.gateway.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+        DaprClient::new(channel)
+    }
+}
+
+/// A gRPC request carrying `token`.
+pub fn with_token<T>(message: T, token: &str) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert("dapr-api-token", token.parse().unwrap());
+    request
+}

@@ -1,0 +1,404 @@
+//! The worker's answer to each call: find the component the caller may use, build stored keys the way
+//! Dapr does, run the store operation under a timeout, and turn failures into [`DataError`]s.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use outrigger_bus::{
+    BulkStateItem, Call, ComponentInfo, Concurrency, DataError, DeleteItem, Envelope, Handler, Metadata, QueryItem,
+    Reply, SaveItem, StateOperation, StateValue, Tenant, TransactionOperation,
+};
+
+use crate::runtime::{KeyPrefix, ProjectComponents, Runtime, StateComponent};
+use crate::state::{self, StateError, StateStore, StoredItem};
+
+/// Limits that keep one request from monopolising a worker.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most keys in one bulk read.
+    pub max_bulk_keys: usize,
+    /// Most operations in one transaction (and items in one save).
+    pub max_transaction_operations: usize,
+    /// How long one store operation may take before it fails as a store failure.
+    pub store_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_bulk_keys: 1000, max_transaction_operations: 1000, store_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Answers bus calls for every project.
+pub struct Worker {
+    runtime: Runtime,
+    limits: Limits,
+}
+
+impl Worker {
+    /// A worker over `runtime`.
+    pub fn new(runtime: Runtime, limits: Limits) -> Worker {
+        Worker { runtime, limits }
+    }
+}
+
+/// Daprd's separator between a key prefix and the key; keys may not contain it.
+const KEY_SEPARATOR: &str = "||";
+
+/// Daprd's metadata key for a TTL, and the one it answers with.
+const TTL_SECONDS: &str = "ttlInSeconds";
+const TTL_EXPIRE_TIME: &str = "ttlExpireTime";
+
+fn bad_request(operation: StateOperation, message: impl Into<String>) -> DataError {
+    DataError::BadRequest { operation, message: message.into() }
+}
+
+/// A state component of the calling app's project, resolved once per call.
+struct Target<'a> {
+    tenant: &'a Tenant,
+    component: Arc<StateComponent>,
+    store: Arc<dyn StateStore>,
+    timeout: Duration,
+}
+
+impl Target<'_> {
+    /// Everything before the app's key in a stored key.
+    fn prefix(&self) -> String {
+        let component = &self.component;
+        let scheme = match &component.key_prefix {
+            KeyPrefix::AppId => format!("{}{KEY_SEPARATOR}", self.tenant.app_id),
+            KeyPrefix::ComponentName => format!("{}{KEY_SEPARATOR}", component.name),
+            KeyPrefix::Namespace => format!("{}.{}{KEY_SEPARATOR}", self.tenant.project, self.tenant.app_id),
+            KeyPrefix::None => String::new(),
+            KeyPrefix::Custom(custom) => format!("{custom}{KEY_SEPARATOR}"),
+        };
+        format!("{}{scheme}", component.namespace)
+    }
+
+    fn stored_key(&self, operation: StateOperation, key: &str) -> Result<String, DataError> {
+        if key.is_empty() {
+            return Err(bad_request(operation, "key is empty: every state item needs a key"));
+        }
+        if key.contains(KEY_SEPARATOR) {
+            return Err(bad_request(operation, format!("input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'")));
+        }
+        Ok(format!("{}{key}", self.prefix()))
+    }
+
+    /// Runs one store operation under the store timeout.
+    async fn run<T>(
+        &self,
+        operation: StateOperation,
+        describe: impl FnOnce(&str) -> String,
+        call: impl Future<Output = Result<T, StateError>>,
+    ) -> Result<T, DataError> {
+        let outcome = tokio::time::timeout(self.timeout, call).await.unwrap_or_else(|_| {
+            Err(StateError::Backend(format!("the store did not answer within {:?}", self.timeout)))
+        });
+        outcome.map_err(|err| state_error(operation, describe(&self.component.name), err))
+    }
+}
+
+/// Daprd's wording: "<what failed>: <why>".
+fn state_error(operation: StateOperation, context: String, err: StateError) -> DataError {
+    let message = format!("{context}: {err}");
+    match err {
+        StateError::EtagMismatch(_) => DataError::EtagMismatch { operation, message },
+        StateError::EtagInvalid(_) => DataError::EtagInvalid { operation, message },
+        StateError::Unsupported(_) => DataError::NotSupported { message },
+        StateError::InvalidRequest(_) => DataError::BadRequest { operation, message },
+        StateError::Backend(_) => DataError::StoreFailure { operation, message },
+    }
+}
+
+fn ttl_seconds(operation: StateOperation, metadata: &Metadata) -> Result<Option<u64>, DataError> {
+    let Some(text) = metadata.get(TTL_SECONDS) else { return Ok(None) };
+    match text.trim().parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(seconds) if seconds > 0 => Ok(Some(seconds as u64)),
+        _ => Err(bad_request(
+            operation,
+            format!("incorrect value for metadata {TTL_SECONDS}: '{text}' (use a positive number of seconds, or -1 for no expiry)"),
+        )),
+    }
+}
+
+fn non_empty(etag: &Option<String>) -> Option<String> {
+    etag.clone().filter(|etag| !etag.is_empty())
+}
+
+fn concurrency(value: Concurrency) -> state::Concurrency {
+    match value {
+        Concurrency::FirstWrite => state::Concurrency::FirstWrite,
+        Concurrency::LastWrite => state::Concurrency::LastWrite,
+    }
+}
+
+fn value_of(item: StoredItem) -> StateValue {
+    let mut metadata = Metadata::new();
+    if let Some(expires_at) = item.expires_at.and_then(chrono::DateTime::from_timestamp_millis) {
+        metadata.insert(TTL_EXPIRE_TIME.to_owned(), expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    }
+    StateValue { data: item.value, etag: item.etag, metadata }
+}
+
+impl Target<'_> {
+    fn set_request(&self, operation: StateOperation, item: SaveItem) -> Result<state::SetRequest, DataError> {
+        Ok(state::SetRequest {
+            key: self.stored_key(operation, &item.key)?,
+            ttl_seconds: ttl_seconds(operation, &item.metadata)?,
+            value: item.value,
+            etag: non_empty(&item.etag),
+            concurrency: concurrency(item.concurrency),
+        })
+    }
+
+    fn delete_request(&self, operation: StateOperation, item: &DeleteItem) -> Result<state::DeleteRequest, DataError> {
+        Ok(state::DeleteRequest {
+            key: self.stored_key(operation, &item.key)?,
+            etag: non_empty(&item.etag),
+            concurrency: concurrency(item.concurrency),
+        })
+    }
+}
+
+impl Worker {
+    fn component_infos(project: &ProjectComponents, tenant: &Tenant) -> Vec<ComponentInfo> {
+        project
+            .state
+            .values()
+            .filter(|component| component.allows(&tenant.app_id))
+            .map(|component| ComponentInfo {
+                name: component.name.clone(),
+                component_type: component.component_type.clone(),
+                version: component.version.clone(),
+                capabilities: match &component.store {
+                    Ok(store) => store.features().capabilities().into_iter().map(str::to_owned).collect(),
+                    Err(_) => Vec::new(),
+                },
+            })
+            .collect()
+    }
+
+    /// The component `store` of the caller's project, if the caller may use it.
+    fn target<'a>(
+        &self,
+        project: &ProjectComponents,
+        tenant: &'a Tenant,
+        store: &str,
+        operation: StateOperation,
+    ) -> Result<Target<'a>, DataError> {
+        let visible = || project.state.values().filter(|component| component.allows(&tenant.app_id));
+        let Some(component) = visible().find(|component| component.name == store) else {
+            return Err(if visible().next().is_none() {
+                DataError::StoresNotConfigured
+            } else {
+                DataError::StoreNotFound { store: store.to_owned() }
+            });
+        };
+        let store = component.store.clone().map_err(|reason| DataError::StoreFailure {
+            operation,
+            message: format!("state store {}: {reason}", component.name),
+        })?;
+        Ok(Target { tenant, component: Arc::clone(component), store, timeout: self.limits.store_timeout })
+    }
+
+    async fn state_call(&self, tenant: &Tenant, project: &ProjectComponents, call: Call) -> Result<Reply, DataError> {
+        match call {
+            Call::ListComponents => Ok(Reply::Components(Worker::component_infos(project, tenant))),
+            Call::GetState { store, key, metadata: _ } => {
+                let target = self.target(project, tenant, &store, StateOperation::Get)?;
+                let stored = target.stored_key(StateOperation::Get, &key)?;
+                let found = target
+                    .run(
+                        StateOperation::Get,
+                        |store| format!("fail to get {key} from state store {store}"),
+                        target.store.get(&stored),
+                    )
+                    .await?;
+                Ok(Reply::State(found.map(value_of)))
+            }
+            Call::GetBulkState { store, keys, metadata: _ } => {
+                let target = self.target(project, tenant, &store, StateOperation::BulkGet)?;
+                if keys.len() > self.limits.max_bulk_keys {
+                    return Err(bad_request(
+                        StateOperation::BulkGet,
+                        format!("{} keys requested; at most {} per bulk get", keys.len(), self.limits.max_bulk_keys),
+                    ));
+                }
+                let stored: Vec<String> =
+                    keys.iter().map(|key| target.stored_key(StateOperation::BulkGet, key)).collect::<Result<_, _>>()?;
+                let answers =
+                    tokio::time::timeout(target.timeout, target.store.bulk_get(&stored)).await.map_err(|_| {
+                        DataError::StoreFailure {
+                            operation: StateOperation::BulkGet,
+                            message: format!(
+                                "failed getting state in state store {store}: no answer within {:?}",
+                                target.timeout
+                            ),
+                        }
+                    })?;
+                let items = keys
+                    .into_iter()
+                    .zip(answers)
+                    .map(|(key, answer)| match answer {
+                        Ok(found) => BulkStateItem { key, value: found.map(value_of), error: None },
+                        Err(err) => BulkStateItem { key, value: None, error: Some(err.to_string()) },
+                    })
+                    .collect();
+                Ok(Reply::BulkState(items))
+            }
+            Call::SaveState { store, items } => {
+                let target = self.target(project, tenant, &store, StateOperation::Save)?;
+                self.save(&target, items).await?;
+                Ok(Reply::Done)
+            }
+            Call::DeleteState { store, items } => {
+                let target = self.target(project, tenant, &store, StateOperation::Delete)?;
+                let operation = if items.len() > 1 { StateOperation::BulkDelete } else { StateOperation::Delete };
+                for item in &items {
+                    let request = target.delete_request(operation, item)?;
+                    let key = &item.key;
+                    target
+                        .run(
+                            operation,
+                            |_| format!("failed deleting state with key {key}"),
+                            target.store.delete(&request),
+                        )
+                        .await?;
+                }
+                Ok(Reply::Done)
+            }
+            Call::Transaction { store, operations, metadata: _ } => {
+                let target = self.target(project, tenant, &store, StateOperation::Transaction)?;
+                if !target.store.features().transactional {
+                    return Err(DataError::NotSupported {
+                        message: format!("state store {store} doesn't support transaction"),
+                    });
+                }
+                if operations.len() > self.limits.max_transaction_operations {
+                    return Err(DataError::TooManyOperations {
+                        count: operations.len(),
+                        limit: self.limits.max_transaction_operations,
+                    });
+                }
+                let operation = StateOperation::Transaction;
+                let mut requests = Vec::with_capacity(operations.len());
+                for op in operations {
+                    requests.push(match op {
+                        TransactionOperation::Upsert(item) => {
+                            state::TransactionOperation::Upsert(target.set_request(operation, item)?)
+                        }
+                        TransactionOperation::Delete(item) => {
+                            state::TransactionOperation::Delete(target.delete_request(operation, &item)?)
+                        }
+                    });
+                }
+                target
+                    .run(
+                        operation,
+                        |_| "error while executing state transaction".to_owned(),
+                        target.store.transact(&requests),
+                    )
+                    .await?;
+                Ok(Reply::Done)
+            }
+            Call::QueryState { store, query, metadata: _ } => {
+                let target = self.target(project, tenant, &store, StateOperation::Query)?;
+                if !target.store.features().query {
+                    return Err(DataError::NotSupported {
+                        message: format!("state store {store} doesn't support query"),
+                    });
+                }
+                let operation = StateOperation::Query;
+                let parsed = state::Query::parse(&query)
+                    .map_err(|err| bad_request(operation, format!("failed query in state store {store}: {err}")))?;
+                let prefix = target.prefix();
+                let items = target
+                    .run(
+                        operation,
+                        |store| format!("failed query in state store {store}"),
+                        target.store.scan_prefix(&prefix),
+                    )
+                    .await?;
+                let items = items
+                    .into_iter()
+                    .map(|(key, item)| (key.strip_prefix(&prefix).unwrap_or(&key).to_owned(), item))
+                    .collect();
+                let page = parsed
+                    .run(items)
+                    .map_err(|err| bad_request(operation, format!("failed query in state store {store}: {err}")))?;
+                let results = page
+                    .results
+                    .into_iter()
+                    .map(|result| QueryItem { key: result.key, data: result.data, etag: result.etag })
+                    .collect();
+                Ok(Reply::Query { results, token: page.token })
+            }
+        }
+    }
+
+    /// Writes items one by one; every item is attempted and the failures are reported together, naming
+    /// their keys (daprd's bulk-set semantics: the successful ones stay written).
+    async fn save(&self, target: &Target<'_>, items: Vec<SaveItem>) -> Result<(), DataError> {
+        let operation = StateOperation::Save;
+        if items.len() > self.limits.max_transaction_operations {
+            return Err(bad_request(
+                operation,
+                format!("{} items in one save; at most {}", items.len(), self.limits.max_transaction_operations),
+            ));
+        }
+        let requests: Vec<state::SetRequest> =
+            items.into_iter().map(|item| target.set_request(operation, item)).collect::<Result<_, _>>()?;
+        let mut failures = Vec::new();
+        for request in &requests {
+            let app_key = request.key.strip_prefix(&target.prefix()).unwrap_or(&request.key).to_owned();
+            if let Err(err) = target
+                .run(
+                    operation,
+                    |store| format!("failed saving state in state store {store}"),
+                    target.store.set(request),
+                )
+                .await
+            {
+                failures.push((app_key, err));
+            }
+        }
+        match failures.len() {
+            0 => Ok(()),
+            1 => Err(failures.remove(0).1),
+            _ => {
+                let all_etag = failures.iter().all(|(_, err)| matches!(err, DataError::EtagMismatch { .. }));
+                let message =
+                    failures.iter().map(|(key, err)| format!("key {key}: {err}")).collect::<Vec<_>>().join("; ");
+                Err(if all_etag {
+                    DataError::EtagMismatch { operation, message }
+                } else {
+                    DataError::StoreFailure { operation, message }
+                })
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Handler for Worker {
+    async fn handle(&self, envelope: Envelope) -> Result<Reply, DataError> {
+        let Envelope { tenant, call } = envelope;
+        let project = match self.runtime.project(&tenant.project_id).await {
+            Ok(Some(project)) => project,
+            // A token that outlived its project finds nothing, like any unknown store.
+            Ok(None) => return Err(DataError::StoresNotConfigured),
+            Err(reason) => {
+                tracing::error!(project_id = %tenant.project_id, %reason, "cannot read the project's components");
+                return Err(DataError::StoreFailure {
+                    operation: StateOperation::Get,
+                    message: format!("the project's components cannot be read right now: {reason}"),
+                });
+            }
+        };
+        self.state_call(&tenant, &project, call).await
+    }
+}

@@ -1,0 +1,127 @@
+//! `state.in-memory`: a process-local map, gone when the process ends.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::RwLock;
+
+use super::time::{expiry, is_live, now_ms, SweepSchedule};
+use super::write::{self, ApplyWrites, Change, Write};
+use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+
+/// How often a write also drops the expired items, so keys written with a TTL do not pile up.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Dapr's in-memory state store. ETags are version numbers from one counter per store, so a key that is
+/// deleted and written again never gets an ETag it had before.
+#[derive(Debug)]
+pub struct MemoryStateStore {
+    contents: RwLock<Contents>,
+    sweeps: SweepSchedule,
+}
+
+#[derive(Debug, Default)]
+struct Contents {
+    items: HashMap<String, StoredItem>,
+    last_version: u64,
+}
+
+impl Contents {
+    fn live(&self, key: &str, now_ms: i64) -> Option<&StoredItem> {
+        self.items.get(key).filter(|item| is_live(item.expires_at, now_ms))
+    }
+}
+
+impl MemoryStateStore {
+    /// The Dapr component type this store serves.
+    pub const COMPONENT_TYPE: &'static str = "state.in-memory";
+
+    /// An empty store.
+    pub fn new() -> MemoryStateStore {
+        MemoryStateStore { contents: RwLock::default(), sweeps: SweepSchedule::new(Some(SWEEP_INTERVAL)) }
+    }
+}
+
+impl Default for MemoryStateStore {
+    fn default() -> Self {
+        MemoryStateStore::new()
+    }
+}
+
+#[async_trait]
+impl ApplyWrites for MemoryStateStore {
+    fn is_well_formed_etag(etag: &str) -> bool {
+        write::is_version_number(etag)
+    }
+
+    async fn apply(&self, writes: &[Write<'_>]) -> Result<Vec<String>, StateError> {
+        let mut contents = self.contents.write().await;
+        let now = now_ms();
+        // Writes land here first; the map changes only once every precondition has held.
+        let mut staged: HashMap<&str, Option<StoredItem>> = HashMap::new();
+        let mut version = contents.last_version;
+        let mut etags = Vec::new();
+        for write in writes {
+            let current_etag = match staged.get(write.key) {
+                Some(staged_item) => staged_item.as_ref().map(|item| item.etag.as_str()),
+                None => contents.live(write.key, now).map(|item| item.etag.as_str()),
+            };
+            if !write.precondition.admits(current_etag) {
+                return Err(write.precondition.refusal(write.key));
+            }
+            let next = match write.change {
+                Change::Put { value, ttl_seconds } => {
+                    version += 1;
+                    let etag = version.to_string();
+                    etags.push(etag.clone());
+                    Some(StoredItem { value: value.to_vec(), etag, expires_at: expiry(ttl_seconds, now) })
+                }
+                Change::Remove => None,
+            };
+            staged.insert(write.key, next);
+        }
+        contents.last_version = version;
+        for (key, item) in staged {
+            match item {
+                Some(item) => contents.items.insert(key.to_owned(), item),
+                None => contents.items.remove(key),
+            };
+        }
+        if self.sweeps.claim(now) {
+            contents.items.retain(|_, item| is_live(item.expires_at, now));
+        }
+        Ok(etags)
+    }
+}
+
+#[async_trait]
+impl StateStore for MemoryStateStore {
+    fn features(&self) -> Features {
+        Features { transactional: true, etag: true, ttl: true, query: false }
+    }
+
+    async fn ping(&self) -> Result<(), StateError> {
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>, StateError> {
+        Ok(self.contents.read().await.live(key, now_ms()).cloned())
+    }
+
+    async fn set(&self, request: &SetRequest) -> Result<String, StateError> {
+        write::set(self, request).await
+    }
+
+    async fn delete(&self, request: &DeleteRequest) -> Result<(), StateError> {
+        write::delete(self, request).await
+    }
+
+    async fn transact(&self, operations: &[TransactionOperation]) -> Result<(), StateError> {
+        write::transact(self, operations).await
+    }
+
+    async fn scan_prefix(&self, _prefix: &str) -> Result<Vec<(String, StoredItem)>, StateError> {
+        Err(StateError::Unsupported("query"))
+    }
+}

@@ -1,0 +1,158 @@
+//! State stores: one trait, one backend per Dapr component type.
+//!
+//! Keys reaching a store are already complete (`[<namespace>]<appid>||<key>` as the handler builds them);
+//! stores never interpret them. Every write returns a new ETag; ETags are opaque to callers.
+
+mod memory;
+mod open;
+mod postgres;
+mod query;
+mod redis;
+mod sql;
+mod sqlite;
+mod time;
+mod write;
+
+pub use self::redis::{RedisOptions, RedisStateStore};
+pub use memory::MemoryStateStore;
+pub use open::{open, OpenError};
+pub use postgres::{PostgresDialect, PostgresOptions, PostgresStateStore};
+pub use query::{Query, QueryError, QueryPage, QueryResult};
+pub use sql::{SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
+pub use sqlite::{SqliteDialect, SqliteOptions, SqliteStateStore};
+
+use async_trait::async_trait;
+
+/// A stored value with its version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredItem {
+    /// The bytes as the app wrote them.
+    pub value: Vec<u8>,
+    /// The current ETag (non-empty).
+    pub etag: String,
+    /// When the item expires (Unix milliseconds), if a TTL was set.
+    pub expires_at: Option<i64>,
+}
+
+/// Concurrency mode of a write (Dapr `options.concurrency`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Concurrency {
+    /// Without an ETag the write wins; with one it must match.
+    #[default]
+    LastWrite,
+    /// The write must name the current ETag; without one it succeeds only if the key does not exist.
+    FirstWrite,
+}
+
+/// One write.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetRequest {
+    /// Full key.
+    pub key: String,
+    /// New value.
+    pub value: Vec<u8>,
+    /// ETag the caller read, if any (empty string counts as none).
+    pub etag: Option<String>,
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+    /// Seconds until the item expires; `None` = never (also what `ttlInSeconds=-1` becomes).
+    pub ttl_seconds: Option<u64>,
+}
+
+/// One delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeleteRequest {
+    /// Full key.
+    pub key: String,
+    /// ETag the caller read, if any (empty string counts as none).
+    pub etag: Option<String>,
+    /// Concurrency mode.
+    pub concurrency: Concurrency,
+}
+
+/// One operation of a transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TransactionOperation {
+    /// Insert or update.
+    Upsert(SetRequest),
+    /// Delete (deleting a missing key without an ETag succeeds).
+    Delete(DeleteRequest),
+}
+
+/// What a store can do beyond get/set/delete (reported in `/v1.0/metadata` as Dapr capabilities).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Multi-operation atomic transactions (`TRANSACTIONAL`).
+    pub transactional: bool,
+    /// ETags (`ETAG`); every store here has them.
+    pub etag: bool,
+    /// `ttlInSeconds` (`TTL`).
+    pub ttl: bool,
+    /// The query API (`QUERY_API`).
+    pub query: bool,
+}
+
+impl Features {
+    /// The capability names daprd reports for these features.
+    pub fn capabilities(self) -> Vec<&'static str> {
+        [(self.etag, "ETAG"), (self.transactional, "TRANSACTIONAL"), (self.ttl, "TTL"), (self.query, "QUERY_API")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The ETag does not match the stored one, or first-write found an existing key (409 / Aborted).
+    #[error("possible etag mismatch. error from state store: {0}")]
+    EtagMismatch(String),
+    /// The ETag is not one this store could have produced (400 / InvalidArgument).
+    #[error("invalid etag value: {0}")]
+    EtagInvalid(String),
+    /// The store cannot do this (e.g. query on a store without it).
+    #[error("{0} is not supported by this state store")]
+    Unsupported(&'static str),
+    /// The request is malformed for this store (e.g. a query it cannot parse).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The backend failed (connection lost, timeout, server error).
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// A state store backend.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    /// What the store supports.
+    fn features(&self) -> Features;
+
+    /// Checks the backend is reachable.
+    async fn ping(&self) -> Result<(), StateError>;
+
+    /// Reads one key; `None` when absent or expired.
+    async fn get(&self, key: &str) -> Result<Option<StoredItem>, StateError>;
+
+    /// Reads many keys; one answer per key, in order.
+    async fn bulk_get(&self, keys: &[String]) -> Vec<Result<Option<StoredItem>, StateError>> {
+        let mut answers = Vec::with_capacity(keys.len());
+        for key in keys {
+            answers.push(self.get(key).await);
+        }
+        answers
+    }
+
+    /// Writes one key and returns its new ETag.
+    async fn set(&self, request: &SetRequest) -> Result<String, StateError>;
+
+    /// Deletes one key (absent without an ETag: success).
+    async fn delete(&self, request: &DeleteRequest) -> Result<(), StateError>;
+
+    /// Applies the operations in order, all or none.
+    async fn transact(&self, operations: &[TransactionOperation]) -> Result<(), StateError>;
+
+    /// Every live item whose key starts with `prefix` (for the query API); stores without query answer
+    /// [`StateError::Unsupported`].
+    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>, StateError>;
+}

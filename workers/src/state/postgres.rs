@@ -1,0 +1,126 @@
+//! `state.postgresql`: the state table in a PostgreSQL database.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+
+use super::open::OpenError;
+use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
+use super::time::CONNECT_TIMEOUT;
+
+/// Connections one store keeps to its database at most.
+const POOL_SIZE: u32 = 8;
+
+/// PostgreSQL as a [`SqlDialect`].
+#[derive(Debug)]
+pub struct PostgresDialect;
+
+impl SqlDialect for PostgresDialect {
+    const COMPONENT_TYPE: &'static str = "state.postgresql";
+
+    fn create_table(table: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} \
+             (key TEXT NOT NULL PRIMARY KEY, value BYTEA NOT NULL, etag TEXT NOT NULL, expires_at BIGINT)"
+        )
+    }
+}
+
+/// Dapr's PostgreSQL state store.
+pub type PostgresStateStore = SqlStateStore<PostgresDialect>;
+
+/// Which database and table a [`PostgresStateStore`] uses (Dapr metadata `connectionString`, `tableName`,
+/// `cleanupInterval`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// A `postgres://` URL or a libpq `key=value` string (`host=db user=dapr password=... dbname=state`).
+    pub connection_string: String,
+    /// The table, optionally `schema.table`; created when missing (the schema must exist).
+    pub table_name: String,
+    /// How often expired rows are deleted; `None` never.
+    pub cleanup_interval: Option<Duration>,
+}
+
+impl PostgresOptions {
+    /// Options with the default table name and cleanup interval.
+    pub fn new(connection_string: impl Into<String>) -> PostgresOptions {
+        PostgresOptions {
+            connection_string: connection_string.into(),
+            table_name: DEFAULT_TABLE_NAME.to_owned(),
+            cleanup_interval: Some(DEFAULT_CLEANUP_INTERVAL),
+        }
+    }
+}
+
+/// The settings of a libpq `key=value` connection string; values may be single-quoted with `\` escapes.
+fn key_value_settings(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut settings = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if chars.peek().is_none() {
+            return Ok(settings);
+        }
+        let name: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        if name.is_empty() || chars.next() != Some('=') {
+            return Err(format!("expected name=value, found '{name}'"));
+        }
+        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            loop {
+                match chars.next() {
+                    Some('\\') => value.extend(chars.next()),
+                    Some('\'') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(format!("the value of {name} lacks its closing quote")),
+                }
+            }
+        } else {
+            value.extend(std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())));
+        }
+        settings.push((name, value));
+    }
+}
+
+/// The sqlx URL of a Dapr PostgreSQL connection string: URLs pass through, `key=value` strings (the form
+/// Dapr's docs show) become URL parameters.
+fn database_url(connection_string: &str) -> Result<String, OpenError> {
+    if connection_string.starts_with("postgres://") || connection_string.starts_with("postgresql://") {
+        return Ok(connection_string.to_owned());
+    }
+    let settings = key_value_settings(connection_string).map_err(|reason| OpenError::InvalidField {
+        component_type: PostgresDialect::COMPONENT_TYPE,
+        field: "connectionString",
+        reason: format!("{reason}; give a postgres:// URL or key=value settings"),
+    })?;
+    let mut parameters = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in &settings {
+        // pgx (daprd's driver) accepts `database` for libpq's `dbname`.
+        let name = if name == "database" { "dbname" } else { name };
+        parameters.append_pair(name, value);
+    }
+    Ok(format!("postgres://localhost/?{}", parameters.finish()))
+}
+
+impl SqlStateStore<PostgresDialect> {
+    /// A store that connects on first use and creates its table then: a database that is down when the
+    /// component is loaded makes requests fail until it is back, not the component.
+    pub async fn open(options: PostgresOptions) -> Result<PostgresStateStore, OpenError> {
+        check_table_name(PostgresDialect::COMPONENT_TYPE, &options.table_name, true)?;
+        let url = database_url(&options.connection_string)?;
+        sqlx::any::install_default_drivers();
+        let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
+            component_type: PostgresDialect::COMPONENT_TYPE,
+            field: "connectionString",
+            reason: err.to_string(),
+        })?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .acquire_timeout(CONNECT_TIMEOUT)
+            .connect_lazy_with(connect_options);
+        Ok(PostgresStateStore::new(pool, &options.table_name, options.cleanup_interval))
+    }
+}

@@ -1,0 +1,107 @@
+//! `state.sqlite`: the state table in a SQLite file (or in memory).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::Executor;
+
+use super::open::OpenError;
+use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
+use super::time::OPERATION_DEADLINE;
+
+/// SQLite as a [`SqlDialect`].
+#[derive(Debug)]
+pub struct SqliteDialect;
+
+impl SqlDialect for SqliteDialect {
+    const COMPONENT_TYPE: &'static str = "state.sqlite";
+
+    fn create_table(table: &str) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {table} \
+             (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, etag TEXT NOT NULL, expires_at INTEGER)"
+        )
+    }
+}
+
+/// Dapr's SQLite state store.
+pub type SqliteStateStore = SqlStateStore<SqliteDialect>;
+
+/// Where and how a [`SqliteStateStore`] keeps its data (Dapr metadata `connectionString`, `tableName`,
+/// `cleanupInterval`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SqliteOptions {
+    /// A file path, `file:` followed by one, or `:memory:`. The file is created when missing.
+    pub connection_string: String,
+    /// The table; created when missing.
+    pub table_name: String,
+    /// How often expired rows are deleted; `None` never.
+    pub cleanup_interval: Option<Duration>,
+}
+
+impl SqliteOptions {
+    /// Options with the default table name and cleanup interval.
+    pub fn new(connection_string: impl Into<String>) -> SqliteOptions {
+        SqliteOptions {
+            connection_string: connection_string.into(),
+            table_name: DEFAULT_TABLE_NAME.to_owned(),
+            cleanup_interval: Some(DEFAULT_CLEANUP_INTERVAL),
+        }
+    }
+}
+
+/// The sqlx URL of a Dapr SQLite connection string.
+fn database_url(connection_string: &str) -> Result<String, OpenError> {
+    let invalid = |reason: &str| OpenError::InvalidField {
+        component_type: SqliteDialect::COMPONENT_TYPE,
+        field: "connectionString",
+        reason: reason.to_owned(),
+    };
+    let path = connection_string.strip_prefix("file:").unwrap_or(connection_string);
+    if path.contains('?') {
+        return Err(invalid("connection parameters ('?...') are not supported; give the database file path alone"));
+    }
+    match path {
+        "" => Err(invalid("no database file path; give one, such as data.db, or :memory:")),
+        ":memory:" => Ok("sqlite::memory:".to_owned()),
+        // sqlx percent-decodes the path and a URL ends at '#'.
+        path => Ok(format!("sqlite:{}?mode=rwc", path.replace('%', "%25").replace('#', "%23"))),
+    }
+}
+
+impl SqlStateStore<SqliteDialect> {
+    /// Opens (creating when missing) the database file and the table. Problems with the file are reported
+    /// here, as configuration problems, rather than on first use.
+    pub async fn open(options: SqliteOptions) -> Result<SqliteStateStore, OpenError> {
+        check_table_name(SqliteDialect::COMPONENT_TYPE, &options.table_name, false)?;
+        let url = database_url(&options.connection_string)?;
+        sqlx::any::install_default_drivers();
+        let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
+            component_type: SqliteDialect::COMPONENT_TYPE,
+            field: "connectionString",
+            reason: err.to_string(),
+        })?;
+        let pool = AnyPoolOptions::new()
+            // One connection: SQLite has a single writer anyway, and one connection queues the store's
+            // transactions instead of failing one of two that upgrade to writing at once with SQLITE_BUSY.
+            // Never closing it also keeps a `:memory:` database alive.
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(OPERATION_DEADLINE)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    connection.execute("PRAGMA journal_mode = WAL").await?;
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(connect_options);
+        let store = SqliteStateStore::new(pool, &options.table_name, options.cleanup_interval);
+        store.ensure_table().await.map_err(|err| OpenError::Backend {
+            component_type: SqliteDialect::COMPONENT_TYPE,
+            message: err.to_string(),
+        })?;
+        Ok(store)
+    }
+}
