@@ -79,18 +79,69 @@ fn migrate_then_control_api_on_postgresql_keeps_state_across_restarts() {
     assert_eq!(listed["items"][0]["name"], "orders", "{listed}");
 }
 
+/// One HTTP call to a Dapr API; answers status and body.
+fn dapr_http(method: reqwest::Method, url: &str, token: &str, body: Option<&str>) -> (reqwest::StatusCode, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a runtime");
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().request(method, url).header("dapr-api-token", token);
+        if let Some(body) = body {
+            request = request.body(body.to_owned());
+        }
+        let response = request.send().await.expect("calling the gateway");
+        let status = response.status();
+        (status, response.text().await.expect("reading the gateway's answer"))
+    })
+}
+
 #[test]
-fn gateway_alone_serves_the_dapr_health_probes() {
+fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
+    let schema = Schema::create();
+    let url = schema.url();
     let data_dir = tempfile::tempdir().expect("creating a data directory");
-    let server = Server::start_role(&["gateway"], &[], data_dir.path(), None);
-    assert!(server.addresses.control_api.is_none(), "the gateway alone serves no control API");
-    let http = server.addresses.dapr_http.expect("the gateway serves the Dapr HTTP API");
-    let mut stream = std::net::TcpStream::connect(http).expect("connecting to the gateway");
-    use std::io::{Read, Write};
-    stream
-        .write_all(b"GET //v1.0/healthz/outbound/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .expect("writing");
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).expect("reading");
-    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let token = random_token();
+    let prefix = format!("t{}", random_token().to_lowercase());
+    let env = [
+        ("OUTRIGGER_DATABASE_URL", url.as_str()),
+        ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
+        ("OUTRIGGER_BUS_SUBJECT_PREFIX", prefix.as_str()),
+    ];
+    outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
+
+    let first_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
+    let second_worker = Server::start_role(&["worker", "--pool", "default"], &env, data_dir.path(), None);
+    let gateway = Server::start_role(&["gateway"], &env, data_dir.path(), None);
+    assert!(gateway.addresses.control_api.is_none(), "the gateway alone serves no control API");
+    let control = Server::start_role(&["control-api"], &env, data_dir.path(), Some(&token));
+
+    control.outrigger(["project", "create", "shop"]).succeeds();
+    let created = control.outrigger(["appid", "create", "orders", "-p", "shop", "-o", "json"]).json();
+    let api_token = created["apiToken"].as_str().expect("an API token").to_owned();
+    let dapr = format!("http://{}", gateway.addresses.dapr_http.expect("the gateway serves the Dapr HTTP API"));
+
+    let (status, _) = dapr_http(reqwest::Method::GET, &format!("{dapr}//v1.0/healthz/outbound/"), "", None);
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let (status, _) = dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/state/kvstore/k"), "wrong-token", None);
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+
+    let save = |index: usize| {
+        let body = format!(r#"[{{"key":"k{index}","value":{index}}}]"#);
+        dapr_http(reqwest::Method::POST, &format!("{dapr}/v1.0/state/kvstore"), &api_token, Some(&body))
+    };
+    for index in 0..20 {
+        assert_eq!(save(index).0, reqwest::StatusCode::NO_CONTENT, "save {index}");
+    }
+    // A worker dies without warning: the other one of the pool answers every later call.
+    first_worker.kill();
+    for index in 20..40 {
+        assert_eq!(save(index).0, reqwest::StatusCode::NO_CONTENT, "save {index} after a worker was killed");
+    }
+    for index in 0..40 {
+        let (status, body) =
+            dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/state/kvstore/k{index}"), &api_token, None);
+        assert_eq!((status, body), (reqwest::StatusCode::OK, index.to_string()), "read k{index}");
+    }
+    let (status, body) = dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/metadata"), &api_token, None);
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert!(body.contains("\"id\":\"orders\"") && body.contains("kvstore"), "{body}");
+    drop(second_worker);
 }

@@ -111,6 +111,12 @@ impl Server {
         format!("http://{}", self.addresses.control_api.expect("this server role serves the control API"))
     }
 
+    /// SIGKILLs the server (a crash, not a shutdown) and waits for it to be gone.
+    pub fn kill(mut self) {
+        signal("-KILL", self.process.pid);
+        self.process.terminate();
+    }
+
     /// SIGTERMs the server and waits for it to exit.
     pub fn stop(mut self) -> (ExitStatus, String) {
         let status = self.process.terminate().expect("the server did not exit, even after SIGKILL");

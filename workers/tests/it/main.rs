@@ -1,1 +1,33 @@
+//! Integration tests of the `workers` crate. State stores run against real backends: PostgreSQL on
+//! 127.0.0.1:5432 (or `TEST_POSTGRES_URL`) and Redis on 127.0.0.1:6379 (or `TEST_REDIS_URL`), as
+//! `scripts/test` starts them.
 
+/// Instantiates every case for every backend: `mod <backend> { #[tokio::test] async fn <case>() }`, each
+/// test running `super::<case>` against `backends::<backend>::open()`.
+macro_rules! cases_for_backends {
+    (backends: [$($backend:ident),+ $(,)?], cases: $cases:tt $(,)?) => {
+        $(
+            mod $backend {
+                cases_for_backends!(@cases $backend $cases);
+            }
+        )+
+    };
+    (@cases $backend:ident [$($case:ident),+ $(,)?]) => {
+        $(
+            #[tokio::test]
+            async fn $case() {
+                crate::backends::run(crate::backends::$backend::open(), super::$case).await;
+            }
+        )+
+    };
+}
+
+mod backends;
+mod conformance;
+mod opening;
+mod outage;
+mod proxy;
+mod query_api;
+mod query_language;
+mod redis_store;
+mod sql_tables;

@@ -1,0 +1,84 @@
+"""Fixtures: Outrigger in both forms (each started once per session, on first use), every test
+parametrized over the two, and a fresh project per test so that tests do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import harness
+from support import App, Project, Tenants
+
+FORMS = ('embedded', 'distributed')
+
+# A DAPR_* setting of the shell that runs the tests must not reach a client by accident.
+for _name in list(os.environ):
+    if _name.startswith('DAPR_'):
+        del os.environ[_name]
+
+# Lines of output attached to the report of a failed test, at most.
+OUTPUT_LINES_ON_FAILURE = 300
+
+
+def _stop(deployment: harness.Deployment) -> None:
+    problems = deployment.stop()
+    if problems:
+        pytest.fail(f'{deployment.form} Outrigger did not stop cleanly: ' + '; '.join(problems)
+                    + f' (output: {deployment.log.path})')
+
+
+@pytest.fixture(scope='session')
+def embedded_deployment() -> Iterator[harness.Deployment]:
+    deployment = harness.start_embedded()
+    yield deployment
+    _stop(deployment)
+
+
+@pytest.fixture(scope='session')
+def distributed_deployment() -> Iterator[harness.Deployment]:
+    deployment = harness.start_distributed()
+    yield deployment
+    _stop(deployment)
+
+
+@pytest.fixture(params=FORMS)
+def deployment(request) -> harness.Deployment:
+    """Outrigger in the form the test is parametrized with, started on first use in the session."""
+    deployment = request.getfixturevalue(f'{request.param}_deployment')
+    request.node.outrigger_output = (deployment, deployment.log.mark())
+    return deployment
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.failed and hasattr(item, 'outrigger_output'):
+        deployment, mark = item.outrigger_output
+        lines = deployment.log.since(mark)
+        if len(lines) > OUTPUT_LINES_ON_FAILURE:
+            lines = [f'... {len(lines) - OUTPUT_LINES_ON_FAILURE} earlier lines in {deployment.log.path}']\
+                + lines[-OUTPUT_LINES_ON_FAILURE:]
+        report.sections.append((f'outrigger output ({deployment.form}) during the test', '\n'.join(lines)))
+    return report
+
+
+@pytest.fixture
+def tenants(deployment, tmp_path) -> Tenants:
+    return Tenants(deployment, tmp_path)
+
+
+@pytest.fixture
+def project(tenants) -> Project:
+    """A fresh project with one App ID, `orders`."""
+    return tenants.project()
+
+
+@pytest.fixture
+def app(project) -> App:
+    return project.apps['orders']
+
+
