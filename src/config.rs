@@ -70,7 +70,8 @@ pub struct Config {
     /// that is PostgreSQL.
     pub managed_kvstore_url: Option<String>,
     /// How often a worker re-reads a project's components from the control-plane database, in
-    /// milliseconds; changes reach workers within this time. Default 1000.
+    /// milliseconds. Change events from the control API reach workers at once; this re-read is the safety
+    /// net for a lost event. Default 5000.
     pub component_refresh_ms: u64,
     /// How long one state-store operation may take before it fails with a 500-class error, in
     /// milliseconds. Default 5000.
@@ -100,7 +101,7 @@ impl Default for Config {
             bus_subject_prefix: "outrigger".to_owned(),
             bus_timeout_ms: 15_000,
             managed_kvstore_url: None,
-            component_refresh_ms: 1000,
+            component_refresh_ms: 5000,
             store_timeout_ms: 5000,
             log_format: LogFormat::Text,
             log: "info".to_owned(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use axum::extract::Request;
 use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
+use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
 use outrigger_store::Store;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
@@ -183,9 +184,38 @@ impl Role {
         matches!(self, Role::AllInOne | Role::Worker { .. })
     }
 
-    fn uses_nats(&self) -> bool {
+    fn requires_nats(&self) -> bool {
         matches!(self, Role::Gateway | Role::Worker { .. })
     }
+}
+
+/// Change events go straight to the worker in the same process.
+struct InvalidateLocalWorker(Arc<Worker>);
+
+impl ProjectChanges for InvalidateLocalWorker {
+    fn changed(&self, project_id: &str) {
+        self.0.runtime().invalidate(project_id);
+    }
+}
+
+/// Change events go to every worker over NATS.
+struct PublishOverNats {
+    client: async_nats::Client,
+    prefix: String,
+}
+
+impl ProjectChanges for PublishOverNats {
+    fn changed(&self, project_id: &str) {
+        let (client, prefix, project_id) = (self.client.clone(), self.prefix.clone(), project_id.to_owned());
+        tokio::spawn(async move { outrigger_bus::publish_change(&client, &prefix, &project_id).await });
+    }
+}
+
+/// No NATS configured for a lone control API: workers see changes on their periodic re-read.
+struct PeriodicReadsOnly;
+
+impl ProjectChanges for PeriodicReadsOnly {
+    fn changed(&self, _project_id: &str) {}
 }
 
 /// Opens the store behind every project's managed `kvstore`.
@@ -226,7 +256,11 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     if pending > 0 {
         bail!("the control-plane database lacks {pending} migration(s): run `outrigger migrate` first");
     }
-    let nats = if role.uses_nats() { Some(connect_nats(&config).await?) } else { None };
+    let nats = if role.requires_nats() || (role == Role::ControlApi && config.nats_url.is_some()) {
+        Some(connect_nats(&config).await?)
+    } else {
+        None
+    };
 
     let worker = if role.runs_worker() {
         let runtime = Runtime::new(
@@ -239,6 +273,14 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     } else {
         None
     };
+    if let (Role::Worker { .. }, Some(client), Some(worker)) = (&role, &nats, &worker) {
+        let (client, prefix, worker, stop) =
+            (client.clone(), config.bus_subject_prefix.clone(), worker.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            let invalidate = |project_id: &str| worker.runtime().invalidate(project_id);
+            outrigger_bus::watch_changes(client, &prefix, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
+        });
+    }
     if let (Role::Worker { pool }, Some(client), Some(worker)) = (&role, &nats, &worker) {
         let (client, pool, prefix) = (client.clone(), pool.clone(), config.bus_subject_prefix.clone());
         let (handler, stop): (Arc<dyn Handler>, _) = (worker.clone(), shutdown.clone());
@@ -286,11 +328,22 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             Some((http, grpc)) => (local_endpoint(http), local_endpoint(grpc)),
             None => (local_endpoint(config.http_addr), local_endpoint(config.grpc_addr)),
         };
+        let changes: Arc<dyn ProjectChanges> = match (&worker, &nats) {
+            (Some(worker), _) => Arc::new(InvalidateLocalWorker(worker.clone())),
+            (None, Some(client)) => {
+                Arc::new(PublishOverNats { client: client.clone(), prefix: config.bus_subject_prefix.clone() })
+            }
+            (None, None) => {
+                tracing::info!("OUTRIGGER_NATS_URL is not set: workers will see changes on their periodic re-read");
+                Arc::new(PeriodicReadsOnly)
+            }
+        };
         let options = outrigger_control_api::Options {
             http_endpoint: config.public_http_endpoint.clone().unwrap_or(default_http),
             grpc_endpoint: config.public_grpc_endpoint.clone().unwrap_or(default_grpc),
             admin_token,
             max_body_bytes: config.control_api_max_body_bytes,
+            changes,
         };
         tasks.spawn(serve(listener, outrigger_control_api::router(store.clone(), options), shutdown.clone()));
     }

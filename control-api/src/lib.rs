@@ -24,8 +24,15 @@ use utoipa_axum::router::OpenApiRouter;
 
 pub use error::{ApiError, ErrorBody};
 
+/// Told about every committed change to a project's configuration, so that whoever caches it (workers)
+/// can forget their copy at once instead of waiting for their next periodic re-read.
+pub trait ProjectChanges: Send + Sync {
+    /// The project with internal id `project_id` changed (or was deleted).
+    fn changed(&self, project_id: &str);
+}
+
 /// How the control API is set up.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// What apps set `DAPR_HTTP_ENDPOINT` to (reported on every project).
     pub http_endpoint: String,
@@ -35,6 +42,8 @@ pub struct Options {
     pub admin_token: String,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: usize,
+    /// Where change events go.
+    pub changes: Arc<dyn ProjectChanges>,
 }
 
 /// Shared by every handler.

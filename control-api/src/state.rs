@@ -296,12 +296,12 @@ pub struct Change<R> {
 /// Loads a project's state, lets `edit` change a copy, checks references, and writes the difference
 /// in one transaction (nothing is written in a dry run).
 pub async fn change_project<R>(
-    store: &outrigger_store::Store,
+    app: &crate::AppState,
     project_name: &str,
     dry_run: bool,
     edit: impl FnOnce(&mut ProjectState) -> ApiResult<Change<R>>,
 ) -> ApiResult<(R, Written)> {
-    let mut tx = store.begin().await?;
+    let mut tx = app.store.begin().await?;
     let current = ProjectState::load(&mut tx, project_name).await?;
     let mut next = current.clone();
     let Change { output, touched } = edit(&mut next)?;
@@ -312,5 +312,6 @@ pub async fn change_project<R>(
     }
     let written = diff.write(&mut tx, &current.project).await?;
     tx.commit().await?;
+    app.options.changes.changed(current.project.id.as_str());
     Ok((output, written))
 }

@@ -140,6 +140,30 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
             dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/state/kvstore/k{index}"), &api_token, None);
         assert_eq!((status, body), (reqwest::StatusCode::OK, index.to_string()), "read k{index}");
     }
+    // A component added through the control API reaches the workers by change event, well before their
+    // periodic re-read (5 s by default).
+    let manifests = tempfile::tempdir().expect("creating a directory");
+    let component = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.in-memory\n  version: v1\n";
+    std::fs::write(manifests.path().join("cache.yaml"), component).expect("writing a manifest");
+    control.outrigger(["apply", "-f"]).arg(manifests.path().join("cache.yaml")).args(["-p", "shop"]).succeeds();
+    let applied = std::time::Instant::now();
+    loop {
+        let (status, body) = dapr_http(
+            reqwest::Method::POST,
+            &format!("{dapr}/v1.0/state/cache"),
+            &api_token,
+            Some(r#"[{"key":"c","value":1}]"#),
+        );
+        if status == reqwest::StatusCode::NO_CONTENT {
+            break;
+        }
+        assert!(
+            applied.elapsed() < std::time::Duration::from_secs(2),
+            "the new component is not served yet: {status} {body}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
     let (status, body) = dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/metadata"), &api_token, None);
     assert_eq!(status, reqwest::StatusCode::OK);
     assert!(body.contains("\"id\":\"orders\"") && body.contains("kvstore"), "{body}");

@@ -42,6 +42,11 @@ impl Worker {
     pub fn new(runtime: Runtime, limits: Limits) -> Worker {
         Worker { runtime, limits }
     }
+
+    /// The component runtime (to deliver change events to).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
 }
 
 /// Daprd's separator between a key prefix and the key; keys may not contain it.

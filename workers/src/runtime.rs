@@ -97,7 +97,8 @@ pub struct Runtime {
     control_plane: Store,
     managed: ManagedStores,
     refresh_after: Duration,
-    projects: Mutex<HashMap<String, Arc<ProjectComponents>>>,
+    // A plain mutex: it is held only to read or swap an entry, never across an await.
+    projects: std::sync::Mutex<HashMap<String, Arc<ProjectComponents>>>,
     opened: Mutex<HashMap<(String, String), OpenedStore>>,
 }
 
@@ -129,20 +130,25 @@ impl Runtime {
             control_plane,
             managed,
             refresh_after,
-            projects: Mutex::new(HashMap::new()),
+            projects: std::sync::Mutex::new(HashMap::new()),
             opened: Mutex::new(HashMap::new()),
         }
     }
 
+    /// Forgets the cached components of a project (a change event arrived); the next call re-reads them.
+    pub fn invalidate(&self, project_id: &str) {
+        self.projects.lock().expect("project cache lock").remove(project_id);
+    }
+
     /// The project's components, from the cache when fresh enough. `None` when the project is gone.
     pub async fn project(&self, project_id: &str) -> Result<Option<Arc<ProjectComponents>>, String> {
-        if let Some(cached) = self.projects.lock().await.get(project_id) {
+        if let Some(cached) = self.projects.lock().expect("project cache lock").get(project_id) {
             if cached.loaded_at.elapsed() < self.refresh_after {
                 return Ok(Some(Arc::clone(cached)));
             }
         }
         let loaded = self.load(project_id).await?;
-        let mut projects = self.projects.lock().await;
+        let mut projects = self.projects.lock().expect("project cache lock");
         match loaded {
             Some(components) => {
                 let components = Arc::new(components);

@@ -183,7 +183,7 @@ pub(crate) async fn create_app_id(
     .filter_map(|(field, value)| value.map(|value| (field.to_owned(), Value::String(value))))
     .collect();
     let app = validated_app(&body.name, spec)?;
-    let (app, mut written) = change_project(&state.store, &project, false, |next| {
+    let (app, mut written) = change_project(&state, &project, false, |next| {
         if next.apps.contains_key(&app.name) {
             return Err(ApiError::conflict("already_exists", format!("App ID '{}' already exists", app.name)));
         }
@@ -240,7 +240,7 @@ pub(crate) async fn update_app_id(
     Path((project, name)): Path<(String, String)>,
     JsonBody(body): JsonBody<UpdateAppId>,
 ) -> ApiResult<Json<AppIdOut>> {
-    let (app, _) = change_project(&state.store, &project, false, |next| {
+    let (app, _) = change_project(&state, &project, false, |next| {
         let current = next.apps.get(&name).ok_or_else(|| ApiError::not_found(format!("App ID '{name}' not found")))?;
         let mut spec = match app_document(current).spec {
             Value::Object(spec) => spec,
@@ -286,7 +286,7 @@ pub(crate) async fn delete_app_id(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    change_project(&state.store, &project, false, |next| {
+    change_project(&state, &project, false, |next| {
         next.apps.remove(&name).ok_or_else(|| ApiError::not_found(format!("App ID '{name}' not found")))?;
         Ok(Change { output: (), touched: Vec::new() })
     })

@@ -111,7 +111,7 @@ pub(crate) async fn apply(
         normalized.push(document);
     }
     let position = |key: &ResourceKey| named.iter().position(|named| named == key);
-    let (_, written) = change_project(&state.store, &project, params.dry_run, |next| {
+    let (_, written) = change_project(&state, &project, params.dry_run, |next| {
         for (index, document) in normalized.into_iter().enumerate() {
             let (kind, name) = (document.kind, document.metadata.name.clone());
             place(next, document).map_err(|reason| rejected(index, kind.as_str(), &name, reason))?;

@@ -106,7 +106,7 @@ pub(crate) async fn put_resource(
     }
     let mut document = document.normalize().map_err(|invalid| invalid_resource(kind, &name, invalid))?;
     let key = (kind, name.clone());
-    let (created, _) = change_project(&state.store, &project, false, |next: &mut ProjectState| {
+    let (created, _) = change_project(&state, &project, false, |next: &mut ProjectState| {
         if kind == Kind::Component && next.is_managed_component(&name) {
             return Err(ApiError::conflict(
                 "reserved_name",
@@ -137,7 +137,7 @@ pub(crate) async fn delete_resource(
     Path((project, collection, name)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
     let kind = dapr_kind(&collection)?;
-    change_project(&state.store, &project, false, |next| {
+    change_project(&state, &project, false, |next| {
         next.documents
             .remove(&(kind, name.clone()))
             .ok_or_else(|| ApiError::not_found(format!("{} '{name}' not found", kind.as_str())))?;

@@ -6,6 +6,7 @@ use crate::fixtures::APPLICATION;
 use crate::harness::TestApp;
 
 both_engines!(
+    every_committed_change_is_announced,
     apply_creates_updates_and_reports,
     apply_is_all_or_nothing,
     apply_prune_removes_what_the_input_omits,
@@ -188,4 +189,24 @@ async fn export_apply_export_round_trips(app: TestApp) {
     assert_eq!(refs(&applied, "created"), all());
     let second = app.export("copy").await;
     assert_eq!(first, second);
+}
+
+/// Workers cache project configuration; they learn of every committed change, and of nothing else.
+async fn every_committed_change_is_announced(app: TestApp) {
+    app.project("demo").await;
+    let project_id = {
+        let mut tx = app.store.begin().await.unwrap();
+        tx.project("demo").await.unwrap().id.as_str().to_owned()
+    };
+    app.changes.take();
+    app.apply("demo", "?dryRun=true", APPLICATION).await.expect(StatusCode::OK);
+    app.apply("demo", "", "key: [unclosed").await.expect(StatusCode::BAD_REQUEST);
+    assert_eq!(app.changes.take(), Vec::<String>::new(), "dry runs and refused changes announce nothing");
+    app.apply("demo", "", APPLICATION).await.expect(StatusCode::OK);
+    app.delete("/api/v1/projects/demo/components/statestore").await.expect(StatusCode::NO_CONTENT);
+    app.patch_json("/api/v1/projects/demo/appids/checkout", json!({ "appProtocol": "grpc" }))
+        .await
+        .expect(StatusCode::OK);
+    app.delete("/api/v1/projects/demo").await.expect(StatusCode::NO_CONTENT);
+    assert_eq!(app.changes.take(), vec![project_id; 4]);
 }

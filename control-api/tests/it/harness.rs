@@ -38,12 +38,31 @@ fn postgres_url() -> String {
     std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Records the change events the control API emits.
+#[derive(Default)]
+pub struct RecordedChanges(std::sync::Mutex<Vec<String>>);
+
+impl RecordedChanges {
+    /// Takes the events recorded so far.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl outrigger_control_api::ProjectChanges for RecordedChanges {
+    fn changed(&self, project_id: &str) {
+        self.0.lock().unwrap().push(project_id.to_owned());
+    }
+}
+
 #[derive(Clone)]
 pub struct TestApp {
     router: Router,
     pub store: Store,
     schema: Option<String>,
     pub dir: std::sync::Arc<tempfile::TempDir>,
+    /// Change events emitted so far.
+    pub changes: std::sync::Arc<RecordedChanges>,
 }
 
 /// An answer, with the body kept raw.
@@ -82,6 +101,7 @@ impl Answer {
 
 impl TestApp {
     fn build(store: Store, schema: Option<String>, dir: tempfile::TempDir) -> TestApp {
+        let changes = std::sync::Arc::new(RecordedChanges::default());
         // Server-side log lines (e.g. why a request got 500) show up in a failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,sqlx=warn").try_init();
         let options = outrigger_control_api::Options {
@@ -89,9 +109,10 @@ impl TestApp {
             grpc_endpoint: "http://127.0.0.1:50001".into(),
             admin_token: ADMIN_TOKEN.into(),
             max_body_bytes: MAX_BODY_BYTES,
+            changes: changes.clone(),
         };
         let router = outrigger_control_api::router(store.clone(), options);
-        TestApp { router, store, schema, dir: std::sync::Arc::new(dir) }
+        TestApp { router, store, schema, dir: std::sync::Arc::new(dir), changes }
     }
 
     pub async fn sqlite() -> TestApp {

@@ -93,3 +93,39 @@ pub async fn serve_nats(
     client.flush().await?;
     Ok(())
 }
+
+fn changes_subject(prefix: &str) -> String {
+    format!("{prefix}.changes")
+}
+
+/// Announces that a project's configuration changed. Best effort: workers also re-read periodically.
+pub async fn publish_change(client: &async_nats::Client, prefix: &str, project_id: &str) {
+    let subject = changes_subject(prefix);
+    if let Err(err) = client.publish(subject, project_id.to_owned().into()).await {
+        tracing::warn!(error = %err, project_id, "could not announce a project change; workers pick it up on their next re-read");
+    }
+}
+
+/// Calls `on_change` with the id of every project whose configuration changes, until `shutdown`.
+pub async fn watch_changes(
+    client: async_nats::Client,
+    prefix: &str,
+    on_change: impl Fn(&str) + Send,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::Error> {
+    // Every worker must hear every change, so this is a plain subscription, not a queue group.
+    let mut subscription = client.subscribe(changes_subject(prefix)).await?;
+    loop {
+        let message = tokio::select! {
+            message = subscription.next() => message,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(message) = message else { break };
+        match std::str::from_utf8(&message.payload) {
+            Ok(project_id) => on_change(project_id),
+            Err(_) => tracing::warn!("change event with a non-UTF-8 project id ignored"),
+        }
+    }
+    subscription.unsubscribe().await?;
+    Ok(())
+}

@@ -16,6 +16,9 @@ use serde_json::Value;
 use tonic::transport::Channel;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
+/// How long the harness's worker lets a store operation take.
+pub const STORE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A gateway over a fresh control plane.
 pub struct TestGateway {
     pub store: Store,
@@ -91,6 +94,15 @@ impl TestGateway {
         let (_, token) = tx.create_app_id(&found.id, &identity).await.unwrap();
         tx.commit().await.unwrap();
         token.token
+    }
+
+    /// Stores a Dapr component document (YAML) in the project, as the control API would.
+    pub async fn component(&self, project: &str, yaml: &str) {
+        let document = outrigger_resources::parse_document(yaml.as_bytes(), true).unwrap().normalize().unwrap();
+        let mut tx = self.store.begin().await.unwrap();
+        let found = tx.project(project).await.unwrap();
+        tx.put_resource(&found.id, &document).await.unwrap();
+        tx.commit().await.unwrap();
     }
 
     /// Sends an HTTP request through daprd's path hygiene and the router.

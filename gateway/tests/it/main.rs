@@ -7,4 +7,5 @@ mod auth;
 mod grpc;
 mod http_state;
 mod isolation;
+mod outage;
 mod probes;

@@ -25,7 +25,8 @@ pub struct Harness {
 #[derive(Clone)]
 enum Leftovers {
     Nothing,
-    Directory(Arc<TempDir>),
+    /// The SQLite file's directory, deleted when the last clone of the harness goes.
+    Directory { _deleted_on_drop: Arc<TempDir> },
     Table { url: String, table: String },
     RedisKeys { url: String, pattern: String },
 }
@@ -38,25 +39,30 @@ impl Harness {
 
     async fn clean_up(&self) {
         match &self.leftovers {
-            Leftovers::Nothing | Leftovers::Directory(_) => {}
+            Leftovers::Nothing | Leftovers::Directory { .. } => {}
             Leftovers::Table { url, table } => drop_table(url, table).await,
             Leftovers::RedisKeys { url, pattern } => delete_redis_keys(url, pattern).await,
         }
     }
 }
 
-/// Runs one case against a freshly opened store, then removes what the case left, also when it failed.
+/// Runs `test`, then `clean_up`, also when the test failed.
+pub async fn finally(test: impl Future<Output = ()> + Send + 'static, clean_up: impl Future<Output = ()>) {
+    let outcome = tokio::spawn(test).await;
+    clean_up.await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
+}
+
+/// Runs one case against a freshly opened store, then removes what the case left.
 pub async fn run<Case, Outcome>(opening: impl Future<Output = Harness>, case: Case)
 where
     Case: FnOnce(Harness) -> Outcome,
     Outcome: Future<Output = ()> + Send + 'static,
 {
     let harness = opening.await;
-    let outcome = tokio::spawn(case(harness.clone())).await;
-    harness.clean_up().await;
-    if let Err(failure) = outcome {
-        std::panic::resume_unwind(failure.into_panic());
-    }
+    finally(case(harness.clone()), harness.clean_up()).await;
 }
 
 pub fn unique_prefix() -> String {
@@ -87,8 +93,8 @@ pub fn redis_metadata() -> BTreeMap<String, String> {
     entries
 }
 
-pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
-    let client = redis::Client::open(redis_url().as_str()).expect("redis client");
+pub async fn redis_connection() -> ::redis::aio::MultiplexedConnection {
+    let client = ::redis::Client::open(redis_url().as_str()).expect("redis client");
     client.get_multiplexed_async_connection().await.expect("the test Redis is reachable")
 }
 
@@ -102,12 +108,12 @@ pub async fn drop_table(url: &str, table: &str) {
     pool.close().await;
 }
 
-async fn delete_redis_keys(url: &str, pattern: &str) {
-    let client = redis::Client::open(url).expect("redis client");
+pub async fn delete_redis_keys(url: &str, pattern: &str) {
+    let client = ::redis::Client::open(url).expect("redis client");
     let mut connection = client.get_multiplexed_async_connection().await.expect("the test Redis is reachable");
-    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.expect("list test keys");
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.expect("list test keys");
     if !keys.is_empty() {
-        redis::cmd("DEL").arg(keys).query_async::<()>(&mut connection).await.expect("delete test keys");
+        ::redis::cmd("DEL").arg(keys).query_async::<()>(&mut connection).await.expect("delete test keys");
     }
 }
 
@@ -175,7 +181,7 @@ pub mod sqlite {
             prefix: unique_prefix(),
             unused_etag: Uuid::new_v4().to_string(),
             features: ALL_FEATURES,
-            leftovers: Leftovers::Directory(Arc::new(directory)),
+            leftovers: Leftovers::Directory { _deleted_on_drop: Arc::new(directory) },
         }
     }
 }

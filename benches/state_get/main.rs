@@ -1,0 +1,687 @@
+//! State GET benchmark: what a Dapr `GET /v1.0/state/<store>/<key>` through Outrigger adds to a direct
+//! Redis GET, measured in one run for the baseline, the embedded default (managed `kvstore` and a
+//! `state.redis` component) and the distributed form (gateway, NATS, worker; `state.redis`).
+//!
+//! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs Redis at
+//! 127.0.0.1:6379, PostgreSQL at 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`).
+//! `cargo bench --bench state_get -- --help` lists the options.
+
+mod load;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::Value;
+
+use crate::load::{Connection, PhaseOutcome, Target};
+use crate::procs::Process;
+use crate::report::{Scenario, Settings, Summary, Usage};
+
+const USAGE: &str = "\
+usage: cargo bench --bench state_get -- [options]
+
+  --quick              5 s per measured phase (smoke run); env BENCH_QUICK=1
+  --duration SECONDS   open-loop phase per scenario (default 30); env BENCH_DURATION
+  --rate N             open-loop requests per second (default 1000); env BENCH_RATE
+  --connections N      keep-alive connections (default 16); env BENCH_CONNECTIONS
+  --value-size BYTES   size of the stored value (default 1024); env BENCH_VALUE_SIZE
+  --probe SECONDS      closed-loop probe per scenario (default 5, quick 2); env BENCH_PROBE
+
+  OUTRIGGER_BIN        the binary to run (default target/release/outrigger)
+  BENCH_REDIS_ADDR     default 127.0.0.1:6379
+  BENCH_POSTGRES_URL   default postgres://postgres@127.0.0.1:5432/postgres
+  BENCH_NATS_URL       default nats://127.0.0.1:4222
+
+Writes the results to target/bench/state_get.json as well.";
+
+/// The key every Outrigger scenario reads.
+const KEY: &str = "bench-key";
+const PROJECT: &str = "bench";
+const APP_ID: &str = "reader";
+/// How the `state.redis` component stores KEY (daprd's default `appid` key prefix).
+const REDIS_STORE_KEY: &str = "reader||bench-key";
+
+struct Options {
+    duration: Duration,
+    rate: f64,
+    connections: usize,
+    value_size: usize,
+    warmup: Duration,
+    warmup_rate: f64,
+    probe: Duration,
+    quick: bool,
+    binary: PathBuf,
+    target_dir: PathBuf,
+    redis_addr: String,
+    postgres_url: String,
+    nats_url: String,
+}
+
+impl Options {
+    /// Environment first, then the command line over it.
+    fn parse() -> anyhow::Result<Options> {
+        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        let mut quick = env("BENCH_QUICK").is_some_and(|value| !matches!(value.as_str(), "0" | "false" | "no"));
+        let mut duration = env("BENCH_DURATION");
+        let mut rate = env("BENCH_RATE");
+        let mut connections = env("BENCH_CONNECTIONS");
+        let mut value_size = env("BENCH_VALUE_SIZE");
+        let mut probe = env("BENCH_PROBE");
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            let (name, inline) = match arg.split_once('=') {
+                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
+                None => (arg.clone(), None),
+            };
+            let slot = match name.as_str() {
+                // `cargo bench` passes --bench to every bench binary.
+                "--bench" => continue,
+                "--quick" => {
+                    quick = true;
+                    continue;
+                }
+                "-h" | "--help" => {
+                    println!("{USAGE}");
+                    std::process::exit(0);
+                }
+                "--duration" => &mut duration,
+                "--rate" => &mut rate,
+                "--connections" => &mut connections,
+                "--value-size" => &mut value_size,
+                "--probe" => &mut probe,
+                _ => bail!("unknown argument '{arg}'\n\n{USAGE}"),
+            };
+            *slot = Some(match inline {
+                Some(value) => value,
+                None => args.next().with_context(|| format!("{name} needs a value"))?,
+            });
+        }
+        fn number<T: std::str::FromStr>(name: &str, value: Option<String>, default: T) -> anyhow::Result<T> {
+            match value {
+                None => Ok(default),
+                Some(text) => text.trim().parse().map_err(|_| anyhow::anyhow!("{name}: '{text}' is not a number")),
+            }
+        }
+        let duration: f64 = number("duration", duration, if quick { 5.0 } else { 30.0 })?;
+        let probe: f64 = number("probe", probe, if quick { 2.0 } else { 5.0 })?;
+        let rate: f64 = number("rate", rate, 1000.0)?;
+        let connections: usize = number("connections", connections, 16)?;
+        let value_size: usize = number("value-size", value_size, 1024)?;
+        if !(duration > 0.0 && probe > 0.0 && rate > 0.0 && connections > 0 && value_size > 0) {
+            bail!("duration, probe, rate, connections and value-size must all be greater than 0");
+        }
+        let target_dir = env("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+        let binary = env("OUTRIGGER_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir.join("release/outrigger"));
+        Ok(Options {
+            duration: Duration::from_secs_f64(duration),
+            rate,
+            connections,
+            value_size,
+            warmup: Duration::from_secs(2),
+            warmup_rate: 100.0_f64.min(rate),
+            probe: Duration::from_secs_f64(probe),
+            quick,
+            binary,
+            target_dir,
+            redis_addr: env("BENCH_REDIS_ADDR").unwrap_or_else(|| "127.0.0.1:6379".to_owned()),
+            postgres_url: env("BENCH_POSTGRES_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            nats_url: env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+        })
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            binary: self.binary.display().to_string(),
+            duration_s: self.duration.as_secs_f64(),
+            rate: self.rate,
+            connections: self.connections,
+            value_size: self.value_size,
+            warmup_s: self.warmup.as_secs_f64(),
+            warmup_rate: self.warmup_rate,
+            probe_s: self.probe.as_secs_f64(),
+            quick: self.quick,
+        }
+    }
+}
+
+/// One progress line on stderr.
+fn progress(message: impl AsRef<str>) {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let elapsed = START.get_or_init(Instant::now).elapsed().as_secs_f64();
+    eprintln!("[state_get {elapsed:6.1}s] {}", message.as_ref());
+}
+
+fn random(length: usize) -> String {
+    rand::thread_rng().sample_iter(&Alphanumeric).take(length).map(char::from).collect()
+}
+
+/// What the bench created outside itself, removed at the end whatever happened.
+#[derive(Default)]
+struct Leftovers {
+    redis_keys: Vec<String>,
+    schemas: Vec<String>,
+}
+
+fn remember(leftovers: &Mutex<Leftovers>, change: impl FnOnce(&mut Leftovers)) {
+    if let Ok(mut leftovers) = leftovers.lock() {
+        change(&mut leftovers);
+    }
+}
+
+/// A process whose CPU and memory are measured, as "self" or a pid.
+struct Watched {
+    name: String,
+    pid: String,
+    outrigger: bool,
+}
+
+impl Watched {
+    fn of(process: &Process) -> Watched {
+        Watched { name: process.name.clone(), pid: process.pid.to_string(), outrigger: true }
+    }
+
+    fn generator() -> Watched {
+        Watched { name: "(load generator)".to_owned(), pid: "self".to_owned(), outrigger: false }
+    }
+}
+
+fn cpu_of(watched: &[Watched]) -> Vec<Option<u64>> {
+    watched.iter().map(|process| procs::cpu_ticks(&process.pid)).collect()
+}
+
+fn cpu_seconds(before: &[Option<u64>], after: &[Option<u64>], index: usize, ticks: f64) -> f64 {
+    match (before[index], after[index]) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / ticks,
+        _ => f64::NAN,
+    }
+}
+
+/// Warm-up, the open-loop phase, then the closed-loop probe, filling `scenario`.
+async fn measure(
+    options: &Options,
+    scenario: &mut Scenario,
+    connections: &mut Vec<Connection>,
+    target: &Target,
+    port: u16,
+    watched: &[Watched],
+) -> anyhow::Result<()> {
+    let name = scenario.name;
+    let ticks = procs::clock_ticks();
+    progress(format!("{name}: warm-up {:.0} s at {:.0} req/s", options.warmup.as_secs_f64(), options.warmup_rate));
+    let warm = load::open_loop(connections, target, options.warmup_rate, options.warmup, None).await?;
+    if warm.errors == warm.sent {
+        bail!("every warm-up request failed, first: {}", warm.first_error.unwrap_or_default());
+    }
+
+    progress(format!(
+        "{name}: open loop {:.0} s at {:.0} req/s over {} connections",
+        options.duration.as_secs_f64(),
+        options.rate,
+        connections.len()
+    ));
+    let before = cpu_of(watched);
+    let mut open = load::open_loop(connections, target, options.rate, options.duration, Some(port)).await?;
+    let after = cpu_of(watched);
+    let open_summary = Summary::of(&mut open);
+    progress(format!(
+        "{name}: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {:.1} req/s, {} errors",
+        open_summary.p50, open_summary.p90, open_summary.p99, open_summary.max, open_summary.rate, open.errors
+    ));
+    if let Some(sockets) = open.sockets_open.filter(|sockets| *sockets != connections.len()) {
+        scenario.notes.push(format!("{sockets} sockets open to port {port} at the end, not {}", connections.len()));
+    }
+    if open_summary.dispatch_lag_max_ms > 5.0 {
+        scenario.notes.push(format!(
+            "the load generator's dispatcher fell up to {:.1} ms behind schedule",
+            open_summary.dispatch_lag_max_ms
+        ));
+    }
+    scenario.open = Some(open_summary);
+
+    progress(format!("{name}: closed-loop probe {:.0} s", options.probe.as_secs_f64()));
+    let probe_before = cpu_of(watched);
+    let mut probe: PhaseOutcome = load::closed_loop(connections, target, options.probe).await?;
+    let probe_after = cpu_of(watched);
+    let probe_summary = Summary::of(&mut probe);
+    progress(format!("{name}: probe {:.0} req/s, {} errors", probe_summary.rate, probe.errors));
+    scenario.probe = Some(probe_summary);
+
+    for (index, process) in watched.iter().enumerate() {
+        let cpu = cpu_seconds(&before, &after, index, ticks);
+        let probe_cpu = cpu_seconds(&probe_before, &probe_after, index, ticks);
+        let memory = procs::memory_kib(&process.pid);
+        scenario.usage.push(Usage {
+            process: process.name.clone(),
+            pid: if process.pid == "self" { std::process::id() } else { process.pid.parse().unwrap_or(0) },
+            cpu_seconds: cpu,
+            cores: cpu / open.elapsed.as_secs_f64(),
+            cpu_ms_per_1000: cpu * 1e3 * 1000.0 / open.completed().max(1) as f64,
+            probe_cores: Some(probe_cpu / probe.elapsed.as_secs_f64()),
+            probe_cpu_ms_per_1000: Some(probe_cpu * 1e3 * 1000.0 / probe.completed().max(1) as f64),
+            rss_kib: memory.map(|(rss, _)| rss),
+            hwm_kib: memory.map(|(_, hwm)| hwm),
+            outrigger: process.outrigger,
+        });
+    }
+    Ok(())
+}
+
+async fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
+    (0..count).map(|_| Connection::http()).collect()
+}
+
+fn port_of(addr: &str) -> anyhow::Result<u16> {
+    addr.rsplit(':').next().and_then(|port| port.parse().ok()).with_context(|| format!("no port in '{addr}'"))
+}
+
+/// Scenario 1: direct Redis GET from the same load generator.
+async fn baseline(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mut Scenario) -> anyhow::Result<()> {
+    let key = format!("bench:state_get:{}:value", random(12));
+    let value = random(options.value_size);
+    let client = redis::Client::open(format!("redis://{}/", options.redis_addr))?;
+    let mut setup = client
+        .get_multiplexed_async_connection()
+        .await
+        .with_context(|| format!("connecting to Redis at {} (scripts/services starts it)", options.redis_addr))?;
+    remember(leftovers, |leftovers| leftovers.redis_keys.push(key.clone()));
+    redis::cmd("SET").arg(&key).arg(&value).query_async::<()>(&mut setup).await?;
+    drop(setup);
+    let mut connections = Vec::new();
+    for _ in 0..options.connections {
+        connections.push(Connection::redis(&options.redis_addr).await?);
+    }
+    let target = Target::Redis { key, value_len: value.len() };
+    measure(options, scenario, &mut connections, &target, port_of(&options.redis_addr)?, &[Watched::generator()]).await
+}
+
+/// A client for setup calls that keeps no connection open (so only the load connections are counted).
+fn setup_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build()?)
+}
+
+async fn expect_success(response: reqwest::Response, what: &str) -> anyhow::Result<String> {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("{what}: HTTP {status}: {body}");
+    }
+    Ok(body)
+}
+
+/// Creates the project, the App ID (answering its API token) and the `state.redis` component.
+async fn provision(
+    client: &reqwest::Client,
+    control_api: &str,
+    admin_token: &str,
+    redis_addr: &str,
+) -> anyhow::Result<String> {
+    let api = format!("http://{control_api}/api/v1");
+    let response = client
+        .post(format!("{api}/projects"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"name": PROJECT}))
+        .send()
+        .await?;
+    expect_success(response, "creating the project").await?;
+    let response = client
+        .post(format!("{api}/projects/{PROJECT}/appids"))
+        .bearer_auth(admin_token)
+        .json(&serde_json::json!({"name": APP_ID}))
+        .send()
+        .await?;
+    let created: Value = serde_json::from_str(&expect_success(response, "creating the App ID").await?)?;
+    let api_token = created["apiToken"].as_str().context("the created App ID has no apiToken")?.to_owned();
+    let component = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis-store\nspec:\n  type: state.redis\n  \
+         version: v1\n  metadata:\n  - name: redisHost\n    value: \"{redis_addr}\"\n"
+    );
+    let response = client
+        .put(format!("{api}/projects/{PROJECT}/components/redis-store"))
+        .bearer_auth(admin_token)
+        .header(reqwest::header::CONTENT_TYPE, "application/yaml")
+        .body(component)
+        .send()
+        .await?;
+    expect_success(response, "creating the redis-store component").await?;
+    Ok(api_token)
+}
+
+/// Saves KEY = `value` in `store` and reads it back; retried while workers pick the component up.
+async fn write_value(
+    client: &reqwest::Client,
+    dapr: &str,
+    api_token: &str,
+    store: &str,
+    value: &str,
+) -> anyhow::Result<()> {
+    let body = serde_json::json!([{"key": KEY, "value": value}]);
+    let expected = serde_json::to_string(value)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let saved = client
+            .post(format!("http://{dapr}/v1.0/state/{store}"))
+            .header("dapr-api-token", api_token)
+            .json(&body)
+            .send()
+            .await;
+        let outcome = match saved {
+            Ok(response) if response.status().is_success() => {
+                let read = client
+                    .get(format!("http://{dapr}/v1.0/state/{store}/{KEY}"))
+                    .header("dapr-api-token", api_token)
+                    .send()
+                    .await?;
+                let status = read.status();
+                let text = read.text().await?;
+                if status.is_success() && text == expected {
+                    return Ok(());
+                }
+                format!("read back HTTP {status} with {} bytes", text.len())
+            }
+            Ok(response) => format!("HTTP {}: {}", response.status(), response.text().await.unwrap_or_default()),
+            Err(err) => format!("{err}"),
+        };
+        if Instant::now() > deadline {
+            bail!("saving {KEY} in {store}: {outcome}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Loads `GET /v1.0/state/<store>/KEY` on `dapr` into `scenario`.
+#[allow(clippy::too_many_arguments)]
+async fn measure_store(
+    options: &Options,
+    scenario: &mut Scenario,
+    client: &reqwest::Client,
+    dapr: &str,
+    api_token: &str,
+    store: &str,
+    value: &str,
+    watched: &[Watched],
+) -> anyhow::Result<()> {
+    write_value(client, dapr, api_token, store, value).await?;
+    let target = Target::Http {
+        url: format!("http://{dapr}/v1.0/state/{store}/{KEY}"),
+        token: api_token.to_owned(),
+        body_len: serde_json::to_string(value)?.len(),
+    };
+    let mut connections = http_connections(options.connections).await?;
+    measure(options, scenario, &mut connections, &target, port_of(dapr)?, watched).await
+}
+
+fn server_env(data_dir: &Path, admin_token: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("OUTRIGGER_DATA_DIR", data_dir.display().to_string()),
+        ("OUTRIGGER_CONTROL_API_ADDR", "127.0.0.1:0".to_owned()),
+        ("OUTRIGGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
+        ("OUTRIGGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
+        ("OUTRIGGER_LOG_FORMAT", "json".to_owned()),
+        ("OUTRIGGER_LOG", "warn,outrigger::server=info".to_owned()),
+        ("OUTRIGGER_ADMIN_TOKEN", admin_token.to_owned()),
+    ]
+}
+
+/// Runs `measure_store` into `scenario`, keeping a failure there instead of ending the group.
+async fn run_store(
+    options: &Options,
+    scenario: &mut Scenario,
+    run: impl std::future::Future<Output = anyhow::Result<()>>,
+) {
+    let _ = options;
+    if let Err(err) = run.await {
+        progress(format!("{}: FAILED: {err:#}", scenario.name));
+        scenario.error = Some(format!("{err:#}"));
+    }
+}
+
+/// Stops `processes` in order, noting any that did not exit cleanly.
+fn stop_all(processes: &mut [Process], scenarios: &mut [&mut Scenario]) {
+    for process in processes {
+        let ended = process.stop();
+        progress(format!("stopped {} (pid {}): {ended}", process.name, process.pid));
+        if !ended.contains("exit status: 0") {
+            for scenario in scenarios.iter_mut() {
+                scenario.notes.push(format!("{} stopped badly: {ended}", process.name));
+            }
+        }
+    }
+}
+
+/// Scenario 2: the all-in-one process, managed `kvstore` then `redis-store`.
+async fn embedded(
+    options: &Options,
+    leftovers: &Mutex<Leftovers>,
+    kvstore: &mut Scenario,
+    redis_store: &mut Scenario,
+) -> anyhow::Result<()> {
+    // Declared first, so it is removed after the process has stopped.
+    let data_dir = tempfile::tempdir()?;
+    let admin_token = random(32);
+    progress("embedded: starting outrigger (all-in-one)");
+    let env = server_env(data_dir.path(), &admin_token);
+    let (server, ready) = Process::start("outrigger (all-in-one)", &options.binary, &[], &env)?;
+    let mut processes = vec![server];
+    let control_api = ready.control_api.context("the ready line has no control_api")?;
+    let dapr = ready.dapr_http.context("the ready line has no dapr_http")?;
+    let client = setup_client()?;
+    let api_token = provision(&client, &control_api, &admin_token, &options.redis_addr).await?;
+    let value = random(options.value_size);
+    let watched = [Watched::of(&processes[0]), Watched::generator()];
+
+    run_store(
+        options,
+        kvstore,
+        measure_store(options, kvstore, &client, &dapr, &api_token, "kvstore", &value, &watched),
+    )
+    .await;
+    remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
+    let run = measure_store(options, redis_store, &client, &dapr, &api_token, "redis-store", &value, &watched);
+    run_store(options, redis_store, run).await;
+    if !processes[0].alive() {
+        bail!("the all-in-one process died: {}", processes[0].output());
+    }
+    stop_all(&mut processes, &mut [kvstore, redis_store]);
+    Ok(())
+}
+
+async fn postgres(url: &str, statement: &str) -> anyhow::Result<()> {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .with_context(|| format!("connecting to PostgreSQL at {url} (scripts/services starts it)"))?;
+    let outcome = sqlx::query(statement).execute(&pool).await;
+    pool.close().await;
+    outcome.with_context(|| statement.to_owned())?;
+    Ok(())
+}
+
+/// Scenario 3: `outrigger worker`, `gateway` and `control-api` on PostgreSQL and NATS.
+async fn distributed(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mut Scenario) -> anyhow::Result<()> {
+    let data_dir = tempfile::tempdir()?;
+    let admin_token = random(32);
+    let schema = format!("bench_{}", random(12).to_lowercase());
+    remember(leftovers, |leftovers| leftovers.schemas.push(schema.clone()));
+    postgres(&options.postgres_url, &format!("CREATE SCHEMA {schema}")).await?;
+    let separator = if options.postgres_url.contains('?') { '&' } else { '?' };
+    let database_url = format!("{}{separator}options=-c%20search_path%3D{schema}", options.postgres_url);
+    let mut env = server_env(data_dir.path(), &admin_token);
+    env.push(("OUTRIGGER_DATABASE_URL", database_url));
+    env.push(("OUTRIGGER_NATS_URL", options.nats_url.clone()));
+    env.push(("OUTRIGGER_BUS_SUBJECT_PREFIX", format!("bench{}", random(12))));
+
+    progress(format!("distributed: outrigger migrate (schema {schema})"));
+    let migrated = procs::command(&options.binary, &["migrate"], &env).output().context("running outrigger migrate")?;
+    if !migrated.status.success() {
+        bail!(
+            "outrigger migrate: {}: {}{}",
+            migrated.status,
+            String::from_utf8_lossy(&migrated.stdout),
+            String::from_utf8_lossy(&migrated.stderr)
+        );
+    }
+    let mut processes = Vec::new();
+    let mut addresses = Vec::new();
+    for (name, role) in [("worker", "worker"), ("gateway", "gateway"), ("control-api", "control-api")] {
+        progress(format!("distributed: starting outrigger {role}"));
+        let (process, ready) = Process::start(name, &options.binary, &[role], &env)?;
+        processes.push(process);
+        addresses.push(ready);
+    }
+    let dapr = addresses[1].dapr_http.clone().context("the gateway's ready line has no dapr_http")?;
+    let control_api = addresses[2].control_api.clone().context("the control API's ready line has no control_api")?;
+    let client = setup_client()?;
+    let api_token = provision(&client, &control_api, &admin_token, &options.redis_addr).await?;
+    let value = random(options.value_size);
+    let watched: Vec<Watched> = processes.iter().map(Watched::of).chain([Watched::generator()]).collect();
+    remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
+    measure_store(options, scenario, &client, &dapr, &api_token, "redis-store", &value, &watched).await?;
+    for process in &mut processes {
+        if !process.alive() {
+            bail!("{} died: {}", process.name, process.output());
+        }
+    }
+    // Gateway first, so no call is in flight when the worker goes.
+    processes.swap(0, 1);
+    stop_all(&mut processes, &mut [scenario]);
+    Ok(())
+}
+
+/// Removes the Redis keys and schemas the bench made; answers what it did.
+async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
+    let mut done = Vec::new();
+    let mut keys = leftovers.redis_keys;
+    keys.dedup();
+    if !keys.is_empty() {
+        let outcome = async {
+            let client = redis::Client::open(format!("redis://{}/", options.redis_addr))?;
+            let mut connection = client.get_multiplexed_async_connection().await?;
+            redis::cmd("DEL").arg(&keys).query_async::<u64>(&mut connection).await
+        };
+        done.push(match outcome.await {
+            Ok(deleted) => format!("deleted {deleted} of Redis keys {keys:?}"),
+            Err(err) => format!("could not delete Redis keys {keys:?}: {err}"),
+        });
+    }
+    for schema in leftovers.schemas {
+        done.push(match postgres(&options.postgres_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+            Ok(()) => format!("dropped schema {schema}"),
+            Err(err) => format!("could not drop schema {schema}: {err:#}"),
+        });
+    }
+    for line in &done {
+        progress(format!("cleanup: {line}"));
+    }
+    done
+}
+
+async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 4]) {
+    let [base, kvstore, redis_store, distributed_redis] = scenarios;
+    if let Err(err) = baseline(options, leftovers, base).await {
+        progress(format!("{}: FAILED: {err:#}", base.name));
+        base.error = Some(format!("{err:#}"));
+    }
+    if let Err(err) = embedded(options, leftovers, kvstore, redis_store).await {
+        progress(format!("embedded: FAILED: {err:#}"));
+        for scenario in [kvstore, redis_store] {
+            if scenario.error.is_none() && scenario.probe.is_none() {
+                scenario.error = Some(format!("{err:#}"));
+            }
+        }
+    }
+    if let Err(err) = distributed(options, leftovers, distributed_redis).await {
+        progress(format!("{}: FAILED: {err:#}", distributed_redis.name));
+        distributed_redis.error = Some(format!("{err:#}"));
+    }
+}
+
+async fn run(options: Options) -> ExitCode {
+    if !options.binary.is_file() {
+        eprintln!(
+            "error: {} does not exist.\nBuild it first with `cargo build --release` (or point OUTRIGGER_BIN at an \
+             outrigger binary), then run `cargo bench --bench state_get` again.",
+            options.binary.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if let Ok(modified) = std::fs::metadata(&options.binary).and_then(|metadata| metadata.modified()) {
+        let age = modified.elapsed().unwrap_or_default().as_secs() / 60;
+        progress(format!(
+            "using {} (built {age} min ago; rebuild with cargo build --release)",
+            options.binary.display()
+        ));
+    }
+    let leftovers = Mutex::new(Leftovers::default());
+    let mut scenarios = [
+        Scenario::new("baseline", "baseline: Redis GET (direct)", "load generator -> Redis GET"),
+        Scenario::new(
+            "embedded_kvstore",
+            "embedded: kvstore (SQLite)",
+            "HTTP -> all-in-one gateway -> in-process bus -> worker -> managed kvstore (SQLite)",
+        ),
+        Scenario::new(
+            "embedded_redis",
+            "embedded: redis-store",
+            "HTTP -> all-in-one gateway -> in-process bus -> worker -> state.redis",
+        ),
+        Scenario::new(
+            "distributed_redis",
+            "distributed: redis-store",
+            "HTTP -> gateway -> NATS -> worker -> state.redis (control plane on PostgreSQL)",
+        ),
+    ];
+    let interrupted = tokio::select! {
+        () = run_all(&options, &leftovers, &mut scenarios) => false,
+        _ = tokio::signal::ctrl_c() => {
+            progress("interrupted: stopping the processes and cleaning up");
+            true
+        }
+    };
+    let leftovers = leftovers.into_inner().unwrap_or_default();
+    let cleanup = clean_up(&options, leftovers).await;
+
+    let settings = options.settings();
+    println!("{}", report::table(&settings, &scenarios));
+    let json = report::to_json(&settings, &scenarios, &cleanup);
+    let path = options.target_dir.join("bench/state_get.json");
+    let written = std::fs::create_dir_all(options.target_dir.join("bench"))
+        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"));
+    match written {
+        Ok(()) => println!("written to {}", path.display()),
+        Err(err) => eprintln!("could not write {}: {err}", path.display()),
+    }
+    if interrupted || scenarios.iter().any(|scenario| scenario.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match Options::parse() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One scheduler thread plus the dispatcher thread: the machine running this is small, and the
+    // processes under test need the cores more.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: building the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(options))
+}

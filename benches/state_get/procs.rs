@@ -1,0 +1,197 @@
+//! The Outrigger processes under test: started from the release binary, waited for until their
+//! ready line, drained, measured through /proc, and stopped with SIGTERM (SIGKILL if they linger).
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Output lines kept per process, for error messages.
+const KEPT_LINES: usize = 40;
+
+/// The addresses a ready line reports (absent for roles that do not serve them).
+#[derive(Debug, Default, Clone)]
+pub struct Ready {
+    pub control_api: Option<String>,
+    pub dapr_http: Option<String>,
+}
+
+/// A running Outrigger process.
+pub struct Process {
+    pub name: String,
+    pub pid: u32,
+    child: Child,
+    output: Arc<Mutex<VecDeque<String>>>,
+    stopped: Option<String>,
+}
+
+/// `outrigger <args>` with `env` and none of the OUTRIGGER_* variables of the bench's own environment.
+pub fn command(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
+    let mut command = Command::new(binary);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OUTRIGGER_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).stdin(Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+impl Process {
+    /// Starts `outrigger <args>` and waits for its `outrigger ready` line.
+    pub fn start(name: &str, binary: &Path, args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(Process, Ready)> {
+        let mut child = command(binary, args, env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let (lines, stdout_lines) = mpsc::channel();
+        drain(child.stdout.take().context("stdout is piped")?, Arc::clone(&output), Some(lines));
+        drain(child.stderr.take().context("stderr is piped")?, Arc::clone(&output), None);
+        let mut process = Process { name: name.to_owned(), pid: child.id(), child, output, stopped: None };
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            match stdout_lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(ready) = ready_line(&line) {
+                        return Ok((process, ready));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let output = process.output();
+                    process.stop();
+                    bail!("{name}: no ready line within {READY_TIMEOUT:?}; its output:\n{output}");
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = process.stop();
+                    bail!("{name} exited before its ready line ({status}); its output:\n{}", process.output());
+                }
+            }
+        }
+    }
+
+    /// The last lines the process wrote.
+    pub fn output(&self) -> String {
+        self.output.lock().map(|lines| lines.iter().cloned().collect::<Vec<_>>().join("\n")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then SIGKILL after STOP_TIMEOUT; answers how it ended. Idempotent.
+    pub fn stop(&mut self) -> String {
+        if let Some(stopped) = &self.stopped {
+            return stopped.clone();
+        }
+        let started = Instant::now();
+        let mut ended = match self.child.try_wait() {
+            Ok(Some(status)) => Some(format!("had already exited: {status}")),
+            _ => None,
+        };
+        if ended.is_none() {
+            // The child is not reaped yet, so its pid is still its own.
+            let _ = Command::new("kill").arg("-TERM").arg(self.pid.to_string()).status();
+            while started.elapsed() < STOP_TIMEOUT {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    ended = Some(format!("{status} {:.1} s after SIGTERM", started.elapsed().as_secs_f64()));
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let ended = ended.unwrap_or_else(|| {
+            let _ = self.child.kill();
+            match self.child.wait() {
+                Ok(status) => format!("{status} after SIGKILL (ignored SIGTERM for {STOP_TIMEOUT:?})"),
+                Err(err) => format!("could not be reaped: {err}"),
+            }
+        });
+        self.stopped = Some(ended.clone());
+        ended
+    }
+
+    /// Whether it is still running.
+    pub fn alive(&mut self) -> bool {
+        self.stopped.is_none() && matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The addresses of a JSON log line whose message is `outrigger ready`.
+fn ready_line(line: &str) -> Option<Ready> {
+    let value: Value = serde_json::from_str(line).ok()?;
+    let fields = value.get("fields")?;
+    if fields.get("message")?.as_str()? != "outrigger ready" {
+        return None;
+    }
+    let address = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
+    Some(Ready { control_api: address("control_api"), dapr_http: address("dapr_http") })
+}
+
+/// Reads `pipe` to its end, keeping its last lines and handing lines to `lines` while someone listens.
+fn drain(pipe: impl Read + Send + 'static, output: Arc<Mutex<VecDeque<String>>>, lines: Option<mpsc::Sender<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(mut output) = output.lock() {
+                if output.len() == KEPT_LINES {
+                    output.pop_front();
+                }
+                output.push_back(line.clone());
+            }
+            if let Some(lines) = &lines {
+                let _ = lines.send(line);
+            }
+        }
+    });
+}
+
+/// Clock ticks per second of /proc's CPU times.
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|output| String::from_utf8(output.stdout).ok())
+        .and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|ticks| *ticks > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// User plus system CPU time of `pid` ("self" for this process), in clock ticks.
+pub fn cpu_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: count fields after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0], so utime (14) and stime (15) are fields[11] and fields[12].
+    let user: u64 = fields.get(11)?.parse().ok()?;
+    let system: u64 = fields.get(12)?.parse().ok()?;
+    Some(user + system)
+}
+
+/// VmRSS and VmHWM of `pid`, in KiB.
+pub fn memory_kib(pid: &str) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
