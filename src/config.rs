@@ -76,6 +76,11 @@ pub struct Config {
     /// How long one state-store operation may take before it fails with a 500-class error, in
     /// milliseconds. Default 5000.
     pub store_timeout_ms: u64,
+    /// PEM certificate chain: when set (with `tls_key_file`), every listener (Dapr HTTP, Dapr gRPC, control
+    /// API) serves TLS, HTTP/2 negotiated by ALPN. Default unset: plain HTTP and h2c.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
     /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`.
@@ -103,6 +108,8 @@ impl Default for Config {
             managed_kvstore_url: None,
             component_refresh_ms: 5000,
             store_timeout_ms: 5000,
+            tls_cert_file: None,
+            tls_key_file: None,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
         }
@@ -164,6 +171,9 @@ impl Config {
             if !["sqlite:", "postgres:", "postgresql:", "redis:"].iter().any(|scheme| url.starts_with(scheme)) {
                 bail!("OUTRIGGER_MANAGED_KVSTORE_URL must start with sqlite://, postgres:// or redis://, got '{url}'");
             }
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            bail!("set both OUTRIGGER_TLS_CERT_FILE and OUTRIGGER_TLS_KEY_FILE, or neither");
         }
         if self.bus_subject_prefix.is_empty() || self.bus_subject_prefix.contains(['.', ' ', '*', '>']) {
             bail!("OUTRIGGER_BUS_SUBJECT_PREFIX must be one NATS subject token (no '.', ' ', '*' or '>')");

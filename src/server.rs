@@ -15,6 +15,7 @@ use outrigger_store::Store;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
@@ -137,8 +138,14 @@ async fn bind(addr: SocketAddr, what: &str, variable: &str) -> anyhow::Result<Tc
     })
 }
 
-/// Serves `service` (HTTP/1.1 and h2c) on `listener` until `shutdown`, letting in-flight requests finish.
-async fn serve<S>(listener: TcpListener, service: S, shutdown: CancellationToken) -> anyhow::Result<()>
+/// Serves `service` on `listener` until `shutdown`, letting in-flight requests finish: plain HTTP/1.1 and
+/// h2c, or, with `tls`, HTTP/1.1 and HTTP/2 negotiated by ALPN.
+async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    tls: Option<TlsAcceptor>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()>
 where
     S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
         + Clone
@@ -146,13 +153,67 @@ where
         + 'static,
     S::Future: Send,
 {
-    let service = <S as axum::ServiceExt<Request>>::into_make_service(service);
-    axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+    let Some(acceptor) = tls else {
+        let service = <S as axum::ServiceExt<Request>>::into_make_service(service);
+        axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
+        return Ok(());
+    };
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let connections = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    loop {
+        let (tcp, remote) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            () = shutdown.cancelled() => break,
+        };
+        let (acceptor, connections, watcher) = (acceptor.clone(), connections.clone(), graceful.watcher());
+        let service =
+            tower::ServiceExt::map_request(service.clone(), |request: hyper::Request<hyper::body::Incoming>| {
+                request.map(axum::body::Body::new)
+            });
+        tokio::spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::debug!(%remote, error = %err, "TLS handshake failed");
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(service);
+            let connection = connections.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            if let Err(err) = watcher.watch(connection.into_owned()).await {
+                tracing::debug!(%remote, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    graceful.shutdown().await;
     Ok(())
 }
 
-fn local_endpoint(addr: SocketAddr) -> String {
-    format!("http://127.0.0.1:{}", addr.port())
+/// The TLS setup of every listener, from PEM files; `None` when TLS is not configured.
+fn tls_acceptor(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert_file), Some(key_file)) = (&config.tls_cert_file, &config.tls_key_file) else {
+        return Ok(None);
+    };
+    let certificates = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading certificates from {} (OUTRIGGER_TLS_CERT_FILE)", cert_file.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .with_context(|| format!("reading the private key from {} (OUTRIGGER_TLS_KEY_FILE)", key_file.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certificates, key)
+        .context("the TLS certificate and key do not form a usable pair")?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+fn local_endpoint(tls: bool, addr: SocketAddr) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:{}", addr.port())
 }
 
 /// What one process runs.
@@ -247,6 +308,7 @@ async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
 pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+    let tls = tls_acceptor(&config)?;
     let mut ready = Vec::new();
 
     let store = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
@@ -316,8 +378,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         let http_service = ServiceBuilder::new()
             .map_request(|req: Request| outrigger_gateway::clean_path(req))
             .service(outrigger_gateway::http_router(gateway.clone()));
-        tasks.spawn(serve(http, http_service, shutdown.clone()));
-        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(gateway), shutdown.clone()));
+        tasks.spawn(serve(http, http_service, tls.clone(), shutdown.clone()));
+        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(gateway), tls.clone(), shutdown.clone()));
     }
 
     if let Some(admin_token) = admin_token {
@@ -325,8 +387,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         let addr = listener.local_addr()?;
         ready.push(("control_api", addr));
         let (default_http, default_grpc) = match dapr_addrs {
-            Some((http, grpc)) => (local_endpoint(http), local_endpoint(grpc)),
-            None => (local_endpoint(config.http_addr), local_endpoint(config.grpc_addr)),
+            Some((http, grpc)) => (local_endpoint(tls.is_some(), http), local_endpoint(tls.is_some(), grpc)),
+            None => (local_endpoint(tls.is_some(), config.http_addr), local_endpoint(tls.is_some(), config.grpc_addr)),
         };
         let changes: Arc<dyn ProjectChanges> = match (&worker, &nats) {
             (Some(worker), _) => Arc::new(InvalidateLocalWorker(worker.clone())),
@@ -345,7 +407,12 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             max_body_bytes: config.control_api_max_body_bytes,
             changes,
         };
-        tasks.spawn(serve(listener, outrigger_control_api::router(store.clone(), options), shutdown.clone()));
+        tasks.spawn(serve(
+            listener,
+            outrigger_control_api::router(store.clone(), options),
+            tls.clone(),
+            shutdown.clone(),
+        ));
     }
 
     let field = |name: &str| ready.iter().find(|(role, _)| *role == name).map(|(_, addr)| addr.to_string());
@@ -354,6 +421,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         dapr_http = field("dapr_http").as_deref(),
         dapr_grpc = field("dapr_grpc").as_deref(),
         data_dir = %config.data_dir.display(),
+        tls = tls.is_some(),
         "outrigger ready"
     );
 

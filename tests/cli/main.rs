@@ -9,3 +9,4 @@ mod failures;
 mod lifecycle;
 mod manifests;
 mod projects;
+mod tls;

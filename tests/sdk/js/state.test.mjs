@@ -2,7 +2,7 @@
 // gRPC: connecting, metadata, the state API and token checks. Every test gets a fresh project.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, beforeEach, describe, it } from "node:test";
+import { after, afterEach, before, beforeEach, describe, it as test } from "node:test";
 
 import { StateConcurrencyEnum } from "@dapr/dapr";
 
@@ -70,23 +70,30 @@ for (const protocol of ["HTTP", "GRPC"]) {
   describe(`over ${protocol}`, () => {
     let app;
     let client;
-    let outputMark;
 
     beforeEach(async () => {
-      outputMark = server.output.length;
       const project = await server.newProject();
       app = project.apps.orders;
       client = clientFor(app, protocol);
     });
 
-    afterEach(async (context) => {
+    afterEach(async () => {
       // HTTPClient.stop() destroys the SDK's shared keep-alive agents; the next client makes new
       // connections, so stopping each client is safe.
       await client.stop();
-      if (context?.passed === false || process.exitCode) {
-        console.error(`outrigger output during the test:\n${server.outputSince(outputMark)}`);
-      }
     });
+
+    /** A test whose failure report carries what the server logged while it ran. */
+    const it = (name, body) =>
+      test(name, async () => {
+        const mark = server.output.length;
+        try {
+          await body();
+        } catch (error) {
+          error.message += `\n--- outrigger output during the test ---\n${server.outputSince(mark)}`;
+          throw error;
+        }
+      });
 
     it("constructs from DAPR_HTTP_ENDPOINT, DAPR_GRPC_ENDPOINT and DAPR_API_TOKEN", async () => {
       const fromEnvironment = clientFromEnvironment(app, protocol);
@@ -195,9 +202,7 @@ for (const protocol of ["HTTP", "GRPC"]) {
     it("expires a value saved with ttlInSeconds", async () => {
       const savedAt = Date.now();
       assertSucceeded(
-        await client.state.save(STORE, [{ key: "short", value: "soon gone", metadata: { ttlInSeconds: "2" } }], {
-          metadata: protocol === "HTTP" ? { ttlInSeconds: "2" } : undefined,
-        }),
+        await client.state.save(STORE, [{ key: "short", value: "soon gone", metadata: { ttlInSeconds: "2" } }]),
       );
       assert.equal(await client.state.get(STORE, "short"), "soon gone");
       await waitUntil(async () => (await client.state.get(STORE, "short")) === "", 3000 - (Date.now() - savedAt), "expiry of a 2 s TTL", 100);

@@ -5,7 +5,7 @@ parametrized over the two, and a fresh project per test so that tests do not see
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import shutil
 from typing import Iterator
 
 import pytest
@@ -24,11 +24,23 @@ for _name in list(os.environ):
 OUTPUT_LINES_ON_FAILURE = 300
 
 
+_failures = []
+
+
+def pytest_runtest_logreport(report):
+    if report.failed:
+        _failures.append(report.nodeid)
+
+
 def _stop(deployment: harness.Deployment) -> None:
     problems = deployment.stop()
     if problems:
         pytest.fail(f'{deployment.form} Outrigger did not stop cleanly: ' + '; '.join(problems)
                     + f' (output: {deployment.log.path})')
+    if _failures or os.environ.get('SDK_TESTS_KEEP_LOGS') == '1':
+        print(f'\n[sdk] {deployment.form} Outrigger output kept in {deployment.log.path}')
+    else:
+        shutil.rmtree(deployment.work_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope='session')

@@ -5,11 +5,13 @@ only that App ID's data (keys are prefixed by App ID, so even two App IDs of one
 import json
 from contextlib import ExitStack
 
+import grpc
 import pytest
+from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import StateItem
 
-from support import dapr_client, json_bytes, wait_for_component
+from support import dapr_client, describe, json_bytes, wait_for_component
 
 pytestmark = pytest.mark.filterwarnings('ignore:The State Store Query API is an Alpha version')
 
@@ -100,20 +102,51 @@ def test_tenants_and_app_ids_see_only_their_own_state(apps, clients):
             if item.key.startswith('doc'):
                 assert json.loads(item.value)['owner'] == label, (label, item.key, item.value)
 
+def test_etags_and_query_tokens_do_not_cross_tenants(apps, clients):
+    (first_label, _), (second_label, _), (third_label, _), _ = apps
+    first, second, third = clients[first_label], clients[second_label], clients[third_label]
+    for label in (first_label, second_label, third_label):
+        for index in range(3):
+            clients[label].save_state('kvstore', f'doc{index}', json_bytes({'kind': 'paged', 'owner': label}))
+    # Same key name, another tenant's etag: the other tenant's record has its own etag.
+    foreign_etag = first.get_state('kvstore', 'doc0').etag
+    for client in (second, third):
+        with pytest.raises(DaprGrpcError) as raised:
+            client.save_state('kvstore', 'doc0', 'overwritten', etag=foreign_etag)
+        assert raised.value.code() == grpc.StatusCode.ABORTED, describe(raised.value)
+        assert json.loads(client.get_state('kvstore', 'doc0').data)['kind'] == 'paged'
+    assert json.loads(first.get_state('kvstore', 'doc0').data)['owner'] == first_label
+
+    # A paging token obtained by one tenant, replayed by others, yields only the others' own data.
+    query = {'filter': {'EQ': {'kind': 'paged'}}, 'sort': [{'key': 'owner'}], 'page': {'limit': 1}}
+    page = first.query_state('kvstore', json.dumps(query))
+    assert [json.loads(item.value)['owner'] for item in page.results] == [first_label]
+    assert page.token, 'a page that stopped at its limit carries a token'
+    replay = dict(query, page={'limit': 10, 'token': page.token})
+    for label, client in ((second_label, second), (third_label, third)):
+        owners = {json.loads(item.value)['owner'] for item in client.query_state('kvstore', json.dumps(replay)).results}
+        assert owners <= {label}, f'{label} replayed a foreign paging token and got {owners}'
+
+
 def test_a_component_of_the_same_name_in_two_projects_is_two_stores(tenants):
-    projects = [tenants.project(apps=('orders',)) for _ in range(2)]
+    """Each project's `sqlstore` is its own file; in one store, each App ID sees only its own keys."""
+    projects = [tenants.project(apps=APP_NAMES) for _ in range(2)]
     for project in projects:
         tenants.sqlite_component(project, 'sqlstore')
     with ExitStack() as stack:
-        clients = [stack.enter_context(dapr_client(project.apps['orders'])) for project in projects]
-        for client, project in zip(clients, projects):
+        clients = {
+            f'{project.name}/{name}': stack.enter_context(dapr_client(project.apps[name]))
+            for project in projects
+            for name in APP_NAMES
+        }
+        for label, client in clients.items():
             wait_for_component(client, 'sqlstore')
-            client.save_state('sqlstore', 'x', project.name)
-            client.save_state('sqlstore', 'doc', json_bytes({'owner': project.name}))
-        for client, project in zip(clients, projects):
-            assert client.get_state('sqlstore', 'x').data == project.name.encode()
-            response = client.query_state('sqlstore', json.dumps({'filter': {'EQ': {'owner': project.name}}}))
-            assert [item.key for item in response.results] == ['doc']
-            others = [p.name for p in projects if p is not project]
-            response = client.query_state('sqlstore', json.dumps({'filter': {'EQ': {'owner': others[0]}}}))
-            assert list(response.results) == []
+            client.save_state('sqlstore', 'x', label)
+            client.save_state('sqlstore', 'doc', json_bytes({'kind': 'sql', 'owner': label}))
+        for label, client in clients.items():
+            assert client.get_state('sqlstore', 'x').data == label.encode()
+            items = {item.key: item.data for item in client.get_bulk_state('sqlstore', ['x', 'doc']).items}
+            assert items == {'x': label.encode(), 'doc': json_bytes({'kind': 'sql', 'owner': label})}
+            response = client.query_state('sqlstore', json.dumps({'filter': {'EQ': {'kind': 'sql'}}}))
+            found = [(item.key, json.loads(item.value)['owner']) for item in response.results]
+            assert found == [('doc', label)], f'{label} queried {found}'

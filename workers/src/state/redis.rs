@@ -8,7 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 
 use super::open::OpenError;
-use super::time::{now_ms, within_deadline, CONNECT_TIMEOUT};
+use super::time::{now_ms, ttl_ms, within_deadline, CONNECT_TIMEOUT};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
 
@@ -165,8 +165,7 @@ impl ApplyWrites for RedisStateStore {
             invocation.key(write.key);
             match write.change {
                 Change::Put { value, ttl_seconds } => {
-                    let ttl_ms =
-                        ttl_seconds.map(|seconds| seconds.saturating_mul(1000).to_string()).unwrap_or_default();
+                    let ttl_ms = ttl_seconds.map(|seconds| ttl_ms(seconds).to_string()).unwrap_or_default();
                     invocation.arg("put").arg(requirement).arg(expected).arg(value).arg(ttl_ms)
                 }
                 Change::Remove => invocation.arg("remove").arg(requirement).arg(expected).arg("").arg(""),

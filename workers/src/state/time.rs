@@ -19,12 +19,14 @@ pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A TTL in milliseconds.
+pub(crate) fn ttl_ms(ttl_seconds: u64) -> i64 {
+    i64::try_from(ttl_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
 /// When an item written at `now_ms` with this TTL expires (Unix milliseconds).
 pub(crate) fn expiry(ttl_seconds: Option<u64>, now_ms: i64) -> Option<i64> {
-    ttl_seconds.map(|seconds| {
-        let ttl_ms = i64::try_from(seconds.saturating_mul(1000)).unwrap_or(i64::MAX);
-        now_ms.saturating_add(ttl_ms)
-    })
+    ttl_seconds.map(|seconds| now_ms.saturating_add(ttl_ms(seconds)))
 }
 
 /// Whether an item with this expiry is still readable at `now_ms`.

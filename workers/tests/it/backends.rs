@@ -26,9 +26,17 @@ pub struct Harness {
 enum Leftovers {
     Nothing,
     /// The SQLite file's directory, deleted when the last clone of the harness goes.
-    Directory { _deleted_on_drop: Arc<TempDir> },
-    Table { url: String, table: String },
-    RedisKeys { url: String, pattern: String },
+    Directory {
+        _deleted_on_drop: Arc<TempDir>,
+    },
+    Table {
+        url: String,
+        table: String,
+    },
+    RedisKeys {
+        url: String,
+        pattern: String,
+    },
 }
 
 impl Harness {
@@ -111,7 +119,8 @@ pub async fn drop_table(url: &str, table: &str) {
 pub async fn delete_redis_keys(url: &str, pattern: &str) {
     let client = ::redis::Client::open(url).expect("redis client");
     let mut connection = client.get_multiplexed_async_connection().await.expect("the test Redis is reachable");
-    let keys: Vec<String> = ::redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.expect("list test keys");
+    let keys: Vec<String> =
+        ::redis::cmd("KEYS").arg(pattern).query_async(&mut connection).await.expect("list test keys");
     if !keys.is_empty() {
         ::redis::cmd("DEL").arg(keys).query_async::<()>(&mut connection).await.expect("delete test keys");
     }

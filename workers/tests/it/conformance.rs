@@ -308,7 +308,11 @@ async fn ttl_item_expires(h: Harness) {
     h.store.set(&SetRequest { ttl_seconds: Some(2), ..put(&key, "v") }).await.expect("set");
     let item = h.store.get(&key).await.expect("get").expect("readable before it expires");
     let expires_at = item.expires_at.expect("an expiry");
-    assert!((written_ms + 1_500..=now_ms() + 2_000).contains(&expires_at), "expires {} ms ahead", expires_at - written_ms);
+    assert!(
+        (written_ms + 1_500..=now_ms() + 2_000).contains(&expires_at),
+        "expires {} ms ahead",
+        expires_at - written_ms
+    );
     // Time is what is tested: poll until the item is gone.
     loop {
         let elapsed = written.elapsed();

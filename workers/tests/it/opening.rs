@@ -131,9 +131,10 @@ fn key_value_connection_string(url: &str) -> String {
 async fn postgres_accepts_key_value_connection_strings() {
     let table = fresh_table_name();
     let connection_string = key_value_connection_string(&postgres_url());
-    let store = state::open("state.postgresql", &metadata(&[("connectionString", &connection_string), ("tableName", &table)]))
-        .await
-        .expect("open");
+    let store =
+        state::open("state.postgresql", &metadata(&[("connectionString", &connection_string), ("tableName", &table)]))
+            .await
+            .expect("open");
     let outcome = store.set(&put("k", "v")).await;
     drop_table(&postgres_url(), &table).await;
     outcome.expect("set through a key=value connection string");

@@ -44,7 +44,11 @@ async fn survives_an_outage(store: &dyn StateStore, proxy: &mut TcpProxy, key: &
                 assert_eq!(item.etag, etag);
                 break;
             }
-            other => assert!(back.elapsed() < RECOVERY, "still failing {:?} after the backend came back: {other:?}", back.elapsed()),
+            other => assert!(
+                back.elapsed() < RECOVERY,
+                "still failing {:?} after the backend came back: {other:?}",
+                back.elapsed()
+            ),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

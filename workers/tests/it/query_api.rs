@@ -83,11 +83,8 @@ async fn query_sorts_on_nested_fields(h: Harness) {
     assert_eq!(descending, ["6", "3", "4", "1", "2", "7", "5"]);
     let ascending = keys_of(&h, r#"{"filter": {"EQ": {"state": "CA"}}, "sort": [{"key": "person.id"}]}"#).await;
     assert_eq!(ascending, ["5", "7", "3", "6"]);
-    let by_org_then_city = keys_of(
-        &h,
-        r#"{"sort": [{"key": "person.org", "order": "ASC"}, {"key": "city", "order": "DESC"}]}"#,
-    )
-    .await;
+    let by_org_then_city =
+        keys_of(&h, r#"{"sort": [{"key": "person.org", "order": "ASC"}, {"key": "city", "order": "DESC"}]}"#).await;
     assert_eq!(by_org_then_city, ["4", "1", "7", "6", "3", "2", "5"]);
 }
 

@@ -27,7 +27,10 @@ fn malformed_queries_say_where_and_what() {
         (r#"{"filter": {"EQ": {"a": 1}, "NEQ": {"b": 2}}}"#, "filter: must have exactly one operator, found 2"),
         (r#"{"filter": {"EQ": {"a": 1, "b": 2}}}"#, "filter.EQ: must have exactly one key, found 2"),
         (r#"{"filter": {"AND": [{"EQ": {"a": 1}}]}}"#, "filter.AND: must be an array of at least two filters"),
-        (r#"{"filter": {"OR": [{"EQ": {"a": 1}}, {"GT": {"b": "x"}}]}}"#, "filter.OR[1].GT: 'b' must be compared with a number"),
+        (
+            r#"{"filter": {"OR": [{"EQ": {"a": 1}}, {"GT": {"b": "x"}}]}}"#,
+            "filter.OR[1].GT: 'b' must be compared with a number",
+        ),
         (r#"{"filter": {"IN": {"a": []}}}"#, "filter.IN: the values of 'a' must be a non-empty array"),
         (r#"{"filter": {"EQ": {"a..b": 1}}}"#, "filter.EQ: 'a..b' is not a key"),
         (r#"{"sort": [{"key": "a", "order": "UP"}]}"#, "sort[0]: order must be \"ASC\" or \"DESC\""),
