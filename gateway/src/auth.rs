@@ -45,6 +45,7 @@ impl TokenResolver {
             project_id: owner.project_id.as_str().to_owned(),
             project: owner.project,
             app_id: owner.app_id,
+            pool: owner.pool,
         });
         drop(tx);
         let mut cache = self.cache.lock().expect("token cache lock");

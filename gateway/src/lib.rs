@@ -14,7 +14,7 @@ mod path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger_bus::{Bus, Call, Reply, Tenant, DEFAULT_POOL};
+use outrigger_bus::{Bus, Call, Reply, Tenant};
 use outrigger_store::Store;
 
 pub use dapr_error::DaprError;
@@ -112,8 +112,9 @@ impl Gateway {
 
     /// Sends a call to the project's workers.
     async fn call(&self, tenant: Tenant, call: Call) -> Result<Reply, DaprError> {
+        let pool = tenant.pool.clone();
         let envelope = outrigger_bus::Envelope { tenant, call };
-        Ok(self.0.bus.call(DEFAULT_POOL, envelope).await??)
+        Ok(self.0.bus.call(&pool, envelope).await??)
     }
 }
 

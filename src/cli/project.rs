@@ -19,6 +19,9 @@ pub enum ProjectCommand {
         /// Do not give the project the managed pub/sub component `pubsub`
         #[arg(long)]
         no_managed_pubsub: bool,
+        /// Worker pool that serves the project (default: the server's `default` pool)
+        #[arg(long, value_name = "POOL")]
+        pool: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -43,12 +46,15 @@ pub enum ProjectCommand {
 
 pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()> {
     match command {
-        ProjectCommand::Create { name, no_managed_kvstore, no_managed_pubsub, output } => {
-            let body = json!({
+        ProjectCommand::Create { name, no_managed_kvstore, no_managed_pubsub, pool, output } => {
+            let mut body = json!({
                 "name": name,
                 "managedKvstore": !no_managed_kvstore,
                 "managedPubsub": !no_managed_pubsub,
             });
+            if let Some(pool) = pool {
+                body["pool"] = pool.into();
+            }
             let project = api.send_json(Method::POST, &["projects"], &body).await?;
             emit(output.output, &project, project_table)?;
             if output.output == OutputFormat::Table {

@@ -104,6 +104,8 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
         ("OUTRIGGER_DATABASE_URL", url.as_str()),
         ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
         ("OUTRIGGER_BUS_SUBJECT_PREFIX", prefix.as_str()),
+        // A pool without workers must fail fast, not after the default 15 s.
+        ("OUTRIGGER_BUS_TIMEOUT_MS", "2000"),
     ];
     outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
 
@@ -163,6 +165,25 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+
+    // A project on a dedicated pool is served by that pool's workers only.
+    control.outrigger(["project", "create", "vip", "--pool", "dedicated"]).succeeds();
+    let vip = control.outrigger(["appid", "create", "orders", "-p", "vip", "-o", "json"]).json();
+    let vip_token = vip["apiToken"].as_str().expect("an API token").to_owned();
+    let vip_save = || {
+        dapr_http(
+            reqwest::Method::POST,
+            &format!("{dapr}/v1.0/state/kvstore"),
+            &vip_token,
+            Some(r#"[{"key":"v","value":1}]"#),
+        )
+    };
+    let (status, body) = vip_save();
+    assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "no worker serves pool 'dedicated' yet: {body}");
+    assert!(body.contains("dedicated"), "{body}");
+    let dedicated_worker = Server::start_role(&["worker", "--pool", "dedicated"], &env, data_dir.path(), None);
+    assert_eq!(vip_save().0, reqwest::StatusCode::NO_CONTENT);
+    drop(dedicated_worker);
 
     let (status, body) = dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/metadata"), &api_token, None);
     assert_eq!(status, reqwest::StatusCode::OK);

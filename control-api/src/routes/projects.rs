@@ -14,6 +14,9 @@ use crate::extract::JsonBody;
 use crate::state::{managed_components, ManagedComponent};
 use crate::AppState;
 
+/// The pool every project is served by unless it names another (workers serve it without `--pool`).
+const DEFAULT_POOL: &str = "default";
+
 fn enabled() -> bool {
     true
 }
@@ -30,6 +33,8 @@ pub(crate) struct CreateProject {
     /// Give the project the managed `pubsub` broker (default true).
     #[serde(default = "enabled")]
     managed_pubsub: bool,
+    /// The worker pool that serves the project's calls (default `default`); big tenants get their own.
+    pool: Option<String>,
 }
 
 /// A project and how apps reach it.
@@ -43,6 +48,8 @@ pub(crate) struct ProjectOut {
     grpc_endpoint: String,
     /// Components the platform provides.
     managed_components: Vec<ManagedComponent>,
+    /// The worker pool that serves the project.
+    pool: String,
     created_at: DateTime<Utc>,
 }
 
@@ -53,6 +60,7 @@ impl ProjectOut {
             http_endpoint: state.options.http_endpoint.clone(),
             grpc_endpoint: state.options.grpc_endpoint.clone(),
             managed_components: managed_components(project),
+            pool: project.pool.clone(),
             created_at: timestamp(project.created_at),
         }
     }
@@ -70,8 +78,15 @@ pub(crate) async fn create_project(
 ) -> ApiResult<(StatusCode, Json<ProjectOut>)> {
     outrigger_resources::validate_dns_label(&body.name)
         .map_err(|invalid| ApiError::bad_request("invalid_name", format!("project name: {invalid}")))?;
-    let new =
-        NewProject { name: body.name, managed_kvstore: body.managed_kvstore, managed_pubsub: body.managed_pubsub };
+    let pool = body.pool.unwrap_or_else(|| DEFAULT_POOL.to_owned());
+    outrigger_resources::validate_dns_label(&pool)
+        .map_err(|invalid| ApiError::bad_request("invalid_pool", format!("pool name: {invalid}")))?;
+    let new = NewProject {
+        name: body.name,
+        managed_kvstore: body.managed_kvstore,
+        managed_pubsub: body.managed_pubsub,
+        pool,
+    };
     let mut tx = state.store.begin().await?;
     let project = tx.create_project(&new).await?;
     tx.commit().await?;

@@ -23,6 +23,17 @@ async fn project_lifecycle(app: TestApp) {
         json!([{ "name": "kvstore", "type": "state.outrigger" }, { "name": "pubsub", "type": "pubsub.outrigger" }])
     );
     assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(created["pool"], "default");
+    let dedicated = app
+        .post_json("/api/v1/projects", json!({ "name": "big", "pool": "big-tenants" }))
+        .await
+        .expect(StatusCode::CREATED)
+        .json();
+    assert_eq!(dedicated["pool"], "big-tenants");
+    app.post_json("/api/v1/projects", json!({ "name": "odd", "pool": "No Such" }))
+        .await
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_pool");
+    app.delete("/api/v1/projects/big").await.expect(StatusCode::NO_CONTENT);
 
     let message = app
         .post_json("/api/v1/projects", json!({ "name": "demo" }))

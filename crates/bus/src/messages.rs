@@ -13,6 +13,8 @@ pub struct Tenant {
     pub project: String,
     /// The caller's App ID.
     pub app_id: String,
+    /// The worker pool that serves the project.
+    pub pool: String,
 }
 
 /// A call with its caller.

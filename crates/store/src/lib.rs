@@ -183,15 +183,17 @@ impl Tx {
             name: new.name.clone(),
             managed_kvstore: new.managed_kvstore,
             managed_pubsub: new.managed_pubsub,
+            pool: new.pool.clone(),
             created_at: now_millis(),
         };
         sqlx::query(
-            "INSERT INTO projects (id, name, managed_kvstore, managed_pubsub, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO projects (id, name, managed_kvstore, managed_pubsub, pool, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&project.id.0)
         .bind(&project.name)
         .bind(i64::from(project.managed_kvstore))
         .bind(i64::from(project.managed_pubsub))
+        .bind(&project.pool)
         .bind(project.created_at)
         .execute(&mut *self.tx)
         .await
@@ -439,7 +441,7 @@ impl Tx {
     /// The owner of a live API token, from the token's hash: `None` when unknown, revoked or expired.
     pub async fn token_owner(&mut self, token_hash: &str) -> Result<Option<TokenOwner>> {
         let row = sqlx::query(
-            "SELECT p.id, p.name, t.app_name FROM api_tokens t JOIN projects p ON p.id = t.project_id \
+            "SELECT p.id, p.name, p.pool, t.app_name FROM api_tokens t JOIN projects p ON p.id = t.project_id \
              WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(token_hash)
@@ -450,6 +452,7 @@ impl Tx {
             Ok(TokenOwner {
                 project_id: ProjectId(row.try_get("id")?),
                 project: row.try_get("name")?,
+                pool: row.try_get("pool")?,
                 app_id: row.try_get("app_name")?,
             })
         })

@@ -27,6 +27,8 @@ pub struct NewProject {
     pub managed_kvstore: bool,
     /// Whether the project gets the managed `pubsub` broker.
     pub managed_pubsub: bool,
+    /// The worker pool that serves the project.
+    pub pool: String,
 }
 
 /// A stored project.
@@ -40,11 +42,13 @@ pub struct Project {
     pub managed_kvstore: bool,
     /// Has the managed `pubsub`.
     pub managed_pubsub: bool,
+    /// The worker pool that serves the project.
+    pub pool: String,
     /// Unix milliseconds.
     pub created_at: i64,
 }
 
-pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, created_at";
+pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, pool, created_at";
 
 pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
     Ok(Project {
@@ -52,6 +56,7 @@ pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
         name: row.try_get("name")?,
         managed_kvstore: row.try_get::<i64, _>("managed_kvstore")? != 0,
         managed_pubsub: row.try_get::<i64, _>("managed_pubsub")? != 0,
+        pool: row.try_get("pool")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -170,6 +175,8 @@ pub struct TokenOwner {
     pub project_id: ProjectId,
     /// The project's name.
     pub project: String,
+    /// The worker pool serving the project.
+    pub pool: String,
     /// The App ID.
     pub app_id: String,
 }

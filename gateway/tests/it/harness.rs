@@ -77,7 +77,12 @@ impl TestGateway {
         let found = match tx.project(project).await {
             Ok(found) => found,
             Err(_) => tx
-                .create_project(&NewProject { name: project.into(), managed_kvstore: true, managed_pubsub: true })
+                .create_project(&NewProject {
+                    name: project.into(),
+                    managed_kvstore: true,
+                    managed_pubsub: true,
+                    pool: outrigger_bus::DEFAULT_POOL.into(),
+                })
                 .await
                 .unwrap(),
         };
