@@ -301,7 +301,9 @@ async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
         .nats_url
         .as_deref()
         .context("OUTRIGGER_NATS_URL is not set: the distributed form's gateways and workers talk over NATS")?;
-    async_nats::connect(url).await.with_context(|| format!("connecting to NATS at {url} (OUTRIGGER_NATS_URL)"))
+    // The bus applies its own deadline to calls; NATS's default 10 s request timeout must not cut it shorter.
+    let options = async_nats::ConnectOptions::new().request_timeout(Some(Duration::from_millis(config.bus_timeout_ms)));
+    options.connect(url).await.with_context(|| format!("connecting to NATS at {url} (OUTRIGGER_NATS_URL)"))
 }
 
 /// Runs `role` until Ctrl-C or SIGTERM.

@@ -207,13 +207,22 @@ impl From<DataError> for DaprError {
 impl From<BusError> for DaprError {
     fn from(err: BusError) -> DaprError {
         tracing::warn!(error = %err, "call to workers failed");
-        DaprError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            Code::Unavailable,
-            "ERR_WORKER_UNAVAILABLE",
-            "DAPR_WORKER_UNAVAILABLE",
-            format!("{err}; retry shortly"),
-        )
+        match err {
+            BusError::Unavailable { .. } => DaprError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                "ERR_WORKER_UNAVAILABLE",
+                "DAPR_WORKER_UNAVAILABLE",
+                format!("{err}; retry shortly"),
+            ),
+            BusError::Codec(_) => DaprError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "ERR_WORKER_PROTOCOL",
+                "DAPR_WORKER_PROTOCOL",
+                format!("{err}; retrying will not help, the operator must look at the gateway and worker logs"),
+            ),
+        }
     }
 }
 

@@ -142,6 +142,24 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
             dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/state/kvstore/k{index}"), &api_token, None);
         assert_eq!((status, body), (reqwest::StatusCode::OK, index.to_string()), "read k{index}");
     }
+    // Calls and answers larger than a NATS message (1 MiB by default) travel in chunks.
+    let large = "x".repeat(3 * 1024 * 1024);
+    let body = format!(r#"[{{"key":"large","value":"{large}"}},{{"key":"large2","value":"{large}"}}]"#);
+    let (status, answer) =
+        dapr_http(reqwest::Method::POST, &format!("{dapr}/v1.0/state/kvstore"), &api_token, Some(&body[..]));
+    assert!(
+        body.len() < 8 * 1024 * 1024 && status == reqwest::StatusCode::PAYLOAD_TOO_LARGE,
+        "two 3 MiB values exceed the 4 MiB body limit: {status} {answer}"
+    );
+    let body = format!(r#"[{{"key":"large","value":"{large}"}}]"#);
+    let (status, answer) =
+        dapr_http(reqwest::Method::POST, &format!("{dapr}/v1.0/state/kvstore"), &api_token, Some(&body));
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{answer}");
+    let (status, answer) =
+        dapr_http(reqwest::Method::GET, &format!("{dapr}/v1.0/state/kvstore/large"), &api_token, None);
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(answer.len(), large.len() + 2, "the 3 MiB value comes back whole");
+
     // A component added through the control API reaches the workers by change event, well before their
     // periodic re-read (5 s by default).
     let manifests = tempfile::tempdir().expect("creating a directory");

@@ -102,7 +102,30 @@ impl Target<'_> {
         let outcome = tokio::time::timeout(self.timeout, call).await.unwrap_or_else(|_| {
             Err(StateError::Backend(format!("the store did not answer within {:?}", self.timeout)))
         });
-        outcome.map_err(|err| state_error(operation, describe(&self.component.name), err))
+        outcome.map_err(|err| self.hide_namespace(state_error(operation, describe(&self.component.name), err)))
+    }
+
+    /// Store messages may quote stored keys; the project namespace inside them is the platform's business.
+    fn hide_namespace(&self, err: DataError) -> DataError {
+        let namespace = &self.component.namespace;
+        if namespace.is_empty() {
+            return err;
+        }
+        match err {
+            DataError::EtagMismatch { operation, message } => {
+                DataError::EtagMismatch { operation, message: message.replace(namespace, "") }
+            }
+            DataError::EtagInvalid { operation, message } => {
+                DataError::EtagInvalid { operation, message: message.replace(namespace, "") }
+            }
+            DataError::BadRequest { operation, message } => {
+                DataError::BadRequest { operation, message: message.replace(namespace, "") }
+            }
+            DataError::StoreFailure { operation, message } => {
+                DataError::StoreFailure { operation, message: message.replace(namespace, "") }
+            }
+            other => other,
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! [`NatsBus`] (the distributed form: NATS request/reply, one queue group per pool). Neither side knows
 //! which one carries it.
 
+mod chunks;
 mod messages;
 mod nats;
 

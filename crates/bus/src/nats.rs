@@ -8,7 +8,10 @@ use async_trait::async_trait;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Bus, BusError, DataError, Envelope, Handler, Reply};
+use crate::{chunks, Bus, BusError, DataError, Envelope, Handler, Reply};
+
+/// How long a worker keeps a large reply available for the gateway to pull.
+const REPLY_PICKUP: Duration = Duration::from_secs(60);
 
 /// Queue group shared by the workers of a pool.
 const QUEUE_GROUP: &str = "workers";
@@ -36,14 +39,16 @@ impl NatsBus {
 #[async_trait]
 impl Bus for NatsBus {
     async fn call(&self, pool: &str, envelope: Envelope) -> Result<Result<Reply, DataError>, BusError> {
-        let payload = rmp_serde::to_vec(&envelope).map_err(|err| BusError::Codec(format!("encoded: {err}")))?;
+        let encoded = rmp_serde::to_vec(&envelope).map_err(|err| BusError::Codec(format!("encoded: {err}")))?;
+        let payload = chunks::outgoing(&self.client, &self.prefix, encoded, self.timeout).await?;
         let unavailable = |reason: String| BusError::Unavailable { pool: pool.to_owned(), reason };
-        let request = self.client.request(subject(&self.prefix, pool), payload.into());
+        let request = self.client.request(subject(&self.prefix, pool), payload);
         let message = tokio::time::timeout(self.timeout, request)
             .await
             .map_err(|_| unavailable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|err| unavailable(err.to_string()))?;
-        rmp_serde::from_slice(&message.payload).map_err(|err| BusError::Codec(format!("decoded: {err}")))
+        let reply = chunks::incoming(&self.client, &message.payload).await?;
+        rmp_serde::from_slice(&reply).map_err(|err| BusError::Codec(format!("decoded: {err}")))
     }
 }
 
@@ -67,22 +72,27 @@ pub async fn serve_nats(
             tracing::warn!(subject = %message.subject, "bus message without a reply subject dropped");
             continue;
         };
-        let (client, handler) = (client.clone(), Arc::clone(&handler));
+        let (client, handler, prefix) = (client.clone(), Arc::clone(&handler), prefix.to_owned());
         in_flight.spawn(async move {
-            let answer = match rmp_serde::from_slice::<Envelope>(&message.payload) {
+            let envelope = chunks::incoming(&client, &message.payload).await.and_then(|bytes| {
+                rmp_serde::from_slice::<Envelope>(&bytes).map_err(|err| BusError::Codec(format!("decoded: {err}")))
+            });
+            let answer = match envelope {
                 Ok(envelope) => handler.handle(envelope).await,
                 Err(err) => {
-                    tracing::error!(error = %err, "undecodable bus message; is a gateway of another version running?");
+                    tracing::error!(error = %err, "unreadable bus message; is a gateway of another version running?");
                     return;
                 }
             };
-            match rmp_serde::to_vec(&answer) {
-                Ok(bytes) => {
-                    if let Err(err) = client.publish(reply_to, bytes.into()).await {
-                        tracing::warn!(error = %err, "could not send a reply; the gateway will time out");
-                    }
-                }
-                Err(err) => tracing::error!(error = %err, "could not encode a reply"),
+            let sent = match rmp_serde::to_vec(&answer) {
+                Ok(bytes) => match chunks::outgoing(&client, &prefix, bytes, REPLY_PICKUP).await {
+                    Ok(payload) => client.publish(reply_to, payload).await.map_err(|err| err.to_string()),
+                    Err(err) => Err(err.to_string()),
+                },
+                Err(err) => Err(err.to_string()),
+            };
+            if let Err(err) = sent {
+                tracing::warn!(error = %err, "could not send a reply; the gateway will time out");
             }
         });
         // Finished calls are reaped as we go so the set does not grow with the process's lifetime.

@@ -303,3 +303,14 @@ def test_a_3_mib_value_round_trips(client):
     assert client.get_state(STORE, 'big').data == value
     [item] = client.get_bulk_state(STORE, ['big']).items
     assert item.data == value
+
+
+def test_a_bulk_answer_over_1_mib_arrives(client):
+    # Each value is well under any limit; only the answer to the bulk get is larger than 1 MiB.
+    values = {key: random.Random(key).randbytes(700 * 1024) for key in ('left', 'right')}
+    for key, value in values.items():
+        client.save_state(STORE, key, value)
+    started = time.monotonic()
+    items = client.get_bulk_state(STORE, list(values)).items
+    assert {item.key: item.data for item in items} == values
+    assert time.monotonic() - started < 5, 'the bulk get took more than 5 s'
