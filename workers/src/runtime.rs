@@ -148,6 +148,10 @@ impl Runtime {
             }
         }
         let loaded = self.load(project_id).await?;
+        if loaded.is_none() {
+            // The project is gone: so are its stores.
+            self.opened.lock().await.retain(|(project, _), _| project != project_id);
+        }
         let mut projects = self.projects.lock().expect("project cache lock");
         match loaded {
             Some(components) => {
@@ -222,6 +226,8 @@ impl Runtime {
                 }),
             );
         }
+        // Stores of components that no longer exist close once the last call using them ends.
+        self.opened.lock().await.retain(|(project, name), _| project != project_id || state.contains_key(name));
         Ok(Some(ProjectComponents { state, loaded_at: Instant::now() }))
     }
 
