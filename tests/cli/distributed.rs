@@ -208,3 +208,97 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
     assert!(body.contains("\"id\":\"orders\"") && body.contains("kvstore"), "{body}");
     drop(second_worker);
 }
+
+/// Concurrent callers keep saving while workers and gateways come and go.
+#[test]
+fn workers_and_gateways_come_and_go_under_load() {
+    const CALLERS: usize = 8;
+    let schema = Schema::create();
+    let url = schema.url();
+    let data_dir = tempfile::tempdir().expect("creating a data directory");
+    let token = random_token();
+    let prefix = format!("t{}", random_token().to_lowercase());
+    let env = [
+        ("OUTRIGGER_DATABASE_URL", url.as_str()),
+        ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
+        ("OUTRIGGER_BUS_SUBJECT_PREFIX", prefix.as_str()),
+        ("OUTRIGGER_BUS_TIMEOUT_MS", "3000"),
+    ];
+    outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
+    let doomed_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
+    let retiring_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
+    let first_gateway = Server::start_role(&["gateway"], &env, data_dir.path(), None);
+    let control = Server::start_role(&["control-api"], &env, data_dir.path(), Some(&token));
+    control.outrigger(["project", "create", "shop"]).succeeds();
+    let created = control.outrigger(["appid", "create", "orders", "-p", "shop", "-o", "json"]).json();
+    let api_token = created["apiToken"].as_str().expect("an API token").to_owned();
+
+    // The callers spread their calls over every gateway currently listed.
+    let gateways = std::sync::Arc::new(std::sync::Mutex::new(vec![format!(
+        "http://{}",
+        first_gateway.addresses.dapr_http.expect("Dapr HTTP address")
+    )]));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| {
+            let (gateways, stop, api_token) = (gateways.clone(), stop.clone(), api_token.clone());
+            runtime.spawn(async move {
+                let client = reqwest::Client::new();
+                let (mut succeeded, mut failed) = (0usize, Vec::new());
+                let mut call = 0usize;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let gateway = {
+                        let gateways = gateways.lock().expect("gateway list");
+                        gateways[call % gateways.len()].clone()
+                    };
+                    let body = format!(r#"[{{"key":"c{caller}-{call}","value":{call}}}]"#);
+                    let answer = client
+                        .post(format!("{gateway}/v1.0/state/kvstore"))
+                        .header("dapr-api-token", &api_token)
+                        .body(body)
+                        .send()
+                        .await;
+                    match answer {
+                        Ok(answer) if answer.status() == reqwest::StatusCode::NO_CONTENT => succeeded += 1,
+                        Ok(answer) => {
+                            failed.push(format!("{}: {}", answer.status(), answer.text().await.unwrap_or_default()))
+                        }
+                        Err(err) => failed.push(err.to_string()),
+                    }
+                    call += 1;
+                }
+                (succeeded, failed)
+            })
+        })
+        .collect();
+
+    let wait_for_progress = || std::thread::sleep(std::time::Duration::from_millis(500));
+    wait_for_progress();
+    doomed_worker.kill();
+    wait_for_progress();
+    let second_gateway = Server::start_role(&["gateway"], &env, data_dir.path(), None);
+    gateways
+        .lock()
+        .expect("gateway list")
+        .push(format!("http://{}", second_gateway.addresses.dapr_http.expect("address")));
+    let _new_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
+    wait_for_progress();
+    let (status, output) = retiring_worker.stop();
+    assert!(status.success(), "a worker stopped with SIGTERM exits 0: {output}");
+    wait_for_progress();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut succeeded = 0;
+    let mut failed = Vec::new();
+    for caller in callers {
+        let (ok, errors) = runtime.block_on(caller).expect("a caller task");
+        succeeded += ok;
+        failed.extend(errors);
+    }
+    assert!(succeeded > 100, "the load kept flowing: {succeeded} calls succeeded");
+    // Only calls in flight on the killed worker may fail: at most one per caller.
+    assert!(failed.len() <= CALLERS, "{} calls failed: {failed:?}", failed.len());
+    drop(second_gateway);
+}
