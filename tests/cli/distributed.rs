@@ -38,6 +38,47 @@ fn execute(url: &str, statement: &str) {
     });
 }
 
+/// A distributed installation's shared setting: a migrated schema, a bus prefix of its own, a data directory
+/// and an operator token; processes of any role start in it.
+struct Cluster {
+    _schema: Schema,
+    url: String,
+    prefix: String,
+    bus_timeout_ms: &'static str,
+    data_dir: tempfile::TempDir,
+    token: String,
+}
+
+impl Cluster {
+    /// A migrated cluster whose gateways give up on a call after `bus_timeout_ms` (a killed worker's calls
+    /// fail fast instead of after the default 15 s).
+    fn new(bus_timeout_ms: &'static str) -> Cluster {
+        let schema = Schema::create();
+        let url = schema.url();
+        outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
+        Cluster {
+            _schema: schema,
+            url,
+            prefix: format!("t{}", random_token().to_lowercase()),
+            bus_timeout_ms,
+            data_dir: tempfile::tempdir().expect("creating a data directory"),
+            token: random_token(),
+        }
+    }
+
+    /// Starts `outrigger <role>`; the control API gets the operator token.
+    fn start(&self, role: &[&str]) -> Server {
+        let env = [
+            ("OUTRIGGER_DATABASE_URL", self.url.as_str()),
+            ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
+            ("OUTRIGGER_BUS_SUBJECT_PREFIX", self.prefix.as_str()),
+            ("OUTRIGGER_BUS_TIMEOUT_MS", self.bus_timeout_ms),
+        ];
+        let token = (role.first() == Some(&"control-api")).then_some(self.token.as_str());
+        Server::start_role(role, &env, self.data_dir.path(), token)
+    }
+}
+
 #[test]
 fn migrate_then_control_api_on_postgresql_keeps_state_across_restarts() {
     let schema = Schema::create();
@@ -95,25 +136,13 @@ fn dapr_http(method: reqwest::Method, url: &str, token: &str, body: Option<&str>
 
 #[test]
 fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
-    let schema = Schema::create();
-    let url = schema.url();
-    let data_dir = tempfile::tempdir().expect("creating a data directory");
-    let token = random_token();
-    let prefix = format!("t{}", random_token().to_lowercase());
-    let env = [
-        ("OUTRIGGER_DATABASE_URL", url.as_str()),
-        ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
-        ("OUTRIGGER_BUS_SUBJECT_PREFIX", prefix.as_str()),
-        // A pool without workers must fail fast, not after the default 15 s.
-        ("OUTRIGGER_BUS_TIMEOUT_MS", "2000"),
-    ];
-    outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
-
-    let first_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
-    let second_worker = Server::start_role(&["worker", "--pool", "default"], &env, data_dir.path(), None);
-    let gateway = Server::start_role(&["gateway"], &env, data_dir.path(), None);
+    // A pool without workers must fail fast, not after the default 15 s.
+    let cluster = Cluster::new("2000");
+    let first_worker = cluster.start(&["worker"]);
+    let second_worker = cluster.start(&["worker", "--pool", "default"]);
+    let gateway = cluster.start(&["gateway"]);
     assert!(gateway.addresses.control_api.is_none(), "the gateway alone serves no control API");
-    let control = Server::start_role(&["control-api"], &env, data_dir.path(), Some(&token));
+    let control = cluster.start(&["control-api"]);
 
     control.outrigger(["project", "create", "shop"]).succeeds();
     let created = control.outrigger(["appid", "create", "orders", "-p", "shop", "-o", "json"]).json();
@@ -199,7 +228,7 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
     let (status, body) = vip_save();
     assert_eq!(status, reqwest::StatusCode::SERVICE_UNAVAILABLE, "no worker serves pool 'dedicated' yet: {body}");
     assert!(body.contains("dedicated"), "{body}");
-    let dedicated_worker = Server::start_role(&["worker", "--pool", "dedicated"], &env, data_dir.path(), None);
+    let dedicated_worker = cluster.start(&["worker", "--pool", "dedicated"]);
     assert_eq!(vip_save().0, reqwest::StatusCode::NO_CONTENT);
     drop(dedicated_worker);
 
@@ -213,22 +242,11 @@ fn state_flows_through_gateway_nats_and_workers_that_come_and_go() {
 #[test]
 fn workers_and_gateways_come_and_go_under_load() {
     const CALLERS: usize = 8;
-    let schema = Schema::create();
-    let url = schema.url();
-    let data_dir = tempfile::tempdir().expect("creating a data directory");
-    let token = random_token();
-    let prefix = format!("t{}", random_token().to_lowercase());
-    let env = [
-        ("OUTRIGGER_DATABASE_URL", url.as_str()),
-        ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
-        ("OUTRIGGER_BUS_SUBJECT_PREFIX", prefix.as_str()),
-        ("OUTRIGGER_BUS_TIMEOUT_MS", "3000"),
-    ];
-    outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
-    let doomed_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
-    let retiring_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
-    let first_gateway = Server::start_role(&["gateway"], &env, data_dir.path(), None);
-    let control = Server::start_role(&["control-api"], &env, data_dir.path(), Some(&token));
+    let cluster = Cluster::new("3000");
+    let doomed_worker = cluster.start(&["worker"]);
+    let retiring_worker = cluster.start(&["worker"]);
+    let first_gateway = cluster.start(&["gateway"]);
+    let control = cluster.start(&["control-api"]);
     control.outrigger(["project", "create", "shop"]).succeeds();
     let created = control.outrigger(["appid", "create", "orders", "-p", "shop", "-o", "json"]).json();
     let api_token = created["apiToken"].as_str().expect("an API token").to_owned();
@@ -278,12 +296,12 @@ fn workers_and_gateways_come_and_go_under_load() {
     wait_for_progress();
     doomed_worker.kill();
     wait_for_progress();
-    let second_gateway = Server::start_role(&["gateway"], &env, data_dir.path(), None);
+    let second_gateway = cluster.start(&["gateway"]);
     gateways
         .lock()
         .expect("gateway list")
         .push(format!("http://{}", second_gateway.addresses.dapr_http.expect("address")));
-    let _new_worker = Server::start_role(&["worker"], &env, data_dir.path(), None);
+    let _new_worker = cluster.start(&["worker"]);
     wait_for_progress();
     let (status, output) = retiring_worker.stop();
     assert!(status.success(), "a worker stopped with SIGTERM exits 0: {output}");

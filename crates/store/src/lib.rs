@@ -159,11 +159,13 @@ fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Whether a database error is a unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505).
-fn is_unique_violation(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("23505" | "2067" | "1555")),
-        _ => false,
+/// A unique-constraint violation (SQLite 2067/1555, PostgreSQL 23505) means the name is taken.
+fn taken_or_failed(err: sqlx::Error, what: &'static str, name: &str) -> Error {
+    match &err {
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("23505" | "2067" | "1555")) => {
+            Error::AlreadyExists { what, name: name.to_owned() }
+        }
+        _ => err.into(),
     }
 }
 
@@ -197,13 +199,7 @@ impl Tx {
         .bind(project.created_at)
         .execute(&mut *self.tx)
         .await
-        .map_err(|err| {
-            if is_unique_violation(&err) {
-                Error::AlreadyExists { what: "project", name: new.name.clone() }
-            } else {
-                err.into()
-            }
-        })?;
+        .map_err(|err| taken_or_failed(err, "project", &new.name))?;
         Ok(project)
     }
 
@@ -271,13 +267,7 @@ impl Tx {
         .bind(now)
         .execute(&mut *self.tx)
         .await
-        .map_err(|err| {
-            if is_unique_violation(&err) {
-                Error::AlreadyExists { what: "App ID", name: app.name.clone() }
-            } else {
-                err.into()
-            }
-        })?;
+        .map_err(|err| taken_or_failed(err, "App ID", &app.name))?;
         let token = self.insert_token(project, &app.name, now).await?;
         let stored = AppIdentity { created_at: now, updated_at: now, ..app.clone() };
         Ok((stored, token))
