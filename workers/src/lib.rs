@@ -2,6 +2,7 @@
 //! answer to every bus call.
 
 mod handler;
+pub mod pubsub;
 mod runtime;
 pub mod state;
 

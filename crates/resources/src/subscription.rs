@@ -78,6 +78,10 @@ fn check_rule(rule: &Value, path: &str) -> Result<(), Invalid> {
              or use routes.default for a catch-all route",
         ));
     }
+    // daprd compiles the expression when it loads the subscription; refusing it here instead
+    // keeps a broken rule from being stored at all.
+    outrigger_cel::check(expression)
+        .map_err(|error| Invalid::at(child(path, "match"), format!("not a valid CEL expression: {error}")))?;
     required_string(rule, "path", path).map(drop)
 }
 
@@ -147,6 +151,24 @@ mod tests {
                 V2ALPHA1,
                 json!({"routes": {"rules": [{"match": "true", "path": "/a"}, {"match": "x"}]}}),
                 "spec.routes.rules[1].path: required",
+            ),
+            (
+                V2ALPHA1,
+                json!({"routes": {"rules": [{"match": "event.type = \"widget\"", "path": "/a"}]}}),
+                "spec.routes.rules[0].match: not a valid CEL expression: column 12: expected '=='",
+            ),
+            (
+                V2ALPHA1,
+                json!({"routes": {"rules": [
+                    {"match": "true", "path": "/a"},
+                    {"match": "(event.data.price > 100", "path": "/b"},
+                ]}}),
+                "spec.routes.rules[1].match: not a valid CEL expression: column 24: expected ')', found the end",
+            ),
+            (
+                V2ALPHA1,
+                json!({"routes": {"rules": [{"match": "event.type.matches('w.*')", "path": "/a"}]}}),
+                "spec.routes.rules[0].match: not a valid CEL expression: column 12: unsupported method 'matches'",
             ),
             (V2ALPHA1, json!({"route": "/a"}), "spec.route: route belongs to dapr.io/v1alpha1"),
             (V2ALPHA1, json!({"routes": {"default": "/d"}, "metadata": {"n": 1}}), "spec.metadata.n: must be a string"),

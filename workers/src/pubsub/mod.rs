@@ -1,0 +1,3 @@
+//! Pub/sub: the CloudEvent envelope daprd's publish API builds.
+
+pub mod cloudevent;
