@@ -69,6 +69,11 @@ pub struct Config {
     /// `redis://HOST:PORT`. Default: `kvstore.db` in `data_dir` with SQLite; the control-plane database when
     /// that is PostgreSQL.
     pub managed_kvstore_url: Option<String>,
+    /// Broker behind every project's managed `pubsub`: `sqlite://PATH` (a durable queue in a file),
+    /// `postgres://...` (a durable queue in PostgreSQL), `nats://HOST:PORT` (JetStream, file storage) or
+    /// `redis://HOST:PORT` (streams). Default: `pubsub.db` in `data_dir` with SQLite; JetStream on
+    /// `nats_url` when the control plane is PostgreSQL and `nats_url` is set.
+    pub managed_pubsub_url: Option<String>,
     /// How often a worker re-reads a project's components from the control-plane database, in
     /// milliseconds. Change events from the control API reach workers at once; this re-read is the safety
     /// net for a lost event. Default 5000.
@@ -106,6 +111,7 @@ impl Default for Config {
             bus_subject_prefix: "outrigger".to_owned(),
             bus_timeout_ms: 15_000,
             managed_kvstore_url: None,
+            managed_pubsub_url: None,
             component_refresh_ms: 5000,
             store_timeout_ms: 5000,
             tls_cert_file: None,
@@ -172,6 +178,12 @@ impl Config {
                 bail!("OUTRIGGER_MANAGED_KVSTORE_URL must start with sqlite://, postgres:// or redis://, got '{url}'");
             }
         }
+        if let Some(url) = &self.managed_pubsub_url {
+            if !["sqlite:", "postgres:", "postgresql:", "nats:", "redis:"].iter().any(|scheme| url.starts_with(scheme))
+            {
+                bail!("OUTRIGGER_MANAGED_PUBSUB_URL must start with sqlite://, postgres://, nats:// or redis://, got '{url}'");
+            }
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             bail!("set both OUTRIGGER_TLS_CERT_FILE and OUTRIGGER_TLS_KEY_FILE, or neither");
         }
@@ -191,6 +203,17 @@ impl Config {
             control_plane
         } else {
             format!("sqlite://{}", self.data_dir.join("kvstore.db").display())
+        }
+    }
+
+    /// The managed pubsub's broker, defaulting as documented on the field.
+    pub fn managed_pubsub_url(&self) -> String {
+        if let Some(url) = &self.managed_pubsub_url {
+            return url.clone();
+        }
+        match &self.nats_url {
+            Some(nats) if self.database_url().starts_with("postgres") => nats.clone(),
+            _ => format!("sqlite://{}", self.data_dir.join("pubsub.db").display()),
         }
     }
 

@@ -12,8 +12,11 @@ use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
 use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
 use outrigger_store::Store;
+use outrigger_workers::delivery::Deliverer;
+use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -250,12 +253,16 @@ impl Role {
     }
 }
 
-/// Change events go straight to the worker in the same process.
-struct InvalidateLocalWorker(Arc<Worker>);
+/// Change events go straight to the worker in the same process and its deliverer.
+struct InvalidateLocalWorker {
+    worker: Arc<Worker>,
+    deliveries: Arc<Notify>,
+}
 
 impl ProjectChanges for InvalidateLocalWorker {
     fn changed(&self, project_id: &str) {
-        self.0.runtime().invalidate(project_id);
+        self.worker.runtime().invalidate(project_id);
+        self.deliveries.notify_one();
     }
 }
 
@@ -293,7 +300,32 @@ async fn managed_stores(config: &Config) -> anyhow::Result<ManagedStores> {
     let kvstore = outrigger_workers::state::open(component_type, &metadata)
         .await
         .with_context(|| format!("opening the managed kvstore at {} (OUTRIGGER_MANAGED_KVSTORE_URL)", redact(&url)))?;
-    Ok(ManagedStores { kvstore })
+    Ok(ManagedStores { kvstore, pubsub: managed_pubsub(config).await? })
+}
+
+/// Opens the broker behind every project's managed `pubsub`.
+async fn managed_pubsub(config: &Config) -> anyhow::Result<Arc<dyn Broker>> {
+    let url = config.managed_pubsub_url();
+    let context = || format!("opening the managed pubsub at {} (OUTRIGGER_MANAGED_PUBSUB_URL)", redact(&url));
+    let broker: Arc<dyn Broker> = if let Some(path) = url.strip_prefix("sqlite://") {
+        Arc::new(SqlBroker::open(SqlBrokerOptions::new(path, "pubsub")).await.with_context(context)?)
+    } else if url.starts_with("postgres") {
+        Arc::new(SqlBroker::open(SqlBrokerOptions::new(url.clone(), "outrigger_pubsub")).await.with_context(context)?)
+    } else if url.starts_with("nats://") {
+        // One stream per installation, named after the bus prefix so installations sharing a NATS stay apart.
+        let prefix = &config.bus_subject_prefix;
+        let options = JetStreamOptions {
+            stream_name: format!("{}_PUBSUB", prefix.to_uppercase()),
+            subject_prefix: format!("{prefix}.pubsub"),
+            ..JetStreamOptions::new(url.clone())
+        };
+        Arc::new(JetStreamBroker::connect(options).await.with_context(context)?)
+    } else {
+        let host = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+        let metadata = [("redisHost".to_owned(), host)].into_iter().collect();
+        outrigger_workers::pubsub::open("pubsub.redis", &metadata).await.with_context(context)?
+    };
+    Ok(broker)
 }
 
 async fn connect_nats(config: &Config) -> anyhow::Result<async_nats::Client> {
@@ -337,11 +369,31 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     } else {
         None
     };
-    if let (Role::Worker { .. }, Some(client), Some(worker)) = (&role, &nats, &worker) {
+    // Push deliveries run in every worker: of every project in the embedded default, of the pool's projects
+    // in the distributed form.
+    let deliveries = worker.as_ref().map(|worker| {
+        let pool = match &role {
+            Role::Worker { pool } => Some(pool.clone()),
+            _ => None,
+        };
+        let deliverer = Deliverer::new(store.clone(), worker.clone(), pool);
+        let waker = deliverer.waker();
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            deliverer.run(stop).await;
+            Ok(())
+        });
+        waker
+    });
+    if let (Role::Worker { .. }, Some(client), Some(worker), Some(deliveries)) = (&role, &nats, &worker, &deliveries) {
         let (client, prefix, worker, stop) =
             (client.clone(), config.bus_subject_prefix.clone(), worker.clone(), shutdown.clone());
+        let deliveries = deliveries.clone();
         tasks.spawn(async move {
-            let invalidate = |project_id: &str| worker.runtime().invalidate(project_id);
+            let invalidate = |project_id: &str| {
+                worker.runtime().invalidate(project_id);
+                deliveries.notify_one();
+            };
             outrigger_bus::watch_changes(client, &prefix, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
         });
     }
@@ -392,12 +444,14 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             Some((http, grpc)) => (local_endpoint(tls.is_some(), http), local_endpoint(tls.is_some(), grpc)),
             None => (local_endpoint(tls.is_some(), config.http_addr), local_endpoint(tls.is_some(), config.grpc_addr)),
         };
-        let changes: Arc<dyn ProjectChanges> = match (&worker, &nats) {
-            (Some(worker), _) => Arc::new(InvalidateLocalWorker(worker.clone())),
-            (None, Some(client)) => {
+        let changes: Arc<dyn ProjectChanges> = match (&worker, &deliveries, &nats) {
+            (Some(worker), Some(deliveries), _) => {
+                Arc::new(InvalidateLocalWorker { worker: worker.clone(), deliveries: deliveries.clone() })
+            }
+            (_, _, Some(client)) => {
                 Arc::new(PublishOverNats { client: client.clone(), prefix: config.bus_subject_prefix.clone() })
             }
-            (None, None) => {
+            _ => {
                 tracing::info!("OUTRIGGER_NATS_URL is not set: workers will see changes on their periodic re-read");
                 Arc::new(PeriodicReadsOnly)
             }

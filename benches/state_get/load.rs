@@ -63,8 +63,9 @@ impl Connection {
                 Ok(())
             }
             (Connection::Redis(connection), Target::Redis { key, value_len }) => {
-                let call = redis::cmd("GET").arg(key).query_async::<Option<Vec<u8>>>(connection);
-                match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+                let mut command = redis::cmd("GET");
+                command.arg(key);
+                match tokio::time::timeout(REQUEST_TIMEOUT, command.query_async::<Option<Vec<u8>>>(connection)).await {
                     Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
                     Ok(Err(err)) => Err(format!("{err}")),
                     Ok(Ok(None)) => Err(format!("key {key} is missing")),
@@ -95,10 +96,6 @@ impl Latencies {
     fn merge(&mut self, other: Latencies) {
         self.samples.extend(other.samples);
         self.sorted = false;
-    }
-
-    pub fn len(&self) -> usize {
-        self.samples.len()
     }
 
     fn sort(&mut self) {
@@ -173,11 +170,7 @@ impl TaskOutcome {
     }
 }
 
-fn gather(
-    connections: &mut Vec<Connection>,
-    joined: Vec<(Connection, TaskOutcome)>,
-    outcome: &mut PhaseOutcome,
-) -> anyhow::Result<()> {
+fn gather(connections: &mut Vec<Connection>, joined: Vec<(Connection, TaskOutcome)>, outcome: &mut PhaseOutcome) {
     for (connection, task) in joined {
         connections.push(connection);
         outcome.latencies.merge(task.latencies);
@@ -187,7 +180,6 @@ fn gather(
             outcome.first_error = task.first_error;
         }
     }
-    Ok(())
 }
 
 async fn join_all(mut tasks: JoinSet<(Connection, TaskOutcome)>) -> anyhow::Result<Vec<(Connection, TaskOutcome)>> {
@@ -245,7 +237,7 @@ pub async fn open_loop(
     let elapsed = start.elapsed();
     let dispatch_lag_max = dispatcher.join().map_err(|_| anyhow::anyhow!("the dispatcher thread panicked"))?;
     let mut outcome = PhaseOutcome { elapsed, dispatch_lag_max, ..PhaseOutcome::default() };
-    gather(connections, joined, &mut outcome)?;
+    gather(connections, joined, &mut outcome);
     outcome.sockets_open = port.and_then(sockets_to_port);
     Ok(outcome)
 }
@@ -273,7 +265,7 @@ pub async fn closed_loop(
     }
     let joined = join_all(tasks).await?;
     let mut outcome = PhaseOutcome { elapsed: start.elapsed(), ..PhaseOutcome::default() };
-    gather(connections, joined, &mut outcome)?;
+    gather(connections, joined, &mut outcome);
     Ok(outcome)
 }
 

@@ -41,6 +41,9 @@ usage: cargo bench --bench state_get -- [options]
 
 Writes the results to target/bench/state_get.json as well.";
 
+/// CPU used by processes other than the measured ones above which a phase is called disturbed.
+const BUSY_MACHINE_CORES: f64 = 0.3;
+
 /// The key every Outrigger scenario reads.
 const KEY: &str = "bench-key";
 const PROJECT: &str = "bench";
@@ -229,9 +232,9 @@ async fn measure(
         options.rate,
         connections.len()
     ));
-    let before = cpu_of(watched);
+    let (before, machine_before) = (cpu_of(watched), procs::machine_ticks());
     let mut open = load::open_loop(connections, target, options.rate, options.duration, Some(port)).await?;
-    let after = cpu_of(watched);
+    let (after, machine_after) = (cpu_of(watched), procs::machine_ticks());
     let open_summary = Summary::of(&mut open);
     progress(format!(
         "{name}: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {:.1} req/s, {} errors",
@@ -247,6 +250,16 @@ async fn measure(
         ));
     }
     scenario.open = Some(open_summary);
+    if let (Some((busy_before, _)), Some((busy_after, _))) = (machine_before, machine_after) {
+        let measured: f64 = (0..watched.len()).map(|index| cpu_seconds(&before, &after, index, ticks)).sum();
+        let others = (busy_after.saturating_sub(busy_before) as f64 / ticks - measured) / open.elapsed.as_secs_f64();
+        scenario.background_cores = Some(others.max(0.0));
+        if others > BUSY_MACHINE_CORES {
+            scenario.notes.push(format!(
+                "other processes kept {others:.2} cores busy during the open loop: its figures are disturbed"
+            ));
+        }
+    }
 
     progress(format!("{name}: closed-loop probe {:.0} s", options.probe.as_secs_f64()));
     let probe_before = cpu_of(watched);
@@ -276,7 +289,7 @@ async fn measure(
     Ok(())
 }
 
-async fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
+fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
     (0..count).map(|_| Connection::http()).collect()
 }
 
@@ -416,7 +429,7 @@ async fn measure_store(
         token: api_token.to_owned(),
         body_len: serde_json::to_string(value)?.len(),
     };
-    let mut connections = http_connections(options.connections).await?;
+    let mut connections = http_connections(options.connections)?;
     measure(options, scenario, &mut connections, &target, port_of(dapr)?, watched).await
 }
 
@@ -432,14 +445,9 @@ fn server_env(data_dir: &Path, admin_token: &str) -> Vec<(&'static str, String)>
     ]
 }
 
-/// Runs `measure_store` into `scenario`, keeping a failure there instead of ending the group.
-async fn run_store(
-    options: &Options,
-    scenario: &mut Scenario,
-    run: impl std::future::Future<Output = anyhow::Result<()>>,
-) {
-    let _ = options;
-    if let Err(err) = run.await {
+/// Keeps a scenario's failure in it, so that the other scenarios of its group still run.
+fn keep_failure(scenario: &mut Scenario, outcome: anyhow::Result<()>) {
+    if let Err(err) = outcome {
         progress(format!("{}: FAILED: {err:#}", scenario.name));
         scenario.error = Some(format!("{err:#}"));
     }
@@ -479,15 +487,12 @@ async fn embedded(
     let value = random(options.value_size);
     let watched = [Watched::of(&processes[0]), Watched::generator()];
 
-    run_store(
-        options,
-        kvstore,
-        measure_store(options, kvstore, &client, &dapr, &api_token, "kvstore", &value, &watched),
-    )
-    .await;
+    let outcome = measure_store(options, kvstore, &client, &dapr, &api_token, "kvstore", &value, &watched).await;
+    keep_failure(kvstore, outcome);
     remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
-    let run = measure_store(options, redis_store, &client, &dapr, &api_token, "redis-store", &value, &watched);
-    run_store(options, redis_store, run).await;
+    let outcome =
+        measure_store(options, redis_store, &client, &dapr, &api_token, "redis-store", &value, &watched).await;
+    keep_failure(redis_store, outcome);
     if !processes[0].alive() {
         bail!("the all-in-one process died: {}", processes[0].output());
     }
@@ -550,8 +555,8 @@ async fn distributed(options: &Options, leftovers: &Mutex<Leftovers>, scenario: 
             bail!("{} died: {}", process.name, process.output());
         }
     }
-    // Gateway first, so no call is in flight when the worker goes.
-    processes.swap(0, 1);
+    // Gateway, control API, then worker: no call is in flight when the worker goes.
+    processes.rotate_left(1);
     stop_all(&mut processes, &mut [scenario]);
     Ok(())
 }
@@ -646,6 +651,11 @@ async fn run(options: Options) -> ExitCode {
             true
         }
     };
+    if interrupted {
+        for scenario in scenarios.iter_mut().filter(|scenario| scenario.error.is_none() && scenario.probe.is_none()) {
+            scenario.error = Some("interrupted".to_owned());
+        }
+    }
     let leftovers = leftovers.into_inner().unwrap_or_default();
     let cleanup = clean_up(&options, leftovers).await;
 

@@ -195,3 +195,16 @@ pub fn memory_kib(pid: &str) -> Option<(u64, u64)> {
     };
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
+
+/// CPU ticks of the whole machine: (busy, all), from the first line of /proc/stat. Busy counts
+/// everything but idle and iowait, steal included.
+pub fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let fields: Vec<u64> = line.split_whitespace().take(8).filter_map(|field| field.parse().ok()).collect();
+    if fields.len() < 8 {
+        return None;
+    }
+    let all: u64 = fields.iter().sum();
+    Some((all - fields[3] - fields[4], all))
+}

@@ -98,13 +98,25 @@ pub struct Scenario {
     pub open: Option<Summary>,
     pub probe: Option<Summary>,
     pub usage: Vec<Usage>,
+    /// Cores the rest of the machine (neither Outrigger nor the load generator) used during the open loop.
+    pub background_cores: Option<f64>,
     pub notes: Vec<String>,
     pub error: Option<String>,
 }
 
 impl Scenario {
     pub fn new(key: &'static str, name: &'static str, path: &'static str) -> Scenario {
-        Scenario { key, name, path, open: None, probe: None, usage: Vec::new(), notes: Vec::new(), error: None }
+        Scenario {
+            key,
+            name,
+            path,
+            open: None,
+            probe: None,
+            usage: Vec::new(),
+            background_cores: None,
+            notes: Vec::new(),
+            error: None,
+        }
     }
 }
 
@@ -172,11 +184,25 @@ pub fn table(settings: &Settings, scenarios: &[Scenario]) -> String {
         settings.warmup_rate,
         settings.probe_s
     );
-    let _ = writeln!(out, "binary: {}\n", settings.binary);
+    let _ = writeln!(out, "binary: {}", settings.binary);
     let _ = writeln!(
         out,
-        "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} | {:>11} {:>6}",
-        "scenario", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s", "errors", "conns", "probe req/s", "errors"
+        "conns: sockets open to the target at the end; bg cores: CPU other processes used meanwhile (want ~0)\n"
+    );
+    let _ = writeln!(
+        out,
+        "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>8} | {:>11} {:>6}",
+        "scenario",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "max ms",
+        "req/s",
+        "errors",
+        "conns",
+        "bg cores",
+        "probe req/s",
+        "errors"
     );
     for scenario in scenarios {
         let Some(open) = &scenario.open else {
@@ -186,7 +212,7 @@ pub fn table(settings: &Settings, scenarios: &[Scenario]) -> String {
         let probe = scenario.probe.as_ref();
         let _ = writeln!(
             out,
-            "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8.1} {:>6} {:>5} | {:>11} {:>6}",
+            "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8.1} {:>6} {:>5} {:>8} | {:>11} {:>6}",
             scenario.name,
             ms(open.p50),
             ms(open.p90),
@@ -195,6 +221,7 @@ pub fn table(settings: &Settings, scenarios: &[Scenario]) -> String {
             open.rate,
             open.errors,
             open.sockets_open.map_or("?".to_owned(), |n| n.to_string()),
+            scenario.background_cores.map_or("?".to_owned(), |cores| format!("{cores:.2}")),
             probe.map_or("-".to_owned(), |probe| format!("{:.0}", probe.rate)),
             probe.map_or("-".to_owned(), |probe| probe.errors.to_string()),
         );
@@ -296,6 +323,7 @@ pub fn to_json(settings: &Settings, scenarios: &[Scenario], cleanup: &[String]) 
                 "added_vs_baseline": added,
                 "closed_loop_probe": scenario.probe.as_ref().map(Summary::to_json),
                 "processes": scenario.usage.iter().map(Usage::to_json).collect::<Vec<_>>(),
+                "background_cores": scenario.background_cores.and_then(finite),
                 "notes": scenario.notes, "error": scenario.error,
             })
         })

@@ -85,6 +85,17 @@ impl DaprError {
         )
     }
 
+    /// A bulk publish whose entries cannot be told apart.
+    pub fn bulk_entries(message: impl Into<String>) -> DaprError {
+        DaprError::new(
+            StatusCode::BAD_REQUEST,
+            Code::InvalidArgument,
+            "ERR_PUBSUB_EVENTS_SER",
+            "DAPR_PUBSUB_EVENTS_SER",
+            message.into(),
+        )
+    }
+
     /// A body over the configured limit.
     pub fn body_too_large(limit: usize) -> DaprError {
         DaprError::new(
@@ -198,6 +209,39 @@ impl From<DataError> for DaprError {
                 Code::Internal,
                 operation_code(*operation),
                 "DAPR_STATE_STORE_FAILURE",
+            ),
+            DataError::PubsubNotFound { .. } => {
+                (StatusCode::NOT_FOUND, Code::InvalidArgument, "ERR_PUBSUB_NOT_FOUND", "DAPR_PUBSUB_NOT_FOUND")
+            }
+            DataError::PubsubNotConfigured => (
+                StatusCode::BAD_REQUEST,
+                Code::FailedPrecondition,
+                "ERR_PUBSUB_NOT_CONFIGURED",
+                "DAPR_PUBSUB_NOT_CONFIGURED",
+            ),
+            DataError::TopicEmpty { .. } => {
+                (StatusCode::NOT_FOUND, Code::InvalidArgument, "ERR_TOPIC_NAME_EMPTY", "DAPR_PUBSUB_TOPIC_NAME_EMPTY")
+            }
+            DataError::TopicForbidden { .. } => {
+                (StatusCode::FORBIDDEN, Code::PermissionDenied, "ERR_PUBSUB_FORBIDDEN", "DAPR_PUBSUB_FORBIDDEN")
+            }
+            DataError::BadPublishMetadata { .. } => (
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "ERR_PUBSUB_REQUEST_METADATA",
+                "DAPR_PUBSUB_METADATA_DESERIALIZATION",
+            ),
+            DataError::BadCloudEvent { .. } => (
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "ERR_PUBSUB_CLOUD_EVENTS_SER",
+                "DAPR_PUBSUB_CLOUD_EVENT_CREATION",
+            ),
+            DataError::PublishFailed { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "ERR_PUBSUB_PUBLISH_MESSAGE",
+                "DAPR_PUBSUB_PUBLISH_MESSAGE",
             ),
         };
         DaprError::new(status, code, error_code, reason, message)

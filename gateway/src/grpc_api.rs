@@ -6,12 +6,15 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use axum::extract::{Request, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use axum::Router;
 use dapr::dapr::proto::common::v1::{state_options::StateConcurrency, StateItem, StateOptions};
 use dapr::dapr::proto::runtime::v1 as pb;
-use outrigger_bus::{Call, Concurrency, DeleteItem, Metadata, Reply, SaveItem, Tenant, TransactionOperation};
+use outrigger_bus::{
+    Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, Tenant, TraceContext, TransactionOperation,
+};
 use tracing::Instrument;
 
 use crate::{unexpected, DaprError, Gateway};
@@ -23,7 +26,7 @@ const SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
 
 /// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
 pub fn grpc_router(gateway: Gateway) -> Router {
-    let rpcs: [(&str, MethodRouter<Gateway>); 9] = [
+    let rpcs: [(&str, MethodRouter<Gateway>); 13] = [
         ("GetState", rpc(get_state)),
         ("GetBulkState", rpc(get_bulk_state)),
         ("SaveState", rpc(save_state)),
@@ -31,6 +34,10 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         ("DeleteBulkState", rpc(delete_bulk_state)),
         ("ExecuteStateTransaction", rpc(execute_state_transaction)),
         ("QueryStateAlpha1", rpc(query_state)),
+        ("PublishEvent", rpc(publish_event)),
+        ("BulkPublishEvent", rpc(bulk_publish_event)),
+        ("BulkPublishEventAlpha1", rpc(bulk_publish_event)),
+        ("SubscribeTopicEventsAlpha1", subscribe_topic_events()),
         ("GetMetadata", rpc(get_metadata)),
         ("Shutdown", rpc(shutdown)),
     ];
@@ -43,26 +50,67 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
+/// Lets a call in, or answers the refusal: the caller, the call's trace context, and its span.
+async fn admit(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    rpc: &str,
+) -> Result<(Tenant, TraceContext, tracing::Span), Response> {
+    let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
+    let tenant = gateway.admit(token).await.map_err(|refusal| refusal.to_status().into_http::<axum::body::Body>())?;
+    let span = tracing::info_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let trace = TraceContext { traceparent: header("traceparent"), tracestate: header("tracestate") };
+    Ok((tenant, trace, span))
+}
+
+/// `SubscribeTopicEventsAlpha1`, the one bidirectional stream served.
+fn subscribe_topic_events() -> MethodRouter<Gateway> {
+    post(|State(gateway): State<Gateway>, request: Request| async move {
+        let (tenant, _, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let service = tower::service_fn(
+            move |call: tonic::Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>| {
+                let (gateway, tenant) = (gateway.clone(), tenant.clone());
+                async move { crate::streaming::open(gateway, tenant, call.into_inner()).await.map(tonic::Response::new) }
+            },
+        );
+        let codec = tonic_prost::ProstCodec::<
+            pb::SubscribeTopicEventsResponseAlpha1,
+            pb::SubscribeTopicEventsRequestAlpha1,
+        >::default();
+        let response = tonic::server::Grpc::new(codec).streaming(service, request).instrument(span).await;
+        response.map(axum::body::Body::new)
+    })
+}
+
+/// Who calls, and the trace context of the call.
+struct Caller {
+    tenant: Tenant,
+    trace: TraceContext,
+}
+
 /// A unary rpc: authenticates from the call's metadata, decodes `Req`, runs `handler`, encodes its answer.
 fn rpc<Req, Resp, H, Fut>(handler: H) -> MethodRouter<Gateway>
 where
     Req: prost::Message + Default + Send + 'static,
     Resp: prost::Message + Send + 'static,
-    H: Fn(Gateway, Tenant, Req) -> Fut + Clone + Send + Sync + 'static,
+    H: Fn(Gateway, Caller, Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, DaprError>> + Send + 'static,
 {
     post(move |State(gateway): State<Gateway>, request: Request| async move {
-        let token = request.headers().get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
-        let tenant = match gateway.admit(token).await {
-            Ok(tenant) => tenant,
-            Err(refusal) => return refusal.to_status().into_http::<axum::body::Body>(),
+        let (tenant, trace, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
         };
-        let span = tracing::info_span!("dapr_grpc", rpc = request.uri().path(), project = %tenant.project, app_id = %tenant.app_id);
         let limit = gateway.options().max_body_bytes;
         let service = tower::service_fn(move |call: tonic::Request<Req>| {
-            let (handler, gateway, tenant) = (handler.clone(), gateway.clone(), tenant.clone());
+            let (handler, gateway) = (handler.clone(), gateway.clone());
+            let caller = Caller { tenant: tenant.clone(), trace: trace.clone() };
             async move {
-                handler(gateway, tenant, call.into_inner())
+                handler(gateway, caller, call.into_inner())
                     .await
                     .map(tonic::Response::new)
                     .map_err(|err| err.to_status())
@@ -122,7 +170,7 @@ async fn write(gateway: Gateway, tenant: Tenant, call: Call) -> Result<(), DaprE
 
 async fn get_state(
     gateway: Gateway,
-    tenant: Tenant,
+    Caller { tenant, .. }: Caller,
     request: pb::GetStateRequest,
 ) -> Result<pb::GetStateResponse, DaprError> {
     let call = Call::GetState { store: request.store_name, key: request.key, metadata: metadata(request.metadata) };
@@ -140,7 +188,7 @@ async fn get_state(
 
 async fn get_bulk_state(
     gateway: Gateway,
-    tenant: Tenant,
+    Caller { tenant, .. }: Caller,
     request: pb::GetBulkStateRequest,
 ) -> Result<pb::GetBulkStateResponse, DaprError> {
     let call =
@@ -164,12 +212,20 @@ async fn get_bulk_state(
     Ok(pb::GetBulkStateResponse { items })
 }
 
-async fn save_state(gateway: Gateway, tenant: Tenant, request: pb::SaveStateRequest) -> Result<(), DaprError> {
+async fn save_state(
+    gateway: Gateway,
+    Caller { tenant, .. }: Caller,
+    request: pb::SaveStateRequest,
+) -> Result<(), DaprError> {
     let items = request.states.into_iter().map(save_item).collect::<Result<Vec<_>, _>>()?;
     write(gateway, tenant, Call::SaveState { store: request.store_name, items }).await
 }
 
-async fn delete_state(gateway: Gateway, tenant: Tenant, request: pb::DeleteStateRequest) -> Result<(), DaprError> {
+async fn delete_state(
+    gateway: Gateway,
+    Caller { tenant, .. }: Caller,
+    request: pb::DeleteStateRequest,
+) -> Result<(), DaprError> {
     let item = StateItem {
         key: request.key,
         etag: request.etag,
@@ -182,7 +238,7 @@ async fn delete_state(gateway: Gateway, tenant: Tenant, request: pb::DeleteState
 
 async fn delete_bulk_state(
     gateway: Gateway,
-    tenant: Tenant,
+    Caller { tenant, .. }: Caller,
     request: pb::DeleteBulkStateRequest,
 ) -> Result<(), DaprError> {
     let items = request.states.into_iter().map(delete_item).collect::<Result<Vec<_>, _>>()?;
@@ -191,7 +247,7 @@ async fn delete_bulk_state(
 
 async fn execute_state_transaction(
     gateway: Gateway,
-    tenant: Tenant,
+    Caller { tenant, .. }: Caller,
     request: pb::ExecuteStateTransactionRequest,
 ) -> Result<(), DaprError> {
     let mut operations = Vec::with_capacity(request.operations.len());
@@ -211,7 +267,7 @@ async fn execute_state_transaction(
 
 async fn query_state(
     gateway: Gateway,
-    tenant: Tenant,
+    Caller { tenant, .. }: Caller,
     request: pb::QueryStateRequest,
 ) -> Result<pb::QueryStateResponse, DaprError> {
     let call =
@@ -236,7 +292,7 @@ async fn query_state(
 
 async fn get_metadata(
     gateway: Gateway,
-    tenant: Tenant,
+    Caller { tenant, .. }: Caller,
     _request: pb::GetMetadataRequest,
 ) -> Result<pb::GetMetadataResponse, DaprError> {
     let id = tenant.app_id.clone();
@@ -260,6 +316,58 @@ async fn get_metadata(
 }
 
 /// `Shutdown` asks a sidecar to stop; a shared gateway acknowledges and keeps serving everyone else.
-async fn shutdown(_gateway: Gateway, _tenant: Tenant, _request: pb::ShutdownRequest) -> Result<(), DaprError> {
+async fn shutdown(_gateway: Gateway, _caller: Caller, _request: pb::ShutdownRequest) -> Result<(), DaprError> {
     Ok(())
+}
+
+fn content_type(value: String) -> Option<String> {
+    Some(value).filter(|value| !value.is_empty())
+}
+
+async fn publish_event(gateway: Gateway, caller: Caller, request: pb::PublishEventRequest) -> Result<(), DaprError> {
+    let entry = PublishEntry {
+        entry_id: String::new(),
+        data: request.data,
+        content_type: content_type(request.data_content_type),
+        metadata: metadata(request.metadata),
+    };
+    let call =
+        Call::Publish { pubsub: request.pubsub_name, topic: request.topic, entries: vec![entry], trace: caller.trace };
+    match gateway.call(caller.tenant, call).await? {
+        Reply::Published(failed) if failed.is_empty() => Ok(()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `BulkPublishEvent` and its deprecated `Alpha1` name: failed entries are reported, not an error.
+async fn bulk_publish_event(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::BulkPublishRequest,
+) -> Result<pb::BulkPublishResponse, DaprError> {
+    let mut seen = std::collections::HashSet::new();
+    let mut entries = Vec::with_capacity(request.entries.len());
+    for entry in request.entries {
+        if entry.entry_id.is_empty() || !seen.insert(entry.entry_id.clone()) {
+            return Err(DaprError::bulk_entries("every entry of a bulk publish needs an entryId of its own"));
+        }
+        let mut entry_metadata = metadata(request.metadata.clone());
+        entry_metadata.extend(entry.metadata);
+        entries.push(PublishEntry {
+            entry_id: entry.entry_id,
+            data: entry.event,
+            content_type: content_type(entry.content_type),
+            metadata: entry_metadata,
+        });
+    }
+    let call = Call::Publish { pubsub: request.pubsub_name, topic: request.topic, entries, trace: caller.trace };
+    match gateway.call(caller.tenant, call).await? {
+        Reply::Published(failed) => Ok(pb::BulkPublishResponse {
+            failed_entries: failed
+                .into_iter()
+                .map(|entry| pb::BulkPublishResponseFailedEntry { entry_id: entry.entry_id, error: entry.error })
+                .collect(),
+        }),
+        other => Err(unexpected(other)),
+    }
 }

@@ -10,7 +10,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use outrigger_bus::{Call, Concurrency, DeleteItem, Metadata, Reply, SaveItem, Tenant, TransactionOperation};
+use outrigger_bus::{
+    Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, Tenant, TraceContext, TransactionOperation,
+};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -32,6 +34,9 @@ pub fn http_router(gateway: Gateway) -> Router {
             get(get_state).delete(delete_state).post(state_subresource).put(state_subresource),
         )
         .route("/v1.0-alpha1/state/{store}/query", post(query_state).put(query_state))
+        .route("/v1.0/publish/{pubsub}/{*topic}", post(publish).put(publish))
+        .route("/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
+        .route("/v1.0/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()
         .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
@@ -362,4 +367,80 @@ async fn metadata(
         "subscriptions": [],
         "httpEndpoints": [],
     })))
+}
+
+/// The W3C trace context of a request.
+fn trace_context(headers: &HeaderMap) -> TraceContext {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    TraceContext { traceparent: header("traceparent"), tracestate: header("tracestate") }
+}
+
+async fn publish(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((pubsub, topic)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<StatusCode, DaprError> {
+    let content_type = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let entry =
+        PublishEntry { entry_id: String::new(), data: body.to_vec(), content_type, metadata: query_metadata(&params) };
+    let call = Call::Publish { pubsub, topic, entries: vec![entry], trace: trace_context(&headers) };
+    match gateway.call(tenant, call).await? {
+        Reply::Published(failed) if failed.is_empty() => Ok(StatusCode::NO_CONTENT),
+        other => Err(unexpected(other)),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkEntryIn {
+    entry_id: Option<String>,
+    event: Value,
+    content_type: Option<String>,
+    metadata: Option<HashMap<String, Value>>,
+}
+
+/// Bulk publish (daprd `v1.0-alpha1` and, since 1.17, `v1.0`): every entry needs a unique `entryId`.
+async fn bulk_publish(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((pubsub, topic)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Result<Response, DaprError> {
+    let entries: Vec<BulkEntryIn> = parse_json(&body)?;
+    let shared = query_metadata(&params);
+    let mut seen = std::collections::HashSet::new();
+    let mut publish = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let entry_id = entry
+            .entry_id
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| DaprError::bulk_entries("every entry of a bulk publish needs an entryId"))?;
+        if !seen.insert(entry_id.clone()) {
+            return Err(DaprError::bulk_entries(format!("entryId {entry_id} is used twice; entry ids must be unique")));
+        }
+        let is_json = entry.content_type.as_deref().is_some_and(|content_type| content_type.contains("json"));
+        let data = match entry.event {
+            Value::String(text) if !is_json => text.into_bytes(),
+            event => serde_json::to_vec(&event).expect("JSON values serialise"),
+        };
+        let mut metadata = shared.clone();
+        metadata.extend(body_metadata(entry.metadata));
+        publish.push(PublishEntry { entry_id, data, content_type: entry.content_type, metadata });
+    }
+    let call = Call::Publish { pubsub, topic, entries: publish, trace: trace_context(&headers) };
+    match gateway.call(tenant, call).await? {
+        Reply::Published(failed) if failed.is_empty() => Ok(StatusCode::NO_CONTENT.into_response()),
+        Reply::Published(failed) => {
+            let failed: Vec<Value> =
+                failed.into_iter().map(|entry| json!({ "entryId": entry.entry_id, "error": entry.error })).collect();
+            let body = json!({ "failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE" });
+            Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
+        }
+        other => Err(unexpected(other)),
+    }
 }

@@ -10,6 +10,7 @@ mod dapr_error;
 mod grpc_api;
 mod http_api;
 mod path;
+mod streaming;
 
 use std::sync::Arc;
 use std::time::Duration;

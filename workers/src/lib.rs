@@ -1,10 +1,11 @@
-//! Execution: component drivers (state stores so far), the per-project component runtime, and the worker's
-//! answer to every bus call.
+//! Execution: component drivers (state stores and brokers), the per-project component runtime, the worker's
+//! answer to every bus call, and push delivery of subscribed events.
 
+pub mod delivery;
 mod handler;
 pub mod pubsub;
 mod runtime;
 pub mod state;
 
 pub use handler::{Limits, Worker};
-pub use runtime::{ManagedStores, Runtime, MANAGED_KVSTORE};
+pub use runtime::{ManagedStores, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};

@@ -1,10 +1,11 @@
 //! The component runtime: what each project's components are, opened and cached.
 //!
-//! A project's components come from the control-plane database. They are re-read at most every
-//! `refresh_after` so that changes made through the control API reach every worker without a restart;
-//! a store whose document did not change keeps its open connections across re-reads.
+//! A project's components come from the control-plane database. The cache is dropped on a change event and
+//! re-read at most every `refresh_after` in any case; a backend whose document did not change keeps its open
+//! connections across re-reads.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,12 +13,15 @@ use outrigger_resources::{lookup, BuildingBlock, Document, Kind};
 use outrigger_store::Store;
 use tokio::sync::Mutex;
 
+use crate::pubsub::{self, Broker, TopicScopes};
 use crate::state::{self, StateStore};
 
 /// Name and type of the managed state store every project gets unless it opted out.
 pub const MANAGED_KVSTORE: (&str, &str) = ("kvstore", "state.outrigger");
+/// Name and type of the managed broker every project gets unless it opted out.
+pub const MANAGED_PUBSUB: (&str, &str) = ("pubsub", "pubsub.outrigger");
 
-/// How long opening one store may take before the component is reported as failed.
+/// How long opening one backend may take before the component is reported as failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How a state component turns an app's key into a stored key (Dapr's `keyPrefix` metadata).
@@ -47,8 +51,8 @@ impl KeyPrefix {
     }
 }
 
-/// A state component of a project, ready to use (or with the reason it could not be opened).
-pub struct StateComponent {
+/// A component of a project, ready to use (or with the reason its backend could not be opened).
+pub struct Component<B: ?Sized, C> {
     /// Component name.
     pub name: String,
     /// `spec.type`.
@@ -57,39 +61,101 @@ pub struct StateComponent {
     pub version: String,
     /// App IDs allowed to use it; empty = all of the project's.
     pub scopes: Vec<String>,
-    /// Key scheme.
-    pub key_prefix: KeyPrefix,
-    /// Prepended to every key: keeps projects apart inside the shared managed store.
-    pub namespace: String,
-    /// The open store, or why it failed to open.
-    pub store: Result<Arc<dyn StateStore>, String>,
+    /// The open backend, or why it failed to open.
+    pub backend: Result<Arc<B>, String>,
+    /// What the building block needs besides the backend.
+    pub config: C,
 }
 
-impl StateComponent {
+impl<B: ?Sized, C> Component<B, C> {
     /// Whether `app_id` may use the component.
     pub fn allows(&self, app_id: &str) -> bool {
         self.scopes.is_empty() || self.scopes.iter().any(|scope| scope == app_id)
     }
 }
 
+/// What a state store needs besides its backend.
+pub struct StateConfig {
+    /// Key scheme.
+    pub key_prefix: KeyPrefix,
+    /// Prepended to every key: keeps projects apart inside the shared managed store.
+    pub namespace: String,
+}
+
+/// What a broker needs besides its backend.
+pub struct PubsubConfig {
+    /// Which apps may use which topics.
+    pub topics: TopicScopes,
+    /// Prepended to every topic and group: keeps projects apart in every broker.
+    pub namespace: String,
+}
+
+/// A state component.
+pub type StateComponent = Component<dyn StateStore, StateConfig>;
+/// A pub/sub component.
+pub type PubsubComponent = Component<dyn Broker, PubsubConfig>;
+
 /// A project's components at one moment.
 pub struct ProjectComponents {
     /// State components by name.
     pub state: BTreeMap<String, Arc<StateComponent>>,
+    /// Pub/sub components by name.
+    pub pubsub: BTreeMap<String, Arc<PubsubComponent>>,
     loaded_at: Instant,
 }
 
-/// Stores the platform provides to every project.
+/// Backends the platform provides to every project.
 #[derive(Clone)]
 pub struct ManagedStores {
     /// Backs each project's `kvstore`; keys carry the project's namespace.
     pub kvstore: Arc<dyn StateStore>,
+    /// Backs each project's `pubsub`; topics carry the project's namespace.
+    pub pubsub: Arc<dyn Broker>,
 }
 
-/// An opened user store, remembered with the document it was opened from.
-struct OpenedStore {
-    spec: serde_json::Value,
-    store: Arc<dyn StateStore>,
+/// A backend remembered with the document spec it was opened from, by (project id, component name).
+type OpenedBackends<B> = HashMap<(String, String), (serde_json::Value, Arc<B>)>;
+
+/// Opened backends of one building block.
+struct Opened<B: ?Sized>(Mutex<OpenedBackends<B>>);
+
+impl<B: ?Sized> Opened<B> {
+    fn new() -> Opened<B> {
+        Opened(Mutex::new(HashMap::new()))
+    }
+
+    /// The backend opened from the same spec, or a newly opened one.
+    async fn get_or_open<E: std::fmt::Display>(
+        &self,
+        project_id: &str,
+        document: &Document,
+        open: impl Future<Output = Result<Arc<B>, E>>,
+    ) -> Result<Arc<B>, String> {
+        let key = (project_id.to_owned(), document.metadata.name.clone());
+        if let Some((spec, backend)) = self.0.lock().await.get(&key) {
+            if *spec == document.spec {
+                return Ok(Arc::clone(backend));
+            }
+        }
+        let name = &document.metadata.name;
+        let backend = match tokio::time::timeout(OPEN_TIMEOUT, open).await {
+            Ok(Ok(backend)) => backend,
+            Ok(Err(err)) => return Err(format!("component {name} could not start: {err}")),
+            Err(_) => {
+                return Err(format!(
+                    "component {name} could not start: its backend did not answer within {OPEN_TIMEOUT:?}"
+                ))
+            }
+        };
+        tracing::info!(project_id, component = %name, "component opened");
+        self.0.lock().await.insert(key, (document.spec.clone(), Arc::clone(&backend)));
+        Ok(backend)
+    }
+
+    /// Forgets backends of `project_id` not named in `keep`; they close once the last call using them ends.
+    async fn retain<V>(&self, project_id: &str, keep: &BTreeMap<String, V>) {
+        self.0.lock().await.retain(|(project, name), _| project != project_id || keep.contains_key(name));
+    }
 }
 
 /// Components of every project a worker has served recently.
@@ -99,10 +165,11 @@ pub struct Runtime {
     refresh_after: Duration,
     // A plain mutex: it is held only to read or swap an entry, never across an await.
     projects: std::sync::Mutex<HashMap<String, Arc<ProjectComponents>>>,
-    opened: Mutex<HashMap<(String, String), OpenedStore>>,
+    opened_stores: Opened<dyn StateStore>,
+    opened_brokers: Opened<dyn Broker>,
 }
 
-/// Component metadata as name -> text, the form stores are opened with.
+/// Component metadata as name -> text, the form backends are opened with.
 fn metadata_strings(document: &Document) -> Result<BTreeMap<String, String>, String> {
     let mut metadata = BTreeMap::new();
     let entries = document.spec.get("metadata").and_then(|m| m.as_array()).cloned().unwrap_or_default();
@@ -123,6 +190,10 @@ fn metadata_strings(document: &Document) -> Result<BTreeMap<String, String>, Str
     Ok(metadata)
 }
 
+fn text(document: &Document, field: &str) -> String {
+    document.spec.get(field).and_then(|value| value.as_str()).unwrap_or_default().to_owned()
+}
+
 impl Runtime {
     /// A runtime reading components from `control_plane`, re-reading a project at most every `refresh_after`.
     pub fn new(control_plane: Store, managed: ManagedStores, refresh_after: Duration) -> Runtime {
@@ -131,7 +202,8 @@ impl Runtime {
             managed,
             refresh_after,
             projects: std::sync::Mutex::new(HashMap::new()),
-            opened: Mutex::new(HashMap::new()),
+            opened_stores: Opened::new(),
+            opened_brokers: Opened::new(),
         }
     }
 
@@ -148,10 +220,16 @@ impl Runtime {
             }
         }
         let loaded = self.load(project_id).await?;
-        if loaded.is_none() {
-            // The project is gone: so are its stores.
-            self.opened.lock().await.retain(|(project, _), _| project != project_id);
-        }
+        let empty = BTreeMap::<String, ()>::new();
+        let (keep_stores, keep_brokers) = match &loaded {
+            Some(components) => (
+                components.state.keys().map(|name| (name.clone(), ())).collect(),
+                components.pubsub.keys().map(|name| (name.clone(), ())).collect(),
+            ),
+            None => (empty.clone(), empty),
+        };
+        self.opened_stores.retain(project_id, &keep_stores).await;
+        self.opened_brokers.retain(project_id, &keep_brokers).await;
         let mut projects = self.projects.lock().expect("project cache lock");
         match loaded {
             Some(components) => {
@@ -183,81 +261,92 @@ impl Runtime {
             return Ok(None);
         };
 
-        let mut state = BTreeMap::new();
+        let mut components =
+            ProjectComponents { state: BTreeMap::new(), pubsub: BTreeMap::new(), loaded_at: Instant::now() };
+        let managed = |(name, component_type): (&str, &str)| (name.to_owned(), component_type.to_owned());
         if project.managed_kvstore {
-            let (name, component_type) = MANAGED_KVSTORE;
-            state.insert(
-                name.to_owned(),
-                Arc::new(StateComponent {
-                    name: name.to_owned(),
-                    component_type: component_type.to_owned(),
-                    version: "v1".to_owned(),
-                    scopes: Vec::new(),
-                    key_prefix: KeyPrefix::AppId,
-                    namespace: format!("{project_id}/"),
-                    store: Ok(Arc::clone(&self.managed.kvstore)),
-                }),
-            );
+            let (name, component_type) = managed(MANAGED_KVSTORE);
+            let config = StateConfig { key_prefix: KeyPrefix::AppId, namespace: format!("{project_id}/") };
+            let backend = Ok(Arc::clone(&self.managed.kvstore));
+            let component = Component {
+                name: name.clone(),
+                component_type,
+                version: "v1".into(),
+                scopes: Vec::new(),
+                backend,
+                config,
+            };
+            components.state.insert(name, Arc::new(component));
+        }
+        if project.managed_pubsub {
+            let (name, component_type) = managed(MANAGED_PUBSUB);
+            let config = PubsubConfig { topics: TopicScopes::default(), namespace: format!("{project_id}.") };
+            let backend = Ok(Arc::clone(&self.managed.pubsub));
+            let component = Component {
+                name: name.clone(),
+                component_type,
+                version: "v1".into(),
+                scopes: Vec::new(),
+                backend,
+                config,
+            };
+            components.pubsub.insert(name, Arc::new(component));
         }
         for stored in documents {
             let document = stored.document;
-            let component_type = document.spec.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
-            if lookup(&component_type).map(|t| t.building_block) != Some(BuildingBlock::State) {
-                continue;
-            }
+            let component_type = text(&document, "type");
+            let Some(building_block) = lookup(&component_type).map(|t| t.building_block) else { continue };
             let metadata = metadata_strings(&document);
-            let key_prefix =
-                KeyPrefix::from_metadata(metadata.as_ref().ok().and_then(|m| m.get("keyPrefix")).map(String::as_str));
-            let store = match metadata {
-                Ok(metadata) => self.open_store(project_id, &document, &component_type, &metadata).await,
-                Err(reason) => Err(reason),
-            };
+            let field = |name: &str| metadata.as_ref().ok().and_then(|m| m.get(name)).map(String::as_str);
+            let version = Some(text(&document, "version")).filter(|v| !v.is_empty()).unwrap_or_else(|| "v1".into());
             let name = document.metadata.name.clone();
-            state.insert(
-                name.clone(),
-                Arc::new(StateComponent {
-                    name,
-                    component_type,
-                    version: document.spec.get("version").and_then(|v| v.as_str()).unwrap_or("v1").to_owned(),
-                    scopes: document.scopes.clone(),
-                    key_prefix,
-                    namespace: String::new(),
-                    store,
-                }),
-            );
-        }
-        // Stores of components that no longer exist close once the last call using them ends.
-        self.opened.lock().await.retain(|(project, name), _| project != project_id || state.contains_key(name));
-        Ok(Some(ProjectComponents { state, loaded_at: Instant::now() }))
-    }
-
-    /// Opens a user store, or reuses the one opened from the same document.
-    async fn open_store(
-        &self,
-        project_id: &str,
-        document: &Document,
-        component_type: &str,
-        metadata: &BTreeMap<String, String>,
-    ) -> Result<Arc<dyn StateStore>, String> {
-        let key = (project_id.to_owned(), document.metadata.name.clone());
-        if let Some(opened) = self.opened.lock().await.get(&key) {
-            if opened.spec == document.spec {
-                return Ok(Arc::clone(&opened.store));
+            match building_block {
+                BuildingBlock::State => {
+                    let config = StateConfig {
+                        key_prefix: KeyPrefix::from_metadata(field("keyPrefix")),
+                        namespace: String::new(),
+                    };
+                    let backend = match &metadata {
+                        Ok(metadata) => {
+                            self.opened_stores
+                                .get_or_open(project_id, &document, state::open(&component_type, metadata))
+                                .await
+                        }
+                        Err(reason) => Err(reason.clone()),
+                    };
+                    let component = Component {
+                        name: name.clone(),
+                        component_type,
+                        version,
+                        scopes: document.scopes.clone(),
+                        backend,
+                        config,
+                    };
+                    components.state.insert(name, Arc::new(component));
+                }
+                BuildingBlock::PubSub => {
+                    let topics = metadata.as_ref().map(TopicScopes::from_metadata).unwrap_or_default();
+                    let config = PubsubConfig { topics, namespace: format!("{project_id}.") };
+                    let backend = match &metadata {
+                        Ok(metadata) => {
+                            self.opened_brokers
+                                .get_or_open(project_id, &document, pubsub::open(&component_type, metadata))
+                                .await
+                        }
+                        Err(reason) => Err(reason.clone()),
+                    };
+                    let component = Component {
+                        name: name.clone(),
+                        component_type,
+                        version,
+                        scopes: document.scopes.clone(),
+                        backend,
+                        config,
+                    };
+                    components.pubsub.insert(name, Arc::new(component));
+                }
             }
         }
-        let opening = state::open(component_type, metadata);
-        let store = match tokio::time::timeout(OPEN_TIMEOUT, opening).await {
-            Ok(Ok(store)) => store,
-            Ok(Err(err)) => return Err(format!("component {} could not start: {err}", document.metadata.name)),
-            Err(_) => {
-                return Err(format!(
-                    "component {} could not start: its backend did not answer within {OPEN_TIMEOUT:?}",
-                    document.metadata.name
-                ))
-            }
-        };
-        tracing::info!(project_id, component = %document.metadata.name, component_type, "state store opened");
-        self.opened.lock().await.insert(key, OpenedStore { spec: document.spec.clone(), store: Arc::clone(&store) });
-        Ok(store)
+        Ok(Some(components))
     }
 }

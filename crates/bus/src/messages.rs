@@ -77,6 +77,38 @@ pub enum TransactionOperation {
     Delete(DeleteItem),
 }
 
+/// W3C trace context of the calling request, carried into CloudEvents and calls to apps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceContext {
+    /// `traceparent` header.
+    pub traceparent: Option<String>,
+    /// `tracestate` header.
+    pub tracestate: Option<String>,
+}
+
+/// One message to publish.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishEntry {
+    /// Bulk entry id (empty for a single publish).
+    pub entry_id: String,
+    /// The bytes as the app sent them.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// Their content type, when the app gave one.
+    pub content_type: Option<String>,
+    /// Per-message metadata (`rawPayload`, `ttlInSeconds`, `cloudevent.*`).
+    pub metadata: Metadata,
+}
+
+/// A bulk entry that was not published.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedEntry {
+    /// The entry's id.
+    pub entry_id: String,
+    /// Why.
+    pub error: String,
+}
+
 /// What a gateway asks a worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Call {
@@ -94,6 +126,45 @@ pub enum Call {
     Transaction { store: String, operations: Vec<TransactionOperation>, metadata: Metadata },
     /// Run a query (JSON text of Dapr's query language).
     QueryState { store: String, query: String, metadata: Metadata },
+    /// Publish messages on a topic; answered once the broker holds them. One entry for a single publish.
+    Publish { pubsub: String, topic: String, entries: Vec<PublishEntry>, trace: TraceContext },
+    /// Start (or resume) the caller's streaming subscription to a topic.
+    StreamSubscribe { pubsub: String, topic: String },
+    /// Events of the caller's streaming subscription, waiting up to `wait_ms` for the first.
+    StreamFetch { pubsub: String, topic: String, max: usize, wait_ms: u64 },
+    /// What the app did with a streamed event; a dropped one goes to `dead_letter` when given.
+    StreamSettle { pubsub: String, topic: String, id: String, verdict: Verdict, dead_letter: Option<DeadLetter> },
+}
+
+/// Where a dropped streamed event goes, with its bytes (the gateway has them; the broker keeps none by id).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The dead-letter topic.
+    pub topic: String,
+    /// The event as it was stored.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// An app's verdict on an event (Dapr's `TopicEventResponse` status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Verdict {
+    /// Processed.
+    Success,
+    /// Deliver again (to this or another consumer) without delay.
+    Retry,
+    /// Never deliver again; dead-letter it when the subscription has a dead-letter topic.
+    Drop,
+}
+
+/// One event of a streaming subscription.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEvent {
+    /// Handle for [`Call::StreamSettle`].
+    pub id: String,
+    /// The stored message: a CloudEvent in JSON, or raw bytes.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
 }
 
 /// A component as `/v1.0/metadata` lists it.
@@ -155,6 +226,10 @@ pub enum Reply {
     BulkState(Vec<BulkStateItem>),
     /// For writes: done.
     Done,
+    /// For [`Call::Publish`]: the entries that failed (none = all published).
+    Published(Vec<FailedEntry>),
+    /// For [`Call::StreamFetch`].
+    Events(Vec<StreamEvent>),
     /// For [`Call::QueryState`].
     Query {
         /// Hits of this page.
@@ -210,4 +285,25 @@ pub enum DataError {
     /// The store failed (down, timed out, or its component could not start).
     #[error("{message}")]
     StoreFailure { operation: StateOperation, message: String },
+    /// No pub/sub component of that name the caller may use.
+    #[error("pubsub {pubsub} is not found")]
+    PubsubNotFound { pubsub: String },
+    /// The caller may use no pub/sub component at all.
+    #[error("no pubsub is configured")]
+    PubsubNotConfigured,
+    /// A publish without a topic.
+    #[error("topic is empty in pubsub {pubsub}")]
+    TopicEmpty { pubsub: String },
+    /// Topic scoping metadata (`publishingScopes`, `allowedTopics`, `protectedTopics`) refuses the call.
+    #[error("{message}")]
+    TopicForbidden { message: String },
+    /// Publish metadata that cannot be used (a bad `ttlInSeconds`).
+    #[error("{message}")]
+    BadPublishMetadata { message: String },
+    /// A body sent as `application/cloudevents+json` that is not a CloudEvent.
+    #[error("{message}")]
+    BadCloudEvent { message: String },
+    /// The broker did not take the message.
+    #[error("{message}")]
+    PublishFailed { message: String },
 }

@@ -11,8 +11,10 @@ use http_body_util::BodyExt;
 use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
 use outrigger_store::{AppIdentity, NewProject, Store};
+use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -24,7 +26,10 @@ pub struct TestGateway {
     pub store: Store,
     pub http: Router,
     pub gateway: Gateway,
+    worker: Arc<Worker>,
+    deliveries_waker: Arc<tokio::sync::Notify>,
     _dir: tempfile::TempDir,
+    _deliveries: tokio_util::sync::DropGuard,
 }
 
 /// An answer with its body.
@@ -61,18 +66,26 @@ impl TestGateway {
             Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
         store.migrate().await.unwrap();
         let kvstore = outrigger_workers::state::open("state.in-memory", &BTreeMap::new()).await.unwrap();
-        let runtime = Runtime::new(store.clone(), ManagedStores { kvstore }, Duration::from_millis(50));
-        let worker = Arc::new(Worker::new(
-            runtime,
-            Limits { max_bulk_keys: 50, max_transaction_operations: 50, ..Limits::default() },
-        ));
-        let gateway = Gateway::new(Arc::new(InProcessBus::new(worker)), store.clone(), options);
+        let pubsub = outrigger_workers::pubsub::open("pubsub.in-memory", &BTreeMap::new()).await.unwrap();
+        let runtime = Runtime::new(store.clone(), ManagedStores { kvstore, pubsub }, Duration::from_millis(50));
+        let limits = Limits { max_bulk_keys: 50, max_transaction_operations: 50, store_timeout: STORE_TIMEOUT };
+        let worker = Arc::new(Worker::new(runtime, limits));
+        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None);
+        let deliveries_waker = deliverer.waker();
+        let deliveries = CancellationToken::new();
+        tokio::spawn(deliverer.run(deliveries.clone()));
+        let gateway = Gateway::new(Arc::new(InProcessBus::new(worker.clone())), store.clone(), options);
         let http = outrigger_gateway::http_router(gateway.clone());
-        TestGateway { store, http, gateway, _dir: dir }
+        TestGateway { store, http, gateway, worker, deliveries_waker, _dir: dir, _deliveries: deliveries.drop_guard() }
     }
 
     /// Creates a project (with the managed kvstore) if needed and an App ID in it; answers its token.
     pub async fn app(&self, project: &str, app: &str) -> String {
+        self.app_at(project, app, None).await
+    }
+
+    /// Like [`TestGateway::app`], with the App ID's app endpoint.
+    pub async fn app_at(&self, project: &str, app: &str, endpoint: Option<String>) -> String {
         let mut tx = self.store.begin().await.unwrap();
         let found = match tx.project(project).await {
             Ok(found) => found,
@@ -88,7 +101,7 @@ impl TestGateway {
         };
         let identity = AppIdentity {
             name: app.into(),
-            app_endpoint: None,
+            app_endpoint: endpoint,
             app_token: None,
             app_protocol: "http".into(),
             app_health_check_path: None,
@@ -101,13 +114,16 @@ impl TestGateway {
         token.token
     }
 
-    /// Stores a Dapr component document (YAML) in the project, as the control API would.
+    /// Stores a Dapr document (YAML) in the project, as the control API would.
     pub async fn component(&self, project: &str, yaml: &str) {
         let document = outrigger_resources::parse_document(yaml.as_bytes(), true).unwrap().normalize().unwrap();
         let mut tx = self.store.begin().await.unwrap();
         let found = tx.project(project).await.unwrap();
         tx.put_resource(&found.id, &document).await.unwrap();
         tx.commit().await.unwrap();
+        // What the control API's change event does in the product.
+        self.worker.runtime().invalidate(found.id.as_str());
+        self.deliveries_waker.notify_one();
     }
 
     /// Sends an HTTP request through daprd's path hygiene and the router.

@@ -9,3 +9,5 @@ mod http_state;
 mod isolation;
 mod outage;
 mod probes;
+mod pubsub;
+mod streaming;

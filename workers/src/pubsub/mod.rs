@@ -1,3 +1,21 @@
-//! Pub/sub: the CloudEvent envelope daprd's publish API builds.
+//! Pub/sub: the CloudEvent envelope daprd's publish API builds, and the brokers behind pub/sub components.
 
+mod backend;
+mod broker;
 pub mod cloudevent;
+mod jetstream;
+mod memory;
+mod open;
+mod redis;
+mod scopes;
+mod sql;
+
+pub use self::redis::{RedisBroker, RedisBrokerOptions};
+pub use crate::state::OpenError;
+pub use backend::DEFAULT_MAX_AGE;
+pub use broker::{Broker, BrokerError, Delivery, Features};
+pub use jetstream::{JetStreamBroker, JetStreamOptions, DEFAULT_ACK_WAIT, DEFAULT_STREAM_NAME};
+pub use memory::MemoryBroker;
+pub use open::open;
+pub use scopes::{Access, TopicScopes};
+pub use sql::{SqlBroker, SqlBrokerOptions, DEFAULT_SWEEP_INTERVAL};

@@ -4,13 +4,14 @@
 //! stores never interpret them. Every write returns a new ETag; ETags are opaque to callers.
 
 mod memory;
-mod open;
-mod postgres;
+// The message brokers (`crate::pubsub`) reuse the metadata reading, the connections and the deadlines.
+pub(crate) mod open;
+pub(crate) mod postgres;
 mod query;
-mod redis;
-mod sql;
-mod sqlite;
-mod time;
+pub(crate) mod redis;
+pub(crate) mod sql;
+pub(crate) mod sqlite;
+pub(crate) mod time;
 mod write;
 
 pub use self::redis::{RedisOptions, RedisStateStore};

@@ -15,13 +15,20 @@ const SQLITE: &str = SqliteDialect::COMPONENT_TYPE;
 const POSTGRESQL: &str = PostgresDialect::COMPONENT_TYPE;
 const REDIS: &str = RedisStateStore::COMPONENT_TYPE;
 
-/// Why a component's store cannot be opened.
+/// Why a component (a state store or a message broker) cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    /// `spec.type` is not a state store this worker runs.
-    #[error("unknown state store type '{0}': use one of {IN_MEMORY}, {SQLITE}, {POSTGRESQL}, {REDIS}")]
-    UnknownType(String),
-    /// A metadata field the store needs is absent or empty.
+    /// `spec.type` is not a component type this worker runs.
+    #[error("unknown {building_block} type '{component_type}': use one of {}", .known.join(", "))]
+    UnknownType {
+        /// What kind of component was asked for ("state store", "pub/sub").
+        building_block: &'static str,
+        /// The type asked for.
+        component_type: String,
+        /// The types of that kind this worker runs.
+        known: &'static [&'static str],
+    },
+    /// A metadata field the component needs is absent or empty.
     #[error("{component_type}: metadata field '{field}' is required: {hint}")]
     MissingField {
         /// The component type.
@@ -31,7 +38,7 @@ pub enum OpenError {
         /// What to put there.
         hint: &'static str,
     },
-    /// A metadata field has a value the store cannot use.
+    /// A metadata field has a value the component cannot use.
     #[error("{component_type}: metadata field '{field}' is invalid: {reason}")]
     InvalidField {
         /// The component type.
@@ -59,7 +66,7 @@ pub async fn open(component_type: &str, metadata: &BTreeMap<String, String>) -> 
     match component_type {
         IN_MEMORY => Ok(Arc::new(MemoryStateStore::new())),
         SQLITE => {
-            let fields = Fields { component_type: SQLITE, metadata };
+            let fields = Fields::new(SQLITE, metadata);
             let options = SqliteOptions {
                 connection_string: fields
                     .required("connectionString", "a database file path such as data.db, or :memory:")?
@@ -70,7 +77,7 @@ pub async fn open(component_type: &str, metadata: &BTreeMap<String, String>) -> 
             Ok(Arc::new(SqliteStateStore::open(options).await?))
         }
         POSTGRESQL => {
-            let fields = Fields { component_type: POSTGRESQL, metadata };
+            let fields = Fields::new(POSTGRESQL, metadata);
             let options = PostgresOptions {
                 connection_string: fields
                     .required(
@@ -83,44 +90,29 @@ pub async fn open(component_type: &str, metadata: &BTreeMap<String, String>) -> 
             };
             Ok(Arc::new(PostgresStateStore::open(options).await?))
         }
-        REDIS => {
-            let fields = Fields { component_type: REDIS, metadata };
-            if fields.flag("enableTLS")? {
-                return Err(fields.invalid(
-                    "enableTLS",
-                    "TLS to Redis is not built into this worker; set enableTLS to false and reach Redis over a \
-                     private network or a TLS-terminating proxy"
-                        .to_owned(),
-                ));
-            }
-            let db =
-                match fields.get("redisDB") {
-                    None => 0,
-                    Some(db) => db.parse::<i64>().ok().filter(|db| *db >= 0).ok_or_else(|| {
-                        fields.invalid("redisDB", format!("'{db}' is not a database number (0, 1, ...)"))
-                    })?,
-                };
-            let options = RedisOptions {
-                host: fields.required("redisHost", "the Redis address as host:port, e.g. redis:6379")?.to_owned(),
-                username: fields.get("redisUsername").map(str::to_owned),
-                password: fields.get("redisPassword").map(str::to_owned),
-                db,
-            };
-            Ok(Arc::new(RedisStateStore::open(options).await?))
-        }
-        other => Err(OpenError::UnknownType(other.to_owned())),
+        REDIS => Ok(Arc::new(RedisStateStore::open(Fields::new(REDIS, metadata).redis_options()?).await?)),
+        other => Err(OpenError::UnknownType {
+            building_block: "state store",
+            component_type: other.to_owned(),
+            known: &[IN_MEMORY, SQLITE, POSTGRESQL, REDIS],
+        }),
     }
 }
 
 /// A component's metadata, read the way daprd reads it.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     component_type: &'static str,
     metadata: &'a BTreeMap<String, String>,
 }
 
-impl Fields<'_> {
+impl<'a> Fields<'a> {
+    /// The metadata of a component of type `component_type`, named in errors.
+    pub(crate) fn new(component_type: &'static str, metadata: &'a BTreeMap<String, String>) -> Fields<'a> {
+        Fields { component_type, metadata }
+    }
+
     /// The non-empty value of `field`, whatever the case of its name.
-    fn get(&self, field: &str) -> Option<&str> {
+    pub(crate) fn get(&self, field: &str) -> Option<&'a str> {
         self.metadata
             .iter()
             .find(|(name, _)| name.eq_ignore_ascii_case(field))
@@ -128,16 +120,18 @@ impl Fields<'_> {
             .filter(|value| !value.is_empty())
     }
 
-    fn required(&self, field: &'static str, hint: &'static str) -> Result<&str, OpenError> {
+    /// The non-empty value of `field`, or an error saying what to put there.
+    pub(crate) fn required(&self, field: &'static str, hint: &'static str) -> Result<&'a str, OpenError> {
         self.get(field).ok_or(OpenError::MissingField { component_type: self.component_type, field, hint })
     }
 
-    fn invalid(&self, field: &'static str, reason: String) -> OpenError {
+    /// `field` has a value that cannot be used, for `reason`.
+    pub(crate) fn invalid(&self, field: &'static str, reason: String) -> OpenError {
         OpenError::InvalidField { component_type: self.component_type, field, reason }
     }
 
     /// A boolean as Go's `strconv.ParseBool` reads it; absent = false.
-    fn flag(&self, field: &'static str) -> Result<bool, OpenError> {
+    pub(crate) fn flag(&self, field: &'static str) -> Result<bool, OpenError> {
         match self.get(field) {
             None => Ok(false),
             Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
@@ -149,20 +143,56 @@ impl Fields<'_> {
     /// `cleanupInterval`: a Go duration (`1h`, `30m`, `10s`, `1h30m`, `500ms`) or a number of seconds;
     /// zero or negative turns cleanup off.
     fn cleanup_interval(&self) -> Result<Option<Duration>, OpenError> {
-        let Some(text) = self.get("cleanupInterval") else { return Ok(Some(DEFAULT_CLEANUP_INTERVAL)) };
-        let invalid = || self.invalid("cleanupInterval", format!("'{text}' is not a duration such as 1h, 30m or 10s"));
-        let seconds = parse_go_duration(text).ok_or_else(invalid)?;
+        match self.duration("cleanupInterval", Duration::from_secs(1))? {
+            None => Ok(Some(DEFAULT_CLEANUP_INTERVAL)),
+            Some(interval) => Ok((!interval.is_zero()).then_some(interval)),
+        }
+    }
+
+    /// A duration: a Go duration (`1h`, `30m`, `10s`, `1h30m`, `500ms`) or a whole number of `bare_unit`s
+    /// (Dapr's components differ in the unit of plain numbers). Absent = `None`; zero or negative = zero.
+    pub(crate) fn duration(&self, field: &'static str, bare_unit: Duration) -> Result<Option<Duration>, OpenError> {
+        let Some(text) = self.get(field) else { return Ok(None) };
+        let invalid = || self.invalid(field, format!("'{text}' is not a duration such as 1h, 30m or 10s"));
+        let seconds = parse_go_duration(text, bare_unit.as_secs_f64()).ok_or_else(invalid)?;
         if seconds <= 0.0 {
-            return Ok(None);
+            return Ok(Some(Duration::ZERO));
         }
         Duration::try_from_secs_f64(seconds).map(Some).map_err(|_| invalid())
     }
+
+    /// `redisHost`, `redisUsername`, `redisPassword`, `redisDB` and `enableTLS`, as daprd's Redis components
+    /// (state and pub/sub alike) read them.
+    pub(crate) fn redis_options(&self) -> Result<RedisOptions, OpenError> {
+        if self.flag("enableTLS")? {
+            return Err(self.invalid(
+                "enableTLS",
+                "TLS to Redis is not built into this worker; set enableTLS to false and reach Redis over a \
+                 private network or a TLS-terminating proxy"
+                    .to_owned(),
+            ));
+        }
+        let db = match self.get("redisDB") {
+            None => 0,
+            Some(db) => db
+                .parse::<i64>()
+                .ok()
+                .filter(|db| *db >= 0)
+                .ok_or_else(|| self.invalid("redisDB", format!("'{db}' is not a database number (0, 1, ...)")))?,
+        };
+        Ok(RedisOptions {
+            host: self.required("redisHost", "the Redis address as host:port, e.g. redis:6379")?.to_owned(),
+            username: self.get("redisUsername").map(str::to_owned),
+            password: self.get("redisPassword").map(str::to_owned),
+            db,
+        })
+    }
 }
 
-/// Seconds in a Go duration or a plain number of seconds; `None` when it is neither.
-fn parse_go_duration(text: &str) -> Option<f64> {
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Some(seconds as f64);
+/// Seconds in a Go duration or in a plain whole number of `bare_unit_seconds`; `None` when it is neither.
+fn parse_go_duration(text: &str, bare_unit_seconds: f64) -> Option<f64> {
+    if let Ok(count) = text.parse::<i64>() {
+        return Some(count as f64 * bare_unit_seconds);
     }
     let (sign, mut rest) = match text.strip_prefix('-') {
         Some(rest) => (-1.0, rest),

@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
 
 use super::open::OpenError;
 use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
@@ -87,12 +88,12 @@ fn key_value_settings(text: &str) -> Result<Vec<(String, String)>, String> {
 
 /// The sqlx URL of a Dapr PostgreSQL connection string: URLs pass through, `key=value` strings (the form
 /// Dapr's docs show) become URL parameters.
-fn database_url(connection_string: &str) -> Result<String, OpenError> {
+fn database_url(component_type: &'static str, connection_string: &str) -> Result<String, OpenError> {
     if connection_string.starts_with("postgres://") || connection_string.starts_with("postgresql://") {
         return Ok(connection_string.to_owned());
     }
     let settings = key_value_settings(connection_string).map_err(|reason| OpenError::InvalidField {
-        component_type: PostgresDialect::COMPONENT_TYPE,
+        component_type,
         field: "connectionString",
         reason: format!("{reason}; give a postgres:// URL or key=value settings"),
     })?;
@@ -105,22 +106,28 @@ fn database_url(connection_string: &str) -> Result<String, OpenError> {
     Ok(format!("postgres://localhost/?{}", parameters.finish()))
 }
 
+/// A pool, connecting on first use, on the PostgreSQL database a Dapr connection string names (a
+/// `postgres://` URL or libpq `key=value` settings); `component_type` names the component in errors.
+pub(crate) fn pool(component_type: &'static str, connection_string: &str) -> Result<AnyPool, OpenError> {
+    let url = database_url(component_type, connection_string)?;
+    sqlx::any::install_default_drivers();
+    let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
+        component_type,
+        field: "connectionString",
+        reason: err.to_string(),
+    })?;
+    Ok(AnyPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(connect_options))
+}
+
 impl SqlStateStore<PostgresDialect> {
     /// A store that connects on first use and creates its table then: a database that is down when the
     /// component is loaded makes requests fail until it is back, not the component.
     pub async fn open(options: PostgresOptions) -> Result<PostgresStateStore, OpenError> {
-        check_table_name(PostgresDialect::COMPONENT_TYPE, &options.table_name, true)?;
-        let url = database_url(&options.connection_string)?;
-        sqlx::any::install_default_drivers();
-        let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
-            component_type: PostgresDialect::COMPONENT_TYPE,
-            field: "connectionString",
-            reason: err.to_string(),
-        })?;
-        let pool = AnyPoolOptions::new()
-            .max_connections(POOL_SIZE)
-            .acquire_timeout(CONNECT_TIMEOUT)
-            .connect_lazy_with(connect_options);
+        check_table_name(PostgresDialect::COMPONENT_TYPE, "tableName", &options.table_name, true)?;
+        let pool = pool(PostgresDialect::COMPONENT_TYPE, &options.connection_string)?;
         Ok(PostgresStateStore::new(pool, &options.table_name, options.cleanup_interval))
     }
 }

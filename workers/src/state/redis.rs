@@ -60,8 +60,8 @@ end
 return versions
 "#;
 
-/// Which Redis a [`RedisStateStore`] uses (Dapr metadata `redisHost`, `redisUsername`, `redisPassword`,
-/// `redisDB`).
+/// Which Redis a [`RedisStateStore`] (or a Redis message broker) uses (Dapr metadata `redisHost`,
+/// `redisUsername`, `redisPassword`, `redisDB`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RedisOptions {
     /// `host:port` (`[v6 address]:port`); the port defaults to 6379.
@@ -111,6 +111,37 @@ fn address(host: &str) -> Result<ConnectionAddr, String> {
     Ok(ConnectionAddr::Tcp(name.to_owned(), port))
 }
 
+/// A client for the Redis that `options` name, and a connection over it that connects on first use and
+/// reconnects by itself; `component_type` names the component in errors.
+pub(crate) fn connect(
+    component_type: &'static str,
+    options: &RedisOptions,
+) -> Result<(redis::Client, ConnectionManager), OpenError> {
+    let invalid = |field, reason| OpenError::InvalidField { component_type, field, reason };
+    let address = address(&options.host).map_err(|reason| invalid("redisHost", reason))?;
+    let mut settings = RedisConnectionInfo::default().set_db(options.db);
+    if let Some(username) = &options.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &options.password {
+        settings = settings.set_password(password);
+    }
+    let connection_info = address
+        .into_connection_info()
+        .map_err(|err| invalid("redisHost", err.to_string()))?
+        .set_redis_settings(settings);
+    let client = redis::Client::open(connection_info).map_err(|err| invalid("redisHost", err.to_string()))?;
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(CONNECT_TIMEOUT))
+        // Few, short retries: a request waits for a reconnect only briefly; the next request tries again.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)
+        .map_err(|err| OpenError::Backend { component_type, message: err.to_string() })?;
+    Ok((client, connection))
+}
+
 fn backend_error(err: redis::RedisError) -> StateError {
     StateError::Backend(format!("{}: {err}", RedisStateStore::COMPONENT_TYPE))
 }
@@ -122,28 +153,7 @@ impl RedisStateStore {
     /// A store that connects on first use and reconnects by itself after the connection is lost: a Redis
     /// that is down makes requests fail quickly until it is back, not the component.
     pub async fn open(options: RedisOptions) -> Result<RedisStateStore, OpenError> {
-        let invalid = |field, reason| OpenError::InvalidField { component_type: Self::COMPONENT_TYPE, field, reason };
-        let address = address(&options.host).map_err(|reason| invalid("redisHost", reason))?;
-        let mut settings = RedisConnectionInfo::default().set_db(options.db);
-        if let Some(username) = &options.username {
-            settings = settings.set_username(username);
-        }
-        if let Some(password) = &options.password {
-            settings = settings.set_password(password);
-        }
-        let connection_info = address
-            .into_connection_info()
-            .map_err(|err| invalid("redisHost", err.to_string()))?
-            .set_redis_settings(settings);
-        let client = redis::Client::open(connection_info).map_err(|err| invalid("redisHost", err.to_string()))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(CONNECT_TIMEOUT))
-            // Few, short retries: a request waits for a reconnect only briefly; the next request tries again.
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|err| OpenError::Backend { component_type: Self::COMPONENT_TYPE, message: err.to_string() })?;
+        let (_, connection) = connect(Self::COMPONENT_TYPE, &options)?;
         Ok(RedisStateStore { connection, apply_writes: Script::new(APPLY_WRITES_SCRIPT) })
     }
 }

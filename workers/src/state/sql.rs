@@ -95,9 +95,11 @@ fn is_identifier(name: &str) -> bool {
         && chars.all(|rest| rest.is_ascii_alphanumeric() || rest == '_')
 }
 
-/// Checks a `tableName` before it is written into SQL: identifiers only, optionally `schema.table`.
+/// Checks a table name (metadata `field`) before it is written into SQL: identifiers only, optionally
+/// `schema.table`.
 pub(crate) fn check_table_name(
     component_type: &'static str,
+    field: &'static str,
     name: &str,
     schema_allowed: bool,
 ) -> Result<(), OpenError> {
@@ -109,19 +111,24 @@ pub(crate) fn check_table_name(
     let shape = if schema_allowed { "a table name or schema.table" } else { "a table name" };
     Err(OpenError::InvalidField {
         component_type,
-        field: "tableName",
+        field,
         reason: format!("'{name}' is not {shape} made of letters, digits and underscores (not starting with a digit)"),
     })
 }
 
-fn backend_error<D: SqlDialect>(err: sqlx::Error) -> StateError {
+/// What went wrong in a database call, for a backend error of `component_type`.
+pub(crate) fn describe_sqlx_error(component_type: &str, err: sqlx::Error) -> String {
     match err {
-        sqlx::Error::PoolTimedOut => StateError::Backend(format!(
-            "{}: no database connection became available in time; is the database up and the connection string right?",
-            D::COMPONENT_TYPE
-        )),
-        other => StateError::Backend(format!("{}: {other}", D::COMPONENT_TYPE)),
+        sqlx::Error::PoolTimedOut => format!(
+            "{component_type}: no database connection became available in time; is the database up and the \
+             connection string right?"
+        ),
+        other => format!("{component_type}: {other}"),
     }
+}
+
+fn backend_error<D: SqlDialect>(err: sqlx::Error) -> StateError {
+    StateError::Backend(describe_sqlx_error(D::COMPONENT_TYPE, err))
 }
 
 fn stored_item<D: SqlDialect>(row: &sqlx::any::AnyRow) -> Result<StoredItem, StateError> {

@@ -4,6 +4,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::AnyPool;
 use sqlx::Executor;
 
 use super::open::OpenError;
@@ -52,12 +53,9 @@ impl SqliteOptions {
 }
 
 /// The sqlx URL of a Dapr SQLite connection string.
-fn database_url(connection_string: &str) -> Result<String, OpenError> {
-    let invalid = |reason: &str| OpenError::InvalidField {
-        component_type: SqliteDialect::COMPONENT_TYPE,
-        field: "connectionString",
-        reason: reason.to_owned(),
-    };
+fn database_url(component_type: &'static str, connection_string: &str) -> Result<String, OpenError> {
+    let invalid =
+        |reason: &str| OpenError::InvalidField { component_type, field: "connectionString", reason: reason.to_owned() };
     let path = connection_string.strip_prefix("file:").unwrap_or(connection_string);
     if path.contains('?') {
         return Err(invalid("connection parameters ('?...') are not supported; give the database file path alone"));
@@ -70,33 +68,39 @@ fn database_url(connection_string: &str) -> Result<String, OpenError> {
     }
 }
 
+/// A pool on the SQLite database a Dapr connection string names (a file path, `file:` and one, or
+/// `:memory:`), connecting on first use; `component_type` names the component in errors.
+pub(crate) fn pool(component_type: &'static str, connection_string: &str) -> Result<AnyPool, OpenError> {
+    let url = database_url(component_type, connection_string)?;
+    sqlx::any::install_default_drivers();
+    let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
+        component_type,
+        field: "connectionString",
+        reason: err.to_string(),
+    })?;
+    Ok(AnyPoolOptions::new()
+        // One connection: SQLite has a single writer anyway, and one connection queues the store's
+        // transactions instead of failing one of two that upgrade to writing at once with SQLITE_BUSY.
+        // Never closing it also keeps a `:memory:` database alive.
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .acquire_timeout(OPERATION_DEADLINE)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                connection.execute("PRAGMA journal_mode = WAL").await?;
+                Ok(())
+            })
+        })
+        .connect_lazy_with(connect_options))
+}
+
 impl SqlStateStore<SqliteDialect> {
     /// Opens (creating when missing) the database file and the table. Problems with the file are reported
     /// here, as configuration problems, rather than on first use.
     pub async fn open(options: SqliteOptions) -> Result<SqliteStateStore, OpenError> {
-        check_table_name(SqliteDialect::COMPONENT_TYPE, &options.table_name, false)?;
-        let url = database_url(&options.connection_string)?;
-        sqlx::any::install_default_drivers();
-        let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
-            component_type: SqliteDialect::COMPONENT_TYPE,
-            field: "connectionString",
-            reason: err.to_string(),
-        })?;
-        let pool = AnyPoolOptions::new()
-            // One connection: SQLite has a single writer anyway, and one connection queues the store's
-            // transactions instead of failing one of two that upgrade to writing at once with SQLITE_BUSY.
-            // Never closing it also keeps a `:memory:` database alive.
-            .max_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(OPERATION_DEADLINE)
-            .after_connect(|connection, _| {
-                Box::pin(async move {
-                    connection.execute("PRAGMA journal_mode = WAL").await?;
-                    Ok(())
-                })
-            })
-            .connect_lazy_with(connect_options);
+        check_table_name(SqliteDialect::COMPONENT_TYPE, "tableName", &options.table_name, false)?;
+        let pool = pool(SqliteDialect::COMPONENT_TYPE, &options.connection_string)?;
         let store = SqliteStateStore::new(pool, &options.table_name, options.cleanup_interval);
         store.ensure_table().await.map_err(|err| OpenError::Backend {
             component_type: SqliteDialect::COMPONENT_TYPE,

@@ -39,11 +39,19 @@ pub(crate) async fn within_deadline<T>(
     component_type: &str,
     call: impl Future<Output = Result<T, StateError>>,
 ) -> Result<T, StateError> {
-    tokio::time::timeout(OPERATION_DEADLINE, call).await.unwrap_or_else(|_| {
-        Err(StateError::Backend(format!(
-            "{component_type}: the backend did not answer within {} s",
-            OPERATION_DEADLINE.as_secs()
-        )))
+    within(OPERATION_DEADLINE, component_type, call, StateError::Backend).await
+}
+
+/// Runs a backend call for at most `limit`; past it, answers `timed_out` with a message saying so. Shared by
+/// the state stores and the message brokers, whose errors differ.
+pub(crate) async fn within<T, E>(
+    limit: Duration,
+    component_type: &str,
+    call: impl Future<Output = Result<T, E>>,
+    timed_out: fn(String) -> E,
+) -> Result<T, E> {
+    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        Err(timed_out(format!("{component_type}: the backend did not answer within {} s", limit.as_secs_f64())))
     })
 }
 

@@ -11,7 +11,10 @@ use outrigger_bus::{
     Reply, SaveItem, StateOperation, StateValue, Tenant, TransactionOperation,
 };
 
-use crate::runtime::{KeyPrefix, ProjectComponents, Runtime, StateComponent};
+mod publish;
+mod stream;
+
+use crate::runtime::{Component, KeyPrefix, ProjectComponents, Runtime, StateComponent};
 use crate::state::{self, StateError, StateStore, StoredItem};
 
 /// Limits that keep one request from monopolising a worker.
@@ -72,14 +75,14 @@ impl Target<'_> {
     /// Everything before the app's key in a stored key.
     fn prefix(&self) -> String {
         let component = &self.component;
-        let scheme = match &component.key_prefix {
+        let scheme = match &component.config.key_prefix {
             KeyPrefix::AppId => format!("{}{KEY_SEPARATOR}", self.tenant.app_id),
             KeyPrefix::ComponentName => format!("{}{KEY_SEPARATOR}", component.name),
             KeyPrefix::Namespace => format!("{}.{}{KEY_SEPARATOR}", self.tenant.project, self.tenant.app_id),
             KeyPrefix::None => String::new(),
             KeyPrefix::Custom(custom) => format!("{custom}{KEY_SEPARATOR}"),
         };
-        format!("{}{scheme}", component.namespace)
+        format!("{}{scheme}", component.config.namespace)
     }
 
     fn stored_key(&self, operation: StateOperation, key: &str) -> Result<String, DataError> {
@@ -107,7 +110,7 @@ impl Target<'_> {
 
     /// Store messages may quote stored keys; the project namespace inside them is the platform's business.
     fn hide_namespace(&self, err: DataError) -> DataError {
-        let namespace = &self.component.namespace;
+        let namespace = &self.component.config.namespace;
         if namespace.is_empty() {
             return err;
         }
@@ -194,20 +197,24 @@ impl Target<'_> {
 
 impl Worker {
     fn component_infos(project: &ProjectComponents, tenant: &Tenant) -> Vec<ComponentInfo> {
-        project
-            .state
-            .values()
-            .filter(|component| component.allows(&tenant.app_id))
-            .map(|component| ComponentInfo {
+        fn info<B: ?Sized, C>(component: &Component<B, C>, capabilities: Vec<String>) -> ComponentInfo {
+            ComponentInfo {
                 name: component.name.clone(),
                 component_type: component.component_type.clone(),
                 version: component.version.clone(),
-                capabilities: match &component.store {
-                    Ok(store) => store.features().capabilities().into_iter().map(str::to_owned).collect(),
-                    Err(_) => Vec::new(),
-                },
-            })
-            .collect()
+                capabilities,
+            }
+        }
+        let stores = project.state.values().filter(|c| c.allows(&tenant.app_id)).map(|component| {
+            let capabilities = match &component.backend {
+                Ok(store) => store.features().capabilities().into_iter().map(str::to_owned).collect(),
+                Err(_) => Vec::new(),
+            };
+            info(component.as_ref(), capabilities)
+        });
+        let brokers =
+            project.pubsub.values().filter(|c| c.allows(&tenant.app_id)).map(|c| info(c.as_ref(), Vec::new()));
+        stores.chain(brokers).collect()
     }
 
     /// The component `store` of the caller's project, if the caller may use it.
@@ -226,7 +233,7 @@ impl Worker {
                 DataError::StoreNotFound { store: store.to_owned() }
             });
         };
-        let store = component.store.clone().map_err(|reason| DataError::StoreFailure {
+        let store = component.backend.clone().map_err(|reason| DataError::StoreFailure {
             operation,
             message: format!("state store {}: {reason}", component.name),
         })?;
@@ -332,6 +339,16 @@ impl Worker {
                     )
                     .await?;
                 Ok(Reply::Done)
+            }
+            Call::Publish { pubsub, topic, entries, trace } => {
+                self.publish(project, tenant, &pubsub, &topic, entries, trace).await
+            }
+            Call::StreamSubscribe { pubsub, topic } => self.stream_subscribe(project, tenant, &pubsub, &topic).await,
+            Call::StreamFetch { pubsub, topic, max, wait_ms } => {
+                self.stream_fetch(project, tenant, (&pubsub, &topic), max, Duration::from_millis(wait_ms)).await
+            }
+            Call::StreamSettle { pubsub, topic, id, verdict, dead_letter } => {
+                self.stream_settle(project, tenant, (&pubsub, &topic), &id, verdict, dead_letter).await
             }
             Call::QueryState { store, query, metadata: _ } => {
                 let target = self.target(project, tenant, &store, StateOperation::Query)?;

@@ -1,0 +1,321 @@
+//! Publish through the gateway, push delivery to a real HTTP subscriber app: daprd's semantics end to end.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::harness::TestGateway;
+
+/// What the subscriber app saw: every attempt, by path.
+#[derive(Default)]
+struct Seen {
+    attempts: Vec<(String, Value)>,
+}
+
+/// A subscriber app on a real port. It fails the first two attempts and every fifth one (with 500), and
+/// answers 404 on `/missing`.
+struct Subscriber {
+    url: String,
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Subscriber {
+    async fn start() -> Subscriber {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let app = Router::new().route("/{*path}", post(receive)).with_state(Arc::clone(&seen));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Subscriber { url, seen }
+    }
+
+    /// Successful deliveries by path: the `data.seq` of each event, deduplicated.
+    fn delivered(&self, path: &str) -> BTreeSet<i64> {
+        let seen = self.seen.lock().unwrap();
+        let attempts = &seen.attempts;
+        attempts
+            .iter()
+            .enumerate()
+            .filter(|(index, (at, _))| at == path && !fails(*index))
+            .filter_map(|(_, (_, event))| event["data"]["seq"].as_i64())
+            .collect()
+    }
+
+    fn attempts(&self) -> Vec<(String, Value)> {
+        self.seen.lock().unwrap().attempts.clone()
+    }
+
+    /// Waits until `path` received every sequence number in `expected`.
+    async fn wait_for(&self, path: &str, expected: &BTreeSet<i64>) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !expected.is_subset(&self.delivered(path)) {
+            assert!(Instant::now() < deadline, "{path} got {:?} of {expected:?}", self.delivered(path));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The scripted failures: attempts 0 and 1, then every fifth.
+fn fails(index: usize) -> bool {
+    index < 2 || index % 5 == 4
+}
+
+async fn receive(
+    State(seen): State<Arc<Mutex<Seen>>>,
+    Path(path): Path<String>,
+    Json(event): Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    let path = format!("/{path}");
+    let mut seen = seen.lock().unwrap();
+    let index = seen.attempts.len();
+    seen.attempts.push((path.clone(), event));
+    if path == "/missing" {
+        return (StatusCode::NOT_FOUND, Json(json!({})));
+    }
+    if fails(index) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({ "error": "scripted failure" })));
+    }
+    (StatusCode::OK, Json(json!({ "status": "SUCCESS" })))
+}
+
+fn subscription(name: &str, topic: &str, routes: &str, extra: &str, scopes: &[&str]) -> String {
+    let scopes: String = scopes.iter().map(|app| format!("\n- {app}")).collect();
+    format!(
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: pubsub\n  topic: {topic}\n  routes:\n{routes}{extra}scopes:{scopes}\n"
+    )
+}
+
+#[tokio::test]
+async fn every_message_arrives_despite_failures_and_routes_apply() {
+    let gateway = TestGateway::start().await;
+    let subscriber = Subscriber::start().await;
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
+    let routes = "    rules:\n    - match: event.data.priority > 5\n      path: /urgent\n    default: /orders\n";
+    gateway.component("shop", &subscription("orders", "orders", routes, "", &["processor"])).await;
+
+    // The deliverer picks the new subscription up within its rescan period; messages published after its
+    // consumer group exists are all delivered. Publish one probe until it arrives, then the real batch.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probe = 1000;
+    loop {
+        let body = json!({ "seq": probe, "priority": 1 }).to_string();
+        let published = gateway
+            .http_with(
+                "POST",
+                "/v1.0/publish/pubsub/orders",
+                Some(&publisher),
+                Some(&body),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        assert_eq!(published.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&published.body));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if subscriber.delivered("/orders").contains(&probe) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscription never started delivering");
+        probe += 1;
+    }
+
+    let mut expected_orders = BTreeSet::new();
+    let mut expected_urgent = BTreeSet::new();
+    for seq in 0..12 {
+        let priority = if seq % 3 == 0 { 9 } else { 1 };
+        let body = json!({ "seq": seq, "priority": priority }).to_string();
+        let published = gateway
+            .http_with(
+                "POST",
+                "/v1.0/publish/pubsub/orders",
+                Some(&publisher),
+                Some(&body),
+                &[
+                    ("content-type", "application/json"),
+                    ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+                ],
+            )
+            .await;
+        assert_eq!(published.status, StatusCode::NO_CONTENT);
+        if priority > 5 {
+            expected_urgent.insert(seq)
+        } else {
+            expected_orders.insert(seq)
+        };
+    }
+    subscriber.wait_for("/orders", &expected_orders).await;
+    subscriber.wait_for("/urgent", &expected_urgent).await;
+
+    // Every attempt carried daprd's CloudEvent.
+    let (_, event) = subscriber.attempts().into_iter().find(|(_, event)| event["data"]["seq"] == 3).unwrap();
+    for (field, value) in [
+        ("source", json!("checkout")),
+        ("topic", json!("orders")),
+        ("pubsubname", json!("pubsub")),
+        ("type", json!("com.dapr.event.sent")),
+        ("specversion", json!("1.0")),
+        ("datacontenttype", json!("application/json")),
+        ("traceparent", json!("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
+    ] {
+        assert_eq!(event[field], value, "{field} in {event}");
+    }
+    assert!(event["id"].as_str().is_some_and(|id| !id.is_empty()));
+    assert!(event.get("tracestate").is_some() && event.get("traceid").is_some(), "{event}");
+}
+
+#[tokio::test]
+async fn drops_and_exhausted_retries_go_to_the_dead_letter_topic() {
+    let gateway = TestGateway::start().await;
+    let subscriber = Subscriber::start().await;
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
+    gateway
+        .component(
+            "shop",
+            &subscription(
+                "broken",
+                "fragile",
+                "    default: /missing\n",
+                "  deadLetterTopic: poison\n",
+                &["processor"],
+            ),
+        )
+        .await;
+    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 0;
+    while subscriber.delivered("/poison").is_empty() {
+        let body = json!({ "seq": seq }).to_string();
+        gateway
+            .http_with(
+                "POST",
+                "/v1.0/publish/pubsub/fragile",
+                Some(&publisher),
+                Some(&body),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        seq += 1;
+        assert!(Instant::now() < deadline, "nothing reached the dead-letter topic: {:?}", subscriber.attempts());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // A 404 means "drop": each fragile event was tried once, never again.
+    let fragile: Vec<i64> = subscriber
+        .attempts()
+        .iter()
+        .filter(|(path, _)| path == "/missing")
+        .filter_map(|(_, e)| e["data"]["seq"].as_i64())
+        .collect();
+    let unique: BTreeSet<i64> = fragile.iter().copied().collect();
+    assert_eq!(fragile.len(), unique.len(), "404 is not retried: {fragile:?}");
+}
+
+#[tokio::test]
+async fn publish_errors_and_topic_scopes() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "checkout").await;
+    let other = gateway.app("shop", "auditor").await;
+    let t = Some(token.as_str());
+    gateway
+        .http("POST", "/v1.0/publish/nosuch/orders", t, Some("{}"))
+        .await
+        .dapr_error(StatusCode::NOT_FOUND, "ERR_PUBSUB_NOT_FOUND");
+    gateway
+        .http_with("POST", "/v1.0/publish/pubsub/orders?metadata.ttlInSeconds=soon", t, Some("{}"), &[])
+        .await
+        .dapr_error(StatusCode::BAD_REQUEST, "ERR_PUBSUB_REQUEST_METADATA");
+    gateway
+        .http_with(
+            "POST",
+            "/v1.0/publish/pubsub/orders",
+            t,
+            Some("[1,2]"),
+            &[("content-type", "application/cloudevents+json")],
+        )
+        .await
+        .dapr_error(StatusCode::BAD_REQUEST, "ERR_PUBSUB_CLOUD_EVENTS_SER");
+
+    let scoped = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: scoped\nspec:\n  type: pubsub.in-memory\n  version: v1\n  metadata:\n  - name: publishingScopes\n    value: checkout=orders\n  - name: protectedTopics\n    value: audit\n";
+    gateway.component("shop", scoped).await;
+    assert_eq!(gateway.http("POST", "/v1.0/publish/scoped/orders", t, Some("{}")).await.status, StatusCode::NO_CONTENT);
+    gateway
+        .http("POST", "/v1.0/publish/scoped/refunds", t, Some("{}"))
+        .await
+        .dapr_error(StatusCode::FORBIDDEN, "ERR_PUBSUB_FORBIDDEN");
+    gateway
+        .http("POST", "/v1.0/publish/scoped/audit", Some(&other), Some("{}"))
+        .await
+        .dapr_error(StatusCode::FORBIDDEN, "ERR_PUBSUB_FORBIDDEN");
+
+    // Bulk: every entry needs its own id; accepted entries answer 204.
+    let bulk = json!([
+        { "entryId": "1", "event": { "a": 1 }, "contentType": "application/json" },
+        { "entryId": "2", "event": "text", "contentType": "text/plain" },
+    ])
+    .to_string();
+    assert_eq!(
+        gateway.http("POST", "/v1.0-alpha1/publish/bulk/pubsub/orders", t, Some(&bulk)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        gateway.http("POST", "/v1.0/publish/bulk/pubsub/orders", t, Some(&bulk)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let twice = json!([{ "entryId": "1", "event": 1 }, { "entryId": "1", "event": 2 }]).to_string();
+    gateway
+        .http("POST", "/v1.0/publish/bulk/pubsub/orders", t, Some(&twice))
+        .await
+        .dapr_error(StatusCode::BAD_REQUEST, "ERR_PUBSUB_EVENTS_SER");
+    let metadata = gateway.http("GET", "/v1.0/metadata", t, None).await.json();
+    let names: BTreeMap<String, String> = metadata["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap().to_owned(), c["type"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(names.get("pubsub").map(String::as_str), Some("pubsub.outrigger"));
+    assert_eq!(names.get("scoped").map(String::as_str), Some("pubsub.in-memory"));
+}
+
+#[tokio::test]
+async fn tenants_never_receive_each_others_messages() {
+    let gateway = TestGateway::start().await;
+    let alpha_subscriber = Subscriber::start().await;
+    let beta_subscriber = Subscriber::start().await;
+    let alpha = gateway.app("alpha", "checkout").await;
+    let beta = gateway.app("beta", "checkout").await;
+    gateway.app_at("alpha", "processor", Some(alpha_subscriber.url.clone())).await;
+    gateway.app_at("beta", "processor", Some(beta_subscriber.url.clone())).await;
+    for project in ["alpha", "beta"] {
+        gateway
+            .component(project, &subscription("orders", "orders", "    default: /orders\n", "", &["processor"]))
+            .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 0;
+    while alpha_subscriber.delivered("/orders").is_empty() || beta_subscriber.delivered("/orders").is_empty() {
+        for (token, offset) in [(&alpha, 0), (&beta, 1_000_000)] {
+            let body = json!({ "seq": seq + offset }).to_string();
+            gateway
+                .http_with(
+                    "POST",
+                    "/v1.0/publish/pubsub/orders",
+                    Some(token),
+                    Some(&body),
+                    &[("content-type", "application/json")],
+                )
+                .await;
+        }
+        seq += 1;
+        assert!(Instant::now() < deadline, "deliveries never started");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(alpha_subscriber.delivered("/orders").iter().all(|seq| *seq < 1_000_000), "alpha got beta's messages");
+    assert!(beta_subscriber.delivered("/orders").iter().all(|seq| *seq >= 1_000_000), "beta got alpha's messages");
+}

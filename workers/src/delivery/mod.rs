@@ -1,0 +1,327 @@
+//! Push delivery: every worker runs one delivery loop per (project, App ID, pub/sub, topic) subscription of the
+//! projects in its pool, pulling from the subscription's consumer group and POSTing to the app.
+//!
+//! Delivery state (what is pending, held, retried) lives in the broker, so several workers may run the same
+//! loop: the group hands each message to one of them, and a worker that dies leaves its held messages to be
+//! handed out again. Which loops to run is re-derived from the control plane every few seconds and on every
+//! change event.
+
+mod app;
+mod routes;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outrigger_resources::Kind;
+use outrigger_store::Store;
+use serde_json::Value;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use app::{AppChannel, Outcome};
+pub use routes::{Origin, SubscriptionSpec};
+
+use crate::pubsub::cloudevent::{is_expired, parse_event, raw_payload_event};
+use crate::pubsub::{Access, Broker, Delivery};
+use crate::Worker;
+
+/// How often the set of subscriptions is re-derived without a change event.
+const RESCAN: Duration = Duration::from_secs(2);
+/// How often an app's `/dapr/subscribe` is asked again.
+const PROGRAMMATIC_REFRESH: Duration = Duration::from_secs(30);
+/// How long a fetched message is held before another fetcher may have it.
+const HOLD: Duration = Duration::from_secs(90);
+/// How long one fetch waits for messages.
+const FETCH_WAIT: Duration = Duration::from_secs(1);
+/// Messages fetched at once.
+const BATCH: usize = 16;
+/// With a dead-letter topic, a message the app keeps refusing goes there after this many attempts.
+const ATTEMPTS_BEFORE_DEAD_LETTER: u32 = 5;
+/// Deliveries in flight per App ID at most.
+const APP_CONCURRENCY: usize = 64;
+
+/// The retry delay after `attempt` failed: 250 ms doubling to at most 10 s.
+fn backoff(attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(6);
+    Duration::from_millis(250 * (1 << exponent)).min(Duration::from_secs(10))
+}
+
+/// Identifies a delivery loop.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct TargetKey {
+    project_id: String,
+    app_id: String,
+    pubsub: String,
+    topic: String,
+}
+
+/// One subscription of one app, with what it was derived from (to notice changes).
+struct Target {
+    key: TargetKey,
+    channel: AppChannel,
+    spec: Arc<SubscriptionSpec>,
+    source: String,
+}
+
+/// Runs the delivery loops of a worker.
+pub struct Deliverer {
+    control_plane: Store,
+    worker: Arc<Worker>,
+    pool: Option<String>,
+    client: reqwest::Client,
+    wake: Arc<Notify>,
+}
+
+struct Running {
+    source: String,
+    task: JoinHandle<()>,
+}
+
+impl Deliverer {
+    /// Deliveries for the projects of `pool` (every project when `None`: the embedded default).
+    pub fn new(control_plane: Store, worker: Arc<Worker>, pool: Option<String>) -> Deliverer {
+        Deliverer { control_plane, worker, pool, client: reqwest::Client::new(), wake: Arc::new(Notify::new()) }
+    }
+
+    /// Wakes the deliverer to re-derive its loops (a project changed).
+    pub fn waker(&self) -> Arc<Notify> {
+        Arc::clone(&self.wake)
+    }
+
+    /// Runs until `shutdown`; loops stop with it (messages they held go to the next fetcher).
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut running: HashMap<TargetKey, Running> = HashMap::new();
+        let mut programmatic: HashMap<(String, String), (Instant, String, Vec<Value>)> = HashMap::new();
+        let mut limits: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+        loop {
+            match self.targets(&mut programmatic).await {
+                Ok(targets) => {
+                    let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|t| (t.key.clone(), t)).collect();
+                    running.retain(|key, loop_| {
+                        let keep = wanted.get(key).is_some_and(|target| target.source == loop_.source);
+                        if !keep {
+                            loop_.task.abort();
+                        }
+                        keep
+                    });
+                    for (key, target) in wanted {
+                        if running.contains_key(&key) {
+                            continue;
+                        }
+                        let limit = limits
+                            .entry((key.project_id.clone(), key.app_id.clone()))
+                            .or_insert_with(|| Arc::new(Semaphore::new(APP_CONCURRENCY)))
+                            .clone();
+                        let source = target.source.clone();
+                        let task =
+                            tokio::spawn(deliver_loop(Arc::clone(&self.worker), self.client.clone(), target, limit));
+                        running.insert(key, Running { source, task });
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot read subscriptions; deliveries continue as they were"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(RESCAN) => {}
+                () = self.wake.notified() => {}
+                () = shutdown.cancelled() => break,
+            }
+        }
+        for loop_ in running.into_values() {
+            loop_.task.abort();
+        }
+    }
+
+    /// Every subscription target of the projects this worker serves.
+    async fn targets(
+        &self,
+        programmatic: &mut HashMap<(String, String), (Instant, String, Vec<Value>)>,
+    ) -> Result<Vec<Target>, outrigger_store::Error> {
+        let mut tx = self.control_plane.begin().await?;
+        let mut found = Vec::new();
+        let mut seen: HashMap<TargetKey, ()> = HashMap::new();
+        for project in tx.list_projects().await? {
+            if self.pool.as_ref().is_some_and(|pool| *pool != project.pool) {
+                continue;
+            }
+            let apps = tx.list_app_ids(&project.id).await?;
+            let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
+            for app in apps {
+                let Some(endpoint) = app.app_endpoint.clone() else { continue };
+                let channel = AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
+                let declarative = declarations
+                    .iter()
+                    .filter(|stored| stored.document.scopes.is_empty() || stored.document.scopes.contains(&app.name))
+                    .map(|stored| (Origin::Declarative, stored.document.spec.clone()));
+                let cache_key = (project.id.as_str().to_owned(), app.name.clone());
+                let stale = programmatic.get(&cache_key).is_none_or(|(fetched, cached_endpoint, _)| {
+                    fetched.elapsed() > PROGRAMMATIC_REFRESH || *cached_endpoint != endpoint
+                });
+                if stale {
+                    let entries = channel.subscriptions(&self.client).await.unwrap_or_else(|err| {
+                        tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "no programmatic subscriptions read");
+                        Vec::new()
+                    });
+                    programmatic.insert(cache_key.clone(), (Instant::now(), endpoint.clone(), entries));
+                }
+                let asked = programmatic.get(&cache_key).map(|(_, _, entries)| entries.clone()).unwrap_or_default();
+                let declared = declarative.chain(asked.into_iter().map(|entry| (Origin::Programmatic, entry)));
+                for (origin, declaration) in declared {
+                    let spec = match SubscriptionSpec::from_json(&declaration, origin) {
+                        Ok(spec) => spec,
+                        Err(err) => {
+                            tracing::warn!(project = %project.name, app_id = %app.name, error = %err, "subscription ignored");
+                            continue;
+                        }
+                    };
+                    let key = TargetKey {
+                        project_id: project.id.as_str().to_owned(),
+                        app_id: app.name.clone(),
+                        pubsub: spec.pubsub.clone(),
+                        topic: spec.topic.clone(),
+                    };
+                    // One loop per app and topic: the first declaration wins (documents before `/dapr/subscribe`).
+                    if seen.insert(key.clone(), ()).is_some() {
+                        continue;
+                    }
+                    let source = format!("{endpoint}|{:?}|{declaration}", app.app_token);
+                    found.push(Target { key, channel: channel.clone(), spec: Arc::new(spec), source });
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Pulls and delivers the messages of one subscription until aborted.
+async fn deliver_loop(worker: Arc<Worker>, client: reqwest::Client, target: Target, limit: Arc<Semaphore>) {
+    let key = &target.key;
+    let mut ensured = None;
+    loop {
+        let (broker, namespace) = match subscribed_broker(&worker, key).await {
+            Ok(found) => found,
+            Err(reason) => {
+                tracing::debug!(project_id = %key.project_id, app_id = %key.app_id, topic = %key.topic, %reason, "subscription idle");
+                tokio::time::sleep(RESCAN).await;
+                continue;
+            }
+        };
+        let (topic, group) = (format!("{namespace}{}", key.topic), format!("{namespace}{}", key.app_id));
+        if ensured.as_ref() != Some(&(topic.clone(), group.clone())) {
+            if let Err(err) = broker.ensure_group(&topic, &group).await {
+                tracing::warn!(error = %err, topic = %key.topic, "cannot create the consumer group; retrying");
+                tokio::time::sleep(RESCAN).await;
+                continue;
+            }
+            ensured = Some((topic.clone(), group.clone()));
+        }
+        let deliveries = match broker.fetch(&topic, &group, BATCH, FETCH_WAIT, HOLD).await {
+            Ok(deliveries) => deliveries,
+            Err(err) => {
+                tracing::warn!(error = %err, topic = %key.topic, "fetch failed; retrying");
+                tokio::time::sleep(FETCH_WAIT).await;
+                continue;
+            }
+        };
+        let handle = |delivery: Delivery| {
+            let (broker, client, target, limit) = (Arc::clone(&broker), client.clone(), &target, Arc::clone(&limit));
+            let (topic, group, namespace) = (topic.clone(), group.clone(), namespace.clone());
+            async move {
+                let _permit = limit.acquire_owned().await;
+                handle_delivery(broker.as_ref(), &client, target, (&topic, &group, &namespace), delivery).await;
+            }
+        };
+        if broker.features().ordered {
+            for delivery in deliveries {
+                handle(delivery).await;
+            }
+        } else {
+            futures_util::future::join_all(deliveries.into_iter().map(handle)).await;
+        }
+    }
+}
+
+/// The broker of the subscription's component and the project's namespace in it, if the app may subscribe
+/// to the topic.
+async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn Broker>, String), String> {
+    let project = worker.runtime().project(&key.project_id).await?.ok_or("the project is gone")?;
+    let component = project
+        .pubsub
+        .get(&key.pubsub)
+        .filter(|component| component.allows(&key.app_id))
+        .ok_or_else(|| format!("pubsub {} is not found", key.pubsub))?;
+    if !component.config.topics.permits(Access::Subscribe, &key.app_id, &key.topic) {
+        return Err(format!("topic {} is not allowed for app id {}", key.topic, key.app_id));
+    }
+    Ok((component.backend.clone()?, component.config.namespace.clone()))
+}
+
+/// Delivers one message and settles it with the broker.
+async fn handle_delivery(
+    broker: &dyn Broker,
+    client: &reqwest::Client,
+    target: &Target,
+    (topic, group, namespace): (&str, &str, &str),
+    delivery: Delivery,
+) {
+    let (spec, key) = (&target.spec, &target.key);
+    let event = if spec.raw_payload {
+        raw_payload_event(&delivery.payload, &key.pubsub, &key.topic)
+    } else {
+        parse_event(&delivery.payload).unwrap_or_else(|_| raw_payload_event(&delivery.payload, &key.pubsub, &key.topic))
+    };
+    // Expired events are never delivered, nor dead-lettered (daprd drops them the same way).
+    let outcome = if is_expired(&event, chrono::Utc::now()) {
+        Outcome::Success
+    } else {
+        match spec.route(&event) {
+            Some(path) => target.channel.deliver(client, path, &event).await,
+            // No rule matches and there is no default route: the app does not want this event.
+            None => Outcome::Success,
+        }
+    };
+    let settled = match outcome {
+        Outcome::Success => broker.ack(topic, group, &delivery.id).await,
+        Outcome::Drop(reason) => {
+            tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, "event dropped");
+            dead_letter(broker, target, namespace, &delivery).await;
+            broker.ack(topic, group, &delivery.id).await
+        }
+        Outcome::Retry(reason)
+            if spec.dead_letter_topic.is_some() && delivery.attempt >= ATTEMPTS_BEFORE_DEAD_LETTER =>
+        {
+            tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, attempts = delivery.attempt, "event dead-lettered");
+            dead_letter(broker, target, namespace, &delivery).await;
+            broker.ack(topic, group, &delivery.id).await
+        }
+        Outcome::Retry(reason) => {
+            tracing::debug!(app_id = %key.app_id, topic = %key.topic, %reason, attempt = delivery.attempt, "event will be retried");
+            broker.retry(topic, group, &delivery.id, backoff(delivery.attempt)).await
+        }
+    };
+    if let Err(err) = settled {
+        // The hold expires and the message is handed out again: at least once, never lost.
+        tracing::warn!(error = %err, topic = %key.topic, "could not settle a delivery; it will be redelivered");
+    }
+}
+
+/// Moves an undeliverable message to the subscription's dead-letter topic, if it has one.
+async fn dead_letter(broker: &dyn Broker, target: &Target, namespace: &str, delivery: &Delivery) {
+    let Some(dead_letter_topic) = &target.spec.dead_letter_topic else { return };
+    let topic = format!("{namespace}{dead_letter_topic}");
+    if let Err(err) = broker.publish(&topic, &delivery.payload).await {
+        tracing::error!(error = %err, topic = %dead_letter_topic, "could not dead-letter an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_seconds() {
+        let delays: Vec<u64> = (1..=9).map(|attempt| backoff(attempt).as_millis() as u64).collect();
+        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
+    }
+}

@@ -1,0 +1,77 @@
+//! Message brokers: one trait, one backend per Dapr pub/sub component type.
+//!
+//! Topics and group names reaching a broker are complete (the handler has already put the project's
+//! namespace in front); brokers encode them however their backend needs. Delivery state lives in the
+//! backend, never only in one process: `Delivery::id` is an opaque handle any process may ack or retry, so a
+//! worker can die at any moment and another one carries on.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+/// A message handed to a consumer group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    /// Opaque handle for [`Broker::ack`] / [`Broker::retry`]; valid in any process.
+    pub id: String,
+    /// The bytes as published.
+    pub payload: Vec<u8>,
+    /// How many times this message has been handed to the group, this time included (1 = first delivery).
+    pub attempt: u32,
+}
+
+/// What a broker promises beyond at-least-once delivery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Messages of a topic reach a group in publish order while none is retried.
+    pub ordered: bool,
+    /// Messages survive a restart of the broker and of every worker.
+    pub durable: bool,
+}
+
+/// Why a broker operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The backend failed (connection lost, timeout, server error).
+    #[error("{0}")]
+    Backend(String),
+    /// A handle that this broker did not produce, or that belongs to another topic or group.
+    #[error("invalid delivery id: {0}")]
+    InvalidId(String),
+}
+
+/// A message broker backend.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    /// What the broker promises.
+    fn features(&self) -> Features;
+
+    /// Stores a message on `topic`; returns only once the backend acknowledged it (durably, when the
+    /// broker is durable).
+    async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError>;
+
+    /// Makes sure consumer group `group` of `topic` exists; a new group receives the messages published
+    /// after this call returns. Idempotent: an existing group keeps its position and pending messages.
+    async fn ensure_group(&self, topic: &str, group: &str) -> Result<(), BrokerError>;
+
+    /// Up to `max` messages of the group that no member currently holds (new ones, retries whose delay has
+    /// passed, and holds that expired), waiting up to `wait` for the first. Each returned message is held for
+    /// `hold`: if it is neither acked nor retried by then, it is handed out again.
+    async fn fetch(
+        &self,
+        topic: &str,
+        group: &str,
+        max: usize,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError>;
+
+    /// The group is done with a message: it is never handed to the group again.
+    async fn ack(&self, topic: &str, group: &str, id: &str) -> Result<(), BrokerError>;
+
+    /// The message goes back to the group, to be handed out again after `delay`.
+    async fn retry(&self, topic: &str, group: &str, id: &str, delay: Duration) -> Result<(), BrokerError>;
+
+    /// Removes a consumer group and whatever it still held (its subscription was deleted).
+    async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError>;
+}

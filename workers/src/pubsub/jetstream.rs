@@ -1,0 +1,380 @@
+//! `pubsub.jetstream`, and the distributed form's managed `pubsub`: NATS JetStream.
+//!
+//! - One stream per broker (`streamName`, default [`DEFAULT_STREAM_NAME`]) captures `<subjectPrefix>.>` in
+//!   file storage. Its retention is by interest: a message stays until every group of its topic has acked it,
+//!   and at most [`DEFAULT_MAX_AGE`]. The stream is created when missing, on first use.
+//! - A topic is the subject `<subjectPrefix>.<token>`, the token spelling the topic in characters subjects
+//!   allow (see [`subject_token`]).
+//! - A group is a durable pull consumer filtered on its topic's subject, delivering new messages only, with
+//!   explicit acks. Its name is a hash of topic and group, because consumer names are short and restricted;
+//!   its description names both.
+//! - A delivery id is the message's ack subject, so any client of the server can ack (`+ACK`) or retry it
+//!   (`-NAK` with a delay), without state in the process that fetched it.
+//!
+//! The hold of fetched messages is the consumer's ack wait. A group is created with `ackWait` (default
+//! [`DEFAULT_ACK_WAIT`]); a fetch asking for another hold first sets the consumer's ack wait to it, which
+//! applies to every message the group has out. Fetchers of one group are therefore expected to pass one hold.
+//! When `ackWait` is configured, holds are never shorter than it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
+use async_nats::jetstream::stream::{self, RetentionPolicy, StorageType};
+use async_nats::jetstream::{self, ErrorCode};
+use async_nats::{Client, ConnectOptions};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use super::backend::{missing_group, within_deadline, within_wait, DEFAULT_MAX_AGE};
+use super::{Broker, BrokerError, Delivery, Features};
+use crate::state::open::OpenError;
+use crate::state::time::{CONNECT_TIMEOUT, OPERATION_DEADLINE};
+
+/// The stream's name when the component's metadata names none (`streamName`).
+pub const DEFAULT_STREAM_NAME: &str = "OUTRIGGER";
+
+/// The ack wait of new groups when the component's metadata gives none (`ackWait`); NATS's own default.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// Which server and stream a [`JetStreamBroker`] uses (Dapr metadata `natsURL`, `token`, `name`,
+/// `streamName`, `ackWait`; `subjectPrefix` is Outrigger's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JetStreamOptions {
+    /// The server: `nats://host:4222`, with `user:password@` when it wants them; several separated by commas.
+    pub url: String,
+    /// An authentication token, if the server wants one.
+    pub token: Option<String>,
+    /// The connection's name in the server's monitoring.
+    pub connection_name: String,
+    /// The stream; created when missing.
+    pub stream_name: String,
+    /// The stream captures `<subject_prefix>.>`; topics are subjects under it.
+    pub subject_prefix: String,
+    /// The ack wait of new groups, and the shortest hold; `None`: [`DEFAULT_ACK_WAIT`] and no shortest hold.
+    pub ack_wait: Option<Duration>,
+}
+
+impl JetStreamOptions {
+    /// Options for the server at `url`: stream [`DEFAULT_STREAM_NAME`] capturing subjects under its name.
+    pub fn new(url: impl Into<String>) -> JetStreamOptions {
+        JetStreamOptions {
+            url: url.into(),
+            token: None,
+            connection_name: "outrigger pubsub".to_owned(),
+            stream_name: DEFAULT_STREAM_NAME.to_owned(),
+            subject_prefix: DEFAULT_STREAM_NAME.to_owned(),
+            ack_wait: None,
+        }
+    }
+}
+
+/// A broker on NATS JetStream; see the module documentation.
+pub struct JetStreamBroker {
+    client: Client,
+    context: jetstream::Context,
+    stream_name: String,
+    subject_prefix: String,
+    ack_wait: Option<Duration>,
+    stream_created: OnceCell<()>,
+}
+
+/// `text` as one subject token: ASCII letters, digits and `-` stand for themselves, every other byte is `_`
+/// and two hex digits, so no two texts share a token; the empty text is `_`, which no other text gives.
+fn subject_token(text: &str) -> String {
+    if text.is_empty() {
+        return "_".to_owned();
+    }
+    let mut token = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' {
+            token.push(char::from(byte));
+        } else {
+            token.push_str(&format!("_{byte:02X}"));
+        }
+    }
+    token
+}
+
+/// The durable consumer of `group` on `topic`: a hash, since names must be short and avoid many characters.
+fn consumer_name(topic: &str, group: &str) -> String {
+    let mut hash = Sha256::new();
+    // The topic's length first, so that no other (topic, group) pair hashes the same bytes.
+    hash.update((topic.len() as u64).to_be_bytes());
+    hash.update(topic.as_bytes());
+    hash.update(group.as_bytes());
+    hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Whether `name` may name a stream: JetStream names are file names on the server too.
+fn is_valid_stream_name(name: &str) -> bool {
+    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
+}
+
+/// Whether `prefix` is a subject without wildcards.
+fn is_valid_subject_prefix(prefix: &str) -> bool {
+    prefix
+        .split('.')
+        .all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
+}
+
+/// The stream and consumer an ack subject (`$JS.ACK.<stream>.<consumer>.<5 numbers>`, or with a domain and
+/// an account hash before the stream and possibly more tokens after the numbers) belongs to.
+fn ack_subject_owner(id: &str) -> Option<(&str, &str)> {
+    if id.chars().any(|c| c.is_whitespace() || c == '*' || c == '>') {
+        return None;
+    }
+    let tokens: Vec<&str> = id.split('.').collect();
+    let (stream, consumer, numbers) = match tokens.as_slice() {
+        ["$JS", "ACK", stream, consumer, numbers @ ..] if numbers.len() == 5 => (*stream, *consumer, numbers),
+        ["$JS", "ACK", _domain, _account, stream, consumer, rest @ ..] if rest.len() >= 5 => {
+            (*stream, *consumer, &rest[..5])
+        }
+        _ => return None,
+    };
+    let all_numbers = numbers.iter().all(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
+    all_numbers.then_some((stream, consumer))
+}
+
+fn backend_error(err: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Backend(format!("{}: {err}", JetStreamBroker::COMPONENT_TYPE))
+}
+
+fn is_consumer_not_found(err: &jetstream::stream::ConsumerError) -> bool {
+    matches!(err.kind(), jetstream::stream::ConsumerErrorKind::JetStream(error)
+        if error.error_code() == ErrorCode::CONSUMER_NOT_FOUND)
+}
+
+/// Hands out up to `batch` messages: at once what is there (`wait` = `None`), or waiting up to `wait` for them.
+async fn pull(consumer: &PullConsumer, batch: usize, wait: Option<Duration>) -> Result<Vec<Delivery>, BrokerError> {
+    let mut messages = match wait {
+        None => consumer.fetch().max_messages(batch).messages().await,
+        Some(wait) => consumer.batch().max_messages(batch).expires(wait).messages().await,
+    }
+    .map_err(backend_error)?;
+    let mut deliveries = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(backend_error)?;
+        let attempt = message.info().map_err(backend_error)?.delivered;
+        let id = message.reply.as_ref().ok_or_else(|| backend_error("a message came without its ack subject"))?;
+        deliveries.push(Delivery {
+            id: id.to_string(),
+            payload: message.payload.to_vec(),
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(deliveries)
+}
+
+impl JetStreamBroker {
+    /// The Dapr component type this broker serves.
+    pub const COMPONENT_TYPE: &'static str = "pubsub.jetstream";
+
+    /// A broker whose connection is made in the background and remade whenever it is lost: a server that is
+    /// down makes calls fail (within the deadline) until it is back, not the component.
+    pub async fn connect(options: JetStreamOptions) -> Result<JetStreamBroker, OpenError> {
+        let invalid =
+            |field, reason: String| OpenError::InvalidField { component_type: Self::COMPONENT_TYPE, field, reason };
+        if !is_valid_stream_name(&options.stream_name) {
+            return Err(invalid(
+                "streamName",
+                format!("'{}' is not a stream name: no '.', '*', '>', '/', '\\' or spaces", options.stream_name),
+            ));
+        }
+        if !is_valid_subject_prefix(&options.subject_prefix) {
+            return Err(invalid(
+                "subjectPrefix",
+                format!(
+                    "'{}' is not a subject such as outrigger.pubsub (no wildcards, spaces or empty tokens)",
+                    options.subject_prefix
+                ),
+            ));
+        }
+        let mut connect_options = ConnectOptions::new()
+            .name(&options.connection_name)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .request_timeout(Some(OPERATION_DEADLINE))
+            .retry_on_initial_connect();
+        if let Some(token) = &options.token {
+            connect_options = connect_options.token(token.clone());
+        }
+        let client =
+            connect_options.connect(options.url.as_str()).await.map_err(|err| invalid("natsURL", err.to_string()))?;
+        let context = jetstream::ContextBuilder::new().timeout(OPERATION_DEADLINE).build(client.clone());
+        Ok(JetStreamBroker {
+            client,
+            context,
+            stream_name: options.stream_name,
+            subject_prefix: options.subject_prefix,
+            ack_wait: options.ack_wait,
+            stream_created: OnceCell::new(),
+        })
+    }
+
+    fn subject(&self, topic: &str) -> String {
+        format!("{}.{}", self.subject_prefix, subject_token(topic))
+    }
+
+    fn consumer_config(&self, topic: &str, group: &str, ack_wait: Duration) -> pull::Config {
+        pull::Config {
+            durable_name: Some(consumer_name(topic, group)),
+            description: Some(format!("group '{group}' of topic '{topic}'")),
+            filter_subject: self.subject(topic),
+            deliver_policy: DeliverPolicy::New,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait,
+            ..pull::Config::default()
+        }
+    }
+
+    /// Creates the stream unless a previous call did; a failed attempt is retried by the next call.
+    async fn ensure_stream(&self) -> Result<(), BrokerError> {
+        self.stream_created
+            .get_or_try_init(|| async {
+                let config = stream::Config {
+                    name: self.stream_name.clone(),
+                    subjects: vec![format!("{}.>", self.subject_prefix)],
+                    storage: StorageType::File,
+                    retention: RetentionPolicy::Interest,
+                    max_age: DEFAULT_MAX_AGE,
+                    ..stream::Config::default()
+                };
+                self.context.get_or_create_stream(config).await.map_err(backend_error)?;
+                Ok(())
+            })
+            .await
+            .map(drop)
+    }
+
+    /// The group's consumer, its ack wait set to `hold` first when it has another.
+    async fn consumer(&self, topic: &str, group: &str, hold: Duration) -> Result<PullConsumer, BrokerError> {
+        self.ensure_stream().await?;
+        let consumer: PullConsumer =
+            match self.context.get_consumer_from_stream(consumer_name(topic, group), &self.stream_name).await {
+                Ok(consumer) => consumer,
+                Err(err) if is_consumer_not_found(&err) => {
+                    return Err(missing_group(Self::COMPONENT_TYPE, topic, group))
+                }
+                Err(err) => return Err(backend_error(err)),
+            };
+        if consumer.cached_info().config.ack_wait == hold {
+            return Ok(consumer);
+        }
+        // Creating an existing consumer with a changed (editable) setting updates it.
+        self.context
+            .create_consumer_on_stream(self.consumer_config(topic, group, hold), &self.stream_name)
+            .await
+            .map_err(backend_error)
+    }
+
+    /// Sends `body` to a message's ack subject and waits for the server to confirm it.
+    async fn answer(&self, topic: &str, group: &str, id: &str, body: Bytes) -> Result<(), BrokerError> {
+        let consumer = consumer_name(topic, group);
+        if ack_subject_owner(id) != Some((self.stream_name.as_str(), consumer.as_str())) {
+            return Err(BrokerError::InvalidId(id.to_owned()));
+        }
+        within_deadline(Self::COMPONENT_TYPE, async {
+            match self.client.request(id.to_owned(), body).await {
+                Ok(_) => Ok(()),
+                // Nobody serves the ack subject: the group is gone, and with it whatever it held.
+                Err(err) if err.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+                Err(err) => Err(backend_error(err)),
+            }
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Broker for JetStreamBroker {
+    fn features(&self) -> Features {
+        // Redeliveries come after later messages.
+        Features { ordered: false, durable: true }
+    }
+
+    async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
+        within_deadline(Self::COMPONENT_TYPE, async {
+            self.ensure_stream().await?;
+            let acknowledgement = self
+                .context
+                .publish(self.subject(topic), Bytes::copy_from_slice(payload))
+                .await
+                .map_err(backend_error)?;
+            acknowledgement.await.map_err(backend_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ensure_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
+        within_deadline(Self::COMPONENT_TYPE, async {
+            self.ensure_stream().await?;
+            let name = consumer_name(topic, group);
+            match self.context.get_consumer_from_stream::<pull::Config, _, _>(&name, &self.stream_name).await {
+                Ok(_) => return Ok(()),
+                Err(err) if is_consumer_not_found(&err) => {}
+                Err(err) => return Err(backend_error(err)),
+            }
+            let ack_wait = self.ack_wait.unwrap_or(DEFAULT_ACK_WAIT);
+            self.context
+                .create_consumer_on_stream(self.consumer_config(topic, group, ack_wait), &self.stream_name)
+                .await
+                .map_err(backend_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        group: &str,
+        max: usize,
+        wait: Duration,
+        hold: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let hold = self.ack_wait.map_or(hold, |shortest| hold.max(shortest));
+        let consumer = within_deadline(Self::COMPONENT_TYPE, self.consumer(topic, group, hold)).await?;
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut deliveries = within_deadline(Self::COMPONENT_TYPE, pull(&consumer, max, None)).await?;
+        if deliveries.is_empty() && !wait.is_zero() {
+            // A pull request for one message ends as soon as one arrives; one for more would stay open on the
+            // server after this fetch returned, and what it received then would wait out its hold.
+            deliveries = within_wait(wait, Self::COMPONENT_TYPE, pull(&consumer, 1, Some(wait))).await?;
+            if !deliveries.is_empty() && max > 1 {
+                deliveries.extend(within_deadline(Self::COMPONENT_TYPE, pull(&consumer, max - 1, None)).await?);
+            }
+        }
+        Ok(deliveries)
+    }
+
+    async fn ack(&self, topic: &str, group: &str, id: &str) -> Result<(), BrokerError> {
+        self.answer(topic, group, id, Bytes::from_static(b"+ACK")).await
+    }
+
+    async fn retry(&self, topic: &str, group: &str, id: &str, delay: Duration) -> Result<(), BrokerError> {
+        let body = if delay.is_zero() {
+            Bytes::from_static(b"-NAK")
+        } else {
+            let nanoseconds = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
+            Bytes::from(format!("-NAK {{\"delay\": {nanoseconds}}}"))
+        };
+        self.answer(topic, group, id, body).await
+    }
+
+    async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
+        within_deadline(Self::COMPONENT_TYPE, async {
+            self.ensure_stream().await?;
+            match self.context.delete_consumer_from_stream(consumer_name(topic, group), &self.stream_name).await {
+                Ok(_) => Ok(()),
+                Err(err) if is_consumer_not_found(&err) => Ok(()),
+                Err(err) => Err(backend_error(err)),
+            }
+        })
+        .await
+    }
+}
