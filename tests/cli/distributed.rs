@@ -65,7 +65,21 @@ impl Cluster {
             token: random_token(),
         }
     }
+}
 
+impl Drop for Cluster {
+    /// Removes the cluster's JetStream stream (the managed pub/sub of the distributed form).
+    fn drop(&mut self) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        runtime.block_on(async {
+            let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("connecting to NATS");
+            let jetstream = async_nats::jetstream::new(client);
+            let _ = jetstream.delete_stream(format!("{}_PUBSUB", self.prefix.to_uppercase())).await;
+        });
+    }
+}
+
+impl Cluster {
     /// Starts `outrigger <role>`; the control API gets the operator token.
     fn start(&self, role: &[&str]) -> Server {
         let env = [
@@ -319,4 +333,104 @@ fn workers_and_gateways_come_and_go_under_load() {
     // Only calls in flight on the killed worker may fail: at most one per caller.
     assert!(failed.len() <= CALLERS, "{} calls failed: {failed:?}", failed.len());
     drop(second_gateway);
+}
+
+/// Records the `data.seq` of every event pushed to it.
+async fn start_subscriber(seen: std::sync::Arc<std::sync::Mutex<Vec<i64>>>) -> String {
+    let app = axum::Router::new().route(
+        "/orders",
+        axum::routing::post(move |axum::Json(event): axum::Json<serde_json::Value>| {
+            let seen = seen.clone();
+            async move {
+                if let Some(seq) = event["data"]["seq"].as_i64() {
+                    seen.lock().expect("seen lock").push(seq);
+                }
+                axum::Json(serde_json::json!({ "status": "SUCCESS" }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding the subscriber");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serving the subscriber") });
+    url
+}
+
+/// Push delivery over JetStream in the distributed form keeps every message while a worker is killed.
+#[test]
+fn every_published_message_is_delivered_while_a_worker_dies() {
+    const MESSAGES: i64 = 200;
+    let cluster = Cluster::new("3000");
+    let doomed_worker = cluster.start(&["worker"]);
+    let _surviving_worker = cluster.start(&["worker"]);
+    let gateway = cluster.start(&["gateway"]);
+    let control = cluster.start(&["control-api"]);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscriber = runtime.block_on(start_subscriber(seen.clone()));
+
+    control.outrigger(["project", "create", "shop"]).succeeds();
+    let checkout = control.outrigger(["appid", "create", "checkout", "-p", "shop", "-o", "json"]).json();
+    let token = checkout["apiToken"].as_str().expect("a token").to_owned();
+    control.outrigger(["appid", "create", "processor", "-p", "shop", "--app-endpoint", &subscriber]).succeeds();
+    let manifests = tempfile::tempdir().expect("a directory");
+    let subscription = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    default: /orders\nscopes:\n- processor\n";
+    std::fs::write(manifests.path().join("subscription.yaml"), subscription).expect("writing a manifest");
+    control.outrigger(["apply", "-f"]).arg(manifests.path()).args(["-p", "shop"]).succeeds();
+
+    let dapr = format!("http://{}", gateway.addresses.dapr_http.expect("Dapr HTTP address"));
+    let publish = |seq: i64| {
+        let body = format!(r#"{{"seq":{seq}}}"#);
+        let url = format!("{dapr}/v1.0/publish/pubsub/orders");
+        runtime.block_on(async {
+            reqwest::Client::new()
+                .post(url)
+                .header("dapr-api-token", &token)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .map(|answer| answer.status())
+        })
+    };
+    // The subscription goes live within a rescan; probes (negative numbers) show when.
+    let live_by = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut probe = -1;
+    while !seen.lock().expect("seen lock").iter().any(|seq| *seq < 0) {
+        assert_eq!(publish(probe).expect("publishing a probe"), reqwest::StatusCode::NO_CONTENT);
+        assert!(std::time::Instant::now() < live_by, "the subscription never went live");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        probe -= 1;
+    }
+
+    let mut acknowledged = std::collections::BTreeSet::new();
+    let mut doomed = Some(doomed_worker);
+    for seq in 0..MESSAGES {
+        if seq == MESSAGES / 2 {
+            doomed.take().expect("the doomed worker").kill();
+        }
+        // A publish answered 204 is acknowledged: it must arrive. One in flight on the killed worker may fail.
+        if publish(seq).is_ok_and(|status| status == reqwest::StatusCode::NO_CONTENT) {
+            acknowledged.insert(seq);
+        }
+    }
+    assert!(acknowledged.len() as i64 >= MESSAGES - 1, "{} of {MESSAGES} publishes acknowledged", acknowledged.len());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let received: std::collections::BTreeSet<i64> =
+            seen.lock().expect("seen lock").iter().copied().filter(|seq| *seq >= 0).collect();
+        let missing: Vec<i64> = acknowledged.difference(&received).copied().collect();
+        if missing.is_empty() {
+            let deliveries = seen.lock().expect("seen lock").iter().filter(|seq| **seq >= 0).count();
+            eprintln!(
+                "{} acknowledged, {} delivered, {} duplicates",
+                acknowledged.len(),
+                deliveries,
+                deliveries - received.len()
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "acknowledged messages never delivered: {missing:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -152,7 +152,7 @@ async fn streams_are_authenticated_and_checked() {
     let stream = futures_util::stream::poll_fn(move |context| outgoing.poll_recv(context));
     let refused = match client.subscribe_topic_events_alpha1(with_token(stream, &listener)).await {
         Err(status) => status,
-        Ok(response) => response.into_inner().message().await.err().expect("an unknown pubsub is refused"),
+        Ok(response) => response.into_inner().message().await.expect_err("an unknown pubsub is refused"),
     };
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
 }
