@@ -45,14 +45,23 @@ struct Cluster {
     url: String,
     prefix: String,
     bus_timeout_ms: &'static str,
+    nats_url: String,
     data_dir: tempfile::TempDir,
     token: String,
 }
 
+/// The machine's shared NATS server.
+const SHARED_NATS: &str = "nats://127.0.0.1:4222";
+
 impl Cluster {
-    /// A migrated cluster whose gateways give up on a call after `bus_timeout_ms` (a killed worker's calls
-    /// fail fast instead of after the default 15 s).
+    /// A migrated cluster on the shared NATS whose gateways give up on a call after `bus_timeout_ms` (a
+    /// killed worker's calls fail fast instead of after the default 15 s).
     fn new(bus_timeout_ms: &'static str) -> Cluster {
+        Cluster::on_nats(bus_timeout_ms, SHARED_NATS)
+    }
+
+    /// Like [`Cluster::new`], on the NATS server at `nats_url`.
+    fn on_nats(bus_timeout_ms: &'static str, nats_url: &str) -> Cluster {
         let schema = Schema::create();
         let url = schema.url();
         outrigger(["migrate"]).env("OUTRIGGER_DATABASE_URL", &url).succeeds();
@@ -61,6 +70,7 @@ impl Cluster {
             url,
             prefix: format!("t{}", random_token().to_lowercase()),
             bus_timeout_ms,
+            nats_url: nats_url.to_owned(),
             data_dir: tempfile::tempdir().expect("creating a data directory"),
             token: random_token(),
         }
@@ -72,9 +82,11 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
         runtime.block_on(async {
-            let client = async_nats::connect("nats://127.0.0.1:4222").await.expect("connecting to NATS");
-            let jetstream = async_nats::jetstream::new(client);
-            let _ = jetstream.delete_stream(format!("{}_PUBSUB", self.prefix.to_uppercase())).await;
+            // A private server may be gone already, and its stream with it.
+            if let Ok(client) = async_nats::connect(&self.nats_url).await {
+                let jetstream = async_nats::jetstream::new(client);
+                let _ = jetstream.delete_stream(format!("{}_PUBSUB", self.prefix.to_uppercase())).await;
+            }
         });
     }
 }
@@ -84,7 +96,7 @@ impl Cluster {
     fn start(&self, role: &[&str]) -> Server {
         let env = [
             ("OUTRIGGER_DATABASE_URL", self.url.as_str()),
-            ("OUTRIGGER_NATS_URL", "nats://127.0.0.1:4222"),
+            ("OUTRIGGER_NATS_URL", self.nats_url.as_str()),
             ("OUTRIGGER_BUS_SUBJECT_PREFIX", self.prefix.as_str()),
             ("OUTRIGGER_BUS_TIMEOUT_MS", self.bus_timeout_ms),
         ];
@@ -432,5 +444,153 @@ fn every_published_message_is_delivered_while_a_worker_dies() {
         }
         assert!(std::time::Instant::now() < deadline, "acknowledged messages never delivered: {missing:?}");
         std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A NATS server of this test's own, so it can be stopped and restarted without disturbing anything else.
+struct PrivateNats {
+    child: std::process::Child,
+    port: u16,
+    store: tempfile::TempDir,
+}
+
+impl PrivateNats {
+    fn start() -> PrivateNats {
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("its address").port();
+        let store = tempfile::tempdir().expect("a JetStream store directory");
+        let child = PrivateNats::spawn(port, &store);
+        PrivateNats { child, port, store }
+    }
+
+    fn spawn(port: u16, store: &tempfile::TempDir) -> std::process::Child {
+        let binary = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .unwrap_or("nats-server");
+        let child = std::process::Command::new(binary)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (scripts/services installs it)");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "nats-server did not listen on {port}");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server and starts it again on the same port and store.
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = PrivateNats::spawn(self.port, &self.store);
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// At least once under faults: 10,000 sequenced messages while a worker is killed twice and NATS restarts.
+#[test]
+fn ten_thousand_messages_survive_killed_workers_and_a_nats_restart() {
+    const MESSAGES: i64 = 10_000;
+    let mut nats = PrivateNats::start();
+    let cluster = Cluster::on_nats("3000", &nats.url());
+    let mut workers = vec![Some(cluster.start(&["worker"])), Some(cluster.start(&["worker"]))];
+    let gateway = cluster.start(&["gateway"]);
+    let control = cluster.start(&["control-api"]);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let subscriber = runtime.block_on(start_subscriber(seen.clone()));
+
+    control.outrigger(["project", "create", "shop"]).succeeds();
+    let checkout = control.outrigger(["appid", "create", "checkout", "-p", "shop", "-o", "json"]).json();
+    let token = checkout["apiToken"].as_str().expect("a token").to_owned();
+    control.outrigger(["appid", "create", "processor", "-p", "shop", "--app-endpoint", &subscriber]).succeeds();
+    let manifests = tempfile::tempdir().expect("a directory");
+    let subscription = "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: orders\nspec:\n  pubsubname: pubsub\n  topic: orders\n  routes:\n    default: /orders\nscopes:\n- processor\n";
+    std::fs::write(manifests.path().join("subscription.yaml"), subscription).expect("writing a manifest");
+    control.outrigger(["apply", "-f"]).arg(manifests.path()).args(["-p", "shop"]).succeeds();
+
+    let dapr = format!("http://{}", gateway.addresses.dapr_http.expect("Dapr HTTP address"));
+    let client = reqwest::Client::new();
+    let publish = |seq: i64| {
+        let request = client
+            .post(format!("{dapr}/v1.0/publish/pubsub/orders"))
+            .header("dapr-api-token", &token)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"seq":{seq}}}"#));
+        runtime.block_on(async {
+            request.send().await.map(|answer| answer.status() == reqwest::StatusCode::NO_CONTENT).unwrap_or(false)
+        })
+    };
+    let live_by = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut probe = -1;
+    while !seen.lock().expect("seen lock").iter().any(|seq| *seq < 0) {
+        publish(probe);
+        assert!(std::time::Instant::now() < live_by, "the subscription never went live");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        probe -= 1;
+    }
+
+    let mut acknowledged = std::collections::BTreeSet::new();
+    for seq in 0..MESSAGES {
+        match seq {
+            2_500 => {
+                workers[0].take().expect("the first worker").kill();
+                workers.push(Some(cluster.start(&["worker"])));
+            }
+            5_000 => nats.restart(),
+            7_500 => {
+                workers[1].take().expect("the second worker").kill();
+                workers.push(Some(cluster.start(&["worker"])));
+            }
+            _ => {}
+        }
+        if publish(seq) {
+            acknowledged.insert(seq);
+        }
+    }
+    assert!(
+        acknowledged.len() as i64 > MESSAGES * 9 / 10,
+        "only {} of {MESSAGES} publishes acknowledged",
+        acknowledged.len()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let received: std::collections::BTreeSet<i64> =
+            seen.lock().expect("seen lock").iter().copied().filter(|seq| *seq >= 0).collect();
+        let missing: Vec<i64> = acknowledged.difference(&received).copied().collect();
+        if missing.is_empty() {
+            let deliveries = seen.lock().expect("seen lock").iter().filter(|seq| **seq >= 0).count();
+            eprintln!(
+                "at-least-once under faults: {} of {MESSAGES} publishes acknowledged, all {} delivered; {} deliveries, {} duplicates",
+                acknowledged.len(),
+                acknowledged.len(),
+                deliveries,
+                deliveries - received.len()
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} acknowledged messages never delivered: {:?}",
+            missing.len(),
+            &missing[..missing.len().min(20)]
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
