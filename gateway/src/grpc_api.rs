@@ -13,7 +13,8 @@ use axum::Router;
 use dapr::dapr::proto::common::v1::{state_options::StateConcurrency, StateItem, StateOptions};
 use dapr::dapr::proto::runtime::v1 as pb;
 use outrigger_bus::{
-    Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, Tenant, TraceContext, TransactionOperation,
+    Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, SubscriptionKind, Tenant, TraceContext,
+    TransactionOperation,
 };
 use tracing::Instrument;
 
@@ -295,14 +296,34 @@ async fn get_metadata(
     Caller { tenant, .. }: Caller,
     _request: pb::GetMetadataRequest,
 ) -> Result<pb::GetMetadataResponse, DaprError> {
-    let id = tenant.app_id.clone();
-    let Reply::Components(components) = gateway.call(tenant, Call::ListComponents).await? else {
-        return Err(DaprError::malformed("unexpected reply to a component listing"));
-    };
+    let metadata = gateway.metadata(&tenant).await?;
+    let subscriptions = metadata
+        .subscriptions
+        .into_iter()
+        .map(|subscription| pb::PubsubSubscription {
+            pubsub_name: subscription.pubsub,
+            topic: subscription.topic,
+            metadata: HashMap::new(),
+            rules: Some(pb::PubsubSubscriptionRules {
+                rules: subscription
+                    .rules
+                    .into_iter()
+                    .map(|(condition, path)| pb::PubsubSubscriptionRule { r#match: condition, path })
+                    .collect(),
+            }),
+            dead_letter_topic: subscription.dead_letter_topic.unwrap_or_default(),
+            r#type: match subscription.kind {
+                SubscriptionKind::Declarative => pb::PubsubSubscriptionType::Declarative,
+                SubscriptionKind::Programmatic => pb::PubsubSubscriptionType::Programmatic,
+                SubscriptionKind::Streaming => pb::PubsubSubscriptionType::Streaming,
+            } as i32,
+        })
+        .collect();
     Ok(pb::GetMetadataResponse {
-        id,
+        id: tenant.app_id,
         runtime_version: crate::RUNTIME_VERSION.to_owned(),
-        registered_components: components
+        registered_components: metadata
+            .components
             .into_iter()
             .map(|c| pb::RegisteredComponents {
                 name: c.name,
@@ -311,6 +332,7 @@ async fn get_metadata(
                 capabilities: c.capabilities,
             })
             .collect(),
+        subscriptions,
         ..Default::default()
     })
 }

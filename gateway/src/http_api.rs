@@ -11,7 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use outrigger_bus::{
-    Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, Tenant, TraceContext, TransactionOperation,
+    Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, SubscriptionKind, Tenant, TraceContext,
+    TransactionOperation,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -349,22 +350,42 @@ async fn metadata(
     State(gateway): State<Gateway>,
     Extension(tenant): Extension<Tenant>,
 ) -> Result<Json<Value>, DaprError> {
-    let app_id = tenant.app_id.clone();
-    let Reply::Components(components) = gateway.call(tenant, Call::ListComponents).await? else {
-        return Err(DaprError::malformed("unexpected reply to a component listing"));
-    };
-    let components: Vec<Value> = components
+    let metadata = gateway.metadata(&tenant).await?;
+    let components: Vec<Value> = metadata
+        .components
         .into_iter()
         .map(|c| json!({ "name": c.name, "type": c.component_type, "version": c.version, "capabilities": c.capabilities }))
         .collect();
+    let subscriptions: Vec<Value> = metadata
+        .subscriptions
+        .into_iter()
+        .map(|subscription| {
+            let rules: Vec<Value> = subscription
+                .rules
+                .iter()
+                .map(|(condition, path)| json!({ "match": condition, "path": path }))
+                .collect();
+            let kind = match subscription.kind {
+                SubscriptionKind::Declarative => "DECLARATIVE",
+                SubscriptionKind::Programmatic => "PROGRAMMATIC",
+                SubscriptionKind::Streaming => "STREAMING",
+            };
+            let mut entry =
+                json!({ "pubsubname": subscription.pubsub, "topic": subscription.topic, "rules": rules, "type": kind });
+            if let Some(dead_letter_topic) = subscription.dead_letter_topic {
+                entry["deadLetterTopic"] = Value::String(dead_letter_topic);
+            }
+            entry
+        })
+        .collect();
     Ok(Json(json!({
-        "id": app_id,
+        "id": tenant.app_id,
         "runtimeVersion": crate::RUNTIME_VERSION,
         "enabledFeatures": [],
         "actors": [],
         "components": components,
         "extended": {},
-        "subscriptions": [],
+        "subscriptions": subscriptions,
         "httpEndpoints": [],
     })))
 }

@@ -15,7 +15,9 @@ mod streaming;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger_bus::{Bus, Call, Reply, Tenant};
+use std::collections::HashMap;
+
+use outrigger_bus::{Bus, Call, MetadataInfo, Reply, SubscriptionInfo, Tenant};
 use outrigger_store::Store;
 
 pub use dapr_error::DaprError;
@@ -73,6 +75,21 @@ struct Inner {
     tokens: auth::TokenResolver,
     limiter: auth::RateLimiter,
     options: Options,
+    /// Streaming subscriptions open on this gateway, for `/v1.0/metadata`.
+    streams: std::sync::Mutex<HashMap<u64, (Tenant, SubscriptionInfo)>>,
+    next_stream: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps a streaming subscription listed while it is open.
+struct StreamRegistration {
+    gateway: Gateway,
+    id: u64,
+}
+
+impl Drop for StreamRegistration {
+    fn drop(&mut self) {
+        self.gateway.0.streams.lock().expect("stream registry lock").remove(&self.id);
+    }
 }
 
 /// The gateway's shared state: cheap to clone.
@@ -87,7 +104,29 @@ impl Gateway {
             tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
             options,
+            streams: std::sync::Mutex::new(HashMap::new()),
+            next_stream: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// Lists a streaming subscription until the returned registration is dropped.
+    fn register_stream(&self, tenant: &Tenant, info: SubscriptionInfo) -> StreamRegistration {
+        let id = self.0.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.streams.lock().expect("stream registry lock").insert(id, (tenant.clone(), info));
+        StreamRegistration { gateway: self.clone(), id }
+    }
+
+    /// The caller's components and subscriptions, its streams on this gateway included.
+    async fn metadata(&self, tenant: &Tenant) -> Result<MetadataInfo, DaprError> {
+        let Reply::Metadata(mut metadata) = self.call(tenant.clone(), Call::Metadata).await? else {
+            return Err(DaprError::malformed("unexpected reply to a metadata call"));
+        };
+        let streams = self.0.streams.lock().expect("stream registry lock");
+        let mine = streams
+            .values()
+            .filter(|(owner, _)| owner.project_id == tenant.project_id && owner.app_id == tenant.app_id);
+        metadata.subscriptions.extend(mine.map(|(_, info)| info.clone()));
+        Ok(metadata)
     }
 
     fn options(&self) -> &Options {

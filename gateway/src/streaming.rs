@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dapr::dapr::proto::runtime::v1 as pb;
-use outrigger_bus::{Call, DeadLetter, Reply, StreamEvent, Tenant, Verdict};
+use outrigger_bus::{Call, DeadLetter, Reply, StreamEvent, SubscriptionInfo, SubscriptionKind, Tenant, Verdict};
 use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Inbound;
 use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outbound;
 use serde_json::{Map, Value};
@@ -73,7 +73,18 @@ pub async fn open(
         outstanding: Mutex::new(HashMap::new()),
         answered: Notify::new(),
     });
-    tokio::spawn(run(session, inbound, sender));
+    let info = SubscriptionInfo {
+        pubsub: session.pubsub.clone(),
+        topic: session.topic.clone(),
+        rules: vec![(String::new(), "/".to_owned())],
+        dead_letter_topic: session.dead_letter_topic.clone(),
+        kind: SubscriptionKind::Streaming,
+    };
+    let registration = session.gateway.register_stream(&session.tenant, info);
+    tokio::spawn(async move {
+        run(session, inbound, sender).await;
+        drop(registration);
+    });
     Ok(futures_util::stream::poll_fn(move |context| receiver.poll_recv(context)))
 }
 

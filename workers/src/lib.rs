@@ -8,4 +8,4 @@ mod runtime;
 pub mod state;
 
 pub use handler::{Limits, Worker};
-pub use runtime::{ManagedStores, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};
+pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};

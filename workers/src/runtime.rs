@@ -101,7 +101,20 @@ pub struct ProjectComponents {
     pub state: BTreeMap<String, Arc<StateComponent>>,
     /// Pub/sub components by name.
     pub pubsub: BTreeMap<String, Arc<PubsubComponent>>,
+    /// `Subscription` documents.
+    pub subscriptions: Vec<Document>,
     loaded_at: Instant,
+}
+
+/// What an app answered to `GET /dapr/subscribe`, and when.
+#[derive(Clone, Debug)]
+pub struct ProgrammaticSubscriptions {
+    /// When it was asked.
+    pub fetched: Instant,
+    /// The app endpoint asked.
+    pub endpoint: String,
+    /// The entries it answered.
+    pub entries: Vec<serde_json::Value>,
 }
 
 /// Backends the platform provides to every project.
@@ -167,6 +180,8 @@ pub struct Runtime {
     projects: std::sync::Mutex<HashMap<String, Arc<ProjectComponents>>>,
     opened_stores: Opened<dyn StateStore>,
     opened_brokers: Opened<dyn Broker>,
+    // Written by the deliverer, read for `/v1.0/metadata`; never held across an await.
+    programmatic: std::sync::Mutex<HashMap<(String, String), ProgrammaticSubscriptions>>,
 }
 
 /// Component metadata as name -> text, the form backends are opened with.
@@ -204,7 +219,20 @@ impl Runtime {
             projects: std::sync::Mutex::new(HashMap::new()),
             opened_stores: Opened::new(),
             opened_brokers: Opened::new(),
+            programmatic: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// What the app answered to `GET /dapr/subscribe` last, if it was asked.
+    pub fn programmatic(&self, project_id: &str, app_id: &str) -> Option<ProgrammaticSubscriptions> {
+        let key = (project_id.to_owned(), app_id.to_owned());
+        self.programmatic.lock().expect("programmatic lock").get(&key).cloned()
+    }
+
+    /// Remembers what the app answered to `GET /dapr/subscribe`.
+    pub fn set_programmatic(&self, project_id: &str, app_id: &str, answer: ProgrammaticSubscriptions) {
+        let key = (project_id.to_owned(), app_id.to_owned());
+        self.programmatic.lock().expect("programmatic lock").insert(key, answer);
     }
 
     /// Forgets the cached components of a project (a change event arrived); the next call re-reads them.
@@ -253,16 +281,21 @@ impl Runtime {
                 Err(err) => return Err(err),
             };
             let documents = tx.list_resources(&project.id, Kind::Component).await?;
-            Ok(Some((project, documents)))
+            let subscriptions = tx.list_resources(&project.id, Kind::Subscription).await?;
+            Ok(Some((project, documents, subscriptions)))
         };
-        let Some((project, documents)) =
+        let Some((project, documents, subscriptions)) =
             read.await.map_err(|err: outrigger_store::Error| format!("reading the project's components: {err}"))?
         else {
             return Ok(None);
         };
 
-        let mut components =
-            ProjectComponents { state: BTreeMap::new(), pubsub: BTreeMap::new(), loaded_at: Instant::now() };
+        let mut components = ProjectComponents {
+            state: BTreeMap::new(),
+            pubsub: BTreeMap::new(),
+            subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
+            loaded_at: Instant::now(),
+        };
         let managed = |(name, component_type): (&str, &str)| (name.to_owned(), component_type.to_owned());
         if project.managed_kvstore {
             let (name, component_type) = managed(MANAGED_KVSTORE);

@@ -112,8 +112,8 @@ pub struct FailedEntry {
 /// What a gateway asks a worker.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Call {
-    /// The components the caller may use (for `/v1.0/metadata`).
-    ListComponents,
+    /// The caller's components and subscriptions (for `/v1.0/metadata`).
+    Metadata,
     /// Read one key.
     GetState { store: String, key: String, metadata: Metadata },
     /// Read many keys.
@@ -180,6 +180,41 @@ pub struct ComponentInfo {
     pub capabilities: Vec<String>,
 }
 
+/// How a subscription was declared (daprd's metadata `type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubscriptionKind {
+    /// A `Subscription` document.
+    Declarative,
+    /// The app's `GET /dapr/subscribe`.
+    Programmatic,
+    /// A gRPC stream the app holds open.
+    Streaming,
+}
+
+/// A subscription as `/v1.0/metadata` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    /// Pub/sub component.
+    pub pubsub: String,
+    /// Topic.
+    pub topic: String,
+    /// Routing rules as (CEL match, path); the default route last, with an empty match.
+    pub rules: Vec<(String, String)>,
+    /// Dead-letter topic, if any.
+    pub dead_letter_topic: Option<String>,
+    /// How it was declared.
+    pub kind: SubscriptionKind,
+}
+
+/// What `/v1.0/metadata` shows of the caller's project.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataInfo {
+    /// Components the caller may use.
+    pub components: Vec<ComponentInfo>,
+    /// The caller's subscriptions.
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
 /// A stored value as a read returns it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StateValue {
@@ -218,8 +253,8 @@ pub struct QueryItem {
 /// A worker's answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum Reply {
-    /// For [`Call::ListComponents`].
-    Components(Vec<ComponentInfo>),
+    /// For [`Call::Metadata`].
+    Metadata(MetadataInfo),
     /// For [`Call::GetState`]: `None` when the key is missing.
     State(Option<StateValue>),
     /// For [`Call::GetBulkState`].

@@ -96,9 +96,18 @@ async fn every_message_arrives_despite_failures_and_routes_apply() {
     let gateway = TestGateway::start().await;
     let subscriber = Subscriber::start().await;
     let publisher = gateway.app("shop", "checkout").await;
-    gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
+    let processor = gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
     let routes = "    rules:\n    - match: event.data.priority > 5\n      path: /urgent\n    default: /orders\n";
     gateway.component("shop", &subscription("orders", "orders", routes, "", &["processor"])).await;
+    let listed = gateway.http("GET", "/v1.0/metadata", Some(&processor), None).await.json()["subscriptions"].clone();
+    assert_eq!(
+        listed,
+        json!([{ "pubsubname": "pubsub", "topic": "orders", "type": "DECLARATIVE", "rules": [
+            { "match": "event.data.priority > 5", "path": "/urgent" }, { "match": "", "path": "/orders" },
+        ] }])
+    );
+    let unscoped = gateway.http("GET", "/v1.0/metadata", Some(&publisher), None).await.json();
+    assert_eq!(unscoped["subscriptions"], json!([]), "the subscription is scoped to processor");
 
     // The deliverer picks the new subscription up within its rescan period; messages published after its
     // consumer group exists are all delivered. Publish one probe until it arrives, then the real batch.

@@ -121,6 +121,9 @@ async fn unanswered_events_go_to_the_next_stream() {
     let publisher = gateway.app("shop", "checkout").await;
     let listener = gateway.app("shop", "listener").await;
     let mut first = Stream::open(&gateway, &listener, "jobs").await.unwrap();
+    let listed = gateway.http("GET", "/v1.0/metadata", Some(&listener), None).await.json();
+    assert_eq!(listed["subscriptions"][0]["type"], "STREAMING", "{listed}");
+    assert_eq!(listed["subscriptions"][0]["topic"], "jobs");
     publish(&gateway, &publisher, "jobs", 7).await;
     assert_eq!(seq(&first.next_event().await), 7);
     drop(first);

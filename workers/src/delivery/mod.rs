@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use outrigger_resources::Kind;
 use outrigger_store::Store;
-use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +24,7 @@ pub use routes::{Origin, SubscriptionSpec};
 
 use crate::pubsub::cloudevent::{is_expired, parse_event, raw_payload_event};
 use crate::pubsub::{Access, Broker, Delivery};
-use crate::Worker;
+use crate::{ProgrammaticSubscriptions, Worker};
 
 /// How often the set of subscriptions is re-derived without a change event.
 const RESCAN: Duration = Duration::from_secs(2);
@@ -93,10 +92,9 @@ impl Deliverer {
     /// Runs until `shutdown`; loops stop with it (messages they held go to the next fetcher).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running: HashMap<TargetKey, Running> = HashMap::new();
-        let mut programmatic: HashMap<(String, String), (Instant, String, Vec<Value>)> = HashMap::new();
         let mut limits: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
         loop {
-            match self.targets(&mut programmatic).await {
+            match self.targets().await {
                 Ok(targets) => {
                     let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|t| (t.key.clone(), t)).collect();
                     running.retain(|key, loop_| {
@@ -134,10 +132,7 @@ impl Deliverer {
     }
 
     /// Every subscription target of the projects this worker serves.
-    async fn targets(
-        &self,
-        programmatic: &mut HashMap<(String, String), (Instant, String, Vec<Value>)>,
-    ) -> Result<Vec<Target>, outrigger_store::Error> {
+    async fn targets(&self) -> Result<Vec<Target>, outrigger_store::Error> {
         let mut tx = self.control_plane.begin().await?;
         let mut found = Vec::new();
         let mut seen: HashMap<TargetKey, ()> = HashMap::new();
@@ -154,18 +149,25 @@ impl Deliverer {
                     .iter()
                     .filter(|stored| stored.document.scopes.is_empty() || stored.document.scopes.contains(&app.name))
                     .map(|stored| (Origin::Declarative, stored.document.spec.clone()));
-                let cache_key = (project.id.as_str().to_owned(), app.name.clone());
-                let stale = programmatic.get(&cache_key).is_none_or(|(fetched, cached_endpoint, _)| {
-                    fetched.elapsed() > PROGRAMMATIC_REFRESH || *cached_endpoint != endpoint
-                });
-                if stale {
-                    let entries = channel.subscriptions(&self.client).await.unwrap_or_else(|err| {
-                        tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "no programmatic subscriptions read");
-                        Vec::new()
-                    });
-                    programmatic.insert(cache_key.clone(), (Instant::now(), endpoint.clone(), entries));
-                }
-                let asked = programmatic.get(&cache_key).map(|(_, _, entries)| entries.clone()).unwrap_or_default();
+                let runtime = self.worker.runtime();
+                let asked = match runtime.programmatic(project.id.as_str(), &app.name) {
+                    Some(answer) if answer.fetched.elapsed() <= PROGRAMMATIC_REFRESH && answer.endpoint == endpoint => {
+                        answer.entries
+                    }
+                    _ => {
+                        let entries = channel.subscriptions(&self.client).await.unwrap_or_else(|err| {
+                            tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "no programmatic subscriptions read");
+                            Vec::new()
+                        });
+                        let answer = ProgrammaticSubscriptions {
+                            fetched: Instant::now(),
+                            endpoint: endpoint.clone(),
+                            entries: entries.clone(),
+                        };
+                        runtime.set_programmatic(project.id.as_str(), &app.name, answer);
+                        entries
+                    }
+                };
                 let declared = declarative.chain(asked.into_iter().map(|entry| (Origin::Programmatic, entry)));
                 for (origin, declaration) in declared {
                     let spec = match SubscriptionSpec::from_json(&declaration, origin) {

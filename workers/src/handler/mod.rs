@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use outrigger_bus::{
-    BulkStateItem, Call, ComponentInfo, Concurrency, DataError, DeleteItem, Envelope, Handler, Metadata, QueryItem,
-    Reply, SaveItem, StateOperation, StateValue, Tenant, TransactionOperation,
+    BulkStateItem, Call, ComponentInfo, Concurrency, DataError, DeleteItem, Envelope, Handler, Metadata, MetadataInfo,
+    QueryItem, Reply, SaveItem, StateOperation, StateValue, SubscriptionInfo, SubscriptionKind, Tenant,
+    TransactionOperation,
 };
 
 mod publish;
@@ -58,6 +59,32 @@ const KEY_SEPARATOR: &str = "||";
 /// Daprd's metadata key for a TTL, and the one it answers with.
 const TTL_SECONDS: &str = "ttlInSeconds";
 const TTL_EXPIRE_TIME: &str = "ttlExpireTime";
+
+/// A subscription declaration (v2alpha1 spec or `/dapr/subscribe` entry) as metadata lists it.
+fn subscription_info(declaration: &serde_json::Value, kind: SubscriptionKind) -> Option<SubscriptionInfo> {
+    let text = |value: Option<&serde_json::Value>| value.and_then(|v| v.as_str()).map(str::to_owned);
+    let routes = declaration.get("routes");
+    let mut rules: Vec<(String, String)> = routes
+        .and_then(|routes| routes.get("rules"))
+        .and_then(|rules| rules.as_array())
+        .map(|rules| {
+            let rule = |r: &serde_json::Value| Some((text(r.get("match")).unwrap_or_default(), text(r.get("path"))?));
+            rules.iter().filter_map(rule).collect()
+        })
+        .unwrap_or_default();
+    if let Some(default) =
+        text(routes.and_then(|routes| routes.get("default"))).or_else(|| text(declaration.get("route")))
+    {
+        rules.push((String::new(), default));
+    }
+    Some(SubscriptionInfo {
+        pubsub: text(declaration.get("pubsubname"))?,
+        topic: text(declaration.get("topic"))?,
+        rules,
+        dead_letter_topic: text(declaration.get("deadLetterTopic")).filter(|topic| !topic.is_empty()),
+        kind,
+    })
+}
 
 fn bad_request(operation: StateOperation, message: impl Into<String>) -> DataError {
     DataError::BadRequest { operation, message: message.into() }
@@ -217,6 +244,22 @@ impl Worker {
         stores.chain(brokers).collect()
     }
 
+    /// The caller's declarative and programmatic subscriptions.
+    fn subscription_infos(&self, project: &ProjectComponents, tenant: &Tenant) -> Vec<SubscriptionInfo> {
+        let declarative = project
+            .subscriptions
+            .iter()
+            .filter(|document| document.scopes.is_empty() || document.scopes.contains(&tenant.app_id))
+            .filter_map(|document| subscription_info(&document.spec, SubscriptionKind::Declarative));
+        let asked = self
+            .runtime
+            .programmatic(&tenant.project_id, &tenant.app_id)
+            .map(|answer| answer.entries)
+            .unwrap_or_default();
+        let programmatic = asked.iter().filter_map(|entry| subscription_info(entry, SubscriptionKind::Programmatic));
+        declarative.chain(programmatic).collect()
+    }
+
     /// The component `store` of the caller's project, if the caller may use it.
     fn target<'a>(
         &self,
@@ -242,7 +285,10 @@ impl Worker {
 
     async fn state_call(&self, tenant: &Tenant, project: &ProjectComponents, call: Call) -> Result<Reply, DataError> {
         match call {
-            Call::ListComponents => Ok(Reply::Components(Worker::component_infos(project, tenant))),
+            Call::Metadata => Ok(Reply::Metadata(MetadataInfo {
+                components: Worker::component_infos(project, tenant),
+                subscriptions: self.subscription_infos(project, tenant),
+            })),
             Call::GetState { store, key, metadata: _ } => {
                 let target = self.target(project, tenant, &store, StateOperation::Get)?;
                 let stored = target.stored_key(StateOperation::Get, &key)?;
