@@ -121,7 +121,12 @@ impl TestGateway {
         let found = tx.project(project).await.unwrap();
         tx.put_resource(&found.id, &document).await.unwrap();
         tx.commit().await.unwrap();
-        // What the control API's change event does in the product.
+        self.changed(project).await;
+    }
+
+    /// What the control API's change event does in the product.
+    pub async fn changed(&self, project: &str) {
+        let found = self.store.begin().await.unwrap().project(project).await.unwrap();
         self.worker.runtime().invalidate(found.id.as_str());
         self.deliveries_waker.notify_one();
     }

@@ -328,3 +328,90 @@ async fn tenants_never_receive_each_others_messages() {
     assert!(alpha_subscriber.delivered("/orders").iter().all(|seq| *seq < 1_000_000), "alpha got beta's messages");
     assert!(beta_subscriber.delivered("/orders").iter().all(|seq| *seq >= 1_000_000), "beta got alpha's messages");
 }
+
+/// Dapr's pub/sub conformance case on every broker type: the subscriber fails the first two attempts and every
+/// fifth; every message still arrives; and once the subscription is deleted, nothing more is delivered.
+async fn conformance_on(component_type: &str, metadata: &str) {
+    let gateway = TestGateway::start().await;
+    let subscriber = Subscriber::start().await;
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
+    let unique = uuid_like();
+    let component = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: bus\nspec:\n  type: {component_type}\n  version: v1\n  metadata:\n{metadata}"
+    );
+    gateway.component("shop", &component).await;
+    let topic = format!("conformance-{unique}");
+    let declared = subscription("conformance", &topic, "    default: /orders\n", "", &["processor"])
+        .replace("pubsubname: pubsub", "pubsubname: bus");
+    gateway.component("shop", &declared).await;
+
+    let publish = |seq: i64| {
+        let (gateway, publisher, topic) = (&gateway, &publisher, &topic);
+        async move {
+            let body = json!({ "seq": seq }).to_string();
+            let path = format!("/v1.0/publish/bus/{topic}");
+            let answer = gateway
+                .http_with("POST", &path, Some(publisher), Some(&body), &[("content-type", "application/json")])
+                .await;
+            assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&answer.body));
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probe = 1000;
+    while !subscriber.delivered("/orders").iter().any(|seq| *seq >= 1000) {
+        publish(probe).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(Instant::now() < deadline, "{component_type}: the subscription never started delivering");
+        probe += 1;
+    }
+    for seq in 0..12 {
+        publish(seq).await;
+    }
+    subscriber.wait_for("/orders", &(0..12).collect()).await;
+
+    // Deleting the subscription stops deliveries.
+    let mut tx = gateway.store.begin().await.unwrap();
+    let project = tx.project("shop").await.unwrap();
+    tx.delete_resource(&project.id, outrigger_resources::Kind::Subscription, "conformance").await.unwrap();
+    tx.commit().await.unwrap();
+    gateway.changed("shop").await;
+    let settled = subscriber.attempts().len();
+    for seq in 100..105 {
+        publish(seq).await;
+    }
+    // Give a live subscription ample time (several fetch waits) to deliver what was just published.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let late: Vec<Value> =
+        subscriber.attempts()[settled..].iter().map(|(_, event)| event["data"]["seq"].clone()).collect();
+    assert!(
+        late.iter().all(|seq| seq.as_i64().is_some_and(|seq| seq < 100)),
+        "{component_type}: delivered after the subscription was deleted: {late:?}"
+    );
+}
+
+fn uuid_like() -> String {
+    format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos())
+}
+
+#[tokio::test]
+async fn conformance_in_memory() {
+    conformance_on("pubsub.in-memory", "    []\n").await;
+}
+
+#[tokio::test]
+async fn conformance_redis_streams() {
+    conformance_on("pubsub.redis", "  - name: redisHost\n    value: 127.0.0.1:6379\n").await;
+}
+
+#[tokio::test]
+async fn conformance_jetstream() {
+    let stream = format!("CONFORMANCE{}", uuid_like().to_uppercase());
+    conformance_on(
+        "pubsub.jetstream",
+        &format!("  - name: natsURL\n    value: nats://127.0.0.1:4222\n  - name: streamName\n    value: {stream}\n"),
+    )
+    .await;
+    let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
+}
