@@ -229,6 +229,12 @@ impl Runtime {
         self.programmatic.lock().expect("programmatic lock").get(&key).cloned()
     }
 
+    /// Forgets what the app answered to `GET /dapr/subscribe`, so that it is asked again.
+    pub fn forget_programmatic(&self, project_id: &str, app_id: &str) {
+        let key = (project_id.to_owned(), app_id.to_owned());
+        self.programmatic.lock().expect("programmatic lock").remove(&key);
+    }
+
     /// Remembers what the app answered to `GET /dapr/subscribe`.
     pub fn set_programmatic(&self, project_id: &str, app_id: &str, answer: ProgrammaticSubscriptions) {
         let key = (project_id.to_owned(), app_id.to_owned());

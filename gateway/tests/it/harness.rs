@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
 use outrigger_store::{AppIdentity, NewProject, Store};
-use outrigger_workers::delivery::Deliverer;
+use outrigger_workers::delivery::{Deliverer, HealthProbe};
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,9 @@ impl TestGateway {
         let runtime = Runtime::new(store.clone(), ManagedStores { kvstore, pubsub }, Duration::from_millis(50));
         let limits = Limits { max_bulk_keys: 50, max_transaction_operations: 50, store_timeout: STORE_TIMEOUT };
         let worker = Arc::new(Worker::new(runtime, limits));
-        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None);
+        let probe =
+            HealthProbe { interval: Duration::from_millis(100), timeout: Duration::from_millis(300), threshold: 2 };
+        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None).with_health_probe(probe);
         let deliveries_waker = deliverer.waker();
         let deliveries = CancellationToken::new();
         tokio::spawn(deliverer.run(deliveries.clone()));
@@ -86,6 +88,17 @@ impl TestGateway {
 
     /// Like [`TestGateway::app`], with the App ID's app endpoint.
     pub async fn app_at(&self, project: &str, app: &str, endpoint: Option<String>) -> String {
+        self.app_with_health(project, app, endpoint, None).await
+    }
+
+    /// Like [`TestGateway::app_at`], with a health-check path.
+    pub async fn app_with_health(
+        &self,
+        project: &str,
+        app: &str,
+        endpoint: Option<String>,
+        health: Option<&str>,
+    ) -> String {
         let mut tx = self.store.begin().await.unwrap();
         let found = match tx.project(project).await {
             Ok(found) => found,
@@ -104,7 +117,7 @@ impl TestGateway {
             app_endpoint: endpoint,
             app_token: None,
             app_protocol: "http".into(),
-            app_health_check_path: None,
+            app_health_check_path: health.map(str::to_owned),
             config: None,
             created_at: 0,
             updated_at: 0,

@@ -415,3 +415,94 @@ async fn conformance_jetstream() {
     let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
     let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
 }
+
+/// An app whose health check fails gets no deliveries; they resume, complete, once it is healthy again.
+#[tokio::test]
+async fn deliveries_pause_while_the_app_is_unhealthy() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let gateway = TestGateway::start().await;
+    let healthy = Arc::new(AtomicBool::new(true));
+    let failed_probes = Arc::new(AtomicUsize::new(0));
+    let received = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let app = {
+        let (healthy, failed_probes, received) = (healthy.clone(), failed_probes.clone(), received.clone());
+        Router::new()
+            .route(
+                "/healthz",
+                axum::routing::get(move || {
+                    let (healthy, failed_probes) = (healthy.clone(), failed_probes.clone());
+                    async move {
+                        if healthy.load(Ordering::SeqCst) {
+                            StatusCode::OK
+                        } else {
+                            failed_probes.fetch_add(1, Ordering::SeqCst);
+                            StatusCode::SERVICE_UNAVAILABLE
+                        }
+                    }
+                }),
+            )
+            .route(
+                "/orders",
+                post(move |Json(event): Json<Value>| {
+                    let received = received.clone();
+                    async move {
+                        received.lock().unwrap().push(event["data"]["seq"].as_i64().unwrap_or(-1));
+                        Json(json!({ "status": "SUCCESS" }))
+                    }
+                }),
+            )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_with_health("shop", "processor", Some(url), Some("/healthz")).await;
+    gateway.component("shop", &subscription("orders", "orders", "    default: /orders\n", "", &["processor"])).await;
+    let publish = |seq: i64| {
+        let (gateway, publisher) = (&gateway, &publisher);
+        async move {
+            let body = json!({ "seq": seq }).to_string();
+            let answer = gateway
+                .http_with(
+                    "POST",
+                    "/v1.0/publish/pubsub/orders",
+                    Some(publisher),
+                    Some(&body),
+                    &[("content-type", "application/json")],
+                )
+                .await;
+            assert_eq!(answer.status, StatusCode::NO_CONTENT);
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probe = 1000;
+    while received.lock().unwrap().is_empty() {
+        publish(probe).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(Instant::now() < deadline, "the subscription never started delivering");
+        probe += 1;
+    }
+    // Wait for the in-flight probes to land, then turn unhealthy until the platform has seen the threshold.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    healthy.store(false, Ordering::SeqCst);
+    while failed_probes.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = received.lock().unwrap().len();
+    for seq in 0..5 {
+        publish(seq).await;
+    }
+    // Several fetch waits and probe periods: a live subscription would have delivered by now.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(received.lock().unwrap().len(), before, "delivered to an unhealthy app");
+    healthy.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let got: BTreeSet<i64> = received.lock().unwrap().iter().copied().filter(|seq| *seq < 1000).collect();
+        if got == (0..5).collect() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "deliveries did not resume: {got:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -33,7 +33,12 @@ impl AppChannel {
         format!("{}{path}", self.endpoint.trim_end_matches('/'))
     }
 
-    fn request(&self, client: &reqwest::Client, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::RequestBuilder {
         let request = client.request(method, self.url(path));
         match &self.app_token {
             Some(token) => request.header("dapr-api-token", token),

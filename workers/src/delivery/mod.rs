@@ -7,6 +7,7 @@
 //! change event.
 
 mod app;
+mod health;
 mod routes;
 
 use std::collections::HashMap;
@@ -20,6 +21,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use app::{AppChannel, Outcome};
+pub use health::HealthProbe;
+
+use health::AppHealth;
 pub use routes::{Origin, SubscriptionSpec};
 
 use crate::pubsub::cloudevent::{is_expired, parse_event, raw_payload_event};
@@ -60,8 +64,17 @@ struct TargetKey {
 struct Target {
     key: TargetKey,
     channel: AppChannel,
+    /// The app's health-check path, when it has one.
+    health_path: Option<String>,
     spec: Arc<SubscriptionSpec>,
     source: String,
+}
+
+/// A running health probe of one app.
+struct Probe {
+    source: String,
+    health: Arc<AppHealth>,
+    task: JoinHandle<()>,
 }
 
 /// Runs the delivery loops of a worker.
@@ -71,6 +84,7 @@ pub struct Deliverer {
     pool: Option<String>,
     client: reqwest::Client,
     wake: Arc<Notify>,
+    health_probe: HealthProbe,
 }
 
 struct Running {
@@ -81,7 +95,50 @@ struct Running {
 impl Deliverer {
     /// Deliveries for the projects of `pool` (every project when `None`: the embedded default).
     pub fn new(control_plane: Store, worker: Arc<Worker>, pool: Option<String>) -> Deliverer {
-        Deliverer { control_plane, worker, pool, client: reqwest::Client::new(), wake: Arc::new(Notify::new()) }
+        Deliverer {
+            control_plane,
+            worker,
+            pool,
+            client: reqwest::Client::new(),
+            wake: Arc::new(Notify::new()),
+            health_probe: HealthProbe::default(),
+        }
+    }
+
+    /// Probes app health with `settings` instead of daprd's defaults.
+    pub fn with_health_probe(mut self, settings: HealthProbe) -> Deliverer {
+        self.health_probe = settings;
+        self
+    }
+
+    /// The health of a target's app: probed when it has a health-check path (one probe per app).
+    fn health_of(&self, probes: &mut HashMap<(String, String), Probe>, target: &Target) -> Option<Arc<AppHealth>> {
+        let path = target.health_path.clone()?;
+        let app = (target.key.project_id.clone(), target.key.app_id.clone());
+        let source = format!("{}|{path}", target.channel.endpoint);
+        if let Some(probe) = probes.get(&app).filter(|probe| probe.source == source) {
+            return Some(Arc::clone(&probe.health));
+        }
+        let health = Arc::new(AppHealth::new());
+        let (worker, wake, project_id, app_id) =
+            (Arc::clone(&self.worker), Arc::clone(&self.wake), app.0.clone(), app.1.clone());
+        // A recovered app may serve other subscriptions than before: ask again at once.
+        let recovered = move || {
+            worker.runtime().forget_programmatic(&project_id, &app_id);
+            wake.notify_one();
+        };
+        let task = tokio::spawn(health::probe(
+            self.client.clone(),
+            target.channel.clone(),
+            path,
+            self.health_probe,
+            Arc::clone(&health),
+            recovered,
+        ));
+        if let Some(replaced) = probes.insert(app, Probe { source, health: Arc::clone(&health), task }) {
+            replaced.task.abort();
+        }
+        Some(health)
     }
 
     /// Wakes the deliverer to re-derive its loops (a project changed).
@@ -93,10 +150,25 @@ impl Deliverer {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running: HashMap<TargetKey, Running> = HashMap::new();
         let mut limits: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
+        let mut probes: HashMap<(String, String), Probe> = HashMap::new();
         loop {
             match self.targets().await {
                 Ok(targets) => {
                     let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|t| (t.key.clone(), t)).collect();
+                    probes.retain(|(project_id, app_id), probe| {
+                        let keep = wanted.values().any(|target| {
+                            target.key.project_id == *project_id
+                                && target.key.app_id == *app_id
+                                && target
+                                    .health_path
+                                    .as_ref()
+                                    .is_some_and(|path| format!("{}|{path}", target.channel.endpoint) == probe.source)
+                        });
+                        if !keep {
+                            probe.task.abort();
+                        }
+                        keep
+                    });
                     running.retain(|key, loop_| {
                         let keep = wanted.get(key).is_some_and(|target| target.source == loop_.source);
                         if !keep {
@@ -113,8 +185,14 @@ impl Deliverer {
                             .or_insert_with(|| Arc::new(Semaphore::new(APP_CONCURRENCY)))
                             .clone();
                         let source = target.source.clone();
-                        let task =
-                            tokio::spawn(deliver_loop(Arc::clone(&self.worker), self.client.clone(), target, limit));
+                        let health = self.health_of(&mut probes, &target);
+                        let task = tokio::spawn(deliver_loop(
+                            Arc::clone(&self.worker),
+                            self.client.clone(),
+                            target,
+                            limit,
+                            health,
+                        ));
                         running.insert(key, Running { source, task });
                     }
                 }
@@ -128,6 +206,9 @@ impl Deliverer {
         }
         for loop_ in running.into_values() {
             loop_.task.abort();
+        }
+        for probe in probes.into_values() {
+            probe.task.abort();
         }
     }
 
@@ -187,8 +268,10 @@ impl Deliverer {
                     if seen.insert(key.clone(), ()).is_some() {
                         continue;
                     }
-                    let source = format!("{endpoint}|{:?}|{declaration}", app.app_token);
-                    found.push(Target { key, channel: channel.clone(), spec: Arc::new(spec), source });
+                    let source =
+                        format!("{endpoint}|{:?}|{:?}|{declaration}", app.app_token, app.app_health_check_path);
+                    let health_path = app.app_health_check_path.clone();
+                    found.push(Target { key, channel: channel.clone(), health_path, spec: Arc::new(spec), source });
                 }
             }
         }
@@ -197,10 +280,19 @@ impl Deliverer {
 }
 
 /// Pulls and delivers the messages of one subscription until aborted.
-async fn deliver_loop(worker: Arc<Worker>, client: reqwest::Client, target: Target, limit: Arc<Semaphore>) {
+async fn deliver_loop(
+    worker: Arc<Worker>,
+    client: reqwest::Client,
+    target: Target,
+    limit: Arc<Semaphore>,
+    health: Option<Arc<AppHealth>>,
+) {
     let key = &target.key;
     let mut ensured = None;
     loop {
+        if let Some(health) = &health {
+            health.wait_healthy().await;
+        }
         let (broker, namespace) = match subscribed_broker(&worker, key).await {
             Ok(found) => found,
             Err(reason) => {
@@ -226,6 +318,15 @@ async fn deliver_loop(worker: Arc<Worker>, client: reqwest::Client, target: Targ
                 continue;
             }
         };
+        // The app may have turned unhealthy while the fetch waited: hand the batch back untouched.
+        if health.as_ref().is_some_and(|health| !health.is_healthy()) {
+            for delivery in deliveries {
+                if let Err(err) = broker.retry(&topic, &group, &delivery.id, Duration::ZERO).await {
+                    tracing::debug!(error = %err, "could not hand a delivery back; it returns after its hold");
+                }
+            }
+            continue;
+        }
         let handle = |delivery: Delivery| {
             let (broker, client, target, limit) = (Arc::clone(&broker), client.clone(), &target, Arc::clone(&limit));
             let (topic, group, namespace) = (topic.clone(), group.clone(), namespace.clone());
