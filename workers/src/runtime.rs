@@ -205,6 +205,24 @@ fn metadata_strings(document: &Document) -> Result<BTreeMap<String, String>, Str
     Ok(metadata)
 }
 
+/// A component of `document` around its backend.
+fn assemble<B: ?Sized, C>(
+    document: &Document,
+    component_type: String,
+    version: String,
+    backend: Result<Arc<B>, String>,
+    config: C,
+) -> Component<B, C> {
+    Component {
+        name: document.metadata.name.clone(),
+        component_type,
+        version,
+        scopes: document.scopes.clone(),
+        backend,
+        config,
+    }
+}
+
 fn text(document: &Document, field: &str) -> String {
     document.spec.get(field).and_then(|value| value.as_str()).unwrap_or_default().to_owned()
 }
@@ -341,48 +359,34 @@ impl Runtime {
             let name = document.metadata.name.clone();
             match building_block {
                 BuildingBlock::State => {
+                    let backend = match &metadata {
+                        Ok(metadata) => {
+                            let open = state::open(&component_type, metadata);
+                            self.opened_stores.get_or_open(project_id, &document, open).await
+                        }
+                        Err(reason) => Err(reason.clone()),
+                    };
                     let config = StateConfig {
                         key_prefix: KeyPrefix::from_metadata(field("keyPrefix")),
                         namespace: String::new(),
                     };
-                    let backend = match &metadata {
-                        Ok(metadata) => {
-                            self.opened_stores
-                                .get_or_open(project_id, &document, state::open(&component_type, metadata))
-                                .await
-                        }
-                        Err(reason) => Err(reason.clone()),
-                    };
-                    let component = Component {
-                        name: name.clone(),
-                        component_type,
-                        version,
-                        scopes: document.scopes.clone(),
-                        backend,
-                        config,
-                    };
-                    components.state.insert(name, Arc::new(component));
+                    components
+                        .state
+                        .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
                 }
                 BuildingBlock::PubSub => {
-                    let topics = metadata.as_ref().map(TopicScopes::from_metadata).unwrap_or_default();
-                    let config = PubsubConfig { topics, namespace: format!("{project_id}.") };
                     let backend = match &metadata {
                         Ok(metadata) => {
-                            self.opened_brokers
-                                .get_or_open(project_id, &document, pubsub::open(&component_type, metadata))
-                                .await
+                            let open = pubsub::open(&component_type, metadata);
+                            self.opened_brokers.get_or_open(project_id, &document, open).await
                         }
                         Err(reason) => Err(reason.clone()),
                     };
-                    let component = Component {
-                        name: name.clone(),
-                        component_type,
-                        version,
-                        scopes: document.scopes.clone(),
-                        backend,
-                        config,
-                    };
-                    components.pubsub.insert(name, Arc::new(component));
+                    let topics = metadata.as_ref().map(TopicScopes::from_metadata).unwrap_or_default();
+                    let config = PubsubConfig { topics, namespace: format!("{project_id}.") };
+                    components
+                        .pubsub
+                        .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
                 }
             }
         }
