@@ -520,3 +520,109 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!received.lock().unwrap().contains(&99), "an expired message was delivered");
 }
+
+/// `bulkSubscribe`: events arrive in daprd's bulk envelope; an entry answered RETRY comes again.
+#[tokio::test]
+async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
+    let gateway = TestGateway::start().await;
+    let batches = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let app = {
+        let batches = batches.clone();
+        Router::new().route(
+            "/bulk",
+            post(move |Json(batch): Json<Value>| {
+                let batches = batches.clone();
+                async move {
+                    let mut seen = batches.lock().unwrap();
+                    let retried_before = seen.iter().any(|earlier| {
+                        earlier["entries"].as_array().unwrap().iter().any(|e| e["event"]["data"]["seq"] == 3)
+                    });
+                    let statuses: Vec<Value> = batch["entries"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|entry| {
+                            let status =
+                                if entry["event"]["data"]["seq"] == 3 && !retried_before { "RETRY" } else { "SUCCESS" };
+                            json!({ "entryId": entry["entryId"], "status": status })
+                        })
+                        .collect();
+                    seen.push(batch);
+                    Json(json!({ "statuses": statuses }))
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(url)).await;
+    let bulk = "  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 50\n    maxAwaitDurationMs: 500\n";
+    gateway.component("shop", &subscription("bulk", "bulk", "    default: /bulk\n", bulk, &["processor"])).await;
+    let delivered = |batches: &Vec<Value>| -> BTreeSet<i64> {
+        batches
+            .iter()
+            .flat_map(|batch| {
+                batch["entries"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|e| e["event"]["data"]["seq"].as_i64())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut probe = 1000;
+    while delivered(&batches.lock().unwrap()).is_empty() {
+        let body = json!({ "seq": probe }).to_string();
+        gateway
+            .http_with(
+                "POST",
+                "/v1.0/publish/pubsub/bulk",
+                Some(&publisher),
+                Some(&body),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(Instant::now() < deadline, "the bulk subscription never started delivering");
+        probe += 1;
+    }
+    let entries: Vec<Value> = (0..10)
+        .map(|seq| json!({ "entryId": seq.to_string(), "event": { "seq": seq }, "contentType": "application/json" }))
+        .collect();
+    let published = gateway
+        .http("POST", "/v1.0-alpha1/publish/bulk/pubsub/bulk", Some(&publisher), Some(&json!(entries).to_string()))
+        .await;
+    assert_eq!(published.status, StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let batches = batches.lock().unwrap().clone();
+        let threes = batches
+            .iter()
+            .flat_map(|b| b["entries"].as_array().unwrap().clone())
+            .filter(|e| e["event"]["data"]["seq"] == 3)
+            .count();
+        // Everything arrived, and the entry answered RETRY came a second time.
+        if (0..10).all(|seq| delivered(&batches).contains(&seq)) && threes == 2 {
+            assert!(
+                batches.iter().any(|batch| batch["entries"].as_array().unwrap().len() > 1),
+                "events arrive in batches"
+            );
+            let batch = &batches[batches.len() - 1];
+            assert_eq!(
+                (batch["type"].as_str(), batch["topic"].as_str(), batch["pubsubname"].as_str()),
+                (Some("com.dapr.event.sent.bulk"), Some("bulk"), Some("pubsub"))
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every event arrived ({threes} deliveries of seq 3): {:?}",
+            delivered(&batches)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -81,6 +81,69 @@ impl AppChannel {
         }
     }
 
+    /// POSTs a batch in daprd's bulk envelope and reads one verdict per event: `{"statuses":[{"entryId",
+    /// "status"}]}`; an entry without a status is retried, a failed request is retried whole (404: dropped).
+    pub async fn deliver_bulk(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        pubsub: &str,
+        topic: &str,
+        events: &[&Map<String, Value>],
+    ) -> Vec<Outcome> {
+        let entries: Vec<Value> = events
+            .iter()
+            .enumerate()
+            .map(|(index, event)| {
+                serde_json::json!({
+                    "entryId": index.to_string(),
+                    "event": event,
+                    "contentType": "application/cloudevents+json",
+                    "metadata": {},
+                })
+            })
+            .collect();
+        let body = serde_json::json!({
+            "id": uuid::Uuid::new_v4().to_string(),
+            "entries": entries,
+            "metadata": {},
+            "pubsubname": pubsub,
+            "topic": topic,
+            "type": "com.dapr.event.sent.bulk",
+        });
+        let whole = |outcome: Outcome| vec![outcome; events.len()];
+        let request = self.request(client, reqwest::Method::POST, path).timeout(DELIVERY_TIMEOUT).json(&body);
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),
+        };
+        match response.status() {
+            reqwest::StatusCode::NOT_FOUND => return whole(Outcome::Drop(format!("the app answered 404 for {path}"))),
+            status if !status.is_success() => return whole(Outcome::Retry(format!("the app answered {status}"))),
+            _ => {}
+        }
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        let statuses: std::collections::HashMap<String, String> = answer["statuses"]
+            .as_array()
+            .map(|statuses| {
+                statuses
+                    .iter()
+                    .filter_map(|status| {
+                        Some((status["entryId"].as_str()?.to_owned(), status["status"].as_str()?.to_ascii_uppercase()))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (0..events.len())
+            .map(|index| match statuses.get(&index.to_string()).map(String::as_str) {
+                Some("SUCCESS") => Outcome::Success,
+                Some("DROP") => Outcome::Drop("the app answered DROP".to_owned()),
+                Some(other) => Outcome::Retry(format!("the app answered status {other}")),
+                None => Outcome::Retry("the app gave this entry no status".to_owned()),
+            })
+            .collect()
+    }
+
     /// The app's programmatic subscriptions (`GET /dapr/subscribe`); an app without the route has none.
     pub async fn subscriptions(&self, client: &reqwest::Client) -> Result<Vec<Value>, String> {
         let response = self

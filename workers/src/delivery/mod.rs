@@ -310,7 +310,11 @@ async fn deliver_loop(
             }
             ensured = Some((topic.clone(), group.clone()));
         }
-        let deliveries = match broker.fetch(&topic, &group, BATCH, FETCH_WAIT, HOLD).await {
+        let (batch, wait) = match &target.spec.bulk {
+            Some(bulk) => (bulk.max_messages, bulk.max_await),
+            None => (BATCH, FETCH_WAIT),
+        };
+        let deliveries = match broker.fetch(&topic, &group, batch, wait, HOLD).await {
             Ok(deliveries) => deliveries,
             Err(err) => {
                 tracing::warn!(error = %err, topic = %key.topic, "fetch failed; retrying");
@@ -325,6 +329,11 @@ async fn deliver_loop(
                     tracing::debug!(error = %err, "could not hand a delivery back; it returns after its hold");
                 }
             }
+            continue;
+        }
+        if target.spec.bulk.is_some() {
+            let _permit = Arc::clone(&limit).acquire_owned().await;
+            handle_bulk(broker.as_ref(), &client, &target, (&topic, &group, &namespace), deliveries).await;
             continue;
         }
         let handle = |delivery: Delivery| {
@@ -361,41 +370,92 @@ async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn 
 }
 
 /// Delivers one message and settles it with the broker.
-async fn handle_delivery(
-    broker: &dyn Broker,
-    client: &reqwest::Client,
-    target: &Target,
-    (topic, group, namespace): (&str, &str, &str),
-    delivery: Delivery,
-) {
+/// Where one delivery stands before it reaches the app.
+enum Prepared {
+    /// Goes to `path` as `event`.
+    Deliver { path: String, event: serde_json::Map<String, serde_json::Value> },
+    /// Needs no delivery: expired (daprd drops those without dead-lettering) or no route wants it.
+    Skip,
+}
+
+/// Reads a delivery as the subscription wants it and picks its route.
+fn prepare(target: &Target, delivery: &Delivery) -> Prepared {
     let (spec, key) = (&target.spec, &target.key);
     let event = if spec.raw_payload {
         raw_payload_event(&delivery.payload, &key.pubsub, &key.topic)
     } else {
         parse_event(&delivery.payload).unwrap_or_else(|_| raw_payload_event(&delivery.payload, &key.pubsub, &key.topic))
     };
-    // Expired events are never delivered, nor dead-lettered (daprd drops them the same way).
-    let outcome = if is_expired(&event, chrono::Utc::now()) {
-        Outcome::Success
-    } else {
-        match spec.route(&event) {
-            Some(path) => target.channel.deliver(client, path, &event).await,
-            // No rule matches and there is no default route: the app does not want this event.
-            None => Outcome::Success,
-        }
+    if is_expired(&event, chrono::Utc::now()) {
+        return Prepared::Skip;
+    }
+    match spec.route(&event) {
+        Some(path) => Prepared::Deliver { path: path.to_owned(), event },
+        None => Prepared::Skip,
+    }
+}
+
+/// Delivers one message and settles it with the broker.
+async fn handle_delivery(
+    broker: &dyn Broker,
+    client: &reqwest::Client,
+    target: &Target,
+    place: (&str, &str, &str),
+    delivery: Delivery,
+) {
+    let outcome = match prepare(target, &delivery) {
+        Prepared::Deliver { path, event } => target.channel.deliver(client, &path, &event).await,
+        Prepared::Skip => Outcome::Success,
     };
+    settle(broker, target, place, &delivery, outcome).await;
+}
+
+/// Delivers a batch in daprd's bulk envelope, one request per route, and settles each message.
+async fn handle_bulk(
+    broker: &dyn Broker,
+    client: &reqwest::Client,
+    target: &Target,
+    place: (&str, &str, &str),
+    batch: Vec<Delivery>,
+) {
+    let mut by_path: std::collections::BTreeMap<String, Vec<(Delivery, serde_json::Map<String, serde_json::Value>)>> =
+        std::collections::BTreeMap::new();
+    for delivery in batch {
+        match prepare(target, &delivery) {
+            Prepared::Deliver { path, event } => by_path.entry(path).or_default().push((delivery, event)),
+            Prepared::Skip => settle(broker, target, place, &delivery, Outcome::Success).await,
+        }
+    }
+    for (path, entries) in by_path {
+        let events: Vec<_> = entries.iter().map(|(_, event)| event).collect();
+        let outcomes = target.channel.deliver_bulk(client, &path, &target.key.pubsub, &target.key.topic, &events).await;
+        for ((delivery, _), outcome) in entries.iter().zip(outcomes) {
+            settle(broker, target, place, delivery, outcome).await;
+        }
+    }
+}
+
+/// Acks, retries or dead-letters a delivery after the app's verdict.
+async fn settle(
+    broker: &dyn Broker,
+    target: &Target,
+    (topic, group, namespace): (&str, &str, &str),
+    delivery: &Delivery,
+    outcome: Outcome,
+) {
+    let (spec, key) = (&target.spec, &target.key);
     let settled = match outcome {
         Outcome::Success => broker.ack(topic, group, &delivery.id).await,
         Outcome::Drop(reason) => {
             tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, "event dropped");
-            dead_letter(broker, target, namespace, &delivery).await;
+            dead_letter(broker, target, namespace, delivery).await;
             broker.ack(topic, group, &delivery.id).await
         }
         Outcome::Retry(reason)
             if spec.dead_letter_topic.is_some() && delivery.attempt >= ATTEMPTS_BEFORE_DEAD_LETTER =>
         {
             tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, attempts = delivery.attempt, "event dead-lettered");
-            dead_letter(broker, target, namespace, &delivery).await;
+            dead_letter(broker, target, namespace, delivery).await;
             broker.ack(topic, group, &delivery.id).await
         }
         Outcome::Retry(reason) => {

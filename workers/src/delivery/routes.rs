@@ -28,8 +28,28 @@ pub struct SubscriptionSpec {
     pub dead_letter_topic: Option<String>,
     /// Events are the publisher's bytes, not CloudEvents (`rawPayload` metadata).
     pub raw_payload: bool,
+    /// Deliver in batches (`bulkSubscribe.enabled`).
+    pub bulk: Option<BulkSettings>,
     /// Kind shown in `/v1.0/metadata`.
     pub origin: Origin,
+}
+
+/// Batching of a bulk subscription (daprd's defaults: 100 messages, 1 s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BulkSettings {
+    /// Most messages in one batch.
+    pub max_messages: usize,
+    /// Longest wait for a batch to fill.
+    pub max_await: std::time::Duration,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BulkIn {
+    #[serde(default)]
+    enabled: bool,
+    max_messages_count: Option<usize>,
+    max_await_duration_ms: Option<u64>,
 }
 
 /// How a subscription was declared.
@@ -81,6 +101,7 @@ struct DeclarationIn {
     dead_letter_topic: Option<String>,
     #[serde(default)]
     metadata: Map<String, Value>,
+    bulk_subscribe: Option<BulkIn>,
 }
 
 fn normalise_path(path: &str) -> String {
@@ -117,6 +138,10 @@ impl SubscriptionSpec {
             default_path: routes.default.or(declared.route).map(|path| normalise_path(&path)),
             dead_letter_topic: declared.dead_letter_topic.filter(|topic| !topic.is_empty()),
             raw_payload,
+            bulk: declared.bulk_subscribe.filter(|bulk| bulk.enabled).map(|bulk| BulkSettings {
+                max_messages: bulk.max_messages_count.unwrap_or(100).clamp(1, 1000),
+                max_await: std::time::Duration::from_millis(bulk.max_await_duration_ms.unwrap_or(1000)),
+            }),
             origin,
         })
     }
