@@ -370,10 +370,13 @@ async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn 
 }
 
 /// Delivers one message and settles it with the broker.
+/// A CloudEvent as JSON fields.
+type Event = serde_json::Map<String, serde_json::Value>;
+
 /// Where one delivery stands before it reaches the app.
 enum Prepared {
     /// Goes to `path` as `event`.
-    Deliver { path: String, event: serde_json::Map<String, serde_json::Value> },
+    Deliver { path: String, event: Event },
     /// Needs no delivery: expired (daprd drops those without dead-lettering) or no route wants it.
     Skip,
 }
@@ -418,8 +421,7 @@ async fn handle_bulk(
     place: (&str, &str, &str),
     batch: Vec<Delivery>,
 ) {
-    let mut by_path: std::collections::BTreeMap<String, Vec<(Delivery, serde_json::Map<String, serde_json::Value>)>> =
-        std::collections::BTreeMap::new();
+    let mut by_path: std::collections::BTreeMap<String, Vec<(Delivery, Event)>> = std::collections::BTreeMap::new();
     for delivery in batch {
         match prepare(target, &delivery) {
             Prepared::Deliver { path, event } => by_path.entry(path).or_default().push((delivery, event)),
