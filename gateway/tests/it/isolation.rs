@@ -75,3 +75,35 @@ async fn every_tenant_sees_only_its_own_state() {
         assert_eq!(gateway.http("GET", &path, Some(token), None).await.body, index.to_string().into_bytes());
     }
 }
+
+/// A component scoped to other App IDs answers exactly like a component that does not exist.
+#[tokio::test]
+async fn a_store_out_of_scope_looks_absent() {
+    let gateway = TestGateway::start().await;
+    let orders = gateway.app("shop", "orders").await;
+    let billing = gateway.app("shop", "billing").await;
+    let scoped = "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: ledger\nspec:\n  type: state.in-memory\n  version: v1\nscopes:\n- orders\n";
+    gateway.component("shop", scoped).await;
+    let save = r#"[{"key":"k","value":1}]"#;
+    assert_eq!(
+        gateway.http("POST", "/v1.0/state/ledger", Some(&orders), Some(save)).await.status,
+        StatusCode::NO_CONTENT
+    );
+    let out_of_scope = gateway.http("POST", "/v1.0/state/ledger", Some(&billing), Some(save)).await;
+    let absent = gateway.http("POST", "/v1.0/state/nowhere", Some(&billing), Some(save)).await;
+    assert_eq!(out_of_scope.status, absent.status);
+    assert_eq!(
+        String::from_utf8_lossy(&out_of_scope.body).replace("ledger", "X"),
+        String::from_utf8_lossy(&absent.body).replace("nowhere", "X")
+    );
+    let listed = gateway.http("GET", "/v1.0/metadata", Some(&billing), None).await.json();
+    assert!(listed["components"].as_array().unwrap().iter().all(|c| c["name"] != "ledger"), "{listed}");
+    let mut client = gateway.grpc_client().await;
+    let get = |store: &str| pb::GetStateRequest { store_name: store.into(), key: "k".into(), ..Default::default() };
+    let hidden = client.get_state(with_token(get("ledger"), &billing)).await.unwrap_err();
+    let missing = client.get_state(with_token(get("nowhere"), &billing)).await.unwrap_err();
+    assert_eq!(
+        (hidden.code(), hidden.message().replace("ledger", "X")),
+        (missing.code(), missing.message().replace("nowhere", "X"))
+    );
+}
