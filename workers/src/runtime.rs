@@ -103,6 +103,8 @@ pub struct ProjectComponents {
     pub pubsub: BTreeMap<String, Arc<PubsubComponent>>,
     /// `Subscription` documents.
     pub subscriptions: Vec<Document>,
+    /// `Resiliency` documents.
+    pub resiliencies: Vec<Document>,
     loaded_at: Instant,
 }
 
@@ -306,9 +308,10 @@ impl Runtime {
             };
             let documents = tx.list_resources(&project.id, Kind::Component).await?;
             let subscriptions = tx.list_resources(&project.id, Kind::Subscription).await?;
-            Ok(Some((project, documents, subscriptions)))
+            let resiliencies = tx.list_resources(&project.id, Kind::Resiliency).await?;
+            Ok(Some((project, documents, subscriptions, resiliencies)))
         };
-        let Some((project, documents, subscriptions)) =
+        let Some((project, documents, subscriptions, resiliencies)) =
             read.await.map_err(|err: outrigger_store::Error| format!("reading the project's components: {err}"))?
         else {
             return Ok(None);
@@ -318,6 +321,7 @@ impl Runtime {
             state: BTreeMap::new(),
             pubsub: BTreeMap::new(),
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
+            resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
             loaded_at: Instant::now(),
         };
         let managed = |(name, component_type): (&str, &str)| (name.to_owned(), component_type.to_owned());

@@ -626,3 +626,89 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The inbound retry policy of the pub/sub component governs redeliveries: three attempts, then the
+/// dead-letter topic.
+#[tokio::test]
+async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
+    let gateway = TestGateway::start().await;
+    let attempts = Arc::new(Mutex::new(Vec::<(String, i64, Instant)>::new()));
+    let app = {
+        let attempts = attempts.clone();
+        Router::new().route(
+            "/{*path}",
+            post(move |Path(path): Path<String>, Json(event): Json<Value>| {
+                let attempts = attempts.clone();
+                async move {
+                    attempts.lock().unwrap().push((
+                        path.clone(),
+                        event["data"]["seq"].as_i64().unwrap_or(-1),
+                        Instant::now(),
+                    ));
+                    if path == "refuses" {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(url)).await;
+    let resiliency = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: delivery\nspec:\n  policies:\n    retries:\n      twice:\n        policy: constant\n        duration: 300ms\n        maxRetries: 2\n  targets:\n    components:\n      pubsub:\n        inbound:\n          retry: twice\n";
+    gateway.component("shop", resiliency).await;
+    gateway
+        .component(
+            "shop",
+            &subscription(
+                "fragile",
+                "fragile",
+                "    default: /refuses\n",
+                "  deadLetterTopic: poison\n",
+                &["processor"],
+            ),
+        )
+        .await;
+    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seq = 0;
+    let dead = loop {
+        let dead: Vec<i64> =
+            attempts.lock().unwrap().iter().filter(|(path, _, _)| path == "poison").map(|(_, seq, _)| *seq).collect();
+        if let Some(first) = dead.first() {
+            break *first;
+        }
+        let body = json!({ "seq": seq }).to_string();
+        gateway
+            .http_with(
+                "POST",
+                "/v1.0/publish/pubsub/fragile",
+                Some(&publisher),
+                Some(&body),
+                &[("content-type", "application/json")],
+            )
+            .await;
+        seq += 1;
+        assert!(Instant::now() < deadline, "nothing reached the dead-letter topic");
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    };
+    let tries: Vec<Instant> = attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, s, _)| path == "refuses" && *s == dead)
+        .map(|(_, _, at)| *at)
+        .collect();
+    assert_eq!(tries.len(), 3, "one delivery and two retries, then the dead-letter topic");
+    for pair in tries.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(250),
+            "retries wait the policy's 300 ms: {:?}",
+            pair[1] - pair[0]
+        );
+    }
+}

@@ -25,7 +25,7 @@ pub struct AppChannel {
     pub app_token: Option<String>,
 }
 
-/// How long one delivery may take before it counts as failed (and is retried).
+/// How long one delivery may take, without a Resiliency timeout, before it counts as failed (and is retried).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl AppChannel {
@@ -48,11 +48,17 @@ impl AppChannel {
 
     /// POSTs a CloudEvent to `path` and reads the app's verdict: 2xx with `{"status"}` (empty or unreadable
     /// body = SUCCESS, unknown status = retry), 404 = drop, anything else = retry.
-    pub async fn deliver(&self, client: &reqwest::Client, path: &str, event: &Map<String, Value>) -> Outcome {
+    pub async fn deliver(
+        &self,
+        client: &reqwest::Client,
+        path: &str,
+        event: &Map<String, Value>,
+        timeout: Option<Duration>,
+    ) -> Outcome {
         let mut request = self
             .request(client, reqwest::Method::POST, path)
             .header("content-type", "application/cloudevents+json")
-            .timeout(DELIVERY_TIMEOUT)
+            .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
             .json(event);
         for header in ["traceparent", "tracestate"] {
             if let Some(value) = event.get(header).and_then(Value::as_str).filter(|value| !value.is_empty()) {
@@ -87,9 +93,9 @@ impl AppChannel {
         &self,
         client: &reqwest::Client,
         path: &str,
-        pubsub: &str,
-        topic: &str,
+        (pubsub, topic): (&str, &str),
         events: &[&Map<String, Value>],
+        timeout: Option<Duration>,
     ) -> Vec<Outcome> {
         let entries: Vec<Value> = events
             .iter()
@@ -112,7 +118,8 @@ impl AppChannel {
             "type": "com.dapr.event.sent.bulk",
         });
         let whole = |outcome: Outcome| vec![outcome; events.len()];
-        let request = self.request(client, reqwest::Method::POST, path).timeout(DELIVERY_TIMEOUT).json(&body);
+        let request =
+            self.request(client, reqwest::Method::POST, path).timeout(timeout.unwrap_or(DELIVERY_TIMEOUT)).json(&body);
         let response = match request.send().await {
             Ok(response) => response,
             Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),

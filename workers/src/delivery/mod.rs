@@ -8,6 +8,7 @@
 
 mod app;
 mod health;
+mod resiliency;
 mod routes;
 
 use std::collections::HashMap;
@@ -24,6 +25,7 @@ pub use app::{AppChannel, Outcome};
 pub use health::HealthProbe;
 
 use health::AppHealth;
+use resiliency::RetryPolicy;
 pub use routes::{Origin, SubscriptionSpec};
 
 use crate::pubsub::cloudevent::{is_expired, parse_event, raw_payload_event};
@@ -40,16 +42,8 @@ const HOLD: Duration = Duration::from_secs(90);
 const FETCH_WAIT: Duration = Duration::from_secs(1);
 /// Messages fetched at once.
 const BATCH: usize = 16;
-/// With a dead-letter topic, a message the app keeps refusing goes there after this many attempts.
-const ATTEMPTS_BEFORE_DEAD_LETTER: u32 = 5;
 /// Deliveries in flight per App ID at most.
 const APP_CONCURRENCY: usize = 64;
-
-/// The retry delay after `attempt` failed: 250 ms doubling to at most 10 s.
-fn backoff(attempt: u32) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(6);
-    Duration::from_millis(250 * (1 << exponent)).min(Duration::from_secs(10))
-}
 
 /// Identifies a delivery loop.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -293,7 +287,7 @@ async fn deliver_loop(
         if let Some(health) = &health {
             health.wait_healthy().await;
         }
-        let (broker, namespace) = match subscribed_broker(&worker, key).await {
+        let (broker, namespace, policy) = match subscribed_broker(&worker, key).await {
             Ok(found) => found,
             Err(reason) => {
                 tracing::debug!(project_id = %key.project_id, app_id = %key.app_id, topic = %key.topic, %reason, "subscription idle");
@@ -333,15 +327,16 @@ async fn deliver_loop(
         }
         if target.spec.bulk.is_some() {
             let _permit = Arc::clone(&limit).acquire_owned().await;
-            handle_bulk(broker.as_ref(), &client, &target, (&topic, &group, &namespace), deliveries).await;
+            handle_bulk(broker.as_ref(), &client, &target, (&topic, &group, &namespace), &policy, deliveries).await;
             continue;
         }
         let handle = |delivery: Delivery| {
             let (broker, client, target, limit) = (Arc::clone(&broker), client.clone(), &target, Arc::clone(&limit));
-            let (topic, group, namespace) = (topic.clone(), group.clone(), namespace.clone());
+            let (topic, group, namespace, policy) = (topic.clone(), group.clone(), namespace.clone(), policy);
             async move {
                 let _permit = limit.acquire_owned().await;
-                handle_delivery(broker.as_ref(), &client, target, (&topic, &group, &namespace), delivery).await;
+                handle_delivery(broker.as_ref(), &client, target, (&topic, &group, &namespace), &policy, delivery)
+                    .await;
             }
         };
         if broker.features().ordered {
@@ -354,9 +349,9 @@ async fn deliver_loop(
     }
 }
 
-/// The broker of the subscription's component and the project's namespace in it, if the app may subscribe
-/// to the topic.
-async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn Broker>, String), String> {
+/// The broker of the subscription's component, the project's namespace in it and the component's inbound
+/// retry policy, if the app may subscribe to the topic.
+async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn Broker>, String, RetryPolicy), String> {
     let project = worker.runtime().project(&key.project_id).await?.ok_or("the project is gone")?;
     let component = project
         .pubsub
@@ -366,7 +361,8 @@ async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn 
     if !component.config.topics.permits(Access::Subscribe, &key.app_id, &key.topic) {
         return Err(format!("topic {} is not allowed for app id {}", key.topic, key.app_id));
     }
-    Ok((component.backend.clone()?, component.config.namespace.clone()))
+    let policy = RetryPolicy::for_component(&project.resiliencies, &key.pubsub);
+    Ok((component.backend.clone()?, component.config.namespace.clone(), policy))
 }
 
 /// Delivers one message and settles it with the broker.
@@ -404,13 +400,14 @@ async fn handle_delivery(
     client: &reqwest::Client,
     target: &Target,
     place: (&str, &str, &str),
+    policy: &RetryPolicy,
     delivery: Delivery,
 ) {
     let outcome = match prepare(target, &delivery) {
-        Prepared::Deliver { path, event } => target.channel.deliver(client, &path, &event).await,
+        Prepared::Deliver { path, event } => target.channel.deliver(client, &path, &event, policy.timeout).await,
         Prepared::Skip => Outcome::Success,
     };
-    settle(broker, target, place, &delivery, outcome).await;
+    settle(broker, target, place, policy, &delivery, outcome).await;
 }
 
 /// Delivers a batch in daprd's bulk envelope, one request per route, and settles each message.
@@ -419,20 +416,24 @@ async fn handle_bulk(
     client: &reqwest::Client,
     target: &Target,
     place: (&str, &str, &str),
+    policy: &RetryPolicy,
     batch: Vec<Delivery>,
 ) {
     let mut by_path: std::collections::BTreeMap<String, Vec<(Delivery, Event)>> = std::collections::BTreeMap::new();
     for delivery in batch {
         match prepare(target, &delivery) {
             Prepared::Deliver { path, event } => by_path.entry(path).or_default().push((delivery, event)),
-            Prepared::Skip => settle(broker, target, place, &delivery, Outcome::Success).await,
+            Prepared::Skip => settle(broker, target, place, policy, &delivery, Outcome::Success).await,
         }
     }
     for (path, entries) in by_path {
         let events: Vec<_> = entries.iter().map(|(_, event)| event).collect();
-        let outcomes = target.channel.deliver_bulk(client, &path, &target.key.pubsub, &target.key.topic, &events).await;
+        let outcomes = target
+            .channel
+            .deliver_bulk(client, &path, (&target.key.pubsub, &target.key.topic), &events, policy.timeout)
+            .await;
         for ((delivery, _), outcome) in entries.iter().zip(outcomes) {
-            settle(broker, target, place, delivery, outcome).await;
+            settle(broker, target, place, policy, delivery, outcome).await;
         }
     }
 }
@@ -442,6 +443,7 @@ async fn settle(
     broker: &dyn Broker,
     target: &Target,
     (topic, group, namespace): (&str, &str, &str),
+    policy: &RetryPolicy,
     delivery: &Delivery,
     outcome: Outcome,
 ) {
@@ -453,16 +455,15 @@ async fn settle(
             dead_letter(broker, target, namespace, delivery).await;
             broker.ack(topic, group, &delivery.id).await
         }
-        Outcome::Retry(reason)
-            if spec.dead_letter_topic.is_some() && delivery.attempt >= ATTEMPTS_BEFORE_DEAD_LETTER =>
-        {
+        // Retries used up: to the dead-letter topic when there is one; without one, never dropped.
+        Outcome::Retry(reason) if spec.dead_letter_topic.is_some() && policy.exhausted(delivery.attempt) => {
             tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, attempts = delivery.attempt, "event dead-lettered");
             dead_letter(broker, target, namespace, delivery).await;
             broker.ack(topic, group, &delivery.id).await
         }
         Outcome::Retry(reason) => {
             tracing::debug!(app_id = %key.app_id, topic = %key.topic, %reason, attempt = delivery.attempt, "event will be retried");
-            broker.retry(topic, group, &delivery.id, backoff(delivery.attempt)).await
+            broker.retry(topic, group, &delivery.id, policy.delay(delivery.attempt)).await
         }
     };
     if let Err(err) = settled {
@@ -477,16 +478,5 @@ async fn dead_letter(broker: &dyn Broker, target: &Target, namespace: &str, deli
     let topic = format!("{namespace}{dead_letter_topic}");
     if let Err(err) = broker.publish(&topic, &delivery.payload).await {
         tracing::error!(error = %err, topic = %dead_letter_topic, "could not dead-letter an event");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_ten_seconds() {
-        let delays: Vec<u64> = (1..=9).map(|attempt| backoff(attempt).as_millis() as u64).collect();
-        assert_eq!(delays, [250, 500, 1000, 2000, 4000, 8000, 10000, 10000, 10000]);
     }
 }
