@@ -417,6 +417,8 @@ async fn publish(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BulkEntryIn {
+    // daprd decodes with Go's case-insensitive field matching; the JS SDK sends `entryID`.
+    #[serde(alias = "entryID", alias = "EntryId", alias = "entryid")]
     entry_id: Option<String>,
     event: Value,
     content_type: Option<String>,

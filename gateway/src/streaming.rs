@@ -38,6 +38,8 @@ struct Session {
     /// Event id sent to the app -> (broker delivery id, stored payload).
     outstanding: Mutex<HashMap<String, (String, Vec<u8>)>>,
     answered: Notify,
+    /// Set when the app's side of the stream ended: the pump finishes its pull and stops.
+    closed: tokio_util::sync::CancellationToken,
 }
 
 /// Opens the subscription the initial request asks for and starts the session; answers the outbound stream.
@@ -72,6 +74,7 @@ pub async fn open(
         dead_letter_topic: initial.dead_letter_topic.filter(|topic| !topic.is_empty()),
         outstanding: Mutex::new(HashMap::new()),
         answered: Notify::new(),
+        closed: tokio_util::sync::CancellationToken::new(),
     });
     let info = SubscriptionInfo {
         pubsub: session.pubsub.clone(),
@@ -111,7 +114,11 @@ async fn run(
         let Some((delivery_id, payload)) = taken else { continue };
         session.settle(delivery_id, verdict, payload).await;
     }
-    pump.abort();
+    // The pump is not aborted: a pull in flight still completes on a worker, and what it took must be handed
+    // back rather than left held until its hold runs out.
+    session.closed.cancel();
+    session.answered.notify_one();
+    let _ = pump.await;
     let unanswered: Vec<(String, Vec<u8>)> =
         session.outstanding.lock().expect("outstanding lock").drain().map(|(_, v)| v).collect();
     for (delivery_id, payload) in unanswered {
@@ -137,6 +144,9 @@ impl Session {
 /// Pulls events and sends them while the app keeps up.
 async fn pump(session: Arc<Session>, sender: Sender) {
     loop {
+        if session.closed.is_cancelled() {
+            return;
+        }
         let room = MAX_OUTSTANDING.saturating_sub(session.outstanding.lock().expect("outstanding lock").len());
         if room == 0 {
             session.answered.notified().await;
@@ -162,9 +172,12 @@ async fn pump(session: Arc<Session>, sender: Sender) {
         };
         for event in events {
             let message = topic_event(&event, &session.pubsub, &session.topic);
+            // Recorded before sending: whatever happens next, the stream's end settles it.
             session.outstanding.lock().expect("outstanding lock").insert(message.id.clone(), (event.id, event.payload));
-            if sender.send(Ok(response(Outbound::EventMessage(message)))).await.is_err() {
-                return;
+            if session.closed.is_cancelled()
+                || sender.send(Ok(response(Outbound::EventMessage(message)))).await.is_err()
+            {
+                continue;
             }
         }
     }

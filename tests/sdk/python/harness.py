@@ -236,8 +236,11 @@ class ControlApi:
     def create_project(self, name: str) -> dict[str, Any]:
         return self.expect(201, 'POST', '/projects', {'name': name})
 
-    def create_appid(self, project: str, name: str) -> dict[str, Any]:
-        return self.expect(201, 'POST', f'/projects/{project}/appids', {'name': name})
+    def create_appid(self, project: str, name: str, app_endpoint: Optional[str] = None) -> dict[str, Any]:
+        body = {'name': name}
+        if app_endpoint is not None:
+            body['appEndpoint'] = app_endpoint
+        return self.expect(201, 'POST', f'/projects/{project}/appids', body)
 
     def put_component(self, project: str, name: str, yaml: str) -> Any:
         status, answer = self.call(
@@ -245,6 +248,15 @@ class ControlApi:
         )
         if status not in (200, 201):
             raise HttpError('PUT', f'{self.base_url}/api/v1/projects/{project}/components/{name}', status,
+                            json.dumps(answer))
+        return answer
+
+    def put_subscription(self, project: str, name: str, yaml: str) -> Any:
+        status, answer = self.call(
+            'PUT', f'/projects/{project}/subscriptions/{name}', yaml, content_type='application/yaml'
+        )
+        if status not in (200, 201):
+            raise HttpError('PUT', f'{self.base_url}/api/v1/projects/{project}/subscriptions/{name}', status,
                             json.dumps(answer))
         return answer
 

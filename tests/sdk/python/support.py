@@ -59,8 +59,9 @@ class Tenants:
             self.add_app(project, app)
         return project
 
-    def add_app(self, project: Project, name: str) -> App:
-        created = self.deployment.control.create_appid(project.name, name)
+    def add_app(self, project: Project, name: str, app_endpoint: Optional[str] = None) -> App:
+        """Creates App ID `name`; `app_endpoint` is where the platform calls the app back (push delivery)."""
+        created = self.deployment.control.create_appid(project.name, name, app_endpoint)
         token = created.get('apiToken')
         assert isinstance(token, str) and token, f'no apiToken in {created}'
         if self.deployment.form == 'embedded':
@@ -165,3 +166,11 @@ def wait_for_component(client, name: str, timeout: float = 15.0):
 
 def json_bytes(value) -> bytes:
     return json.dumps(value, separators=(',', ':')).encode()
+
+
+def dapr_http(app: App, method: str, path: str, body: Optional[bytes] = None,
+              headers: Optional[dict] = None) -> tuple[int, bytes, dict]:
+    """One call to the Dapr HTTP API at `app`'s endpoint with its token: (status, body, headers)."""
+    return harness.http_request(
+        method, f'{app.http_endpoint}{path}', body, {'dapr-api-token': app.token, **(headers or {})}
+    )

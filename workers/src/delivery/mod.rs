@@ -83,7 +83,9 @@ pub struct Deliverer {
 
 struct Running {
     source: String,
-    task: JoinHandle<()>,
+    /// Stops the loop after its current pull: aborting it mid-batch would leave what it holds stuck until
+    /// the hold runs out.
+    stop: CancellationToken,
 }
 
 impl Deliverer {
@@ -166,7 +168,7 @@ impl Deliverer {
                     running.retain(|key, loop_| {
                         let keep = wanted.get(key).is_some_and(|target| target.source == loop_.source);
                         if !keep {
-                            loop_.task.abort();
+                            loop_.stop.cancel();
                         }
                         keep
                     });
@@ -180,14 +182,10 @@ impl Deliverer {
                             .clone();
                         let source = target.source.clone();
                         let health = self.health_of(&mut probes, &target);
-                        let task = tokio::spawn(deliver_loop(
-                            Arc::clone(&self.worker),
-                            self.client.clone(),
-                            target,
-                            limit,
-                            health,
-                        ));
-                        running.insert(key, Running { source, task });
+                        let stop = CancellationToken::new();
+                        let worker = Arc::clone(&self.worker);
+                        tokio::spawn(deliver_loop(worker, self.client.clone(), target, limit, health, stop.clone()));
+                        running.insert(key, Running { source, stop });
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot read subscriptions; deliveries continue as they were"),
@@ -199,7 +197,7 @@ impl Deliverer {
             }
         }
         for loop_ in running.into_values() {
-            loop_.task.abort();
+            loop_.stop.cancel();
         }
         for probe in probes.into_values() {
             probe.task.abort();
@@ -229,11 +227,18 @@ impl Deliverer {
                     Some(answer) if answer.fetched.elapsed() <= PROGRAMMATIC_REFRESH && answer.endpoint == endpoint => {
                         answer.entries
                     }
-                    _ => {
-                        let entries = channel.subscriptions(&self.client).await.unwrap_or_else(|err| {
-                            tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "no programmatic subscriptions read");
-                            Vec::new()
-                        });
+                    previous => {
+                        // A failed read keeps the last answer: a busy app must not lose its subscriptions.
+                        let entries = match channel.subscriptions(&self.client).await {
+                            Ok(entries) => entries,
+                            Err(err) => {
+                                tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "/dapr/subscribe not read; keeping the last answer");
+                                previous
+                                    .filter(|answer| answer.endpoint == endpoint)
+                                    .map(|answer| answer.entries)
+                                    .unwrap_or_default()
+                            }
+                        };
                         let answer = ProgrammaticSubscriptions {
                             fetched: Instant::now(),
                             endpoint: endpoint.clone(),
@@ -280,12 +285,19 @@ async fn deliver_loop(
     target: Target,
     limit: Arc<Semaphore>,
     health: Option<Arc<AppHealth>>,
+    stop: CancellationToken,
 ) {
     let key = &target.key;
     let mut ensured = None;
     loop {
         if let Some(health) = &health {
-            health.wait_healthy().await;
+            tokio::select! {
+                () = health.wait_healthy() => {}
+                () = stop.cancelled() => return,
+            }
+        }
+        if stop.is_cancelled() {
+            return;
         }
         let (broker, namespace, policy) = match subscribed_broker(&worker, key).await {
             Ok(found) => found,
@@ -316,8 +328,8 @@ async fn deliver_loop(
                 continue;
             }
         };
-        // The app may have turned unhealthy while the fetch waited: hand the batch back untouched.
-        if health.as_ref().is_some_and(|health| !health.is_healthy()) {
+        // The loop was stopped, or the app turned unhealthy, while the fetch waited: hand the batch back.
+        if stop.is_cancelled() || health.as_ref().is_some_and(|health| !health.is_healthy()) {
             for delivery in deliveries {
                 if let Err(err) = broker.retry(&topic, &group, &delivery.id, Duration::ZERO).await {
                     tracing::debug!(error = %err, "could not hand a delivery back; it returns after its hold");

@@ -175,20 +175,30 @@ export class Server {
     const name = randomName("p");
     const answer = await this.expect(201, "POST", "/projects", { name });
     const project = { name, answer, apps: {} };
-    for (const app of apps) {
-      const created = await this.expect(201, "POST", `/projects/${name}/appids`, { name: app });
-      if (typeof created.apiToken !== "string" || !created.apiToken) {
-        throw new Error(`no apiToken in ${JSON.stringify(created)}`);
-      }
-      project.apps[app] = {
-        project: name,
-        name: app,
-        token: created.apiToken,
-        httpEndpoint: answer.httpEndpoint,
-        grpcEndpoint: answer.grpcEndpoint,
-      };
-    }
+    for (const app of apps) await this.addApp(project, app);
     return project;
+  }
+
+  /** Creates App ID `name` in `project` (`fields`: more of its fields, e.g. appEndpoint); the App. */
+  async addApp(project, name, fields = {}) {
+    const created = await this.expect(201, "POST", `/projects/${project.name}/appids`, { name, ...fields });
+    if (typeof created.apiToken !== "string" || !created.apiToken) {
+      throw new Error(`no apiToken in ${JSON.stringify(created)}`);
+    }
+    const app = {
+      project: project.name,
+      name,
+      token: created.apiToken,
+      httpEndpoint: project.answer.httpEndpoint,
+      grpcEndpoint: project.answer.grpcEndpoint,
+    };
+    project.apps[name] = app;
+    return app;
+  }
+
+  /** Changes fields of an App ID (PATCH: absent fields stay, null clears). */
+  async updateApp(project, name, changes) {
+    return this.expect(200, "PATCH", `/projects/${project}/appids/${name}`, changes);
   }
 
   async putComponent(project, name, yaml) {
