@@ -18,7 +18,6 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
 import grpc
@@ -27,6 +26,8 @@ from dapr.clients import BulkPublishEntry
 from dapr.clients.exceptions import DaprGrpcError
 from dapr.clients.grpc._response import TopicEventResponse
 from dapr.common.pubsub.subscription import StreamCancelledError, StreamInactiveError
+from flask import Flask, Response, request
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from support import dapr_client, dapr_http, describe, error_info, json_bytes, wait_for_component
 
@@ -188,11 +189,33 @@ def is_probe(push: Push) -> bool:
     return isinstance(push.data, dict) and 'probe' in push.data
 
 
+class QuietRequestHandler(WSGIRequestHandler):
+    """Werkzeug's request handler without the access log, one request per connection (HTTP/1.0, as a
+    threaded werkzeug server would otherwise keep connections alive): once `SubscriberApp.close` returns,
+    nothing of the app answers the platform any more."""
+
+    protocol_version = 'HTTP/1.0'
+
+    def log_request(self, *args) -> None:
+        pass
+
+
+def reply(status: int, body: bytes) -> Response:
+    """`body` with `status`, typed application/json when there is a body (an empty one carries no type)."""
+    response = Response(body, status=status)
+    if body:
+        response.content_type = 'application/json'
+    else:
+        del response.headers['Content-Type']
+    return response
+
+
 class SubscriberApp:
-    """An app the platform pushes events to: the stdlib HTTP server on 127.0.0.1, in a thread.
+    """An app the platform pushes events to: a Flask app served by werkzeug on 127.0.0.1, in a thread.
 
     `subscriptions` is what GET /dapr/subscribe answers (None: 404). `answer(push)` decides the reply to each
-    POST as (status, body); by default 200 with an empty body (SUCCESS). Every POST lands in `inbox`."""
+    POST, to any path, as (status, body); by default 200 with an empty body (SUCCESS). Every POST lands in
+    `inbox`."""
 
     def __init__(self, subscriptions: Optional[list] = None):
         self.subscriptions = subscriptions
@@ -201,54 +224,61 @@ class SubscriberApp:
         self.subscribe_requests: list[dict[str, str]] = []
         self._attempts: dict[tuple[str, Optional[str]], int] = {}
         self._lock = threading.Lock()
-        app = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - the http.server API
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                if self.path != '/dapr/subscribe' or app.subscriptions is None:
-                    self._reply(404, b'')
-                    return
-                with app._lock:
-                    app.subscribe_requests.append(headers)
-                self._reply(200, json_bytes(app.subscriptions))
+        flask_app = Flask(__name__, static_folder=None)
+        # Every path reaches the views as sent: no redirect for doubled slashes.
+        flask_app.url_map.merge_slashes = False
+        flask_app.add_url_rule('/', 'get', self._get, defaults={'path': ''}, methods=['GET'])
+        flask_app.add_url_rule('/<path:path>', 'get', self._get, methods=['GET'])
+        flask_app.add_url_rule('/', 'post', self._post, defaults={'path': ''}, methods=['POST'])
+        flask_app.add_url_rule('/<path:path>', 'post', self._post, methods=['POST'])
+        self.flask_app = flask_app
 
-            def do_POST(self):  # noqa: N802 - the http.server API
-                body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-                try:
-                    event = json.loads(body)
-                except ValueError:
-                    event = None
-                key = (self.path, event.get('id') if isinstance(event, dict) else None)
-                with app._lock:
-                    attempt = app._attempts.get(key, 0) + 1
-                    app._attempts[key] = attempt
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                push = Push(self.path, headers, body, event, attempt)
-                try:
-                    push.answer = app.answer(push)
-                except Exception as error:  # noqa: BLE001 - a broken answer function fails the waiting test
-                    app.inbox.fail(error)
-                    push.answer = (500, b'')
-                app.inbox.put(push)
-                self._reply(*push.answer)
-
-            def _reply(self, status: int, body: bytes) -> None:
-                self.send_response(status)
-                if body:
-                    self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self._server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self._server.daemon_threads = True
-        self.endpoint = f'http://127.0.0.1:{self._server.server_address[1]}'
+        self._server = make_server(host='127.0.0.1', port=0, app=flask_app, threaded=True,
+                                   request_handler=QuietRequestHandler)
+        self.endpoint = f'http://127.0.0.1:{self._server.server_port}'
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _request_path() -> str:
+        """The path the platform asked for, with its query string if it had one."""
+        path = request.path
+        if request.query_string:
+            path += '?' + request.query_string.decode('latin-1')
+        return path
+
+    @staticmethod
+    def _request_headers() -> dict[str, str]:
+        return {name.lower(): value for name, value in request.headers.items()}
+
+    def _get(self, path: str) -> Response:
+        headers = self._request_headers()
+        if self._request_path() != '/dapr/subscribe' or self.subscriptions is None:
+            return reply(404, b'')
+        with self._lock:
+            self.subscribe_requests.append(headers)
+        return reply(200, json_bytes(self.subscriptions))
+
+    def _post(self, path: str) -> Response:
+        body = request.get_data(cache=False)
+        try:
+            event = json.loads(body)
+        except ValueError:
+            event = None
+        path = self._request_path()
+        key = (path, event.get('id') if isinstance(event, dict) else None)
+        with self._lock:
+            attempt = self._attempts.get(key, 0) + 1
+            self._attempts[key] = attempt
+        push = Push(path, self._request_headers(), body, event, attempt)
+        try:
+            push.answer = self.answer(push)
+        except Exception as error:  # noqa: BLE001 - a broken answer function fails the waiting test
+            self.inbox.fail(error)
+            push.answer = (500, b'')
+        self.inbox.put(push)
+        return reply(*push.answer)
 
     def take(self, predicate, what: str, timeout: float = DELIVERY_TIMEOUT) -> Push:
         return self.inbox.take(predicate, what, timeout)
@@ -264,9 +294,11 @@ class SubscriberApp:
         return [push for push in self.inbox.received() if include_probes or not is_probe(push)]
 
     def close(self) -> None:
+        """Stops accepting, waits for the serving thread, and closes the listening socket."""
         self._server.shutdown()
-        self._server.server_close()
         self._thread.join(timeout=10)
+        self._server.server_close()
+        assert not self._thread.is_alive(), f'the subscriber app at {self.endpoint} did not stop'
 
 
 @pytest.fixture
