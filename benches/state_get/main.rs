@@ -6,23 +6,26 @@
 //! 127.0.0.1:6379, PostgreSQL at 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`).
 //! `cargo bench --bench state_get -- --help` lists the options.
 
-mod load;
-mod procs;
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
 mod report;
+mod target;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
-use serde_json::Value;
 
-use crate::load::{Connection, PhaseOutcome, Target};
-use crate::procs::Process;
-use crate::report::{Scenario, Settings, Summary, Usage};
+use crate::common::cli;
+use crate::common::load::{self, PhaseOutcome};
+use crate::common::procs::{self, cpu_of, cpu_seconds, Process, Watched};
+use crate::common::report::{Summary, Usage};
+use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
+use crate::report::{Scenario, Settings};
+use crate::target::{Connection, Target};
 
 const USAGE: &str = "\
 usage: cargo bench --bench state_get -- [options]
@@ -70,60 +73,28 @@ struct Options {
 impl Options {
     /// Environment first, then the command line over it.
     fn parse() -> anyhow::Result<Options> {
-        let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
-        let mut quick = env("BENCH_QUICK").is_some_and(|value| !matches!(value.as_str(), "0" | "false" | "no"));
-        let mut duration = env("BENCH_DURATION");
-        let mut rate = env("BENCH_RATE");
-        let mut connections = env("BENCH_CONNECTIONS");
-        let mut value_size = env("BENCH_VALUE_SIZE");
-        let mut probe = env("BENCH_PROBE");
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) => (name.to_owned(), Some(value.to_owned())),
-                None => (arg.clone(), None),
-            };
-            let slot = match name.as_str() {
-                // `cargo bench` passes --bench to every bench binary.
-                "--bench" => continue,
-                "--quick" => {
-                    quick = true;
-                    continue;
-                }
-                "-h" | "--help" => {
-                    println!("{USAGE}");
-                    std::process::exit(0);
-                }
-                "--duration" => &mut duration,
-                "--rate" => &mut rate,
-                "--connections" => &mut connections,
-                "--value-size" => &mut value_size,
-                "--probe" => &mut probe,
-                _ => bail!("unknown argument '{arg}'\n\n{USAGE}"),
-            };
-            *slot = Some(match inline {
-                Some(value) => value,
-                None => args.next().with_context(|| format!("{name} needs a value"))?,
-            });
-        }
-        fn number<T: std::str::FromStr>(name: &str, value: Option<String>, default: T) -> anyhow::Result<T> {
-            match value {
-                None => Ok(default),
-                Some(text) => text.trim().parse().map_err(|_| anyhow::anyhow!("{name}: '{text}' is not a number")),
-            }
-        }
-        let duration: f64 = number("duration", duration, if quick { 5.0 } else { 30.0 })?;
-        let probe: f64 = number("probe", probe, if quick { 2.0 } else { 5.0 })?;
-        let rate: f64 = number("rate", rate, 1000.0)?;
-        let connections: usize = number("connections", connections, 16)?;
-        let value_size: usize = number("value-size", value_size, 1024)?;
+        let env = cli::env;
+        let args = cli::parse(
+            USAGE,
+            &[
+                ("duration", "BENCH_DURATION"),
+                ("rate", "BENCH_RATE"),
+                ("connections", "BENCH_CONNECTIONS"),
+                ("value-size", "BENCH_VALUE_SIZE"),
+                ("probe", "BENCH_PROBE"),
+            ],
+        )?;
+        let quick = args.quick;
+        let duration: f64 = args.number("duration", if quick { 5.0 } else { 30.0 })?;
+        let probe: f64 = args.number("probe", if quick { 2.0 } else { 5.0 })?;
+        let rate: f64 = args.number("rate", 1000.0)?;
+        let connections: usize = args.number("connections", 16)?;
+        let value_size: usize = args.number("value-size", 1024)?;
         if !(duration > 0.0 && probe > 0.0 && rate > 0.0 && connections > 0 && value_size > 0) {
             bail!("duration, probe, rate, connections and value-size must all be greater than 0");
         }
-        let target_dir = env("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let binary = env("OUTRIGGER_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir.join("release/outrigger"));
+        let target_dir = cli::target_dir();
+        let binary = cli::binary(&target_dir);
         Ok(Options {
             duration: Duration::from_secs_f64(duration),
             rate,
@@ -157,17 +128,6 @@ impl Options {
     }
 }
 
-/// One progress line on stderr.
-fn progress(message: impl AsRef<str>) {
-    static START: OnceLock<Instant> = OnceLock::new();
-    let elapsed = START.get_or_init(Instant::now).elapsed().as_secs_f64();
-    eprintln!("[state_get {elapsed:6.1}s] {}", message.as_ref());
-}
-
-fn random(length: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(length).map(char::from).collect()
-}
-
 /// What the bench created outside itself, removed at the end whatever happened.
 #[derive(Default)]
 struct Leftovers {
@@ -178,34 +138,6 @@ struct Leftovers {
 fn remember(leftovers: &Mutex<Leftovers>, change: impl FnOnce(&mut Leftovers)) {
     if let Ok(mut leftovers) = leftovers.lock() {
         change(&mut leftovers);
-    }
-}
-
-/// A process whose CPU and memory are measured, as "self" or a pid.
-struct Watched {
-    name: String,
-    pid: String,
-    outrigger: bool,
-}
-
-impl Watched {
-    fn of(process: &Process) -> Watched {
-        Watched { name: process.name.clone(), pid: process.pid.to_string(), outrigger: true }
-    }
-
-    fn generator() -> Watched {
-        Watched { name: "(load generator)".to_owned(), pid: "self".to_owned(), outrigger: false }
-    }
-}
-
-fn cpu_of(watched: &[Watched]) -> Vec<Option<u64>> {
-    watched.iter().map(|process| procs::cpu_ticks(&process.pid)).collect()
-}
-
-fn cpu_seconds(before: &[Option<u64>], after: &[Option<u64>], index: usize, ticks: f64) -> f64 {
-    match (before[index], after[index]) {
-        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / ticks,
-        _ => f64::NAN,
     }
 }
 
@@ -272,10 +204,10 @@ async fn measure(
     for (index, process) in watched.iter().enumerate() {
         let cpu = cpu_seconds(&before, &after, index, ticks);
         let probe_cpu = cpu_seconds(&probe_before, &probe_after, index, ticks);
-        let memory = procs::memory_kib(&process.pid);
+        let memory = process.memory_kib();
         scenario.usage.push(Usage {
             process: process.name.clone(),
-            pid: if process.pid == "self" { std::process::id() } else { process.pid.parse().unwrap_or(0) },
+            pid: process.pid_number(),
             cpu_seconds: cpu,
             cores: cpu / open.elapsed.as_secs_f64(),
             cpu_ms_per_1000: cpu * 1e3 * 1000.0 / open.completed().max(1) as f64,
@@ -291,10 +223,6 @@ async fn measure(
 
 fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
     (0..count).map(|_| Connection::http()).collect()
-}
-
-fn port_of(addr: &str) -> anyhow::Result<u16> {
-    addr.rsplit(':').next().and_then(|port| port.parse().ok()).with_context(|| format!("no port in '{addr}'"))
 }
 
 /// Scenario 1: direct Redis GET from the same load generator.
@@ -317,55 +245,16 @@ async fn baseline(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mu
     measure(options, scenario, &mut connections, &target, port_of(&options.redis_addr)?, &[Watched::generator()]).await
 }
 
-/// A client for setup calls that keeps no connection open (so only the load connections are counted).
-fn setup_client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).timeout(Duration::from_secs(30)).build()?)
-}
-
-async fn expect_success(response: reqwest::Response, what: &str) -> anyhow::Result<String> {
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("{what}: HTTP {status}: {body}");
-    }
-    Ok(body)
-}
-
 /// Creates the project, the App ID (answering its API token) and the `state.redis` component.
-async fn provision(
-    client: &reqwest::Client,
-    control_api: &str,
-    admin_token: &str,
-    redis_addr: &str,
-) -> anyhow::Result<String> {
-    let api = format!("http://{control_api}/api/v1");
-    let response = client
-        .post(format!("{api}/projects"))
-        .bearer_auth(admin_token)
-        .json(&serde_json::json!({"name": PROJECT}))
-        .send()
-        .await?;
-    expect_success(response, "creating the project").await?;
-    let response = client
-        .post(format!("{api}/projects/{PROJECT}/appids"))
-        .bearer_auth(admin_token)
-        .json(&serde_json::json!({"name": APP_ID}))
-        .send()
-        .await?;
-    let created: Value = serde_json::from_str(&expect_success(response, "creating the App ID").await?)?;
-    let api_token = created["apiToken"].as_str().context("the created App ID has no apiToken")?.to_owned();
+async fn provision(control_api: &str, admin_token: &str, redis_addr: &str) -> anyhow::Result<String> {
+    let api = ControlApi::new(control_api, admin_token)?;
+    api.create_project(PROJECT).await?;
+    let api_token = api.create_app(PROJECT, serde_json::json!({"name": APP_ID})).await?;
     let component = format!(
         "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: redis-store\nspec:\n  type: state.redis\n  \
          version: v1\n  metadata:\n  - name: redisHost\n    value: \"{redis_addr}\"\n"
     );
-    let response = client
-        .put(format!("{api}/projects/{PROJECT}/components/redis-store"))
-        .bearer_auth(admin_token)
-        .header(reqwest::header::CONTENT_TYPE, "application/yaml")
-        .body(component)
-        .send()
-        .await?;
-    expect_success(response, "creating the redis-store component").await?;
+    api.put_resource(PROJECT, "components", "redis-store", component).await?;
     Ok(api_token)
 }
 
@@ -433,18 +322,6 @@ async fn measure_store(
     measure(options, scenario, &mut connections, &target, port_of(dapr)?, watched).await
 }
 
-fn server_env(data_dir: &Path, admin_token: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("OUTRIGGER_DATA_DIR", data_dir.display().to_string()),
-        ("OUTRIGGER_CONTROL_API_ADDR", "127.0.0.1:0".to_owned()),
-        ("OUTRIGGER_HTTP_ADDR", "127.0.0.1:0".to_owned()),
-        ("OUTRIGGER_GRPC_ADDR", "127.0.0.1:0".to_owned()),
-        ("OUTRIGGER_LOG_FORMAT", "json".to_owned()),
-        ("OUTRIGGER_LOG", "warn,outrigger::server=info".to_owned()),
-        ("OUTRIGGER_ADMIN_TOKEN", admin_token.to_owned()),
-    ]
-}
-
 /// Keeps a scenario's failure in it, so that the other scenarios of its group still run.
 fn keep_failure(scenario: &mut Scenario, outcome: anyhow::Result<()>) {
     if let Err(err) = outcome {
@@ -455,13 +332,9 @@ fn keep_failure(scenario: &mut Scenario, outcome: anyhow::Result<()>) {
 
 /// Stops `processes` in order, noting any that did not exit cleanly.
 fn stop_all(processes: &mut [Process], scenarios: &mut [&mut Scenario]) {
-    for process in processes {
-        let ended = process.stop();
-        progress(format!("stopped {} (pid {}): {ended}", process.name, process.pid));
-        if !ended.contains("exit status: 0") {
-            for scenario in scenarios.iter_mut() {
-                scenario.notes.push(format!("{} stopped badly: {ended}", process.name));
-            }
+    for note in setup::stop_all(processes) {
+        for scenario in scenarios.iter_mut() {
+            scenario.notes.push(note.clone());
         }
     }
 }
@@ -482,8 +355,8 @@ async fn embedded(
     let mut processes = vec![server];
     let control_api = ready.control_api.context("the ready line has no control_api")?;
     let dapr = ready.dapr_http.context("the ready line has no dapr_http")?;
-    let client = setup_client()?;
-    let api_token = provision(&client, &control_api, &admin_token, &options.redis_addr).await?;
+    let client = setup::setup_client()?;
+    let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
     let value = random(options.value_size);
     let watched = [Watched::of(&processes[0]), Watched::generator()];
 
@@ -500,52 +373,25 @@ async fn embedded(
     Ok(())
 }
 
-async fn postgres(url: &str, statement: &str) -> anyhow::Result<()> {
-    let pool = sqlx::PgPool::connect(url)
-        .await
-        .with_context(|| format!("connecting to PostgreSQL at {url} (scripts/services starts it)"))?;
-    let outcome = sqlx::query(statement).execute(&pool).await;
-    pool.close().await;
-    outcome.with_context(|| statement.to_owned())?;
-    Ok(())
-}
-
 /// Scenario 3: `outrigger worker`, `gateway` and `control-api` on PostgreSQL and NATS.
 async fn distributed(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mut Scenario) -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir()?;
     let admin_token = random(32);
     let schema = format!("bench_{}", random(12).to_lowercase());
     remember(leftovers, |leftovers| leftovers.schemas.push(schema.clone()));
-    postgres(&options.postgres_url, &format!("CREATE SCHEMA {schema}")).await?;
-    let separator = if options.postgres_url.contains('?') { '&' } else { '?' };
-    let database_url = format!("{}{separator}options=-c%20search_path%3D{schema}", options.postgres_url);
+    setup::postgres(&options.postgres_url, &format!("CREATE SCHEMA {schema}")).await?;
+    let database_url = setup::in_schema(&options.postgres_url, &schema);
     let mut env = server_env(data_dir.path(), &admin_token);
     env.push(("OUTRIGGER_DATABASE_URL", database_url));
     env.push(("OUTRIGGER_NATS_URL", options.nats_url.clone()));
     env.push(("OUTRIGGER_BUS_SUBJECT_PREFIX", format!("bench{}", random(12))));
 
     progress(format!("distributed: outrigger migrate (schema {schema})"));
-    let migrated = procs::command(&options.binary, &["migrate"], &env).output().context("running outrigger migrate")?;
-    if !migrated.status.success() {
-        bail!(
-            "outrigger migrate: {}: {}{}",
-            migrated.status,
-            String::from_utf8_lossy(&migrated.stdout),
-            String::from_utf8_lossy(&migrated.stderr)
-        );
-    }
-    let mut processes = Vec::new();
-    let mut addresses = Vec::new();
-    for (name, role) in [("worker", "worker"), ("gateway", "gateway"), ("control-api", "control-api")] {
-        progress(format!("distributed: starting outrigger {role}"));
-        let (process, ready) = Process::start(name, &options.binary, &[role], &env)?;
-        processes.push(process);
-        addresses.push(ready);
-    }
+    let (mut processes, addresses) = setup::start_distributed(&options.binary, &env)?;
     let dapr = addresses[1].dapr_http.clone().context("the gateway's ready line has no dapr_http")?;
     let control_api = addresses[2].control_api.clone().context("the control API's ready line has no control_api")?;
-    let client = setup_client()?;
-    let api_token = provision(&client, &control_api, &admin_token, &options.redis_addr).await?;
+    let client = setup::setup_client()?;
+    let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
     let value = random(options.value_size);
     let watched: Vec<Watched> = processes.iter().map(Watched::of).chain([Watched::generator()]).collect();
     remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
@@ -578,10 +424,12 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
         });
     }
     for schema in leftovers.schemas {
-        done.push(match postgres(&options.postgres_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
-            Ok(()) => format!("dropped schema {schema}"),
-            Err(err) => format!("could not drop schema {schema}: {err:#}"),
-        });
+        done.push(
+            match setup::postgres(&options.postgres_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+                Ok(()) => format!("dropped schema {schema}"),
+                Err(err) => format!("could not drop schema {schema}: {err:#}"),
+            },
+        );
     }
     for line in &done {
         progress(format!("cleanup: {line}"));
@@ -610,20 +458,8 @@ async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mu
 }
 
 async fn run(options: Options) -> ExitCode {
-    if !options.binary.is_file() {
-        eprintln!(
-            "error: {} does not exist.\nBuild it first with `cargo build --release` (or point OUTRIGGER_BIN at an \
-             outrigger binary), then run `cargo bench --bench state_get` again.",
-            options.binary.display()
-        );
+    if !cli::check_binary(&options.binary) {
         return ExitCode::FAILURE;
-    }
-    if let Ok(modified) = std::fs::metadata(&options.binary).and_then(|metadata| metadata.modified()) {
-        let age = modified.elapsed().unwrap_or_default().as_secs() / 60;
-        progress(format!(
-            "using {} (built {age} min ago; rebuild with cargo build --release)",
-            options.binary.display()
-        ));
     }
     let leftovers = Mutex::new(Leftovers::default());
     let mut scenarios = [
@@ -661,14 +497,7 @@ async fn run(options: Options) -> ExitCode {
 
     let settings = options.settings();
     println!("{}", report::table(&settings, &scenarios));
-    let json = report::to_json(&settings, &scenarios, &cleanup);
-    let path = options.target_dir.join("bench/state_get.json");
-    let written = std::fs::create_dir_all(options.target_dir.join("bench"))
-        .and_then(|()| std::fs::write(&path, serde_json::to_string_pretty(&json).unwrap_or_default() + "\n"));
-    match written {
-        Ok(()) => println!("written to {}", path.display()),
-        Err(err) => eprintln!("could not write {}: {err}", path.display()),
-    }
+    cli::write_json(&options.target_dir, &report::to_json(&settings, &scenarios, &cleanup));
     if interrupted || scenarios.iter().any(|scenario| scenario.error.is_some()) {
         ExitCode::FAILURE
     } else {

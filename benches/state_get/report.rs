@@ -4,89 +4,21 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::load::PhaseOutcome;
+use crate::common::report::{finite, mb, ms, verdict, Summary, Usage};
 
 /// Added latency targets (scenario percentile minus baseline percentile), in milliseconds.
 pub const TARGET_ADDED_MS: [(&str, f64); 3] = [("p50", 0.5), ("p90", 1.0), ("p99", 2.0)];
 /// Resident memory target per Outrigger process, in MB (10^6 bytes).
 pub const TARGET_RSS_MB: f64 = 50.0;
 
-/// Percentiles and counts of one phase, in milliseconds and requests.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub p50: f64,
-    pub p90: f64,
-    pub p99: f64,
-    pub max: f64,
-    pub rate: f64,
-    pub sent: u64,
-    pub errors: u64,
-    pub first_error: Option<String>,
-    pub sockets_open: Option<usize>,
-    pub dispatch_lag_max_ms: f64,
-}
-
-impl Summary {
-    pub fn of(outcome: &mut PhaseOutcome) -> Summary {
-        let mut percentile = |p: f64| outcome.latencies.percentile_ms(p).unwrap_or(f64::NAN);
-        let (p50, p90, p99) = (percentile(50.0), percentile(90.0), percentile(99.0));
-        Summary {
-            p50,
-            p90,
-            p99,
-            max: outcome.latencies.max_ms().unwrap_or(f64::NAN),
-            rate: outcome.achieved_rate(),
-            sent: outcome.sent,
-            errors: outcome.errors,
-            first_error: outcome.first_error.clone(),
-            sockets_open: outcome.sockets_open,
-            dispatch_lag_max_ms: outcome.dispatch_lag_max.as_secs_f64() * 1e3,
-        }
+/// A process's figures with its verdict on the memory target.
+fn usage_json(usage: &Usage) -> Value {
+    let mut value = usage.to_json();
+    if let Value::Object(fields) = &mut value {
+        let met = usage.outrigger.then(|| usage.rss_kib.map(|kib| mb(kib) < TARGET_RSS_MB));
+        fields.insert("rss_target_met".to_owned(), json!(met));
     }
-
-    fn percentiles(&self) -> [f64; 3] {
-        [self.p50, self.p90, self.p99]
-    }
-
-    fn to_json(&self) -> Value {
-        json!({
-            "p50_ms": finite(self.p50), "p90_ms": finite(self.p90), "p99_ms": finite(self.p99),
-            "max_ms": finite(self.max), "achieved_rps": finite(self.rate), "requests": self.sent,
-            "errors": self.errors, "first_error": self.first_error, "connections_open": self.sockets_open,
-            "dispatch_lag_max_ms": finite(self.dispatch_lag_max_ms),
-        })
-    }
-}
-
-/// CPU and memory of one process over a scenario.
-#[derive(Debug, Clone)]
-pub struct Usage {
-    pub process: String,
-    pub pid: u32,
-    /// CPU seconds during the open-loop phase, and the cores that makes on average.
-    pub cpu_seconds: f64,
-    pub cores: f64,
-    pub cpu_ms_per_1000: f64,
-    /// Same during the closed-loop probe.
-    pub probe_cores: Option<f64>,
-    pub probe_cpu_ms_per_1000: Option<f64>,
-    pub rss_kib: Option<u64>,
-    pub hwm_kib: Option<u64>,
-    /// Only Outrigger processes are held to the memory target.
-    pub outrigger: bool,
-}
-
-impl Usage {
-    fn to_json(&self) -> Value {
-        json!({
-            "process": self.process, "pid": self.pid, "cpu_seconds": finite(self.cpu_seconds),
-            "cores": finite(self.cores), "cpu_ms_per_1000_requests": finite(self.cpu_ms_per_1000),
-            "probe_cores": self.probe_cores.and_then(finite),
-            "probe_cpu_ms_per_1000_requests": self.probe_cpu_ms_per_1000.and_then(finite),
-            "vm_rss_kib": self.rss_kib, "vm_hwm_kib": self.hwm_kib,
-            "rss_target_met": self.outrigger.then(|| self.rss_kib.map(|kib| mb(kib) < TARGET_RSS_MB)),
-        })
-    }
+    value
 }
 
 /// One scenario's results.
@@ -131,30 +63,6 @@ pub struct Settings {
     pub warmup_rate: f64,
     pub probe_s: f64,
     pub quick: bool,
-}
-
-fn finite(value: f64) -> Option<f64> {
-    value.is_finite().then_some((value * 1e4).round() / 1e4)
-}
-
-fn mb(kib: u64) -> f64 {
-    kib as f64 * 1024.0 / 1e6
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met {
-        "ok"
-    } else {
-        "MISS"
-    }
-}
-
-fn ms(value: f64) -> String {
-    if value.is_finite() {
-        format!("{value:.3}")
-    } else {
-        "-".to_owned()
-    }
 }
 
 /// Added latency of `scenario` over `baseline` per percentile: (added ms, ratio, target met).
@@ -322,7 +230,7 @@ pub fn to_json(settings: &Settings, scenarios: &[Scenario], cleanup: &[String]) 
                 "open_loop": scenario.open.as_ref().map(Summary::to_json),
                 "added_vs_baseline": added,
                 "closed_loop_probe": scenario.probe.as_ref().map(Summary::to_json),
-                "processes": scenario.usage.iter().map(Usage::to_json).collect::<Vec<_>>(),
+                "processes": scenario.usage.iter().map(usage_json).collect::<Vec<_>>(),
                 "background_cores": scenario.background_cores.and_then(finite),
                 "notes": scenario.notes, "error": scenario.error,
             })

@@ -1,83 +1,56 @@
 //! The load generator: a fixed number of keep-alive connections, driven open-loop at a fixed rate
 //! (latency counted from each request's scheduled time) or closed-loop as fast as they answer.
+//!
+//! What a request is belongs to the bench: it implements [`Connection`] for its own connection type.
+//! Every request gets a sequence number unique in the process ([`next_seq`]) and its scheduled time,
+//! so a bench can put both into what it sends and recognise it when it comes back.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 /// Longest a single request may take before it counts as an error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What every request asks for.
-#[derive(Clone, Debug)]
-pub enum Target {
-    /// `GET url` with the `dapr-api-token` header; 2xx with a body of `body_len` bytes is a success.
-    Http { url: String, token: String, body_len: usize },
-    /// Redis `GET key`; a value of `value_len` bytes is a success.
-    Redis { key: String, value_len: usize },
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+static BASE: OnceLock<Instant> = OnceLock::new();
+
+/// A sequence number no other request of this process has had.
+pub fn next_seq() -> u64 {
+    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-/// One keep-alive connection. Each is used by one task at a time and only for one request at a
-/// time, so it never opens a second socket.
-pub enum Connection {
-    Http(reqwest::Client),
-    Redis(redis::aio::MultiplexedConnection),
+/// The process's time base: the first call's instant.
+pub fn base() -> Instant {
+    *BASE.get_or_init(Instant::now)
 }
 
-impl Connection {
-    /// An HTTP/1.1 client holding at most one connection, ignoring any proxy settings.
-    pub fn http() -> anyhow::Result<Connection> {
-        let client = reqwest::Client::builder()
-            .http1_only()
-            .no_proxy()
-            .pool_max_idle_per_host(1)
-            .pool_idle_timeout(None)
-            .tcp_nodelay(true)
-            .timeout(REQUEST_TIMEOUT)
-            .build()?;
-        Ok(Connection::Http(client))
-    }
+/// `at` in nanoseconds since [`base`] (0 before it).
+pub fn since_base(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(base()).as_nanos()).unwrap_or(u64::MAX)
+}
 
-    /// A dedicated Redis connection (not shared with other connections).
-    pub async fn redis(addr: &str) -> anyhow::Result<Connection> {
-        let client = redis::Client::open(format!("redis://{addr}/"))?;
-        Ok(Connection::Redis(client.get_multiplexed_async_connection().await?))
-    }
+/// One request to make.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    pub seq: u64,
+    /// When it was due: the schedule's time in the open loop, the send time in the closed loop.
+    pub scheduled: Instant,
+}
 
-    /// One request; `Err` describes a failure (transport error, non-2xx, wrong answer).
-    pub async fn call(&mut self, target: &Target) -> Result<(), String> {
-        match (self, target) {
-            (Connection::Http(client), Target::Http { url, token, body_len }) => {
-                let response =
-                    client.get(url).header("dapr-api-token", token).send().await.map_err(|err| format!("{err}"))?;
-                let status = response.status();
-                let body = response.bytes().await.map_err(|err| format!("reading the body: {err}"))?;
-                if !status.is_success() {
-                    return Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body[..body.len().min(200)])));
-                }
-                if body.len() != *body_len {
-                    return Err(format!("HTTP {status} with a {}-byte body, expected {body_len}", body.len()));
-                }
-                Ok(())
-            }
-            (Connection::Redis(connection), Target::Redis { key, value_len }) => {
-                let mut command = redis::cmd("GET");
-                command.arg(key);
-                match tokio::time::timeout(REQUEST_TIMEOUT, command.query_async::<Option<Vec<u8>>>(connection)).await {
-                    Err(_) => Err(format!("no answer within {REQUEST_TIMEOUT:?}")),
-                    Ok(Err(err)) => Err(format!("{err}")),
-                    Ok(Ok(None)) => Err(format!("key {key} is missing")),
-                    Ok(Ok(Some(value))) if value.len() != *value_len => {
-                        Err(format!("a {}-byte value, expected {value_len}", value.len()))
-                    }
-                    Ok(Ok(Some(_))) => Ok(()),
-                }
-            }
-            _ => Err("connection and target are of different kinds".to_owned()),
-        }
-    }
+/// One keep-alive connection of a bench. Each is used by one task at a time and only for one request
+/// at a time, so it never opens a second socket.
+pub trait Connection: Send + 'static {
+    /// What every request asks for.
+    type Target: Clone + Send + Sync + 'static;
+
+    /// One request; `Err` describes a failure (transport error, refusal, wrong answer).
+    fn call(&mut self, target: &Self::Target, request: Request) -> impl Future<Output = Result<(), String>> + Send;
 }
 
 /// Latencies in nanoseconds, kept whole; percentiles by nearest rank.
@@ -89,8 +62,16 @@ pub struct Latencies {
 
 impl Latencies {
     pub fn record(&mut self, latency: Duration) {
-        self.samples.push(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+        self.record_ns(u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    pub fn record_ns(&mut self, nanos: u64) {
+        self.samples.push(nanos);
         self.sorted = false;
+    }
+
+    pub fn len(&self) -> usize {
+        self.samples.len()
     }
 
     fn merge(&mut self, other: Latencies) {
@@ -130,6 +111,9 @@ pub struct PhaseOutcome {
     pub sent: u64,
     pub errors: u64,
     pub first_error: Option<String>,
+    /// Sequence numbers of the successful and of the failed requests.
+    pub succeeded: Vec<u64>,
+    pub failed: Vec<u64>,
     /// From the first scheduled send to the last answer.
     pub elapsed: Duration,
     /// How late the dispatcher handed requests out, worst case (open loop only).
@@ -155,34 +139,43 @@ struct TaskOutcome {
     sent: u64,
     errors: u64,
     first_error: Option<String>,
+    succeeded: Vec<u64>,
+    failed: Vec<u64>,
 }
 
 impl TaskOutcome {
-    fn count(&mut self, outcome: Result<(), String>, latency: Duration) {
+    fn count(&mut self, outcome: Result<(), String>, request: Request) {
+        let latency = request.scheduled.elapsed();
         self.sent += 1;
         match outcome {
-            Ok(()) => self.latencies.record(latency),
+            Ok(()) => {
+                self.latencies.record(latency);
+                self.succeeded.push(request.seq);
+            }
             Err(err) => {
                 self.errors += 1;
+                self.failed.push(request.seq);
                 self.first_error.get_or_insert(err);
             }
         }
     }
 }
 
-fn gather(connections: &mut Vec<Connection>, joined: Vec<(Connection, TaskOutcome)>, outcome: &mut PhaseOutcome) {
+fn gather<C>(connections: &mut Vec<C>, joined: Vec<(C, TaskOutcome)>, outcome: &mut PhaseOutcome) {
     for (connection, task) in joined {
         connections.push(connection);
         outcome.latencies.merge(task.latencies);
         outcome.sent += task.sent;
         outcome.errors += task.errors;
+        outcome.succeeded.extend(task.succeeded);
+        outcome.failed.extend(task.failed);
         if outcome.first_error.is_none() {
             outcome.first_error = task.first_error;
         }
     }
 }
 
-async fn join_all(mut tasks: JoinSet<(Connection, TaskOutcome)>) -> anyhow::Result<Vec<(Connection, TaskOutcome)>> {
+async fn join_all<C: Send + 'static>(mut tasks: JoinSet<(C, TaskOutcome)>) -> anyhow::Result<Vec<(C, TaskOutcome)>> {
     let mut joined = Vec::new();
     while let Some(result) = tasks.join_next().await {
         joined.push(result.map_err(|err| anyhow::anyhow!("a load task failed: {err}"))?);
@@ -195,9 +188,9 @@ async fn join_all(mut tasks: JoinSet<(Connection, TaskOutcome)>) -> anyhow::Resu
 /// from its scheduled time, so a slow answer delays (and is charged to) the requests behind it
 /// instead of silently lowering the rate. A dedicated thread does the scheduling with the OS's
 /// fine-grained sleep, so tokio's 1 ms timer granularity does not add to the figures.
-pub async fn open_loop(
-    connections: &mut Vec<Connection>,
-    target: &Target,
+pub async fn open_loop<C: Connection>(
+    connections: &mut Vec<C>,
+    target: &C::Target,
     rate: f64,
     duration: Duration,
     port: Option<u16>,
@@ -206,14 +199,14 @@ pub async fn open_loop(
     let mut senders = Vec::new();
     let mut tasks = JoinSet::new();
     for mut connection in connections.drain(..) {
-        let (sender, mut scheduled) = mpsc::unbounded_channel::<Instant>();
+        let (sender, mut scheduled) = mpsc::unbounded_channel::<Request>();
         senders.push(sender);
         let target = target.clone();
         tasks.spawn(async move {
             let mut outcome = TaskOutcome::default();
-            while let Some(at) = scheduled.recv().await {
-                let result = connection.call(&target).await;
-                outcome.count(result, at.elapsed());
+            while let Some(request) = scheduled.recv().await {
+                let result = connection.call(&target, request).await;
+                outcome.count(result, request);
             }
             (connection, outcome)
         });
@@ -229,7 +222,8 @@ pub async fn open_loop(
             }
             lag_max = lag_max.max(at.elapsed());
             // A closed channel means its task ended early; its requests are simply not sent.
-            let _ = senders[(index % senders.len() as u64) as usize].send(at);
+            let request = Request { seq: next_seq(), scheduled: at };
+            let _ = senders[(index % senders.len() as u64) as usize].send(request);
         }
         lag_max
     });
@@ -243,9 +237,9 @@ pub async fn open_loop(
 }
 
 /// Every connection sends its next request as soon as the previous one is answered, for `duration`.
-pub async fn closed_loop(
-    connections: &mut Vec<Connection>,
-    target: &Target,
+pub async fn closed_loop<C: Connection>(
+    connections: &mut Vec<C>,
+    target: &C::Target,
     duration: Duration,
 ) -> anyhow::Result<PhaseOutcome> {
     let start = Instant::now();
@@ -256,9 +250,9 @@ pub async fn closed_loop(
         tasks.spawn(async move {
             let mut outcome = TaskOutcome::default();
             while Instant::now() < deadline {
-                let sent = Instant::now();
-                let result = connection.call(&target).await;
-                outcome.count(result, sent.elapsed());
+                let request = Request { seq: next_seq(), scheduled: Instant::now() };
+                let result = connection.call(&target, request).await;
+                outcome.count(result, request);
             }
             (connection, outcome)
         });

@@ -22,6 +22,7 @@ const KEPT_LINES: usize = 40;
 pub struct Ready {
     pub control_api: Option<String>,
     pub dapr_http: Option<String>,
+    pub dapr_grpc: Option<String>,
 }
 
 /// A running Outrigger process.
@@ -139,7 +140,11 @@ fn ready_line(line: &str) -> Option<Ready> {
         return None;
     }
     let address = |name: &str| fields.get(name).and_then(Value::as_str).map(str::to_owned);
-    Some(Ready { control_api: address("control_api"), dapr_http: address("dapr_http") })
+    Some(Ready {
+        control_api: address("control_api"),
+        dapr_http: address("dapr_http"),
+        dapr_grpc: address("dapr_grpc"),
+    })
 }
 
 /// Reads `pipe` to its end, keeping its last lines and handing lines to `lines` while someone listens.
@@ -207,4 +212,100 @@ pub fn machine_ticks() -> Option<(u64, u64)> {
     }
     let all: u64 = fields.iter().sum();
     Some((all - fields[3] - fields[4], all))
+}
+
+/// A process (or thread) whose CPU and memory are measured: "self", a pid, or "self/task/<tid>".
+pub struct Watched {
+    pub name: String,
+    pub pid: String,
+    /// Only Outrigger processes are held to memory targets.
+    pub outrigger: bool,
+}
+
+impl Watched {
+    pub fn of(process: &Process) -> Watched {
+        Watched { name: process.name.clone(), pid: process.pid.to_string(), outrigger: true }
+    }
+
+    pub fn generator() -> Watched {
+        Watched { name: "(load generator)".to_owned(), pid: "self".to_owned(), outrigger: false }
+    }
+
+    /// The pid to report: this process's for "self" and its threads.
+    pub fn pid_number(&self) -> u32 {
+        if self.pid.starts_with("self") {
+            std::process::id()
+        } else {
+            self.pid.parse().unwrap_or(0)
+        }
+    }
+
+    /// VmRSS and VmHWM; `None` for a thread, whose memory is its process's.
+    pub fn memory_kib(&self) -> Option<(u64, u64)> {
+        if self.pid.contains("/task/") {
+            None
+        } else {
+            memory_kib(&self.pid)
+        }
+    }
+}
+
+/// The CPU ticks of each of `watched` now.
+pub fn cpu_of(watched: &[Watched]) -> Vec<Option<u64>> {
+    watched.iter().map(|process| cpu_ticks(&process.pid)).collect()
+}
+
+/// CPU seconds of `watched[index]` between two [`cpu_of`] readings; NaN when either is missing.
+pub fn cpu_seconds(before: &[Option<u64>], after: &[Option<u64>], index: usize, ticks: f64) -> f64 {
+    match (before[index], after[index]) {
+        (Some(before), Some(after)) => after.saturating_sub(before) as f64 / ticks,
+        _ => f64::NAN,
+    }
+}
+
+/// The calling thread as "self/task/<tid>", for [`Watched`]; `None` where /proc is not readable.
+pub fn current_thread() -> Option<String> {
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    let tid = link.to_string_lossy().rsplit('/').next()?.to_owned();
+    Some(format!("self/task/{tid}"))
+}
+
+/// The pid of the process listening on TCP `port` of this host, from /proc (it must be readable: the
+/// same user, or root); `None` when not found.
+pub fn listener_pid(port: u16) -> Option<u32> {
+    let mut inodes = std::collections::HashSet::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (fields.get(1), fields.get(3), fields.get(9)) else {
+                continue;
+            };
+            let local_port = local.rsplit(':').next().and_then(|hex| u16::from_str_radix(hex, 16).ok());
+            if *state == "0A" && local_port == Some(port) {
+                inodes.insert(format!("socket:[{inode}]"));
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|link| inodes.contains(link.to_string_lossy().as_ref())) {
+                return Some(pid);
+            }
+        }
+    }
+    None
+}
+
+/// Microseconds during which some task waited for `resource` ("cpu", "io" or "memory") since boot, from
+/// the kernel's pressure stall information; `None` where /proc/pressure is missing.
+pub fn pressure_us(resource: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/pressure/{resource}")).ok()?;
+    let some = text.lines().find(|line| line.starts_with("some "))?;
+    some.split_whitespace().find_map(|field| field.strip_prefix("total="))?.parse().ok()
 }

@@ -1,0 +1,8 @@
+//! What the bench targets share: each includes this directory as `mod common` with
+//! `#[path = "../common/mod.rs"]`, and uses the parts it needs.
+
+pub mod cli;
+pub mod load;
+pub mod procs;
+pub mod report;
+pub mod setup;

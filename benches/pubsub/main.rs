@@ -1,0 +1,799 @@
+//! Pub/sub benchmark: publish ack latency, publish-to-deliver latency to a push and to a streaming
+//! subscriber, and sustained throughput, for the embedded default (managed `pubsub` on a durable SQLite
+//! queue) and the distributed form (gateway, NATS, worker; managed `pubsub` on JetStream), each with a
+//! baseline from the same load generator: a trivial HTTP handler, and a direct JetStream publish.
+//!
+//! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs
+//! PostgreSQL at 127.0.0.1:5432 and NATS with JetStream at 127.0.0.1:4222 (`scripts/services`).
+//! `cargo bench --bench pubsub -- --help` lists the options.
+
+#[allow(dead_code)]
+#[path = "../common/mod.rs"]
+mod common;
+
+mod apps;
+mod report;
+mod target;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use serde_json::json;
+
+use crate::apps::{Apps, Recorder};
+use crate::common::cli;
+use crate::common::load::{self, since_base, PhaseOutcome};
+use crate::common::procs::{self, cpu_of, cpu_seconds, Process, Watched};
+use crate::common::report::{Summary, Usage};
+use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
+use crate::report::{Deliveries, Kind, Phase, Settings, Throughput};
+use crate::target::{payload, Connection, Target};
+
+const USAGE: &str = "\
+usage: cargo bench --bench pubsub -- [options]
+
+  --quick                5 s per measured phase (smoke run); env BENCH_QUICK=1
+  --duration SECONDS     open-loop phase per scenario (default 30); env BENCH_DURATION
+  --rate N               open-loop publishes per second (default 1000); env BENCH_RATE
+  --connections N        keep-alive connections (default 16); env BENCH_CONNECTIONS
+  --payload-size BYTES   size of each published JSON body (default 1024); env BENCH_PAYLOAD_SIZE
+  --throughput SECONDS   closed-loop throughput phase (default 5, quick 2); env BENCH_THROUGHPUT
+  --forms LIST           embedded,distributed (default both); env BENCH_FORMS
+
+  OUTRIGGER_BIN          the binary to run (default target/release/outrigger)
+  BENCH_POSTGRES_URL     default postgres://postgres@127.0.0.1:5432/postgres
+  BENCH_NATS_URL         default nats://127.0.0.1:4222
+
+Writes the results to target/bench/pubsub.json as well.";
+
+/// CPU used by processes other than the measured ones above which a phase is called disturbed.
+const BUSY_MACHINE_CORES: f64 = 0.3;
+
+const PROJECT: &str = "bench";
+/// The App ID that publishes, the one the push subscription is scoped to, and the streaming one.
+const PUBLISHER: &str = "pub";
+const SUBSCRIBER: &str = "sub";
+const STREAMER: &str = "streamer";
+/// A topic nobody subscribes to, the push subscriber's and the streaming subscriber's.
+const ACK_TOPIC: &str = "bench-ack";
+const PUSH_TOPIC: &str = "bench-push";
+const STREAM_TOPIC: &str = "bench-stream";
+
+/// How long a subscription may take to receive its first message after it was made.
+const LIVE_TIMEOUT: Duration = Duration::from_secs(30);
+/// After a phase, deliveries are awaited until all arrived, or none did for DRAIN_IDLE, or DRAIN_LIMIT.
+const DRAIN_IDLE: Duration = Duration::from_secs(5);
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+struct Options {
+    duration: Duration,
+    rate: f64,
+    connections: usize,
+    payload_size: usize,
+    warmup: Duration,
+    warmup_rate: f64,
+    throughput: Duration,
+    quick: bool,
+    embedded: bool,
+    distributed: bool,
+    binary: PathBuf,
+    target_dir: PathBuf,
+    postgres_url: String,
+    nats_url: String,
+}
+
+impl Options {
+    fn parse() -> anyhow::Result<Options> {
+        let args = cli::parse(
+            USAGE,
+            &[
+                ("duration", "BENCH_DURATION"),
+                ("rate", "BENCH_RATE"),
+                ("connections", "BENCH_CONNECTIONS"),
+                ("payload-size", "BENCH_PAYLOAD_SIZE"),
+                ("throughput", "BENCH_THROUGHPUT"),
+                ("forms", "BENCH_FORMS"),
+            ],
+        )?;
+        let quick = args.quick;
+        let duration: f64 = args.number("duration", if quick { 5.0 } else { 30.0 })?;
+        let throughput: f64 = args.number("throughput", if quick { 2.0 } else { 5.0 })?;
+        let rate: f64 = args.number("rate", 1000.0)?;
+        let connections: usize = args.number("connections", 16)?;
+        let payload_size: usize = args.number("payload-size", 1024)?;
+        if !(duration > 0.0 && throughput > 0.0 && rate > 0.0 && connections > 0 && payload_size > 0) {
+            bail!("duration, throughput, rate, connections and payload-size must all be greater than 0");
+        }
+        let forms: Vec<String> = args
+            .value("forms")
+            .unwrap_or("embedded,distributed")
+            .split(',')
+            .map(|form| form.trim().to_owned())
+            .collect();
+        if let Some(unknown) = forms.iter().find(|form| !matches!(form.as_str(), "embedded" | "distributed")) {
+            bail!("forms: unknown form '{unknown}' (embedded, distributed)");
+        }
+        let target_dir = cli::target_dir();
+        let binary = cli::binary(&target_dir);
+        Ok(Options {
+            duration: Duration::from_secs_f64(duration),
+            rate,
+            connections,
+            payload_size,
+            warmup: Duration::from_secs(2),
+            warmup_rate: 100.0_f64.min(rate),
+            throughput: Duration::from_secs_f64(throughput),
+            quick,
+            embedded: forms.iter().any(|form| form == "embedded"),
+            distributed: forms.iter().any(|form| form == "distributed"),
+            binary,
+            target_dir,
+            postgres_url: cli::env("BENCH_POSTGRES_URL")
+                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            nats_url: cli::env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+        })
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            binary: self.binary.display().to_string(),
+            duration_s: self.duration.as_secs_f64(),
+            rate: self.rate,
+            connections: self.connections,
+            payload_size: self.payload_size,
+            warmup_s: self.warmup.as_secs_f64(),
+            warmup_rate: self.warmup_rate,
+            throughput_s: self.throughput.as_secs_f64(),
+            quick: self.quick,
+        }
+    }
+}
+
+/// What the bench created outside itself, removed at the end whatever happened.
+#[derive(Default)]
+struct Leftovers {
+    schemas: Vec<String>,
+    streams: Vec<String>,
+}
+
+fn remember(leftovers: &Mutex<Leftovers>, change: impl FnOnce(&mut Leftovers)) {
+    if let Ok(mut leftovers) = leftovers.lock() {
+        change(&mut leftovers);
+    }
+}
+
+/// CPU readings at one instant.
+struct Mark {
+    at: Instant,
+    cpu: Vec<Option<u64>>,
+    machine: Option<(u64, u64)>,
+    /// Stall totals (µs) of CPU and IO.
+    pressure: [Option<u64>; 2],
+}
+
+fn mark(watched: &[Watched]) -> Mark {
+    Mark {
+        at: Instant::now(),
+        cpu: cpu_of(watched),
+        machine: procs::machine_ticks(),
+        pressure: [procs::pressure_us("cpu"), procs::pressure_us("io")],
+    }
+}
+
+/// Fills `phase`'s CPU and memory figures for what happened between `before` and `after`.
+fn account(phase: &mut Phase, watched: &[Watched], before: &Mark, after: &Mark, messages: u64) {
+    let ticks = procs::clock_ticks();
+    let elapsed = after.at.duration_since(before.at).as_secs_f64().max(1e-9);
+    let mut measured = 0.0;
+    for (index, process) in watched.iter().enumerate() {
+        let cpu = cpu_seconds(&before.cpu, &after.cpu, index, ticks);
+        let memory = process.memory_kib();
+        // A thread's CPU is already in its process's.
+        if !process.pid.contains("/task/") && cpu.is_finite() {
+            measured += cpu;
+        }
+        phase.usage.push(Usage {
+            process: process.name.clone(),
+            pid: process.pid_number(),
+            cpu_seconds: cpu,
+            cores: cpu / elapsed,
+            cpu_ms_per_1000: cpu * 1e3 * 1000.0 / messages.max(1) as f64,
+            probe_cores: None,
+            probe_cpu_ms_per_1000: None,
+            rss_kib: memory.map(|(rss, _)| rss),
+            hwm_kib: memory.map(|(_, hwm)| hwm),
+            outrigger: process.outrigger,
+        });
+    }
+    let share = |index: usize| match (before.pressure[index], after.pressure[index]) {
+        (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / 1e6 / elapsed * 100.0),
+        _ => None,
+    };
+    phase.stalled = share(0).zip(share(1));
+    if let (Some((busy_before, _)), Some((busy_after, _))) = (before.machine, after.machine) {
+        let others = (busy_after.saturating_sub(busy_before) as f64 / ticks - measured) / elapsed;
+        phase.background_cores = Some(others.max(0.0));
+        if others > BUSY_MACHINE_CORES {
+            phase
+                .notes
+                .push(format!("other processes kept {others:.2} cores busy meanwhile: its figures are disturbed"));
+        }
+    }
+}
+
+/// Warm-up, then the open-loop phase whose publish acks fill `phase`; answers what was sent.
+async fn measure_open(
+    options: &Options,
+    phase: &mut Phase,
+    connections: &mut Vec<Connection>,
+    target: &Target,
+    port: u16,
+    watched: &[Watched],
+) -> anyhow::Result<PhaseOutcome> {
+    let name = phase.name.clone();
+    progress(format!("{name}: warm-up {:.0} s at {:.0} msgs/s", options.warmup.as_secs_f64(), options.warmup_rate));
+    let warm = load::open_loop(connections, target, options.warmup_rate, options.warmup, None).await?;
+    if warm.errors == warm.sent {
+        bail!("every warm-up publish failed, first: {}", warm.first_error.unwrap_or_default());
+    }
+    progress(format!(
+        "{name}: open loop {:.0} s at {:.0} msgs/s over {} connections",
+        options.duration.as_secs_f64(),
+        options.rate,
+        connections.len()
+    ));
+    let before = mark(watched);
+    let mut open = load::open_loop(connections, target, options.rate, options.duration, Some(port)).await?;
+    let after = mark(watched);
+    let summary = Summary::of(&mut open);
+    progress(format!(
+        "{name}: ack p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {:.1} msgs/s, {} errors",
+        summary.p50, summary.p90, summary.p99, summary.max, summary.rate, open.errors
+    ));
+    if let Some(sockets) = open.sockets_open.filter(|sockets| *sockets != connections.len()) {
+        phase.notes.push(format!("{sockets} sockets open to port {port} at the end, not {}", connections.len()));
+    }
+    if summary.dispatch_lag_max_ms > 5.0 {
+        phase.notes.push(format!(
+            "the load generator's dispatcher fell up to {:.1} ms behind schedule",
+            summary.dispatch_lag_max_ms
+        ));
+    }
+    phase.ack = Some(summary);
+    account(phase, watched, &before, &after, open.completed());
+    Ok(open)
+}
+
+/// What `recorder` received of the messages `outcome` sent, publishing having ended at `ended` and the
+/// last of them arrived at `last`.
+fn deliveries(recorder: &Recorder, outcome: &PhaseOutcome, ended: Instant, last: Instant) -> Deliveries {
+    let acked = recorder.receipts(outcome.succeeded.iter().copied());
+    let unacked = recorder.receipts(outcome.failed.iter().copied());
+    let mut latencies = load::Latencies::default();
+    let mut duplicates = 0;
+    for (_, receipt) in acked.iter().chain(&unacked) {
+        latencies.record_ns(receipt.latency_ns);
+        duplicates += u64::from(receipt.count - 1);
+    }
+    let mut percentile = |p: f64| latencies.percentile_ms(p).unwrap_or(f64::NAN);
+    Deliveries {
+        p50: percentile(50.0),
+        p90: percentile(90.0),
+        p99: percentile(99.0),
+        max: percentile(100.0),
+        acked: outcome.succeeded.len() as u64,
+        delivered: acked.len() as u64,
+        missing: (outcome.succeeded.len() - acked.len()) as u64,
+        duplicates,
+        delivered_unacked: unacked.len() as u64,
+        drain_s: last.saturating_duration_since(ended).as_secs_f64(),
+    }
+}
+
+/// Notes on what a subscriber received that the figures do not show.
+fn delivery_notes(phase: &mut Phase, recorder: &Recorder) {
+    let (unreadable, first) = recorder.unreadable();
+    if unreadable > 0 {
+        phase.notes.push(format!("{unreadable} deliveries could not be read, first: {}", first.unwrap_or_default()));
+    }
+    if let Some(deliveries) = &phase.deliveries {
+        progress(format!(
+            "{}: deliver p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms; {} acked, {} delivered, {} missing, {} duplicates",
+            phase.name,
+            deliveries.p50,
+            deliveries.p99,
+            deliveries.max,
+            deliveries.acked,
+            deliveries.delivered,
+            deliveries.missing,
+            deliveries.duplicates
+        ));
+        if deliveries.missing > 0 {
+            phase.notes.push(format!(
+                "{} acknowledged publishes never arrived (waited until none came for {DRAIN_IDLE:?})",
+                deliveries.missing
+            ));
+        }
+    }
+}
+
+/// A running form of Outrigger, provisioned.
+struct Product {
+    form: &'static str,
+    dapr_http: String,
+    dapr_grpc: String,
+    publisher_token: String,
+    streamer_token: String,
+    /// The distributed form's JetStream stream and the subject prefix of its topics.
+    jetstream: Option<(String, String)>,
+    /// The Outrigger processes, the bench process and the apps' thread.
+    watched: Vec<Watched>,
+}
+
+impl Product {
+    fn publish_target(&self, topic: &str, size: usize) -> Target {
+        Target::Http {
+            url: format!("http://{}/v1.0/publish/pubsub/{topic}", self.dapr_http),
+            token: Some(self.publisher_token.clone()),
+            size,
+        }
+    }
+
+    /// One publish of a fresh message to `topic`: its sequence number, or why it failed.
+    async fn publish_once(&self, client: &reqwest::Client, topic: &str, size: usize) -> Result<u64, String> {
+        let seq = load::next_seq();
+        let response = client
+            .post(format!("http://{}/v1.0/publish/pubsub/{topic}", self.dapr_http))
+            .header("dapr-api-token", &self.publisher_token)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(payload(seq, since_base(Instant::now()), size))
+            .send()
+            .await
+            .map_err(|err| format!("{err}"))?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(seq)
+        } else {
+            Err(format!("HTTP {status}: {}", response.text().await.unwrap_or_default()))
+        }
+    }
+
+    /// Publishes to `topic` until it is accepted (a worker may need a moment for a new project).
+    async fn wait_publishable(&self, topic: &str, size: usize) -> anyhow::Result<()> {
+        let client = setup::setup_client()?;
+        let deadline = Instant::now() + LIVE_TIMEOUT;
+        loop {
+            match self.publish_once(&client, topic, size).await {
+                Ok(_) => return Ok(()),
+                Err(err) if Instant::now() > deadline => bail!("publishing to {topic}: {err}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    /// Publishes probes to `topic` until one reaches `recorder`: the subscription is live.
+    async fn wait_live(&self, recorder: &Recorder, topic: &str, size: usize) -> anyhow::Result<()> {
+        let client = setup::setup_client()?;
+        let started = Instant::now();
+        let mut probes = Vec::new();
+        let mut last_error = None;
+        loop {
+            match self.publish_once(&client, topic, size).await {
+                Ok(seq) => probes.push(seq),
+                Err(err) => last_error = Some(err),
+            }
+            let wait = Instant::now() + Duration::from_millis(250);
+            while Instant::now() < wait {
+                if recorder.has_any(&probes) {
+                    progress(format!(
+                        "{}: the subscriber of {topic} is live after {:.2} s",
+                        self.form,
+                        started.elapsed().as_secs_f64()
+                    ));
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if started.elapsed() > LIVE_TIMEOUT {
+                bail!(
+                    "none of {} probes published to {topic} arrived within {LIVE_TIMEOUT:?}{}",
+                    probes.len(),
+                    last_error.map(|err| format!("; last publish error: {err}")).unwrap_or_default()
+                );
+            }
+        }
+    }
+}
+
+/// Creates the project, the publisher, the push subscriber (with its app endpoint and declarative
+/// subscription) and the streaming App ID; answers the publisher's and the streamer's API tokens.
+async fn provision(control_api: &str, admin_token: &str, apps: &Apps) -> anyhow::Result<(String, String)> {
+    let api = ControlApi::new(control_api, admin_token)?;
+    api.create_project(PROJECT).await?;
+    let publisher = api.create_app(PROJECT, json!({"name": PUBLISHER})).await?;
+    let endpoint = format!("http://{}", apps.addr);
+    api.create_app(PROJECT, json!({"name": SUBSCRIBER, "appEndpoint": endpoint})).await?;
+    let streamer = api.create_app(PROJECT, json!({"name": STREAMER})).await?;
+    let subscription = format!(
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {PUSH_TOPIC}\nspec:\n  pubsubname: pubsub\n  \
+         topic: {PUSH_TOPIC}\n  routes:\n    default: /events\nscopes:\n- {SUBSCRIBER}\n"
+    );
+    api.put_resource(PROJECT, "subscriptions", PUSH_TOPIC, subscription).await?;
+    Ok((publisher, streamer))
+}
+
+/// Keeps a phase's failure in it, so that the other phases of its form still run.
+fn keep_failure(phase: &mut Phase, outcome: anyhow::Result<()>) {
+    if let Err(err) = outcome {
+        progress(format!("{}: FAILED: {err:#}", phase.name));
+        phase.error = Some(format!("{err:#}"));
+    }
+}
+
+fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
+    (0..count).map(|_| Connection::http()).collect()
+}
+
+/// The form's baseline: the same publishes against a trivial HTTP handler (embedded) or straight to
+/// JetStream, on the subject the managed pubsub gives the ack topic (distributed).
+async fn baseline(options: &Options, product: &Product, apps: &Apps, phase: &mut Phase) -> anyhow::Result<()> {
+    let (mut connections, target, port) = match &product.jetstream {
+        None => {
+            let target =
+                Target::Http { url: format!("http://{}/baseline", apps.addr), token: None, size: options.payload_size };
+            (http_connections(options.connections)?, target, apps.addr.port())
+        }
+        Some((_, subject_prefix)) => {
+            let mut connections = Vec::new();
+            for _ in 0..options.connections {
+                connections.push(Connection::jetstream(&options.nats_url).await?);
+            }
+            let target =
+                Target::JetStream { subject: format!("{subject_prefix}.{ACK_TOPIC}"), size: options.payload_size };
+            (connections, target, port_of(&options.nats_url)?)
+        }
+    };
+    measure_open(options, phase, &mut connections, &target, port, &product.watched).await.map(drop)
+}
+
+/// Publishes to a topic without subscribers.
+async fn publish(
+    options: &Options,
+    product: &Product,
+    connections: &mut Vec<Connection>,
+    phase: &mut Phase,
+) -> anyhow::Result<()> {
+    let target = product.publish_target(ACK_TOPIC, options.payload_size);
+    measure_open(options, phase, connections, &target, port_of(&product.dapr_http)?, &product.watched).await?;
+    if let Some((stream, _)) = &product.jetstream {
+        match stream_messages(&options.nats_url, stream).await {
+            Ok(0) => phase.notes.push(format!(
+                "JetStream stream {stream} held no messages after this phase: with interest retention it keeps \
+                 nothing of a topic without consumers, so this phase and the baseline time publishes that are not \
+                 stored; the push and streaming phases time stored ones"
+            )),
+            Ok(messages) => phase.notes.push(format!("JetStream stream {stream} held {messages} messages after it")),
+            Err(err) => phase.notes.push(format!("could not read JetStream stream {stream}: {err}")),
+        }
+    }
+    Ok(())
+}
+
+/// Publishes to the push subscriber's topic, and what it received.
+async fn push(
+    options: &Options,
+    product: &Product,
+    apps: &Apps,
+    connections: &mut Vec<Connection>,
+    phase: &mut Phase,
+) -> anyhow::Result<()> {
+    product.wait_live(&apps.push, PUSH_TOPIC, options.payload_size).await?;
+    let target = product.publish_target(PUSH_TOPIC, options.payload_size);
+    let outcome =
+        measure_open(options, phase, connections, &target, port_of(&product.dapr_http)?, &product.watched).await?;
+    let ended = Instant::now();
+    let last = apps.push.drain(&outcome, DRAIN_IDLE, DRAIN_LIMIT).await;
+    phase.deliveries = Some(deliveries(&apps.push, &outcome, ended, last));
+    delivery_notes(phase, &apps.push);
+    Ok(())
+}
+
+/// Publishes to the streaming subscriber's topic, and what it received.
+async fn stream(
+    options: &Options,
+    product: &Product,
+    apps: &Apps,
+    connections: &mut Vec<Connection>,
+    phase: &mut Phase,
+) -> anyhow::Result<()> {
+    let subscriber = apps.open_stream(&product.dapr_grpc, &product.streamer_token, STREAM_TOPIC).await?;
+    product.wait_live(&subscriber.recorder, STREAM_TOPIC, options.payload_size).await?;
+    let target = product.publish_target(STREAM_TOPIC, options.payload_size);
+    let outcome =
+        measure_open(options, phase, connections, &target, port_of(&product.dapr_http)?, &product.watched).await?;
+    let ended = Instant::now();
+    let last = subscriber.recorder.drain(&outcome, DRAIN_IDLE, DRAIN_LIMIT).await;
+    phase.deliveries = Some(deliveries(&subscriber.recorder, &outcome, ended, last));
+    delivery_notes(phase, &subscriber.recorder);
+    if let Some(failure) = subscriber.failure() {
+        phase.notes.push(format!("the stream ended early: {failure}"));
+    }
+    Ok(())
+}
+
+/// Closed-loop publishes to the push subscriber's topic, and the rate it received them at.
+async fn throughput(
+    options: &Options,
+    product: &Product,
+    apps: &Apps,
+    connections: &mut Vec<Connection>,
+    phase: &mut Phase,
+) -> anyhow::Result<()> {
+    let target = product.publish_target(PUSH_TOPIC, options.payload_size);
+    progress(format!(
+        "{}: closed loop {:.0} s over {} connections",
+        phase.name,
+        options.throughput.as_secs_f64(),
+        connections.len()
+    ));
+    let before = mark(&product.watched);
+    let mut outcome = load::closed_loop(connections, &target, options.throughput).await?;
+    let ended = Instant::now();
+    let last = apps.push.drain(&outcome, DRAIN_IDLE, DRAIN_LIMIT).await;
+    let after = mark(&product.watched);
+    let summary = Summary::of(&mut outcome);
+    let received = apps.push.receipts(outcome.succeeded.iter().copied());
+    let while_publishing = received.iter().filter(|(_, receipt)| receipt.at <= ended).count();
+    let publishing = ended.duration_since(before.at).as_secs_f64();
+    let throughput = Throughput {
+        published_rate: outcome.succeeded.len() as f64 / publishing,
+        delivered_rate: received.len() as f64 / last.max(ended).duration_since(before.at).as_secs_f64(),
+        delivered_rate_while_publishing: while_publishing as f64 / publishing,
+    };
+    progress(format!(
+        "{}: {:.0} publishes/s ({} errors), {:.0} deliveries/s to the last one ({:.0}/s while publishing)",
+        phase.name,
+        throughput.published_rate,
+        outcome.errors,
+        throughput.delivered_rate,
+        throughput.delivered_rate_while_publishing
+    ));
+    phase.ack = Some(summary);
+    phase.throughput = Some(throughput);
+    phase.deliveries = Some(deliveries(&apps.push, &outcome, ended, last));
+    delivery_notes(phase, &apps.push);
+    account(phase, &product.watched, &before, &after, outcome.completed());
+    Ok(())
+}
+
+/// The messages `stream` holds.
+async fn stream_messages(nats_url: &str, stream: &str) -> anyhow::Result<u64> {
+    let client = async_nats::connect(nats_url).await?;
+    let mut stream = async_nats::jetstream::new(client).get_stream(stream).await?;
+    Ok(stream.info().await?.state.messages)
+}
+
+/// Starts the form's processes, provisions them and runs its phases
+/// (baseline, publish, push, stream, throughput).
+async fn run_form(
+    options: &Options,
+    apps: &Apps,
+    leftovers: &Mutex<Leftovers>,
+    form: &'static str,
+    phases: &mut [Phase],
+) -> anyhow::Result<()> {
+    // Declared first, so it is removed after the processes have stopped.
+    let data_dir = tempfile::tempdir()?;
+    let admin_token = random(32);
+    let mut env = server_env(data_dir.path(), &admin_token);
+    let (mut processes, control_api, dapr_http, dapr_grpc, jetstream) = if form == "embedded" {
+        progress("embedded: starting outrigger (all-in-one)");
+        let (process, ready) = Process::start("outrigger (all-in-one)", &options.binary, &[], &env)?;
+        let control_api = ready.control_api.context("the ready line has no control_api")?;
+        let dapr_http = ready.dapr_http.context("the ready line has no dapr_http")?;
+        let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
+        (vec![process], control_api, dapr_http, dapr_grpc, None)
+    } else {
+        let schema = format!("bench_{}", random(12).to_lowercase());
+        let prefix = format!("bench{}", random(12).to_lowercase());
+        let stream = format!("{}_PUBSUB", prefix.to_uppercase());
+        remember(leftovers, |leftovers| {
+            leftovers.schemas.push(schema.clone());
+            leftovers.streams.push(stream.clone());
+        });
+        setup::postgres(&options.postgres_url, &format!("CREATE SCHEMA {schema}")).await?;
+        env.push(("OUTRIGGER_DATABASE_URL", setup::in_schema(&options.postgres_url, &schema)));
+        env.push(("OUTRIGGER_NATS_URL", options.nats_url.clone()));
+        env.push(("OUTRIGGER_BUS_SUBJECT_PREFIX", prefix.clone()));
+        progress(format!("distributed: outrigger migrate (schema {schema}, stream {stream})"));
+        let (processes, ready) = setup::start_distributed(&options.binary, &env)?;
+        let dapr_http = ready[1].dapr_http.clone().context("the gateway's ready line has no dapr_http")?;
+        let dapr_grpc = ready[1].dapr_grpc.clone().context("the gateway's ready line has no dapr_grpc")?;
+        let control_api = ready[2].control_api.clone().context("the control API's ready line has no control_api")?;
+        (processes, control_api, dapr_http, dapr_grpc, Some((stream, format!("{prefix}.pubsub"))))
+    };
+    let (publisher_token, streamer_token) = provision(&control_api, &admin_token, apps).await?;
+    let mut watched: Vec<Watched> = processes.iter().map(Watched::of).collect();
+    watched.push(Watched { name: "(bench process)".to_owned(), pid: "self".to_owned(), outrigger: false });
+    if let Some(thread) = &apps.thread {
+        watched.push(Watched { name: "(bench: apps thread)".to_owned(), pid: thread.clone(), outrigger: false });
+    }
+    // The broker's CPU belongs to the distributed form's figures, not to the background.
+    let nats_port = port_of(&options.nats_url).ok();
+    if let Some(pid) = nats_port.filter(|_| jetstream.is_some()).and_then(procs::listener_pid) {
+        watched.push(Watched { name: "(nats-server)".to_owned(), pid: pid.to_string(), outrigger: false });
+    }
+    let product = Product { form, dapr_http, dapr_grpc, publisher_token, streamer_token, jetstream, watched };
+    // Also makes the distributed form's stream, which its baseline publishes to.
+    product.wait_publishable(ACK_TOPIC, options.payload_size).await?;
+
+    let mut connections = http_connections(options.connections)?;
+    for phase in phases.iter_mut() {
+        let outcome = match phase.kind {
+            Kind::Baseline => baseline(options, &product, apps, phase).await,
+            Kind::Publish => publish(options, &product, &mut connections, phase).await,
+            Kind::Push => push(options, &product, apps, &mut connections, phase).await,
+            Kind::Stream => stream(options, &product, apps, &mut connections, phase).await,
+            Kind::Throughput => throughput(options, &product, apps, &mut connections, phase).await,
+        };
+        keep_failure(phase, outcome);
+        for process in &mut processes {
+            if !process.alive() {
+                bail!("{} died: {}", process.name, process.output());
+            }
+        }
+    }
+    drop(connections);
+    // Gateway, control API, then worker: no call is in flight when the worker goes.
+    if processes.len() > 1 {
+        processes.rotate_left(1);
+    }
+    for note in setup::stop_all(&mut processes) {
+        for phase in phases.iter_mut() {
+            phase.notes.push(note.clone());
+        }
+    }
+    Ok(())
+}
+
+/// Removes the schemas and JetStream streams the bench made; answers what it did.
+async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
+    let mut done = Vec::new();
+    if !leftovers.streams.is_empty() {
+        match async_nats::connect(&options.nats_url).await {
+            Ok(client) => {
+                let context = async_nats::jetstream::new(client);
+                for stream in leftovers.streams {
+                    done.push(match context.delete_stream(&stream).await {
+                        Ok(_) => format!("deleted JetStream stream {stream}"),
+                        Err(err) if err.to_string().contains("not found") => {
+                            format!("JetStream stream {stream} did not exist")
+                        }
+                        Err(err) => format!("could not delete JetStream stream {stream}: {err}"),
+                    });
+                }
+            }
+            Err(err) => done.push(format!("could not connect to NATS to delete {:?}: {err}", leftovers.streams)),
+        }
+    }
+    for schema in leftovers.schemas {
+        done.push(
+            match setup::postgres(&options.postgres_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+                Ok(()) => format!("dropped schema {schema}"),
+                Err(err) => format!("could not drop schema {schema}: {err:#}"),
+            },
+        );
+    }
+    for line in &done {
+        progress(format!("cleanup: {line}"));
+    }
+    done
+}
+
+fn phases_of(form: &'static str) -> Vec<Phase> {
+    let (baseline, baseline_path, hops) = if form == "embedded" {
+        (
+            "baseline, HTTP POST to an axum handler",
+            "load generator -> HTTP POST -> a trivial axum handler in the bench",
+            "HTTP -> all-in-one gateway -> in-process bus -> worker -> SQLite queue",
+        )
+    } else {
+        (
+            "baseline, JetStream publish",
+            "load generator -> JetStream publish with ack (async-nats), the managed pubsub's stream",
+            "HTTP -> gateway -> NATS -> worker -> JetStream (file storage)",
+        )
+    };
+    vec![
+        Phase::new(form, Kind::Baseline, baseline, baseline_path),
+        Phase::new(form, Kind::Publish, "publish, no subscriber", hops),
+        Phase::new(form, Kind::Push, "publish, push subscriber", &format!("{hops} -> push to the app over HTTP")),
+        Phase::new(form, Kind::Stream, "publish, streaming subscriber", &format!("{hops} -> gRPC stream to the app")),
+        Phase::new(form, Kind::Throughput, "throughput, push subscriber", &format!("{hops} -> push to the app")),
+    ]
+}
+
+async fn run_all(
+    options: &Options,
+    apps: &Apps,
+    leftovers: &Mutex<Leftovers>,
+    forms: &mut [(&'static str, Vec<Phase>)],
+) {
+    for (form, phases) in forms {
+        if let Err(err) = run_form(options, apps, leftovers, form, phases).await {
+            progress(format!("{form}: FAILED: {err:#}"));
+            for phase in phases.iter_mut().filter(|phase| phase.error.is_none() && !phase.measured()) {
+                phase.error = Some(format!("{err:#}"));
+            }
+        }
+    }
+}
+
+async fn run(options: Options) -> ExitCode {
+    if !cli::check_binary(&options.binary) {
+        return ExitCode::FAILURE;
+    }
+    load::base();
+    let apps = match Apps::start() {
+        Ok(apps) => apps,
+        Err(err) => {
+            eprintln!("error: starting the subscriber apps: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let leftovers = Mutex::new(Leftovers::default());
+    let mut forms = Vec::new();
+    for (form, wanted) in [("embedded", options.embedded), ("distributed", options.distributed)] {
+        if wanted {
+            forms.push((form, phases_of(form)));
+        }
+    }
+    let interrupted = tokio::select! {
+        () = run_all(&options, &apps, &leftovers, &mut forms) => false,
+        _ = tokio::signal::ctrl_c() => {
+            progress("interrupted: stopping the processes and cleaning up");
+            true
+        }
+    };
+    let mut phases: Vec<Phase> = forms.into_iter().flat_map(|(_, phases)| phases).collect();
+    if interrupted {
+        for phase in phases.iter_mut().filter(|phase| phase.error.is_none() && !phase.measured()) {
+            phase.error = Some("interrupted".to_owned());
+        }
+    }
+    drop(apps);
+    let leftovers = leftovers.into_inner().unwrap_or_default();
+    let cleanup = clean_up(&options, leftovers).await;
+
+    let settings = options.settings();
+    println!("{}", report::table(&settings, &phases));
+    cli::write_json(&options.target_dir, &report::to_json(&settings, &phases, &cleanup));
+    if interrupted || phases.iter().any(|phase| phase.error.is_some()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn main() -> ExitCode {
+    let options = match Options::parse() {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One scheduler thread plus the dispatcher thread (and the apps' thread): the machine running this
+    // is small, and the processes under test need the cores more.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: building the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(options))
+}
