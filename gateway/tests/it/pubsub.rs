@@ -29,10 +29,7 @@ impl Subscriber {
     async fn start() -> Subscriber {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let app = Router::new().route("/{*path}", post(receive)).with_state(Arc::clone(&seen));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Subscriber { url, seen }
+        Subscriber { url: serve(app).await, seen }
     }
 
     /// Successful deliveries by path: the `data.seq` of each event, deduplicated.
@@ -59,6 +56,14 @@ impl Subscriber {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Serves an app on a free local port; answers its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
 }
 
 /// The scripted failures: attempts 0 and 1, then every fifth.
@@ -452,9 +457,7 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
                 }),
             )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = serve(app).await;
     let publisher = gateway.app("shop", "checkout").await;
     gateway.app_with_health("shop", "processor", Some(url), Some("/healthz")).await;
     gateway.component("shop", &subscription("orders", "orders", "    default: /orders\n", "", &["processor"])).await;
@@ -553,9 +556,7 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
             }),
         )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = serve(app).await;
     let publisher = gateway.app("shop", "checkout").await;
     gateway.app_at("shop", "processor", Some(url)).await;
     let bulk = "  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 50\n    maxAwaitDurationMs: 500\n";
@@ -654,9 +655,7 @@ async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
             }),
         )
     };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = serve(app).await;
     let publisher = gateway.app("shop", "checkout").await;
     gateway.app_at("shop", "processor", Some(url)).await;
     let resiliency = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: delivery\nspec:\n  policies:\n    retries:\n      twice:\n        policy: constant\n        duration: 300ms\n        maxRetries: 2\n  targets:\n    components:\n      pubsub:\n        inbound:\n          retry: twice\n";
