@@ -171,6 +171,15 @@ impl TestGateway {
         Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes().to_vec() }
     }
 
+    /// Publishes `{"seq": seq}` as JSON to `topic` of the managed `pubsub`, expecting it to be accepted.
+    pub async fn publish_seq(&self, token: &str, topic: &str, seq: i64) {
+        let body = serde_json::json!({ "seq": seq }).to_string();
+        let path = format!("/v1.0/publish/pubsub/{topic}");
+        let answer =
+            self.http_with("POST", &path, Some(token), Some(&body), &[("content-type", "application/json")]).await;
+        assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&answer.body));
+    }
+
     /// Serves the gRPC API on a real port and answers a client for it.
     pub async fn grpc_client(&self) -> DaprClient<Channel> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -205,16 +205,7 @@ async fn drops_and_exhausted_retries_go_to_the_dead_letter_topic() {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = 0;
     while subscriber.delivered("/poison").is_empty() {
-        let body = json!({ "seq": seq }).to_string();
-        gateway
-            .http_with(
-                "POST",
-                "/v1.0/publish/pubsub/fragile",
-                Some(&publisher),
-                Some(&body),
-                &[("content-type", "application/json")],
-            )
-            .await;
+        gateway.publish_seq(&publisher, "fragile", seq).await;
         seq += 1;
         assert!(Instant::now() < deadline, "nothing reached the dead-letter topic: {:?}", subscriber.attempts());
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -315,16 +306,7 @@ async fn tenants_never_receive_each_others_messages() {
     let mut seq = 0;
     while alpha_subscriber.delivered("/orders").is_empty() || beta_subscriber.delivered("/orders").is_empty() {
         for (token, offset) in [(&alpha, 0), (&beta, 1_000_000)] {
-            let body = json!({ "seq": seq + offset }).to_string();
-            gateway
-                .http_with(
-                    "POST",
-                    "/v1.0/publish/pubsub/orders",
-                    Some(token),
-                    Some(&body),
-                    &[("content-type", "application/json")],
-                )
-                .await;
+            gateway.publish_seq(token, "orders", seq + offset).await;
         }
         seq += 1;
         assert!(Instant::now() < deadline, "deliveries never started");
@@ -463,19 +445,7 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
     gateway.component("shop", &subscription("orders", "orders", "    default: /orders\n", "", &["processor"])).await;
     let publish = |seq: i64| {
         let (gateway, publisher) = (&gateway, &publisher);
-        async move {
-            let body = json!({ "seq": seq }).to_string();
-            let answer = gateway
-                .http_with(
-                    "POST",
-                    "/v1.0/publish/pubsub/orders",
-                    Some(publisher),
-                    Some(&body),
-                    &[("content-type", "application/json")],
-                )
-                .await;
-            assert_eq!(answer.status, StatusCode::NO_CONTENT);
-        }
+        async move { gateway.publish_seq(publisher, "orders", seq).await }
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut probe = 1000;
@@ -577,16 +547,7 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut probe = 1000;
     while delivered(&batches.lock().unwrap()).is_empty() {
-        let body = json!({ "seq": probe }).to_string();
-        gateway
-            .http_with(
-                "POST",
-                "/v1.0/publish/pubsub/bulk",
-                Some(&publisher),
-                Some(&body),
-                &[("content-type", "application/json")],
-            )
-            .await;
+        gateway.publish_seq(&publisher, "bulk", probe).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(Instant::now() < deadline, "the bulk subscription never started delivering");
         probe += 1;
@@ -681,16 +642,7 @@ async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
         if let Some(first) = dead.first() {
             break *first;
         }
-        let body = json!({ "seq": seq }).to_string();
-        gateway
-            .http_with(
-                "POST",
-                "/v1.0/publish/pubsub/fragile",
-                Some(&publisher),
-                Some(&body),
-                &[("content-type", "application/json")],
-            )
-            .await;
+        gateway.publish_seq(&publisher, "fragile", seq).await;
         seq += 1;
         assert!(Instant::now() < deadline, "nothing reached the dead-letter topic");
         tokio::time::sleep(Duration::from_millis(400)).await;

@@ -3,11 +3,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use axum::http::StatusCode;
 use dapr::dapr::proto::runtime::v1 as pb;
 use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Inbound;
 use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outbound;
-use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::harness::{with_token, TestGateway};
@@ -68,20 +66,6 @@ impl Stream {
 const SUCCESS: i32 = 0;
 const RETRY: i32 = 1;
 
-async fn publish(gateway: &TestGateway, token: &str, topic: &str, seq: i64) {
-    let body = json!({ "seq": seq }).to_string();
-    let answer = gateway
-        .http_with(
-            "POST",
-            &format!("/v1.0/publish/pubsub/{topic}"),
-            Some(token),
-            Some(&body),
-            &[("content-type", "application/json")],
-        )
-        .await;
-    assert_eq!(answer.status, StatusCode::NO_CONTENT);
-}
-
 fn seq(event: &pb::TopicEventRequest) -> i64 {
     serde_json::from_slice::<serde_json::Value>(&event.data).unwrap()["seq"].as_i64().unwrap()
 }
@@ -93,7 +77,7 @@ async fn events_stream_with_success_and_retry() {
     let listener = gateway.app("shop", "listener").await;
     let mut stream = Stream::open(&gateway, &listener, "events").await.unwrap();
     for seq in 0..5 {
-        publish(&gateway, &publisher, "events", seq).await;
+        gateway.publish_seq(&publisher, "events", seq).await;
     }
     let mut done = BTreeSet::new();
     let mut retried = false;
@@ -124,7 +108,7 @@ async fn unanswered_events_go_to_the_next_stream() {
     let listed = gateway.http("GET", "/v1.0/metadata", Some(&listener), None).await.json();
     assert_eq!(listed["subscriptions"][0]["type"], "STREAMING", "{listed}");
     assert_eq!(listed["subscriptions"][0]["topic"], "jobs");
-    publish(&gateway, &publisher, "jobs", 7).await;
+    gateway.publish_seq(&publisher, "jobs", 7).await;
     assert_eq!(seq(&first.next_event().await), 7);
     drop(first);
     let mut second = Stream::open(&gateway, &listener, "jobs").await.unwrap();
