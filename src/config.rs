@@ -81,6 +81,11 @@ pub struct Config {
     /// How long one state-store operation may take before it fails with a 500-class error, in
     /// milliseconds. Default 5000.
     pub store_timeout_ms: u64,
+    /// Whether the platform calls app endpoints and HTTP endpoints (invocation, pub/sub push, health probes)
+    /// at private, loopback and link-local addresses. Refused addresses are checked after DNS resolution and
+    /// on every redirect. Default: `true` for the all-in-one embedded default (apps run beside it), `false`
+    /// for `gateway` and `worker` processes (their private network holds the platform's own services).
+    pub allow_private_endpoints: Option<bool>,
     /// PEM certificate chain: when set (with `tls_key_file`), every listener (Dapr HTTP, Dapr gRPC, control
     /// API) serves TLS, HTTP/2 negotiated by ALPN. Default unset: plain HTTP and h2c.
     pub tls_cert_file: Option<PathBuf>,
@@ -114,6 +119,7 @@ impl Default for Config {
             managed_pubsub_url: None,
             component_refresh_ms: 5000,
             store_timeout_ms: 5000,
+            allow_private_endpoints: None,
             tls_cert_file: None,
             tls_key_file: None,
             log_format: LogFormat::Text,

@@ -11,6 +11,8 @@ use axum::extract::Request;
 use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
 use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
+use outrigger_outbound::health::HealthProbe;
+use outrigger_outbound::PrivateAddresses;
 use outrigger_store::Store;
 use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
@@ -253,16 +255,20 @@ impl Role {
     }
 }
 
-/// Change events go straight to the worker in the same process and its deliverer.
-struct InvalidateLocalWorker {
+/// Change events go straight to the worker, its deliverer and the gateway in the same process.
+struct InvalidateLocally {
     worker: Arc<Worker>,
     deliveries: Arc<Notify>,
+    gateway: Option<Gateway>,
 }
 
-impl ProjectChanges for InvalidateLocalWorker {
+impl ProjectChanges for InvalidateLocally {
     fn changed(&self, project_id: &str) {
         self.worker.runtime().invalidate(project_id);
         self.deliveries.notify_one();
+        if let Some(gateway) = &self.gateway {
+            gateway.invalidate(project_id);
+        }
     }
 }
 
@@ -358,6 +364,11 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         None
     };
 
+    let private_addresses = if config.allow_private_endpoints.unwrap_or(role == Role::AllInOne) {
+        PrivateAddresses::Allowed
+    } else {
+        PrivateAddresses::Refused
+    };
     let worker = if role.runs_worker() {
         let runtime = Runtime::new(
             store.clone(),
@@ -376,7 +387,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             Role::Worker { pool } => Some(pool.clone()),
             _ => None,
         };
-        let deliverer = Deliverer::new(store.clone(), worker.clone(), pool);
+        let deliverer = Deliverer::new(store.clone(), worker.clone(), pool, private_addresses);
         let waker = deliverer.waker();
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -407,6 +418,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     }
 
     let mut dapr_addrs = None;
+    let mut local_gateway = None;
     if role.serves_dapr_apis() {
         let bus: Arc<dyn Bus> = match (&nats, &worker) {
             (Some(client), _) => Arc::new(NatsBus::new(
@@ -421,8 +433,22 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             max_body_bytes: config.gateway_max_body_bytes,
             rate_limit_per_second: config.rate_limit_per_second,
             token_cache_ttl: Duration::from_secs(config.token_cache_seconds),
+            private_addresses,
+            health_probe: HealthProbe::default(),
+            directory_refresh: Duration::from_millis(config.component_refresh_ms),
         };
         let gateway = Gateway::new(bus, store.clone(), options);
+        if let (Role::Gateway, Some(client)) = (&role, &nats) {
+            let (client, prefix, gateway, stop) =
+                (client.clone(), config.bus_subject_prefix.clone(), gateway.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                let invalidate = |project_id: &str| gateway.invalidate(project_id);
+                outrigger_bus::watch_changes(client, &prefix, invalidate, stop)
+                    .await
+                    .map_err(|err| anyhow::anyhow!(err))
+            });
+        }
+        local_gateway = Some(gateway.clone());
         let http = bind(config.http_addr, "Dapr HTTP API", "OUTRIGGER_HTTP_ADDR").await?;
         let grpc = bind(config.grpc_addr, "Dapr gRPC API", "OUTRIGGER_GRPC_ADDR").await?;
         let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
@@ -445,9 +471,11 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             None => (local_endpoint(tls.is_some(), config.http_addr), local_endpoint(tls.is_some(), config.grpc_addr)),
         };
         let changes: Arc<dyn ProjectChanges> = match (&worker, &deliveries, &nats) {
-            (Some(worker), Some(deliveries), _) => {
-                Arc::new(InvalidateLocalWorker { worker: worker.clone(), deliveries: deliveries.clone() })
-            }
+            (Some(worker), Some(deliveries), _) => Arc::new(InvalidateLocally {
+                worker: worker.clone(),
+                deliveries: deliveries.clone(),
+                gateway: local_gateway.clone(),
+            }),
             (_, _, Some(client)) => {
                 Arc::new(PublishOverNats { client: client.clone(), prefix: config.bus_subject_prefix.clone() })
             }

@@ -100,11 +100,14 @@ pub fn start_distributed(binary: &Path, env: &[(&str, String)]) -> anyhow::Resul
             String::from_utf8_lossy(&migrated.stderr)
         );
     }
+    // The benchmark's apps listen on loopback, which the distributed form refuses to call by default.
+    let mut env = env.to_vec();
+    env.push(("OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS", "true".to_owned()));
     let mut processes = Vec::new();
     let mut addresses = Vec::new();
     for (name, role) in [("worker", "worker"), ("gateway", "gateway"), ("control-api", "control-api")] {
         progress(format!("distributed: starting outrigger {role}"));
-        let (process, ready) = Process::start(name, binary, &[role], env)?;
+        let (process, ready) = Process::start(name, binary, &[role], &env)?;
         processes.push(process);
         addresses.push(ready);
     }

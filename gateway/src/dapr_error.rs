@@ -10,6 +10,8 @@ use prost::Message;
 use serde::Serialize;
 use tonic::Code;
 
+use crate::invoke::InvokeError;
+
 /// Domain of every `ErrorInfo` daprd sends.
 const ERROR_DOMAIN: &str = "dapr.io";
 
@@ -127,6 +129,44 @@ impl DaprError {
             "DAPR_AUTH_UNAVAILABLE",
             "the API token cannot be checked right now; retry shortly".to_owned(),
         )
+    }
+
+    /// An invocation that did not reach the callee or did not come back (daprd `ERR_DIRECT_INVOKE`), or that the
+    /// callee's access control refused (`ERR_PERMISSION_DENIED`).
+    pub(crate) fn invocation(err: &InvokeError) -> DaprError {
+        let message = err.to_string();
+        match err {
+            InvokeError::Denied { .. } => DaprError::new(
+                StatusCode::FORBIDDEN,
+                Code::PermissionDenied,
+                "ERR_PERMISSION_DENIED",
+                "DAPR_PERMISSION_DENIED",
+                message,
+            ),
+            InvokeError::Body(_) => DaprError::malformed(message),
+            InvokeError::AppFailed { status, .. } => DaprError::new(
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                Code::Unknown,
+                "ERR_DIRECT_INVOKE",
+                "DAPR_DIRECT_INVOKE",
+                message,
+            ),
+            InvokeError::UnknownTarget { .. }
+            | InvokeError::NoEndpoint { .. }
+            | InvokeError::Unhealthy { .. }
+            | InvokeError::Refused { .. }
+            | InvokeError::BadEndpoint { .. }
+            | InvokeError::Unreachable { .. }
+            | InvokeError::TimedOut { .. }
+            | InvokeError::CircuitOpen { .. }
+            | InvokeError::Directory { .. } => DaprError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "ERR_DIRECT_INVOKE",
+                "DAPR_DIRECT_INVOKE",
+                message,
+            ),
+        }
     }
 
     /// The HTTP status.
@@ -278,5 +318,11 @@ impl IntoResponse for DaprError {
             response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+impl From<InvokeError> for DaprError {
+    fn from(err: InvokeError) -> DaprError {
+        DaprError::invocation(&err)
     }
 }

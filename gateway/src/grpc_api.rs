@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use axum::extract::{Request, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use axum::Router;
-use dapr::dapr::proto::common::v1::{state_options::StateConcurrency, StateItem, StateOptions};
+use dapr::dapr::proto::common::v1::http_extension::Verb;
+use dapr::dapr::proto::common::v1::{state_options::StateConcurrency, InvokeResponse, StateItem, StateOptions};
 use dapr::dapr::proto::runtime::v1 as pb;
 use outrigger_bus::{
     Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, SubscriptionKind, Tenant, TraceContext,
@@ -18,6 +19,7 @@ use outrigger_bus::{
 };
 use tracing::Instrument;
 
+use crate::invoke::{Invocation, InvokeError};
 use crate::{unexpected, DaprError, Gateway};
 
 /// The token SDKs send in gRPC metadata.
@@ -27,7 +29,8 @@ const SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
 
 /// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
 pub fn grpc_router(gateway: Gateway) -> Router {
-    let rpcs: [(&str, MethodRouter<Gateway>); 13] = [
+    let rpcs: [(&str, MethodRouter<Gateway>); 14] = [
+        ("InvokeService", rpc(invoke_service)),
         ("GetState", rpc(get_state)),
         ("GetBulkState", rpc(get_bulk_state)),
         ("SaveState", rpc(save_state)),
@@ -123,6 +126,55 @@ where
         let response: Response<tonic::body::Body> = grpc.unary(service, request).instrument(span).await;
         response.map(axum::body::Body::new)
     })
+}
+
+/// `InvokeService`: the message goes to the callee as an HTTP request (verb and query from its HTTP extension,
+/// POST without one) and the callee's body comes back; a callee's error status becomes the rpc's error.
+async fn invoke_service(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::InvokeServiceRequest,
+) -> Result<InvokeResponse, DaprError> {
+    let message = request.message.unwrap_or_default();
+    let extension = message.http_extension.unwrap_or_default();
+    let verb = match Verb::try_from(extension.verb).unwrap_or(Verb::None) {
+        Verb::None | Verb::Post => Method::POST,
+        Verb::Get => Method::GET,
+        Verb::Head => Method::HEAD,
+        Verb::Put => Method::PUT,
+        Verb::Delete => Method::DELETE,
+        Verb::Connect => Method::CONNECT,
+        Verb::Options => Method::OPTIONS,
+        Verb::Trace => Method::TRACE,
+        Verb::Patch => Method::PATCH,
+    };
+    let method = format!("/{}", message.method.trim_start_matches('/'));
+    let path_and_query =
+        if extension.querystring.is_empty() { method } else { format!("{method}?{}", extension.querystring) };
+    let mut headers = HeaderMap::new();
+    let mut set = |name: &'static str, value: Option<&str>| {
+        if let Some(value) = value.filter(|value| !value.is_empty()).and_then(|v| HeaderValue::from_str(v).ok()) {
+            headers.insert(name, value);
+        }
+    };
+    set("content-type", Some(&message.content_type));
+    set("traceparent", caller.trace.traceparent.as_deref());
+    set("tracestate", caller.trace.tracestate.as_deref());
+    let body = axum::body::Body::from(message.data.map(|data| data.value).unwrap_or_default());
+    let invocation = Invocation { method: verb, path_and_query, headers, body };
+    let answer = gateway.invoke(&caller.tenant, &request.id, invocation).await?;
+    let status = answer.status();
+    let content_type =
+        answer.headers().get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
+    let body = answer
+        .bytes()
+        .await
+        .map_err(|err| InvokeError::Unreachable { id: request.id.clone(), reason: err.to_string() })?;
+    if !status.is_success() {
+        let body = String::from_utf8_lossy(&body).into_owned();
+        return Err(InvokeError::AppFailed { id: request.id, status: status.as_u16(), body }.into());
+    }
+    Ok(InvokeResponse { data: Some(prost_types::Any { type_url: String::new(), value: body.to_vec() }), content_type })
 }
 
 fn metadata(map: HashMap<String, String>) -> Metadata {

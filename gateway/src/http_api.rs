@@ -8,7 +8,7 @@ use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Extension, Json, Router};
 use outrigger_bus::{
     Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, SubscriptionKind, Tenant, TraceContext,
@@ -38,30 +38,23 @@ pub fn http_router(gateway: Gateway) -> Router {
         .route("/v1.0/publish/{pubsub}/{*topic}", post(publish).put(publish))
         .route("/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
         .route("/v1.0/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
+        .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke_by_path))
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()
         .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
         .route("/v1.0/healthz/outbound", get(|| async { StatusCode::NO_CONTENT }))
         .merge(authenticated)
-        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()) })
+        .fallback(invoke_by_header)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
 
 /// Lets a call in (or answers daprd's refusal) and puts the caller on the request and its span.
 async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next: Next) -> Response {
-    let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
-    let tenant = match gateway.admit(token).await {
+    let tenant = match admit(&gateway, &mut request).await {
         Ok(tenant) => tenant,
-        Err(Refusal::MissingToken | Refusal::WrongToken) => {
-            return (StatusCode::UNAUTHORIZED, [(CONTENT_TYPE, "text/plain; charset=utf-8")], "invalid api token")
-                .into_response()
-        }
-        Err(Refusal::RateLimited(limit)) => return DaprError::rate_limited(limit).into_response(),
-        Err(Refusal::Unavailable) => return DaprError::auth_unavailable().into_response(),
+        Err(refused) => return refused,
     };
-    // The token is the caller's credential; it goes no further than here.
-    request.headers_mut().remove(TOKEN_HEADER);
     let span = tracing::info_span!(
         "dapr_http",
         method = %request.method(),
@@ -71,6 +64,78 @@ async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next
     );
     request.extensions_mut().insert(tenant);
     next.run(request).instrument(span).await
+}
+
+/// The caller of a request, its token taken off the request (the token goes no further than here), or
+/// daprd's refusal.
+async fn admit(gateway: &Gateway, request: &mut Request) -> Result<Tenant, Response> {
+    let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
+    let tenant = match gateway.admit(token).await {
+        Ok(tenant) => tenant,
+        Err(Refusal::MissingToken | Refusal::WrongToken) => {
+            return Err((StatusCode::UNAUTHORIZED, [(CONTENT_TYPE, "text/plain; charset=utf-8")], "invalid api token")
+                .into_response())
+        }
+        Err(Refusal::RateLimited(limit)) => return Err(DaprError::rate_limited(limit).into_response()),
+        Err(Refusal::Unavailable) => return Err(DaprError::auth_unavailable().into_response()),
+    };
+    request.headers_mut().remove(TOKEN_HEADER);
+    Ok(tenant)
+}
+
+/// `/v1.0/invoke/{appId}/method/{method...}`: the method is the rest of the raw path, as daprd reads it.
+async fn invoke_by_path(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((app_id, _)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let raw_path = request.uri().path();
+    let method = raw_path.find("/method/").map_or("", |at| &raw_path[at + "/method".len()..]).to_owned();
+    invoke(&gateway, &tenant, &app_id, method, request).await
+}
+
+/// Any path that is no Dapr API route, with `dapr-app-id: <id>` (or `Authorization: Basic` of `dapr-app-id:<id>`):
+/// an invocation of that whole path on the app, as daprd's fallback route does. Anything else is an API
+/// this version does not serve.
+async fn invoke_by_header(State(gateway): State<Gateway>, mut request: Request) -> Response {
+    let headers = request.headers();
+    let app_id = headers
+        .get("dapr-app-id")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(crate::invoke::basic_app_id));
+    let Some(app_id) = app_id.filter(|app_id| !app_id.is_empty()) else {
+        return DaprError::unimplemented(request.uri().path()).into_response();
+    };
+    let tenant = match admit(&gateway, &mut request).await {
+        Ok(tenant) => tenant,
+        Err(refused) => return refused,
+    };
+    let method = request.uri().path().to_owned();
+    let span = tracing::info_span!("dapr_http", method = %request.method(), path = %method, project = %tenant.project, app_id = %tenant.app_id);
+    invoke(&gateway, &tenant, &app_id, method, request).instrument(span).await
+}
+
+/// Carries a request to `app_id` and its answer back, both streamed.
+async fn invoke(gateway: &Gateway, tenant: &Tenant, app_id: &str, method: String, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let method = if method.starts_with('/') { method } else { format!("/{method}") };
+    let path_and_query = match parts.uri.query() {
+        Some(query) => format!("{method}?{query}"),
+        None => method,
+    };
+    let invocation = crate::invoke::Invocation { method: parts.method, path_and_query, headers: parts.headers, body };
+    match gateway.invoke(tenant, app_id, invocation).await {
+        Ok(answer) => {
+            let (status, headers) = (answer.status(), crate::invoke::returned_headers(&answer));
+            let mut response = Response::new(crate::invoke::streamed_body(answer));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response
+        }
+        Err(err) => DaprError::from(err).into_response(),
+    }
 }
 
 /// A body read whole, over-limit answered as daprd's error.

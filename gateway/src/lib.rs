@@ -1,7 +1,8 @@
 //! The data-plane edge: the Dapr HTTP API (port 3500 by default) and the Dapr gRPC API (50001).
 //!
 //! Every call is authenticated by its `dapr-api-token` (which names the project and App ID), limited, and
-//! sent over the bus to the worker pool serving the project. Health probes answer without a token, from
+//! sent over the bus to the worker pool serving the project — except service invocation, which the gateway
+//! carries to the callee itself ([`invoke`]). Health probes answer without a token, from
 //! the first moment, because the SDKs block on them before anything else. Routes of building blocks not
 //! served yet answer daprd's `ERR_API_UNIMPLEMENTED` (HTTP 501 / gRPC `Unimplemented`).
 
@@ -9,6 +10,7 @@ mod auth;
 mod dapr_error;
 mod grpc_api;
 mod http_api;
+mod invoke;
 mod path;
 mod streaming;
 
@@ -18,6 +20,8 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use outrigger_bus::{Bus, Call, MetadataInfo, Reply, SubscriptionInfo, Tenant};
+use outrigger_outbound::health::HealthProbe;
+use outrigger_outbound::PrivateAddresses;
 use outrigger_store::Store;
 
 pub use dapr_error::DaprError;
@@ -37,11 +41,25 @@ pub struct Options {
     pub rate_limit_per_second: u32,
     /// How long a token lookup is trusted; revocations take effect within this time.
     pub token_cache_ttl: Duration,
+    /// Whether invocations may reach private, loopback and link-local addresses.
+    pub private_addresses: PrivateAddresses,
+    /// How invoked apps with a health-check path are probed.
+    pub health_probe: HealthProbe,
+    /// How long the App IDs, access control and Resiliency documents read for invocations are used before
+    /// they are read again (change events make it sooner).
+    pub directory_refresh: Duration,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { max_body_bytes: 4 * 1024 * 1024, rate_limit_per_second: 0, token_cache_ttl: Duration::from_secs(2) }
+        Options {
+            max_body_bytes: 4 * 1024 * 1024,
+            rate_limit_per_second: 0,
+            token_cache_ttl: Duration::from_secs(2),
+            private_addresses: PrivateAddresses::Allowed,
+            health_probe: HealthProbe::default(),
+            directory_refresh: Duration::from_secs(30),
+        }
     }
 }
 
@@ -72,6 +90,7 @@ impl Refusal {
 
 struct Inner {
     bus: Arc<dyn Bus>,
+    invoker: invoke::Invoker,
     tokens: auth::TokenResolver,
     limiter: auth::RateLimiter,
     options: Options,
@@ -99,14 +118,26 @@ pub struct Gateway(Arc<Inner>);
 impl Gateway {
     /// A gateway sending calls over `bus`, resolving tokens in `control_plane`.
     pub fn new(bus: Arc<dyn Bus>, control_plane: Store, options: Options) -> Gateway {
+        let invoke_options = invoke::InvokeOptions {
+            private_addresses: options.private_addresses,
+            health_probe: options.health_probe,
+            directory_refresh: options.directory_refresh,
+            replay_limit: options.max_body_bytes,
+        };
         Gateway(Arc::new(Inner {
             bus,
+            invoker: invoke::Invoker::new(control_plane.clone(), invoke_options),
             tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
             options,
             streams: std::sync::Mutex::new(HashMap::new()),
             next_stream: std::sync::atomic::AtomicU64::new(0),
         }))
+    }
+
+    /// A project changed: what the gateway keeps of it is read again on its next use.
+    pub fn invalidate(&self, project_id: &str) {
+        self.0.invoker.invalidate(project_id);
     }
 
     /// Lists a streaming subscription until the returned registration is dropped.
@@ -127,6 +158,16 @@ impl Gateway {
             .filter(|(owner, _)| owner.project_id == tenant.project_id && owner.app_id == tenant.app_id);
         metadata.subscriptions.extend(mine.map(|(_, info)| info.clone()));
         Ok(metadata)
+    }
+
+    /// Calls an App ID or HTTP endpoint of the caller's project.
+    async fn invoke(
+        &self,
+        tenant: &Tenant,
+        target: &str,
+        invocation: invoke::Invocation,
+    ) -> Result<reqwest::Response, invoke::InvokeError> {
+        self.0.invoker.invoke(tenant, target, invocation).await
     }
 
     fn options(&self) -> &Options {

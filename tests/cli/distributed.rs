@@ -99,6 +99,8 @@ impl Cluster {
             ("OUTRIGGER_NATS_URL", self.nats_url.as_str()),
             ("OUTRIGGER_BUS_SUBJECT_PREFIX", self.prefix.as_str()),
             ("OUTRIGGER_BUS_TIMEOUT_MS", self.bus_timeout_ms),
+            // The tests' apps listen on loopback, which the distributed form refuses to call by default.
+            ("OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS", "true"),
         ];
         let token = (role.first() == Some(&"control-api")).then_some(self.token.as_str());
         Server::start_role(role, &env, self.data_dir.path(), token)

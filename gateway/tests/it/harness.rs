@@ -10,6 +10,7 @@ use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use http_body_util::BodyExt;
 use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
+use outrigger_outbound::PrivateAddresses;
 use outrigger_store::{AppIdentity, NewProject, Store};
 use outrigger_workers::delivery::{Deliverer, HealthProbe};
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
@@ -57,7 +58,10 @@ impl Answer {
 
 impl TestGateway {
     pub async fn start() -> TestGateway {
-        TestGateway::with_options(Options { token_cache_ttl: Duration::from_millis(100), ..Options::default() }).await
+        let health_probe =
+            HealthProbe { interval: Duration::from_millis(100), timeout: Duration::from_millis(300), threshold: 2 };
+        let options = Options { token_cache_ttl: Duration::from_millis(100), health_probe, ..Options::default() };
+        TestGateway::with_options(options).await
     }
 
     pub async fn with_options(options: Options) -> TestGateway {
@@ -72,7 +76,8 @@ impl TestGateway {
         let worker = Arc::new(Worker::new(runtime, limits));
         let probe =
             HealthProbe { interval: Duration::from_millis(100), timeout: Duration::from_millis(300), threshold: 2 };
-        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None).with_health_probe(probe);
+        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None, PrivateAddresses::Allowed)
+            .with_health_probe(probe);
         let deliveries_waker = deliverer.waker();
         let deliveries = CancellationToken::new();
         tokio::spawn(deliverer.run(deliveries.clone()));
@@ -99,6 +104,13 @@ impl TestGateway {
         endpoint: Option<String>,
         health: Option<&str>,
     ) -> String {
+        let mut identity = identity(app, endpoint);
+        identity.app_health_check_path = health.map(str::to_owned);
+        self.register(project, &identity).await
+    }
+
+    /// Creates a project (with the managed stores) if needed and the App ID in it; answers its token.
+    pub async fn register(&self, project: &str, identity: &AppIdentity) -> String {
         let mut tx = self.store.begin().await.unwrap();
         let found = match tx.project(project).await {
             Ok(found) => found,
@@ -112,18 +124,9 @@ impl TestGateway {
                 .await
                 .unwrap(),
         };
-        let identity = AppIdentity {
-            name: app.into(),
-            app_endpoint: endpoint,
-            app_token: None,
-            app_protocol: "http".into(),
-            app_health_check_path: health.map(str::to_owned),
-            config: None,
-            created_at: 0,
-            updated_at: 0,
-        };
-        let (_, token) = tx.create_app_id(&found.id, &identity).await.unwrap();
+        let (_, token) = tx.create_app_id(&found.id, identity).await.unwrap();
         tx.commit().await.unwrap();
+        self.changed(project).await;
         token.token
     }
 
@@ -141,6 +144,7 @@ impl TestGateway {
     pub async fn changed(&self, project: &str) {
         let found = self.store.begin().await.unwrap().project(project).await.unwrap();
         self.worker.runtime().invalidate(found.id.as_str());
+        self.gateway.invalidate(found.id.as_str());
         self.deliveries_waker.notify_one();
     }
 
@@ -188,6 +192,28 @@ impl TestGateway {
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
         DaprClient::new(channel)
+    }
+}
+
+/// Serves an app on a free local port; answers its base URL.
+pub async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+/// An App ID reached at `endpoint`, with nothing else set.
+pub fn identity(name: &str, endpoint: Option<String>) -> AppIdentity {
+    AppIdentity {
+        name: name.into(),
+        app_endpoint: endpoint,
+        app_token: None,
+        app_protocol: "http".into(),
+        app_health_check_path: None,
+        config: None,
+        created_at: 0,
+        updated_at: 0,
     }
 }
 

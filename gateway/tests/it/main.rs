@@ -6,6 +6,7 @@ mod harness;
 mod auth;
 mod grpc;
 mod http_state;
+mod invoke;
 mod isolation;
 mod outage;
 mod probes;

@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::harness::TestGateway;
+use crate::harness::{serve, TestGateway};
 
 /// What the subscriber app saw: every attempt, by path.
 #[derive(Default)]
@@ -56,14 +56,6 @@ impl Subscriber {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-}
-
-/// Serves an app on a free local port; answers its base URL.
-async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
 }
 
 /// The scripted failures: attempts 0 and 1, then every fifth.

@@ -375,6 +375,8 @@ def start_distributed() -> Deployment:
         'OUTRIGGER_ADMIN_TOKEN': admin_token,
         'OUTRIGGER_LOG_FORMAT': 'json',
         'OUTRIGGER_DATA_DIR': str(data_dir),
+        # The tests' apps listen on loopback, which the distributed form refuses to call by default.
+        'OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS': 'true',
     }
     processes: list[Process] = []
     deployment = None

@@ -7,7 +7,6 @@
 //! change event.
 
 mod app;
-mod health;
 mod resiliency;
 mod routes;
 
@@ -21,10 +20,11 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use app::{AppChannel, Outcome};
-pub use health::HealthProbe;
+pub use app::Outcome;
+pub use outrigger_outbound::health::HealthProbe;
+use outrigger_outbound::{AppChannel, PrivateAddresses};
 
-use health::AppHealth;
+use outrigger_outbound::health::{self, AppHealth};
 use resiliency::RetryPolicy;
 pub use routes::{Origin, SubscriptionSpec};
 
@@ -76,7 +76,9 @@ pub struct Deliverer {
     control_plane: Store,
     worker: Arc<Worker>,
     pool: Option<String>,
+    /// Follows redirects, each hop checked against `private_addresses`.
     client: reqwest::Client,
+    private_addresses: PrivateAddresses,
     wake: Arc<Notify>,
     health_probe: HealthProbe,
 }
@@ -90,12 +92,18 @@ struct Running {
 
 impl Deliverer {
     /// Deliveries for the projects of `pool` (every project when `None`: the embedded default).
-    pub fn new(control_plane: Store, worker: Arc<Worker>, pool: Option<String>) -> Deliverer {
+    pub fn new(
+        control_plane: Store,
+        worker: Arc<Worker>,
+        pool: Option<String>,
+        private_addresses: PrivateAddresses,
+    ) -> Deliverer {
         Deliverer {
             control_plane,
             worker,
             pool,
-            client: reqwest::Client::new(),
+            client: private_addresses.client(true),
+            private_addresses,
             wake: Arc::new(Notify::new()),
             health_probe: HealthProbe::default(),
         }
@@ -115,7 +123,7 @@ impl Deliverer {
         if let Some(probe) = probes.get(&app).filter(|probe| probe.source == source) {
             return Some(Arc::clone(&probe.health));
         }
-        let health = Arc::new(AppHealth::new());
+        let health = Arc::new(AppHealth::default());
         let (worker, wake, project_id, app_id) =
             (Arc::clone(&self.worker), Arc::clone(&self.wake), app.0.clone(), app.1.clone());
         // A recovered app may serve other subscriptions than before: ask again at once.
@@ -217,6 +225,13 @@ impl Deliverer {
             let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
             for app in apps {
                 let Some(endpoint) = app.app_endpoint.clone() else { continue };
+                let refused = reqwest::Url::parse(&endpoint)
+                    .map_err(|err| err.to_string())
+                    .and_then(|url| self.private_addresses.check_url(&url).map_err(|refused| refused.to_string()));
+                if let Err(reason) = refused {
+                    tracing::warn!(app_id = %app.name, %reason, "not delivering to the app's endpoint");
+                    continue;
+                }
                 let channel = AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
                 let declarative = declarations
                     .iter()
@@ -229,7 +244,7 @@ impl Deliverer {
                     }
                     previous => {
                         // A failed read keeps the last answer: a busy app must not lose its subscriptions.
-                        let entries = match channel.subscriptions(&self.client).await {
+                        let entries = match app::subscriptions(&channel, &self.client).await {
                             Ok(entries) => entries,
                             Err(err) => {
                                 tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "/dapr/subscribe not read; keeping the last answer");
@@ -416,7 +431,7 @@ async fn handle_delivery(
     delivery: Delivery,
 ) {
     let outcome = match prepare(target, &delivery) {
-        Prepared::Deliver { path, event } => target.channel.deliver(client, &path, &event, policy.timeout).await,
+        Prepared::Deliver { path, event } => app::deliver(&target.channel, client, &path, &event, policy.timeout).await,
         Prepared::Skip => Outcome::Success,
     };
     settle(broker, target, place, policy, &delivery, outcome).await;
@@ -440,10 +455,9 @@ async fn handle_bulk(
     }
     for (path, entries) in by_path {
         let events: Vec<_> = entries.iter().map(|(_, event)| event).collect();
-        let outcomes = target
-            .channel
-            .deliver_bulk(client, &path, (&target.key.pubsub, &target.key.topic), &events, policy.timeout)
-            .await;
+        let place_of_events = (target.key.pubsub.as_str(), target.key.topic.as_str());
+        let outcomes =
+            app::deliver_bulk(&target.channel, client, &path, place_of_events, &events, policy.timeout).await;
         for ((delivery, _), outcome) in entries.iter().zip(outcomes) {
             settle(broker, target, place, policy, delivery, outcome).await;
         }

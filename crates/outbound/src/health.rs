@@ -1,6 +1,7 @@
-//! App health: an App ID with an `appHealthCheckPath` is probed; after `threshold` failures in a row its
-//! deliveries pause (messages wait in the broker), and the first success resumes them (daprd's app health
-//! checks, with its defaults: every 5 s, 500 ms timeout, threshold 3).
+//! App health: an App ID with an `appHealthCheckPath` is probed; after `threshold` failures in a row it counts
+//! as unhealthy — its deliveries pause (messages wait in the broker) and invocations of it are refused — and
+//! the first success makes it healthy again (daprd's app health checks, with its defaults: every 5 s, 500 ms
+//! timeout, threshold 3).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,17 +29,20 @@ impl Default for HealthProbe {
 }
 
 /// An app's health as its probe last judged it.
+#[derive(Debug)]
 pub struct AppHealth {
     healthy: AtomicBool,
     changed: Notify,
 }
 
-impl AppHealth {
+impl Default for AppHealth {
     /// A new app counts as healthy until its probe says otherwise.
-    pub fn new() -> AppHealth {
+    fn default() -> AppHealth {
         AppHealth { healthy: AtomicBool::new(true), changed: Notify::new() }
     }
+}
 
+impl AppHealth {
     /// Whether the app counts as healthy now.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire)
@@ -80,13 +84,13 @@ pub async fn probe(
         if answered {
             failures = 0;
             if health.set(true) {
-                tracing::info!(endpoint = %channel.endpoint, "app is healthy again; its deliveries resume");
+                tracing::info!(endpoint = %channel.endpoint, "app is healthy again");
                 recovered();
             }
         } else {
             failures = failures.saturating_add(1);
             if failures >= settings.threshold && health.set(false) {
-                tracing::warn!(endpoint = %channel.endpoint, %path, failures, "app is unhealthy; its deliveries are paused");
+                tracing::warn!(endpoint = %channel.endpoint, %path, failures, "app is unhealthy; its deliveries pause and invocations of it are refused");
             }
         }
         tokio::time::sleep(settings.interval).await;

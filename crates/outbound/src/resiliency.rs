@@ -1,0 +1,638 @@
+//! Dapr's Resiliency documents applied to the platform's outbound calls: which timeout, retry and circuit
+//! breaker govern a call to an app (`spec.targets.apps.<app>`) or a component (`spec.targets.components.<name>`
+//! `.outbound` for state and publish calls, `.inbound` for deliveries from a broker to the app), Dapr's
+//! named default policies when a target names none, and running a call under them.
+//!
+//! Resiliency documents are loaded by the caller's sidecar in daprd, so a document applies to a call when its
+//! `scopes` name the calling App ID or are empty. Circuit breakers keep their state per target in a
+//! [`Breakers`] registry that outlives the documents' cache; a changed policy starts a fresh breaker.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use outrigger_resources::{parse_go_duration, Document};
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+/// What a call is aimed at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target<'a> {
+    /// Service invocation of an App ID (or an HTTP endpoint, which daprd treats as an app).
+    App(&'a str),
+    /// A call from the platform to a component: state operations, publishing.
+    ComponentOutbound(&'a str),
+    /// A delivery from a component to the app: pub/sub push.
+    ComponentInbound(&'a str),
+}
+
+impl Target<'_> {
+    /// Dapr's named default policies for this kind of target, most specific first.
+    fn default_names(self, policy: &str) -> Vec<String> {
+        let kinds: &[&str] = match self {
+            Target::App(_) => &["App", ""],
+            Target::ComponentOutbound(_) => &["ComponentOutbound", "Component", ""],
+            Target::ComponentInbound(_) => &["ComponentInbound", "Component", ""],
+        };
+        kinds.iter().map(|kind| format!("Default{kind}{policy}Policy")).collect()
+    }
+
+    fn describe(self) -> String {
+        match self {
+            Target::App(app) => format!("app:{app}"),
+            Target::ComponentOutbound(name) => format!("component:{name}:outbound"),
+            Target::ComponentInbound(name) => format!("component:{name}:inbound"),
+        }
+    }
+}
+
+/// The policies that govern one target.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy {
+    /// How long one attempt may take.
+    pub timeout: Option<Duration>,
+    /// How failed attempts are retried; `None`: they are not.
+    pub retry: Option<Retry>,
+    /// When to stop calling a failing target for a while.
+    pub circuit_breaker: Option<CircuitBreakerSpec>,
+    /// Which breaker state the policy uses: the target and the breaker's settings.
+    breaker_key: String,
+}
+
+impl Policy {
+    /// The policy of `target` for a call made by `caller`, from a project's Resiliency documents.
+    pub fn resolve(documents: &[Document], caller: &str, target: Target<'_>) -> Policy {
+        let applicable: Vec<&Document> = documents
+            .iter()
+            .filter(|document| document.scopes.is_empty() || document.scopes.iter().any(|scope| scope == caller))
+            .collect();
+        let entry = |document: &Document| -> Option<Value> {
+            let targets = document.spec.get("targets")?;
+            let found = match target {
+                Target::App(app) => targets.get("apps")?.get(app)?,
+                Target::ComponentOutbound(name) => targets.get("components")?.get(name)?.get("outbound")?,
+                Target::ComponentInbound(name) => targets.get("components")?.get(name)?.get("inbound")?,
+            };
+            Some(found.clone())
+        };
+        // The first document naming a policy for the target decides; Dapr's defaults fill what none names.
+        let named = |reference: &str, section: &str| -> Option<(Value, String)> {
+            applicable.iter().find_map(|document| {
+                let name = entry(document)?.get(reference)?.as_str()?.to_owned();
+                let policy = document.spec.get("policies").and_then(|p| p.get(section)).and_then(|s| s.get(&name));
+                Some(match policy {
+                    Some(policy) => (policy.clone(), format!("{}/{name}", document.metadata.name)),
+                    // A timeout may be written inline instead of naming a policy.
+                    None => (Value::String(name.clone()), name),
+                })
+            })
+        };
+        let default = |section: &str, kind: &str| -> Option<(Value, String)> {
+            target.default_names(kind).into_iter().find_map(|name| {
+                applicable.iter().find_map(|document| {
+                    let policy = document.spec.get("policies")?.get(section)?.get(&name)?;
+                    Some((policy.clone(), format!("{}/{name}", document.metadata.name)))
+                })
+            })
+        };
+        let timeout = named("timeout", "timeouts")
+            .or_else(|| default("timeouts", "Timeout"))
+            .and_then(|(value, _)| parse_timeout(value.as_str()?));
+        let retry =
+            named("retry", "retries").or_else(|| default("retries", "Retry")).map(|(value, _)| Retry::parse(&value));
+        let breaker =
+            named("circuitBreaker", "circuitBreakers").or_else(|| default("circuitBreakers", "CircuitBreaker"));
+        let breaker_key = breaker.as_ref().map(|(value, name)| format!("{}|{name}|{value}", target.describe()));
+        Policy {
+            timeout,
+            retry,
+            circuit_breaker: breaker.map(|(value, _)| CircuitBreakerSpec::parse(&value)),
+            breaker_key: breaker_key.unwrap_or_default(),
+        }
+    }
+}
+
+/// daprd reads a bare number as milliseconds and anything else as a Go duration.
+fn parse_timeout(text: &str) -> Option<Duration> {
+    match text.parse::<u64>() {
+        Ok(millis) => Some(Duration::from_millis(millis)),
+        Err(_) => parse_go_duration(text).ok(),
+    }
+}
+
+/// A retry policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retry {
+    backoff: Backoff,
+    /// Retries after the first attempt; `None`: without end.
+    pub max_retries: Option<u32>,
+    /// `matching.httpStatusCodes`: only these statuses are retried; `None`: every failure.
+    http_status_codes: Option<Vec<(u16, u16)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Backoff {
+    /// The same delay every time.
+    Constant(Duration),
+    /// daprd's exponential backoff: from 500 ms, growing by half each time, up to a ceiling.
+    Exponential { ceiling: Duration },
+    /// Outrigger's default for deliveries: doubling from 250 ms to 10 s.
+    Doubling,
+}
+
+/// Retries of push deliveries without a Resiliency policy: 250 ms doubling to 10 s; five attempts before the
+/// dead-letter topic.
+pub const DEFAULT_DELIVERY_RETRY: Retry =
+    Retry { backoff: Backoff::Doubling, max_retries: Some(4), http_status_codes: None };
+
+impl Retry {
+    /// A policy from its definition under `spec.policies.retries` (checked when it was stored).
+    fn parse(definition: &Value) -> Retry {
+        let duration = |field: &str, default: Duration| {
+            definition.get(field).and_then(Value::as_str).and_then(|d| parse_go_duration(d).ok()).unwrap_or(default)
+        };
+        let backoff = match definition.get("policy").and_then(Value::as_str) {
+            Some("exponential") => Backoff::Exponential { ceiling: duration("maxInterval", Duration::from_secs(60)) },
+            _ => Backoff::Constant(duration("duration", Duration::from_secs(5))),
+        };
+        let max_retries = match definition.get("maxRetries").and_then(Value::as_i64) {
+            Some(retries) if retries >= 0 => Some(u32::try_from(retries).unwrap_or(u32::MAX)),
+            _ => None,
+        };
+        let http_status_codes = definition
+            .get("matching")
+            .and_then(|matching| matching.get("httpStatusCodes"))
+            .and_then(Value::as_str)
+            .filter(|codes| !codes.trim().is_empty())
+            .map(parse_status_ranges);
+        Retry { backoff, max_retries, http_status_codes }
+    }
+
+    /// The delay after `attempt` (1 = the first call) failed.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let steps = attempt.saturating_sub(1).min(30);
+        match self.backoff {
+            Backoff::Constant(delay) => delay,
+            Backoff::Exponential { ceiling } => {
+                Duration::from_millis(500).mul_f64(1.5f64.powi(steps as i32)).min(ceiling)
+            }
+            Backoff::Doubling => Duration::from_millis(250 * (1u64 << steps.min(6))).min(Duration::from_secs(10)),
+        }
+    }
+
+    /// Whether a call that failed `attempt` times has used up its retries.
+    pub fn exhausted(&self, attempt: u32) -> bool {
+        self.max_retries.is_some_and(|retries| attempt > retries)
+    }
+
+    /// Whether a failure is one this policy retries.
+    fn matches(&self, failure: Failure) -> bool {
+        match (failure, &self.http_status_codes) {
+            (Failure::HttpStatus(status), Some(ranges)) => {
+                ranges.iter().any(|(low, high)| (*low..=*high).contains(&status))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// `429,500-504` as ranges (validated when the document was stored; anything unreadable is skipped).
+fn parse_status_ranges(codes: &str) -> Vec<(u16, u16)> {
+    codes
+        .split(',')
+        .filter_map(|pattern| {
+            let mut bounds = pattern.trim().splitn(2, '-').map(|bound| bound.trim().parse::<u16>());
+            let low = bounds.next()?.ok()?;
+            let high = bounds.next().map_or(Ok(low), |high| high).ok()?;
+            Some((low, high))
+        })
+        .collect()
+}
+
+/// A circuit breaker's settings.
+#[derive(Clone, Debug)]
+pub struct CircuitBreakerSpec {
+    /// Calls let through while half-open; that many successes close the breaker.
+    pub max_requests: u32,
+    /// How often the closed breaker clears its counts; zero: never.
+    pub interval: Duration,
+    /// How long the breaker stays open before it half-opens.
+    pub timeout: Duration,
+    /// When the breaker opens: a CEL expression over the counts.
+    trip: Option<outrigger_cel::Program>,
+    trip_source: String,
+}
+
+impl PartialEq for CircuitBreakerSpec {
+    fn eq(&self, other: &CircuitBreakerSpec) -> bool {
+        (self.max_requests, self.interval, self.timeout, &self.trip_source)
+            == (other.max_requests, other.interval, other.timeout, &other.trip_source)
+    }
+}
+
+/// daprd's trip condition when a breaker names none.
+const DEFAULT_TRIP: &str = "consecutiveFailures > 5";
+
+impl CircuitBreakerSpec {
+    fn parse(definition: &Value) -> CircuitBreakerSpec {
+        let duration = |field: &str, default: Duration| {
+            definition.get(field).and_then(Value::as_str).and_then(|d| parse_go_duration(d).ok()).unwrap_or(default)
+        };
+        let trip_source = definition.get("trip").and_then(Value::as_str).unwrap_or(DEFAULT_TRIP).to_owned();
+        let trip = match outrigger_cel::Program::parse(&trip_source) {
+            Ok(program) => Some(program),
+            Err(err) => {
+                tracing::warn!(trip = %trip_source, error = %err, "circuit breaker trip does not parse; it never trips");
+                None
+            }
+        };
+        let max_requests = definition.get("maxRequests").and_then(Value::as_u64).unwrap_or(1).max(1);
+        CircuitBreakerSpec {
+            max_requests: u32::try_from(max_requests).unwrap_or(u32::MAX),
+            interval: duration("interval", Duration::ZERO),
+            timeout: duration("timeout", Duration::from_secs(60)),
+            trip,
+            trip_source,
+        }
+    }
+
+    fn trips(&self, counts: &Counts) -> bool {
+        let Some(trip) = &self.trip else { return false };
+        let mut variables = Map::new();
+        for (name, value) in [
+            ("requests", counts.requests),
+            ("totalSuccesses", counts.total_successes),
+            ("totalFailures", counts.total_failures),
+            ("consecutiveSuccesses", counts.consecutive_successes),
+            ("consecutiveFailures", counts.consecutive_failures),
+        ] {
+            variables.insert(name.to_owned(), Value::from(value));
+        }
+        trip.evaluate(&variables).unwrap_or(false)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Counts {
+    requests: u64,
+    total_successes: u64,
+    total_failures: u64,
+    consecutive_successes: u64,
+    consecutive_failures: u64,
+}
+
+impl Counts {
+    fn record(&mut self, success: bool) {
+        if success {
+            self.total_successes += 1;
+            self.consecutive_successes += 1;
+            self.consecutive_failures = 0;
+        } else {
+            self.total_failures += 1;
+            self.consecutive_failures += 1;
+            self.consecutive_successes = 0;
+        }
+    }
+}
+
+#[derive(Debug)]
+enum BreakerState {
+    /// Calls go through; `since` is when the counts were last cleared.
+    Closed { since: Instant },
+    /// Calls are refused until `until`.
+    Open { until: Instant },
+    /// A few probe calls go through; their outcome closes or reopens the breaker.
+    HalfOpen { admitted: u32 },
+}
+
+/// One target's circuit breaker (the sony/gobreaker state machine daprd uses).
+#[derive(Debug)]
+pub struct Breaker {
+    spec: CircuitBreakerSpec,
+    inner: Mutex<(BreakerState, Counts)>,
+}
+
+/// The breaker is open: the call was not made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("circuit breaker is open")]
+pub struct CircuitOpen;
+
+impl Breaker {
+    fn new(spec: CircuitBreakerSpec) -> Breaker {
+        Breaker { spec, inner: Mutex::new((BreakerState::Closed { since: Instant::now() }, Counts::default())) }
+    }
+
+    /// Lets a call through, or refuses it while open (or half-open with its probes taken).
+    fn admit(&self) -> Result<(), CircuitOpen> {
+        let mut guard = self.inner.lock().expect("breaker lock");
+        let (state, counts) = &mut *guard;
+        let now = Instant::now();
+        match state {
+            BreakerState::Closed { since } => {
+                if !self.spec.interval.is_zero() && now.duration_since(*since) >= self.spec.interval {
+                    *counts = Counts::default();
+                    *since = now;
+                }
+            }
+            BreakerState::Open { until } => {
+                if now < *until {
+                    return Err(CircuitOpen);
+                }
+                *state = BreakerState::HalfOpen { admitted: 0 };
+                *counts = Counts::default();
+            }
+            BreakerState::HalfOpen { .. } => {}
+        }
+        if let BreakerState::HalfOpen { admitted } = state {
+            if *admitted >= self.spec.max_requests {
+                return Err(CircuitOpen);
+            }
+            *admitted += 1;
+        }
+        counts.requests += 1;
+        Ok(())
+    }
+
+    /// Counts the outcome of an admitted call.
+    fn record(&self, success: bool) {
+        let mut guard = self.inner.lock().expect("breaker lock");
+        let (state, counts) = &mut *guard;
+        counts.record(success);
+        let open = BreakerState::Open { until: Instant::now() + self.spec.timeout };
+        match state {
+            BreakerState::Closed { .. } if !success && self.spec.trips(counts) => {
+                tracing::warn!(failures = counts.consecutive_failures, "circuit breaker opened");
+                *state = open;
+            }
+            BreakerState::HalfOpen { .. } if !success => {
+                tracing::warn!("circuit breaker probe failed; open again");
+                *state = open;
+            }
+            BreakerState::HalfOpen { .. } if counts.consecutive_successes >= u64::from(self.spec.max_requests) => {
+                tracing::info!("circuit breaker closed");
+                *state = BreakerState::Closed { since: Instant::now() };
+                *counts = Counts::default();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Circuit breakers by target, shared by every call a process makes.
+#[derive(Default)]
+pub struct Breakers {
+    breakers: Mutex<HashMap<String, Arc<Breaker>>>,
+}
+
+/// Upper bound on remembered breakers; past it, closed ones are forgotten.
+const MAX_BREAKERS: usize = 10_000;
+
+impl Breakers {
+    /// An empty registry.
+    pub fn new() -> Breakers {
+        Breakers::default()
+    }
+
+    /// The breaker for `policy` within a tenant (`scope`), if the policy has one.
+    pub fn get(&self, scope: &str, policy: &Policy) -> Option<Arc<Breaker>> {
+        let spec = policy.circuit_breaker.as_ref()?;
+        let key = format!("{scope}|{}", policy.breaker_key);
+        let mut breakers = self.breakers.lock().expect("breakers lock");
+        if breakers.len() >= MAX_BREAKERS && !breakers.contains_key(&key) {
+            breakers.retain(|_, breaker| {
+                !matches!(breaker.inner.lock().expect("breaker lock").0, BreakerState::Closed { .. })
+            });
+        }
+        Some(Arc::clone(breakers.entry(key).or_insert_with(|| Arc::new(Breaker::new(spec.clone())))))
+    }
+}
+
+/// How an attempt went, as the resiliency policy sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The target answered with this HTTP status (an error status).
+    HttpStatus(u16),
+    /// The call failed without an answer (refused, reset, store error).
+    Error,
+}
+
+/// How a call under a policy ended.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// The last attempt's result: a success, or a failure no retry was left for.
+    Finished(T),
+    /// The last attempt did not finish within the policy's timeout.
+    TimedOut(Duration),
+    /// The circuit breaker is open; no call was made.
+    CircuitOpen,
+}
+
+/// Runs `attempt` under `policy`: each attempt within the timeout and admitted by the breaker, failures (as
+/// `judge` tells them) retried as the retry policy says. `attempt` is called again for every retry.
+pub async fn execute<T, F, Fut>(
+    policy: &Policy,
+    breaker: Option<&Breaker>,
+    mut attempt: F,
+    judge: impl Fn(&T) -> Option<Failure>,
+) -> Outcome<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+{
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        if let Some(breaker) = breaker {
+            if breaker.admit().is_err() {
+                return Outcome::CircuitOpen;
+            }
+        }
+        let result = match policy.timeout {
+            Some(timeout) => tokio::time::timeout(timeout, attempt()).await.ok(),
+            None => Some(attempt().await),
+        };
+        let failure = match &result {
+            Some(value) => judge(value),
+            None => Some(Failure::Error),
+        };
+        if let Some(breaker) = breaker {
+            breaker.record(failure.is_none());
+        }
+        let retry = policy.retry.as_ref().filter(|retry| !retry.exhausted(attempts));
+        match (failure, retry) {
+            (Some(failure), Some(retry)) if retry.matches(failure) => {
+                tracing::debug!(attempt = attempts, ?failure, "attempt failed; retrying");
+                tokio::time::sleep(retry.delay(attempts)).await;
+            }
+            _ => {
+                return match result {
+                    Some(value) => Outcome::Finished(value),
+                    None => Outcome::TimedOut(policy.timeout.unwrap_or_default()),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn resiliency(name: &str, spec: Value, scopes: &[&str]) -> Document {
+        let mut document = Document::new(outrigger_resources::Kind::Resiliency, name, spec);
+        document.scopes = scopes.iter().map(|scope| (*scope).to_owned()).collect();
+        document
+    }
+
+    #[test]
+    fn targets_name_their_policies_and_defaults_fill_the_rest() {
+        let documents = vec![resiliency(
+            "r",
+            json!({
+                "policies": {
+                    "timeouts": { "general": "3s", "DefaultTimeoutPolicy": "9s" },
+                    "retries": {
+                        "fixed": { "policy": "constant", "duration": "2s", "maxRetries": 3 },
+                        "DefaultAppRetryPolicy": { "policy": "exponential", "maxInterval": "4s" },
+                    },
+                    "circuitBreakers": { "cb": { "trip": "consecutiveFailures > 2", "timeout": "10s" } },
+                },
+                "targets": {
+                    "apps": { "orders": { "timeout": "general", "retry": "fixed", "circuitBreaker": "cb" } },
+                    "components": {
+                        "statestore": { "outbound": { "timeout": "750" } },
+                        "pubsub": { "inbound": { "retry": "fixed" } },
+                    },
+                },
+            }),
+            &[],
+        )];
+        let orders = Policy::resolve(&documents, "caller", Target::App("orders"));
+        assert_eq!(orders.timeout, Some(Duration::from_secs(3)));
+        let retry = orders.retry.as_ref().unwrap();
+        assert_eq!(
+            (retry.delay(1), retry.delay(4), retry.max_retries),
+            (Duration::from_secs(2), Duration::from_secs(2), Some(3))
+        );
+        assert_eq!(orders.circuit_breaker.as_ref().unwrap().timeout, Duration::from_secs(10));
+
+        let other = Policy::resolve(&documents, "caller", Target::App("billing"));
+        assert_eq!(other.timeout, Some(Duration::from_secs(9)), "DefaultTimeoutPolicy");
+        let retry = other.retry.unwrap();
+        assert_eq!(retry.max_retries, None, "a retry without maxRetries retries without end");
+        assert_eq!(
+            (retry.delay(1), retry.delay(2), retry.delay(20)),
+            (Duration::from_millis(500), Duration::from_millis(750), Duration::from_secs(4))
+        );
+        assert!(other.circuit_breaker.is_none());
+
+        let store = Policy::resolve(&documents, "caller", Target::ComponentOutbound("statestore"));
+        assert_eq!(store.timeout, Some(Duration::from_millis(750)), "a bare number is milliseconds");
+        assert_eq!(store.retry, None, "DefaultAppRetryPolicy does not govern components");
+        let inbound = Policy::resolve(&documents, "caller", Target::ComponentInbound("pubsub"));
+        assert_eq!(inbound.retry.unwrap().max_retries, Some(3));
+        assert_eq!(Policy::resolve(&documents, "caller", Target::ComponentOutbound("pubsub")).retry, None);
+    }
+
+    #[test]
+    fn scopes_name_the_callers_a_document_applies_to() {
+        let spec = json!({"policies": {"timeouts": {"t": "1s"}}, "targets": {"apps": {"b": {"timeout": "t"}}}});
+        let documents = vec![resiliency("r", spec, &["a"])];
+        assert_eq!(Policy::resolve(&documents, "a", Target::App("b")).timeout, Some(Duration::from_secs(1)));
+        assert_eq!(Policy::resolve(&documents, "c", Target::App("b")), Policy::default());
+    }
+
+    #[test]
+    fn status_matching_limits_what_is_retried() {
+        let retry = Retry::parse(&json!({"policy": "constant", "matching": {"httpStatusCodes": "429,500-503"}}));
+        assert!(retry.matches(Failure::HttpStatus(429)) && retry.matches(Failure::HttpStatus(502)));
+        assert!(!retry.matches(Failure::HttpStatus(504)) && !retry.matches(Failure::HttpStatus(404)));
+        assert!(retry.matches(Failure::Error), "failures without a status are always retried");
+    }
+
+    fn breaker_policy(trip: &str, timeout: &str) -> Policy {
+        let spec = json!({
+            "policies": {"circuitBreakers": {"cb": {"trip": trip, "timeout": timeout, "maxRequests": 1}}},
+            "targets": {"apps": {"b": {"circuitBreaker": "cb"}}},
+        });
+        Policy::resolve(&[resiliency("r", spec, &[])], "a", Target::App("b"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_breaker_opens_short_circuits_half_opens_and_closes() {
+        let policy = breaker_policy("consecutiveFailures > 2", "5s");
+        let breakers = Breakers::new();
+        let breaker = breakers.get("p", &policy).unwrap();
+        let calls = AtomicU32::new(0);
+        let call = |fail: bool| {
+            let calls = &calls;
+            let policy = &policy;
+            let breaker = &breaker;
+            async move {
+                execute(
+                    policy,
+                    Some(breaker),
+                    || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        fail
+                    },
+                    |fail| fail.then_some(Failure::Error),
+                )
+                .await
+            }
+        };
+        for _ in 0..3 {
+            assert!(matches!(call(true).await, Outcome::Finished(true)));
+        }
+        assert!(matches!(call(false).await, Outcome::CircuitOpen), "open after 3 failures");
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "an open breaker makes no call");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(matches!(call(true).await, Outcome::Finished(true)), "half-open lets a probe through");
+        assert!(matches!(call(false).await, Outcome::CircuitOpen), "a failed probe opens it again");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(matches!(call(false).await, Outcome::Finished(false)), "a good probe closes it");
+        assert!(matches!(call(false).await, Outcome::Finished(false)));
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+        assert!(Arc::ptr_eq(&breaker, &breakers.get("p", &policy).unwrap()), "one breaker per target");
+        assert!(!Arc::ptr_eq(&breaker, &breakers.get("q", &policy).unwrap()), "one per tenant");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_and_timeouts_bound_each_attempt() {
+        let spec = json!({
+            "policies": {
+                "timeouts": {"t": "100ms"},
+                "retries": {"r": {"policy": "constant", "duration": "10ms", "maxRetries": 2}},
+            },
+            "targets": {"apps": {"b": {"timeout": "t", "retry": "r"}}},
+        });
+        let policy = Policy::resolve(&[resiliency("r", spec, &[])], "a", Target::App("b"));
+        let calls = AtomicU32::new(0);
+        let outcome = execute(
+            &policy,
+            None,
+            || async { calls.fetch_add(1, Ordering::SeqCst) },
+            |n| (*n < 2).then_some(Failure::HttpStatus(500)),
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::Finished(2)), "third attempt succeeds");
+        calls.store(0, Ordering::SeqCst);
+        let outcome = execute(
+            &policy,
+            None,
+            || async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            },
+            |_| None,
+        )
+        .await;
+        assert!(matches!(outcome, Outcome::TimedOut(timeout) if timeout == Duration::from_millis(100)));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "timeouts are retried");
+    }
+}

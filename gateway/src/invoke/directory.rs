@@ -1,0 +1,85 @@
+//! What a gateway needs to route an invocation inside a project — its App IDs, the access control of their
+//! Configurations, its HTTP endpoints and Resiliency documents — read from the control plane once and kept
+//! until a change event for the project arrives or `refresh_after` passes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use outrigger_resources::{Document, Kind};
+use outrigger_store::{AppIdentity, Store};
+
+use super::acl::AccessControl;
+
+/// An App ID as a callee.
+#[derive(Clone, Debug)]
+pub struct Callee {
+    pub identity: AppIdentity,
+    /// From the App ID's Configuration; `None` allows every caller.
+    pub access_control: Option<AccessControl>,
+}
+
+/// One project's invocation targets.
+pub struct ProjectDirectory {
+    pub apps: HashMap<String, Callee>,
+    pub http_endpoints: HashMap<String, Document>,
+    pub resiliencies: Vec<Document>,
+    loaded_at: Instant,
+}
+
+/// Every project's directory this gateway has used recently.
+pub struct Directory {
+    store: Store,
+    refresh_after: Duration,
+    projects: Mutex<HashMap<String, Arc<ProjectDirectory>>>,
+}
+
+impl Directory {
+    pub fn new(store: Store, refresh_after: Duration) -> Directory {
+        Directory { store, refresh_after, projects: Mutex::new(HashMap::new()) }
+    }
+
+    /// Forgets a project's directory (it changed); the next invocation reads it again.
+    pub fn invalidate(&self, project_id: &str) {
+        self.projects.lock().expect("directory lock").remove(project_id);
+    }
+
+    /// The project's directory, from the cache when fresh enough.
+    pub async fn project(&self, project_id: &str) -> Result<Arc<ProjectDirectory>, outrigger_store::Error> {
+        if let Some(cached) = self.projects.lock().expect("directory lock").get(project_id) {
+            if cached.loaded_at.elapsed() < self.refresh_after {
+                return Ok(Arc::clone(cached));
+            }
+        }
+        let loaded = Arc::new(self.load(project_id).await?);
+        self.projects.lock().expect("directory lock").insert(project_id.to_owned(), Arc::clone(&loaded));
+        Ok(loaded)
+    }
+
+    async fn load(&self, project_id: &str) -> Result<ProjectDirectory, outrigger_store::Error> {
+        let mut tx = self.store.begin().await?;
+        let project = tx.project_by_id(project_id).await?;
+        let identities = tx.list_app_ids(&project.id).await?;
+        let documents = |stored: Vec<outrigger_store::StoredResource>| stored.into_iter().map(|stored| stored.document);
+        let configurations: HashMap<String, Document> =
+            documents(tx.list_resources(&project.id, Kind::Configuration).await?)
+                .map(|document| (document.metadata.name.clone(), document))
+                .collect();
+        let http_endpoints = documents(tx.list_resources(&project.id, Kind::HttpEndpoint).await?)
+            .map(|document| (document.metadata.name.clone(), document))
+            .collect();
+        let resiliencies = documents(tx.list_resources(&project.id, Kind::Resiliency).await?).collect();
+        let apps = identities
+            .into_iter()
+            .map(|identity| {
+                let access_control = identity
+                    .config
+                    .as_ref()
+                    .and_then(|name| configurations.get(name))
+                    .and_then(|configuration| AccessControl::from_configuration(&configuration.spec));
+                (identity.name.clone(), Callee { identity, access_control })
+            })
+            .collect();
+        Ok(ProjectDirectory { apps, http_endpoints, resiliencies, loaded_at: Instant::now() })
+    }
+}

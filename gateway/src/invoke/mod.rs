@@ -1,0 +1,372 @@
+//! Service invocation: a call to an App ID (or an HTTPEndpoint) of the caller's project goes from the gateway
+//! straight to the callee's registered endpoint, streamed both ways. Before anything reaches the callee the
+//! gateway checks the callee's access control, its health and the outbound address rule; the caller's
+//! Resiliency policy for the callee (timeout, retries, circuit breaker) governs the call. The callee gets its
+//! own app token, never the caller's, and learns who called from `dapr-caller-app-id`.
+//!
+//! The gateway calls the app itself rather than through a worker: a body then streams through one process
+//! without being buffered, and the call costs no bus hop.
+
+pub(crate) mod acl;
+mod directory;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
+use futures_util::{StreamExt, TryStreamExt};
+use http_body_util::BodyExt;
+use outrigger_bus::Tenant;
+use outrigger_outbound::health::{self, AppHealth, HealthProbe};
+use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
+use outrigger_outbound::{refusal_in, AppChannel, PrivateAddresses, Refused};
+use serde_json::Value;
+
+pub use directory::Directory;
+
+/// Why an invocation did not reach the callee, or did not come back.
+#[derive(Debug, thiserror::Error)]
+pub enum InvokeError {
+    /// No App ID or HTTPEndpoint of that name in the caller's project (other projects' are not looked at).
+    #[error("failed to invoke, id: {id}, err: couldn't find service: {id}")]
+    UnknownTarget { id: String },
+    /// The App ID has no `appEndpoint`.
+    #[error("failed to invoke, id: {id}, err: the app has no endpoint registered; set its appEndpoint with `outrigger appid update`")]
+    NoEndpoint { id: String },
+    /// The callee's access control refuses the caller.
+    #[error("access control policy has denied access to id: spiffe://public/ns/{project}/{caller} operation: {method} verb: {verb}")]
+    Denied { project: String, caller: String, method: String, verb: String },
+    /// The callee's health checks fail.
+    #[error("failed to invoke, id: {id}, err: the app is not healthy (its health check {path} fails)")]
+    Unhealthy { id: String, path: String },
+    /// The callee's address is one the platform does not call.
+    #[error("failed to invoke, id: {id}, err: {refused}")]
+    Refused { id: String, refused: Refused },
+    /// The HTTPEndpoint cannot be called as written.
+    #[error("failed to invoke, id: {id}, err: {reason}")]
+    BadEndpoint { id: String, reason: String },
+    /// Connecting or talking to the callee failed.
+    #[error("failed to invoke, id: {id}, err: {reason}")]
+    Unreachable { id: String, reason: String },
+    /// The callee did not answer within the Resiliency timeout.
+    #[error("failed to invoke, id: {id}, err: timed out after {after:?}")]
+    TimedOut { id: String, after: Duration },
+    /// The circuit breaker for the callee is open.
+    #[error("failed to invoke, id: {id}, err: circuit breaker is open")]
+    CircuitOpen { id: String },
+    /// The callee answered with an error status (reported as an error where the protocol has no status of its
+    /// own, gRPC; over HTTP the caller gets the callee's answer as it is).
+    #[error("failed to invoke, id: {id}, err: the app answered HTTP {status}: {body}")]
+    AppFailed { id: String, status: u16, body: String },
+    /// The caller's request body broke off.
+    #[error("failed reading the request body: {0}")]
+    Body(String),
+    /// The project's directory could not be read.
+    #[error(
+        "failed to invoke, id: {id}, err: the project's App IDs cannot be read right now ({reason}); retry shortly"
+    )]
+    Directory { id: String, reason: String },
+}
+
+/// A request on its way to the callee.
+pub struct Invocation {
+    pub method: Method,
+    /// The callee's path (from `/`), with its query string.
+    pub path_and_query: String,
+    /// The caller's headers, the caller's token already removed.
+    pub headers: HeaderMap,
+    pub body: axum::body::Body,
+}
+
+/// Headers that belong to one connection, not to the message.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Headers about the caller's access to the platform.
+const PLATFORM_ONLY: [&str; 3] = ["host", "dapr-api-token", "dapr-app-id"];
+
+/// How the gateway calls apps.
+pub struct Invoker {
+    directory: Directory,
+    client: reqwest::Client,
+    private_addresses: PrivateAddresses,
+    breakers: Breakers,
+    health_probe: HealthProbe,
+    probes: Mutex<HashMap<(String, String), Probe>>,
+    /// A body up to this size is kept so that a retry can send it again; a larger one streams, unretried.
+    replay_limit: usize,
+}
+
+/// A running health probe of one App ID.
+struct Probe {
+    /// What the probe was started for: a changed endpoint, token or path starts a new one.
+    source: String,
+    health: Arc<AppHealth>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Settings of an [`Invoker`].
+#[derive(Clone, Copy, Debug)]
+pub struct InvokeOptions {
+    pub private_addresses: PrivateAddresses,
+    pub health_probe: HealthProbe,
+    pub directory_refresh: Duration,
+    pub replay_limit: usize,
+}
+
+/// The request body as the attempts send it.
+enum Payload {
+    /// Kept whole: every attempt sends it.
+    Replayable(Bytes),
+    /// Streamed: the one attempt takes it.
+    Streaming(Option<reqwest::Body>),
+}
+
+impl Invoker {
+    pub fn new(store: outrigger_store::Store, options: InvokeOptions) -> Invoker {
+        Invoker {
+            directory: Directory::new(store, options.directory_refresh),
+            client: options.private_addresses.client(false),
+            private_addresses: options.private_addresses,
+            breakers: Breakers::new(),
+            health_probe: options.health_probe,
+            probes: Mutex::new(HashMap::new()),
+            replay_limit: options.replay_limit,
+        }
+    }
+
+    /// Forgets what the gateway knows of a project (it changed).
+    pub fn invalidate(&self, project_id: &str) {
+        self.directory.invalidate(project_id);
+    }
+
+    /// Calls `target` for `tenant` and returns the callee's answer, whatever its status.
+    pub async fn invoke(
+        &self,
+        tenant: &Tenant,
+        target: &str,
+        invocation: Invocation,
+    ) -> Result<reqwest::Response, InvokeError> {
+        let id = || target.to_owned();
+        let directory = self
+            .directory
+            .project(&tenant.project_id)
+            .await
+            .map_err(|err| InvokeError::Directory { id: id(), reason: err.to_string() })?;
+        let path = invocation.path_and_query.split('?').next().unwrap_or_default().to_owned();
+        let mut headers = forwarded_headers(&invocation.headers);
+        let channel = if let Some(callee) = directory.apps.get(target) {
+            let verb = invocation.method.as_str();
+            if let Some(access_control) = &callee.access_control {
+                if !access_control.allows(&tenant.project, &tenant.app_id, verb, &path) {
+                    return Err(InvokeError::Denied {
+                        project: tenant.project.clone(),
+                        caller: tenant.app_id.clone(),
+                        method: path,
+                        verb: verb.to_owned(),
+                    });
+                }
+            }
+            let identity = &callee.identity;
+            let endpoint = identity.app_endpoint.clone().ok_or_else(|| InvokeError::NoEndpoint { id: id() })?;
+            let channel = AppChannel { endpoint, app_token: identity.app_token.clone() };
+            if let Some(health_path) = &identity.app_health_check_path {
+                if !self.health(tenant, target, &channel, health_path).is_healthy() {
+                    return Err(InvokeError::Unhealthy { id: id(), path: health_path.clone() });
+                }
+            }
+            headers.insert("dapr-caller-app-id", header_value(&tenant.app_id));
+            headers.insert("dapr-callee-app-id", header_value(target));
+            channel
+        } else if let Some(endpoint) = directory.http_endpoints.get(target) {
+            let (channel, endpoint_headers) =
+                http_endpoint(&endpoint.spec).map_err(|reason| InvokeError::BadEndpoint { id: id(), reason })?;
+            headers.extend(endpoint_headers);
+            channel
+        } else {
+            return Err(InvokeError::UnknownTarget { id: id() });
+        };
+        if !headers.contains_key("traceparent") {
+            headers.insert("traceparent", header_value(&new_traceparent()));
+        }
+        let url = reqwest::Url::parse(&channel.url(&invocation.path_and_query)).map_err(|err| {
+            InvokeError::BadEndpoint { id: id(), reason: format!("the endpoint URL is not valid: {err}") }
+        })?;
+        self.private_addresses.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
+
+        let mut policy = Policy::resolve(&directory.resiliencies, &tenant.app_id, Target::App(target));
+        let mut payload = if policy.retry.is_some() {
+            match read_up_to(invocation.body, self.replay_limit).await.map_err(InvokeError::Body)? {
+                Ok(whole) => Payload::Replayable(whole),
+                Err(streaming) => {
+                    // Too large to keep for a retry: sent once.
+                    policy.retry = None;
+                    Payload::Streaming(Some(streaming))
+                }
+            }
+        } else {
+            Payload::Streaming(Some(reqwest::Body::wrap_stream(invocation.body.into_data_stream())))
+        };
+        if matches!(payload, Payload::Replayable(_)) {
+            headers.remove(axum::http::header::CONTENT_LENGTH);
+        }
+        let breaker = self.breakers.get(&tenant.project_id, &policy);
+        let attempt = || {
+            let body = match &mut payload {
+                Payload::Replayable(bytes) => reqwest::Body::from(bytes.clone()),
+                Payload::Streaming(body) => body.take().unwrap_or_else(|| reqwest::Body::from(Bytes::new())),
+            };
+            let request = channel.request(&self.client, invocation.method.clone(), &invocation.path_and_query);
+            request.headers(headers.clone()).body(body).send()
+        };
+        let judge = |result: &Result<reqwest::Response, reqwest::Error>| match result {
+            Ok(response) if response.status().as_u16() >= 400 => Some(Failure::HttpStatus(response.status().as_u16())),
+            Ok(_) => None,
+            Err(_) => Some(Failure::Error),
+        };
+        match resiliency::execute(&policy, breaker.as_deref(), attempt, judge).await {
+            Outcome::Finished(Ok(response)) => Ok(response),
+            Outcome::Finished(Err(err)) => Err(match refusal_in(&err) {
+                Some(refused) => InvokeError::Refused { id: id(), refused: refused.clone() },
+                None => InvokeError::Unreachable { id: id(), reason: describe(&err) },
+            }),
+            Outcome::TimedOut(after) => Err(InvokeError::TimedOut { id: id(), after }),
+            Outcome::CircuitOpen => Err(InvokeError::CircuitOpen { id: id() }),
+        }
+    }
+
+    /// The health of an App ID with a health-check path, probed while the gateway runs.
+    fn health(&self, tenant: &Tenant, app: &str, channel: &AppChannel, path: &str) -> Arc<AppHealth> {
+        let key = (tenant.project_id.clone(), app.to_owned());
+        let source = format!("{}|{:?}|{path}", channel.endpoint, channel.app_token);
+        let mut probes = self.probes.lock().expect("probes lock");
+        if let Some(probe) = probes.get(&key).filter(|probe| probe.source == source) {
+            return Arc::clone(&probe.health);
+        }
+        let health = Arc::new(AppHealth::default());
+        let task = tokio::spawn(health::probe(
+            self.client.clone(),
+            channel.clone(),
+            path.to_owned(),
+            self.health_probe,
+            Arc::clone(&health),
+            || {},
+        ));
+        probes.insert(key, Probe { source, health: Arc::clone(&health), task });
+        health
+    }
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// The caller's headers that go on to the callee.
+fn forwarded_headers(incoming: &HeaderMap) -> HeaderMap {
+    let mut headers = incoming.clone();
+    for name in HOP_BY_HOP.iter().chain(&PLATFORM_ONLY) {
+        headers.remove(*name);
+    }
+    // `Authorization: Basic base64("dapr-app-id:<id>")` selected the callee; it is not the callee's business.
+    if incoming.get(axum::http::header::AUTHORIZATION).is_some_and(|value| basic_app_id(value).is_some()) {
+        headers.remove(axum::http::header::AUTHORIZATION);
+    }
+    headers
+}
+
+/// The callee named by `Authorization: Basic base64("dapr-app-id:<id>")`, the form Dapr accepts where a custom
+/// header cannot be set.
+pub fn basic_app_id(value: &HeaderValue) -> Option<String> {
+    use base64::Engine;
+    let encoded = value.to_str().ok()?.strip_prefix("Basic ")?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let (user, app_id) = std::str::from_utf8(&decoded).ok()?.split_once(':')?;
+    (user == "dapr-app-id" && !app_id.is_empty()).then(|| app_id.to_owned())
+}
+
+/// The headers an answer carries back to the caller.
+pub fn returned_headers(response: &reqwest::Response) -> HeaderMap {
+    let mut headers = response.headers().clone();
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers
+}
+
+/// An HTTPEndpoint as a channel and the headers it adds.
+fn http_endpoint(spec: &Value) -> Result<(AppChannel, HeaderMap), String> {
+    let base_url = spec.get("baseUrl").and_then(Value::as_str).ok_or("the HTTPEndpoint has no baseUrl")?;
+    let mut headers = HeaderMap::new();
+    for header in spec.get("headers").and_then(Value::as_array).into_iter().flatten() {
+        let name = header.get("name").and_then(Value::as_str).unwrap_or_default();
+        let Some(value) = header.get("value").and_then(Value::as_str) else {
+            return Err(format!(
+                "header '{name}' takes its value from a secretKeyRef, and secret stores are not served yet; give the value inline"
+            ));
+        };
+        let name = HeaderName::try_from(name).map_err(|_| format!("'{name}' is not a valid header name"))?;
+        let value = HeaderValue::from_str(value).map_err(|_| format!("the value of header '{name}' is not valid"))?;
+        headers.insert(name, value);
+    }
+    Ok((AppChannel { endpoint: base_url.to_owned(), app_token: None }, headers))
+}
+
+/// Reads a body whole if it is at most `limit` bytes; otherwise the part read and the rest, as one stream.
+async fn read_up_to(body: axum::body::Body, limit: usize) -> Result<Result<Bytes, reqwest::Body>, String> {
+    let mut body = body;
+    let mut read = Vec::new();
+    let mut size = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|err| err.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            size += data.len();
+            read.push(data);
+            if size > limit {
+                let head = futures_util::stream::iter(read.into_iter().map(Ok::<_, axum::Error>));
+                return Ok(Err(reqwest::Body::wrap_stream(head.chain(body.into_data_stream()))));
+            }
+        }
+    }
+    Ok(Ok(read.concat().into()))
+}
+
+/// A W3C trace context for a call that came without one.
+fn new_traceparent() -> String {
+    let trace = uuid::Uuid::new_v4().simple().to_string();
+    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
+    format!("00-{trace}-{span}-01")
+}
+
+/// A reqwest error with its causes: "error sending request" alone says nothing.
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The callee's answer body as a stream for the caller.
+pub fn streamed_body(response: reqwest::Response) -> axum::body::Body {
+    axum::body::Body::from_stream(response.bytes_stream().map_err(std::io::Error::other))
+}
