@@ -111,6 +111,11 @@ impl Server {
         format!("http://{}", self.addresses.control_api.expect("this server role serves the control API"))
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
     /// SIGKILLs the server (a crash, not a shutdown) and waits for it to be gone.
     pub fn kill(mut self) {
         signal("-KILL", self.process.pid);

@@ -6,6 +6,7 @@ mod harness;
 mod appids;
 mod distributed;
 mod failures;
+mod invoke;
 mod lifecycle;
 mod manifests;
 mod projects;

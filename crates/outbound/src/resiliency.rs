@@ -113,6 +113,14 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// The policy, with `default` as its timeout when it names none.
+    pub fn with_default_timeout(mut self, default: Duration) -> Policy {
+        self.timeout.get_or_insert(default);
+        self
+    }
+}
+
 /// daprd reads a bare number as milliseconds and anything else as a Go duration.
 fn parse_timeout(text: &str) -> Option<Duration> {
     match text.parse::<u64>() {

@@ -77,3 +77,91 @@ async fn a_store_that_goes_down_fails_fast_and_recovers_by_itself() {
     }
     assert_eq!(gateway.http("GET", "/v1.0/state/cache/k", t, None).await.body, br#""back""#);
 }
+
+#[tokio::test]
+async fn a_components_outbound_resiliency_retries_and_breaks_the_circuit() {
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+    let redis = PrivateRedis::start(port);
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("demo", "orders").await;
+    let component = format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{port}\n"
+    );
+    gateway.component("demo", &component).await;
+    gateway
+        .component(
+            "demo",
+            r#"
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: { name: cache-policy }
+spec:
+  policies:
+    timeouts: { quick: 300ms }
+    retries:
+      patient: { policy: constant, duration: 200ms, maxRetries: 20 }
+    circuitBreakers:
+      cache-breaker: { trip: "consecutiveFailures >= 3", timeout: 30s }
+  targets:
+    components:
+      cache: { outbound: { timeout: quick, retry: patient } }
+"#,
+        )
+        .await;
+    let t = Some(token.as_str());
+    let saved = gateway.http("POST", "/v1.0/state/cache", t, Some(r#"[{"key":"k","value":"v"}]"#)).await;
+    assert_eq!(saved.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&saved.body));
+
+    // Redis goes away for a moment: the retries carry the read over the gap.
+    drop(redis);
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        PrivateRedis::start(port)
+    });
+    let read = gateway.http("GET", "/v1.0/state/cache/k", t, None).await;
+    let _redis = restart.await.unwrap();
+    assert_eq!(
+        read.status,
+        StatusCode::NO_CONTENT,
+        "the key is gone with the restarted in-memory Redis, but the read succeeded: {}",
+        String::from_utf8_lossy(&read.body)
+    );
+
+    // With a breaker and no retries, three failures open the circuit and later calls fail at once.
+    gateway
+        .component(
+            "demo",
+            &format!(
+                "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{}\n",
+                TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+            ),
+        )
+        .await;
+    gateway
+        .component(
+            "demo",
+            r#"
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: { name: cache-policy }
+spec:
+  policies:
+    circuitBreakers:
+      cache-breaker: { trip: "consecutiveFailures >= 3", timeout: 30s }
+  targets:
+    components:
+      cache: { outbound: { circuitBreaker: cache-breaker } }
+"#,
+        )
+        .await;
+    for _ in 0..3 {
+        let message = gateway.http("GET", "/v1.0/state/cache/k", t, None).await;
+        let message = message.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STATE_GET");
+        assert!(!message.contains("circuit breaker"), "{message}");
+    }
+    let started = Instant::now();
+    let message = gateway.http("GET", "/v1.0/state/cache/k", t, None).await;
+    let message = message.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STATE_GET");
+    assert!(message.contains("circuit breaker is open"), "{message}");
+    assert!(started.elapsed() < STORE_TIMEOUT, "an open breaker answers without trying the store");
+}

@@ -236,29 +236,28 @@ class ControlApi:
     def create_project(self, name: str) -> dict[str, Any]:
         return self.expect(201, 'POST', '/projects', {'name': name})
 
-    def create_appid(self, project: str, name: str, app_endpoint: Optional[str] = None) -> dict[str, Any]:
-        body = {'name': name}
+    def create_appid(self, project: str, name: str, app_endpoint: Optional[str] = None,
+                     **fields: Any) -> dict[str, Any]:
+        """Creates App ID `name`; `fields` are further AppId fields (appToken, config, appHealthCheckPath)."""
+        body = {'name': name, **fields}
         if app_endpoint is not None:
             body['appEndpoint'] = app_endpoint
         return self.expect(201, 'POST', f'/projects/{project}/appids', body)
 
-    def put_component(self, project: str, name: str, yaml: str) -> Any:
-        status, answer = self.call(
-            'PUT', f'/projects/{project}/components/{name}', yaml, content_type='application/yaml'
-        )
+    def put_resource(self, project: str, collection: str, name: str, yaml: str) -> Any:
+        """Creates or replaces a Dapr document in `collection` (components, subscriptions, configurations,
+        resiliencies, httpendpoints)."""
+        path = f'/projects/{project}/{collection}/{name}'
+        status, answer = self.call('PUT', path, yaml, content_type='application/yaml')
         if status not in (200, 201):
-            raise HttpError('PUT', f'{self.base_url}/api/v1/projects/{project}/components/{name}', status,
-                            json.dumps(answer))
+            raise HttpError('PUT', f'{self.base_url}/api/v1{path}', status, json.dumps(answer))
         return answer
 
+    def put_component(self, project: str, name: str, yaml: str) -> Any:
+        return self.put_resource(project, 'components', name, yaml)
+
     def put_subscription(self, project: str, name: str, yaml: str) -> Any:
-        status, answer = self.call(
-            'PUT', f'/projects/{project}/subscriptions/{name}', yaml, content_type='application/yaml'
-        )
-        if status not in (200, 201):
-            raise HttpError('PUT', f'{self.base_url}/api/v1/projects/{project}/subscriptions/{name}', status,
-                            json.dumps(answer))
-        return answer
+        return self.put_resource(project, 'subscriptions', name, yaml)
 
 
 @dataclass

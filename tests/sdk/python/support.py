@@ -59,9 +59,10 @@ class Tenants:
             self.add_app(project, app)
         return project
 
-    def add_app(self, project: Project, name: str, app_endpoint: Optional[str] = None) -> App:
-        """Creates App ID `name`; `app_endpoint` is where the platform calls the app back (push delivery)."""
-        created = self.deployment.control.create_appid(project.name, name, app_endpoint)
+    def add_app(self, project: Project, name: str, app_endpoint: Optional[str] = None, **fields) -> App:
+        """Creates App ID `name`; `app_endpoint` is where the platform calls the app back (push delivery,
+        invocation); `fields` are further AppId fields."""
+        created = self.deployment.control.create_appid(project.name, name, app_endpoint, **fields)
         token = created.get('apiToken')
         assert isinstance(token, str) and token, f'no apiToken in {created}'
         if self.deployment.form == 'embedded':
@@ -132,6 +133,21 @@ def dapr_client(app: App, token=_UNSET):
         yield client
     finally:
         client.close()
+
+
+@contextmanager
+def invoking_client(app: App):
+    """A DaprClient for service invocation. The SDK's HTTP invocation client reads DAPR_HTTP_ENDPOINT and
+    DAPR_API_TOKEN on every call rather than when the client is constructed, so the variables stay set
+    for the whole block (no other client can be made inside it)."""
+    from dapr.clients import DaprClient
+
+    with dapr_environment(app.http_endpoint, app.grpc_endpoint, app.token):
+        client = DaprClient()
+        try:
+            yield client
+        finally:
+            client.close()
 
 
 def error_info(error) -> dict:

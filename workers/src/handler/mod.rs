@@ -15,6 +15,8 @@ use outrigger_bus::{
 mod publish;
 mod stream;
 
+use outrigger_outbound::resiliency::{self, Breaker, Breakers, Failure, Outcome, Policy};
+
 use crate::runtime::{Component, KeyPrefix, ProjectComponents, Runtime, StateComponent};
 use crate::state::{self, StateError, StateStore, StoredItem};
 
@@ -39,12 +41,14 @@ impl Default for Limits {
 pub struct Worker {
     runtime: Runtime,
     limits: Limits,
+    /// Circuit breakers of components' outbound policies.
+    breakers: Breakers,
 }
 
 impl Worker {
     /// A worker over `runtime`.
     pub fn new(runtime: Runtime, limits: Limits) -> Worker {
-        Worker { runtime, limits }
+        Worker { runtime, limits, breakers: Breakers::new() }
     }
 
     /// The component runtime (to deliver change events to).
@@ -95,7 +99,9 @@ struct Target<'a> {
     tenant: &'a Tenant,
     component: Arc<StateComponent>,
     store: Arc<dyn StateStore>,
-    timeout: Duration,
+    /// The component's outbound Resiliency policy, its timeout defaulting to the store timeout.
+    policy: Policy,
+    breaker: Option<Arc<Breaker>>,
 }
 
 impl Target<'_> {
@@ -122,16 +128,29 @@ impl Target<'_> {
         Ok(format!("{}{key}", self.prefix()))
     }
 
-    /// Runs one store operation under the store timeout.
-    async fn run<T>(
+    /// How long one store operation may take.
+    fn timeout(&self) -> Duration {
+        self.policy.timeout.unwrap_or_default()
+    }
+
+    /// Runs one store operation under the component's outbound policy: within its timeout, retried as it
+    /// says when the store fails (not when it refuses the request), and not at all while its breaker is open.
+    async fn run<T, Fut>(
         &self,
         operation: StateOperation,
         describe: impl FnOnce(&str) -> String,
-        call: impl Future<Output = Result<T, StateError>>,
-    ) -> Result<T, DataError> {
-        let outcome = tokio::time::timeout(self.timeout, call).await.unwrap_or_else(|_| {
-            Err(StateError::Backend(format!("the store did not answer within {:?}", self.timeout)))
-        });
+        call: impl FnMut() -> Fut,
+    ) -> Result<T, DataError>
+    where
+        Fut: Future<Output = Result<T, StateError>>,
+    {
+        let judge =
+            |result: &Result<T, StateError>| matches!(result, Err(StateError::Backend(_))).then_some(Failure::Error);
+        let outcome = match resiliency::execute(&self.policy, self.breaker.as_deref(), call, judge).await {
+            Outcome::Finished(result) => result,
+            Outcome::TimedOut(after) => Err(StateError::Backend(format!("the store did not answer within {after:?}"))),
+            Outcome::CircuitOpen => Err(StateError::Backend("circuit breaker is open".to_owned())),
+        };
         outcome.map_err(|err| self.hide_namespace(state_error(operation, describe(&self.component.name), err)))
     }
 
@@ -280,7 +299,14 @@ impl Worker {
             operation,
             message: format!("state store {}: {reason}", component.name),
         })?;
-        Ok(Target { tenant, component: Arc::clone(component), store, timeout: self.limits.store_timeout })
+        let policy = Policy::resolve(
+            &project.resiliencies,
+            &tenant.app_id,
+            resiliency::Target::ComponentOutbound(&component.name),
+        )
+        .with_default_timeout(self.limits.store_timeout);
+        let breaker = self.breakers.get(&tenant.project_id, &policy);
+        Ok(Target { tenant, component: Arc::clone(component), store, policy, breaker })
     }
 
     async fn state_call(&self, tenant: &Tenant, project: &ProjectComponents, call: Call) -> Result<Reply, DataError> {
@@ -296,7 +322,7 @@ impl Worker {
                     .run(
                         StateOperation::Get,
                         |store| format!("fail to get {key} from state store {store}"),
-                        target.store.get(&stored),
+                        || target.store.get(&stored),
                     )
                     .await?;
                 Ok(Reply::State(found.map(value_of)))
@@ -312,12 +338,12 @@ impl Worker {
                 let stored: Vec<String> =
                     keys.iter().map(|key| target.stored_key(StateOperation::BulkGet, key)).collect::<Result<_, _>>()?;
                 let answers =
-                    tokio::time::timeout(target.timeout, target.store.bulk_get(&stored)).await.map_err(|_| {
+                    tokio::time::timeout(target.timeout(), target.store.bulk_get(&stored)).await.map_err(|_| {
                         DataError::StoreFailure {
                             operation: StateOperation::BulkGet,
                             message: format!(
                                 "failed getting state in state store {store}: no answer within {:?}",
-                                target.timeout
+                                target.timeout()
                             ),
                         }
                     })?;
@@ -346,7 +372,7 @@ impl Worker {
                         .run(
                             operation,
                             |_| format!("failed deleting state with key {key}"),
-                            target.store.delete(&request),
+                            || target.store.delete(&request),
                         )
                         .await?;
                 }
@@ -381,7 +407,7 @@ impl Worker {
                     .run(
                         operation,
                         |_| "error while executing state transaction".to_owned(),
-                        target.store.transact(&requests),
+                        || target.store.transact(&requests),
                     )
                     .await?;
                 Ok(Reply::Done)
@@ -411,7 +437,7 @@ impl Worker {
                     .run(
                         operation,
                         |store| format!("failed query in state store {store}"),
-                        target.store.scan_prefix(&prefix),
+                        || target.store.scan_prefix(&prefix),
                     )
                     .await?;
                 let items = items
@@ -450,7 +476,7 @@ impl Worker {
                 .run(
                     operation,
                     |store| format!("failed saving state in state store {store}"),
-                    target.store.set(request),
+                    || target.store.set(request),
                 )
                 .await
             {

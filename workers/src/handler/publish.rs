@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use outrigger_bus::{DataError, FailedEntry, PublishEntry, Reply, Tenant, TraceContext};
+use outrigger_outbound::resiliency::{self, Failure, Outcome, Policy};
 
 use super::Worker;
 use crate::pubsub::cloudevent::{envelope, EnvelopeError, Publication};
@@ -55,6 +56,10 @@ impl Worker {
         let broker = component.backend.clone().map_err(|reason| DataError::PublishFailed { message: reason })?;
         let broker_topic = format!("{}{topic}", component.config.namespace);
         let single = matches!(entries.as_slice(), [entry] if entry.entry_id.is_empty());
+        let policy =
+            Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(pubsub))
+                .with_default_timeout(self.limits.store_timeout);
+        let breaker = self.breakers.get(&tenant.project_id, &policy);
         let now = chrono::Utc::now();
         let mut failed = Vec::new();
         for entry in entries {
@@ -70,11 +75,13 @@ impl Worker {
             };
             let outcome = match envelope(&publication, now) {
                 Ok(message) => {
-                    let publish = broker.publish(&broker_topic, &message.payload);
-                    match tokio::time::timeout(self.limits.store_timeout, publish).await {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(err)) => Err(err.to_string()),
-                        Err(_) => Err(format!("the broker did not acknowledge within {:?}", self.limits.store_timeout)),
+                    let publish = || broker.publish(&broker_topic, &message.payload);
+                    let judge = |result: &Result<(), _>| result.is_err().then_some(Failure::Error);
+                    match resiliency::execute(&policy, breaker.as_deref(), publish, judge).await {
+                        Outcome::Finished(Ok(())) => Ok(()),
+                        Outcome::Finished(Err(err)) => Err(err.to_string()),
+                        Outcome::TimedOut(after) => Err(format!("the broker did not acknowledge within {after:?}")),
+                        Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
                     }
                     .map_err(|reason| DataError::PublishFailed {
                         message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
