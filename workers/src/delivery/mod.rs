@@ -7,7 +7,6 @@
 //! change event.
 
 mod app;
-mod resiliency;
 mod routes;
 
 use std::collections::HashMap;
@@ -22,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use app::Outcome;
 pub use outrigger_outbound::health::HealthProbe;
+use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
 use outrigger_outbound::{AppChannel, PrivateAddresses};
 
 use outrigger_outbound::health::{self, AppHealth};
-use resiliency::RetryPolicy;
 pub use routes::{Origin, SubscriptionSpec};
 
 use crate::pubsub::cloudevent::{is_expired, parse_event, raw_payload_event};
@@ -359,7 +358,7 @@ async fn deliver_loop(
         }
         let handle = |delivery: Delivery| {
             let (broker, client, target, limit) = (Arc::clone(&broker), client.clone(), &target, Arc::clone(&limit));
-            let (topic, group, namespace, policy) = (topic.clone(), group.clone(), namespace.clone(), policy);
+            let (topic, group, namespace, policy) = (topic.clone(), group.clone(), namespace.clone(), policy.clone());
             async move {
                 let _permit = limit.acquire_owned().await;
                 handle_delivery(broker.as_ref(), &client, target, (&topic, &group, &namespace), &policy, delivery)
@@ -378,7 +377,10 @@ async fn deliver_loop(
 
 /// The broker of the subscription's component, the project's namespace in it and the component's inbound
 /// retry policy, if the app may subscribe to the topic.
-async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn Broker>, String, RetryPolicy), String> {
+async fn subscribed_broker(
+    worker: &Worker,
+    key: &TargetKey,
+) -> Result<(Arc<dyn Broker>, String, DeliveryPolicy), String> {
     let project = worker.runtime().project(&key.project_id).await?.ok_or("the project is gone")?;
     let component = project
         .pubsub
@@ -388,11 +390,33 @@ async fn subscribed_broker(worker: &Worker, key: &TargetKey) -> Result<(Arc<dyn 
     if !component.config.topics.permits(Access::Subscribe, &key.app_id, &key.topic) {
         return Err(format!("topic {} is not allowed for app id {}", key.topic, key.app_id));
     }
-    let policy = RetryPolicy::for_component(&project.resiliencies, &key.pubsub);
+    let policy = DeliveryPolicy::of(&project.resiliencies, &key.app_id, &key.pubsub);
     Ok((component.backend.clone()?, component.config.namespace.clone(), policy))
 }
 
-/// Delivers one message and settles it with the broker.
+/// How a subscription's deliveries are timed out and retried: the component's inbound Resiliency policy (as
+/// daprd applies it when it delivers from that component to the app), or Outrigger's default retries.
+#[derive(Clone, Debug)]
+struct DeliveryPolicy {
+    retry: Retry,
+    timeout: Option<Duration>,
+}
+
+impl DeliveryPolicy {
+    fn of(resiliencies: &[outrigger_resources::Document], app_id: &str, pubsub: &str) -> DeliveryPolicy {
+        let policy = Policy::resolve(resiliencies, app_id, resiliency::Target::ComponentInbound(pubsub));
+        DeliveryPolicy { retry: policy.retry.unwrap_or(DEFAULT_DELIVERY_RETRY), timeout: policy.timeout }
+    }
+
+    fn exhausted(&self, attempt: u32) -> bool {
+        self.retry.exhausted(attempt)
+    }
+
+    fn delay(&self, attempt: u32) -> Duration {
+        self.retry.delay(attempt)
+    }
+}
+
 /// A CloudEvent as JSON fields.
 type Event = serde_json::Map<String, serde_json::Value>;
 
@@ -427,7 +451,7 @@ async fn handle_delivery(
     client: &reqwest::Client,
     target: &Target,
     place: (&str, &str, &str),
-    policy: &RetryPolicy,
+    policy: &DeliveryPolicy,
     delivery: Delivery,
 ) {
     let outcome = match prepare(target, &delivery) {
@@ -443,7 +467,7 @@ async fn handle_bulk(
     client: &reqwest::Client,
     target: &Target,
     place: (&str, &str, &str),
-    policy: &RetryPolicy,
+    policy: &DeliveryPolicy,
     batch: Vec<Delivery>,
 ) {
     let mut by_path: std::collections::BTreeMap<String, Vec<(Delivery, Event)>> = std::collections::BTreeMap::new();
@@ -469,7 +493,7 @@ async fn settle(
     broker: &dyn Broker,
     target: &Target,
     (topic, group, namespace): (&str, &str, &str),
-    policy: &RetryPolicy,
+    policy: &DeliveryPolicy,
     delivery: &Delivery,
     outcome: Outcome,
 ) {
