@@ -38,16 +38,32 @@ impl Drop for PrivateRedis {
     }
 }
 
-#[tokio::test]
-async fn a_store_that_goes_down_fails_fast_and_recovers_by_itself() {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+/// A free local port.
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
+}
+
+/// A `state.redis` component `cache` on the Redis at `port`.
+fn cache_component(port: u16) -> String {
+    format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{port}\n"
+    )
+}
+
+/// A gateway whose project `demo` has App ID `orders` (its token) and the component `cache` on a private
+/// Redis (and its port).
+async fn cache_on_private_redis() -> (TestGateway, String, PrivateRedis, u16) {
+    let port = free_port();
     let redis = PrivateRedis::start(port);
     let gateway = TestGateway::start().await;
     let token = gateway.app("demo", "orders").await;
-    let component = format!(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{port}\n"
-    );
-    gateway.component("demo", &component).await;
+    gateway.component("demo", &cache_component(port)).await;
+    (gateway, token, redis, port)
+}
+
+#[tokio::test]
+async fn a_store_that_goes_down_fails_fast_and_recovers_by_itself() {
+    let (gateway, token, redis, port) = cache_on_private_redis().await;
     let t = Some(token.as_str());
     let saved = gateway.http("POST", "/v1.0/state/cache", t, Some(r#"[{"key":"k","value":"v"}]"#)).await;
     assert_eq!(saved.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&saved.body));
@@ -80,14 +96,7 @@ async fn a_store_that_goes_down_fails_fast_and_recovers_by_itself() {
 
 #[tokio::test]
 async fn a_components_outbound_resiliency_retries_and_breaks_the_circuit() {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
-    let redis = PrivateRedis::start(port);
-    let gateway = TestGateway::start().await;
-    let token = gateway.app("demo", "orders").await;
-    let component = format!(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{port}\n"
-    );
-    gateway.component("demo", &component).await;
+    let (gateway, token, redis, port) = cache_on_private_redis().await;
     gateway
         .component(
             "demo",
@@ -128,15 +137,7 @@ spec:
     );
 
     // With a breaker and no retries, three failures open the circuit and later calls fail at once.
-    gateway
-        .component(
-            "demo",
-            &format!(
-                "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{}\n",
-                TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port()
-            ),
-        )
-        .await;
+    gateway.component("demo", &cache_component(free_port())).await;
     gateway
         .component(
             "demo",
