@@ -98,8 +98,11 @@ impl AccessControl {
         })
     }
 
-    /// Whether `caller` (an App ID of `project`) may call `method` with `verb`.
+    /// Whether `caller` (an App ID of `project`) may call `method` with `verb`. The method is matched
+    /// percent-decoded, as the app will read it; one with `.` or `..` segments is refused whatever the policy
+    /// says, since the app could resolve it to a path the policy denies.
     pub fn allows(&self, project: &str, caller: &str, verb: &str, method: &str) -> bool {
+        let Some(method) = decoded(method) else { return false };
         let policy = self.policies.iter().find(|policy| {
             policy.app_id == caller
                 && policy.trust_domain.as_deref().is_none_or(|domain| domain == "public")
@@ -108,7 +111,7 @@ impl AccessControl {
         let Some(policy) = policy else {
             return self.default_action == Action::Allow;
         };
-        let method = segments(method);
+        let method = segments(&method);
         let verb = verb.to_ascii_uppercase();
         let operation = policy.operations.iter().find(|operation| {
             matches_segments(&operation.segments, &method)
@@ -121,6 +124,25 @@ impl AccessControl {
         };
         action == Action::Allow
     }
+}
+
+/// `path` percent-decoded; `None` when it does not decode to text or has dot segments.
+fn decoded(path: &str) -> Option<String> {
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(index + 1..index + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            index += 3;
+        } else {
+            out.push(bytes[index]);
+            index += 1;
+        }
+    }
+    let text = String::from_utf8(out).ok()?;
+    (!text.split('/').any(|segment| segment == "." || segment == "..")).then_some(text)
 }
 
 /// Whether an operation's segments (with `*` and `**`) match a method's segments.
@@ -193,6 +215,22 @@ mod tests {
         for (caller, verb, method, allowed) in cases {
             assert_eq!(control.allows("p", caller, verb, method), allowed, "{caller} {verb} {method}");
         }
+    }
+
+    #[test]
+    fn methods_are_matched_decoded_and_dot_segments_are_refused() {
+        let control = acl(json!({
+            "defaultAction": "deny",
+            "policies": [{"appId": "a", "operations": [
+                {"name": "/public/**", "action": "allow"},
+                {"name": "/a b", "action": "allow"},
+            ]}],
+        }));
+        assert!(control.allows("p", "a", "GET", "/public/x%2Fy"));
+        assert!(control.allows("p", "a", "GET", "/a%20b"));
+        assert!(!control.allows("p", "a", "GET", "/public/%2e%2e/admin"));
+        assert!(!control.allows("p", "a", "GET", "/public/%2E%2E%2Fadmin"));
+        assert!(!control.allows("p", "a", "GET", "/public/%zz"));
     }
 
     #[test]
