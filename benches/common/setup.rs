@@ -82,6 +82,14 @@ pub async fn postgres(url: &str, statement: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Drops `schema` (a bench's fresh one) with everything in it; answers what happened, for the report.
+pub async fn drop_schema(postgres_url: &str, schema: &str) -> String {
+    match postgres(postgres_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
+        Ok(()) => format!("dropped schema {schema}"),
+        Err(err) => format!("could not drop schema {schema}: {err:#}"),
+    }
+}
+
 /// `postgres_url` with every connection's search path set to `schema`.
 pub fn in_schema(postgres_url: &str, schema: &str) -> String {
     let separator = if postgres_url.contains('?') { '&' } else { '?' };

@@ -9,7 +9,6 @@
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
-mod report;
 mod target;
 
 use std::path::PathBuf;
@@ -20,11 +19,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::common::cli;
-use crate::common::load::{self, PhaseOutcome};
-use crate::common::procs::{self, cpu_of, cpu_seconds, Process, Watched};
-use crate::common::report::{Summary, Usage};
+use crate::common::latency::{self, keep_failure, stop_all, Phases, Scenario, Settings, Targets};
+use crate::common::procs::{Process, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
-use crate::report::{Scenario, Settings};
 use crate::target::{Connection, Target};
 
 const USAGE: &str = "\
@@ -44,8 +41,7 @@ usage: cargo bench --bench state_get -- [options]
 
 Writes the results to target/bench/state_get.json as well.";
 
-/// CPU used by processes other than the measured ones above which a phase is called disturbed.
-const BUSY_MACHINE_CORES: f64 = 0.3;
+const TARGETS: Targets = Targets { added_ms: [Some(0.5), Some(1.0), Some(2.0)], rss_mb: Some(50.0) };
 
 /// The key every Outrigger scenario reads.
 const KEY: &str = "bench-key";
@@ -55,13 +51,9 @@ const APP_ID: &str = "reader";
 const REDIS_STORE_KEY: &str = "reader||bench-key";
 
 struct Options {
-    duration: Duration,
-    rate: f64,
+    phases: Phases,
     connections: usize,
     value_size: usize,
-    warmup: Duration,
-    warmup_rate: f64,
-    probe: Duration,
     quick: bool,
     binary: PathBuf,
     target_dir: PathBuf,
@@ -96,13 +88,15 @@ impl Options {
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
         Ok(Options {
-            duration: Duration::from_secs_f64(duration),
-            rate,
+            phases: Phases {
+                warmup: Duration::from_secs(2),
+                warmup_rate: 100.0_f64.min(rate),
+                duration: Duration::from_secs_f64(duration),
+                rate,
+                probe: Duration::from_secs_f64(probe),
+            },
             connections,
             value_size,
-            warmup: Duration::from_secs(2),
-            warmup_rate: 100.0_f64.min(rate),
-            probe: Duration::from_secs_f64(probe),
             quick,
             binary,
             target_dir,
@@ -116,13 +110,9 @@ impl Options {
     fn settings(&self) -> Settings {
         Settings {
             binary: self.binary.display().to_string(),
-            duration_s: self.duration.as_secs_f64(),
-            rate: self.rate,
+            phases: self.phases,
             connections: self.connections,
-            value_size: self.value_size,
-            warmup_s: self.warmup.as_secs_f64(),
-            warmup_rate: self.warmup_rate,
-            probe_s: self.probe.as_secs_f64(),
+            size: self.value_size,
             quick: self.quick,
         }
     }
@@ -139,86 +129,6 @@ fn remember(leftovers: &Mutex<Leftovers>, change: impl FnOnce(&mut Leftovers)) {
     if let Ok(mut leftovers) = leftovers.lock() {
         change(&mut leftovers);
     }
-}
-
-/// Warm-up, the open-loop phase, then the closed-loop probe, filling `scenario`.
-async fn measure(
-    options: &Options,
-    scenario: &mut Scenario,
-    connections: &mut Vec<Connection>,
-    target: &Target,
-    port: u16,
-    watched: &[Watched],
-) -> anyhow::Result<()> {
-    let name = scenario.name;
-    let ticks = procs::clock_ticks();
-    progress(format!("{name}: warm-up {:.0} s at {:.0} req/s", options.warmup.as_secs_f64(), options.warmup_rate));
-    let warm = load::open_loop(connections, target, options.warmup_rate, options.warmup, None).await?;
-    if warm.errors == warm.sent {
-        bail!("every warm-up request failed, first: {}", warm.first_error.unwrap_or_default());
-    }
-
-    progress(format!(
-        "{name}: open loop {:.0} s at {:.0} req/s over {} connections",
-        options.duration.as_secs_f64(),
-        options.rate,
-        connections.len()
-    ));
-    let (before, machine_before) = (cpu_of(watched), procs::machine_ticks());
-    let mut open = load::open_loop(connections, target, options.rate, options.duration, Some(port)).await?;
-    let (after, machine_after) = (cpu_of(watched), procs::machine_ticks());
-    let open_summary = Summary::of(&mut open);
-    progress(format!(
-        "{name}: p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, {:.1} req/s, {} errors",
-        open_summary.p50, open_summary.p90, open_summary.p99, open_summary.max, open_summary.rate, open.errors
-    ));
-    if let Some(sockets) = open.sockets_open.filter(|sockets| *sockets != connections.len()) {
-        scenario.notes.push(format!("{sockets} sockets open to port {port} at the end, not {}", connections.len()));
-    }
-    if open_summary.dispatch_lag_max_ms > 5.0 {
-        scenario.notes.push(format!(
-            "the load generator's dispatcher fell up to {:.1} ms behind schedule",
-            open_summary.dispatch_lag_max_ms
-        ));
-    }
-    scenario.open = Some(open_summary);
-    if let (Some((busy_before, _)), Some((busy_after, _))) = (machine_before, machine_after) {
-        let measured: f64 = (0..watched.len()).map(|index| cpu_seconds(&before, &after, index, ticks)).sum();
-        let others = (busy_after.saturating_sub(busy_before) as f64 / ticks - measured) / open.elapsed.as_secs_f64();
-        scenario.background_cores = Some(others.max(0.0));
-        if others > BUSY_MACHINE_CORES {
-            scenario.notes.push(format!(
-                "other processes kept {others:.2} cores busy during the open loop: its figures are disturbed"
-            ));
-        }
-    }
-
-    progress(format!("{name}: closed-loop probe {:.0} s", options.probe.as_secs_f64()));
-    let probe_before = cpu_of(watched);
-    let mut probe: PhaseOutcome = load::closed_loop(connections, target, options.probe).await?;
-    let probe_after = cpu_of(watched);
-    let probe_summary = Summary::of(&mut probe);
-    progress(format!("{name}: probe {:.0} req/s, {} errors", probe_summary.rate, probe.errors));
-    scenario.probe = Some(probe_summary);
-
-    for (index, process) in watched.iter().enumerate() {
-        let cpu = cpu_seconds(&before, &after, index, ticks);
-        let probe_cpu = cpu_seconds(&probe_before, &probe_after, index, ticks);
-        let memory = process.memory_kib();
-        scenario.usage.push(Usage {
-            process: process.name.clone(),
-            pid: process.pid_number(),
-            cpu_seconds: cpu,
-            cores: cpu / open.elapsed.as_secs_f64(),
-            cpu_ms_per_1000: cpu * 1e3 * 1000.0 / open.completed().max(1) as f64,
-            probe_cores: Some(probe_cpu / probe.elapsed.as_secs_f64()),
-            probe_cpu_ms_per_1000: Some(probe_cpu * 1e3 * 1000.0 / probe.completed().max(1) as f64),
-            rss_kib: memory.map(|(rss, _)| rss),
-            hwm_kib: memory.map(|(_, hwm)| hwm),
-            outrigger: process.outrigger,
-        });
-    }
-    Ok(())
 }
 
 fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
@@ -242,7 +152,8 @@ async fn baseline(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mu
         connections.push(Connection::redis(&options.redis_addr).await?);
     }
     let target = Target::Redis { key, value_len: value.len() };
-    measure(options, scenario, &mut connections, &target, port_of(&options.redis_addr)?, &[Watched::generator()]).await
+    let port = port_of(&options.redis_addr)?;
+    latency::measure(&options.phases, scenario, &mut connections, &target, port, &[Watched::generator()]).await
 }
 
 /// Creates the project, the App ID (answering its API token) and the `state.redis` component.
@@ -319,24 +230,7 @@ async fn measure_store(
         body_len: serde_json::to_string(value)?.len(),
     };
     let mut connections = http_connections(options.connections)?;
-    measure(options, scenario, &mut connections, &target, port_of(dapr)?, watched).await
-}
-
-/// Keeps a scenario's failure in it, so that the other scenarios of its group still run.
-fn keep_failure(scenario: &mut Scenario, outcome: anyhow::Result<()>) {
-    if let Err(err) = outcome {
-        progress(format!("{}: FAILED: {err:#}", scenario.name));
-        scenario.error = Some(format!("{err:#}"));
-    }
-}
-
-/// Stops `processes` in order, noting any that did not exit cleanly.
-fn stop_all(processes: &mut [Process], scenarios: &mut [&mut Scenario]) {
-    for note in setup::stop_all(processes) {
-        for scenario in scenarios.iter_mut() {
-            scenario.notes.push(note.clone());
-        }
-    }
+    latency::measure(&options.phases, scenario, &mut connections, &target, port_of(dapr)?, watched).await
 }
 
 /// Scenario 2: the all-in-one process, managed `kvstore` then `redis-store`.
@@ -424,12 +318,7 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
         });
     }
     for schema in leftovers.schemas {
-        done.push(
-            match setup::postgres(&options.postgres_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await {
-                Ok(()) => format!("dropped schema {schema}"),
-                Err(err) => format!("could not drop schema {schema}: {err:#}"),
-            },
-        );
+        done.push(setup::drop_schema(&options.postgres_url, &schema).await);
     }
     for line in &done {
         progress(format!("cleanup: {line}"));
@@ -488,16 +377,15 @@ async fn run(options: Options) -> ExitCode {
         }
     };
     if interrupted {
-        for scenario in scenarios.iter_mut().filter(|scenario| scenario.error.is_none() && scenario.probe.is_none()) {
-            scenario.error = Some("interrupted".to_owned());
-        }
+        latency::interrupted(&mut scenarios);
     }
     let leftovers = leftovers.into_inner().unwrap_or_default();
     let cleanup = clean_up(&options, leftovers).await;
 
     let settings = options.settings();
-    println!("{}", report::table(&settings, &scenarios));
-    cli::write_json(&options.target_dir, &report::to_json(&settings, &scenarios, &cleanup));
+    let what = format!("state GET of a {} B value", options.value_size);
+    println!("{}", latency::table(&what, &settings, &TARGETS, &scenarios));
+    cli::write_json(&options.target_dir, &latency::to_json("value_bytes", &settings, &TARGETS, &scenarios, &cleanup));
     if interrupted || scenarios.iter().any(|scenario| scenario.error.is_some()) {
         ExitCode::FAILURE
     } else {
