@@ -160,6 +160,12 @@ where
 {
     let Some(acceptor) = tls else {
         let service = <S as axum::ServiceExt<Request>>::into_make_service(service);
+        // Small answers go out at once rather than waiting on Nagle's algorithm for the client's ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY");
+            }
+        });
         axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
         return Ok(());
     };
@@ -170,6 +176,9 @@ where
             accepted = listener.accept() => accepted?,
             () = shutdown.cancelled() => break,
         };
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "could not set TCP_NODELAY");
+        }
         let (acceptor, connections, watcher) = (acceptor.clone(), connections.clone(), graceful.watcher());
         let service =
             tower::ServiceExt::map_request(service.clone(), |request: hyper::Request<hyper::body::Incoming>| {
