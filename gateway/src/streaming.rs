@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dapr::dapr::proto::runtime::v1 as pb;
-use outrigger_bus::{Call, DeadLetter, Reply, StreamEvent, SubscriptionInfo, SubscriptionKind, Tenant, Verdict};
+use outrigger_bus::{
+    Call, DeadLetter, Reply, Settlement, StreamEvent, SubscriptionInfo, SubscriptionKind, Tenant, Verdict,
+};
 use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Inbound;
 use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outbound;
 use serde_json::{Map, Value};
@@ -25,6 +27,8 @@ use crate::Gateway;
 const MAX_OUTSTANDING: usize = 32;
 /// How long one pull waits for events.
 const PULL_WAIT: Duration = Duration::from_secs(2);
+/// Verdicts settled in one call at most; as many wait for the call before the stream stops reading verdicts.
+const MAX_SETTLE: usize = 256;
 
 type Sender = mpsc::Sender<Result<pb::SubscribeTopicEventsResponseAlpha1, Status>>;
 
@@ -102,6 +106,8 @@ async fn run(
     sender: Sender,
 ) {
     let pump = tokio::spawn(pump(Arc::clone(&session), sender));
+    let (verdicts, waiting) = mpsc::channel(MAX_SETTLE);
+    let settler = tokio::spawn(settle(Arc::clone(&session), waiting));
     while let Ok(Some(message)) = inbound.message().await {
         let Some(Inbound::EventProcessed(processed)) = message.subscribe_topic_events_request_type else { continue };
         let verdict = match processed.status.map(|status| status.status) {
@@ -112,7 +118,7 @@ async fn run(
         let taken = session.outstanding.lock().expect("outstanding lock").remove(&processed.id);
         session.answered.notify_one();
         let Some((delivery_id, payload)) = taken else { continue };
-        session.settle(delivery_id, verdict, payload).await;
+        let _ = verdicts.send(session.settlement(delivery_id, verdict, payload)).await;
     }
     // The pump is not aborted: a pull in flight still completes on a worker, and what it took must be handed
     // back rather than left held until its hold runs out.
@@ -122,22 +128,33 @@ async fn run(
     let unanswered: Vec<(String, Vec<u8>)> =
         session.outstanding.lock().expect("outstanding lock").drain().map(|(_, v)| v).collect();
     for (delivery_id, payload) in unanswered {
-        session.settle(delivery_id, Verdict::Retry, payload).await;
+        let _ = verdicts.send(session.settlement(delivery_id, Verdict::Retry, payload)).await;
+    }
+    drop(verdicts);
+    let _ = settler.await;
+}
+
+/// Settles verdicts until the stream's end, each call taking every verdict that arrived while the previous one
+/// was under way: a burst of events costs a few calls (and broker writes), not one each.
+async fn settle(session: Arc<Session>, mut waiting: mpsc::Receiver<Settlement>) {
+    let mut settlements = Vec::with_capacity(MAX_SETTLE);
+    while waiting.recv_many(&mut settlements, MAX_SETTLE).await > 0 {
+        let settlements = std::mem::replace(&mut settlements, Vec::with_capacity(MAX_SETTLE));
+        let call = Call::StreamSettle { pubsub: session.pubsub.clone(), topic: session.topic.clone(), settlements };
+        if let Err(err) = session.gateway.call(session.tenant.clone(), call).await {
+            // Unsettled events come back after their hold: delivered again, never lost.
+            tracing::warn!(error = ?err.to_status().message(), topic = %session.topic, "could not settle streamed events");
+        }
     }
 }
 
 impl Session {
-    async fn settle(&self, id: String, verdict: Verdict, payload: Vec<u8>) {
+    fn settlement(&self, id: String, verdict: Verdict, payload: Vec<u8>) -> Settlement {
         let dead_letter = match (&verdict, &self.dead_letter_topic) {
             (Verdict::Drop, Some(topic)) => Some(DeadLetter { topic: topic.clone(), payload }),
             _ => None,
         };
-        let call =
-            Call::StreamSettle { pubsub: self.pubsub.clone(), topic: self.topic.clone(), id, verdict, dead_letter };
-        if let Err(err) = self.gateway.call(self.tenant.clone(), call).await {
-            // Unsettled events come back after their hold: delivered again, never lost.
-            tracing::warn!(error = ?err.to_status().message(), topic = %self.topic, "could not settle a streamed event");
-        }
+        Settlement { id, verdict, dead_letter }
     }
 }
 

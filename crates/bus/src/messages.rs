@@ -132,8 +132,20 @@ pub enum Call {
     StreamSubscribe { pubsub: String, topic: String },
     /// Events of the caller's streaming subscription, waiting up to `wait_ms` for the first.
     StreamFetch { pubsub: String, topic: String, max: usize, wait_ms: u64 },
-    /// What the app did with a streamed event; a dropped one goes to `dead_letter` when given.
-    StreamSettle { pubsub: String, topic: String, id: String, verdict: Verdict, dead_letter: Option<DeadLetter> },
+    /// What the app did with streamed events, several at once: settling them together lets the broker write
+    /// them together.
+    StreamSettle { pubsub: String, topic: String, settlements: Vec<Settlement> },
+}
+
+/// What the app did with one streamed event; a dropped one goes to `dead_letter` when given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The event's [`StreamEvent::id`].
+    pub id: String,
+    /// The app's verdict.
+    pub verdict: Verdict,
+    /// Where a dropped event goes.
+    pub dead_letter: Option<DeadLetter>,
 }
 
 /// Where a dropped streamed event goes, with its bytes (the gateway has them; the broker keeps none by id).

@@ -419,8 +419,8 @@ impl Worker {
             Call::StreamFetch { pubsub, topic, max, wait_ms } => {
                 self.stream_fetch(project, tenant, (&pubsub, &topic), max, Duration::from_millis(wait_ms)).await
             }
-            Call::StreamSettle { pubsub, topic, id, verdict, dead_letter } => {
-                self.stream_settle(project, tenant, (&pubsub, &topic), &id, verdict, dead_letter).await
+            Call::StreamSettle { pubsub, topic, settlements } => {
+                self.stream_settle(project, tenant, (&pubsub, &topic), settlements).await
             }
             Call::QueryState { store, query, metadata: _ } => {
                 let target = self.target(project, tenant, &store, StateOperation::Query)?;

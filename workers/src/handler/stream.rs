@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use outrigger_bus::{DataError, DeadLetter, Reply, StreamEvent, Tenant, Verdict};
+use outrigger_bus::{DataError, Reply, Settlement, StreamEvent, Tenant, Verdict};
 
 use super::Worker;
 use crate::pubsub::{Access, Broker};
@@ -80,29 +80,34 @@ impl Worker {
         Ok(Reply::Events(events))
     }
 
+    /// Settles events all at once: a broker that commits writes in batches writes them in one go.
     pub(super) async fn stream_settle(
         &self,
         project: &ProjectComponents,
         tenant: &Tenant,
         (pubsub, topic): (&str, &str),
-        id: &str,
-        verdict: Verdict,
-        dead_letter: Option<DeadLetter>,
+        settlements: Vec<Settlement>,
     ) -> Result<Reply, DataError> {
         let target = Worker::stream_target(project, tenant, pubsub, topic)?;
-        let (broker, topic, group) = (&target.broker, &target.topic, &target.group);
-        match verdict {
-            Verdict::Success => self.settle_broker(broker.ack(topic, group, id)).await?,
-            Verdict::Retry => self.settle_broker(broker.retry(topic, group, id, Duration::ZERO)).await?,
+        let settling = settlements.into_iter().map(|settlement| self.settle(&target, settlement));
+        // Every settlement runs even when one fails; the first failure answers.
+        futures_util::future::join_all(settling).await.into_iter().collect::<Result<Vec<()>, _>>()?;
+        Ok(Reply::Done)
+    }
+
+    async fn settle(&self, target: &StreamTarget, settlement: Settlement) -> Result<(), DataError> {
+        let (broker, topic, group, id) = (&target.broker, &target.topic, &target.group, &settlement.id);
+        match settlement.verdict {
+            Verdict::Success => self.settle_broker(broker.ack(topic, group, id)).await,
+            Verdict::Retry => self.settle_broker(broker.retry(topic, group, id, Duration::ZERO)).await,
             Verdict::Drop => {
-                if let Some(dead_letter) = dead_letter.filter(|dead_letter| !dead_letter.topic.is_empty()) {
+                if let Some(dead_letter) = settlement.dead_letter.filter(|dead_letter| !dead_letter.topic.is_empty()) {
                     let dead_letter_topic = format!("{}{}", target.namespace, dead_letter.topic);
                     self.settle_broker(broker.publish(&dead_letter_topic, &dead_letter.payload)).await?;
                 }
-                self.settle_broker(broker.ack(topic, group, id)).await?
+                self.settle_broker(broker.ack(topic, group, id)).await
             }
         }
-        Ok(Reply::Done)
     }
 
     async fn settle_broker<T>(

@@ -8,25 +8,36 @@
 //!   group acks it. `available_at` (Unix milliseconds) is when the message may be handed out: its publish
 //!   time, then the end of its hold or of its retry delay; `attempts` counts the handouts.
 //!
-//! Publishing inserts the message and a delivery row for every group its topic has, in one transaction: a
-//! group created later never sees the message, one that exists always does. Groups keep no read position,
-//! because sequence numbers on PostgreSQL commit out of order and a position could skip a message whose
-//! transaction committed late.
+//! Publishing inserts the message and a delivery row for every group its topic has, in one execution inside
+//! one transaction: a group created later never sees the message, one that exists always does. Groups keep no
+//! read position, because sequence numbers on PostgreSQL commit out of order and a position could skip a
+//! message whose transaction committed late.
 //!
 //! A fetch claims rows in one `UPDATE`: on PostgreSQL its row choice locks with `FOR UPDATE SKIP LOCKED`, so
 //! concurrent fetchers (in any process) pass over each other's rows instead of claiming them twice; SQLite
-//! runs one writer at a time anyway. Waiting for messages is polling every [`POLL_INTERVAL`].
+//! runs one writer at a time anyway. A waiting fetch is woken by publishes and hand-backs through this broker
+//! (in this process), and polls every [`POLL_INTERVAL`] for those of other processes.
+//!
+//! Group commit on SQLite: every write (publish, claim, ack, retry, group changes) goes to one writer task,
+//! which runs whatever is waiting in a single transaction, so that one commit (and one WAL sync) serves every
+//! write that arrived meanwhile instead of one each. Each caller is answered only after the commit that holds
+//! its write. Each write is one execution (a round trip to sqlx's connection thread costs more than the SQL),
+//! except deleting a group, whose statements share a savepoint. PostgreSQL commits concurrent transactions
+//! together by itself: there writes run on pooled connections directly.
 //!
 //! Retention: an ack deletes the group's delivery row, and a sweep (at most every
 //! [`SqlBrokerOptions::sweep_interval`], riding on publishes and acks) deletes the messages left without
 //! delivery rows, i.e. acked by every group that existed when they were published. Messages older than
 //! [`SqlBrokerOptions::max_age`] (default [`DEFAULT_MAX_AGE`], 24 h) are deleted too, acked or not.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{AnyPool, Row};
-use tokio::sync::OnceCell;
+use futures_util::future::BoxFuture;
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use tokio::sync::{mpsc, oneshot, Notify, OnceCell};
 use tokio::time::Instant;
 
 use super::backend::{millis, missing_group, within_deadline, within_wait, DEFAULT_MAX_AGE};
@@ -39,8 +50,12 @@ use crate::state::{postgres, sqlite};
 /// How often acked messages are deleted unless [`SqlBrokerOptions::sweep_interval`] says otherwise.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// How often a waiting fetch looks for messages again.
+/// How often a waiting fetch looks for messages again (those published by other processes; this process's
+/// publishes wake it at once).
 const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+/// The most writes one SQLite transaction takes; more wait for the next.
+const MAX_BATCH: usize = 512;
 
 /// Where a [`SqlBroker`] keeps its queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +124,29 @@ impl Engine {
         ]
     }
 
+    /// Stores a message ($1 topic, $2 payload, $3 now) with a delivery row for every group of its topic, in one
+    /// execution (one round trip to the database).
+    fn publish(self, messages: &str, groups: &str, deliveries: &str) -> String {
+        let insert_message = format!("INSERT INTO {messages} (topic, payload, published_at) VALUES ($1, $2, $3)");
+        let columns = format!("{deliveries} (group_id, seq, attempts, available_at)");
+        match self {
+            // Two statements. Publishes run only in the writer's transaction, which holds SQLite's write lock, so
+            // the highest sequence number is the message just inserted (AUTOINCREMENT only grows);
+            // last_insert_rowid() would not do, as it changes with each delivery row inserted. Should the second
+            // statement fail after the first, the caller is told so and the sweep deletes the message, which no
+            // group has.
+            Engine::Sqlite => format!(
+                "{insert_message}; INSERT INTO {columns} SELECT id, (SELECT MAX(seq) FROM {messages}), 0, $3 \
+                 FROM {groups} WHERE topic = $1"
+            ),
+            // One statement, atomic by itself.
+            Engine::Postgres => format!(
+                "WITH message AS ({insert_message} RETURNING seq) INSERT INTO {columns} \
+                 SELECT g.id, message.seq, 0, $3 FROM {groups} AS g, message WHERE g.topic = $1"
+            ),
+        }
+    }
+
     /// What the claim's row choice adds so that concurrent claims skip each other's rows.
     fn claim_lock(self) -> &'static str {
         match self {
@@ -122,8 +160,7 @@ impl Engine {
 /// The statements over one set of tables.
 struct Statements {
     create_tables: Vec<String>,
-    insert_message: String,
-    insert_deliveries: String,
+    publish: String,
     insert_group: String,
     group_id: String,
     claim: String,
@@ -142,23 +179,17 @@ impl Statements {
         let group_of = format!("(SELECT id FROM {groups} WHERE topic = $1 AND name = $2)");
         Statements {
             create_tables: engine.create_tables(prefix),
-            insert_message: format!(
-                "INSERT INTO {messages} (topic, payload, published_at) VALUES ($1, $2, $3) RETURNING seq"
-            ),
-            insert_deliveries: format!(
-                "INSERT INTO {deliveries} (group_id, seq, attempts, available_at) \
-                 SELECT id, $2, 0, $3 FROM {groups} WHERE topic = $1"
-            ),
+            publish: engine.publish(&messages, &groups, &deliveries),
             insert_group: format!(
                 "INSERT INTO {groups} (topic, name) VALUES ($1, $2) ON CONFLICT (topic, name) DO NOTHING"
             ),
             group_id: format!("SELECT id FROM {groups} WHERE topic = $1 AND name = $2"),
-            // $1 group, $2 now, $3 max, $4 end of the hold.
+            // $1 topic, $2 group, $3 now, $4 max, $5 end of the hold.
             // No alias for the updated table: SQLite's RETURNING knows it by its name only.
             claim: format!(
-                "UPDATE {deliveries} SET attempts = attempts + 1, available_at = $4 \
-                 WHERE group_id = $1 AND seq IN (SELECT seq FROM {deliveries} \
-                 WHERE group_id = $1 AND available_at <= $2 ORDER BY seq LIMIT $3{}) RETURNING seq, attempts, \
+                "UPDATE {deliveries} SET attempts = attempts + 1, available_at = $5 \
+                 WHERE group_id = {group_of} AND seq IN (SELECT seq FROM {deliveries} \
+                 WHERE group_id = {group_of} AND available_at <= $3 ORDER BY seq LIMIT $4{}) RETURNING seq, attempts, \
                  (SELECT payload FROM {messages} AS m WHERE m.seq = {deliveries}.seq) AS payload",
                 engine.claim_lock()
             ),
@@ -183,10 +214,58 @@ impl Statements {
 pub struct SqlBroker {
     engine: Engine,
     pool: AnyPool,
-    statements: Statements,
+    statements: Arc<Statements>,
+    writes: Writes,
     tables_created: OnceCell<()>,
     max_age: Duration,
     sweeps: SweepSchedule,
+    /// Per topic, wakes the fetches of this process waiting on it.
+    wakers: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// Where writes run.
+enum Writes {
+    /// On a pooled connection each (PostgreSQL).
+    Direct,
+    /// Through the writer task, in its next batch (SQLite).
+    Batched(mpsc::Sender<Job>),
+}
+
+/// A write waiting for the SQLite writer. It runs its statements on the batch's transaction (or is told why
+/// the batch could not begin), and gives back what answers its caller once the batch is over.
+type Job = Box<dyn for<'c> FnOnce(Result<&'c mut AnyConnection, &'c str>) -> BoxFuture<'c, Answer> + Send>;
+
+/// Answers a write's caller, given whether its batch committed.
+type Answer = Box<dyn FnOnce(Result<(), &str>) + Send>;
+
+/// The SQLite writer: runs the writes that are waiting, up to [`MAX_BATCH`], in one transaction, then answers
+/// each. Ends when the broker is dropped.
+async fn write_batches(pool: AnyPool, label: &'static str, mut jobs: mpsc::Receiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut answers = Vec::with_capacity(batch.len());
+        // IMMEDIATE takes the write lock at once, waiting for another process's writer if need be: a deferred
+        // transaction whose first statement reads fails with SQLITE_BUSY when it upgrades to writing after
+        // another process wrote.
+        let committed = match pool.begin_with("BEGIN IMMEDIATE").await {
+            Ok(mut transaction) => {
+                for job in batch.drain(..) {
+                    answers.push(job(Ok(&mut transaction)).await);
+                }
+                transaction.commit().await
+            }
+            Err(err) => Err(err),
+        }
+        .map_err(|err| describe_sqlx_error(label, err));
+        if let Err(reason) = &committed {
+            for job in batch.drain(..) {
+                answers.push(job(Err(reason)).await);
+            }
+        }
+        for answer in answers {
+            answer(committed.as_ref().map(drop).map_err(String::as_str));
+        }
+    }
 }
 
 fn backend_error(engine: Engine) -> impl Fn(sqlx::Error) -> BrokerError {
@@ -214,13 +293,23 @@ impl SqlBroker {
             Engine::Sqlite => sqlite::pool(engine.label(), connection_string)?,
             Engine::Postgres => postgres::pool(engine.label(), connection_string)?,
         };
+        let writes = match engine {
+            Engine::Sqlite => {
+                let (jobs, waiting) = mpsc::channel(MAX_BATCH);
+                tokio::spawn(write_batches(pool.clone(), engine.label(), waiting));
+                Writes::Batched(jobs)
+            }
+            Engine::Postgres => Writes::Direct,
+        };
         let broker = SqlBroker {
             engine,
             pool,
-            statements: Statements::new(engine, &options.table_prefix),
+            statements: Arc::new(Statements::new(engine, &options.table_prefix)),
+            writes,
             tables_created: OnceCell::new(),
             max_age: options.max_age,
             sweeps: SweepSchedule::new(Some(options.sweep_interval)),
+            wakers: Mutex::new(HashMap::new()),
         };
         if engine == Engine::Sqlite {
             broker
@@ -242,6 +331,58 @@ impl SqlBroker {
             })
             .await
             .map(drop)
+    }
+
+    /// Runs `work`, a write, and answers once it is committed: on SQLite in the writer's next batch, on
+    /// PostgreSQL on a pooled connection. Work of several statements that must hold together wraps them in
+    /// `Connection::begin` (a savepoint within SQLite's batch, a transaction on PostgreSQL).
+    async fn write<T, F>(&self, work: F) -> Result<T, BrokerError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T, sqlx::Error>> + Send + 'static,
+    {
+        let label = self.engine.label();
+        let jobs = match &self.writes {
+            Writes::Direct => {
+                let mut connection = self.pool.acquire().await.map_err(backend_error(self.engine))?;
+                return work(&mut connection).await.map_err(backend_error(self.engine));
+            }
+            Writes::Batched(jobs) => jobs,
+        };
+        let (answer, answered) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            Box::pin(async move {
+                let outcome = match connection {
+                    Ok(connection) => work(connection).await.map_err(|err| describe_sqlx_error(label, err)),
+                    Err(reason) => Err(reason.to_owned()),
+                };
+                Box::new(move |committed: Result<(), &str>| {
+                    // The caller may have given up waiting; the write stands all the same.
+                    let _ = answer.send(committed.map_err(str::to_owned).and(outcome));
+                }) as Answer
+            })
+        });
+        let stopped = || BrokerError::Backend(format!("{label}: the writer stopped"));
+        jobs.send(job).await.map_err(|_| stopped())?;
+        answered.await.map_err(|_| stopped())?.map_err(BrokerError::Backend)
+    }
+
+    /// What wakes the fetches of this process waiting on `topic`.
+    fn waker(&self, topic: &str) -> Arc<Notify> {
+        let mut wakers = self.wakers.lock().expect("wakers lock");
+        if let Some(waker) = wakers.get(topic) {
+            return Arc::clone(waker);
+        }
+        // Topics no fetch waits on any more go.
+        wakers.retain(|_, waker| Arc::strong_count(waker) > 1);
+        Arc::clone(wakers.entry(topic.to_owned()).or_default())
+    }
+
+    /// Messages became available on `topic`: wakes this process's fetches waiting on it.
+    fn wake(&self, topic: &str) {
+        if let Some(waker) = self.wakers.lock().expect("wakers lock").get(topic) {
+            waker.notify_waiters();
+        }
     }
 
     /// Deletes acked and expired messages in the background when a sweep is due.
@@ -269,34 +410,53 @@ impl SqlBroker {
         });
     }
 
-    /// Hands out up to `max` available deliveries of the group with id `group_id`.
-    async fn claim(&self, group_id: i64, max: usize, hold: Duration) -> Result<Vec<Delivery>, BrokerError> {
-        let now = now_ms();
-        let rows = sqlx::query(&self.statements.claim)
-            .bind(group_id)
-            .bind(now)
-            .bind(i64::try_from(max).unwrap_or(i64::MAX))
-            .bind(now.saturating_add(millis(hold)))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(backend_error(self.engine))?;
-        let mut claimed = Vec::with_capacity(rows.len());
-        for row in rows {
-            let seq: i64 = row.try_get("seq").map_err(backend_error(self.engine))?;
-            let attempts: i64 = row.try_get("attempts").map_err(backend_error(self.engine))?;
+    /// Hands out up to `max` available deliveries of the group (none when `max` is 0); fails when the group
+    /// does not exist.
+    async fn claim(&self, topic: &str, group: &str, max: usize, hold: Duration) -> Result<Vec<Delivery>, BrokerError> {
+        let statements = Arc::clone(&self.statements);
+        let (topic_name, group_name) = (topic.to_owned(), group.to_owned());
+        let claimed = self
+            .write(move |connection| {
+                Box::pin(async move {
+                    let now = now_ms();
+                    let rows = sqlx::query(&statements.claim)
+                        .bind(&topic_name)
+                        .bind(&group_name)
+                        .bind(now)
+                        .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                        .bind(now.saturating_add(millis(hold)))
+                        .fetch_all(&mut *connection)
+                        .await?;
+                    // Nothing to hand out: is there a group at all?
+                    if rows.is_empty() {
+                        let group = sqlx::query(&statements.group_id)
+                            .bind(topic_name)
+                            .bind(group_name)
+                            .fetch_optional(connection);
+                        return Ok(group.await?.map(|_| Vec::new()));
+                    }
+                    let mut claimed = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let seq: i64 = row.try_get("seq")?;
+                        let attempts: i64 = row.try_get("attempts")?;
+                        claimed.push((seq, attempts, row.try_get::<Option<Vec<u8>>, _>("payload")?));
+                    }
+                    Ok(Some(claimed))
+                })
+            })
+            .await?
+            .ok_or_else(|| missing_group(self.engine.label(), topic, group))?;
+        let mut deliveries: Vec<(i64, Delivery)> = claimed
+            .into_iter()
             // A message gone under its delivery row is expiring: the sweep deletes the row next.
-            let Some(payload) = row.try_get::<Option<Vec<u8>>, _>("payload").map_err(backend_error(self.engine))?
-            else {
-                continue;
-            };
-            claimed.push((
-                seq,
-                Delivery { id: seq.to_string(), payload, attempt: u32::try_from(attempts).unwrap_or(u32::MAX) },
-            ));
-        }
+            .filter_map(|(seq, attempts, payload)| {
+                let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
+                Some((seq, Delivery { id: seq.to_string(), payload: payload?, attempt }))
+            })
+            .collect();
         // RETURNING gives rows in no particular order; hand them out oldest first.
-        claimed.sort_by_key(|(seq, _)| *seq);
-        Ok(claimed.into_iter().map(|(_, delivery)| delivery).collect())
+        deliveries.sort_by_key(|(seq, _)| *seq);
+        Ok(deliveries.into_iter().map(|(_, delivery)| delivery).collect())
     }
 }
 
@@ -309,27 +469,18 @@ impl Broker for SqlBroker {
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
-            let now = now_ms();
-            // Dropped on an error, the transaction rolls back.
-            let mut transaction = self.pool.begin().await.map_err(backend_error(self.engine))?;
-            let seq: i64 = sqlx::query(&self.statements.insert_message)
-                .bind(topic)
-                .bind(payload)
-                .bind(now)
-                .fetch_one(&mut *transaction)
-                .await
-                .and_then(|row| row.try_get("seq"))
-                .map_err(backend_error(self.engine))?;
-            sqlx::query(&self.statements.insert_deliveries)
-                .bind(topic)
-                .bind(seq)
-                .bind(now)
-                .execute(&mut *transaction)
-                .await
-                .map_err(backend_error(self.engine))?;
-            transaction.commit().await.map_err(backend_error(self.engine))
+            let statements = Arc::clone(&self.statements);
+            let (topic, payload) = (topic.to_owned(), payload.to_vec());
+            self.write(move |connection| {
+                Box::pin(async move {
+                    let publish = sqlx::query(&statements.publish).bind(topic).bind(payload).bind(now_ms());
+                    publish.execute(connection).await.map(drop)
+                })
+            })
+            .await
         })
         .await?;
+        self.wake(topic);
         self.sweep_if_due();
         Ok(())
     }
@@ -337,13 +488,14 @@ impl Broker for SqlBroker {
     async fn ensure_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
-            sqlx::query(&self.statements.insert_group)
-                .bind(topic)
-                .bind(group)
-                .execute(&self.pool)
-                .await
-                .map_err(backend_error(self.engine))?;
-            Ok(())
+            let statements = Arc::clone(&self.statements);
+            let (topic, group) = (topic.to_owned(), group.to_owned());
+            self.write(move |connection| {
+                Box::pin(async move {
+                    sqlx::query(&statements.insert_group).bind(topic).bind(group).execute(connection).await.map(drop)
+                })
+            })
+            .await
         })
         .await
     }
@@ -357,29 +509,23 @@ impl Broker for SqlBroker {
         hold: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let started = Instant::now();
-        let group_id = within_deadline(self.engine.label(), async {
-            self.ensure_tables().await?;
-            let row = sqlx::query(&self.statements.group_id)
-                .bind(topic)
-                .bind(group)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend_error(self.engine))?;
-            let row = row.ok_or_else(|| missing_group(self.engine.label(), topic, group))?;
-            row.try_get::<i64, _>("id").map_err(backend_error(self.engine))
-        })
-        .await?;
-        if max == 0 {
-            return Ok(Vec::new());
-        }
+        within_deadline(self.engine.label(), self.ensure_tables()).await?;
+        let waker = self.waker(topic);
         within_wait(wait, self.engine.label(), async {
             loop {
-                let claimed = within_deadline(self.engine.label(), self.claim(group_id, max, hold)).await?;
+                // Listening before the claim: a publish between the claim and the wait still wakes it.
+                let woken = waker.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let claimed = within_deadline(self.engine.label(), self.claim(topic, group, max, hold)).await?;
                 let waited = started.elapsed();
-                if !claimed.is_empty() || waited >= wait {
+                if !claimed.is_empty() || max == 0 || waited >= wait {
                     return Ok(claimed);
                 }
-                tokio::time::sleep(POLL_INTERVAL.min(wait - waited)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(POLL_INTERVAL.min(wait - waited)) => {}
+                    () = woken => {}
+                }
             }
         })
         .await
@@ -389,14 +535,14 @@ impl Broker for SqlBroker {
         let seq = sequence(id)?;
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
-            sqlx::query(&self.statements.ack)
-                .bind(topic)
-                .bind(group)
-                .bind(seq)
-                .execute(&self.pool)
-                .await
-                .map_err(backend_error(self.engine))?;
-            Ok(())
+            let statements = Arc::clone(&self.statements);
+            let (topic, group) = (topic.to_owned(), group.to_owned());
+            self.write(move |connection| {
+                Box::pin(async move {
+                    sqlx::query(&statements.ack).bind(topic).bind(group).bind(seq).execute(connection).await.map(drop)
+                })
+            })
+            .await
         })
         .await?;
         self.sweep_if_due();
@@ -407,32 +553,44 @@ impl Broker for SqlBroker {
         let seq = sequence(id)?;
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
-            sqlx::query(&self.statements.retry)
-                .bind(topic)
-                .bind(group)
-                .bind(seq)
-                .bind(now_ms().saturating_add(millis(delay)))
-                .execute(&self.pool)
-                .await
-                .map_err(backend_error(self.engine))?;
-            Ok(())
+            let statements = Arc::clone(&self.statements);
+            let (topic, group) = (topic.to_owned(), group.to_owned());
+            self.write(move |connection| {
+                Box::pin(async move {
+                    sqlx::query(&statements.retry)
+                        .bind(topic)
+                        .bind(group)
+                        .bind(seq)
+                        .bind(now_ms().saturating_add(millis(delay)))
+                        .execute(connection)
+                        .await
+                        .map(drop)
+                })
+            })
+            .await
         })
-        .await
+        .await?;
+        if delay.is_zero() {
+            self.wake(topic);
+        }
+        Ok(())
     }
 
     async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
-            let mut transaction = self.pool.begin().await.map_err(backend_error(self.engine))?;
-            for statement in [&self.statements.delete_group_deliveries, &self.statements.delete_group] {
-                sqlx::query(statement)
-                    .bind(topic)
-                    .bind(group)
-                    .execute(&mut *transaction)
-                    .await
-                    .map_err(backend_error(self.engine))?;
-            }
-            transaction.commit().await.map_err(backend_error(self.engine))
+            let statements = Arc::clone(&self.statements);
+            let (topic, group) = (topic.to_owned(), group.to_owned());
+            self.write(move |connection| {
+                Box::pin(async move {
+                    let mut transaction = connection.begin().await?;
+                    for statement in [&statements.delete_group_deliveries, &statements.delete_group] {
+                        sqlx::query(statement).bind(&topic).bind(&group).execute(&mut *transaction).await?;
+                    }
+                    transaction.commit().await
+                })
+            })
+            .await
         })
         .await
     }

@@ -86,6 +86,9 @@ pub(crate) fn pool(component_type: &'static str, connection_string: &str) -> Res
         .idle_timeout(None)
         .max_lifetime(None)
         .acquire_timeout(OPERATION_DEADLINE)
+        // A file has no other end to lose: pinging it before each use would only cost a round trip to the
+        // connection's thread.
+        .test_before_acquire(false)
         .after_connect(|connection, _| {
             Box::pin(async move {
                 connection.execute("PRAGMA journal_mode = WAL").await?;
