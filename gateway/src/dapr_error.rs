@@ -11,6 +11,7 @@ use serde::Serialize;
 use tonic::Code;
 
 use crate::invoke::InvokeError;
+use outrigger_workflow::WorkflowError;
 
 /// Domain of every `ErrorInfo` daprd sends.
 const ERROR_DOMAIN: &str = "dapr.io";
@@ -324,5 +325,21 @@ impl IntoResponse for DaprError {
 impl From<InvokeError> for DaprError {
     fn from(err: InvokeError) -> DaprError {
         DaprError::invocation(&err)
+    }
+}
+
+impl From<WorkflowError> for DaprError {
+    fn from(err: WorkflowError) -> DaprError {
+        let message = err.to_string();
+        let (status, code, error_code) = match err {
+            WorkflowError::AlreadyExists(_) => (StatusCode::CONFLICT, Code::AlreadyExists, "ERR_INSTANCE_ID_EXISTS"),
+            WorkflowError::NotFound(_) => (StatusCode::NOT_FOUND, Code::NotFound, "ERR_INSTANCE_ID_NOT_FOUND"),
+            WorkflowError::NotCompleted(_) => (StatusCode::BAD_REQUEST, Code::FailedPrecondition, "ERR_PURGE_WORKFLOW"),
+            WorkflowError::Invalid(_) => (StatusCode::BAD_REQUEST, Code::InvalidArgument, "ERR_MALFORMED_REQUEST"),
+            WorkflowError::Store(_) | WorkflowError::Corrupt(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_WORKFLOW_STORE")
+            }
+        };
+        DaprError::new(status, code, error_code, "DAPR_WORKFLOW", message)
     }
 }

@@ -49,13 +49,16 @@ pub fn grpc_router(gateway: Gateway) -> Router {
     for (name, route) in rpcs {
         router = router.route(&format!("{SERVICE}{name}"), route);
     }
+    for (path, route) in crate::workflow::routes() {
+        router = router.route(&path, route);
+    }
     router
         .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
         .with_state(gateway)
 }
 
 /// Lets a call in, or answers the refusal: the caller, the call's trace context, and its span.
-async fn admit(
+pub(crate) async fn admit(
     gateway: &Gateway,
     headers: &HeaderMap,
     rpc: &str,
@@ -91,13 +94,13 @@ fn subscribe_topic_events() -> MethodRouter<Gateway> {
 }
 
 /// Who calls, and the trace context of the call.
-struct Caller {
-    tenant: Tenant,
+pub(crate) struct Caller {
+    pub(crate) tenant: Tenant,
     trace: TraceContext,
 }
 
 /// A unary rpc: authenticates from the call's metadata, decodes `Req`, runs `handler`, encodes its answer.
-fn rpc<Req, Resp, H, Fut>(handler: H) -> MethodRouter<Gateway>
+pub(crate) fn rpc<Req, Resp, H, Fut>(handler: H) -> MethodRouter<Gateway>
 where
     Req: prost::Message + Default + Send + 'static,
     Resp: prost::Message + Send + 'static,

@@ -13,6 +13,7 @@ mod http_api;
 mod invoke;
 mod path;
 mod streaming;
+mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,6 +92,7 @@ impl Refusal {
 struct Inner {
     bus: Arc<dyn Bus>,
     invoker: invoke::Invoker,
+    workflows: outrigger_workflow::Engine,
     tokens: auth::TokenResolver,
     limiter: auth::RateLimiter,
     options: Options,
@@ -127,6 +129,7 @@ impl Gateway {
         Gateway(Arc::new(Inner {
             bus,
             invoker: invoke::Invoker::new(control_plane.clone(), invoke_options),
+            workflows: outrigger_workflow::Engine::new(control_plane.pool().clone()),
             tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
             options,

@@ -98,6 +98,12 @@ impl Store {
         Ok(Store { pool, engine })
     }
 
+    /// The connection pool, for the tables another crate owns (workflow instances), which migrate with the
+    /// control plane's.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
     /// The engine behind this store.
     pub fn engine(&self) -> Engine {
         self.engine

@@ -1,0 +1,231 @@
+//! Dapr's workflow protocol (`TaskHubSidecarService`, no proto package) on the Dapr gRPC port: the client rpcs
+//! (start, get, wait, raise, terminate, suspend, resume, purge) and the worker's side (`GetWorkItems` stream,
+//! `CompleteOrchestratorTask` and its new name `CompleteWorkflowTask`, `CompleteActivityTask`), authenticated by
+//! the App ID token like every call. Instances belong to the caller's project and run on the workers of the
+//! App ID that started them.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
+use dapr_durabletask_proto as pb;
+use outrigger_bus::Tenant;
+use outrigger_workflow::{Status, WorkItem, WorkflowError};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::grpc_api::{admit, rpc, Caller};
+use crate::{DaprError, Gateway};
+
+const SERVICE: &str = "/TaskHubSidecarService/";
+
+/// How often a work-item stream renews the leases of what it holds.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// How long a stream waits for news from other processes before it looks for work again.
+const POLL: Duration = Duration::from_millis(100);
+
+/// The routes of `TaskHubSidecarService`.
+pub fn routes() -> Vec<(String, MethodRouter<Gateway>)> {
+    let rpcs: [(&str, MethodRouter<Gateway>); 14] = [
+        ("Hello", rpc(hello)),
+        ("StartInstance", rpc(start_instance)),
+        ("GetInstance", rpc(get_instance)),
+        ("WaitForInstanceStart", rpc(wait_for_start)),
+        ("WaitForInstanceCompletion", rpc(wait_for_completion)),
+        ("RaiseEvent", rpc(raise_event)),
+        ("TerminateInstance", rpc(terminate)),
+        ("SuspendInstance", rpc(suspend)),
+        ("ResumeInstance", rpc(resume)),
+        ("PurgeInstances", rpc(purge)),
+        ("GetWorkItems", get_work_items()),
+        ("CompleteOrchestratorTask", rpc(complete_workflow_task)),
+        ("CompleteWorkflowTask", rpc(complete_workflow_task)),
+        ("CompleteActivityTask", rpc(complete_activity_task)),
+    ];
+    rpcs.into_iter().map(|(name, route)| (format!("{SERVICE}{name}"), route)).collect()
+}
+
+fn engine(gateway: &Gateway) -> &outrigger_workflow::Engine {
+    &gateway.0.workflows
+}
+
+async fn hello(_: Gateway, _: Caller, _: ()) -> Result<(), DaprError> {
+    Ok(())
+}
+
+async fn start_instance(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::CreateInstanceRequest,
+) -> Result<pb::CreateInstanceResponse, DaprError> {
+    let tenant = &caller.tenant;
+    let instance_id = engine(&gateway).start(&tenant.project_id, &tenant.app_id, request).await?;
+    Ok(pb::CreateInstanceResponse { instance_id })
+}
+
+fn instance_answer(state: Option<pb::WorkflowState>) -> pb::GetInstanceResponse {
+    pb::GetInstanceResponse { exists: state.is_some(), workflow_state: state }
+}
+
+async fn get_instance(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetInstanceRequest,
+) -> Result<pb::GetInstanceResponse, DaprError> {
+    let state =
+        engine(&gateway).state(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs).await?;
+    Ok(instance_answer(state))
+}
+
+async fn wait_for_start(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetInstanceRequest,
+) -> Result<pb::GetInstanceResponse, DaprError> {
+    let started = |status: i32| status != Status::Pending as i32;
+    let state = engine(&gateway)
+        .wait(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs, started)
+        .await?;
+    Ok(instance_answer(state))
+}
+
+async fn wait_for_completion(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetInstanceRequest,
+) -> Result<pb::GetInstanceResponse, DaprError> {
+    let ended = |status: i32| {
+        [Status::Completed, Status::Failed, Status::Terminated, Status::Canceled].iter().any(|s| *s as i32 == status)
+    };
+    let state = engine(&gateway)
+        .wait(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs, ended)
+        .await?;
+    Ok(instance_answer(state))
+}
+
+async fn raise_event(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::RaiseEventRequest,
+) -> Result<pb::RaiseEventResponse, DaprError> {
+    engine(&gateway).raise(&caller.tenant.project_id, &request.instance_id, &request.name, request.input).await?;
+    Ok(pb::RaiseEventResponse {})
+}
+
+async fn terminate(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::TerminateRequest,
+) -> Result<pb::TerminateResponse, DaprError> {
+    let project = &caller.tenant.project_id;
+    engine(&gateway).terminate(project, &request.instance_id, request.output, request.recursive).await?;
+    Ok(pb::TerminateResponse {})
+}
+
+async fn suspend(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::SuspendRequest,
+) -> Result<pb::SuspendResponse, DaprError> {
+    engine(&gateway).suspend(&caller.tenant.project_id, &request.instance_id, true, request.reason).await?;
+    Ok(pb::SuspendResponse {})
+}
+
+async fn resume(gateway: Gateway, caller: Caller, request: pb::ResumeRequest) -> Result<pb::ResumeResponse, DaprError> {
+    engine(&gateway).suspend(&caller.tenant.project_id, &request.instance_id, false, request.reason).await?;
+    Ok(pb::ResumeResponse {})
+}
+
+async fn purge(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::PurgeInstancesRequest,
+) -> Result<pb::PurgeInstancesResponse, DaprError> {
+    let Some(pb::purge_instances_request::Request::InstanceId(instance)) = request.request else {
+        return Err(WorkflowError::Invalid("purging by filter is not supported; name an instance".to_owned()).into());
+    };
+    let force = request.force.unwrap_or(false);
+    let deleted = engine(&gateway).purge(&caller.tenant.project_id, &instance, request.recursive, force).await?;
+    Ok(pb::PurgeInstancesResponse { deleted_instance_count: deleted, is_complete: Some(true) })
+}
+
+async fn complete_workflow_task(
+    gateway: Gateway,
+    caller: Caller,
+    response: pb::WorkflowResponse,
+) -> Result<pb::CompleteTaskResponse, DaprError> {
+    engine(&gateway).complete_turn(&caller.tenant.project_id, response).await?;
+    Ok(pb::CompleteTaskResponse {})
+}
+
+async fn complete_activity_task(
+    gateway: Gateway,
+    caller: Caller,
+    response: pb::ActivityResponse,
+) -> Result<pb::CompleteTaskResponse, DaprError> {
+    engine(&gateway).complete_activity(&caller.tenant.project_id, response).await?;
+    Ok(pb::CompleteTaskResponse {})
+}
+
+/// `GetWorkItems`: a server stream of the turns and activities of the caller's App ID.
+fn get_work_items() -> MethodRouter<Gateway> {
+    post(|State(gateway): State<Gateway>, request: Request| async move {
+        let (tenant, _, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let service = tower::service_fn(move |_: tonic::Request<pb::GetWorkItemsRequest>| {
+            let (gateway, tenant) = (gateway.clone(), tenant.clone());
+            async move {
+                let (sender, receiver) = mpsc::channel(16);
+                tokio::spawn(feed(gateway, tenant, sender).in_current_span());
+                Ok::<_, tonic::Status>(tonic::Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+            }
+        });
+        let codec = tonic_prost::ProstCodec::<pb::WorkItem, pb::GetWorkItemsRequest>::default();
+        let response: Response<tonic::body::Body> =
+            tonic::server::Grpc::new(codec).server_streaming(service, request).instrument(span).await;
+        response.map(axum::body::Body::new)
+    })
+}
+
+/// Claims work for the stream's App ID and sends it until the app goes away; then releases what it held.
+async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::WorkItem, tonic::Status>>) {
+    let owner = uuid::Uuid::new_v4().simple().to_string();
+    let engine = engine(&gateway);
+    tracing::info!(app_id = %tenant.app_id, "workflow worker connected");
+    let mut renewed = Instant::now();
+    loop {
+        if renewed.elapsed() >= RENEW_EVERY {
+            if let Err(err) = engine.renew(&owner).await {
+                tracing::warn!(error = %err, "renewing workflow leases failed");
+            }
+            renewed = Instant::now();
+        }
+        match engine.claim(&tenant.project_id, &tenant.app_id, &owner).await {
+            Ok(Some((item, completion_token))) => {
+                let request = match item {
+                    WorkItem::Workflow(request) => pb::work_item::Request::WorkflowRequest(request),
+                    WorkItem::Activity(request) => pb::work_item::Request::ActivityRequest(request),
+                };
+                let work_item = pb::WorkItem { completion_token, request: Some(request) };
+                if sender.send(Ok(work_item)).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "claiming workflow work failed; trying again"),
+        }
+        tokio::select! {
+            () = sender.closed() => break,
+            () = engine.changed(POLL) => {}
+        }
+    }
+    tracing::info!(app_id = %tenant.app_id, "workflow worker disconnected; its work goes to the next stream");
+    if let Err(err) = engine.release(&owner).await {
+        tracing::warn!(error = %err, "releasing workflow leases failed; they run out by themselves");
+    }
+}
