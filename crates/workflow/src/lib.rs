@@ -688,7 +688,8 @@ impl Engine {
         for row in &inbox {
             turn.committed.push(decode(&row.try_get::<String, _>("event")?)?);
         }
-        let mut status = if found.status == Status::Pending as i32 { Status::Running as i32 } else { found.status };
+        // Only what the turn decides changes the status: a suspend or resume committed meanwhile must stand.
+        let mut decided: Option<i32> = None;
         let mut finished = None;
         for action in response.actions {
             let id = action.id;
@@ -709,9 +710,9 @@ impl Engine {
                         turn.continue_as_new(complete).await?;
                         // The turn's events belong to the execution that ended.
                         turn.committed.clear();
-                        status = Status::Running as i32;
+                        decided = Some(Status::Running as i32);
                     } else {
-                        status = complete.workflow_status;
+                        decided = Some(complete.workflow_status);
                         turn.committed.push(event(
                             id,
                             EventType::ExecutionCompleted(pb::ExecutionCompletedEvent {
@@ -723,7 +724,7 @@ impl Engine {
                         finished = Some(complete);
                     }
                 }
-                Some(WorkflowActionType::WorkflowVersionNotAvailable(_)) => status = Status::Stalled as i32,
+                Some(WorkflowActionType::WorkflowVersionNotAvailable(_)) => decided = Some(Status::Stalled as i32),
                 Some(WorkflowActionType::CreateDetachedWorkflow(detached)) => turn.create_detached(detached).await?,
                 None => {}
             }
@@ -746,15 +747,18 @@ impl Engine {
             seq += 1;
         }
         let now = now_ms();
-        let terminal = is_terminal(status);
-        sqlx::query(
-            "UPDATE wf_instances SET status = $3, custom_status = COALESCE($4, custom_status), updated_at = $5, \
+        let terminal = decided.is_some_and(is_terminal);
+        sqlx::query(&format!(
+            "UPDATE wf_instances SET status = COALESCE($3, CASE WHEN status = {pending} THEN {running} ELSE status END), \
+             custom_status = COALESCE($4, custom_status), updated_at = $5, \
              output = COALESCE($6, output), failure = COALESCE($7, failure), completed_at = $8, \
              lease_owner = NULL, lease_until = 0, turn_token = NULL WHERE project_id = $1 AND instance_id = $2",
-        )
+            pending = Status::Pending as i64,
+            running = Status::Running as i64,
+        ))
         .bind(project)
         .bind(&instance)
-        .bind(i64::from(status))
+        .bind(decided.map(i64::from))
         .bind(response.custom_status)
         .bind(now)
         .bind(finished.as_ref().and_then(|f| f.result.clone()))
