@@ -290,7 +290,10 @@ impl SqlBroker {
         };
         check_table_name(engine.label(), "tablePrefix", &options.table_prefix, false)?;
         let pool = match engine {
-            Engine::Sqlite => sqlite::pool(engine.label(), connection_string)?,
+            // A publish is acknowledged once its commit reached the OS: it survives the process crashing, not
+            // the machine, as with JetStream's file storage (which syncs every two minutes by default). Syncing
+            // every commit to disk doubled the publish latency (docs/decisions.md).
+            Engine::Sqlite => sqlite::pool(engine.label(), connection_string, sqlite::Durability::Os)?,
             Engine::Postgres => postgres::pool(engine.label(), connection_string)?,
         };
         let writes = match engine {

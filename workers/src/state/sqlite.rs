@@ -68,9 +68,23 @@ fn database_url(component_type: &'static str, connection_string: &str) -> Result
     }
 }
 
+/// When a commit returns, relative to the disk (SQLite's `synchronous` in WAL mode).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Synced to disk (`FULL`): the commit survives a power loss.
+    Disk,
+    /// Written to the OS, synced at checkpoints (`NORMAL`): the commit survives the process crashing, not the
+    /// machine.
+    Os,
+}
+
 /// A pool on the SQLite database a Dapr connection string names (a file path, `file:` and one, or
 /// `:memory:`), connecting on first use; `component_type` names the component in errors.
-pub(crate) fn pool(component_type: &'static str, connection_string: &str) -> Result<AnyPool, OpenError> {
+pub(crate) fn pool(
+    component_type: &'static str,
+    connection_string: &str,
+    durability: Durability,
+) -> Result<AnyPool, OpenError> {
     let url = database_url(component_type, connection_string)?;
     sqlx::any::install_default_drivers();
     let connect_options = AnyConnectOptions::from_str(&url).map_err(|err| OpenError::InvalidField {
@@ -89,9 +103,14 @@ pub(crate) fn pool(component_type: &'static str, connection_string: &str) -> Res
         // A file has no other end to lose: pinging it before each use would only cost a round trip to the
         // connection's thread.
         .test_before_acquire(false)
-        .after_connect(|connection, _| {
+        .after_connect(move |connection, _| {
             Box::pin(async move {
                 connection.execute("PRAGMA journal_mode = WAL").await?;
+                let synchronous = match durability {
+                    Durability::Disk => "PRAGMA synchronous = FULL",
+                    Durability::Os => "PRAGMA synchronous = NORMAL",
+                };
+                connection.execute(synchronous).await?;
                 Ok(())
             })
         })
@@ -103,7 +122,7 @@ impl SqlStateStore<SqliteDialect> {
     /// here, as configuration problems, rather than on first use.
     pub async fn open(options: SqliteOptions) -> Result<SqliteStateStore, OpenError> {
         check_table_name(SqliteDialect::COMPONENT_TYPE, "tableName", &options.table_name, false)?;
-        let pool = pool(SqliteDialect::COMPONENT_TYPE, &options.connection_string)?;
+        let pool = pool(SqliteDialect::COMPONENT_TYPE, &options.connection_string, Durability::Disk)?;
         let store = SqliteStateStore::new(pool, &options.table_name, options.cleanup_interval);
         store.ensure_table().await.map_err(|err| OpenError::Backend {
             component_type: SqliteDialect::COMPONENT_TYPE,
