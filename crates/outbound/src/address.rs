@@ -29,7 +29,7 @@ pub struct Refused {
 }
 
 /// Whether `ip` is an address tenants must not reach when private addresses are refused.
-pub fn is_private(ip: IpAddr) -> bool {
+fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_private_v4(ip),
         IpAddr::V6(ip) => is_private_v6(ip),
@@ -119,7 +119,7 @@ impl PrivateAddresses {
 }
 
 /// How long connecting to an app may take: an unreachable app fails fast instead of hanging its caller.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Resolves names with the system resolver and refuses names whose addresses include a private one.
 struct PublicOnlyResolver;

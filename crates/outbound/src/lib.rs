@@ -7,7 +7,7 @@ mod address;
 pub mod health;
 pub mod resiliency;
 
-pub use address::{is_private, refusal_in, PrivateAddresses, Refused, CONNECT_TIMEOUT};
+pub use address::{refusal_in, PrivateAddresses, Refused};
 
 /// How the platform reaches one app.
 #[derive(Clone, Debug, PartialEq, Eq)]

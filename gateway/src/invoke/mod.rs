@@ -30,7 +30,7 @@ pub use directory::Directory;
 #[derive(Debug, thiserror::Error)]
 pub enum InvokeError {
     /// No App ID or HTTPEndpoint of that name in the caller's project (other projects' are not looked at).
-    #[error("failed to invoke, id: {id}, err: couldn't find service: {id}")]
+    #[error("failed to invoke, id: {id}, err: couldn't find service: {id} (no App ID or HTTPEndpoint of that name in this project; check the name or create it with `outrigger appid create`)")]
     UnknownTarget { id: String },
     /// The App ID has no `appEndpoint`.
     #[error("failed to invoke, id: {id}, err: the app has no endpoint registered; set its appEndpoint with `outrigger appid update`")]

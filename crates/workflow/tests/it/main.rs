@@ -1,0 +1,99 @@
+//! The engine against a real SQLite control plane: the rules a worker cannot see from the SDK — one turn in
+//! flight per instance, stale completion tokens ignored, released work handed out again, projects apart.
+
+use dapr_durabletask_proto as pb;
+use outrigger_store::{NewProject, Store};
+use outrigger_workflow::{Engine, Status, WorkItem};
+use pb::workflow_action::WorkflowActionType;
+
+async fn engine_with_projects(names: &[&str]) -> (Engine, Vec<String>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    let mut ids = Vec::new();
+    let mut tx = store.begin().await.unwrap();
+    for name in names {
+        let new =
+            NewProject { name: (*name).into(), managed_kvstore: false, managed_pubsub: false, pool: "default".into() };
+        ids.push(tx.create_project(&new).await.unwrap().id.as_str().to_owned());
+    }
+    tx.commit().await.unwrap();
+    (Engine::new(store.pool().clone()), ids, dir)
+}
+
+fn start(name: &str, instance: &str) -> pb::CreateInstanceRequest {
+    pb::CreateInstanceRequest { instance_id: instance.into(), name: name.into(), ..Default::default() }
+}
+
+fn completes(instance: &str, token: &str, result: &str) -> pb::WorkflowResponse {
+    let complete = pb::CompleteWorkflowAction {
+        workflow_status: Status::Completed as i32,
+        result: Some(result.into()),
+        ..Default::default()
+    };
+    pb::WorkflowResponse {
+        instance_id: instance.into(),
+        completion_token: token.into(),
+        actions: vec![pb::WorkflowAction {
+            id: 0,
+            router: None,
+            workflow_action_type: Some(WorkflowActionType::CompleteWorkflow(complete)),
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn one_turn_in_flight_stale_tokens_ignored_released_work_handed_out_again() {
+    let (engine, projects, _dir) = engine_with_projects(&["alpha"]).await;
+    let project = &projects[0];
+    engine.start(project, "app", start("wf", "i1")).await.unwrap();
+
+    let (item, first_token) = engine.claim(project, "app", "stream-1").await.unwrap().expect("a turn is due");
+    let WorkItem::Workflow(turn) = item else { panic!("expected a workflow turn") };
+    assert!(matches!(
+        turn.new_events.last().and_then(|event| event.event_type.as_ref()),
+        Some(pb::history_event::EventType::ExecutionStarted(_))
+    ));
+    assert!(engine.claim(project, "app", "stream-2").await.unwrap().is_none(), "one turn in flight per instance");
+
+    engine.release("stream-1").await.unwrap();
+    let (_, second_token) =
+        engine.claim(project, "app", "stream-2").await.unwrap().expect("released work is handed out");
+    assert_ne!(first_token, second_token);
+
+    engine.complete_turn(project, completes("i1", &first_token, "\"stale\"")).await.unwrap();
+    let state = engine.state(project, "i1", true).await.unwrap().unwrap();
+    assert_eq!(state.workflow_status, Status::Pending as i32, "an answer with a stale token changes nothing");
+
+    engine.complete_turn(project, completes("i1", &second_token, "\"done\"")).await.unwrap();
+    let state = engine.state(project, "i1", true).await.unwrap().unwrap();
+    assert_eq!((state.workflow_status, state.output.as_deref()), (Status::Completed as i32, Some("\"done\"")));
+    assert!(engine.claim(project, "app", "stream-2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn instances_of_one_project_cannot_be_reached_from_another() {
+    let (engine, projects, _dir) = engine_with_projects(&["alpha", "beta"]).await;
+    let (alpha, beta) = (&projects[0], &projects[1]);
+    engine.start(alpha, "app", start("wf", "shared-id")).await.unwrap();
+
+    assert!(engine.state(beta, "shared-id", true).await.unwrap().is_none());
+    assert!(engine.raise(beta, "shared-id", "e", None).await.is_err());
+    assert!(engine.terminate(beta, "shared-id", None, true).await.is_err());
+    assert_eq!(engine.purge(beta, "shared-id", true, true).await.unwrap(), 0);
+    assert!(
+        engine.claim(beta, "app", "beta-stream").await.unwrap().is_none(),
+        "beta's workers get none of alpha's work"
+    );
+
+    // The same ID is free in the other project.
+    engine.start(beta, "app", start("wf", "shared-id")).await.unwrap();
+    assert!(engine.state(alpha, "shared-id", false).await.unwrap().is_some());
+    let (_, token) = engine.claim(alpha, "app", "alpha-stream").await.unwrap().unwrap();
+    // A token from alpha's turn completes nothing in beta.
+    engine.complete_turn(beta, completes("shared-id", &token, "\"x\"")).await.unwrap();
+    let beta_state = engine.state(beta, "shared-id", false).await.unwrap().unwrap();
+    assert_eq!(beta_state.workflow_status, Status::Pending as i32);
+}
