@@ -99,6 +99,11 @@ impl DaprError {
         )
     }
 
+    /// A workflow request daprd refuses before it reaches the engine (bad instance ID, unknown component, ...).
+    pub fn workflow_request(error_code: &'static str, message: String) -> DaprError {
+        DaprError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, error_code, "DAPR_WORKFLOW", message)
+    }
+
     /// A body over the configured limit.
     pub fn body_too_large(limit: usize) -> DaprError {
         DaprError::new(

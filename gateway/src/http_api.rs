@@ -39,6 +39,7 @@ pub fn http_router(gateway: Gateway) -> Router {
         .route("/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
         .route("/v1.0/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
         .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke_by_path))
+        .merge(crate::workflow::http::routes())
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()
         .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
@@ -139,7 +140,7 @@ async fn invoke(gateway: &Gateway, tenant: &Tenant, app_id: &str, method: String
 }
 
 /// A body read whole, over-limit answered as daprd's error.
-struct Body(Bytes);
+pub(crate) struct Body(pub(crate) Bytes);
 
 impl FromRequest<Gateway> for Body {
     type Rejection = DaprError;

@@ -240,7 +240,16 @@ impl Tx {
     /// Deletes a project and everything under it.
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
-        for table in ["api_tokens", "resources", "app_ids", "projects"] {
+        for table in [
+            "wf_history",
+            "wf_inbox",
+            "wf_activities",
+            "wf_instances",
+            "api_tokens",
+            "resources",
+            "app_ids",
+            "projects",
+        ] {
             let column = if table == "projects" { "id" } else { "project_id" };
             sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
                 .bind(&project.0)

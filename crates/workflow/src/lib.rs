@@ -26,6 +26,9 @@ use prost::Message;
 use sqlx::{AnyPool, Row};
 use tokio::sync::Notify;
 
+mod listing;
+
+pub use listing::{parse_status, status_name, InstanceFilter, InstanceSummary, Page, MAX_PAGE};
 pub use pb::OrchestrationStatus as Status;
 
 /// How long a claimed turn or activity stays with its stream without a renewal.

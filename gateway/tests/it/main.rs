@@ -12,3 +12,4 @@ mod outage;
 mod probes;
 mod pubsub;
 mod streaming;
+mod workflow_http;

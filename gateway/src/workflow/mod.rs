@@ -1,5 +1,5 @@
 //! Dapr's workflow protocol (`TaskHubSidecarService`, no proto package) on the Dapr gRPC port: the client rpcs
-//! (start, get, wait, raise, terminate, suspend, resume, purge) and the worker's side (`GetWorkItems` stream,
+//! (start, get, wait, raise, terminate, suspend, resume, purge by ID or filter, history, instance IDs) and the worker's side (`GetWorkItems` stream,
 //! `CompleteOrchestratorTask` and its new name `CompleteWorkflowTask`, `CompleteActivityTask`), authenticated by
 //! the App ID token like every call. Instances belong to the caller's project and run on the workers of the
 //! App ID that started them.
@@ -11,11 +11,13 @@ use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use dapr_durabletask_proto as pb;
 use outrigger_bus::Tenant;
-use outrigger_workflow::{Status, WorkItem, WorkflowError};
+use outrigger_workflow::{InstanceFilter, Status, WorkItem, WorkflowError, MAX_PAGE};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::grpc_api::{admit, rpc, Caller};
+
+pub(crate) mod http;
 use crate::{DaprError, Gateway};
 
 const SERVICE: &str = "/TaskHubSidecarService/";
@@ -28,7 +30,7 @@ const POLL: Duration = Duration::from_millis(100);
 
 /// The routes of `TaskHubSidecarService`.
 pub fn routes() -> Vec<(String, MethodRouter<Gateway>)> {
-    let rpcs: [(&str, MethodRouter<Gateway>); 14] = [
+    let rpcs: [(&str, MethodRouter<Gateway>); 16] = [
         ("Hello", rpc(hello)),
         ("StartInstance", rpc(start_instance)),
         ("GetInstance", rpc(get_instance)),
@@ -39,6 +41,8 @@ pub fn routes() -> Vec<(String, MethodRouter<Gateway>)> {
         ("SuspendInstance", rpc(suspend)),
         ("ResumeInstance", rpc(resume)),
         ("PurgeInstances", rpc(purge)),
+        ("GetInstanceHistory", rpc(get_instance_history)),
+        ("ListInstanceIDs", rpc(list_instance_ids)),
         ("GetWorkItems", get_work_items()),
         ("CompleteOrchestratorTask", rpc(complete_workflow_task)),
         ("CompleteWorkflowTask", rpc(complete_workflow_task)),
@@ -143,12 +147,51 @@ async fn purge(
     caller: Caller,
     request: pb::PurgeInstancesRequest,
 ) -> Result<pb::PurgeInstancesResponse, DaprError> {
-    let Some(pb::purge_instances_request::Request::InstanceId(instance)) = request.request else {
-        return Err(WorkflowError::Invalid("purging by filter is not supported; name an instance".to_owned()).into());
+    use pb::purge_instances_request::Request as Which;
+    let project = &caller.tenant.project_id;
+    let deleted = match request.request {
+        Some(Which::InstanceId(instance)) => {
+            engine(&gateway).purge(project, &instance, request.recursive, request.force.unwrap_or(false)).await?
+        }
+        Some(Which::PurgeInstanceFilter(filter)) => {
+            engine(&gateway).purge_matching(project, &InstanceFilter::from(filter), request.recursive).await?
+        }
+        None => return Err(WorkflowError::Invalid("name an instance or give a filter".to_owned()).into()),
     };
-    let force = request.force.unwrap_or(false);
-    let deleted = engine(&gateway).purge(&caller.tenant.project_id, &instance, request.recursive, force).await?;
     Ok(pb::PurgeInstancesResponse { deleted_instance_count: deleted, is_complete: Some(true) })
+}
+
+async fn get_instance_history(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetInstanceHistoryRequest,
+) -> Result<pb::GetInstanceHistoryResponse, DaprError> {
+    let events = engine(&gateway)
+        .history_of(&caller.tenant.project_id, &request.instance_id)
+        .await?
+        .ok_or(WorkflowError::NotFound(request.instance_id))?;
+    Ok(pb::GetInstanceHistoryResponse { events })
+}
+
+/// `ListInstanceIDs`: the project's instances, newest first (the whole project, as the caller's token is
+/// the project's).
+async fn list_instance_ids(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::ListInstanceIDsRequest,
+) -> Result<pb::ListInstanceIDsResponse, DaprError> {
+    let page = engine(&gateway)
+        .list(
+            &caller.tenant.project_id,
+            &InstanceFilter::default(),
+            request.page_size.unwrap_or(MAX_PAGE),
+            request.continuation_token.as_deref().filter(|token| !token.is_empty()),
+        )
+        .await?;
+    Ok(pb::ListInstanceIDsResponse {
+        instance_ids: page.instances.into_iter().map(|instance| instance.instance_id).collect(),
+        continuation_token: page.continuation,
+    })
 }
 
 async fn complete_workflow_task(

@@ -1,0 +1,247 @@
+//! daprd's HTTP workflow API over the engine; an engine on the same database plays the app's workflow worker.
+
+use axum::http::StatusCode;
+use dapr_durabletask_proto as pb;
+use outrigger_workflow::{Engine, WorkItem};
+use pb::workflow_action::WorkflowActionType;
+
+use crate::harness::{Answer, TestGateway};
+
+const BASE: &str = "/v1.0-beta1/workflows/dapr";
+
+/// The app's side: claims the next turn of `app` and answers it with `actions`.
+async fn run_turn(gateway: &TestGateway, project: &str, app: &str, actions: Vec<WorkflowActionType>) -> String {
+    let project_id = gateway.store.begin().await.unwrap().project(project).await.unwrap().id;
+    let engine = Engine::new(gateway.store.pool().clone());
+    let (item, completion_token) =
+        engine.claim(project_id.as_str(), app, "test-worker").await.unwrap().expect("a turn");
+    let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
+    let actions = actions
+        .into_iter()
+        .enumerate()
+        .map(|(id, action)| pb::WorkflowAction {
+            id: id as i32,
+            workflow_action_type: Some(action),
+            ..Default::default()
+        })
+        .collect();
+    let response = pb::WorkflowResponse {
+        instance_id: request.instance_id.clone(),
+        actions,
+        completion_token,
+        ..Default::default()
+    };
+    engine.complete_turn(project_id.as_str(), response).await.unwrap();
+    request.instance_id
+}
+
+fn complete(status: pb::OrchestrationStatus, result: Option<&str>, failure: Option<&str>) -> WorkflowActionType {
+    WorkflowActionType::CompleteWorkflow(pb::CompleteWorkflowAction {
+        workflow_status: status as i32,
+        result: result.map(str::to_owned),
+        failure_details: failure.map(|message| pb::TaskFailureDetails {
+            error_type: "ValueError".to_owned(),
+            error_message: message.to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+async fn status_of(gateway: &TestGateway, token: &str, instance: &str) -> Answer {
+    gateway.http("GET", &format!("{BASE}/{instance}"), Some(token), None).await
+}
+
+#[tokio::test]
+async fn start_get_complete_and_purge() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "orders").await;
+
+    let started = gateway
+        .http("POST", &format!("{BASE}/checkout/start?instanceID=order-1"), Some(&token), Some(r#"{"item":"book"}"#))
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+    assert_eq!(started.json(), serde_json::json!({ "instanceID": "order-1" }));
+
+    let pending = status_of(&gateway, &token, "order-1").await;
+    assert_eq!(pending.status, StatusCode::OK);
+    let body = pending.json();
+    assert_eq!(body["instanceID"], "order-1");
+    assert_eq!(body["workflowName"], "checkout");
+    assert_eq!(body["runtimeStatus"], "PENDING");
+    assert_eq!(body["properties"]["dapr.workflow.input"], r#"{"item":"book"}"#);
+    chrono::DateTime::parse_from_rfc3339(body["createdAt"].as_str().unwrap()).unwrap();
+    chrono::DateTime::parse_from_rfc3339(body["lastUpdatedAt"].as_str().unwrap()).unwrap();
+
+    // Purging an unfinished instance is refused and changes nothing.
+    let refused = gateway.http("POST", &format!("{BASE}/order-1/purge"), Some(&token), None).await;
+    refused.dapr_error(StatusCode::BAD_REQUEST, "ERR_PURGE_WORKFLOW");
+
+    let ran = run_turn(
+        &gateway,
+        "shop",
+        "orders",
+        vec![complete(pb::OrchestrationStatus::Completed, Some(r#""shipped""#), None)],
+    )
+    .await;
+    assert_eq!(ran, "order-1");
+    let done = status_of(&gateway, &token, "order-1").await.json();
+    assert_eq!(done["runtimeStatus"], "COMPLETED");
+    assert_eq!(done["properties"]["dapr.workflow.output"], r#""shipped""#);
+
+    let purged = gateway.http("POST", &format!("{BASE}/order-1/purge"), Some(&token), None).await;
+    assert_eq!(purged.status, StatusCode::ACCEPTED);
+    status_of(&gateway, &token, "order-1").await.dapr_error(StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND");
+    let again = gateway.http("POST", &format!("{BASE}/order-1/purge"), Some(&token), None).await;
+    again.dapr_error(StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn every_api_version_serves_the_same_instances() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "orders").await;
+    let started = gateway.http("POST", "/v1.0-alpha1/workflows/dapr/checkout/start", Some(&token), None).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+    let instance = started.json()["instanceID"].as_str().unwrap().to_owned();
+    assert!(!instance.is_empty());
+    for version in ["v1.0-alpha1", "v1.0-beta1", "v1.0"] {
+        let got = gateway.http("GET", &format!("/{version}/workflows/dapr/{instance}"), Some(&token), None).await;
+        assert_eq!(got.status, StatusCode::OK, "{version}");
+        assert_eq!(got.json()["instanceID"], instance.as_str());
+        // No input was given: none is reported.
+        assert!(got.json()["properties"].get("dapr.workflow.input").is_none());
+    }
+}
+
+#[tokio::test]
+async fn pause_resume_raise_and_terminate() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "orders").await;
+    let started = gateway.http("POST", &format!("{BASE}/approval/start?instanceID=req-7"), Some(&token), None).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+    // The first turn waits (no actions): the instance runs.
+    run_turn(&gateway, "shop", "orders", Vec::new()).await;
+    assert_eq!(status_of(&gateway, &token, "req-7").await.json()["runtimeStatus"], "RUNNING");
+
+    for (operation, expected) in [("pause", "SUSPENDED"), ("resume", "RUNNING")] {
+        let answer = gateway.http("POST", &format!("{BASE}/req-7/{operation}"), Some(&token), None).await;
+        assert_eq!(answer.status, StatusCode::ACCEPTED, "{operation}");
+        assert_eq!(answer.json(), serde_json::json!({}));
+        assert_eq!(status_of(&gateway, &token, "req-7").await.json()["runtimeStatus"], expected, "{operation}");
+    }
+
+    let raised =
+        gateway.http("POST", &format!("{BASE}/req-7/raiseEvent/approved"), Some(&token), Some(r#"{"by":"ann"}"#)).await;
+    assert_eq!(raised.status, StatusCode::ACCEPTED);
+    let terminated = gateway.http("POST", &format!("{BASE}/req-7/terminate"), Some(&token), None).await;
+    assert_eq!(terminated.status, StatusCode::ACCEPTED);
+
+    // The worker's next turn sees the suspend, resume, event and terminate, in that order, and ends the instance.
+    let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
+    let engine = Engine::new(gateway.store.pool().clone());
+    let (item, completion_token) = engine.claim(project_id.as_str(), "orders", "w").await.unwrap().unwrap();
+    let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
+    let kinds: Vec<&str> = request
+        .new_events
+        .iter()
+        .filter_map(|event| match event.event_type.as_ref()? {
+            pb::history_event::EventType::ExecutionSuspended(_) => Some("suspended"),
+            pb::history_event::EventType::ExecutionResumed(_) => Some("resumed"),
+            pb::history_event::EventType::EventRaised(raised) => {
+                assert_eq!(raised.name, "approved");
+                assert_eq!(raised.input.as_deref(), Some(r#"{"by":"ann"}"#));
+                Some("raised")
+            }
+            pb::history_event::EventType::ExecutionTerminated(_) => Some("terminated"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["suspended", "resumed", "raised", "terminated"]);
+    let response = pb::WorkflowResponse {
+        instance_id: request.instance_id,
+        actions: vec![pb::WorkflowAction {
+            id: 0,
+            workflow_action_type: Some(complete(pb::OrchestrationStatus::Terminated, None, None)),
+            ..Default::default()
+        }],
+        completion_token,
+        ..Default::default()
+    };
+    engine.complete_turn(project_id.as_str(), response).await.unwrap();
+    assert_eq!(status_of(&gateway, &token, "req-7").await.json()["runtimeStatus"], "TERMINATED");
+}
+
+#[tokio::test]
+async fn a_failed_instance_reports_its_failure_and_no_output() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "orders").await;
+    gateway.http("POST", &format!("{BASE}/checkout/start?instanceID=bad-order"), Some(&token), None).await;
+    run_turn(
+        &gateway,
+        "shop",
+        "orders",
+        vec![complete(pb::OrchestrationStatus::Failed, Some("ignored"), Some("out of stock"))],
+    )
+    .await;
+    let body = status_of(&gateway, &token, "bad-order").await.json();
+    assert_eq!(body["runtimeStatus"], "FAILED");
+    assert_eq!(body["properties"]["dapr.workflow.failure.error_type"], "ValueError");
+    assert_eq!(body["properties"]["dapr.workflow.failure.error_message"], "out of stock");
+    assert!(body["properties"].get("dapr.workflow.output").is_none(), "{body}");
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_daprs_codes() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "orders").await;
+    let cases = [
+        ("POST", "/v1.0/workflows/temporal/checkout/start", "ERR_WORKFLOW_COMPONENT_NOT_FOUND"),
+        ("GET", "/v1.0/workflows/temporal/some-id", "ERR_WORKFLOW_COMPONENT_NOT_FOUND"),
+        ("POST", "/v1.0/workflows/dapr/checkout/start?instanceID=bad%24id", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/checkout/start?instanceID=a.b", "ERR_INSTANCE_ID_INVALID"),
+        ("POST", "/v1.0/workflows/dapr/checkout/start?appID=no%20spaces", "ERR_WORKFLOW_APP_ID_INVALID"),
+    ];
+    for (method, path, code) in cases {
+        gateway.http(method, path, Some(&token), None).await.dapr_error(StatusCode::BAD_REQUEST, code);
+    }
+    let long = "x".repeat(65);
+    let path = format!("{BASE}/checkout/start?instanceID={long}");
+    gateway
+        .http("POST", &path, Some(&token), None)
+        .await
+        .dapr_error(StatusCode::BAD_REQUEST, "ERR_INSTANCE_ID_TOO_LONG");
+    // None of them created anything.
+    let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
+    let engine = Engine::new(gateway.store.pool().clone());
+    let page = engine.list(project_id.as_str(), &Default::default(), 10, None).await.unwrap();
+    assert!(page.instances.is_empty(), "{:?}", page.instances);
+
+    // A duplicate start is refused.
+    let path = format!("{BASE}/checkout/start?instanceID=dup");
+    assert_eq!(gateway.http("POST", &path, Some(&token), None).await.status, StatusCode::ACCEPTED);
+    gateway.http("POST", &path, Some(&token), None).await.dapr_error(StatusCode::CONFLICT, "ERR_INSTANCE_ID_EXISTS");
+    // Without a token nothing is served.
+    assert_eq!(gateway.http("GET", &format!("{BASE}/dup"), None, None).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn another_project_cannot_see_or_touch_an_instance() {
+    let gateway = TestGateway::start().await;
+    let owner = gateway.app("shop", "orders").await;
+    let stranger = gateway.app("rival", "orders").await;
+    let started = gateway.http("POST", &format!("{BASE}/checkout/start?instanceID=secret"), Some(&owner), None).await;
+    assert_eq!(started.status, StatusCode::ACCEPTED);
+
+    status_of(&gateway, &stranger, "secret").await.dapr_error(StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND");
+    for operation in ["terminate", "pause", "resume", "purge", "raiseEvent/go"] {
+        let answer = gateway.http("POST", &format!("{BASE}/secret/{operation}"), Some(&stranger), None).await;
+        answer.dapr_error(StatusCode::NOT_FOUND, "ERR_INSTANCE_ID_NOT_FOUND");
+    }
+    // The stranger may use the same ID for its own instance, which stays apart.
+    let own = gateway.http("POST", &format!("{BASE}/other/start?instanceID=secret"), Some(&stranger), None).await;
+    assert_eq!(own.status, StatusCode::ACCEPTED);
+    assert_eq!(status_of(&gateway, &owner, "secret").await.json()["workflowName"], "checkout");
+    assert_eq!(status_of(&gateway, &stranger, "secret").await.json()["workflowName"], "other");
+    // The owner's instance is untouched.
+    assert_eq!(status_of(&gateway, &owner, "secret").await.json()["runtimeStatus"], "PENDING");
+}
