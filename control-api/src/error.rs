@@ -71,6 +71,15 @@ impl ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", message)
     }
 
+    /// 500: something of the server's failed; the log says what.
+    pub fn internal() -> ApiError {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the control-plane database failed; the operator can find the cause in the server log",
+        )
+    }
+
     /// Attaches structured details.
     pub fn with_details(mut self, details: serde_json::Value) -> ApiError {
         self.details = Some(details);
@@ -91,11 +100,7 @@ impl From<outrigger_store::Error> for ApiError {
             Store::AlreadyExists { .. } => ApiError::conflict("already_exists", err.to_string()),
             other => {
                 tracing::error!(error = %other, "control-plane store failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "the control-plane database failed; the operator can find the cause in the server log",
-                )
+                ApiError::internal()
             }
         }
     }

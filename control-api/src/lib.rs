@@ -1,4 +1,5 @@
-//! The REST control plane: projects, App IDs and their tokens, Dapr resources, apply and export.
+//! The REST control plane: projects, App IDs and their tokens, Dapr resources, apply and export, and the
+//! workflow instances of each project.
 //!
 //! Handlers are thin: they parse, call the resource model (`outrigger-resources`) and the project-state
 //! transition in [`state`], and answer. Every failure becomes an answer in exactly one place,
@@ -50,6 +51,7 @@ pub struct Options {
 #[derive(Clone)]
 pub struct AppState {
     store: outrigger_store::Store,
+    workflows: Arc<outrigger_workflow::Engine>,
     options: Arc<Options>,
     admin_token_hash: Arc<[u8; 32]>,
 }
@@ -58,7 +60,7 @@ pub struct AppState {
 #[openapi(
     info(
         title = "Outrigger control API",
-        description = "Manage projects, App IDs and their API tokens, and the Dapr resources (components, subscriptions, resiliencies, configurations, HTTP endpoints) of each project.",
+        description = "Manage projects, App IDs and their API tokens, the Dapr resources (components, subscriptions, resiliencies, configurations, HTTP endpoints) of each project, and its workflow instances.",
         license(name = "Apache-2.0")
     ),
     modifiers(&OperatorTokenScheme),
@@ -68,6 +70,7 @@ pub struct AppState {
         (name = "appids", description = "App identities, their API tokens and app connections"),
         (name = "resources", description = "Dapr documents of a project"),
         (name = "apply", description = "Dapr YAML in and out"),
+        (name = "workflows", description = "Workflow instances of a project: list, inspect, control"),
     )
 )]
 struct ApiDoc;
@@ -83,8 +86,12 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 /// The control API as an axum router (mount at `/`).
 pub fn router(store: outrigger_store::Store, options: Options) -> Router {
-    let state =
-        AppState { store, admin_token_hash: Arc::new(auth::digest(&options.admin_token)), options: Arc::new(options) };
+    let state = AppState {
+        workflows: Arc::new(outrigger_workflow::Engine::new(store.pool().clone())),
+        store,
+        admin_token_hash: Arc::new(auth::digest(&options.admin_token)),
+        options: Arc::new(options),
+    };
     let (api, document) = api_router().split_for_parts();
     let document = Arc::new(document);
     let api = api

@@ -4,6 +4,7 @@ mod appids;
 mod apply;
 mod projects;
 mod resources;
+mod workflows;
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
@@ -25,6 +26,12 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(apply::export))
         .routes(routes!(resources::list_resources))
         .routes(routes!(resources::get_resource, resources::put_resource, resources::delete_resource))
+        .routes(routes!(workflows::list_instances))
+        .routes(routes!(workflows::get_instance, workflows::purge_instance))
+        .routes(routes!(workflows::terminate_instance))
+        .routes(routes!(workflows::suspend_instance))
+        .routes(routes!(workflows::resume_instance))
+        .routes(routes!(workflows::raise_event))
 }
 
 /// A list answer.

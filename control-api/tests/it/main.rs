@@ -10,3 +10,4 @@ mod openapi;
 mod projects;
 mod resources;
 mod tokens_at_rest;
+mod workflows;
