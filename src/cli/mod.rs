@@ -7,6 +7,7 @@ mod manifests;
 mod output;
 mod project;
 mod resource;
+mod workflow;
 
 use std::io::ErrorKind;
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub enum ClientCommand {
     Apply(manifests::ApplyArgs),
     /// Print or save a project's App IDs and Dapr resources as YAML that `apply` accepts
     Export(manifests::ExportArgs),
+    /// List, inspect and control a project's workflow instances (terminate, suspend, resume, raise events, purge)
+    Workflow(workflow::WorkflowArgs),
 }
 
 /// Runs one client command against the control API at `connection.url`.
@@ -69,6 +72,7 @@ pub async fn run(connection: ConnectionArgs, command: ClientCommand) -> anyhow::
         ClientCommand::Httpendpoint(args) => resource::run(&api, &resource::HTTP_ENDPOINTS, args).await,
         ClientCommand::Apply(args) => manifests::apply(&api, args).await,
         ClientCommand::Export(args) => manifests::export(&api, args).await,
+        ClientCommand::Workflow(args) => workflow::run(&api, args).await,
     }
 }
 

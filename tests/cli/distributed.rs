@@ -1,6 +1,6 @@
 //! The distributed form's control plane: `outrigger migrate` and `outrigger control-api` on PostgreSQL.
 
-use crate::harness::{outrigger, random_token, RunExt, Server};
+use crate::harness::{dapr_http, outrigger, random_token, RunExt, Server};
 
 /// A fresh PostgreSQL schema, dropped at the end; its URL selects it through `search_path`.
 struct Schema {
@@ -146,20 +146,6 @@ fn migrate_then_control_api_on_postgresql_keeps_state_across_restarts() {
     let server = Server::start_role(&["control-api"], &env, data_dir.path(), Some(&token));
     let listed = server.outrigger(["appid", "list", "-p", "shop", "-o", "json"]).json();
     assert_eq!(listed["items"][0]["name"], "orders", "{listed}");
-}
-
-/// One HTTP call to a Dapr API; answers status and body.
-fn dapr_http(method: reqwest::Method, url: &str, token: &str, body: Option<&str>) -> (reqwest::StatusCode, String) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a runtime");
-    runtime.block_on(async {
-        let mut request = reqwest::Client::new().request(method, url).header("dapr-api-token", token);
-        if let Some(body) = body {
-            request = request.body(body.to_owned());
-        }
-        let response = request.send().await.expect("calling the gateway");
-        let status = response.status();
-        (status, response.text().await.expect("reading the gateway's answer"))
-    })
 }
 
 #[test]

@@ -311,3 +311,17 @@ fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// One HTTP call to a Dapr API; answers status and body.
+pub fn dapr_http(method: reqwest::Method, url: &str, token: &str, body: Option<&str>) -> (reqwest::StatusCode, String) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a runtime");
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new().request(method, url).header("dapr-api-token", token);
+        if let Some(body) = body {
+            request = request.body(body.to_owned());
+        }
+        let response = request.send().await.expect("calling the gateway");
+        let status = response.status();
+        (status, response.text().await.expect("reading the gateway's answer"))
+    })
+}

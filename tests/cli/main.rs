@@ -11,3 +11,4 @@ mod lifecycle;
 mod manifests;
 mod projects;
 mod tls;
+mod workflows;
