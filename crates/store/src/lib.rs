@@ -86,6 +86,11 @@ impl Store {
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                            // A commit is durable once it reached the OS: it survives a crash of the
+                            // process (what the embedded form guards against), not of the machine.
+                            // Syncing every commit costs milliseconds on common disks, and workflows
+                            // commit several times per step (docs/decisions.md, "Embedded durability").
+                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
                             sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
                             Ok(())
                         })

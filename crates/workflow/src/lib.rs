@@ -456,10 +456,11 @@ impl Engine {
         owner: &str,
     ) -> Result<Option<(WorkItem, String)>, WorkflowError> {
         let now = now_ms();
+        // From the due inbox entries, not the instances: finished instances pile up, their inboxes are empty.
         let candidates: Vec<String> = sqlx::query_scalar(
-            "SELECT i.instance_id FROM wf_instances i WHERE i.project_id = $1 AND i.app_id = $2 AND i.lease_until < $3 \
-             AND EXISTS (SELECT 1 FROM wf_inbox b WHERE b.project_id = i.project_id AND b.instance_id = i.instance_id \
-             AND b.visible_at <= $3) LIMIT 8",
+            "SELECT DISTINCT b.instance_id FROM wf_inbox b JOIN wf_instances i \
+             ON i.project_id = b.project_id AND i.instance_id = b.instance_id \
+             WHERE b.project_id = $1 AND b.visible_at <= $3 AND i.app_id = $2 AND i.lease_until < $3 LIMIT 8",
         )
         .bind(project)
         .bind(app_id)
