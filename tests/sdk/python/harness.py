@@ -100,11 +100,17 @@ class OutputLog:
 
 
 class Process:
-    """One outrigger process, started at once; `wait_ready` waits for its ready line."""
+    """One outrigger process, started at once; `wait_ready` waits for its ready line. `generation` counts
+    restarts of the same process (`Deployment.restart`); its output is tagged `name#generation` after one."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: OutputLog):
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: OutputLog, generation: int = 0):
         self.name = name
+        self.args = args
+        self.env = env
+        self.generation = generation
+        self.label = name if generation == 0 else f'{name}#{generation}'
         self.log = log
+        self.ready_fields: Optional[dict[str, Any]] = None
         self._ready: queue.Queue[dict[str, Any]] = queue.Queue()
         self._exited = threading.Event()
         self.popen = subprocess.Popen(
@@ -125,7 +131,7 @@ class Process:
     def _drain(self, stream, label: str, look_for_ready: bool) -> None:
         for raw in iter(stream.readline, b''):
             line = raw.decode('utf-8', errors='replace').rstrip('\n')
-            self.log.append(f'[{self.name} {label}] {line}')
+            self.log.append(f'[{self.label} {label}] {line}')
             if look_for_ready:
                 fields = _json_fields(line)
                 if fields is not None and fields.get('message') == 'outrigger ready':
@@ -136,24 +142,28 @@ class Process:
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> dict[str, Any]:
         """The fields of the ready line; fails when the process exits or stays silent too long."""
+        if self.ready_fields is not None:
+            return self.ready_fields
         deadline = time.monotonic() + timeout
         while True:
             try:
-                return self._ready.get(timeout=0.1)
+                self.ready_fields = self._ready.get(timeout=0.1)
+                return self.ready_fields
             except queue.Empty:
                 pass
             if self._exited.is_set() or self.popen.poll() is not None:
                 # The ready line may have been queued just before the process exited.
                 try:
-                    return self._ready.get_nowait()
+                    self.ready_fields = self._ready.get_nowait()
+                    return self.ready_fields
                 except queue.Empty:
                     raise RuntimeError(
-                        f'outrigger {self.name} exited with {self.popen.wait()} before it was ready; '
+                        f'outrigger {self.label} exited with {self.popen.wait()} before it was ready; '
                         f'its output is in {self.log.path}'
                     ) from None
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f'outrigger {self.name} logged no "outrigger ready" line within {timeout} s; '
+                    f'outrigger {self.label} logged no "outrigger ready" line within {timeout} s; '
                     f'its output is in {self.log.path}'
                 )
 
@@ -169,6 +179,24 @@ class Process:
         for thread in self._threads:
             thread.join(timeout=5)
         return self.popen.returncode
+
+    def kill(self) -> int:
+        """SIGKILL, as a crash or an OOM kill ends a process; the exit code (-9 unless it had exited)."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        return self.popen.returncode
+
+
+# The listen-address settings of a process and the fields of its ready line that say where it is bound:
+# a restarted process is given the addresses its predecessor had, so that clients find it again.
+_LISTEN_SETTINGS = (
+    ('OUTRIGGER_HTTP_ADDR', 'dapr_http'),
+    ('OUTRIGGER_GRPC_ADDR', 'dapr_grpc'),
+    ('OUTRIGGER_CONTROL_API_ADDR', 'control_api'),
+)
 
 
 def _json_fields(line: str) -> Optional[dict[str, Any]]:
@@ -273,13 +301,45 @@ class Deployment:
     processes: list[Process] = field(default_factory=list)
     cleanups: list[Any] = field(default_factory=list)
 
+    def process(self, name: str) -> Process:
+        """The current process called `name` (the latest generation of it)."""
+        for process in self.processes:
+            if process.name == name:
+                return process
+        raise KeyError(f'no outrigger process {name!r} in this {self.form} deployment')
+
+    def kill(self, name: str) -> int:
+        """SIGKILLs process `name` (see `restart`); its exit code."""
+        return self.process(name).kill()
+
+    def restart(self, name: str) -> Process:
+        """Starts process `name` again after it died (`kill`): same subcommand, same settings, bound to the
+        same addresses as before (its ready line said where); waits until it is ready. The new process
+        takes the old one's place, so `stop` stops it."""
+        old = self.process(name)
+        if old.popen.poll() is None:
+            raise RuntimeError(f'outrigger {old.label} is still running; kill it first')
+        ready = old.wait_ready()
+        env = dict(old.env)
+        for variable, ready_field in _LISTEN_SETTINGS:
+            if variable in env and isinstance(ready.get(ready_field), str):
+                env[variable] = ready[ready_field]
+        new = Process(name, old.args, env, self.log, generation=old.generation + 1)
+        self.processes[self.processes.index(old)] = new
+        fields = new.wait_ready()
+        for variable, ready_field in _LISTEN_SETTINGS:
+            if variable in env and fields.get(ready_field) != ready.get(ready_field):
+                raise RuntimeError(f'restarted outrigger {new.label} is bound to {fields.get(ready_field)}, '
+                                   f'not {ready.get(ready_field)} as before')
+        return new
+
     def stop(self) -> list[str]:
         """Stops the processes (last started first); the problems seen, if any."""
         problems = []
         for process in reversed(self.processes):
             code = process.stop()
             if code != 0:
-                problems.append(f'outrigger {process.name} exited with {code} after SIGTERM (expected 0)')
+                problems.append(f'outrigger {process.label} exited with {code} after SIGTERM (expected 0)')
         for cleanup in reversed(self.cleanups):
             try:
                 cleanup()
