@@ -457,6 +457,12 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                     .map_err(|err| anyhow::anyhow!(err))
             });
         }
+        let (closing, stop) = (gateway.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            stop.cancelled().await;
+            closing.close();
+            Ok(())
+        });
         local_gateway = Some(gateway.clone());
         let http = bind(config.http_addr, "Dapr HTTP API", "OUTRIGGER_HTTP_ADDR").await?;
         let grpc = bind(config.grpc_addr, "Dapr gRPC API", "OUTRIGGER_GRPC_ADDR").await?;

@@ -104,6 +104,17 @@ impl DaprError {
         DaprError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, error_code, "DAPR_WORKFLOW", message)
     }
 
+    /// The gateway is shutting down; another one (or this one, restarted) answers the retry.
+    pub fn shutting_down() -> DaprError {
+        DaprError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "ERR_SHUTTING_DOWN",
+            "DAPR_SHUTTING_DOWN",
+            "this gateway is shutting down; retry the call".to_owned(),
+        )
+    }
+
     /// A body over the configured limit.
     pub fn body_too_large(limit: usize) -> DaprError {
         DaprError::new(

@@ -99,6 +99,9 @@ struct Inner {
     /// Streaming subscriptions open on this gateway, for `/v1.0/metadata`.
     streams: std::sync::Mutex<HashMap<u64, (Tenant, SubscriptionInfo)>>,
     next_stream: std::sync::atomic::AtomicU64,
+    /// Cancelled when the process shuts down: calls that would wait without end (workflow waits and work-item
+    /// streams) end then, so the graceful shutdown is not held up by clients that never hang up.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 /// Keeps a streaming subscription listed while it is open.
@@ -135,7 +138,13 @@ impl Gateway {
             options,
             streams: std::sync::Mutex::new(HashMap::new()),
             next_stream: std::sync::atomic::AtomicU64::new(0),
+            closing: tokio_util::sync::CancellationToken::new(),
         }))
+    }
+
+    /// The process is shutting down: long waits and work-item streams end now.
+    pub fn close(&self) {
+        self.0.closing.cancel();
     }
 
     /// A project changed: what the gateway keeps of it is read again on its next use.

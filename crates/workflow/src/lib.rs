@@ -488,14 +488,6 @@ impl Engine {
                 continue;
             }
             let Some(found) = find(&mut tx, project, &instance).await? else { continue };
-            let inbox = sqlx::query(
-                "SELECT id, event FROM wf_inbox WHERE project_id = $1 AND instance_id = $2 AND visible_at <= $3 ORDER BY id",
-            )
-            .bind(project)
-            .bind(&instance)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
             if is_terminal(found.status) {
                 // Events for a finished instance go nowhere.
                 sqlx::query("DELETE FROM wf_inbox WHERE project_id = $1 AND instance_id = $2")
@@ -511,13 +503,26 @@ impl Engine {
                 tx.commit().await?;
                 continue;
             }
-            let upto: i64 = inbox.last().map(|row| row.try_get("id")).transpose()?.unwrap_or(0);
-            sqlx::query("UPDATE wf_instances SET turn_inbox_upto = $3 WHERE project_id = $1 AND instance_id = $2")
-                .bind(project)
-                .bind(&instance)
-                .bind(upto)
-                .execute(&mut *tx)
-                .await?;
+            // The turn is given exactly the rows marked with its token: ids say nothing about commit order (on
+            // PostgreSQL a row with a smaller id can become visible later), so "up to the largest id seen" could
+            // commit an event the workflow never saw.
+            sqlx::query(
+                "UPDATE wf_inbox SET turn_token = $3 WHERE project_id = $1 AND instance_id = $2 AND visible_at <= $4",
+            )
+            .bind(project)
+            .bind(&instance)
+            .bind(&token)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let inbox = sqlx::query(
+                "SELECT event FROM wf_inbox WHERE project_id = $1 AND instance_id = $2 AND turn_token = $3 ORDER BY id",
+            )
+            .bind(project)
+            .bind(&instance)
+            .bind(&token)
+            .fetch_all(&mut *tx)
+            .await?;
             let past = self.history(&mut tx, project, &instance).await?;
             let mut new_events = vec![workflow_started(now)];
             for row in &inbox {
@@ -615,11 +620,24 @@ impl Engine {
     /// `CompleteActivityTask`: the result becomes an event of the instance (a stale token is ignored).
     pub async fn complete_activity(&self, project: &str, response: pb::ActivityResponse) -> Result<(), WorkflowError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query("SELECT id, request FROM wf_activities WHERE project_id = $1 AND token = $2")
+        // Workers that know no completion tokens (the JS SDK's) name the activity by instance and task, as in daprd.
+        let row = if response.completion_token.is_empty() {
+            sqlx::query(
+                "SELECT id, request FROM wf_activities WHERE project_id = $1 AND instance_id = $2 AND task_id = $3 \
+                 AND lease_until > 0",
+            )
             .bind(project)
-            .bind(&response.completion_token)
+            .bind(&response.instance_id)
+            .bind(i64::from(response.task_id))
             .fetch_optional(&mut *tx)
-            .await?;
+            .await?
+        } else {
+            sqlx::query("SELECT id, request FROM wf_activities WHERE project_id = $1 AND token = $2")
+                .bind(project)
+                .bind(&response.completion_token)
+                .fetch_optional(&mut *tx)
+                .await?
+        };
         let Some(row) = row else {
             tracing::debug!(instance = %response.instance_id, "activity result with a stale token dropped");
             return Ok(());
@@ -656,8 +674,10 @@ impl Engine {
     pub async fn complete_turn(&self, project: &str, response: pb::WorkflowResponse) -> Result<(), WorkflowError> {
         let instance = response.instance_id.clone();
         let mut tx = self.pool.begin().await?;
+        // Workers that know no completion tokens (the JS SDK's) answer the instance's current turn, as in daprd.
         let row = sqlx::query(
-            "SELECT turn_started_at, turn_inbox_upto FROM wf_instances WHERE project_id = $1 AND instance_id = $2 AND turn_token = $3",
+            "SELECT turn_started_at, turn_token FROM wf_instances WHERE project_id = $1 AND instance_id = $2 \
+             AND turn_token IS NOT NULL AND (turn_token = $3 OR $3 = '')",
         )
         .bind(project)
         .bind(&instance)
@@ -670,21 +690,19 @@ impl Engine {
         };
         let found =
             find(&mut tx, project, &instance).await?.ok_or_else(|| WorkflowError::NotFound(instance.clone()))?;
-        let (started_at, upto): (i64, i64) = (row.try_get("turn_started_at")?, row.try_get("turn_inbox_upto")?);
-        // Exactly the events the turn was given: due when it was claimed, and no later than the last of them.
-        let given = "project_id = $1 AND instance_id = $2 AND id <= $3 AND visible_at <= $4";
+        let (started_at, token): (i64, String) = (row.try_get("turn_started_at")?, row.try_get("turn_token")?);
+        // Exactly the events the turn was given.
+        let given = "project_id = $1 AND instance_id = $2 AND turn_token = $3";
         let inbox = sqlx::query(&format!("SELECT event FROM wf_inbox WHERE {given} ORDER BY id"))
             .bind(project)
             .bind(&instance)
-            .bind(upto)
-            .bind(started_at)
+            .bind(&token)
             .fetch_all(&mut *tx)
             .await?;
         sqlx::query(&format!("DELETE FROM wf_inbox WHERE {given}"))
             .bind(project)
             .bind(&instance)
-            .bind(upto)
-            .bind(started_at)
+            .bind(&token)
             .execute(&mut *tx)
             .await?;
         let mut turn = Turn { tx, project, instance: &instance, found: &found, committed: Vec::new() };
@@ -870,12 +888,14 @@ impl Turn<'_> {
             ..Default::default()
         };
         sqlx::query(
-            "INSERT INTO wf_activities (id, project_id, app_id, instance_id, request, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO wf_activities (id, project_id, app_id, instance_id, task_id, request, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(new_token())
         .bind(self.project)
         .bind(&self.found.app_id)
         .bind(self.instance)
+        .bind(i64::from(id))
         .bind(encode(&request))
         .bind(now_ms())
         .execute(&mut *self.tx)

@@ -83,16 +83,28 @@ async fn get_instance(
     Ok(instance_answer(state))
 }
 
+/// Waits until `done` holds for the instance's status; the gateway shutting down ends the wait (the client
+/// retries elsewhere).
+async fn wait_until(
+    gateway: &Gateway,
+    caller: &Caller,
+    request: &pb::GetInstanceRequest,
+    done: impl Fn(i32) -> bool,
+) -> Result<pb::GetInstanceResponse, DaprError> {
+    let waited =
+        engine(gateway).wait(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs, done);
+    tokio::select! {
+        state = waited => Ok(instance_answer(state?)),
+        () = gateway.0.closing.cancelled() => Err(DaprError::shutting_down()),
+    }
+}
+
 async fn wait_for_start(
     gateway: Gateway,
     caller: Caller,
     request: pb::GetInstanceRequest,
 ) -> Result<pb::GetInstanceResponse, DaprError> {
-    let started = |status: i32| status != Status::Pending as i32;
-    let state = engine(&gateway)
-        .wait(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs, started)
-        .await?;
-    Ok(instance_answer(state))
+    wait_until(&gateway, &caller, &request, |status| status != Status::Pending as i32).await
 }
 
 async fn wait_for_completion(
@@ -103,10 +115,7 @@ async fn wait_for_completion(
     let ended = |status: i32| {
         [Status::Completed, Status::Failed, Status::Terminated, Status::Canceled].iter().any(|s| *s as i32 == status)
     };
-    let state = engine(&gateway)
-        .wait(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs, ended)
-        .await?;
-    Ok(instance_answer(state))
+    wait_until(&gateway, &caller, &request, ended).await
 }
 
 async fn raise_event(
@@ -264,6 +273,7 @@ async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::
         }
         tokio::select! {
             () = sender.closed() => break,
+            () = gateway.0.closing.cancelled() => break,
             () = engine.changed(POLL) => {}
         }
     }

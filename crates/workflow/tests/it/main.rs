@@ -1,5 +1,6 @@
 //! The engine against a real SQLite control plane: the rules a worker cannot see from the SDK — one turn in
-//! flight per instance, stale completion tokens ignored, released work handed out again, projects apart.
+//! flight per instance, stale completion tokens ignored, released work handed out again, projects apart, a turn
+//! committing exactly the events it was given, and workers without completion tokens (the JS SDK's).
 
 use dapr_durabletask_proto as pb;
 use outrigger_store::{NewProject, Store};
@@ -7,6 +8,11 @@ use outrigger_workflow::{Engine, Status, WorkItem};
 use pb::workflow_action::WorkflowActionType;
 
 async fn engine_with_projects(names: &[&str]) -> (Engine, Vec<String>, tempfile::TempDir) {
+    let (engine, ids, _, dir) = engine_and_store(names).await;
+    (engine, ids, dir)
+}
+
+async fn engine_and_store(names: &[&str]) -> (Engine, Vec<String>, Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store =
         Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
@@ -19,7 +25,7 @@ async fn engine_with_projects(names: &[&str]) -> (Engine, Vec<String>, tempfile:
         ids.push(tx.create_project(&new).await.unwrap().id.as_str().to_owned());
     }
     tx.commit().await.unwrap();
-    (Engine::new(store.pool().clone()), ids, dir)
+    (Engine::new(store.pool().clone()), ids, store, dir)
 }
 
 fn start(name: &str, instance: &str) -> pb::CreateInstanceRequest {
@@ -96,4 +102,111 @@ async fn instances_of_one_project_cannot_be_reached_from_another() {
     engine.complete_turn(beta, completes("shared-id", &token, "\"x\"")).await.unwrap();
     let beta_state = engine.state(beta, "shared-id", false).await.unwrap().unwrap();
     assert_eq!(beta_state.workflow_status, Status::Pending as i32);
+}
+
+fn event_kinds(events: &[pb::HistoryEvent]) -> Vec<&'static str> {
+    use pb::history_event::EventType;
+    events
+        .iter()
+        .map(|event| match event.event_type.as_ref() {
+            Some(EventType::WorkflowStarted(_)) => "started-turn",
+            Some(EventType::ExecutionStarted(_)) => "execution-started",
+            Some(EventType::EventRaised(raised)) if raised.name == "late" => "late",
+            Some(EventType::EventRaised(_)) => "raised",
+            Some(EventType::ExecutionCompleted(_)) => "completed",
+            _ => "other",
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_turn_commits_exactly_the_events_it_was_given() {
+    let (engine, projects, store, _dir) = engine_and_store(&["alpha"]).await;
+    let project = &projects[0];
+    engine.start(project, "app", start("wf", "i1")).await.unwrap();
+    engine.raise(project, "i1", "early", None).await.unwrap();
+    let (item, token) = engine.claim(project, "app", "stream").await.unwrap().unwrap();
+    let WorkItem::Workflow(turn) = item else { panic!("expected a workflow turn") };
+    assert_eq!(event_kinds(&turn.new_events), ["started-turn", "execution-started", "raised"]);
+
+    // On PostgreSQL an event with a smaller id can become visible after the claim; stand in for it with a row
+    // whose id is below every given one.
+    let late = pb::HistoryEvent {
+        event_id: -1,
+        timestamp: None,
+        router: None,
+        event_type: Some(pb::history_event::EventType::EventRaised(pb::EventRaisedEvent {
+            name: "late".into(),
+            input: None,
+        })),
+    };
+    let encoded = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(&late))
+    };
+    sqlx::query("INSERT INTO wf_inbox (id, project_id, instance_id, event, visible_at) VALUES (-5, $1, 'i1', $2, 0)")
+        .bind(project)
+        .bind(encoded)
+        .execute(store.pool())
+        .await
+        .unwrap();
+
+    let waits = pb::WorkflowResponse { instance_id: "i1".into(), completion_token: token, ..Default::default() };
+    engine.complete_turn(project, waits).await.unwrap();
+    let history = engine.history_of(project, "i1").await.unwrap().unwrap();
+    assert_eq!(
+        event_kinds(&history),
+        ["started-turn", "execution-started", "raised"],
+        "the unseen event is not committed"
+    );
+
+    let (item, _) = engine.claim(project, "app", "stream").await.unwrap().expect("the unseen event makes a turn");
+    let WorkItem::Workflow(turn) = item else { panic!("expected a workflow turn") };
+    assert_eq!(event_kinds(&turn.new_events), ["started-turn", "late"]);
+}
+
+#[tokio::test]
+async fn workers_without_completion_tokens_answer_the_current_turn_and_activity() {
+    let (engine, projects, _dir) = engine_with_projects(&["alpha"]).await;
+    let project = &projects[0];
+    engine.start(project, "app", start("wf", "i1")).await.unwrap();
+    engine.claim(project, "app", "stream").await.unwrap().unwrap();
+    let schedule = pb::ScheduleTaskAction { name: "act".into(), input: Some("1".into()), ..Default::default() };
+    let turn = pb::WorkflowResponse {
+        instance_id: "i1".into(),
+        actions: vec![pb::WorkflowAction {
+            id: 0,
+            router: None,
+            workflow_action_type: Some(WorkflowActionType::ScheduleTask(schedule)),
+        }],
+        ..Default::default()
+    };
+    engine.complete_turn(project, turn).await.unwrap();
+    assert_eq!(engine.state(project, "i1", false).await.unwrap().unwrap().workflow_status, Status::Running as i32);
+
+    let (item, _) = engine.claim(project, "app", "stream").await.unwrap().expect("the activity");
+    let WorkItem::Activity(activity) = item else { panic!("expected the activity") };
+    // An answer naming a task the instance never scheduled changes nothing.
+    let wrong =
+        pb::ActivityResponse { instance_id: "i1".into(), task_id: 7, result: Some("0".into()), ..Default::default() };
+    engine.complete_activity(project, wrong).await.unwrap();
+    assert!(engine.claim(project, "app", "stream").await.unwrap().is_none());
+    let answer = pb::ActivityResponse {
+        instance_id: "i1".into(),
+        task_id: activity.task_id,
+        result: Some("2".into()),
+        ..Default::default()
+    };
+    engine.complete_activity(project, answer).await.unwrap();
+
+    let (item, _) = engine.claim(project, "app", "stream").await.unwrap().expect("the result makes a turn");
+    let WorkItem::Workflow(turn) = item else { panic!("expected a workflow turn") };
+    let completed = turn.new_events.iter().find_map(|event| match event.event_type.as_ref() {
+        Some(pb::history_event::EventType::TaskCompleted(done)) => Some(done.clone()),
+        _ => None,
+    });
+    assert_eq!(completed.map(|done| (done.task_scheduled_id, done.result)), Some((0, Some("2".into()))));
+    engine.complete_turn(project, completes("i1", "", "\"done\"")).await.unwrap();
+    let state = engine.state(project, "i1", true).await.unwrap().unwrap();
+    assert_eq!((state.workflow_status, state.output.as_deref()), (Status::Completed as i32, Some("\"done\"")));
 }
