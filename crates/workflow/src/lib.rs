@@ -224,9 +224,9 @@ impl Engine {
         self.changed.notify_waiters();
     }
 
-    /// Waits until something changes here or `poll` passes.
-    pub async fn changed(&self, poll: Duration) {
-        let _ = tokio::time::timeout(poll, self.changed.notified()).await;
+    /// Resolves at the next change in this process (enable it before looking, to miss none).
+    pub fn changes(&self) -> tokio::sync::futures::Notified<'_> {
+        self.changed.notified()
     }
 
     /// `StartInstance`: a new instance of `name` for `app_id`; its ID.
@@ -428,6 +428,9 @@ impl Engine {
     ) -> Result<Option<pb::WorkflowState>, WorkflowError> {
         loop {
             let changed = self.changed.notified();
+            tokio::pin!(changed);
+            // Listening before looking: a change committed while the state is read must not be slept through.
+            changed.as_mut().enable();
             match self.state(project, instance, with_payloads).await? {
                 Some(state) if !done(state.workflow_status) => {}
                 other => return Ok(other),

@@ -4,7 +4,7 @@
 //! the App ID token like every call. Instances belong to the caller's project and run on the workers of the
 //! App ID that started them.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::response::Response;
@@ -27,6 +27,10 @@ const RENEW_EVERY: Duration = Duration::from_secs(10);
 
 /// How long a stream waits for news from other processes before it looks for work again.
 const POLL: Duration = Duration::from_millis(100);
+
+/// Claims a stream runs at once: each claim is a few round trips to the database, and one at a time capped a
+/// stream near 300 items/s on PostgreSQL.
+const CLAIMERS: usize = 4;
 
 /// The routes of `TaskHubSidecarService`.
 pub fn routes() -> Vec<(String, MethodRouter<Gateway>)> {
@@ -248,15 +252,40 @@ async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::
     let owner = uuid::Uuid::new_v4().simple().to_string();
     let engine = engine(&gateway);
     tracing::info!(app_id = %tenant.app_id, "workflow worker connected");
-    let mut renewed = Instant::now();
-    loop {
-        if renewed.elapsed() >= RENEW_EVERY {
+    let claimers =
+        futures_util::future::join_all((0..CLAIMERS).map(|_| claim_and_send(&gateway, &tenant, &owner, &sender)));
+    let renewals = async {
+        loop {
+            tokio::time::sleep(RENEW_EVERY).await;
             if let Err(err) = engine.renew(&owner).await {
                 tracing::warn!(error = %err, "renewing workflow leases failed");
             }
-            renewed = Instant::now();
         }
-        match engine.claim(&tenant.project_id, &tenant.app_id, &owner).await {
+    };
+    tokio::select! {
+        _ = claimers => {}
+        () = renewals => {}
+    }
+    tracing::info!(app_id = %tenant.app_id, "workflow worker disconnected; its work goes to the next stream");
+    if let Err(err) = engine.release(&owner).await {
+        tracing::warn!(error = %err, "releasing workflow leases failed; they run out by themselves");
+    }
+}
+
+/// One of a stream's claim loops: claims the next due item and sends it, or waits for a change.
+async fn claim_and_send(
+    gateway: &Gateway,
+    tenant: &Tenant,
+    owner: &str,
+    sender: &mpsc::Sender<Result<pb::WorkItem, tonic::Status>>,
+) {
+    let engine = engine(gateway);
+    loop {
+        // Listening before looking: a change committed while the claim runs must not be slept through.
+        let changed = engine.changes();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        match engine.claim(&tenant.project_id, &tenant.app_id, owner).await {
             Ok(Some((item, completion_token))) => {
                 let request = match item {
                     WorkItem::Workflow(request) => pb::work_item::Request::WorkflowRequest(request),
@@ -264,7 +293,7 @@ async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::
                 };
                 let work_item = pb::WorkItem { completion_token, request: Some(request) };
                 if sender.send(Ok(work_item)).await.is_err() {
-                    break;
+                    return;
                 }
                 continue;
             }
@@ -272,13 +301,9 @@ async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::
             Err(err) => tracing::warn!(error = %err, "claiming workflow work failed; trying again"),
         }
         tokio::select! {
-            () = sender.closed() => break,
-            () = gateway.0.closing.cancelled() => break,
-            () = engine.changed(POLL) => {}
+            () = sender.closed() => return,
+            () = gateway.0.closing.cancelled() => return,
+            _ = tokio::time::timeout(POLL, changed) => {}
         }
-    }
-    tracing::info!(app_id = %tenant.app_id, "workflow worker disconnected; its work goes to the next stream");
-    if let Err(err) = engine.release(&owner).await {
-        tracing::warn!(error = %err, "releasing workflow leases failed; they run out by themselves");
     }
 }
