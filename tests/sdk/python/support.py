@@ -17,7 +17,7 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import harness
 
@@ -190,3 +190,34 @@ def dapr_http(app: App, method: str, path: str, body: Optional[bytes] = None,
     return harness.http_request(
         method, f'{app.http_endpoint}{path}', body, {'dapr-api-token': app.token, **(headers or {})}
     )
+
+
+def constructed_for(app: App, make: Callable):
+    """`make()` (an SDK client or runtime) built while the environment points at `app`, as in the app's process."""
+    """`make()` with the App ID's DAPR_* variables set, as an app started with them would run it."""
+    with dapr_environment(app.http_endpoint, app.grpc_endpoint, app.token):
+        return make()
+
+
+def start_runtime(runtime, timeout: float = 30.0) -> None:
+    """`WorkflowRuntime.start()`, failing the test when it has not connected (Hello, then an open
+    GetWorkItems stream) within `timeout` seconds."""
+    failure: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            runtime.start()
+        except BaseException as error:  # noqa: BLE001 - handed to the test below
+            failure.append(error)
+
+    thread = threading.Thread(target=start, name='workflow-runtime-start', daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        runtime.shutdown()  # makes the waiting start() give up
+        thread.join(10)
+        raise AssertionError(f'WorkflowRuntime.start() did not get a GetWorkItems stream within {timeout} s '
+                             '(its Hello or GetWorkItems keeps failing; see the SDK log above)')
+    if failure:
+        runtime.shutdown()
+        raise AssertionError(f'WorkflowRuntime.start() failed: {failure[0]!r}') from failure[0]

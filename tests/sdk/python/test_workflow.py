@@ -25,7 +25,7 @@ import threading
 import time
 from contextlib import ExitStack, contextmanager
 from datetime import timedelta
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import grpc
 import pytest
@@ -40,64 +40,32 @@ from dapr.ext.workflow import (
 )
 
 import harness
-from support import App, dapr_environment
+from support import App, constructed_for, start_runtime
 
 # How long a workflow may take to reach the state a test waits for (they all need well under a second of
 # work once the engine runs them).
 WAIT = 30
-# How long WorkflowRuntime.start() may take to connect (Hello) and open its GetWorkItems stream. Without a
-# bound, start() retries an engine that refuses it forever.
-START_TIMEOUT = 30.0
 # How long a bounded wait that must time out is given.
 SHORT_WAIT = 2
 
 
 # --- The app's side: runtime and client ------------------------------------------------------------------
 
-def _constructed_for(app: App, make: Callable):
-    """`make()` with the App ID's DAPR_* variables set, as an app started with them would run it."""
-    with dapr_environment(app.http_endpoint, app.grpc_endpoint, app.token):
-        return make()
-
-
 @contextmanager
 def workflow_client(app: App) -> Iterator[DaprWorkflowClient]:
     """A DaprWorkflowClient on `app`'s gRPC endpoint with its token (no worker)."""
-    client = _constructed_for(app, DaprWorkflowClient)
+    client = constructed_for(app, DaprWorkflowClient)
     try:
         yield client
     finally:
         client.close()
 
 
-def start_runtime(runtime: WorkflowRuntime) -> None:
-    """runtime.start(), failing the test when it has not connected within START_TIMEOUT."""
-    failure: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            runtime.start()
-        except BaseException as error:  # noqa: BLE001 - handed to the test below
-            failure.append(error)
-
-    thread = threading.Thread(target=start, name='workflow-runtime-start', daemon=True)
-    thread.start()
-    thread.join(START_TIMEOUT)
-    if thread.is_alive():
-        runtime.shutdown()  # makes the waiting start() give up
-        thread.join(10)
-        raise AssertionError(f'WorkflowRuntime.start() did not get a GetWorkItems stream within {START_TIMEOUT} s '
-                             '(its Hello or GetWorkItems keeps failing; see the SDK log above)')
-    if failure:
-        runtime.shutdown()
-        raise AssertionError(f'WorkflowRuntime.start() failed: {failure[0]!r}') from failure[0]
-
-
 @contextmanager
 def workflow_app(app: App, workflows=(), activities=()) -> Iterator[DaprWorkflowClient]:
     """The app: a WorkflowRuntime for `app` with `workflows` and `activities` registered (under their
     function names) and started, and a DaprWorkflowClient for `app`; the runtime is shut down at the end."""
-    runtime = _constructed_for(app, WorkflowRuntime)
+    runtime = constructed_for(app, WorkflowRuntime)
     for workflow in workflows:
         runtime.register_workflow(workflow)
     for activity in activities:

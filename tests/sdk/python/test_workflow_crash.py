@@ -44,7 +44,7 @@ import pytest
 from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime, WorkflowStatus, when_all
 
 import harness
-from support import App, Tenants, dapr_environment
+from support import App, Tenants, constructed_for, start_runtime
 
 INSTANCES = 200
 KILLS = 5
@@ -166,29 +166,6 @@ def crash_deployment(request):
 
 
 # --- The app's side -------------------------------------------------------------------------------------------
-
-def constructed_for(app: App, make: Callable):
-    with dapr_environment(app.http_endpoint, app.grpc_endpoint, app.token):
-        return make()
-
-
-def start_runtime(runtime: WorkflowRuntime) -> None:
-    """runtime.start(), bounded: it only returns once Hello succeeded and GetWorkItems is open."""
-    failure: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            runtime.start()
-        except BaseException as error:  # noqa: BLE001 - handed to the test below
-            failure.append(error)
-
-    thread = threading.Thread(target=start, name='crash-runtime-start', daemon=True)
-    thread.start()
-    thread.join(START_TIMEOUT)
-    if thread.is_alive() or failure:
-        runtime.shutdown()
-        raise AssertionError(f'WorkflowRuntime.start() did not connect within {START_TIMEOUT} s: {failure!r}')
-
 
 def retrying(call: Callable, what: str, timeout: float = 30.0):
     """`call()`, retried while the gateway is away (UNAVAILABLE: it is being restarted). Other errors fail."""
@@ -314,7 +291,7 @@ def test_200_workflows_complete_through_five_sigkills_of_worker_and_gateway(cras
     for activity in activities:
         runtime.register_activity(activity)
     began = time.monotonic()
-    start_runtime(runtime)
+    start_runtime(runtime, START_TIMEOUT)
     client = constructed_for(app, DaprWorkflowClient)
     try:
         prefix = harness.random_name('crash')
