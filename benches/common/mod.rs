@@ -2,6 +2,7 @@
 //! `#[path = "../common/mod.rs"]`, and uses the parts it needs.
 
 pub mod cli;
+pub mod forms;
 pub mod latency;
 pub mod load;
 pub mod procs;
