@@ -36,12 +36,17 @@ pub struct Measured {
     pub all_started: Option<Duration>,
     /// Some completed instances, for the engine's own account of them.
     pub sample: Vec<String>,
+    /// Instances started that did not complete in time (still running, or failed).
+    pub unfinished: Vec<String>,
 }
 
 impl Measured {
-    fn error(&mut self, error: String) {
+    fn error(&mut self, id: String, started: bool, error: String) {
         self.errors += 1;
         self.first_error.get_or_insert(error);
+        if started {
+            self.unfinished.push(id);
+        }
     }
 }
 
@@ -123,7 +128,7 @@ pub async fn keep_in_flight(
                             false
                         }
                         Err(error) => {
-                            measured.error(error);
+                            measured.error(id, start_call.is_some(), error);
                             true
                         }
                     }
@@ -177,7 +182,7 @@ pub async fn burst(
                     measured.sample.push(id);
                 }
             }
-            Err(error) => measured.error(error),
+            Err(error) => measured.error(id, start_call.is_some(), error),
         }
     }
     measured.all_started = last_start.map(|at| at - begin);
@@ -213,4 +218,44 @@ pub async fn verify(client: &Client, shape: Shape, ids: &[String]) -> Vec<String
         }
     }
     notes
+}
+
+/// Purges (forced) those of `ids` that exist and have not ended, so that what a run left behind does not
+/// weigh on the next; how many it purged, or the first refusal.
+pub async fn purge_unfinished(client: &Client, ids: &[String]) -> Result<usize, String> {
+    let ended = [
+        pb::OrchestrationStatus::Completed,
+        pb::OrchestrationStatus::Failed,
+        pb::OrchestrationStatus::Terminated,
+        pb::OrchestrationStatus::Canceled,
+    ]
+    .map(|status| status as i32);
+    let mut purged = 0;
+    for id in ids {
+        let request = pb::GetInstanceRequest { instance_id: id.clone(), get_inputs_and_outputs: false };
+        let state =
+            client.clone().get_instance(request).await.map_err(|status| format!("GetInstance {id}: {status}"))?;
+        let status = state.into_inner().workflow_state.map(|state| state.workflow_status);
+        if status.is_none_or(|status| ended.contains(&status)) {
+            continue;
+        }
+        let request = pb::PurgeInstancesRequest {
+            request: Some(pb::purge_instances_request::Request::InstanceId(id.clone())),
+            recursive: false,
+            force: Some(true),
+        };
+        // The worker may be in a turn of the instance meanwhile: the purge can meet its locks and fail, so it is
+        // tried again.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match client.clone().purge_instances(request.clone()).await {
+                Ok(_) => break,
+                Err(_) if attempt < 5 => tokio::time::sleep(Duration::from_millis(200 * attempt)).await,
+                Err(status) => return Err(format!("PurgeInstances {id} ({attempt} attempts): {status}")),
+            }
+        }
+        purged += 1;
+    }
+    Ok(purged)
 }

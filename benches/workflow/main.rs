@@ -60,6 +60,8 @@ usage: cargo bench --bench workflow -- [options]
   --python MODE            auto: also run the Python SDK app when tests/sdk/.venv has it (default);
                            on: require it; off: Rust only; env BENCH_PYTHON
   --python-burst N         instances of the Python app's burst (default: --burst); env BENCH_PYTHON_BURST
+  --pg-vacuum on|off       on: VACUUM (ANALYZE) the workflow tables before each run of the distributed form,
+                           as autovacuum would (for servers that run with it off; default off); env BENCH_PG_VACUUM
 
   OUTRIGGER_BIN            the binary to run (default target/release/outrigger)
   BENCH_POSTGRES_URL       default postgres://postgres@127.0.0.1:5432/postgres
@@ -92,6 +94,7 @@ struct Options {
     concurrency: usize,
     python: PythonMode,
     python_burst: usize,
+    pg_vacuum: bool,
     quick: bool,
     binary: PathBuf,
     target_dir: PathBuf,
@@ -146,6 +149,7 @@ impl Options {
                 ("concurrency", "BENCH_CONCURRENCY"),
                 ("python", "BENCH_PYTHON"),
                 ("python-burst", "BENCH_PYTHON_BURST"),
+                ("pg-vacuum", "BENCH_PG_VACUUM"),
             ],
         )?;
         let quick = args.quick;
@@ -163,6 +167,11 @@ impl Options {
         {
             bail!("runs, window, burst, burst-timeout, streams, concurrency and python-burst must be greater than 0");
         }
+        let pg_vacuum = match args.value("pg-vacuum").unwrap_or("off") {
+            "on" | "yes" | "1" | "true" => true,
+            "off" | "no" | "0" | "false" => false,
+            other => bail!("pg-vacuum: '{other}' is neither on nor off"),
+        };
         let python = match args.value("python").unwrap_or("auto") {
             "auto" => PythonMode::Auto,
             "on" | "yes" | "1" | "true" => PythonMode::On,
@@ -188,6 +197,7 @@ impl Options {
             concurrency,
             python,
             python_burst,
+            pg_vacuum,
             quick,
             binary: cli::binary(&target_dir),
             target_dir,
@@ -204,6 +214,7 @@ impl Options {
             streams: self.streams,
             concurrency: self.concurrency,
             burst_timeout_s: self.burst_timeout.as_secs_f64(),
+            pg_vacuum: self.pg_vacuum,
             quick: self.quick,
             python_skipped,
         }
@@ -257,7 +268,8 @@ async fn provision(
         if server.autovacuum().await.as_deref() == Some("off") {
             notes.push(
                 "this PostgreSQL runs with autovacuum = off: the dead rows the workflow tables churn out are never \
-                 cleaned up, so the distributed runs slow down as they pile up (see the dead rows above)"
+                 cleaned up, so the distributed runs slow down as they pile up (see the dead rows above; \
+                 `--pg-vacuum on` vacuums before each run, as autovacuum would)"
                     .to_owned(),
             );
         }
@@ -292,7 +304,7 @@ async fn rust_run(
     completions: &Arc<Completions>,
     scenario: &Scenario,
     run: usize,
-) -> RunResult {
+) -> (RunResult, Vec<String>) {
     let form = product.running.form;
     let title = format!("{} {} rust run {run}", scenario.title(), form.name());
     let prefix = format!("rs-{}-{run}", scenario.key);
@@ -371,10 +383,115 @@ async fn rust_run(
         result.wall_s.map_or(String::new(), |wall| format!(", wall {wall:.1} s")),
         result.errors
     ));
-    result
+    (result, std::mem::take(&mut measured.unfinished))
 }
 
-/// Starts `form`, runs every scenario with the Rust app, then with the Python one, and stops it.
+/// Before a run: what `--pg-vacuum` asks for (what autovacuum would do on a server that has it on).
+async fn before_run(options: &Options, product: &Product) -> Option<String> {
+    let postgres = product.postgres.as_ref().filter(|_| options.pg_vacuum)?;
+    let tables = ["wf_instances", "wf_inbox", "wf_activities", "wf_history"]
+        .map(|table| format!("{}.{table}", postgres.schema))
+        .join(", ");
+    match sqlx::raw_sql(&format!("VACUUM (ANALYZE) {tables}")).execute(&postgres.pool).await {
+        Ok(_) => None,
+        Err(err) => Some(format!("VACUUM before the run failed: {err}")),
+    }
+}
+
+/// Purges what a run left unfinished, noting it in the run's result.
+async fn clean_after(client: &worker::Client, unfinished: &[String], result: Option<&mut RunResult>) {
+    if unfinished.is_empty() {
+        return;
+    }
+    let note = match driver::purge_unfinished(client, unfinished).await {
+        Ok(purged) => {
+            format!("purged {purged} instances it left unfinished, so that they do not weigh on the next run")
+        }
+        Err(err) => format!("could not purge the instances it left unfinished: {err}"),
+    };
+    progress(note.clone());
+    if let Some(result) = result {
+        result.notes.push(note);
+    }
+}
+
+/// The runs of `scenario` with the Rust app: a worker for them, then `options.runs` runs.
+async fn rust_runs(options: &Options, product: &mut Product, scenario: &Scenario) -> anyhow::Result<Vec<RunResult>> {
+    let grpc = product.running.dapr_grpc.clone();
+    // The app: a worker on its own connection, and a client on another, as the SDKs hold them.
+    let completions = Arc::new(Completions::default());
+    let client = worker::connect(&grpc, &product.rust_token).await?;
+    let worker_client = worker::connect(&grpc, &product.rust_token).await?;
+    let worker = Worker::start(worker_client, options.streams, options.concurrency, Arc::clone(&completions))
+        .await
+        .context("starting the Rust app's worker")?;
+    let mut results = Vec::new();
+    for run in 1..=options.runs {
+        let vacuum = before_run(options, product).await;
+        let (mut result, unfinished) = rust_run(options, product, &client, &worker, &completions, scenario, run).await;
+        result.notes.extend(vacuum);
+        clean_after(&client, &unfinished, Some(&mut result)).await;
+        product.instances += result.started;
+        results.push(result);
+        product.running.check_alive()?;
+    }
+    drop((worker, client));
+    // The dropped streams and connections close on this thread: give them a moment, or the server's graceful
+    // shutdown (or the next scenario) meets them still open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok(results)
+}
+
+/// The runs of `scenario` with the Python app (one driver process).
+async fn python_runs(
+    options: &Options,
+    product: &mut Product,
+    scenario: &Scenario,
+    token: &str,
+) -> anyhow::Result<Vec<RunResult>> {
+    let mut scenario = scenario.clone();
+    if let Load::Burst(count) = scenario.load {
+        if count != options.python_burst {
+            scenario.load = Load::Burst(options.python_burst);
+            scenario.target = (options.python_burst == 1000).then_some(Target::MaxWall { seconds: 30.0, daprd: 90.0 });
+        }
+    }
+    let form = product.running.form;
+    progress(format!("{} {} python: {} runs", scenario.title(), form.name(), options.runs));
+    let vacuum = before_run(options, product).await;
+    let grpc = product.running.dapr_grpc.clone();
+    let context = python::Runs {
+        grpc: &grpc,
+        token,
+        warmup: options.warmup,
+        window: options.window,
+        runs: options.runs,
+        burst_timeout: options.burst_timeout,
+        groups: &product.groups,
+        postgres: product.postgres.as_ref(),
+        form,
+    };
+    let (mut results, unfinished) = python::run(&context, &scenario, &format!("py-{}", scenario.key)).await?;
+    let client = worker::connect(&grpc, token).await?;
+    clean_after(&client, &unfinished, results.last_mut()).await;
+    for result in &mut results {
+        result.notes.extend(vacuum.clone());
+        result.instances_before = product.instances;
+        product.instances += result.started;
+        progress(format!(
+            "{} {} python run {}: {:.1} workflows/s, {} errors",
+            scenario.title(),
+            form.name(),
+            result.run,
+            result.rate,
+            result.errors
+        ));
+    }
+    Ok(results)
+}
+
+/// Starts `form`, runs each scenario with the Rust app and then with the Python one (so that both meet the
+/// database in a like state), and stops it.
 async fn run_form(
     options: &Options,
     form: Form,
@@ -394,75 +511,24 @@ async fn run_form(
         notes.extend(found);
     }
     let mut product = provisioned?;
-    let grpc = product.running.dapr_grpc.clone();
-    {
-        // The app: a worker on its own connection, and a client on another, as the SDKs hold them.
-        let completions = Arc::new(Completions::default());
-        let client = worker::connect(&grpc, &product.rust_token).await?;
-        let worker_client = worker::connect(&grpc, &product.rust_token).await?;
-        let worker = Worker::start(worker_client, options.streams, options.concurrency, Arc::clone(&completions))
-            .await
-            .context("starting the Rust app's worker")?;
-        for scenario in &options.scenarios {
-            for run in 1..=options.runs {
-                let result = rust_run(options, &product, &client, &worker, &completions, scenario, run).await;
-                product.instances += result.started;
-                push(result);
-                product.running.check_alive()?;
-            }
+    for scenario in &options.scenarios {
+        for result in rust_runs(options, &mut product, scenario).await? {
+            push(result);
         }
-    }
-    // The dropped streams and connections close on this thread: give them a moment, or the server's graceful
-    // shutdown waits for them.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    if let Some(token) = product.python_token.clone() {
-        for scenario in &options.scenarios {
-            let mut scenario = scenario.clone();
-            if let Load::Burst(count) = scenario.load {
-                if count != options.python_burst {
-                    scenario.load = Load::Burst(options.python_burst);
-                    scenario.target =
-                        (options.python_burst == 1000).then_some(Target::MaxWall { seconds: 30.0, daprd: 90.0 });
-                }
-            }
-            progress(format!("{} {} python: {} runs", scenario.title(), form.name(), options.runs));
-            let context = python::Runs {
-                grpc: &grpc,
-                token: &token,
-                warmup: options.warmup,
-                window: options.window,
-                runs: options.runs,
-                burst_timeout: options.burst_timeout,
-                groups: &product.groups,
-                postgres: product.postgres.as_ref(),
-                form,
-            };
-            match python::run(&context, &scenario, &format!("py-{}", scenario.key)).await {
-                Ok(runs) => {
-                    for mut result in runs {
-                        result.instances_before = product.instances;
-                        product.instances += result.started;
-                        progress(format!(
-                            "{} {} python run {}: {:.1} workflows/s, {} errors",
-                            scenario.title(),
-                            form.name(),
-                            result.run,
-                            result.rate,
-                            result.errors
-                        ));
-                        push(result);
-                    }
-                }
+        if let Some(token) = product.python_token.clone() {
+            match python_runs(options, &mut product, scenario, &token).await {
+                Ok(runs) => runs.into_iter().for_each(push),
                 Err(err) => {
                     progress(format!("{} {} python: FAILED: {err:#}", scenario.title(), form.name()));
-                    if let Ok(mut results) = results.lock() {
-                        results.push(failed(&scenario, form, Driver::Python, &format!("{err:#}")));
-                    }
+                    push(failed(scenario, form, Driver::Python, &format!("{err:#}")));
                 }
             }
             product.running.check_alive()?;
         }
     }
+    // Connections dropped a moment ago close on this thread: give them that moment, or the server's graceful
+    // shutdown waits for them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let notes = product.running.stop();
     if let Ok(mut results) = results.lock() {
         for result in results.iter_mut().filter(|result| result.form == form) {

@@ -70,7 +70,12 @@ fn number(value: &Value, field: &str) -> f64 {
 }
 
 /// Runs `scenario` `context.runs` times in one driver process; a result per run.
-pub async fn run(context: &Runs<'_>, scenario: &Scenario, prefix: &str) -> anyhow::Result<Vec<RunResult>> {
+/// The results, and the instances that did not complete in time.
+pub async fn run(
+    context: &Runs<'_>,
+    scenario: &Scenario,
+    prefix: &str,
+) -> anyhow::Result<(Vec<RunResult>, Vec<String>)> {
     let (load, count) = match scenario.load {
         Load::InFlight(count) => ("in_flight", count),
         Load::Burst(count) => ("burst", count),
@@ -105,6 +110,7 @@ pub async fn run(context: &Runs<'_>, scenario: &Scenario, prefix: &str) -> anyho
     };
     let limit = per_run * context.runs as u32 + Duration::from_secs(60);
     let mut results = Vec::new();
+    let mut unfinished = Vec::new();
     let mut window_start = None;
     let mut usage = None;
     let reading = async {
@@ -127,6 +133,8 @@ pub async fn run(context: &Runs<'_>, scenario: &Scenario, prefix: &str) -> anyho
                         .and_then(Value::as_array)
                         .map(|notes| notes.iter().filter_map(|note| note.as_str().map(str::to_owned)).collect())
                         .unwrap_or_default();
+                    let ids = message.get("unfinished").and_then(Value::as_array).into_iter().flatten();
+                    unfinished.extend(ids.filter_map(|id| id.as_str().map(str::to_owned)));
                     let wall = message.get("wall_s").and_then(Value::as_f64);
                     results.push(RunResult {
                         scenario: scenario.clone(),
@@ -172,5 +180,5 @@ pub async fn run(context: &Runs<'_>, scenario: &Scenario, prefix: &str) -> anyho
             context.runs
         );
     }
-    Ok(results)
+    Ok((results, unfinished))
 }

@@ -18,7 +18,8 @@ answer instead). A few completed instances are checked with `get_workflow_state`
 It is run by the bench (`cargo bench --bench workflow -- --python on`) with the venv's interpreter,
 `tests/sdk/.venv/bin/python`, which `scripts/sdk-tests` creates. Progress goes to stderr; stdout carries one
 JSON object per line for the bench: `{"event": "ready"}`, `{"event": "window_start", "run": R}`,
-`{"event": "window_end", "run": R}` and `{"event": "result", "run": R, ...}`.
+`{"event": "window_end", "run": R}` and `{"event": "result", "run": R, ...}`, whose `unfinished` lists the
+instances that did not complete in time (the bench purges them, so they do not weigh on the next run).
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ class Run:
         self.latencies: list[float] = []
         self.start_calls: list[float] = []
         self.sample: list[str] = []
+        self.unfinished: list[str] = []
 
     def error(self, message: str) -> None:
         with self.lock:
@@ -180,6 +182,8 @@ def main() -> int:
         if not returned.wait(max(deadline - time.monotonic(), 0)):
             observed.forget(instance_id)
             run.error(f'instance {instance_id} did not complete in time')
+            with run.lock:
+                run.unfinished.append(instance_id)
             return None
         return observed.at(instance_id)
 
@@ -254,7 +258,7 @@ def main() -> int:
                  p50_ms=to_ms(percentile(run.latencies, 50)), p99_ms=to_ms(percentile(run.latencies, 99)),
                  max_ms=to_ms(percentile(run.latencies, 100)),
                  start_p50_ms=to_ms(percentile(run.start_calls, 50)),
-                 start_p99_ms=to_ms(percentile(run.start_calls, 99)), notes=notes)
+                 start_p99_ms=to_ms(percentile(run.start_calls, 99)), notes=notes, unfinished=run.unfinished)
             log(f'run {number}: {counted} counted, {rate:.1f} workflows/s, {run.errors} errors'
                 + (f', wall {wall:.1f} s' if wall else ''))
     finally:

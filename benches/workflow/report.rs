@@ -140,6 +140,8 @@ pub struct Settings {
     pub streams: usize,
     pub concurrency: usize,
     pub burst_timeout_s: f64,
+    /// Whether the distributed form's workflow tables were vacuumed before each run.
+    pub pg_vacuum: bool,
     pub quick: bool,
     /// Why the Python runs did not happen, when they did not.
     pub python_skipped: Option<String>,
@@ -177,13 +179,14 @@ pub fn table(settings: &Settings, results: &[RunResult], notes: &[String]) -> St
         "\nworkflows: each scenario run {} times back to back on the same processes and database; in-flight loads \
          counted over a {:.0} s window after {:.0} s of warm-up; bursts timed from the first start to the last \
          completion\nRust app: {} GetWorkItems stream(s), up to {} work items at once; Python app: the SDK's \
-         WorkflowRuntime (one stream, its default limits)\nbinary: {}\nmachine: {} cores, shared with other work \
+         WorkflowRuntime (one stream, its default limits){}\nbinary: {}\nmachine: {} cores, shared with other work \
          (bg cores: what other processes used meanwhile)\n",
         settings.runs,
         settings.window_s,
         settings.warmup_s,
         settings.streams,
         settings.concurrency,
+        if settings.pg_vacuum { "\nPostgreSQL: the workflow tables vacuumed (ANALYZE) before each run" } else { "" },
         settings.binary,
         std::thread::available_parallelism().map_or(0, |cores| cores.get()),
     );
@@ -283,6 +286,10 @@ pub fn table(settings: &Settings, results: &[RunResult], notes: &[String]) -> St
         );
         for result in database {
             let Some(usage) = &result.usage else { continue };
+            if result.counted == 0 {
+                let _ = writeln!(out, "{} run {}: no workflow completed", result.label(), result.run);
+                continue;
+            }
             let per = |value: i64| value as f64 / result.counted.max(1) as f64;
             let cells: Vec<String> = usage
                 .tables
@@ -411,7 +418,7 @@ pub fn to_json(settings: &Settings, results: &[RunResult], notes: &[String], cle
         "settings": {
             "binary": settings.binary, "warmup_s": settings.warmup_s, "window_s": settings.window_s,
             "runs": settings.runs, "rust_streams": settings.streams, "rust_concurrency": settings.concurrency,
-            "burst_timeout_s": settings.burst_timeout_s, "quick": settings.quick,
+            "burst_timeout_s": settings.burst_timeout_s, "pg_vacuum": settings.pg_vacuum, "quick": settings.quick,
             "python_skipped": settings.python_skipped,
             "cores": std::thread::available_parallelism().map_or(0, |cores| cores.get()),
         },
