@@ -189,7 +189,7 @@ impl Engine {
         if crate::find(&mut tx, project, instance).await?.is_none() {
             return Ok(None);
         }
-        let events = self.history(&mut tx, project, instance).await?;
+        let events = crate::history(&mut tx, project, instance).await?;
         tx.commit().await?;
         Ok(Some(events))
     }

@@ -7,6 +7,8 @@ use outrigger_store::{NewProject, Store};
 use outrigger_workflow::{Engine, Status, WorkItem};
 use pb::workflow_action::WorkflowActionType;
 
+mod handoff;
+
 async fn engine_with_projects(names: &[&str]) -> (Engine, Vec<String>, tempfile::TempDir) {
     let (engine, ids, _, dir) = engine_and_store(names).await;
     (engine, ids, dir)
