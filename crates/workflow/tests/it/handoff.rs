@@ -6,7 +6,7 @@ use dapr_durabletask_proto as pb;
 use outrigger_workflow::{Attachment, Engine, Status, WorkItem};
 use pb::workflow_action::WorkflowActionType;
 
-use super::{completes, engine_and_store, engine_with_projects, event_kinds, start};
+use super::{completes, engine_and_store, engine_with_projects, event_kinds, start, Db};
 
 fn schedules(instance: &str, token: &str, task_id: i32) -> pb::WorkflowResponse {
     let schedule = pb::ScheduleTaskAction { name: "act".into(), input: Some("1".into()), ..Default::default() };
@@ -46,9 +46,9 @@ fn handed_activity(stream: &mut Attachment) -> (pb::ActivityRequest, String) {
     }
 }
 
-#[tokio::test]
-async fn work_made_here_is_handed_to_an_attached_stream_without_a_claim() {
-    let (engine, projects, _dir) = engine_with_projects(&["alpha"]).await;
+both_databases!(work_made_here_is_handed_to_an_attached_stream_without_a_claim);
+async fn work_made_here_is_handed_to_an_attached_stream_without_a_claim(db: Db) {
+    let (engine, projects, _dir) = engine_with_projects(db, &["alpha"]).await;
     let project = &projects[0];
     let mut stream = engine.attach(project, "app");
     let mut bystander = engine.attach(project, "another-app");
@@ -80,9 +80,9 @@ async fn work_made_here_is_handed_to_an_attached_stream_without_a_claim() {
     assert_eq!((state.workflow_status, state.output.as_deref()), (Status::Completed as i32, Some("\"done\"")));
 }
 
-#[tokio::test]
-async fn work_for_a_stream_that_went_away_goes_back_at_once() {
-    let (engine, projects, _dir) = engine_with_projects(&["alpha"]).await;
+both_databases!(work_for_a_stream_that_went_away_goes_back_at_once);
+async fn work_for_a_stream_that_went_away_goes_back_at_once(db: Db) {
+    let (engine, projects, _dir) = engine_with_projects(db, &["alpha"]).await;
     let project = &projects[0];
 
     // A stream closed with an activity in hand: detached, then its leases released.
@@ -106,9 +106,9 @@ async fn work_for_a_stream_that_went_away_goes_back_at_once() {
     assert!(matches!(item, WorkItem::Workflow(turn) if turn.instance_id == "i2"));
 }
 
-#[tokio::test]
-async fn a_remembered_history_is_not_used_once_another_process_extended_it() {
-    let (engine, projects, store, _dir) = engine_and_store(&["alpha"]).await;
+both_databases!(a_remembered_history_is_not_used_once_another_process_extended_it);
+async fn a_remembered_history_is_not_used_once_another_process_extended_it(db: Db) {
+    let (engine, projects, store, _dir) = engine_and_store(db, &["alpha"]).await;
     let project = &projects[0];
     // Another gateway on the same database, with no stream of the App ID.
     let other = Engine::new(store.pool().clone());

@@ -1,23 +1,84 @@
-//! The engine against a real SQLite control plane: the rules a worker cannot see from the SDK — one turn in
-//! flight per instance, stale completion tokens ignored, released work handed out again, projects apart, a turn
-//! committing exactly the events it was given, and workers without completion tokens (the JS SDK's).
+//! The engine against a real control plane, each test on SQLite and on PostgreSQL: the rules a worker cannot
+//! see from the SDK — one turn in flight per instance, stale completion tokens ignored, released work handed
+//! out again, projects apart, a turn committing exactly the events it was given, workers without completion
+//! tokens (the JS SDK's), and work handed straight to the streams of this process.
 
 use dapr_durabletask_proto as pb;
 use outrigger_store::{NewProject, Store};
 use outrigger_workflow::{Engine, Status, WorkItem};
 use pb::workflow_action::WorkflowActionType;
 
+/// Runs a test body on both databases: `both_databases!(name)` expects `async fn name(db: Db)`.
+macro_rules! both_databases {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(crate::Db::Sqlite).await;
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                let db = crate::Db::postgres().await;
+                super::$name(db.clone()).await;
+                db.finish().await;
+            }
+        }
+    };
+}
+
 mod handoff;
 
-async fn engine_with_projects(names: &[&str]) -> (Engine, Vec<String>, tempfile::TempDir) {
-    let (engine, ids, _, dir) = engine_and_store(names).await;
+/// Where a test's control plane lives: a fresh SQLite file or a fresh PostgreSQL schema.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite,
+    Postgres { schema: String },
+}
+
+/// Where the PostgreSQL tests connect (the test script starts the server when it is down).
+fn postgres_url() -> String {
+    std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+async fn postgres_admin(statement: &str) {
+    let admin = sqlx::PgPool::connect(&postgres_url())
+        .await
+        .expect("PostgreSQL must be running for these tests (scripts/test starts it)");
+    sqlx::query(statement).execute(&admin).await.unwrap();
+    admin.close().await;
+}
+
+impl Db {
+    async fn postgres() -> Db {
+        let schema = format!("wf_{}", uuid::Uuid::new_v4().simple());
+        postgres_admin(&format!("CREATE SCHEMA {schema}")).await;
+        Db::Postgres { schema }
+    }
+
+    /// Drops the test's schema, once the test let go of its connections.
+    async fn finish(self) {
+        if let Db::Postgres { schema } = self {
+            postgres_admin(&format!("DROP SCHEMA {schema} CASCADE")).await;
+        }
+    }
+}
+
+async fn engine_with_projects(db: Db, names: &[&str]) -> (Engine, Vec<String>, tempfile::TempDir) {
+    let (engine, ids, _, dir) = engine_and_store(db, names).await;
     (engine, ids, dir)
 }
 
-async fn engine_and_store(names: &[&str]) -> (Engine, Vec<String>, Store, tempfile::TempDir) {
+async fn engine_and_store(db: Db, names: &[&str]) -> (Engine, Vec<String>, Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store =
-        Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
+    let url = match db {
+        Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display()),
+        Db::Postgres { schema } => {
+            let separator = if postgres_url().contains('?') { '&' } else { '?' };
+            format!("{}{separator}options=-c%20search_path%3D{schema}", postgres_url())
+        }
+    };
+    let store = Store::connect(&url).await.unwrap();
     store.migrate().await.unwrap();
     let mut ids = Vec::new();
     let mut tx = store.begin().await.unwrap();
@@ -52,9 +113,9 @@ fn completes(instance: &str, token: &str, result: &str) -> pb::WorkflowResponse 
     }
 }
 
-#[tokio::test]
-async fn one_turn_in_flight_stale_tokens_ignored_released_work_handed_out_again() {
-    let (engine, projects, _dir) = engine_with_projects(&["alpha"]).await;
+both_databases!(one_turn_in_flight_stale_tokens_ignored_released_work_handed_out_again);
+async fn one_turn_in_flight_stale_tokens_ignored_released_work_handed_out_again(db: Db) {
+    let (engine, projects, _dir) = engine_with_projects(db, &["alpha"]).await;
     let project = &projects[0];
     engine.start(project, "app", start("wf", "i1")).await.unwrap();
 
@@ -81,9 +142,9 @@ async fn one_turn_in_flight_stale_tokens_ignored_released_work_handed_out_again(
     assert!(engine.claim(project, "app", "stream-2").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn instances_of_one_project_cannot_be_reached_from_another() {
-    let (engine, projects, _dir) = engine_with_projects(&["alpha", "beta"]).await;
+both_databases!(instances_of_one_project_cannot_be_reached_from_another);
+async fn instances_of_one_project_cannot_be_reached_from_another(db: Db) {
+    let (engine, projects, _dir) = engine_with_projects(db, &["alpha", "beta"]).await;
     let (alpha, beta) = (&projects[0], &projects[1]);
     engine.start(alpha, "app", start("wf", "shared-id")).await.unwrap();
 
@@ -121,9 +182,9 @@ fn event_kinds(events: &[pb::HistoryEvent]) -> Vec<&'static str> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_turn_commits_exactly_the_events_it_was_given() {
-    let (engine, projects, store, _dir) = engine_and_store(&["alpha"]).await;
+both_databases!(a_turn_commits_exactly_the_events_it_was_given);
+async fn a_turn_commits_exactly_the_events_it_was_given(db: Db) {
+    let (engine, projects, store, _dir) = engine_and_store(db, &["alpha"]).await;
     let project = &projects[0];
     engine.start(project, "app", start("wf", "i1")).await.unwrap();
     engine.raise(project, "i1", "early", None).await.unwrap();
@@ -167,9 +228,9 @@ async fn a_turn_commits_exactly_the_events_it_was_given() {
     assert_eq!(event_kinds(&turn.new_events), ["started-turn", "late"]);
 }
 
-#[tokio::test]
-async fn workers_without_completion_tokens_answer_the_current_turn_and_activity() {
-    let (engine, projects, _dir) = engine_with_projects(&["alpha"]).await;
+both_databases!(workers_without_completion_tokens_answer_the_current_turn_and_activity);
+async fn workers_without_completion_tokens_answer_the_current_turn_and_activity(db: Db) {
+    let (engine, projects, _dir) = engine_with_projects(db, &["alpha"]).await;
     let project = &projects[0];
     engine.start(project, "app", start("wf", "i1")).await.unwrap();
     engine.claim(project, "app", "stream").await.unwrap().unwrap();
