@@ -12,12 +12,12 @@
 
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { after, afterEach, before, beforeEach, describe, it as test } from "node:test";
+import { after, afterEach, before, beforeEach, describe } from "node:test";
 
 import { CommunicationProtocolEnum, DaprPubSubStatusEnum, DaprServer, LogLevel } from "@dapr/dapr";
 
 import { GRPC, clientFor, grpcErrorInfo, httpFailure } from "./helpers/dapr.mjs";
-import { startServer } from "./helpers/outrigger.mjs";
+import { startServer, testReportingOutput } from "./helpers/outrigger.mjs";
 
 const PUBSUB = "pubsub";
 const DELIVERY_TIMEOUT_MS = 20_000;
@@ -185,17 +185,7 @@ describe("pub/sub with a DaprServer subscriber", () => {
     return client;
   }
 
-  /** A test whose failure report carries what the server logged while it ran. */
-  const it = (name, body) =>
-    test(name, async () => {
-      const mark = server.output.length;
-      try {
-        await body();
-      } catch (error) {
-        error.message += `\n--- outrigger output during the test ---\n${server.outputSince(mark)}`;
-        throw error;
-      }
-    });
+  const it = testReportingOutput(() => server);
 
   /** A subscriber app `shipping` with a DaprServer subscription to `orders`, live. */
   async function ordersSubscriber() {

@@ -2,7 +2,7 @@
 // gRPC: connecting, metadata, the state API and token checks. Every test gets a fresh project.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, beforeEach, describe, it as test } from "node:test";
+import { after, afterEach, before, beforeEach, describe } from "node:test";
 
 import { StateConcurrencyEnum } from "@dapr/dapr";
 
@@ -17,7 +17,7 @@ import {
   rejection,
   waitUntil,
 } from "./helpers/dapr.mjs";
-import { randomToken, startServer } from "./helpers/outrigger.mjs";
+import { randomToken, startServer, testReportingOutput } from "./helpers/outrigger.mjs";
 
 const STORE = "kvstore";
 
@@ -83,17 +83,7 @@ for (const protocol of ["HTTP", "GRPC"]) {
       await client.stop();
     });
 
-    /** A test whose failure report carries what the server logged while it ran. */
-    const it = (name, body) =>
-      test(name, async () => {
-        const mark = server.output.length;
-        try {
-          await body();
-        } catch (error) {
-          error.message += `\n--- outrigger output during the test ---\n${server.outputSince(mark)}`;
-          throw error;
-        }
-      });
+    const it = testReportingOutput(() => server);
 
     it("constructs from DAPR_HTTP_ENDPOINT, DAPR_GRPC_ENDPOINT and DAPR_API_TOKEN", async () => {
       const fromEnvironment = clientFromEnvironment(app, protocol);

@@ -13,12 +13,12 @@
 // no worker of another test is handed its work.
 
 import assert from "node:assert/strict";
-import { after, afterEach, before, beforeEach, describe, it as test } from "node:test";
+import { after, afterEach, before, beforeEach, describe } from "node:test";
 
 import { DaprWorkflowClient, WorkflowRuntime, WorkflowRuntimeStatus } from "@dapr/dapr";
 
 import { clientFor, httpFailure, rejection, waitUntil } from "./helpers/dapr.mjs";
-import { randomName, startServer } from "./helpers/outrigger.mjs";
+import { randomName, startServer, testReportingOutput } from "./helpers/outrigger.mjs";
 
 // How long a workflow may take to reach the state a test waits for (each needs well under a second of work).
 const WAIT_SECONDS = 15;
@@ -105,17 +105,7 @@ describe("workflows", () => {
     return approval;
   }
 
-  /** A test whose failure report carries what the server logged while it ran. */
-  const it = (name, body) =>
-    test(name, async () => {
-      const mark = server.output.length;
-      try {
-        await body();
-      } catch (error) {
-        error.message += `\n--- outrigger output during the test ---\n${server.outputSince(mark)}`;
-        throw error;
-      }
-    });
+  const it = testReportingOutput(() => server);
 
   /** The HTTP client's view of an instance, once `predicate` holds for it. */
   async function httpStateWhen(instanceId, predicate, what) {

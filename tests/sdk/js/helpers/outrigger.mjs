@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { it as nodeTest } from "node:test";
 import { fileURLToPath } from "node:url";
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..", "..");
@@ -208,4 +209,22 @@ export class Server {
     }
     return answer.body;
   }
+}
+
+/**
+ * `it` for tests of the server `serverOf()` returns (called when the test runs, after `before` started it):
+ * a failing test's report carries what the server logged while it ran.
+ */
+export function testReportingOutput(serverOf) {
+  return (name, body) =>
+    nodeTest(name, async () => {
+      const server = serverOf();
+      const mark = server.output.length;
+      try {
+        await body();
+      } catch (error) {
+        error.message += `\n--- outrigger output during the test ---\n${server.outputSince(mark)}`;
+        throw error;
+      }
+    });
 }
