@@ -86,6 +86,11 @@ pub struct Config {
     /// on every redirect. Default: `true` for the all-in-one embedded default (apps run beside it), `false`
     /// for `gateway` and `worker` processes (their private network holds the platform's own services).
     pub allow_private_endpoints: Option<bool>,
+    /// Whether projects may use secret stores that read the host the worker runs on
+    /// (`secretstores.local.file`, `secretstores.local.env`; the platform's own `OUTRIGGER_*` variables are never
+    /// served). Default: `true` for the all-in-one embedded default (the host is the user's machine), `false`
+    /// for `worker` processes (the host is the platform's).
+    pub allow_host_secret_stores: Option<bool>,
     /// PEM certificate chain: when set (with `tls_key_file`), every listener (Dapr HTTP, Dapr gRPC, control
     /// API) serves TLS, HTTP/2 negotiated by ALPN. Default unset: plain HTTP and h2c.
     pub tls_cert_file: Option<PathBuf>,
@@ -120,6 +125,7 @@ impl Default for Config {
             component_refresh_ms: 5000,
             store_timeout_ms: 5000,
             allow_private_endpoints: None,
+            allow_host_secret_stores: None,
             tls_cert_file: None,
             tls_key_file: None,
             log_format: LogFormat::Text,

@@ -16,6 +16,7 @@ use outrigger_outbound::PrivateAddresses;
 use outrigger_store::Store;
 use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
+use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -379,11 +380,17 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         PrivateAddresses::Refused
     };
     let worker = if role.runs_worker() {
+        let host_secrets = if config.allow_host_secret_stores.unwrap_or(role == Role::AllInOne) {
+            HostSecrets::Allowed
+        } else {
+            HostSecrets::Refused
+        };
         let runtime = Runtime::new(
             store.clone(),
             managed_stores(&config).await?,
             Duration::from_millis(config.component_refresh_ms),
-        );
+        )
+        .with_host_secrets(host_secrets);
         let limits = Limits { store_timeout: Duration::from_millis(config.store_timeout_ms), ..Limits::default() };
         Some(Arc::new(Worker::new(runtime, limits)))
     } else {

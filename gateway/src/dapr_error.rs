@@ -300,6 +300,25 @@ impl From<DataError> for DaprError {
                 "ERR_PUBSUB_PUBLISH_MESSAGE",
                 "DAPR_PUBSUB_PUBLISH_MESSAGE",
             ),
+            DataError::SecretStoresNotConfigured => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::FailedPrecondition,
+                "ERR_SECRET_STORES_NOT_CONFIGURED",
+                "DAPR_SECRET_STORES_NOT_CONFIGURED",
+            ),
+            // daprd answers an unknown secret store with 401, not 404.
+            DataError::SecretStoreNotFound { .. } => (
+                StatusCode::UNAUTHORIZED,
+                Code::InvalidArgument,
+                "ERR_SECRET_STORE_NOT_FOUND",
+                "DAPR_SECRET_STORE_NOT_FOUND",
+            ),
+            DataError::SecretDenied { .. } => {
+                (StatusCode::FORBIDDEN, Code::PermissionDenied, "ERR_PERMISSION_DENIED", "DAPR_SECRET_PERMISSION_DENIED")
+            }
+            DataError::SecretGet { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_SECRET_GET", "DAPR_SECRET_GET")
+            }
         };
         DaprError::new(status, code, error_code, reason, message)
     }

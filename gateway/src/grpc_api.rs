@@ -29,7 +29,7 @@ const SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
 
 /// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
 pub fn grpc_router(gateway: Gateway) -> Router {
-    let rpcs: [(&str, MethodRouter<Gateway>); 14] = [
+    let rpcs: [(&str, MethodRouter<Gateway>); 16] = [
         ("InvokeService", rpc(invoke_service)),
         ("GetState", rpc(get_state)),
         ("GetBulkState", rpc(get_bulk_state)),
@@ -42,6 +42,8 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         ("BulkPublishEvent", rpc(bulk_publish_event)),
         ("BulkPublishEventAlpha1", rpc(bulk_publish_event)),
         ("SubscribeTopicEventsAlpha1", subscribe_topic_events()),
+        ("GetSecret", rpc(get_secret)),
+        ("GetBulkSecret", rpc(get_bulk_secret)),
         ("GetMetadata", rpc(get_metadata)),
         ("Shutdown", rpc(shutdown)),
     ];
@@ -393,6 +395,36 @@ async fn get_metadata(
 }
 
 /// `Shutdown` asks a sidecar to stop; a shared gateway acknowledges and keeps serving everyone else.
+async fn get_secret(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetSecretRequest,
+) -> Result<pb::GetSecretResponse, DaprError> {
+    let call =
+        Call::GetSecret { store: request.store_name, key: request.key, metadata: metadata(request.metadata) };
+    match gateway.call(caller.tenant, call).await? {
+        Reply::Secret(secret) => Ok(pb::GetSecretResponse { data: secret.into_iter().collect() }),
+        other => Err(unexpected(other)),
+    }
+}
+
+async fn get_bulk_secret(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetBulkSecretRequest,
+) -> Result<pb::GetBulkSecretResponse, DaprError> {
+    let call = Call::GetBulkSecret { store: request.store_name, metadata: metadata(request.metadata) };
+    match gateway.call(caller.tenant, call).await? {
+        Reply::BulkSecret(secrets) => Ok(pb::GetBulkSecretResponse {
+            data: secrets
+                .into_iter()
+                .map(|(name, secret)| (name, pb::SecretResponse { secrets: secret.into_iter().collect() }))
+                .collect(),
+        }),
+        other => Err(unexpected(other)),
+    }
+}
+
 async fn shutdown(_gateway: Gateway, _caller: Caller, _request: pb::ShutdownRequest) -> Result<(), DaprError> {
     Ok(())
 }

@@ -39,6 +39,8 @@ pub fn http_router(gateway: Gateway) -> Router {
         .route("/v1.0-alpha1/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
         .route("/v1.0/publish/bulk/{pubsub}/{*topic}", post(bulk_publish).put(bulk_publish))
         .route("/v1.0/invoke/{app_id}/method/{*method}", any(invoke_by_path))
+        .route("/v1.0/secrets/{store}/bulk", get(get_bulk_secret))
+        .route("/v1.0/secrets/{store}/{key}", get(get_secret))
         .merge(crate::workflow::http::routes())
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()
@@ -407,6 +409,32 @@ async fn query_state(
             }
             Ok(Json(answer).into_response())
         }
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /v1.0/secrets/{store}/{key}`: the secret's keys and values.
+async fn get_secret(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path((store, key)): Path<(String, String)>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, DaprError> {
+    match gateway.call(tenant, Call::GetSecret { store, key, metadata: query_metadata(&params) }).await? {
+        Reply::Secret(secret) => Ok(Json(secret).into_response()),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// `GET /v1.0/secrets/{store}/bulk`: every secret the caller may read, by name.
+async fn get_bulk_secret(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path(store): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, DaprError> {
+    match gateway.call(tenant, Call::GetBulkSecret { store, metadata: query_metadata(&params) }).await? {
+        Reply::BulkSecret(secrets) => Ok(Json(secrets).into_response()),
         other => Err(unexpected(other)),
     }
 }

@@ -130,8 +130,8 @@ impl Gateway {
             replay_limit: options.max_body_bytes,
         };
         Gateway(Arc::new(Inner {
+            invoker: invoke::Invoker::new(control_plane.clone(), Arc::clone(&bus), invoke_options),
             bus,
-            invoker: invoke::Invoker::new(control_plane.clone(), invoke_options),
             workflows: outrigger_workflow::Engine::new(control_plane.pool().clone()),
             tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
@@ -150,6 +150,10 @@ impl Gateway {
     /// A project changed: what the gateway keeps of it is read again on its next use.
     pub fn invalidate(&self, project_id: &str) {
         self.0.invoker.invalidate(project_id);
+        if self.0.invoker.probes_project(project_id) {
+            let (gateway, project_id) = (self.clone(), project_id.to_owned());
+            tokio::spawn(async move { gateway.0.invoker.prune_probes(&project_id).await });
+        }
     }
 
     /// Lists a streaming subscription until the returned registration is dropped.

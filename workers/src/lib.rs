@@ -1,10 +1,11 @@
-//! Execution: component drivers (state stores and brokers), the per-project component runtime, the worker's
+//! Execution: component drivers (state stores, brokers and secret stores), the per-project component runtime, the worker's
 //! answer to every bus call, and push delivery of subscribed events.
 
 pub mod delivery;
 mod handler;
 pub mod pubsub;
 mod runtime;
+pub mod secrets;
 pub mod state;
 
 pub use handler::{Limits, Worker};

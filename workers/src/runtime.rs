@@ -14,6 +14,7 @@ use outrigger_store::Store;
 use tokio::sync::Mutex;
 
 use crate::pubsub::{self, Broker, TopicScopes};
+use crate::secrets::{self, HostSecrets, SecretScope, SecretStore};
 use crate::state::{self, StateStore};
 
 /// Name and type of the managed state store every project gets unless it opted out.
@@ -94,6 +95,8 @@ pub struct PubsubConfig {
 pub type StateComponent = Component<dyn StateStore, StateConfig>;
 /// A pub/sub component.
 pub type PubsubComponent = Component<dyn Broker, PubsubConfig>;
+/// A secret store component.
+pub type SecretComponent = Component<dyn SecretStore, ()>;
 
 /// A project's components at one moment.
 pub struct ProjectComponents {
@@ -101,6 +104,10 @@ pub struct ProjectComponents {
     pub state: BTreeMap<String, Arc<StateComponent>>,
     /// Pub/sub components by name.
     pub pubsub: BTreeMap<String, Arc<PubsubComponent>>,
+    /// Secret store components by name.
+    pub secrets: BTreeMap<String, Arc<SecretComponent>>,
+    /// The secret scopes of each App ID's Configuration, by App ID and then store name.
+    pub secret_scopes: HashMap<String, BTreeMap<String, SecretScope>>,
     /// `Subscription` documents.
     pub subscriptions: Vec<Document>,
     /// `Resiliency` documents.
@@ -128,7 +135,8 @@ pub struct ManagedStores {
     pub pubsub: Arc<dyn Broker>,
 }
 
-/// A backend remembered with the document spec it was opened from, by (project id, component name).
+/// A backend remembered with what it was opened from (its spec, and the secrets resolved into it), by
+/// (project id, component name).
 type OpenedBackends<B> = HashMap<(String, String), (serde_json::Value, Arc<B>)>;
 
 /// Opened backends of one building block.
@@ -139,16 +147,17 @@ impl<B: ?Sized> Opened<B> {
         Opened(Mutex::new(HashMap::new()))
     }
 
-    /// The backend opened from the same spec, or a newly opened one.
+    /// The backend opened from the same `source`, or a newly opened one.
     async fn get_or_open<E: std::fmt::Display>(
         &self,
         project_id: &str,
         document: &Document,
+        source: serde_json::Value,
         open: impl Future<Output = Result<Arc<B>, E>>,
     ) -> Result<Arc<B>, String> {
         let key = (project_id.to_owned(), document.metadata.name.clone());
-        if let Some((spec, backend)) = self.0.lock().await.get(&key) {
-            if *spec == document.spec {
+        if let Some((opened_from, backend)) = self.0.lock().await.get(&key) {
+            if *opened_from == source {
                 return Ok(Arc::clone(backend));
             }
         }
@@ -163,13 +172,14 @@ impl<B: ?Sized> Opened<B> {
             }
         };
         tracing::info!(project_id, component = %name, "component opened");
-        self.0.lock().await.insert(key, (document.spec.clone(), Arc::clone(&backend)));
+        self.0.lock().await.insert(key, (source, Arc::clone(&backend)));
         Ok(backend)
     }
 
-    /// Forgets backends of `project_id` not named in `keep`; they close once the last call using them ends.
-    async fn retain<V>(&self, project_id: &str, keep: &BTreeMap<String, V>) {
-        self.0.lock().await.retain(|(project, name), _| project != project_id || keep.contains_key(name));
+    /// Forgets backends of `project_id` whose names `keep` refuses; they close once the last call using them
+    /// ends.
+    async fn retain(&self, project_id: &str, keep: impl Fn(&str) -> bool) {
+        self.0.lock().await.retain(|(project, name), _| project != project_id || keep(name));
     }
 }
 
@@ -182,29 +192,56 @@ pub struct Runtime {
     projects: std::sync::Mutex<HashMap<String, Arc<ProjectComponents>>>,
     opened_stores: Opened<dyn StateStore>,
     opened_brokers: Opened<dyn Broker>,
+    opened_secret_stores: Opened<dyn SecretStore>,
+    host_secrets: HostSecrets,
     // Written by the deliverer, read for `/v1.0/metadata`; never held across an await.
     programmatic: std::sync::Mutex<HashMap<(String, String), ProgrammaticSubscriptions>>,
 }
 
-/// Component metadata as name -> text, the form backends are opened with.
-fn metadata_strings(document: &Document) -> Result<BTreeMap<String, String>, String> {
+/// Component metadata as name -> text, the form backends are opened with; `secretKeyRef` values are read from
+/// the secret store the document names in `auth.secretStore`.
+async fn resolve_metadata(
+    document: &Document,
+    secret_stores: &BTreeMap<String, Arc<SecretComponent>>,
+) -> Result<BTreeMap<String, String>, String> {
     let mut metadata = BTreeMap::new();
     let entries = document.spec.get("metadata").and_then(|m| m.as_array()).cloned().unwrap_or_default();
     for entry in entries {
         let name = entry.get("name").and_then(|n| n.as_str()).unwrap_or_default().to_owned();
-        let value = match entry.get("value") {
-            Some(serde_json::Value::String(text)) => text.clone(),
-            Some(serde_json::Value::Null) | None if entry.get("secretKeyRef").is_some() => {
-                return Err(format!(
-                    "metadata field '{name}' uses a secretKeyRef, and secret stores are not served yet; give the value inline"
-                ))
+        let value = match (entry.get("value"), entry.get("secretKeyRef")) {
+            (Some(serde_json::Value::String(text)), _) => text.clone(),
+            (Some(serde_json::Value::Null) | None, Some(reference)) => {
+                let field = format!("metadata field '{name}'");
+                resolve_secret_ref(&field, reference, document.secret_store(), secret_stores).await?
             }
-            Some(serde_json::Value::Null) | None => String::new(),
-            Some(other) => other.to_string(),
+            (Some(serde_json::Value::Null) | None, None) => String::new(),
+            (Some(other), _) => other.to_string(),
         };
         metadata.insert(name, value);
     }
     Ok(metadata)
+}
+
+/// The value a `secretKeyRef` (`{name, key}`; the key defaults to the name) points at, in `store`. `what` names
+/// the entry holding the reference, for messages.
+pub async fn resolve_secret_ref(
+    what: &str,
+    reference: &serde_json::Value,
+    store: Option<&str>,
+    secret_stores: &BTreeMap<String, Arc<SecretComponent>>,
+) -> Result<String, String> {
+    let Some(store) = store else {
+        return Err(format!(
+            "{what} uses a secretKeyRef, but the document names no secret store; add auth: {{secretStore: <name of a secretstores.* component>}}"
+        ));
+    };
+    let secret = reference.get("name").and_then(|name| name.as_str()).unwrap_or_default();
+    let key = reference.get("key").and_then(|key| key.as_str()).filter(|key| !key.is_empty()).unwrap_or(secret);
+    let component =
+        secret_stores.get(store).ok_or_else(|| format!("{what}: secret store {store} is not a component of this project"))?;
+    let backend = component.backend.as_ref().map_err(|reason| format!("{what}: secret store {store}: {reason}"))?;
+    let values = backend.get(secret).await.map_err(|err| format!("{what}: secret store {store}: {err}"))?;
+    values.get(key).cloned().ok_or_else(|| format!("{what}: secret {secret} in secret store {store} has no key {key}"))
 }
 
 /// A component of `document` around its backend.
@@ -229,6 +266,11 @@ fn text(document: &Document, field: &str) -> String {
     document.spec.get(field).and_then(|value| value.as_str()).unwrap_or_default().to_owned()
 }
 
+/// `spec.version`, `v1` when not given.
+fn version(document: &Document) -> String {
+    Some(text(document, "version")).filter(|version| !version.is_empty()).unwrap_or_else(|| "v1".into())
+}
+
 impl Runtime {
     /// A runtime reading components from `control_plane`, re-reading a project at most every `refresh_after`.
     pub fn new(control_plane: Store, managed: ManagedStores, refresh_after: Duration) -> Runtime {
@@ -239,8 +281,16 @@ impl Runtime {
             projects: std::sync::Mutex::new(HashMap::new()),
             opened_stores: Opened::new(),
             opened_brokers: Opened::new(),
+            opened_secret_stores: Opened::new(),
+            host_secrets: HostSecrets::Refused,
             programmatic: std::sync::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets projects open secret stores that read this host ([`HostSecrets`]); refused unless set.
+    pub fn with_host_secrets(mut self, host_secrets: HostSecrets) -> Runtime {
+        self.host_secrets = host_secrets;
+        self
     }
 
     /// What the app answered to `GET /dapr/subscribe` last, if it was asked.
@@ -274,16 +324,14 @@ impl Runtime {
             }
         }
         let loaded = self.load(project_id).await?;
-        let empty = BTreeMap::<String, ()>::new();
-        let (keep_stores, keep_brokers) = match &loaded {
-            Some(components) => (
-                components.state.keys().map(|name| (name.clone(), ())).collect(),
-                components.pubsub.keys().map(|name| (name.clone(), ())).collect(),
-            ),
-            None => (empty.clone(), empty),
+        let kept = |pick: fn(&ProjectComponents, &str) -> bool| {
+            let loaded = &loaded;
+            move |name: &str| loaded.as_ref().is_some_and(|components| pick(components, name))
         };
-        self.opened_stores.retain(project_id, &keep_stores).await;
-        self.opened_brokers.retain(project_id, &keep_brokers).await;
+        self.opened_stores.retain(project_id, kept(|components, name| components.state.contains_key(name))).await;
+        self.opened_brokers.retain(project_id, kept(|components, name| components.pubsub.contains_key(name))).await;
+        let secret_store = kept(|components, name| components.secrets.contains_key(name));
+        self.opened_secret_stores.retain(project_id, secret_store).await;
         let mut projects = self.projects.lock().expect("project cache lock");
         match loaded {
             Some(components) => {
@@ -309,17 +357,32 @@ impl Runtime {
             let documents = tx.list_resources(&project.id, Kind::Component).await?;
             let subscriptions = tx.list_resources(&project.id, Kind::Subscription).await?;
             let resiliencies = tx.list_resources(&project.id, Kind::Resiliency).await?;
-            Ok(Some((project, documents, subscriptions, resiliencies)))
+            let configurations = tx.list_resources(&project.id, Kind::Configuration).await?;
+            let app_ids = tx.list_app_ids(&project.id).await?;
+            Ok(Some((project, documents, subscriptions, resiliencies, configurations, app_ids)))
         };
-        let Some((project, documents, subscriptions, resiliencies)) =
+        let Some((project, documents, subscriptions, resiliencies, configurations, app_ids)) =
             read.await.map_err(|err: outrigger_store::Error| format!("reading the project's components: {err}"))?
         else {
             return Ok(None);
         };
 
+        let scopes_by_configuration: HashMap<String, BTreeMap<String, SecretScope>> = configurations
+            .into_iter()
+            .map(|stored| (stored.document.metadata.name, SecretScope::from_configuration(&stored.document.spec)))
+            .collect();
+        let secret_scopes = app_ids
+            .into_iter()
+            .filter_map(|app| {
+                let scopes = scopes_by_configuration.get(app.config.as_deref()?)?;
+                Some((app.name, scopes.clone()))
+            })
+            .collect();
         let mut components = ProjectComponents {
             state: BTreeMap::new(),
             pubsub: BTreeMap::new(),
+            secrets: BTreeMap::new(),
+            secret_scopes,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
             loaded_at: Instant::now(),
@@ -353,20 +416,45 @@ impl Runtime {
             };
             components.pubsub.insert(name, Arc::new(component));
         }
-        for stored in documents {
-            let document = stored.document;
-            let component_type = text(&document, "type");
-            let Some(building_block) = lookup(&component_type).map(|t| t.building_block) else { continue };
-            let metadata = metadata_strings(&document);
+        let typed: Vec<(Document, String, BuildingBlock)> = documents
+            .into_iter()
+            .filter_map(|stored| {
+                let component_type = text(&stored.document, "type");
+                let building_block = lookup(&component_type)?.building_block;
+                Some((stored.document, component_type, building_block))
+            })
+            .collect();
+        // Secret stores first: the other components' secretKeyRefs are read from them.
+        let (secret_stores, others): (Vec<_>, Vec<_>) =
+            typed.into_iter().partition(|(_, _, building_block)| *building_block == BuildingBlock::SecretStores);
+        for (document, component_type, _) in secret_stores {
+            let backend = match resolve_metadata(&document, &BTreeMap::new()).await {
+                Ok(metadata) => {
+                    let open = secrets::open(&component_type, &metadata, self.host_secrets);
+                    self.opened_secret_stores.get_or_open(project_id, &document, document.spec.clone(), open).await
+                }
+                Err(_) => Err(format!(
+                    "secret store {} takes secretKeyRefs, which a secret store cannot resolve; give its values inline",
+                    document.metadata.name
+                )),
+            };
+            let version = version(&document);
+            let component = assemble(&document, component_type, version, backend, ());
+            components.secrets.insert(document.metadata.name.clone(), Arc::new(component));
+        }
+        for (document, component_type, building_block) in others {
+            let metadata = resolve_metadata(&document, &components.secrets).await;
             let field = |name: &str| metadata.as_ref().ok().and_then(|m| m.get(name)).map(String::as_str);
-            let version = Some(text(&document, "version")).filter(|v| !v.is_empty()).unwrap_or_else(|| "v1".into());
+            // Secrets resolved into the metadata count: a changed secret value reopens the backend.
+            let source = serde_json::json!({"spec": document.spec, "metadata": metadata.as_ref().ok()});
+            let version = version(&document);
             let name = document.metadata.name.clone();
             match building_block {
                 BuildingBlock::State => {
                     let backend = match &metadata {
                         Ok(metadata) => {
                             let open = state::open(&component_type, metadata);
-                            self.opened_stores.get_or_open(project_id, &document, open).await
+                            self.opened_stores.get_or_open(project_id, &document, source, open).await
                         }
                         Err(reason) => Err(reason.clone()),
                     };
@@ -382,7 +470,7 @@ impl Runtime {
                     let backend = match &metadata {
                         Ok(metadata) => {
                             let open = pubsub::open(&component_type, metadata);
-                            self.opened_brokers.get_or_open(project_id, &document, open).await
+                            self.opened_brokers.get_or_open(project_id, &document, source, open).await
                         }
                         Err(reason) => Err(reason.clone()),
                     };
@@ -392,6 +480,8 @@ impl Runtime {
                         .pubsub
                         .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
                 }
+                // Opened above.
+                BuildingBlock::SecretStores => {}
             }
         }
         Ok(Some(components))

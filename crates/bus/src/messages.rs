@@ -135,6 +135,23 @@ pub enum Call {
     /// What the app did with streamed events, several at once: settling them together lets the broker write
     /// them together.
     StreamSettle { pubsub: String, topic: String, settlements: Vec<Settlement> },
+    /// Read one secret, within the caller's secret scopes.
+    GetSecret { store: String, key: String, metadata: Metadata },
+    /// Read every secret of a store the caller's secret scopes allow.
+    GetBulkSecret { store: String, metadata: Metadata },
+    /// The value a `secretKeyRef` of one of the project's documents points at (an HTTPEndpoint's header): the
+    /// platform reads it on the project's behalf, so the caller's secret scopes do not apply, and the value
+    /// goes to the endpoint, never back to the app.
+    ResolveSecretRef {
+        /// The entry holding the reference, for messages ("header 'x-key' of HTTPEndpoint billing").
+        what: String,
+        /// The document's `auth.secretStore`.
+        store: Option<String>,
+        /// The secret's name.
+        name: String,
+        /// The key in the secret; the name when not given.
+        key: Option<String>,
+    },
 }
 
 /// What the app did with one streamed event; a dropped one goes to `dead_letter` when given.
@@ -277,6 +294,12 @@ pub enum Reply {
     Published(Vec<FailedEntry>),
     /// For [`Call::StreamFetch`].
     Events(Vec<StreamEvent>),
+    /// For [`Call::GetSecret`]: the secret's keys and values.
+    Secret(BTreeMap<String, String>),
+    /// For [`Call::GetBulkSecret`]: each secret's keys and values, by secret name.
+    BulkSecret(BTreeMap<String, BTreeMap<String, String>>),
+    /// For [`Call::ResolveSecretRef`].
+    SecretValue(String),
     /// For [`Call::QueryState`].
     Query {
         /// Hits of this page.
@@ -353,4 +376,16 @@ pub enum DataError {
     /// The broker did not take the message.
     #[error("{message}")]
     PublishFailed { message: String },
+    /// The caller may use no secret store at all.
+    #[error("secret store is not configured")]
+    SecretStoresNotConfigured,
+    /// No secret store of that name the caller may use.
+    #[error("failed finding secret store with key {store}")]
+    SecretStoreNotFound { store: String },
+    /// The caller's Configuration does not let it read that secret.
+    #[error("access denied by policy to get \"{key}\" from \"{store}\"")]
+    SecretDenied { store: String, key: String },
+    /// The store could not give the secret.
+    #[error("{message}")]
+    SecretGet { message: String },
 }

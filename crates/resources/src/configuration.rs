@@ -1,5 +1,5 @@
-//! Rules for Configuration documents. The whole spec is kept; the access control part,
-//! which Outrigger enforces for service invocation, is checked.
+//! Rules for Configuration documents. The whole spec is kept; the parts Outrigger enforces are
+//! checked: access control (service invocation) and secret scopes (the secrets API).
 
 use crate::fields::{
     as_object, as_str, check_one_of, child, item, optional_list, optional_object, optional_string, required_string,
@@ -14,6 +14,32 @@ const HTTP_VERBS: [&str; 10] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD",
 
 /// Checks a Configuration's spec.
 pub(crate) fn check(spec: &Object) -> Result<(), Invalid> {
+    check_access_control(spec)?;
+    check_secret_scopes(spec)
+}
+
+fn check_secret_scopes(spec: &Object) -> Result<(), Invalid> {
+    let Some(secrets) = optional_object(spec, "secrets", "spec")? else {
+        return Ok(());
+    };
+    const PATH: &str = "spec.secrets";
+    let scopes = optional_list(secrets, "scopes", PATH)?.unwrap_or_default();
+    for (index, scope) in scopes.iter().enumerate() {
+        let path = item(&child(PATH, "scopes"), index);
+        let scope = as_object(scope, &path)?;
+        required_string(scope, "storeName", &path)?;
+        check_optional_action(scope, "defaultAccess", &path)?;
+        for list in ["allowedSecrets", "deniedSecrets"] {
+            let names = optional_list(scope, list, &path)?.unwrap_or_default();
+            for (index, name) in names.iter().enumerate() {
+                as_str(name, &item(&child(&path, list), index))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_access_control(spec: &Object) -> Result<(), Invalid> {
     let Some(access_control) = optional_object(spec, "accessControl", "spec")? else {
         return Ok(());
     };
@@ -76,6 +102,10 @@ mod tests {
         assert_eq!(check_value(spec), Ok(()));
         let spec = json!({"accessControl": {"defaultAction": "Allow"}});
         assert_eq!(check_value(spec), Ok(()));
+        let spec = json!({"secrets": {"scopes": [
+            {"storeName": "vault", "defaultAccess": "Deny", "allowedSecrets": ["db"], "deniedSecrets": []}
+        ]}});
+        assert_eq!(check_value(spec), Ok(()));
     }
 
     #[test]
@@ -114,6 +144,19 @@ mod tests {
                 "operations[0].httpVerb: must be a list",
             ),
             (json!({"accessControl": "deny"}), "spec.accessControl: must be a mapping"),
+            (json!({"secrets": {"scopes": [{"defaultAccess": "deny"}]}}), "spec.secrets.scopes[0].storeName: required"),
+            (
+                json!({"secrets": {"scopes": [{"storeName": "s", "defaultAccess": "hide"}]}}),
+                "spec.secrets.scopes[0].defaultAccess: 'hide' is not allowed; use one of: allow, deny",
+            ),
+            (
+                json!({"secrets": {"scopes": [{"storeName": "s", "allowedSecrets": "a"}]}}),
+                "spec.secrets.scopes[0].allowedSecrets: must be a list",
+            ),
+            (
+                json!({"secrets": {"scopes": [{"storeName": "s", "deniedSecrets": ["a", 1]}]}}),
+                "spec.secrets.scopes[0].deniedSecrets[1]: must be a string",
+            ),
         ];
         for (spec, expected) in cases {
             let error = check_value(spec.clone()).expect_err(&spec.to_string());

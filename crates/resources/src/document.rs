@@ -270,8 +270,9 @@ impl Document {
     }
 
     /// References to the rest of the project: scopes must name existing App IDs, a
-    /// Subscription's pubsubname must name a pub/sub component, an AppIdentity's `config`
-    /// must name a Configuration. Expects a normalised document.
+    /// Subscription's pubsubname must name a pub/sub component, an `auth.secretStore` must name
+    /// a secret store component, an AppIdentity's `config` must name a Configuration. Expects a
+    /// normalised document.
     pub fn check_references(&self, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
         for (index, scope) in self.scopes.iter().enumerate() {
             if !project.app_id_exists(scope) {
@@ -283,10 +284,14 @@ impl Document {
                 ));
             }
         }
+        if let Some(store) = self.secret_store() {
+            check_component_reference(store, BuildingBlock::SecretStores, "auth.secretStore", project)?;
+        }
         match self.kind {
             Kind::Subscription => {
                 let spec = as_object(&self.spec, "spec")?;
-                check_pubsub_reference(required_string(spec, "pubsubname", "spec")?, project)
+                let pubsub = required_string(spec, "pubsubname", "spec")?;
+                check_component_reference(pubsub, BuildingBlock::PubSub, "spec.pubsubname", project)
             }
             Kind::AppIdentity => match self.app_identity_spec()?.config {
                 Some(config) if !project.configuration_exists(&config) => Err(Invalid::at(
@@ -300,20 +305,31 @@ impl Document {
             _ => Ok(()),
         }
     }
+
+    /// The secret store named in `auth.secretStore`: where the document's `secretKeyRef`s are read.
+    pub fn secret_store(&self) -> Option<&str> {
+        self.auth.as_ref()?.get("secretStore")?.as_str()
+    }
 }
 
-fn check_pubsub_reference(name: &str, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
+/// `field` names a component of `building_block` in the project.
+fn check_component_reference(
+    name: &str,
+    building_block: BuildingBlock,
+    field: &str,
+    project: &dyn ProjectCatalog,
+) -> Result<(), Invalid> {
+    let wanted = building_block.as_str();
     let problem = match project.component_type(name) {
-        None => format!("there is no component '{name}' in this project; create a pub/sub component first"),
+        None => format!("there is no component '{name}' in this project; create a {wanted}.* component first"),
         Some(type_name) => {
-            let building_block = lookup(&type_name).map(|known| known.building_block);
-            if building_block == Some(BuildingBlock::PubSub) {
+            if lookup(&type_name).map(|known| known.building_block) == Some(building_block) {
                 return Ok(());
             }
-            format!("component '{name}' has type {type_name}, which is not a pub/sub; name a pubsub.* component")
+            format!("component '{name}' has type {type_name}, which is not a {wanted} component; name a {wanted}.* component")
         }
     };
-    Err(Invalid::at("spec.pubsubname", problem))
+    Err(Invalid::at(field, problem))
 }
 
 /// The same value with every object's keys in sorted order. serde_json keeps maps sorted
@@ -547,6 +563,7 @@ mod tests {
                 ("orderpubsub", "pubsub.redis"),
                 ("pubsub", "pubsub.outrigger"),
                 ("statestore", "state.redis"),
+                ("my-secretstore", "secretstores.local.file"),
             ]),
             configurations: BTreeSet::from(["appconfig"]),
         }
@@ -574,10 +591,18 @@ mod tests {
         state_as_pubsub.spec["pubsubname"] = json!("statestore");
         let mut missing_config = parse_yaml(fixtures::APP_IDENTITY).normalize().unwrap();
         missing_config.spec["config"] = json!("tracing");
+        let with_secret_store = |store: &str| {
+            let mut component = parse_yaml(fixtures::REDIS_STATESTORE).normalize().unwrap();
+            component.auth = Some(json!({"secretStore": store}));
+            component
+        };
+        assert_eq!(with_secret_store("my-secretstore").check_references(&project()), Ok(()));
         let cases = [
             (unknown_scope, "scopes[2]: App ID 'billing' does not exist in this project; create it first or remove it from scopes"),
-            (missing_pubsub, "spec.pubsubname: there is no component 'events' in this project; create a pub/sub component first"),
-            (state_as_pubsub, "spec.pubsubname: component 'statestore' has type state.redis, which is not a pub/sub; name a pubsub.* component"),
+            (missing_pubsub, "spec.pubsubname: there is no component 'events' in this project; create a pubsub.* component first"),
+            (state_as_pubsub, "spec.pubsubname: component 'statestore' has type state.redis, which is not a pubsub component; name a pubsub.* component"),
+            (with_secret_store("secrets"), "auth.secretStore: there is no component 'secrets' in this project; create a secretstores.* component first"),
+            (with_secret_store("statestore"), "auth.secretStore: component 'statestore' has type state.redis, which is not a secretstores component; name a secretstores.* component"),
             (missing_config, "spec.config: Configuration 'tracing' does not exist in this project; create it first or leave config out"),
         ];
         for (document, expected) in cases {

@@ -16,6 +16,8 @@ pub enum BuildingBlock {
     State,
     /// Pub/sub broker (`pubsub.*`).
     PubSub,
+    /// Secret store (`secretstores.*`).
+    SecretStores,
 }
 
 impl BuildingBlock {
@@ -24,6 +26,7 @@ impl BuildingBlock {
         match self {
             BuildingBlock::State => "state",
             BuildingBlock::PubSub => "pubsub",
+            BuildingBlock::SecretStores => "secretstores",
         }
     }
 
@@ -32,6 +35,7 @@ impl BuildingBlock {
         match self {
             BuildingBlock::State => STATE_COMMON,
             BuildingBlock::PubSub => PUBSUB_COMMON,
+            BuildingBlock::SecretStores => &[],
         }
     }
 }
@@ -224,6 +228,11 @@ const JETSTREAM_PUBSUB: &[MetadataField] = &[
     optional("concurrency"),
 ];
 
+const LOCAL_FILE_SECRETS: &[MetadataField] =
+    &[required("secretsFile"), optional("nestedSeparator"), optional("multiValued")];
+
+const LOCAL_ENV_SECRETS: &[MetadataField] = &[optional("prefix")];
+
 const V1: &[&str] = &["v1"];
 
 /// Every known component type, sorted by name.
@@ -255,6 +264,20 @@ static COMPONENT_TYPES: &[ComponentType] = &[
         versions: V1,
         managed_component: None,
         field_groups: &[REDIS_CLIENT, REDIS_PUBSUB],
+    },
+    ComponentType {
+        name: "secretstores.local.env",
+        building_block: BuildingBlock::SecretStores,
+        versions: V1,
+        managed_component: None,
+        field_groups: &[LOCAL_ENV_SECRETS],
+    },
+    ComponentType {
+        name: "secretstores.local.file",
+        building_block: BuildingBlock::SecretStores,
+        versions: V1,
+        managed_component: None,
+        field_groups: &[LOCAL_FILE_SECRETS],
     },
     ComponentType {
         name: "state.in-memory",
@@ -342,6 +365,8 @@ mod tests {
                 "pubsub.in-memory",
                 "pubsub.jetstream",
                 "pubsub.redis",
+                "secretstores.local.env",
+                "secretstores.local.file",
                 "state.in-memory",
                 "state.postgresql",
                 "state.redis",
@@ -372,6 +397,9 @@ mod tests {
             ("pubsub.jetstream", "natsURL", true, false),
             ("pubsub.jetstream", "seedKey", false, true),
             ("pubsub.jetstream", "tls_client_key", false, true),
+            ("secretstores.local.file", "secretsFile", true, false),
+            ("secretstores.local.file", "multiValued", false, false),
+            ("secretstores.local.env", "prefix", false, false),
         ];
         for (type_name, field_name, required, sensitive) in cases {
             let field = lookup(type_name).unwrap().field(field_name);

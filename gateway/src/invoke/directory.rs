@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::http::HeaderMap;
 use outrigger_resources::{Document, Kind};
 use outrigger_store::{AppIdentity, Store};
 
@@ -24,7 +25,22 @@ pub struct ProjectDirectory {
     pub apps: HashMap<String, Callee>,
     pub http_endpoints: HashMap<String, Document>,
     pub resiliencies: Vec<Document>,
+    /// The headers each HTTPEndpoint adds, once read (their secret values cost a worker call): kept as long as
+    /// this reading of the project.
+    endpoint_headers: Mutex<HashMap<String, HeaderMap>>,
     loaded_at: Instant,
+}
+
+impl ProjectDirectory {
+    /// The headers HTTPEndpoint `name` adds, if they were read already.
+    pub fn endpoint_headers(&self, name: &str) -> Option<HeaderMap> {
+        self.endpoint_headers.lock().expect("endpoint headers lock").get(name).cloned()
+    }
+
+    /// Keeps the headers HTTPEndpoint `name` adds.
+    pub fn remember_endpoint_headers(&self, name: &str, headers: &HeaderMap) {
+        self.endpoint_headers.lock().expect("endpoint headers lock").insert(name.to_owned(), headers.clone());
+    }
 }
 
 /// Every project's directory this gateway has used recently.
@@ -80,6 +96,12 @@ impl Directory {
                 (identity.name.clone(), Callee { identity, access_control })
             })
             .collect();
-        Ok(ProjectDirectory { apps, http_endpoints, resiliencies, loaded_at: Instant::now() })
+        Ok(ProjectDirectory {
+            apps,
+            http_endpoints,
+            resiliencies,
+            endpoint_headers: Mutex::new(HashMap::new()),
+            loaded_at: Instant::now(),
+        })
     }
 }

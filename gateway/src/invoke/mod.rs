@@ -18,7 +18,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
-use outrigger_bus::Tenant;
+use outrigger_bus::{Bus, Call, Envelope, Reply, Tenant};
+use outrigger_resources::Document;
 use outrigger_outbound::health::{self, AppHealth, HealthProbe};
 use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
 use outrigger_outbound::{refusal_in, AppChannel, PrivateAddresses, Refused};
@@ -99,6 +100,8 @@ const PLATFORM_ONLY: [&str; 3] = ["host", "dapr-api-token", "dapr-app-id"];
 /// How the gateway calls apps.
 pub struct Invoker {
     directory: Directory,
+    /// Reads the `secretKeyRef` values of HTTPEndpoint headers, through the project's workers.
+    bus: Arc<dyn Bus>,
     client: reqwest::Client,
     private_addresses: PrivateAddresses,
     breakers: Breakers,
@@ -140,9 +143,10 @@ enum Payload {
 }
 
 impl Invoker {
-    pub fn new(store: outrigger_store::Store, options: InvokeOptions) -> Invoker {
+    pub fn new(store: outrigger_store::Store, bus: Arc<dyn Bus>, options: InvokeOptions) -> Invoker {
         Invoker {
             directory: Directory::new(store, options.directory_refresh),
+            bus,
             client: options.private_addresses.client(false),
             private_addresses: options.private_addresses,
             breakers: Breakers::new(),
@@ -155,6 +159,33 @@ impl Invoker {
     /// Forgets what the gateway knows of a project (it changed).
     pub fn invalidate(&self, project_id: &str) {
         self.directory.invalidate(project_id);
+    }
+
+    /// Whether App IDs of the project are being probed.
+    pub fn probes_project(&self, project_id: &str) -> bool {
+        self.probes.lock().expect("probes lock").keys().any(|(project, _)| project == project_id)
+    }
+
+    /// Stops probing the project's App IDs that are gone or no longer have a health-check path (all of them when
+    /// the project is gone). A probe whose endpoint changed is replaced on its next use instead.
+    pub async fn prune_probes(&self, project_id: &str) {
+        let still_probed: Vec<String> = match self.directory.project(project_id).await {
+            Ok(directory) => directory
+                .apps
+                .iter()
+                .filter(|(_, callee)| callee.identity.app_health_check_path.is_some())
+                .map(|(name, _)| name.clone())
+                .collect(),
+            Err(outrigger_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) => {
+                tracing::warn!(project_id, error = %err, "cannot read the project to stop stale health probes; they stop on a later change");
+                return;
+            }
+        };
+        self.probes
+            .lock()
+            .expect("probes lock")
+            .retain(|(project, app), _| project != project_id || still_probed.contains(app));
     }
 
     /// Calls `target` for `tenant` and returns the callee's answer, whatever its status.
@@ -196,8 +227,16 @@ impl Invoker {
             headers.insert("dapr-callee-app-id", header_value(target));
             channel
         } else if let Some(endpoint) = directory.http_endpoints.get(target) {
-            let (channel, endpoint_headers) =
-                http_endpoint(&endpoint.spec).map_err(|reason| InvokeError::BadEndpoint { id: id(), reason })?;
+            let bad_endpoint = |reason| InvokeError::BadEndpoint { id: id(), reason };
+            let channel = endpoint_channel(&endpoint.spec).map_err(bad_endpoint)?;
+            let endpoint_headers = match directory.endpoint_headers(target) {
+                Some(known) => known,
+                None => {
+                    let read = self.endpoint_headers(tenant, endpoint).await.map_err(bad_endpoint)?;
+                    directory.remember_endpoint_headers(target, &read);
+                    read
+                }
+            };
             headers.extend(endpoint_headers);
             channel
         } else {
@@ -250,6 +289,40 @@ impl Invoker {
             Outcome::TimedOut(after) => Err(InvokeError::TimedOut { id: id(), after }),
             Outcome::CircuitOpen => Err(InvokeError::CircuitOpen { id: id() }),
         }
+    }
+
+    /// The headers an HTTPEndpoint adds to every call, `secretKeyRef` values read from the secret store the
+    /// endpoint names (by a worker of the project, which holds the project's secret stores).
+    async fn endpoint_headers(&self, tenant: &Tenant, endpoint: &Document) -> Result<HeaderMap, String> {
+        let mut headers = HeaderMap::new();
+        for header in endpoint.spec.get("headers").and_then(Value::as_array).into_iter().flatten() {
+            let name = header.get("name").and_then(Value::as_str).unwrap_or_default();
+            let value = match (header.get("value").and_then(Value::as_str), header.get("secretKeyRef")) {
+                (Some(value), _) => value.to_owned(),
+                (None, Some(reference)) => {
+                    let text = |field: &str| reference.get(field).and_then(Value::as_str).map(str::to_owned);
+                    let call = Call::ResolveSecretRef {
+                        what: format!("header '{name}' of HTTPEndpoint {}", endpoint.metadata.name),
+                        store: endpoint.secret_store().map(str::to_owned),
+                        name: text("name").unwrap_or_default(),
+                        key: text("key"),
+                    };
+                    let envelope = Envelope { tenant: tenant.clone(), call };
+                    match self.bus.call(&tenant.pool, envelope).await {
+                        Ok(Ok(Reply::SecretValue(value))) => value,
+                        Ok(Ok(other)) => return Err(format!("unexpected reply to a secret lookup: {other:?}")),
+                        Ok(Err(err)) => return Err(err.to_string()),
+                        Err(err) => return Err(format!("{err}; retry shortly")),
+                    }
+                }
+                (None, None) => String::new(),
+            };
+            let name = HeaderName::try_from(name).map_err(|_| format!("'{name}' is not a valid header name"))?;
+            let value =
+                HeaderValue::from_str(&value).map_err(|_| format!("the value of header '{name}' is not valid"))?;
+            headers.insert(name, value);
+        }
+        Ok(headers)
     }
 
     /// The health of an App ID with a health-check path, probed while the gateway runs.
@@ -310,22 +383,10 @@ pub fn returned_headers(response: &reqwest::Response) -> HeaderMap {
     headers
 }
 
-/// An HTTPEndpoint as a channel and the headers it adds.
-fn http_endpoint(spec: &Value) -> Result<(AppChannel, HeaderMap), String> {
+/// Where an HTTPEndpoint is called.
+fn endpoint_channel(spec: &Value) -> Result<AppChannel, String> {
     let base_url = spec.get("baseUrl").and_then(Value::as_str).ok_or("the HTTPEndpoint has no baseUrl")?;
-    let mut headers = HeaderMap::new();
-    for header in spec.get("headers").and_then(Value::as_array).into_iter().flatten() {
-        let name = header.get("name").and_then(Value::as_str).unwrap_or_default();
-        let Some(value) = header.get("value").and_then(Value::as_str) else {
-            return Err(format!(
-                "header '{name}' takes its value from a secretKeyRef, and secret stores are not served yet; give the value inline"
-            ));
-        };
-        let name = HeaderName::try_from(name).map_err(|_| format!("'{name}' is not a valid header name"))?;
-        let value = HeaderValue::from_str(value).map_err(|_| format!("the value of header '{name}' is not valid"))?;
-        headers.insert(name, value);
-    }
-    Ok((AppChannel { endpoint: base_url.to_owned(), app_token: None }, headers))
+    Ok(AppChannel { endpoint: base_url.to_owned(), app_token: None })
 }
 
 /// Reads a body whole if it is at most `limit` bytes; otherwise the part read and the rest, as one stream.

@@ -114,7 +114,7 @@ async fn errors_carry_daprds_codes_and_details() {
     let err = client.save_state(with_token(save("kvstore", vec![item("", b"x")]), &token)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    let secret = pb::GetSecretRequest { store_name: "vault".into(), key: "db-password".into(), ..Default::default() };
-    let err = client.get_secret(with_token(secret, &token)).await.unwrap_err();
+    let lock = pb::TryLockRequest { store_name: "lockstore".into(), resource_id: "r".into(), ..Default::default() };
+    let err = client.try_lock_alpha1(with_token(lock, &token)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
 }

@@ -13,6 +13,7 @@ use outrigger_gateway::{Gateway, Options};
 use outrigger_outbound::PrivateAddresses;
 use outrigger_store::{AppIdentity, NewProject, Store};
 use outrigger_workers::delivery::{Deliverer, HealthProbe};
+use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +72,8 @@ impl TestGateway {
         store.migrate().await.unwrap();
         let kvstore = outrigger_workers::state::open("state.in-memory", &BTreeMap::new()).await.unwrap();
         let pubsub = outrigger_workers::pubsub::open("pubsub.in-memory", &BTreeMap::new()).await.unwrap();
-        let runtime = Runtime::new(store.clone(), ManagedStores { kvstore, pubsub }, Duration::from_millis(50));
+        let runtime = Runtime::new(store.clone(), ManagedStores { kvstore, pubsub }, Duration::from_millis(50))
+            .with_host_secrets(HostSecrets::Allowed);
         let limits = Limits { max_bulk_keys: 50, max_transaction_operations: 50, store_timeout: STORE_TIMEOUT };
         let worker = Arc::new(Worker::new(runtime, limits));
         let probe =

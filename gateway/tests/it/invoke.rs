@@ -386,6 +386,69 @@ spec:
 }
 
 #[tokio::test]
+async fn http_endpoint_headers_take_secret_values_from_the_named_store() {
+    let gateway = TestGateway::start().await;
+    let (service, url) = Callee::start().await;
+    let token = gateway.app("shop", "caller").await;
+    let secrets = crate::secrets::SecretsFile::new(r#"{"weather": {"apiKey": "k-from-store", "region": "eu"}}"#);
+    gateway.component("shop", &secrets.component("vault", true)).await;
+    let endpoint = |reference: &str| {
+        format!(
+            r#"
+apiVersion: dapr.io/v1alpha1
+kind: HTTPEndpoint
+metadata: {{ name: weather }}
+spec:
+  baseUrl: {url}/api
+  headers:
+    - {{ name: x-api-key, secretKeyRef: {reference} }}
+    - {{ name: x-plain, value: plain }}
+auth: {{ secretStore: vault }}
+"#
+        )
+    };
+    gateway.component("shop", &endpoint("{ name: weather, key: apiKey }")).await;
+    let answer = gateway.http("GET", "/v1.0/invoke/weather/method/today", Some(&token), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    let seen = service.seen().pop().unwrap();
+    assert_eq!((&seen.headers["x-api-key"], &seen.headers["x-plain"]), (&"k-from-store".parse().unwrap(), &"plain".parse().unwrap()));
+
+    gateway.component("shop", &endpoint("{ name: weather, key: missing }")).await;
+    let before = service.calls();
+    let answer = gateway.http("GET", "/v1.0/invoke/weather/method/today", Some(&token), None).await;
+    let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+    assert!(message.contains("header 'x-api-key' of HTTPEndpoint weather") && message.contains("no key missing"), "{message}");
+    assert_eq!(service.calls(), before, "a header that cannot be read stops the call");
+}
+
+#[tokio::test]
+async fn health_probes_of_a_deleted_app_id_stop() {
+    let gateway = TestGateway::start().await;
+    let (callee, url) = Callee::start().await;
+    let token = gateway.app("shop", "caller").await;
+    gateway.app_with_health("shop", "callee", Some(url), Some("/healthz")).await;
+    let answer = gateway.http("GET", "/v1.0/invoke/callee/method/ok", Some(&token), None).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let probes = || callee.seen.lock().unwrap().iter().filter(|seen| seen.path_and_query == "/healthz").count();
+
+    let mut tx = gateway.store.begin().await.unwrap();
+    let project = tx.project("shop").await.unwrap();
+    tx.delete_app_id(&project.id, "callee").await.unwrap();
+    tx.commit().await.unwrap();
+    gateway.changed("shop").await;
+    // Probes run every 100 ms: once a whole second passes without one, none is running any more.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = (probes(), Instant::now());
+    while last.1.elapsed() < Duration::from_secs(1) {
+        assert!(Instant::now() < deadline, "the deleted App ID is still probed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if probes() != last.0 {
+            last = (probes(), Instant::now());
+        }
+    }
+}
+
+#[tokio::test]
 async fn private_addresses_are_refused_unless_allowed() {
     let gateway =
         TestGateway::with_options(Options { private_addresses: PrivateAddresses::Refused, ..Options::default() }).await;

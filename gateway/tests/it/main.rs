@@ -11,5 +11,6 @@ mod isolation;
 mod outage;
 mod probes;
 mod pubsub;
+mod secrets;
 mod streaming;
 mod workflow_http;

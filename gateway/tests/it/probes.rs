@@ -16,9 +16,9 @@ async fn health_probes_answer_204_without_a_token() {
 async fn unserved_api_answers_dapr_unimplemented() {
     let gateway = TestGateway::start().await;
     let token = gateway.app("demo", "orders").await;
-    let answer = gateway.http("GET", "/v1.0/secrets/vault/db-password", Some(&token), None).await;
+    let answer = gateway.http("GET", "/v1.0/configuration/appconfig?key=a", Some(&token), None).await;
     let message = answer.dapr_error(StatusCode::NOT_IMPLEMENTED, "ERR_API_UNIMPLEMENTED");
-    assert!(message.contains("/v1.0/secrets/vault/db-password"), "{message}");
+    assert!(message.contains("/v1.0/configuration/appconfig"), "{message}");
 }
 
 #[tokio::test]

@@ -436,6 +436,9 @@ def start_distributed() -> Deployment:
         'OUTRIGGER_DATA_DIR': str(data_dir),
         # The tests' apps listen on loopback, which the distributed form refuses to call by default.
         'OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS': 'true',
+        # The secret-store tests keep their secrets in files of this host, which the distributed form's workers
+        # refuse to read by default.
+        'OUTRIGGER_ALLOW_HOST_SECRET_STORES': 'true',
     }
     processes: list[Process] = []
     deployment = None

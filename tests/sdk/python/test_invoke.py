@@ -151,6 +151,45 @@ spec:
     assert len(callee.calls) == 1
 
 
+def test_an_http_endpoint_sends_headers_from_a_secret_store(deployment, tmp_path, callee):
+    tenants = Tenants(deployment, tmp_path)
+    project = tenants.project(apps=('checkout',))
+    secrets = tmp_path / 'endpoint-secrets.json'
+    secrets.write_text(json.dumps({'orders-api': {'token': 'from-the-store'}}))
+    deployment.control.put_component(project.name, 'vault', f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: vault
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+    - name: secretsFile
+      value: "{secrets}"
+    - name: multiValued
+      value: "true"
+""")
+    deployment.control.put_resource(project.name, 'httpendpoints', 'legacy-orders', f"""
+apiVersion: dapr.io/v1alpha1
+kind: HTTPEndpoint
+metadata:
+  name: legacy-orders
+spec:
+  baseUrl: {callee.endpoint}
+  headers:
+    - name: x-orders-token
+      secretKeyRef:
+        name: orders-api
+        key: token
+auth:
+  secretStore: vault
+""")
+    with invoking_client(project.apps['checkout']) as client:
+        answer = client.invoke_method('legacy-orders', 'neworder', data=json_bytes({'orderId': 3}), http_verb='POST')
+        assert answer.json()['accepted'] == 3
+    assert callee.calls[0]['headers']['x-orders-token'] == 'from-the-store'
+
+
 def test_an_app_without_an_endpoint_fails_fast(deployment, tmp_path):
     tenants = Tenants(deployment, tmp_path)
     project = tenants.project(apps=('caller', 'offline'))

@@ -13,6 +13,7 @@ use outrigger_bus::{
 };
 
 mod publish;
+mod secrets;
 mod stream;
 
 use outrigger_outbound::resiliency::{self, Breaker, Breakers, Failure, Outcome, Policy};
@@ -260,7 +261,11 @@ impl Worker {
         });
         let brokers =
             project.pubsub.values().filter(|c| c.allows(&tenant.app_id)).map(|c| info(c.as_ref(), Vec::new()));
-        stores.chain(brokers).collect()
+        let secret_stores = project.secrets.values().filter(|c| c.allows(&tenant.app_id)).map(|component| {
+            let capabilities = component.backend.as_ref().map(|store| store.capabilities()).unwrap_or_default();
+            info(component.as_ref(), capabilities)
+        });
+        stores.chain(brokers).chain(secret_stores).collect()
     }
 
     /// The caller's declarative and programmatic subscriptions.
@@ -421,6 +426,11 @@ impl Worker {
             }
             Call::StreamSettle { pubsub, topic, settlements } => {
                 self.stream_settle(project, tenant, (&pubsub, &topic), settlements).await
+            }
+            Call::GetSecret { store, key, metadata: _ } => self.get_secret(project, tenant, &store, &key).await,
+            Call::GetBulkSecret { store, metadata: _ } => self.get_bulk_secret(project, tenant, &store).await,
+            Call::ResolveSecretRef { what, store, name, key } => {
+                self.resolve_secret_ref(project, &what, store.as_deref(), &name, key.as_deref()).await
             }
             Call::QueryState { store, query, metadata: _ } => {
                 let target = self.target(project, tenant, &store, StateOperation::Query)?;

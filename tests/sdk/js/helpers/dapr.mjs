@@ -17,6 +17,7 @@ export const PROTOCOLS = {
 // gRPC status codes, as numbers (what ConnectError.code holds).
 export const GRPC = {
   INVALID_ARGUMENT: 3,
+  PERMISSION_DENIED: 7,
   ABORTED: 10,
   INTERNAL: 13,
   UNAVAILABLE: 14,

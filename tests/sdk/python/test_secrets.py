@@ -1,0 +1,125 @@
+"""Secrets with the Python SDK (gRPC): `get_secret` / `get_bulk_secret` on a `secretstores.local.file` store,
+the caller's Configuration `secrets.scopes`, isolation between projects, and a state store whose connection
+string comes from a `secretKeyRef` — on both forms.
+"""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import pytest
+from dapr.clients.exceptions import DaprGrpcError
+
+from support import Tenants, dapr_client, error_info, wait_for_component
+
+SECRETS = {'db-password': 's3cret', 'api': {'key': 'k1', 'region': 'eu'}}
+
+
+def secret_store_yaml(name: str, path, multi_valued: bool = False) -> str:
+    return f"""apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: {name}
+spec:
+  type: secretstores.local.file
+  version: v1
+  metadata:
+    - name: secretsFile
+      value: "{path}"
+    - name: multiValued
+      value: "{str(multi_valued).lower()}"
+"""
+
+
+@pytest.fixture
+def secrets_file(tmp_path):
+    path = tmp_path / 'secrets.json'
+    path.write_text(json.dumps(SECRETS))
+    return path
+
+
+def test_get_secret_and_bulk(deployment, tmp_path, secrets_file):
+    tenants = Tenants(deployment, tmp_path)
+    project = tenants.project(apps=('orders',))
+    deployment.control.put_component(project.name, 'vault', secret_store_yaml('vault', secrets_file))
+    deployment.control.put_component(project.name, 'grouped', secret_store_yaml('grouped', secrets_file, True))
+    with dapr_client(project.apps['orders']) as client:
+        wait_for_component(client, 'grouped')
+        assert client.get_secret('vault', 'db-password').secret == {'db-password': 's3cret'}
+        assert client.get_secret('vault', 'api:region').secret == {'api:region': 'eu'}
+        assert client.get_secret('grouped', 'api').secret == {'key': 'k1', 'region': 'eu'}
+        bulk = client.get_bulk_secret('grouped').secrets
+        assert bulk == {'db-password': {'db-password': 's3cret'}, 'api': {'key': 'k1', 'region': 'eu'}}
+        with pytest.raises(DaprGrpcError) as unknown:
+            client.get_secret('nostore', 'db-password')
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert error_info(unknown.value).metadata['errorCode'] == 'ERR_SECRET_STORE_NOT_FOUND'
+        with pytest.raises(DaprGrpcError) as missing:
+            client.get_secret('vault', 'nothing')
+        assert missing.value.code() == grpc.StatusCode.INTERNAL
+        assert 'secret nothing not found' in missing.value.details()
+
+
+def test_secret_scopes_and_projects_bound_who_may_read(deployment, tmp_path, secrets_file):
+    tenants = Tenants(deployment, tmp_path)
+    project = tenants.project(apps=('open',))
+    deployment.control.put_component(project.name, 'vault', secret_store_yaml('vault', secrets_file))
+    deployment.control.put_resource(project.name, 'configurations', 'limited', """
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: limited
+spec:
+  secrets:
+    scopes:
+      - storeName: vault
+        defaultAccess: allow
+        deniedSecrets: ["db-password"]
+""")
+    scoped = tenants.add_app(project, 'scoped', config='limited')
+    with dapr_client(scoped) as client:
+        wait_for_component(client, 'vault')
+        with pytest.raises(DaprGrpcError) as denied:
+            client.get_secret('vault', 'db-password')
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert client.get_secret('vault', 'api:key').secret == {'api:key': 'k1'}
+        assert 'db-password' not in client.get_bulk_secret('vault').secrets
+    with dapr_client(project.apps['open']) as client:
+        assert client.get_secret('vault', 'db-password').secret == {'db-password': 's3cret'}
+
+    stranger = tenants.project(apps=('spy',)).apps['spy']
+    with dapr_client(stranger) as client:
+        with pytest.raises(DaprGrpcError) as foreign:
+            client.get_secret('vault', 'db-password')
+        assert error_info(foreign.value).metadata['errorCode'] == 'ERR_SECRET_STORES_NOT_CONFIGURED'
+
+
+def test_a_state_store_reads_its_connection_string_from_a_secret(deployment, tmp_path):
+    tenants = Tenants(deployment, tmp_path)
+    project = tenants.project(apps=('orders',))
+    database = tmp_path / 'orders.db'
+    secrets = tmp_path / 'store-secrets.json'
+    secrets.write_text(json.dumps({'sqlite-path': str(database)}))
+    deployment.control.put_component(project.name, 'vault', secret_store_yaml('vault', secrets))
+    deployment.control.put_component(project.name, 'orders', """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: orders
+spec:
+  type: state.sqlite
+  version: v1
+  metadata:
+    - name: connectionString
+      secretKeyRef:
+        name: sqlite-path
+auth:
+  secretStore: vault
+""")
+    with dapr_client(project.apps['orders']) as client:
+        wait_for_component(client, 'orders')
+        client.save_state('orders', 'o1', b'{"total": 7}')
+        assert client.get_state('orders', 'o1').data == b'{"total": 7}'
+    assert database.exists(), 'the store opened the file its secret names'
+    status, answer = deployment.control.call('DELETE', f'/projects/{project.name}/components/vault')
+    assert status == 409, answer
