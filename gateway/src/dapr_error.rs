@@ -313,9 +313,12 @@ impl From<DataError> for DaprError {
                 "ERR_SECRET_STORE_NOT_FOUND",
                 "DAPR_SECRET_STORE_NOT_FOUND",
             ),
-            DataError::SecretDenied { .. } => {
-                (StatusCode::FORBIDDEN, Code::PermissionDenied, "ERR_PERMISSION_DENIED", "DAPR_SECRET_PERMISSION_DENIED")
-            }
+            DataError::SecretDenied { .. } => (
+                StatusCode::FORBIDDEN,
+                Code::PermissionDenied,
+                "ERR_PERMISSION_DENIED",
+                "DAPR_SECRET_PERMISSION_DENIED",
+            ),
             DataError::SecretGet { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_SECRET_GET", "DAPR_SECRET_GET")
             }

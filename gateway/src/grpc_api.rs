@@ -400,8 +400,7 @@ async fn get_secret(
     caller: Caller,
     request: pb::GetSecretRequest,
 ) -> Result<pb::GetSecretResponse, DaprError> {
-    let call =
-        Call::GetSecret { store: request.store_name, key: request.key, metadata: metadata(request.metadata) };
+    let call = Call::GetSecret { store: request.store_name, key: request.key, metadata: metadata(request.metadata) };
     match gateway.call(caller.tenant, call).await? {
         Reply::Secret(secret) => Ok(pb::GetSecretResponse { data: secret.into_iter().collect() }),
         other => Err(unexpected(other)),

@@ -12,15 +12,14 @@ mod grpc_api;
 mod http_api;
 mod invoke;
 mod path;
+mod stream_listing;
 mod streaming;
 mod workflow;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
-use outrigger_bus::{Bus, Call, MetadataInfo, Reply, SubscriptionInfo, Tenant};
+use outrigger_bus::{Bus, Call, MetadataInfo, Reply, Tenant};
 use outrigger_outbound::health::HealthProbe;
 use outrigger_outbound::PrivateAddresses;
 use outrigger_store::Store;
@@ -96,24 +95,11 @@ struct Inner {
     tokens: auth::TokenResolver,
     limiter: auth::RateLimiter,
     options: Options,
-    /// Streaming subscriptions open on this gateway, for `/v1.0/metadata`.
-    streams: std::sync::Mutex<HashMap<u64, (Tenant, SubscriptionInfo)>>,
-    next_stream: std::sync::atomic::AtomicU64,
+    /// Streaming subscriptions of every gateway, for `/v1.0/metadata`.
+    streams: Arc<stream_listing::StreamListing>,
     /// Cancelled when the process shuts down: calls that would wait without end (workflow waits and work-item
     /// streams) end then, so the graceful shutdown is not held up by clients that never hang up.
     closing: tokio_util::sync::CancellationToken,
-}
-
-/// Keeps a streaming subscription listed while it is open.
-struct StreamRegistration {
-    gateway: Gateway,
-    id: u64,
-}
-
-impl Drop for StreamRegistration {
-    fn drop(&mut self) {
-        self.gateway.0.streams.lock().expect("stream registry lock").remove(&self.id);
-    }
 }
 
 /// The gateway's shared state: cheap to clone.
@@ -129,16 +115,16 @@ impl Gateway {
             directory_refresh: options.directory_refresh,
             replay_limit: options.max_body_bytes,
         };
+        let closing = tokio_util::sync::CancellationToken::new();
         Gateway(Arc::new(Inner {
             invoker: invoke::Invoker::new(control_plane.clone(), Arc::clone(&bus), invoke_options),
             bus,
             workflows: outrigger_workflow::Engine::new(control_plane.pool().clone()),
+            streams: stream_listing::StreamListing::start(control_plane.clone(), closing.clone()),
             tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
             options,
-            streams: std::sync::Mutex::new(HashMap::new()),
-            next_stream: std::sync::atomic::AtomicU64::new(0),
-            closing: tokio_util::sync::CancellationToken::new(),
+            closing,
         }))
     }
 
@@ -156,23 +142,17 @@ impl Gateway {
         }
     }
 
-    /// Lists a streaming subscription until the returned registration is dropped.
-    fn register_stream(&self, tenant: &Tenant, info: SubscriptionInfo) -> StreamRegistration {
-        let id = self.0.next_stream.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.0.streams.lock().expect("stream registry lock").insert(id, (tenant.clone(), info));
-        StreamRegistration { gateway: self.clone(), id }
-    }
-
-    /// The caller's components and subscriptions, its streams on this gateway included.
+    /// The caller's components and subscriptions, its streams on any gateway included.
     async fn metadata(&self, tenant: &Tenant) -> Result<MetadataInfo, DaprError> {
         let Reply::Metadata(mut metadata) = self.call(tenant.clone(), Call::Metadata).await? else {
             return Err(DaprError::malformed("unexpected reply to a metadata call"));
         };
-        let streams = self.0.streams.lock().expect("stream registry lock");
-        let mine = streams
-            .values()
-            .filter(|(owner, _)| owner.project_id == tenant.project_id && owner.app_id == tenant.app_id);
-        metadata.subscriptions.extend(mine.map(|(_, info)| info.clone()));
+        match self.0.streams.of(tenant).await {
+            Ok(streams) => metadata.subscriptions.extend(streams),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the app's streaming subscriptions; metadata leaves them out")
+            }
+        }
         Ok(metadata)
     }
 

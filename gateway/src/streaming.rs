@@ -12,9 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dapr::dapr::proto::runtime::v1 as pb;
-use outrigger_bus::{
-    Call, DeadLetter, Reply, Settlement, StreamEvent, SubscriptionInfo, SubscriptionKind, Tenant, Verdict,
-};
+use outrigger_bus::{Call, DeadLetter, Reply, Settlement, StreamEvent, Tenant, Verdict};
 use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Inbound;
 use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outbound;
 use serde_json::{Map, Value};
@@ -80,14 +78,8 @@ pub async fn open(
         answered: Notify::new(),
         closed: tokio_util::sync::CancellationToken::new(),
     });
-    let info = SubscriptionInfo {
-        pubsub: session.pubsub.clone(),
-        topic: session.topic.clone(),
-        rules: vec![(String::new(), "/".to_owned())],
-        dead_letter_topic: session.dead_letter_topic.clone(),
-        kind: SubscriptionKind::Streaming,
-    };
-    let registration = session.gateway.register_stream(&session.tenant, info);
+    let stream = (session.pubsub.as_str(), session.topic.as_str(), session.dead_letter_topic.as_deref());
+    let registration = session.gateway.0.streams.register(&session.tenant, stream).await;
     tokio::spawn(async move {
         run(session, inbound, sender).await;
         drop(registration);

@@ -237,8 +237,9 @@ pub async fn resolve_secret_ref(
     };
     let secret = reference.get("name").and_then(|name| name.as_str()).unwrap_or_default();
     let key = reference.get("key").and_then(|key| key.as_str()).filter(|key| !key.is_empty()).unwrap_or(secret);
-    let component =
-        secret_stores.get(store).ok_or_else(|| format!("{what}: secret store {store} is not a component of this project"))?;
+    let component = secret_stores
+        .get(store)
+        .ok_or_else(|| format!("{what}: secret store {store} is not a component of this project"))?;
     let backend = component.backend.as_ref().map_err(|reason| format!("{what}: secret store {store}: {reason}"))?;
     let values = backend.get(secret).await.map_err(|err| format!("{what}: secret store {store}: {err}"))?;
     values.get(key).cloned().ok_or_else(|| format!("{what}: secret {secret} in secret store {store} has no key {key}"))

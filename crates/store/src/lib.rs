@@ -6,6 +6,7 @@
 //! the caller did not resolve.
 
 mod records;
+mod streams;
 mod tokens;
 
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use sqlx::{AnyPool, Row};
 pub use records::{
     AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo, TokenOwner,
 };
+pub use streams::StreamSubscription;
 pub use tokens::{hash_token, IssuedToken};
 
 use outrigger_resources::{Document, Kind};
@@ -246,6 +248,7 @@ impl Tx {
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
         for table in [
+            "stream_subscriptions",
             "wf_history",
             "wf_inbox",
             "wf_activities",

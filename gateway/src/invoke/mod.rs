@@ -19,10 +19,10 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
 use outrigger_bus::{Bus, Call, Envelope, Reply, Tenant};
-use outrigger_resources::Document;
 use outrigger_outbound::health::{self, AppHealth, HealthProbe};
 use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
 use outrigger_outbound::{refusal_in, AppChannel, PrivateAddresses, Refused};
+use outrigger_resources::Document;
 use serde_json::Value;
 
 pub use directory::Directory;

@@ -163,18 +163,13 @@ impl TestGateway {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let mut request = Request::builder().method(method).uri(path);
-        if let Some(token) = token {
-            request = request.header("dapr-api-token", token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
-        let mut service = ServiceBuilder::new().map_request(outrigger_gateway::clean_path).service(self.http.clone());
-        let response = service.ready().await.unwrap().call(request).await.unwrap();
-        let (parts, body) = response.into_parts();
-        Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes().to_vec() }
+        request(&self.http, method, path, token, body, headers).await
+    }
+
+    /// The HTTP router of a second gateway process over the same control plane and workers.
+    pub fn another_gateway(&self) -> Router {
+        let bus = Arc::new(InProcessBus::new(self.worker.clone()));
+        outrigger_gateway::http_router(Gateway::new(bus, self.store.clone(), Options::default()))
     }
 
     /// Publishes `{"seq": seq}` as JSON to `topic` of the managed `pubsub`, expecting it to be accepted.
@@ -195,6 +190,29 @@ impl TestGateway {
         let channel = Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
         DaprClient::new(channel)
     }
+}
+
+/// Sends an HTTP request through daprd's path hygiene and `router`.
+pub async fn request(
+    router: &Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(token) = token {
+        request = request.header("dapr-api-token", token);
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(body.map(|b| Body::from(b.to_owned())).unwrap_or_else(Body::empty)).unwrap();
+    let mut service = ServiceBuilder::new().map_request(outrigger_gateway::clean_path).service(router.clone());
+    let response = service.ready().await.unwrap().call(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    Answer { status: parts.status, headers: parts.headers, body: body.collect().await.unwrap().to_bytes().to_vec() }
 }
 
 /// Serves an app on a free local port; answers its base URL.

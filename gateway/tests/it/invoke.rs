@@ -411,13 +411,19 @@ auth: {{ secretStore: vault }}
     let answer = gateway.http("GET", "/v1.0/invoke/weather/method/today", Some(&token), None).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
     let seen = service.seen().pop().unwrap();
-    assert_eq!((&seen.headers["x-api-key"], &seen.headers["x-plain"]), (&"k-from-store".parse().unwrap(), &"plain".parse().unwrap()));
+    assert_eq!(
+        (&seen.headers["x-api-key"], &seen.headers["x-plain"]),
+        (&"k-from-store".parse().unwrap(), &"plain".parse().unwrap())
+    );
 
     gateway.component("shop", &endpoint("{ name: weather, key: missing }")).await;
     let before = service.calls();
     let answer = gateway.http("GET", "/v1.0/invoke/weather/method/today", Some(&token), None).await;
     let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
-    assert!(message.contains("header 'x-api-key' of HTTPEndpoint weather") && message.contains("no key missing"), "{message}");
+    assert!(
+        message.contains("header 'x-api-key' of HTTPEndpoint weather") && message.contains("no key missing"),
+        "{message}"
+    );
     assert_eq!(service.calls(), before, "a header that cannot be read stops the call");
 }
 

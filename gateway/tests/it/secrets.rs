@@ -162,7 +162,10 @@ async fn secrets_are_read_over_grpc() {
 
     let request = pb::GetSecretRequest { store_name: "nostore".into(), key: "x".into(), ..Default::default() };
     let err = client.get_secret(with_token(request, &token)).await.unwrap_err();
-    assert_eq!((err.code(), err.message()), (tonic::Code::InvalidArgument, "failed finding secret store with key nostore"));
+    assert_eq!(
+        (err.code(), err.message()),
+        (tonic::Code::InvalidArgument, "failed finding secret store with key nostore")
+    );
 }
 
 #[tokio::test]

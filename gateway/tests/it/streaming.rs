@@ -8,7 +8,7 @@ use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType a
 use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outbound;
 use tokio::sync::mpsc;
 
-use crate::harness::{with_token, TestGateway};
+use crate::harness::{request, with_token, TestGateway};
 
 /// One open stream: what the test sends, what it receives.
 struct Stream {
@@ -97,6 +97,33 @@ async fn events_stream_with_success_and_retry() {
         done.insert(seq(&event));
     }
     assert_eq!(done, (0..5).collect());
+}
+
+#[tokio::test]
+async fn every_gateway_lists_an_open_stream_until_it_closes() {
+    let gateway = TestGateway::start().await;
+    let listener = gateway.app("shop", "listener").await;
+    let neighbour = gateway.app("shop", "neighbour").await;
+    let elsewhere = gateway.another_gateway();
+    let streams_seen_by = |token: String| {
+        let elsewhere = elsewhere.clone();
+        async move {
+            let listed = request(&elsewhere, "GET", "/v1.0/metadata", Some(&token), None, &[]).await.json();
+            listed["subscriptions"].as_array().unwrap().clone()
+        }
+    };
+    let stream = Stream::open(&gateway, &listener, "orders").await.unwrap();
+    let listed = streams_seen_by(listener.clone()).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((&listed[0]["type"], &listed[0]["topic"]), (&"STREAMING".into(), &"orders".into()));
+    assert!(streams_seen_by(neighbour).await.is_empty(), "another App ID's stream is not listed");
+
+    drop(stream);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !streams_seen_by(listener.clone()).await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a closed stream stays listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! `secretstores.local.env`: the worker process's environment variables, as daprd's store reads its own. The
-//! platform's own settings (`OUTRIGGER_*`: the admin token, database URLs) are never served.
+//! `secretstores.local.env`: the worker process's environment variables, as daprd's store reads its own,
+//! taken when the component opens. The platform's own settings (`OUTRIGGER_*`: the admin token, database
+//! URLs) are never served.
 
 use std::collections::BTreeMap;
 
@@ -12,23 +13,25 @@ const PLATFORM_PREFIX: &str = "OUTRIGGER_";
 
 /// Secrets from environment variables, optionally only those under a prefix (which names leave out).
 pub struct EnvSecretStore {
-    prefix: String,
+    /// Secret name (the variable without the prefix) -> value.
+    values: BTreeMap<String, String>,
 }
 
 impl EnvSecretStore {
     /// Dapr's type name.
     pub const COMPONENT_TYPE: &'static str = "secretstores.local.env";
 
-    /// A store over the variables starting with `prefix` (all when empty).
-    pub fn new(prefix: &str) -> EnvSecretStore {
-        EnvSecretStore { prefix: prefix.to_owned() }
-    }
-
-    fn read(&self, variable: &str) -> Option<String> {
-        if variable.starts_with(PLATFORM_PREFIX) {
-            return None;
-        }
-        std::env::var(variable).ok()
+    /// A store over those of `variables` that start with `prefix` (all when empty).
+    pub fn new(prefix: &str, variables: impl IntoIterator<Item = (String, String)>) -> EnvSecretStore {
+        let values = variables
+            .into_iter()
+            .filter(|(variable, _)| !variable.starts_with(PLATFORM_PREFIX))
+            .filter_map(|(variable, value)| {
+                let name = variable.strip_prefix(prefix)?;
+                (!name.is_empty()).then(|| (name.to_owned(), value))
+            })
+            .collect();
+        EnvSecretStore { values }
     }
 }
 
@@ -36,19 +39,14 @@ impl EnvSecretStore {
 impl SecretStore for EnvSecretStore {
     /// A variable that is not set reads as empty, as in daprd.
     async fn get(&self, name: &str) -> Result<Secret, SecretError> {
-        let value = self.read(&format!("{}{name}", self.prefix)).unwrap_or_default();
+        let value = self.values.get(name).cloned().unwrap_or_default();
         Ok(BTreeMap::from([(name.to_owned(), value)]))
     }
 
     async fn bulk(&self) -> Result<BTreeMap<String, Secret>, SecretError> {
-        let secrets = std::env::vars()
-            .filter(|(variable, _)| !variable.starts_with(PLATFORM_PREFIX))
-            .filter_map(|(variable, value)| {
-                let name = variable.strip_prefix(&self.prefix)?.to_owned();
-                (!name.is_empty()).then(|| (name.clone(), BTreeMap::from([(name, value)])))
-            })
-            .collect();
-        Ok(secrets)
+        let secret =
+            |(name, value): (&String, &String)| (name.clone(), BTreeMap::from([(name.clone(), value.clone())]));
+        Ok(self.values.iter().map(secret).collect())
     }
 
     fn capabilities(&self) -> Vec<String> {
@@ -60,21 +58,28 @@ impl SecretStore for EnvSecretStore {
 mod tests {
     use super::*;
 
+    fn environment() -> Vec<(String, String)> {
+        [("OUTRIGGER_ADMIN_TOKEN", "admin"), ("APP_DB_PASSWORD", "pw"), ("HOME", "/root")]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
+    }
+
     #[tokio::test]
     async fn platform_variables_are_never_served() {
-        // Set once for this test binary; no other test reads these names.
-        std::env::set_var("OUTRIGGER_TEST_SECRET_HIDDEN", "admin");
-        std::env::set_var("ENVSTORE_TEST_DB_PASSWORD", "pw");
-        let all = EnvSecretStore::new("");
-        assert_eq!(all.get("OUTRIGGER_TEST_SECRET_HIDDEN").await.unwrap()["OUTRIGGER_TEST_SECRET_HIDDEN"], "");
-        assert!(!all.bulk().await.unwrap().contains_key("OUTRIGGER_TEST_SECRET_HIDDEN"));
-        assert_eq!(all.get("ENVSTORE_TEST_DB_PASSWORD").await.unwrap()["ENVSTORE_TEST_DB_PASSWORD"], "pw");
+        let all = EnvSecretStore::new("", environment());
+        assert_eq!(all.get("OUTRIGGER_ADMIN_TOKEN").await.unwrap()["OUTRIGGER_ADMIN_TOKEN"], "");
+        assert_eq!(all.bulk().await.unwrap().keys().collect::<Vec<_>>(), ["APP_DB_PASSWORD", "HOME"]);
+        assert_eq!(all.get("APP_DB_PASSWORD").await.unwrap()["APP_DB_PASSWORD"], "pw");
+        let by_prefix = EnvSecretStore::new("OUTRIGGER_", environment());
+        assert_eq!(by_prefix.get("ADMIN_TOKEN").await.unwrap()["ADMIN_TOKEN"], "");
+    }
 
-        let prefixed = EnvSecretStore::new("ENVSTORE_TEST_");
+    #[tokio::test]
+    async fn a_prefix_selects_variables_and_is_left_out_of_names() {
+        let prefixed = EnvSecretStore::new("APP_", environment());
         assert_eq!(prefixed.get("DB_PASSWORD").await.unwrap()["DB_PASSWORD"], "pw");
-        let bulk = prefixed.bulk().await.unwrap();
-        assert_eq!(bulk.keys().collect::<Vec<_>>(), ["DB_PASSWORD"]);
-        let hidden_by_prefix = EnvSecretStore::new("OUTRIGGER_TEST_");
-        assert_eq!(hidden_by_prefix.get("SECRET_HIDDEN").await.unwrap()["SECRET_HIDDEN"], "");
+        assert_eq!(prefixed.get("HOME").await.unwrap()["HOME"], "", "outside the prefix");
+        assert_eq!(prefixed.bulk().await.unwrap().keys().collect::<Vec<_>>(), ["DB_PASSWORD"]);
     }
 }

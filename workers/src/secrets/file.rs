@@ -23,7 +23,8 @@ impl FileSecretStore {
     /// Reads `path` once.
     pub async fn open(path: &str, separator: &str, multi_valued: bool) -> Result<FileSecretStore, OpenError> {
         let failed = |message: String| OpenError::Backend { component_type: Self::COMPONENT_TYPE, message };
-        let text = tokio::fs::read(path).await.map_err(|err| failed(format!("cannot read secretsFile {path}: {err}")))?;
+        let text =
+            tokio::fs::read(path).await.map_err(|err| failed(format!("cannot read secretsFile {path}: {err}")))?;
         let document: Value = serde_json::from_slice(&text)
             .map_err(|err| failed(format!("secretsFile {path} is not JSON: {err}; write one JSON object")))?;
         let Value::Object(top) = document else {

@@ -79,7 +79,7 @@ pub async fn open(
         }
         LOCAL_ENV => {
             let fields = Fields::new(LOCAL_ENV, metadata);
-            Ok(Arc::new(EnvSecretStore::new(fields.get("prefix").unwrap_or_default())))
+            Ok(Arc::new(EnvSecretStore::new(fields.get("prefix").unwrap_or_default(), std::env::vars())))
         }
         other => Err(OpenError::UnknownType {
             building_block: "secret store",
