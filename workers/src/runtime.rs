@@ -212,7 +212,9 @@ async fn resolve_metadata(
             (Some(serde_json::Value::String(text)), _) => text.clone(),
             (Some(serde_json::Value::Null) | None, Some(reference)) => {
                 let field = format!("metadata field '{name}'");
-                resolve_secret_ref(&field, reference, document.secret_store(), secret_stores).await?
+                let text = |part: &str| reference.get(part).and_then(|value| value.as_str());
+                let (secret, key) = (text("name").unwrap_or_default(), text("key"));
+                resolve_secret_ref(&field, document.secret_store(), secret, key, secret_stores).await?
             }
             (Some(serde_json::Value::Null) | None, None) => String::new(),
             (Some(other), _) => other.to_string(),
@@ -222,12 +224,13 @@ async fn resolve_metadata(
     Ok(metadata)
 }
 
-/// The value a `secretKeyRef` (`{name, key}`; the key defaults to the name) points at, in `store`. `what` names
-/// the entry holding the reference, for messages.
+/// The value a `secretKeyRef` points at: key `key` (the secret's name when not given) of secret `secret` in
+/// `store`. `what` names the entry holding the reference, for messages.
 pub async fn resolve_secret_ref(
     what: &str,
-    reference: &serde_json::Value,
     store: Option<&str>,
+    secret: &str,
+    key: Option<&str>,
     secret_stores: &BTreeMap<String, Arc<SecretComponent>>,
 ) -> Result<String, String> {
     let Some(store) = store else {
@@ -235,8 +238,7 @@ pub async fn resolve_secret_ref(
             "{what} uses a secretKeyRef, but the document names no secret store; add auth: {{secretStore: <name of a secretstores.* component>}}"
         ));
     };
-    let secret = reference.get("name").and_then(|name| name.as_str()).unwrap_or_default();
-    let key = reference.get("key").and_then(|key| key.as_str()).filter(|key| !key.is_empty()).unwrap_or(secret);
+    let key = key.filter(|key| !key.is_empty()).unwrap_or(secret);
     let component = secret_stores
         .get(store)
         .ok_or_else(|| format!("{what}: secret store {store} is not a component of this project"))?;

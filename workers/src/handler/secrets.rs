@@ -83,8 +83,7 @@ impl Worker {
         name: &str,
         key: Option<&str>,
     ) -> Result<Reply, DataError> {
-        let reference = serde_json::json!({ "name": name, "key": key });
-        let value = resolve_secret_ref(what, &reference, store, &project.secrets)
+        let value = resolve_secret_ref(what, store, name, key, &project.secrets)
             .await
             .map_err(|message| DataError::SecretGet { message })?;
         Ok(Reply::SecretValue(value))
