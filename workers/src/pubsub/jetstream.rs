@@ -15,7 +15,13 @@
 //! [`DEFAULT_ACK_WAIT`]); a fetch asking for another hold first sets the consumer's ack wait to it, which
 //! applies to every message the group has out. Fetchers of one group are therefore expected to pass one hold.
 //! When `ackWait` is configured, holds are never shorter than it.
+//!
+//! Each JetStream API request costs the server more than delivering a message, so a fetch sends no more than it
+//! needs: the broker remembers the consumers it has looked up (forgetting one whose pull fails, and looking it up
+//! again to tell a deleted group from a failing server), and a fetch that may wait starts with the waiting pull.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsumer};
@@ -79,6 +85,8 @@ pub struct JetStreamBroker {
     subject_prefix: String,
     ack_wait: Option<Duration>,
     stream_created: OnceCell<()>,
+    /// Consumers looked up before, by name, with the ack wait they were found or set with.
+    consumers: Mutex<HashMap<String, PullConsumer>>,
 }
 
 /// `text` as one subject token: ASCII letters, digits and `-` stand for themselves, every other byte is `_`
@@ -210,6 +218,7 @@ impl JetStreamBroker {
             subject_prefix: options.subject_prefix,
             ack_wait: options.ack_wait,
             stream_created: OnceCell::new(),
+            consumers: Mutex::new(HashMap::new()),
         })
     }
 
@@ -248,25 +257,73 @@ impl JetStreamBroker {
             .map(drop)
     }
 
-    /// The group's consumer, its ack wait set to `hold` first when it has another.
-    async fn consumer(&self, topic: &str, group: &str, hold: Duration) -> Result<PullConsumer, BrokerError> {
-        self.ensure_stream().await?;
-        let consumer: PullConsumer =
-            match self.context.get_consumer_from_stream(consumer_name(topic, group), &self.stream_name).await {
-                Ok(consumer) => consumer,
-                Err(err) if is_consumer_not_found(&err) => {
-                    return Err(missing_group(Self::COMPONENT_TYPE, topic, group))
-                }
-                Err(err) => return Err(backend_error(err)),
-            };
-        if consumer.cached_info().config.ack_wait == hold {
+    fn remembered_consumer(&self, name: &str) -> Option<PullConsumer> {
+        self.consumers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).get(name).cloned()
+    }
+
+    fn remember_consumer(&self, name: String, consumer: Option<PullConsumer>) {
+        let mut consumers = self.consumers.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match consumer {
+            Some(consumer) => consumers.insert(name, consumer),
+            None => consumers.remove(&name),
+        };
+    }
+
+    /// The group's consumer, its ack wait set to `hold` first when it has another: the one remembered unless
+    /// `look_up`, else asked of the server (and remembered).
+    async fn consumer(
+        &self,
+        topic: &str,
+        group: &str,
+        hold: Duration,
+        look_up: bool,
+    ) -> Result<PullConsumer, BrokerError> {
+        let name = consumer_name(topic, group);
+        if let Some(consumer) = self
+            .remembered_consumer(&name)
+            .filter(|consumer| !look_up && consumer.cached_info().config.ack_wait == hold)
+        {
             return Ok(consumer);
         }
-        // Creating an existing consumer with a changed (editable) setting updates it.
-        self.context
-            .create_consumer_on_stream(self.consumer_config(topic, group, hold), &self.stream_name)
-            .await
-            .map_err(backend_error)
+        self.ensure_stream().await?;
+        let mut consumer: PullConsumer = match self.context.get_consumer_from_stream(&name, &self.stream_name).await {
+            Ok(consumer) => consumer,
+            Err(err) if is_consumer_not_found(&err) => {
+                self.remember_consumer(name, None);
+                return Err(missing_group(Self::COMPONENT_TYPE, topic, group));
+            }
+            Err(err) => return Err(backend_error(err)),
+        };
+        if consumer.cached_info().config.ack_wait != hold {
+            // Creating an existing consumer with a changed (editable) setting updates it.
+            consumer = self
+                .context
+                .create_consumer_on_stream(self.consumer_config(topic, group, hold), &self.stream_name)
+                .await
+                .map_err(backend_error)?;
+        }
+        self.remember_consumer(name, Some(consumer.clone()));
+        Ok(consumer)
+    }
+
+    /// Up to `max` messages of the consumer: waiting up to `wait` for the first unless `wait` is zero.
+    async fn pull_deliveries(
+        &self,
+        consumer: &PullConsumer,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        if wait.is_zero() {
+            return within_deadline(Self::COMPONENT_TYPE, pull(consumer, max, None)).await;
+        }
+        // A pull request for one message ends as soon as one arrives (at once when one is there); one for more
+        // would stay open on the server after this fetch returned, and what it received then would wait out its
+        // hold. The rest of the batch is what is there already.
+        let mut deliveries = within_wait(wait, Self::COMPONENT_TYPE, pull(consumer, 1, Some(wait))).await?;
+        if !deliveries.is_empty() && max > 1 {
+            deliveries.extend(within_deadline(Self::COMPONENT_TYPE, pull(consumer, max - 1, None)).await?);
+        }
+        Ok(deliveries)
     }
 
     /// Sends `body` to a message's ack subject and waits for the server to confirm it.
@@ -336,20 +393,22 @@ impl Broker for JetStreamBroker {
         hold: Duration,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let hold = self.ack_wait.map_or(hold, |shortest| hold.max(shortest));
-        let consumer = within_deadline(Self::COMPONENT_TYPE, self.consumer(topic, group, hold)).await?;
+        // Without a connection a pull would wait out its wait in the client's buffer and end empty; asking the
+        // server for the consumer fails instead, as every other call does then.
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        let consumer = within_deadline(Self::COMPONENT_TYPE, self.consumer(topic, group, hold, !connected)).await?;
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut deliveries = within_deadline(Self::COMPONENT_TYPE, pull(&consumer, max, None)).await?;
-        if deliveries.is_empty() && !wait.is_zero() {
-            // A pull request for one message ends as soon as one arrives; one for more would stay open on the
-            // server after this fetch returned, and what it received then would wait out its hold.
-            deliveries = within_wait(wait, Self::COMPONENT_TYPE, pull(&consumer, 1, Some(wait))).await?;
-            if !deliveries.is_empty() && max > 1 {
-                deliveries.extend(within_deadline(Self::COMPONENT_TYPE, pull(&consumer, max - 1, None)).await?);
+        match self.pull_deliveries(&consumer, max, wait).await {
+            Ok(deliveries) => Ok(deliveries),
+            Err(_) => {
+                // The remembered consumer may be gone (its group deleted elsewhere): asking the server says so, or
+                // gives the one to pull from now.
+                let consumer = within_deadline(Self::COMPONENT_TYPE, self.consumer(topic, group, hold, true)).await?;
+                self.pull_deliveries(&consumer, max, wait).await
             }
         }
-        Ok(deliveries)
     }
 
     async fn ack(&self, topic: &str, group: &str, id: &str) -> Result<(), BrokerError> {
@@ -369,7 +428,9 @@ impl Broker for JetStreamBroker {
     async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
         within_deadline(Self::COMPONENT_TYPE, async {
             self.ensure_stream().await?;
-            match self.context.delete_consumer_from_stream(consumer_name(topic, group), &self.stream_name).await {
+            let name = consumer_name(topic, group);
+            self.remember_consumer(name.clone(), None);
+            match self.context.delete_consumer_from_stream(name, &self.stream_name).await {
                 Ok(_) => Ok(()),
                 Err(err) if is_consumer_not_found(&err) => Ok(()),
                 Err(err) => Err(backend_error(err)),

@@ -52,6 +52,7 @@ broker_cases!(ordered: [memory] => [messages_arrive_in_publish_order]);
 
 broker_cases!(durable: [sqlite, postgres, jetstream, redis] => [
     delivery_ids_work_from_another_instance,
+    group_deleted_by_another_instance_is_missing,
     unacked_messages_survive_reopening,
 ]);
 
@@ -360,6 +361,24 @@ async fn delivery_ids_work_from_another_instance(h: BrokerHarness) {
     h.broker.ack(&topic, "g", &again.id).await.expect("ack");
     let later = h.broker.fetch(&topic, "g", 10, SHORT_HOLD * 3, SHORT_HOLD).await.expect("fetch");
     assert_eq!(later, [], "the message acked from the other instance came back");
+}
+
+async fn group_deleted_by_another_instance_is_missing(h: BrokerHarness) {
+    let other = h.open_another().await;
+    let topic = h.topic("orders");
+    h.broker.ensure_group(&topic, "g").await.expect("ensure_group");
+    h.broker.publish(&topic, b"before").await.expect("publish");
+    let held = fetch_one(h.broker.as_ref(), &topic, "g", SHORT_HOLD).await;
+    assert_eq!(held.payload, b"before");
+
+    other.delete_group(&topic, "g").await.expect("delete_group from the other instance");
+    let gone = h.broker.fetch(&topic, "g", 1, NO_WAIT, SHORT_HOLD).await;
+    assert!(matches!(gone, Err(BrokerError::Backend(_))), "fetch from the group deleted elsewhere: {gone:?}");
+
+    other.ensure_group(&topic, "g").await.expect("ensure_group from the other instance");
+    h.broker.publish(&topic, b"after").await.expect("publish");
+    let fresh = fetch_one(h.broker.as_ref(), &topic, "g", SHORT_HOLD).await;
+    assert_eq!((fresh.payload.as_slice(), fresh.attempt), (&b"after"[..], 1));
 }
 
 async fn unacked_messages_survive_reopening(h: BrokerHarness) {
