@@ -16,9 +16,10 @@
 //! applies to every message the group has out. Fetchers of one group are therefore expected to pass one hold.
 //! When `ackWait` is configured, holds are never shorter than it.
 //!
-//! Each JetStream API request costs the server more than delivering a message, so a fetch sends no more than it
-//! needs: the broker remembers the consumers it has looked up (forgetting one whose pull fails, and looking it up
-//! again to tell a deleted group from a failing server), and a fetch that may wait starts with the waiting pull.
+//! A fetch sends the server no more requests than it needs, as each costs the server CPU: the broker remembers
+//! the consumers it has looked up (looking one up again when a pull from it fails, which tells a group deleted
+//! elsewhere from a failing server, and while the connection is down), and a fetch that may wait starts with the
+//! waiting pull.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
