@@ -28,7 +28,10 @@
 //! Retention: an ack deletes the group's delivery row, and a sweep (at most every
 //! [`SqlBrokerOptions::sweep_interval`], riding on publishes and acks) deletes the messages left without
 //! delivery rows, i.e. acked by every group that existed when they were published. Messages older than
-//! [`SqlBrokerOptions::max_age`] (default [`DEFAULT_MAX_AGE`], 24 h) are deleted too, acked or not.
+//! [`SqlBrokerOptions::max_age`] (default [`DEFAULT_MAX_AGE`], 24 h) are deleted too, acked or not. A sweep goes
+//! through the table [`SWEEP_WINDOW`] sequence numbers at a time, each window its own statements: on SQLite,
+//! whose one connection is shared by every call, deleting a minute of messages at 1000 msgs/s in one statement
+//! held publishes up for tens of milliseconds; between windows they go ahead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,7 +47,7 @@ use super::backend::{millis, missing_group, within_deadline, within_wait, DEFAUL
 use super::{Broker, BrokerError, Delivery, Features};
 use crate::state::open::OpenError;
 use crate::state::sql::{check_table_name, describe_sqlx_error};
-use crate::state::time::{now_ms, SweepSchedule, OPERATION_DEADLINE};
+use crate::state::time::{now_ms, SweepSchedule};
 use crate::state::{postgres, sqlite};
 
 /// How often acked messages are deleted unless [`SqlBrokerOptions::sweep_interval`] says otherwise.
@@ -56,6 +59,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(25);
 
 /// The most writes one SQLite transaction takes; more wait for the next.
 const MAX_BATCH: usize = 512;
+
+/// How many sequence numbers one step of a sweep covers.
+const SWEEP_WINDOW: i64 = 512;
 
 /// Where a [`SqlBroker`] keeps its queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -168,6 +174,7 @@ struct Statements {
     retry: String,
     delete_group_deliveries: String,
     delete_group: String,
+    sweep_bounds: String,
     sweep_deliveries: String,
     sweep_messages: String,
 }
@@ -197,13 +204,16 @@ impl Statements {
             retry: format!("UPDATE {deliveries} SET available_at = $4 WHERE group_id = {group_of} AND seq = $3"),
             delete_group_deliveries: format!("DELETE FROM {deliveries} WHERE group_id IN {group_of}"),
             delete_group: format!("DELETE FROM {groups} WHERE topic = $1 AND name = $2"),
-            // Rows of groups deleted while a publish added to them are orphans; expired messages go whole.
+            sweep_bounds: format!("SELECT MIN(seq) AS low, MAX(seq) AS high FROM {messages}"),
+            // Within the window [$2, $3): rows of groups deleted while a publish added to them are orphans;
+            // messages published before $1 (expired) go whole.
             sweep_deliveries: format!(
-                "DELETE FROM {deliveries} WHERE seq IN (SELECT seq FROM {messages} WHERE published_at < $1) \
-                 OR NOT EXISTS (SELECT 1 FROM {groups} AS g WHERE g.id = {deliveries}.group_id)"
+                "DELETE FROM {deliveries} WHERE seq >= $2 AND seq < $3 AND (EXISTS (SELECT 1 FROM {messages} AS m \
+                 WHERE m.seq = {deliveries}.seq AND m.published_at < $1) \
+                 OR NOT EXISTS (SELECT 1 FROM {groups} AS g WHERE g.id = {deliveries}.group_id))"
             ),
             sweep_messages: format!(
-                "DELETE FROM {messages} WHERE NOT EXISTS \
+                "DELETE FROM {messages} WHERE seq >= $1 AND seq < $2 AND NOT EXISTS \
                  (SELECT 1 FROM {deliveries} AS d WHERE d.seq = {messages}.seq)"
             ),
         }
@@ -270,6 +280,32 @@ async fn write_batches(pool: AnyPool, label: &'static str, mut jobs: mpsc::Recei
 
 fn backend_error(engine: Engine) -> impl Fn(sqlx::Error) -> BrokerError {
     move |err| BrokerError::Backend(describe_sqlx_error(engine.label(), err))
+}
+
+/// Deletes the delivery rows of expired messages (published before `cutoff`) and of deleted groups, then the
+/// messages without delivery rows, window by window over the sequence numbers the table holds now; returns how
+/// many rows went. Each window is one backend call, with its deadline.
+async fn sweep(engine: Engine, pool: &AnyPool, statements: &Statements, cutoff: i64) -> Result<u64, BrokerError> {
+    let label = engine.label();
+    let bounds = within_deadline(label, async {
+        let bounds = sqlx::query(&statements.sweep_bounds).fetch_one(pool).await.map_err(backend_error(engine))?;
+        let bound = |column| bounds.try_get::<Option<i64>, _>(column).map_err(backend_error(engine));
+        Ok(bound("low")?.zip(bound("high")?))
+    })
+    .await?;
+    let Some((low, high)) = bounds else { return Ok(0) };
+    let mut rows = 0;
+    for start in (low..=high).step_by(SWEEP_WINDOW as usize) {
+        let end = start.saturating_add(SWEEP_WINDOW);
+        rows += within_deadline(label, async {
+            let deliveries = sqlx::query(&statements.sweep_deliveries).bind(cutoff).bind(start).bind(end);
+            let messages = sqlx::query(&statements.sweep_messages).bind(start).bind(end);
+            let deleted = deliveries.execute(pool).await.map_err(backend_error(engine))?.rows_affected();
+            Ok(deleted + messages.execute(pool).await.map_err(backend_error(engine))?.rows_affected())
+        })
+        .await?;
+    }
+    Ok(rows)
 }
 
 /// The message sequence number a delivery id stands for.
@@ -394,21 +430,13 @@ impl SqlBroker {
         if !self.sweeps.claim(now) {
             return;
         }
-        let pool = self.pool.clone();
-        let (sweep_deliveries, sweep_messages) =
-            (self.statements.sweep_deliveries.clone(), self.statements.sweep_messages.clone());
+        let (pool, statements) = (self.pool.clone(), Arc::clone(&self.statements));
         let cutoff = now.saturating_sub(millis(self.max_age));
-        let label = self.engine.label();
+        let (engine, label) = (self.engine, self.engine.label());
         tokio::spawn(async move {
-            let sweeping = async {
-                let deliveries = sqlx::query(&sweep_deliveries).bind(cutoff).execute(&pool).await?.rows_affected();
-                let messages = sqlx::query(&sweep_messages).execute(&pool).await?.rows_affected();
-                Ok::<_, sqlx::Error>(deliveries + messages)
-            };
-            match tokio::time::timeout(OPERATION_DEADLINE, sweeping).await {
-                Ok(Ok(rows)) => tracing::debug!(component_type = label, rows, "acked and expired messages swept"),
-                Ok(Err(err)) => tracing::warn!(component_type = label, %err, "sweeping messages failed"),
-                Err(_) => tracing::warn!(component_type = label, "sweeping messages timed out"),
+            match sweep(engine, &pool, &statements, cutoff).await {
+                Ok(rows) => tracing::debug!(component_type = label, rows, "acked and expired messages swept"),
+                Err(err) => tracing::warn!(component_type = label, %err, "sweeping messages failed"),
             }
         });
     }

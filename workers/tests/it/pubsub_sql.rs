@@ -99,6 +99,42 @@ async fn messages_older_than_the_maximum_age_go_unacked(queue: Queue) {
     assert_eq!(texts(&received), ["fresh"]);
 }
 
+/// A sweep goes through the table in windows of sequence numbers: every window is swept, the last one too.
+async fn a_sweep_reaches_every_window(queue: Queue) {
+    const MESSAGES: i64 = 1500;
+    queue.broker.ensure_group("kept", "g").await.expect("ensure_group");
+    queue.broker.publish("kept", b"first").await.expect("publish");
+    // Stored straight into the table, no group having them: publishes would give the broker occasions to sweep
+    // while the table fills.
+    let insert = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
+         INSERT INTO {}_messages (topic, payload, published_at) SELECT $1, $2, $4 FROM n",
+        queue.prefix
+    );
+    let now = i64::try_from(std::time::UNIX_EPOCH.elapsed().expect("clock").as_millis()).expect("milliseconds");
+    let query = sqlx::query(&insert).bind("unread").bind(b"x".to_vec()).bind(MESSAGES).bind(now);
+    query.execute(&queue.database).await.expect("store messages");
+    queue.broker.publish("kept", b"last").await.expect("publish");
+    assert_eq!(queue.stored("unread").await, MESSAGES);
+
+    queue.sweep().await;
+    assert_eq!(queue.stored("unread").await, 0, "messages no group has were left");
+    assert_eq!(queue.stored("kept").await, 2, "messages the group has not acked were deleted");
+}
+
+#[tokio::test]
+async fn sqlite_sweeps_every_window() {
+    let directory = TempDir::new().expect("temporary directory");
+    a_sweep_reaches_every_window(sqlite_queue(&directory, Duration::from_secs(3600)).await).await;
+}
+
+#[tokio::test]
+async fn postgres_sweeps_every_window() {
+    let prefix = format!("ps_{}", unique_id());
+    let queue = postgres_queue(&prefix, Duration::from_secs(3600)).await;
+    finally(a_sweep_reaches_every_window(queue), drop_tables(&prefix)).await;
+}
+
 #[tokio::test]
 async fn sqlite_keeps_messages_until_every_group_acked() {
     let directory = TempDir::new().expect("temporary directory");
