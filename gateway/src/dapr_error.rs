@@ -10,6 +10,7 @@ use prost::Message;
 use serde::Serialize;
 use tonic::Code;
 
+use crate::extended_metadata::ExtendedMetadataError;
 use crate::invoke::InvokeError;
 use outrigger_workflow::WorkflowError;
 
@@ -379,5 +380,26 @@ impl From<WorkflowError> for DaprError {
             }
         };
         DaprError::new(status, code, error_code, "DAPR_WORKFLOW", message)
+    }
+}
+
+impl From<ExtendedMetadataError> for DaprError {
+    fn from(err: ExtendedMetadataError) -> DaprError {
+        match err {
+            ExtendedMetadataError::EmptyKey
+            | ExtendedMetadataError::KeyTooLong(_)
+            | ExtendedMetadataError::ValueTooLong(_)
+            | ExtendedMetadataError::TooManyKeys => DaprError::malformed(err.to_string()),
+            ExtendedMetadataError::Store(_) => {
+                tracing::warn!(error = %err, "setting extended metadata failed");
+                DaprError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Code::Unavailable,
+                    "ERR_METADATA_UNAVAILABLE",
+                    "DAPR_METADATA_UNAVAILABLE",
+                    err.to_string(),
+                )
+            }
+        }
     }
 }

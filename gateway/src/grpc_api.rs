@@ -29,7 +29,7 @@ const SERVICE: &str = "/dapr.proto.runtime.v1.Dapr/";
 
 /// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
 pub fn grpc_router(gateway: Gateway) -> Router {
-    let rpcs: [(&str, MethodRouter<Gateway>); 16] = [
+    let rpcs: [(&str, MethodRouter<Gateway>); 17] = [
         ("InvokeService", rpc(invoke_service)),
         ("GetState", rpc(get_state)),
         ("GetBulkState", rpc(get_bulk_state)),
@@ -45,6 +45,7 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         ("GetSecret", rpc(get_secret)),
         ("GetBulkSecret", rpc(get_bulk_secret)),
         ("GetMetadata", rpc(get_metadata)),
+        ("SetMetadata", rpc(set_metadata)),
         ("Shutdown", rpc(shutdown)),
     ];
     let mut router = Router::new();
@@ -353,7 +354,7 @@ async fn get_metadata(
     Caller { tenant, .. }: Caller,
     _request: pb::GetMetadataRequest,
 ) -> Result<pb::GetMetadataResponse, DaprError> {
-    let metadata = gateway.metadata(&tenant).await?;
+    let (metadata, extended) = gateway.metadata(&tenant).await?;
     let subscriptions = metadata
         .subscriptions
         .into_iter()
@@ -390,11 +391,15 @@ async fn get_metadata(
             })
             .collect(),
         subscriptions,
+        extended_metadata: extended.into_iter().collect(),
         ..Default::default()
     })
 }
 
-/// `Shutdown` asks a sidecar to stop; a shared gateway acknowledges and keeps serving everyone else.
+async fn set_metadata(gateway: Gateway, caller: Caller, request: pb::SetMetadataRequest) -> Result<(), DaprError> {
+    gateway.set_metadata(&caller.tenant, &request.key, &request.value).await
+}
+
 async fn get_secret(
     gateway: Gateway,
     caller: Caller,
@@ -424,6 +429,7 @@ async fn get_bulk_secret(
     }
 }
 
+/// `Shutdown` asks a sidecar to stop; a shared gateway acknowledges and keeps serving everyone else.
 async fn shutdown(_gateway: Gateway, _caller: Caller, _request: pb::ShutdownRequest) -> Result<(), DaprError> {
     Ok(())
 }

@@ -8,7 +8,7 @@ use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use axum::{Extension, Json, Router};
 use outrigger_bus::{
     Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, SubscriptionKind, Tenant, TraceContext,
@@ -29,6 +29,7 @@ pub fn http_router(gateway: Gateway) -> Router {
     let limit = gateway.options().max_body_bytes;
     let authenticated = Router::new()
         .route("/v1.0/metadata", get(metadata))
+        .route("/v1.0/metadata/{key}", put(set_metadata))
         .route("/v1.0/state/{store}", post(save_state).put(save_state))
         .route(
             "/v1.0/state/{store}/{key}",
@@ -444,7 +445,7 @@ async fn metadata(
     State(gateway): State<Gateway>,
     Extension(tenant): Extension<Tenant>,
 ) -> Result<Json<Value>, DaprError> {
-    let metadata = gateway.metadata(&tenant).await?;
+    let (metadata, extended) = gateway.metadata(&tenant).await?;
     let components: Vec<Value> = metadata
         .components
         .into_iter()
@@ -478,10 +479,22 @@ async fn metadata(
         "enabledFeatures": [],
         "actors": [],
         "components": components,
-        "extended": {},
+        "extended": extended,
         "subscriptions": subscriptions,
         "httpEndpoints": [],
     })))
+}
+
+/// `PUT /v1.0/metadata/{key}`: the body is the attribute's value, as text.
+async fn set_metadata(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+    Path(key): Path<String>,
+    Body(body): Body,
+) -> Result<StatusCode, DaprError> {
+    let value = std::str::from_utf8(&body).map_err(|_| DaprError::malformed("the metadata value is not UTF-8 text"))?;
+    gateway.set_metadata(&tenant, &key, value).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The W3C trace context of a request.

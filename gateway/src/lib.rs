@@ -8,6 +8,7 @@
 
 mod auth;
 mod dapr_error;
+pub mod extended_metadata;
 mod grpc_api;
 mod http_api;
 mod invoke;
@@ -16,6 +17,7 @@ mod stream_listing;
 mod streaming;
 mod workflow;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -97,6 +99,8 @@ struct Inner {
     options: Options,
     /// Streaming subscriptions of every gateway, for `/v1.0/metadata`.
     streams: Arc<stream_listing::StreamListing>,
+    /// The control plane, where apps' extended metadata is kept.
+    control_plane: Store,
     /// Cancelled when the process shuts down: calls that would wait without end (workflow waits and work-item
     /// streams) end then, so the graceful shutdown is not held up by clients that never hang up.
     closing: tokio_util::sync::CancellationToken,
@@ -121,7 +125,8 @@ impl Gateway {
             bus,
             workflows: outrigger_workflow::Engine::new(control_plane.pool().clone()),
             streams: stream_listing::StreamListing::start(control_plane.clone(), closing.clone()),
-            tokens: auth::TokenResolver::new(control_plane, options.token_cache_ttl),
+            tokens: auth::TokenResolver::new(control_plane.clone(), options.token_cache_ttl),
+            control_plane,
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
             options,
             closing,
@@ -142,8 +147,9 @@ impl Gateway {
         }
     }
 
-    /// The caller's components and subscriptions, its streams on any gateway included.
-    async fn metadata(&self, tenant: &Tenant) -> Result<MetadataInfo, DaprError> {
+    /// The caller's components and subscriptions, its streams on any gateway included, and its extended
+    /// metadata.
+    async fn metadata(&self, tenant: &Tenant) -> Result<(MetadataInfo, BTreeMap<String, String>), DaprError> {
         let Reply::Metadata(mut metadata) = self.call(tenant.clone(), Call::Metadata).await? else {
             return Err(DaprError::malformed("unexpected reply to a metadata call"));
         };
@@ -153,7 +159,16 @@ impl Gateway {
                 tracing::warn!(error = %err, "cannot read the app's streaming subscriptions; metadata leaves them out")
             }
         }
-        Ok(metadata)
+        let extended = extended_metadata::of(&self.0.control_plane, tenant).await.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot read the app's extended metadata; metadata leaves it out");
+            BTreeMap::new()
+        });
+        Ok((metadata, extended))
+    }
+
+    /// Sets an attribute of the caller's extended metadata.
+    async fn set_metadata(&self, tenant: &Tenant, key: &str, value: &str) -> Result<(), DaprError> {
+        Ok(extended_metadata::set(&self.0.control_plane, tenant, key, value).await?)
     }
 
     /// Calls an App ID or HTTP endpoint of the caller's project.

@@ -5,6 +5,7 @@
 //! first; a `ProjectId` can only be obtained by looking a project up, so no query can reach into a project
 //! the caller did not resolve.
 
+mod app_metadata;
 mod records;
 mod streams;
 mod tokens;
@@ -248,6 +249,7 @@ impl Tx {
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
         for table in [
+            "app_metadata",
             "stream_subscriptions",
             "wf_history",
             "wf_inbox",
@@ -349,13 +351,14 @@ impl Tx {
         Ok(app)
     }
 
-    /// Deletes an App ID and its tokens.
+    /// Deletes an App ID, its tokens and its extended metadata.
     pub async fn delete_app_id(&mut self, project: &ProjectId, name: &str) -> Result<()> {
-        sqlx::query("DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2")
-            .bind(&project.0)
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?;
+        for statement in [
+            "DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2",
+            "DELETE FROM app_metadata WHERE project_id = $1 AND app_id = $2",
+        ] {
+            sqlx::query(statement).bind(&project.0).bind(name).execute(&mut *self.tx).await?;
+        }
         let deleted = sqlx::query("DELETE FROM app_ids WHERE project_id = $1 AND name = $2")
             .bind(&project.0)
             .bind(name)

@@ -109,6 +109,13 @@ for (const protocol of ["HTTP", "GRPC"]) {
       }
     });
 
+    it("keeps the extended metadata the app sets", async () => {
+      const key = `build-${protocol}`;
+      assert.equal(await client.metadata.set(key, "1.2.3"), true);
+      const metadata = await client.metadata.get();
+      assert.equal(metadata.extended[key], "1.2.3", JSON.stringify(metadata.extended));
+    });
+
     it("saves, gets and deletes", async () => {
       const order = { id: 17, items: ["tea", "cake"], paid: true, note: "grüße ✓" };
       assertSucceeded(

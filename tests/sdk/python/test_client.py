@@ -104,3 +104,20 @@ def test_a_wrong_or_missing_token_is_unauthenticated(app, token):
     with dapr_client(app) as client:
         client.save_state('kvstore', 'k', 'v')
         assert client.get_state('kvstore', 'k').data == b'v'
+
+
+def test_extended_metadata_set_by_the_app_is_its_own(tenants):
+    shop = tenants.project(apps=('orders', 'billing'))
+    elsewhere = tenants.project()
+    orders = shop.apps['orders']
+    with dapr_client(orders) as client:
+        client.set_metadata('team', 'payments')
+        status, body, _ = harness.http_request(
+            'PUT', orders.http_endpoint + '/v1.0/metadata/tier', body=b'gold', headers={'dapr-api-token': orders.token}
+        )
+        assert status == 204, f'PUT /v1.0/metadata/tier -> {status} {body!r}'
+        assert dict(client.get_metadata().extended_metadata) == {'team': 'payments', 'tier': 'gold'}
+    # Another App ID of the project, and the App ID of the same name in another project, see none of it.
+    for other in (shop.apps['billing'], elsewhere.apps['orders']):
+        with dapr_client(other) as client:
+            assert dict(client.get_metadata().extended_metadata) == {}, other.name
