@@ -20,7 +20,7 @@ use outrigger_bus::{
 use tracing::Instrument;
 
 use crate::invoke::{Invocation, InvokeError};
-use crate::{unexpected, DaprError, Gateway};
+use crate::{unexpected, AppMetadata, DaprError, Gateway};
 
 /// The token SDKs send in gRPC metadata.
 const TOKEN_METADATA: &str = "dapr-api-token";
@@ -354,7 +354,7 @@ async fn get_metadata(
     Caller { tenant, .. }: Caller,
     _request: pb::GetMetadataRequest,
 ) -> Result<pb::GetMetadataResponse, DaprError> {
-    let (metadata, extended) = gateway.metadata(&tenant).await?;
+    let AppMetadata { info: metadata, extended, http_endpoints } = gateway.metadata(&tenant).await?;
     let subscriptions = metadata
         .subscriptions
         .into_iter()
@@ -392,6 +392,7 @@ async fn get_metadata(
             .collect(),
         subscriptions,
         extended_metadata: extended.into_iter().collect(),
+        http_endpoints: http_endpoints.into_iter().map(|name| pb::MetadataHttpEndpoint { name }).collect(),
         ..Default::default()
     })
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::Instrument;
 
-use crate::{unexpected, DaprError, Gateway, Refusal};
+use crate::{unexpected, AppMetadata, DaprError, Gateway, Refusal};
 
 /// The header SDKs send the API token in.
 const TOKEN_HEADER: &str = "dapr-api-token";
@@ -445,7 +445,8 @@ async fn metadata(
     State(gateway): State<Gateway>,
     Extension(tenant): Extension<Tenant>,
 ) -> Result<Json<Value>, DaprError> {
-    let (metadata, extended) = gateway.metadata(&tenant).await?;
+    let AppMetadata { info: metadata, extended, http_endpoints } = gateway.metadata(&tenant).await?;
+    let http_endpoints: Vec<Value> = http_endpoints.into_iter().map(|name| json!({ "name": name })).collect();
     let components: Vec<Value> = metadata
         .components
         .into_iter()
@@ -481,7 +482,7 @@ async fn metadata(
         "components": components,
         "extended": extended,
         "subscriptions": subscriptions,
-        "httpEndpoints": [],
+        "httpEndpoints": http_endpoints,
     })))
 }
 

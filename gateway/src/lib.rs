@@ -106,6 +106,16 @@ struct Inner {
     closing: tokio_util::sync::CancellationToken,
 }
 
+/// What `/v1.0/metadata` and `GetMetadata` answer.
+struct AppMetadata {
+    /// Components and subscriptions, from a worker and the stream listing.
+    info: MetadataInfo,
+    /// Attributes the app set on itself.
+    extended: BTreeMap<String, String>,
+    /// Names of the HTTP endpoints the app may call.
+    http_endpoints: Vec<String>,
+}
+
 /// The gateway's shared state: cheap to clone.
 #[derive(Clone)]
 pub struct Gateway(Arc<Inner>);
@@ -147,9 +157,9 @@ impl Gateway {
         }
     }
 
-    /// The caller's components and subscriptions, its streams on any gateway included, and its extended
-    /// metadata.
-    async fn metadata(&self, tenant: &Tenant) -> Result<(MetadataInfo, BTreeMap<String, String>), DaprError> {
+    /// What `/v1.0/metadata` tells the caller: components and subscriptions (its streams on any gateway
+    /// included), HTTP endpoints and extended metadata. What the control plane fails to give is left out.
+    async fn metadata(&self, tenant: &Tenant) -> Result<AppMetadata, DaprError> {
         let Reply::Metadata(mut metadata) = self.call(tenant.clone(), Call::Metadata).await? else {
             return Err(DaprError::malformed("unexpected reply to a metadata call"));
         };
@@ -163,7 +173,11 @@ impl Gateway {
             tracing::warn!(error = %err, "cannot read the app's extended metadata; metadata leaves it out");
             BTreeMap::new()
         });
-        Ok((metadata, extended))
+        let http_endpoints = self.0.invoker.http_endpoints(tenant).await.unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "cannot read the project's HTTP endpoints; metadata leaves them out");
+            Vec::new()
+        });
+        Ok(AppMetadata { info: metadata, extended, http_endpoints })
     }
 
     /// Sets an attribute of the caller's extended metadata.

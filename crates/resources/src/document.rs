@@ -310,6 +310,11 @@ impl Document {
     pub fn secret_store(&self) -> Option<&str> {
         self.auth.as_ref()?.get("secretStore")?.as_str()
     }
+
+    /// Whether the document applies to App ID `app_id`: its `scopes` name it, or are empty.
+    pub fn applies_to(&self, app_id: &str) -> bool {
+        self.scopes.is_empty() || self.scopes.iter().any(|scope| scope == app_id)
+    }
 }
 
 /// `field` names a component of `building_block` in the project.

@@ -188,6 +188,19 @@ impl Invoker {
             .retain(|(project, app), _| project != project_id || still_probed.contains(app));
     }
 
+    /// The names of the project's HTTP endpoints `tenant` may call, sorted.
+    pub async fn http_endpoints(&self, tenant: &Tenant) -> Result<Vec<String>, outrigger_store::Error> {
+        let directory = self.directory.project(&tenant.project_id).await?;
+        let mut names: Vec<String> = directory
+            .http_endpoints
+            .values()
+            .filter(|endpoint| endpoint.applies_to(&tenant.app_id))
+            .map(|endpoint| endpoint.metadata.name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Calls `target` for `tenant` and returns the callee's answer, whatever its status.
     pub async fn invoke(
         &self,
@@ -226,7 +239,10 @@ impl Invoker {
             headers.insert("dapr-caller-app-id", header_value(&tenant.app_id));
             headers.insert("dapr-callee-app-id", header_value(target));
             channel
-        } else if let Some(endpoint) = directory.http_endpoints.get(target) {
+        } else if let Some(endpoint) =
+            // An endpoint scoped to other App IDs does not exist for this caller, as in daprd.
+            directory.http_endpoints.get(target).filter(|endpoint| endpoint.applies_to(&tenant.app_id))
+        {
             let bad_endpoint = |reason| InvokeError::BadEndpoint { id: id(), reason };
             let channel = endpoint_channel(&endpoint.spec).map_err(bad_endpoint)?;
             let endpoint_headers = match directory.endpoint_headers(target) {

@@ -12,7 +12,7 @@ use axum::response::IntoResponse;
 use axum::Router;
 use base64::Engine;
 use dapr::dapr::proto::common::v1::{http_extension::Verb, HttpExtension, InvokeRequest};
-use dapr::dapr::proto::runtime::v1::InvokeServiceRequest;
+use dapr::dapr::proto::runtime::v1::{self as pb, InvokeServiceRequest};
 use outrigger_gateway::Options;
 use outrigger_outbound::PrivateAddresses;
 
@@ -383,6 +383,49 @@ spec:
     let answer = gateway.http_with("GET", "/tomorrow", Some(&token), None, &[("dapr-app-id", "weather")]).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(service.seen().pop().unwrap().path_and_query, "/api/tomorrow");
+}
+
+#[tokio::test]
+async fn http_endpoints_scoped_to_other_app_ids_do_not_exist_for_the_caller() {
+    let gateway = TestGateway::start().await;
+    let (service, url) = Callee::start().await;
+    let allowed = gateway.app("shop", "allowed").await;
+    let outsider = gateway.app("shop", "outsider").await;
+    for (name, scopes) in [("weather", "[allowed]"), ("news", "[]")] {
+        let yaml = format!(
+            "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata: {{ name: {name} }}\n\
+             spec: {{ baseUrl: '{url}' }}\nscopes: {scopes}\n"
+        );
+        gateway.component("shop", &yaml).await;
+    }
+    let listed = |token: &str| {
+        let token = token.to_owned();
+        let gateway = &gateway;
+        async move {
+            let metadata = gateway.http("GET", "/v1.0/metadata", Some(&token), None).await.json();
+            metadata["httpEndpoints"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["name"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(&allowed).await, ["news", "weather"]);
+    assert_eq!(listed(&outsider).await, ["news"]);
+    let mut grpc = gateway.grpc_client().await;
+    let over_grpc = grpc.get_metadata(with_token(pb::GetMetadataRequest {}, &outsider)).await.unwrap().into_inner();
+    assert_eq!(over_grpc.http_endpoints.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(), ["news"]);
+
+    let answer = gateway.http("GET", "/v1.0/invoke/weather/method/today", Some(&allowed), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer.body));
+    let seen_before = service.seen().len();
+    let refused = gateway.http("GET", "/v1.0/invoke/weather/method/today", Some(&outsider), None).await;
+    let message = refused.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+    assert!(message.contains("weather"), "{message}");
+    assert_eq!(service.seen().len(), seen_before, "the out-of-scope call reached the endpoint");
+    let unscoped = gateway.http("GET", "/v1.0/invoke/news/method/today", Some(&outsider), None).await;
+    assert_eq!(unscoped.status, StatusCode::OK);
 }
 
 #[tokio::test]
