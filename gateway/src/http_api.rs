@@ -30,6 +30,8 @@ pub fn http_router(gateway: Gateway) -> Router {
     let authenticated = Router::new()
         .route("/v1.0/metadata", get(metadata))
         .route("/v1.0/metadata/{key}", put(set_metadata))
+        // Asks a sidecar to stop; a shared gateway acknowledges (as gRPC `Shutdown`) and keeps serving everyone.
+        .route("/v1.0/shutdown", post(|| async { StatusCode::NO_CONTENT }))
         .route("/v1.0/state/{store}", post(save_state).put(save_state))
         .route(
             "/v1.0/state/{store}/{key}",

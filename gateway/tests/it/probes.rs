@@ -44,6 +44,17 @@ async fn metadata_names_the_caller_and_its_components() {
 }
 
 #[tokio::test]
+async fn shutdown_is_acknowledged_and_the_gateway_keeps_serving() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("demo", "orders").await;
+    assert_eq!(gateway.http("POST", "/v1.0/shutdown", None, None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(gateway.http("POST", "/v1.0/shutdown", Some(&token), None).await.status, StatusCode::NO_CONTENT);
+    let mut grpc = gateway.grpc_client().await;
+    grpc.shutdown(with_token(pb::ShutdownRequest {}, &token)).await.expect("Shutdown");
+    assert_eq!(gateway.http("GET", "/v1.0/metadata", Some(&token), None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
 async fn extended_metadata_is_the_callers_own_and_every_gateway_shows_it() {
     let gateway = TestGateway::start().await;
     let orders = gateway.app("demo", "orders").await;
