@@ -413,23 +413,27 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         waker
     });
     if let (Role::Worker { .. }, Some(client), Some(worker), Some(deliveries)) = (&role, &nats, &worker, &deliveries) {
-        let (client, prefix, worker, stop) =
-            (client.clone(), config.bus_subject_prefix.clone(), worker.clone(), shutdown.clone());
-        let deliveries = deliveries.clone();
+        let changes = outrigger_bus::subscribe_changes(client, &config.bus_subject_prefix)
+            .await
+            .map_err(|err| anyhow::anyhow!("subscribing to change events on NATS: {err}"))?;
+        let (worker, stop, deliveries) = (worker.clone(), shutdown.clone(), deliveries.clone());
         tasks.spawn(async move {
             let invalidate = |project_id: &str| {
                 worker.runtime().invalidate(project_id);
                 deliveries.notify_one();
             };
-            outrigger_bus::watch_changes(client, &prefix, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
+            outrigger_bus::watch_changes(changes, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
         });
     }
     if let (Role::Worker { pool }, Some(client), Some(worker)) = (&role, &nats, &worker) {
-        let (client, pool, prefix) = (client.clone(), pool.clone(), config.bus_subject_prefix.clone());
+        let calls = outrigger_bus::subscribe_pool(client, &config.bus_subject_prefix, pool)
+            .await
+            .map_err(|err| anyhow::anyhow!("joining pool '{pool}' on NATS: {err}"))?;
+        let (client, prefix) = (client.clone(), config.bus_subject_prefix.clone());
         let (handler, stop): (Arc<dyn Handler>, _) = (worker.clone(), shutdown.clone());
         tracing::info!(pool = %pool, "worker serving its pool over NATS");
         tasks.spawn(async move {
-            outrigger_bus::serve_nats(client, &prefix, &pool, handler, stop).await.map_err(|err| anyhow::anyhow!(err))
+            outrigger_bus::serve_nats(client, &prefix, calls, handler, stop).await.map_err(|err| anyhow::anyhow!(err))
         });
     }
 
@@ -455,13 +459,13 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         };
         let gateway = Gateway::new(bus, store.clone(), options);
         if let (Role::Gateway, Some(client)) = (&role, &nats) {
-            let (client, prefix, gateway, stop) =
-                (client.clone(), config.bus_subject_prefix.clone(), gateway.clone(), shutdown.clone());
+            let changes = outrigger_bus::subscribe_changes(client, &config.bus_subject_prefix)
+                .await
+                .map_err(|err| anyhow::anyhow!("subscribing to change events on NATS: {err}"))?;
+            let (gateway, stop) = (gateway.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let invalidate = |project_id: &str| gateway.invalidate(project_id);
-                outrigger_bus::watch_changes(client, &prefix, invalidate, stop)
-                    .await
-                    .map_err(|err| anyhow::anyhow!(err))
+                outrigger_bus::watch_changes(changes, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
             });
         }
         let (closing, stop) = (gateway.clone(), shutdown.clone());

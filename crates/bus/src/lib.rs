@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use messages::*;
-pub use nats::{publish_change, serve_nats, watch_changes, NatsBus};
+pub use nats::{publish_change, serve_nats, subscribe_changes, subscribe_pool, watch_changes, NatsBus};
 
 /// The worker pool every project uses until projects are assigned to dedicated pools.
 pub const DEFAULT_POOL: &str = "default";

@@ -52,15 +52,28 @@ impl Bus for NatsBus {
     }
 }
 
-/// Answers the calls of `pool` with `handler` until `shutdown`; calls in flight then finish and answer.
+/// Joins the workers of `pool`: once this returns the server knows of the subscription, so a process that
+/// says it is ready after it gets calls sent at once (an unconfirmed subscription left the first calls without
+/// a responder).
+pub async fn subscribe_pool(
+    client: &async_nats::Client,
+    prefix: &str,
+    pool: &str,
+) -> Result<async_nats::Subscriber, async_nats::Error> {
+    let subscription = client.queue_subscribe(subject(prefix, pool), QUEUE_GROUP.to_owned()).await?;
+    client.flush().await?;
+    Ok(subscription)
+}
+
+/// Answers the calls `subscription` (from [`subscribe_pool`]) receives with `handler` until `shutdown`; calls
+/// in flight then finish and answer.
 pub async fn serve_nats(
     client: async_nats::Client,
     prefix: &str,
-    pool: &str,
+    mut subscription: async_nats::Subscriber,
     handler: Arc<dyn Handler>,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
-    let mut subscription = client.queue_subscribe(subject(prefix, pool), QUEUE_GROUP.to_owned()).await?;
     let mut in_flight = tokio::task::JoinSet::new();
     loop {
         let message = tokio::select! {
@@ -116,15 +129,25 @@ pub async fn publish_change(client: &async_nats::Client, prefix: &str, project_i
     }
 }
 
-/// Calls `on_change` with the id of every project whose configuration changes, until `shutdown`.
-pub async fn watch_changes(
-    client: async_nats::Client,
+/// Listens to change events; once this returns the server knows of the subscription, so no change made after
+/// the process says it is ready goes unheard.
+pub async fn subscribe_changes(
+    client: &async_nats::Client,
     prefix: &str,
+) -> Result<async_nats::Subscriber, async_nats::Error> {
+    // Every worker and gateway must hear every change, so this is a plain subscription, not a queue group.
+    let subscription = client.subscribe(changes_subject(prefix)).await?;
+    client.flush().await?;
+    Ok(subscription)
+}
+
+/// Calls `on_change` with the id of every project whose configuration changes (as `subscription`, from
+/// [`subscribe_changes`], hears them), until `shutdown`.
+pub async fn watch_changes(
+    mut subscription: async_nats::Subscriber,
     on_change: impl Fn(&str) + Send,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
-    // Every worker must hear every change, so this is a plain subscription, not a queue group.
-    let mut subscription = client.subscribe(changes_subject(prefix)).await?;
     loop {
         let message = tokio::select! {
             message = subscription.next() => message,

@@ -12,7 +12,7 @@ use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
 use outrigger_outbound::PrivateAddresses;
 use outrigger_store::{AppIdentity, NewProject, Store};
-use outrigger_workers::delivery::{Deliverer, HealthProbe};
+use outrigger_workers::delivery::{Deliverer, HealthProbe, Scans};
 use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use serde_json::Value;
@@ -30,6 +30,7 @@ pub struct TestGateway {
     pub gateway: Gateway,
     worker: Arc<Worker>,
     deliveries_waker: Arc<tokio::sync::Notify>,
+    deliveries_scans: tokio::sync::watch::Receiver<Scans>,
     _dir: tempfile::TempDir,
     _deliveries: tokio_util::sync::DropGuard,
 }
@@ -80,12 +81,21 @@ impl TestGateway {
             HealthProbe { interval: Duration::from_millis(100), timeout: Duration::from_millis(300), threshold: 2 };
         let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None, PrivateAddresses::Allowed)
             .with_health_probe(probe);
-        let deliveries_waker = deliverer.waker();
+        let (deliveries_waker, deliveries_scans) = (deliverer.waker(), deliverer.scans());
         let deliveries = CancellationToken::new();
         tokio::spawn(deliverer.run(deliveries.clone()));
         let gateway = Gateway::new(Arc::new(InProcessBus::new(worker.clone())), store.clone(), options);
         let http = outrigger_gateway::http_router(gateway.clone());
-        TestGateway { store, http, gateway, worker, deliveries_waker, _dir: dir, _deliveries: deliveries.drop_guard() }
+        TestGateway {
+            store,
+            http,
+            gateway,
+            worker,
+            deliveries_waker,
+            deliveries_scans,
+            _dir: dir,
+            _deliveries: deliveries.drop_guard(),
+        }
     }
 
     /// Creates a project (with the managed kvstore) if needed and an App ID in it; answers its token.
@@ -147,7 +157,12 @@ impl TestGateway {
         let found = self.store.begin().await.unwrap().project(project).await.unwrap();
         self.worker.runtime().invalidate(found.id.as_str());
         self.gateway.invalidate(found.id.as_str());
+        // Push deliveries follow once a scan that began after this point completed (one under way may have read
+        // the project before the change).
+        let in_force = self.deliveries_scans.borrow().started + 1;
         self.deliveries_waker.notify_one();
+        let mut scans = self.deliveries_scans.clone();
+        scans.wait_for(|scans| scans.completed >= in_force).await.expect("the deliverer stopped");
     }
 
     /// Sends an HTTP request through daprd's path hygiene and the router.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use outrigger_resources::Kind;
 use outrigger_store::Store;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{watch, Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -80,6 +80,17 @@ pub struct Deliverer {
     private_addresses: PrivateAddresses,
     wake: Arc<Notify>,
     health_probe: HealthProbe,
+    scans: watch::Sender<Scans>,
+}
+
+/// Progress of the deliverer's scans of subscriptions: a change is in force (loops of deleted subscriptions
+/// stopped, new ones running) once a scan that began after it completed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Scans {
+    /// How many scans began.
+    pub started: u64,
+    /// The number (counting from 1 as they began) of the last scan completed.
+    pub completed: u64,
 }
 
 struct Running {
@@ -105,6 +116,7 @@ impl Deliverer {
             private_addresses,
             wake: Arc::new(Notify::new()),
             health_probe: HealthProbe::default(),
+            scans: watch::Sender::new(Scans::default()),
         }
     }
 
@@ -149,12 +161,22 @@ impl Deliverer {
         Arc::clone(&self.wake)
     }
 
+    /// Follows the deliverer's scans, to learn when a change is in force.
+    pub fn scans(&self) -> watch::Receiver<Scans> {
+        self.scans.subscribe()
+    }
+
     /// Runs until `shutdown`; loops stop with it (messages they held go to the next fetcher).
     pub async fn run(self, shutdown: CancellationToken) {
         let mut running: HashMap<TargetKey, Running> = HashMap::new();
         let mut limits: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
         let mut probes: HashMap<(String, String), Probe> = HashMap::new();
         loop {
+            let mut scan = 0;
+            self.scans.send_modify(|scans| {
+                scans.started += 1;
+                scan = scans.started;
+            });
             match self.targets().await {
                 Ok(targets) => {
                     let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|t| (t.key.clone(), t)).collect();
@@ -194,6 +216,7 @@ impl Deliverer {
                         tokio::spawn(deliver_loop(worker, self.client.clone(), target, limit, health, stop.clone()));
                         running.insert(key, Running { source, stop });
                     }
+                    self.scans.send_modify(|scans| scans.completed = scan);
                 }
                 Err(err) => tracing::warn!(error = %err, "cannot read subscriptions; deliveries continue as they were"),
             }

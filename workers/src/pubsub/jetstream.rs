@@ -157,6 +157,8 @@ fn is_consumer_not_found(err: &jetstream::stream::ConsumerError) -> bool {
 }
 
 /// Hands out up to `batch` messages: at once what is there (`wait` = `None`), or waiting up to `wait` for them.
+/// Messages received before the pull fails are handed out all the same: they are held for this fetcher, and
+/// dropping them would leave them unseen until their hold ran out.
 async fn pull(consumer: &PullConsumer, batch: usize, wait: Option<Duration>) -> Result<Vec<Delivery>, BrokerError> {
     let mut messages = match wait {
         None => consumer.fetch().max_messages(batch).messages().await,
@@ -165,7 +167,14 @@ async fn pull(consumer: &PullConsumer, batch: usize, wait: Option<Duration>) -> 
     .map_err(backend_error)?;
     let mut deliveries = Vec::new();
     while let Some(message) = messages.next().await {
-        let message = message.map_err(backend_error)?;
+        let message = match message {
+            Ok(message) => message,
+            Err(err) if !deliveries.is_empty() => {
+                tracing::debug!(error = %err, received = deliveries.len(), "a pull ended early; handing out what came");
+                break;
+            }
+            Err(err) => return Err(backend_error(err)),
+        };
         let attempt = message.info().map_err(backend_error)?.delivered;
         let id = message.reply.as_ref().ok_or_else(|| backend_error("a message came without its ack subject"))?;
         deliveries.push(Delivery {
@@ -322,7 +331,11 @@ impl JetStreamBroker {
         // hold. The rest of the batch is what is there already.
         let mut deliveries = within_wait(wait, Self::COMPONENT_TYPE, pull(consumer, 1, Some(wait))).await?;
         if !deliveries.is_empty() && max > 1 {
-            deliveries.extend(within_deadline(Self::COMPONENT_TYPE, pull(consumer, max - 1, None)).await?);
+            // The first message is held for this fetch already: a failure to get more does not take it back.
+            match within_deadline(Self::COMPONENT_TYPE, pull(consumer, max - 1, None)).await {
+                Ok(more) => deliveries.extend(more),
+                Err(err) => tracing::debug!(error = %err, "pulling the rest of a batch failed; handing out the first"),
+            }
         }
         Ok(deliveries)
     }
