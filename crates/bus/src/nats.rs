@@ -52,9 +52,9 @@ impl Bus for NatsBus {
     }
 }
 
-/// Joins the workers of `pool`: once this returns the server knows of the subscription, so a process that
-/// says it is ready after it gets calls sent at once (an unconfirmed subscription left the first calls without
-/// a responder).
+/// Joins the workers of `pool`: once this returns the server knows of the subscription, so calls sent as soon
+/// as the process says it is ready find it (an unconfirmed subscription left the first calls without a
+/// responder).
 pub async fn subscribe_pool(
     client: &async_nats::Client,
     prefix: &str,
