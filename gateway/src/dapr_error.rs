@@ -171,6 +171,7 @@ impl DaprError {
             ),
             InvokeError::UnknownTarget { .. }
             | InvokeError::NoEndpoint { .. }
+            | InvokeError::GrpcApp { .. }
             | InvokeError::Unhealthy { .. }
             | InvokeError::Refused { .. }
             | InvokeError::BadEndpoint { .. }

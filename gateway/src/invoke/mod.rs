@@ -36,6 +36,9 @@ pub enum InvokeError {
     /// The App ID has no `appEndpoint`.
     #[error("failed to invoke, id: {id}, err: the app has no endpoint registered; set its appEndpoint with `outrigger appid update`")]
     NoEndpoint { id: String },
+    /// The App ID's app speaks gRPC (`appProtocol: grpc`), whose app channel is not served.
+    #[error("failed to invoke, id: {id}, err: the app is registered with appProtocol grpc, and Outrigger calls apps over HTTP only; serve HTTP and set appProtocol http with `outrigger appid update`")]
+    GrpcApp { id: String },
     /// The callee's access control refuses the caller.
     #[error("access control policy has denied access to id: spiffe://public/ns/{project}/{caller} operation: {method} verb: {verb}")]
     Denied { project: String, caller: String, method: String, verb: String },
@@ -230,6 +233,9 @@ impl Invoker {
             }
             let identity = &callee.identity;
             let endpoint = identity.app_endpoint.clone().ok_or_else(|| InvokeError::NoEndpoint { id: id() })?;
+            if identity.app_protocol == "grpc" {
+                return Err(InvokeError::GrpcApp { id: id() });
+            }
             let channel = AppChannel { endpoint, app_token: identity.app_token.clone() };
             if let Some(health_path) = &identity.app_health_check_path {
                 if !self.health(tenant, target, &channel, health_path).is_healthy() {

@@ -187,6 +187,16 @@ async fn unknown_unregistered_and_unreachable_callees_fail_fast_with_daprds_erro
     let answer = gateway.http("GET", "/v1.0/invoke/no-endpoint/method/x", Some(&token), None).await;
     assert!(answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE").contains("appEndpoint"));
 
+    // An app registered as speaking gRPC is not sent HTTP it cannot read; the error says what to change.
+    let (grpc_callee, grpc_url) = Callee::start().await;
+    let mut grpc_app = identity("grpc-app", Some(grpc_url));
+    grpc_app.app_protocol = "grpc".into();
+    gateway.register("shop", &grpc_app).await;
+    let answer = gateway.http("POST", "/v1.0/invoke/grpc-app/method/x", Some(&token), None).await;
+    let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+    assert!(message.contains("appProtocol http"), "{message}");
+    assert_eq!(grpc_callee.calls(), 0);
+
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let closed_url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);

@@ -247,6 +247,11 @@ impl Deliverer {
             let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
             for app in apps {
                 let Some(endpoint) = app.app_endpoint.clone() else { continue };
+                if app.app_protocol == "grpc" {
+                    // Its gRPC app channel (AppCallback) is not served: HTTP deliveries would fail on every try.
+                    tracing::debug!(app_id = %app.name, "not delivering to an app registered with appProtocol grpc");
+                    continue;
+                }
                 let refused = reqwest::Url::parse(&endpoint)
                     .map_err(|err| err.to_string())
                     .and_then(|url| self.private_addresses.check_url(&url).map_err(|refused| refused.to_string()));
