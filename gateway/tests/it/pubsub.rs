@@ -10,7 +10,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use crate::harness::{serve, TestGateway};
+use crate::harness::{identity, serve, TestGateway};
 
 /// What the subscriber app saw: every attempt, by path.
 #[derive(Default)]
@@ -654,4 +654,36 @@ async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
             pair[1] - pair[0]
         );
     }
+}
+
+#[tokio::test]
+async fn apps_registered_with_the_grpc_protocol_get_no_http_deliveries() {
+    let gateway = TestGateway::start().await;
+    let http_subscriber = Subscriber::start().await;
+    let grpc_subscriber = Subscriber::start().await;
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(http_subscriber.url.clone())).await;
+    let mut grpc_app = identity("grpc-processor", Some(grpc_subscriber.url.clone()));
+    grpc_app.app_protocol = "grpc".into();
+    gateway.register("shop", &grpc_app).await;
+    let declared = subscription("orders", "orders", "    default: /orders\n", "", &["processor", "grpc-processor"]);
+    gateway.component("shop", &declared).await;
+
+    // Both subscriptions are derived in the same scan: once the HTTP app has every message, a delivery loop for
+    // the gRPC app would have had them too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seq = 0;
+    while http_subscriber.delivered("/orders").is_empty() {
+        gateway.publish_seq(&publisher, "orders", seq).await;
+        seq += 1;
+        assert!(Instant::now() < deadline, "the HTTP app's subscription never started delivering");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let batch: BTreeSet<i64> = (1000..1012).collect();
+    for seq in &batch {
+        gateway.publish_seq(&publisher, "orders", *seq).await;
+    }
+    http_subscriber.wait_for("/orders", &batch).await;
+    let sent = grpc_subscriber.attempts().len();
+    assert_eq!(sent, 0, "the gRPC app was sent {sent} HTTP deliveries");
 }
