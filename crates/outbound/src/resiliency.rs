@@ -63,10 +63,7 @@ pub struct Policy {
 impl Policy {
     /// The policy of `target` for a call made by `caller`, from a project's Resiliency documents.
     pub fn resolve(documents: &[Document], caller: &str, target: Target<'_>) -> Policy {
-        let applicable: Vec<&Document> = documents
-            .iter()
-            .filter(|document| document.scopes.is_empty() || document.scopes.iter().any(|scope| scope == caller))
-            .collect();
+        let applicable: Vec<&Document> = documents.iter().filter(|document| document.applies_to(caller)).collect();
         let entry = |document: &Document| -> Option<Value> {
             let targets = document.spec.get("targets")?;
             let found = match target {

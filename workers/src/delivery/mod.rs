@@ -262,7 +262,7 @@ impl Deliverer {
                 let channel = AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
                 let declarative = declarations
                     .iter()
-                    .filter(|stored| stored.document.scopes.is_empty() || stored.document.scopes.contains(&app.name))
+                    .filter(|stored| stored.document.applies_to(&app.name))
                     .map(|stored| (Origin::Declarative, stored.document.spec.clone()));
                 let runtime = self.worker.runtime();
                 let asked = match runtime.programmatic(project.id.as_str(), &app.name) {

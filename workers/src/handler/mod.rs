@@ -273,7 +273,7 @@ impl Worker {
         let declarative = project
             .subscriptions
             .iter()
-            .filter(|document| document.scopes.is_empty() || document.scopes.contains(&tenant.app_id))
+            .filter(|document| document.applies_to(&tenant.app_id))
             .filter_map(|document| subscription_info(&document.spec, SubscriptionKind::Declarative));
         let asked = self
             .runtime
