@@ -82,10 +82,18 @@ pub struct Config {
     /// milliseconds. Default 5000.
     pub store_timeout_ms: u64,
     /// Whether the platform calls app endpoints and HTTP endpoints (invocation, pub/sub push, health probes)
-    /// at private, loopback and link-local addresses. Refused addresses are checked after DNS resolution and
-    /// on every redirect. Default: `true` for the all-in-one embedded default (apps run beside it), `false`
+    /// and lets components dial hosts at private, loopback and link-local addresses. Addresses are judged
+    /// after DNS resolution, on the peer actually connected and on every redirect; the platform's own
+    /// services (its databases, brokers, NATS and listeners) are refused whatever this says. Default: `true` for the all-in-one embedded default (apps run beside it), `false`
     /// for `gateway` and `worker` processes (their private network holds the platform's own services).
     pub allow_private_endpoints: Option<bool>,
+    /// Address ranges tenants' endpoints and components never reach, comma-separated CIDRs (e.g.
+    /// `10.20.0.0/16,192.0.2.10/32`), on top of the platform's own services. Default none.
+    pub egress_deny: Option<String>,
+    /// Address ranges tenants' endpoints and components may reach even when private addresses are refused,
+    /// comma-separated CIDRs (e.g. a VPC range holding tenants' databases). The platform's own services and
+    /// `egress_deny` still win. Default none.
+    pub egress_allow: Option<String>,
     /// Whether projects may use secret stores that read the host the worker runs on
     /// (`secretstores.local.file`, `secretstores.local.env`; the platform's own `OUTRIGGER_*` variables are never
     /// served). Default: `true` for the all-in-one embedded default (the host is the user's machine), `false`
@@ -125,6 +133,8 @@ impl Default for Config {
             component_refresh_ms: 5000,
             store_timeout_ms: 5000,
             allow_private_endpoints: None,
+            egress_deny: None,
+            egress_allow: None,
             allow_host_secret_stores: None,
             tls_cert_file: None,
             tls_key_file: None,
@@ -151,6 +161,23 @@ impl Config {
         let config: Config = figment.merge(env).extract().context("invalid configuration")?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// `egress_deny` and `egress_allow` as address ranges.
+    pub fn egress_ranges(&self) -> anyhow::Result<(Vec<outrigger_outbound::IpNet>, Vec<outrigger_outbound::IpNet>)> {
+        let parse = |name: &str, list: &Option<String>| -> anyhow::Result<Vec<outrigger_outbound::IpNet>> {
+            let entries = list.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|entry| !entry.is_empty());
+            entries
+                .map(|entry| {
+                    // A bare address is a range of one.
+                    entry
+                        .parse()
+                        .or_else(|_| entry.parse::<std::net::IpAddr>().map(outrigger_outbound::IpNet::from))
+                        .with_context(|| format!("{name}: '{entry}' is not a CIDR range such as 10.0.0.0/8 or an address"))
+                })
+                .collect()
+        };
+        Ok((parse("OUTRIGGER_EGRESS_DENY", &self.egress_deny)?, parse("OUTRIGGER_EGRESS_ALLOW", &self.egress_allow)?))
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -185,6 +212,7 @@ impl Config {
                 bail!("{name} must be greater than 0");
             }
         }
+        self.egress_ranges()?;
         if let Some(url) = &self.managed_kvstore_url {
             if !["sqlite:", "postgres:", "postgresql:", "redis:"].iter().any(|scheme| url.starts_with(scheme)) {
                 bail!("OUTRIGGER_MANAGED_KVSTORE_URL must start with sqlite://, postgres:// or redis://, got '{url}'");

@@ -12,7 +12,6 @@ use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
 use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
 use outrigger_outbound::health::HealthProbe;
-use outrigger_outbound::PrivateAddresses;
 use outrigger_store::Store;
 use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
@@ -374,11 +373,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         None
     };
 
-    let private_addresses = if config.allow_private_endpoints.unwrap_or(role == Role::AllInOne) {
-        PrivateAddresses::Allowed
-    } else {
-        PrivateAddresses::Refused
-    };
+    let egress = crate::boundary::egress(&config, role == Role::AllInOne).await?;
     let worker = if role.runs_worker() {
         let host_secrets = if config.allow_host_secret_stores.unwrap_or(role == Role::AllInOne) {
             HostSecrets::Allowed
@@ -389,8 +384,10 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             store.clone(),
             managed_stores(&config).await?,
             Duration::from_millis(config.component_refresh_ms),
+            config.data_dir.join("projects"),
         )
-        .with_host_secrets(host_secrets);
+        .with_host_secrets(host_secrets)
+        .with_egress(egress.clone());
         let limits = Limits { store_timeout: Duration::from_millis(config.store_timeout_ms), ..Limits::default() };
         Some(Arc::new(Worker::new(runtime, limits)))
     } else {
@@ -403,7 +400,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             Role::Worker { pool } => Some(pool.clone()),
             _ => None,
         };
-        let deliverer = Deliverer::new(store.clone(), worker.clone(), pool, private_addresses);
+        let deliverer = Deliverer::new(store.clone(), worker.clone(), pool, egress.clone());
         let waker = deliverer.waker();
         let stop = shutdown.clone();
         tasks.spawn(async move {
@@ -453,7 +450,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             max_body_bytes: config.gateway_max_body_bytes,
             rate_limit_per_second: config.rate_limit_per_second,
             token_cache_ttl: Duration::from_secs(config.token_cache_seconds),
-            private_addresses,
+            egress: egress.clone(),
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_millis(config.component_refresh_ms),
         };

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use outrigger_bus::{Bus, Call, MetadataInfo, Reply, Tenant};
 use outrigger_outbound::health::HealthProbe;
-use outrigger_outbound::PrivateAddresses;
+use outrigger_outbound::Egress;
 use outrigger_store::Store;
 
 pub use dapr_error::DaprError;
@@ -44,7 +44,7 @@ pub struct Options {
     /// How long a token lookup is trusted; revocations take effect within this time.
     pub token_cache_ttl: Duration,
     /// Whether invocations may reach private, loopback and link-local addresses.
-    pub private_addresses: PrivateAddresses,
+    pub egress: Egress,
     /// How invoked apps with a health-check path are probed.
     pub health_probe: HealthProbe,
     /// How long the App IDs, access control and Resiliency documents read for invocations are used before
@@ -58,7 +58,7 @@ impl Default for Options {
             max_body_bytes: 4 * 1024 * 1024,
             rate_limit_per_second: 0,
             token_cache_ttl: Duration::from_secs(2),
-            private_addresses: PrivateAddresses::Allowed,
+            egress: Egress::default(),
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_secs(30),
         }
@@ -124,7 +124,7 @@ impl Gateway {
     /// A gateway sending calls over `bus`, resolving tokens in `control_plane`.
     pub fn new(bus: Arc<dyn Bus>, control_plane: Store, options: Options) -> Gateway {
         let invoke_options = invoke::InvokeOptions {
-            private_addresses: options.private_addresses,
+            egress: options.egress.clone(),
             health_probe: options.health_probe,
             directory_refresh: options.directory_refresh,
             replay_limit: options.max_body_bytes,

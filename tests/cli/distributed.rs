@@ -40,7 +40,7 @@ fn execute(url: &str, statement: &str) {
 
 /// A distributed installation's shared setting: a migrated schema, a bus prefix of its own, a data directory
 /// and an operator token; processes of any role start in it.
-struct Cluster {
+pub(crate) struct Cluster {
     _schema: Schema,
     url: String,
     prefix: String,
@@ -56,7 +56,7 @@ const SHARED_NATS: &str = "nats://127.0.0.1:4222";
 impl Cluster {
     /// A migrated cluster on the shared NATS whose gateways give up on a call after `bus_timeout_ms` (a
     /// killed worker's calls fail fast instead of after the default 15 s).
-    fn new(bus_timeout_ms: &'static str) -> Cluster {
+    pub(crate) fn new(bus_timeout_ms: &'static str) -> Cluster {
         Cluster::on_nats(bus_timeout_ms, SHARED_NATS)
     }
 
@@ -93,7 +93,7 @@ impl Drop for Cluster {
 
 impl Cluster {
     /// Starts `outrigger <role>`; the control API gets the operator token.
-    fn start(&self, role: &[&str]) -> Server {
+    pub(crate) fn start(&self, role: &[&str]) -> Server {
         let env = [
             ("OUTRIGGER_DATABASE_URL", self.url.as_str()),
             ("OUTRIGGER_NATS_URL", self.nats_url.as_str()),

@@ -10,5 +10,6 @@ mod invoke;
 mod lifecycle;
 mod manifests;
 mod projects;
+mod security_boundary;
 mod tls;
 mod workflows;

@@ -1,6 +1,7 @@
 //! Execution: component drivers (state stores, brokers and secret stores), the per-project component runtime, the worker's
 //! answer to every bus call, and push delivery of subscribed events.
 
+mod boundary;
 pub mod delivery;
 mod handler;
 pub mod pubsub;
@@ -8,5 +9,6 @@ mod runtime;
 pub mod secrets;
 pub mod state;
 
+pub use boundary::Boundary;
 pub use handler::{Limits, Worker};
 pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};

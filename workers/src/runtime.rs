@@ -6,13 +6,16 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use outrigger_outbound::Egress;
 use outrigger_resources::{lookup, BuildingBlock, Document, Kind};
 use outrigger_store::Store;
 use tokio::sync::Mutex;
 
+use crate::boundary::Boundary;
 use crate::pubsub::{self, Broker, TopicScopes};
 use crate::secrets::{self, HostSecrets, SecretScope, SecretStore};
 use crate::state::{self, StateStore};
@@ -194,6 +197,10 @@ pub struct Runtime {
     opened_brokers: Opened<dyn Broker>,
     opened_secret_stores: Opened<dyn SecretStore>,
     host_secrets: HostSecrets,
+    /// What projects' components may dial.
+    egress: Egress,
+    /// Each project's files live in a directory of its own under this one.
+    project_files: PathBuf,
     // Written by the deliverer, read for `/v1.0/metadata`; never held across an await.
     programmatic: std::sync::Mutex<HashMap<(String, String), ProgrammaticSubscriptions>>,
 }
@@ -275,8 +282,9 @@ fn version(document: &Document) -> String {
 }
 
 impl Runtime {
-    /// A runtime reading components from `control_plane`, re-reading a project at most every `refresh_after`.
-    pub fn new(control_plane: Store, managed: ManagedStores, refresh_after: Duration) -> Runtime {
+    /// A runtime reading components from `control_plane`, re-reading a project at most every `refresh_after`;
+    /// each project's component files live in a directory named after the project under `project_files`.
+    pub fn new(control_plane: Store, managed: ManagedStores, refresh_after: Duration, project_files: PathBuf) -> Runtime {
         Runtime {
             control_plane,
             managed,
@@ -286,6 +294,8 @@ impl Runtime {
             opened_brokers: Opened::new(),
             opened_secret_stores: Opened::new(),
             host_secrets: HostSecrets::Refused,
+            egress: Egress::default(),
+            project_files,
             programmatic: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -293,6 +303,13 @@ impl Runtime {
     /// Lets projects open secret stores that read this host ([`HostSecrets`]); refused unless set.
     pub fn with_host_secrets(mut self, host_secrets: HostSecrets) -> Runtime {
         self.host_secrets = host_secrets;
+        self
+    }
+
+    /// Judges every host projects' components dial by `egress` (default: private addresses allowed, nothing
+    /// else refused).
+    pub fn with_egress(mut self, egress: Egress) -> Runtime {
+        self.egress = egress;
         self
     }
 
@@ -427,13 +444,14 @@ impl Runtime {
                 Some((stored.document, component_type, building_block))
             })
             .collect();
+        let boundary = Boundary::tenant(self.egress.clone(), self.project_files.join(project_id));
         // Secret stores first: the other components' secretKeyRefs are read from them.
         let (secret_stores, others): (Vec<_>, Vec<_>) =
             typed.into_iter().partition(|(_, _, building_block)| *building_block == BuildingBlock::SecretStores);
         for (document, component_type, _) in secret_stores {
             let backend = match resolve_metadata(&document, &BTreeMap::new()).await {
                 Ok(metadata) => {
-                    let open = secrets::open(&component_type, &metadata, self.host_secrets);
+                    let open = secrets::open(&component_type, &metadata, self.host_secrets, &boundary);
                     self.opened_secret_stores.get_or_open(project_id, &document, document.spec.clone(), open).await
                 }
                 Err(_) => Err(format!(
@@ -456,7 +474,7 @@ impl Runtime {
                 BuildingBlock::State => {
                     let backend = match &metadata {
                         Ok(metadata) => {
-                            let open = state::open(&component_type, metadata);
+                            let open = state::open_within(&component_type, metadata, &boundary);
                             self.opened_stores.get_or_open(project_id, &document, source, open).await
                         }
                         Err(reason) => Err(reason.clone()),
@@ -472,7 +490,7 @@ impl Runtime {
                 BuildingBlock::PubSub => {
                     let backend = match &metadata {
                         Ok(metadata) => {
-                            let open = pubsub::open(&component_type, metadata);
+                            let open = pubsub::open_within(&component_type, metadata, &boundary);
                             self.opened_brokers.get_or_open(project_id, &document, source, open).await
                         }
                         Err(reason) => Err(reason.clone()),

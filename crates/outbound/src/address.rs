@@ -1,31 +1,208 @@
-//! Outbound safety: the platform calls URLs its tenants chose (app endpoints, HTTP endpoints), so a tenant
-//! could aim it at the platform's own network — its database, its Redis, a cloud metadata service. Unless
-//! the operator allows private addresses, every outbound call is checked where the address is final: IP
-//! literals before the request, names after DNS resolution (so a name that resolves to a private address,
-//! or is re-pointed to one later, is refused too), and every redirect hop the same way.
+//! The egress rule: the one check for every address a tenant can make the platform dial — app endpoints, HTTP
+//! endpoints, health probes, push deliveries, subscription fetches, and every host a component connects to. A
+//! tenant could otherwise aim the platform at its own network: its database, its Redis, NATS, its own
+//! listeners, a cloud metadata service. The rule is judged on the address actually dialled (names after DNS
+//! resolution; HTTP connections on the peer they reached, see [`crate::connect`]), in this order:
+//!
+//! 1. the platform's own services (address and port) are never reachable, whatever the operator allows;
+//! 2. ranges the operator forbids are refused, then ranges the operator allows are reachable;
+//! 3. other private, loopback and link-local addresses are reachable only where the operator allows them.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::time::Duration;
+
+pub use ipnet::IpNet;
 
 /// Whether the platform may call private, loopback and link-local addresses.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum PrivateAddresses {
     /// Allowed: the embedded default, where apps run beside the platform on the same machine or network.
+    #[default]
     Allowed,
     /// Refused: the distributed form, where the platform's own services live on the private network.
     Refused,
 }
 
-/// A call the guard refused.
+/// Why the rule refused an address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{target} is a private, loopback or link-local address, which this installation does not call; \
-     use a public address, or have the operator set OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS=true"
-)]
+pub enum Reason {
+    /// One of the platform's own services listens there.
+    #[error("is one of this installation's own services, which tenants cannot reach; use your own server")]
+    Platform,
+    /// In a range the operator forbids.
+    #[error("is in a range this installation forbids (OUTRIGGER_EGRESS_DENY); use another address")]
+    Denied,
+    /// Private, loopback or link-local, and the operator does not allow those.
+    #[error(
+        "is a private, loopback or link-local address, which this installation does not call; use a public \
+         address, or have the operator set OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS=true or list the range in \
+         OUTRIGGER_EGRESS_ALLOW"
+    )]
+    Private,
+}
+
+/// An address the rule refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{target} {reason}")]
 pub struct Refused {
     /// What was refused: an address, or a name and the address it resolved to.
     pub target: String,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Why a component could not be pointed at a host.
+#[derive(Debug, thiserror::Error)]
+pub enum DialError {
+    /// The rule refused one of the host's addresses.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The name did not resolve.
+    #[error("cannot resolve {host}: {source}; check the host name")]
+    Lookup {
+        /// The name.
+        host: String,
+        /// The resolver's error.
+        source: std::io::Error,
+    },
+}
+
+/// One of the platform's own services: tenants never reach it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlatformService {
+    /// Where it listens: one address, or (`None`) every address of this host — a service on loopback, on an
+    /// unspecified address or on one of this host's addresses answers on all of them as far as the rule
+    /// can tell.
+    ip: Option<IpAddr>,
+    port: u16,
+}
+
+impl PlatformService {
+    /// The service at `address`.
+    pub fn at(address: SocketAddr) -> PlatformService {
+        let ip = canonical(address.ip());
+        PlatformService { ip: (!is_this_host(ip)).then_some(ip), port: address.port() }
+    }
+
+    fn covers(&self, address: SocketAddr) -> bool {
+        let ip = canonical(address.ip());
+        self.port == address.port() && self.ip.map_or_else(|| is_this_host(ip), |own| own == ip)
+    }
+}
+
+/// What the operator decided tenants may reach. See the module documentation for the order of the checks.
+#[derive(Clone, Debug, Default)]
+pub struct EgressRule {
+    /// Whether private, loopback and link-local addresses are reachable.
+    pub private: PrivateAddresses,
+    /// The platform's own services.
+    pub platform: Vec<PlatformService>,
+    /// Ranges never reachable.
+    pub denied: Vec<IpNet>,
+    /// Ranges reachable even when private addresses are refused.
+    pub allowed: Vec<IpNet>,
+}
+
+/// The egress rule, cheap to clone and share.
+#[derive(Clone, Debug, Default)]
+pub struct Egress(Arc<EgressRule>);
+
+impl Egress {
+    /// The rule `rule`.
+    pub fn new(rule: EgressRule) -> Egress {
+        Egress(Arc::new(rule))
+    }
+
+    /// Private addresses `private`, nothing else.
+    pub fn private(private: PrivateAddresses) -> Egress {
+        Egress::new(EgressRule { private, ..EgressRule::default() })
+    }
+
+    /// Whether private addresses are reachable (beyond the ranges the operator allows).
+    pub fn private_addresses(&self) -> PrivateAddresses {
+        self.0.private
+    }
+
+    /// Judges one address and port.
+    pub fn check(&self, address: SocketAddr) -> Result<(), Refused> {
+        let refused = |reason| Err(Refused { target: address.to_string(), reason });
+        if self.0.platform.iter().any(|service| service.covers(address)) {
+            return refused(Reason::Platform);
+        }
+        self.check_range(address.ip()).or_else(|reason| refused(reason))
+    }
+
+    /// The checks that do not depend on the port: what a resolver can judge.
+    fn check_range(&self, ip: IpAddr) -> Result<(), Reason> {
+        let ip = canonical(ip);
+        if self.0.denied.iter().any(|net| net.contains(&ip)) {
+            return Err(Reason::Denied);
+        }
+        if self.0.allowed.iter().any(|net| net.contains(&ip)) {
+            return Ok(());
+        }
+        if self.0.private == PrivateAddresses::Refused && is_private(ip) {
+            return Err(Reason::Private);
+        }
+        Ok(())
+    }
+
+    /// Judges a name's addresses, ignoring the port: one refused answer refuses the name, since a resolver
+    /// may rotate its answers between calls.
+    pub(crate) fn check_resolved(&self, host: &str, addresses: &[SocketAddr]) -> Result<(), Refused> {
+        for address in addresses {
+            self.check_range(address.ip())
+                .map_err(|reason| Refused { target: format!("{host} (resolves to {})", address.ip()), reason })?;
+        }
+        Ok(())
+    }
+
+    /// Checks the host of `url` when it is an IP literal, with the URL's port (names are checked when they
+    /// resolve and again on the connected peer).
+    pub fn check_url(&self, url: &url::Url) -> Result<(), Refused> {
+        let literal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+            _ => return Ok(()),
+        };
+        self.check(SocketAddr::new(literal, url.port_or_known_default().unwrap_or(0)))
+    }
+
+    /// Resolves `host` and checks every address it has on `port`: what a component dials. Connect to one of
+    /// the addresses returned (not to the name again), so that the address checked is the address used.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, DialError> {
+        let lookup_failed = |source| DialError::Lookup { host: host.to_owned(), source };
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await.map_err(lookup_failed)?.collect();
+        if addresses.is_empty() {
+            return Err(lookup_failed(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")));
+        }
+        for address in &addresses {
+            self.check(*address).map_err(|refused| Refused {
+                target: if host.parse::<IpAddr>().is_ok() { refused.target } else { format!("{host} ({address})") },
+                reason: refused.reason,
+            })?;
+        }
+        Ok(addresses)
+    }
+
+    /// The first address of `host` on `port`, checked: what a client that takes one address connects to.
+    pub async fn pin(&self, host: &str, port: u16) -> Result<SocketAddr, DialError> {
+        Ok(self.resolve(host, port).await?[0])
+    }
+}
+
+/// IPv4-mapped IPv6 addresses judged as the IPv4 address they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` reaches this host: loopback, unspecified, or one of its interfaces' addresses (which the
+/// kernel lets a socket bind to, and no other).
+fn is_this_host(ip: IpAddr) -> bool {
+    ip.is_loopback() || ip.is_unspecified() || UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Whether `ip` is an address tenants must not reach when private addresses are refused.
@@ -73,84 +250,6 @@ fn is_private_v6(ip: Ipv6Addr) -> bool {
         || (segments[0] & 0xffc0) == 0xfec0
 }
 
-impl PrivateAddresses {
-    /// Checks the host of `url` when it is an IP literal (names are checked when they resolve).
-    pub fn check_url(self, url: &reqwest::Url) -> Result<(), Refused> {
-        if self == PrivateAddresses::Allowed {
-            return Ok(());
-        }
-        let literal = match url.host() {
-            Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-            Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-            _ => return Ok(()),
-        };
-        if is_private(literal) {
-            return Err(Refused { target: literal.to_string() });
-        }
-        Ok(())
-    }
-
-    /// An HTTP client that keeps to this rule. `follow_redirects`: whether redirects are followed (each hop
-    /// checked) or handed back to the caller as they are.
-    pub fn client(self, follow_redirects: bool) -> reqwest::Client {
-        let redirect = if follow_redirects {
-            reqwest::redirect::Policy::custom(move |attempt| {
-                if attempt.previous().len() >= 10 {
-                    return attempt.error("stopped after 10 redirects");
-                }
-                match self.check_url(attempt.url()) {
-                    Ok(()) => attempt.follow(),
-                    Err(refused) => attempt.error(refused),
-                }
-            })
-        } else {
-            reqwest::redirect::Policy::none()
-        };
-        let mut builder = reqwest::Client::builder()
-            .redirect(redirect)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90));
-        if self == PrivateAddresses::Refused {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver));
-        }
-        builder.build().expect("an HTTP client with rustls and a resolver builds")
-    }
-}
-
-/// How long connecting to an app may take: an unreachable app fails fast instead of hanging its caller.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Resolves names with the system resolver and refuses names whose addresses include a private one.
-struct PublicOnlyResolver;
-
-impl reqwest::dns::Resolve for PublicOnlyResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            // One private answer refuses the name: a resolver may rotate its answers between calls.
-            if let Some(private) = addresses.iter().find(|address| is_private(address.ip())) {
-                let refused = Refused { target: format!("{host} (resolves to {})", private.ip()) };
-                return Err(Box::new(refused) as Box<dyn std::error::Error + Send + Sync>);
-            }
-            Ok(Box::new(addresses.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
-/// The first [`Refused`] in an error's chain: a refused address reads better than "error sending request".
-pub fn refusal_in<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a Refused> {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if let Some(refused) = error.downcast_ref::<Refused>() {
-            return Some(refused);
-        }
-        current = error.source();
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,24 +283,83 @@ mod tests {
         }
     }
 
+    fn refusing() -> Egress {
+        Egress::private(PrivateAddresses::Refused)
+    }
+
     #[test]
-    fn literal_urls_are_checked_only_when_refused() {
-        let url = reqwest::Url::parse("http://169.254.169.254/latest/meta-data").unwrap();
-        let refused = PrivateAddresses::Refused.check_url(&url).unwrap_err();
-        assert!(refused.to_string().contains("169.254.169.254"));
+    fn literal_urls_are_checked_with_their_port() {
+        let url = url::Url::parse("http://169.254.169.254/latest/meta-data").unwrap();
+        let refused = refusing().check_url(&url).unwrap_err();
+        assert_eq!(refused.target, "169.254.169.254:80");
         assert!(refused.to_string().contains("OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS"));
-        assert_eq!(PrivateAddresses::Allowed.check_url(&url), Ok(()));
-        let url = reqwest::Url::parse("http://[::1]:8080/").unwrap();
-        assert!(PrivateAddresses::Refused.check_url(&url).is_err());
-        let url = reqwest::Url::parse("https://example.com/").unwrap();
-        assert_eq!(PrivateAddresses::Refused.check_url(&url), Ok(()), "names are checked when they resolve");
+        assert_eq!(Egress::private(PrivateAddresses::Allowed).check_url(&url), Ok(()));
+        let url = url::Url::parse("http://[::1]:8080/").unwrap();
+        assert!(refusing().check_url(&url).is_err());
+        let url = url::Url::parse("https://example.com/").unwrap();
+        assert_eq!(refusing().check_url(&url), Ok(()), "names are checked when they resolve");
+    }
+
+    #[test]
+    fn the_platforms_own_services_are_refused_whatever_the_operator_allows() {
+        let platform = vec![
+            PlatformService::at("127.0.0.1:5432".parse().unwrap()),
+            PlatformService::at("0.0.0.0:3500".parse().unwrap()),
+            PlatformService::at("203.0.113.7:6379".parse().unwrap()),
+        ];
+        let allowed: Vec<IpNet> = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+        let egress = Egress::new(EgressRule { platform, allowed, ..EgressRule::default() });
+        for target in ["127.0.0.1:5432", "127.0.0.2:5432", "[::1]:5432", "[::ffff:127.0.0.1]:5432", "0.0.0.0:3500"] {
+            let refused = egress.check(target.parse().unwrap()).unwrap_err();
+            assert_eq!(refused.reason, Reason::Platform, "{target}");
+        }
+        assert_eq!(egress.check("203.0.113.7:6379".parse().unwrap()).unwrap_err().reason, Reason::Platform);
+        for target in ["127.0.0.1:5433", "203.0.113.7:6380", "203.0.113.8:6379", "[::1]:3000"] {
+            assert_eq!(egress.check(target.parse().unwrap()), Ok(()), "{target}");
+        }
+    }
+
+    #[test]
+    fn operator_ranges_refuse_first_then_allow() {
+        let egress = Egress::new(EgressRule {
+            private: PrivateAddresses::Refused,
+            denied: vec!["203.0.113.0/24".parse().unwrap(), "10.9.0.0/16".parse().unwrap()],
+            allowed: vec!["10.0.0.0/8".parse().unwrap()],
+            ..EgressRule::default()
+        });
+        assert_eq!(egress.check("10.1.2.3:80".parse().unwrap()), Ok(()));
+        assert_eq!(egress.check("10.9.2.3:80".parse().unwrap()).unwrap_err().reason, Reason::Denied);
+        assert_eq!(egress.check("203.0.113.5:443".parse().unwrap()).unwrap_err().reason, Reason::Denied);
+        assert_eq!(egress.check("192.168.1.1:80".parse().unwrap()).unwrap_err().reason, Reason::Private);
+        assert_eq!(egress.check("8.8.8.8:53".parse().unwrap()), Ok(()));
     }
 
     #[tokio::test]
-    async fn names_resolving_to_private_addresses_are_refused() {
-        let client = PrivateAddresses::Refused.client(false);
-        let error = client.get("http://localhost:9/").send().await.unwrap_err();
-        let refused = refusal_in(&error).expect("the resolver refused localhost");
-        assert!(refused.target.starts_with("localhost (resolves to "), "{refused}");
+    async fn names_are_judged_on_every_address_they_resolve_to() {
+        let error = refusing().resolve("localhost", 6379).await.unwrap_err();
+        let DialError::Refused(refused) = error else { panic!("{error}") };
+        assert!(refused.target.starts_with("localhost ("), "{refused}");
+        let egress = Egress::new(EgressRule {
+            platform: vec![PlatformService::at("127.0.0.1:6379".parse().unwrap())],
+            ..EgressRule::default()
+        });
+        assert!(egress.resolve("localhost", 6379).await.is_err());
+        assert!(egress.resolve("localhost", 6380).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn http_clients_refuse_names_and_literals_on_connect() {
+        let error = refusing().client(false).get("http://localhost:9/").send().await.unwrap_err();
+        let refused_name = crate::refusal_in(&error).expect("the resolver refused localhost");
+        assert!(refused_name.target.starts_with("localhost (resolves to "), "{refused_name}");
+        // A literal never reaches the resolver: the connected peer is judged.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let egress = Egress::new(EgressRule {
+            platform: vec![PlatformService::at(listener.local_addr().unwrap())],
+            ..EgressRule::default()
+        });
+        let error = egress.client(false).get(format!("http://127.0.0.1:{port}/")).send().await.unwrap_err();
+        assert_eq!(crate::refusal_in(&error).map(|refused| &refused.reason), Some(&Reason::Platform), "{error:?}");
     }
 }

@@ -1,13 +1,16 @@
 //! How the platform calls out to what its tenants registered — apps (push delivery, invocation, health
-//! probes) and HTTP endpoints: which addresses it may reach ([`PrivateAddresses`]), how it identifies itself
+//! probes), HTTP endpoints and the hosts their components dial: which addresses it may reach ([`Egress`],
+//! with its HTTP client in [`connect`]), how it identifies itself
 //! to an app ([`AppChannel`]), whether the app is up ([`health`]), and the tenant's Resiliency policies for
 //! each call ([`resiliency`]).
 
 mod address;
+mod connect;
 pub mod health;
 pub mod resiliency;
 
-pub use address::{refusal_in, PrivateAddresses, Refused};
+pub use address::{DialError, Egress, EgressRule, IpNet, PlatformService, PrivateAddresses, Reason, Refused};
+pub use connect::refusal_in;
 
 /// How the platform reaches one app.
 #[derive(Clone, Debug, PartialEq, Eq)]

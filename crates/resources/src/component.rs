@@ -57,6 +57,15 @@ pub(crate) fn check(spec: &Object, withheld: &BTreeSet<String>) -> Result<(), In
             ));
         }
     }
+    for (index, entry) in entries.iter().enumerate() {
+        let (Some(field), Some(value)) = (component_type.field(entry.name), entry.value) else { continue };
+        // A SQLite connection string may name no file at all (`:memory:`).
+        let file = if component_type.name == "state.sqlite" { crate::sqlite_file(value) } else { Some(value) };
+        if let (true, Some(file)) = (field.file, file) {
+            crate::check_project_file(file)
+                .map_err(|reason| Invalid::at(format!("spec.metadata[{index}].value ({})", entry.name), reason))?;
+        }
+    }
     check_optional_duration(spec, "initTimeout", "spec")?;
     check_optional_bool(spec, "ignoreErrors", "spec")
 }

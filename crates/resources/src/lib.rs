@@ -20,6 +20,7 @@ mod document;
 mod duration;
 mod error;
 mod fields;
+mod files;
 #[cfg(test)]
 mod fixtures;
 mod http_endpoint;
@@ -35,6 +36,7 @@ pub use app_identity::{AppIdentitySpec, APP_PROTOCOLS};
 pub use document::{parse_document, parse_documents, render_yaml, Document, ObjectMeta, ProjectCatalog};
 pub use duration::parse_go_duration;
 pub use error::{Invalid, ParseError};
+pub use files::{check_project_file, sqlite_file};
 pub use kind::Kind;
 pub use names::{validate_dns_label, validate_resource_name};
 pub use registry::{lookup, supported_types, BuildingBlock, ComponentType, MetadataField};

@@ -19,6 +19,8 @@ pub(crate) struct NameValue<'a> {
     pub name: &'a str,
     /// Whether it gives a non-empty value or a secret reference.
     pub supplied: bool,
+    /// The inline value, when it is a string.
+    pub value: Option<&'a str>,
 }
 
 /// Whether `holder` has a non-empty inline value at `key` (`null` and `""` are empty).
@@ -85,7 +87,8 @@ fn check_entry<'a>(entry: &'a Object, path: &str, noun: &str) -> Result<NameValu
     if let Some(secret_ref) = secret_ref {
         check_secret_key_ref(secret_ref, &child(path, "secretKeyRef"))?;
     }
-    Ok(NameValue { name, supplied: secret_ref.is_some() || has_inline_value(entry, "value") })
+    let supplied = secret_ref.is_some() || has_inline_value(entry, "value");
+    Ok(NameValue { name, supplied, value: value.and_then(Value::as_str) })
 }
 
 fn check_secret_key_ref(value: &Value, path: &str) -> Result<(), Invalid> {

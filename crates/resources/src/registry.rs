@@ -49,6 +49,8 @@ pub struct MetadataField {
     pub required: bool,
     /// It holds a secret: withheld from exports unless given as a `secretKeyRef`.
     pub sensitive: bool,
+    /// It names a file, which must stay inside the project's directory ([`crate::check_project_file`]).
+    pub file: bool,
 }
 
 /// A supported component `type`.
@@ -86,19 +88,23 @@ impl ComponentType {
 }
 
 const fn optional(name: &'static str) -> MetadataField {
-    MetadataField { name, required: false, sensitive: false }
+    MetadataField { name, required: false, sensitive: false, file: false }
 }
 
 const fn required(name: &'static str) -> MetadataField {
-    MetadataField { name, required: true, sensitive: false }
+    MetadataField { name, required: true, sensitive: false, file: false }
 }
 
 const fn secret(name: &'static str) -> MetadataField {
-    MetadataField { name, required: false, sensitive: true }
+    MetadataField { name, required: false, sensitive: true, file: false }
 }
 
 const fn required_secret(name: &'static str) -> MetadataField {
-    MetadataField { name, required: true, sensitive: true }
+    MetadataField { name, required: true, sensitive: true, file: false }
+}
+
+const fn required_file(name: &'static str) -> MetadataField {
+    MetadataField { name, required: true, sensitive: false, file: true }
 }
 
 const STATE_COMMON: &[MetadataField] = &[
@@ -197,7 +203,7 @@ const POSTGRESQL_STATE: &[MetadataField] = &[
     secret("awsSecretKey"),
 ];
 
-const SQLITE_STATE: &[MetadataField] = &[required("connectionString"), optional("busyTimeout"), optional("disableWAL")];
+const SQLITE_STATE: &[MetadataField] = &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL")];
 
 const JETSTREAM_PUBSUB: &[MetadataField] = &[
     required("natsURL"),
@@ -229,7 +235,7 @@ const JETSTREAM_PUBSUB: &[MetadataField] = &[
 ];
 
 const LOCAL_FILE_SECRETS: &[MetadataField] =
-    &[required("secretsFile"), optional("nestedSeparator"), optional("multiValued")];
+    &[required_file("secretsFile"), optional("nestedSeparator"), optional("multiValued")];
 
 const LOCAL_ENV_SECRETS: &[MetadataField] = &[optional("prefix")];
 

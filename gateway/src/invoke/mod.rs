@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use outrigger_bus::{Bus, Call, Envelope, Reply, Tenant};
 use outrigger_outbound::health::{self, AppHealth, HealthProbe};
 use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
-use outrigger_outbound::{refusal_in, AppChannel, PrivateAddresses, Refused};
+use outrigger_outbound::{refusal_in, AppChannel, Egress, Refused};
 use outrigger_resources::Document;
 use serde_json::Value;
 
@@ -106,7 +106,7 @@ pub struct Invoker {
     /// Reads the `secretKeyRef` values of HTTPEndpoint headers, through the project's workers.
     bus: Arc<dyn Bus>,
     client: reqwest::Client,
-    private_addresses: PrivateAddresses,
+    egress: Egress,
     breakers: Breakers,
     health_probe: HealthProbe,
     probes: Mutex<HashMap<(String, String), Probe>>,
@@ -129,9 +129,9 @@ impl Drop for Probe {
 }
 
 /// Settings of an [`Invoker`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct InvokeOptions {
-    pub private_addresses: PrivateAddresses,
+    pub egress: Egress,
     pub health_probe: HealthProbe,
     pub directory_refresh: Duration,
     pub replay_limit: usize,
@@ -150,8 +150,8 @@ impl Invoker {
         Invoker {
             directory: Directory::new(store, options.directory_refresh),
             bus,
-            client: options.private_addresses.client(false),
-            private_addresses: options.private_addresses,
+            client: options.egress.client(false),
+            egress: options.egress,
             breakers: Breakers::new(),
             health_probe: options.health_probe,
             probes: Mutex::new(HashMap::new()),
@@ -237,6 +237,12 @@ impl Invoker {
                 return Err(InvokeError::GrpcApp { id: id() });
             }
             let channel = AppChannel { endpoint, app_token: identity.app_token.clone() };
+            // The egress rule first: an endpoint it refuses is never probed, so its health tells nothing.
+            let url = reqwest::Url::parse(&channel.endpoint).map_err(|err| InvokeError::BadEndpoint {
+                id: id(),
+                reason: format!("the endpoint URL is not valid: {err}"),
+            })?;
+            self.egress.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
             if let Some(health_path) = &identity.app_health_check_path {
                 if !self.health(tenant, target, &channel, health_path).is_healthy() {
                     return Err(InvokeError::Unhealthy { id: id(), path: health_path.clone() });
@@ -270,7 +276,7 @@ impl Invoker {
         let url = reqwest::Url::parse(&channel.url(&invocation.path_and_query)).map_err(|err| {
             InvokeError::BadEndpoint { id: id(), reason: format!("the endpoint URL is not valid: {err}") }
         })?;
-        self.private_addresses.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
+        self.egress.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
 
         let mut policy = Policy::resolve(&directory.resiliencies, &tenant.app_id, Target::App(target));
         let mut payload = if policy.retry.is_some() {

@@ -10,7 +10,7 @@ use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use http_body_util::BodyExt;
 use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
-use outrigger_outbound::PrivateAddresses;
+use outrigger_outbound::Egress;
 use outrigger_store::{AppIdentity, NewProject, Store};
 use outrigger_workers::delivery::{Deliverer, HealthProbe, Scans};
 use outrigger_workers::secrets::HostSecrets;
@@ -73,13 +73,14 @@ impl TestGateway {
         store.migrate().await.unwrap();
         let kvstore = outrigger_workers::state::open("state.in-memory", &BTreeMap::new()).await.unwrap();
         let pubsub = outrigger_workers::pubsub::open("pubsub.in-memory", &BTreeMap::new()).await.unwrap();
-        let runtime = Runtime::new(store.clone(), ManagedStores { kvstore, pubsub }, Duration::from_millis(50))
+        let managed = ManagedStores { kvstore, pubsub };
+        let runtime = Runtime::new(store.clone(), managed, Duration::from_millis(50), dir.path().join("projects"))
             .with_host_secrets(HostSecrets::Allowed);
         let limits = Limits { max_bulk_keys: 50, max_transaction_operations: 50, store_timeout: STORE_TIMEOUT };
         let worker = Arc::new(Worker::new(runtime, limits));
         let probe =
             HealthProbe { interval: Duration::from_millis(100), timeout: Duration::from_millis(300), threshold: 2 };
-        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None, PrivateAddresses::Allowed)
+        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None, options.egress.clone())
             .with_health_probe(probe);
         let (deliveries_waker, deliveries_scans) = (deliverer.waker(), deliverer.scans());
         let deliveries = CancellationToken::new();
@@ -150,6 +151,14 @@ impl TestGateway {
         tx.put_resource(&found.id, &document).await.unwrap();
         tx.commit().await.unwrap();
         self.changed(project).await;
+    }
+
+    /// The directory a project's component files live in (created when missing).
+    pub async fn project_dir(&self, project: &str) -> std::path::PathBuf {
+        let found = self.store.begin().await.unwrap().project(project).await.unwrap();
+        let dir = self._dir.path().join("projects").join(found.id.as_str());
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     /// What the control API's change event does in the product.

@@ -14,7 +14,7 @@ use base64::Engine;
 use dapr::dapr::proto::common::v1::{http_extension::Verb, HttpExtension, InvokeRequest};
 use dapr::dapr::proto::runtime::v1::{self as pb, InvokeServiceRequest};
 use outrigger_gateway::Options;
-use outrigger_outbound::PrivateAddresses;
+use outrigger_outbound::{Egress, PrivateAddresses};
 
 use crate::harness::{identity, serve, with_token, TestGateway};
 
@@ -443,7 +443,8 @@ async fn http_endpoint_headers_take_secret_values_from_the_named_store() {
     let gateway = TestGateway::start().await;
     let (service, url) = Callee::start().await;
     let token = gateway.app("shop", "caller").await;
-    let secrets = crate::secrets::SecretsFile::new(r#"{"weather": {"apiKey": "k-from-store", "region": "eu"}}"#);
+    let secrets = crate::secrets::SecretsFile::new(&gateway, "shop", r#"{"weather": {"apiKey": "k-from-store", "region": "eu"}}"#)
+            .await;
     gateway.component("shop", &secrets.component("vault", true)).await;
     let endpoint = |reference: &str| {
         format!(
@@ -510,7 +511,7 @@ async fn health_probes_of_a_deleted_app_id_stop() {
 #[tokio::test]
 async fn private_addresses_are_refused_unless_allowed() {
     let gateway =
-        TestGateway::with_options(Options { private_addresses: PrivateAddresses::Refused, ..Options::default() }).await;
+        TestGateway::with_options(Options { egress: Egress::private(PrivateAddresses::Refused), ..Options::default() }).await;
     let (callee, url) = Callee::start().await;
     let token = shop(&gateway, &url, None).await;
     let answer = gateway.http("GET", "/v1.0/invoke/callee/method/x", Some(&token), None).await;

@@ -12,5 +12,6 @@ mod outage;
 mod probes;
 mod pubsub;
 mod secrets;
+mod security_egress;
 mod streaming;
 mod workflow_http;

@@ -7,18 +7,14 @@ use serde_json::json;
 
 use crate::harness::{identity, with_token, TestGateway};
 
-/// A JSON secrets file in a directory removed with it.
-pub struct SecretsFile {
-    _dir: tempfile::TempDir,
-    path: std::path::PathBuf,
-}
+/// A JSON secrets file in a project's directory.
+pub struct SecretsFile;
 
 impl SecretsFile {
-    pub fn new(json: &str) -> SecretsFile {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("secrets.json");
-        std::fs::write(&path, json).unwrap();
-        SecretsFile { _dir: dir, path }
+    /// `json` as `secrets.json` in the project's own directory, where its components find files.
+    pub async fn new(gateway: &TestGateway, project: &str, json: &str) -> SecretsFile {
+        std::fs::write(gateway.project_dir(project).await.join("secrets.json"), json).unwrap();
+        SecretsFile
     }
 
     /// A `secretstores.local.file` component over the file.
@@ -32,10 +28,9 @@ spec:
   type: secretstores.local.file
   version: v1
   metadata:
-    - {{ name: secretsFile, value: "{}" }}
+    - {{ name: secretsFile, value: secrets.json }}
     - {{ name: multiValued, value: "{multi_valued}" }}
-"#,
-            self.path.display()
+"#
         )
     }
 }
@@ -52,7 +47,7 @@ async fn secrets_are_read_over_http() {
         "secret store is not configured"
     );
 
-    let file = SecretsFile::new(SECRETS);
+    let file = SecretsFile::new(&gateway, "shop", SECRETS).await;
     gateway.component("shop", &file.component("vault", false)).await;
     let answer = gateway.http("GET", "/v1.0/secrets/vault/db-password", Some(&token), None).await;
     assert_eq!(answer.status, StatusCode::OK);
@@ -92,8 +87,8 @@ async fn secrets_are_read_over_http() {
 #[tokio::test]
 async fn secret_scopes_of_the_callers_configuration_apply() {
     let gateway = TestGateway::start().await;
-    let file = SecretsFile::new(SECRETS);
     let open = gateway.app("shop", "open").await;
+    let file = SecretsFile::new(&gateway, "shop", SECRETS).await;
     let mut scoped = identity("scoped", None);
     scoped.config = Some("limited".into());
     let scoped = gateway.register("shop", &scoped).await;
@@ -129,8 +124,8 @@ spec:
 #[tokio::test]
 async fn secret_stores_are_the_projects_own() {
     let gateway = TestGateway::start().await;
-    let file = SecretsFile::new(SECRETS);
     gateway.app("shop", "orders").await;
+    let file = SecretsFile::new(&gateway, "shop", SECRETS).await;
     let stranger = gateway.app("rival", "spy").await;
     gateway.component("shop", &file.component("vault", false)).await;
     let answer = gateway.http("GET", "/v1.0/secrets/vault/db-password", Some(&stranger), None).await;
@@ -148,7 +143,7 @@ async fn secret_stores_are_the_projects_own() {
 async fn secrets_are_read_over_grpc() {
     let gateway = TestGateway::start().await;
     let token = gateway.app("shop", "orders").await;
-    let file = SecretsFile::new(SECRETS);
+    let file = SecretsFile::new(&gateway, "shop", SECRETS).await;
     gateway.component("shop", &file.component("vault", true)).await;
     let mut client = gateway.grpc_client().await;
     let request = pb::GetSecretRequest { store_name: "vault".into(), key: "api".into(), ..Default::default() };
@@ -172,9 +167,8 @@ async fn secrets_are_read_over_grpc() {
 async fn component_metadata_reads_secret_refs_from_its_store() {
     let gateway = TestGateway::start().await;
     let token = gateway.app("shop", "orders").await;
-    let data = tempfile::tempdir().unwrap();
-    let database = data.path().join("orders.db");
-    let file = SecretsFile::new(&json!({"sqlite": {"path": database.display().to_string()}}).to_string());
+    let database = gateway.project_dir("shop").await.join("orders.db");
+    let file = SecretsFile::new(&gateway, "shop", &json!({"sqlite": {"path": "orders.db"}}).to_string()).await;
     gateway.component("shop", &file.component("vault", true)).await;
     let store = |reference: &str| {
         format!(

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use app::Outcome;
 pub use outrigger_outbound::health::HealthProbe;
 use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
-use outrigger_outbound::{AppChannel, PrivateAddresses};
+use outrigger_outbound::{AppChannel, Egress};
 
 use outrigger_outbound::health::{self, AppHealth};
 pub use routes::{Origin, SubscriptionSpec};
@@ -75,9 +75,9 @@ pub struct Deliverer {
     control_plane: Store,
     worker: Arc<Worker>,
     pool: Option<String>,
-    /// Follows redirects, each hop checked against `private_addresses`.
+    /// Follows redirects, each hop checked against `egress`.
     client: reqwest::Client,
-    private_addresses: PrivateAddresses,
+    egress: Egress,
     wake: Arc<Notify>,
     health_probe: HealthProbe,
     scans: watch::Sender<Scans>,
@@ -106,14 +106,14 @@ impl Deliverer {
         control_plane: Store,
         worker: Arc<Worker>,
         pool: Option<String>,
-        private_addresses: PrivateAddresses,
+        egress: Egress,
     ) -> Deliverer {
         Deliverer {
             control_plane,
             worker,
             pool,
-            client: private_addresses.client(true),
-            private_addresses,
+            client: egress.client(true),
+            egress,
             wake: Arc::new(Notify::new()),
             health_probe: HealthProbe::default(),
             scans: watch::Sender::new(Scans::default()),
@@ -254,7 +254,7 @@ impl Deliverer {
                 }
                 let refused = reqwest::Url::parse(&endpoint)
                     .map_err(|err| err.to_string())
-                    .and_then(|url| self.private_addresses.check_url(&url).map_err(|refused| refused.to_string()));
+                    .and_then(|url| self.egress.check_url(&url).map_err(|refused| refused.to_string()));
                 if let Err(reason) = refused {
                     tracing::warn!(app_id = %app.name, %reason, "not delivering to the app's endpoint");
                     continue;

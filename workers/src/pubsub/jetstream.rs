@@ -62,6 +62,9 @@ pub struct JetStreamOptions {
     pub subject_prefix: String,
     /// The ack wait of new groups, and the shortest hold; `None`: [`DEFAULT_ACK_WAIT`] and no shortest hold.
     pub ack_wait: Option<Duration>,
+    /// Whether servers the server points to (cluster discovery) are ignored: a tenant's connection keeps to
+    /// the servers the egress rule judged.
+    pub ignore_discovered_servers: bool,
 }
 
 impl JetStreamOptions {
@@ -74,6 +77,7 @@ impl JetStreamOptions {
             stream_name: DEFAULT_STREAM_NAME.to_owned(),
             subject_prefix: DEFAULT_STREAM_NAME.to_owned(),
             ack_wait: None,
+            ignore_discovered_servers: false,
         }
     }
 }
@@ -217,6 +221,9 @@ impl JetStreamBroker {
             .retry_on_initial_connect();
         if let Some(token) = &options.token {
             connect_options = connect_options.token(token.clone());
+        }
+        if options.ignore_discovered_servers {
+            connect_options = connect_options.ignore_discovered_servers();
         }
         let client =
             connect_options.connect(options.url.as_str()).await.map_err(|err| invalid("natsURL", err.to_string()))?;

@@ -16,6 +16,6 @@ pub use backend::DEFAULT_MAX_AGE;
 pub use broker::{Broker, BrokerError, Delivery, Features};
 pub use jetstream::{JetStreamBroker, JetStreamOptions, DEFAULT_ACK_WAIT, DEFAULT_STREAM_NAME};
 pub use memory::MemoryBroker;
-pub use open::open;
+pub use open::{open, open_within};
 pub use scopes::{Access, TopicScopes};
 pub use sql::{SqlBroker, SqlBrokerOptions, DEFAULT_SWEEP_INTERVAL};

@@ -3,7 +3,8 @@
 //!
 //! The two types served read the host the worker runs on (a JSON file, the process environment), so they are
 //! opened only where the operator allows it ([`HostSecrets`]): on the embedded default the host is the user's
-//! own machine; in the distributed form it is the platform's, and tenants must not read it.
+//! own machine; in the distributed form it is the platform's, and tenants must not read it. Even where allowed, a
+//! secrets file is read from inside the project's own directory ([`Boundary`]).
 
 mod env;
 mod file;
@@ -16,6 +17,7 @@ use async_trait::async_trait;
 pub use env::EnvSecretStore;
 pub use file::FileSecretStore;
 
+use crate::boundary::Boundary;
 use crate::state::open::{Fields, OpenError};
 
 /// The keys and values of one secret (one entry for single-valued stores).
@@ -52,11 +54,12 @@ pub enum HostSecrets {
 const LOCAL_FILE: &str = FileSecretStore::COMPONENT_TYPE;
 const LOCAL_ENV: &str = EnvSecretStore::COMPONENT_TYPE;
 
-/// Opens the secret store a Dapr component describes.
+/// Opens the secret store a Dapr component describes; a secrets file is read from inside `boundary`.
 pub async fn open(
     component_type: &str,
     metadata: &BTreeMap<String, String>,
     host: HostSecrets,
+    boundary: &Boundary,
 ) -> Result<Arc<dyn SecretStore>, OpenError> {
     let known = [LOCAL_FILE, LOCAL_ENV];
     if let Some(component_type) = known.into_iter().find(|known| *known == component_type) {
@@ -73,6 +76,8 @@ pub async fn open(
         LOCAL_FILE => {
             let fields = Fields::new(LOCAL_FILE, metadata);
             let path = fields.required("secretsFile", "the path of a JSON file holding the secrets")?;
+            let path = boundary.file(LOCAL_FILE, "secretsFile", path).await?;
+            let path = path.to_str().ok_or_else(|| fields.invalid("secretsFile", "the path is not UTF-8".to_owned()))?;
             let separator = fields.get("nestedSeparator").filter(|separator| !separator.is_empty()).unwrap_or(":");
             let multi_valued = fields.flag("multiValued")?;
             Ok(Arc::new(FileSecretStore::open(path, separator, multi_valued).await?))
@@ -164,15 +169,16 @@ mod tests {
     #[tokio::test]
     async fn host_stores_are_refused_where_the_operator_does_not_allow_them() {
         let metadata = BTreeMap::from([("secretsFile".to_owned(), "/etc/passwd".to_owned())]);
-        let Err(err) = open(LOCAL_FILE, &metadata, HostSecrets::Refused).await else {
+        let boundary = Boundary::operator();
+        let Err(err) = open(LOCAL_FILE, &metadata, HostSecrets::Refused, &boundary).await else {
             panic!("a local.file store opened on a refusing host");
         };
         assert!(err.to_string().contains("OUTRIGGER_ALLOW_HOST_SECRET_STORES"), "{err}");
-        let Err(err) = open(LOCAL_ENV, &BTreeMap::new(), HostSecrets::Refused).await else {
+        let Err(err) = open(LOCAL_ENV, &BTreeMap::new(), HostSecrets::Refused, &boundary).await else {
             panic!("a local.env store opened on a refusing host");
         };
         assert!(err.to_string().contains("does not allow"), "{err}");
-        let Err(err) = open("secretstores.hashicorp.vault", &BTreeMap::new(), HostSecrets::Allowed).await else {
+        let Err(err) = open("secretstores.hashicorp.vault", &BTreeMap::new(), HostSecrets::Allowed, &boundary).await else {
             panic!("an unknown type opened");
         };
         assert!(err.to_string().contains("secretstores.local.file"), "{err}");

@@ -16,7 +16,7 @@ mod write;
 
 pub use self::redis::{RedisOptions, RedisStateStore};
 pub use memory::MemoryStateStore;
-pub use open::{open, OpenError};
+pub use open::{open, open_within, OpenError};
 pub use postgres::{PostgresDialect, PostgresOptions, PostgresStateStore};
 pub use query::{Query, QueryError, QueryPage, QueryResult};
 pub use sql::{SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::boundary::Boundary;
+
 use super::sql::{SqlDialect, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
 use super::{
     MemoryStateStore, PostgresDialect, PostgresOptions, PostgresStateStore, RedisOptions, RedisStateStore,
@@ -58,19 +60,32 @@ pub enum OpenError {
     },
 }
 
-/// Opens the store a Dapr component describes (`spec.type` + `spec.metadata` as name -> string value).
+/// Opens the store a Dapr component the operator configured describes (`spec.type` + `spec.metadata` as
+/// name -> string value): its hosts and files are taken as given.
+pub async fn open(component_type: &str, metadata: &BTreeMap<String, String>) -> Result<Arc<dyn StateStore>, OpenError> {
+    open_within(component_type, metadata, &Boundary::operator()).await
+}
+
+/// Opens the store a Dapr component describes, reaching only what `boundary` allows.
 ///
 /// Metadata names match case-insensitively, as in daprd; fields this worker does not use are ignored.
 /// Network backends connect on first use (see [`PostgresStateStore::open`], [`RedisStateStore::open`]).
-pub async fn open(component_type: &str, metadata: &BTreeMap<String, String>) -> Result<Arc<dyn StateStore>, OpenError> {
+pub async fn open_within(
+    component_type: &str,
+    metadata: &BTreeMap<String, String>,
+    boundary: &Boundary,
+) -> Result<Arc<dyn StateStore>, OpenError> {
     match component_type {
         IN_MEMORY => Ok(Arc::new(MemoryStateStore::new())),
         SQLITE => {
             let fields = Fields::new(SQLITE, metadata);
+            let given = fields.required("connectionString", "a database file path such as data.db, or :memory:")?;
+            let connection_string = match outrigger_resources::sqlite_file(given) {
+                Some(file) => boundary.file(SQLITE, "connectionString", file).await?.display().to_string(),
+                None => given.to_owned(),
+            };
             let options = SqliteOptions {
-                connection_string: fields
-                    .required("connectionString", "a database file path such as data.db, or :memory:")?
-                    .to_owned(),
+                connection_string,
                 table_name: fields.get("tableName").unwrap_or(DEFAULT_TABLE_NAME).to_owned(),
                 cleanup_interval: fields.cleanup_interval()?,
             };
@@ -78,19 +93,21 @@ pub async fn open(component_type: &str, metadata: &BTreeMap<String, String>) -> 
         }
         POSTGRESQL => {
             let fields = Fields::new(POSTGRESQL, metadata);
+            let given = fields.required(
+                "connectionString",
+                "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
+            )?;
             let options = PostgresOptions {
-                connection_string: fields
-                    .required(
-                        "connectionString",
-                        "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
-                    )?
-                    .to_owned(),
+                connection_string: super::postgres::pinned(POSTGRESQL, given, boundary).await?,
                 table_name: fields.get("tableName").unwrap_or(DEFAULT_TABLE_NAME).to_owned(),
                 cleanup_interval: fields.cleanup_interval()?,
             };
             Ok(Arc::new(PostgresStateStore::open(options).await?))
         }
-        REDIS => Ok(Arc::new(RedisStateStore::open(Fields::new(REDIS, metadata).redis_options()?).await?)),
+        REDIS => {
+            let options = Fields::new(REDIS, metadata).redis_options(REDIS, boundary).await?;
+            Ok(Arc::new(RedisStateStore::open(options).await?))
+        }
         other => Err(OpenError::UnknownType {
             building_block: "state store",
             component_type: other.to_owned(),
@@ -162,8 +179,12 @@ impl<'a> Fields<'a> {
     }
 
     /// `redisHost`, `redisUsername`, `redisPassword`, `redisDB` and `enableTLS`, as daprd's Redis components
-    /// (state and pub/sub alike) read them.
-    pub(crate) fn redis_options(&self) -> Result<RedisOptions, OpenError> {
+    /// (state and pub/sub alike) read them; the host pinned to the address `boundary` allows.
+    pub(crate) async fn redis_options(
+        &self,
+        component_type: &'static str,
+        boundary: &Boundary,
+    ) -> Result<RedisOptions, OpenError> {
         if self.flag("enableTLS")? {
             return Err(self.invalid(
                 "enableTLS",
@@ -180,8 +201,9 @@ impl<'a> Fields<'a> {
                 .filter(|db| *db >= 0)
                 .ok_or_else(|| self.invalid("redisDB", format!("'{db}' is not a database number (0, 1, ...)")))?,
         };
+        let host = self.required("redisHost", "the Redis address as host:port, e.g. redis:6379")?;
         Ok(RedisOptions {
-            host: self.required("redisHost", "the Redis address as host:port, e.g. redis:6379")?.to_owned(),
+            host: super::redis::pinned(component_type, host, boundary).await?,
             username: self.get("redisUsername").map(str::to_owned),
             password: self.get("redisPassword").map(str::to_owned),
             db,

@@ -6,6 +6,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyPool;
 
+use crate::boundary::Boundary;
+
 use super::open::OpenError;
 use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
 use super::time::CONNECT_TIMEOUT;
@@ -104,6 +106,45 @@ fn database_url(component_type: &'static str, connection_string: &str) -> Result
         parameters.append_pair(name, value);
     }
     Ok(format!("postgres://localhost/?{}", parameters.finish()))
+}
+
+/// The connection string to use: for a tenant's component a URL naming the address `boundary` checked (host
+/// and port moved out of libpq parameters; Unix sockets refused, as they reach this host's own servers); the
+/// operator's as given.
+pub(crate) async fn pinned(
+    component_type: &'static str,
+    connection_string: &str,
+    boundary: &Boundary,
+) -> Result<String, OpenError> {
+    if !boundary.is_confined() {
+        return Ok(connection_string.to_owned());
+    }
+    let invalid = |reason: String| OpenError::InvalidField { component_type, field: "connectionString", reason };
+    let mut url = url::Url::parse(&database_url(component_type, connection_string)?)
+        .map_err(|err| invalid(format!("not a valid URL: {err}")))?;
+    let (mut host, mut port) = (url.host_str().map(str::to_owned), url.port());
+    let mut kept = Vec::new();
+    for (name, value) in url.query_pairs() {
+        match name.as_ref() {
+            "host" | "hostaddr" => host = Some(value.into_owned()),
+            "port" => port = Some(value.parse().map_err(|_| invalid(format!("'{value}' is not a port number")))?),
+            _ => kept.push((name.into_owned(), value.into_owned())),
+        }
+    }
+    let host = host.filter(|host| !host.is_empty()).ok_or_else(|| invalid("name the server's host".to_owned()))?;
+    if host.starts_with('/') || host.contains(',') {
+        return Err(invalid("give one server by host name or address; Unix sockets and host lists are not reachable".to_owned()));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let address = boundary.host(component_type, "connectionString", host, port.unwrap_or(5432)).await?;
+    let address = address.expect("a confined boundary pins every host");
+    url.set_ip_host(address.ip()).map_err(|()| invalid("the URL cannot carry an address".to_owned()))?;
+    url.set_port(Some(address.port())).map_err(|()| invalid("the URL cannot carry a port".to_owned()))?;
+    url.query_pairs_mut().clear().extend_pairs(kept);
+    if url.query() == Some("") {
+        url.set_query(None);
+    }
+    Ok(url.to_string())
 }
 
 /// A pool, connecting on first use, on the PostgreSQL database a Dapr connection string names (a

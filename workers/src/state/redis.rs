@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 
+use crate::boundary::Boundary;
+
 use super::open::OpenError;
 use super::time::{now_ms, ttl_ms, within_deadline, CONNECT_TIMEOUT};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
@@ -109,6 +111,16 @@ fn address(host: &str) -> Result<ConnectionAddr, String> {
         None => DEFAULT_PORT,
     };
     Ok(ConnectionAddr::Tcp(name.to_owned(), port))
+}
+
+/// `redisHost` as the address to connect to: the one `boundary` checked, or the host as given.
+pub(crate) async fn pinned(component_type: &'static str, host: &str, boundary: &Boundary) -> Result<String, OpenError> {
+    let invalid = |reason| OpenError::InvalidField { component_type, field: "redisHost", reason };
+    let ConnectionAddr::Tcp(name, port) = address(host).map_err(invalid)? else {
+        unreachable!("a redisHost is a TCP address")
+    };
+    let pinned = boundary.host(component_type, "redisHost", &name, port).await?;
+    Ok(pinned.map_or_else(|| host.to_owned(), |address| address.to_string()))
 }
 
 /// A client for the Redis that `options` name, and a connection over it that connects on first use and

@@ -35,4 +35,5 @@ mod pubsub_sql;
 mod query_api;
 mod query_language;
 mod redis_store;
+mod security_boundary;
 mod sql_tables;

@@ -1,0 +1,81 @@
+//! Security group: the egress rule on what a tenant points the gateway at. Health probes and invocations of an
+//! App ID whose endpoint the rule refuses never connect (a probe that did would make the platform a port
+//! scanner of its own network), and the platform's own services are refused even where private addresses are
+//! allowed.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use outrigger_gateway::Options;
+use outrigger_outbound::health::HealthProbe;
+use outrigger_outbound::{Egress, EgressRule, PlatformService, PrivateAddresses};
+use tokio::net::TcpListener;
+
+use crate::harness::TestGateway;
+
+/// Long enough for several probes at the test's probe interval to have been made, had any been started.
+const SEVERAL_PROBES: Duration = Duration::from_millis(800);
+
+fn fast_probes() -> HealthProbe {
+    HealthProbe { interval: Duration::from_millis(50), timeout: Duration::from_millis(200), threshold: 2 }
+}
+
+#[tokio::test]
+async fn security_health_probes_of_refused_endpoints_never_connect() {
+    let options = Options {
+        egress: Egress::private(PrivateAddresses::Refused),
+        health_probe: fast_probes(),
+        ..Options::default()
+    };
+    let gateway = TestGateway::with_options(options).await;
+    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", internal.local_addr().unwrap());
+    let caller = gateway.app("scanner", "caller").await;
+    gateway.app_with_health("scanner", "target", Some(endpoint), Some("/internal-admin/health")).await;
+
+    for _ in 0..2 {
+        let answer = gateway.http("POST", "/v1.0/invoke/target/method/x", Some(&caller), None).await;
+        let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+        assert!(message.contains("private, loopback or link-local"), "the answer is the refusal, not the app's health: {message}");
+        let connected = tokio::time::timeout(SEVERAL_PROBES, internal.accept()).await;
+        assert!(connected.is_err(), "the platform connected to a refused address: {connected:?}");
+    }
+}
+
+#[tokio::test]
+async fn security_the_platforms_own_services_are_refused_where_private_addresses_are_allowed() {
+    let own = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own_address = own.local_addr().unwrap();
+    let rule = EgressRule {
+        private: PrivateAddresses::Allowed,
+        platform: vec![PlatformService::at(own_address)],
+        ..EgressRule::default()
+    };
+    let options = Options { egress: Egress::new(rule), health_probe: fast_probes(), ..Options::default() };
+    let gateway = TestGateway::with_options(options).await;
+    let caller = gateway.app("evil", "caller").await;
+    let port = own_address.port();
+    for (app, endpoint) in [
+        ("literal", format!("http://127.0.0.1:{port}")),
+        ("other-loopback", format!("http://127.0.0.2:{port}")),
+        ("mapped", format!("http://[::ffff:127.0.0.1]:{port}")),
+        ("by-name", format!("http://localhost:{port}")),
+    ] {
+        gateway.app_with_health("evil", app, Some(endpoint.clone()), Some("/healthz")).await;
+        let answer = gateway.http("GET", &format!("/v1.0/invoke/{app}/method/admin"), Some(&caller), None).await;
+        let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+        assert!(message.contains("own services"), "{endpoint}: {message}");
+    }
+    // Names are judged on the connected peer, so a name may reach a TCP handshake; no request ever follows.
+    let served = tokio::time::timeout(SEVERAL_PROBES, async {
+        loop {
+            let (mut stream, _) = own.accept().await.unwrap();
+            let mut buffer = [0u8; 1];
+            if tokio::io::AsyncReadExt::read(&mut stream, &mut buffer).await.unwrap_or(0) > 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(served.is_err(), "a request reached the platform's own service");
+}
