@@ -18,7 +18,6 @@ use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBr
 use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -267,14 +266,14 @@ impl Role {
 /// Change events go straight to the worker, its deliverer and the gateway in the same process.
 struct InvalidateLocally {
     worker: Arc<Worker>,
-    deliveries: Arc<Notify>,
+    deliveries: Arc<outrigger_workers::delivery::DeliveryWaker>,
     gateway: Option<Gateway>,
 }
 
 impl ProjectChanges for InvalidateLocally {
     fn changed(&self, project_id: &str) {
         self.worker.runtime().invalidate(project_id);
-        self.deliveries.notify_one();
+        self.deliveries.project_changed(project_id);
         if let Some(gateway) = &self.gateway {
             gateway.invalidate(project_id);
         }
@@ -417,7 +416,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         tasks.spawn(async move {
             let invalidate = |project_id: &str| {
                 worker.runtime().invalidate(project_id);
-                deliveries.notify_one();
+                deliveries.project_changed(project_id);
             };
             outrigger_bus::watch_changes(changes, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
         });

@@ -311,6 +311,7 @@ pub async fn change_project<R>(
         return Ok((output, diff.summary()));
     }
     let written = diff.write(&mut tx, &current.project).await?;
+    tx.touch_project(&current.project.id).await?;
     tx.commit().await?;
     app.options.changes.changed(current.project.id.as_str());
     Ok((output, written))

@@ -6,6 +6,7 @@
 //! the caller did not resolve.
 
 mod app_metadata;
+mod changes;
 mod records;
 mod streams;
 mod tokens;

@@ -29,7 +29,7 @@ pub struct TestGateway {
     pub http: Router,
     pub gateway: Gateway,
     worker: Arc<Worker>,
-    deliveries_waker: Arc<tokio::sync::Notify>,
+    deliveries_waker: Arc<outrigger_workers::delivery::DeliveryWaker>,
     deliveries_scans: tokio::sync::watch::Receiver<Scans>,
     _dir: tempfile::TempDir,
     _deliveries: tokio_util::sync::DropGuard,
@@ -169,7 +169,7 @@ impl TestGateway {
         // Push deliveries follow once a scan that began after this point completed (one under way may have read
         // the project before the change).
         let in_force = self.deliveries_scans.borrow().started + 1;
-        self.deliveries_waker.notify_one();
+        self.deliveries_waker.project_changed(found.id.as_str());
         let mut scans = self.deliveries_scans.clone();
         scans.wait_for(|scans| scans.completed >= in_force).await.expect("the deliverer stopped");
     }

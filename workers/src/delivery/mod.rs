@@ -3,19 +3,19 @@
 //!
 //! Delivery state (what is pending, held, retried) lives in the broker, so several workers may run the same
 //! loop: the group hands each message to one of them, and a worker that dies leaves its held messages to be
-//! handed out again. Which loops to run is re-derived from the control plane every few seconds and on every
-//! change event.
+//! handed out again. Which loops to run is derived project by project ([`targets`]): for every project with an
+//! app endpoint at start, then only for the projects that change.
 
 mod app;
 mod routes;
+mod targets;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use outrigger_resources::Kind;
 use outrigger_store::Store;
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -26,13 +26,19 @@ use outrigger_outbound::{AppChannel, Egress};
 
 use outrigger_outbound::health::{self, AppHealth};
 pub use routes::{Origin, SubscriptionSpec};
+pub use targets::DeliveryWaker;
 
 use crate::pubsub::cloudevent::{is_expired, parse_event, raw_payload_event};
 use crate::pubsub::{Access, Broker, Delivery};
-use crate::{ProgrammaticSubscriptions, Worker};
+use crate::Worker;
 
-/// How often the set of subscriptions is re-derived without a change event.
+/// How long a loop whose subscription cannot be served yet waits before it looks again.
 const RESCAN: Duration = Duration::from_secs(2);
+/// How often the control plane is asked which projects changed, in case a change event was lost.
+const SAFETY_NET: Duration = Duration::from_secs(5);
+/// How far back each safety-net look reaches before the previous one began: a transaction that stamped a
+/// project just before that look may have committed after it.
+const SAFETY_NET_OVERLAP_MS: i64 = 60_000;
 /// How often an app's `/dapr/subscribe` is asked again.
 const PROGRAMMATIC_REFRESH: Duration = Duration::from_secs(30);
 /// How long a fetched message is held before another fetcher may have it.
@@ -78,7 +84,7 @@ pub struct Deliverer {
     /// Follows redirects, each hop checked against `egress`.
     client: reqwest::Client,
     egress: Egress,
-    wake: Arc<Notify>,
+    wake: Arc<DeliveryWaker>,
     health_probe: HealthProbe,
     scans: watch::Sender<Scans>,
 }
@@ -114,7 +120,7 @@ impl Deliverer {
             pool,
             client: egress.client(true),
             egress,
-            wake: Arc::new(Notify::new()),
+            wake: Arc::new(DeliveryWaker::default()),
             health_probe: HealthProbe::default(),
             scans: watch::Sender::new(Scans::default()),
         }
@@ -140,7 +146,7 @@ impl Deliverer {
         // A recovered app may serve other subscriptions than before: ask again at once.
         let recovered = move || {
             worker.runtime().forget_programmatic(&project_id, &app_id);
-            wake.notify_one();
+            wake.project_changed(&project_id);
         };
         let task = tokio::spawn(health::probe(
             self.client.clone(),
@@ -156,8 +162,8 @@ impl Deliverer {
         Some(health)
     }
 
-    /// Wakes the deliverer to re-derive its loops (a project changed).
-    pub fn waker(&self) -> Arc<Notify> {
+    /// Wakes the deliverer to re-derive a project's loops (it changed).
+    pub fn waker(&self) -> Arc<DeliveryWaker> {
         Arc::clone(&self.wake)
     }
 
@@ -168,156 +174,126 @@ impl Deliverer {
 
     /// Runs until `shutdown`; loops stop with it (messages they held go to the next fetcher).
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut running: HashMap<TargetKey, Running> = HashMap::new();
-        let mut limits: HashMap<(String, String), Arc<Semaphore>> = HashMap::new();
-        let mut probes: HashMap<(String, String), Probe> = HashMap::new();
+        let mut loops = Loops::default();
+        // None until the first look, which takes every project with an app endpoint.
+        let mut safety_net_from: Option<i64> = None;
+        let mut next_safety_net = tokio::time::Instant::now();
+        let mut next_programmatic_refresh = tokio::time::Instant::now() + PROGRAMMATIC_REFRESH;
         loop {
             let mut scan = 0;
             self.scans.send_modify(|scans| {
                 scans.started += 1;
                 scan = scans.started;
             });
-            match self.targets().await {
-                Ok(targets) => {
-                    let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|t| (t.key.clone(), t)).collect();
-                    probes.retain(|(project_id, app_id), probe| {
-                        let keep = wanted.values().any(|target| {
-                            target.key.project_id == *project_id
-                                && target.key.app_id == *app_id
-                                && target
-                                    .health_path
-                                    .as_ref()
-                                    .is_some_and(|path| format!("{}|{path}", target.channel.endpoint) == probe.source)
-                        });
-                        if !keep {
-                            probe.task.abort();
-                        }
-                        keep
-                    });
-                    running.retain(|key, loop_| {
-                        let keep = wanted.get(key).is_some_and(|target| target.source == loop_.source);
-                        if !keep {
-                            loop_.stop.cancel();
-                        }
-                        keep
-                    });
-                    for (key, target) in wanted {
-                        if running.contains_key(&key) {
-                            continue;
-                        }
-                        let limit = limits
-                            .entry((key.project_id.clone(), key.app_id.clone()))
-                            .or_insert_with(|| Arc::new(Semaphore::new(APP_CONCURRENCY)))
-                            .clone();
-                        let source = target.source.clone();
-                        let health = self.health_of(&mut probes, &target);
-                        let stop = CancellationToken::new();
-                        let worker = Arc::clone(&self.worker);
-                        tokio::spawn(deliver_loop(worker, self.client.clone(), target, limit, health, stop.clone()));
-                        running.insert(key, Running { source, stop });
+            let mut changed = self.wake.take();
+            let now = tokio::time::Instant::now();
+            if now >= next_safety_net {
+                let looked_at = chrono::Utc::now().timestamp_millis();
+                match self.changed_projects(safety_net_from).await {
+                    Ok(projects) => {
+                        changed.extend(projects.iter().map(|project| project.as_str().to_owned()));
+                        safety_net_from = Some(looked_at - SAFETY_NET_OVERLAP_MS);
                     }
-                    self.scans.send_modify(|scans| scans.completed = scan);
+                    Err(err) => tracing::warn!(error = %err, "cannot ask which projects changed; retrying"),
                 }
-                Err(err) => tracing::warn!(error = %err, "cannot read subscriptions; deliveries continue as they were"),
+                next_safety_net = now + SAFETY_NET;
+            }
+            if now >= next_programmatic_refresh {
+                // Apps may change what `/dapr/subscribe` answers without any change to the project.
+                changed.extend(loops.with_programmatic.iter().cloned());
+                next_programmatic_refresh = now + PROGRAMMATIC_REFRESH;
+            }
+            let mut complete = true;
+            for project_id in changed {
+                match self.project_targets(&project_id).await {
+                    Ok(targets) => self.reconcile(&mut loops, &project_id, targets),
+                    Err(err) => {
+                        tracing::warn!(%project_id, error = %err, "cannot read the project's subscriptions; its deliveries continue as they were");
+                        // Looked at again on the next round.
+                        self.wake.project_changed(&project_id);
+                        complete = false;
+                    }
+                }
+            }
+            if complete {
+                self.scans.send_modify(|scans| scans.completed = scan);
             }
             tokio::select! {
-                () = tokio::time::sleep(RESCAN) => {}
+                () = tokio::time::sleep_until(next_safety_net.min(next_programmatic_refresh)) => {}
                 () = self.wake.notified() => {}
                 () = shutdown.cancelled() => break,
             }
         }
-        for loop_ in running.into_values() {
+        for loop_ in loops.running.into_values() {
             loop_.stop.cancel();
         }
-        for probe in probes.into_values() {
+        for probe in loops.probes.into_values() {
             probe.task.abort();
         }
     }
 
-    /// Every subscription target of the projects this worker serves.
-    async fn targets(&self) -> Result<Vec<Target>, outrigger_store::Error> {
-        let mut tx = self.control_plane.begin().await?;
-        let mut found = Vec::new();
-        let mut seen: HashMap<TargetKey, ()> = HashMap::new();
-        for project in tx.list_projects().await? {
-            if self.pool.as_ref().is_some_and(|pool| *pool != project.pool) {
+    /// Makes the running loops and probes of one project match its `targets`.
+    fn reconcile(&self, loops: &mut Loops, project_id: &str, targets: Vec<Target>) {
+        let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|target| (target.key.clone(), target)).collect();
+        if wanted.values().any(|target| target.spec.origin == Origin::Programmatic) {
+            loops.with_programmatic.insert(project_id.to_owned());
+        } else {
+            loops.with_programmatic.remove(project_id);
+        }
+        loops.probes.retain(|(project, app_id), probe| {
+            if project != project_id {
+                return true;
+            }
+            let keep = wanted.values().any(|target| {
+                target.key.app_id == *app_id
+                    && target
+                        .health_path
+                        .as_ref()
+                        .is_some_and(|path| format!("{}|{path}", target.channel.endpoint) == probe.source)
+            });
+            if !keep {
+                probe.task.abort();
+            }
+            keep
+        });
+        loops.running.retain(|key, loop_| {
+            let keep = key.project_id != project_id || wanted.get(key).is_some_and(|target| target.source == loop_.source);
+            if !keep {
+                loop_.stop.cancel();
+            }
+            keep
+        });
+        loops.limits.retain(|(project, app_id), _| {
+            project != project_id || wanted.keys().any(|key| key.app_id == *app_id)
+        });
+        for (key, target) in wanted {
+            if loops.running.contains_key(&key) {
                 continue;
             }
-            let apps = tx.list_app_ids(&project.id).await?;
-            let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
-            for app in apps {
-                let Some(endpoint) = app.app_endpoint.clone() else { continue };
-                if app.app_protocol == "grpc" {
-                    // Its gRPC app channel (AppCallback) is not served: HTTP deliveries would fail on every try.
-                    tracing::debug!(app_id = %app.name, "not delivering to an app registered with appProtocol grpc");
-                    continue;
-                }
-                let refused = reqwest::Url::parse(&endpoint)
-                    .map_err(|err| err.to_string())
-                    .and_then(|url| self.egress.check_url(&url).map_err(|refused| refused.to_string()));
-                if let Err(reason) = refused {
-                    tracing::warn!(app_id = %app.name, %reason, "not delivering to the app's endpoint");
-                    continue;
-                }
-                let channel = AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
-                let declarative = declarations
-                    .iter()
-                    .filter(|stored| stored.document.applies_to(&app.name))
-                    .map(|stored| (Origin::Declarative, stored.document.spec.clone()));
-                let runtime = self.worker.runtime();
-                let asked = match runtime.programmatic(project.id.as_str(), &app.name) {
-                    Some(answer) if answer.fetched.elapsed() <= PROGRAMMATIC_REFRESH && answer.endpoint == endpoint => {
-                        answer.entries
-                    }
-                    previous => {
-                        // A failed read keeps the last answer: a busy app must not lose its subscriptions.
-                        let entries = match app::subscriptions(&channel, &self.client).await {
-                            Ok(entries) => entries,
-                            Err(err) => {
-                                tracing::debug!(project = %project.name, app_id = %app.name, error = %err, "/dapr/subscribe not read; keeping the last answer");
-                                previous
-                                    .filter(|answer| answer.endpoint == endpoint)
-                                    .map(|answer| answer.entries)
-                                    .unwrap_or_default()
-                            }
-                        };
-                        let answer = ProgrammaticSubscriptions {
-                            fetched: Instant::now(),
-                            endpoint: endpoint.clone(),
-                            entries: entries.clone(),
-                        };
-                        runtime.set_programmatic(project.id.as_str(), &app.name, answer);
-                        entries
-                    }
-                };
-                let declared = declarative.chain(asked.into_iter().map(|entry| (Origin::Programmatic, entry)));
-                for (origin, declaration) in declared {
-                    let spec = match SubscriptionSpec::from_json(&declaration, origin) {
-                        Ok(spec) => spec,
-                        Err(err) => {
-                            tracing::warn!(project = %project.name, app_id = %app.name, error = %err, "subscription ignored");
-                            continue;
-                        }
-                    };
-                    let key = TargetKey {
-                        project_id: project.id.as_str().to_owned(),
-                        app_id: app.name.clone(),
-                        pubsub: spec.pubsub.clone(),
-                        topic: spec.topic.clone(),
-                    };
-                    // One loop per app and topic: the first declaration wins (documents before `/dapr/subscribe`).
-                    if seen.insert(key.clone(), ()).is_some() {
-                        continue;
-                    }
-                    let source =
-                        format!("{endpoint}|{:?}|{:?}|{declaration}", app.app_token, app.app_health_check_path);
-                    let health_path = app.app_health_check_path.clone();
-                    found.push(Target { key, channel: channel.clone(), health_path, spec: Arc::new(spec), source });
-                }
-            }
+            let limit = loops
+                .limits
+                .entry((key.project_id.clone(), key.app_id.clone()))
+                .or_insert_with(|| Arc::new(Semaphore::new(APP_CONCURRENCY)))
+                .clone();
+            let source = target.source.clone();
+            let health = self.health_of(&mut loops.probes, &target);
+            let stop = CancellationToken::new();
+            let worker = Arc::clone(&self.worker);
+            tokio::spawn(deliver_loop(worker, self.client.clone(), target, limit, health, stop.clone()));
+            loops.running.insert(key, Running { source, stop });
         }
-        Ok(found)
     }
+}
+
+/// What a deliverer runs, for the projects that have subscriptions.
+#[derive(Default)]
+struct Loops {
+    running: HashMap<TargetKey, Running>,
+    /// Deliveries in flight per App ID.
+    limits: HashMap<(String, String), Arc<Semaphore>>,
+    probes: HashMap<(String, String), Probe>,
+    /// Projects with subscriptions from `/dapr/subscribe`, asked again every [`PROGRAMMATIC_REFRESH`].
+    with_programmatic: std::collections::HashSet<String>,
 }
 
 /// Pulls and delivers the messages of one subscription until aborted.

@@ -1,0 +1,146 @@
+//! Which delivery loops a worker runs: the subscription targets of one project at a time, re-derived only for
+//! the projects that changed — named by change events ([`DeliveryWaker`]) or, as a safety net for a lost event,
+//! by the control plane's change stamps — so that idle projects cost nothing, however many there are.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use outrigger_resources::Kind;
+use outrigger_store::ProjectId;
+use tokio::sync::Notify;
+
+use super::routes::{Origin, SubscriptionSpec};
+use super::{app, Deliverer, Target, TargetKey};
+use crate::ProgrammaticSubscriptions;
+
+/// Wakes the deliverer for the projects that changed.
+#[derive(Debug, Default)]
+pub struct DeliveryWaker {
+    changed: Mutex<HashSet<String>>,
+    notify: Notify,
+}
+
+impl DeliveryWaker {
+    /// The project changed (its App IDs or resources, or it was deleted): its loops are re-derived.
+    pub fn project_changed(&self, project_id: &str) {
+        self.changed.lock().expect("waker lock").insert(project_id.to_owned());
+        self.notify.notify_one();
+    }
+
+    /// The projects named since the last call.
+    pub(super) fn take(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.changed.lock().expect("waker lock"))
+    }
+
+    pub(super) async fn notified(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Deliverer {
+    /// The projects whose change stamp is `since` or later; with no `since` (the first look), every project
+    /// with an app endpoint, the only ones that can have deliveries.
+    pub(super) async fn changed_projects(&self, since: Option<i64>) -> Result<Vec<ProjectId>, outrigger_store::Error> {
+        let mut tx = self.control_plane.begin().await?;
+        match since {
+            Some(since) => tx.projects_changed_since(since).await,
+            None => tx.projects_with_app_endpoints().await,
+        }
+    }
+
+    /// Every subscription target of one project; none when it is gone or in another pool.
+    pub(super) async fn project_targets(&self, project_id: &str) -> Result<Vec<Target>, outrigger_store::Error> {
+        let mut tx = self.control_plane.begin().await?;
+        let project = match tx.project_by_id(project_id).await {
+            Ok(project) => project,
+            Err(outrigger_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        if self.pool.as_ref().is_some_and(|pool| *pool != project.pool) {
+            return Ok(Vec::new());
+        }
+        let apps = tx.list_app_ids(&project.id).await?;
+        let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
+        drop(tx);
+        let mut found: Vec<Target> = Vec::new();
+        for app in apps {
+            let Some(endpoint) = app.app_endpoint.clone() else { continue };
+            if app.app_protocol == "grpc" {
+                // Its gRPC app channel (AppCallback) is not served: HTTP deliveries would fail on every try.
+                tracing::debug!(app_id = %app.name, "not delivering to an app registered with appProtocol grpc");
+                continue;
+            }
+            let refused = reqwest::Url::parse(&endpoint)
+                .map_err(|err| err.to_string())
+                .and_then(|url| self.egress.check_url(&url).map_err(|refused| refused.to_string()));
+            if let Err(reason) = refused {
+                tracing::warn!(app_id = %app.name, %reason, "not delivering to the app's endpoint");
+                continue;
+            }
+            let channel = outrigger_outbound::AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
+            let declarative = declarations
+                .iter()
+                .filter(|stored| stored.document.applies_to(&app.name))
+                .map(|stored| (Origin::Declarative, stored.document.spec.clone()));
+            let asked = self.programmatic(project.id.as_str(), &project.name, &app.name, &channel).await;
+            let declared = declarative.chain(asked.into_iter().map(|entry| (Origin::Programmatic, entry)));
+            for (origin, declaration) in declared {
+                let spec = match SubscriptionSpec::from_json(&declaration, origin) {
+                    Ok(spec) => spec,
+                    Err(err) => {
+                        tracing::warn!(project = %project.name, app_id = %app.name, error = %err, "subscription ignored");
+                        continue;
+                    }
+                };
+                let key = TargetKey {
+                    project_id: project.id.as_str().to_owned(),
+                    app_id: app.name.clone(),
+                    pubsub: spec.pubsub.clone(),
+                    topic: spec.topic.clone(),
+                };
+                // One loop per app and topic: the first declaration wins (documents before `/dapr/subscribe`).
+                if found.iter().any(|target| target.key == key) {
+                    continue;
+                }
+                let source = format!("{endpoint}|{:?}|{:?}|{declaration}", app.app_token, app.app_health_check_path);
+                let health_path = app.app_health_check_path.clone();
+                found.push(Target { key, channel: channel.clone(), health_path, spec: Arc::new(spec), source });
+            }
+        }
+        Ok(found)
+    }
+
+    /// What the app answers to `GET /dapr/subscribe`: asked again when the last answer is older than
+    /// [`super::PROGRAMMATIC_REFRESH`] or came from another endpoint; a failed read keeps the last answer, so
+    /// that a busy app does not lose its subscriptions.
+    async fn programmatic(
+        &self,
+        project_id: &str,
+        project_name: &str,
+        app_id: &str,
+        channel: &outrigger_outbound::AppChannel,
+    ) -> Vec<serde_json::Value> {
+        let runtime = self.worker.runtime();
+        let previous = match runtime.programmatic(project_id, app_id) {
+            Some(answer) if answer.endpoint == channel.endpoint => {
+                if answer.fetched.elapsed() <= super::PROGRAMMATIC_REFRESH {
+                    return answer.entries;
+                }
+                answer.entries
+            }
+            _ => Vec::new(),
+        };
+        let entries = match app::subscriptions(channel, &self.client).await {
+            Ok(entries) => entries,
+            Err(err) => {
+                tracing::debug!(project = %project_name, %app_id, error = %err, "/dapr/subscribe not read; keeping the last answer");
+                previous
+            }
+        };
+        let answer =
+            ProgrammaticSubscriptions { fetched: Instant::now(), endpoint: channel.endpoint.clone(), entries: entries.clone() };
+        runtime.set_programmatic(project_id, app_id, answer);
+        entries
+    }
+}
