@@ -10,8 +10,8 @@ use outrigger_outbound::{Egress, EgressRule, PlatformService, PrivateAddresses};
 use crate::config::Config;
 
 /// The egress rule of a process running `runs_all_in_one` (the embedded default allows other private
-/// addresses unless told otherwise; the distributed form refuses them).
-pub async fn egress(config: &Config, runs_all_in_one: bool) -> anyhow::Result<Egress> {
+/// addresses unless told otherwise; the distributed form refuses them) with `own_listeners` bound.
+pub async fn egress(config: &Config, runs_all_in_one: bool, own_listeners: &[SocketAddr]) -> anyhow::Result<Egress> {
     let private = if config.allow_private_endpoints.unwrap_or(runs_all_in_one) {
         PrivateAddresses::Allowed
     } else {
@@ -19,8 +19,9 @@ pub async fn egress(config: &Config, runs_all_in_one: bool) -> anyhow::Result<Eg
     };
     let (denied, allowed) = config.egress_ranges()?;
     let mut platform = Vec::new();
-    for listener in [config.control_api_addr, config.http_addr, config.grpc_addr] {
-        platform.push(PlatformService::at(listener));
+    // The configured addresses too: the listeners of the other roles on this host usually keep the defaults.
+    for listener in own_listeners.iter().chain(&[config.control_api_addr, config.http_addr, config.grpc_addr]) {
+        platform.push(PlatformService::at(*listener));
     }
     for (setting, url) in platform_urls(config) {
         for address in service_addresses(&url).await.with_context(|| format!("resolving {setting}"))? {

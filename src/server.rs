@@ -372,7 +372,23 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         None
     };
 
-    let egress = crate::boundary::egress(&config, role == Role::AllInOne).await?;
+    // Bound before the egress rule is made, so that the rule refuses the addresses actually bound (port 0 too).
+    let dapr_listeners = match role.serves_dapr_apis() {
+        true => Some((
+            bind(config.http_addr, "Dapr HTTP API", "OUTRIGGER_HTTP_ADDR").await?,
+            bind(config.grpc_addr, "Dapr gRPC API", "OUTRIGGER_GRPC_ADDR").await?,
+        )),
+        false => None,
+    };
+    let control_listener = match admin_token {
+        Some(_) => Some(bind(config.control_api_addr, "control API", "OUTRIGGER_CONTROL_API_ADDR").await?),
+        None => None,
+    };
+    let mut own_listeners = Vec::new();
+    for listener in dapr_listeners.iter().flat_map(|(http, grpc)| [http, grpc]).chain(&control_listener) {
+        own_listeners.push(listener.local_addr()?);
+    }
+    let egress = crate::boundary::egress(&config, role == Role::AllInOne, &own_listeners).await?;
     let worker = if role.runs_worker() {
         let host_secrets = if config.allow_host_secret_stores.unwrap_or(role == Role::AllInOne) {
             HostSecrets::Allowed
@@ -435,7 +451,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
 
     let mut dapr_addrs = None;
     let mut local_gateway = None;
-    if role.serves_dapr_apis() {
+    if let Some((http, grpc)) = dapr_listeners {
         let bus: Arc<dyn Bus> = match (&nats, &worker) {
             (Some(client), _) => Arc::new(NatsBus::new(
                 client.clone(),
@@ -471,8 +487,6 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             Ok(())
         });
         local_gateway = Some(gateway.clone());
-        let http = bind(config.http_addr, "Dapr HTTP API", "OUTRIGGER_HTTP_ADDR").await?;
-        let grpc = bind(config.grpc_addr, "Dapr gRPC API", "OUTRIGGER_GRPC_ADDR").await?;
         let (http_addr, grpc_addr) = (http.local_addr()?, grpc.local_addr()?);
         dapr_addrs = Some((http_addr, grpc_addr));
         ready.push(("dapr_http", http_addr));
@@ -484,8 +498,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(gateway), tls.clone(), shutdown.clone()));
     }
 
-    if let Some(admin_token) = admin_token {
-        let listener = bind(config.control_api_addr, "control API", "OUTRIGGER_CONTROL_API_ADDR").await?;
+    if let (Some(admin_token), Some(listener)) = (admin_token, control_listener) {
         let addr = listener.local_addr()?;
         ready.push(("control_api", addr));
         let (default_http, default_grpc) = match dapr_addrs {

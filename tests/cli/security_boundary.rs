@@ -97,12 +97,42 @@ fn security_components_cannot_dial_the_platforms_own_database_or_nats() {
     for (name, type_name, metadata) in attempts {
         let (status, body) = put_component(&control, "evil", name, component(type_name, metadata));
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = if type_name.starts_with("state.") {
-            dapr_http(Method::POST, &format!("{dapr}/v1.0-alpha1/state/{name}/query"), &thief, Some("{}"))
-        } else {
-            dapr_http(Method::POST, &format!("{dapr}/v1.0/publish/{name}/orders"), &thief, Some("{}"))
+        let call = || {
+            if type_name.starts_with("state.") {
+                dapr_http(Method::POST, &format!("{dapr}/v1.0-alpha1/state/{name}/query"), &thief, Some("{}"))
+            } else {
+                dapr_http(Method::POST, &format!("{dapr}/v1.0/publish/{name}/orders"), &thief, Some("{}"))
+            }
+        };
+        // The worker learns of the component from a change event on NATS, which the test cannot await.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let (status, body) = loop {
+            let (status, body) = call();
+            if !body.contains("not found") || std::time::Instant::now() > deadline {
+                break (status, body);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         };
         assert!(!status.is_success(), "{name}: {status} {body}");
         assert!(body.contains("own services"), "{name}: {body}");
+    }
+}
+
+#[test]
+fn security_app_endpoints_cannot_reach_the_platforms_own_listeners() {
+    let (_data_dir, server) = crate::harness::start();
+    let dapr = format!("http://{}", server.addresses.dapr_http.expect("the all-in-one serves Dapr HTTP"));
+    let caller = token_of(&server, "evil", "caller");
+    let control = server.addresses.control_api.expect("the all-in-one serves the control API");
+    for (app, endpoint) in [("admin", format!("http://{control}")), ("admin-by-name", format!("http://localhost:{}", control.port()))] {
+        let (status, body) = server.api(
+            Method::POST,
+            "/projects/evil/appids",
+            Some(json!({"name": app, "appEndpoint": endpoint})),
+        );
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = dapr_http(Method::GET, &format!("{dapr}/v1.0/invoke/{app}/method/api/v1/projects"), &caller, None);
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{app}: {body}");
+        assert!(body.contains("own services") && !body.contains("items"), "{app}: {body}");
     }
 }

@@ -129,7 +129,7 @@ impl Egress {
         if self.0.platform.iter().any(|service| service.covers(address)) {
             return refused(Reason::Platform);
         }
-        self.check_range(address.ip()).or_else(|reason| refused(reason))
+        self.check_range(address.ip()).or_else(refused)
     }
 
     /// The checks that do not depend on the port: what a resolver can judge.

@@ -10,7 +10,6 @@ use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use http_body_util::BodyExt;
 use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
-use outrigger_outbound::Egress;
 use outrigger_store::{AppIdentity, NewProject, Store};
 use outrigger_workers::delivery::{Deliverer, HealthProbe, Scans};
 use outrigger_workers::secrets::HostSecrets;
