@@ -9,5 +9,6 @@ mod isolation;
 mod openapi;
 mod projects;
 mod resources;
+mod security_input;
 mod tokens_at_rest;
 mod workflows;

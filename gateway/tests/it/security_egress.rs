@@ -79,3 +79,38 @@ async fn security_the_platforms_own_services_are_refused_where_private_addresses
     .await;
     assert!(served.is_err(), "a request reached the platform's own service");
 }
+
+#[tokio::test]
+async fn security_every_encoding_of_a_private_address_is_refused() {
+    let options = Options {
+        egress: Egress::private(PrivateAddresses::Refused),
+        health_probe: fast_probes(),
+        ..Options::default()
+    };
+    let gateway = TestGateway::with_options(options).await;
+    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = internal.local_addr().unwrap().port();
+    let caller = gateway.app("ssrf", "caller").await;
+    let encodings = [
+        format!("http://2130706433:{port}"),
+        format!("http://0x7f000001:{port}"),
+        format!("http://0177.0.0.1:{port}"),
+        format!("http://127.1:{port}"),
+        format!("http://[::ffff:7f00:1]:{port}"),
+        format!("http://[0:0:0:0:0:ffff:127.0.0.1]:{port}"),
+        format!("http://[::1]:{port}"),
+        format!("http://0.0.0.0:{port}"),
+        format!("http://LOCALHOST:{port}"),
+        "http://169.254.169.254".to_owned(),
+        "http://[fd00:ec2::254]".to_owned(),
+    ];
+    for (index, endpoint) in encodings.iter().enumerate() {
+        let app = format!("target-{index}");
+        gateway.app_at("ssrf", &app, Some(endpoint.clone())).await;
+        let answer = gateway.http("GET", &format!("/v1.0/invoke/{app}/method/x"), Some(&caller), None).await;
+        let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+        assert!(message.contains("private, loopback or link-local"), "{endpoint}: {message}");
+    }
+    let connected = tokio::time::timeout(SEVERAL_PROBES, internal.accept()).await;
+    assert!(connected.is_err(), "an encoding reached the address: {connected:?}");
+}
