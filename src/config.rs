@@ -311,4 +311,19 @@ mod tests {
             Ok(())
         });
     }
+
+    #[test]
+    fn egress_ranges_are_cidrs_or_addresses() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OUTRIGGER_EGRESS_DENY", "10.20.0.0/16, 192.0.2.10");
+            jail.set_env("OUTRIGGER_EGRESS_ALLOW", "fd00::/8");
+            let (denied, allowed) = Config::load(None).unwrap().egress_ranges().unwrap();
+            assert_eq!(denied, ["10.20.0.0/16".parse().unwrap(), "192.0.2.10/32".parse().unwrap()]);
+            assert_eq!(allowed, ["fd00::/8".parse().unwrap()]);
+            jail.set_env("OUTRIGGER_EGRESS_DENY", "10.0.0.0/33");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_EGRESS_DENY") && err.contains("10.0.0.0/33"), "{err}");
+            Ok(())
+        });
+    }
 }
