@@ -2,7 +2,8 @@
 //! cached briefly, gives the caller's project and App ID. Nothing else in a request can name a tenant.
 //!
 //! Cached answers (found or not) live for `ttl`, so a revoked or rotated-out token stops working on every
-//! gateway within that time, while a busy token costs one database read per `ttl`.
+//! gateway within that time, while a busy token costs one database read per `ttl`. Open streams look their
+//! token up here too, on the same bound ([`crate::stream_guard`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -34,10 +35,22 @@ impl TokenResolver {
 
     /// The tenant a token identifies; `Ok(None)` for unknown, revoked or expired tokens.
     pub async fn resolve(&self, token: &str) -> Result<Option<Tenant>, outrigger_store::Error> {
+        Ok(self.lookup(token, false).await?.owner)
+    }
+
+    /// How long an answer is trusted.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The answer for a token with the instant it was read from the database, so that a stream guard can
+    /// look again exactly when requests would. `fresh` skips the cache (and refreshes it): a change event
+    /// said the answer may be stale.
+    pub async fn lookup(&self, token: &str, fresh: bool) -> Result<Lookup, outrigger_store::Error> {
         let hash = hash_token(token);
         if let Some(cached) = self.cache.lock().expect("token cache lock").get(&hash) {
-            if cached.fetched.elapsed() < self.ttl {
-                return Ok(cached.owner.clone());
+            if !fresh && cached.fetched.elapsed() < self.ttl {
+                return Ok(Lookup { owner: cached.owner.clone(), fetched: cached.fetched });
             }
         }
         let mut tx = self.store.begin().await?;
@@ -48,6 +61,7 @@ impl TokenResolver {
             pool: owner.pool,
         });
         drop(tx);
+        let fetched = Instant::now();
         let mut cache = self.cache.lock().expect("token cache lock");
         if cache.len() >= MAX_CACHED_TOKENS {
             cache.retain(|_, cached| cached.fetched.elapsed() < self.ttl);
@@ -55,9 +69,15 @@ impl TokenResolver {
                 cache.clear();
             }
         }
-        cache.insert(hash, Cached { owner: owner.clone(), fetched: Instant::now() });
-        Ok(owner)
+        cache.insert(hash, Cached { owner: owner.clone(), fetched });
+        Ok(Lookup { owner, fetched })
     }
+}
+
+/// A token's owner as last read, and when.
+pub struct Lookup {
+    pub owner: Option<Tenant>,
+    pub fetched: Instant,
 }
 
 /// Per-App-ID request rate limit over one-second windows.

@@ -149,6 +149,40 @@ impl DaprError {
         )
     }
 
+    /// An open stream's token no longer authenticates (revoked or expired): the stream ends, as a request
+    /// with that token would be refused.
+    pub fn credential_ended() -> DaprError {
+        DaprError::new(
+            StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated,
+            "ERR_API_TOKEN_ENDED",
+            "DAPR_API_TOKEN_ENDED",
+            "the stream's API token was revoked or expired; reconnect with a valid token".to_owned(),
+        )
+    }
+
+    /// An open stream's App ID was deleted: the stream ends and there is nothing to reconnect as.
+    pub fn app_id_deleted(app_id: &str) -> DaprError {
+        DaprError::new(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            "ERR_APP_ID_NOT_FOUND",
+            "DAPR_APP_ID_NOT_FOUND",
+            format!("the stream's App ID '{app_id}' was deleted"),
+        )
+    }
+
+    /// An open stream's project was deleted, with every App ID in it.
+    pub fn project_deleted(project: &str) -> DaprError {
+        DaprError::new(
+            StatusCode::NOT_FOUND,
+            Code::NotFound,
+            "ERR_PROJECT_NOT_FOUND",
+            "DAPR_PROJECT_NOT_FOUND",
+            format!("the stream's project '{project}' was deleted"),
+        )
+    }
+
     /// An invocation that did not reach the callee or did not come back (daprd `ERR_DIRECT_INVOKE`), or that the
     /// callee's access control refused (`ERR_PERMISSION_DENIED`).
     pub(crate) fn invocation(err: &InvokeError) -> DaprError {

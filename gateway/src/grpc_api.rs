@@ -20,6 +20,7 @@ use outrigger_bus::{
 use tracing::Instrument;
 
 use crate::invoke::{Invocation, InvokeError};
+use crate::stream_guard::StreamGuard;
 use crate::{unexpected, AppMetadata, DaprError, Gateway};
 
 /// The token SDKs send in gRPC metadata.
@@ -74,19 +75,33 @@ pub(crate) async fn admit(
     Ok((tenant, trace, span))
 }
 
+/// Lets a stream in: [`admit`], and the guard that ends the stream when its credential ends.
+pub(crate) async fn admit_stream(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    rpc: &str,
+) -> Result<(Tenant, StreamGuard, tracing::Span), Response> {
+    let (tenant, _, span) = admit(gateway, headers, rpc).await?;
+    let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let guard = gateway.guard_stream(token.trim(), &tenant);
+    Ok((tenant, guard, span))
+}
+
 /// `SubscribeTopicEventsAlpha1`, the one bidirectional stream served.
 fn subscribe_topic_events() -> MethodRouter<Gateway> {
     post(|State(gateway): State<Gateway>, request: Request| async move {
-        let (tenant, _, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+        let (tenant, guard, span) = match admit_stream(&gateway, request.headers(), request.uri().path()).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
-        let service = tower::service_fn(
-            move |call: tonic::Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>| {
-                let (gateway, tenant) = (gateway.clone(), tenant.clone());
-                async move { crate::streaming::open(gateway, tenant, call.into_inner()).await.map(tonic::Response::new) }
-            },
-        );
+        let service =
+            tower::service_fn(move |call: tonic::Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>| {
+                let (gateway, tenant, guard) = (gateway.clone(), tenant.clone(), guard.clone());
+                async move {
+                    let opened = crate::streaming::open(gateway, tenant, guard.clone(), call.into_inner()).await?;
+                    Ok(tonic::Response::new(guard.hand_over(opened)))
+                }
+            });
         let codec = tonic_prost::ProstCodec::<
             pb::SubscribeTopicEventsResponseAlpha1,
             pb::SubscribeTopicEventsRequestAlpha1,

@@ -13,6 +13,7 @@ mod grpc_api;
 mod http_api;
 mod invoke;
 mod path;
+mod stream_guard;
 mod stream_listing;
 mod streaming;
 mod workflow;
@@ -99,6 +100,8 @@ struct Inner {
     options: Options,
     /// Streaming subscriptions of every gateway, for `/v1.0/metadata`.
     streams: Arc<stream_listing::StreamListing>,
+    /// The guards of this gateway's open streams, which end them with their credentials.
+    stream_guards: stream_guard::Guards,
     /// The control plane, where apps' extended metadata is kept.
     control_plane: Store,
     /// Cancelled when the process shuts down: calls that would wait without end (workflow waits and work-item
@@ -135,6 +138,7 @@ impl Gateway {
             bus,
             workflows: outrigger_workflow::Engine::new(control_plane.pool().clone()),
             streams: stream_listing::StreamListing::start(control_plane.clone(), closing.clone()),
+            stream_guards: stream_guard::Guards::default(),
             tokens: auth::TokenResolver::new(control_plane.clone(), options.token_cache_ttl),
             control_plane,
             limiter: auth::RateLimiter::new(options.rate_limit_per_second),
@@ -148,9 +152,11 @@ impl Gateway {
         self.0.closing.cancel();
     }
 
-    /// A project changed: what the gateway keeps of it is read again on its next use.
+    /// A project changed: what the gateway keeps of it is read again on its next use, and its open streams
+    /// check at once that their App ID and token still exist.
     pub fn invalidate(&self, project_id: &str) {
         self.0.invoker.invalidate(project_id);
+        self.0.stream_guards.project_changed(project_id);
         if self.0.invoker.probes_project(project_id) {
             let (gateway, project_id) = (self.clone(), project_id.to_owned());
             tokio::spawn(async move { gateway.0.invoker.prune_probes(&project_id).await });

@@ -5,7 +5,8 @@
 //! Protocol (daprd `pkg/api/grpc/subscribe.go`): the first client message is the initial request (pub/sub,
 //! topic, optional dead-letter topic); the server answers an initial response at once, then sends events;
 //! the client answers each with SUCCESS, RETRY or DROP. Events not answered when the stream ends go back to
-//! the group at once, for the next consumer.
+//! the group at once, for the next consumer. The stream also ends when its credential does
+//! ([`crate::stream_guard`]), the same way.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,6 +20,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{mpsc, Notify};
 use tonic::Status;
 
+use crate::stream_guard::StreamGuard;
 use crate::Gateway;
 
 /// Events sent and not yet answered, per stream.
@@ -42,14 +44,21 @@ struct Session {
     answered: Notify,
     /// Set when the app's side of the stream ended: the pump finishes its pull and stops.
     closed: tokio_util::sync::CancellationToken,
+    /// Ends the stream with its credential; then verdicts are no longer read and unanswered events go back.
+    guard: StreamGuard,
 }
 
 /// Opens the subscription the initial request asks for and starts the session; answers the outbound stream.
+/// The caller hands the answer over through `guard` ([`StreamGuard::hand_over`]).
 pub async fn open(
     gateway: Gateway,
     tenant: Tenant,
+    guard: StreamGuard,
     mut inbound: tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>,
-) -> Result<impl futures_util::Stream<Item = Result<pb::SubscribeTopicEventsResponseAlpha1, Status>>, Status> {
+) -> Result<
+    impl futures_util::Stream<Item = Result<pb::SubscribeTopicEventsResponseAlpha1, Status>> + Unpin + Send + 'static,
+    Status,
+> {
     let first = inbound.message().await?.and_then(|message| message.subscribe_topic_events_request_type);
     let Some(Inbound::InitialRequest(initial)) = first else {
         return Err(Status::invalid_argument(
@@ -77,6 +86,7 @@ pub async fn open(
         outstanding: Mutex::new(HashMap::new()),
         answered: Notify::new(),
         closed: tokio_util::sync::CancellationToken::new(),
+        guard,
     });
     let stream = (session.pubsub.as_str(), session.topic.as_str(), session.dead_letter_topic.as_deref());
     let registration = session.gateway.0.streams.register(&session.tenant, stream).await;
@@ -91,7 +101,8 @@ fn response(kind: Outbound) -> pb::SubscribeTopicEventsResponseAlpha1 {
     pb::SubscribeTopicEventsResponseAlpha1 { subscribe_topic_events_response_type: Some(kind) }
 }
 
-/// Pumps events out and verdicts in until either side ends; then unanswered events go back to the group.
+/// Pumps events out and verdicts in until either side (or the credential) ends; then unanswered events go
+/// back to the group.
 async fn run(
     session: Arc<Session>,
     mut inbound: tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>,
@@ -100,7 +111,12 @@ async fn run(
     let pump = tokio::spawn(pump(Arc::clone(&session), sender));
     let (verdicts, waiting) = mpsc::channel(MAX_SETTLE);
     let settler = tokio::spawn(settle(Arc::clone(&session), waiting));
-    while let Ok(Some(message)) = inbound.message().await {
+    loop {
+        let message = tokio::select! {
+            message = inbound.message() => message,
+            () = session.guard.ended() => break,
+        };
+        let Ok(Some(message)) = message else { break };
         let Some(Inbound::EventProcessed(processed)) = message.subscribe_topic_events_request_type else { continue };
         let verdict = match processed.status.map(|status| status.status) {
             Some(0) => Verdict::Success,

@@ -3,6 +3,7 @@
 //! `CompleteOrchestratorTask` and its new name `CompleteWorkflowTask`, `CompleteActivityTask`), authenticated by
 //! the App ID token like every call. Instances belong to the caller's project and run on the workers of the
 //! App ID that started them.
+//! A `GetWorkItems` stream ends when its credential does ([`crate::stream_guard`]); its work goes back.
 
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use outrigger_workflow::{Attachment, Handed, InstanceFilter, Status, WorkItem, W
 use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
 
-use crate::grpc_api::{admit, rpc, Caller};
+use crate::grpc_api::{admit_stream, rpc, Caller};
+use crate::stream_guard::StreamGuard;
 
 pub(crate) mod http;
 use crate::{DaprError, Gateway};
@@ -229,16 +231,17 @@ async fn complete_activity_task(
 /// `GetWorkItems`: a server stream of the turns and activities of the caller's App ID.
 fn get_work_items() -> MethodRouter<Gateway> {
     post(|State(gateway): State<Gateway>, request: Request| async move {
-        let (tenant, _, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+        let (tenant, guard, span) = match admit_stream(&gateway, request.headers(), request.uri().path()).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
         let service = tower::service_fn(move |_: tonic::Request<pb::GetWorkItemsRequest>| {
-            let (gateway, tenant) = (gateway.clone(), tenant.clone());
+            let (gateway, tenant, guard) = (gateway.clone(), tenant.clone(), guard.clone());
             async move {
                 let (sender, receiver) = mpsc::channel(16);
-                tokio::spawn(feed(gateway, tenant, sender).in_current_span());
-                Ok::<_, tonic::Status>(tonic::Response::new(tokio_stream::wrappers::ReceiverStream::new(receiver)))
+                tokio::spawn(feed(gateway, tenant, guard.clone(), sender).in_current_span());
+                let items = guard.hand_over(tokio_stream::wrappers::ReceiverStream::new(receiver));
+                Ok::<_, tonic::Status>(tonic::Response::new(items))
             }
         });
         let codec = tonic_prost::ProstCodec::<pb::WorkItem, pb::GetWorkItemsRequest>::default();
@@ -248,9 +251,14 @@ fn get_work_items() -> MethodRouter<Gateway> {
     })
 }
 
-/// Sends the work handed to the stream and claims what nobody handed it, until the app goes away; then
-/// gives back what it held.
-async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::WorkItem, tonic::Status>>) {
+/// Sends the work handed to the stream and claims what nobody handed it, until the app goes away or its
+/// credential ends; then gives back what it held (sent or not: the guard hands nothing over after its end).
+async fn feed(
+    gateway: Gateway,
+    tenant: Tenant,
+    guard: StreamGuard,
+    sender: mpsc::Sender<Result<pb::WorkItem, tonic::Status>>,
+) {
     let engine = engine(&gateway);
     let (project, app_id) = (tenant.project_id.as_str(), tenant.app_id.as_str());
     let Attachment { owner, mut handed, work } = engine.attach(project, app_id);
@@ -277,6 +285,7 @@ async fn feed(gateway: Gateway, tenant: Tenant, sender: mpsc::Sender<Result<pb::
         () = forward => {}
         _ = claimers => {}
         () = renewals => {}
+        () = guard.ended() => {}
     }
     // No more hand-offs, and what was handed but not sent is dropped before the leases go back: work
     // leased to this stream after the release finds the stream gone and is released by itself.

@@ -13,5 +13,6 @@ mod probes;
 mod pubsub;
 mod secrets;
 mod security_egress;
+mod security_streams;
 mod streaming;
 mod workflow_http;
