@@ -1,9 +1,9 @@
 // The official Dapr JavaScript SDK (@dapr/dapr 3.18.0) reading secrets from a `secretstores.local.file` store
-// of the all-in-one Outrigger, over HTTP and over gRPC, with the caller's secret scopes applied.
+// of the all-in-one Outrigger, over HTTP and over gRPC, with the caller's secret scopes applied. The store
+// names its file relative to the project's own directory, where each test's project gets it first.
 
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, afterEach, before, beforeEach, describe } from "node:test";
 
@@ -11,23 +11,21 @@ import { GRPC, clientFor, failureOf, httpFailure } from "./helpers/dapr.mjs";
 import { startServer, testReportingOutput } from "./helpers/outrigger.mjs";
 
 let server;
-let secretsDir;
-let secretsFile;
+
+// The secrets file, by its name relative to the project's directory, and what it holds.
+const SECRETS_FILE = "secrets.json";
+const SECRETS = { "db-password": "s3cret", api: { key: "k1" } };
 
 before(async () => {
   server = await startServer();
-  secretsDir = mkdtempSync(join(tmpdir(), "outrigger-js-secrets-"));
-  secretsFile = join(secretsDir, "secrets.json");
-  writeFileSync(secretsFile, JSON.stringify({ "db-password": "s3cret", api: { key: "k1" } }));
 });
 
 after(async () => {
-  rmSync(secretsDir, { recursive: true, force: true });
   const { code, signal } = await server.stop();
   assert.equal(code, 0, `outrigger exited with ${code ?? signal} after SIGTERM (expected 0)`);
 });
 
-const STORE_YAML = () => `apiVersion: dapr.io/v1alpha1
+const STORE_YAML = `apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
   name: vault
@@ -36,7 +34,7 @@ spec:
   version: v1
   metadata:
     - name: secretsFile
-      value: "${secretsFile}"
+      value: "${SECRETS_FILE}"
 `;
 
 const LIMITED_YAML = `apiVersion: dapr.io/v1alpha1
@@ -59,7 +57,8 @@ for (const protocol of ["HTTP", "GRPC"]) {
 
     beforeEach(async () => {
       project = await server.newProject();
-      await server.putComponent(project.name, "vault", STORE_YAML());
+      writeFileSync(join(await server.projectDir(project, { create: true }), SECRETS_FILE), JSON.stringify(SECRETS));
+      await server.putComponent(project.name, "vault", STORE_YAML);
       await server.expect(201, "PUT", `/projects/${project.name}/configurations/limited`, LIMITED_YAML, "application/yaml");
       const scoped = await server.addApp(project, "scoped", { config: "limited" });
       client = clientFor(project.apps.orders, protocol);

@@ -10,6 +10,10 @@ Every process gets a clean environment (no inherited OUTRIGGER_* or DAPR_* varia
 127.0.0.1 port 0, and is awaited through the one JSON "outrigger ready" line it logs on stdout. Its
 stdout and stderr are drained by threads for its whole life, kept in memory (tests attach what was
 written during a failed test to the report) and written to a log file.
+
+A tenant's file-backed components (`state.sqlite`, `secretstores.local.file`) name files relative to the
+project's own directory, `<OUTRIGGER_DATA_DIR>/projects/<project id>/` of the process that runs the worker;
+`Deployment.project_dir` answers it.
 """
 
 from __future__ import annotations
@@ -72,13 +76,23 @@ def clean_environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 class OutputLog:
-    """Every line a deployment's processes wrote, in order, each tagged with its process and stream."""
+    """Every line a deployment's processes wrote, in order, each tagged with its process and stream; and the
+    id of every project the control API logged as created, by name."""
 
     def __init__(self, path: Path):
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._file = open(path, 'a', encoding='utf-8', errors='replace')
         self.path = path
+        self._project_ids: dict[str, str] = {}
+
+    def note_project(self, name: str, project_id: str) -> None:
+        with self._lock:
+            self._project_ids[name] = project_id
+
+    def project_id(self, name: str) -> Optional[str]:
+        with self._lock:
+            return self._project_ids.get(name)
 
     def append(self, line: str) -> None:
         with self._lock:
@@ -136,6 +150,10 @@ class Process:
                 fields = _json_fields(line)
                 if fields is not None and fields.get('message') == 'outrigger ready':
                     self._ready.put(fields)
+                elif fields is not None and fields.get('message') == 'project created':
+                    name, project_id = fields.get('project'), fields.get('project_id')
+                    if isinstance(name, str) and isinstance(project_id, str):
+                        self.log.note_project(name, project_id)
         stream.close()
         if look_for_ready:
             self._exited.set()
@@ -298,8 +316,26 @@ class Deployment:
     dapr_grpc: str  # http://127.0.0.1:PORT, where the Dapr gRPC API is bound
     log: OutputLog
     work_dir: Path
+    data_dir: Path  # OUTRIGGER_DATA_DIR of the process that runs the worker (all-in-one, or `worker`)
     processes: list[Process] = field(default_factory=list)
     cleanups: list[Any] = field(default_factory=list)
+
+    def project_id(self, name: str, timeout: float = 10.0) -> str:
+        """The internal id of project `name`. The control API does not answer it (a project's JSON has no
+        id), so it is read from the control API's `project created` log line (fields `project`,
+        `project_id`), which the process's output thread may record just after the 201 was answered."""
+        return wait_until(lambda: self.log.project_id(name), timeout, interval=0.02,
+                          what=f'the "project created" log line of project {name!r}')
+
+    def project_dir(self, name: str, create: bool = False) -> Path:
+        """`<data dir>/projects/<project id>/`, where the worker confines project `name`'s component files:
+        a component names a file there by its path relative to this directory. The worker creates the
+        directory when it opens such a component; `create` makes it now, for a file a test puts there
+        before the component that reads it exists (a secrets JSON)."""
+        directory = self.data_dir / 'projects' / self.project_id(name)
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        return directory
 
     def process(self, name: str) -> Process:
         """The current process called `name` (the latest generation of it)."""
@@ -387,6 +423,7 @@ def start_embedded() -> Deployment:
             dapr_grpc=_address(fields, 'dapr_grpc', 'all-in-one'),
             log=log,
             work_dir=work_dir,
+            data_dir=data_dir,
             processes=[process],
         )
         return deployment
@@ -436,8 +473,8 @@ def start_distributed() -> Deployment:
         'OUTRIGGER_DATA_DIR': str(data_dir),
         # The tests' apps listen on loopback, which the distributed form refuses to call by default.
         'OUTRIGGER_ALLOW_PRIVATE_ENDPOINTS': 'true',
-        # The secret-store tests keep their secrets in files of this host, which the distributed form's workers
-        # refuse to read by default.
+        # The secret-store tests keep their secrets in files of this host (in the project's directory under the
+        # worker's data dir), which the distributed form's workers refuse to read by default.
         'OUTRIGGER_ALLOW_HOST_SECRET_STORES': 'true',
     }
     processes: list[Process] = []
@@ -486,6 +523,7 @@ def start_distributed() -> Deployment:
             dapr_grpc=_address(gateway_fields, 'dapr_grpc', 'gateway'),
             log=log,
             work_dir=work_dir,
+            data_dir=data_dir,
             processes=processes,
             cleanups=[schema.drop],
         )

@@ -78,13 +78,16 @@ class Tenants:
         return app
 
     def sqlite_component(self, project: Project, name: str = 'sqlstore') -> Path:
-        """Adds a state.sqlite component on a fresh file; its path."""
-        path = self.tmp_path / f'{project.name}-{name}.db'
-        self.deployment.control.put_component(project.name, name, sqlite_component_yaml(name, path))
-        return path
+        """Adds a state.sqlite component on a fresh file `<name>.db`, named relative to the project's
+        directory as a tenant must name it; the file's real path there (created when the worker opens the
+        component)."""
+        relative = f'{name}.db'
+        self.deployment.control.put_component(project.name, name, sqlite_component_yaml(name, relative))
+        return self.deployment.project_dir(project.name) / relative
 
 
-def sqlite_component_yaml(name: str, path: Path) -> str:
+def sqlite_component_yaml(name: str, path: str) -> str:
+    """A state.sqlite component on `path`: relative to the project's directory, or `:memory:`."""
     return f"""apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:

@@ -154,8 +154,10 @@ spec:
 def test_an_http_endpoint_sends_headers_from_a_secret_store(deployment, tmp_path, callee):
     tenants = Tenants(deployment, tmp_path)
     project = tenants.project(apps=('checkout',))
-    secrets = tmp_path / 'endpoint-secrets.json'
-    secrets.write_text(json.dumps({'orders-api': {'token': 'from-the-store'}}))
+    # The store names its file relative to the project's directory, where the test puts it first.
+    secrets = 'endpoint-secrets.json'
+    (deployment.project_dir(project.name, create=True) / secrets).write_text(
+        json.dumps({'orders-api': {'token': 'from-the-store'}}))
     deployment.control.put_component(project.name, 'vault', f"""apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:

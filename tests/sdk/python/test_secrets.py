@@ -2,6 +2,9 @@
 the caller's Configuration `secrets.scopes`, isolation between projects, and a state store whose connection
 string comes from a `secretKeyRef` — on both forms. The SDK's secret calls raise gRPC's own `RpcError`, not
 `DaprGrpcError`.
+
+A tenant's component names its files relative to the project's own directory (`Deployment.project_dir`): the
+tests put the secrets JSON there first and name it by that relative name, never by an absolute path.
 """
 
 from __future__ import annotations
@@ -16,7 +19,15 @@ from support import Tenants, dapr_client, wait_for_component
 SECRETS = {'db-password': 's3cret', 'api': {'key': 'k1', 'region': 'eu'}}
 
 
-def secret_store_yaml(name: str, path, multi_valued: bool = False) -> str:
+def write_secrets(deployment, project, secrets=SECRETS, file_name: str = 'secrets.json') -> str:
+    """Writes `secrets` as JSON into the project's directory (made first: the worker makes it only when it
+    opens a component); the name a component gives the file, relative to that directory."""
+    (deployment.project_dir(project.name, create=True) / file_name).write_text(json.dumps(secrets))
+    return file_name
+
+
+def secret_store_yaml(name: str, path: str, multi_valued: bool = False) -> str:
+    """A secretstores.local.file store on `path`, relative to the project's directory."""
     return f"""apiVersion: dapr.io/v1alpha1
 kind: Component
 metadata:
@@ -32,16 +43,10 @@ spec:
 """
 
 
-@pytest.fixture
-def secrets_file(tmp_path):
-    path = tmp_path / 'secrets.json'
-    path.write_text(json.dumps(SECRETS))
-    return path
-
-
-def test_get_secret_and_bulk(deployment, tmp_path, secrets_file):
+def test_get_secret_and_bulk(deployment, tmp_path):
     tenants = Tenants(deployment, tmp_path)
     project = tenants.project(apps=('orders',))
+    secrets_file = write_secrets(deployment, project)
     deployment.control.put_component(project.name, 'vault', secret_store_yaml('vault', secrets_file))
     deployment.control.put_component(project.name, 'grouped', secret_store_yaml('grouped', secrets_file, True))
     with dapr_client(project.apps['orders']) as client:
@@ -61,9 +66,10 @@ def test_get_secret_and_bulk(deployment, tmp_path, secrets_file):
         assert 'secret nothing not found' in missing.value.details()
 
 
-def test_secret_scopes_and_projects_bound_who_may_read(deployment, tmp_path, secrets_file):
+def test_secret_scopes_and_projects_bound_who_may_read(deployment, tmp_path):
     tenants = Tenants(deployment, tmp_path)
     project = tenants.project(apps=('open',))
+    secrets_file = write_secrets(deployment, project)
     deployment.control.put_component(project.name, 'vault', secret_store_yaml('vault', secrets_file))
     deployment.control.put_resource(project.name, 'configurations', 'limited', """
 apiVersion: dapr.io/v1alpha1
@@ -99,9 +105,8 @@ spec:
 def test_a_state_store_reads_its_connection_string_from_a_secret(deployment, tmp_path):
     tenants = Tenants(deployment, tmp_path)
     project = tenants.project(apps=('orders',))
-    database = tmp_path / 'orders.db'
-    secrets = tmp_path / 'store-secrets.json'
-    secrets.write_text(json.dumps({'sqlite-path': str(database)}))
+    # The secret holds a path relative to the project's directory, as a connectionString given inline would.
+    secrets = write_secrets(deployment, project, {'sqlite-path': 'orders.db'}, 'store-secrets.json')
     deployment.control.put_component(project.name, 'vault', secret_store_yaml('vault', secrets))
     deployment.control.put_component(project.name, 'orders', """apiVersion: dapr.io/v1alpha1
 kind: Component
@@ -121,6 +126,7 @@ auth:
         wait_for_component(client, 'orders')
         client.save_state('orders', 'o1', b'{"total": 7}')
         assert client.get_state('orders', 'o1').data == b'{"total": 7}'
-    assert database.exists(), 'the store opened the file its secret names'
+    database = deployment.project_dir(project.name) / 'orders.db'
+    assert database.exists(), 'the store opened the file its secret names, in the project\'s directory'
     status, answer = deployment.control.call('DELETE', f'/projects/{project.name}/components/vault')
     assert status == 409, answer

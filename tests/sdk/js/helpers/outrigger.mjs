@@ -5,10 +5,13 @@
 // directory and port 0 for every listener; it is awaited through the one JSON "outrigger ready" line it
 // logs on stdout. Its stdout and stderr are read for its whole life (so it never blocks on a full pipe)
 // and kept, so that a failing test can print what the server said.
+//
+// A tenant's file-backed components (`state.sqlite`, `secretstores.local.file`) name files relative to the
+// project's own directory, `<OUTRIGGER_DATA_DIR>/projects/<project id>/`; `Server.projectDir` answers it.
 
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { createInterface } from "node:readline";
@@ -59,6 +62,8 @@ export async function startServer() {
     stdio: ["ignore", "pipe", "pipe"],
   });
   const output = [];
+  // Project name -> id, from the control API's "project created" log lines (its answers carry no id).
+  const projectIds = new Map();
   const exited = new Promise((resolveExit) => {
     child.on("exit", (code, signal) => resolveExit({ code, signal }));
   });
@@ -75,6 +80,10 @@ export async function startServer() {
       return;
     }
     if (record?.fields?.message === "outrigger ready") onReady(record.fields);
+    if (record?.fields?.message === "project created") {
+      const { project, project_id: projectId } = record.fields;
+      if (typeof project === "string" && typeof projectId === "string") projectIds.set(project, projectId);
+    }
   });
   createInterface({ input: child.stderr }).on("line", (line) => output.push(`[stderr] ${line}`));
 
@@ -100,7 +109,7 @@ export async function startServer() {
   }
   exitedEarly.catch(() => {}); // after readiness an exit is reported by stop()
 
-  return new Server({ child, exited, output, workDir, adminToken, fields });
+  return new Server({ child, exited, output, workDir, adminToken, fields, projectIds });
 }
 
 function address(fields, name) {
@@ -112,15 +121,44 @@ function address(fields, name) {
 }
 
 export class Server {
-  constructor({ child, exited, output, workDir, adminToken, fields }) {
+  constructor({ child, exited, output, workDir, adminToken, fields, projectIds }) {
     this.child = child;
     this.exited = exited;
     this.output = output;
-    this.workDir = workDir;
+    this.workDir = workDir; // also the server's OUTRIGGER_DATA_DIR
+    this.projectIds = projectIds;
     this.adminToken = adminToken;
     this.controlApi = address(fields, "control_api");
     this.daprHttp = address(fields, "dapr_http");
     this.daprGrpc = address(fields, "dapr_grpc");
+  }
+
+  /**
+   * The internal id of project `name` (a name, or a project from `newProject`). The control API does not
+   * answer it, so it comes from the server's "project created" log line (fields `project`, `project_id`),
+   * which may be read just after the 201 arrived.
+   */
+  async projectId(name, timeoutMs = 10_000) {
+    const projectName = typeof name === "string" ? name : name.name;
+    const deadline = Date.now() + timeoutMs;
+    while (!this.projectIds.has(projectName)) {
+      if (Date.now() > deadline) {
+        throw new Error(`no "project created" log line for project ${projectName} within ${timeoutMs} ms`);
+      }
+      await new Promise((resolveWait) => setTimeout(resolveWait, 20));
+    }
+    return this.projectIds.get(projectName);
+  }
+
+  /**
+   * `<data dir>/projects/<project id>/`, where the server confines project `name`'s component files: a
+   * component names a file there by its path relative to this directory. The server creates it when it opens
+   * such a component; `create` makes it now, for a file a test puts there first (a secrets JSON).
+   */
+  async projectDir(name, { create = false } = {}) {
+    const directory = join(this.workDir, "projects", await this.projectId(name));
+    if (create) mkdirSync(directory, { recursive: true });
+    return directory;
   }
 
   /** Lines the server wrote since `mark` (a length of `output`). */
