@@ -58,6 +58,25 @@ pub struct Config {
     pub rate_limit_per_second: u32,
     /// How long a gateway trusts a token lookup; a revoked token stops working within this time. Default 2.
     pub token_cache_seconds: u64,
+    /// How long a client has to send a request's head (request line and headers), on every listener, in
+    /// milliseconds; then its connection is closed. It runs from the connection's opening until the client shows
+    /// its protocol (TLS handshake and HTTP/2's preface included), then for an HTTP/1.1 head from its first byte,
+    /// and from the end of each answer for the next one, so idle keep-alive connections close after it too.
+    /// HTTP/2 connections are watched by keepalive pings instead. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// How long a request body may send nothing while the server reads it, in milliseconds; then the request
+    /// gets a 400 and its connection is closed. gRPC requests are exempt (their request streams pause by design:
+    /// a streaming subscriber waits for events); HTTP/2 connections are checked with keepalive pings. Default
+    /// 30000.
+    pub body_idle_timeout_ms: u64,
+    /// Open connections one client address may hold on each listener; further ones are closed at once. 0 = no
+    /// cap. Behind a load balancer that does not pass client addresses on, every client has the balancer's
+    /// address: raise it or set 0 there. Default 256.
+    pub max_connections_per_client: u32,
+    /// Largest request header section in bytes, HTTP/1.1 and HTTP/2 alike (at least 8192); larger ones get 431.
+    /// HTTP/2 refuses such a stream before any handler runs, so gRPC clients report it as UNKNOWN "mapped from
+    /// HTTP status 431"; tokens far shorter than this get UNAUTHENTICATED. Default 65536.
+    pub max_header_bytes: u32,
     /// NATS server of the distributed form's bus, e.g. `nats://127.0.0.1:4222`; required by `gateway` and
     /// `worker`. The all-in-one process uses an in-process bus and ignores it.
     pub nats_url: Option<String>,
@@ -125,6 +144,10 @@ impl Default for Config {
             gateway_max_body_bytes: 4 * 1024 * 1024,
             rate_limit_per_second: 0,
             token_cache_seconds: 2,
+            header_read_timeout_ms: 10_000,
+            body_idle_timeout_ms: 30_000,
+            max_connections_per_client: 256,
+            max_header_bytes: 64 * 1024,
             nats_url: None,
             bus_subject_prefix: "outrigger".to_owned(),
             bus_timeout_ms: 15_000,
@@ -146,6 +169,9 @@ impl Default for Config {
 
 /// Shortest operator token accepted from configuration.
 const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Smallest `max_header_bytes`: hyper's HTTP/1.1 read buffer cannot be smaller.
+const MIN_HEADER_BYTES: u32 = 8192;
 
 impl Config {
     /// Reads defaults, then `file` if given, then the environment, and validates the result.
@@ -207,10 +233,15 @@ impl Config {
             ("OUTRIGGER_BUS_TIMEOUT_MS", self.bus_timeout_ms),
             ("OUTRIGGER_COMPONENT_REFRESH_MS", self.component_refresh_ms),
             ("OUTRIGGER_STORE_TIMEOUT_MS", self.store_timeout_ms),
+            ("OUTRIGGER_HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
+            ("OUTRIGGER_BODY_IDLE_TIMEOUT_MS", self.body_idle_timeout_ms),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");
             }
+        }
+        if self.max_header_bytes < MIN_HEADER_BYTES {
+            bail!("OUTRIGGER_MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES}");
         }
         self.egress_ranges()?;
         if let Some(url) = &self.managed_kvstore_url {
@@ -308,6 +339,24 @@ mod tests {
             jail.set_env("OUTRIGGER_HTTP_ADRR", "typo");
             let err = format!("{:#}", Config::load(None).unwrap_err());
             assert!(err.contains("http_adrr"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn listener_limits_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OUTRIGGER_MAX_CONNECTIONS_PER_CLIENT", "0");
+            jail.set_env("OUTRIGGER_HEADER_READ_TIMEOUT_MS", "250");
+            let config = Config::load(None).map_err(|err| format!("{err:#}"))?;
+            assert_eq!((config.max_connections_per_client, config.header_read_timeout_ms), (0, 250));
+            jail.set_env("OUTRIGGER_MAX_HEADER_BYTES", "4096");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_MAX_HEADER_BYTES"), "{err}");
+            jail.set_env("OUTRIGGER_MAX_HEADER_BYTES", "65536");
+            jail.set_env("OUTRIGGER_BODY_IDLE_TIMEOUT_MS", "0");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_BODY_IDLE_TIMEOUT_MS"), "{err}");
             Ok(())
         });
     }

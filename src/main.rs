@@ -5,6 +5,7 @@
 mod boundary;
 mod cli;
 mod config;
+mod listener;
 mod server;
 
 use std::path::PathBuf;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::config::Config;
+use crate::listener::serve;
 
 /// Name of the file in the data directory that holds a generated operator token.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -140,66 +141,6 @@ async fn bind(addr: SocketAddr, what: &str, variable: &str) -> anyhow::Result<Tc
     TcpListener::bind(addr).await.with_context(|| {
         format!("binding the {what} to {addr} (is another process using it? set {variable} to change it)")
     })
-}
-
-/// Serves `service` on `listener` until `shutdown`, letting in-flight requests finish: plain HTTP/1.1 and
-/// h2c, or, with `tls`, HTTP/1.1 and HTTP/2 negotiated by ALPN.
-async fn serve<S>(
-    listener: TcpListener,
-    service: S,
-    tls: Option<TlsAcceptor>,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()>
-where
-    S: tower::Service<Request, Response = axum::response::Response, Error = std::convert::Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    let Some(acceptor) = tls else {
-        let service = <S as axum::ServiceExt<Request>>::into_make_service(service);
-        // Small answers go out at once rather than waiting on Nagle's algorithm for the client's ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY");
-            }
-        });
-        axum::serve(listener, service).with_graceful_shutdown(shutdown.cancelled_owned()).await?;
-        return Ok(());
-    };
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let connections = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    loop {
-        let (tcp, remote) = tokio::select! {
-            accepted = listener.accept() => accepted?,
-            () = shutdown.cancelled() => break,
-        };
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %err, "could not set TCP_NODELAY");
-        }
-        let (acceptor, connections, watcher) = (acceptor.clone(), connections.clone(), graceful.watcher());
-        let service =
-            tower::ServiceExt::map_request(service.clone(), |request: hyper::Request<hyper::body::Incoming>| {
-                request.map(axum::body::Body::new)
-            });
-        tokio::spawn(async move {
-            let stream = match acceptor.accept(tcp).await {
-                Ok(stream) => stream,
-                Err(err) => {
-                    tracing::debug!(%remote, error = %err, "TLS handshake failed");
-                    return;
-                }
-            };
-            let service = hyper_util::service::TowerToHyperService::new(service);
-            let connection = connections.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
-            if let Err(err) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%remote, error = %err, "connection ended with an error");
-            }
-        });
-    }
-    graceful.shutdown().await;
-    Ok(())
 }
 
 /// The TLS setup of every listener, from PEM files; `None` when TLS is not configured.
@@ -357,6 +298,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     let shutdown = CancellationToken::new();
     let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
     let tls = tls_acceptor(&config)?;
+    let limits = crate::listener::Limits::from_config(&config);
     let mut ready = Vec::new();
 
     let store = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
@@ -494,8 +436,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         let http_service = ServiceBuilder::new()
             .map_request(|req: Request| outrigger_gateway::clean_path(req))
             .service(outrigger_gateway::http_router(gateway.clone()));
-        tasks.spawn(serve(http, http_service, tls.clone(), shutdown.clone()));
-        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(gateway), tls.clone(), shutdown.clone()));
+        tasks.spawn(serve(http, http_service, tls.clone(), limits, shutdown.clone()));
+        tasks.spawn(serve(grpc, outrigger_gateway::grpc_router(gateway), tls.clone(), limits, shutdown.clone()));
     }
 
     if let (Some(admin_token), Some(listener)) = (admin_token, control_listener) {
@@ -526,12 +468,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             max_body_bytes: config.control_api_max_body_bytes,
             changes,
         };
-        tasks.spawn(serve(
-            listener,
-            outrigger_control_api::router(store.clone(), options),
-            tls.clone(),
-            shutdown.clone(),
-        ));
+        let router = outrigger_control_api::router(store.clone(), options);
+        tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));
     }
 
     let field = |name: &str| ready.iter().find(|(role, _)| *role == name).map(|(_, addr)| addr.to_string());

@@ -11,7 +11,8 @@ use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use axum::Router;
 use dapr::dapr::proto::common::v1::http_extension::Verb;
-use dapr::dapr::proto::common::v1::{state_options::StateConcurrency, InvokeResponse, StateItem, StateOptions};
+use dapr::dapr::proto::common::v1::state_options::{StateConcurrency, StateConsistency};
+use dapr::dapr::proto::common::v1::{InvokeResponse, StateItem, StateOptions};
 use dapr::dapr::proto::runtime::v1 as pb;
 use outrigger_bus::{
     Call, Concurrency, DeleteItem, Metadata, PublishEntry, Reply, SaveItem, SubscriptionKind, Tenant, TraceContext,
@@ -102,7 +103,7 @@ fn subscribe_topic_events() -> MethodRouter<Gateway> {
                     Ok(tonic::Response::new(guard.hand_over(opened)))
                 }
             });
-        let codec = tonic_prost::ProstCodec::<
+        let codec = crate::grpc_codec::Codec::<
             pb::SubscribeTopicEventsResponseAlpha1,
             pb::SubscribeTopicEventsRequestAlpha1,
         >::default();
@@ -141,7 +142,7 @@ where
                     .map_err(|err| err.to_status())
             }
         });
-        let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Resp, Req>::default())
+        let mut grpc = tonic::server::Grpc::new(crate::grpc_codec::Codec::<Resp, Req>::default())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
         let response: Response<tonic::body::Body> = grpc.unary(service, request).instrument(span).await;
@@ -202,11 +203,31 @@ fn metadata(map: HashMap<String, String>) -> Metadata {
     map.into_iter().collect()
 }
 
-fn concurrency(options: Option<&StateOptions>) -> Concurrency {
-    match options.map(StateOptions::concurrency) {
-        Some(StateConcurrency::ConcurrencyFirstWrite) => Concurrency::FirstWrite,
-        _ => Concurrency::LastWrite,
+/// The concurrency a write asks for. Values outside the enums are refused rather than read as the default
+/// (prost's accessor would make a mistyped first-write a silent last-write).
+fn concurrency(options: Option<&StateOptions>) -> Result<Concurrency, DaprError> {
+    let Some(options) = options else { return Ok(Concurrency::LastWrite) };
+    consistency(options.consistency)?;
+    match StateConcurrency::try_from(options.concurrency) {
+        Ok(StateConcurrency::ConcurrencyFirstWrite) => Ok(Concurrency::FirstWrite),
+        Ok(StateConcurrency::ConcurrencyLastWrite | StateConcurrency::ConcurrencyUnspecified) => {
+            Ok(Concurrency::LastWrite)
+        }
+        Err(_) => Err(DaprError::malformed(format!(
+            "concurrency {} is not a StateConcurrency: use CONCURRENCY_FIRST_WRITE or CONCURRENCY_LAST_WRITE",
+            options.concurrency
+        ))),
     }
+}
+
+/// Checks a requested consistency. It is not passed on (the bus carries none), but a value outside the enum is
+/// still a malformed request.
+fn consistency(value: i32) -> Result<(), DaprError> {
+    StateConsistency::try_from(value).map(drop).map_err(|_| {
+        DaprError::malformed(format!(
+            "consistency {value} is not a StateConsistency: use CONSISTENCY_EVENTUAL or CONSISTENCY_STRONG"
+        ))
+    })
 }
 
 fn save_item(item: StateItem) -> Result<SaveItem, DaprError> {
@@ -214,7 +235,7 @@ fn save_item(item: StateItem) -> Result<SaveItem, DaprError> {
         return Err(DaprError::malformed("a state item has no key"));
     }
     Ok(SaveItem {
-        concurrency: concurrency(item.options.as_ref()),
+        concurrency: concurrency(item.options.as_ref())?,
         key: item.key,
         value: item.value,
         etag: item.etag.map(|etag| etag.value),
@@ -227,7 +248,7 @@ fn delete_item(item: StateItem) -> Result<DeleteItem, DaprError> {
         return Err(DaprError::malformed("a state item has no key"));
     }
     Ok(DeleteItem {
-        concurrency: concurrency(item.options.as_ref()),
+        concurrency: concurrency(item.options.as_ref())?,
         key: item.key,
         etag: item.etag.map(|etag| etag.value),
         metadata: metadata(item.metadata),
@@ -247,6 +268,7 @@ async fn get_state(
     Caller { tenant, .. }: Caller,
     request: pb::GetStateRequest,
 ) -> Result<pb::GetStateResponse, DaprError> {
+    consistency(request.consistency)?;
     let call = Call::GetState { store: request.store_name, key: request.key, metadata: metadata(request.metadata) };
     match gateway.call(tenant, call).await? {
         // A missing key is an empty answer, not an error.

@@ -196,6 +196,14 @@ fn concurrency(text: Option<&str>) -> Result<Concurrency, DaprError> {
     }
 }
 
+/// A header a call acts on, as text. A value that is not visible ASCII is the caller's error, never an absent
+/// header: an unreadable `If-Match` taken as none would make a conditional delete unconditional.
+fn header_text(headers: &HeaderMap, name: HeaderName, label: &str) -> Result<Option<String>, DaprError> {
+    let Some(value) = headers.get(name) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| DaprError::malformed(format!("the {label} header is not visible ASCII")))?;
+    Ok(Some(text.to_owned()))
+}
+
 /// Response metadata goes back as `metadata.<k>` headers.
 fn metadata_headers(headers: &mut HeaderMap, metadata: &Metadata) {
     for (name, value) in metadata {
@@ -301,7 +309,7 @@ async fn delete_state(
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Result<StatusCode, DaprError> {
-    let etag = headers.get(IF_MATCH).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let etag = header_text(&headers, IF_MATCH, "If-Match")?;
     let item = DeleteItem {
         key,
         etag,
@@ -514,7 +522,7 @@ async fn publish(
     headers: HeaderMap,
     Body(body): Body,
 ) -> Result<StatusCode, DaprError> {
-    let content_type = headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let content_type = header_text(&headers, CONTENT_TYPE, "Content-Type")?;
     let entry =
         PublishEntry { entry_id: String::new(), data: body.to_vec(), content_type, metadata: query_metadata(&params) };
     let call = Call::Publish { pubsub, topic, entries: vec![entry], trace: trace_context(&headers) };

@@ -10,6 +10,7 @@ mod auth;
 mod dapr_error;
 pub mod extended_metadata;
 mod grpc_api;
+mod grpc_codec;
 mod http_api;
 mod invoke;
 mod path;

@@ -10,6 +10,7 @@ mod invoke;
 mod lifecycle;
 mod manifests;
 mod projects;
+mod security;
 mod security_boundary;
 mod tls;
 mod workflows;

@@ -244,7 +244,7 @@ fn get_work_items() -> MethodRouter<Gateway> {
                 Ok::<_, tonic::Status>(tonic::Response::new(items))
             }
         });
-        let codec = tonic_prost::ProstCodec::<pb::WorkItem, pb::GetWorkItemsRequest>::default();
+        let codec = crate::grpc_codec::Codec::<pb::WorkItem, pb::GetWorkItemsRequest>::default();
         let response: Response<tonic::body::Body> =
             tonic::server::Grpc::new(codec).server_streaming(service, request).instrument(span).await;
         response.map(axum::body::Body::new)

@@ -12,6 +12,7 @@ mod outage;
 mod probes;
 mod pubsub;
 mod secrets;
+mod security;
 mod security_egress;
 mod security_streams;
 mod streaming;
