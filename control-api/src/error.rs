@@ -52,6 +52,15 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 405: the route exists, the method does not (the `Allow` header lists those that do).
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method: the Allow header lists the ones it takes",
+        )
+    }
+
     /// 409: the request conflicts with what exists.
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::CONFLICT, code, message)
@@ -98,6 +107,7 @@ impl From<outrigger_store::Error> for ApiError {
         match err {
             Store::NotFound { .. } => ApiError::not_found(err.to_string()),
             Store::AlreadyExists { .. } => ApiError::conflict("already_exists", err.to_string()),
+            Store::InvalidContinuation => ApiError::bad_request("invalid_continuation_token", err.to_string()),
             other => {
                 tracing::error!(error = %other, "control-plane store failed");
                 ApiError::internal()

@@ -10,6 +10,9 @@ mod auth;
 use auth::SecurityScheme as OperatorTokenScheme;
 mod error;
 mod extract;
+mod names;
+mod openapi;
+mod paging;
 mod routes;
 mod state;
 
@@ -79,9 +82,9 @@ fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router())
 }
 
-/// The OpenAPI document of the control API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+/// The OpenAPI document of the control API (OpenAPI 3.1, as JSON).
+pub fn openapi() -> serde_json::Value {
+    openapi::complete(api_router().split_for_parts().1)
 }
 
 /// The control API as an axum router (mount at `/`).
@@ -93,10 +96,11 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
         options: Arc::new(options),
     };
     let (api, document) = api_router().split_for_parts();
-    let document = Arc::new(document);
+    let document = Arc::new(openapi::complete(document));
     let api = api
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator))
         .fallback(|| async { ApiError::not_found("no such route: see GET /api/v1/openapi.json for the routes") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
         .layer(
             // One structured line per request: method, path, status and latency.

@@ -12,6 +12,9 @@ use serde_json::Value;
 /// Every control API route lives under this prefix of the base URL.
 const API_PREFIX: [&str; 2] = ["api", "v1"];
 
+/// Entries asked for per page when a command lists everything: the control API's largest page.
+const LIST_PAGE_SIZE: u32 = 1000;
+
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
@@ -68,6 +71,29 @@ impl ApiClient {
     pub async fn get_json(&self, segments: &[&str]) -> anyhow::Result<Value> {
         let response = self.send(self.request(Method::GET, self.url(segments))).await?;
         read_json(response).await
+    }
+
+    /// Every entry of a paginated listing, following continuation tokens to the last page, as one
+    /// `{"items": [...]}` answer.
+    pub async fn get_all_items(&self, segments: &[&str]) -> anyhow::Result<Value> {
+        let mut items = Vec::new();
+        let mut continuation: Option<String> = None;
+        loop {
+            let mut url = self.url(segments);
+            url.query_pairs_mut().append_pair("limit", &LIST_PAGE_SIZE.to_string());
+            if let Some(token) = &continuation {
+                url.query_pairs_mut().append_pair("continuationToken", token);
+            }
+            let mut page = read_json(self.send(self.request(Method::GET, url)).await?).await?;
+            match page["items"].take() {
+                Value::Array(entries) => items.extend(entries),
+                _ => bail!("the control API answered a listing without items"),
+            }
+            continuation = page["continuationToken"].as_str().map(str::to_owned);
+            if continuation.is_none() {
+                return Ok(serde_json::json!({ "items": items }));
+            }
+        }
     }
 
     /// GETs a route that can answer YAML, as text.

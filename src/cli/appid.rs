@@ -150,7 +150,7 @@ pub async fn run(api: &ApiClient, args: AppIdArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AppIdCommand::List { output } => {
-            let app_ids = api.get_json(&["projects", project, "appids"]).await?;
+            let app_ids = api.get_all_items(&["projects", project, "appids"]).await?;
             emit(output.output, &app_ids, |answer| Table::from_items(APP_ID_COLUMNS, answer, app_id_row))
         }
         AppIdCommand::Get { name, output } => {
@@ -186,7 +186,7 @@ pub async fn run(api: &ApiClient, args: AppIdArgs) -> anyhow::Result<()> {
             Ok(())
         }
         AppIdCommand::Tokens { name, output } => {
-            let tokens = api.get_json(&["projects", project, "appids", &name, "tokens"]).await?;
+            let tokens = api.get_all_items(&["projects", project, "appids", &name, "tokens"]).await?;
             emit(output.output, &tokens, |answer| Table::from_items(TOKEN_COLUMNS, answer, token_row))
         }
         AppIdCommand::RevokeToken { name, token_id } => {

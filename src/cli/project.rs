@@ -25,7 +25,7 @@ pub enum ProjectCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
-    /// List all projects
+    /// List all projects (every page of the listing)
     List {
         #[command(flatten)]
         output: OutputArgs,
@@ -67,7 +67,7 @@ pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()>
             Ok(())
         }
         ProjectCommand::List { output } => {
-            let projects = api.get_json(&["projects"]).await?;
+            let projects = api.get_all_items(&["projects"]).await?;
             emit(output.output, &projects, |answer| Table::from_items(PROJECT_COLUMNS, answer, project_row))
         }
         ProjectCommand::Get { name, output } => {

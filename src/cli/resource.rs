@@ -67,7 +67,7 @@ pub async fn run(api: &ApiClient, kind: &ResourceKind, args: ResourceArgs) -> an
     let project = args.project.name()?;
     match args.command {
         ResourceCommand::List { output } => {
-            let documents = api.get_json(&["projects", project, kind.route]).await?;
+            let documents = api.get_all_items(&["projects", project, kind.route]).await?;
             emit(output.output, &documents, |answer| {
                 Table::from_items(&kind.header(), answer, |document| kind.row(document))
             })

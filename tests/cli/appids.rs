@@ -111,3 +111,28 @@ fn appid_create_get_update_rotate_delete() {
     let listed = appid(&["list", "-o", "json"]).json();
     assert_eq!(listed["items"], Value::Array(Vec::new()), "{listed}");
 }
+
+/// The control API answers a page at a time (at most 1000 entries); `appid list` follows the continuation
+/// tokens and shows every App ID, and `export` still holds them all.
+#[test]
+fn appid_list_and_export_show_every_page() {
+    let (_data_dir, server) = start();
+    server.outrigger(["project", "create", "crowded"]).succeeds();
+    let names: Vec<String> = (0..1001).map(|n| format!("app{n:04}")).collect();
+    let documents: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!("apiVersion: outrigger.io/v1alpha1\nkind: AppIdentity\nmetadata:\n  name: {name}\nspec: {{}}\n")
+        })
+        .collect();
+    let file = tempfile::NamedTempFile::new().expect("creating a file");
+    std::fs::write(file.path(), documents.join("---\n")).expect("writing");
+    server.outrigger(["apply", "-p", "crowded", "-o", "json", "-f"]).arg(file.path()).succeeds();
+
+    let listed = server.outrigger(["appid", "list", "-p", "crowded", "-o", "json"]).json();
+    let listed: Vec<&str> =
+        listed["items"].as_array().expect("items").iter().map(|app| app["name"].as_str().unwrap()).collect();
+    assert_eq!(listed, names, "every App ID once, by name");
+    let exported = server.outrigger(["export", "-p", "crowded"]).succeeds();
+    assert_eq!(exported.matches("kind: AppIdentity").count(), 1001);
+}

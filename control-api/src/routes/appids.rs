@@ -3,7 +3,7 @@
 //! App IDs are validated by the same code as `AppIdentity` documents of apply: a request is turned into
 //! that document first.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -13,9 +13,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::{timestamp, Items};
+use super::timestamp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
+use crate::paging::{Page, PageQuery};
 use crate::state::{app_document, app_from_document, change_project, Change};
 use crate::AppState;
 
@@ -25,16 +26,20 @@ const DEFAULT_GRACE_SECONDS: u32 = 86_400;
 /// A new App ID.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "orders", "appEndpoint": "http://127.0.0.1:5001", "appHealthCheckPath": "/healthz"}))]
 pub(crate) struct CreateAppId {
     /// DNS label, unique in the project.
     name: String,
     /// Where the platform calls the app back (absolute http(s) URL).
     app_endpoint: Option<String>,
     /// Sent to the app as `dapr-api-token` on callbacks.
+    #[schema(min_length = 1)]
     app_token: Option<String>,
     /// `http` (default) or `grpc`.
+    #[schema(pattern = "^(http|grpc)$")]
     app_protocol: Option<String>,
     /// Path probed for app health, starting with `/`.
+    #[schema(pattern = "^/")]
     app_health_check_path: Option<String>,
     /// Name of a Configuration of the project.
     config: Option<String>,
@@ -53,13 +58,13 @@ pub(crate) struct UpdateAppId {
     #[schema(value_type = Option<String>)]
     app_endpoint: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1)]
     app_token: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^(http|grpc)$")]
     app_protocol: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^/")]
     app_health_check_path: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -143,7 +148,21 @@ pub(crate) struct TokenInfoOut {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct IssueToken {
     /// How long the App ID's existing tokens stay valid (default 86400).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(value_type = Option<u64>, maximum = 4294967295_u64)]
     grace_seconds: Option<u32>,
+}
+
+/// Reads a whole number written `86400` or `86400.0`: JSON (and JSON Schema's `integer`) does not tell them
+/// apart, and clients that hold numbers as doubles send the second.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    match Option::<f64>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(number) if number.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&number) => {
+            Ok(Some(number as u32))
+        }
+        Some(number) => Err(serde::de::Error::custom(format!("{number} is not a whole number from 0 to {}", u32::MAX))),
+    }
 }
 
 /// Validates an App ID given as an `AppIdentity` spec.
@@ -163,9 +182,7 @@ fn app_key(name: &str) -> (Kind, String) {
 #[utoipa::path(post, path = "/api/v1/projects/{project}/appids", tag = "appids", params(("project" = String, Path)),
     request_body = CreateAppId, responses(
     (status = 201, body = CreatedAppId),
-    (status = 400, body = ErrorBody),
-    (status = 404, body = ErrorBody),
-    (status = 409, body = ErrorBody),
+    (status = 409, description = "The name is taken", body = ErrorBody),
 ))]
 pub(crate) async fn create_app_id(
     State(state): State<AppState>,
@@ -198,26 +215,25 @@ pub(crate) async fn create_app_id(
     Ok((StatusCode::CREATED, Json(CreatedAppId { app: out, api_token: token.token, token_id: token.id })))
 }
 
-/// List the project's App IDs.
-#[utoipa::path(get, path = "/api/v1/projects/{project}/appids", tag = "appids", params(("project" = String, Path)), responses(
-    (status = 200, body = Items<AppIdOut>),
-    (status = 404, body = ErrorBody),
+/// List the project's App IDs, by name, a page at a time.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/appids", tag = "appids", params(("project" = String, Path), PageQuery), responses(
+    (status = 200, body = Page<AppIdOut>),
 ))]
 pub(crate) async fn list_app_ids(
     State(state): State<AppState>,
     Path(project): Path<String>,
-) -> ApiResult<Json<Items<AppIdOut>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<AppIdOut>>> {
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;
-    let apps = tx.list_app_ids(&project.id).await?;
-    Ok(Json(Items { items: apps.iter().map(AppIdOut::from).collect() }))
+    let apps = tx.page_app_ids(&project.id, &page.request()?).await?;
+    Ok(Json(Page::of(apps, |app| AppIdOut::from(&app))))
 }
 
 /// Get one App ID.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/appids/{app}", tag = "appids",
     params(("project" = String, Path), ("app" = String, Path)), responses(
     (status = 200, body = AppIdOut),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn get_app_id(
     State(state): State<AppState>,
@@ -232,8 +248,6 @@ pub(crate) async fn get_app_id(
 #[utoipa::path(patch, path = "/api/v1/projects/{project}/appids/{app}", tag = "appids",
     params(("project" = String, Path), ("app" = String, Path)), request_body = UpdateAppId, responses(
     (status = 200, body = AppIdOut),
-    (status = 400, body = ErrorBody),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn update_app_id(
     State(state): State<AppState>,
@@ -279,7 +293,6 @@ pub(crate) async fn update_app_id(
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/appids/{app}", tag = "appids",
     params(("project" = String, Path), ("app" = String, Path)), responses(
     (status = 204, description = "Deleted"),
-    (status = 404, body = ErrorBody),
     (status = 409, description = "Still named in a resource's scopes", body = ErrorBody),
 ))]
 pub(crate) async fn delete_app_id(
@@ -299,7 +312,6 @@ pub(crate) async fn delete_app_id(
 #[utoipa::path(post, path = "/api/v1/projects/{project}/appids/{app}/tokens", tag = "appids",
     params(("project" = String, Path), ("app" = String, Path)), request_body = IssueToken, responses(
     (status = 201, body = TokenOut),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn issue_token(
     State(state): State<AppState>,
@@ -314,35 +326,30 @@ pub(crate) async fn issue_token(
     Ok((StatusCode::CREATED, Json(TokenOut::from(token))))
 }
 
-/// List the App ID's valid tokens (never their secrets).
+/// List the App ID's valid tokens (never their secrets), oldest first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/appids/{app}/tokens", tag = "appids",
-    params(("project" = String, Path), ("app" = String, Path)), responses(
-    (status = 200, body = Items<TokenInfoOut>),
-    (status = 404, body = ErrorBody),
+    params(("project" = String, Path), ("app" = String, Path), PageQuery), responses(
+    (status = 200, body = Page<TokenInfoOut>),
 ))]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
     Path((project, app)): Path<(String, String)>,
-) -> ApiResult<Json<Items<TokenInfoOut>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<TokenInfoOut>>> {
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;
-    let tokens = tx.list_tokens(&project.id, &app).await?;
-    let items = tokens
-        .into_iter()
-        .map(|token| TokenInfoOut {
-            id: token.id,
-            created_at: timestamp(token.created_at),
-            expires_at: token.expires_at.map(timestamp),
-        })
-        .collect();
-    Ok(Json(Items { items }))
+    let tokens = tx.page_tokens(&project.id, &app, &page.request()?).await?;
+    Ok(Json(Page::of(tokens, |token| TokenInfoOut {
+        id: token.id,
+        created_at: timestamp(token.created_at),
+        expires_at: token.expires_at.map(timestamp),
+    })))
 }
 
 /// Revoke a token at once.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/appids/{app}/tokens/{token_id}", tag = "appids",
     params(("project" = String, Path), ("app" = String, Path), ("token_id" = String, Path)), responses(
     (status = 204, description = "Revoked"),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
@@ -352,6 +359,8 @@ pub(crate) async fn revoke_token(
     let project = tx.project(&project).await?;
     tx.revoke_token(&project.id, &app, &token_id).await?;
     tx.commit().await?;
+    // Announced so that gateways end the streams the token holds now rather than when their cache runs out.
+    state.options.changes.changed(project.id.as_str());
     tracing::info!(project = %project.name, app_id = %app, token_id = %token_id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }

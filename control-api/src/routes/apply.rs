@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::Json;
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::TextBody;
+use crate::extract::{Path, Query, TextBody};
 use crate::state::{app_document, app_from_document, change_project, Change, ProjectState, ResourceKey, ResourceRef};
 use crate::AppState;
 
@@ -82,11 +82,12 @@ fn prune(next: &mut ProjectState, named: &[ResourceKey]) {
 /// default; `prune=true` also deletes resources of the applied kinds that the input does not name.
 #[utoipa::path(post, path = "/api/v1/projects/{project}/apply", tag = "apply",
     params(("project" = String, Path), ApplyParams),
-    request_body(content = String, content_type = "application/yaml"),
+    // Optional: an empty body (or one of comments only) holds no documents, and applies nothing.
+    request_body(content = Option<String>, content_type = "application/yaml",
+        description = "A YAML stream of Dapr documents and AppIdentity documents, separated by `---`"),
     responses(
         (status = 200, body = ApplyOut),
         (status = 400, description = "A document is invalid; its index, kind and name are in details", body = ErrorBody),
-        (status = 404, body = ErrorBody),
         (status = 409, description = "Pruning would leave a reference dangling", body = ErrorBody)))]
 pub(crate) async fn apply(
     State(state): State<AppState>,
@@ -153,7 +154,9 @@ pub(crate) async fn apply(
 /// App IDs come out as `AppIdentity` documents (daprd ignores kinds it does not know). Secret values are
 /// withheld: a `secretKeyRef` stays a reference, an inline secret value is left out and a comment says so.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/export", tag = "apply", params(("project" = String, Path)),
-    responses((status = 200, content_type = "application/yaml", body = String), (status = 404, body = ErrorBody)))]
+    responses(
+        // No schema: OpenAPI describes one document per body, and this is a stream of them.
+        (status = 200, description = "A YAML stream: one document per App ID and resource, separated by `---`", content_type = "application/yaml")))]
 pub(crate) async fn export(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.begin().await?;
     let project_state = ProjectState::load(&mut tx, &project).await?;

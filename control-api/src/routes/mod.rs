@@ -7,8 +7,6 @@ mod resources;
 mod workflows;
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,13 +30,6 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(workflows::suspend_instance))
         .routes(routes!(workflows::resume_instance))
         .routes(routes!(workflows::raise_event))
-}
-
-/// A list answer.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Items<T> {
-    /// The entries, by name.
-    pub items: Vec<T>,
 }
 
 /// Stored Unix milliseconds as an RFC 3339 time.

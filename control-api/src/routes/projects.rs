@@ -1,6 +1,6 @@
 //! `/api/v1/projects`
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -8,9 +8,10 @@ use outrigger_store::{NewProject, Project};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{timestamp, Items};
+use super::timestamp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
+use crate::paging::{Page, PageQuery};
 use crate::state::{managed_components, ManagedComponent};
 use crate::AppState;
 
@@ -24,6 +25,7 @@ fn enabled() -> bool {
 /// A new project.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "shop"}))]
 pub(crate) struct CreateProject {
     /// DNS label, unique across the installation.
     name: String,
@@ -69,7 +71,7 @@ impl ProjectOut {
 /// Create a project.
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject, responses(
     (status = 201, body = ProjectOut),
-    (status = 400, description = "Invalid name", body = ErrorBody),
+    (status = 400, description = "Invalid name or pool, or malformed JSON", body = ErrorBody),
     (status = 409, description = "Name taken", body = ErrorBody),
 ))]
 pub(crate) async fn create_project(
@@ -94,17 +96,19 @@ pub(crate) async fn create_project(
     Ok((StatusCode::CREATED, Json(ProjectOut::new(&state, &project))))
 }
 
-/// List projects.
-#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", responses((status = 200, body = Items<ProjectOut>)))]
-pub(crate) async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Items<ProjectOut>>> {
-    let projects = state.store.begin().await?.list_projects().await?;
-    Ok(Json(Items { items: projects.iter().map(|project| ProjectOut::new(&state, project)).collect() }))
+/// List projects, by name, a page at a time.
+#[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(PageQuery), responses((status = 200, body = Page<ProjectOut>)))]
+pub(crate) async fn list_projects(
+    State(state): State<AppState>,
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<ProjectOut>>> {
+    let projects = state.store.begin().await?.page_projects(&page.request()?).await?;
+    Ok(Json(Page::of(projects, |project| ProjectOut::new(&state, &project))))
 }
 
 /// Get one project.
 #[utoipa::path(get, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)), responses(
     (status = 200, body = ProjectOut),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn get_project(
     State(state): State<AppState>,
@@ -117,7 +121,6 @@ pub(crate) async fn get_project(
 /// Delete a project and everything under it.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)), responses(
     (status = 204, description = "Deleted"),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn delete_project(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
     let mut tx = state.store.begin().await?;

@@ -1,15 +1,15 @@
 //! `/api/v1/projects/{project}/{kind}`: the Dapr documents of a project, one route set for all five kinds.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use outrigger_resources::{parse_document, render_yaml, Document, Kind};
 
-use super::Items;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::DocumentBody;
+use crate::extract::{DocumentBody, Path, Query};
+use crate::paging::{Page, PageQuery};
 use crate::state::{change_project, Change, ProjectState};
 use crate::AppState;
 
@@ -36,27 +36,27 @@ fn document_response(headers: &HeaderMap, status: StatusCode, document: &Documen
     }
 }
 
-/// List a project's documents of one kind. Secret values are withheld.
+/// List a project's documents of one kind, by name, a page at a time. Secret values are withheld.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/{kind}", tag = "resources",
-    params(("project" = String, Path), ("kind" = String, Path, description = "components, subscriptions, resiliencies, configurations or httpendpoints")),
-    responses((status = 200, body = Items<Document>), (status = 404, body = ErrorBody)))]
+    params(("project" = String, Path), ("kind" = String, Path, description = "components, subscriptions, resiliencies, configurations or httpendpoints"), PageQuery),
+    responses((status = 200, body = Page<Document>)))]
 pub(crate) async fn list_resources(
     State(state): State<AppState>,
     Path((project, collection)): Path<(String, String)>,
-) -> ApiResult<Json<Items<Document>>> {
+    Query(page): Query<PageQuery>,
+) -> ApiResult<Json<Page<Document>>> {
     let kind = dapr_kind(&collection)?;
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;
-    let stored = tx.list_resources(&project.id, kind).await?;
-    Ok(Json(Items { items: stored.iter().map(|resource| resource.document.for_export()).collect() }))
+    let stored = tx.page_resources(&project.id, kind, &page.request()?).await?;
+    Ok(Json(Page::of(stored, |resource| resource.document.for_export())))
 }
 
 /// Get one document (YAML with `Accept: application/yaml`). Secret values are withheld.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/{kind}/{name}", tag = "resources",
     params(("project" = String, Path), ("kind" = String, Path), ("name" = String, Path)),
     responses(
-        (status = 200, content((Document = "application/json"), (String = "application/yaml"))),
-        (status = 404, body = ErrorBody)))]
+        (status = 200, content((Document = "application/json"), (Document = "application/yaml")))))]
 pub(crate) async fn get_resource(
     State(state): State<AppState>,
     Path((project, collection, name)): Path<(String, String, String)>,
@@ -75,12 +75,15 @@ pub(crate) async fn get_resource(
 /// Create or replace a document. The body is the Dapr document, JSON or YAML (`Content-Type: application/yaml`).
 #[utoipa::path(put, path = "/api/v1/projects/{project}/{kind}/{name}", tag = "resources",
     params(("project" = String, Path), ("kind" = String, Path), ("name" = String, Path)),
-    request_body(content((Document = "application/json"), (String = "application/yaml"))),
+    request_body(content(
+        (Document = "application/json", example = json!({
+            "apiVersion": "dapr.io/v1alpha1", "kind": "Component", "metadata": {"name": "statestore"},
+            "spec": {"type": "state.in-memory", "version": "v1"}})),
+        (Document = "application/yaml"))),
     responses(
         (status = 200, description = "Replaced", body = Document),
         (status = 201, description = "Created", body = Document),
-        (status = 400, description = "Invalid document", body = ErrorBody),
-        (status = 404, body = ErrorBody),
+        (status = 400, description = "Invalid document, or a name no resource can have", body = ErrorBody),
         (status = 409, description = "Reserved name, or the change would leave a reference dangling", body = ErrorBody)))]
 pub(crate) async fn put_resource(
     State(state): State<AppState>,
@@ -130,7 +133,6 @@ pub(crate) async fn put_resource(
     params(("project" = String, Path), ("kind" = String, Path), ("name" = String, Path)),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, body = ErrorBody),
         (status = 409, description = "Still referenced", body = ErrorBody)))]
 pub(crate) async fn delete_resource(
     State(state): State<AppState>,

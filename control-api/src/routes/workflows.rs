@@ -2,7 +2,7 @@
 //! one instance with its history, and the operator's controls (terminate, suspend, resume, raise an event,
 //! purge). The engine is the one apps drive; these routes only read it and hand it the same events.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -15,11 +15,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::timestamp;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path, Query};
+use crate::paging::page_limit;
 use crate::AppState;
-
-/// Instances per page unless the request says otherwise.
-const DEFAULT_PAGE: u32 = 100;
 
 impl From<WorkflowError> for ApiError {
     fn from(err: WorkflowError) -> ApiError {
@@ -55,6 +53,7 @@ pub(crate) struct ListQuery {
     /// Only instances created before this time (RFC 3339).
     created_to: Option<DateTime<Utc>>,
     /// Instances per page (1-1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Where the page starts: the `continuationToken` of the previous page.
     continuation_token: Option<String>,
@@ -207,8 +206,6 @@ fn filter_of(query: &ListQuery) -> ApiResult<InstanceFilter> {
 #[utoipa::path(get, path = "/api/v1/projects/{project}/workflows", tag = "workflows",
     params(("project" = String, Path), ListQuery), responses(
     (status = 200, body = InstancePage),
-    (status = 400, body = ErrorBody),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn list_instances(
     State(state): State<AppState>,
@@ -217,8 +214,16 @@ pub(crate) async fn list_instances(
 ) -> ApiResult<Json<InstancePage>> {
     let project = project_id(&state, &project).await?;
     let filter = filter_of(&query)?;
-    let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-    let page = state.workflows.list(&project, &filter, limit, query.continuation_token.as_deref()).await?;
+    let limit = page_limit(query.limit)?;
+    let page =
+        state.workflows.list(&project, &filter, limit, query.continuation_token.as_deref()).await.map_err(|err| {
+            match err {
+                // The filter was checked above: what the engine still finds invalid is the token, answered as
+                // every listing answers it.
+                WorkflowError::Invalid(message) => ApiError::bad_request("invalid_continuation_token", message),
+                other => other.into(),
+            }
+        })?;
     Ok(Json(InstancePage {
         items: page.instances.into_iter().map(InstanceOut::from).collect(),
         continuation_token: page.continuation,
@@ -229,7 +234,6 @@ pub(crate) async fn list_instances(
 #[utoipa::path(get, path = "/api/v1/projects/{project}/workflows/{instance}", tag = "workflows",
     params(("project" = String, Path), ("instance" = String, Path)), responses(
     (status = 200, body = InstanceDetailOut),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn get_instance(
     State(state): State<AppState>,
@@ -254,7 +258,6 @@ pub(crate) async fn get_instance(
 #[utoipa::path(post, path = "/api/v1/projects/{project}/workflows/{instance}/terminate", tag = "workflows",
     params(("project" = String, Path), ("instance" = String, Path)), request_body = TerminateBody, responses(
     (status = 202, description = "Termination recorded; the instance ends at its next turn"),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn terminate_instance(
     State(state): State<AppState>,
@@ -271,7 +274,6 @@ pub(crate) async fn terminate_instance(
 #[utoipa::path(post, path = "/api/v1/projects/{project}/workflows/{instance}/suspend", tag = "workflows",
     params(("project" = String, Path), ("instance" = String, Path)), request_body = ReasonBody, responses(
     (status = 202, description = "Suspended"),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn suspend_instance(
     State(state): State<AppState>,
@@ -287,7 +289,6 @@ pub(crate) async fn suspend_instance(
 #[utoipa::path(post, path = "/api/v1/projects/{project}/workflows/{instance}/resume", tag = "workflows",
     params(("project" = String, Path), ("instance" = String, Path)), request_body = ReasonBody, responses(
     (status = 202, description = "Resumed"),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn resume_instance(
     State(state): State<AppState>,
@@ -313,7 +314,6 @@ pub(crate) struct RaiseEventBody {
     params(("project" = String, Path), ("instance" = String, Path), ("event" = String, Path)),
     request_body = RaiseEventBody, responses(
     (status = 202, description = "Delivered to the instance's inbox"),
-    (status = 404, body = ErrorBody),
 ))]
 pub(crate) async fn raise_event(
     State(state): State<AppState>,
@@ -330,7 +330,6 @@ pub(crate) async fn raise_event(
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/workflows/{instance}", tag = "workflows",
     params(("project" = String, Path), ("instance" = String, Path), PurgeQuery), responses(
     (status = 204, description = "Purged"),
-    (status = 404, body = ErrorBody),
     (status = 409, body = ErrorBody, description = "The instance has not finished; terminate it or pass force=true"),
 ))]
 pub(crate) async fn purge_instance(

@@ -9,6 +9,7 @@ mod isolation;
 mod openapi;
 mod projects;
 mod resources;
+mod security;
 mod security_input;
 mod tokens_at_rest;
 mod workflows;

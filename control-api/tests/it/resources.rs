@@ -112,9 +112,10 @@ async fn component_validation_happens_on_write(app: TestApp) {
     app.put_yaml("/api/v1/projects/demo/components/kvstore", &STATESTORE.replace("statestore", "kvstore"))
         .await
         .expect_error(StatusCode::CONFLICT, "reserved_name");
+    // A name no resource can have is refused with the path, before the document is read.
     app.put_yaml("/api/v1/projects/demo/components/Bad_Name", &STATESTORE.replace("statestore", "Bad_Name"))
         .await
-        .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_path");
     assert_eq!(app.get("/api/v1/projects/demo/components").await.json()["items"], json!([]));
 }
 

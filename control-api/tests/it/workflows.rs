@@ -126,7 +126,7 @@ async fn listing_filters_and_pages(app: TestApp) {
     app.get(&format!("{base}?status=SLEEPING")).await.expect_error(StatusCode::BAD_REQUEST, "invalid_status");
     app.get(&format!("{base}?continuationToken=not-ours"))
         .await
-        .expect_error(StatusCode::BAD_REQUEST, "invalid_request");
+        .expect_error(StatusCode::BAD_REQUEST, "invalid_continuation_token");
     app.get(&format!("{base}?createdFrom=yesterday")).await.expect(StatusCode::BAD_REQUEST);
     app.get("/api/v1/projects/nowhere/workflows").await.expect_error(StatusCode::NOT_FOUND, "not_found");
 }

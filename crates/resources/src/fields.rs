@@ -117,9 +117,18 @@ pub(crate) fn check_duration(text: &str, path: &str) -> Result<(), Invalid> {
     parse_go_duration(text).map(drop).map_err(|error| error.for_field(path))
 }
 
-/// Checks that `text`, found at `path`, is an absolute `http` or `https` URL with a host.
+/// Checks that `text`, found at `path`, is an absolute `http` or `https` URL with a host and without
+/// credentials: a `user:password@` would be stored and shown wherever the URL is (answers, exports, logs),
+/// so it is refused, and the answer does not repeat the URL.
 pub(crate) fn check_http_url(text: &str, path: &str) -> Result<(), Invalid> {
     let problem = match url::Url::parse(text) {
+        Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+            return Err(Invalid::at(
+                path,
+                "carries a user name or password ('user:password@'), which would be shown in clear wherever the \
+                 URL is; remove it and authenticate another way (an app token, or a secret header)",
+            ));
+        }
         Err(error) => Some(error.to_string()),
         Ok(url) if !matches!(url.scheme(), "http" | "https") => Some(format!("the scheme is '{}'", url.scheme())),
         Ok(url) if url.host().is_none() => Some("it has no host".to_owned()),
@@ -205,6 +214,12 @@ mod tests {
             let error = check_http_url(bad, "spec.baseUrl").unwrap_err();
             assert!(error.reason.contains(expected), "{bad}: {error}");
             assert_eq!(error.field.as_deref(), Some("spec.baseUrl"));
+        }
+        for credentials in ["https://user:s3cret@api.example.com", "http://user@127.0.0.1:80", "http://:s3cret@h"] {
+            let error = check_http_url(credentials, "spec.appEndpoint").unwrap_err();
+            assert!(error.reason.contains("user name or password"), "{credentials}: {error}");
+            assert!(!error.to_string().contains("s3cret"), "{error}");
+            assert_eq!(error.field.as_deref(), Some("spec.appEndpoint"));
         }
     }
 

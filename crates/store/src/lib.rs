@@ -7,6 +7,7 @@
 
 mod app_metadata;
 mod changes;
+mod paging;
 mod records;
 mod streams;
 mod tokens;
@@ -16,6 +17,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
+pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use records::{
     AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo, TokenOwner,
 };
@@ -39,6 +41,9 @@ pub enum Error {
     /// A stored document no longer parses; the database was edited by hand or by a newer version.
     #[error("stored {kind} '{name}' is corrupt: {reason}")]
     Corrupt { kind: String, name: String, reason: String },
+    /// A continuation token this listing did not give out (or from another listing).
+    #[error("the continuation token is not one this listing gave out; start again without it")]
+    InvalidContinuation,
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
@@ -216,14 +221,6 @@ impl Tx {
         .await
         .map_err(|err| taken_or_failed(err, "project", &new.name))?;
         Ok(project)
-    }
-
-    /// All projects, by name.
-    pub async fn list_projects(&mut self) -> Result<Vec<Project>> {
-        let rows = sqlx::query(&format!("SELECT {} FROM projects ORDER BY name", records::PROJECT_COLUMNS))
-            .fetch_all(&mut *self.tx)
-            .await?;
-        rows.iter().map(records::project_from_row).collect()
     }
 
     /// Looks a project up by name. This is the only way to obtain a [`ProjectId`].
@@ -429,15 +426,7 @@ impl Tx {
         .bind(now_millis())
         .fetch_all(&mut *self.tx)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TokenInfo {
-                    id: row.try_get("id")?,
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row.try_get("expires_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(records::token_from_row).collect()
     }
 
     /// Revokes one token at once.

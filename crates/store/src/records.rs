@@ -168,6 +168,14 @@ pub struct TokenInfo {
     pub expires_at: Option<i64>,
 }
 
+pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenInfo> {
+    Ok(TokenInfo {
+        id: row.try_get("id")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
 /// Whom an API token identifies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenOwner {
