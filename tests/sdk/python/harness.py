@@ -76,23 +76,13 @@ def clean_environment(extra: dict[str, str]) -> dict[str, str]:
 
 
 class OutputLog:
-    """Every line a deployment's processes wrote, in order, each tagged with its process and stream; and the
-    id of every project the control API logged as created, by name."""
+    """Every line a deployment's processes wrote, in order, each tagged with its process and stream."""
 
     def __init__(self, path: Path):
         self._lines: list[str] = []
         self._lock = threading.Lock()
         self._file = open(path, 'a', encoding='utf-8', errors='replace')
         self.path = path
-        self._project_ids: dict[str, str] = {}
-
-    def note_project(self, name: str, project_id: str) -> None:
-        with self._lock:
-            self._project_ids[name] = project_id
-
-    def project_id(self, name: str) -> Optional[str]:
-        with self._lock:
-            return self._project_ids.get(name)
 
     def append(self, line: str) -> None:
         with self._lock:
@@ -150,10 +140,6 @@ class Process:
                 fields = _json_fields(line)
                 if fields is not None and fields.get('message') == 'outrigger ready':
                     self._ready.put(fields)
-                elif fields is not None and fields.get('message') == 'project created':
-                    name, project_id = fields.get('project'), fields.get('project_id')
-                    if isinstance(name, str) and isinstance(project_id, str):
-                        self.log.note_project(name, project_id)
         stream.close()
         if look_for_ready:
             self._exited.set()
@@ -320,12 +306,9 @@ class Deployment:
     processes: list[Process] = field(default_factory=list)
     cleanups: list[Any] = field(default_factory=list)
 
-    def project_id(self, name: str, timeout: float = 10.0) -> str:
-        """The internal id of project `name`. The control API does not answer it (a project's JSON has no
-        id), so it is read from the control API's `project created` log line (fields `project`,
-        `project_id`), which the process's output thread may record just after the 201 was answered."""
-        return wait_until(lambda: self.log.project_id(name), timeout, interval=0.02,
-                          what=f'the "project created" log line of project {name!r}')
+    def project_id(self, name: str) -> str:
+        """The id of project `name`, as the control API answers it."""
+        return self.control.expect(200, 'GET', f'/projects/{name}')['id']
 
     def project_dir(self, name: str, create: bool = False) -> Path:
         """`<data dir>/projects/<project id>/`, where the worker confines project `name`'s component files:

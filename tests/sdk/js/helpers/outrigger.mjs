@@ -63,7 +63,6 @@ export async function startServer() {
   });
   const output = [];
   // Project name -> id, from the control API's "project created" log lines (its answers carry no id).
-  const projectIds = new Map();
   const exited = new Promise((resolveExit) => {
     child.on("exit", (code, signal) => resolveExit({ code, signal }));
   });
@@ -80,10 +79,6 @@ export async function startServer() {
       return;
     }
     if (record?.fields?.message === "outrigger ready") onReady(record.fields);
-    if (record?.fields?.message === "project created") {
-      const { project, project_id: projectId } = record.fields;
-      if (typeof project === "string" && typeof projectId === "string") projectIds.set(project, projectId);
-    }
   });
   createInterface({ input: child.stderr }).on("line", (line) => output.push(`[stderr] ${line}`));
 
@@ -109,7 +104,7 @@ export async function startServer() {
   }
   exitedEarly.catch(() => {}); // after readiness an exit is reported by stop()
 
-  return new Server({ child, exited, output, workDir, adminToken, fields, projectIds });
+  return new Server({ child, exited, output, workDir, adminToken, fields });
 }
 
 function address(fields, name) {
@@ -121,33 +116,21 @@ function address(fields, name) {
 }
 
 export class Server {
-  constructor({ child, exited, output, workDir, adminToken, fields, projectIds }) {
+  constructor({ child, exited, output, workDir, adminToken, fields }) {
     this.child = child;
     this.exited = exited;
     this.output = output;
     this.workDir = workDir; // also the server's OUTRIGGER_DATA_DIR
-    this.projectIds = projectIds;
     this.adminToken = adminToken;
     this.controlApi = address(fields, "control_api");
     this.daprHttp = address(fields, "dapr_http");
     this.daprGrpc = address(fields, "dapr_grpc");
   }
 
-  /**
-   * The internal id of project `name` (a name, or a project from `newProject`). The control API does not
-   * answer it, so it comes from the server's "project created" log line (fields `project`, `project_id`),
-   * which may be read just after the 201 arrived.
-   */
-  async projectId(name, timeoutMs = 10_000) {
+  /** The id of project `name` (a name, or a project from `newProject`), as the control API answers it. */
+  async projectId(name) {
     const projectName = typeof name === "string" ? name : name.name;
-    const deadline = Date.now() + timeoutMs;
-    while (!this.projectIds.has(projectName)) {
-      if (Date.now() > deadline) {
-        throw new Error(`no "project created" log line for project ${projectName} within ${timeoutMs} ms`);
-      }
-      await new Promise((resolveWait) => setTimeout(resolveWait, 20));
-    }
-    return this.projectIds.get(projectName);
+    return (await this.expect(200, "GET", `/projects/${projectName}`)).id;
   }
 
   /**
