@@ -297,6 +297,9 @@ impl From<DataError> for DaprError {
                 "ERR_STATE_STORE_NOT_SUPPORTED",
                 "DAPR_STATE_NOT_SUPPORTED",
             ),
+            DataError::Busy { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted, "ERR_TOO_MANY_REQUESTS", "DAPR_STATE_BUSY")
+            }
             DataError::StoreFailure { operation, .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Code::Internal,

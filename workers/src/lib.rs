@@ -10,5 +10,5 @@ pub mod secrets;
 pub mod state;
 
 pub use boundary::Boundary;
-pub use handler::{Limits, Worker};
+pub use handler::{Limits, QueryLimits, Worker};
 pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};

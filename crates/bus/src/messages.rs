@@ -352,6 +352,9 @@ pub enum DataError {
     /// The store cannot do what was asked (query, transactions).
     #[error("{message}")]
     NotSupported { message: String },
+    /// The caller already runs as many heavy operations (state queries) at once as it may.
+    #[error("{message}")]
+    Busy { message: String },
     /// The store failed (down, timed out, or its component could not start).
     #[error("{message}")]
     StoreFailure { operation: StateOperation, message: String },

@@ -14,6 +14,7 @@ mod pubsub;
 mod secrets;
 mod security;
 mod security_egress;
+mod security_query;
 mod security_streams;
 mod streaming;
 mod workflow_http;

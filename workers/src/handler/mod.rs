@@ -8,13 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use outrigger_bus::{
     BulkStateItem, Call, ComponentInfo, Concurrency, DataError, DeleteItem, Envelope, Handler, Metadata, MetadataInfo,
-    QueryItem, Reply, SaveItem, StateOperation, StateValue, SubscriptionInfo, SubscriptionKind, Tenant,
-    TransactionOperation,
+    Reply, SaveItem, StateOperation, StateValue, SubscriptionInfo, SubscriptionKind, Tenant, TransactionOperation,
 };
 
 mod publish;
+mod query;
 mod secrets;
 mod stream;
+
+pub use query::QueryLimits;
 
 use outrigger_outbound::resiliency::{self, Breaker, Breakers, Failure, Outcome, Policy};
 
@@ -44,12 +46,27 @@ pub struct Worker {
     limits: Limits,
     /// Circuit breakers of components' outbound policies.
     breakers: Breakers,
+    query_limits: QueryLimits,
+    /// Turns of each App ID's state queries.
+    queries: query::QueryGate,
 }
 
 impl Worker {
     /// A worker over `runtime`.
     pub fn new(runtime: Runtime, limits: Limits) -> Worker {
-        Worker { runtime, limits, breakers: Breakers::new() }
+        Worker {
+            runtime,
+            limits,
+            breakers: Breakers::new(),
+            query_limits: QueryLimits::default(),
+            queries: query::QueryGate::default(),
+        }
+    }
+
+    /// The same worker with other limits on state queries.
+    pub fn with_query_limits(mut self, query_limits: QueryLimits) -> Worker {
+        self.query_limits = query_limits;
+        self
     }
 
     /// The component runtime (to deliver change events to).
@@ -434,35 +451,7 @@ impl Worker {
             }
             Call::QueryState { store, query, metadata: _ } => {
                 let target = self.target(project, tenant, &store, StateOperation::Query)?;
-                if !target.store.features().query {
-                    return Err(DataError::NotSupported {
-                        message: format!("state store {store} doesn't support query"),
-                    });
-                }
-                let operation = StateOperation::Query;
-                let parsed = state::Query::parse(&query)
-                    .map_err(|err| bad_request(operation, format!("failed query in state store {store}: {err}")))?;
-                let prefix = target.prefix();
-                let items = target
-                    .run(
-                        operation,
-                        |store| format!("failed query in state store {store}"),
-                        || target.store.scan_prefix(&prefix),
-                    )
-                    .await?;
-                let items = items
-                    .into_iter()
-                    .map(|(key, item)| (key.strip_prefix(&prefix).unwrap_or(&key).to_owned(), item))
-                    .collect();
-                let page = parsed
-                    .run(items)
-                    .map_err(|err| bad_request(operation, format!("failed query in state store {store}: {err}")))?;
-                let results = page
-                    .results
-                    .into_iter()
-                    .map(|result| QueryItem { key: result.key, data: result.data, etag: result.etag })
-                    .collect();
-                Ok(Reply::Query { results, token: page.token })
+                self.query_state(&target, &query).await
             }
         }
     }

@@ -120,8 +120,4 @@ impl StateStore for MemoryStateStore {
     async fn transact(&self, operations: &[TransactionOperation]) -> Result<(), StateError> {
         write::transact(self, operations).await
     }
-
-    async fn scan_prefix(&self, _prefix: &str) -> Result<Vec<(String, StoredItem)>, StateError> {
-        Err(StateError::Unsupported("query"))
-    }
 }

@@ -6,10 +6,14 @@
 mod memory;
 // The message brokers (`crate::pubsub`) reuse the metadata reading, the connections and the deadlines.
 pub(crate) mod open;
+mod page;
 pub(crate) mod postgres;
 mod query;
 pub(crate) mod redis;
+mod redis_scan;
+mod scan;
 pub(crate) mod sql;
+mod sql_filter;
 pub(crate) mod sqlite;
 pub(crate) mod time;
 mod write;
@@ -17,8 +21,10 @@ mod write;
 pub use self::redis::{RedisOptions, RedisStateStore};
 pub use memory::MemoryStateStore;
 pub use open::{open, open_within, OpenError};
+pub use page::PageLimits;
 pub use postgres::{PostgresDialect, PostgresOptions, PostgresStateStore};
 pub use query::{Query, QueryError, QueryPage, QueryResult};
+pub use scan::{key_digest, BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
 pub use sql::{SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
 pub use sqlite::{SqliteDialect, SqliteOptions, SqliteStateStore};
 
@@ -153,7 +159,9 @@ pub trait StateStore: Send + Sync {
     /// Applies the operations in order, all or none.
     async fn transact(&self, operations: &[TransactionOperation]) -> Result<(), StateError>;
 
-    /// Every live item whose key starts with `prefix` (for the query API); stores without query answer
-    /// [`StateError::Unsupported`].
-    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>, StateError>;
+    /// One batch of the items whose keys start with `request.prefix`, for the query API ([`Query::run_on`]);
+    /// stores without query answer [`StateError::Unsupported`].
+    async fn scan(&self, _request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
+        Err(StateError::Unsupported("query"))
+    }
 }

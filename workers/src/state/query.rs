@@ -1,4 +1,5 @@
-//! Dapr's state query language (`POST /v1.0-alpha1/state/<store>/query`), evaluated over a store's items.
+//! Dapr's state query language (`POST /v1.0-alpha1/state/<store>/query`): parsing, and what one item's
+//! value makes of a filter and a sort. Running a query over a store, page by page, is [`super::page`]'s.
 //!
 //! A query is `{"filter": {...}, "sort": [{"key": "...", "order": "ASC"|"DESC"}], "page": {"limit": n,
 //! "token": "..."}}`, every part optional. Keys name fields of the JSON value with dots for nesting
@@ -9,13 +10,12 @@
 //! Where daprd's SQL stores compare the text of a field, this evaluates JSON values: `EQ {"id": 3}`
 //! matches the number 3 (and 3.0), not the string "3"; `GT` and the other orderings take a number, as Dapr
 //! requires, and match numeric fields only. A field that is missing never matches, not even `NEQ`, as in
-//! SQL. Values that are not JSON never match anything.
+//! SQL. Values that are not JSON never match anything. Stores may narrow the candidates first (see
+//! [`super::sql_filter`]), but this evaluation has the last word on every item.
 
 use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
-
-use super::StoredItem;
 
 /// A parsed query, ready to run over any number of items.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,13 +40,19 @@ pub enum QueryError {
         /// What is wrong there.
         problem: String,
     },
-    /// `page.token` is not one a previous page of this store returned.
-    #[error("page.token '{0}' is not a token a query returned; send the token of the previous page or none")]
+    /// `page.token` is not one a previous page of this query returned (the token, cut short).
+    #[error(
+        "page.token '{0}' is not a token this query returned; send the token of the previous page of the same \
+         query, or none"
+    )]
     UnknownToken(String),
+    /// The query needs more work than one request may do.
+    #[error("{0}")]
+    TooMuchWork(String),
 }
 
 /// One page of results.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct QueryPage {
     /// The matching items of this page, in order.
     pub results: Vec<QueryResult>,
@@ -65,8 +71,9 @@ pub struct QueryResult {
     pub etag: String,
 }
 
+/// A parsed filter; stores that can narrow candidates themselves read it (see [`super::sql_filter`]).
 #[derive(Clone, Debug, PartialEq)]
-enum Filter {
+pub(crate) enum Filter {
     Compare { path: Vec<String>, comparison: Comparison, operand: Value },
     In { path: Vec<String>, operands: Vec<Value> },
     And(Vec<Filter>),
@@ -74,7 +81,7 @@ enum Filter {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Comparison {
+pub(crate) enum Comparison {
     Eq,
     Neq,
     Gt,
@@ -84,9 +91,9 @@ enum Comparison {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct SortKey {
-    path: Vec<String>,
-    descending: bool,
+pub(crate) struct SortKey {
+    pub(crate) path: Vec<String>,
+    pub(crate) descending: bool,
 }
 
 fn invalid(at: &str, problem: impl Into<String>) -> QueryError {
@@ -156,7 +163,7 @@ impl Filter {
         Ok(Filter::Compare { path: parse_path(key, &at)?, comparison, operand: operand.clone() })
     }
 
-    fn matches(&self, document: &Value) -> bool {
+    pub(crate) fn matches(&self, document: &Value) -> bool {
         match self {
             Filter::Compare { path, comparison, operand } => {
                 field(document, path).is_some_and(|value| comparison.holds(value, operand))
@@ -186,7 +193,7 @@ impl Comparison {
 }
 
 /// The field at `path`, descending through objects.
-fn field<'v>(document: &'v Value, path: &[String]) -> Option<&'v Value> {
+pub(crate) fn field<'v>(document: &'v Value, path: &[String]) -> Option<&'v Value> {
     path.iter().try_fold(document, |node, name| node.as_object()?.get(name))
 }
 
@@ -200,7 +207,7 @@ fn same_value(a: &Value, b: &Value) -> bool {
 
 /// Sort order of fields: null, booleans, numbers, strings, arrays, objects, then missing fields, so that
 /// missing fields come last in ascending order and first in descending order, as SQL's NULLs do.
-fn compare_fields(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+pub(crate) fn compare_fields(a: Option<&Value>, b: Option<&Value>) -> Ordering {
     fn rank(value: Option<&Value>) -> u8 {
         match value {
             Some(Value::Null) => 0,
@@ -250,8 +257,8 @@ fn parse_page(value: &Value, query: &mut Query) -> Result<(), QueryError> {
                 let limit = value
                     .as_u64()
                     .ok_or_else(|| invalid("page.limit", format!("must be a non-negative integer, found {value}")))?;
-                // Dapr reads a limit of 0 as "no limit".
-                query.limit = usize::try_from(limit).ok().filter(|limit| *limit > 0);
+                // Dapr reads a limit of 0 as "no limit"; here that is the default page (see `super::page`).
+                query.limit = Some(usize::try_from(limit).unwrap_or(usize::MAX)).filter(|limit| *limit > 0);
             }
             "token" => match value {
                 Value::String(token) if token.is_empty() => query.token = None,
@@ -292,45 +299,29 @@ impl Query {
         Ok(query)
     }
 
-    /// Filters, sorts and pages `items` (keys as the app knows them). Without a sort, items come in key
-    /// order; equal sort keys fall back to key order too, so pages never overlap.
-    pub fn run(&self, items: Vec<(String, StoredItem)>) -> Result<QueryPage, QueryError> {
-        // The token is the number of results earlier pages returned.
-        let offset = match &self.token {
-            None => 0,
-            Some(token) => token.parse::<usize>().map_err(|_| QueryError::UnknownToken(token.clone()))?,
-        };
-        let mut hits: Vec<(String, StoredItem, Value)> = items
-            .into_iter()
-            .filter_map(|(key, item)| {
-                let document: Value = serde_json::from_slice(&item.value).ok()?;
-                let selected = self.filter.as_ref().is_none_or(|filter| filter.matches(&document));
-                selected.then_some((key, item, document))
-            })
-            .collect();
-        hits.sort_by(|(a_key, _, a), (b_key, _, b)| {
-            self.sort
-                .iter()
-                .map(|sort| {
-                    let order = compare_fields(field(a, &sort.path), field(b, &sort.path));
-                    if sort.descending {
-                        order.reverse()
-                    } else {
-                        order
-                    }
-                })
-                .find(|order| order.is_ne())
-                .unwrap_or_else(|| a_key.cmp(b_key))
-        });
-        let total = hits.len();
-        let end = self.limit.map_or(total, |limit| offset.saturating_add(limit).min(total));
-        let results = hits
-            .into_iter()
-            .skip(offset)
-            .take(end.saturating_sub(offset))
-            .map(|(key, item, _)| QueryResult { key, data: item.value, etag: item.etag })
-            .collect();
-        let token = (end < total).then(|| end.to_string());
-        Ok(QueryPage { results, token })
+    /// The filter, if any.
+    pub(crate) fn filter(&self) -> Option<&Filter> {
+        self.filter.as_ref()
+    }
+
+    /// The sort keys, in order of precedence.
+    pub(crate) fn sort(&self) -> &[SortKey] {
+        &self.sort
+    }
+
+    /// `page.limit`; `None` when absent or 0.
+    pub(crate) fn limit(&self) -> Option<usize> {
+        self.limit
+    }
+
+    /// `page.token`; `None` when absent or empty.
+    pub(crate) fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Whether a stored value is JSON that the filter selects; answers the parsed document when it is.
+    pub(crate) fn select(&self, value: &[u8]) -> Option<Value> {
+        let document: Value = serde_json::from_slice(value).ok()?;
+        self.filter.as_ref().is_none_or(|filter| filter.matches(&document)).then_some(document)
     }
 }

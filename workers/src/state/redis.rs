@@ -1,5 +1,6 @@
 //! `state.redis`: each key a Redis hash with the fields `data` (the value) and `version` (the ETag), as
-//! daprd's Redis state store keeps them, so either can read what the other wrote.
+//! daprd's Redis state store keeps them, so either can read what the other wrote. Queries scan the caller's
+//! keys with `SCAN` ([`super::redis_scan`]).
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Script};
 use crate::boundary::Boundary;
 
 use super::open::OpenError;
+use super::scan::{ScanBatch, ScanRequest};
 use super::time::{now_ms, ttl_ms, within_deadline, CONNECT_TIMEOUT};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
@@ -85,7 +87,7 @@ impl RedisOptions {
 
 /// Dapr's Redis state store. ETags are the hash's `version` counter.
 pub struct RedisStateStore {
-    connection: ConnectionManager,
+    pub(super) connection: ConnectionManager,
     apply_writes: Script,
 }
 
@@ -217,7 +219,7 @@ impl ApplyWrites for RedisStateStore {
 #[async_trait]
 impl StateStore for RedisStateStore {
     fn features(&self) -> Features {
-        Features { transactional: true, etag: true, ttl: true, query: false }
+        Features { transactional: true, etag: true, ttl: true, query: true }
     }
 
     async fn ping(&self) -> Result<(), StateError> {
@@ -273,7 +275,7 @@ impl StateStore for RedisStateStore {
         write::transact(self, operations).await
     }
 
-    async fn scan_prefix(&self, _prefix: &str) -> Result<Vec<(String, StoredItem)>, StateError> {
-        Err(StateError::Unsupported("query"))
+    async fn scan(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
+        self.scan_batch(request).await
     }
 }

@@ -6,6 +6,10 @@
 //! WHERE etag = ?`, an `INSERT ... ON CONFLICT DO UPDATE ... WHERE <stored item expired>`); "no row
 //! changed" is the refusal. That keeps each check and its write atomic on PostgreSQL's concurrent
 //! connections without row locks, and lets a transaction be one database transaction of such statements.
+//!
+//! A query scan ([`super::scan`]) reads one key range (the caller's prefix) in key order, a bounded batch per
+//! statement, so the single SQLite connection is free again between batches; the statement evaluates the
+//! query's filter itself ([`super::sql_filter`]) and sends back only the values that may match.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -16,6 +20,8 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::open::OpenError;
+use super::scan::{BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
+use super::sql_filter::{self, Bind, JsonDialect};
 use super::time::{expiry, now_ms, within_deadline, SweepSchedule, OPERATION_DEADLINE};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
@@ -32,8 +38,24 @@ pub trait SqlDialect: Send + Sync + 'static {
     /// The Dapr component type served with this engine.
     const COMPONENT_TYPE: &'static str;
 
+    /// The JSON functions the query pre-filter is written with.
+    const JSON: JsonDialect;
+
+    /// `key` compared byte by byte (code point order), as query pages are ordered on every engine.
+    const KEY_BYTEWISE: &'static str;
+
     /// `CREATE TABLE IF NOT EXISTS` for a state table named `table`.
     fn create_table(table: &str) -> String;
+
+    /// Further `CREATE ... IF NOT EXISTS` statements the table needs (indexes), one per statement.
+    fn create_indexes(_table: &str) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// The query-scan statement: the rows of `inner` (a subquery named `s` with the columns `key`, `value`,
+    /// `etag`, `expires_at`, `size` and `live`), each with its value only when `candidate` (SQL over the
+    /// row's `value`) holds.
+    fn scan_statement(inner: &str, candidate: Option<&str>) -> String;
 }
 
 /// A Dapr state store over a SQL table; see [`super::SqliteStateStore`] and [`super::PostgresStateStore`].
@@ -49,8 +71,11 @@ pub struct SqlStateStore<D: SqlDialect> {
 /// that binding can add the precondition's parameters at the end.
 struct Statements {
     create_table: String,
+    create_indexes: Vec<String>,
     get: String,
-    scan_prefix: String,
+    /// The inner part of a query scan (see [`SqlDialect::scan_statement`]), with and without an upper bound.
+    scan_bounded: String,
+    scan_unbounded: String,
     upsert: String,
     insert_if_absent: String,
     update_if_etag: String,
@@ -66,16 +91,24 @@ impl Statements {
             "INSERT INTO {table} AS stored (key, value, etag, expires_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, etag = excluded.etag, expires_at = excluded.expires_at"
         );
+        // A key range rather than LIKE or substr: the primary key's index serves it, so a query reads only the
+        // caller's own rows however many other projects share the table. $1 now, $2 the key to continue after,
+        // $3 the prefix, $4 the batch size, $5 the end of the prefix's range when there is one.
+        let key = D::KEY_BYTEWISE;
+        let scan = |upper: &str| {
+            format!(
+                "SELECT key, value, etag, expires_at, {size} AS size, {} AS live FROM {table} \
+                 WHERE {key} > $2 AND {key} >= $3{upper} ORDER BY {key} LIMIT $4",
+                live("$1"),
+                size = if D::JSON == JsonDialect::Postgres { "octet_length(value)::bigint" } else { "length(value)" },
+            )
+        };
         Statements {
             create_table: D::create_table(table),
+            create_indexes: D::create_indexes(table),
             get: format!("SELECT value, etag, expires_at FROM {table} WHERE key = $1 AND {}", live("$2")),
-            // substr rather than LIKE: LIKE would read '%' and '_' in keys as wildcards, and SQLite's LIKE
-            // ignores case.
-            scan_prefix: format!(
-                "SELECT key, value, etag, expires_at FROM {table} WHERE substr(key, 1, length($1)) = $1 AND {} \
-                 ORDER BY key",
-                live("$2")
-            ),
+            scan_bounded: scan(&format!(" AND {key} < $5")),
+            scan_unbounded: scan(""),
             insert_if_absent: format!("{upsert} WHERE stored.expires_at IS NOT NULL AND stored.expires_at <= $5"),
             upsert,
             update_if_etag: format!(
@@ -157,6 +190,9 @@ impl<D: SqlDialect> SqlStateStore<D> {
         self.table_created
             .get_or_try_init(|| async {
                 sqlx::query(&self.statements.create_table).execute(&self.pool).await.map_err(backend_error::<D>)?;
+                for index in &self.statements.create_indexes {
+                    sqlx::query(index).execute(&self.pool).await.map_err(backend_error::<D>)?;
+                }
                 Ok(())
             })
             .await
@@ -299,19 +335,99 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
         write::transact(self, operations).await
     }
 
-    async fn scan_prefix(&self, prefix: &str) -> Result<Vec<(String, StoredItem)>, StateError> {
+    async fn scan(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
+        if let Position::Cursor { .. } = request.after {
+            return Err(StateError::InvalidRequest(NOT_OUR_TOKEN.to_owned()));
+        }
         within_deadline(D::COMPONENT_TYPE, async {
             self.ensure_table().await?;
-            let rows = sqlx::query(&self.statements.scan_prefix)
-                .bind(prefix)
-                .bind(now_ms())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(backend_error::<D>)?;
-            rows.iter()
-                .map(|row| Ok((row.try_get("key").map_err(backend_error::<D>)?, stored_item::<D>(row)?)))
-                .collect()
+            let upper = prefix_end(request.prefix);
+            let first_filter_parameter = if upper.is_some() { 6 } else { 5 };
+            let prefilter =
+                request.query.filter().and_then(|filter| sql_filter::compile(D::JSON, filter, first_filter_parameter));
+            let rows = match self.scan_rows(request, upper.as_deref(), prefilter.as_ref()).await {
+                // PostgreSQL cannot test a value for JSON before converting it: a value that is not JSON
+                // fails the pre-filtered statement, so that batch is read without it.
+                Err(sqlx::Error::Database(err)) if prefilter.is_some() && is_data_exception(err.code().as_deref()) => {
+                    self.scan_rows(request, upper.as_deref(), None).await
+                }
+                other => other,
+            }
+            .map_err(backend_error::<D>)?;
+            let rows = rows
+                .iter()
+                .map(|row| {
+                    let value: Option<Vec<u8>> = row.try_get("value").map_err(backend_error::<D>)?;
+                    let etag: String = row.try_get("etag").map_err(backend_error::<D>)?;
+                    let size: i64 = row.try_get("size").map_err(backend_error::<D>)?;
+                    let expires_at: Option<i64> = row.try_get("expires_at").map_err(backend_error::<D>)?;
+                    Ok(ScanRow {
+                        key: row.try_get("key").map_err(backend_error::<D>)?,
+                        item: value.map(|value| StoredItem { value, etag, expires_at }),
+                        size: u64::try_from(size).unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<Vec<_>, StateError>>()?;
+            // A short batch is the end of the range.
+            let next = (rows.len() >= request.max_rows)
+                .then(|| rows.last().map(|row| Position::After(row.key.clone())))
+                .flatten();
+            let examined = rows.len() as u64;
+            Ok(ScanBatch { rows, next, order: BatchOrder::Keys, examined })
         })
         .await
     }
+}
+
+impl<D: SqlDialect> SqlStateStore<D> {
+    /// Runs one batch of a query scan.
+    async fn scan_rows(
+        &self,
+        request: &ScanRequest<'_>,
+        upper: Option<&str>,
+        prefilter: Option<&sql_filter::Prefilter>,
+    ) -> Result<Vec<sqlx::any::AnyRow>, sqlx::Error> {
+        let inner = if upper.is_some() { &self.statements.scan_bounded } else { &self.statements.scan_unbounded };
+        let statement = D::scan_statement(inner, prefilter.map(|prefilter| prefilter.sql.as_str()));
+        let after = match request.after {
+            Position::After(key) => key.as_str(),
+            // Refused by `scan` before it gets here.
+            Position::Start | Position::Cursor { .. } => "",
+        };
+        let batch = i64::try_from(request.max_rows.max(1)).unwrap_or(i64::MAX);
+        let mut query =
+            sqlx::query(&statement).bind(now_ms()).bind(after.to_owned()).bind(request.prefix.to_owned()).bind(batch);
+        if let Some(upper) = upper {
+            query = query.bind(upper.to_owned());
+        }
+        for value in prefilter.map(|prefilter| prefilter.binds.as_slice()).unwrap_or_default() {
+            query = match value {
+                Bind::Text(text) => query.bind(text.clone()),
+                Bind::Float(number) => query.bind(*number),
+            };
+        }
+        query.fetch_all(&self.pool).await
+    }
+}
+
+/// Why a scan position of another kind of store (a Redis cursor) is refused.
+const NOT_OUR_TOKEN: &str = "page.token was not issued by this state store; send the token of the previous page";
+
+/// SQLSTATE class 22, "data exception": a value the statement could not convert.
+fn is_data_exception(code: Option<&str>) -> bool {
+    code.is_some_and(|code| code.starts_with("22"))
+}
+
+/// The least string above every string starting with `prefix` in code point order (byte order of UTF-8),
+/// `None` when there is none (an empty prefix, or one of only U+10FFFF).
+pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = if last == '\u{D7FF}' { Some('\u{E000}') } else { char::from_u32(u32::from(last) + 1) };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }

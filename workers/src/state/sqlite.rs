@@ -9,6 +9,7 @@ use sqlx::Executor;
 
 use super::open::OpenError;
 use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
+use super::sql_filter::JsonDialect;
 use super::time::OPERATION_DEADLINE;
 
 /// SQLite as a [`SqlDialect`].
@@ -17,11 +18,22 @@ pub struct SqliteDialect;
 
 impl SqlDialect for SqliteDialect {
     const COMPONENT_TYPE: &'static str = "state.sqlite";
+    const JSON: JsonDialect = JsonDialect::Sqlite;
+    // TEXT compares with BINARY (memcmp) unless a column says otherwise, and the primary key's index does.
+    const KEY_BYTEWISE: &'static str = "key";
 
     fn create_table(table: &str) -> String {
         format!(
             "CREATE TABLE IF NOT EXISTS {table} \
              (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, etag TEXT NOT NULL, expires_at INTEGER)"
+        )
+    }
+
+    fn scan_statement(inner: &str, candidate: Option<&str>) -> String {
+        let selected = candidate.map_or_else(|| "live".to_owned(), |candidate| format!("live AND ({candidate})"));
+        format!(
+            "SELECT key, etag, expires_at, size, CASE WHEN {selected} THEN value END AS value FROM ({inner}) AS s \
+             ORDER BY key"
         )
     }
 }

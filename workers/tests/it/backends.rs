@@ -225,7 +225,7 @@ pub mod redis {
             leftovers: Leftovers::RedisKeys { url: redis_url().to_string(), pattern: format!("{prefix}*") },
             prefix,
             unused_etag: UNREACHED_VERSION.to_owned(),
-            features: WITHOUT_QUERY,
+            features: ALL_FEATURES,
         }
     }
 }

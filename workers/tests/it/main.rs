@@ -34,6 +34,8 @@ mod pubsub_outage;
 mod pubsub_sql;
 mod query_api;
 mod query_language;
+mod query_paging;
 mod redis_store;
 mod security_boundary;
+mod security_query;
 mod sql_tables;

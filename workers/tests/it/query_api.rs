@@ -1,7 +1,7 @@
-//! The query API as the worker runs it: `scan_prefix` on the store, keys stripped of the prefix, then
-//! `Query::run`. Stores with query support (SQLite, PostgreSQL) answer it; the others refuse.
+//! The query API as the worker runs it: `Query::run_on` over the store's scan of a prefix, keys stripped of
+//! it. Stores with query support (SQLite, PostgreSQL, Redis) answer it; the in-memory store refuses.
 
-use outrigger_workers::state::{Query, QueryPage, SetRequest, StateError};
+use outrigger_workers::state::{PageLimits, Position, Query, QueryPage, ScanRequest, SetRequest, StateError};
 
 use crate::backends::{put, Harness};
 
@@ -31,16 +31,14 @@ async fn seed(h: &Harness) {
 
 async fn run_query(h: &Harness, query: &str) -> QueryPage {
     let query = Query::parse(query).expect("a valid query");
-    let items = h.store.scan_prefix(&h.prefix).await.expect("scan");
-    let items = items
-        .into_iter()
-        .map(|(key, item)| (key.strip_prefix(&h.prefix).expect("a key under the prefix").to_owned(), item))
-        .collect();
-    query.run(items).expect("run")
+    query.run_on(h.store.as_ref(), &h.prefix, &PageLimits::default()).await.expect("run")
 }
 
+/// The keys a query selects, sorted (Redis answers unsorted queries in its own scan order).
 async fn keys_of(h: &Harness, query: &str) -> Vec<String> {
-    run_query(h, query).await.results.into_iter().map(|result| result.key).collect()
+    let mut keys: Vec<String> = run_query(h, query).await.results.into_iter().map(|result| result.key).collect();
+    keys.sort();
+    keys
 }
 
 async fn query_filters_with_every_operator(h: Harness) {
@@ -70,6 +68,8 @@ async fn query_filters_with_every_operator(h: Harness) {
 async fn query_returns_only_live_json_items_under_the_prefix(h: Harness) {
     seed(&h).await;
     assert_eq!(keys_of(&h, "{}").await, ["1", "2", "3", "4", "5", "6", "7"]);
+    // Through the pre-filter the stores run themselves as well.
+    assert_eq!(keys_of(&h, r#"{"filter": {"NEQ": {"state": "NY"}}}"#).await, ["1", "2", "3", "4", "5", "6", "7"]);
     let page = run_query(&h, r#"{"filter": {"EQ": {"person.id": 1036}}}"#).await;
     let item = h.store.get(&h.key("1")).await.expect("get").expect("item");
     assert_eq!(page.results.len(), 1);
@@ -77,14 +77,20 @@ async fn query_returns_only_live_json_items_under_the_prefix(h: Harness) {
     assert_eq!(page.token, None);
 }
 
+/// The keys in the order the query answers them.
+async fn ordered_keys_of(h: &Harness, query: &str) -> Vec<String> {
+    run_query(h, query).await.results.into_iter().map(|result| result.key).collect()
+}
+
 async fn query_sorts_on_nested_fields(h: Harness) {
     seed(&h).await;
-    let descending = keys_of(&h, r#"{"sort": [{"key": "person.id", "order": "DESC"}]}"#).await;
+    let descending = ordered_keys_of(&h, r#"{"sort": [{"key": "person.id", "order": "DESC"}]}"#).await;
     assert_eq!(descending, ["6", "3", "4", "1", "2", "7", "5"]);
-    let ascending = keys_of(&h, r#"{"filter": {"EQ": {"state": "CA"}}, "sort": [{"key": "person.id"}]}"#).await;
+    let ascending = ordered_keys_of(&h, r#"{"filter": {"EQ": {"state": "CA"}}, "sort": [{"key": "person.id"}]}"#).await;
     assert_eq!(ascending, ["5", "7", "3", "6"]);
     let by_org_then_city =
-        keys_of(&h, r#"{"sort": [{"key": "person.org", "order": "ASC"}, {"key": "city", "order": "DESC"}]}"#).await;
+        ordered_keys_of(&h, r#"{"sort": [{"key": "person.org", "order": "ASC"}, {"key": "city", "order": "DESC"}]}"#)
+            .await;
     assert_eq!(by_org_then_city, ["4", "1", "7", "6", "3", "2", "5"]);
 }
 
@@ -106,35 +112,62 @@ async fn query_pages_until_exhausted(h: Harness) {
     assert_eq!(pages, [vec!["5", "7", "2"], vec!["1", "4", "3"], vec!["6"]]);
 }
 
-async fn scan_prefix_matches_the_prefix_literally(h: Harness) {
-    let prefix = h.key("a%_b||");
+async fn query_matches_the_prefix_literally(h: Harness) {
+    let prefix = h.key("a%_b*?[x]\\||");
     h.store.set(&put(&format!("{prefix}x"), "{}")).await.expect("set");
-    // What LIKE 'a%_b||%' would also match, and what a case-insensitive match would.
-    h.store.set(&put(&h.key("aXYb||x"), "{}")).await.expect("set");
-    h.store.set(&put(&h.key("A%_B||x"), "{}")).await.expect("set");
-    let keys: Vec<String> = h.store.scan_prefix(&prefix).await.expect("scan").into_iter().map(|(key, _)| key).collect();
-    assert_eq!(keys, [format!("{prefix}x")]);
+    // What LIKE or a glob would also match, what a case-insensitive match would, and what sorts right after
+    // the prefix's range.
+    for other in ["aXYb*?[x]\\||x", "a%_bZ?x]\\||x", "A%_B*?[X]\\||x", "a%_b*?[x]\\|}x"] {
+        h.store.set(&put(&h.key(other), "{}")).await.expect("set");
+    }
+    let query = Query::parse("{}").expect("parse");
+    let page = query.run_on(h.store.as_ref(), &prefix, &PageLimits::default()).await.expect("run");
+    let keys: Vec<String> = page.results.into_iter().map(|result| result.key).collect();
+    assert_eq!(keys, ["x"]);
+}
+
+async fn query_without_sort_pages_in_key_order(h: Harness) {
+    seed(&h).await;
+    let page = run_query(&h, r#"{"page": {"limit": 4}}"#).await;
+    let keys: Vec<String> = page.results.into_iter().map(|result| result.key).collect();
+    assert_eq!(keys, ["1", "2", "3", "4"]);
+    let token = page.token.expect("a token");
+    let page = run_query(&h, &format!(r#"{{"page": {{"limit": 4, "token": "{token}"}}}}"#)).await;
+    let keys: Vec<String> = page.results.into_iter().map(|result| result.key).collect();
+    assert_eq!((keys, page.token), (vec!["5".to_owned(), "6".to_owned(), "7".to_owned()], None));
 }
 
 async fn query_is_unsupported(h: Harness) {
     h.store.set(&put(&h.key("1"), EMPLOYEES[0].1)).await.expect("set");
     assert!(!h.store.features().query);
-    let result = h.store.scan_prefix(&h.prefix).await;
+    let query = Query::parse("{}").expect("parse");
+    let request = ScanRequest { prefix: &h.prefix, after: &Position::Start, query: &query, max_rows: 10 };
+    let result = h.store.scan(&request).await;
     assert!(matches!(result, Err(StateError::Unsupported("query"))), "{result:?}");
 }
 
 cases_for_backends! {
-    backends: [sqlite, postgres],
+    backends: [sqlite, postgres, redis],
     cases: [
         query_filters_with_every_operator,
         query_returns_only_live_json_items_under_the_prefix,
         query_sorts_on_nested_fields,
         query_pages_until_exhausted,
-        scan_prefix_matches_the_prefix_literally,
+        query_matches_the_prefix_literally,
     ],
 }
 
+/// The SQL stores scan in key order; Redis in its own.
+mod in_key_order {
+    use super::*;
+
+    cases_for_backends! {
+        backends: [sqlite, postgres],
+        cases: [query_without_sort_pages_in_key_order],
+    }
+}
+
 cases_for_backends! {
-    backends: [memory, redis],
+    backends: [memory],
     cases: [query_is_unsupported],
 }

@@ -115,10 +115,14 @@ fn pages_follow_tokens_until_exhausted() {
 }
 
 #[test]
-fn zero_limit_means_no_limit() {
-    let entries = [("a", "{}"), ("b", "{}"), ("c", "{}")];
-    let page = Query::parse(r#"{"page": {"limit": 0}}"#).expect("parse").run(items(&entries)).expect("run");
-    assert_eq!((page.results.len(), page.token), (3, None));
+fn zero_or_no_limit_means_the_default_page_and_large_limits_the_largest() {
+    let entries: Vec<(String, String)> = (0..1500).map(|i| (format!("k{i:04}"), "{}".to_owned())).collect();
+    let entries: Vec<(&str, &str)> = entries.iter().map(|(key, value)| (key.as_str(), value.as_str())).collect();
+    for (query, expected) in [(r#"{"page": {"limit": 0}}"#, 100), ("{}", 100), (r#"{"page": {"limit": 9999}}"#, 1000)] {
+        let page = Query::parse(query).expect("parse").run(items(&entries)).expect("run");
+        assert_eq!(page.results.len(), expected, "{query}");
+        assert!(page.token.is_some(), "{query}: a token to go on");
+    }
 }
 
 #[test]

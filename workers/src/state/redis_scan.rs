@@ -1,0 +1,109 @@
+//! The query scan of `state.redis`: `SCAN` over the caller's prefix, one cursor step per batch.
+//!
+//! Redis keeps no order of keys, so pages come in the order `SCAN` visits them. A page that ends inside a
+//! cursor's batch resumes at that cursor, skipping what it already returned (by [`key_digest`], so the token
+//! does not quote keys) until the scan is past that batch's end: the same cursor may cover fewer buckets the
+//! next time (other keys come and go, and batch sizes differ), so the skipping lasts until the cursor the
+//! batch ended at, not just one step. `SCAN` returns every key that exists from the first page to the last
+//! at least once; only while Redis shrinks its table can a key come back twice. Values are read with one
+//! pipeline per batch; Redis does no filtering, so the worker evaluates every value of the batch.
+
+use std::collections::HashSet;
+
+use redis::Value as RedisValue;
+
+use super::redis::RedisStateStore;
+use super::scan::{cursor_rank, key_digest, BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
+use super::time::{now_ms, within_deadline};
+use super::{StateError, StoredItem};
+
+/// The `SCAN MATCH` pattern of keys starting with `prefix`: its glob characters escaped.
+fn pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('*');
+    pattern
+}
+
+fn backend_error(err: redis::RedisError) -> StateError {
+    StateError::Backend(format!("{}: {err}", RedisStateStore::COMPONENT_TYPE))
+}
+
+/// The item in an `HMGET data version` and `PTTL` answer; `None` when the key is gone, expired or not a state
+/// item.
+fn item_of(fields: RedisValue, remaining_ms: i64) -> Option<StoredItem> {
+    let (value, etag): (Option<Vec<u8>>, Option<String>) = redis::from_redis_value(fields).ok()?;
+    // PTTL answers -2 for a key that is gone and -1 for one without expiry.
+    if remaining_ms == -2 {
+        return None;
+    }
+    let expires_at = (remaining_ms >= 0).then(|| now_ms() + remaining_ms);
+    Some(StoredItem { value: value?, etag: etag?, expires_at })
+}
+
+impl RedisStateStore {
+    /// One `SCAN` step of a query at `request.after`, with the values of the keys it found.
+    pub(super) async fn scan_batch(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
+        let (cursor, seen, until) = match request.after {
+            Position::Start => (0, Vec::new(), 0),
+            Position::Cursor { cursor, seen, until } => (*cursor, seen.clone(), *until),
+            Position::After(_) => {
+                return Err(StateError::InvalidRequest(
+                    "page.token was not issued by this state store; send the token of the previous page".to_owned(),
+                ))
+            }
+        };
+        let count = request.max_rows.max(1);
+        let mut connection = self.connection.clone();
+        within_deadline(Self::COMPONENT_TYPE, async {
+            let (next, mut keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern(request.prefix))
+                .arg("COUNT")
+                .arg(count)
+                .arg("TYPE")
+                .arg("hash")
+                .query_async(&mut connection)
+                .await
+                .map_err(backend_error)?;
+            let skipped: HashSet<u64> = seen.iter().copied().collect();
+            keys.retain(|key| key.starts_with(request.prefix) && !skipped.contains(&key_digest(key)));
+            keys.sort();
+            keys.dedup();
+            let mut pipeline = redis::pipe();
+            for key in &keys {
+                pipeline.cmd("HMGET").arg(key).arg("data").arg("version").cmd("PTTL").arg(key);
+            }
+            let answers: Vec<RedisValue> = if keys.is_empty() {
+                Vec::new()
+            } else {
+                pipeline.query_async(&mut connection).await.map_err(backend_error)?
+            };
+            let mut answers = answers.into_iter();
+            let mut rows = Vec::with_capacity(keys.len());
+            for key in keys {
+                let (fields, remaining) = (answers.next(), answers.next());
+                let remaining: i64 = remaining.and_then(|value| redis::from_redis_value(value).ok()).unwrap_or(-2);
+                let item = fields.and_then(|fields| item_of(fields, remaining));
+                let size = item.as_ref().map_or(0, |item| item.value.len() as u64);
+                rows.push(ScanRow { key, item, size });
+            }
+            // Keys returned before are skipped until the scan is past the batch they were returned from.
+            let still_seen = !seen.is_empty() && cursor_rank(next) < cursor_rank(until);
+            let next_position = (next != 0).then(|| match still_seen {
+                true => Position::Cursor { cursor: next, seen: seen.clone(), until },
+                false => Position::Cursor { cursor: next, seen: Vec::new(), until: 0 },
+            });
+            let until = if seen.is_empty() || cursor_rank(next) > cursor_rank(until) { next } else { until };
+            let order = BatchOrder::Cursor { cursor, seen, until };
+            Ok(ScanBatch { rows, next: next_position, order, examined: count as u64 })
+        })
+        .await
+    }
+}
