@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use outrigger_outbound::{DialError, Egress};
+use outrigger_outbound::Egress;
 
 use crate::state::open::OpenError;
 
@@ -83,13 +83,9 @@ impl Boundary {
         if self.is_operator() {
             return Ok(None);
         }
-        match self.egress.pin(host, port).await {
-            Ok(address) => Ok(Some(address)),
-            Err(DialError::Refused(refused)) => {
-                Err(OpenError::InvalidField { component_type, field, reason: refused.to_string() })
-            }
-            Err(lookup) => Err(OpenError::InvalidField { component_type, field, reason: lookup.to_string() }),
-        }
+        // Refused or unresolvable alike: the field names a host this component cannot use.
+        let pinned = self.egress.pin(host, port).await;
+        pinned.map(Some).map_err(|err| OpenError::InvalidField { component_type, field, reason: err.to_string() })
     }
 
     /// Whether the component's connections must ignore servers a server points them to (NATS cluster

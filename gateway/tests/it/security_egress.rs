@@ -20,15 +20,19 @@ fn fast_probes() -> HealthProbe {
     HealthProbe { interval: Duration::from_millis(50), timeout: Duration::from_millis(200), threshold: 2 }
 }
 
-#[tokio::test]
-async fn security_health_probes_of_refused_endpoints_never_connect() {
+/// A gateway that refuses private addresses, and a loopback listener standing for the platform's network.
+async fn refusing_private_addresses() -> (TestGateway, TcpListener) {
     let options = Options {
         egress: Egress::private(PrivateAddresses::Refused),
         health_probe: fast_probes(),
         ..Options::default()
     };
-    let gateway = TestGateway::with_options(options).await;
-    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    (TestGateway::with_options(options).await, TcpListener::bind("127.0.0.1:0").await.unwrap())
+}
+
+#[tokio::test]
+async fn security_health_probes_of_refused_endpoints_never_connect() {
+    let (gateway, internal) = refusing_private_addresses().await;
     let endpoint = format!("http://{}", internal.local_addr().unwrap());
     let caller = gateway.app("scanner", "caller").await;
     gateway.app_with_health("scanner", "target", Some(endpoint), Some("/internal-admin/health")).await;
@@ -82,13 +86,7 @@ async fn security_the_platforms_own_services_are_refused_where_private_addresses
 
 #[tokio::test]
 async fn security_every_encoding_of_a_private_address_is_refused() {
-    let options = Options {
-        egress: Egress::private(PrivateAddresses::Refused),
-        health_probe: fast_probes(),
-        ..Options::default()
-    };
-    let gateway = TestGateway::with_options(options).await;
-    let internal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (gateway, internal) = refusing_private_addresses().await;
     let port = internal.local_addr().unwrap().port();
     let caller = gateway.app("ssrf", "caller").await;
     let encodings = [
