@@ -43,8 +43,9 @@ pub(crate) struct CreateProject {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ProjectOut {
-    /// The project's identifier: names its directory of component files (`<data dir>/projects/<id>/`).
-    id: String,
+    /// Where the project's component files live (`state.sqlite` databases, `secretstores.local.file` files),
+    /// relative to the worker's data directory: `projects/<project id>`.
+    files_dir: String,
     name: String,
     /// What apps set `DAPR_HTTP_ENDPOINT` to.
     http_endpoint: String,
@@ -60,7 +61,7 @@ pub(crate) struct ProjectOut {
 impl ProjectOut {
     fn new(state: &AppState, project: &Project) -> ProjectOut {
         ProjectOut {
-            id: project.id.as_str().to_owned(),
+            files_dir: format!("projects/{}", project.id.as_str()),
             name: project.name.clone(),
             http_endpoint: state.options.http_endpoint.clone(),
             grpc_endpoint: state.options.grpc_endpoint.clone(),

@@ -23,7 +23,7 @@ async fn project_lifecycle(app: TestApp) {
         json!([{ "name": "kvstore", "type": "state.outrigger" }, { "name": "pubsub", "type": "pubsub.outrigger" }])
     );
     assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
-    assert!(created["id"].as_str().is_some_and(|id| id.starts_with("prj_")), "{created}");
+    assert!(created["filesDir"].as_str().is_some_and(|dir| dir.starts_with("projects/prj_")), "{created}");
     assert_eq!(created["pool"], "default");
     let dedicated = app
         .post_json("/api/v1/projects", json!({ "name": "big", "pool": "big-tenants" }))

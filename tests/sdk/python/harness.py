@@ -306,16 +306,13 @@ class Deployment:
     processes: list[Process] = field(default_factory=list)
     cleanups: list[Any] = field(default_factory=list)
 
-    def project_id(self, name: str) -> str:
-        """The id of project `name`, as the control API answers it."""
-        return self.control.expect(200, 'GET', f'/projects/{name}')['id']
 
     def project_dir(self, name: str, create: bool = False) -> Path:
         """`<data dir>/projects/<project id>/`, where the worker confines project `name`'s component files:
         a component names a file there by its path relative to this directory. The worker creates the
         directory when it opens such a component; `create` makes it now, for a file a test puts there
         before the component that reads it exists (a secrets JSON)."""
-        directory = self.data_dir / 'projects' / self.project_id(name)
+        directory = self.data_dir / self.control.expect(200, 'GET', f'/projects/{name}')['filesDir']
         if create:
             directory.mkdir(parents=True, exist_ok=True)
         return directory

@@ -127,19 +127,14 @@ export class Server {
     this.daprGrpc = address(fields, "dapr_grpc");
   }
 
-  /** The id of project `name` (a name, or a project from `newProject`), as the control API answers it. */
-  async projectId(name) {
-    const projectName = typeof name === "string" ? name : name.name;
-    return (await this.expect(200, "GET", `/projects/${projectName}`)).id;
-  }
-
   /**
    * `<data dir>/projects/<project id>/`, where the server confines project `name`'s component files: a
    * component names a file there by its path relative to this directory. The server creates it when it opens
    * such a component; `create` makes it now, for a file a test puts there first (a secrets JSON).
    */
   async projectDir(name, { create = false } = {}) {
-    const directory = join(this.workDir, "projects", await this.projectId(name));
+    const projectName = typeof name === "string" ? name : name.name;
+    const directory = join(this.workDir, (await this.expect(200, "GET", `/projects/${projectName}`)).filesDir);
     if (create) mkdirSync(directory, { recursive: true });
     return directory;
   }
