@@ -1,15 +1,18 @@
 //! The one place where failures become daprd's answers: HTTP `{"errorCode","message"}` with daprd's status,
-//! and gRPC status with a `google.rpc.ErrorInfo` detail (what the Python SDK's `DaprGrpcError` reads).
+//! and gRPC status with a `google.rpc.ErrorInfo` detail (what the Python SDK's `DaprGrpcError` reads). Every
+//! error type of the data plane (refused admissions, worker errors, bus failures, invocation, workflow and
+//! metadata errors) is mapped here and nowhere else.
 
-use std::collections::HashMap;
-
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use outrigger_bus::{BusError, DataError, StateOperation};
-use prost::Message;
+use outrigger_bus::{BusError, DataError, FailedEntry, StateOperation};
 use serde::Serialize;
+use serde_json::json;
 use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
 
+use crate::api::WorkflowRequestError;
 use crate::extended_metadata::ExtendedMetadataError;
 use crate::invoke::InvokeError;
 use outrigger_workflow::WorkflowError;
@@ -27,6 +30,14 @@ pub struct DaprError {
     message: String,
 }
 
+impl std::fmt::Display for DaprError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_code, self.message)
+    }
+}
+
+impl std::error::Error for DaprError {}
+
 #[derive(Serialize)]
 struct HttpBody<'a> {
     #[serde(rename = "errorCode")]
@@ -34,26 +45,42 @@ struct HttpBody<'a> {
     message: &'a str,
 }
 
-/// `google.rpc.ErrorInfo`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct ErrorInfo {
-    #[prost(string, tag = "1")]
-    reason: String,
-    #[prost(string, tag = "2")]
-    domain: String,
-    #[prost(map = "string, string", tag = "3")]
-    metadata: HashMap<String, String>,
+/// Why a call was not let in.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// No `dapr-api-token`.
+    MissingToken,
+    /// A token that identifies no App ID (unknown, revoked, expired).
+    WrongToken,
+    /// Over the App ID's rate.
+    RateLimited(u32),
+    /// The token could not be checked.
+    Unavailable,
 }
 
-/// `google.rpc.Status`, the body of `grpc-status-details-bin`.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<prost_types::Any>,
+impl Refusal {
+    /// daprd's HTTP answer: a wrong or missing token is a bare 401 with a text body (`pkg/http/api_token`).
+    pub(crate) fn into_response(self) -> Response {
+        match self {
+            Refusal::MissingToken | Refusal::WrongToken => {
+                (StatusCode::UNAUTHORIZED, [(CONTENT_TYPE, "text/plain; charset=utf-8")], "invalid api token")
+                    .into_response()
+            }
+            Refusal::RateLimited(limit) => DaprError::rate_limited(limit).into_response(),
+            Refusal::Unavailable => DaprError::auth_unavailable().into_response(),
+        }
+    }
+
+    /// daprd's gRPC answer (`pkg/api/grpc/auth.go`): plain UNAUTHENTICATED statuses for tokens.
+    pub(crate) fn into_grpc_response(self) -> Response {
+        let status = match self {
+            Refusal::MissingToken => tonic::Status::unauthenticated("missing api token in request metadata"),
+            Refusal::WrongToken => tonic::Status::unauthenticated("authentication error: api token mismatch"),
+            Refusal::RateLimited(limit) => DaprError::rate_limited(limit).to_status(),
+            Refusal::Unavailable => DaprError::auth_unavailable().to_status(),
+        };
+        status.into_http()
+    }
 }
 
 impl DaprError {
@@ -98,11 +125,6 @@ impl DaprError {
             "DAPR_PUBSUB_EVENTS_SER",
             message.into(),
         )
-    }
-
-    /// A workflow request daprd refuses before it reaches the engine (bad instance ID, unknown component, ...).
-    pub fn workflow_request(error_code: &'static str, message: String) -> DaprError {
-        DaprError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, error_code, "DAPR_WORKFLOW", message)
     }
 
     /// The gateway is shutting down; another one (or this one, restarted) answers the retry.
@@ -229,20 +251,9 @@ impl DaprError {
 
     /// The same error as a gRPC status with daprd's rich details.
     pub fn to_status(&self) -> tonic::Status {
-        let info = ErrorInfo {
-            reason: self.reason.to_owned(),
-            domain: ERROR_DOMAIN.to_owned(),
-            metadata: HashMap::from([("errorCode".to_owned(), self.error_code.to_owned())]),
-        };
-        let details = RpcStatus {
-            code: self.grpc_code as i32,
-            message: self.message.clone(),
-            details: vec![prost_types::Any {
-                type_url: "type.googleapis.com/google.rpc.ErrorInfo".to_owned(),
-                value: info.encode_to_vec(),
-            }],
-        };
-        tonic::Status::with_details(self.grpc_code, self.message.clone(), details.encode_to_vec().into())
+        let details =
+            ErrorDetails::with_error_info(self.reason, ERROR_DOMAIN, [("errorCode".to_owned(), self.error_code.to_owned())]);
+        tonic::Status::with_error_details(self.grpc_code, self.message.clone(), details)
     }
 
     /// The same error as a trailers-only gRPC answer.
@@ -358,6 +369,12 @@ impl From<DataError> for DaprError {
                 "ERR_PERMISSION_DENIED",
                 "DAPR_SECRET_PERMISSION_DENIED",
             ),
+            DataError::ProjectUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                "ERR_PROJECT_UNAVAILABLE",
+                "DAPR_PROJECT_UNAVAILABLE",
+            ),
             DataError::SecretGet { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_SECRET_GET", "DAPR_SECRET_GET")
             }
@@ -386,6 +403,14 @@ impl From<BusError> for DaprError {
             ),
         }
     }
+}
+
+/// daprd's HTTP answer to a bulk publish whose entries did not all reach the broker: 500, with the failed
+/// entries and the publish error code (gRPC lists them in a successful answer instead).
+pub(crate) fn bulk_publish_failure(failed: Vec<FailedEntry>) -> Response {
+    let failed: Vec<_> = failed.into_iter().map(|entry| json!({ "entryId": entry.entry_id, "error": entry.error })).collect();
+    let body = json!({ "failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE" });
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }
 
 impl IntoResponse for DaprError {
@@ -418,6 +443,20 @@ impl From<WorkflowError> for DaprError {
             }
         };
         DaprError::new(status, code, error_code, "DAPR_WORKFLOW", message)
+    }
+}
+
+impl From<WorkflowRequestError> for DaprError {
+    fn from(err: WorkflowRequestError) -> DaprError {
+        let error_code = match err {
+            WorkflowRequestError::ComponentNotFound(_) => "ERR_WORKFLOW_COMPONENT_NOT_FOUND",
+            WorkflowRequestError::AppIdInvalid(_) => "ERR_WORKFLOW_APP_ID_INVALID",
+            WorkflowRequestError::InstanceIdTooLong => "ERR_INSTANCE_ID_TOO_LONG",
+            WorkflowRequestError::InstanceIdInvalid(_) => "ERR_INSTANCE_ID_INVALID",
+            WorkflowRequestError::NameMissing => "ERR_WORKFLOW_NAME_MISSING",
+            WorkflowRequestError::EventNameMissing => "ERR_WORKFLOW_EVENT_NAME_MISSING",
+        };
+        DaprError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, error_code, "DAPR_WORKFLOW", err.to_string())
     }
 }
 

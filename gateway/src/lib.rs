@@ -6,31 +6,29 @@
 //! the first moment, because the SDKs block on them before anything else. Routes of building blocks not
 //! served yet answer daprd's `ERR_API_UNIMPLEMENTED` (HTTP 501 / gRPC `Unimplemented`).
 
+mod api;
 mod auth;
 mod dapr_error;
 pub mod extended_metadata;
-mod grpc_api;
 mod grpc_codec;
-mod http_api;
 mod invoke;
 mod path;
 mod stream_guard;
 mod stream_listing;
-mod streaming;
-mod workflow;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger_bus::{Bus, Call, MetadataInfo, Reply, Tenant};
+use outrigger_bus::{Bus, DataCall, GetMetadata, MetadataInfo, Tenant};
 use outrigger_outbound::health::HealthProbe;
 use outrigger_outbound::Egress;
 use outrigger_store::Store;
 
+pub use api::grpc::grpc_router;
+pub use api::http::http_router;
 pub use dapr_error::DaprError;
-pub use grpc_api::grpc_router;
-pub use http_api::http_router;
+use dapr_error::Refusal;
 pub use path::clean_path;
 
 /// What `/v1.0/metadata` reports as the runtime version.
@@ -63,31 +61,6 @@ impl Default for Options {
             egress: Egress::default(),
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_secs(30),
-        }
-    }
-}
-
-/// Why a call was not let in.
-#[derive(Debug)]
-enum Refusal {
-    /// No `dapr-api-token`.
-    MissingToken,
-    /// A token that identifies no App ID (unknown, revoked, expired).
-    WrongToken,
-    /// Over the App ID's rate.
-    RateLimited(u32),
-    /// The token could not be checked.
-    Unavailable,
-}
-
-impl Refusal {
-    /// The gRPC answer daprd gives (`pkg/api/grpc/auth.go`).
-    fn to_status(&self) -> tonic::Status {
-        match self {
-            Refusal::MissingToken => tonic::Status::unauthenticated("missing api token in request metadata"),
-            Refusal::WrongToken => tonic::Status::unauthenticated("authentication error: api token mismatch"),
-            Refusal::RateLimited(limit) => DaprError::rate_limited(*limit).to_status(),
-            Refusal::Unavailable => DaprError::auth_unavailable().to_status(),
         }
     }
 }
@@ -167,9 +140,7 @@ impl Gateway {
     /// What `/v1.0/metadata` tells the caller: components and subscriptions (its streams on any gateway
     /// included), HTTP endpoints and extended metadata. What the control plane fails to give is left out.
     async fn metadata(&self, tenant: &Tenant) -> Result<AppMetadata, DaprError> {
-        let Reply::Metadata(mut metadata) = self.call(tenant.clone(), Call::Metadata).await? else {
-            return Err(DaprError::malformed("unexpected reply to a metadata call"));
-        };
+        let mut metadata = self.call(tenant.clone(), GetMetadata).await?;
         match self.0.streams.of(tenant).await {
             Ok(streams) => metadata.subscriptions.extend(streams),
             Err(err) => {
@@ -223,16 +194,8 @@ impl Gateway {
         Ok(tenant)
     }
 
-    /// Sends a call to the project's workers.
-    async fn call(&self, tenant: Tenant, call: Call) -> Result<Reply, DaprError> {
-        let pool = tenant.pool.clone();
-        let envelope = outrigger_bus::Envelope { tenant, call };
-        Ok(self.0.bus.call(&pool, envelope).await??)
+    /// Sends a call to the project's workers and takes its answer.
+    async fn call<C: DataCall>(&self, tenant: Tenant, call: C) -> Result<C::Reply, DaprError> {
+        Ok(outrigger_bus::send(self.0.bus.as_ref(), tenant, call).await??)
     }
-}
-
-/// A worker answered with a reply of the wrong kind: gateway and worker disagree on the protocol.
-fn unexpected(reply: Reply) -> DaprError {
-    tracing::error!(?reply, "worker answered with an unexpected reply");
-    DaprError::malformed("the worker answered with an unexpected reply; gateway and worker versions differ")
 }

@@ -4,11 +4,13 @@
 mod boundary;
 pub mod delivery;
 mod handler;
+mod metadata;
 pub mod pubsub;
 mod runtime;
 pub mod secrets;
 pub mod state;
 
 pub use boundary::Boundary;
-pub use handler::{Limits, QueryLimits, Worker};
+pub use handler::{Limits, Worker};
+pub use state::query_api::QueryLimits;
 pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};

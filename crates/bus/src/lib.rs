@@ -6,6 +6,7 @@
 //! [`NatsBus`] (the distributed form: NATS request/reply, one queue group per pool). Neither side knows
 //! which one carries it.
 
+mod calls;
 mod chunks;
 mod messages;
 mod nats;
@@ -14,6 +15,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use calls::*;
 pub use messages::*;
 pub use nats::{publish_change, serve_nats, subscribe_changes, subscribe_pool, watch_changes, NatsBus};
 
@@ -48,6 +50,18 @@ pub trait Handler: Send + Sync {
 pub trait Bus: Send + Sync {
     /// Sends `envelope` to a worker of `pool` and waits for its answer.
     async fn call(&self, pool: &str, envelope: Envelope) -> Result<Result<Reply, DataError>, BusError>;
+}
+
+/// Sends a typed call to the worker pool serving its caller, and takes the typed answer.
+pub async fn send<C: DataCall>(bus: &dyn Bus, tenant: Tenant, call: C) -> Result<Result<C::Reply, DataError>, BusError> {
+    let pool = tenant.pool.clone();
+    match bus.call(&pool, Envelope { tenant, call: call.into() }).await? {
+        Ok(reply) => C::reply_of(reply).map(Ok).map_err(|other| {
+            let answered = other.answers();
+            BusError::Codec(format!("decoded as a reply to {answered}; gateway and worker versions differ"))
+        }),
+        Err(err) => Ok(Err(err)),
+    }
 }
 
 /// The embedded default's bus: the gateway calls the worker's handler directly.

@@ -1,4 +1,5 @@
-//! What travels between gateways and workers. Encoded with MessagePack on the NATS carrier.
+//! The data that calls and replies carry, and the errors a worker answers with. Encoded with MessagePack on
+//! the NATS carrier.
 
 use std::collections::BTreeMap;
 
@@ -17,14 +18,6 @@ pub struct Tenant {
     pub pool: String,
 }
 
-/// A call with its caller.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Envelope {
-    /// The authenticated caller.
-    pub tenant: Tenant,
-    /// What it asks.
-    pub call: Call,
-}
 
 /// Component metadata from a request (`metadata.*` query parameters, gRPC `metadata` maps).
 pub type Metadata = BTreeMap<String, String>;
@@ -109,51 +102,6 @@ pub struct FailedEntry {
     pub error: String,
 }
 
-/// What a gateway asks a worker.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Call {
-    /// The caller's components and subscriptions (for `/v1.0/metadata`).
-    Metadata,
-    /// Read one key.
-    GetState { store: String, key: String, metadata: Metadata },
-    /// Read many keys.
-    GetBulkState { store: String, keys: Vec<String>, metadata: Metadata },
-    /// Write items.
-    SaveState { store: String, items: Vec<SaveItem> },
-    /// Delete items.
-    DeleteState { store: String, items: Vec<DeleteItem> },
-    /// Apply operations atomically, in order.
-    Transaction { store: String, operations: Vec<TransactionOperation>, metadata: Metadata },
-    /// Run a query (JSON text of Dapr's query language).
-    QueryState { store: String, query: String, metadata: Metadata },
-    /// Publish messages on a topic; answered once the broker holds them. One entry for a single publish.
-    Publish { pubsub: String, topic: String, entries: Vec<PublishEntry>, trace: TraceContext },
-    /// Start (or resume) the caller's streaming subscription to a topic.
-    StreamSubscribe { pubsub: String, topic: String },
-    /// Events of the caller's streaming subscription, waiting up to `wait_ms` for the first.
-    StreamFetch { pubsub: String, topic: String, max: usize, wait_ms: u64 },
-    /// What the app did with streamed events, several at once: settling them together lets the broker write
-    /// them together.
-    StreamSettle { pubsub: String, topic: String, settlements: Vec<Settlement> },
-    /// Read one secret, within the caller's secret scopes.
-    GetSecret { store: String, key: String, metadata: Metadata },
-    /// Read every secret of a store the caller's secret scopes allow.
-    GetBulkSecret { store: String, metadata: Metadata },
-    /// The value a `secretKeyRef` of one of the project's documents points at (an HTTPEndpoint's header): the
-    /// platform reads it on the project's behalf, so the caller's secret scopes do not apply, and the value
-    /// goes to the endpoint, never back to the app.
-    ResolveSecretRef {
-        /// The entry holding the reference, for messages ("header 'x-key' of HTTPEndpoint billing").
-        what: String,
-        /// The document's `auth.secretStore`.
-        store: Option<String>,
-        /// The secret's name.
-        name: String,
-        /// The key in the secret; the name when not given.
-        key: Option<String>,
-    },
-}
-
 /// What the app did with one streamed event; a dropped one goes to `dead_letter` when given.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settlement {
@@ -189,7 +137,7 @@ pub enum Verdict {
 /// One event of a streaming subscription.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamEvent {
-    /// Handle for [`Call::StreamSettle`].
+    /// Handle for a [`crate::StreamSettle`].
     pub id: String,
     /// The stored message: a CloudEvent in JSON, or raw bytes.
     #[serde(with = "serde_bytes")]
@@ -279,36 +227,6 @@ pub struct QueryItem {
     pub etag: String,
 }
 
-/// A worker's answer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub enum Reply {
-    /// For [`Call::Metadata`].
-    Metadata(MetadataInfo),
-    /// For [`Call::GetState`]: `None` when the key is missing.
-    State(Option<StateValue>),
-    /// For [`Call::GetBulkState`].
-    BulkState(Vec<BulkStateItem>),
-    /// For writes: done.
-    Done,
-    /// For [`Call::Publish`]: the entries that failed (none = all published).
-    Published(Vec<FailedEntry>),
-    /// For [`Call::StreamFetch`].
-    Events(Vec<StreamEvent>),
-    /// For [`Call::GetSecret`]: the secret's keys and values.
-    Secret(BTreeMap<String, String>),
-    /// For [`Call::GetBulkSecret`]: each secret's keys and values, by secret name.
-    BulkSecret(BTreeMap<String, BTreeMap<String, String>>),
-    /// For [`Call::ResolveSecretRef`].
-    SecretValue(String),
-    /// For [`Call::QueryState`].
-    Query {
-        /// Hits of this page.
-        results: Vec<QueryItem>,
-        /// Token of the next page, if there is one.
-        token: Option<String>,
-    },
-}
-
 /// The state operation an error happened in; it decides daprd's error code (`ERR_STATE_SAVE`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateOperation {
@@ -388,6 +306,9 @@ pub enum DataError {
     /// The caller's Configuration does not let it read that secret.
     #[error("access denied by policy to get \"{key}\" from \"{store}\"")]
     SecretDenied { store: String, key: String },
+    /// The caller's project (its components and policies) cannot be read right now.
+    #[error("{message}")]
+    ProjectUnavailable { message: String },
     /// The store could not give the secret.
     #[error("{message}")]
     SecretGet { message: String },

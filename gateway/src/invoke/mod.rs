@@ -18,7 +18,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use futures_util::{StreamExt, TryStreamExt};
 use http_body_util::BodyExt;
-use outrigger_bus::{Bus, Call, Envelope, Reply, Tenant};
+use outrigger_bus::{Bus, ResolveSecretRef, Tenant};
 use outrigger_outbound::health::{self, AppHealth, HealthProbe};
 use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
 use outrigger_outbound::{refusal_in, AppChannel, Egress, Refused};
@@ -329,16 +329,14 @@ impl Invoker {
                 (Some(value), _) => value.to_owned(),
                 (None, Some(reference)) => {
                     let text = |field: &str| reference.get(field).and_then(Value::as_str).map(str::to_owned);
-                    let call = Call::ResolveSecretRef {
+                    let call = ResolveSecretRef {
                         what: format!("header '{name}' of HTTPEndpoint {}", endpoint.metadata.name),
                         store: endpoint.secret_store().map(str::to_owned),
                         name: text("name").unwrap_or_default(),
                         key: text("key"),
                     };
-                    let envelope = Envelope { tenant: tenant.clone(), call };
-                    match self.bus.call(&tenant.pool, envelope).await {
-                        Ok(Ok(Reply::SecretValue(value))) => value,
-                        Ok(Ok(other)) => return Err(format!("unexpected reply to a secret lookup: {other:?}")),
+                    match outrigger_bus::send(self.bus.as_ref(), tenant.clone(), call).await {
+                        Ok(Ok(value)) => value,
                         Ok(Err(err)) => return Err(err.to_string()),
                         Err(err) => return Err(format!("{err}; retry shortly")),
                     }

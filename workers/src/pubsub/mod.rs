@@ -1,5 +1,6 @@
 //! Pub/sub: the CloudEvent envelope daprd's publish API builds, and the brokers behind pub/sub components.
 
+pub(crate) mod api;
 mod backend;
 mod broker;
 pub mod cloudevent;
@@ -9,6 +10,7 @@ mod open;
 mod redis;
 mod scopes;
 mod sql;
+pub(crate) mod stream_api;
 
 pub use self::redis::{RedisBroker, RedisBrokerOptions};
 pub use crate::state::OpenError;

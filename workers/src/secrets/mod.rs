@@ -6,6 +6,7 @@
 //! own machine; in the distributed form it is the platform's, and tenants must not read it. Even where allowed, a
 //! secrets file is read from inside the project's own directory ([`Boundary`]).
 
+pub(crate) mod api;
 mod env;
 mod file;
 

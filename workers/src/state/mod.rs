@@ -3,12 +3,14 @@
 //! Keys reaching a store are already complete (`[<namespace>]<appid>||<key>` as the handler builds them);
 //! stores never interpret them. Every write returns a new ETag; ETags are opaque to callers.
 
+pub(crate) mod api;
 mod memory;
 // The message brokers (`crate::pubsub`) reuse the metadata reading, the connections and the deadlines.
 pub(crate) mod open;
 mod page;
 pub(crate) mod postgres;
 mod query;
+pub(crate) mod query_api;
 pub(crate) mod redis;
 mod redis_scan;
 mod scan;

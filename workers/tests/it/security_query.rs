@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outrigger_bus::{
-    Call, Concurrency, DataError, Envelope, Handler, Metadata, Reply, SaveItem, Tenant, TransactionOperation,
+    Concurrency, DataCall, DataError, Envelope, ExecuteTransaction, Handler, Metadata, QueryState, SaveItem, Tenant,
+    TransactionOperation,
 };
 use outrigger_store::{NewProject, Store};
 use outrigger_workers::state::{self, StateStore};
@@ -60,8 +61,9 @@ impl Subject {
         Subject { worker, key_order, alpha, beta, alpha_billing, _dir: dir }
     }
 
-    async fn call(&self, tenant: &Tenant, call: Call) -> Result<Reply, DataError> {
-        self.worker.handle(Envelope { tenant: tenant.clone(), call }).await
+    async fn call<C: DataCall>(&self, tenant: &Tenant, call: C) -> Result<C::Reply, DataError> {
+        let reply = self.worker.handle(Envelope { tenant: tenant.clone(), call: call.into() }).await?;
+        Ok(C::reply_of(reply).unwrap_or_else(|other| panic!("a reply to {} instead", other.answers())))
     }
 
     /// Stores `count` items `k00000...` whose values name `owner`, in transactions of 500.
@@ -81,23 +83,16 @@ impl Subject {
                     })
                 })
                 .collect();
-            let call = Call::Transaction { store: "kvstore".into(), operations, metadata: Metadata::new() };
+            let call = ExecuteTransaction { store: "kvstore".into(), operations };
             self.call(tenant, call).await.expect("seed");
         }
     }
 
     async fn query(&self, tenant: &Tenant, query: Value) -> Result<(Vec<(String, Value)>, Option<String>), DataError> {
-        let call = Call::QueryState { store: "kvstore".into(), query: query.to_string(), metadata: Metadata::new() };
-        match self.call(tenant, call).await? {
-            Reply::Query { results, token } => Ok((
-                results
-                    .into_iter()
-                    .map(|item| (item.key, serde_json::from_slice(&item.data).expect("JSON data")))
-                    .collect(),
-                token.filter(|token| !token.is_empty()),
-            )),
-            other => panic!("not a query answer: {other:?}"),
-        }
+        let page = self.call(tenant, QueryState { store: "kvstore".into(), query: query.to_string() }).await?;
+        let results =
+            page.results.into_iter().map(|item| (item.key, serde_json::from_slice(&item.data).expect("JSON data")));
+        Ok((results.collect(), page.token.filter(|token| !token.is_empty())))
     }
 
     /// Follows tokens from the first page of `query` to the last; answers every page.

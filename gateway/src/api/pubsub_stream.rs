@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dapr::dapr::proto::runtime::v1 as pb;
-use outrigger_bus::{Call, DeadLetter, Reply, Settlement, StreamEvent, Tenant, Verdict};
+use outrigger_bus::{
+    DeadLetter, Settlement, StreamEvent, StreamFetch, StreamSettle, StreamSubscribe, StreamTopic, Tenant, Verdict,
+};
 use pb::subscribe_topic_events_request_alpha1::SubscribeTopicEventsRequestType as Inbound;
 use pb::subscribe_topic_events_response_alpha1::SubscribeTopicEventsResponseType as Outbound;
 use serde_json::{Map, Value};
@@ -21,7 +23,7 @@ use tokio::sync::{mpsc, Notify};
 use tonic::Status;
 
 use crate::stream_guard::StreamGuard;
-use crate::Gateway;
+use crate::{DaprError, Gateway};
 
 /// Events sent and not yet answered, per stream.
 const MAX_OUTSTANDING: usize = 32;
@@ -61,19 +63,14 @@ pub async fn open(
 > {
     let first = inbound.message().await?.and_then(|message| message.subscribe_topic_events_request_type);
     let Some(Inbound::InitialRequest(initial)) = first else {
-        return Err(Status::invalid_argument(
-            "the first message of SubscribeTopicEventsAlpha1 must be an initial request",
-        ));
+        return Err(DaprError::malformed("the first message of SubscribeTopicEventsAlpha1 must be an initial request")
+            .to_status());
     };
     if initial.pubsub_name.is_empty() || initial.topic.is_empty() {
-        return Err(Status::invalid_argument("the initial request needs pubsub_name and topic"));
+        return Err(DaprError::malformed("the initial request needs pubsub_name and topic").to_status());
     }
-    let subscribe = Call::StreamSubscribe { pubsub: initial.pubsub_name.clone(), topic: initial.topic.clone() };
-    match gateway.call(tenant.clone(), subscribe).await {
-        Ok(Reply::Done) => {}
-        Ok(other) => return Err(crate::unexpected(other).to_status()),
-        Err(err) => return Err(err.to_status()),
-    }
+    let topic = StreamTopic { pubsub: initial.pubsub_name.clone(), topic: initial.topic.clone() };
+    gateway.call(tenant.clone(), StreamSubscribe { topic }).await.map_err(|err| err.to_status())?;
     let (sender, mut receiver) = mpsc::channel(MAX_OUTSTANDING);
     let initial_response = Outbound::InitialResponse(pb::SubscribeTopicEventsResponseInitialAlpha1 {});
     let _ = sender.send(Ok(response(initial_response))).await;
@@ -148,15 +145,19 @@ async fn settle(session: Arc<Session>, mut waiting: mpsc::Receiver<Settlement>) 
     let mut settlements = Vec::with_capacity(MAX_SETTLE);
     while waiting.recv_many(&mut settlements, MAX_SETTLE).await > 0 {
         let settlements = std::mem::replace(&mut settlements, Vec::with_capacity(MAX_SETTLE));
-        let call = Call::StreamSettle { pubsub: session.pubsub.clone(), topic: session.topic.clone(), settlements };
+        let call = StreamSettle { topic: session.stream_topic(), settlements };
         if let Err(err) = session.gateway.call(session.tenant.clone(), call).await {
             // Unsettled events come back after their hold: delivered again, never lost.
-            tracing::warn!(error = ?err.to_status().message(), topic = %session.topic, "could not settle streamed events");
+            tracing::warn!(error = %err, topic = %session.topic, "could not settle streamed events");
         }
     }
 }
 
 impl Session {
+    fn stream_topic(&self) -> StreamTopic {
+        StreamTopic { pubsub: self.pubsub.clone(), topic: self.topic.clone() }
+    }
+
     fn settlement(&self, id: String, verdict: Verdict, payload: Vec<u8>) -> Settlement {
         let dead_letter = match (&verdict, &self.dead_letter_topic) {
             (Verdict::Drop, Some(topic)) => Some(DeadLetter { topic: topic.clone(), payload }),
@@ -177,20 +178,11 @@ async fn pump(session: Arc<Session>, sender: Sender) {
             session.answered.notified().await;
             continue;
         }
-        let call = Call::StreamFetch {
-            pubsub: session.pubsub.clone(),
-            topic: session.topic.clone(),
-            max: room,
-            wait_ms: PULL_WAIT.as_millis() as u64,
-        };
+        let call = StreamFetch { topic: session.stream_topic(), max: room, wait_ms: PULL_WAIT.as_millis() as u64 };
         let events = match session.gateway.call(session.tenant.clone(), call).await {
-            Ok(Reply::Events(events)) => events,
-            Ok(other) => {
-                let _ = sender.send(Err(crate::unexpected(other).to_status())).await;
-                return;
-            }
+            Ok(events) => events,
             Err(err) => {
-                tracing::warn!(error = ?err.to_status().message(), topic = %session.topic, "pull failed; retrying");
+                tracing::warn!(error = %err, topic = %session.topic, "pull failed; retrying");
                 tokio::time::sleep(PULL_WAIT).await;
                 continue;
             }

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use outrigger_bus::{DataError, QueryItem, Reply, StateOperation, Tenant};
+use outrigger_bus::{DataError, QueryItem, QueryPage, QueryState, StateOperation, Tenant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{bad_request, Target, Worker};
+use crate::handler::Scope;
 use crate::state;
+use crate::state::api::{bad_request, target};
 
 /// What a query call may do: its page ([`state::PageLimits`]), its time, and how many run at once.
 #[derive(Clone, Copy, Debug)]
@@ -111,43 +112,41 @@ impl QueryGate {
     }
 }
 
-impl Worker {
-    /// `QueryState`: one page of the query over the caller's keys of `target`'s store.
-    pub(super) async fn query_state(&self, target: &Target<'_>, query: &str) -> Result<Reply, DataError> {
-        let operation = StateOperation::Query;
-        let store = target.component.name.clone();
-        if !target.store.features().query {
-            return Err(DataError::NotSupported { message: format!("state store {store} doesn't support query") });
-        }
-        let parsed = state::Query::parse(query)
-            .map_err(|err| bad_request(operation, format!("failed query in state store {store}: {err}")))?;
-        // The wait for a turn and the query share one deadline.
-        let limit = target.timeout().min(self.query_limits.max_duration);
-        let started = Instant::now();
-        let _place = self.queries.enter(target.tenant, self.query_limits.per_app_id, limit).await?;
-        let prefix = target.prefix();
-        let page_limits = self.query_limits.page;
-        let running = target.run(
-            operation,
-            |store| format!("failed query in state store {store}"),
-            || parsed.run_on(target.store.as_ref(), &prefix, &page_limits),
-        );
-        let page = tokio::time::timeout(limit.saturating_sub(started.elapsed()), running).await.map_err(|_| {
-            DataError::StoreFailure {
-                operation,
-                message: format!(
-                    "failed query in state store {store}: no answer within {limit:?}; narrow the filter or ask for \
-                     a smaller page"
-                ),
-            }
-        })??;
-        let results = page
-            .results
-            .into_iter()
-            .map(|result| QueryItem { key: result.key, data: result.data, etag: result.etag })
-            .collect();
-        Ok(Reply::Query { results, token: page.token })
+/// `QueryState`: one page of the query over the caller's keys of the store.
+pub(crate) async fn query(scope: &Scope<'_>, QueryState { store, query }: QueryState) -> Result<QueryPage, DataError> {
+    let operation = StateOperation::Query;
+    let target = target(scope, &store, operation)?;
+    if !target.store.features().query {
+        return Err(DataError::NotSupported { message: format!("state store {store} doesn't support query") });
     }
+    let parsed = state::Query::parse(&query)
+        .map_err(|err| bad_request(operation, format!("failed query in state store {store}: {err}")))?;
+    let limits = &scope.worker.query_limits;
+    // The wait for a turn and the query share one deadline.
+    let limit = target.timeout().min(limits.max_duration);
+    let started = Instant::now();
+    let _place = scope.worker.queries.enter(target.tenant, limits.per_app_id, limit).await?;
+    let prefix = target.prefix();
+    let running = target.run(
+        operation,
+        |store| format!("failed query in state store {store}"),
+        || parsed.run_on(target.store.as_ref(), &prefix, &limits.page),
+    );
+    let page = tokio::time::timeout(limit.saturating_sub(started.elapsed()), running).await.map_err(|_| {
+        DataError::StoreFailure {
+            operation,
+            message: format!(
+                "failed query in state store {store}: no answer within {limit:?}; narrow the filter or ask for a \
+                 smaller page"
+            ),
+        }
+    })??;
+    let results = page
+        .results
+        .into_iter()
+        .map(|result| QueryItem { key: result.key, data: result.data, etag: result.etag })
+        .collect();
+    Ok(QueryPage { results, token: page.token })
 }
 
 #[cfg(test)]

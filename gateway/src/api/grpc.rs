@@ -1,0 +1,122 @@
+//! The gRPC side shared by every building block: the router that gathers each block's rpcs (Dapr's
+//! `dapr.proto.runtime.v1.Dapr` and durabletask's `TaskHubSidecarService`), the admission of a call from its
+//! metadata, and the adapter that turns a typed handler into a unary rpc. Messages are the `dapr` crate's
+//! generated types; the routing is ours so that only the rpcs Outrigger serves exist and everything else
+//! answers `Unimplemented`.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use axum::extract::{Request, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::{post, MethodRouter};
+use axum::Router;
+use outrigger_bus::{Metadata, Tenant, TraceContext};
+use tracing::Instrument;
+
+use super::{invoke, metadata, pubsub, secrets, state, trace_context, workflow};
+use crate::stream_guard::StreamGuard;
+use crate::{DaprError, Gateway};
+
+/// The token SDKs send in gRPC metadata.
+const TOKEN_METADATA: &str = "dapr-api-token";
+
+/// Routes of one building block's rpcs: (full path, route).
+pub(crate) type Rpcs = Vec<(String, MethodRouter<Gateway>)>;
+
+/// The full path of an rpc of Dapr's runtime service.
+pub(crate) fn dapr_rpc(name: &str) -> String {
+    format!("/dapr.proto.runtime.v1.Dapr/{name}")
+}
+
+/// The Dapr gRPC API (HTTP/2 without TLS, as the SDKs dial it).
+pub fn grpc_router(gateway: Gateway) -> Router {
+    let blocks = [
+        metadata::grpc_rpcs(),
+        state::grpc_rpcs(),
+        pubsub::grpc_rpcs(),
+        invoke::grpc_rpcs(),
+        secrets::grpc_rpcs(),
+        workflow::grpc_rpcs(),
+    ];
+    let mut router = Router::new();
+    for (path, route) in blocks.into_iter().flatten() {
+        router = router.route(&path, route);
+    }
+    router
+        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
+        .with_state(gateway)
+}
+
+/// Lets a call in, or answers the refusal: the caller, the call's trace context, and its span.
+async fn admit(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    rpc: &str,
+) -> Result<(Tenant, TraceContext, tracing::Span), Response> {
+    let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
+    let tenant = gateway.admit(token).await.map_err(|refusal| refusal.into_grpc_response())?;
+    let span = tracing::info_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
+    Ok((tenant, trace_context(headers), span))
+}
+
+/// Lets a stream in: [`admit`], and the guard that ends the stream when its credential ends.
+pub(crate) async fn admit_stream(
+    gateway: &Gateway,
+    headers: &HeaderMap,
+    rpc: &str,
+) -> Result<(Tenant, StreamGuard, tracing::Span), Response> {
+    let (tenant, _, span) = admit(gateway, headers, rpc).await?;
+    let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let guard = gateway.guard_stream(token.trim(), &tenant);
+    Ok((tenant, guard, span))
+}
+
+/// Who calls, and the trace context of the call.
+pub(crate) struct Caller {
+    pub(crate) tenant: Tenant,
+    pub(crate) trace: TraceContext,
+}
+
+/// A unary rpc: authenticates from the call's metadata, decodes `Req`, runs `handler`, encodes its answer.
+pub(crate) fn rpc<Req, Resp, H, Fut>(handler: H) -> MethodRouter<Gateway>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    H: Fn(Gateway, Caller, Req) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Resp, DaprError>> + Send + 'static,
+{
+    post(move |State(gateway): State<Gateway>, request: Request| async move {
+        let (tenant, trace, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return refused,
+        };
+        let limit = gateway.options().max_body_bytes;
+        let service = tower::service_fn(move |call: tonic::Request<Req>| {
+            let (handler, gateway) = (handler.clone(), gateway.clone());
+            let caller = Caller { tenant: tenant.clone(), trace: trace.clone() };
+            async move {
+                handler(gateway, caller, call.into_inner())
+                    .await
+                    .map(tonic::Response::new)
+                    .map_err(|err| err.to_status())
+            }
+        });
+        let mut grpc = tonic::server::Grpc::new(crate::grpc_codec::Codec::<Resp, Req>::default())
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX);
+        let response: Response<tonic::body::Body> = grpc.unary(service, request).instrument(span).await;
+        response.map(axum::body::Body::new)
+    })
+}
+
+/// A gRPC request's metadata map.
+pub(crate) fn metadata(map: HashMap<String, String>) -> Metadata {
+    map.into_iter().collect()
+}
+
+/// An optional string field: proto3 sends absent as empty.
+pub(crate) fn non_empty(value: String) -> Option<String> {
+    Some(value).filter(|value| !value.is_empty())
+}

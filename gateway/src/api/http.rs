@@ -1,0 +1,142 @@
+//! The HTTP side shared by every building block: the router that gathers each block's routes, the
+//! authentication every route but the health probes passes, and the readers of bodies, query metadata and
+//! headers the blocks share.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use outrigger_bus::{Metadata, Tenant};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::{invoke, metadata, pubsub, secrets, state, workflow};
+use crate::{DaprError, Gateway};
+
+/// The header SDKs send the API token in.
+const TOKEN_HEADER: &str = "dapr-api-token";
+
+/// The Dapr HTTP API.
+pub fn http_router(gateway: Gateway) -> Router {
+    let limit = gateway.options().max_body_bytes;
+    let authenticated = Router::new()
+        .merge(metadata::http_routes())
+        .merge(state::http_routes())
+        .merge(pubsub::http_routes())
+        .merge(invoke::http_routes())
+        .merge(secrets::http_routes())
+        .merge(workflow::http_routes())
+        .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
+    Router::new()
+        .route("/v1.0/healthz", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/v1.0/healthz/outbound", get(|| async { StatusCode::NO_CONTENT }))
+        .merge(authenticated)
+        .fallback(invoke::by_header)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(gateway)
+}
+
+/// Lets a call in (or answers daprd's refusal) and puts the caller on the request and its span.
+async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next: Next) -> Response {
+    let tenant = match admit(&gateway, &mut request).await {
+        Ok(tenant) => tenant,
+        Err(refused) => return refused,
+    };
+    let span = tracing::info_span!(
+        "dapr_http",
+        method = %request.method(),
+        path = request.uri().path(),
+        project = %tenant.project,
+        app_id = %tenant.app_id,
+    );
+    request.extensions_mut().insert(tenant);
+    next.run(request).instrument(span).await
+}
+
+/// The caller of a request, its token taken off the request (the token goes no further than here), or
+/// daprd's refusal.
+pub(super) async fn admit(gateway: &Gateway, request: &mut Request) -> Result<Tenant, Response> {
+    let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
+    let tenant = gateway.admit(token).await.map_err(|refusal| refusal.into_response())?;
+    request.headers_mut().remove(TOKEN_HEADER);
+    Ok(tenant)
+}
+
+/// A body read whole, over-limit answered as daprd's error.
+pub(crate) struct Body(pub(crate) Bytes);
+
+impl FromRequest<Gateway> for Body {
+    type Rejection = DaprError;
+
+    async fn from_request(request: Request, gateway: &Gateway) -> Result<Body, DaprError> {
+        Bytes::from_request(request, gateway).await.map(Body).map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                DaprError::body_too_large(gateway.options().max_body_bytes)
+            } else {
+                DaprError::malformed(format!("failed reading the request body: {}", rejection.body_text()))
+            }
+        })
+    }
+}
+
+/// A JSON body, or daprd's malformed-request error.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, DaprError> {
+    serde_json::from_slice(body).map_err(|err| DaprError::malformed(format!("failed deserializing HTTP body: {err}")))
+}
+
+/// `metadata.<k>=<v>` query parameters, as component metadata.
+pub(crate) fn query_metadata(params: &HashMap<String, String>) -> Metadata {
+    params
+        .iter()
+        .filter_map(|(name, value)| name.strip_prefix("metadata.").map(|name| (name.to_owned(), value.clone())))
+        .collect()
+}
+
+/// Metadata maps in bodies: values may be JSON strings, numbers or booleans.
+pub(crate) fn body_metadata(metadata: Option<HashMap<String, Value>>) -> Metadata {
+    metadata
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let text = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+            (name, text)
+        })
+        .collect()
+}
+
+/// A header a call acts on, as text. A value that is not visible ASCII is the caller's error, never an absent
+/// header: an unreadable `If-Match` taken as none would make a conditional delete unconditional.
+pub(crate) fn header_text(headers: &HeaderMap, name: HeaderName, label: &str) -> Result<Option<String>, DaprError> {
+    let Some(value) = headers.get(name) else { return Ok(None) };
+    let text = value.to_str().map_err(|_| DaprError::malformed(format!("the {label} header is not visible ASCII")))?;
+    Ok(Some(text.to_owned()))
+}
+
+/// Response metadata goes back as `metadata.<k>` headers.
+pub(crate) fn metadata_headers(headers: &mut HeaderMap, metadata: &Metadata) {
+    for (name, value) in metadata {
+        let name = HeaderName::try_from(format!("metadata.{name}"));
+        if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(value)) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// A stored value inside a JSON answer: JSON stays JSON, anything else becomes a string.
+pub(crate) fn embedded(data: &[u8]) -> Value {
+    serde_json::from_slice(data).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(data).into_owned()))
+}
+
+/// An answer with no body.
+pub(crate) fn no_content<T>(_: T) -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}

@@ -1,0 +1,25 @@
+//! The Dapr APIs, one module per building block. Each block's module holds its HTTP routes and its gRPC rpcs
+//! side by side, over one set of checks and conversions into the block's typed bus calls
+//! ([`outrigger_bus::DataCall`]); [`http`] and [`grpc`] hold what every block shares. `docs/api-map.md` lists
+//! where each API lives, from socket to store.
+
+pub(crate) mod grpc;
+pub(crate) mod http;
+mod invoke;
+mod metadata;
+mod pubsub;
+mod pubsub_stream;
+mod secrets;
+mod state;
+mod workflow;
+mod workflow_stream;
+
+use axum::http::HeaderMap;
+pub(crate) use workflow::WorkflowRequestError;
+use outrigger_bus::TraceContext;
+
+/// The W3C trace context of a request (HTTP headers or gRPC metadata).
+pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {
+    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    TraceContext { traceparent: header("traceparent"), tracestate: header("tracestate") }
+}

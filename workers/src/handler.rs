@@ -1,0 +1,158 @@
+//! The worker's side of the bus: the caller's project is resolved once per call, then each typed call goes to
+//! its building block's module (`metadata`, `state::api`, `state::query_api`, `pubsub::api`,
+//! `pubsub::stream_api`, `secrets::api`).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use outrigger_bus::{
+    dispatch, BulkStateItem, DataError, DataPlane, DeleteState, Envelope, ExecuteTransaction, FailedEntry,
+    GetBulkSecret, GetBulkState, GetMetadata, GetSecret, GetState, Handler, MetadataInfo, Publish, QueryPage,
+    QueryState, Reply, ResolveSecretRef, SaveState, StateValue, StreamEvent, StreamFetch, StreamSettle,
+    StreamSubscribe, Tenant,
+};
+use outrigger_outbound::resiliency::Breakers;
+
+use crate::runtime::{ProjectComponents, Runtime};
+use crate::state::query_api::{QueryGate, QueryLimits};
+use crate::{metadata, pubsub, secrets, state};
+
+/// Limits that keep one request from monopolising a worker.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Most keys in one bulk read.
+    pub max_bulk_keys: usize,
+    /// Most operations in one transaction (and items in one save).
+    pub max_transaction_operations: usize,
+    /// How long one store operation may take before it fails as a store failure.
+    pub store_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits { max_bulk_keys: 1000, max_transaction_operations: 1000, store_timeout: Duration::from_secs(5) }
+    }
+}
+
+/// Answers bus calls for every project.
+pub struct Worker {
+    pub(crate) runtime: Runtime,
+    pub(crate) limits: Limits,
+    /// Circuit breakers of components' outbound policies.
+    pub(crate) breakers: Breakers,
+    pub(crate) query_limits: QueryLimits,
+    /// Turns of each App ID's state queries.
+    pub(crate) queries: QueryGate,
+}
+
+impl Worker {
+    /// A worker over `runtime`.
+    pub fn new(runtime: Runtime, limits: Limits) -> Worker {
+        Worker {
+            runtime,
+            limits,
+            breakers: Breakers::new(),
+            query_limits: QueryLimits::default(),
+            queries: QueryGate::default(),
+        }
+    }
+
+    /// The same worker with other limits on state queries.
+    pub fn with_query_limits(mut self, query_limits: QueryLimits) -> Worker {
+        self.query_limits = query_limits;
+        self
+    }
+
+    /// The component runtime (to deliver change events to).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+}
+
+/// One call's view of the worker: who calls, and their project's components.
+pub(crate) struct Scope<'a> {
+    pub(crate) worker: &'a Worker,
+    pub(crate) tenant: &'a Tenant,
+    pub(crate) project: &'a ProjectComponents,
+}
+
+#[async_trait]
+impl Handler for Worker {
+    async fn handle(&self, envelope: Envelope) -> Result<Reply, DataError> {
+        let Envelope { tenant, call } = envelope;
+        let project = match self.runtime.project(&tenant.project_id).await {
+            Ok(Some(project)) => project,
+            // A token that outlived its project finds nothing, like any unknown store.
+            Ok(None) => return Err(DataError::StoresNotConfigured),
+            Err(reason) => {
+                tracing::error!(project_id = %tenant.project_id, %reason, "cannot read the project's components");
+                return Err(DataError::ProjectUnavailable {
+                    message: format!("the project's components cannot be read right now: {reason}"),
+                });
+            }
+        };
+        dispatch(&Scope { worker: self, tenant: &tenant, project: &project }, call).await
+    }
+}
+
+impl DataPlane for Scope<'_> {
+    async fn get_metadata(&self, _call: GetMetadata) -> Result<MetadataInfo, DataError> {
+        Ok(metadata::describe(self))
+    }
+
+    async fn get_state(&self, call: GetState) -> Result<Option<StateValue>, DataError> {
+        state::api::get(self, call).await
+    }
+
+    async fn get_bulk_state(&self, call: GetBulkState) -> Result<Vec<BulkStateItem>, DataError> {
+        state::api::bulk_get(self, call).await
+    }
+
+    async fn save_state(&self, call: SaveState) -> Result<(), DataError> {
+        state::api::save(self, call).await
+    }
+
+    async fn delete_state(&self, call: DeleteState) -> Result<(), DataError> {
+        state::api::delete(self, call).await
+    }
+
+    async fn execute_transaction(&self, call: ExecuteTransaction) -> Result<(), DataError> {
+        state::api::transact(self, call).await
+    }
+
+    async fn query_state(&self, call: QueryState) -> Result<QueryPage, DataError> {
+        state::query_api::query(self, call).await
+    }
+
+    async fn publish(&self, call: Publish) -> Result<Vec<FailedEntry>, DataError> {
+        pubsub::api::publish(self, call).await
+    }
+
+    async fn stream_subscribe(&self, call: StreamSubscribe) -> Result<(), DataError> {
+        pubsub::stream_api::subscribe(self, call).await
+    }
+
+    async fn stream_fetch(&self, call: StreamFetch) -> Result<Vec<StreamEvent>, DataError> {
+        pubsub::stream_api::fetch(self, call).await
+    }
+
+    async fn stream_settle(&self, call: StreamSettle) -> Result<(), DataError> {
+        pubsub::stream_api::settle(self, call).await
+    }
+
+    async fn get_secret(&self, call: GetSecret) -> Result<BTreeMap<String, String>, DataError> {
+        secrets::api::get(self, call).await
+    }
+
+    async fn get_bulk_secret(
+        &self,
+        call: GetBulkSecret,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>, DataError> {
+        secrets::api::bulk_get(self, call).await
+    }
+
+    async fn resolve_secret_ref(&self, call: ResolveSecretRef) -> Result<String, DataError> {
+        secrets::api::resolve_ref(self, call).await
+    }
+}

@@ -1,0 +1,94 @@
+//! Publishing: the caller's broker, topic scoping, daprd's CloudEvent envelope, and the broker's ack.
+
+use std::sync::Arc;
+
+use outrigger_bus::{DataError, FailedEntry, Publish, Tenant};
+use outrigger_outbound::resiliency::{self, Failure, Outcome, Policy};
+
+use crate::handler::Scope;
+use crate::pubsub::cloudevent::{envelope, EnvelopeError, Publication};
+use crate::pubsub::Access;
+use crate::runtime::{ProjectComponents, PubsubComponent};
+
+fn envelope_error(err: EnvelopeError) -> DataError {
+    match err {
+        EnvelopeError::NotACloudEvent(_) => DataError::BadCloudEvent { message: err.to_string() },
+        EnvelopeError::InvalidTtl { .. } | EnvelopeError::InvalidRawPayload(_) => {
+            DataError::BadPublishMetadata { message: err.to_string() }
+        }
+    }
+}
+
+/// The pub/sub component `pubsub` of the caller's project, if the caller may use it.
+pub(crate) fn broker(
+    project: &ProjectComponents,
+    tenant: &Tenant,
+    pubsub: &str,
+) -> Result<Arc<PubsubComponent>, DataError> {
+    let visible = || project.pubsub.values().filter(|component| component.allows(&tenant.app_id));
+    match visible().find(|component| component.name == pubsub) {
+        Some(component) => Ok(Arc::clone(component)),
+        None if visible().next().is_none() => Err(DataError::PubsubNotConfigured),
+        None => Err(DataError::PubsubNotFound { pubsub: pubsub.to_owned() }),
+    }
+}
+
+/// `PublishEvent` and `BulkPublishEvent`: each entry enveloped and handed to the broker under the component's
+/// outbound policy; a single publish fails as a whole, a bulk one reports its failed entries.
+pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<FailedEntry>, DataError> {
+    let (project, tenant) = (scope.project, scope.tenant);
+    let Publish { pubsub, topic, entries, trace } = call;
+    let (pubsub, topic) = (pubsub.as_str(), topic.as_str());
+    let component = broker(project, tenant, pubsub)?;
+    if topic.is_empty() {
+        return Err(DataError::TopicEmpty { pubsub: pubsub.to_owned() });
+    }
+    if !component.config.topics.permits(Access::Publish, &tenant.app_id, topic) {
+        return Err(DataError::TopicForbidden {
+            message: format!("topic {topic} is not allowed for app id {}", tenant.app_id),
+        });
+    }
+    let broker = component.backend.clone().map_err(|reason| DataError::PublishFailed { message: reason })?;
+    let broker_topic = format!("{}{topic}", component.config.namespace);
+    let single = matches!(entries.as_slice(), [entry] if entry.entry_id.is_empty());
+    let policy =
+        Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(pubsub))
+            .with_default_timeout(scope.worker.limits.store_timeout);
+    let breaker = scope.worker.breakers.get(&tenant.project_id, &policy);
+    let now = chrono::Utc::now();
+    let mut failed = Vec::new();
+    for entry in entries {
+        let publication = Publication {
+            pubsub,
+            topic,
+            publisher_app_id: &tenant.app_id,
+            data: &entry.data,
+            content_type: entry.content_type.as_deref(),
+            metadata: &entry.metadata,
+            traceparent: trace.traceparent.as_deref(),
+            tracestate: trace.tracestate.as_deref(),
+        };
+        let outcome = match envelope(&publication, now) {
+            Ok(message) => {
+                let publish = || broker.publish(&broker_topic, &message.payload);
+                let judge = |result: &Result<(), _>| result.is_err().then_some(Failure::Error);
+                match resiliency::execute(&policy, breaker.as_deref(), publish, judge).await {
+                    Outcome::Finished(Ok(())) => Ok(()),
+                    Outcome::Finished(Err(err)) => Err(err.to_string()),
+                    Outcome::TimedOut(after) => Err(format!("the broker did not acknowledge within {after:?}")),
+                    Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
+                }
+                .map_err(|reason| DataError::PublishFailed {
+                    message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
+                })
+            }
+            Err(err) => Err(envelope_error(err)),
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(err) if single => return Err(err),
+            Err(err) => failed.push(FailedEntry { entry_id: entry.entry_id, error: err.to_string() }),
+        }
+    }
+    Ok(failed)
+}
