@@ -343,7 +343,8 @@ impl Runtime {
                 return Ok(Some(Arc::clone(cached)));
             }
         }
-        let loaded = self.load(project_id).await?;
+        // Boxed: loading awaits database reads whose futures are large, and this future is part of every call.
+        let loaded = Box::pin(self.load(project_id)).await?;
         let kept = |pick: fn(&ProjectComponents, &str) -> bool| {
             let loaded = &loaded;
             move |name: &str| loaded.as_ref().is_some_and(|components| pick(components, name))

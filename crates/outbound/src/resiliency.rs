@@ -64,6 +64,11 @@ impl Policy {
     /// The policy of `target` for a call made by `caller`, from a project's Resiliency documents.
     pub fn resolve(documents: &[Document], caller: &str, target: Target<'_>) -> Policy {
         let applicable: Vec<&Document> = documents.iter().filter(|document| document.applies_to(caller)).collect();
+        // Every call resolves its policy: without a document there is nothing to look up (the default policy
+        // names below are built per lookup, and cost more than the rest of the resolution).
+        if applicable.is_empty() {
+            return Policy::default();
+        }
         let entry = |document: &Document| -> Option<Value> {
             let targets = document.spec.get("targets")?;
             let found = match target {

@@ -57,7 +57,7 @@ async fn admit(
 ) -> Result<(Tenant, TraceContext, tracing::Span), Response> {
     let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
     let tenant = gateway.admit(token).await.map_err(|refusal| refusal.into_grpc_response())?;
-    let span = tracing::info_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
+    let span = tracing::debug_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
     Ok((tenant, trace_context(headers), span))
 }
 

@@ -55,7 +55,7 @@ pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Reque
         Err(refused) => return refused,
     };
     let method = request.uri().path().to_owned();
-    let span = tracing::info_span!("dapr_http", method = %request.method(), path = %method, project = %tenant.project, app_id = %tenant.app_id);
+    let span = tracing::debug_span!("dapr_http", method = %request.method(), path = %method, project = %tenant.project, app_id = %tenant.app_id);
     invoke(&gateway, &tenant, &app_id, method, request).instrument(span).await
 }
 
