@@ -78,9 +78,16 @@ pub async fn probe(
     recovered: impl Fn() + Send,
 ) {
     let mut failures = 0u32;
+    let url = reqwest::Url::parse(&channel.url(&path));
     loop {
-        let request = channel.request(&client, reqwest::Method::GET, &path).timeout(settings.timeout);
-        let answered = request.send().await.is_ok_and(|response| response.status().is_success());
+        let answered = match &url {
+            Ok(url) => {
+                let request = channel.request(&client, reqwest::Method::GET, url.clone()).timeout(settings.timeout);
+                request.send().await.is_ok_and(|response| response.status().is_success())
+            }
+            // An endpoint that is no URL never answers.
+            Err(_) => false,
+        };
         if answered {
             failures = 0;
             if health.set(true) {

@@ -219,7 +219,7 @@ impl Invoker {
             .map_err(|err| InvokeError::Directory { id: id(), reason: err.to_string() })?;
         let path = invocation.path_and_query.split('?').next().unwrap_or_default().to_owned();
         let mut headers = forwarded_headers(&invocation.headers);
-        let channel = if let Some(callee) = directory.apps.get(target) {
+        let (channel, base) = if let Some(callee) = directory.apps.get(target) {
             let verb = invocation.method.as_str();
             if let Some(access_control) = &callee.access_control {
                 if !access_control.allows(&tenant.project, &tenant.app_id, verb, &path) {
@@ -238,11 +238,8 @@ impl Invoker {
             }
             let channel = AppChannel { endpoint, app_token: identity.app_token.clone() };
             // The egress rule first: an endpoint it refuses is never probed, so its health tells nothing.
-            let url = reqwest::Url::parse(&channel.endpoint).map_err(|err| InvokeError::BadEndpoint {
-                id: id(),
-                reason: format!("the endpoint URL is not valid: {err}"),
-            })?;
-            self.egress.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
+            let base = reqwest::Url::parse(&channel.endpoint).map_err(|err| bad_url(id(), err))?;
+            self.egress.check_url(&base).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
             if let Some(health_path) = &identity.app_health_check_path {
                 if !self.health(tenant, target, &channel, health_path).is_healthy() {
                     return Err(InvokeError::Unhealthy { id: id(), path: health_path.clone() });
@@ -250,7 +247,7 @@ impl Invoker {
             }
             headers.insert("dapr-caller-app-id", header_value(&tenant.app_id));
             headers.insert("dapr-callee-app-id", header_value(target));
-            channel
+            (channel, base)
         } else if let Some(endpoint) =
             // An endpoint scoped to other App IDs does not exist for this caller, as in daprd.
             directory.http_endpoints.get(target).filter(|endpoint| endpoint.applies_to(&tenant.app_id))
@@ -266,16 +263,15 @@ impl Invoker {
                 }
             };
             headers.extend(endpoint_headers);
-            channel
+            let base = reqwest::Url::parse(&channel.endpoint).map_err(|err| bad_url(id(), err))?;
+            (channel, base)
         } else {
             return Err(InvokeError::UnknownTarget { id: id() });
         };
         if !headers.contains_key("traceparent") {
             headers.insert("traceparent", header_value(&new_traceparent()));
         }
-        let url = reqwest::Url::parse(&channel.url(&invocation.path_and_query)).map_err(|err| {
-            InvokeError::BadEndpoint { id: id(), reason: format!("the endpoint URL is not valid: {err}") }
-        })?;
+        let url = AppChannel::join(&base, &invocation.path_and_query);
         self.egress.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
 
         let mut policy = Policy::resolve(&directory.resiliencies, &tenant.app_id, Target::App(target));
@@ -300,7 +296,7 @@ impl Invoker {
                 Payload::Replayable(bytes) => reqwest::Body::from(bytes.clone()),
                 Payload::Streaming(body) => body.take().unwrap_or_else(|| reqwest::Body::from(Bytes::new())),
             };
-            let request = channel.request(&self.client, invocation.method.clone(), &invocation.path_and_query);
+            let request = channel.request(&self.client, invocation.method.clone(), url.clone());
             request.headers(headers.clone()).body(body).send()
         };
         let judge = |result: &Result<reqwest::Response, reqwest::Error>| match result {
@@ -407,6 +403,11 @@ pub fn returned_headers(response: &reqwest::Response) -> HeaderMap {
         headers.remove(name);
     }
     headers
+}
+
+/// An app's or HTTP endpoint's base URL that does not parse.
+fn bad_url(id: String, err: impl std::fmt::Display) -> InvokeError {
+    InvokeError::BadEndpoint { id, reason: format!("the endpoint URL is not valid: {err}") }
 }
 
 /// Where an HTTPEndpoint is called.

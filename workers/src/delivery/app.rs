@@ -30,7 +30,7 @@ pub async fn deliver(
     timeout: Option<Duration>,
 ) -> Outcome {
     let mut request = channel
-        .request(client, reqwest::Method::POST, path)
+        .request(client, reqwest::Method::POST, channel.url(path))
         .header("content-type", "application/cloudevents+json")
         .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
         .json(event);
@@ -93,7 +93,7 @@ pub async fn deliver_bulk(
     });
     let whole = |outcome: Outcome| vec![outcome; events.len()];
     let request =
-        channel.request(client, reqwest::Method::POST, path).timeout(timeout.unwrap_or(DELIVERY_TIMEOUT)).json(&body);
+        channel.request(client, reqwest::Method::POST, channel.url(path)).timeout(timeout.unwrap_or(DELIVERY_TIMEOUT)).json(&body);
     let response = match request.send().await {
         Ok(response) => response,
         Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),
@@ -128,7 +128,7 @@ pub async fn deliver_bulk(
 /// The app's programmatic subscriptions (`GET /dapr/subscribe`); an app without the route has none.
 pub async fn subscriptions(channel: &AppChannel, client: &reqwest::Client) -> Result<Vec<Value>, String> {
     let response = channel
-        .request(client, reqwest::Method::GET, "/dapr/subscribe")
+        .request(client, reqwest::Method::GET, channel.url("/dapr/subscribe"))
         .timeout(Duration::from_secs(10))
         .send()
         .await
