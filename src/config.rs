@@ -192,14 +192,17 @@ impl Config {
     /// `egress_deny` and `egress_allow` as address ranges.
     pub fn egress_ranges(&self) -> anyhow::Result<(Vec<outrigger_outbound::IpNet>, Vec<outrigger_outbound::IpNet>)> {
         let parse = |name: &str, list: &Option<String>| -> anyhow::Result<Vec<outrigger_outbound::IpNet>> {
-            let entries = list.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|entry| !entry.is_empty());
+            let entries =
+                list.as_deref().unwrap_or_default().split(',').map(str::trim).filter(|entry| !entry.is_empty());
             entries
                 .map(|entry| {
                     // A bare address is a range of one.
                     entry
                         .parse()
                         .or_else(|_| entry.parse::<std::net::IpAddr>().map(outrigger_outbound::IpNet::from))
-                        .with_context(|| format!("{name}: '{entry}' is not a CIDR range such as 10.0.0.0/8 or an address"))
+                        .with_context(|| {
+                            format!("{name}: '{entry}' is not a CIDR range such as 10.0.0.0/8 or an address")
+                        })
                 })
                 .collect()
         };

@@ -251,8 +251,11 @@ impl DaprError {
 
     /// The same error as a gRPC status with daprd's rich details.
     pub fn to_status(&self) -> tonic::Status {
-        let details =
-            ErrorDetails::with_error_info(self.reason, ERROR_DOMAIN, [("errorCode".to_owned(), self.error_code.to_owned())]);
+        let details = ErrorDetails::with_error_info(
+            self.reason,
+            ERROR_DOMAIN,
+            [("errorCode".to_owned(), self.error_code.to_owned())],
+        );
         tonic::Status::with_error_details(self.grpc_code, self.message.clone(), details)
     }
 
@@ -408,7 +411,8 @@ impl From<BusError> for DaprError {
 /// daprd's HTTP answer to a bulk publish whose entries did not all reach the broker: 500, with the failed
 /// entries and the publish error code (gRPC lists them in a successful answer instead).
 pub(crate) fn bulk_publish_failure(failed: Vec<FailedEntry>) -> Response {
-    let failed: Vec<_> = failed.into_iter().map(|entry| json!({ "entryId": entry.entry_id, "error": entry.error })).collect();
+    let failed: Vec<_> =
+        failed.into_iter().map(|entry| json!({ "entryId": entry.entry_id, "error": entry.error })).collect();
     let body = json!({ "failedEntries": failed, "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE" });
     (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
 }

@@ -31,14 +31,23 @@ fn security_state_sqlite_cannot_open_the_platforms_files_or_leave_the_project_di
     let (data_dir, server) = crate::harness::start();
     let dapr = format!("http://{}", server.addresses.dapr_http.expect("the all-in-one serves Dapr HTTP"));
     let victim = token_of(&server, "victim", "orders");
-    let (status, body) =
-        dapr_http(Method::POST, &format!("{dapr}/v1.0/state/kvstore"), &victim, Some(r#"[{"key":"k","value":"victim-secret"}]"#));
+    let (status, body) = dapr_http(
+        Method::POST,
+        &format!("{dapr}/v1.0/state/kvstore"),
+        &victim,
+        Some(r#"[{"key":"k","value":"victim-secret"}]"#),
+    );
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
     let thief = token_of(&server, "evil", "thief");
 
     let platform_file = data_dir.path().join("kvstore.db").display().to_string();
     let elsewhere = data_dir.path().join("created-elsewhere.db");
-    for path in [platform_file.clone(), format!("file:{}", elsewhere.display()), "../kvstore.db".to_owned(), "a/../../kvstore.db".to_owned()] {
+    for path in [
+        platform_file.clone(),
+        format!("file:{}", elsewhere.display()),
+        "../kvstore.db".to_owned(),
+        "a/../../kvstore.db".to_owned(),
+    ] {
         let steal = component(
             "state.sqlite",
             json!([{"name": "connectionString", "value": path}, {"name": "tableName", "value": "kvstore"}, {"name": "keyPrefix", "value": "none"}]),
@@ -64,15 +73,19 @@ fn security_state_sqlite_cannot_open_the_platforms_files_or_leave_the_project_di
     let (status, body) =
         dapr_http(Method::POST, &format!("{dapr}/v1.0/state/mine"), &thief, Some(r#"[{"key":"a","value":1}]"#));
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let projects: Vec<_> = std::fs::read_dir(data_dir.path().join("projects")).unwrap().map(|entry| entry.unwrap().path()).collect();
-    let evil_dir = projects.iter().find(|dir| dir.join("mine.db").exists()).expect("mine.db is in the project's directory");
+    let projects: Vec<_> =
+        std::fs::read_dir(data_dir.path().join("projects")).unwrap().map(|entry| entry.unwrap().path()).collect();
+    let evil_dir =
+        projects.iter().find(|dir| dir.join("mine.db").exists()).expect("mine.db is in the project's directory");
     std::fs::write(evil_dir.join("secrets.json"), json!({"path": platform_file}).to_string()).unwrap();
     assert_eq!(put_component(&server, "evil", "vault", secrets).0, StatusCode::CREATED);
     assert_eq!(put_component(&server, "evil", "smuggled", smuggled).0, StatusCode::CREATED);
-    let (status, body) = dapr_http(Method::POST, &format!("{dapr}/v1.0-alpha1/state/smuggled/query"), &thief, Some("{}"));
+    let (status, body) =
+        dapr_http(Method::POST, &format!("{dapr}/v1.0-alpha1/state/smuggled/query"), &thief, Some("{}"));
     assert!(status.is_server_error() || status.is_client_error(), "{status} {body}");
     assert!(!body.contains("victim-secret") && body.contains("connectionString"), "{body}");
-    let (status, body) = dapr_http(Method::GET, &format!("{dapr}/v1.0/state/smuggled/victim%7C%7Corders%7C%7Ck"), &thief, None);
+    let (status, body) =
+        dapr_http(Method::GET, &format!("{dapr}/v1.0/state/smuggled/victim%7C%7Corders%7C%7Ck"), &thief, None);
     assert!(!body.contains("victim-secret"), "{status} {body}");
     let (_, read) = dapr_http(Method::GET, &format!("{dapr}/v1.0/state/kvstore/k"), &victim, None);
     assert_eq!(read, "\"victim-secret\"", "the victim's data is untouched");
@@ -89,9 +102,21 @@ fn security_components_cannot_dial_the_platforms_own_database_or_nats() {
     let dapr = format!("http://{}", gateway.addresses.dapr_http.expect("the gateway serves Dapr HTTP"));
     let thief = token_of(&control, "evil", "thief");
     let attempts = [
-        ("pg", "state.postgresql", json!([{"name": "connectionString", "value": "postgres://postgres@127.0.0.1:5432/postgres"}])),
-        ("pg-name", "state.postgresql", json!([{"name": "connectionString", "value": "host=localhost port=5432 user=postgres"}])),
-        ("pg-mapped", "state.postgresql", json!([{"name": "connectionString", "value": "postgres://postgres@[::ffff:127.0.0.1]:5432/postgres"}])),
+        (
+            "pg",
+            "state.postgresql",
+            json!([{"name": "connectionString", "value": "postgres://postgres@127.0.0.1:5432/postgres"}]),
+        ),
+        (
+            "pg-name",
+            "state.postgresql",
+            json!([{"name": "connectionString", "value": "host=localhost port=5432 user=postgres"}]),
+        ),
+        (
+            "pg-mapped",
+            "state.postgresql",
+            json!([{"name": "connectionString", "value": "postgres://postgres@[::ffff:127.0.0.1]:5432/postgres"}]),
+        ),
         ("nats", "pubsub.jetstream", json!([{"name": "natsURL", "value": "nats://127.0.0.1:4222"}])),
     ];
     for (name, type_name, metadata) in attempts {
@@ -124,14 +149,14 @@ fn security_app_endpoints_cannot_reach_the_platforms_own_listeners() {
     let dapr = format!("http://{}", server.addresses.dapr_http.expect("the all-in-one serves Dapr HTTP"));
     let caller = token_of(&server, "evil", "caller");
     let control = server.addresses.control_api.expect("the all-in-one serves the control API");
-    for (app, endpoint) in [("admin", format!("http://{control}")), ("admin-by-name", format!("http://localhost:{}", control.port()))] {
-        let (status, body) = server.api(
-            Method::POST,
-            "/projects/evil/appids",
-            Some(json!({"name": app, "appEndpoint": endpoint})),
-        );
+    for (app, endpoint) in
+        [("admin", format!("http://{control}")), ("admin-by-name", format!("http://localhost:{}", control.port()))]
+    {
+        let (status, body) =
+            server.api(Method::POST, "/projects/evil/appids", Some(json!({"name": app, "appEndpoint": endpoint})));
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        let (status, body) = dapr_http(Method::GET, &format!("{dapr}/v1.0/invoke/{app}/method/api/v1/projects"), &caller, None);
+        let (status, body) =
+            dapr_http(Method::GET, &format!("{dapr}/v1.0/invoke/{app}/method/api/v1/projects"), &caller, None);
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{app}: {body}");
         assert!(body.contains("own services") && !body.contains("items"), "{app}: {body}");
     }

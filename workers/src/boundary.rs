@@ -34,7 +34,12 @@ impl Boundary {
 
     /// The path to open for the file a component's `field` names: inside the project's directory, with every
     /// link on the way resolved and still inside it.
-    pub async fn file(&self, component_type: &'static str, field: &'static str, path: &str) -> Result<PathBuf, OpenError> {
+    pub async fn file(
+        &self,
+        component_type: &'static str,
+        field: &'static str,
+        path: &str,
+    ) -> Result<PathBuf, OpenError> {
         let Some(root) = &self.files else { return Ok(PathBuf::from(path)) };
         let refused = |reason: String| OpenError::InvalidField { component_type, field, reason };
         outrigger_resources::check_project_file(path).map_err(refused)?;

@@ -12,5 +12,5 @@ pub mod state;
 
 pub use boundary::Boundary;
 pub use handler::{Limits, Worker};
-pub use state::query_api::QueryLimits;
 pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};
+pub use state::query_api::QueryLimits;

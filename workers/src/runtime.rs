@@ -284,7 +284,12 @@ fn version(document: &Document) -> String {
 impl Runtime {
     /// A runtime reading components from `control_plane`, re-reading a project at most every `refresh_after`;
     /// each project's component files live in a directory named after the project under `project_files`.
-    pub fn new(control_plane: Store, managed: ManagedStores, refresh_after: Duration, project_files: PathBuf) -> Runtime {
+    pub fn new(
+        control_plane: Store,
+        managed: ManagedStores,
+        refresh_after: Duration,
+        project_files: PathBuf,
+    ) -> Runtime {
         Runtime {
             control_plane,
             managed,

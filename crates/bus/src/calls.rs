@@ -15,8 +15,8 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::{
-    BulkStateItem, DataError, DeleteItem, FailedEntry, MetadataInfo, PublishEntry, QueryItem, SaveItem,
-    Settlement, StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation,
+    BulkStateItem, DataError, DeleteItem, FailedEntry, MetadataInfo, PublishEntry, QueryItem, SaveItem, Settlement,
+    StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation,
 };
 
 /// A call a gateway can send, and the reply it gets.

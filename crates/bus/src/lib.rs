@@ -53,7 +53,11 @@ pub trait Bus: Send + Sync {
 }
 
 /// Sends a typed call to the worker pool serving its caller, and takes the typed answer.
-pub async fn send<C: DataCall>(bus: &dyn Bus, tenant: Tenant, call: C) -> Result<Result<C::Reply, DataError>, BusError> {
+pub async fn send<C: DataCall>(
+    bus: &dyn Bus,
+    tenant: Tenant,
+    call: C,
+) -> Result<Result<C::Reply, DataError>, BusError> {
     let pool = tenant.pool.clone();
     match bus.call(&pool, Envelope { tenant, call: call.into() }).await? {
         Ok(reply) => C::reply_of(reply).map(Ok).map_err(|other| {

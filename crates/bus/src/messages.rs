@@ -18,7 +18,6 @@ pub struct Tenant {
     pub pool: String,
 }
 
-
 /// Component metadata from a request (`metadata.*` query parameters, gRPC `metadata` maps).
 pub type Metadata = BTreeMap<String, String>;
 

@@ -106,7 +106,8 @@ where
             connection.connected().get_extras(&mut extras);
             // Every TCP connection carries its peer; one without (a Unix socket) is not something tenants
             // may point the platform at.
-            let peer = extras.get::<HttpInfo>().map(HttpInfo::remote_addr).ok_or("connection without a peer address")?;
+            let peer =
+                extras.get::<HttpInfo>().map(HttpInfo::remote_addr).ok_or("connection without a peer address")?;
             egress.check(peer)?;
             Ok(connection)
         })

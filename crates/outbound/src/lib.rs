@@ -44,7 +44,12 @@ impl AppChannel {
     /// A request to `url` with the app token: text from [`AppChannel::url`], or a URL the caller parsed
     /// already (invocations check it against the egress rule first; parsing it again costs as much as the rest of
     /// building the request).
-    pub fn request(&self, client: &reqwest::Client, method: reqwest::Method, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+    pub fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        url: impl reqwest::IntoUrl,
+    ) -> reqwest::RequestBuilder {
         let request = client.request(method, url);
         match &self.app_token {
             Some(token) => request.header("dapr-api-token", token),

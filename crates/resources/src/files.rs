@@ -47,7 +47,8 @@ mod tests {
         for good in ["data.db", "state/orders.db", "./data.db", "secrets.json"] {
             assert_eq!(check_project_file(good), Ok(()), "{good}");
         }
-        for bad in ["/tmp/x.db", "../x.db", "a/../../x.db", "a\\..\\x.db", "~/x.db", "C:\\x.db", "", "a\0b", "\\\\host\\x"]
+        for bad in
+            ["/tmp/x.db", "../x.db", "a/../../x.db", "a\\..\\x.db", "~/x.db", "C:\\x.db", "", "a\0b", "\\\\host\\x"]
         {
             assert!(check_project_file(bad).is_err(), "{bad:?}");
         }

@@ -203,7 +203,8 @@ const POSTGRESQL_STATE: &[MetadataField] = &[
     secret("awsSecretKey"),
 ];
 
-const SQLITE_STATE: &[MetadataField] = &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL")];
+const SQLITE_STATE: &[MetadataField] =
+    &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL")];
 
 const JETSTREAM_PUBSUB: &[MetadataField] = &[
     required("natsURL"),

@@ -21,10 +21,8 @@ impl Tx {
 
     /// The projects stamped at `since` (Unix milliseconds) or later.
     pub async fn projects_changed_since(&mut self, since: i64) -> Result<Vec<ProjectId>> {
-        let rows = sqlx::query("SELECT id FROM projects WHERE changed_at >= $1")
-            .bind(since)
-            .fetch_all(&mut *self.tx)
-            .await?;
+        let rows =
+            sqlx::query("SELECT id FROM projects WHERE changed_at >= $1").bind(since).fetch_all(&mut *self.tx).await?;
         rows.iter().map(|row| Ok(ProjectId(row.try_get("id")?))).collect()
     }
 

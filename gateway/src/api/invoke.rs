@@ -128,4 +128,3 @@ async fn invoke_grpc(
     }
     Ok(InvokeResponse { data: Some(prost_types::Any { type_url: String::new(), value: body.to_vec() }), content_type })
 }
-

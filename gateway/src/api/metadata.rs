@@ -42,7 +42,10 @@ fn kind_name(kind: SubscriptionKind) -> &'static str {
     }
 }
 
-async fn get_http(State(gateway): State<Gateway>, Extension(tenant): Extension<Tenant>) -> Result<Json<Value>, DaprError> {
+async fn get_http(
+    State(gateway): State<Gateway>,
+    Extension(tenant): Extension<Tenant>,
+) -> Result<Json<Value>, DaprError> {
     let AppMetadata { info, extended, http_endpoints } = gateway.metadata(&tenant).await?;
     let http_endpoints: Vec<Value> = http_endpoints.into_iter().map(|name| json!({ "name": name })).collect();
     let components: Vec<Value> = info
@@ -94,7 +97,11 @@ async fn set_http(
     gateway.set_metadata(&tenant, &key, value).await.map(no_content)
 }
 
-async fn get_grpc(gateway: Gateway, caller: Caller, _: pb::GetMetadataRequest) -> Result<pb::GetMetadataResponse, DaprError> {
+async fn get_grpc(
+    gateway: Gateway,
+    caller: Caller,
+    _: pb::GetMetadataRequest,
+) -> Result<pb::GetMetadataResponse, DaprError> {
     let AppMetadata { info, extended, http_endpoints } = gateway.metadata(&caller.tenant).await?;
     let subscriptions = info
         .subscriptions

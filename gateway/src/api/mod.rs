@@ -15,8 +15,8 @@ mod workflow;
 mod workflow_stream;
 
 use axum::http::HeaderMap;
-pub(crate) use workflow::WorkflowRequestError;
 use outrigger_bus::TraceContext;
+pub(crate) use workflow::WorkflowRequestError;
 
 /// The W3C trace context of a request (HTTP headers or gRPC metadata).
 pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {

@@ -38,7 +38,11 @@ async fn bulk_get_http(
     Ok(Json(gateway.call(tenant, GetBulkSecret { store }).await?).into_response())
 }
 
-async fn get_grpc(gateway: Gateway, caller: Caller, request: pb::GetSecretRequest) -> Result<pb::GetSecretResponse, DaprError> {
+async fn get_grpc(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetSecretRequest,
+) -> Result<pb::GetSecretResponse, DaprError> {
     let secret = gateway.call(caller.tenant, GetSecret { store: request.store_name, key: request.key }).await?;
     Ok(pb::GetSecretResponse { data: secret.into_iter().collect() })
 }

@@ -100,7 +100,10 @@ impl StateItemIn {
     fn read(self) -> Result<ItemIn, DaprError> {
         Ok(ItemIn {
             key: self.key.unwrap_or_default(),
-            value: self.value.map(|value| serde_json::to_vec(&value).expect("JSON values serialise")).unwrap_or_default(),
+            value: self
+                .value
+                .map(|value| serde_json::to_vec(&value).expect("JSON values serialise"))
+                .unwrap_or_default(),
             etag: self.etag,
             metadata: body_metadata(self.metadata),
             concurrency: http_concurrency(self.options.and_then(|options| options.concurrency).as_deref())?,
@@ -285,7 +288,11 @@ fn grpc_item(item: StateItem) -> Result<ItemIn, DaprError> {
     })
 }
 
-async fn get_grpc(gateway: Gateway, caller: Caller, request: pb::GetStateRequest) -> Result<pb::GetStateResponse, DaprError> {
+async fn get_grpc(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::GetStateRequest,
+) -> Result<pb::GetStateResponse, DaprError> {
     consistency(request.consistency)?;
     let call = GetState { store: request.store_name, key: request.key };
     // A missing key is an empty answer, not an error.
@@ -331,7 +338,11 @@ async fn delete_grpc(gateway: Gateway, caller: Caller, request: pb::DeleteStateR
     gateway.call(caller.tenant, DeleteState { store: request.store_name, items: vec![item.into_delete()?] }).await
 }
 
-async fn bulk_delete_grpc(gateway: Gateway, caller: Caller, request: pb::DeleteBulkStateRequest) -> Result<(), DaprError> {
+async fn bulk_delete_grpc(
+    gateway: Gateway,
+    caller: Caller,
+    request: pb::DeleteBulkStateRequest,
+) -> Result<(), DaprError> {
     let items = request.states.into_iter().map(|item| grpc_item(item)?.into_delete()).collect::<Result<_, _>>()?;
     gateway.call(caller.tenant, DeleteState { store: request.store_name, items }).await
 }
@@ -345,7 +356,8 @@ async fn transaction_grpc(
         .operations
         .into_iter()
         .map(|operation| {
-            let item = operation.request.ok_or_else(|| DaprError::malformed("a transaction operation has no request"))?;
+            let item =
+                operation.request.ok_or_else(|| DaprError::malformed("a transaction operation has no request"))?;
             grpc_item(item)?.into_operation(&operation.operation_type)
         })
         .collect::<Result<_, _>>()?;

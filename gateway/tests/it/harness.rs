@@ -79,8 +79,8 @@ impl TestGateway {
         let worker = Arc::new(Worker::new(runtime, limits));
         let probe =
             HealthProbe { interval: Duration::from_millis(100), timeout: Duration::from_millis(300), threshold: 2 };
-        let deliverer = Deliverer::new(store.clone(), Arc::clone(&worker), None, options.egress.clone())
-            .with_health_probe(probe);
+        let deliverer =
+            Deliverer::new(store.clone(), Arc::clone(&worker), None, options.egress.clone()).with_health_probe(probe);
         let (deliveries_waker, deliveries_scans) = (deliverer.waker(), deliverer.scans());
         let deliveries = CancellationToken::new();
         tokio::spawn(deliverer.run(deliveries.clone()));

@@ -443,8 +443,12 @@ async fn http_endpoint_headers_take_secret_values_from_the_named_store() {
     let gateway = TestGateway::start().await;
     let (service, url) = Callee::start().await;
     let token = gateway.app("shop", "caller").await;
-    let secrets = crate::secrets::SecretsFile::new(&gateway, "shop", r#"{"weather": {"apiKey": "k-from-store", "region": "eu"}}"#)
-            .await;
+    let secrets = crate::secrets::SecretsFile::new(
+        &gateway,
+        "shop",
+        r#"{"weather": {"apiKey": "k-from-store", "region": "eu"}}"#,
+    )
+    .await;
     gateway.component("shop", &secrets.component("vault", true)).await;
     let endpoint = |reference: &str| {
         format!(
@@ -511,7 +515,8 @@ async fn health_probes_of_a_deleted_app_id_stop() {
 #[tokio::test]
 async fn private_addresses_are_refused_unless_allowed() {
     let gateway =
-        TestGateway::with_options(Options { egress: Egress::private(PrivateAddresses::Refused), ..Options::default() }).await;
+        TestGateway::with_options(Options { egress: Egress::private(PrivateAddresses::Refused), ..Options::default() })
+            .await;
     let (callee, url) = Callee::start().await;
     let token = shop(&gateway, &url, None).await;
     let answer = gateway.http("GET", "/v1.0/invoke/callee/method/x", Some(&token), None).await;

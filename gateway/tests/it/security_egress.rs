@@ -40,7 +40,10 @@ async fn security_health_probes_of_refused_endpoints_never_connect() {
     for _ in 0..2 {
         let answer = gateway.http("POST", "/v1.0/invoke/target/method/x", Some(&caller), None).await;
         let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
-        assert!(message.contains("private, loopback or link-local"), "the answer is the refusal, not the app's health: {message}");
+        assert!(
+            message.contains("private, loopback or link-local"),
+            "the answer is the refusal, not the app's health: {message}"
+        );
         let connected = tokio::time::timeout(SEVERAL_PROBES, internal.accept()).await;
         assert!(connected.is_err(), "the platform connected to a refused address: {connected:?}");
     }

@@ -92,8 +92,10 @@ pub async fn deliver_bulk(
         "type": "com.dapr.event.sent.bulk",
     });
     let whole = |outcome: Outcome| vec![outcome; events.len()];
-    let request =
-        channel.request(client, reqwest::Method::POST, channel.url(path)).timeout(timeout.unwrap_or(DELIVERY_TIMEOUT)).json(&body);
+    let request = channel
+        .request(client, reqwest::Method::POST, channel.url(path))
+        .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
+        .json(&body);
     let response = match request.send().await {
         Ok(response) => response,
         Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),

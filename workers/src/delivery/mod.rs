@@ -108,12 +108,7 @@ struct Running {
 
 impl Deliverer {
     /// Deliveries for the projects of `pool` (every project when `None`: the embedded default).
-    pub fn new(
-        control_plane: Store,
-        worker: Arc<Worker>,
-        pool: Option<String>,
-        egress: Egress,
-    ) -> Deliverer {
+    pub fn new(control_plane: Store, worker: Arc<Worker>, pool: Option<String>, egress: Egress) -> Deliverer {
         Deliverer {
             control_plane,
             worker,
@@ -234,7 +229,8 @@ impl Deliverer {
 
     /// Makes the running loops and probes of one project match its `targets`.
     fn reconcile(&self, loops: &mut Loops, project_id: &str, targets: Vec<Target>) {
-        let wanted: HashMap<TargetKey, Target> = targets.into_iter().map(|target| (target.key.clone(), target)).collect();
+        let wanted: HashMap<TargetKey, Target> =
+            targets.into_iter().map(|target| (target.key.clone(), target)).collect();
         if wanted.values().any(|target| target.spec.origin == Origin::Programmatic) {
             loops.with_programmatic.insert(project_id.to_owned());
         } else {
@@ -257,15 +253,16 @@ impl Deliverer {
             keep
         });
         loops.running.retain(|key, loop_| {
-            let keep = key.project_id != project_id || wanted.get(key).is_some_and(|target| target.source == loop_.source);
+            let keep =
+                key.project_id != project_id || wanted.get(key).is_some_and(|target| target.source == loop_.source);
             if !keep {
                 loop_.stop.cancel();
             }
             keep
         });
-        loops.limits.retain(|(project, app_id), _| {
-            project != project_id || wanted.keys().any(|key| key.app_id == *app_id)
-        });
+        loops
+            .limits
+            .retain(|(project, app_id), _| project != project_id || wanted.keys().any(|key| key.app_id == *app_id));
         for (key, target) in wanted {
             if loops.running.contains_key(&key) {
                 continue;

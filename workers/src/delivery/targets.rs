@@ -78,7 +78,8 @@ impl Deliverer {
                 tracing::warn!(app_id = %app.name, %reason, "not delivering to the app's endpoint");
                 continue;
             }
-            let channel = outrigger_outbound::AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
+            let channel =
+                outrigger_outbound::AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
             let declarative = declarations
                 .iter()
                 .filter(|stored| stored.document.applies_to(&app.name))
@@ -138,8 +139,11 @@ impl Deliverer {
                 previous
             }
         };
-        let answer =
-            ProgrammaticSubscriptions { fetched: Instant::now(), endpoint: channel.endpoint.clone(), entries: entries.clone() };
+        let answer = ProgrammaticSubscriptions {
+            fetched: Instant::now(),
+            endpoint: channel.endpoint.clone(),
+            entries: entries.clone(),
+        };
         runtime.set_programmatic(project_id, app_id, answer);
         entries
     }

@@ -79,7 +79,8 @@ async fn pinned_nats_servers(servers: &str, boundary: &Boundary) -> Result<Strin
     let mut pinned = Vec::new();
     for server in servers.split(',').map(str::trim) {
         let with_scheme = if server.contains("://") { server.to_owned() } else { format!("nats://{server}") };
-        let mut url = url::Url::parse(&with_scheme).map_err(|err| invalid(format!("'{server}' is not a URL: {err}")))?;
+        let mut url =
+            url::Url::parse(&with_scheme).map_err(|err| invalid(format!("'{server}' is not a URL: {err}")))?;
         let host = url.host_str().ok_or_else(|| invalid(format!("'{server}' names no host")))?;
         let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
         let address = boundary.host(JETSTREAM, "natsURL", &host, url.port().unwrap_or(4222)).await?;

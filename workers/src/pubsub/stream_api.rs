@@ -55,8 +55,9 @@ pub(crate) async fn fetch(scope: &Scope<'_>, call: StreamFetch) -> Result<Vec<St
     let wait = Duration::from_millis(call.wait_ms).min(MAX_WAIT);
     let fetch = target.broker.fetch(&target.topic, &target.group, call.max.clamp(1, 100), wait, STREAM_HOLD);
     let deliveries = match tokio::time::timeout(wait + scope.worker.limits.store_timeout, fetch).await {
-        Ok(result) => result
-            .map_err(|err| DataError::PublishFailed { message: format!("reading topic {}: {err}", call.topic.topic) })?,
+        Ok(result) => result.map_err(|err| DataError::PublishFailed {
+            message: format!("reading topic {}: {err}", call.topic.topic),
+        })?,
         Err(_) => Vec::new(),
     };
     Ok(deliveries.into_iter().map(|delivery| StreamEvent { id: delivery.id, payload: delivery.payload }).collect())

@@ -40,7 +40,10 @@ fn reader<'a>(scope: &Scope<'a>, store: &'a str) -> Result<Reader<'a>, DataError
 }
 
 /// `GetSecret`.
-pub(crate) async fn get(scope: &Scope<'_>, GetSecret { store, key }: GetSecret) -> Result<BTreeMap<String, String>, DataError> {
+pub(crate) async fn get(
+    scope: &Scope<'_>,
+    GetSecret { store, key }: GetSecret,
+) -> Result<BTreeMap<String, String>, DataError> {
     let reader = reader(scope, &store)?;
     if !reader.allows(&key) {
         return Err(DataError::SecretDenied { store: store.clone(), key });

@@ -78,7 +78,8 @@ pub async fn open(
             let fields = Fields::new(LOCAL_FILE, metadata);
             let path = fields.required("secretsFile", "the path of a JSON file holding the secrets")?;
             let path = boundary.file(LOCAL_FILE, "secretsFile", path).await?;
-            let path = path.to_str().ok_or_else(|| fields.invalid("secretsFile", "the path is not UTF-8".to_owned()))?;
+            let path =
+                path.to_str().ok_or_else(|| fields.invalid("secretsFile", "the path is not UTF-8".to_owned()))?;
             let separator = fields.get("nestedSeparator").filter(|separator| !separator.is_empty()).unwrap_or(":");
             let multi_valued = fields.flag("multiValued")?;
             Ok(Arc::new(FileSecretStore::open(path, separator, multi_valued).await?))
@@ -179,7 +180,8 @@ mod tests {
             panic!("a local.env store opened on a refusing host");
         };
         assert!(err.to_string().contains("does not allow"), "{err}");
-        let Err(err) = open("secretstores.hashicorp.vault", &BTreeMap::new(), HostSecrets::Allowed, &boundary).await else {
+        let Err(err) = open("secretstores.hashicorp.vault", &BTreeMap::new(), HostSecrets::Allowed, &boundary).await
+        else {
             panic!("an unknown type opened");
         };
         assert!(err.to_string().contains("secretstores.local.file"), "{err}");

@@ -175,12 +175,8 @@ impl Target<'_> {
 }
 
 /// The component `store` of the caller's project, if the caller may use it.
-pub(crate) fn target<'a>(
-    scope: &Scope<'a>,
-    store: &str,
-    operation: StateOperation,
-) -> Result<Target<'a>, DataError> {
-let (project, tenant) = (scope.project, scope.tenant);
+pub(crate) fn target<'a>(scope: &Scope<'a>, store: &str, operation: StateOperation) -> Result<Target<'a>, DataError> {
+    let (project, tenant) = (scope.project, scope.tenant);
     let visible = || project.state.values().filter(|component| component.allows(&tenant.app_id));
     let Some(component) = visible().find(|component| component.name == store) else {
         return Err(if visible().next().is_none() {
@@ -193,25 +189,23 @@ let (project, tenant) = (scope.project, scope.tenant);
         operation,
         message: format!("state store {}: {reason}", component.name),
     })?;
-    let policy = Policy::resolve(
-        &project.resiliencies,
-        &tenant.app_id,
-        resiliency::Target::ComponentOutbound(&component.name),
-    )
-    .with_default_timeout(scope.worker.limits.store_timeout);
+    let policy =
+        Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(&component.name))
+            .with_default_timeout(scope.worker.limits.store_timeout);
     let breaker = scope.worker.breakers.get(&tenant.project_id, &policy);
     Ok(Target { tenant, component: Arc::clone(component), store, policy, breaker })
 }
-
 
 /// `GetState`.
 pub(crate) async fn get(scope: &Scope<'_>, GetState { store, key }: GetState) -> Result<Option<StateValue>, DataError> {
     let target = target(scope, &store, StateOperation::Get)?;
     let stored = target.stored_key(StateOperation::Get, &key)?;
     let found = target
-        .run(StateOperation::Get, |store| format!("fail to get {key} from state store {store}"), || {
-            target.store.get(&stored)
-        })
+        .run(
+            StateOperation::Get,
+            |store| format!("fail to get {key} from state store {store}"),
+            || target.store.get(&stored),
+        )
         .await?;
     Ok(found.map(value_of))
 }
@@ -230,15 +224,19 @@ pub(crate) async fn bulk_get(
     }
     let stored: Vec<String> = keys.iter().map(|key| target.stored_key(operation, key)).collect::<Result<_, _>>()?;
     let answers = target
-        .run(operation, |store| format!("failed getting state in state store {store}"), || async {
-            let answers = target.store.bulk_get(&stored).await;
-            match answers.iter().find_map(|answer| answer.as_ref().err()) {
-                Some(StateError::Backend(reason)) if answers.iter().all(Result::is_err) => {
-                    Err(StateError::Backend(reason.clone()))
+        .run(
+            operation,
+            |store| format!("failed getting state in state store {store}"),
+            || async {
+                let answers = target.store.bulk_get(&stored).await;
+                match answers.iter().find_map(|answer| answer.as_ref().err()) {
+                    Some(StateError::Backend(reason)) if answers.iter().all(Result::is_err) => {
+                        Err(StateError::Backend(reason.clone()))
+                    }
+                    _ => Ok(answers),
                 }
-                _ => Ok(answers),
-            }
-        })
+            },
+        )
         .await?;
     let items = keys
         .into_iter()
@@ -288,7 +286,9 @@ pub(crate) async fn transact(
     let mut requests = Vec::with_capacity(operations.len());
     for op in operations {
         requests.push(match op {
-            TransactionOperation::Upsert(item) => state::TransactionOperation::Upsert(target.set_request(operation, item)?),
+            TransactionOperation::Upsert(item) => {
+                state::TransactionOperation::Upsert(target.set_request(operation, item)?)
+            }
             TransactionOperation::Delete(item) => {
                 state::TransactionOperation::Delete(target.delete_request(operation, &item)?)
             }
@@ -315,11 +315,7 @@ async fn save_items(scope: &Scope<'_>, target: &Target<'_>, items: Vec<SaveItem>
     for request in &requests {
         let app_key = request.key.strip_prefix(&target.prefix()).unwrap_or(&request.key).to_owned();
         if let Err(err) = target
-            .run(
-                operation,
-                |store| format!("failed saving state in state store {store}"),
-                || target.store.set(request),
-            )
+            .run(operation, |store| format!("failed saving state in state store {store}"), || target.store.set(request))
             .await
         {
             failures.push((app_key, err));
@@ -330,8 +326,7 @@ async fn save_items(scope: &Scope<'_>, target: &Target<'_>, items: Vec<SaveItem>
         1 => Err(failures.remove(0).1),
         _ => {
             let all_etag = failures.iter().all(|(_, err)| matches!(err, DataError::EtagMismatch { .. }));
-            let message =
-                failures.iter().map(|(key, err)| format!("key {key}: {err}")).collect::<Vec<_>>().join("; ");
+            let message = failures.iter().map(|(key, err)| format!("key {key}: {err}")).collect::<Vec<_>>().join("; ");
             Err(if all_etag {
                 DataError::EtagMismatch { operation, message }
             } else {

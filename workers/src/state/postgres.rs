@@ -160,7 +160,9 @@ pub(crate) async fn pinned(
     }
     let host = host.filter(|host| !host.is_empty()).ok_or_else(|| invalid("name the server's host".to_owned()))?;
     if host.starts_with('/') || host.contains(',') {
-        return Err(invalid("give one server by host name or address; Unix sockets and host lists are not reachable".to_owned()));
+        return Err(invalid(
+            "give one server by host name or address; Unix sockets and host lists are not reachable".to_owned(),
+        ));
     }
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let address = boundary.host(component_type, "connectionString", host, port.unwrap_or(5432)).await?;

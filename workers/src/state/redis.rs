@@ -2,6 +2,7 @@
 //! daprd's Redis state store keeps them, so either can read what the other wrote. Queries scan the caller's
 //! keys with `SCAN` ([`super::redis_scan`]).
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,6 +19,17 @@ use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredI
 
 /// Port of a `redisHost` that names none.
 const DEFAULT_PORT: u16 = 6379;
+
+/// Reads one item: its value, its version and its remaining TTL in milliseconds (-1: none, -2: no such key),
+/// together, so the TTL belongs to the version read. One script answers one flat reply; the same read as
+/// MULTI/EXEC answers four replies, and parsing them cost a seventh of a state GET's instructions.
+const READ_ITEM_SCRIPT: &str = r#"
+local item = redis.call('HMGET', KEYS[1], 'data', 'version')
+return {item[1], item[2], redis.call('PTTL', KEYS[1])}
+"#;
+
+/// [`READ_ITEM_SCRIPT`], its digest computed once (calls send `EVALSHA`, loading the script when Redis lacks it).
+static READ_ITEM: LazyLock<Script> = LazyLock::new(|| Script::new(READ_ITEM_SCRIPT));
 
 /// Applies a batch of writes atomically (a script runs without other commands in between).
 ///
@@ -233,20 +245,9 @@ impl StateStore for RedisStateStore {
 
     async fn get(&self, key: &str) -> Result<Option<StoredItem>, StateError> {
         let mut connection = self.connection.clone();
-        // One MULTI/EXEC, so the remaining TTL belongs to the version read.
-        let ((value, etag), remaining_ms): ((Option<Vec<u8>>, Option<String>), i64) =
+        let (value, etag, remaining_ms): (Option<Vec<u8>>, Option<String>, i64) =
             within_deadline(Self::COMPONENT_TYPE, async {
-                redis::pipe()
-                    .atomic()
-                    .cmd("HMGET")
-                    .arg(key)
-                    .arg("data")
-                    .arg("version")
-                    .cmd("PTTL")
-                    .arg(key)
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(backend_error)
+                READ_ITEM.key(key).invoke_async(&mut connection).await.map_err(backend_error)
             })
             .await?;
         match (value, etag) {
