@@ -13,6 +13,7 @@ pub mod extended_metadata;
 mod grpc_codec;
 mod invoke;
 mod path;
+mod rate_limit;
 mod stream_guard;
 mod stream_listing;
 
@@ -70,7 +71,7 @@ struct Inner {
     invoker: invoke::Invoker,
     workflows: outrigger_workflow::Engine,
     tokens: auth::TokenResolver,
-    limiter: auth::RateLimiter,
+    limiter: rate_limit::RateLimiter,
     options: Options,
     /// Streaming subscriptions of every gateway, for `/v1.0/metadata`.
     streams: Arc<stream_listing::StreamListing>,
@@ -115,7 +116,7 @@ impl Gateway {
             stream_guards: stream_guard::Guards::default(),
             tokens: auth::TokenResolver::new(control_plane.clone(), options.token_cache_ttl),
             control_plane,
-            limiter: auth::RateLimiter::new(options.rate_limit_per_second),
+            limiter: rate_limit::RateLimiter::new(options.rate_limit_per_second),
             options,
             closing,
         }))
