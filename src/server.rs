@@ -211,12 +211,13 @@ struct InvalidateLocally {
     gateway: Option<Gateway>,
 }
 
+#[async_trait::async_trait]
 impl ProjectChanges for InvalidateLocally {
-    fn changed(&self, project_id: &str) {
-        self.worker.runtime().invalidate(project_id);
+    async fn changed(&self, project_id: &str) {
+        self.worker.runtime().invalidate(project_id).await;
         self.deliveries.project_changed(project_id);
         if let Some(gateway) = &self.gateway {
-            gateway.invalidate(project_id);
+            gateway.invalidate(project_id).await;
         }
     }
 }
@@ -227,8 +228,9 @@ struct PublishOverNats {
     prefix: String,
 }
 
+#[async_trait::async_trait]
 impl ProjectChanges for PublishOverNats {
-    fn changed(&self, project_id: &str) {
+    async fn changed(&self, project_id: &str) {
         let (client, prefix, project_id) = (self.client.clone(), self.prefix.clone(), project_id.to_owned());
         tokio::spawn(async move { outrigger_bus::publish_change(&client, &prefix, &project_id).await });
     }
@@ -237,8 +239,9 @@ impl ProjectChanges for PublishOverNats {
 /// No NATS configured for a lone control API: workers see changes on their periodic re-read.
 struct PeriodicReadsOnly;
 
+#[async_trait::async_trait]
 impl ProjectChanges for PeriodicReadsOnly {
-    fn changed(&self, _project_id: &str) {}
+    async fn changed(&self, _project_id: &str) {}
 }
 
 /// Opens the store behind every project's managed `kvstore`.
@@ -372,9 +375,12 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             .map_err(|err| anyhow::anyhow!("subscribing to change events on NATS: {err}"))?;
         let (worker, stop, deliveries) = (worker.clone(), shutdown.clone(), deliveries.clone());
         tasks.spawn(async move {
-            let invalidate = |project_id: &str| {
-                worker.runtime().invalidate(project_id);
-                deliveries.project_changed(project_id);
+            let invalidate = move |project_id: String| {
+                let (worker, deliveries) = (worker.clone(), deliveries.clone());
+                async move {
+                    worker.runtime().invalidate(&project_id).await;
+                    deliveries.project_changed(&project_id);
+                }
             };
             outrigger_bus::watch_changes(changes, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
         });
@@ -418,7 +424,10 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 .map_err(|err| anyhow::anyhow!("subscribing to change events on NATS: {err}"))?;
             let (gateway, stop) = (gateway.clone(), shutdown.clone());
             tasks.spawn(async move {
-                let invalidate = |project_id: &str| gateway.invalidate(project_id);
+                let invalidate = move |project_id: String| {
+                    let gateway = gateway.clone();
+                    async move { gateway.invalidate(&project_id).await }
+                };
                 outrigger_bus::watch_changes(changes, invalidate, stop).await.map_err(|err| anyhow::anyhow!(err))
             });
         }

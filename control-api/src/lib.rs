@@ -30,9 +30,11 @@ pub use error::{ApiError, ErrorBody};
 
 /// Told about every committed change to a project's configuration, so that whoever caches it (workers)
 /// can forget their copy at once instead of waiting for their next periodic re-read.
+#[async_trait::async_trait]
 pub trait ProjectChanges: Send + Sync {
-    /// The project with internal id `project_id` changed (or was deleted).
-    fn changed(&self, project_id: &str);
+    /// The project with internal id `project_id` changed (or was deleted). Returns once the processes in
+    /// this one have forgotten what they kept of it.
+    async fn changed(&self, project_id: &str);
 }
 
 /// How the control API is set up.

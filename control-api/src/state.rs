@@ -313,6 +313,6 @@ pub async fn change_project<R>(
     let written = diff.write(&mut tx, &current.project).await?;
     tx.touch_project(&current.project.id).await?;
     tx.commit().await?;
-    app.options.changes.changed(current.project.id.as_str());
+    app.options.changes.changed(current.project.id.as_str()).await;
     Ok((output, written))
 }

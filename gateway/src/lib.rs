@@ -129,8 +129,8 @@ impl Gateway {
 
     /// A project changed: what the gateway keeps of it is read again on its next use, and its open streams
     /// check at once that their App ID and token still exist.
-    pub fn invalidate(&self, project_id: &str) {
-        self.0.invoker.invalidate(project_id);
+    pub async fn invalidate(&self, project_id: &str) {
+        self.0.invoker.invalidate(project_id).await;
         self.0.stream_guards.project_changed(project_id);
         if self.0.invoker.probes_project(project_id) {
             let (gateway, project_id) = (self.clone(), project_id.to_owned());

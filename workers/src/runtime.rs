@@ -1,7 +1,8 @@
 //! The component runtime: what each project's components are, opened and cached.
 //!
-//! A project's components come from the control-plane database. The cache is dropped on a change event and
-//! re-read at most every `refresh_after` in any case; a backend whose document did not change keeps its open
+//! A project's components come from the control-plane database, read through [`ReadThrough`]: dropped on a
+//! change event (a read that raced the event is not kept), shared by concurrent misses, and re-read at most
+//! every `refresh_after` in any case; a backend whose document did not change keeps its open
 //! connections across re-reads.
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,6 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use outrigger_cache::ReadThrough;
 use outrigger_outbound::Egress;
 use outrigger_resources::{lookup, BuildingBlock, Document, Kind};
 use outrigger_store::Store;
@@ -27,6 +29,10 @@ pub const MANAGED_PUBSUB: (&str, &str) = ("pubsub", "pubsub.outrigger");
 
 /// How long opening one backend may take before the component is reported as failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most projects whose components a worker keeps read; the least used go first (their open backends stay
+/// until the project is read again).
+const MAX_CACHED_PROJECTS: u64 = 100_000;
 
 /// How a state component turns an app's key into a stored key (Dapr's `keyPrefix` metadata).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,7 +121,6 @@ pub struct ProjectComponents {
     pub subscriptions: Vec<Document>,
     /// `Resiliency` documents.
     pub resiliencies: Vec<Document>,
-    loaded_at: Instant,
 }
 
 /// What an app answered to `GET /dapr/subscribe`, and when.
@@ -190,9 +195,8 @@ impl<B: ?Sized> Opened<B> {
 pub struct Runtime {
     control_plane: Store,
     managed: ManagedStores,
-    refresh_after: Duration,
-    // A plain mutex: it is held only to read or swap an entry, never across an await.
-    projects: std::sync::Mutex<HashMap<String, Arc<ProjectComponents>>>,
+    /// Each project's components (`None`: the project is gone), read through on a miss.
+    projects: ReadThrough<String, Option<Arc<ProjectComponents>>>,
     opened_stores: Opened<dyn StateStore>,
     opened_brokers: Opened<dyn Broker>,
     opened_secret_stores: Opened<dyn SecretStore>,
@@ -293,8 +297,7 @@ impl Runtime {
         Runtime {
             control_plane,
             managed,
-            refresh_after,
-            projects: std::sync::Mutex::new(HashMap::new()),
+            projects: ReadThrough::new(MAX_CACHED_PROJECTS, refresh_after),
             opened_stores: Opened::new(),
             opened_brokers: Opened::new(),
             opened_secret_stores: Opened::new(),
@@ -337,17 +340,19 @@ impl Runtime {
     }
 
     /// Forgets the cached components of a project (a change event arrived); the next call re-reads them.
-    pub fn invalidate(&self, project_id: &str) {
-        self.projects.lock().expect("project cache lock").remove(project_id);
+    pub async fn invalidate(&self, project_id: &str) {
+        self.projects.invalidate(&project_id.to_owned()).await;
     }
 
     /// The project's components, from the cache when fresh enough. `None` when the project is gone.
     pub async fn project(&self, project_id: &str) -> Result<Option<Arc<ProjectComponents>>, String> {
-        if let Some(cached) = self.projects.lock().expect("project cache lock").get(project_id) {
-            if cached.loaded_at.elapsed() < self.refresh_after {
-                return Ok(Some(Arc::clone(cached)));
-            }
-        }
+        let read = || self.read_project(project_id);
+        self.projects.get_or_load(&project_id.to_owned(), read).await.map_err(|err| String::clone(&err))
+    }
+
+    /// Reads the project's components, opening backends whose documents changed and letting go of those whose
+    /// documents are gone.
+    async fn read_project(&self, project_id: &str) -> Result<Option<Arc<ProjectComponents>>, String> {
         // Boxed: loading awaits database reads whose futures are large, and this future is part of every call.
         let loaded = Box::pin(self.load(project_id)).await?;
         let kept = |pick: fn(&ProjectComponents, &str) -> bool| {
@@ -358,18 +363,7 @@ impl Runtime {
         self.opened_brokers.retain(project_id, kept(|components, name| components.pubsub.contains_key(name))).await;
         let secret_store = kept(|components, name| components.secrets.contains_key(name));
         self.opened_secret_stores.retain(project_id, secret_store).await;
-        let mut projects = self.projects.lock().expect("project cache lock");
-        match loaded {
-            Some(components) => {
-                let components = Arc::new(components);
-                projects.insert(project_id.to_owned(), Arc::clone(&components));
-                Ok(Some(components))
-            }
-            None => {
-                projects.remove(project_id);
-                Ok(None)
-            }
-        }
+        Ok(loaded.map(Arc::new))
     }
 
     async fn load(&self, project_id: &str) -> Result<Option<ProjectComponents>, String> {
@@ -411,7 +405,6 @@ impl Runtime {
             secret_scopes,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
-            loaded_at: Instant::now(),
         };
         let managed = |(name, component_type): (&str, &str)| (name.to_owned(), component_type.to_owned());
         if project.managed_kvstore {

@@ -360,7 +360,7 @@ pub(crate) async fn revoke_token(
     tx.revoke_token(&project.id, &app, &token_id).await?;
     tx.commit().await?;
     // Announced so that gateways end the streams the token holds now rather than when their cache runs out.
-    state.options.changes.changed(project.id.as_str());
+    state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %project.name, app_id = %app, token_id = %token_id, "API token revoked");
     Ok(StatusCode::NO_CONTENT)
 }

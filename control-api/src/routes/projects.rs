@@ -131,7 +131,7 @@ pub(crate) async fn delete_project(State(state): State<AppState>, Path(name): Pa
     let project = tx.project(&name).await?;
     tx.delete_project(&project.id).await?;
     tx.commit().await?;
-    state.options.changes.changed(project.id.as_str());
+    state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %name, project_id = project.id.as_str(), "project deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -49,8 +49,9 @@ impl RecordedChanges {
     }
 }
 
+#[async_trait::async_trait]
 impl outrigger_control_api::ProjectChanges for RecordedChanges {
-    fn changed(&self, project_id: &str) {
+    async fn changed(&self, project_id: &str) {
         self.0.lock().unwrap().push(project_id.to_owned());
     }
 }

@@ -143,9 +143,9 @@ pub async fn subscribe_changes(
 
 /// Calls `on_change` with the id of every project whose configuration changes (as `subscription`, from
 /// [`subscribe_changes`], hears them), until `shutdown`.
-pub async fn watch_changes(
+pub async fn watch_changes<Handled: std::future::Future<Output = ()> + Send>(
     mut subscription: async_nats::Subscriber,
-    on_change: impl Fn(&str) + Send,
+    on_change: impl Fn(String) -> Handled + Send,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     loop {
@@ -155,7 +155,7 @@ pub async fn watch_changes(
         };
         let Some(message) = message else { break };
         match std::str::from_utf8(&message.payload) {
-            Ok(project_id) => on_change(project_id),
+            Ok(project_id) => on_change(project_id.to_owned()).await,
             Err(_) => tracing::warn!("change event with a non-UTF-8 project id ignored"),
         }
     }

@@ -1,12 +1,14 @@
 //! What a gateway needs to route an invocation inside a project — its App IDs, the access control of their
 //! Configurations, its HTTP endpoints and Resiliency documents — read from the control plane once and kept
-//! until a change event for the project arrives or `refresh_after` passes.
+//! until a change event for the project arrives or `refresh_after` passes ([`ReadThrough`]: concurrent
+//! misses share one read, and a read that raced a change event is not kept).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::HeaderMap;
+use outrigger_cache::ReadThrough;
 use outrigger_resources::{Document, Kind};
 use outrigger_store::{AppIdentity, Store};
 
@@ -28,7 +30,6 @@ pub struct ProjectDirectory {
     /// The headers each HTTPEndpoint adds, once read (their secret values cost a worker call): kept as long as
     /// this reading of the project.
     endpoint_headers: Mutex<HashMap<String, HeaderMap>>,
-    loaded_at: Instant,
 }
 
 impl ProjectDirectory {
@@ -43,33 +44,29 @@ impl ProjectDirectory {
     }
 }
 
+/// Most projects whose directories a gateway keeps; the least used go first.
+const MAX_CACHED_PROJECTS: u64 = 100_000;
+
 /// Every project's directory this gateway has used recently.
 pub struct Directory {
     store: Store,
-    refresh_after: Duration,
-    projects: Mutex<HashMap<String, Arc<ProjectDirectory>>>,
+    projects: ReadThrough<String, Arc<ProjectDirectory>>,
 }
 
 impl Directory {
     pub fn new(store: Store, refresh_after: Duration) -> Directory {
-        Directory { store, refresh_after, projects: Mutex::new(HashMap::new()) }
+        Directory { store, projects: ReadThrough::new(MAX_CACHED_PROJECTS, refresh_after) }
     }
 
     /// Forgets a project's directory (it changed); the next invocation reads it again.
-    pub fn invalidate(&self, project_id: &str) {
-        self.projects.lock().expect("directory lock").remove(project_id);
+    pub async fn invalidate(&self, project_id: &str) {
+        self.projects.invalidate(&project_id.to_owned()).await;
     }
 
     /// The project's directory, from the cache when fresh enough.
-    pub async fn project(&self, project_id: &str) -> Result<Arc<ProjectDirectory>, outrigger_store::Error> {
-        if let Some(cached) = self.projects.lock().expect("directory lock").get(project_id) {
-            if cached.loaded_at.elapsed() < self.refresh_after {
-                return Ok(Arc::clone(cached));
-            }
-        }
-        let loaded = Arc::new(self.load(project_id).await?);
-        self.projects.lock().expect("directory lock").insert(project_id.to_owned(), Arc::clone(&loaded));
-        Ok(loaded)
+    pub async fn project(&self, project_id: &str) -> Result<Arc<ProjectDirectory>, Arc<outrigger_store::Error>> {
+        let read = || async { self.load(project_id).await.map(Arc::new) };
+        self.projects.get_or_load(&project_id.to_owned(), read).await
     }
 
     async fn load(&self, project_id: &str) -> Result<ProjectDirectory, outrigger_store::Error> {
@@ -96,12 +93,6 @@ impl Directory {
                 (identity.name.clone(), Callee { identity, access_control })
             })
             .collect();
-        Ok(ProjectDirectory {
-            apps,
-            http_endpoints,
-            resiliencies,
-            endpoint_headers: Mutex::new(HashMap::new()),
-            loaded_at: Instant::now(),
-        })
+        Ok(ProjectDirectory { apps, http_endpoints, resiliencies, endpoint_headers: Mutex::new(HashMap::new()) })
     }
 }

@@ -160,8 +160,8 @@ impl Invoker {
     }
 
     /// Forgets what the gateway knows of a project (it changed).
-    pub fn invalidate(&self, project_id: &str) {
-        self.directory.invalidate(project_id);
+    pub async fn invalidate(&self, project_id: &str) {
+        self.directory.invalidate(project_id).await;
     }
 
     /// Whether App IDs of the project are being probed.
@@ -179,7 +179,7 @@ impl Invoker {
                 .filter(|(_, callee)| callee.identity.app_health_check_path.is_some())
                 .map(|(name, _)| name.clone())
                 .collect(),
-            Err(outrigger_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) if matches!(*err, outrigger_store::Error::NotFound { .. }) => Vec::new(),
             Err(err) => {
                 tracing::warn!(project_id, error = %err, "cannot read the project to stop stale health probes; they stop on a later change");
                 return;
@@ -192,7 +192,7 @@ impl Invoker {
     }
 
     /// The names of the project's HTTP endpoints `tenant` may call, sorted.
-    pub async fn http_endpoints(&self, tenant: &Tenant) -> Result<Vec<String>, outrigger_store::Error> {
+    pub async fn http_endpoints(&self, tenant: &Tenant) -> Result<Vec<String>, Arc<outrigger_store::Error>> {
         let directory = self.directory.project(&tenant.project_id).await?;
         let mut names: Vec<String> = directory
             .http_endpoints

@@ -163,8 +163,8 @@ impl TestGateway {
     /// What the control API's change event does in the product.
     pub async fn changed(&self, project: &str) {
         let found = self.store.begin().await.unwrap().project(project).await.unwrap();
-        self.worker.runtime().invalidate(found.id.as_str());
-        self.gateway.invalidate(found.id.as_str());
+        self.worker.runtime().invalidate(found.id.as_str()).await;
+        self.gateway.invalidate(found.id.as_str()).await;
         // Push deliveries follow once a scan that began after this point completed (one under way may have read
         // the project before the change).
         let in_force = self.deliveries_scans.borrow().started + 1;

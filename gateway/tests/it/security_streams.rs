@@ -173,7 +173,7 @@ async fn security_deleting_a_project_ends_its_streams_with_not_found() {
     let found = tx.project("doomed").await.unwrap();
     tx.delete_project(&found.id).await.unwrap();
     tx.commit().await.unwrap();
-    gateway.gateway.invalidate(found.id.as_str());
+    gateway.gateway.invalidate(found.id.as_str()).await;
     until_refused(&gateway, &listener).await;
     let ended = end_of(&mut subscription.responses).await;
     assert_eq!(ended.code(), tonic::Code::NotFound, "{ended:?}");
