@@ -271,11 +271,13 @@ fn workers_and_gateways_come_and_go_under_load() {
         first_gateway.addresses.dapr_http.expect("Dapr HTTP address")
     )]));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("a runtime");
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
             let (gateways, stop, api_token) = (gateways.clone(), stop.clone(), api_token.clone());
+            let answered = answered.clone();
             runtime.spawn(async move {
                 let client = reqwest::Client::new();
                 let (mut succeeded, mut failed) = (0usize, Vec::new());
@@ -299,6 +301,7 @@ fn workers_and_gateways_come_and_go_under_load() {
                         }
                         Err(err) => failed.push(err.to_string()),
                     }
+                    answered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     call += 1;
                 }
                 (succeeded, failed)
@@ -306,7 +309,16 @@ fn workers_and_gateways_come_and_go_under_load() {
         })
         .collect();
 
-    let wait_for_progress = || std::thread::sleep(std::time::Duration::from_millis(500));
+    // Each step waits until the callers have had another 50 calls answered (succeeded or failed), so every
+    // change to the cluster happens under load.
+    let wait_for_progress = || {
+        let target = answered.load(std::sync::atomic::Ordering::Relaxed) + 50;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while answered.load(std::sync::atomic::Ordering::Relaxed) < target {
+            assert!(std::time::Instant::now() < deadline, "the callers stopped getting answers");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    };
     wait_for_progress();
     doomed_worker.kill();
     wait_for_progress();

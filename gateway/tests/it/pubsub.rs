@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 
 use crate::harness::{identity, serve, TestGateway};
 
@@ -18,18 +19,60 @@ struct Seen {
     attempts: Vec<(String, Value)>,
 }
 
+/// Tells waiters that an app received something, so tests wait for deliveries instead of sleeping.
+#[derive(Clone)]
+struct Arrivals(Arc<watch::Sender<u64>>);
+
+impl Arrivals {
+    fn new() -> Arrivals {
+        Arrivals(Arc::new(watch::channel(0).0))
+    }
+
+    /// An app received a request.
+    fn record(&self) {
+        self.0.send_modify(|count| *count += 1);
+    }
+
+    /// Whether `done` holds within `within`, checked now and again after each arrival.
+    async fn within(&self, within: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let mut arrivals = self.0.subscribe();
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            arrivals.borrow_and_update();
+            if done() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, arrivals.changed()).await.is_err() {
+                return done();
+            }
+        }
+    }
+
+    /// Waits for the next arrival, at most `within`.
+    async fn next(&self, within: Duration) {
+        let mut arrivals = self.0.subscribe();
+        let _ = tokio::time::timeout(within, arrivals.changed()).await;
+    }
+
+    /// Waits for `done`, failing with `what` after `within`.
+    async fn until(&self, within: Duration, what: impl Fn() -> String, done: impl FnMut() -> bool) {
+        assert!(self.within(within, done).await, "{}", what());
+    }
+}
+
 /// A subscriber app on a real port. It fails the first two attempts and every fifth one (with 500), and
 /// answers 404 on `/missing`.
 struct Subscriber {
     url: String,
     seen: Arc<Mutex<Seen>>,
+    arrivals: Arrivals,
 }
 
 impl Subscriber {
     async fn start() -> Subscriber {
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let app = Router::new().route("/{*path}", post(receive)).with_state(Arc::clone(&seen));
-        Subscriber { url: serve(app).await, seen }
+        let (seen, arrivals) = (Arc::new(Mutex::new(Seen::default())), Arrivals::new());
+        let app = Router::new().route("/{*path}", post(receive)).with_state((Arc::clone(&seen), arrivals.clone()));
+        Subscriber { url: serve(app).await, seen, arrivals }
     }
 
     /// Successful deliveries by path: the `data.seq` of each event, deduplicated.
@@ -50,11 +93,13 @@ impl Subscriber {
 
     /// Waits until `path` received every sequence number in `expected`.
     async fn wait_for(&self, path: &str, expected: &BTreeSet<i64>) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !expected.is_subset(&self.delivered(path)) {
-            assert!(Instant::now() < deadline, "{path} got {:?} of {expected:?}", self.delivered(path));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let what = || format!("{path} got {:?} of {expected:?}", self.delivered(path));
+        self.arrivals.until(Duration::from_secs(60), what, || expected.is_subset(&self.delivered(path))).await;
+    }
+
+    /// Whether `path` received anything with a `data.seq` matching `wanted` within `within`.
+    async fn receives(&self, within: Duration, path: &str, wanted: impl Fn(i64) -> bool) -> bool {
+        self.arrivals.within(within, || self.delivered(path).into_iter().any(&wanted)).await
     }
 }
 
@@ -64,7 +109,7 @@ fn fails(index: usize) -> bool {
 }
 
 async fn receive(
-    State(seen): State<Arc<Mutex<Seen>>>,
+    State((seen, arrivals)): State<(Arc<Mutex<Seen>>, Arrivals)>,
     Path(path): Path<String>,
     Json(event): Json<Value>,
 ) -> (StatusCode, Json<Value>) {
@@ -72,6 +117,8 @@ async fn receive(
     let mut seen = seen.lock().unwrap();
     let index = seen.attempts.len();
     seen.attempts.push((path.clone(), event));
+    drop(seen);
+    arrivals.record();
     if path == "/missing" {
         return (StatusCode::NOT_FOUND, Json(json!({})));
     }
@@ -122,8 +169,7 @@ async fn every_message_arrives_despite_failures_and_routes_apply() {
             )
             .await;
         assert_eq!(published.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&published.body));
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if subscriber.delivered("/orders").contains(&probe) {
+        if subscriber.receives(Duration::from_millis(300), "/orders", |seq| seq == probe).await {
             break;
         }
         assert!(Instant::now() < deadline, "the subscription never started delivering");
@@ -196,11 +242,13 @@ async fn drops_and_exhausted_retries_go_to_the_dead_letter_topic() {
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = 0;
-    while subscriber.delivered("/poison").is_empty() {
+    loop {
         gateway.publish_seq(&publisher, "fragile", seq).await;
         seq += 1;
+        if subscriber.receives(Duration::from_millis(300), "/poison", |_| true).await {
+            break;
+        }
         assert!(Instant::now() < deadline, "nothing reached the dead-letter topic: {:?}", subscriber.attempts());
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // A 404 means "drop": each fragile event was tried once, never again.
     let fragile: Vec<i64> = subscriber
@@ -296,13 +344,16 @@ async fn tenants_never_receive_each_others_messages() {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = 0;
-    while alpha_subscriber.delivered("/orders").is_empty() || beta_subscriber.delivered("/orders").is_empty() {
+    loop {
         for (token, offset) in [(&alpha, 0), (&beta, 1_000_000)] {
             gateway.publish_seq(token, "orders", seq + offset).await;
         }
         seq += 1;
+        let alpha_started = alpha_subscriber.receives(Duration::from_millis(300), "/orders", |_| true).await;
+        if alpha_started && beta_subscriber.receives(Duration::from_millis(300), "/orders", |_| true).await {
+            break;
+        }
         assert!(Instant::now() < deadline, "deliveries never started");
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(alpha_subscriber.delivered("/orders").iter().all(|seq| *seq < 1_000_000), "alpha got beta's messages");
     assert!(beta_subscriber.delivered("/orders").iter().all(|seq| *seq >= 1_000_000), "beta got alpha's messages");
@@ -338,9 +389,11 @@ async fn conformance_on(component_type: &str, metadata: &str) {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut probe = 1000;
-    while !subscriber.delivered("/orders").iter().any(|seq| *seq >= 1000) {
+    loop {
         publish(probe).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if subscriber.receives(Duration::from_millis(300), "/orders", |seq| seq >= 1000).await {
+            break;
+        }
         assert!(Instant::now() < deadline, "{component_type}: the subscription never started delivering");
         probe += 1;
     }
@@ -359,8 +412,9 @@ async fn conformance_on(component_type: &str, metadata: &str) {
     for seq in 100..105 {
         publish(seq).await;
     }
-    // Give a live subscription ample time (several fetch waits) to deliver what was just published.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Nothing should arrive, so there is no event to wait for: allow a live subscription ample time (several
+    // fetch waits) to deliver what was just published, returning early if it does.
+    subscriber.arrivals.within(Duration::from_secs(3), || subscriber.attempts().len() > settled).await;
     let late: Vec<Value> =
         subscriber.attempts()[settled..].iter().map(|(_, event)| event["data"]["seq"].clone()).collect();
     assert!(
@@ -403,29 +457,34 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
     let healthy = Arc::new(AtomicBool::new(true));
     let failed_probes = Arc::new(AtomicUsize::new(0));
     let received = Arc::new(Mutex::new(Vec::<i64>::new()));
+    let arrivals = Arrivals::new();
     let app = {
         let (healthy, failed_probes, received) = (healthy.clone(), failed_probes.clone(), received.clone());
+        let (probed, delivered) = (arrivals.clone(), arrivals.clone());
         Router::new()
             .route(
                 "/healthz",
                 axum::routing::get(move || {
-                    let (healthy, failed_probes) = (healthy.clone(), failed_probes.clone());
+                    let (healthy, failed_probes, probed) = (healthy.clone(), failed_probes.clone(), probed.clone());
                     async move {
-                        if healthy.load(Ordering::SeqCst) {
+                        let status = if healthy.load(Ordering::SeqCst) {
                             StatusCode::OK
                         } else {
                             failed_probes.fetch_add(1, Ordering::SeqCst);
                             StatusCode::SERVICE_UNAVAILABLE
-                        }
+                        };
+                        probed.record();
+                        status
                     }
                 }),
             )
             .route(
                 "/orders",
                 post(move |Json(event): Json<Value>| {
-                    let received = received.clone();
+                    let (received, delivered) = (received.clone(), delivered.clone());
                     async move {
                         received.lock().unwrap().push(event["data"]["seq"].as_i64().unwrap_or(-1));
+                        delivered.record();
                         Json(json!({ "status": "SUCCESS" }))
                     }
                 }),
@@ -441,18 +500,20 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut probe = 1000;
-    while received.lock().unwrap().is_empty() {
+    loop {
         publish(probe).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        if arrivals.within(Duration::from_millis(200), || !received.lock().unwrap().is_empty()).await {
+            break;
+        }
         assert!(Instant::now() < deadline, "the subscription never started delivering");
         probe += 1;
     }
-    // Wait for the in-flight probes to land, then turn unhealthy until the platform has seen the threshold.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Wait for every probe published to land, then turn unhealthy until the platform has seen the threshold.
+    let probes_landed = || (1000..=probe).all(|seq| received.lock().unwrap().contains(&seq));
+    arrivals.until(Duration::from_secs(20), || format!("probes 1000..={probe} did not all land"), probes_landed).await;
     healthy.store(false, Ordering::SeqCst);
-    while failed_probes.load(Ordering::SeqCst) < 3 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let unhealthy_seen = || failed_probes.load(Ordering::SeqCst) >= 3;
+    arrivals.until(Duration::from_secs(20), || "the app was not probed unhealthy 3 times".into(), unhealthy_seen).await;
     let before = received.lock().unwrap().len();
     for seq in 0..5 {
         publish(seq).await;
@@ -468,21 +529,16 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
         )
         .await;
     assert_eq!(expiring.status, StatusCode::NO_CONTENT);
-    // Several fetch waits and probe periods: a live subscription would have delivered by now.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Nothing may arrive, so there is no event to wait for: several fetch waits and probe periods, in which a
+    // live subscription would have delivered (a delivery ends the wait early, and the test).
+    arrivals.within(Duration::from_secs(2), || received.lock().unwrap().len() > before).await;
     assert_eq!(received.lock().unwrap().len(), before, "delivered to an unhealthy app");
     healthy.store(true, Ordering::SeqCst);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let got: BTreeSet<i64> = received.lock().unwrap().iter().copied().filter(|seq| *seq < 1000).collect();
-        if (0..5).all(|seq| got.contains(&seq)) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "deliveries did not resume: {got:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // A fetch wait later the expired message has been settled too, without reaching the app.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = || -> BTreeSet<i64> { received.lock().unwrap().iter().copied().filter(|seq| *seq < 1000).collect() };
+    let resumed = || (0..5).all(|seq| got().contains(&seq));
+    arrivals.until(Duration::from_secs(20), || format!("deliveries did not resume: {:?}", got()), resumed).await;
+    // A fetch wait later the expired message has been settled too, without reaching the app (again no event).
+    arrivals.within(Duration::from_millis(1500), || received.lock().unwrap().contains(&99)).await;
     assert!(!received.lock().unwrap().contains(&99), "an expired message was delivered");
 }
 
@@ -491,12 +547,13 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
 async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
     let gateway = TestGateway::start().await;
     let batches = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let arrivals = Arrivals::new();
     let app = {
-        let batches = batches.clone();
+        let (batches, arrivals) = (batches.clone(), arrivals.clone());
         Router::new().route(
             "/bulk",
             post(move |Json(batch): Json<Value>| {
-                let batches = batches.clone();
+                let (batches, arrivals) = (batches.clone(), arrivals.clone());
                 async move {
                     let mut seen = batches.lock().unwrap();
                     let retried_before = seen.iter().any(|earlier| {
@@ -513,6 +570,8 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
                         })
                         .collect();
                     seen.push(batch);
+                    drop(seen);
+                    arrivals.record();
                     Json(json!({ "statuses": statuses }))
                 }
             }),
@@ -538,9 +597,11 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut probe = 1000;
-    while delivered(&batches.lock().unwrap()).is_empty() {
+    loop {
         gateway.publish_seq(&publisher, "bulk", probe).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        if arrivals.within(Duration::from_millis(300), || !delivered(&batches.lock().unwrap()).is_empty()).await {
+            break;
+        }
         assert!(Instant::now() < deadline, "the bulk subscription never started delivering");
         probe += 1;
     }
@@ -577,7 +638,7 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
             "not every event arrived ({threes} deliveries of seq 3): {:?}",
             delivered(&batches)
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        arrivals.next(Duration::from_millis(500)).await;
     }
 }
 
@@ -587,18 +648,20 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
 async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
     let gateway = TestGateway::start().await;
     let attempts = Arc::new(Mutex::new(Vec::<(String, i64, Instant)>::new()));
+    let arrivals = Arrivals::new();
     let app = {
-        let attempts = attempts.clone();
+        let (attempts, arrivals) = (attempts.clone(), arrivals.clone());
         Router::new().route(
             "/{*path}",
             post(move |Path(path): Path<String>, Json(event): Json<Value>| {
-                let attempts = attempts.clone();
+                let (attempts, arrivals) = (attempts.clone(), arrivals.clone());
                 async move {
                     attempts.lock().unwrap().push((
                         path.clone(),
                         event["data"]["seq"].as_i64().unwrap_or(-1),
                         Instant::now(),
                     ));
+                    arrivals.record();
                     if path == "refuses" {
                         StatusCode::INTERNAL_SERVER_ERROR
                     } else {
@@ -628,16 +691,14 @@ async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
     gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = 0;
+    let first_dead = || attempts.lock().unwrap().iter().find(|(path, _, _)| path == "poison").map(|(_, seq, _)| *seq);
     let dead = loop {
-        let dead: Vec<i64> =
-            attempts.lock().unwrap().iter().filter(|(path, _, _)| path == "poison").map(|(_, seq, _)| *seq).collect();
-        if let Some(first) = dead.first() {
-            break *first;
-        }
         gateway.publish_seq(&publisher, "fragile", seq).await;
         seq += 1;
+        if arrivals.within(Duration::from_millis(400), || first_dead().is_some()).await {
+            break first_dead().expect("a dead-lettered event");
+        }
         assert!(Instant::now() < deadline, "nothing reached the dead-letter topic");
-        tokio::time::sleep(Duration::from_millis(400)).await;
     };
     let tries: Vec<Instant> = attempts
         .lock()
@@ -673,11 +734,13 @@ async fn apps_registered_with_the_grpc_protocol_get_no_http_deliveries() {
     // the gRPC app would have had them too.
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut seq = 0;
-    while http_subscriber.delivered("/orders").is_empty() {
+    loop {
         gateway.publish_seq(&publisher, "orders", seq).await;
         seq += 1;
+        if http_subscriber.receives(Duration::from_millis(300), "/orders", |_| true).await {
+            break;
+        }
         assert!(Instant::now() < deadline, "the HTTP app's subscription never started delivering");
-        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     let batch: BTreeSet<i64> = (1000..1012).collect();
     for seq in &batch {
