@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod forms;
+pub mod instructions;
 pub mod latency;
 pub mod load;
 pub mod procs;

@@ -99,6 +99,15 @@ pub fn in_schema(postgres_url: &str, schema: &str) -> String {
 /// The distributed form: `outrigger migrate`, then `worker`, `gateway` and `control-api` with `env`, in
 /// that order, each with its ready line.
 pub fn start_distributed(binary: &Path, env: &[(&str, String)]) -> anyhow::Result<(Vec<Process>, Vec<Ready>)> {
+    start_distributed_with(binary, env, |name, args, env| Process::start(name, binary, args, env))
+}
+
+/// [`start_distributed`], each process started by `start` (for instance under callgrind).
+pub fn start_distributed_with(
+    binary: &Path,
+    env: &[(&str, String)],
+    start: impl Fn(&str, &[&str], &[(&str, String)]) -> anyhow::Result<(Process, Ready)>,
+) -> anyhow::Result<(Vec<Process>, Vec<Ready>)> {
     let migrated = procs::command(binary, &["migrate"], env).output().context("running outrigger migrate")?;
     if !migrated.status.success() {
         bail!(
@@ -115,7 +124,7 @@ pub fn start_distributed(binary: &Path, env: &[(&str, String)]) -> anyhow::Resul
     let mut addresses = Vec::new();
     for (name, role) in [("worker", "worker"), ("gateway", "gateway"), ("control-api", "control-api")] {
         progress(format!("distributed: starting outrigger {role}"));
-        let (process, ready) = Process::start(name, binary, &[role], &env)?;
+        let (process, ready) = start(name, &[role], &env)?;
         processes.push(process);
         addresses.push(ready);
     }

@@ -23,6 +23,7 @@ use anyhow::{bail, Context};
 use axum::body::Bytes;
 
 use crate::common::cli;
+use crate::common::instructions::{self, Call, Callgrind, Count};
 use crate::common::latency::{self, keep_failure, stop_all, Phases, Scenario, Settings, Targets};
 use crate::common::procs::{Process, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
@@ -43,7 +44,12 @@ usage: cargo bench --bench invoke -- [options]
   BENCH_POSTGRES_URL   default postgres://postgres@127.0.0.1:5432/postgres
   BENCH_NATS_URL       default nats://127.0.0.1:4222
 
-Writes the results to target/bench/invoke.json as well.";
+  --instructions N, --instructions-only N: instructions per invocation under callgrind (the all-in-one; the
+                       distributed gateway), see below
+
+Writes the results to target/bench/invoke.json as well.
+
+";
 
 /// Issue 5's targets; it sets none for p90 or memory.
 const TARGETS: Targets = Targets { added_ms: [Some(0.5), None, Some(1.5)], rss_mb: None };
@@ -63,19 +69,23 @@ struct Options {
     target_dir: PathBuf,
     postgres_url: String,
     nats_url: String,
+    /// Requests per instruction count, and whether only the counts run.
+    instructions: Option<(usize, bool)>,
 }
 
 impl Options {
     /// Environment first, then the command line over it.
     fn parse() -> anyhow::Result<Options> {
         let args = cli::parse(
-            USAGE,
+            &format!("{USAGE}{}", instructions::USAGE),
             &[
                 ("duration", "BENCH_DURATION"),
                 ("rate", "BENCH_RATE"),
                 ("connections", "BENCH_CONNECTIONS"),
                 ("body-size", "BENCH_BODY_SIZE"),
                 ("probe", "BENCH_PROBE"),
+                instructions::OPTIONS[0],
+                instructions::OPTIONS[1],
             ],
         )?;
         let quick = args.quick;
@@ -87,6 +97,7 @@ impl Options {
         if !(duration > 0.0 && probe > 0.0 && rate > 0.0 && connections > 0 && body_size > 0) {
             bail!("duration, probe, rate, connections and body-size must all be greater than 0");
         }
+        let instructions = instructions::requested(&args)?;
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
         Ok(Options {
@@ -105,6 +116,7 @@ impl Options {
             postgres_url: cli::env("BENCH_POSTGRES_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             nats_url: cli::env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            instructions,
         })
     }
 
@@ -257,6 +269,77 @@ async fn distributed(
     Ok(())
 }
 
+/// An invocation of the echo app through `dapr` with the caller's token.
+async fn invoke_call(options: &Options, dapr: &str, api_token: &str) -> anyhow::Result<Call> {
+    let url = format!("http://{dapr}/v1.0/invoke/{CALLEE}/method/{METHOD}");
+    let body = Bytes::from(random(options.body_size));
+    wait_invocable(&url, api_token, &body).await?;
+    Ok(Call { method: reqwest::Method::POST, url, token: api_token.to_owned(), body: Some(body.to_vec()) })
+}
+
+/// Instructions per invocation: the all-in-one, then the distributed gateway, each under callgrind.
+async fn count_instructions(
+    options: &Options,
+    schemas: &Mutex<Vec<String>>,
+    echo: &EchoApp,
+    callgrind: &Callgrind,
+) -> anyhow::Result<Vec<(String, Vec<Count>)>> {
+    let mut measured = Vec::new();
+    {
+        let data_dir = tempfile::tempdir()?;
+        let admin_token = random(32);
+        progress("instructions: starting outrigger (all-in-one) under callgrind");
+        let env = server_env(data_dir.path(), &admin_token);
+        let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
+        let dapr = ready.dapr_http.context("the ready line has no dapr_http")?;
+        let control_api = ready.control_api.context("the ready line has no control_api")?;
+        let api_token = provision(&control_api, &admin_token, echo).await?;
+        let call = invoke_call(options, &dapr, &api_token).await?;
+        let label = "embedded: invoke";
+        measured.push((label.to_owned(), callgrind.measure(label, &[&server], &call).await?));
+        server.stop();
+    }
+    let data_dir = tempfile::tempdir()?;
+    let admin_token = random(32);
+    let schema = format!("bench_{}", random(12).to_lowercase());
+    if let Ok(mut schemas) = schemas.lock() {
+        schemas.push(schema.clone());
+    }
+    setup::postgres(&options.postgres_url, &format!("CREATE SCHEMA {schema}")).await?;
+    let mut env = server_env(data_dir.path(), &admin_token);
+    env.push(("OUTRIGGER_DATABASE_URL", setup::in_schema(&options.postgres_url, &schema)));
+    env.push(("OUTRIGGER_NATS_URL", options.nats_url.clone()));
+    env.push(("OUTRIGGER_BUS_SUBJECT_PREFIX", format!("bench{}", random(12))));
+    let start = |name: &str, args: &[&str], env: &[(&str, String)]| callgrind.start(name, &options.binary, args, env);
+    let (mut processes, addresses) = setup::start_distributed_with(&options.binary, &env, start)?;
+    let dapr = addresses[1].dapr_http.clone().context("the gateway's ready line has no dapr_http")?;
+    let control_api = addresses[2].control_api.clone().context("the control API's ready line has no control_api")?;
+    let api_token = provision(&control_api, &admin_token, echo).await?;
+    let call = invoke_call(options, &dapr, &api_token).await?;
+    let label = "distributed: invoke";
+    measured.push((label.to_owned(), callgrind.measure(label, &[&processes[1]], &call).await?));
+    processes.rotate_left(1);
+    setup::stop_all(&mut processes);
+    Ok(measured)
+}
+
+/// Counts instructions, drops the schemas made, prints the counts and writes them (into `timed`'s JSON when
+/// the timed part ran).
+async fn run_instructions(
+    options: &Options,
+    echo: &EchoApp,
+    requests: usize,
+    timed: Option<serde_json::Value>,
+) -> ExitCode {
+    let schemas = Mutex::new(Vec::new());
+    let counted = match Callgrind::new(&options.target_dir, "invoke", requests) {
+        Ok(callgrind) => count_instructions(options, &schemas, echo, &callgrind).await,
+        Err(err) => Err(err),
+    };
+    clean_up(options, schemas.into_inner().unwrap_or_default()).await;
+    instructions::finish(&options.target_dir, requests, counted, timed)
+}
+
 /// Drops the schemas the bench made; answers what it did.
 async fn clean_up(options: &Options, schemas: Vec<String>) -> Vec<String> {
     let mut done = Vec::new();
@@ -290,6 +373,9 @@ async fn run(options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some((requests, true)) = options.instructions {
+        return run_instructions(&options, &echo, requests, None).await;
+    }
     let schemas = Mutex::new(Vec::new());
     let mut scenarios = [
         Scenario::new(latency::BASELINE, "baseline: direct call", "load generator -> echo app"),
@@ -310,17 +396,30 @@ async fn run(options: Options) -> ExitCode {
     if interrupted {
         latency::interrupted(&mut scenarios);
     }
-    drop(echo);
     let cleanup = clean_up(&options, schemas.into_inner().unwrap_or_default()).await;
 
     let settings = options.settings();
     let what = format!("service invocation, POST of a {} B body echoed back", options.body_size);
     println!("{}", latency::table(&what, &settings, &TARGETS, &scenarios));
-    cli::write_json(&options.target_dir, &latency::to_json("body_bytes", &settings, &TARGETS, &scenarios, &cleanup));
-    if interrupted || scenarios.iter().any(|scenario| scenario.error.is_some()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    let json = latency::to_json("body_bytes", &settings, &TARGETS, &scenarios, &cleanup);
+    let failed = interrupted || scenarios.iter().any(|scenario| scenario.error.is_some());
+    match options.instructions {
+        Some((requests, _)) if !interrupted => {
+            let counted = run_instructions(&options, &echo, requests, Some(json)).await;
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                counted
+            }
+        }
+        _ => {
+            cli::write_json(&options.target_dir, &json);
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
     }
 }
 

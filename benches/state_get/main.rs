@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::common::cli;
+use crate::common::instructions::{self, Call, Callgrind, Count};
 use crate::common::latency::{self, keep_failure, stop_all, Phases, Scenario, Settings, Targets};
 use crate::common::procs::{Process, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
@@ -33,13 +34,17 @@ usage: cargo bench --bench state_get -- [options]
   --connections N      keep-alive connections (default 16); env BENCH_CONNECTIONS
   --value-size BYTES   size of the stored value (default 1024); env BENCH_VALUE_SIZE
   --probe SECONDS      closed-loop probe per scenario (default 5, quick 2); env BENCH_PROBE
+  --instructions N, --instructions-only N: instructions per GET under callgrind (embedded: kvstore and
+                       redis-store; distributed: gateway and worker), see below
 
   OUTRIGGER_BIN        the binary to run (default target/release/outrigger)
   BENCH_REDIS_ADDR     default 127.0.0.1:6379
   BENCH_POSTGRES_URL   default postgres://postgres@127.0.0.1:5432/postgres
   BENCH_NATS_URL       default nats://127.0.0.1:4222
 
-Writes the results to target/bench/state_get.json as well.";
+Writes the results to target/bench/state_get.json as well.
+
+";
 
 const TARGETS: Targets = Targets { added_ms: [Some(0.5), Some(1.0), Some(2.0)], rss_mb: Some(50.0) };
 
@@ -60,6 +65,8 @@ struct Options {
     redis_addr: String,
     postgres_url: String,
     nats_url: String,
+    /// Requests per instruction count, and whether only the counts run.
+    instructions: Option<(usize, bool)>,
 }
 
 impl Options {
@@ -67,13 +74,15 @@ impl Options {
     fn parse() -> anyhow::Result<Options> {
         let env = cli::env;
         let args = cli::parse(
-            USAGE,
+            &format!("{USAGE}{}", instructions::USAGE),
             &[
                 ("duration", "BENCH_DURATION"),
                 ("rate", "BENCH_RATE"),
                 ("connections", "BENCH_CONNECTIONS"),
                 ("value-size", "BENCH_VALUE_SIZE"),
                 ("probe", "BENCH_PROBE"),
+                instructions::OPTIONS[0],
+                instructions::OPTIONS[1],
             ],
         )?;
         let quick = args.quick;
@@ -85,6 +94,7 @@ impl Options {
         if !(duration > 0.0 && probe > 0.0 && rate > 0.0 && connections > 0 && value_size > 0) {
             bail!("duration, probe, rate, connections and value-size must all be greater than 0");
         }
+        let instructions = instructions::requested(&args)?;
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
         Ok(Options {
@@ -104,6 +114,7 @@ impl Options {
             postgres_url: env("BENCH_POSTGRES_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             nats_url: env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            instructions,
         })
     }
 
@@ -301,6 +312,68 @@ async fn distributed(options: &Options, leftovers: &Mutex<Leftovers>, scenario: 
     Ok(())
 }
 
+/// A GET of KEY in `store` on `dapr`.
+fn get_call(dapr: &str, api_token: &str, store: &str) -> Call {
+    Call {
+        method: reqwest::Method::GET,
+        url: format!("http://{dapr}/v1.0/state/{store}/{KEY}"),
+        token: api_token.to_owned(),
+        body: None,
+    }
+}
+
+/// Instructions per GET: the all-in-one (kvstore, redis-store), then the gateway and worker of the distributed
+/// form (redis-store), each under callgrind.
+async fn count_instructions(
+    options: &Options,
+    leftovers: &Mutex<Leftovers>,
+    callgrind: &Callgrind,
+) -> anyhow::Result<Vec<(String, Vec<Count>)>> {
+    let mut measured = Vec::new();
+    let client = setup::setup_client()?;
+    let value = random(options.value_size);
+    {
+        let data_dir = tempfile::tempdir()?;
+        let admin_token = random(32);
+        progress("instructions: starting outrigger (all-in-one) under callgrind");
+        let env = server_env(data_dir.path(), &admin_token);
+        let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
+        let dapr = ready.dapr_http.context("the ready line has no dapr_http")?;
+        let control_api = ready.control_api.context("the ready line has no control_api")?;
+        let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
+        remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
+        for (label, store) in [("embedded: kvstore", "kvstore"), ("embedded: redis-store", "redis-store")] {
+            write_value(&client, &dapr, &api_token, store, &value).await?;
+            measured.push((
+                label.to_owned(),
+                callgrind.measure(label, &[&server], &get_call(&dapr, &api_token, store)).await?,
+            ));
+        }
+        server.stop();
+    }
+    let data_dir = tempfile::tempdir()?;
+    let admin_token = random(32);
+    let schema = format!("bench_{}", random(12).to_lowercase());
+    remember(leftovers, |leftovers| leftovers.schemas.push(schema.clone()));
+    setup::postgres(&options.postgres_url, &format!("CREATE SCHEMA {schema}")).await?;
+    let mut env = server_env(data_dir.path(), &admin_token);
+    env.push(("OUTRIGGER_DATABASE_URL", setup::in_schema(&options.postgres_url, &schema)));
+    env.push(("OUTRIGGER_NATS_URL", options.nats_url.clone()));
+    env.push(("OUTRIGGER_BUS_SUBJECT_PREFIX", format!("bench{}", random(12))));
+    let start = |name: &str, args: &[&str], env: &[(&str, String)]| callgrind.start(name, &options.binary, args, env);
+    let (mut processes, addresses) = setup::start_distributed_with(&options.binary, &env, start)?;
+    let dapr = addresses[1].dapr_http.clone().context("the gateway's ready line has no dapr_http")?;
+    let control_api = addresses[2].control_api.clone().context("the control API's ready line has no control_api")?;
+    let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
+    write_value(&client, &dapr, &api_token, "redis-store", &value).await?;
+    let label = "distributed: redis-store";
+    let call = get_call(&dapr, &api_token, "redis-store");
+    measured.push((label.to_owned(), callgrind.measure(label, &[&processes[1], &processes[0]], &call).await?));
+    processes.rotate_left(1);
+    setup::stop_all(&mut processes);
+    Ok(measured)
+}
+
 /// Removes the Redis keys and schemas the bench made; answers what it did.
 async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
     let mut done = Vec::new();
@@ -351,6 +424,9 @@ async fn run(options: Options) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let leftovers = Mutex::new(Leftovers::default());
+    if let Some((requests, true)) = options.instructions {
+        return run_instructions(&options, &leftovers, requests, None).await;
+    }
     let mut scenarios = [
         Scenario::new("baseline", "baseline: Redis GET (direct)", "load generator -> Redis GET"),
         Scenario::new(
@@ -385,12 +461,42 @@ async fn run(options: Options) -> ExitCode {
     let settings = options.settings();
     let what = format!("state GET of a {} B value", options.value_size);
     println!("{}", latency::table(&what, &settings, &TARGETS, &scenarios));
-    cli::write_json(&options.target_dir, &latency::to_json("value_bytes", &settings, &TARGETS, &scenarios, &cleanup));
-    if interrupted || scenarios.iter().any(|scenario| scenario.error.is_some()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    let json = latency::to_json("value_bytes", &settings, &TARGETS, &scenarios, &cleanup);
+    let failed = interrupted || scenarios.iter().any(|scenario| scenario.error.is_some());
+    match options.instructions {
+        Some((requests, _)) if !interrupted => {
+            let counted = run_instructions(&options, &Mutex::new(Leftovers::default()), requests, Some(json)).await;
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                counted
+            }
+        }
+        _ => {
+            cli::write_json(&options.target_dir, &json);
+            if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
     }
+}
+
+/// Counts instructions, cleans up, prints them and writes them (into `timed`'s JSON when the timed part ran).
+async fn run_instructions(
+    options: &Options,
+    leftovers: &Mutex<Leftovers>,
+    requests: usize,
+    timed: Option<serde_json::Value>,
+) -> ExitCode {
+    let counted = match Callgrind::new(&options.target_dir, "state_get", requests) {
+        Ok(callgrind) => count_instructions(options, leftovers, &callgrind).await,
+        Err(err) => Err(err),
+    };
+    let leftovers = std::mem::take(&mut *leftovers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    clean_up(options, leftovers).await;
+    instructions::finish(&options.target_dir, requests, counted, timed)
 }
 
 fn main() -> ExitCode {
