@@ -92,7 +92,7 @@ pub fn openapi() -> serde_json::Value {
 /// The control API as an axum router (mount at `/`).
 pub fn router(store: outrigger_store::Store, options: Options) -> Router {
     let state = AppState {
-        workflows: Arc::new(outrigger_workflow::Engine::new(store.pool().clone())),
+        workflows: Arc::new(outrigger_workflow::Engine::new(store.workflow_tables())),
         store,
         admin_token_hash: Arc::new(auth::digest(&options.admin_token)),
         options: Arc::new(options),

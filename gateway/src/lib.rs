@@ -111,7 +111,7 @@ impl Gateway {
         Gateway(Arc::new(Inner {
             invoker: invoke::Invoker::new(control_plane.clone(), Arc::clone(&bus), invoke_options),
             bus,
-            workflows: outrigger_workflow::Engine::new(control_plane.pool().clone()),
+            workflows: outrigger_workflow::Engine::new(control_plane.workflow_tables()),
             streams: stream_listing::StreamListing::start(control_plane.clone(), closing.clone()),
             stream_guards: stream_guard::Guards::default(),
             tokens: auth::TokenResolver::new(control_plane.clone(), options.token_cache_ttl),

@@ -21,7 +21,7 @@ impl Apps {
     async fn new(app: &TestApp, project: &str) -> Apps {
         app.project(project).await;
         let project_id = app.store.begin().await.unwrap().project(project).await.unwrap().id.as_str().to_owned();
-        Apps { engine: Engine::new(app.store.pool().clone()), project_id }
+        Apps { engine: Engine::new(app.store.workflow_tables()), project_id }
     }
 
     async fn start(&self, app_id: &str, name: &str, instance_id: &str, input: Option<&str>) {
@@ -256,7 +256,9 @@ async fn projects_stay_apart(app: TestApp) {
 
     // Deleting a project deletes its instances and nothing of another's.
     app.delete("/api/v1/projects/rival").await.expect(StatusCode::NO_CONTENT);
-    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM wf_instances").fetch_one(app.store.pool()).await.unwrap();
-    assert_eq!(left, 1);
+    for gone in ["same-id", "rival-only"] {
+        assert!(rival.engine.summary(&rival.project_id, gone).await.unwrap().is_none(), "{gone} outlived its project");
+    }
+    assert!(shop.engine.summary(&shop.project_id, "same-id").await.unwrap().is_some());
     assert_eq!(ids(&app.get("/api/v1/projects/shop/workflows").await.expect(StatusCode::OK).json()), ["same-id"]);
 }

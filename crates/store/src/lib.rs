@@ -74,6 +74,17 @@ pub struct Store {
     engine: Engine,
 }
 
+/// The way into the workflow engine's tables, handed to `outrigger_workflow::Engine::new`: no other crate gets
+/// a connection to the control-plane database.
+pub struct WorkflowTables(AnyPool);
+
+impl WorkflowTables {
+    /// The connections, for the engine that owns these tables.
+    pub fn into_pool(self) -> AnyPool {
+        self.0
+    }
+}
+
 impl Store {
     /// Connects to `sqlite://…` or `postgres://…`. A SQLite file is created when missing.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -112,10 +123,10 @@ impl Store {
         Ok(Store { pool, engine })
     }
 
-    /// The connection pool, for the tables another crate owns (workflow instances), which migrate with the
-    /// control plane's.
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    /// The workflow engine's tables (`wf_*`), which migrate with the control plane's but are read and written
+    /// by `outrigger-workflow` alone.
+    pub fn workflow_tables(&self) -> WorkflowTables {
+        WorkflowTables(self.pool.clone())
     }
 
     /// The engine behind this store.

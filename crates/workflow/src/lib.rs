@@ -140,7 +140,8 @@ impl Handoffs {
 }
 
 impl Engine {
-    pub fn new(pool: AnyPool) -> Engine {
+    pub fn new(tables: outrigger_store::WorkflowTables) -> Engine {
+        let pool = tables.into_pool();
         Engine {
             pool,
             streams: local::Streams::default(),

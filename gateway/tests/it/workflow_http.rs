@@ -12,7 +12,7 @@ const BASE: &str = "/v1.0-beta1/workflows/dapr";
 /// The app's side: claims the next turn of `app` and answers it with `actions`.
 async fn run_turn(gateway: &TestGateway, project: &str, app: &str, actions: Vec<WorkflowActionType>) -> String {
     let project_id = gateway.store.begin().await.unwrap().project(project).await.unwrap().id;
-    let engine = Engine::new(gateway.store.pool().clone());
+    let engine = Engine::new(gateway.store.workflow_tables());
     let (item, completion_token) =
         engine.claim(project_id.as_str(), app, "test-worker").await.unwrap().expect("a turn");
     let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
@@ -138,7 +138,7 @@ async fn pause_resume_raise_and_terminate() {
 
     // The worker's next turn sees the suspend, resume, event and terminate, in that order, and ends the instance.
     let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
-    let engine = Engine::new(gateway.store.pool().clone());
+    let engine = Engine::new(gateway.store.workflow_tables());
     let (item, completion_token) = engine.claim(project_id.as_str(), "orders", "w").await.unwrap().unwrap();
     let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
     let kinds: Vec<&str> = request
@@ -212,7 +212,7 @@ async fn bad_requests_are_refused_with_daprs_codes() {
         .dapr_error(StatusCode::BAD_REQUEST, "ERR_INSTANCE_ID_TOO_LONG");
     // None of them created anything.
     let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
-    let engine = Engine::new(gateway.store.pool().clone());
+    let engine = Engine::new(gateway.store.workflow_tables());
     let page = engine.list(project_id.as_str(), &Default::default(), 10, None).await.unwrap();
     assert!(page.instances.is_empty(), "{:?}", page.instances);
 

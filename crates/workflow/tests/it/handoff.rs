@@ -111,7 +111,7 @@ async fn a_remembered_history_is_not_used_once_another_process_extended_it(db: D
     let (engine, projects, store, _dir) = engine_and_store(db, &["alpha"]).await;
     let project = &projects[0];
     // Another gateway on the same database, with no stream of the App ID.
-    let other = Engine::new(store.pool().clone());
+    let other = Engine::new(store.workflow_tables());
     let mut stream = engine.attach(project, "app");
 
     engine.start(project, "app", start("wf", "i1")).await.unwrap();

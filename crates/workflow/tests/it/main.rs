@@ -88,7 +88,7 @@ async fn engine_and_store(db: Db, names: &[&str]) -> (Engine, Vec<String>, Store
         ids.push(tx.create_project(&new).await.unwrap().id.as_str().to_owned());
     }
     tx.commit().await.unwrap();
-    (Engine::new(store.pool().clone()), ids, store, dir)
+    (Engine::new(store.workflow_tables()), ids, store, dir)
 }
 
 fn start(name: &str, instance: &str) -> pb::CreateInstanceRequest {
@@ -210,7 +210,7 @@ async fn a_turn_commits_exactly_the_events_it_was_given(db: Db) {
     sqlx::query("INSERT INTO wf_inbox (id, project_id, instance_id, event, visible_at) VALUES (-5, $1, 'i1', $2, 0)")
         .bind(project)
         .bind(encoded)
-        .execute(store.pool())
+        .execute(&store.workflow_tables().into_pool())
         .await
         .unwrap();
 
