@@ -69,9 +69,9 @@ pub enum InvokeError {
     Body(String),
     /// The project's directory could not be read.
     #[error(
-        "failed to invoke, id: {id}, err: the project's App IDs cannot be read right now ({reason}); retry shortly"
+        "failed to invoke, id: {id}, err: the project's App IDs cannot be read right now ({source}); retry shortly"
     )]
-    Directory { id: String, reason: String },
+    Directory { id: String, source: Arc<outrigger_store::Error> },
 }
 
 /// A request on its way to the callee.
@@ -216,7 +216,7 @@ impl Invoker {
             .directory
             .project(&tenant.project_id)
             .await
-            .map_err(|err| InvokeError::Directory { id: id(), reason: err.to_string() })?;
+            .map_err(|source| InvokeError::Directory { id: id(), source })?;
         let path = invocation.path_and_query.split('?').next().unwrap_or_default().to_owned();
         let mut headers = forwarded_headers(&invocation.headers);
         let (channel, base) = if let Some(callee) = directory.apps.get(target) {
@@ -238,7 +238,11 @@ impl Invoker {
             }
             let channel = AppChannel { endpoint, app_token: identity.app_token.clone() };
             // The egress rule first: an endpoint it refuses is never probed, so its health tells nothing.
-            let base = reqwest::Url::parse(&channel.endpoint).map_err(|err| bad_url(id(), err))?;
+            let base = match &callee.endpoint_url {
+                Some(Ok(url)) => url.clone(),
+                Some(Err(err)) => return Err(bad_url(id(), err)),
+                None => return Err(InvokeError::NoEndpoint { id: id() }),
+            };
             self.egress.check_url(&base).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
             if let Some(health_path) = &identity.app_health_check_path {
                 if !self.health(tenant, target, &channel, health_path).is_healthy() {
