@@ -71,6 +71,23 @@ pub fn parse_go_duration(text: &str) -> Result<Duration, Invalid> {
     Ok(Duration::new(seconds, nanos))
 }
 
+/// A duration as some of daprd's component fields read it (a state store's `cleanupInterval`, say): a Go
+/// duration, or a bare whole number counting `unit`s; a negative value, which those fields take as "off",
+/// is zero.
+pub fn parse_go_duration_or_count(text: &str, unit: Duration) -> Result<Duration, Invalid> {
+    if let Ok(count) = text.parse::<i64>() {
+        let count = u32::try_from(count.max(0))
+            .map_err(|_| Invalid::new(format!("'{text}' is too long a duration; write it like 1h or 30m")))?;
+        return unit
+            .checked_mul(count)
+            .ok_or_else(|| Invalid::new(format!("'{text}' is too long a duration; write it like 1h or 30m")));
+    }
+    match text.strip_prefix('-') {
+        Some(positive) => parse_go_duration(positive).map(|_| Duration::ZERO),
+        None => parse_go_duration(text),
+    }
+}
+
 fn split_digits(text: &str) -> (&str, &str) {
     let len = text.bytes().take_while(u8::is_ascii_digit).count();
     text.split_at(len)
@@ -99,6 +116,18 @@ fn fraction_nanos(digits: &str, unit_nanos: u128) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn component_fields_also_take_counts_and_negatives_as_off() {
+        let second = Duration::from_secs(1);
+        assert_eq!(parse_go_duration_or_count("3600", second), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_go_duration_or_count("1h30m", second), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_go_duration_or_count("-1", second), Ok(Duration::ZERO));
+        assert_eq!(parse_go_duration_or_count("-5m", second), Ok(Duration::ZERO));
+        assert!(parse_go_duration_or_count("soon", second).is_err());
+        assert!(parse_go_duration_or_count("-soon", second).is_err());
+        assert!(parse_go_duration_or_count("99999999999", second).is_err());
+    }
 
     #[test]
     fn accepts_go_syntax() {

@@ -34,7 +34,7 @@ mod withhold;
 
 pub use app_identity::{AppIdentitySpec, APP_PROTOCOLS};
 pub use document::{parse_document, parse_documents, render_yaml, Document, ObjectMeta, ProjectCatalog};
-pub use duration::parse_go_duration;
+pub use duration::{parse_go_duration, parse_go_duration_or_count};
 pub use error::{Invalid, ParseError};
 pub use files::{check_project_file, sqlite_file};
 pub use kind::Kind;

@@ -170,12 +170,9 @@ impl<'a> Fields<'a> {
     /// (Dapr's components differ in the unit of plain numbers). Absent = `None`; zero or negative = zero.
     pub(crate) fn duration(&self, field: &'static str, bare_unit: Duration) -> Result<Option<Duration>, OpenError> {
         let Some(text) = self.get(field) else { return Ok(None) };
-        let invalid = || self.invalid(field, format!("'{text}' is not a duration such as 1h, 30m or 10s"));
-        let seconds = parse_go_duration(text, bare_unit.as_secs_f64()).ok_or_else(invalid)?;
-        if seconds <= 0.0 {
-            return Ok(Some(Duration::ZERO));
-        }
-        Duration::try_from_secs_f64(seconds).map(Some).map_err(|_| invalid())
+        outrigger_resources::parse_go_duration_or_count(text, bare_unit)
+            .map(Some)
+            .map_err(|_| self.invalid(field, format!("'{text}' is not a duration such as 1h, 30m or 10s")))
     }
 
     /// `redisHost`, `redisUsername`, `redisPassword`, `redisDB` and `enableTLS`, as daprd's Redis components
@@ -209,37 +206,4 @@ impl<'a> Fields<'a> {
             db,
         })
     }
-}
-
-/// Seconds in a Go duration or in a plain whole number of `bare_unit_seconds`; `None` when it is neither.
-fn parse_go_duration(text: &str, bare_unit_seconds: f64) -> Option<f64> {
-    if let Ok(count) = text.parse::<i64>() {
-        return Some(count as f64 * bare_unit_seconds);
-    }
-    let (sign, mut rest) = match text.strip_prefix('-') {
-        Some(rest) => (-1.0, rest),
-        None => (1.0, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest.is_empty() {
-        return None;
-    }
-    let mut seconds = 0.0;
-    while !rest.is_empty() {
-        let number_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let number: f64 = rest[..number_end].parse().ok()?;
-        rest = &rest[number_end..];
-        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit_seconds = match &rest[..unit_end] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        seconds += number * unit_seconds;
-    }
-    Some(sign * seconds)
 }
