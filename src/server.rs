@@ -476,6 +476,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             admin_token,
             max_body_bytes: config.control_api_max_body_bytes,
             changes,
+            component_types: outrigger_workers::component_types(),
         };
         let router = outrigger_control_api::router(store.clone(), options);
         tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));

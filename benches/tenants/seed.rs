@@ -57,7 +57,7 @@ pub async fn seed(
     let store = Store::connect(url).await.with_context(|| format!("connecting to the control plane at {url}"))?;
     let component = parse_document(component_yaml().as_bytes(), true)
         .map_err(|err| anyhow::anyhow!("the component: {err}"))?
-        .normalize()
+        .normalize(outrigger_workers::component_types())
         .map_err(|err| anyhow::anyhow!("the component: {err}"))?;
     let component = Arc::new(component);
     let parallel = match store.engine() {

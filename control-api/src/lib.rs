@@ -21,6 +21,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
+use outrigger_resources::Registry;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -50,6 +51,9 @@ pub struct Options {
     pub max_body_bytes: usize,
     /// Where change events go.
     pub changes: Arc<dyn ProjectChanges>,
+    /// The component types the workers run (`outrigger_workers::component_types`): components are validated
+    /// against them and exports withhold the fields they mark sensitive.
+    pub component_types: &'static Registry,
 }
 
 /// Shared by every handler.
@@ -82,6 +86,13 @@ struct ApiDoc;
 
 fn api_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(routes::router())
+}
+
+impl AppState {
+    /// The component types documents are checked against.
+    pub(crate) fn types(&self) -> &'static Registry {
+        self.options.component_types
+    }
 }
 
 /// The OpenAPI document of the control API (OpenAPI 3.1, as JSON).

@@ -6,16 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use outrigger_resources::{Document, Invalid, Kind, ProjectCatalog};
+use outrigger_resources::{BuildingBlock, Document, Invalid, Kind, ProjectCatalog, Registry};
 use outrigger_store::{AppIdentity, AppIdentityChange, IssuedToken, Project, Tx};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
-
-/// Type names of the managed components, as the component registry knows them.
-const MANAGED_KVSTORE: (&str, &str) = ("kvstore", "state.outrigger");
-const MANAGED_PUBSUB: (&str, &str) = ("pubsub", "pubsub.outrigger");
 
 /// A component the platform provides to a project.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -27,13 +23,22 @@ pub struct ManagedComponent {
     pub component_type: &'static str,
 }
 
-/// The managed components a project has.
-pub fn managed_components(project: &Project) -> Vec<ManagedComponent> {
-    [(project.managed_kvstore, MANAGED_KVSTORE), (project.managed_pubsub, MANAGED_PUBSUB)]
-        .into_iter()
-        .filter(|(enabled, _)| *enabled)
-        .map(|(_, (name, component_type))| ManagedComponent { name, component_type })
-        .collect()
+/// The managed components a project has, as the component registry declares them: a project opts in or
+/// out of the managed store of each building block. Sorted by name.
+pub fn managed_components(types: &Registry, project: &Project) -> Vec<ManagedComponent> {
+    let mut managed: Vec<_> = types
+        .managed()
+        .filter(|declared| match declared.building_block {
+            BuildingBlock::State => project.managed_kvstore,
+            BuildingBlock::PubSub => project.managed_pubsub,
+            BuildingBlock::SecretStores => false,
+        })
+        .filter_map(|declared| {
+            Some(ManagedComponent { name: declared.managed_component?, component_type: declared.name })
+        })
+        .collect();
+    managed.sort_by_key(|component| component.name);
+    managed
 }
 
 /// Identifies one resource of a project: an App ID or a Dapr document.
@@ -57,6 +62,8 @@ pub struct ProjectState {
     pub apps: BTreeMap<String, AppIdentity>,
     /// Dapr documents by kind and name.
     pub documents: BTreeMap<ResourceKey, Document>,
+    /// The component types components are checked against.
+    pub types: &'static Registry,
 }
 
 impl ProjectCatalog for ProjectState {
@@ -65,7 +72,7 @@ impl ProjectCatalog for ProjectState {
     }
 
     fn component_type(&self, name: &str) -> Option<String> {
-        if let Some(managed) = managed_components(&self.project).into_iter().find(|m| m.name == name) {
+        if let Some(managed) = managed_components(self.types, &self.project).into_iter().find(|m| m.name == name) {
             return Some(managed.component_type.to_owned());
         }
         let spec = &self.documents.get(&(Kind::Component, name.to_owned()))?.spec;
@@ -79,7 +86,7 @@ impl ProjectCatalog for ProjectState {
 
 impl ProjectState {
     /// Reads the project's state inside `tx`; an unknown project is 404.
-    pub async fn load(tx: &mut Tx, project_name: &str) -> ApiResult<ProjectState> {
+    pub async fn load(tx: &mut Tx, types: &'static Registry, project_name: &str) -> ApiResult<ProjectState> {
         let project = tx.project(project_name).await?;
         let apps = tx.list_app_ids(&project.id).await?.into_iter().map(|app| (app.name.clone(), app)).collect();
         let documents = tx
@@ -88,12 +95,12 @@ impl ProjectState {
             .into_iter()
             .map(|stored| ((stored.document.kind, stored.document.metadata.name.clone()), stored.document))
             .collect();
-        Ok(ProjectState { project, apps, documents })
+        Ok(ProjectState { project, apps, documents, types })
     }
 
     /// Whether `name` is taken by a managed component of this project.
     pub fn is_managed_component(&self, name: &str) -> bool {
-        managed_components(&self.project).iter().any(|m| m.name == name)
+        managed_components(self.types, &self.project).iter().any(|m| m.name == name)
     }
 
     /// The first reference in the state that does not resolve.
@@ -102,7 +109,7 @@ impl ProjectState {
         let all = app_documents.chain(self.documents.values().cloned());
         all.into_iter().find_map(|document| {
             document
-                .check_references(self)
+                .check_references(self.types, self)
                 .err()
                 .map(|invalid| Broken { key: (document.kind, document.metadata.name.clone()), invalid })
         })
@@ -302,7 +309,7 @@ pub async fn change_project<R>(
     edit: impl FnOnce(&mut ProjectState) -> ApiResult<Change<R>>,
 ) -> ApiResult<(R, Written)> {
     let mut tx = app.store.begin().await?;
-    let current = ProjectState::load(&mut tx, project_name).await?;
+    let current = ProjectState::load(&mut tx, app.options.component_types, project_name).await?;
     let mut next = current.clone();
     let Change { output, touched } = edit(&mut next)?;
     next.check_after_change(&touched)?;

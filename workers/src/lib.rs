@@ -2,6 +2,7 @@
 //! answer to every bus call, and push delivery of subscribed events.
 
 mod boundary;
+mod components;
 pub mod delivery;
 mod handler;
 mod metadata;
@@ -11,6 +12,7 @@ pub mod secrets;
 pub mod state;
 
 pub use boundary::Boundary;
+pub use components::{component_types, MANAGED_KVSTORE, MANAGED_PUBSUB};
 pub use handler::{Limits, Worker};
-pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime, MANAGED_KVSTORE, MANAGED_PUBSUB};
+pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime};
 pub use state::query_api::QueryLimits;

@@ -13,19 +13,15 @@ use std::time::{Duration, Instant};
 
 use outrigger_cache::ReadThrough;
 use outrigger_outbound::Egress;
-use outrigger_resources::{lookup, BuildingBlock, Document, Kind};
+use outrigger_resources::{BuildingBlock, Document, Kind};
 use outrigger_store::Store;
 use tokio::sync::Mutex;
 
 use crate::boundary::Boundary;
+use crate::components::{self, MANAGED_KVSTORE, MANAGED_PUBSUB};
 use crate::pubsub::{self, Broker, TopicScopes};
 use crate::secrets::{self, HostSecrets, SecretScope, SecretStore};
 use crate::state::{self, StateStore};
-
-/// Name and type of the managed state store every project gets unless it opted out.
-pub const MANAGED_KVSTORE: (&str, &str) = ("kvstore", "state.outrigger");
-/// Name and type of the managed broker every project gets unless it opted out.
-pub const MANAGED_PUBSUB: (&str, &str) = ("pubsub", "pubsub.outrigger");
 
 /// How long opening one backend may take before the component is reported as failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -408,7 +404,7 @@ impl Runtime {
         };
         let managed = |(name, component_type): (&str, &str)| (name.to_owned(), component_type.to_owned());
         if project.managed_kvstore {
-            let (name, component_type) = managed(MANAGED_KVSTORE);
+            let (name, component_type) = managed(MANAGED_KVSTORE.managed_component());
             let config = StateConfig { key_prefix: KeyPrefix::AppId, namespace: format!("{project_id}/") };
             let backend = Ok(Arc::clone(&self.managed.kvstore));
             let component = Component {
@@ -422,7 +418,7 @@ impl Runtime {
             components.state.insert(name, Arc::new(component));
         }
         if project.managed_pubsub {
-            let (name, component_type) = managed(MANAGED_PUBSUB);
+            let (name, component_type) = managed(MANAGED_PUBSUB.managed_component());
             let config = PubsubConfig { topics: TopicScopes::default(), namespace: format!("{project_id}.") };
             let backend = Ok(Arc::clone(&self.managed.pubsub));
             let component = Component {
@@ -439,7 +435,7 @@ impl Runtime {
             .into_iter()
             .filter_map(|stored| {
                 let component_type = text(&stored.document, "type");
-                let building_block = lookup(&component_type)?.building_block;
+                let building_block = components::component_types().lookup(&component_type)?.building_block;
                 Some((stored.document, component_type, building_block))
             })
             .collect();

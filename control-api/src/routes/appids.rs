@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use outrigger_resources::{Document, Kind};
+use outrigger_resources::{Document, Kind, Registry};
 use outrigger_store::{AppIdentity, IssuedToken};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
@@ -166,9 +166,9 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32
 }
 
 /// Validates an App ID given as an `AppIdentity` spec.
-fn validated_app(name: &str, spec: Map<String, Value>) -> ApiResult<AppIdentity> {
+fn validated_app(types: &Registry, name: &str, spec: Map<String, Value>) -> ApiResult<AppIdentity> {
     let document = Document::new(Kind::AppIdentity, name, Value::Object(spec))
-        .normalize()
+        .normalize(types)
         .map_err(|invalid| ApiError::bad_request("invalid_app_id", format!("App ID '{name}': {invalid}")))?;
     app_from_document(&document)
         .map_err(|invalid| ApiError::bad_request("invalid_app_id", format!("App ID '{name}': {invalid}")))
@@ -199,7 +199,7 @@ pub(crate) async fn create_app_id(
     .into_iter()
     .filter_map(|(field, value)| value.map(|value| (field.to_owned(), Value::String(value))))
     .collect();
-    let app = validated_app(&body.name, spec)?;
+    let app = validated_app(state.types(), &body.name, spec)?;
     let (app, mut written) = change_project(&state, &project, false, |next| {
         if next.apps.contains_key(&app.name) {
             return Err(ApiError::conflict("already_exists", format!("App ID '{}' already exists", app.name)));
@@ -278,7 +278,7 @@ pub(crate) async fn update_app_id(
                 }
             }
         }
-        let updated = AppIdentity { created_at: current.created_at, ..validated_app(&name, spec)? };
+        let updated = AppIdentity { created_at: current.created_at, ..validated_app(state.types(), &name, spec)? };
         next.apps.insert(name.clone(), updated.clone());
         Ok(Change { output: updated, touched: vec![app_key(&name)] })
     })

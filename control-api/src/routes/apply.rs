@@ -103,7 +103,8 @@ pub(crate) async fn apply(
     let mut named: Vec<ResourceKey> = Vec::with_capacity(documents.len());
     for (index, document) in documents.into_iter().enumerate() {
         let (kind, name) = (document.kind, document.metadata.name.clone());
-        let document = document.normalize().map_err(|invalid| rejected(index, kind.as_str(), &name, invalid))?;
+        let document =
+            document.normalize(state.types()).map_err(|invalid| rejected(index, kind.as_str(), &name, invalid))?;
         let key = (kind, name);
         if named.contains(&key) {
             return Err(rejected(index, kind.as_str(), &key.1, "the input names this resource twice"));
@@ -159,11 +160,11 @@ pub(crate) async fn apply(
         (status = 200, description = "A YAML stream: one document per App ID and resource, separated by `---`", content_type = "application/yaml")))]
 pub(crate) async fn export(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.begin().await?;
-    let project_state = ProjectState::load(&mut tx, &project).await?;
+    let project_state = ProjectState::load(&mut tx, state.types(), &project).await?;
     let apps = project_state.apps.values().map(app_document);
     let ordered = Kind::DAPR.into_iter().flat_map(|kind| {
         project_state.documents.iter().filter(move |((k, _), _)| *k == kind).map(|(_, document)| document.clone())
     });
-    let documents: Vec<Document> = apps.chain(ordered).map(|document| document.for_export()).collect();
+    let documents: Vec<Document> = apps.chain(ordered).map(|document| document.for_export(state.types())).collect();
     Ok(([(CONTENT_TYPE, "application/yaml")], render_yaml(&documents)))
 }

@@ -65,7 +65,7 @@ impl ProjectOut {
             name: project.name.clone(),
             http_endpoint: state.options.http_endpoint.clone(),
             grpc_endpoint: state.options.grpc_endpoint.clone(),
-            managed_components: managed_components(project),
+            managed_components: managed_components(state.types(), project),
             pool: project.pool.clone(),
             created_at: timestamp(project.created_at),
         }

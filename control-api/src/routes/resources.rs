@@ -49,7 +49,7 @@ pub(crate) async fn list_resources(
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;
     let stored = tx.page_resources(&project.id, kind, &page.request()?).await?;
-    Ok(Json(Page::of(stored, |resource| resource.document.for_export())))
+    Ok(Json(Page::of(stored, |resource| resource.document.for_export(state.types()))))
 }
 
 /// Get one document (YAML with `Accept: application/yaml`). Secret values are withheld.
@@ -69,7 +69,7 @@ pub(crate) async fn get_resource(
         .find_resource(&project.id, kind, &name)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("{} '{name}' not found", kind.as_str())))?;
-    Ok(document_response(&headers, StatusCode::OK, &stored.document.for_export()))
+    Ok(document_response(&headers, StatusCode::OK, &stored.document.for_export(state.types())))
 }
 
 /// Create or replace a document. The body is the Dapr document, JSON or YAML (`Content-Type: application/yaml`).
@@ -107,7 +107,7 @@ pub(crate) async fn put_resource(
             format!("metadata.name is '{}' but the path says '{name}'", document.metadata.name),
         ));
     }
-    let mut document = document.normalize().map_err(|invalid| invalid_resource(kind, &name, invalid))?;
+    let mut document = document.normalize(state.types()).map_err(|invalid| invalid_resource(kind, &name, invalid))?;
     let key = (kind, name.clone());
     let (created, _) = change_project(&state, &project, false, |next: &mut ProjectState| {
         if kind == Kind::Component && next.is_managed_component(&name) {
@@ -125,7 +125,7 @@ pub(crate) async fn put_resource(
     .await?;
     tracing::info!(project = %project, kind = kind.as_str(), name = %name, created, "resource written");
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok(document_response(&headers, status, &document.for_export()))
+    Ok(document_response(&headers, status, &document.for_export(state.types())))
 }
 
 /// Delete a document.

@@ -111,6 +111,7 @@ impl TestApp {
             admin_token: ADMIN_TOKEN.into(),
             max_body_bytes: MAX_BODY_BYTES,
             changes: changes.clone(),
+            component_types: outrigger_workers::component_types(),
         };
         let router = outrigger_control_api::router(store.clone(), options);
         TestApp { router, store, schema, dir: std::sync::Arc::new(dir), changes }

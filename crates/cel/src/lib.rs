@@ -1,60 +1,84 @@
-//! The subset of the [Common Expression Language](https://github.com/google/cel-spec) that Dapr
-//! subscriptions use in `routes.rules[].match`. daprd evaluates each rule against the incoming
-//! CloudEvent, bound to the variable `event`: `event.type == "widget"`,
-//! `event.data.price > 100 && has(event.data.express)`.
+//! The [Common Expression Language](https://github.com/google/cel-spec) as Dapr uses it: subscription routing
+//! rules (`routes.rules[].match`, evaluated against the incoming CloudEvent bound to `event`) and resiliency
+//! circuit-breaker trips (`trip`, evaluated against the breaker's counts). The `cel` crate parses and runs
+//! them, so the control API checks an expression with the same engine that later evaluates it: full CEL,
+//! macros (`has`, `exists`, `all`, `map`, `filter`), arithmetic, string functions and `matches` included.
 //!
-//! Supported, with CEL's syntax, precedence and runtime semantics:
+//! Two of daprd's habits are kept here, because expressions written for daprd depend on them:
 //!
-//! - literals: strings in single, double or triple quotes, raw (`r"..."`) or with CEL's escapes;
-//!   integers (decimal, `0x` hex); doubles; `true`, `false`, `null`; lists `[1, "a"]`;
-//! - variables, field selection `a.b`, indexing `a["key"]`, `a[0]`, and `has(a.b)`;
-//! - `!`, unary `-`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `in` (lists and maps), `&&`, `||`, `?:`;
-//! - `size(x)` / `x.size()` and the string methods `startsWith`, `endsWith`, `contains`.
-//!
-//! Not supported, and refused when parsing: arithmetic, map literals, bytes and unsigned
-//! literals, macros other than `has` (`exists`, `all`, ...), and other functions (`matches`,
-//! `timestamp`, ...). Every expression that parses here compiles in daprd, except ones that
-//! misuse a literal's type, such as `1 == "1"` or `size(1)`, which daprd's type checker refuses.
-//!
-//! There is no type checker: evaluation is dynamic, as it is in daprd for expressions over
-//! `event`, which daprd declares `dyn`. Values of different types are unequal rather than an
-//! error; ordering a string against a number is an evaluation error. JSON numbers that fit an
-//! `i64` are ints, the rest doubles (daprd makes every JSON number a double); CEL compares the
-//! two exactly, so `event.data.count == 2` holds for `2` and `2.0` alike.
+//! - every JSON number is a double, as Go's `encoding/json` decodes CloudEvent data: `event.data.price * 2.0`
+//!   works and `event.data.price * 2` is a type error, in daprd and here alike; comparisons and equality mix
+//!   ints and doubles freely (`event.data.count == 2`);
+//! - a result other than a bool is an error, not a "no".
 
-mod ast;
-mod eval;
-mod lexer;
-mod parser;
+use std::collections::HashMap;
+use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value as Json;
 
-/// A parsed match expression, ready to be evaluated any number of times.
-#[derive(Debug, Clone)]
+/// A compiled expression, ready to be evaluated any number of times.
+#[derive(Clone, Debug)]
 pub struct Program {
-    root: ast::Expr,
+    compiled: Arc<cel::Program>,
 }
 
 impl Program {
-    /// Parses `source`, resolving every function call, so that an expression which parses can
-    /// only fail at evaluation because of the data it meets.
+    /// Compiles `source`.
     pub fn parse(source: &str) -> Result<Program, ParseError> {
-        parser::parse(source).map(|root| Program { root })
+        let compiled = cel::Program::compile(source).map_err(ParseError::from_errors)?;
+        Ok(Program { compiled: Arc::new(compiled) })
     }
 
-    /// Evaluates the expression against `variables` (for a routing rule, `{"event": <the
-    /// CloudEvent>}`). A result other than a bool is an error, as in daprd.
-    pub fn evaluate(&self, variables: &Map<String, Value>) -> Result<bool, EvalError> {
-        eval::evaluate(&self.root, variables)
+    /// Evaluates the expression against `variables`.
+    pub fn evaluate(&self, variables: &Variables) -> Result<bool, EvalError> {
+        match self.compiled.execute(&variables.context)? {
+            cel::Value::Bool(result) => Ok(result),
+            other => Err(EvalError::NotBool(format!("{:?}", other.type_of()))),
+        }
     }
 }
 
-/// Checks that `source` is a valid expression, for validating a subscription before it is stored.
+/// Checks that `source` compiles, for validating a document before it is stored.
 pub fn check(source: &str) -> Result<(), ParseError> {
     Program::parse(source).map(drop)
 }
 
-/// Why an expression does not parse, and where.
+/// The values an expression's variables stand for.
+#[derive(Default)]
+pub struct Variables {
+    context: cel::Context<'static, 'static>,
+}
+
+impl Variables {
+    /// Binds `name` to a JSON value (a CloudEvent, for routing rules), numbers as doubles.
+    pub fn with_json(mut self, name: &str, value: &Json) -> Variables {
+        self.context.add_variable_from_value(name, from_json(value));
+        self
+    }
+
+    /// Binds `name` to an integer (a circuit breaker's counts).
+    pub fn with_int(mut self, name: &str, value: i64) -> Variables {
+        self.context.add_variable_from_value(name, value);
+        self
+    }
+}
+
+fn from_json(value: &Json) -> cel::Value {
+    match value {
+        Json::Null => cel::Value::Null,
+        Json::Bool(flag) => cel::Value::Bool(*flag),
+        Json::Number(number) => cel::Value::Float(number.as_f64().unwrap_or(f64::NAN)),
+        Json::String(text) => cel::Value::from(text.as_str()),
+        Json::Array(items) => cel::Value::List(Arc::new(items.iter().map(from_json).collect())),
+        Json::Object(fields) => {
+            let fields: HashMap<String, cel::Value> =
+                fields.iter().map(|(key, value)| (key.clone(), from_json(value))).collect();
+            cel::Value::from(fields)
+        }
+    }
+}
+
+/// Why an expression does not compile, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{message}", position(*.line, *.column))]
 pub struct ParseError {
@@ -62,8 +86,19 @@ pub struct ParseError {
     pub line: usize,
     /// 1-based column, counted in characters.
     pub column: usize,
-    /// What was expected and what was found instead, or what is not supported.
+    /// What is wrong there.
     pub message: String,
+}
+
+impl ParseError {
+    /// The first of the parser's errors: the one to fix first.
+    fn from_errors(errors: cel::ParseErrors) -> ParseError {
+        let first = errors.errors.into_iter().next();
+        let (line, column) = first.as_ref().map_or((1, 1), |error| error.pos);
+        let message = first.map_or_else(|| "the expression does not parse".to_owned(), |error| error.msg);
+        let position = |n: isize| usize::try_from(n).unwrap_or(0).max(1);
+        ParseError { line: position(line), column: position(column), message }
+    }
 }
 
 fn position(line: usize, column: usize) -> String {
@@ -74,40 +109,16 @@ fn position(line: usize, column: usize) -> String {
     }
 }
 
-/// Why evaluating an expression failed. daprd fails the rule the same way; every variant means
-/// the event did not have the shape the expression assumed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why evaluating an expression failed; daprd fails the rule the same way: the data did not have the shape
+/// the expression assumed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EvalError {
-    /// A selected or indexed map has no such key, such as `event.data.express` on an event
-    /// whose data lacks `express`.
-    #[error("no such key: {0}")]
-    NoSuchKey(String),
-    /// The expression names a variable that was not given, such as `evnt.type`.
-    #[error("undeclared reference to '{0}'")]
-    UndeclaredReference(String),
-    /// An operator or function met operands of types it does not take, such as
-    /// `event.data.price < "100"` when the price is a number.
-    #[error("no such overload: {operator} applied to ({operands})")]
-    NoSuchOverload {
-        /// The operator or function, such as `<` or `startsWith`.
-        operator: &'static str,
-        /// CEL's names of the operands' types, comma-separated.
-        operands: String,
-    },
-    /// A list index outside the list.
-    #[error("index {index} out of range in a list of size {size}")]
-    IndexOutOfRange {
-        /// The index asked for.
-        index: i64,
-        /// The list's length.
-        size: usize,
-    },
-    /// Negating the most negative integer.
-    #[error("integer overflow")]
-    Overflow,
-    /// The expression produced a value of this CEL type instead of a bool.
+    /// A missing key, a variable not given, operands of the wrong types, ...
+    #[error(transparent)]
+    Execution(#[from] cel::ExecutionError),
+    /// The expression produced a value of this type instead of a bool.
     #[error("the expression returned a {0}, not a bool")]
-    NotBool(&'static str),
+    NotBool(String),
 }
 
 #[cfg(test)]
@@ -117,17 +128,13 @@ mod tests {
     use super::*;
 
     /// An order event as daprd builds it, for expressions over `event`.
-    fn order_event() -> Map<String, Value> {
+    fn order_event() -> Variables {
         let event = json!({
             "id": "5929aaac-a5e2-4ca1-859c-edfe73f11565",
             "source": "checkout",
             "type": "order.created",
             "specversion": "1.0",
-            "datacontenttype": "application/json",
             "topic": "orders",
-            "pubsubname": "orderpubsub",
-            "traceid": "",
-            "tracestate": "",
             "subject": "ünïcødé ✓",
             "data": {
                 "price": 150,
@@ -140,7 +147,7 @@ mod tests {
                 "odd key": "x"
             }
         });
-        json!({ "event": event }).as_object().unwrap().clone()
+        Variables::default().with_json("event", &event)
     }
 
     fn evaluate(source: &str) -> Result<bool, EvalError> {
@@ -150,16 +157,10 @@ mod tests {
 
     #[test]
     fn dapr_documentation_examples() {
-        let widget = |kind: &str| json!({"event": {"type": kind, "data": {}}}).as_object().unwrap().clone();
-        let cases = [
-            ("event.type == \"widget\"", "widget", true),
-            ("event.type == \"widget\"", "gadget", false),
-            ("event.type == \"gadget\"", "gadget", true),
-            ("event.type == \"gadget\"", "thing", false),
-        ];
-        for (source, kind, expected) in cases {
-            let program = Program::parse(source).unwrap();
-            assert_eq!(program.evaluate(&widget(kind)), Ok(expected), "{source} on {kind}");
+        for (kind, widget, gadget) in [("widget", true, false), ("gadget", false, true), ("thing", false, false)] {
+            let variables = Variables::default().with_json("event", &json!({"type": kind, "data": {}}));
+            assert_eq!(Program::parse("event.type == \"widget\"").unwrap().evaluate(&variables), Ok(widget));
+            assert_eq!(Program::parse("event.type == \"gadget\"").unwrap().evaluate(&variables), Ok(gadget));
         }
         assert_eq!(evaluate("event.data.price > 100 && has(event.data.express)"), Ok(true));
         assert_eq!(evaluate("event.data.price > 200 && has(event.data.express)"), Ok(false));
@@ -169,62 +170,25 @@ mod tests {
     #[test]
     fn expressions_over_an_event() {
         let cases = [
-            // Literals and equality, including heterogeneous equality.
-            ("true", true),
-            ("!false", true),
-            ("null == null", true),
-            ("event.data.note == null", true),
-            ("event.type != null", true),
-            ("1 == 1.0", true),
-            ("1 == '1'", false),
-            ("1 != '1'", true),
-            ("[1, 'a'] == [1.0, \"a\"]", true),
-            ("[1] == [1, 2]", false),
-            ("event.data.customer == event.data.customer", true),
-            ("event.data.customer == event.data", false),
-            ("0x10 == 16 && 1e2 == 100 && .5 == 0.5 && -0.0 == 0", true),
-            ("-9223372036854775808 < 0", true),
-            ("1e400 > 9223372036854775807 && -1e400 < -9223372036854775808", true),
-            // Ordering: numbers across types, strings by code point, bools.
+            ("event.data.note == null && event.type != null", true),
+            ("1 == 1.0 && 1 != '1'", true),
             ("event.data.price >= 150 && event.data.price <= 150.0", true),
-            ("event.data.discount < 1 && event.data.discount > 0", true),
-            ("'apple' < 'banana' && 'b' > 'a' && 'a' <= 'a' && 'é' > 'z'", true),
-            ("false < true", true),
-            ("--5 == 5 && -(-5) == 5 && !!true", true),
-            // Selection and indexing.
             ("event.data.customer.name == 'Zoë'", true),
             ("event.data['customer']['tier'] == \"gold\"", true),
-            ("event['data'].items[1] == 'pear'", true),
+            ("event['data'].items[1] == 'pear' && event.data.counts[1] == 2", true),
             ("event.data[\"odd key\"] == 'x'", true),
-            ("event.data.counts[1] == 2", true),
-            ("[10, 20][1] == 20", true),
-            ("[10, 20][1.0] == 20", true),
-            // has(): key presence, null counts as present.
-            ("has(event.data.express)", true),
-            ("has(event.data.note)", true),
-            ("has(event.data.missing)", false),
-            ("has(event.subject) && !has(event.expiration)", true),
-            ("has(event.data.customer.name)", true),
-            // in: list membership by equality, map keys.
-            ("'pear' in event.data.items", true),
-            ("'plum' in event.data.items", false),
-            ("2 in event.data.counts && 3.0 in event.data.counts", true),
-            ("event.type in ['order.created', 'order.updated']", true),
-            ("'price' in event.data && !('cost' in event.data)", true),
-            ("1 in event.data", false),
-            ("'a' in []", false),
-            // Strings: size counts characters; methods work on any string, unicode included.
-            ("size(event.subject) == 9 && event.subject.size() == 9", true),
-            ("event.subject.startsWith('ünï') && event.subject.endsWith('✓')", true),
-            ("event.subject.contains('cødé')", true),
-            ("event.subject.contains('code')", false),
-            ("''.startsWith('') && 'abc'.contains('')", true),
-            ("size(event.data.items) == 2 && size(event.data) == 8 && [].size() == 0", true),
-            // Conditional.
+            ("has(event.data.note) && !has(event.data.missing)", true),
+            ("'pear' in event.data.items && 'price' in event.data", true),
+            ("size(event.subject) == 9 && event.subject.contains('cødé')", true),
             ("event.data.express ? event.data.price > 100 : false", true),
-            ("event.data.note != null ? event.data.note.missing : true", true),
-            // Whitespace and comments in multi-line expressions.
             ("event.type == 'order.created' // route orders\n  && event.data.price > 1", true),
+            // What the hand-written subset refused: macros, arithmetic, regular expressions.
+            ("event.data.items.exists(item, item == 'pear')", true),
+            ("event.data.items.all(item, size(item) > 3)", true),
+            ("event.data.counts.filter(n, n > 1.0).size() == 2", true),
+            ("event.data.price * event.data.discount == 75.0", true),
+            ("event.data.price - 50.0 > 99.0", true),
+            ("event.type.matches('^order\\\\.')", true),
         ];
         for (source, expected) in cases {
             assert_eq!(evaluate(source), Ok(expected), "{source}");
@@ -232,114 +196,51 @@ mod tests {
     }
 
     #[test]
-    fn precedence_decides_results() {
-        let cases = [
-            // && binds tighter than ||: true || (false && false).
-            ("true || false && false", true),
-            ("(true || false) && false", false),
-            // Relations bind tighter than &&.
-            ("1 < 2 && 2 < 3", true),
-            // ! binds tighter than ==: (!true) == false.
-            ("!true == false", true),
-            // Relations are left-associative: (1 < 2) == true.
-            ("1 < 2 == true", true),
-            // in binds like ==: ('a' in ['a']) == true.
-            ("'a' in ['a'] == true", true),
-            // ?: binds loosest and nests to the right.
-            ("false ? false : true ? true : false", true),
-            ("true || false ? false : true", false),
-            // Member access binds tighter than unary minus: -(x.y).
-            ("-event.data.price == -150", true),
-        ];
-        for (source, expected) in cases {
-            assert_eq!(evaluate(source), Ok(expected), "{source}");
-        }
+    fn json_numbers_are_doubles_as_in_daprd() {
+        // A double times an int has no overload in CEL; daprd refuses it the same way.
+        assert!(matches!(evaluate("event.data.price * 2 > 200"), Err(EvalError::Execution(_))));
+        assert_eq!(evaluate("event.data.price * 2.0 > 200.0"), Ok(true));
     }
 
     #[test]
     fn logical_operators_absorb_errors_the_other_side_decides() {
-        let cases = [
-            ("false && event.missing", Ok(false)),
-            ("event.missing && false", Ok(false)),
-            ("true || event.missing", Ok(true)),
-            ("event.missing || true", Ok(true)),
-            ("event.data.price && false", Ok(false)),
-            ("1 || true", Ok(true)),
-            ("event.a && event.b && false", Ok(false)),
-            ("true && event.missing", Err(EvalError::NoSuchKey("missing".into()))),
-            ("event.missing || false", Err(EvalError::NoSuchKey("missing".into()))),
-            ("event.first && event.second", Err(EvalError::NoSuchKey("first".into()))),
-            ("true && 'yes'", Err(EvalError::NoSuchOverload { operator: "&&", operands: "string".into() })),
-            ("false || 1", Err(EvalError::NoSuchOverload { operator: "||", operands: "int".into() })),
-            // The untaken branch of ?: is not evaluated.
-            ("true ? true : event.missing", Ok(true)),
-            ("false ? event.missing : false", Ok(false)),
-        ];
-        for (source, expected) in cases {
-            assert_eq!(evaluate(source), expected, "{source}");
-        }
+        assert_eq!(evaluate("false && event.missing"), Ok(false));
+        assert_eq!(evaluate("event.missing || true"), Ok(true));
+        assert_eq!(evaluate("true ? true : event.missing"), Ok(true));
+        assert!(evaluate("true && event.missing").is_err());
     }
 
     #[test]
-    fn evaluation_errors() {
-        let overload = |operator: &'static str, operands: &str| {
-            Err(EvalError::NoSuchOverload { operator, operands: operands.to_owned() })
-        };
-        let cases = [
-            ("event.data.express.fast", overload(".", "bool")),
-            ("event.data.missing == 1", Err(EvalError::NoSuchKey("missing".into()))),
-            ("event.data['missing'] == 1", Err(EvalError::NoSuchKey("missing".into()))),
-            ("has(event.data.missing.deeper)", Err(EvalError::NoSuchKey("missing".into()))),
-            ("has(event.type.length)", overload("has", "string")),
-            ("evnt.type == 'x'", Err(EvalError::UndeclaredReference("evnt".into()))),
-            ("event.data.price < '100'", overload("<", "int, string")),
-            ("event.data.items > 1", overload(">", "list, int")),
-            ("null <= null", overload("<=", "null_type, null_type")),
-            ("event.data.price >= true", overload(">=", "int, bool")),
-            ("event.data.items[2] == 'x'", Err(EvalError::IndexOutOfRange { index: 2, size: 2 })),
-            ("event.data.items[-1] == 'x'", Err(EvalError::IndexOutOfRange { index: -1, size: 2 })),
-            ("event.data.items['0'] == 'x'", overload("[]", "list, string")),
-            ("event.data.items[0.5] == 'x'", overload("[]", "list, double")),
-            ("event.data.items[1e19] == 'x'", overload("[]", "list, double")),
-            ("event.data.items[-1.0] == 'x'", Err(EvalError::IndexOutOfRange { index: -1, size: 2 })),
-            ("event.data[0] == 'x'", overload("[]", "map, int")),
-            ("event.type[0] == 'o'", overload("[]", "string, int")),
-            ("'a' in 'abc'", overload("in", "string, string")),
-            ("!event.type", overload("!", "string")),
-            ("-event.type == 1", overload("-", "string")),
-            ("-(-9223372036854775808) > 0", Err(EvalError::Overflow)),
-            ("event.data.price ? true : false", overload("?:", "int")),
-            ("size(event.data.price) == 3", overload("size", "int")),
-            ("event.data.price.startsWith('1')", overload("startsWith", "int, string")),
-            ("event.type.endsWith(1)", overload("endsWith", "string, int")),
-            ("event.type", Err(EvalError::NotBool("string"))),
-            ("event.data.note", Err(EvalError::NotBool("null_type"))),
-            ("[true]", Err(EvalError::NotBool("list"))),
-            ("1.5", Err(EvalError::NotBool("double"))),
-        ];
-        for (source, expected) in cases {
-            assert_eq!(evaluate(source), expected, "{source}");
-        }
+    fn evaluation_errors_say_what_the_data_lacked() {
+        let message = |source: &str| evaluate(source).unwrap_err().to_string();
+        assert!(message("event.data.missing == 1").contains("missing"), "{}", message("event.data.missing == 1"));
+        assert!(message("evnt.type == 'x'").contains("evnt"));
+        assert!(evaluate("event.data.price < '100'").is_err());
+        assert_eq!(evaluate("event.type"), Err(EvalError::NotBool("String".to_owned())));
     }
 
     #[test]
-    fn check_and_error_display() {
+    fn parse_errors_say_where() {
         assert_eq!(check("event.type == 'widget'"), Ok(()));
         let error = check("event.type = 'widget'").unwrap_err();
-        assert_eq!(error.to_string(), "column 12: expected '==' ('=' alone is not an operator)");
+        assert_eq!((error.line, error.column), (1, 12), "{error}");
+        assert!(error.to_string().starts_with("column 12: "), "{error}");
         let error = check("event.type == 'widget'\n  && event.data.price >").unwrap_err();
-        assert_eq!(error.to_string(), "line 2, column 24: expected an expression, found the end of the expression");
-        let error = Program::parse("event.data.x").unwrap().evaluate(&order_event()).unwrap_err();
-        assert_eq!(error.to_string(), "no such key: x");
+        assert!(error.to_string().starts_with("line 2, column 24: "), "{error}");
     }
 
     #[test]
-    fn a_program_is_reusable_across_events() {
-        let program = Program::parse("event.data.qty >= 10").unwrap();
-        let event = |qty: Value| json!({"event": {"data": {"qty": qty}}}).as_object().unwrap().clone();
-        assert_eq!(program.evaluate(&event(json!(12))), Ok(true));
-        assert_eq!(program.evaluate(&event(json!(9.5))), Ok(false));
-        assert_eq!(program.evaluate(&event(json!(u64::MAX))), Ok(true));
-        assert_eq!(program.evaluate(&Map::new()), Err(EvalError::UndeclaredReference("event".into())));
+    fn a_program_is_reusable_and_takes_integer_counts() {
+        let program = Program::parse("consecutiveFailures > 5 || totalFailures * 2 > requests").unwrap();
+        let counts = |consecutive: i64, failures: i64, requests: i64| {
+            Variables::default()
+                .with_int("consecutiveFailures", consecutive)
+                .with_int("totalFailures", failures)
+                .with_int("requests", requests)
+        };
+        assert_eq!(program.evaluate(&counts(6, 6, 100)), Ok(true));
+        assert_eq!(program.evaluate(&counts(1, 6, 10)), Ok(true));
+        assert_eq!(program.evaluate(&counts(1, 1, 10)), Ok(false));
+        assert!(program.evaluate(&Variables::default()).is_err());
     }
 }

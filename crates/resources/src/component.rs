@@ -4,17 +4,17 @@ use std::collections::BTreeSet;
 
 use crate::fields::{check_optional_bool, check_optional_duration, optional_string, Object};
 use crate::name_value::check_name_value_list;
-use crate::{lookup, supported_types, Invalid};
+use crate::{Invalid, Registry};
 
 /// Checks a Component's spec against the type registry. Fields named in `withheld` had their
 /// values withheld by an export and count as given; restoring puts them back.
-pub(crate) fn check(spec: &Object, withheld: &BTreeSet<String>) -> Result<(), Invalid> {
-    let supported = || supported_types().collect::<Vec<_>>().join(", ");
+pub(crate) fn check(types: &Registry, spec: &Object, withheld: &BTreeSet<String>) -> Result<(), Invalid> {
+    let supported = || types.supported_types().collect::<Vec<_>>().join(", ");
     let type_name = match optional_string(spec, "type", "spec")? {
         Some(name) if !name.is_empty() => name,
         _ => return Err(Invalid::at("spec.type", format!("required; supported types: {}", supported()))),
     };
-    let Some(component_type) = lookup(type_name) else {
+    let Some(component_type) = types.lookup(type_name) else {
         return Err(Invalid::at(
             "spec.type",
             format!("unknown component type '{type_name}'; supported types: {}", supported()),
@@ -78,7 +78,7 @@ mod tests {
     use crate::fixtures;
 
     fn check_value(spec: Value) -> Result<(), Invalid> {
-        check(spec.as_object().unwrap(), &BTreeSet::new())
+        check(fixtures::registry(), spec.as_object().unwrap(), &BTreeSet::new())
     }
 
     #[test]
@@ -91,8 +91,9 @@ mod tests {
 
     #[test]
     fn every_supported_type_passes_with_its_required_fields() {
-        for type_name in supported_types() {
-            let metadata: Vec<Value> = lookup(type_name)
+        for type_name in fixtures::registry().supported_types() {
+            let metadata: Vec<Value> = fixtures::registry()
+                .lookup(type_name)
                 .unwrap()
                 .fields()
                 .filter(|field| field.required)
@@ -108,7 +109,7 @@ mod tests {
         let error = check_value(json!({"type": "state.mongodb", "version": "v1"})).unwrap_err();
         assert_eq!(error.field.as_deref(), Some("spec.type"));
         assert!(error.reason.starts_with("unknown component type 'state.mongodb'; supported types: "));
-        for type_name in supported_types() {
+        for type_name in fixtures::registry().supported_types() {
             assert!(error.reason.contains(type_name), "{type_name} missing from {error}");
         }
         assert!(!error.reason.contains("outrigger"));
@@ -145,7 +146,7 @@ mod tests {
         assert_eq!(check_value(from_secret), Ok(()));
         let withheld = json!({"type": "state.postgresql", "version": "v1", "metadata": [{"name": "connectionString"}]});
         let withheld_names = BTreeSet::from(["connectionString".to_owned()]);
-        assert_eq!(check(withheld.as_object().unwrap(), &withheld_names), Ok(()));
+        assert_eq!(check(fixtures::registry(), withheld.as_object().unwrap(), &withheld_names), Ok(()));
         assert!(check_value(withheld).is_err());
     }
 

@@ -11,8 +11,8 @@ use crate::fields::{
     as_object, child, describe, item, optional_list, optional_object, present, required_string, Object,
 };
 use crate::{
-    component, configuration, http_endpoint, lookup, resiliency, subscription, validate_dns_label, BuildingBlock,
-    Invalid, Kind, ParseError,
+    component, configuration, http_endpoint, resiliency, subscription, validate_dns_label, BuildingBlock, Invalid,
+    Kind, ParseError, Registry,
 };
 
 /// A resource document as stored and exported (Kubernetes-style).
@@ -212,7 +212,7 @@ impl Document {
     /// A document from an export may still carry the `outrigger.io/withheld` annotation: a
     /// required value it lists counts as given, and the annotation is kept for
     /// [`Document::restore_withheld`], which must run before the document is stored.
-    pub fn normalize(mut self) -> Result<Document, Invalid> {
+    pub fn normalize(mut self, types: &Registry) -> Result<Document, Invalid> {
         let accepted = self.kind.api_versions();
         if !accepted.contains(&self.api_version.as_str()) {
             return Err(Invalid::at(
@@ -229,7 +229,7 @@ impl Document {
             return Err(Invalid::at("spec", format!("must be a mapping, found {}", describe(&self.spec))));
         };
         match self.kind {
-            Kind::Component => component::check(spec, &withheld_metadata)?,
+            Kind::Component => component::check(types, spec, &withheld_metadata)?,
             Kind::Subscription => subscription::normalize(&mut self.api_version, spec)?,
             Kind::Resiliency => resiliency::check(spec)?,
             Kind::Configuration => configuration::check(spec)?,
@@ -273,7 +273,7 @@ impl Document {
     /// Subscription's pubsubname must name a pub/sub component, an `auth.secretStore` must name
     /// a secret store component, an AppIdentity's `config` must name a Configuration. Expects a
     /// normalised document.
-    pub fn check_references(&self, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
+    pub fn check_references(&self, types: &Registry, project: &dyn ProjectCatalog) -> Result<(), Invalid> {
         for (index, scope) in self.scopes.iter().enumerate() {
             if !project.app_id_exists(scope) {
                 return Err(Invalid::at(
@@ -285,13 +285,13 @@ impl Document {
             }
         }
         if let Some(store) = self.secret_store() {
-            check_component_reference(store, BuildingBlock::SecretStores, "auth.secretStore", project)?;
+            check_component_reference(types, store, BuildingBlock::SecretStores, "auth.secretStore", project)?;
         }
         match self.kind {
             Kind::Subscription => {
                 let spec = as_object(&self.spec, "spec")?;
                 let pubsub = required_string(spec, "pubsubname", "spec")?;
-                check_component_reference(pubsub, BuildingBlock::PubSub, "spec.pubsubname", project)
+                check_component_reference(types, pubsub, BuildingBlock::PubSub, "spec.pubsubname", project)
             }
             Kind::AppIdentity => match self.app_identity_spec()?.config {
                 Some(config) if !project.configuration_exists(&config) => Err(Invalid::at(
@@ -319,6 +319,7 @@ impl Document {
 
 /// `field` names a component of `building_block` in the project.
 fn check_component_reference(
+    types: &Registry,
     name: &str,
     building_block: BuildingBlock,
     field: &str,
@@ -328,7 +329,7 @@ fn check_component_reference(
     let problem = match project.component_type(name) {
         None => format!("there is no component '{name}' in this project; create a {wanted}.* component first"),
         Some(type_name) => {
-            if lookup(&type_name).map(|known| known.building_block) == Some(building_block) {
+            if types.lookup(&type_name).map(|known| known.building_block) == Some(building_block) {
                 return Ok(());
             }
             format!("component '{name}' has type {type_name}, which is not a {wanted} component; name a {wanted}.* component")
@@ -442,20 +443,21 @@ mod tests {
         assert_eq!(document.metadata.name, "appconfig");
         assert_eq!(document.metadata.annotations, BTreeMap::from([("owner".to_owned(), "team-a".to_owned())]));
         assert_eq!(document.spec, json!({}));
-        assert_eq!(document.normalize().unwrap().spec, json!({}));
+        assert_eq!(document.normalize(fixtures::registry()).unwrap().spec, json!({}));
     }
 
     #[test]
     fn every_fixture_normalizes_and_normalizing_twice_changes_nothing() {
         for yaml in fixtures::ALL {
-            let once = parse_yaml(yaml).normalize().unwrap_or_else(|error| panic!("{error}\n{yaml}"));
-            assert_eq!(once.clone().normalize().unwrap(), once, "{yaml}");
+            let once =
+                parse_yaml(yaml).normalize(fixtures::registry()).unwrap_or_else(|error| panic!("{error}\n{yaml}"));
+            assert_eq!(once.clone().normalize(fixtures::registry()).unwrap(), once, "{yaml}");
         }
     }
 
     #[test]
     fn v1alpha1_subscription_is_stored_as_v2alpha1() {
-        let stored = parse_yaml(fixtures::SUBSCRIPTION_V1).normalize().unwrap();
+        let stored = parse_yaml(fixtures::SUBSCRIPTION_V1).normalize(fixtures::registry()).unwrap();
         assert_eq!(
             render_yaml(&[stored]),
             "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: order-pub-sub\n\
@@ -482,7 +484,7 @@ mod tests {
             (Document { spec: json!([]), ..statestore() }, "spec: must be a mapping, found a list"),
         ];
         for (document, expected) in cases {
-            let error = document.clone().normalize().expect_err(expected);
+            let error = document.clone().normalize(fixtures::registry()).expect_err(expected);
             assert!(error.to_string().starts_with(expected), "{error}\nexpected: {expected}");
         }
     }
@@ -491,7 +493,7 @@ mod tests {
     fn stored_spec_keeps_unknown_fields_with_sorted_keys() {
         let yaml = "apiVersion: dapr.io/v1alpha1\nkind: HTTPEndpoint\nmetadata: {name: api}\n\
                     spec: {zeta: {b: 1, a: 2}, baseUrl: 'https://a.example', alpha: [{y: 1, x: 2}]}\n";
-        let stored = parse_yaml(yaml).normalize().unwrap();
+        let stored = parse_yaml(yaml).normalize(fixtures::registry()).unwrap();
         assert_eq!(
             serde_json::to_string(&stored.spec).unwrap(),
             r#"{"alpha":[{"x":2,"y":1}],"baseUrl":"https://a.example","zeta":{"a":2,"b":1}}"#
@@ -500,7 +502,7 @@ mod tests {
 
     #[test]
     fn serializes_fields_in_kubernetes_order_and_skips_empty_ones() {
-        let stored = parse_yaml(fixtures::HTTP_ENDPOINT).normalize().unwrap();
+        let stored = parse_yaml(fixtures::HTTP_ENDPOINT).normalize(fixtures::registry()).unwrap();
         let json = serde_json::to_string(&stored).unwrap();
         let positions: Vec<_> = ["\"apiVersion\"", "\"kind\"", "\"metadata\"", "\"spec\"", "\"auth\""]
             .iter()
@@ -514,7 +516,8 @@ mod tests {
 
     #[test]
     fn render_is_stable_and_separates_documents() {
-        let documents: Vec<Document> = fixtures::ALL.iter().map(|yaml| parse_yaml(yaml).normalize().unwrap()).collect();
+        let documents: Vec<Document> =
+            fixtures::ALL.iter().map(|yaml| parse_yaml(yaml).normalize(fixtures::registry()).unwrap()).collect();
         let rendered = render_yaml(&documents);
         assert_eq!(rendered, render_yaml(&documents.clone()));
         assert_eq!(rendered.matches("---\n").count(), documents.len() - 1);
@@ -530,7 +533,10 @@ mod tests {
 
     #[test]
     fn render_explains_withheld_values() {
-        let exported = parse_yaml(fixtures::HTTP_ENDPOINT).normalize().unwrap().for_export();
+        let exported = parse_yaml(fixtures::HTTP_ENDPOINT)
+            .normalize(fixtures::registry())
+            .unwrap()
+            .for_export(fixtures::registry());
         let rendered = render_yaml(&[parse_yaml(fixtures::REDIS_PUBSUB), exported]);
         let second = rendered.split("---\n").nth(1).unwrap();
         assert!(
@@ -577,31 +583,31 @@ mod tests {
     #[test]
     fn references_that_resolve_pass() {
         for yaml in fixtures::ALL {
-            let document = parse_yaml(yaml).normalize().unwrap();
-            assert_eq!(document.check_references(&project()), Ok(()), "{yaml}");
+            let document = parse_yaml(yaml).normalize(fixtures::registry()).unwrap();
+            assert_eq!(document.check_references(fixtures::registry(), &project()), Ok(()), "{yaml}");
         }
-        let mut managed = parse_yaml(fixtures::SUBSCRIPTION_V2).normalize().unwrap();
+        let mut managed = parse_yaml(fixtures::SUBSCRIPTION_V2).normalize(fixtures::registry()).unwrap();
         managed.spec["pubsubname"] = json!("pubsub");
-        assert_eq!(managed.check_references(&project()), Ok(()));
+        assert_eq!(managed.check_references(fixtures::registry(), &project()), Ok(()));
     }
 
     #[test]
     fn references_that_do_not_resolve_say_what_to_create() {
-        let subscription = || parse_yaml(fixtures::SUBSCRIPTION_V2).normalize().unwrap();
+        let subscription = || parse_yaml(fixtures::SUBSCRIPTION_V2).normalize(fixtures::registry()).unwrap();
         let mut unknown_scope = subscription();
         unknown_scope.scopes.push("billing".into());
         let mut missing_pubsub = subscription();
         missing_pubsub.spec["pubsubname"] = json!("events");
         let mut state_as_pubsub = subscription();
         state_as_pubsub.spec["pubsubname"] = json!("statestore");
-        let mut missing_config = parse_yaml(fixtures::APP_IDENTITY).normalize().unwrap();
+        let mut missing_config = parse_yaml(fixtures::APP_IDENTITY).normalize(fixtures::registry()).unwrap();
         missing_config.spec["config"] = json!("tracing");
         let with_secret_store = |store: &str| {
-            let mut component = parse_yaml(fixtures::REDIS_STATESTORE).normalize().unwrap();
+            let mut component = parse_yaml(fixtures::REDIS_STATESTORE).normalize(fixtures::registry()).unwrap();
             component.auth = Some(json!({"secretStore": store}));
             component
         };
-        assert_eq!(with_secret_store("my-secretstore").check_references(&project()), Ok(()));
+        assert_eq!(with_secret_store("my-secretstore").check_references(fixtures::registry(), &project()), Ok(()));
         let cases = [
             (unknown_scope, "scopes[2]: App ID 'billing' does not exist in this project; create it first or remove it from scopes"),
             (missing_pubsub, "spec.pubsubname: there is no component 'events' in this project; create a pubsub.* component first"),
@@ -611,7 +617,7 @@ mod tests {
             (missing_config, "spec.config: Configuration 'tracing' does not exist in this project; create it first or leave config out"),
         ];
         for (document, expected) in cases {
-            assert_eq!(document.check_references(&project()).unwrap_err().to_string(), expected);
+            assert_eq!(document.check_references(fixtures::registry(), &project()).unwrap_err().to_string(), expected);
         }
     }
 }

@@ -1,4 +1,41 @@
-//! Documents as Dapr's quickstarts and reference docs write them, shared by the tests.
+//! Documents as Dapr's quickstarts and reference docs write them, and a registry of the types they use,
+//! shared by the tests.
+
+use std::sync::LazyLock;
+
+use crate::{
+    optional, required, required_file, required_secret, secret, BuildingBlock, ComponentType, MetadataField, Registry,
+    V1,
+};
+
+/// A component type that reads `fields`; the real declarations live beside the worker's backends.
+const fn declared(
+    name: &'static str,
+    building_block: BuildingBlock,
+    managed_component: Option<&'static str>,
+    field_groups: &'static [&'static [MetadataField]],
+) -> ComponentType {
+    ComponentType { name, building_block, versions: V1, managed_component, field_groups }
+}
+
+const REDIS: &[MetadataField] = &[required("redisHost"), secret("redisPassword"), optional("redisDB")];
+
+static TYPES: [ComponentType; 8] = [
+    declared("pubsub.outrigger", BuildingBlock::PubSub, Some("pubsub"), &[]),
+    declared("pubsub.redis", BuildingBlock::PubSub, None, &[REDIS]),
+    declared("secretstores.local.file", BuildingBlock::SecretStores, None, &[&[required_file("secretsFile")]]),
+    declared("state.in-memory", BuildingBlock::State, None, &[]),
+    declared("state.outrigger", BuildingBlock::State, Some("kvstore"), &[]),
+    declared("state.postgresql", BuildingBlock::State, None, &[&[required_secret("connectionString")]]),
+    declared("state.redis", BuildingBlock::State, None, &[REDIS]),
+    declared("state.sqlite", BuildingBlock::State, None, &[&[required_file("connectionString")]]),
+];
+
+/// The types the tests' documents use, declared with the fields the tests look at.
+pub(crate) fn registry() -> &'static Registry {
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(|| Registry::new(&TYPES));
+    &REGISTRY
+}
 
 /// The state store from Dapr's quickstarts, with the empty password they ship.
 pub(crate) const REDIS_STATESTORE: &str = r#"apiVersion: dapr.io/v1alpha1

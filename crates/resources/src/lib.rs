@@ -39,5 +39,8 @@ pub use error::{Invalid, ParseError};
 pub use files::{check_project_file, sqlite_file};
 pub use kind::Kind;
 pub use names::{validate_dns_label, validate_resource_name};
-pub use registry::{lookup, supported_types, BuildingBlock, ComponentType, MetadataField};
+pub use registry::{
+    optional, required, required_file, required_secret, secret, BuildingBlock, ComponentType, MetadataField, Registry,
+    V1,
+};
 pub use withhold::WITHHELD_ANNOTATION;

@@ -1,9 +1,12 @@
-//! The component types Outrigger supports, with the metadata fields each one reads.
+//! What a component type declares about itself, and the registry of the declared types.
 //!
-//! Field names are the ones Dapr's own components use (components-contrib `metadata.yaml`
-//! and the Go metadata structs), so an exported component runs unchanged on daprd. Fields
-//! not listed here are still accepted, as daprd accepts them; the table decides which
-//! fields are required and which hold secrets.
+//! Each backend declares its [`ComponentType`] in its own file, beside the code that opens it (the
+//! worker's backends); the worker gathers them into one [`Registry`], and everything that needs to know
+//! the types (validation at the control API, withholding on export, opening in the worker) reads that one
+//! value. Field names are the ones Dapr's own components use (components-contrib `metadata.yaml` and the Go
+//! metadata structs), so an exported component runs unchanged on daprd. Fields not declared are still
+//! accepted, as daprd accepts them; the declaration decides which fields are required and which hold
+//! secrets.
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -27,6 +30,15 @@ impl BuildingBlock {
             BuildingBlock::State => "state",
             BuildingBlock::PubSub => "pubsub",
             BuildingBlock::SecretStores => "secretstores",
+        }
+    }
+
+    /// What one component of this building block is called in messages.
+    pub fn noun(self) -> &'static str {
+        match self {
+            BuildingBlock::State => "state store",
+            BuildingBlock::PubSub => "pub/sub",
+            BuildingBlock::SecretStores => "secret store",
         }
     }
 
@@ -66,10 +78,19 @@ pub struct ComponentType {
     /// users cannot create components of such a type.
     pub managed_component: Option<&'static str>,
     /// The type's own fields, in groups so that types sharing a client share a list.
-    field_groups: &'static [&'static [MetadataField]],
+    pub field_groups: &'static [&'static [MetadataField]],
 }
 
 impl ComponentType {
+    /// A type users may create, with the one version `v1`: what most of Dapr's component types are.
+    pub const fn v1(
+        name: &'static str,
+        building_block: BuildingBlock,
+        field_groups: &'static [&'static [MetadataField]],
+    ) -> ComponentType {
+        ComponentType { name, building_block, versions: V1, managed_component: None, field_groups }
+    }
+
     /// Whether users may create components of this type.
     pub fn user_creatable(&self) -> bool {
         self.managed_component.is_none()
@@ -87,23 +108,28 @@ impl ComponentType {
     }
 }
 
-const fn optional(name: &'static str) -> MetadataField {
+/// A field that may be left out.
+pub const fn optional(name: &'static str) -> MetadataField {
     MetadataField { name, required: false, sensitive: false, file: false }
 }
 
-const fn required(name: &'static str) -> MetadataField {
+/// A field the component cannot start without.
+pub const fn required(name: &'static str) -> MetadataField {
     MetadataField { name, required: true, sensitive: false, file: false }
 }
 
-const fn secret(name: &'static str) -> MetadataField {
+/// A field holding a secret, withheld from exports.
+pub const fn secret(name: &'static str) -> MetadataField {
     MetadataField { name, required: false, sensitive: true, file: false }
 }
 
-const fn required_secret(name: &'static str) -> MetadataField {
+/// A required field holding a secret.
+pub const fn required_secret(name: &'static str) -> MetadataField {
     MetadataField { name, required: true, sensitive: true, file: false }
 }
 
-const fn required_file(name: &'static str) -> MetadataField {
+/// A required field naming a file inside the project's directory.
+pub const fn required_file(name: &'static str) -> MetadataField {
     MetadataField { name, required: true, sensitive: false, file: true }
 }
 
@@ -124,303 +150,109 @@ const PUBSUB_COMMON: &[MetadataField] = &[
     optional("protectedTopics"),
 ];
 
-/// The Redis client settings Dapr shares between its Redis state store and pub/sub.
-/// `maxRetries` and `maxRetryBackoff` are the older spellings daprd still reads.
-/// `clientKey` is a TLS private key, so it is treated as a secret although Dapr's
-/// metadata.yaml does not flag it.
-const REDIS_CLIENT: &[MetadataField] = &[
-    required("redisHost"),
-    optional("redisPort"),
-    optional("redisUsername"),
-    secret("redisPassword"),
-    optional("redisType"),
-    optional("redisDB"),
-    optional("failover"),
-    optional("sentinelMasterName"),
-    optional("sentinelUsername"),
-    secret("sentinelPassword"),
-    optional("enableTLS"),
-    optional("insecureSkipTLSVerify"),
-    optional("clientCert"),
-    secret("clientKey"),
-    optional("useEntraID"),
-    optional("useOIDC"),
-    optional("oidcTokenEndpoint"),
-    optional("oidcClientID"),
-    optional("oidcClientAssertionCert"),
-    secret("oidcClientAssertionKey"),
-    optional("oidcResource"),
-    optional("oidcAudience"),
-    optional("oidcScopes"),
-    optional("oidcKid"),
-    optional("oidcCACert"),
-    optional("redisMaxRetries"),
-    optional("maxRetries"),
-    optional("redisMinRetryInterval"),
-    optional("redisMaxRetryInterval"),
-    optional("maxRetryBackoff"),
-    optional("dialTimeout"),
-    optional("readTimeout"),
-    optional("writeTimeout"),
-    optional("poolSize"),
-    optional("poolTimeout"),
-    optional("maxConnAge"),
-    optional("minIdleConns"),
-    optional("idleCheckFrequency"),
-    optional("idleTimeout"),
-];
+/// The `spec.version` list of a type that has only `v1`.
+pub const V1: &[&str] = &["v1"];
 
-const REDIS_STATE: &[MetadataField] = &[optional("ttlInSeconds"), optional("queryIndexes")];
-
-const REDIS_PUBSUB: &[MetadataField] = &[
-    optional("redeliverInterval"),
-    optional("processingTimeout"),
-    optional("queueDepth"),
-    optional("concurrency"),
-    optional("maxLenApprox"),
-    optional("streamTTL"),
-];
-
-/// Table settings shared by Dapr's SQL state stores.
-const SQL_STATE_TABLES: &[MetadataField] =
-    &[optional("tableName"), optional("metadataTableName"), optional("timeout"), optional("cleanupInterval")];
-
-const POSTGRESQL_STATE: &[MetadataField] = &[
-    required_secret("connectionString"),
-    optional("maxConns"),
-    optional("connectionMaxIdleTime"),
-    optional("queryExecMode"),
-    optional("host"),
-    optional("hostaddr"),
-    optional("port"),
-    optional("database"),
-    optional("user"),
-    secret("password"),
-    optional("sslRootCert"),
-    optional("useAzureAD"),
-    optional("useAWSIAM"),
-    optional("awsAccessKey"),
-    secret("awsSecretKey"),
-];
-
-const SQLITE_STATE: &[MetadataField] =
-    &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL")];
-
-const JETSTREAM_PUBSUB: &[MetadataField] = &[
-    required("natsURL"),
-    secret("jwt"),
-    secret("seedKey"),
-    secret("token"),
-    optional("tls_client_cert"),
-    secret("tls_client_key"),
-    optional("name"),
-    optional("streamName"),
-    optional("durableName"),
-    optional("queueGroupName"),
-    optional("startSequence"),
-    optional("startTime"),
-    optional("flowControl"),
-    optional("ackWait"),
-    optional("maxDeliver"),
-    optional("backOff"),
-    optional("maxAckPending"),
-    optional("replicas"),
-    optional("memoryStorage"),
-    optional("rateLimit"),
-    optional("heartbeat"),
-    optional("deliverPolicy"),
-    optional("ackPolicy"),
-    optional("domain"),
-    optional("apiPrefix"),
-    optional("concurrency"),
-];
-
-const LOCAL_FILE_SECRETS: &[MetadataField] =
-    &[required_file("secretsFile"), optional("nestedSeparator"), optional("multiValued")];
-
-const LOCAL_ENV_SECRETS: &[MetadataField] = &[optional("prefix")];
-
-const V1: &[&str] = &["v1"];
-
-/// Every known component type, sorted by name.
-static COMPONENT_TYPES: &[ComponentType] = &[
-    ComponentType {
-        name: "pubsub.in-memory",
-        building_block: BuildingBlock::PubSub,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[],
-    },
-    ComponentType {
-        name: "pubsub.jetstream",
-        building_block: BuildingBlock::PubSub,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[JETSTREAM_PUBSUB],
-    },
-    ComponentType {
-        name: "pubsub.outrigger",
-        building_block: BuildingBlock::PubSub,
-        versions: V1,
-        managed_component: Some("pubsub"),
-        field_groups: &[],
-    },
-    ComponentType {
-        name: "pubsub.redis",
-        building_block: BuildingBlock::PubSub,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[REDIS_CLIENT, REDIS_PUBSUB],
-    },
-    ComponentType {
-        name: "secretstores.local.env",
-        building_block: BuildingBlock::SecretStores,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[LOCAL_ENV_SECRETS],
-    },
-    ComponentType {
-        name: "secretstores.local.file",
-        building_block: BuildingBlock::SecretStores,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[LOCAL_FILE_SECRETS],
-    },
-    ComponentType {
-        name: "state.in-memory",
-        building_block: BuildingBlock::State,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[],
-    },
-    ComponentType {
-        name: "state.outrigger",
-        building_block: BuildingBlock::State,
-        versions: V1,
-        managed_component: Some("kvstore"),
-        field_groups: &[],
-    },
-    ComponentType {
-        name: "state.postgresql",
-        building_block: BuildingBlock::State,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[POSTGRESQL_STATE, SQL_STATE_TABLES],
-    },
-    ComponentType {
-        name: "state.redis",
-        building_block: BuildingBlock::State,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[REDIS_CLIENT, REDIS_STATE],
-    },
-    ComponentType {
-        name: "state.sqlite",
-        building_block: BuildingBlock::State,
-        versions: V1,
-        managed_component: None,
-        field_groups: &[SQLITE_STATE, SQL_STATE_TABLES],
-    },
-];
-
-/// The component type called `type_name`, including the managed ones.
-pub fn lookup(type_name: &str) -> Option<&'static ComponentType> {
-    COMPONENT_TYPES.iter().find(|known| known.name == type_name)
+/// The declared component types, sorted by name; built once by whoever gathers the declarations.
+#[derive(Debug)]
+pub struct Registry {
+    types: Vec<&'static ComponentType>,
 }
 
-/// Names of the types users may create, sorted.
-pub fn supported_types() -> impl Iterator<Item = &'static str> {
-    COMPONENT_TYPES.iter().filter(|known| known.user_creatable()).map(|known| known.name)
+impl Registry {
+    /// The registry of `types`.
+    ///
+    /// # Panics
+    /// If two declarations share a name, or a name does not start with its building block's prefix: both are
+    /// mistakes in the declarations, found by the first test that builds the registry.
+    pub fn new(types: impl IntoIterator<Item = &'static ComponentType>) -> Registry {
+        let mut types: Vec<_> = types.into_iter().collect();
+        types.sort_unstable_by_key(|declared| declared.name);
+        for pair in types.windows(2) {
+            assert_ne!(pair[0].name, pair[1].name, "component type {} is declared twice", pair[0].name);
+        }
+        for declared in &types {
+            let prefix = format!("{}.", declared.building_block.as_str());
+            assert!(declared.name.starts_with(&prefix), "{} is not a {prefix}* name", declared.name);
+            assert!(!declared.versions.is_empty(), "{} declares no version", declared.name);
+        }
+        Registry { types }
+    }
+
+    /// Every declared type, sorted by name, including the managed ones.
+    pub fn types(&self) -> impl Iterator<Item = &'static ComponentType> + '_ {
+        self.types.iter().copied()
+    }
+
+    /// The component type called `type_name`, including the managed ones.
+    pub fn lookup(&self, type_name: &str) -> Option<&'static ComponentType> {
+        self.types().find(|declared| declared.name == type_name)
+    }
+
+    /// Names of the types users may create, sorted.
+    pub fn supported_types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.types().filter(|declared| declared.user_creatable()).map(|declared| declared.name)
+    }
+
+    /// The types the platform provides to projects itself (`managed_component` set).
+    pub fn managed(&self) -> impl Iterator<Item = &'static ComponentType> + '_ {
+        self.types().filter(|declared| !declared.user_creatable())
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-
     use super::*;
 
+    static STORE: ComponentType = ComponentType {
+        name: "state.example",
+        building_block: BuildingBlock::State,
+        versions: V1,
+        managed_component: None,
+        field_groups: &[&[required("host")]],
+    };
+    static MANAGED: ComponentType = ComponentType {
+        name: "state.managed",
+        building_block: BuildingBlock::State,
+        versions: V1,
+        managed_component: Some("kvstore"),
+        field_groups: &[],
+    };
+
     #[test]
-    fn table_is_sorted_and_names_match_their_building_block() {
-        let names: Vec<_> = COMPONENT_TYPES.iter().map(|known| known.name).collect();
-        let mut sorted = names.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(names, sorted);
-        for known in COMPONENT_TYPES {
-            let prefix = format!("{}.", known.building_block.as_str());
-            assert!(known.name.starts_with(&prefix), "{}", known.name);
-            assert!(!known.versions.is_empty(), "{}", known.name);
-        }
+    fn the_registry_sorts_and_separates_managed_types() {
+        let registry = Registry::new([&MANAGED, &STORE]);
+        assert_eq!(registry.types().map(|t| t.name).collect::<Vec<_>>(), ["state.example", "state.managed"]);
+        assert_eq!(registry.supported_types().collect::<Vec<_>>(), ["state.example"]);
+        assert_eq!(registry.managed().map(|t| t.managed_component).collect::<Vec<_>>(), [Some("kvstore")]);
+        assert!(registry.lookup("state.other").is_none());
     }
 
     #[test]
-    fn no_type_lists_a_field_twice() {
-        for known in COMPONENT_TYPES {
-            let mut seen = BTreeSet::new();
-            for field in known.fields() {
-                assert!(seen.insert(field.name), "{} lists {} twice", known.name, field.name);
-            }
-        }
+    fn fields_are_the_types_own_then_the_building_blocks() {
+        let names: Vec<_> = STORE.fields().map(|field| field.name).collect();
+        assert_eq!(names[0], "host");
+        assert!(names.contains(&"keyPrefix"));
+        assert!(STORE.field("host").unwrap().required);
+        assert!(STORE.field("consumerID").is_none());
     }
 
     #[test]
-    fn supported_types_leave_out_the_managed_ones() {
-        let supported: Vec<_> = supported_types().collect();
-        assert_eq!(
-            supported,
-            [
-                "pubsub.in-memory",
-                "pubsub.jetstream",
-                "pubsub.redis",
-                "secretstores.local.env",
-                "secretstores.local.file",
-                "state.in-memory",
-                "state.postgresql",
-                "state.redis",
-                "state.sqlite",
-            ]
-        );
-        let kvstore = lookup("state.outrigger").unwrap();
-        assert_eq!(kvstore.managed_component, Some("kvstore"));
-        assert!(!kvstore.user_creatable());
-        assert_eq!(lookup("pubsub.outrigger").unwrap().building_block, BuildingBlock::PubSub);
-        assert!(lookup("state.mongodb").is_none());
+    #[should_panic(expected = "declared twice")]
+    fn a_type_declared_twice_is_refused() {
+        Registry::new([&STORE, &STORE]);
     }
 
     #[test]
-    fn required_and_sensitive_fields_follow_dapr() {
-        let cases = [
-            ("state.redis", "redisHost", true, false),
-            ("state.redis", "redisPassword", false, true),
-            ("state.redis", "keyPrefix", false, false),
-            ("state.redis", "actorStateStore", false, false),
-            ("state.postgresql", "connectionString", true, true),
-            ("state.postgresql", "cleanupInterval", false, false),
-            ("state.sqlite", "connectionString", true, false),
-            ("state.sqlite", "busyTimeout", false, false),
-            ("pubsub.redis", "redisHost", true, false),
-            ("pubsub.redis", "consumerID", false, false),
-            ("pubsub.redis", "allowedTopics", false, false),
-            ("pubsub.jetstream", "natsURL", true, false),
-            ("pubsub.jetstream", "seedKey", false, true),
-            ("pubsub.jetstream", "tls_client_key", false, true),
-            ("secretstores.local.file", "secretsFile", true, false),
-            ("secretstores.local.file", "multiValued", false, false),
-            ("secretstores.local.env", "prefix", false, false),
-        ];
-        for (type_name, field_name, required, sensitive) in cases {
-            let field = lookup(type_name).unwrap().field(field_name);
-            let field = field.unwrap_or_else(|| panic!("{type_name} lacks {field_name}"));
-            assert_eq!((field.required, field.sensitive), (required, sensitive), "{type_name} {field_name}");
-        }
-        assert!(lookup("state.redis").unwrap().field("consumerID").is_none());
-        assert!(lookup("pubsub.redis").unwrap().field("keyPrefix").is_none());
-    }
-
-    #[test]
-    fn in_memory_types_require_nothing() {
-        for name in ["state.in-memory", "pubsub.in-memory"] {
-            assert!(lookup(name).unwrap().fields().all(|field| !field.required), "{name}");
-        }
+    #[should_panic(expected = "is not a pubsub.* name")]
+    fn a_name_outside_its_building_block_is_refused() {
+        static WRONG: ComponentType = ComponentType {
+            name: "state.misfiled",
+            building_block: BuildingBlock::PubSub,
+            versions: V1,
+            managed_component: None,
+            field_groups: &[],
+        };
+        Registry::new([&WRONG]);
     }
 }

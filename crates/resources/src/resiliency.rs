@@ -143,13 +143,19 @@ fn check_circuit_breaker_policy(policy: &Value, path: &str) -> Result<(), Invali
     optional_integer(breaker, "maxRequests", path, 0)?;
     check_optional_duration(breaker, "interval", path)?;
     check_optional_duration(breaker, "timeout", path)?;
-    if optional_string(breaker, "trip", path)?.is_some_and(|trip| trip.trim().is_empty()) {
-        return Err(Invalid::at(
-            child(path, "trip"),
-            "the CEL expression is blank; write one like consecutiveFailures > 5",
-        ));
+    match optional_string(breaker, "trip", path)? {
+        Some(trip) if trip.trim().is_empty() => {
+            Err(Invalid::at(child(path, "trip"), "the CEL expression is blank; write one like consecutiveFailures > 5"))
+        }
+        // The same engine evaluates the trip in the breaker.
+        Some(trip) => outrigger_cel::check(trip).map_err(|err| {
+            Invalid::at(
+                child(path, "trip"),
+                format!("not a CEL expression: {err}; write one like consecutiveFailures > 5"),
+            )
+        }),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn check_targets(targets: &Object, defined: &DefinedPolicies<'_>) -> Result<(), Invalid> {
@@ -256,6 +262,7 @@ mod tests {
             (json!({"policies": {"retries": {"r": {"matching": {"gRPCStatusCodes": "1-17"}}}}}), "gRPCStatusCodes: '1-17': code 17 is outside 0-16"),
             (json!({"policies": {"circuitBreakers": {"cb": {"interval": "often"}}}}), "spec.policies.circuitBreakers.cb.interval"),
             (json!({"policies": {"circuitBreakers": {"cb": {"trip": " "}}}}), "spec.policies.circuitBreakers.cb.trip: the CEL expression is blank"),
+            (json!({"policies": {"circuitBreakers": {"cb": {"trip": "consecutiveFailures >"}}}}), "spec.policies.circuitBreakers.cb.trip: not a CEL expression: column 22: "),
             (json!({"policies": {"circuitBreakers": {"cb": {"maxRequests": -1}}}}), "spec.policies.circuitBreakers.cb.maxRequests"),
             (json!({"targets": {"apps": {"a": {"retry": "missing"}}}}), "spec.targets.apps.a.retry: retry policy 'missing' is not defined under spec.policies.retries; define it there"),
             (json!({"targets": {"apps": {"a": {"timeout": "general"}}}}), "spec.targets.apps.a.timeout: timeout policy 'general' is not defined under spec.policies.timeouts and is not a duration"),

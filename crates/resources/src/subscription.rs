@@ -155,7 +155,7 @@ mod tests {
             (
                 V2ALPHA1,
                 json!({"routes": {"rules": [{"match": "event.type = \"widget\"", "path": "/a"}]}}),
-                "spec.routes.rules[0].match: not a valid CEL expression: column 12: expected '=='",
+                "spec.routes.rules[0].match: not a valid CEL expression: column 12: Syntax error",
             ),
             (
                 V2ALPHA1,
@@ -163,12 +163,7 @@ mod tests {
                     {"match": "true", "path": "/a"},
                     {"match": "(event.data.price > 100", "path": "/b"},
                 ]}}),
-                "spec.routes.rules[1].match: not a valid CEL expression: column 24: expected ')', found the end",
-            ),
-            (
-                V2ALPHA1,
-                json!({"routes": {"rules": [{"match": "event.type.matches('w.*')", "path": "/a"}]}}),
-                "spec.routes.rules[0].match: not a valid CEL expression: column 12: unsupported method 'matches'",
+                "spec.routes.rules[1].match: not a valid CEL expression: column 24: Syntax error",
             ),
             (V2ALPHA1, json!({"route": "/a"}), "spec.route: route belongs to dapr.io/v1alpha1"),
             (V2ALPHA1, json!({"routes": {"default": "/d"}, "metadata": {"n": 1}}), "spec.metadata.n: must be a string"),

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::fields::Object;
 use crate::name_value::has_inline_value;
-use crate::{lookup, Document, Invalid, Kind};
+use crate::{Document, Invalid, Kind, Registry};
 
 /// Annotation listing, comma-separated, the values an export withheld from a document
 /// (for example `spec.metadata.redisPassword`).
@@ -125,12 +125,12 @@ fn name_looks_secret(name: &str) -> bool {
 
 /// Whether the list entry called `name` in `document` holds a secret: component fields as
 /// the registry says, falling back to the name for fields it does not know.
-fn entry_is_secret(document: &Document, name: &str) -> bool {
+fn entry_is_secret(types: &Registry, document: &Document, name: &str) -> bool {
     let registered = document
         .spec
         .get("type")
         .and_then(Value::as_str)
-        .and_then(lookup)
+        .and_then(|type_name| types.lookup(type_name))
         .and_then(|component_type| component_type.field(name));
     match (document.kind, registered) {
         (Kind::Component, Some(field)) => field.sensitive,
@@ -139,7 +139,7 @@ fn entry_is_secret(document: &Document, name: &str) -> bool {
 }
 
 /// Every slot of `document` that holds a secret, whether or not it has a value.
-fn secret_slots(document: &Document) -> Vec<SecretSlot> {
+fn secret_slots(types: &Registry, document: &Document) -> Vec<SecretSlot> {
     let fixed = FIXED_SLOTS.iter().filter(|fixed| fixed.kind == document.kind).map(SecretSlot::Fixed);
     let entries = secret_list(document.kind).into_iter().flat_map(|list| {
         let names = document.spec.get(list).and_then(Value::as_array);
@@ -147,7 +147,7 @@ fn secret_slots(document: &Document) -> Vec<SecretSlot> {
             .into_iter()
             .flatten()
             .filter_map(|entry| entry.get("name").and_then(Value::as_str))
-            .filter(|name| entry_is_secret(document, name))
+            .filter(|name| entry_is_secret(types, document, name))
             .map(move |name| SecretSlot::Entry { list, name: name.to_owned() })
     });
     fixed.chain(entries).collect()
@@ -156,11 +156,11 @@ fn secret_slots(document: &Document) -> Vec<SecretSlot> {
 impl Document {
     /// For export: a copy with inline secret values removed (the entries stay, named), and
     /// the `outrigger.io/withheld` annotation listing what was removed. Values given as
-    /// `secretKeyRef`s, and empty values, are kept.
-    pub fn for_export(&self) -> Document {
+    /// `secretKeyRef`s, and empty values, are kept. Component fields are judged by `types`.
+    pub fn for_export(&self, types: &Registry) -> Document {
         let mut exported = self.clone();
         let mut withheld = Vec::new();
-        for slot in secret_slots(self) {
+        for slot in secret_slots(types, self) {
             let key = slot.key();
             if let Some(holder) = slot.holder_mut(&mut exported.spec) {
                 if has_inline_value(holder, key) {
@@ -256,7 +256,7 @@ mod tests {
     use crate::{fixtures, parse_document, parse_documents, render_yaml};
 
     fn stored(yaml: &str) -> Document {
-        parse_document(yaml.as_bytes(), true).unwrap().normalize().unwrap()
+        parse_document(yaml.as_bytes(), true).unwrap().normalize(fixtures::registry()).unwrap()
     }
 
     #[test]
@@ -281,7 +281,7 @@ mod tests {
     fn sensitive_component_values_are_withheld_and_listed() {
         let mut document = stored(fixtures::REDIS_STATESTORE);
         document.spec["metadata"][1]["value"] = json!("s3cret");
-        let exported = document.for_export();
+        let exported = document.for_export(fixtures::registry());
         assert_eq!(exported.withheld(), ["spec.metadata.redisPassword"]);
         assert_eq!(exported.spec["metadata"][1], json!({"name": "redisPassword"}));
         assert_eq!(exported.spec["metadata"][0], document.spec["metadata"][0]);
@@ -291,11 +291,11 @@ mod tests {
     #[test]
     fn empty_values_and_secret_references_are_not_withheld() {
         let document = stored(fixtures::REDIS_STATESTORE);
-        assert_eq!(document.for_export(), document);
+        assert_eq!(document.for_export(fixtures::registry()), document);
         let mut with_reference = document.clone();
         with_reference.spec["metadata"][1] =
             json!({"name": "redisPassword", "secretKeyRef": {"name": "redis", "key": "password"}});
-        assert_eq!(with_reference.for_export(), with_reference);
+        assert_eq!(with_reference.for_export(fixtures::registry()), with_reference);
     }
 
     #[test]
@@ -305,13 +305,13 @@ mod tests {
             .as_array_mut()
             .unwrap()
             .extend([json!({"name": "vendorApiToken", "value": "t"}), json!({"name": "vendorRegion", "value": "eu"})]);
-        assert_eq!(document.for_export().withheld(), ["spec.metadata.vendorApiToken"]);
+        assert_eq!(document.for_export(fixtures::registry()).withheld(), ["spec.metadata.vendorApiToken"]);
     }
 
     #[test]
     fn other_kinds_withhold_their_secrets() {
         let endpoint = stored(fixtures::HTTP_ENDPOINT);
-        let exported = endpoint.for_export();
+        let exported = endpoint.for_export(fixtures::registry());
         assert_eq!(exported.withheld(), ["spec.headers.Authorization"]);
         assert_eq!(exported.spec["headers"][0], json!({"name": "Authorization"}));
         assert_eq!(exported.spec["headers"][1], endpoint.spec["headers"][1]);
@@ -319,21 +319,21 @@ mod tests {
 
         let mut with_tls = endpoint.clone();
         with_tls.spec["clientTLS"] = json!({"certificate": {"value": "CERT"}, "privateKey": {"value": "KEY"}});
-        let exported = with_tls.for_export();
+        let exported = with_tls.for_export(fixtures::registry());
         assert_eq!(exported.withheld(), ["spec.clientTLS.privateKey", "spec.headers.Authorization"]);
         assert_eq!(exported.spec["clientTLS"], json!({"certificate": {"value": "CERT"}, "privateKey": {}}));
 
         let app = stored(fixtures::APP_IDENTITY);
-        let exported = app.for_export();
+        let exported = app.for_export(fixtures::registry());
         assert_eq!(exported.withheld(), ["spec.appToken"]);
         assert_eq!(exported.spec.get("appToken"), None);
         assert_eq!(exported.spec["appEndpoint"], app.spec["appEndpoint"]);
 
         let postgres = stored(fixtures::POSTGRES_STATESTORE);
-        assert_eq!(postgres.for_export().withheld(), ["spec.metadata.connectionString"]);
+        assert_eq!(postgres.for_export(fixtures::registry()).withheld(), ["spec.metadata.connectionString"]);
         for untouched in [fixtures::RESILIENCY, fixtures::ACCESS_CONTROL, fixtures::SUBSCRIPTION_V2] {
             let document = stored(untouched);
-            assert_eq!(document.for_export(), document);
+            assert_eq!(document.for_export(fixtures::registry()), document);
         }
     }
 
@@ -341,7 +341,7 @@ mod tests {
     fn restore_puts_back_the_stored_values() {
         for yaml in [fixtures::POSTGRES_STATESTORE, fixtures::HTTP_ENDPOINT, fixtures::APP_IDENTITY] {
             let current = stored(yaml);
-            let mut applied = current.for_export();
+            let mut applied = current.for_export(fixtures::registry());
             assert_ne!(applied, current);
             applied.restore_withheld(Some(&current)).unwrap();
             assert_eq!(applied, current, "{yaml}");
@@ -351,19 +351,19 @@ mod tests {
     #[test]
     fn restore_keeps_what_the_document_supplies() {
         let current = stored(fixtures::POSTGRES_STATESTORE);
-        let mut applied = current.for_export();
+        let mut applied = current.for_export(fixtures::registry());
         applied.spec["metadata"][0] = json!({"name": "connectionString", "value": "host=new"});
         applied.restore_withheld(Some(&current)).unwrap();
         assert_eq!(applied.spec["metadata"][0]["value"], "host=new");
         assert!(applied.withheld().is_empty());
 
-        let mut referenced = current.for_export();
+        let mut referenced = current.for_export(fixtures::registry());
         referenced.spec["metadata"][0] =
             json!({"name": "connectionString", "secretKeyRef": {"name": "pg", "key": "dsn"}});
         referenced.restore_withheld(None).unwrap();
         assert_eq!(referenced.spec["metadata"][0].get("value"), None);
 
-        let mut removed = current.for_export();
+        let mut removed = current.for_export(fixtures::registry());
         removed.spec["metadata"].as_array_mut().unwrap().remove(0);
         removed.restore_withheld(None).unwrap();
         assert!(removed.metadata.annotations.is_empty());
@@ -372,7 +372,7 @@ mod tests {
     #[test]
     fn restore_without_a_stored_value_says_what_to_do() {
         let current = stored(fixtures::POSTGRES_STATESTORE);
-        let exported = current.for_export();
+        let exported = current.for_export(fixtures::registry());
         let mut first_apply = exported.clone();
         let error = first_apply.restore_withheld(None).unwrap_err();
         assert_eq!(
@@ -397,26 +397,27 @@ mod tests {
 
     #[test]
     fn normalize_takes_withheld_required_values_as_given_and_keeps_the_annotation() {
-        let exported = stored(fixtures::POSTGRES_STATESTORE).for_export();
-        let normalized = exported.clone().normalize().unwrap();
+        let exported = stored(fixtures::POSTGRES_STATESTORE).for_export(fixtures::registry());
+        let normalized = exported.clone().normalize(fixtures::registry()).unwrap();
         assert_eq!(normalized, exported);
 
         let mut emptied = exported.clone();
         emptied.metadata.annotations.remove(WITHHELD_ANNOTATION);
-        let error = emptied.normalize().unwrap_err();
+        let error = emptied.normalize(fixtures::registry()).unwrap_err();
         assert!(error.reason.contains("field 'connectionString' is required"), "{error}");
 
         let mut unknown = exported;
         unknown.metadata.annotations.insert(WITHHELD_ANNOTATION.to_owned(), "spec.headers.Authorization".to_owned());
-        let error = unknown.normalize().unwrap_err();
+        let error = unknown.normalize(fixtures::registry()).unwrap_err();
         assert!(error.reason.contains("'spec.headers.Authorization' is not a value export withholds"), "{error}");
     }
 
     #[test]
     fn export_apply_export_is_byte_identical() {
         let stored_documents: Vec<Document> = fixtures::ALL.iter().map(|yaml| stored(yaml)).collect();
-        let export =
-            |documents: &[Document]| render_yaml(&documents.iter().map(Document::for_export).collect::<Vec<_>>());
+        let export = |documents: &[Document]| {
+            render_yaml(&documents.iter().map(|document| document.for_export(fixtures::registry())).collect::<Vec<_>>())
+        };
         let first = export(&stored_documents);
         assert!(first.contains("# Values withheld by export: spec.metadata.connectionString."));
         assert!(!first.contains("hunter2"));
@@ -428,7 +429,7 @@ mod tests {
             .into_iter()
             .zip(&stored_documents)
             .map(|(document, current)| {
-                let mut document = document.normalize().unwrap();
+                let mut document = document.normalize(fixtures::registry()).unwrap();
                 document.restore_withheld(Some(current)).unwrap();
                 document
             })

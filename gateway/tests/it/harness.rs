@@ -144,7 +144,10 @@ impl TestGateway {
 
     /// Stores a Dapr document (YAML) in the project, as the control API would.
     pub async fn component(&self, project: &str, yaml: &str) {
-        let document = outrigger_resources::parse_document(yaml.as_bytes(), true).unwrap().normalize().unwrap();
+        let document = outrigger_resources::parse_document(yaml.as_bytes(), true)
+            .unwrap()
+            .normalize(outrigger_workers::component_types())
+            .unwrap();
         let mut tx = self.store.begin().await.unwrap();
         let found = tx.project(project).await.unwrap();
         tx.put_resource(&found.id, &document).await.unwrap();

@@ -141,13 +141,15 @@ async fn every_message_arrives_despite_failures_and_routes_apply() {
     let subscriber = Subscriber::start().await;
     let publisher = gateway.app("shop", "checkout").await;
     let processor = gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
-    let routes = "    rules:\n    - match: event.data.priority > 5\n      path: /urgent\n    default: /orders\n";
-    gateway.component("shop", &subscription("orders", "orders", routes, "", &["processor"])).await;
+    // Full CEL as daprd runs it: a macro, and arithmetic on JSON numbers (doubles).
+    let rule = "[1.0, 2.0].exists(n, n * event.data.priority > 5.0)";
+    let routes = format!("    rules:\n    - match: '{rule}'\n      path: /urgent\n    default: /orders\n");
+    gateway.component("shop", &subscription("orders", "orders", &routes, "", &["processor"])).await;
     let listed = gateway.http("GET", "/v1.0/metadata", Some(&processor), None).await.json()["subscriptions"].clone();
     assert_eq!(
         listed,
         json!([{ "pubsubname": "pubsub", "topic": "orders", "type": "DECLARATIVE", "rules": [
-            { "match": "event.data.priority > 5", "path": "/urgent" }, { "match": "", "path": "/orders" },
+            { "match": rule, "path": "/urgent" }, { "match": "", "path": "/orders" },
         ] }])
     );
     let unscoped = gateway.http("GET", "/v1.0/metadata", Some(&publisher), None).await.json();

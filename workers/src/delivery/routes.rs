@@ -67,7 +67,7 @@ impl SubscriptionSpec {
     /// A rule whose condition cannot be evaluated for this event (e.g. it reads a field the event lacks)
     /// does not match; the next rule is tried.
     pub fn route(&self, event: &Map<String, Value>) -> Option<&str> {
-        let variables = crate::pubsub::cloudevent::match_variables(event.clone());
+        let variables = crate::pubsub::cloudevent::match_variables(event);
         self.rules
             .iter()
             .find(|rule| rule.condition.evaluate(&variables).unwrap_or(false))

@@ -179,8 +179,8 @@ pub fn is_expired(event: &Map<String, Value>, now: DateTime<Utc>) -> bool {
 }
 
 /// The variables a subscription's `routes.rules[].match` expressions see: the event as `event`.
-pub fn match_variables(event: Map<String, Value>) -> Map<String, Value> {
-    Map::from_iter([("event".to_owned(), Value::Object(event))])
+pub fn match_variables(event: &Map<String, Value>) -> outrigger_cel::Variables {
+    outrigger_cel::Variables::default().with_json("event", &Value::Object(event.clone()))
 }
 
 fn new_cloudevent(publication: &Publication<'_>, content_type: &str, now: DateTime<Utc>) -> Map<String, Value> {
@@ -782,6 +782,7 @@ mod tests {
     #[test]
     fn match_variables_bind_the_event() {
         let event = Map::from_iter([("type".to_owned(), json!("widget"))]);
-        assert_eq!(Value::Object(match_variables(event)), json!({"event": {"type": "widget"}}));
+        let bound = outrigger_cel::Program::parse("event.type == 'widget'").unwrap();
+        assert_eq!(bound.evaluate(&match_variables(&event)), Ok(true));
     }
 }

@@ -40,6 +40,15 @@ use super::{Broker, BrokerError, Delivery, Features};
 use crate::state::open::OpenError;
 use crate::state::time::{CONNECT_TIMEOUT, OPERATION_DEADLINE};
 
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use outrigger_resources::{optional, required, secret, BuildingBlock, ComponentType, MetadataField};
+
+use super::open::shortest_hold;
+use crate::boundary::Boundary;
+use crate::components::{Backend, Opener, Opening};
+
 /// The stream's name when the component's metadata names none (`streamName`).
 pub const DEFAULT_STREAM_NAME: &str = "OUTRIGGER";
 
@@ -459,4 +468,90 @@ impl Broker for JetStreamBroker {
         })
         .await
     }
+}
+
+const JETSTREAM_FIELDS: &[MetadataField] = &[
+    required("natsURL"),
+    secret("jwt"),
+    secret("seedKey"),
+    secret("token"),
+    optional("tls_client_cert"),
+    secret("tls_client_key"),
+    optional("name"),
+    optional("streamName"),
+    optional("durableName"),
+    optional("queueGroupName"),
+    optional("startSequence"),
+    optional("startTime"),
+    optional("flowControl"),
+    optional("ackWait"),
+    optional("maxDeliver"),
+    optional("backOff"),
+    optional("maxAckPending"),
+    optional("replicas"),
+    optional("memoryStorage"),
+    optional("rateLimit"),
+    optional("heartbeat"),
+    optional("deliverPolicy"),
+    optional("ackPolicy"),
+    optional("domain"),
+    optional("apiPrefix"),
+    optional("concurrency"),
+];
+
+/// `pubsub.jetstream`: a NATS JetStream server the egress rule lets the project reach.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(JetStreamBroker::COMPONENT_TYPE, BuildingBlock::PubSub, &[JETSTREAM_FIELDS]),
+    opener: Opener::PubSub(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn Broker>, OpenError>> {
+    Box::pin(async move {
+        let Opening { fields, boundary, .. } = opening;
+        let url = fields.required("natsURL", "the NATS server URL, e.g. nats://nats:4222")?;
+        let mut options = JetStreamOptions::new(pinned_nats_servers(url, boundary).await?);
+        options.ignore_discovered_servers = boundary.is_confined();
+        options.token = fields.get("token").map(str::to_owned);
+        if let Some(name) = fields.get("name") {
+            options.connection_name = name.to_owned();
+        }
+        if let Some(stream_name) = fields.get("streamName") {
+            options.stream_name = stream_name.to_owned();
+        }
+        // Topics live under the stream's name unless told otherwise, so that streams never overlap.
+        options.subject_prefix = fields.get("subjectPrefix").unwrap_or(&options.stream_name).to_owned();
+        options.ack_wait = shortest_hold(&fields, "ackWait", Duration::from_secs(1))?;
+        Ok(Arc::new(JetStreamBroker::connect(options).await?) as _)
+    })
+}
+
+/// `natsURL` (one server or several, comma-separated) with every server's host judged by `boundary`; plain
+/// `nats://` servers are pinned to the address judged (TLS and WebSocket ones keep their names, which their
+/// certificates carry).
+async fn pinned_nats_servers(servers: &str, boundary: &Boundary) -> Result<String, OpenError> {
+    if !boundary.is_confined() {
+        return Ok(servers.to_owned());
+    }
+    let invalid = |reason: String| OpenError::InvalidField {
+        component_type: JetStreamBroker::COMPONENT_TYPE,
+        field: "natsURL",
+        reason,
+    };
+    let mut pinned = Vec::new();
+    for server in servers.split(',').map(str::trim) {
+        let with_scheme = if server.contains("://") { server.to_owned() } else { format!("nats://{server}") };
+        let mut url =
+            url::Url::parse(&with_scheme).map_err(|err| invalid(format!("'{server}' is not a URL: {err}")))?;
+        let host = url.host_str().ok_or_else(|| invalid(format!("'{server}' names no host")))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_owned();
+        let address =
+            boundary.host(JetStreamBroker::COMPONENT_TYPE, "natsURL", &host, url.port().unwrap_or(4222)).await?;
+        let address = address.expect("a confined boundary pins every host");
+        if url.scheme() == "nats" {
+            url.set_ip_host(address.ip()).map_err(|()| invalid(format!("'{server}' cannot carry an address")))?;
+            url.set_port(Some(address.port())).map_err(|()| invalid(format!("'{server}' cannot carry a port")))?;
+        }
+        pinned.push(url.to_string().trim_end_matches('/').to_owned());
+    }
+    Ok(pinned.join(","))
 }

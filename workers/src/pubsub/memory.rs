@@ -15,6 +15,10 @@ use tokio::time::Instant;
 use super::backend::missing_group;
 use super::{Broker, BrokerError, Delivery, Features};
 
+use outrigger_resources::{BuildingBlock, ComponentType};
+
+use crate::components::{Backend, Opener, Opening};
+
 /// Dapr's in-memory pub/sub. Delivery ids are message numbers, meaningful to this broker only (there is
 /// no other process to hand them to).
 #[derive(Debug, Default)]
@@ -186,3 +190,9 @@ impl Broker for MemoryBroker {
         Ok(())
     }
 }
+
+/// `pubsub.in-memory`: nothing to configure.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(MemoryBroker::COMPONENT_TYPE, BuildingBlock::PubSub, &[]),
+    opener: Opener::PubSub(|_: Opening<'_>| Box::pin(async { Ok(Arc::new(MemoryBroker::new()) as _) })),
+};

@@ -30,6 +30,14 @@ use crate::state::open::OpenError;
 use crate::state::redis::connect;
 use crate::state::time::{now_ms, CONNECT_TIMEOUT};
 use crate::state::RedisOptions;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use outrigger_resources::{optional, BuildingBlock, ComponentType, MetadataField};
+
+use super::open::shortest_hold;
+use crate::components::{Backend, Opener, Opening};
+use crate::state::redis::REDIS_CLIENT_FIELDS;
 
 /// Hands out what a group may have now. KEYS: the stream, the group's due set. ARGV: the group, the consumer,
 /// now and the end of the hold (Unix ms), the most messages to hand out. Answers `{deliveries, next due time
@@ -328,4 +336,40 @@ impl Broker for RedisBroker {
         })
         .await
     }
+}
+
+const REDIS_PUBSUB_FIELDS: &[MetadataField] = &[
+    optional("redeliverInterval"),
+    optional("processingTimeout"),
+    optional("queueDepth"),
+    optional("concurrency"),
+    optional("maxLenApprox"),
+    optional("streamTTL"),
+];
+
+/// `pubsub.redis`: Redis streams on a server the egress rule lets the project reach.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(
+        RedisBroker::COMPONENT_TYPE,
+        BuildingBlock::PubSub,
+        &[REDIS_CLIENT_FIELDS, REDIS_PUBSUB_FIELDS],
+    ),
+    opener: Opener::PubSub(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn Broker>, OpenError>> {
+    Box::pin(async move {
+        let Opening { fields, boundary, .. } = opening;
+        let mut options = RedisBrokerOptions::new(fields.redis_options(RedisBroker::COMPONENT_TYPE, boundary).await?);
+        options.max_len_approx =
+            match fields.get("maxLenApprox") {
+                None => None,
+                Some(text) => Some(text.parse::<u64>().map_err(|_| {
+                    fields.invalid("maxLenApprox", format!("'{text}' is not a number of stream entries"))
+                })?),
+            };
+        // Dapr reads a plain number here as milliseconds.
+        options.processing_timeout = shortest_hold(&fields, "processingTimeout", Duration::from_millis(1))?;
+        Ok(Arc::new(RedisBroker::open(options)?) as _)
+    })
 }

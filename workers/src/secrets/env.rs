@@ -7,6 +7,11 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{Secret, SecretError, SecretStore};
+use std::sync::Arc;
+
+use outrigger_resources::{optional, BuildingBlock, ComponentType, MetadataField};
+
+use crate::components::{Backend, Opener, Opening};
 
 /// Variables of the platform itself, hidden from every app.
 const PLATFORM_PREFIX: &str = "OUTRIGGER_";
@@ -53,6 +58,20 @@ impl SecretStore for EnvSecretStore {
         Vec::new()
     }
 }
+
+const LOCAL_ENV_FIELDS: &[MetadataField] = &[optional("prefix")];
+
+/// `secretstores.local.env`: the worker's own environment, where the operator allows it.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(EnvSecretStore::COMPONENT_TYPE, BuildingBlock::SecretStores, &[LOCAL_ENV_FIELDS]),
+    opener: Opener::SecretStore(|opening: Opening<'_>| {
+        Box::pin(async move {
+            opening.host_secrets.check(EnvSecretStore::COMPONENT_TYPE)?;
+            let prefix = opening.fields.get("prefix").unwrap_or_default();
+            Ok(Arc::new(EnvSecretStore::new(prefix, std::env::vars())) as _)
+        })
+    }),
+};
 
 #[cfg(test)]
 mod tests {

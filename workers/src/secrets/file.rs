@@ -9,6 +9,12 @@ use serde_json::Value;
 
 use super::{Secret, SecretError, SecretStore};
 use crate::state::open::OpenError;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use outrigger_resources::{optional, required_file, BuildingBlock, ComponentType, MetadataField};
+
+use crate::components::{Backend, Opener, Opening};
 
 /// Secrets read from a JSON file.
 pub struct FileSecretStore {
@@ -99,6 +105,28 @@ impl SecretStore for FileSecretStore {
             Vec::new()
         }
     }
+}
+
+const LOCAL_FILE_FIELDS: &[MetadataField] =
+    &[required_file("secretsFile"), optional("nestedSeparator"), optional("multiValued")];
+
+/// `secretstores.local.file`: a JSON file inside the project's directory, where the operator allows it.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(FileSecretStore::COMPONENT_TYPE, BuildingBlock::SecretStores, &[LOCAL_FILE_FIELDS]),
+    opener: Opener::SecretStore(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn SecretStore>, OpenError>> {
+    Box::pin(async move {
+        let Opening { fields, boundary, host_secrets } = opening;
+        host_secrets.check(FileSecretStore::COMPONENT_TYPE)?;
+        let path = fields.required("secretsFile", "the path of a JSON file holding the secrets")?;
+        let path = boundary.file(FileSecretStore::COMPONENT_TYPE, "secretsFile", path).await?;
+        let path = path.to_str().ok_or_else(|| fields.invalid("secretsFile", "the path is not UTF-8".to_owned()))?;
+        let separator = fields.get("nestedSeparator").filter(|separator| !separator.is_empty()).unwrap_or(":");
+        let multi_valued = fields.flag("multiValued")?;
+        Ok(Arc::new(FileSecretStore::open(path, separator, multi_valued).await?) as _)
+    })
 }
 
 #[cfg(test)]

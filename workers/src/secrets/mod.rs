@@ -7,8 +7,8 @@
 //! secrets file is read from inside the project's own directory ([`Boundary`]).
 
 pub(crate) mod api;
-mod env;
-mod file;
+pub(crate) mod env;
+pub(crate) mod file;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +19,8 @@ pub use env::EnvSecretStore;
 pub use file::FileSecretStore;
 
 use crate::boundary::Boundary;
-use crate::state::open::{Fields, OpenError};
+use crate::components::{self, Opener};
+use crate::state::open::OpenError;
 
 /// The keys and values of one secret (one entry for single-valued stores).
 pub type Secret = BTreeMap<String, String>;
@@ -52,48 +53,30 @@ pub enum HostSecrets {
     Refused,
 }
 
-const LOCAL_FILE: &str = FileSecretStore::COMPONENT_TYPE;
-const LOCAL_ENV: &str = EnvSecretStore::COMPONENT_TYPE;
+impl HostSecrets {
+    /// Refuses to open `component_type`, a store that reads the host, where the operator does not allow it.
+    pub(crate) fn check(self, component_type: &'static str) -> Result<(), OpenError> {
+        match self {
+            HostSecrets::Allowed => Ok(()),
+            HostSecrets::Refused => Err(OpenError::Backend {
+                component_type,
+                message: "this type reads the host Outrigger runs on, which this installation does not allow \
+                          (OUTRIGGER_ALLOW_HOST_SECRET_STORES); use it with the embedded default on your own machine"
+                    .to_owned(),
+            }),
+        }
+    }
+}
 
-/// Opens the secret store a Dapr component describes; a secrets file is read from inside `boundary`.
+/// Opens the secret store a Dapr component describes, through the component registry
+/// ([`crate::components`]); a secrets file is read from inside `boundary`.
 pub async fn open(
     component_type: &str,
     metadata: &BTreeMap<String, String>,
     host: HostSecrets,
     boundary: &Boundary,
 ) -> Result<Arc<dyn SecretStore>, OpenError> {
-    let known = [LOCAL_FILE, LOCAL_ENV];
-    if let Some(component_type) = known.into_iter().find(|known| *known == component_type) {
-        if host == HostSecrets::Refused {
-            return Err(OpenError::Backend {
-                component_type,
-                message: "this type reads the host Outrigger runs on, which this installation does not allow \
-                          (OUTRIGGER_ALLOW_HOST_SECRET_STORES); use it with the embedded default on your own machine"
-                    .to_owned(),
-            });
-        }
-    }
-    match component_type {
-        LOCAL_FILE => {
-            let fields = Fields::new(LOCAL_FILE, metadata);
-            let path = fields.required("secretsFile", "the path of a JSON file holding the secrets")?;
-            let path = boundary.file(LOCAL_FILE, "secretsFile", path).await?;
-            let path =
-                path.to_str().ok_or_else(|| fields.invalid("secretsFile", "the path is not UTF-8".to_owned()))?;
-            let separator = fields.get("nestedSeparator").filter(|separator| !separator.is_empty()).unwrap_or(":");
-            let multi_valued = fields.flag("multiValued")?;
-            Ok(Arc::new(FileSecretStore::open(path, separator, multi_valued).await?))
-        }
-        LOCAL_ENV => {
-            let fields = Fields::new(LOCAL_ENV, metadata);
-            Ok(Arc::new(EnvSecretStore::new(fields.get("prefix").unwrap_or_default(), std::env::vars())))
-        }
-        other => Err(OpenError::UnknownType {
-            building_block: "secret store",
-            component_type: other.to_owned(),
-            known: &[LOCAL_ENV, LOCAL_FILE],
-        }),
-    }
+    components::open(Opener::secret_store, component_type, metadata, boundary, host).await
 }
 
 /// Who may read which secrets of a store: one entry of a Configuration's `spec.secrets.scopes`.
@@ -172,11 +155,12 @@ mod tests {
     async fn host_stores_are_refused_where_the_operator_does_not_allow_them() {
         let metadata = BTreeMap::from([("secretsFile".to_owned(), "/etc/passwd".to_owned())]);
         let boundary = Boundary::operator();
-        let Err(err) = open(LOCAL_FILE, &metadata, HostSecrets::Refused, &boundary).await else {
+        let Err(err) = open(FileSecretStore::COMPONENT_TYPE, &metadata, HostSecrets::Refused, &boundary).await else {
             panic!("a local.file store opened on a refusing host");
         };
         assert!(err.to_string().contains("OUTRIGGER_ALLOW_HOST_SECRET_STORES"), "{err}");
-        let Err(err) = open(LOCAL_ENV, &BTreeMap::new(), HostSecrets::Refused, &boundary).await else {
+        let Err(err) = open(EnvSecretStore::COMPONENT_TYPE, &BTreeMap::new(), HostSecrets::Refused, &boundary).await
+        else {
             panic!("a local.env store opened on a refusing host");
         };
         assert!(err.to_string().contains("does not allow"), "{err}");

@@ -9,6 +9,11 @@ use tokio::sync::RwLock;
 use super::time::{expiry, is_live, now_ms, SweepSchedule};
 use super::write::{self, ApplyWrites, Change, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+use std::sync::Arc;
+
+use outrigger_resources::{BuildingBlock, ComponentType};
+
+use crate::components::{Backend, Opener, Opening};
 
 /// How often a write also drops the expired items, so keys written with a TTL do not pile up.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
@@ -121,3 +126,9 @@ impl StateStore for MemoryStateStore {
         write::transact(self, operations).await
     }
 }
+
+/// `state.in-memory`: nothing to configure.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(MemoryStateStore::COMPONENT_TYPE, BuildingBlock::State, &[]),
+    opener: Opener::State(|_: Opening<'_>| Box::pin(async { Ok(Arc::new(MemoryStateStore::new()) as _) })),
+};

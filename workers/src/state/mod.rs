@@ -4,7 +4,7 @@
 //! stores never interpret them. Every write returns a new ETag; ETags are opaque to callers.
 
 pub(crate) mod api;
-mod memory;
+pub(crate) mod memory;
 // The message brokers (`crate::pubsub`) reuse the metadata reading, the connections and the deadlines.
 pub(crate) mod open;
 mod page;

@@ -1,34 +1,31 @@
-//! From a Dapr component (`spec.type` and `spec.metadata`) to an open store.
+//! Opening a Dapr state store component (`spec.type` and `spec.metadata`) through the component registry
+//! ([`crate::components`]), and reading component metadata the way daprd reads it, for every backend.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use outrigger_resources::BuildingBlock;
+
 use crate::boundary::Boundary;
+use crate::components::{self, Opener};
+use crate::secrets::HostSecrets;
 
-use super::sql::{SqlDialect, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
-use super::{
-    MemoryStateStore, PostgresDialect, PostgresOptions, PostgresStateStore, RedisOptions, RedisStateStore,
-    SqliteDialect, SqliteOptions, SqliteStateStore, StateStore,
-};
-
-const IN_MEMORY: &str = MemoryStateStore::COMPONENT_TYPE;
-const SQLITE: &str = SqliteDialect::COMPONENT_TYPE;
-const POSTGRESQL: &str = PostgresDialect::COMPONENT_TYPE;
-const REDIS: &str = RedisStateStore::COMPONENT_TYPE;
+use super::sql::DEFAULT_CLEANUP_INTERVAL;
+use super::{RedisOptions, StateStore};
 
 /// Why a component (a state store or a message broker) cannot be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// `spec.type` is not a component type this worker runs.
-    #[error("unknown {building_block} type '{component_type}': use one of {}", .known.join(", "))]
+    #[error("unknown {} type '{component_type}': use one of {}", .building_block.noun(), .known.join(", "))]
     UnknownType {
-        /// What kind of component was asked for ("state store", "pub/sub").
-        building_block: &'static str,
+        /// What kind of component was asked for.
+        building_block: BuildingBlock,
         /// The type asked for.
         component_type: String,
         /// The types of that kind this worker runs.
-        known: &'static [&'static str],
+        known: Vec<&'static str>,
     },
     /// A metadata field the component needs is absent or empty.
     #[error("{component_type}: metadata field '{field}' is required: {hint}")]
@@ -75,45 +72,7 @@ pub async fn open_within(
     metadata: &BTreeMap<String, String>,
     boundary: &Boundary,
 ) -> Result<Arc<dyn StateStore>, OpenError> {
-    match component_type {
-        IN_MEMORY => Ok(Arc::new(MemoryStateStore::new())),
-        SQLITE => {
-            let fields = Fields::new(SQLITE, metadata);
-            let given = fields.required("connectionString", "a database file path such as data.db, or :memory:")?;
-            let connection_string = match outrigger_resources::sqlite_file(given) {
-                Some(file) => boundary.file(SQLITE, "connectionString", file).await?.display().to_string(),
-                None => given.to_owned(),
-            };
-            let options = SqliteOptions {
-                connection_string,
-                table_name: fields.get("tableName").unwrap_or(DEFAULT_TABLE_NAME).to_owned(),
-                cleanup_interval: fields.cleanup_interval()?,
-            };
-            Ok(Arc::new(SqliteStateStore::open(options).await?))
-        }
-        POSTGRESQL => {
-            let fields = Fields::new(POSTGRESQL, metadata);
-            let given = fields.required(
-                "connectionString",
-                "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
-            )?;
-            let options = PostgresOptions {
-                connection_string: super::postgres::pinned(POSTGRESQL, given, boundary).await?,
-                table_name: fields.get("tableName").unwrap_or(DEFAULT_TABLE_NAME).to_owned(),
-                cleanup_interval: fields.cleanup_interval()?,
-            };
-            Ok(Arc::new(PostgresStateStore::open(options).await?))
-        }
-        REDIS => {
-            let options = Fields::new(REDIS, metadata).redis_options(REDIS, boundary).await?;
-            Ok(Arc::new(RedisStateStore::open(options).await?))
-        }
-        other => Err(OpenError::UnknownType {
-            building_block: "state store",
-            component_type: other.to_owned(),
-            known: &[IN_MEMORY, SQLITE, POSTGRESQL, REDIS],
-        }),
-    }
+    components::open(Opener::state, component_type, metadata, boundary, HostSecrets::Refused).await
 }
 
 /// A component's metadata, read the way daprd reads it.
@@ -159,7 +118,7 @@ impl<'a> Fields<'a> {
 
     /// `cleanupInterval`: a Go duration (`1h`, `30m`, `10s`, `1h30m`, `500ms`) or a number of seconds;
     /// zero or negative turns cleanup off.
-    fn cleanup_interval(&self) -> Result<Option<Duration>, OpenError> {
+    pub(crate) fn cleanup_interval(&self) -> Result<Option<Duration>, OpenError> {
         match self.duration("cleanupInterval", Duration::from_secs(1))? {
             None => Ok(Some(DEFAULT_CLEANUP_INTERVAL)),
             Some(interval) => Ok((!interval.is_zero()).then_some(interval)),

@@ -9,9 +9,18 @@ use sqlx::AnyPool;
 use crate::boundary::Boundary;
 
 use super::open::OpenError;
-use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
+use super::sql::{
+    check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME, SQL_TABLE_FIELDS,
+};
 use super::sql_filter::JsonDialect;
 use super::time::CONNECT_TIMEOUT;
+use super::StateStore;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use outrigger_resources::{optional, required_secret, secret, BuildingBlock, ComponentType, MetadataField};
+
+use crate::components::{Backend, Opener, Opening};
 
 /// Connections one store keeps to its database at most.
 const POOL_SIZE: u32 = 8;
@@ -200,4 +209,48 @@ impl SqlStateStore<PostgresDialect> {
         let pool = pool(PostgresDialect::COMPONENT_TYPE, &options.connection_string)?;
         Ok(PostgresStateStore::new(pool, &options.table_name, options.cleanup_interval))
     }
+}
+
+const POSTGRESQL_FIELDS: &[MetadataField] = &[
+    required_secret("connectionString"),
+    optional("maxConns"),
+    optional("connectionMaxIdleTime"),
+    optional("queryExecMode"),
+    optional("host"),
+    optional("hostaddr"),
+    optional("port"),
+    optional("database"),
+    optional("user"),
+    secret("password"),
+    optional("sslRootCert"),
+    optional("useAzureAD"),
+    optional("useAWSIAM"),
+    optional("awsAccessKey"),
+    secret("awsSecretKey"),
+];
+
+/// `state.postgresql`: a table in a PostgreSQL database the egress rule lets the project reach.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(
+        PostgresDialect::COMPONENT_TYPE,
+        BuildingBlock::State,
+        &[POSTGRESQL_FIELDS, SQL_TABLE_FIELDS],
+    ),
+    opener: Opener::State(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn StateStore>, OpenError>> {
+    Box::pin(async move {
+        let Opening { fields, boundary, .. } = opening;
+        let given = fields.required(
+            "connectionString",
+            "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
+        )?;
+        let options = PostgresOptions {
+            connection_string: pinned(PostgresDialect::COMPONENT_TYPE, given, boundary).await?,
+            table_name: fields.get("tableName").unwrap_or(DEFAULT_TABLE_NAME).to_owned(),
+            cleanup_interval: fields.cleanup_interval()?,
+        };
+        Ok(Arc::new(PostgresStateStore::open(options).await?) as _)
+    })
 }

@@ -16,6 +16,12 @@ use super::scan::{ScanBatch, ScanRequest};
 use super::time::{now_ms, ttl_ms, within_deadline, CONNECT_TIMEOUT};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use outrigger_resources::{optional, required, secret, BuildingBlock, ComponentType, MetadataField};
+
+use crate::components::{Backend, Opener, Opening};
 
 /// Port of a `redisHost` that names none.
 const DEFAULT_PORT: u16 = 6379;
@@ -279,4 +285,69 @@ impl StateStore for RedisStateStore {
     async fn scan(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
         self.scan_batch(request).await
     }
+}
+
+/// The Redis client settings Dapr shares between its Redis state store and pub/sub.
+/// `maxRetries` and `maxRetryBackoff` are the older spellings daprd still reads.
+/// `clientKey` is a TLS private key, so it is treated as a secret although Dapr's
+/// metadata.yaml does not flag it.
+pub(crate) const REDIS_CLIENT_FIELDS: &[MetadataField] = &[
+    required("redisHost"),
+    optional("redisPort"),
+    optional("redisUsername"),
+    secret("redisPassword"),
+    optional("redisType"),
+    optional("redisDB"),
+    optional("failover"),
+    optional("sentinelMasterName"),
+    optional("sentinelUsername"),
+    secret("sentinelPassword"),
+    optional("enableTLS"),
+    optional("insecureSkipTLSVerify"),
+    optional("clientCert"),
+    secret("clientKey"),
+    optional("useEntraID"),
+    optional("useOIDC"),
+    optional("oidcTokenEndpoint"),
+    optional("oidcClientID"),
+    optional("oidcClientAssertionCert"),
+    secret("oidcClientAssertionKey"),
+    optional("oidcResource"),
+    optional("oidcAudience"),
+    optional("oidcScopes"),
+    optional("oidcKid"),
+    optional("oidcCACert"),
+    optional("redisMaxRetries"),
+    optional("maxRetries"),
+    optional("redisMinRetryInterval"),
+    optional("redisMaxRetryInterval"),
+    optional("maxRetryBackoff"),
+    optional("dialTimeout"),
+    optional("readTimeout"),
+    optional("writeTimeout"),
+    optional("poolSize"),
+    optional("poolTimeout"),
+    optional("maxConnAge"),
+    optional("minIdleConns"),
+    optional("idleCheckFrequency"),
+    optional("idleTimeout"),
+];
+
+const REDIS_STATE_FIELDS: &[MetadataField] = &[optional("ttlInSeconds"), optional("queryIndexes")];
+
+/// `state.redis`: a Redis server the egress rule lets the project reach.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(
+        RedisStateStore::COMPONENT_TYPE,
+        BuildingBlock::State,
+        &[REDIS_CLIENT_FIELDS, REDIS_STATE_FIELDS],
+    ),
+    opener: Opener::State(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn StateStore>, OpenError>> {
+    Box::pin(async move {
+        let options = opening.fields.redis_options(RedisStateStore::COMPONENT_TYPE, opening.boundary).await?;
+        Ok(Arc::new(RedisStateStore::open(options).await?) as _)
+    })
 }

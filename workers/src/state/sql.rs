@@ -25,6 +25,7 @@ use super::sql_filter::{self, Bind, JsonDialect};
 use super::time::{expiry, now_ms, within_deadline, SweepSchedule, OPERATION_DEADLINE};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+use outrigger_resources::{optional, MetadataField};
 
 /// Table name when the component's metadata names none (`tableName`).
 pub const DEFAULT_TABLE_NAME: &str = "state";
@@ -431,3 +432,7 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
     }
     None
 }
+
+/// Table settings shared by Dapr's SQL state stores.
+pub(crate) const SQL_TABLE_FIELDS: &[MetadataField] =
+    &[optional("tableName"), optional("metadataTableName"), optional("timeout"), optional("cleanupInterval")];

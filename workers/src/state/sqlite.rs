@@ -8,9 +8,18 @@ use sqlx::AnyPool;
 use sqlx::Executor;
 
 use super::open::OpenError;
-use super::sql::{check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
+use super::sql::{
+    check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME, SQL_TABLE_FIELDS,
+};
 use super::sql_filter::JsonDialect;
 use super::time::OPERATION_DEADLINE;
+use super::StateStore;
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use outrigger_resources::{optional, required_file, BuildingBlock, ComponentType, MetadataField};
+
+use crate::components::{Backend, Opener, Opening};
 
 /// SQLite as a [`SqlDialect`].
 #[derive(Debug)]
@@ -142,4 +151,36 @@ impl SqlStateStore<SqliteDialect> {
         })?;
         Ok(store)
     }
+}
+
+const SQLITE_FIELDS: &[MetadataField] =
+    &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL")];
+
+/// `state.sqlite`: a database file inside the project's directory (or `:memory:`).
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(
+        SqliteDialect::COMPONENT_TYPE,
+        BuildingBlock::State,
+        &[SQLITE_FIELDS, SQL_TABLE_FIELDS],
+    ),
+    opener: Opener::State(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn StateStore>, OpenError>> {
+    Box::pin(async move {
+        let Opening { fields, boundary, .. } = opening;
+        let given = fields.required("connectionString", "a database file path such as data.db, or :memory:")?;
+        let connection_string = match outrigger_resources::sqlite_file(given) {
+            Some(file) => {
+                boundary.file(SqliteDialect::COMPONENT_TYPE, "connectionString", file).await?.display().to_string()
+            }
+            None => given.to_owned(),
+        };
+        let options = SqliteOptions {
+            connection_string,
+            table_name: fields.get("tableName").unwrap_or(DEFAULT_TABLE_NAME).to_owned(),
+            cleanup_interval: fields.cleanup_interval()?,
+        };
+        Ok(Arc::new(SqliteStateStore::open(options).await?) as _)
+    })
 }

@@ -36,6 +36,7 @@ mod query_api;
 mod query_language;
 mod query_paging;
 mod redis_store;
+mod registry;
 mod security_boundary;
 mod security_query;
 mod sql_tables;

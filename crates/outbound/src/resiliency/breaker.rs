@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outrigger_resources::parse_go_duration;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use super::Policy;
@@ -22,7 +22,7 @@ pub struct CircuitBreakerSpec {
     /// How long the breaker stays open before it half-opens.
     pub timeout: Duration,
     /// When the breaker opens: a CEL expression over the counts.
-    trip: Option<outrigger_cel::Program>,
+    trip: outrigger_cel::Program,
     trip_source: String,
 }
 
@@ -42,13 +42,12 @@ impl CircuitBreakerSpec {
             definition.get(field).and_then(Value::as_str).and_then(|d| parse_go_duration(d).ok()).unwrap_or(default)
         };
         let trip_source = definition.get("trip").and_then(Value::as_str).unwrap_or(DEFAULT_TRIP).to_owned();
-        let trip = match outrigger_cel::Program::parse(&trip_source) {
-            Ok(program) => Some(program),
-            Err(err) => {
-                tracing::warn!(trip = %trip_source, error = %err, "circuit breaker trip does not parse; it never trips");
-                None
-            }
-        };
+        // The control API refuses a trip that does not compile; one stored before it did gets daprd's default
+        // rather than a breaker that never opens.
+        let trip = outrigger_cel::Program::parse(&trip_source).unwrap_or_else(|err| {
+            tracing::warn!(trip = %trip_source, error = %err, "circuit breaker trip does not parse; using {DEFAULT_TRIP}");
+            outrigger_cel::Program::parse(DEFAULT_TRIP).expect("the default trip compiles")
+        });
         let max_requests = definition.get("maxRequests").and_then(Value::as_u64).unwrap_or(1).max(1);
         CircuitBreakerSpec {
             max_requests: u32::try_from(max_requests).unwrap_or(u32::MAX),
@@ -60,8 +59,7 @@ impl CircuitBreakerSpec {
     }
 
     fn trips(&self, counts: &Counts) -> bool {
-        let Some(trip) = &self.trip else { return false };
-        let mut variables = Map::new();
+        let mut variables = outrigger_cel::Variables::default();
         for (name, value) in [
             ("requests", counts.requests),
             ("totalSuccesses", counts.total_successes),
@@ -69,9 +67,9 @@ impl CircuitBreakerSpec {
             ("consecutiveSuccesses", counts.consecutive_successes),
             ("consecutiveFailures", counts.consecutive_failures),
         ] {
-            variables.insert(name.to_owned(), Value::from(value));
+            variables = variables.with_int(name, i64::try_from(value).unwrap_or(i64::MAX));
         }
-        trip.evaluate(&variables).unwrap_or(false)
+        self.trip.evaluate(&variables).unwrap_or(false)
     }
 }
 

@@ -1,0 +1,172 @@
+//! The component registry: every declared type opens through the public opening functions, against the real
+//! backends, and works; the registry's declarations say what Dapr's components say.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use outrigger_resources::BuildingBlock;
+use outrigger_workers::secrets::{self, HostSecrets};
+use outrigger_workers::{component_types, pubsub, state, Boundary};
+
+use crate::backends::{
+    delete_redis_keys, drop_table, fresh_table_name, metadata, postgres_url, put, redis_metadata, redis_url,
+    unique_prefix,
+};
+use crate::pubsub_backends::{delete_stream, jetstream_metadata, unique_id};
+
+/// Metadata that opens `type_name` against this machine's services, and what to clean up afterwards.
+fn sample(type_name: &str, dir: &std::path::Path, id: &str) -> (BTreeMap<String, String>, CleanUp) {
+    match type_name {
+        "state.in-memory" | "pubsub.in-memory" | "secretstores.local.env" => (BTreeMap::new(), CleanUp::Nothing),
+        "state.sqlite" => {
+            let file = dir.join("registry.db");
+            (metadata(&[("connectionString", file.to_str().expect("UTF-8 path"))]), CleanUp::Nothing)
+        }
+        "state.postgresql" => {
+            let table = fresh_table_name();
+            (metadata(&[("connectionString", &postgres_url()), ("tableName", &table)]), CleanUp::Table(table))
+        }
+        "state.redis" | "pubsub.redis" => (redis_metadata(), CleanUp::RedisKeys(format!("*{id}*"))),
+        "pubsub.jetstream" => (jetstream_metadata(id), CleanUp::Stream(format!("IT_{id}"))),
+        "secretstores.local.file" => {
+            let file = dir.join("secrets.json");
+            std::fs::write(&file, format!(r#"{{"{id}": "found"}}"#)).expect("write the secrets file");
+            (metadata(&[("secretsFile", file.to_str().expect("UTF-8 path"))]), CleanUp::Nothing)
+        }
+        other => panic!("{other} is declared but this test has no metadata to open it with; add it to `sample`"),
+    }
+}
+
+enum CleanUp {
+    Nothing,
+    Table(String),
+    RedisKeys(String),
+    Stream(String),
+}
+
+impl CleanUp {
+    async fn run(self) {
+        match self {
+            CleanUp::Nothing => {}
+            CleanUp::Table(table) => drop_table(&postgres_url(), &table).await,
+            CleanUp::RedisKeys(pattern) => delete_redis_keys(redis_url().as_str(), &pattern).await,
+            CleanUp::Stream(name) => delete_stream(&name).await,
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_registered_type_opens_and_works() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let mut opened = Vec::new();
+    for declared in component_types().types() {
+        if !declared.user_creatable() {
+            // The managed types are the platform's own stores, served to every project; they open from the
+            // operator's configuration, never from a component.
+            let opening = state::open(declared.name, &BTreeMap::new()).await.err();
+            let opening = opening.or(pubsub::open(declared.name, &BTreeMap::new()).await.err());
+            assert!(opening.is_some(), "{} opened as a component", declared.name);
+            continue;
+        }
+        let id = unique_id();
+        let (entries, clean_up) = sample(declared.name, dir.path(), &id);
+        match declared.building_block {
+            BuildingBlock::State => {
+                let store = state::open(declared.name, &entries).await.unwrap_or_else(|err| panic!("{err}"));
+                let key = format!("{}{id}", unique_prefix());
+                store.set(&put(&key, "value")).await.expect("write through the opened store");
+                let item = store.get(&key).await.expect("read through the opened store").expect("the item");
+                assert_eq!(item.value, b"value", "{}", declared.name);
+            }
+            BuildingBlock::PubSub => {
+                let broker = pubsub::open(declared.name, &entries).await.unwrap_or_else(|err| panic!("{err}"));
+                let topic = format!("topic{id}");
+                broker.ensure_group(&topic, "group").await.expect("create the group");
+                broker.publish(&topic, b"event").await.expect("publish through the opened broker");
+                let wait = Duration::from_secs(10);
+                let fetched = broker.fetch(&topic, "group", 1, wait, wait).await.expect("fetch");
+                assert_eq!(fetched.first().map(|delivery| &delivery.payload[..]), Some(&b"event"[..]));
+                broker.ack(&topic, "group", &fetched[0].id).await.expect("ack");
+            }
+            BuildingBlock::SecretStores => {
+                let boundary = Boundary::operator();
+                let store = secrets::open(declared.name, &entries, HostSecrets::Allowed, &boundary)
+                    .await
+                    .unwrap_or_else(|err| panic!("{err}"));
+                // The environment store reads this process's own variables.
+                let (name, expected) = if declared.name.ends_with(".env") {
+                    ("PATH".to_owned(), std::env::var("PATH").expect("PATH is set"))
+                } else {
+                    (id.clone(), "found".to_owned())
+                };
+                let secret = store.get(&name).await.expect("read through the opened store");
+                assert_eq!(secret.get(&name), Some(&expected), "{}", declared.name);
+            }
+        }
+        clean_up.run().await;
+        opened.push(declared.name);
+    }
+    assert!(opened.len() >= 9, "only {opened:?} opened");
+}
+
+#[test]
+fn declarations_follow_dapr() {
+    let types = component_types();
+    let cases = [
+        ("state.redis", "redisHost", true, false),
+        ("state.redis", "redisPassword", false, true),
+        ("state.redis", "keyPrefix", false, false),
+        ("state.redis", "actorStateStore", false, false),
+        ("state.postgresql", "connectionString", true, true),
+        ("state.postgresql", "cleanupInterval", false, false),
+        ("state.sqlite", "connectionString", true, false),
+        ("state.sqlite", "busyTimeout", false, false),
+        ("pubsub.redis", "redisHost", true, false),
+        ("pubsub.redis", "consumerID", false, false),
+        ("pubsub.redis", "allowedTopics", false, false),
+        ("pubsub.jetstream", "natsURL", true, false),
+        ("pubsub.jetstream", "seedKey", false, true),
+        ("pubsub.jetstream", "tls_client_key", false, true),
+        ("secretstores.local.file", "secretsFile", true, false),
+        ("secretstores.local.file", "multiValued", false, false),
+        ("secretstores.local.env", "prefix", false, false),
+    ];
+    for (type_name, field_name, required, sensitive) in cases {
+        let field = types.lookup(type_name).unwrap().field(field_name);
+        let field = field.unwrap_or_else(|| panic!("{type_name} lacks {field_name}"));
+        assert_eq!((field.required, field.sensitive), (required, sensitive), "{type_name} {field_name}");
+    }
+    assert!(types.lookup("state.redis").unwrap().field("consumerID").is_none());
+    assert!(types.lookup("pubsub.redis").unwrap().field("keyPrefix").is_none());
+    for in_memory in ["state.in-memory", "pubsub.in-memory"] {
+        assert!(types.lookup(in_memory).unwrap().fields().all(|field| !field.required), "{in_memory}");
+    }
+    for declared in types.types() {
+        let mut seen = std::collections::BTreeSet::new();
+        for field in declared.fields() {
+            assert!(seen.insert(field.name), "{} lists {} twice", declared.name, field.name);
+        }
+    }
+}
+
+#[test]
+fn users_create_all_but_the_managed_types() {
+    let types = component_types();
+    let supported: Vec<_> = types.supported_types().collect();
+    assert_eq!(
+        supported,
+        [
+            "pubsub.in-memory",
+            "pubsub.jetstream",
+            "pubsub.redis",
+            "secretstores.local.env",
+            "secretstores.local.file",
+            "state.in-memory",
+            "state.postgresql",
+            "state.redis",
+            "state.sqlite",
+        ]
+    );
+    let managed: Vec<_> = types.managed().map(|declared| (declared.managed_component, declared.name)).collect();
+    assert_eq!(managed, [(Some("pubsub"), "pubsub.outrigger"), (Some("kvstore"), "state.outrigger")]);
+}
