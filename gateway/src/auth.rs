@@ -65,7 +65,7 @@ impl TokenResolver {
         }
         let mut tx = self.store.begin().await?;
         let owner = tx.token_owner(&hash_token(token)).await?.map(|owner| Tenant {
-            project_id: owner.project_id.as_str().to_owned(),
+            project_id: owner.project_id.clone(),
             project: owner.project,
             app_id: owner.app_id,
             pool: owner.pool,

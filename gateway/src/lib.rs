@@ -24,7 +24,7 @@ use std::time::Duration;
 use outrigger_bus::{Bus, DataCall, GetMetadata, MetadataInfo, Tenant};
 use outrigger_outbound::health::HealthProbe;
 use outrigger_outbound::Egress;
-use outrigger_store::Store;
+use outrigger_store::{ProjectId, Store};
 
 pub use api::grpc::grpc_router;
 pub use api::http::http_router;
@@ -133,7 +133,7 @@ impl Gateway {
         self.0.invoker.invalidate(project_id).await;
         self.0.stream_guards.project_changed(project_id);
         if self.0.invoker.probes_project(project_id) {
-            let (gateway, project_id) = (self.clone(), project_id.to_owned());
+            let (gateway, project_id) = (self.clone(), ProjectId::received(project_id.to_owned()));
             tokio::spawn(async move { gateway.0.invoker.prune_probes(&project_id).await });
         }
     }

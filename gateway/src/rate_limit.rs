@@ -36,7 +36,7 @@ impl RateLimiter {
     /// Counts a request; `false` when it is over the limit.
     pub fn admit(&self, tenant: &Tenant) -> bool {
         let Some((_, limiter)) = &self.limit else { return true };
-        let admitted = limiter.check_key(&(tenant.project_id.clone(), tenant.app_id.clone())).is_ok();
+        let admitted = limiter.check_key(&(tenant.project_id.as_str().to_owned(), tenant.app_id.clone())).is_ok();
         let size = limiter.len();
         if size >= self.swept_at.load(Ordering::Relaxed) + SWEEP_AT {
             limiter.retain_recent();
@@ -52,7 +52,12 @@ mod tests {
     use super::*;
 
     fn tenant(app: usize) -> Tenant {
-        Tenant { project_id: "p".into(), project: "p".into(), app_id: format!("app-{app}"), pool: "default".into() }
+        Tenant {
+            project_id: outrigger_store::ProjectId::received("p".into()),
+            project: "p".into(),
+            app_id: format!("app-{app}"),
+            pool: "default".into(),
+        }
     }
 
     #[test]

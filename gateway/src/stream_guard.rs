@@ -47,7 +47,7 @@ impl Guards {
 
     fn add(&self, guard: &Arc<Shared>) {
         let mut by_project = self.by_project.lock().expect("stream guards lock");
-        let guards = by_project.entry(guard.tenant.project_id.clone()).or_default();
+        let guards = by_project.entry(guard.tenant.project_id.as_str().to_owned()).or_default();
         guards.retain(|guard| guard.strong_count() > 0);
         guards.push(Arc::downgrade(guard));
     }
@@ -83,7 +83,7 @@ struct Shared {
 impl Drop for Shared {
     fn drop(&mut self) {
         self.ended.cancel();
-        self.gateway.0.stream_guards.prune(&self.tenant.project_id);
+        self.gateway.0.stream_guards.prune(self.tenant.project_id.as_str());
     }
 }
 

@@ -48,7 +48,7 @@ fn subscriptions(scope: &Scope<'_>) -> Vec<SubscriptionInfo> {
     let asked = scope
         .worker
         .runtime
-        .programmatic(&tenant.project_id, &tenant.app_id)
+        .programmatic(tenant.project_id.as_str(), &tenant.app_id)
         .map(|answer| answer.entries)
         .unwrap_or_default();
     let programmatic = asked.iter().filter_map(|entry| subscription_info(entry, SubscriptionKind::Programmatic));

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use outrigger_cache::ReadThrough;
 use outrigger_outbound::Egress;
 use outrigger_resources::{BuildingBlock, Document, Kind};
-use outrigger_store::Store;
+use outrigger_store::{ProjectId, Store};
 use tokio::sync::Mutex;
 
 use crate::boundary::Boundary;
@@ -341,16 +341,17 @@ impl Runtime {
     }
 
     /// The project's components, from the cache when fresh enough. `None` when the project is gone.
-    pub async fn project(&self, project_id: &str) -> Result<Option<Arc<ProjectComponents>>, String> {
+    pub async fn project(&self, project_id: &ProjectId) -> Result<Option<Arc<ProjectComponents>>, String> {
         let read = || self.read_project(project_id);
-        self.projects.get_or_load(&project_id.to_owned(), read).await.map_err(|err| String::clone(&err))
+        self.projects.get_or_load(&project_id.as_str().to_owned(), read).await.map_err(|err| String::clone(&err))
     }
 
     /// Reads the project's components, opening backends whose documents changed and letting go of those whose
     /// documents are gone.
-    async fn read_project(&self, project_id: &str) -> Result<Option<Arc<ProjectComponents>>, String> {
+    async fn read_project(&self, project_id: &ProjectId) -> Result<Option<Arc<ProjectComponents>>, String> {
         // Boxed: loading awaits database reads whose futures are large, and this future is part of every call.
         let loaded = Box::pin(self.load(project_id)).await?;
+        let project_id = project_id.as_str();
         let kept = |pick: fn(&ProjectComponents, &str) -> bool| {
             let loaded = &loaded;
             move |name: &str| loaded.as_ref().is_some_and(|components| pick(components, name))
@@ -362,7 +363,7 @@ impl Runtime {
         Ok(loaded.map(Arc::new))
     }
 
-    async fn load(&self, project_id: &str) -> Result<Option<ProjectComponents>, String> {
+    async fn load(&self, project_id: &ProjectId) -> Result<Option<ProjectComponents>, String> {
         let read = async {
             let mut tx = self.control_plane.begin().await?;
             let project = match tx.project_by_id(project_id).await {
@@ -382,6 +383,7 @@ impl Runtime {
         else {
             return Ok(None);
         };
+        let project_id = project_id.as_str();
 
         let scopes_by_configuration: HashMap<String, BTreeMap<String, SecretScope>> = configurations
             .into_iter()

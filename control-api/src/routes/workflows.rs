@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use dapr_durabletask_proto as pb;
+use outrigger_store::ProjectId;
 use outrigger_workflow::{parse_status, status_name, InstanceFilter, InstanceSummary, WorkflowError};
 use pb::history_event::EventType;
 use serde::{Deserialize, Serialize};
@@ -172,9 +173,9 @@ pub(crate) struct PurgeQuery {
 }
 
 /// The project's internal id; 404 when there is no such project.
-async fn project_id(state: &AppState, project: &str) -> ApiResult<String> {
+async fn project_id(state: &AppState, project: &str) -> ApiResult<ProjectId> {
     let mut tx = state.store.begin().await?;
-    Ok(tx.project(project).await?.id.as_str().to_owned())
+    Ok(tx.project(project).await?.id)
 }
 
 fn filter_of(query: &ListQuery) -> ApiResult<InstanceFilter> {

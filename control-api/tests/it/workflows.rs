@@ -14,13 +14,13 @@ both_engines!(listing_filters_and_pages, one_instance_with_its_history, operator
 
 struct Apps {
     engine: Engine,
-    project_id: String,
+    project_id: outrigger_store::ProjectId,
 }
 
 impl Apps {
     async fn new(app: &TestApp, project: &str) -> Apps {
         app.project(project).await;
-        let project_id = app.store.begin().await.unwrap().project(project).await.unwrap().id.as_str().to_owned();
+        let project_id = app.store.begin().await.unwrap().project(project).await.unwrap().id;
         Apps { engine: Engine::new(app.store.workflow_tables()), project_id }
     }
 

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use outrigger_store::ProjectId;
 use serde::{Deserialize, Serialize};
 
 /// Who is calling: resolved by the gateway from the API token, never from anything in the request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tenant {
     /// Internal project identifier (the tenant boundary).
-    pub project_id: String,
+    pub project_id: ProjectId,
     /// Project name (Dapr's "namespace" for key prefixes).
     pub project: String,
     /// The caller's App ID.

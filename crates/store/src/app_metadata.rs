@@ -4,15 +4,15 @@ use std::collections::BTreeMap;
 
 use sqlx::Row;
 
-use crate::{Result, Tx};
+use crate::{ProjectId, Result, Tx};
 
 impl Tx {
     // === extended metadata ===
 
     /// The App ID's attributes, by key.
-    pub async fn app_metadata(&mut self, project_id: &str, app_id: &str) -> Result<BTreeMap<String, String>> {
+    pub async fn app_metadata(&mut self, project_id: &ProjectId, app_id: &str) -> Result<BTreeMap<String, String>> {
         let rows = sqlx::query("SELECT key, value FROM app_metadata WHERE project_id = $1 AND app_id = $2")
-            .bind(project_id)
+            .bind(project_id.as_str())
             .bind(app_id)
             .fetch_all(&mut *self.tx)
             .await?;
@@ -20,12 +20,18 @@ impl Tx {
     }
 
     /// Sets one attribute of the App ID, replacing its value if it has one.
-    pub async fn set_app_metadata(&mut self, project_id: &str, app_id: &str, key: &str, value: &str) -> Result<()> {
+    pub async fn set_app_metadata(
+        &mut self,
+        project_id: &ProjectId,
+        app_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO app_metadata (project_id, app_id, key, value) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (project_id, app_id, key) DO UPDATE SET value = excluded.value",
         )
-        .bind(project_id)
+        .bind(project_id.as_str())
         .bind(app_id)
         .bind(key)
         .bind(value)

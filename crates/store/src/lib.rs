@@ -1,9 +1,10 @@
 //! Control-plane persistence.
 //!
 //! One set of queries runs on both engines through sqlx's `Any` driver: SQLite for the embedded default,
-//! PostgreSQL for the distributed form. Every operation on a project's contents takes the [`ProjectId`]
-//! first; a `ProjectId` can only be obtained by looking a project up, so no query can reach into a project
-//! the caller did not resolve.
+//! PostgreSQL for the distributed form. Every operation on a project's contents, here and in the workflow
+//! engine's tables, takes the [`ProjectId`] first; a `ProjectId` comes from looking a project up (by name, by
+//! a token, or carried from a process that did), never from a project's name, so no query can be handed a
+//! name, an App ID or another string where the tenant's identifier belongs.
 
 mod app_metadata;
 mod changes;
@@ -234,7 +235,7 @@ impl Tx {
         Ok(project)
     }
 
-    /// Looks a project up by name. This is the only way to obtain a [`ProjectId`].
+    /// Looks a project up by name, giving its [`ProjectId`].
     pub async fn project(&mut self, name: &str) -> Result<Project> {
         let row = sqlx::query(&format!("SELECT {} FROM projects WHERE name = $1", records::PROJECT_COLUMNS))
             .bind(name)
@@ -245,12 +246,12 @@ impl Tx {
     }
 
     /// Looks a project up by its identifier (for workers, which receive it from the gateway).
-    pub async fn project_by_id(&mut self, id: &str) -> Result<Project> {
+    pub async fn project_by_id(&mut self, id: &ProjectId) -> Result<Project> {
         let row = sqlx::query(&format!("SELECT {} FROM projects WHERE id = $1", records::PROJECT_COLUMNS))
-            .bind(id)
+            .bind(id.as_str())
             .fetch_optional(&mut *self.tx)
             .await?
-            .ok_or_else(|| Error::NotFound { what: "project", name: id.to_owned() })?;
+            .ok_or_else(|| Error::NotFound { what: "project", name: id.as_str().to_owned() })?;
         records::project_from_row(&row)
     }
 

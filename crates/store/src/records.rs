@@ -7,14 +7,29 @@ use outrigger_resources::{Document, Kind};
 
 use crate::{Error, Result};
 
-/// The internal identifier of a project: the tenant every query is scoped by.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// The internal identifier of a project: the tenant every query is scoped by. Obtained by looking a project
+/// up ([`crate::Tx::project`], [`crate::Tx::project_by_id`], a token's owner), or carried between processes
+/// that did (serialized on the bus); never made from a project's name, which is a different string.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ProjectId(pub(crate) String);
 
 impl ProjectId {
-    /// The identifier as text (for logs and span fields).
+    /// An identifier received as text from another Outrigger process that looked the project up (a change
+    /// event). Queries taking it match only that project's rows: an id that names no project finds nothing.
+    pub fn received(id: String) -> ProjectId {
+        ProjectId(id)
+    }
+
+    /// The identifier as text (for logs, span fields and cache keys).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::fmt::Display for ProjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 

@@ -3,15 +3,15 @@
 
 use sqlx::Row;
 
-use crate::{now_millis, Result, Tx};
+use crate::{now_millis, ProjectId, Result, Tx};
 
 /// One open streaming subscription.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StreamSubscription {
     /// Unique per stream.
     pub id: String,
-    /// The subscribing app's project (internal id).
-    pub project_id: String,
+    /// The subscribing app's project.
+    pub project_id: ProjectId,
     /// The subscribing App ID.
     pub app_id: String,
     /// Pub/sub component.
@@ -34,7 +34,7 @@ impl Tx {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(&stream.id)
-        .bind(&stream.project_id)
+        .bind(stream.project_id.as_str())
         .bind(&stream.app_id)
         .bind(&stream.pubsub)
         .bind(&stream.topic)
@@ -76,14 +76,14 @@ impl Tx {
     /// The App ID's open streams, on any gateway.
     pub async fn list_stream_subscriptions(
         &mut self,
-        project_id: &str,
+        project_id: &ProjectId,
         app_id: &str,
     ) -> Result<Vec<StreamSubscription>> {
         let rows = sqlx::query(
             "SELECT id, project_id, app_id, pubsub, topic, dead_letter_topic, holder FROM stream_subscriptions \
              WHERE project_id = $1 AND app_id = $2 AND expires_at > $3 ORDER BY pubsub, topic, id",
         )
-        .bind(project_id)
+        .bind(project_id.as_str())
         .bind(app_id)
         .bind(now_millis())
         .fetch_all(&mut *self.tx)
@@ -92,7 +92,7 @@ impl Tx {
             .map(|row| {
                 Ok(StreamSubscription {
                     id: row.try_get("id")?,
-                    project_id: row.try_get("project_id")?,
+                    project_id: ProjectId(row.try_get("project_id")?),
                     app_id: row.try_get("app_id")?,
                     pubsub: row.try_get("pubsub")?,
                     topic: row.try_get("topic")?,

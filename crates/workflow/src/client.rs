@@ -2,12 +2,13 @@
 //! suspending, resuming, purging and waiting for a status.
 
 use super::*;
+use outrigger_store::ProjectId;
 
 impl Engine {
     /// `StartInstance`: a new instance of `name` for `app_id`; its ID.
     pub async fn start(
         &self,
-        project: &str,
+        project: &ProjectId,
         app_id: &str,
         request: pb::CreateInstanceRequest,
     ) -> Result<String, WorkflowError> {
@@ -44,7 +45,7 @@ impl Engine {
     /// `GetInstance`: the instance's state, `None` when it does not exist (in this project).
     pub async fn state(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         with_payloads: bool,
     ) -> Result<Option<pb::WorkflowState>, WorkflowError> {
@@ -52,7 +53,7 @@ impl Engine {
             "SELECT name, status, input, output, custom_status, failure, execution_id, parent_instance_id, \
              created_at, updated_at, completed_at FROM wf_instances WHERE project_id = $1 AND instance_id = $2",
         )
-        .bind(project)
+        .bind(project.as_str())
         .bind(instance)
         .fetch_optional(&self.pool)
         .await?;
@@ -82,7 +83,7 @@ impl Engine {
     /// and, when no turn is in flight, hands the turn it makes to a stream here.
     pub(crate) async fn deliver(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         event: pb::HistoryEvent,
     ) -> Result<(), WorkflowError> {
@@ -107,7 +108,7 @@ impl Engine {
     /// `RaiseEvent`.
     pub async fn raise(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         name: &str,
         input: Option<String>,
@@ -119,7 +120,7 @@ impl Engine {
     /// `TerminateInstance`, of the instance and, with `recursive`, of its running children.
     pub async fn terminate(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         output: Option<String>,
         recursive: bool,
@@ -140,7 +141,7 @@ impl Engine {
     /// `SuspendInstance` / `ResumeInstance`: the status changes now; the worker learns it from the event.
     pub async fn suspend(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         suspend: bool,
         reason: Option<String>,
@@ -160,7 +161,7 @@ impl Engine {
         };
         self.deliver(project, instance, event(-1, event_type)).await?;
         sqlx::query("UPDATE wf_instances SET status = $3, updated_at = $4 WHERE project_id = $1 AND instance_id = $2 AND status = $5")
-            .bind(project)
+            .bind(project.as_str())
             .bind(instance)
             .bind(to as i64)
             .bind(now_ms())
@@ -171,9 +172,9 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) async fn children(&self, project: &str, instance: &str) -> Result<Vec<String>, WorkflowError> {
+    pub(crate) async fn children(&self, project: &ProjectId, instance: &str) -> Result<Vec<String>, WorkflowError> {
         Ok(sqlx::query_scalar("SELECT instance_id FROM wf_instances WHERE project_id = $1 AND parent_instance_id = $2")
-            .bind(project)
+            .bind(project.as_str())
             .bind(instance)
             .fetch_all(&self.pool)
             .await?)
@@ -182,7 +183,7 @@ impl Engine {
     /// `PurgeInstances` of one instance (and, with `recursive`, its children); how many were deleted.
     pub async fn purge(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         recursive: bool,
         force: bool,
@@ -194,7 +195,7 @@ impl Engine {
         }
         for table in ["wf_history", "wf_inbox", "wf_activities", "wf_instances"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE project_id = $1 AND instance_id = $2"))
-                .bind(project)
+                .bind(project.as_str())
                 .bind(instance)
                 .execute(&mut *tx)
                 .await?;
@@ -214,7 +215,7 @@ impl Engine {
     /// Waits until `done` holds for the instance's status (or it is gone); its state then.
     pub async fn wait(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         with_payloads: bool,
         done: impl Fn(i32) -> bool,

@@ -3,6 +3,7 @@
 //! the database (read while leasing the turn) match it: whoever commits a turn elsewhere changes the length,
 //! a continue-as-new or a re-created instance changes the execution ID.
 
+use outrigger_store::ProjectId;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -37,21 +38,21 @@ impl Histories {
     /// The history of `instance` if it is known here with this execution ID and length.
     pub(crate) fn get(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         execution_id: &str,
         len: usize,
     ) -> Option<Vec<pb::HistoryEvent>> {
         let entries = self.entries();
-        let entry = entries.by_instance.get(&(project.to_owned(), instance.to_owned()))?;
+        let entry = entries.by_instance.get(&(project.as_str().to_owned(), instance.to_owned()))?;
         (entry.execution_id == execution_id && entry.events.len() == len).then(|| entry.events.clone())
     }
 
     /// Remembers the history committed for `instance`.
-    pub(crate) fn put(&self, project: &str, instance: &str, execution_id: &str, events: Vec<pb::HistoryEvent>) {
+    pub(crate) fn put(&self, project: &ProjectId, instance: &str, execution_id: &str, events: Vec<pb::HistoryEvent>) {
         let bytes = events.iter().map(Message::encoded_len).sum::<usize>();
         let mut entries = self.entries();
-        let key = (project.to_owned(), instance.to_owned());
+        let key = (project.as_str().to_owned(), instance.to_owned());
         if let Some(old) = entries.by_instance.remove(&key) {
             entries.bytes -= old.bytes;
         }
@@ -67,9 +68,9 @@ impl Histories {
         }
     }
 
-    pub(crate) fn forget(&self, project: &str, instance: &str) {
+    pub(crate) fn forget(&self, project: &ProjectId, instance: &str) {
         let mut entries = self.entries();
-        if let Some(old) = entries.by_instance.remove(&(project.to_owned(), instance.to_owned())) {
+        if let Some(old) = entries.by_instance.remove(&(project.as_str().to_owned(), instance.to_owned())) {
             entries.bytes -= old.bytes;
         }
     }

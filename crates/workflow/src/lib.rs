@@ -20,6 +20,7 @@
 //!
 //! Every query takes the project first: nothing of another project can be named.
 
+use outrigger_store::ProjectId;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -152,17 +153,17 @@ impl Engine {
 
     /// A work-item stream of `app_id` opened here: work made in this process for the App ID is leased to
     /// it and handed over directly (in turn with the App ID's other streams here).
-    pub fn attach(&self, project: &str, app_id: &str) -> Attachment {
+    pub fn attach(&self, project: &ProjectId, app_id: &str) -> Attachment {
         self.streams.attach(project, app_id)
     }
 
     /// The stream is no longer handed work. Drop its [`Attachment`] and then [`Engine::release`] its leases.
-    pub fn detach(&self, project: &str, app_id: &str, owner: &str) {
+    pub fn detach(&self, project: &ProjectId, app_id: &str, owner: &str) {
         self.streams.detach(project, app_id, owner);
     }
 
     /// Gives committed hand-offs to their streams; an item whose stream has gone meanwhile is released.
-    async fn hand_over(&self, project: &str, handoffs: Handoffs) {
+    async fn hand_over(&self, project: &ProjectId, handoffs: Handoffs) {
         for (target, (item, token)) in handoffs.0 {
             if let WorkItem::Workflow(request) = &item {
                 self.remember(project, request);
@@ -177,7 +178,7 @@ impl Engine {
     }
 
     /// Keeps the history a turn was given, for the instance's next turn.
-    fn remember(&self, project: &str, request: &pb::WorkflowRequest) {
+    fn remember(&self, project: &ProjectId, request: &pb::WorkflowRequest) {
         let execution_id = request.execution_id.as_deref().unwrap_or_default();
         self.histories.put(project, &request.instance_id, execution_id, request.past_events.clone());
     }

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use dapr_durabletask_proto as pb;
+use outrigger_store::ProjectId;
 use sqlx::Row;
 
 use crate::{is_terminal, Engine, Status, WorkflowError};
@@ -88,9 +89,9 @@ struct Conditions {
 
 impl Conditions {
     /// `after`: the position a continuation token names; the page holds what comes after it, newest first.
-    fn new(project: &str, filter: &InstanceFilter, after: Option<(i64, String)>) -> Conditions {
+    fn new(project: &ProjectId, filter: &InstanceFilter, after: Option<(i64, String)>) -> Conditions {
         let mut conditions = Conditions { clauses: Vec::new(), values: Vec::new() };
-        conditions.add("project_id = ?", Value::Text(project.to_owned()));
+        conditions.add("project_id = ?", Value::Text(project.as_str().to_owned()));
         if let Some(app_id) = &filter.app_id {
             conditions.add("app_id = ?", Value::Text(app_id.clone()));
         }
@@ -142,7 +143,7 @@ impl Engine {
     /// The instances of `project` matching `filter`, newest first, at most `limit` per page.
     pub async fn list(
         &self,
-        project: &str,
+        project: &ProjectId,
         filter: &InstanceFilter,
         limit: u32,
         continuation: Option<&str>,
@@ -167,11 +168,11 @@ impl Engine {
     }
 
     /// One instance as a listing shows it; `None` when it does not exist in this project.
-    pub async fn summary(&self, project: &str, instance: &str) -> Result<Option<InstanceSummary>, WorkflowError> {
+    pub async fn summary(&self, project: &ProjectId, instance: &str) -> Result<Option<InstanceSummary>, WorkflowError> {
         let row = sqlx::query(&format!(
             "SELECT {SUMMARY_COLUMNS} FROM wf_instances WHERE project_id = $1 AND instance_id = $2"
         ))
-        .bind(project)
+        .bind(project.as_str())
         .bind(instance)
         .fetch_optional(&self.pool)
         .await?;
@@ -182,7 +183,7 @@ impl Engine {
     /// does not exist in this project.
     pub async fn history_of(
         &self,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
     ) -> Result<Option<Vec<pb::HistoryEvent>>, WorkflowError> {
         let mut tx = self.pool.begin().await?;
@@ -198,7 +199,7 @@ impl Engine {
     /// their children); how many were deleted. Instances still running are left alone.
     pub async fn purge_matching(
         &self,
-        project: &str,
+        project: &ProjectId,
         filter: &InstanceFilter,
         recursive: bool,
     ) -> Result<i32, WorkflowError> {

@@ -3,6 +3,7 @@
 //! waiting for an instance to change. Both are only shortcuts: the database stays the truth, and claim loops
 //! and waits still look there for what other processes did.
 
+use outrigger_store::ProjectId;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,8 +44,8 @@ struct AppStreams {
 
 type Key = (String, String);
 
-fn key(project: &str, name: &str) -> Key {
-    (project.to_owned(), name.to_owned())
+fn key(project: &ProjectId, name: &str) -> Key {
+    (project.as_str().to_owned(), name.to_owned())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,7 +60,7 @@ pub(crate) struct Streams {
 }
 
 impl Streams {
-    pub(crate) fn attach(&self, project: &str, app_id: &str) -> Attachment {
+    pub(crate) fn attach(&self, project: &ProjectId, app_id: &str) -> Attachment {
         let owner = uuid::Uuid::new_v4().simple().to_string();
         let (sender, handed) = mpsc::unbounded_channel();
         let mut apps = lock(&self.apps);
@@ -72,7 +73,7 @@ impl Streams {
         Attachment { owner, handed, work: Arc::clone(&app.work) }
     }
 
-    pub(crate) fn detach(&self, project: &str, app_id: &str, owner: &str) {
+    pub(crate) fn detach(&self, project: &ProjectId, app_id: &str, owner: &str) {
         let mut apps = lock(&self.apps);
         let key = key(project, app_id);
         if let Some(app) = apps.get_mut(&key) {
@@ -84,7 +85,7 @@ impl Streams {
     }
 
     /// The next of the App ID's streams here, in turn; `None` when it has none in this process.
-    pub(crate) fn pick(&self, project: &str, app_id: &str) -> Option<Target> {
+    pub(crate) fn pick(&self, project: &ProjectId, app_id: &str) -> Option<Target> {
         let mut apps = lock(&self.apps);
         let app = apps.get_mut(&key(project, app_id))?;
         app.next = app.next.wrapping_add(1);
@@ -123,13 +124,13 @@ impl Drop for Watch<'_> {
 }
 
 impl Watchers {
-    pub(crate) fn watch(&self, project: &str, instance: &str) -> Watch<'_> {
+    pub(crate) fn watch(&self, project: &ProjectId, instance: &str) -> Watch<'_> {
         let key = key(project, instance);
         let changed = Arc::clone(lock(&self.instances).entry(key.clone()).or_default());
         Watch { watchers: self, key, changed }
     }
 
-    pub(crate) fn changed(&self, project: &str, instance: &str) {
+    pub(crate) fn changed(&self, project: &ProjectId, instance: &str) {
         if let Some(changed) = lock(&self.instances).get(&key(project, instance)) {
             changed.notify_waiters();
         }

@@ -2,6 +2,7 @@
 //! between stored text and the protocol's messages that every part of the engine shares.
 
 use super::*;
+use outrigger_store::ProjectId;
 
 /// An instance row as the client API reports it.
 pub(crate) struct Instance {
@@ -28,10 +29,10 @@ pub(crate) fn instance_from_row(row: &sqlx::any::AnyRow) -> Result<Instance, sql
 
 pub(crate) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-pub(crate) async fn find(tx: &mut Tx, project: &str, instance: &str) -> Result<Option<Instance>, WorkflowError> {
+pub(crate) async fn find(tx: &mut Tx, project: &ProjectId, instance: &str) -> Result<Option<Instance>, WorkflowError> {
     let row =
         sqlx::query(&format!("SELECT {INSTANCE_COLUMNS} FROM wf_instances WHERE project_id = $1 AND instance_id = $2"))
-            .bind(project)
+            .bind(project.as_str())
             .bind(instance)
             .fetch_optional(&mut **tx)
             .await?;
@@ -42,7 +43,7 @@ pub(crate) async fn find(tx: &mut Tx, project: &str, instance: &str) -> Result<O
 /// the same transaction.
 pub(crate) async fn push_inbox(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectId,
     instance: &str,
     event: &pb::HistoryEvent,
     visible_at: i64,
@@ -51,7 +52,7 @@ pub(crate) async fn push_inbox(
     sqlx::query(
         "INSERT INTO wf_inbox (project_id, instance_id, event, visible_at, turn_token) VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(project)
+    .bind(project.as_str())
     .bind(instance)
     .bind(encode(event))
     .bind(visible_at)
@@ -73,7 +74,7 @@ pub(crate) fn in_arrival_order(mut rows: Vec<sqlx::any::AnyRow>) -> Result<Vec<p
 /// commit order on PostgreSQL, so "every id up to the largest seen" could commit an event never seen).
 pub(crate) async fn mark_due(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectId,
     instance: &str,
     token: &str,
     now: i64,
@@ -82,7 +83,7 @@ pub(crate) async fn mark_due(
         "UPDATE wf_inbox SET turn_token = $3 WHERE project_id = $1 AND instance_id = $2 AND visible_at <= $4 \
          RETURNING id, event",
     )
-    .bind(project)
+    .bind(project.as_str())
     .bind(instance)
     .bind(token)
     .bind(now)
@@ -91,12 +92,12 @@ pub(crate) async fn mark_due(
     in_arrival_order(rows)
 }
 
-pub(crate) async fn unlease(tx: &mut Tx, project: &str, instance: &str) -> Result<(), WorkflowError> {
+pub(crate) async fn unlease(tx: &mut Tx, project: &ProjectId, instance: &str) -> Result<(), WorkflowError> {
     sqlx::query(
         "UPDATE wf_instances SET lease_until = 0, lease_owner = NULL, turn_token = NULL \
          WHERE project_id = $1 AND instance_id = $2",
     )
-    .bind(project)
+    .bind(project.as_str())
     .bind(instance)
     .execute(&mut **tx)
     .await?;
@@ -106,11 +107,11 @@ pub(crate) async fn unlease(tx: &mut Tx, project: &str, instance: &str) -> Resul
 /// The committed history of an instance, read from the database.
 pub(crate) async fn history(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectId,
     instance: &str,
 ) -> Result<Vec<pb::HistoryEvent>, WorkflowError> {
     let rows = sqlx::query("SELECT event FROM wf_history WHERE project_id = $1 AND instance_id = $2 ORDER BY seq")
-        .bind(project)
+        .bind(project.as_str())
         .bind(instance)
         .fetch_all(&mut **tx)
         .await?;
@@ -120,7 +121,7 @@ pub(crate) async fn history(
 /// Appends `events` to the instance's history from position `from`.
 pub(crate) async fn append_history(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectId,
     instance: &str,
     from: usize,
     events: &[pb::HistoryEvent],
@@ -129,7 +130,7 @@ pub(crate) async fn append_history(
         let values: Vec<String> =
             (0..chunk.len()).map(|row| format!("($1, $2, ${}, ${})", 3 + 2 * row, 4 + 2 * row)).collect();
         let sql = format!("INSERT INTO wf_history (project_id, instance_id, seq, event) VALUES {}", values.join(", "));
-        let mut insert = sqlx::query(&sql).bind(project).bind(instance);
+        let mut insert = sqlx::query(&sql).bind(project.as_str()).bind(instance);
         for (row, history_event) in chunk.iter().enumerate() {
             insert = insert.bind((from + chunk_index * ROWS_PER_INSERT + row) as i64).bind(encode(history_event));
         }
@@ -158,7 +159,7 @@ pub(crate) fn turn_request(
 
 /// A new instance row with `ExecutionStarted` in its inbox.
 pub(crate) struct NewInstance<'a> {
-    pub(crate) project: &'a str,
+    pub(crate) project: &'a ProjectId,
     pub(crate) app_id: &'a str,
     pub(crate) instance_id: &'a str,
     pub(crate) name: &'a str,
@@ -186,7 +187,7 @@ pub(crate) async fn create(
          parent_instance_id, parent_task_id, created_at, updated_at, lease_owner, lease_until, turn_token, \
          turn_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $10)",
     )
-    .bind(new.project)
+    .bind(new.project.as_str())
     .bind(new.instance_id)
     .bind(new.app_id)
     .bind(new.name)

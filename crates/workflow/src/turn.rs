@@ -3,11 +3,16 @@
 //! under the turn's completion token.
 
 use super::*;
+use outrigger_store::ProjectId;
 
 impl Engine {
     /// `CompleteOrchestratorTask` / `CompleteWorkflowTask`: commits the turn and applies its actions; work
     /// they make (activities, a child's first turn, the next turn) goes to a stream here when there is one.
-    pub async fn complete_turn(&self, project: &str, response: pb::WorkflowResponse) -> Result<(), WorkflowError> {
+    pub async fn complete_turn(
+        &self,
+        project: &ProjectId,
+        response: pb::WorkflowResponse,
+    ) -> Result<(), WorkflowError> {
         let instance = response.instance_id.clone();
         let mut tx = self.pool.begin().await?;
         let Some(answered) = answered_turn(&mut tx, project, &instance, &response.completion_token).await? else {
@@ -19,7 +24,7 @@ impl Engine {
         let given = sqlx::query(
             "DELETE FROM wf_inbox WHERE project_id = $1 AND instance_id = $2 AND turn_token = $3 RETURNING id, event",
         )
-        .bind(project)
+        .bind(project.as_str())
         .bind(&instance)
         .bind(&token)
         .fetch_all(&mut *tx)
@@ -62,7 +67,7 @@ impl Engine {
             // Before the instance row, in the order activity completions lock them (activity, then instance).
             for table in ["wf_inbox", "wf_activities"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE project_id = $1 AND instance_id = $2"))
-                    .bind(project)
+                    .bind(project.as_str())
                     .bind(&instance)
                     .execute(&mut *tx)
                     .await?;
@@ -86,7 +91,7 @@ impl Engine {
             pending = Status::Pending as i64,
             running = Status::Running as i64,
         ))
-        .bind(project)
+        .bind(project.as_str())
         .bind(&instance)
         .bind(decided.map(i64::from))
         .bind(response.custom_status)
@@ -133,7 +138,7 @@ impl Engine {
     async fn tell_parent(
         &self,
         tx: &mut Tx,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         found: &Instance,
         finished: Option<pb::CompleteWorkflowAction>,
@@ -175,7 +180,7 @@ struct AnsweredTurn {
 /// completion tokens (the JS SDK's) answer the instance's current turn, as in daprd.
 async fn answered_turn(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectId,
     instance: &str,
     completion_token: &str,
 ) -> Result<Option<AnsweredTurn>, WorkflowError> {
@@ -183,7 +188,7 @@ async fn answered_turn(
         "SELECT {INSTANCE_COLUMNS}, turn_started_at, turn_token, history_len FROM wf_instances \
          WHERE project_id = $1 AND instance_id = $2 AND turn_token IS NOT NULL AND (turn_token = $3 OR $3 = '')"
     ))
-    .bind(project)
+    .bind(project.as_str())
     .bind(instance)
     .bind(completion_token)
     .fetch_optional(&mut **tx)
@@ -207,11 +212,11 @@ struct Decision {
 /// Why a child did not complete, for its parent.
 pub(crate) async fn child_failure(
     tx: &mut Tx,
-    project: &str,
+    project: &ProjectId,
     instance: &str,
 ) -> Result<pb::TaskFailureDetails, WorkflowError> {
     let row = sqlx::query("SELECT status, failure FROM wf_instances WHERE project_id = $1 AND instance_id = $2")
-        .bind(project)
+        .bind(project.as_str())
         .bind(instance)
         .fetch_one(&mut **tx)
         .await?;
@@ -240,7 +245,7 @@ pub(crate) fn workflow_started(at: i64) -> pb::HistoryEvent {
 /// and the work it leases to a stream here.
 pub(crate) struct Turn<'a> {
     pub(crate) tx: Tx,
-    pub(crate) project: &'a str,
+    pub(crate) project: &'a ProjectId,
     pub(crate) instance: &'a str,
     pub(crate) found: &'a Instance,
     /// The execution the turn's actions belong to (a continue-as-new starts another).
@@ -339,7 +344,7 @@ impl Turn<'_> {
                 values.join(", ")
             );
             let mut insert = sqlx::query(&sql)
-                .bind(self.project)
+                .bind(self.project.as_str())
                 .bind(&self.found.app_id)
                 .bind(self.instance)
                 .bind(now)
@@ -480,7 +485,7 @@ impl Turn<'_> {
     pub(crate) async fn continue_as_new(&mut self, complete: pb::CompleteWorkflowAction) -> Result<(), WorkflowError> {
         for table in ["wf_history", "wf_activities"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE project_id = $1 AND instance_id = $2"))
-                .bind(self.project)
+                .bind(self.project.as_str())
                 .bind(self.instance)
                 .execute(&mut *self.tx)
                 .await?;
@@ -491,7 +496,7 @@ impl Turn<'_> {
         self.continued = true;
         self.execution_id = new_token();
         sqlx::query("UPDATE wf_instances SET execution_id = $3, input = $4 WHERE project_id = $1 AND instance_id = $2")
-            .bind(self.project)
+            .bind(self.project.as_str())
             .bind(self.instance)
             .bind(&self.execution_id)
             .bind(complete.result.clone())

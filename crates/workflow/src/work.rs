@@ -2,10 +2,11 @@
 //! what a stream holds, and committing an activity's result.
 
 use super::*;
+use outrigger_store::ProjectId;
 
 impl Engine {
     /// Hands the next due turn or activity of `app_id` to the stream `owner`, leased to it.
-    pub async fn claim(&self, project: &str, app_id: &str, owner: &str) -> Result<Option<Handed>, WorkflowError> {
+    pub async fn claim(&self, project: &ProjectId, app_id: &str, owner: &str) -> Result<Option<Handed>, WorkflowError> {
         if let Some(turn) = self.claim_turn(project, app_id, owner).await? {
             return Ok(Some(turn));
         }
@@ -14,7 +15,7 @@ impl Engine {
 
     pub(crate) async fn claim_turn(
         &self,
-        project: &str,
+        project: &ProjectId,
         app_id: &str,
         owner: &str,
     ) -> Result<Option<Handed>, WorkflowError> {
@@ -27,7 +28,7 @@ impl Engine {
              ON i.project_id = $1 AND i.instance_id = due.instance_id \
              WHERE i.app_id = $2 AND i.lease_until < $3 LIMIT 8",
         )
-        .bind(project)
+        .bind(project.as_str())
         .bind(app_id)
         .bind(now)
         .fetch_all(&self.pool)
@@ -51,7 +52,7 @@ impl Engine {
     pub(crate) async fn arrive(
         &self,
         tx: &mut Tx,
-        project: &str,
+        project: &ProjectId,
         (instance, app_id): (&str, &str),
         arriving: &pb::HistoryEvent,
         now: i64,
@@ -72,7 +73,7 @@ impl Engine {
     pub(crate) async fn lease_turn(
         &self,
         tx: &mut Tx,
-        project: &str,
+        project: &ProjectId,
         instance: &str,
         owner: &str,
         now: i64,
@@ -85,7 +86,7 @@ impl Engine {
              WHERE project_id = $1 AND instance_id = $2 AND lease_until < $6 \
              RETURNING status, execution_id, history_len",
         )
-        .bind(project)
+        .bind(project.as_str())
         .bind(instance)
         .bind(owner)
         .bind(lease_until(now))
@@ -102,7 +103,7 @@ impl Engine {
         if is_terminal(leased.try_get::<i64, _>("status")? as i32) {
             // Events for a finished instance go nowhere.
             sqlx::query("DELETE FROM wf_inbox WHERE project_id = $1 AND instance_id = $2")
-                .bind(project)
+                .bind(project.as_str())
                 .bind(instance)
                 .execute(&mut **tx)
                 .await?;
@@ -129,7 +130,7 @@ impl Engine {
 
     pub(crate) async fn claim_activity(
         &self,
-        project: &str,
+        project: &ProjectId,
         app_id: &str,
         owner: &str,
     ) -> Result<Option<Handed>, WorkflowError> {
@@ -137,7 +138,7 @@ impl Engine {
         let candidates = sqlx::query(
             "SELECT id, request FROM wf_activities WHERE project_id = $1 AND app_id = $2 AND lease_until < $3 ORDER BY created_at LIMIT 8",
         )
-        .bind(project)
+        .bind(project.as_str())
         .bind(app_id)
         .bind(now)
         .fetch_all(&self.pool)
@@ -205,7 +206,11 @@ impl Engine {
 
     /// `CompleteActivityTask`: the result becomes an event of the instance (a stale token is ignored), and
     /// the turn it makes goes to a stream here when no turn is in flight.
-    pub async fn complete_activity(&self, project: &str, response: pb::ActivityResponse) -> Result<(), WorkflowError> {
+    pub async fn complete_activity(
+        &self,
+        project: &ProjectId,
+        response: pb::ActivityResponse,
+    ) -> Result<(), WorkflowError> {
         let mut tx = self.pool.begin().await?;
         // Workers that know no completion tokens (the JS SDK's) name the activity by instance and task, as in daprd.
         let rows = if response.completion_token.is_empty() {
@@ -213,14 +218,14 @@ impl Engine {
                 "DELETE FROM wf_activities WHERE project_id = $1 AND instance_id = $2 AND task_id = $3 \
                  AND lease_until > 0 RETURNING app_id, request",
             )
-            .bind(project)
+            .bind(project.as_str())
             .bind(&response.instance_id)
             .bind(i64::from(response.task_id))
             .fetch_all(&mut *tx)
             .await?
         } else {
             sqlx::query("DELETE FROM wf_activities WHERE project_id = $1 AND token = $2 RETURNING app_id, request")
-                .bind(project)
+                .bind(project.as_str())
                 .bind(&response.completion_token)
                 .fetch_all(&mut *tx)
                 .await?

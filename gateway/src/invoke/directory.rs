@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use outrigger_cache::ReadThrough;
 use outrigger_resources::{Document, Kind};
-use outrigger_store::{AppIdentity, Store};
+use outrigger_store::{AppIdentity, ProjectId, Store};
 
 use super::acl::AccessControl;
 
@@ -67,12 +67,12 @@ impl Directory {
     }
 
     /// The project's directory, from the cache when fresh enough.
-    pub async fn project(&self, project_id: &str) -> Result<Arc<ProjectDirectory>, Arc<outrigger_store::Error>> {
+    pub async fn project(&self, project_id: &ProjectId) -> Result<Arc<ProjectDirectory>, Arc<outrigger_store::Error>> {
         let read = || async { self.load(project_id).await.map(Arc::new) };
-        self.projects.get_or_load(&project_id.to_owned(), read).await
+        self.projects.get_or_load(&project_id.as_str().to_owned(), read).await
     }
 
-    async fn load(&self, project_id: &str) -> Result<ProjectDirectory, outrigger_store::Error> {
+    async fn load(&self, project_id: &ProjectId) -> Result<ProjectDirectory, outrigger_store::Error> {
         let mut tx = self.store.begin().await?;
         let project = tx.project_by_id(project_id).await?;
         let identities = tx.list_app_ids(&project.id).await?;

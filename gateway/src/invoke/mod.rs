@@ -23,6 +23,7 @@ use outrigger_outbound::health::{self, AppHealth, HealthProbe};
 use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
 use outrigger_outbound::{refusal_in, AppChannel, Egress, Refused};
 use outrigger_resources::Document;
+use outrigger_store::ProjectId;
 use serde_json::Value;
 
 pub use directory::Directory;
@@ -171,7 +172,7 @@ impl Invoker {
 
     /// Stops probing the project's App IDs that are gone or no longer have a health-check path (all of them when
     /// the project is gone). A probe whose endpoint changed is replaced on its next use instead.
-    pub async fn prune_probes(&self, project_id: &str) {
+    pub async fn prune_probes(&self, project_id: &ProjectId) {
         let still_probed: Vec<String> = match self.directory.project(project_id).await {
             Ok(directory) => directory
                 .apps
@@ -181,14 +182,14 @@ impl Invoker {
                 .collect(),
             Err(err) if matches!(*err, outrigger_store::Error::NotFound { .. }) => Vec::new(),
             Err(err) => {
-                tracing::warn!(project_id, error = %err, "cannot read the project to stop stale health probes; they stop on a later change");
+                tracing::warn!(%project_id, error = %err, "cannot read the project to stop stale health probes; they stop on a later change");
                 return;
             }
         };
         self.probes
             .lock()
             .expect("probes lock")
-            .retain(|(project, app), _| project != project_id || still_probed.contains(app));
+            .retain(|(project, app), _| project != project_id.as_str() || still_probed.contains(app));
     }
 
     /// The names of the project's HTTP endpoints `tenant` may call, sorted.
@@ -294,7 +295,7 @@ impl Invoker {
         if matches!(payload, Payload::Replayable(_)) {
             headers.remove(axum::http::header::CONTENT_LENGTH);
         }
-        let breaker = self.breakers.get(&tenant.project_id, &policy);
+        let breaker = self.breakers.get(tenant.project_id.as_str(), &policy);
         let attempt = || {
             let body = match &mut payload {
                 Payload::Replayable(bytes) => reqwest::Body::from(bytes.clone()),
@@ -353,7 +354,7 @@ impl Invoker {
 
     /// The health of an App ID with a health-check path, probed while the gateway runs.
     fn health(&self, tenant: &Tenant, app: &str, channel: &AppChannel, path: &str) -> Arc<AppHealth> {
-        let key = (tenant.project_id.clone(), app.to_owned());
+        let key = (tenant.project_id.as_str().to_owned(), app.to_owned());
         let source = format!("{}|{:?}|{path}", channel.endpoint, channel.app_token);
         let mut probes = self.probes.lock().expect("probes lock");
         if let Some(probe) = probes.get(&key).filter(|probe| probe.source == source) {

@@ -13,8 +13,7 @@ const BASE: &str = "/v1.0-beta1/workflows/dapr";
 async fn run_turn(gateway: &TestGateway, project: &str, app: &str, actions: Vec<WorkflowActionType>) -> String {
     let project_id = gateway.store.begin().await.unwrap().project(project).await.unwrap().id;
     let engine = Engine::new(gateway.store.workflow_tables());
-    let (item, completion_token) =
-        engine.claim(project_id.as_str(), app, "test-worker").await.unwrap().expect("a turn");
+    let (item, completion_token) = engine.claim(&project_id, app, "test-worker").await.unwrap().expect("a turn");
     let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
     let actions = actions
         .into_iter()
@@ -31,7 +30,7 @@ async fn run_turn(gateway: &TestGateway, project: &str, app: &str, actions: Vec<
         completion_token,
         ..Default::default()
     };
-    engine.complete_turn(project_id.as_str(), response).await.unwrap();
+    engine.complete_turn(&project_id, response).await.unwrap();
     request.instance_id
 }
 
@@ -139,7 +138,7 @@ async fn pause_resume_raise_and_terminate() {
     // The worker's next turn sees the suspend, resume, event and terminate, in that order, and ends the instance.
     let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
     let engine = Engine::new(gateway.store.workflow_tables());
-    let (item, completion_token) = engine.claim(project_id.as_str(), "orders", "w").await.unwrap().unwrap();
+    let (item, completion_token) = engine.claim(&project_id, "orders", "w").await.unwrap().unwrap();
     let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
     let kinds: Vec<&str> = request
         .new_events
@@ -167,7 +166,7 @@ async fn pause_resume_raise_and_terminate() {
         completion_token,
         ..Default::default()
     };
-    engine.complete_turn(project_id.as_str(), response).await.unwrap();
+    engine.complete_turn(&project_id, response).await.unwrap();
     assert_eq!(status_of(&gateway, &token, "req-7").await.json()["runtimeStatus"], "TERMINATED");
 }
 
@@ -213,7 +212,7 @@ async fn bad_requests_are_refused_with_daprs_codes() {
     // None of them created anything.
     let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
     let engine = Engine::new(gateway.store.workflow_tables());
-    let page = engine.list(project_id.as_str(), &Default::default(), 10, None).await.unwrap();
+    let page = engine.list(&project_id, &Default::default(), 10, None).await.unwrap();
     assert!(page.instances.is_empty(), "{:?}", page.instances);
 
     // A duplicate start is refused.

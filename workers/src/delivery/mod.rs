@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger_store::Store;
+use outrigger_store::{ProjectId, Store};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -200,7 +200,7 @@ impl Deliverer {
             }
             let mut complete = true;
             for project_id in changed {
-                match self.project_targets(&project_id).await {
+                match self.project_targets(&ProjectId::received(project_id.clone())).await {
                     Ok(targets) => self.reconcile(&mut loops, &project_id, targets),
                     Err(err) => {
                         tracing::warn!(%project_id, error = %err, "cannot read the project's subscriptions; its deliveries continue as they were");
@@ -382,7 +382,8 @@ async fn subscribed_broker(
     worker: &Worker,
     key: &TargetKey,
 ) -> Result<(Arc<dyn Broker>, String, DeliveryPolicy), String> {
-    let project = worker.runtime().project(&key.project_id).await?.ok_or("the project is gone")?;
+    let project_id = ProjectId::received(key.project_id.clone());
+    let project = worker.runtime().project(&project_id).await?.ok_or("the project is gone")?;
     let component = project
         .pubsub
         .get(&key.pubsub)

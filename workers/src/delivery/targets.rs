@@ -50,7 +50,7 @@ impl Deliverer {
     }
 
     /// Every subscription target of one project; none when it is gone or in another pool.
-    pub(super) async fn project_targets(&self, project_id: &str) -> Result<Vec<Target>, outrigger_store::Error> {
+    pub(super) async fn project_targets(&self, project_id: &ProjectId) -> Result<Vec<Target>, outrigger_store::Error> {
         let mut tx = self.control_plane.begin().await?;
         let project = match tx.project_by_id(project_id).await {
             Ok(project) => project,

@@ -53,7 +53,7 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
     let single = matches!(entries.as_slice(), [entry] if entry.entry_id.is_empty());
     let policy = Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(pubsub))
         .with_default_timeout(scope.worker.limits.store_timeout);
-    let breaker = scope.worker.breakers.get(&tenant.project_id, &policy);
+    let breaker = scope.worker.breakers.get(tenant.project_id.as_str(), &policy);
     let now = chrono::Utc::now();
     let mut failed = Vec::new();
     for entry in entries {

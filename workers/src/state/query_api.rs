@@ -79,7 +79,7 @@ impl QueryGate {
         per_app_id: usize,
         wait: Duration,
     ) -> Result<Place<'_>, DataError> {
-        let app = (tenant.project_id.clone(), tenant.app_id.clone());
+        let app = (tenant.project_id.as_str().to_owned(), tenant.app_id.clone());
         let semaphore = {
             let mut turns = self.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let entry = turns
@@ -154,7 +154,12 @@ mod tests {
     use super::*;
 
     fn tenant(app: &str) -> Tenant {
-        Tenant { project_id: "prj".into(), project: "p".into(), app_id: app.into(), pool: "default".into() }
+        Tenant {
+            project_id: outrigger_store::ProjectId::received("prj".into()),
+            project: "p".into(),
+            app_id: app.into(),
+            pool: "default".into(),
+        }
     }
 
     #[tokio::test]

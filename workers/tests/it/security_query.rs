@@ -129,7 +129,7 @@ async fn project(store: &Store, name: &str) -> Tenant {
         .unwrap();
     tx.commit().await.unwrap();
     Tenant {
-        project_id: created.id.as_str().to_owned(),
+        project_id: created.id,
         project: name.into(),
         app_id: "orders".into(),
         pool: outrigger_bus::DEFAULT_POOL.into(),

@@ -4,7 +4,7 @@
 //! tokens (the JS SDK's), and work handed straight to the streams of this process.
 
 use dapr_durabletask_proto as pb;
-use outrigger_store::{NewProject, Store};
+use outrigger_store::{NewProject, ProjectId, Store};
 use outrigger_workflow::{Engine, Status, WorkItem};
 use pb::workflow_action::WorkflowActionType;
 
@@ -64,12 +64,12 @@ impl Db {
     }
 }
 
-async fn engine_with_projects(db: Db, names: &[&str]) -> (Engine, Vec<String>, tempfile::TempDir) {
+async fn engine_with_projects(db: Db, names: &[&str]) -> (Engine, Vec<ProjectId>, tempfile::TempDir) {
     let (engine, ids, _, dir) = engine_and_store(db, names).await;
     (engine, ids, dir)
 }
 
-async fn engine_and_store(db: Db, names: &[&str]) -> (Engine, Vec<String>, Store, tempfile::TempDir) {
+async fn engine_and_store(db: Db, names: &[&str]) -> (Engine, Vec<ProjectId>, Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let url = match db {
         Db::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display()),
@@ -85,7 +85,7 @@ async fn engine_and_store(db: Db, names: &[&str]) -> (Engine, Vec<String>, Store
     for name in names {
         let new =
             NewProject { name: (*name).into(), managed_kvstore: false, managed_pubsub: false, pool: "default".into() };
-        ids.push(tx.create_project(&new).await.unwrap().id.as_str().to_owned());
+        ids.push(tx.create_project(&new).await.unwrap().id);
     }
     tx.commit().await.unwrap();
     (Engine::new(store.workflow_tables()), ids, store, dir)
@@ -208,7 +208,7 @@ async fn a_turn_commits_exactly_the_events_it_was_given(db: Db) {
         base64::engine::general_purpose::STANDARD.encode(prost::Message::encode_to_vec(&late))
     };
     sqlx::query("INSERT INTO wf_inbox (id, project_id, instance_id, event, visible_at) VALUES (-5, $1, 'i1', $2, 0)")
-        .bind(project)
+        .bind(project.as_str())
         .bind(encoded)
         .execute(&store.workflow_tables().into_pool())
         .await
