@@ -50,6 +50,10 @@ use crate::state::sql::{check_table_name, describe_sqlx_error};
 use crate::state::time::{now_ms, SweepSchedule};
 use crate::state::{postgres, sqlite};
 
+mod statements;
+
+use statements::{Engine, Statements};
+
 /// How often acked messages are deleted unless [`SqlBrokerOptions::sweep_interval`] says otherwise.
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -85,137 +89,6 @@ impl SqlBrokerOptions {
             table_prefix: table_prefix.into(),
             max_age: DEFAULT_MAX_AGE,
             sweep_interval: DEFAULT_SWEEP_INTERVAL,
-        }
-    }
-}
-
-/// The database engine behind a [`SqlBroker`]: what differs is column types and row locking.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Engine {
-    Sqlite,
-    Postgres,
-}
-
-impl Engine {
-    /// Names the broker in errors.
-    fn label(self) -> &'static str {
-        match self {
-            Engine::Sqlite => "pubsub.sqlite",
-            Engine::Postgres => "pubsub.postgresql",
-        }
-    }
-
-    fn create_tables(self, prefix: &str) -> Vec<String> {
-        // AUTOINCREMENT, like PostgreSQL's identities, never reuses a number: an old delivery id must not
-        // name a later message, nor an old group id a later group.
-        let (serial, bytes, big) = match self {
-            Engine::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "INTEGER"),
-            Engine::Postgres => ("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA", "BIGINT"),
-        };
-        vec![
-            format!(
-                "CREATE TABLE IF NOT EXISTS {prefix}_messages \
-                 (seq {serial}, topic TEXT NOT NULL, payload {bytes} NOT NULL, published_at {big} NOT NULL)"
-            ),
-            format!("CREATE INDEX IF NOT EXISTS {prefix}_messages_age ON {prefix}_messages (published_at)"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {prefix}_groups \
-                 (id {serial}, topic TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (topic, name))"
-            ),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {prefix}_deliveries (group_id {big} NOT NULL, seq {big} NOT NULL, \
-                 attempts {big} NOT NULL, available_at {big} NOT NULL, PRIMARY KEY (group_id, seq))"
-            ),
-            format!("CREATE INDEX IF NOT EXISTS {prefix}_deliveries_seq ON {prefix}_deliveries (seq)"),
-        ]
-    }
-
-    /// Stores a message ($1 topic, $2 payload, $3 now) with a delivery row for every group of its topic, in one
-    /// execution (one round trip to the database).
-    fn publish(self, messages: &str, groups: &str, deliveries: &str) -> String {
-        let insert_message = format!("INSERT INTO {messages} (topic, payload, published_at) VALUES ($1, $2, $3)");
-        let columns = format!("{deliveries} (group_id, seq, attempts, available_at)");
-        match self {
-            // Two statements. Publishes run only in the writer's transaction, which holds SQLite's write lock, so
-            // the highest sequence number is the message just inserted (AUTOINCREMENT only grows);
-            // last_insert_rowid() would not do, as it changes with each delivery row inserted. Should the second
-            // statement fail after the first, the caller is told so and the sweep deletes the message, which no
-            // group has.
-            Engine::Sqlite => format!(
-                "{insert_message}; INSERT INTO {columns} SELECT id, (SELECT MAX(seq) FROM {messages}), 0, $3 \
-                 FROM {groups} WHERE topic = $1"
-            ),
-            // One statement, atomic by itself.
-            Engine::Postgres => format!(
-                "WITH message AS ({insert_message} RETURNING seq) INSERT INTO {columns} \
-                 SELECT g.id, message.seq, 0, $3 FROM {groups} AS g, message WHERE g.topic = $1"
-            ),
-        }
-    }
-
-    /// What the claim's row choice adds so that concurrent claims skip each other's rows.
-    fn claim_lock(self) -> &'static str {
-        match self {
-            // One writer at a time: a claim cannot interleave with another.
-            Engine::Sqlite => "",
-            Engine::Postgres => " FOR UPDATE SKIP LOCKED",
-        }
-    }
-}
-
-/// The statements over one set of tables.
-struct Statements {
-    create_tables: Vec<String>,
-    publish: String,
-    insert_group: String,
-    group_id: String,
-    claim: String,
-    ack: String,
-    retry: String,
-    delete_group_deliveries: String,
-    delete_group: String,
-    sweep_bounds: String,
-    sweep_deliveries: String,
-    sweep_messages: String,
-}
-
-impl Statements {
-    fn new(engine: Engine, prefix: &str) -> Statements {
-        let (messages, groups, deliveries) =
-            (format!("{prefix}_messages"), format!("{prefix}_groups"), format!("{prefix}_deliveries"));
-        let group_of = format!("(SELECT id FROM {groups} WHERE topic = $1 AND name = $2)");
-        Statements {
-            create_tables: engine.create_tables(prefix),
-            publish: engine.publish(&messages, &groups, &deliveries),
-            insert_group: format!(
-                "INSERT INTO {groups} (topic, name) VALUES ($1, $2) ON CONFLICT (topic, name) DO NOTHING"
-            ),
-            group_id: format!("SELECT id FROM {groups} WHERE topic = $1 AND name = $2"),
-            // $1 topic, $2 group, $3 now, $4 max, $5 end of the hold.
-            // No alias for the updated table: SQLite's RETURNING knows it by its name only.
-            claim: format!(
-                "UPDATE {deliveries} SET attempts = attempts + 1, available_at = $5 \
-                 WHERE group_id = {group_of} AND seq IN (SELECT seq FROM {deliveries} \
-                 WHERE group_id = {group_of} AND available_at <= $3 ORDER BY seq LIMIT $4{}) RETURNING seq, attempts, \
-                 (SELECT payload FROM {messages} AS m WHERE m.seq = {deliveries}.seq) AS payload",
-                engine.claim_lock()
-            ),
-            ack: format!("DELETE FROM {deliveries} WHERE group_id = {group_of} AND seq = $3"),
-            retry: format!("UPDATE {deliveries} SET available_at = $4 WHERE group_id = {group_of} AND seq = $3"),
-            delete_group_deliveries: format!("DELETE FROM {deliveries} WHERE group_id IN {group_of}"),
-            delete_group: format!("DELETE FROM {groups} WHERE topic = $1 AND name = $2"),
-            sweep_bounds: format!("SELECT MIN(seq) AS low, MAX(seq) AS high FROM {messages}"),
-            // Within the window [$2, $3): rows of groups deleted while a publish added to them are orphans;
-            // messages published before $1 (expired) go whole.
-            sweep_deliveries: format!(
-                "DELETE FROM {deliveries} WHERE seq >= $2 AND seq < $3 AND (EXISTS (SELECT 1 FROM {messages} AS m \
-                 WHERE m.seq = {deliveries}.seq AND m.published_at < $1) \
-                 OR NOT EXISTS (SELECT 1 FROM {groups} AS g WHERE g.id = {deliveries}.group_id))"
-            ),
-            sweep_messages: format!(
-                "DELETE FROM {messages} WHERE seq >= $1 AND seq < $2 AND NOT EXISTS \
-                 (SELECT 1 FROM {deliveries} AS d WHERE d.seq = {messages}.seq)"
-            ),
         }
     }
 }
