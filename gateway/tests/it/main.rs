@@ -11,6 +11,7 @@ mod isolation;
 mod outage;
 mod probes;
 mod pubsub;
+mod pubsub_delivery;
 mod secrets;
 mod security;
 mod security_egress;

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
-use crate::harness::{identity, serve, TestGateway};
+use crate::harness::{serve, TestGateway};
 
 /// What the subscriber app saw: every attempt, by path.
 #[derive(Default)]
@@ -21,20 +21,20 @@ struct Seen {
 
 /// Tells waiters that an app received something, so tests wait for deliveries instead of sleeping.
 #[derive(Clone)]
-struct Arrivals(Arc<watch::Sender<u64>>);
+pub(crate) struct Arrivals(Arc<watch::Sender<u64>>);
 
 impl Arrivals {
-    fn new() -> Arrivals {
+    pub(crate) fn new() -> Arrivals {
         Arrivals(Arc::new(watch::channel(0).0))
     }
 
     /// An app received a request.
-    fn record(&self) {
+    pub(crate) fn record(&self) {
         self.0.send_modify(|count| *count += 1);
     }
 
     /// Whether `done` holds within `within`, checked now and again after each arrival.
-    async fn within(&self, within: Duration, mut done: impl FnMut() -> bool) -> bool {
+    pub(crate) async fn within(&self, within: Duration, mut done: impl FnMut() -> bool) -> bool {
         let mut arrivals = self.0.subscribe();
         let deadline = tokio::time::Instant::now() + within;
         loop {
@@ -49,34 +49,34 @@ impl Arrivals {
     }
 
     /// Waits for the next arrival, at most `within`.
-    async fn next(&self, within: Duration) {
+    pub(crate) async fn next(&self, within: Duration) {
         let mut arrivals = self.0.subscribe();
         let _ = tokio::time::timeout(within, arrivals.changed()).await;
     }
 
     /// Waits for `done`, failing with `what` after `within`.
-    async fn until(&self, within: Duration, what: impl Fn() -> String, done: impl FnMut() -> bool) {
+    pub(crate) async fn until(&self, within: Duration, what: impl Fn() -> String, done: impl FnMut() -> bool) {
         assert!(self.within(within, done).await, "{}", what());
     }
 }
 
 /// A subscriber app on a real port. It fails the first two attempts and every fifth one (with 500), and
 /// answers 404 on `/missing`.
-struct Subscriber {
-    url: String,
+pub(crate) struct Subscriber {
+    pub(crate) url: String,
     seen: Arc<Mutex<Seen>>,
     arrivals: Arrivals,
 }
 
 impl Subscriber {
-    async fn start() -> Subscriber {
+    pub(crate) async fn start() -> Subscriber {
         let (seen, arrivals) = (Arc::new(Mutex::new(Seen::default())), Arrivals::new());
         let app = Router::new().route("/{*path}", post(receive)).with_state((Arc::clone(&seen), arrivals.clone()));
         Subscriber { url: serve(app).await, seen, arrivals }
     }
 
     /// Successful deliveries by path: the `data.seq` of each event, deduplicated.
-    fn delivered(&self, path: &str) -> BTreeSet<i64> {
+    pub(crate) fn delivered(&self, path: &str) -> BTreeSet<i64> {
         let seen = self.seen.lock().unwrap();
         let attempts = &seen.attempts;
         attempts
@@ -87,18 +87,18 @@ impl Subscriber {
             .collect()
     }
 
-    fn attempts(&self) -> Vec<(String, Value)> {
+    pub(crate) fn attempts(&self) -> Vec<(String, Value)> {
         self.seen.lock().unwrap().attempts.clone()
     }
 
     /// Waits until `path` received every sequence number in `expected`.
-    async fn wait_for(&self, path: &str, expected: &BTreeSet<i64>) {
+    pub(crate) async fn wait_for(&self, path: &str, expected: &BTreeSet<i64>) {
         let what = || format!("{path} got {:?} of {expected:?}", self.delivered(path));
         self.arrivals.until(Duration::from_secs(60), what, || expected.is_subset(&self.delivered(path))).await;
     }
 
     /// Whether `path` received anything with a `data.seq` matching `wanted` within `within`.
-    async fn receives(&self, within: Duration, path: &str, wanted: impl Fn(i64) -> bool) -> bool {
+    pub(crate) async fn receives(&self, within: Duration, path: &str, wanted: impl Fn(i64) -> bool) -> bool {
         self.arrivals.within(within, || self.delivered(path).into_iter().any(&wanted)).await
     }
 }
@@ -128,7 +128,7 @@ async fn receive(
     (StatusCode::OK, Json(json!({ "status": "SUCCESS" })))
 }
 
-fn subscription(name: &str, topic: &str, routes: &str, extra: &str, scopes: &[&str]) -> String {
+pub(crate) fn subscription(name: &str, topic: &str, routes: &str, extra: &str, scopes: &[&str]) -> String {
     let scopes: String = scopes.iter().map(|app| format!("\n- {app}")).collect();
     format!(
         "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: pubsub\n  topic: {topic}\n  routes:\n{routes}{extra}scopes:{scopes}\n"
@@ -449,306 +449,4 @@ async fn conformance_jetstream() {
     .await;
     let client = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
     let _ = async_nats::jetstream::new(client).delete_stream(stream).await;
-}
-
-/// An app whose health check fails gets no deliveries; they resume, complete, once it is healthy again.
-#[tokio::test]
-async fn deliveries_pause_while_the_app_is_unhealthy() {
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-    let gateway = TestGateway::start().await;
-    let healthy = Arc::new(AtomicBool::new(true));
-    let failed_probes = Arc::new(AtomicUsize::new(0));
-    let received = Arc::new(Mutex::new(Vec::<i64>::new()));
-    let arrivals = Arrivals::new();
-    let app = {
-        let (healthy, failed_probes, received) = (healthy.clone(), failed_probes.clone(), received.clone());
-        let (probed, delivered) = (arrivals.clone(), arrivals.clone());
-        Router::new()
-            .route(
-                "/healthz",
-                axum::routing::get(move || {
-                    let (healthy, failed_probes, probed) = (healthy.clone(), failed_probes.clone(), probed.clone());
-                    async move {
-                        let status = if healthy.load(Ordering::SeqCst) {
-                            StatusCode::OK
-                        } else {
-                            failed_probes.fetch_add(1, Ordering::SeqCst);
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
-                        probed.record();
-                        status
-                    }
-                }),
-            )
-            .route(
-                "/orders",
-                post(move |Json(event): Json<Value>| {
-                    let (received, delivered) = (received.clone(), delivered.clone());
-                    async move {
-                        received.lock().unwrap().push(event["data"]["seq"].as_i64().unwrap_or(-1));
-                        delivered.record();
-                        Json(json!({ "status": "SUCCESS" }))
-                    }
-                }),
-            )
-    };
-    let url = serve(app).await;
-    let publisher = gateway.app("shop", "checkout").await;
-    gateway.app_with_health("shop", "processor", Some(url), Some("/healthz")).await;
-    gateway.component("shop", &subscription("orders", "orders", "    default: /orders\n", "", &["processor"])).await;
-    let publish = |seq: i64| {
-        let (gateway, publisher) = (&gateway, &publisher);
-        async move { gateway.publish_seq(publisher, "orders", seq).await }
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut probe = 1000;
-    loop {
-        publish(probe).await;
-        if arrivals.within(Duration::from_millis(200), || !received.lock().unwrap().is_empty()).await {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the subscription never started delivering");
-        probe += 1;
-    }
-    // Wait for every probe published to land, then turn unhealthy until the platform has seen the threshold.
-    let probes_landed = || (1000..=probe).all(|seq| received.lock().unwrap().contains(&seq));
-    arrivals.until(Duration::from_secs(20), || format!("probes 1000..={probe} did not all land"), probes_landed).await;
-    healthy.store(false, Ordering::SeqCst);
-    let unhealthy_seen = || failed_probes.load(Ordering::SeqCst) >= 3;
-    arrivals.until(Duration::from_secs(20), || "the app was not probed unhealthy 3 times".into(), unhealthy_seen).await;
-    let before = received.lock().unwrap().len();
-    for seq in 0..5 {
-        publish(seq).await;
-    }
-    // This one expires (1 s) while deliveries are paused: it must never be delivered.
-    let expiring = gateway
-        .http_with(
-            "POST",
-            "/v1.0/publish/pubsub/orders?metadata.ttlInSeconds=1",
-            Some(&publisher),
-            Some(r#"{"seq":99}"#),
-            &[("content-type", "application/json")],
-        )
-        .await;
-    assert_eq!(expiring.status, StatusCode::NO_CONTENT);
-    // Nothing may arrive, so there is no event to wait for: several fetch waits and probe periods, in which a
-    // live subscription would have delivered (a delivery ends the wait early, and the test).
-    arrivals.within(Duration::from_secs(2), || received.lock().unwrap().len() > before).await;
-    assert_eq!(received.lock().unwrap().len(), before, "delivered to an unhealthy app");
-    healthy.store(true, Ordering::SeqCst);
-    let got = || -> BTreeSet<i64> { received.lock().unwrap().iter().copied().filter(|seq| *seq < 1000).collect() };
-    let resumed = || (0..5).all(|seq| got().contains(&seq));
-    arrivals.until(Duration::from_secs(20), || format!("deliveries did not resume: {:?}", got()), resumed).await;
-    // A fetch wait later the expired message has been settled too, without reaching the app (again no event).
-    arrivals.within(Duration::from_millis(1500), || received.lock().unwrap().contains(&99)).await;
-    assert!(!received.lock().unwrap().contains(&99), "an expired message was delivered");
-}
-
-/// `bulkSubscribe`: events arrive in daprd's bulk envelope; an entry answered RETRY comes again.
-#[tokio::test]
-async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
-    let gateway = TestGateway::start().await;
-    let batches = Arc::new(Mutex::new(Vec::<Value>::new()));
-    let arrivals = Arrivals::new();
-    let app = {
-        let (batches, arrivals) = (batches.clone(), arrivals.clone());
-        Router::new().route(
-            "/bulk",
-            post(move |Json(batch): Json<Value>| {
-                let (batches, arrivals) = (batches.clone(), arrivals.clone());
-                async move {
-                    let mut seen = batches.lock().unwrap();
-                    let retried_before = seen.iter().any(|earlier| {
-                        earlier["entries"].as_array().unwrap().iter().any(|e| e["event"]["data"]["seq"] == 3)
-                    });
-                    let statuses: Vec<Value> = batch["entries"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|entry| {
-                            let status =
-                                if entry["event"]["data"]["seq"] == 3 && !retried_before { "RETRY" } else { "SUCCESS" };
-                            json!({ "entryId": entry["entryId"], "status": status })
-                        })
-                        .collect();
-                    seen.push(batch);
-                    drop(seen);
-                    arrivals.record();
-                    Json(json!({ "statuses": statuses }))
-                }
-            }),
-        )
-    };
-    let url = serve(app).await;
-    let publisher = gateway.app("shop", "checkout").await;
-    gateway.app_at("shop", "processor", Some(url)).await;
-    let bulk = "  bulkSubscribe:\n    enabled: true\n    maxMessagesCount: 50\n    maxAwaitDurationMs: 500\n";
-    gateway.component("shop", &subscription("bulk", "bulk", "    default: /bulk\n", bulk, &["processor"])).await;
-    let delivered = |batches: &Vec<Value>| -> BTreeSet<i64> {
-        batches
-            .iter()
-            .flat_map(|batch| {
-                batch["entries"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .filter_map(|e| e["event"]["data"]["seq"].as_i64())
-                    .collect::<Vec<_>>()
-            })
-            .collect()
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut probe = 1000;
-    loop {
-        gateway.publish_seq(&publisher, "bulk", probe).await;
-        if arrivals.within(Duration::from_millis(300), || !delivered(&batches.lock().unwrap()).is_empty()).await {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the bulk subscription never started delivering");
-        probe += 1;
-    }
-    let entries: Vec<Value> = (0..10)
-        .map(|seq| json!({ "entryId": seq.to_string(), "event": { "seq": seq }, "contentType": "application/json" }))
-        .collect();
-    let published = gateway
-        .http("POST", "/v1.0-alpha1/publish/bulk/pubsub/bulk", Some(&publisher), Some(&json!(entries).to_string()))
-        .await;
-    assert_eq!(published.status, StatusCode::NO_CONTENT);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let batches = batches.lock().unwrap().clone();
-        let threes = batches
-            .iter()
-            .flat_map(|b| b["entries"].as_array().unwrap().clone())
-            .filter(|e| e["event"]["data"]["seq"] == 3)
-            .count();
-        // Everything arrived, and the entry answered RETRY came a second time.
-        if (0..10).all(|seq| delivered(&batches).contains(&seq)) && threes == 2 {
-            assert!(
-                batches.iter().any(|batch| batch["entries"].as_array().unwrap().len() > 1),
-                "events arrive in batches"
-            );
-            let batch = &batches[batches.len() - 1];
-            assert_eq!(
-                (batch["type"].as_str(), batch["topic"].as_str(), batch["pubsubname"].as_str()),
-                (Some("com.dapr.event.sent.bulk"), Some("bulk"), Some("pubsub"))
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not every event arrived ({threes} deliveries of seq 3): {:?}",
-            delivered(&batches)
-        );
-        arrivals.next(Duration::from_millis(500)).await;
-    }
-}
-
-/// The inbound retry policy of the pub/sub component governs redeliveries: three attempts, then the
-/// dead-letter topic.
-#[tokio::test]
-async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
-    let gateway = TestGateway::start().await;
-    let attempts = Arc::new(Mutex::new(Vec::<(String, i64, Instant)>::new()));
-    let arrivals = Arrivals::new();
-    let app = {
-        let (attempts, arrivals) = (attempts.clone(), arrivals.clone());
-        Router::new().route(
-            "/{*path}",
-            post(move |Path(path): Path<String>, Json(event): Json<Value>| {
-                let (attempts, arrivals) = (attempts.clone(), arrivals.clone());
-                async move {
-                    attempts.lock().unwrap().push((
-                        path.clone(),
-                        event["data"]["seq"].as_i64().unwrap_or(-1),
-                        Instant::now(),
-                    ));
-                    arrivals.record();
-                    if path == "refuses" {
-                        StatusCode::INTERNAL_SERVER_ERROR
-                    } else {
-                        StatusCode::OK
-                    }
-                }
-            }),
-        )
-    };
-    let url = serve(app).await;
-    let publisher = gateway.app("shop", "checkout").await;
-    gateway.app_at("shop", "processor", Some(url)).await;
-    let resiliency = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: delivery\nspec:\n  policies:\n    retries:\n      twice:\n        policy: constant\n        duration: 300ms\n        maxRetries: 2\n  targets:\n    components:\n      pubsub:\n        inbound:\n          retry: twice\n";
-    gateway.component("shop", resiliency).await;
-    gateway
-        .component(
-            "shop",
-            &subscription(
-                "fragile",
-                "fragile",
-                "    default: /refuses\n",
-                "  deadLetterTopic: poison\n",
-                &["processor"],
-            ),
-        )
-        .await;
-    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seq = 0;
-    let first_dead = || attempts.lock().unwrap().iter().find(|(path, _, _)| path == "poison").map(|(_, seq, _)| *seq);
-    let dead = loop {
-        gateway.publish_seq(&publisher, "fragile", seq).await;
-        seq += 1;
-        if arrivals.within(Duration::from_millis(400), || first_dead().is_some()).await {
-            break first_dead().expect("a dead-lettered event");
-        }
-        assert!(Instant::now() < deadline, "nothing reached the dead-letter topic");
-    };
-    let tries: Vec<Instant> = attempts
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(path, s, _)| path == "refuses" && *s == dead)
-        .map(|(_, _, at)| *at)
-        .collect();
-    assert_eq!(tries.len(), 3, "one delivery and two retries, then the dead-letter topic");
-    for pair in tries.windows(2) {
-        assert!(
-            pair[1] - pair[0] >= Duration::from_millis(250),
-            "retries wait the policy's 300 ms: {:?}",
-            pair[1] - pair[0]
-        );
-    }
-}
-
-#[tokio::test]
-async fn apps_registered_with_the_grpc_protocol_get_no_http_deliveries() {
-    let gateway = TestGateway::start().await;
-    let http_subscriber = Subscriber::start().await;
-    let grpc_subscriber = Subscriber::start().await;
-    let publisher = gateway.app("shop", "checkout").await;
-    gateway.app_at("shop", "processor", Some(http_subscriber.url.clone())).await;
-    let mut grpc_app = identity("grpc-processor", Some(grpc_subscriber.url.clone()));
-    grpc_app.app_protocol = "grpc".into();
-    gateway.register("shop", &grpc_app).await;
-    let declared = subscription("orders", "orders", "    default: /orders\n", "", &["processor", "grpc-processor"]);
-    gateway.component("shop", &declared).await;
-
-    // Both subscriptions are derived in the same scan: once the HTTP app has every message, a delivery loop for
-    // the gRPC app would have had them too.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut seq = 0;
-    loop {
-        gateway.publish_seq(&publisher, "orders", seq).await;
-        seq += 1;
-        if http_subscriber.receives(Duration::from_millis(300), "/orders", |_| true).await {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the HTTP app's subscription never started delivering");
-    }
-    let batch: BTreeSet<i64> = (1000..1012).collect();
-    for seq in &batch {
-        gateway.publish_seq(&publisher, "orders", *seq).await;
-    }
-    http_subscriber.wait_for("/orders", &batch).await;
-    let sent = grpc_subscriber.attempts().len();
-    assert_eq!(sent, 0, "the gRPC app was sent {sent} HTTP deliveries");
 }
