@@ -67,6 +67,9 @@ impl SubscriptionSpec {
     /// A rule whose condition cannot be evaluated for this event (e.g. it reads a field the event lacks)
     /// does not match; the next rule is tried.
     pub fn route(&self, event: &Map<String, Value>) -> Option<&str> {
+        if self.rules.is_empty() {
+            return self.default_path.as_deref();
+        }
         let variables = crate::pubsub::cloudevent::match_variables(event);
         self.rules
             .iter()
