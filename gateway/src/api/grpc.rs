@@ -45,8 +45,16 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         router = router.route(&path, route);
     }
     router
-        .fallback(|uri: axum::http::Uri| async move { DaprError::unimplemented(uri.path()).into_grpc_response() })
+        .fallback(unserved_rpc)
         .with_state(gateway)
+}
+
+/// An rpc this version does not serve: `Unimplemented` to an authenticated caller, the refusal to anyone else.
+async fn unserved_rpc(State(gateway): State<Gateway>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
+    match admit(&gateway, &headers, uri.path()).await {
+        Ok(_) => DaprError::unimplemented(uri.path()).into_grpc_response(),
+        Err(refused) => refused,
+    }
 }
 
 /// Lets a call in, or answers the refusal: the caller, the call's trace context, and its span.

@@ -39,8 +39,13 @@ async fn by_path(
 
 /// Any path that is no Dapr API route, with `dapr-app-id: <id>` (or `Authorization: Basic` of `dapr-app-id:<id>`):
 /// an invocation of that whole path on the app, as daprd's fallback route does. Anything else is an API
-/// this version does not serve.
+/// this version does not serve. The caller is authenticated first, as daprd's token check comes before its
+/// routes: without a valid token every path but the health probes answers 401.
 pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Request) -> Response {
+    let tenant = match super::http::admit(&gateway, &mut request).await {
+        Ok(tenant) => tenant,
+        Err(refused) => return refused,
+    };
     let headers = request.headers();
     let app_id = headers
         .get("dapr-app-id")
@@ -49,10 +54,6 @@ pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Reque
         .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(crate::invoke::basic_app_id));
     let Some(app_id) = app_id.filter(|app_id| !app_id.is_empty()) else {
         return DaprError::unimplemented(request.uri().path()).into_response();
-    };
-    let tenant = match super::http::admit(&gateway, &mut request).await {
-        Ok(tenant) => tenant,
-        Err(refused) => return refused,
     };
     let method = request.uri().path().to_owned();
     let span = tracing::debug_span!("dapr_http", method = %request.method(), path = %method, project = %tenant.project, app_id = %tenant.app_id);

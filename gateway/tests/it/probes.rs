@@ -27,6 +27,26 @@ async fn unserved_api_answers_dapr_unimplemented() {
     assert!(message.contains("/v1.0/configuration/appconfig"), "{message}");
 }
 
+/// daprd checks the token before its routes: an unserved path or rpc is refused, not described, to a caller
+/// without a valid token.
+#[tokio::test]
+async fn unserved_api_refuses_a_caller_without_a_token_first() {
+    let gateway = TestGateway::start().await;
+    gateway.app("demo", "orders").await;
+    for token in [None, Some("ort_wrong")] {
+        for path in ["/v1.0/configuration/appconfig?key=a", "/no/such/api"] {
+            let answer = gateway.http("GET", path, token, None).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path} with {token:?}");
+        }
+    }
+    let mut grpc = gateway.grpc_client().await;
+    let lock = pb::TryLockRequest { store_name: "lockstore".into(), resource_id: "r".into(), ..Default::default() };
+    let err = grpc.try_lock_alpha1(tonic::Request::new(lock.clone())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+    let err = grpc.try_lock_alpha1(with_token(lock, "ort_wrong")).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated, "{err:?}");
+}
+
 #[tokio::test]
 async fn metadata_names_the_caller_and_its_components() {
     let gateway = TestGateway::start().await;
