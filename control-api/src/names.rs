@@ -11,13 +11,14 @@ use serde_json::{json, Value};
 pub(crate) enum Rule {
     /// Projects, App IDs and pools: 1-63 of `a-z0-9-`, starting and ending alphanumeric.
     DnsLabel,
-    /// Dapr resources: a DNS-1123 subdomain (dot-separated DNS labels), at most 253 characters.
+    /// Dapr resources: dot-separated parts of letters, digits, `-` and `_`, at most 253 characters.
     ResourceName,
     /// API token identifiers as the server issues them.
     TokenId,
 }
 
 const DNS_LABEL: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
+const RESOURCE_NAME_PART: &str = "[A-Za-z0-9]([-_A-Za-z0-9]*[A-Za-z0-9])?";
 
 impl Rule {
     /// Why `value` does not follow the rule, if it does not.
@@ -40,7 +41,7 @@ impl Rule {
     pub(crate) fn schema(self) -> Value {
         let (pattern, max_length) = match self {
             Rule::DnsLabel => (format!("^{DNS_LABEL}$"), 63),
-            Rule::ResourceName => (format!("^{DNS_LABEL}(\\.{DNS_LABEL})*$"), 253),
+            Rule::ResourceName => (format!("^{RESOURCE_NAME_PART}(\\.{RESOURCE_NAME_PART})*$"), 253),
             Rule::TokenId => ("^tok_[0-9a-f]{32}$".to_owned(), 36),
         };
         json!({"type": "string", "pattern": pattern, "minLength": 1, "maxLength": max_length})

@@ -167,9 +167,39 @@ async fn apply_prune_removes_what_the_input_omits(app: TestApp) {
     app.get("/api/v1/projects/demo/components/orderpubsub").await.expect(StatusCode::OK);
 }
 
+/// Names as Dapr's quickstarts write them for self-hosted daprd (mixed case, underscores), which Kubernetes
+/// would refuse.
+const QUICKSTART_NAMES: &str = "\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: daprConfig
+spec:
+  tracing:
+    samplingRate: \"1\"
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: order_Store
+spec:
+  type: state.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: localhost:6379
+---
+apiVersion: outrigger.io/v1alpha1
+kind: AppIdentity
+metadata:
+  name: quickstart
+spec:
+  config: daprConfig
+";
+
 async fn export_apply_export_round_trips(app: TestApp) {
     app.project("source").await;
-    app.apply("source", "", APPLICATION).await.expect(StatusCode::OK);
+    app.apply("source", "", &format!("{APPLICATION}---\n{QUICKSTART_NAMES}")).await.expect(StatusCode::OK);
     let first = app.export("source").await;
     for kind in [
         "kind: AppIdentity",
@@ -186,7 +216,12 @@ async fn export_apply_export_round_trips(app: TestApp) {
 
     app.project("copy").await;
     let applied = app.apply("copy", "", &first).await.expect(StatusCode::OK).json();
-    assert_eq!(refs(&applied, "created"), all());
+    let mut expected = all();
+    expected.extend(["AppIdentity/quickstart", "Component/order_Store", "Configuration/daprConfig"].map(String::from));
+    expected.sort();
+    assert_eq!(refs(&applied, "created"), expected);
+    assert!(first.contains("name: daprConfig") && first.contains("config: daprConfig"), "{first}");
+    app.get("/api/v1/projects/copy/configurations/daprConfig").await.expect(StatusCode::OK);
     let second = app.export("copy").await;
     assert_eq!(first, second);
 }

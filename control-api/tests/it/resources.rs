@@ -113,7 +113,7 @@ async fn component_validation_happens_on_write(app: TestApp) {
         .await
         .expect_error(StatusCode::CONFLICT, "reserved_name");
     // A name no resource can have is refused with the path, before the document is read.
-    app.put_yaml("/api/v1/projects/demo/components/Bad_Name", &STATESTORE.replace("statestore", "Bad_Name"))
+    app.put_yaml("/api/v1/projects/demo/components/_bad", &STATESTORE.replace("statestore", "_bad"))
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_path");
     assert_eq!(app.get("/api/v1/projects/demo/components").await.json()["items"], json!([]));

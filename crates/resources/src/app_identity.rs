@@ -115,7 +115,7 @@ mod tests {
             (json!({"appHealthCheckPath": "healthz"}), "spec.appHealthCheckPath: must start with '/'"),
             (json!({"appToken": ""}), "spec.appToken: is empty"),
             (json!({"appToken": 5}), "spec.appToken: must be a string"),
-            (json!({"config": "App Config"}), "spec.config: 'App Config' contains 'A'"),
+            (json!({"config": "App Config"}), "spec.config: 'App Config' contains ' '"),
             (json!([]), "spec: must be a mapping"),
         ];
         for (spec, expected) in cases {

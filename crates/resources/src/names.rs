@@ -1,5 +1,6 @@
-//! Name rules: DNS labels for projects and App IDs, DNS-1123 subdomains for Dapr resources
-//! (the rule Kubernetes applies to `metadata.name`, so exported documents stay applyable there).
+//! Name rules: DNS labels for projects and App IDs (they become host names); for Dapr resources, the names
+//! daprd takes in self-hosted mode that are also safe as one URL path segment: dot-separated parts of letters of
+//! either case, digits, `-` and `_` (Dapr's own quickstarts name a Configuration `daprConfig`).
 
 use crate::Invalid;
 
@@ -12,7 +13,7 @@ pub fn validate_dns_label(name: &str) -> Result<(), Invalid> {
     let problem = if name.len() > DNS_LABEL_MAX {
         Some(format!("is longer than {DNS_LABEL_MAX} characters"))
     } else {
-        label_problem(name, "-")
+        label_problem(name, Part::DnsLabel)
     };
     match problem {
         None => Ok(()),
@@ -23,35 +24,43 @@ pub fn validate_dns_label(name: &str) -> Result<(), Invalid> {
     }
 }
 
-/// Checks a Dapr resource name as a Kubernetes DNS-1123 subdomain: 1-253 characters of
-/// lowercase letters, digits, `-` and `.`, where each dot-separated part starts and ends with
-/// a letter or digit.
+/// Checks a Dapr resource name: 1-253 characters of letters, digits, `-`, `_` and `.`, where each
+/// dot-separated part starts and ends with a letter or digit.
 pub fn validate_resource_name(name: &str) -> Result<(), Invalid> {
     let problem = if name.len() > RESOURCE_NAME_MAX {
         Some(format!("is longer than {RESOURCE_NAME_MAX} characters"))
     } else {
-        name.split('.').find_map(|part| label_problem(part, "-."))
+        name.split('.').find_map(|part| label_problem(part, Part::ResourceName))
     };
     match problem {
         None => Ok(()),
         Some(problem) => Err(Invalid::new(format!(
-            "'{name}' {problem}; use 1-{RESOURCE_NAME_MAX} lowercase letters, digits, '-' and '.', \
+            "'{name}' {problem}; use 1-{RESOURCE_NAME_MAX} letters, digits, '-', '_' and '.', \
              with every dot-separated part starting and ending with a letter or digit"
         ))),
     }
 }
 
-/// What is wrong with one label, if anything. `allowed_punctuation` only shapes the wording:
-/// dots never reach here, because subdomains are split on them first.
-fn label_problem(label: &str, allowed_punctuation: &str) -> Option<String> {
-    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+/// Which name a label is (a part of).
+#[derive(Clone, Copy)]
+enum Part {
+    DnsLabel,
+    ResourceName,
+}
+
+/// What is wrong with one label, if anything. Dots never reach here: resource names are split on them first.
+fn label_problem(label: &str, part: Part) -> Option<String> {
+    let (alphanumeric, punctuation, wording): (fn(char) -> bool, &[char], _) = match part {
+        Part::DnsLabel => {
+            (|c: char| c.is_ascii_lowercase() || c.is_ascii_digit(), &['-'], "a lowercase letter, digit or '-'")
+        }
+        Part::ResourceName => (|c: char| c.is_ascii_alphanumeric(), &['-', '_'], "a letter, digit, '-', '_' or '.'"),
+    };
     if label.is_empty() {
         return Some("has an empty part".to_owned());
     }
-    if let Some(bad) = label.chars().find(|&c| !alphanumeric(c) && c != '-') {
-        return Some(format!(
-            "contains '{bad}', which is not a lowercase letter, digit or one of '{allowed_punctuation}'"
-        ));
+    if let Some(bad) = label.chars().find(|&c| !alphanumeric(c) && !punctuation.contains(&c)) {
+        return Some(format!("contains '{bad}', which is not {wording}"));
     }
     let first = label.chars().next().is_some_and(alphanumeric);
     let last = label.chars().next_back().is_some_and(alphanumeric);
@@ -88,7 +97,7 @@ mod tests {
     #[test]
     fn resource_names() {
         let long_ok = ["a"; 127].join(".");
-        for good in ["statestore", "my.pubsub-1", "a", "0.0", long_ok.as_str()] {
+        for good in ["statestore", "my.pubsub-1", "a", "0.0", "daprConfig", "order_store", long_ok.as_str()] {
             assert_eq!(validate_resource_name(good), Ok(()), "{good}");
         }
         let too_long = "a".repeat(254);
@@ -97,7 +106,8 @@ mod tests {
             ("state..store", "empty part"),
             (".state", "empty part"),
             ("state.-x", "does not start and end"),
-            ("State", "contains 'S'"),
+            ("_state", "does not start and end"),
+            ("state/x", "contains '/'"),
             ("state store", "contains ' '"),
             (too_long.as_str(), "longer than 253"),
         ];

@@ -44,9 +44,7 @@ pub fn grpc_router(gateway: Gateway) -> Router {
     for (path, route) in blocks.into_iter().flatten() {
         router = router.route(&path, route);
     }
-    router
-        .fallback(unserved_rpc)
-        .with_state(gateway)
+    router.fallback(unserved_rpc).with_state(gateway)
 }
 
 /// An rpc this version does not serve: `Unimplemented` to an authenticated caller, the refusal to anyone else.

@@ -112,7 +112,7 @@ fn normalize_refuses_documents_that_break_the_kind_rules() {
     let cases: Vec<(Document, &str)> = vec![
         (Document { api_version: "dapr.io/v2alpha1".into(), ..statestore() }, "apiVersion: 'dapr.io/v2alpha1' is not an apiVersion of Component; use dapr.io/v1alpha1"),
         (Document { api_version: "dapr.io/v1".into(), ..app() }, "apiVersion: 'dapr.io/v1' is not an apiVersion of AppIdentity; use outrigger.io/v1alpha1 or cra.diagrid.io/v1beta1"),
-        (Document { metadata: ObjectMeta { name: "State_Store".into(), ..ObjectMeta::default() }, ..statestore() }, "metadata.name: 'State_Store' contains 'S'"),
+        (Document { metadata: ObjectMeta { name: "State Store".into(), ..ObjectMeta::default() }, ..statestore() }, "metadata.name: 'State Store' contains ' '"),
         (Document { metadata: ObjectMeta { name: "check.out".into(), ..ObjectMeta::default() }, ..app() }, "metadata.name: 'check.out' contains '.'"),
         (Document { scopes: vec!["app1".into(), "App2".into()], ..statestore() }, "scopes[1]: 'App2' contains 'A'"),
         (Document { scopes: vec!["app1".into()], ..app() }, "scopes: AppIdentity documents take no scopes"),
