@@ -213,12 +213,15 @@ def reply(status: int, body: bytes) -> Response:
 class SubscriberApp:
     """An app the platform pushes events to: a Flask app served by werkzeug on 127.0.0.1, in a thread.
 
-    `subscriptions` is what GET /dapr/subscribe answers (None: 404). `answer(push)` decides the reply to each
+    `subscriptions` is what GET /dapr/subscribe answers (None: 404), after answering 503 to the first
+    `unready_subscribe_answers` asks (an app that is not ready yet). `answer(push)` decides the reply to each
     POST, to any path, as (status, body); by default 200 with an empty body (SUCCESS). Every POST lands in
     `inbox`."""
 
     def __init__(self, subscriptions: Optional[list] = None):
         self.subscriptions = subscriptions
+        self.unready_subscribe_answers = 0
+        self.refused_subscribe_requests = 0
         self.answer: Callable[[Push], tuple[int, bytes]] = lambda push: (200, b'')
         self.inbox = Inbox(describe_push)
         self.subscribe_requests: list[dict[str, str]] = []
@@ -257,6 +260,9 @@ class SubscriberApp:
         if self._request_path() != '/dapr/subscribe' or self.subscriptions is None:
             return reply(404, b'')
         with self._lock:
+            if self.refused_subscribe_requests < self.unready_subscribe_answers:
+                self.refused_subscribe_requests += 1
+                return reply(503, b'')
             self.subscribe_requests.append(headers)
         return reply(200, json_bytes(self.subscriptions))
 
@@ -575,6 +581,20 @@ def test_programmatic_subscriptions_from_dapr_subscribe(tenants, subscriber_apps
         app.take_data({'level': 'info', 'what': 'drill'}, path='/alerts')
     assert app.subscribe_requests, 'the platform never asked GET /dapr/subscribe'
     assert all(push.data != {'never': 'delivered'} for push in app.pushes()), app.pushes()
+
+
+def test_an_app_not_ready_at_registration_is_asked_again_promptly(tenants, subscriber_apps):
+    """daprd reads /dapr/subscribe once the app is ready; an app that is not ready when its App ID is
+    registered is asked again within seconds (backing off from 1 s), not at the 30 s refresh."""
+    app = subscriber_apps(subscriptions=[{'pubsubname': PUBSUB, 'topic': 'inventory', 'route': '/inventory'}])
+    app.unready_subscribe_answers = 2
+    project = tenants.project(apps=('orders',))
+    tenants.add_app(project, 'warehouse', app_endpoint=app.endpoint)
+    with dapr_client(project.apps['orders']) as publisher:
+        wait_until_live(lambda value: publish_json(publisher, 'inventory', value), app,
+                        'the subscription of an app that answered /dapr/subscribe on its third ask', timeout=15.0,
+                        path='/inventory')
+    assert app.refused_subscribe_requests == 2 and app.subscribe_requests
 
 
 def test_retry_then_success_is_redelivered(tenants, subscriber_apps):

@@ -41,6 +41,10 @@ const SAFETY_NET: Duration = Duration::from_secs(5);
 const SAFETY_NET_OVERLAP_MS: i64 = 60_000;
 /// How often an app's `/dapr/subscribe` is asked again.
 const PROGRAMMATIC_REFRESH: Duration = Duration::from_secs(30);
+/// How soon an app that did not answer `/dapr/subscribe` is asked again: doubling from this, as daprd reads the
+/// route once the app channel is ready, until the delay would pass [`PROGRAMMATIC_REFRESH`] (about 30 s of
+/// asking); after that a change to the project, or its periodic refresh, asks again.
+const FIRST_ASK_AGAIN: Duration = Duration::from_secs(1);
 /// How long a fetched message is held before another fetcher may have it.
 const HOLD: Duration = Duration::from_secs(90);
 /// How long one fetch waits for messages.
@@ -198,10 +202,15 @@ impl Deliverer {
                 changed.extend(loops.with_programmatic.iter().cloned());
                 next_programmatic_refresh = now + PROGRAMMATIC_REFRESH;
             }
+            changed
+                .extend(loops.unanswered.iter().filter(|(_, (at, _))| *at <= now).map(|(project, _)| project.clone()));
             let mut complete = true;
             for project_id in changed {
                 match self.project_targets(&ProjectId::received(project_id.clone())).await {
-                    Ok(targets) => self.reconcile(&mut loops, &project_id, targets),
+                    Ok(derived) => {
+                        loops.ask_again(&project_id, derived.unanswered, now);
+                        self.reconcile(&mut loops, &project_id, derived.targets);
+                    }
                     Err(err) => {
                         tracing::warn!(%project_id, error = %err, "cannot read the project's subscriptions; its deliveries continue as they were");
                         // Looked at again on the next round.
@@ -213,8 +222,11 @@ impl Deliverer {
             if complete {
                 self.scans.send_modify(|scans| scans.completed = scan);
             }
+            let next_ask_again = loops.unanswered.values().map(|(at, _)| *at).min();
+            let next_look =
+                next_safety_net.min(next_programmatic_refresh).min(next_ask_again.unwrap_or(next_safety_net));
             tokio::select! {
-                () = tokio::time::sleep_until(next_safety_net.min(next_programmatic_refresh)) => {}
+                () = tokio::time::sleep_until(next_look) => {}
                 () = self.wake.notified() => {}
                 () = shutdown.cancelled() => break,
             }
@@ -291,6 +303,24 @@ struct Loops {
     probes: HashMap<(String, String), Probe>,
     /// Projects with subscriptions from `/dapr/subscribe`, asked again every [`PROGRAMMATIC_REFRESH`].
     with_programmatic: std::collections::HashSet<String>,
+    /// Projects with an app that did not answer `/dapr/subscribe`: when to ask again, and the delay that led there.
+    unanswered: HashMap<String, (tokio::time::Instant, Duration)>,
+}
+
+impl Loops {
+    /// Schedules the next question to a project's apps that did not answer `/dapr/subscribe`, backing off.
+    fn ask_again(&mut self, project_id: &str, unanswered: bool, now: tokio::time::Instant) {
+        let delay = match self.unanswered.get(project_id) {
+            Some((_, delay)) if unanswered => delay.saturating_mul(2),
+            None if unanswered => FIRST_ASK_AGAIN,
+            _ => Duration::MAX,
+        };
+        if delay > PROGRAMMATIC_REFRESH {
+            self.unanswered.remove(project_id);
+        } else {
+            self.unanswered.insert(project_id.to_owned(), (now + delay, delay));
+        }
+    }
 }
 
 /// Pulls and delivers the messages of one subscription until aborted.

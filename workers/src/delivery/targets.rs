@@ -50,20 +50,21 @@ impl Deliverer {
     }
 
     /// Every subscription target of one project; none when it is gone or in another pool.
-    pub(super) async fn project_targets(&self, project_id: &ProjectId) -> Result<Vec<Target>, outrigger_store::Error> {
+    pub(super) async fn project_targets(&self, project_id: &ProjectId) -> Result<Derived, outrigger_store::Error> {
         let mut tx = self.control_plane.begin().await?;
         let project = match tx.project_by_id(project_id).await {
             Ok(project) => project,
-            Err(outrigger_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(outrigger_store::Error::NotFound { .. }) => return Ok(Derived::default()),
             Err(err) => return Err(err),
         };
         if self.pool.as_ref().is_some_and(|pool| *pool != project.pool) {
-            return Ok(Vec::new());
+            return Ok(Derived::default());
         }
         let apps = tx.list_app_ids(&project.id).await?;
         let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
         drop(tx);
         let mut found: Vec<Target> = Vec::new();
+        let mut unanswered = false;
         for app in apps {
             let Some(endpoint) = app.app_endpoint.clone() else { continue };
             if app.app_protocol == "grpc" {
@@ -85,7 +86,8 @@ impl Deliverer {
                 .filter(|stored| stored.document.applies_to(&app.name))
                 .map(|stored| (Origin::Declarative, stored.document.spec.clone()));
             let asked = self.programmatic(project.id.as_str(), &project.name, &app.name, &channel).await;
-            let declared = declarative.chain(asked.into_iter().map(|entry| (Origin::Programmatic, entry)));
+            unanswered |= !asked.answered;
+            let declared = declarative.chain(asked.entries.into_iter().map(|entry| (Origin::Programmatic, entry)));
             for (origin, declaration) in declared {
                 let spec = match SubscriptionSpec::from_json(&declaration, origin) {
                     Ok(spec) => spec,
@@ -109,42 +111,57 @@ impl Deliverer {
                 found.push(Target { key, channel: channel.clone(), health_path, spec: Arc::new(spec), source });
             }
         }
-        Ok(found)
+        Ok(Derived { targets: found, unanswered })
     }
 
     /// What the app answers to `GET /dapr/subscribe`: asked again when the last answer is older than
-    /// [`super::PROGRAMMATIC_REFRESH`] or came from another endpoint; a failed read keeps the last answer, so
-    /// that a busy app does not lose its subscriptions.
+    /// [`super::PROGRAMMATIC_REFRESH`] or came from another endpoint. A failed read keeps the last answer, so
+    /// that a busy app does not lose its subscriptions, and is not remembered: the next derivation asks again.
     async fn programmatic(
         &self,
         project_id: &str,
         project_name: &str,
         app_id: &str,
         channel: &outrigger_outbound::AppChannel,
-    ) -> Vec<serde_json::Value> {
+    ) -> Programmatic {
         let runtime = self.worker.runtime();
         let previous = match runtime.programmatic(project_id, app_id) {
             Some(answer) if answer.endpoint == channel.endpoint => {
                 if answer.fetched.elapsed() <= super::PROGRAMMATIC_REFRESH {
-                    return answer.entries;
+                    return Programmatic { entries: answer.entries, answered: true };
                 }
                 answer.entries
             }
             _ => Vec::new(),
         };
-        let entries = match app::subscriptions(channel, &self.client).await {
-            Ok(entries) => entries,
+        match app::subscriptions(channel, &self.client).await {
+            Ok(entries) => {
+                let answer = ProgrammaticSubscriptions {
+                    fetched: Instant::now(),
+                    endpoint: channel.endpoint.clone(),
+                    entries: entries.clone(),
+                };
+                runtime.set_programmatic(project_id, app_id, answer);
+                Programmatic { entries, answered: true }
+            }
             Err(err) => {
                 tracing::debug!(project = %project_name, %app_id, error = %err, "/dapr/subscribe not read; keeping the last answer");
-                previous
+                Programmatic { entries: previous, answered: false }
             }
-        };
-        let answer = ProgrammaticSubscriptions {
-            fetched: Instant::now(),
-            endpoint: channel.endpoint.clone(),
-            entries: entries.clone(),
-        };
-        runtime.set_programmatic(project_id, app_id, answer);
-        entries
+        }
     }
+}
+
+/// The subscription targets of one project.
+#[derive(Default)]
+pub(super) struct Derived {
+    pub(super) targets: Vec<Target>,
+    /// An app of the project did not answer `GET /dapr/subscribe` (not listening yet, or failing).
+    pub(super) unanswered: bool,
+}
+
+/// An app's programmatic subscriptions, and whether the app answered for them.
+struct Programmatic {
+    entries: Vec<serde_json::Value>,
+    answered: bool,
 }
