@@ -597,6 +597,37 @@ def test_an_app_not_ready_at_registration_is_asked_again_promptly(tenants, subsc
     assert app.refused_subscribe_requests == 2 and app.subscribe_requests
 
 
+REDIS_PUBSUB = """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: orderpubsub
+spec:
+  type: pubsub.redis
+  version: v1
+  metadata:
+    - name: redisHost
+      value: "127.0.0.1:6379"
+"""
+
+
+def test_what_was_published_before_the_subscriber_first_answered_arrives(tenants, subscriber_apps):
+    """Dapr's pub/sub quickstart, in the order people run it: the publisher publishes at once, the subscriber's
+    app starts later. daprd creates the Redis consumer group at 0, so nothing published before the subscriber's
+    first answer to /dapr/subscribe is lost."""
+    app = subscriber_apps(subscriptions=[{'pubsubname': 'orderpubsub', 'topic': 'orders', 'route': '/orders'}])
+    app.unready_subscribe_answers = 1
+    project = tenants.project(apps=('checkout',))
+    tenants.deployment.control.put_component(project.name, 'orderpubsub', REDIS_PUBSUB)
+    with dapr_client(project.apps['checkout']) as publisher:
+        wait_for_component(publisher, 'orderpubsub')
+        for order in range(3):
+            publish_json(publisher, 'orders', {'orderId': order}, pubsub='orderpubsub')
+        tenants.add_app(project, 'order-processor', app_endpoint=app.endpoint)
+        for order in range(3):
+            app.take_data({'orderId': order}, path='/orders')
+    assert app.refused_subscribe_requests == 1
+
+
 def test_retry_then_success_is_redelivered(tenants, subscriber_apps):
     app = subscriber_apps()
 

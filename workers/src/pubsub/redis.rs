@@ -2,7 +2,7 @@
 //!
 //! - A topic is the stream `pubsub:<topic>`, a message an entry whose field `data` holds the payload.
 //!   Publishing is `XADD`, trimming the stream to about `maxLenApprox` entries when that is set.
-//! - A group is a consumer group of the stream, created at `$` (with `MKSTREAM`). Every fetcher reads as the
+//! - A group is a consumer group of the stream, created at `0` (with `MKSTREAM`), as daprd creates it. Every fetcher reads as the
 //!   same Redis consumer: who holds a message is told by the due set below, not by Redis's consumers.
 //! - Holds and retry delays: each group has a sorted set `pubsub-due:<topic length>:<topic>:<group>` that
 //!   scores every message the group has out with the Unix milliseconds at which it may be handed out again.
@@ -240,7 +240,9 @@ impl Broker for RedisBroker {
                 .arg("CREATE")
                 .arg(stream_key(topic))
                 .arg(group)
-                .arg("$")
+                // From the stream's start, as daprd creates it: what was published before the subscriber's first
+                // fetch reaches it.
+                .arg("0")
                 .arg("MKSTREAM")
                 .query_async::<()>(&mut connection)
                 .await;

@@ -27,7 +27,8 @@
 //!
 //! Retention: an ack deletes the group's delivery row, and a sweep (at most every
 //! [`SqlBrokerOptions::sweep_interval`], riding on publishes and acks) deletes the messages left without
-//! delivery rows, i.e. acked by every group that existed when they were published. Messages older than
+//! delivery rows, i.e. acked by every group that existed when they were published. A topic without any group
+//! keeps its messages, and the first group created gets them (daprd's Redis groups start at `0`). Messages older than
 //! [`SqlBrokerOptions::max_age`] (default [`DEFAULT_MAX_AGE`], 24 h) are deleted too, acked or not. A sweep goes
 //! through the table [`SWEEP_WINDOW`] sequence numbers at a time, each window its own statements: on SQLite,
 //! whose one connection is shared by every call, deleting a minute of messages at 1000 msgs/s in one statement
@@ -172,7 +173,7 @@ async fn sweep(engine: Engine, pool: &AnyPool, statements: &Statements, cutoff: 
         let end = start.saturating_add(SWEEP_WINDOW);
         rows += within_deadline(label, async {
             let deliveries = sqlx::query(&statements.sweep_deliveries).bind(cutoff).bind(start).bind(end);
-            let messages = sqlx::query(&statements.sweep_messages).bind(start).bind(end);
+            let messages = sqlx::query(&statements.sweep_messages).bind(start).bind(end).bind(cutoff);
             let deleted = deliveries.execute(pool).await.map_err(backend_error(engine))?.rows_affected();
             Ok(deleted + messages.execute(pool).await.map_err(backend_error(engine))?.rows_affected())
         })
@@ -396,7 +397,8 @@ impl Broker for SqlBroker {
             let (topic, group) = (topic.to_owned(), group.to_owned());
             self.write(move |connection| {
                 Box::pin(async move {
-                    sqlx::query(&statements.insert_group).bind(topic).bind(group).execute(connection).await.map(drop)
+                    let insert = sqlx::query(&statements.insert_group).bind(topic).bind(group).bind(now_ms());
+                    insert.execute(connection).await.map(drop)
                 })
             })
             .await

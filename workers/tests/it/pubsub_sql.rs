@@ -39,11 +39,15 @@ impl Queue {
         sqlx::query_scalar(&count).bind(topic).fetch_one(&self.database).await.expect("count messages")
     }
 
-    /// Returns once a sweep has run after this call began: a message on a topic without groups is deleted by
-    /// the first sweep after its publish. Acks of nothing give the sweeps their occasions.
+    /// Returns once a sweep has run after this call began: a message its topic's only group acked is deleted by
+    /// the first sweep after the ack. Acks of nothing give the sweeps their occasions.
     async fn sweep(&self) {
         let marker = format!("marker {}", unique_id());
+        self.broker.ensure_group(&marker, "marker").await.expect("ensure the marker's group");
         self.broker.publish(&marker, b"swept").await.expect("publish a marker");
+        for delivery in receive(&self.broker, &marker, "marker", 1).await {
+            self.broker.ack(&marker, "marker", &delivery.id).await.expect("ack the marker");
+        }
         let started = Instant::now();
         while self.stored(&marker).await > 0 {
             assert!(started.elapsed() < PATIENCE, "no sweep within {PATIENCE:?}");
@@ -85,6 +89,20 @@ async fn messages_stay_until_every_group_acked(queue: Queue) {
     assert_eq!(queue.stored(topic).await, 0);
 }
 
+/// A topic nobody subscribed to yet keeps its messages through sweeps, for its first group.
+async fn messages_wait_for_their_topics_first_group(queue: Queue) {
+    let topic = "orders";
+    queue.broker.publish(topic, b"early").await.expect("publish");
+    queue.sweep().await;
+    assert_eq!(queue.stored(topic).await, 1, "the sweep deleted a message its topic's first group has not seen");
+    queue.broker.ensure_group(topic, "g").await.expect("ensure_group");
+    let received = receive(&queue.broker, topic, "g", 1).await;
+    assert_eq!(texts(&received), ["early"]);
+    queue.broker.ack(topic, "g", &received[0].id).await.expect("ack");
+    queue.sweep().await;
+    assert_eq!(queue.stored(topic).await, 0, "acked by the topic's group, the message stays");
+}
+
 async fn messages_older_than_the_maximum_age_go_unacked(queue: Queue) {
     const MAX_AGE: Duration = Duration::from_secs(1);
     let topic = "orders";
@@ -104,8 +122,9 @@ async fn a_sweep_reaches_every_window(queue: Queue) {
     const MESSAGES: i64 = 1500;
     queue.broker.ensure_group("kept", "g").await.expect("ensure_group");
     queue.broker.publish("kept", b"first").await.expect("publish");
-    // Stored straight into the table, no group having them: publishes would give the broker occasions to sweep
-    // while the table fills.
+    queue.broker.ensure_group("unread", "g").await.expect("ensure_group");
+    // Stored straight into the table without delivery rows, as if their topic's group had acked them: publishes
+    // would give the broker occasions to sweep while the table fills.
     let insert = format!(
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $3) \
          INSERT INTO {}_messages (topic, payload, published_at) SELECT $1, $2, $4 FROM n",
@@ -119,7 +138,7 @@ async fn a_sweep_reaches_every_window(queue: Queue) {
     queue.broker.publish("kept", b"last").await.expect("publish");
 
     queue.sweep().await;
-    assert_eq!(queue.stored("unread").await, 0, "messages no group has were left");
+    assert_eq!(queue.stored("unread").await, 0, "messages every group acked were left");
     assert_eq!(queue.stored("kept").await, 2, "messages the group has not acked were deleted");
 }
 
@@ -147,6 +166,19 @@ async fn postgres_keeps_messages_until_every_group_acked() {
     let prefix = format!("ps_{}", unique_id());
     let queue = postgres_queue(&prefix, Duration::from_secs(3600)).await;
     finally(messages_stay_until_every_group_acked(queue), drop_tables(&prefix)).await;
+}
+
+#[tokio::test]
+async fn sqlite_keeps_messages_for_a_topics_first_group() {
+    let directory = TempDir::new().expect("temporary directory");
+    messages_wait_for_their_topics_first_group(sqlite_queue(&directory, Duration::from_secs(3600)).await).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_messages_for_a_topics_first_group() {
+    let prefix = format!("ps_{}", unique_id());
+    let queue = postgres_queue(&prefix, Duration::from_secs(3600)).await;
+    finally(messages_wait_for_their_topics_first_group(queue), drop_tables(&prefix)).await;
 }
 
 #[tokio::test]

@@ -64,6 +64,27 @@ impl Engine {
         }
     }
 
+    /// Creates a group ($1 topic, $2 name, $3 now) unless it exists; a group it creates holds every message of its
+    /// topic still stored, as daprd creates a Redis consumer group at `0`: what was published before the
+    /// subscriber's first fetch reaches it.
+    fn insert_group(self, messages: &str, groups: &str, deliveries: &str) -> String {
+        let insert_group =
+            format!("INSERT INTO {groups} (topic, name) VALUES ($1, $2) ON CONFLICT (topic, name) DO NOTHING");
+        let columns = format!("{deliveries} (group_id, seq, attempts, available_at)");
+        match self {
+            // Two statements in the writer's transaction: changes() is still the first one's count (1 when it
+            // created the group) while the second runs.
+            Engine::Sqlite => format!(
+                "{insert_group}; INSERT INTO {columns} SELECT g.id, m.seq, 0, $3 FROM {groups} AS g \
+                 JOIN {messages} AS m ON m.topic = g.topic WHERE g.topic = $1 AND g.name = $2 AND changes() = 1"
+            ),
+            Engine::Postgres => format!(
+                "WITH created AS ({insert_group} RETURNING id) INSERT INTO {columns} \
+                 SELECT created.id, m.seq, 0, $3 FROM created, {messages} AS m WHERE m.topic = $1"
+            ),
+        }
+    }
+
     /// What the claim's row choice adds so that concurrent claims skip each other's rows.
     fn claim_lock(self) -> &'static str {
         match self {
@@ -98,9 +119,7 @@ impl Statements {
         Statements {
             create_tables: engine.create_tables(prefix),
             publish: engine.publish(&messages, &groups, &deliveries),
-            insert_group: format!(
-                "INSERT INTO {groups} (topic, name) VALUES ($1, $2) ON CONFLICT (topic, name) DO NOTHING"
-            ),
+            insert_group: engine.insert_group(&messages, &groups, &deliveries),
             group_id: format!("SELECT id FROM {groups} WHERE topic = $1 AND name = $2"),
             // $1 topic, $2 group, $3 now, $4 max, $5 end of the hold.
             // No alias for the updated table: SQLite's RETURNING knows it by its name only.
@@ -123,9 +142,12 @@ impl Statements {
                  WHERE m.seq = {deliveries}.seq AND m.published_at < $1) \
                  OR NOT EXISTS (SELECT 1 FROM {groups} AS g WHERE g.id = {deliveries}.group_id))"
             ),
+            // Within the window [$1, $2): messages no group holds, unless their topic has no group yet and they
+            // are younger than $3 (kept for the first group, as a Redis stream keeps them).
             sweep_messages: format!(
                 "DELETE FROM {messages} WHERE seq >= $1 AND seq < $2 AND NOT EXISTS \
-                 (SELECT 1 FROM {deliveries} AS d WHERE d.seq = {messages}.seq)"
+                 (SELECT 1 FROM {deliveries} AS d WHERE d.seq = {messages}.seq) AND (published_at < $3 \
+                 OR EXISTS (SELECT 1 FROM {groups} AS g WHERE g.topic = {messages}.topic))"
             ),
         }
     }
