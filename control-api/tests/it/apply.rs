@@ -2,7 +2,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_engines;
-use crate::fixtures::APPLICATION;
+use crate::fixtures::{APPLICATION, STATESTORE};
 use crate::harness::TestApp;
 
 both_engines!(
@@ -178,17 +178,6 @@ spec:
   tracing:
     samplingRate: \"1\"
 ---
-apiVersion: dapr.io/v1alpha1
-kind: Component
-metadata:
-  name: order_Store
-spec:
-  type: state.redis
-  version: v1
-  metadata:
-  - name: redisHost
-    value: localhost:6379
----
 apiVersion: outrigger.io/v1alpha1
 kind: AppIdentity
 metadata:
@@ -199,7 +188,8 @@ spec:
 
 async fn export_apply_export_round_trips(app: TestApp) {
     app.project("source").await;
-    app.apply("source", "", &format!("{APPLICATION}---\n{QUICKSTART_NAMES}")).await.expect(StatusCode::OK);
+    let store = STATESTORE.replace("name: statestore", "name: order_Store");
+    app.apply("source", "", &format!("{APPLICATION}---\n{QUICKSTART_NAMES}---\n{store}")).await.expect(StatusCode::OK);
     let first = app.export("source").await;
     for kind in [
         "kind: AppIdentity",
