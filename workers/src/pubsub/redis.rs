@@ -2,8 +2,9 @@
 //!
 //! - A topic is the stream `pubsub:<topic>`, a message an entry whose field `data` holds the payload.
 //!   Publishing is `XADD`, trimming the stream to about `maxLenApprox` entries when that is set.
-//! - A group is a consumer group of the stream, created at `0` (with `MKSTREAM`), as daprd creates it. Every fetcher reads as the
-//!   same Redis consumer: who holds a message is told by the due set below, not by Redis's consumers.
+//! - A group is a consumer group of the stream, created at `0` (with `MKSTREAM`), as daprd creates it. Every
+//!   fetcher reads as the same Redis consumer: who holds a message is told by the due set below, not by Redis's
+//!   consumers.
 //! - Holds and retry delays: each group has a sorted set `pubsub-due:<topic length>:<topic>:<group>` that
 //!   scores every message the group has out with the Unix milliseconds at which it may be handed out again.
 //!   A fetch is one script: messages whose time has come are claimed again (`XCLAIM`, which counts the

@@ -28,11 +28,11 @@
 //! Retention: an ack deletes the group's delivery row, and a sweep (at most every
 //! [`SqlBrokerOptions::sweep_interval`], riding on publishes and acks) deletes the messages left without
 //! delivery rows, i.e. acked by every group that existed when they were published. A topic without any group
-//! keeps its messages, and the first group created gets them (daprd's Redis groups start at `0`). Messages older than
-//! [`SqlBrokerOptions::max_age`] (default [`DEFAULT_MAX_AGE`], 24 h) are deleted too, acked or not. A sweep goes
-//! through the table [`SWEEP_WINDOW`] sequence numbers at a time, each window its own statements: on SQLite,
-//! whose one connection is shared by every call, deleting a minute of messages at 1000 msgs/s in one statement
-//! held publishes up for tens of milliseconds; between windows they go ahead.
+//! keeps its messages, and the first group created gets them (daprd's Redis groups start at `0`). Messages
+//! older than [`SqlBrokerOptions::max_age`] (default [`DEFAULT_MAX_AGE`], 24 h) are deleted too, acked or not. A
+//! sweep goes through the table [`SWEEP_WINDOW`] sequence numbers at a time, each window its own statements:
+//! on SQLite, whose one connection is shared by every call, deleting a minute of messages at 1000 msgs/s in one
+//! statement held publishes up for tens of milliseconds; between windows they go ahead.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -52,7 +52,10 @@ broker_cases!(ordered: [memory] => [messages_arrive_in_publish_order]);
 // at `0`); the in-memory broker, like daprd's, keeps nothing nobody subscribed to, and the JetStream stream's
 // interest retention drops what no consumer wanted yet.
 broker_cases!(retaining: [sqlite, postgres, redis] => [group_created_after_a_publish_gets_it]);
-broker_cases!(not_retaining: [memory, jetstream] => [group_created_after_a_publish_misses_it, deleted_group_starts_afresh]);
+broker_cases!(not_retaining: [memory, jetstream] => [
+    group_created_after_a_publish_misses_it,
+    deleted_group_starts_afresh,
+]);
 
 broker_cases!(durable: [sqlite, postgres, jetstream, redis] => [
     delivery_ids_work_from_another_instance,
