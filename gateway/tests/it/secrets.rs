@@ -37,6 +37,21 @@ spec:
 
 const SECRETS: &str = r#"{"db-password": "s3cret", "api": {"key": "k1", "region": "eu"}, "other": "o"}"#;
 
+/// Dapr's secrets quickstart names its file `secrets.json`: without that file in the project's directory, the
+/// error says where the file must be and shows no host path.
+#[tokio::test]
+async fn a_missing_secrets_file_is_named_as_written() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("shop", "orders").await;
+    gateway.component("shop", &SecretsFile.component("vault", false)).await;
+    let answer = gateway.http("GET", "/v1.0/secrets/vault/db-password", Some(&token), None).await;
+    let body = String::from_utf8_lossy(&answer.body).into_owned();
+    assert!(answer.status.is_server_error() || answer.status.is_client_error(), "{}: {body}", answer.status);
+    assert!(body.contains("secretsFile 'secrets.json'") && body.contains("project's directory"), "{body}");
+    let project_dir = gateway.project_dir("shop").await;
+    assert!(!body.contains(project_dir.to_str().unwrap()), "the host path shows: {body}");
+}
+
 #[tokio::test]
 async fn secrets_are_read_over_http() {
     let gateway = TestGateway::start().await;

@@ -3,6 +3,7 @@
 //! top-level names are the secrets and everything below them their keys.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -26,15 +27,29 @@ impl FileSecretStore {
     /// Dapr's type name.
     pub const COMPONENT_TYPE: &'static str = "secretstores.local.file";
 
-    /// Reads `path` once.
-    pub async fn open(path: &str, separator: &str, multi_valued: bool) -> Result<FileSecretStore, OpenError> {
+    /// Reads `path` once. Errors name the file as `name`: the component's `secretsFile` as written, never the
+    /// host path a tenant's relative name resolved to.
+    pub async fn open(
+        path: &Path,
+        name: &str,
+        separator: &str,
+        multi_valued: bool,
+    ) -> Result<FileSecretStore, OpenError> {
         let failed = |message: String| OpenError::Backend { component_type: Self::COMPONENT_TYPE, message };
-        let text =
-            tokio::fs::read(path).await.map_err(|err| failed(format!("cannot read secretsFile {path}: {err}")))?;
+        let text = tokio::fs::read(path).await.map_err(|err| {
+            let hint = match err.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "; a relative secretsFile names a file in the project's directory on the Outrigger host, \
+                     which the operator places there"
+                }
+                _ => "",
+            };
+            failed(format!("cannot read secretsFile '{name}': {err}{hint}"))
+        })?;
         let document: Value = serde_json::from_slice(&text)
-            .map_err(|err| failed(format!("secretsFile {path} is not JSON: {err}; write one JSON object")))?;
+            .map_err(|err| failed(format!("secretsFile '{name}' is not JSON: {err}; write one JSON object")))?;
         let Value::Object(top) = document else {
-            return Err(failed(format!("secretsFile {path} must hold one JSON object of secrets")));
+            return Err(failed(format!("secretsFile '{name}' must hold one JSON object of secrets")));
         };
         let mut secrets = BTreeMap::new();
         if multi_valued {
@@ -120,12 +135,11 @@ fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn SecretStore>, Open
     Box::pin(async move {
         let Opening { fields, boundary, host_secrets } = opening;
         host_secrets.check(FileSecretStore::COMPONENT_TYPE)?;
-        let path = fields.required("secretsFile", "the path of a JSON file holding the secrets")?;
-        let path = boundary.file(FileSecretStore::COMPONENT_TYPE, "secretsFile", path).await?;
-        let path = path.to_str().ok_or_else(|| fields.invalid("secretsFile", "the path is not UTF-8".to_owned()))?;
+        let name = fields.required("secretsFile", "the path of a JSON file holding the secrets")?;
+        let path = boundary.file(FileSecretStore::COMPONENT_TYPE, "secretsFile", name).await?;
         let separator = fields.get("nestedSeparator").filter(|separator| !separator.is_empty()).unwrap_or(":");
         let multi_valued = fields.flag("multiValued")?;
-        Ok(Arc::new(FileSecretStore::open(path, separator, multi_valued).await?) as _)
+        Ok(Arc::new(FileSecretStore::open(&path, name, separator, multi_valued).await?) as _)
     })
 }
 
@@ -145,7 +159,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("secrets.json");
         std::fs::write(&path, SECRETS).unwrap();
-        let opened = FileSecretStore::open(path.to_str().unwrap(), separator, multi_valued).await.unwrap();
+        let opened = FileSecretStore::open(&path, "secrets.json", separator, multi_valued).await.unwrap();
         std::fs::remove_dir_all(dir).unwrap();
         opened
     }
@@ -185,9 +199,13 @@ mod tests {
 
     #[tokio::test]
     async fn unreadable_files_say_what_is_wrong() {
-        let Err(err) = FileSecretStore::open("/nonexistent/secrets.json", ":", false).await else {
+        let Err(err) = FileSecretStore::open(Path::new("/nonexistent/secrets.json"), "secrets.json", ":", false).await
+        else {
             panic!("a missing file opened");
         };
-        assert!(err.to_string().contains("cannot read secretsFile /nonexistent/secrets.json"), "{err}");
+        let message = err.to_string();
+        assert!(message.contains("cannot read secretsFile 'secrets.json'"), "{message}");
+        assert!(message.contains("the project's directory"), "{message}");
+        assert!(!message.contains("/nonexistent"), "the host path shows: {message}");
     }
 }
