@@ -128,6 +128,20 @@ async fn receive(
     (StatusCode::OK, Json(json!({ "status": "SUCCESS" })))
 }
 
+/// Subscribes `processor` of project `shop` to `fragile` (at `route`, subscription `name`) with the dead-letter
+/// topic `poison`, and to `poison` at `/poison`.
+pub(crate) async fn subscribe_with_dead_letter(gateway: &TestGateway, name: &str, route: &str) {
+    let fragile = subscription(
+        name,
+        "fragile",
+        &format!("    default: {route}\n"),
+        "  deadLetterTopic: poison\n",
+        &["processor"],
+    );
+    gateway.component("shop", &fragile).await;
+    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
+}
+
 pub(crate) fn subscription(name: &str, topic: &str, routes: &str, extra: &str, scopes: &[&str]) -> String {
     let scopes: String = scopes.iter().map(|app| format!("\n- {app}")).collect();
     format!(
@@ -228,19 +242,7 @@ async fn drops_and_exhausted_retries_go_to_the_dead_letter_topic() {
     let subscriber = Subscriber::start().await;
     let publisher = gateway.app("shop", "checkout").await;
     gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
-    gateway
-        .component(
-            "shop",
-            &subscription(
-                "broken",
-                "fragile",
-                "    default: /missing\n",
-                "  deadLetterTopic: poison\n",
-                &["processor"],
-            ),
-        )
-        .await;
-    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
+    subscribe_with_dead_letter(&gateway, "broken", "/missing").await;
 
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = 0;

@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use crate::harness::{identity, serve, TestGateway};
-use crate::pubsub::{subscription, Arrivals, Subscriber};
+use crate::pubsub::{subscribe_with_dead_letter, subscription, Arrivals, Subscriber};
 
 /// An app whose health check fails gets no deliveries; they resume, complete, once it is healthy again.
 #[tokio::test]
@@ -241,19 +241,7 @@ async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
     gateway.app_at("shop", "processor", Some(url)).await;
     let resiliency = "apiVersion: dapr.io/v1alpha1\nkind: Resiliency\nmetadata:\n  name: delivery\nspec:\n  policies:\n    retries:\n      twice:\n        policy: constant\n        duration: 300ms\n        maxRetries: 2\n  targets:\n    components:\n      pubsub:\n        inbound:\n          retry: twice\n";
     gateway.component("shop", resiliency).await;
-    gateway
-        .component(
-            "shop",
-            &subscription(
-                "fragile",
-                "fragile",
-                "    default: /refuses\n",
-                "  deadLetterTopic: poison\n",
-                &["processor"],
-            ),
-        )
-        .await;
-    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
+    subscribe_with_dead_letter(&gateway, "fragile", "/refuses").await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seq = 0;
     let first_dead = || attempts.lock().unwrap().iter().find(|(path, _, _)| path == "poison").map(|(_, seq, _)| *seq);

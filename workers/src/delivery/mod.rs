@@ -310,11 +310,11 @@ struct Loops {
 impl Loops {
     /// Schedules the next question to a project's apps that did not answer `/dapr/subscribe`, backing off.
     fn ask_again(&mut self, project_id: &str, unanswered: bool, now: tokio::time::Instant) {
-        let delay = match self.unanswered.get(project_id) {
-            Some((_, delay)) if unanswered => delay.saturating_mul(2),
-            None if unanswered => FIRST_ASK_AGAIN,
-            _ => Duration::MAX,
-        };
+        if !unanswered {
+            self.unanswered.remove(project_id);
+            return;
+        }
+        let delay = self.unanswered.get(project_id).map_or(FIRST_ASK_AGAIN, |(_, delay)| delay.saturating_mul(2));
         if delay > PROGRAMMATIC_REFRESH {
             self.unanswered.remove(project_id);
         } else {
