@@ -258,7 +258,7 @@ async fn managed_stores(config: &Config) -> anyhow::Result<ManagedStores> {
     let kvstore = outrigger_workers::state::open(component_type, &metadata)
         .await
         .with_context(|| format!("opening the managed kvstore at {} (OUTRIGGER_MANAGED_KVSTORE_URL)", redact(&url)))?;
-    Ok(ManagedStores { kvstore, pubsub: managed_pubsub(config).await? })
+    Ok(ManagedStores::new(kvstore, managed_pubsub(config).await?))
 }
 
 /// Opens the broker behind every project's managed `pubsub`.

@@ -31,7 +31,7 @@ pub fn managed_components(types: &Registry, project: &Project) -> Vec<ManagedCom
         .filter(|declared| match declared.building_block {
             BuildingBlock::State => project.managed_kvstore,
             BuildingBlock::PubSub => project.managed_pubsub,
-            BuildingBlock::SecretStores => false,
+            BuildingBlock::SecretStores | BuildingBlock::Lock => false,
         })
         .filter_map(|declared| {
             Some(ManagedComponent { name: declared.managed_component?, component_type: declared.name })

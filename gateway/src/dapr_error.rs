@@ -381,6 +381,27 @@ impl From<DataError> for DaprError {
             DataError::SecretGet { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_SECRET_GET", "DAPR_SECRET_GET")
             }
+            DataError::LockStoresNotConfigured => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::FailedPrecondition,
+                "ERR_LOCK_STORE_NOT_CONFIGURED",
+                "DAPR_LOCK_STORE_NOT_CONFIGURED",
+            ),
+            DataError::LockStoreNotFound { .. } => (
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "ERR_LOCK_STORE_NOT_FOUND",
+                "DAPR_LOCK_STORE_NOT_FOUND",
+            ),
+            DataError::LockBadRequest { .. } => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, "ERR_MALFORMED_REQUEST", "DAPR_LOCK_ILLEGAL_REQUEST")
+            }
+            DataError::TryLockFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_TRY_LOCK", "DAPR_LOCK_TRY_LOCK")
+            }
+            DataError::UnlockFailed { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_UNLOCK", "DAPR_LOCK_UNLOCK")
+            }
         };
         DaprError::new(status, code, error_code, reason, message)
     }

@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use outrigger_resources::{BuildingBlock, ComponentType, Registry, V1};
 
 use crate::boundary::Boundary;
+use crate::lock::{self, LockStore};
 use crate::pubsub::{self, Broker};
 use crate::secrets::{self, HostSecrets, SecretStore};
 use crate::state::open::{Fields, OpenError};
@@ -39,6 +40,7 @@ pub(crate) enum Opener {
     State(OpenFn<dyn StateStore>),
     PubSub(OpenFn<dyn Broker>),
     SecretStore(OpenFn<dyn SecretStore>),
+    Lock(OpenFn<dyn LockStore>),
     /// The platform's own store, shared by every project and never opened from a component.
     Managed,
 }
@@ -62,7 +64,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 11] = [
+static BACKENDS: [&Backend; 12] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -72,6 +74,7 @@ static BACKENDS: [&Backend; 11] = [
     &pubsub::redis::BACKEND,
     &secrets::env::BACKEND,
     &secrets::file::BACKEND,
+    &lock::redis::BACKEND,
     &MANAGED_KVSTORE,
     &MANAGED_PUBSUB,
 ];
@@ -115,10 +118,19 @@ impl Opener {
             None
         }
     }
+
+    pub(crate) fn lock(&self) -> Option<OpenFn<dyn LockStore>> {
+        if let Opener::Lock(open) = self {
+            Some(*open)
+        } else {
+            None
+        }
+    }
 }
 
 /// The one opening path: finds the backend declared for `component_type` among those `pick` selects the
-/// openers of ([`Opener::state`], [`Opener::pubsub`], [`Opener::secret_store`]) and opens it within `boundary`.
+/// openers of ([`Opener::state`], [`Opener::pubsub`], [`Opener::secret_store`], [`Opener::lock`]) and opens it
+/// within `boundary`.
 pub(crate) async fn open<B: ?Sized>(
     pick: fn(&Opener) -> Option<OpenFn<B>>,
     component_type: &str,
@@ -150,6 +162,7 @@ mod tests {
                 Opener::State(_) => Some(BuildingBlock::State),
                 Opener::PubSub(_) => Some(BuildingBlock::PubSub),
                 Opener::SecretStore(_) => Some(BuildingBlock::SecretStores),
+                Opener::Lock(_) => Some(BuildingBlock::Lock),
                 Opener::Managed => None,
             };
             let declared = &backend.declared;

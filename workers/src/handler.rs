@@ -1,6 +1,6 @@
 //! The worker's side of the bus: the caller's project is resolved once per call, then each typed call goes to
 //! its building block's module (`metadata`, `state::api`, `state::query_api`, `pubsub::api`,
-//! `pubsub::stream_api`, `secrets::api`).
+//! `pubsub::stream_api`, `secrets::api`, `lock::api`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,13 +10,13 @@ use outrigger_bus::{
     dispatch, BulkStateItem, DataError, DataPlane, DeleteState, Envelope, ExecuteTransaction, FailedEntry,
     GetBulkSecret, GetBulkState, GetMetadata, GetSecret, GetState, Handler, MetadataInfo, Publish, QueryPage,
     QueryState, Reply, ResolveSecretRef, SaveState, StateValue, StreamEvent, StreamFetch, StreamSettle,
-    StreamSubscribe, Tenant,
+    StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus,
 };
 use outrigger_outbound::resiliency::Breakers;
 
 use crate::runtime::{ProjectComponents, Runtime};
 use crate::state::query_api::{QueryGate, QueryLimits};
-use crate::{metadata, pubsub, secrets, state};
+use crate::{lock, metadata, pubsub, secrets, state};
 
 /// Limits that keep one request from monopolising a worker.
 #[derive(Clone, Copy, Debug)]
@@ -154,5 +154,13 @@ impl DataPlane for Scope<'_> {
 
     async fn resolve_secret_ref(&self, call: ResolveSecretRef) -> Result<String, DataError> {
         secrets::api::resolve_ref(self, call).await
+    }
+
+    async fn try_lock(&self, call: TryLock) -> Result<bool, DataError> {
+        lock::api::try_lock(self, call).await
+    }
+
+    async fn unlock(&self, call: Unlock) -> Result<UnlockStatus, DataError> {
+        lock::api::unlock(self, call).await
     }
 }

@@ -5,6 +5,7 @@ mod boundary;
 mod components;
 pub mod delivery;
 mod handler;
+pub mod lock;
 mod metadata;
 pub mod pubsub;
 mod runtime;

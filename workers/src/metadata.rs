@@ -34,7 +34,10 @@ fn components(scope: &Scope<'_>) -> Vec<ComponentInfo> {
         let capabilities = component.backend.as_ref().map(|store| store.capabilities()).unwrap_or_default();
         info(component.as_ref(), capabilities)
     });
-    stores.chain(brokers).chain(secret_stores).collect()
+    // The managed `kvstore` serves locks too; it is listed once, as the state store it is.
+    let locks = project.locks.values().filter(|c| c.allows(app_id) && !project.state.contains_key(&c.name));
+    let locks = locks.map(|component| info(component.as_ref(), Vec::new()));
+    stores.chain(brokers).chain(secret_stores).chain(locks).collect()
 }
 
 fn subscriptions(scope: &Scope<'_>) -> Vec<SubscriptionInfo> {

@@ -19,6 +19,7 @@ use tokio::sync::Mutex;
 
 use crate::boundary::Boundary;
 use crate::components::{self, MANAGED_KVSTORE, MANAGED_PUBSUB};
+use crate::lock::{self, LockKeyPrefix, LockStore};
 use crate::pubsub::{self, Broker, TopicScopes};
 use crate::secrets::{self, HostSecrets, SecretScope, SecretStore};
 use crate::state::{self, StateStore};
@@ -96,12 +97,22 @@ pub struct PubsubConfig {
     pub namespace: String,
 }
 
+/// What a lock store needs besides its backend.
+pub struct LockConfig {
+    /// Key scheme.
+    pub key_prefix: LockKeyPrefix,
+    /// Prepended to every key: keeps projects apart inside the shared managed store.
+    pub namespace: String,
+}
+
 /// A state component.
 pub type StateComponent = Component<dyn StateStore, StateConfig>;
 /// A pub/sub component.
 pub type PubsubComponent = Component<dyn Broker, PubsubConfig>;
 /// A secret store component.
 pub type SecretComponent = Component<dyn SecretStore, ()>;
+/// A lock store component.
+pub type LockComponent = Component<dyn LockStore, LockConfig>;
 
 /// A project's components at one moment.
 pub struct ProjectComponents {
@@ -111,6 +122,8 @@ pub struct ProjectComponents {
     pub pubsub: BTreeMap<String, Arc<PubsubComponent>>,
     /// Secret store components by name.
     pub secrets: BTreeMap<String, Arc<SecretComponent>>,
+    /// Lock stores by name (the managed `kvstore` among them when the project has it).
+    pub locks: BTreeMap<String, Arc<LockComponent>>,
     /// The secret scopes of each App ID's Configuration, by App ID and then store name.
     pub secret_scopes: HashMap<String, BTreeMap<String, SecretScope>>,
     /// `Subscription` documents.
@@ -135,8 +148,18 @@ pub struct ProgrammaticSubscriptions {
 pub struct ManagedStores {
     /// Backs each project's `kvstore`; keys carry the project's namespace.
     pub kvstore: Arc<dyn StateStore>,
+    /// The locks of each project's `kvstore`, in the same store under keys of their own.
+    kvstore_locks: Arc<dyn LockStore>,
     /// Backs each project's `pubsub`; topics carry the project's namespace.
     pub pubsub: Arc<dyn Broker>,
+}
+
+impl ManagedStores {
+    /// The managed stores over `kvstore` and `pubsub`.
+    pub fn new(kvstore: Arc<dyn StateStore>, pubsub: Arc<dyn Broker>) -> ManagedStores {
+        let kvstore_locks = Arc::new(lock::kvstore::StateLockStore::new(Arc::clone(&kvstore)));
+        ManagedStores { kvstore, pubsub, kvstore_locks }
+    }
 }
 
 /// A backend remembered with what it was opened from (its spec, and the secrets resolved into it), by
@@ -196,6 +219,7 @@ pub struct Runtime {
     opened_stores: Opened<dyn StateStore>,
     opened_brokers: Opened<dyn Broker>,
     opened_secret_stores: Opened<dyn SecretStore>,
+    opened_locks: Opened<dyn LockStore>,
     host_secrets: HostSecrets,
     /// What projects' components may dial.
     egress: Egress,
@@ -297,6 +321,7 @@ impl Runtime {
             opened_stores: Opened::new(),
             opened_brokers: Opened::new(),
             opened_secret_stores: Opened::new(),
+            opened_locks: Opened::new(),
             host_secrets: HostSecrets::Refused,
             egress: Egress::default(),
             project_files,
@@ -360,6 +385,7 @@ impl Runtime {
         self.opened_brokers.retain(project_id, kept(|components, name| components.pubsub.contains_key(name))).await;
         let secret_store = kept(|components, name| components.secrets.contains_key(name));
         self.opened_secret_stores.retain(project_id, secret_store).await;
+        self.opened_locks.retain(project_id, kept(|components, name| components.locks.contains_key(name))).await;
         Ok(loaded.map(Arc::new))
     }
 
@@ -400,6 +426,7 @@ impl Runtime {
             state: BTreeMap::new(),
             pubsub: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            locks: BTreeMap::new(),
             secret_scopes,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
@@ -417,7 +444,20 @@ impl Runtime {
                 backend,
                 config,
             };
-            components.state.insert(name, Arc::new(component));
+            components.state.insert(name.clone(), Arc::new(component));
+            // Locks live under `<project>/locks/`: App IDs hold no `/`, so no App ID's state keys
+            // (`<project>/<appid>||<key>`) or query scans reach them.
+            let config = LockConfig { key_prefix: LockKeyPrefix::AppId, namespace: format!("{project_id}/locks/") };
+            let backend = Ok(Arc::clone(&self.managed.kvstore_locks));
+            let component = Component {
+                name: name.clone(),
+                component_type: MANAGED_KVSTORE.managed_component().1.to_owned(),
+                version: "v1".into(),
+                scopes: Vec::new(),
+                backend,
+                config,
+            };
+            components.locks.insert(name, Arc::new(component));
         }
         if project.managed_pubsub {
             let (name, component_type) = managed(MANAGED_PUBSUB.managed_component());
@@ -496,6 +536,22 @@ impl Runtime {
                     let config = PubsubConfig { topics, namespace: format!("{project_id}.") };
                     components
                         .pubsub
+                        .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
+                }
+                BuildingBlock::Lock => {
+                    let backend = match &metadata {
+                        Ok(metadata) => {
+                            let open = lock::open_within(&component_type, metadata, &boundary);
+                            self.opened_locks.get_or_open(project_id, &document, source, open).await
+                        }
+                        Err(reason) => Err(reason.clone()),
+                    };
+                    let config = LockConfig {
+                        key_prefix: LockKeyPrefix::from_metadata(field("keyPrefix")),
+                        namespace: String::new(),
+                    };
+                    components
+                        .locks
                         .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
                 }
                 // Opened above.

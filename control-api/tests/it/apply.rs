@@ -186,10 +186,27 @@ spec:
   config: daprConfig
 ";
 
+/// Dapr's distributed lock quickstart's component, with the `keyPrefix` every lock store reads.
+const LOCKSTORE: &str = "\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: lockstore
+spec:
+  type: lock.redis
+  version: v1
+  metadata:
+  - name: redisHost
+    value: localhost:6379
+  - name: keyPrefix
+    value: name
+";
+
 async fn export_apply_export_round_trips(app: TestApp) {
     app.project("source").await;
     let store = STATESTORE.replace("name: statestore", "name: order_Store");
-    app.apply("source", "", &format!("{APPLICATION}---\n{QUICKSTART_NAMES}---\n{store}")).await.expect(StatusCode::OK);
+    let documents = format!("{APPLICATION}---\n{QUICKSTART_NAMES}---\n{store}---\n{LOCKSTORE}");
+    app.apply("source", "", &documents).await.expect(StatusCode::OK);
     let first = app.export("source").await;
     for kind in [
         "kind: AppIdentity",
@@ -207,10 +224,12 @@ async fn export_apply_export_round_trips(app: TestApp) {
     app.project("copy").await;
     let applied = app.apply("copy", "", &first).await.expect(StatusCode::OK).json();
     let mut expected = all();
-    expected.extend(["AppIdentity/quickstart", "Component/order_Store", "Configuration/daprConfig"].map(String::from));
+    let added = ["AppIdentity/quickstart", "Component/lockstore", "Component/order_Store", "Configuration/daprConfig"];
+    expected.extend(added.map(String::from));
     expected.sort();
     assert_eq!(refs(&applied, "created"), expected);
     assert!(first.contains("name: daprConfig") && first.contains("config: daprConfig"), "{first}");
+    assert!(first.contains("type: lock.redis") && first.contains("value: name"), "{first}");
     app.get("/api/v1/projects/copy/configurations/daprConfig").await.expect(StatusCode::OK);
     let second = app.export("copy").await;
     assert_eq!(first, second);

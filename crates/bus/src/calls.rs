@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::messages::{
     BulkStateItem, DataError, DeleteItem, FailedEntry, MetadataInfo, PublishEntry, QueryItem, SaveItem, Settlement,
-    StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation,
+    StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation, UnlockStatus,
 };
 
 /// A call a gateway can send, and the reply it gets.
@@ -130,6 +130,10 @@ data_plane! {
     GetBulkSecret => get_bulk_secret -> BTreeMap<String, BTreeMap<String, String>>;
     /// The value a `secretKeyRef` of one of the project's documents points at.
     ResolveSecretRef => resolve_secret_ref -> String;
+    /// Take a lock unless another owner holds it; whether it was taken.
+    TryLock => try_lock -> bool;
+    /// Release a lock the caller's owner holds.
+    Unlock => unlock -> UnlockStatus;
 }
 
 /// `/v1.0/metadata`'s view of the caller's project.
@@ -277,4 +281,29 @@ pub struct ResolveSecretRef {
     pub name: String,
     /// The key in the secret; the name when not given.
     pub key: Option<String>,
+}
+
+/// `POST /v1.0-alpha1/lock/{store}`, gRPC `TryLockAlpha1`. Fields as the app sent them: the worker checks them
+/// in daprd's order, which interleaves with looking the store up.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TryLock {
+    /// Lock store.
+    pub store: String,
+    /// What the lock protects, as the app names it.
+    pub resource_id: String,
+    /// Who takes it.
+    pub owner: String,
+    /// How long it is held unless released first.
+    pub expiry_seconds: i32,
+}
+
+/// `POST /v1.0-alpha1/unlock/{store}`, gRPC `UnlockAlpha1`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Unlock {
+    /// Lock store.
+    pub store: String,
+    /// What the lock protects.
+    pub resource_id: String,
+    /// Who releases it: only the owner that took it can.
+    pub owner: String,
 }

@@ -227,6 +227,19 @@ pub struct QueryItem {
     pub etag: String,
 }
 
+/// What an unlock found (daprd's `UnlockResponse.Status`, with its numbers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UnlockStatus {
+    /// The owner held the lock; it is released.
+    Success = 0,
+    /// Nobody holds the lock (never taken, released, or expired).
+    LockDoesNotExist = 1,
+    /// Another owner holds the lock; it stays held.
+    LockBelongsToOthers = 2,
+    /// The store failed.
+    InternalError = 3,
+}
+
 /// The state operation an error happened in; it decides daprd's error code (`ERR_STATE_SAVE`, ...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StateOperation {
@@ -312,4 +325,19 @@ pub enum DataError {
     /// The store could not give the secret.
     #[error("{message}")]
     SecretGet { message: String },
+    /// The caller may use no lock store at all.
+    #[error("lock store is not configured")]
+    LockStoresNotConfigured,
+    /// No lock store of that name the caller may use.
+    #[error("lock store {store} not found")]
+    LockStoreNotFound { store: String },
+    /// A lock request with an empty or invalid field.
+    #[error("{message}")]
+    LockBadRequest { message: String },
+    /// The lock store failed to take the lock.
+    #[error("failed to try acquiring lock: {message}")]
+    TryLockFailed { message: String },
+    /// The lock store failed to release the lock.
+    #[error("failed to release lock: {message}")]
+    UnlockFailed { message: String },
 }

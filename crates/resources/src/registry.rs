@@ -21,6 +21,8 @@ pub enum BuildingBlock {
     PubSub,
     /// Secret store (`secretstores.*`).
     SecretStores,
+    /// Distributed lock store (`lock.*`).
+    Lock,
 }
 
 impl BuildingBlock {
@@ -30,6 +32,7 @@ impl BuildingBlock {
             BuildingBlock::State => "state",
             BuildingBlock::PubSub => "pubsub",
             BuildingBlock::SecretStores => "secretstores",
+            BuildingBlock::Lock => "lock",
         }
     }
 
@@ -39,6 +42,7 @@ impl BuildingBlock {
             BuildingBlock::State => "state store",
             BuildingBlock::PubSub => "pub/sub",
             BuildingBlock::SecretStores => "secret store",
+            BuildingBlock::Lock => "lock store",
         }
     }
 
@@ -48,6 +52,7 @@ impl BuildingBlock {
             BuildingBlock::State => STATE_COMMON,
             BuildingBlock::PubSub => PUBSUB_COMMON,
             BuildingBlock::SecretStores => &[],
+            BuildingBlock::Lock => LOCK_COMMON,
         }
     }
 }
@@ -149,6 +154,9 @@ const PUBSUB_COMMON: &[MetadataField] = &[
     optional("allowedTopics"),
     optional("protectedTopics"),
 ];
+
+/// daprd reads `keyPrefix` of every lock store (`pkg/components/lock/lock_config.go`).
+const LOCK_COMMON: &[MetadataField] = &[optional("keyPrefix")];
 
 /// The `spec.version` list of a type that has only `v1`.
 pub const V1: &[&str] = &["v1"];

@@ -15,7 +15,7 @@ use axum::Router;
 use outrigger_bus::{Metadata, Tenant, TraceContext};
 use tracing::Instrument;
 
-use super::{invoke, metadata, pubsub, secrets, state, trace_context, workflow};
+use super::{invoke, lock, metadata, pubsub, secrets, state, trace_context, workflow};
 use crate::stream_guard::StreamGuard;
 use crate::{DaprError, Gateway};
 
@@ -38,6 +38,7 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         pubsub::grpc_rpcs(),
         invoke::grpc_rpcs(),
         secrets::grpc_rpcs(),
+        lock::grpc_rpcs(),
         workflow::grpc_rpcs(),
     ];
     let mut router = Router::new();

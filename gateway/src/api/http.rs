@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{invoke, metadata, pubsub, secrets, state, workflow};
+use super::{invoke, lock, metadata, pubsub, secrets, state, workflow};
 use crate::{DaprError, Gateway};
 
 /// The header SDKs send the API token in.
@@ -31,6 +31,7 @@ pub fn http_router(gateway: Gateway) -> Router {
         .merge(pubsub::http_routes())
         .merge(invoke::http_routes())
         .merge(secrets::http_routes())
+        .merge(lock::http_routes())
         .merge(workflow::http_routes())
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()

@@ -6,6 +6,7 @@
 pub(crate) mod grpc;
 pub(crate) mod http;
 mod invoke;
+mod lock;
 mod metadata;
 mod pubsub;
 mod pubsub_stream;

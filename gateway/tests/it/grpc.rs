@@ -114,7 +114,7 @@ async fn errors_carry_daprds_codes_and_details() {
     let err = client.save_state(with_token(save("kvstore", vec![item("", b"x")]), &token)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
-    let lock = pb::TryLockRequest { store_name: "lockstore".into(), resource_id: "r".into(), ..Default::default() };
-    let err = client.try_lock_alpha1(with_token(lock, &token)).await.unwrap_err();
+    let actor = pb::GetActorStateRequest { actor_type: "cart".into(), actor_id: "1".into(), key: "k".into() };
+    let err = client.get_actor_state(with_token(actor, &token)).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unimplemented);
 }

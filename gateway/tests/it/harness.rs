@@ -72,7 +72,7 @@ impl TestGateway {
         store.migrate().await.unwrap();
         let kvstore = outrigger_workers::state::open("state.in-memory", &BTreeMap::new()).await.unwrap();
         let pubsub = outrigger_workers::pubsub::open("pubsub.in-memory", &BTreeMap::new()).await.unwrap();
-        let managed = ManagedStores { kvstore, pubsub };
+        let managed = ManagedStores::new(kvstore, pubsub);
         let runtime = Runtime::new(store.clone(), managed, Duration::from_millis(50), dir.path().join("projects"))
             .with_host_secrets(HostSecrets::Allowed);
         let limits = Limits { max_bulk_keys: 50, max_transaction_operations: 50, store_timeout: STORE_TIMEOUT };

@@ -8,6 +8,7 @@ mod grpc;
 mod http_state;
 mod invoke;
 mod isolation;
+mod lock;
 mod outage;
 mod probes;
 mod pubsub;

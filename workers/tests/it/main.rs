@@ -24,6 +24,7 @@ macro_rules! cases_for_backends {
 
 mod backends;
 mod conformance;
+mod lock_conformance;
 mod opening;
 mod outage;
 mod proxy;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use outrigger_resources::BuildingBlock;
 use outrigger_workers::secrets::{self, HostSecrets};
-use outrigger_workers::{component_types, pubsub, state, Boundary};
+use outrigger_workers::{component_types, lock, pubsub, state, Boundary};
 
 use crate::backends::{
     delete_redis_keys, drop_table, fresh_table_name, metadata, postgres_url, put, redis_metadata, redis_url,
@@ -26,7 +26,7 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str) -> (BTreeMap<String,
             let table = fresh_table_name();
             (metadata(&[("connectionString", &postgres_url()), ("tableName", &table)]), CleanUp::Table(table))
         }
-        "state.redis" | "pubsub.redis" => (redis_metadata(), CleanUp::RedisKeys(format!("*{id}*"))),
+        "state.redis" | "pubsub.redis" | "lock.redis" => (redis_metadata(), CleanUp::RedisKeys(format!("*{id}*"))),
         "pubsub.jetstream" => (jetstream_metadata(id), CleanUp::Stream(format!("IT_{id}"))),
         "secretstores.local.file" => {
             let file = dir.join("secrets.json");
@@ -87,6 +87,16 @@ async fn every_registered_type_opens_and_works() {
                 assert_eq!(fetched.first().map(|delivery| &delivery.payload[..]), Some(&b"event"[..]));
                 broker.ack(&topic, "group", &fetched[0].id).await.expect("ack");
             }
+            BuildingBlock::Lock => {
+                let locks = lock::open_within(declared.name, &entries, &Boundary::operator())
+                    .await
+                    .unwrap_or_else(|err| panic!("{err}"));
+                let key = format!("{}{id}", unique_prefix());
+                let minute = Duration::from_secs(60);
+                assert!(locks.try_lock(&key, "owner", minute).await.expect("lock through the opened store"));
+                let status = locks.unlock(&key, "owner").await.expect("unlock through the opened store");
+                assert_eq!(status, outrigger_bus::UnlockStatus::Success, "{}", declared.name);
+            }
             BuildingBlock::SecretStores => {
                 let boundary = Boundary::operator();
                 let store = secrets::open(declared.name, &entries, HostSecrets::Allowed, &boundary)
@@ -105,7 +115,7 @@ async fn every_registered_type_opens_and_works() {
         clean_up.run().await;
         opened.push(declared.name);
     }
-    assert!(opened.len() >= 9, "only {opened:?} opened");
+    assert!(opened.len() >= 10, "only {opened:?} opened");
 }
 
 #[test]
@@ -129,6 +139,9 @@ fn declarations_follow_dapr() {
         ("secretstores.local.file", "secretsFile", true, false),
         ("secretstores.local.file", "multiValued", false, false),
         ("secretstores.local.env", "prefix", false, false),
+        ("lock.redis", "redisHost", true, false),
+        ("lock.redis", "redisPassword", false, true),
+        ("lock.redis", "keyPrefix", false, false),
     ];
     for (type_name, field_name, required, sensitive) in cases {
         let field = types.lookup(type_name).unwrap().field(field_name);
@@ -155,6 +168,7 @@ fn users_create_all_but_the_managed_types() {
     assert_eq!(
         supported,
         [
+            "lock.redis",
             "pubsub.in-memory",
             "pubsub.jetstream",
             "pubsub.redis",

@@ -49,7 +49,7 @@ impl Subject {
         let pubsub = outrigger_workers::pubsub::open("pubsub.in-memory", &BTreeMap::new()).await.unwrap();
         let runtime = Runtime::new(
             store.clone(),
-            ManagedStores { kvstore, pubsub },
+            ManagedStores::new(kvstore, pubsub),
             Duration::from_secs(60),
             dir.path().join("projects"),
         );
