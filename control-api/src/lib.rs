@@ -69,7 +69,7 @@ pub struct AppState {
 #[openapi(
     info(
         title = "Outrigger control API",
-        description = "Manage projects, App IDs and their API tokens, the Dapr resources (components, subscriptions, resiliencies, configurations, HTTP endpoints) of each project, and its workflow instances.",
+        description = "Manage projects, App IDs and their API tokens, the Dapr resources (components, subscriptions, resiliencies, configurations, HTTP endpoints) of each project, the items of its managed configuration store, and its workflow instances.",
         license(name = "Apache-2.0")
     ),
     modifiers(&OperatorTokenScheme),
@@ -80,6 +80,7 @@ pub struct AppState {
         (name = "resources", description = "Dapr documents of a project"),
         (name = "apply", description = "Dapr YAML in and out"),
         (name = "workflows", description = "Workflow instances of a project: list, inspect, control"),
+        (name = "configuration", description = "Items of a project's managed configuration store (configstore)"),
     )
 )]
 struct ApiDoc;

@@ -31,6 +31,7 @@ pub fn managed_components(types: &Registry, project: &Project) -> Vec<ManagedCom
         .filter(|declared| match declared.building_block {
             BuildingBlock::State => project.managed_kvstore,
             BuildingBlock::PubSub => project.managed_pubsub,
+            BuildingBlock::Configuration => true,
             BuildingBlock::SecretStores | BuildingBlock::Lock => false,
         })
         .filter_map(|declared| {

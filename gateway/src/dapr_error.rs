@@ -105,6 +105,17 @@ impl DaprError {
         )
     }
 
+    /// A call that needs the caller's app endpoint, from an App ID without one (daprd's nil app channel).
+    pub fn app_channel_missing(message: impl Into<String>) -> DaprError {
+        DaprError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Code::Internal,
+            "ERR_APP_CHANNEL_NIL",
+            "DAPR_APP_CHANNEL_NIL",
+            message.into(),
+        )
+    }
+
     /// A request daprd could not read (bad JSON, missing fields).
     pub fn malformed(message: impl Into<String>) -> DaprError {
         DaprError::new(
@@ -402,6 +413,27 @@ impl From<DataError> for DaprError {
             DataError::UnlockFailed { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_UNLOCK", "DAPR_LOCK_UNLOCK")
             }
+            DataError::ConfigurationStoresNotConfigured => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::FailedPrecondition,
+                "ERR_CONFIGURATION_STORE_NOT_CONFIGURED",
+                "DAPR_CONFIGURATION_STORE_NOT_CONFIGURED",
+            ),
+            DataError::ConfigurationStoreNotFound { .. } => (
+                StatusCode::BAD_REQUEST,
+                Code::InvalidArgument,
+                "ERR_CONFIGURATION_STORE_NOT_FOUND",
+                "DAPR_CONFIGURATION_STORE_NOT_FOUND",
+            ),
+            DataError::ConfigurationGet { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_CONFIGURATION_GET", "DAPR_CONFIGURATION_GET")
+            }
+            DataError::ConfigurationSubscribe { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "ERR_CONFIGURATION_SUBSCRIBE",
+                "DAPR_CONFIGURATION_SUBSCRIBE",
+            ),
         };
         DaprError::new(status, code, error_code, reason, message)
     }

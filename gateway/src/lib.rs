@@ -77,6 +77,8 @@ struct Inner {
     streams: Arc<stream_listing::StreamListing>,
     /// The guards of this gateway's open streams, which end them with their credentials.
     stream_guards: stream_guard::Guards,
+    /// Configuration subscriptions this gateway follows.
+    configuration_subscriptions: api::ConfigurationSubscriptions,
     /// The control plane, where apps' extended metadata is kept.
     control_plane: Store,
     /// Cancelled when the process shuts down: calls that would wait without end (workflow waits and work-item
@@ -114,6 +116,7 @@ impl Gateway {
             workflows: outrigger_workflow::Engine::new(control_plane.workflow_tables()),
             streams: stream_listing::StreamListing::start(control_plane.clone(), closing.clone()),
             stream_guards: stream_guard::Guards::default(),
+            configuration_subscriptions: api::ConfigurationSubscriptions::default(),
             tokens: auth::TokenResolver::new(control_plane.clone(), options.token_cache_ttl),
             control_plane,
             limiter: rate_limit::RateLimiter::new(options.rate_limit_per_second),

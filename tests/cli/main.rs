@@ -4,6 +4,7 @@
 mod harness;
 
 mod appids;
+mod config;
 mod distributed;
 mod failures;
 mod invoke;

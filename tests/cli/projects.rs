@@ -33,12 +33,14 @@ fn project_create_list_get_delete() {
         .iter()
         .filter_map(|c| c["name"].as_str())
         .collect();
-    assert_eq!(managed, ["kvstore", "pubsub"], "{shop}");
+    assert_eq!(managed, ["configstore", "kvstore", "pubsub"], "{shop}");
 
     let bare = server.outrigger(["project", "get", "bare", "-o", "yaml"]).succeeds();
     let bare: serde_yaml::Value = serde_yaml::from_str(&bare).expect("YAML output");
     assert_eq!(bare["name"].as_str(), Some("bare"));
-    assert!(bare["managedComponents"].as_sequence().is_none_or(Vec::is_empty), "{bare:?}");
+    let managed = bare["managedComponents"].as_sequence().expect("managedComponents");
+    assert_eq!(managed.len(), 1, "only the managed configuration store: {bare:?}");
+    assert_eq!(managed[0]["name"].as_str(), Some("configstore"));
 
     // Columns line up: each value starts where its header does.
     let table = server.outrigger(["project", "get", "shop"]).succeeds();

@@ -13,6 +13,7 @@ use futures_util::future::BoxFuture;
 use outrigger_resources::{BuildingBlock, ComponentType, Registry, V1};
 
 use crate::boundary::Boundary;
+use crate::configuration::{self, ConfigurationStore};
 use crate::lock::{self, LockStore};
 use crate::pubsub::{self, Broker};
 use crate::secrets::{self, HostSecrets, SecretStore};
@@ -41,6 +42,7 @@ pub(crate) enum Opener {
     PubSub(OpenFn<dyn Broker>),
     SecretStore(OpenFn<dyn SecretStore>),
     Lock(OpenFn<dyn LockStore>),
+    Configuration(OpenFn<dyn ConfigurationStore>),
     /// The platform's own store, shared by every project and never opened from a component.
     Managed,
 }
@@ -57,6 +59,10 @@ pub static MANAGED_KVSTORE: Backend = managed("state.outrigger", BuildingBlock::
 /// The managed broker (`pubsub`), backed by the operator's managed pub/sub.
 pub static MANAGED_PUBSUB: Backend = managed("pubsub.outrigger", BuildingBlock::PubSub, "pubsub");
 
+/// The managed configuration store (`configstore`), whose items operators set through the control API.
+pub static MANAGED_CONFIGSTORE: Backend =
+    managed("configuration.outrigger", BuildingBlock::Configuration, "configstore");
+
 const fn managed(name: &'static str, building_block: BuildingBlock, component: &'static str) -> Backend {
     let declared =
         ComponentType { name, building_block, versions: V1, managed_component: Some(component), field_groups: &[] };
@@ -64,7 +70,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 12] = [
+static BACKENDS: [&Backend; 14] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -75,8 +81,10 @@ static BACKENDS: [&Backend; 12] = [
     &secrets::env::BACKEND,
     &secrets::file::BACKEND,
     &lock::redis::BACKEND,
+    &configuration::redis::BACKEND,
     &MANAGED_KVSTORE,
     &MANAGED_PUBSUB,
+    &MANAGED_CONFIGSTORE,
 ];
 
 /// The declared component types, for the control API's validation and exports.
@@ -126,11 +134,19 @@ impl Opener {
             None
         }
     }
+
+    pub(crate) fn configuration(&self) -> Option<OpenFn<dyn ConfigurationStore>> {
+        if let Opener::Configuration(open) = self {
+            Some(*open)
+        } else {
+            None
+        }
+    }
 }
 
 /// The one opening path: finds the backend declared for `component_type` among those `pick` selects the
-/// openers of ([`Opener::state`], [`Opener::pubsub`], [`Opener::secret_store`], [`Opener::lock`]) and opens it
-/// within `boundary`.
+/// openers of ([`Opener::state`], [`Opener::pubsub`], [`Opener::secret_store`], [`Opener::lock`],
+/// [`Opener::configuration`]) and opens it within `boundary`.
 pub(crate) async fn open<B: ?Sized>(
     pick: fn(&Opener) -> Option<OpenFn<B>>,
     component_type: &str,
@@ -163,6 +179,7 @@ mod tests {
                 Opener::PubSub(_) => Some(BuildingBlock::PubSub),
                 Opener::SecretStore(_) => Some(BuildingBlock::SecretStores),
                 Opener::Lock(_) => Some(BuildingBlock::Lock),
+                Opener::Configuration(_) => Some(BuildingBlock::Configuration),
                 Opener::Managed => None,
             };
             let declared = &backend.declared;

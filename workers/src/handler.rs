@@ -1,22 +1,23 @@
 //! The worker's side of the bus: the caller's project is resolved once per call, then each typed call goes to
 //! its building block's module (`metadata`, `state::api`, `state::query_api`, `pubsub::api`,
-//! `pubsub::stream_api`, `secrets::api`, `lock::api`).
+//! `pubsub::stream_api`, `secrets::api`, `lock::api`,
+//! `configuration::api`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use outrigger_bus::{
-    dispatch, BulkStateItem, DataError, DataPlane, DeleteState, Envelope, ExecuteTransaction, FailedEntry,
-    GetBulkSecret, GetBulkState, GetMetadata, GetSecret, GetState, Handler, MetadataInfo, Publish, QueryPage,
-    QueryState, Reply, ResolveSecretRef, SaveState, StateValue, StreamEvent, StreamFetch, StreamSettle,
-    StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus,
+    dispatch, BulkStateItem, ConfigurationItem, DataError, DataPlane, DeleteState, Envelope, ExecuteTransaction,
+    FailedEntry, GetBulkSecret, GetBulkState, GetConfiguration, GetMetadata, GetSecret, GetState, Handler,
+    MetadataInfo, Publish, QueryPage, QueryState, Reply, ResolveSecretRef, SaveState, StateValue, StreamEvent,
+    StreamFetch, StreamSettle, StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus, WatchConfiguration,
 };
 use outrigger_outbound::resiliency::Breakers;
 
 use crate::runtime::{ProjectComponents, Runtime};
 use crate::state::query_api::{QueryGate, QueryLimits};
-use crate::{lock, metadata, pubsub, secrets, state};
+use crate::{configuration, lock, metadata, pubsub, secrets, state};
 
 /// Limits that keep one request from monopolising a worker.
 #[derive(Clone, Copy, Debug)]
@@ -162,5 +163,19 @@ impl DataPlane for Scope<'_> {
 
     async fn unlock(&self, call: Unlock) -> Result<UnlockStatus, DataError> {
         lock::api::unlock(self, call).await
+    }
+
+    async fn get_configuration(
+        &self,
+        call: GetConfiguration,
+    ) -> Result<BTreeMap<String, ConfigurationItem>, DataError> {
+        configuration::api::get(self, call).await
+    }
+
+    async fn watch_configuration(
+        &self,
+        call: WatchConfiguration,
+    ) -> Result<BTreeMap<String, ConfigurationItem>, DataError> {
+        configuration::api::watch(self, call).await
     }
 }

@@ -3,17 +3,19 @@
 
 mod boundary;
 mod components;
+pub mod configuration;
 pub mod delivery;
 mod handler;
 pub mod lock;
 mod metadata;
+mod project;
 pub mod pubsub;
 mod runtime;
 pub mod secrets;
 pub mod state;
 
 pub use boundary::Boundary;
-pub use components::{component_types, MANAGED_KVSTORE, MANAGED_PUBSUB};
+pub use components::{component_types, MANAGED_CONFIGSTORE, MANAGED_KVSTORE, MANAGED_PUBSUB};
 pub use handler::{Limits, Worker};
 pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime};
 pub use state::query_api::QueryLimits;

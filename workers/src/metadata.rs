@@ -37,7 +37,9 @@ fn components(scope: &Scope<'_>) -> Vec<ComponentInfo> {
     // The managed `kvstore` serves locks too; it is listed once, as the state store it is.
     let locks = project.locks.values().filter(|c| c.allows(app_id) && !project.state.contains_key(&c.name));
     let locks = locks.map(|component| info(component.as_ref(), Vec::new()));
-    stores.chain(brokers).chain(secret_stores).chain(locks).collect()
+    let configuration = project.configuration.values().filter(|c| c.allows(app_id));
+    let configuration = configuration.map(|component| info(component.as_ref(), Vec::new()));
+    stores.chain(brokers).chain(secret_stores).chain(locks).chain(configuration).collect()
 }
 
 fn subscriptions(scope: &Scope<'_>) -> Vec<SubscriptionInfo> {

@@ -18,11 +18,20 @@ use outrigger_store::{ProjectId, Store};
 use tokio::sync::Mutex;
 
 use crate::boundary::Boundary;
-use crate::components::{self, MANAGED_KVSTORE, MANAGED_PUBSUB};
+use crate::components;
+use crate::configuration::{self, ConfigurationStore, ManagedConfigurationStore};
 use crate::lock::{self, LockKeyPrefix, LockStore};
+pub use crate::project::ManagedStores;
+pub(crate) use crate::project::{
+    Component, KeyPrefix, LockComponent, LockConfig, ProjectComponents, PubsubComponent, PubsubConfig, SecretComponent,
+    StateComponent, StateConfig,
+};
 use crate::pubsub::{self, Broker, TopicScopes};
 use crate::secrets::{self, HostSecrets, SecretScope, SecretStore};
 use crate::state::{self, StateStore};
+
+/// Change events a slow watcher of a managed configuration store may fall behind by before it re-reads anyway.
+const CHANGES_BACKLOG: usize = 1024;
 
 /// How long opening one backend may take before the component is reported as failed.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,107 +39,6 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most projects whose components a worker keeps read; the least used go first (their open backends stay
 /// until the project is read again).
 const MAX_CACHED_PROJECTS: u64 = 100_000;
-
-/// How a state component turns an app's key into a stored key (Dapr's `keyPrefix` metadata).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyPrefix {
-    /// `<appid>||<key>` (the default).
-    AppId,
-    /// `<component name>||<key>`: shared by the apps of the project.
-    ComponentName,
-    /// `<namespace>.<appid>||<key>`; the project is the namespace.
-    Namespace,
-    /// `<key>` as given.
-    None,
-    /// `<custom>||<key>`.
-    Custom(String),
-}
-
-impl KeyPrefix {
-    fn from_metadata(value: Option<&str>) -> KeyPrefix {
-        match value.map(str::trim) {
-            None | Some("") | Some("appid") => KeyPrefix::AppId,
-            Some("name") => KeyPrefix::ComponentName,
-            Some("namespace") => KeyPrefix::Namespace,
-            Some("none") => KeyPrefix::None,
-            Some(custom) => KeyPrefix::Custom(custom.to_owned()),
-        }
-    }
-}
-
-/// A component of a project, ready to use (or with the reason its backend could not be opened).
-pub struct Component<B: ?Sized, C> {
-    /// Component name.
-    pub name: String,
-    /// `spec.type`.
-    pub component_type: String,
-    /// `spec.version`.
-    pub version: String,
-    /// App IDs allowed to use it; empty = all of the project's.
-    pub scopes: Vec<String>,
-    /// The open backend, or why it failed to open.
-    pub backend: Result<Arc<B>, String>,
-    /// What the building block needs besides the backend.
-    pub config: C,
-}
-
-impl<B: ?Sized, C> Component<B, C> {
-    /// Whether `app_id` may use the component.
-    pub fn allows(&self, app_id: &str) -> bool {
-        self.scopes.is_empty() || self.scopes.iter().any(|scope| scope == app_id)
-    }
-}
-
-/// What a state store needs besides its backend.
-pub struct StateConfig {
-    /// Key scheme.
-    pub key_prefix: KeyPrefix,
-    /// Prepended to every key: keeps projects apart inside the shared managed store.
-    pub namespace: String,
-}
-
-/// What a broker needs besides its backend.
-pub struct PubsubConfig {
-    /// Which apps may use which topics.
-    pub topics: TopicScopes,
-    /// Prepended to every topic and group: keeps projects apart in every broker.
-    pub namespace: String,
-}
-
-/// What a lock store needs besides its backend.
-pub struct LockConfig {
-    /// Key scheme.
-    pub key_prefix: LockKeyPrefix,
-    /// Prepended to every key: keeps projects apart inside the shared managed store.
-    pub namespace: String,
-}
-
-/// A state component.
-pub type StateComponent = Component<dyn StateStore, StateConfig>;
-/// A pub/sub component.
-pub type PubsubComponent = Component<dyn Broker, PubsubConfig>;
-/// A secret store component.
-pub type SecretComponent = Component<dyn SecretStore, ()>;
-/// A lock store component.
-pub type LockComponent = Component<dyn LockStore, LockConfig>;
-
-/// A project's components at one moment.
-pub struct ProjectComponents {
-    /// State components by name.
-    pub state: BTreeMap<String, Arc<StateComponent>>,
-    /// Pub/sub components by name.
-    pub pubsub: BTreeMap<String, Arc<PubsubComponent>>,
-    /// Secret store components by name.
-    pub secrets: BTreeMap<String, Arc<SecretComponent>>,
-    /// Lock stores by name (the managed `kvstore` among them when the project has it).
-    pub locks: BTreeMap<String, Arc<LockComponent>>,
-    /// The secret scopes of each App ID's Configuration, by App ID and then store name.
-    pub secret_scopes: HashMap<String, BTreeMap<String, SecretScope>>,
-    /// `Subscription` documents.
-    pub subscriptions: Vec<Document>,
-    /// `Resiliency` documents.
-    pub resiliencies: Vec<Document>,
-}
 
 /// What an app answered to `GET /dapr/subscribe`, and when.
 #[derive(Clone, Debug)]
@@ -141,25 +49,6 @@ pub struct ProgrammaticSubscriptions {
     pub endpoint: String,
     /// The entries it answered.
     pub entries: Vec<serde_json::Value>,
-}
-
-/// Backends the platform provides to every project.
-#[derive(Clone)]
-pub struct ManagedStores {
-    /// Backs each project's `kvstore`; keys carry the project's namespace.
-    pub kvstore: Arc<dyn StateStore>,
-    /// The locks of each project's `kvstore`, in the same store under keys of their own.
-    kvstore_locks: Arc<dyn LockStore>,
-    /// Backs each project's `pubsub`; topics carry the project's namespace.
-    pub pubsub: Arc<dyn Broker>,
-}
-
-impl ManagedStores {
-    /// The managed stores over `kvstore` and `pubsub`.
-    pub fn new(kvstore: Arc<dyn StateStore>, pubsub: Arc<dyn Broker>) -> ManagedStores {
-        let kvstore_locks = Arc::new(lock::kvstore::StateLockStore::new(Arc::clone(&kvstore)));
-        ManagedStores { kvstore, pubsub, kvstore_locks }
-    }
 }
 
 /// A backend remembered with what it was opened from (its spec, and the secrets resolved into it), by
@@ -203,6 +92,24 @@ impl<B: ?Sized> Opened<B> {
         Ok(backend)
     }
 
+    /// [`Opened::get_or_open`] on the component's resolved `metadata`, or the reason it could not be resolved.
+    async fn open_resolved<'m, E, Fut>(
+        &self,
+        project_id: &str,
+        document: &Document,
+        metadata: &'m Result<BTreeMap<String, String>, String>,
+        open: impl FnOnce(&'m BTreeMap<String, String>) -> Fut,
+    ) -> Result<Arc<B>, String>
+    where
+        E: std::fmt::Display,
+        Fut: Future<Output = Result<Arc<B>, E>>,
+    {
+        let metadata = metadata.as_ref().map_err(String::clone)?;
+        // Secrets resolved into the metadata count: a changed secret value reopens the backend.
+        let source = serde_json::json!({"spec": document.spec, "metadata": metadata});
+        self.get_or_open(project_id, document, source, open(metadata)).await
+    }
+
     /// Forgets backends of `project_id` whose names `keep` refuses; they close once the last call using them
     /// ends.
     async fn retain(&self, project_id: &str, keep: impl Fn(&str) -> bool) {
@@ -220,6 +127,9 @@ pub struct Runtime {
     opened_brokers: Opened<dyn Broker>,
     opened_secret_stores: Opened<dyn SecretStore>,
     opened_locks: Opened<dyn LockStore>,
+    opened_configuration_stores: Opened<dyn ConfigurationStore>,
+    /// Ids of projects that changed, for watchers of managed configuration stores.
+    changes: tokio::sync::broadcast::Sender<Arc<str>>,
     host_secrets: HostSecrets,
     /// What projects' components may dial.
     egress: Egress,
@@ -322,6 +232,8 @@ impl Runtime {
             opened_brokers: Opened::new(),
             opened_secret_stores: Opened::new(),
             opened_locks: Opened::new(),
+            opened_configuration_stores: Opened::new(),
+            changes: tokio::sync::broadcast::channel(CHANGES_BACKLOG).0,
             host_secrets: HostSecrets::Refused,
             egress: Egress::default(),
             project_files,
@@ -363,6 +275,8 @@ impl Runtime {
     /// Forgets the cached components of a project (a change event arrived); the next call re-reads them.
     pub async fn invalidate(&self, project_id: &str) {
         self.projects.invalidate(&project_id.to_owned()).await;
+        // Nobody listening is not an error: no managed configuration store is watched.
+        let _ = self.changes.send(project_id.into());
     }
 
     /// The project's components, from the cache when fresh enough. `None` when the project is gone.
@@ -386,6 +300,8 @@ impl Runtime {
         let secret_store = kept(|components, name| components.secrets.contains_key(name));
         self.opened_secret_stores.retain(project_id, secret_store).await;
         self.opened_locks.retain(project_id, kept(|components, name| components.locks.contains_key(name))).await;
+        let configuration_store = kept(|components, name| components.configuration.contains_key(name));
+        self.opened_configuration_stores.retain(project_id, configuration_store).await;
         Ok(loaded.map(Arc::new))
     }
 
@@ -427,52 +343,14 @@ impl Runtime {
             pubsub: BTreeMap::new(),
             secrets: BTreeMap::new(),
             locks: BTreeMap::new(),
+            configuration: BTreeMap::new(),
             secret_scopes,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
         };
-        let managed = |(name, component_type): (&str, &str)| (name.to_owned(), component_type.to_owned());
-        if project.managed_kvstore {
-            let (name, component_type) = managed(MANAGED_KVSTORE.managed_component());
-            let config = StateConfig { key_prefix: KeyPrefix::AppId, namespace: format!("{project_id}/") };
-            let backend = Ok(Arc::clone(&self.managed.kvstore));
-            let component = Component {
-                name: name.clone(),
-                component_type,
-                version: "v1".into(),
-                scopes: Vec::new(),
-                backend,
-                config,
-            };
-            components.state.insert(name.clone(), Arc::new(component));
-            // Locks live under `<project>/locks/`: App IDs hold no `/`, so no App ID's state keys
-            // (`<project>/<appid>||<key>`) or query scans reach them.
-            let config = LockConfig { key_prefix: LockKeyPrefix::AppId, namespace: format!("{project_id}/locks/") };
-            let backend = Ok(Arc::clone(&self.managed.kvstore_locks));
-            let component = Component {
-                name: name.clone(),
-                component_type: MANAGED_KVSTORE.managed_component().1.to_owned(),
-                version: "v1".into(),
-                scopes: Vec::new(),
-                backend,
-                config,
-            };
-            components.locks.insert(name, Arc::new(component));
-        }
-        if project.managed_pubsub {
-            let (name, component_type) = managed(MANAGED_PUBSUB.managed_component());
-            let config = PubsubConfig { topics: TopicScopes::default(), namespace: format!("{project_id}.") };
-            let backend = Ok(Arc::clone(&self.managed.pubsub));
-            let component = Component {
-                name: name.clone(),
-                component_type,
-                version: "v1".into(),
-                scopes: Vec::new(),
-                backend,
-                config,
-            };
-            components.pubsub.insert(name, Arc::new(component));
-        }
+        let configuration_store =
+            ManagedConfigurationStore::new(self.control_plane.clone(), project.id.clone(), self.changes.clone());
+        self.managed.provide(&project, configuration_store, &mut components);
         let typed: Vec<(Document, String, BuildingBlock)> = documents
             .into_iter()
             .filter_map(|stored| {
@@ -503,56 +381,38 @@ impl Runtime {
         for (document, component_type, building_block) in others {
             let metadata = resolve_metadata(&document, &components.secrets).await;
             let field = |name: &str| metadata.as_ref().ok().and_then(|m| m.get(name)).map(String::as_str);
-            // Secrets resolved into the metadata count: a changed secret value reopens the backend.
-            let source = serde_json::json!({"spec": document.spec, "metadata": metadata.as_ref().ok()});
-            let version = version(&document);
-            let name = document.metadata.name.clone();
+            let (name, version) = (document.metadata.name.clone(), version(&document));
             match building_block {
                 BuildingBlock::State => {
-                    let backend = match &metadata {
-                        Ok(metadata) => {
-                            let open = state::open_within(&component_type, metadata, &boundary);
-                            self.opened_stores.get_or_open(project_id, &document, source, open).await
-                        }
-                        Err(reason) => Err(reason.clone()),
-                    };
-                    let config = StateConfig {
-                        key_prefix: KeyPrefix::from_metadata(field("keyPrefix")),
-                        namespace: String::new(),
-                    };
-                    components
-                        .state
-                        .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
+                    let open = |metadata| state::open_within(&component_type, metadata, &boundary);
+                    let backend = self.opened_stores.open_resolved(project_id, &document, &metadata, open).await;
+                    let key_prefix = KeyPrefix::from_metadata(field("keyPrefix"));
+                    let config = StateConfig { key_prefix, namespace: String::new() };
+                    let component = assemble(&document, component_type, version, backend, config);
+                    components.state.insert(name, Arc::new(component));
                 }
                 BuildingBlock::PubSub => {
-                    let backend = match &metadata {
-                        Ok(metadata) => {
-                            let open = pubsub::open_within(&component_type, metadata, &boundary);
-                            self.opened_brokers.get_or_open(project_id, &document, source, open).await
-                        }
-                        Err(reason) => Err(reason.clone()),
-                    };
+                    let open = |metadata| pubsub::open_within(&component_type, metadata, &boundary);
+                    let backend = self.opened_brokers.open_resolved(project_id, &document, &metadata, open).await;
                     let topics = metadata.as_ref().map(TopicScopes::from_metadata).unwrap_or_default();
                     let config = PubsubConfig { topics, namespace: format!("{project_id}.") };
-                    components
-                        .pubsub
-                        .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
+                    let component = assemble(&document, component_type, version, backend, config);
+                    components.pubsub.insert(name, Arc::new(component));
                 }
                 BuildingBlock::Lock => {
-                    let backend = match &metadata {
-                        Ok(metadata) => {
-                            let open = lock::open_within(&component_type, metadata, &boundary);
-                            self.opened_locks.get_or_open(project_id, &document, source, open).await
-                        }
-                        Err(reason) => Err(reason.clone()),
-                    };
-                    let config = LockConfig {
-                        key_prefix: LockKeyPrefix::from_metadata(field("keyPrefix")),
-                        namespace: String::new(),
-                    };
-                    components
-                        .locks
-                        .insert(name, Arc::new(assemble(&document, component_type, version, backend, config)));
+                    let open = |metadata| lock::open_within(&component_type, metadata, &boundary);
+                    let backend = self.opened_locks.open_resolved(project_id, &document, &metadata, open).await;
+                    let key_prefix = LockKeyPrefix::from_metadata(field("keyPrefix"));
+                    let config = LockConfig { key_prefix, namespace: String::new() };
+                    let component = assemble(&document, component_type, version, backend, config);
+                    components.locks.insert(name, Arc::new(component));
+                }
+                BuildingBlock::Configuration => {
+                    let open = |metadata| configuration::open_within(&component_type, metadata, &boundary);
+                    let stores = &self.opened_configuration_stores;
+                    let backend = stores.open_resolved(project_id, &document, &metadata, open).await;
+                    let component = assemble(&document, component_type, version, backend, ());
+                    components.configuration.insert(name, Arc::new(component));
                 }
                 // Opened above.
                 BuildingBlock::SecretStores => {}

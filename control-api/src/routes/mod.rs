@@ -2,6 +2,7 @@
 
 mod appids;
 mod apply;
+mod configuration_items;
 mod projects;
 mod resources;
 mod workflows;
@@ -22,6 +23,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(appids::revoke_token))
         .routes(routes!(apply::apply))
         .routes(routes!(apply::export))
+        .routes(routes!(configuration_items::list_items))
+        .routes(routes!(configuration_items::get_item, configuration_items::set_item, configuration_items::delete_item))
         .routes(routes!(resources::list_resources))
         .routes(routes!(resources::get_resource, resources::put_resource, resources::delete_resource))
         .routes(routes!(workflows::list_instances))

@@ -4,6 +4,7 @@ mod harness;
 
 mod appids;
 mod apply;
+mod configuration_items;
 mod fixtures;
 mod isolation;
 mod openapi;

@@ -20,7 +20,11 @@ async fn project_lifecycle(app: TestApp) {
     assert_eq!(created["grpcEndpoint"], "http://127.0.0.1:50001");
     assert_eq!(
         created["managedComponents"],
-        json!([{ "name": "kvstore", "type": "state.outrigger" }, { "name": "pubsub", "type": "pubsub.outrigger" }])
+        json!([
+            { "name": "configstore", "type": "configuration.outrigger" },
+            { "name": "kvstore", "type": "state.outrigger" },
+            { "name": "pubsub", "type": "pubsub.outrigger" },
+        ])
     );
     assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
     assert!(created["filesDir"].as_str().is_some_and(|dir| dir.starts_with("projects/prj_")), "{created}");
@@ -83,13 +87,18 @@ async fn project_without_managed_components(app: TestApp) {
         .await
         .expect(StatusCode::CREATED)
         .json();
-    assert_eq!(created["managedComponents"], json!([]));
+    // Every project has its managed configuration store; it holds nothing until an operator sets items.
+    assert_eq!(created["managedComponents"], json!([{ "name": "configstore", "type": "configuration.outrigger" }]));
     let only_pubsub = app
         .post_json("/api/v1/projects", json!({ "name": "half", "managedKvstore": false }))
         .await
         .expect(StatusCode::CREATED)
         .json();
-    assert_eq!(only_pubsub["managedComponents"], json!([{ "name": "pubsub", "type": "pubsub.outrigger" }]));
+    let expected = json!([
+        { "name": "configstore", "type": "configuration.outrigger" },
+        { "name": "pubsub", "type": "pubsub.outrigger" },
+    ]);
+    assert_eq!(only_pubsub["managedComponents"], expected);
     // Without a managed kvstore the name is free for the project's own component.
     app.put_yaml(
         "/api/v1/projects/bare/components/kvstore",

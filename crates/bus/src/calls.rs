@@ -15,8 +15,8 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::{
-    BulkStateItem, DataError, DeleteItem, FailedEntry, MetadataInfo, PublishEntry, QueryItem, SaveItem, Settlement,
-    StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation, UnlockStatus,
+    BulkStateItem, ConfigurationItem, DataError, DeleteItem, FailedEntry, Metadata, MetadataInfo, PublishEntry,
+    QueryItem, SaveItem, Settlement, StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation, UnlockStatus,
 };
 
 /// A call a gateway can send, and the reply it gets.
@@ -134,6 +134,10 @@ data_plane! {
     TryLock => try_lock -> bool;
     /// Release a lock the caller's owner holds.
     Unlock => unlock -> UnlockStatus;
+    /// Read configuration items, by key.
+    GetConfiguration => get_configuration -> BTreeMap<String, ConfigurationItem>;
+    /// Wait for configuration items to differ from what the caller saw; the items that differ, by key.
+    WatchConfiguration => watch_configuration -> BTreeMap<String, ConfigurationItem>;
 }
 
 /// `/v1.0/metadata`'s view of the caller's project.
@@ -306,4 +310,31 @@ pub struct Unlock {
     pub resource_id: String,
     /// Who releases it: only the owner that took it can.
     pub owner: String,
+}
+
+/// `GET /v1.0/configuration/{store}`, gRPC `GetConfiguration` (and their alpha names).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetConfiguration {
+    /// Configuration store.
+    pub store: String,
+    /// Keys to read; every key of the store when empty.
+    pub keys: Vec<String>,
+    /// Request metadata.
+    pub metadata: Metadata,
+}
+
+/// One wait of a configuration subscription (gRPC `SubscribeConfiguration`, HTTP `.../subscribe`): answered as
+/// soon as an item of `keys` differs from `seen`, or empty once `wait_ms` passed. A removed item is answered
+/// as an empty one, as daprd sends it. Nothing is lost between two waits: each compares with what the caller
+/// saw, not with the moment it began.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WatchConfiguration {
+    /// Configuration store.
+    pub store: String,
+    /// Keys watched; every key of the store when empty.
+    pub keys: Vec<String>,
+    /// The items the caller last saw, by key.
+    pub seen: BTreeMap<String, ConfigurationItem>,
+    /// How long to wait for a difference, in milliseconds.
+    pub wait_ms: u64,
 }

@@ -227,6 +227,17 @@ pub struct QueryItem {
     pub etag: String,
 }
 
+/// A configuration item as a configuration store answers it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigurationItem {
+    /// The value.
+    pub value: String,
+    /// The store's version of it.
+    pub version: String,
+    /// Its attributes.
+    pub metadata: Metadata,
+}
+
 /// What an unlock found (daprd's `UnlockResponse.Status`, with its numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnlockStatus {
@@ -340,4 +351,16 @@ pub enum DataError {
     /// The lock store failed to release the lock.
     #[error("failed to release lock: {message}")]
     UnlockFailed { message: String },
+    /// The caller may use no configuration store at all.
+    #[error("configuration stores not configured")]
+    ConfigurationStoresNotConfigured,
+    /// No configuration store of that name the caller may use.
+    #[error("configuration store {store} not found")]
+    ConfigurationStoreNotFound { store: String },
+    /// The store could not read the items (daprd's "failed to get [keys] from Configuration store ...").
+    #[error("{message}")]
+    ConfigurationGet { message: String },
+    /// The store could not watch the items.
+    #[error("{message}")]
+    ConfigurationSubscribe { message: String },
 }

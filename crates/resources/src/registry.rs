@@ -23,6 +23,8 @@ pub enum BuildingBlock {
     SecretStores,
     /// Distributed lock store (`lock.*`).
     Lock,
+    /// Configuration store (`configuration.*`).
+    Configuration,
 }
 
 impl BuildingBlock {
@@ -33,6 +35,7 @@ impl BuildingBlock {
             BuildingBlock::PubSub => "pubsub",
             BuildingBlock::SecretStores => "secretstores",
             BuildingBlock::Lock => "lock",
+            BuildingBlock::Configuration => "configuration",
         }
     }
 
@@ -43,6 +46,7 @@ impl BuildingBlock {
             BuildingBlock::PubSub => "pub/sub",
             BuildingBlock::SecretStores => "secret store",
             BuildingBlock::Lock => "lock store",
+            BuildingBlock::Configuration => "configuration store",
         }
     }
 
@@ -51,7 +55,7 @@ impl BuildingBlock {
         match self {
             BuildingBlock::State => STATE_COMMON,
             BuildingBlock::PubSub => PUBSUB_COMMON,
-            BuildingBlock::SecretStores => &[],
+            BuildingBlock::SecretStores | BuildingBlock::Configuration => &[],
             BuildingBlock::Lock => LOCK_COMMON,
         }
     }

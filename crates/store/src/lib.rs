@@ -8,6 +8,7 @@
 
 mod app_metadata;
 mod changes;
+mod configuration_items;
 mod paging;
 mod records;
 mod streams;
@@ -18,6 +19,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
+pub use configuration_items::ConfigurationItem;
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use records::{
     AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo, TokenOwner,
@@ -260,6 +262,7 @@ impl Tx {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
         for table in [
             "app_metadata",
+            "configuration_items",
             "stream_subscriptions",
             "wf_history",
             "wf_inbox",

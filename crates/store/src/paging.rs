@@ -48,14 +48,14 @@ impl<T> Page<T> {
 /// A value bound to a placeholder, or one column of a sort key.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(untagged)]
-enum Value {
+pub(crate) enum Value {
     Number(i64),
     Text(String),
 }
 
 /// A column of a sort key and the type of its values.
 #[derive(Clone, Copy)]
-enum KeyColumn {
+pub(crate) enum KeyColumn {
     Text(&'static str),
     Number(&'static str),
 }
@@ -99,7 +99,7 @@ fn decode(token: &str, columns: &[KeyColumn]) -> Result<Vec<Value>> {
 }
 
 /// One listing: a table, the columns read, conditions that scope it, and the unique sort key it pages by.
-struct Keyset {
+pub(crate) struct Keyset {
     table: &'static str,
     columns: &'static str,
     key: &'static [KeyColumn],
@@ -108,7 +108,7 @@ struct Keyset {
 }
 
 impl Keyset {
-    fn new(table: &'static str, columns: &'static str, key: &'static [KeyColumn]) -> Keyset {
+    pub(crate) fn new(table: &'static str, columns: &'static str, key: &'static [KeyColumn]) -> Keyset {
         Keyset { table, columns, key, clauses: Vec::new(), values: Vec::new() }
     }
 
@@ -119,14 +119,14 @@ impl Keyset {
     }
 
     /// Adds a condition whose every `?` stands for `value`.
-    fn filter(mut self, clause: &str, value: Value) -> Keyset {
+    pub(crate) fn filter(mut self, clause: &str, value: Value) -> Keyset {
         let placeholder = self.bind(value);
         self.clauses.push(clause.replace('?', &placeholder));
         self
     }
 
     /// Reads the page `request` names, converting each row with `read`.
-    async fn page<T>(
+    pub(crate) async fn page<T>(
         mut self,
         tx: &mut Tx,
         request: &PageRequest,

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{invoke, lock, metadata, pubsub, secrets, state, workflow};
+use super::{configuration, invoke, lock, metadata, pubsub, secrets, state, workflow};
 use crate::{DaprError, Gateway};
 
 /// The header SDKs send the API token in.
@@ -32,6 +32,7 @@ pub fn http_router(gateway: Gateway) -> Router {
         .merge(invoke::http_routes())
         .merge(secrets::http_routes())
         .merge(lock::http_routes())
+        .merge(configuration::http_routes())
         .merge(workflow::http_routes())
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()

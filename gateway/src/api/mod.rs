@@ -3,6 +3,7 @@
 //! ([`outrigger_bus::DataCall`]); [`http`] and [`grpc`] hold what every block shares. `docs/api-map.md` lists
 //! where each API lives, from socket to store.
 
+mod configuration;
 pub(crate) mod grpc;
 pub(crate) mod http;
 mod invoke;
@@ -16,6 +17,7 @@ mod workflow;
 mod workflow_stream;
 
 use axum::http::HeaderMap;
+pub(crate) use configuration::Subscriptions as ConfigurationSubscriptions;
 use outrigger_bus::TraceContext;
 pub(crate) use workflow::WorkflowRequestError;
 

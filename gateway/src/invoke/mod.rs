@@ -205,6 +205,14 @@ impl Invoker {
         Ok(names)
     }
 
+    /// Whether the caller's App ID has an app endpoint the platform can call back (daprd's "app channel").
+    pub async fn has_app_endpoint(&self, tenant: &Tenant) -> bool {
+        let directory = self.directory.project(&tenant.project_id).await;
+        directory.is_ok_and(|directory| {
+            directory.apps.get(&tenant.app_id).is_some_and(|app| app.identity.app_endpoint.is_some())
+        })
+    }
+
     /// Calls `target` for `tenant` and returns the callee's answer, whatever its status.
     pub async fn invoke(
         &self,

@@ -22,9 +22,9 @@ async fn health_probes_answer_204_without_a_token() {
 async fn unserved_api_answers_dapr_unimplemented() {
     let gateway = TestGateway::start().await;
     let token = gateway.app("demo", "orders").await;
-    let answer = gateway.http("GET", "/v1.0/configuration/appconfig?key=a", Some(&token), None).await;
+    let answer = gateway.http("GET", "/v1.0/actors/cart/1/state/total", Some(&token), None).await;
     let message = answer.dapr_error(StatusCode::NOT_IMPLEMENTED, "ERR_API_UNIMPLEMENTED");
-    assert!(message.contains("/v1.0/configuration/appconfig"), "{message}");
+    assert!(message.contains("/v1.0/actors/cart/1/state/total"), "{message}");
 }
 
 /// daprd checks the token before its routes: an unserved path or rpc is refused, not described, to a caller
@@ -34,7 +34,7 @@ async fn unserved_api_refuses_a_caller_without_a_token_first() {
     let gateway = TestGateway::start().await;
     gateway.app("demo", "orders").await;
     for token in [None, Some("ort_wrong")] {
-        for path in ["/v1.0/configuration/appconfig?key=a", "/no/such/api"] {
+        for path in ["/v1.0/actors/cart/1/state/total", "/no/such/api"] {
             let answer = gateway.http("GET", path, token, None).await;
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path} with {token:?}");
         }

@@ -126,6 +126,13 @@ pub async fn delete_redis_keys(url: &str, pattern: &str) {
     }
 }
 
+/// Sets the string `key` of the test Redis to `value`, as an operator sets daprd's configuration items.
+pub async fn set_redis_string(key: &str, value: &str) {
+    let client = ::redis::Client::open(redis_url().as_str()).expect("redis client");
+    let mut connection = client.get_multiplexed_async_connection().await.expect("the test Redis is reachable");
+    ::redis::cmd("SET").arg(key).arg(value).query_async::<()>(&mut connection).await.expect("set a test key");
+}
+
 /// A write of `value` to `key` with no ETag, last-write-wins, no TTL.
 pub fn put(key: &str, value: &str) -> SetRequest {
     SetRequest {

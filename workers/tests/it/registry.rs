@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use outrigger_resources::BuildingBlock;
 use outrigger_workers::secrets::{self, HostSecrets};
-use outrigger_workers::{component_types, lock, pubsub, state, Boundary};
+use outrigger_workers::{component_types, configuration, lock, pubsub, state, Boundary};
 
 use crate::backends::{
     delete_redis_keys, drop_table, fresh_table_name, metadata, postgres_url, put, redis_metadata, redis_url,
-    unique_prefix,
+    set_redis_string, unique_prefix,
 };
 use crate::pubsub_backends::{delete_stream, jetstream_metadata, unique_id};
 
@@ -26,7 +26,9 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str) -> (BTreeMap<String,
             let table = fresh_table_name();
             (metadata(&[("connectionString", &postgres_url()), ("tableName", &table)]), CleanUp::Table(table))
         }
-        "state.redis" | "pubsub.redis" | "lock.redis" => (redis_metadata(), CleanUp::RedisKeys(format!("*{id}*"))),
+        "state.redis" | "pubsub.redis" | "lock.redis" | "configuration.redis" => {
+            (redis_metadata(), CleanUp::RedisKeys(format!("*{id}*")))
+        }
         "pubsub.jetstream" => (jetstream_metadata(id), CleanUp::Stream(format!("IT_{id}"))),
         "secretstores.local.file" => {
             let file = dir.join("secrets.json");
@@ -97,6 +99,15 @@ async fn every_registered_type_opens_and_works() {
                 let status = locks.unlock(&key, "owner").await.expect("unlock through the opened store");
                 assert_eq!(status, outrigger_bus::UnlockStatus::Success, "{}", declared.name);
             }
+            BuildingBlock::Configuration => {
+                let store = configuration::open_within(declared.name, &entries, &Boundary::operator())
+                    .await
+                    .unwrap_or_else(|err| panic!("{err}"));
+                let key = format!("{}{id}", unique_prefix());
+                set_redis_string(&key, "blue||7").await;
+                let items = store.get(std::slice::from_ref(&key)).await.expect("read through the opened store");
+                assert_eq!((items[&key].value.as_str(), items[&key].version.as_str()), ("blue", "7"));
+            }
             BuildingBlock::SecretStores => {
                 let boundary = Boundary::operator();
                 let store = secrets::open(declared.name, &entries, HostSecrets::Allowed, &boundary)
@@ -115,7 +126,7 @@ async fn every_registered_type_opens_and_works() {
         clean_up.run().await;
         opened.push(declared.name);
     }
-    assert!(opened.len() >= 10, "only {opened:?} opened");
+    assert!(opened.len() >= 11, "only {opened:?} opened");
 }
 
 #[test]
@@ -142,6 +153,8 @@ fn declarations_follow_dapr() {
         ("lock.redis", "redisHost", true, false),
         ("lock.redis", "redisPassword", false, true),
         ("lock.redis", "keyPrefix", false, false),
+        ("configuration.redis", "redisHost", true, false),
+        ("configuration.redis", "redisPassword", false, true),
     ];
     for (type_name, field_name, required, sensitive) in cases {
         let field = types.lookup(type_name).unwrap().field(field_name);
@@ -168,6 +181,7 @@ fn users_create_all_but_the_managed_types() {
     assert_eq!(
         supported,
         [
+            "configuration.redis",
             "lock.redis",
             "pubsub.in-memory",
             "pubsub.jetstream",
@@ -181,5 +195,10 @@ fn users_create_all_but_the_managed_types() {
         ]
     );
     let managed: Vec<_> = types.managed().map(|declared| (declared.managed_component, declared.name)).collect();
-    assert_eq!(managed, [(Some("pubsub"), "pubsub.outrigger"), (Some("kvstore"), "state.outrigger")]);
+    let expected = [
+        (Some("configstore"), "configuration.outrigger"),
+        (Some("pubsub"), "pubsub.outrigger"),
+        (Some("kvstore"), "state.outrigger"),
+    ];
+    assert_eq!(managed, expected);
 }

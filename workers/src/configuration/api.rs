@@ -1,0 +1,84 @@
+//! The configuration API as a worker serves it: the caller's configuration store, reads under the component's
+//! outbound Resiliency policy, and the waits of subscriptions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use outrigger_bus::{DataError, GetConfiguration, WatchConfiguration};
+use outrigger_outbound::resiliency::{self, Failure, Outcome, Policy};
+
+use super::{differences, ConfigurationError, ConfigurationStore, Items};
+use crate::handler::Scope;
+
+/// The longest one wait may last, whatever the caller asks: well within the bus's answer timeout.
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
+/// The configuration store `store` of the caller's project, if the caller may use it.
+fn target(scope: &Scope<'_>, store: &str) -> Result<Arc<dyn ConfigurationStore>, DataError> {
+    let app_id = &scope.tenant.app_id;
+    let visible = || scope.project.configuration.values().filter(|component| component.allows(app_id));
+    let Some(component) = visible().find(|component| component.name == store) else {
+        return Err(if visible().next().is_none() {
+            DataError::ConfigurationStoresNotConfigured
+        } else {
+            DataError::ConfigurationStoreNotFound { store: store.to_owned() }
+        });
+    };
+    component.backend.clone().map_err(|reason| DataError::ConfigurationGet { message: reason })
+}
+
+/// Keys as Go prints a string slice, as daprd's messages quote them: `[a b]`.
+fn go_list(keys: &[String]) -> String {
+    format!("[{}]", keys.join(" "))
+}
+
+/// Runs `call` under the component's outbound policy; a failure is the store's reason.
+async fn run<T, Fut>(scope: &Scope<'_>, store: &str, call: impl FnMut() -> Fut) -> Result<T, String>
+where
+    Fut: Future<Output = Result<T, ConfigurationError>>,
+{
+    let (project, tenant) = (scope.project, scope.tenant);
+    let policy = Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(store))
+        .with_default_timeout(scope.worker.limits.store_timeout);
+    let breaker = scope.worker.breakers.get(tenant.project_id.as_str(), &policy);
+    let judge = |result: &Result<T, ConfigurationError>| result.is_err().then_some(Failure::Error);
+    match resiliency::execute(&policy, breaker.as_deref(), call, judge).await {
+        Outcome::Finished(result) => result.map_err(|err| err.to_string()),
+        Outcome::TimedOut(after) => Err(format!("configuration store {store} did not answer within {after:?}")),
+        Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
+    }
+}
+
+/// `GetConfiguration`: the items of the keys asked for that have a value.
+pub(crate) async fn get(scope: &Scope<'_>, call: GetConfiguration) -> Result<Items, DataError> {
+    let GetConfiguration { store, keys, metadata: _ } = call;
+    let backend = target(scope, &store)?;
+    run(scope, &store, || backend.get(&keys)).await.map_err(|reason| DataError::ConfigurationGet {
+        message: format!("failed to get {} from Configuration store {store}: {reason}", go_list(&keys)),
+    })
+}
+
+/// `WatchConfiguration`: listens first, then compares what the store holds with what the caller saw, so a
+/// change made at any moment after the caller's last look is answered, at once or when it is heard.
+pub(crate) async fn watch(scope: &Scope<'_>, call: WatchConfiguration) -> Result<Items, DataError> {
+    let WatchConfiguration { store, keys, seen, wait_ms } = call;
+    let failed = |reason: String| DataError::ConfigurationSubscribe {
+        message: format!("failed to subscribe {} from Configuration store {store}: {reason}", go_list(&keys)),
+    };
+    let backend = target(scope, &store)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms).min(MAX_WAIT);
+    let mut listener = backend.listen(&keys).await.map_err(|err| failed(err.to_string()))?;
+    loop {
+        let current = run(scope, &store, || backend.get(&keys)).await.map_err(failed)?;
+        let changes = differences(&seen, &current);
+        if !changes.is_empty() {
+            return Ok(changes);
+        }
+        match tokio::time::timeout_at(deadline, listener.changed()).await {
+            Err(_elapsed) => return Ok(Items::new()),
+            Ok(Err(err)) => return Err(failed(err.to_string())),
+            Ok(Ok(())) => {}
+        }
+    }
+}
