@@ -14,6 +14,7 @@ use outrigger_gateway::Gateway;
 use outrigger_outbound::health::HealthProbe;
 use outrigger_store::Store;
 use outrigger_workers::delivery::Deliverer;
+use outrigger_workers::jobs::Scheduler;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
 use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
@@ -353,13 +354,20 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     } else {
         None
     };
-    // Push deliveries run in every worker: of every project in the embedded default, of the pool's projects
-    // in the distributed form.
+    // Push deliveries and job triggers run in every worker: of every project in the embedded default, of the
+    // pool's projects in the distributed form.
     let deliveries = worker.as_ref().map(|worker| {
         let pool = match &role {
             Role::Worker { pool } => Some(pool.clone()),
             _ => None,
         };
+        // The job scheduler runs beside the deliveries, over the same pool's projects.
+        let scheduler = Scheduler::new(store.clone(), pool.clone(), &egress);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            scheduler.run(stop).await;
+            Ok(())
+        });
         let deliverer = Deliverer::new(store.clone(), worker.clone(), pool, egress.clone());
         let waker = deliverer.waker();
         let stop = shutdown.clone();

@@ -81,6 +81,7 @@ pub struct AppState {
         (name = "apply", description = "Dapr YAML in and out"),
         (name = "workflows", description = "Workflow instances of a project: list, inspect, control"),
         (name = "configuration", description = "Items of a project's managed configuration store (configstore)"),
+        (name = "jobs", description = "Jobs App IDs scheduled through Dapr's jobs API, and what became of them"),
     )
 )]
 struct ApiDoc;

@@ -12,7 +12,7 @@ use serde_json::json;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::api::WorkflowRequestError;
+use crate::api::{JobRequestError, WorkflowRequestError};
 use crate::extended_metadata::ExtendedMetadataError;
 use crate::invoke::InvokeError;
 use outrigger_workflow::WorkflowError;
@@ -514,6 +514,44 @@ impl From<WorkflowRequestError> for DaprError {
             WorkflowRequestError::EventNameMissing => "ERR_WORKFLOW_EVENT_NAME_MISSING",
         };
         DaprError::new(StatusCode::BAD_REQUEST, Code::InvalidArgument, error_code, "DAPR_WORKFLOW", err.to_string())
+    }
+}
+
+impl From<JobRequestError> for DaprError {
+    fn from(err: JobRequestError) -> DaprError {
+        let (status, grpc_code, error_code) = match err {
+            JobRequestError::JobEmpty => (StatusCode::BAD_REQUEST, Code::InvalidArgument, "DAPR_SCHEDULER_EMPTY"),
+            JobRequestError::NameEmpty => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, "DAPR_SCHEDULER_JOB_NAME_EMPTY")
+            }
+            JobRequestError::ScheduleEmpty => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, "DAPR_SCHEDULER_SCHEDULE_EMPTY")
+            }
+            JobRequestError::NameInBody => (StatusCode::BAD_REQUEST, Code::InvalidArgument, "DAPR_SCHEDULER_JOB_NAME"),
+            JobRequestError::InvalidName(_) | JobRequestError::Unschedulable(_) => {
+                (StatusCode::BAD_REQUEST, Code::InvalidArgument, "DAPR_SCHEDULER_SCHEDULE_JOB")
+            }
+            JobRequestError::Exists(_) => (StatusCode::CONFLICT, Code::AlreadyExists, "DAPR_SCHEDULER_SCHEDULE_JOB"),
+            // daprd answers a job it does not have as a failed get.
+            JobRequestError::NotFound(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "DAPR_SCHEDULER_GET_JOB")
+            }
+        };
+        DaprError::new(status, grpc_code, error_code, error_code, err.to_string())
+    }
+}
+
+impl DaprError {
+    /// The control-plane database, where jobs are kept, failed.
+    pub(crate) fn jobs_store(err: impl std::fmt::Display) -> DaprError {
+        tracing::warn!(error = %err, "the jobs store failed");
+        DaprError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Code::Unavailable,
+            "DAPR_SCHEDULER_UNAVAILABLE",
+            "DAPR_SCHEDULER_UNAVAILABLE",
+            format!("jobs cannot be reached right now: {err}; retry shortly"),
+        )
     }
 }
 

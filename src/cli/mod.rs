@@ -4,6 +4,7 @@
 mod api;
 mod appid;
 mod config_items;
+mod jobs;
 mod manifests;
 mod output;
 mod project;
@@ -48,6 +49,8 @@ pub enum ClientCommand {
     Configuration(resource::ResourceArgs),
     /// Set, show, list and delete the items of a project's managed configuration store (`configstore`)
     Config(config_items::ConfigArgs),
+    /// List, show and delete the jobs an App ID scheduled (Dapr's jobs API), with their next and last fires
+    Job(jobs::JobArgs),
     /// List, show and delete a project's HTTP endpoints (external services reachable by service invocation)
     Httpendpoint(resource::ResourceArgs),
     /// Create or update a project's App IDs and Dapr resources from YAML files, like `kubectl apply`
@@ -73,6 +76,7 @@ pub async fn run(connection: ConnectionArgs, command: ClientCommand) -> anyhow::
         ClientCommand::Resiliency(args) => resource::run(&api, &resource::RESILIENCIES, args).await,
         ClientCommand::Configuration(args) => resource::run(&api, &resource::CONFIGURATIONS, args).await,
         ClientCommand::Config(args) => config_items::run(&api, args).await,
+        ClientCommand::Job(args) => jobs::run(&api, args).await,
         ClientCommand::Httpendpoint(args) => resource::run(&api, &resource::HTTP_ENDPOINTS, args).await,
         ClientCommand::Apply(args) => manifests::apply(&api, args).await,
         ClientCommand::Export(args) => manifests::export(&api, args).await,

@@ -8,6 +8,7 @@ mod config;
 mod distributed;
 mod failures;
 mod invoke;
+mod jobs;
 mod lifecycle;
 mod manifests;
 mod projects;

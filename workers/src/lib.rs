@@ -6,6 +6,7 @@ mod components;
 pub mod configuration;
 pub mod delivery;
 mod handler;
+pub mod jobs;
 pub mod lock;
 mod metadata;
 mod project;

@@ -72,7 +72,7 @@ fn check_key(key: &str) -> ApiResult<()> {
 /// List the items of the project's managed configuration store, by key, a page at a time.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/configuration-items", tag = "configuration",
     params(("project" = String, Path), PageQuery), responses((status = 200, body = Page<ConfigurationItemOut>)))]
-pub(crate) async fn list_items(
+pub(crate) async fn list_configuration_items(
     State(state): State<AppState>,
     Path(project): Path<String>,
     Query(page): Query<PageQuery>,
@@ -86,7 +86,7 @@ pub(crate) async fn list_items(
 /// Get one item.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/configuration-items/{key}", tag = "configuration",
     params(("project" = String, Path), ("key" = String, Path)), responses((status = 200, body = ConfigurationItemOut)))]
-pub(crate) async fn get_item(
+pub(crate) async fn get_configuration_item(
     State(state): State<AppState>,
     Path((project, key)): Path<(String, String)>,
 ) -> ApiResult<Json<ConfigurationItemOut>> {
@@ -102,7 +102,7 @@ pub(crate) async fn get_item(
     params(("project" = String, Path), ("key" = String, Path)), request_body = SetConfigurationItem, responses(
         (status = 200, description = "Replaced", body = ConfigurationItemOut),
         (status = 201, description = "Created", body = ConfigurationItemOut)))]
-pub(crate) async fn set_item(
+pub(crate) async fn set_configuration_item(
     State(state): State<AppState>,
     Path((project, key)): Path<(String, String)>,
     JsonBody(body): JsonBody<SetConfigurationItem>,
@@ -125,7 +125,7 @@ pub(crate) async fn set_item(
 /// Delete an item; subscribed apps receive it as removed.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}/configuration-items/{key}", tag = "configuration",
     params(("project" = String, Path), ("key" = String, Path)), responses((status = 204, description = "Deleted")))]
-pub(crate) async fn delete_item(
+pub(crate) async fn delete_configuration_item(
     State(state): State<AppState>,
     Path((project, key)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {

@@ -3,6 +3,7 @@
 mod appids;
 mod apply;
 mod configuration_items;
+mod jobs;
 mod projects;
 mod resources;
 mod workflows;
@@ -23,8 +24,14 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(appids::revoke_token))
         .routes(routes!(apply::apply))
         .routes(routes!(apply::export))
-        .routes(routes!(configuration_items::list_items))
-        .routes(routes!(configuration_items::get_item, configuration_items::set_item, configuration_items::delete_item))
+        .routes(routes!(configuration_items::list_configuration_items))
+        .routes(routes!(
+            configuration_items::get_configuration_item,
+            configuration_items::set_configuration_item,
+            configuration_items::delete_configuration_item
+        ))
+        .routes(routes!(jobs::list_jobs))
+        .routes(routes!(jobs::get_job, jobs::delete_job))
         .routes(routes!(resources::list_resources))
         .routes(routes!(resources::get_resource, resources::put_resource, resources::delete_resource))
         .routes(routes!(workflows::list_instances))

@@ -7,6 +7,7 @@ mod apply;
 mod configuration_items;
 mod fixtures;
 mod isolation;
+mod jobs;
 mod openapi;
 mod projects;
 mod resources;

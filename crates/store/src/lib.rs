@@ -9,6 +9,7 @@
 mod app_metadata;
 mod changes;
 mod configuration_items;
+mod jobs;
 mod paging;
 mod records;
 mod streams;
@@ -20,6 +21,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use configuration_items::ConfigurationItem;
+pub use jobs::{StoredJob, TryOutcome};
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use records::{
     AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo, TokenOwner,
@@ -263,6 +265,7 @@ impl Tx {
         for table in [
             "app_metadata",
             "configuration_items",
+            "jobs",
             "stream_subscriptions",
             "wf_history",
             "wf_inbox",
@@ -369,6 +372,8 @@ impl Tx {
         for statement in [
             "DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2",
             "DELETE FROM app_metadata WHERE project_id = $1 AND app_id = $2",
+            // The App ID's jobs go with it: nothing is left to trigger.
+            "DELETE FROM jobs WHERE project_id = $1 AND app_id = $2",
         ] {
             sqlx::query(statement).bind(&project.0).bind(name).execute(&mut *self.tx).await?;
         }

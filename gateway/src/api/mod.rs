@@ -7,6 +7,7 @@ mod configuration;
 pub(crate) mod grpc;
 pub(crate) mod http;
 mod invoke;
+mod jobs;
 mod lock;
 mod metadata;
 mod pubsub;
@@ -18,6 +19,7 @@ mod workflow_stream;
 
 use axum::http::HeaderMap;
 pub(crate) use configuration::Subscriptions as ConfigurationSubscriptions;
+pub(crate) use jobs::JobRequestError;
 use outrigger_bus::TraceContext;
 pub(crate) use workflow::WorkflowRequestError;
 

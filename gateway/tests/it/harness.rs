@@ -12,6 +12,7 @@ use outrigger_bus::InProcessBus;
 use outrigger_gateway::{Gateway, Options};
 use outrigger_store::{AppIdentity, NewProject, Store};
 use outrigger_workers::delivery::{Deliverer, HealthProbe, Scans};
+use outrigger_workers::jobs::Scheduler;
 use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use serde_json::Value;
@@ -84,6 +85,7 @@ impl TestGateway {
         let (deliveries_waker, deliveries_scans) = (deliverer.waker(), deliverer.scans());
         let deliveries = CancellationToken::new();
         tokio::spawn(deliverer.run(deliveries.clone()));
+        tokio::spawn(Scheduler::new(store.clone(), None, &options.egress).run(deliveries.clone()));
         let gateway = Gateway::new(Arc::new(InProcessBus::new(worker.clone())), store.clone(), options);
         let http = outrigger_gateway::http_router(gateway.clone());
         TestGateway {

@@ -9,6 +9,7 @@ mod grpc;
 mod http_state;
 mod invoke;
 mod isolation;
+mod jobs;
 mod lock;
 mod outage;
 mod probes;
