@@ -13,7 +13,9 @@ use outrigger_bus::{
     MetadataInfo, Publish, QueryPage, QueryState, Reply, ResolveSecretRef, SaveState, StateValue, StreamEvent,
     StreamFetch, StreamSettle, StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus, WatchConfiguration,
 };
-use outrigger_outbound::resiliency::Breakers;
+use std::sync::Arc;
+
+use outrigger_outbound::resiliency::{self, Breaker, Breakers, Policy};
 
 use crate::runtime::{ProjectComponents, Runtime};
 use crate::state::query_api::{QueryGate, QueryLimits};
@@ -76,6 +78,18 @@ pub(crate) struct Scope<'a> {
     pub(crate) worker: &'a Worker,
     pub(crate) tenant: &'a Tenant,
     pub(crate) project: &'a ProjectComponents,
+}
+
+impl Scope<'_> {
+    /// The outbound Resiliency policy of the caller's component `name` (its timeout defaulting to the store
+    /// timeout), and the circuit breaker it names.
+    pub(crate) fn component_policy(&self, name: &str) -> (Policy, Option<Arc<Breaker>>) {
+        let target = resiliency::Target::ComponentOutbound(name);
+        let policy = Policy::resolve(&self.project.resiliencies, &self.tenant.app_id, target)
+            .with_default_timeout(self.worker.limits.store_timeout);
+        let breaker = self.worker.breakers.get(self.tenant.project_id.as_str(), &policy);
+        (policy, breaker)
+    }
 }
 
 #[async_trait]

@@ -241,6 +241,27 @@ pub enum Outcome<T> {
     CircuitOpen,
 }
 
+/// [`execute`] for a call whose every error is a failure: its value, or why there is none, in words (`what`
+/// names the callee in a timeout's).
+pub async fn execute_fallible<T, E, F, Fut>(
+    policy: &Policy,
+    breaker: Option<&Breaker>,
+    what: &str,
+    attempt: F,
+) -> Result<T, String>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let judge = |result: &Result<T, E>| result.is_err().then_some(Failure::Error);
+    match execute(policy, breaker, attempt, judge).await {
+        Outcome::Finished(result) => result.map_err(|err| err.to_string()),
+        Outcome::TimedOut(after) => Err(format!("{what} did not answer within {after:?}")),
+        Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
+    }
+}
+
 /// Runs `attempt` under `policy`: each attempt within the timeout and admitted by the breaker, failures (as
 /// `judge` tells them) retried as the retry policy says. `attempt` is called again for every retry.
 pub async fn execute<T, F, Fut>(

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outrigger_bus::{DataError, GetConfiguration, WatchConfiguration};
-use outrigger_outbound::resiliency::{self, Failure, Outcome, Policy};
+use outrigger_outbound::resiliency;
 
 use super::{differences, ConfigurationError, ConfigurationStore, Items};
 use crate::handler::Scope;
@@ -33,21 +33,13 @@ fn go_list(keys: &[String]) -> String {
     format!("[{}]", keys.join(" "))
 }
 
-/// Runs `call` under the component's outbound policy; a failure is the store's reason.
+/// Runs `call` under the outbound policy of the component `store`; a failure is the store's reason.
 async fn run<T, Fut>(scope: &Scope<'_>, store: &str, call: impl FnMut() -> Fut) -> Result<T, String>
 where
     Fut: Future<Output = Result<T, ConfigurationError>>,
 {
-    let (project, tenant) = (scope.project, scope.tenant);
-    let policy = Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(store))
-        .with_default_timeout(scope.worker.limits.store_timeout);
-    let breaker = scope.worker.breakers.get(tenant.project_id.as_str(), &policy);
-    let judge = |result: &Result<T, ConfigurationError>| result.is_err().then_some(Failure::Error);
-    match resiliency::execute(&policy, breaker.as_deref(), call, judge).await {
-        Outcome::Finished(result) => result.map_err(|err| err.to_string()),
-        Outcome::TimedOut(after) => Err(format!("configuration store {store} did not answer within {after:?}")),
-        Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
-    }
+    let (policy, breaker) = scope.component_policy(store);
+    resiliency::execute_fallible(&policy, breaker.as_deref(), &format!("configuration store {store}"), call).await
 }
 
 /// `GetConfiguration`: the items of the keys asked for that have a value.

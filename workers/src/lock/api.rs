@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outrigger_bus::{DataError, TryLock, Unlock, UnlockStatus};
-use outrigger_outbound::resiliency::{self, Failure, Outcome, Policy};
+use outrigger_outbound::resiliency;
 
 use super::{LockError, LockStore};
 use crate::handler::Scope;
@@ -50,21 +50,19 @@ impl Target<'_> {
     {
         let backend = self.component.backend.clone()?;
         let key = self.key.clone()?;
-        let (project, tenant, name) = (self.scope.project, self.scope.tenant, &self.component.name);
-        let policy =
-            Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(name))
-                .with_default_timeout(self.scope.worker.limits.store_timeout);
-        let breaker = self.scope.worker.breakers.get(tenant.project_id.as_str(), &policy);
-        let judge = |result: &Result<T, LockError>| result.is_err().then_some(Failure::Error);
+        let name = &self.component.name;
+        let (policy, breaker) = self.scope.component_policy(name);
         let attempt = || call(Arc::clone(&backend), key.clone());
-        let reason = match resiliency::execute(&policy, breaker.as_deref(), attempt, judge).await {
-            Outcome::Finished(Ok(answer)) => return Ok(answer),
-            Outcome::Finished(Err(err)) => err.to_string(),
-            Outcome::TimedOut(after) => format!("lock store {name} did not answer within {after:?}"),
-            Outcome::CircuitOpen => "circuit breaker is open".to_owned(),
-        };
-        let namespace = self.component.config.namespace.as_str();
-        Err(if namespace.is_empty() { reason } else { reason.replace(namespace, "") })
+        let what = format!("lock store {name}");
+        let answer = resiliency::execute_fallible(&policy, breaker.as_deref(), &what, attempt).await;
+        answer.map_err(|reason| {
+            let namespace = self.component.config.namespace.as_str();
+            if namespace.is_empty() {
+                reason
+            } else {
+                reason.replace(namespace, "")
+            }
+        })
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use outrigger_bus::{DataError, FailedEntry, Publish, Tenant};
-use outrigger_outbound::resiliency::{self, Failure, Outcome, Policy};
+use outrigger_outbound::resiliency;
 
 use crate::handler::Scope;
 use crate::pubsub::cloudevent::{envelope, EnvelopeError, Publication};
@@ -51,9 +51,7 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
     let broker = component.backend.clone().map_err(|reason| DataError::PublishFailed { message: reason })?;
     let broker_topic = format!("{}{topic}", component.config.namespace);
     let single = matches!(entries.as_slice(), [entry] if entry.entry_id.is_empty());
-    let policy = Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(pubsub))
-        .with_default_timeout(scope.worker.limits.store_timeout);
-    let breaker = scope.worker.breakers.get(tenant.project_id.as_str(), &policy);
+    let (policy, breaker) = scope.component_policy(pubsub);
     let now = chrono::Utc::now();
     let mut failed = Vec::new();
     for entry in entries {
@@ -70,16 +68,11 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
         let outcome = match envelope(&publication, now) {
             Ok(message) => {
                 let publish = || broker.publish(&broker_topic, &message.payload);
-                let judge = |result: &Result<(), _>| result.is_err().then_some(Failure::Error);
-                match resiliency::execute(&policy, breaker.as_deref(), publish, judge).await {
-                    Outcome::Finished(Ok(())) => Ok(()),
-                    Outcome::Finished(Err(err)) => Err(err.to_string()),
-                    Outcome::TimedOut(after) => Err(format!("the broker did not acknowledge within {after:?}")),
-                    Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
-                }
-                .map_err(|reason| DataError::PublishFailed {
-                    message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
-                })
+                resiliency::execute_fallible(&policy, breaker.as_deref(), "the broker", publish).await.map_err(
+                    |reason| DataError::PublishFailed {
+                        message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
+                    },
+                )
             }
             Err(err) => Err(envelope_error(err)),
         };

@@ -189,10 +189,7 @@ pub(crate) fn target<'a>(scope: &Scope<'a>, store: &str, operation: StateOperati
         operation,
         message: format!("state store {}: {reason}", component.name),
     })?;
-    let policy =
-        Policy::resolve(&project.resiliencies, &tenant.app_id, resiliency::Target::ComponentOutbound(&component.name))
-            .with_default_timeout(scope.worker.limits.store_timeout);
-    let breaker = scope.worker.breakers.get(tenant.project_id.as_str(), &policy);
+    let (policy, breaker) = scope.component_policy(&component.name);
     Ok(Target { tenant, component: Arc::clone(component), store, policy, breaker })
 }
 
