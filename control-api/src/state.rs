@@ -32,7 +32,7 @@ pub fn managed_components(types: &Registry, project: &Project) -> Vec<ManagedCom
             BuildingBlock::State => project.managed_kvstore,
             BuildingBlock::PubSub => project.managed_pubsub,
             BuildingBlock::Configuration => true,
-            BuildingBlock::SecretStores | BuildingBlock::Lock => false,
+            BuildingBlock::SecretStores | BuildingBlock::Lock | BuildingBlock::Bindings => false,
         })
         .filter_map(|declared| {
             Some(ManagedComponent { name: declared.managed_component?, component_type: declared.name })

@@ -428,6 +428,12 @@ impl From<DataError> for DaprError {
             DataError::ConfigurationGet { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, Code::Internal, "ERR_CONFIGURATION_GET", "DAPR_CONFIGURATION_GET")
             }
+            DataError::InvokeBinding { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Code::Internal,
+                "ERR_INVOKE_OUTPUT_BINDING",
+                "DAPR_BINDING_INVOKE_OUTPUT_BINDING",
+            ),
             DataError::ConfigurationSubscribe { .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Code::Internal,

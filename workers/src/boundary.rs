@@ -93,6 +93,11 @@ impl Boundary {
         pinned.map(Some).map_err(|err| OpenError::InvalidField { component_type, field, reason: err.to_string() })
     }
 
+    /// An HTTP client whose every connection, redirects included, passes the egress rule.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.egress.client(true)
+    }
+
     /// Whether the component's connections must ignore servers a server points them to (NATS cluster
     /// discovery): those addresses were never judged.
     pub fn is_confined(&self) -> bool {

@@ -12,6 +12,7 @@ use std::sync::{Arc, LazyLock};
 use futures_util::future::BoxFuture;
 use outrigger_resources::{BuildingBlock, ComponentType, Registry, V1};
 
+use crate::bindings::{self, OutputBinding};
 use crate::boundary::Boundary;
 use crate::configuration::{self, ConfigurationStore};
 use crate::lock::{self, LockStore};
@@ -43,6 +44,7 @@ pub(crate) enum Opener {
     SecretStore(OpenFn<dyn SecretStore>),
     Lock(OpenFn<dyn LockStore>),
     Configuration(OpenFn<dyn ConfigurationStore>),
+    Binding(OpenFn<dyn OutputBinding>),
     /// The platform's own store, shared by every project and never opened from a component.
     Managed,
 }
@@ -70,7 +72,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 14] = [
+static BACKENDS: [&Backend; 16] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -82,6 +84,8 @@ static BACKENDS: [&Backend; 14] = [
     &secrets::file::BACKEND,
     &lock::redis::BACKEND,
     &configuration::redis::BACKEND,
+    &bindings::http::BACKEND,
+    &bindings::redis::BACKEND,
     &MANAGED_KVSTORE,
     &MANAGED_PUBSUB,
     &MANAGED_CONFIGSTORE,
@@ -142,11 +146,19 @@ impl Opener {
             None
         }
     }
+
+    pub(crate) fn binding(&self) -> Option<OpenFn<dyn OutputBinding>> {
+        if let Opener::Binding(open) = self {
+            Some(*open)
+        } else {
+            None
+        }
+    }
 }
 
 /// The one opening path: finds the backend declared for `component_type` among those `pick` selects the
 /// openers of ([`Opener::state`], [`Opener::pubsub`], [`Opener::secret_store`], [`Opener::lock`],
-/// [`Opener::configuration`]) and opens it within `boundary`.
+/// [`Opener::configuration`], [`Opener::binding`]) and opens it within `boundary`.
 pub(crate) async fn open<B: ?Sized>(
     pick: fn(&Opener) -> Option<OpenFn<B>>,
     component_type: &str,
@@ -180,6 +192,7 @@ mod tests {
                 Opener::SecretStore(_) => Some(BuildingBlock::SecretStores),
                 Opener::Lock(_) => Some(BuildingBlock::Lock),
                 Opener::Configuration(_) => Some(BuildingBlock::Configuration),
+                Opener::Binding(_) => Some(BuildingBlock::Bindings),
                 Opener::Managed => None,
             };
             let declared = &backend.declared;

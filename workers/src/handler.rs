@@ -1,17 +1,18 @@
 //! The worker's side of the bus: the caller's project is resolved once per call, then each typed call goes to
 //! its building block's module (`metadata`, `state::api`, `state::query_api`, `pubsub::api`,
 //! `pubsub::stream_api`, `secrets::api`, `lock::api`,
-//! `configuration::api`).
+//! `configuration::api`, `bindings::api`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use outrigger_bus::{
-    dispatch, BulkStateItem, ConfigurationItem, DataError, DataPlane, DeleteState, Envelope, ExecuteTransaction,
-    FailedEntry, GetBulkSecret, GetBulkState, GetConfiguration, GetMetadata, GetSecret, GetState, Handler,
-    MetadataInfo, Publish, QueryPage, QueryState, Reply, ResolveSecretRef, SaveState, StateValue, StreamEvent,
-    StreamFetch, StreamSettle, StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus, WatchConfiguration,
+    dispatch, BindingResponse, BulkStateItem, ConfigurationItem, DataError, DataPlane, DeleteState, Envelope,
+    ExecuteTransaction, FailedEntry, GetBulkSecret, GetBulkState, GetConfiguration, GetMetadata, GetSecret, GetState,
+    Handler, InvokeBinding, MetadataInfo, Publish, QueryPage, QueryState, Reply, ResolveSecretRef, SaveState,
+    StateValue, StreamEvent, StreamFetch, StreamSettle, StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus,
+    WatchConfiguration,
 };
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use outrigger_outbound::resiliency::{self, Breaker, Breakers, Policy};
 
 use crate::runtime::{ProjectComponents, Runtime};
 use crate::state::query_api::{QueryGate, QueryLimits};
-use crate::{configuration, lock, metadata, pubsub, secrets, state};
+use crate::{bindings, configuration, lock, metadata, pubsub, secrets, state};
 
 /// Limits that keep one request from monopolising a worker.
 #[derive(Clone, Copy, Debug)]
@@ -191,5 +192,9 @@ impl DataPlane for Scope<'_> {
         call: WatchConfiguration,
     ) -> Result<BTreeMap<String, ConfigurationItem>, DataError> {
         configuration::api::watch(self, call).await
+    }
+
+    async fn invoke_binding(&self, call: InvokeBinding) -> Result<BindingResponse, DataError> {
+        bindings::api::invoke(self, call).await
     }
 }

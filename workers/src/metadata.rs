@@ -39,7 +39,8 @@ fn components(scope: &Scope<'_>) -> Vec<ComponentInfo> {
     let locks = locks.map(|component| info(component.as_ref(), Vec::new()));
     let configuration = project.configuration.values().filter(|c| c.allows(app_id));
     let configuration = configuration.map(|component| info(component.as_ref(), Vec::new()));
-    stores.chain(brokers).chain(secret_stores).chain(locks).chain(configuration).collect()
+    let bindings = project.bindings.values().filter(|c| c.allows(app_id)).map(|c| info(c.as_ref(), Vec::new()));
+    stores.chain(brokers).chain(secret_stores).chain(locks).chain(configuration).chain(bindings).collect()
 }
 
 fn subscriptions(scope: &Scope<'_>) -> Vec<SubscriptionInfo> {

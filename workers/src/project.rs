@@ -8,6 +8,7 @@ use std::sync::Arc;
 use outrigger_resources::Document;
 use outrigger_store::Project;
 
+use crate::bindings::OutputBinding;
 use crate::components::{Backend, MANAGED_CONFIGSTORE, MANAGED_KVSTORE, MANAGED_PUBSUB};
 use crate::configuration::{ConfigurationStore, ManagedConfigurationStore};
 use crate::lock::{LockKeyPrefix, LockStore, StateLockStore};
@@ -97,6 +98,8 @@ pub type PubsubComponent = Component<dyn Broker, PubsubConfig>;
 pub type SecretComponent = Component<dyn SecretStore, ()>;
 /// A lock store component.
 pub type LockComponent = Component<dyn LockStore, LockConfig>;
+/// An output binding component.
+pub type BindingComponent = Component<dyn OutputBinding, ()>;
 /// A configuration store component.
 pub type ConfigurationComponent = Component<dyn ConfigurationStore, ()>;
 
@@ -110,6 +113,8 @@ pub struct ProjectComponents {
     pub secrets: BTreeMap<String, Arc<SecretComponent>>,
     /// Lock stores by name (the managed `kvstore` among them when the project has it).
     pub locks: BTreeMap<String, Arc<LockComponent>>,
+    /// Output bindings by name.
+    pub bindings: BTreeMap<String, Arc<BindingComponent>>,
     /// Configuration stores by name (the managed `configstore` among them).
     pub configuration: BTreeMap<String, Arc<ConfigurationComponent>>,
     /// The secret scopes of each App ID's Configuration, by App ID and then store name.

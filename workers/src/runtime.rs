@@ -17,6 +17,7 @@ use outrigger_resources::{BuildingBlock, Document, Kind};
 use outrigger_store::{ProjectId, Store};
 use tokio::sync::Mutex;
 
+use crate::bindings::{self, OutputBinding};
 use crate::boundary::Boundary;
 use crate::components;
 use crate::configuration::{self, ConfigurationStore, ManagedConfigurationStore};
@@ -128,6 +129,7 @@ pub struct Runtime {
     opened_secret_stores: Opened<dyn SecretStore>,
     opened_locks: Opened<dyn LockStore>,
     opened_configuration_stores: Opened<dyn ConfigurationStore>,
+    opened_bindings: Opened<dyn OutputBinding>,
     /// Ids of projects that changed, for watchers of managed configuration stores.
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
     host_secrets: HostSecrets,
@@ -233,6 +235,7 @@ impl Runtime {
             opened_secret_stores: Opened::new(),
             opened_locks: Opened::new(),
             opened_configuration_stores: Opened::new(),
+            opened_bindings: Opened::new(),
             changes: tokio::sync::broadcast::channel(CHANGES_BACKLOG).0,
             host_secrets: HostSecrets::Refused,
             egress: Egress::default(),
@@ -302,6 +305,7 @@ impl Runtime {
         self.opened_locks.retain(project_id, kept(|components, name| components.locks.contains_key(name))).await;
         let configuration_store = kept(|components, name| components.configuration.contains_key(name));
         self.opened_configuration_stores.retain(project_id, configuration_store).await;
+        self.opened_bindings.retain(project_id, kept(|components, name| components.bindings.contains_key(name))).await;
         Ok(loaded.map(Arc::new))
     }
 
@@ -344,6 +348,7 @@ impl Runtime {
             secrets: BTreeMap::new(),
             locks: BTreeMap::new(),
             configuration: BTreeMap::new(),
+            bindings: BTreeMap::new(),
             secret_scopes,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
@@ -413,6 +418,12 @@ impl Runtime {
                     let backend = stores.open_resolved(project_id, &document, &metadata, open).await;
                     let component = assemble(&document, component_type, version, backend, ());
                     components.configuration.insert(name, Arc::new(component));
+                }
+                BuildingBlock::Bindings => {
+                    let open = |metadata| bindings::open_within(&component_type, metadata, &boundary);
+                    let backend = self.opened_bindings.open_resolved(project_id, &document, &metadata, open).await;
+                    let component = assemble(&document, component_type, version, backend, ());
+                    components.bindings.insert(name, Arc::new(component));
                 }
                 // Opened above.
                 BuildingBlock::SecretStores => {}

@@ -15,8 +15,9 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 
 use crate::messages::{
-    BulkStateItem, ConfigurationItem, DataError, DeleteItem, FailedEntry, Metadata, MetadataInfo, PublishEntry,
-    QueryItem, SaveItem, Settlement, StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation, UnlockStatus,
+    BindingResponse, BulkStateItem, ConfigurationItem, DataError, DeleteItem, FailedEntry, Metadata, MetadataInfo,
+    PublishEntry, QueryItem, SaveItem, Settlement, StateValue, StreamEvent, Tenant, TraceContext, TransactionOperation,
+    UnlockStatus,
 };
 
 /// A call a gateway can send, and the reply it gets.
@@ -138,6 +139,8 @@ data_plane! {
     GetConfiguration => get_configuration -> BTreeMap<String, ConfigurationItem>;
     /// Wait for configuration items to differ from what the caller saw; the items that differ, by key.
     WatchConfiguration => watch_configuration -> BTreeMap<String, ConfigurationItem>;
+    /// Invoke an output binding.
+    InvokeBinding => invoke_binding -> BindingResponse;
 }
 
 /// `/v1.0/metadata`'s view of the caller's project.
@@ -337,4 +340,18 @@ pub struct WatchConfiguration {
     pub seen: BTreeMap<String, ConfigurationItem>,
     /// How long to wait for a difference, in milliseconds.
     pub wait_ms: u64,
+}
+
+/// `POST /v1.0/bindings/{name}`, gRPC `InvokeBinding`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InvokeBinding {
+    /// The binding component.
+    pub name: String,
+    /// What to do (`create`, `get`, `delete`, ...; the binding's own list).
+    pub operation: String,
+    /// The request's data.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// The request's metadata (the binding reads its own keys, such as `path` or `key`).
+    pub metadata: Metadata,
 }

@@ -238,6 +238,16 @@ pub struct ConfigurationItem {
     pub metadata: Metadata,
 }
 
+/// What an output binding answered.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BindingResponse {
+    /// The answer's data.
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+    /// The answer's metadata (HTTP: `statusCode`, `status` and the response headers).
+    pub metadata: Metadata,
+}
+
 /// What an unlock found (daprd's `UnlockResponse.Status`, with its numbers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UnlockStatus {
@@ -363,4 +373,7 @@ pub enum DataError {
     /// The store could not watch the items.
     #[error("{message}")]
     ConfigurationSubscribe { message: String },
+    /// An output binding that is unknown, refuses the operation, or failed (daprd's one error for all three).
+    #[error("error invoking output binding {name}: {message}")]
+    InvokeBinding { name: String, message: String },
 }

@@ -25,6 +25,8 @@ pub enum BuildingBlock {
     Lock,
     /// Configuration store (`configuration.*`).
     Configuration,
+    /// Binding to an outside system (`bindings.*`).
+    Bindings,
 }
 
 impl BuildingBlock {
@@ -36,6 +38,7 @@ impl BuildingBlock {
             BuildingBlock::SecretStores => "secretstores",
             BuildingBlock::Lock => "lock",
             BuildingBlock::Configuration => "configuration",
+            BuildingBlock::Bindings => "bindings",
         }
     }
 
@@ -47,6 +50,7 @@ impl BuildingBlock {
             BuildingBlock::SecretStores => "secret store",
             BuildingBlock::Lock => "lock store",
             BuildingBlock::Configuration => "configuration store",
+            BuildingBlock::Bindings => "binding",
         }
     }
 
@@ -57,6 +61,7 @@ impl BuildingBlock {
             BuildingBlock::PubSub => PUBSUB_COMMON,
             BuildingBlock::SecretStores | BuildingBlock::Configuration => &[],
             BuildingBlock::Lock => LOCK_COMMON,
+            BuildingBlock::Bindings => BINDINGS_COMMON,
         }
     }
 }
@@ -161,6 +166,9 @@ const PUBSUB_COMMON: &[MetadataField] = &[
 
 /// daprd reads `keyPrefix` of every lock store (`pkg/components/lock/lock_config.go`).
 const LOCK_COMMON: &[MetadataField] = &[optional("keyPrefix")];
+
+/// daprd reads `direction` and `route` of every binding.
+const BINDINGS_COMMON: &[MetadataField] = &[optional("direction"), optional("route")];
 
 /// The `spec.version` list of a type that has only `v1`.
 pub const V1: &[&str] = &["v1"];

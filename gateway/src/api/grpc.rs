@@ -15,7 +15,7 @@ use axum::Router;
 use outrigger_bus::{Metadata, Tenant, TraceContext};
 use tracing::Instrument;
 
-use super::{configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, trace_context, workflow};
+use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, trace_context, workflow};
 use crate::stream_guard::StreamGuard;
 use crate::{DaprError, Gateway};
 
@@ -41,6 +41,7 @@ pub fn grpc_router(gateway: Gateway) -> Router {
         lock::grpc_rpcs(),
         configuration::grpc_rpcs(),
         jobs::grpc_rpcs(),
+        bindings::grpc_rpcs(),
         workflow::grpc_rpcs(),
     ];
     let mut router = Router::new();

@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::{configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, workflow};
+use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, workflow};
 use crate::{DaprError, Gateway};
 
 /// The header SDKs send the API token in.
@@ -34,6 +34,7 @@ pub fn http_router(gateway: Gateway) -> Router {
         .merge(lock::http_routes())
         .merge(configuration::http_routes())
         .merge(jobs::http_routes())
+        .merge(bindings::http_routes())
         .merge(workflow::http_routes())
         .route_layer(axum::middleware::from_fn_with_state(gateway.clone(), authenticate));
     Router::new()

@@ -3,6 +3,7 @@
 //! ([`outrigger_bus::DataCall`]); [`http`] and [`grpc`] hold what every block shares. `docs/api-map.md` lists
 //! where each API lives, from socket to store.
 
+mod bindings;
 mod configuration;
 pub(crate) mod grpc;
 pub(crate) mod http;

@@ -4,6 +4,7 @@
 mod harness;
 
 mod auth;
+mod bindings;
 mod configuration;
 mod grpc;
 mod http_state;

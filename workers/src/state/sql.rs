@@ -190,9 +190,13 @@ impl<D: SqlDialect> SqlStateStore<D> {
     pub(crate) async fn ensure_table(&self) -> Result<(), StateError> {
         self.table_created
             .get_or_try_init(|| async {
-                sqlx::query(&self.statements.create_table).execute(&self.pool).await.map_err(backend_error::<D>)?;
-                for index in &self.statements.create_indexes {
-                    sqlx::query(index).execute(&self.pool).await.map_err(backend_error::<D>)?;
+                for statement in std::iter::once(&self.statements.create_table).chain(&self.statements.create_indexes) {
+                    // PostgreSQL's `IF NOT EXISTS` does not hold between sessions: two workers creating the table at
+                    // once make one fail on a catalog unique constraint once the other committed. The statement
+                    // then finds the table there and succeeds.
+                    if sqlx::query(statement).execute(&self.pool).await.is_err() {
+                        sqlx::query(statement).execute(&self.pool).await.map_err(backend_error::<D>)?;
+                    }
                 }
                 Ok(())
             })

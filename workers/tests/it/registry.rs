@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use outrigger_resources::BuildingBlock;
+use outrigger_workers::bindings::{self, BindingRequest};
 use outrigger_workers::secrets::{self, HostSecrets};
 use outrigger_workers::{component_types, configuration, lock, pubsub, state, Boundary};
 
@@ -14,9 +15,11 @@ use crate::backends::{
 };
 use crate::pubsub_backends::{delete_stream, jetstream_metadata, unique_id};
 
-/// Metadata that opens `type_name` against this machine's services, and what to clean up afterwards.
-fn sample(type_name: &str, dir: &std::path::Path, id: &str) -> (BTreeMap<String, String>, CleanUp) {
+/// Metadata that opens `type_name` against this machine's services (and `http_url`, a server of the test), and
+/// what to clean up afterwards.
+fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (BTreeMap<String, String>, CleanUp) {
     match type_name {
+        "bindings.http" => (metadata(&[("url", http_url)]), CleanUp::Nothing),
         "state.in-memory" | "pubsub.in-memory" | "secretstores.local.env" => (BTreeMap::new(), CleanUp::Nothing),
         "state.sqlite" => {
             let file = dir.join("registry.db");
@@ -26,7 +29,7 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str) -> (BTreeMap<String,
             let table = fresh_table_name();
             (metadata(&[("connectionString", &postgres_url()), ("tableName", &table)]), CleanUp::Table(table))
         }
-        "state.redis" | "pubsub.redis" | "lock.redis" | "configuration.redis" => {
+        "state.redis" | "pubsub.redis" | "lock.redis" | "configuration.redis" | "bindings.redis" => {
             (redis_metadata(), CleanUp::RedisKeys(format!("*{id}*")))
         }
         "pubsub.jetstream" => (jetstream_metadata(id), CleanUp::Stream(format!("IT_{id}"))),
@@ -60,6 +63,10 @@ impl CleanUp {
 #[tokio::test]
 async fn every_registered_type_opens_and_works() {
     let dir = tempfile::tempdir().expect("temporary directory");
+    let echo = axum::Router::new().fallback(|body: axum::body::Bytes| async move { body });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a local port");
+    let http_url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move { axum::serve(listener, echo).await });
     let mut opened = Vec::new();
     for declared in component_types().types() {
         if !declared.user_creatable() {
@@ -70,7 +77,7 @@ async fn every_registered_type_opens_and_works() {
             continue;
         }
         let id = unique_id();
-        let (entries, clean_up) = sample(declared.name, dir.path(), &id);
+        let (entries, clean_up) = sample(declared.name, dir.path(), &id, &http_url);
         match declared.building_block {
             BuildingBlock::State => {
                 let store = state::open(declared.name, &entries).await.unwrap_or_else(|err| panic!("{err}"));
@@ -99,6 +106,22 @@ async fn every_registered_type_opens_and_works() {
                 let status = locks.unlock(&key, "owner").await.expect("unlock through the opened store");
                 assert_eq!(status, outrigger_bus::UnlockStatus::Success, "{}", declared.name);
             }
+            BuildingBlock::Bindings => {
+                let binding = bindings::open_within(declared.name, &entries, &Boundary::operator())
+                    .await
+                    .unwrap_or_else(|err| panic!("{err}"));
+                let key = format!("{}{id}", unique_prefix());
+                let metadata = BTreeMap::from([("key".to_owned(), key)]);
+                let request = |operation| BindingRequest { operation, data: b"payload", metadata: &metadata };
+                binding.invoke(request("create")).await.expect("create through the opened binding");
+                let answer = binding.invoke(request(if declared.name == "bindings.http" { "post" } else { "get" }));
+                assert_eq!(
+                    answer.await.expect("read through the opened binding").data,
+                    b"payload",
+                    "{}",
+                    declared.name
+                );
+            }
             BuildingBlock::Configuration => {
                 let store = configuration::open_within(declared.name, &entries, &Boundary::operator())
                     .await
@@ -126,7 +149,7 @@ async fn every_registered_type_opens_and_works() {
         clean_up.run().await;
         opened.push(declared.name);
     }
-    assert!(opened.len() >= 11, "only {opened:?} opened");
+    assert!(opened.len() >= 13, "only {opened:?} opened");
 }
 
 #[test]
@@ -155,6 +178,10 @@ fn declarations_follow_dapr() {
         ("lock.redis", "keyPrefix", false, false),
         ("configuration.redis", "redisHost", true, false),
         ("configuration.redis", "redisPassword", false, true),
+        ("bindings.http", "url", true, false),
+        ("bindings.http", "securityToken", false, true),
+        ("bindings.redis", "redisHost", true, false),
+        ("bindings.redis", "direction", false, false),
     ];
     for (type_name, field_name, required, sensitive) in cases {
         let field = types.lookup(type_name).unwrap().field(field_name);
@@ -181,6 +208,8 @@ fn users_create_all_but_the_managed_types() {
     assert_eq!(
         supported,
         [
+            "bindings.http",
+            "bindings.redis",
             "configuration.redis",
             "lock.redis",
             "pubsub.in-memory",

@@ -3,7 +3,7 @@
 
 use outrigger_outbound::{Egress, EgressRule, PlatformService, PrivateAddresses};
 use outrigger_workers::secrets::{self, HostSecrets};
-use outrigger_workers::{pubsub, state, Boundary};
+use outrigger_workers::{bindings, pubsub, state, Boundary};
 use tempfile::TempDir;
 
 use crate::backends::{metadata, put};
@@ -59,6 +59,17 @@ async fn security_components_cannot_dial_the_platforms_own_services() {
         assert!(err.to_string().contains("own services"), "{host}: {err}");
         let Err(err) = pubsub::open_within("pubsub.redis", &entries, &boundary).await else { panic!("{host} opened") };
         assert!(err.to_string().contains("own services"), "{host}: {err}");
+        let Err(err) = bindings::open_within("bindings.redis", &entries, &boundary).await else {
+            panic!("{host} opened")
+        };
+        assert!(err.to_string().contains("own services"), "{host}: {err}");
+    }
+    for url in ["http://127.0.0.1:6379/", "http://localhost:6379/x", "http://[::ffff:127.0.0.1]:6379"] {
+        let entries = metadata(&[("url", url)]);
+        let Err(err) = bindings::open_within("bindings.http", &entries, &boundary).await else {
+            panic!("{url} opened")
+        };
+        assert!(err.to_string().contains("own services"), "{url}: {err}");
     }
     let (_dir, refusing) = tenant(EgressRule { private: PrivateAddresses::Refused, ..EgressRule::default() });
     let entries = metadata(&[("natsURL", "nats://10.1.2.3:4222,nats://127.0.0.1:4222")]);
