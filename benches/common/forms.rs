@@ -195,6 +195,19 @@ pub async fn drop_schemas(services: &Services, schemas: &Mutex<Vec<String>>) -> 
     done
 }
 
+/// A bench's `main`: `run` on one scheduler thread ([`block_on`]), its error printed with its causes.
+pub fn main_of(run: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    block_on(async {
+        match run.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
 /// Runs a bench's main future on one scheduler thread: the machine running benches is small, and the
 /// processes under test need the cores more.
 pub fn block_on(run: impl Future<Output = ExitCode>) -> ExitCode {

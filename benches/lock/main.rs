@@ -199,13 +199,5 @@ async fn run() -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
-    forms::block_on(async {
-        match run().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    forms::main_of(run())
 }
