@@ -116,6 +116,17 @@ impl DaprError {
         )
     }
 
+    /// Whether the error says the store called, or the caller's whole project, no longer exists (a component
+    /// deleted or unscoped, a project deleted): what a long-lived subscription ends on instead of retrying.
+    pub(crate) fn means_gone(&self) -> bool {
+        matches!(
+            self.error_code,
+            "ERR_CONFIGURATION_STORE_NOT_FOUND"
+                | "ERR_CONFIGURATION_STORE_NOT_CONFIGURED"
+                | "ERR_STATE_STORE_NOT_CONFIGURED"
+        )
+    }
+
     /// A request daprd could not read (bad JSON, missing fields).
     pub fn malformed(message: impl Into<String>) -> DaprError {
         DaprError::new(
@@ -579,5 +590,26 @@ impl From<ExtendedMetadataError> for DaprError {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod gone_tests {
+    use super::*;
+
+    #[test]
+    fn subscriptions_end_on_a_store_or_project_that_is_gone_and_only_then() {
+        let gone = [
+            DataError::ConfigurationStoreNotFound { store: "redisconfig".into() },
+            DataError::ConfigurationStoresNotConfigured,
+            // What a worker answers for a project that was deleted.
+            DataError::StoresNotConfigured,
+        ];
+        assert!(gone.into_iter().all(|err| DaprError::from(err).means_gone()));
+        let passing = [
+            DataError::ConfigurationSubscribe { message: "redis is down".into() },
+            DataError::ProjectUnavailable { message: "database is down".into() },
+        ];
+        assert!(passing.into_iter().all(|err| !DaprError::from(err).means_gone()));
     }
 }

@@ -128,7 +128,7 @@ impl Scheduler {
             return Err(format!("App ID {} speaks gRPC; jobs reach apps over HTTP only in this version", job.app_id));
         }
         let channel = AppChannel { endpoint, app_token: app.app_token };
-        let path = format!("/job/{}", url::form_urlencoded::byte_serialize(job.name.as_bytes()).collect::<String>());
+        let path = format!("/job/{}", AppChannel::path_segment(&job.name));
         let body = spec.data.as_ref().map(outrigger_jobs::JobData::body).unwrap_or_default();
         let request = channel
             .request(&self.client, reqwest::Method::POST, channel.url(&path))

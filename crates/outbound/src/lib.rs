@@ -41,6 +41,14 @@ impl AppChannel {
         url
     }
 
+    /// `text` as one segment of a URL path: percent-encoded where a path segment needs it (`/`, spaces, ...), as
+    /// the names the platform puts in paths (`/job/{name}`, `/configuration/{store}/{key}`) may hold anything.
+    pub fn path_segment(text: &str) -> String {
+        let mut url = reqwest::Url::parse("http://segment/").expect("a constant URL");
+        url.path_segments_mut().expect("an http URL has a path").clear().push(text);
+        url.path().trim_start_matches('/').to_owned()
+    }
+
     /// A request to `url` with the app token: text from [`AppChannel::url`], or a URL the caller parsed
     /// already (invocations check it against the egress rule first; parsing it again costs as much as the rest of
     /// building the request).
@@ -55,5 +63,17 @@ impl AppChannel {
             Some(token) => request.header("dapr-api-token", token),
             None => request,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_keep_names_whole() {
+        assert_eq!(AppChannel::path_segment("nightly"), "nightly");
+        assert_eq!(AppChannel::path_segment("a b/c?d#e"), "a%20b%2Fc%3Fd%23e");
+        assert_eq!(AppChannel::path_segment("ördér"), "%C3%B6rd%C3%A9r");
     }
 }

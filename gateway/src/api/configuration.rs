@@ -13,20 +13,20 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use dapr::dapr::proto::common::v1 as common;
 use dapr::dapr::proto::runtime::v1 as pb;
 use outrigger_bus::{ConfigurationItem, GetConfiguration, Metadata, Tenant, WatchConfiguration};
+use outrigger_outbound::AppChannel;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::grpc::{admit_stream, dapr_rpc, metadata, rpc, Caller, Rpcs};
-use crate::invoke::Invocation;
 use crate::{DaprError, Gateway};
 
 /// How long one wait of a subscription lasts before the next begins.
@@ -195,6 +195,10 @@ async fn follow<F, Fut>(
                     return;
                 }
             }
+            Err(err) if err.means_gone() => {
+                tracing::info!(%store, error = %err, "the subscribed store or its project is gone; the subscription ends");
+                return;
+            }
             Err(err) => {
                 tracing::warn!(%store, error = %err, "watching a configuration store failed; trying again");
                 tokio::select! {
@@ -310,23 +314,11 @@ async fn subscribe_http(
 async fn post_to_app(gateway: &Gateway, tenant: &Tenant, store: &str, id: &str, changes: Items) -> bool {
     let body = json!({ "id": id, "items": items_json(&changes) }).to_string();
     for key in changes.keys() {
-        let mut headers = HeaderMap::new();
-        headers.insert("content-type", HeaderValue::from_static("application/json"));
-        let invocation = Invocation {
-            method: Method::POST,
-            path_and_query: format!(
-                "/configuration/{store}/{}",
-                url::form_urlencoded::byte_serialize(key.as_bytes()).collect::<String>()
-            ),
-            headers,
-            body: axum::body::Body::from(body.clone()),
-        };
-        match gateway.0.invoker.invoke(tenant, &tenant.app_id, invocation).await {
-            Ok(answer) if answer.status() == StatusCode::OK => {}
-            Ok(answer) => {
-                tracing::warn!(%store, %key, status = %answer.status(), "the app refused a configuration update")
-            }
-            Err(err) => tracing::warn!(%store, %key, error = %err, "a configuration update did not reach the app"),
+        let path = format!("/configuration/{}/{}", AppChannel::path_segment(store), AppChannel::path_segment(key));
+        match gateway.0.invoker.post_to_own_app(tenant, &path, body.clone()).await {
+            Ok(status) if status == StatusCode::OK => {}
+            Ok(status) => tracing::warn!(%store, %key, %status, "the app refused a configuration update"),
+            Err(reason) => tracing::warn!(%store, %key, %reason, "a configuration update did not reach the app"),
         }
     }
     true

@@ -213,6 +213,29 @@ impl Invoker {
         })
     }
 
+    /// POSTs the JSON `body` to `path` on the caller's own app, as the platform calls an app back (configuration
+    /// updates). The caller's access-control policy governs apps calling it, not the platform, so it is not
+    /// consulted; the egress rule is. The app's status, or why the call was not made.
+    pub async fn post_to_own_app(
+        &self,
+        tenant: &Tenant,
+        path: &str,
+        body: String,
+    ) -> Result<reqwest::StatusCode, String> {
+        let directory = self.directory.project(&tenant.project_id).await.map_err(|err| err.to_string())?;
+        let app = directory.apps.get(&tenant.app_id).ok_or_else(|| format!("App ID {} is gone", tenant.app_id))?;
+        let base = match &app.endpoint_url {
+            Some(Ok(url)) => url,
+            Some(Err(err)) => return Err(format!("the app endpoint is not a valid URL: {err}")),
+            None => return Err(format!("App ID {} has no app endpoint", tenant.app_id)),
+        };
+        self.egress.check_url(base).map_err(|refused| refused.to_string())?;
+        let channel = AppChannel { endpoint: base.to_string(), app_token: app.identity.app_token.clone() };
+        let request = channel.request(&self.client, reqwest::Method::POST, AppChannel::join(base, path));
+        let answer = request.header("content-type", "application/json").body(body).send().await;
+        answer.map(|answer| answer.status()).map_err(|err| format!("the app could not be reached: {err}"))
+    }
+
     /// Calls `target` for `tenant` and returns the callee's answer, whatever its status.
     pub async fn invoke(
         &self,

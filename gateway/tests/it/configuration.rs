@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use crate::harness::{serve, with_token, TestGateway};
+use crate::harness::{identity, serve, with_token, TestGateway};
 
 /// Long enough for a change to arrive on a loaded machine; a subscription that never delivers fails by then.
 const ARRIVES_WITHIN: Duration = Duration::from_secs(15);
@@ -142,8 +142,13 @@ async fn app_receiving_updates() -> (String, mpsc::UnboundedReceiver<(String, St
 async fn an_http_subscription_posts_changes_to_the_app() {
     let gateway = TestGateway::start().await;
     let (endpoint, mut received) = app_receiving_updates().await;
-    let token = gateway.app_at("shop", "orders", Some(endpoint)).await;
+    // The app refuses every invocation: its access control governs apps calling it, not the platform's updates.
     let no_endpoint = gateway.app("shop", "cli").await;
+    let locked = "apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: locked\nspec:\n  accessControl:\n    defaultAction: deny\n    trustDomain: public\n";
+    gateway.component("shop", locked).await;
+    let mut orders = identity("orders", Some(endpoint));
+    orders.config = Some("locked".into());
+    let token = gateway.register("shop", &orders).await;
     set_item(&gateway, "shop", "color", "blue").await;
 
     let refused =
