@@ -72,7 +72,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 16] = [
+static BACKENDS: [&Backend; 18] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -85,6 +85,8 @@ static BACKENDS: [&Backend; 16] = [
     &lock::redis::BACKEND,
     &configuration::redis::BACKEND,
     &bindings::http::BACKEND,
+    &bindings::postgres::BACKEND,
+    &bindings::postgres::ALIAS_BACKEND,
     &bindings::redis::BACKEND,
     &MANAGED_KVSTORE,
     &MANAGED_PUBSUB,

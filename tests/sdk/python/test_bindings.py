@@ -81,3 +81,39 @@ def test_a_binding_scoped_to_another_app_is_unknown(tenants, echo_server):
         with pytest.raises(Exception) as refused:
             client.invoke_binding('private-api', 'get', '')
         assert "couldn't find output binding private-api" in str(refused.value)
+
+
+def test_the_postgres_binding_runs_the_apps_sql(tenants):
+    """Dapr's bindings quickstart: `bindings.postgres` inserting orders with `exec`, read back with `query`. The
+    distributed form keeps its control plane in this PostgreSQL: there the binding must not reach it."""
+    project = tenants.project(apps=('batch',))
+    yaml = component('sqldb', 'bindings.postgres',
+                     {'connectionString': 'host=127.0.0.1 user=postgres port=5432 database=postgres'})
+    tenants.deployment.control.put_component(project.name, 'sqldb', yaml)
+    if tenants.deployment.form == 'distributed':
+        with dapr_client(project.apps['batch']) as client:
+            wait_for_component(client, 'sqldb')
+            with pytest.raises(Exception) as refused:
+                client.invoke_binding('sqldb', 'query', '', {'sql': 'select 1'})
+            assert 'own services' in str(refused.value)
+        return
+    table = f'orders_{uuid.uuid4().hex}'
+    with dapr_client(project.apps['batch']) as client:
+        wait_for_component(client, 'sqldb')
+        client.invoke_binding('sqldb', 'exec', '', {
+            'sql': f'CREATE TABLE {table} (orderid INT PRIMARY KEY, customer TEXT, price NUMERIC(10,2))'})
+        try:
+            inserted = client.invoke_binding('sqldb', 'exec', '', {
+                'sql': f"insert into {table} (orderid, customer, price) values (1, 'John Smith', 100.32)"})
+            assert inserted.binding_metadata['rows-affected'] == '1'
+            with_params = client.invoke_binding('sqldb', 'exec', '', {
+                'sql': f'insert into {table} (orderid, customer, price) values ($1, $2, $3::text::numeric)',
+                'params': json.dumps([2, 'Jane Doe', '7.5'])})
+            assert with_params.binding_metadata['operation'] == 'exec'
+            rows = client.invoke_binding('sqldb', 'query', '', {'sql': f'select * from {table} order by orderid'})
+            assert json.loads(rows.data) == [[1, 'John Smith', 100.32], [2, 'Jane Doe', 7.5]]
+            with pytest.raises(Exception) as refused:
+                client.invoke_binding('sqldb', 'query', '', {})
+            assert 'required metadata not set: sql' in str(refused.value)
+        finally:
+            client.invoke_binding('sqldb', 'exec', '', {'sql': f'DROP TABLE {table}'})

@@ -1,9 +1,10 @@
 //! Output bindings (`bindings.*`): outside systems an app calls through Dapr's bindings API. Each backend is a
-//! file of its own ([`http`] for `bindings.http`, [`redis`] for `bindings.redis`), with the operations daprd's
-//! component of that type takes.
+//! file of its own ([`http`] for `bindings.http`, [`postgres`] for `bindings.postgresql`, [`redis`] for
+//! `bindings.redis`), with the operations daprd's component of that type takes.
 
 pub(crate) mod api;
 pub(crate) mod http;
+pub(crate) mod postgres;
 pub(crate) mod redis;
 
 use std::collections::BTreeMap;

@@ -148,3 +148,74 @@ pub async fn subscriptions(channel: &AppChannel, client: &reqwest::Client) -> Re
         Err(err) => Err(format!("GET /dapr/subscribe answered something unreadable: {err}")),
     }
 }
+
+/// How long the `OPTIONS` probe of an input binding's route may take (daprd's `app-binding-options-timeout`).
+const BINDING_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Whether the app takes the events of the input binding served at `path`: daprd's start-up probe, an `OPTIONS`
+/// request answered 2xx or 405 when the app listens. An app that does not answer at all is an error.
+pub async fn takes_binding_events(channel: &AppChannel, client: &reqwest::Client, path: &str) -> Result<bool, String> {
+    let response = channel
+        .request(client, reqwest::Method::OPTIONS, channel.url(path))
+        .header("content-type", "application/json")
+        .timeout(BINDING_PROBE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|err| {
+            format!("could not invoke OPTIONS method on input binding subscription endpoint {path}: {err}")
+        })?;
+    let status = response.status();
+    Ok(status.is_success() || status == reqwest::StatusCode::METHOD_NOT_ALLOWED)
+}
+
+/// Headers daprd does not pass on from an input binding event's metadata (hop-by-hop, and the body's own).
+const NOT_PASSED_ON: [&str; 9] = [
+    "content-type",
+    "content-length",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "host",
+];
+
+/// POSTs one input binding event to `path` as daprd does: the data as the body (`application/json`), each
+/// metadata entry as a lower-cased header. Accepted when the app answers 2xx.
+pub async fn deliver_binding_event(
+    channel: &AppChannel,
+    client: &reqwest::Client,
+    path: &str,
+    data: Vec<u8>,
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<(), String> {
+    let mut request = channel
+        .request(client, reqwest::Method::POST, channel.url(path))
+        .header("content-type", "application/json")
+        .timeout(DELIVERY_TIMEOUT)
+        .body(data);
+    for (name, value) in metadata {
+        let name = name.to_ascii_lowercase();
+        if NOT_PASSED_ON.contains(&name.as_str()) || name.ends_with("-bin") {
+            continue;
+        }
+        let name = match name.strip_prefix("grpc-") {
+            Some(rest) => format!("dapr-grpc-{rest}"),
+            None => name,
+        };
+        let (Ok(name), Ok(value)) =
+            (reqwest::header::HeaderName::try_from(name), reqwest::header::HeaderValue::from_str(value))
+        else {
+            continue;
+        };
+        request = request.header(name, value);
+    }
+    let response = request.send().await.map_err(|err| format!("error invoking app: {err}"))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    Err(format!("fails to send binding event to http app channel, status code: {} body: {body}", status.as_u16()))
+}

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use app::Outcome;
+pub use app::{deliver_binding_event, takes_binding_events, Outcome};
 pub use outrigger_outbound::health::HealthProbe;
 use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
 use outrigger_outbound::{AppChannel, Egress};

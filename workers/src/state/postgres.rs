@@ -126,7 +126,7 @@ fn key_value_settings(text: &str) -> Result<Vec<(String, String)>, String> {
 
 /// The sqlx URL of a Dapr PostgreSQL connection string: URLs pass through, `key=value` strings (the form
 /// Dapr's docs show) become URL parameters.
-fn database_url(component_type: &'static str, connection_string: &str) -> Result<String, OpenError> {
+pub(crate) fn database_url(component_type: &'static str, connection_string: &str) -> Result<String, OpenError> {
     if connection_string.starts_with("postgres://") || connection_string.starts_with("postgresql://") {
         return Ok(connection_string.to_owned());
     }
@@ -211,7 +211,8 @@ impl SqlStateStore<PostgresDialect> {
     }
 }
 
-const POSTGRESQL_FIELDS: &[MetadataField] = &[
+/// The connection fields daprd's PostgreSQL components share (state store, binding, configuration store).
+pub(crate) const POSTGRESQL_FIELDS: &[MetadataField] = &[
     required_secret("connectionString"),
     optional("maxConns"),
     optional("connectionMaxIdleTime"),

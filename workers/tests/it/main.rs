@@ -41,4 +41,5 @@ mod redis_store;
 mod registry;
 mod security_boundary;
 mod security_query;
+mod sql_bindings;
 mod sql_tables;

@@ -20,6 +20,9 @@ use crate::pubsub_backends::{delete_stream, jetstream_metadata, unique_id};
 fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (BTreeMap<String, String>, CleanUp) {
     match type_name {
         "bindings.http" => (metadata(&[("url", http_url)]), CleanUp::Nothing),
+        "bindings.postgresql" | "bindings.postgres" => {
+            (metadata(&[("connectionString", &postgres_url())]), CleanUp::Nothing)
+        }
         "state.in-memory" | "pubsub.in-memory" | "secretstores.local.env" => (BTreeMap::new(), CleanUp::Nothing),
         "state.sqlite" => {
             let file = dir.join("registry.db");
@@ -40,6 +43,21 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (
         }
         other => panic!("{other} is declared but this test has no metadata to open it with; add it to `sample`"),
     }
+}
+
+/// A write and a read through an opened output binding, with the operations its type takes.
+async fn write_then_read(type_name: &str, binding: &dyn bindings::OutputBinding, key: String) {
+    if type_name.starts_with("bindings.postgres") {
+        let metadata = metadata(&[("sql", "SELECT $1::text"), ("params", r#"["payload"]"#)]);
+        let answer = binding.invoke(BindingRequest { operation: "query", data: b"", metadata: &metadata });
+        assert_eq!(answer.await.expect("query through the opened binding").data, br#"[["payload"]]"#, "{type_name}");
+        return;
+    }
+    let metadata = BTreeMap::from([("key".to_owned(), key)]);
+    let request = |operation| BindingRequest { operation, data: b"payload", metadata: &metadata };
+    binding.invoke(request("create")).await.expect("create through the opened binding");
+    let answer = binding.invoke(request(if type_name == "bindings.http" { "post" } else { "get" }));
+    assert_eq!(answer.await.expect("read through the opened binding").data, b"payload", "{type_name}");
 }
 
 enum CleanUp {
@@ -111,16 +129,7 @@ async fn every_registered_type_opens_and_works() {
                     .await
                     .unwrap_or_else(|err| panic!("{err}"));
                 let key = format!("{}{id}", unique_prefix());
-                let metadata = BTreeMap::from([("key".to_owned(), key)]);
-                let request = |operation| BindingRequest { operation, data: b"payload", metadata: &metadata };
-                binding.invoke(request("create")).await.expect("create through the opened binding");
-                let answer = binding.invoke(request(if declared.name == "bindings.http" { "post" } else { "get" }));
-                assert_eq!(
-                    answer.await.expect("read through the opened binding").data,
-                    b"payload",
-                    "{}",
-                    declared.name
-                );
+                write_then_read(declared.name, &*binding, key).await;
             }
             BuildingBlock::Configuration => {
                 let store = configuration::open_within(declared.name, &entries, &Boundary::operator())
@@ -182,6 +191,10 @@ fn declarations_follow_dapr() {
         ("bindings.http", "securityToken", false, true),
         ("bindings.redis", "redisHost", true, false),
         ("bindings.redis", "direction", false, false),
+        ("bindings.postgresql", "connectionString", true, true),
+        ("bindings.postgresql", "timeout", false, false),
+        ("bindings.postgres", "connectionString", true, true),
+        ("bindings.postgres", "route", false, false),
     ];
     for (type_name, field_name, required, sensitive) in cases {
         let field = types.lookup(type_name).unwrap().field(field_name);
@@ -209,6 +222,8 @@ fn users_create_all_but_the_managed_types() {
         supported,
         [
             "bindings.http",
+            "bindings.postgres",
+            "bindings.postgresql",
             "bindings.redis",
             "configuration.redis",
             "lock.redis",

@@ -91,3 +91,30 @@ async fn security_allowed_hosts_are_reached_at_the_address_judged() {
     store.set(&put(&key, "v")).await.expect("the pinned address serves");
     assert_eq!(store.get(&key).await.unwrap().map(|item| item.value), Some(b"v".to_vec()));
 }
+
+#[tokio::test]
+async fn security_sql_bindings_cannot_reach_the_platforms_database() {
+    let platform = PlatformService::at("127.0.0.1:5432".parse().unwrap());
+    let (_dir, boundary) = tenant(EgressRule { platform: vec![platform], ..EgressRule::default() });
+    let reaching = [
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        "postgresql://postgres@localhost/postgres",
+        "host=127.0.0.1 user=postgres",
+        "host=localhost port=5432 dbname=postgres",
+        "postgres://x@elsewhere.invalid/db?host=127.0.0.1",
+    ];
+    for component_type in ["bindings.postgresql", "bindings.postgres"] {
+        for connection_string in reaching {
+            let entries = metadata(&[("connectionString", connection_string)]);
+            let Err(err) = bindings::open_within(component_type, &entries, &boundary).await else {
+                panic!("{component_type} opened {connection_string}")
+            };
+            assert!(err.to_string().contains("own services"), "{connection_string}: {err}");
+        }
+        let entries = metadata(&[("connectionString", "host=/var/run/postgresql user=postgres")]);
+        let Err(err) = bindings::open_within(component_type, &entries, &boundary).await else {
+            panic!("socket opened")
+        };
+        assert!(err.to_string().contains("Unix sockets"), "{err}");
+    }
+}

@@ -1,0 +1,211 @@
+//! `bindings.postgresql` (daprd's `bindings.postgres`, under both names): runs the request's `sql` metadata with
+//! its `params` (a JSON array for `$1`, `$2`, ...) on a PostgreSQL database the egress rule lets the project
+//! reach. `exec` answers the affected row count in the `rows-affected` metadata, `query` the rows as a JSON array
+//! of arrays; both add daprd's `operation`, `sql`, `start-time`, `end-time` and `duration` metadata. `close`
+//! closes the component's connections in this worker, after which it answers "component is closed" as daprd's
+//! does, until the component is loaded again.
+
+mod values;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{SecondsFormat, Utc};
+use futures_util::future::BoxFuture;
+use outrigger_bus::BindingResponse;
+use outrigger_resources::{optional, BuildingBlock, ComponentType, MetadataField};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::Executor;
+
+use super::{BindingError, BindingRequest, OutputBinding};
+use crate::components::{Backend, Opener, Opening};
+use crate::state::open::OpenError;
+use crate::state::postgres::{database_url, pinned, POSTGRESQL_FIELDS};
+use crate::state::time::{within, CONNECT_TIMEOUT};
+
+/// How long a statement may run when the component names no `timeout` (daprd's default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Connections per component and worker.
+const POOL_SIZE: u32 = 4;
+
+/// Dapr's PostgreSQL binding.
+pub struct PostgresBinding {
+    pool: PgPool,
+    timeout: Duration,
+    closed: AtomicBool,
+}
+
+impl PostgresBinding {
+    /// The Dapr component type this binding serves (daprd registers `bindings.postgres` as an alias).
+    pub const COMPONENT_TYPE: &'static str = "bindings.postgresql";
+    /// daprd's other name for it.
+    pub const ALIAS: &'static str = "bindings.postgres";
+
+    async fn run(&self, operation: &str, sql: &str, params: &[serde_json::Value]) -> Result<Ran, BindingError> {
+        let failed = |err: sqlx::Error| BindingError::Failed(format!("error executing query: {err}"));
+        let mut connection = self.pool.acquire().await.map_err(failed)?;
+        let described = connection.describe(sql).await.map_err(failed)?;
+        let parameter_types = match described.parameters() {
+            Some(sqlx::Either::Left(types)) => types.to_vec(),
+            _ => Vec::new(),
+        };
+        let arguments = values::arguments(&parameter_types, params).map_err(BindingError::Failed)?;
+        let statement = sqlx::query_with(sql, arguments);
+        if operation == "exec" {
+            let done = statement.execute(&mut *connection).await.map_err(failed)?;
+            return Ok(Ran::Affected(done.rows_affected()));
+        }
+        let rows = statement.fetch_all(&mut *connection).await.map_err(failed)?;
+        let rows = rows.iter().map(values::row_values).collect::<Result<Vec<_>, _>>().map_err(BindingError::Failed)?;
+        Ok(Ran::Rows(serde_json::Value::Array(rows)))
+    }
+}
+
+/// What a statement gave.
+enum Ran {
+    Affected(u64),
+    Rows(serde_json::Value),
+}
+
+#[async_trait]
+impl OutputBinding for PostgresBinding {
+    fn operations(&self) -> &'static [&'static str] {
+        &["exec", "query", "close"]
+    }
+
+    async fn invoke(&self, request: BindingRequest<'_>) -> Result<BindingResponse, BindingError> {
+        if request.operation == "close" {
+            if !self.closed.swap(true, Ordering::SeqCst) {
+                self.pool.close().await;
+            }
+            return Ok(BindingResponse::default());
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(BindingError::Failed("component is closed".into()));
+        }
+        let sql = request.metadata.get("sql").filter(|sql| !sql.is_empty());
+        let sql = sql.ok_or_else(|| BindingError::Failed("required metadata not set: sql".into()))?;
+        let params = match request.metadata.get("params").filter(|params| !params.is_empty()) {
+            Some(text) => serde_json::from_str::<Vec<serde_json::Value>>(text).map_err(|err| {
+                BindingError::Failed(format!(
+                    "invalid metadata property params: failed to unserialize into an array: {err}"
+                ))
+            })?,
+            None => Vec::new(),
+        };
+        let started = Utc::now();
+        let clock = Instant::now();
+        let ran =
+            within(self.timeout, Self::COMPONENT_TYPE, self.run(request.operation, sql, &params), BindingError::Failed)
+                .await?;
+        let elapsed = clock.elapsed();
+        let mut metadata = HashMap::from([
+            ("operation".to_owned(), request.operation.to_owned()),
+            ("sql".to_owned(), sql.clone()),
+            ("start-time".to_owned(), started.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            ("end-time".to_owned(), (started + elapsed).to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+            ("duration".to_owned(), go_duration(elapsed)),
+        ]);
+        let data = match ran {
+            Ran::Affected(count) => {
+                metadata.insert("rows-affected".to_owned(), count.to_string());
+                Vec::new()
+            }
+            Ran::Rows(rows) => serde_json::to_vec(&rows).expect("JSON values serialize"),
+        };
+        Ok(BindingResponse { data, metadata: metadata.into_iter().collect() })
+    }
+}
+
+/// A duration as Go's `time.Duration.String` writes it (`1.5ms`, `2m3.004s`), as daprd reports `duration`.
+fn go_duration(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    let trimmed = |whole: u128, fraction: u128, digits: usize, unit: &str| {
+        let fraction = format!("{fraction:0digits$}");
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.is_empty() {
+            format!("{whole}{unit}")
+        } else {
+            format!("{whole}.{fraction}{unit}")
+        }
+    };
+    match nanos {
+        0 => "0s".to_owned(),
+        1..1_000 => format!("{nanos}ns"),
+        1_000..1_000_000 => trimmed(nanos / 1_000, nanos % 1_000, 3, "µs"),
+        1_000_000..1_000_000_000 => trimmed(nanos / 1_000_000, nanos % 1_000_000, 6, "ms"),
+        _ => {
+            let seconds = nanos / 1_000_000_000;
+            let (hours, minutes) = (seconds / 3600, seconds / 60 % 60);
+            let rest = trimmed(seconds % 60, nanos % 1_000_000_000, 9, "s");
+            match (hours, minutes) {
+                (0, 0) => rest,
+                (0, _) => format!("{minutes}m{rest}"),
+                _ => format!("{hours}h{minutes}m{rest}"),
+            }
+        }
+    }
+}
+
+const TIMEOUT_FIELDS: &[MetadataField] = &[optional("timeout"), optional("timeoutInSeconds")];
+
+/// `bindings.postgresql`: a PostgreSQL database the egress rule lets the project reach.
+pub(crate) static BACKEND: Backend = Backend {
+    declared: ComponentType::v1(
+        PostgresBinding::COMPONENT_TYPE,
+        BuildingBlock::Bindings,
+        &[POSTGRESQL_FIELDS, TIMEOUT_FIELDS],
+    ),
+    opener: Opener::Binding(open),
+};
+
+/// `bindings.postgres`: the same binding under daprd's other name.
+pub(crate) static ALIAS_BACKEND: Backend = Backend {
+    declared: ComponentType::v1(PostgresBinding::ALIAS, BuildingBlock::Bindings, &[POSTGRESQL_FIELDS, TIMEOUT_FIELDS]),
+    opener: Opener::Binding(open),
+};
+
+fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {
+    Box::pin(async move {
+        let Opening { fields, boundary, .. } = opening;
+        let component_type = PostgresBinding::COMPONENT_TYPE;
+        let given = fields.required(
+            "connectionString",
+            "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
+        )?;
+        let url = database_url(component_type, &pinned(component_type, given, boundary).await?)?;
+        let options =
+            PgConnectOptions::from_str(&url).map_err(|err| fields.invalid("connectionString", err.to_string()))?;
+        let timeout = match fields.get("timeout") {
+            Some(_) => fields.duration("timeout", Duration::from_secs(1))?,
+            None => fields.duration("timeoutInSeconds", Duration::from_secs(1))?,
+        };
+        let pool =
+            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(options);
+        let binding =
+            PostgresBinding { pool, timeout: timeout.unwrap_or(DEFAULT_TIMEOUT), closed: AtomicBool::new(false) };
+        Ok(Arc::new(binding) as _)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::go_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_as_go_writes_them() {
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_nanos(999)), "999ns");
+        assert_eq!(go_duration(Duration::from_nanos(1_500)), "1.5µs");
+        assert_eq!(go_duration(Duration::from_micros(2_340)), "2.34ms");
+        assert_eq!(go_duration(Duration::from_secs(1)), "1s");
+        assert_eq!(go_duration(Duration::from_millis(123_004)), "2m3.004s");
+        assert_eq!(go_duration(Duration::from_secs(3_600)), "1h0m0s");
+    }
+}
