@@ -241,9 +241,13 @@ impl Diff {
         }
         for document in self.documents_created.iter().chain(&self.documents_updated) {
             tx.put_resource(&project.id, document).await?;
+            schedule_cron_binding(tx, project, document).await?;
         }
         for (kind, name) in &self.documents_deleted {
             tx.delete_resource(&project.id, *kind, name).await?;
+            if *kind == Kind::Component {
+                tx.delete_cron_binding(&project.id, name).await?;
+            }
         }
         // App IDs go last: documents that named them in scopes were changed or removed above.
         for name in &self.apps_deleted {
@@ -258,6 +262,30 @@ impl Diff {
         }
         Ok(written)
     }
+}
+
+/// Hands a `bindings.cron` component's schedule to the workers' scheduler (from now on, in place of any earlier
+/// one); a component of any other type fires nothing, even when it was a cron binding before.
+async fn schedule_cron_binding(tx: &mut Tx, project: &Project, document: &Document) -> ApiResult<()> {
+    if document.kind != Kind::Component {
+        return Ok(());
+    }
+    let name = &document.metadata.name;
+    if document.component_type() != Some(outrigger_jobs::CRON_BINDING_TYPE) {
+        return Ok(tx.delete_cron_binding(&project.id, name).await?);
+    }
+    let invalid = |reason: String| {
+        ApiError::bad_request("invalid_resource", format!("Component '{name}': spec.metadata.schedule: {reason}"))
+    };
+    let schedule = document
+        .inline_metadata("schedule")
+        .ok_or_else(|| invalid("give the schedule inline (a cron expression or @every <duration>)".to_owned()))?;
+    let now = chrono::Utc::now();
+    let job = outrigger_jobs::cron_binding_job(&schedule, now).map_err(|err| invalid(err.to_string()))?;
+    let first = job.first_due().map_err(|err| invalid(err.to_string()))?;
+    let spec = serde_json::to_string(&job).expect("a job serializes");
+    tx.put_cron_binding(&project.id, name, &spec, first.timestamp_millis()).await?;
+    Ok(())
 }
 
 /// The `AppIdentity` document of an App ID (what apply takes and export gives).

@@ -44,7 +44,8 @@ pub(crate) enum Opener {
     SecretStore(OpenFn<dyn SecretStore>),
     Lock(OpenFn<dyn LockStore>),
     Configuration(OpenFn<dyn ConfigurationStore>),
-    Binding(OpenFn<dyn OutputBinding>),
+    /// A binding, with its output side if it has one (`bindings.cron` has none: the scheduler fires its input).
+    Binding(Option<OpenFn<dyn OutputBinding>>),
     /// The platform's own store, shared by every project and never opened from a component.
     Managed,
 }
@@ -72,7 +73,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 18] = [
+static BACKENDS: [&Backend; 19] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -84,6 +85,7 @@ static BACKENDS: [&Backend; 18] = [
     &secrets::file::BACKEND,
     &lock::redis::BACKEND,
     &configuration::redis::BACKEND,
+    &bindings::cron::BACKEND,
     &bindings::http::BACKEND,
     &bindings::postgres::BACKEND,
     &bindings::postgres::ALIAS_BACKEND,
@@ -92,6 +94,11 @@ static BACKENDS: [&Backend; 18] = [
     &MANAGED_PUBSUB,
     &MANAGED_CONFIGSTORE,
 ];
+
+/// Whether components of `component_type` can be called as output bindings.
+pub(crate) fn is_output_binding(component_type: &str) -> bool {
+    BACKENDS.iter().any(|backend| backend.declared.name == component_type && backend.opener.binding().is_some())
+}
 
 /// The declared component types, for the control API's validation and exports.
 pub fn component_types() -> &'static Registry {
@@ -150,8 +157,8 @@ impl Opener {
     }
 
     pub(crate) fn binding(&self) -> Option<OpenFn<dyn OutputBinding>> {
-        if let Opener::Binding(open) = self {
-            Some(*open)
+        if let Opener::Binding(output) = self {
+            *output
         } else {
             None
         }

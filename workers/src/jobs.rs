@@ -1,5 +1,6 @@
 //! The scheduler: fires the jobs apps scheduled (Dapr's jobs API) at their App IDs' apps, as daprd does —
-//! `POST /job/{name}` with the job's data — and follows each job's failure policy when the app does not accept.
+//! `POST /job/{name}` with the job's data — and follows each job's failure policy when the app does not accept;
+//! and fires `bindings.cron` components ([`crate::bindings::cron`]) the same way.
 //!
 //! Jobs are rows of the control-plane database. Every worker runs a scheduler; each claims due rows under a
 //! lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, SQLite's single writer on the embedded default), so any number
@@ -119,6 +120,9 @@ impl Scheduler {
 
     /// Sends the trigger to the App ID's app: `Ok` when it accepted (2xx), else what went wrong.
     async fn trigger(&self, job: &StoredJob, spec: &JobSpec) -> Result<(), String> {
+        if let Some(component) = job.cron_binding() {
+            return crate::bindings::cron::fire(&self.store, &self.client, &job.project_id, component).await;
+        }
         let app = self.store.begin().await.map_err(|err| err.to_string())?.app_id(&job.project_id, &job.app_id).await;
         let app = app.map_err(|err| format!("App ID {}: {err}", job.app_id))?;
         let Some(endpoint) = app.app_endpoint else {

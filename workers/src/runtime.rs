@@ -419,6 +419,8 @@ impl Runtime {
                     let component = assemble(&document, component_type, version, backend, ());
                     components.configuration.insert(name, Arc::new(component));
                 }
+                // An input-only binding is not an output binding: calling it answers "couldn't find", as in daprd.
+                BuildingBlock::Bindings if !components::is_output_binding(&component_type) => {}
                 BuildingBlock::Bindings => {
                     let open = |metadata| bindings::open_within(&component_type, metadata, &boundary);
                     let backend = self.opened_bindings.open_resolved(project_id, &document, &metadata, open).await;

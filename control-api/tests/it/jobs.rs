@@ -1,5 +1,6 @@
 //! Jobs in the control-plane database: claims that give each due job to one claimer at a time and fence a
-//! claimer whose lease ran out, and the control API's view of an App ID's jobs.
+//! claimer whose lease ran out, the control API's view of an App ID's jobs, and `bindings.cron` components handed
+//! to the scheduler for as long as they exist.
 
 use axum::http::StatusCode;
 use outrigger_store::TryOutcome;
@@ -9,7 +10,8 @@ use crate::harness::TestApp;
 
 both_engines!(
     due_jobs_are_claimed_once_and_late_claimers_are_fenced,
-    the_control_api_shows_and_deletes_an_app_ids_jobs
+    the_control_api_shows_and_deletes_an_app_ids_jobs,
+    a_cron_binding_is_scheduled_while_its_component_is_one
 );
 
 const SPEC: &str = r#"{"schedule":"@every 1s","dueTime":null,"repeats":null,"ttl":null,"data":null,"failurePolicy":null,"scheduledAt":0}"#;
@@ -88,4 +90,42 @@ async fn the_control_api_shows_and_deletes_an_app_ids_jobs(app: TestApp) {
     app.delete("/api/v1/projects/shop/appids/orders/jobs/nightly")
         .await
         .expect_error(StatusCode::NOT_FOUND, "not_found");
+}
+
+fn cron_component(schedule: &str) -> String {
+    format!(
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: tick\nspec:\n  type: bindings.cron\n  \
+         version: v1\n  metadata:\n  - name: schedule\n    value: \"{schedule}\"\n"
+    )
+}
+
+async fn a_cron_binding_is_scheduled_while_its_component_is_one(app: TestApp) {
+    app.project("shop").await;
+    app.app_id("shop", "orders").await;
+    let path = "/api/v1/projects/shop/components/tick";
+    let refused = app.put_yaml(path, &cron_component("every minute")).await;
+    let message = refused.expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+    assert!(message.contains("spec.metadata.schedule"), "{message}");
+    assert_eq!(app.store.next_job_due(None).await.unwrap(), None, "a refused component schedules nothing");
+
+    let before = chrono::Utc::now().timestamp_millis();
+    app.put_yaml(path, &cron_component("@every 1h")).await.expect(StatusCode::CREATED);
+    let due = app.store.next_job_due(None).await.unwrap().expect("the component is scheduled");
+    assert!((before + 3_600_000..before + 3_700_000).contains(&due), "first occurrence one period on: {due}");
+    let claimed = app.store.claim_due_jobs(due, "scheduler", due + 60_000, 10, None).await.unwrap();
+    assert_eq!(claimed.iter().map(|job| job.cron_binding()).collect::<Vec<_>>(), [Some("tick")]);
+    // It is no App ID's job.
+    let listed = app.get("/api/v1/projects/shop/appids/orders/jobs").await.expect(StatusCode::OK).json();
+    assert_eq!(listed["items"], serde_json::json!([]), "{listed}");
+
+    // Replaced by a component of another type, it fires no more; nor once deleted.
+    let redis =
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: tick\nspec:\n  type: bindings.redis\n  \
+                 version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:6379\n";
+    app.put_yaml(path, redis).await.expect(StatusCode::OK);
+    assert_eq!(app.store.next_job_due(None).await.unwrap(), None);
+    app.put_yaml(path, &cron_component("*/5 * * * *")).await.expect(StatusCode::OK);
+    assert!(app.store.next_job_due(None).await.unwrap().is_some());
+    app.delete(path).await.expect(StatusCode::NO_CONTENT);
+    assert_eq!(app.store.next_job_due(None).await.unwrap(), None);
 }

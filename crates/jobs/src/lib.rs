@@ -224,6 +224,39 @@ impl JobSpec {
     }
 }
 
+/// The Dapr component type whose input the scheduler serves: a `bindings.cron` component fires at its `schedule`.
+pub const CRON_BINDING_TYPE: &str = "bindings.cron";
+
+/// The job that fires a `bindings.cron` component scheduled at `now`: its `schedule` as daprd's cron binding reads
+/// it (five fields, or six with seconds first, or a descriptor), every occurrence tried once (a failed delivery
+/// is not retried, as daprd ignores its app's answer), with no end.
+pub fn cron_binding_job(schedule: &str, now: DateTime<Utc>) -> Result<JobSpec, JobError> {
+    let text = schedule.trim();
+    if text.starts_with("TZ=") || text.starts_with("CRON_TZ=") {
+        return Err(JobError::Invalid {
+            field: "schedule",
+            reason: format!("'{text}': time zone prefixes are not served; schedules run in UTC"),
+        });
+    }
+    // robfig's optional seconds field: five fields mean second 0.
+    let with_seconds = if !text.starts_with('@') && text.split_whitespace().count() == 5 {
+        format!("0 {text}")
+    } else {
+        text.to_owned()
+    };
+    let spec = JobSpec {
+        schedule: Some(with_seconds),
+        due_time: None,
+        repeats: None,
+        ttl: None,
+        data: None,
+        failure_policy: Some(FailurePolicy::Drop),
+        scheduled_at: now.timestamp_millis(),
+    };
+    spec.first_due()?;
+    Ok(spec)
+}
+
 /// The data as the stored JSON of the HTTP API shows it: `{"@type": ..., "value": ...}`, as protojson renders
 /// the `Any` daprd keeps.
 pub fn data_as_protojson(data: &JobData) -> serde_json::Value {
@@ -241,6 +274,23 @@ pub fn data_as_protojson(data: &JobData) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cron_bindings_take_five_or_six_fields_and_fire_once_per_occurrence() {
+        let now = at("2026-12-04T08:00:00Z");
+        let five = cron_binding_job("*/15 * * * *", now).unwrap();
+        assert_eq!(five.schedule.as_deref(), Some("0 */15 * * * *"));
+        assert_eq!(five.first_due().unwrap(), at("2026-12-04T08:15:00Z"));
+        let six = cron_binding_job("30 * * * * *", now).unwrap();
+        assert_eq!(six.first_due().unwrap(), at("2026-12-04T08:00:30Z"));
+        let every = cron_binding_job("@every 15m", now).unwrap();
+        assert_eq!(every.first_due().unwrap(), at("2026-12-04T08:15:00Z"));
+        assert_eq!(every.failure_policy(), FailurePolicy::Drop);
+        assert_eq!(every.occurrences(), None);
+        let zoned = cron_binding_job("TZ=Europe/Paris 0 * * * *", now).unwrap_err();
+        assert!(zoned.to_string().contains("UTC"), "{zoned}");
+        assert!(cron_binding_job("every minute", now).is_err());
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)

@@ -315,6 +315,22 @@ impl Document {
     pub fn applies_to(&self, app_id: &str) -> bool {
         self.scopes.is_empty() || self.scopes.iter().any(|scope| scope == app_id)
     }
+
+    /// A Component's metadata entry `name` given inline (not as a `secretKeyRef`), as text.
+    pub fn inline_metadata(&self, name: &str) -> Option<String> {
+        let entries = self.spec.get("metadata")?.as_array()?;
+        let entry = entries.iter().find(|entry| entry.get("name").and_then(Value::as_str) == Some(name))?;
+        match entry.get("value")? {
+            Value::String(text) => Some(text.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// A Component's `spec.type`.
+    pub fn component_type(&self) -> Option<&str> {
+        self.spec.get("type").and_then(Value::as_str)
+    }
 }
 
 /// `field` names a component of `building_block` in the project.

@@ -40,6 +40,10 @@ pub struct StoredJob {
     pub created_at: i64,
 }
 
+/// The `app_id` of the rows that fire `bindings.cron` components (named by `name`): no App ID is empty. A cron
+/// binding reaches every App ID its component is scoped to, which the scheduler reads when it fires.
+const CRON_BINDING_ROW: &str = "";
+
 const COLUMNS: &str = "project_id, app_id, name, spec, due_at, occurrence_due, fired, tries, failures, lease_owner, \
                        last_fired_at, last_outcome, created_at";
 const BY_APP_AND_NAME: &[KeyColumn] = &[KeyColumn::Text("app_id"), KeyColumn::Text("name")];
@@ -82,6 +86,13 @@ pub enum TryOutcome {
     },
     /// The job is over: its row goes.
     Over,
+}
+
+impl StoredJob {
+    /// For a row that fires a `bindings.cron` component, the component's name.
+    pub fn cron_binding(&self) -> Option<&str> {
+        (self.app_id == CRON_BINDING_ROW).then_some(self.name.as_str())
+    }
 }
 
 impl Tx {
@@ -154,9 +165,10 @@ impl Tx {
     ) -> Result<Page<StoredJob>> {
         let mut listing =
             Keyset::new("jobs", COLUMNS, BY_APP_AND_NAME).filter("project_id = ?", Value::Text(project.0.clone()));
-        if let Some(app_id) = app_id {
-            listing = listing.filter("app_id = ?", Value::Text(app_id.to_owned()));
-        }
+        listing = match app_id {
+            Some(app_id) => listing.filter("app_id = ?", Value::Text(app_id.to_owned())),
+            None => listing.filter("app_id <> ?", Value::Text(CRON_BINDING_ROW.to_owned())),
+        };
         listing.page(self, request, job_from_row).await
     }
 
@@ -189,6 +201,25 @@ impl Tx {
         .await?
         .rows_affected();
         Ok(deleted)
+    }
+
+    /// Fires the `bindings.cron` component `component` by `spec` from `due_at` on, in place of what fired it before.
+    pub async fn put_cron_binding(
+        &mut self,
+        project: &ProjectId,
+        component: &str,
+        spec: &str,
+        due_at: i64,
+    ) -> Result<()> {
+        self.put_job(project, CRON_BINDING_ROW, component, spec, due_at, true).await
+    }
+
+    /// Stops firing the component `component` (nothing happens when it was not a `bindings.cron` component).
+    pub async fn delete_cron_binding(&mut self, project: &ProjectId, component: &str) -> Result<()> {
+        match self.delete_job(project, CRON_BINDING_ROW, component).await {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(err),
+        }
     }
 }
 

@@ -101,8 +101,10 @@ async fn unknown_bindings_and_operations_get_daprds_error() {
     gateway
         .component("shop", &component("private-api", "bindings.http", &[("url", &url)], "scopes: [payments]\n"))
         .await;
+    // An input-only binding is no output binding, as in daprd.
+    gateway.component("shop", &component("tick", "bindings.cron", &[("schedule", "@every 1h")], "")).await;
     let call = json!({"operation": "get"}).to_string();
-    for (token, binding) in [(&token, "nothing"), (&token, "private-api")] {
+    for (token, binding) in [(&token, "nothing"), (&token, "private-api"), (&token, "tick")] {
         let answer = gateway.http("POST", &format!("/v1.0/bindings/{binding}"), Some(token), Some(&call)).await;
         let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_INVOKE_OUTPUT_BINDING");
         assert_eq!(message, format!("error invoking output binding {binding}: couldn't find output binding {binding}"));

@@ -1,8 +1,10 @@
-//! Output bindings (`bindings.*`): outside systems an app calls through Dapr's bindings API. Each backend is a
-//! file of its own ([`http`] for `bindings.http`, [`postgres`] for `bindings.postgresql`, [`redis`] for
-//! `bindings.redis`), with the operations daprd's component of that type takes.
+//! Bindings (`bindings.*`): outside systems an app calls through Dapr's bindings API (output), and whose events
+//! reach the app (input). Each backend is a file of its own ([`http`] for `bindings.http`, [`postgres`] for
+//! `bindings.postgresql`, [`redis`] for `bindings.redis`, [`cron`] for `bindings.cron`), with the operations and
+//! the delivery daprd's component of that type has.
 
 pub(crate) mod api;
+pub(crate) mod cron;
 pub(crate) mod http;
 pub(crate) mod postgres;
 pub(crate) mod redis;

@@ -20,6 +20,7 @@ use crate::pubsub_backends::{delete_stream, jetstream_metadata, unique_id};
 fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (BTreeMap<String, String>, CleanUp) {
     match type_name {
         "bindings.http" => (metadata(&[("url", http_url)]), CleanUp::Nothing),
+        "bindings.cron" => (metadata(&[("schedule", "@every 1s")]), CleanUp::Nothing),
         "bindings.postgresql" | "bindings.postgres" => {
             (metadata(&[("connectionString", &postgres_url())]), CleanUp::Nothing)
         }
@@ -124,6 +125,11 @@ async fn every_registered_type_opens_and_works() {
                 let status = locks.unlock(&key, "owner").await.expect("unlock through the opened store");
                 assert_eq!(status, outrigger_bus::UnlockStatus::Success, "{}", declared.name);
             }
+            // Input only: the scheduler fires it (tests/sdk/python/test_input_bindings.py); it has no output side.
+            BuildingBlock::Bindings if declared.name == "bindings.cron" => {
+                let refused = bindings::open_within(declared.name, &entries, &Boundary::operator()).await;
+                assert!(refused.is_err(), "bindings.cron opened as an output binding");
+            }
             BuildingBlock::Bindings => {
                 let binding = bindings::open_within(declared.name, &entries, &Boundary::operator())
                     .await
@@ -191,6 +197,8 @@ fn declarations_follow_dapr() {
         ("bindings.http", "securityToken", false, true),
         ("bindings.redis", "redisHost", true, false),
         ("bindings.redis", "direction", false, false),
+        ("bindings.cron", "schedule", true, false),
+        ("bindings.cron", "route", false, false),
         ("bindings.postgresql", "connectionString", true, true),
         ("bindings.postgresql", "timeout", false, false),
         ("bindings.postgres", "connectionString", true, true),
@@ -221,6 +229,7 @@ fn users_create_all_but_the_managed_types() {
     assert_eq!(
         supported,
         [
+            "bindings.cron",
             "bindings.http",
             "bindings.postgres",
             "bindings.postgresql",
