@@ -12,7 +12,7 @@ use std::sync::{Arc, LazyLock};
 use futures_util::future::BoxFuture;
 use outrigger_resources::{BuildingBlock, ComponentType, Registry, V1};
 
-use crate::bindings::{self, OutputBinding};
+use crate::bindings::{self, InputBinding, OutputBinding};
 use crate::boundary::Boundary;
 use crate::configuration::{self, ConfigurationStore};
 use crate::lock::{self, LockStore};
@@ -44,8 +44,12 @@ pub(crate) enum Opener {
     SecretStore(OpenFn<dyn SecretStore>),
     Lock(OpenFn<dyn LockStore>),
     Configuration(OpenFn<dyn ConfigurationStore>),
-    /// A binding, with its output side if it has one (`bindings.cron` has none: the scheduler fires its input).
-    Binding(Option<OpenFn<dyn OutputBinding>>),
+    /// A binding, with its output side and its input side where it has them (`bindings.cron` has neither here:
+    /// the scheduler fires it).
+    Binding {
+        output: Option<OpenFn<dyn OutputBinding>>,
+        input: Option<OpenFn<dyn InputBinding>>,
+    },
     /// The platform's own store, shared by every project and never opened from a component.
     Managed,
 }
@@ -73,7 +77,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 19] = [
+static BACKENDS: [&Backend; 21] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -87,8 +91,10 @@ static BACKENDS: [&Backend; 19] = [
     &configuration::redis::BACKEND,
     &bindings::cron::BACKEND,
     &bindings::http::BACKEND,
+    &bindings::mqtt::BACKEND,
     &bindings::postgres::BACKEND,
     &bindings::postgres::ALIAS_BACKEND,
+    &bindings::rabbitmq::BACKEND,
     &bindings::redis::BACKEND,
     &MANAGED_KVSTORE,
     &MANAGED_PUBSUB,
@@ -98,6 +104,11 @@ static BACKENDS: [&Backend; 19] = [
 /// Whether components of `component_type` can be called as output bindings.
 pub(crate) fn is_output_binding(component_type: &str) -> bool {
     BACKENDS.iter().any(|backend| backend.declared.name == component_type && backend.opener.binding().is_some())
+}
+
+/// Whether components of `component_type` have events that workers read and deliver to apps.
+pub(crate) fn is_read_input_binding(component_type: &str) -> bool {
+    BACKENDS.iter().any(|backend| backend.declared.name == component_type && backend.opener.input_binding().is_some())
 }
 
 /// The declared component types, for the control API's validation and exports.
@@ -157,8 +168,16 @@ impl Opener {
     }
 
     pub(crate) fn binding(&self) -> Option<OpenFn<dyn OutputBinding>> {
-        if let Opener::Binding(output) = self {
+        if let Opener::Binding { output, .. } = self {
             *output
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn input_binding(&self) -> Option<OpenFn<dyn InputBinding>> {
+        if let Opener::Binding { input, .. } = self {
+            *input
         } else {
             None
         }
@@ -167,7 +186,7 @@ impl Opener {
 
 /// The one opening path: finds the backend declared for `component_type` among those `pick` selects the
 /// openers of ([`Opener::state`], [`Opener::pubsub`], [`Opener::secret_store`], [`Opener::lock`],
-/// [`Opener::configuration`], [`Opener::binding`]) and opens it within `boundary`.
+/// [`Opener::configuration`], [`Opener::binding`], [`Opener::input_binding`]) and opens it within `boundary`.
 pub(crate) async fn open<B: ?Sized>(
     pick: fn(&Opener) -> Option<OpenFn<B>>,
     component_type: &str,
@@ -201,7 +220,7 @@ mod tests {
                 Opener::SecretStore(_) => Some(BuildingBlock::SecretStores),
                 Opener::Lock(_) => Some(BuildingBlock::Lock),
                 Opener::Configuration(_) => Some(BuildingBlock::Configuration),
-                Opener::Binding(_) => Some(BuildingBlock::Bindings),
+                Opener::Binding { .. } => Some(BuildingBlock::Bindings),
                 Opener::Managed => None,
             };
             let declared = &backend.declared;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use outrigger_resources::Document;
 use outrigger_store::Project;
 
-use crate::bindings::OutputBinding;
+use crate::bindings::{InputBinding, OutputBinding};
 use crate::components::{Backend, MANAGED_CONFIGSTORE, MANAGED_KVSTORE, MANAGED_PUBSUB};
 use crate::configuration::{ConfigurationStore, ManagedConfigurationStore};
 use crate::lock::{LockKeyPrefix, LockStore, StateLockStore};
@@ -100,6 +100,8 @@ pub type SecretComponent = Component<dyn SecretStore, ()>;
 pub type LockComponent = Component<dyn LockStore, LockConfig>;
 /// An output binding component.
 pub type BindingComponent = Component<dyn OutputBinding, ()>;
+/// The input side of a binding component.
+pub type InputBindingComponent = Component<dyn InputBinding, ()>;
 /// A configuration store component.
 pub type ConfigurationComponent = Component<dyn ConfigurationStore, ()>;
 
@@ -115,6 +117,8 @@ pub struct ProjectComponents {
     pub locks: BTreeMap<String, Arc<LockComponent>>,
     /// Output bindings by name.
     pub bindings: BTreeMap<String, Arc<BindingComponent>>,
+    /// Bindings whose events workers read for apps, by name.
+    pub input_bindings: BTreeMap<String, Arc<InputBindingComponent>>,
     /// Configuration stores by name (the managed `configstore` among them).
     pub configuration: BTreeMap<String, Arc<ConfigurationComponent>>,
     /// The secret scopes of each App ID's Configuration, by App ID and then store name.

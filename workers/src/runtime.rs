@@ -17,7 +17,7 @@ use outrigger_resources::{BuildingBlock, Document, Kind};
 use outrigger_store::{ProjectId, Store};
 use tokio::sync::Mutex;
 
-use crate::bindings::{self, OutputBinding};
+use crate::bindings::{self, InputBinding, OutputBinding};
 use crate::boundary::Boundary;
 use crate::components;
 use crate::configuration::{self, ConfigurationStore, ManagedConfigurationStore};
@@ -130,6 +130,7 @@ pub struct Runtime {
     opened_locks: Opened<dyn LockStore>,
     opened_configuration_stores: Opened<dyn ConfigurationStore>,
     opened_bindings: Opened<dyn OutputBinding>,
+    opened_input_bindings: Opened<dyn InputBinding>,
     /// Ids of projects that changed, for watchers of managed configuration stores.
     changes: tokio::sync::broadcast::Sender<Arc<str>>,
     host_secrets: HostSecrets,
@@ -236,6 +237,7 @@ impl Runtime {
             opened_locks: Opened::new(),
             opened_configuration_stores: Opened::new(),
             opened_bindings: Opened::new(),
+            opened_input_bindings: Opened::new(),
             changes: tokio::sync::broadcast::channel(CHANGES_BACKLOG).0,
             host_secrets: HostSecrets::Refused,
             egress: Egress::default(),
@@ -306,6 +308,8 @@ impl Runtime {
         let configuration_store = kept(|components, name| components.configuration.contains_key(name));
         self.opened_configuration_stores.retain(project_id, configuration_store).await;
         self.opened_bindings.retain(project_id, kept(|components, name| components.bindings.contains_key(name))).await;
+        let input_kept = kept(|components, name| components.input_bindings.contains_key(name));
+        self.opened_input_bindings.retain(project_id, input_kept).await;
         Ok(loaded.map(Arc::new))
     }
 
@@ -349,6 +353,7 @@ impl Runtime {
             locks: BTreeMap::new(),
             configuration: BTreeMap::new(),
             bindings: BTreeMap::new(),
+            input_bindings: BTreeMap::new(),
             secret_scopes,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
@@ -419,13 +424,22 @@ impl Runtime {
                     let component = assemble(&document, component_type, version, backend, ());
                     components.configuration.insert(name, Arc::new(component));
                 }
-                // An input-only binding is not an output binding: calling it answers "couldn't find", as in daprd.
-                BuildingBlock::Bindings if !components::is_output_binding(&component_type) => {}
+                // Each side of a binding where its type has it: calling an input-only binding answers "couldn't
+                // find output binding", as in daprd.
                 BuildingBlock::Bindings => {
-                    let open = |metadata| bindings::open_within(&component_type, metadata, &boundary);
-                    let backend = self.opened_bindings.open_resolved(project_id, &document, &metadata, open).await;
-                    let component = assemble(&document, component_type, version, backend, ());
-                    components.bindings.insert(name, Arc::new(component));
+                    if components::is_read_input_binding(&component_type) {
+                        let open = |metadata| bindings::open_input_within(&component_type, metadata, &boundary);
+                        let opened = &self.opened_input_bindings;
+                        let backend = opened.open_resolved(project_id, &document, &metadata, open).await;
+                        let component = assemble(&document, component_type.clone(), version.clone(), backend, ());
+                        components.input_bindings.insert(name.clone(), Arc::new(component));
+                    }
+                    if components::is_output_binding(&component_type) {
+                        let open = |metadata| bindings::open_within(&component_type, metadata, &boundary);
+                        let backend = self.opened_bindings.open_resolved(project_id, &document, &metadata, open).await;
+                        let component = assemble(&document, component_type, version, backend, ());
+                        components.bindings.insert(name, Arc::new(component));
+                    }
                 }
                 // Opened above.
                 BuildingBlock::SecretStores => {}

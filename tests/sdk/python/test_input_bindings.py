@@ -1,15 +1,20 @@
-"""Input bindings reaching apps as daprd delivers them: `bindings.cron` fired by the scheduler, with daprd's
-`OPTIONS` probe of the route and `POST /{route}` per occurrence to each App ID the component is scoped to — on
-both forms. The apps are plain HTTP servers, as in Dapr's bindings quickstart."""
+"""Input bindings reaching apps as daprd delivers them — `bindings.cron` fired by the scheduler, `bindings.rabbitmq`
+and `bindings.mqtt3` read by the workers — with daprd's `OPTIONS` probe of the route and `POST /{route}` per
+event to each App ID the component is scoped to, on both forms. The apps are plain HTTP servers, as in Dapr's
+bindings quickstart."""
 
 from __future__ import annotations
 
+import json
 import threading
+import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from harness import HttpError
+from support import dapr_client, wait_for_component
 
 # Long enough for a few occurrences of a one-second schedule on a loaded machine.
 ARRIVES_WITHIN = 20
@@ -121,3 +126,39 @@ def test_a_bad_schedule_is_refused_at_apply(tenants):
             tenants.deployment.control.put_component(project.name, 'tick', cron('tick', schedule))
         assert refused.value.status == 400 and expected in str(refused.value), refused.value
     tenants.deployment.control.expect(404, 'GET', f'/projects/{project.name}/components/tick')
+
+
+@pytest.mark.parametrize('broker', ['rabbitmq', 'mqtt3'])
+def test_what_an_app_publishes_through_a_broker_binding_reaches_the_app_reading_it(tenants, apps, broker):
+    """Dapr's bindings quickstart with a broker: the output side (`create` through the SDK) publishes, the input
+    side of the same component delivers each message to the app at `POST /{name}` with its metadata."""
+    app = apps()
+    project = tenants.project(apps=())
+    tenants.add_app(project, 'batch', app_endpoint=app.endpoint)
+    unique = uuid.uuid4().hex
+    fields = ({'host': 'amqp://guest:guest@127.0.0.1:5672', 'queueName': f'sdk-{unique}', 'deleteWhenUnused': 'true'}
+              if broker == 'rabbitmq' else {'url': 'mqtt://127.0.0.1:1883', 'topic': f'sdk/{unique}'})
+    metadata = ''.join(f'    - name: {key}\n      value: "{value}"\n' for key, value in fields.items())
+    yaml = (f'apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: orders\nspec:\n'
+            f'  type: bindings.{broker}\n  version: v1\n  metadata:\n{metadata}')
+    tenants.deployment.control.put_component(project.name, 'orders', yaml)
+    with dapr_client(project.apps['batch']) as client:
+        wait_for_component(client, 'orders')
+        # The reader subscribes once a worker derived it from the change; an MQTT broker keeps nothing for a
+        # subscription not made yet, so publish until the first message arrives.
+        deadline = time.monotonic() + ARRIVES_WITHIN
+        while not app.events():
+            assert time.monotonic() < deadline, f'nothing arrived; requests: {app.requests}'
+            client.invoke_binding('orders', 'create', 'warm-up')
+            with app.arrived:
+                app.arrived.wait_for(lambda: app.events(), timeout=0.5)
+        seen = len(app.events())
+        client.invoke_binding('orders', 'create', json.dumps({'orderId': 42}), {'kind': 'express'})
+        events = app.wait_for_events(seen + 1)
+    last_path, last_headers, last_body = next(event for event in events if event[2] != b'warm-up')
+    assert (last_path, json.loads(last_body)) == ('/orders', {'orderId': 42})
+    assert app.requests[0][:2] == ('OPTIONS', '/orders'), 'daprd probes the route first'
+    if broker == 'rabbitmq':
+        assert last_headers['kind'] == 'express', 'request metadata travels as AMQP headers'
+    else:
+        assert last_headers['topic'] == f'sdk/{unique}'

@@ -12,6 +12,7 @@ use outrigger_outbound::AppChannel;
 use outrigger_resources::{required, BuildingBlock, ComponentType, Kind, MetadataField};
 use outrigger_store::{ProjectId, Store};
 
+use super::input::{input_is_explicit, route_path};
 use crate::components::{Backend, Opener};
 use crate::delivery::{deliver_binding_event, takes_binding_events};
 
@@ -20,21 +21,8 @@ const CRON_FIELDS: &[MetadataField] = &[required("schedule")];
 /// `bindings.cron`: input only, fired by the scheduler.
 pub(crate) static BACKEND: Backend = Backend {
     declared: ComponentType::v1(outrigger_jobs::CRON_BINDING_TYPE, BuildingBlock::Bindings, &[CRON_FIELDS]),
-    opener: Opener::Binding(None),
+    opener: Opener::Binding { output: None, input: None },
 };
-
-/// The path an input binding's events go to: its `route` metadata, else its name.
-pub(crate) fn route_path(document: &outrigger_resources::Document) -> String {
-    let route = document.inline_metadata("route").filter(|route| !route.trim().is_empty());
-    let route = route.unwrap_or_else(|| document.metadata.name.clone());
-    format!("/{}", route.trim_start_matches('/'))
-}
-
-/// Whether the component's `direction` names `input` explicitly, which makes daprd skip the `OPTIONS` probe.
-pub(crate) fn input_is_explicit(document: &outrigger_resources::Document) -> bool {
-    let direction = document.inline_metadata("direction").unwrap_or_default();
-    direction.split(',').any(|direction| direction.trim().eq_ignore_ascii_case("input"))
-}
 
 /// A time as Go's `time.Time.String` writes a UTC one (daprd's `readTimeUTC`).
 fn go_utc_text(time: DateTime<Utc>) -> String {

@@ -124,7 +124,7 @@ const HTTP_FIELDS: &[MetadataField] = &[
 /// `bindings.http`: an HTTP(S) service the egress rule lets the project reach.
 pub(crate) static BACKEND: Backend = Backend {
     declared: ComponentType::v1(HttpBinding::COMPONENT_TYPE, BuildingBlock::Bindings, &[HTTP_FIELDS]),
-    opener: Opener::Binding(Some(open)),
+    opener: Opener::Binding { output: Some(open), input: None },
 };
 
 fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {

@@ -161,13 +161,13 @@ pub(crate) static BACKEND: Backend = Backend {
         BuildingBlock::Bindings,
         &[POSTGRESQL_FIELDS, TIMEOUT_FIELDS],
     ),
-    opener: Opener::Binding(Some(open)),
+    opener: Opener::Binding { output: Some(open), input: None },
 };
 
 /// `bindings.postgres`: the same binding under daprd's other name.
 pub(crate) static ALIAS_BACKEND: Backend = Backend {
     declared: ComponentType::v1(PostgresBinding::ALIAS, BuildingBlock::Bindings, &[POSTGRESQL_FIELDS, TIMEOUT_FIELDS]),
-    opener: Opener::Binding(Some(open)),
+    opener: Opener::Binding { output: Some(open), input: None },
 };
 
 fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {

@@ -75,7 +75,7 @@ impl OutputBinding for RedisBinding {
 /// `bindings.redis`: a Redis server the egress rule lets the project reach.
 pub(crate) static BACKEND: Backend = Backend {
     declared: ComponentType::v1(RedisBinding::COMPONENT_TYPE, BuildingBlock::Bindings, &[REDIS_CLIENT_FIELDS]),
-    opener: Opener::Binding(Some(open)),
+    opener: Opener::Binding { output: Some(open), input: None },
 };
 
 fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {

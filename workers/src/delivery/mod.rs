@@ -1,5 +1,6 @@
 //! Push delivery: every worker runs one delivery loop per (project, App ID, pub/sub, topic) subscription of the
-//! projects in its pool, pulling from the subscription's consumer group and POSTing to the app.
+//! projects in its pool, pulling from the subscription's consumer group and POSTing to the app, and one reader
+//! per (project, App ID, input binding) ([`crate::bindings::input`]).
 //!
 //! Delivery state (what is pending, held, retried) lives in the broker, so several workers may run the same
 //! loop: the group hands each message to one of them, and a worker that dies leaves its held messages to be
@@ -70,6 +71,12 @@ struct Target {
     /// The app's health-check path, when it has one.
     health_path: Option<String>,
     spec: Arc<SubscriptionSpec>,
+    source: String,
+}
+
+/// One input binding read for one App ID, with what it was derived from (to notice changes).
+struct InputLoop {
+    target: crate::bindings::input::InputTarget,
     source: String,
 }
 
@@ -210,6 +217,7 @@ impl Deliverer {
                     Ok(derived) => {
                         loops.ask_again(&project_id, derived.unanswered, now);
                         self.reconcile(&mut loops, &project_id, derived.targets);
+                        self.reconcile_inputs(&mut loops, &project_id, derived.inputs);
                     }
                     Err(err) => {
                         tracing::warn!(%project_id, error = %err, "cannot read the project's subscriptions; its deliveries continue as they were");
@@ -231,7 +239,7 @@ impl Deliverer {
                 () = shutdown.cancelled() => break,
             }
         }
-        for loop_ in loops.running.into_values() {
+        for loop_ in loops.running.into_values().chain(loops.inputs.into_values()) {
             loop_.stop.cancel();
         }
         for probe in loops.probes.into_values() {
@@ -294,10 +302,38 @@ impl Deliverer {
     }
 }
 
-/// What a deliverer runs, for the projects that have subscriptions.
+impl Deliverer {
+    /// Makes the running input binding readers of one project match `wanted`.
+    fn reconcile_inputs(&self, loops: &mut Loops, project_id: &str, wanted: Vec<InputLoop>) {
+        let key = |target: &crate::bindings::input::InputTarget| {
+            (target.project_id.clone(), target.reader.app_id.clone(), target.reader.component.clone())
+        };
+        let wanted: HashMap<_, _> = wanted.into_iter().map(|input| (key(&input.target), input)).collect();
+        loops.inputs.retain(|key, running| {
+            let keep = key.0 != project_id || wanted.get(key).is_some_and(|input| input.source == running.source);
+            if !keep {
+                running.stop.cancel();
+            }
+            keep
+        });
+        for (key, input) in wanted {
+            if loops.inputs.contains_key(&key) {
+                continue;
+            }
+            let stop = CancellationToken::new();
+            let (worker, client) = (Arc::clone(&self.worker), self.client.clone());
+            tokio::spawn(crate::bindings::input::run(worker, client, input.target, stop.clone()));
+            loops.inputs.insert(key, Running { source: input.source, stop });
+        }
+    }
+}
+
+/// What a deliverer runs, for the projects that have subscriptions and input bindings.
 #[derive(Default)]
 struct Loops {
     running: HashMap<TargetKey, Running>,
+    /// Input binding readers by (project, App ID, component).
+    inputs: HashMap<(String, String, String), Running>,
     /// Deliveries in flight per App ID.
     limits: HashMap<(String, String), Arc<Semaphore>>,
     probes: HashMap<(String, String), Probe>,

@@ -1,4 +1,4 @@
-//! Which delivery loops a worker runs: the subscription targets of one project at a time, re-derived only for
+//! Which delivery loops a worker runs: the subscription targets and input bindings of one project at a time, re-derived only for
 //! the projects that changed — named by change events ([`DeliveryWaker`]) or, as a safety net for a lost event,
 //! by the control plane's change stamps — so that idle projects cost nothing, however many there are.
 
@@ -11,7 +11,9 @@ use outrigger_store::ProjectId;
 use tokio::sync::Notify;
 
 use super::routes::{Origin, SubscriptionSpec};
-use super::{app, Deliverer, Target, TargetKey};
+use super::{app, Deliverer, InputLoop, Target, TargetKey};
+use crate::bindings::input::{input_is_explicit, route_path, InputTarget};
+use crate::bindings::Reader;
 use crate::ProgrammaticSubscriptions;
 
 /// Wakes the deliverer for the projects that changed.
@@ -62,8 +64,12 @@ impl Deliverer {
         }
         let apps = tx.list_app_ids(&project.id).await?;
         let declarations = tx.list_resources(&project.id, Kind::Subscription).await?;
+        let mut input_bindings = tx.list_resources(&project.id, Kind::Component).await?;
         drop(tx);
+        input_bindings
+            .retain(|stored| stored.document.component_type().is_some_and(crate::components::is_read_input_binding));
         let mut found: Vec<Target> = Vec::new();
+        let mut inputs: Vec<InputLoop> = Vec::new();
         let mut unanswered = false;
         for app in apps {
             let Some(endpoint) = app.app_endpoint.clone() else { continue };
@@ -81,6 +87,21 @@ impl Deliverer {
             }
             let channel =
                 outrigger_outbound::AppChannel { endpoint: endpoint.clone(), app_token: app.app_token.clone() };
+            for document in input_bindings.iter().map(|stored| &stored.document) {
+                if !document.applies_to(&app.name) {
+                    continue;
+                }
+                let reader = Reader { component: document.metadata.name.clone(), app_id: app.name.clone() };
+                let target = InputTarget {
+                    project_id: project.id.as_str().to_owned(),
+                    reader,
+                    channel: channel.clone(),
+                    path: route_path(document),
+                    probe: !input_is_explicit(document),
+                };
+                let source = format!("{endpoint}|{:?}|{}|{:?}", app.app_token, document.spec, document.scopes);
+                inputs.push(InputLoop { target, source });
+            }
             let declarative = declarations
                 .iter()
                 .filter(|stored| stored.document.applies_to(&app.name))
@@ -111,7 +132,7 @@ impl Deliverer {
                 found.push(Target { key, channel: channel.clone(), health_path, spec: Arc::new(spec), source });
             }
         }
-        Ok(Derived { targets: found, unanswered })
+        Ok(Derived { targets: found, inputs, unanswered })
     }
 
     /// What the app answers to `GET /dapr/subscribe`: asked again when the last answer is older than
@@ -156,6 +177,8 @@ impl Deliverer {
 #[derive(Default)]
 pub(super) struct Derived {
     pub(super) targets: Vec<Target>,
+    /// The input bindings read for its apps.
+    pub(super) inputs: Vec<InputLoop>,
     /// An app of the project did not answer `GET /dapr/subscribe` (not listening yet, or failing).
     pub(super) unanswered: bool,
 }

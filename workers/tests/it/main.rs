@@ -23,6 +23,7 @@ macro_rules! cases_for_backends {
 }
 
 mod backends;
+mod broker_bindings;
 mod configuration_stores;
 mod conformance;
 mod lock_conformance;

@@ -21,6 +21,16 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (
     match type_name {
         "bindings.http" => (metadata(&[("url", http_url)]), CleanUp::Nothing),
         "bindings.cron" => (metadata(&[("schedule", "@every 1s")]), CleanUp::Nothing),
+        "bindings.rabbitmq" => {
+            let queue = format!("registry-{id}");
+            (
+                metadata(&[("host", "amqp://127.0.0.1:5672"), ("queueName", &queue), ("deleteWhenUnused", "true")]),
+                CleanUp::Nothing,
+            )
+        }
+        "bindings.mqtt3" => {
+            (metadata(&[("url", "mqtt://127.0.0.1:1883"), ("topic", &format!("registry/{id}"))]), CleanUp::Nothing)
+        }
         "bindings.postgresql" | "bindings.postgres" => {
             (metadata(&[("connectionString", &postgres_url())]), CleanUp::Nothing)
         }
@@ -48,6 +58,12 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (
 
 /// A write and a read through an opened output binding, with the operations its type takes.
 async fn write_then_read(type_name: &str, binding: &dyn bindings::OutputBinding, key: String) {
+    if matches!(type_name, "bindings.rabbitmq" | "bindings.mqtt3") {
+        // Publish only: what they publish is read back through their input side (broker_bindings.rs).
+        let request = BindingRequest { operation: "create", data: b"payload", metadata: &BTreeMap::new() };
+        binding.invoke(request).await.unwrap_or_else(|err| panic!("{type_name}: {err}"));
+        return;
+    }
     if type_name.starts_with("bindings.postgres") {
         let metadata = metadata(&[("sql", "SELECT $1::text"), ("params", r#"["payload"]"#)]);
         let answer = binding.invoke(BindingRequest { operation: "query", data: b"", metadata: &metadata });
@@ -198,6 +214,12 @@ fn declarations_follow_dapr() {
         ("bindings.redis", "redisHost", true, false),
         ("bindings.redis", "direction", false, false),
         ("bindings.cron", "schedule", true, false),
+        ("bindings.rabbitmq", "host", true, false),
+        ("bindings.rabbitmq", "queueName", true, false),
+        ("bindings.rabbitmq", "prefetchCount", false, false),
+        ("bindings.mqtt3", "url", true, false),
+        ("bindings.mqtt3", "topic", true, false),
+        ("bindings.mqtt3", "backOffMaxRetries", false, false),
         ("bindings.cron", "route", false, false),
         ("bindings.postgresql", "connectionString", true, true),
         ("bindings.postgresql", "timeout", false, false),
@@ -231,8 +253,10 @@ fn users_create_all_but_the_managed_types() {
         [
             "bindings.cron",
             "bindings.http",
+            "bindings.mqtt3",
             "bindings.postgres",
             "bindings.postgresql",
+            "bindings.rabbitmq",
             "bindings.redis",
             "configuration.redis",
             "lock.redis",

@@ -64,6 +64,18 @@ async fn security_components_cannot_dial_the_platforms_own_services() {
         };
         assert!(err.to_string().contains("own services"), "{host}: {err}");
     }
+    for host in ["127.0.0.1:6379", "localhost:6379", "[::ffff:127.0.0.1]:6379"] {
+        let brokers = [
+            ("bindings.rabbitmq", metadata(&[("host", &format!("amqp://{host}")), ("queueName", "q")])),
+            ("bindings.mqtt3", metadata(&[("url", &format!("mqtt://{host}")), ("topic", "t")])),
+        ];
+        for (component_type, entries) in brokers {
+            let Err(err) = bindings::open_input_within(component_type, &entries, &boundary).await else {
+                panic!("{component_type} opened {host}")
+            };
+            assert!(err.to_string().contains("own services"), "{component_type} {host}: {err}");
+        }
+    }
     for url in ["http://127.0.0.1:6379/", "http://localhost:6379/x", "http://[::ffff:127.0.0.1]:6379"] {
         let entries = metadata(&[("url", url)]);
         let Err(err) = bindings::open_within("bindings.http", &entries, &boundary).await else {
