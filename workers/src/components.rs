@@ -77,7 +77,7 @@ const fn managed(name: &'static str, building_block: BuildingBlock, component: &
 }
 
 /// Every backend, once.
-static BACKENDS: [&Backend; 21] = [
+static BACKENDS: [&Backend; 23] = [
     &state::memory::BACKEND,
     &state::sqlite::BACKEND,
     &state::postgres::BACKEND,
@@ -89,6 +89,8 @@ static BACKENDS: [&Backend; 21] = [
     &secrets::file::BACKEND,
     &lock::redis::BACKEND,
     &configuration::redis::BACKEND,
+    &configuration::postgres::BACKEND,
+    &configuration::postgres::ALIAS_BACKEND,
     &bindings::cron::BACKEND,
     &bindings::http::BACKEND,
     &bindings::mqtt::BACKEND,

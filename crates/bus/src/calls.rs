@@ -340,6 +340,8 @@ pub struct WatchConfiguration {
     pub seen: BTreeMap<String, ConfigurationItem>,
     /// How long to wait for a difference, in milliseconds.
     pub wait_ms: u64,
+    /// The subscription's request metadata (`configuration.postgresql` reads its notification channel there).
+    pub metadata: Metadata,
 }
 
 /// `POST /v1.0/bindings/{name}`, gRPC `InvokeBinding`.

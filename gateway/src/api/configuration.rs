@@ -155,40 +155,33 @@ async fn get_grpc(
     Ok(pb::GetConfigurationResponse { items: items_proto(gateway.call(caller.tenant, call).await?) })
 }
 
-/// Follows the store for a subscription, handing each change to `deliver` (false: the subscriber is gone),
-/// until `cancel` fires or the gateway stops.
+/// Follows the store for a subscription (`watch` names it, with what the subscriber saw), handing each change to
+/// `deliver` (false: the subscriber is gone), until `cancel` fires or the gateway stops.
 async fn follow<F, Fut>(
     gateway: Gateway,
     tenant: Tenant,
-    store: String,
-    keys: Vec<String>,
-    mut seen: Items,
+    mut watch: WatchConfiguration,
     cancel: CancellationToken,
     mut deliver: F,
 ) where
     F: FnMut(Items) -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    let store = watch.store.clone();
     loop {
-        let call = WatchConfiguration {
-            store: store.clone(),
-            keys: keys.clone(),
-            seen: seen.clone(),
-            wait_ms: WAIT.as_millis() as u64,
-        };
         let answer = tokio::select! {
             () = cancel.cancelled() => return,
             () = gateway.0.closing.cancelled() => return,
-            answer = gateway.call(tenant.clone(), call) => answer,
+            answer = gateway.call(tenant.clone(), watch.clone()) => answer,
         };
         match answer {
             Ok(changes) if changes.is_empty() => {}
             Ok(changes) => {
                 for (key, item) in &changes {
                     if item.value.is_empty() {
-                        seen.remove(key);
+                        watch.seen.remove(key);
                     } else {
-                        seen.insert(key.clone(), item.clone());
+                        watch.seen.insert(key.clone(), item.clone());
                     }
                 }
                 if !deliver(changes).await {
@@ -210,6 +203,12 @@ async fn follow<F, Fut>(
     }
 }
 
+/// The first wait of a subscription that saw `seen` when it began.
+fn first_watch(baseline: GetConfiguration, seen: Items) -> WatchConfiguration {
+    let GetConfiguration { store, keys, metadata } = baseline;
+    WatchConfiguration { store, keys, seen, wait_ms: WAIT.as_millis() as u64, metadata }
+}
+
 /// `SubscribeConfiguration`: a first message with the subscription's id, then one per change.
 fn subscribe_grpc() -> MethodRouter<Gateway> {
     post(|State(gateway): State<Gateway>, request: Request| async move {
@@ -225,7 +224,7 @@ fn subscribe_grpc() -> MethodRouter<Gateway> {
                 keys.sort();
                 let baseline =
                     GetConfiguration { store: store.clone(), keys: keys.clone(), metadata: metadata(request.metadata) };
-                let seen = gateway.call(tenant.clone(), baseline).await.map_err(|err| err.to_status())?;
+                let seen = gateway.call(tenant.clone(), baseline.clone()).await.map_err(|err| err.to_status())?;
                 let (id, cancel) = gateway.0.configuration_subscriptions.open(&tenant);
                 let (sender, receiver) = mpsc::channel(16);
                 let first = pb::SubscribeConfigurationResponse { id: id.clone(), items: HashMap::new() };
@@ -240,7 +239,8 @@ fn subscribe_grpc() -> MethodRouter<Gateway> {
                                 sender.send(Ok(message)).await.is_ok()
                             }
                         };
-                        let following = follow(gateway.clone(), tenant, store, keys, seen, cancel.clone(), deliver);
+                        let watch = first_watch(baseline, seen);
+                        let following = follow(gateway.clone(), tenant, watch, cancel.clone(), deliver);
                         tokio::select! {
                             () = following => {}
                             () = sender.closed() => {}
@@ -290,7 +290,7 @@ async fn subscribe_http(
 ) -> Result<Response, DaprError> {
     let keys = query_keys(&uri);
     let baseline = GetConfiguration { store: store.clone(), keys: keys.clone(), metadata: query_metadata(&uri) };
-    let seen = gateway.call(tenant.clone(), baseline).await?;
+    let seen = gateway.call(tenant.clone(), baseline.clone()).await?;
     if !gateway.0.invoker.has_app_endpoint(&tenant).await {
         return Err(DaprError::app_channel_missing(
             "app channel is not initialized. cannot subscribe to configuration updates: give the App ID an app endpoint",
@@ -301,7 +301,7 @@ async fn subscribe_http(
         let (gateway, tenant, id) = (gateway.clone(), tenant.clone(), id.clone());
         async move {
             let deliver = |changes: Items| post_to_app(&gateway, &tenant, &store, &id, changes);
-            follow(gateway.clone(), tenant.clone(), store.clone(), keys, seen, cancel, deliver).await;
+            follow(gateway.clone(), tenant.clone(), first_watch(baseline, seen), cancel, deliver).await;
             gateway.0.configuration_subscriptions.forget(&id);
         }
     };

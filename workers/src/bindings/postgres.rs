@@ -17,14 +17,14 @@ use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use futures_util::future::BoxFuture;
 use outrigger_bus::BindingResponse;
-use outrigger_resources::{optional, BuildingBlock, ComponentType, MetadataField};
+use outrigger_resources::{BuildingBlock, ComponentType};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Executor;
 
 use super::{BindingError, BindingRequest, OutputBinding};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
-use crate::state::postgres::{database_url, pinned, POSTGRESQL_FIELDS};
+use crate::state::postgres::{database_url, pinned, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
 use crate::state::time::{within, CONNECT_TIMEOUT};
 
 /// How long a statement may run when the component names no `timeout` (daprd's default).
@@ -151,8 +151,6 @@ fn go_duration(duration: Duration) -> String {
         }
     }
 }
-
-const TIMEOUT_FIELDS: &[MetadataField] = &[optional("timeout"), optional("timeoutInSeconds")];
 
 /// `bindings.postgresql`: a PostgreSQL database the egress rule lets the project reach.
 pub(crate) static BACKEND: Backend = Backend {

@@ -54,13 +54,13 @@ pub(crate) async fn get(scope: &Scope<'_>, call: GetConfiguration) -> Result<Ite
 /// `WatchConfiguration`: listens first, then compares what the store holds with what the caller saw, so a
 /// change made at any moment after the caller's last look is answered, at once or when it is heard.
 pub(crate) async fn watch(scope: &Scope<'_>, call: WatchConfiguration) -> Result<Items, DataError> {
-    let WatchConfiguration { store, keys, seen, wait_ms } = call;
+    let WatchConfiguration { store, keys, seen, wait_ms, metadata } = call;
     let failed = |reason: String| DataError::ConfigurationSubscribe {
         message: format!("failed to subscribe {} from Configuration store {store}: {reason}", go_list(&keys)),
     };
     let backend = target(scope, &store)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms).min(MAX_WAIT);
-    let mut listener = backend.listen(&keys).await.map_err(|err| failed(err.to_string()))?;
+    let mut listener = backend.listen(&keys, &metadata).await.map_err(|err| failed(err.to_string()))?;
     loop {
         let current = run(scope, &store, || backend.get(&keys)).await.map_err(failed)?;
         let changes = differences(&seen, &current);

@@ -43,7 +43,11 @@ impl ConfigurationStore for ManagedConfigurationStore {
         Ok(items.collect())
     }
 
-    async fn listen(&self, _keys: &[String]) -> Result<Box<dyn Listener>, ConfigurationError> {
+    async fn listen(
+        &self,
+        _keys: &[String],
+        _metadata: &outrigger_bus::Metadata,
+    ) -> Result<Box<dyn Listener>, ConfigurationError> {
         Ok(Box::new(ProjectChanges { project_id: self.project_id.as_str().into(), changes: self.changes.subscribe() }))
     }
 }

@@ -1,16 +1,17 @@
 //! Configuration stores (`configuration.*`): what Dapr's configuration API reads and watches. Each backend is a
-//! file of its own ([`redis`] for `configuration.redis`); [`managed`] serves each project's `configstore`,
+//! file of its own ([`redis`] for `configuration.redis`, [`postgres`] for `configuration.postgresql`); [`managed`] serves each project's `configstore`,
 //! whose items operators set through the control API.
 
 pub(crate) mod api;
 pub(crate) mod managed;
+pub(crate) mod postgres;
 pub(crate) mod redis;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use outrigger_bus::ConfigurationItem;
+use outrigger_bus::{ConfigurationItem, Metadata};
 
 use crate::boundary::Boundary;
 use crate::components::{self, Opener};
@@ -37,9 +38,9 @@ pub trait ConfigurationStore: Send + Sync {
     /// The items of `keys` that have a value; every item of the store when `keys` is empty.
     async fn get(&self, keys: &[String]) -> Result<Items, ConfigurationError>;
 
-    /// Starts listening for changes of `keys` (of any key when empty): whatever changes after this returns
-    /// is reported by the listener.
-    async fn listen(&self, keys: &[String]) -> Result<Box<dyn Listener>, ConfigurationError>;
+    /// Starts listening for changes of `keys` (of any key when empty), with the subscription's request
+    /// `metadata`: whatever changes after this returns is reported by the listener.
+    async fn listen(&self, keys: &[String], metadata: &Metadata) -> Result<Box<dyn Listener>, ConfigurationError>;
 }
 
 /// Changes a [`ConfigurationStore::listen`] call listens for.

@@ -109,7 +109,11 @@ impl ConfigurationStore for RedisConfigurationStore {
         .await
     }
 
-    async fn listen(&self, keys: &[String]) -> Result<Box<dyn Listener>, ConfigurationError> {
+    async fn listen(
+        &self,
+        keys: &[String],
+        _metadata: &outrigger_bus::Metadata,
+    ) -> Result<Box<dyn Listener>, ConfigurationError> {
         within(
             OPERATION_DEADLINE,
             Self::COMPONENT_TYPE,

@@ -211,6 +211,9 @@ impl SqlStateStore<PostgresDialect> {
     }
 }
 
+/// The statement timeout of daprd's PostgreSQL binding and configuration store.
+pub(crate) const TIMEOUT_FIELDS: &[MetadataField] = &[optional("timeout"), optional("timeoutInSeconds")];
+
 /// The connection fields daprd's PostgreSQL components share (state store, binding, configuration store).
 pub(crate) const POSTGRESQL_FIELDS: &[MetadataField] = &[
     required_secret("connectionString"),

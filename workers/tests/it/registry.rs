@@ -21,6 +21,10 @@ fn sample(type_name: &str, dir: &std::path::Path, id: &str, http_url: &str) -> (
     match type_name {
         "bindings.http" => (metadata(&[("url", http_url)]), CleanUp::Nothing),
         "bindings.cron" => (metadata(&[("schedule", "@every 1s")]), CleanUp::Nothing),
+        "configuration.postgresql" | "configuration.postgres" => {
+            let table = fresh_table_name();
+            (metadata(&[("connectionString", &postgres_url()), ("table", &table)]), CleanUp::Table(table))
+        }
         "bindings.rabbitmq" => {
             let queue = format!("registry-{id}");
             (
@@ -157,8 +161,22 @@ async fn every_registered_type_opens_and_works() {
                 let store = configuration::open_within(declared.name, &entries, &Boundary::operator())
                     .await
                     .unwrap_or_else(|err| panic!("{err}"));
-                let key = format!("{}{id}", unique_prefix());
-                set_redis_string(&key, "blue||7").await;
+                // daprd's PostgreSQL store reads only keys of letters, digits, '.', '/' and '_'.
+                let key = if matches!(clean_up, CleanUp::Table(_)) {
+                    format!("key_{id}")
+                } else {
+                    format!("{}{id}", unique_prefix())
+                };
+                if let CleanUp::Table(table) = &clean_up {
+                    let columns =
+                        "KEY VARCHAR NOT NULL, VALUE VARCHAR NOT NULL, VERSION VARCHAR NOT NULL, METADATA JSON";
+                    let pool = sqlx::PgPool::connect(&postgres_url()).await.unwrap();
+                    sqlx::query(&format!("CREATE TABLE {table} ({columns})")).execute(&pool).await.unwrap();
+                    let insert = format!("INSERT INTO {table} VALUES ($1, 'blue', '7', NULL)");
+                    sqlx::query(&insert).bind(&key).execute(&pool).await.unwrap();
+                } else {
+                    set_redis_string(&key, "blue||7").await;
+                }
                 let items = store.get(std::slice::from_ref(&key)).await.expect("read through the opened store");
                 assert_eq!((items[&key].value.as_str(), items[&key].version.as_str()), ("blue", "7"));
             }
@@ -209,6 +227,9 @@ fn declarations_follow_dapr() {
         ("lock.redis", "keyPrefix", false, false),
         ("configuration.redis", "redisHost", true, false),
         ("configuration.redis", "redisPassword", false, true),
+        ("configuration.postgresql", "connectionString", true, true),
+        ("configuration.postgresql", "table", true, false),
+        ("configuration.postgres", "notifyChannel", false, false),
         ("bindings.http", "url", true, false),
         ("bindings.http", "securityToken", false, true),
         ("bindings.redis", "redisHost", true, false),
@@ -258,6 +279,8 @@ fn users_create_all_but_the_managed_types() {
             "bindings.postgresql",
             "bindings.rabbitmq",
             "bindings.redis",
+            "configuration.postgres",
+            "configuration.postgresql",
             "configuration.redis",
             "lock.redis",
             "pubsub.in-memory",
