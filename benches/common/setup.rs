@@ -198,4 +198,17 @@ impl ControlApi {
         expect_success(response, &format!("creating the {name} {}", kind.trim_end_matches('s'))).await?;
         Ok(())
     }
+
+    /// Sets an item of the project's managed configuration store `configstore`.
+    pub async fn put_configuration_item(&self, project: &str, key: &str, value: &str) -> anyhow::Result<()> {
+        let response = self
+            .client
+            .put(format!("{}/projects/{project}/configuration-items/{key}", self.api))
+            .bearer_auth(&self.admin_token)
+            .json(&serde_json::json!({"value": value}))
+            .send()
+            .await?;
+        expect_success(response, "setting the configuration item").await?;
+        Ok(())
+    }
 }

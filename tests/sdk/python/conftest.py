@@ -57,6 +57,25 @@ def distributed_deployment() -> Iterator[harness.Deployment]:
     _stop(deployment)
 
 
+@pytest.fixture
+def crash_deployment(request):
+    """A distributed Outrigger of this test's own (it kills its processes), stopped at the end; its output
+    is attached to the report when the test fails and kept on disk then."""
+    deployment = harness.start_distributed()
+    request.node.outrigger_output = (deployment, deployment.log.mark())
+    failed_before = request.session.testsfailed
+    yield deployment
+    problems = deployment.stop()
+    failed = request.session.testsfailed > failed_before or getattr(request.node, 'crash_failed', False)
+    if failed or problems or os.environ.get('SDK_TESTS_KEEP_LOGS') == '1':
+        print(f'\n[crash] distributed Outrigger output kept in {deployment.log.path}')
+    else:
+        shutil.rmtree(deployment.work_dir, ignore_errors=True)
+    if problems:
+        pytest.fail('the crash test\'s Outrigger did not stop cleanly: ' + '; '.join(problems)
+                    + f' (output: {deployment.log.path})')
+
+
 @pytest.fixture(params=FORMS)
 def deployment(request) -> harness.Deployment:
     """Outrigger in the form the test is parametrized with, started on first use in the session."""

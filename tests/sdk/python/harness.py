@@ -349,6 +349,15 @@ class Deployment:
                                    f'not {ready.get(ready_field)} as before')
         return new
 
+    def start_another(self, like: str, name: str) -> Process:
+        """Starts one more process called `name` with the subcommand and settings of process `like` (a second
+        `worker`, say, which binds no address of its own); waits until it is ready. `stop` stops it too."""
+        model = self.process(like)
+        process = Process(name, model.args, dict(model.env), self.log)
+        self.processes.append(process)
+        process.wait_ready()
+        return process
+
     def stop(self) -> list[str]:
         """Stops the processes (last started first); the problems seen, if any."""
         problems = []

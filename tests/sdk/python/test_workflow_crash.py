@@ -34,7 +34,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import threading
 import time
 from typing import Callable, Optional
@@ -142,27 +141,6 @@ def workload(progress: Progress, rng: random.Random):
         return {'n': n, 'chain': chain, 'squares': squares, 'total': total}
 
     return crash_workflow, [crash_step, crash_square, crash_total]
-
-
-# --- The deployment --------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def crash_deployment(request):
-    """A distributed Outrigger of this test's own (it kills its processes), stopped at the end; its output
-    is attached to the report when the test fails and kept on disk then."""
-    deployment = harness.start_distributed()
-    request.node.outrigger_output = (deployment, deployment.log.mark())
-    failed_before = request.session.testsfailed
-    yield deployment
-    problems = deployment.stop()
-    failed = request.session.testsfailed > failed_before or getattr(request.node, 'crash_failed', False)
-    if failed or problems or os.environ.get('SDK_TESTS_KEEP_LOGS') == '1':
-        print(f'\n[crash] distributed Outrigger output kept in {deployment.log.path}')
-    else:
-        shutil.rmtree(deployment.work_dir, ignore_errors=True)
-    if problems:
-        pytest.fail('the crash test\'s Outrigger did not stop cleanly: ' + '; '.join(problems)
-                    + f' (output: {deployment.log.path})')
 
 
 # --- The app's side -------------------------------------------------------------------------------------------
