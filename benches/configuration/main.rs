@@ -219,12 +219,19 @@ async fn run() -> anyhow::Result<()> {
         for (scenario, summary) in [("configuration.redis", &redis_store), ("configstore", &managed)] {
             println!(
                 "{:<12} {:<20} update to app p50 {:>8.0} µs p99 {:>8.0} µs ({:.1}x the direct keyspace notification)",
-                form.name(), scenario, p50(summary), p99(summary), p50(summary) / p50(&baseline).max(1.0),
+                form.name(),
+                scenario,
+                p50(summary),
+                p99(summary),
+                p50(summary) / p50(&baseline).max(1.0),
             );
         }
         println!(
             "{:<12} {:<20} SET to notification and GET p50 {:>8.0} µs p99 {:>8.0} µs",
-            form.name(), "direct Redis", p50(&baseline), p99(&baseline),
+            form.name(),
+            "direct Redis",
+            p50(&baseline),
+            p99(&baseline),
         );
         rows.push(json!({"form": form.name(), "direct_redis": baseline, "configuration_redis": redis_store, "configstore": managed}));
         running.check_alive()?;

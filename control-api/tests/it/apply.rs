@@ -11,6 +11,7 @@ both_engines!(
     apply_is_all_or_nothing,
     apply_prune_removes_what_the_input_omits,
     export_apply_export_round_trips,
+    binding_and_configuration_components_round_trip_with_daprs_field_names,
 );
 
 fn refs(answer: &Value, list: &str) -> Vec<String> {
@@ -253,4 +254,123 @@ async fn every_committed_change_is_announced(app: TestApp) {
         .expect(StatusCode::OK);
     app.delete("/api/v1/projects/demo").await.expect(StatusCode::NO_CONTENT);
     assert_eq!(app.changes.take(), vec![project_id; 4]);
+}
+
+/// The binding and configuration components of Dapr's quickstarts and docs, with the field names of
+/// components-contrib's `metadata.yaml` for each type.
+const BINDINGS_AND_CONFIGURATION: &str = "\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: cron
+spec:
+  type: bindings.cron
+  version: v1
+  metadata:
+  - name: schedule
+    value: '@every 10s'
+  - name: direction
+    value: input
+  - name: route
+    value: /batch
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: sqldb
+spec:
+  type: bindings.postgres
+  version: v1
+  metadata:
+  - name: connectionString
+    secretKeyRef:
+      name: pg-secret
+      key: url
+  - name: timeout
+    value: 30s
+  - name: direction
+    value: output
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: orders-queue
+spec:
+  type: bindings.rabbitmq
+  version: v1
+  metadata:
+  - name: queueName
+    value: orders
+  - name: host
+    value: amqp://localhost:5672
+  - name: durable
+    value: 'true'
+  - name: deleteWhenUnused
+    value: 'false'
+  - name: ttlInSeconds
+    value: '60'
+  - name: prefetchCount
+    value: '0'
+  - name: exclusive
+    value: 'false'
+  - name: maxPriority
+    value: '5'
+  - name: contentType
+    value: text/plain
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: sensors
+spec:
+  type: bindings.mqtt3
+  version: v1
+  metadata:
+  - name: url
+    value: tcp://localhost:1883
+  - name: topic
+    value: sensors/#
+  - name: consumerID
+    value: '{uuid}'
+  - name: retain
+    value: 'false'
+  - name: cleanSession
+    value: 'true'
+  - name: backOffMaxRetries
+    value: '3'
+---
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: configstore-pg
+spec:
+  type: configuration.postgresql
+  version: v1
+  metadata:
+  - name: connectionString
+    secretKeyRef:
+      name: pg-secret
+      key: url
+  - name: table
+    value: configtable
+  - name: notifyChannel
+    value: config
+";
+
+async fn binding_and_configuration_components_round_trip_with_daprs_field_names(app: TestApp) {
+    app.project("source").await;
+    app.apply("source", "", BINDINGS_AND_CONFIGURATION).await.expect(StatusCode::OK);
+    let first = app.export("source").await;
+    for kind in
+        ["bindings.cron", "bindings.postgres", "bindings.rabbitmq", "bindings.mqtt3", "configuration.postgresql"]
+    {
+        assert!(first.contains(&format!("type: {kind}")), "{kind} missing from {first}");
+    }
+    assert!(first.contains("secretKeyRef"), "references stay references: {first}");
+    app.project("copy").await;
+    let applied = app.apply("copy", "", &first).await.expect(StatusCode::OK).json();
+    let expected =
+        ["configstore-pg", "cron", "orders-queue", "sensors", "sqldb"].map(|name| format!("Component/{name}"));
+    assert_eq!(refs(&applied, "created"), expected);
+    assert_eq!(app.export("copy").await, first);
 }

@@ -610,18 +610,20 @@ spec:
 """
 
 
-def test_what_was_published_before_the_subscriber_first_answered_arrives(tenants, subscriber_apps):
+@pytest.mark.parametrize('pubsub', ['orderpubsub', 'pubsub'])
+def test_what_was_published_before_the_subscriber_first_answered_arrives(tenants, subscriber_apps, pubsub):
     """Dapr's pub/sub quickstart, in the order people run it: the publisher publishes at once, the subscriber's
     app starts later. daprd creates the Redis consumer group at 0, so nothing published before the subscriber's
-    first answer to /dapr/subscribe is lost."""
-    app = subscriber_apps(subscriptions=[{'pubsubname': 'orderpubsub', 'topic': 'orders', 'route': '/orders'}])
+    first answer to /dapr/subscribe is lost; nor on the managed `pubsub` (the SQL queue embedded, the JetStream
+    stream distributed)."""
+    app = subscriber_apps(subscriptions=[{'pubsubname': pubsub, 'topic': 'orders', 'route': '/orders'}])
     app.unready_subscribe_answers = 1
     project = tenants.project(apps=('checkout',))
     tenants.deployment.control.put_component(project.name, 'orderpubsub', REDIS_PUBSUB)
     with dapr_client(project.apps['checkout']) as publisher:
-        wait_for_component(publisher, 'orderpubsub')
+        wait_for_component(publisher, pubsub)
         for order in range(3):
-            publish_json(publisher, 'orders', {'orderId': order}, pubsub='orderpubsub')
+            publish_json(publisher, 'orders', {'orderId': order}, pubsub=pubsub)
         tenants.add_app(project, 'order-processor', app_endpoint=app.endpoint)
         for order in range(3):
             app.take_data({'orderId': order}, path='/orders')

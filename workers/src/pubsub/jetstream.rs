@@ -1,12 +1,13 @@
 //! `pubsub.jetstream`, and the distributed form's managed `pubsub`: NATS JetStream.
 //!
 //! - One stream per broker (`streamName`, default [`DEFAULT_STREAM_NAME`]) captures `<subjectPrefix>.>` in
-//!   file storage. Its retention is by interest: a message stays until every group of its topic has acked it,
-//!   and at most [`DEFAULT_MAX_AGE`]. The stream is created when missing, on first use.
+//!   file storage. Its retention is by limits: a message stays [`DEFAULT_MAX_AGE`], acked or not, so that a
+//!   group created after it was published still gets it (as Redis streams and the SQL queue keep what was
+//!   published before a group existed). The stream is created when missing, on first use.
 //! - A topic is the subject `<subjectPrefix>.<token>`, the token spelling the topic in characters subjects
 //!   allow (see [`subject_token`]).
-//! - A group is a durable pull consumer filtered on its topic's subject, delivering new messages only, with
-//!   explicit acks. Its name is a hash of topic and group, because consumer names are short and restricted;
+//! - A group is a durable pull consumer filtered on its topic's subject, delivering by daprd's `deliverPolicy`
+//!   (`all` unless the component says otherwise: every message the stream holds), with explicit acks. Its name is a hash of topic and group, because consumer names are short and restricted;
 //!   its description names both.
 //! - A delivery id is the message's ack subject, so any client of the server can ack (`+ACK`) or retry it
 //!   (`-NAK` with a delay), without state in the process that fetched it.
@@ -37,7 +38,7 @@ use tokio::sync::OnceCell;
 
 use super::backend::{missing_group, within_deadline, within_wait, DEFAULT_MAX_AGE};
 use super::{Broker, BrokerError, Delivery, Features};
-use crate::state::open::OpenError;
+use crate::state::open::{Fields, OpenError};
 use crate::state::time::{CONNECT_TIMEOUT, OPERATION_DEADLINE};
 
 use std::sync::Arc;
@@ -74,6 +75,9 @@ pub struct JetStreamOptions {
     /// Whether servers the server points to (cluster discovery) are ignored: a tenant's connection keeps to
     /// the servers the egress rule judged.
     pub ignore_discovered_servers: bool,
+    /// Where a new group starts reading its topic: daprd's default, every message the stream still holds, so
+    /// that what was published before a subscriber's group existed reaches it.
+    pub deliver_policy: DeliverPolicy,
 }
 
 impl JetStreamOptions {
@@ -87,6 +91,7 @@ impl JetStreamOptions {
             subject_prefix: DEFAULT_STREAM_NAME.to_owned(),
             ack_wait: None,
             ignore_discovered_servers: false,
+            deliver_policy: DeliverPolicy::All,
         }
     }
 }
@@ -98,6 +103,7 @@ pub struct JetStreamBroker {
     stream_name: String,
     subject_prefix: String,
     ack_wait: Option<Duration>,
+    deliver_policy: DeliverPolicy,
     stream_created: OnceCell<()>,
     /// Consumers looked up before, by name, with the ack wait they were found or set with.
     consumers: Mutex<HashMap<String, PullConsumer>>,
@@ -254,6 +260,7 @@ impl JetStreamBroker {
             stream_name: options.stream_name,
             subject_prefix: options.subject_prefix,
             ack_wait: options.ack_wait,
+            deliver_policy: options.deliver_policy,
             stream_created: OnceCell::new(),
             consumers: Mutex::new(HashMap::new()),
         })
@@ -268,7 +275,7 @@ impl JetStreamBroker {
             durable_name: Some(consumer_name(topic, group)),
             description: Some(format!("group '{group}' of topic '{topic}'")),
             filter_subject: self.subject(topic),
-            deliver_policy: DeliverPolicy::New,
+            deliver_policy: self.deliver_policy,
             ack_policy: AckPolicy::Explicit,
             ack_wait,
             ..pull::Config::default()
@@ -283,11 +290,17 @@ impl JetStreamBroker {
                     name: self.stream_name.clone(),
                     subjects: vec![format!("{}.>", self.subject_prefix)],
                     storage: StorageType::File,
-                    retention: RetentionPolicy::Interest,
+                    retention: RetentionPolicy::Limits,
                     max_age: DEFAULT_MAX_AGE,
                     ..stream::Config::default()
                 };
-                self.context.get_or_create_stream(config).await.map_err(backend_error)?;
+                let stream = self.context.get_or_create_stream(config).await.map_err(backend_error)?;
+                if stream.cached_info().config.retention == RetentionPolicy::Interest {
+                    // Made by an earlier version; a stream's retention cannot be changed in place.
+                    tracing::warn!(stream = %self.stream_name, "this JetStream stream keeps messages by interest: \
+                        what is published before a subscriber's group exists is dropped; recreate the stream (when \
+                        drained) to keep them for late groups");
+                }
                 Ok(())
             })
             .await
@@ -533,7 +546,35 @@ fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn Broker>, OpenError
         // Topics live under the stream's name unless told otherwise, so that streams never overlap.
         options.subject_prefix = fields.get("subjectPrefix").unwrap_or(&options.stream_name).to_owned();
         options.ack_wait = shortest_hold(&fields, "ackWait", Duration::from_secs(1))?;
+        options.deliver_policy = deliver_policy(&fields)?;
         Ok(Arc::new(JetStreamBroker::connect(options).await?) as _)
+    })
+}
+
+/// daprd's `deliverPolicy` (`all` when absent), with `startSequence` or `startTime` (Unix seconds) for the policies
+/// that start there.
+fn deliver_policy(fields: &Fields<'_>) -> Result<DeliverPolicy, OpenError> {
+    let number = |field: &'static str| -> Result<u64, OpenError> {
+        let text = fields.get(field).unwrap_or_default().trim();
+        text.parse().map_err(|_| fields.invalid(field, format!("'{text}' is not a whole number")))
+    };
+    Ok(match fields.get("deliverPolicy").unwrap_or_default() {
+        "all" | "" => DeliverPolicy::All,
+        "last" => DeliverPolicy::Last,
+        "new" => DeliverPolicy::New,
+        "sequence" => DeliverPolicy::ByStartSequence { start_sequence: number("startSequence")? },
+        "time" => {
+            let seconds = i64::try_from(number("startTime")?).unwrap_or(i64::MAX);
+            let start_time = time::OffsetDateTime::from_unix_timestamp(seconds)
+                .map_err(|err| fields.invalid("startTime", err.to_string()))?;
+            DeliverPolicy::ByStartTime { start_time }
+        }
+        other => {
+            return Err(fields.invalid(
+                "deliverPolicy",
+                format!("deliver policy {other} is not one of: all, last, new, sequence, time"),
+            ))
+        }
     })
 }
 

@@ -48,11 +48,11 @@ broker_cases!(every: [memory, sqlite, postgres, jetstream, redis] => [
 
 broker_cases!(ordered: [memory] => [messages_arrive_in_publish_order]);
 
-// What a topic keeps for groups created later: the SQL queue and Redis streams keep it (daprd creates Redis groups
-// at `0`); the in-memory broker, like daprd's, keeps nothing nobody subscribed to, and the JetStream stream's
-// interest retention drops what no consumer wanted yet.
-broker_cases!(retaining: [sqlite, postgres, redis] => [group_created_after_a_publish_gets_it]);
-broker_cases!(not_retaining: [memory, jetstream] => [
+// What a topic keeps for groups created later: the SQL queue, Redis streams (daprd creates Redis groups at `0`)
+// and the JetStream stream (limits retention, groups delivering all, daprd's default) keep it; the in-memory broker,
+// like daprd's, keeps nothing nobody subscribed to.
+broker_cases!(retaining: [sqlite, postgres, redis, jetstream] => [group_created_after_a_publish_gets_it]);
+broker_cases!(not_retaining: [memory] => [
     group_created_after_a_publish_misses_it,
     deleted_group_starts_afresh,
 ]);

@@ -78,11 +78,37 @@ async fn jetstream_stream_is_created_as_the_metadata_says() {
             let config = &created.info().await.expect("stream info").config;
             assert_eq!(config.subjects, [format!("{prefix}.>")]);
             assert_eq!(config.storage, async_nats::jetstream::stream::StorageType::File);
-            assert_eq!(config.retention, async_nats::jetstream::stream::RetentionPolicy::Interest);
+            assert_eq!(config.retention, async_nats::jetstream::stream::RetentionPolicy::Limits);
             assert_eq!(config.max_age, pubsub::DEFAULT_MAX_AGE);
         }
     };
     finally(test, delete_stream(&stream)).await;
+}
+
+#[tokio::test]
+async fn jetstream_groups_start_where_the_deliver_policy_says() {
+    let id = unique_id();
+    let mut entries = jetstream_metadata(&id);
+    entries.insert("deliverPolicy".into(), "new".into());
+    let stream = format!("IT_{id}");
+    let broker = pubsub::open("pubsub.jetstream", &entries).await.expect("open");
+    let test = async move {
+        broker.publish("orders", b"before").await.expect("publish");
+        broker.ensure_group("orders", "late").await.expect("ensure_group");
+        broker.publish("orders", b"after").await.expect("publish");
+        let fetched = broker.fetch("orders", "late", 10, Duration::from_secs(2), LONG_HOLD).await.expect("fetch");
+        let texts: Vec<_> = fetched.iter().map(|delivery| delivery.payload.clone()).collect();
+        assert_eq!(texts, [b"after".to_vec()], "deliverPolicy new: only what comes after the group");
+    };
+    finally(test, delete_stream(&stream)).await;
+    for (policy, field) in [("sometimes", "deliverPolicy"), ("sequence", "startSequence"), ("time", "startTime")] {
+        let mut entries = jetstream_metadata(&unique_id());
+        entries.insert("deliverPolicy".into(), policy.into());
+        let err =
+            open_error("pubsub.jetstream", &entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+                .await;
+        assert!(err.to_string().contains(field), "{policy}: {err}");
+    }
 }
 
 #[tokio::test]
