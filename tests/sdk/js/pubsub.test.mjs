@@ -11,12 +11,11 @@
 // assert on; probes that arrive later are ignored.
 
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
 import { after, afterEach, before, beforeEach, describe } from "node:test";
 
 import { CommunicationProtocolEnum, DaprPubSubStatusEnum, DaprServer, LogLevel } from "@dapr/dapr";
 
-import { GRPC, clientFor, grpcErrorInfo, httpFailure } from "./helpers/dapr.mjs";
+import { GRPC, clientFor, freePort, grpcErrorInfo, httpFailure } from "./helpers/dapr.mjs";
 import { startServer, testReportingOutput } from "./helpers/outrigger.mjs";
 
 const PUBSUB = "pubsub";
@@ -36,18 +35,6 @@ after(async () => {
 });
 
 const sleep = (ms) => new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
-
-/** A port free on 127.0.0.1 now: DaprServer listens on the port it is given, so one is picked for it. */
-async function freePort() {
-  const probe = createServer();
-  await new Promise((resolveListen, reject) => {
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", resolveListen);
-  });
-  const { port } = probe.address();
-  await new Promise((resolveClose) => probe.close(resolveClose));
-  return port;
-}
 
 const isProbe = (item) => item.data !== null && typeof item.data === "object" && "probe" in item.data;
 

@@ -1,5 +1,7 @@
 // Dapr clients for an App ID, and readers for the errors the SDK hands back.
 
+import { createServer } from "node:net";
+
 import { CommunicationProtocolEnum, DaprClient, LogLevel } from "@dapr/dapr";
 // The SDK polls an unready sidecar every 500 ms, 60 times, before it gives up with
 // DAPR_SIDECAR_COULD_NOT_BE_STARTED. A client with a wrong token never sees a ready sidecar (its metadata
@@ -194,4 +196,16 @@ export async function waitUntil(predicate, timeoutMs, what, intervalMs = 50) {
     if (Date.now() >= deadline) throw new Error(`${what} did not happen within ${timeoutMs} ms`);
     await new Promise((resolveSleep) => setTimeout(resolveSleep, intervalMs));
   }
+}
+
+/** A port free on 127.0.0.1 now: DaprServer listens on the port it is given, so one is picked for it. */
+export async function freePort() {
+  const probe = createServer();
+  await new Promise((resolveListen, reject) => {
+    probe.once("error", reject);
+    probe.listen(0, "127.0.0.1", resolveListen);
+  });
+  const { port } = probe.address();
+  await new Promise((resolveClose) => probe.close(resolveClose));
+  return port;
 }
