@@ -5,6 +5,7 @@
 //! of that type has. [`input`] runs the input side of a component for one App ID.
 
 pub(crate) mod api;
+mod broker;
 pub(crate) mod cron;
 pub(crate) mod http;
 pub(crate) mod input;
@@ -17,11 +18,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::future::BoxFuture;
 use outrigger_bus::{BindingResponse, Metadata};
 use tokio_util::sync::CancellationToken;
 
 use crate::boundary::Boundary;
-use crate::components::{self, Opener};
+use crate::components::{self, Opener, Opening};
 use crate::secrets::HostSecrets;
 use crate::state::open::OpenError;
 
@@ -91,6 +93,26 @@ pub trait InputBinding: Send + Sync {
         sink: Arc<dyn EventSink>,
         stop: CancellationToken,
     ) -> Result<(), BindingError>;
+}
+
+/// A binding type whose one opened value serves both directions (`bindings.rabbitmq`, `bindings.mqtt3`).
+pub(crate) trait TwoWayBinding: OutputBinding + InputBinding + Sized + 'static {
+    /// Opens the binding a component describes.
+    fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Self, OpenError>>;
+}
+
+/// The output opener of a [`TwoWayBinding`] type.
+pub(crate) fn output_side<T: TwoWayBinding>(
+    opening: Opening<'_>,
+) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {
+    Box::pin(async move { Ok(Arc::new(T::open(opening).await?) as _) })
+}
+
+/// The input opener of a [`TwoWayBinding`] type.
+pub(crate) fn input_side<T: TwoWayBinding>(
+    opening: Opening<'_>,
+) -> BoxFuture<'_, Result<Arc<dyn InputBinding>, OpenError>> {
+    Box::pin(async move { Ok(Arc::new(T::open(opening).await?) as _) })
 }
 
 /// Opens the input side of the binding a Dapr component describes, reaching only what `boundary` allows.

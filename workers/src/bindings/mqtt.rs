@@ -17,7 +17,11 @@ use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS}
 use tokio::sync::{oneshot, Mutex};
 use tokio_util::sync::CancellationToken;
 
-use super::{BindingError, BindingRequest, EventSink, InputBinding, InputEvent, OutputBinding, Reader};
+use super::broker::{BrokerAddress, BrokerKind};
+use super::{
+    input_side, output_side, BindingError, BindingRequest, EventSink, InputBinding, InputEvent, OutputBinding, Reader,
+    TwoWayBinding,
+};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
 
@@ -252,39 +256,30 @@ const MQTT_FIELDS: &[MetadataField] = &[
     optional("clientKey"),
 ];
 
+const MQTT_BROKER: BrokerKind = BrokerKind {
+    component_type: MqttBinding::COMPONENT_TYPE,
+    field: "url",
+    schemes: &["mqtt", "tcp"],
+    default_port: 1883,
+    example: "an mqtt://user:password@host:1883 URL",
+    tls_fields: &["caCert", "clientCert", "clientKey"],
+};
+
 /// `bindings.mqtt3`: a topic on an MQTT broker the egress rule lets the project reach.
 pub(crate) static BACKEND: Backend = Backend {
     declared: ComponentType::v1(MqttBinding::COMPONENT_TYPE, BuildingBlock::Bindings, &[MQTT_FIELDS]),
-    opener: Opener::Binding { output: Some(open_output), input: Some(open_input) },
+    opener: Opener::Binding { output: Some(output_side::<MqttBinding>), input: Some(input_side::<MqttBinding>) },
 };
 
-fn open_output(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {
-    Box::pin(async move { Ok(Arc::new(open(opening).await?) as _) })
-}
-
-fn open_input(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn InputBinding>, OpenError>> {
-    Box::pin(async move { Ok(Arc::new(open(opening).await?) as _) })
+impl TwoWayBinding for MqttBinding {
+    fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Self, OpenError>> {
+        Box::pin(open(opening))
+    }
 }
 
 async fn open(opening: Opening<'_>) -> Result<MqttBinding, OpenError> {
     let Opening { fields, boundary, .. } = opening;
-    let text = fields.required("url", "an mqtt://user:password@host:1883 URL")?;
-    let url = url::Url::parse(text)
-        .ok()
-        .filter(|url| matches!(url.scheme(), "mqtt" | "tcp") && url.host_str().is_some())
-        .ok_or_else(|| fields.invalid("url", format!("'{text}' is not an mqtt:// URL (mqtts is not served yet)")))?;
-    for unsupported in ["caCert", "clientCert", "clientKey"] {
-        if fields.get(unsupported).is_some_and(|value| !value.is_empty()) {
-            return Err(fields.invalid("caCert", format!("{unsupported}: TLS to the broker is not served yet")));
-        }
-    }
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let port = url.port().unwrap_or(1883);
-    let pinned = boundary.host(MqttBinding::COMPONENT_TYPE, "url", host, port).await?;
-    let (host, port) = pinned.map_or((host.to_owned(), port), |address| (address.ip().to_string(), address.port()));
-    let decoded = |text: &str| percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned();
-    let credentials = (!url.username().is_empty())
-        .then(|| (decoded(url.username()), url.password().map(decoded).unwrap_or_default()));
+    let BrokerAddress { host, port, credentials, .. } = MQTT_BROKER.address(&fields, boundary).await?;
     let retries = match fields.get("backOffMaxRetries").map(str::trim).filter(|text| !text.is_empty()) {
         None => Some(0),
         Some(text) => {

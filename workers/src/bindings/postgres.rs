@@ -8,7 +8,6 @@
 mod values;
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,14 +17,14 @@ use chrono::{SecondsFormat, Utc};
 use futures_util::future::BoxFuture;
 use outrigger_bus::BindingResponse;
 use outrigger_resources::{BuildingBlock, ComponentType};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::PgPool;
 use sqlx::Executor;
 
 use super::{BindingError, BindingRequest, OutputBinding};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
-use crate::state::postgres::{database_url, pinned, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
-use crate::state::time::{within, CONNECT_TIMEOUT};
+use crate::state::postgres::{native_pool, statement_timeout, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
+use crate::state::time::within;
 
 /// How long a statement may run when the component names no `timeout` (daprd's default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -171,23 +170,9 @@ pub(crate) static ALIAS_BACKEND: Backend = Backend {
 fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {
     Box::pin(async move {
         let Opening { fields, boundary, .. } = opening;
-        let component_type = PostgresBinding::COMPONENT_TYPE;
-        let given = fields.required(
-            "connectionString",
-            "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
-        )?;
-        let url = database_url(component_type, &pinned(component_type, given, boundary).await?)?;
-        let options =
-            PgConnectOptions::from_str(&url).map_err(|err| fields.invalid("connectionString", err.to_string()))?;
-        let timeout = match fields.get("timeout") {
-            Some(_) => fields.duration("timeout", Duration::from_secs(1))?,
-            None => fields.duration("timeoutInSeconds", Duration::from_secs(1))?,
-        };
-        let pool =
-            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(options);
-        let binding =
-            PostgresBinding { pool, timeout: timeout.unwrap_or(DEFAULT_TIMEOUT), closed: AtomicBool::new(false) };
-        Ok(Arc::new(binding) as _)
+        let pool = native_pool(PostgresBinding::COMPONENT_TYPE, &fields, boundary, POOL_SIZE).await?;
+        let timeout = statement_timeout(&fields)?.unwrap_or(DEFAULT_TIMEOUT);
+        Ok(Arc::new(PostgresBinding { pool, timeout, closed: AtomicBool::new(false) }) as _)
     })
 }
 

@@ -21,7 +21,11 @@ use outrigger_resources::{optional, required, secret, BuildingBlock, ComponentTy
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::{BindingError, BindingRequest, EventSink, InputBinding, InputEvent, OutputBinding, Reader};
+use super::broker::{BrokerAddress, BrokerKind};
+use super::{
+    input_side, output_side, BindingError, BindingRequest, EventSink, InputBinding, InputEvent, OutputBinding, Reader,
+    TwoWayBinding,
+};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
 use crate::state::time::CONNECT_TIMEOUT;
@@ -230,40 +234,32 @@ const RABBITMQ_FIELDS: &[MetadataField] = &[
     optional("saslExternal"),
 ];
 
+const RABBITMQ_BROKER: BrokerKind = BrokerKind {
+    component_type: RabbitBinding::COMPONENT_TYPE,
+    field: "host",
+    schemes: &["amqp"],
+    default_port: 5672,
+    example: "an amqp://user:password@host:5672/vhost URI",
+    tls_fields: &["caCert", "clientCert", "clientKey", "externalSasl", "saslExternal"],
+};
+
 /// `bindings.rabbitmq`: a queue on a RabbitMQ broker the egress rule lets the project reach.
 pub(crate) static BACKEND: Backend = Backend {
     declared: ComponentType::v1(RabbitBinding::COMPONENT_TYPE, BuildingBlock::Bindings, &[RABBITMQ_FIELDS]),
-    opener: Opener::Binding { output: Some(open_output), input: Some(open_input) },
+    opener: Opener::Binding { output: Some(output_side::<RabbitBinding>), input: Some(input_side::<RabbitBinding>) },
 };
 
-fn open_output(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn OutputBinding>, OpenError>> {
-    Box::pin(async move { Ok(Arc::new(open(opening).await?) as _) })
-}
-
-fn open_input(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn InputBinding>, OpenError>> {
-    Box::pin(async move { Ok(Arc::new(open(opening).await?) as _) })
+impl TwoWayBinding for RabbitBinding {
+    fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Self, OpenError>> {
+        Box::pin(open(opening))
+    }
 }
 
 async fn open(opening: Opening<'_>) -> Result<RabbitBinding, OpenError> {
     let Opening { fields, boundary, .. } = opening;
-    let text = fields.required("host", "an amqp://user:password@host:5672/vhost URI")?;
-    let url = url::Url::parse(text)
-        .ok()
-        .filter(|url| url.scheme() == "amqp" && url.host_str().is_some())
-        .ok_or_else(|| fields.invalid("host", format!("'{text}' is not an amqp:// URI (amqps is not served yet)")))?;
-    for unsupported in ["caCert", "clientCert", "clientKey", "externalSasl", "saslExternal"] {
-        if fields.get(unsupported).is_some_and(|value| !value.is_empty() && value != "false") {
-            return Err(fields.invalid("caCert", format!("{unsupported}: TLS to the broker is not served yet")));
-        }
-    }
-    let host = url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']');
-    let port = url.port().unwrap_or(5672);
-    let pinned = boundary.host(RabbitBinding::COMPONENT_TYPE, "host", host, port).await?;
-    let (host, port) = pinned.map_or((host.to_owned(), port), |address| (address.ip().to_string(), address.port()));
-    let virtual_host = match url.path().trim_start_matches('/') {
-        "" => "/".to_owned(),
-        path => percent_decoded(path),
-    };
+    let BrokerAddress { host, port, credentials, path } = RABBITMQ_BROKER.address(&fields, boundary).await?;
+    let virtual_host = if path.is_empty() { "/".to_owned() } else { path };
+    let (user, password) = credentials.unwrap_or_else(|| ("guest".to_owned(), "guest".to_owned()));
     let number = |field: &'static str| -> Result<Option<u64>, OpenError> {
         fields
             .get(field)
@@ -280,10 +276,8 @@ async fn open(opening: Opening<'_>) -> Result<RabbitBinding, OpenError> {
     let settings = Settings {
         host,
         port,
-        user: Some(percent_decoded(url.username()))
-            .filter(|user| !user.is_empty())
-            .unwrap_or_else(|| "guest".to_owned()),
-        password: url.password().map_or_else(|| "guest".to_owned(), percent_decoded),
+        user,
+        password,
         virtual_host,
         queue: fields.required("queueName", "the queue to publish to and read from")?.to_owned(),
         durable: fields.flag("durable")?,
@@ -294,8 +288,4 @@ async fn open(opening: Opening<'_>) -> Result<RabbitBinding, OpenError> {
         ttl_ms: ttl.map(|ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
     };
     Ok(RabbitBinding { settings, publisher: Mutex::new(None) })
-}
-
-fn percent_decoded(text: &str) -> String {
-    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }

@@ -4,7 +4,6 @@
 //! component's `notifyChannel` (or the subscription's `pgNotifyChannel` metadata), whose payloads the table's
 //! trigger writes as daprd's does: JSON with the row under `data`. The database's address passes the egress rule.
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,15 +12,15 @@ use futures_util::future::BoxFuture;
 use outrigger_bus::{ConfigurationItem, Metadata};
 use outrigger_resources::{optional, required, BuildingBlock, ComponentType, MetadataField};
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgListener, PgPool, PgRow};
 use sqlx::types::Json;
 use sqlx::Row;
 
 use super::{ConfigurationError, ConfigurationStore, Items, Listener};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
-use crate::state::postgres::{database_url, pinned, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
-use crate::state::time::{within, CONNECT_TIMEOUT};
+use crate::state::postgres::{native_pool, statement_timeout, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
+use crate::state::time::within;
 
 /// How long a read may take when the component names no `timeout` (daprd's default).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -201,14 +200,6 @@ pub(crate) static ALIAS_BACKEND: Backend = Backend {
 fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn ConfigurationStore>, OpenError>> {
     Box::pin(async move {
         let Opening { fields, boundary, .. } = opening;
-        let component_type = PostgresConfigurationStore::COMPONENT_TYPE;
-        let given = fields.required(
-            "connectionString",
-            "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
-        )?;
-        let url = database_url(component_type, &pinned(component_type, given, boundary).await?)?;
-        let options =
-            PgConnectOptions::from_str(&url).map_err(|err| fields.invalid("connectionString", err.to_string()))?;
         let table = fields.required("table", "the table holding the items (key, value, version, metadata)")?;
         if !valid_name(table) {
             return Err(fields.invalid(
@@ -224,17 +215,11 @@ fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn ConfigurationStore
                 format!("'{channel}': use at most {LONGEST_NAME} lower-case letters, digits, '.', '/' and '_'"),
             ));
         }
-        let timeout = match fields.get("timeout") {
-            Some(_) => fields.duration("timeout", Duration::from_secs(1))?,
-            None => fields.duration("timeoutInSeconds", Duration::from_secs(1))?,
-        };
-        let pool =
-            PgPoolOptions::new().max_connections(POOL_SIZE).acquire_timeout(CONNECT_TIMEOUT).connect_lazy_with(options);
         let store = PostgresConfigurationStore {
-            pool,
+            pool: native_pool(PostgresConfigurationStore::COMPONENT_TYPE, &fields, boundary, POOL_SIZE).await?,
             table: table.to_owned(),
             notify_channel: notify_channel.map(str::to_owned),
-            timeout: timeout.unwrap_or(DEFAULT_TIMEOUT),
+            timeout: statement_timeout(&fields)?.unwrap_or(DEFAULT_TIMEOUT),
         };
         Ok(Arc::new(store) as _)
     })

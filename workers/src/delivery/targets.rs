@@ -1,6 +1,7 @@
-//! Which delivery loops a worker runs: the subscription targets and input bindings of one project at a time, re-derived only for
-//! the projects that changed — named by change events ([`DeliveryWaker`]) or, as a safety net for a lost event,
-//! by the control plane's change stamps — so that idle projects cost nothing, however many there are.
+//! Which delivery loops a worker runs: the subscription targets and input bindings of one project at a time,
+//! re-derived only for the projects that changed — named by change events ([`DeliveryWaker`]) or, as a safety net
+//! for a lost event, by the control plane's change stamps — so that idle projects cost nothing, however many
+//! there are.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};

@@ -8,7 +8,7 @@ use sqlx::AnyPool;
 
 use crate::boundary::Boundary;
 
-use super::open::OpenError;
+use super::open::{Fields, OpenError};
 use super::sql::{
     check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME, SQL_TABLE_FIELDS,
 };
@@ -208,6 +208,36 @@ impl SqlStateStore<PostgresDialect> {
         check_table_name(PostgresDialect::COMPONENT_TYPE, "tableName", &options.table_name, true)?;
         let pool = pool(PostgresDialect::COMPONENT_TYPE, &options.connection_string)?;
         Ok(PostgresStateStore::new(pool, &options.table_name, options.cleanup_interval))
+    }
+}
+
+/// A pool, connecting on first use, on the database of a PostgreSQL component's `connectionString` (through the
+/// egress rule of `boundary`): for the components that need PostgreSQL's own driver (the binding, the
+/// configuration store).
+pub(crate) async fn native_pool(
+    component_type: &'static str,
+    fields: &Fields<'_>,
+    boundary: &Boundary,
+    size: u32,
+) -> Result<sqlx::PgPool, OpenError> {
+    let given = fields.required(
+        "connectionString",
+        "a postgres://user:password@host:5432/database URL or 'host=... user=... dbname=...' settings",
+    )?;
+    let url = database_url(component_type, &pinned(component_type, given, boundary).await?)?;
+    let options = sqlx::postgres::PgConnectOptions::from_str(&url)
+        .map_err(|err| fields.invalid("connectionString", err.to_string()))?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .connect_lazy_with(options))
+}
+
+/// The `timeout` (or `timeoutInSeconds`) of daprd's PostgreSQL binding and configuration store, if given.
+pub(crate) fn statement_timeout(fields: &Fields<'_>) -> Result<Option<Duration>, OpenError> {
+    match fields.get("timeout") {
+        Some(_) => fields.duration("timeout", Duration::from_secs(1)),
+        None => fields.duration("timeoutInSeconds", Duration::from_secs(1)),
     }
 }
 
