@@ -16,6 +16,11 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat};
 
+/// mimalloc serves the ~70 allocations of a state GET in about a fifth of glibc's instructions (see the README's
+/// instruction counts).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Dapr building-block APIs as hosted remote sidecars, for many tenants.
 #[derive(Parser, Debug)]
 #[command(name = "outrigger", version, about, long_about = None)]

@@ -127,12 +127,8 @@ async fn get_http(
     let Some(value) = gateway.call(tenant, GetState { store, key }).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    let content_type = if serde_json::from_slice::<serde::de::IgnoredAny>(&value.data).is_ok() {
-        "application/json"
-    } else {
-        "application/octet-stream"
-    };
-    let mut response = (StatusCode::OK, [(CONTENT_TYPE, content_type)], value.data).into_response();
+    // daprd labels every value JSON (`respondWithData`), whatever its bytes: no need to read them.
+    let mut response = (StatusCode::OK, [(CONTENT_TYPE, "application/json")], value.data).into_response();
     if let Ok(etag) = HeaderValue::from_str(&value.etag) {
         response.headers_mut().insert(ETAG, etag);
     }

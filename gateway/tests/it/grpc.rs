@@ -26,6 +26,10 @@ async fn state_round_trip_over_grpc() {
     let got = client.get_state(with_token(get("kvstore", "k"), &token)).await.unwrap().into_inner();
     assert_eq!(got.data, b"v1");
     assert!(!got.etag.is_empty());
+    // Over HTTP the bytes come back as stored, labelled JSON whatever they are, as daprd's respondWithData does.
+    let over_http = gateway.http("GET", "/v1.0/state/kvstore/k", Some(&token), None).await;
+    assert_eq!(over_http.body, b"v1");
+    assert_eq!(over_http.headers["content-type"], "application/json");
 
     let missing = client.get_state(with_token(get("kvstore", "nope"), &token)).await.unwrap().into_inner();
     assert_eq!(missing, pb::GetStateResponse::default(), "a missing key is an empty answer");
