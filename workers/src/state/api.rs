@@ -27,6 +27,29 @@ pub(crate) fn bad_request(operation: StateOperation, message: impl Into<String>)
     DataError::BadRequest { operation, message: message.into() }
 }
 
+/// The key `key` is stored under: the component's namespace, then daprd's `keyPrefix` scheme for the
+/// `(project, App ID)` calling through component `component`, then the key; written into one string sized once,
+/// as a state call builds one key or several.
+fn stored_key_of(
+    namespace: &str,
+    key_prefix: &KeyPrefix,
+    (project, app_id): (&str, &str),
+    component: &str,
+    key: &str,
+) -> String {
+    let scheme: [&str; 4] = match key_prefix {
+        KeyPrefix::AppId => [app_id, "", "", KEY_SEPARATOR],
+        KeyPrefix::ComponentName => [component, "", "", KEY_SEPARATOR],
+        KeyPrefix::Namespace => [project, ".", app_id, KEY_SEPARATOR],
+        KeyPrefix::None => ["", "", "", ""],
+        KeyPrefix::Custom(custom) => [custom, "", "", KEY_SEPARATOR],
+    };
+    let parts = [namespace, scheme[0], scheme[1], scheme[2], scheme[3], key];
+    let mut stored = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+    parts.iter().for_each(|part| stored.push_str(part));
+    stored
+}
+
 /// A state component of the calling app's project, resolved once per call.
 pub(crate) struct Target<'a> {
     pub(crate) tenant: &'a Tenant,
@@ -40,15 +63,15 @@ pub(crate) struct Target<'a> {
 impl Target<'_> {
     /// Everything before the app's key in a stored key.
     pub(crate) fn prefix(&self) -> String {
+        self.key_with_prefix("")
+    }
+
+    /// `key` after its prefix.
+    fn key_with_prefix(&self, key: &str) -> String {
         let component = &self.component;
-        let scheme = match &component.config.key_prefix {
-            KeyPrefix::AppId => format!("{}{KEY_SEPARATOR}", self.tenant.app_id),
-            KeyPrefix::ComponentName => format!("{}{KEY_SEPARATOR}", component.name),
-            KeyPrefix::Namespace => format!("{}.{}{KEY_SEPARATOR}", self.tenant.project, self.tenant.app_id),
-            KeyPrefix::None => String::new(),
-            KeyPrefix::Custom(custom) => format!("{custom}{KEY_SEPARATOR}"),
-        };
-        format!("{}{scheme}", component.config.namespace)
+        let config = &component.config;
+        let tenant = (self.tenant.project.as_str(), self.tenant.app_id.as_str());
+        stored_key_of(&config.namespace, &config.key_prefix, tenant, &component.name, key)
     }
 
     fn stored_key(&self, operation: StateOperation, key: &str) -> Result<String, DataError> {
@@ -58,7 +81,7 @@ impl Target<'_> {
         if key.contains(KEY_SEPARATOR) {
             return Err(bad_request(operation, format!("input key/keyPrefix '{key}' can't contain '{KEY_SEPARATOR}'")));
         }
-        Ok(format!("{}{key}", self.prefix()))
+        Ok(self.key_with_prefix(key))
     }
 
     /// How long one store operation may take.
@@ -330,5 +353,21 @@ async fn save_items(scope: &Scope<'_>, target: &Target<'_>, items: Vec<SaveItem>
                 DataError::StoreFailure { operation, message }
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_keys_follow_daprds_key_prefix_strategies() {
+        let stored = |prefix: KeyPrefix| stored_key_of("ns/", &prefix, ("shop", "orders"), "statestore", "k1");
+        assert_eq!(stored(KeyPrefix::AppId), "ns/orders||k1");
+        assert_eq!(stored(KeyPrefix::ComponentName), "ns/statestore||k1");
+        assert_eq!(stored(KeyPrefix::Namespace), "ns/shop.orders||k1");
+        assert_eq!(stored(KeyPrefix::None), "ns/k1");
+        assert_eq!(stored(KeyPrefix::Custom("tenant-a".into())), "ns/tenant-a||k1");
+        assert_eq!(stored_key_of("", &KeyPrefix::AppId, ("shop", "orders"), "statestore", ""), "orders||");
     }
 }
