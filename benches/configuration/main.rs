@@ -171,7 +171,7 @@ async fn run() -> anyhow::Result<()> {
     for form in forms {
         let mut running = Running::start(form, &binary, &services, &schemas, &[]).await?;
         let (sender, receiver) = mpsc::unbounded_channel();
-        let mut arrived = tokio_stream_of(receiver);
+        let mut arrived = stream_of(receiver);
         let app = receiving_app(sender).await?;
         let control = ControlApi::new(&running.control_api, &running.admin_token)?;
         let project = format!("config{}", random(8).to_lowercase());
@@ -243,7 +243,7 @@ async fn run() -> anyhow::Result<()> {
 }
 
 /// The values an app received, as a stream.
-fn tokio_stream_of(mut receiver: mpsc::UnboundedReceiver<String>) -> futures_util::stream::BoxStream<'static, String> {
+fn stream_of(mut receiver: mpsc::UnboundedReceiver<String>) -> futures_util::stream::BoxStream<'static, String> {
     futures_util::stream::poll_fn(move |context| receiver.poll_recv(context)).boxed()
 }
 

@@ -24,9 +24,7 @@ const HEALTHY_READ: Duration = Duration::from_secs(60);
 /// One component read for one App ID.
 #[derive(Clone, Debug)]
 pub struct InputTarget {
-    /// The project.
-    pub project_id: String,
-    /// The component and the App ID.
+    /// The project, the component and the App ID.
     pub reader: Reader,
     /// The App ID's app.
     pub channel: AppChannel,
@@ -71,7 +69,7 @@ pub async fn run(worker: Arc<Worker>, client: reqwest::Client, target: InputTarg
         match read(&worker, &client, &target, stop.clone()).await {
             Ok(()) => return,
             Err(reason) => {
-                tracing::info!(project_id = %target.project_id, app_id = %target.reader.app_id,
+                tracing::info!(project_id = %target.reader.project_id, app_id = %target.reader.app_id,
                     component = %target.reader.component, %reason, "input binding not read; trying again");
             }
         }
@@ -94,7 +92,7 @@ async fn read(
     target: &InputTarget,
     stop: CancellationToken,
 ) -> Result<(), String> {
-    let project_id = ProjectId::received(target.project_id.clone());
+    let project_id = ProjectId::received(target.reader.project_id.clone());
     let project = worker.runtime().project(&project_id).await?.ok_or("the project is gone")?;
     let reader = &target.reader;
     let component = project.input_bindings.get(&reader.component).filter(|component| component.allows(&reader.app_id));

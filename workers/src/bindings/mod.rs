@@ -71,10 +71,13 @@ pub trait EventSink: Send + Sync {
     async fn deliver(&self, event: InputEvent) -> Result<(), String>;
 }
 
-/// Who reads an input binding: one App ID through one component. Readers of the same component and App ID share
-/// the events (each goes to one of them); other App IDs get their own.
+/// Who reads an input binding: one App ID of one project through one component. Readers of the same project,
+/// component and App ID share the events (each goes to one of them); other App IDs, and other projects, get their
+/// own.
 #[derive(Clone, Debug)]
 pub struct Reader {
+    /// The project (its id).
+    pub project_id: String,
     /// The component's name.
     pub component: String,
     /// The App ID whose app gets the events.

@@ -2,7 +2,8 @@
 //! `topic` (or the request's `topic`), with the component's `retain`, and answers once the broker acknowledged it.
 //! Input subscribes at QoS 1 and acknowledges a message only once the app accepted it, retrying a refused one
 //! `backOffMaxRetries` times 5 s apart, as daprd's binding does. Every worker may read: readers subscribe through a
-//! shared subscription (`$share/<component>-<app>/<topic>`), so each message reaches one worker per App ID. The
+//! shared subscription (`$share/<project>-<component>-<app>/<topic>`), so each message reaches one worker per App ID
+//! of each project (another tenant reading the same topic never takes this one's messages). The
 //! broker's address passes the egress rule; TLS to the broker is not served yet.
 
 use std::collections::{HashMap, VecDeque};
@@ -210,7 +211,10 @@ impl InputBinding for MqttBinding {
         let mut options = self.settings.options("consumer");
         options.set_manual_acks(true);
         let (client, mut events) = AsyncClient::new(options, CLIENT_QUEUE);
-        let filter = format!("$share/{}-{}/{}", reader.component, reader.app_id, self.settings.topic);
+        let group = format!("{}-{}-{}", reader.project_id, reader.component, reader.app_id);
+        // A share name cannot hold the topic-filter characters.
+        let group: String = group.chars().map(|c| if matches!(c, '/' | '+' | '#') { '_' } else { c }).collect();
+        let filter = format!("$share/{group}/{}", self.settings.topic);
         // Deliveries run beside the connection (which must keep being polled); they end with this read.
         let deliveries = tokio_util::task::TaskTracker::new();
         let outcome = loop {

@@ -306,7 +306,7 @@ impl Deliverer {
     /// Makes the running input binding readers of one project match `wanted`.
     fn reconcile_inputs(&self, loops: &mut Loops, project_id: &str, wanted: Vec<InputLoop>) {
         let key = |target: &crate::bindings::input::InputTarget| {
-            (target.project_id.clone(), target.reader.app_id.clone(), target.reader.component.clone())
+            (target.reader.project_id.clone(), target.reader.app_id.clone(), target.reader.component.clone())
         };
         let wanted: HashMap<_, _> = wanted.into_iter().map(|input| (key(&input.target), input)).collect();
         loops.inputs.retain(|key, running| {

@@ -92,9 +92,12 @@ impl Deliverer {
                 if !document.applies_to(&app.name) {
                     continue;
                 }
-                let reader = Reader { component: document.metadata.name.clone(), app_id: app.name.clone() };
-                let target = InputTarget {
+                let reader = Reader {
                     project_id: project.id.as_str().to_owned(),
+                    component: document.metadata.name.clone(),
+                    app_id: app.name.clone(),
+                };
+                let target = InputTarget {
                     reader,
                     channel: channel.clone(),
                     path: route_path(document),

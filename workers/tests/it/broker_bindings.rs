@@ -63,26 +63,31 @@ async fn opened(
     (output, input)
 }
 
-/// Starts a reader and waits until it is subscribed: a message published before would not reach it (MQTT keeps
-/// nothing for a subscription that does not exist yet).
+/// App ID `checkout` of project `project` reading component `orders`.
+fn reader(project: &str) -> Reader {
+    Reader { project_id: project.into(), component: "orders".into(), app_id: "checkout".into() }
+}
+
+/// Starts `reader` reading into `sink` (its events arriving at `received`) and waits until it is subscribed: a
+/// message published before would not reach it (MQTT keeps nothing for a subscription that does not exist yet).
 async fn start_reading(
-    input: &Arc<dyn InputBinding>,
-    output: &Arc<dyn OutputBinding>,
-    sink: Arc<Recorder>,
-    received: &mut mpsc::UnboundedReceiver<InputEvent>,
+    (input, output): (&Arc<dyn InputBinding>, &Arc<dyn OutputBinding>),
+    reader: Reader,
+    (sink, received): (Arc<Recorder>, &mut mpsc::UnboundedReceiver<InputEvent>),
     stop: &CancellationToken,
 ) {
     let (input, stop) = (Arc::clone(input), stop.clone());
-    let reader = Reader { component: "orders".into(), app_id: "checkout".into() };
     tokio::spawn(async move { input.read(&reader, sink, stop).await });
     // Published until one arrives: the first that does shows the subscription is in place.
     let warm_up = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + ARRIVES_WITHIN;
     loop {
         let request = BindingRequest { operation: "create", data: b"warm-up", metadata: &warm_up };
         output.invoke(request).await.expect("publish");
         if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), received.recv()).await {
             break;
         }
+        assert!(tokio::time::Instant::now() < deadline, "the reader never received a message");
     }
     while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), received.recv()).await {}
 }
@@ -95,7 +100,7 @@ async fn rabbitmq_events_are_acked_once_accepted_and_requeued_when_refused() {
     let (output, input) = opened("bindings.rabbitmq", &entries).await;
     let (sink, mut received) = recorder();
     let stop = CancellationToken::new();
-    start_reading(&input, &output, sink, &mut received, &stop).await;
+    start_reading((&input, &output), reader("shop"), (sink, &mut received), &stop).await;
 
     let headers = metadata(&[("orderKind", "express"), ("ttlInSeconds", "60")]);
     output.invoke(BindingRequest { operation: "create", data: b"order 1", metadata: &headers }).await.unwrap();
@@ -107,7 +112,7 @@ async fn rabbitmq_events_are_acked_once_accepted_and_requeued_when_refused() {
     // A refusing reader sees the message again (requeued), then settles it; nothing is left for the next one.
     let (refusing, mut received) = recorder();
     let stop = CancellationToken::new();
-    start_reading(&input, &output, Arc::clone(&refusing), &mut received, &stop).await;
+    start_reading((&input, &output), reader("shop"), (Arc::clone(&refusing), &mut received), &stop).await;
     refusing.refuse(1);
     output.invoke(BindingRequest { operation: "create", data: b"order 2", metadata: &BTreeMap::new() }).await.unwrap();
     assert_eq!(next(&mut received).await.data, b"order 2");
@@ -124,11 +129,10 @@ async fn rabbitmq_readers_share_the_queue() {
     let (output, input) = opened("bindings.rabbitmq", &entries).await;
     let (sink, mut received) = recorder();
     let stop = CancellationToken::new();
-    start_reading(&input, &output, Arc::clone(&sink), &mut received, &stop).await;
+    start_reading((&input, &output), reader("shop"), (Arc::clone(&sink), &mut received), &stop).await;
     let (second, mut also_received) = recorder();
-    let reader = Reader { component: "orders".into(), app_id: "checkout".into() };
     let (other_input, other_stop) = (Arc::clone(&input), stop.clone());
-    tokio::spawn(async move { other_input.read(&reader, second, other_stop).await });
+    tokio::spawn(async move { other_input.read(&reader("shop"), second, other_stop).await });
     for index in 0..20 {
         let data = format!("message {index}");
         output
@@ -156,14 +160,17 @@ async fn mqtt_events_reach_one_reader_and_are_retried_when_refused() {
     let topic = format!("orders/{}", unique_id());
     let entries = metadata(&[("url", "mqtt://127.0.0.1:1883"), ("topic", &topic), ("backOffMaxRetries", "1")]);
     let (output, input) = opened("bindings.mqtt3", &entries).await;
-    let (sink, mut received) = recorder();
     let stop = CancellationToken::new();
-    start_reading(&input, &output, sink, &mut received, &stop).await;
-    // A second reader for the same component and App ID shares the subscription.
+    // Another project reading the same topic through a component and App ID of the same names (a tenant on the
+    // same broker) has its own subscription: it takes none of this project's messages, and gets every one.
+    let (rival, mut rival_received) = recorder();
+    start_reading((&input, &output), reader("rival"), (rival, &mut rival_received), &stop).await;
+    let (sink, mut received) = recorder();
+    start_reading((&input, &output), reader("shop"), (sink, &mut received), &stop).await;
+    // A second reader for the same project, component and App ID shares the subscription.
     let (second, mut also_received) = recorder();
-    let reader = Reader { component: "orders".into(), app_id: "checkout".into() };
     let (other_input, other_stop) = (Arc::clone(&input), stop.clone());
-    tokio::spawn(async move { other_input.read(&reader, second, other_stop).await });
+    tokio::spawn(async move { other_input.read(&reader("shop"), second, other_stop).await });
 
     let elsewhere = format!("{topic}/override");
     let request = metadata(&[("topic", &elsewhere)]);
@@ -188,12 +195,23 @@ async fn mqtt_events_reach_one_reader_and_are_retried_when_refused() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 10, "each message once across the readers: {seen:?}");
+    let mut rival_seen = Vec::new();
+    while rival_seen.len() < 10 {
+        let event = tokio::time::timeout(ARRIVES_WITHIN, rival_received.recv()).await;
+        let event = event.unwrap_or_else(|_| panic!("the other project got only {rival_seen:?}")).unwrap();
+        // What this project published to warm up its own reader reaches the other project too.
+        if event.data != b"warm-up" {
+            rival_seen.push(String::from_utf8(event.data).unwrap());
+        }
+    }
+    rival_seen.sort();
+    assert_eq!(rival_seen, seen, "the other project got every message");
     stop.cancel();
 
     // Refused once, a message is tried again (backOffMaxRetries 1), then acknowledged.
     let (refusing, mut received) = recorder();
     let stop = CancellationToken::new();
-    start_reading(&input, &output, Arc::clone(&refusing), &mut received, &stop).await;
+    start_reading((&input, &output), reader("shop"), (Arc::clone(&refusing), &mut received), &stop).await;
     refusing.refuse(1);
     output.invoke(BindingRequest { operation: "create", data: b"retry me", metadata: &BTreeMap::new() }).await.unwrap();
     assert_eq!(next(&mut received).await.data, b"retry me");
