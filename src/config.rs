@@ -123,6 +123,19 @@ pub struct Config {
     pub tls_cert_file: Option<PathBuf>,
     /// PEM private key of `tls_cert_file`.
     pub tls_key_file: Option<PathBuf>,
+    /// Whether every Dapr call an App ID makes is kept in its project's API log (read with `outrigger logs`
+    /// and `GET /api/v1/projects/{p}/logs`, and counted for charts and usage). Default `true`.
+    pub api_log: bool,
+    /// How long the API log keeps a call, in hours. Default 72.
+    pub api_log_retention_hours: u64,
+    /// How many calls the API log keeps per project at most (the oldest go first). Default 100000.
+    pub api_log_max_calls_per_project: u64,
+    /// Address of a separate listener serving only `GET /metrics` (Prometheus text), without authentication.
+    /// Unset: processes with a control API serve `/metrics` there (with the operator token); others serve none.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How many (project, App ID) pairs get metric series of their own; later ones are counted under
+    /// `project="other"`. Default 100.
+    pub metrics_tenant_limit: usize,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
     /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`.
@@ -161,6 +174,11 @@ impl Default for Config {
             allow_host_secret_stores: None,
             tls_cert_file: None,
             tls_key_file: None,
+            api_log: true,
+            api_log_retention_hours: 72,
+            api_log_max_calls_per_project: 100_000,
+            metrics_addr: None,
+            metrics_tenant_limit: 100,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
         }
@@ -238,6 +256,8 @@ impl Config {
             ("OUTRIGGER_STORE_TIMEOUT_MS", self.store_timeout_ms),
             ("OUTRIGGER_HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
             ("OUTRIGGER_BODY_IDLE_TIMEOUT_MS", self.body_idle_timeout_ms),
+            ("OUTRIGGER_API_LOG_RETENTION_HOURS", self.api_log_retention_hours),
+            ("OUTRIGGER_API_LOG_MAX_CALLS_PER_PROJECT", self.api_log_max_calls_per_project),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");

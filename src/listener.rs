@@ -104,7 +104,9 @@ where
         let deadline = Instant::now() + limits.header_read_timeout;
         let (tls, connections, watcher) = (tls.clone(), connections.clone(), graceful.watcher());
         let idle = limits.body_idle_timeout;
-        let service = tower::ServiceExt::map_request(service.clone(), move |request: hyper::Request<Incoming>| {
+        let service = tower::ServiceExt::map_request(service.clone(), move |mut request: hyper::Request<Incoming>| {
+            // Where the call came from, for the API log.
+            request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
             // gRPC request streams pause legitimately (a subscriber waiting for events sends nothing).
             let grpc = request
                 .headers()

@@ -13,6 +13,7 @@ use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
 use outrigger_outbound::health::HealthProbe;
 use outrigger_store::Store;
+use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::jobs::Scheduler;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
@@ -405,6 +406,20 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         });
     }
 
+    outrigger_telemetry::metrics().set_tenant_limit(config.metrics_tenant_limit);
+    let api_log_options = ApiLogOptions {
+        retention: Duration::from_secs(config.api_log_retention_hours * 3600),
+        max_calls_per_project: config.api_log_max_calls_per_project,
+        ..ApiLogOptions::default()
+    };
+    if let Some(addr) = config.metrics_addr {
+        let listener = bind(addr, "metrics", "OUTRIGGER_METRICS_ADDR").await?;
+        ready.push(("metrics", listener.local_addr()?));
+        let router =
+            axum::Router::new().route("/metrics", axum::routing::get(outrigger_control_api::prometheus_metrics));
+        tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));
+    }
+
     let mut dapr_addrs = None;
     let mut local_gateway = None;
     if let Some((http, grpc)) = dapr_listeners {
@@ -424,6 +439,14 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             egress: egress.clone(),
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_millis(config.component_refresh_ms),
+            api_log: match config.api_log {
+                true => {
+                    let (log, writer) = ApiLog::start(store.clone(), api_log_options.clone(), shutdown.clone());
+                    tasks.spawn(async move { writer.await.context("the API log writer panicked") });
+                    log
+                }
+                false => ApiLog::disabled(),
+            },
         };
         let gateway = Gateway::new(bus, store.clone(), options);
         if let (Role::Gateway, Some(client)) = (&role, &nats) {
@@ -485,6 +508,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             max_body_bytes: config.control_api_max_body_bytes,
             changes,
             component_types: outrigger_workers::component_types(),
+            api_log_retention: api_log_options.retention,
+            serve_metrics: config.metrics_addr.is_none(),
         };
         let router = outrigger_control_api::router(store.clone(), options);
         tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));
@@ -495,6 +520,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         control_api = field("control_api").as_deref(),
         dapr_http = field("dapr_http").as_deref(),
         dapr_grpc = field("dapr_grpc").as_deref(),
+        metrics = field("metrics").as_deref(),
         data_dir = %config.data_dir.display(),
         tls = tls.is_some(),
         "outrigger ready"

@@ -54,6 +54,10 @@ pub struct Options {
     /// The component types the workers run (`outrigger_workers::component_types`): components are validated
     /// against them and exports withhold the fields they mark sensitive.
     pub component_types: &'static Registry,
+    /// How long the API log keeps a call: older ones are not shown, removed or not.
+    pub api_log_retention: std::time::Duration,
+    /// Whether `GET /metrics` (the process's Prometheus metrics, with the operator token) is served here.
+    pub serve_metrics: bool,
 }
 
 /// Shared by every handler.
@@ -82,6 +86,7 @@ pub struct AppState {
         (name = "workflows", description = "Workflow instances of a project: list, inspect, control"),
         (name = "configuration", description = "Items of a project's managed configuration store (configstore)"),
         (name = "jobs", description = "Jobs App IDs scheduled through Dapr's jobs API, and what became of them"),
+        (name = "activity", description = "What a project's App IDs did: the API log, call metrics over a window, usage"),
     )
 )]
 struct ApiDoc;
@@ -110,6 +115,7 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
         admin_token_hash: Arc::new(auth::digest(&options.admin_token)),
         options: Arc::new(options),
     };
+    let (serve_metrics, metrics_state) = (state.options.serve_metrics, state.clone());
     let (api, document) = api_router().split_for_parts();
     let document = Arc::new(openapi::complete(document));
     let api = api
@@ -124,7 +130,21 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .with_state(state);
-    Router::new()
+    let router = Router::new()
         .route("/api/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
-        .merge(api)
+        .merge(api);
+    match serve_metrics {
+        true => router.merge(
+            Router::new()
+                .route("/metrics", get(prometheus_metrics))
+                .route_layer(axum::middleware::from_fn_with_state(metrics_state, auth::require_operator))
+                .with_state(()),
+        ),
+        false => router,
+    }
+}
+
+/// The process's metrics in Prometheus's text format.
+pub async fn prometheus_metrics() -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], outrigger_telemetry::metrics().render())
 }

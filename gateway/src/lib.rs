@@ -12,6 +12,7 @@ mod dapr_error;
 pub mod extended_metadata;
 mod grpc_codec;
 mod invoke;
+mod observe;
 mod path;
 mod rate_limit;
 mod stream_guard;
@@ -51,6 +52,8 @@ pub struct Options {
     /// How long the App IDs, access control and Resiliency documents read for invocations are used before
     /// they are read again (change events make it sooner).
     pub directory_refresh: Duration,
+    /// Where every call let in is recorded for the project's API log.
+    pub api_log: outrigger_telemetry::ApiLog,
 }
 
 impl Default for Options {
@@ -62,6 +65,7 @@ impl Default for Options {
             egress: Egress::default(),
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_secs(30),
+            api_log: outrigger_telemetry::ApiLog::disabled(),
         }
     }
 }
@@ -181,19 +185,20 @@ impl Gateway {
         &self.0.options
     }
 
-    /// The caller a token identifies, if it may make a call now.
-    async fn admit(&self, token: Option<&str>) -> Result<Tenant, Refusal> {
-        let token = token.map(str::trim).filter(|token| !token.is_empty()).ok_or(Refusal::MissingToken)?;
+    /// The caller a token identifies, if it may make a call now. A caller refused for its rate is named with
+    /// the refusal, so that the refused call is still counted and logged for its project.
+    async fn admit(&self, token: Option<&str>) -> Result<Tenant, (Refusal, Option<Tenant>)> {
+        let token = token.map(str::trim).filter(|token| !token.is_empty()).ok_or((Refusal::MissingToken, None))?;
         let tenant = match self.0.tokens.resolve(token).await {
             Ok(Some(tenant)) => tenant,
-            Ok(None) => return Err(Refusal::WrongToken),
+            Ok(None) => return Err((Refusal::WrongToken, None)),
             Err(err) => {
                 tracing::error!(error = %err, "token lookup failed");
-                return Err(Refusal::Unavailable);
+                return Err((Refusal::Unavailable, None));
             }
         };
         if !self.0.limiter.admit(&tenant) {
-            return Err(Refusal::RateLimited(self.0.limiter.limit().unwrap_or_default()));
+            return Err((Refusal::RateLimited(self.0.limiter.limit().unwrap_or_default()), Some(tenant)));
         }
         Ok(tenant)
     }

@@ -1,6 +1,7 @@
 //! Client subcommands: each one is a thin call to a control API route (docs/control-api.md) plus
 //! output for people (tables) or scripts (`-o json|yaml`).
 
+mod activity;
 mod api;
 mod appid;
 mod config_items;
@@ -59,6 +60,12 @@ pub enum ClientCommand {
     Export(manifests::ExportArgs),
     /// List, inspect and control a project's workflow instances (terminate, suspend, resume, raise events, purge)
     Workflow(workflow::WorkflowArgs),
+    /// Show the Dapr calls a project's App IDs made (its API log), filtered, or follow them as they arrive
+    Logs(activity::LogsArgs),
+    /// Show requests, error rates and latency percentiles per App ID and per API over a window
+    Metrics(activity::MetricsArgs),
+    /// Show what a project holds and how many calls it made this month
+    Usage(activity::UsageArgs),
 }
 
 /// Runs one client command against the control API at `connection.url`.
@@ -81,6 +88,9 @@ pub async fn run(connection: ConnectionArgs, command: ClientCommand) -> anyhow::
         ClientCommand::Apply(args) => manifests::apply(&api, args).await,
         ClientCommand::Export(args) => manifests::export(&api, args).await,
         ClientCommand::Workflow(args) => workflow::run(&api, args).await,
+        ClientCommand::Logs(args) => activity::logs(&api, args).await,
+        ClientCommand::Metrics(args) => activity::metrics(&api, args).await,
+        ClientCommand::Usage(args) => activity::usage(&api, args).await,
     }
 }
 

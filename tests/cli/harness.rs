@@ -54,6 +54,7 @@ pub struct Addresses {
     pub control_api: Option<SocketAddr>,
     pub dapr_http: Option<SocketAddr>,
     pub dapr_grpc: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A running server; SIGTERMed when dropped.
@@ -105,6 +106,11 @@ impl Server {
             None => command.env("OUTRIGGER_DATA_DIR", &self.data_dir),
         };
         command
+    }
+
+    /// The operator token the test started the server with.
+    pub fn admin_token(&self) -> &str {
+        self.admin_token.as_deref().expect("a server started with an admin token")
     }
 
     pub fn url(&self) -> String {
@@ -270,6 +276,7 @@ fn ready_addresses(line: &str) -> Option<Addresses> {
         control_api: address("control_api"),
         dapr_http: address("dapr_http"),
         dapr_grpc: address("dapr_grpc"),
+        metrics: address("metrics"),
     })
 }
 

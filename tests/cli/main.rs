@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod activity;
 mod appids;
 mod config;
 mod distributed;

@@ -1,5 +1,6 @@
 //! Route handlers, one file per resource family.
 
+mod activity;
 mod appids;
 mod apply;
 mod configuration_items;
@@ -40,6 +41,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(workflows::suspend_instance))
         .routes(routes!(workflows::resume_instance))
         .routes(routes!(workflows::raise_event))
+        .routes(routes!(activity::list_calls))
+        .routes(routes!(activity::call_metrics))
+        .routes(routes!(activity::usage))
 }
 
 /// Stored Unix milliseconds as an RFC 3339 time.

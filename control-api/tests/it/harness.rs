@@ -112,6 +112,8 @@ impl TestApp {
             max_body_bytes: MAX_BODY_BYTES,
             changes: changes.clone(),
             component_types: outrigger_workers::component_types(),
+            api_log_retention: std::time::Duration::from_secs(72 * 3600),
+            serve_metrics: true,
         };
         let router = outrigger_control_api::router(store.clone(), options);
         TestApp { router, store, schema, dir: std::sync::Arc::new(dir), changes }

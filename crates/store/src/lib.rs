@@ -6,6 +6,7 @@
 //! a token, or carried from a process that did), never from a project's name, so no query can be handed a
 //! name, an App ID or another string where the tenant's identifier belongs.
 
+mod api_calls;
 mod app_metadata;
 mod changes;
 mod configuration_items;
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
+pub use api_calls::{latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, Holdings, LATENCY_BUCKETS_US};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -263,6 +265,8 @@ impl Tx {
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
         for table in [
+            "api_calls",
+            "api_call_minutes",
             "app_metadata",
             "configuration_items",
             "jobs",

@@ -105,11 +105,18 @@ pub(crate) struct Keyset {
     key: &'static [KeyColumn],
     clauses: Vec<String>,
     values: Vec<Value>,
+    descending: bool,
 }
 
 impl Keyset {
     pub(crate) fn new(table: &'static str, columns: &'static str, key: &'static [KeyColumn]) -> Keyset {
-        Keyset { table, columns, key, clauses: Vec::new(), values: Vec::new() }
+        Keyset { table, columns, key, clauses: Vec::new(), values: Vec::new(), descending: false }
+    }
+
+    /// Pages from the highest key down (the newest first, for a key that starts with a time).
+    pub(crate) fn newest_first(mut self) -> Keyset {
+        self.descending = true;
+        self
     }
 
     /// Adds a value; its placeholder.
@@ -137,15 +144,20 @@ impl Keyset {
         if let Some(token) = &request.continuation {
             let after: Vec<String> = decode(token, self.key)?.into_iter().map(|value| self.bind(value)).collect();
             // A row-value comparison, which both engines answer from an index on the key's columns.
-            self.clauses.push(format!("({}) > ({})", names.join(", "), after.join(", ")));
+            let beyond = if self.descending { "<" } else { ">" };
+            self.clauses.push(format!("({}) {beyond} ({})", names.join(", "), after.join(", ")));
         }
         let filter =
             if self.clauses.is_empty() { String::new() } else { format!("WHERE {}", self.clauses.join(" AND ")) };
+        let order: Vec<String> = names
+            .iter()
+            .map(|name| if self.descending { format!("{name} DESC") } else { (*name).to_owned() })
+            .collect();
         let sql = format!(
             "SELECT {} FROM {} {filter} ORDER BY {} LIMIT {}",
             self.columns,
             self.table,
-            names.join(", "),
+            order.join(", "),
             limit + 1
         );
         let mut query = sqlx::query(&sql);

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -16,6 +17,7 @@ use outrigger_bus::{Metadata, Tenant, TraceContext};
 use tracing::Instrument;
 
 use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, trace_context, workflow};
+use crate::observe::{http_status_of_grpc, rpc_api, Observation, RpcSubject, Subject};
 use crate::stream_guard::StreamGuard;
 use crate::{DaprError, Gateway};
 
@@ -55,18 +57,19 @@ pub fn grpc_router(gateway: Gateway) -> Router {
 async fn unserved_rpc(State(gateway): State<Gateway>, headers: HeaderMap, uri: axum::http::Uri) -> Response {
     match admit(&gateway, &headers, uri.path()).await {
         Ok(_) => DaprError::unimplemented(uri.path()).into_grpc_response(),
-        Err(refused) => refused,
+        Err((refused, _)) => refused,
     }
 }
 
-/// Lets a call in, or answers the refusal: the caller, the call's trace context, and its span.
+/// Lets a call in, or answers the refusal (with the caller, when it is known): the caller, the call's trace
+/// context, and its span.
 async fn admit(
     gateway: &Gateway,
     headers: &HeaderMap,
     rpc: &str,
-) -> Result<(Tenant, TraceContext, tracing::Span), Response> {
+) -> Result<(Tenant, TraceContext, tracing::Span), (Response, Option<Tenant>)> {
     let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
-    let tenant = gateway.admit(token).await.map_err(|refusal| refusal.into_grpc_response())?;
+    let tenant = gateway.admit(token).await.map_err(|(refusal, tenant)| (refusal.into_grpc_response(), tenant))?;
     let span = tracing::debug_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
     Ok((tenant, trace_context(headers), span))
 }
@@ -77,7 +80,7 @@ pub(crate) async fn admit_stream(
     headers: &HeaderMap,
     rpc: &str,
 ) -> Result<(Tenant, StreamGuard, tracing::Span), Response> {
-    let (tenant, _, span) = admit(gateway, headers, rpc).await?;
+    let (tenant, _, span) = admit(gateway, headers, rpc).await.map_err(|(refused, _)| refused)?;
     let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let guard = gateway.guard_stream(token.trim(), &tenant);
     Ok((tenant, guard, span))
@@ -89,36 +92,81 @@ pub(crate) struct Caller {
     pub(crate) trace: TraceContext,
 }
 
-/// A unary rpc: authenticates from the call's metadata, decodes `Req`, runs `handler`, encodes its answer.
+/// A unary rpc: authenticates from the call's metadata, decodes `Req`, runs `handler`, encodes its answer, and
+/// records the call.
 pub(crate) fn rpc<Req, Resp, H, Fut>(handler: H) -> MethodRouter<Gateway>
 where
-    Req: prost::Message + Default + Send + 'static,
+    Req: prost::Message + RpcSubject + Default + Send + 'static,
     Resp: prost::Message + Send + 'static,
     H: Fn(Gateway, Caller, Req) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Result<Resp, DaprError>> + Send + 'static,
 {
     post(move |State(gateway): State<Gateway>, request: Request| async move {
+        let observation = Observation::start(&gateway, &request, true);
         let (tenant, trace, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
             Ok(admitted) => admitted,
-            Err(refused) => return refused,
+            Err((refused, tenant)) => {
+                if let Some(tenant) = tenant {
+                    let code = grpc_status(&refused);
+                    observation.finish(&gateway, &tenant, http_status_of_grpc(code), Some(code), of_rpc(None));
+                }
+                return refused;
+            }
         };
         let limit = gateway.options().max_body_bytes;
-        let service = tower::service_fn(move |call: tonic::Request<Req>| {
-            let (handler, gateway) = (handler.clone(), gateway.clone());
-            let caller = Caller { tenant: tenant.clone(), trace: trace.clone() };
-            async move {
-                handler(gateway, caller, call.into_inner())
-                    .await
-                    .map(tonic::Response::new)
-                    .map_err(|err| err.to_status())
-            }
-        });
+        // What the request names (component, target), kept for the log once the message is decoded.
+        let named: Arc<OnceLock<Named>> = Arc::default();
+        let service = {
+            let (tenant, gateway, named) = (tenant.clone(), gateway.clone(), named.clone());
+            tower::service_fn(move |call: tonic::Request<Req>| {
+                let (handler, gateway) = (handler.clone(), gateway.clone());
+                let caller = Caller { tenant: tenant.clone(), trace: trace.clone() };
+                let message = call.into_inner();
+                if gateway.options().api_log.enabled() {
+                    let _ = named.set(Named {
+                        component: message.component().map(str::to_owned),
+                        target: message.target().map(str::to_owned),
+                    });
+                }
+                async move {
+                    handler(gateway, caller, message).await.map(tonic::Response::new).map_err(|err| err.to_status())
+                }
+            })
+        };
         let mut grpc = tonic::server::Grpc::new(crate::grpc_codec::Codec::<Resp, Req>::default())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
         let response: Response<tonic::body::Body> = grpc.unary(service, request).instrument(span).await;
+        let code = grpc_status(&response);
+        observation.finish(
+            &gateway,
+            &tenant,
+            http_status_of_grpc(code),
+            Some(code),
+            of_rpc(Arc::into_inner(named).and_then(OnceLock::into_inner)),
+        );
         response.map(axum::body::Body::new)
     })
+}
+
+/// The component and target a request named.
+struct Named {
+    component: Option<String>,
+    target: Option<String>,
+}
+
+/// The subject of an rpc call: its block from the rpc's path, and what its message named.
+fn of_rpc(named: Option<Named>) -> impl FnOnce(&str) -> Subject {
+    move |path| {
+        let Named { component, target } = named.unwrap_or(Named { component: None, target: None });
+        Subject { api: rpc_api(path), component: component.filter(|name| !name.is_empty()), target }
+    }
+}
+
+/// The gRPC status code of an answer: in its headers when the call failed before a message (trailers-only),
+/// otherwise OK (an answered unary call's trailers carry OK).
+fn grpc_status<B>(response: &Response<B>) -> i32 {
+    response.headers().get("grpc-status").and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(0)
 }
 
 /// A gRPC request's metadata map.

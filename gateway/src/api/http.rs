@@ -17,6 +17,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, workflow};
+use crate::observe::{Observation, Subject};
 use crate::{DaprError, Gateway};
 
 /// The header SDKs send the API token in.
@@ -46,10 +47,11 @@ pub fn http_router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-/// Lets a call in (or answers daprd's refusal) and puts the caller on the request and its span.
+/// Lets a call in (or answers daprd's refusal), puts the caller on the request and its span, and records the
+/// call once answered.
 async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next: Next) -> Response {
-    let tenant = match admit(&gateway, &mut request).await {
-        Ok(tenant) => tenant,
+    let (tenant, observation) = match admit(&gateway, &mut request).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     // A debug span: at info level the log layer formats its fields on every call, 8 % of a state GET's
@@ -61,17 +63,30 @@ async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next
         project = %tenant.project,
         app_id = %tenant.app_id,
     );
-    request.extensions_mut().insert(tenant);
-    next.run(request).instrument(span).await
+    request.extensions_mut().insert(tenant.clone());
+    let response = next.run(request).instrument(span).await;
+    observation.finish(&gateway, &tenant, response.status().as_u16(), None, Subject::of_http_path);
+    response
 }
 
-/// The caller of a request, its token taken off the request (the token goes no further than here), or
-/// daprd's refusal.
-pub(super) async fn admit(gateway: &Gateway, request: &mut Request) -> Result<Tenant, Response> {
+/// The caller of a request and the observation of its call, its token taken off the request (the token goes
+/// no further than here), or daprd's refusal (recorded for the caller's project when the caller is known).
+pub(super) async fn admit(gateway: &Gateway, request: &mut Request) -> Result<(Tenant, Observation), Response> {
+    let observation = Observation::start(gateway, request, false);
     let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
-    let tenant = gateway.admit(token).await.map_err(|refusal| refusal.into_response())?;
-    request.headers_mut().remove(TOKEN_HEADER);
-    Ok(tenant)
+    match gateway.admit(token).await {
+        Ok(tenant) => {
+            request.headers_mut().remove(TOKEN_HEADER);
+            Ok((tenant, observation))
+        }
+        Err((refusal, tenant)) => {
+            let refused = refusal.into_response();
+            if let Some(tenant) = tenant {
+                observation.finish(gateway, &tenant, refused.status().as_u16(), None, Subject::of_http_path);
+            }
+            Err(refused)
+        }
+    }
 }
 
 /// A body read whole, over-limit answered as daprd's error.

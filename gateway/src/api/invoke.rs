@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::grpc::{dapr_rpc, rpc, Caller, Rpcs};
 use crate::invoke::{Invocation, InvokeError};
+use crate::observe::Subject;
 use crate::{DaprError, Gateway};
 
 pub(super) fn http_routes() -> Router<Gateway> {
@@ -42,8 +43,8 @@ async fn by_path(
 /// this version does not serve. The caller is authenticated first, as daprd's token check comes before its
 /// routes: without a valid token every path but the health probes answers 401.
 pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Request) -> Response {
-    let tenant = match super::http::admit(&gateway, &mut request).await {
-        Ok(tenant) => tenant,
+    let (tenant, observation) = match super::http::admit(&gateway, &mut request).await {
+        Ok(admitted) => admitted,
         Err(refused) => return refused,
     };
     let headers = request.headers();
@@ -53,11 +54,15 @@ pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Reque
         .map(str::to_owned)
         .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(crate::invoke::basic_app_id));
     let Some(app_id) = app_id.filter(|app_id| !app_id.is_empty()) else {
-        return DaprError::unimplemented(request.uri().path()).into_response();
+        let unserved = DaprError::unimplemented(request.uri().path()).into_response();
+        observation.finish(&gateway, &tenant, unserved.status().as_u16(), None, Subject::of_http_path);
+        return unserved;
     };
     let method = request.uri().path().to_owned();
     let span = tracing::debug_span!("dapr_http", method = %request.method(), path = %method, project = %tenant.project, app_id = %tenant.app_id);
-    invoke(&gateway, &tenant, &app_id, method, request).instrument(span).await
+    let answer = invoke(&gateway, &tenant, &app_id, method, request).instrument(span).await;
+    observation.finish(&gateway, &tenant, answer.status().as_u16(), None, |_| Subject::invocation(&app_id));
+    answer
 }
 
 /// Carries a request to `app_id` and its answer back, both streamed.

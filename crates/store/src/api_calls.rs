@@ -1,0 +1,395 @@
+//! The API log and its per-minute counts: every Dapr call an App ID makes, written in batches by the processes
+//! that see the calls, read newest first by the control API, and kept for a bounded time and number of rows
+//! per project. Expiry and trimming cost in proportion to what they remove and to the projects that wrote,
+//! never to the number of projects.
+
+use std::collections::BTreeMap;
+
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use crate::paging::{KeyColumn, Keyset, Value};
+use crate::{Page, PageRequest, ProjectId, Result, Store, Tx};
+
+/// Upper bounds (microseconds) of the latency buckets the per-minute counts keep; the last is unbounded.
+pub const LATENCY_BUCKETS_US: [i64; 11] =
+    [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
+const BUCKET_COLUMNS: [&str; 12] = [
+    "le_250",
+    "le_500",
+    "le_1000",
+    "le_2500",
+    "le_5000",
+    "le_10000",
+    "le_25000",
+    "le_50000",
+    "le_100000",
+    "le_250000",
+    "le_1000000",
+    "le_inf",
+];
+
+/// One Dapr call, as the API log keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiCall {
+    /// The caller's project.
+    pub project_id: ProjectId,
+    /// When the call arrived (Unix milliseconds).
+    pub at: i64,
+    /// The calling App ID.
+    pub app_id: String,
+    /// The App ID or HTTP endpoint an invocation went to.
+    pub target: Option<String>,
+    /// The building block (`state`, `pubsub`, `invocation`, `workflows`, …).
+    pub api: String,
+    /// `http` or `grpc`.
+    pub protocol: String,
+    /// The HTTP method, or the rpc's name.
+    pub method: String,
+    /// The HTTP path, or the rpc's full path.
+    pub path: String,
+    /// The component the call named.
+    pub component: Option<String>,
+    /// The HTTP status (for gRPC, the one daprd pairs with the code).
+    pub status: u16,
+    /// The gRPC status code of a gRPC call.
+    pub grpc_code: Option<i32>,
+    /// How long the call took, in microseconds.
+    pub latency_us: i64,
+    /// The W3C trace id and span id of the call.
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    /// The caller's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// The address the call came from.
+    pub caller_addr: Option<String>,
+}
+
+impl ApiCall {
+    /// Whether the call failed (any 4xx or 5xx).
+    pub fn failed(&self) -> bool {
+        self.status >= 400
+    }
+}
+
+/// What a log listing keeps.
+#[derive(Clone, Debug, Default)]
+pub struct ApiCallFilter {
+    pub app_id: Option<String>,
+    pub api: Option<String>,
+    /// HTTP statuses from (inclusive) and to (exclusive).
+    pub status: Option<(u16, u16)>,
+    /// Calls at or after this time (Unix milliseconds).
+    pub since: Option<i64>,
+    /// Calls before this time.
+    pub until: Option<i64>,
+    /// Text found (any case) in the path, method, component, target or App ID.
+    pub text: Option<String>,
+}
+
+/// One minute of one App ID's calls to one API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiCallMinute {
+    /// The minute's start (Unix milliseconds).
+    pub minute: i64,
+    pub app_id: String,
+    pub api: String,
+    pub requests: i64,
+    pub errors: i64,
+    pub latency_us_sum: i64,
+    /// Calls per latency bucket ([`LATENCY_BUCKETS_US`], then the unbounded one).
+    pub buckets: [i64; 12],
+}
+
+/// What a project holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Holdings {
+    pub app_ids: i64,
+    /// Components the project declared (the managed ones not counted).
+    pub components: i64,
+    pub workflow_instances: i64,
+}
+
+/// The bucket a latency falls in.
+pub fn latency_bucket(latency_us: i64) -> usize {
+    LATENCY_BUCKETS_US.iter().position(|bound| latency_us <= *bound).unwrap_or(LATENCY_BUCKETS_US.len())
+}
+
+const COLUMNS: &str = "id, project_id, at, app_id, target, api, protocol, method, path, component, status, grpc_code, \
+                       latency_us, trace_id, span_id, user_agent, caller_addr";
+const NEWEST_FIRST: &[KeyColumn] = &[KeyColumn::Number("at"), KeyColumn::Number("id")];
+/// Rows per INSERT: 16 values each stays under SQLite's 999 placeholders.
+const ROWS_PER_INSERT: usize = 60;
+
+fn call_from_row(row: &AnyRow) -> Result<ApiCall> {
+    let status: i64 = row.try_get("status")?;
+    let grpc_code: Option<i64> = row.try_get("grpc_code")?;
+    Ok(ApiCall {
+        project_id: ProjectId(row.try_get("project_id")?),
+        at: row.try_get("at")?,
+        app_id: row.try_get("app_id")?,
+        target: row.try_get("target")?,
+        api: row.try_get("api")?,
+        protocol: row.try_get("protocol")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        component: row.try_get("component")?,
+        status: u16::try_from(status).unwrap_or_default(),
+        grpc_code: grpc_code.and_then(|code| i32::try_from(code).ok()),
+        latency_us: row.try_get("latency_us")?,
+        trace_id: row.try_get("trace_id")?,
+        span_id: row.try_get("span_id")?,
+        user_agent: row.try_get("user_agent")?,
+        caller_addr: row.try_get("caller_addr")?,
+    })
+}
+
+/// `text` as a LIKE pattern matching it anywhere, lower-cased, its wildcards escaped.
+fn contains_pattern(text: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The per-minute counts a batch adds, by (project, minute, App ID, API).
+fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCallMinute> {
+    let mut counts = BTreeMap::new();
+    for call in calls {
+        let minute = call.at - call.at.rem_euclid(60_000);
+        let entry = counts
+            .entry((call.project_id.as_str(), minute, call.app_id.as_str(), call.api.as_str()))
+            .or_insert_with(|| ApiCallMinute {
+                minute,
+                app_id: call.app_id.clone(),
+                api: call.api.clone(),
+                requests: 0,
+                errors: 0,
+                latency_us_sum: 0,
+                buckets: [0; 12],
+            });
+        entry.requests += 1;
+        entry.errors += i64::from(call.failed());
+        entry.latency_us_sum += call.latency_us;
+        entry.buckets[latency_bucket(call.latency_us)] += 1;
+    }
+    counts
+}
+
+impl Store {
+    /// Writes a batch of calls and adds them to the per-minute counts, in one transaction.
+    pub async fn record_api_calls(&self, calls: &[ApiCall]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in calls.chunks(ROWS_PER_INSERT) {
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|row| {
+                    let first = row * 16;
+                    let placeholders: Vec<String> = (1..=16).map(|column| format!("${}", first + column)).collect();
+                    format!("({})", placeholders.join(", "))
+                })
+                .collect();
+            let sql = format!("INSERT INTO api_calls ({}) VALUES {}", &COLUMNS[4..], rows.join(", "));
+            let mut query = sqlx::query(&sql);
+            for call in chunk {
+                query = query
+                    .bind(call.project_id.as_str())
+                    .bind(call.at)
+                    .bind(&call.app_id)
+                    .bind(&call.target)
+                    .bind(&call.api)
+                    .bind(&call.protocol)
+                    .bind(&call.method)
+                    .bind(&call.path)
+                    .bind(&call.component)
+                    .bind(i64::from(call.status))
+                    .bind(call.grpc_code.map(i64::from))
+                    .bind(call.latency_us)
+                    .bind(&call.trace_id)
+                    .bind(&call.span_id)
+                    .bind(&call.user_agent)
+                    .bind(&call.caller_addr);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        let additions: Vec<String> = ["requests", "errors", "latency_us_sum"]
+            .iter()
+            .chain(&BUCKET_COLUMNS)
+            .map(|c| format!("{c} = api_call_minutes.{c} + excluded.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO api_call_minutes (project_id, minute, app_id, api, requests, errors, latency_us_sum, {}) \
+             VALUES ({}) ON CONFLICT (project_id, minute, app_id, api) DO UPDATE SET {}",
+            BUCKET_COLUMNS.join(", "),
+            (1..=19).map(|n| format!("${n}")).collect::<Vec<_>>().join(", "),
+            additions.join(", ")
+        );
+        for ((project, ..), counts) in minute_counts(calls) {
+            let mut query = sqlx::query(&sql)
+                .bind(project)
+                .bind(counts.minute)
+                .bind(&counts.app_id)
+                .bind(&counts.api)
+                .bind(counts.requests)
+                .bind(counts.errors)
+                .bind(counts.latency_us_sum);
+            for count in counts.buckets {
+                query = query.bind(count);
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Removes log rows from before `calls_before` and per-minute counts from before `minutes_before`; how
+    /// many log rows went.
+    pub async fn expire_api_calls(&self, calls_before: i64, minutes_before: i64) -> Result<u64> {
+        let removed = sqlx::query("DELETE FROM api_calls WHERE at < $1").bind(calls_before).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM api_call_minutes WHERE minute < $1").bind(minutes_before).execute(&self.pool).await?;
+        Ok(removed.rows_affected())
+    }
+
+    /// Keeps only the project's `keep` newest log rows; how many went.
+    pub async fn trim_api_calls(&self, project: &ProjectId, keep: u64) -> Result<u64> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        let oldest_kept: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT at, id FROM api_calls WHERE project_id = $1 ORDER BY at DESC, id DESC LIMIT 1 OFFSET $2",
+        )
+        .bind(project.as_str())
+        .bind(keep - 1)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((at, id)) = oldest_kept else { return Ok(0) };
+        let removed = sqlx::query("DELETE FROM api_calls WHERE project_id = $1 AND (at, id) < ($2, $3)")
+            .bind(project.as_str())
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(removed.rows_affected())
+    }
+}
+
+impl Tx {
+    /// A page of the project's logged calls, newest first.
+    pub async fn page_api_calls(
+        &mut self,
+        project: &ProjectId,
+        filter: &ApiCallFilter,
+        request: &PageRequest,
+    ) -> Result<Page<ApiCall>> {
+        let mut listing = Keyset::new("api_calls", COLUMNS, NEWEST_FIRST)
+            .newest_first()
+            .filter("project_id = ?", Value::Text(project.as_str().to_owned()));
+        if let Some(app_id) = &filter.app_id {
+            listing = listing.filter("app_id = ?", Value::Text(app_id.clone()));
+        }
+        if let Some(api) = &filter.api {
+            listing = listing.filter("api = ?", Value::Text(api.clone()));
+        }
+        if let Some((from, to)) = filter.status {
+            listing = listing
+                .filter("status >= ?", Value::Number(from.into()))
+                .filter("status < ?", Value::Number(to.into()));
+        }
+        if let Some(since) = filter.since {
+            listing = listing.filter("at >= ?", Value::Number(since));
+        }
+        if let Some(until) = filter.until {
+            listing = listing.filter("at < ?", Value::Number(until));
+        }
+        if let Some(text) = &filter.text {
+            listing = listing.filter(
+                "(LOWER(path) LIKE ? ESCAPE '\\' OR LOWER(method) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(component, '')) LIKE ? ESCAPE '\\' \
+                 OR LOWER(COALESCE(target, '')) LIKE ? ESCAPE '\\' OR LOWER(app_id) LIKE ? ESCAPE '\\')",
+                Value::Text(contains_pattern(text)),
+            );
+        }
+        listing.page(self, request, call_from_row).await
+    }
+
+    /// The project's calls from `since` (Unix milliseconds) on, counted per `step` milliseconds (a multiple of
+    /// a minute), App ID and API, oldest first; [`ApiCallMinute::minute`] is each step's start.
+    pub async fn api_call_counts(&mut self, project: &ProjectId, since: i64, step: i64) -> Result<Vec<ApiCallMinute>> {
+        // PostgreSQL sums BIGINTs as NUMERIC; the cast keeps one row type on both engines.
+        let sums: Vec<String> = ["requests", "errors", "latency_us_sum"]
+            .iter()
+            .chain(&BUCKET_COLUMNS)
+            .map(|column| format!("CAST(SUM({column}) AS BIGINT) AS {column}"))
+            .collect();
+        let sql = format!(
+            "SELECT minute - minute % $3 AS step_start, app_id, api, {} FROM api_call_minutes \
+             WHERE project_id = $1 AND minute >= $2 GROUP BY minute - minute % $3, app_id, api ORDER BY step_start",
+            sums.join(", ")
+        );
+        let rows = sqlx::query(&sql).bind(project.as_str()).bind(since).bind(step).fetch_all(&mut *self.tx).await?;
+        rows.iter()
+            .map(|row| {
+                let mut buckets = [0; 12];
+                for (bucket, column) in buckets.iter_mut().zip(BUCKET_COLUMNS) {
+                    *bucket = row.try_get(column)?;
+                }
+                Ok(ApiCallMinute {
+                    minute: row.try_get("step_start")?,
+                    app_id: row.try_get("app_id")?,
+                    api: row.try_get("api")?,
+                    requests: row.try_get("requests")?,
+                    errors: row.try_get("errors")?,
+                    latency_us_sum: row.try_get("latency_us_sum")?,
+                    buckets,
+                })
+            })
+            .collect()
+    }
+
+    /// What the project holds: App IDs, components, workflow instances.
+    pub async fn project_holdings(&mut self, project: &ProjectId) -> Result<Holdings> {
+        Ok(Holdings {
+            app_ids: self.count("SELECT COUNT(*) FROM app_ids WHERE project_id = $1", project).await?,
+            components: self
+                .count("SELECT COUNT(*) FROM resources WHERE project_id = $1 AND kind = 'Component'", project)
+                .await?,
+            workflow_instances: self.count("SELECT COUNT(*) FROM wf_instances WHERE project_id = $1", project).await?,
+        })
+    }
+
+    async fn count(&mut self, sql: &str, project: &ProjectId) -> Result<i64> {
+        Ok(sqlx::query_scalar(sql).bind(project.as_str()).fetch_one(&mut *self.tx).await?)
+    }
+
+    /// The project's calls since `since` (Unix milliseconds), in all.
+    pub async fn api_call_total(&mut self, project: &ProjectId, since: i64) -> Result<i64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(requests) AS BIGINT) FROM api_call_minutes WHERE project_id = $1 AND minute >= $2",
+        )
+        .bind(project.as_str())
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(total.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_fall_in_the_first_bucket_that_holds_them() {
+        assert_eq!(latency_bucket(0), 0);
+        assert_eq!(latency_bucket(250), 0);
+        assert_eq!(latency_bucket(251), 1);
+        assert_eq!(latency_bucket(1_000_000), 10);
+        assert_eq!(latency_bucket(1_000_001), 11);
+    }
+
+    #[test]
+    fn search_text_matches_itself_only() {
+        assert_eq!(contains_pattern("Order_1%"), "%order\\_1\\%%");
+    }
+}

@@ -1,0 +1,9 @@
+//! What Outrigger tells about itself: [`metrics`] in Prometheus text under Dapr's metric names (every process
+//! has one registry, rendered by its `/metrics`), and the [`api_log`] writer that keeps every Dapr call an App
+//! ID makes, per project, for the control API's logs, charts and usage.
+
+pub mod api_log;
+pub mod metrics;
+
+pub use api_log::{unix_millis, ApiLog, ApiLogOptions};
+pub use metrics::{metrics, Metrics};

@@ -1,0 +1,348 @@
+//! The process's Prometheus registry. Calls are counted under daprd's metric names and label keys
+//! (`dapr_http_server_request_count`, `dapr_grpc_io_server_completed_rpcs`, … with `app_id`, `method`,
+//! `status`, `grpc_server_method`, `grpc_server_status`), plus a `project` label, so Dapr's dashboards work
+//! with one label added; Outrigger's own figures are named `outrigger_*`.
+//!
+//! Series stay bounded however many projects an installation holds: only the first
+//! [`Metrics::set_tenant_limit`] (project, App ID) pairs a process sees get series of their own; every later
+//! pair is counted under `project="other", app_id="other"` (and `outrigger_metrics_tenants_folded_total`
+//! counts such calls). Per-project figures for every project come from the API log's counts, read through
+//! the control API, not from series. Recording a call is a few hashed lookups and atomic adds (well under a
+//! microsecond); labels are only formatted when `/metrics` is read.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
+
+use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+/// Latency buckets in milliseconds (daprd's start at 1 ms; a remote sidecar's calls are mostly below that).
+const LATENCY_BUCKETS_MS: &[f64] =
+    &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
+/// (project, App ID) pairs with series of their own, unless the operator says otherwise.
+pub const DEFAULT_TENANT_LIMIT: usize = 100;
+/// The label values calls beyond the limit are counted under.
+const FOLDED: &str = "other";
+
+/// Every metric the process keeps.
+pub struct Metrics {
+    registry: Registry,
+    http_requests: IntCounterVec,
+    http_latency: HistogramVec,
+    grpc_completed: IntCounterVec,
+    grpc_latency: HistogramVec,
+    bus_round_trip: HistogramVec,
+    api_log_written: IntCounter,
+    api_log_dropped: IntCounter,
+    token_lookups: IntCounterVec,
+    tenants_folded: IntCounter,
+    pubsub_egress: IntCounterVec,
+    pubsub_egress_latency: HistogramVec,
+    scheduler_lag: HistogramVec,
+    queue_depth: IntGaugeVec,
+    /// Hashes of the (project, App ID) pairs with series of their own (hashes: no allocation per call).
+    tenants: RwLock<HashSet<u64>>,
+    tenant_limit: AtomicUsize,
+}
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+    registry.register(Box::new(counter.clone())).expect("metric registered once");
+    counter
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+    let histogram =
+        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid histogram");
+    registry.register(Box::new(histogram.clone())).expect("metric registered once");
+    histogram
+}
+
+fn single(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let counter = IntCounter::new(name, help).expect("valid counter");
+    registry.register(Box::new(counter.clone())).expect("metric registered once");
+    counter
+}
+
+/// Seconds as milliseconds, the unit of daprd's latency histograms.
+fn millis(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let registry = Registry::new();
+        let http = &["project", "app_id", "method", "status"];
+        let grpc = &["project", "app_id", "grpc_server_method", "grpc_server_status"];
+        let seconds = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+        Metrics {
+            http_requests: counter(
+                &registry,
+                "dapr_http_server_request_count",
+                "Count of HTTP requests processed by the server.",
+                http,
+            ),
+            http_latency: histogram(
+                &registry,
+                "dapr_http_server_latency",
+                "HTTP request end-to-end latency in server, in milliseconds.",
+                http,
+                LATENCY_BUCKETS_MS,
+            ),
+            grpc_completed: counter(
+                &registry,
+                "dapr_grpc_io_server_completed_rpcs",
+                "Count of RPCs by method and status.",
+                grpc,
+            ),
+            grpc_latency: histogram(
+                &registry,
+                "dapr_grpc_io_server_server_latency",
+                "Time from a request's arrival to its last response byte or terminal error, in milliseconds.",
+                grpc,
+                LATENCY_BUCKETS_MS,
+            ),
+            bus_round_trip: histogram(
+                &registry,
+                "outrigger_bus_round_trip_seconds",
+                "Time from a gateway sending a call to a worker until its answer arrived.",
+                &["call", "outcome"],
+                seconds,
+            ),
+            api_log_written: single(&registry, "outrigger_api_log_written_total", "Calls written to the API log."),
+            api_log_dropped: single(
+                &registry,
+                "outrigger_api_log_dropped_total",
+                "Calls the API log could not keep (its queue was full or a write failed).",
+            ),
+            token_lookups: counter(
+                &registry,
+                "outrigger_token_lookups_total",
+                "API token lookups, answered from the cache (hit) or the database (miss).",
+                &["result"],
+            ),
+            tenants_folded: single(
+                &registry,
+                "outrigger_metrics_tenants_folded_total",
+                "Calls counted under project=\"other\" because the per-tenant series limit was reached.",
+            ),
+            pubsub_egress: counter(
+                &registry,
+                "dapr_component_pubsub_egress_count",
+                "Messages delivered to apps, by outcome.",
+                &["project", "app_id", "component", "topic", "success"],
+            ),
+            pubsub_egress_latency: histogram(
+                &registry,
+                "dapr_component_pubsub_egress_latencies",
+                "Time to deliver a message to an app, in milliseconds.",
+                &["project", "app_id", "component", "topic", "success"],
+                LATENCY_BUCKETS_MS,
+            ),
+            scheduler_lag: histogram(
+                &registry,
+                "outrigger_scheduler_lag_seconds",
+                "How late the scheduler fired a due job or cron binding.",
+                &["kind"],
+                seconds,
+            ),
+            queue_depth: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new("outrigger_worker_queue_depth", "Calls a worker is handling now."),
+                    &["pool"],
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(gauge.clone())).expect("metric registered once");
+                gauge
+            },
+            registry,
+            tenants: RwLock::new(HashSet::new()),
+            tenant_limit: AtomicUsize::new(DEFAULT_TENANT_LIMIT),
+        }
+    }
+
+    /// How many (project, App ID) pairs get series of their own.
+    pub fn set_tenant_limit(&self, limit: usize) {
+        self.tenant_limit.store(limit, Ordering::Relaxed);
+    }
+
+    /// The label values a tenant's calls are counted under: its own, or the folded ones past the limit.
+    fn tenant<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str) {
+        let mut hasher = DefaultHasher::new();
+        (project, app_id).hash(&mut hasher);
+        let key = hasher.finish();
+        if self.tenants.read().expect("tenant labels lock").contains(&key) {
+            return (project, app_id);
+        }
+        let mut tenants = self.tenants.write().expect("tenant labels lock");
+        if tenants.contains(&key) || tenants.len() < self.tenant_limit.load(Ordering::Relaxed) {
+            tenants.insert(key);
+            return (project, app_id);
+        }
+        self.tenants_folded.inc();
+        (FOLDED, FOLDED)
+    }
+
+    /// Counts an HTTP call of the Dapr API.
+    pub fn http_call(&self, project: &str, app_id: &str, method: &str, status: u16, elapsed: Duration) {
+        let (project, app_id) = self.tenant(project, app_id);
+        let mut status_text = [0u8; 5];
+        let status = status_label(status, &mut status_text);
+        let labels = [project, app_id, method, status];
+        self.http_requests.with_label_values(&labels).inc();
+        self.http_latency.with_label_values(&labels).observe(millis(elapsed));
+    }
+
+    /// Counts a gRPC call of the Dapr API; `method` is the rpc's full path, `code` its gRPC status code.
+    pub fn grpc_call(&self, project: &str, app_id: &str, method: &str, code: i32, elapsed: Duration) {
+        let (project, app_id) = self.tenant(project, app_id);
+        let labels = [project, app_id, method, grpc_code_name(code)];
+        self.grpc_completed.with_label_values(&labels).inc();
+        self.grpc_latency.with_label_values(&labels).observe(millis(elapsed));
+    }
+
+    /// Times a call's trip over the bus (`call` names the call type, a fixed set).
+    pub fn bus_round_trip(&self, call: &str, succeeded: bool, elapsed: Duration) {
+        let outcome = if succeeded { "answered" } else { "failed" };
+        self.bus_round_trip.with_label_values(&[call, outcome]).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts calls the API log wrote.
+    pub fn api_log_written(&self, calls: usize) {
+        self.api_log_written.inc_by(calls as u64);
+    }
+
+    /// Counts calls the API log lost.
+    pub fn api_log_dropped(&self, calls: usize) {
+        self.api_log_dropped.inc_by(calls as u64);
+    }
+
+    /// Counts a token lookup.
+    pub fn token_lookup(&self, cached: bool) {
+        self.token_lookups.with_label_values(&[if cached { "hit" } else { "miss" }]).inc();
+    }
+
+    /// Counts a message delivered (or not) to an app.
+    pub fn pubsub_delivery(
+        &self,
+        project: &str,
+        app_id: &str,
+        component: &str,
+        topic: &str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let (project, app_id) = self.tenant(project, app_id);
+        // Topics are the tenant's to name: folded tenants' topics are not kept either.
+        let topic = if project == FOLDED { FOLDED } else { topic };
+        let labels = [project, app_id, component, topic, if success { "true" } else { "false" }];
+        self.pubsub_egress.with_label_values(&labels).inc();
+        self.pubsub_egress_latency.with_label_values(&labels).observe(millis(elapsed));
+    }
+
+    /// Records how late the scheduler fired something due (`kind`: `job` or `cron-binding`).
+    pub fn scheduler_lag(&self, kind: &str, late: Duration) {
+        self.scheduler_lag.with_label_values(&[kind]).observe(late.as_secs_f64());
+    }
+
+    /// Counts a call a worker of `pool` starts (`+1`) or ends (`-1`).
+    pub fn worker_queue(&self, pool: &str, change: i64) {
+        self.queue_depth.with_label_values(&[pool]).add(change);
+    }
+
+    /// Everything, in Prometheus's text format.
+    pub fn render(&self) -> String {
+        let mut text = Vec::new();
+        prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut text).expect("text encoding cannot fail");
+        String::from_utf8(text).expect("the text format is UTF-8")
+    }
+}
+
+/// An HTTP status as label text, written into `buffer` (no allocation).
+fn status_label(status: u16, buffer: &mut [u8; 5]) -> &str {
+    let mut digits = 0;
+    let mut rest = status;
+    let mut reversed = [0u8; 5];
+    loop {
+        reversed[digits] = b'0' + (rest % 10) as u8;
+        digits += 1;
+        rest /= 10;
+        if rest == 0 || digits == reversed.len() {
+            break;
+        }
+    }
+    for (slot, digit) in buffer.iter_mut().zip(reversed[..digits].iter().rev()) {
+        *slot = *digit;
+    }
+    std::str::from_utf8(&buffer[..digits]).expect("ASCII digits")
+}
+
+/// gRPC's canonical code names, as OpenCensus labels them.
+fn grpc_code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code).ok().and_then(|code| NAMES.get(code)).copied().unwrap_or("UNKNOWN")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_become_their_digits() {
+        let mut buffer = [0u8; 5];
+        assert_eq!(status_label(204, &mut buffer), "204");
+        assert_eq!(status_label(0, &mut buffer), "0");
+        assert_eq!(grpc_code_name(5), "NOT_FOUND");
+        assert_eq!(grpc_code_name(99), "UNKNOWN");
+    }
+
+    #[test]
+    fn tenants_past_the_limit_share_one_series() {
+        let metrics = Metrics::new();
+        metrics.set_tenant_limit(2);
+        for app in ["a", "b", "c", "d"] {
+            metrics.http_call("p1", app, "GET", 200, Duration::from_micros(300));
+        }
+        metrics.http_call("p1", "a", "GET", 200, Duration::from_micros(300));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"dapr_http_server_request_count{app_id="a",method="GET",project="p1",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"dapr_http_server_request_count{app_id="b",method="GET",project="p1",status="200"} 1"#));
+        assert!(text
+            .contains(r#"dapr_http_server_request_count{app_id="other",method="GET",project="other",status="200"} 2"#));
+        assert!(!text.contains(r#"app_id="c""#) && !text.contains(r#"app_id="d""#));
+        assert!(text.contains("outrigger_metrics_tenants_folded_total 2"));
+        assert!(text.contains(
+            r#"dapr_http_server_latency_bucket{app_id="a",method="GET",project="p1",status="200",le="0.5"} 2"#
+        ));
+    }
+}

@@ -1,0 +1,84 @@
+//! The API log writer against a real SQLite control-plane store: calls written in batches, each project's
+//! log trimmed to its limit and expired calls removed after a write, per-minute counts kept, queued calls
+//! written on shutdown.
+
+use std::time::{Duration, Instant};
+
+use outrigger_store::{ApiCall, ApiCallFilter, PageRequest, ProjectId, Store};
+use outrigger_telemetry::{unix_millis, ApiLog, ApiLogOptions};
+use tokio_util::sync::CancellationToken;
+
+fn call(project: &str, at: i64, path: &str) -> ApiCall {
+    ApiCall {
+        project_id: ProjectId::received(project.to_owned()),
+        at,
+        app_id: "orders".into(),
+        target: None,
+        api: "state".into(),
+        protocol: "http".into(),
+        method: "GET".into(),
+        path: path.into(),
+        component: Some("kvstore".into()),
+        status: 200,
+        grpc_code: None,
+        latency_us: 300,
+        trace_id: None,
+        span_id: None,
+        user_agent: None,
+        caller_addr: None,
+    }
+}
+
+async fn store(dir: &tempfile::TempDir) -> Store {
+    let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
+    store.migrate().await.unwrap();
+    store
+}
+
+async fn paths(store: &Store, project: &str) -> Vec<String> {
+    let mut tx = store.begin().await.unwrap();
+    let request = PageRequest { limit: 1000, continuation: None };
+    let page =
+        tx.page_api_calls(&ProjectId::received(project.to_owned()), &ApiCallFilter::default(), &request).await.unwrap();
+    page.items.into_iter().map(|call| call.path).collect()
+}
+
+#[tokio::test]
+async fn projects_keep_their_newest_calls_within_the_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    let options = ApiLogOptions {
+        retention: Duration::from_secs(3600),
+        max_calls_per_project: 5,
+        flush_interval: Duration::from_millis(20),
+        maintenance_interval: Duration::ZERO,
+        ..ApiLogOptions::default()
+    };
+    let closing = CancellationToken::new();
+    let (log, writer) = ApiLog::start(store.clone(), options, closing.clone());
+    let now = unix_millis();
+    for n in 0..8 {
+        log.record(call("busy", now + n, &format!("/busy/{n}")));
+    }
+    log.record(call("quiet", now - 2 * 3600 * 1000, "/quiet/expired"));
+    log.record(call("quiet", now, "/quiet/kept"));
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while paths(&store, "busy").await.len() != 5 || paths(&store, "quiet").await.len() != 1 {
+        assert!(Instant::now() < deadline, "not trimmed: {:?} {:?}", paths(&store, "busy").await, paths(&store, "quiet").await);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(paths(&store, "busy").await, ["/busy/7", "/busy/6", "/busy/5", "/busy/4", "/busy/3"]);
+    assert_eq!(paths(&store, "quiet").await, ["/quiet/kept"]);
+    let mut tx = store.begin().await.unwrap();
+    let busy = ProjectId::received("busy".into());
+    assert_eq!(tx.api_call_total(&busy, now - 60_000).await.unwrap(), 8, "counts outlive trimmed calls");
+    drop(tx);
+
+    // What is queued when the process stops is still written.
+    log.record(call("busy", now + 100, "/busy/last"));
+    closing.cancel();
+    writer.await.unwrap();
+    assert_eq!(paths(&store, "busy").await[0], "/busy/last");
+    assert!(!ApiLog::disabled().enabled());
+}

@@ -1,0 +1,275 @@
+//! What the gateway tells about each call it lets in: counted in the process's metrics under daprd's names,
+//! and kept in the project's API log (who called which API, on which component or App ID, with what outcome,
+//! how fast, from where). An [`Observation`] starts when a request arrives and is finished with the call's
+//! status once its answer is ready; the log write happens off the request path.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request};
+use dapr::dapr::proto::runtime::v1 as pb;
+use dapr_durabletask_proto as wf;
+use outrigger_bus::Tenant;
+use outrigger_store::ApiCall;
+
+use crate::Gateway;
+
+/// The building block, component and target of a call.
+#[derive(Default)]
+pub(crate) struct Subject {
+    pub(crate) api: &'static str,
+    pub(crate) component: Option<String>,
+    pub(crate) target: Option<String>,
+}
+
+impl Subject {
+    /// The subject of an HTTP call of the Dapr API, from its path: `/<version>/<api>/<name>/…`.
+    pub(crate) fn of_http_path(path: &str) -> Subject {
+        let mut segments = path.trim_start_matches('/').split('/').skip(1);
+        let (word, name) = (segments.next().unwrap_or_default(), segments.next().filter(|name| !name.is_empty()));
+        let component = |name: Option<&str>| name.map(str::to_owned);
+        match word {
+            "state" => Subject { api: "state", component: component(name), target: None },
+            // `/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`
+            "publish" if name == Some("bulk") => {
+                Subject { api: "pubsub", component: component(segments.next()), target: None }
+            }
+            "publish" => Subject { api: "pubsub", component: component(name), target: None },
+            "invoke" => Subject { api: "invocation", component: None, target: component(name) },
+            "secrets" => Subject { api: "secrets", component: component(name), target: None },
+            "bindings" => Subject { api: "bindings", component: component(name), target: None },
+            "lock" | "unlock" => Subject { api: "lock", component: component(name), target: None },
+            "configuration" => Subject { api: "configuration", component: component(name), target: None },
+            "jobs" => Subject { api: "jobs", component: None, target: None },
+            "workflows" => Subject { api: "workflows", component: component(name), target: None },
+            "metadata" => Subject { api: "metadata", component: None, target: None },
+            _ => Subject { api: "other", component: None, target: None },
+        }
+    }
+
+    /// An invocation of `target` by daprd's fallback route.
+    pub(crate) fn invocation(target: &str) -> Subject {
+        Subject { api: "invocation", component: None, target: Some(target.to_owned()) }
+    }
+}
+
+/// What a gRPC request names: its component or target. The building block comes from the rpc.
+pub(crate) trait RpcSubject {
+    fn component(&self) -> Option<&str> {
+        None
+    }
+    fn target(&self) -> Option<&str> {
+        None
+    }
+}
+
+macro_rules! rpc_subjects {
+    (component: $($with:ty => $field:ident),* ; target: $($to:ty => $target:ident),* ; none: $($without:ty),* $(,)?) => {
+        $(impl RpcSubject for $with {
+            fn component(&self) -> Option<&str> {
+                Some(self.$field.as_str())
+            }
+        })*
+        $(impl RpcSubject for $to {
+            fn target(&self) -> Option<&str> {
+                Some(self.$target.as_str())
+            }
+        })*
+        $(impl RpcSubject for $without {})*
+    };
+}
+
+rpc_subjects! {
+    component: pb::GetStateRequest => store_name, pb::GetBulkStateRequest => store_name, pb::SaveStateRequest => store_name,
+        pb::DeleteStateRequest => store_name, pb::DeleteBulkStateRequest => store_name,
+        pb::ExecuteStateTransactionRequest => store_name, pb::QueryStateRequest => store_name,
+        pb::PublishEventRequest => pubsub_name, pb::BulkPublishRequest => pubsub_name,
+        pb::GetSecretRequest => store_name, pb::GetBulkSecretRequest => store_name,
+        pb::InvokeBindingRequest => name, pb::TryLockRequest => store_name, pb::UnlockRequest => store_name,
+        pb::GetConfigurationRequest => store_name, pb::UnsubscribeConfigurationRequest => store_name;
+    target: pb::InvokeServiceRequest => id;
+    none: pb::ScheduleJobRequest, pb::GetJobRequest, pb::DeleteJobRequest, pb::ListJobsRequest,
+        pb::ListJobsRequestAlpha1, pb::DeleteJobsByPrefixRequest, pb::DeleteJobsByPrefixRequestAlpha1,
+        pb::GetMetadataRequest, pb::SetMetadataRequest, pb::ShutdownRequest, (),
+        // durabletask's messages: workflows have no component to name.
+        wf::CreateInstanceRequest, wf::GetInstanceRequest, wf::RaiseEventRequest, wf::TerminateRequest,
+        wf::SuspendRequest, wf::ResumeRequest, wf::PurgeInstancesRequest, wf::GetInstanceHistoryRequest,
+        wf::ListInstanceIDsRequest, wf::WorkflowResponse, wf::ActivityResponse,
+}
+
+/// The building block of an rpc, from its name.
+pub(crate) fn rpc_api(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    if path.starts_with("/TaskHubSidecarService/") {
+        return "workflows";
+    }
+    let stem = name.trim_end_matches("Alpha1").trim_end_matches("Alpha2");
+    match stem {
+        _ if stem.contains("State") => "state",
+        _ if stem.contains("Publish") => "pubsub",
+        "InvokeService" => "invocation",
+        _ if stem.contains("Secret") => "secrets",
+        "InvokeBinding" => "bindings",
+        "TryLock" | "Unlock" => "lock",
+        _ if stem.contains("Configuration") => "configuration",
+        _ if stem.contains("Job") => "jobs",
+        "GetMetadata" | "SetMetadata" => "metadata",
+        _ if stem.contains("Workflow") => "workflows",
+        _ => "other",
+    }
+}
+
+/// A call from its arrival until its answer.
+pub(crate) struct Observation {
+    started: Instant,
+    at: i64,
+    /// HTTP method as daprd labels it (an unknown one is `OTHER`), or `None` for gRPC.
+    http_method: Option<&'static str>,
+    path: String,
+    headers: CallHeaders,
+    caller_addr: Option<SocketAddr>,
+}
+
+/// What the log keeps of a request's headers.
+#[derive(Default)]
+struct CallHeaders {
+    user_agent: Option<String>,
+    traceparent: Option<String>,
+}
+
+impl CallHeaders {
+    fn of(headers: &HeaderMap, keep: bool) -> CallHeaders {
+        if !keep {
+            return CallHeaders::default();
+        }
+        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        CallHeaders { user_agent: text("user-agent"), traceparent: text("traceparent") }
+    }
+}
+
+fn http_method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN.iter().find(|known| *known == method).map_or("OTHER", Method::as_str)
+}
+
+impl Observation {
+    /// A request arrived (`grpc`: over the gRPC API).
+    pub(crate) fn start<B>(gateway: &Gateway, request: &Request<B>, grpc: bool) -> Observation {
+        let logged = gateway.0.options.api_log.enabled();
+        Observation {
+            started: Instant::now(),
+            at: if logged { outrigger_telemetry::unix_millis() } else { 0 },
+            http_method: (!grpc).then(|| http_method_label(request.method())),
+            path: if logged || grpc { request.uri().path().to_owned() } else { String::new() },
+            headers: CallHeaders::of(request.headers(), logged),
+            caller_addr: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0),
+        }
+    }
+
+    /// The call ended with `status` (for gRPC: the HTTP status paired with `grpc_code`); `subject` tells, from
+    /// the path or rpc, what it was about, and is only asked when the call is logged.
+    pub(crate) fn finish(
+        self,
+        gateway: &Gateway,
+        tenant: &Tenant,
+        status: u16,
+        grpc_code: Option<i32>,
+        subject: impl FnOnce(&str) -> Subject,
+    ) {
+        let elapsed = self.started.elapsed();
+        let metrics = outrigger_telemetry::metrics();
+        match (self.http_method, grpc_code) {
+            (Some(method), _) => metrics.http_call(&tenant.project, &tenant.app_id, method, status, elapsed),
+            (None, code) => metrics.grpc_call(&tenant.project, &tenant.app_id, &self.path, code.unwrap_or(2), elapsed),
+        }
+        let log = &gateway.0.options.api_log;
+        if !log.enabled() {
+            return;
+        }
+        // `traceparent`: version-traceid-spanid-flags.
+        let subject = subject(&self.path);
+        let mut trace = self.headers.traceparent.as_deref().unwrap_or_default().split('-').skip(1);
+        let (trace_id, span_id) = (trace.next().map(str::to_owned), trace.next().map(str::to_owned));
+        log.record(ApiCall {
+            project_id: tenant.project_id.clone(),
+            at: self.at,
+            app_id: tenant.app_id.clone(),
+            target: subject.target,
+            api: subject.api.to_owned(),
+            protocol: if self.http_method.is_some() { "http" } else { "grpc" }.to_owned(),
+            method: match self.http_method {
+                Some(method) => method.to_owned(),
+                None => self.path.rsplit('/').next().unwrap_or_default().to_owned(),
+            },
+            path: self.path,
+            component: subject.component,
+            status,
+            grpc_code,
+            latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
+            trace_id,
+            span_id,
+            user_agent: self.headers.user_agent,
+            caller_addr: self.caller_addr.map(|addr| addr.ip().to_string()),
+        });
+    }
+}
+
+/// The HTTP status paired with a gRPC code (as gRPC-gateway and daprd's error pairs do).
+pub(crate) fn http_status_of_grpc(code: i32) -> u16 {
+    match code {
+        0 => 200,
+        1 => 499,
+        3 | 9 | 11 => 400,
+        4 => 504,
+        5 => 404,
+        6 | 10 => 409,
+        7 => 403,
+        8 => 429,
+        12 => 501,
+        14 => 503,
+        16 => 401,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_paths_name_their_block_and_component() {
+        let subject = Subject::of_http_path("/v1.0/state/kvstore/order-1");
+        assert_eq!((subject.api, subject.component.as_deref()), ("state", Some("kvstore")));
+        let subject = Subject::of_http_path("/v1.0-alpha1/publish/bulk/pubsub/orders");
+        assert_eq!((subject.api, subject.component.as_deref()), ("pubsub", Some("pubsub")));
+        let subject = Subject::of_http_path("/v1.0/invoke/checkout/method/pay");
+        assert_eq!((subject.api, subject.target.as_deref()), ("invocation", Some("checkout")));
+        assert_eq!(Subject::of_http_path("/v1.0-alpha1/jobs/nightly").api, "jobs");
+        assert_eq!(Subject::of_http_path("/v1.0/metadata").api, "metadata");
+        assert_eq!(Subject::of_http_path("/v1.0-beta1/workflows/dapr/wf/start").component.as_deref(), Some("dapr"));
+        assert_eq!(Subject::of_http_path("/anything").api, "other");
+    }
+
+    #[test]
+    fn rpcs_name_their_block() {
+        assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/GetBulkState"), "state");
+        assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1"), "pubsub");
+        assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/ScheduleJobAlpha1"), "jobs");
+        assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration"), "configuration");
+        assert_eq!(rpc_api("/TaskHubSidecarService/StartInstance"), "workflows");
+        assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/StartWorkflowBeta1"), "workflows");
+        assert_eq!(http_status_of_grpc(5), 404);
+        assert_eq!(http_status_of_grpc(0), 200);
+    }
+}

@@ -1,0 +1,185 @@
+//! What an operator sees of the calls apps make, against a real server: `outrigger logs` (filters, `--follow`),
+//! `outrigger metrics`, `outrigger usage`, the Prometheus `/metrics` of the control API and of the separate
+//! metrics listener, rate-limited calls in the log, and a project's log kept from every other project and
+//! removed with it.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::harness::{dapr_http, random_token, start, RunExt, Server};
+
+/// Calls reach the log in batches written about once a second.
+const LOGGED_WITHIN: Duration = Duration::from_secs(30);
+
+fn app_token(server: &Server, project: &str, app: &str) -> String {
+    let created = server.outrigger(["appid", "create", app, "--project", project, "-o", "json"]).json();
+    created["apiToken"].as_str().expect("apiToken").to_owned()
+}
+
+fn state_url(server: &Server, rest: &str) -> String {
+    format!("http://{}/v1.0/state/{rest}", server.addresses.dapr_http.expect("a Dapr HTTP API"))
+}
+
+/// The project's log (JSON, newest first) once it holds at least `count` calls.
+fn logged(server: &Server, project: &str, count: usize, filters: &[&str]) -> Vec<Value> {
+    let deadline = Instant::now() + LOGGED_WITHIN;
+    loop {
+        let mut args = vec!["logs", "--project", project, "-o", "json"];
+        args.extend(filters);
+        let calls = server.outrigger(&args).json()["items"].as_array().cloned().unwrap_or_default();
+        if calls.len() >= count {
+            return calls;
+        }
+        assert!(Instant::now() < deadline, "{count} calls not logged within {LOGGED_WITHIN:?}: {calls:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn calls_are_logged_filtered_followed_and_counted() {
+    let (_dir, server) = start();
+    server.outrigger(["project", "create", "shop"]).succeeds();
+    let token = app_token(&server, "shop", "orders");
+    let (status, _) =
+        dapr_http(Method::POST, &state_url(&server, "kvstore"), &token, Some(r#"[{"key":"k","value":1}]"#));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = dapr_http(Method::GET, &state_url(&server, "kvstore/k"), &token, None);
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = dapr_http(Method::GET, &state_url(&server, "missing/k"), &token, None);
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The CLI shows the newest calls oldest first, as logs read (the control API pages newest first).
+    let calls = logged(&server, "shop", 3, &[]);
+    let methods: Vec<&str> = calls.iter().map(|call| call["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["POST", "GET", "GET"], "{calls:?}");
+    assert_eq!((calls[2]["component"].as_str(), calls[2]["status"].as_u64()), (Some("missing"), Some(400)));
+    assert_eq!(calls[0]["path"], "/v1.0/state/kvstore");
+    assert_eq!(calls[0]["callerAddress"], "127.0.0.1");
+    let text = server.outrigger(["logs", "--project", "shop"]).succeeds();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("POST") && lines[0].contains("kvstore") && lines[0].contains("204"), "{text}");
+    assert!(lines[2].contains("missing") && lines[2].contains("400"), "{text}");
+    let failures = logged(&server, "shop", 1, &["--status", "4xx"]);
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(logged(&server, "shop", 0, &["--status", "5xx"]), Vec::<Value>::new());
+    assert_eq!(logged(&server, "shop", 0, &["--app", "billing"]), Vec::<Value>::new());
+    let refused = server.outrigger(["logs", "--project", "shop", "--status", "7xx"]).fails();
+    assert!(refused.contains("not a status"), "{refused}");
+
+    // --follow prints what is there, then each new call once.
+    let mut follow = server
+        .outrigger(["logs", "--project", "shop", "--follow"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting logs --follow");
+    let (lines_sender, followed) = mpsc::channel();
+    let stdout = follow.stdout.take().expect("piped stdout");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let next_line = || followed.recv_timeout(LOGGED_WITHIN).expect("a followed line");
+    let first_three: Vec<String> = (0..3).map(|_| next_line()).collect();
+    assert!(first_three[2].contains("missing"), "{first_three:?}");
+    let (status, _) = dapr_http(Method::DELETE, &state_url(&server, "kvstore/k"), &token, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let followed_delete = next_line();
+    assert!(
+        followed_delete.contains("DELETE") && followed_delete.contains("/v1.0/state/kvstore/k"),
+        "{followed_delete}"
+    );
+    assert!(followed.recv_timeout(Duration::from_secs(3)).is_err(), "a call was printed twice");
+    follow.kill().expect("stopping logs --follow");
+    let _ = follow.wait();
+
+    let metrics = server.outrigger(["metrics", "--project", "shop", "-o", "json"]).json();
+    assert_eq!((metrics["total"]["requests"].as_i64(), metrics["total"]["errors"].as_i64()), (Some(4), Some(1)));
+    assert_eq!(metrics["series"].as_array().map(Vec::len), Some(60), "one point per minute of the hour");
+    let table = server.outrigger(["metrics", "--project", "shop", "--window", "24h"]).succeeds();
+    assert!(table.contains("app orders") && table.contains("api state"), "{table}");
+    let bad_window = server.outrigger(["metrics", "--project", "shop", "--window", "2h"]).fails();
+    assert!(bad_window.contains("`2h`") && bad_window.contains("`7d`"), "{bad_window}");
+    let usage = server.outrigger(["usage", "--project", "shop", "-o", "json"]).json();
+    assert_eq!((usage["appIds"].as_i64(), usage["requests"].as_i64()), (Some(1), Some(4)), "{usage}");
+
+    // Prometheus text with daprd's names, for the operator only.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let scrape = |token: Option<&str>| {
+        runtime.block_on(async {
+            let mut request = reqwest::Client::new().get(format!("{}/metrics", server.url()));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            (response.status(), response.text().await.unwrap())
+        })
+    };
+    assert_eq!(scrape(None).0, StatusCode::UNAUTHORIZED);
+    assert_eq!(scrape(Some(&token)).0, StatusCode::UNAUTHORIZED, "an App ID token is no operator token");
+    let (status, text) = scrape(Some(server.admin_token()));
+    assert_eq!(status, StatusCode::OK);
+    let count = r#"dapr_http_server_request_count{app_id="orders",method="GET",project="shop",status="400"} 1"#;
+    assert!(text.contains(count), "{text}");
+    assert!(text.contains("outrigger_api_log_written_total"), "{text}");
+}
+
+#[test]
+fn a_project_s_log_is_its_own_and_goes_with_it() {
+    let (_dir, server) = start();
+    for project in ["alpha", "beta"] {
+        server.outrigger(["project", "create", project]).succeeds();
+    }
+    let alpha = app_token(&server, "alpha", "orders");
+    let beta = app_token(&server, "beta", "orders");
+    let (status, _) = dapr_http(Method::GET, &state_url(&server, "kvstore/secret-key-of-alpha"), &alpha, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    logged(&server, "alpha", 1, &[]);
+    let (status, _) = dapr_http(Method::GET, &state_url(&server, "kvstore/k"), &beta, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let beta_calls = logged(&server, "beta", 1, &[]);
+    assert_eq!(beta_calls.len(), 1, "{beta_calls:?}");
+    assert!(!beta_calls[0].to_string().contains("alpha"), "{beta_calls:?}");
+    assert_eq!(logged(&server, "beta", 0, &["--query", "secret-key-of-alpha"]), Vec::<Value>::new());
+
+    server.outrigger(["project", "delete", "alpha"]).succeeds();
+    server.outrigger(["project", "create", "alpha"]).succeeds();
+    assert_eq!(logged(&server, "alpha", 0, &[]), Vec::<Value>::new(), "a new project of the same name starts empty");
+    let usage = server.outrigger(["usage", "--project", "alpha", "-o", "json"]).json();
+    assert_eq!(usage["requests"].as_i64(), Some(0), "{usage}");
+}
+
+#[test]
+fn rate_limited_calls_are_logged_and_metrics_have_their_own_listener() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = [("OUTRIGGER_RATE_LIMIT_PER_SECOND", "1"), ("OUTRIGGER_METRICS_ADDR", "127.0.0.1:0")];
+    let server = Server::start_role(&[], &env, data_dir.path(), Some(&random_token()));
+    server.outrigger(["project", "create", "shop"]).succeeds();
+    let token = app_token(&server, "shop", "orders");
+    let statuses: Vec<StatusCode> =
+        (0..3).map(|_| dapr_http(Method::GET, &state_url(&server, "kvstore/k"), &token, None).0).collect();
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let limited = logged(&server, "shop", 1, &["--status", "429"]);
+    assert_eq!(limited[0]["component"], "kvstore", "{limited:?}");
+
+    let metrics = server.addresses.metrics.expect("the ready line names the metrics listener");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let text = runtime
+        .block_on(async { reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap() });
+    assert!(
+        text.contains(r#"dapr_http_server_request_count{app_id="orders",method="GET",project="shop",status="429"}"#),
+        "{text}"
+    );
+    let (status, _) = server.api(Method::GET, "/projects", None);
+    assert_eq!(status, StatusCode::OK);
+    let control = runtime.block_on(async { reqwest::get(format!("{}/metrics", server.url())).await.unwrap().status() });
+    assert_eq!(control, StatusCode::NOT_FOUND, "with a metrics listener the control API serves no /metrics");
+}
