@@ -60,9 +60,11 @@ impl TokenResolver {
     pub async fn lookup(&self, token: &str, fresh: bool) -> Result<Lookup, outrigger_store::Error> {
         if let Some(cached) = self.cache.lock().expect("token cache lock").by_token.get(token) {
             if !fresh && cached.fetched.elapsed() < self.ttl {
+                outrigger_telemetry::metrics().token_lookup(true);
                 return Ok(Lookup { owner: cached.owner.clone(), fetched: cached.fetched });
             }
         }
+        outrigger_telemetry::metrics().token_lookup(false);
         let mut tx = self.store.begin().await?;
         let owner = tx.token_owner(&hash_token(token)).await?.map(|owner| Tenant {
             project_id: owner.project_id.clone(),

@@ -205,6 +205,10 @@ impl Gateway {
 
     /// Sends a call to the project's workers and takes its answer.
     async fn call<C: DataCall>(&self, tenant: Tenant, call: C) -> Result<C::Reply, DaprError> {
-        Ok(outrigger_bus::send(self.0.bus.as_ref(), tenant, call).await??)
+        let started = std::time::Instant::now();
+        let answer = outrigger_bus::send(self.0.bus.as_ref(), tenant, call).await;
+        let name = std::any::type_name::<C>().rsplit("::").next().unwrap_or_default();
+        outrigger_telemetry::metrics().bus_round_trip(name, answer.is_ok(), started.elapsed());
+        Ok(answer??)
     }
 }

@@ -129,7 +129,24 @@ fn calls_are_logged_filtered_followed_and_counted() {
     assert_eq!(status, StatusCode::OK);
     let count = r#"dapr_http_server_request_count{app_id="orders",method="GET",project="shop",status="400"} 1"#;
     assert!(text.contains(count), "{text}");
-    assert!(text.contains("outrigger_api_log_written_total"), "{text}");
+    for series in [
+        "outrigger_api_log_written_total",
+        r#"outrigger_bus_round_trip_seconds_count{call="GetState",outcome="answered"}"#,
+        r#"outrigger_token_lookups_total{result="hit"}"#,
+        r#"outrigger_worker_queue_depth{pool="default"} 0"#,
+    ] {
+        assert!(text.contains(series), "{series} missing:\n{text}");
+    }
+
+    // A job falling due is fired by the scheduler, which reports how late it was.
+    let job = format!("http://{}/v1.0-alpha1/jobs/now", server.addresses.dapr_http.unwrap());
+    let (status, _) = dapr_http(Method::POST, &job, &token, Some(r#"{"dueTime":"0s"}"#));
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let deadline = Instant::now() + LOGGED_WITHIN;
+    while !scrape(Some(server.admin_token())).1.contains(r#"outrigger_scheduler_lag_seconds_count{kind="job"} 1"#) {
+        assert!(Instant::now() < deadline, "the scheduler's lag was not reported");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]

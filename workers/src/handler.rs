@@ -93,10 +93,27 @@ impl Scope<'_> {
     }
 }
 
+/// A call the worker is handling, counted in `outrigger_worker_queue_depth` until it ends.
+struct InFlight<'a>(&'a str);
+
+impl<'a> InFlight<'a> {
+    fn new(pool: &'a str) -> InFlight<'a> {
+        outrigger_telemetry::metrics().worker_queue(pool, 1);
+        InFlight(pool)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        outrigger_telemetry::metrics().worker_queue(self.0, -1);
+    }
+}
+
 #[async_trait]
 impl Handler for Worker {
     async fn handle(&self, envelope: Envelope) -> Result<Reply, DataError> {
         let Envelope { tenant, call } = envelope;
+        let _in_flight = InFlight::new(&tenant.pool);
         let project = match self.runtime.project(&tenant.project_id).await {
             Ok(Some(project)) => project,
             // A token that outlived its project finds nothing, like any unknown store.

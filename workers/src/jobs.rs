@@ -97,6 +97,9 @@ impl Scheduler {
 
     /// One try of a claimed job, and what follows from it.
     async fn fire(&self, job: StoredJob) {
+        let late = Utc::now().timestamp_millis().saturating_sub(job.due_at).max(0);
+        let kind = if job.cron_binding().is_some() { "cron-binding" } else { "job" };
+        outrigger_telemetry::metrics().scheduler_lag(kind, std::time::Duration::from_millis(late.unsigned_abs()));
         let outcome = match serde_json::from_str::<JobSpec>(&job.spec) {
             Ok(spec) => {
                 let result = self.trigger(&job, &spec).await;

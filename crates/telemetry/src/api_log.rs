@@ -164,8 +164,5 @@ fn millis(duration: Duration) -> i64 {
 
 /// Now, in Unix milliseconds.
 pub fn unix_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(millis)
-        .unwrap_or_default()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(millis).unwrap_or_default()
 }

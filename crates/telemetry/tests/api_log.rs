@@ -30,7 +30,8 @@ fn call(project: &str, at: i64, path: &str) -> ApiCall {
 }
 
 async fn store(dir: &tempfile::TempDir) -> Store {
-    let store = Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
+    let store =
+        Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
     store.migrate().await.unwrap();
     store
 }
@@ -65,7 +66,12 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while paths(&store, "busy").await.len() != 5 || paths(&store, "quiet").await.len() != 1 {
-        assert!(Instant::now() < deadline, "not trimmed: {:?} {:?}", paths(&store, "busy").await, paths(&store, "quiet").await);
+        assert!(
+            Instant::now() < deadline,
+            "not trimmed: {:?} {:?}",
+            paths(&store, "busy").await,
+            paths(&store, "quiet").await
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(paths(&store, "busy").await, ["/busy/7", "/busy/6", "/busy/5", "/busy/4", "/busy/3"]);

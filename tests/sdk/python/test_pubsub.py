@@ -29,6 +29,7 @@ from dapr.common.pubsub.subscription import StreamCancelledError, StreamInactive
 from flask import Flask, Response, request
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+import harness
 from support import dapr_client, dapr_http, describe, error_info, json_bytes, wait_for_component
 
 PUBSUB = 'pubsub'
@@ -519,6 +520,16 @@ def test_declarative_subscription_pushes_daprs_cloudevent(tenants, subscriber_ap
     assert traced.headers.get('traceparent') == traced.event['traceparent'], traced.headers
     assert traced.event['source'] == 'orders' and traced.event['datacontenttype'] == 'application/json'
     assert [push.data for push in app.pushes()] == [{'order': 7, 'lines': [{'sku': 'tea', 'qty': 2}]}, {'order': 8}]
+
+    # The deliveries are counted under daprd's metric name (the embedded form's one process serves them).
+    if tenants.deployment.form == 'embedded':
+        control = tenants.deployment.control
+        status, text, _ = harness.http_request(
+            'GET', f'{control.base_url}/metrics', None, {'Authorization': f'Bearer {control.admin_token}'})
+        assert status == 200
+        series = ('dapr_component_pubsub_egress_count{app_id="shipping",component="pubsub",'
+                  f'project="{project.name}",success="true",topic="orders"}}')
+        assert series in text.decode(), text.decode()
 
 
 def test_routing_rules_pick_the_path_by_event_data(tenants, subscriber_apps):

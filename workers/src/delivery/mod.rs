@@ -67,6 +67,8 @@ struct TargetKey {
 /// One subscription of one app, with what it was derived from (to notice changes).
 struct Target {
     key: TargetKey,
+    /// The project's name, for metric labels.
+    project_name: String,
     channel: AppChannel,
     /// The app's health-check path, when it has one.
     health_path: Option<String>,
@@ -523,7 +525,12 @@ async fn handle_delivery(
     delivery: Delivery,
 ) {
     let outcome = match prepare(target, &delivery) {
-        Prepared::Deliver { path, event } => app::deliver(&target.channel, client, &path, &event, policy.timeout).await,
+        Prepared::Deliver { path, event } => {
+            let started = std::time::Instant::now();
+            let outcome = app::deliver(&target.channel, client, &path, &event, policy.timeout).await;
+            count_delivery(target, &outcome, started.elapsed());
+            outcome
+        }
         Prepared::Skip => Outcome::Success,
     };
     settle(broker, target, place, policy, &delivery, outcome).await;
@@ -548,12 +555,30 @@ async fn handle_bulk(
     for (path, entries) in by_path {
         let events: Vec<_> = entries.iter().map(|(_, event)| event).collect();
         let place_of_events = (target.key.pubsub.as_str(), target.key.topic.as_str());
+        let started = std::time::Instant::now();
         let outcomes =
             app::deliver_bulk(&target.channel, client, &path, place_of_events, &events, policy.timeout).await;
+        for outcome in &outcomes {
+            count_delivery(target, outcome, started.elapsed());
+        }
         for ((delivery, _), outcome) in entries.iter().zip(outcomes) {
             settle(broker, target, place, policy, delivery, outcome).await;
         }
     }
+}
+
+/// Counts a message delivered to an app (daprd's `dapr_component_pubsub_egress_*`).
+fn count_delivery(target: &Target, outcome: &Outcome, elapsed: std::time::Duration) {
+    let key = &target.key;
+    let success = matches!(outcome, Outcome::Success);
+    outrigger_telemetry::metrics().pubsub_delivery(
+        &target.project_name,
+        &key.app_id,
+        &key.pubsub,
+        &key.topic,
+        success,
+        elapsed,
+    );
 }
 
 /// Acks, retries or dead-letters a delivery after the app's verdict.

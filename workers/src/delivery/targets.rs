@@ -133,7 +133,9 @@ impl Deliverer {
                 }
                 let source = format!("{endpoint}|{:?}|{:?}|{declaration}", app.app_token, app.app_health_check_path);
                 let health_path = app.app_health_check_path.clone();
-                found.push(Target { key, channel: channel.clone(), health_path, spec: Arc::new(spec), source });
+                let project_name = project.name.clone();
+                let spec = Arc::new(spec);
+                found.push(Target { key, project_name, channel: channel.clone(), health_path, spec, source });
             }
         }
         Ok(Derived { targets: found, inputs, unanswered })
