@@ -53,8 +53,12 @@ pub struct Config {
     /// Largest Dapr API request body (HTTP) or message (gRPC) in bytes; larger ones get 413 /
     /// `RESOURCE_EXHAUSTED`. Default 4 MiB, daprd's default.
     pub gateway_max_body_bytes: usize,
-    /// Requests per second each App ID may make through a gateway (excess gets 429 with `Retry-After`);
-    /// 0 = unlimited. Default 0.
+    /// App IDs a project may have unless the operator set its own quota; 0 = no limit. Default 0.
+    pub quota_app_ids: u32,
+    /// Components a project may declare unless the operator set its own quota; 0 = no limit. Default 0.
+    pub quota_components: u32,
+    /// Requests per second each App ID may make through a gateway (excess gets 429 with `Retry-After`), unless
+    /// its project has its own quota; 0 = unlimited. Default 0.
     pub rate_limit_per_second: u32,
     /// How long a gateway trusts a token lookup; a revoked token stops working within this time. Default 2.
     pub token_cache_seconds: u64,
@@ -155,6 +159,8 @@ impl Default for Config {
             public_grpc_endpoint: None,
             control_api_max_body_bytes: 4 * 1024 * 1024,
             gateway_max_body_bytes: 4 * 1024 * 1024,
+            quota_app_ids: 0,
+            quota_components: 0,
             rate_limit_per_second: 0,
             token_cache_seconds: 2,
             header_read_timeout_ms: 10_000,

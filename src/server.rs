@@ -510,6 +510,11 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             component_types: outrigger_workers::component_types(),
             api_log_retention: api_log_options.retention,
             serve_metrics: config.metrics_addr.is_none(),
+            default_quotas: outrigger_store::Quotas {
+                requests_per_second: Some(config.rate_limit_per_second),
+                app_ids: Some(config.quota_app_ids),
+                components: Some(config.quota_components),
+            },
         };
         let router = outrigger_control_api::router(store.clone(), options);
         tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));

@@ -34,7 +34,9 @@ pub struct Process {
     stopped: Option<String>,
 }
 
-/// `outrigger <args>` with `env` and none of the OUTRIGGER_* variables of the bench's own environment.
+/// `outrigger <args>` with `env` and none of the OUTRIGGER_* variables of the bench's own environment, then the
+/// settings `BENCH_SERVER_ENV` names (`NAME=value,NAME=value`), to compare a setting's cost in the same bench
+/// (e.g. `BENCH_SERVER_ENV=OUTRIGGER_API_LOG=false`).
 pub fn command(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Command {
     let mut command = Command::new(binary);
     for (name, _) in std::env::vars_os() {
@@ -45,6 +47,10 @@ pub fn command(binary: &Path, args: &[&str], env: &[(&str, String)]) -> Command 
     command.args(args).stdin(Stdio::null());
     for (name, value) in env {
         command.env(name, value);
+    }
+    let extra = std::env::var("BENCH_SERVER_ENV").unwrap_or_default();
+    for (name, value) in extra.split(',').filter_map(|setting| setting.split_once('=')) {
+        command.env(name.trim(), value.trim());
     }
     command
 }

@@ -58,6 +58,8 @@ pub struct Options {
     pub api_log_retention: std::time::Duration,
     /// Whether `GET /metrics` (the process's Prometheus metrics, with the operator token) is served here.
     pub serve_metrics: bool,
+    /// The quotas of projects that set none.
+    pub default_quotas: outrigger_store::Quotas,
 }
 
 /// Shared by every handler.

@@ -100,6 +100,11 @@ impl ProjectState {
     }
 
     /// Whether `name` is taken by a managed component of this project.
+    /// Components the project declares.
+    pub fn component_count(&self) -> usize {
+        self.documents.keys().filter(|(kind, _)| *kind == Kind::Component).count()
+    }
+
     pub fn is_managed_component(&self, name: &str) -> bool {
         managed_components(self.types, &self.project).iter().any(|m| m.name == name)
     }
@@ -342,6 +347,7 @@ pub async fn change_project<R>(
     let mut next = current.clone();
     let Change { output, touched } = edit(&mut next)?;
     next.check_after_change(&touched)?;
+    crate::routes::check_counts(app, &current, &next)?;
     let diff = current.diff(&next);
     if dry_run {
         return Ok((output, diff.summary()));

@@ -22,6 +22,8 @@ const MAX_CACHED_TOKENS: usize = 100_000;
 
 struct Cached {
     owner: Option<Tenant>,
+    /// The owner's project's requests-per-second quota, when the operator set one.
+    requests_per_second: Option<u32>,
     fetched: Instant,
 }
 
@@ -44,9 +46,11 @@ impl TokenResolver {
         TokenResolver { store, ttl, cache: Mutex::new(Answers { by_token: HashMap::new(), swept: Instant::now() }) }
     }
 
-    /// The tenant a token identifies; `Ok(None)` for unknown, revoked or expired tokens.
-    pub async fn resolve(&self, token: &str) -> Result<Option<Tenant>, outrigger_store::Error> {
-        Ok(self.lookup(token, false).await?.owner)
+    /// The tenant a token identifies, with its project's own rate quota; `Ok(None)` for unknown, revoked or
+    /// expired tokens.
+    pub async fn resolve(&self, token: &str) -> Result<Option<(Tenant, Option<u32>)>, outrigger_store::Error> {
+        let lookup = self.lookup(token, false).await?;
+        Ok(lookup.owner.map(|owner| (owner, lookup.requests_per_second)))
     }
 
     /// How long an answer is trusted.
@@ -61,12 +65,15 @@ impl TokenResolver {
         if let Some(cached) = self.cache.lock().expect("token cache lock").by_token.get(token) {
             if !fresh && cached.fetched.elapsed() < self.ttl {
                 outrigger_telemetry::metrics().token_lookup(true);
-                return Ok(Lookup { owner: cached.owner.clone(), fetched: cached.fetched });
+                let (owner, requests_per_second) = (cached.owner.clone(), cached.requests_per_second);
+                return Ok(Lookup { owner, requests_per_second, fetched: cached.fetched });
             }
         }
         outrigger_telemetry::metrics().token_lookup(false);
         let mut tx = self.store.begin().await?;
-        let owner = tx.token_owner(&hash_token(token)).await?.map(|owner| Tenant {
+        let found = tx.token_owner(&hash_token(token)).await?;
+        let requests_per_second = found.as_ref().and_then(|owner| owner.requests_per_second);
+        let owner = found.map(|owner| Tenant {
             project_id: owner.project_id.clone(),
             project: owner.project,
             app_id: owner.app_id,
@@ -83,13 +90,14 @@ impl TokenResolver {
                 cache.by_token.clear();
             }
         }
-        cache.by_token.insert(token.to_owned(), Cached { owner: owner.clone(), fetched });
-        Ok(Lookup { owner, fetched })
+        cache.by_token.insert(token.to_owned(), Cached { owner: owner.clone(), requests_per_second, fetched });
+        Ok(Lookup { owner, requests_per_second, fetched })
     }
 }
 
 /// A token's owner as last read, and when.
 pub struct Lookup {
     pub owner: Option<Tenant>,
+    pub requests_per_second: Option<u32>,
     pub fetched: Instant,
 }

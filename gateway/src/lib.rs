@@ -41,7 +41,7 @@ pub const RUNTIME_VERSION: &str = concat!("outrigger-", env!("CARGO_PKG_VERSION"
 pub struct Options {
     /// Largest request body (HTTP) or message (gRPC), in bytes.
     pub max_body_bytes: usize,
-    /// Requests per second each App ID may make; 0 = unlimited.
+    /// Requests per second each App ID may make, unless its project has its own quota; 0 = unlimited.
     pub rate_limit_per_second: u32,
     /// How long a token lookup is trusted; revocations take effect within this time.
     pub token_cache_ttl: Duration,
@@ -123,7 +123,7 @@ impl Gateway {
             configuration_subscriptions: api::ConfigurationSubscriptions::default(),
             tokens: auth::TokenResolver::new(control_plane.clone(), options.token_cache_ttl),
             control_plane,
-            limiter: rate_limit::RateLimiter::new(options.rate_limit_per_second),
+            limiter: rate_limit::RateLimiter::default(),
             options,
             closing,
         }))
@@ -189,16 +189,17 @@ impl Gateway {
     /// the refusal, so that the refused call is still counted and logged for its project.
     async fn admit(&self, token: Option<&str>) -> Result<Tenant, (Refusal, Option<Tenant>)> {
         let token = token.map(str::trim).filter(|token| !token.is_empty()).ok_or((Refusal::MissingToken, None))?;
-        let tenant = match self.0.tokens.resolve(token).await {
-            Ok(Some(tenant)) => tenant,
+        let (tenant, project_rate) = match self.0.tokens.resolve(token).await {
+            Ok(Some(owner)) => owner,
             Ok(None) => return Err((Refusal::WrongToken, None)),
             Err(err) => {
                 tracing::error!(error = %err, "token lookup failed");
                 return Err((Refusal::Unavailable, None));
             }
         };
-        if !self.0.limiter.admit(&tenant) {
-            return Err((Refusal::RateLimited(self.0.limiter.limit().unwrap_or_default()), Some(tenant)));
+        let rate = project_rate.unwrap_or(self.0.options.rate_limit_per_second);
+        if !self.0.limiter.admit(&tenant, rate) {
+            return Err((Refusal::RateLimited(rate), Some(tenant)));
         }
         Ok(tenant)
     }

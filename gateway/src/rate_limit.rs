@@ -1,11 +1,15 @@
-//! The per-App-ID request rate limit (`rate_limit_per_second`): a GCRA limiter from `governor`, keyed by
-//! project and App ID, allowing a burst of one second's worth of requests.
+//! The per-App-ID request rate limit: GCRA limiters from `governor`, keyed by project and App ID, allowing a
+//! burst of one second's worth of requests. The rate is the project's own quota or the installation's default
+//! (`rate_limit_per_second`); one keyed limiter serves every App ID held to the same rate, so there are as many
+//! limiters as distinct rates in use, not as projects.
 //!
-//! Memory follows the busy App IDs, not the projects: idle keys are dropped (`retain_recent`) whenever the
-//! table has grown past [`SWEEP_AT`] since the last sweep, on the request path, with no periodic task.
+//! Memory follows the busy App IDs, not the projects: idle keys are dropped (`retain_recent`) whenever a
+//! limiter's table has grown past [`SWEEP_AT`] since its last sweep, on the request path, with no periodic task.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 use outrigger_bus::Tenant;
@@ -13,37 +17,47 @@ use outrigger_bus::Tenant;
 /// Table size that makes a request sweep out keys whose limit has fully recovered.
 const SWEEP_AT: usize = 10_000;
 
-/// Per-App-ID request rate limit; off when the configured rate is 0.
-pub struct RateLimiter {
-    limit: Option<(NonZeroU32, DefaultKeyedRateLimiter<(String, String)>)>,
+/// The App IDs held to one rate.
+struct Limiter {
+    table: DefaultKeyedRateLimiter<(String, String)>,
     /// The table size after the last sweep: the next one comes [`SWEEP_AT`] keys later.
     swept_at: AtomicUsize,
 }
 
+/// Per-App-ID request rate limits, one limiter per rate in use.
+#[derive(Default)]
+pub struct RateLimiter {
+    by_rate: RwLock<HashMap<NonZeroU32, Arc<Limiter>>>,
+}
+
 impl RateLimiter {
-    /// At most `per_second` requests per App ID and second (bursts up to that many); 0 turns the limit off.
-    pub fn new(per_second: u32) -> RateLimiter {
-        let limit =
-            NonZeroU32::new(per_second).map(|rate| (rate, governor::RateLimiter::keyed(Quota::per_second(rate))));
-        RateLimiter { limit, swept_at: AtomicUsize::new(0) }
-    }
-
-    /// The limit, when one is set.
-    pub fn limit(&self) -> Option<u32> {
-        self.limit.as_ref().map(|(rate, _)| rate.get())
-    }
-
-    /// Counts a request; `false` when it is over the limit.
-    pub fn admit(&self, tenant: &Tenant) -> bool {
-        let Some((_, limiter)) = &self.limit else { return true };
-        let admitted = limiter.check_key(&(tenant.project_id.as_str().to_owned(), tenant.app_id.clone())).is_ok();
-        let size = limiter.len();
-        if size >= self.swept_at.load(Ordering::Relaxed) + SWEEP_AT {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-            self.swept_at.store(limiter.len(), Ordering::Relaxed);
+    /// Counts a request of `tenant`, held to `per_second` requests per second (bursts up to that many; 0 is no
+    /// limit); `false` when it is over.
+    pub fn admit(&self, tenant: &Tenant, per_second: u32) -> bool {
+        let Some(rate) = NonZeroU32::new(per_second) else { return true };
+        let limiter = self.limiter(rate);
+        let admitted = limiter.table.check_key(&(tenant.project_id.as_str().to_owned(), tenant.app_id.clone())).is_ok();
+        let size = limiter.table.len();
+        if size >= limiter.swept_at.load(Ordering::Relaxed) + SWEEP_AT {
+            limiter.table.retain_recent();
+            limiter.table.shrink_to_fit();
+            limiter.swept_at.store(limiter.table.len(), Ordering::Relaxed);
         }
         admitted
+    }
+
+    fn limiter(&self, rate: NonZeroU32) -> Arc<Limiter> {
+        if let Some(limiter) = self.by_rate.read().expect("rate limiter lock").get(&rate) {
+            return limiter.clone();
+        }
+        let mut by_rate = self.by_rate.write().expect("rate limiter lock");
+        by_rate
+            .entry(rate)
+            .or_insert_with(|| {
+                let table = governor::RateLimiter::keyed(Quota::per_second(rate));
+                Arc::new(Limiter { table, swept_at: AtomicUsize::new(0) })
+            })
+            .clone()
     }
 }
 
@@ -62,20 +76,22 @@ mod tests {
 
     #[test]
     fn idle_app_ids_do_not_accumulate() {
-        let limiter = RateLimiter::new(1_000_000);
+        let limiter = RateLimiter::default();
+        let rate = 1_000_000;
         for app in 0..(3 * SWEEP_AT) {
-            assert!(limiter.admit(&tenant(app)));
+            assert!(limiter.admit(&tenant(app), rate));
         }
-        let (_, table) = limiter.limit.as_ref().expect("a limit is set");
+        let table = &limiter.limiter(NonZeroU32::new(rate).unwrap()).table;
         assert!(table.len() <= SWEEP_AT, "{} keys kept for {} App IDs seen once", table.len(), 3 * SWEEP_AT);
     }
 
     #[test]
     fn a_burst_beyond_the_rate_is_refused_per_app_id() {
-        let limiter = RateLimiter::new(3);
-        let admitted = (0..10).filter(|_| limiter.admit(&tenant(1))).count();
+        let limiter = RateLimiter::default();
+        let admitted = (0..10).filter(|_| limiter.admit(&tenant(1), 3)).count();
         assert_eq!(admitted, 3);
-        assert!(limiter.admit(&tenant(2)), "another App ID has its own budget");
-        assert!(RateLimiter::new(0).admit(&tenant(1)) && RateLimiter::new(0).limit().is_none());
+        assert!(limiter.admit(&tenant(2), 3), "another App ID has its own budget");
+        assert!((0..10).all(|_| limiter.admit(&tenant(3), 0)), "0 is no limit");
+        assert_eq!((0..10).filter(|_| limiter.admit(&tenant(4), 5)).count(), 5, "each rate has its own limiter");
     }
 }

@@ -168,7 +168,7 @@ impl Shared {
         }
         let tokens = &self.gateway.0.tokens;
         let reason = match tokens.lookup(&self.token, fresh).await {
-            Ok(Lookup { owner: Some(owner), fetched })
+            Ok(Lookup { owner: Some(owner), fetched, .. })
                 if owner.project_id == self.tenant.project_id && owner.app_id == self.tenant.app_id =>
             {
                 let mut last = self.fetched.lock().expect("fetched lock");

@@ -42,6 +42,42 @@ pub enum ProjectCommand {
         /// Project name
         name: String,
     },
+    /// Show a project's quotas, or set them: a value given replaces the project's own, `default` returns that
+    /// one to the installation's default, 0 is no limit; values not given stay as they are
+    Quotas {
+        /// Project name
+        name: String,
+        /// Requests per second each App ID may make
+        #[arg(long, value_name = "N|default")]
+        requests_per_second: Option<String>,
+        /// App IDs the project may have
+        #[arg(long, value_name = "N|default")]
+        app_ids: Option<String>,
+        /// Components the project may declare
+        #[arg(long, value_name = "N|default")]
+        components: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// The quotas as `PUT .../quotas` takes them: the project's own, changed where a flag says.
+fn changed_quotas(mut set: Value, changes: [(&str, Option<String>); 3]) -> anyhow::Result<Value> {
+    for (field, change) in changes {
+        match change.as_deref() {
+            None => {}
+            Some("default") => {
+                set.as_object_mut().map(|set| set.remove(field));
+            }
+            Some(number) => {
+                let number: u32 = number
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("--{field}: '{number}' is neither a whole number nor `default`"))?;
+                set[field] = number.into();
+            }
+        }
+    }
+    Ok(set)
 }
 
 pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()> {
@@ -78,6 +114,27 @@ pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()>
             api.delete(&["projects", &name]).await?;
             println!("project {name} deleted, with everything in it");
             Ok(())
+        }
+        ProjectCommand::Quotas { name, requests_per_second, app_ids, components, output } => {
+            let path = ["projects", name.as_str(), "quotas"];
+            let mut quotas = api.get_json(&path).await?;
+            let changes = [("requestsPerSecond", requests_per_second), ("appIds", app_ids), ("components", components)];
+            if changes.iter().any(|(_, change)| change.is_some()) {
+                let body = changed_quotas(quotas["set"].take(), changes)?;
+                quotas = api.send_json(Method::PUT, &path, &body).await?;
+            }
+            emit(output.output, &quotas, |quotas| {
+                let mut table = Table::new(&["QUOTA", "SET", "IN FORCE"]);
+                for field in ["requestsPerSecond", "appIds", "components"] {
+                    let effective = match quotas["effective"][field].as_u64() {
+                        None | Some(0) => "no limit".to_owned(),
+                        Some(limit) => limit.to_string(),
+                    };
+                    let set = quotas["set"][field].as_u64().map_or_else(|| "default".to_owned(), |set| set.to_string());
+                    table.push(vec![field.to_owned(), set, effective]);
+                }
+                table
+            })
         }
     }
 }

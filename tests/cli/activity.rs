@@ -200,3 +200,29 @@ fn rate_limited_calls_are_logged_and_metrics_have_their_own_listener() {
     let control = runtime.block_on(async { reqwest::get(format!("{}/metrics", server.url())).await.unwrap().status() });
     assert_eq!(control, StatusCode::NOT_FOUND, "with a metrics listener the control API serves no /metrics");
 }
+
+#[test]
+fn a_project_s_own_rate_quota_holds_its_app_ids_only() {
+    let (_dir, server) = start();
+    for project in ["limited", "free"] {
+        server.outrigger(["project", "create", project]).succeeds();
+    }
+    let table = server.outrigger(["project", "quotas", "limited", "--requests-per-second", "2"]).succeeds();
+    assert!(
+        table.contains("requestsPerSecond  2        2") && table.contains("appIds             default  no limit"),
+        "{table}"
+    );
+    let refused = server.outrigger(["project", "quotas", "limited", "--app-ids", "many"]).fails();
+    assert!(refused.contains("neither a whole number nor `default`"), "{refused}");
+    let limited = app_token(&server, "limited", "orders");
+    let free = app_token(&server, "free", "orders");
+    let statuses = |token: &str| -> Vec<StatusCode> {
+        (0..6).map(|_| dapr_http(Method::GET, &state_url(&server, "kvstore/k"), token, None).0).collect()
+    };
+    assert!(statuses(&limited).contains(&StatusCode::TOO_MANY_REQUESTS));
+    assert!(statuses(&free).iter().all(|status| *status == StatusCode::NO_CONTENT), "another project keeps no limit");
+
+    let json =
+        server.outrigger(["project", "quotas", "limited", "--requests-per-second", "default", "-o", "json"]).json();
+    assert_eq!(json["set"], serde_json::json!({}), "{json}");
+}

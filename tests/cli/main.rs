@@ -6,6 +6,7 @@ mod harness;
 mod activity;
 mod appids;
 mod config;
+mod deploy;
 mod distributed;
 mod failures;
 mod invoke;

@@ -6,6 +6,7 @@ mod apply;
 mod configuration_items;
 mod jobs;
 mod projects;
+mod quotas;
 mod resources;
 mod workflows;
 
@@ -13,12 +14,15 @@ use chrono::{DateTime, TimeZone, Utc};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub(crate) use quotas::check_counts;
+
 use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(projects::create_project, projects::list_projects))
         .routes(routes!(projects::get_project, projects::delete_project))
+        .routes(routes!(quotas::get_quotas, quotas::set_quotas))
         .routes(routes!(appids::create_app_id, appids::list_app_ids))
         .routes(routes!(appids::get_app_id, appids::update_app_id, appids::delete_app_id))
         .routes(routes!(appids::issue_token, appids::list_tokens))

@@ -114,6 +114,7 @@ impl TestApp {
             component_types: outrigger_workers::component_types(),
             api_log_retention: std::time::Duration::from_secs(72 * 3600),
             serve_metrics: true,
+            default_quotas: outrigger_store::Quotas { app_ids: Some(50), ..Default::default() },
         };
         let router = outrigger_control_api::router(store.clone(), options);
         TestApp { router, store, schema, dir: std::sync::Arc::new(dir), changes }

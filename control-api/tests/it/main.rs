@@ -10,6 +10,7 @@ mod isolation;
 mod jobs;
 mod openapi;
 mod projects;
+mod quotas;
 mod resources;
 mod security;
 mod security_input;

@@ -26,7 +26,7 @@ pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use records::{
-    AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, StoredResource, TokenInfo, TokenOwner,
+    AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, Quotas, StoredResource, TokenInfo, TokenOwner,
 };
 pub use streams::StreamSubscription;
 pub use tokens::{hash_token, IssuedToken};
@@ -225,6 +225,7 @@ impl Tx {
             managed_pubsub: new.managed_pubsub,
             pool: new.pool.clone(),
             created_at: now_millis(),
+            quotas: Quotas::default(),
         };
         sqlx::query(
             "INSERT INTO projects (id, name, managed_kvstore, managed_pubsub, pool, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -259,6 +260,20 @@ impl Tx {
             .await?
             .ok_or_else(|| Error::NotFound { what: "project", name: id.as_str().to_owned() })?;
         records::project_from_row(&row)
+    }
+
+    /// Sets the project's quotas (`None`: the installation's default).
+    pub async fn set_quotas(&mut self, project: &ProjectId, quotas: &Quotas) -> Result<()> {
+        sqlx::query(
+            "UPDATE projects SET quota_requests_per_second = $2, quota_app_ids = $3, quota_components = $4 WHERE id = $1",
+        )
+        .bind(&project.0)
+        .bind(quotas.requests_per_second.map(i64::from))
+        .bind(quotas.app_ids.map(i64::from))
+        .bind(quotas.components.map(i64::from))
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
     }
 
     /// Deletes a project and everything under it.
@@ -471,7 +486,8 @@ impl Tx {
     /// The owner of a live API token, from the token's hash: `None` when unknown, revoked or expired.
     pub async fn token_owner(&mut self, token_hash: &str) -> Result<Option<TokenOwner>> {
         let row = sqlx::query(
-            "SELECT p.id, p.name, p.pool, t.app_name FROM api_tokens t JOIN projects p ON p.id = t.project_id \
+            "SELECT p.id, p.name, p.pool, p.quota_requests_per_second, t.app_name FROM api_tokens t \
+             JOIN projects p ON p.id = t.project_id \
              WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(token_hash)
@@ -484,6 +500,7 @@ impl Tx {
                 project: row.try_get("name")?,
                 pool: row.try_get("pool")?,
                 app_id: row.try_get("app_name")?,
+                requests_per_second: records::quota(&row, "quota_requests_per_second")?,
             })
         })
         .transpose()

@@ -61,9 +61,40 @@ pub struct Project {
     pub pool: String,
     /// Unix milliseconds.
     pub created_at: i64,
+    /// The quotas the operator set on it.
+    pub quotas: Quotas,
 }
 
-pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, pool, created_at";
+/// Limits on a project; `None` is the installation's default, `Some(0)` no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// Requests per second each App ID may make.
+    pub requests_per_second: Option<u32>,
+    /// App IDs the project may have.
+    pub app_ids: Option<u32>,
+    /// Components the project may declare.
+    pub components: Option<u32>,
+}
+
+impl Quotas {
+    /// These quotas, each unset one taken from `defaults`.
+    pub fn or(self, defaults: Quotas) -> Quotas {
+        Quotas {
+            requests_per_second: self.requests_per_second.or(defaults.requests_per_second),
+            app_ids: self.app_ids.or(defaults.app_ids),
+            components: self.components.or(defaults.components),
+        }
+    }
+}
+
+pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, pool, created_at, \
+                                          quota_requests_per_second, quota_app_ids, quota_components";
+
+/// A stored quota column.
+pub(crate) fn quota(row: &AnyRow, column: &str) -> Result<Option<u32>> {
+    let value: Option<i64> = row.try_get(column)?;
+    Ok(value.map(|value| u32::try_from(value).unwrap_or(u32::MAX)))
+}
 
 pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
     Ok(Project {
@@ -73,6 +104,11 @@ pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
         managed_pubsub: row.try_get::<i64, _>("managed_pubsub")? != 0,
         pool: row.try_get("pool")?,
         created_at: row.try_get("created_at")?,
+        quotas: Quotas {
+            requests_per_second: quota(row, "quota_requests_per_second")?,
+            app_ids: quota(row, "quota_app_ids")?,
+            components: quota(row, "quota_components")?,
+        },
     })
 }
 
@@ -202,6 +238,8 @@ pub struct TokenOwner {
     pub pool: String,
     /// The App ID.
     pub app_id: String,
+    /// The project's own requests-per-second quota, if the operator set one.
+    pub requests_per_second: Option<u32>,
 }
 
 /// A stored Dapr document.

@@ -1,0 +1,108 @@
+//! `/api/v1/projects/{project}/quotas`: the limits an operator sets on a project (requests per second per App
+//! ID, App IDs, components), each falling back to the installation's default when unset. Rates are enforced by
+//! the gateways (429 `ERR_TOO_MANY_REQUESTS` with `Retry-After`, within the token cache's lifetime of a change),
+//! counts by every change of the project's resources (409 `quota_exceeded`).
+
+use axum::extract::State;
+use axum::Json;
+use outrigger_store::Quotas;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{JsonBody, Path};
+use crate::state::ProjectState;
+use crate::AppState;
+
+/// Limits on a project; `0` is no limit.
+#[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct QuotaValues {
+    /// Requests per second each App ID may make.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requests_per_second: Option<u32>,
+    /// App IDs the project may have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    app_ids: Option<u32>,
+    /// Components the project may declare (the managed ones not counted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    components: Option<u32>,
+}
+
+impl From<Quotas> for QuotaValues {
+    fn from(quotas: Quotas) -> QuotaValues {
+        QuotaValues {
+            requests_per_second: quotas.requests_per_second,
+            app_ids: quotas.app_ids,
+            components: quotas.components,
+        }
+    }
+}
+
+/// A project's quotas: those set on it, and those in force (set, or the installation's default).
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct QuotasOut {
+    /// Set on this project; an absent one is the installation's default.
+    set: QuotaValues,
+    /// In force.
+    effective: QuotaValues,
+}
+
+fn quotas_out(state: &AppState, quotas: Quotas) -> QuotasOut {
+    QuotasOut { set: quotas.into(), effective: quotas.or(state.options.default_quotas).into() }
+}
+
+/// Get a project's quotas.
+#[utoipa::path(get, path = "/api/v1/projects/{project}/quotas", tag = "projects", params(("project" = String, Path)),
+    responses((status = 200, body = QuotasOut)))]
+pub(crate) async fn get_quotas(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+) -> ApiResult<Json<QuotasOut>> {
+    let project = state.store.begin().await?.project(&project).await?;
+    Ok(Json(quotas_out(&state, project.quotas)))
+}
+
+/// Set a project's quotas: those given replace what was set, absent ones go back to the installation's default.
+/// Lowering a count below what the project holds removes nothing; it only refuses more.
+#[utoipa::path(put, path = "/api/v1/projects/{project}/quotas", tag = "projects", params(("project" = String, Path)),
+    request_body = QuotaValues, responses((status = 200, body = QuotasOut)))]
+pub(crate) async fn set_quotas(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+    JsonBody(body): JsonBody<QuotaValues>,
+) -> ApiResult<Json<QuotasOut>> {
+    let quotas =
+        Quotas { requests_per_second: body.requests_per_second, app_ids: body.app_ids, components: body.components };
+    let mut tx = state.store.begin().await?;
+    let found = tx.project(&project).await?;
+    tx.set_quotas(&found.id, &quotas).await?;
+    tx.commit().await?;
+    state.options.changes.changed(found.id.as_str()).await;
+    tracing::info!(project = %project, ?quotas, "project quotas set");
+    Ok(Json(quotas_out(&state, quotas)))
+}
+
+/// Refuses a change that grows the project's App IDs or components past its quota.
+pub(crate) fn check_counts(state: &AppState, current: &ProjectState, next: &ProjectState) -> ApiResult<()> {
+    let quotas = current.project.quotas.or(state.options.default_quotas);
+    let counts = [
+        ("App IDs", quotas.app_ids, current.apps.len(), next.apps.len()),
+        ("components", quotas.components, current.component_count(), next.component_count()),
+    ];
+    for (what, quota, before, after) in counts {
+        let Some(limit) = quota.filter(|limit| *limit > 0).map(|limit| limit as usize) else { continue };
+        if after > before && after > limit {
+            return Err(ApiError::conflict(
+                "quota_exceeded",
+                format!(
+                    "the project may have {limit} {what} and this change would make {after}: delete some, or ask the \
+                     operator to raise the quota (PUT /api/v1/projects/{}/quotas)",
+                    current.project.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

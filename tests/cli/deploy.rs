@@ -1,0 +1,63 @@
+//! The install files in `deploy/`: the compose file is valid for Docker Compose (checked by `docker-compose
+//! config`, no image pulled) and every Outrigger service in it runs a role the binary has, with settings the
+//! binary accepts.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_yaml::Value;
+
+use crate::harness::outrigger;
+
+fn compose_file() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/compose.yaml"))
+}
+
+fn compose_config(admin_token: Option<&str>) -> std::process::Output {
+    let mut command = Command::new("docker-compose");
+    command.arg("-f").arg(compose_file()).args(["config", "-q"]).env_remove("OUTRIGGER_ADMIN_TOKEN");
+    if let Some(token) = admin_token {
+        command.env("OUTRIGGER_ADMIN_TOKEN", token);
+    }
+    command.output().expect("running docker-compose (scripts/test installs Debian's docker-compose)")
+}
+
+#[test]
+fn the_compose_file_is_valid_and_asks_for_the_operator_token() {
+    let valid = compose_config(Some("an-operator-token-of-some-length"));
+    assert!(valid.status.success(), "{}", String::from_utf8_lossy(&valid.stderr));
+    let missing = compose_config(None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("set OUTRIGGER_ADMIN_TOKEN"));
+}
+
+#[test]
+fn every_outrigger_service_runs_a_role_with_settings_the_binary_accepts() {
+    let compose: Value = serde_yaml::from_str(&std::fs::read_to_string(compose_file()).unwrap()).unwrap();
+    let services = compose["services"].as_mapping().expect("services");
+    let mut roles = Vec::new();
+    for (name, service) in services {
+        if service["image"] != "outrigger:local" {
+            continue;
+        }
+        let command: Vec<&str> =
+            service["command"].as_sequence().unwrap().iter().map(|arg| arg.as_str().unwrap()).collect();
+        let help = outrigger(command.iter().chain(&["--help"])).output().unwrap();
+        assert!(help.status.success(), "service {name:?}: `outrigger {command:?}` is no command of the binary");
+        roles.push(command[0].to_owned());
+        // The settings load (a wrong name or value fails before anything is dialled); the database is not there.
+        let mut migrate = outrigger(["migrate"]);
+        for (variable, value) in service["environment"].as_mapping().unwrap() {
+            // `${VARIABLE:?...}` is what the operator sets.
+            let value = value.as_str().unwrap();
+            let value = if value.starts_with("${") { "an-operator-token-of-some-length" } else { value };
+            migrate.env(variable.as_str().unwrap(), value);
+        }
+        let loaded = migrate.env("OUTRIGGER_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none").output().unwrap();
+        let stderr = String::from_utf8_lossy(&loaded.stderr);
+        assert!(!stderr.contains("invalid configuration"), "service {name:?}: {stderr}");
+        assert!(stderr.contains("127.0.0.1:1") || stderr.contains("connect"), "service {name:?}: {stderr}");
+    }
+    roles.sort();
+    assert_eq!(roles, ["control-api", "gateway", "gateway", "migrate", "worker", "worker"]);
+}
