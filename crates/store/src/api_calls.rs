@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::paging::{KeyColumn, Keyset, Value};
-use crate::{Page, PageRequest, ProjectId, Result, Store, Tx};
+use crate::{Engine, Page, PageRequest, ProjectId, Result, Store, Tx};
 
 /// Upper bounds (microseconds) of the latency buckets the per-minute counts keep; the last is unbounded.
 pub const LATENCY_BUCKETS_US: [i64; 11] =
@@ -118,8 +118,6 @@ pub fn latency_bucket(latency_us: i64) -> usize {
 const COLUMNS: &str = "id, project_id, at, app_id, target, api, protocol, method, path, component, status, grpc_code, \
                        latency_us, trace_id, span_id, user_agent, caller_addr";
 const NEWEST_FIRST: &[KeyColumn] = &[KeyColumn::Number("at"), KeyColumn::Number("id")];
-/// Rows per INSERT: 16 values each stays under SQLite's 999 placeholders.
-const ROWS_PER_INSERT: usize = 60;
 
 fn call_from_row(row: &AnyRow) -> Result<ApiCall> {
     let status: i64 = row.try_get("status")?;
@@ -185,37 +183,53 @@ impl Store {
     /// Writes a batch of calls and adds them to the per-minute counts, in one transaction.
     pub async fn record_api_calls(&self, calls: &[ApiCall]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        for chunk in calls.chunks(ROWS_PER_INSERT) {
-            let rows: Vec<String> = (0..chunk.len())
-                .map(|row| {
-                    let first = row * 16;
-                    let placeholders: Vec<String> = (1..=16).map(|column| format!("${}", first + column)).collect();
-                    format!("({})", placeholders.join(", "))
-                })
-                .collect();
-            let sql = format!("INSERT INTO api_calls ({}) VALUES {}", &COLUMNS[4..], rows.join(", "));
-            let mut query = sqlx::query(&sql);
-            for call in chunk {
-                query = query
-                    .bind(call.project_id.as_str())
-                    .bind(call.at)
-                    .bind(&call.app_id)
-                    .bind(&call.target)
-                    .bind(&call.api)
-                    .bind(&call.protocol)
-                    .bind(&call.method)
-                    .bind(&call.path)
-                    .bind(&call.component)
-                    .bind(i64::from(call.status))
-                    .bind(call.grpc_code.map(i64::from))
-                    .bind(call.latency_us)
-                    .bind(&call.trace_id)
-                    .bind(&call.span_id)
-                    .bind(&call.user_agent)
-                    .bind(&call.caller_addr);
+        // One parameter for the whole batch, a JSON array of rows that the database unpacks: a statement with a
+        // placeholder per value costs SQLite's binding (which looks each placeholder up by name) the square of
+        // their number.
+        let rows: Vec<_> = calls
+            .iter()
+            .map(|call| {
+                (
+                    call.project_id.as_str(),
+                    call.at,
+                    &call.app_id,
+                    &call.target,
+                    &call.api,
+                    &call.protocol,
+                    &call.method,
+                    &call.path,
+                    &call.component,
+                    call.status,
+                    call.grpc_code,
+                    call.latency_us,
+                    &call.trace_id,
+                    &call.span_id,
+                    &call.user_agent,
+                    &call.caller_addr,
+                )
+            })
+            .collect();
+        let rows = serde_json::to_string(&rows).expect("API calls serialise to JSON");
+        let sql = match self.engine {
+            Engine::Sqlite => {
+                let values: Vec<String> = (0..16).map(|index| format!("value ->> {index}")).collect();
+                format!("INSERT INTO api_calls ({}) SELECT {} FROM json_each($1)", &COLUMNS[4..], values.join(", "))
             }
-            query.execute(&mut *tx).await?;
-        }
+            Engine::Postgres => {
+                let values: Vec<String> = (0..16)
+                    .map(|index| match index {
+                        1 | 9 | 10 | 11 => format!("(row ->> {index})::BIGINT"),
+                        _ => format!("row ->> {index}"),
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO api_calls ({}) SELECT {} FROM jsonb_array_elements($1::jsonb) AS row",
+                    &COLUMNS[4..],
+                    values.join(", ")
+                )
+            }
+        };
+        sqlx::query(&sql).bind(rows).execute(&mut *tx).await?;
         let additions: Vec<String> = ["requests", "errors", "latency_us_sum"]
             .iter()
             .chain(&BUCKET_COLUMNS)

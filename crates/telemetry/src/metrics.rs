@@ -7,17 +7,21 @@
 //! [`Metrics::set_tenant_limit`] (project, App ID) pairs a process sees get series of their own; every later
 //! pair is counted under `project="other", app_id="other"` (and `outrigger_metrics_tenants_folded_total`
 //! counts such calls). Per-project figures for every project come from the API log's counts, read through
-//! the control API, not from series. Recording a call is a few hashed lookups and atomic adds (well under a
-//! microsecond); labels are only formatted when `/metrics` is read.
+//! the control API, not from series. Recording a call hashes its label values once (FNV) and finds the series'
+//! counter and histogram in a cache keyed by that hash, so the busy path is two short hashes, a read lock and a
+//! few atomic adds; the registry's own look-up runs once per label set. Labels are only formatted when
+//! `/metrics` is read.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use fnv::{FnvBuildHasher, FnvHasher};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
 
 /// Latency buckets in milliseconds (daprd's start at 1 ms; a remote sidecar's calls are mostly below that).
 const LATENCY_BUCKETS_MS: &[f64] =
@@ -26,25 +30,65 @@ const LATENCY_BUCKETS_MS: &[f64] =
 pub const DEFAULT_TENANT_LIMIT: usize = 100;
 /// The label values calls beyond the limit are counted under.
 const FOLDED: &str = "other";
+/// Label sets whose handles are cached, at most (series are bounded by the tenant limit anyway).
+const MAX_CACHED_SERIES: usize = 50_000;
+
+/// A 64-bit FNV hash of label values. Two label sets sharing one would share a series; at 2^-64 per pair that
+/// is not expected among the few thousand series a process keeps.
+fn label_hash(labels: &[&str]) -> u64 {
+    let mut hasher = FnvHasher::default();
+    labels.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// A counter (optional) and a histogram with the same labels, their per-label-set handles cached.
+struct CachedSeries {
+    count: Option<IntCounterVec>,
+    histogram: HistogramVec,
+    cache: RwLock<HashMap<u64, (Option<IntCounter>, Histogram), FnvBuildHasher>>,
+}
+
+impl CachedSeries {
+    fn new(count: Option<IntCounterVec>, histogram: HistogramVec) -> CachedSeries {
+        CachedSeries { count, histogram, cache: RwLock::default() }
+    }
+
+    /// Counts one observation of `value` in the series `labels` names.
+    fn observe(&self, labels: &[&str], value: f64) {
+        let key = label_hash(labels);
+        if let Some((count, histogram)) = self.cache.read().expect("series cache lock").get(&key) {
+            count.iter().for_each(IntCounter::inc);
+            histogram.observe(value);
+            return;
+        }
+        let count = self.count.as_ref().map(|count| count.with_label_values(labels));
+        let histogram = self.histogram.with_label_values(labels);
+        count.iter().for_each(IntCounter::inc);
+        histogram.observe(value);
+        let mut cache = self.cache.write().expect("series cache lock");
+        if cache.len() < MAX_CACHED_SERIES {
+            cache.insert(key, (count, histogram));
+        }
+    }
+}
 
 /// Every metric the process keeps.
 pub struct Metrics {
     registry: Registry,
-    http_requests: IntCounterVec,
-    http_latency: HistogramVec,
-    grpc_completed: IntCounterVec,
-    grpc_latency: HistogramVec,
-    bus_round_trip: HistogramVec,
+    http: CachedSeries,
+    grpc: CachedSeries,
+    bus_round_trip: CachedSeries,
     api_log_written: IntCounter,
     api_log_dropped: IntCounter,
-    token_lookups: IntCounterVec,
+    token_hits: IntCounter,
+    token_misses: IntCounter,
     tenants_folded: IntCounter,
     pubsub_egress: IntCounterVec,
     pubsub_egress_latency: HistogramVec,
     scheduler_lag: HistogramVec,
     queue_depth: IntGaugeVec,
     /// Hashes of the (project, App ID) pairs with series of their own (hashes: no allocation per call).
-    tenants: RwLock<HashSet<u64>>,
+    tenants: RwLock<HashSet<u64, FnvBuildHasher>>,
     tenant_limit: AtomicUsize,
 }
 
@@ -84,39 +128,52 @@ impl Metrics {
         let http = &["project", "app_id", "method", "status"];
         let grpc = &["project", "app_id", "grpc_server_method", "grpc_server_status"];
         let seconds = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
+        let token_lookups = counter(
+            &registry,
+            "outrigger_token_lookups_total",
+            "API token lookups, answered from the cache (hit) or the database (miss).",
+            &["result"],
+        );
         Metrics {
-            http_requests: counter(
-                &registry,
-                "dapr_http_server_request_count",
-                "Count of HTTP requests processed by the server.",
-                http,
+            http: CachedSeries::new(
+                Some(counter(
+                    &registry,
+                    "dapr_http_server_request_count",
+                    "Count of HTTP requests processed by the server.",
+                    http,
+                )),
+                histogram(
+                    &registry,
+                    "dapr_http_server_latency",
+                    "HTTP request end-to-end latency in server, in milliseconds.",
+                    http,
+                    LATENCY_BUCKETS_MS,
+                ),
             ),
-            http_latency: histogram(
-                &registry,
-                "dapr_http_server_latency",
-                "HTTP request end-to-end latency in server, in milliseconds.",
-                http,
-                LATENCY_BUCKETS_MS,
+            grpc: CachedSeries::new(
+                Some(counter(
+                    &registry,
+                    "dapr_grpc_io_server_completed_rpcs",
+                    "Count of RPCs by method and status.",
+                    grpc,
+                )),
+                histogram(
+                    &registry,
+                    "dapr_grpc_io_server_server_latency",
+                    "Time from a request's arrival to its last response byte or terminal error, in milliseconds.",
+                    grpc,
+                    LATENCY_BUCKETS_MS,
+                ),
             ),
-            grpc_completed: counter(
-                &registry,
-                "dapr_grpc_io_server_completed_rpcs",
-                "Count of RPCs by method and status.",
-                grpc,
-            ),
-            grpc_latency: histogram(
-                &registry,
-                "dapr_grpc_io_server_server_latency",
-                "Time from a request's arrival to its last response byte or terminal error, in milliseconds.",
-                grpc,
-                LATENCY_BUCKETS_MS,
-            ),
-            bus_round_trip: histogram(
-                &registry,
-                "outrigger_bus_round_trip_seconds",
-                "Time from a gateway sending a call to a worker until its answer arrived.",
-                &["call", "outcome"],
-                seconds,
+            bus_round_trip: CachedSeries::new(
+                None,
+                histogram(
+                    &registry,
+                    "outrigger_bus_round_trip_seconds",
+                    "Time from a gateway sending a call to a worker until its answer arrived.",
+                    &["call", "outcome"],
+                    seconds,
+                ),
             ),
             api_log_written: single(&registry, "outrigger_api_log_written_total", "Calls written to the API log."),
             api_log_dropped: single(
@@ -124,12 +181,8 @@ impl Metrics {
                 "outrigger_api_log_dropped_total",
                 "Calls the API log could not keep (its queue was full or a write failed).",
             ),
-            token_lookups: counter(
-                &registry,
-                "outrigger_token_lookups_total",
-                "API token lookups, answered from the cache (hit) or the database (miss).",
-                &["result"],
-            ),
+            token_hits: token_lookups.with_label_values(&["hit"]),
+            token_misses: token_lookups.with_label_values(&["miss"]),
             tenants_folded: single(
                 &registry,
                 "outrigger_metrics_tenants_folded_total",
@@ -165,7 +218,7 @@ impl Metrics {
                 gauge
             },
             registry,
-            tenants: RwLock::new(HashSet::new()),
+            tenants: RwLock::default(),
             tenant_limit: AtomicUsize::new(DEFAULT_TENANT_LIMIT),
         }
     }
@@ -177,9 +230,7 @@ impl Metrics {
 
     /// The label values a tenant's calls are counted under: its own, or the folded ones past the limit.
     fn tenant<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str) {
-        let mut hasher = DefaultHasher::new();
-        (project, app_id).hash(&mut hasher);
-        let key = hasher.finish();
+        let key = label_hash(&[project, app_id]);
         if self.tenants.read().expect("tenant labels lock").contains(&key) {
             return (project, app_id);
         }
@@ -197,23 +248,19 @@ impl Metrics {
         let (project, app_id) = self.tenant(project, app_id);
         let mut status_text = [0u8; 5];
         let status = status_label(status, &mut status_text);
-        let labels = [project, app_id, method, status];
-        self.http_requests.with_label_values(&labels).inc();
-        self.http_latency.with_label_values(&labels).observe(millis(elapsed));
+        self.http.observe(&[project, app_id, method, status], millis(elapsed));
     }
 
     /// Counts a gRPC call of the Dapr API; `method` is the rpc's full path, `code` its gRPC status code.
     pub fn grpc_call(&self, project: &str, app_id: &str, method: &str, code: i32, elapsed: Duration) {
         let (project, app_id) = self.tenant(project, app_id);
-        let labels = [project, app_id, method, grpc_code_name(code)];
-        self.grpc_completed.with_label_values(&labels).inc();
-        self.grpc_latency.with_label_values(&labels).observe(millis(elapsed));
+        self.grpc.observe(&[project, app_id, method, grpc_code_name(code)], millis(elapsed));
     }
 
     /// Times a call's trip over the bus (`call` names the call type, a fixed set).
     pub fn bus_round_trip(&self, call: &str, succeeded: bool, elapsed: Duration) {
         let outcome = if succeeded { "answered" } else { "failed" };
-        self.bus_round_trip.with_label_values(&[call, outcome]).observe(elapsed.as_secs_f64());
+        self.bus_round_trip.observe(&[call, outcome], elapsed.as_secs_f64());
     }
 
     /// Counts calls the API log wrote.
@@ -228,7 +275,7 @@ impl Metrics {
 
     /// Counts a token lookup.
     pub fn token_lookup(&self, cached: bool) {
-        self.token_lookups.with_label_values(&[if cached { "hit" } else { "miss" }]).inc();
+        if cached { &self.token_hits } else { &self.token_misses }.inc();
     }
 
     /// Counts a message delivered (or not) to an app.
