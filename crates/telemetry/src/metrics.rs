@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use fnv::{FnvBuildHasher, FnvHasher};
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
 /// Latency buckets in milliseconds (daprd's start at 1 ms; a remote sidecar's calls are mostly below that).
@@ -87,6 +87,8 @@ pub struct Metrics {
     pubsub_egress_latency: HistogramVec,
     scheduler_lag: HistogramVec,
     queue_depth: IntGaugeVec,
+    /// The queue-depth gauge of each pool, by the hash of its name.
+    queue_depth_of: RwLock<HashMap<u64, IntGauge, FnvBuildHasher>>,
     /// Hashes of the (project, App ID) pairs with series of their own (hashes: no allocation per call).
     tenants: RwLock<HashSet<u64, FnvBuildHasher>>,
     tenant_limit: AtomicUsize,
@@ -219,6 +221,7 @@ impl Metrics {
             },
             registry,
             tenants: RwLock::default(),
+            queue_depth_of: RwLock::default(),
             tenant_limit: AtomicUsize::new(DEFAULT_TENANT_LIMIT),
         }
     }
@@ -303,7 +306,13 @@ impl Metrics {
 
     /// Counts a call a worker of `pool` starts (`+1`) or ends (`-1`).
     pub fn worker_queue(&self, pool: &str, change: i64) {
-        self.queue_depth.with_label_values(&[pool]).add(change);
+        let key = label_hash(&[pool]);
+        if let Some(gauge) = self.queue_depth_of.read().expect("queue depth lock").get(&key) {
+            return gauge.add(change);
+        }
+        let gauge = self.queue_depth.with_label_values(&[pool]);
+        gauge.add(change);
+        self.queue_depth_of.write().expect("queue depth lock").insert(key, gauge);
     }
 
     /// Everything, in Prometheus's text format.
