@@ -331,8 +331,14 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         Some(_) => Some(bind(config.control_api_addr, "control API", "OUTRIGGER_CONTROL_API_ADDR").await?),
         None => None,
     };
+    // The metrics name every project and App ID the process saw: no tenant may point anything at them.
+    let metrics_listener = match config.metrics_addr {
+        Some(addr) => Some(bind(addr, "metrics", "OUTRIGGER_METRICS_ADDR").await?),
+        None => None,
+    };
     let mut own_listeners = Vec::new();
-    for listener in dapr_listeners.iter().flat_map(|(http, grpc)| [http, grpc]).chain(&control_listener) {
+    let listeners = dapr_listeners.iter().flat_map(|(http, grpc)| [http, grpc]).chain(&control_listener);
+    for listener in listeners.chain(&metrics_listener) {
         own_listeners.push(listener.local_addr()?);
     }
     let egress = crate::boundary::egress(&config, role == Role::AllInOne, &own_listeners).await?;
@@ -412,8 +418,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         max_calls_per_project: config.api_log_max_calls_per_project,
         ..ApiLogOptions::default()
     };
-    if let Some(addr) = config.metrics_addr {
-        let listener = bind(addr, "metrics", "OUTRIGGER_METRICS_ADDR").await?;
+    if let Some(listener) = metrics_listener {
         ready.push(("metrics", listener.local_addr()?));
         let router =
             axum::Router::new().route("/metrics", axum::routing::get(outrigger_control_api::prometheus_metrics));

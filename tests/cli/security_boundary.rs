@@ -161,3 +161,23 @@ fn security_app_endpoints_cannot_reach_the_platforms_own_listeners() {
         assert!(body.contains("own services") && !body.contains("items"), "{app}: {body}");
     }
 }
+
+#[test]
+fn security_app_endpoints_cannot_read_the_platforms_metrics() {
+    // The metrics name every project and App ID the process served: they are the platform's, not a tenant's.
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = [("OUTRIGGER_METRICS_ADDR", "127.0.0.1:0")];
+    let server = Server::start_role(&[], &env, data_dir.path(), Some(&crate::harness::random_token()));
+    let dapr = format!("http://{}", server.addresses.dapr_http.expect("the all-in-one serves Dapr HTTP"));
+    let metrics = server.addresses.metrics.expect("the ready line names the metrics listener");
+    let caller = token_of(&server, "evil", "caller");
+    let (status, body) = server.api(
+        Method::POST,
+        "/projects/evil/appids",
+        Some(json!({"name": "scraper", "appEndpoint": format!("http://{metrics}")})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = dapr_http(Method::GET, &format!("{dapr}/v1.0/invoke/scraper/method/metrics"), &caller, None);
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("own services") && !body.contains("dapr_http_server"), "{body}");
+}
