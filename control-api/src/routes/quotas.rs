@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::Json;
 use outrigger_store::Quotas;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
@@ -14,19 +14,34 @@ use crate::extract::{JsonBody, Path};
 use crate::state::ProjectState;
 use crate::AppState;
 
+/// The largest quota that can be set.
+const MAX_QUOTA: u32 = 1_000_000_000;
+
 /// Limits on a project; `0` is no limit.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct QuotaValues {
     /// Requests per second each App ID may make.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "whole_quota", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     requests_per_second: Option<u32>,
     /// App IDs the project may have.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "whole_quota", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     app_ids: Option<u32>,
     /// Components the project may declare (the managed ones not counted).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "whole_quota", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     components: Option<u32>,
+}
+
+/// A quota as JSON writes it: a whole number (`5`, or `5.0` as JSON allows) from 0 to [`MAX_QUOTA`], or null.
+fn whole_quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let Some(number) = Option::<f64>::deserialize(deserializer)? else { return Ok(None) };
+    if number.fract() != 0.0 || !(0.0..=f64::from(MAX_QUOTA)).contains(&number) {
+        return Err(serde::de::Error::custom(format!("a quota is a whole number from 0 to {MAX_QUOTA}, not {number}")));
+    }
+    Ok(Some(number as u32))
 }
 
 impl From<Quotas> for QuotaValues {

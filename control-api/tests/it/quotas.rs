@@ -40,6 +40,12 @@ async fn quotas_default_to_the_installation_s_and_are_set_per_project(app: TestA
     assert_eq!(negative.status, StatusCode::UNPROCESSABLE_ENTITY);
     let unknown = app.call(Method::PUT, path, Some(("application/json", br#"{"apps": 1}"#.to_vec()))).await;
     assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+    for refused in [r#"{"appIds": 1.5}"#, r#"{"appIds": 1000000001}"#, r#"{"appIds": "3"}"#] {
+        let answer = app.call(Method::PUT, path, Some(("application/json", refused.as_bytes().to_vec()))).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    }
+    let whole = put_quotas(&app, "shop", json!({"appIds": 7.0, "components": null})).await;
+    assert_eq!(whole["set"], json!({"appIds": 7}), "JSON's 7.0 is the whole number 7");
     app.call(Method::PUT, "/api/v1/projects/nope/quotas", Some(("application/json", b"{}".to_vec())))
         .await
         .expect(StatusCode::NOT_FOUND);
