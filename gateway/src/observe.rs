@@ -16,7 +16,6 @@ use outrigger_store::ApiCall;
 use crate::Gateway;
 
 /// The building block, component and target of a call.
-#[derive(Default)]
 pub(crate) struct Subject {
     pub(crate) api: &'static str,
     pub(crate) component: Option<String>,
@@ -169,7 +168,7 @@ impl Observation {
         let logged = gateway.0.options.api_log.enabled();
         Observation {
             started: Instant::now(),
-            at: if logged { outrigger_telemetry::unix_millis() } else { 0 },
+            at: if logged { outrigger_store::now_millis() } else { 0 },
             http_method: (!grpc).then(|| http_method_label(request.method())),
             path: if logged || grpc { request.uri().path().to_owned() } else { String::new() },
             headers: CallHeaders::of(request.headers(), logged),

@@ -150,7 +150,7 @@ fn calls_are_logged_filtered_followed_and_counted() {
 }
 
 #[test]
-fn a_project_s_log_is_its_own_and_goes_with_it() {
+fn isolation_a_project_s_log_is_its_own_and_goes_with_it() {
     let (_dir, server) = start();
     for project in ["alpha", "beta"] {
         server.outrigger(["project", "create", project]).succeeds();

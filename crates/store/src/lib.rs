@@ -189,7 +189,8 @@ pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
 }
 
-fn now_millis() -> i64 {
+/// Now, in Unix milliseconds (the control plane's time stamps).
+pub fn now_millis() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 

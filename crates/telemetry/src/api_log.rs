@@ -144,7 +144,7 @@ impl Writer {
     /// Removes expired calls and counts, and each project's calls beyond the limit.
     async fn maintain(&mut self) {
         self.last_maintenance = Some(Instant::now());
-        let now = unix_millis();
+        let now = outrigger_store::now_millis();
         let calls_before = now - millis(self.options.retention);
         let counts_before = now - millis(self.options.counts_retention);
         if let Err(err) = self.store.expire_api_calls(calls_before, counts_before).await {
@@ -160,9 +160,4 @@ impl Writer {
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// Now, in Unix milliseconds.
-pub fn unix_millis() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(millis).unwrap_or_default()
 }

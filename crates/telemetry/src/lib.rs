@@ -5,5 +5,5 @@
 pub mod api_log;
 pub mod metrics;
 
-pub use api_log::{unix_millis, ApiLog, ApiLogOptions};
+pub use api_log::{ApiLog, ApiLogOptions};
 pub use metrics::{metrics, Metrics};

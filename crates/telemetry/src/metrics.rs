@@ -249,8 +249,8 @@ impl Metrics {
     /// Counts an HTTP call of the Dapr API.
     pub fn http_call(&self, project: &str, app_id: &str, method: &str, status: u16, elapsed: Duration) {
         let (project, app_id) = self.tenant(project, app_id);
-        let mut status_text = [0u8; 5];
-        let status = status_label(status, &mut status_text);
+        let status = http::StatusCode::from_u16(status).ok();
+        let status = status.as_ref().map_or("other", http::StatusCode::as_str);
         self.http.observe(&[project, app_id, method, status], millis(elapsed));
     }
 
@@ -323,25 +323,6 @@ impl Metrics {
     }
 }
 
-/// An HTTP status as label text, written into `buffer` (no allocation).
-fn status_label(status: u16, buffer: &mut [u8; 5]) -> &str {
-    let mut digits = 0;
-    let mut rest = status;
-    let mut reversed = [0u8; 5];
-    loop {
-        reversed[digits] = b'0' + (rest % 10) as u8;
-        digits += 1;
-        rest /= 10;
-        if rest == 0 || digits == reversed.len() {
-            break;
-        }
-    }
-    for (slot, digit) in buffer.iter_mut().zip(reversed[..digits].iter().rev()) {
-        *slot = *digit;
-    }
-    std::str::from_utf8(&buffer[..digits]).expect("ASCII digits")
-}
-
 /// gRPC's canonical code names, as OpenCensus labels them.
 fn grpc_code_name(code: i32) -> &'static str {
     const NAMES: [&str; 17] = [
@@ -371,10 +352,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_become_their_digits() {
-        let mut buffer = [0u8; 5];
-        assert_eq!(status_label(204, &mut buffer), "204");
-        assert_eq!(status_label(0, &mut buffer), "0");
+    fn grpc_codes_have_their_canonical_names() {
         assert_eq!(grpc_code_name(5), "NOT_FOUND");
         assert_eq!(grpc_code_name(99), "UNKNOWN");
     }

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use outrigger_store::{ApiCall, ApiCallFilter, PageRequest, ProjectId, Store};
-use outrigger_telemetry::{unix_millis, ApiLog, ApiLogOptions};
+use outrigger_store::{now_millis, ApiCall, ApiCallFilter, PageRequest, ProjectId, Store};
+use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use tokio_util::sync::CancellationToken;
 
 fn call(project: &str, at: i64, path: &str) -> ApiCall {
@@ -57,7 +57,7 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
     };
     let closing = CancellationToken::new();
     let (log, writer) = ApiLog::start(store.clone(), options, closing.clone());
-    let now = unix_millis();
+    let now = now_millis();
     for n in 0..8 {
         log.record(call("busy", now + n, &format!("/busy/{n}")));
     }
