@@ -140,6 +140,16 @@ pub struct Config {
     /// How many (project, App ID) pairs get metric series of their own; later ones are counted under
     /// `project="other"`. Default 100.
     pub metrics_tenant_limit: usize,
+    /// Address of an OpenTelemetry collector's OTLP/gRPC receiver (plaintext), e.g. `http://otel-collector:4317`. When set,
+    /// every process exports the spans of the calls it records (the gateway's per call, the worker's per bus
+    /// call, each delivery to an app). Unset: nothing is exported; trace context is still taken from callers,
+    /// started when absent, passed on and returned. Default unset.
+    pub otlp_endpoint: Option<String>,
+    /// How often recorded spans are sent to `otlp_endpoint`, in milliseconds. Default 5000.
+    pub otlp_flush_ms: u64,
+    /// The share of new traces recorded, from 0 to 1, for App IDs whose Configuration sets no
+    /// `tracing.samplingRate` (which wins, as in daprd; a caller's sampled `traceparent` is followed). Default 1.
+    pub trace_sampling_rate: f64,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
     /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`.
@@ -185,6 +195,9 @@ impl Default for Config {
             api_log_max_calls_per_project: 100_000,
             metrics_addr: None,
             metrics_tenant_limit: 100,
+            otlp_endpoint: None,
+            otlp_flush_ms: 5000,
+            trace_sampling_rate: 1.0,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
         }
@@ -264,10 +277,20 @@ impl Config {
             ("OUTRIGGER_BODY_IDLE_TIMEOUT_MS", self.body_idle_timeout_ms),
             ("OUTRIGGER_API_LOG_RETENTION_HOURS", self.api_log_retention_hours),
             ("OUTRIGGER_API_LOG_MAX_CALLS_PER_PROJECT", self.api_log_max_calls_per_project),
+            ("OUTRIGGER_OTLP_FLUSH_MS", self.otlp_flush_ms),
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");
             }
+        }
+        if let Some(endpoint) = &self.otlp_endpoint {
+            // The exporter speaks plaintext gRPC: a collector beside the platform, or a local agent.
+            if !endpoint.starts_with("http://") {
+                bail!("OUTRIGGER_OTLP_ENDPOINT must be an http:// URL of an OTLP/gRPC receiver (plaintext), got '{endpoint}'");
+            }
+        }
+        if !(0.0..=1.0).contains(&self.trace_sampling_rate) {
+            bail!("OUTRIGGER_TRACE_SAMPLING_RATE must be between 0 and 1, got {}", self.trace_sampling_rate);
         }
         if self.max_header_bytes < MIN_HEADER_BYTES {
             bail!("OUTRIGGER_MAX_HEADER_BYTES must be at least {MIN_HEADER_BYTES}");
@@ -386,6 +409,27 @@ mod tests {
             jail.set_env("OUTRIGGER_BODY_IDLE_TIMEOUT_MS", "0");
             let err = format!("{:#}", Config::load(None).unwrap_err());
             assert!(err.contains("OUTRIGGER_BODY_IDLE_TIMEOUT_MS"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn trace_export_settings_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OUTRIGGER_OTLP_ENDPOINT", "http://collector:4317");
+            jail.set_env("OUTRIGGER_TRACE_SAMPLING_RATE", "0.25");
+            let config = Config::load(None).map_err(|err| format!("{err:#}"))?;
+            assert_eq!(
+                (config.otlp_endpoint.as_deref(), config.trace_sampling_rate),
+                (Some("http://collector:4317"), 0.25)
+            );
+            jail.set_env("OUTRIGGER_TRACE_SAMPLING_RATE", "1.5");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_TRACE_SAMPLING_RATE"), "{err}");
+            jail.set_env("OUTRIGGER_TRACE_SAMPLING_RATE", "1");
+            jail.set_env("OUTRIGGER_OTLP_ENDPOINT", "collector:4317");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_OTLP_ENDPOINT"), "{err}");
             Ok(())
         });
     }

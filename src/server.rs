@@ -204,6 +204,16 @@ impl Role {
     fn requires_nats(&self) -> bool {
         matches!(self, Role::Gateway | Role::Worker { .. })
     }
+
+    /// The service name this process's spans carry.
+    fn service_name(&self) -> &'static str {
+        match self {
+            Role::AllInOne => "outrigger",
+            Role::ControlApi => "outrigger-control-api",
+            Role::Gateway => "outrigger-gateway",
+            Role::Worker { .. } => "outrigger-worker",
+        }
+    }
 }
 
 /// Change events go straight to the worker, its deliverer and the gateway in the same process.
@@ -306,6 +316,12 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     let limits = crate::listener::Limits::from_config(&config);
     let mut ready = Vec::new();
 
+    if let Some(endpoint) = &config.otlp_endpoint {
+        let flush_every = Duration::from_millis(config.otlp_flush_ms);
+        outrigger_telemetry::trace::export_to(endpoint, role.service_name(), flush_every)
+            .context("check OUTRIGGER_OTLP_ENDPOINT")?;
+        tracing::info!(%endpoint, "exporting spans over OTLP");
+    }
     let store = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
     let admin_token =
         if role.serves_control_api() { Some(admin_token(&config, role == Role::AllInOne)?) } else { None };
@@ -452,6 +468,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 }
                 false => ApiLog::disabled(),
             },
+            trace_sampling_rate: config.trace_sampling_rate,
         };
         let gateway = Gateway::new(bus, store.clone(), options);
         if let (Role::Gateway, Some(client)) = (&role, &nats) {
@@ -548,6 +565,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         shutdown.cancel();
     }
     signals.abort();
+    outrigger_telemetry::trace::flush();
     store.close().await;
     match failure {
         Some(err) => Err(err),

@@ -54,6 +54,9 @@ pub struct Options {
     pub directory_refresh: Duration,
     /// Where every call let in is recorded for the project's API log.
     pub api_log: outrigger_telemetry::ApiLog,
+    /// The share of new traces whose spans are exported (0 to 1) for App IDs whose Configuration sets no
+    /// `tracing.samplingRate`.
+    pub trace_sampling_rate: f64,
 }
 
 impl Default for Options {
@@ -66,6 +69,7 @@ impl Default for Options {
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_secs(30),
             api_log: outrigger_telemetry::ApiLog::disabled(),
+            trace_sampling_rate: 1.0,
         }
     }
 }
@@ -181,6 +185,12 @@ impl Gateway {
         self.0.invoker.invoke(tenant, target, invocation).await
     }
 
+    /// The share of new traces started by `tenant`'s calls that are recorded: its Configuration's
+    /// `tracing.samplingRate`, or the installation's default.
+    async fn sampling_rate(&self, tenant: &Tenant) -> f64 {
+        self.0.invoker.sampling_rate(tenant).await.unwrap_or(self.0.options.trace_sampling_rate)
+    }
+
     fn options(&self) -> &Options {
         &self.0.options
     }
@@ -207,7 +217,7 @@ impl Gateway {
     /// Sends a call to the project's workers and takes its answer.
     async fn call<C: DataCall>(&self, tenant: Tenant, call: C) -> Result<C::Reply, DaprError> {
         let started = std::time::Instant::now();
-        let answer = outrigger_bus::send(self.0.bus.as_ref(), tenant, call).await;
+        let answer = outrigger_bus::send(self.0.bus.as_ref(), tenant, observe::bus_trace(), call).await;
         let name = std::any::type_name::<C>().rsplit("::").next().unwrap_or_default();
         outrigger_telemetry::metrics().bus_round_trip(name, answer.is_ok(), started.elapsed());
         Ok(answer??)

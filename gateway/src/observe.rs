@@ -1,17 +1,22 @@
 //! What the gateway tells about each call it lets in: counted in the process's metrics under daprd's names,
 //! and kept in the project's API log (who called which API, on which component or App ID, with what outcome,
-//! how fast, from where). An [`Observation`] starts when a request arrives and is finished with the call's
-//! status once its answer is ready; the log write happens off the request path.
+//! how fast, from where), and traced: the call's span is the child of the caller's `traceparent` (or starts a
+//! trace), every later hop descends from it, the caller gets it back, and it is exported when recorded. An
+//! [`Observation`] starts when a request arrives, [enters](Observation::enter) the trace once the caller is
+//! let in, and is finished with the call's status once its answer is ready; the log write and the span export
+//! happen off the request path.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, Method, Request};
+use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr_durabletask_proto as wf;
-use outrigger_bus::Tenant;
+use outrigger_bus::{Tenant, TraceContext};
 use outrigger_store::ApiCall;
+use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind};
 
 use crate::Gateway;
 
@@ -126,25 +131,21 @@ pub(crate) struct Observation {
     /// HTTP method as daprd labels it (an unknown one is `OTHER`), or `None` for gRPC.
     http_method: Option<&'static str>,
     path: String,
-    headers: CallHeaders,
-    caller_addr: Option<SocketAddr>,
-}
-
-/// What the log keeps of a request's headers.
-#[derive(Default)]
-struct CallHeaders {
     user_agent: Option<String>,
-    traceparent: Option<String>,
+    caller_addr: Option<SocketAddr>,
+    /// The call's span, once the caller is let in.
+    hop: Option<Hop>,
 }
 
-impl CallHeaders {
-    fn of(headers: &HeaderMap, keep: bool) -> CallHeaders {
-        if !keep {
-            return CallHeaders::default();
-        }
-        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
-        CallHeaders { user_agent: text("user-agent"), traceparent: text("traceparent") }
-    }
+tokio::task_local! {
+    /// The `traceparent` of the call being answered, while its span is recorded: the bus carries it so that
+    /// the worker's span joins the trace.
+    static RECORDED_TRACE: Option<String>;
+}
+
+/// The `traceparent` a bus call carries: the span of the call it serves, when that span is recorded.
+pub(crate) fn bus_trace() -> Option<String> {
+    RECORDED_TRACE.try_with(Clone::clone).ok().flatten()
 }
 
 fn http_method_label(method: &Method) -> &'static str {
@@ -170,20 +171,46 @@ impl Observation {
             started: Instant::now(),
             at: if logged { outrigger_store::now_millis() } else { 0 },
             http_method: (!grpc).then(|| http_method_label(request.method())),
-            path: if logged || grpc { request.uri().path().to_owned() } else { String::new() },
-            headers: CallHeaders::of(request.headers(), logged),
+            path: request.uri().path().to_owned(),
+            user_agent: logged
+                .then(|| request.headers().get("user-agent").and_then(|value| value.to_str().ok()).map(str::to_owned))
+                .flatten(),
             caller_addr: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0),
+            hop: None,
         }
     }
 
-    /// The call ended with `status` (for gRPC: the HTTP status paired with `grpc_code`); `subject` tells, from
-    /// the path or rpc, what it was about, and is only asked when the call is logged.
+    /// The caller was let in: the call's span starts, as the child of the caller's `traceparent` or as a new
+    /// trace sampled at the App ID's rate, and `headers` (the request's) now name it, so that whatever the
+    /// call passes on (to an app, into a CloudEvent) descends from it. Returns that trace context.
+    pub(crate) async fn enter(&mut self, gateway: &Gateway, tenant: &Tenant, headers: &mut HeaderMap) -> TraceContext {
+        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        // Only a process that exports spans needs the App ID's rate.
+        let rate = if trace::exporting() { gateway.sampling_rate(tenant).await } else { 0.0 };
+        let hop = Hop::arriving(text("traceparent"), text("tracestate"), rate);
+        let context =
+            TraceContext { traceparent: Some(hop.traceparent()), tracestate: hop.tracestate().map(str::to_owned) };
+        put_trace_headers(headers, &context, true);
+        self.hop = Some(hop);
+        context
+    }
+
+    /// Runs `answer` (the call's handling) with the call's span as the parent of its bus calls.
+    pub(crate) fn traced<F: Future>(&self, answer: F) -> impl Future<Output = F::Output> {
+        let recorded = self.hop.as_ref().filter(|hop| hop.recorded()).map(Hop::traceparent);
+        RECORDED_TRACE.scope(recorded, answer)
+    }
+
+    /// The call ended with `status` (for gRPC: the HTTP status paired with `grpc_code`) and the answer whose
+    /// headers are `answer` (they get the call's trace context unless the answer has one, as daprd's do);
+    /// `subject` tells, from the path or rpc, what it was about, and is only asked when the call is logged or
+    /// its span recorded.
     pub(crate) fn finish(
-        self,
+        mut self,
         gateway: &Gateway,
         tenant: &Tenant,
-        status: u16,
-        grpc_code: Option<i32>,
+        answer: &mut HeaderMap,
+        (status, grpc_code): (u16, Option<i32>),
         subject: impl FnOnce(&str) -> Subject,
     ) {
         let elapsed = self.started.elapsed();
@@ -192,14 +219,25 @@ impl Observation {
             (Some(method), _) => metrics.http_call(&tenant.project, &tenant.app_id, method, status, elapsed),
             (None, code) => metrics.grpc_call(&tenant.project, &tenant.app_id, &self.path, code.unwrap_or(2), elapsed),
         }
+        let hop = self.hop.take();
+        if let Some(hop) = &hop {
+            let context =
+                TraceContext { traceparent: Some(hop.traceparent()), tracestate: hop.tracestate().map(str::to_owned) };
+            put_trace_headers(answer, &context, false);
+        }
         let log = &gateway.0.options.api_log;
+        let recorded = hop.as_ref().is_some_and(Hop::recorded);
+        if !log.enabled() && !recorded {
+            return;
+        }
+        let subject = subject(&self.path);
+        let ids = hop.as_ref().map(|hop| *hop.ids());
+        if let Some(hop) = hop.filter(Hop::recorded) {
+            self.export(hop, tenant, &subject, status, grpc_code);
+        }
         if !log.enabled() {
             return;
         }
-        // `traceparent`: version-traceid-spanid-flags.
-        let subject = subject(&self.path);
-        let mut trace = self.headers.traceparent.as_deref().unwrap_or_default().split('-').skip(1);
-        let (trace_id, span_id) = (trace.next().map(str::to_owned), trace.next().map(str::to_owned));
         log.record(ApiCall {
             project_id: tenant.project_id.clone(),
             at: self.at,
@@ -216,11 +254,71 @@ impl Observation {
             status,
             grpc_code,
             latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
-            trace_id,
-            span_id,
-            user_agent: self.headers.user_agent,
+            trace_id: ids.map(|ids| ids.trace_id_hex()),
+            span_id: ids.map(|ids| ids.span_id_hex()),
+            user_agent: self.user_agent,
             caller_addr: self.caller_addr.map(|addr| addr.ip().to_string()),
         });
+    }
+
+    /// Exports the call's span under daprd's names: the path (HTTP) or rpc (gRPC), with its attributes.
+    fn export(&self, hop: Hop, tenant: &Tenant, subject: &Subject, status: u16, grpc_code: Option<i32>) {
+        let mut attributes = vec![
+            KeyValue::new("outrigger.project", tenant.project.clone()),
+            KeyValue::new("outrigger.app_id", tenant.app_id.clone()),
+            KeyValue::new("dapr.status_code", i64::from(grpc_code.unwrap_or(i32::from(status)))),
+        ];
+        match self.http_method {
+            Some(method) => attributes.extend([
+                KeyValue::new("dapr.protocol", "http"),
+                KeyValue::new("dapr.api", format!("{method} {}", self.path)),
+                KeyValue::new("http.request.method", method),
+            ]),
+            None => attributes.extend([
+                KeyValue::new("dapr.protocol", "grpc"),
+                KeyValue::new("dapr.api", self.path.clone()),
+                KeyValue::new("rpc.system", "grpc"),
+            ]),
+        }
+        let component = subject.component.clone();
+        match (subject.api, component) {
+            ("state" | "secrets" | "bindings" | "lock" | "configuration", Some(name)) => {
+                attributes.extend([KeyValue::new("db.system", subject.api), KeyValue::new("db.name", name)])
+            }
+            ("pubsub", Some(name)) => {
+                attributes.extend([KeyValue::new("messaging.system", "pubsub"), KeyValue::new("db.name", name)])
+            }
+            _ => {}
+        }
+        if let Some(target) = &subject.target {
+            attributes.extend([
+                KeyValue::new("rpc.service", "ServiceInvocation"),
+                KeyValue::new("net.peer.name", target.clone()),
+            ]);
+        }
+        let failed = status >= 400;
+        let error = failed.then(|| {
+            let reason = axum::http::StatusCode::from_u16(status).ok().and_then(|code| code.canonical_reason());
+            format!("Code({status}): {}", reason.unwrap_or("Unknown"))
+        });
+        hop.finish(self.path.clone(), SpanKind::Server, attributes, error);
+    }
+}
+
+/// Sets `traceparent`/`tracestate` in `headers` from `context` (`replace`: over what they hold).
+fn put_trace_headers(headers: &mut HeaderMap, context: &TraceContext, replace: bool) {
+    if !replace && headers.contains_key("traceparent") {
+        return;
+    }
+    for (name, value) in [("traceparent", &context.traceparent), ("tracestate", &context.tracestate)] {
+        match value.as_deref().map(HeaderValue::from_str) {
+            Some(Ok(value)) => {
+                headers.insert(name, value);
+            }
+            _ => {
+                headers.remove(name);
+            }
+        }
     }
 }
 

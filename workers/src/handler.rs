@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use outrigger_bus::{
-    dispatch, BindingResponse, BulkStateItem, ConfigurationItem, DataError, DataPlane, DeleteState, Envelope,
+    dispatch, BindingResponse, BulkStateItem, Call, ConfigurationItem, DataError, DataPlane, DeleteState, Envelope,
     ExecuteTransaction, FailedEntry, GetBulkSecret, GetBulkState, GetConfiguration, GetMetadata, GetSecret, GetState,
     Handler, InvokeBinding, MetadataInfo, Publish, QueryPage, QueryState, Reply, ResolveSecretRef, SaveState,
     StateValue, StreamEvent, StreamFetch, StreamSettle, StreamSubscribe, Tenant, TryLock, Unlock, UnlockStatus,
@@ -17,6 +17,7 @@ use outrigger_bus::{
 use std::sync::Arc;
 
 use outrigger_outbound::resiliency::{self, Breaker, Breakers, Policy};
+use outrigger_telemetry::trace::{Hop, KeyValue, SpanKind};
 
 use crate::runtime::{ProjectComponents, Runtime};
 use crate::state::query_api::{QueryGate, QueryLimits};
@@ -112,8 +113,28 @@ impl Drop for InFlight<'_> {
 #[async_trait]
 impl Handler for Worker {
     async fn handle(&self, envelope: Envelope) -> Result<Reply, DataError> {
-        let Envelope { tenant, call } = envelope;
+        let Envelope { tenant, call, trace } = envelope;
         let _in_flight = InFlight::new(&tenant.pool);
+        // The worker's span joins the trace of the gateway's, when that one is recorded.
+        let hop = trace.as_deref().and_then(|traceparent| Hop::continuing(traceparent, None));
+        let name = call.name();
+        let answer = self.answer(&tenant, call).await;
+        if let Some(hop) = hop.filter(Hop::recorded) {
+            let attributes = vec![
+                KeyValue::new("outrigger.project", tenant.project.clone()),
+                KeyValue::new("outrigger.app_id", tenant.app_id.clone()),
+                KeyValue::new("outrigger.pool", tenant.pool.clone()),
+            ];
+            let error = answer.as_ref().err().map(ToString::to_string);
+            hop.finish(format!("worker/{name}"), SpanKind::Internal, attributes, error);
+        }
+        answer
+    }
+}
+
+impl Worker {
+    /// Answers `call` for `tenant`'s project.
+    async fn answer(&self, tenant: &Tenant, call: Call) -> Result<Reply, DataError> {
         let project = match self.runtime.project(&tenant.project_id).await {
             Ok(Some(project)) => project,
             // A token that outlived its project finds nothing, like any unknown store.
@@ -125,7 +146,7 @@ impl Handler for Worker {
                 });
             }
         };
-        dispatch(&Scope { worker: self, tenant: &tenant, project: &project }, call).await
+        dispatch(&Scope { worker: self, tenant, project: &project }, call).await
     }
 }
 

@@ -37,6 +37,10 @@ pub struct Envelope {
     pub tenant: Tenant,
     /// What it asks.
     pub call: Call,
+    /// The `traceparent` of the span this call serves, when that span is recorded: the worker's span joins
+    /// its trace.
+    #[serde(default)]
+    pub trace: Option<String>,
 }
 
 macro_rules! data_plane {
@@ -51,6 +55,15 @@ macro_rules! data_plane {
         #[derive(Clone, Debug, Serialize, Deserialize)]
         pub enum Reply {
             $( #[doc = concat!("Answers [`", stringify!($call), "`].")] $call($reply), )*
+        }
+
+        impl Call {
+            /// The call's name (`GetState`, …).
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $( Call::$call(_) => stringify!($call), )*
+                }
+            }
         }
 
         impl Reply {

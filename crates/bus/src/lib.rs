@@ -52,14 +52,16 @@ pub trait Bus: Send + Sync {
     async fn call(&self, pool: &str, envelope: Envelope) -> Result<Result<Reply, DataError>, BusError>;
 }
 
-/// Sends a typed call to the worker pool serving its caller, and takes the typed answer.
+/// Sends a typed call to the worker pool serving its caller, and takes the typed answer. `trace` is the
+/// `traceparent` of the recorded span the call serves, if any.
 pub async fn send<C: DataCall>(
     bus: &dyn Bus,
     tenant: Tenant,
+    trace: Option<String>,
     call: C,
 ) -> Result<Result<C::Reply, DataError>, BusError> {
     let pool = tenant.pool.clone();
-    match bus.call(&pool, Envelope { tenant, call: call.into() }).await? {
+    match bus.call(&pool, Envelope { tenant, call: call.into(), trace }).await? {
         Ok(reply) => C::reply_of(reply).map(Ok).map_err(|other| {
             let answered = other.answers();
             BusError::Codec(format!("decoded as a reply to {answered}; gateway and worker versions differ"))

@@ -16,7 +16,7 @@ use axum::Router;
 use outrigger_bus::{Metadata, Tenant, TraceContext};
 use tracing::Instrument;
 
-use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, trace_context, workflow};
+use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, workflow};
 use crate::observe::{http_status_of_grpc, rpc_api, Observation, RpcSubject, Subject};
 use crate::stream_guard::StreamGuard;
 use crate::{DaprError, Gateway};
@@ -61,17 +61,16 @@ async fn unserved_rpc(State(gateway): State<Gateway>, headers: HeaderMap, uri: a
     }
 }
 
-/// Lets a call in, or answers the refusal (with the caller, when it is known): the caller, the call's trace
-/// context, and its span.
+/// Lets a call in, or answers the refusal (with the caller, when it is known): the caller and its span.
 async fn admit(
     gateway: &Gateway,
     headers: &HeaderMap,
     rpc: &str,
-) -> Result<(Tenant, TraceContext, tracing::Span), (Response, Option<Tenant>)> {
+) -> Result<(Tenant, tracing::Span), (Response, Option<Tenant>)> {
     let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
     let tenant = gateway.admit(token).await.map_err(|(refusal, tenant)| (refusal.into_grpc_response(), tenant))?;
     let span = tracing::debug_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
-    Ok((tenant, trace_context(headers), span))
+    Ok((tenant, span))
 }
 
 /// Lets a stream in: [`admit`], and the guard that ends the stream when its credential ends.
@@ -80,7 +79,7 @@ pub(crate) async fn admit_stream(
     headers: &HeaderMap,
     rpc: &str,
 ) -> Result<(Tenant, StreamGuard, tracing::Span), Response> {
-    let (tenant, _, span) = admit(gateway, headers, rpc).await.map_err(|(refused, _)| refused)?;
+    let (tenant, span) = admit(gateway, headers, rpc).await.map_err(|(refused, _)| refused)?;
     let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let guard = gateway.guard_stream(token.trim(), &tenant);
     Ok((tenant, guard, span))
@@ -102,17 +101,20 @@ where
     Fut: Future<Output = Result<Resp, DaprError>> + Send + 'static,
 {
     post(move |State(gateway): State<Gateway>, request: Request| async move {
-        let observation = Observation::start(&gateway, &request, true);
-        let (tenant, trace, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
+        let mut request = request;
+        let mut observation = Observation::start(&gateway, &request, true);
+        let (tenant, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
             Ok(admitted) => admitted,
-            Err((refused, tenant)) => {
+            Err((mut refused, tenant)) => {
                 if let Some(tenant) = tenant {
                     let code = grpc_status(&refused);
-                    observation.finish(&gateway, &tenant, http_status_of_grpc(code), Some(code), of_rpc(None));
+                    let status = (http_status_of_grpc(code), Some(code));
+                    observation.finish(&gateway, &tenant, refused.headers_mut(), status, of_rpc(None));
                 }
                 return refused;
             }
         };
+        let trace = observation.enter(&gateway, &tenant, request.headers_mut()).await;
         let limit = gateway.options().max_body_bytes;
         // What the request names (component, target), kept for the log once the message is decoded.
         let named: Arc<OnceLock<Named>> = Arc::default();
@@ -136,13 +138,14 @@ where
         let mut grpc = tonic::server::Grpc::new(crate::grpc_codec::Codec::<Resp, Req>::default())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
-        let response: Response<tonic::body::Body> = grpc.unary(service, request).instrument(span).await;
+        let mut response: Response<tonic::body::Body> =
+            observation.traced(grpc.unary(service, request)).instrument(span).await;
         let code = grpc_status(&response);
         observation.finish(
             &gateway,
             &tenant,
-            http_status_of_grpc(code),
-            Some(code),
+            response.headers_mut(),
+            (http_status_of_grpc(code), Some(code)),
             of_rpc(Arc::into_inner(named).and_then(OnceLock::into_inner)),
         );
         response.map(axum::body::Body::new)

@@ -64,25 +64,29 @@ async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next
         app_id = %tenant.app_id,
     );
     request.extensions_mut().insert(tenant.clone());
-    let response = next.run(request).instrument(span).await;
-    observation.finish(&gateway, &tenant, response.status().as_u16(), None, Subject::of_http_path);
+    let mut response = observation.traced(next.run(request)).instrument(span).await;
+    let status = response.status().as_u16();
+    observation.finish(&gateway, &tenant, response.headers_mut(), (status, None), Subject::of_http_path);
     response
 }
 
 /// The caller of a request and the observation of its call, its token taken off the request (the token goes
-/// no further than here), or daprd's refusal (recorded for the caller's project when the caller is known).
+/// no further than here) and its trace headers naming the call's span, or daprd's refusal (recorded for the
+/// caller's project when the caller is known).
 pub(super) async fn admit(gateway: &Gateway, request: &mut Request) -> Result<(Tenant, Observation), Response> {
-    let observation = Observation::start(gateway, request, false);
+    let mut observation = Observation::start(gateway, request, false);
     let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
     match gateway.admit(token).await {
         Ok(tenant) => {
             request.headers_mut().remove(TOKEN_HEADER);
+            observation.enter(gateway, &tenant, request.headers_mut()).await;
             Ok((tenant, observation))
         }
         Err((refusal, tenant)) => {
-            let refused = refusal.into_response();
+            let mut refused = refusal.into_response();
             if let Some(tenant) = tenant {
-                observation.finish(gateway, &tenant, refused.status().as_u16(), None, Subject::of_http_path);
+                let status = refused.status().as_u16();
+                observation.finish(gateway, &tenant, refused.headers_mut(), (status, None), Subject::of_http_path);
             }
             Err(refused)
         }

@@ -54,14 +54,16 @@ pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Reque
         .map(str::to_owned)
         .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(crate::invoke::basic_app_id));
     let Some(app_id) = app_id.filter(|app_id| !app_id.is_empty()) else {
-        let unserved = DaprError::unimplemented(request.uri().path()).into_response();
-        observation.finish(&gateway, &tenant, unserved.status().as_u16(), None, Subject::of_http_path);
+        let mut unserved = DaprError::unimplemented(request.uri().path()).into_response();
+        let status = unserved.status().as_u16();
+        observation.finish(&gateway, &tenant, unserved.headers_mut(), (status, None), Subject::of_http_path);
         return unserved;
     };
     let method = request.uri().path().to_owned();
     let span = tracing::debug_span!("dapr_http", method = %request.method(), path = %method, project = %tenant.project, app_id = %tenant.app_id);
-    let answer = invoke(&gateway, &tenant, &app_id, method, request).instrument(span).await;
-    observation.finish(&gateway, &tenant, answer.status().as_u16(), None, |_| Subject::invocation(&app_id));
+    let mut answer = observation.traced(invoke(&gateway, &tenant, &app_id, method, request)).instrument(span).await;
+    let status = answer.status().as_u16();
+    observation.finish(&gateway, &tenant, answer.headers_mut(), (status, None), |_| Subject::invocation(&app_id));
     answer
 }
 

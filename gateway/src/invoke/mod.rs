@@ -205,6 +205,13 @@ impl Invoker {
         Ok(names)
     }
 
+    /// `tracing.samplingRate` of the caller's App ID's Configuration, if it sets one (and the project can be
+    /// read).
+    pub async fn sampling_rate(&self, tenant: &Tenant) -> Option<f64> {
+        let directory = self.directory.project(&tenant.project_id).await.ok()?;
+        directory.apps.get(&tenant.app_id)?.sampling_rate
+    }
+
     /// Whether the caller's App ID has an app endpoint the platform can call back (daprd's "app channel").
     pub async fn has_app_endpoint(&self, tenant: &Tenant) -> bool {
         let directory = self.directory.project(&tenant.project_id).await;
@@ -304,9 +311,6 @@ impl Invoker {
         } else {
             return Err(InvokeError::UnknownTarget { id: id() });
         };
-        if !headers.contains_key("traceparent") {
-            headers.insert("traceparent", header_value(&new_traceparent()));
-        }
         let url = AppChannel::join(&base, &invocation.path_and_query);
         self.egress.check_url(&url).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
 
@@ -367,7 +371,9 @@ impl Invoker {
                         name: text("name").unwrap_or_default(),
                         key: text("key"),
                     };
-                    match outrigger_bus::send(self.bus.as_ref(), tenant.clone(), call).await {
+                    match outrigger_bus::send(self.bus.as_ref(), tenant.clone(), crate::observe::bus_trace(), call)
+                        .await
+                    {
                         Ok(Ok(value)) => value,
                         Ok(Err(err)) => return Err(err.to_string()),
                         Err(err) => return Err(format!("{err}; retry shortly")),
@@ -472,12 +478,6 @@ async fn read_up_to(body: axum::body::Body, limit: usize) -> Result<Result<Bytes
 }
 
 /// A W3C trace context for a call that came without one.
-fn new_traceparent() -> String {
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    format!("00-{trace}-{span}-01")
-}
-
 /// A reqwest error with its causes: "error sending request" alone says nothing.
 fn describe(err: &reqwest::Error) -> String {
     let mut text = err.to_string();

@@ -1,5 +1,6 @@
-"""Fixtures: Outrigger in both forms (each started once per session, on first use), every test
-parametrized over the two, and a fresh project per test so that tests do not see each other's data.
+"""Fixtures: Outrigger in both forms (each started once per session, on first use, exporting its spans to
+one OTLP receiver of the session), every test parametrized over the two, and a fresh project per test so
+that tests do not see each other's data.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Iterator
 import pytest
 
 import harness
+import otlp_receiver
 from support import App, Project, Tenants
 
 FORMS = ('embedded', 'distributed')
@@ -44,15 +46,28 @@ def _stop(deployment: harness.Deployment) -> None:
 
 
 @pytest.fixture(scope='session')
-def embedded_deployment() -> Iterator[harness.Deployment]:
-    deployment = harness.start_embedded()
+def spans() -> Iterator[otlp_receiver.Receiver]:
+    """The OTLP receiver every session deployment exports its spans to."""
+    receiver = otlp_receiver.Receiver()
+    yield receiver
+    receiver.stop()
+
+
+def _exporting_to(receiver: otlp_receiver.Receiver) -> dict[str, str]:
+    # Spans leave every 100 ms, so a test waits for them briefly.
+    return {'OUTRIGGER_OTLP_ENDPOINT': receiver.endpoint, 'OUTRIGGER_OTLP_FLUSH_MS': '100'}
+
+
+@pytest.fixture(scope='session')
+def embedded_deployment(spans) -> Iterator[harness.Deployment]:
+    deployment = harness.start_embedded(_exporting_to(spans))
     yield deployment
     _stop(deployment)
 
 
 @pytest.fixture(scope='session')
-def distributed_deployment() -> Iterator[harness.Deployment]:
-    deployment = harness.start_distributed()
+def distributed_deployment(spans) -> Iterator[harness.Deployment]:
+    deployment = harness.start_distributed(_exporting_to(spans))
     yield deployment
     _stop(deployment)
 

@@ -385,7 +385,7 @@ def _address(fields: dict[str, Any], name: str, process: str) -> str:
     return f'http://{value}'
 
 
-def start_embedded() -> Deployment:
+def start_embedded(extra_env: Optional[dict[str, str]] = None) -> Deployment:
     work_dir = _work_dir('embedded')
     data_dir = work_dir / 'data'
     data_dir.mkdir()
@@ -399,6 +399,7 @@ def start_embedded() -> Deployment:
             'OUTRIGGER_GRPC_ADDR': '127.0.0.1:0',
             'OUTRIGGER_LOG_FORMAT': 'json',
             'OUTRIGGER_ADMIN_TOKEN': admin_token,
+            **(extra_env or {}),
         }
     )
     process = Process('all-in-one', [], env, log)
@@ -446,7 +447,7 @@ class PostgresSchema:
         self._execute(f'DROP SCHEMA IF EXISTS {self.name} CASCADE')
 
 
-def start_distributed() -> Deployment:
+def start_distributed(extra_env: Optional[dict[str, str]] = None) -> Deployment:
     work_dir = _work_dir('distributed')
     data_dir = work_dir / 'data'
     data_dir.mkdir()
@@ -465,6 +466,7 @@ def start_distributed() -> Deployment:
         # The secret-store tests keep their secrets in files of this host (in the project's directory under the
         # worker's data dir), which the distributed form's workers refuse to read by default.
         'OUTRIGGER_ALLOW_HOST_SECRET_STORES': 'true',
+        **(extra_env or {}),
     }
     processes: list[Process] = []
     deployment = None

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use outrigger_outbound::AppChannel;
+use outrigger_telemetry::trace::{Hop, KeyValue, SpanKind};
 use serde_json::{Map, Value};
 
 /// What the app said about an event (daprd `pkg/runtime/subscription/postman/http`).
@@ -34,12 +35,45 @@ pub async fn deliver(
         .header("content-type", "application/cloudevents+json")
         .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
         .json(event);
-    for header in ["traceparent", "tracestate"] {
-        if let Some(value) = event.get(header).and_then(Value::as_str).filter(|value| !value.is_empty()) {
-            request = request.header(header, value);
+    let field = |name: &str| event.get(name).and_then(Value::as_str).filter(|value| !value.is_empty());
+    // The delivery is a span of the publisher's trace (daprd's `pubsub/<topic>`); the app gets it as its
+    // parent. An event without a valid trace context is passed on as it came.
+    let hop = field("traceparent").and_then(|traceparent| Hop::continuing(traceparent, field("tracestate")));
+    match &hop {
+        Some(hop) => {
+            request = request.header("traceparent", hop.traceparent());
+            if let Some(state) = hop.tracestate() {
+                request = request.header("tracestate", state);
+            }
+        }
+        None => {
+            for header in ["traceparent", "tracestate"] {
+                if let Some(value) = field(header) {
+                    request = request.header(header, value);
+                }
+            }
         }
     }
-    let response = match request.send().await {
+    let outcome = verdict(request.send().await, path).await;
+    if let Some(hop) = hop.filter(Hop::recorded) {
+        let topic = field("topic").unwrap_or_default().to_owned();
+        let attributes = vec![
+            KeyValue::new("messaging.system", "pubsub"),
+            KeyValue::new("messaging.destination.name", topic.clone()),
+            KeyValue::new("db.name", field("pubsubname").unwrap_or_default().to_owned()),
+        ];
+        let error = match &outcome {
+            Outcome::Success => None,
+            Outcome::Retry(reason) | Outcome::Drop(reason) => Some(reason.clone()),
+        };
+        hop.finish(format!("pubsub/{topic}"), SpanKind::Consumer, attributes, error);
+    }
+    outcome
+}
+
+/// The app's verdict on one delivered event, from its answer to the POST of `path`.
+async fn verdict(sent: Result<reqwest::Response, reqwest::Error>, path: &str) -> Outcome {
+    let response = match sent {
         Ok(response) => response,
         Err(err) => return Outcome::Retry(format!("the app did not answer: {err}")),
     };

@@ -62,7 +62,7 @@ impl Subject {
     }
 
     async fn call<C: DataCall>(&self, tenant: &Tenant, call: C) -> Result<C::Reply, DataError> {
-        let reply = self.worker.handle(Envelope { tenant: tenant.clone(), call: call.into() }).await?;
+        let reply = self.worker.handle(Envelope { tenant: tenant.clone(), call: call.into(), trace: None }).await?;
         Ok(C::reply_of(reply).unwrap_or_else(|other| panic!("a reply to {} instead", other.answers())))
     }
 

@@ -1,0 +1,370 @@
+//! Traces: the W3C trace context of each hop a call makes (gateway, worker, delivery to an app), and the export
+//! of the hops' spans over OTLP/gRPC when the operator names a collector.
+//!
+//! A [`Hop`] is one span: taken as the child of the caller's `traceparent`, or the root of a new trace. Its
+//! own `traceparent` is what the next hop receives (over the bus, in a CloudEvent, in the headers of a call to
+//! an app) and what the caller gets back. The ids are made here rather than by the OpenTelemetry SDK's
+//! tracer, because every call carries a trace context whether or not anything is exported, and because the
+//! ids must be known before the span ends; finished spans go to the SDK's batch processor and OTLP exporter
+//! as plain span data.
+//!
+//! Sampling follows daprd: a caller's sampled flag decides (parent-based), a new trace is sampled by its id at
+//! the App ID's `tracing.samplingRate`, and a rate of 0 records nothing. Recording costs nothing but the ids
+//! when no collector is set.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+pub use opentelemetry::trace::SpanKind;
+use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
+use opentelemetry::InstrumentationScope;
+pub use opentelemetry::KeyValue;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor};
+use opentelemetry_sdk::Resource;
+
+/// Longest `tracestate` passed on (daprd's bound); a longer one is dropped, as the W3C rules allow.
+const MAX_TRACESTATE_LEN: usize = 512;
+
+/// The ids of one span and whether its trace is sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpanIds {
+    /// 16 bytes, never all zero.
+    pub trace_id: [u8; 16],
+    /// 8 bytes, never all zero.
+    pub span_id: [u8; 8],
+    /// The `sampled` flag.
+    pub sampled: bool,
+}
+
+impl SpanIds {
+    /// A `traceparent` header's ids: `00-<32 hex>-<16 hex>-<2 hex>` (a later version may append fields), or
+    /// `None` when it breaks the W3C rules (then a new trace starts).
+    pub fn parse(traceparent: &str) -> Option<SpanIds> {
+        let text = traceparent.trim();
+        let mut fields = text.splitn(5, '-');
+        let version = fields.next()?;
+        let (trace_id, span_id, flags) = (fields.next()?, fields.next()?, fields.next()?);
+        let rest = fields.next();
+        let version = hex_bytes::<1>(version)?[0];
+        // Version ff is invalid; version 00 has exactly four fields; later versions may add more.
+        if version == 0xff || (version == 0 && rest.is_some()) {
+            return None;
+        }
+        let (trace_id, span_id) = (hex_bytes::<16>(trace_id)?, hex_bytes::<8>(span_id)?);
+        let flags = hex_bytes::<1>(flags)?[0];
+        if trace_id == [0; 16] || span_id == [0; 8] {
+            return None;
+        }
+        Some(SpanIds { trace_id, span_id, sampled: flags & 1 == 1 })
+    }
+
+    /// The `traceparent` header naming this span.
+    pub fn traceparent(&self) -> String {
+        let mut text = String::with_capacity(55);
+        text.push_str("00-");
+        hex_into(&mut text, &self.trace_id);
+        text.push('-');
+        hex_into(&mut text, &self.span_id);
+        text.push_str(if self.sampled { "-01" } else { "-00" });
+        text
+    }
+
+    /// The trace id in hex (as logs and collectors show it).
+    pub fn trace_id_hex(&self) -> String {
+        let mut text = String::with_capacity(32);
+        hex_into(&mut text, &self.trace_id);
+        text
+    }
+
+    /// The span id in hex.
+    pub fn span_id_hex(&self) -> String {
+        let mut text = String::with_capacity(16);
+        hex_into(&mut text, &self.span_id);
+        text
+    }
+}
+
+fn hex_bytes<const N: usize>(text: &str) -> Option<[u8; N]> {
+    // Lower-case only: the W3C rules refuse upper-case hex.
+    if text.len() != 2 * N || !text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+        return None;
+    }
+    let mut bytes = [0; N];
+    for (index, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * index..2 * index + 2], 16).ok()?;
+    }
+    Some(bytes)
+}
+
+fn hex_into(text: &mut String, bytes: &[u8]) {
+    for byte in bytes {
+        let _ = write!(text, "{byte:02x}");
+    }
+}
+
+fn random_span_id() -> [u8; 8] {
+    loop {
+        let id: [u8; 8] = rand::random();
+        if id != [0; 8] {
+            return id;
+        }
+    }
+}
+
+/// Whether a new trace is sampled at `rate` (0 to 1), decided by its id as OpenTelemetry's
+/// `TraceIdRatioBased` does, so every process decides alike.
+pub fn sampled_at(trace_id: &[u8; 16], rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate.is_nan() || rate <= 0.0 {
+        return false;
+    }
+    let low = u64::from_be_bytes(trace_id[8..].try_into().expect("8 bytes")) >> 1;
+    // `rate` is below 1, so the bound fits in 63 bits.
+    low < (rate * (1u64 << 63) as f64) as u64
+}
+
+/// A project's `tracing.samplingRate` as daprd reads it: a number, or daprd's default (1 in 10,000) when it
+/// is not one.
+pub fn parse_sampling_rate(text: &str) -> f64 {
+    text.trim().parse::<f64>().ok().filter(|rate| rate.is_finite()).unwrap_or(1e-4)
+}
+
+/// One hop of a call: its span's ids, its parent's span, and whether it is recorded for export.
+#[derive(Clone, Debug)]
+pub struct Hop {
+    ids: SpanIds,
+    parent: Option<[u8; 8]>,
+    tracestate: Option<String>,
+    recorded: bool,
+    started: SystemTime,
+}
+
+impl Hop {
+    /// The hop of a call arriving with `traceparent`/`tracestate` (or none): a child of the caller's span, or
+    /// the first span of a new trace, sampled by its id at `sampling_rate` (the caller's App ID's; 0 records
+    /// nothing, even when the caller's trace is sampled).
+    pub fn arriving(traceparent: Option<&str>, tracestate: Option<&str>, sampling_rate: f64) -> Hop {
+        let parent = traceparent.and_then(SpanIds::parse);
+        let exporting = exporter().is_some();
+        match parent {
+            Some(parent) => {
+                let recorded = exporting && parent.sampled && sampling_rate > 0.0;
+                let ids = SpanIds { span_id: random_span_id(), ..parent };
+                let tracestate = tracestate.filter(|state| state.len() <= MAX_TRACESTATE_LEN).map(str::to_owned);
+                Hop { ids, parent: Some(parent.span_id), tracestate, recorded, started: SystemTime::now() }
+            }
+            None => {
+                let trace_id = loop {
+                    let id: [u8; 16] = rand::random();
+                    if id != [0; 16] {
+                        break id;
+                    }
+                };
+                let recorded = exporting && sampled_at(&trace_id, sampling_rate);
+                let ids = SpanIds { trace_id, span_id: random_span_id(), sampled: recorded };
+                Hop { ids, parent: None, tracestate: None, recorded, started: SystemTime::now() }
+            }
+        }
+    }
+
+    /// The hop that continues a trace another process started (`traceparent` of its span): recorded when that
+    /// span was sampled and this process exports. `None` when there is no valid parent.
+    pub fn continuing(traceparent: &str, tracestate: Option<&str>) -> Option<Hop> {
+        let parent = SpanIds::parse(traceparent)?;
+        let recorded = parent.sampled && exporter().is_some();
+        let ids = SpanIds { span_id: random_span_id(), ..parent };
+        let tracestate = tracestate.filter(|state| !state.is_empty() && state.len() <= MAX_TRACESTATE_LEN);
+        Some(Hop {
+            ids,
+            parent: Some(parent.span_id),
+            tracestate: tracestate.map(str::to_owned),
+            recorded,
+            started: SystemTime::now(),
+        })
+    }
+
+    /// This span's ids.
+    pub fn ids(&self) -> &SpanIds {
+        &self.ids
+    }
+
+    /// The `traceparent` the next hop and the caller receive.
+    pub fn traceparent(&self) -> String {
+        self.ids.traceparent()
+    }
+
+    /// The caller's `tracestate`, passed on unchanged.
+    pub fn tracestate(&self) -> Option<&str> {
+        self.tracestate.as_deref()
+    }
+
+    /// Whether the span will be exported; attributes need not be gathered otherwise.
+    pub fn recorded(&self) -> bool {
+        self.recorded
+    }
+
+    /// Ends the span now, exporting it if it is recorded. `error` marks it failed with that description.
+    pub fn finish(
+        self,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        attributes: Vec<KeyValue>,
+        error: Option<String>,
+    ) {
+        if !self.recorded {
+            return;
+        }
+        let Some(exporter) = exporter() else { return };
+        let state = self.tracestate.as_deref().and_then(|state| state.parse::<TraceState>().ok()).unwrap_or_default();
+        let context = SpanContext::new(
+            TraceId::from_bytes(self.ids.trace_id),
+            SpanId::from_bytes(self.ids.span_id),
+            TraceFlags::SAMPLED,
+            false,
+            state,
+        );
+        exporter.processor.on_end(SpanData {
+            span_context: context,
+            parent_span_id: self.parent.map_or(SpanId::INVALID, SpanId::from_bytes),
+            parent_span_is_remote: self.parent.is_some(),
+            span_kind: kind,
+            name: name.into(),
+            start_time: self.started,
+            end_time: SystemTime::now(),
+            attributes,
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: error.map_or(Status::Unset, Status::error),
+            instrumentation_scope: exporter.scope.clone(),
+        });
+    }
+}
+
+/// Where finished spans go.
+struct Exporter {
+    processor: BatchSpanProcessor,
+    scope: InstrumentationScope,
+}
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+fn exporter() -> Option<&'static Exporter> {
+    EXPORTER.get()
+}
+
+/// Why trace export could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot export traces to {endpoint}: {reason}")]
+pub struct ExportError {
+    endpoint: String,
+    reason: String,
+}
+
+/// Starts exporting recorded spans to the OTLP/gRPC collector at `endpoint` (e.g. `http://collector:4317`),
+/// as service `service_name` (`outrigger-gateway`, …). Batches leave at least every `flush_every`. Must be
+/// called inside the Tokio runtime, once per process; a second call changes nothing.
+pub fn export_to(endpoint: &str, service_name: &str, flush_every: Duration) -> Result<(), ExportError> {
+    use opentelemetry_otlp::WithExportConfig;
+    let failed = |reason: String| ExportError { endpoint: endpoint.to_owned(), reason };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(|err| failed(err.to_string()))?;
+    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default().with_scheduled_delay(flush_every).build();
+    let mut processor = BatchSpanProcessor::builder(exporter).with_batch_config(config).build();
+    processor.set_resource(&Resource::builder_empty().with_service_name(service_name.to_owned()).build());
+    let scope = InstrumentationScope::builder("outrigger").with_version(env!("CARGO_PKG_VERSION")).build();
+    let _ = EXPORTER.set(Exporter { processor, scope });
+    Ok(())
+}
+
+/// Sends the spans still queued (at shutdown).
+pub fn flush() {
+    if let Some(exporter) = exporter() {
+        if let Err(err) = exporter.processor.force_flush() {
+            tracing::warn!(error = %err, "spans could not be exported at shutdown");
+        }
+    }
+}
+
+/// Whether spans are exported by this process.
+pub fn exporting() -> bool {
+    exporter().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn traceparents_follow_the_w3c_rules() {
+        let ids = SpanIds::parse(PARENT).unwrap();
+        assert_eq!(ids.traceparent(), PARENT);
+        assert_eq!(ids.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        assert!(ids.sampled);
+        assert!(!SpanIds::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00").unwrap().sampled);
+        for invalid in [
+            "",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-extra",
+            "00-0af7651916cd43dd8448eb211c8031-b7ad6b7169203331-01",
+        ] {
+            assert_eq!(SpanIds::parse(invalid), None, "{invalid:?}");
+        }
+        // A later version may carry more fields.
+        assert!(SpanIds::parse("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-more").is_some());
+    }
+
+    #[test]
+    fn a_hop_continues_its_callers_trace_or_starts_one() {
+        let child = Hop::arriving(Some(PARENT), Some("congo=t61rcWkgMzE"), 1.0);
+        let parent = SpanIds::parse(PARENT).unwrap();
+        assert_eq!(child.ids().trace_id, parent.trace_id);
+        assert_ne!(child.ids().span_id, parent.span_id);
+        assert_eq!(child.parent, Some(parent.span_id));
+        // The caller's flag is passed on, and its tracestate.
+        assert!(child.ids().sampled);
+        assert_eq!(child.tracestate(), Some("congo=t61rcWkgMzE"));
+        let started = Hop::arriving(Some("garbage"), None, 1.0);
+        assert_ne!(started.ids().trace_id, parent.trace_id);
+        assert_eq!(started.parent, None);
+        // Without a collector nothing is recorded, and a new trace says so in its flag.
+        assert!(!started.recorded() && !started.ids().sampled);
+        assert!(Hop::continuing("garbage", None).is_none());
+        let next = Hop::continuing(&child.traceparent(), child.tracestate()).unwrap();
+        assert_eq!((next.ids().trace_id, next.parent), (parent.trace_id, Some(child.ids().span_id)));
+    }
+
+    #[test]
+    fn sampling_follows_the_rate_by_trace_id() {
+        let low = [0u8; 16];
+        let mut high = [0u8; 16];
+        high[8..].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(sampled_at(&low, 1e-4) && !sampled_at(&high, 0.99));
+        assert!(sampled_at(&high, 1.0) && !sampled_at(&low, 0.0) && !sampled_at(&low, f64::NAN));
+        let sampled = (0..10_000u64)
+            .filter(|seed| {
+                let mut id = [0u8; 16];
+                id[8..].copy_from_slice(&seed.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes());
+                sampled_at(&id, 0.25)
+            })
+            .count();
+        assert!((2_000..3_000).contains(&sampled), "{sampled} of 10000 sampled at 0.25");
+        assert_eq!(parse_sampling_rate("0.5"), 0.5);
+        assert_eq!(parse_sampling_rate("0"), 0.0);
+        assert_eq!(parse_sampling_rate(""), 1e-4);
+        assert_eq!(parse_sampling_rate("often"), 1e-4);
+    }
+}

@@ -1,0 +1,140 @@
+"""Traces: one SDK call makes one connected trace, exported over OTLP to the session's receiver.
+
+The gateway's span continues the caller's `traceparent` (or starts a trace) and is returned to the caller; the
+worker's span of the bus call is its child (in another process on the distributed form); a pub/sub delivery is
+a span of the publisher's trace, whose context the subscriber app receives; an App ID whose Configuration sets
+`tracing.samplingRate: "0"` records nothing.
+"""
+
+from __future__ import annotations
+
+import re
+
+from otlp_receiver import Receiver, Span
+from support import dapr_client, dapr_http, json_bytes
+from test_pubsub import subscriber_apps, subscription_yaml, wait_until_live  # noqa: F401 - a fixture
+
+TRACEPARENT = re.compile(r'^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$')
+SAVE_STATE = '/dapr.proto.runtime.v1.Dapr/SaveState'
+
+
+def of_project(project: str, name: str):
+    return lambda span: span.attributes.get('outrigger.project') == project and span.name == name
+
+
+def worker_span_of(spans: Receiver, parent: Span, name: str) -> Span:
+    return spans.wait_for(
+        lambda span: span.name == name and span.parent_span_id == parent.span_id and span.trace_id == parent.trace_id,
+        f'the worker span {name} under the gateway span {parent.span_id}',
+    )
+
+
+def test_an_sdk_call_makes_one_connected_trace(deployment, app, spans):
+    with dapr_client(app) as client:
+        client.save_state('kvstore', 'order-1', b'{"qty":1}')
+
+    server = spans.wait_for(of_project(app.project, SAVE_STATE), f'the gateway span of {SAVE_STATE}')
+    assert server.kind == 'server' and not server.error, server
+    assert server.attributes['dapr.protocol'] == 'grpc' and server.attributes['dapr.api'] == SAVE_STATE, server
+    assert server.attributes['outrigger.app_id'] == 'orders' and server.attributes['dapr.status_code'] == 0, server
+    assert server.attributes['db.system'] == 'state' and server.attributes['db.name'] == 'kvstore', server
+    worker = worker_span_of(spans, server, 'worker/SaveState')
+    assert worker.attributes['outrigger.project'] == app.project, worker
+    if deployment.form == 'distributed':
+        # Two processes, one trace: the context crossed NATS.
+        assert (server.service, worker.service) == ('outrigger-gateway', 'outrigger-worker'), (server, worker)
+
+
+def test_the_callers_trace_is_continued_and_returned(app, spans):
+    trace_id, caller_span = '4bf92f3577b34da6a3ce929d0e0e4736', '00f067aa0ba902b7'
+    status, body, headers = dapr_http(
+        app, 'GET', '/v1.0/state/kvstore/absent', None,
+        {'traceparent': f'00-{trace_id}-{caller_span}-01', 'tracestate': 'vendor=opaque'},
+    )
+    assert status == 204, (status, body)
+    returned = TRACEPARENT.match(headers.get('traceparent', ''))
+    assert returned, headers
+    assert returned.group(1) == trace_id and returned.group(2) != caller_span and returned.group(3) == '01', headers
+    assert headers.get('tracestate') == 'vendor=opaque', headers
+
+    server = spans.wait_for(lambda span: span.span_id == returned.group(2), 'the span the caller got back')
+    assert (server.trace_id, server.parent_span_id, server.kind) == (trace_id, caller_span, 'server'), server
+    assert server.name == '/v1.0/state/kvstore/absent' and server.attributes['http.request.method'] == 'GET', server
+    worker_span_of(spans, server, 'worker/GetState')
+
+    # A call without a trace starts one, and is told which.
+    status, _, headers = dapr_http(app, 'GET', '/v1.0/state/kvstore/absent')
+    started = TRACEPARENT.match(headers.get('traceparent', ''))
+    assert status == 204 and started and started.group(1) != trace_id, headers
+    root = spans.wait_for(lambda span: span.span_id == started.group(2), 'the span of a new trace')
+    assert root.parent_span_id == '' and root.trace_id == started.group(1), root
+
+
+def test_a_failed_call_is_a_failed_span(app, spans):
+    status, _, headers = dapr_http(app, 'GET', '/v1.0/state/no-such-store/key')
+    assert status == 400, status
+    span_id = TRACEPARENT.match(headers['traceparent']).group(2)
+    failed = spans.wait_for(lambda span: span.span_id == span_id, 'the failed call\'s span')
+    assert failed.error and failed.attributes['dapr.status_code'] == 400, failed
+
+
+def test_a_delivery_is_a_span_of_the_publishers_trace(tenants, subscriber_apps, spans):  # noqa: F811
+    subscriber = subscriber_apps()
+    project = tenants.project(apps=('orders',))
+    tenants.add_app(project, 'shipping', app_endpoint=subscriber.endpoint)
+    tenants.deployment.control.put_subscription(
+        project.name, 'shipping-orders',
+        subscription_yaml('shipping-orders', 'orders', default='/orders', scopes=['shipping']),
+    )
+    orders = project.apps['orders']
+
+    def publish(value) -> dict:
+        status, body, headers = dapr_http(orders, 'POST', '/v1.0/publish/pubsub/orders', json_bytes(value),
+                                          {'Content-Type': 'application/json'})
+        assert status == 204, (status, body)
+        return headers
+
+    wait_until_live(publish, subscriber, 'the subscription')
+    published = TRACEPARENT.match(publish({'order': 1})['traceparent'])
+    push = subscriber.take_data({'order': 1})
+
+    # The event names the publish call's span; the app is called within the delivery's span, its child.
+    assert push.event['traceparent'] == published.group(0), push.event
+    delivered = TRACEPARENT.match(push.headers.get('traceparent', ''))
+    assert delivered and delivered.group(1) == published.group(1), push.headers
+    delivery = spans.wait_for(lambda span: span.span_id == delivered.group(2), 'the delivery span')
+    assert (delivery.name, delivery.kind) == ('pubsub/orders', 'consumer'), delivery
+    assert delivery.parent_span_id == published.group(2), delivery
+    assert delivery.attributes['messaging.destination.name'] == 'orders', delivery
+    server = spans.wait_for(lambda span: span.span_id == published.group(2), 'the publish call\'s span')
+    worker_span_of(spans, server, 'worker/Publish')
+
+
+def test_a_sampling_rate_of_zero_records_nothing(tenants, spans):
+    project = tenants.project(apps=('loud',))
+    tenants.deployment.control.put_resource(project.name, 'configurations', 'untraced', """
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: untraced
+spec:
+  tracing:
+    samplingRate: "0"
+""")
+    quiet = tenants.add_app(project, 'quiet', config='untraced')
+    # A new trace of the quiet App ID says it is not sampled.
+    status, _, started = dapr_http(quiet, 'GET', '/v1.0/state/kvstore/k')
+    assert status == 204 and TRACEPARENT.match(started['traceparent']).group(3) == '00', started
+    # A caller's sampled trace is continued with its flag, but not recorded (daprd: a rate of 0 turns tracing
+    # off for the App ID).
+    sampled = '00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'
+    status, _, continued = dapr_http(quiet, 'GET', '/v1.0/state/kvstore/k', None, {'traceparent': sampled})
+    assert status == 204 and TRACEPARENT.match(continued['traceparent']).group(3) == '01', continued
+
+    # Spans leave each process in order: once a later call's span is in, an earlier one would be too.
+    _, _, later = dapr_http(project.apps['loud'], 'GET', '/v1.0/state/kvstore/k')
+    later_span = TRACEPARENT.match(later['traceparent']).group(2)
+    spans.wait_for(lambda span: span.span_id == later_span, 'the later call\'s span')
+    recorded = spans.spans(lambda span: span.attributes.get('outrigger.app_id') == 'quiet'
+                           and span.attributes.get('outrigger.project') == project.name)
+    assert recorded == [], recorded
