@@ -24,7 +24,7 @@ use prometheus::{
 };
 
 /// Latency buckets in milliseconds (daprd's start at 1 ms; a remote sidecar's calls are mostly below that).
-const LATENCY_BUCKETS_MS: &[f64] =
+pub(crate) const LATENCY_BUCKETS_MS: &[f64] =
     &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
 /// (project, App ID) pairs with series of their own, unless the operator says otherwise.
 pub const DEFAULT_TENANT_LIMIT: usize = 100;
@@ -100,27 +100,27 @@ pub fn metrics() -> &'static Metrics {
     METRICS.get_or_init(Metrics::new)
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+pub(crate) fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
     registry.register(Box::new(counter.clone())).expect("metric registered once");
     counter
 }
 
-fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
+pub(crate) fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
     let histogram =
         HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid histogram");
     registry.register(Box::new(histogram.clone())).expect("metric registered once");
     histogram
 }
 
-fn single(registry: &Registry, name: &str, help: &str) -> IntCounter {
+pub(crate) fn single(registry: &Registry, name: &str, help: &str) -> IntCounter {
     let counter = IntCounter::new(name, help).expect("valid counter");
     registry.register(Box::new(counter.clone())).expect("metric registered once");
     counter
 }
 
 /// Seconds as milliseconds, the unit of daprd's latency histograms.
-fn millis(elapsed: Duration) -> f64 {
+pub(crate) fn millis(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64() * 1000.0
 }
 
@@ -232,7 +232,7 @@ impl Metrics {
     }
 
     /// The label values a tenant's calls are counted under: its own, or the folded ones past the limit.
-    fn tenant<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str) {
+    pub(crate) fn tenant<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str) {
         let key = label_hash(&[project, app_id]);
         if self.tenants.read().expect("tenant labels lock").contains(&key) {
             return (project, app_id);
