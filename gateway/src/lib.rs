@@ -118,6 +118,7 @@ impl Gateway {
             replay_limit: options.max_body_bytes,
         };
         let closing = tokio_util::sync::CancellationToken::new();
+        outrigger_telemetry::metrics().set_token_cache_ttl(options.token_cache_ttl);
         Gateway(Arc::new(Inner {
             invoker: invoke::Invoker::new(control_plane.clone(), Arc::clone(&bus), invoke_options),
             bus,

@@ -286,8 +286,14 @@ impl Runtime {
 
     /// The project's components, from the cache when fresh enough. `None` when the project is gone.
     pub async fn project(&self, project_id: &ProjectId) -> Result<Option<Arc<ProjectComponents>>, String> {
-        let read = || self.read_project(project_id);
-        self.projects.get_or_load(&project_id.as_str().to_owned(), read).await.map_err(|err| String::clone(&err))
+        let missed = std::sync::atomic::AtomicBool::new(false);
+        let read = || {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.read_project(project_id)
+        };
+        let found = self.projects.get_or_load(&project_id.as_str().to_owned(), read).await;
+        outrigger_telemetry::metrics().cache_lookup("worker_components", !missed.into_inner());
+        found.map_err(|err| String::clone(&err))
     }
 
     /// Reads the project's components, opening backends whose documents changed and letting go of those whose

@@ -70,8 +70,14 @@ impl Directory {
 
     /// The project's directory, from the cache when fresh enough.
     pub async fn project(&self, project_id: &ProjectId) -> Result<Arc<ProjectDirectory>, Arc<outrigger_store::Error>> {
-        let read = || async { self.load(project_id).await.map(Arc::new) };
-        self.projects.get_or_load(&project_id.as_str().to_owned(), read).await
+        let missed = std::sync::atomic::AtomicBool::new(false);
+        let read = || async {
+            missed.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.load(project_id).await.map(Arc::new)
+        };
+        let found = self.projects.get_or_load(&project_id.as_str().to_owned(), read).await;
+        outrigger_telemetry::metrics().cache_lookup("gateway_directory", !missed.into_inner());
+        found
     }
 
     async fn load(&self, project_id: &ProjectId) -> Result<ProjectDirectory, outrigger_store::Error> {

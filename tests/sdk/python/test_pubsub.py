@@ -520,15 +520,23 @@ def test_declarative_subscription_pushes_daprs_cloudevent(tenants, subscriber_ap
     assert traced.event['source'] == 'orders' and traced.event['datacontenttype'] == 'application/json'
     assert [push.data for push in app.pushes()] == [{'order': 7, 'lines': [{'sku': 'tea', 'qty': 2}]}, {'order': 8}]
 
-    # The deliveries are counted under daprd's metric name (the embedded form's one process serves them).
+    # Publishes and deliveries are counted under daprd's metric names (the embedded form's one process serves
+    # them), with how long each message waited for its first delivery.
     if tenants.deployment.form == 'embedded':
         control = tenants.deployment.control
         status, text, _ = harness.http_request(
             'GET', f'{control.base_url}/metrics', None, {'Authorization': f'Bearer {control.admin_token}'})
         assert status == 200
-        series = ('dapr_component_pubsub_egress_count{app_id="shipping",component="pubsub",'
-                  f'project="{project.name}",success="true",topic="orders"}}')
-        assert series in text.decode(), text.decode()
+        text = text.decode()
+        delivered = ('dapr_component_pubsub_ingress_count{app_id="shipping",component="pubsub",'
+                     f'process_status="success",project="{project.name}",status="",topic="orders"}}')
+        published = ('dapr_component_pubsub_egress_count{app_id="orders",component="pubsub",'
+                     f'project="{project.name}",success="true",topic="orders"}}')
+        waited = ('outrigger_pubsub_delivery_lag_seconds_count{app_id="shipping",component="pubsub",'
+                  f'project="{project.name}",topic="orders"}}')
+        for series in (delivered, published, waited):
+            assert series in text, f'{series} missing from {text}'
+        assert 'outrigger_cache_lookups_total{cache="worker_components",result="hit"}' in text, text
 
 
 def test_routing_rules_pick_the_path_by_event_data(tenants, subscriber_apps):

@@ -526,6 +526,7 @@ async fn handle_delivery(
 ) {
     let outcome = match prepare(target, &delivery) {
         Prepared::Deliver { path, event } => {
+            note_lag(target, &delivery);
             let started = std::time::Instant::now();
             let outcome = app::deliver(&target.channel, client, &path, &event, policy.timeout).await;
             count_delivery(target, &outcome, started.elapsed());
@@ -548,7 +549,10 @@ async fn handle_bulk(
     let mut by_path: std::collections::BTreeMap<String, Vec<(Delivery, Event)>> = std::collections::BTreeMap::new();
     for delivery in batch {
         match prepare(target, &delivery) {
-            Prepared::Deliver { path, event } => by_path.entry(path).or_default().push((delivery, event)),
+            Prepared::Deliver { path, event } => {
+                note_lag(target, &delivery);
+                by_path.entry(path).or_default().push((delivery, event));
+            }
             Prepared::Skip => settle(broker, target, place, policy, &delivery, Outcome::Success).await,
         }
     }
@@ -567,18 +571,28 @@ async fn handle_bulk(
     }
 }
 
-/// Counts a message delivered to an app (daprd's `dapr_component_pubsub_egress_*`).
+/// Counts a message delivered to an app (daprd's `dapr_component_pubsub_ingress_*`).
 fn count_delivery(target: &Target, outcome: &Outcome, elapsed: std::time::Duration) {
     let key = &target.key;
-    let success = matches!(outcome, Outcome::Success);
-    outrigger_telemetry::metrics().pubsub_delivery(
-        &target.project_name,
-        &key.app_id,
-        &key.pubsub,
-        &key.topic,
-        success,
-        elapsed,
-    );
+    let process_status = match outcome {
+        Outcome::Success => "success",
+        Outcome::Retry(_) => "retry",
+        Outcome::Drop(_) => "drop",
+    };
+    let (tenant, place) =
+        ((target.project_name.as_str(), key.app_id.as_str()), (key.pubsub.as_str(), key.topic.as_str()));
+    outrigger_telemetry::metrics().pubsub_delivery(tenant, place, process_status, elapsed);
+}
+
+/// Records how long a message waited for its first delivery to this subscription, when its broker says when it
+/// was published.
+fn note_lag(target: &Target, delivery: &Delivery) {
+    let Some(published_at) = delivery.published_at.filter(|_| delivery.attempt == 1) else { return };
+    let waited = u64::try_from(chrono::Utc::now().timestamp_millis().saturating_sub(published_at)).unwrap_or(0);
+    let key = &target.key;
+    let (tenant, place) =
+        ((target.project_name.as_str(), key.app_id.as_str()), (key.pubsub.as_str(), key.topic.as_str()));
+    outrigger_telemetry::metrics().delivery_lag(tenant, place, std::time::Duration::from_millis(waited));
 }
 
 /// Acks, retries or dead-letters a delivery after the app's verdict.

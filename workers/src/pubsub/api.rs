@@ -67,12 +67,20 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
         };
         let outcome = match envelope(&publication, now) {
             Ok(message) => {
+                let started = std::time::Instant::now();
                 let publish = || broker.publish(&broker_topic, &message.payload);
-                resiliency::execute_fallible(&policy, breaker.as_deref(), "the broker", publish).await.map_err(
-                    |reason| DataError::PublishFailed {
-                        message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
-                    },
-                )
+                let published = resiliency::execute_fallible(&policy, breaker.as_deref(), "the broker", publish).await;
+                let place = (pubsub, topic);
+                let tenant_labels = (tenant.project.as_str(), tenant.app_id.as_str());
+                outrigger_telemetry::metrics().pubsub_publish(
+                    tenant_labels,
+                    place,
+                    published.is_ok(),
+                    started.elapsed(),
+                );
+                published.map_err(|reason| DataError::PublishFailed {
+                    message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
+                })
             }
             Err(err) => Err(envelope_error(err)),
         };

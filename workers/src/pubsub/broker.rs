@@ -18,6 +18,8 @@ pub struct Delivery {
     pub payload: Vec<u8>,
     /// How many times this message has been handed to the group, this time included (1 = first delivery).
     pub attempt: u32,
+    /// When the message was published (Unix milliseconds), if the broker keeps it.
+    pub published_at: Option<i64>,
 }
 
 /// What a broker promises beyond at-least-once delivery.

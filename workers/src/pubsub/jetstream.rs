@@ -205,12 +205,14 @@ async fn pull(consumer: &PullConsumer, batch: usize, wait: Option<Duration>) -> 
             }
             Err(err) => return Err(backend_error(err)),
         };
-        let attempt = message.info().map_err(backend_error)?.delivered;
+        let info = message.info().map_err(backend_error)?;
+        let (attempt, published) = (info.delivered, info.published);
         let id = message.reply.as_ref().ok_or_else(|| backend_error("a message came without its ack subject"))?;
         deliveries.push(Delivery {
             id: id.to_string(),
             payload: message.payload.to_vec(),
             attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+            published_at: i64::try_from(published.unix_timestamp_nanos() / 1_000_000).ok(),
         });
     }
     Ok(deliveries)

@@ -46,6 +46,8 @@ struct Unacked {
     /// Times handed out so far.
     attempts: u32,
     available_at: Instant,
+    /// When it was published (Unix milliseconds).
+    published_at: i64,
 }
 
 impl State {
@@ -64,7 +66,12 @@ impl Group {
             .map(|(number, message)| {
                 message.attempts = message.attempts.saturating_add(1);
                 message.available_at = later(now, hold);
-                Delivery { id: number.to_string(), payload: message.payload.to_vec(), attempt: message.attempts }
+                Delivery {
+                    id: number.to_string(),
+                    payload: message.payload.to_vec(),
+                    attempt: message.attempts,
+                    published_at: Some(message.published_at),
+                }
             })
             .collect()
     }
@@ -110,9 +117,12 @@ impl Broker for MemoryBroker {
         let number = state.last_number;
         let Some(groups) = state.topics.get_mut(topic) else { return Ok(()) };
         let payload: Arc<[u8]> = payload.into();
-        let now = Instant::now();
+        let (now, published_at) = (Instant::now(), chrono::Utc::now().timestamp_millis());
         for group in groups.values_mut() {
-            group.unacked.insert(number, Unacked { payload: Arc::clone(&payload), attempts: 0, available_at: now });
+            group.unacked.insert(
+                number,
+                Unacked { payload: Arc::clone(&payload), attempts: 0, available_at: now, published_at },
+            );
             group.wakeup.notify_waiters();
         }
         Ok(())

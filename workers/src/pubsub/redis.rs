@@ -283,7 +283,11 @@ impl Broker for RedisBroker {
             if !deliveries.is_empty() || max == 0 || remaining.is_zero() {
                 return Ok(deliveries
                     .into_iter()
-                    .map(|(id, payload, attempt)| Delivery { id, payload, attempt })
+                    .map(|(id, payload, attempt)| {
+                        // A stream entry's id starts with the millisecond XADD took it.
+                        let published_at = id.split('-').next().and_then(|millis| millis.parse().ok());
+                        Delivery { id, payload, attempt, published_at }
+                    })
                     .collect());
             }
             let until_due = next_due.map_or(Duration::MAX, |due| {

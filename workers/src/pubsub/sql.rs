@@ -344,7 +344,8 @@ impl SqlBroker {
                     for row in rows {
                         let seq: i64 = row.try_get("seq")?;
                         let attempts: i64 = row.try_get("attempts")?;
-                        claimed.push((seq, attempts, row.try_get::<Option<Vec<u8>>, _>("payload")?));
+                        let published_at: Option<i64> = row.try_get("published_at")?;
+                        claimed.push((seq, attempts, row.try_get::<Option<Vec<u8>>, _>("payload")?, published_at));
                     }
                     Ok(Some(claimed))
                 })
@@ -354,9 +355,9 @@ impl SqlBroker {
         let mut deliveries: Vec<(i64, Delivery)> = claimed
             .into_iter()
             // A message gone under its delivery row is expiring: the sweep deletes the row next.
-            .filter_map(|(seq, attempts, payload)| {
+            .filter_map(|(seq, attempts, payload, published_at)| {
                 let attempt = u32::try_from(attempts).unwrap_or(u32::MAX);
-                Some((seq, Delivery { id: seq.to_string(), payload: payload?, attempt }))
+                Some((seq, Delivery { id: seq.to_string(), payload: payload?, attempt, published_at }))
             })
             .collect();
         // RETURNING gives rows in no particular order; hand them out oldest first.

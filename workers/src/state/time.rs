@@ -51,6 +51,7 @@ pub(crate) async fn within<T, E>(
     timed_out: fn(String) -> E,
 ) -> Result<T, E> {
     tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+        outrigger_telemetry::metrics().store_timeout(component_type);
         Err(timed_out(format!("{component_type}: the backend did not answer within {} s", limit.as_secs_f64())))
     })
 }

@@ -72,6 +72,31 @@ impl CachedSeries {
     }
 }
 
+/// A counter whose per-label-set handles are cached, for counts made on every call.
+struct CachedCounter {
+    counter: IntCounterVec,
+    cache: RwLock<HashMap<u64, IntCounter, FnvBuildHasher>>,
+}
+
+impl CachedCounter {
+    fn new(counter: IntCounterVec) -> CachedCounter {
+        CachedCounter { counter, cache: RwLock::default() }
+    }
+
+    fn inc(&self, labels: &[&str]) {
+        let key = label_hash(labels);
+        if let Some(counter) = self.cache.read().expect("counter cache lock").get(&key) {
+            return counter.inc();
+        }
+        let counter = self.counter.with_label_values(labels);
+        counter.inc();
+        let mut cache = self.cache.write().expect("counter cache lock");
+        if cache.len() < MAX_CACHED_SERIES {
+            cache.insert(key, counter);
+        }
+    }
+}
+
 /// Every metric the process keeps.
 pub struct Metrics {
     registry: Registry,
@@ -83,8 +108,13 @@ pub struct Metrics {
     token_hits: IntCounter,
     token_misses: IntCounter,
     tenants_folded: IntCounter,
-    pubsub_egress: IntCounterVec,
-    pubsub_egress_latency: HistogramVec,
+    pubsub_ingress: IntCounterVec,
+    pubsub_ingress_latency: HistogramVec,
+    pubsub_egress: CachedSeries,
+    delivery_lag: HistogramVec,
+    store_timeouts: IntCounterVec,
+    cache_lookups: CachedCounter,
+    token_cache_ttl: prometheus::Gauge,
     scheduler_lag: HistogramVec,
     queue_depth: IntGaugeVec,
     /// The queue-depth gauge of each pool, by the hash of its name.
@@ -190,19 +220,62 @@ impl Metrics {
                 "outrigger_metrics_tenants_folded_total",
                 "Calls counted under project=\"other\" because the per-tenant series limit was reached.",
             ),
-            pubsub_egress: counter(
+            pubsub_ingress: counter(
                 &registry,
-                "dapr_component_pubsub_egress_count",
-                "Messages delivered to apps, by outcome.",
-                &["project", "app_id", "component", "topic", "success"],
+                "dapr_component_pubsub_ingress_count",
+                "The number of incoming messages arriving from the pub/sub component (delivered to apps).",
+                &["project", "app_id", "component", "topic", "process_status", "status"],
             ),
-            pubsub_egress_latency: histogram(
+            pubsub_ingress_latency: histogram(
                 &registry,
-                "dapr_component_pubsub_egress_latencies",
-                "Time to deliver a message to an app, in milliseconds.",
-                &["project", "app_id", "component", "topic", "success"],
+                "dapr_component_pubsub_ingress_latencies",
+                "The consuming app event processing latency, in milliseconds.",
+                &["project", "app_id", "component", "topic", "process_status", "status"],
                 LATENCY_BUCKETS_MS,
             ),
+            pubsub_egress: CachedSeries::new(
+                Some(counter(
+                    &registry,
+                    "dapr_component_pubsub_egress_count",
+                    "The number of outgoing messages published to the pub/sub component.",
+                    &["project", "app_id", "component", "topic", "success"],
+                )),
+                histogram(
+                    &registry,
+                    "dapr_component_pubsub_egress_latencies",
+                    "The latency of the response from the pub/sub component, in milliseconds.",
+                    &["project", "app_id", "component", "topic", "success"],
+                    LATENCY_BUCKETS_MS,
+                ),
+            ),
+            delivery_lag: histogram(
+                &registry,
+                "outrigger_pubsub_delivery_lag_seconds",
+                "Time from a message's publication to its first delivery to a subscription's app.",
+                &["project", "app_id", "component", "topic"],
+                seconds,
+            ),
+            store_timeouts: counter(
+                &registry,
+                "outrigger_store_timeouts_total",
+                "Backend calls of state stores and brokers that got no answer in time.",
+                &["component_type"],
+            ),
+            cache_lookups: CachedCounter::new(counter(
+                &registry,
+                "outrigger_cache_lookups_total",
+                "Look-ups of a project's cached settings (hit) or reads of them from the control plane (miss).",
+                &["cache", "result"],
+            )),
+            token_cache_ttl: {
+                let gauge = prometheus::Gauge::new(
+                    "outrigger_token_cache_ttl_seconds",
+                    "How long a token lookup is trusted: the most time a revoked token keeps working.",
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(gauge.clone())).expect("metric registered once");
+                gauge
+            },
             scheduler_lag: histogram(
                 &registry,
                 "outrigger_scheduler_lag_seconds",
@@ -281,22 +354,60 @@ impl Metrics {
         if cached { &self.token_hits } else { &self.token_misses }.inc();
     }
 
-    /// Counts a message delivered (or not) to an app.
+    /// The label values of a tenant's series that name one of its own things (a topic, a workflow): folded
+    /// tenants' names are not kept either.
+    pub(crate) fn tenant_and_name<'a>(&self, project: &'a str, app_id: &'a str, name: &'a str) -> [&'a str; 3] {
+        let (project, app_id) = self.tenant(project, app_id);
+        [project, app_id, if project == FOLDED { FOLDED } else { name }]
+    }
+
+    /// Counts a message handed to an app (daprd's ingress): `process_status` is the app's verdict,
+    /// `success`, `retry` or `drop`.
     pub fn pubsub_delivery(
         &self,
-        project: &str,
-        app_id: &str,
-        component: &str,
-        topic: &str,
+        (project, app_id): (&str, &str),
+        (component, topic): (&str, &str),
+        process_status: &str,
+        elapsed: Duration,
+    ) {
+        let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
+        let labels = [project, app_id, component, topic, process_status, ""];
+        self.pubsub_ingress.with_label_values(&labels).inc();
+        self.pubsub_ingress_latency.with_label_values(&labels).observe(millis(elapsed));
+    }
+
+    /// Counts a message an app published (daprd's egress), `success` when the broker took it.
+    pub fn pubsub_publish(
+        &self,
+        (project, app_id): (&str, &str),
+        (component, topic): (&str, &str),
         success: bool,
         elapsed: Duration,
     ) {
-        let (project, app_id) = self.tenant(project, app_id);
-        // Topics are the tenant's to name: folded tenants' topics are not kept either.
-        let topic = if project == FOLDED { FOLDED } else { topic };
-        let labels = [project, app_id, component, topic, if success { "true" } else { "false" }];
-        self.pubsub_egress.with_label_values(&labels).inc();
-        self.pubsub_egress_latency.with_label_values(&labels).observe(millis(elapsed));
+        let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
+        let success = if success { "true" } else { "false" };
+        self.pubsub_egress.observe(&[project, app_id, component, topic, success], millis(elapsed));
+    }
+
+    /// Records how long a message waited from its publication until its first delivery to a subscription.
+    pub fn delivery_lag(&self, (project, app_id): (&str, &str), (component, topic): (&str, &str), lag: Duration) {
+        let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
+        self.delivery_lag.with_label_values(&[project, app_id, component, topic]).observe(lag.as_secs_f64());
+    }
+
+    /// Counts a backend call of a state store or broker that timed out.
+    pub fn store_timeout(&self, component_type: &str) {
+        self.store_timeouts.with_label_values(&[component_type]).inc();
+    }
+
+    /// Counts a look-up of a project cache (`cache`: `gateway_directory`, `worker_components`).
+    pub fn cache_lookup(&self, cache: &str, hit: bool) {
+        self.cache_lookups.inc(&[cache, if hit { "hit" } else { "miss" }]);
+    }
+
+    /// Says how long token lookups are trusted.
+    pub fn set_token_cache_ttl(&self, ttl: Duration) {
+        self.token_cache_ttl.set(ttl.as_secs_f64());
     }
 
     /// Records how late the scheduler fired something due (`kind`: `job` or `cron-binding`).
@@ -355,6 +466,35 @@ mod tests {
     fn grpc_codes_have_their_canonical_names() {
         assert_eq!(grpc_code_name(5), "NOT_FOUND");
         assert_eq!(grpc_code_name(99), "UNKNOWN");
+    }
+
+    #[test]
+    fn pubsub_and_cache_series_keep_daprds_names() {
+        let metrics = Metrics::new();
+        metrics.set_tenant_limit(1);
+        let elapsed = Duration::from_millis(3);
+        metrics.pubsub_publish(("p1", "a"), ("pubsub", "orders"), true, elapsed);
+        metrics.pubsub_delivery(("p1", "a"), ("pubsub", "orders"), "retry", elapsed);
+        metrics.delivery_lag(("p1", "a"), ("pubsub", "orders"), Duration::from_millis(40));
+        // A second tenant is past the limit: its topic is not named either.
+        metrics.pubsub_publish(("p2", "b"), ("pubsub", "secret-topic"), false, elapsed);
+        metrics.cache_lookup("worker_components", true);
+        metrics.cache_lookup("worker_components", true);
+        metrics.store_timeout("state.redis");
+        metrics.set_token_cache_ttl(Duration::from_secs(2));
+        let text = metrics.render();
+        for series in [
+            r#"dapr_component_pubsub_egress_count{app_id="a",component="pubsub",project="p1",success="true",topic="orders"} 1"#,
+            r#"dapr_component_pubsub_egress_count{app_id="other",component="pubsub",project="other",success="false",topic="other"} 1"#,
+            r#"dapr_component_pubsub_ingress_count{app_id="a",component="pubsub",process_status="retry",project="p1",status="",topic="orders"} 1"#,
+            r#"outrigger_pubsub_delivery_lag_seconds_bucket{app_id="a",component="pubsub",project="p1",topic="orders",le="0.05"} 1"#,
+            r#"outrigger_cache_lookups_total{cache="worker_components",result="hit"} 2"#,
+            r#"outrigger_store_timeouts_total{component_type="state.redis"} 1"#,
+            "outrigger_token_cache_ttl_seconds 2",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        assert!(!text.contains("secret-topic"));
     }
 
     #[test]

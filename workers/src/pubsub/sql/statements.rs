@@ -127,7 +127,8 @@ impl Statements {
                 "UPDATE {deliveries} SET attempts = attempts + 1, available_at = $5 \
                  WHERE group_id = {group_of} AND seq IN (SELECT seq FROM {deliveries} \
                  WHERE group_id = {group_of} AND available_at <= $3 ORDER BY seq LIMIT $4{}) RETURNING seq, attempts, \
-                 (SELECT payload FROM {messages} AS m WHERE m.seq = {deliveries}.seq) AS payload",
+                 (SELECT payload FROM {messages} AS m WHERE m.seq = {deliveries}.seq) AS payload, \
+                 (SELECT published_at FROM {messages} AS m WHERE m.seq = {deliveries}.seq) AS published_at",
                 engine.claim_lock()
             ),
             ack: format!("DELETE FROM {deliveries} WHERE group_id = {group_of} AND seq = $3"),
