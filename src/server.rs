@@ -358,6 +358,21 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         own_listeners.push(listener.local_addr()?);
     }
     let egress = crate::boundary::egress(&config, role == Role::AllInOne, &own_listeners).await?;
+    outrigger_telemetry::metrics().set_tenant_limit(config.metrics_tenant_limit);
+    let api_log_options = ApiLogOptions {
+        retention: Duration::from_secs(config.api_log_retention_hours * 3600),
+        max_calls_per_project: config.api_log_max_calls_per_project,
+        ..ApiLogOptions::default()
+    };
+    // One API log writer per process: the gateway records the calls App IDs make, the worker those it makes to
+    // apps.
+    let api_log = if config.api_log && (role.serves_dapr_apis() || role.runs_worker()) {
+        let (log, writer) = ApiLog::start(store.clone(), api_log_options.clone(), shutdown.clone());
+        tasks.spawn(async move { writer.await.context("the API log writer panicked") });
+        log
+    } else {
+        ApiLog::disabled()
+    };
     let worker = if role.runs_worker() {
         let host_secrets = if config.allow_host_secret_stores.unwrap_or(role == Role::AllInOne) {
             HostSecrets::Allowed
@@ -373,7 +388,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         .with_host_secrets(host_secrets)
         .with_egress(egress.clone());
         let limits = Limits { store_timeout: Duration::from_millis(config.store_timeout_ms), ..Limits::default() };
-        Some(Arc::new(Worker::new(runtime, limits)))
+        Some(Arc::new(Worker::new(runtime, limits).with_api_log(api_log.clone())))
     } else {
         None
     };
@@ -385,7 +400,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             _ => None,
         };
         // The job scheduler runs beside the deliveries, over the same pool's projects.
-        let scheduler = Scheduler::new(store.clone(), pool.clone(), &egress);
+        let scheduler = Scheduler::new(store.clone(), pool.clone(), &egress).with_api_log(api_log.clone());
         let stop = shutdown.clone();
         tasks.spawn(async move {
             scheduler.run(stop).await;
@@ -428,12 +443,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         });
     }
 
-    outrigger_telemetry::metrics().set_tenant_limit(config.metrics_tenant_limit);
-    let api_log_options = ApiLogOptions {
-        retention: Duration::from_secs(config.api_log_retention_hours * 3600),
-        max_calls_per_project: config.api_log_max_calls_per_project,
-        ..ApiLogOptions::default()
-    };
+
     if let Some(listener) = metrics_listener {
         ready.push(("metrics", listener.local_addr()?));
         let router =
@@ -460,14 +470,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             egress: egress.clone(),
             health_probe: HealthProbe::default(),
             directory_refresh: Duration::from_millis(config.component_refresh_ms),
-            api_log: match config.api_log {
-                true => {
-                    let (log, writer) = ApiLog::start(store.clone(), api_log_options.clone(), shutdown.clone());
-                    tasks.spawn(async move { writer.await.context("the API log writer panicked") });
-                    log
-                }
-                false => ApiLog::disabled(),
-            },
+            api_log: api_log.clone(),
             trace_sampling_rate: config.trace_sampling_rate,
         };
         let gateway = Gateway::new(bus, store.clone(), options);

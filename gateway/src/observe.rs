@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, Request};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr_durabletask_proto as wf;
 use outrigger_bus::{Tenant, TraceContext};
-use outrigger_store::ApiCall;
+use outrigger_store::{ApiCall, CallDirection};
 use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind};
 
 use crate::Gateway;
@@ -35,11 +35,12 @@ impl Subject {
         let component = |name: Option<&str>| name.map(str::to_owned);
         match word {
             "state" => Subject { api: "state", component: component(name), target: None },
-            // `/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`
+            // `/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`: the topic is the publish's target.
             "publish" if name == Some("bulk") => {
-                Subject { api: "pubsub", component: component(segments.next()), target: None }
+                let pubsub = component(segments.next());
+                Subject { api: "pubsub", component: pubsub, target: component(segments.next()) }
             }
-            "publish" => Subject { api: "pubsub", component: component(name), target: None },
+            "publish" => Subject { api: "pubsub", component: component(name), target: component(segments.next()) },
             "invoke" => Subject { api: "invocation", component: None, target: component(name) },
             "secrets" => Subject { api: "secrets", component: component(name), target: None },
             "bindings" => Subject { api: "bindings", component: component(name), target: None },
@@ -88,7 +89,6 @@ rpc_subjects! {
     component: pb::GetStateRequest => store_name, pb::GetBulkStateRequest => store_name, pb::SaveStateRequest => store_name,
         pb::DeleteStateRequest => store_name, pb::DeleteBulkStateRequest => store_name,
         pb::ExecuteStateTransactionRequest => store_name, pb::QueryStateRequest => store_name,
-        pb::PublishEventRequest => pubsub_name, pb::BulkPublishRequest => pubsub_name,
         pb::GetSecretRequest => store_name, pb::GetBulkSecretRequest => store_name,
         pb::InvokeBindingRequest => name, pb::TryLockRequest => store_name, pb::UnlockRequest => store_name,
         pb::GetConfigurationRequest => store_name, pb::UnsubscribeConfigurationRequest => store_name;
@@ -101,6 +101,22 @@ rpc_subjects! {
         wf::SuspendRequest, wf::ResumeRequest, wf::PurgeInstancesRequest, wf::GetInstanceHistoryRequest,
         wf::ListInstanceIDsRequest, wf::WorkflowResponse, wf::ActivityResponse,
 }
+
+/// A publish names its pub/sub and, as its target, its topic.
+macro_rules! publish_subjects {
+    ($($request:ty),*) => {
+        $(impl RpcSubject for $request {
+            fn component(&self) -> Option<&str> {
+                Some(self.pubsub_name.as_str())
+            }
+            fn target(&self) -> Option<&str> {
+                Some(self.topic.as_str())
+            }
+        })*
+    };
+}
+
+publish_subjects!(pb::PublishEventRequest, pb::BulkPublishRequest);
 
 /// The building block of an rpc, from its name.
 pub(crate) fn rpc_api(path: &str) -> &'static str {
@@ -258,6 +274,7 @@ impl Observation {
             span_id: ids.map(|ids| ids.span_id_hex()),
             user_agent: self.user_agent,
             caller_addr: self.caller_addr.map(|addr| addr.ip().to_string()),
+            direction: CallDirection::FromApp,
         });
     }
 
@@ -280,21 +297,19 @@ impl Observation {
                 KeyValue::new("rpc.system", "grpc"),
             ]),
         }
-        let component = subject.component.clone();
-        match (subject.api, component) {
-            ("state" | "secrets" | "bindings" | "lock" | "configuration", Some(name)) => {
-                attributes.extend([KeyValue::new("db.system", subject.api), KeyValue::new("db.name", name)])
+        match (subject.api, subject.component.clone(), subject.target.clone()) {
+            ("state" | "secrets" | "bindings" | "lock" | "configuration", Some(name), _) => attributes
+                .extend([KeyValue::new("db.system", subject.api), KeyValue::new("db.name", name)]),
+            ("pubsub", name, topic) => {
+                attributes.push(KeyValue::new("messaging.system", "pubsub"));
+                attributes.extend(name.map(|name| KeyValue::new("db.name", name)));
+                attributes.extend(topic.map(|topic| KeyValue::new("messaging.destination.name", topic)));
             }
-            ("pubsub", Some(name)) => {
-                attributes.extend([KeyValue::new("messaging.system", "pubsub"), KeyValue::new("db.name", name)])
-            }
-            _ => {}
-        }
-        if let Some(target) = &subject.target {
-            attributes.extend([
+            ("invocation", _, Some(target)) => attributes.extend([
                 KeyValue::new("rpc.service", "ServiceInvocation"),
-                KeyValue::new("net.peer.name", target.clone()),
-            ]);
+                KeyValue::new("net.peer.name", target),
+            ]),
+            _ => {}
         }
         let failed = status >= 400;
         let error = failed.then(|| {
@@ -350,6 +365,8 @@ mod tests {
         assert_eq!((subject.api, subject.component.as_deref()), ("state", Some("kvstore")));
         let subject = Subject::of_http_path("/v1.0-alpha1/publish/bulk/pubsub/orders");
         assert_eq!((subject.api, subject.component.as_deref()), ("pubsub", Some("pubsub")));
+        assert_eq!(subject.target.as_deref(), Some("orders"));
+        assert_eq!(Subject::of_http_path("/v1.0/publish/pubsub/orders").target.as_deref(), Some("orders"));
         let subject = Subject::of_http_path("/v1.0/invoke/checkout/method/pay");
         assert_eq!((subject.api, subject.target.as_deref()), ("invocation", Some("checkout")));
         assert_eq!(Subject::of_http_path("/v1.0-alpha1/jobs/nightly").api, "jobs");

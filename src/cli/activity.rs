@@ -37,6 +37,10 @@ pub struct LogsArgs {
     /// Only calls whose path, method, component, target or App ID contain this text
     #[arg(short, long)]
     query: Option<String>,
+    /// Only calls made by App IDs (`from_app`) or made to them by the platform (`to_app`: deliveries, job
+    /// triggers, input binding events)
+    #[arg(long, value_parser = ["from_app", "to_app"])]
+    direction: Option<String>,
     /// How many of the newest calls to show
     #[arg(long, default_value_t = 50)]
     limit: u32,
@@ -77,7 +81,14 @@ async fn newest_calls(
     {
         let mut query = url.query_pairs_mut();
         query.append_pair("limit", &args.limit.to_string());
-        for (name, value) in [("appId", &args.app), ("api", &args.api), ("status", &args.status), ("q", &args.query)] {
+        let filters = [
+            ("appId", &args.app),
+            ("api", &args.api),
+            ("status", &args.status),
+            ("q", &args.query),
+            ("direction", &args.direction),
+        ];
+        for (name, value) in filters {
             if let Some(value) = value {
                 query.append_pair(name, value);
             }
@@ -95,14 +106,19 @@ async fn newest_calls(
     Ok(calls)
 }
 
-/// One call as a line: time, App ID, API, method, what it named, status, latency.
+/// One call as a line: time, App ID (`<-` before it: the platform called it), API, method, what it named,
+/// status, latency.
 fn line(call: &Value) -> String {
     let named = call["component"].as_str().or(call["target"].as_str()).unwrap_or("-");
+    let app_id = match call["direction"].as_str() {
+        Some("to_app") => format!("<-{}", cell(call, "/appId")),
+        _ => cell(call, "/appId"),
+    };
     let path = call["path"].as_str().unwrap_or("-");
     format!(
         "{}  {:<16} {:<13} {:<5} {:<16} {:<24} {:>3}  {:>9}  {path}",
         cell(call, "/time"),
-        cell(call, "/appId"),
+        app_id,
         cell(call, "/api"),
         cell(call, "/protocol"),
         cell(call, "/method"),

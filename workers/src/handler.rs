@@ -49,6 +49,8 @@ pub struct Worker {
     pub(crate) query_limits: QueryLimits,
     /// Turns of each App ID's state queries.
     pub(crate) queries: QueryGate,
+    /// Where the calls the platform makes to apps (deliveries, binding events) are recorded.
+    pub(crate) api_log: outrigger_telemetry::ApiLog,
 }
 
 impl Worker {
@@ -60,7 +62,14 @@ impl Worker {
             breakers: Breakers::new(),
             query_limits: QueryLimits::default(),
             queries: QueryGate::default(),
+            api_log: outrigger_telemetry::ApiLog::disabled(),
         }
+    }
+
+    /// The same worker recording the calls it makes to apps in `api_log`.
+    pub fn with_api_log(mut self, api_log: outrigger_telemetry::ApiLog) -> Worker {
+        self.api_log = api_log;
+        self
     }
 
     /// The same worker with other limits on state queries.

@@ -44,13 +44,21 @@ pub struct Scheduler {
     client: reqwest::Client,
     /// Names this scheduler's claims.
     owner: String,
+    /// Where triggers are recorded.
+    api_log: outrigger_telemetry::ApiLog,
 }
 
 impl Scheduler {
     /// A scheduler of the jobs of `pool`'s projects (of every project when `None`), calling apps through `egress`.
     pub fn new(store: Store, pool: Option<String>, egress: &Egress) -> Scheduler {
         let owner = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
-        Scheduler { store, pool, client: egress.client(true), owner }
+        Scheduler { store, pool, client: egress.client(true), owner, api_log: outrigger_telemetry::ApiLog::disabled() }
+    }
+
+    /// The same scheduler recording each trigger in `api_log`.
+    pub fn with_api_log(mut self, api_log: outrigger_telemetry::ApiLog) -> Scheduler {
+        self.api_log = api_log;
+        self
     }
 
     /// Fires due jobs until `stop`.
@@ -124,7 +132,8 @@ impl Scheduler {
     /// Sends the trigger to the App ID's app: `Ok` when it accepted (2xx), else what went wrong.
     async fn trigger(&self, job: &StoredJob, spec: &JobSpec) -> Result<(), String> {
         if let Some(component) = job.cron_binding() {
-            return crate::bindings::cron::fire(&self.store, &self.client, &job.project_id, component).await;
+            return crate::bindings::cron::fire((&self.store, &self.api_log), &self.client, &job.project_id, component)
+                .await;
         }
         let app = self.store.begin().await.map_err(|err| err.to_string())?.app_id(&job.project_id, &job.app_id).await;
         let app = app.map_err(|err| format!("App ID {}: {err}", job.app_id))?;
@@ -142,7 +151,17 @@ impl Scheduler {
             .header("content-type", "application/json")
             .timeout(TRIGGER_TIMEOUT)
             .body(body);
-        let answer = request.send().await.map_err(|err| format!("the app could not be reached: {err}"))?;
+        let project_id = job.project_id.as_str();
+        let to = crate::app_calls::ToApp {
+            log: &self.api_log,
+            project_id,
+            app_id: &job.app_id,
+            api: "jobs",
+            component: None,
+            target: Some(&job.name),
+        };
+        let answer =
+            to.send(&self.client, request).await.map_err(|err| format!("the app could not be reached: {err}"))?;
         if answer.status().is_success() {
             Ok(())
         } else {

@@ -2,6 +2,7 @@
 //! answer to every bus call, and push delivery of subscribed events.
 
 pub mod bindings;
+mod app_calls;
 mod boundary;
 mod components;
 pub mod configuration;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::Json;
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use outrigger_store::{ApiCall, ApiCallFilter, ApiCallMinute, PageRequest, LATENCY_BUCKETS_US};
+use outrigger_store::{ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, PageRequest, LATENCY_BUCKETS_US};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -36,6 +36,10 @@ pub(crate) struct LogQuery {
     until: Option<DateTime<Utc>>,
     /// Only calls whose path, method, component, target or App ID contain this text (any case).
     q: Option<String>,
+    /// Only calls made by App IDs (`from_app`) or made to them by the platform (`to_app`: pub/sub deliveries,
+    /// job triggers, input binding events).
+    #[param(inline)]
+    direction: Option<Direction>,
     /// Calls per page (1-1000, default 100).
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
@@ -43,13 +47,43 @@ pub(crate) struct LogQuery {
     continuation_token: Option<String>,
 }
 
+/// Which way a call went.
+#[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Direction {
+    /// An App ID called a Dapr API.
+    FromApp,
+    /// The platform called the App ID.
+    ToApp,
+}
+
+impl From<Direction> for CallDirection {
+    fn from(direction: Direction) -> CallDirection {
+        match direction {
+            Direction::FromApp => CallDirection::FromApp,
+            Direction::ToApp => CallDirection::ToApp,
+        }
+    }
+}
+
+impl From<CallDirection> for Direction {
+    fn from(direction: CallDirection) -> Direction {
+        match direction {
+            CallDirection::FromApp => Direction::FromApp,
+            CallDirection::ToApp => Direction::ToApp,
+        }
+    }
+}
+
 /// One call.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct CallOut {
     time: DateTime<Utc>,
+    /// The App ID that made the call, or (`to_app`) the one the platform called.
     app_id: String,
-    /// The App ID or HTTP endpoint an invocation went to.
+    direction: Direction,
+    /// The App ID or HTTP endpoint an invocation went to, the topic of a publish or delivery, or a job's name.
     #[serde(skip_serializing_if = "Option::is_none")]
     target: Option<String>,
     api: String,
@@ -80,6 +114,7 @@ fn call_out(call: ApiCall) -> CallOut {
     CallOut {
         time: timestamp(call.at),
         app_id: call.app_id,
+        direction: call.direction.into(),
         target: call.target,
         api: call.api,
         protocol: call.protocol,
@@ -125,7 +160,7 @@ fn retained_since(state: &AppState) -> i64 {
     Utc::now().timestamp_millis() - i64::try_from(state.options.api_log_retention.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// List the calls the project's App IDs made, newest first, a page at a time.
+/// List the calls the project's App IDs made and received, newest first, a page at a time.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/logs", tag = "activity",
     params(("project" = String, Path), LogQuery), responses((status = 200, body = Page<CallOut>)))]
 pub(crate) async fn list_calls(
@@ -142,6 +177,7 @@ pub(crate) async fn list_calls(
         since: Some(since),
         until: query.until.map(|until| until.timestamp_millis()),
         text: query.q.filter(|text| !text.is_empty()),
+        direction: query.direction.map(CallDirection::from),
     };
     let mut tx = state.store.begin().await?;
     let project = tx.project(&project).await?;

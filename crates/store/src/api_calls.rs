@@ -38,7 +38,7 @@ pub struct ApiCall {
     pub at: i64,
     /// The calling App ID.
     pub app_id: String,
-    /// The App ID or HTTP endpoint an invocation went to.
+    /// The App ID or HTTP endpoint an invocation went to, the topic of a publish or delivery, or a job's name.
     pub target: Option<String>,
     /// The building block (`state`, `pubsub`, `invocation`, `workflows`, …).
     pub api: String,
@@ -63,6 +63,37 @@ pub struct ApiCall {
     pub user_agent: Option<String>,
     /// The address the call came from.
     pub caller_addr: Option<String>,
+    /// Whether the App ID made the call or received it.
+    pub direction: CallDirection,
+}
+
+/// Which way a logged call went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CallDirection {
+    /// The App ID called a Dapr API.
+    #[default]
+    FromApp,
+    /// The platform called the App ID: a pub/sub delivery, a job trigger, an input binding's event.
+    ToApp,
+}
+
+impl CallDirection {
+    /// The stored and query-string form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallDirection::FromApp => "from_app",
+            CallDirection::ToApp => "to_app",
+        }
+    }
+
+    /// The direction a stored or query-string value names.
+    pub fn parse(text: &str) -> Option<CallDirection> {
+        match text {
+            "from_app" => Some(CallDirection::FromApp),
+            "to_app" => Some(CallDirection::ToApp),
+            _ => None,
+        }
+    }
 }
 
 impl ApiCall {
@@ -85,6 +116,7 @@ pub struct ApiCallFilter {
     pub until: Option<i64>,
     /// Text found (any case) in the path, method, component, target or App ID.
     pub text: Option<String>,
+    pub direction: Option<CallDirection>,
 }
 
 /// One minute of one App ID's calls to one API.
@@ -116,12 +148,15 @@ pub fn latency_bucket(latency_us: i64) -> usize {
 }
 
 const COLUMNS: &str = "id, project_id, at, app_id, target, api, protocol, method, path, component, status, grpc_code, \
-                       latency_us, trace_id, span_id, user_agent, caller_addr";
-/// Rows per INSERT on SQLite: 16 values each stays under its 999 placeholders.
-const ROWS_PER_INSERT: usize = 60;
+                       latency_us, trace_id, span_id, user_agent, caller_addr, direction";
+/// Values per stored row (every column but `id`).
+const STORED_COLUMNS: usize = 17;
+/// Rows per INSERT on SQLite: 17 values each stays under its 999 placeholders.
+const ROWS_PER_INSERT: usize = 58;
 
-/// A call's stored columns, in [`COLUMNS`]' order after `id`.
-type StoredRow<'a> = (
+/// A call's stored columns, in [`COLUMNS`]' order after `id` (a JSON array on PostgreSQL's insert).
+#[derive(serde::Serialize)]
+struct StoredRow<'a>(
     &'a str,
     i64,
     &'a str,
@@ -138,10 +173,11 @@ type StoredRow<'a> = (
     Option<&'a str>,
     Option<&'a str>,
     Option<&'a str>,
+    &'static str,
 );
 
 fn stored_row(call: &ApiCall) -> StoredRow<'_> {
-    (
+    StoredRow(
         call.project_id.as_str(),
         call.at,
         &call.app_id,
@@ -158,6 +194,7 @@ fn stored_row(call: &ApiCall) -> StoredRow<'_> {
         call.span_id.as_deref(),
         call.user_agent.as_deref(),
         call.caller_addr.as_deref(),
+        call.direction.as_str(),
     )
 }
 
@@ -183,6 +220,7 @@ fn call_from_row(row: &AnyRow) -> Result<ApiCall> {
         span_id: row.try_get("span_id")?,
         user_agent: row.try_get("user_agent")?,
         caller_addr: row.try_get("caller_addr")?,
+        direction: CallDirection::parse(&row.try_get::<String, _>("direction")?).unwrap_or_default(),
     })
 }
 
@@ -199,10 +237,11 @@ fn contains_pattern(text: &str) -> String {
     pattern
 }
 
-/// The per-minute counts a batch adds, by (project, minute, App ID, API).
+/// The per-minute counts a batch adds, by (project, minute, App ID, API): the calls App IDs made (charts and
+/// usage count those; calls to apps are in the log only).
 fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCallMinute> {
     let mut counts = BTreeMap::new();
-    for call in calls {
+    for call in calls.iter().filter(|call| call.direction == CallDirection::FromApp) {
         let minute = call.at - call.at.rem_euclid(60_000);
         let entry = counts
             .entry((call.project_id.as_str(), minute, call.app_id.as_str(), call.api.as_str()))
@@ -232,7 +271,7 @@ impl Store {
             // a statement of n of them costs n², and 960 of them dominated the all-in-one's instructions.
             Engine::Sqlite => {
                 for chunk in calls.chunks(ROWS_PER_INSERT) {
-                    let row = format!("({})", ["?"; 16].join(", "));
+                    let row = format!("({})", ["?"; STORED_COLUMNS].join(", "));
                     let sql = format!(
                         "INSERT INTO api_calls ({}) VALUES {}",
                         &COLUMNS[4..],
@@ -257,7 +296,8 @@ impl Store {
                             .bind(row.12)
                             .bind(row.13)
                             .bind(row.14)
-                            .bind(row.15);
+                            .bind(row.15)
+                            .bind(row.16);
                     }
                     query.execute(&mut *tx).await?;
                 }
@@ -267,7 +307,7 @@ impl Store {
             Engine::Postgres => {
                 let rows = serde_json::to_string(&calls.iter().map(stored_row).collect::<Vec<_>>())
                     .expect("API calls serialise to JSON");
-                let values: Vec<String> = (0..16)
+                let values: Vec<String> = (0..STORED_COLUMNS)
                     .map(|index| match index {
                         1 | 9 | 10 | 11 => format!("(row ->> {index})::BIGINT"),
                         _ => format!("row ->> {index}"),
@@ -361,6 +401,9 @@ impl Tx {
             listing = listing
                 .filter("status >= ?", Value::Number(from.into()))
                 .filter("status < ?", Value::Number(to.into()));
+        }
+        if let Some(direction) = filter.direction {
+            listing = listing.filter("direction = ?", Value::Text(direction.as_str().to_owned()));
         }
         if let Some(since) = filter.since {
             listing = listing.filter("at >= ?", Value::Number(since));

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use outrigger_store::{now_millis, ApiCall, ApiCallFilter, PageRequest, ProjectId, Store};
+use outrigger_store::{now_millis, ApiCall, ApiCallFilter, CallDirection, PageRequest, ProjectId, Store};
 use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,7 @@ fn call(project: &str, at: i64, path: &str) -> ApiCall {
         span_id: None,
         user_agent: None,
         caller_addr: None,
+        direction: CallDirection::FromApp,
     }
 }
 
@@ -37,10 +38,13 @@ async fn store(dir: &tempfile::TempDir) -> Store {
 }
 
 async fn paths(store: &Store, project: &str) -> Vec<String> {
+    paths_of(store, project, &ApiCallFilter::default()).await
+}
+
+async fn paths_of(store: &Store, project: &str, filter: &ApiCallFilter) -> Vec<String> {
     let mut tx = store.begin().await.unwrap();
     let request = PageRequest { limit: 1000, continuation: None };
-    let page =
-        tx.page_api_calls(&ProjectId::received(project.to_owned()), &ApiCallFilter::default(), &request).await.unwrap();
+    let page = tx.page_api_calls(&ProjectId::received(project.to_owned()), filter, &request).await.unwrap();
     page.items.into_iter().map(|call| call.path).collect()
 }
 
@@ -81,10 +85,17 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
     assert_eq!(tx.api_call_total(&busy, now - 60_000).await.unwrap(), 8, "counts outlive trimmed calls");
     drop(tx);
 
-    // What is queued when the process stops is still written.
+    // What is queued when the process stops is still written; a call made to an app is kept with its
+    // direction, found by it, and not counted among the calls App IDs made.
     log.record(call("busy", now + 100, "/busy/last"));
+    log.record(ApiCall { direction: CallDirection::ToApp, ..call("busy", now + 101, "/orders") });
     closing.cancel();
     writer.await.unwrap();
-    assert_eq!(paths(&store, "busy").await[0], "/busy/last");
+    assert_eq!(paths(&store, "busy").await[..2], ["/orders", "/busy/last"]);
+    let to_apps = ApiCallFilter { direction: Some(CallDirection::ToApp), ..ApiCallFilter::default() };
+    assert_eq!(paths_of(&store, "busy", &to_apps).await, ["/orders"]);
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(tx.api_call_total(&busy, now - 60_000).await.unwrap(), 9, "only the calls App IDs made are counted");
+    drop(tx);
     assert!(!ApiLog::disabled().enabled());
 }

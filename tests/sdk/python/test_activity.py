@@ -1,6 +1,7 @@
 """The API log, call metrics and usage seen by an operator after an app's Python SDK calls (gRPC): every call
-recorded with its App ID, API, rpc, component, status and latency, failures findable by status, other
-projects' calls never shown — on both forms."""
+recorded with its App ID, API, rpc, component, status and latency, failures findable by status, the calls the
+platform made to apps (deliveries, job triggers) beside them, other projects' calls never shown — on both
+forms."""
 
 from __future__ import annotations
 
@@ -8,7 +9,10 @@ import grpc
 import pytest
 
 import harness
-from support import dapr_client
+from dapr.clients.grpc._jobs import Job
+from support import dapr_client, dapr_http, json_bytes
+from test_jobs import JobApp
+from test_pubsub import subscriber_apps, subscription_yaml, wait_until_live  # noqa: F401 - a fixture
 
 
 def logged_calls(control, project: str, **filters) -> list[dict]:
@@ -42,7 +46,9 @@ def test_sdk_calls_are_logged_counted_and_kept_to_their_project(tenants):
     failed, published, read, saved = calls[:4]
     assert (saved['api'], saved['component'], saved['protocol'], saved['status']) == ('state', 'kvstore', 'grpc', 200)
     assert saved['path'] == '/dapr.proto.runtime.v1.Dapr/SaveState' and saved['appId'] == 'orders'
-    assert (published['api'], published['component']) == ('pubsub', 'pubsub')
+    assert (published['api'], published['component'], published['target']) == ('pubsub', 'pubsub', 'orders')
+    assert {call['direction'] for call in calls} == {'from_app'}
+    assert all(len(call['traceId']) == 32 and len(call['spanId']) == 16 for call in calls[:4]), calls
     assert (failed['component'], failed['status'], failed['grpcCode']) == ('no-such-store', 400, 3)
     assert all(call['latencyMs'] >= 0 and call['userAgent'].startswith('dapr-sdk-python') for call in calls[:4])
     assert read['time'] <= published['time']
@@ -68,3 +74,46 @@ def test_sdk_calls_are_logged_counted_and_kept_to_their_project(tenants):
     assert logged_calls(control, other.name) == []
     assert control.expect(200, 'GET', f'/projects/{other.name}/metrics')['total']['requests'] == 0
     assert control.expect(200, 'GET', f'/projects/{other.name}/usage')['requests'] == 0
+
+
+def test_calls_the_platform_makes_to_apps_are_logged(tenants, subscriber_apps):  # noqa: F811
+    control = tenants.deployment.control
+    subscriber, jobs = subscriber_apps(), JobApp(status=500)
+    try:
+        project = tenants.project(apps=('orders',))
+        tenants.add_app(project, 'shipping', app_endpoint=subscriber.endpoint)
+        tenants.add_app(project, 'nightly', app_endpoint=jobs.endpoint)
+        control.put_subscription(project.name, 'shipping-orders', subscription_yaml(
+            'shipping-orders', 'orders', default='/orders', scopes=['shipping']))
+        orders = project.apps['orders']
+
+        def publish(value):
+            status, body, _ = dapr_http(orders, 'POST', '/v1.0/publish/pubsub/orders', json_bytes(value),
+                                        {'Content-Type': 'application/json'})
+            assert status == 204, (status, body)
+
+        wait_until_live(publish, subscriber, 'the subscription')
+        with dapr_client(project.apps['nightly']) as client:
+            client.schedule_job(Job(name='backup', due_time='0s'))
+        jobs.wait_for(1)
+
+        delivered = wait_for_calls(control, project.name, 1, direction='to_app', api='pubsub')[0]
+        assert (delivered['appId'], delivered['target'], delivered['component']) == ('shipping', 'orders', 'pubsub')
+        assert (delivered['method'], delivered['path'], delivered['status']) == ('POST', '/orders', 200), delivered
+        assert delivered['direction'] == 'to_app' and len(delivered['traceId']) == 32, delivered
+        # The failing trigger is there, findable by its status like any failed call.
+        triggered = wait_for_calls(control, project.name, 1, direction='to_app', api='jobs')[0]
+        assert (triggered['appId'], triggered['target'], triggered['path']) == ('nightly', 'backup', '/job/backup')
+        assert triggered['status'] == 500, triggered
+        assert any(call['target'] == 'backup' for call in logged_calls(control, project.name, status='5xx'))
+        # Made by App IDs or made to them: the filter tells them apart.
+        made = logged_calls(control, project.name, direction='from_app')
+        assert made and all(call['direction'] == 'from_app' for call in made), made
+        # Charts and usage count the calls App IDs made, not those made to them (a gateway's batch may land
+        # between the two reads, so they are compared until both have seen the same batches).
+        harness.wait_until(
+            lambda: control.expect(200, 'GET', f'/projects/{project.name}/usage')['requests']
+            == len(logged_calls(control, project.name, direction='from_app', limit=1000)),
+            timeout=30, what='usage counting exactly the calls App IDs made')
+    finally:
+        jobs.close()

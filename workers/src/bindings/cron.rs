@@ -35,7 +35,7 @@ fn go_utc_text(time: DateTime<Utc>) -> String {
 /// One occurrence of the cron component `component`: delivered to each App ID it is scoped to whose app listens
 /// on its route. `Err` names the apps that did not take it.
 pub(crate) async fn fire(
-    store: &Store,
+    (store, api_log): (&Store, &outrigger_telemetry::ApiLog),
     client: &reqwest::Client,
     project: &ProjectId,
     component: &str,
@@ -62,7 +62,15 @@ pub(crate) async fn fire(
                     tracing::debug!(app_id = %app.name, %component, "app has not subscribed to binding");
                     return Ok(());
                 }
-                deliver_binding_event(&channel, client, path, Vec::new(), metadata).await
+                let to = crate::app_calls::ToApp {
+                    log: api_log,
+                    project_id: project.as_str(),
+                    app_id: &app.name,
+                    api: "bindings",
+                    component: Some(component),
+                    target: None,
+                };
+                deliver_binding_event((&channel, &to), client, path, Vec::new(), metadata).await
             };
             delivered.await.map_err(|err| format!("App ID {}: {err}", app.name))
         })

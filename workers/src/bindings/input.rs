@@ -12,6 +12,7 @@ use outrigger_store::ProjectId;
 use tokio_util::sync::CancellationToken;
 
 use super::{EventSink, InputEvent, Reader};
+use crate::app_calls::ToApp;
 use crate::delivery::{deliver_binding_event, takes_binding_events};
 use crate::Worker;
 
@@ -39,12 +40,22 @@ struct AppSink {
     channel: AppChannel,
     client: reqwest::Client,
     path: String,
+    reader: Reader,
+    api_log: outrigger_telemetry::ApiLog,
 }
 
 #[async_trait]
 impl EventSink for AppSink {
     async fn deliver(&self, event: InputEvent) -> Result<(), String> {
-        deliver_binding_event(&self.channel, &self.client, &self.path, event.data, &event.metadata).await
+        let to = ToApp {
+            log: &self.api_log,
+            project_id: &self.reader.project_id,
+            app_id: &self.reader.app_id,
+            api: "bindings",
+            component: Some(&self.reader.component),
+            target: None,
+        };
+        deliver_binding_event((&self.channel, &to), &self.client, &self.path, event.data, &event.metadata).await
     }
 }
 
@@ -101,6 +112,12 @@ async fn read(
     if target.probe && !takes_binding_events(&target.channel, client, &target.path).await? {
         return Err(format!("app has not subscribed to binding {}", reader.component));
     }
-    let sink = Arc::new(AppSink { channel: target.channel.clone(), client: client.clone(), path: target.path.clone() });
+    let sink = Arc::new(AppSink {
+        channel: target.channel.clone(),
+        client: client.clone(),
+        path: target.path.clone(),
+        reader: reader.clone(),
+        api_log: worker.api_log.clone(),
+    });
     binding.read(reader, sink, stop).await.map_err(|err| err.to_string())
 }

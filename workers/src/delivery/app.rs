@@ -4,6 +4,8 @@
 use std::time::Duration;
 
 use outrigger_outbound::AppChannel;
+
+use crate::app_calls::ToApp;
 use outrigger_telemetry::trace::{Hop, KeyValue, SpanKind};
 use serde_json::{Map, Value};
 
@@ -23,8 +25,8 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// POSTs a CloudEvent to `path` and reads the app's verdict: 2xx with `{"status"}` (empty or unreadable
 /// body = SUCCESS, unknown status = retry), 404 = drop, anything else = retry.
-pub async fn deliver(
-    channel: &AppChannel,
+pub(crate) async fn deliver(
+    (channel, to): (&AppChannel, &ToApp<'_>),
     client: &reqwest::Client,
     path: &str,
     event: &Map<String, Value>,
@@ -54,7 +56,7 @@ pub async fn deliver(
             }
         }
     }
-    let outcome = verdict(request.send().await, path).await;
+    let outcome = verdict(to.send(client, request).await, path).await;
     if let Some(hop) = hop.filter(Hop::recorded) {
         let topic = field("topic").unwrap_or_default().to_owned();
         let attributes = vec![
@@ -97,8 +99,8 @@ async fn verdict(sent: Result<reqwest::Response, reqwest::Error>, path: &str) ->
 
 /// POSTs a batch in daprd's bulk envelope and reads one verdict per event: `{"statuses":[{"entryId",
 /// "status"}]}`; an entry without a status is retried, a failed request is retried whole (404: dropped).
-pub async fn deliver_bulk(
-    channel: &AppChannel,
+pub(crate) async fn deliver_bulk(
+    (channel, to): (&AppChannel, &ToApp<'_>),
     client: &reqwest::Client,
     path: &str,
     (pubsub, topic): (&str, &str),
@@ -130,7 +132,7 @@ pub async fn deliver_bulk(
         .request(client, reqwest::Method::POST, channel.url(path))
         .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
         .json(&body);
-    let response = match request.send().await {
+    let response = match to.send(client, request).await {
         Ok(response) => response,
         Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),
     };
@@ -217,8 +219,8 @@ const NOT_PASSED_ON: [&str; 9] = [
 
 /// POSTs one input binding event to `path` as daprd does: the data as the body (`application/json`), each
 /// metadata entry as a lower-cased header. Accepted when the app answers 2xx.
-pub async fn deliver_binding_event(
-    channel: &AppChannel,
+pub(crate) async fn deliver_binding_event(
+    (channel, to): (&AppChannel, &ToApp<'_>),
     client: &reqwest::Client,
     path: &str,
     data: Vec<u8>,
@@ -245,7 +247,7 @@ pub async fn deliver_binding_event(
         };
         request = request.header(name, value);
     }
-    let response = request.send().await.map_err(|err| format!("error invoking app: {err}"))?;
+    let response = to.send(client, request).await.map_err(|err| format!("error invoking app: {err}"))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());

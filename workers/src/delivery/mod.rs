@@ -11,6 +11,7 @@ mod app;
 mod routes;
 mod targets;
 
+use crate::app_calls::ToApp;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +21,8 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use app::{deliver_binding_event, takes_binding_events, Outcome};
+pub(crate) use app::deliver_binding_event;
+pub use app::{takes_binding_events, Outcome};
 pub use outrigger_outbound::health::HealthProbe;
 use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
 use outrigger_outbound::{AppChannel, Egress};
@@ -420,18 +422,28 @@ async fn deliver_loop(
             }
             continue;
         }
+        let to = ToApp {
+            log: &worker.api_log,
+            project_id: &key.project_id,
+            app_id: &key.app_id,
+            api: "pubsub",
+            component: Some(&key.pubsub),
+            target: Some(&key.topic),
+        };
         if target.spec.bulk.is_some() {
             let _permit = Arc::clone(&limit).acquire_owned().await;
-            handle_bulk(broker.as_ref(), &client, &target, (&topic, &group, &namespace), &policy, deliveries).await;
+            let place = (topic.as_str(), group.as_str(), namespace.as_str());
+            handle_bulk(broker.as_ref(), (&client, &to), &target, place, &policy, deliveries).await;
             continue;
         }
         let handle = |delivery: Delivery| {
             let (broker, client, target, limit) = (Arc::clone(&broker), client.clone(), &target, Arc::clone(&limit));
             let (topic, group, namespace, policy) = (topic.clone(), group.clone(), namespace.clone(), policy.clone());
+            let to = &to;
             async move {
                 let _permit = limit.acquire_owned().await;
-                handle_delivery(broker.as_ref(), &client, target, (&topic, &group, &namespace), &policy, delivery)
-                    .await;
+                let place = (topic.as_str(), group.as_str(), namespace.as_str());
+                handle_delivery(broker.as_ref(), (&client, to), target, place, &policy, delivery).await;
             }
         };
         if broker.features().ordered {
@@ -518,7 +530,7 @@ fn prepare(target: &Target, delivery: &Delivery) -> Prepared {
 /// Delivers one message and settles it with the broker.
 async fn handle_delivery(
     broker: &dyn Broker,
-    client: &reqwest::Client,
+    (client, to): (&reqwest::Client, &ToApp<'_>),
     target: &Target,
     place: (&str, &str, &str),
     policy: &DeliveryPolicy,
@@ -528,7 +540,7 @@ async fn handle_delivery(
         Prepared::Deliver { path, event } => {
             note_lag(target, &delivery);
             let started = std::time::Instant::now();
-            let outcome = app::deliver(&target.channel, client, &path, &event, policy.timeout).await;
+            let outcome = app::deliver((&target.channel, to), client, &path, &event, policy.timeout).await;
             count_delivery(target, &outcome, started.elapsed());
             outcome
         }
@@ -540,7 +552,7 @@ async fn handle_delivery(
 /// Delivers a batch in daprd's bulk envelope, one request per route, and settles each message.
 async fn handle_bulk(
     broker: &dyn Broker,
-    client: &reqwest::Client,
+    (client, to): (&reqwest::Client, &ToApp<'_>),
     target: &Target,
     place: (&str, &str, &str),
     policy: &DeliveryPolicy,
@@ -561,7 +573,7 @@ async fn handle_bulk(
         let place_of_events = (target.key.pubsub.as_str(), target.key.topic.as_str());
         let started = std::time::Instant::now();
         let outcomes =
-            app::deliver_bulk(&target.channel, client, &path, place_of_events, &events, policy.timeout).await;
+            app::deliver_bulk((&target.channel, to), client, &path, place_of_events, &events, policy.timeout).await;
         for outcome in &outcomes {
             count_delivery(target, outcome, started.elapsed());
         }

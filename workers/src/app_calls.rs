@@ -1,0 +1,78 @@
+//! The calls the platform makes to apps — pub/sub deliveries, job triggers, input binding events — as the
+//! project's API log keeps them (direction `to_app`): which App ID was called, for what, with what answer and
+//! how fast. Each is sent here and recorded once the app's answer (or its absence) is known.
+
+use std::time::Instant;
+
+use outrigger_store::{ApiCall, CallDirection, ProjectId};
+use outrigger_telemetry::ApiLog;
+
+/// The status recorded when the app gave no answer: 504 when the call timed out, 502 otherwise (as a proxy
+/// would say it).
+fn unanswered_status(err: &reqwest::Error) -> u16 {
+    if err.is_timeout() {
+        504
+    } else {
+        502
+    }
+}
+
+/// What a call to an app is about.
+pub(crate) struct ToApp<'a> {
+    pub(crate) log: &'a ApiLog,
+    pub(crate) project_id: &'a str,
+    /// The App ID called.
+    pub(crate) app_id: &'a str,
+    /// `pubsub`, `jobs` or `bindings`.
+    pub(crate) api: &'static str,
+    /// The pub/sub or binding component.
+    pub(crate) component: Option<&'a str>,
+    /// The topic of a delivery, the name of a job.
+    pub(crate) target: Option<&'a str>,
+}
+
+impl ToApp<'_> {
+    /// Sends `request` with `client` and records the call with the app's status.
+    pub(crate) async fn send(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let request = request.build()?;
+        if !self.log.enabled() {
+            return client.execute(request).await;
+        }
+        let (at, started) = (outrigger_store::now_millis(), Instant::now());
+        let (method, path) = (request.method().as_str().to_owned(), request.url().path().to_owned());
+        let trace = request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok())
+            .and_then(outrigger_telemetry::trace::SpanIds::parse);
+        let answer = client.execute(request).await;
+        let status = match &answer {
+            Ok(response) => response.status().as_u16(),
+            Err(err) => unanswered_status(err),
+        };
+        self.log.record(ApiCall {
+            project_id: ProjectId::received(self.project_id.to_owned()),
+            at,
+            app_id: self.app_id.to_owned(),
+            target: self.target.map(str::to_owned),
+            api: self.api.to_owned(),
+            protocol: "http".to_owned(),
+            method,
+            path,
+            component: self.component.map(str::to_owned),
+            status,
+            grpc_code: None,
+            latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
+            trace_id: trace.map(|ids| ids.trace_id_hex()),
+            span_id: trace.map(|ids| ids.span_id_hex()),
+            user_agent: None,
+            caller_addr: None,
+            direction: CallDirection::ToApp,
+        });
+        answer
+    }
+}
