@@ -127,7 +127,7 @@ pub(crate) fn rpc_api(path: &str) -> &'static str {
     let stem = name.trim_end_matches("Alpha1").trim_end_matches("Alpha2");
     match stem {
         _ if stem.contains("State") => "state",
-        _ if stem.contains("Publish") => "pubsub",
+        _ if stem.contains("Publish") || stem.contains("TopicEvents") => "pubsub",
         "InvokeService" => "invocation",
         _ if stem.contains("Secret") => "secrets",
         "InvokeBinding" => "bindings",
@@ -379,6 +379,7 @@ mod tests {
     fn rpcs_name_their_block() {
         assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/GetBulkState"), "state");
         assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/BulkPublishEventAlpha1"), "pubsub");
+        assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1"), "pubsub");
         assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/ScheduleJobAlpha1"), "jobs");
         assert_eq!(rpc_api("/dapr.proto.runtime.v1.Dapr/SubscribeConfiguration"), "configuration");
         assert_eq!(rpc_api("/TaskHubSidecarService/StartInstance"), "workflows");

@@ -6,11 +6,17 @@
 //! Resiliency documents are loaded by the caller's sidecar in daprd, so a document applies to a call when its
 //! `scopes` name the calling App ID or are empty. Circuit breakers keep their state per target in a
 //! [`Breakers`] registry that outlives the documents' cache; a changed policy starts a fresh breaker.
+//!
+//! Calls under policies from Resiliency documents are counted in daprd's series for the [`Caller`]:
+//! `dapr_resiliency_count` for each policy applied to a call, `dapr_resiliency_activations_total` for each
+//! retry made, each call a timeout cut short and each change of a circuit breaker's state, and the breaker's
+//! `dapr_resiliency_cb_state`. Calls without such a policy count nothing.
 
 use std::future::Future;
 use std::time::Duration;
 
 use outrigger_resources::{parse_go_duration, Document};
+use outrigger_telemetry::metrics::{self, FlowDirection, PolicyKind, PolicyLabels};
 use serde_json::Value;
 
 mod breaker;
@@ -28,7 +34,7 @@ pub enum Target<'a> {
     ComponentInbound(&'a str),
 }
 
-impl Target<'_> {
+impl<'a> Target<'a> {
     /// Dapr's named default policies for this kind of target, most specific first.
     fn default_names(self, policy: &str) -> Vec<String> {
         let kinds: &[&str] = match self {
@@ -46,6 +52,63 @@ impl Target<'_> {
             Target::ComponentInbound(name) => format!("component:{name}:inbound"),
         }
     }
+
+    fn kind(self) -> TargetKind {
+        match self {
+            Target::App(_) => TargetKind::App,
+            Target::ComponentOutbound(_) => TargetKind::ComponentOutbound,
+            Target::ComponentInbound(_) => TargetKind::ComponentInbound,
+        }
+    }
+
+    fn name(self) -> &'a str {
+        match self {
+            Target::App(name) | Target::ComponentOutbound(name) | Target::ComponentInbound(name) => name,
+        }
+    }
+}
+
+/// A [`Target`]'s variant, kept by a [`Policy`] for its metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum TargetKind {
+    #[default]
+    App,
+    ComponentOutbound,
+    ComponentInbound,
+}
+
+/// Who makes a call under a policy, as daprd's resiliency series count it: the caller's project and App ID,
+/// and, for a component target, daprd's type of the component (`Statestore`, `Pubsub`, `Binding`,
+/// `Configuration`, `Lock`), which daprd's `target` label starts with (`Statestore_<name>`; an app's is
+/// `app_<App ID>`).
+#[derive(Clone, Copy, Debug)]
+pub struct Caller<'a> {
+    pub project: &'a str,
+    pub app_id: &'a str,
+    pub component_type: &'a str,
+}
+
+impl<'a> Caller<'a> {
+    /// A call of an App ID (or an HTTP endpoint) by `app_id` of `project`.
+    pub fn app(project: &'a str, app_id: &'a str) -> Caller<'a> {
+        Caller { project, app_id, component_type: "" }
+    }
+
+    /// A call of a component of daprd's type `component_type` by `app_id` of `project`.
+    pub fn component(project: &'a str, app_id: &'a str, component_type: &'a str) -> Caller<'a> {
+        Caller { project, app_id, component_type }
+    }
+}
+
+/// What daprd's resiliency series say of a policy: the Resiliency document each of its parts came from (none:
+/// not from a document, and not counted), and its target.
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Sources {
+    timeout: Option<String>,
+    retry: Option<String>,
+    circuit_breaker: Option<String>,
+    target: String,
+    kind: TargetKind,
 }
 
 /// The policies that govern one target.
@@ -59,6 +122,8 @@ pub struct Policy {
     pub circuit_breaker: Option<CircuitBreakerSpec>,
     /// Which breaker state the policy uses: the target and the breaker's settings.
     breaker_key: String,
+    /// Where its parts came from, for daprd's resiliency series.
+    sources: Sources,
 }
 
 impl Policy {
@@ -79,39 +144,56 @@ impl Policy {
             };
             Some(found.clone())
         };
-        // The first document naming a policy for the target decides; Dapr's defaults fill what none names.
-        let named = |reference: &str, section: &str| -> Option<(Value, String)> {
+        // The first document naming a policy for the target decides; Dapr's defaults fill what none names. Each
+        // comes with the name of the document it was found in.
+        let named = |reference: &str, section: &str| -> Option<(Value, String, &str)> {
             applicable.iter().find_map(|document| {
                 let name = entry(document)?.get(reference)?.as_str()?.to_owned();
                 let policy = document.spec.get("policies").and_then(|p| p.get(section)).and_then(|s| s.get(&name));
+                let source = document.metadata.name.as_str();
                 Some(match policy {
-                    Some(policy) => (policy.clone(), format!("{}/{name}", document.metadata.name)),
+                    Some(policy) => (policy.clone(), format!("{source}/{name}"), source),
                     // A timeout may be written inline instead of naming a policy.
-                    None => (Value::String(name.clone()), name),
+                    None => (Value::String(name.clone()), name, source),
                 })
             })
         };
-        let default = |section: &str, kind: &str| -> Option<(Value, String)> {
+        let default = |section: &str, kind: &str| -> Option<(Value, String, &str)> {
             target.default_names(kind).into_iter().find_map(|name| {
                 applicable.iter().find_map(|document| {
                     let policy = document.spec.get("policies")?.get(section)?.get(&name)?;
-                    Some((policy.clone(), format!("{}/{name}", document.metadata.name)))
+                    let source = document.metadata.name.as_str();
+                    Some((policy.clone(), format!("{source}/{name}"), source))
                 })
             })
         };
-        let timeout = named("timeout", "timeouts")
+        let (timeout, timeout_source) = named("timeout", "timeouts")
             .or_else(|| default("timeouts", "Timeout"))
-            .and_then(|(value, _)| parse_timeout(value.as_str()?));
-        let retry =
-            named("retry", "retries").or_else(|| default("retries", "Retry")).map(|(value, _)| Retry::parse(&value));
+            .and_then(|(value, _, source)| Some((parse_timeout(value.as_str()?)?, source.to_owned())))
+            .unzip();
+        let (retry, retry_source) = named("retry", "retries")
+            .or_else(|| default("retries", "Retry"))
+            .map(|(value, _, source)| (Retry::parse(&value), source.to_owned()))
+            .unzip();
         let breaker =
             named("circuitBreaker", "circuitBreakers").or_else(|| default("circuitBreakers", "CircuitBreaker"));
-        let breaker_key = breaker.as_ref().map(|(value, name)| format!("{}|{name}|{value}", target.describe()));
+        let breaker_key = breaker.as_ref().map(|(value, name, _)| format!("{}|{name}|{value}", target.describe()));
+        let (circuit_breaker, breaker_source) =
+            breaker.map(|(value, _, source)| (CircuitBreakerSpec::parse(&value), source.to_owned())).unzip();
+        // The target is kept for the metrics only when a document governs it.
+        let governed = timeout_source.is_some() || retry_source.is_some() || breaker_source.is_some();
         Policy {
             timeout,
             retry,
-            circuit_breaker: breaker.map(|(value, _)| CircuitBreakerSpec::parse(&value)),
+            circuit_breaker,
             breaker_key: breaker_key.unwrap_or_default(),
+            sources: Sources {
+                timeout: timeout_source,
+                retry: retry_source,
+                circuit_breaker: breaker_source,
+                target: if governed { target.name().to_owned() } else { String::new() },
+                kind: target.kind(),
+            },
         }
     }
 }
@@ -246,6 +328,7 @@ pub enum Outcome<T> {
 pub async fn execute_fallible<T, E, F, Fut>(
     policy: &Policy,
     breaker: Option<&Breaker>,
+    caller: Caller<'_>,
     what: &str,
     attempt: F,
 ) -> Result<T, String>
@@ -255,7 +338,7 @@ where
     Fut: Future<Output = Result<T, E>>,
 {
     let judge = |result: &Result<T, E>| result.is_err().then_some(Failure::Error);
-    match execute(policy, breaker, attempt, judge).await {
+    match execute(policy, breaker, caller, attempt, judge).await {
         Outcome::Finished(result) => result.map_err(|err| err.to_string()),
         Outcome::TimedOut(after) => Err(format!("{what} did not answer within {after:?}")),
         Outcome::CircuitOpen => Err("circuit breaker is open".to_owned()),
@@ -263,10 +346,12 @@ where
 }
 
 /// Runs `attempt` under `policy`: each attempt within the timeout and admitted by the breaker, failures (as
-/// `judge` tells them) retried as the retry policy says. `attempt` is called again for every retry.
+/// `judge` tells them) retried as the retry policy says. `attempt` is called again for every retry. The policies
+/// from Resiliency documents count the call in daprd's series under `caller`'s labels.
 pub async fn execute<T, F, Fut>(
     policy: &Policy,
     breaker: Option<&Breaker>,
+    caller: Caller<'_>,
     mut attempt: F,
     judge: impl Fn(&T) -> Option<Failure>,
 ) -> Outcome<T>
@@ -274,7 +359,10 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = T>,
 {
+    let meter = Meter { policy, caller };
+    meter.applied(breaker);
     let mut attempts = 0u32;
+    let mut timed_out = false;
     loop {
         attempts += 1;
         if let Some(breaker) = breaker {
@@ -286,17 +374,25 @@ where
             Some(timeout) => tokio::time::timeout(timeout, attempt()).await.ok(),
             None => Some(attempt().await),
         };
+        if result.is_none() && !timed_out {
+            // daprd counts a timeout's activation once per call, however many attempts it cuts short.
+            timed_out = true;
+            meter.count(PolicyKind::Timeout, None, true);
+        }
         let failure = match &result {
             Some(value) => judge(value),
             None => Some(Failure::Error),
         };
         if let Some(breaker) = breaker {
-            breaker.record(failure.is_none());
+            if let Some(changed) = breaker.record(failure.is_none()) {
+                meter.count(PolicyKind::CircuitBreaker, Some(changed), true);
+            }
         }
         let retry = policy.retry.as_ref().filter(|retry| !retry.exhausted(attempts));
         match (failure, retry) {
             (Some(failure), Some(retry)) if retry.matches(failure) => {
                 tracing::debug!(attempt = attempts, ?failure, "attempt failed; retrying");
+                meter.count(PolicyKind::Retry, None, true);
                 tokio::time::sleep(retry.delay(attempts)).await;
             }
             _ => {
@@ -306,6 +402,48 @@ where
                 }
             }
         }
+    }
+}
+
+/// One call's counts in daprd's resiliency series: each part of its policy that came from a Resiliency document,
+/// under the caller's labels.
+struct Meter<'a> {
+    policy: &'a Policy,
+    caller: Caller<'a>,
+}
+
+impl Meter<'_> {
+    /// Counts the policies applied to the call (`dapr_resiliency_count`): its timeout, its retries (a caller
+    /// may have dropped them, for a body too large to send again) and its breaker, with the breaker's state.
+    fn applied(&self, breaker: Option<&Breaker>) {
+        if self.policy.timeout.is_some() {
+            self.count(PolicyKind::Timeout, None, false);
+        }
+        if self.policy.retry.is_some() {
+            self.count(PolicyKind::Retry, None, false);
+        }
+        if let Some(breaker) = breaker.filter(|_| self.policy.sources.circuit_breaker.is_some()) {
+            self.count(PolicyKind::CircuitBreaker, Some(breaker.state()), false);
+        }
+    }
+
+    /// Counts one policy of the call, applied or (`activated`) acting; nothing unless a document gave it.
+    fn count(&self, kind: PolicyKind, breaker: Option<metrics::BreakerState>, activated: bool) {
+        let sources = &self.policy.sources;
+        let source = match kind {
+            PolicyKind::Timeout => &sources.timeout,
+            PolicyKind::Retry => &sources.retry,
+            PolicyKind::CircuitBreaker => &sources.circuit_breaker,
+        };
+        let Some(resiliency) = source.as_deref() else { return };
+        let (target_kind, direction) = match sources.kind {
+            TargetKind::App => ("app", FlowDirection::Outbound),
+            TargetKind::ComponentOutbound => (self.caller.component_type, FlowDirection::Outbound),
+            TargetKind::ComponentInbound => (self.caller.component_type, FlowDirection::Inbound),
+        };
+        let labels = PolicyLabels { resiliency, policy: kind, direction, target: (target_kind, &sources.target) };
+        let tenant = (self.caller.project, self.caller.app_id);
+        metrics::metrics().runtime().resiliency(tenant, labels, breaker, activated);
     }
 }
 
@@ -412,6 +550,7 @@ mod tests {
                 execute(
                     policy,
                     Some(breaker),
+                    Caller::app("breaker-project", "a"),
                     || async {
                         calls.fetch_add(1, Ordering::SeqCst);
                         fail
@@ -435,6 +574,27 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 6);
         assert!(Arc::ptr_eq(&breaker, &breakers.get("p", &policy).unwrap()), "one breaker per target");
         assert!(!Arc::ptr_eq(&breaker, &breakers.get("q", &policy).unwrap()), "one per tenant");
+
+        // Every call counted the breaker applied in the state it found it; every change of state activated it.
+        let text = metrics::metrics().render();
+        let series = |name: &str, status: &str, count: u32| {
+            format!(
+                "{name}{{app_id=\"a\",flow_direction=\"outbound\",name=\"r\",policy=\"circuitbreaker\",\
+                 project=\"breaker-project\",status=\"{status}\",target=\"app_b\"}} {count}"
+            )
+        };
+        for expected in [
+            series("dapr_resiliency_count", "closed", 4),
+            series("dapr_resiliency_count", "open", 2),
+            series("dapr_resiliency_count", "half-open", 2),
+            series("dapr_resiliency_activations_total", "open", 2),
+            series("dapr_resiliency_activations_total", "closed", 1),
+            series("dapr_resiliency_cb_state", "closed", 1),
+            series("dapr_resiliency_cb_state", "open", 0),
+        ] {
+            assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+        }
+        assert!(!text.contains(r#"project="breaker-project",status="half-open",target="app_b"} 1"#), "{text}");
     }
 
     #[tokio::test(start_paused = true)]
@@ -448,9 +608,11 @@ mod tests {
         });
         let policy = Policy::resolve(&[resiliency("r", spec, &[])], "a", Target::App("b"));
         let calls = AtomicU32::new(0);
+        let caller = Caller::app("retry-project", "a");
         let outcome = execute(
             &policy,
             None,
+            caller,
             || async { calls.fetch_add(1, Ordering::SeqCst) },
             |n| (*n < 2).then_some(Failure::HttpStatus(500)),
         )
@@ -460,6 +622,7 @@ mod tests {
         let outcome = execute(
             &policy,
             None,
+            caller,
             || async {
                 calls.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -469,5 +632,56 @@ mod tests {
         .await;
         assert!(matches!(outcome, Outcome::TimedOut(timeout) if timeout == Duration::from_millis(100)));
         assert_eq!(calls.load(Ordering::SeqCst), 3, "timeouts are retried");
+
+        // Two calls applied both policies; four retries were made, and one call was cut short by its timeout
+        // (three times, counted once, as daprd does).
+        let text = metrics::metrics().render();
+        let series = |name: &str, policy: &str, count: u32| {
+            format!(
+                "{name}{{app_id=\"a\",flow_direction=\"outbound\",name=\"r\",policy=\"{policy}\",\
+                 project=\"retry-project\",status=\"\",target=\"app_b\"}} {count}"
+            )
+        };
+        for expected in [
+            series("dapr_resiliency_count", "timeout", 2),
+            series("dapr_resiliency_count", "retry", 2),
+            series("dapr_resiliency_activations_total", "retry", 4),
+            series("dapr_resiliency_activations_total", "timeout", 1),
+        ] {
+            assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_policies_from_documents_are_counted_under_daprds_component_targets() {
+        let spec = json!({
+            "policies": {"retries": {"twice": {"policy": "constant", "duration": "10ms", "maxRetries": 2}}},
+            "targets": {"components": {"kv": {"outbound": {"retry": "twice"}}}},
+        });
+        let documents = [resiliency("store-policies", spec, &[])];
+        // The store timeout is the platform's default, not a document's: only the retry counts.
+        let policy = Policy::resolve(&documents, "a", Target::ComponentOutbound("kv"))
+            .with_default_timeout(Duration::from_millis(50));
+        let caller = Caller::component("component-project", "a", "Statestore");
+        let slow = || async { tokio::time::sleep(Duration::from_secs(1)).await };
+        let outcome = execute(&policy, None, caller, slow, |_| None).await;
+        assert!(matches!(outcome, Outcome::TimedOut(_)));
+        // No document at all: nothing is counted, however the call goes.
+        let bare = Policy::resolve(&[], "a", Target::ComponentOutbound("kv")).with_default_timeout(Duration::ZERO);
+        let outcome = execute(&bare, None, Caller::component("bare-project", "a", "Statestore"), slow, |_| None).await;
+        assert!(matches!(outcome, Outcome::TimedOut(_)));
+
+        let text = metrics::metrics().render();
+        let series = |name: &str, count: u32| {
+            format!(
+                "{name}{{app_id=\"a\",flow_direction=\"outbound\",name=\"store-policies\",policy=\"retry\",\
+                 project=\"component-project\",status=\"\",target=\"Statestore_kv\"}} {count}"
+            )
+        };
+        for expected in [series("dapr_resiliency_count", 1), series("dapr_resiliency_activations_total", 2)] {
+            assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+        }
+        assert!(!text.contains(r#"policy="timeout",project="component-project""#), "{text}");
+        assert!(!text.contains("bare-project"), "{text}");
     }
 }

@@ -74,6 +74,38 @@ pub enum WorkflowError {
     Corrupt(String),
 }
 
+/// What committing a turn showed, for daprd's workflow metrics. The engine knows projects by ID only: the
+/// caller counts the report under its tenant's labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TurnReport {
+    /// The instance's App ID.
+    pub app_id: String,
+    pub workflow_name: String,
+    /// The turn began an execution: how long after the execution was due (started, or scheduled to start) the
+    /// turn began.
+    pub scheduling_latency: Option<Duration>,
+    /// The turn ended the instance: its final status, and how long the execution ran from its first turn.
+    pub ended: Option<(Status, Duration)>,
+}
+
+/// An activity result the engine recorded, for daprd's workflow metrics (counted by the caller, as a
+/// [`TurnReport`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityReport {
+    /// The App ID of the activity's instance.
+    pub app_id: String,
+    pub activity_name: String,
+    /// The app answered with failure details.
+    pub failed: bool,
+    /// From the activity's scheduling (the commit of the turn that scheduled it) until its result was recorded.
+    pub elapsed: Duration,
+}
+
+/// The time from `from` to `to` (Unix ms), none when the clocks went backwards.
+fn elapsed_ms(from: i64, to: i64) -> Duration {
+    Duration::from_millis(u64::try_from(to.saturating_sub(from)).unwrap_or(0))
+}
+
 /// What a stream is handed.
 pub enum WorkItem {
     Workflow(pb::WorkflowRequest),

@@ -8,21 +8,23 @@ use outrigger_store::ProjectId;
 impl Engine {
     /// `CompleteOrchestratorTask` / `CompleteWorkflowTask`: commits the turn and applies its actions; work
     /// they make (activities, a child's first turn, the next turn) goes to a stream here when there is one.
+    /// What the turn began or ended, for the metrics; none when the answer was stale.
     pub async fn complete_turn(
         &self,
         project: &ProjectId,
         response: pb::WorkflowResponse,
-    ) -> Result<(), WorkflowError> {
+    ) -> Result<Option<TurnReport>, WorkflowError> {
         let instance = response.instance_id.clone();
         let mut tx = self.pool.begin().await?;
         let Some(answered) = answered_turn(&mut tx, project, &instance, &response.completion_token).await? else {
             tracing::debug!(%instance, "workflow result with a stale token dropped");
-            return Ok(());
+            return Ok(None);
         };
         let AnsweredTurn { found, started_at, token, history_len } = answered;
         // Exactly the events the turn was given.
         let given = sqlx::query(
-            "DELETE FROM wf_inbox WHERE project_id = $1 AND instance_id = $2 AND turn_token = $3 RETURNING id, event",
+            "DELETE FROM wf_inbox WHERE project_id = $1 AND instance_id = $2 AND turn_token = $3 \
+             RETURNING id, event, visible_at",
         )
         .bind(project.as_str())
         .bind(&instance)
@@ -44,7 +46,8 @@ impl Engine {
             others_changed: false,
             continued: false,
         };
-        turn.committed.extend(in_arrival_order(given)?);
+        let (given, execution_due) = given_events(given)?;
+        turn.committed.extend(given);
         let Decision { decided, finished } = turn.apply(response.actions).await?;
         turn.insert_activities().await?;
         let Turn { mut tx, committed, execution_id, mut handoffs, mut others_changed, continued, .. } = turn;
@@ -119,6 +122,17 @@ impl Engine {
                 self.tell_parent(&mut tx, project, &instance, &found, finished, now, &mut handoffs).await?;
         }
         tx.commit().await?;
+        // daprd times an execution from its first turn: the first event of its history.
+        let first_turn = match &known {
+            _ if !terminal => None,
+            _ if history_len == 0 => Some(started_at),
+            Some(history) => history.first().and_then(|first| first.timestamp.as_ref()).map(millis),
+            None => self.first_turn_started(project, &instance).await,
+        };
+        let ended = decided.filter(|_| terminal).map(|status| {
+            let status = Status::try_from(status).unwrap_or(Status::Failed);
+            (status, elapsed_ms(first_turn.unwrap_or(started_at), now))
+        });
         match known {
             _ if terminal => self.histories.forget(project, &instance),
             Some(history) if !handed_next => self.histories.put(project, &instance, &execution_id, history),
@@ -129,7 +143,26 @@ impl Engine {
         if others_changed {
             self.streams.wake_all();
         }
-        Ok(())
+        Ok(Some(TurnReport {
+            app_id: found.app_id,
+            workflow_name: found.name,
+            scheduling_latency: execution_due.map(|due| elapsed_ms(due, started_at)),
+            ended,
+        }))
+    }
+
+    /// When the instance's first turn began: the time of its history's first event (`WorkflowStarted`). Only
+    /// the metrics want it: a failure to read it is no failure of the turn.
+    async fn first_turn_started(&self, project: &ProjectId, instance: &str) -> Option<i64> {
+        let first: Result<Option<String>, sqlx::Error> =
+            sqlx::query_scalar("SELECT event FROM wf_history WHERE project_id = $1 AND instance_id = $2 AND seq = 0")
+                .bind(project.as_str())
+                .bind(instance)
+                .fetch_optional(&self.pool)
+                .await;
+        let first = first.map_err(|err| tracing::debug!(error = %err, "reading a history's first event failed"));
+        let event: pb::HistoryEvent = decode(&first.ok()??).ok()?;
+        event.timestamp.as_ref().map(millis)
     }
 
     /// A finished child's outcome, as an event for its parent if it has one still running; whether that made
@@ -166,6 +199,22 @@ impl Engine {
         let handed = self.arrive(tx, project, arrival, &event(-1, outcome), now, handoffs).await?;
         Ok(!handed)
     }
+}
+
+/// The inbox rows a turn was given (`id`, `event`, `visible_at`) as events in the order they arrived, and when
+/// the execution they start was due (its `ExecutionStarted`'s `visible_at`), if they start one.
+fn given_events(mut rows: Vec<sqlx::any::AnyRow>) -> Result<(Vec<pb::HistoryEvent>, Option<i64>), WorkflowError> {
+    rows.sort_by_key(|row| row.try_get::<i64, _>("id").unwrap_or_default());
+    let mut execution_due = None;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let event: pb::HistoryEvent = decode(&row.try_get::<String, _>("event")?)?;
+        if matches!(event.event_type, Some(EventType::ExecutionStarted(_))) && execution_due.is_none() {
+            execution_due = Some(row.try_get::<i64, _>("visible_at")?);
+        }
+        events.push(event);
+    }
+    Ok((events, execution_due))
 }
 
 /// The instance whose current turn an answer completes, as the answer found it.

@@ -205,18 +205,19 @@ impl Engine {
     }
 
     /// `CompleteActivityTask`: the result becomes an event of the instance (a stale token is ignored), and
-    /// the turn it makes goes to a stream here when no turn is in flight.
+    /// the turn it makes goes to a stream here when no turn is in flight. The result as the metrics count it;
+    /// none when the answer was stale.
     pub async fn complete_activity(
         &self,
         project: &ProjectId,
         response: pb::ActivityResponse,
-    ) -> Result<(), WorkflowError> {
+    ) -> Result<Option<ActivityReport>, WorkflowError> {
         let mut tx = self.pool.begin().await?;
         // Workers that know no completion tokens (the JS SDK's) name the activity by instance and task, as in daprd.
         let rows = if response.completion_token.is_empty() {
             sqlx::query(
                 "DELETE FROM wf_activities WHERE project_id = $1 AND instance_id = $2 AND task_id = $3 \
-                 AND lease_until > 0 RETURNING app_id, request",
+                 AND lease_until > 0 RETURNING app_id, request, created_at",
             )
             .bind(project.as_str())
             .bind(&response.instance_id)
@@ -224,18 +225,22 @@ impl Engine {
             .fetch_all(&mut *tx)
             .await?
         } else {
-            sqlx::query("DELETE FROM wf_activities WHERE project_id = $1 AND token = $2 RETURNING app_id, request")
-                .bind(project.as_str())
-                .bind(&response.completion_token)
-                .fetch_all(&mut *tx)
-                .await?
+            sqlx::query(
+                "DELETE FROM wf_activities WHERE project_id = $1 AND token = $2 RETURNING app_id, request, created_at",
+            )
+            .bind(project.as_str())
+            .bind(&response.completion_token)
+            .fetch_all(&mut *tx)
+            .await?
         };
         let Some(row) = rows.first() else {
             tracing::debug!(instance = %response.instance_id, "activity result with a stale token dropped");
-            return Ok(());
+            return Ok(None);
         };
         let request: pb::ActivityRequest = decode(&row.try_get::<String, _>("request")?)?;
         let app_id: String = row.try_get("app_id")?;
+        let scheduled_at: i64 = row.try_get("created_at")?;
+        let failed = response.failure_details.is_some();
         let instance = request.workflow_instance.map(|i| i.instance_id).unwrap_or_default();
         let result = match response.failure_details {
             Some(failure) => EventType::TaskFailed(pb::TaskFailedEvent {
@@ -254,11 +259,12 @@ impl Engine {
         // The instance still runs: the turn that ends an instance deletes its activities in its transaction.
         let mut handoffs = Handoffs::default();
         let arrival = (instance.as_str(), app_id.as_str());
-        self.arrive(&mut tx, project, arrival, &event(-1, result), now_ms(), &mut handoffs).await?;
+        let now = now_ms();
+        self.arrive(&mut tx, project, arrival, &event(-1, result), now, &mut handoffs).await?;
         tx.commit().await?;
         // Not handed: a turn is in flight and takes the result when it ends, or no stream of the App ID is
         // here and the claim loops of other processes find it.
         self.hand_over(project, handoffs).await;
-        Ok(())
+        Ok(Some(ActivityReport { app_id, activity_name: request.name, failed, elapsed: elapsed_ms(scheduled_at, now) }))
     }
 }

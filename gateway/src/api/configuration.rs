@@ -211,13 +211,14 @@ fn first_watch(baseline: GetConfiguration, seen: Items) -> WatchConfiguration {
 
 /// `SubscribeConfiguration`: a first message with the subscription's id, then one per change.
 fn subscribe_grpc() -> MethodRouter<Gateway> {
-    post(|State(gateway): State<Gateway>, request: Request| async move {
-        let (tenant, guard, span) = match admit_stream(&gateway, request.headers(), request.uri().path()).await {
+    post(|State(gateway): State<Gateway>, mut request: Request| async move {
+        let (caller, guard, span, opening) = match admit_stream(&gateway, &mut request).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
+        let (served, tenant) = (gateway.clone(), caller.clone());
         let service = tower::service_fn(move |call: tonic::Request<pb::SubscribeConfigurationRequest>| {
-            let (gateway, tenant, guard) = (gateway.clone(), tenant.clone(), guard.clone());
+            let (gateway, tenant, guard) = (served.clone(), tenant.clone(), guard.clone());
             async move {
                 let request = call.into_inner();
                 let (store, mut keys) = (request.store_name, request.keys);
@@ -256,8 +257,9 @@ fn subscribe_grpc() -> MethodRouter<Gateway> {
         let codec =
             crate::grpc_codec::Codec::<pb::SubscribeConfigurationResponse, pb::SubscribeConfigurationRequest>::default(
             );
-        let response: Response<tonic::body::Body> =
+        let mut response: Response<tonic::body::Body> =
             tonic::server::Grpc::new(codec).server_streaming(service, request).instrument(span).await;
+        opening.answered(&gateway, &caller, &mut response);
         response.map(axum::body::Body::new)
     })
 }

@@ -73,16 +73,41 @@ async fn admit(
     Ok((tenant, span))
 }
 
-/// Lets a stream in: [`admit`], and the guard that ends the stream when its credential ends.
+/// Lets a stream in: [`admit`], the guard that ends the stream when its credential ends, and the record of its
+/// opening for the API log and metrics (a refusal of a known caller is recorded here).
 pub(crate) async fn admit_stream(
     gateway: &Gateway,
-    headers: &HeaderMap,
-    rpc: &str,
-) -> Result<(Tenant, StreamGuard, tracing::Span), Response> {
-    let (tenant, span) = admit(gateway, headers, rpc).await.map_err(|(refused, _)| refused)?;
+    request: &mut Request,
+) -> Result<(Tenant, StreamGuard, tracing::Span, StreamOpening), Response> {
+    let mut observation = Observation::start(gateway, request, true);
+    let headers = request.headers();
+    let (tenant, span) = match admit(gateway, headers, request.uri().path()).await {
+        Ok(admitted) => admitted,
+        Err((mut refused, tenant)) => {
+            if let Some(tenant) = tenant {
+                let code = grpc_status(&refused);
+                let status = (http_status_of_grpc(code), Some(code));
+                observation.finish(gateway, &tenant, refused.headers_mut(), status, of_rpc(None));
+            }
+            return Err(refused);
+        }
+    };
     let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let guard = gateway.guard_stream(token.trim(), &tenant);
-    Ok((tenant, guard, span))
+    observation.enter(gateway, &tenant, request.headers_mut()).await;
+    Ok((tenant, guard, span, StreamOpening(observation)))
+}
+
+/// A stream's opening, recorded once its first answer (the opening's headers, or a refusal) is ready: the log
+/// keeps streams as calls that took as long as their setup.
+pub(crate) struct StreamOpening(Observation);
+
+impl StreamOpening {
+    pub(crate) fn answered<B>(self, gateway: &Gateway, tenant: &Tenant, response: &mut Response<B>) {
+        let code = grpc_status(response);
+        let status = (http_status_of_grpc(code), Some(code));
+        self.0.finish(gateway, tenant, response.headers_mut(), status, of_rpc(None));
+    }
 }
 
 /// Who calls, and the trace context of the call.

@@ -171,24 +171,27 @@ async fn bulk_publish_grpc(
 
 /// `SubscribeTopicEventsAlpha1`, the one bidirectional stream of the Dapr service.
 fn subscribe_topic_events() -> MethodRouter<Gateway> {
-    post(|State(gateway): State<Gateway>, request: Request| async move {
-        let (tenant, guard, span) = match admit_stream(&gateway, request.headers(), request.uri().path()).await {
+    post(|State(gateway): State<Gateway>, mut request: Request| async move {
+        let (tenant, guard, span, opening) = match admit_stream(&gateway, &mut request).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
-        let service =
+        let service = {
+            let (gateway, tenant) = (gateway.clone(), tenant.clone());
             tower::service_fn(move |call: tonic::Request<tonic::Streaming<pb::SubscribeTopicEventsRequestAlpha1>>| {
                 let (gateway, tenant, guard) = (gateway.clone(), tenant.clone(), guard.clone());
                 async move {
                     let opened = super::pubsub_stream::open(gateway, tenant, guard.clone(), call.into_inner()).await?;
                     Ok(tonic::Response::new(guard.hand_over(opened)))
                 }
-            });
+            })
+        };
         let codec = crate::grpc_codec::Codec::<
             pb::SubscribeTopicEventsResponseAlpha1,
             pb::SubscribeTopicEventsRequestAlpha1,
         >::default();
-        let response = tonic::server::Grpc::new(codec).streaming(service, request).instrument(span).await;
+        let mut response = tonic::server::Grpc::new(codec).streaming(service, request).instrument(span).await;
+        opening.answered(&gateway, &tenant, &mut response);
         response.map(axum::body::Body::new)
     })
 }

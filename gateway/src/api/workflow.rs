@@ -5,8 +5,15 @@
 //! `CompleteActivityTask`; the `GetWorkItems` stream is [`super::workflow_stream`]). Calls are authenticated by
 //! the App ID token like every call; instances belong to the caller's project and run on the workers of the
 //! App ID that started them.
+//!
+//! Both APIs count their operations in daprd's `dapr_runtime_workflow_operation_*` series through
+//! [`counted`], and the worker's answers count the executions and activities they end
+//! (`dapr_runtime_workflow_execution_*`, `_scheduling_latency`, `_activity_execution_*`) from the engine's
+//! reports.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,7 +22,8 @@ use axum::{Extension, Json, Router};
 use chrono::{SecondsFormat, TimeZone, Utc};
 use dapr_durabletask_proto as pb;
 use outrigger_bus::Tenant;
-use outrigger_workflow::{status_name, InstanceFilter, Status, WorkflowError, MAX_PAGE};
+use outrigger_telemetry::metrics::{ExecutionStatus, WorkflowOperation};
+use outrigger_workflow::{status_name, ActivityReport, InstanceFilter, Status, TurnReport, WorkflowError, MAX_PAGE};
 use serde_json::{json, Map, Value};
 
 use super::grpc::{rpc, Caller, Rpcs};
@@ -55,13 +63,53 @@ async fn hello(_: Gateway, _: Caller, _: ()) -> Result<(), DaprError> {
     Ok(())
 }
 
+/// Runs one of daprd's workflow operations for `tenant`, over HTTP or gRPC, and counts it
+/// (`dapr_runtime_workflow_operation_count` and `_latency`; `failed` when the engine refused or failed it).
+async fn counted<T>(
+    tenant: &Tenant,
+    operation: WorkflowOperation,
+    call: impl Future<Output = Result<T, WorkflowError>>,
+) -> Result<T, WorkflowError> {
+    let started = Instant::now();
+    let result = call.await;
+    let runtime = outrigger_telemetry::metrics().runtime();
+    runtime.workflow_operation(&tenant.project, &tenant.app_id, operation, result.is_ok(), started.elapsed());
+    result
+}
+
+/// Counts the execution a committed turn began (how late) or ended (how, and how long it ran).
+fn count_turn(tenant: &Tenant, report: Option<TurnReport>) {
+    let Some(TurnReport { app_id, workflow_name, scheduling_latency, ended }) = report else { return };
+    let runtime = outrigger_telemetry::metrics().runtime();
+    if let Some(latency) = scheduling_latency {
+        runtime.workflow_scheduling(&tenant.project, &app_id, &workflow_name, latency);
+    }
+    if let Some((status, ran)) = ended {
+        let status = match status {
+            Status::Completed => ExecutionStatus::Success,
+            Status::Terminated => ExecutionStatus::Terminated,
+            _ => ExecutionStatus::Failed,
+        };
+        runtime.workflow_execution(&tenant.project, &app_id, &workflow_name, status, ran);
+    }
+}
+
+/// Counts an activity whose result the engine recorded.
+fn count_activity(tenant: &Tenant, report: Option<ActivityReport>) {
+    let Some(ActivityReport { app_id, activity_name, failed, elapsed }) = report else { return };
+    let status = if failed { ExecutionStatus::Failed } else { ExecutionStatus::Success };
+    let runtime = outrigger_telemetry::metrics().runtime();
+    runtime.activity_execution(&tenant.project, &app_id, &activity_name, status, elapsed);
+}
+
 async fn start_instance(
     gateway: Gateway,
     caller: Caller,
     request: pb::CreateInstanceRequest,
 ) -> Result<pb::CreateInstanceResponse, DaprError> {
     let tenant = &caller.tenant;
-    let instance_id = engine(&gateway).start(&tenant.project_id, &tenant.app_id, request).await?;
+    let started = engine(&gateway).start(&tenant.project_id, &tenant.app_id, request);
+    let instance_id = counted(tenant, WorkflowOperation::CreateWorkflow, started).await?;
     Ok(pb::CreateInstanceResponse { instance_id })
 }
 
@@ -74,9 +122,8 @@ async fn get_instance(
     caller: Caller,
     request: pb::GetInstanceRequest,
 ) -> Result<pb::GetInstanceResponse, DaprError> {
-    let state =
-        engine(&gateway).state(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs).await?;
-    Ok(instance_answer(state))
+    let state = engine(&gateway).state(&caller.tenant.project_id, &request.instance_id, request.get_inputs_and_outputs);
+    Ok(instance_answer(counted(&caller.tenant, WorkflowOperation::GetWorkflow, state).await?))
 }
 
 /// Waits until `done` holds for the instance's status; the gateway shutting down ends the wait (the client
@@ -119,7 +166,8 @@ async fn raise_event(
     caller: Caller,
     request: pb::RaiseEventRequest,
 ) -> Result<pb::RaiseEventResponse, DaprError> {
-    engine(&gateway).raise(&caller.tenant.project_id, &request.instance_id, &request.name, request.input).await?;
+    let raised = engine(&gateway).raise(&caller.tenant.project_id, &request.instance_id, &request.name, request.input);
+    counted(&caller.tenant, WorkflowOperation::AddEvent, raised).await?;
     Ok(pb::RaiseEventResponse {})
 }
 
@@ -129,7 +177,8 @@ async fn terminate(
     request: pb::TerminateRequest,
 ) -> Result<pb::TerminateResponse, DaprError> {
     let project = &caller.tenant.project_id;
-    engine(&gateway).terminate(project, &request.instance_id, request.output, request.recursive).await?;
+    let terminated = engine(&gateway).terminate(project, &request.instance_id, request.output, request.recursive);
+    counted(&caller.tenant, WorkflowOperation::AddEvent, terminated).await?;
     Ok(pb::TerminateResponse {})
 }
 
@@ -138,12 +187,14 @@ async fn suspend(
     caller: Caller,
     request: pb::SuspendRequest,
 ) -> Result<pb::SuspendResponse, DaprError> {
-    engine(&gateway).suspend(&caller.tenant.project_id, &request.instance_id, true, request.reason).await?;
+    let suspended = engine(&gateway).suspend(&caller.tenant.project_id, &request.instance_id, true, request.reason);
+    counted(&caller.tenant, WorkflowOperation::AddEvent, suspended).await?;
     Ok(pb::SuspendResponse {})
 }
 
 async fn resume(gateway: Gateway, caller: Caller, request: pb::ResumeRequest) -> Result<pb::ResumeResponse, DaprError> {
-    engine(&gateway).suspend(&caller.tenant.project_id, &request.instance_id, false, request.reason).await?;
+    let resumed = engine(&gateway).suspend(&caller.tenant.project_id, &request.instance_id, false, request.reason);
+    counted(&caller.tenant, WorkflowOperation::AddEvent, resumed).await?;
     Ok(pb::ResumeResponse {})
 }
 
@@ -153,13 +204,16 @@ async fn purge(
     request: pb::PurgeInstancesRequest,
 ) -> Result<pb::PurgeInstancesResponse, DaprError> {
     use pb::purge_instances_request::Request as Which;
-    let project = &caller.tenant.project_id;
+    let (tenant, project) = (&caller.tenant, &caller.tenant.project_id);
+    let purge = WorkflowOperation::PurgeWorkflow;
     let deleted = match request.request {
         Some(Which::InstanceId(instance)) => {
-            engine(&gateway).purge(project, &instance, request.recursive, request.force.unwrap_or(false)).await?
+            let force = request.force.unwrap_or(false);
+            counted(tenant, purge, engine(&gateway).purge(project, &instance, request.recursive, force)).await?
         }
         Some(Which::PurgeInstanceFilter(filter)) => {
-            engine(&gateway).purge_matching(project, &InstanceFilter::from(filter), request.recursive).await?
+            let filter = InstanceFilter::from(filter);
+            counted(tenant, purge, engine(&gateway).purge_matching(project, &filter, request.recursive)).await?
         }
         None => return Err(WorkflowError::Invalid("name an instance or give a filter".to_owned()).into()),
     };
@@ -204,7 +258,8 @@ async fn complete_workflow_task(
     caller: Caller,
     response: pb::WorkflowResponse,
 ) -> Result<pb::CompleteTaskResponse, DaprError> {
-    engine(&gateway).complete_turn(&caller.tenant.project_id, response).await?;
+    let report = engine(&gateway).complete_turn(&caller.tenant.project_id, response).await?;
+    count_turn(&caller.tenant, report);
     Ok(pb::CompleteTaskResponse {})
 }
 
@@ -213,7 +268,8 @@ async fn complete_activity_task(
     caller: Caller,
     response: pb::ActivityResponse,
 ) -> Result<pb::CompleteTaskResponse, DaprError> {
-    engine(&gateway).complete_activity(&caller.tenant.project_id, response).await?;
+    let report = engine(&gateway).complete_activity(&caller.tenant.project_id, response).await?;
+    count_activity(&caller.tenant, report);
     Ok(pb::CompleteTaskResponse {})
 }
 
@@ -306,7 +362,8 @@ async fn start(
     }
     let app_id = target_app(&tenant, &query)?;
     let request = pb::CreateInstanceRequest { instance_id, name, input: payload(&body)?, ..Default::default() };
-    let instance_id = engine(&gateway).start(&tenant.project_id, &app_id, request).await?;
+    let started = engine(&gateway).start(&tenant.project_id, &app_id, request);
+    let instance_id = counted(&tenant, WorkflowOperation::CreateWorkflow, started).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": instance_id }))))
 }
 
@@ -361,8 +418,10 @@ async fn get_instance_http(
 ) -> Result<Json<Value>, DaprError> {
     check_component(&component)?;
     target_app(&tenant, &query)?;
-    let state = engine(&gateway).state(&tenant.project_id, &instance, true).await?;
-    Ok(Json(describe(state.ok_or(WorkflowError::NotFound(instance))?)))
+    let state = async {
+        engine(&gateway).state(&tenant.project_id, &instance, true).await?.ok_or(WorkflowError::NotFound(instance))
+    };
+    Ok(Json(describe(counted(&tenant, WorkflowOperation::GetWorkflow, state).await?)))
 }
 
 /// The operations on an instance that take no body.
@@ -383,15 +442,20 @@ fn control(which: Control) -> MethodRouter<Gateway> {
             check_component(&component)?;
             target_app(&tenant, &query)?;
             let (engine, project) = (engine(&gateway), &tenant.project_id);
+            let event = WorkflowOperation::AddEvent;
             match which {
                 // daprd terminates and purges the instance's children too.
-                Control::Terminate => engine.terminate(project, &instance, None, true).await?,
-                Control::Pause => engine.suspend(project, &instance, true, None).await?,
-                Control::Resume => engine.suspend(project, &instance, false, None).await?,
+                Control::Terminate => counted(&tenant, event, engine.terminate(project, &instance, None, true)).await?,
+                Control::Pause => counted(&tenant, event, engine.suspend(project, &instance, true, None)).await?,
+                Control::Resume => counted(&tenant, event, engine.suspend(project, &instance, false, None)).await?,
                 Control::Purge => {
-                    if engine.purge(project, &instance, true, false).await? == 0 {
-                        return Err(WorkflowError::NotFound(instance).into());
-                    }
+                    let purged = async {
+                        match engine.purge(project, &instance, true, false).await? {
+                            0 => Err(WorkflowError::NotFound(instance)),
+                            _ => Ok(()),
+                        }
+                    };
+                    counted(&tenant, WorkflowOperation::PurgeWorkflow, purged).await?
                 }
             }
             Ok::<_, DaprError>(accepted())
@@ -411,6 +475,7 @@ async fn raise_event_http(
     if event.is_empty() {
         return Err(WorkflowRequestError::EventNameMissing.into());
     }
-    engine(&gateway).raise(&tenant.project_id, &instance, &event, payload(&body)?).await?;
+    let raised = engine(&gateway).raise(&tenant.project_id, &instance, &event, payload(&body)?);
+    counted(&tenant, WorkflowOperation::AddEvent, raised).await?;
     Ok(accepted())
 }

@@ -10,6 +10,7 @@ use axum::response::Response;
 use axum::routing::{post, MethodRouter};
 use dapr_durabletask_proto as pb;
 use outrigger_bus::Tenant;
+use outrigger_telemetry::metrics::ExecutionStatus;
 use outrigger_workflow::{Attachment, Handed, WorkItem};
 use tokio::sync::{mpsc, Notify};
 use tracing::Instrument;
@@ -32,23 +33,27 @@ const CLAIMERS: usize = 2;
 
 /// `GetWorkItems`: a server stream of the turns and activities of the caller's App ID.
 pub(super) fn get_work_items() -> MethodRouter<Gateway> {
-    post(|State(gateway): State<Gateway>, request: Request| async move {
-        let (tenant, guard, span) = match admit_stream(&gateway, request.headers(), request.uri().path()).await {
+    post(|State(gateway): State<Gateway>, mut request: Request| async move {
+        let (tenant, guard, span, opening) = match admit_stream(&gateway, &mut request).await {
             Ok(admitted) => admitted,
             Err(refused) => return refused,
         };
-        let service = tower::service_fn(move |_: tonic::Request<pb::GetWorkItemsRequest>| {
-            let (gateway, tenant, guard) = (gateway.clone(), tenant.clone(), guard.clone());
-            async move {
-                let (sender, receiver) = mpsc::channel(16);
-                tokio::spawn(feed(gateway, tenant, guard.clone(), sender).in_current_span());
-                let items = guard.hand_over(tokio_stream::wrappers::ReceiverStream::new(receiver));
-                Ok::<_, tonic::Status>(tonic::Response::new(items))
-            }
-        });
+        let service = {
+            let (gateway, tenant) = (gateway.clone(), tenant.clone());
+            tower::service_fn(move |_: tonic::Request<pb::GetWorkItemsRequest>| {
+                let (gateway, tenant, guard) = (gateway.clone(), tenant.clone(), guard.clone());
+                async move {
+                    let (sender, receiver) = mpsc::channel(16);
+                    tokio::spawn(feed(gateway, tenant, guard.clone(), sender).in_current_span());
+                    let items = guard.hand_over(tokio_stream::wrappers::ReceiverStream::new(receiver));
+                    Ok::<_, tonic::Status>(tonic::Response::new(items))
+                }
+            })
+        };
         let codec = crate::grpc_codec::Codec::<pb::WorkItem, pb::GetWorkItemsRequest>::default();
-        let response: Response<tonic::body::Body> =
+        let mut response: Response<tonic::body::Body> =
             tonic::server::Grpc::new(codec).server_streaming(service, request).instrument(span).await;
+        opening.answered(&gateway, &tenant, &mut response);
         response.map(axum::body::Body::new)
     })
 }
@@ -67,7 +72,7 @@ async fn feed(
     tracing::info!(%app_id, "workflow worker connected");
     let forward = async {
         while let Some(item) = handed.recv().await {
-            if !send(&sender, item).await {
+            if !send(&sender, &tenant, item).await {
                 return;
             }
         }
@@ -99,13 +104,28 @@ async fn feed(
     }
 }
 
-/// Sends one work item down the stream; false when the stream has closed.
-async fn send(sender: &mpsc::Sender<Result<pb::WorkItem, tonic::Status>>, (item, completion_token): Handed) -> bool {
-    let request = match item {
-        WorkItem::Workflow(request) => pb::work_item::Request::WorkflowRequest(request),
-        WorkItem::Activity(request) => pb::work_item::Request::ActivityRequest(request),
+/// Sends one work item down the stream; false when the stream has closed. An activity handed over (or not, and
+/// so handed out again later) counts in daprd's `dapr_runtime_workflow_activity_operation_*`.
+async fn send(
+    sender: &mpsc::Sender<Result<pb::WorkItem, tonic::Status>>,
+    tenant: &Tenant,
+    (item, completion_token): Handed,
+) -> bool {
+    let (request, activity) = match item {
+        WorkItem::Workflow(request) => (pb::work_item::Request::WorkflowRequest(request), None),
+        WorkItem::Activity(request) => {
+            let name = request.name.clone();
+            (pb::work_item::Request::ActivityRequest(request), Some(name))
+        }
     };
-    sender.send(Ok(pb::WorkItem { completion_token, request: Some(request) })).await.is_ok()
+    let started = std::time::Instant::now();
+    let sent = sender.send(Ok(pb::WorkItem { completion_token, request: Some(request) })).await.is_ok();
+    if let Some(name) = activity {
+        let status = if sent { ExecutionStatus::Success } else { ExecutionStatus::Recoverable };
+        let runtime = outrigger_telemetry::metrics().runtime();
+        runtime.activity_operation(&tenant.project, &tenant.app_id, &name, status, started.elapsed());
+    }
+    sent
 }
 
 /// One of a stream's claim loops: claims the next due item and sends it, or waits for news of work.
@@ -124,7 +144,7 @@ async fn claim_and_send(
         news.as_mut().enable();
         match engine.claim(&tenant.project_id, &tenant.app_id, owner).await {
             Ok(Some(item)) => {
-                if !send(sender, item).await {
+                if !send(sender, tenant, item).await {
                     return;
                 }
                 continue;

@@ -344,7 +344,8 @@ impl Invoker {
             Ok(_) => None,
             Err(_) => Some(Failure::Error),
         };
-        match resiliency::execute(&policy, breaker.as_deref(), attempt, judge).await {
+        let caller = resiliency::Caller::app(&tenant.project, &tenant.app_id);
+        match resiliency::execute(&policy, breaker.as_deref(), caller, attempt, judge).await {
             Outcome::Finished(Ok(response)) => Ok(response),
             Outcome::Finished(Err(err)) => Err(match refusal_in(&err) {
                 Some(refused) => InvokeError::Refused { id: id(), refused: refused.clone() },

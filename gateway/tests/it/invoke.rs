@@ -341,6 +341,39 @@ async fn resiliency_retries_time_out_and_break_the_circuit() {
 }
 
 #[tokio::test]
+async fn retried_and_timed_out_calls_move_daprds_resiliency_series() {
+    let gateway = TestGateway::start().await;
+    let (callee, url) = Callee::start().await;
+    let token = gateway.app("resilient-shop", "caller").await;
+    gateway.register("resilient-shop", &identity("callee", Some(url))).await;
+    gateway.component("resilient-shop", RESILIENCY).await;
+
+    callee.failures_left.store(2, Ordering::SeqCst);
+    let answer = gateway.http("POST", "/v1.0/invoke/callee/method/flaky", Some(&token), Some("again")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = gateway.http("GET", "/v1.0/invoke/callee/method/slow", Some(&token), None).await;
+    assert!(answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE").contains("timed out"));
+    assert_eq!(callee.calls(), 3 + 4, "two retries, then three");
+
+    // Both calls applied both policies; five retries were made, and the timeout cut one call short.
+    let text = outrigger_telemetry::metrics().render();
+    let series = |name: &str, policy: &str, count: u32| {
+        format!(
+            "{name}{{app_id=\"caller\",flow_direction=\"outbound\",name=\"callee-policies\",policy=\"{policy}\",\
+             project=\"resilient-shop\",status=\"\",target=\"app_callee\"}} {count}"
+        )
+    };
+    for expected in [
+        series("dapr_resiliency_count", "retry", 2),
+        series("dapr_resiliency_count", "timeout", 2),
+        series("dapr_resiliency_activations_total", "retry", 5),
+        series("dapr_resiliency_activations_total", "timeout", 1),
+    ] {
+        assert!(text.contains(&expected), "{expected} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn an_unhealthy_app_is_short_circuited_until_it_recovers() {
     let gateway = TestGateway::start().await;
     let (callee, url) = Callee::start().await;

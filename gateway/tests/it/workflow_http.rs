@@ -244,3 +244,82 @@ async fn another_project_cannot_see_or_touch_an_instance() {
     // The owner's instance is untouched.
     assert_eq!(status_of(&gateway, &owner, "secret").await.json()["runtimeStatus"], "PENDING");
 }
+
+/// The next work item of a `GetWorkItems` stream (within the claim loops' polling, which is far shorter).
+async fn next_item(work: &mut tonic::Streaming<pb::WorkItem>) -> pb::WorkItem {
+    let next = tokio::time::timeout(std::time::Duration::from_secs(10), work.message()).await;
+    next.expect("a work item in time").unwrap().expect("the stream is open")
+}
+
+/// A worker's answer to a turn: one action.
+fn answer_turn(item: pb::WorkItem, action: WorkflowActionType) -> pb::WorkflowResponse {
+    let Some(pb::work_item::Request::WorkflowRequest(turn)) = item.request else {
+        panic!("expected a workflow turn: {item:?}");
+    };
+    pb::WorkflowResponse {
+        instance_id: turn.instance_id,
+        actions: vec![pb::WorkflowAction { id: 0, workflow_action_type: Some(action), ..Default::default() }],
+        completion_token: item.completion_token,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_workflow_run_over_grpc_moves_daprds_workflow_series() {
+    use crate::harness::with_token;
+    use pb::task_hub_sidecar_service_client::TaskHubSidecarServiceClient;
+
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("metered-shop", "orders").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let router = outrigger_gateway::grpc_router(gateway.gateway.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap();
+    let mut client = TaskHubSidecarServiceClient::new(channel.connect().await.unwrap());
+    let mut work = client.get_work_items(with_token(pb::GetWorkItemsRequest {}, &token)).await.unwrap().into_inner();
+
+    // The app's worker runs checkout: an activity, then completion.
+    let start =
+        pb::CreateInstanceRequest { instance_id: "order-9".into(), name: "checkout".into(), ..Default::default() };
+    client.start_instance(with_token(start, &token)).await.unwrap();
+    let schedule = pb::ScheduleTaskAction { name: "charge".into(), ..Default::default() };
+    let turn = answer_turn(next_item(&mut work).await, WorkflowActionType::ScheduleTask(schedule));
+    client.complete_workflow_task(with_token(turn, &token)).await.unwrap();
+    let item = next_item(&mut work).await;
+    let Some(pb::work_item::Request::ActivityRequest(activity)) = item.request else {
+        panic!("expected the activity: {item:?}");
+    };
+    let result = pb::ActivityResponse {
+        instance_id: "order-9".into(),
+        task_id: activity.task_id,
+        result: Some("1".into()),
+        completion_token: item.completion_token,
+        ..Default::default()
+    };
+    client.complete_activity_task(with_token(result, &token)).await.unwrap();
+    let done = complete(pb::OrchestrationStatus::Completed, Some(r#""paid""#), None);
+    let turn = answer_turn(next_item(&mut work).await, done);
+    client.complete_workflow_task(with_token(turn, &token)).await.unwrap();
+
+    // The client's operations: the state over HTTP, and an event for an instance that does not exist.
+    assert_eq!(status_of(&gateway, &token, "order-9").await.json()["runtimeStatus"], "COMPLETED");
+    let missing = pb::RaiseEventRequest { instance_id: "no-such".into(), name: "go".into(), ..Default::default() };
+    client.raise_event(with_token(missing, &token)).await.unwrap_err();
+
+    let text = outrigger_telemetry::metrics().render();
+    for series in [
+        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="create_workflow",project="metered-shop",status="success"} 1"#,
+        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="get_workflow",project="metered-shop",status="success"} 1"#,
+        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="add_event",project="metered-shop",status="failed"} 1"#,
+        r#"dapr_runtime_workflow_operation_latency_count{app_id="orders",operation="create_workflow",project="metered-shop",status="success"} 1"#,
+        r#"dapr_runtime_workflow_scheduling_latency_count{app_id="orders",project="metered-shop",workflow_name="checkout"} 1"#,
+        r#"dapr_runtime_workflow_activity_operation_count{activity_name="charge",app_id="orders",project="metered-shop",status="success"} 1"#,
+        r#"dapr_runtime_workflow_activity_execution_count{activity_name="charge",app_id="orders",project="metered-shop",status="success"} 1"#,
+        r#"dapr_runtime_workflow_activity_execution_latency_count{activity_name="charge",app_id="orders",project="metered-shop",status="success"} 1"#,
+        r#"dapr_runtime_workflow_execution_count{app_id="orders",project="metered-shop",status="success",workflow_name="checkout"} 1"#,
+        r#"dapr_runtime_workflow_execution_latency_count{app_id="orders",project="metered-shop",status="success",workflow_name="checkout"} 1"#,
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+}

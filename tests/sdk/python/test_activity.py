@@ -117,3 +117,17 @@ def test_calls_the_platform_makes_to_apps_are_logged(tenants, subscriber_apps): 
             timeout=30, what='usage counting exactly the calls App IDs made')
     finally:
         jobs.close()
+
+
+def test_a_streaming_subscription_is_logged_when_it_opens(tenants):
+    control = tenants.deployment.control
+    project = tenants.project(apps=('shipping',))
+    with dapr_client(project.apps['shipping']) as client:
+        subscription = client.subscribe('pubsub', 'orders')
+        try:
+            opened = wait_for_calls(control, project.name, 1, q='SubscribeTopicEvents')[0]
+        finally:
+            subscription.close()
+    assert (opened['api'], opened['protocol'], opened['status']) == ('pubsub', 'grpc', 200), opened
+    assert opened['method'] == 'SubscribeTopicEventsAlpha1' and opened['appId'] == 'shipping', opened
+    assert len(opened['traceId']) == 32, opened

@@ -26,5 +26,8 @@ pub(crate) async fn invoke(scope: &Scope<'_>, call: InvokeBinding) -> Result<Bin
     }
     let (policy, breaker) = scope.component_policy(&name);
     let request = || binding.invoke(BindingRequest { operation: &operation, data: &data, metadata: &metadata });
-    resiliency::execute_fallible(&policy, breaker.as_deref(), &format!("binding {name}"), request).await.map_err(failed)
+    let caller = resiliency::Caller::component(&scope.tenant.project, app_id, "Binding");
+    resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &format!("binding {name}"), request)
+        .await
+        .map_err(failed)
 }

@@ -39,7 +39,9 @@ where
     Fut: Future<Output = Result<T, ConfigurationError>>,
 {
     let (policy, breaker) = scope.component_policy(store);
-    resiliency::execute_fallible(&policy, breaker.as_deref(), &format!("configuration store {store}"), call).await
+    let caller = resiliency::Caller::component(&scope.tenant.project, &scope.tenant.app_id, "Configuration");
+    resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &format!("configuration store {store}"), call)
+        .await
 }
 
 /// `GetConfiguration`: the items of the keys asked for that have a value.

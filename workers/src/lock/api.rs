@@ -54,7 +54,9 @@ impl Target<'_> {
         let (policy, breaker) = self.scope.component_policy(name);
         let attempt = || call(Arc::clone(&backend), key.clone());
         let what = format!("lock store {name}");
-        let answer = resiliency::execute_fallible(&policy, breaker.as_deref(), &what, attempt).await;
+        let tenant = self.scope.tenant;
+        let caller = resiliency::Caller::component(&tenant.project, &tenant.app_id, "Lock");
+        let answer = resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &what, attempt).await;
         answer.map_err(|reason| {
             let namespace = self.component.config.namespace.as_str();
             if namespace.is_empty() {

@@ -69,7 +69,9 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
             Ok(message) => {
                 let started = std::time::Instant::now();
                 let publish = || broker.publish(&broker_topic, &message.payload);
-                let published = resiliency::execute_fallible(&policy, breaker.as_deref(), "the broker", publish).await;
+                let caller = resiliency::Caller::component(&tenant.project, &tenant.app_id, "Pubsub");
+                let published =
+                    resiliency::execute_fallible(&policy, breaker.as_deref(), caller, "the broker", publish).await;
                 let place = (pubsub, topic);
                 let tenant_labels = (tenant.project.as_str(), tenant.app_id.as_str());
                 outrigger_telemetry::metrics().pubsub_publish(

@@ -102,7 +102,8 @@ impl Target<'_> {
     {
         let judge =
             |result: &Result<T, StateError>| matches!(result, Err(StateError::Backend(_))).then_some(Failure::Error);
-        let outcome = match resiliency::execute(&self.policy, self.breaker.as_deref(), call, judge).await {
+        let caller = resiliency::Caller::component(&self.tenant.project, &self.tenant.app_id, "Statestore");
+        let outcome = match resiliency::execute(&self.policy, self.breaker.as_deref(), caller, call, judge).await {
             Outcome::Finished(result) => result,
             Outcome::TimedOut(after) => Err(StateError::Backend(format!("the store did not answer within {after:?}"))),
             Outcome::CircuitOpen => Err(StateError::Backend("circuit breaker is open".to_owned())),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use outrigger_resources::parse_go_duration;
+use outrigger_telemetry::metrics::BreakerState as Observed;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -106,6 +107,18 @@ enum BreakerState {
     HalfOpen { admitted: u32 },
 }
 
+impl BreakerState {
+    /// The state as daprd's metrics name it (gobreaker's `State()`: open until its timeout ran out, then
+    /// half-open, even before the next call moves it there).
+    fn observed(&self, now: Instant) -> Observed {
+        match self {
+            BreakerState::Closed { .. } => Observed::Closed,
+            BreakerState::Open { until } if now < *until => Observed::Open,
+            BreakerState::Open { .. } | BreakerState::HalfOpen { .. } => Observed::HalfOpen,
+        }
+    }
+}
+
 /// One target's circuit breaker (the sony/gobreaker state machine daprd uses).
 #[derive(Debug)]
 pub struct Breaker {
@@ -154,10 +167,17 @@ impl Breaker {
         Ok(())
     }
 
-    /// Counts the outcome of an admitted call.
-    pub(super) fn record(&self, success: bool) {
+    /// The breaker's state now.
+    pub(super) fn state(&self) -> Observed {
+        self.inner.lock().expect("breaker lock").0.observed(Instant::now())
+    }
+
+    /// Counts the outcome of an admitted call; the breaker's new state when the outcome changed it.
+    pub(super) fn record(&self, success: bool) -> Option<Observed> {
         let mut guard = self.inner.lock().expect("breaker lock");
         let (state, counts) = &mut *guard;
+        let now = Instant::now();
+        let before = state.observed(now);
         counts.record(success);
         let open = BreakerState::Open { until: Instant::now() + self.spec.timeout };
         match state {
@@ -176,6 +196,8 @@ impl Breaker {
             }
             _ => {}
         }
+        let after = state.observed(now);
+        (after != before).then_some(after)
     }
 }
 

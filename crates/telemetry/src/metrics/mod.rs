@@ -23,6 +23,9 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 
+mod runtime;
+pub use runtime::{BreakerState, ExecutionStatus, FlowDirection, PolicyKind, PolicyLabels, Runtime, WorkflowOperation};
+
 /// Latency buckets in milliseconds (daprd's start at 1 ms; a remote sidecar's calls are mostly below that).
 pub(crate) const LATENCY_BUCKETS_MS: &[f64] =
     &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
@@ -119,6 +122,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     /// The queue-depth gauge of each pool, by the hash of its name.
     queue_depth_of: RwLock<HashMap<u64, IntGauge, FnvBuildHasher>>,
+    /// daprd's workflow and resiliency series, recorded through [`Metrics::runtime`].
+    runtime: runtime::RuntimeSeries,
     /// Hashes of the (project, App ID) pairs with series of their own (hashes: no allocation per call).
     tenants: RwLock<HashSet<u64, FnvBuildHasher>>,
     tenant_limit: AtomicUsize,
@@ -292,6 +297,7 @@ impl Metrics {
                 registry.register(Box::new(gauge.clone())).expect("metric registered once");
                 gauge
             },
+            runtime: runtime::RuntimeSeries::new(&registry),
             registry,
             tenants: RwLock::default(),
             queue_depth_of: RwLock::default(),
@@ -424,6 +430,11 @@ impl Metrics {
         let gauge = self.queue_depth.with_label_values(&[pool]);
         gauge.add(change);
         self.queue_depth_of.write().expect("queue depth lock").insert(key, gauge);
+    }
+
+    /// daprd's runtime series: workflows and Resiliency policies.
+    pub fn runtime(&self) -> Runtime<'_> {
+        Runtime::of(self)
     }
 
     /// Everything, in Prometheus's text format.

@@ -28,6 +28,7 @@ macro_rules! both_databases {
 }
 
 mod handoff;
+mod reports;
 
 /// Where a test's control plane lives: a fresh SQLite file or a fresh PostgreSQL schema.
 #[derive(Clone, Debug)]

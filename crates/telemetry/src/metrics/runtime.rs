@@ -1,0 +1,577 @@
+//! daprd's runtime series: workflows (`dapr_runtime_workflow_*`) and Resiliency policies (`dapr_resiliency_*`),
+//! under daprd's names, label keys and label values, with `project` in place of daprd's `namespace`.
+//!
+//! Every label set goes through [`Metrics::tenant`]: a tenant past the series limit is counted under
+//! `project="other", app_id="other"`, and the names it chose (workflows, activities, Resiliency documents,
+//! targets) are not kept either. The other label values come from the fixed sets of the enums below. As for
+//! the calls' series, a record hashes its label values and finds its handles in a cache; label values are only
+//! formatted the first time a label set is seen.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use fnv::FnvBuildHasher;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+
+use super::{
+    counter, histogram, label_hash, millis, CachedSeries, Metrics, FOLDED, LATENCY_BUCKETS_MS, MAX_CACHED_SERIES,
+};
+
+/// Buckets of the workflow and activity latencies, in milliseconds: workflows run for seconds to hours.
+const WORKFLOW_BUCKETS_MS: &[f64] = &[
+    1.0,
+    5.0,
+    10.0,
+    25.0,
+    50.0,
+    100.0,
+    250.0,
+    500.0,
+    1000.0,
+    2500.0,
+    5000.0,
+    10_000.0,
+    30_000.0,
+    60_000.0,
+    300_000.0,
+    900_000.0,
+    3_600_000.0,
+];
+
+/// The operations of daprd's workflow API (`operation` of `dapr_runtime_workflow_operation_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkflowOperation {
+    /// Starting an instance.
+    CreateWorkflow,
+    /// Reading an instance's state.
+    GetWorkflow,
+    /// Raising an event, terminating, suspending or resuming: each adds an event to the instance.
+    AddEvent,
+    /// Purging instances.
+    PurgeWorkflow,
+}
+
+impl WorkflowOperation {
+    fn label(self) -> &'static str {
+        match self {
+            WorkflowOperation::CreateWorkflow => "create_workflow",
+            WorkflowOperation::GetWorkflow => "get_workflow",
+            WorkflowOperation::AddEvent => "add_event",
+            WorkflowOperation::PurgeWorkflow => "purge_workflow",
+        }
+    }
+}
+
+/// How a workflow execution or an activity execution ended (`status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExecutionStatus {
+    /// Completed.
+    Success,
+    /// Failed (or, for a workflow, ended in any other way than completing or being terminated).
+    Failed,
+    /// A workflow terminated.
+    Terminated,
+    /// Not finished, to be tried again (an activity that could not be handed to its worker).
+    Recoverable,
+}
+
+impl ExecutionStatus {
+    fn label(self) -> &'static str {
+        match self {
+            ExecutionStatus::Success => "success",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Terminated => "terminated",
+            ExecutionStatus::Recoverable => "recoverable",
+        }
+    }
+}
+
+/// The kinds of Resiliency policy (`policy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyKind {
+    Timeout,
+    Retry,
+    CircuitBreaker,
+}
+
+impl PolicyKind {
+    fn label(self) -> &'static str {
+        match self {
+            PolicyKind::Timeout => "timeout",
+            PolicyKind::Retry => "retry",
+            PolicyKind::CircuitBreaker => "circuitbreaker",
+        }
+    }
+}
+
+/// Which way the governed call goes (`flow_direction`): to the target, or from a component to the app.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlowDirection {
+    Outbound,
+    Inbound,
+}
+
+impl FlowDirection {
+    fn label(self) -> &'static str {
+        match self {
+            FlowDirection::Outbound => "outbound",
+            FlowDirection::Inbound => "inbound",
+        }
+    }
+}
+
+/// A circuit breaker's state (`status` of its series; daprd's gobreaker names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl BreakerState {
+    fn label(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half-open",
+            BreakerState::Open => "open",
+        }
+    }
+}
+
+/// The values `dapr_resiliency_cb_state` has a series for, in order (daprd's, `unknown` included).
+const BREAKER_STATES: [&str; 4] = ["closed", "half-open", "open", "unknown"];
+
+/// One policy of a Resiliency document governing a call, as daprd's `dapr_resiliency_*` series label it.
+#[derive(Clone, Copy, Debug)]
+pub struct PolicyLabels<'a> {
+    /// The Resiliency document the policy comes from (`name`).
+    pub resiliency: &'a str,
+    pub policy: PolicyKind,
+    pub direction: FlowDirection,
+    /// The target in daprd's form `<kind>_<name>` (`target`), in its two parts: `app` and the App ID, or daprd's
+    /// component type (`Statestore`, `Pubsub`, `Binding`, `Configuration`, `Lock`, …) and the component's name.
+    pub target: (&'a str, &'a str),
+}
+
+/// What happened to a policy (`status` of the resiliency series): daprd's is empty except for circuit breakers,
+/// whose state it names.
+fn policy_status(breaker: Option<BreakerState>) -> &'static str {
+    breaker.map_or("", BreakerState::label)
+}
+
+/// A resiliency counter whose handles are cached by the hash of the label parts, so a record allocates nothing
+/// (the target's two parts are joined only for a label set not seen before).
+struct PolicyCounter {
+    counter: IntCounterVec,
+    cache: RwLock<HashMap<u64, IntCounter, FnvBuildHasher>>,
+}
+
+impl PolicyCounter {
+    fn new(counter: IntCounterVec) -> PolicyCounter {
+        PolicyCounter { counter, cache: RwLock::default() }
+    }
+
+    /// Counts one in the series of `labels`: project, app_id, name, policy, flow_direction, the target's two
+    /// parts, status.
+    fn inc(&self, labels: [&str; 8]) {
+        let key = label_hash(&labels);
+        if let Some(counter) = self.cache.read().expect("resiliency cache lock").get(&key) {
+            return counter.inc();
+        }
+        let [project, app_id, name, policy, direction, kind, target, status] = labels;
+        let target = target_label(kind, target);
+        let counter = self.counter.with_label_values(&[project, app_id, name, policy, direction, &target, status]);
+        counter.inc();
+        let mut cache = self.cache.write().expect("resiliency cache lock");
+        if cache.len() < MAX_CACHED_SERIES {
+            cache.insert(key, counter);
+        }
+    }
+}
+
+/// daprd's target label: `app_orders`, `Statestore_kvstore`; a folded tenant's is `other`.
+fn target_label(kind: &str, name: &str) -> String {
+    match (kind.is_empty(), name.is_empty()) {
+        (true, _) => name.to_owned(),
+        (false, true) => kind.to_owned(),
+        (false, false) => format!("{kind}_{name}"),
+    }
+}
+
+/// The series of daprd's runtime: one [`Metrics`] field, recorded through [`Runtime`].
+pub(crate) struct RuntimeSeries {
+    workflow_operation: CachedSeries,
+    workflow_execution: CachedSeries,
+    workflow_scheduling: CachedSeries,
+    activity_operation: CachedSeries,
+    activity_execution: CachedSeries,
+    resiliency_applied: PolicyCounter,
+    resiliency_activated: PolicyCounter,
+    breaker_state: IntGaugeVec,
+    /// The four `dapr_resiliency_cb_state` gauges of a breaker, by the hash of its labels' parts.
+    breaker_gauges: RwLock<HashMap<u64, [IntGauge; 4], FnvBuildHasher>>,
+}
+
+impl RuntimeSeries {
+    pub(crate) fn new(registry: &Registry) -> RuntimeSeries {
+        let operation = &["project", "app_id", "operation", "status"];
+        let workflow = &["project", "app_id", "workflow_name", "status"];
+        let activity = &["project", "app_id", "activity_name", "status"];
+        let policy = &["project", "app_id", "name", "policy", "flow_direction", "target", "status"];
+        let breaker_state = IntGaugeVec::new(
+            Opts::new(
+                "dapr_resiliency_cb_state",
+                "A resiliency policy's current CircuitBreakerState state. 0 is closed, 1 is half-open, 2 is open, \
+                 and -1 is unknown.",
+            ),
+            policy,
+        )
+        .expect("valid gauge");
+        registry.register(Box::new(breaker_state.clone())).expect("metric registered once");
+        RuntimeSeries {
+            workflow_operation: CachedSeries::new(
+                Some(counter(
+                    registry,
+                    "dapr_runtime_workflow_operation_count",
+                    "The number of successful/failed workflow operation requests.",
+                    operation,
+                )),
+                histogram(
+                    registry,
+                    "dapr_runtime_workflow_operation_latency",
+                    "The latencies of responses for workflow operation requests, in milliseconds.",
+                    operation,
+                    LATENCY_BUCKETS_MS,
+                ),
+            ),
+            workflow_execution: CachedSeries::new(
+                Some(counter(
+                    registry,
+                    "dapr_runtime_workflow_execution_count",
+                    "The number of successful/failed/terminated/recoverable workflow executions.",
+                    workflow,
+                )),
+                histogram(
+                    registry,
+                    "dapr_runtime_workflow_execution_latency",
+                    "The total time taken to run workflow to completion, in milliseconds.",
+                    workflow,
+                    WORKFLOW_BUCKETS_MS,
+                ),
+            ),
+            workflow_scheduling: CachedSeries::new(
+                None,
+                histogram(
+                    registry,
+                    "dapr_runtime_workflow_scheduling_latency",
+                    "Interval between workflow execution request and workflow execution, in milliseconds.",
+                    &["project", "app_id", "workflow_name"],
+                    WORKFLOW_BUCKETS_MS,
+                ),
+            ),
+            activity_operation: CachedSeries::new(
+                Some(counter(
+                    registry,
+                    "dapr_runtime_workflow_activity_operation_count",
+                    "The number of successful/failed activity operation requests.",
+                    activity,
+                )),
+                histogram(
+                    registry,
+                    "dapr_runtime_workflow_activity_operation_latency",
+                    "The latencies of responses for activity operation requests, in milliseconds.",
+                    activity,
+                    LATENCY_BUCKETS_MS,
+                ),
+            ),
+            activity_execution: CachedSeries::new(
+                Some(counter(
+                    registry,
+                    "dapr_runtime_workflow_activity_execution_count",
+                    "The number of successful/failed/recoverable activity executions.",
+                    activity,
+                )),
+                histogram(
+                    registry,
+                    "dapr_runtime_workflow_activity_execution_latency",
+                    "The total time taken to run an activity to completion, in milliseconds.",
+                    activity,
+                    WORKFLOW_BUCKETS_MS,
+                ),
+            ),
+            resiliency_applied: PolicyCounter::new(counter(
+                registry,
+                "dapr_resiliency_count",
+                "Number of times a resiliency policyKey has been applied to a building block.",
+                policy,
+            )),
+            resiliency_activated: PolicyCounter::new(counter(
+                registry,
+                "dapr_resiliency_activations_total",
+                "Number of times a resiliency policyKey has been activated in a building block after a failure or \
+                 after a state change.",
+                policy,
+            )),
+            breaker_state,
+            breaker_gauges: RwLock::default(),
+        }
+    }
+}
+
+/// Records daprd's runtime series; from [`Metrics::runtime`].
+#[derive(Clone, Copy)]
+pub struct Runtime<'a> {
+    metrics: &'a Metrics,
+}
+
+impl<'a> Runtime<'a> {
+    pub(crate) fn of(metrics: &'a Metrics) -> Runtime<'a> {
+        Runtime { metrics }
+    }
+
+    fn series(&self) -> &'a RuntimeSeries {
+        &self.metrics.runtime
+    }
+
+    /// Counts a call of the workflow API (`dapr_runtime_workflow_operation_count` and `_latency`).
+    pub fn workflow_operation(
+        &self,
+        project: &str,
+        app_id: &str,
+        operation: WorkflowOperation,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let (project, app_id) = self.metrics.tenant(project, app_id);
+        let status = if success { ExecutionStatus::Success } else { ExecutionStatus::Failed };
+        self.series()
+            .workflow_operation
+            .observe(&[project, app_id, operation.label(), status.label()], millis(elapsed));
+    }
+
+    /// Counts a workflow execution that ended (`dapr_runtime_workflow_execution_count`) and how long it ran, from
+    /// its first turn (`_latency`).
+    pub fn workflow_execution(
+        &self,
+        project: &str,
+        app_id: &str,
+        workflow_name: &str,
+        status: ExecutionStatus,
+        elapsed: Duration,
+    ) {
+        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, workflow_name);
+        self.series().workflow_execution.observe(&[project, app_id, name, status.label()], millis(elapsed));
+    }
+
+    /// Records how long after its (scheduled) start an execution's first turn began
+    /// (`dapr_runtime_workflow_scheduling_latency`).
+    pub fn workflow_scheduling(&self, project: &str, app_id: &str, workflow_name: &str, latency: Duration) {
+        let labels = self.metrics.tenant_and_name(project, app_id, workflow_name);
+        self.series().workflow_scheduling.observe(&labels, millis(latency));
+    }
+
+    /// Counts an activity handed to the app's worker (`success`) or not, to be handed out again (`recoverable`),
+    /// and how long handing it over took (`dapr_runtime_workflow_activity_operation_count` and `_latency`).
+    pub fn activity_operation(
+        &self,
+        project: &str,
+        app_id: &str,
+        activity_name: &str,
+        status: ExecutionStatus,
+        elapsed: Duration,
+    ) {
+        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, activity_name);
+        self.series().activity_operation.observe(&[project, app_id, name, status.label()], millis(elapsed));
+    }
+
+    /// Counts an activity whose result was recorded (`dapr_runtime_workflow_activity_execution_count`) and how
+    /// long it took from being scheduled (`_latency`).
+    pub fn activity_execution(
+        &self,
+        project: &str,
+        app_id: &str,
+        activity_name: &str,
+        status: ExecutionStatus,
+        elapsed: Duration,
+    ) {
+        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, activity_name);
+        self.series().activity_execution.observe(&[project, app_id, name, status.label()], millis(elapsed));
+    }
+
+    /// Counts a Resiliency policy applied to a call (`dapr_resiliency_count`; `activated: false`) or acting on
+    /// it (`dapr_resiliency_activations_total`; `activated: true`): a timeout cutting an attempt short, a retry
+    /// made, a circuit breaker changing state. `breaker` is a circuit breaker's state (after the change, for an
+    /// activation), which also sets its `dapr_resiliency_cb_state`.
+    pub fn resiliency(
+        &self,
+        (project, app_id): (&str, &str),
+        labels: PolicyLabels<'_>,
+        breaker: Option<BreakerState>,
+        activated: bool,
+    ) {
+        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, labels.resiliency);
+        let (kind, target) = if project == FOLDED { (FOLDED, "") } else { labels.target };
+        let (policy, direction) = (labels.policy.label(), labels.direction.label());
+        let series = self.series();
+        let status = policy_status(breaker);
+        let counter = if activated { &series.resiliency_activated } else { &series.resiliency_applied };
+        counter.inc([project, app_id, name, policy, direction, kind, target, status]);
+        if let Some(state) = breaker {
+            self.breaker_state([project, app_id, name, policy, direction, kind, target], state);
+        }
+    }
+
+    /// Sets the breaker's `dapr_resiliency_cb_state` series: 1 for its state, 0 for the others.
+    fn breaker_state(&self, labels: [&str; 7], state: BreakerState) {
+        let series = self.series();
+        let key = label_hash(&labels);
+        let set = |gauges: &[IntGauge; 4]| {
+            for (gauge, name) in gauges.iter().zip(BREAKER_STATES) {
+                gauge.set(i64::from(name == state.label()));
+            }
+        };
+        if let Some(gauges) = series.breaker_gauges.read().expect("breaker gauges lock").get(&key) {
+            return set(gauges);
+        }
+        let [project, app_id, name, policy, direction, kind, target] = labels;
+        let target = target_label(kind, target);
+        let gauges = BREAKER_STATES.map(|status| {
+            series.breaker_state.with_label_values(&[project, app_id, name, policy, direction, &target, status])
+        });
+        set(&gauges);
+        let mut cache = series.breaker_gauges.write().expect("breaker gauges lock");
+        if cache.len() < MAX_CACHED_SERIES {
+            cache.insert(key, gauges);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(policy: PolicyKind, target: (&'static str, &'static str)) -> PolicyLabels<'static> {
+        PolicyLabels { resiliency: "callee-policies", policy, direction: FlowDirection::Outbound, target }
+    }
+
+    #[test]
+    fn workflow_series_keep_daprds_names_and_labels() {
+        let metrics = Metrics::new();
+        let runtime = metrics.runtime();
+        let ms = Duration::from_millis;
+        runtime.workflow_operation("p1", "a", WorkflowOperation::CreateWorkflow, true, ms(2));
+        runtime.workflow_operation("p1", "a", WorkflowOperation::AddEvent, false, ms(2));
+        runtime.workflow_operation("p1", "a", WorkflowOperation::AddEvent, false, ms(3));
+        runtime.workflow_execution("p1", "a", "checkout", ExecutionStatus::Success, ms(1500));
+        runtime.workflow_execution("p1", "a", "checkout", ExecutionStatus::Terminated, ms(20));
+        runtime.workflow_scheduling("p1", "a", "checkout", ms(7));
+        runtime.activity_operation("p1", "a", "charge", ExecutionStatus::Recoverable, ms(1));
+        runtime.activity_execution("p1", "a", "charge", ExecutionStatus::Failed, ms(40));
+        let text = metrics.render();
+        for series in [
+            r#"dapr_runtime_workflow_operation_count{app_id="a",operation="create_workflow",project="p1",status="success"} 1"#,
+            r#"dapr_runtime_workflow_operation_count{app_id="a",operation="add_event",project="p1",status="failed"} 2"#,
+            r#"dapr_runtime_workflow_operation_latency_bucket{app_id="a",operation="add_event",project="p1",status="failed",le="2.5"} 1"#,
+            r#"dapr_runtime_workflow_execution_count{app_id="a",project="p1",status="success",workflow_name="checkout"} 1"#,
+            r#"dapr_runtime_workflow_execution_count{app_id="a",project="p1",status="terminated",workflow_name="checkout"} 1"#,
+            r#"dapr_runtime_workflow_execution_latency_bucket{app_id="a",project="p1",status="success",workflow_name="checkout",le="1000"} 0"#,
+            r#"dapr_runtime_workflow_execution_latency_bucket{app_id="a",project="p1",status="success",workflow_name="checkout",le="2500"} 1"#,
+            r#"dapr_runtime_workflow_scheduling_latency_bucket{app_id="a",project="p1",workflow_name="checkout",le="10"} 1"#,
+            r#"dapr_runtime_workflow_activity_operation_count{activity_name="charge",app_id="a",project="p1",status="recoverable"} 1"#,
+            r#"dapr_runtime_workflow_activity_execution_count{activity_name="charge",app_id="a",project="p1",status="failed"} 1"#,
+            r#"dapr_runtime_workflow_activity_execution_latency_sum{activity_name="charge",app_id="a",project="p1",status="failed"} 40"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        // daprd's scheduling latency has no status.
+        assert!(!text.contains("dapr_runtime_workflow_scheduling_latency_count{app_id=\"a\",project=\"p1\",status"));
+    }
+
+    #[test]
+    fn resiliency_series_keep_daprds_names_and_labels() {
+        let metrics = Metrics::new();
+        let runtime = metrics.runtime();
+        let tenant = ("p1", "caller");
+        runtime.resiliency(tenant, labels(PolicyKind::Retry, ("app", "callee")), None, false);
+        runtime.resiliency(tenant, labels(PolicyKind::Retry, ("app", "callee")), None, true);
+        runtime.resiliency(tenant, labels(PolicyKind::Retry, ("app", "callee")), None, true);
+        runtime.resiliency(tenant, labels(PolicyKind::Timeout, ("Statestore", "kv")), None, true);
+        let breaker = labels(PolicyKind::CircuitBreaker, ("app", "fragile"));
+        runtime.resiliency(tenant, breaker, Some(BreakerState::Closed), false);
+        runtime.resiliency(tenant, breaker, Some(BreakerState::Open), true);
+        let inbound = PolicyLabels { direction: FlowDirection::Inbound, ..labels(PolicyKind::Retry, ("Pubsub", "ps")) };
+        runtime.resiliency(tenant, inbound, None, false);
+        let text = metrics.render();
+        let (app, name) = (r#"app_id="caller""#, r#"name="callee-policies""#);
+        for series in [
+            format!(
+                r#"dapr_resiliency_count{{{app},flow_direction="outbound",{name},policy="retry",project="p1",status="",target="app_callee"}} 1"#
+            ),
+            format!(
+                r#"dapr_resiliency_activations_total{{{app},flow_direction="outbound",{name},policy="retry",project="p1",status="",target="app_callee"}} 2"#
+            ),
+            format!(
+                r#"dapr_resiliency_activations_total{{{app},flow_direction="outbound",{name},policy="timeout",project="p1",status="",target="Statestore_kv"}} 1"#
+            ),
+            format!(
+                r#"dapr_resiliency_count{{{app},flow_direction="outbound",{name},policy="circuitbreaker",project="p1",status="closed",target="app_fragile"}} 1"#
+            ),
+            format!(
+                r#"dapr_resiliency_activations_total{{{app},flow_direction="outbound",{name},policy="circuitbreaker",project="p1",status="open",target="app_fragile"}} 1"#
+            ),
+            format!(
+                r#"dapr_resiliency_cb_state{{{app},flow_direction="outbound",{name},policy="circuitbreaker",project="p1",status="open",target="app_fragile"}} 1"#
+            ),
+            format!(
+                r#"dapr_resiliency_cb_state{{{app},flow_direction="outbound",{name},policy="circuitbreaker",project="p1",status="closed",target="app_fragile"}} 0"#
+            ),
+            format!(
+                r#"dapr_resiliency_cb_state{{{app},flow_direction="outbound",{name},policy="circuitbreaker",project="p1",status="unknown",target="app_fragile"}} 0"#
+            ),
+            format!(
+                r#"dapr_resiliency_count{{{app},flow_direction="inbound",{name},policy="retry",project="p1",status="",target="Pubsub_ps"}} 1"#
+            ),
+        ] {
+            assert!(text.contains(&series), "{series} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn tenants_past_the_limit_keep_no_names_of_their_own() {
+        let metrics = Metrics::new();
+        metrics.set_tenant_limit(1);
+        let runtime = metrics.runtime();
+        let ms = Duration::from_millis;
+        runtime.workflow_execution("p1", "a", "kept-flow", ExecutionStatus::Success, ms(5));
+        for (project, app) in [("p2", "b"), ("p3", "c")] {
+            runtime.workflow_operation(project, app, WorkflowOperation::PurgeWorkflow, true, ms(1));
+            runtime.workflow_execution(project, app, "secret-flow", ExecutionStatus::Failed, ms(5));
+            runtime.workflow_scheduling(project, app, "secret-flow", ms(5));
+            runtime.activity_execution(project, app, "secret-activity", ExecutionStatus::Success, ms(5));
+            runtime.activity_operation(project, app, "secret-activity", ExecutionStatus::Success, ms(5));
+            let policy = PolicyLabels {
+                resiliency: "secret-policies",
+                policy: PolicyKind::CircuitBreaker,
+                direction: FlowDirection::Outbound,
+                target: ("app", "secret-app"),
+            };
+            runtime.resiliency((project, app), policy, Some(BreakerState::HalfOpen), true);
+        }
+        let text = metrics.render();
+        for series in [
+            r#"dapr_runtime_workflow_execution_count{app_id="a",project="p1",status="success",workflow_name="kept-flow"} 1"#,
+            r#"dapr_runtime_workflow_operation_count{app_id="other",operation="purge_workflow",project="other",status="success"} 2"#,
+            r#"dapr_runtime_workflow_execution_count{app_id="other",project="other",status="failed",workflow_name="other"} 2"#,
+            r#"dapr_runtime_workflow_scheduling_latency_count{app_id="other",project="other",workflow_name="other"} 2"#,
+            r#"dapr_runtime_workflow_activity_execution_count{activity_name="other",app_id="other",project="other",status="success"} 2"#,
+            r#"dapr_runtime_workflow_activity_operation_count{activity_name="other",app_id="other",project="other",status="success"} 2"#,
+            r#"dapr_resiliency_activations_total{app_id="other",flow_direction="outbound",name="other",policy="circuitbreaker",project="other",status="half-open",target="other"} 2"#,
+            r#"dapr_resiliency_cb_state{app_id="other",flow_direction="outbound",name="other",policy="circuitbreaker",project="other",status="half-open",target="other"} 1"#,
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
+        assert!(!text.contains("secret"), "{text}");
+        assert!(!text.contains(r#"project="p2""#) && !text.contains(r#"project="p3""#));
+    }
+}
