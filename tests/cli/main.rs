@@ -9,6 +9,7 @@ mod config;
 mod deploy;
 mod distributed;
 mod failures;
+mod helm;
 mod invoke;
 mod jobs;
 mod lifecycle;
