@@ -10,9 +10,9 @@ import pytest
 
 import harness
 from dapr.clients.grpc._jobs import Job
-from support import dapr_client, dapr_http, json_bytes
+from support import dapr_client
 from test_jobs import JobApp
-from test_pubsub import subscriber_apps, subscription_yaml, wait_until_live  # noqa: F401 - a fixture
+from test_pubsub import publish_over_http, subscribed_project, subscriber_apps, wait_until_live  # noqa: F401
 
 
 def logged_calls(control, project: str, **filters) -> list[dict]:
@@ -80,19 +80,10 @@ def test_calls_the_platform_makes_to_apps_are_logged(tenants, subscriber_apps): 
     control = tenants.deployment.control
     subscriber, jobs = subscriber_apps(), JobApp(status=500)
     try:
-        project = tenants.project(apps=('orders',))
-        tenants.add_app(project, 'shipping', app_endpoint=subscriber.endpoint)
+        project = subscribed_project(tenants, subscriber)
         tenants.add_app(project, 'nightly', app_endpoint=jobs.endpoint)
-        control.put_subscription(project.name, 'shipping-orders', subscription_yaml(
-            'shipping-orders', 'orders', default='/orders', scopes=['shipping']))
         orders = project.apps['orders']
-
-        def publish(value):
-            status, body, _ = dapr_http(orders, 'POST', '/v1.0/publish/pubsub/orders', json_bytes(value),
-                                        {'Content-Type': 'application/json'})
-            assert status == 204, (status, body)
-
-        wait_until_live(publish, subscriber, 'the subscription')
+        wait_until_live(lambda value: publish_over_http(orders, value), subscriber, 'the subscription')
         with dapr_client(project.apps['nightly']) as client:
             client.schedule_job(Job(name='backup', due_time='0s'))
         jobs.wait_for(1)

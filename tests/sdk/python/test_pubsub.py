@@ -360,6 +360,26 @@ def wait_until_live(publish: Callable[[Any], None], app: SubscriberApp, what: st
                 ) from None
 
 
+def subscribed_project(tenants, subscriber: SubscriberApp):
+    """A project whose `orders` App ID publishes and whose `shipping` App ID's app, `subscriber`, receives the topic
+    `orders` at `/orders` (a declarative subscription)."""
+    project = tenants.project(apps=('orders',))
+    tenants.add_app(project, 'shipping', app_endpoint=subscriber.endpoint)
+    tenants.deployment.control.put_subscription(
+        project.name, 'shipping-orders',
+        subscription_yaml('shipping-orders', 'orders', default='/orders', scopes=['shipping']),
+    )
+    return project
+
+
+def publish_over_http(app, value, headers: Optional[dict] = None) -> dict:
+    """Publishes `value` as JSON to `orders` over HTTP; the answer's headers."""
+    status, body, answer = dapr_http(app, 'POST', '/v1.0/publish/pubsub/orders', json_bytes(value),
+                                     {'Content-Type': 'application/json', **(headers or {})})
+    assert status == 204, (status, body)
+    return answer
+
+
 @pytest.fixture
 def shop(tenants):
     """A fresh project with two App IDs: orders (publishes) and shipping (subscribes)."""
@@ -477,12 +497,7 @@ def test_bulk_publish_reports_no_failures_and_every_event_arrives(shop):
 
 def test_declarative_subscription_pushes_daprs_cloudevent(tenants, subscriber_apps):
     app = subscriber_apps()
-    project = tenants.project(apps=('orders',))
-    tenants.add_app(project, 'shipping', app_endpoint=app.endpoint)
-    tenants.deployment.control.put_subscription(
-        project.name, 'shipping-orders',
-        subscription_yaml('shipping-orders', 'orders', default='/orders', scopes=['shipping']),
-    )
+    project = subscribed_project(tenants, app)
     orders = project.apps['orders']
     with dapr_client(orders) as publisher:
         wait_until_live(lambda value: publish_json(publisher, 'orders', value), app, 'declarative subscription')
@@ -506,11 +521,7 @@ def test_declarative_subscription_pushes_daprs_cloudevent(tenants, subscriber_ap
 
     # Published over HTTP with a traceparent: the event carries that trace.
     trace_id = '4bf92f3577b34da6a3ce929d0e0e4736'
-    status, body, _ = dapr_http(
-        orders, 'POST', '/v1.0/publish/pubsub/orders', json_bytes({'order': 8}),
-        {'Content-Type': 'application/json', 'traceparent': f'00-{trace_id}-00f067aa0ba902b7-01'},
-    )
-    assert status == 204, (status, body)
+    publish_over_http(orders, {'order': 8}, {'traceparent': f'00-{trace_id}-00f067aa0ba902b7-01'})
     traced = app.take_data({'order': 8})
     assert_trace_fields(traced.event, trace_id)
     # The app is called within the delivery's own span (daprd's `pubsub/<topic>`), a child in the same trace.

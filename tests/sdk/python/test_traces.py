@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 
 from otlp_receiver import Receiver, Span
-from support import dapr_client, dapr_http, json_bytes
-from test_pubsub import subscriber_apps, subscription_yaml, wait_until_live  # noqa: F401 - a fixture
+from support import dapr_client, dapr_http
+from test_pubsub import publish_over_http, subscribed_project, subscriber_apps, wait_until_live  # noqa: F401
 
 TRACEPARENT = re.compile(r'^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$')
 SAVE_STATE = '/dapr.proto.runtime.v1.Dapr/SaveState'
@@ -80,22 +80,9 @@ def test_a_failed_call_is_a_failed_span(app, spans):
 
 def test_a_delivery_is_a_span_of_the_publishers_trace(tenants, subscriber_apps, spans):  # noqa: F811
     subscriber = subscriber_apps()
-    project = tenants.project(apps=('orders',))
-    tenants.add_app(project, 'shipping', app_endpoint=subscriber.endpoint)
-    tenants.deployment.control.put_subscription(
-        project.name, 'shipping-orders',
-        subscription_yaml('shipping-orders', 'orders', default='/orders', scopes=['shipping']),
-    )
-    orders = project.apps['orders']
-
-    def publish(value) -> dict:
-        status, body, headers = dapr_http(orders, 'POST', '/v1.0/publish/pubsub/orders', json_bytes(value),
-                                          {'Content-Type': 'application/json'})
-        assert status == 204, (status, body)
-        return headers
-
-    wait_until_live(publish, subscriber, 'the subscription')
-    published = TRACEPARENT.match(publish({'order': 1})['traceparent'])
+    orders = subscribed_project(tenants, subscriber).apps['orders']
+    wait_until_live(lambda value: publish_over_http(orders, value), subscriber, 'the subscription')
+    published = TRACEPARENT.match(publish_over_http(orders, {'order': 1})['traceparent'])
     push = subscriber.take_data({'order': 1})
 
     # The event names the publish call's span; the app is called within the delivery's span, its child.
