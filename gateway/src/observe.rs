@@ -151,6 +151,8 @@ pub(crate) struct Observation {
     caller_addr: Option<SocketAddr>,
     /// The call's span, once the caller is let in.
     hop: Option<Hop>,
+    /// Its `traceparent` and `tracestate` headers, made once for the request and the answer.
+    trace_headers: Option<(HeaderValue, Option<HeaderValue>)>,
 }
 
 tokio::task_local! {
@@ -193,6 +195,7 @@ impl Observation {
                 .flatten(),
             caller_addr: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0),
             hop: None,
+            trace_headers: None,
         }
     }
 
@@ -204,10 +207,17 @@ impl Observation {
         // Only a process that exports spans needs the App ID's rate.
         let rate = if trace::exporting() { gateway.sampling_rate(tenant).await } else { 0.0 };
         let hop = Hop::arriving(text("traceparent"), text("tracestate"), rate);
-        let context =
-            TraceContext { traceparent: Some(hop.traceparent()), tracestate: hop.tracestate().map(str::to_owned) };
-        put_trace_headers(headers, &context, true);
+        let traceparent = hop.traceparent();
+        let parent = HeaderValue::from_str(&traceparent).expect("a traceparent is visible ASCII");
+        let state = hop.tracestate().and_then(|state| HeaderValue::from_str(state).ok());
+        headers.insert("traceparent", parent.clone());
+        match &state {
+            Some(state) => headers.insert("tracestate", state.clone()),
+            None => headers.remove("tracestate"),
+        };
+        let context = TraceContext { traceparent: Some(traceparent), tracestate: hop.tracestate().map(str::to_owned) };
         self.hop = Some(hop);
+        self.trace_headers = Some((parent, state));
         context
     }
 
@@ -236,10 +246,11 @@ impl Observation {
             (None, code) => metrics.grpc_call(&tenant.project, &tenant.app_id, &self.path, code.unwrap_or(2), elapsed),
         }
         let hop = self.hop.take();
-        if let Some(hop) = &hop {
-            let context =
-                TraceContext { traceparent: Some(hop.traceparent()), tracestate: hop.tracestate().map(str::to_owned) };
-            put_trace_headers(answer, &context, false);
+        if let Some((parent, state)) = self.trace_headers.take().filter(|_| !answer.contains_key("traceparent")) {
+            answer.insert("traceparent", parent);
+            if let Some(state) = state {
+                answer.insert("tracestate", state);
+            }
         }
         let log = &gateway.0.options.api_log;
         let recorded = hop.as_ref().is_some_and(Hop::recorded);
@@ -298,17 +309,16 @@ impl Observation {
             ]),
         }
         match (subject.api, subject.component.clone(), subject.target.clone()) {
-            ("state" | "secrets" | "bindings" | "lock" | "configuration", Some(name), _) => attributes
-                .extend([KeyValue::new("db.system", subject.api), KeyValue::new("db.name", name)]),
+            ("state" | "secrets" | "bindings" | "lock" | "configuration", Some(name), _) => {
+                attributes.extend([KeyValue::new("db.system", subject.api), KeyValue::new("db.name", name)])
+            }
             ("pubsub", name, topic) => {
                 attributes.push(KeyValue::new("messaging.system", "pubsub"));
                 attributes.extend(name.map(|name| KeyValue::new("db.name", name)));
                 attributes.extend(topic.map(|topic| KeyValue::new("messaging.destination.name", topic)));
             }
-            ("invocation", _, Some(target)) => attributes.extend([
-                KeyValue::new("rpc.service", "ServiceInvocation"),
-                KeyValue::new("net.peer.name", target),
-            ]),
+            ("invocation", _, Some(target)) => attributes
+                .extend([KeyValue::new("rpc.service", "ServiceInvocation"), KeyValue::new("net.peer.name", target)]),
             _ => {}
         }
         let failed = status >= 400;
@@ -317,23 +327,6 @@ impl Observation {
             format!("Code({status}): {}", reason.unwrap_or("Unknown"))
         });
         hop.finish(self.path.clone(), SpanKind::Server, attributes, error);
-    }
-}
-
-/// Sets `traceparent`/`tracestate` in `headers` from `context` (`replace`: over what they hold).
-fn put_trace_headers(headers: &mut HeaderMap, context: &TraceContext, replace: bool) {
-    if !replace && headers.contains_key("traceparent") {
-        return;
-    }
-    for (name, value) in [("traceparent", &context.traceparent), ("tracestate", &context.tracestate)] {
-        match value.as_deref().map(HeaderValue::from_str) {
-            Some(Ok(value)) => {
-                headers.insert(name, value);
-            }
-            _ => {
-                headers.remove(name);
-            }
-        }
     }
 }
 
