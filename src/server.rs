@@ -443,7 +443,6 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         });
     }
 
-
     if let Some(listener) = metrics_listener {
         ready.push(("metrics", listener.local_addr()?));
         let router =

@@ -1,8 +1,8 @@
 //! Execution: component drivers (state stores, brokers and secret stores), the per-project component runtime, the worker's
 //! answer to every bus call, and push delivery of subscribed events.
 
-pub mod bindings;
 mod app_calls;
+pub mod bindings;
 mod boundary;
 mod components;
 pub mod configuration;

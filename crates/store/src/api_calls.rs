@@ -390,6 +390,7 @@ impl Tx {
     ) -> Result<Page<ApiCall>> {
         let mut listing = Keyset::new("api_calls", COLUMNS, NEWEST_FIRST)
             .newest_first()
+            .planned_per_run()
             .filter("project_id = ?", Value::Text(project.as_str().to_owned()));
         if let Some(app_id) = &filter.app_id {
             listing = listing.filter("app_id = ?", Value::Text(app_id.clone()));

@@ -21,7 +21,9 @@ use std::str::FromStr;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
-pub use api_calls::{latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, LATENCY_BUCKETS_US};
+pub use api_calls::{
+    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, LATENCY_BUCKETS_US,
+};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};

@@ -106,11 +106,29 @@ pub(crate) struct Keyset {
     clauses: Vec<String>,
     values: Vec<Value>,
     descending: bool,
+    /// Whether the statement is planned for each run's values (not prepared once and reused).
+    planned_per_run: bool,
 }
 
 impl Keyset {
     pub(crate) fn new(table: &'static str, columns: &'static str, key: &'static [KeyColumn]) -> Keyset {
-        Keyset { table, columns, key, clauses: Vec::new(), values: Vec::new(), descending: false }
+        Keyset {
+            table,
+            columns,
+            key,
+            clauses: Vec::new(),
+            values: Vec::new(),
+            descending: false,
+            planned_per_run: false,
+        }
+    }
+
+    /// Plans the statement for each run's values. A prepared statement run five times gets PostgreSQL's generic
+    /// plan, which cannot tell a project holding millions of rows from one holding ten: for the API log it read
+    /// a heavy project's every row and sorted them (seconds) where the plan for the values stops after a page.
+    pub(crate) fn planned_per_run(mut self) -> Keyset {
+        self.planned_per_run = true;
+        self
     }
 
     /// Pages from the highest key down (the newest first, for a key that starts with a time).
@@ -160,7 +178,7 @@ impl Keyset {
             order.join(", "),
             limit + 1
         );
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).persistent(!self.planned_per_run);
         for value in &self.values {
             query = match value {
                 Value::Text(text) => query.bind(text),
