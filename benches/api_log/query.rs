@@ -518,8 +518,9 @@ fn placeholders(sql: &str) -> usize {
 
 /// The plan of `set`'s statement on `project`: captured from a run through the store, then `EXPLAIN (ANALYZE,
 /// BUFFERS)` with the values bound (PostgreSQL's custom plan) and `EXPLAIN (ANALYZE, BUFFERS) EXECUTE` of it
-/// prepared under `plan_cache_mode = force_generic_plan` (the plan a statement the store re-runs may switch to
-/// after five runs), or SQLite's `EXPLAIN QUERY PLAN`.
+/// prepared under `plan_cache_mode = force_generic_plan` (the plan a prepared statement run again and again may
+/// switch to after five runs: the store now plans this listing for each run's values), or SQLite's `EXPLAIN QUERY
+/// PLAN`.
 async fn explain(database: &Database, store: &Store, project: &str, set: &FilterSet) -> anyhow::Result<Vec<String>> {
     let filter = route_filter(set);
     let mut continuation = None;
@@ -570,7 +571,7 @@ async fn explain(database: &Database, store: &Store, project: &str, set: &Filter
         let rows = sqlx::raw_sql(&format!("EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_page({})", values.join(", ")))
             .fetch_all(&mut *connection)
             .await?;
-        plan.push("generic plan (prepared, values unknown when planning):".to_owned());
+        plan.push("generic plan (prepared and reused, values unknown when planning; for comparison):".to_owned());
         for row in rows {
             plan.push(format!("  {}", row.try_get::<String, _>(0)?));
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use outrigger_store::{ApiCall, NewProject, Store};
+use outrigger_store::{ApiCall, NewProject, Store, BUCKET_COLUMNS};
 use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -147,24 +147,9 @@ fn bare_minutes_table() -> String {
         "CREATE TABLE bare_api_call_minutes (project_id TEXT NOT NULL, minute BIGINT NOT NULL, app_id TEXT NOT NULL, \
          api TEXT NOT NULL, requests BIGINT NOT NULL, errors BIGINT NOT NULL, latency_us_sum BIGINT NOT NULL, {}, \
          PRIMARY KEY (project_id, minute, app_id, api))",
-        BUCKETS.iter().map(|bucket| format!("{bucket} BIGINT NOT NULL")).collect::<Vec<_>>().join(", ")
+        BUCKET_COLUMNS.iter().map(|bucket| format!("{bucket} BIGINT NOT NULL")).collect::<Vec<_>>().join(", ")
     )
 }
-
-const BUCKETS: [&str; 12] = [
-    "le_250",
-    "le_500",
-    "le_1000",
-    "le_2500",
-    "le_5000",
-    "le_10000",
-    "le_25000",
-    "le_50000",
-    "le_100000",
-    "le_250000",
-    "le_1000000",
-    "le_inf",
-];
 
 /// One per-minute count row: project, minute, App ID, API, requests, errors, latency sum, buckets.
 type MinuteRow<'a> = (&'a str, i64, &'a str, &'a str, [i64; 15]);
@@ -197,13 +182,13 @@ fn minutes_upsert(rows: usize, numbered: bool) -> String {
         .collect();
     let additions: Vec<String> = ["requests", "errors", "latency_us_sum"]
         .iter()
-        .chain(&BUCKETS)
+        .chain(&BUCKET_COLUMNS)
         .map(|column| format!("{column} = bare_api_call_minutes.{column} + excluded.{column}"))
         .collect();
     format!(
         "INSERT INTO bare_api_call_minutes (project_id, minute, app_id, api, requests, errors, latency_us_sum, {}) \
          VALUES {} ON CONFLICT (project_id, minute, app_id, api) DO UPDATE SET {}",
-        BUCKETS.join(", "),
+        BUCKET_COLUMNS.join(", "),
         values.join(", "),
         additions.join(", ")
     )

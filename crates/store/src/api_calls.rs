@@ -14,7 +14,8 @@ use crate::{Engine, Page, PageRequest, ProjectId, Result, Store, Tx};
 /// Upper bounds (microseconds) of the latency buckets the per-minute counts keep; the last is unbounded.
 pub const LATENCY_BUCKETS_US: [i64; 11] =
     [250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000];
-const BUCKET_COLUMNS: [&str; 12] = [
+/// The per-minute table's latency-bucket columns, in [`LATENCY_BUCKETS_US`] order, then the unbounded one.
+pub const BUCKET_COLUMNS: [&str; 12] = [
     "le_250",
     "le_500",
     "le_1000",

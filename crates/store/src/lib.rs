@@ -22,7 +22,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use api_calls::{
-    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, LATENCY_BUCKETS_US,
+    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, BUCKET_COLUMNS, LATENCY_BUCKETS_US,
 };
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
