@@ -57,6 +57,9 @@ pub struct Config {
     pub quota_app_ids: u32,
     /// Components a project may declare unless the operator set its own quota; 0 = no limit. Default 0.
     pub quota_components: u32,
+    /// Bytes (keys and values) a project may keep in its managed kvstore unless the operator set its own quota;
+    /// writes that would go over get 429. 0 = no limit. Default 0.
+    pub quota_stored_bytes: u64,
     /// Requests per second each App ID may make through a gateway (excess gets 429 with `Retry-After`), unless
     /// its project has its own quota; 0 = unlimited. Default 0.
     pub rate_limit_per_second: u32,
@@ -171,6 +174,7 @@ impl Default for Config {
             gateway_max_body_bytes: 4 * 1024 * 1024,
             quota_app_ids: 0,
             quota_components: 0,
+            quota_stored_bytes: 0,
             rate_limit_per_second: 0,
             token_cache_seconds: 2,
             header_read_timeout_ms: 10_000,

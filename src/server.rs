@@ -12,13 +12,14 @@ use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
 use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
 use outrigger_outbound::health::HealthProbe;
-use outrigger_store::Store;
+use outrigger_store::{ProjectId, Store};
 use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::jobs::Scheduler;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
 use outrigger_workers::secrets::HostSecrets;
-use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
+use outrigger_workers::state::StateStore;
+use outrigger_workers::{managed_kvstore_namespace, Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -256,8 +257,18 @@ impl ProjectChanges for PeriodicReadsOnly {
     async fn changed(&self, _project_id: &str) {}
 }
 
+/// Measures projects in the managed kvstore for the control API's usage.
+struct ManagedKvstoreUsage(Arc<dyn StateStore>);
+
+#[async_trait::async_trait]
+impl outrigger_control_api::StoredBytes for ManagedKvstoreUsage {
+    async fn stored_bytes(&self, project: &ProjectId) -> Result<u64, String> {
+        self.0.stored_bytes(&managed_kvstore_namespace(project)).await.map_err(|err| err.to_string())
+    }
+}
+
 /// Opens the store behind every project's managed `kvstore`.
-async fn managed_stores(config: &Config) -> anyhow::Result<ManagedStores> {
+async fn managed_kvstore(config: &Config) -> anyhow::Result<Arc<dyn StateStore>> {
     let url = config.managed_kvstore_url();
     let (component_type, metadata): (&str, Vec<(&str, String)>) = if let Some(path) = url.strip_prefix("sqlite://") {
         ("state.sqlite", vec![("connectionString", path.to_owned()), ("tableName", "kvstore".to_owned())])
@@ -267,10 +278,9 @@ async fn managed_stores(config: &Config) -> anyhow::Result<ManagedStores> {
         ("state.postgresql", vec![("connectionString", url.clone()), ("tableName", "outrigger_kvstore".to_owned())])
     };
     let metadata = metadata.into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
-    let kvstore = outrigger_workers::state::open(component_type, &metadata)
+    outrigger_workers::state::open(component_type, &metadata)
         .await
-        .with_context(|| format!("opening the managed kvstore at {} (OUTRIGGER_MANAGED_KVSTORE_URL)", redact(&url)))?;
-    Ok(ManagedStores::new(kvstore, managed_pubsub(config).await?))
+        .with_context(|| format!("opening the managed kvstore at {} (OUTRIGGER_MANAGED_KVSTORE_URL)", redact(&url)))
 }
 
 /// Opens the broker behind every project's managed `pubsub`.
@@ -373,7 +383,12 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     } else {
         ApiLog::disabled()
     };
-    let worker = if role.runs_worker() {
+    // Opened once per process: the worker serves it, the control API measures it for usage.
+    let kvstore = match role.runs_worker() || control_listener.is_some() {
+        true => Some(managed_kvstore(&config).await?),
+        false => None,
+    };
+    let worker = if let (true, Some(kvstore)) = (role.runs_worker(), &kvstore) {
         let host_secrets = if config.allow_host_secret_stores.unwrap_or(role == Role::AllInOne) {
             HostSecrets::Allowed
         } else {
@@ -381,7 +396,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         };
         let runtime = Runtime::new(
             store.clone(),
-            managed_stores(&config).await?,
+            ManagedStores::new(kvstore.clone(), managed_pubsub(&config).await?)
+                .with_default_stored_bytes_quota(config.quota_stored_bytes),
             Duration::from_millis(config.component_refresh_ms),
             config.data_dir.join("projects"),
         )
@@ -538,7 +554,9 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 requests_per_second: Some(config.rate_limit_per_second),
                 app_ids: Some(config.quota_app_ids),
                 components: Some(config.quota_components),
+                stored_bytes: Some(config.quota_stored_bytes),
             },
+            stored_bytes: kvstore.map(|kvstore| Arc::new(ManagedKvstoreUsage(kvstore)) as _),
         };
         let router = outrigger_control_api::router(store.clone(), options);
         tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));

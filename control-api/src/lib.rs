@@ -38,6 +38,14 @@ pub trait ProjectChanges: Send + Sync {
     async fn changed(&self, project_id: &str);
 }
 
+/// Measures what a project keeps in its managed kvstore, for its usage.
+#[async_trait::async_trait]
+pub trait StoredBytes: Send + Sync {
+    /// Bytes of the keys and values of the live items of the project with internal id `project`, or why they
+    /// could not be measured.
+    async fn stored_bytes(&self, project: &outrigger_store::ProjectId) -> Result<u64, String>;
+}
+
 /// How the control API is set up.
 #[derive(Clone)]
 pub struct Options {
@@ -60,6 +68,8 @@ pub struct Options {
     pub serve_metrics: bool,
     /// The quotas of projects that set none.
     pub default_quotas: outrigger_store::Quotas,
+    /// Measures the managed kvstore for usage; without it usage reports no stored bytes.
+    pub stored_bytes: Option<Arc<dyn StoredBytes>>,
 }
 
 /// Shared by every handler.

@@ -336,6 +336,12 @@ impl From<DataError> for DaprError {
             DataError::Busy { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, Code::ResourceExhausted, "ERR_TOO_MANY_REQUESTS", "DAPR_STATE_BUSY")
             }
+            DataError::StorageQuotaExceeded { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                "ERR_TOO_MANY_REQUESTS",
+                "DAPR_STATE_QUOTA_EXCEEDED",
+            ),
             DataError::StoreFailure { operation, .. } => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 Code::Internal,

@@ -215,13 +215,19 @@ pub async fn usage(api: &ApiClient, args: UsageArgs) -> anyhow::Result<()> {
     let answer = api.get_json(&["projects", project, "usage"]).await?;
     emit(args.output.output, &answer, |answer| {
         Table::single(
-            &["PERIOD", "APP IDS", "COMPONENTS", "WORKFLOW INSTANCES", "REQUESTS", "PUBLISHES"],
+            &["PERIOD", "APP IDS", "COMPONENTS", "WORKFLOW INSTANCES", "REQUESTS", "PUBLISHES", "STORED BYTES"],
             answer,
             |usage| {
-                ["/period", "/appIds", "/components", "/workflowInstances", "/requests", "/publishRequests"]
-                    .iter()
-                    .map(|pointer| cell(usage, pointer))
-                    .collect()
+                let columns = [
+                    "/period",
+                    "/appIds",
+                    "/components",
+                    "/workflowInstances",
+                    "/requests",
+                    "/publishRequests",
+                    "/storedStateBytes",
+                ];
+                columns.iter().map(|pointer| cell(usage, pointer)).collect()
             },
         )
     })

@@ -56,13 +56,16 @@ pub enum ProjectCommand {
         /// Components the project may declare
         #[arg(long, value_name = "N|default")]
         components: Option<String>,
+        /// Bytes (keys and values) the project may keep in its managed kvstore
+        #[arg(long, value_name = "BYTES|default")]
+        stored_bytes: Option<String>,
         #[command(flatten)]
         output: OutputArgs,
     },
 }
 
 /// The quotas as `PUT .../quotas` takes them: the project's own, changed where a flag says.
-fn changed_quotas(mut set: Value, changes: [(&str, Option<String>); 3]) -> anyhow::Result<Value> {
+fn changed_quotas(mut set: Value, changes: [(&str, Option<String>); 4]) -> anyhow::Result<Value> {
     for (field, change) in changes {
         match change.as_deref() {
             None => {}
@@ -70,7 +73,7 @@ fn changed_quotas(mut set: Value, changes: [(&str, Option<String>); 3]) -> anyho
                 set.as_object_mut().map(|set| set.remove(field));
             }
             Some(number) => {
-                let number: u32 = number
+                let number: u64 = number
                     .parse()
                     .map_err(|_| anyhow::anyhow!("--{field}: '{number}' is neither a whole number nor `default`"))?;
                 set[field] = number.into();
@@ -115,17 +118,22 @@ pub async fn run(api: &ApiClient, command: ProjectCommand) -> anyhow::Result<()>
             println!("project {name} deleted, with everything in it");
             Ok(())
         }
-        ProjectCommand::Quotas { name, requests_per_second, app_ids, components, output } => {
+        ProjectCommand::Quotas { name, requests_per_second, app_ids, components, stored_bytes, output } => {
             let path = ["projects", name.as_str(), "quotas"];
             let mut quotas = api.get_json(&path).await?;
-            let changes = [("requestsPerSecond", requests_per_second), ("appIds", app_ids), ("components", components)];
+            let changes = [
+                ("requestsPerSecond", requests_per_second),
+                ("appIds", app_ids),
+                ("components", components),
+                ("storedBytes", stored_bytes),
+            ];
             if changes.iter().any(|(_, change)| change.is_some()) {
                 let body = changed_quotas(quotas["set"].take(), changes)?;
                 quotas = api.send_json(Method::PUT, &path, &body).await?;
             }
             emit(output.output, &quotas, |quotas| {
                 let mut table = Table::new(&["QUOTA", "SET", "IN FORCE"]);
-                for field in ["requestsPerSecond", "appIds", "components"] {
+                for field in ["requestsPerSecond", "appIds", "components", "storedBytes"] {
                     let effective = match quotas["effective"][field].as_u64() {
                         None | Some(0) => "no limit".to_owned(),
                         Some(limit) => limit.to_string(),

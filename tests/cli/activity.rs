@@ -226,3 +226,50 @@ fn a_project_s_own_rate_quota_holds_its_app_ids_only() {
         server.outrigger(["project", "quotas", "limited", "--requests-per-second", "default", "-o", "json"]).json();
     assert_eq!(json["set"], serde_json::json!({}), "{json}");
 }
+
+/// The bytes a project keeps in its managed kvstore, as `outrigger usage` reports them.
+fn stored_bytes(server: &Server, project: &str) -> u64 {
+    let usage = server.outrigger(["usage", "--project", project, "-o", "json"]).json();
+    usage["storedStateBytes"].as_u64().unwrap_or_else(|| panic!("usage without storedStateBytes: {usage}"))
+}
+
+#[test]
+fn a_stored_bytes_quota_refuses_writes_past_it_and_deletes_make_room() {
+    let (_dir, server) = start();
+    for project in ["small", "other"] {
+        server.outrigger(["project", "create", project]).succeeds();
+    }
+    let small = app_token(&server, "small", "orders");
+    let other = app_token(&server, "other", "orders");
+    let save = |token: &str, key: &str| {
+        let body = format!(r#"[{{"key":"{key}","value":"{}"}}]"#, "x".repeat(40));
+        dapr_http(Method::POST, &state_url(&server, "kvstore"), token, Some(&body))
+    };
+    assert_eq!(stored_bytes(&server, "small"), 0);
+    assert_eq!(save(&small, "a").0, StatusCode::NO_CONTENT);
+    let one_item = stored_bytes(&server, "small");
+    assert!(one_item > 40, "an item of 40 characters and its key take {one_item} bytes");
+    assert_eq!(stored_bytes(&server, "other"), 0, "a project's usage counts its own keys only");
+
+    // Room for one item of that size, not two.
+    let quota = (2 * one_item - 1).to_string();
+    let table = server.outrigger(["project", "quotas", "small", "--stored-bytes", &quota]).succeeds();
+    assert!(table.contains(&format!("storedBytes        {quota}")), "{table}");
+    let (status, body) = save(&small, "b");
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let refusal: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(refusal["errorCode"], "ERR_TOO_MANY_REQUESTS", "{body}");
+    assert!(refusal["message"].as_str().unwrap().contains("stored-bytes quota"), "{body}");
+    assert_eq!(dapr_http(Method::GET, &state_url(&server, "kvstore/b"), &small, None).0, StatusCode::NO_CONTENT);
+    assert_eq!(stored_bytes(&server, "small"), one_item, "the refused write changed nothing");
+    // Overwriting with the same size is within the quota by measure, though not by the estimate.
+    assert_eq!(save(&small, "a").0, StatusCode::NO_CONTENT);
+    assert_eq!(save(&other, "b").0, StatusCode::NO_CONTENT, "another project keeps no limit");
+
+    let (status, _) = dapr_http(Method::DELETE, &state_url(&server, "kvstore/a"), &small, None);
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(save(&small, "b").0, StatusCode::NO_CONTENT, "a delete makes room at once");
+    assert_eq!(stored_bytes(&server, "small"), one_item);
+    let table = server.outrigger(["usage", "--project", "small"]).succeeds();
+    assert!(table.contains("STORED BYTES") && table.contains(&one_item.to_string()), "{table}");
+}

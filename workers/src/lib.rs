@@ -20,5 +20,6 @@ pub mod state;
 pub use boundary::Boundary;
 pub use components::{component_types, MANAGED_CONFIGSTORE, MANAGED_KVSTORE, MANAGED_PUBSUB};
 pub use handler::{Limits, Worker};
+pub use project::managed_kvstore_namespace;
 pub use runtime::{ManagedStores, ProgrammaticSubscriptions, Runtime};
 pub use state::query_api::QueryLimits;

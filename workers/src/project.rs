@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use outrigger_resources::Document;
-use outrigger_store::Project;
+use outrigger_store::{Project, ProjectId};
 
 use crate::bindings::{InputBinding, OutputBinding};
 use crate::components::{Backend, MANAGED_CONFIGSTORE, MANAGED_KVSTORE, MANAGED_PUBSUB};
@@ -14,7 +14,7 @@ use crate::configuration::{ConfigurationStore, ManagedConfigurationStore};
 use crate::lock::{LockKeyPrefix, LockStore, StateLockStore};
 use crate::pubsub::{Broker, TopicScopes};
 use crate::secrets::{SecretScope, SecretStore};
-use crate::state::StateStore;
+use crate::state::{StateStore, StoredBytesQuota};
 
 /// How a state component turns an app's key into a stored key (Dapr's `keyPrefix` metadata).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,6 +72,8 @@ pub struct StateConfig {
     pub key_prefix: KeyPrefix,
     /// Prepended to every key: keeps projects apart inside the shared managed store.
     pub namespace: String,
+    /// The project's stored-bytes quota, on the managed store when the project has one.
+    pub quota: Option<Arc<StoredBytesQuota>>,
 }
 
 /// What a broker needs besides its backend.
@@ -138,13 +140,20 @@ pub struct ManagedStores {
     kvstore_locks: Arc<dyn LockStore>,
     /// Backs each project's `pubsub`; topics carry the project's namespace.
     pub pubsub: Arc<dyn Broker>,
+    /// Bytes a project without a quota of its own may keep in `kvstore`; 0 = no limit.
+    default_stored_bytes_quota: u64,
 }
 
 impl ManagedStores {
     /// The managed stores over `kvstore` and `pubsub`.
     pub fn new(kvstore: Arc<dyn StateStore>, pubsub: Arc<dyn Broker>) -> ManagedStores {
         let kvstore_locks = Arc::new(StateLockStore::new(Arc::clone(&kvstore)));
-        ManagedStores { kvstore, pubsub, kvstore_locks }
+        ManagedStores { kvstore, pubsub, kvstore_locks, default_stored_bytes_quota: 0 }
+    }
+
+    /// These stores with `bytes` as the stored-bytes quota of projects without one of their own (0: no limit).
+    pub fn with_default_stored_bytes_quota(self, bytes: u64) -> ManagedStores {
+        ManagedStores { default_stored_bytes_quota: bytes, ..self }
     }
 
     /// Adds the managed components `project` has to `components`: `kvstore` (a state and a lock store) and
@@ -157,7 +166,10 @@ impl ManagedStores {
     ) {
         let project_id = project.id.as_str();
         if project.managed_kvstore {
-            let config = StateConfig { key_prefix: KeyPrefix::AppId, namespace: format!("{project_id}/") };
+            let namespace = managed_kvstore_namespace(&project.id);
+            let limit = project.quotas.stored_bytes.unwrap_or(self.default_stored_bytes_quota);
+            let quota = (limit > 0).then(|| Arc::new(StoredBytesQuota::new(limit, namespace.clone())));
+            let config = StateConfig { key_prefix: KeyPrefix::AppId, namespace, quota };
             let (name, state) = managed(&MANAGED_KVSTORE, Arc::clone(&self.kvstore), config);
             components.state.insert(name, state);
             // Locks live under `<project>/locks/`: App IDs hold no `/`, so no App ID's state keys
@@ -175,6 +187,11 @@ impl ManagedStores {
         let (name, configuration) = managed(&MANAGED_CONFIGSTORE, store, ());
         components.configuration.insert(name, configuration);
     }
+}
+
+/// Where a project's keys start in the managed kvstore: every key of its state and of its locks.
+pub fn managed_kvstore_namespace(project: &ProjectId) -> String {
+    format!("{}/", project.as_str())
 }
 
 /// The component a managed backend declares, around `backend`: its name, and the component.

@@ -403,7 +403,7 @@ impl Runtime {
                     let open = |metadata| state::open_within(&component_type, metadata, &boundary);
                     let backend = self.opened_stores.open_resolved(project_id, &document, &metadata, open).await;
                     let key_prefix = KeyPrefix::from_metadata(field("keyPrefix"));
-                    let config = StateConfig { key_prefix, namespace: String::new() };
+                    let config = StateConfig { key_prefix, namespace: String::new(), quota: None };
                     let component = assemble(&document, component_type, version, backend, config);
                     components.state.insert(name, Arc::new(component));
                 }

@@ -414,6 +414,10 @@ pub(crate) struct UsageOut {
     requests: i64,
     /// Pub/sub API calls (publishes) made this month.
     publish_requests: i64,
+    /// Bytes (keys and values of live items) the project keeps in its managed kvstore, now; absent when the
+    /// store could not be measured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stored_state_bytes: Option<u64>,
 }
 
 /// What the project holds and how many calls it made this month.
@@ -430,6 +434,18 @@ pub(crate) async fn usage(State(state): State<AppState>, Path(project): Path<Str
     let requests = counts.iter().map(|counted| counted.requests).sum();
     let publish_requests =
         counts.iter().filter(|counted| counted.api == "pubsub").map(|counted| counted.requests).sum();
+    drop(tx);
+    let stored_state_bytes = match (&state.options.stored_bytes, project.managed_kvstore) {
+        (_, false) => Some(0),
+        (None, true) => None,
+        (Some(meter), true) => match meter.stored_bytes(&project.id).await {
+            Ok(bytes) => Some(bytes),
+            Err(err) => {
+                tracing::warn!(project = %project.name, error = %err, "the managed kvstore could not be measured");
+                None
+            }
+        },
+    };
     Ok(Json(UsageOut {
         period: format!("{:04}-{:02}", now.year(), now.month()),
         app_ids: holdings.app_ids,
@@ -437,6 +453,7 @@ pub(crate) async fn usage(State(state): State<AppState>, Path(project): Path<Str
         workflow_instances: holdings.workflow_instances,
         requests,
         publish_requests,
+        stored_state_bytes,
     }))
 }
 

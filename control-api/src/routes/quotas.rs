@@ -1,7 +1,8 @@
 //! `/api/v1/projects/{project}/quotas`: the limits an operator sets on a project (requests per second per App
-//! ID, App IDs, components), each falling back to the installation's default when unset. Rates are enforced by
-//! the gateways (429 `ERR_TOO_MANY_REQUESTS` with `Retry-After`, within the token cache's lifetime of a change),
-//! counts by every change of the project's resources (409 `quota_exceeded`).
+//! ID, App IDs, components, bytes stored in the managed kvstore), each falling back to the installation's
+//! default when unset. Rates are enforced by the gateways (429 `ERR_TOO_MANY_REQUESTS` with `Retry-After`,
+//! within the token cache's lifetime of a change), stored bytes by the workers on every write to the managed
+//! kvstore (the same 429), counts by every change of the project's resources (409 `quota_exceeded`).
 
 use axum::extract::State;
 use axum::Json;
@@ -14,8 +15,11 @@ use crate::extract::{JsonBody, Path};
 use crate::state::ProjectState;
 use crate::AppState;
 
-/// The largest quota that can be set.
+/// The largest count or rate quota that can be set.
 const MAX_QUOTA: u32 = 1_000_000_000;
+
+/// The largest stored-bytes quota that can be set: 1 PiB, well inside what a JSON number holds exactly.
+const MAX_STORED_BYTES: u64 = 1 << 50;
 
 /// Limits on a project; `0` is no limit.
 #[derive(Serialize, Deserialize, ToSchema, Clone, Copy, Default)]
@@ -33,15 +37,30 @@ pub(crate) struct QuotaValues {
     #[serde(default, deserialize_with = "whole_quota", skip_serializing_if = "Option::is_none")]
     #[schema(minimum = 0, maximum = 1_000_000_000)]
     components: Option<u32>,
+    /// Bytes (keys and values of live items) the project may keep in its managed kvstore; a write that would
+    /// go over gets 429 `ERR_TOO_MANY_REQUESTS`.
+    #[serde(default, deserialize_with = "whole_stored_bytes", skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 1_125_899_906_842_624_u64)]
+    stored_bytes: Option<u64>,
 }
 
-/// A quota as JSON writes it: a whole number (`5`, or `5.0` as JSON allows) from 0 to [`MAX_QUOTA`], or null.
-fn whole_quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+/// A quota as JSON writes it: a whole number (`5`, or `5.0` as JSON allows) from 0 to `max`, or null.
+fn whole_number<'de, D: Deserializer<'de>>(deserializer: D, max: u64) -> Result<Option<u64>, D::Error> {
     let Some(number) = Option::<f64>::deserialize(deserializer)? else { return Ok(None) };
-    if number.fract() != 0.0 || !(0.0..=f64::from(MAX_QUOTA)).contains(&number) {
-        return Err(serde::de::Error::custom(format!("a quota is a whole number from 0 to {MAX_QUOTA}, not {number}")));
+    if number.fract() != 0.0 || !(0.0..=max as f64).contains(&number) {
+        return Err(serde::de::Error::custom(format!("a quota is a whole number from 0 to {max}, not {number}")));
     }
-    Ok(Some(number as u32))
+    Ok(Some(number as u64))
+}
+
+/// A count or rate quota: up to [`MAX_QUOTA`].
+fn whole_quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    Ok(whole_number(deserializer, u64::from(MAX_QUOTA))?.map(|number| number as u32))
+}
+
+/// A stored-bytes quota: up to [`MAX_STORED_BYTES`].
+fn whole_stored_bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
+    whole_number(deserializer, MAX_STORED_BYTES)
 }
 
 impl From<Quotas> for QuotaValues {
@@ -50,6 +69,7 @@ impl From<Quotas> for QuotaValues {
             requests_per_second: quotas.requests_per_second,
             app_ids: quotas.app_ids,
             components: quotas.components,
+            stored_bytes: quotas.stored_bytes,
         }
     }
 }
@@ -88,8 +108,12 @@ pub(crate) async fn set_quotas(
     Path(project): Path<String>,
     JsonBody(body): JsonBody<QuotaValues>,
 ) -> ApiResult<Json<QuotasOut>> {
-    let quotas =
-        Quotas { requests_per_second: body.requests_per_second, app_ids: body.app_ids, components: body.components };
+    let quotas = Quotas {
+        requests_per_second: body.requests_per_second,
+        app_ids: body.app_ids,
+        components: body.components,
+        stored_bytes: body.stored_bytes,
+    };
     let mut tx = state.store.begin().await?;
     let found = tx.project(&project).await?;
     tx.set_quotas(&found.id, &quotas).await?;

@@ -115,6 +115,7 @@ impl TestApp {
             api_log_retention: std::time::Duration::from_secs(72 * 3600),
             serve_metrics: true,
             default_quotas: outrigger_store::Quotas { app_ids: Some(50), ..Default::default() },
+            stored_bytes: None,
         };
         let router = outrigger_control_api::router(store.clone(), options);
         TestApp { router, store, schema, dir: std::sync::Arc::new(dir), changes }

@@ -46,6 +46,14 @@ async fn quotas_default_to_the_installation_s_and_are_set_per_project(app: TestA
     }
     let whole = put_quotas(&app, "shop", json!({"appIds": 7.0, "components": null})).await;
     assert_eq!(whole["set"], json!({"appIds": 7}), "JSON's 7.0 is the whole number 7");
+    // Stored bytes go far past the counts' bound, to a pebibyte.
+    let bytes = put_quotas(&app, "shop", json!({"storedBytes": 5_000_000_000_u64})).await;
+    assert_eq!(bytes["set"], json!({"storedBytes": 5_000_000_000_u64}));
+    assert_eq!(app.get(path).await.expect(StatusCode::OK).json()["effective"]["storedBytes"], 5_000_000_000_u64);
+    for refused in [r#"{"storedBytes": 1125899906842625}"#, r#"{"storedBytes": -1}"#, r#"{"storedBytes": 0.5}"#] {
+        let answer = app.call(Method::PUT, path, Some(("application/json", refused.as_bytes().to_vec()))).await;
+        assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    }
     app.call(Method::PUT, "/api/v1/projects/nope/quotas", Some(("application/json", b"{}".to_vec())))
         .await
         .expect(StatusCode::NOT_FOUND);

@@ -307,6 +307,9 @@ pub enum DataError {
     /// The caller already runs as many heavy operations (state queries) at once as it may.
     #[error("{message}")]
     Busy { message: String },
+    /// The write would take the project past the bytes it may keep in its managed state store.
+    #[error("{message}")]
+    StorageQuotaExceeded { message: String },
     /// The store failed (down, timed out, or its component could not start).
     #[error("{message}")]
     StoreFailure { operation: StateOperation, message: String },

@@ -268,12 +268,14 @@ impl Tx {
     /// Sets the project's quotas (`None`: the installation's default).
     pub async fn set_quotas(&mut self, project: &ProjectId, quotas: &Quotas) -> Result<()> {
         sqlx::query(
-            "UPDATE projects SET quota_requests_per_second = $2, quota_app_ids = $3, quota_components = $4 WHERE id = $1",
+            "UPDATE projects SET quota_requests_per_second = $2, quota_app_ids = $3, quota_components = $4, \
+             quota_stored_bytes = $5 WHERE id = $1",
         )
         .bind(&project.0)
         .bind(quotas.requests_per_second.map(i64::from))
         .bind(quotas.app_ids.map(i64::from))
         .bind(quotas.components.map(i64::from))
+        .bind(quotas.stored_bytes.map(|bytes| i64::try_from(bytes).unwrap_or(i64::MAX)))
         .execute(&mut *self.tx)
         .await?;
         Ok(())

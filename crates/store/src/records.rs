@@ -74,6 +74,8 @@ pub struct Quotas {
     pub app_ids: Option<u32>,
     /// Components the project may declare.
     pub components: Option<u32>,
+    /// Bytes (keys and values) the project may keep in its managed kvstore.
+    pub stored_bytes: Option<u64>,
 }
 
 impl Quotas {
@@ -83,12 +85,14 @@ impl Quotas {
             requests_per_second: self.requests_per_second.or(defaults.requests_per_second),
             app_ids: self.app_ids.or(defaults.app_ids),
             components: self.components.or(defaults.components),
+            stored_bytes: self.stored_bytes.or(defaults.stored_bytes),
         }
     }
 }
 
 pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, pool, created_at, \
-                                          quota_requests_per_second, quota_app_ids, quota_components";
+                                          quota_requests_per_second, quota_app_ids, quota_components, \
+                                          quota_stored_bytes";
 
 /// A stored quota column.
 pub(crate) fn quota(row: &AnyRow, column: &str) -> Result<Option<u32>> {
@@ -108,6 +112,7 @@ pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
             requests_per_second: quota(row, "quota_requests_per_second")?,
             app_ids: quota(row, "quota_app_ids")?,
             components: quota(row, "quota_components")?,
+            stored_bytes: row.try_get::<Option<i64>, _>("quota_stored_bytes")?.map(|bytes| bytes.max(0) as u64),
         },
     })
 }

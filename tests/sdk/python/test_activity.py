@@ -10,6 +10,7 @@ import pytest
 
 import harness
 from dapr.clients.grpc._jobs import Job
+from dapr.clients.grpc._state import StateItem
 from support import dapr_client
 from test_jobs import JobApp
 from test_pubsub import publish_over_http, subscribed_project, subscriber_apps, wait_until_live  # noqa: F401
@@ -74,6 +75,28 @@ def test_sdk_calls_are_logged_counted_and_kept_to_their_project(tenants):
     assert logged_calls(control, other.name) == []
     assert control.expect(200, 'GET', f'/projects/{other.name}/metrics')['total']['requests'] == 0
     assert control.expect(200, 'GET', f'/projects/{other.name}/usage')['requests'] == 0
+
+
+def test_a_stored_bytes_quota_refuses_sdk_writes_past_it(tenants):
+    """A project's managed kvstore holds what its quota allows: the SDK's save past it fails with
+    RESOURCE_EXHAUSTED and writes nothing; overwriting and deleting still work; usage shows the bytes."""
+    control = tenants.deployment.control
+    project = tenants.project(apps=('orders',))
+    with dapr_client(project.apps['orders']) as client:
+        client.save_state('kvstore', 'cart', 'x' * 100)
+        one_item = control.expect(200, 'GET', f'/projects/{project.name}/usage')['storedStateBytes']
+        assert one_item > 100, one_item
+        control.expect(200, 'PUT', f'/projects/{project.name}/quotas', {'storedBytes': one_item + 50})
+        with pytest.raises(grpc.RpcError) as refused:
+            client.save_bulk_state('kvstore', [StateItem('bags', 'y' * 100), StateItem('b', 'z')])
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value
+        assert 'stored-bytes quota' in refused.value.details()
+        assert client.get_state('kvstore', 'bags').data == b''
+        client.save_state('kvstore', 'cart', 'w' * 100)
+        client.delete_state('kvstore', 'cart')
+        client.save_state('kvstore', 'bags', 'y' * 100)
+    usage = control.expect(200, 'GET', f'/projects/{project.name}/usage')
+    assert usage['storedStateBytes'] == one_item, usage
 
 
 def test_calls_the_platform_makes_to_apps_are_logged(tenants, subscriber_apps):  # noqa: F811

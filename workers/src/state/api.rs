@@ -84,6 +84,24 @@ impl Target<'_> {
         Ok(self.key_with_prefix(key))
     }
 
+    /// Refuses writes putting `puts` (stored keys and values) when they would take the project past its
+    /// stored-bytes quota; components without one admit everything.
+    async fn admit<'k>(
+        &self,
+        operation: StateOperation,
+        puts: impl Iterator<Item = (&'k str, &'k [u8])>,
+    ) -> Result<(), DataError> {
+        let Some(quota) = &self.component.config.quota else { return Ok(()) };
+        quota.admit(self.store.as_ref(), operation, &puts.collect::<Vec<_>>()).await
+    }
+
+    /// Items were deleted: room the stored-bytes quota's estimate does not know of.
+    fn deleted(&self) {
+        if let Some(quota) = &self.component.config.quota {
+            quota.deleted();
+        }
+    }
+
     /// How long one store operation may take.
     pub(crate) fn timeout(&self) -> Duration {
         self.policy.timeout.unwrap_or_default()
@@ -283,9 +301,13 @@ pub(crate) async fn delete(scope: &Scope<'_>, DeleteState { store, items }: Dele
     for item in &items {
         let request = target.delete_request(operation, item)?;
         let key = &item.key;
-        target
-            .run(operation, |_| format!("failed deleting state with key {key}"), || target.store.delete(&request))
-            .await?;
+        let deleting = target.run(
+            operation,
+            |_| format!("failed deleting state with key {key}"),
+            || target.store.delete(&request),
+        );
+        deleting.await?;
+        target.deleted();
     }
     Ok(())
 }
@@ -315,9 +337,18 @@ pub(crate) async fn transact(
             }
         });
     }
+    let puts = requests.iter().filter_map(|request| match request {
+        state::TransactionOperation::Upsert(set) => Some((set.key.as_str(), set.value.as_slice())),
+        state::TransactionOperation::Delete(_) => None,
+    });
+    target.admit(operation, puts).await?;
     target
         .run(operation, |_| "error while executing state transaction".to_owned(), || target.store.transact(&requests))
-        .await
+        .await?;
+    if requests.iter().any(|request| matches!(request, state::TransactionOperation::Delete(_))) {
+        target.deleted();
+    }
+    Ok(())
 }
 
 /// Writes items one by one; every item is attempted and the failures are reported together, naming
@@ -332,6 +363,7 @@ async fn save_items(scope: &Scope<'_>, target: &Target<'_>, items: Vec<SaveItem>
     }
     let requests: Vec<state::SetRequest> =
         items.into_iter().map(|item| target.set_request(operation, item)).collect::<Result<_, _>>()?;
+    target.admit(operation, requests.iter().map(|request| (request.key.as_str(), request.value.as_slice()))).await?;
     let mut failures = Vec::new();
     for request in &requests {
         let app_key = request.key.strip_prefix(&target.prefix()).unwrap_or(&request.key).to_owned();

@@ -125,6 +125,13 @@ impl StateStore for MemoryStateStore {
     async fn transact(&self, operations: &[TransactionOperation]) -> Result<(), StateError> {
         write::transact(self, operations).await
     }
+
+    async fn stored_bytes(&self, prefix: &str) -> Result<u64, StateError> {
+        let now = now_ms();
+        let contents = self.contents.read().await;
+        let live = contents.items.iter().filter(|(key, item)| key.starts_with(prefix) && is_live(item.expires_at, now));
+        Ok(live.map(|(key, item)| (key.len() + item.value.len()) as u64).sum())
+    }
 }
 
 /// `state.in-memory`: nothing to configure.

@@ -11,6 +11,7 @@ mod page;
 pub(crate) mod postgres;
 mod query;
 pub(crate) mod query_api;
+pub(crate) mod quota;
 pub(crate) mod redis;
 mod redis_scan;
 mod scan;
@@ -26,6 +27,7 @@ pub use open::{open, open_within, OpenError};
 pub use page::PageLimits;
 pub use postgres::{PostgresDialect, PostgresOptions, PostgresStateStore};
 pub use query::{Query, QueryError, QueryPage, QueryResult};
+pub use quota::StoredBytesQuota;
 pub use scan::{key_digest, BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
 pub use sql::{SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME};
 pub use sqlite::{SqliteDialect, SqliteOptions, SqliteStateStore};
@@ -165,5 +167,11 @@ pub trait StateStore: Send + Sync {
     /// stores without query answer [`StateError::Unsupported`].
     async fn scan(&self, _request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
         Err(StateError::Unsupported("query"))
+    }
+
+    /// Bytes of the live items whose keys start with `prefix`: each key's UTF-8 bytes and its value's bytes.
+    /// What a project keeps in the managed kvstore is measured with it (usage and the stored-bytes quota).
+    async fn stored_bytes(&self, _prefix: &str) -> Result<u64, StateError> {
+        Err(StateError::Unsupported("measuring stored bytes"))
     }
 }

@@ -285,6 +285,10 @@ impl StateStore for RedisStateStore {
     async fn scan(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
         self.scan_batch(request).await
     }
+
+    async fn stored_bytes(&self, prefix: &str) -> Result<u64, StateError> {
+        self.measure(prefix).await
+    }
 }
 
 /// The Redis client settings Dapr shares between its Redis state store and pub/sub.

@@ -7,6 +7,8 @@
 //! batch ended at, not just one step. `SCAN` returns every key that exists from the first page to the last
 //! at least once; only while Redis shrinks its table can a key come back twice. Values are read with one
 //! pipeline per batch; Redis does no filtering, so the worker evaluates every value of the batch.
+//!
+//! Measuring a prefix's stored bytes walks the same `SCAN` to its end, asking only each value's length.
 
 use std::collections::HashSet;
 
@@ -46,7 +48,62 @@ fn item_of(fields: RedisValue, remaining_ms: i64) -> Option<StoredItem> {
     Some(StoredItem { value: value?, etag: etag?, expires_at })
 }
 
+/// Keys asked of `SCAN` per step when measuring.
+const MEASURE_STEP: usize = 1000;
+
 impl RedisStateStore {
+    /// Bytes of the live items under `prefix` (see [`super::StateStore::stored_bytes`]). `SCAN MATCH` walks the
+    /// whole keyspace, so this takes time in proportion to every project's keys, not only `prefix`'s: it is
+    /// run on demand (usage) and when a project nears its quota, never periodically.
+    pub(super) async fn measure(&self, prefix: &str) -> Result<u64, StateError> {
+        let mut connection = self.connection.clone();
+        let (mut cursor, mut total, mut counted) = (0u64, 0u64, HashSet::new());
+        loop {
+            // One deadline per step: the walk as a whole may take longer than one store operation.
+            let (next, lengths) = within_deadline(Self::COMPONENT_TYPE, async {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern(prefix))
+                    .arg("COUNT")
+                    .arg(MEASURE_STEP)
+                    .arg("TYPE")
+                    .arg("hash")
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend_error)?;
+                let keys: Vec<String> = keys.into_iter().filter(|key| key.starts_with(prefix)).collect();
+                let mut pipeline = redis::pipe();
+                for key in &keys {
+                    pipeline.cmd("HEXISTS").arg(key).arg("data").cmd("HSTRLEN").arg(key).arg("data");
+                }
+                let answers: Vec<u64> = if keys.is_empty() {
+                    Vec::new()
+                } else {
+                    pipeline.query_async(&mut connection).await.map_err(backend_error)?
+                };
+                let lengths: Vec<(String, u64)> = keys
+                    .into_iter()
+                    .zip(answers.chunks(2))
+                    .filter(|(_, answer)| answer[0] == 1)
+                    .map(|(key, answer)| (key, answer[1]))
+                    .collect();
+                Ok((next, lengths))
+            })
+            .await?;
+            for (key, length) in lengths {
+                // A key the walk meets twice (while Redis resizes its table) counts once.
+                if counted.insert(key_digest(&key)) {
+                    total += key.len() as u64 + length;
+                }
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
+    }
+
     /// One `SCAN` step of a query at `request.after`, with the values of the keys it found.
     pub(super) async fn scan_batch(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {
         let (cursor, seen, until) = match request.after {

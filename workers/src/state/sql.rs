@@ -83,6 +83,10 @@ struct Statements {
     delete: String,
     delete_if_etag: String,
     sweep: String,
+    /// Bytes of the live items in a key range ($1 now, $2 the prefix, $3 the end of its range), with and
+    /// without an upper bound.
+    stored_bytes_bounded: String,
+    stored_bytes_unbounded: String,
 }
 
 impl Statements {
@@ -104,7 +108,21 @@ impl Statements {
                 size = if D::JSON == JsonDialect::Postgres { "octet_length(value)::bigint" } else { "length(value)" },
             )
         };
+        let octets = |column: &str| match D::JSON {
+            JsonDialect::Postgres => format!("octet_length({column})"),
+            JsonDialect::Sqlite => format!("length(CAST({column} AS BLOB))"),
+        };
+        let stored_bytes = |upper: &str| {
+            format!(
+                "SELECT CAST(COALESCE(SUM({} + {}), 0) AS BIGINT) AS bytes FROM {table} WHERE {key} >= $2{upper} AND {}",
+                octets("key"),
+                octets("value"),
+                live("$1"),
+            )
+        };
         Statements {
+            stored_bytes_bounded: stored_bytes(&format!(" AND {key} < $3")),
+            stored_bytes_unbounded: stored_bytes(""),
             create_table: D::create_table(table),
             create_indexes: D::create_indexes(table),
             get: format!("SELECT value, etag, expires_at FROM {table} WHERE key = $1 AND {}", live("$2")),
@@ -338,6 +356,26 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
 
     async fn transact(&self, operations: &[TransactionOperation]) -> Result<(), StateError> {
         write::transact(self, operations).await
+    }
+
+    async fn stored_bytes(&self, prefix: &str) -> Result<u64, StateError> {
+        within_deadline(D::COMPONENT_TYPE, async {
+            self.ensure_table().await?;
+            let upper = prefix_end(prefix);
+            let statement = if upper.is_some() {
+                &self.statements.stored_bytes_bounded
+            } else {
+                &self.statements.stored_bytes_unbounded
+            };
+            let mut query = sqlx::query(statement).bind(now_ms()).bind(prefix.to_owned());
+            if let Some(upper) = upper {
+                query = query.bind(upper);
+            }
+            let row = query.fetch_one(&self.pool).await.map_err(backend_error::<D>)?;
+            let bytes: i64 = row.try_get("bytes").map_err(backend_error::<D>)?;
+            Ok(u64::try_from(bytes).unwrap_or_default())
+        })
+        .await
     }
 
     async fn scan(&self, request: &ScanRequest<'_>) -> Result<ScanBatch, StateError> {

@@ -335,6 +335,32 @@ async fn write_without_ttl_makes_item_permanent(h: Harness) {
     assert_eq!(value_of(&h, &key).await.as_deref(), Some("v2"));
 }
 
+/// The managed kvstore is measured per project: keys and values of the live items under a prefix, in bytes.
+async fn stored_bytes_count_the_live_items_under_a_prefix(h: Harness) {
+    let inside = |name: &str| h.key(&format!("in/{name}"));
+    let prefix = inside("");
+    let measured = || h.store.stored_bytes(&prefix);
+    assert_eq!(measured().await.expect("measure an empty prefix"), 0);
+    h.store.set(&put(&inside("a"), "hello")).await.expect("set");
+    h.store.set(&put(&inside("a"), "hi")).await.expect("overwrite");
+    h.store.set(&SetRequest { value: vec![0, 255, 7], ..put(&inside("é"), "") }).await.expect("set binary");
+    h.store.set(&put(&inside("gone"), "deleted")).await.expect("set");
+    h.store.delete(&remove(&inside("gone"))).await.expect("delete");
+    h.store.set(&put(&h.key("in"), "a sibling key outside the prefix")).await.expect("set");
+    h.store.set(&put(&h.key("out/a"), "another prefix")).await.expect("set");
+    let expected = (inside("a").len() + 2 + inside("é").len() + 3) as u64;
+    assert_eq!(measured().await.expect("measure"), expected);
+    // An expired item is not stored any more, whether or not the backend has removed it yet.
+    h.store.set(&SetRequest { ttl_seconds: Some(1), ..put(&inside("brief"), "x") }).await.expect("set with TTL");
+    assert_eq!(measured().await.expect("measure"), expected + inside("brief").len() as u64 + 1);
+    let written = Instant::now();
+    while h.store.get(&inside("brief")).await.expect("get").is_some() {
+        assert!(written.elapsed() < Duration::from_secs(3), "an item with a TTL of 1 s still readable");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(measured().await.expect("measure"), expected);
+}
+
 cases_for_backends! {
     backends: [memory, sqlite, postgres, redis],
     cases: [
@@ -367,5 +393,6 @@ cases_for_backends! {
         concurrent_first_writes_have_one_winner,
         ttl_item_expires,
         write_without_ttl_makes_item_permanent,
+        stored_bytes_count_the_live_items_under_a_prefix,
     ],
 }
