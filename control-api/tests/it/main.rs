@@ -2,6 +2,7 @@
 
 mod harness;
 
+mod activity;
 mod appids;
 mod apply;
 mod configuration_items;
