@@ -77,9 +77,9 @@ async fn newest_calls(
     args: &LogsArgs,
     since: Option<DateTime<Utc>>,
 ) -> anyhow::Result<Vec<Value>> {
-    let mut url = api.url(&["projects", project, "logs"]);
+    let mut base = api.url(&["projects", project, "logs"]);
     {
-        let mut query = url.query_pairs_mut();
+        let mut query = base.query_pairs_mut();
         query.append_pair("limit", &args.limit.to_string());
         let filters = [
             ("appId", &args.app),
@@ -97,11 +97,24 @@ async fn newest_calls(
             query.append_pair("since", &since.to_rfc3339());
         }
     }
-    let mut page: Value = api.send(api.request(Method::GET, url)).await?.json().await?;
-    let mut calls = match page["items"].take() {
-        Value::Array(calls) => calls,
-        _ => anyhow::bail!("the control API answered the log without items"),
-    };
+    // A text search examines a window of calls per page: a short page with a token is not the end.
+    let (mut calls, mut continuation) = (Vec::new(), None::<String>);
+    loop {
+        let mut url = base.clone();
+        if let Some(token) = &continuation {
+            url.query_pairs_mut().append_pair("continuationToken", token);
+        }
+        let mut page: Value = api.send(api.request(Method::GET, url)).await?.json().await?;
+        match page["items"].take() {
+            Value::Array(items) => calls.extend(items),
+            _ => anyhow::bail!("the control API answered the log without items"),
+        }
+        continuation = page["continuationToken"].as_str().map(str::to_owned);
+        if calls.len() >= args.limit as usize || continuation.is_none() {
+            break;
+        }
+    }
+    calls.truncate(args.limit as usize);
     calls.reverse();
     Ok(calls)
 }

@@ -34,7 +34,9 @@ pub(crate) struct LogQuery {
     since: Option<DateTime<Utc>>,
     /// Only calls before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
-    /// Only calls whose path, method, component, target or App ID contain this text (any case).
+    /// Only calls whose path, method, component, target or App ID contain this text (any case). No index serves
+    /// it: a page examines at most 20,000 calls (newest first) for the text, so it may hold fewer calls than
+    /// `limit`, or none, and still carry a `continuationToken` to examine the next ones.
     q: Option<String>,
     /// Only calls made by App IDs (`from_app`) or made to them by the platform (`to_app`: pub/sub deliveries,
     /// job triggers, input binding events).

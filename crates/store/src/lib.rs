@@ -23,6 +23,7 @@ use sqlx::{AnyPool, Row};
 
 pub use api_calls::{
     latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, BUCKET_COLUMNS, LATENCY_BUCKETS_US,
+    TEXT_SEARCH_WINDOW,
 };
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};

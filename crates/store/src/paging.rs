@@ -6,6 +6,10 @@
 //! repeats nor shifts anything. OFFSET would re-read every row before the page. The continuation token is
 //! the last row's key, encoded: it only ever names a position inside the scope the caller already resolved,
 //! so a forged one can skip rows of that scope but never reach another's.
+//!
+//! A condition no index serves (the API log's text search) would make a page read every row of the scope when
+//! few match; such a condition is examined over a window of rows instead ([`Keyset::examined_filter`]): a page
+//! looks at most that many rows, and may come back short, or empty, with a token where it stopped.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -108,6 +112,10 @@ pub(crate) struct Keyset {
     descending: bool,
     /// Whether the statement is planned for each run's values (not prepared once and reused).
     planned_per_run: bool,
+    /// Conditions examined only over a window of rows (the clause, with `?` for its value, and the value).
+    examined: Vec<(String, Value)>,
+    /// The most rows of the scope one page examines for them.
+    window: u32,
 }
 
 impl Keyset {
@@ -120,6 +128,8 @@ impl Keyset {
             values: Vec::new(),
             descending: false,
             planned_per_run: false,
+            examined: Vec::new(),
+            window: u32::MAX,
         }
     }
 
@@ -150,6 +160,35 @@ impl Keyset {
         self
     }
 
+    /// Adds a condition no index serves, whose every `?` stands for `value`: a page examines at most `window` rows
+    /// of the scope (the other conditions) for it, so it may hold fewer rows than asked, or none, and still carry
+    /// a continuation token.
+    pub(crate) fn examined_filter(mut self, clause: &str, value: Value, window: u32) -> Keyset {
+        self.examined.push((clause.to_owned(), value));
+        self.window = self.window.min(window.max(1));
+        self
+    }
+
+    /// The statement reading `columns` of the rows the clauses so far select, in key order.
+    fn select(&self, columns: &str, order: &[String], limit: u64, offset: u64) -> String {
+        let filter =
+            if self.clauses.is_empty() { String::new() } else { format!("WHERE {}", self.clauses.join(" AND ")) };
+        let offset = if offset == 0 { String::new() } else { format!(" OFFSET {offset}") };
+        format!("SELECT {columns} FROM {} {filter} ORDER BY {} LIMIT {limit}{offset}", self.table, order.join(", "))
+    }
+
+    /// Runs `sql` with the values bound so far.
+    async fn fetch(&self, tx: &mut Tx, sql: &str) -> Result<Vec<AnyRow>> {
+        let mut query = sqlx::query(sql).persistent(!self.planned_per_run);
+        for value in &self.values {
+            query = match value {
+                Value::Text(text) => query.bind(text),
+                Value::Number(number) => query.bind(*number),
+            };
+        }
+        Ok(query.fetch_all(&mut *tx.tx).await?)
+    }
+
     /// Reads the page `request` names, converting each row with `read`.
     pub(crate) async fn page<T>(
         mut self,
@@ -165,34 +204,38 @@ impl Keyset {
             let beyond = if self.descending { "<" } else { ">" };
             self.clauses.push(format!("({}) {beyond} ({})", names.join(", "), after.join(", ")));
         }
-        let filter =
-            if self.clauses.is_empty() { String::new() } else { format!("WHERE {}", self.clauses.join(" AND ")) };
         let order: Vec<String> = names
             .iter()
             .map(|name| if self.descending { format!("{name} DESC") } else { (*name).to_owned() })
             .collect();
-        let sql = format!(
-            "SELECT {} FROM {} {filter} ORDER BY {} LIMIT {}",
-            self.columns,
-            self.table,
-            order.join(", "),
-            limit + 1
-        );
-        let mut query = sqlx::query(&sql).persistent(!self.planned_per_run);
-        for value in &self.values {
-            query = match value {
-                Value::Text(text) => query.bind(text),
-                Value::Number(number) => query.bind(*number),
-            };
+        // The last row of the window the examined conditions may look at: found from the index alone.
+        let window_end = match self.examined.is_empty() {
+            true => None,
+            false => {
+                let sql = self.select(&names.join(", "), &order, 1, u64::from(self.window) - 1);
+                let rows = self.fetch(tx, &sql).await?;
+                rows.first().map(|row| self.key.iter().map(|column| column.read(row)).collect::<Result<Vec<_>>>())
+            }
         }
-        let mut rows = query.fetch_all(&mut *tx.tx).await?;
-        // The one row past the page says whether another page follows, without counting the rest.
+        .transpose()?;
+        for (clause, value) in std::mem::take(&mut self.examined) {
+            self = self.filter(&clause, value);
+        }
+        if let Some(end) = &window_end {
+            let end: Vec<String> = end.iter().map(|value| self.bind(value.clone())).collect();
+            let within = if self.descending { ">=" } else { "<=" };
+            self.clauses.push(format!("({}) {within} ({})", names.join(", "), end.join(", ")));
+        }
+        let sql = self.select(self.columns, &order, u64::from(limit) + 1, 0);
+        let mut rows = self.fetch(tx, &sql).await?;
+        // The one row past the page says whether another page follows, without counting the rest; a page that
+        // examined its whole window continues after it.
         let continuation = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             let last = rows.last().expect("a full page has a last row");
             Some(encode(&self.key.iter().map(|column| column.read(last)).collect::<Result<Vec<_>>>()?))
         } else {
-            None
+            window_end.map(|end| encode(&end))
         };
         Ok(Page { items: rows.iter().map(read).collect::<Result<_>>()?, continuation })
     }
