@@ -328,7 +328,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
 
     if let Some(endpoint) = &config.otlp_endpoint {
         let flush_every = Duration::from_millis(config.otlp_flush_ms);
-        outrigger_telemetry::trace::export_to(endpoint, role.service_name(), flush_every)
+        outrigger_telemetry::trace::export_to(endpoint, role.service_name(), flush_every, config.trace_sampling_rate)
             .context("check OUTRIGGER_OTLP_ENDPOINT")?;
         tracing::info!(%endpoint, "exporting spans over OTLP");
     }

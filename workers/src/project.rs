@@ -59,6 +59,14 @@ pub struct Component<B: ?Sized, C> {
     pub config: C,
 }
 
+impl ProjectComponents {
+    /// The rate a trace the platform starts for `app_id` (a binding event) is sampled at: its Configuration's,
+    /// else the installation's.
+    pub fn sampling_rate(&self, app_id: &str) -> f64 {
+        self.sampling_rates.get(app_id).copied().unwrap_or_else(outrigger_telemetry::trace::default_sampling_rate)
+    }
+}
+
 impl<B: ?Sized, C> Component<B, C> {
     /// Whether `app_id` may use the component.
     pub fn allows(&self, app_id: &str) -> bool {
@@ -125,6 +133,8 @@ pub struct ProjectComponents {
     pub configuration: BTreeMap<String, Arc<ConfigurationComponent>>,
     /// The secret scopes of each App ID's Configuration, by App ID and then store name.
     pub secret_scopes: HashMap<String, BTreeMap<String, SecretScope>>,
+    /// The `tracing.samplingRate` of each App ID whose Configuration sets one.
+    pub sampling_rates: HashMap<String, f64>,
     /// `Subscription` documents.
     pub subscriptions: Vec<Document>,
     /// `Resiliency` documents.

@@ -341,17 +341,16 @@ impl Runtime {
         };
         let project_id = project_id.as_str();
 
-        let scopes_by_configuration: HashMap<String, BTreeMap<String, SecretScope>> = configurations
-            .into_iter()
-            .map(|stored| (stored.document.metadata.name, SecretScope::from_configuration(&stored.document.spec)))
-            .collect();
-        let secret_scopes = app_ids
-            .into_iter()
-            .filter_map(|app| {
-                let scopes = scopes_by_configuration.get(app.config.as_deref()?)?;
-                Some((app.name, scopes.clone()))
-            })
-            .collect();
+        let configurations: HashMap<String, Document> =
+            configurations.into_iter().map(|stored| (stored.document.metadata.name.clone(), stored.document)).collect();
+        let (mut secret_scopes, mut sampling_rates) = (HashMap::new(), HashMap::new());
+        for app in app_ids {
+            let Some(configuration) = app.config.as_deref().and_then(|name| configurations.get(name)) else { continue };
+            if let Some(rate) = outrigger_resources::sampling_rate(&configuration.spec) {
+                sampling_rates.insert(app.name.clone(), rate);
+            }
+            secret_scopes.insert(app.name, SecretScope::from_configuration(&configuration.spec));
+        }
         let mut components = ProjectComponents {
             state: BTreeMap::new(),
             pubsub: BTreeMap::new(),
@@ -361,6 +360,7 @@ impl Runtime {
             bindings: BTreeMap::new(),
             input_bindings: BTreeMap::new(),
             secret_scopes,
+            sampling_rates,
             subscriptions: subscriptions.into_iter().map(|stored| stored.document).collect(),
             resiliencies: resiliencies.into_iter().map(|stored| stored.document).collect(),
         };

@@ -1,5 +1,6 @@
 //! Rules for Configuration documents. The whole spec is kept; the parts Outrigger enforces are
-//! checked: access control (service invocation) and secret scopes (the secrets API).
+//! checked: access control (service invocation) and secret scopes (the secrets API); `tracing.samplingRate` is
+//! read as daprd reads it ([`sampling_rate`]).
 
 use crate::fields::{
     as_object, as_str, check_one_of, child, item, optional_list, optional_object, optional_string, required_string,
@@ -11,6 +12,15 @@ use crate::Invalid;
 const ACTIONS: [&str; 2] = ["allow", "deny"];
 
 const HTTP_VERBS: [&str; 10] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE", "CONNECT", "*"];
+
+/// The `tracing.samplingRate` a Configuration's spec sets, as daprd reads it: a number (written as a string in
+/// Dapr's documents; a bare number is read too), or daprd's default of 1 in 10,000 when it is not one. `None` when
+/// the spec sets no rate.
+pub fn sampling_rate(spec: &serde_json::Value) -> Option<f64> {
+    let rate = spec.get("tracing")?.get("samplingRate")?;
+    let text = rate.as_str().map(str::to_owned).unwrap_or_else(|| rate.to_string());
+    Some(text.trim().parse::<f64>().ok().filter(|rate| rate.is_finite()).unwrap_or(1e-4))
+}
 
 /// Checks a Configuration's spec.
 pub(crate) fn check(spec: &Object) -> Result<(), Invalid> {
@@ -88,6 +98,18 @@ mod tests {
 
     fn check_value(spec: Value) -> Result<(), Invalid> {
         check(spec.as_object().unwrap())
+    }
+
+    #[test]
+    fn sampling_rates_read_as_daprd_reads_them() {
+        let rate = |value: Value| sampling_rate(&json!({"tracing": {"samplingRate": value}}));
+        assert_eq!(rate(json!("0.5")), Some(0.5));
+        assert_eq!(rate(json!("0")), Some(0.0));
+        assert_eq!(rate(json!(1)), Some(1.0));
+        assert_eq!(rate(json!("")), Some(1e-4));
+        assert_eq!(rate(json!("often")), Some(1e-4));
+        assert_eq!(sampling_rate(&json!({"tracing": {}})), None);
+        assert_eq!(sampling_rate(&json!({})), None);
     }
 
     #[test]

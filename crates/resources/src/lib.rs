@@ -33,6 +33,7 @@ mod subscription;
 mod withhold;
 
 pub use app_identity::{AppIdentitySpec, APP_PROTOCOLS};
+pub use configuration::sampling_rate;
 pub use document::{parse_document, parse_documents, render_yaml, Document, ObjectMeta, ProjectCatalog};
 pub use duration::{parse_go_duration, parse_go_duration_or_count};
 pub use error::{Invalid, ParseError};

@@ -137,12 +137,6 @@ pub fn sampled_at(trace_id: &[u8; 16], rate: f64) -> bool {
     low < (rate * (1u64 << 63) as f64) as u64
 }
 
-/// A project's `tracing.samplingRate` as daprd reads it: a number, or daprd's default (1 in 10,000) when it
-/// is not one.
-pub fn parse_sampling_rate(text: &str) -> f64 {
-    text.trim().parse::<f64>().ok().filter(|rate| rate.is_finite()).unwrap_or(1e-4)
-}
-
 /// One hop of a call: its span's ids, its parent's span, and whether it is recorded for export.
 #[derive(Clone, Debug)]
 pub struct Hop {
@@ -259,6 +253,8 @@ impl Hop {
 struct Exporter {
     processor: BatchSpanProcessor,
     scope: InstrumentationScope,
+    /// The rate new traces are sampled at where an App ID's Configuration sets none.
+    default_sampling_rate: f64,
 }
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
@@ -276,9 +272,15 @@ pub struct ExportError {
 }
 
 /// Starts exporting recorded spans to the OTLP/gRPC collector at `endpoint` (e.g. `http://collector:4317`),
-/// as service `service_name` (`outrigger-gateway`, …). Batches leave at least every `flush_every`. Must be
-/// called inside the Tokio runtime, once per process; a second call changes nothing.
-pub fn export_to(endpoint: &str, service_name: &str, flush_every: Duration) -> Result<(), ExportError> {
+/// as service `service_name` (`outrigger-gateway`, …). Batches leave at least every `flush_every`; traces this
+/// process starts are sampled at `default_sampling_rate` unless the App ID's Configuration says otherwise. Must
+/// be called inside the Tokio runtime, once per process; a second call changes nothing.
+pub fn export_to(
+    endpoint: &str,
+    service_name: &str,
+    flush_every: Duration,
+    default_sampling_rate: f64,
+) -> Result<(), ExportError> {
     use opentelemetry_otlp::WithExportConfig;
     let failed = |reason: String| ExportError { endpoint: endpoint.to_owned(), reason };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -290,7 +292,7 @@ pub fn export_to(endpoint: &str, service_name: &str, flush_every: Duration) -> R
     let mut processor = BatchSpanProcessor::builder(exporter).with_batch_config(config).build();
     processor.set_resource(&Resource::builder_empty().with_service_name(service_name.to_owned()).build());
     let scope = InstrumentationScope::builder("outrigger").with_version(env!("CARGO_PKG_VERSION")).build();
-    let _ = EXPORTER.set(Exporter { processor, scope });
+    let _ = EXPORTER.set(Exporter { processor, scope, default_sampling_rate });
     Ok(())
 }
 
@@ -301,6 +303,12 @@ pub fn flush() {
             tracing::warn!(error = %err, "spans could not be exported at shutdown");
         }
     }
+}
+
+/// The rate traces this process starts are sampled at where an App ID's Configuration sets none; 0 when spans
+/// are not exported (nothing would be recorded).
+pub fn default_sampling_rate() -> f64 {
+    exporter().map_or(0.0, |exporter| exporter.default_sampling_rate)
 }
 
 /// Whether spans are exported by this process.
@@ -372,9 +380,5 @@ mod tests {
             })
             .count();
         assert!((2_000..3_000).contains(&sampled), "{sampled} of 10000 sampled at 0.25");
-        assert_eq!(parse_sampling_rate("0.5"), 0.5);
-        assert_eq!(parse_sampling_rate("0"), 0.0);
-        assert_eq!(parse_sampling_rate(""), 1e-4);
-        assert_eq!(parse_sampling_rate("often"), 1e-4);
     }
 }

@@ -99,12 +99,8 @@ impl Directory {
                 let configuration = identity.config.as_ref().and_then(|name| configurations.get(name));
                 let access_control =
                     configuration.and_then(|configuration| AccessControl::from_configuration(&configuration.spec));
-                let sampling_rate = configuration.and_then(|configuration| {
-                    let rate = configuration.spec.get("tracing")?.get("samplingRate")?;
-                    // Written as a string in Dapr's documents; a bare number is read too.
-                    let text = rate.as_str().map(str::to_owned).unwrap_or_else(|| rate.to_string());
-                    Some(outrigger_telemetry::trace::parse_sampling_rate(&text))
-                });
+                let sampling_rate =
+                    configuration.and_then(|configuration| outrigger_resources::sampling_rate(&configuration.spec));
                 let endpoint_url = identity.app_endpoint.as_deref().map(reqwest::Url::parse);
                 (identity.name.clone(), Callee { identity, access_control, sampling_rate, endpoint_url })
             })

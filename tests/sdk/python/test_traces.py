@@ -2,7 +2,8 @@
 
 The gateway's span continues the caller's `traceparent` (or starts a trace) and is returned to the caller; the
 worker's span of the bus call is its child (in another process on the distributed form); a pub/sub delivery is
-a span of the publisher's trace, whose context the subscriber app receives; an App ID whose Configuration sets
+a span of the publisher's trace, whose context the subscriber app receives; an input binding's event starts a
+trace of its own (daprd's `bindings/<name>`), whose context the app receives; an App ID whose Configuration sets
 `tracing.samplingRate: "0"` records nothing.
 """
 
@@ -12,6 +13,7 @@ import re
 
 from otlp_receiver import Receiver, Span
 from support import dapr_client, dapr_http
+from test_input_bindings import apps, cron  # noqa: F401
 from test_pubsub import publish_over_http, subscribed_project, subscriber_apps, wait_until_live  # noqa: F401
 
 TRACEPARENT = re.compile(r'^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$')
@@ -90,11 +92,25 @@ def test_a_delivery_is_a_span_of_the_publishers_trace(tenants, subscriber_apps, 
     delivered = TRACEPARENT.match(push.headers.get('traceparent', ''))
     assert delivered and delivered.group(1) == published.group(1), push.headers
     delivery = spans.wait_for(lambda span: span.span_id == delivered.group(2), 'the delivery span')
-    assert (delivery.name, delivery.kind) == ('pubsub/orders', 'consumer'), delivery
+    # daprd's internal callback spans are CLIENT spans.
+    assert (delivery.name, delivery.kind) == ('pubsub/orders', 'client'), delivery
     assert delivery.parent_span_id == published.group(2), delivery
     assert delivery.attributes['messaging.destination.name'] == 'orders', delivery
     server = spans.wait_for(lambda span: span.span_id == published.group(2), 'the publish call\'s span')
     worker_span_of(spans, server, 'worker/Publish')
+
+
+def test_a_binding_event_is_a_span_the_app_is_called_within(tenants, apps, spans):  # noqa: F811
+    app = apps()
+    project = tenants.project(apps=())
+    tenants.add_app(project, 'batch', app_endpoint=app.endpoint)
+    tenants.deployment.control.put_component(project.name, 'tick', cron('tick', '@every 1s'))
+    (_, headers, _), *_ = app.wait_for_events(1)
+    called = TRACEPARENT.match(headers.get('traceparent', ''))
+    assert called and called.group(3) == '01', headers
+    event = spans.wait_for(lambda span: span.span_id == called.group(2), 'the binding event\'s span')
+    assert (event.name, event.kind, event.parent_span_id) == ('bindings/tick', 'client', ''), event
+    assert (event.attributes['outrigger.app_id'], event.attributes['db.name']) == ('batch', 'tick'), event
 
 
 def test_a_sampling_rate_of_zero_records_nothing(tenants, spans):

@@ -44,7 +44,15 @@ pub(crate) async fn fire(
     let found = tx.find_resource(project, Kind::Component, component).await.map_err(|err| err.to_string())?;
     let document = found.ok_or_else(|| format!("component {component} is gone"))?.document;
     let apps = tx.list_app_ids(project).await.map_err(|err| err.to_string())?;
+    let configurations = tx.list_resources(project, Kind::Configuration).await.map_err(|err| err.to_string())?;
     drop(tx);
+    let sampling_rate = |app: &outrigger_store::AppIdentity| {
+        let configuration =
+            configurations.iter().find(|stored| Some(&stored.document.metadata.name) == app.config.as_ref());
+        configuration
+            .and_then(|stored| outrigger_resources::sampling_rate(&stored.document.spec))
+            .unwrap_or_else(outrigger_telemetry::trace::default_sampling_rate)
+    };
     let path = route_path(&document);
     let probe = !input_is_explicit(&document);
     let metadata = BTreeMap::from([
@@ -53,6 +61,7 @@ pub(crate) async fn fire(
     ]);
     let deliveries = apps.into_iter().filter(|app| document.applies_to(&app.name)).filter_map(|app| {
         // Apps speaking gRPC get input bindings through OnBindingEvent, which this version does not call.
+        let rate = sampling_rate(&app);
         let endpoint = app.app_endpoint.filter(|_| app.app_protocol != "grpc")?;
         let channel = AppChannel { endpoint, app_token: app.app_token };
         let (path, metadata) = (&path, &metadata);
@@ -70,7 +79,7 @@ pub(crate) async fn fire(
                     component: Some(component),
                     target: None,
                 };
-                deliver_binding_event((&channel, &to), client, path, Vec::new(), metadata).await
+                deliver_binding_event((&channel, &to), client, path, (Vec::new(), metadata), rate).await
             };
             delivered.await.map_err(|err| format!("App ID {}: {err}", app.name))
         })

@@ -42,6 +42,8 @@ struct AppSink {
     path: String,
     reader: Reader,
     api_log: outrigger_telemetry::ApiLog,
+    /// The App ID's trace sampling rate.
+    sampling_rate: f64,
 }
 
 #[async_trait]
@@ -55,7 +57,8 @@ impl EventSink for AppSink {
             component: Some(&self.reader.component),
             target: None,
         };
-        deliver_binding_event((&self.channel, &to), &self.client, &self.path, event.data, &event.metadata).await
+        let event = (event.data, &event.metadata);
+        deliver_binding_event((&self.channel, &to), &self.client, &self.path, event, self.sampling_rate).await
     }
 }
 
@@ -118,6 +121,7 @@ async fn read(
         path: target.path.clone(),
         reader: reader.clone(),
         api_log: worker.api_log.clone(),
+        sampling_rate: project.sampling_rate(&reader.app_id),
     });
     binding.read(reader, sink, stop).await.map_err(|err| err.to_string())
 }

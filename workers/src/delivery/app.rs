@@ -68,7 +68,7 @@ pub(crate) async fn deliver(
             Outcome::Success => None,
             Outcome::Retry(reason) | Outcome::Drop(reason) => Some(reason.clone()),
         };
-        hop.finish(format!("pubsub/{topic}"), SpanKind::Consumer, attributes, error);
+        hop.finish(format!("pubsub/{topic}"), SpanKind::Client, attributes, error);
     }
     outcome
 }
@@ -219,21 +219,30 @@ const NOT_PASSED_ON: [&str; 9] = [
 
 /// POSTs one input binding event to `path` as daprd does: the data as the body (`application/json`), each
 /// metadata entry as a lower-cased header. Accepted when the app answers 2xx.
+///
+/// The event is a span of its own (daprd's `bindings/<name>`): a child of the trace the event's metadata carries
+/// (`traceparent`, `tracestate`), or the first span of a trace sampled at `sampling_rate` (the App ID's); the
+/// app receives its context.
 pub(crate) async fn deliver_binding_event(
     (channel, to): (&AppChannel, &ToApp<'_>),
     client: &reqwest::Client,
     path: &str,
-    data: Vec<u8>,
-    metadata: &std::collections::BTreeMap<String, String>,
+    (data, metadata): (Vec<u8>, &std::collections::BTreeMap<String, String>),
+    sampling_rate: f64,
 ) -> Result<(), String> {
     let mut request = channel
         .request(client, reqwest::Method::POST, channel.url(path))
         .header("content-type", "application/json")
         .timeout(DELIVERY_TIMEOUT)
         .body(data);
+    let field = |name: &str| metadata.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
+    let (traceparent, tracestate) = (field("traceparent").map(String::as_str), field("tracestate").map(String::as_str));
+    let hop = (sampling_rate > 0.0).then(|| Hop::arriving(traceparent, tracestate, sampling_rate));
     for (name, value) in metadata {
         let name = name.to_ascii_lowercase();
-        if NOT_PASSED_ON.contains(&name.as_str()) || name.ends_with("-bin") {
+        // The span's own context replaces the one the event carried.
+        let replaced = hop.is_some() && name == "traceparent";
+        if replaced || NOT_PASSED_ON.contains(&name.as_str()) || name.ends_with("-bin") {
             continue;
         }
         let name = match name.strip_prefix("grpc-") {
@@ -247,11 +256,28 @@ pub(crate) async fn deliver_binding_event(
         };
         request = request.header(name, value);
     }
-    let response = to.send(client, request).await.map_err(|err| format!("error invoking app: {err}"))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
+    if let Some(hop) = &hop {
+        request = request.header("traceparent", hop.traceparent());
     }
-    let body = response.text().await.unwrap_or_default();
-    Err(format!("fails to send binding event to http app channel, status code: {} body: {body}", status.as_u16()))
+    let delivered = async {
+        let response = to.send(client, request).await.map_err(|err| format!("error invoking app: {err}"))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let body = response.text().await.unwrap_or_default();
+        Err(format!("fails to send binding event to http app channel, status code: {} body: {body}", status.as_u16()))
+    };
+    let outcome = delivered.await;
+    if let Some(hop) = hop.filter(Hop::recorded) {
+        let component = to.component.unwrap_or_default().to_owned();
+        let attributes = vec![
+            // The project's internal id: the worker knows no project names here.
+            KeyValue::new("outrigger.project_id", to.project_id.to_owned()),
+            KeyValue::new("outrigger.app_id", to.app_id.to_owned()),
+            KeyValue::new("db.name", component.clone()),
+        ];
+        hop.finish(format!("bindings/{component}"), SpanKind::Client, attributes, outcome.clone().err());
+    }
+    outcome
 }
