@@ -177,10 +177,10 @@ impl Keyset {
         format!("SELECT {columns} FROM {} {filter} ORDER BY {} LIMIT {limit}{offset}", self.table, order.join(", "))
     }
 
-    /// Runs `sql` with the values bound so far.
-    async fn fetch(&self, tx: &mut Tx, sql: &str) -> Result<Vec<AnyRow>> {
+    /// Runs `sql` with `values` bound to its placeholders.
+    async fn fetch(&self, tx: &mut Tx, sql: &str, values: &[Value]) -> Result<Vec<AnyRow>> {
         let mut query = sqlx::query(sql).persistent(!self.planned_per_run);
-        for value in &self.values {
+        for value in values {
             query = match value {
                 Value::Text(text) => query.bind(text),
                 Value::Number(number) => query.bind(*number),
@@ -208,34 +208,42 @@ impl Keyset {
             .iter()
             .map(|name| if self.descending { format!("{name} DESC") } else { (*name).to_owned() })
             .collect();
-        // The last row of the window the examined conditions may look at: found from the index alone.
-        let window_end = match self.examined.is_empty() {
-            true => None,
-            false => {
-                let sql = self.select(&names.join(", "), &order, 1, u64::from(self.window) - 1);
-                let rows = self.fetch(tx, &sql).await?;
-                rows.first().map(|row| self.key.iter().map(|column| column.read(row)).collect::<Result<Vec<_>>>())
-            }
-        }
-        .transpose()?;
-        for (clause, value) in std::mem::take(&mut self.examined) {
-            self = self.filter(&clause, value);
-        }
-        if let Some(end) = &window_end {
-            let end: Vec<String> = end.iter().map(|value| self.bind(value.clone())).collect();
-            let within = if self.descending { ">=" } else { "<=" };
-            self.clauses.push(format!("({}) {within} ({})", names.join(", "), end.join(", ")));
-        }
-        let sql = self.select(self.columns, &order, u64::from(limit) + 1, 0);
-        let mut rows = self.fetch(tx, &sql).await?;
-        // The one row past the page says whether another page follows, without counting the rest; a page that
-        // examined its whole window continues after it.
+        // The examined conditions filter the window's rows, which the inner statement reads in key order and stops
+        // after; where the window ends is read only when the page comes back short (from the index alone).
+        let (sql, window_end) = if self.examined.is_empty() {
+            (self.select(self.columns, &order, u64::from(limit) + 1, 0), None)
+        } else {
+            let end_sql = self.select(&names.join(", "), &order, 1, u64::from(self.window) - 1);
+            let window_end = Some((end_sql, self.values.clone()));
+            let inner = self.select(self.columns, &order, u64::from(self.window), 0);
+            let examined: Vec<String> = std::mem::take(&mut self.examined)
+                .into_iter()
+                .map(|(clause, value)| clause.replace('?', &self.bind(value)))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM ({inner}) AS windowed WHERE {} ORDER BY {} LIMIT {}",
+                self.columns,
+                examined.join(" AND "),
+                order.join(", "),
+                limit + 1
+            );
+            (sql, window_end)
+        };
+        let mut rows = self.fetch(tx, &sql, &self.values).await?;
+        // The one row past the page says whether another page follows, without counting the rest; a short page
+        // that examined a whole window continues after it.
         let continuation = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             let last = rows.last().expect("a full page has a last row");
             Some(encode(&self.key.iter().map(|column| column.read(last)).collect::<Result<Vec<_>>>()?))
+        } else if let Some((end_sql, values)) = window_end {
+            let end = self.fetch(tx, &end_sql, &values).await?;
+            end.first()
+                .map(|row| self.key.iter().map(|column| column.read(row)).collect::<Result<Vec<_>>>())
+                .transpose()?
+                .map(|end| encode(&end))
         } else {
-            window_end.map(|end| encode(&end))
+            None
         };
         Ok(Page { items: rows.iter().map(read).collect::<Result<_>>()?, continuation })
     }
