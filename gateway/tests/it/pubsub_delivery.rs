@@ -107,7 +107,8 @@ async fn deliveries_pause_while_the_app_is_unhealthy() {
     assert!(!received.lock().unwrap().contains(&99), "an expired message was delivered");
 }
 
-/// `bulkSubscribe`: events arrive in daprd's bulk envelope; an entry answered RETRY comes again.
+/// `bulkSubscribe`: events arrive in daprd's bulk envelope; an entry answered RETRY comes again; the request
+/// carries the trace context of its last event's delivery span, as daprd's does.
 #[tokio::test]
 async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
     let gateway = TestGateway::start().await;
@@ -117,9 +118,11 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
         let (batches, arrivals) = (batches.clone(), arrivals.clone());
         Router::new().route(
             "/bulk",
-            post(move |Json(batch): Json<Value>| {
+            post(move |headers: axum::http::HeaderMap, Json(mut batch): Json<Value>| {
                 let (batches, arrivals) = (batches.clone(), arrivals.clone());
                 async move {
+                    let traceparent = headers.get("traceparent").and_then(|value| value.to_str().ok());
+                    batch["traceparentHeader"] = json!(traceparent);
                     let mut seen = batches.lock().unwrap();
                     let retried_before = seen.iter().any(|earlier| {
                         earlier["entries"].as_array().unwrap().iter().any(|e| e["event"]["data"]["seq"] == 3)
@@ -196,6 +199,10 @@ async fn bulk_subscriptions_deliver_batches_with_per_entry_statuses() {
                 (batch["type"].as_str(), batch["topic"].as_str(), batch["pubsubname"].as_str()),
                 (Some("com.dapr.event.sent.bulk"), Some("bulk"), Some("pubsub"))
             );
+            let last_event = batch["entries"].as_array().unwrap().last().unwrap()["event"]["traceparent"].clone();
+            let (event, header) = (last_event.as_str().unwrap(), batch["traceparentHeader"].as_str().unwrap());
+            assert_eq!(header[..35], event[..35], "the delivery span belongs to the event's trace: {batch}");
+            assert_ne!(header[36..52], event[36..52], "the app is called within a span of its own: {batch}");
             break;
         }
         assert!(

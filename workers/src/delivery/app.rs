@@ -38,9 +38,9 @@ pub(crate) async fn deliver(
         .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
         .json(event);
     let field = |name: &str| event.get(name).and_then(Value::as_str).filter(|value| !value.is_empty());
-    // The delivery is a span of the publisher's trace (daprd's `pubsub/<topic>`); the app gets it as its
-    // parent. An event without a valid trace context is passed on as it came.
-    let hop = field("traceparent").and_then(|traceparent| Hop::continuing(traceparent, field("tracestate")));
+    // The delivery is a span of the publisher's trace; the app gets it as its parent. An event without a valid
+    // trace context is passed on as it came.
+    let hop = delivery_hop(event);
     match &hop {
         Some(hop) => {
             request = request.header("traceparent", hop.traceparent());
@@ -57,20 +57,35 @@ pub(crate) async fn deliver(
         }
     }
     let outcome = verdict(to.send(client, request).await, path).await;
-    if let Some(hop) = hop.filter(Hop::recorded) {
-        let topic = field("topic").unwrap_or_default().to_owned();
-        let attributes = vec![
-            KeyValue::new("messaging.system", "pubsub"),
-            KeyValue::new("messaging.destination.name", topic.clone()),
-            KeyValue::new("db.name", field("pubsubname").unwrap_or_default().to_owned()),
-        ];
-        let error = match &outcome {
-            Outcome::Success => None,
-            Outcome::Retry(reason) | Outcome::Drop(reason) => Some(reason.clone()),
-        };
-        hop.finish(format!("pubsub/{topic}"), SpanKind::Client, attributes, error);
+    if let Some(hop) = hop {
+        let (pubsub, topic) = (field("pubsubname").unwrap_or_default(), field("topic").unwrap_or_default());
+        finish_delivery_span(hop, (pubsub, topic), &outcome);
     }
     outcome
+}
+
+/// The delivery span of an event (daprd's `pubsub/<topic>`, a CLIENT span as its internal callbacks are), a
+/// child of the event's `traceparent`; `None` when the event carries no valid one.
+fn delivery_hop(event: &Map<String, Value>) -> Option<Hop> {
+    let field = |name: &str| event.get(name).and_then(Value::as_str).filter(|value| !value.is_empty());
+    Hop::continuing(field("traceparent")?, field("tracestate"))
+}
+
+/// Ends a delivery span with the app's verdict on its event.
+fn finish_delivery_span(hop: Hop, (pubsub, topic): (&str, &str), outcome: &Outcome) {
+    if !hop.recorded() {
+        return;
+    }
+    let attributes = vec![
+        KeyValue::new("messaging.system", "pubsub"),
+        KeyValue::new("messaging.destination.name", topic.to_owned()),
+        KeyValue::new("db.name", pubsub.to_owned()),
+    ];
+    let error = match outcome {
+        Outcome::Success => None,
+        Outcome::Retry(reason) | Outcome::Drop(reason) => Some(reason.clone()),
+    };
+    hop.finish(format!("pubsub/{topic}"), SpanKind::Client, attributes, error);
 }
 
 /// The app's verdict on one delivered event, from its answer to the POST of `path`.
@@ -99,6 +114,9 @@ async fn verdict(sent: Result<reqwest::Response, reqwest::Error>, path: &str) ->
 
 /// POSTs a batch in daprd's bulk envelope and reads one verdict per event: `{"statuses":[{"entryId",
 /// "status"}]}`; an entry without a status is retried, a failed request is retried whole (404: dropped).
+///
+/// Each event with a trace context gets its delivery span, as daprd makes them; the request carries the last
+/// one's context, as daprd's does.
 pub(crate) async fn deliver_bulk(
     (channel, to): (&AppChannel, &ToApp<'_>),
     client: &reqwest::Client,
@@ -127,12 +145,30 @@ pub(crate) async fn deliver_bulk(
         "topic": topic,
         "type": "com.dapr.event.sent.bulk",
     });
-    let whole = |outcome: Outcome| vec![outcome; events.len()];
-    let request = channel
+    let hops: Vec<Option<Hop>> = events.iter().map(|event| delivery_hop(event)).collect();
+    let mut request = channel
         .request(client, reqwest::Method::POST, channel.url(path))
         .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
         .json(&body);
-    let response = match to.send(client, request).await {
+    if let Some(last) = hops.iter().rev().flatten().next() {
+        request = request.header("traceparent", last.traceparent());
+        if let Some(state) = last.tracestate() {
+            request = request.header("tracestate", state);
+        }
+    }
+    let outcomes = bulk_verdicts(to.send(client, request).await, path, events.len()).await;
+    for (hop, outcome) in hops.into_iter().zip(&outcomes) {
+        if let Some(hop) = hop {
+            finish_delivery_span(hop, (pubsub, topic), outcome);
+        }
+    }
+    outcomes
+}
+
+/// The app's verdict on each of `count` events, from its answer to the bulk POST of `path`.
+async fn bulk_verdicts(sent: Result<reqwest::Response, reqwest::Error>, path: &str, count: usize) -> Vec<Outcome> {
+    let whole = |outcome: Outcome| vec![outcome; count];
+    let response = match sent {
         Ok(response) => response,
         Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),
     };
@@ -153,7 +189,7 @@ pub(crate) async fn deliver_bulk(
                 .collect()
         })
         .unwrap_or_default();
-    (0..events.len())
+    (0..count)
         .map(|index| match statuses.get(&index.to_string()).map(String::as_str) {
             Some("SUCCESS") => Outcome::Success,
             Some("DROP") => Outcome::Drop("the app answered DROP".to_owned()),
