@@ -273,3 +273,45 @@ fn a_stored_bytes_quota_refuses_writes_past_it_and_deletes_make_room() {
     let table = server.outrigger(["usage", "--project", "small"]).succeeds();
     assert!(table.contains("STORED BYTES") && table.contains(&one_item.to_string()), "{table}");
 }
+
+/// A text search examines a window of calls per page; `outrigger logs` follows the pages until it has what it
+/// asked for, so a match older than the first window is still shown.
+#[test]
+fn logs_follow_a_text_search_past_windows_without_a_match() {
+    let (dir, server) = start();
+    server.outrigger(["project", "create", "shop"]).succeeds();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        // The server's own control-plane database, written as its API log writer would.
+        let url = format!("sqlite://{}", dir.path().join("outrigger.db").display());
+        let store = outrigger_store::Store::connect(&url).await.unwrap();
+        let project = store.begin().await.unwrap().project("shop").await.unwrap();
+        let now = outrigger_store::now_millis();
+        let total = i64::from(outrigger_store::TEXT_SEARCH_WINDOW) + 5_000;
+        let calls: Vec<outrigger_store::ApiCall> = (0..total)
+            .map(|n| outrigger_store::ApiCall {
+                project_id: project.id.clone(),
+                at: now - n,
+                app_id: if n == total - 1 { "needle".into() } else { "orders".into() },
+                target: None,
+                api: "state".into(),
+                protocol: "http".into(),
+                method: "GET".into(),
+                path: "/v1.0/state/kvstore/k".into(),
+                component: Some("kvstore".into()),
+                status: 200,
+                grpc_code: None,
+                latency_us: 300,
+                trace_id: None,
+                span_id: None,
+                user_agent: None,
+                caller_addr: None,
+                direction: outrigger_store::CallDirection::FromApp,
+            })
+            .collect();
+        store.record_api_calls(&calls).await.unwrap();
+    });
+    let found = logged(&server, "shop", 1, &["--query", "NEEDLE"]);
+    let apps: Vec<&str> = found.iter().map(|call| call["appId"].as_str().unwrap()).collect();
+    assert_eq!(apps, ["needle"]);
+}
