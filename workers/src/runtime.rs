@@ -341,6 +341,13 @@ impl Runtime {
         };
         let project_id = project_id.as_str();
 
+        let metrics = outrigger_telemetry::metrics().runtime();
+        for resiliency in &resiliencies {
+            let document = &resiliency.document;
+            for app in app_ids.iter().filter(|app| document.applies_to(&app.name)) {
+                metrics.resiliency_loaded((&project.name, &app.name), &document.metadata.name);
+            }
+        }
         let configurations: HashMap<String, Document> =
             configurations.into_iter().map(|stored| (stored.document.metadata.name.clone(), stored.document)).collect();
         let (mut secret_scopes, mut sampling_rates) = (HashMap::new(), HashMap::new());

@@ -371,6 +371,14 @@ async fn retried_and_timed_out_calls_move_daprds_resiliency_series() {
     ] {
         assert!(text.contains(&expected), "{expected} missing from:\n{text}");
     }
+
+    // A worker reading the project's documents (for a state call) loads the Resiliency for each App ID.
+    let loaded = r#"dapr_resiliency_loaded{app_id="caller",name="callee-policies",project="resilient-shop"}"#;
+    assert!(!text.contains(loaded), "nothing loaded the project's documents yet:\n{text}");
+    let answer = gateway.http("GET", "/v1.0/state/kvstore/k", Some(&token), None).await;
+    assert_eq!(answer.status, StatusCode::NO_CONTENT);
+    let text = outrigger_telemetry::metrics().render();
+    assert!(text.contains(&format!("{loaded} 1")), "{loaded} missing from:\n{text}");
 }
 
 #[tokio::test]

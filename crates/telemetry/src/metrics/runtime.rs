@@ -208,6 +208,7 @@ pub(crate) struct RuntimeSeries {
     activity_execution: CachedSeries,
     resiliency_applied: PolicyCounter,
     resiliency_activated: PolicyCounter,
+    resiliency_loaded: IntCounterVec,
     breaker_state: IntGaugeVec,
     /// The four `dapr_resiliency_cb_state` gauges of a breaker, by the hash of its labels' parts.
     breaker_gauges: RwLock<HashMap<u64, [IntGauge; 4], FnvBuildHasher>>,
@@ -313,6 +314,12 @@ impl RuntimeSeries {
                  after a state change.",
                 policy,
             )),
+            resiliency_loaded: counter(
+                registry,
+                "dapr_resiliency_loaded",
+                "Number of resiliency policies loaded.",
+                &["project", "app_id", "name"],
+            ),
             breaker_state,
             breaker_gauges: RwLock::default(),
         }
@@ -420,6 +427,13 @@ impl<'a> Runtime<'a> {
         if let Some(state) = breaker {
             self.breaker_state([project, app_id, name, policy, direction, kind, target], state);
         }
+    }
+
+    /// Counts a Resiliency document loaded for an App ID (`dapr_resiliency_loaded`): each time a process reads the
+    /// project's documents, as daprd counts the documents it loads for its app.
+    pub fn resiliency_loaded(&self, (project, app_id): (&str, &str), name: &str) {
+        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, name);
+        self.series().resiliency_loaded.with_label_values(&[project, app_id, name]).inc();
     }
 
     /// Sets the breaker's `dapr_resiliency_cb_state` series: 1 for its state, 0 for the others.
