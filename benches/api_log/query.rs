@@ -481,20 +481,11 @@ fn page_binds(project_id: &str, filter: &ApiCallFilter, continuation: Option<&st
     binds.extend(filter.direction.map(|direction| Bound::Text(direction.as_str().to_owned())));
     binds.extend(filter.since.map(Bound::Number));
     binds.extend(filter.until.map(Bound::Number));
-    if let Some(text) = &filter.text {
-        let mut pattern = String::from("%");
-        for c in text.to_lowercase().chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                pattern.push('\\');
-            }
-            pattern.push(c);
-        }
-        pattern.push('%');
-        binds.push(Bound::Text(pattern));
-    }
     if let Some(key) = continuation.and_then(decode_token) {
         binds.extend(key.into_iter().map(Bound::Number));
     }
+    // The text search is examined over a window of the rows the conditions above select: bound after them.
+    binds.extend(filter.text.as_deref().map(|text| Bound::Text(outrigger_store::text_search_pattern(text))));
     binds
 }
 
@@ -532,15 +523,20 @@ async fn explain(database: &Database, store: &Store, project: &str, set: &Filter
     let outcome = page(store, project, &filter, continuation.clone()).await;
     CAPTURING.store(false, Ordering::Relaxed);
     outcome?;
-    let sql = CAPTURED
-        .lock()
-        .ok()
-        .and_then(|captured| captured.iter().rev().find(|sql| sql.contains("FROM api_calls")).cloned())
-        .context("sqlx logged no statement on api_calls (is its statement log off?)")?;
     let mut tx = store.begin().await?;
     let project_id = tx.project(project).await?.id;
     drop(tx);
     let binds = page_binds(project_id.as_str(), &filter, continuation.as_deref());
+    // The statement reading the page: a text search's short page also reads where its window ends, after it.
+    let sql = CAPTURED
+        .lock()
+        .ok()
+        .and_then(|captured| {
+            let mut newest_first = captured.iter().rev().filter(|sql| sql.contains("FROM api_calls"));
+            let newest = newest_first.clone().next();
+            newest_first.find(|sql| placeholders(sql) == binds.len()).or(newest).cloned()
+        })
+        .context("sqlx logged no statement on api_calls (is its statement log off?)")?;
     if placeholders(&sql) != binds.len() {
         anyhow::bail!(
             "the statement has {} placeholders, the bench knows {} values: {sql}",

@@ -234,8 +234,8 @@ fn call_from_row(row: &AnyRow) -> Result<ApiCall> {
     })
 }
 
-/// `text` as a LIKE pattern matching it anywhere, lower-cased, its wildcards escaped.
-fn contains_pattern(text: &str) -> String {
+/// `text` as the LIKE pattern of a text search (`q`): matching it anywhere, lower-cased, its wildcards escaped.
+pub fn text_search_pattern(text: &str) -> String {
     let mut pattern = String::from("%");
     for c in text.to_lowercase().chars() {
         if matches!(c, '%' | '_' | '\\') {
@@ -469,7 +469,7 @@ impl Tx {
             listing = listing.examined_filter(
                 "(LOWER(path) LIKE ? ESCAPE '\\' OR LOWER(method) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(component, '')) LIKE ? ESCAPE '\\' \
                  OR LOWER(COALESCE(target, '')) LIKE ? ESCAPE '\\' OR LOWER(app_id) LIKE ? ESCAPE '\\')",
-                Value::Text(contains_pattern(text)),
+                Value::Text(text_search_pattern(text)),
                 TEXT_SEARCH_WINDOW,
             );
         }
@@ -553,6 +553,6 @@ mod tests {
 
     #[test]
     fn search_text_matches_itself_only() {
-        assert_eq!(contains_pattern("Order_1%"), "%order\\_1\\%%");
+        assert_eq!(text_search_pattern("Order_1%"), "%order\\_1\\%%");
     }
 }

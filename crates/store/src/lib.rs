@@ -22,8 +22,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use api_calls::{
-    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, BUCKET_COLUMNS, LATENCY_BUCKETS_US,
-    TEXT_SEARCH_WINDOW,
+    latency_bucket, text_search_pattern, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings,
+    BUCKET_COLUMNS, LATENCY_BUCKETS_US, TEXT_SEARCH_WINDOW,
 };
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
