@@ -135,6 +135,19 @@ pub struct Config {
     pub api_log: bool,
     /// How long the API log keeps a call, in hours. Default 72.
     pub api_log_retention_hours: u64,
+    /// How long an access token from `POST /api/v1/auth/login` or `/refresh` works, in seconds. Default 300.
+    /// A session that ends (logout, removal from the organization) refuses its tokens at once regardless.
+    pub access_token_ttl_secs: u64,
+    /// How long a session may be refreshed without signing in again, in hours. Default 336 (14 days).
+    pub refresh_token_ttl_hours: u64,
+    /// How often a new key starts signing access tokens, in hours; the one before keeps verifying the tokens
+    /// it signed. Default 24.
+    pub signing_key_rotation_hours: u64,
+    /// How long the audit trail keeps a control-plane change, in days. Default 365.
+    pub audit_retention_days: u64,
+    /// Failed sign-ins for one email within 15 minutes after which sign-in is refused for it until those 15
+    /// minutes end. Default 5.
+    pub login_max_failures: u32,
     /// How many calls the API log keeps per project at most (the oldest go first). Default 100000.
     pub api_log_max_calls_per_project: u64,
     /// Address of a separate listener serving only `GET /metrics` (Prometheus text), without authentication.
@@ -196,6 +209,11 @@ impl Default for Config {
             tls_key_file: None,
             api_log: true,
             api_log_retention_hours: 72,
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_hours: 336,
+            signing_key_rotation_hours: 24,
+            login_max_failures: 5,
+            audit_retention_days: 365,
             api_log_max_calls_per_project: 100_000,
             metrics_addr: None,
             metrics_tenant_limit: 100,
@@ -280,6 +298,11 @@ impl Config {
             ("OUTRIGGER_HEADER_READ_TIMEOUT_MS", self.header_read_timeout_ms),
             ("OUTRIGGER_BODY_IDLE_TIMEOUT_MS", self.body_idle_timeout_ms),
             ("OUTRIGGER_API_LOG_RETENTION_HOURS", self.api_log_retention_hours),
+            ("OUTRIGGER_ACCESS_TOKEN_TTL_SECS", self.access_token_ttl_secs),
+            ("OUTRIGGER_REFRESH_TOKEN_TTL_HOURS", self.refresh_token_ttl_hours),
+            ("OUTRIGGER_SIGNING_KEY_ROTATION_HOURS", self.signing_key_rotation_hours),
+            ("OUTRIGGER_LOGIN_MAX_FAILURES", u64::from(self.login_max_failures)),
+            ("OUTRIGGER_AUDIT_RETENTION_DAYS", self.audit_retention_days),
             ("OUTRIGGER_API_LOG_MAX_CALLS_PER_PROJECT", self.api_log_max_calls_per_project),
             ("OUTRIGGER_OTLP_FLUSH_MS", self.otlp_flush_ms),
         ] {

@@ -557,6 +557,16 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 stored_bytes: Some(config.quota_stored_bytes),
             },
             stored_bytes: kvstore.map(|kvstore| Arc::new(ManagedKvstoreUsage(kvstore)) as _),
+            sessions: outrigger_control_api::SessionOptions {
+                access_ttl: Duration::from_secs(config.access_token_ttl_secs),
+                refresh_ttl: Duration::from_secs(config.refresh_token_ttl_hours * 3600),
+                key_rotation: Duration::from_secs(config.signing_key_rotation_hours * 3600),
+            },
+            login_throttle: outrigger_control_api::LoginThrottle {
+                per_email: config.login_max_failures,
+                ..Default::default()
+            },
+            audit_retention: Duration::from_secs(config.audit_retention_days * 24 * 3600),
         };
         let router = outrigger_control_api::router(store.clone(), options);
         tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));

@@ -105,6 +105,7 @@ async fn fill(database: &Database, store: &Store, records: u64) -> anyhow::Resul
         let mut tx = store.begin().await?;
         for index in start..(start + 500).min(QUERY_PROJECTS) {
             let new = NewProject {
+                org_id: outrigger_store::OrgId::default_org(),
                 name: calls::query_project(index),
                 managed_kvstore: true,
                 managed_pubsub: true,
@@ -291,7 +292,7 @@ async fn page(
 ) -> anyhow::Result<(Duration, usize, Option<String>)> {
     let started = Instant::now();
     let mut tx = store.begin().await?;
-    let found = tx.project(project).await?;
+    let found = tx.project(&outrigger_store::OrgId::default_org(), project).await?;
     let request = PageRequest { limit: DEFAULT_PAGE_SIZE, continuation };
     let page = tx.page_api_calls(&found.id, filter, &request).await?;
     drop(tx);
@@ -524,7 +525,7 @@ async fn explain(database: &Database, store: &Store, project: &str, set: &Filter
     CAPTURING.store(false, Ordering::Relaxed);
     outcome?;
     let mut tx = store.begin().await?;
-    let project_id = tx.project(project).await?.id;
+    let project_id = tx.project(&outrigger_store::OrgId::default_org(), project).await?.id;
     drop(tx);
     let binds = page_binds(project_id.as_str(), &filter, continuation.as_deref());
     // The statement reading the page: a text search's short page also reads where its window ends, after it.

@@ -397,6 +397,7 @@ pub async fn writer(
     if probe {
         let mut tx = store.begin().await?;
         let new = NewProject {
+            org_id: outrigger_store::OrgId::default_org(),
             name: PROBE_PROJECT.to_owned(),
             managed_kvstore: true,
             managed_pubsub: true,
@@ -526,7 +527,7 @@ pub async fn writer(
 async fn probe_read(store: &Store) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let mut tx = store.begin().await?;
-    tx.project(PROBE_PROJECT).await?;
+    tx.project(&outrigger_store::OrgId::default_org(), PROBE_PROJECT).await?;
     drop(tx);
     Ok(started.elapsed())
 }

@@ -110,8 +110,13 @@ async fn seed_batch(
     let mut tenants = Vec::with_capacity(end - start);
     for index in start..end {
         let name = project_name(index);
-        let new =
-            NewProject { name: name.clone(), managed_kvstore: true, managed_pubsub: true, pool: "default".into() };
+        let new = NewProject {
+            org_id: outrigger_store::OrgId::default_org(),
+            name: name.clone(),
+            managed_kvstore: true,
+            managed_pubsub: true,
+            pool: "default".into(),
+        };
         let project = tx.create_project(&new).await.with_context(|| format!("creating project {name}"))?;
         let app = AppIdentity {
             name: APP.to_owned(),

@@ -26,11 +26,12 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     details: Option<serde_json::Value>,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: None }
+        ApiError { status, code, message: message.into(), details: None, retry_after_secs: None }
     }
 
     /// 400: the input is wrong; the message says how.
@@ -38,13 +39,36 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
-    /// 401: no or wrong operator token.
+    /// 401: no credential, or one that is wrong, expired, revoked or ended.
     pub fn unauthorized() -> ApiError {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or invalid operator token: send 'Authorization: Bearer <token>' (OUTRIGGER_ADMIN_TOKEN, or the admin-token file in the data directory)",
+            "missing or invalid credential: send 'Authorization: Bearer <token>' with the operator token \
+             (OUTRIGGER_ADMIN_TOKEN, or the admin-token file in the data directory), an API key, or an access token \
+             from POST /api/v1/auth/login (refresh it with POST /api/v1/auth/refresh when it expires)",
         )
+    }
+
+    /// 401 from sign-in: the email or password is wrong (which one is not said).
+    pub fn invalid_credentials() -> ApiError {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "wrong email or password, or the refresh token is no longer valid: sign in again",
+        )
+    }
+
+    /// 403: the caller is known but its role does not allow this.
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 429: too many attempts; try again after `retry_after_secs`.
+    pub fn too_many_requests(message: impl Into<String>, retry_after_secs: u64) -> ApiError {
+        let mut err = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message);
+        err.retry_after_secs = Some(retry_after_secs.max(1));
+        err
     }
 
     /// 404.
@@ -119,7 +143,11 @@ impl From<outrigger_store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody { code: self.code, message: self.message, details: self.details };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 

@@ -1,13 +1,14 @@
-//! The REST control plane: projects, App IDs and their tokens, Dapr resources, apply and export, and the
-//! workflow instances of each project.
+//! The REST control plane: organizations, their members, API keys and audit trail; projects, App IDs and their
+//! tokens, Dapr resources, apply and export, and the workflow instances of each project.
 //!
 //! Handlers are thin: they parse, call the resource model (`outrigger-resources`) and the project-state
 //! transition in [`state`], and answer. Every failure becomes an answer in exactly one place,
 //! [`error::ApiError`].
 
+mod access;
 mod auth;
 
-use auth::SecurityScheme as OperatorTokenScheme;
+use auth::SecurityScheme as CredentialSchemes;
 mod error;
 mod extract;
 mod names;
@@ -27,6 +28,9 @@ use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+pub use access::ORG_HEADER;
+pub use auth::session::SessionOptions;
+pub use auth::throttle::LoginThrottle;
 pub use error::{ApiError, ErrorBody};
 
 /// Told about every committed change to a project's configuration, so that whoever caches it (workers)
@@ -70,6 +74,12 @@ pub struct Options {
     pub default_quotas: outrigger_store::Quotas,
     /// Measures the managed kvstore for usage; without it usage reports no stored bytes.
     pub stored_bytes: Option<Arc<dyn StoredBytes>>,
+    /// How long sessions and their access tokens last, and how often the signing key changes.
+    pub sessions: SessionOptions,
+    /// When sign-in attempts are refused.
+    pub login_throttle: LoginThrottle,
+    /// How long the audit trail keeps an event.
+    pub audit_retention: std::time::Duration,
 }
 
 /// Shared by every handler.
@@ -79,6 +89,10 @@ pub struct AppState {
     workflows: Arc<outrigger_workflow::Engine>,
     options: Arc<Options>,
     admin_token_hash: Arc<[u8; 32]>,
+    sessions: Arc<auth::session::Signer>,
+    login_attempts: Arc<auth::throttle::Attempts>,
+    /// When this process last removed expired audit events.
+    audit_expired_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 #[derive(OpenApi)]
@@ -88,9 +102,11 @@ pub struct AppState {
         description = "Manage projects, App IDs and their API tokens, the Dapr resources (components, subscriptions, resiliencies, configurations, HTTP endpoints) of each project, the items of its managed configuration store, and its workflow instances.",
         license(name = "Apache-2.0")
     ),
-    modifiers(&OperatorTokenScheme),
-    security(("operatorToken" = [])),
+    modifiers(&CredentialSchemes),
+    security(("operatorToken" = []), ("apiKey" = []), ("accessToken" = [])),
     tags(
+        (name = "auth", description = "Signing in: sessions with short-lived access tokens, refreshed and ended"),
+        (name = "orgs", description = "Organizations own projects; their members, API keys, quotas and audit trail"),
         (name = "projects", description = "Tenants: each has its own App IDs, components and data"),
         (name = "appids", description = "App identities, their API tokens and app connections"),
         (name = "resources", description = "Dapr documents of a project"),
@@ -125,13 +141,16 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
         workflows: Arc::new(outrigger_workflow::Engine::new(store.workflow_tables())),
         store,
         admin_token_hash: Arc::new(auth::digest(&options.admin_token)),
+        sessions: Arc::new(auth::session::Signer::new(options.sessions)),
+        login_attempts: Arc::new(auth::throttle::Attempts::new(options.login_throttle)),
+        audit_expired_at: Arc::default(),
         options: Arc::new(options),
     };
     let (serve_metrics, metrics_state) = (state.options.serve_metrics, state.clone());
     let (api, document) = api_router().split_for_parts();
     let document = Arc::new(openapi::complete(document));
     let api = api
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_operator))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), access::authorize))
         .fallback(|| async { ApiError::not_found("no such route: see GET /api/v1/openapi.json for the routes") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(DefaultBodyLimit::max(state.options.max_body_bytes))
@@ -149,8 +168,8 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
         true => router.merge(
             Router::new()
                 .route("/metrics", get(prometheus_metrics))
-                .route_layer(axum::middleware::from_fn_with_state(metrics_state, auth::require_operator))
-                .with_state(()),
+                .route_layer(axum::middleware::from_fn_with_state(metrics_state.clone(), access::authorize))
+                .with_state(metrics_state),
         ),
         false => router,
     }

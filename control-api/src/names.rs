@@ -13,8 +13,13 @@ pub(crate) enum Rule {
     DnsLabel,
     /// Dapr resources: dot-separated parts of letters, digits, `-` and `_`, at most 253 characters.
     ResourceName,
-    /// API token identifiers as the server issues them.
-    TokenId,
+    /// Identifiers as the server issues them: one of the prefixes, `_`, and 32 hexadecimal digits.
+    Id {
+        /// The prefixes ids of this kind have.
+        prefixes: &'static [&'static str],
+        /// What they identify, and where they are listed.
+        what: &'static str,
+    },
 }
 
 const DNS_LABEL: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
@@ -26,12 +31,16 @@ impl Rule {
         match self {
             Rule::DnsLabel => validate_dns_label(value).map_err(|invalid| invalid.to_string()),
             Rule::ResourceName => validate_resource_name(value).map_err(|invalid| invalid.to_string()),
-            Rule::TokenId => {
-                let hex = value.strip_prefix("tok_").unwrap_or_default();
-                let valid = hex.len() == 32 && hex.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
+            Rule::Id { prefixes, what } => {
+                let hex = value.split_once('_').filter(|(prefix, _)| prefixes.contains(prefix)).map(|(_, hex)| hex);
+                let valid = hex.is_some_and(|hex| {
+                    hex.len() == 32 && hex.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+                });
                 valid.then_some(()).ok_or_else(|| {
-                    "is not a token id: ids are 'tok_' and 32 hexadecimal digits, as the token listing shows them"
-                        .to_owned()
+                    format!(
+                        "is not {what} id: ids are '{}_' and 32 hexadecimal digits, as their listing shows them",
+                        prefixes.join("_' or '")
+                    )
                 })
             }
         }
@@ -42,20 +51,28 @@ impl Rule {
         let (pattern, max_length) = match self {
             Rule::DnsLabel => (format!("^{DNS_LABEL}$"), 63),
             Rule::ResourceName => (format!("^{RESOURCE_NAME_PART}(\\.{RESOURCE_NAME_PART})*$"), 253),
-            Rule::TokenId => ("^tok_[0-9a-f]{32}$".to_owned(), 36),
+            Rule::Id { prefixes, .. } => (format!("^({})_[0-9a-f]{{32}}$", prefixes.join("|")), 36),
         };
         json!({"type": "string", "pattern": pattern, "minLength": 1, "maxLength": max_length})
     }
 }
 
 /// Path parameters that are names, by parameter name. `instance` and `event` are free-form, as in Dapr.
-pub(crate) const PATH_RULES: &[(&str, Rule)] =
-    &[("project", Rule::DnsLabel), ("app", Rule::DnsLabel), ("name", Rule::ResourceName), ("token_id", Rule::TokenId)];
+pub(crate) const PATH_RULES: &[(&str, Rule)] = &[
+    ("org", Rule::DnsLabel),
+    ("project", Rule::DnsLabel),
+    ("app", Rule::DnsLabel),
+    ("name", Rule::ResourceName),
+    ("token_id", Rule::Id { prefixes: &["tok"], what: "a token" }),
+    ("member", Rule::Id { prefixes: &["usr", "sva"], what: "a member" }),
+    ("key_id", Rule::Id { prefixes: &["key"], what: "an API key" }),
+];
 
 /// Body fields that are names: (schema component, property, rule).
 pub(crate) const FIELD_RULES: &[(&str, &str, Rule)] = &[
     ("CreateProject", "name", Rule::DnsLabel),
     ("CreateProject", "pool", Rule::DnsLabel),
+    ("CreateOrg", "name", Rule::DnsLabel),
     ("CreateAppId", "name", Rule::DnsLabel),
     ("CreateAppId", "config", Rule::ResourceName),
     ("UpdateAppId", "config", Rule::ResourceName),
@@ -84,6 +101,8 @@ mod tests {
         assert!(check_path_param("name", "a..b").is_err());
         assert_eq!(check_path_param("token_id", "tok_0123456789abcdef0123456789abcdef"), Ok(()));
         assert!(check_path_param("token_id", "tok_0123").is_err());
+        assert!(check_path_param("token_id", "key_0123456789abcdef0123456789abcdef").is_err());
+        assert_eq!(check_path_param("member", "sva_0123456789abcdef0123456789abcdef"), Ok(()));
         assert_eq!(check_path_param("instance", "Any Thing/at all"), Ok(()));
     }
 }

@@ -1,19 +1,27 @@
 //! The OpenAPI document's cross-cutting facts, added to every route in one pass after the routes are
-//! collected: the error answers each route can give because of how requests are read (401 from the operator
-//! check, 400 from the query, path and body extractors, 404 for a project or entry that is absent, 413 and 422
-//! for bodies), and the name rules of path parameters and body fields ([`crate::names`]). Route annotations
-//! list only what is particular to a route (its success answers, 409s, a 400 with a special meaning).
+//! collected: who may call each route ([`crate::access::RULES`]: `x-required-role` and a sentence in its
+//! description), the error answers each route can give because of how requests are read and authorized (401
+//! without a valid credential, 403 for a role too low, 400 from the query, path and body extractors, 404 for an
+//! organization, project or entry that is absent or out of the caller's sight, 413 and 422 for bodies), and the
+//! name rules of path parameters and body fields ([`crate::names`]). Route annotations list only what is
+//! particular to a route (its success answers, 409s, a 400 with a special meaning).
 
 use serde_json::{json, Map, Value};
 use utoipa::openapi::OpenApi;
 
+use crate::access::{rule, Need};
 use crate::names::{FIELD_RULES, PATH_RULES};
 
 /// The shared error answers: status, component name, and when it is given.
-const ERRORS: [(&str, &str, &str); 5] = [
+const ERRORS: [(&str, &str, &str); 6] = [
     ("400", "BadRequest", "Invalid input: a query parameter, path parameter or body the message names"),
-    ("401", "Unauthorized", "Missing or wrong operator token"),
-    ("404", "NotFound", "The project, or the entry the path names, does not exist"),
+    ("401", "Unauthorized", "Missing, wrong, expired or revoked credential"),
+    ("403", "Forbidden", "The caller's role does not allow this: the message names the role it needs"),
+    (
+        "404",
+        "NotFound",
+        "The organization, the project, or the entry the path names does not exist or is outside the caller's roles",
+    ),
     ("413", "PayloadTooLarge", "The body exceeds OUTRIGGER_CONTROL_API_MAX_BODY_BYTES"),
     ("422", "UnprocessableEntity", "Well-formed JSON of the wrong shape (a missing, unknown or mistyped field)"),
 ];
@@ -24,6 +32,7 @@ const METHODS: [&str; 5] = ["get", "put", "post", "patch", "delete"];
 /// what JSON Schema says, such as a nullable string with a pattern, back in).
 pub(crate) fn complete(document: OpenApi) -> Value {
     let mut value = serde_json::to_value(document).expect("the OpenAPI document serialises");
+    add_required_roles(&mut value);
     add_error_responses(&mut value);
     mark_optional_bodies(&mut value);
     add_path_rules(&mut value);
@@ -31,19 +40,41 @@ pub(crate) fn complete(document: OpenApi) -> Value {
     value
 }
 
-/// Which shared error answers an operation gives, from how its request is read.
-fn errors_of(operation: &Value) -> Vec<&'static str> {
-    let has_path_params =
-        operation["parameters"].as_array().into_iter().flatten().any(|parameter| parameter["in"] == "path");
+/// Which shared error answers an operation gives, from how its request is read and authorized.
+fn errors_of(need: Need, operation: &Value) -> Vec<&'static str> {
     let body = operation["requestBody"]["content"].as_object();
     // JSON-only bodies are read by `JsonBody`, which tells malformed JSON (400) from a wrong shape (422);
     // documents and YAML are parsed by the resource model, whose refusals are 400s.
     let json_only = body.is_some_and(|content| content.keys().eq(["application/json"].iter()));
-    let mut statuses = vec!["400", "401"];
-    statuses.extend(has_path_params.then_some("404"));
+    let mut statuses = vec!["400"];
+    statuses.extend((need != Need::Public).then_some("401"));
+    statuses.extend(matches!(need, Need::Installation | Need::Org(_) | Need::Project(_)).then_some("403"));
+    // The organization a request works in (its header, or the path) may be absent or out of sight.
+    statuses.extend((need != Need::Public).then_some("404"));
     statuses.extend(body.is_some().then_some("413"));
     statuses.extend(json_only.then_some("422"));
     statuses
+}
+
+/// The rule the server enforces on an operation.
+fn need_at(path: &str, method: &str) -> Need {
+    let method = method.to_uppercase().parse::<axum::http::Method>().unwrap_or_default();
+    rule(&method, path).0
+}
+
+/// States each operation's need from the access rules the server enforces.
+fn add_required_roles(document: &mut Value) {
+    for (path, method, operation) in operations(document) {
+        let need = need_at(&path, &method);
+        let description = operation["description"].as_str().unwrap_or_default().to_owned();
+        let sentence = format!("Required: {}.", need.describe());
+        operation["description"] =
+            Value::String(if description.is_empty() { sentence } else { format!("{description}\n\n{sentence}") });
+        operation["x-required-role"] = Value::String(need.describe());
+        if need == Need::Public {
+            operation["security"] = json!([]);
+        }
+    }
 }
 
 fn add_error_responses(document: &mut Value) {
@@ -58,8 +89,8 @@ fn add_error_responses(document: &mut Value) {
         );
     }
     document["components"]["responses"] = Value::Object(responses);
-    for operation in operations(document) {
-        for status in errors_of(operation) {
+    for (path, method, operation) in operations(document) {
+        for status in errors_of(need_at(&path, &method), operation) {
             let (_, name, _) = ERRORS.iter().find(|(code, _, _)| *code == status).expect("a shared error");
             let answers = operation["responses"].as_object_mut().expect("operations have responses");
             answers.entry(status).or_insert_with(|| json!({"$ref": format!("#/components/responses/{name}")}));
@@ -70,7 +101,7 @@ fn add_error_responses(document: &mut Value) {
 /// `JsonBody` reads a missing body as `{}`, so a JSON body none of whose fields is required may be left out.
 fn mark_optional_bodies(document: &mut Value) {
     let schemas = document["components"]["schemas"].clone();
-    for operation in operations(document) {
+    for (_, _, operation) in operations(document) {
         let Some(body) = operation.get_mut("requestBody") else { continue };
         let Some(content) =
             body["content"].as_object().filter(|content| content.keys().eq(["application/json"].iter()))
@@ -91,7 +122,7 @@ fn mark_optional_bodies(document: &mut Value) {
 
 fn add_path_rules(document: &mut Value) {
     let collections: Vec<&str> = outrigger_resources::Kind::DAPR.iter().map(|kind| kind.collection()).collect();
-    for operation in operations(document) {
+    for (_, _, operation) in operations(document) {
         // `get_mut`, not indexing: indexing a JSON object inserts the key (as null) when it is missing.
         let parameters = operation.get_mut("parameters").and_then(Value::as_array_mut);
         for parameter in parameters.into_iter().flatten() {
@@ -124,29 +155,34 @@ fn add_field_rules(document: &mut Value) {
     }
 }
 
-/// Every operation of the document.
-fn operations(document: &mut Value) -> impl Iterator<Item = &mut Value> {
-    let paths = document["paths"].as_object_mut().map(Map::values_mut).into_iter().flatten();
-    paths.flat_map(|item| {
-        item.as_object_mut()
-            .into_iter()
-            .flat_map(|item| item.iter_mut().filter(|(method, _)| METHODS.contains(&method.as_str())).map(|(_, op)| op))
+/// Every operation of the document, with its path and method.
+fn operations(document: &mut Value) -> impl Iterator<Item = (String, String, &mut Value)> {
+    let paths = document["paths"].as_object_mut().into_iter().flat_map(Map::iter_mut);
+    paths.flat_map(|(path, item)| {
+        item.as_object_mut().into_iter().flat_map(move |item| {
+            item.iter_mut()
+                .filter(|(method, _)| METHODS.contains(&method.as_str()))
+                .map(move |(method, operation)| (path.clone(), method.clone(), operation))
+        })
     })
 }
 
 #[cfg(test)]
 mod tests {
+    use outrigger_store::Role;
+
     use super::*;
 
     #[test]
     fn error_answers_follow_from_how_the_request_is_read() {
         let list = json!({"parameters": [{"in": "query", "name": "limit"}]});
-        assert_eq!(errors_of(&list), ["400", "401"]);
+        assert_eq!(errors_of(Need::Signed, &list), ["400", "401", "404"]);
         let get = json!({"parameters": [{"in": "path", "name": "project"}]});
-        assert_eq!(errors_of(&get), ["400", "401", "404"]);
+        assert_eq!(errors_of(Need::Project(Role::Viewer), &get), ["400", "401", "403", "404"]);
         let create = json!({"requestBody": {"content": {"application/json": {}}}});
-        assert_eq!(errors_of(&create), ["400", "401", "413", "422"]);
+        assert_eq!(errors_of(Need::Installation, &create), ["400", "401", "403", "404", "413", "422"]);
+        assert_eq!(errors_of(Need::Public, &create), ["400", "413", "422"]);
         let put = json!({"parameters": [{"in": "path"}], "requestBody": {"content": {"application/json": {}, "application/yaml": {}}}});
-        assert_eq!(errors_of(&put), ["400", "401", "404", "413"]);
+        assert_eq!(errors_of(Need::Member, &put), ["400", "401", "404", "413"]);
     }
 }

@@ -7,10 +7,11 @@
 use std::collections::BTreeMap;
 
 use outrigger_resources::{BuildingBlock, Document, Invalid, Kind, ProjectCatalog, Registry};
-use outrigger_store::{AppIdentity, AppIdentityChange, IssuedToken, Project, Tx};
+use outrigger_store::{AppIdentity, AppIdentityChange, IssuedToken, Project, ProjectId, Tx};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult};
 
 /// A component the platform provides to a project.
@@ -86,9 +87,9 @@ impl ProjectCatalog for ProjectState {
 }
 
 impl ProjectState {
-    /// Reads the project's state inside `tx`; an unknown project is 404.
-    pub async fn load(tx: &mut Tx, types: &'static Registry, project_name: &str) -> ApiResult<ProjectState> {
-        let project = tx.project(project_name).await?;
+    /// Reads the project's state inside `tx`; a project deleted meanwhile is 404.
+    pub async fn load(tx: &mut Tx, types: &'static Registry, project: &ProjectId) -> ApiResult<ProjectState> {
+        let project = tx.project_by_id(project).await?;
         let apps = tx.list_app_ids(&project.id).await?.into_iter().map(|app| (app.name.clone(), app)).collect();
         let documents = tx
             .all_resources(&project.id)
@@ -99,7 +100,29 @@ impl ProjectState {
         Ok(ProjectState { project, apps, documents, types })
     }
 
-    /// Whether `name` is taken by a managed component of this project.
+    /// The resources `keys` name as this state holds them, secrets withheld (App IDs without their app
+    /// token), keyed `<Kind>/<name>`; `None` when it holds none of them.
+    fn audited(&self, keys: &[ResourceKey]) -> Option<serde_json::Value> {
+        let mut found = serde_json::Map::new();
+        for key in keys {
+            let document = match key.0 {
+                Kind::AppIdentity => self.apps.get(&key.1).map(|app| {
+                    let mut document = app_document(app);
+                    if let Some(spec) = document.spec.as_object_mut() {
+                        spec.remove("appToken");
+                    }
+                    document
+                }),
+                _ => self.documents.get(key).map(|document| document.for_export(self.types)),
+            };
+            if let Some(document) = document {
+                let value = serde_json::to_value(&document).unwrap_or_default();
+                found.insert(format!("{}/{}", key.0.as_str(), key.1), value);
+            }
+        }
+        (!found.is_empty()).then_some(serde_json::Value::Object(found))
+    }
+
     /// Components the project declares.
     pub fn component_count(&self) -> usize {
         self.documents.keys().filter(|(kind, _)| *kind == Kind::Component).count()
@@ -269,6 +292,31 @@ impl Diff {
     }
 }
 
+/// Refuses `added` App IDs more when the organization's quota would be passed.
+async fn check_org_app_ids(tx: &mut Tx, project: &Project, added: usize) -> ApiResult<()> {
+    let org = tx.org_by_id(&project.org_id).await?;
+    let Some(limit) = org.quotas.app_ids.filter(|limit| *limit > 0) else { return Ok(()) };
+    let (_, held) = tx.org_holdings(&org.id).await?;
+    let after = held + added as u64;
+    if after > u64::from(limit) {
+        return Err(ApiError::conflict(
+            "quota_exceeded",
+            format!(
+                "organization '{}' may have {limit} App IDs across its projects and this change would make {after}: \
+                 delete some, or ask the operator to raise the organization's quota",
+                org.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The resources a write touched.
+fn touched_keys(written: &Written) -> Vec<ResourceKey> {
+    let all = written.created.iter().chain(&written.updated).chain(&written.deleted);
+    all.filter_map(|resource| Some((Kind::from_kind_str(&resource.kind)?, resource.name.clone()))).collect()
+}
+
 /// Hands a `bindings.cron` component's schedule to the workers' scheduler (from now on, in place of any earlier
 /// one); a component of any other type fires nothing, even when it was a cron binding before.
 async fn schedule_cron_binding(tx: &mut Tx, project: &Project, document: &Document) -> ApiResult<()> {
@@ -335,19 +383,22 @@ pub struct Change<R> {
 }
 
 /// Loads a project's state, lets `edit` change a copy, checks references, and writes the difference
-/// in one transaction (nothing is written in a dry run).
+/// in one transaction (nothing is written in a dry run); the audit trail gets what changed, secrets withheld.
 pub async fn change_project<R>(
     app: &crate::AppState,
-    project_name: &str,
+    scope: &ProjectScope,
     dry_run: bool,
     edit: impl FnOnce(&mut ProjectState) -> ApiResult<Change<R>>,
 ) -> ApiResult<(R, Written)> {
     let mut tx = app.store.begin().await?;
-    let current = ProjectState::load(&mut tx, app.options.component_types, project_name).await?;
+    let current = ProjectState::load(&mut tx, app.options.component_types, &scope.project.id).await?;
     let mut next = current.clone();
     let Change { output, touched } = edit(&mut next)?;
     next.check_after_change(&touched)?;
     crate::routes::check_counts(app, &current, &next)?;
+    if next.apps.len() > current.apps.len() {
+        check_org_app_ids(&mut tx, &current.project, next.apps.len() - current.apps.len()).await?;
+    }
     let diff = current.diff(&next);
     if dry_run {
         return Ok((output, diff.summary()));
@@ -355,6 +406,7 @@ pub async fn change_project<R>(
     let written = diff.write(&mut tx, &current.project).await?;
     tx.touch_project(&current.project.id).await?;
     tx.commit().await?;
+    scope.audit.changed(current.audited(&touched_keys(&written)), next.audited(&touched_keys(&written)));
     app.options.changes.changed(current.project.id.as_str()).await;
     Ok((output, written))
 }

@@ -15,15 +15,15 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use outrigger_bus::Tenant;
-use outrigger_store::{hash_token, Store};
+use outrigger_store::{hash_token, RateQuota, Store};
 
 /// Upper bound on cached tokens: a flood of random tokens cannot grow memory without limit.
 const MAX_CACHED_TOKENS: usize = 100_000;
 
 struct Cached {
     owner: Option<Tenant>,
-    /// The owner's project's requests-per-second quota, when the operator set one.
-    requests_per_second: Option<u32>,
+    /// What the operator allows the owner's calls per second.
+    rate: RateQuota,
     fetched: Instant,
 }
 
@@ -46,11 +46,11 @@ impl TokenResolver {
         TokenResolver { store, ttl, cache: Mutex::new(Answers { by_token: HashMap::new(), swept: Instant::now() }) }
     }
 
-    /// The tenant a token identifies, with its project's own rate quota; `Ok(None)` for unknown, revoked or
-    /// expired tokens.
-    pub async fn resolve(&self, token: &str) -> Result<Option<(Tenant, Option<u32>)>, outrigger_store::Error> {
+    /// The tenant a token identifies, with the rate quotas of its project and organization; `Ok(None)` for
+    /// unknown, revoked or expired tokens.
+    pub async fn resolve(&self, token: &str) -> Result<Option<(Tenant, RateQuota)>, outrigger_store::Error> {
         let lookup = self.lookup(token, false).await?;
-        Ok(lookup.owner.map(|owner| (owner, lookup.requests_per_second)))
+        Ok(lookup.owner.map(|owner| (owner, lookup.rate)))
     }
 
     /// How long an answer is trusted.
@@ -65,14 +65,13 @@ impl TokenResolver {
         if let Some(cached) = self.cache.lock().expect("token cache lock").by_token.get(token) {
             if !fresh && cached.fetched.elapsed() < self.ttl {
                 outrigger_telemetry::metrics().token_lookup(true);
-                let (owner, requests_per_second) = (cached.owner.clone(), cached.requests_per_second);
-                return Ok(Lookup { owner, requests_per_second, fetched: cached.fetched });
+                return Ok(Lookup { owner: cached.owner.clone(), rate: cached.rate, fetched: cached.fetched });
             }
         }
         outrigger_telemetry::metrics().token_lookup(false);
         let mut tx = self.store.begin().await?;
         let found = tx.token_owner(&hash_token(token)).await?;
-        let requests_per_second = found.as_ref().and_then(|owner| owner.requests_per_second);
+        let rate = found.as_ref().map(|owner| owner.rate).unwrap_or_default();
         let owner = found.map(|owner| Tenant {
             project_id: owner.project_id.clone(),
             project: owner.project,
@@ -90,14 +89,14 @@ impl TokenResolver {
                 cache.by_token.clear();
             }
         }
-        cache.by_token.insert(token.to_owned(), Cached { owner: owner.clone(), requests_per_second, fetched });
-        Ok(Lookup { owner, requests_per_second, fetched })
+        cache.by_token.insert(token.to_owned(), Cached { owner: owner.clone(), rate, fetched });
+        Ok(Lookup { owner, rate, fetched })
     }
 }
 
 /// A token's owner as last read, and when.
 pub struct Lookup {
     pub owner: Option<Tenant>,
-    pub requests_per_second: Option<u32>,
+    pub rate: RateQuota,
     pub fetched: Instant,
 }

@@ -200,7 +200,7 @@ impl Gateway {
     /// the refusal, so that the refused call is still counted and logged for its project.
     async fn admit(&self, token: Option<&str>) -> Result<Tenant, (Refusal, Option<Tenant>)> {
         let token = token.map(str::trim).filter(|token| !token.is_empty()).ok_or((Refusal::MissingToken, None))?;
-        let (tenant, project_rate) = match self.0.tokens.resolve(token).await {
+        let (tenant, rate_quota) = match self.0.tokens.resolve(token).await {
             Ok(Some(owner)) => owner,
             Ok(None) => return Err((Refusal::WrongToken, None)),
             Err(err) => {
@@ -208,7 +208,7 @@ impl Gateway {
                 return Err((Refusal::Unavailable, None));
             }
         };
-        let rate = project_rate.unwrap_or(self.0.options.rate_limit_per_second);
+        let rate = rate_quota.per_second(self.0.options.rate_limit_per_second);
         if !self.0.limiter.admit(&tenant, rate) {
             return Err((Refusal::RateLimited(rate), Some(tenant)));
         }

@@ -285,7 +285,8 @@ fn logs_follow_a_text_search_past_windows_without_a_match() {
         // The server's own control-plane database, written as its API log writer would.
         let url = format!("sqlite://{}", dir.path().join("outrigger.db").display());
         let store = outrigger_store::Store::connect(&url).await.unwrap();
-        let project = store.begin().await.unwrap().project("shop").await.unwrap();
+        let project =
+            store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
         let now = outrigger_store::now_millis();
         let total = i64::from(outrigger_store::TEXT_SEARCH_WINDOW) + 5_000;
         let calls: Vec<outrigger_store::ApiCall> = (0..total)

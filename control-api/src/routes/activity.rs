@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::timestamp;
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::paging::{page_limit, Page};
@@ -167,7 +168,8 @@ fn retained_since(state: &AppState) -> i64 {
     params(("project" = String, Path), LogQuery), responses((status = 200, body = Page<CallOut>)))]
 pub(crate) async fn list_calls(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
     Query(query): Query<LogQuery>,
 ) -> ApiResult<Json<Page<CallOut>>> {
     let request = PageRequest { limit: page_limit(query.limit)?, continuation: query.continuation_token };
@@ -182,7 +184,7 @@ pub(crate) async fn list_calls(
         direction: query.direction.map(CallDirection::from),
     };
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let page = tx.page_api_calls(&project.id, &filter, &request).await?;
     Ok(Json(Page::of(page, call_out)))
 }
@@ -365,7 +367,8 @@ impl Tallies {
     params(("project" = String, Path), MetricsQuery), responses((status = 200, body = MetricsOut)))]
 pub(crate) async fn call_metrics(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
     Query(query): Query<MetricsQuery>,
 ) -> ApiResult<Json<MetricsOut>> {
     let window = query.window.unwrap_or(Window::Hour);
@@ -376,7 +379,7 @@ pub(crate) async fn call_metrics(
     let since = now - now.rem_euclid(step_ms) + step_ms - window_minutes * 60_000;
     let steps = (window_minutes / step_minutes) as usize;
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let counts = tx.api_call_counts(&project.id, since, step_ms).await?;
     let mut total = Tallies::new(steps);
     let (mut by_app, mut by_api) = (BTreeMap::<String, Tallies>::new(), BTreeMap::<String, Tallies>::new());
@@ -425,12 +428,16 @@ pub(crate) struct UsageOut {
 /// What the project holds and how many calls it made this month.
 #[utoipa::path(get, path = "/api/v1/projects/{project}/usage", tag = "activity",
     params(("project" = String, Path)), responses((status = 200, body = UsageOut)))]
-pub(crate) async fn usage(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult<Json<UsageOut>> {
+pub(crate) async fn usage(
+    State(state): State<AppState>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
+) -> ApiResult<Json<UsageOut>> {
     let now = Utc::now();
     let month_start =
         Utc.with_ymd_and_hms(now.year(), now.month(), 1, 0, 0, 0).single().unwrap_or(now).timestamp_millis();
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let holdings = tx.project_holdings(&project.id).await?;
     let counts = tx.api_call_counts(&project.id, month_start, 31 * 24 * 3_600_000).await?;
     let requests = counts.iter().map(|counted| counted.requests).sum();

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::timestamp;
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Path, Query};
 use crate::paging::{Page, PageQuery};
@@ -187,6 +188,7 @@ fn app_key(name: &str) -> (Kind, String) {
 pub(crate) async fn create_app_id(
     State(state): State<AppState>,
     Path(project): Path<String>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<CreateAppId>,
 ) -> ApiResult<(StatusCode, Json<CreatedAppId>)> {
     let spec = [
@@ -200,7 +202,7 @@ pub(crate) async fn create_app_id(
     .filter_map(|(field, value)| value.map(|value| (field.to_owned(), Value::String(value))))
     .collect();
     let app = validated_app(state.types(), &body.name, spec)?;
-    let (app, mut written) = change_project(&state, &project, false, |next| {
+    let (app, mut written) = change_project(&state, &scope, false, |next| {
         if next.apps.contains_key(&app.name) {
             return Err(ApiError::conflict("already_exists", format!("App ID '{}' already exists", app.name)));
         }
@@ -221,11 +223,12 @@ pub(crate) async fn create_app_id(
 ))]
 pub(crate) async fn list_app_ids(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<AppIdOut>>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let apps = tx.page_app_ids(&project.id, &page.request()?).await?;
     Ok(Json(Page::of(apps, |app| AppIdOut::from(&app))))
 }
@@ -237,10 +240,11 @@ pub(crate) async fn list_app_ids(
 ))]
 pub(crate) async fn get_app_id(
     State(state): State<AppState>,
-    Path((project, app)): Path<(String, String)>,
+    Path((_project, app)): Path<(String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<Json<AppIdOut>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     Ok(Json(AppIdOut::from(&tx.app_id(&project.id, &app).await?)))
 }
 
@@ -251,10 +255,11 @@ pub(crate) async fn get_app_id(
 ))]
 pub(crate) async fn update_app_id(
     State(state): State<AppState>,
-    Path((project, name)): Path<(String, String)>,
+    Path((_project, name)): Path<(String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<UpdateAppId>,
 ) -> ApiResult<Json<AppIdOut>> {
-    let (app, _) = change_project(&state, &project, false, |next| {
+    let (app, _) = change_project(&state, &scope, false, |next| {
         let current = next.apps.get(&name).ok_or_else(|| ApiError::not_found(format!("App ID '{name}' not found")))?;
         let mut spec = match app_document(current).spec {
             Value::Object(spec) => spec,
@@ -284,7 +289,7 @@ pub(crate) async fn update_app_id(
     })
     .await?;
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let stored = tx.app_id(&project.id, &app.name).await?;
     Ok(Json(AppIdOut::from(&stored)))
 }
@@ -298,8 +303,9 @@ pub(crate) async fn update_app_id(
 pub(crate) async fn delete_app_id(
     State(state): State<AppState>,
     Path((project, name)): Path<(String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<StatusCode> {
-    change_project(&state, &project, false, |next| {
+    change_project(&state, &scope, false, |next| {
         next.apps.remove(&name).ok_or_else(|| ApiError::not_found(format!("App ID '{name}' not found")))?;
         Ok(Change { output: (), touched: Vec::new() })
     })
@@ -315,11 +321,12 @@ pub(crate) async fn delete_app_id(
 ))]
 pub(crate) async fn issue_token(
     State(state): State<AppState>,
-    Path((project, app)): Path<(String, String)>,
+    Path((_project, app)): Path<(String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<IssueToken>,
 ) -> ApiResult<(StatusCode, Json<TokenOut>)> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let token = tx.rotate_token(&project.id, &app, body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS)).await?;
     tx.commit().await?;
     tracing::info!(project = %project.name, app_id = %app, token_id = %token.id, "API token issued");
@@ -333,11 +340,12 @@ pub(crate) async fn issue_token(
 ))]
 pub(crate) async fn list_tokens(
     State(state): State<AppState>,
-    Path((project, app)): Path<(String, String)>,
+    Path((_project, app)): Path<(String, String)>,
+    scope: ProjectScope,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<TokenInfoOut>>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let tokens = tx.page_tokens(&project.id, &app, &page.request()?).await?;
     Ok(Json(Page::of(tokens, |token| TokenInfoOut {
         id: token.id,
@@ -353,10 +361,11 @@ pub(crate) async fn list_tokens(
 ))]
 pub(crate) async fn revoke_token(
     State(state): State<AppState>,
-    Path((project, app, token_id)): Path<(String, String, String)>,
+    Path((_project, app, token_id)): Path<(String, String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     tx.revoke_token(&project.id, &app, &token_id).await?;
     tx.commit().await?;
     // Announced so that gateways end the streams the token holds now rather than when their cache runs out.

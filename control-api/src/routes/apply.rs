@@ -10,6 +10,7 @@ use outrigger_resources::{parse_documents, render_yaml, Document, Kind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{Path, Query, TextBody};
 use crate::state::{app_document, app_from_document, change_project, Change, ProjectState, ResourceKey, ResourceRef};
@@ -92,6 +93,7 @@ fn prune(next: &mut ProjectState, named: &[ResourceKey]) {
 pub(crate) async fn apply(
     State(state): State<AppState>,
     Path(project): Path<String>,
+    scope: ProjectScope,
     Query(params): Query<ApplyParams>,
     TextBody(yaml): TextBody,
 ) -> ApiResult<Json<ApplyOut>> {
@@ -113,7 +115,7 @@ pub(crate) async fn apply(
         normalized.push(document);
     }
     let position = |key: &ResourceKey| named.iter().position(|named| named == key);
-    let (_, written) = change_project(&state, &project, params.dry_run, |next| {
+    let (_, written) = change_project(&state, &scope, params.dry_run, |next| {
         for (index, document) in normalized.into_iter().enumerate() {
             let (kind, name) = (document.kind, document.metadata.name.clone());
             place(next, document).map_err(|reason| rejected(index, kind.as_str(), &name, reason))?;
@@ -158,9 +160,13 @@ pub(crate) async fn apply(
     responses(
         // No schema: OpenAPI describes one document per body, and this is a stream of them.
         (status = 200, description = "A YAML stream: one document per App ID and resource, separated by `---`", content_type = "application/yaml")))]
-pub(crate) async fn export(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult<impl IntoResponse> {
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
+) -> ApiResult<impl IntoResponse> {
     let mut tx = state.store.begin().await?;
-    let project_state = ProjectState::load(&mut tx, state.types(), &project).await?;
+    let project_state = ProjectState::load(&mut tx, state.types(), &scope.project.id).await?;
     let apps = project_state.apps.values().map(app_document);
     let ordered = Kind::DAPR.into_iter().flat_map(|kind| {
         project_state.documents.iter().filter(move |((k, _), _)| *k == kind).map(|(_, document)| document.clone())

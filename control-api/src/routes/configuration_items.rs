@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::timestamp;
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path, Query};
 use crate::paging::{Page, PageQuery};
@@ -74,11 +75,12 @@ fn check_key(key: &str) -> ApiResult<()> {
     params(("project" = String, Path), PageQuery), responses((status = 200, body = Page<ConfigurationItemOut>)))]
 pub(crate) async fn list_configuration_items(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<ConfigurationItemOut>>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let items = tx.page_configuration_items(&project.id, &page.request()?).await?;
     Ok(Json(Page::of(items, ConfigurationItemOut::from)))
 }
@@ -88,10 +90,11 @@ pub(crate) async fn list_configuration_items(
     params(("project" = String, Path), ("key" = String, Path)), responses((status = 200, body = ConfigurationItemOut)))]
 pub(crate) async fn get_configuration_item(
     State(state): State<AppState>,
-    Path((project, key)): Path<(String, String)>,
+    Path((_project, key)): Path<(String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<Json<ConfigurationItemOut>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let found = tx.configuration_items(&project.id, std::slice::from_ref(&key)).await?.into_iter().next();
     let item = found.ok_or_else(|| ApiError::not_found(format!("configuration item '{key}' not found")))?;
     Ok(Json(ConfigurationItemOut::from(item)))
@@ -104,7 +107,8 @@ pub(crate) async fn get_configuration_item(
         (status = 201, description = "Created", body = ConfigurationItemOut)))]
 pub(crate) async fn set_configuration_item(
     State(state): State<AppState>,
-    Path((project, key)): Path<(String, String)>,
+    Path((_project, key)): Path<(String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<SetConfigurationItem>,
 ) -> ApiResult<(StatusCode, Json<ConfigurationItemOut>)> {
     check_key(&key)?;
@@ -112,7 +116,7 @@ pub(crate) async fn set_configuration_item(
         return Err(ApiError::bad_request("invalid_value", "a configuration item's value must not be empty"));
     }
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let item = tx.set_configuration_item(&project.id, &key, &body.value, &body.metadata).await?;
     tx.touch_project(&project.id).await?;
     tx.commit().await?;
@@ -127,10 +131,11 @@ pub(crate) async fn set_configuration_item(
     params(("project" = String, Path), ("key" = String, Path)), responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete_configuration_item(
     State(state): State<AppState>,
-    Path((project, key)): Path<(String, String)>,
+    Path((_project, key)): Path<(String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     tx.delete_configuration_item(&project.id, &key).await?;
     tx.touch_project(&project.id).await?;
     tx.commit().await?;

@@ -11,6 +11,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::timestamp;
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Path, Query};
 use crate::paging::{Page, PageQuery};
@@ -70,11 +71,12 @@ fn job_out(job: StoredJob) -> ApiResult<JobOut> {
     params(("project" = String, Path), ("app" = String, Path), PageQuery), responses((status = 200, body = Page<JobOut>)))]
 pub(crate) async fn list_jobs(
     State(state): State<AppState>,
-    Path((project, app)): Path<(String, String)>,
+    Path((_project, app)): Path<(String, String)>,
+    scope: ProjectScope,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<JobOut>>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     tx.app_id(&project.id, &app).await?;
     let page = tx.page_jobs(&project.id, Some(&app), &page.request()?).await?;
     let items = page.items.into_iter().map(job_out).collect::<ApiResult<Vec<_>>>()?;
@@ -86,10 +88,11 @@ pub(crate) async fn list_jobs(
     params(("project" = String, Path), ("app" = String, Path), ("job" = String, Path)), responses((status = 200, body = JobOut)))]
 pub(crate) async fn get_job(
     State(state): State<AppState>,
-    Path((project, app, name)): Path<(String, String, String)>,
+    Path((_project, app, name)): Path<(String, String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<Json<JobOut>> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let job = tx.job(&project.id, &app, &name).await?;
     let job = job.ok_or_else(|| ApiError::not_found(format!("job '{name}' of App ID '{app}' not found")))?;
     Ok(Json(job_out(job)?))
@@ -100,10 +103,11 @@ pub(crate) async fn get_job(
     params(("project" = String, Path), ("app" = String, Path), ("job" = String, Path)), responses((status = 204, description = "Deleted")))]
 pub(crate) async fn delete_job(
     State(state): State<AppState>,
-    Path((project, app, name)): Path<(String, String, String)>,
+    Path((_project, app, name)): Path<(String, String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<StatusCode> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     tx.delete_job(&project.id, &app, &name).await?;
     tx.commit().await?;
     tracing::info!(project = %project.name, app_id = %app, job = %name, "job deleted");

@@ -1,10 +1,15 @@
 //! Route handlers, one file per resource family.
 
 mod activity;
+mod apikeys;
 mod appids;
 mod apply;
+mod audit;
+mod auth;
 mod configuration_items;
 mod jobs;
+mod members;
+mod orgs;
 mod projects;
 mod quotas;
 mod resources;
@@ -20,6 +25,18 @@ use crate::AppState;
 
 pub(crate) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::whoami))
+        .routes(routes!(orgs::create_org, orgs::list_orgs))
+        .routes(routes!(orgs::get_org, orgs::delete_org))
+        .routes(routes!(orgs::get_org_quotas, orgs::set_org_quotas))
+        .routes(routes!(members::list_members, members::add_member))
+        .routes(routes!(members::remove_member))
+        .routes(routes!(apikeys::create_api_key, apikeys::list_api_keys))
+        .routes(routes!(apikeys::revoke_api_key))
+        .routes(routes!(audit::list_audit))
         .routes(routes!(projects::create_project, projects::list_projects))
         .routes(routes!(projects::get_project, projects::delete_project))
         .routes(routes!(quotas::get_quotas, quotas::set_quotas))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::timestamp;
+use crate::access::{AuditNote, Caller, ProjectScope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Path, Query};
 use crate::paging::{Page, PageQuery};
@@ -27,7 +28,7 @@ fn enabled() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "shop"}))]
 pub(crate) struct CreateProject {
-    /// DNS label, unique across the installation.
+    /// DNS label, unique within the organization.
     name: String,
     /// Give the project the managed `kvstore` state store (default true).
     #[serde(default = "enabled")]
@@ -76,10 +77,12 @@ impl ProjectOut {
 #[utoipa::path(post, path = "/api/v1/projects", tag = "projects", request_body = CreateProject, responses(
     (status = 201, body = ProjectOut),
     (status = 400, description = "Invalid name or pool, or malformed JSON", body = ErrorBody),
-    (status = 409, description = "Name taken", body = ErrorBody),
+    (status = 409, description = "Name taken in the organization, or its project quota reached", body = ErrorBody),
 ))]
 pub(crate) async fn create_project(
     State(state): State<AppState>,
+    caller: Caller,
+    audit: AuditNote,
     JsonBody(body): JsonBody<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<ProjectOut>)> {
     outrigger_resources::validate_dns_label(&body.name)
@@ -88,25 +91,43 @@ pub(crate) async fn create_project(
     outrigger_resources::validate_dns_label(&pool)
         .map_err(|invalid| ApiError::bad_request("invalid_pool", format!("pool name: {invalid}")))?;
     let new = NewProject {
+        org_id: caller.org.id.clone(),
         name: body.name,
         managed_kvstore: body.managed_kvstore,
         managed_pubsub: body.managed_pubsub,
         pool,
     };
     let mut tx = state.store.begin().await?;
+    if let Some(limit) = tx.org_by_id(&caller.org.id).await?.quotas.projects {
+        let (projects, _) = tx.org_holdings(&caller.org.id).await?;
+        if projects >= u64::from(limit) {
+            return Err(ApiError::conflict(
+                "quota_exceeded",
+                format!("organization '{}' may have {limit} projects and has {projects}: delete one, or ask the operator to raise the organization's quota", caller.org.name),
+            ));
+        }
+    }
     let project = tx.create_project(&new).await?;
     tx.commit().await?;
-    tracing::info!(project = %project.name, project_id = project.id.as_str(), "project created");
-    Ok((StatusCode::CREATED, Json(ProjectOut::new(&state, &project))))
+    tracing::info!(project = %project.name, project_id = project.id.as_str(), org = %caller.org.name, "project created");
+    let out = ProjectOut::new(&state, &project);
+    audit.changed(None, serde_json::to_value(&out).ok());
+    Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// List projects, by name, a page at a time.
+/// List the organization's projects the caller holds a role on, by name, a page at a time.
 #[utoipa::path(get, path = "/api/v1/projects", tag = "projects", params(PageQuery), responses((status = 200, body = Page<ProjectOut>)))]
 pub(crate) async fn list_projects(
     State(state): State<AppState>,
+    caller: Caller,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<ProjectOut>>> {
-    let projects = state.store.begin().await?.page_projects(&page.request()?).await?;
+    // Without a role on the organization, only the projects granted one by one are listed.
+    let granted_to = match caller.org_role() {
+        Some(_) => None,
+        None => caller.principal().map(|principal| &principal.id),
+    };
+    let projects = state.store.begin().await?.page_projects(&caller.org.id, granted_to, &page.request()?).await?;
     Ok(Json(Page::of(projects, |project| ProjectOut::new(&state, &project))))
 }
 
@@ -116,19 +137,24 @@ pub(crate) async fn list_projects(
 ))]
 pub(crate) async fn get_project(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(_name): Path<String>,
+    scope: ProjectScope,
 ) -> ApiResult<Json<ProjectOut>> {
-    let project = state.store.begin().await?.project(&name).await?;
-    Ok(Json(ProjectOut::new(&state, &project)))
+    Ok(Json(ProjectOut::new(&state, &scope.project)))
 }
 
 /// Delete a project and everything under it.
 #[utoipa::path(delete, path = "/api/v1/projects/{project}", tag = "projects", params(("project" = String, Path)), responses(
     (status = 204, description = "Deleted"),
 ))]
-pub(crate) async fn delete_project(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<StatusCode> {
+pub(crate) async fn delete_project(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    scope: ProjectScope,
+) -> ApiResult<StatusCode> {
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&name).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
+    scope.audit.changed(serde_json::to_value(ProjectOut::new(&state, &project)).ok(), None);
     tx.delete_project(&project.id).await?;
     tx.commit().await?;
     state.options.changes.changed(project.id.as_str()).await;

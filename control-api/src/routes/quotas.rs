@@ -10,6 +10,7 @@ use outrigger_store::Quotas;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use crate::access::{Caller, ProjectScope};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path};
 use crate::state::ProjectState;
@@ -93,9 +94,10 @@ fn quotas_out(state: &AppState, quotas: Quotas) -> QuotasOut {
     responses((status = 200, body = QuotasOut)))]
 pub(crate) async fn get_quotas(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
 ) -> ApiResult<Json<QuotasOut>> {
-    let project = state.store.begin().await?.project(&project).await?;
+    let project = state.store.begin().await?.project_by_id(&scope.project.id).await?;
     Ok(Json(quotas_out(&state, project.quotas)))
 }
 
@@ -106,6 +108,7 @@ pub(crate) async fn get_quotas(
 pub(crate) async fn set_quotas(
     State(state): State<AppState>,
     Path(project): Path<String>,
+    caller: Caller,
     JsonBody(body): JsonBody<QuotaValues>,
 ) -> ApiResult<Json<QuotasOut>> {
     let quotas = Quotas {
@@ -115,7 +118,8 @@ pub(crate) async fn set_quotas(
         stored_bytes: body.stored_bytes,
     };
     let mut tx = state.store.begin().await?;
-    let found = tx.project(&project).await?;
+    // Only the operator token sets quotas, in the organization the request names.
+    let found = tx.project(&caller.org.id, &project).await?;
     tx.set_quotas(&found.id, &quotas).await?;
     tx.commit().await?;
     state.options.changes.changed(found.id.as_str()).await;

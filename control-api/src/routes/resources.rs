@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use outrigger_resources::{parse_document, render_yaml, Document, Kind};
 
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{DocumentBody, Path, Query};
 use crate::paging::{Page, PageQuery};
@@ -42,12 +43,13 @@ fn document_response(headers: &HeaderMap, status: StatusCode, document: &Documen
     responses((status = 200, body = Page<Document>)))]
 pub(crate) async fn list_resources(
     State(state): State<AppState>,
-    Path((project, collection)): Path<(String, String)>,
+    Path((_project, collection)): Path<(String, String)>,
+    scope: ProjectScope,
     Query(page): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Document>>> {
     let kind = dapr_kind(&collection)?;
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let stored = tx.page_resources(&project.id, kind, &page.request()?).await?;
     Ok(Json(Page::of(stored, |resource| resource.document.for_export(state.types()))))
 }
@@ -59,12 +61,13 @@ pub(crate) async fn list_resources(
         (status = 200, content((Document = "application/json"), (Document = "application/yaml")))))]
 pub(crate) async fn get_resource(
     State(state): State<AppState>,
-    Path((project, collection, name)): Path<(String, String, String)>,
+    Path((_project, collection, name)): Path<(String, String, String)>,
+    scope: ProjectScope,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let kind = dapr_kind(&collection)?;
     let mut tx = state.store.begin().await?;
-    let project = tx.project(&project).await?;
+    let project = tx.project_by_id(&scope.project.id).await?;
     let stored = tx
         .find_resource(&project.id, kind, &name)
         .await?
@@ -88,6 +91,7 @@ pub(crate) async fn get_resource(
 pub(crate) async fn put_resource(
     State(state): State<AppState>,
     Path((project, collection, name)): Path<(String, String, String)>,
+    scope: ProjectScope,
     headers: HeaderMap,
     body: DocumentBody,
 ) -> ApiResult<Response> {
@@ -109,7 +113,7 @@ pub(crate) async fn put_resource(
     }
     let mut document = document.normalize(state.types()).map_err(|invalid| invalid_resource(kind, &name, invalid))?;
     let key = (kind, name.clone());
-    let (created, _) = change_project(&state, &project, false, |next: &mut ProjectState| {
+    let (created, _) = change_project(&state, &scope, false, |next: &mut ProjectState| {
         if kind == Kind::Component && next.is_managed_component(&name) {
             return Err(ApiError::conflict(
                 "reserved_name",
@@ -137,9 +141,10 @@ pub(crate) async fn put_resource(
 pub(crate) async fn delete_resource(
     State(state): State<AppState>,
     Path((project, collection, name)): Path<(String, String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<StatusCode> {
     let kind = dapr_kind(&collection)?;
-    change_project(&state, &project, false, |next| {
+    change_project(&state, &scope, false, |next| {
         next.documents
             .remove(&(kind, name.clone()))
             .ok_or_else(|| ApiError::not_found(format!("{} '{name}' not found", kind.as_str())))?;

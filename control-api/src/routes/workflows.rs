@@ -7,7 +7,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use dapr_durabletask_proto as pb;
-use outrigger_store::ProjectId;
 use outrigger_workflow::{parse_status, status_name, InstanceFilter, InstanceSummary, WorkflowError};
 use pb::history_event::EventType;
 use serde::{Deserialize, Serialize};
@@ -15,6 +14,7 @@ use serde_json::{json, Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::timestamp;
+use crate::access::ProjectScope;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Path, Query};
 use crate::paging::page_limit;
@@ -172,12 +172,6 @@ pub(crate) struct PurgeQuery {
     force: Option<bool>,
 }
 
-/// The project's internal id; 404 when there is no such project.
-async fn project_id(state: &AppState, project: &str) -> ApiResult<ProjectId> {
-    let mut tx = state.store.begin().await?;
-    Ok(tx.project(project).await?.id)
-}
-
 fn filter_of(query: &ListQuery) -> ApiResult<InstanceFilter> {
     let statuses = query
         .status
@@ -210,10 +204,11 @@ fn filter_of(query: &ListQuery) -> ApiResult<InstanceFilter> {
 ))]
 pub(crate) async fn list_instances(
     State(state): State<AppState>,
-    Path(project): Path<String>,
+    Path(_project): Path<String>,
+    scope: ProjectScope,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<InstancePage>> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     let filter = filter_of(&query)?;
     let limit = page_limit(query.limit)?;
     let page =
@@ -238,9 +233,10 @@ pub(crate) async fn list_instances(
 ))]
 pub(crate) async fn get_instance(
     State(state): State<AppState>,
-    Path((project, instance)): Path<(String, String)>,
+    Path((_project, instance)): Path<(String, String)>,
+    scope: ProjectScope,
 ) -> ApiResult<Json<InstanceDetailOut>> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     let not_found = || WorkflowError::NotFound(instance.clone());
     let summary = state.workflows.summary(&project, &instance).await?.ok_or_else(not_found)?;
     let workflow_state = state.workflows.state(&project, &instance, true).await?.ok_or_else(not_found)?;
@@ -262,10 +258,11 @@ pub(crate) async fn get_instance(
 ))]
 pub(crate) async fn terminate_instance(
     State(state): State<AppState>,
-    Path((project, instance)): Path<(String, String)>,
+    Path((_project, instance)): Path<(String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<TerminateBody>,
 ) -> ApiResult<StatusCode> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     let output = body.output.map(|output| output.to_string());
     state.workflows.terminate(&project, &instance, output, body.recursive.unwrap_or(true)).await?;
     Ok(StatusCode::ACCEPTED)
@@ -278,10 +275,11 @@ pub(crate) async fn terminate_instance(
 ))]
 pub(crate) async fn suspend_instance(
     State(state): State<AppState>,
-    Path((project, instance)): Path<(String, String)>,
+    Path((_project, instance)): Path<(String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult<StatusCode> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     state.workflows.suspend(&project, &instance, true, body.reason).await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -293,10 +291,11 @@ pub(crate) async fn suspend_instance(
 ))]
 pub(crate) async fn resume_instance(
     State(state): State<AppState>,
-    Path((project, instance)): Path<(String, String)>,
+    Path((_project, instance)): Path<(String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<ReasonBody>,
 ) -> ApiResult<StatusCode> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     state.workflows.suspend(&project, &instance, false, body.reason).await?;
     Ok(StatusCode::ACCEPTED)
 }
@@ -318,10 +317,11 @@ pub(crate) struct RaiseEventBody {
 ))]
 pub(crate) async fn raise_event(
     State(state): State<AppState>,
-    Path((project, instance, event)): Path<(String, String, String)>,
+    Path((_project, instance, event)): Path<(String, String, String)>,
+    scope: ProjectScope,
     JsonBody(body): JsonBody<RaiseEventBody>,
 ) -> ApiResult<StatusCode> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     let data = body.data.map(|data| data.to_string());
     state.workflows.raise(&project, &instance, &event, data).await?;
     Ok(StatusCode::ACCEPTED)
@@ -335,10 +335,11 @@ pub(crate) async fn raise_event(
 ))]
 pub(crate) async fn purge_instance(
     State(state): State<AppState>,
-    Path((project, instance)): Path<(String, String)>,
+    Path((_project, instance)): Path<(String, String)>,
+    scope: ProjectScope,
     Query(query): Query<PurgeQuery>,
 ) -> ApiResult<StatusCode> {
-    let project = project_id(&state, &project).await?;
+    let project = scope.project.id.clone();
     if state.workflows.purge(&project, &instance, true, query.force.unwrap_or(false)).await? == 0 {
         return Err(WorkflowError::NotFound(instance).into());
     }

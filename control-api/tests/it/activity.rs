@@ -14,7 +14,8 @@ const APP_IDS: usize = 120;
 
 /// A successful state save by `app_id` of the project `shop`, `ago` milliseconds ago.
 async fn call(app: &TestApp, app_id: String, ago: i64) -> ApiCall {
-    let project = app.store.begin().await.unwrap().project("shop").await.unwrap();
+    let project =
+        app.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
     ApiCall {
         project_id: project.id,
         at: now_millis() - ago,

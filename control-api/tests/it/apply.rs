@@ -241,7 +241,7 @@ async fn every_committed_change_is_announced(app: TestApp) {
     app.project("demo").await;
     let project_id = {
         let mut tx = app.store.begin().await.unwrap();
-        tx.project("demo").await.unwrap().id.as_str().to_owned()
+        tx.project(&outrigger_store::OrgId::default_org(), "demo").await.unwrap().id.as_str().to_owned()
     };
     app.changes.take();
     app.apply("demo", "?dryRun=true", APPLICATION).await.expect(StatusCode::OK);

@@ -102,6 +102,15 @@ impl Answer {
 
 impl TestApp {
     fn build(store: Store, schema: Option<String>, dir: tempfile::TempDir) -> TestApp {
+        TestApp::build_with(store, schema, dir, |_| {})
+    }
+
+    fn build_with(
+        store: Store,
+        schema: Option<String>,
+        dir: tempfile::TempDir,
+        configure: impl FnOnce(&mut outrigger_control_api::Options),
+    ) -> TestApp {
         let changes = std::sync::Arc::new(RecordedChanges::default());
         // Server-side log lines (e.g. why a request got 500) show up in a failing test's output.
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("info,sqlx=warn").try_init();
@@ -116,17 +125,27 @@ impl TestApp {
             serve_metrics: true,
             default_quotas: outrigger_store::Quotas { app_ids: Some(50), ..Default::default() },
             stored_bytes: None,
+            sessions: Default::default(),
+            login_throttle: Default::default(),
+            audit_retention: std::time::Duration::from_secs(365 * 24 * 3600),
         };
+        let mut options = options;
+        configure(&mut options);
         let router = outrigger_control_api::router(store.clone(), options);
         TestApp { router, store, schema, dir: std::sync::Arc::new(dir), changes }
     }
 
     pub async fn sqlite() -> TestApp {
+        TestApp::sqlite_with(|_| {}).await
+    }
+
+    /// On SQLite, with some options changed.
+    pub async fn sqlite_with(configure: impl FnOnce(&mut outrigger_control_api::Options)) -> TestApp {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display());
         let store = Store::connect(&url).await.unwrap();
         store.migrate().await.unwrap();
-        TestApp::build(store, None, dir)
+        TestApp::build_with(store, None, dir, configure)
     }
 
     pub async fn postgres() -> TestApp {
@@ -165,6 +184,36 @@ impl TestApp {
             None => Body::empty(),
         };
         self.send(request.body(body).unwrap()).await
+    }
+
+    /// Sends a request with `credential` as the bearer token, working in `org` when given.
+    pub async fn call_as(
+        &self,
+        credential: &str,
+        org: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut request =
+            Request::builder().method(method).uri(path).header("authorization", format!("Bearer {credential}"));
+        if let Some(org) = org {
+            request = request.header("outrigger-organization", org);
+        }
+        let body = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Body::from(body.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(request.body(body).unwrap()).await
+    }
+
+    /// Sends a request with no credential.
+    pub async fn call_anonymous(&self, method: Method, path: &str, body: Value) -> Answer {
+        let request = Request::builder().method(method).uri(path).header("content-type", "application/json");
+        self.send(request.body(Body::from(body.to_string())).unwrap()).await
     }
 
     /// Sends a request as given.

@@ -19,7 +19,8 @@ const SPEC: &str = r#"{"schedule":"@every 1s","dueTime":null,"repeats":null,"ttl
 async fn due_jobs_are_claimed_once_and_late_claimers_are_fenced(app: TestApp) {
     app.project("shop").await;
     app.app_id("shop", "orders").await;
-    let project = app.store.begin().await.unwrap().project("shop").await.unwrap();
+    let project =
+        app.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
     let mut tx = app.store.begin().await.unwrap();
     for index in 0..40 {
         tx.put_job(&project.id, "orders", &format!("job-{index:02}"), SPEC, 1_000, false).await.unwrap();
@@ -65,7 +66,8 @@ async fn due_jobs_are_claimed_once_and_late_claimers_are_fenced(app: TestApp) {
 async fn the_control_api_shows_and_deletes_an_app_ids_jobs(app: TestApp) {
     app.project("shop").await;
     app.app_id("shop", "orders").await;
-    let project = app.store.begin().await.unwrap().project("shop").await.unwrap();
+    let project =
+        app.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
     let mut tx = app.store.begin().await.unwrap();
     tx.put_job(&project.id, "orders", "nightly", SPEC, 1_000, false).await.unwrap();
     tx.commit().await.unwrap();

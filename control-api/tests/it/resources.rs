@@ -141,7 +141,7 @@ async fn secret_values_never_leave(app: TestApp) {
     .await
     .expect(StatusCode::OK);
     let mut tx = app.store.begin().await.unwrap();
-    let project = tx.project("demo").await.unwrap();
+    let project = tx.project(&outrigger_store::OrgId::default_org(), "demo").await.unwrap();
     let stored =
         tx.find_resource(&project.id, outrigger_resources::Kind::Component, "statestore").await.unwrap().unwrap();
     assert!(serde_json::to_string(&stored.document).unwrap().contains("s3cr3t-password"));

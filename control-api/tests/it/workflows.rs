@@ -20,7 +20,8 @@ struct Apps {
 impl Apps {
     async fn new(app: &TestApp, project: &str) -> Apps {
         app.project(project).await;
-        let project_id = app.store.begin().await.unwrap().project(project).await.unwrap().id;
+        let project_id =
+            app.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), project).await.unwrap().id;
         Apps { engine: Engine::new(app.store.workflow_tables()), project_id }
     }
 

@@ -8,11 +8,15 @@
 
 mod api_calls;
 mod app_metadata;
+mod audit;
 mod changes;
 mod configuration_items;
 mod jobs;
+mod orgs;
 mod paging;
+mod principals;
 mod records;
+mod sessions;
 mod streams;
 mod tokens;
 
@@ -25,12 +29,17 @@ pub use api_calls::{
     latency_bucket, text_search_pattern, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings,
     BUCKET_COLUMNS, LATENCY_BUCKETS_US, TEXT_SEARCH_WINDOW,
 };
+pub use audit::{AuditEvent, AuditFilter};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
+pub use orgs::{OrgId, OrgQuotas, Organization};
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use principals::{ApiKeyInfo, Grants, IssuedApiKey, Member, Principal, PrincipalId, PrincipalKind, Role};
 pub use records::{
-    AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, Quotas, StoredResource, TokenInfo, TokenOwner,
+    AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, Quotas, RateQuota, StoredResource, TokenInfo,
+    TokenOwner,
 };
+pub use sessions::{Session, SigningKey};
 pub use streams::StreamSubscription;
 pub use tokens::{hash_token, IssuedToken};
 
@@ -82,6 +91,7 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 pub struct Store {
     pool: AnyPool,
     engine: Engine,
+    connect_options: AnyConnectOptions,
 }
 
 /// The way into the workflow engine's tables, handed to `outrigger_workflow::Engine::new`: no other crate gets
@@ -125,12 +135,12 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(options.clone())
                     .await?
             }
-            Engine::Postgres => AnyPoolOptions::new().max_connections(8).connect_with(options).await?,
+            Engine::Postgres => AnyPoolOptions::new().max_connections(8).connect_with(options.clone()).await?,
         };
-        Ok(Store { pool, engine })
+        Ok(Store { pool, engine, connect_options: options })
     }
 
     /// The workflow engine's tables (`wf_*`), which migrate with the control plane's but are read and written
@@ -151,9 +161,19 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations of this engine's set.
+    /// Applies pending migrations of this engine's set. SQLite's run on a connection of their own with foreign
+    /// keys off (SQLite's default; the pool turns them on), so that a migration can rebuild a table that others
+    /// reference, the only way SQLite changes a constraint, without dropping the table cascading into them.
     pub async fn migrate(&self) -> Result<()> {
-        self.migrator().run(&self.pool).await?;
+        match self.engine {
+            Engine::Sqlite => {
+                use sqlx::Connection;
+                let mut conn = sqlx::AnyConnection::connect_with(&self.connect_options).await?;
+                self.migrator().run(&mut conn).await?;
+                conn.close().await?;
+            }
+            Engine::Postgres => self.migrator().run(&self.pool).await?,
+        }
         Ok(())
     }
 
@@ -224,6 +244,7 @@ impl Tx {
     pub async fn create_project(&mut self, new: &NewProject) -> Result<Project> {
         let project = Project {
             id: ProjectId(new_id("prj")),
+            org_id: new.org_id.clone(),
             name: new.name.clone(),
             managed_kvstore: new.managed_kvstore,
             managed_pubsub: new.managed_pubsub,
@@ -232,9 +253,10 @@ impl Tx {
             quotas: Quotas::default(),
         };
         sqlx::query(
-            "INSERT INTO projects (id, name, managed_kvstore, managed_pubsub, pool, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO projects (id, org_id, name, managed_kvstore, managed_pubsub, pool, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&project.id.0)
+        .bind(project.org_id.as_str())
         .bind(&project.name)
         .bind(i64::from(project.managed_kvstore))
         .bind(i64::from(project.managed_pubsub))
@@ -246,13 +268,15 @@ impl Tx {
         Ok(project)
     }
 
-    /// Looks a project up by name, giving its [`ProjectId`].
-    pub async fn project(&mut self, name: &str) -> Result<Project> {
-        let row = sqlx::query(&format!("SELECT {} FROM projects WHERE name = $1", records::PROJECT_COLUMNS))
-            .bind(name)
-            .fetch_optional(&mut *self.tx)
-            .await?
-            .ok_or_else(|| Error::NotFound { what: "project", name: name.to_owned() })?;
+    /// Looks a project of the organization up by name, giving its [`ProjectId`].
+    pub async fn project(&mut self, org: &OrgId, name: &str) -> Result<Project> {
+        let row =
+            sqlx::query(&format!("SELECT {} FROM projects WHERE org_id = $1 AND name = $2", records::PROJECT_COLUMNS))
+                .bind(org.as_str())
+                .bind(name)
+                .fetch_optional(&mut *self.tx)
+                .await?
+                .ok_or_else(|| Error::NotFound { what: "project", name: name.to_owned() })?;
         records::project_from_row(&row)
     }
 
@@ -297,6 +321,7 @@ impl Tx {
             "wf_activities",
             "wf_instances",
             "api_tokens",
+            "memberships",
             "resources",
             "app_ids",
             "projects",
@@ -492,8 +517,8 @@ impl Tx {
     /// The owner of a live API token, from the token's hash: `None` when unknown, revoked or expired.
     pub async fn token_owner(&mut self, token_hash: &str) -> Result<Option<TokenOwner>> {
         let row = sqlx::query(
-            "SELECT p.id, p.name, p.pool, p.quota_requests_per_second, t.app_name FROM api_tokens t \
-             JOIN projects p ON p.id = t.project_id \
+            "SELECT p.id, p.name, p.pool, p.quota_requests_per_second, o.quota_requests_per_second AS org_rate, \
+             t.app_name FROM api_tokens t JOIN projects p ON p.id = t.project_id JOIN organizations o ON o.id = p.org_id \
              WHERE t.token_hash = $1 AND (t.expires_at IS NULL OR t.expires_at > $2)",
         )
         .bind(token_hash)
@@ -506,7 +531,10 @@ impl Tx {
                 project: row.try_get("name")?,
                 pool: row.try_get("pool")?,
                 app_id: row.try_get("app_name")?,
-                requests_per_second: records::quota(&row, "quota_requests_per_second")?,
+                rate: RateQuota {
+                    project: records::quota(&row, "quota_requests_per_second")?,
+                    org: records::quota(&row, "org_rate")?,
+                },
             })
         })
         .transpose()

@@ -253,9 +253,23 @@ const BY_NAME: &[KeyColumn] = &[KeyColumn::Text("name")];
 const BY_CREATION: &[KeyColumn] = &[KeyColumn::Number("created_at"), KeyColumn::Text("id")];
 
 impl Tx {
-    /// A page of projects, by name (the unique index on `projects.name`).
-    pub async fn page_projects(&mut self, request: &PageRequest) -> Result<Page<Project>> {
-        Keyset::new("projects", records::PROJECT_COLUMNS, BY_NAME).page(self, request, records::project_from_row).await
+    /// A page of the organization's projects, by name (the unique index on `(org_id, name)`); with `granted_to`,
+    /// only those the principal holds a role on.
+    pub async fn page_projects(
+        &mut self,
+        org: &crate::OrgId,
+        granted_to: Option<&crate::PrincipalId>,
+        request: &PageRequest,
+    ) -> Result<Page<Project>> {
+        let mut listing = Keyset::new("projects", records::PROJECT_COLUMNS, BY_NAME)
+            .filter("org_id = ?", Value::Text(org.as_str().to_owned()));
+        if let Some(principal) = granted_to {
+            listing = listing.filter(
+                "id IN (SELECT project_id FROM memberships WHERE principal_id = ?)",
+                Value::Text(principal.as_str().to_owned()),
+            );
+        }
+        listing.page(self, request, records::project_from_row).await
     }
 
     /// A page of the project's App IDs, by name (the primary key).

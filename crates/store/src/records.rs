@@ -10,7 +10,7 @@ use crate::{Error, Result};
 /// The internal identifier of a project: the tenant every query is scoped by. Obtained by looking a project
 /// up ([`crate::Tx::project`], [`crate::Tx::project_by_id`], a token's owner), or carried between processes
 /// that did (serialized on the bus); never made from a project's name, which is a different string.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(transparent)]
 pub struct ProjectId(pub(crate) String);
 
@@ -36,7 +36,9 @@ impl std::fmt::Display for ProjectId {
 /// What a new project is created with.
 #[derive(Clone, Debug)]
 pub struct NewProject {
-    /// DNS label, unique across the installation.
+    /// The organization that owns it.
+    pub org_id: crate::OrgId,
+    /// DNS label, unique within the organization.
     pub name: String,
     /// Whether the project gets the managed `kvstore` state store.
     pub managed_kvstore: bool,
@@ -51,7 +53,9 @@ pub struct NewProject {
 pub struct Project {
     /// Tenant identifier.
     pub id: ProjectId,
-    /// Unique name.
+    /// The organization that owns it.
+    pub org_id: crate::OrgId,
+    /// Name, unique within the organization.
     pub name: String,
     /// Has the managed `kvstore`.
     pub managed_kvstore: bool,
@@ -90,7 +94,7 @@ impl Quotas {
     }
 }
 
-pub(crate) const PROJECT_COLUMNS: &str = "id, name, managed_kvstore, managed_pubsub, pool, created_at, \
+pub(crate) const PROJECT_COLUMNS: &str = "id, org_id, name, managed_kvstore, managed_pubsub, pool, created_at, \
                                           quota_requests_per_second, quota_app_ids, quota_components, \
                                           quota_stored_bytes";
 
@@ -103,6 +107,7 @@ pub(crate) fn quota(row: &AnyRow, column: &str) -> Result<Option<u32>> {
 pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
     Ok(Project {
         id: ProjectId(row.try_get("id")?),
+        org_id: crate::OrgId(row.try_get("org_id")?),
         name: row.try_get("name")?,
         managed_kvstore: row.try_get::<i64, _>("managed_kvstore")? != 0,
         managed_pubsub: row.try_get::<i64, _>("managed_pubsub")? != 0,
@@ -243,8 +248,28 @@ pub struct TokenOwner {
     pub pool: String,
     /// The App ID.
     pub app_id: String,
-    /// The project's own requests-per-second quota, if the operator set one.
-    pub requests_per_second: Option<u32>,
+    /// What the operator allows the App ID's calls per second.
+    pub rate: RateQuota,
+}
+
+/// Requests per second an App ID may make, as set on its project and on its organization.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RateQuota {
+    /// The project's own quota (none: the installation's default; 0: no limit).
+    pub project: Option<u32>,
+    /// The organization's cap on each of its App IDs (none or 0: no cap).
+    pub org: Option<u32>,
+}
+
+impl RateQuota {
+    /// The rate an App ID is held to (0: no limit): the project's quota or `default`, capped by the organization's.
+    pub fn per_second(self, default: u32) -> u32 {
+        let project = self.project.unwrap_or(default);
+        match self.org.filter(|cap| *cap > 0) {
+            Some(cap) if project == 0 || project > cap => cap,
+            _ => project,
+        }
+    }
 }
 
 /// A stored Dapr document.
@@ -271,4 +296,21 @@ pub(crate) fn resource_from_row(row: &AnyRow) -> Result<StoredResource> {
         return Err(Error::Corrupt { kind, name, reason: "kind column and document disagree".into() });
     }
     Ok(StoredResource { document, created_at: row.try_get("created_at")?, updated_at: row.try_get("updated_at")? })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateQuota;
+
+    #[test]
+    fn an_organization_caps_its_app_ids_rate() {
+        let quota = |project, org| RateQuota { project, org }.per_second(100);
+        assert_eq!(quota(None, None), 100, "the installation's default");
+        assert_eq!(quota(Some(7), None), 7, "the project's own");
+        assert_eq!(quota(Some(0), None), 0, "the project set no limit");
+        assert_eq!(quota(None, Some(20)), 20, "capped below the default");
+        assert_eq!(quota(Some(7), Some(20)), 7, "a lower project quota still applies");
+        assert_eq!(quota(Some(0), Some(20)), 20, "no project limit is still capped");
+        assert_eq!(quota(Some(50), Some(0)), 50, "0 on the organization is no cap");
+    }
 }

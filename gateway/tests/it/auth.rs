@@ -23,7 +23,7 @@ async fn a_revoked_token_stops_working_within_the_cache_time() {
     assert_eq!(gateway.http("GET", "/v1.0/state/kvstore/k", Some(&token), None).await.status, StatusCode::NO_CONTENT);
 
     let mut tx = gateway.store.begin().await.unwrap();
-    let project = tx.project("demo").await.unwrap();
+    let project = tx.project(&outrigger_store::OrgId::default_org(), "demo").await.unwrap();
     let tokens = tx.list_tokens(&project.id, "orders").await.unwrap();
     tx.revoke_token(&project.id, "orders", &tokens[0].id).await.unwrap();
     tx.commit().await.unwrap();

@@ -22,7 +22,7 @@ const ARRIVES_WITHIN: Duration = Duration::from_secs(15);
 /// Sets `key` of the project's managed configuration store, as the control API does, and announces it.
 async fn set_item(gateway: &TestGateway, project: &str, key: &str, value: &str) {
     let mut tx = gateway.store.begin().await.unwrap();
-    let found = tx.project(project).await.unwrap();
+    let found = tx.project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
     tx.set_configuration_item(&found.id, key, value, &BTreeMap::new()).await.unwrap();
     tx.touch_project(&found.id).await.unwrap();
     tx.commit().await.unwrap();
@@ -31,7 +31,7 @@ async fn set_item(gateway: &TestGateway, project: &str, key: &str, value: &str) 
 
 async fn delete_item(gateway: &TestGateway, project: &str, key: &str) {
     let mut tx = gateway.store.begin().await.unwrap();
-    let found = tx.project(project).await.unwrap();
+    let found = tx.project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
     tx.delete_configuration_item(&found.id, key).await.unwrap();
     tx.commit().await.unwrap();
     gateway.changed(project).await;

@@ -126,10 +126,11 @@ impl TestGateway {
     /// Creates a project (with the managed stores) if needed and the App ID in it; answers its token.
     pub async fn register(&self, project: &str, identity: &AppIdentity) -> String {
         let mut tx = self.store.begin().await.unwrap();
-        let found = match tx.project(project).await {
+        let found = match tx.project(&outrigger_store::OrgId::default_org(), project).await {
             Ok(found) => found,
             Err(_) => tx
                 .create_project(&NewProject {
+                    org_id: outrigger_store::OrgId::default_org(),
                     name: project.into(),
                     managed_kvstore: true,
                     managed_pubsub: true,
@@ -151,7 +152,7 @@ impl TestGateway {
             .normalize(outrigger_workers::component_types())
             .unwrap();
         let mut tx = self.store.begin().await.unwrap();
-        let found = tx.project(project).await.unwrap();
+        let found = tx.project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
         tx.put_resource(&found.id, &document).await.unwrap();
         tx.commit().await.unwrap();
         self.changed(project).await;
@@ -159,7 +160,8 @@ impl TestGateway {
 
     /// The directory a project's component files live in (created when missing).
     pub async fn project_dir(&self, project: &str) -> std::path::PathBuf {
-        let found = self.store.begin().await.unwrap().project(project).await.unwrap();
+        let found =
+            self.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
         let dir = self._dir.path().join("projects").join(found.id.as_str());
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -167,7 +169,8 @@ impl TestGateway {
 
     /// What the control API's change event does in the product.
     pub async fn changed(&self, project: &str) {
-        let found = self.store.begin().await.unwrap().project(project).await.unwrap();
+        let found =
+            self.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
         self.worker.runtime().invalidate(found.id.as_str()).await;
         self.gateway.invalidate(found.id.as_str()).await;
         // Push deliveries follow once a scan that began after this point completed (one under way may have read

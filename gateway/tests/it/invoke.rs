@@ -542,7 +542,7 @@ async fn health_probes_of_a_deleted_app_id_stop() {
     let probes = || callee.seen.lock().unwrap().iter().filter(|seen| seen.path_and_query == "/healthz").count();
 
     let mut tx = gateway.store.begin().await.unwrap();
-    let project = tx.project("shop").await.unwrap();
+    let project = tx.project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
     tx.delete_app_id(&project.id, "callee").await.unwrap();
     tx.commit().await.unwrap();
     gateway.changed("shop").await;

@@ -138,6 +138,7 @@ async fn bad_lock_requests_get_daprds_errors_and_change_nothing() {
     // A project with no lock store at all.
     let mut tx = gateway.store.begin().await.unwrap();
     let bare = NewProject {
+        org_id: outrigger_store::OrgId::default_org(),
         name: "bare".into(),
         managed_kvstore: false,
         managed_pubsub: false,

@@ -128,7 +128,7 @@ async fn extended_metadata_is_the_callers_own_and_every_gateway_shows_it() {
 
     // It goes with the App ID: one created again under the same name starts without it.
     let mut tx = gateway.store.begin().await.unwrap();
-    let project = tx.project("demo").await.unwrap();
+    let project = tx.project(&outrigger_store::OrgId::default_org(), "demo").await.unwrap();
     tx.delete_app_id(&project.id, "orders").await.unwrap();
     tx.commit().await.unwrap();
     let again = gateway.app("demo", "orders").await;

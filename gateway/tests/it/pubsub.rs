@@ -411,7 +411,7 @@ async fn conformance_on(component_type: &str, metadata: &str) {
 
     // Deleting the subscription stops deliveries.
     let mut tx = gateway.store.begin().await.unwrap();
-    let project = tx.project("shop").await.unwrap();
+    let project = tx.project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
     tx.delete_resource(&project.id, outrigger_resources::Kind::Subscription, "conformance").await.unwrap();
     tx.commit().await.unwrap();
     gateway.changed("shop").await;

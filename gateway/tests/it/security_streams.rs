@@ -90,7 +90,7 @@ async fn end_of<T: std::fmt::Debug>(stream: &mut tonic::Streaming<T>) -> tonic::
 /// A second token of the App ID, as `POST .../tokens` issues it (the first stays valid for an hour).
 async fn second_token(gateway: &TestGateway, project: &str, app: &str) -> IssuedToken {
     let mut tx = gateway.store.begin().await.unwrap();
-    let found = tx.project(project).await.unwrap();
+    let found = tx.project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
     let issued = tx.rotate_token(&found.id, app, 3600).await.unwrap();
     tx.commit().await.unwrap();
     issued
@@ -99,7 +99,7 @@ async fn second_token(gateway: &TestGateway, project: &str, app: &str) -> Issued
 /// `DELETE .../tokens/{id}`: the control API announces no change for it, so only the cache bound ends it.
 async fn revoke(gateway: &TestGateway, project: &str, app: &str, token_id: &str) {
     let mut tx = gateway.store.begin().await.unwrap();
-    let found = tx.project(project).await.unwrap();
+    let found = tx.project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
     tx.revoke_token(&found.id, app, token_id).await.unwrap();
     tx.commit().await.unwrap();
 }
@@ -149,7 +149,7 @@ async fn security_deleting_an_app_id_ends_its_subscription_with_not_found() {
     assert_eq!(stream.take().await, 1, "the stream works before the deletion");
 
     let mut tx = gateway.store.begin().await.unwrap();
-    let found = tx.project("shop").await.unwrap();
+    let found = tx.project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
     tx.delete_app_id(&found.id, "listener").await.unwrap();
     tx.commit().await.unwrap();
     gateway.changed("shop").await;
@@ -170,7 +170,7 @@ async fn security_deleting_a_project_ends_its_streams_with_not_found() {
         workflows.get_work_items(with_token(wf::GetWorkItemsRequest {}, &listener)).await.unwrap().into_inner();
 
     let mut tx = gateway.store.begin().await.unwrap();
-    let found = tx.project("doomed").await.unwrap();
+    let found = tx.project(&outrigger_store::OrgId::default_org(), "doomed").await.unwrap();
     tx.delete_project(&found.id).await.unwrap();
     tx.commit().await.unwrap();
     gateway.gateway.invalidate(found.id.as_str()).await;

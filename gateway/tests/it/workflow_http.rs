@@ -11,7 +11,8 @@ const BASE: &str = "/v1.0-beta1/workflows/dapr";
 
 /// The app's side: claims the next turn of `app` and answers it with `actions`.
 async fn run_turn(gateway: &TestGateway, project: &str, app: &str, actions: Vec<WorkflowActionType>) -> String {
-    let project_id = gateway.store.begin().await.unwrap().project(project).await.unwrap().id;
+    let project_id =
+        gateway.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), project).await.unwrap().id;
     let engine = Engine::new(gateway.store.workflow_tables());
     let (item, completion_token) = engine.claim(&project_id, app, "test-worker").await.unwrap().expect("a turn");
     let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
@@ -136,7 +137,8 @@ async fn pause_resume_raise_and_terminate() {
     assert_eq!(terminated.status, StatusCode::ACCEPTED);
 
     // The worker's next turn sees the suspend, resume, event and terminate, in that order, and ends the instance.
-    let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
+    let project_id =
+        gateway.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap().id;
     let engine = Engine::new(gateway.store.workflow_tables());
     let (item, completion_token) = engine.claim(&project_id, "orders", "w").await.unwrap().unwrap();
     let WorkItem::Workflow(request) = item else { panic!("expected a workflow turn") };
@@ -210,7 +212,8 @@ async fn bad_requests_are_refused_with_daprs_codes() {
         .await
         .dapr_error(StatusCode::BAD_REQUEST, "ERR_INSTANCE_ID_TOO_LONG");
     // None of them created anything.
-    let project_id = gateway.store.begin().await.unwrap().project("shop").await.unwrap().id;
+    let project_id =
+        gateway.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap().id;
     let engine = Engine::new(gateway.store.workflow_tables());
     let page = engine.list(&project_id, &Default::default(), 10, None).await.unwrap();
     assert!(page.instances.is_empty(), "{:?}", page.instances);

@@ -65,6 +65,7 @@ async fn the_managed_store_reads_the_project_and_hears_only_its_changes() {
     control.migrate().await.unwrap();
     let mut tx = control.begin().await.unwrap();
     let project = |name: &str| NewProject {
+        org_id: outrigger_store::OrgId::default_org(),
         name: name.into(),
         managed_kvstore: true,
         managed_pubsub: true,

@@ -120,6 +120,7 @@ async fn project(store: &Store, name: &str) -> Tenant {
     let mut tx = store.begin().await.unwrap();
     let created = tx
         .create_project(&NewProject {
+            org_id: outrigger_store::OrgId::default_org(),
             name: name.into(),
             managed_kvstore: true,
             managed_pubsub: true,

@@ -84,8 +84,13 @@ async fn engine_and_store(db: Db, names: &[&str]) -> (Engine, Vec<ProjectId>, St
     let mut ids = Vec::new();
     let mut tx = store.begin().await.unwrap();
     for name in names {
-        let new =
-            NewProject { name: (*name).into(), managed_kvstore: false, managed_pubsub: false, pool: "default".into() };
+        let new = NewProject {
+            org_id: outrigger_store::OrgId::default_org(),
+            name: (*name).into(),
+            managed_kvstore: false,
+            managed_pubsub: false,
+            pool: "default".into(),
+        };
         ids.push(tx.create_project(&new).await.unwrap().id);
     }
     tx.commit().await.unwrap();

@@ -1,0 +1,224 @@
+//! `/api/v1/auth`: signing in with a password, refreshing and ending a session, and who the caller is.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use outrigger_store::{now_millis, OrgId, Principal, PrincipalKind};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::access::{Caller, SourceAddr};
+use crate::auth::{password, Identity};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::extract::JsonBody;
+use crate::AppState;
+
+/// Signing in.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"email": "ann@example.com", "password": "correct horse battery staple"}))]
+pub(crate) struct Login {
+    email: String,
+    password: String,
+    /// The organization to work in (default: the first, by name, the user holds a role in).
+    organization: Option<String>,
+}
+
+/// Swapping a refresh token for a new session token pair.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(crate) struct Refresh {
+    refresh_token: String,
+}
+
+/// A session's tokens.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SessionTokens {
+    /// Send as `Authorization: Bearer <accessToken>`; it works for `expiresIn` seconds.
+    access_token: String,
+    /// Swap for new tokens at `POST /api/v1/auth/refresh`; each works once.
+    refresh_token: String,
+    /// Always `Bearer`.
+    token_type: &'static str,
+    /// Seconds the access token works.
+    expires_in: u64,
+    /// The organization the session works in.
+    organization: String,
+}
+
+/// A role on one project.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ProjectRole {
+    project: String,
+    role: String,
+}
+
+/// The caller.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct WhoAmI {
+    /// `operator`, `user` or `serviceAccount`.
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// The organization the request worked in.
+    organization: String,
+    /// The role on the whole organization.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<String>,
+    /// Roles on single projects.
+    project_roles: Vec<ProjectRole>,
+}
+
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    format!("orr_{}", hex::encode(bytes))
+}
+
+/// Starts a session and signs its first access token.
+async fn start_session(
+    state: &AppState,
+    principal: &Principal,
+    org: &OrgId,
+    org_name: String,
+) -> ApiResult<SessionTokens> {
+    let refresh_token = new_refresh_token();
+    let refresh_ttl = i64::try_from(state.sessions.options().refresh_ttl.as_millis()).unwrap_or(i64::MAX);
+    let mut tx = state.store.begin().await?;
+    let session =
+        tx.create_session(&principal.id, org, &refresh_token, now_millis().saturating_add(refresh_ttl)).await?;
+    tx.commit().await?;
+    let (access_token, expires_in) = state.sessions.sign(&state.store, &principal.id, org, &session.id).await?;
+    Ok(SessionTokens { access_token, refresh_token, token_type: "Bearer", expires_in, organization: org_name })
+}
+
+/// Sign in with an email and a password.
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = Login, security(()), responses(
+    (status = 200, body = SessionTokens),
+    (status = 401, description = "Wrong email or password (which one is not said)", body = ErrorBody),
+    (status = 404, description = "The user holds no role in the organization asked for, or in any", body = ErrorBody),
+    (status = 429, description = "Too many failed attempts for this email or from this address: wait Retry-After seconds", body = ErrorBody),
+))]
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    SourceAddr(addr): SourceAddr,
+    JsonBody(body): JsonBody<Login>,
+) -> ApiResult<Json<SessionTokens>> {
+    let email = body.email.trim().to_lowercase();
+    if let Some(wait) = state.login_attempts.locked_for(&email, addr.as_deref()) {
+        return Err(ApiError::too_many_requests(
+            format!("too many failed sign-ins for this email or from this address: try again in {wait} s, or ask an admin to reset the password"),
+            wait,
+        ));
+    }
+    let user = state.store.begin().await?.user_by_email(&email).await?;
+    let hash = user.as_ref().and_then(|user| user.password_hash.clone());
+    let candidate = body.password.clone();
+    // Hashing takes tens of milliseconds of CPU: off the async workers.
+    let matches = tokio::task::spawn_blocking(move || password::verify(&candidate, hash.as_deref()))
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let Some(user) = user.filter(|_| matches) else {
+        state.login_attempts.failed(&email, addr.as_deref());
+        tracing::info!(email = %email, addr = ?addr, "sign-in refused");
+        return Err(ApiError::invalid_credentials());
+    };
+    state.login_attempts.succeeded(&email);
+    let mut tx = state.store.begin().await?;
+    let org = match &body.organization {
+        Some(name) => match tx.org(name).await.ok() {
+            Some(org) if tx.grants(&org.id, &user.id).await?.any() => org,
+            _ => return Err(ApiError::not_found(format!("organization '{name}' not found"))),
+        },
+        None => {
+            let first =
+                tx.page_orgs_of(&user.id, &outrigger_store::PageRequest { limit: 1, continuation: None }).await?;
+            first.items.into_iter().next().ok_or_else(|| {
+                ApiError::not_found("you hold no role in any organization: ask an organization's admin to add you")
+            })?
+        }
+    };
+    drop(tx);
+    tracing::info!(user = %user.id.as_str(), org = %org.name, "signed in");
+    Ok(Json(start_session(&state, &user, &org.id, org.name).await?))
+}
+
+/// Swap a refresh token for new tokens (the refresh token is used up).
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = Refresh, security(()), responses(
+    (status = 200, body = SessionTokens),
+    (status = 401, description = "The refresh token is unknown, used, expired, or its session ended", body = ErrorBody),
+))]
+pub(crate) async fn refresh(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Refresh>,
+) -> ApiResult<Json<SessionTokens>> {
+    let refresh_token = new_refresh_token();
+    let mut tx = state.store.begin().await?;
+    let session =
+        tx.refresh_session(&body.refresh_token, &refresh_token).await?.ok_or_else(ApiError::invalid_credentials)?;
+    let org = tx.org_by_id(&session.org).await?;
+    tx.commit().await?;
+    let (access_token, expires_in) =
+        state.sessions.sign(&state.store, &session.principal, &session.org, &session.id).await?;
+    Ok(Json(SessionTokens { access_token, refresh_token, token_type: "Bearer", expires_in, organization: org.name }))
+}
+
+/// End the caller's session: its access and refresh tokens stop working at once.
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", responses(
+    (status = 204, description = "Ended"),
+    (status = 400, description = "The credential is not a session's access token", body = ErrorBody),
+))]
+pub(crate) async fn logout(State(state): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let Identity::Principal { session: Some(session), .. } = &caller.identity else {
+        return Err(ApiError::bad_request(
+            "not_a_session",
+            "only a session ends: this credential is an API key or the operator token (revoke an API key instead)",
+        ));
+    };
+    let mut tx = state.store.begin().await?;
+    tx.end_session(session).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who the caller is, and its roles in the organization the request works in.
+#[utoipa::path(get, path = "/api/v1/auth/whoami", tag = "auth", responses((status = 200, body = WhoAmI)))]
+pub(crate) async fn whoami(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<WhoAmI>> {
+    let mut project_roles = Vec::new();
+    let mut tx = state.store.begin().await?;
+    for (project, role) in &caller.grants.projects {
+        if let Ok(project) = tx.project_by_id(project).await {
+            project_roles.push(ProjectRole { project: project.name, role: role.as_str().to_owned() });
+        }
+    }
+    project_roles.sort_by(|a, b| a.project.cmp(&b.project));
+    let (kind, id, email, name) = match caller.principal() {
+        None => ("operator", None, None, None),
+        Some(principal) => (
+            match principal.kind {
+                PrincipalKind::User => "user",
+                PrincipalKind::ServiceAccount => "serviceAccount",
+            },
+            Some(principal.id.as_str().to_owned()),
+            principal.email.clone(),
+            Some(principal.name.clone()),
+        ),
+    };
+    Ok(Json(WhoAmI {
+        kind,
+        id,
+        email,
+        name,
+        organization: caller.org.name.clone(),
+        role: caller.org_role().map(|role| role.as_str().to_owned()),
+        project_roles,
+    }))
+}
