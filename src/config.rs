@@ -143,6 +143,16 @@ pub struct Config {
     /// How often a new key starts signing access tokens, in hours; the one before keeps verifying the tokens
     /// it signed. Default 24.
     pub signing_key_rotation_hours: u64,
+    /// The OpenID Connect issuer users sign in with (its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`). Unset: single sign-on is off. Needs the three below.
+    pub oidc_issuer: Option<String>,
+    /// This installation's client id at the issuer.
+    pub oidc_client_id: Option<String>,
+    /// Its client secret.
+    pub oidc_client_secret: Option<String>,
+    /// The control API's callback as users' browsers reach it: `https://<host>/api/v1/auth/oidc/callback`,
+    /// registered at the issuer.
+    pub oidc_redirect_url: Option<String>,
     /// How long the audit trail keeps a control-plane change, in days. Default 365.
     pub audit_retention_days: u64,
     /// Failed sign-ins for one email within 15 minutes after which sign-in is refused for it until those 15
@@ -214,6 +224,10 @@ impl Default for Config {
             signing_key_rotation_hours: 24,
             login_max_failures: 5,
             audit_retention_days: 365,
+            oidc_issuer: None,
+            oidc_client_id: None,
+            oidc_client_secret: None,
+            oidc_redirect_url: None,
             api_log_max_calls_per_project: 100_000,
             metrics_addr: None,
             metrics_tenant_limit: 100,
@@ -233,6 +247,16 @@ const MIN_ADMIN_TOKEN_LEN: usize = 16;
 const MIN_HEADER_BYTES: u32 = 8192;
 
 impl Config {
+    /// The single-sign-on provider, when all four settings are given.
+    pub fn oidc(&self) -> Option<outrigger_control_api::OidcOptions> {
+        Some(outrigger_control_api::OidcOptions {
+            issuer: self.oidc_issuer.clone()?,
+            client_id: self.oidc_client_id.clone()?,
+            client_secret: self.oidc_client_secret.clone()?,
+            redirect_url: self.oidc_redirect_url.clone()?,
+        })
+    }
+
     /// Reads defaults, then `file` if given, then the environment, and validates the result.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
@@ -308,6 +332,17 @@ impl Config {
         ] {
             if value == 0 {
                 bail!("{name} must be greater than 0");
+            }
+        }
+        let oidc = [&self.oidc_issuer, &self.oidc_client_id, &self.oidc_client_secret, &self.oidc_redirect_url];
+        if oidc.iter().any(|value| value.is_some()) && !oidc.iter().all(|value| value.is_some()) {
+            bail!("single sign-on needs all of OUTRIGGER_OIDC_ISSUER, OUTRIGGER_OIDC_CLIENT_ID, OUTRIGGER_OIDC_CLIENT_SECRET and OUTRIGGER_OIDC_REDIRECT_URL");
+        }
+        for (name, url) in
+            [("OUTRIGGER_OIDC_ISSUER", &self.oidc_issuer), ("OUTRIGGER_OIDC_REDIRECT_URL", &self.oidc_redirect_url)]
+        {
+            if url.as_ref().is_some_and(|url| !(url.starts_with("https://") || url.starts_with("http://"))) {
+                bail!("{name} must be an http:// or https:// URL");
             }
         }
         if let Some(endpoint) = &self.otlp_endpoint {

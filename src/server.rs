@@ -567,6 +567,8 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 ..Default::default()
             },
             audit_retention: Duration::from_secs(config.audit_retention_days * 24 * 3600),
+            oidc: config.oidc(),
+            egress: egress.clone(),
         };
         let router = outrigger_control_api::router(store.clone(), options);
         tasks.spawn(serve(listener, router, tls.clone(), limits, shutdown.clone()));

@@ -64,6 +64,8 @@ use Role::{Admin, Developer, Operator, Viewer};
 pub(crate) const RULES: &[(Method, &str, Need, Option<&str>)] = &[
     (Method::POST, "/api/v1/auth/login", Public, None),
     (Method::POST, "/api/v1/auth/refresh", Public, None),
+    (Method::GET, "/api/v1/auth/oidc/login", Public, None),
+    (Method::GET, "/api/v1/auth/oidc/callback", Public, None),
     (Method::POST, "/api/v1/auth/logout", Signed, None),
     (Method::GET, "/api/v1/auth/whoami", Signed, None),
     (Method::GET, "/api/v1/orgs", Signed, None),

@@ -59,6 +59,16 @@ impl ApiError {
         )
     }
 
+    /// 401 from single sign-on: the provider refused, or its answer is not acceptable.
+    pub fn sign_in_refused(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "sign_in_refused", message)
+    }
+
+    /// 502: the identity provider could not be reached or answered wrongly.
+    pub fn bad_gateway(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_GATEWAY, "identity_provider_unavailable", message)
+    }
+
     /// 403: the caller is known but its role does not allow this.
     pub fn forbidden(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "forbidden", message)

@@ -29,6 +29,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 pub use access::ORG_HEADER;
+pub use auth::oidc::OidcOptions;
 pub use auth::session::SessionOptions;
 pub use auth::throttle::LoginThrottle;
 pub use error::{ApiError, ErrorBody};
@@ -80,6 +81,10 @@ pub struct Options {
     pub login_throttle: LoginThrottle,
     /// How long the audit trail keeps an event.
     pub audit_retention: std::time::Duration,
+    /// The single-sign-on provider, if the operator configured one.
+    pub oidc: Option<OidcOptions>,
+    /// The rule every outbound connection keeps to (here: to the identity provider).
+    pub egress: outrigger_outbound::Egress,
 }
 
 /// Shared by every handler.
@@ -91,6 +96,8 @@ pub struct AppState {
     admin_token_hash: Arc<[u8; 32]>,
     sessions: Arc<auth::session::Signer>,
     login_attempts: Arc<auth::throttle::Attempts>,
+    /// The single-sign-on provider.
+    oidc: Option<Arc<auth::oidc::Oidc>>,
     /// When this process last removed expired audit events.
     audit_expired_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -144,6 +151,7 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
         sessions: Arc::new(auth::session::Signer::new(options.sessions)),
         login_attempts: Arc::new(auth::throttle::Attempts::new(options.login_throttle)),
         audit_expired_at: Arc::default(),
+        oidc: options.oidc.clone().map(|oidc| Arc::new(auth::oidc::Oidc::new(oidc, &options.egress))),
         options: Arc::new(options),
     };
     let (serve_metrics, metrics_state) = (state.options.serve_metrics, state.clone());

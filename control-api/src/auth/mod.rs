@@ -1,6 +1,7 @@
 //! Who is calling: the operator token, an API key, or an access token of a signed-in session, all sent as
 //! `Authorization: Bearer <credential>`. What the caller may do is decided in [`crate::access`].
 
+pub(crate) mod oidc;
 pub(crate) mod password;
 pub(crate) mod session;
 pub(crate) mod throttle;

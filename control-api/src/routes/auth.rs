@@ -2,16 +2,17 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::Redirect;
 use axum::Json;
 use outrigger_store::{now_millis, OrgId, Principal, PrincipalKind};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::access::{Caller, SourceAddr};
 use crate::auth::{password, Identity};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Query};
 use crate::AppState;
 
 /// Signing in.
@@ -132,8 +133,13 @@ pub(crate) async fn login(
         return Err(ApiError::invalid_credentials());
     };
     state.login_attempts.succeeded(&email);
+    Ok(Json(sign_in(&state, &user, body.organization.as_deref()).await?))
+}
+
+/// Signs a user in to `organization` (default: the first, by name, they hold a role in).
+async fn sign_in(state: &AppState, user: &Principal, organization: Option<&str>) -> ApiResult<SessionTokens> {
     let mut tx = state.store.begin().await?;
-    let org = match &body.organization {
+    let org = match organization {
         Some(name) => match tx.org(name).await.ok() {
             Some(org) if tx.grants(&org.id, &user.id).await?.any() => org,
             _ => return Err(ApiError::not_found(format!("organization '{name}' not found"))),
@@ -148,7 +154,88 @@ pub(crate) async fn login(
     };
     drop(tx);
     tracing::info!(user = %user.id.as_str(), org = %org.name, "signed in");
-    Ok(Json(start_session(&state, &user, &org.id, org.name).await?))
+    start_session(state, user, &org.id, org.name).await
+}
+
+/// Where single sign-on starts.
+#[derive(Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OidcStart {
+    /// The organization to work in (default: the first, by name, the user holds a role in).
+    organization: Option<String>,
+}
+
+/// The identity provider's answer.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OidcCallback {
+    /// The authorization code.
+    code: Option<String>,
+    /// The login it answers.
+    state: Option<String>,
+    /// The provider's refusal, if it refused.
+    error: Option<String>,
+}
+
+fn oidc(state: &AppState) -> ApiResult<&crate::auth::oidc::Oidc> {
+    state.oidc.as_deref().ok_or_else(|| {
+        ApiError::not_found("single sign-on is not configured: the operator sets OUTRIGGER_OIDC_ISSUER, OUTRIGGER_OIDC_CLIENT_ID, OUTRIGGER_OIDC_CLIENT_SECRET and OUTRIGGER_OIDC_REDIRECT_URL")
+    })
+}
+
+fn millis(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Sign in with the configured OpenID Connect provider: redirects there (authorization code with PKCE).
+#[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(OidcStart), security(()), responses(
+    (status = 303, description = "To the identity provider; it sends the user back to /api/v1/auth/oidc/callback"),
+    (status = 404, description = "Single sign-on is not configured", body = ErrorBody),
+    (status = 502, description = "The identity provider could not be reached", body = ErrorBody),
+))]
+pub(crate) async fn oidc_login(State(state): State<AppState>, Query(query): Query<OidcStart>) -> ApiResult<Redirect> {
+    let (location, login) = oidc(&state)?.start(query.organization).await?;
+    let mut tx = state.store.begin().await?;
+    tx.start_oidc_login(&login, now_millis() - millis(crate::auth::oidc::LOGIN_WINDOW)).await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&location))
+}
+
+/// Where the identity provider sends the user back: checks its answer and starts a session.
+#[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(OidcCallback), security(()), responses(
+    (status = 200, body = SessionTokens),
+    (status = 400, description = "Not the answer to a login under way (unknown, used or expired state)", body = ErrorBody),
+    (status = 401, description = "The provider refused, or its ID token is not acceptable", body = ErrorBody),
+    (status = 404, description = "The user holds no role in the organization asked for, or in any", body = ErrorBody),
+    (status = 502, description = "The identity provider could not be reached", body = ErrorBody),
+))]
+pub(crate) async fn oidc_callback(
+    State(state): State<AppState>,
+    Query(query): Query<OidcCallback>,
+) -> ApiResult<Json<SessionTokens>> {
+    let provider = oidc(&state)?;
+    let expired = || {
+        ApiError::bad_request(
+            "invalid_state",
+            "this sign-in is unknown, used or older than ten minutes: start again at /api/v1/auth/oidc/login",
+        )
+    };
+    let login_state = query.state.ok_or_else(expired)?;
+    let mut tx = state.store.begin().await?;
+    let login = tx.take_oidc_login(&login_state, now_millis() - millis(crate::auth::oidc::LOGIN_WINDOW)).await?;
+    tx.commit().await?;
+    let login = login.ok_or_else(expired)?;
+    if let Some(error) = query.error {
+        return Err(ApiError::sign_in_refused(format!("the identity provider refused the sign-in ({error})")));
+    }
+    let code =
+        query.code.ok_or_else(|| ApiError::bad_request("invalid_query", "the identity provider sent no code"))?;
+    let email = provider.finish(&code, &login).await?;
+    let user = state.store.begin().await?.user_by_email(&email).await?.ok_or_else(|| {
+        ApiError::not_found("you hold no role in any organization: ask an organization's admin to add you")
+    })?;
+    Ok(Json(sign_in(&state, &user, login.organization.as_deref()).await?))
 }
 
 /// Swap a refresh token for new tokens (the refresh token is used up).

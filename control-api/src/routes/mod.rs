@@ -29,6 +29,8 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
+        .routes(routes!(auth::oidc_login))
+        .routes(routes!(auth::oidc_callback))
         .routes(routes!(orgs::create_org, orgs::list_orgs))
         .routes(routes!(orgs::get_org, orgs::delete_org))
         .routes(routes!(orgs::get_org_quotas, orgs::set_org_quotas))

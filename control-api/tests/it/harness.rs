@@ -128,6 +128,8 @@ impl TestApp {
             sessions: Default::default(),
             login_throttle: Default::default(),
             audit_retention: std::time::Duration::from_secs(365 * 24 * 3600),
+            oidc: None,
+            egress: outrigger_outbound::Egress::private(outrigger_outbound::PrivateAddresses::Allowed),
         };
         let mut options = options;
         configure(&mut options);

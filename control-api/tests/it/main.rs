@@ -10,6 +10,8 @@ mod configuration_items;
 mod fixtures;
 mod isolation;
 mod jobs;
+mod oidc;
+mod oidc_provider;
 mod openapi;
 mod orgs;
 mod people;

@@ -12,6 +12,7 @@ mod audit;
 mod changes;
 mod configuration_items;
 mod jobs;
+mod oidc_logins;
 mod orgs;
 mod paging;
 mod principals;
@@ -32,6 +33,7 @@ pub use api_calls::{
 pub use audit::{AuditEvent, AuditFilter};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
+pub use oidc_logins::OidcLogin;
 pub use orgs::{OrgId, OrgQuotas, Organization};
 pub use paging::{Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 pub use principals::{ApiKeyInfo, Grants, IssuedApiKey, Member, Principal, PrincipalId, PrincipalKind, Role};
