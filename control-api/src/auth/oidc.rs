@@ -133,10 +133,19 @@ impl Oidc {
     }
 
     /// Starts a login: where to send the user, and what to keep until they come back.
-    pub(crate) async fn start(&self, organization: Option<String>) -> Result<(String, OidcLogin), ApiError> {
+    pub(crate) async fn start(
+        &self,
+        organization: Option<String>,
+        return_to: Option<String>,
+    ) -> Result<(String, OidcLogin), ApiError> {
         let discovery = self.discovery().await?;
-        let login =
-            OidcLogin { state: random_token(), nonce: random_token(), code_verifier: random_token(), organization };
+        let login = OidcLogin {
+            state: random_token(),
+            nonce: random_token(),
+            code_verifier: random_token(),
+            organization,
+            return_to,
+        };
         let challenge =
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(login.code_verifier.as_bytes()));
         let mut url = url::Url::parse(&discovery.authorization_endpoint)

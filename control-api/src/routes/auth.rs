@@ -2,7 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::Redirect;
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use outrigger_store::{now_millis, OrgId, Principal, PrincipalKind};
 use rand::RngCore;
@@ -164,6 +164,11 @@ async fn sign_in(state: &AppState, user: &Principal, organization: Option<&str>)
 pub(crate) struct OidcStart {
     /// The organization to work in (default: the first, by name, the user holds a role in).
     organization: Option<String>,
+    /// For a command-line client: the loopback URL (`http://127.0.0.1:<port>/...` or `http://localhost:...`) it
+    /// waits at. The callback then sends the browser there with `refreshToken` and `organization` in the query,
+    /// and the client swaps the refresh token for its own pair at once (so the copy in the browser's history
+    /// is used up).
+    return_to: Option<String>,
 }
 
 /// The identity provider's answer.
@@ -184,6 +189,27 @@ fn oidc(state: &AppState) -> ApiResult<&crate::auth::oidc::Oidc> {
     })
 }
 
+/// Only a loopback address may receive a session's refresh token: it never leaves the user's machine.
+fn check_loopback(return_to: &str) -> ApiResult<()> {
+    let parsed = url::Url::parse(return_to).ok();
+    let loopback = parsed.as_ref().is_some_and(|url| {
+        url.scheme() == "http"
+            && url.username().is_empty()
+            && url.password().is_none()
+            && match url.host() {
+                Some(url::Host::Domain(host)) => host == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            }
+    });
+    if loopback {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request("invalid_return_to", "returnTo must be an http:// URL on this machine (127.0.0.1, [::1] or localhost), where a command-line client waits"))
+    }
+}
+
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -191,11 +217,16 @@ fn millis(duration: std::time::Duration) -> i64 {
 /// Sign in with the configured OpenID Connect provider: redirects there (authorization code with PKCE).
 #[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(OidcStart), security(()), responses(
     (status = 303, description = "To the identity provider; it sends the user back to /api/v1/auth/oidc/callback"),
+    (status = 400, description = "returnTo is not a loopback http:// URL", body = ErrorBody),
     (status = 404, description = "Single sign-on is not configured", body = ErrorBody),
     (status = 502, description = "The identity provider could not be reached", body = ErrorBody),
 ))]
 pub(crate) async fn oidc_login(State(state): State<AppState>, Query(query): Query<OidcStart>) -> ApiResult<Redirect> {
-    let (location, login) = oidc(&state)?.start(query.organization).await?;
+    let provider = oidc(&state)?;
+    if let Some(return_to) = &query.return_to {
+        check_loopback(return_to)?;
+    }
+    let (location, login) = provider.start(query.organization, query.return_to).await?;
     let mut tx = state.store.begin().await?;
     tx.start_oidc_login(&login, now_millis() - millis(crate::auth::oidc::LOGIN_WINDOW)).await?;
     tx.commit().await?;
@@ -205,6 +236,7 @@ pub(crate) async fn oidc_login(State(state): State<AppState>, Query(query): Quer
 /// Where the identity provider sends the user back: checks its answer and starts a session.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(OidcCallback), security(()), responses(
     (status = 200, body = SessionTokens),
+    (status = 303, description = "To the command-line client's loopback returnTo, with refreshToken and organization"),
     (status = 400, description = "Not the answer to a login under way (unknown, used or expired state)", body = ErrorBody),
     (status = 401, description = "The provider refused, or its ID token is not acceptable", body = ErrorBody),
     (status = 404, description = "The user holds no role in the organization asked for, or in any", body = ErrorBody),
@@ -213,7 +245,7 @@ pub(crate) async fn oidc_login(State(state): State<AppState>, Query(query): Quer
 pub(crate) async fn oidc_callback(
     State(state): State<AppState>,
     Query(query): Query<OidcCallback>,
-) -> ApiResult<Json<SessionTokens>> {
+) -> ApiResult<Response> {
     let provider = oidc(&state)?;
     let expired = || {
         ApiError::bad_request(
@@ -235,7 +267,13 @@ pub(crate) async fn oidc_callback(
     let user = state.store.begin().await?.user_by_email(&email).await?.ok_or_else(|| {
         ApiError::not_found("you hold no role in any organization: ask an organization's admin to add you")
     })?;
-    Ok(Json(sign_in(&state, &user, login.organization.as_deref()).await?))
+    let tokens = sign_in(&state, &user, login.organization.as_deref()).await?;
+    let Some(return_to) = login.return_to else { return Ok(Json(tokens).into_response()) };
+    let mut url = url::Url::parse(&return_to).map_err(|_| ApiError::internal())?;
+    url.query_pairs_mut()
+        .append_pair("refreshToken", &tokens.refresh_token)
+        .append_pair("organization", &tokens.organization);
+    Ok(Redirect::to(url.as_str()).into_response())
 }
 
 /// Swap a refresh token for new tokens (the refresh token is used up).

@@ -152,3 +152,36 @@ async fn an_unreachable_provider_is_named_as_such() {
     assert!(message.contains("discovery document"), "{message}");
     app.finish().await;
 }
+
+#[tokio::test]
+async fn a_command_line_client_gets_a_refresh_token_on_its_loopback_only() {
+    let provider = Provider::start().await;
+    let app = app_with(&provider).await;
+    app.org("acme").await;
+    app.post_json("/api/v1/orgs/acme/members", json!({"email": "sso@acme.test", "role": "viewer"}))
+        .await
+        .expect(StatusCode::CREATED);
+    provider.sign_in_as("sso@acme.test");
+    for refused in
+        ["http://evil.test/cb", "https://127.0.0.1:9/cb", "http://user@127.0.0.1:9/", "ftp://localhost/", "not a url"]
+    {
+        let path = format!(
+            "/api/v1/auth/oidc/login?returnTo={}",
+            url::form_urlencoded::byte_serialize(refused.as_bytes()).collect::<String>()
+        );
+        get_anonymous(&app, &path).await.expect_error(StatusCode::BAD_REQUEST, "invalid_return_to");
+    }
+    let callback = through_provider(&app, "?returnTo=http%3A%2F%2F127.0.0.1%3A45678%2Fdone").await;
+    let answer = get_anonymous(&app, &callback).await.expect(StatusCode::SEE_OTHER);
+    let location = url::Url::parse(answer.headers["location"].to_str().unwrap()).unwrap();
+    assert_eq!((location.host_str(), location.port(), location.path()), (Some("127.0.0.1"), Some(45678), "/done"));
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["organization"], "acme");
+    // The client swaps the refresh token at once; the copy left in the browser's history is then used up.
+    let refresh = json!({"refreshToken": query["refreshToken"]});
+    app.call_anonymous(Method::POST, "/api/v1/auth/refresh", refresh.clone()).await.expect(StatusCode::OK);
+    app.call_anonymous(Method::POST, "/api/v1/auth/refresh", refresh)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    app.finish().await;
+}

@@ -15,6 +15,8 @@ pub struct OidcLogin {
     pub code_verifier: String,
     /// The organization asked for, if any.
     pub organization: Option<String>,
+    /// The loopback address a command-line client waits at, if it started the login.
+    pub return_to: Option<String>,
 }
 
 impl Tx {
@@ -25,12 +27,14 @@ impl Tx {
             .execute(&mut *self.tx)
             .await?;
         sqlx::query(
-            "INSERT INTO oidc_logins (state, nonce, code_verifier, organization, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO oidc_logins (state, nonce, code_verifier, organization, return_to, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&login.state)
         .bind(&login.nonce)
         .bind(&login.code_verifier)
         .bind(&login.organization)
+        .bind(&login.return_to)
         .bind(now_millis())
         .execute(&mut *self.tx)
         .await?;
@@ -40,7 +44,8 @@ impl Tx {
     /// Takes the login `state` names, if it was started at or after `started_since`: it cannot be used again.
     pub async fn take_oidc_login(&mut self, state: &str, started_since: i64) -> Result<Option<OidcLogin>> {
         let row = sqlx::query(
-            "SELECT state, nonce, code_verifier, organization FROM oidc_logins WHERE state = $1 AND created_at >= $2",
+            "SELECT state, nonce, code_verifier, organization, return_to FROM oidc_logins \
+             WHERE state = $1 AND created_at >= $2",
         )
         .bind(state)
         .bind(started_since)
@@ -53,6 +58,7 @@ impl Tx {
                 nonce: row.try_get("nonce")?,
                 code_verifier: row.try_get("code_verifier")?,
                 organization: row.try_get("organization")?,
+                return_to: row.try_get("return_to")?,
             })
         })
         .transpose()
