@@ -227,6 +227,32 @@ fn a_project_s_own_rate_quota_holds_its_app_ids_only() {
     assert_eq!(json["set"], serde_json::json!({}), "{json}");
 }
 
+#[test]
+fn an_organization_s_rate_cap_holds_each_of_its_app_ids() {
+    let (_dir, server) = start();
+    let (status, _) = server.api(Method::POST, "/orgs", Some(serde_json::json!({"name": "capped"})));
+    assert_eq!(status, StatusCode::CREATED);
+    let cap = serde_json::json!({"requestsPerSecond": 2});
+    assert_eq!(server.api(Method::PUT, "/orgs/capped/quotas", Some(cap)).0, StatusCode::OK);
+    // The operator token works in the organization its header names.
+    let project = serde_json::json!({"name": "shop"});
+    assert_eq!(server.api_in(Some("capped"), Method::POST, "/projects", Some(project)).0, StatusCode::CREATED);
+    let app = serde_json::json!({"name": "orders"});
+    let (status, app) = server.api_in(Some("capped"), Method::POST, "/projects/shop/appids", Some(app));
+    assert_eq!(status, StatusCode::CREATED);
+    let capped = app["apiToken"].as_str().unwrap().to_owned();
+    server.outrigger(["project", "create", "shop"]).succeeds();
+    let free = app_token(&server, "shop", "orders");
+    let statuses = |token: &str| -> Vec<StatusCode> {
+        (0..6).map(|_| dapr_http(Method::GET, &state_url(&server, "kvstore/k"), token, None).0).collect()
+    };
+    assert!(statuses(&capped).contains(&StatusCode::TOO_MANY_REQUESTS), "the organization caps its App IDs");
+    assert!(
+        statuses(&free).iter().all(|status| *status == StatusCode::NO_CONTENT),
+        "the project of the same name in `default` is not capped"
+    );
+}
+
 /// The bytes a project keeps in its managed kvstore, as `outrigger usage` reports them.
 fn stored_bytes(server: &Server, project: &str) -> u64 {
     let usage = server.outrigger(["usage", "--project", project, "-o", "json"]).json();

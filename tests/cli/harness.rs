@@ -136,11 +136,25 @@ impl Server {
 
     /// Calls the control API directly, to compare the CLI with what the server answers.
     pub fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (reqwest::StatusCode, Value) {
+        self.api_in(None, method, path, body)
+    }
+
+    /// Calls the control API directly with the operator token working in `org` (`default` when none).
+    pub fn api_in(
+        &self,
+        org: Option<&str>,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (reqwest::StatusCode, Value) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("building a runtime");
         runtime.block_on(async {
             let token = self.admin_token.as_deref().expect("api() needs a server started with an admin token");
             let mut request =
                 reqwest::Client::new().request(method, format!("{}/api/v1{path}", self.url())).bearer_auth(token);
+            if let Some(org) = org {
+                request = request.header("outrigger-organization", org);
+            }
             if let Some(body) = body {
                 request = request.json(&body);
             }

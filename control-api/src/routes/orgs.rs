@@ -9,6 +9,7 @@ use outrigger_store::{OrgQuotas, Organization};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::quotas::whole_quota;
 use super::timestamp;
 use crate::access::{AuditNote, Caller};
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -25,15 +26,21 @@ pub(crate) struct CreateOrg {
     name: String,
 }
 
-/// An organization's quotas: `null` or absent is no limit.
+/// An organization's quotas: `null`, absent or `0` is no limit.
 #[derive(Clone, Copy, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(crate) struct OrgQuotaValues {
     /// Projects the organization may have.
+    #[serde(default, deserialize_with = "whole_quota")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     projects: Option<u32>,
     /// App IDs its projects may have together.
+    #[serde(default, deserialize_with = "whole_quota")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     app_ids: Option<u32>,
     /// Requests per second each of its App IDs may make, at most (a lower project quota still applies).
+    #[serde(default, deserialize_with = "whole_quota")]
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     requests_per_second: Option<u32>,
 }
 

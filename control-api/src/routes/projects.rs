@@ -98,7 +98,7 @@ pub(crate) async fn create_project(
         pool,
     };
     let mut tx = state.store.begin().await?;
-    if let Some(limit) = tx.org_by_id(&caller.org.id).await?.quotas.projects {
+    if let Some(limit) = tx.org_by_id(&caller.org.id).await?.quotas.projects.filter(|limit| *limit > 0) {
         let (projects, _) = tx.org_holdings(&caller.org.id).await?;
         if projects >= u64::from(limit) {
             return Err(ApiError::conflict(

@@ -55,7 +55,7 @@ fn whole_number<'de, D: Deserializer<'de>>(deserializer: D, max: u64) -> Result<
 }
 
 /// A count or rate quota: up to [`MAX_QUOTA`].
-fn whole_quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+pub(crate) fn whole_quota<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
     Ok(whole_number(deserializer, u64::from(MAX_QUOTA))?.map(|number| number as u32))
 }
 

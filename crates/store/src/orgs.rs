@@ -30,7 +30,7 @@ impl OrgId {
     }
 }
 
-/// Limits on an organization, set by the operator; `None` is no limit.
+/// Limits on an organization, set by the operator; `None` or `0` is no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OrgQuotas {
     /// Projects the organization may have.
