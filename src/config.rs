@@ -10,7 +10,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 /// Environment variables with the `OUTRIGGER_` prefix that belong to the CLI client, not the server.
-const CLIENT_VARIABLES: [&str; 4] = ["url", "token", "project", "config"];
+const CLIENT_VARIABLES: [&str; 6] = ["url", "token", "project", "config", "org", "config_dir"];
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -432,6 +432,8 @@ mod tests {
             jail.create_file("outrigger.toml", "data_dir = \"/srv/outrigger\"\nhttp_addr = \"127.0.0.1:3600\"\n")?;
             jail.set_env("OUTRIGGER_HTTP_ADDR", "127.0.0.1:3700");
             jail.set_env("OUTRIGGER_URL", "http://client-only:8080");
+            jail.set_env("OUTRIGGER_ORG", "client-only");
+            jail.set_env("OUTRIGGER_CONFIG_DIR", "/client/only");
             let config = Config::load(Some(Path::new("outrigger.toml"))).map_err(|err| format!("{err:#}"))?;
             assert_eq!(config.data_dir, PathBuf::from("/srv/outrigger"));
             assert_eq!(config.http_addr, "127.0.0.1:3700".parse().unwrap());

@@ -239,6 +239,8 @@ pub(crate) struct AuditDetail {
     pub(crate) after: Option<serde_json::Value>,
     /// The organization the event belongs to, when the request did not work in one (a new organization).
     pub(crate) org: Option<OrgId>,
+    /// The project the event belongs to, when the path names none (a new project).
+    pub(crate) project: Option<String>,
 }
 
 /// Where a handler leaves its [`AuditDetail`]; read after the answer.
@@ -251,6 +253,11 @@ impl AuditNote {
         let mut detail = self.0.lock().expect("audit note poisoned");
         detail.before = before;
         detail.after = after;
+    }
+
+    /// Files the event under `project`.
+    pub(crate) fn in_project(&self, project: &str) {
+        self.0.lock().expect("audit note poisoned").project = Some(project.to_owned());
     }
 
     /// Files the event under `org`.
@@ -412,7 +419,7 @@ pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next:
             actor_id,
             actor,
             action: action.to_owned(),
-            project,
+            project: detail.project.or(project),
             target,
             status: response.status().as_u16(),
             before: detail.before.map(|value| value.to_string()),

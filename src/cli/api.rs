@@ -15,10 +15,27 @@ const API_PREFIX: [&str; 2] = ["api", "v1"];
 /// Entries asked for per page when a command lists everything: the control API's largest page.
 const LIST_PAGE_SIZE: u32 = 1000;
 
+/// The header that names the organization a request works in.
+const ORG_HEADER: &str = "Outrigger-Organization";
+
 pub struct ApiClient {
     http: reqwest::Client,
     base: Url,
-    token: String,
+    /// None only for the routes that sign in (login, refresh).
+    credential: Option<(String, CredentialKind)>,
+    /// Sent as `Outrigger-Organization`; without it the server uses the credential's own organization.
+    org: Option<String>,
+}
+
+/// Where the bearer credential came from, so that a refusal can say what to do about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// `--token`/`OUTRIGGER_TOKEN`, or the all-in-one server's admin-token file.
+    OperatorToken,
+    /// The API key `outrigger login --api-key` stored.
+    ApiKey,
+    /// The access token of the session `outrigger login --email` started.
+    Session,
 }
 
 /// The control API's error body.
@@ -29,7 +46,8 @@ struct ErrorBody {
 }
 
 impl ApiClient {
-    pub fn new(base: Url, token: String) -> anyhow::Result<Self> {
+    /// A client that sends no credential; add one with [`ApiClient::with_credential`].
+    pub fn new(base: Url) -> anyhow::Result<Self> {
         if !matches!(base.scheme(), "http" | "https") {
             bail!("--url {base} is not an http:// or https:// URL");
         }
@@ -39,7 +57,27 @@ impl ApiClient {
             .timeout(Duration::from_secs(120))
             .build()
             .context("setting up the HTTP client")?;
-        Ok(Self { http, base, token })
+        Ok(Self { http, base, credential: None, org: None })
+    }
+
+    pub fn with_credential(mut self, token: String, kind: CredentialKind) -> Self {
+        self.credential = Some((token, kind));
+        self
+    }
+
+    /// Works in `org` (when given) rather than the credential's own organization.
+    pub fn in_org(mut self, org: Option<String>) -> Self {
+        self.org = org;
+        self
+    }
+
+    /// The organization requests name, if any.
+    pub fn org(&self) -> Option<&str> {
+        self.org.as_deref()
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
     }
 
     /// The URL of a route given as path segments (each one percent-encoded), below any path the base URL has.
@@ -54,7 +92,14 @@ impl ApiClient {
     }
 
     pub fn request(&self, method: Method, url: Url) -> RequestBuilder {
-        self.http.request(method, url).bearer_auth(&self.token)
+        let mut request = self.http.request(method, url);
+        if let Some((token, _)) = &self.credential {
+            request = request.bearer_auth(token);
+        }
+        if let Some(org) = &self.org {
+            request = request.header(ORG_HEADER, org);
+        }
+        request
     }
 
     /// Sends a request and fails unless the answer is a success status.
@@ -65,7 +110,7 @@ impl ApiClient {
             return Ok(response);
         }
         let body = response.text().await.unwrap_or_default();
-        Err(api_error(status, &body))
+        Err(api_error(status, &body, self.credential.as_ref().map(|(_, kind)| *kind)))
     }
 
     pub async fn get_json(&self, segments: &[&str]) -> anyhow::Result<Value> {
@@ -140,8 +185,17 @@ async fn read_json(response: Response) -> anyhow::Result<Value> {
     response.json().await.context("reading the control API's JSON answer")
 }
 
-fn api_error(status: StatusCode, body: &str) -> anyhow::Error {
-    let hint = if status == StatusCode::UNAUTHORIZED { "; check --token/OUTRIGGER_TOKEN" } else { "" };
+fn api_error(status: StatusCode, body: &str, credential: Option<CredentialKind>) -> anyhow::Error {
+    let hint = match (status, credential) {
+        (StatusCode::UNAUTHORIZED, Some(CredentialKind::OperatorToken)) => "; check --token/OUTRIGGER_TOKEN",
+        (StatusCode::UNAUTHORIZED, Some(CredentialKind::ApiKey)) => {
+            "; the stored API key was revoked or has expired: sign in again with `outrigger login`"
+        }
+        (StatusCode::UNAUTHORIZED, Some(CredentialKind::Session)) => {
+            "; the session has ended: sign in again with `outrigger login`"
+        }
+        _ => "",
+    };
     match serde_json::from_str::<ErrorBody>(body) {
         Ok(ErrorBody { code, message }) => anyhow!("{message} ({status}, {code}){hint}"),
         Err(_) if body.trim().is_empty() => anyhow!("the control API answered {status}{hint}"),

@@ -3,33 +3,41 @@
 
 mod activity;
 mod api;
+mod apikey;
 mod appid;
+mod audit;
 mod config_items;
+mod credentials;
 mod jobs;
 mod manifests;
+mod member;
+mod org;
 mod output;
 mod project;
 mod resource;
+mod session;
 mod workflow;
 
-use std::io::ErrorKind;
-use std::path::PathBuf;
-
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
-/// Where the control API is and how to authenticate.
+/// Where the control API is, how to authenticate, and which organization to work in.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectionArgs {
-    /// Base URL of the control API
-    #[arg(long, env = "OUTRIGGER_URL", default_value = "http://127.0.0.1:8080", global = true)]
-    pub url: reqwest::Url,
+    /// Base URL of the control API [default: the one `outrigger login` signed in to, else http://127.0.0.1:8080]
+    #[arg(long, env = "OUTRIGGER_URL", global = true)]
+    pub url: Option<reqwest::Url>,
 
-    /// Operator token for the control API. When absent it is read from
-    /// <OUTRIGGER_DATA_DIR>/admin-token (default ./.outrigger/admin-token), the file the all-in-one
+    /// Operator token for the control API. When absent the CLI uses the credential `outrigger login` stored,
+    /// else reads <OUTRIGGER_DATA_DIR>/admin-token (default ./.outrigger/admin-token), the file the all-in-one
     /// server writes on its first start
     #[arg(long, env = "OUTRIGGER_TOKEN", global = true, hide_env_values = true)]
     pub token: Option<String>,
+
+    /// Organization to work in [default: the one `outrigger org use` chose, else the credential's own: an API
+    /// key's, the one signed in to, `default` for the operator token]
+    #[arg(long, env = "OUTRIGGER_ORG", global = true)]
+    pub org: Option<String>,
 }
 
 /// Commands that manage projects, App IDs and Dapr resources through the control API.
@@ -66,50 +74,57 @@ pub enum ClientCommand {
     Metrics(activity::MetricsArgs),
     /// Show what a project holds and how many calls it made this month
     Usage(activity::UsageArgs),
+    /// Sign in with an email and password, or with an API key; later commands use the stored credential
+    Login(session::LoginArgs),
+    /// End the stored session and forget the stored credential and organization
+    Logout,
+    /// Show who the control API takes you for, in which organization, with which roles
+    Whoami(session::WhoamiArgs),
+    /// Create, list and delete organizations, set their quotas, and choose the one to work in (`org use`)
+    #[command(subcommand)]
+    Org(org::OrgCommand),
+    /// Grant and remove roles in an organization, for users and service accounts
+    #[command(subcommand)]
+    Member(member::MemberCommand),
+    /// Make, list and revoke API keys (credentials for scripts and CI, with their owner's roles)
+    #[command(subcommand)]
+    Apikey(apikey::ApiKeyCommand),
+    /// Show an organization's audit trail: who changed what in the control plane, when and from where
+    Audit(audit::AuditArgs),
 }
 
-/// Runs one client command against the control API at `connection.url`.
+/// Runs one client command against the control API.
 pub async fn run(connection: ConnectionArgs, command: ClientCommand) -> anyhow::Result<()> {
-    let token = match connection.token {
-        Some(token) => token,
-        None => token_from_data_dir()?,
-    };
-    let api = api::ApiClient::new(connection.url, token)?;
     match command {
-        ClientCommand::Project(command) => project::run(&api, command).await,
-        ClientCommand::Appid(args) => appid::run(&api, args).await,
-        ClientCommand::Component(args) => resource::run(&api, &resource::COMPONENTS, args).await,
-        ClientCommand::Subscription(args) => resource::run(&api, &resource::SUBSCRIPTIONS, args).await,
-        ClientCommand::Resiliency(args) => resource::run(&api, &resource::RESILIENCIES, args).await,
-        ClientCommand::Configuration(args) => resource::run(&api, &resource::CONFIGURATIONS, args).await,
-        ClientCommand::Config(args) => config_items::run(&api, args).await,
-        ClientCommand::Job(args) => jobs::run(&api, args).await,
-        ClientCommand::Httpendpoint(args) => resource::run(&api, &resource::HTTP_ENDPOINTS, args).await,
-        ClientCommand::Apply(args) => manifests::apply(&api, args).await,
-        ClientCommand::Export(args) => manifests::export(&api, args).await,
-        ClientCommand::Workflow(args) => workflow::run(&api, args).await,
-        ClientCommand::Logs(args) => activity::logs(&api, args).await,
-        ClientCommand::Metrics(args) => activity::metrics(&api, args).await,
-        ClientCommand::Usage(args) => activity::usage(&api, args).await,
+        ClientCommand::Login(args) => session::login(connection, args).await,
+        ClientCommand::Logout => session::logout().await,
+        command => run_connected(&session::connect(connection).await?, command).await,
     }
 }
 
-/// Reads the operator token the all-in-one server generated on first start, so that a local
-/// `outrigger project create` works without copying the token around. The data directory is the
-/// server's setting (`OUTRIGGER_DATA_DIR`), read here rather than declared as a flag so that the
-/// client does not claim an option name the server's own configuration may use.
-fn token_from_data_dir() -> anyhow::Result<String> {
-    let data_dir = std::env::var_os("OUTRIGGER_DATA_DIR").map_or_else(|| PathBuf::from(".outrigger"), PathBuf::from);
-    let path = data_dir.join("admin-token");
-    match std::fs::read_to_string(&path) {
-        Ok(contents) if !contents.trim().is_empty() => Ok(contents.trim().to_owned()),
-        Ok(_) => bail!("{} is empty: set OUTRIGGER_TOKEN (or pass --token) to the operator token", path.display()),
-        Err(error) if error.kind() == ErrorKind::NotFound => bail!(
-            "no operator token: set OUTRIGGER_TOKEN (or pass --token); without it the token is read from {}, \
-             which does not exist (set OUTRIGGER_DATA_DIR to the server's data directory)",
-            path.display()
-        ),
-        Err(error) => Err(error).with_context(|| format!("reading the operator token from {}", path.display())),
+async fn run_connected(api: &api::ApiClient, command: ClientCommand) -> anyhow::Result<()> {
+    match command {
+        ClientCommand::Project(command) => project::run(api, command).await,
+        ClientCommand::Appid(args) => appid::run(api, args).await,
+        ClientCommand::Component(args) => resource::run(api, &resource::COMPONENTS, args).await,
+        ClientCommand::Subscription(args) => resource::run(api, &resource::SUBSCRIPTIONS, args).await,
+        ClientCommand::Resiliency(args) => resource::run(api, &resource::RESILIENCIES, args).await,
+        ClientCommand::Configuration(args) => resource::run(api, &resource::CONFIGURATIONS, args).await,
+        ClientCommand::Config(args) => config_items::run(api, args).await,
+        ClientCommand::Job(args) => jobs::run(api, args).await,
+        ClientCommand::Httpendpoint(args) => resource::run(api, &resource::HTTP_ENDPOINTS, args).await,
+        ClientCommand::Apply(args) => manifests::apply(api, args).await,
+        ClientCommand::Export(args) => manifests::export(api, args).await,
+        ClientCommand::Workflow(args) => workflow::run(api, args).await,
+        ClientCommand::Logs(args) => activity::logs(api, args).await,
+        ClientCommand::Metrics(args) => activity::metrics(api, args).await,
+        ClientCommand::Usage(args) => activity::usage(api, args).await,
+        ClientCommand::Whoami(args) => session::whoami(api, args).await,
+        ClientCommand::Org(command) => org::run(api, command).await,
+        ClientCommand::Member(command) => member::run(api, command).await,
+        ClientCommand::Apikey(command) => apikey::run(api, command).await,
+        ClientCommand::Audit(args) => audit::run(api, args).await,
+        ClientCommand::Login(_) | ClientCommand::Logout => unreachable!("run() signs in and out without connecting"),
     }
 }
 

@@ -64,8 +64,11 @@ pub enum ProjectCommand {
     },
 }
 
-/// The quotas as `PUT .../quotas` takes them: the project's own, changed where a flag says.
-fn changed_quotas(mut set: Value, changes: [(&str, Option<String>); 4]) -> anyhow::Result<Value> {
+/// The quotas as `PUT .../quotas` takes them: those set now, changed where a flag says (`default` removes one).
+pub(super) fn changed_quotas<const N: usize>(
+    mut set: Value,
+    changes: [(&str, Option<String>); N],
+) -> anyhow::Result<Value> {
     for (field, change) in changes {
         match change.as_deref() {
             None => {}

@@ -25,7 +25,8 @@ pub fn random_token() -> String {
 }
 
 /// The outrigger binary with `args`, ignoring any OUTRIGGER_* setting of the environment the
-/// tests run in.
+/// tests run in, and any credential `outrigger login` stored for the user running them (tests that sign in
+/// set `OUTRIGGER_CONFIG_DIR` to a directory of their own).
 pub fn outrigger<I, S>(args: I) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -37,6 +38,7 @@ where
             command.env_remove(name);
         }
     }
+    command.env("OUTRIGGER_CONFIG_DIR", std::env::temp_dir().join("outrigger-tests-never-signed-in"));
     command.args(args).stdin(Stdio::null());
     command
 }

@@ -14,6 +14,7 @@ mod invoke;
 mod jobs;
 mod lifecycle;
 mod manifests;
+mod people;
 mod projects;
 mod security;
 mod security_boundary;

@@ -111,6 +111,7 @@ pub(crate) async fn create_project(
     tx.commit().await?;
     tracing::info!(project = %project.name, project_id = project.id.as_str(), org = %caller.org.name, "project created");
     let out = ProjectOut::new(&state, &project);
+    audit.in_project(&project.name);
     audit.changed(None, serde_json::to_value(&out).ok());
     Ok((StatusCode::CREATED, Json(out)))
 }
