@@ -16,6 +16,7 @@ mod output;
 mod project;
 mod resource;
 mod session;
+mod sso;
 mod workflow;
 
 use anyhow::Context as _;

@@ -25,7 +25,7 @@ const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 const REFRESH_MARGIN: chrono::Duration = chrono::Duration::seconds(30);
 
 #[derive(Args, Debug)]
-#[command(group(ArgGroup::new("credential").required(true).args(["email", "api_key"])))]
+#[command(group(ArgGroup::new("credential").required(true).args(["email", "api_key", "sso"])))]
 pub struct LoginArgs {
     /// Sign in as this user; the password is asked for on the terminal (without echo), or read from standard
     /// input when there is no terminal
@@ -37,6 +37,12 @@ pub struct LoginArgs {
     /// Sign in with this API key (`ork_...`); it is checked with the control API before it is stored
     #[arg(long)]
     api_key: Option<String>,
+    /// Sign in through the installation's single-sign-on provider, in a browser
+    #[arg(long)]
+    sso: bool,
+    /// With --sso: only print the address to open, do not start a browser
+    #[arg(long, requires = "sso")]
+    no_browser: bool,
 }
 
 #[derive(Args, Debug)]
@@ -185,6 +191,21 @@ pub async fn login(connection: ConnectionArgs, args: LoginArgs) -> anyhow::Resul
     let api = ApiClient::new(url.clone())?;
     let empty = Stored { url: url.to_string(), ..Stored::default() };
     let (stored, who) = match (args.email, args.api_key) {
+        (None, None) if args.sso => {
+            let refresh_token =
+                super::sso::refresh_token_from_browser(&api, connection.org.as_deref(), !args.no_browser).await?;
+            // Swapped at once: the copy in the browser's history is used up.
+            let body = json!({ "refreshToken": refresh_token });
+            let tokens = read_tokens(api.send_json(Method::POST, &["auth", "refresh"], &body).await?)?;
+            let org = tokens.organization.clone();
+            let stored = tokens.store_in(Stored { org: Some(org), ..empty });
+            let token = stored.access_token.clone().expect("just signed in");
+            let me = ApiClient::new(url.clone())?
+                .with_credential(token, CredentialKind::Session)
+                .get_json(&["auth", "whoami"])
+                .await?;
+            (stored, caller_name(&me))
+        }
         (Some(email), _) => {
             let password = read_password(args.password_stdin)?;
             let mut body = json!({ "email": email, "password": password });
@@ -201,7 +222,7 @@ pub async fn login(connection: ConnectionArgs, args: LoginArgs) -> anyhow::Resul
             let org = me["organization"].as_str().map(str::to_owned);
             (Stored { api_key: Some(key), org, ..empty }, caller_name(&me))
         }
-        (None, None) => unreachable!("clap requires --email or --api-key"),
+        (None, None) => unreachable!("clap requires --email, --api-key or --sso"),
     };
     file.save(&stored)?;
     let org = stored.org.as_deref().unwrap_or("-");

@@ -327,3 +327,70 @@ fn an_access_token_about_to_expire_is_refreshed_before_use() {
     ann.outrigger(["project", "list"]).succeeds();
     assert_ne!(ann.stored()["refreshToken"], second["refreshToken"]);
 }
+
+/// What a browser does with the address `outrigger login --sso` prints: follows every redirect, the identity
+/// provider's included; `http://control.test` (the redirect URL registered at the provider) is this server.
+/// Answers the last address and its page.
+async fn browse(start: &str, server: &str) -> (String, String) {
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let mut url = start.to_owned();
+    for _ in 0..10 {
+        let answer = client.get(&url).send().await.expect("the browser reaches every hop");
+        if !answer.status().is_redirection() {
+            assert_eq!(answer.status(), StatusCode::OK, "{url}");
+            return (url, answer.text().await.unwrap());
+        }
+        let next = answer.headers()["location"].to_str().unwrap();
+        url = next.replace("http://control.test", server);
+    }
+    panic!("more than 10 redirects from {start}");
+}
+
+#[test]
+fn single_sign_on_in_a_browser_stores_a_session() {
+    use outrigger_test_oidc::{Provider, CLIENT_ID, CLIENT_SECRET, REDIRECT_URL};
+    use std::io::BufRead as _;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let provider = runtime.block_on(Provider::start());
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("OUTRIGGER_OIDC_ISSUER", provider.issuer.as_str()),
+        ("OUTRIGGER_OIDC_CLIENT_ID", CLIENT_ID),
+        ("OUTRIGGER_OIDC_CLIENT_SECRET", CLIENT_SECRET),
+        ("OUTRIGGER_OIDC_REDIRECT_URL", REDIRECT_URL),
+    ];
+    let server = Server::start_role(&[], &env, data_dir.path(), Some(&harness::random_token()));
+    let operator = Person::operator(&server);
+    operator.outrigger(["org", "create", "acme"]).succeeds();
+    // Added without a password: this user signs in through the provider only.
+    operator
+        .outrigger(["member", "add", "--org", "acme", "--email", "sso@example.com", "--role", "developer"])
+        .succeeds();
+    provider.sign_in_as("sso@example.com");
+
+    let ann = Person::new(&server);
+    let mut login = ann.outrigger(["login", "--sso", "--no-browser"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufReader::new(login.stdout.take().unwrap()).lines();
+    let address =
+        lines.find_map(|line| line.ok().filter(|line| line.starts_with("http"))).expect("the address to open");
+    let (last, page) = runtime.block_on(browse(&address, &server.url()));
+    assert!(page.contains("Signed in"), "{page}");
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(login.wait().unwrap().success(), "{rest:?}");
+    assert!(rest.iter().any(|line| line.contains("as sso@example.com")), "{rest:?}");
+
+    let me = ann.outrigger(["whoami", "-o", "json"]).json();
+    assert_eq!(
+        (me["email"].as_str(), me["organization"].as_str(), me["role"].as_str()),
+        (Some("sso@example.com"), Some("acme"), Some("developer"))
+    );
+    ann.outrigger(["project", "list"]).succeeds();
+    // The refresh token the browser carried back was swapped at once: the copy in its history is used up.
+    let history = reqwest::Url::parse(&last).unwrap();
+    let (_, carried) = history.query_pairs().find(|(name, _)| name == "refreshToken").expect("a refresh token");
+    let body = json!({ "refreshToken": carried });
+    let reuse = runtime
+        .block_on(reqwest::Client::new().post(format!("{}/api/v1/auth/refresh", server.url())).json(&body).send());
+    assert_eq!(reuse.unwrap().status(), StatusCode::UNAUTHORIZED);
+}

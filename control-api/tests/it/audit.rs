@@ -80,7 +80,8 @@ async fn changes_are_recorded_with_who_what_and_before_after(app: TestApp) {
     let by_ann = app.get_as(&ann, &format!("/api/v1/orgs/acme/audit?actor={ann_id}")).await.json();
     assert_eq!(by_ann["items"].as_array().unwrap().len(), 3);
     let in_shop = app.get_as(&ann, "/api/v1/orgs/acme/audit?project=shop").await.json();
-    let actions: Vec<&str> = in_shop["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> =
+        in_shop["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
     assert_eq!(actions, ["resource.put", "resource.put", "project.create"], "a project's creation is filed under it");
     let by_operator = app.get_as(&ann, "/api/v1/orgs/acme/audit?actor=operator").await.json();
     assert_eq!(by_operator["items"].as_array().unwrap().len(), 3);

@@ -11,7 +11,6 @@ mod fixtures;
 mod isolation;
 mod jobs;
 mod oidc;
-mod oidc_provider;
 mod openapi;
 mod orgs;
 mod people;

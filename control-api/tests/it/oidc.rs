@@ -6,7 +6,7 @@ use axum::http::{Method, Request, StatusCode};
 use serde_json::json;
 
 use crate::harness::{Answer, TestApp};
-use crate::oidc_provider::{Provider, Spoil, CLIENT_ID, CLIENT_SECRET, REDIRECT_URL};
+use outrigger_test_oidc::{Provider, Spoil, CLIENT_ID, CLIENT_SECRET, REDIRECT_URL};
 
 async fn app_with(provider: &Provider) -> TestApp {
     let issuer = provider.issuer.clone();

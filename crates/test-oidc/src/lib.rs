@@ -1,6 +1,6 @@
-//! A small OpenID Connect provider for the tests, on a real port: discovery, an authorization endpoint that
-//! signs in whoever the test says, a token endpoint that checks the client, the redirect and PKCE, and a JWKS
-//! of ES256 keys it can rotate. ID tokens can be spoiled one claim at a time.
+//! A small OpenID Connect provider for tests, on a real port: discovery, an authorization endpoint that signs in
+//! whoever the test says, a token endpoint that checks the client, the redirect and PKCE, and a JWKS of ES256
+//! keys it can rotate. ID tokens can be spoiled one claim at a time. The control API's tests and the CLI's use it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,8 +16,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+/// The client id the provider knows the control API by.
 pub const CLIENT_ID: &str = "outrigger-test";
+/// Its client secret.
 pub const CLIENT_SECRET: &str = "test-client-secret";
+/// The only redirect URL the provider sends users back to: the control API's callback under a name tests map to
+/// the server they started (`control.test` resolves nowhere else).
 pub const REDIRECT_URL: &str = "http://control.test/api/v1/auth/oidc/callback";
 
 struct Key {
@@ -37,10 +41,15 @@ fn new_key(kid: &str) -> Key {
 /// What the next ID token gets wrong, if anything.
 #[derive(Clone, Debug)]
 pub enum Spoil {
+    /// Another login's nonce.
     Nonce,
+    /// Another client's audience.
     Audience,
+    /// Another issuer.
     Issuer,
+    /// Expired ten minutes ago.
     Expired,
+    /// `email_verified: false`.
     UnverifiedEmail,
     /// Signed with a key the JWKS does not hold.
     UnknownKey,
@@ -68,11 +77,13 @@ struct Inner {
 /// The running provider.
 #[derive(Clone)]
 pub struct Provider {
+    /// Its issuer URL (`http://127.0.0.1:<port>`).
     pub issuer: String,
     inner: Arc<Mutex<Inner>>,
 }
 
 impl Provider {
+    /// Starts the provider on a free port of the loopback interface, in the current tokio runtime.
     pub async fn start() -> Provider {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let issuer = format!("http://{}", listener.local_addr().unwrap());
@@ -103,10 +114,12 @@ impl Provider {
         self.inner.lock().unwrap().keys = vec![new_key(kid)];
     }
 
+    /// How often its keys were fetched.
     pub fn jwks_fetches(&self) -> usize {
         self.inner.lock().unwrap().jwks_fetches
     }
 
+    /// How many ID tokens it issued.
     pub fn tokens_issued(&self) -> usize {
         self.inner.lock().unwrap().issued
     }
