@@ -330,6 +330,14 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
     }
 }
 
+/// A lookup's failure: `answer` when the thing is absent, the store's failure otherwise (an outage is no 404).
+fn absent_as(err: outrigger_store::Error, answer: impl FnOnce() -> ApiError) -> ApiError {
+    match err {
+        outrigger_store::Error::NotFound { .. } => answer(),
+        other => other.into(),
+    }
+}
+
 /// 404 for an organization the caller may not see, worded as for one that does not exist.
 fn no_such_org(name: &str) -> ApiError {
     ApiError::not_found(format!("organization '{name}' not found"))
@@ -366,7 +374,7 @@ pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next:
     });
     let mut tx = state.store.begin().await?;
     let org = match &named_org {
-        Some(name) => tx.org(name).await.map_err(|_| no_such_org(name))?,
+        Some(name) => tx.org(name).await.map_err(|err| absent_as(err, || no_such_org(name)))?,
         None => tx.org_by_id(&home).await?,
     };
     let grants = match &identity {
@@ -391,7 +399,7 @@ pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next:
         OnProject(role) => {
             let name = param("project").unwrap_or_default();
             let not_found = || ApiError::not_found(format!("project '{name}' not found"));
-            let project = tx.project(&caller.org.id, &name).await.map_err(|_| not_found())?;
+            let project = tx.project(&caller.org.id, &name).await.map_err(|err| absent_as(err, not_found))?;
             match caller.project_role(&project) {
                 None => return Err(not_found()),
                 Some(held) if held < role => return Err(too_low(Some(held), role, &format!("project '{name}'"))),

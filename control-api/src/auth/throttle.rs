@@ -68,3 +68,26 @@ impl Attempts {
         self.failures.invalidate(&format!("email:{email}"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_lock_an_email_or_an_address_until_the_window_ends() {
+        let attempts = Attempts::new(LoginThrottle { per_email: 2, per_address: 3, window: Duration::from_secs(60) });
+        attempts.failed("ann@x.test", Some("10.0.0.1"));
+        assert_eq!(attempts.locked_for("ann@x.test", Some("10.0.0.1")), None);
+        attempts.failed("ann@x.test", Some("10.0.0.1"));
+        let locked = attempts.locked_for("ann@x.test", Some("10.0.0.2")).expect("the email is locked");
+        assert!((1..=60).contains(&locked), "{locked}");
+        // Another email from the same address: that address has failed twice of three.
+        assert_eq!(attempts.locked_for("bob@x.test", Some("10.0.0.1")), None);
+        attempts.failed("bob@x.test", Some("10.0.0.1"));
+        assert!(attempts.locked_for("carol@x.test", Some("10.0.0.1")).is_some(), "the address is locked for everyone");
+        assert_eq!(attempts.locked_for("carol@x.test", Some("10.0.0.9")), None);
+        // A success clears the email's count, not the address's.
+        attempts.succeeded("ann@x.test");
+        assert_eq!(attempts.locked_for("ann@x.test", None), None);
+    }
+}

@@ -140,10 +140,17 @@ pub(crate) async fn login(
 async fn sign_in(state: &AppState, user: &Principal, organization: Option<&str>) -> ApiResult<SessionTokens> {
     let mut tx = state.store.begin().await?;
     let org = match organization {
-        Some(name) => match tx.org(name).await.ok() {
-            Some(org) if tx.grants(&org.id, &user.id).await?.any() => org,
-            _ => return Err(ApiError::not_found(format!("organization '{name}' not found"))),
-        },
+        Some(name) => {
+            let absent = || ApiError::not_found(format!("organization '{name}' not found"));
+            let org = tx.org(name).await.map_err(|err| match err {
+                outrigger_store::Error::NotFound { .. } => absent(),
+                other => other.into(),
+            })?;
+            if !tx.grants(&org.id, &user.id).await?.any() {
+                return Err(absent());
+            }
+            org
+        }
         None => {
             let first =
                 tx.page_orgs_of(&user.id, &outrigger_store::PageRequest { limit: 1, continuation: None }).await?;

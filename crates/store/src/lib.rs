@@ -164,15 +164,26 @@ impl Store {
     }
 
     /// Applies pending migrations of this engine's set. SQLite's run on a connection of their own with foreign
-    /// keys off (SQLite's default; the pool turns them on), so that a migration can rebuild a table that others
-    /// reference, the only way SQLite changes a constraint, without dropping the table cascading into them.
+    /// keys off (sqlx turns them on for every connection), so that a migration can rebuild a table that others
+    /// reference, the only way SQLite changes a constraint, without dropping the table cascading into them; the
+    /// keys are checked once the migrations are done.
     pub async fn migrate(&self) -> Result<()> {
         match self.engine {
             Engine::Sqlite => {
                 use sqlx::Connection;
                 let mut conn = sqlx::AnyConnection::connect_with(&self.connect_options).await?;
+                // Outside any transaction: inside one SQLite ignores this pragma.
+                sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut conn).await?;
                 self.migrator().run(&mut conn).await?;
+                let dangling = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut conn).await?;
                 conn.close().await?;
+                if !dangling.is_empty() {
+                    return Err(Error::Corrupt {
+                        kind: "database".to_owned(),
+                        name: "foreign keys".to_owned(),
+                        reason: format!("{} rows reference rows that do not exist after migrating", dangling.len()),
+                    });
+                }
             }
             Engine::Postgres => self.migrator().run(&self.pool).await?,
         }

@@ -167,3 +167,63 @@ impl Tx {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Connection;
+
+    use crate::{OrgId, Store};
+
+    /// An installation made before organizations keeps every row when it upgrades: SQLite rebuilds `projects`,
+    /// which App IDs, tokens and documents reference with `ON DELETE CASCADE`.
+    #[tokio::test]
+    async fn upgrading_to_organizations_keeps_every_project_and_what_it_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = dir.path().join("before");
+        std::fs::create_dir(&before).unwrap();
+        let all = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+        for entry in std::fs::read_dir(&all).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name().to_string_lossy().as_ref() < "20261208000001" {
+                std::fs::copy(entry.path(), before.join(entry.file_name())).unwrap();
+            }
+        }
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display());
+        sqlx::any::install_default_drivers();
+        let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+        sqlx::migrate::Migrator::new(before.as_path()).await.unwrap().run(&mut conn).await.unwrap();
+        for statement in [
+            "INSERT INTO projects (id, name, managed_kvstore, managed_pubsub, created_at, pool) VALUES ('prj_1', 'shop', 1, 1, 5, 'big')",
+            "INSERT INTO app_ids (project_id, name, app_protocol, created_at, updated_at) VALUES ('prj_1', 'web', 'http', 5, 5)",
+            "INSERT INTO api_tokens (id, project_id, app_name, token_hash, created_at) VALUES ('tok_1', 'prj_1', 'web', 'h', 5)",
+            "INSERT INTO resources (project_id, kind, name, document, created_at, updated_at) VALUES ('prj_1', 'Component', 'c', \
+             '{\"apiVersion\":\"dapr.io/v1alpha1\",\"kind\":\"Component\",\"metadata\":{\"name\":\"c\"},\"spec\":{\"type\":\"state.in-memory\",\"version\":\"v1\"}}', 5, 5)",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        conn.close().await.unwrap();
+
+        let store = Store::connect(&url).await.unwrap();
+        store.migrate().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        let project = tx.project(&OrgId::default_org(), "shop").await.unwrap();
+        assert_eq!((project.id.as_str(), project.pool.as_str(), project.created_at), ("prj_1", "big", 5));
+        assert_eq!(tx.list_app_ids(&project.id).await.unwrap().len(), 1, "App IDs survive the rebuild");
+        assert_eq!(tx.all_resources(&project.id).await.unwrap().len(), 1, "documents survive the rebuild");
+        assert!(tx.token_owner("h").await.unwrap().is_some(), "tokens survive the rebuild");
+        // Names are unique per organization now.
+        let acme = tx.create_org("acme").await.unwrap();
+        let new = crate::NewProject {
+            org_id: acme.id,
+            name: "shop".into(),
+            managed_kvstore: true,
+            managed_pubsub: true,
+            pool: "default".into(),
+        };
+        tx.create_project(&new).await.unwrap();
+        // And the foreign keys still hold: deleting the project takes what it holds.
+        tx.delete_project(&project.id).await.unwrap();
+        assert!(tx.token_owner("h").await.unwrap().is_none());
+        tx.commit().await.unwrap();
+    }
+}
