@@ -31,30 +31,45 @@ struct Ids {
 
 const ROLES: [&str; 4] = ["viewer", "developer", "operator", "admin"];
 
-/// Which roles a requirement admits (by its wording in the document); `None`: no role does (operator token).
-fn lowest_allowed(required: &str) -> Option<usize> {
+/// The lowest of [`ROLES`] a requirement admits (by its wording in the document), for a role held on the whole
+/// organization or only on the project the paths name; `None`: no role does.
+fn lowest_allowed(required: &str, on_project: bool) -> Option<usize> {
     if required.starts_with("the installation's operator token") {
         return None;
     }
     if required.starts_with("any") {
         return Some(0);
     }
+    if on_project && required.ends_with("on the organization") {
+        return None;
+    }
     ROLES.iter().position(|role| required.starts_with(role))
 }
 
 #[tokio::test]
 async fn security_every_route_admits_exactly_the_roles_its_rule_names() {
+    every_route_against_each_role(false).await;
+}
+
+#[tokio::test]
+async fn security_every_route_admits_exactly_the_roles_held_on_its_project() {
+    every_route_against_each_role(true).await;
+}
+
+/// Tries every route with a user of each role, held on the organization or (`on_project`) on the project only.
+async fn every_route_against_each_role(on_project: bool) {
     let app = TestApp::sqlite().await;
     app.org("acme").await;
+    // The fixtures every path names: made by an admin of the organization.
+    app.member("acme", "owner@acme.test", "admin", None).await;
+    let admin = app.access_token("owner@acme.test", "acme").await;
+    app.post_as(&admin, "/api/v1/projects", json!({"name": "shop"})).await.expect(StatusCode::CREATED);
     let mut tokens = Vec::new();
     for role in ROLES {
         let email = format!("{role}@acme.test");
-        app.member("acme", &email, role, None).await;
+        app.member("acme", &email, role, on_project.then_some("shop")).await;
         tokens.push(app.access_token(&email, "acme").await);
     }
-    // The fixtures every path names: made by the admin.
-    let admin = tokens[3].clone();
-    app.post_as(&admin, "/api/v1/projects", json!({"name": "shop"})).await.expect(StatusCode::CREATED);
     app.post_as(&admin, "/api/v1/projects/shop/appids", json!({"name": "web"})).await.expect(StatusCode::CREATED);
     let token = app
         .post_as(&admin, "/api/v1/projects/shop/appids/web/tokens", json!({}))
@@ -97,7 +112,7 @@ async fn security_every_route_admits_exactly_the_roles_its_rule_names() {
         let url = fill(path, &ids);
         let body =
             matches!(*method, Method::POST | Method::PUT | Method::PATCH).then(|| Value::Object(Default::default()));
-        let lowest = lowest_allowed(required);
+        let lowest = lowest_allowed(required, on_project);
         for (index, role) in ROLES.iter().enumerate() {
             let allowed = lowest.is_some_and(|lowest| index >= lowest);
             // A destructive route is run once, by the lowest role it admits; higher ones would find nothing.
