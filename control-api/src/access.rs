@@ -331,7 +331,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SourceAddr {
 }
 
 /// A lookup's failure: `answer` when the thing is absent, the store's failure otherwise (an outage is no 404).
-fn absent_as(err: outrigger_store::Error, answer: impl FnOnce() -> ApiError) -> ApiError {
+pub(crate) fn absent_as(err: outrigger_store::Error, answer: impl FnOnce() -> ApiError) -> ApiError {
     match err {
         outrigger_store::Error::NotFound { .. } => answer(),
         other => other.into(),

@@ -9,7 +9,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::access::{Caller, SourceAddr};
+use crate::access::{absent_as, Caller, SourceAddr};
 use crate::auth::{password, Identity};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::extract::{JsonBody, Query};
@@ -142,10 +142,7 @@ async fn sign_in(state: &AppState, user: &Principal, organization: Option<&str>)
     let org = match organization {
         Some(name) => {
             let absent = || ApiError::not_found(format!("organization '{name}' not found"));
-            let org = tx.org(name).await.map_err(|err| match err {
-                outrigger_store::Error::NotFound { .. } => absent(),
-                other => other.into(),
-            })?;
+            let org = tx.org(name).await.map_err(|err| absent_as(err, absent))?;
             if !tx.grants(&org.id, &user.id).await?.any() {
                 return Err(absent());
             }

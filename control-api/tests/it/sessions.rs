@@ -262,3 +262,14 @@ async fn a_new_signing_key_logs_no_one_out() {
     }
     app.finish().await;
 }
+
+#[tokio::test]
+async fn an_operator_token_shaped_like_a_jwt_or_a_key_is_still_the_operator_token() {
+    for token in ["my.operator.token-0123456789", "ork_operator-token-0123456789"] {
+        let app = TestApp::sqlite_with(|options| options.admin_token = token.to_owned()).await;
+        let who =
+            app.call_as(token, None, Method::GET, "/api/v1/auth/whoami", None).await.expect(StatusCode::OK).json();
+        assert_eq!(who["kind"], "operator", "{token}");
+        app.finish().await;
+    }
+}
