@@ -393,7 +393,11 @@ pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next:
     match need {
         Public | Signed | Member => {}
         Installation if caller.is_operator() => {}
-        Installation => return Err(ApiError::forbidden("only the installation's operator token may do this")),
+        Installation => {
+            return Err(ApiError::forbidden(
+                "only the installation's operator token may do this: ask the operator of this installation",
+            ))
+        }
         Org(role) if caller.org_role() >= Some(role) => {}
         Org(role) => return Err(too_low(caller.org_role(), role, &format!("organization '{org_name}'"))),
         OnProject(role) => {

@@ -14,8 +14,7 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use outrigger_outbound::Egress;
-use outrigger_store::OidcLogin;
-use rand::RngCore;
+use outrigger_store::{new_secret, OidcLogin};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
@@ -82,12 +81,6 @@ fn unavailable(what: &str, err: impl std::fmt::Display) -> ApiError {
     ApiError::bad_gateway(format!("the identity provider could not be reached or answered wrongly ({what}): try again, or ask the operator to check OUTRIGGER_OIDC_ISSUER"))
 }
 
-fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
 impl Oidc {
     pub(crate) fn new(options: OidcOptions, egress: &Egress) -> Oidc {
         Oidc { options, client: egress.client(false), kept: Mutex::new(Kept::default()) }
@@ -140,9 +133,9 @@ impl Oidc {
     ) -> Result<(String, OidcLogin), ApiError> {
         let discovery = self.discovery().await?;
         let login = OidcLogin {
-            state: random_token(),
-            nonce: random_token(),
-            code_verifier: random_token(),
+            state: new_secret(""),
+            nonce: new_secret(""),
+            code_verifier: new_secret(""),
             organization,
             return_to,
         };

@@ -4,8 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use outrigger_store::{now_millis, OrgId, Principal, PrincipalKind};
-use rand::RngCore;
+use outrigger_store::{new_secret, now_millis, OrgId, Principal, PrincipalKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -78,12 +77,6 @@ pub(crate) struct WhoAmI {
     project_roles: Vec<ProjectRole>,
 }
 
-fn new_refresh_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut bytes);
-    format!("orr_{}", hex::encode(bytes))
-}
-
 /// Starts a session and signs its first access token.
 async fn start_session(
     state: &AppState,
@@ -91,7 +84,7 @@ async fn start_session(
     org: &OrgId,
     org_name: String,
 ) -> ApiResult<SessionTokens> {
-    let refresh_token = new_refresh_token();
+    let refresh_token = new_secret("orr_");
     let refresh_ttl = i64::try_from(state.sessions.options().refresh_ttl.as_millis()).unwrap_or(i64::MAX);
     let mut tx = state.store.begin().await?;
     let session =
@@ -289,7 +282,7 @@ pub(crate) async fn refresh(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Refresh>,
 ) -> ApiResult<Json<SessionTokens>> {
-    let refresh_token = new_refresh_token();
+    let refresh_token = new_secret("orr_");
     let mut tx = state.store.begin().await?;
     let session =
         tx.refresh_session(&body.refresh_token, &refresh_token).await?.ok_or_else(ApiError::invalid_credentials)?;

@@ -9,7 +9,23 @@ use crate::harness::{Answer, TestApp};
 use outrigger_test_oidc::{Provider, Spoil, CLIENT_ID, CLIENT_SECRET, REDIRECT_URL};
 
 async fn app_with(provider: &Provider) -> TestApp {
-    let issuer = provider.issuer.clone();
+    app_with_issuer(provider.issuer.clone()).await
+}
+
+/// A control API whose single sign-on goes to `provider`, with organization `acme` where `sso@acme.test` (no
+/// password) is a viewer, and the provider signing that user in.
+async fn viewer_signing_in_through(provider: &Provider) -> TestApp {
+    let app = app_with(provider).await;
+    app.org("acme").await;
+    app.post_json("/api/v1/orgs/acme/members", json!({"email": "sso@acme.test", "role": "viewer"}))
+        .await
+        .expect(StatusCode::CREATED);
+    provider.sign_in_as("sso@acme.test");
+    app
+}
+
+/// A control API whose single sign-on goes to `issuer`.
+async fn app_with_issuer(issuer: String) -> TestApp {
     TestApp::sqlite_with(move |options| {
         options.oidc = Some(outrigger_control_api::OidcOptions {
             issuer,
@@ -111,12 +127,7 @@ async fn security_single_sign_on_takes_only_sound_id_tokens() {
 #[tokio::test]
 async fn the_provider_rotating_its_keys_needs_nothing_from_the_operator() {
     let provider = Provider::start().await;
-    let app = app_with(&provider).await;
-    app.org("acme").await;
-    app.post_json("/api/v1/orgs/acme/members", json!({"email": "sso@acme.test", "role": "viewer"}))
-        .await
-        .expect(StatusCode::CREATED);
-    provider.sign_in_as("sso@acme.test");
+    let app = viewer_signing_in_through(&provider).await;
     sign_in(&app, "").await.expect(StatusCode::OK);
     sign_in(&app, "").await.expect(StatusCode::OK);
     assert_eq!(provider.jwks_fetches(), 1, "the keys are kept between sign-ins");
@@ -138,15 +149,7 @@ async fn without_a_provider_single_sign_on_says_how_to_turn_it_on() {
 async fn an_unreachable_provider_is_named_as_such() {
     // A port nothing listens on: bound, then let go.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let app = TestApp::sqlite_with(move |options| {
-        options.oidc = Some(outrigger_control_api::OidcOptions {
-            issuer: format!("http://{closed}"),
-            client_id: CLIENT_ID.to_owned(),
-            client_secret: CLIENT_SECRET.to_owned(),
-            redirect_url: REDIRECT_URL.to_owned(),
-        })
-    })
-    .await;
+    let app = app_with_issuer(format!("http://{closed}")).await;
     let answer = get_anonymous(&app, "/api/v1/auth/oidc/login").await;
     let message = answer.expect_error(StatusCode::BAD_GATEWAY, "identity_provider_unavailable");
     assert!(message.contains("discovery document"), "{message}");
@@ -156,12 +159,7 @@ async fn an_unreachable_provider_is_named_as_such() {
 #[tokio::test]
 async fn a_command_line_client_gets_a_refresh_token_on_its_loopback_only() {
     let provider = Provider::start().await;
-    let app = app_with(&provider).await;
-    app.org("acme").await;
-    app.post_json("/api/v1/orgs/acme/members", json!({"email": "sso@acme.test", "role": "viewer"}))
-        .await
-        .expect(StatusCode::CREATED);
-    provider.sign_in_as("sso@acme.test");
+    let app = viewer_signing_in_through(&provider).await;
     for refused in
         ["http://evil.test/cb", "https://127.0.0.1:9/cb", "http://user@127.0.0.1:9/", "ftp://localhost/", "not a url"]
     {

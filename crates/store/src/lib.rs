@@ -43,7 +43,7 @@ pub use records::{
 };
 pub use sessions::{Session, SigningKey};
 pub use streams::StreamSubscription;
-pub use tokens::{hash_token, IssuedToken};
+pub use tokens::{hash_token, new_secret, IssuedToken};
 
 use outrigger_resources::{Document, Kind};
 

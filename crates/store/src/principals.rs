@@ -408,13 +408,12 @@ impl Tx {
         name: &str,
         expires_at: Option<i64>,
     ) -> Result<IssuedApiKey> {
-        let issued = crate::tokens::IssuedToken::generate(now_millis());
-        let key = format!("ork_{}", issued.token.trim_start_matches("ort_"));
+        let key = crate::tokens::new_secret("ork_");
         let info = ApiKeyInfo {
             id: crate::new_id("key"),
             name: name.to_owned(),
             owner: owner.clone(),
-            created_at: issued.created_at,
+            created_at: now_millis(),
             expires_at,
         };
         sqlx::query(

@@ -19,10 +19,16 @@ pub struct IssuedToken {
 
 impl IssuedToken {
     pub(crate) fn generate(now: i64) -> IssuedToken {
-        let mut secret = [0u8; 32];
-        rand::thread_rng().fill_bytes(&mut secret);
-        IssuedToken { id: crate::new_id("tok"), token: format!("ort_{}", hex::encode(secret)), created_at: now }
+        IssuedToken { id: crate::new_id("tok"), token: new_secret("ort_"), created_at: now }
     }
+}
+
+/// A new 256-bit random secret as `prefix` and 64 hex digits (App ID tokens, API keys, refresh tokens, the
+/// state of a single-sign-on login): the prefix tells a leaked secret's kind at a glance.
+pub fn new_secret(prefix: &str) -> String {
+    let mut secret = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut secret);
+    format!("{prefix}{}", hex::encode(secret))
 }
 
 /// The stored form of a token.
