@@ -5,6 +5,7 @@
 mod boundary;
 mod cli;
 mod config;
+mod explorers;
 mod listener;
 mod server;
 

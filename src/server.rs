@@ -15,6 +15,7 @@ use outrigger_outbound::health::HealthProbe;
 use outrigger_store::{ProjectId, Store};
 use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use outrigger_workers::delivery::Deliverer;
+use outrigger_workers::explorer::{KvExplorer, TopicExplorer};
 use outrigger_workers::jobs::Scheduler;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
 use outrigger_workers::secrets::HostSecrets;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::config::Config;
+use crate::explorers::{ManagedKvExplorer, ManagedTopicsExplorer};
 use crate::listener::serve;
 
 /// Name of the file in the data directory that holds a generated operator token.
@@ -383,12 +385,19 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     } else {
         ApiLog::disabled()
     };
-    // Opened once per process: the worker serves it, the control API measures it for usage.
+    // Opened once per process: the worker serves them, the control API measures and explores them. A control API
+    // without a worker beside it explores the managed pubsub only where workers could share it: never a SQLite
+    // file defaulted into its own data directory, which no worker reads.
     let kvstore = match role.runs_worker() || control_listener.is_some() {
         true => Some(managed_kvstore(&config).await?),
         false => None,
     };
-    let worker = if let (true, Some(kvstore)) = (role.runs_worker(), &kvstore) {
+    let shared_pubsub = config.managed_pubsub_url.is_some() || !config.managed_pubsub_url().starts_with("sqlite://");
+    let pubsub = match role.runs_worker() || (control_listener.is_some() && shared_pubsub) {
+        true => Some(managed_pubsub(&config).await?),
+        false => None,
+    };
+    let worker = if let (true, Some(kvstore), Some(pubsub)) = (role.runs_worker(), &kvstore, &pubsub) {
         let host_secrets = if config.allow_host_secret_stores.unwrap_or(role == Role::AllInOne) {
             HostSecrets::Allowed
         } else {
@@ -396,7 +405,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
         };
         let runtime = Runtime::new(
             store.clone(),
-            ManagedStores::new(kvstore.clone(), managed_pubsub(&config).await?)
+            ManagedStores::new(kvstore.clone(), pubsub.clone())
                 .with_default_stored_bytes_quota(config.quota_stored_bytes),
             Duration::from_millis(config.component_refresh_ms),
             config.data_dir.join("projects"),
@@ -556,7 +565,11 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 components: Some(config.quota_components),
                 stored_bytes: Some(config.quota_stored_bytes),
             },
-            stored_bytes: kvstore.map(|kvstore| Arc::new(ManagedKvstoreUsage(kvstore)) as _),
+            stored_bytes: kvstore.clone().map(|kvstore| Arc::new(ManagedKvstoreUsage(kvstore)) as _),
+            managed_kv: kvstore.map(|kvstore| Arc::new(ManagedKvExplorer(KvExplorer::new(kvstore))) as _),
+            managed_topics: pubsub.map(|pubsub| {
+                Arc::new(ManagedTopicsExplorer { explorer: TopicExplorer::new(pubsub), worker: worker.clone() }) as _
+            }),
             sessions: outrigger_control_api::SessionOptions {
                 access_ttl: Duration::from_secs(config.access_token_ttl_secs),
                 refresh_ttl: Duration::from_secs(config.refresh_token_ttl_hours * 3600),

@@ -81,6 +81,11 @@ impl ApiError {
         err
     }
 
+    /// 503: a backing store (the managed kvstore or pubsub) failed or cannot be reached; the message names it.
+    pub fn store_unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", message)
+    }
+
     /// 404.
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)

@@ -7,10 +7,12 @@
 
 mod access;
 mod auth;
+mod console;
 
 use auth::SecurityScheme as CredentialSchemes;
 mod error;
 mod extract;
+mod managed;
 mod names;
 mod openapi;
 mod paging;
@@ -33,6 +35,7 @@ pub use auth::oidc::OidcOptions;
 pub use auth::session::SessionOptions;
 pub use auth::throttle::LoginThrottle;
 pub use error::{ApiError, ErrorBody};
+pub use managed::{ExplorerFailure, KvKey, KvPage, KvValue, ManagedKv, ManagedTopics, TopicGroup};
 
 /// Told about every committed change to a project's configuration, so that whoever caches it (workers)
 /// can forget their copy at once instead of waiting for their next periodic re-read.
@@ -75,6 +78,11 @@ pub struct Options {
     pub default_quotas: outrigger_store::Quotas,
     /// Measures the managed kvstore for usage; without it usage reports no stored bytes.
     pub stored_bytes: Option<Arc<dyn StoredBytes>>,
+    /// Lists, reads and deletes the keys of the managed kvstore (the KV explorer); without it the explorer's
+    /// routes answer 404.
+    pub managed_kv: Option<Arc<dyn ManagedKv>>,
+    /// Counts what the managed pubsub holds (the topic explorer); without it its route answers 404.
+    pub managed_topics: Option<Arc<dyn ManagedTopics>>,
     /// How long sessions and their access tokens last, and how often the signing key changes.
     pub sessions: SessionOptions,
     /// When sign-in attempts are refused.
@@ -122,6 +130,7 @@ pub struct AppState {
         (name = "configuration", description = "Items of a project's managed configuration store (configstore)"),
         (name = "jobs", description = "Jobs App IDs scheduled through Dapr's jobs API, and what became of them"),
         (name = "activity", description = "What a project's App IDs did: the API log, call metrics over a window, usage"),
+        (name = "explorers", description = "What a project keeps in its managed kvstore and pubsub: keys and values, topics and their backlog"),
     )
 )]
 struct ApiDoc;
@@ -171,6 +180,7 @@ pub fn router(store: outrigger_store::Store, options: Options) -> Router {
         .with_state(state);
     let router = Router::new()
         .route("/api/v1/openapi.json", get(move || async move { axum::Json(document.as_ref().clone()) }))
+        .merge(console::router())
         .merge(api);
     match serve_metrics {
         true => router.merge(

@@ -189,7 +189,8 @@ impl ManagedStores {
             components.locks.insert(name, locks);
         }
         if project.managed_pubsub {
-            let config = PubsubConfig { topics: TopicScopes::default(), namespace: format!("{project_id}.") };
+            let config =
+                PubsubConfig { topics: TopicScopes::default(), namespace: managed_pubsub_namespace(&project.id) };
             let (name, pubsub) = managed(&MANAGED_PUBSUB, Arc::clone(&self.pubsub), config);
             components.pubsub.insert(name, pubsub);
         }
@@ -202,6 +203,11 @@ impl ManagedStores {
 /// Where a project's keys start in the managed kvstore: every key of its state and of its locks.
 pub fn managed_kvstore_namespace(project: &ProjectId) -> String {
     format!("{}/", project.as_str())
+}
+
+/// Where a project's topics and consumer groups start in the managed pubsub.
+pub fn managed_pubsub_namespace(project: &ProjectId) -> String {
+    format!("{}.", project.as_str())
 }
 
 /// The component a managed backend declares, around `backend`: its name, and the component.

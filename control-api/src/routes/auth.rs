@@ -154,6 +154,23 @@ async fn sign_in(state: &AppState, user: &Principal, organization: Option<&str>)
     start_session(state, user, &org.id, org.name).await
 }
 
+/// How people can sign in here.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct SignInMethods {
+    /// With an email and password (`POST /api/v1/auth/login`): always.
+    password: bool,
+    /// Through the installation's OpenID Connect provider (`GET /api/v1/auth/oidc/login`): when the operator
+    /// configured one.
+    oidc: bool,
+}
+
+/// The ways to sign in, so that a sign-in page offers only those that work.
+#[utoipa::path(get, path = "/api/v1/auth/methods", tag = "auth", security(()), responses((status = 200, body = SignInMethods)))]
+pub(crate) async fn methods(State(state): State<AppState>) -> Json<SignInMethods> {
+    Json(SignInMethods { password: true, oidc: state.oidc.is_some() })
+}
+
 /// Where single sign-on starts.
 #[derive(Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -164,7 +181,9 @@ pub(crate) struct OidcStart {
     /// For a command-line client: the loopback URL (`http://127.0.0.1:<port>/...` or `http://localhost:...`) it
     /// waits at. The callback then sends the browser there with `refreshToken` and `organization` in the query,
     /// and the client swaps the refresh token for its own pair at once (so the copy in the browser's history
-    /// is used up).
+    /// is used up). `/` is the web console of this server: the callback sends the browser to
+    /// `/#/signin?refreshToken=...&organization=...` (a fragment, which no server receives), and the console
+    /// swaps the token the same way.
     return_to: Option<String>,
 }
 
@@ -186,8 +205,15 @@ fn oidc(state: &AppState) -> ApiResult<&crate::auth::oidc::Oidc> {
     })
 }
 
-/// Only a loopback address may receive a session's refresh token: it never leaves the user's machine.
-fn check_loopback(return_to: &str) -> ApiResult<()> {
+/// Where the web console of this server signs in: the callback answers it in a fragment.
+const CONSOLE: &str = "/";
+
+/// Only this server's console or a loopback address may receive a session's refresh token: it never leaves
+/// this server's origin or the user's machine.
+fn check_return_to(return_to: &str) -> ApiResult<()> {
+    if return_to == CONSOLE {
+        return Ok(());
+    }
     let parsed = url::Url::parse(return_to).ok();
     let loopback = parsed.as_ref().is_some_and(|url| {
         url.scheme() == "http"
@@ -203,7 +229,7 @@ fn check_loopback(return_to: &str) -> ApiResult<()> {
     if loopback {
         Ok(())
     } else {
-        Err(ApiError::bad_request("invalid_return_to", "returnTo must be an http:// URL on this machine (127.0.0.1, [::1] or localhost), where a command-line client waits"))
+        Err(ApiError::bad_request("invalid_return_to", "returnTo must be / (this server's web console) or an http:// URL on this machine (127.0.0.1, [::1] or localhost), where a command-line client waits"))
     }
 }
 
@@ -214,14 +240,14 @@ fn millis(duration: std::time::Duration) -> i64 {
 /// Sign in with the configured OpenID Connect provider: redirects there (authorization code with PKCE).
 #[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(OidcStart), security(()), responses(
     (status = 303, description = "To the identity provider; it sends the user back to /api/v1/auth/oidc/callback"),
-    (status = 400, description = "returnTo is not a loopback http:// URL", body = ErrorBody),
+    (status = 400, description = "returnTo is neither / nor a loopback http:// URL", body = ErrorBody),
     (status = 404, description = "Single sign-on is not configured", body = ErrorBody),
     (status = 502, description = "The identity provider could not be reached", body = ErrorBody),
 ))]
 pub(crate) async fn oidc_login(State(state): State<AppState>, Query(query): Query<OidcStart>) -> ApiResult<Redirect> {
     let provider = oidc(&state)?;
     if let Some(return_to) = &query.return_to {
-        check_loopback(return_to)?;
+        check_return_to(return_to)?;
     }
     let (location, login) = provider.start(query.organization, query.return_to).await?;
     let mut tx = state.store.begin().await?;
@@ -233,7 +259,7 @@ pub(crate) async fn oidc_login(State(state): State<AppState>, Query(query): Quer
 /// Where the identity provider sends the user back: checks its answer and starts a session.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(OidcCallback), security(()), responses(
     (status = 200, body = SessionTokens),
-    (status = 303, description = "To the command-line client's loopback returnTo, with refreshToken and organization"),
+    (status = 303, description = "To the web console or the command-line client's loopback returnTo, with refreshToken and organization"),
     (status = 400, description = "Not the answer to a login under way (unknown, used or expired state)", body = ErrorBody),
     (status = 401, description = "The provider refused, or its ID token is not acceptable", body = ErrorBody),
     (status = 404, description = "The user holds no role in the organization asked for, or in any", body = ErrorBody),
@@ -266,6 +292,13 @@ pub(crate) async fn oidc_callback(
     })?;
     let tokens = sign_in(&state, &user, login.organization.as_deref()).await?;
     let Some(return_to) = login.return_to else { return Ok(Json(tokens).into_response()) };
+    if return_to == CONSOLE {
+        let fragment = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("refreshToken", &tokens.refresh_token)
+            .append_pair("organization", &tokens.organization)
+            .finish();
+        return Ok(Redirect::to(&format!("{CONSOLE}#/signin?{fragment}")).into_response());
+    }
     let mut url = url::Url::parse(&return_to).map_err(|_| ApiError::internal())?;
     url.query_pairs_mut()
         .append_pair("refreshToken", &tokens.refresh_token)

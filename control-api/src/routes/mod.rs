@@ -6,13 +6,16 @@ mod appids;
 mod apply;
 mod audit;
 mod auth;
+mod component_types;
 mod configuration_items;
 mod jobs;
+mod kv;
 mod members;
 mod orgs;
 mod projects;
 mod quotas;
 mod resources;
+mod topics;
 mod workflows;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -29,6 +32,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::whoami))
+        .routes(routes!(auth::methods))
         .routes(routes!(auth::oidc_login))
         .routes(routes!(auth::oidc_callback))
         .routes(routes!(orgs::create_org, orgs::list_orgs))
@@ -48,6 +52,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(appids::revoke_token))
         .routes(routes!(apply::apply))
         .routes(routes!(apply::export))
+        .routes(routes!(component_types::list_component_types))
         .routes(routes!(configuration_items::list_configuration_items))
         .routes(routes!(
             configuration_items::get_configuration_item,
@@ -67,6 +72,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(activity::list_calls))
         .routes(routes!(activity::call_metrics))
         .routes(routes!(activity::usage))
+        .routes(routes!(kv::list_keys))
+        .routes(routes!(kv::get_key, kv::delete_key))
+        .routes(routes!(topics::list_topics))
 }
 
 /// Stored Unix milliseconds as an RFC 3339 time.

@@ -125,6 +125,8 @@ impl TestApp {
             serve_metrics: true,
             default_quotas: outrigger_store::Quotas { app_ids: Some(50), ..Default::default() },
             stored_bytes: None,
+            managed_kv: None,
+            managed_topics: None,
             sessions: Default::default(),
             login_throttle: Default::default(),
             audit_retention: std::time::Duration::from_secs(365 * 24 * 3600),

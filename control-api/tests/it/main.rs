@@ -7,6 +7,8 @@ mod appids;
 mod apply;
 mod audit;
 mod configuration_items;
+mod console;
+mod explorers;
 mod fixtures;
 mod isolation;
 mod jobs;

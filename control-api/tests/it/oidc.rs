@@ -160,9 +160,16 @@ async fn an_unreachable_provider_is_named_as_such() {
 async fn a_command_line_client_gets_a_refresh_token_on_its_loopback_only() {
     let provider = Provider::start().await;
     let app = viewer_signing_in_through(&provider).await;
-    for refused in
-        ["http://evil.test/cb", "https://127.0.0.1:9/cb", "http://user@127.0.0.1:9/", "ftp://localhost/", "not a url"]
-    {
+    for refused in [
+        "http://evil.test/cb",
+        "https://127.0.0.1:9/cb",
+        "http://user@127.0.0.1:9/",
+        "ftp://localhost/",
+        "not a url",
+        "//evil.test/",
+        "/elsewhere",
+        "/#/x",
+    ] {
         let path = format!(
             "/api/v1/auth/oidc/login?returnTo={}",
             url::form_urlencoded::byte_serialize(refused.as_bytes()).collect::<String>()
@@ -177,6 +184,26 @@ async fn a_command_line_client_gets_a_refresh_token_on_its_loopback_only() {
     assert_eq!(query["organization"], "acme");
     // The client swaps the refresh token at once; the copy left in the browser's history is then used up.
     let refresh = json!({"refreshToken": query["refreshToken"]});
+    app.call_anonymous(Method::POST, "/api/v1/auth/refresh", refresh.clone()).await.expect(StatusCode::OK);
+    app.call_anonymous(Method::POST, "/api/v1/auth/refresh", refresh)
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_web_console_gets_its_session_in_the_fragment_of_its_own_page() {
+    let provider = Provider::start().await;
+    let app = viewer_signing_in_through(&provider).await;
+    let callback = through_provider(&app, "?returnTo=%2F").await;
+    let answer = get_anonymous(&app, &callback).await.expect(StatusCode::SEE_OTHER);
+    let location = answer.headers["location"].to_str().unwrap().to_owned();
+    // Relative to this server, and the token only after `#`: a fragment never reaches a server or its logs.
+    let fragment = location.strip_prefix("/#/signin?").unwrap_or_else(|| panic!("{location}"));
+    let pairs: std::collections::HashMap<_, _> =
+        url::form_urlencoded::parse(fragment.as_bytes()).into_owned().collect();
+    assert_eq!(pairs["organization"], "acme");
+    let refresh = json!({"refreshToken": pairs["refreshToken"]});
     app.call_anonymous(Method::POST, "/api/v1/auth/refresh", refresh.clone()).await.expect(StatusCode::OK);
     app.call_anonymous(Method::POST, "/api/v1/auth/refresh", refresh)
         .await

@@ -11,6 +11,7 @@ both_engines!(
     secret_values_never_leave,
     subscriptions_are_stored_as_v2alpha1,
     documents_of_every_kind,
+    component_types_describe_what_projects_may_create,
 );
 
 async fn component_lifecycle(app: TestApp) {
@@ -231,4 +232,49 @@ async fn documents_of_every_kind(app: TestApp) {
     app.put_yaml("/api/v1/projects/demo/httpendpoints/payments", bad_endpoint)
         .await
         .expect_error(StatusCode::BAD_REQUEST, "invalid_resource");
+}
+
+async fn component_types_describe_what_projects_may_create(app: TestApp) {
+    let listed = app.get("/api/v1/component-types").await.expect(StatusCode::OK).json();
+    let types = listed["types"].as_array().unwrap();
+    let names: Vec<&str> = types.iter().map(|t| t["type"].as_str().unwrap()).collect();
+    assert!(names.windows(2).all(|pair| pair[0] < pair[1]), "sorted: {names:?}");
+    for expected in ["state.redis", "state.sqlite", "pubsub.redis", "bindings.http", "secretstores.local.file"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    // The platform's own types back the managed components and are never offered for creation.
+    assert!(names.iter().all(|name| !name.ends_with(".outrigger")), "{names:?}");
+    let managed: Vec<(&str, &str)> = listed["managed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["type"].as_str().unwrap(), m["component"].as_str().unwrap()))
+        .collect();
+    assert!(managed.contains(&("state.outrigger", "kvstore")), "{managed:?}");
+    assert!(managed.contains(&("pubsub.outrigger", "pubsub")), "{managed:?}");
+    assert!(managed.contains(&("configuration.outrigger", "configstore")), "{managed:?}");
+
+    let redis = types.iter().find(|t| t["type"] == "state.redis").unwrap();
+    assert_eq!(redis["buildingBlock"], "state");
+    assert_eq!(redis["versions"], json!(["v1"]));
+    let field = |name: &str| redis["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).cloned();
+    assert_eq!(
+        field("redisHost"),
+        Some(json!({"name": "redisHost", "required": true, "sensitive": false, "file": false}))
+    );
+    assert_eq!(field("redisPassword").unwrap()["sensitive"], true);
+    // The building block's common fields follow the type's own.
+    assert_eq!(field("keyPrefix").unwrap()["required"], false);
+    let sqlite = types.iter().find(|t| t["type"] == "state.sqlite").unwrap();
+    let connection = sqlite["fields"].as_array().unwrap().iter().find(|f| f["name"] == "connectionString").unwrap();
+    assert_eq!((connection["required"].as_bool(), connection["file"].as_bool()), (Some(true), Some(true)));
+    assert!(listed["buildingBlocks"].as_array().unwrap().contains(&json!({"name": "state", "noun": "state store"})));
+
+    // Any signed-in caller reads it, whatever its role; without a credential it is refused.
+    app.org("acme").await;
+    app.member("acme", "reader@acme.test", "viewer", None).await;
+    let reader = app.access_token("reader@acme.test", "acme").await;
+    assert_eq!(app.get_as(&reader, "/api/v1/component-types").await.expect(StatusCode::OK).json(), listed);
+    let anonymous = axum::http::Request::get("/api/v1/component-types").body(axum::body::Body::empty()).unwrap();
+    app.send(anonymous).await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
 }

@@ -76,4 +76,24 @@ pub trait Broker: Send + Sync {
 
     /// Removes a consumer group and whatever it still held (its subscription was deleted).
     async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError>;
+
+    // What the console's topic explorer asks ([`crate::explorer`]). Counts stop at `cap` (an answer of `cap`
+    // means "at least"), so that a count costs at most that much whatever the backlog.
+
+    /// Messages of `topic` that group `group` has not acknowledged yet (not handed out, held by a fetcher, or
+    /// waiting for a retry), counted up to `cap`; `None` when the group does not exist.
+    async fn pending(&self, _topic: &str, _group: &str, _cap: u64) -> Result<Option<u64>, BrokerError> {
+        Err(BrokerError::Backend("this broker cannot count pending messages".to_owned()))
+    }
+
+    /// Messages `topic` keeps (published and not yet removed by retention), counted up to `cap`.
+    async fn kept_messages(&self, _topic: &str, _cap: u64) -> Result<u64, BrokerError> {
+        Err(BrokerError::Backend("this broker cannot count the messages of a topic".to_owned()))
+    }
+
+    /// The consumer groups of the topics starting with `topic_prefix`, as (topic, group) in that order, at most
+    /// `max`; `None` when the broker cannot list them without looking at every topic or group it holds.
+    async fn groups(&self, _topic_prefix: &str, _max: usize) -> Result<Option<Vec<(String, String)>>, BrokerError> {
+        Ok(None)
+    }
 }

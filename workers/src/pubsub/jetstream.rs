@@ -482,6 +482,35 @@ impl Broker for JetStreamBroker {
         self.answer(topic, group, id, body).await
     }
 
+    async fn pending(&self, topic: &str, group: &str, cap: u64) -> Result<Option<u64>, BrokerError> {
+        within_deadline(Self::COMPONENT_TYPE, async {
+            self.ensure_stream().await?;
+            let stream = self.context.get_stream_no_info(&self.stream_name).await.map_err(backend_error)?;
+            match stream.consumer_info(consumer_name(topic, group)).await {
+                // Not delivered yet, and delivered but not acknowledged (held or waiting for a retry).
+                Ok(info) => Ok(Some((info.num_pending + info.num_ack_pending as u64).min(cap))),
+                Err(err) if err.kind() == jetstream::context::ConsumerInfoErrorKind::NotFound => Ok(None),
+                Err(err) => Err(backend_error(err)),
+            }
+        })
+        .await
+    }
+
+    async fn kept_messages(&self, topic: &str, cap: u64) -> Result<u64, BrokerError> {
+        within_deadline(Self::COMPONENT_TYPE, async {
+            self.ensure_stream().await?;
+            let stream = self.context.get_stream_no_info(&self.stream_name).await.map_err(backend_error)?;
+            // The stream's state for this one subject: the server counts it, nothing is read.
+            let mut subjects = stream.info_with_subjects(self.subject(topic)).await.map_err(backend_error)?;
+            let mut kept = 0u64;
+            while let Some(subject) = subjects.next().await {
+                kept += subject.map_err(backend_error)?.1 as u64;
+            }
+            Ok(kept.min(cap))
+        })
+        .await
+    }
+
     async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
         within_deadline(Self::COMPONENT_TYPE, async {
             self.ensure_stream().await?;

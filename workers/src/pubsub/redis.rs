@@ -334,6 +334,44 @@ impl Broker for RedisBroker {
         .await
     }
 
+    async fn pending(&self, topic: &str, group: &str, cap: u64) -> Result<Option<u64>, BrokerError> {
+        let mut connection = self.connection.clone();
+        within_deadline(Self::COMPONENT_TYPE, async {
+            let mut asked = redis::cmd("XINFO");
+            asked.arg("GROUPS").arg(stream_key(topic));
+            let groups = match asked.query_async::<redis::Value>(&mut connection).await {
+                Ok(groups) => groups,
+                // No stream, so no group.
+                Err(err) if err.code() == Some("ERR") && err.to_string().contains("no such key") => return Ok(None),
+                Err(err) => return Err(backend_error(err)),
+            };
+            let groups: Vec<std::collections::HashMap<String, redis::Value>> = redis::from_redis_value(groups)
+                .map_err(|err| BrokerError::Backend(format!("{}: {err}", Self::COMPONENT_TYPE)))?;
+            let Some(found) = groups.into_iter().find(|fields| {
+                fields.get("name").and_then(|name| redis::from_redis_value::<String>(name.clone()).ok()).as_deref()
+                    == Some(group)
+            }) else {
+                return Ok(None);
+            };
+            let number = |field: &str| {
+                found.get(field).and_then(|value| redis::from_redis_value::<u64>(value.clone()).ok()).unwrap_or(0)
+            };
+            // Handed out and not acknowledged, and not yet read (`lag`, Redis 7; unknown after trimming: 0).
+            Ok(Some((number("pending") + number("lag")).min(cap)))
+        })
+        .await
+    }
+
+    async fn kept_messages(&self, topic: &str, cap: u64) -> Result<u64, BrokerError> {
+        let mut connection = self.connection.clone();
+        within_deadline(Self::COMPONENT_TYPE, async {
+            let kept: u64 =
+                redis::cmd("XLEN").arg(stream_key(topic)).query_async(&mut connection).await.map_err(backend_error)?;
+            Ok(kept.min(cap))
+        })
+        .await
+    }
+
     async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {
         let mut invocation = self.delete_group_script.key(stream_key(topic));
         invocation.key(due_key(topic, group)).arg(group);

@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use super::backend::{millis, missing_group, within_deadline, within_wait, DEFAULT_MAX_AGE};
 use super::{Broker, BrokerError, Delivery, Features};
 use crate::state::open::OpenError;
-use crate::state::sql::{check_table_name, describe_sqlx_error};
+use crate::state::sql::{check_table_name, describe_sqlx_error, prefix_end};
 use crate::state::time::{now_ms, SweepSchedule};
 use crate::state::{postgres, sqlite};
 
@@ -180,6 +180,11 @@ async fn sweep(engine: Engine, pool: &AnyPool, statements: &Statements, cutoff: 
         .await?;
     }
     Ok(rows)
+}
+
+/// A count's cap as SQL takes it.
+fn count_limit(cap: u64) -> i64 {
+    i64::try_from(cap).unwrap_or(i64::MAX)
 }
 
 /// The message sequence number a delivery id stands for.
@@ -481,6 +486,57 @@ impl Broker for SqlBroker {
             self.wake(topic);
         }
         Ok(())
+    }
+
+    async fn pending(&self, topic: &str, group: &str, cap: u64) -> Result<Option<u64>, BrokerError> {
+        let error = backend_error(self.engine);
+        within_deadline(self.engine.label(), async {
+            self.ensure_tables().await?;
+            let found = sqlx::query(&self.statements.group_id).bind(topic).bind(group).fetch_optional(&self.pool);
+            let Some(row) = found.await.map_err(&error)? else { return Ok(None) };
+            let group_id: i64 = row.try_get("id").map_err(&error)?;
+            let count = sqlx::query(&self.statements.count_pending).bind(group_id).bind(count_limit(cap));
+            let counted: i64 = count.fetch_one(&self.pool).await.map_err(&error)?.try_get("counted").map_err(&error)?;
+            Ok(Some(u64::try_from(counted).unwrap_or_default()))
+        })
+        .await
+    }
+
+    async fn kept_messages(&self, topic: &str, cap: u64) -> Result<u64, BrokerError> {
+        let error = backend_error(self.engine);
+        within_deadline(self.engine.label(), async {
+            self.ensure_tables().await?;
+            let count = sqlx::query(&self.statements.count_kept).bind(topic).bind(count_limit(cap));
+            let counted: i64 = count.fetch_one(&self.pool).await.map_err(&error)?.try_get("counted").map_err(&error)?;
+            Ok(u64::try_from(counted).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn groups(&self, topic_prefix: &str, max: usize) -> Result<Option<Vec<(String, String)>>, BrokerError> {
+        let error = backend_error(self.engine);
+        within_deadline(self.engine.label(), async {
+            self.ensure_tables().await?;
+            let upper = prefix_end(topic_prefix);
+            let statement =
+                if upper.is_some() { &self.statements.groups_bounded } else { &self.statements.groups_unbounded };
+            let mut query =
+                sqlx::query(statement).bind(topic_prefix.to_owned()).bind(i64::try_from(max).unwrap_or(i64::MAX));
+            if let Some(upper) = upper {
+                query = query.bind(upper);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(&error)?;
+            let mut groups = Vec::with_capacity(rows.len());
+            for row in rows {
+                let topic: String = row.try_get("topic").map_err(&error)?;
+                // The range is the prefix's; this only restates it.
+                if topic.starts_with(topic_prefix) {
+                    groups.push((topic, row.try_get("name").map_err(&error)?));
+                }
+            }
+            Ok(Some(groups))
+        })
+        .await
     }
 
     async fn delete_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {

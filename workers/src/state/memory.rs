@@ -6,9 +6,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::RwLock;
 
+use super::keys::FOREIGN_POSITION;
 use super::time::{expiry, is_live, now_ms, SweepSchedule};
 use super::write::{self, ApplyWrites, Change, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+use super::{KeyPage, KeyPosition, ListedKey};
 use std::sync::Arc;
 
 use outrigger_resources::{BuildingBlock, ComponentType};
@@ -131,6 +133,36 @@ impl StateStore for MemoryStateStore {
         let contents = self.contents.read().await;
         let live = contents.items.iter().filter(|(key, item)| key.starts_with(prefix) && is_live(item.expires_at, now));
         Ok(live.map(|(key, item)| (key.len() + item.value.len()) as u64).sum())
+    }
+
+    async fn list_keys(&self, prefix: &str, from: &KeyPosition, limit: usize) -> Result<KeyPage, StateError> {
+        let after = match from {
+            KeyPosition::Start => None,
+            KeyPosition::After(key) => Some(key.as_str()),
+            KeyPosition::Cursor(_) => return Err(StateError::InvalidRequest(FOREIGN_POSITION.to_owned())),
+        };
+        let (now, limit) = (now_ms(), limit.max(1));
+        let contents = self.contents.read().await;
+        let mut live: Vec<ListedKey> = contents
+            .items
+            .iter()
+            .filter(|(key, item)| {
+                key.starts_with(prefix)
+                    && after.is_none_or(|after| key.as_str() > after)
+                    && is_live(item.expires_at, now)
+            })
+            .map(|(key, item)| ListedKey {
+                key: key.clone(),
+                size: item.value.len() as u64,
+                etag: item.etag.clone(),
+                expires_at: item.expires_at,
+            })
+            .collect();
+        live.sort_by(|a, b| a.key.cmp(&b.key));
+        let more = live.len() > limit;
+        live.truncate(limit);
+        let next = more.then(|| live.last().map(|last| KeyPosition::After(last.key.clone()))).flatten();
+        Ok(KeyPage { keys: live, next })
     }
 }
 

@@ -4,6 +4,7 @@
 //! stores never interpret them. Every write returns a new ETag; ETags are opaque to callers.
 
 pub(crate) mod api;
+mod keys;
 pub(crate) mod memory;
 // The message brokers (`crate::pubsub`) reuse the metadata reading, the connections and the deadlines.
 pub(crate) mod open;
@@ -22,6 +23,7 @@ pub(crate) mod time;
 mod write;
 
 pub use self::redis::{RedisOptions, RedisStateStore};
+pub use keys::{KeyPage, KeyPosition, ListedKey};
 pub use memory::MemoryStateStore;
 pub use open::{open, open_within, OpenError};
 pub use page::PageLimits;
@@ -173,5 +175,12 @@ pub trait StateStore: Send + Sync {
     /// What a project keeps in the managed kvstore is measured with it (usage and the stored-bytes quota).
     async fn stored_bytes(&self, _prefix: &str) -> Result<u64, StateError> {
         Err(StateError::Unsupported("measuring stored bytes"))
+    }
+
+    /// A page of the live keys starting with `prefix`, from `from`, without their values: at most `limit` keys
+    /// (Redis: whole `SCAN` steps, which may hold a few more). A page may hold fewer, even none, and still say
+    /// where the next starts. The managed kvstore's explorer lists a project's keys with it.
+    async fn list_keys(&self, _prefix: &str, _from: &KeyPosition, _limit: usize) -> Result<KeyPage, StateError> {
+        Err(StateError::Unsupported("listing keys"))
     }
 }

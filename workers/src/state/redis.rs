@@ -16,6 +16,7 @@ use super::scan::{ScanBatch, ScanRequest};
 use super::time::{now_ms, ttl_ms, within_deadline, CONNECT_TIMEOUT};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+use super::{KeyPage, KeyPosition};
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
@@ -288,6 +289,10 @@ impl StateStore for RedisStateStore {
 
     async fn stored_bytes(&self, prefix: &str) -> Result<u64, StateError> {
         self.measure(prefix).await
+    }
+
+    async fn list_keys(&self, prefix: &str, from: &KeyPosition, limit: usize) -> Result<KeyPage, StateError> {
+        self.list_keys_page(prefix, from, limit).await
     }
 }
 

@@ -8,16 +8,18 @@
 //! at least once; only while Redis shrinks its table can a key come back twice. Values are read with one
 //! pipeline per batch; Redis does no filtering, so the worker evaluates every value of the batch.
 //!
-//! Measuring a prefix's stored bytes walks the same `SCAN` to its end, asking only each value's length.
+//! Measuring a prefix's stored bytes walks the same `SCAN` to its end, asking only each value's length. Listing
+//! keys ([`super::StateStore::list_keys`]) walks it a bounded number of steps per page, the cursor as position.
 
 use std::collections::HashSet;
 
 use redis::Value as RedisValue;
 
+use super::keys::FOREIGN_POSITION;
 use super::redis::RedisStateStore;
 use super::scan::{cursor_rank, key_digest, BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
 use super::time::{now_ms, within_deadline};
-use super::{StateError, StoredItem};
+use super::{KeyPage, KeyPosition, ListedKey, StateError, StoredItem};
 
 /// The `SCAN MATCH` pattern of keys starting with `prefix`: its glob characters escaped.
 fn pattern(prefix: &str) -> String {
@@ -50,6 +52,10 @@ fn item_of(fields: RedisValue, remaining_ms: i64) -> Option<StoredItem> {
 
 /// Keys asked of `SCAN` per step when measuring.
 const MEASURE_STEP: usize = 1000;
+
+/// The most `SCAN` steps one page of a key listing takes: the walk covers every project's keys, so a project with
+/// few of them gets short (even empty) pages with a cursor rather than one long request.
+const LISTING_STEPS: usize = 32;
 
 impl RedisStateStore {
     /// Bytes of the live items under `prefix` (see [`super::StateStore::stored_bytes`]). `SCAN MATCH` walks the
@@ -102,6 +108,82 @@ impl RedisStateStore {
             }
             cursor = next;
         }
+    }
+
+    /// A page of the keys under `prefix` (see [`super::StateStore::list_keys`]): `SCAN` steps asking for as many
+    /// keys as the page still lacks, until it is full, the scan ends or [`LISTING_STEPS`] were taken. A step is
+    /// never split (Redis cannot resume inside one), so a page may hold a few more than `limit` keys.
+    pub(super) async fn list_keys_page(
+        &self,
+        prefix: &str,
+        from: &KeyPosition,
+        limit: usize,
+    ) -> Result<KeyPage, StateError> {
+        let mut cursor = match from {
+            KeyPosition::Start => 0,
+            KeyPosition::Cursor(cursor) => *cursor,
+            KeyPosition::After(_) => return Err(StateError::InvalidRequest(FOREIGN_POSITION.to_owned())),
+        };
+        let limit = limit.max(1);
+        let mut connection = self.connection.clone();
+        let mut listed: Vec<ListedKey> = Vec::new();
+        for _ in 0..LISTING_STEPS {
+            let wanted = limit.saturating_sub(listed.len()).max(1);
+            let (next, found) = within_deadline(Self::COMPONENT_TYPE, async {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern(prefix))
+                    .arg("COUNT")
+                    .arg(wanted)
+                    .arg("TYPE")
+                    .arg("hash")
+                    .query_async(&mut connection)
+                    .await
+                    .map_err(backend_error)?;
+                // MATCH is a glob; the prefix itself decides.
+                let keys: Vec<String> = keys.into_iter().filter(|key| key.starts_with(prefix)).collect();
+                let mut pipeline = redis::pipe();
+                for key in &keys {
+                    pipeline
+                        .cmd("HSTRLEN")
+                        .arg(key)
+                        .arg("data")
+                        .cmd("HGET")
+                        .arg(key)
+                        .arg("version")
+                        .cmd("PTTL")
+                        .arg(key);
+                }
+                let answers: Vec<RedisValue> = if keys.is_empty() {
+                    Vec::new()
+                } else {
+                    pipeline.query_async(&mut connection).await.map_err(backend_error)?
+                };
+                let mut answers = answers.into_iter();
+                let mut found = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let (length, version, remaining) = (answers.next(), answers.next(), answers.next());
+                    let length: u64 = length.and_then(|value| redis::from_redis_value(value).ok()).unwrap_or(0);
+                    let version: Option<String> = version.and_then(|value| redis::from_redis_value(value).ok());
+                    let remaining: i64 = remaining.and_then(|value| redis::from_redis_value(value).ok()).unwrap_or(-2);
+                    // No version: not a state item (or deleted meanwhile); -2: gone.
+                    let (Some(etag), false) = (version, remaining == -2) else { continue };
+                    let expires_at = (remaining >= 0).then(|| now_ms() + remaining);
+                    found.push(ListedKey { key, size: length, etag, expires_at });
+                }
+                Ok((next, found))
+            })
+            .await?;
+            listed.extend(found);
+            cursor = next;
+            if cursor == 0 || listed.len() >= limit {
+                break;
+            }
+        }
+        listed.sort_by(|a, b| a.key.cmp(&b.key));
+        listed.dedup_by(|a, b| a.key == b.key);
+        Ok(KeyPage { keys: listed, next: (cursor != 0).then_some(KeyPosition::Cursor(cursor)) })
     }
 
     /// One `SCAN` step of a query at `request.after`, with the values of the keys it found.

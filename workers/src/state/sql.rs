@@ -19,12 +19,14 @@ use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use super::keys::FOREIGN_POSITION;
 use super::open::OpenError;
 use super::scan::{BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
 use super::sql_filter::{self, Bind, JsonDialect};
 use super::time::{expiry, now_ms, within_deadline, SweepSchedule, OPERATION_DEADLINE};
 use super::write::{self, ApplyWrites, Change, Precondition, Write};
 use super::{DeleteRequest, Features, SetRequest, StateError, StateStore, StoredItem, TransactionOperation};
+use super::{KeyPage, KeyPosition, ListedKey};
 use outrigger_resources::{optional, MetadataField};
 
 /// Table name when the component's metadata names none (`tableName`).
@@ -87,6 +89,9 @@ struct Statements {
     /// without an upper bound.
     stored_bytes_bounded: String,
     stored_bytes_unbounded: String,
+    /// A page of keys without their values, positioned as a query scan's batch, with and without an upper bound.
+    list_keys_bounded: String,
+    list_keys_unbounded: String,
 }
 
 impl Statements {
@@ -120,7 +125,18 @@ impl Statements {
                 live("$1"),
             )
         };
+        // The same range and parameters as a query scan's, without the values.
+        let list_keys = |upper: &str| {
+            format!(
+                "SELECT key, etag, expires_at, CAST({size} AS BIGINT) AS size FROM {table} \
+                 WHERE {key} > $2 AND {key} >= $3{upper} AND {} ORDER BY {key} LIMIT $4",
+                live("$1"),
+                size = octets("value"),
+            )
+        };
         Statements {
+            list_keys_bounded: list_keys(&format!(" AND {key} < $5")),
+            list_keys_unbounded: list_keys(""),
             stored_bytes_bounded: stored_bytes(&format!(" AND {key} < $3")),
             stored_bytes_unbounded: stored_bytes(""),
             create_table: D::create_table(table),
@@ -374,6 +390,45 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
             let row = query.fetch_one(&self.pool).await.map_err(backend_error::<D>)?;
             let bytes: i64 = row.try_get("bytes").map_err(backend_error::<D>)?;
             Ok(u64::try_from(bytes).unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn list_keys(&self, prefix: &str, from: &KeyPosition, limit: usize) -> Result<KeyPage, StateError> {
+        let after = match from {
+            KeyPosition::Start => "",
+            KeyPosition::After(key) => key.as_str(),
+            KeyPosition::Cursor(_) => return Err(StateError::InvalidRequest(FOREIGN_POSITION.to_owned())),
+        };
+        within_deadline(D::COMPONENT_TYPE, async {
+            self.ensure_table().await?;
+            let upper = prefix_end(prefix);
+            let statement =
+                if upper.is_some() { &self.statements.list_keys_bounded } else { &self.statements.list_keys_unbounded };
+            // One row more than the page: whether it comes tells whether another page follows.
+            let rows_asked = i64::try_from(limit.max(1)).unwrap_or(i64::MAX - 1) + 1;
+            let mut query =
+                sqlx::query(statement).bind(now_ms()).bind(after.to_owned()).bind(prefix.to_owned()).bind(rows_asked);
+            if let Some(upper) = upper {
+                query = query.bind(upper);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(backend_error::<D>)?;
+            let mut keys = rows
+                .iter()
+                .map(|row| {
+                    let size: i64 = row.try_get("size").map_err(backend_error::<D>)?;
+                    Ok(ListedKey {
+                        key: row.try_get("key").map_err(backend_error::<D>)?,
+                        size: u64::try_from(size).unwrap_or_default(),
+                        etag: row.try_get("etag").map_err(backend_error::<D>)?,
+                        expires_at: row.try_get("expires_at").map_err(backend_error::<D>)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StateError>>()?;
+            let more = keys.len() > limit.max(1);
+            keys.truncate(limit.max(1));
+            let next = more.then(|| keys.last().map(|last| KeyPosition::After(last.key.clone()))).flatten();
+            Ok(KeyPage { keys, next })
         })
         .await
     }

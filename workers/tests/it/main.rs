@@ -26,6 +26,7 @@ mod backends;
 mod broker_bindings;
 mod configuration_stores;
 mod conformance;
+mod explorer;
 mod lock_conformance;
 mod opening;
 mod outage;

@@ -45,8 +45,8 @@ function cleanEnvironment(extra) {
   return { ...env, ...extra };
 }
 
-/** Starts the all-in-one server and resolves when it is ready. */
-export async function startServer() {
+/** Starts the all-in-one server (with `extraEnv` added to its settings) and resolves when it is ready. */
+export async function startServer(extraEnv = {}) {
   const workDir = mkdtempSync(join(tmpdir(), "outrigger-sdk-js-"));
   const adminToken = randomToken();
   const child = spawn(outriggerBinary(), [], {
@@ -58,6 +58,7 @@ export async function startServer() {
       OUTRIGGER_GRPC_ADDR: "127.0.0.1:0",
       OUTRIGGER_LOG_FORMAT: "json",
       OUTRIGGER_ADMIN_TOKEN: adminToken,
+      ...extraEnv,
     }),
     stdio: ["ignore", "pipe", "pipe"],
   });

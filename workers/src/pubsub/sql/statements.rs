@@ -23,12 +23,14 @@ impl Engine {
             Engine::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "INTEGER"),
             Engine::Postgres => ("BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "BYTEA", "BIGINT"),
         };
-        vec![
+        let mut statements = vec![
             format!(
                 "CREATE TABLE IF NOT EXISTS {prefix}_messages \
                  (seq {serial}, topic TEXT NOT NULL, payload {bytes} NOT NULL, published_at {big} NOT NULL)"
             ),
             format!("CREATE INDEX IF NOT EXISTS {prefix}_messages_age ON {prefix}_messages (published_at)"),
+            // A topic's messages: counted for the console, and given to a group its topic gets.
+            format!("CREATE INDEX IF NOT EXISTS {prefix}_messages_topic ON {prefix}_messages (topic, seq)"),
             format!(
                 "CREATE TABLE IF NOT EXISTS {prefix}_groups \
                  (id {serial}, topic TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (topic, name))"
@@ -38,7 +40,24 @@ impl Engine {
                  attempts {big} NOT NULL, available_at {big} NOT NULL, PRIMARY KEY (group_id, seq))"
             ),
             format!("CREATE INDEX IF NOT EXISTS {prefix}_deliveries_seq ON {prefix}_deliveries (seq)"),
-        ]
+        ];
+        // The groups of a project's topics are a range of topics in byte order (see `topic_bytewise`): on SQLite
+        // the unique index's, on PostgreSQL one of its own, since its collation may not order by bytes.
+        if self == Engine::Postgres {
+            statements.push(format!(
+                "CREATE INDEX IF NOT EXISTS {prefix}_groups_bytewise ON {prefix}_groups ((topic COLLATE \"C\"), name)"
+            ));
+        }
+        statements
+    }
+
+    /// `topic` compared byte by byte: PostgreSQL's collation may not order by bytes, and then a key range would not
+    /// hold exactly the topics starting with a prefix.
+    fn topic_bytewise(self) -> &'static str {
+        match self {
+            Engine::Sqlite => "topic",
+            Engine::Postgres => "(topic COLLATE \"C\")",
+        }
     }
 
     /// Stores a message ($1 topic, $2 payload, $3 now) with a delivery row for every group of its topic, in one
@@ -109,6 +128,10 @@ pub(super) struct Statements {
     pub(super) sweep_bounds: String,
     pub(super) sweep_deliveries: String,
     pub(super) sweep_messages: String,
+    pub(super) count_pending: String,
+    pub(super) count_kept: String,
+    pub(super) groups_bounded: String,
+    pub(super) groups_unbounded: String,
 }
 
 impl Statements {
@@ -116,7 +139,22 @@ impl Statements {
         let (messages, groups, deliveries) =
             (format!("{prefix}_messages"), format!("{prefix}_groups"), format!("{prefix}_deliveries"));
         let group_of = format!("(SELECT id FROM {groups} WHERE topic = $1 AND name = $2)");
+        let topic = engine.topic_bytewise();
+        let groups_in = |upper: &str| {
+            format!("SELECT topic, name FROM {groups} WHERE {topic} >= $1{upper} ORDER BY {topic}, name LIMIT $2")
+        };
         Statements {
+            // $1 group id, $2 the most to count: an index range of the group's rows, cut at the cap.
+            count_pending: format!(
+                "SELECT COUNT(*) AS counted FROM (SELECT 1 FROM {deliveries} WHERE group_id = $1 LIMIT $2) AS pending"
+            ),
+            // $1 topic, $2 the most to count.
+            count_kept: format!(
+                "SELECT COUNT(*) AS counted FROM (SELECT 1 FROM {messages} WHERE topic = $1 LIMIT $2) AS kept"
+            ),
+            // $1 the prefix, $2 the most rows, $3 the end of the prefix's range.
+            groups_bounded: groups_in(&format!(" AND {topic} < $3")),
+            groups_unbounded: groups_in(""),
             create_tables: engine.create_tables(prefix),
             publish: engine.publish(&messages, &groups, &deliveries),
             insert_group: engine.insert_group(&messages, &groups, &deliveries),
