@@ -22,6 +22,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// How spans travel to the OpenTelemetry collector.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// OTLP over gRPC (a collector's port 4317).
+    #[serde(rename = "grpc")]
+    Grpc,
+    /// OTLP over HTTP with protobuf bodies, posted to `<endpoint>/v1/traces` (a collector's port 4318).
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+}
+
+impl OtlpProtocol {
+    /// The exporter's name for it.
+    pub fn exporter_protocol(self) -> outrigger_telemetry::trace::OtlpProtocol {
+        match self {
+            OtlpProtocol::Grpc => outrigger_telemetry::trace::OtlpProtocol::Grpc,
+            OtlpProtocol::HttpProtobuf => outrigger_telemetry::trace::OtlpProtocol::HttpBinary,
+        }
+    }
+}
+
 /// Everything the server processes read at start. Each field is also an environment variable:
 /// `OUTRIGGER_` + the field name in upper case (e.g. `data_dir` = `OUTRIGGER_DATA_DIR`).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -166,11 +187,14 @@ pub struct Config {
     /// How many (project, App ID) pairs get metric series of their own; later ones are counted under
     /// `project="other"`. Default 100.
     pub metrics_tenant_limit: usize,
-    /// Address of an OpenTelemetry collector's OTLP/gRPC receiver (plaintext), e.g. `http://otel-collector:4317`. When set,
-    /// every process exports the spans of the calls it records (the gateway's per call, the worker's per bus
-    /// call, each delivery to an app). Unset: nothing is exported; trace context is still taken from callers,
-    /// started when absent, passed on and returned. Default unset.
+    /// Address of an OpenTelemetry collector's OTLP receiver (plaintext), e.g. `http://otel-collector:4317` (gRPC) or
+    /// `http://otel-collector:4318` (HTTP). When set, every process exports the spans of the calls it records (the
+    /// gateway's per call, the worker's per bus call, each delivery to an app). Unset: nothing is exported; trace
+    /// context is still taken from callers, started when absent, passed on and returned. Default unset.
     pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf` (the names of OpenTelemetry's `OTEL_EXPORTER_OTLP_PROTOCOL`): how spans reach
+    /// `otlp_endpoint`; over HTTP they are posted to `<otlp_endpoint>/v1/traces`. Default `grpc`.
+    pub otlp_protocol: OtlpProtocol,
     /// How often recorded spans are sent to `otlp_endpoint`, in milliseconds. Default 5000.
     pub otlp_flush_ms: u64,
     /// The share of new traces recorded, from 0 to 1, for App IDs whose Configuration sets no
@@ -232,6 +256,7 @@ impl Default for Config {
             metrics_addr: None,
             metrics_tenant_limit: 100,
             otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::Grpc,
             otlp_flush_ms: 5000,
             trace_sampling_rate: 1.0,
             log_format: LogFormat::Text,
@@ -346,9 +371,11 @@ impl Config {
             }
         }
         if let Some(endpoint) = &self.otlp_endpoint {
-            // The exporter speaks plaintext gRPC: a collector beside the platform, or a local agent.
+            // The exporter speaks plaintext gRPC or HTTP: a collector beside the platform, or a local agent.
             if !endpoint.starts_with("http://") {
-                bail!("OUTRIGGER_OTLP_ENDPOINT must be an http:// URL of an OTLP/gRPC receiver (plaintext), got '{endpoint}'");
+                bail!(
+                    "OUTRIGGER_OTLP_ENDPOINT must be an http:// URL of an OTLP receiver (plaintext), got '{endpoint}'"
+                );
             }
         }
         if !(0.0..=1.0).contains(&self.trace_sampling_rate) {
@@ -491,6 +518,14 @@ mod tests {
             let err = format!("{:#}", Config::load(None).unwrap_err());
             assert!(err.contains("OUTRIGGER_TRACE_SAMPLING_RATE"), "{err}");
             jail.set_env("OUTRIGGER_TRACE_SAMPLING_RATE", "1");
+            assert_eq!(Config::load(None).map_err(|err| format!("{err:#}"))?.otlp_protocol, OtlpProtocol::Grpc);
+            jail.set_env("OUTRIGGER_OTLP_PROTOCOL", "http/protobuf");
+            let config = Config::load(None).map_err(|err| format!("{err:#}"))?;
+            assert_eq!(config.otlp_protocol, OtlpProtocol::HttpProtobuf);
+            jail.set_env("OUTRIGGER_OTLP_PROTOCOL", "thrift");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("otlp_protocol") || err.contains("OTLP_PROTOCOL"), "{err}");
+            jail.set_env("OUTRIGGER_OTLP_PROTOCOL", "grpc");
             jail.set_env("OUTRIGGER_OTLP_ENDPOINT", "collector:4317");
             let err = format!("{:#}", Config::load(None).unwrap_err());
             assert!(err.contains("OUTRIGGER_OTLP_ENDPOINT"), "{err}");

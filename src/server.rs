@@ -330,9 +330,16 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
 
     if let Some(endpoint) = &config.otlp_endpoint {
         let flush_every = Duration::from_millis(config.otlp_flush_ms);
-        outrigger_telemetry::trace::export_to(endpoint, role.service_name(), flush_every, config.trace_sampling_rate)
-            .context("check OUTRIGGER_OTLP_ENDPOINT")?;
-        tracing::info!(%endpoint, "exporting spans over OTLP");
+        let protocol = config.otlp_protocol.exporter_protocol();
+        outrigger_telemetry::trace::export_to(
+            endpoint,
+            protocol,
+            role.service_name(),
+            flush_every,
+            config.trace_sampling_rate,
+        )
+        .context("check OUTRIGGER_OTLP_ENDPOINT and OUTRIGGER_OTLP_PROTOCOL")?;
+        tracing::info!(%endpoint, protocol = ?config.otlp_protocol, "exporting spans over OTLP");
     }
     let store = if migrate_first { migrated_store(&config).await? } else { connect(&config).await? };
     let admin_token =

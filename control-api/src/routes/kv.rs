@@ -27,6 +27,7 @@ use crate::AppState;
 #[into_params(parameter_in = Query)]
 pub(crate) struct KvQuery {
     /// Only the keys of this App ID.
+    #[param(pattern = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length = 63)]
     app_id: Option<String>,
     /// Only keys starting with this text (as the App ID wrote them); needs `appId`.
     prefix: Option<String>,

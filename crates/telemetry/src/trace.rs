@@ -271,23 +271,34 @@ pub struct ExportError {
     reason: String,
 }
 
-/// Starts exporting recorded spans to the OTLP/gRPC collector at `endpoint` (e.g. `http://collector:4317`),
-/// as service `service_name` (`outrigger-gateway`, …). Batches leave at least every `flush_every`; traces this
-/// process starts are sampled at `default_sampling_rate` unless the App ID's Configuration says otherwise. Must
-/// be called inside the Tokio runtime, once per process; a second call changes nothing.
+/// How spans reach the collector: OTLP over gRPC, or over HTTP with protobuf bodies.
+pub use opentelemetry_otlp::Protocol as OtlpProtocol;
+
+/// Starts exporting recorded spans to the OTLP collector at `endpoint` over `protocol`: gRPC (e.g.
+/// `http://collector:4317`), or HTTP, posted to `<endpoint>/v1/traces` as OpenTelemetry's exporters do with a
+/// base endpoint (e.g. `http://collector:4318`); as service `service_name` (`outrigger-gateway`, …). Batches
+/// leave at least every `flush_every`; traces this process starts are sampled at `default_sampling_rate` unless
+/// the App ID's Configuration says otherwise. Must be called inside the Tokio runtime, once per process; a second
+/// call changes nothing.
 pub fn export_to(
     endpoint: &str,
+    protocol: OtlpProtocol,
     service_name: &str,
     flush_every: Duration,
     default_sampling_rate: f64,
 ) -> Result<(), ExportError> {
     use opentelemetry_otlp::WithExportConfig;
     let failed = |reason: String| ExportError { endpoint: endpoint.to_owned(), reason };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .with_endpoint(endpoint)
-        .build()
-        .map_err(|err| failed(err.to_string()))?;
+    let builder = opentelemetry_otlp::SpanExporter::builder();
+    let exporter = match protocol {
+        OtlpProtocol::Grpc => builder.with_tonic().with_endpoint(endpoint).build(),
+        http => builder
+            .with_http()
+            .with_protocol(http)
+            .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+            .build(),
+    }
+    .map_err(|err| failed(err.to_string()))?;
     let config = opentelemetry_sdk::trace::BatchConfigBuilder::default().with_scheduled_delay(flush_every).build();
     let mut processor = BatchSpanProcessor::builder(exporter).with_batch_config(config).build();
     processor.set_resource(&Resource::builder_empty().with_service_name(service_name.to_owned()).build());

@@ -1,10 +1,13 @@
-"""An OTLP/gRPC trace receiver for the tests, standing in for an OpenTelemetry collector: Outrigger's processes
-export their spans to it (OUTRIGGER_OTLP_ENDPOINT), and a test waits until the spans it expects have arrived."""
+"""An OTLP trace receiver for the tests, standing in for an OpenTelemetry collector: Outrigger's processes
+export their spans to it (OUTRIGGER_OTLP_ENDPOINT), and a test waits until the spans it expects have arrived.
+It takes OTLP/gRPC (the default), or OTLP/HTTP with protobuf bodies at `POST /v1/traces` (as a collector's
+port 4318 does; any other path answers 404)."""
 
 from __future__ import annotations
 
 import threading
 from concurrent import futures
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -41,14 +44,21 @@ def _value(any_value) -> object:
 
 
 class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
-    def __init__(self) -> None:
+    def __init__(self, protocol: str = 'grpc') -> None:
+        """`protocol`: `grpc` or `http/protobuf`, as OUTRIGGER_OTLP_PROTOCOL names them."""
         self._spans: list[Span] = []
         self._arrived = threading.Condition()
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)
-        port = self._server.add_insecure_port('127.0.0.1:0')
+        self._grpc = self._http = None
+        if protocol == 'grpc':
+            self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+            trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._grpc)
+            port = self._grpc.add_insecure_port('127.0.0.1:0')
+            self._grpc.start()
+        else:
+            self._http = ThreadingHTTPServer(('127.0.0.1', 0), _http_handler(self))
+            port = self._http.server_address[1]
+            threading.Thread(target=self._http.serve_forever, daemon=True).start()
         self.endpoint = f'http://127.0.0.1:{port}'
-        self._server.start()
 
     def Export(self, request, context):  # noqa: N802 - the rpc's name
         received = []
@@ -88,4 +98,32 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
             return span
 
     def stop(self) -> None:
-        self._server.stop(grace=None).wait()
+        if self._grpc is not None:
+            self._grpc.stop(grace=None).wait()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+
+
+def _http_handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
+    """OTLP/HTTP: an ExportTraceServiceRequest in protobuf, posted to /v1/traces."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get('Content-Length', 0)))
+            if self.path != '/v1/traces' or self.headers.get('Content-Type') != 'application/x-protobuf':
+                self.send_response(404)
+                self.end_headers()
+                return
+            request = trace_service_pb2.ExportTraceServiceRequest.FromString(body)
+            answer = receiver.Export(request, None).SerializeToString()
+            self.send_response(200)
+            self.send_header('Content-Type', 'application/x-protobuf')
+            self.send_header('Content-Length', str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    return Handler

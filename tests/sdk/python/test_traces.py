@@ -4,15 +4,17 @@ The gateway's span continues the caller's `traceparent` (or starts a trace) and 
 worker's span of the bus call is its child (in another process on the distributed form); a pub/sub delivery is
 a span of the publisher's trace, whose context the subscriber app receives; an input binding's event starts a
 trace of its own (daprd's `bindings/<name>`), whose context the app receives; an App ID whose Configuration sets
-`tracing.samplingRate: "0"` records nothing.
+`tracing.samplingRate: "0"` records nothing; with OUTRIGGER_OTLP_PROTOCOL=http/protobuf the same spans arrive over
+OTLP/HTTP.
 """
 
 from __future__ import annotations
 
 import re
 
+import harness
 from otlp_receiver import Receiver, Span
-from support import dapr_client, dapr_http
+from support import Tenants, dapr_client, dapr_http
 from test_input_bindings import apps, cron  # noqa: F401
 from test_pubsub import publish_over_http, subscribed_project, subscriber_apps, wait_until_live  # noqa: F401
 
@@ -141,3 +143,24 @@ spec:
     recorded = spans.spans(lambda span: span.attributes.get('outrigger.app_id') == 'quiet'
                            and span.attributes.get('outrigger.project') == project.name)
     assert recorded == [], recorded
+
+
+def test_spans_are_exported_over_otlp_http_as_well(tmp_path):
+    """OUTRIGGER_OTLP_PROTOCOL=http/protobuf: the same spans, posted to the collector's /v1/traces."""
+    receiver = Receiver('http/protobuf')
+    deployment = harness.start_embedded({
+        'OUTRIGGER_OTLP_ENDPOINT': receiver.endpoint,
+        'OUTRIGGER_OTLP_PROTOCOL': 'http/protobuf',
+        'OUTRIGGER_OTLP_FLUSH_MS': '100',
+    })
+    try:
+        app = Tenants(deployment, tmp_path).project().apps['orders']
+        with dapr_client(app) as client:
+            client.save_state('kvstore', 'order-1', b'{"qty":1}')
+        server = receiver.wait_for(of_project(app.project, SAVE_STATE), f'the gateway span of {SAVE_STATE}')
+        assert server.service == 'outrigger' and server.kind == 'server', server
+        worker_span_of(receiver, server, 'worker/SaveState')
+    finally:
+        problems = deployment.stop()
+        receiver.stop()
+    assert not problems, problems
