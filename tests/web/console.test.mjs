@@ -206,3 +206,43 @@ it("security: the console's answers forbid inline script, framing and sniffing, 
     assert.doesNotMatch(text, /root:x:0:0|\[workspace\]/);
   }
 });
+
+it("the operator makes an organization, works in it and deletes it once it holds no project", async () => {
+  const page = await run.open();
+  await signInWithKey(page, run.server);
+  const org = randomName("o");
+  await page.getByRole("navigation").getByRole("link", { name: "Organizations" }).click();
+  await page.getByRole("button", { name: "New organization" }).click();
+  await page.getByLabel("Name").fill(org);
+  await page.getByRole("button", { name: "Create organization" }).click();
+  await page.getByRole("button", { name: `Work in ${org}` }).click();
+  await page.getByRole("heading", { name: "Projects", level: 1 }).waitFor();
+  assert.equal(await page.getByLabel("Organization", { exact: true }).inputValue(), org);
+
+  // A project made here belongs to the new organization, and not to default.
+  const project = randomName("p");
+  await page.getByRole("button", { name: "New project" }).click();
+  await page.getByLabel("Name").fill(project);
+  await page.getByRole("button", { name: "Create project" }).click();
+  await page.getByRole("heading", { name: `Project ${project}` }).waitFor();
+  const inDefault = await run.server.expect(200, "GET", "/projects?limit=1000");
+  assert.ok(!inDefault.items.some((p) => p.name === project), "the project landed in default");
+
+  await page.getByRole("navigation").getByRole("link", { name: "Organizations" }).click();
+  await page.getByRole("button", { name: `Delete ${org}` }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+  await page.getByRole("alert").filter({ hasText: "409" }).waitFor();
+  await screenshot(page, "orgs");
+
+  await page.getByLabel("Organization", { exact: true }).selectOption(org);
+  await page.getByRole("link", { name: project }).waitFor();
+  await page.getByRole("button", { name: `Delete ${project}` }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+  await page.getByText("No projects yet").waitFor();
+  await page.getByLabel("Organization", { exact: true }).selectOption("default");
+  await page.getByRole("navigation").getByRole("link", { name: "Organizations" }).click();
+  await page.getByRole("button", { name: `Delete ${org}` }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Delete" }).click();
+  await page.getByRole("button", { name: `Delete ${org}` }).waitFor({ state: "detached" });
+  assertNoConsoleErrors(page, [/409 \(Conflict\)/]);
+});

@@ -192,10 +192,12 @@ export function form(children, action, submitLabel = "Save") {
   return element;
 }
 
-/** A time as the reader's local date and time, and its age ("3 min ago"). */
+/** A time as the reader's local date and time (its ISO form on hover). */
 export function when(time) {
-  if (!time) return "—";
   const date = new Date(time);
+  // What was made before its time was recorded (the `default` organization of an upgraded installation) carries
+  // the epoch: unknown, not 1970.
+  if (!time || !(date.getTime() > 0)) return "—";
   return h("time", { datetime: date.toISOString(), title: date.toISOString() }, date.toLocaleString());
 }
 
