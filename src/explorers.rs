@@ -1,13 +1,24 @@
-//! The control API's explorers of the managed stores (`outrigger_control_api::ManagedKv` and `ManagedTopics`), over
-//! the stores this process opened: the workers' explorers do the work, with the project's namespace; this only
-//! turns their answers into the control API's.
+//! The control API's views of the managed stores (`outrigger_control_api::StoredBytes`, `ManagedKv` and
+//! `ManagedTopics`), over the stores this process opened: the workers' stores and explorers do the work, with the
+//! project's namespace; this only turns their answers into the control API's.
 
 use std::sync::Arc;
 
 use outrigger_control_api::{ExplorerFailure, KvKey, KvPage, KvValue, TopicGroup};
 use outrigger_store::ProjectId;
 use outrigger_workers::explorer::{ExplorerError, KvExplorer, TopicExplorer};
-use outrigger_workers::Worker;
+use outrigger_workers::state::StateStore;
+use outrigger_workers::{managed_kvstore_namespace, Worker};
+
+/// Measures projects in the managed kvstore for the control API's usage.
+pub(crate) struct ManagedKvstoreUsage(pub(crate) Arc<dyn StateStore>);
+
+#[async_trait::async_trait]
+impl outrigger_control_api::StoredBytes for ManagedKvstoreUsage {
+    async fn stored_bytes(&self, project: &ProjectId) -> Result<u64, String> {
+        self.0.stored_bytes(&managed_kvstore_namespace(project)).await.map_err(|err| err.to_string())
+    }
+}
 
 /// The console's KV explorer over the managed kvstore.
 pub(crate) struct ManagedKvExplorer(pub(crate) KvExplorer);

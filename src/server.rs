@@ -12,7 +12,7 @@ use outrigger_bus::{Bus, Handler, InProcessBus, NatsBus};
 use outrigger_control_api::ProjectChanges;
 use outrigger_gateway::Gateway;
 use outrigger_outbound::health::HealthProbe;
-use outrigger_store::{ProjectId, Store};
+use outrigger_store::Store;
 use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use outrigger_workers::delivery::Deliverer;
 use outrigger_workers::explorer::{KvExplorer, TopicExplorer};
@@ -20,7 +20,7 @@ use outrigger_workers::jobs::Scheduler;
 use outrigger_workers::pubsub::{Broker, JetStreamBroker, JetStreamOptions, SqlBroker, SqlBrokerOptions};
 use outrigger_workers::secrets::HostSecrets;
 use outrigger_workers::state::StateStore;
-use outrigger_workers::{managed_kvstore_namespace, Limits, ManagedStores, Runtime, Worker};
+use outrigger_workers::{Limits, ManagedStores, Runtime, Worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
 use crate::config::Config;
-use crate::explorers::{ManagedKvExplorer, ManagedTopicsExplorer};
+use crate::explorers::{ManagedKvExplorer, ManagedKvstoreUsage, ManagedTopicsExplorer};
 use crate::listener::serve;
 
 /// Name of the file in the data directory that holds a generated operator token.
@@ -257,16 +257,6 @@ struct PeriodicReadsOnly;
 #[async_trait::async_trait]
 impl ProjectChanges for PeriodicReadsOnly {
     async fn changed(&self, _project_id: &str) {}
-}
-
-/// Measures projects in the managed kvstore for the control API's usage.
-struct ManagedKvstoreUsage(Arc<dyn StateStore>);
-
-#[async_trait::async_trait]
-impl outrigger_control_api::StoredBytes for ManagedKvstoreUsage {
-    async fn stored_bytes(&self, project: &ProjectId) -> Result<u64, String> {
-        self.0.stored_bytes(&managed_kvstore_namespace(project)).await.map_err(|err| err.to_string())
-    }
 }
 
 /// Opens the store behind every project's managed `kvstore`.

@@ -112,5 +112,17 @@ export async function all(path, query = {}, max = 1000) {
   return items;
 }
 
+/**
+ * The names of a project's App IDs (at most 1,000), for a page's App ID filter: `{ names, failure }`, where
+ * `failure` is why they could not be read (the page shows it and works unfiltered).
+ */
+export async function appIdNames(project) {
+  try {
+    return { names: (await all(`/projects/${seg(project)}/appids`, {}, 1000)).map((app) => app.name), failure: null };
+  } catch (error) {
+    return { names: [], failure: error };
+  }
+}
+
 /** A path segment, encoded. */
 export const seg = (value) => encodeURIComponent(value);

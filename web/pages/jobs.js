@@ -2,7 +2,7 @@
 // jobs it scheduled through Dapr's jobs API with what the scheduler did with them (next fire, last fire and
 // its outcome, occurrences fired, failed tries); a developer may delete one.
 
-import { all, api, seg } from "../lib/api.js";
+import { api, appIdNames, seg } from "../lib/api.js";
 import { confirmAction, errorPanel, field, h, heading, select, table, when } from "../lib/dom.js";
 import { pager } from "../lib/pager.js";
 
@@ -14,13 +14,7 @@ export default async function jobs(context) {
   const path = `/p/${seg(project)}/jobs`;
   const chosen = context.query.appId;
 
-  let appIds = [];
-  let appIdsFailure = null;
-  try {
-    appIds = (await all(`/projects/${seg(project)}/appids`, {}, 1000)).map((app) => app.name);
-  } catch (error) {
-    appIdsFailure = error;
-  }
+  const { names: appIds, failure: appIdsFailure } = await appIdNames(project);
 
   const choices = [["", "All App IDs"], ...appIds];
   if (chosen && !appIds.includes(chosen)) choices.push(chosen);

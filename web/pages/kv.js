@@ -2,7 +2,7 @@
 // key prefix (kept in the address so a reload or a shared link shows the same list), a page at a time; a key's
 // value (pretty JSON when it is JSON); and, for developers, deleting a key after asking.
 
-import { all, api, seg } from "../lib/api.js";
+import { api, appIdNames, seg } from "../lib/api.js";
 import { confirmAction, errorPanel, field, h, heading, select, table, when } from "../lib/dom.js";
 import { pager } from "../lib/pager.js";
 
@@ -37,13 +37,7 @@ export default async function kv(context) {
   const base = `/projects/${seg(project)}/kv`;
   const query = context.query;
 
-  let appIds = [];
-  let appIdsFailure = null;
-  try {
-    appIds = (await all(`/projects/${seg(project)}/appids`, {}, 1000)).map((app) => app.name);
-  } catch (error) {
-    appIdsFailure = error;
-  }
+  const { names: appIds, failure: appIdsFailure } = await appIdNames(project);
 
   const detail = h("section", { class: "card kv-detail", "aria-live": "polite" }, h("p", { class: "hint" }, "Choose a key to see its value."));
 

@@ -2,7 +2,7 @@
 // address so a reload or a shared link shows the same list, and the instances newest first, a page at a time,
 // each linking to its own page.
 
-import { all, api, seg } from "../lib/api.js";
+import { api, appIdNames, seg } from "../lib/api.js";
 import { badge, errorPanel, field, h, heading, select, table, when } from "../lib/dom.js";
 import { pager } from "../lib/pager.js";
 
@@ -32,13 +32,7 @@ export default async function workflows(context) {
   const query = context.query;
   const statuses = chosenStatuses(query);
 
-  let appIds = [];
-  let appIdsFailure = null;
-  try {
-    appIds = (await all(`/projects/${seg(project)}/appids`, {}, 1000)).map((app) => app.name);
-  } catch (error) {
-    appIdsFailure = error;
-  }
+  const { names: appIds, failure: appIdsFailure } = await appIdNames(project);
 
   const filters = filterForm(context, path, query, statuses, appIds);
   const apiQuery = {

@@ -19,7 +19,7 @@ use crate::harness::TestApp;
 // The binary's adapters themselves, so that what is tested here is what it runs.
 #[path = "../../../src/explorers.rs"]
 mod adapters;
-use adapters::{ManagedKvExplorer, ManagedTopicsExplorer};
+use adapters::{ManagedKvExplorer, ManagedKvstoreUsage, ManagedTopicsExplorer};
 
 /// A control API with a managed kvstore and pubsub in SQLite files, and those stores.
 struct Explored {
@@ -42,6 +42,7 @@ impl Explored {
         let broker: Arc<dyn Broker> = Arc::new(SqlBroker::open(options).await.unwrap());
         let (kv, topics) = (kvstore.clone(), broker.clone());
         let app = TestApp::sqlite_with(move |options| {
+            options.stored_bytes = Some(Arc::new(ManagedKvstoreUsage(kv.clone())));
             options.managed_kv = Some(Arc::new(ManagedKvExplorer(KvExplorer::new(kv))));
             options.managed_topics =
                 Some(Arc::new(ManagedTopicsExplorer { explorer: TopicExplorer::new(topics), worker: None }));
@@ -113,6 +114,13 @@ async fn kv_explorer_lists_shows_and_deletes_an_app_ids_keys() {
     assert!(orders[0]["etag"].is_string());
     let ada = every.iter().find(|item| item["key"] == "customers/ada").unwrap();
     assert!(ada["expiresAt"].is_string(), "{ada}");
+    // Usage measures the same store: at least the values' bytes and the keys' (as stored: with Dapr's `<appId>||`
+    // and the project's namespace before them).
+    let sizes: u64 = every.iter().map(|item| item["size"].as_u64().unwrap()).sum();
+    let names: usize =
+        every.iter().map(|item| item["appId"].as_str().unwrap().len() + 2 + item["key"].as_str().unwrap().len()).sum();
+    let usage = app.get("/api/v1/projects/shop/usage").await.expect(StatusCode::OK).json();
+    assert!(usage["storedStateBytes"].as_u64().unwrap() > sizes + names as u64, "{usage}");
 
     // A value as text, bytes that are not UTF-8 in base64; a key with a slash is one encoded path segment.
     let item = app.get("/api/v1/projects/shop/kv/orders/customers%2Fada").await.expect(StatusCode::OK).json();

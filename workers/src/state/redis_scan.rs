@@ -50,6 +50,29 @@ fn item_of(fields: RedisValue, remaining_ms: i64) -> Option<StoredItem> {
     Some(StoredItem { value: value?, etag: etag?, expires_at })
 }
 
+/// One `SCAN` step from `cursor` over the hashes (state items) whose keys start with `prefix`, asking for about
+/// `count`: the next cursor (0 at the end) and the keys found.
+async fn scan_step(
+    connection: &mut redis::aio::ConnectionManager,
+    cursor: u64,
+    prefix: &str,
+    count: usize,
+) -> Result<(u64, Vec<String>), StateError> {
+    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern(prefix))
+        .arg("COUNT")
+        .arg(count)
+        .arg("TYPE")
+        .arg("hash")
+        .query_async(connection)
+        .await
+        .map_err(backend_error)?;
+    // MATCH is a glob, escaped; the prefix itself decides.
+    Ok((next, keys.into_iter().filter(|key| key.starts_with(prefix)).collect()))
+}
+
 /// Keys asked of `SCAN` per step when measuring.
 const MEASURE_STEP: usize = 1000;
 
@@ -67,18 +90,7 @@ impl RedisStateStore {
         loop {
             // One deadline per step: the walk as a whole may take longer than one store operation.
             let (next, lengths) = within_deadline(Self::COMPONENT_TYPE, async {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern(prefix))
-                    .arg("COUNT")
-                    .arg(MEASURE_STEP)
-                    .arg("TYPE")
-                    .arg("hash")
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(backend_error)?;
-                let keys: Vec<String> = keys.into_iter().filter(|key| key.starts_with(prefix)).collect();
+                let (next, keys) = scan_step(&mut connection, cursor, prefix, MEASURE_STEP).await?;
                 let mut pipeline = redis::pipe();
                 for key in &keys {
                     pipeline.cmd("HEXISTS").arg(key).arg("data").cmd("HSTRLEN").arg(key).arg("data");
@@ -130,19 +142,7 @@ impl RedisStateStore {
         for _ in 0..LISTING_STEPS {
             let wanted = limit.saturating_sub(listed.len()).max(1);
             let (next, found) = within_deadline(Self::COMPONENT_TYPE, async {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(pattern(prefix))
-                    .arg("COUNT")
-                    .arg(wanted)
-                    .arg("TYPE")
-                    .arg("hash")
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(backend_error)?;
-                // MATCH is a glob; the prefix itself decides.
-                let keys: Vec<String> = keys.into_iter().filter(|key| key.starts_with(prefix)).collect();
+                let (next, keys) = scan_step(&mut connection, cursor, prefix, wanted).await?;
                 let mut pipeline = redis::pipe();
                 for key in &keys {
                     pipeline
