@@ -160,6 +160,13 @@ it("a viewer is shown what it may read and offered nothing it may not do", async
 
 it("an error from the API is shown with its message and what to do, and changes nothing", async () => {
   const page = await run.open();
+  // A wrong key on the sign-in page says to check it, not that a session ended.
+  await page.goto(`${run.server.controlApi}/#/signin`);
+  await page.getByLabel("API key or operator token").fill("ork_" + "0".repeat(64));
+  await page.getByRole("button", { name: "Use key" }).click();
+  const refused = page.getByRole("alert");
+  await refused.waitFor();
+  assert.match(await refused.textContent(), /401 unauthorized.*Check the email and password \(or the key\)/s);
   await signInWithKey(page, run.server);
   const taken = (await run.server.newProject([])).name;
   await page.getByRole("button", { name: "New project" }).click();
@@ -169,7 +176,7 @@ it("an error from the API is shown with its message and what to do, and changes 
   await alert.waitFor();
   assert.match(await alert.textContent(), /409 already_exists/);
   assert.match(await alert.textContent(), /try again/i);
-  assertNoConsoleErrors(page, [/409 \(Conflict\)/]);
+  assertNoConsoleErrors(page, [/409 \(Conflict\)/, /401 \(Unauthorized\)/]);
 });
 
 it("reads at a phone's width without scrolling sideways, and by keyboard alone", async () => {

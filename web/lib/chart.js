@@ -7,7 +7,7 @@
 import { h, svg } from "./dom.js";
 
 /** Series colours, distinguishable from one another and readable on white. */
-export const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7c3aed", "#b42318", "#0e7490", "#a16207", "#be185d"];
+const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7c3aed", "#b42318", "#0e7490", "#a16207", "#be185d"];
 
 /** Width a chart is drawn at before it is laid out (then it is drawn again at its real width). */
 const FIRST_WIDTH = 560;
@@ -42,7 +42,7 @@ function responsiveFigure(className, caption, draw, after) {
 }
 
 /** A round number at or above `value` for the top of an axis (1, 2, 2.5 or 5 times a power of ten). */
-export function niceCeiling(value) {
+function niceCeiling(value) {
   if (!(value > 0)) return 1;
   const power = 10 ** Math.floor(Math.log10(value));
   for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= value) return step * power;

@@ -261,7 +261,7 @@ const NUMBER_LIKE = /^[-+]?(\d[\d_]*)?(\.[\d_]*)?([eE][-+]?\d+)?$|^0[xob]/i;
 const PLAIN = /^[A-Za-z0-9_./][A-Za-z0-9_./:@+=-]*$/;
 
 /** A string as a YAML scalar: plain when it cannot be read as anything else, double-quoted otherwise. */
-export function yamlScalar(value) {
+function yamlScalar(value) {
   const text = String(value);
   if (PLAIN.test(text) && !RESERVED.test(text) && !NUMBER_LIKE.test(text) && !text.endsWith(":")) return text;
   return JSON.stringify(text);

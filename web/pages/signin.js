@@ -23,6 +23,19 @@ export default async function signIn(context) {
   return page(context, null, methods);
 }
 
+/**
+ * Runs a sign-in `attempt`; on this page a 401 means what was typed is wrong, not that a session ended, and the
+ * hint says so.
+ */
+async function signingIn(attempt) {
+  try {
+    await attempt();
+  } catch (error) {
+    if (error.status === 401) error.hint = "Check the email and password (or the key) and try again.";
+    throw error;
+  }
+}
+
 function page(context, problem, methods = { password: true, oidc: false }) {
   const done = async () => {
     await context.signedIn();
@@ -34,25 +47,27 @@ function page(context, problem, methods = { password: true, oidc: false }) {
       field({ label: "Password", name: "password", type: "password", autocomplete: "current-password", required: true }),
       field({ label: "Organization", name: "organization", hint: "Optional: the first you belong to otherwise." }),
     ],
-    async (values) => {
-      const body = { email: values.email, password: values.password };
-      if (values.organization) body.organization = values.organization;
-      session.signedIn(await api("POST", "/auth/login", { body }));
-      await done();
-    },
+    (values) =>
+      signingIn(async () => {
+        const body = { email: values.email, password: values.password };
+        if (values.organization) body.organization = values.organization;
+        session.signedIn(await api("POST", "/auth/login", { body }));
+        await done();
+      }),
     "Sign in",
   );
   const key = form(
     [field({ label: "API key or operator token", name: "credential", type: "password", autocomplete: "off", required: true })],
-    async (values) => {
-      session.withKey(values.credential.trim());
-      try {
-        await done();
-      } catch (error) {
-        session.clear();
-        throw error;
-      }
-    },
+    (values) =>
+      signingIn(async () => {
+        session.withKey(values.credential.trim());
+        try {
+          await done();
+        } catch (error) {
+          session.clear();
+          throw error;
+        }
+      }),
     "Use key",
   );
   return h(

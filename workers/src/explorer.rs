@@ -15,14 +15,10 @@ use outrigger_resources::validate_dns_label;
 use outrigger_store::ProjectId;
 
 use crate::project::{managed_kvstore_namespace, managed_pubsub_namespace};
+use crate::pubsub::stream_api::STREAMING_GROUP_SUFFIX;
 use crate::pubsub::{Broker, BrokerError};
+use crate::state::api::KEY_SEPARATOR;
 use crate::state::{Concurrency, DeleteRequest, KeyPosition, StateError, StateStore};
-
-/// Between an App ID and its key in a stored key (Dapr's default `keyPrefix`).
-const APP_ID_SEPARATOR: &str = "||";
-
-/// What the streaming subscriptions' consumer groups add to the App ID (`pubsub::stream_api`).
-const STREAMING_GROUP_SUFFIX: &str = "|streaming";
 
 /// Why an explorer call was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +138,7 @@ impl KvExplorer {
         let range = match app_id {
             Some(app_id) => {
                 check_app_id(app_id)?;
-                format!("{namespace}{app_id}{APP_ID_SEPARATOR}{prefix}")
+                format!("{namespace}{app_id}{KEY_SEPARATOR}{prefix}")
             }
             None if prefix.is_empty() => namespace.clone(),
             None => {
@@ -158,7 +154,7 @@ impl KvExplorer {
             .into_iter()
             .filter_map(|listed| {
                 // Keys that are not an App ID's (the project's locks, under `locks/`) are not shown.
-                let (app_id, key) = listed.key.strip_prefix(&namespace)?.split_once(APP_ID_SEPARATOR)?;
+                let (app_id, key) = listed.key.strip_prefix(&namespace)?.split_once(KEY_SEPARATOR)?;
                 validate_dns_label(app_id).ok()?;
                 Some(ExploredKey {
                     app_id: app_id.to_owned(),
@@ -178,7 +174,7 @@ impl KvExplorer {
         if key.is_empty() {
             return Err(ExplorerError::Invalid("a key is not empty".into()));
         }
-        Ok(format!("{}{app_id}{APP_ID_SEPARATOR}{key}", managed_kvstore_namespace(project)))
+        Ok(format!("{}{app_id}{KEY_SEPARATOR}{key}", managed_kvstore_namespace(project)))
     }
 
     /// One item of the project's App ID; `None` when there is none (or it expired).

@@ -19,7 +19,7 @@ import { startServer } from "../../sdk/js/helpers/outrigger.mjs";
 export { randomName } from "../../sdk/js/helpers/outrigger.mjs";
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-export const SCREENSHOTS = join(REPO_ROOT, "docs", "screenshots");
+const SCREENSHOTS = join(REPO_ROOT, "docs", "screenshots");
 export const PYTHON = join(REPO_ROOT, "tests", "sdk", ".venv", "bin", "python");
 
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
@@ -34,7 +34,7 @@ const CHROMIUM_ARGS = [
   "--disable-sync",
 ];
 
-export const DESKTOP = { width: 1280, height: 800 };
+const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
 
 /**
@@ -118,7 +118,7 @@ export async function eventually(what, check, timeoutMs = 30_000) {
   }
 }
 
-export const SDK_APP = join(REPO_ROOT, "tests", "web", "apps", "sdk_app.py");
+const SDK_APP = join(REPO_ROOT, "tests", "web", "apps", "sdk_app.py");
 
 /**
  * Runs tests/web/apps/sdk_app.py (the official Python SDK: a state save, a publish, a workflow) with

@@ -11,6 +11,10 @@ use crate::handler::Scope;
 use crate::pubsub::api::broker;
 use crate::pubsub::{Access, Broker};
 
+/// What an App ID's streaming subscriptions' consumer group adds to its name (the console's topic explorer
+/// tells them from push subscriptions by it).
+pub(crate) const STREAMING_GROUP_SUFFIX: &str = "|streaming";
+
 /// How long a streamed event is held for the app's verdict before another consumer may have it.
 const STREAM_HOLD: Duration = Duration::from_secs(60);
 
@@ -39,7 +43,7 @@ fn stream_target(scope: &Scope<'_>, StreamTopic { pubsub, topic }: &StreamTopic)
     let broker = component.backend.clone().map_err(|reason| DataError::PublishFailed { message: reason })?;
     let namespace = component.config.namespace.clone();
     // Streaming consumers of an app share one group, apart from the app's push subscriptions.
-    let group = format!("{namespace}{}|streaming", tenant.app_id);
+    let group = format!("{namespace}{}{STREAMING_GROUP_SUFFIX}", tenant.app_id);
     Ok(StreamTarget { broker, topic: format!("{namespace}{topic}"), namespace, group })
 }
 

@@ -17,7 +17,7 @@ use crate::runtime::{KeyPrefix, StateComponent};
 use crate::state::{self, StateError, StateStore, StoredItem};
 
 /// Daprd's separator between a key prefix and the key; keys may not contain it.
-const KEY_SEPARATOR: &str = "||";
+pub(crate) const KEY_SEPARATOR: &str = "||";
 
 /// Daprd's metadata key for a TTL, and the one it answers with.
 const TTL_SECONDS: &str = "ttlInSeconds";
