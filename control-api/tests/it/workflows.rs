@@ -51,7 +51,7 @@ impl Apps {
             .collect();
         let response =
             pb::WorkflowResponse { instance_id: instance.to_owned(), actions, completion_token, ..Default::default() };
-        self.engine.complete_turn(&self.project_id, response).await.unwrap();
+        self.engine.complete_turn(&self.project_id, "shop", response).await.unwrap();
         request.new_events
     }
 }
@@ -174,7 +174,7 @@ async fn one_instance_with_its_history(app: TestApp) {
         completion_token: token,
         ..Default::default()
     };
-    apps.engine.complete_activity(&project, answer).await.unwrap();
+    apps.engine.complete_activity(&project, "shop", answer).await.unwrap();
     apps.turn("orders", "c-1", vec![failed]).await;
 
     let done = app.get("/api/v1/projects/shop/workflows/c-1").await.expect(StatusCode::OK).json();

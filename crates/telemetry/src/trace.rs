@@ -70,6 +70,11 @@ impl SpanIds {
         text
     }
 
+    /// The ids of a new span of the same trace (a child of this one, whatever names its parent).
+    pub fn child(&self) -> SpanIds {
+        SpanIds { span_id: random_span_id(), ..*self }
+    }
+
     /// The trace id in hex (as logs and collectors show it).
     pub fn trace_id_hex(&self) -> String {
         let mut text = String::with_capacity(32);
@@ -189,6 +194,19 @@ impl Hop {
             recorded,
             started: SystemTime::now(),
         })
+    }
+
+    /// The same hop with the span id given out before the span ends (a workflow's, which its activities
+    /// name as their parent while it runs).
+    pub fn with_span_id(mut self, span_id: [u8; 8]) -> Hop {
+        self.ids.span_id = span_id;
+        self
+    }
+
+    /// The same hop, its span begun at `started` (a workflow's activity: when it was scheduled).
+    pub fn started_at(mut self, started: SystemTime) -> Hop {
+        self.started = started;
+        self
     }
 
     /// This span's ids.

@@ -20,6 +20,7 @@ impl Engine {
             return Err(WorkflowError::Invalid("instance IDs are at most 256 printable characters".to_owned()));
         }
         let start_at = request.scheduled_start_timestamp.as_ref().map_or_else(now_ms, millis);
+        let trace = InstanceTrace::starting(request.parent_trace_context.as_ref().map(|c| c.trace_parent.as_str()));
         let target = self.streams.pick(project, app_id);
         let mut tx = self.pool.begin().await?;
         let new = NewInstance {
@@ -30,6 +31,7 @@ impl Engine {
             input: request.input,
             start_at,
             parent: None,
+            trace,
         };
         let first_turn = create(&mut tx, new, target.as_ref()).await?;
         tx.commit().await?;

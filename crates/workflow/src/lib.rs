@@ -34,6 +34,7 @@ mod client;
 mod histories;
 mod listing;
 mod local;
+mod spans;
 mod tables;
 mod turn;
 mod work;
@@ -43,6 +44,7 @@ pub use local::{Attachment, Handed};
 pub use pb::OrchestrationStatus as Status;
 
 use local::Target;
+use spans::InstanceTrace;
 use tables::*;
 use turn::*;
 

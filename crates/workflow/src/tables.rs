@@ -12,9 +12,13 @@ pub(crate) struct Instance {
     pub(crate) execution_id: String,
     pub(crate) parent_instance_id: Option<String>,
     pub(crate) parent_task_id: Option<i64>,
+    /// When it was made (Unix milliseconds).
+    pub(crate) created_at: i64,
+    pub(crate) trace: InstanceTrace,
 }
 
-pub(crate) const INSTANCE_COLUMNS: &str = "app_id, name, status, execution_id, parent_instance_id, parent_task_id";
+pub(crate) const INSTANCE_COLUMNS: &str =
+    "app_id, name, status, execution_id, parent_instance_id, parent_task_id, created_at, trace_parent, traceparent";
 
 pub(crate) fn instance_from_row(row: &sqlx::any::AnyRow) -> Result<Instance, sqlx::Error> {
     Ok(Instance {
@@ -24,6 +28,8 @@ pub(crate) fn instance_from_row(row: &sqlx::any::AnyRow) -> Result<Instance, sql
         execution_id: row.try_get("execution_id")?,
         parent_instance_id: row.try_get("parent_instance_id")?,
         parent_task_id: row.try_get("parent_task_id")?,
+        created_at: row.try_get("created_at")?,
+        trace: InstanceTrace { parent: row.try_get("trace_parent")?, own: row.try_get("traceparent")? },
     })
 }
 
@@ -166,6 +172,7 @@ pub(crate) struct NewInstance<'a> {
     pub(crate) input: Option<String>,
     pub(crate) start_at: i64,
     pub(crate) parent: Option<pb::ParentInstanceInfo>,
+    pub(crate) trace: InstanceTrace,
 }
 
 /// Creates the instance; when `to` is given and it is due now, its first turn is leased to that stream at
@@ -185,7 +192,8 @@ pub(crate) async fn create(
     sqlx::query(
         "INSERT INTO wf_instances (project_id, instance_id, app_id, name, status, input, execution_id, \
          parent_instance_id, parent_task_id, created_at, updated_at, lease_owner, lease_until, turn_token, \
-         turn_started_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $10)",
+         turn_started_at, trace_parent, traceparent) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $10, $14, $15)",
     )
     .bind(new.project.as_str())
     .bind(new.instance_id)
@@ -200,9 +208,12 @@ pub(crate) async fn create(
     .bind(lease.as_ref().map(|(owner, _)| owner.as_str()))
     .bind(if lease.is_some() { lease_until(now) } else { 0 })
     .bind(lease.as_ref().map(|(_, token)| token.as_str()))
+    .bind(new.trace.parent.as_deref())
+    .bind(new.trace.own.as_deref())
     .execute(&mut **tx)
     .await?;
-    let started = execution_started(new.instance_id, &execution_id, new.name, new.input, new.parent, new.app_id);
+    let started =
+        execution_started(new.instance_id, &execution_id, new.name, new.input, new.parent, new.app_id, &new.trace);
     let token = lease.as_ref().map(|(_, token)| token.as_str());
     push_inbox(tx, new.project, new.instance_id, &started, new.start_at, token).await?;
     Ok(lease.map(|(_, token)| {
@@ -218,20 +229,20 @@ pub(crate) fn execution_started(
     input: Option<String>,
     parent: Option<pb::ParentInstanceInfo>,
     app_id: &str,
+    trace: &InstanceTrace,
 ) -> pb::HistoryEvent {
-    let mut started = event(
-        -1,
-        EventType::ExecutionStarted(pb::ExecutionStartedEvent {
-            name: name.to_owned(),
-            input,
-            workflow_instance: Some(pb::WorkflowInstance {
-                instance_id: instance_id.to_owned(),
-                execution_id: Some(execution_id.to_owned()),
-            }),
-            parent_instance: parent,
-            ..Default::default()
+    let mut execution = pb::ExecutionStartedEvent {
+        name: name.to_owned(),
+        input,
+        workflow_instance: Some(pb::WorkflowInstance {
+            instance_id: instance_id.to_owned(),
+            execution_id: Some(execution_id.to_owned()),
         }),
-    );
+        parent_instance: parent,
+        ..Default::default()
+    };
+    trace.describe(&mut execution);
+    let mut started = event(-1, EventType::ExecutionStarted(execution));
     // The Python worker learns its own App ID from the router of ExecutionStarted.
     started.router = Some(pb::TaskRouter { source_app_id: app_id.to_owned(), ..Default::default() });
     started

@@ -8,10 +8,12 @@ use outrigger_store::ProjectId;
 impl Engine {
     /// `CompleteOrchestratorTask` / `CompleteWorkflowTask`: commits the turn and applies its actions; work
     /// they make (activities, a child's first turn, the next turn) goes to a stream here when there is one.
-    /// What the turn began or ended, for the metrics; none when the answer was stale.
+    /// What the turn began or ended, for the metrics; none when the answer was stale. `project_name` labels the
+    /// instance's span when the turn ends it.
     pub async fn complete_turn(
         &self,
         project: &ProjectId,
+        project_name: &str,
         response: pb::WorkflowResponse,
     ) -> Result<Option<TurnReport>, WorkflowError> {
         let instance = response.instance_id.clone();
@@ -122,6 +124,11 @@ impl Engine {
                 self.tell_parent(&mut tx, project, &instance, &found, finished, now, &mut handoffs).await?;
         }
         tx.commit().await?;
+        if let Some(status) = decided.filter(|_| terminal) {
+            let owner = spans::SpanOwner { project: project_name, app_id: &found.app_id };
+            let status = Status::try_from(status).unwrap_or(Status::Failed);
+            spans::instance_ended(owner, (&instance, &found.name), &found.trace, found.created_at, status);
+        }
         // daprd times an execution from its first turn: the first event of its history.
         let first_turn = match &known {
             _ if !terminal => None,
@@ -360,6 +367,7 @@ impl Turn<'_> {
                 version: task.version.clone(),
                 input: task.input.clone(),
                 task_execution_id: task_execution_id.clone(),
+                parent_trace_context: self.found.trace.context(),
                 ..Default::default()
             }),
         ));
@@ -370,6 +378,7 @@ impl Turn<'_> {
             workflow_instance: Some(self.workflow_instance()),
             task_id: id,
             task_execution_id,
+            parent_trace_context: self.found.trace.context(),
             ..Default::default()
         });
     }
@@ -477,6 +486,7 @@ impl Turn<'_> {
             input: child.input,
             start_at: now_ms(),
             parent: Some(parent),
+            trace: InstanceTrace::starting(self.found.trace.own.as_deref()),
         })
         .await
     }
@@ -495,6 +505,7 @@ impl Turn<'_> {
             input: detached.input,
             start_at: detached.scheduled_start_timestamp.as_ref().map_or_else(now_ms, millis),
             parent: None,
+            trace: InstanceTrace::starting(self.found.trace.own.as_deref()),
         })
         .await
     }
@@ -566,6 +577,7 @@ impl Turn<'_> {
             complete.result,
             parent,
             &self.found.app_id,
+            &self.found.trace,
         );
         let now = now_ms();
         push_inbox(&mut self.tx, self.project, self.instance, &started, now, None).await?;

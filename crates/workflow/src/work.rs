@@ -206,10 +206,11 @@ impl Engine {
 
     /// `CompleteActivityTask`: the result becomes an event of the instance (a stale token is ignored), and
     /// the turn it makes goes to a stream here when no turn is in flight. The result as the metrics count it;
-    /// none when the answer was stale.
+    /// none when the answer was stale. `project_name` labels the activity's span.
     pub async fn complete_activity(
         &self,
         project: &ProjectId,
+        project_name: &str,
         response: pb::ActivityResponse,
     ) -> Result<Option<ActivityReport>, WorkflowError> {
         let mut tx = self.pool.begin().await?;
@@ -241,18 +242,18 @@ impl Engine {
         let app_id: String = row.try_get("app_id")?;
         let scheduled_at: i64 = row.try_get("created_at")?;
         let failed = response.failure_details.is_some();
-        let instance = request.workflow_instance.map(|i| i.instance_id).unwrap_or_default();
+        let instance = request.workflow_instance.as_ref().map(|i| i.instance_id.clone()).unwrap_or_default();
         let result = match response.failure_details {
             Some(failure) => EventType::TaskFailed(pb::TaskFailedEvent {
                 task_scheduled_id: request.task_id,
                 failure_details: Some(failure),
-                task_execution_id: request.task_execution_id,
+                task_execution_id: request.task_execution_id.clone(),
                 ..Default::default()
             }),
             None => EventType::TaskCompleted(pb::TaskCompletedEvent {
                 task_scheduled_id: request.task_id,
                 result: response.result,
-                task_execution_id: request.task_execution_id,
+                task_execution_id: request.task_execution_id.clone(),
                 ..Default::default()
             }),
         };
@@ -265,6 +266,13 @@ impl Engine {
         // Not handed: a turn is in flight and takes the result when it ends, or no stream of the App ID is
         // here and the claim loops of other processes find it.
         self.hand_over(project, handoffs).await;
-        Ok(Some(ActivityReport { app_id, activity_name: request.name, failed, elapsed: elapsed_ms(scheduled_at, now) }))
+        spans::activity_ended(
+            spans::SpanOwner { project: project_name, app_id: &app_id },
+            &request,
+            scheduled_at,
+            failed,
+        );
+        let elapsed = elapsed_ms(scheduled_at, now);
+        Ok(Some(ActivityReport { app_id, activity_name: request.name, failed, elapsed }))
     }
 }

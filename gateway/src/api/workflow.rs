@@ -16,18 +16,19 @@ use std::future::Future;
 use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Extension, Json, Router};
 use chrono::{SecondsFormat, TimeZone, Utc};
 use dapr_durabletask_proto as pb;
-use outrigger_bus::Tenant;
+use outrigger_bus::{Tenant, TraceContext};
 use outrigger_telemetry::metrics::{ExecutionStatus, WorkflowOperation};
 use outrigger_workflow::{status_name, ActivityReport, InstanceFilter, Status, TurnReport, WorkflowError, MAX_PAGE};
 use serde_json::{json, Map, Value};
 
 use super::grpc::{rpc, Caller, Rpcs};
 use super::http::Body;
+use super::trace_context;
 use crate::{DaprError, Gateway};
 
 const SERVICE: &str = "/TaskHubSidecarService/";
@@ -105,9 +106,10 @@ fn count_activity(tenant: &Tenant, report: Option<ActivityReport>) {
 async fn start_instance(
     gateway: Gateway,
     caller: Caller,
-    request: pb::CreateInstanceRequest,
+    mut request: pb::CreateInstanceRequest,
 ) -> Result<pb::CreateInstanceResponse, DaprError> {
     let tenant = &caller.tenant;
+    request.parent_trace_context = started_within(&caller.trace);
     let started = engine(&gateway).start(&tenant.project_id, &tenant.app_id, request);
     let instance_id = counted(tenant, WorkflowOperation::CreateWorkflow, started).await?;
     Ok(pb::CreateInstanceResponse { instance_id })
@@ -258,7 +260,7 @@ async fn complete_workflow_task(
     caller: Caller,
     response: pb::WorkflowResponse,
 ) -> Result<pb::CompleteTaskResponse, DaprError> {
-    let report = engine(&gateway).complete_turn(&caller.tenant.project_id, response).await?;
+    let report = engine(&gateway).complete_turn(&caller.tenant.project_id, &caller.tenant.project, response).await?;
     count_turn(&caller.tenant, report);
     Ok(pb::CompleteTaskResponse {})
 }
@@ -268,7 +270,8 @@ async fn complete_activity_task(
     caller: Caller,
     response: pb::ActivityResponse,
 ) -> Result<pb::CompleteTaskResponse, DaprError> {
-    let report = engine(&gateway).complete_activity(&caller.tenant.project_id, response).await?;
+    let report =
+        engine(&gateway).complete_activity(&caller.tenant.project_id, &caller.tenant.project, response).await?;
     count_activity(&caller.tenant, report);
     Ok(pb::CompleteTaskResponse {})
 }
@@ -337,6 +340,13 @@ fn payload(body: &[u8]) -> Result<Option<String>, DaprError> {
         .map_err(|_| DaprError::malformed("workflow inputs and event data must be UTF-8 text (usually JSON)"))
 }
 
+/// The trace an instance starts in: the span of the call that starts it, which the engine makes the parent of
+/// the instance's own span.
+fn started_within(trace: &TraceContext) -> Option<pb::TraceContext> {
+    let trace_parent = trace.traceparent.clone()?;
+    Some(pb::TraceContext { trace_parent, trace_state: trace.tracestate.clone(), ..Default::default() })
+}
+
 fn accepted() -> (StatusCode, Json<Value>) {
     (StatusCode::ACCEPTED, Json(json!({})))
 }
@@ -346,6 +356,7 @@ async fn start(
     Extension(tenant): Extension<Tenant>,
     Path((component, name)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     Body(body): Body,
 ) -> Result<(StatusCode, Json<Value>), DaprError> {
     check_component(&component)?;
@@ -361,7 +372,13 @@ async fn start(
         return Err(WorkflowRequestError::NameMissing.into());
     }
     let app_id = target_app(&tenant, &query)?;
-    let request = pb::CreateInstanceRequest { instance_id, name, input: payload(&body)?, ..Default::default() };
+    let request = pb::CreateInstanceRequest {
+        instance_id,
+        name,
+        input: payload(&body)?,
+        parent_trace_context: started_within(&trace_context(&headers)),
+        ..Default::default()
+    };
     let started = engine(&gateway).start(&tenant.project_id, &app_id, request);
     let instance_id = counted(&tenant, WorkflowOperation::CreateWorkflow, started).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "instanceID": instance_id }))))

@@ -31,7 +31,7 @@ async fn run_turn(gateway: &TestGateway, project: &str, app: &str, actions: Vec<
         completion_token,
         ..Default::default()
     };
-    engine.complete_turn(&project_id, response).await.unwrap();
+    engine.complete_turn(&project_id, "shop", response).await.unwrap();
     request.instance_id
 }
 
@@ -168,7 +168,7 @@ async fn pause_resume_raise_and_terminate() {
         completion_token,
         ..Default::default()
     };
-    engine.complete_turn(&project_id, response).await.unwrap();
+    engine.complete_turn(&project_id, "shop", response).await.unwrap();
     assert_eq!(status_of(&gateway, &token, "req-7").await.json()["runtimeStatus"], "TERMINATED");
 }
 

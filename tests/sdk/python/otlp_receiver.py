@@ -36,6 +36,9 @@ class Span:
     parent_span_id: str
     attributes: dict[str, object] = field(default_factory=dict)
     error: bool = False
+    # Unix nanoseconds.
+    start: int = 0
+    end: int = 0
 
 
 def _value(any_value) -> object:
@@ -75,6 +78,8 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
                         parent_span_id=span.parent_span_id.hex(),
                         attributes={item.key: _value(item.value) for item in span.attributes},
                         error=span.status.code == trace_pb2.Status.STATUS_CODE_ERROR,
+                        start=span.start_time_unix_nano,
+                        end=span.end_time_unix_nano,
                     ))
         with self._arrived:
             self._spans.extend(received)

@@ -3,7 +3,9 @@
 The gateway's span continues the caller's `traceparent` (or starts a trace) and is returned to the caller; the
 worker's span of the bus call is its child (in another process on the distributed form); a pub/sub delivery is
 a span of the publisher's trace, whose context the subscriber app receives; an input binding's event starts a
-trace of its own (daprd's `bindings/<name>`), whose context the app receives; an App ID whose Configuration sets
+trace of its own (daprd's `bindings/<name>`), whose context the app receives; a workflow instance is a span
+(`orchestration||<name>`) under the call that started it, and each of its activities one (`activity||<name>`)
+under the instance's, as daprd's engine makes them; an App ID whose Configuration sets
 `tracing.samplingRate: "0"` records nothing; with OUTRIGGER_OTLP_PROTOCOL=http/protobuf the same spans arrive over
 OTLP/HTTP.
 """
@@ -17,6 +19,7 @@ from otlp_receiver import Receiver, Span
 from support import Tenants, dapr_client, dapr_http
 from test_input_bindings import apps, cron  # noqa: F401
 from test_pubsub import publish_over_http, subscribed_project, subscriber_apps, wait_until_live  # noqa: F401
+from test_workflow import WAIT, workflow_app
 
 TRACEPARENT = re.compile(r'^00-([0-9a-f]{32})-([0-9a-f]{16})-(0[01])$')
 SAVE_STATE = '/dapr.proto.runtime.v1.Dapr/SaveState'
@@ -113,6 +116,45 @@ def test_a_binding_event_is_a_span_the_app_is_called_within(tenants, apps, spans
     event = spans.wait_for(lambda span: span.span_id == called.group(2), 'the binding event\'s span')
     assert (event.name, event.kind, event.parent_span_id) == ('bindings/tick', 'client', ''), event
     assert (event.attributes['outrigger.app_id'], event.attributes['db.name']) == ('batch', 'tick'), event
+
+
+def test_a_workflow_and_its_activities_are_spans_of_the_trace_that_started_it(app, spans):
+    def traced_step(ctx, value):
+        if value < 0:
+            raise ValueError('negative')
+        return value + 1
+
+    def traced_flow(ctx, value):
+        done = yield ctx.call_activity(traced_step, input=value)
+        return done
+
+    with workflow_app(app, workflows=[traced_flow], activities=[traced_step]) as client:
+        instance = client.schedule_new_workflow(traced_flow, input=1)
+        state = client.wait_for_workflow_completion(instance, timeout_in_seconds=WAIT)
+        assert state.serialized_output == '2', state
+        failing = client.schedule_new_workflow(traced_flow, input=-1)
+        state = client.wait_for_workflow_completion(failing, timeout_in_seconds=WAIT)
+        assert state.runtime_status.name == 'FAILED', state
+
+    def named(name: str, instance_id: str):
+        return lambda span: span.name == name and span.attributes.get('durabletask.task.instance_id') == instance_id \
+            and span.attributes.get('outrigger.project') == app.project
+
+    # daprd's engine names them so: the instance's span under the call that started it, the activity's under it.
+    workflow = spans.wait_for(named('orchestration||traced_flow', instance), 'the workflow\'s span')
+    start = spans.wait_for(lambda span: span.span_id == workflow.parent_span_id, 'the span of the start call')
+    assert (start.trace_id, start.name) == (workflow.trace_id, '/TaskHubSidecarService/StartInstance'), start
+    assert workflow.attributes['durabletask.runtime_status'] == 'COMPLETED' and not workflow.error, workflow
+    assert workflow.attributes['outrigger.app_id'] == 'orders', workflow
+    activity = spans.wait_for(named('activity||traced_step', instance), 'the activity\'s span')
+    assert (activity.trace_id, activity.parent_span_id) == (workflow.trace_id, workflow.span_id), activity
+    assert workflow.start <= activity.start <= activity.end <= workflow.end, (workflow, activity)
+    assert not activity.error and activity.attributes['durabletask.task.task_id'] >= 0, activity
+
+    failed = spans.wait_for(named('orchestration||traced_flow', failing), 'the failed workflow\'s span')
+    assert failed.error and failed.attributes['durabletask.runtime_status'] == 'FAILED', failed
+    failed_step = spans.wait_for(named('activity||traced_step', failing), 'the failed activity\'s span')
+    assert failed_step.error and failed_step.parent_span_id == failed.span_id, failed_step
 
 
 def test_a_sampling_rate_of_zero_records_nothing(tenants, spans):

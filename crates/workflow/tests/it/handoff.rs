@@ -59,12 +59,12 @@ async fn work_made_here_is_handed_to_an_attached_stream_without_a_claim(db: Db) 
     assert_eq!(event_kinds(&first.new_events), ["started-turn", "execution-started"]);
     assert!(engine.claim(project, "app", "claimer").await.unwrap().is_none(), "the handed turn is leased");
 
-    engine.complete_turn(project, schedules("i1", &token, 1)).await.unwrap();
+    engine.complete_turn(project, "shop", schedules("i1", &token, 1)).await.unwrap();
     let (activity, activity_token) = handed_activity(&mut stream);
     assert_eq!(activity.task_id, 1);
     assert!(engine.claim(project, "app", "claimer").await.unwrap().is_none(), "the handed activity is leased");
 
-    engine.complete_activity(project, answers(&activity, &activity_token, "7")).await.unwrap();
+    engine.complete_activity(project, "shop", answers(&activity, &activity_token, "7")).await.unwrap();
     let (second, token) = handed_turn(&mut stream);
     assert_eq!(second.past_events.len(), 3, "the first turn's WorkflowStarted, ExecutionStarted, TaskScheduled");
     let result = second.new_events.iter().find_map(|event| match event.event_type.as_ref() {
@@ -73,7 +73,7 @@ async fn work_made_here_is_handed_to_an_attached_stream_without_a_claim(db: Db) 
     });
     assert_eq!(result.as_deref(), Some("7"));
 
-    engine.complete_turn(project, completes("i1", &token, "\"done\"")).await.unwrap();
+    engine.complete_turn(project, "shop", completes("i1", &token, "\"done\"")).await.unwrap();
     assert!(stream.handed.try_recv().is_err(), "a finished instance makes no more work");
     assert!(bystander.handed.try_recv().is_err(), "another App ID's stream is handed nothing");
     let state = engine.state(project, "i1", true).await.unwrap().unwrap();
@@ -89,7 +89,7 @@ async fn work_for_a_stream_that_went_away_goes_back_at_once(db: Db) {
     let mut stream = engine.attach(project, "app");
     engine.start(project, "app", start("wf", "i1")).await.unwrap();
     let (_, token) = handed_turn(&mut stream);
-    engine.complete_turn(project, schedules("i1", &token, 1)).await.unwrap();
+    engine.complete_turn(project, "shop", schedules("i1", &token, 1)).await.unwrap();
     let (activity, _) = handed_activity(&mut stream);
     let owner = stream.owner.clone();
     engine.detach(project, "app", &owner);
@@ -116,20 +116,20 @@ async fn a_remembered_history_is_not_used_once_another_process_extended_it(db: D
 
     engine.start(project, "app", start("wf", "i1")).await.unwrap();
     let (_, token) = handed_turn(&mut stream);
-    engine.complete_turn(project, schedules("i1", &token, 1)).await.unwrap();
+    engine.complete_turn(project, "shop", schedules("i1", &token, 1)).await.unwrap();
     let (activity, activity_token) = handed_activity(&mut stream);
 
     // The result reaches the other gateway, whose claim loop takes the turn and schedules another activity.
-    other.complete_activity(project, answers(&activity, &activity_token, "1")).await.unwrap();
+    other.complete_activity(project, "shop", answers(&activity, &activity_token, "1")).await.unwrap();
     assert!(stream.handed.try_recv().is_err());
     let (item, token) = other.claim(project, "app", "elsewhere").await.unwrap().unwrap();
     assert!(matches!(&item, WorkItem::Workflow(turn) if turn.past_events.len() == 3));
-    other.complete_turn(project, schedules("i1", &token, 2)).await.unwrap();
+    other.complete_turn(project, "shop", schedules("i1", &token, 2)).await.unwrap();
     let (item, activity_token) = engine.claim(project, "app", "claimer").await.unwrap().unwrap();
     let WorkItem::Activity(activity) = item else { panic!("expected the second activity") };
 
     // Back here: the history this gateway remembers (three events) is no longer the whole of it.
-    engine.complete_activity(project, answers(&activity, &activity_token, "2")).await.unwrap();
+    engine.complete_activity(project, "shop", answers(&activity, &activity_token, "2")).await.unwrap();
     let (third, _) = handed_turn(&mut stream);
     let committed = other.history_of(project, "i1").await.unwrap().unwrap();
     assert_eq!(committed.len(), 6);

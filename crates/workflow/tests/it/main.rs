@@ -138,11 +138,11 @@ async fn one_turn_in_flight_stale_tokens_ignored_released_work_handed_out_again(
         engine.claim(project, "app", "stream-2").await.unwrap().expect("released work is handed out");
     assert_ne!(first_token, second_token);
 
-    engine.complete_turn(project, completes("i1", &first_token, "\"stale\"")).await.unwrap();
+    engine.complete_turn(project, "shop", completes("i1", &first_token, "\"stale\"")).await.unwrap();
     let state = engine.state(project, "i1", true).await.unwrap().unwrap();
     assert_eq!(state.workflow_status, Status::Pending as i32, "an answer with a stale token changes nothing");
 
-    engine.complete_turn(project, completes("i1", &second_token, "\"done\"")).await.unwrap();
+    engine.complete_turn(project, "shop", completes("i1", &second_token, "\"done\"")).await.unwrap();
     let state = engine.state(project, "i1", true).await.unwrap().unwrap();
     assert_eq!((state.workflow_status, state.output.as_deref()), (Status::Completed as i32, Some("\"done\"")));
     assert!(engine.claim(project, "app", "stream-2").await.unwrap().is_none());
@@ -168,7 +168,7 @@ async fn instances_of_one_project_cannot_be_reached_from_another(db: Db) {
     assert!(engine.state(alpha, "shared-id", false).await.unwrap().is_some());
     let (_, token) = engine.claim(alpha, "app", "alpha-stream").await.unwrap().unwrap();
     // A token from alpha's turn completes nothing in beta.
-    engine.complete_turn(beta, completes("shared-id", &token, "\"x\"")).await.unwrap();
+    engine.complete_turn(beta, "shop", completes("shared-id", &token, "\"x\"")).await.unwrap();
     let beta_state = engine.state(beta, "shared-id", false).await.unwrap().unwrap();
     assert_eq!(beta_state.workflow_status, Status::Pending as i32);
 }
@@ -221,7 +221,7 @@ async fn a_turn_commits_exactly_the_events_it_was_given(db: Db) {
         .unwrap();
 
     let waits = pb::WorkflowResponse { instance_id: "i1".into(), completion_token: token, ..Default::default() };
-    engine.complete_turn(project, waits).await.unwrap();
+    engine.complete_turn(project, "shop", waits).await.unwrap();
     let history = engine.history_of(project, "i1").await.unwrap().unwrap();
     assert_eq!(
         event_kinds(&history),
@@ -250,7 +250,7 @@ async fn workers_without_completion_tokens_answer_the_current_turn_and_activity(
         }],
         ..Default::default()
     };
-    engine.complete_turn(project, turn).await.unwrap();
+    engine.complete_turn(project, "shop", turn).await.unwrap();
     assert_eq!(engine.state(project, "i1", false).await.unwrap().unwrap().workflow_status, Status::Running as i32);
 
     let (item, _) = engine.claim(project, "app", "stream").await.unwrap().expect("the activity");
@@ -258,7 +258,7 @@ async fn workers_without_completion_tokens_answer_the_current_turn_and_activity(
     // An answer naming a task the instance never scheduled changes nothing.
     let wrong =
         pb::ActivityResponse { instance_id: "i1".into(), task_id: 7, result: Some("0".into()), ..Default::default() };
-    engine.complete_activity(project, wrong).await.unwrap();
+    engine.complete_activity(project, "shop", wrong).await.unwrap();
     assert!(engine.claim(project, "app", "stream").await.unwrap().is_none());
     let answer = pb::ActivityResponse {
         instance_id: "i1".into(),
@@ -266,7 +266,7 @@ async fn workers_without_completion_tokens_answer_the_current_turn_and_activity(
         result: Some("2".into()),
         ..Default::default()
     };
-    engine.complete_activity(project, answer).await.unwrap();
+    engine.complete_activity(project, "shop", answer).await.unwrap();
 
     let (item, _) = engine.claim(project, "app", "stream").await.unwrap().expect("the result makes a turn");
     let WorkItem::Workflow(turn) = item else { panic!("expected a workflow turn") };
@@ -275,7 +275,7 @@ async fn workers_without_completion_tokens_answer_the_current_turn_and_activity(
         _ => None,
     });
     assert_eq!(completed.map(|done| (done.task_scheduled_id, done.result)), Some((0, Some("2".into()))));
-    engine.complete_turn(project, completes("i1", "", "\"done\"")).await.unwrap();
+    engine.complete_turn(project, "shop", completes("i1", "", "\"done\"")).await.unwrap();
     let state = engine.state(project, "i1", true).await.unwrap().unwrap();
     assert_eq!((state.workflow_status, state.output.as_deref()), (Status::Completed as i32, Some("\"done\"")));
 }

@@ -50,7 +50,8 @@ async fn reports_tell_what_turns_and_activity_results_began_and_ended(db: Db) {
     let (_, token) = engine.claim(project, "app", "stream").await.unwrap().expect("the first turn");
     shift("UPDATE wf_instances SET turn_started_at = turn_started_at - 60000 WHERE project_id = $1").await;
     let schedule = pb::ScheduleTaskAction { name: "charge".into(), ..Default::default() };
-    let report = engine.complete_turn(project, answer("i1", &token, WorkflowActionType::ScheduleTask(schedule))).await;
+    let report =
+        engine.complete_turn(project, "shop", answer("i1", &token, WorkflowActionType::ScheduleTask(schedule))).await;
     let TurnReport { app_id, workflow_name, scheduling_latency, ended } = report.unwrap().expect("a report");
     assert_eq!((app_id.as_str(), workflow_name.as_str(), ended), ("app", "checkout", None));
     about(scheduling_latency.expect("the turn began the execution"), Duration::from_secs(60));
@@ -67,28 +68,38 @@ async fn reports_tell_what_turns_and_activity_results_began_and_ended(db: Db) {
         ..Default::default()
     };
     let ActivityReport { app_id, activity_name, failed, elapsed } =
-        engine.complete_activity(project, failure.clone()).await.unwrap().expect("a report");
+        engine.complete_activity(project, "shop", failure.clone()).await.unwrap().expect("a report");
     assert_eq!((app_id.as_str(), activity_name.as_str(), failed), ("app", "charge", true));
     about(elapsed, Duration::from_secs(30));
-    assert_eq!(engine.complete_activity(project, failure).await.unwrap(), None, "a stale result reports nothing");
+    assert_eq!(
+        engine.complete_activity(project, "shop", failure).await.unwrap(),
+        None,
+        "a stale result reports nothing"
+    );
 
     // The next turn is claimed here and answered through another gateway, which never saw the history: the
     // execution's start is read from it.
     let (_, token) = engine.claim(project, "app", "stream").await.unwrap().expect("the result's turn");
     let other = Engine::new(store.workflow_tables());
-    let report = other.complete_turn(project, completes("i1", &token, "\"paid\"")).await.unwrap().expect("a report");
+    let report =
+        other.complete_turn(project, "shop", completes("i1", &token, "\"paid\"")).await.unwrap().expect("a report");
     assert_eq!(report.scheduling_latency, None, "a later turn begins no execution");
     let (status, ran) = report.ended.expect("the turn ended the instance");
     assert_eq!(status, Status::Completed);
     about(ran, Duration::from_secs(60));
-    assert_eq!(other.complete_turn(project, completes("i1", &token, "\"again\"")).await.unwrap(), None, "stale");
+    assert_eq!(
+        other.complete_turn(project, "shop", completes("i1", &token, "\"again\"")).await.unwrap(),
+        None,
+        "stale"
+    );
 
     // Ended in its first turn, with the history remembered here: terminated.
     engine.start(project, "app", start("cleanup", "i2")).await.unwrap();
     let (_, token) = engine.claim(project, "app", "stream").await.unwrap().expect("the first turn");
     shift("UPDATE wf_instances SET turn_started_at = turn_started_at - 5000 WHERE project_id = $1").await;
     let terminate = pb::CompleteWorkflowAction { workflow_status: Status::Terminated as i32, ..Default::default() };
-    let report = engine.complete_turn(project, answer("i2", &token, WorkflowActionType::CompleteWorkflow(terminate)));
+    let report =
+        engine.complete_turn(project, "shop", answer("i2", &token, WorkflowActionType::CompleteWorkflow(terminate)));
     let report = report.await.unwrap().expect("a report");
     assert_eq!(report.workflow_name, "cleanup");
     let (status, ran) = report.ended.expect("the turn ended the instance");
