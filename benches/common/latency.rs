@@ -247,10 +247,12 @@ fn rss_met(usage: &Usage, targets: &Targets) -> Option<bool> {
 /// The tables, as printed at the end; `what` names a request (see [`Settings::header`]).
 pub fn table(what: &str, settings: &Settings, targets: &Targets, scenarios: &[Scenario]) -> String {
     let mut out = settings.header(what);
+    // Wide enough for the longest scenario name.
+    let width = scenarios.iter().map(|scenario| scenario.name.len()).max().unwrap_or(0).max(30);
     let baseline = baseline_of(scenarios);
     let _ = writeln!(
         out,
-        "\n{:<30} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>8} | {:>11} {:>6}",
+        "\n{:<width$} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>5} {:>8} | {:>11} {:>6}",
         "scenario",
         "p50 ms",
         "p90 ms",
@@ -265,13 +267,14 @@ pub fn table(what: &str, settings: &Settings, targets: &Targets, scenarios: &[Sc
     );
     for scenario in scenarios {
         let Some(open) = &scenario.open else {
-            let _ = writeln!(out, "{:<30} not measured: {}", scenario.name, scenario.error.as_deref().unwrap_or("?"));
+            let _ =
+                writeln!(out, "{:<width$} not measured: {}", scenario.name, scenario.error.as_deref().unwrap_or("?"));
             continue;
         };
         let probe = scenario.probe.as_ref();
         let _ = writeln!(
             out,
-            "{:<30} {:>8} {:>8} {:>8} {:>8} {:>8.1} {:>6} {:>5} {:>8} | {:>11} {:>6}",
+            "{:<width$} {:>8} {:>8} {:>8} {:>8} {:>8.1} {:>6} {:>5} {:>8} | {:>11} {:>6}",
             scenario.name,
             ms(open.p50),
             ms(open.p90),
@@ -292,14 +295,14 @@ pub fn table(what: &str, settings: &Settings, targets: &Targets, scenarios: &[Sc
         .filter_map(|(name, target)| target.map(|target| format!("added {name} <= {target} ms")))
         .collect();
     let _ = writeln!(out, "\nadded latency vs the baseline, ms (ratio); targets: {}", goals.join(", "));
-    let _ = writeln!(out, "{:<30} {:>20} {:>20} {:>20}", "scenario", "+p50", "+p90", "+p99");
+    let _ = writeln!(out, "{:<width$} {:>20} {:>20} {:>20}", "scenario", "+p50", "+p90", "+p99");
     for scenario in scenarios.iter().filter(|scenario| scenario.key != BASELINE) {
         let (Some(open), Some(baseline)) = (&scenario.open, baseline) else { continue };
         let cells: Vec<String> = added(open, baseline, targets)
             .iter()
             .map(|(added, ratio, met)| format!("{} ({ratio:.1}x) {}", ms(*added), met.map_or("", verdict)))
             .collect();
-        let _ = writeln!(out, "{:<30} {:>20} {:>20} {:>20}", scenario.name, cells[0], cells[1], cells[2]);
+        let _ = writeln!(out, "{:<width$} {:>20} {:>20} {:>20}", scenario.name, cells[0], cells[1], cells[2]);
     }
 
     let memory_target =
@@ -311,7 +314,7 @@ pub fn table(what: &str, settings: &Settings, targets: &Targets, scenarios: &[Sc
     );
     let _ = writeln!(
         out,
-        "{:<30} {:<26} {:>6} {:>10} | {:>6} {:>10} | {:>8} {:>8}",
+        "{:<width$} {:<26} {:>6} {:>10} | {:>6} {:>10} | {:>8} {:>8}",
         "scenario", "process", "cores", "ms/1000", "cores", "ms/1000", "RSS MB", "HWM MB"
     );
     for scenario in scenarios {
@@ -319,7 +322,7 @@ pub fn table(what: &str, settings: &Settings, targets: &Targets, scenarios: &[Sc
             let memory = |kib: Option<u64>| kib.map_or("-".to_owned(), |kib| format!("{:.1}", mb(kib)));
             let _ = writeln!(
                 out,
-                "{:<30} {:<26} {:>6.2} {:>10.1} | {:>6} {:>10} | {:>8} {:>8} {}",
+                "{:<width$} {:<26} {:>6.2} {:>10.1} | {:>6} {:>10} | {:>8} {:>8} {}",
                 scenario.name,
                 usage.process,
                 usage.cores,

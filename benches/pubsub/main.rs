@@ -1,7 +1,9 @@
 //! Pub/sub benchmark: publish ack latency, publish-to-deliver latency to a push and to a streaming
 //! subscriber, and sustained throughput, for the embedded default (managed `pubsub` on a durable SQLite
 //! queue) and the distributed form (gateway, NATS, worker; managed `pubsub` on JetStream), each with a
-//! baseline from the same load generator: a trivial HTTP handler, and a direct JetStream publish.
+//! baseline from the same load generator: a trivial HTTP handler, and a direct JetStream publish. With the
+//! embedded form it also runs the embedded form with the API log off (publish and throughput only): what
+//! seeing every call costs, beside the same calls seen.
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs
 //! PostgreSQL at 127.0.0.1:5432 and NATS with JetStream at 127.0.0.1:4222 (`scripts/services`).
@@ -589,7 +591,10 @@ async fn run_form(
     let data_dir = tempfile::tempdir()?;
     let admin_token = random(32);
     let mut env = server_env(data_dir.path(), &admin_token);
-    let (mut processes, control_api, dapr_http, dapr_grpc, jetstream) = if form == "embedded" {
+    if form == UNLOGGED {
+        env.push(("OUTRIGGER_API_LOG", "false".to_owned()));
+    }
+    let (mut processes, control_api, dapr_http, dapr_grpc, jetstream) = if form != "distributed" {
         progress("embedded: starting outrigger (all-in-one)");
         let (process, ready) = Process::start("outrigger (all-in-one)", &options.binary, &[], &env)?;
         let control_api = ready.control_api.context("the ready line has no control_api")?;
@@ -693,7 +698,17 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
     done
 }
 
+/// The embedded form with `OUTRIGGER_API_LOG=false` (metrics and trace context still on).
+const UNLOGGED: &str = "embedded, API log off";
+
 fn phases_of(form: &'static str) -> Vec<Phase> {
+    if form == UNLOGGED {
+        let hops = "HTTP -> all-in-one gateway (API log off) -> in-process bus -> worker -> SQLite queue";
+        return vec![
+            Phase::new(form, Kind::Publish, "publish, no subscriber", hops),
+            Phase::new(form, Kind::Throughput, "throughput, push subscriber", &format!("{hops} -> push to the app")),
+        ];
+    }
     let (baseline, baseline_path, hops) = if form == "embedded" {
         (
             "baseline, HTTP POST to an axum handler",
@@ -746,7 +761,9 @@ async fn run(options: Options) -> ExitCode {
     };
     let leftovers = Mutex::new(Leftovers::default());
     let mut forms = Vec::new();
-    for (form, wanted) in [("embedded", options.embedded), ("distributed", options.distributed)] {
+    let forms_wanted =
+        [("embedded", options.embedded), (UNLOGGED, options.embedded), ("distributed", options.distributed)];
+    for (form, wanted) in forms_wanted {
         if wanted {
             forms.push((form, phases_of(form)));
         }

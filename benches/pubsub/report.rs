@@ -98,7 +98,7 @@ impl Phase {
             Kind::Throughput => "throughput",
         };
         Phase {
-            key: format!("{form}_{key}"),
+            key: format!("{}_{key}", form.replace(", ", "_").replace(' ', "_")),
             form,
             name: format!("{form}: {what}"),
             kind,
@@ -170,9 +170,10 @@ fn deliver_verdict(deliveries: &Deliveries) -> String {
     }
 }
 
-/// The baseline of `phase`'s form.
+/// The baseline of `phase`'s form (the embedded one for the embedded form with its API log off).
 fn baseline_of<'a>(phases: &'a [Phase], phase: &Phase) -> Option<&'a Summary> {
-    phases.iter().find(|other| other.form == phase.form && other.kind == Kind::Baseline).and_then(|b| b.ack.as_ref())
+    let form = phase.form.split(',').next().unwrap_or(phase.form);
+    phases.iter().find(|other| other.form == form && other.kind == Kind::Baseline).and_then(|b| b.ack.as_ref())
 }
 
 fn name_width(phases: &[Phase]) -> usize {

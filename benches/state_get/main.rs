@@ -1,6 +1,7 @@
 //! State GET benchmark: what a Dapr `GET /v1.0/state/<store>/<key>` through Outrigger adds to a direct
 //! Redis GET, measured in one run for the baseline, the embedded default (managed `kvstore` and a
-//! `state.redis` component) and the distributed form (gateway, NATS, worker; `state.redis`).
+//! `state.redis` component), the embedded form again with the API log off (`state.redis`: what seeing every
+//! call costs, beside the same call seen) and the distributed form (gateway, NATS, worker; `state.redis`).
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs Redis at
 //! 127.0.0.1:6379, PostgreSQL at 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`).
@@ -244,18 +245,22 @@ async fn measure_store(
     latency::measure(&options.phases, scenario, &mut connections, &target, port_of(dapr)?, watched).await
 }
 
-/// Scenario 2: the all-in-one process, managed `kvstore` then `redis-store`.
+/// The setting that turns the API log off: what a row "API log off" compares with the same call logged.
+const API_LOG_OFF: (&str, &str) = ("OUTRIGGER_API_LOG", "false");
+
+/// Scenarios 2 and 3: an all-in-one process (with `extra_env`), measured on each `(store, scenario)` in turn.
 async fn embedded(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
-    kvstore: &mut Scenario,
-    redis_store: &mut Scenario,
+    extra_env: &[(&'static str, &str)],
+    stores: &mut [(&str, &mut Scenario)],
 ) -> anyhow::Result<()> {
     // Declared first, so it is removed after the process has stopped.
     let data_dir = tempfile::tempdir()?;
     let admin_token = random(32);
     progress("embedded: starting outrigger (all-in-one)");
-    let env = server_env(data_dir.path(), &admin_token);
+    let mut env = server_env(data_dir.path(), &admin_token);
+    env.extend(extra_env.iter().map(|(name, value)| (*name, (*value).to_owned())));
     let (server, ready) = Process::start("outrigger (all-in-one)", &options.binary, &[], &env)?;
     let mut processes = vec![server];
     let control_api = ready.control_api.context("the ready line has no control_api")?;
@@ -264,17 +269,16 @@ async fn embedded(
     let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
     let value = random(options.value_size);
     let watched = [Watched::of(&processes[0]), Watched::generator()];
-
-    let outcome = measure_store(options, kvstore, &client, &dapr, &api_token, "kvstore", &value, &watched).await;
-    keep_failure(kvstore, outcome);
     remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
-    let outcome =
-        measure_store(options, redis_store, &client, &dapr, &api_token, "redis-store", &value, &watched).await;
-    keep_failure(redis_store, outcome);
+    for (store, scenario) in stores.iter_mut() {
+        let outcome = measure_store(options, scenario, &client, &dapr, &api_token, store, &value, &watched).await;
+        keep_failure(scenario, outcome);
+    }
     if !processes[0].alive() {
         bail!("the all-in-one process died: {}", processes[0].output());
     }
-    stop_all(&mut processes, &mut [kvstore, redis_store]);
+    let mut scenarios: Vec<&mut Scenario> = stores.iter_mut().map(|(_, scenario)| &mut **scenario).collect();
+    stop_all(&mut processes, &mut scenarios);
     Ok(())
 }
 
@@ -322,8 +326,8 @@ fn get_call(dapr: &str, api_token: &str, store: &str) -> Call {
     }
 }
 
-/// Instructions per GET: the all-in-one (kvstore, redis-store), then the gateway and worker of the distributed
-/// form (redis-store), each under callgrind.
+/// Instructions per GET: the all-in-one (kvstore, redis-store), the all-in-one with the API log off
+/// (redis-store), then the gateway and worker of the distributed form (redis-store), each under callgrind.
 async fn count_instructions(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
@@ -332,17 +336,22 @@ async fn count_instructions(
     let mut measured = Vec::new();
     let client = setup::setup_client()?;
     let value = random(options.value_size);
-    {
+    let embedded_runs: [(&[(&str, &str)], &[(&str, &str)]); 2] = [
+        (&[], &[("embedded: kvstore", "kvstore"), ("embedded: redis-store", "redis-store")]),
+        (&[API_LOG_OFF], &[("embedded: redis-store, API log off", "redis-store")]),
+    ];
+    for (extra_env, stores) in embedded_runs {
         let data_dir = tempfile::tempdir()?;
         let admin_token = random(32);
         progress("instructions: starting outrigger (all-in-one) under callgrind");
-        let env = server_env(data_dir.path(), &admin_token);
+        let mut env = server_env(data_dir.path(), &admin_token);
+        env.extend(extra_env.iter().map(|(name, value)| (*name, (*value).to_owned())));
         let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
         let dapr = ready.dapr_http.context("the ready line has no dapr_http")?;
         let control_api = ready.control_api.context("the ready line has no control_api")?;
         let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
         remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
-        for (label, store) in [("embedded: kvstore", "kvstore"), ("embedded: redis-store", "redis-store")] {
+        for &(label, store) in stores {
             write_value(&client, &dapr, &api_token, store, &value).await?;
             measured.push((
                 label.to_owned(),
@@ -399,17 +408,23 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
     done
 }
 
-async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 4]) {
-    let [base, kvstore, redis_store, distributed_redis] = scenarios;
+async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 5]) {
+    let [base, kvstore, redis_store, unlogged, distributed_redis] = scenarios;
     if let Err(err) = baseline(options, leftovers, base).await {
         progress(format!("{}: FAILED: {err:#}", base.name));
         base.error = Some(format!("{err:#}"));
     }
-    if let Err(err) = embedded(options, leftovers, kvstore, redis_store).await {
-        progress(format!("embedded: FAILED: {err:#}"));
-        for scenario in [kvstore, redis_store] {
-            if scenario.error.is_none() && scenario.probe.is_none() {
-                scenario.error = Some(format!("{err:#}"));
+    let runs: [(&[(&str, &str)], Vec<(&str, &mut Scenario)>); 2] = [
+        (&[], vec![("kvstore", kvstore), ("redis-store", redis_store)]),
+        (&[API_LOG_OFF], vec![("redis-store", unlogged)]),
+    ];
+    for (extra_env, mut stores) in runs {
+        if let Err(err) = embedded(options, leftovers, extra_env, &mut stores).await {
+            progress(format!("embedded: FAILED: {err:#}"));
+            for (_, scenario) in stores {
+                if scenario.error.is_none() && scenario.probe.is_none() {
+                    scenario.error = Some(format!("{err:#}"));
+                }
             }
         }
     }
@@ -438,6 +453,11 @@ async fn run(options: Options) -> ExitCode {
             "embedded_redis",
             "embedded: redis-store",
             "HTTP -> all-in-one gateway -> in-process bus -> worker -> state.redis",
+        ),
+        Scenario::new(
+            "embedded_redis_api_log_off",
+            "embedded: redis-store, API log off",
+            "the same, OUTRIGGER_API_LOG=false (metrics and trace context still on)",
         ),
         Scenario::new(
             "distributed_redis",
