@@ -571,6 +571,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
                 access_ttl: Duration::from_secs(config.access_token_ttl_secs),
                 refresh_ttl: Duration::from_secs(config.refresh_token_ttl_hours * 3600),
                 key_rotation: Duration::from_secs(config.signing_key_rotation_hours * 3600),
+                ..Default::default()
             },
             login_throttle: outrigger_control_api::LoginThrottle {
                 per_email: config.login_max_failures,

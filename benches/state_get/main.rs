@@ -248,11 +248,14 @@ async fn measure_store(
 /// The setting that turns the API log off: what a row "API log off" compares with the same call logged.
 const API_LOG_OFF: (&str, &str) = ("OUTRIGGER_API_LOG", "false");
 
+/// Settings added to an all-in-one's environment.
+type ExtraEnv<'a> = &'a [(&'static str, &'a str)];
+
 /// Scenarios 2 and 3: an all-in-one process (with `extra_env`), measured on each `(store, scenario)` in turn.
 async fn embedded(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
-    extra_env: &[(&'static str, &str)],
+    extra_env: ExtraEnv<'_>,
     stores: &mut [(&str, &mut Scenario)],
 ) -> anyhow::Result<()> {
     // Declared first, so it is removed after the process has stopped.
@@ -336,7 +339,7 @@ async fn count_instructions(
     let mut measured = Vec::new();
     let client = setup::setup_client()?;
     let value = random(options.value_size);
-    let embedded_runs: [(&[(&str, &str)], &[(&str, &str)]); 2] = [
+    let embedded_runs: [(ExtraEnv<'_>, &[(&str, &str)]); 2] = [
         (&[], &[("embedded: kvstore", "kvstore"), ("embedded: redis-store", "redis-store")]),
         (&[API_LOG_OFF], &[("embedded: redis-store, API log off", "redis-store")]),
     ];
@@ -414,7 +417,7 @@ async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mu
         progress(format!("{}: FAILED: {err:#}", base.name));
         base.error = Some(format!("{err:#}"));
     }
-    let runs: [(&[(&str, &str)], Vec<(&str, &mut Scenario)>); 2] = [
+    let runs: [(ExtraEnv<'_>, Vec<(&str, &mut Scenario)>); 2] = [
         (&[], vec![("kvstore", kvstore), ("redis-store", redis_store)]),
         (&[API_LOG_OFF], vec![("redis-store", unlogged)]),
     ];

@@ -30,6 +30,9 @@ pub struct SessionOptions {
     pub refresh_ttl: Duration,
     /// How often a new signing key takes over.
     pub key_rotation: Duration,
+    /// How long after its swap a refresh token presented again is taken for its owner's second client refreshing
+    /// at the same moment (refused, nothing ends); presented later, it ends its session.
+    pub reuse_grace: Duration,
 }
 
 impl Default for SessionOptions {
@@ -38,6 +41,7 @@ impl Default for SessionOptions {
             access_ttl: Duration::from_secs(5 * 60),
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
             key_rotation: Duration::from_secs(24 * 3600),
+            reuse_grace: Duration::from_secs(10),
         }
     }
 }

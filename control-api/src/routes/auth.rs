@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
-use outrigger_store::{new_secret, now_millis, OrgId, Principal, PrincipalKind};
+use outrigger_store::{new_secret, now_millis, OrgId, Principal, PrincipalKind, Refreshed};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -309,16 +309,24 @@ pub(crate) async fn oidc_callback(
 /// Swap a refresh token for new tokens (the refresh token is used up).
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", request_body = Refresh, security(()), responses(
     (status = 200, body = SessionTokens),
-    (status = 401, description = "The refresh token is unknown, used, expired, or its session ended", body = ErrorBody),
+    (status = 401, description = "The refresh token is unknown, used (which ends its session), expired, or its session ended", body = ErrorBody),
 ))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Refresh>,
 ) -> ApiResult<Json<SessionTokens>> {
     let refresh_token = new_secret("orr_");
+    let grace = i64::try_from(state.sessions.options().reuse_grace.as_millis()).unwrap_or(i64::MAX);
     let mut tx = state.store.begin().await?;
-    let session =
-        tx.refresh_session(&body.refresh_token, &refresh_token).await?.ok_or_else(ApiError::invalid_credentials)?;
+    let session = match tx.refresh_session(&body.refresh_token, &refresh_token, grace).await? {
+        Refreshed::Renewed(session) => session,
+        Refreshed::Reused { session } => {
+            tx.commit().await?;
+            tracing::warn!(session, "a refresh token was presented after it had been used: its session is ended");
+            return Err(ApiError::invalid_credentials());
+        }
+        Refreshed::Unknown => return Err(ApiError::invalid_credentials()),
+    };
     let org = tx.org_by_id(&session.org).await?;
     tx.commit().await?;
     let (access_token, expires_in) =

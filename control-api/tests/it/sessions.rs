@@ -13,8 +13,58 @@ use crate::people::PASSWORD;
 
 both_engines!(
     security_forged_expired_and_ended_sessions_are_refused,
+    security_a_refresh_token_presented_again_at_once_is_only_refused,
     security_api_keys_are_shown_once_and_revoked_at_once
 );
+
+async fn refresh(app: &TestApp, token: &str) -> crate::harness::Answer {
+    app.call_anonymous(Method::POST, "/api/v1/auth/refresh", json!({"refreshToken": token})).await
+}
+
+/// Two clients of one session refreshing at the same moment (two CLI commands, two tabs) present the same token:
+/// the second is refused, and the session goes on.
+async fn security_a_refresh_token_presented_again_at_once_is_only_refused(app: TestApp) {
+    app.org("acme").await;
+    app.member("acme", "ann@acme.test", "developer", None).await;
+    let session = app.login("ann@acme.test", None).await;
+    let first = session["refreshToken"].as_str().unwrap();
+    let renewed = refresh(&app, first).await.expect(StatusCode::OK).json();
+    refresh(&app, first).await.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let access = renewed["accessToken"].as_str().unwrap();
+    app.get_as(access, "/api/v1/auth/whoami").await.expect(StatusCode::OK);
+    refresh(&app, renewed["refreshToken"].as_str().unwrap()).await.expect(StatusCode::OK);
+}
+
+/// A refresh token presented again after the grace was copied: whoever holds the session's current tokens (the
+/// thief, or its owner) loses them, and the owner signs in again.
+#[tokio::test]
+async fn security_a_refresh_token_presented_again_later_ends_its_session() {
+    let app = TestApp::sqlite_with(|options| options.sessions.reuse_grace = Duration::ZERO).await;
+    app.org("acme").await;
+    app.member("acme", "ann@acme.test", "developer", None).await;
+    let stolen = app.login("ann@acme.test", None).await["refreshToken"].as_str().unwrap().to_owned();
+    let thief = refresh(&app, &stolen).await.expect(StatusCode::OK).json();
+    let thief_access = thief["accessToken"].as_str().unwrap();
+    app.get_as(thief_access, "/api/v1/auth/whoami").await.expect(StatusCode::OK);
+    // The owner's client refreshes with the token it still holds: refused, and the thief's tokens end with it.
+    refresh(&app, &stolen).await.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    app.get_as(thief_access, "/api/v1/auth/whoami").await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    refresh(&app, thief["refreshToken"].as_str().unwrap())
+        .await
+        .expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+
+    // A token several swaps old ends its session too; another session of the same person goes on.
+    let other = app.login("ann@acme.test", None).await;
+    let session = app.login("ann@acme.test", None).await;
+    let oldest = session["refreshToken"].as_str().unwrap();
+    let second = refresh(&app, oldest).await.expect(StatusCode::OK).json();
+    let third = refresh(&app, second["refreshToken"].as_str().unwrap()).await.expect(StatusCode::OK).json();
+    refresh(&app, oldest).await.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    let third_access = third["accessToken"].as_str().unwrap();
+    app.get_as(third_access, "/api/v1/auth/whoami").await.expect_error(StatusCode::UNAUTHORIZED, "unauthorized");
+    app.get_as(other["accessToken"].as_str().unwrap(), "/api/v1/auth/whoami").await.expect(StatusCode::OK);
+    app.finish().await;
+}
 
 fn login_body(email: &str, password: &str) -> Value {
     json!({"email": email, "password": password})

@@ -41,7 +41,7 @@ pub use records::{
     AppIdentity, AppIdentityChange, NewProject, Project, ProjectId, Quotas, RateQuota, StoredResource, TokenInfo,
     TokenOwner,
 };
-pub use sessions::{Session, SigningKey};
+pub use sessions::{Refreshed, Session, SigningKey};
 pub use streams::StreamSubscription;
 pub use tokens::{hash_token, new_secret, IssuedToken};
 

@@ -1,8 +1,10 @@
 //! Signed-in sessions and the keys that sign their access tokens.
 //!
-//! A session holds the SHA-256 of its current refresh token; refreshing swaps it for a new one, so a stolen
-//! refresh token that was already used is refused. Access tokens name their session, which is read on every
-//! control-API request: ending a session (logout, removal from the organization) refuses its tokens at once.
+//! A session holds the SHA-256 of its current refresh token; refreshing swaps it for a new one and remembers
+//! the old one until the session expires, so a refresh token presented a second time — copied by someone, who
+//! either used it first or will — ends its session. Access tokens name their session, which is read on every
+//! control-API request: ending a session (logout, removal from the organization, a reused refresh token)
+//! refuses its tokens at once.
 
 use sqlx::Row;
 
@@ -21,6 +23,17 @@ pub struct Session {
     pub org: OrgId,
     /// When the refresh token stops working (Unix milliseconds).
     pub expires_at: i64,
+}
+
+/// What presenting a refresh token did.
+#[derive(Clone, Debug)]
+pub enum Refreshed {
+    /// It was the session's current one, now swapped.
+    Renewed(Session),
+    /// It had been swapped already: the session it belonged to is now ended.
+    Reused { session: String },
+    /// No live session has or had it, or it was swapped within the grace (refused; nothing ends).
+    Unknown,
 }
 
 /// A key that signs access tokens.
@@ -78,23 +91,50 @@ impl Tx {
         .transpose()
     }
 
-    /// Swaps a live session's refresh token for `next`, answering the session; `None` when `presented` is not
-    /// the current refresh token of a live session.
-    pub async fn refresh_session(&mut self, presented: &str, next: &str) -> Result<Option<Session>> {
-        let id: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM sessions WHERE refresh_hash = $1 AND ended_at IS NULL AND expires_at > $2",
+    /// Swaps a live session's refresh token for `next`; a refresh token that was swapped already ends its
+    /// session (the caller commits that too), unless it was swapped within `reuse_grace` milliseconds: that is
+    /// taken for the same owner's second client refreshing at the same moment (two CLI commands at once, two
+    /// tabs of one session), and only refused.
+    pub async fn refresh_session(&mut self, presented: &str, next: &str, reuse_grace: i64) -> Result<Refreshed> {
+        let presented = hash_token(presented);
+        let now = now_millis();
+        let current: Option<(String, i64)> = sqlx::query_as(
+            "SELECT id, expires_at FROM sessions WHERE refresh_hash = $1 AND ended_at IS NULL AND expires_at > $2",
         )
-        .bind(hash_token(presented))
-        .bind(now_millis())
+        .bind(&presented)
+        .bind(now)
         .fetch_optional(&mut *self.tx)
         .await?;
-        let Some(id) = id else { return Ok(None) };
+        let Some((id, expires_at)) = current else {
+            let used: Option<(String, i64)> =
+                sqlx::query_as("SELECT session_id, used_at FROM used_refresh_tokens WHERE refresh_hash = $1")
+                    .bind(&presented)
+                    .fetch_optional(&mut *self.tx)
+                    .await?;
+            return Ok(match used {
+                Some((session, used_at)) if now - used_at >= reuse_grace => {
+                    self.end_session(&session).await?;
+                    Refreshed::Reused { session }
+                }
+                Some(_) | None => Refreshed::Unknown,
+            });
+        };
         sqlx::query("UPDATE sessions SET refresh_hash = $2 WHERE id = $1")
             .bind(&id)
             .bind(hash_token(next))
             .execute(&mut *self.tx)
             .await?;
-        self.live_session(&id).await
+        sqlx::query("DELETE FROM used_refresh_tokens WHERE expires_at < $1").bind(now).execute(&mut *self.tx).await?;
+        sqlx::query(
+            "INSERT INTO used_refresh_tokens (refresh_hash, session_id, used_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&presented)
+        .bind(&id)
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(self.live_session(&id).await?.map_or(Refreshed::Unknown, Refreshed::Renewed))
     }
 
     /// Ends a session: its refresh token and access tokens stop working.
