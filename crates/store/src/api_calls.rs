@@ -280,7 +280,9 @@ impl Store {
             // Anonymous placeholders: SQLite looks a named one (`$1`) up by walking the list of names, so binding
             // a statement of n of them costs n², and 960 of them dominated the all-in-one's instructions.
             // Bound values, not PostgreSQL's one JSON parameter: unpacked with `json_each` and `->>`, the same
-            // batches went in at 54k rows/s against 77k bound (`cargo bench --bench api_log -- --parts write`).
+            // batches went in at 54k rows/s against 77k bound (`cargo bench --bench api_log -- --parts write`); one
+            // JSON text per row took a state GET on the all-in-one from 96k to 120k instructions (`cargo bench
+            // --bench state_get -- --instructions-only 2000`): SQLite's `->>` costs more than a bound value.
             Engine::Sqlite => {
                 for chunk in calls.chunks(ROWS_PER_INSERT) {
                     let row = format!("({})", ["?"; STORED_COLUMNS].join(", "));
