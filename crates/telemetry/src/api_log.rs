@@ -131,7 +131,13 @@ impl Writer {
         match self.store.record_api_calls(batch).await {
             Ok(()) => {
                 metrics().api_log_written(batch.len());
-                self.written_since_maintenance.extend(batch.iter().map(|call| call.project_id.clone()));
+                // A batch holds few projects many times over: cloning each call's id for the set cost more than
+                // looking it up.
+                for call in batch.iter() {
+                    if !self.written_since_maintenance.contains(&call.project_id) {
+                        self.written_since_maintenance.insert(call.project_id.clone());
+                    }
+                }
             }
             Err(err) => {
                 tracing::warn!(error = %err, calls = batch.len(), "cannot write to the API log; these calls are not kept");
