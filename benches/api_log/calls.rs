@@ -1,15 +1,14 @@
 //! Realistic API log rows: the calls a gateway hands to `ApiLog::record` (several projects with a few busy ones,
 //! App IDs, every building block over HTTP and gRPC, a few failures, trace ids, user agents), made from an index
-//! so that a baseline and the writer write the same rows; and the bulk fill of the query part, which makes the
-//! same kind of rows inside the database (`INSERT ... SELECT` over `generate_series` on PostgreSQL, a recursive
-//! CTE on SQLite).
+//! so that a baseline and the writer write the same rows; and the calls of the query part's fill, over 1,000
+//! projects of which three are heavy.
 
 use outrigger_store::{ApiCall, CallDirection, ProjectId};
 
 /// Projects the written calls spread over: project 0 makes 20 % of them, projects 1-9 40 %, 10-99 the rest.
 pub const WRITE_PROJECTS: u64 = 100;
 
-/// The API log's columns in the order of `api_calls`, after `id`.
+/// The columns of the baseline's bare table (a row per call, as the log once was), after `id`.
 pub const STORED_COLUMNS: &str = "project_id, at, app_id, target, api, protocol, method, path, component, status, \
                                   grpc_code, latency_us, trace_id, span_id, user_agent, caller_addr, direction";
 /// Values per row.
@@ -121,7 +120,7 @@ pub fn call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
         };
     let grpc = grpc && !to_app;
     let latency_us = if pick(11, 100) == 0 { 20_000 + pick(12, 200_000) } else { 300 + pick(12, 4_000) };
-    ApiCall {
+    let call = ApiCall {
         project_id: projects[project % projects.len()].clone(),
         at,
         app_id: app_id.to_owned(),
@@ -134,20 +133,30 @@ pub fn call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
         status: if status == 200 && method == "POST" && api == "state" { 204 } else { status },
         grpc_code: grpc.then_some(grpc_code),
         latency_us: latency_us as i64,
-        trace_id: Some(format!("{:016x}{:016x}", mix(index, 13), mix(index, 14))),
-        span_id: Some(format!("{:016x}", mix(index, 15))),
-        user_agent: Some(
-            if grpc {
-                "grpc-go/1.64.0"
-            } else if app_id == "checkout" {
-                "dapr-sdk-go/v1.12.0"
-            } else {
-                "python-requests/2.32.3"
-            }
-            .to_owned(),
-        ),
-        caller_addr: Some(format!("10.0.{}.{}", key % 256, (key / 256) % 256)),
+        trace_id: None,
+        span_id: None,
+        user_agent: None,
+        caller_addr: None,
         direction: if to_app { CallDirection::ToApp } else { CallDirection::FromApp },
+    };
+    with_caller(call, index, 13, key)
+}
+
+/// `call` with the trace ids, user agent and address of the `index`th call (its randomness from `salt` on).
+fn with_caller(call: ApiCall, index: u64, salt: u64, key: u64) -> ApiCall {
+    let user_agent = if call.protocol == "grpc" {
+        "grpc-go/1.64.0"
+    } else if call.app_id == "checkout" {
+        "dapr-sdk-go/v1.12.0"
+    } else {
+        "python-requests/2.32.3"
+    };
+    ApiCall {
+        trace_id: Some(format!("{:016x}{:016x}", mix(index, salt), mix(index, salt + 1))),
+        span_id: Some(format!("{:016x}", mix(index, salt + 2))),
+        user_agent: Some(user_agent.to_owned()),
+        caller_addr: Some(format!("10.0.{}.{}", key % 256, (key / 256) % 256)),
+        ..call
     }
 }
 
@@ -173,7 +182,8 @@ pub fn mean_text_bytes(calls: &[ApiCall]) -> f64 {
     calls.iter().map(text).sum::<usize>() as f64 / calls.len().max(1) as f64
 }
 
-/// The bare table of the write baseline: `api_calls`' columns and indexes, nothing else (no per-minute counts).
+/// The bare table of the write baseline: a row per call with its columns and two indexes (the log's time order,
+/// expiry), nothing else (no per-minute counts).
 pub fn bare_table(postgres: bool) -> [String; 3] {
     let id = if postgres { "id BIGSERIAL PRIMARY KEY" } else { "id INTEGER PRIMARY KEY AUTOINCREMENT" };
     [
@@ -200,7 +210,7 @@ pub fn query_project(index: usize) -> String {
 }
 
 /// App IDs of every project of the query part, with the share of its calls each makes.
-pub const QUERY_APPS: [(&str, f64); 8] = [
+const QUERY_APPS: [(&str, f64); 8] = [
     ("checkout", 0.40),
     ("cart", 0.20),
     ("orders", 0.15),
@@ -211,136 +221,143 @@ pub const QUERY_APPS: [(&str, f64); 8] = [
     ("audit", 0.005),
 ];
 
-/// (API, share, rpc, HTTP method, HTTP path, component, target): one row of [`QUERY_APIS`].
-type QueryApi = (&'static str, f64, &'static str, &'static str, &'static str, &'static str, &'static str);
+/// A building block of the query part: its share, rpc, HTTP method, HTTP path, component and target, the last
+/// three for the call's key `k`.
+struct QueryApi {
+    api: &'static str,
+    share: f64,
+    rpc: &'static str,
+    method: &'static str,
+    path: fn(u64) -> String,
+    component: Option<&'static str>,
+    target: fn(u64) -> Option<String>,
+}
 
-/// Building blocks and their shares, with the rpc, HTTP method and path (a SQL expression over `r.k`, the
-/// key) of their calls, and component and target (SQL expressions).
 const QUERY_APIS: [QueryApi; 8] = [
-    ("state", 0.45, "GetState", "GET", "'/v1.0/state/statestore/order-' || CAST(r.k AS TEXT)", "'statestore'", "NULL"),
-    (
-        "invocation",
-        0.20,
-        "InvokeService",
-        "POST",
-        "'/v1.0/invoke/payments/method/orders/order-' || CAST(r.k AS TEXT)",
-        "NULL",
-        "'payments'",
-    ),
-    ("pubsub", 0.15, "PublishEvent", "POST", "'/v1.0/publish/pubsub/orders'", "'pubsub'", "'orders'"),
-    (
-        "workflows",
-        0.05,
-        "StartWorkflowBeta1",
-        "POST",
-        "'/v1.0-beta1/workflows/dapr/OrderWorkflow/start'",
-        "'dapr'",
-        "NULL",
-    ),
-    ("secrets", 0.05, "GetSecret", "GET", "'/v1.0/secrets/vault/db-password'", "'vault'", "NULL"),
-    ("bindings", 0.04, "InvokeBinding", "POST", "'/v1.0/bindings/smtp'", "'smtp'", "NULL"),
-    ("configuration", 0.04, "GetConfiguration", "GET", "'/v1.0/configuration/configstore'", "'configstore'", "NULL"),
-    (
-        "jobs",
-        0.02,
-        "ScheduleJobAlpha1",
-        "POST",
-        "'/v1.0-alpha1/jobs/reminder-' || CAST(r.k AS TEXT)",
-        "NULL",
-        "'reminder-' || CAST(r.k AS TEXT)",
-    ),
+    QueryApi {
+        api: "state",
+        share: 0.45,
+        rpc: "GetState",
+        method: "GET",
+        path: |k| format!("/v1.0/state/statestore/order-{k}"),
+        component: Some("statestore"),
+        target: |_| None,
+    },
+    QueryApi {
+        api: "invocation",
+        share: 0.20,
+        rpc: "InvokeService",
+        method: "POST",
+        path: |k| format!("/v1.0/invoke/payments/method/orders/order-{k}"),
+        component: None,
+        target: |_| Some("payments".to_owned()),
+    },
+    QueryApi {
+        api: "pubsub",
+        share: 0.15,
+        rpc: "PublishEvent",
+        method: "POST",
+        path: |_| "/v1.0/publish/pubsub/orders".to_owned(),
+        component: Some("pubsub"),
+        target: |_| Some("orders".to_owned()),
+    },
+    QueryApi {
+        api: "workflows",
+        share: 0.05,
+        rpc: "StartWorkflowBeta1",
+        method: "POST",
+        path: |_| "/v1.0-beta1/workflows/dapr/OrderWorkflow/start".to_owned(),
+        component: Some("dapr"),
+        target: |_| None,
+    },
+    QueryApi {
+        api: "secrets",
+        share: 0.05,
+        rpc: "GetSecret",
+        method: "GET",
+        path: |_| "/v1.0/secrets/vault/db-password".to_owned(),
+        component: Some("vault"),
+        target: |_| None,
+    },
+    QueryApi {
+        api: "bindings",
+        share: 0.04,
+        rpc: "InvokeBinding",
+        method: "POST",
+        path: |_| "/v1.0/bindings/smtp".to_owned(),
+        component: Some("smtp"),
+        target: |_| None,
+    },
+    QueryApi {
+        api: "configuration",
+        share: 0.04,
+        rpc: "GetConfiguration",
+        method: "GET",
+        path: |_| "/v1.0/configuration/configstore".to_owned(),
+        component: Some("configstore"),
+        target: |_| None,
+    },
+    QueryApi {
+        api: "jobs",
+        share: 0.02,
+        rpc: "ScheduleJobAlpha1",
+        method: "POST",
+        path: |k| format!("/v1.0-alpha1/jobs/reminder-{k}"),
+        component: None,
+        target: |k| Some(format!("reminder-{k}")),
+    },
 ];
 
 /// Share of the calls per HTTP status (the rest are 200), with the gRPC code paired with it.
-const QUERY_FAILURES: [(i64, f64, i64); 4] = [(500, 0.005, 13), (503, 0.003, 14), (404, 0.020, 5), (400, 0.005, 3)];
+const QUERY_FAILURES: [(u16, f64, i32); 4] = [(500, 0.005, 13), (503, 0.003, 14), (404, 0.020, 5), (400, 0.005, 3)];
 
-/// `CASE WHEN <uniform> < bound THEN value ... ELSE last END` over cumulative shares.
-fn case(uniform: &str, choices: &[(f64, String)]) -> String {
-    let mut sql = String::from("CASE");
+/// The index of the first of `shares` whose cumulative share exceeds `uniform` (the last one otherwise).
+fn choose(uniform: f64, shares: impl Iterator<Item = f64>) -> usize {
     let mut bound = 0.0;
-    for (share, value) in &choices[..choices.len() - 1] {
+    let mut last = 0;
+    for (index, share) in shares.enumerate() {
         bound += share;
-        sql.push_str(&format!(" WHEN {uniform} < {bound:.4} THEN {value}"));
+        if uniform < bound {
+            return index;
+        }
+        last = index;
     }
-    sql.push_str(&format!(" ELSE {} END", choices[choices.len() - 1].1));
-    sql
+    last
 }
 
-/// The statement that adds rows `$1..=$2` (of `$5` in all, at `$3 + i * $4 / $5`) to `api_calls`: each row's
-/// random numbers are drawn once (a sub-select PostgreSQL does not flatten; the rows of a recursive CTE on
-/// SQLite), and the project comes from `bench_projects (idx, id)`.
-pub fn fill_statement(postgres: bool) -> String {
-    let quoted = |text: &str| format!("'{text}'");
-    let app = case("r.ra", &QUERY_APPS.map(|(name, share)| (share, quoted(name))));
-    let by_api = |column: fn(&QueryApi) -> String| case("r.rb", &QUERY_APIS.map(|api| (api.1, column(&api))));
-    let api = by_api(|api| format!("'{}'", api.0));
-    let rpc = by_api(|api| format!("'{}'", api.2));
-    let http_method = by_api(|api| format!("'{}'", api.3));
-    let http_path = by_api(|api| api.4.to_owned());
-    let component = by_api(|api| api.5.to_owned());
-    let target = by_api(|api| api.6.to_owned());
-    let mut statuses: Vec<(f64, String)> =
-        QUERY_FAILURES.iter().map(|(status, share, _)| (*share, status.to_string())).collect();
-    statuses.push((1.0, "200".to_owned()));
-    let status = case("r.rs", &statuses);
-    let mut codes: Vec<(f64, String)> =
-        QUERY_FAILURES.iter().map(|(_, share, code)| (*share, code.to_string())).collect();
-    codes.push((1.0, "0".to_owned()));
-    let grpc_code = case("r.rs", &codes);
-    let (trace_id, span_id) = if postgres {
-        ("md5(CAST(r.i AS TEXT))", "substr(md5(CAST(r.i AS TEXT) || 's'), 1, 16)")
-    } else {
-        ("lower(hex(randomblob(16)))", "lower(hex(randomblob(8)))")
+/// The query part's `index`th call, made at `at`, by one of `projects` (the first three holding [`HEAVY_SHARES`]).
+pub fn query_call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
+    let uniform = |salt: u64| (mix(index, salt) >> 11) as f64 / (1u64 << 53) as f64;
+    let project = match choose(uniform(20), HEAVY_SHARES.into_iter().chain([1.0])) {
+        heavy if heavy < HEAVY_SHARES.len() => heavy,
+        _ => HEAVY_SHARES.len() + (mix(index, 21) % (projects.len() - HEAVY_SHARES.len()) as u64) as usize,
     };
-    let select = format!(
-        "SELECT p.id, r.at, {app}, {target}, {api}, CASE WHEN r.rg < 0.2 THEN 'grpc' ELSE 'http' END, \
-         CASE WHEN r.rg < 0.2 THEN {rpc} ELSE {http_method} END, \
-         CASE WHEN r.rg < 0.2 THEN '/dapr.proto.runtime.v1.Dapr/' || {rpc} ELSE {http_path} END, \
-         {component}, {status}, \
-         CASE WHEN r.rg < 0.2 THEN {grpc_code} ELSE NULL END, \
-         CASE WHEN r.rd > 0.99 THEN 20000 + r.lat * 50 ELSE 300 + r.lat END, {trace_id}, {span_id}, \
-         CASE WHEN r.rg < 0.2 THEN 'grpc-go/1.64.0' WHEN r.ra < 0.4 THEN 'dapr-sdk-go/v1.12.0' \
-         ELSE 'python-requests/2.32.3' END, \
-         '10.0.' || CAST(r.k % 256 AS TEXT) || '.' || CAST((r.k / 256) % 256 AS TEXT), \
-         CASE WHEN r.rd < 0.1 THEN 'to_app' ELSE 'from_app' END"
-    );
-    let heavy = HEAVY_SHARES
-        .iter()
-        .scan(0.0, |bound, share| {
-            *bound += share;
-            Some(*bound)
-        })
-        .enumerate()
-        .map(|(index, bound)| format!("WHEN r.rp < {bound:.4} THEN {index}"))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let light = QUERY_PROJECTS - HEAVY_SHARES.len();
-    let project = format!("CASE {heavy} ELSE {} + r.lp END", HEAVY_SHARES.len());
-    if postgres {
-        format!(
-            "INSERT INTO api_calls ({STORED_COLUMNS}) {select} FROM (SELECT g AS i, \
-             $3::BIGINT + (g * $4::BIGINT) / $5::BIGINT AS at, random() AS rp, \
-             floor(random() * {light})::BIGINT AS lp, \
-             random() AS ra, random() AS rb, random() AS rs, random() AS rg, random() AS rd, \
-             floor(random() * 100000)::BIGINT AS k, floor(random() * 4000)::BIGINT AS lat \
-             FROM generate_series($1::BIGINT, $2::BIGINT) AS g OFFSET 0) AS r \
-             JOIN bench_projects AS p ON p.idx = {project}"
-        )
-    } else {
-        let uniform = "((random() & 1048575) / 1048576.0)";
-        let draws = format!(
-            "{uniform}, (random() & 268435455) % {light}, {uniform}, {uniform}, {uniform}, {uniform}, {uniform}, \
-             (random() & 268435455) % 100000, (random() & 268435455) % 4000"
-        );
-        // A correlated lookup rather than a join, so that SQLite walks the CTE once and finds each project by key.
-        let select = select.replacen(
-            "SELECT p.id, r.at",
-            &format!("SELECT (SELECT id FROM bench_projects WHERE idx = {project}), $3 + (r.i * $4) / $5"),
-            1,
-        );
-        format!(
-            "WITH RECURSIVE r(i, rp, lp, ra, rb, rs, rg, rd, k, lat) AS (SELECT $1, {draws} UNION ALL \
-             SELECT i + 1, {draws} FROM r WHERE i < $2) INSERT INTO api_calls ({STORED_COLUMNS}) {select} FROM r"
-        )
-    }
+    let app_id = QUERY_APPS[choose(uniform(22), QUERY_APPS.iter().map(|(_, share)| *share))].0;
+    let api = &QUERY_APIS[choose(uniform(23), QUERY_APIS.iter().map(|api| api.share))];
+    let failure = choose(uniform(24), QUERY_FAILURES.iter().map(|(_, share, _)| *share).chain([1.0]));
+    let (status, grpc_code) = QUERY_FAILURES.get(failure).map_or((200, 0), |(status, _, code)| (*status, *code));
+    let grpc = uniform(25) < 0.2;
+    let key = mix(index, 26) % 100_000;
+    let latency_us =
+        if uniform(27) > 0.99 { 20_000 + (mix(index, 28) % 4000) * 50 } else { 300 + mix(index, 28) % 4000 };
+    let call = ApiCall {
+        project_id: projects[project].clone(),
+        at,
+        app_id: app_id.to_owned(),
+        target: (api.target)(key),
+        api: api.api.to_owned(),
+        protocol: if grpc { "grpc" } else { "http" }.to_owned(),
+        method: if grpc { api.rpc } else { api.method }.to_owned(),
+        path: if grpc { format!("/dapr.proto.runtime.v1.Dapr/{}", api.rpc) } else { (api.path)(key) },
+        component: api.component.map(str::to_owned),
+        status,
+        grpc_code: grpc.then_some(grpc_code),
+        latency_us: latency_us as i64,
+        trace_id: None,
+        span_id: None,
+        user_agent: None,
+        caller_addr: None,
+        direction: if uniform(32) < 0.1 { CallDirection::ToApp } else { CallDirection::FromApp },
+    };
+    with_caller(call, index, 29, key)
 }

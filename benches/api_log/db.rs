@@ -62,10 +62,12 @@ impl Database {
         Ok(sqlx::any::AnyPoolOptions::new().max_connections(connections).connect(&self.url).await?)
     }
 
-    /// The rows of `table`.
-    pub async fn count(&self, table: &str) -> anyhow::Result<u64> {
+    /// The calls the API log holds.
+    pub async fn logged_calls(&self) -> anyhow::Result<u64> {
         let pool = self.any_pool(1).await?;
-        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}")).fetch_one(&pool).await?;
+        let count: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM api_call_blocks")
+            .fetch_one(&pool)
+            .await?;
         pool.close().await;
         Ok(u64::try_from(count).unwrap_or_default())
     }

@@ -8,7 +8,7 @@
 //!    channel's `try_send`, and how long a small control-plane read waits while the writer writes;
 //! 3. the logs query (`GET /projects/{p}/logs`, through the store as the control API runs it) over `--records`
 //!    calls for each common filter set, against a primary-key lookup in the same database: target p99 <= 100 ms
-//!    over 10 million records. A filter set above it gets its query plan printed.
+//!    over 10 million records.
 //!
 //! Each on SQLite (the embedded form) and PostgreSQL (the distributed form's control plane, a fresh schema dropped
 //! at the end). `cargo bench --bench api_log -- --help` lists the options.
@@ -49,7 +49,6 @@ usage: cargo bench --bench api_log -- [options]
   --set-seconds S      time limit per filter set (default 15); env BENCH_SET_SECONDS
   --forms LIST         embedded (SQLite), distributed (PostgreSQL) or both (default both); env BENCH_FORMS
   --parts LIST         write, record, query, or several (default all three); env BENCH_PARTS
-  --plans WHICH        query plans printed: misses (default) or all; env BENCH_PLANS
 
   BENCH_POSTGRES_URL   default TEST_POSTGRES_URL, else postgres://postgres@127.0.0.1:5432/postgres
 
@@ -70,7 +69,6 @@ struct Options {
     set_seconds: f64,
     forms: Vec<Form>,
     parts: Vec<String>,
-    all_plans: bool,
     postgres_url: String,
 }
 
@@ -87,7 +85,6 @@ impl Options {
                 ("set-seconds", "BENCH_SET_SECONDS"),
                 ("forms", "BENCH_FORMS"),
                 ("parts", "BENCH_PARTS"),
-                ("plans", "BENCH_PLANS"),
             ],
         )?;
         let quick = args.quick;
@@ -111,11 +108,6 @@ impl Options {
             set_seconds: args.number("set-seconds", if quick { 5.0 } else { 15.0 })?,
             forms: parse_forms(args.value("forms"))?,
             parts,
-            all_plans: match args.value("plans").unwrap_or("misses") {
-                "misses" => false,
-                "all" => true,
-                other => bail!("plans: '{other}' is neither misses nor all"),
-            },
             postgres_url: cli::env("BENCH_POSTGRES_URL")
                 .or_else(|| cli::env("TEST_POSTGRES_URL"))
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
@@ -141,7 +133,7 @@ impl Options {
             "quick": self.quick, "writes": self.writes, "producers": self.producers,
             "record_calls": self.record_calls, "records": self.records, "queries": self.queries,
             "set_seconds": self.set_seconds, "forms": self.forms.iter().map(|form| form.name()).collect::<Vec<_>>(),
-            "parts": self.parts, "all_plans": self.all_plans,
+            "parts": self.parts,
         })
     }
 }
@@ -255,8 +247,7 @@ async fn measure_form(options: &Options, form: Form, schemas: &Mutex<Vec<String>
         let outcome = async {
             let database = Database::fresh(postgres, schemas).await?;
             progress(format!("{name}: filling a store with {} calls", options.records));
-            let query =
-                query::run(&database, options.records, options.queries, options.set_seconds, options.all_plans).await;
+            let query = query::run(&database, options.records, options.queries, options.set_seconds).await;
             // The writer's rate into a store that already holds calls: its indexes no longer fit in caches.
             let prefilled = match &query {
                 Ok(query) if options.runs("write") => {
@@ -457,11 +448,12 @@ fn report(options: &Options, results: &mut [FormResults]) -> String {
         let filled = &query.filled;
         let _ = writeln!(
             out,
-            "\nlogs query on {} over {} calls (1,000 projects over 71 h; heaviest {} rows, light ones ~{:.0}; filled \
-             in {:.0} s); each query: a transaction, the project by name, one page of 100 (as the route); target \
-             p99 <= {TARGET_P99_MS} ms",
+            "\nlogs query on {} over {} calls in {} blocks (1,000 projects over 71 h; heaviest {} calls, light ones \
+             ~{:.0}; filled in {:.0} s); each query: a transaction, the project by name, one page of 100 (as the \
+             route); target p99 <= {TARGET_P99_MS} ms",
             form.form.database(),
             filled.rows,
+            filled.blocks,
             filled.heavy_rows,
             filled.light_rows,
             filled.took.as_secs_f64()
@@ -476,7 +468,7 @@ fn report(options: &Options, results: &mut [FormResults]) -> String {
             out,
             "{:<32} {:<18} {:<9} {:>7} {:>9} {:>9} {:>9} {:>9} {:>6}",
             "baseline: primary-key lookup",
-            "one row",
+            "one block",
             "-",
             query.baseline.len(),
             ms(query.baseline.percentile_ms(50.0)),
@@ -485,7 +477,6 @@ fn report(options: &Options, results: &mut [FormResults]) -> String {
             "1.0x",
             1
         );
-        let mut misses = Vec::new();
         for set in &mut query.sets {
             let p99 = set.p99();
             let measured = set.latencies.len() > 0;
@@ -509,26 +500,6 @@ fn report(options: &Options, results: &mut [FormResults]) -> String {
                 },
                 if set.capped { " (time limit)" } else { "" }
             );
-            if !met || !set.plan.is_empty() {
-                misses.push(set);
-            }
-        }
-        for set in misses {
-            let _ = writeln!(
-                out,
-                "\n{}: {} on {} projects{}; plan:",
-                form.form.database(),
-                set.query,
-                set.projects,
-                if set.latencies.clone().percentile_ms(99.0).is_some_and(|p99| p99 > TARGET_P99_MS) {
-                    " misses the target"
-                } else {
-                    ""
-                }
-            );
-            for line in &set.plan {
-                let _ = writeln!(out, "  {line}");
-            }
         }
     }
     for form in results.iter() {
@@ -548,7 +519,7 @@ fn to_json(options: &Options, results: &mut [FormResults], cleanup: &[String]) -
             let query = form.query.as_mut().map(|query| {
                 let mut baseline = query.baseline.clone();
                 json!({
-                    "rows": query.filled.rows, "fill_s": query.filled.took.as_secs_f64(),
+                    "rows": query.filled.rows, "blocks": query.filled.blocks, "fill_s": query.filled.took.as_secs_f64(),
                     "heaviest_project_rows": query.filled.heavy_rows, "light_project_rows": query.filled.light_rows,
                     "baseline_primary_key": {
                         "queries": baseline.len(), "p50_ms": baseline.percentile_ms(50.0),
@@ -576,7 +547,7 @@ fn to_json(options: &Options, results: &mut [FormResults], cleanup: &[String]) -
 }
 
 async fn run(options: Options) -> ExitCode {
-    query::install_capture();
+    query::install_warnings();
     let schemas = Mutex::new(Vec::new());
     let mut results = Vec::new();
     let interrupted = tokio::select! {

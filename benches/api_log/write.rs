@@ -333,7 +333,7 @@ pub async fn store_direct(database: &Database, rows: &[ApiCall]) -> anyhow::Resu
     let elapsed = started.elapsed();
     let cpu = meter.stop();
     store.close().await;
-    let rows = database.count("api_calls").await?;
+    let rows = database.logged_calls().await?;
     let mut notes = Vec::new();
     if rows != offered {
         notes.push(format!("the table holds {rows} rows, not {offered}"));
@@ -392,7 +392,7 @@ pub async fn writer(
 ) -> anyhow::Result<Throughput> {
     let offered = calls.len() as u64;
     let store = database.store().await?;
-    let rows_before = if prefilled > 0 { database.count("api_calls").await? } else { 0 };
+    let rows_before = if prefilled > 0 { database.logged_calls().await? } else { 0 };
     let mut idle = Latencies::default();
     if probe {
         let mut tx = store.begin().await?;
@@ -480,7 +480,7 @@ pub async fn writer(
     };
     let counters = Counters::read().since(before);
     store.close().await;
-    let rows = database.count("api_calls").await?;
+    let rows = database.logged_calls().await?;
     let mut notes = Vec::new();
     if rows - rows_before != counters.written {
         notes.push(format!(

@@ -97,7 +97,7 @@ async fn newest_calls(
             query.append_pair("since", &since.to_rfc3339());
         }
     }
-    // A text search examines a window of calls per page: a short page with a token is not the end.
+    // A page examines a window of calls for its filters: a short page with a token is not the end.
     let (mut calls, mut continuation) = (Vec::new(), None::<String>);
     loop {
         let mut url = base.clone();

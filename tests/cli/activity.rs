@@ -314,7 +314,7 @@ fn logs_follow_a_text_search_past_windows_without_a_match() {
         let project =
             store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), "shop").await.unwrap();
         let now = outrigger_store::now_millis();
-        let total = i64::from(outrigger_store::TEXT_SEARCH_WINDOW) + 5_000;
+        let total = i64::from(outrigger_store::EXAMINED_PER_PAGE) + 5_000;
         let calls: Vec<outrigger_store::ApiCall> = (0..total)
             .map(|n| outrigger_store::ApiCall {
                 project_id: project.id.clone(),

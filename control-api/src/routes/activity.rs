@@ -35,15 +35,15 @@ pub(crate) struct LogQuery {
     since: Option<DateTime<Utc>>,
     /// Only calls before this time (RFC 3339).
     until: Option<DateTime<Utc>>,
-    /// Only calls whose path, method, component, target or App ID contain this text (any case). No index serves
-    /// it: a page examines at most 20,000 calls (newest first) for the text, so it may hold fewer calls than
-    /// `limit`, or none, and still carry a `continuationToken` to examine the next ones.
+    /// Only calls whose path, method, component, target or App ID contain this text (any case).
     q: Option<String>,
     /// Only calls made by App IDs (`from_app`) or made to them by the platform (`to_app`: pub/sub deliveries,
     /// job triggers, input binding events).
     #[param(inline)]
     direction: Option<Direction>,
-    /// Calls per page (1-1000, default 100).
+    /// Calls per page (1-1000, default 100). A page examines at most 20,000 calls (newest first) for its filters,
+    /// so it may hold fewer calls than `limit`, or none, and still carry a `continuationToken` to examine the next
+    /// ones.
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
     /// Where the page starts: the `continuationToken` of the previous page.

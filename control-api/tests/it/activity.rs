@@ -2,12 +2,17 @@
 //! added up per App ID, per API and per step.
 
 use axum::http::StatusCode;
-use outrigger_store::{now_millis, ApiCall, CallDirection, TEXT_SEARCH_WINDOW};
+use outrigger_store::{now_millis, ApiCall, CallDirection, EXAMINED_PER_PAGE};
 
 use crate::both_engines;
 use crate::harness::TestApp;
 
-both_engines!(metrics_add_up_batches_of_many_app_ids_and_minutes, a_text_search_pages_through_a_window_at_a_time);
+both_engines!(
+    metrics_add_up_batches_of_many_app_ids_and_minutes,
+    a_text_search_pages_through_a_window_at_a_time,
+    filtered_pages_over_many_blocks_list_exactly_the_matching_calls,
+    trimming_and_expiry_keep_exactly_the_newest_calls
+);
 
 /// More App IDs than one statement upserts per-minute counts for on SQLite, over three minutes.
 const APP_IDS: usize = 120;
@@ -78,7 +83,7 @@ async fn metrics_add_up_batches_of_many_app_ids_and_minutes(app: TestApp) {
 async fn a_text_search_pages_through_a_window_at_a_time(app: TestApp) {
     app.project("shop").await;
     let template = call(&app, "orders".into(), 0).await;
-    let total = TEXT_SEARCH_WINDOW as i64 + 5_000;
+    let total = EXAMINED_PER_PAGE as i64 + 5_000;
     let calls: Vec<ApiCall> = (0..total)
         .map(|n| ApiCall {
             at: template.at - n,
@@ -102,4 +107,131 @@ async fn a_text_search_pages_through_a_window_at_a_time(app: TestApp) {
     let common = app.get("/api/v1/projects/shop/logs?q=orders&limit=10").await.expect(StatusCode::OK).json();
     assert_eq!(common["items"].as_array().unwrap().len(), 10);
     assert!(common["continuationToken"].is_string());
+}
+
+/// Which calls a listing's filter keeps.
+type Keeps = Box<dyn Fn(&ApiCall) -> bool>;
+
+/// The log keeps each written batch's calls of a project together (a block); whatever the filter, following the
+/// tokens lists exactly the calls that match, newest first, none twice, and none of another project's.
+async fn filtered_pages_over_many_blocks_list_exactly_the_matching_calls(app: TestApp) {
+    app.project("shop").await;
+    app.project("other").await;
+    let template = call(&app, String::new(), 0).await;
+    let org = outrigger_store::OrgId::default_org();
+    let other = app.store.begin().await.unwrap().project(&org, "other").await.unwrap().id;
+    let start = template.at - 3_600_000;
+    let mut written = Vec::new();
+    // Eight batches, each later than the one before, each mixing both projects.
+    for batch in 0..8 {
+        let calls: Vec<ApiCall> = (0..150)
+            .map(|n| {
+                let index = batch * 150 + n;
+                ApiCall {
+                    project_id: if index % 5 == 4 { other.clone() } else { template.project_id.clone() },
+                    at: start + i64::from(index) * 1_000,
+                    app_id: ["cart", "checkout", "audit"][(index % 7 % 3) as usize].into(),
+                    api: ["state", "pubsub", "jobs"][(index % 11 % 3) as usize].into(),
+                    path: format!("/v1.0/state/kvstore/key-{index}"),
+                    status: [200, 404, 500, 204][(index % 13 % 4) as usize],
+                    direction: if index % 17 == 0 { CallDirection::ToApp } else { CallDirection::FromApp },
+                    ..template.clone()
+                }
+            })
+            .collect();
+        app.store.record_api_calls(&calls).await.unwrap();
+        written.extend(calls);
+    }
+    written.retain(|call| call.project_id == template.project_id);
+    written.reverse();
+    let time = |at: i64| {
+        chrono::DateTime::from_timestamp_millis(at).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    };
+    let (since, until) = (start + 200_000, start + 900_000);
+    let filters: [(String, Keeps); 8] = [
+        (String::new(), Box::new(|_| true)),
+        ("appId=audit".into(), Box::new(|call| call.app_id == "audit")),
+        ("api=jobs".into(), Box::new(|call| call.api == "jobs")),
+        ("status=5xx".into(), Box::new(|call| call.status >= 500)),
+        ("status=404".into(), Box::new(|call| call.status == 404)),
+        ("direction=to_app".into(), Box::new(|call| call.direction == CallDirection::ToApp)),
+        (
+            format!("since={}&until={}", time(since), time(until)),
+            Box::new(move |call| (since..until).contains(&call.at)),
+        ),
+        ("q=KEY-10&appId=cart".into(), Box::new(|call| call.path.contains("key-10") && call.app_id == "cart")),
+    ];
+    for (query, keeps) in filters {
+        let expected: Vec<&str> = written.iter().filter(|call| keeps(call)).map(|call| call.path.as_str()).collect();
+        let mut listed: Vec<String> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut path = format!("/api/v1/projects/shop/logs?limit=7&{query}");
+            if let Some(token) = &token {
+                path.push_str(&format!("&continuationToken={token}"));
+            }
+            let page = app.get(&path).await.expect(StatusCode::OK).json();
+            let items = page["items"].as_array().unwrap();
+            assert!(items.len() <= 7, "{query}: {page}");
+            listed.extend(items.iter().map(|call| call["path"].as_str().unwrap().to_owned()));
+            assert!(listed.len() <= expected.len(), "{query}: more calls listed than match");
+            match page["continuationToken"].as_str() {
+                Some(next) => token = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(listed, expected, "{query}");
+    }
+}
+
+/// The paths the project `shop`'s log lists, newest first, all pages.
+async fn listed_paths(app: &TestApp) -> Vec<String> {
+    let page = app.get("/api/v1/projects/shop/logs?limit=1000").await.expect(StatusCode::OK).json();
+    assert!(page.get("continuationToken").is_none(), "{page}");
+    page["items"].as_array().unwrap().iter().map(|call| call["path"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Trimming and expiry remove whole blocks and cut the one block their boundary falls in: the log lists exactly
+/// the calls kept, and another project's calls stay.
+async fn trimming_and_expiry_keep_exactly_the_newest_calls(app: TestApp) {
+    app.project("shop").await;
+    app.project("other").await;
+    let template = call(&app, "orders".into(), 0).await;
+    let org = outrigger_store::OrgId::default_org();
+    let other = app.store.begin().await.unwrap().project(&org, "other").await.unwrap().id;
+    let start = template.at - 600_000;
+    // Three blocks of ten calls each, one second apart, and as many of another project's in the same batches.
+    for batch in 0..3 {
+        let calls: Vec<ApiCall> = (0..20)
+            .map(|n| ApiCall {
+                project_id: if n % 2 == 0 { template.project_id.clone() } else { other.clone() },
+                at: start + (batch * 10 + n / 2) * 1_000,
+                path: format!("/call/{}", batch * 10 + n / 2),
+                ..template.clone()
+            })
+            .collect();
+        app.store.record_api_calls(&calls).await.unwrap();
+    }
+    let newest = |count: i64, oldest: i64| -> Vec<String> {
+        (0..count)
+            .map(|n| format!("/call/{}", 29 - n))
+            .filter(|path| path[6..].parse::<i64>().unwrap() >= oldest)
+            .collect()
+    };
+    assert_eq!(listed_paths(&app).await, newest(30, 0));
+
+    // Expiry: the oldest block goes, and the five oldest calls of the second.
+    app.store.expire_api_calls(start + 15_000, 0).await.unwrap();
+    assert_eq!(listed_paths(&app).await, newest(15, 15));
+    // Trimming to 12 cuts the second block again; trimming to more than it holds changes nothing.
+    app.store.trim_api_calls(&template.project_id, 12).await.unwrap();
+    assert_eq!(listed_paths(&app).await, newest(12, 0));
+    app.store.trim_api_calls(&template.project_id, 100).await.unwrap();
+    assert_eq!(listed_paths(&app).await, newest(12, 0));
+    app.store.trim_api_calls(&template.project_id, 3).await.unwrap();
+    assert_eq!(listed_paths(&app).await, newest(3, 0));
+
+    // The other project lost only what expired.
+    let page = app.get("/api/v1/projects/other/logs?limit=1000").await.expect(StatusCode::OK).json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 15, "{page}");
 }

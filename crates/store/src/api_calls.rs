@@ -1,15 +1,13 @@
 //! The API log and its per-minute counts: every Dapr call an App ID makes, written in batches by the processes
-//! that see the calls, read newest first by the control API, and kept for a bounded time and number of rows
-//! per project. Expiry and trimming cost in proportion to what they remove and to the projects that wrote,
-//! never to the number of projects.
+//! that see the calls (in blocks: `api_log_blocks`), read newest first by the control API, and kept for a
+//! bounded time and number of calls per project. Expiry and trimming cost in proportion to what they remove and
+//! to the projects that wrote, never to the number of projects.
 
 use std::collections::BTreeMap;
 
-use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use crate::paging::{KeyColumn, Keyset, Value};
-use crate::{Engine, Page, PageRequest, ProjectId, Result, Store, Tx};
+use crate::{Engine, ProjectId, Result, Store, Tx};
 
 /// Upper bounds (microseconds) of the latency buckets the per-minute counts keep; the last is unbounded.
 pub const LATENCY_BUCKETS_US: [i64; 11] =
@@ -148,104 +146,10 @@ pub fn latency_bucket(latency_us: i64) -> usize {
     LATENCY_BUCKETS_US.iter().position(|bound| latency_us <= *bound).unwrap_or(LATENCY_BUCKETS_US.len())
 }
 
-const COLUMNS: &str = "id, project_id, at, app_id, target, api, protocol, method, path, component, status, grpc_code, \
-                       latency_us, trace_id, span_id, user_agent, caller_addr, direction";
-/// Values per stored row (every column but `id`).
-const STORED_COLUMNS: usize = 17;
-/// Rows per INSERT on SQLite: 17 values each stays under its 999 placeholders.
-const ROWS_PER_INSERT: usize = 58;
 /// Values per per-minute count row: project, minute, App ID, API, requests, errors, latency sum, the buckets.
 const MINUTE_COLUMNS: usize = 7 + BUCKET_COLUMNS.len();
 /// Count rows per upsert on SQLite: 19 values each stays under its 999 placeholders.
 const MINUTE_ROWS_PER_UPSERT: usize = 52;
-
-/// A call's stored columns, in [`COLUMNS`]' order after `id` (a JSON array on PostgreSQL's insert).
-#[derive(serde::Serialize)]
-struct StoredRow<'a>(
-    &'a str,
-    i64,
-    &'a str,
-    Option<&'a str>,
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a str,
-    Option<&'a str>,
-    i64,
-    Option<i64>,
-    i64,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<&'a str>,
-    &'static str,
-);
-
-fn stored_row(call: &ApiCall) -> StoredRow<'_> {
-    StoredRow(
-        call.project_id.as_str(),
-        call.at,
-        &call.app_id,
-        call.target.as_deref(),
-        &call.api,
-        &call.protocol,
-        &call.method,
-        &call.path,
-        call.component.as_deref(),
-        i64::from(call.status),
-        call.grpc_code.map(i64::from),
-        call.latency_us,
-        call.trace_id.as_deref(),
-        call.span_id.as_deref(),
-        call.user_agent.as_deref(),
-        call.caller_addr.as_deref(),
-        call.direction.as_str(),
-    )
-}
-
-/// The most calls one page of a text search examines: no index serves `LIKE '%text%'`, so a search for a rare
-/// text over a project of millions of calls would read them all for one page; it reads this many, newest first,
-/// and continues from there on the next page.
-pub const TEXT_SEARCH_WINDOW: u32 = 20_000;
-
-const NEWEST_FIRST: &[KeyColumn] = &[KeyColumn::Number("at"), KeyColumn::Number("id")];
-
-fn call_from_row(row: &AnyRow) -> Result<ApiCall> {
-    let status: i64 = row.try_get("status")?;
-    let grpc_code: Option<i64> = row.try_get("grpc_code")?;
-    Ok(ApiCall {
-        project_id: ProjectId(row.try_get("project_id")?),
-        at: row.try_get("at")?,
-        app_id: row.try_get("app_id")?,
-        target: row.try_get("target")?,
-        api: row.try_get("api")?,
-        protocol: row.try_get("protocol")?,
-        method: row.try_get("method")?,
-        path: row.try_get("path")?,
-        component: row.try_get("component")?,
-        status: u16::try_from(status).unwrap_or_default(),
-        grpc_code: grpc_code.and_then(|code| i32::try_from(code).ok()),
-        latency_us: row.try_get("latency_us")?,
-        trace_id: row.try_get("trace_id")?,
-        span_id: row.try_get("span_id")?,
-        user_agent: row.try_get("user_agent")?,
-        caller_addr: row.try_get("caller_addr")?,
-        direction: CallDirection::parse(&row.try_get::<String, _>("direction")?).unwrap_or_default(),
-    })
-}
-
-/// `text` as the LIKE pattern of a text search (`q`): matching it anywhere, lower-cased, its wildcards escaped.
-pub fn text_search_pattern(text: &str) -> String {
-    let mut pattern = String::from("%");
-    for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
 
 /// The per-minute counts a batch adds, by (project, minute, App ID, API): the calls App IDs made (charts and
 /// usage count those; calls to apps are in the log only).
@@ -276,65 +180,7 @@ impl Store {
     /// Writes a batch of calls and adds them to the per-minute counts, in one transaction.
     pub async fn record_api_calls(&self, calls: &[ApiCall]) -> Result<()> {
         let mut tx = self.pool.begin().await?;
-        match self.engine {
-            // Anonymous placeholders: SQLite looks a named one (`$1`) up by walking the list of names, so binding
-            // a statement of n of them costs n², and 960 of them dominated the all-in-one's instructions.
-            // Bound values, not PostgreSQL's one JSON parameter: unpacked with `json_each` and `->>`, the same
-            // batches went in at 54k rows/s against 77k bound (`cargo bench --bench api_log -- --parts write`); one
-            // JSON text per row took a state GET on the all-in-one from 96k to 120k instructions (`cargo bench
-            // --bench state_get -- --instructions-only 2000`): SQLite's `->>` costs more than a bound value.
-            Engine::Sqlite => {
-                for chunk in calls.chunks(ROWS_PER_INSERT) {
-                    let row = format!("({})", ["?"; STORED_COLUMNS].join(", "));
-                    let sql = format!(
-                        "INSERT INTO api_calls ({}) VALUES {}",
-                        &COLUMNS[4..],
-                        vec![row; chunk.len()].join(", ")
-                    );
-                    let mut query = sqlx::query(&sql);
-                    for call in chunk {
-                        let row = stored_row(call);
-                        query = query
-                            .bind(row.0)
-                            .bind(row.1)
-                            .bind(row.2)
-                            .bind(row.3)
-                            .bind(row.4)
-                            .bind(row.5)
-                            .bind(row.6)
-                            .bind(row.7)
-                            .bind(row.8)
-                            .bind(row.9)
-                            .bind(row.10)
-                            .bind(row.11)
-                            .bind(row.12)
-                            .bind(row.13)
-                            .bind(row.14)
-                            .bind(row.15)
-                            .bind(row.16);
-                    }
-                    query.execute(&mut *tx).await?;
-                }
-            }
-            // One parameter for the whole batch, a JSON array of rows the server unpacks: PostgreSQL's wire cost
-            // per bound value is larger than JSON's.
-            Engine::Postgres => {
-                let rows = serde_json::to_string(&calls.iter().map(stored_row).collect::<Vec<_>>())
-                    .expect("API calls serialise to JSON");
-                let values: Vec<String> = (0..STORED_COLUMNS)
-                    .map(|index| match index {
-                        1 | 9 | 10 | 11 => format!("(row ->> {index})::BIGINT"),
-                        _ => format!("row ->> {index}"),
-                    })
-                    .collect();
-                let sql = format!(
-                    "INSERT INTO api_calls ({}) SELECT {} FROM jsonb_array_elements($1::jsonb) AS row",
-                    &COLUMNS[4..],
-                    values.join(", ")
-                );
-                sqlx::query(&sql).bind(rows).execute(&mut *tx).await?;
-            }
-        }
+        crate::api_log_blocks::insert(&mut tx, self.engine, calls).await?;
         let counts = minute_counts(calls);
         let additions: Vec<String> = ["requests", "errors", "latency_us_sum"]
             .iter()
@@ -408,78 +254,15 @@ impl Store {
         Ok(())
     }
 
-    /// Removes log rows from before `calls_before` and per-minute counts from before `minutes_before`; how
-    /// many log rows went.
-    pub async fn expire_api_calls(&self, calls_before: i64, minutes_before: i64) -> Result<u64> {
-        let removed = sqlx::query("DELETE FROM api_calls WHERE at < $1").bind(calls_before).execute(&self.pool).await?;
+    /// Removes logged calls from before `calls_before` and per-minute counts from before `minutes_before`.
+    pub async fn expire_api_calls(&self, calls_before: i64, minutes_before: i64) -> Result<()> {
+        self.expire_api_call_blocks(calls_before).await?;
         sqlx::query("DELETE FROM api_call_minutes WHERE minute < $1").bind(minutes_before).execute(&self.pool).await?;
-        Ok(removed.rows_affected())
-    }
-
-    /// Keeps only the project's `keep` newest log rows; how many went.
-    pub async fn trim_api_calls(&self, project: &ProjectId, keep: u64) -> Result<u64> {
-        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        let oldest_kept: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT at, id FROM api_calls WHERE project_id = $1 ORDER BY at DESC, id DESC LIMIT 1 OFFSET $2",
-        )
-        .bind(project.as_str())
-        .bind(keep - 1)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((at, id)) = oldest_kept else { return Ok(0) };
-        let removed = sqlx::query("DELETE FROM api_calls WHERE project_id = $1 AND (at, id) < ($2, $3)")
-            .bind(project.as_str())
-            .bind(at)
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(removed.rows_affected())
+        Ok(())
     }
 }
 
 impl Tx {
-    /// A page of the project's logged calls, newest first.
-    pub async fn page_api_calls(
-        &mut self,
-        project: &ProjectId,
-        filter: &ApiCallFilter,
-        request: &PageRequest,
-    ) -> Result<Page<ApiCall>> {
-        let mut listing = Keyset::new("api_calls", COLUMNS, NEWEST_FIRST)
-            .newest_first()
-            .planned_per_run()
-            .filter("project_id = ?", Value::Text(project.as_str().to_owned()));
-        if let Some(app_id) = &filter.app_id {
-            listing = listing.filter("app_id = ?", Value::Text(app_id.clone()));
-        }
-        if let Some(api) = &filter.api {
-            listing = listing.filter("api = ?", Value::Text(api.clone()));
-        }
-        if let Some((from, to)) = filter.status {
-            listing = listing
-                .filter("status >= ?", Value::Number(from.into()))
-                .filter("status < ?", Value::Number(to.into()));
-        }
-        if let Some(direction) = filter.direction {
-            listing = listing.filter("direction = ?", Value::Text(direction.as_str().to_owned()));
-        }
-        if let Some(since) = filter.since {
-            listing = listing.filter("at >= ?", Value::Number(since));
-        }
-        if let Some(until) = filter.until {
-            listing = listing.filter("at < ?", Value::Number(until));
-        }
-        if let Some(text) = &filter.text {
-            listing = listing.examined_filter(
-                "(LOWER(path) LIKE ? ESCAPE '\\' OR LOWER(method) LIKE ? ESCAPE '\\' OR LOWER(COALESCE(component, '')) LIKE ? ESCAPE '\\' \
-                 OR LOWER(COALESCE(target, '')) LIKE ? ESCAPE '\\' OR LOWER(app_id) LIKE ? ESCAPE '\\')",
-                Value::Text(text_search_pattern(text)),
-                TEXT_SEARCH_WINDOW,
-            );
-        }
-        listing.page(self, request, call_from_row).await
-    }
-
     /// The project's calls from `since` (Unix milliseconds) on, counted per `step` milliseconds (a multiple of
     /// a minute), App ID and API, oldest first; [`ApiCallMinute::minute`] is each step's start.
     pub async fn api_call_counts(&mut self, project: &ProjectId, since: i64, step: i64) -> Result<Vec<ApiCallMinute>> {
@@ -553,10 +336,5 @@ mod tests {
         assert_eq!(latency_bucket(251), 1);
         assert_eq!(latency_bucket(1_000_000), 10);
         assert_eq!(latency_bucket(1_000_001), 11);
-    }
-
-    #[test]
-    fn search_text_matches_itself_only() {
-        assert_eq!(text_search_pattern("Order_1%"), "%order\\_1\\%%");
     }
 }

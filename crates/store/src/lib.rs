@@ -7,6 +7,7 @@
 //! name, an App ID or another string where the tenant's identifier belongs.
 
 mod api_calls;
+mod api_log_blocks;
 mod app_metadata;
 mod audit;
 mod changes;
@@ -27,9 +28,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use api_calls::{
-    latency_bucket, text_search_pattern, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings,
-    BUCKET_COLUMNS, LATENCY_BUCKETS_US, TEXT_SEARCH_WINDOW,
+    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, BUCKET_COLUMNS, LATENCY_BUCKETS_US,
 };
+pub use api_log_blocks::EXAMINED_PER_PAGE;
 pub use audit::{AuditEvent, AuditFilter};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
@@ -323,7 +324,7 @@ impl Tx {
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
         for table in [
-            "api_calls",
+            "api_call_blocks",
             "api_call_minutes",
             "app_metadata",
             "configuration_items",

@@ -7,9 +7,7 @@
 //! the last row's key, encoded: it only ever names a position inside the scope the caller already resolved,
 //! so a forged one can skip rows of that scope but never reach another's.
 //!
-//! A condition no index serves (the API log's text search) would make a page read every row of the scope when
-//! few match; such a condition is examined over a window of rows instead ([`Keyset::examined_filter`]): a page
-//! looks at most that many rows, and may come back short, or empty, with a token where it stopped.
+//! The API log pages its own way (`api_log_blocks`), reusing the token's encoding.
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -31,6 +29,17 @@ pub struct PageRequest {
     pub limit: u32,
     /// The previous page's continuation token; `None` for the first page.
     pub continuation: Option<String>,
+}
+
+impl PageRequest {
+    /// Entries the page holds at most.
+    pub(crate) fn limit(&self) -> u32 {
+        if self.limit == 0 {
+            DEFAULT_PAGE_SIZE
+        } else {
+            self.limit.min(MAX_PAGE_SIZE)
+        }
+    }
 }
 
 /// One page of a listing.
@@ -84,12 +93,12 @@ impl KeyColumn {
 }
 
 /// The encoded position after `key`: hex of its JSON (opaque to callers; hex keeps it URL-safe as is).
-fn encode(key: &[Value]) -> String {
+pub(crate) fn encode(key: &[Value]) -> String {
     hex::encode(serde_json::to_vec(key).expect("key values serialise"))
 }
 
 /// The key a continuation token names, checked against the listing's key columns.
-fn decode(token: &str, columns: &[KeyColumn]) -> Result<Vec<Value>> {
+pub(crate) fn decode(token: &str, columns: &[KeyColumn]) -> Result<Vec<Value>> {
     let key: Vec<Value> = hex::decode(token)
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
@@ -112,10 +121,6 @@ pub(crate) struct Keyset {
     descending: bool,
     /// Whether the statement is planned for each run's values (not prepared once and reused).
     planned_per_run: bool,
-    /// Conditions examined only over a window of rows (the clause, with `?` for its value, and the value).
-    examined: Vec<(String, Value)>,
-    /// The most rows of the scope one page examines for them.
-    window: u32,
 }
 
 impl Keyset {
@@ -128,8 +133,6 @@ impl Keyset {
             values: Vec::new(),
             descending: false,
             planned_per_run: false,
-            examined: Vec::new(),
-            window: u32::MAX,
         }
     }
 
@@ -160,21 +163,11 @@ impl Keyset {
         self
     }
 
-    /// Adds a condition no index serves, whose every `?` stands for `value`: a page examines at most `window` rows
-    /// of the scope (the other conditions) for it, so it may hold fewer rows than asked, or none, and still carry
-    /// a continuation token.
-    pub(crate) fn examined_filter(mut self, clause: &str, value: Value, window: u32) -> Keyset {
-        self.examined.push((clause.to_owned(), value));
-        self.window = self.window.min(window.max(1));
-        self
-    }
-
     /// The statement reading `columns` of the rows the clauses so far select, in key order.
-    fn select(&self, columns: &str, order: &[String], limit: u64, offset: u64) -> String {
+    fn select(&self, columns: &str, order: &[String], limit: u64) -> String {
         let filter =
             if self.clauses.is_empty() { String::new() } else { format!("WHERE {}", self.clauses.join(" AND ")) };
-        let offset = if offset == 0 { String::new() } else { format!(" OFFSET {offset}") };
-        format!("SELECT {columns} FROM {} {filter} ORDER BY {} LIMIT {limit}{offset}", self.table, order.join(", "))
+        format!("SELECT {columns} FROM {} {filter} ORDER BY {} LIMIT {limit}", self.table, order.join(", "))
     }
 
     /// Runs `sql` with `values` bound to its placeholders.
@@ -196,7 +189,7 @@ impl Keyset {
         request: &PageRequest,
         read: impl Fn(&AnyRow) -> Result<T>,
     ) -> Result<Page<T>> {
-        let limit = if request.limit == 0 { DEFAULT_PAGE_SIZE } else { request.limit.min(MAX_PAGE_SIZE) };
+        let limit = request.limit();
         let names: Vec<&str> = self.key.iter().map(|column| column.name()).collect();
         if let Some(token) = &request.continuation {
             let after: Vec<String> = decode(token, self.key)?.into_iter().map(|value| self.bind(value)).collect();
@@ -208,40 +201,13 @@ impl Keyset {
             .iter()
             .map(|name| if self.descending { format!("{name} DESC") } else { (*name).to_owned() })
             .collect();
-        // The examined conditions filter the window's rows, which the inner statement reads in key order and stops
-        // after; where the window ends is read only when the page comes back short (from the index alone).
-        let (sql, window_end) = if self.examined.is_empty() {
-            (self.select(self.columns, &order, u64::from(limit) + 1, 0), None)
-        } else {
-            let end_sql = self.select(&names.join(", "), &order, 1, u64::from(self.window) - 1);
-            let window_end = Some((end_sql, self.values.clone()));
-            let inner = self.select(self.columns, &order, u64::from(self.window), 0);
-            let examined: Vec<String> = std::mem::take(&mut self.examined)
-                .into_iter()
-                .map(|(clause, value)| clause.replace('?', &self.bind(value)))
-                .collect();
-            let sql = format!(
-                "SELECT {} FROM ({inner}) AS windowed WHERE {} ORDER BY {} LIMIT {}",
-                self.columns,
-                examined.join(" AND "),
-                order.join(", "),
-                limit + 1
-            );
-            (sql, window_end)
-        };
+        let sql = self.select(self.columns, &order, u64::from(limit) + 1);
         let mut rows = self.fetch(tx, &sql, &self.values).await?;
-        // The one row past the page says whether another page follows, without counting the rest; a short page
-        // that examined a whole window continues after it.
+        // The one row past the page says whether another page follows, without counting the rest.
         let continuation = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
             let last = rows.last().expect("a full page has a last row");
             Some(encode(&self.key.iter().map(|column| column.read(last)).collect::<Result<Vec<_>>>()?))
-        } else if let Some((end_sql, values)) = window_end {
-            let end = self.fetch(tx, &end_sql, &values).await?;
-            end.first()
-                .map(|row| self.key.iter().map(|column| column.read(row)).collect::<Result<Vec<_>>>())
-                .transpose()?
-                .map(|end| encode(&end))
         } else {
             None
         };

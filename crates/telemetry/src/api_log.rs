@@ -20,6 +20,8 @@ use crate::metrics;
 
 /// Calls written per transaction, at most.
 const BATCH: usize = 1000;
+/// How often the writer looks at its queue while it gathers a batch.
+const GATHER_TICK: Duration = Duration::from_millis(50);
 
 /// How the API log keeps calls.
 #[derive(Clone, Debug)]
@@ -110,13 +112,22 @@ impl Writer {
             if received == 0 {
                 return;
             }
-            // Gather what arrives within the flush interval, so a busy process writes once per interval.
+            // Gather what arrives within the flush interval, so a busy process writes once per interval. The queue
+            // is looked at every tick, not waited on: a writer waiting on it is woken by every call handed over.
             let deadline = Instant::now() + self.options.flush_interval;
-            while batch.len() < BATCH {
-                let room = BATCH - batch.len();
+            let tick = GATHER_TICK.min(self.options.flush_interval);
+            loop {
+                while batch.len() < BATCH {
+                    match calls.try_recv() {
+                        Ok(call) => batch.push(call),
+                        Err(_) => break,
+                    }
+                }
+                if batch.len() == BATCH || Instant::now() >= deadline {
+                    break;
+                }
                 tokio::select! {
-                    more = calls.recv_many(&mut batch, room) => if more == 0 { break },
-                    () = tokio::time::sleep_until(deadline) => break,
+                    () = tokio::time::sleep_until((Instant::now() + tick).min(deadline)) => {}
                     () = closing.cancelled() => break,
                 }
             }
