@@ -77,20 +77,11 @@ pub enum CallDirection {
 }
 
 impl CallDirection {
-    /// The stored and query-string form.
+    /// The query-string form.
     pub fn as_str(self) -> &'static str {
         match self {
             CallDirection::FromApp => "from_app",
             CallDirection::ToApp => "to_app",
-        }
-    }
-
-    /// The direction a stored or query-string value names.
-    pub fn parse(text: &str) -> Option<CallDirection> {
-        match text {
-            "from_app" => Some(CallDirection::FromApp),
-            "to_app" => Some(CallDirection::ToApp),
-            _ => None,
         }
     }
 }
@@ -195,7 +186,7 @@ impl Store {
                 additions.join(", ")
             )
         };
-        // Many rows per statement, as the calls: a batch of calls from many App IDs adds hundreds of count rows,
+        // Many rows per statement: a batch of calls from many App IDs adds hundreds of count rows,
         // and one statement each cost the embedded writer two thirds of its throughput.
         match self.engine {
             Engine::Sqlite => {
