@@ -188,7 +188,7 @@ async fn measure_writes(
             for call in &mut rows {
                 call.project_id = projects[0].clone();
                 call.app_id = "checkout".to_owned();
-                call.api = "state".to_owned();
+                call.api = "state".into();
                 call.direction = outrigger_store::CallDirection::FromApp;
             }
         }

@@ -110,9 +110,9 @@ macro_rules! bind_call {
             .bind(call.at)
             .bind(call.app_id.as_str())
             .bind(call.target.as_deref())
-            .bind(call.api.as_str())
-            .bind(call.protocol.as_str())
-            .bind(call.method.as_str())
+            .bind(&*call.api)
+            .bind(&*call.protocol)
+            .bind(&*call.method)
             .bind(call.path.as_str())
             .bind(call.component.as_deref())
             .bind(i64::from(call.status))
@@ -363,12 +363,7 @@ pub fn minute_rows_per_batch(rows: &[ApiCall]) -> f64 {
             .iter()
             .filter(|call| call.direction == outrigger_store::CallDirection::FromApp)
             .map(|call| {
-                (
-                    call.project_id.as_str(),
-                    call.at - call.at.rem_euclid(60_000),
-                    call.app_id.as_str(),
-                    call.api.as_str(),
-                )
+                (call.project_id.as_str(), call.at - call.at.rem_euclid(60_000), call.app_id.as_str(), &*call.api)
             })
             .collect();
         total += groups.len();

@@ -7,16 +7,17 @@
 //! happen off the request path.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderMap, HeaderValue, Method, Request};
+use axum::http::header::USER_AGENT;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr_durabletask_proto as wf;
 use outrigger_bus::{Tenant, TraceContext};
 use outrigger_store::{ApiCall, CallDirection};
-use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind};
+use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
 
 use crate::Gateway;
 
@@ -191,7 +192,7 @@ impl Observation {
             http_method: (!grpc).then(|| http_method_label(request.method())),
             path: request.uri().path().to_owned(),
             user_agent: logged
-                .then(|| request.headers().get("user-agent").and_then(|value| value.to_str().ok()).map(str::to_owned))
+                .then(|| request.headers().get(USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned))
                 .flatten(),
             caller_addr: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0),
             hop: None,
@@ -203,17 +204,17 @@ impl Observation {
     /// trace sampled at the App ID's rate, and `headers` (the request's) now name it, so that whatever the
     /// call passes on (to an app, into a CloudEvent) descends from it. Returns that trace context.
     pub(crate) async fn enter(&mut self, gateway: &Gateway, tenant: &Tenant, headers: &mut HeaderMap) -> TraceContext {
-        let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let text = |name: HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
         // Only a process that exports spans needs the App ID's rate.
         let rate = if trace::exporting() { gateway.sampling_rate(tenant).await } else { 0.0 };
-        let hop = Hop::arriving(text("traceparent"), text("tracestate"), rate);
+        let hop = Hop::arriving(text(TRACEPARENT), text(TRACESTATE), rate);
         let traceparent = hop.traceparent();
         let parent = HeaderValue::from_str(&traceparent).expect("a traceparent is visible ASCII");
         let state = hop.tracestate().and_then(|state| HeaderValue::from_str(state).ok());
-        headers.insert("traceparent", parent.clone());
+        headers.insert(TRACEPARENT, parent.clone());
         match &state {
-            Some(state) => headers.insert("tracestate", state.clone()),
-            None => headers.remove("tracestate"),
+            Some(state) => headers.insert(TRACESTATE, state.clone()),
+            None => headers.remove(TRACESTATE),
         };
         let context = TraceContext { traceparent: Some(traceparent), tracestate: hop.tracestate().map(str::to_owned) };
         self.hop = Some(hop);
@@ -246,10 +247,10 @@ impl Observation {
             (None, code) => metrics.grpc_call(&tenant.project, &tenant.app_id, &self.path, code.unwrap_or(2), elapsed),
         }
         let hop = self.hop.take();
-        if let Some((parent, state)) = self.trace_headers.take().filter(|_| !answer.contains_key("traceparent")) {
-            answer.insert("traceparent", parent);
+        if let Some((parent, state)) = self.trace_headers.take().filter(|_| !answer.contains_key(TRACEPARENT)) {
+            answer.insert(TRACEPARENT, parent);
             if let Some(state) = state {
-                answer.insert("tracestate", state);
+                answer.insert(TRACESTATE, state);
             }
         }
         let log = &gateway.0.options.api_log;
@@ -270,11 +271,11 @@ impl Observation {
             at: self.at,
             app_id: tenant.app_id.clone(),
             target: subject.target,
-            api: subject.api.to_owned(),
-            protocol: if self.http_method.is_some() { "http" } else { "grpc" }.to_owned(),
+            api: subject.api.into(),
+            protocol: if self.http_method.is_some() { "http" } else { "grpc" }.into(),
             method: match self.http_method {
-                Some(method) => method.to_owned(),
-                None => self.path.rsplit('/').next().unwrap_or_default().to_owned(),
+                Some(method) => method.into(),
+                None => self.path.rsplit('/').next().unwrap_or_default().to_owned().into(),
             },
             path: self.path,
             component: subject.component,
@@ -284,7 +285,7 @@ impl Observation {
             trace_id: ids.map(|ids| ids.trace_id_hex()),
             span_id: ids.map(|ids| ids.span_id_hex()),
             user_agent: self.user_agent,
-            caller_addr: self.caller_addr.map(|addr| addr.ip().to_string()),
+            caller_addr: self.caller_addr.map(|addr| ip_text(addr.ip())),
             direction: CallDirection::FromApp,
         });
     }
@@ -330,6 +331,20 @@ impl Observation {
     }
 }
 
+/// An address as the log shows it. An IPv4 address is written octet by octet: its `Display` runs through
+/// `core::fmt` at ~1,300 instructions, a fifth of what logging a call costs; `itoa` takes ~100.
+fn ip_text(ip: IpAddr) -> String {
+    let IpAddr::V4(ip) = ip else { return ip.to_string() };
+    let mut text = String::with_capacity(15);
+    for (index, octet) in ip.octets().into_iter().enumerate() {
+        if index > 0 {
+            text.push('.');
+        }
+        text.push_str(itoa::Buffer::new().format(octet));
+    }
+    text
+}
+
 /// The HTTP status paired with a gRPC code (as gRPC-gateway and daprd's error pairs do).
 pub(crate) fn http_status_of_grpc(code: i32) -> u16 {
     match code {
@@ -366,6 +381,14 @@ mod tests {
         assert_eq!(Subject::of_http_path("/v1.0/metadata").api, "metadata");
         assert_eq!(Subject::of_http_path("/v1.0-beta1/workflows/dapr/wf/start").component.as_deref(), Some("dapr"));
         assert_eq!(Subject::of_http_path("/anything").api, "other");
+    }
+
+    #[test]
+    fn addresses_are_written_as_their_display_writes_them() {
+        for ip in ["127.0.0.1", "10.200.3.45", "0.0.0.0", "255.255.255.255", "::1", "2001:db8::8a2e:370:7334"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_text(ip), ip.to_string());
+        }
     }
 
     #[test]

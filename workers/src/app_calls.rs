@@ -46,7 +46,7 @@ impl ToApp<'_> {
         let (method, path) = (request.method().as_str().to_owned(), request.url().path().to_owned());
         let trace = request
             .headers()
-            .get("traceparent")
+            .get(outrigger_telemetry::trace::TRACEPARENT)
             .and_then(|value| value.to_str().ok())
             .and_then(outrigger_telemetry::trace::SpanIds::parse);
         let answer = client.execute(request).await;
@@ -59,9 +59,9 @@ impl ToApp<'_> {
             at,
             app_id: self.app_id.to_owned(),
             target: self.target.map(str::to_owned),
-            api: self.api.to_owned(),
-            protocol: "http".to_owned(),
-            method,
+            api: self.api.into(),
+            protocol: "http".into(),
+            method: method.into(),
             path,
             component: self.component.map(str::to_owned),
             status,

@@ -339,8 +339,8 @@ pub(crate) async fn purge_instance(
     scope: ProjectScope,
     Query(query): Query<PurgeQuery>,
 ) -> ApiResult<StatusCode> {
-    let project = scope.project.id.clone();
-    if state.workflows.purge(&project, &instance, true, query.force.unwrap_or(false)).await? == 0 {
+    let project = (&scope.project.id, scope.project.name.as_str());
+    if state.workflows.purge(project, &instance, true, query.force.unwrap_or(false)).await? == 0 {
         return Err(WorkflowError::NotFound(instance).into());
     }
     Ok(StatusCode::NO_CONTENT)

@@ -3,6 +3,7 @@
 //! bounded time and number of calls per project. Expiry and trimming cost in proportion to what they remove and
 //! to the projects that wrote, never to the number of projects.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use sqlx::Row;
@@ -39,12 +40,13 @@ pub struct ApiCall {
     pub app_id: String,
     /// The App ID or HTTP endpoint an invocation went to, the topic of a publish or delivery, or a job's name.
     pub target: Option<String>,
-    /// The building block (`state`, `pubsub`, `invocation`, `workflows`, …).
-    pub api: String,
+    /// The building block (`state`, `pubsub`, `invocation`, `workflows`, …). This and the next two are words
+    /// of a fixed vocabulary as a call is recorded: borrowed, not allocated, on the request path.
+    pub api: Cow<'static, str>,
     /// `http` or `grpc`.
-    pub protocol: String,
+    pub protocol: Cow<'static, str>,
     /// The HTTP method, or the rpc's name.
-    pub method: String,
+    pub method: Cow<'static, str>,
     /// The HTTP path, or the rpc's full path.
     pub path: String,
     /// The component the call named.
@@ -148,16 +150,17 @@ fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCall
     let mut counts = BTreeMap::new();
     for call in calls.iter().filter(|call| call.direction == CallDirection::FromApp) {
         let minute = call.at - call.at.rem_euclid(60_000);
-        let entry = counts
-            .entry((call.project_id.as_str(), minute, call.app_id.as_str(), call.api.as_str()))
-            .or_insert_with(|| ApiCallMinute {
-                minute,
-                app_id: call.app_id.clone(),
-                api: call.api.clone(),
-                requests: 0,
-                errors: 0,
-                latency_us_sum: 0,
-                buckets: [0; 12],
+        let entry =
+            counts.entry((call.project_id.as_str(), minute, call.app_id.as_str(), &*call.api)).or_insert_with(|| {
+                ApiCallMinute {
+                    minute,
+                    app_id: call.app_id.clone(),
+                    api: call.api.to_string(),
+                    requests: 0,
+                    errors: 0,
+                    latency_us_sum: 0,
+                    buckets: [0; 12],
+                }
             });
         entry.requests += 1;
         entry.errors += i64::from(call.failed());

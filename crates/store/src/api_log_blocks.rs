@@ -8,8 +8,6 @@
 //! continuation token names a block and a position in it. Expiry and trimming remove whole blocks, and rewrite
 //! the one block a boundary falls in, so a listing shows exactly the calls kept.
 
-use std::collections::BTreeMap;
-
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -37,7 +35,7 @@ const MOST_READ: i64 = 256;
 const POSITION: &[KeyColumn] = &[KeyColumn::Number("last_at"), KeyColumn::Number("id"), KeyColumn::Number("position")];
 
 /// One call as a block stores it: the project is the block's, the direction a flag.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
 struct StoredCall<'a> {
     at: i64,
     app_id: &'a str,
@@ -87,16 +85,16 @@ impl<'a> StoredCall<'a> {
         }
     }
 
-    fn to_call(&self, project: &ProjectId) -> ApiCall {
+    fn to_call(self, project: &ProjectId) -> ApiCall {
         let owned = |text: Option<&str>| text.map(str::to_owned);
         ApiCall {
             project_id: project.clone(),
             at: self.at,
             app_id: self.app_id.to_owned(),
             target: owned(self.target),
-            api: self.api.to_owned(),
-            protocol: self.protocol.to_owned(),
-            method: self.method.to_owned(),
+            api: self.api.to_owned().into(),
+            protocol: self.protocol.to_owned().into(),
+            method: self.method.to_owned().into(),
             path: self.path.to_owned(),
             component: owned(self.component),
             status: self.status,
@@ -188,19 +186,20 @@ struct Block {
 
 impl Block {
     /// The block of `calls` (newest first, at least one).
-    fn of(calls: &[StoredCall<'_>]) -> Block {
+    fn of<C: Stored>(calls: &[C]) -> Block {
         // Room for a typical call's encoding from the start: growing a block of hundreds of calls by doubling
         // copied it over and over.
         let mut body = Vec::with_capacity(calls.len() * ENCODED_CALL_BYTES);
-        rmp_serde::encode::write(&mut body, &(BLOCK_FORMAT, calls)).expect("API calls encode to MessagePack");
+        rmp_serde::encode::write(&mut body, &(BLOCK_FORMAT, Encoded(calls))).expect("API calls encode to MessagePack");
+        let stored = || calls.iter().map(Stored::stored);
         Block {
-            first_at: calls.iter().map(|call| call.at).min().unwrap_or_default(),
-            last_at: calls.iter().map(|call| call.at).max().unwrap_or_default(),
+            first_at: stored().map(|call| call.at).min().unwrap_or_default(),
+            last_at: stored().map(|call| call.at).max().unwrap_or_default(),
             calls: calls.len() as i64,
-            app_ids: name_list(calls.iter().map(|call| call.app_id)),
-            apis: name_list(calls.iter().map(|call| call.api)),
-            statuses: calls.iter().fold(0, |bits, call| bits | status_bit(call.status)),
-            directions: calls.iter().fold(0, |bits, call| bits | direction_bit(call.direction())),
+            app_ids: name_list(stored().map(|call| call.app_id)),
+            apis: name_list(stored().map(|call| call.api)),
+            statuses: stored().fold(0, |bits, call| bits | status_bit(call.status)),
+            directions: stored().fold(0, |bits, call| bits | direction_bit(call.direction())),
             body,
         }
     }
@@ -233,20 +232,40 @@ fn decode(id: i64, body: &[u8]) -> Result<Vec<StoredCall<'_>>> {
     }
 }
 
-/// A batch's blocks: one per project, its calls newest first (calls of the same millisecond, the later first).
-fn blocks_of(calls: &[ApiCall]) -> Vec<(&ProjectId, Block)> {
-    let mut by_project: BTreeMap<&ProjectId, Vec<StoredCall<'_>>> = BTreeMap::new();
-    for call in calls.iter().rev() {
-        by_project.entry(&call.project_id).or_default().push(StoredCall::of(call));
+/// A call a block can hold: a recorded one, or one of a stored block that is rewritten.
+trait Stored {
+    fn stored(&self) -> StoredCall<'_>;
+}
+
+impl Stored for &ApiCall {
+    fn stored(&self) -> StoredCall<'_> {
+        StoredCall::of(self)
     }
-    by_project
-        .into_iter()
-        .map(|(project, mut calls)| {
-            // Stable, and nearly sorted already: calls arrive about in time order.
-            calls.sort_by_key(|call| std::cmp::Reverse(call.at));
-            (project, Block::of(&calls))
-        })
-        .collect()
+}
+
+impl Stored for StoredCall<'_> {
+    fn stored(&self) -> StoredCall<'_> {
+        *self
+    }
+}
+
+/// Calls encoded as a block's sequence, each in its stored form, made as it is written rather than gathered
+/// into a list first (hundreds of calls of ~200 bytes, copied as the list grew).
+struct Encoded<'a, C>(&'a [C]);
+
+impl<C: Stored> serde::Serialize for Encoded<'_, C> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(Stored::stored))
+    }
+}
+
+/// A batch's blocks: one per project, its calls newest first (calls of the same millisecond, the later first).
+/// The batch is ordered by reference: a stable sort of the calls in reverse arrival order, which arrive about in
+/// time order, so it mostly finds them sorted already.
+fn blocks_of(calls: &[ApiCall]) -> Vec<(&ProjectId, Block)> {
+    let mut order: Vec<&ApiCall> = calls.iter().rev().collect();
+    order.sort_by(|a, b| a.project_id.cmp(&b.project_id).then(b.at.cmp(&a.at)));
+    order.chunk_by(|a, b| a.project_id == b.project_id).map(|run| (&run[0].project_id, Block::of(run))).collect()
 }
 
 /// Adds the blocks of `calls` to the log, in the caller's transaction.

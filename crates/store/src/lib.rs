@@ -23,6 +23,7 @@ mod streams;
 mod tokens;
 
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
@@ -226,9 +227,13 @@ pub struct Tx {
     tx: sqlx::Transaction<'static, sqlx::Any>,
 }
 
-/// Now, in Unix milliseconds (the control plane's time stamps).
+/// Now, in Unix milliseconds (the control plane's time stamps). Straight from the system clock: `chrono`'s
+/// `Utc::now` works out the calendar date too (~230 instructions), and the API log asks at every call.
 pub fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => -i64::try_from(before.duration().as_millis()).unwrap_or(i64::MAX),
+    }
 }
 
 fn new_id(prefix: &str) -> String {

@@ -182,10 +182,12 @@ impl Engine {
             .await?)
     }
 
-    /// `PurgeInstances` of one instance (and, with `recursive`, its children); how many were deleted.
+    /// `PurgeInstances` of one instance (and, with `recursive`, its children); how many were deleted. An
+    /// instance purged with `force` before it ended ends here: its span (the project named `project_name`) is
+    /// exported as terminated.
     pub async fn purge(
         &self,
-        project: &ProjectId,
+        (project, project_name): (&ProjectId, &str),
         instance: &str,
         recursive: bool,
         force: bool,
@@ -203,12 +205,16 @@ impl Engine {
                 .await?;
         }
         tx.commit().await?;
+        if !is_terminal(found.status) {
+            let owner = spans::SpanOwner { project: project_name, app_id: &found.app_id };
+            spans::instance_ended(owner, (instance, &found.name), &found.trace, found.created_at, Status::Terminated);
+        }
         self.histories.forget(project, instance);
         self.watchers.changed(project, instance);
         let mut deleted = 1;
         if recursive {
             for child in self.children(project, instance).await? {
-                deleted += Box::pin(self.purge(project, &child, true, force)).await?;
+                deleted += Box::pin(self.purge((project, project_name), &child, true, force)).await?;
             }
         }
         Ok(deleted)

@@ -199,7 +199,7 @@ impl Engine {
     /// their children); how many were deleted. Instances still running are left alone.
     pub async fn purge_matching(
         &self,
-        project: &ProjectId,
+        (project, project_name): (&ProjectId, &str),
         filter: &InstanceFilter,
         recursive: bool,
     ) -> Result<i32, WorkflowError> {
@@ -210,7 +210,7 @@ impl Engine {
         for row in rows {
             if is_terminal(row.try_get::<i64, _>("status")? as i32) {
                 let instance: String = row.try_get("instance_id")?;
-                deleted += self.purge(project, &instance, recursive, false).await?;
+                deleted += self.purge((project, project_name), &instance, recursive, false).await?;
             }
         }
         Ok(deleted)

@@ -3,7 +3,8 @@
 //! rather than over the bus.
 
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Extension, Router};
@@ -11,6 +12,7 @@ use dapr::dapr::proto::common::v1::http_extension::Verb;
 use dapr::dapr::proto::common::v1::InvokeResponse;
 use dapr::dapr::proto::runtime::v1 as pb;
 use outrigger_bus::Tenant;
+use outrigger_telemetry::trace::{TRACEPARENT, TRACESTATE};
 use tracing::Instrument;
 
 use super::grpc::{dapr_rpc, rpc, Caller, Rpcs};
@@ -112,14 +114,14 @@ async fn invoke_grpc(
     let path_and_query =
         if extension.querystring.is_empty() { method } else { format!("{method}?{}", extension.querystring) };
     let mut headers = HeaderMap::new();
-    let mut set = |name: &'static str, value: Option<&str>| {
+    let mut set = |name: HeaderName, value: Option<&str>| {
         if let Some(value) = value.filter(|value| !value.is_empty()).and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(name, value);
         }
     };
-    set("content-type", Some(&message.content_type));
-    set("traceparent", caller.trace.traceparent.as_deref());
-    set("tracestate", caller.trace.tracestate.as_deref());
+    set(CONTENT_TYPE, Some(&message.content_type));
+    set(TRACEPARENT, caller.trace.traceparent.as_deref());
+    set(TRACESTATE, caller.trace.tracestate.as_deref());
     let body = axum::body::Body::from(message.data.map(|data| data.value).unwrap_or_default());
     let invocation = Invocation { method: verb, path_and_query, headers, body };
     let answer = gateway.invoke(&caller.tenant, &request.id, invocation).await?;

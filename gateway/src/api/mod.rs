@@ -22,10 +22,11 @@ use axum::http::HeaderMap;
 pub(crate) use configuration::Subscriptions as ConfigurationSubscriptions;
 pub(crate) use jobs::JobRequestError;
 use outrigger_bus::TraceContext;
+use outrigger_telemetry::trace::{TRACEPARENT, TRACESTATE};
 pub(crate) use workflow::WorkflowRequestError;
 
 /// The W3C trace context of a request (HTTP headers or gRPC metadata).
 pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {
-    let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    TraceContext { traceparent: header("traceparent"), tracestate: header("tracestate") }
+    let header = |name| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    TraceContext { traceparent: header(TRACEPARENT), tracestate: header(TRACESTATE) }
 }

@@ -211,11 +211,21 @@ async fn purge(
     let deleted = match request.request {
         Some(Which::InstanceId(instance)) => {
             let force = request.force.unwrap_or(false);
-            counted(tenant, purge, engine(&gateway).purge(project, &instance, request.recursive, force)).await?
+            counted(
+                tenant,
+                purge,
+                engine(&gateway).purge((project, &tenant.project), &instance, request.recursive, force),
+            )
+            .await?
         }
         Some(Which::PurgeInstanceFilter(filter)) => {
             let filter = InstanceFilter::from(filter);
-            counted(tenant, purge, engine(&gateway).purge_matching(project, &filter, request.recursive)).await?
+            counted(
+                tenant,
+                purge,
+                engine(&gateway).purge_matching((project, &tenant.project), &filter, request.recursive),
+            )
+            .await?
         }
         None => return Err(WorkflowError::Invalid("name an instance or give a filter".to_owned()).into()),
     };
@@ -467,7 +477,7 @@ fn control(which: Control) -> MethodRouter<Gateway> {
                 Control::Resume => counted(&tenant, event, engine.suspend(project, &instance, false, None)).await?,
                 Control::Purge => {
                     let purged = async {
-                        match engine.purge(project, &instance, true, false).await? {
+                        match engine.purge((project, &tenant.project), &instance, true, false).await? {
                             0 => Err(WorkflowError::NotFound(instance)),
                             _ => Ok(()),
                         }

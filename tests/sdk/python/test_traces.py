@@ -5,7 +5,8 @@ worker's span of the bus call is its child (in another process on the distribute
 a span of the publisher's trace, whose context the subscriber app receives; an input binding's event starts a
 trace of its own (daprd's `bindings/<name>`), whose context the app receives; a workflow instance is a span
 (`orchestration||<name>`) under the call that started it, and each of its activities one (`activity||<name>`)
-under the instance's, as daprd's engine makes them; an App ID whose Configuration sets
+under the instance's, as daprd's engine makes them (an instance purged with force before it ends is a terminated
+span); an App ID whose Configuration sets
 `tracing.samplingRate: "0"` records nothing; with OUTRIGGER_OTLP_PROTOCOL=http/protobuf the same spans arrive over
 OTLP/HTTP.
 """
@@ -27,6 +28,13 @@ SAVE_STATE = '/dapr.proto.runtime.v1.Dapr/SaveState'
 
 def of_project(project: str, name: str):
     return lambda span: span.attributes.get('outrigger.project') == project and span.name == name
+
+
+def task_span(app, name: str, instance_id: str):
+    """A workflow's or activity's span (`orchestration||<name>`, `activity||<name>`) of an instance of `app`."""
+    return lambda span: span.name == name \
+        and span.attributes.get('durabletask.task.instance_id') == instance_id \
+        and span.attributes.get('outrigger.project') == app.project
 
 
 def worker_span_of(spans: Receiver, parent: Span, name: str) -> Span:
@@ -136,25 +144,37 @@ def test_a_workflow_and_its_activities_are_spans_of_the_trace_that_started_it(ap
         state = client.wait_for_workflow_completion(failing, timeout_in_seconds=WAIT)
         assert state.runtime_status.name == 'FAILED', state
 
-    def named(name: str, instance_id: str):
-        return lambda span: span.name == name and span.attributes.get('durabletask.task.instance_id') == instance_id \
-            and span.attributes.get('outrigger.project') == app.project
-
     # daprd's engine names them so: the instance's span under the call that started it, the activity's under it.
-    workflow = spans.wait_for(named('orchestration||traced_flow', instance), 'the workflow\'s span')
+    workflow = spans.wait_for(task_span(app, 'orchestration||traced_flow', instance), 'the workflow\'s span')
     start = spans.wait_for(lambda span: span.span_id == workflow.parent_span_id, 'the span of the start call')
     assert (start.trace_id, start.name) == (workflow.trace_id, '/TaskHubSidecarService/StartInstance'), start
     assert workflow.attributes['durabletask.runtime_status'] == 'COMPLETED' and not workflow.error, workflow
     assert workflow.attributes['outrigger.app_id'] == 'orders', workflow
-    activity = spans.wait_for(named('activity||traced_step', instance), 'the activity\'s span')
+    activity = spans.wait_for(task_span(app, 'activity||traced_step', instance), 'the activity\'s span')
     assert (activity.trace_id, activity.parent_span_id) == (workflow.trace_id, workflow.span_id), activity
     assert workflow.start <= activity.start <= activity.end <= workflow.end, (workflow, activity)
     assert not activity.error and activity.attributes['durabletask.task.task_id'] >= 0, activity
 
-    failed = spans.wait_for(named('orchestration||traced_flow', failing), 'the failed workflow\'s span')
+    failed = spans.wait_for(task_span(app, 'orchestration||traced_flow', failing), 'the failed workflow\'s span')
     assert failed.error and failed.attributes['durabletask.runtime_status'] == 'FAILED', failed
-    failed_step = spans.wait_for(named('activity||traced_step', failing), 'the failed activity\'s span')
+    failed_step = spans.wait_for(task_span(app, 'activity||traced_step', failing), 'the failed activity\'s span')
     assert failed_step.error and failed_step.parent_span_id == failed.span_id, failed_step
+
+
+def test_a_workflow_purged_before_it_ends_is_a_terminated_span(deployment, app, spans):
+    def held_flow(ctx, _):
+        return (yield ctx.wait_for_external_event('never'))
+
+    with workflow_app(app, workflows=[held_flow]) as client:
+        instance = client.schedule_new_workflow(held_flow)
+        client.wait_for_workflow_start(instance, timeout_in_seconds=WAIT)
+        deployment.control.expect(204, 'DELETE', f'/projects/{app.project}/workflows/{instance}?force=true')
+        assert client.get_workflow_state(instance) is None, 'the purged instance is still there'
+
+    purged = spans.wait_for(task_span(app, 'orchestration||held_flow', instance), 'the purged workflow\'s span')
+    assert purged.error and purged.attributes['durabletask.runtime_status'] == 'TERMINATED', purged
+    start = spans.wait_for(lambda span: span.span_id == purged.parent_span_id, 'the span of the start call')
+    assert (start.trace_id, start.name) == (purged.trace_id, '/TaskHubSidecarService/StartInstance'), start
 
 
 def test_a_sampling_rate_of_zero_records_nothing(tenants, spans):

@@ -6,7 +6,7 @@ use std::time::Duration;
 use outrigger_outbound::AppChannel;
 
 use crate::app_calls::ToApp;
-use outrigger_telemetry::trace::{Hop, KeyValue, SpanKind};
+use outrigger_telemetry::trace::{Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
 use serde_json::{Map, Value};
 
 /// What the app said about an event (daprd `pkg/runtime/subscription/postman/http`).
@@ -43,9 +43,9 @@ pub(crate) async fn deliver(
     let hop = delivery_hop(event);
     match &hop {
         Some(hop) => {
-            request = request.header("traceparent", hop.traceparent());
+            request = request.header(TRACEPARENT, hop.traceparent());
             if let Some(state) = hop.tracestate() {
-                request = request.header("tracestate", state);
+                request = request.header(TRACESTATE, state);
             }
         }
         None => {
@@ -151,9 +151,9 @@ pub(crate) async fn deliver_bulk(
         .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
         .json(&body);
     if let Some(last) = hops.iter().rev().flatten().next() {
-        request = request.header("traceparent", last.traceparent());
+        request = request.header(TRACEPARENT, last.traceparent());
         if let Some(state) = last.tracestate() {
-            request = request.header("tracestate", state);
+            request = request.header(TRACESTATE, state);
         }
     }
     let outcomes = bulk_verdicts(to.send(client, request).await, path, events.len()).await;

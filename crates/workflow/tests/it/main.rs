@@ -157,7 +157,7 @@ async fn instances_of_one_project_cannot_be_reached_from_another(db: Db) {
     assert!(engine.state(beta, "shared-id", true).await.unwrap().is_none());
     assert!(engine.raise(beta, "shared-id", "e", None).await.is_err());
     assert!(engine.terminate(beta, "shared-id", None, true).await.is_err());
-    assert_eq!(engine.purge(beta, "shared-id", true, true).await.unwrap(), 0);
+    assert_eq!(engine.purge((beta, "beta"), "shared-id", true, true).await.unwrap(), 0);
     assert!(
         engine.claim(beta, "app", "beta-stream").await.unwrap().is_none(),
         "beta's workers get none of alpha's work"
