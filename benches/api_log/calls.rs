@@ -3,7 +3,9 @@
 //! so that a baseline and the writer write the same rows; and the calls of the query part's fill, over 1,000
 //! projects of which three are heavy.
 
-use outrigger_store::{ApiCall, CallDirection, ProjectId};
+use std::net::IpAddr;
+
+use outrigger_store::{ApiCall, CallDirection, CallSpan, ProjectId};
 
 /// Projects the written calls spread over: project 0 makes 20 % of them, projects 1-9 40 %, 10-99 the rest.
 pub const WRITE_PROJECTS: u64 = 100;
@@ -133,8 +135,7 @@ pub fn call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
         status: if status == 200 && method == "POST" && api == "state" { 204 } else { status },
         grpc_code: grpc.then_some(grpc_code),
         latency_us: latency_us as i64,
-        trace_id: None,
-        span_id: None,
+        span: None,
         user_agent: None,
         caller_addr: None,
         direction: if to_app { CallDirection::ToApp } else { CallDirection::FromApp },
@@ -152,10 +153,12 @@ fn with_caller(call: ApiCall, index: u64, salt: u64, key: u64) -> ApiCall {
         "python-requests/2.32.3"
     };
     ApiCall {
-        trace_id: Some(format!("{:016x}{:016x}", mix(index, salt), mix(index, salt + 1))),
-        span_id: Some(format!("{:016x}", mix(index, salt + 2))),
+        span: Some(CallSpan {
+            trace_id: (u128::from(mix(index, salt)) << 64 | u128::from(mix(index, salt + 1))).to_be_bytes(),
+            span_id: mix(index, salt + 2).to_be_bytes(),
+        }),
         user_agent: Some(user_agent.to_owned()),
-        caller_addr: Some(format!("10.0.{}.{}", key % 256, (key / 256) % 256)),
+        caller_addr: Some(IpAddr::from([10, 0, (key % 256) as u8, ((key / 256) % 256) as u8])),
         ..call
     }
 }
@@ -168,8 +171,10 @@ pub fn calls(projects: &[ProjectId], from: u64, to: u64, start: i64) -> Vec<ApiC
 /// Bytes of a call's text columns, on average over `calls`.
 pub fn mean_text_bytes(calls: &[ApiCall]) -> f64 {
     let text = |call: &ApiCall| {
-        let optional =
-            [&call.target, &call.component, &call.trace_id, &call.span_id, &call.user_agent, &call.caller_addr];
+        let optional = [&call.target, &call.component, &call.user_agent];
+        // As the log shows them: the ids in hex, the address as text.
+        let span = call.span.map_or(0, |span| span.trace_id_hex().len() + span.span_id_hex().len());
+        let address = call.caller_addr.map_or(0, |address| address.to_string().len());
         call.project_id.as_str().len()
             + call.app_id.len()
             + call.api.len()
@@ -178,6 +183,8 @@ pub fn mean_text_bytes(calls: &[ApiCall]) -> f64 {
             + call.path.len()
             + call.direction.as_str().len()
             + optional.iter().map(|value| value.as_ref().map_or(0, String::len)).sum::<usize>()
+            + span
+            + address
     };
     calls.iter().map(text).sum::<usize>() as f64 / calls.len().max(1) as f64
 }
@@ -353,8 +360,7 @@ pub fn query_call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
         status,
         grpc_code: grpc.then_some(grpc_code),
         latency_us: latency_us as i64,
-        trace_id: None,
-        span_id: None,
+        span: None,
         user_agent: None,
         caller_addr: None,
         direction: if uniform(32) < 0.1 { CallDirection::ToApp } else { CallDirection::FromApp },

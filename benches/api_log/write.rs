@@ -118,10 +118,10 @@ macro_rules! bind_call {
             .bind(i64::from(call.status))
             .bind(call.grpc_code.map(i64::from))
             .bind(call.latency_us)
-            .bind(call.trace_id.as_deref())
-            .bind(call.span_id.as_deref())
+            .bind(call.span.map(|span| span.trace_id_hex()))
+            .bind(call.span.map(|span| span.span_id_hex()))
             .bind(call.user_agent.as_deref())
-            .bind(call.caller_addr.as_deref())
+            .bind(call.caller_addr.map(|address| address.to_string()))
             .bind(call.direction.as_str())
     }};
 }

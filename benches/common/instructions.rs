@@ -19,6 +19,9 @@ use super::setup::progress;
 /// Requests sent before the counters are zeroed: connections, caches and lazy statics are set up by then.
 const WARM_UP: usize = 200;
 
+/// Longer than the API log's flush interval (1 s), with room for a batch's write under callgrind.
+const API_LOG_FLUSHED: Duration = Duration::from_millis(2_500);
+
 /// Runs processes under callgrind and reads their counts.
 pub struct Callgrind {
     dir: PathBuf,
@@ -77,10 +80,14 @@ impl Callgrind {
         let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
         progress(format!("instructions: {label}: warm-up, then {} requests under callgrind", self.requests));
         send(&client, call, WARM_UP).await?;
+        // The API log writes what it gathered once a second: counting starts once the warm-up's calls are written
+        // and stops once the counted ones are, so the writer's work is counted for exactly the counted calls.
+        tokio::time::sleep(API_LOG_FLUSHED).await;
         for process in processes {
             control(process, "-z")?;
         }
         send(&client, call, self.requests).await?;
+        tokio::time::sleep(API_LOG_FLUSHED).await;
         let mut counts = Vec::new();
         for process in processes {
             let before = dumps(&self.dir, &process.name)?;

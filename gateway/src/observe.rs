@@ -7,7 +7,7 @@
 //! happen off the request path.
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
@@ -31,17 +31,27 @@ pub(crate) struct Subject {
 impl Subject {
     /// The subject of an HTTP call of the Dapr API, from its path: `/<version>/<api>/<name>/…`.
     pub(crate) fn of_http_path(path: &str) -> Subject {
-        let mut segments = path.trim_start_matches('/').split('/').skip(1);
-        let (word, name) = (segments.next().unwrap_or_default(), segments.next().filter(|name| !name.is_empty()));
+        // Segment by segment with a byte search: `split('/')` behind `skip` cost ~500 instructions a call.
+        let mut rest = path.trim_start_matches('/');
+        let mut next = || {
+            let (segment, after) = match rest.bytes().position(|byte| byte == b'/') {
+                Some(end) => (&rest[..end], &rest[end + 1..]),
+                None => (rest, ""),
+            };
+            rest = after;
+            Some(segment).filter(|segment| !segment.is_empty())
+        };
+        next(); // the API's version
+        let (word, name) = (next().unwrap_or_default(), next());
         let component = |name: Option<&str>| name.map(str::to_owned);
         match word {
             "state" => Subject { api: "state", component: component(name), target: None },
             // `/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`: the topic is the publish's target.
             "publish" if name == Some("bulk") => {
-                let pubsub = component(segments.next());
-                Subject { api: "pubsub", component: pubsub, target: component(segments.next()) }
+                let pubsub = component(next());
+                Subject { api: "pubsub", component: pubsub, target: component(next()) }
             }
-            "publish" => Subject { api: "pubsub", component: component(name), target: component(segments.next()) },
+            "publish" => Subject { api: "pubsub", component: component(name), target: component(next()) },
             "invoke" => Subject { api: "invocation", component: None, target: component(name) },
             "secrets" => Subject { api: "secrets", component: component(name), target: None },
             "bindings" => Subject { api: "bindings", component: component(name), target: None },
@@ -282,10 +292,9 @@ impl Observation {
             status,
             grpc_code,
             latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
-            trace_id: ids.map(|ids| ids.trace_id_hex()),
-            span_id: ids.map(|ids| ids.span_id_hex()),
+            span: ids.map(|ids| ids.call_span()),
             user_agent: self.user_agent,
-            caller_addr: self.caller_addr.map(|addr| ip_text(addr.ip())),
+            caller_addr: self.caller_addr.map(|addr| addr.ip()),
             direction: CallDirection::FromApp,
         });
     }
@@ -331,20 +340,6 @@ impl Observation {
     }
 }
 
-/// An address as the log shows it. An IPv4 address is written octet by octet: its `Display` runs through
-/// `core::fmt` at ~1,300 instructions, a fifth of what logging a call costs; `itoa` takes ~100.
-fn ip_text(ip: IpAddr) -> String {
-    let IpAddr::V4(ip) = ip else { return ip.to_string() };
-    let mut text = String::with_capacity(15);
-    for (index, octet) in ip.octets().into_iter().enumerate() {
-        if index > 0 {
-            text.push('.');
-        }
-        text.push_str(itoa::Buffer::new().format(octet));
-    }
-    text
-}
-
 /// The HTTP status paired with a gRPC code (as gRPC-gateway and daprd's error pairs do).
 pub(crate) fn http_status_of_grpc(code: i32) -> u16 {
     match code {
@@ -381,14 +376,6 @@ mod tests {
         assert_eq!(Subject::of_http_path("/v1.0/metadata").api, "metadata");
         assert_eq!(Subject::of_http_path("/v1.0-beta1/workflows/dapr/wf/start").component.as_deref(), Some("dapr"));
         assert_eq!(Subject::of_http_path("/anything").api, "other");
-    }
-
-    #[test]
-    fn addresses_are_written_as_their_display_writes_them() {
-        for ip in ["127.0.0.1", "10.200.3.45", "0.0.0.0", "255.255.255.255", "::1", "2001:db8::8a2e:370:7334"] {
-            let ip: IpAddr = ip.parse().unwrap();
-            assert_eq!(ip_text(ip), ip.to_string());
-        }
     }
 
     #[test]

@@ -127,10 +127,10 @@ fn call_out(call: ApiCall) -> CallOut {
         status: call.status,
         grpc_code: call.grpc_code,
         latency_ms: call.latency_us as f64 / 1000.0,
-        trace_id: call.trace_id,
-        span_id: call.span_id,
+        trace_id: call.span.map(|span| span.trace_id_hex()),
+        span_id: call.span.map(|span| span.span_id_hex()),
         user_agent: call.user_agent,
-        caller_address: call.caller_addr,
+        caller_address: call.caller_addr.map(|address| address.to_string()),
     }
 }
 

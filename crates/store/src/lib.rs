@@ -29,7 +29,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
 pub use api_calls::{
-    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, Holdings, BUCKET_COLUMNS, LATENCY_BUCKETS_US,
+    latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, CallSpan, Holdings, BUCKET_COLUMNS,
+    LATENCY_BUCKETS_US,
 };
 pub use api_log_blocks::EXAMINED_PER_PAGE;
 pub use audit::{AuditEvent, AuditFilter};

@@ -13,6 +13,7 @@
 //! when no collector is set.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,8 @@ use opentelemetry::InstrumentationScope;
 pub use opentelemetry::KeyValue;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor};
 use opentelemetry_sdk::Resource;
+use rand::rngs::SmallRng;
+use rand::{RngCore, SeedableRng};
 
 /// Longest `tracestate` passed on (daprd's bound); a longer one is dropped, as the W3C rules allow.
 const MAX_TRACESTATE_LEN: usize = 512;
@@ -73,14 +76,7 @@ impl SpanIds {
 
     /// The ids of a new span of the same trace (a child of this one, whatever names its parent).
     pub fn child(&self) -> SpanIds {
-        SpanIds { span_id: random_span_id(), ..*self }
-    }
-
-    /// The trace id in hex (as logs and collectors show it).
-    pub fn trace_id_hex(&self) -> String {
-        let mut text = [0; 32];
-        hex_into(&mut text, &self.trace_id);
-        ascii_string(&text)
+        SpanIds { span_id: random_id(), ..*self }
     }
 
     /// The span id in hex.
@@ -88,6 +84,11 @@ impl SpanIds {
         let mut text = [0; 16];
         hex_into(&mut text, &self.span_id);
         ascii_string(&text)
+    }
+
+    /// The ids as the API log keeps them.
+    pub fn call_span(&self) -> outrigger_store::CallSpan {
+        outrigger_store::CallSpan { trace_id: self.trace_id, span_id: self.span_id }
     }
 }
 
@@ -131,13 +132,25 @@ fn ascii_string(text: &[u8]) -> String {
     std::str::from_utf8(text).expect("hex and dashes are ASCII").to_owned()
 }
 
-fn random_span_id() -> [u8; 8] {
-    loop {
-        let id: [u8; 8] = rand::random();
-        if id != [0; 8] {
-            return id;
+thread_local! {
+    /// Ids come from a fast generator per thread, seeded from the system's: an id must be unique, not
+    /// unpredictable (OpenTelemetry's SDK makes its ids so too); the ChaCha generator behind `rand::random` cost
+    /// ~150 instructions an id.
+    static IDS: RefCell<SmallRng> = RefCell::new(SmallRng::from_entropy());
+}
+
+/// A random id of `N` bytes, never all zero (W3C's invalid id).
+fn random_id<const N: usize>() -> [u8; N] {
+    IDS.with(|ids| {
+        let mut ids = ids.borrow_mut();
+        loop {
+            let mut id = [0; N];
+            ids.fill_bytes(&mut id);
+            if id != [0; N] {
+                return id;
+            }
         }
-    }
+    })
 }
 
 /// Whether a new trace is sampled at `rate` (0 to 1), decided by its id as OpenTelemetry's
@@ -174,19 +187,14 @@ impl Hop {
         match parent {
             Some(parent) => {
                 let recorded = exporting && parent.sampled && sampling_rate > 0.0;
-                let ids = SpanIds { span_id: random_span_id(), ..parent };
+                let ids = SpanIds { span_id: random_id(), ..parent };
                 let tracestate = tracestate.filter(|state| state.len() <= MAX_TRACESTATE_LEN).map(str::to_owned);
                 Hop { ids, parent: Some(parent.span_id), tracestate, recorded, started: SystemTime::now() }
             }
             None => {
-                let trace_id = loop {
-                    let id: [u8; 16] = rand::random();
-                    if id != [0; 16] {
-                        break id;
-                    }
-                };
+                let trace_id = random_id();
                 let recorded = exporting && sampled_at(&trace_id, sampling_rate);
-                let ids = SpanIds { trace_id, span_id: random_span_id(), sampled: recorded };
+                let ids = SpanIds { trace_id, span_id: random_id(), sampled: recorded };
                 Hop { ids, parent: None, tracestate: None, recorded, started: SystemTime::now() }
             }
         }
@@ -197,7 +205,7 @@ impl Hop {
     pub fn continuing(traceparent: &str, tracestate: Option<&str>) -> Option<Hop> {
         let parent = SpanIds::parse(traceparent)?;
         let recorded = parent.sampled && exporter().is_some();
-        let ids = SpanIds { span_id: random_span_id(), ..parent };
+        let ids = SpanIds { span_id: random_id(), ..parent };
         let tracestate = tracestate.filter(|state| !state.is_empty() && state.len() <= MAX_TRACESTATE_LEN);
         Some(Hop {
             ids,
@@ -367,7 +375,7 @@ mod tests {
     fn traceparents_follow_the_w3c_rules() {
         let ids = SpanIds::parse(PARENT).unwrap();
         assert_eq!(ids.traceparent(), PARENT);
-        assert_eq!(ids.trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
+        assert_eq!(ids.call_span().trace_id_hex(), "0af7651916cd43dd8448eb211c80319c");
         assert!(ids.sampled);
         assert!(!SpanIds::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00").unwrap().sampled);
         for invalid in [

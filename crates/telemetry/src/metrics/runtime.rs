@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
-use fnv::FnvBuildHasher;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::{
-    counter, histogram, label_hash, millis, CachedSeries, Metrics, FOLDED, LATENCY_BUCKETS_MS, MAX_CACHED_SERIES,
+    counter, histogram, label_hash, millis, CachedSeries, LabelKeys, Metrics, FOLDED, LATENCY_BUCKETS_MS,
+    MAX_CACHED_SERIES,
 };
 
 /// Buckets of the workflow and activity latencies, in milliseconds: workflows run for seconds to hours.
@@ -164,7 +164,7 @@ fn policy_status(breaker: Option<BreakerState>) -> &'static str {
 /// (the target's two parts are joined only for a label set not seen before).
 struct PolicyCounter {
     counter: IntCounterVec,
-    cache: RwLock<HashMap<u64, IntCounter, FnvBuildHasher>>,
+    cache: RwLock<HashMap<u64, IntCounter, LabelKeys>>,
 }
 
 impl PolicyCounter {
@@ -211,7 +211,7 @@ pub(crate) struct RuntimeSeries {
     resiliency_loaded: IntCounterVec,
     breaker_state: IntGaugeVec,
     /// The four `dapr_resiliency_cb_state` gauges of a breaker, by the hash of its labels' parts.
-    breaker_gauges: RwLock<HashMap<u64, [IntGauge; 4], FnvBuildHasher>>,
+    breaker_gauges: RwLock<HashMap<u64, [IntGauge; 4], LabelKeys>>,
 }
 
 impl RuntimeSeries {

@@ -11,12 +11,12 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use self::stored_call::{decode, start_block, Stored, StoredCall};
 use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection};
 use crate::paging::{self, KeyColumn, Value};
 use crate::{Engine, Error, Page, PageRequest, ProjectId, Result, Store, Tx};
 
-/// The version of the blocks' encoding, first in every block.
-const BLOCK_FORMAT: u8 = 1;
+mod stored_call;
 
 /// The most calls one page examines, whatever its filters: a filter that matches few calls of a busy project
 /// (a rare text above all, which no column narrows) would otherwise decode all of them for one page; a page
@@ -34,107 +34,6 @@ const MOST_READ: i64 = 256;
 /// The position a continuation token names: a block, and the first of its calls not yet examined.
 const POSITION: &[KeyColumn] = &[KeyColumn::Number("last_at"), KeyColumn::Number("id"), KeyColumn::Number("position")];
 
-/// One call as a block stores it: the project is the block's, the direction a flag.
-#[derive(Clone, Copy, serde::Serialize, serde::Deserialize)]
-struct StoredCall<'a> {
-    at: i64,
-    app_id: &'a str,
-    target: Option<&'a str>,
-    api: &'a str,
-    protocol: &'a str,
-    method: &'a str,
-    path: &'a str,
-    component: Option<&'a str>,
-    status: u16,
-    grpc_code: Option<i32>,
-    latency_us: i64,
-    trace_id: Option<&'a str>,
-    span_id: Option<&'a str>,
-    user_agent: Option<&'a str>,
-    caller_addr: Option<&'a str>,
-    to_app: bool,
-}
-
-impl<'a> StoredCall<'a> {
-    fn of(call: &'a ApiCall) -> StoredCall<'a> {
-        StoredCall {
-            at: call.at,
-            app_id: &call.app_id,
-            target: call.target.as_deref(),
-            api: &call.api,
-            protocol: &call.protocol,
-            method: &call.method,
-            path: &call.path,
-            component: call.component.as_deref(),
-            status: call.status,
-            grpc_code: call.grpc_code,
-            latency_us: call.latency_us,
-            trace_id: call.trace_id.as_deref(),
-            span_id: call.span_id.as_deref(),
-            user_agent: call.user_agent.as_deref(),
-            caller_addr: call.caller_addr.as_deref(),
-            to_app: call.direction == CallDirection::ToApp,
-        }
-    }
-
-    fn direction(&self) -> CallDirection {
-        if self.to_app {
-            CallDirection::ToApp
-        } else {
-            CallDirection::FromApp
-        }
-    }
-
-    fn to_call(self, project: &ProjectId) -> ApiCall {
-        let owned = |text: Option<&str>| text.map(str::to_owned);
-        ApiCall {
-            project_id: project.clone(),
-            at: self.at,
-            app_id: self.app_id.to_owned(),
-            target: owned(self.target),
-            api: self.api.to_owned().into(),
-            protocol: self.protocol.to_owned().into(),
-            method: self.method.to_owned().into(),
-            path: self.path.to_owned(),
-            component: owned(self.component),
-            status: self.status,
-            grpc_code: self.grpc_code,
-            latency_us: self.latency_us,
-            trace_id: owned(self.trace_id),
-            span_id: owned(self.span_id),
-            user_agent: owned(self.user_agent),
-            caller_addr: owned(self.caller_addr),
-            direction: self.direction(),
-        }
-    }
-
-    /// Whether the call passes every condition of `filter` (`text` lower-cased).
-    fn matches(&self, filter: &ApiCallFilter, text: Option<&str>) -> bool {
-        filter.app_id.as_deref().is_none_or(|app_id| self.app_id == app_id)
-            && filter.api.as_deref().is_none_or(|api| self.api == api)
-            && filter.status.is_none_or(|(from, to)| (from..to).contains(&self.status))
-            && filter.direction.is_none_or(|direction| self.direction() == direction)
-            && filter.since.is_none_or(|since| self.at >= since)
-            && filter.until.is_none_or(|until| self.at < until)
-            && text.is_none_or(|text| {
-                [Some(self.path), Some(self.method), self.component, self.target, Some(self.app_id)]
-                    .into_iter()
-                    .flatten()
-                    .any(|field| contains_lowercase(field, text))
-            })
-    }
-}
-
-/// Whether `field`, lower-cased, holds `text` (already lower-case); without allocating for ASCII fields.
-fn contains_lowercase(field: &str, text: &str) -> bool {
-    if field.is_ascii() {
-        let (field, text) = (field.as_bytes(), text.as_bytes());
-        text.is_empty() || field.windows(text.len()).any(|window| window.eq_ignore_ascii_case(text))
-    } else {
-        field.to_lowercase().contains(text)
-    }
-}
-
 /// The bit a status class sets in a block's `statuses` (1xx is bit 1, 5xx bit 5).
 fn status_bit(status: u16) -> i64 {
     1 << (status / 100).min(62)
@@ -149,8 +48,7 @@ fn direction_bit(direction: CallDirection) -> i64 {
 }
 
 /// A value of a block's `app_ids` or `apis`: each name between bars, so a LIKE finds a whole name.
-fn name_list<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let mut names: Vec<&str> = names.collect();
+fn name_list(mut names: Vec<&str>) -> String {
     names.sort_unstable();
     names.dedup();
     format!("|{}|", names.join("|"))
@@ -185,21 +83,36 @@ struct Block {
 }
 
 impl Block {
-    /// The block of `calls` (newest first, at least one).
+    /// The block of `calls` (newest first, at least one), encoded and described in one pass over them.
     fn of<C: Stored>(calls: &[C]) -> Block {
         // Room for a typical call's encoding from the start: growing a block of hundreds of calls by doubling
         // copied it over and over.
         let mut body = Vec::with_capacity(calls.len() * ENCODED_CALL_BYTES);
-        rmp_serde::encode::write(&mut body, &(BLOCK_FORMAT, Encoded(calls))).expect("API calls encode to MessagePack");
-        let stored = || calls.iter().map(Stored::stored);
+        start_block(&mut body, calls.len());
+        let (mut first_at, mut last_at, mut statuses, mut directions) = (i64::MAX, i64::MIN, 0, 0);
+        let (mut app_ids, mut apis) = (Vec::new(), Vec::new());
+        for call in calls {
+            let call = call.stored();
+            call.append(&mut body);
+            (first_at, last_at) = (first_at.min(call.at), last_at.max(call.at));
+            statuses |= status_bit(call.status);
+            directions |= direction_bit(call.direction());
+            // A block's calls come in runs of one App ID and API: a name is listed once per run, not per call.
+            if app_ids.last() != Some(&call.app_id) {
+                app_ids.push(call.app_id);
+            }
+            if apis.last() != Some(&call.api) {
+                apis.push(call.api);
+            }
+        }
         Block {
-            first_at: stored().map(|call| call.at).min().unwrap_or_default(),
-            last_at: stored().map(|call| call.at).max().unwrap_or_default(),
+            first_at,
+            last_at,
             calls: calls.len() as i64,
-            app_ids: name_list(stored().map(|call| call.app_id)),
-            apis: name_list(stored().map(|call| call.api)),
-            statuses: stored().fold(0, |bits, call| bits | status_bit(call.status)),
-            directions: stored().fold(0, |bits, call| bits | direction_bit(call.direction())),
+            app_ids: name_list(app_ids),
+            apis: name_list(apis),
+            statuses,
+            directions,
             body,
         }
     }
@@ -217,45 +130,6 @@ impl Block {
             .bind(self.directions)
             // Moved, not borrowed: a borrowed blob is copied into the arguments.
             .bind(self.body)
-    }
-}
-
-/// The calls of a stored block, newest first.
-fn decode(id: i64, body: &[u8]) -> Result<Vec<StoredCall<'_>>> {
-    let corrupt = |reason: String| Error::Corrupt { kind: "API log block".into(), name: id.to_string(), reason };
-    let (format, calls): (u8, Vec<StoredCall<'_>>) =
-        rmp_serde::from_slice(body).map_err(|err| corrupt(err.to_string()))?;
-    if format == BLOCK_FORMAT {
-        Ok(calls)
-    } else {
-        Err(corrupt(format!("written in format {format}, which this version does not read")))
-    }
-}
-
-/// A call a block can hold: a recorded one, or one of a stored block that is rewritten.
-trait Stored {
-    fn stored(&self) -> StoredCall<'_>;
-}
-
-impl Stored for &ApiCall {
-    fn stored(&self) -> StoredCall<'_> {
-        StoredCall::of(self)
-    }
-}
-
-impl Stored for StoredCall<'_> {
-    fn stored(&self) -> StoredCall<'_> {
-        *self
-    }
-}
-
-/// Calls encoded as a block's sequence, each in its stored form, made as it is written rather than gathered
-/// into a list first (hundreds of calls of ~200 bytes, copied as the list grew).
-struct Encoded<'a, C>(&'a [C]);
-
-impl<C: Stored> serde::Serialize for Encoded<'_, C> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(Stored::stored))
     }
 }
 
@@ -502,10 +376,7 @@ mod tests {
 
     #[test]
     fn a_name_pattern_finds_whole_names_only() {
-        assert_eq!(name_list(["cart", "audit", "cart"].into_iter()), "|audit|cart|");
+        assert_eq!(name_list(vec!["cart", "audit", "cart"]), "|audit|cart|");
         assert_eq!(name_pattern("order_1%"), "%|order\\_1\\%|%");
-        assert!(contains_lowercase("/v1.0/state/Orders", "orders"));
-        assert!(!contains_lowercase("/v1.0/state/kv", "orders"));
-        assert!(contains_lowercase("Ünïcode-Orders", "ünïcode"));
     }
 }

@@ -1,0 +1,365 @@
+//! One call as a block holds it, and a block's encoding: MessagePack, `[format, [call, …]]`, each call an array of
+//! its fields in the order of [`StoredCall`]'s, as `rmp_serde` writes such a struct (a test holds the two to the
+//! same bytes).
+//!
+//! A block is written field by field with `rmp`'s encoders rather than through serde: serde's path cost ~70
+//! instructions a field, a tenth of what logging a call cost. A recorded call's span ids and address stay values
+//! from the request path into the block, where they are written as bytes: no string is made for them.
+
+use std::net::IpAddr;
+
+use rmp::encode;
+
+use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection, CallSpan};
+use crate::{Error, ProjectId, Result};
+
+/// The version of the blocks' encoding, first in every block. Span ids and addresses may be `bin` in format 2,
+/// only text in format 1: this version reads both; one that reads only format 1 says so rather than misreading.
+const BLOCK_FORMAT: u8 = 2;
+/// The formats this version reads.
+const READ_FORMATS: [u8; 2] = [1, 2];
+
+/// Fields of a stored call.
+const FIELDS: u32 = 16;
+
+/// One call as a block stores it: the project is the block's, the direction a flag.
+#[derive(Clone, Copy, serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct StoredCall<'a> {
+    pub(super) at: i64,
+    pub(super) app_id: &'a str,
+    target: Option<&'a str>,
+    pub(super) api: &'a str,
+    protocol: &'a str,
+    method: &'a str,
+    path: &'a str,
+    component: Option<&'a str>,
+    pub(super) status: u16,
+    grpc_code: Option<i32>,
+    latency_us: i64,
+    #[serde(borrow)]
+    trace_id: Option<Binary<'a>>,
+    #[serde(borrow)]
+    span_id: Option<Binary<'a>>,
+    user_agent: Option<&'a str>,
+    #[serde(borrow)]
+    caller_addr: Option<Binary<'a>>,
+    to_app: bool,
+}
+
+/// A span id or address of a stored call. Blocks hold them as MessagePack `bin` (the id's bytes, the address's
+/// 4 or 16 octets); blocks of format 1 held them as text (hex, the address as `Display` writes it), which is
+/// still read. A recorded call's values are written as they are: text cost ~250 instructions each.
+#[derive(Clone, Copy)]
+enum Binary<'a> {
+    Bytes(&'a [u8]),
+    Address(IpAddr),
+    Text(&'a str),
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Binary<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<Binary<'a>, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Binary<'de>;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("bytes, or text")
+            }
+            fn visit_borrowed_bytes<E>(self, bytes: &'de [u8]) -> std::result::Result<Binary<'de>, E> {
+                Ok(Binary::Bytes(bytes))
+            }
+            fn visit_borrowed_str<E>(self, text: &'de str) -> std::result::Result<Binary<'de>, E> {
+                Ok(Binary::Text(text))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+#[cfg(test)]
+impl serde::Serialize for Binary<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Binary::Bytes(bytes) => serializer.serialize_bytes(bytes),
+            Binary::Address(IpAddr::V4(address)) => serializer.serialize_bytes(&address.octets()),
+            Binary::Address(IpAddr::V6(address)) => serializer.serialize_bytes(&address.octets()),
+            Binary::Text(text) => serializer.serialize_str(text),
+        }
+    }
+}
+
+impl Binary<'_> {
+    /// Appends the field.
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            Binary::Bytes(bytes) => written(encode::write_bin(out, bytes)),
+            Binary::Address(IpAddr::V4(address)) => written(encode::write_bin(out, &address.octets())),
+            Binary::Address(IpAddr::V6(address)) => written(encode::write_bin(out, &address.octets())),
+            Binary::Text(text) => written(encode::write_str(out, text)),
+        }
+    }
+
+    /// The id of `N` bytes the field holds.
+    fn id<const N: usize>(self) -> Option<[u8; N]> {
+        match self {
+            Binary::Bytes(bytes) => bytes.try_into().ok(),
+            Binary::Text(text) => {
+                let mut bytes = [0; N];
+                hex::decode_to_slice(text, &mut bytes).ok().map(|()| bytes)
+            }
+            Binary::Address(_) => None,
+        }
+    }
+
+    /// The address the field holds.
+    fn address(self) -> Option<IpAddr> {
+        match self {
+            Binary::Address(address) => Some(address),
+            Binary::Bytes(bytes) => match bytes.len() {
+                4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+                _ => None,
+            },
+            Binary::Text(text) => text.parse().ok(),
+        }
+    }
+}
+
+/// Writing into a `Vec` cannot fail.
+fn written<T, E: std::fmt::Debug>(result: std::result::Result<T, E>) {
+    result.expect("writing into memory cannot fail");
+}
+
+fn write_optional_str(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(text) => written(encode::write_str(out, text)),
+        None => written(encode::write_nil(out)),
+    }
+}
+
+impl<'a> StoredCall<'a> {
+    pub(super) fn of(call: &'a ApiCall) -> StoredCall<'a> {
+        StoredCall {
+            at: call.at,
+            app_id: &call.app_id,
+            target: call.target.as_deref(),
+            api: &call.api,
+            protocol: &call.protocol,
+            method: &call.method,
+            path: &call.path,
+            component: call.component.as_deref(),
+            status: call.status,
+            grpc_code: call.grpc_code,
+            latency_us: call.latency_us,
+            trace_id: call.span.as_ref().map(|span| Binary::Bytes(&span.trace_id)),
+            span_id: call.span.as_ref().map(|span| Binary::Bytes(&span.span_id)),
+            user_agent: call.user_agent.as_deref(),
+            caller_addr: call.caller_addr.map(Binary::Address),
+            to_app: call.direction == CallDirection::ToApp,
+        }
+    }
+
+    pub(super) fn direction(&self) -> CallDirection {
+        if self.to_app {
+            CallDirection::ToApp
+        } else {
+            CallDirection::FromApp
+        }
+    }
+
+    /// Appends the call to a block [started](start_block) in `out`.
+    pub(super) fn append(&self, out: &mut Vec<u8>) {
+        written(encode::write_array_len(out, FIELDS));
+        written(encode::write_sint(out, self.at));
+        written(encode::write_str(out, self.app_id));
+        write_optional_str(out, self.target);
+        for text in [self.api, self.protocol, self.method, self.path] {
+            written(encode::write_str(out, text));
+        }
+        write_optional_str(out, self.component);
+        written(encode::write_uint(out, u64::from(self.status)));
+        match self.grpc_code {
+            Some(code) => written(encode::write_sint(out, i64::from(code))),
+            None => written(encode::write_nil(out)),
+        }
+        written(encode::write_sint(out, self.latency_us));
+        for text in [self.trace_id, self.span_id] {
+            match text {
+                Some(text) => text.write(out),
+                None => written(encode::write_nil(out)),
+            }
+        }
+        write_optional_str(out, self.user_agent);
+        match self.caller_addr {
+            Some(text) => text.write(out),
+            None => written(encode::write_nil(out)),
+        }
+        written(encode::write_bool(out, self.to_app));
+    }
+
+    pub(super) fn to_call(self, project: &ProjectId) -> ApiCall {
+        let owned = |text: Option<&str>| text.map(str::to_owned);
+        let span = self
+            .trace_id
+            .and_then(Binary::id)
+            .zip(self.span_id.and_then(Binary::id))
+            .map(|(trace_id, span_id)| CallSpan { trace_id, span_id });
+        ApiCall {
+            project_id: project.clone(),
+            at: self.at,
+            app_id: self.app_id.to_owned(),
+            target: owned(self.target),
+            api: self.api.to_owned().into(),
+            protocol: self.protocol.to_owned().into(),
+            method: self.method.to_owned().into(),
+            path: self.path.to_owned(),
+            component: owned(self.component),
+            status: self.status,
+            grpc_code: self.grpc_code,
+            latency_us: self.latency_us,
+            span,
+            user_agent: owned(self.user_agent),
+            caller_addr: self.caller_addr.and_then(Binary::address),
+            direction: self.direction(),
+        }
+    }
+
+    /// Whether the call passes every condition of `filter` (`text` lower-cased).
+    pub(super) fn matches(&self, filter: &ApiCallFilter, text: Option<&str>) -> bool {
+        filter.app_id.as_deref().is_none_or(|app_id| self.app_id == app_id)
+            && filter.api.as_deref().is_none_or(|api| self.api == api)
+            && filter.status.is_none_or(|(from, to)| (from..to).contains(&self.status))
+            && filter.direction.is_none_or(|direction| self.direction() == direction)
+            && filter.since.is_none_or(|since| self.at >= since)
+            && filter.until.is_none_or(|until| self.at < until)
+            && text.is_none_or(|text| {
+                [Some(self.path), Some(self.method), self.component, self.target, Some(self.app_id)]
+                    .into_iter()
+                    .flatten()
+                    .any(|field| contains_lowercase(field, text))
+            })
+    }
+}
+
+/// Whether `field`, lower-cased, holds `text` (already lower-case); without allocating for ASCII fields.
+fn contains_lowercase(field: &str, text: &str) -> bool {
+    if field.is_ascii() {
+        let (field, text) = (field.as_bytes(), text.as_bytes());
+        text.is_empty() || field.windows(text.len()).any(|window| window.eq_ignore_ascii_case(text))
+    } else {
+        field.to_lowercase().contains(text)
+    }
+}
+
+/// A call a block can hold: a recorded one, or one of a stored block that is rewritten.
+pub(super) trait Stored {
+    fn stored(&self) -> StoredCall<'_>;
+}
+
+impl Stored for &ApiCall {
+    fn stored(&self) -> StoredCall<'_> {
+        StoredCall::of(self)
+    }
+}
+
+impl Stored for StoredCall<'_> {
+    fn stored(&self) -> StoredCall<'_> {
+        *self
+    }
+}
+
+/// Starts a block's encoding of `calls` calls into `out`; each call then [appends](StoredCall::append) itself.
+pub(super) fn start_block(out: &mut Vec<u8>, calls: usize) {
+    written(encode::write_array_len(out, 2));
+    written(encode::write_uint(out, u64::from(BLOCK_FORMAT)));
+    written(encode::write_array_len(out, u32::try_from(calls).expect("a batch holds far fewer calls")));
+}
+
+/// The calls of a stored block, newest first.
+pub(super) fn decode(id: i64, body: &[u8]) -> Result<Vec<StoredCall<'_>>> {
+    let corrupt = |reason: String| Error::Corrupt { kind: "API log block".into(), name: id.to_string(), reason };
+    let (format, calls): (u8, Vec<StoredCall<'_>>) =
+        rmp_serde::from_slice(body).map_err(|err| corrupt(err.to_string()))?;
+    if READ_FORMATS.contains(&format) {
+        Ok(calls)
+    } else {
+        Err(corrupt(format!("written in format {format}, which this version does not read")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+
+    fn call(index: u8) -> ApiCall {
+        ApiCall {
+            project_id: ProjectId::received("p1".to_owned()),
+            at: 1_733_000_000_000 + i64::from(index),
+            app_id: format!("app-{index}"),
+            target: index.is_multiple_of(2).then(|| "orders".repeat(usize::from(index) * 7)),
+            api: Cow::Borrowed("state"),
+            protocol: Cow::Borrowed("http"),
+            method: Cow::Borrowed("GET"),
+            path: format!("/v1.0/state/kv/{}", "k".repeat(usize::from(index) * 40)),
+            component: (!index.is_multiple_of(3)).then(|| "kv".to_owned()),
+            status: [200, 404, 500, 65535][usize::from(index % 4)],
+            grpc_code: [None, Some(0), Some(-1), Some(i32::MAX)][usize::from(index % 4)],
+            latency_us: [0, 127, 128, 70_000, i64::from(u32::MAX) + 1][usize::from(index % 5)],
+            span: (index % 2 == 1).then_some(CallSpan { trace_id: [index; 16], span_id: [0xab; 8] }),
+            user_agent: (index % 3 == 1).then(|| "dapr-sdk-python/1.15".to_owned()),
+            caller_addr: [None, Some("10.200.3.45".parse().unwrap()), Some("2001:db8::8a2e:370:7334".parse().unwrap())]
+                [usize::from(index % 3)],
+            direction: if index.is_multiple_of(2) { CallDirection::FromApp } else { CallDirection::ToApp },
+        }
+    }
+
+    #[test]
+    fn a_block_is_written_as_rmp_serde_writes_it_and_reads_back() {
+        let calls: Vec<ApiCall> = (0..12).map(call).collect();
+        let stored: Vec<StoredCall<'_>> = calls.iter().map(StoredCall::of).collect();
+        let mut written = Vec::new();
+        start_block(&mut written, stored.len());
+        stored.iter().for_each(|call| call.append(&mut written));
+        assert_eq!(written, rmp_serde::to_vec(&(BLOCK_FORMAT, &stored)).unwrap());
+        let project = ProjectId::received("p1".to_owned());
+        let read: Vec<ApiCall> = decode(1, &written).unwrap().into_iter().map(|call| call.to_call(&project)).collect();
+        assert_eq!(read, calls);
+    }
+
+    #[test]
+    fn blocks_that_held_ids_and_addresses_as_text_still_read() {
+        let calls: Vec<ApiCall> = (0..6).map(call).collect();
+        let (trace_ids, span_ids): (Vec<String>, Vec<String>) = calls
+            .iter()
+            .map(|call| call.span.map(|span| (span.trace_id_hex(), span.span_id_hex())).unwrap_or_default())
+            .unzip();
+        let addresses: Vec<String> =
+            calls.iter().map(|call| call.caller_addr.map(|a| a.to_string()).unwrap_or_default()).collect();
+        fn as_text(text: &str) -> Option<Binary<'_>> {
+            (!text.is_empty()).then_some(Binary::Text(text))
+        }
+        let older: Vec<StoredCall<'_>> = calls
+            .iter()
+            .enumerate()
+            .map(|(index, call)| StoredCall {
+                trace_id: as_text(&trace_ids[index]),
+                span_id: as_text(&span_ids[index]),
+                caller_addr: as_text(&addresses[index]),
+                ..StoredCall::of(call)
+            })
+            .collect();
+        let body = rmp_serde::to_vec(&(1, &older)).unwrap();
+        let project = ProjectId::received("p1".to_owned());
+        let read: Vec<ApiCall> = decode(1, &body).unwrap().into_iter().map(|call| call.to_call(&project)).collect();
+        assert_eq!(read, calls);
+    }
+
+    #[test]
+    fn text_is_found_in_any_case() {
+        assert!(contains_lowercase("/v1.0/state/Orders", "orders"));
+        assert!(!contains_lowercase("/v1.0/state/kv", "orders"));
+        assert!(contains_lowercase("Ünïcode-Orders", "ünïcode"));
+    }
+}
