@@ -181,6 +181,9 @@ pub struct Config {
     pub login_max_failures: u32,
     /// How many calls the API log keeps per project at most (the oldest go first). Default 100000.
     pub api_log_max_calls_per_project: u64,
+    /// Whether the process counts calls in Prometheus series (daprd's `--enable-metrics`). `false`: nothing is
+    /// counted and no `/metrics` is served (`metrics_addr` must be unset). Default `true`.
+    pub metrics: bool,
     /// Address of a separate listener serving only `GET /metrics` (Prometheus text), without authentication.
     /// Unset: processes with a control API serve `/metrics` there (with the operator token); others serve none.
     pub metrics_addr: Option<SocketAddr>,
@@ -197,6 +200,11 @@ pub struct Config {
     pub otlp_protocol: OtlpProtocol,
     /// How often recorded spans are sent to `otlp_endpoint`, in milliseconds. Default 5000.
     pub otlp_flush_ms: u64,
+    /// Whether calls carry W3C trace context: the gateway continues a caller's `traceparent` (or starts a
+    /// trace), passes it on to workers, apps and CloudEvents, and returns it. `false`: no trace context is
+    /// made or returned (a caller's own `traceparent` is passed on as it came, like any other header), and no
+    /// span is recorded (`otlp_endpoint` must be unset). Default `true`.
+    pub trace_context: bool,
     /// The share of new traces recorded, from 0 to 1, for App IDs whose Configuration sets no
     /// `tracing.samplingRate` (which wins, as in daprd; a caller's sampled `traceparent` is followed). Default 1.
     pub trace_sampling_rate: f64,
@@ -253,11 +261,13 @@ impl Default for Config {
             oidc_client_secret: None,
             oidc_redirect_url: None,
             api_log_max_calls_per_project: 100_000,
+            metrics: true,
             metrics_addr: None,
             metrics_tenant_limit: 100,
             otlp_endpoint: None,
             otlp_protocol: OtlpProtocol::Grpc,
             otlp_flush_ms: 5000,
+            trace_context: true,
             trace_sampling_rate: 1.0,
             log_format: LogFormat::Text,
             log: "info".to_owned(),
@@ -377,6 +387,12 @@ impl Config {
                     "OUTRIGGER_OTLP_ENDPOINT must be an http:// URL of an OTLP receiver (plaintext), got '{endpoint}'"
                 );
             }
+        }
+        if !self.trace_context && self.otlp_endpoint.is_some() {
+            bail!("OUTRIGGER_OTLP_ENDPOINT exports spans, which OUTRIGGER_TRACE_CONTEXT=false turns off: unset one of them");
+        }
+        if !self.metrics && self.metrics_addr.is_some() {
+            bail!("OUTRIGGER_METRICS_ADDR serves metrics, which OUTRIGGER_METRICS=false turns off: unset one of them");
         }
         if !(0.0..=1.0).contains(&self.trace_sampling_rate) {
             bail!("OUTRIGGER_TRACE_SAMPLING_RATE must be between 0 and 1, got {}", self.trace_sampling_rate);
@@ -505,7 +521,7 @@ mod tests {
     }
 
     #[test]
-    fn trace_export_settings_are_validated() {
+    fn telemetry_settings_are_validated() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("OUTRIGGER_OTLP_ENDPOINT", "http://collector:4317");
             jail.set_env("OUTRIGGER_TRACE_SAMPLING_RATE", "0.25");
@@ -529,6 +545,18 @@ mod tests {
             jail.set_env("OUTRIGGER_OTLP_ENDPOINT", "collector:4317");
             let err = format!("{:#}", Config::load(None).unwrap_err());
             assert!(err.contains("OUTRIGGER_OTLP_ENDPOINT"), "{err}");
+            // Spans cannot be exported from calls that carry no trace context.
+            jail.set_env("OUTRIGGER_OTLP_ENDPOINT", "http://collector:4317");
+            jail.set_env("OUTRIGGER_TRACE_CONTEXT", "false");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_TRACE_CONTEXT=false"), "{err}");
+            // Nor served from a process that counts nothing.
+            jail.set_env("OUTRIGGER_TRACE_CONTEXT", "true");
+            jail.set_env("OUTRIGGER_METRICS", "false");
+            assert!(!Config::load(None).map_err(|err| format!("{err:#}"))?.metrics);
+            jail.set_env("OUTRIGGER_METRICS_ADDR", "127.0.0.1:9090");
+            let err = format!("{:#}", Config::load(None).unwrap_err());
+            assert!(err.contains("OUTRIGGER_METRICS=false"), "{err}");
             Ok(())
         });
     }

@@ -368,6 +368,12 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
     }
     let egress = crate::boundary::egress(&config, role == Role::AllInOne, &own_listeners).await?;
     outrigger_telemetry::metrics().set_tenant_limit(config.metrics_tenant_limit);
+    if !config.metrics {
+        outrigger_telemetry::metrics().turn_off();
+    }
+    if !config.trace_context {
+        outrigger_telemetry::trace::turn_off_context();
+    }
     let api_log_options = ApiLogOptions {
         retention: Duration::from_secs(config.api_log_retention_hours * 3600),
         max_calls_per_project: config.api_log_max_calls_per_project,
@@ -555,7 +561,7 @@ pub async fn run(config: Config, role: Role, migrate_first: bool) -> anyhow::Res
             changes,
             component_types: outrigger_workers::component_types(),
             api_log_retention: api_log_options.retention,
-            serve_metrics: config.metrics_addr.is_none(),
+            serve_metrics: config.metrics && config.metrics_addr.is_none(),
             default_quotas: outrigger_store::Quotas {
                 requests_per_second: Some(config.rate_limit_per_second),
                 app_ids: Some(config.quota_app_ids),

@@ -2,8 +2,8 @@
 //! subscriber, and sustained throughput, for the embedded default (managed `pubsub` on a durable SQLite
 //! queue) and the distributed form (gateway, NATS, worker; managed `pubsub` on JetStream), each with a
 //! baseline from the same load generator: a trivial HTTP handler, and a direct JetStream publish. With the
-//! embedded form it also runs the embedded form with the API log off (publish and throughput only): what
-//! seeing every call costs, beside the same calls seen.
+//! embedded form it also runs the embedded form with all telemetry off (API log, metrics and trace context;
+//! publish and throughput only): what seeing every call costs, beside the same calls seen.
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs
 //! PostgreSQL at 127.0.0.1:5432 and NATS with JetStream at 127.0.0.1:4222 (`scripts/services`).
@@ -591,8 +591,10 @@ async fn run_form(
     let data_dir = tempfile::tempdir()?;
     let admin_token = random(32);
     let mut env = server_env(data_dir.path(), &admin_token);
-    if form == UNLOGGED {
-        env.push(("OUTRIGGER_API_LOG", "false".to_owned()));
+    if form == UNOBSERVED {
+        for setting in ["OUTRIGGER_API_LOG", "OUTRIGGER_METRICS", "OUTRIGGER_TRACE_CONTEXT"] {
+            env.push((setting, "false".to_owned()));
+        }
     }
     let (mut processes, control_api, dapr_http, dapr_grpc, jetstream) = if form != "distributed" {
         progress("embedded: starting outrigger (all-in-one)");
@@ -698,12 +700,12 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
     done
 }
 
-/// The embedded form with `OUTRIGGER_API_LOG=false` (metrics and trace context still on).
-const UNLOGGED: &str = "embedded, API log off";
+/// The embedded form with the API log, metrics and trace context off.
+const UNOBSERVED: &str = "embedded, telemetry off";
 
 fn phases_of(form: &'static str) -> Vec<Phase> {
-    if form == UNLOGGED {
-        let hops = "HTTP -> all-in-one gateway (API log off) -> in-process bus -> worker -> SQLite queue";
+    if form == UNOBSERVED {
+        let hops = "HTTP -> all-in-one gateway (telemetry off) -> in-process bus -> worker -> SQLite queue";
         return vec![
             Phase::new(form, Kind::Publish, "publish, no subscriber", hops),
             Phase::new(form, Kind::Throughput, "throughput, push subscriber", &format!("{hops} -> push to the app")),
@@ -762,7 +764,7 @@ async fn run(options: Options) -> ExitCode {
     let leftovers = Mutex::new(Leftovers::default());
     let mut forms = Vec::new();
     let forms_wanted =
-        [("embedded", options.embedded), (UNLOGGED, options.embedded), ("distributed", options.distributed)];
+        [("embedded", options.embedded), (UNOBSERVED, options.embedded), ("distributed", options.distributed)];
     for (form, wanted) in forms_wanted {
         if wanted {
             forms.push((form, phases_of(form)));

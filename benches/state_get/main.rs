@@ -1,7 +1,8 @@
 //! State GET benchmark: what a Dapr `GET /v1.0/state/<store>/<key>` through Outrigger adds to a direct
 //! Redis GET, measured in one run for the baseline, the embedded default (managed `kvstore` and a
-//! `state.redis` component), the embedded form again with the API log off (`state.redis`: what seeing every
-//! call costs, beside the same call seen) and the distributed form (gateway, NATS, worker; `state.redis`).
+//! `state.redis` component), the embedded form again with the API log off and with all telemetry off (API log,
+//! metrics, trace context; `state.redis`: what seeing every call costs, beside the same call seen) and the
+//! distributed form (gateway, NATS, worker; `state.redis`).
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs Redis at
 //! 127.0.0.1:6379, PostgreSQL at 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`).
@@ -247,6 +248,10 @@ async fn measure_store(
 
 /// The setting that turns the API log off: what a row "API log off" compares with the same call logged.
 const API_LOG_OFF: (&str, &str) = ("OUTRIGGER_API_LOG", "false");
+/// The settings that turn all telemetry off (API log, metrics, trace context): the row every telemetry cost is
+/// read against.
+const TELEMETRY_OFF: &[(&str, &str)] =
+    &[API_LOG_OFF, ("OUTRIGGER_METRICS", "false"), ("OUTRIGGER_TRACE_CONTEXT", "false")];
 
 /// Settings added to an all-in-one's environment.
 type ExtraEnv<'a> = &'a [(&'static str, &'a str)];
@@ -329,8 +334,8 @@ fn get_call(dapr: &str, api_token: &str, store: &str) -> Call {
     }
 }
 
-/// Instructions per GET: the all-in-one (kvstore, redis-store), the all-in-one with the API log off
-/// (redis-store), then the gateway and worker of the distributed form (redis-store), each under callgrind.
+/// Instructions per GET: the all-in-one (kvstore, redis-store), the all-in-one with the API log off and with
+/// all telemetry off (redis-store), then the gateway and worker of the distributed form (redis-store), each under callgrind.
 async fn count_instructions(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
@@ -339,9 +344,10 @@ async fn count_instructions(
     let mut measured = Vec::new();
     let client = setup::setup_client()?;
     let value = random(options.value_size);
-    let embedded_runs: [(ExtraEnv<'_>, &[(&str, &str)]); 2] = [
+    let embedded_runs: [(ExtraEnv<'_>, &[(&str, &str)]); 3] = [
         (&[], &[("embedded: kvstore", "kvstore"), ("embedded: redis-store", "redis-store")]),
         (&[API_LOG_OFF], &[("embedded: redis-store, API log off", "redis-store")]),
+        (TELEMETRY_OFF, &[("embedded: redis-store, telemetry off", "redis-store")]),
     ];
     for (extra_env, stores) in embedded_runs {
         let data_dir = tempfile::tempdir()?;
@@ -411,15 +417,16 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
     done
 }
 
-async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 5]) {
-    let [base, kvstore, redis_store, unlogged, distributed_redis] = scenarios;
+async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 6]) {
+    let [base, kvstore, redis_store, unlogged, unobserved, distributed_redis] = scenarios;
     if let Err(err) = baseline(options, leftovers, base).await {
         progress(format!("{}: FAILED: {err:#}", base.name));
         base.error = Some(format!("{err:#}"));
     }
-    let runs: [(ExtraEnv<'_>, Vec<(&str, &mut Scenario)>); 2] = [
+    let runs: [(ExtraEnv<'_>, Vec<(&str, &mut Scenario)>); 3] = [
         (&[], vec![("kvstore", kvstore), ("redis-store", redis_store)]),
         (&[API_LOG_OFF], vec![("redis-store", unlogged)]),
+        (TELEMETRY_OFF, vec![("redis-store", unobserved)]),
     ];
     for (extra_env, mut stores) in runs {
         if let Err(err) = embedded(options, leftovers, extra_env, &mut stores).await {
@@ -461,6 +468,11 @@ async fn run(options: Options) -> ExitCode {
             "embedded_redis_api_log_off",
             "embedded: redis-store, API log off",
             "the same, OUTRIGGER_API_LOG=false (metrics and trace context still on)",
+        ),
+        Scenario::new(
+            "embedded_redis_telemetry_off",
+            "embedded: redis-store, telemetry off",
+            "the same, OUTRIGGER_API_LOG=false, OUTRIGGER_METRICS=false, OUTRIGGER_TRACE_CONTEXT=false",
         ),
         Scenario::new(
             "distributed_redis",

@@ -11,11 +11,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
-use axum::http::header::USER_AGENT;
+use axum::http::header::{Entry, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr_durabletask_proto as wf;
-use outrigger_bus::{Tenant, TraceContext};
+use outrigger_bus::Tenant;
 use outrigger_store::{ApiCall, CallDirection};
 use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
 
@@ -212,24 +212,28 @@ impl Observation {
 
     /// The caller was let in: the call's span starts, as the child of the caller's `traceparent` or as a new
     /// trace sampled at the App ID's rate, and `headers` (the request's) now name it, so that whatever the
-    /// call passes on (to an app, into a CloudEvent) descends from it. Returns that trace context.
-    pub(crate) async fn enter(&mut self, gateway: &Gateway, tenant: &Tenant, headers: &mut HeaderMap) -> TraceContext {
+    /// call passes on (to an app, into a CloudEvent) descends from it ([`crate::api::trace_context`] reads it
+    /// from them). When calls carry no trace context, the headers are left as they came.
+    pub(crate) async fn enter(&mut self, gateway: &Gateway, tenant: &Tenant, headers: &mut HeaderMap) {
         let text = |name: HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
         // Only a process that exports spans needs the App ID's rate.
         let rate = if trace::exporting() { gateway.sampling_rate(tenant).await } else { 0.0 };
-        let hop = Hop::arriving(text(TRACEPARENT), text(TRACESTATE), rate);
-        let traceparent = hop.traceparent();
-        let parent = HeaderValue::from_str(&traceparent).expect("a traceparent is visible ASCII");
+        let (caller_parent, caller_state) = (text(TRACEPARENT), text(TRACESTATE));
+        let had_state = caller_state.is_some();
+        let Some(hop) = Hop::arriving(caller_parent, caller_state, rate) else {
+            return;
+        };
+        let parent = hop.traceparent_header();
         let state = hop.tracestate().and_then(|state| HeaderValue::from_str(state).ok());
         headers.insert(TRACEPARENT, parent.clone());
         match &state {
-            Some(state) => headers.insert(TRACESTATE, state.clone()),
-            None => headers.remove(TRACESTATE),
-        };
-        let context = TraceContext { traceparent: Some(traceparent), tracestate: hop.tracestate().map(str::to_owned) };
+            Some(state) => drop(headers.insert(TRACESTATE, state.clone())),
+            // A `tracestate` too long to pass on; a request without one has nothing to remove.
+            None if had_state => drop(headers.remove(TRACESTATE)),
+            None => {}
+        }
         self.hop = Some(hop);
         self.trace_headers = Some((parent, state));
-        context
     }
 
     /// Runs `answer` (the call's handling) with the call's span as the parent of its bus calls.
@@ -257,10 +261,13 @@ impl Observation {
             (None, code) => metrics.grpc_call(&tenant.project, &tenant.app_id, &self.path, code.unwrap_or(2), elapsed),
         }
         let hop = self.hop.take();
-        if let Some((parent, state)) = self.trace_headers.take().filter(|_| !answer.contains_key(TRACEPARENT)) {
-            answer.insert(TRACEPARENT, parent);
-            if let Some(state) = state {
-                answer.insert(TRACESTATE, state);
+        if let Some((parent, state)) = self.trace_headers.take() {
+            // One look-up: the answer keeps a trace context of its own.
+            if let Entry::Vacant(slot) = answer.entry(TRACEPARENT) {
+                slot.insert(parent);
+                if let Some(state) = state {
+                    answer.insert(TRACESTATE, state);
+                }
             }
         }
         let log = &gateway.0.options.api_log;

@@ -202,6 +202,32 @@ fn rate_limited_calls_are_logged_and_metrics_have_their_own_listener() {
 }
 
 #[test]
+fn telemetry_turned_off_keeps_counts_and_traces_nothing() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let env = [("OUTRIGGER_API_LOG", "false"), ("OUTRIGGER_METRICS", "false"), ("OUTRIGGER_TRACE_CONTEXT", "false")];
+    let server = Server::start_role(&[], &env, data_dir.path(), Some(&random_token()));
+    server.outrigger(["project", "create", "shop"]).succeeds();
+    let token = app_token(&server, "shop", "orders");
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let (status, traceparent) = runtime.block_on(async {
+        let answer = reqwest::Client::new()
+            .get(state_url(&server, "kvstore/k"))
+            .header("dapr-api-token", &token)
+            .header("traceparent", caller)
+            .send()
+            .await
+            .unwrap();
+        (answer.status(), answer.headers().get("traceparent").cloned())
+    });
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(traceparent, None, "with trace context off no span is made or returned");
+    let metrics = runtime.block_on(async { reqwest::get(format!("{}/metrics", server.url())).await.unwrap().status() });
+    assert_eq!(metrics, StatusCode::NOT_FOUND, "with metrics off no /metrics is served");
+    assert_eq!(logged(&server, "shop", 0, &[]), Vec::<Value>::new(), "with the API log off nothing is kept");
+}
+
+#[test]
 fn a_project_s_own_rate_quota_holds_its_app_ids_only() {
     let (_dir, server) = start();
     for project in ["limited", "free"] {

@@ -596,10 +596,11 @@ fn every_value_is_documented_and_typed() {
         .iter()
         .map(|name| name.as_str().unwrap().to_owned())
         .collect();
-    // Set by the chart from its own values (or the binary's defaults the Services and plain-HTTP probes rely on).
+    // Set by the chart from its own values (or the binary's defaults the Services, plain-HTTP probes and the
+    // metrics listener every pod serves rely on).
     let set_by_chart = "DATABASE_URL ADMIN_TOKEN DATA_DIR METRICS_ADDR LOG_FORMAT LOG NATS_URL MANAGED_KVSTORE_URL \
         MANAGED_PUBSUB_URL PUBLIC_HTTP_ENDPOINT PUBLIC_GRPC_ENDPOINT";
-    let left_at_default = "HTTP_ADDR GRPC_ADDR CONTROL_API_ADDR TLS_CERT_FILE TLS_KEY_FILE";
+    let left_at_default = "HTTP_ADDR GRPC_ADDR CONTROL_API_ADDR TLS_CERT_FILE TLS_KEY_FILE METRICS";
     let mut expected: BTreeSet<String> = binary.clone();
     for setting in set_by_chart.split_whitespace().chain(left_at_default.split_whitespace()) {
         assert!(expected.remove(&format!("OUTRIGGER_{setting}")), "the binary has no {setting}: {binary:?}");

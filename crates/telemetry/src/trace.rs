@@ -14,10 +14,11 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 pub use opentelemetry::trace::SpanKind;
 use opentelemetry::trace::{SpanContext, SpanId, Status, TraceFlags, TraceId, TraceState};
 use opentelemetry::InstrumentationScope;
@@ -65,13 +66,18 @@ impl SpanIds {
 
     /// The `traceparent` header naming this span.
     pub fn traceparent(&self) -> String {
+        ascii_string(&self.traceparent_text())
+    }
+
+    /// [`traceparent`](Self::traceparent), on the stack.
+    fn traceparent_text(&self) -> [u8; 55] {
         let mut text = *b"00-................................-................-00";
         hex_into(&mut text[3..35], &self.trace_id);
         hex_into(&mut text[36..52], &self.span_id);
         if self.sampled {
             text[54] = b'1';
         }
-        ascii_string(&text)
+        text
     }
 
     /// The ids of a new span of the same trace (a child of this one, whatever names its parent).
@@ -180,8 +186,11 @@ pub struct Hop {
 impl Hop {
     /// The hop of a call arriving with `traceparent`/`tracestate` (or none): a child of the caller's span, or
     /// the first span of a new trace, sampled by its id at `sampling_rate` (the caller's App ID's; 0 records
-    /// nothing, even when the caller's trace is sampled).
-    pub fn arriving(traceparent: Option<&str>, tracestate: Option<&str>, sampling_rate: f64) -> Hop {
+    /// nothing, even when the caller's trace is sampled). `None` when calls carry no trace context.
+    pub fn arriving(traceparent: Option<&str>, tracestate: Option<&str>, sampling_rate: f64) -> Option<Hop> {
+        if !context_on() {
+            return None;
+        }
         let parent = traceparent.and_then(SpanIds::parse);
         let exporting = exporter().is_some();
         match parent {
@@ -189,20 +198,24 @@ impl Hop {
                 let recorded = exporting && parent.sampled && sampling_rate > 0.0;
                 let ids = SpanIds { span_id: random_id(), ..parent };
                 let tracestate = tracestate.filter(|state| state.len() <= MAX_TRACESTATE_LEN).map(str::to_owned);
-                Hop { ids, parent: Some(parent.span_id), tracestate, recorded, started: SystemTime::now() }
+                Some(Hop { ids, parent: Some(parent.span_id), tracestate, recorded, started: SystemTime::now() })
             }
             None => {
                 let trace_id = random_id();
                 let recorded = exporting && sampled_at(&trace_id, sampling_rate);
                 let ids = SpanIds { trace_id, span_id: random_id(), sampled: recorded };
-                Hop { ids, parent: None, tracestate: None, recorded, started: SystemTime::now() }
+                Some(Hop { ids, parent: None, tracestate: None, recorded, started: SystemTime::now() })
             }
         }
     }
 
     /// The hop that continues a trace another process started (`traceparent` of its span): recorded when that
-    /// span was sampled and this process exports. `None` when there is no valid parent.
+    /// span was sampled and this process exports. `None` when there is no valid parent, or calls carry no trace
+    /// context.
     pub fn continuing(traceparent: &str, tracestate: Option<&str>) -> Option<Hop> {
+        if !context_on() {
+            return None;
+        }
         let parent = SpanIds::parse(traceparent)?;
         let recorded = parent.sampled && exporter().is_some();
         let ids = SpanIds { span_id: random_id(), ..parent };
@@ -237,6 +250,12 @@ impl Hop {
     /// The `traceparent` the next hop and the caller receive.
     pub fn traceparent(&self) -> String {
         self.ids.traceparent()
+    }
+
+    /// The `traceparent` as a header's value, made without a `String` in between (the gateway sets it on each
+    /// request and answer).
+    pub fn traceparent_header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.ids.traceparent_text()).expect("a traceparent is visible ASCII")
     }
 
     /// The caller's `tracestate`, passed on unchanged.
@@ -296,6 +315,18 @@ struct Exporter {
 }
 
 static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+/// Whether calls carry trace context (`OUTRIGGER_TRACE_CONTEXT`); off, no hop is made anywhere.
+static CONTEXT_ON: AtomicBool = AtomicBool::new(true);
+
+/// Stops trace context for the rest of the process: no hop is taken, started or passed on from now on.
+pub fn turn_off_context() {
+    CONTEXT_ON.store(false, Ordering::Relaxed);
+}
+
+fn context_on() -> bool {
+    CONTEXT_ON.load(Ordering::Relaxed)
+}
 
 fn exporter() -> Option<&'static Exporter> {
     EXPORTER.get()
@@ -396,7 +427,7 @@ mod tests {
 
     #[test]
     fn a_hop_continues_its_callers_trace_or_starts_one() {
-        let child = Hop::arriving(Some(PARENT), Some("congo=t61rcWkgMzE"), 1.0);
+        let child = Hop::arriving(Some(PARENT), Some("congo=t61rcWkgMzE"), 1.0).unwrap();
         let parent = SpanIds::parse(PARENT).unwrap();
         assert_eq!(child.ids().trace_id, parent.trace_id);
         assert_ne!(child.ids().span_id, parent.span_id);
@@ -404,7 +435,7 @@ mod tests {
         // The caller's flag is passed on, and its tracestate.
         assert!(child.ids().sampled);
         assert_eq!(child.tracestate(), Some("congo=t61rcWkgMzE"));
-        let started = Hop::arriving(Some("garbage"), None, 1.0);
+        let started = Hop::arriving(Some("garbage"), None, 1.0).unwrap();
         assert_ne!(started.ids().trace_id, parent.trace_id);
         assert_eq!(started.parent, None);
         // Without a collector nothing is recorded, and a new trace says so in its flag.

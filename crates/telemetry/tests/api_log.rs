@@ -98,3 +98,22 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
     drop(tx);
     assert!(!ApiLog::disabled().enabled());
 }
+
+#[tokio::test]
+async fn calls_beyond_the_queue_are_dropped_and_counted_never_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    // A writer that would gather for an hour: only closing writes.
+    let options = ApiLogOptions { queue: 3, flush_interval: Duration::from_secs(3600), ..ApiLogOptions::default() };
+    let closing = CancellationToken::new();
+    let (log, writer) = ApiLog::start(store.clone(), options, closing.clone());
+    let now = now_millis();
+    for n in 0..5 {
+        log.record(call("full", now + n, &format!("/full/{n}")));
+    }
+    let dropped = outrigger_telemetry::metrics().render();
+    assert!(dropped.contains("outrigger_api_log_dropped_total 2"), "{dropped}");
+    closing.cancel();
+    writer.await.unwrap();
+    assert_eq!(paths(&store, "full").await, ["/full/2", "/full/1", "/full/0"]);
+}

@@ -139,7 +139,8 @@ where
                 return refused;
             }
         };
-        let trace = observation.enter(&gateway, &tenant, request.headers_mut()).await;
+        observation.enter(&gateway, &tenant, request.headers_mut()).await;
+        let trace = super::trace_context(request.headers());
         let limit = gateway.options().max_body_bytes;
         // What the request names (component, target), kept for the log once the message is decoded.
         let named: Arc<OnceLock<Named>> = Arc::default();

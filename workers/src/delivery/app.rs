@@ -273,7 +273,7 @@ pub(crate) async fn deliver_binding_event(
         .body(data);
     let field = |name: &str| metadata.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
     let (traceparent, tracestate) = (field("traceparent").map(String::as_str), field("tracestate").map(String::as_str));
-    let hop = (sampling_rate > 0.0).then(|| Hop::arriving(traceparent, tracestate, sampling_rate));
+    let hop = (sampling_rate > 0.0).then(|| Hop::arriving(traceparent, tracestate, sampling_rate)).flatten();
     for (name, value) in metadata {
         let name = name.to_ascii_lowercase();
         // The span's own context replaces the one the event carried.

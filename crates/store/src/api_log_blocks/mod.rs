@@ -16,6 +16,7 @@ use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection};
 use crate::paging::{self, KeyColumn, Value};
 use crate::{Engine, Error, Page, PageRequest, ProjectId, Result, Store, Tx};
 
+mod pack;
 mod stored_call;
 
 /// The most calls one page examines, whatever its filters: a filter that matches few calls of a busy project

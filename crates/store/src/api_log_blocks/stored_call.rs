@@ -2,13 +2,13 @@
 //! its fields in the order of [`StoredCall`]'s, as `rmp_serde` writes such a struct (a test holds the two to the
 //! same bytes).
 //!
-//! A block is written field by field with `rmp`'s encoders rather than through serde: serde's path cost ~70
+//! A block is written field by field (the [`pack`] module) rather than through serde: serde's path cost ~70
 //! instructions a field, a tenth of what logging a call cost. A recorded call's span ids and address stay values
 //! from the request path into the block, where they are written as bytes: no string is made for them.
 
 use std::net::IpAddr;
 
-use rmp::encode;
+use super::pack;
 
 use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection, CallSpan};
 use crate::{Error, ProjectId, Result};
@@ -20,7 +20,7 @@ const BLOCK_FORMAT: u8 = 2;
 const READ_FORMATS: [u8; 2] = [1, 2];
 
 /// Fields of a stored call.
-const FIELDS: u32 = 16;
+const FIELDS: usize = 16;
 
 /// One call as a block stores it: the project is the block's, the direction a flag.
 #[derive(Clone, Copy, serde::Deserialize)]
@@ -92,10 +92,10 @@ impl Binary<'_> {
     /// Appends the field.
     fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Binary::Bytes(bytes) => written(encode::write_bin(out, bytes)),
-            Binary::Address(IpAddr::V4(address)) => written(encode::write_bin(out, &address.octets())),
-            Binary::Address(IpAddr::V6(address)) => written(encode::write_bin(out, &address.octets())),
-            Binary::Text(text) => written(encode::write_str(out, text)),
+            Binary::Bytes(bytes) => pack::bin(out, bytes),
+            Binary::Address(IpAddr::V4(address)) => pack::bin(out, &address.octets()),
+            Binary::Address(IpAddr::V6(address)) => pack::bin(out, &address.octets()),
+            Binary::Text(text) => pack::str(out, text),
         }
     }
 
@@ -125,15 +125,17 @@ impl Binary<'_> {
     }
 }
 
-/// Writing into a `Vec` cannot fail.
-fn written<T, E: std::fmt::Debug>(result: std::result::Result<T, E>) {
-    result.expect("writing into memory cannot fail");
-}
-
 fn write_optional_str(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
-        Some(text) => written(encode::write_str(out, text)),
-        None => written(encode::write_nil(out)),
+        Some(text) => pack::str(out, text),
+        None => pack::nil(out),
+    }
+}
+
+fn write_optional_binary(out: &mut Vec<u8>, binary: Option<Binary<'_>>) {
+    match binary {
+        Some(binary) => binary.write(out),
+        None => pack::nil(out),
     }
 }
 
@@ -169,32 +171,25 @@ impl<'a> StoredCall<'a> {
 
     /// Appends the call to a block [started](start_block) in `out`.
     pub(super) fn append(&self, out: &mut Vec<u8>) {
-        written(encode::write_array_len(out, FIELDS));
-        written(encode::write_sint(out, self.at));
-        written(encode::write_str(out, self.app_id));
+        pack::array_len(out, FIELDS);
+        pack::int(out, self.at);
+        pack::str(out, self.app_id);
         write_optional_str(out, self.target);
         for text in [self.api, self.protocol, self.method, self.path] {
-            written(encode::write_str(out, text));
+            pack::str(out, text);
         }
         write_optional_str(out, self.component);
-        written(encode::write_uint(out, u64::from(self.status)));
+        pack::uint(out, u64::from(self.status));
         match self.grpc_code {
-            Some(code) => written(encode::write_sint(out, i64::from(code))),
-            None => written(encode::write_nil(out)),
+            Some(code) => pack::int(out, i64::from(code)),
+            None => pack::nil(out),
         }
-        written(encode::write_sint(out, self.latency_us));
-        for text in [self.trace_id, self.span_id] {
-            match text {
-                Some(text) => text.write(out),
-                None => written(encode::write_nil(out)),
-            }
-        }
+        pack::int(out, self.latency_us);
+        write_optional_binary(out, self.trace_id);
+        write_optional_binary(out, self.span_id);
         write_optional_str(out, self.user_agent);
-        match self.caller_addr {
-            Some(text) => text.write(out),
-            None => written(encode::write_nil(out)),
-        }
-        written(encode::write_bool(out, self.to_app));
+        write_optional_binary(out, self.caller_addr);
+        pack::bool(out, self.to_app);
     }
 
     pub(super) fn to_call(self, project: &ProjectId) -> ApiCall {
@@ -270,9 +265,9 @@ impl Stored for StoredCall<'_> {
 
 /// Starts a block's encoding of `calls` calls into `out`; each call then [appends](StoredCall::append) itself.
 pub(super) fn start_block(out: &mut Vec<u8>, calls: usize) {
-    written(encode::write_array_len(out, 2));
-    written(encode::write_uint(out, u64::from(BLOCK_FORMAT)));
-    written(encode::write_array_len(out, u32::try_from(calls).expect("a batch holds far fewer calls")));
+    pack::array_len(out, 2);
+    pack::uint(out, u64::from(BLOCK_FORMAT));
+    pack::array_len(out, calls);
 }
 
 /// The calls of a stored block, newest first.

@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
@@ -60,6 +60,13 @@ fn label_hash_after(before: u64, labels: &[&str]) -> u64 {
     hasher.finish()
 }
 
+/// The cache key of a label set of words from a fixed vocabulary (`&'static str`: a call's type, a cache's name)
+/// and a variant (an outcome): the word's address and length, not its text, so that nothing is hashed on the busy
+/// path. The same word at two addresses gets two keys and shares its series all the same.
+fn static_key(word: &'static str, variant: bool) -> u64 {
+    (word.as_ptr() as u64) ^ ((word.len() as u64) << 48) ^ u64::from(variant) << 63
+}
+
 /// A counter (optional) and a histogram with the same labels, their per-label-set handles cached.
 struct CachedSeries {
     count: Option<IntCounterVec>,
@@ -77,7 +84,8 @@ impl CachedSeries {
         self.observe_keyed(label_hash(labels), labels, value);
     }
 
-    /// [`observe`](Self::observe) with the labels' hash already made.
+    /// [`observe`](Self::observe) with the labels' key already made: their hash, or a [`static_key`] (a series
+    /// keyed so is never keyed by hash).
     fn observe_keyed(&self, key: u64, labels: &[&str], value: f64) {
         if let Some((count, histogram)) = self.cache.read().expect("series cache lock").get(&key) {
             count.iter().for_each(IntCounter::inc);
@@ -95,7 +103,7 @@ impl CachedSeries {
     }
 }
 
-/// A counter whose per-label-set handles are cached, for counts made on every call.
+/// A counter whose per-label-set handles are cached by [`static_key`], for counts made on every call.
 struct CachedCounter {
     counter: IntCounterVec,
     cache: RwLock<HashMap<u64, IntCounter, LabelKeys>>,
@@ -106,8 +114,7 @@ impl CachedCounter {
         CachedCounter { counter, cache: RwLock::default() }
     }
 
-    fn inc(&self, labels: &[&str]) {
-        let key = label_hash(labels);
+    fn inc(&self, key: u64, labels: &[&str]) {
         if let Some(counter) = self.cache.read().expect("counter cache lock").get(&key) {
             return counter.inc();
         }
@@ -140,13 +147,17 @@ pub struct Metrics {
     token_cache_ttl: prometheus::Gauge,
     scheduler_lag: HistogramVec,
     queue_depth: IntGaugeVec,
-    /// The queue-depth gauge of each pool, by the hash of its name.
-    queue_depth_of: RwLock<HashMap<u64, IntGauge, LabelKeys>>,
+    /// The queue-depth gauge of each pool a process serves (one or a few: a list, looked up by name without
+    /// hashing it).
+    queue_depth_of: RwLock<Vec<(String, IntGauge)>>,
     /// daprd's workflow and resiliency series, recorded through [`Metrics::runtime`].
     runtime: runtime::RuntimeSeries,
     /// Hashes of the (project, App ID) pairs with series of their own (hashes: no allocation per call).
     tenants: RwLock<HashSet<u64, LabelKeys>>,
     tenant_limit: AtomicUsize,
+    /// Whether anything is counted (`OUTRIGGER_METRICS`): every record looks at it first, so that a process
+    /// with metrics off pays one load per record.
+    on: AtomicBool,
 }
 
 /// The process's metrics.
@@ -322,7 +333,18 @@ impl Metrics {
             tenants: RwLock::default(),
             queue_depth_of: RwLock::default(),
             tenant_limit: AtomicUsize::new(DEFAULT_TENANT_LIMIT),
+            on: AtomicBool::new(true),
         }
+    }
+
+    /// Stops counting: every record from now on does nothing (the process serves no `/metrics` either).
+    pub fn turn_off(&self) {
+        self.on.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether records count.
+    pub(crate) fn on(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
     }
 
     /// How many (project, App ID) pairs get series of their own.
@@ -353,6 +375,9 @@ impl Metrics {
 
     /// Counts an HTTP call of the Dapr API.
     pub fn http_call(&self, project: &str, app_id: &str, method: &str, status: u16, elapsed: Duration) {
+        if !self.on() {
+            return;
+        }
         let status = http::StatusCode::from_u16(status).ok();
         let status = status.as_ref().map_or("other", http::StatusCode::as_str);
         self.tenant_call(&self.http, (project, app_id), [method, status], elapsed);
@@ -360,6 +385,9 @@ impl Metrics {
 
     /// Counts a gRPC call of the Dapr API; `method` is the rpc's full path, `code` its gRPC status code.
     pub fn grpc_call(&self, project: &str, app_id: &str, method: &str, code: i32, elapsed: Duration) {
+        if !self.on() {
+            return;
+        }
         self.tenant_call(&self.grpc, (project, app_id), [method, grpc_code_name(code)], elapsed);
     }
 
@@ -377,23 +405,35 @@ impl Metrics {
     }
 
     /// Times a call's trip over the bus (`call` names the call type, a fixed set).
-    pub fn bus_round_trip(&self, call: &str, succeeded: bool, elapsed: Duration) {
+    pub fn bus_round_trip(&self, call: &'static str, succeeded: bool, elapsed: Duration) {
+        if !self.on() {
+            return;
+        }
         let outcome = if succeeded { "answered" } else { "failed" };
-        self.bus_round_trip.observe(&[call, outcome], elapsed.as_secs_f64());
+        self.bus_round_trip.observe_keyed(static_key(call, succeeded), &[call, outcome], elapsed.as_secs_f64());
     }
 
     /// Counts calls the API log wrote.
     pub fn api_log_written(&self, calls: usize) {
+        if !self.on() {
+            return;
+        }
         self.api_log_written.inc_by(calls as u64);
     }
 
     /// Counts calls the API log lost.
     pub fn api_log_dropped(&self, calls: usize) {
+        if !self.on() {
+            return;
+        }
         self.api_log_dropped.inc_by(calls as u64);
     }
 
     /// Counts a token lookup.
     pub fn token_lookup(&self, cached: bool) {
+        if !self.on() {
+            return;
+        }
         if cached { &self.token_hits } else { &self.token_misses }.inc();
     }
 
@@ -413,6 +453,9 @@ impl Metrics {
         process_status: &str,
         elapsed: Duration,
     ) {
+        if !self.on() {
+            return;
+        }
         let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
         let labels = [project, app_id, component, topic, process_status, ""];
         self.pubsub_ingress.with_label_values(&labels).inc();
@@ -427,6 +470,9 @@ impl Metrics {
         success: bool,
         elapsed: Duration,
     ) {
+        if !self.on() {
+            return;
+        }
         let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
         let success = if success { "true" } else { "false" };
         self.pubsub_egress.observe(&[project, app_id, component, topic, success], millis(elapsed));
@@ -434,39 +480,62 @@ impl Metrics {
 
     /// Records how long a message waited from its publication until its first delivery to a subscription.
     pub fn delivery_lag(&self, (project, app_id): (&str, &str), (component, topic): (&str, &str), lag: Duration) {
+        if !self.on() {
+            return;
+        }
         let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
         self.delivery_lag.with_label_values(&[project, app_id, component, topic]).observe(lag.as_secs_f64());
     }
 
     /// Counts a backend call of a state store or broker that timed out.
     pub fn store_timeout(&self, component_type: &str) {
+        if !self.on() {
+            return;
+        }
         self.store_timeouts.with_label_values(&[component_type]).inc();
     }
 
     /// Counts a look-up of a project cache (`cache`: `gateway_directory`, `worker_components`).
-    pub fn cache_lookup(&self, cache: &str, hit: bool) {
-        self.cache_lookups.inc(&[cache, if hit { "hit" } else { "miss" }]);
+    pub fn cache_lookup(&self, cache: &'static str, hit: bool) {
+        if !self.on() {
+            return;
+        }
+        self.cache_lookups.inc(static_key(cache, hit), &[cache, if hit { "hit" } else { "miss" }]);
     }
 
     /// Says how long token lookups are trusted.
     pub fn set_token_cache_ttl(&self, ttl: Duration) {
+        if !self.on() {
+            return;
+        }
         self.token_cache_ttl.set(ttl.as_secs_f64());
     }
 
     /// Records how late the scheduler fired something due (`kind`: `job` or `cron-binding`).
     pub fn scheduler_lag(&self, kind: &str, late: Duration) {
+        if !self.on() {
+            return;
+        }
         self.scheduler_lag.with_label_values(&[kind]).observe(late.as_secs_f64());
     }
 
     /// Counts a call a worker of `pool` starts (`+1`) or ends (`-1`).
     pub fn worker_queue(&self, pool: &str, change: i64) {
-        let key = label_hash(&[pool]);
-        if let Some(gauge) = self.queue_depth_of.read().expect("queue depth lock").get(&key) {
-            return gauge.add(change);
+        if !self.on() {
+            return;
         }
-        let gauge = self.queue_depth.with_label_values(&[pool]);
-        gauge.add(change);
-        self.queue_depth_of.write().expect("queue depth lock").insert(key, gauge);
+        let known = |gauges: &Vec<(String, IntGauge)>| {
+            gauges.iter().find(|(name, _)| name == pool).map(|(_, gauge)| gauge.add(change)).is_some()
+        };
+        if known(&self.queue_depth_of.read().expect("queue depth lock")) {
+            return;
+        }
+        let mut gauges = self.queue_depth_of.write().expect("queue depth lock");
+        if !known(&gauges) {
+            let gauge = self.queue_depth.with_label_values(&[pool]);
+            gauge.add(change);
+            gauges.push((pool.to_owned(), gauge));
+        }
     }
 
     /// daprd's runtime series: workflows and Resiliency policies.
@@ -507,64 +576,4 @@ fn grpc_code_name(code: i32) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn grpc_codes_have_their_canonical_names() {
-        assert_eq!(grpc_code_name(5), "NOT_FOUND");
-        assert_eq!(grpc_code_name(99), "UNKNOWN");
-    }
-
-    #[test]
-    fn pubsub_and_cache_series_keep_daprds_names() {
-        let metrics = Metrics::new();
-        metrics.set_tenant_limit(1);
-        let elapsed = Duration::from_millis(3);
-        metrics.pubsub_publish(("p1", "a"), ("pubsub", "orders"), true, elapsed);
-        metrics.pubsub_delivery(("p1", "a"), ("pubsub", "orders"), "retry", elapsed);
-        metrics.delivery_lag(("p1", "a"), ("pubsub", "orders"), Duration::from_millis(40));
-        // A second tenant is past the limit: its topic is not named either.
-        metrics.pubsub_publish(("p2", "b"), ("pubsub", "secret-topic"), false, elapsed);
-        metrics.cache_lookup("worker_components", true);
-        metrics.cache_lookup("worker_components", true);
-        metrics.store_timeout("state.redis");
-        metrics.set_token_cache_ttl(Duration::from_secs(2));
-        let text = metrics.render();
-        for series in [
-            r#"dapr_component_pubsub_egress_count{app_id="a",component="pubsub",project="p1",success="true",topic="orders"} 1"#,
-            r#"dapr_component_pubsub_egress_count{app_id="other",component="pubsub",project="other",success="false",topic="other"} 1"#,
-            r#"dapr_component_pubsub_ingress_count{app_id="a",component="pubsub",process_status="retry",project="p1",status="",topic="orders"} 1"#,
-            r#"outrigger_pubsub_delivery_lag_seconds_bucket{app_id="a",component="pubsub",project="p1",topic="orders",le="0.05"} 1"#,
-            r#"outrigger_cache_lookups_total{cache="worker_components",result="hit"} 2"#,
-            r#"outrigger_store_timeouts_total{component_type="state.redis"} 1"#,
-            "outrigger_token_cache_ttl_seconds 2",
-        ] {
-            assert!(text.contains(series), "{series} missing from:\n{text}");
-        }
-        assert!(!text.contains("secret-topic"));
-    }
-
-    #[test]
-    fn tenants_past_the_limit_share_one_series() {
-        let metrics = Metrics::new();
-        metrics.set_tenant_limit(2);
-        for app in ["a", "b", "c", "d"] {
-            metrics.http_call("p1", app, "GET", 200, Duration::from_micros(300));
-        }
-        metrics.http_call("p1", "a", "GET", 200, Duration::from_micros(300));
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"dapr_http_server_request_count{app_id="a",method="GET",project="p1",status="200"} 2"#),
-            "{text}"
-        );
-        assert!(text.contains(r#"dapr_http_server_request_count{app_id="b",method="GET",project="p1",status="200"} 1"#));
-        assert!(text
-            .contains(r#"dapr_http_server_request_count{app_id="other",method="GET",project="other",status="200"} 2"#));
-        assert!(!text.contains(r#"app_id="c""#) && !text.contains(r#"app_id="d""#));
-        assert!(text.contains("outrigger_metrics_tenants_folded_total 2"));
-        assert!(text.contains(
-            r#"dapr_http_server_latency_bucket{app_id="a",method="GET",project="p1",status="200",le="0.5"} 2"#
-        ));
-    }
-}
+mod tests;

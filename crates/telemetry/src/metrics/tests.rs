@@ -1,0 +1,82 @@
+//! Tests of the process's metrics.
+
+use super::*;
+
+#[test]
+fn grpc_codes_have_their_canonical_names() {
+    assert_eq!(grpc_code_name(5), "NOT_FOUND");
+    assert_eq!(grpc_code_name(99), "UNKNOWN");
+}
+
+#[test]
+fn pubsub_and_cache_series_keep_daprds_names() {
+    let metrics = Metrics::new();
+    metrics.set_tenant_limit(1);
+    let elapsed = Duration::from_millis(3);
+    metrics.pubsub_publish(("p1", "a"), ("pubsub", "orders"), true, elapsed);
+    metrics.pubsub_delivery(("p1", "a"), ("pubsub", "orders"), "retry", elapsed);
+    metrics.delivery_lag(("p1", "a"), ("pubsub", "orders"), Duration::from_millis(40));
+    // A second tenant is past the limit: its topic is not named either.
+    metrics.pubsub_publish(("p2", "b"), ("pubsub", "secret-topic"), false, elapsed);
+    metrics.cache_lookup("worker_components", true);
+    metrics.cache_lookup("worker_components", true);
+    metrics.store_timeout("state.redis");
+    metrics.set_token_cache_ttl(Duration::from_secs(2));
+    let text = metrics.render();
+    for series in [
+        r#"dapr_component_pubsub_egress_count{app_id="a",component="pubsub",project="p1",success="true",topic="orders"} 1"#,
+        r#"dapr_component_pubsub_egress_count{app_id="other",component="pubsub",project="other",success="false",topic="other"} 1"#,
+        r#"dapr_component_pubsub_ingress_count{app_id="a",component="pubsub",process_status="retry",project="p1",status="",topic="orders"} 1"#,
+        r#"outrigger_pubsub_delivery_lag_seconds_bucket{app_id="a",component="pubsub",project="p1",topic="orders",le="0.05"} 1"#,
+        r#"outrigger_cache_lookups_total{cache="worker_components",result="hit"} 2"#,
+        r#"outrigger_store_timeouts_total{component_type="state.redis"} 1"#,
+        "outrigger_token_cache_ttl_seconds 2",
+    ] {
+        assert!(text.contains(series), "{series} missing from:\n{text}");
+    }
+    assert!(!text.contains("secret-topic"));
+}
+
+#[test]
+fn metrics_turned_off_count_nothing() {
+    let metrics = Metrics::new();
+    metrics.turn_off();
+    metrics.http_call("p1", "a", "GET", 200, Duration::from_micros(300));
+    metrics.grpc_call("p1", "a", "/dapr.proto.runtime.v1.Dapr/GetState", 0, Duration::from_micros(300));
+    metrics.cache_lookup("worker_components", true);
+    metrics.worker_queue("state", 1);
+    metrics.runtime().workflow_operation("p1", "a", WorkflowOperation::CreateWorkflow, true, Duration::ZERO);
+    let text = metrics.render();
+    for name in [
+        "dapr_http_server_request_count{",
+        "dapr_grpc_io_server_completed_rpcs{",
+        "outrigger_cache_lookups_total{",
+        "outrigger_worker_queue_depth{",
+        "dapr_runtime_workflow_operation_count{",
+    ] {
+        assert!(!text.contains(name), "{name} counted with metrics off:\n{text}");
+    }
+}
+
+#[test]
+fn tenants_past_the_limit_share_one_series() {
+    let metrics = Metrics::new();
+    metrics.set_tenant_limit(2);
+    for app in ["a", "b", "c", "d"] {
+        metrics.http_call("p1", app, "GET", 200, Duration::from_micros(300));
+    }
+    metrics.http_call("p1", "a", "GET", 200, Duration::from_micros(300));
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"dapr_http_server_request_count{app_id="a",method="GET",project="p1",status="200"} 2"#),
+        "{text}"
+    );
+    assert!(text.contains(r#"dapr_http_server_request_count{app_id="b",method="GET",project="p1",status="200"} 1"#));
+    assert!(
+        text.contains(r#"dapr_http_server_request_count{app_id="other",method="GET",project="other",status="200"} 2"#)
+    );
+    assert!(!text.contains(r#"app_id="c""#) && !text.contains(r#"app_id="d""#));
+    assert!(text.contains("outrigger_metrics_tenants_folded_total 2"));
+    assert!(text
+        .contains(r#"dapr_http_server_latency_bucket{app_id="a",method="GET",project="p1",status="200",le="0.5"} 2"#));
+}
