@@ -2,6 +2,7 @@
 //! default; the server subcommands run the parts of the distributed form; the client subcommands call the
 //! control API.
 
+mod admin_token;
 mod boundary;
 mod cli;
 mod config;

@@ -1,8 +1,6 @@
 //! The server processes: all-in-one (the embedded default), `control-api`, `gateway`, and `migrate`.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,14 +25,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 
+use crate::admin_token::admin_token;
 use crate::config::Config;
 use crate::explorers::{ManagedKvExplorer, ManagedKvstoreUsage, ManagedTopicsExplorer};
 use crate::listener::serve;
 
-/// Name of the file in the data directory that holds a generated operator token.
-pub const ADMIN_TOKEN_FILE: &str = "admin-token";
-
-/// Connects to the control-plane database and applies pending migrations.
 async fn migrated_store(config: &Config) -> anyhow::Result<Store> {
     let store = connect(config).await?;
     store.migrate().await.context("applying control-plane migrations")?;
@@ -67,54 +62,6 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!(database = %redact(&config.database_url()), "control-plane migrations applied");
     Ok(())
-}
-
-/// The operator token: configured, or (embedded default only) read from / generated into the data dir.
-fn admin_token(config: &Config, may_generate: bool) -> anyhow::Result<String> {
-    if let Some(token) = &config.admin_token {
-        return Ok(token.trim().to_owned());
-    }
-    if !may_generate {
-        bail!("OUTRIGGER_ADMIN_TOKEN is not set: the control API needs an operator token (at least 16 characters)");
-    }
-    let path = config.data_dir.join(ADMIN_TOKEN_FILE);
-    if path.exists() {
-        let token = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        return Ok(token.trim().to_owned());
-    }
-    let token = generate_admin_token();
-    write_private(&path, &token).with_context(|| format!("writing {}", path.display()))?;
-    print_first_start_banner(&path, &token);
-    Ok(token)
-}
-
-fn generate_admin_token() -> String {
-    use rand::RngCore;
-    let mut secret = [0u8; 32];
-    rand::thread_rng().fill_bytes(&mut secret);
-    let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("ora_{hex}")
-}
-
-/// Writes a file readable by its owner only.
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(contents.as_bytes())
-}
-
-fn print_first_start_banner(path: &Path, token: &str) {
-    println!(
-        "\nOutrigger generated an operator token and stored it in {path}:\n\n    {token}\n\n\
-         The CLI reads that file when run from this directory; elsewhere set OUTRIGGER_TOKEN.\n\
-         Next steps:\n\
-         \x20   outrigger project create demo\n\
-         \x20   outrigger appid create orders --project demo\n\
-         then give the app the three DAPR_* variables that command prints.\n",
-        path = path.display()
-    );
 }
 
 /// Resolves when Ctrl-C or SIGTERM arrives, and cancels `shutdown`.

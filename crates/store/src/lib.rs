@@ -18,6 +18,7 @@ mod orgs;
 mod paging;
 mod principals;
 mod records;
+mod resources;
 mod sessions;
 mod streams;
 mod tokens;
@@ -47,8 +48,6 @@ pub use records::{
 pub use sessions::{Refreshed, Session, SigningKey};
 pub use streams::StreamSubscription;
 pub use tokens::{hash_token, new_secret, IssuedToken};
-
-use outrigger_resources::{Document, Kind};
 
 /// Failures of the control-plane store.
 #[derive(Debug, thiserror::Error)]
@@ -558,92 +557,5 @@ impl Tx {
             })
         })
         .transpose()
-    }
-
-    // === Dapr resources ===
-
-    /// The project's documents of one kind, by name.
-    pub async fn list_resources(&mut self, project: &ProjectId, kind: Kind) -> Result<Vec<StoredResource>> {
-        let rows = sqlx::query(
-            "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 ORDER BY name",
-        )
-        .bind(&project.0)
-        .bind(kind.as_str())
-        .fetch_all(&mut *self.tx)
-        .await?;
-        rows.iter().map(records::resource_from_row).collect()
-    }
-
-    /// One document, or `None` when absent.
-    pub async fn find_resource(
-        &mut self,
-        project: &ProjectId,
-        kind: Kind,
-        name: &str,
-    ) -> Result<Option<StoredResource>> {
-        let row = sqlx::query(
-            "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3",
-        )
-        .bind(&project.0)
-        .bind(kind.as_str())
-        .bind(name)
-        .fetch_optional(&mut *self.tx)
-        .await?;
-        row.as_ref().map(records::resource_from_row).transpose()
-    }
-
-    /// Creates or replaces a document; answers whether it was created.
-    pub async fn put_resource(&mut self, project: &ProjectId, document: &Document) -> Result<bool> {
-        let now = now_millis();
-        let json = serde_json::to_string(document).expect("documents serialise to JSON");
-        let updated = sqlx::query(
-            "UPDATE resources SET document = $4, updated_at = $5 WHERE project_id = $1 AND kind = $2 AND name = $3",
-        )
-        .bind(&project.0)
-        .bind(document.kind.as_str())
-        .bind(&document.metadata.name)
-        .bind(&json)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected();
-        if updated > 0 {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO resources (project_id, kind, name, document, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
-        )
-        .bind(&project.0)
-        .bind(document.kind.as_str())
-        .bind(&document.metadata.name)
-        .bind(&json)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(true)
-    }
-
-    /// Deletes a document.
-    pub async fn delete_resource(&mut self, project: &ProjectId, kind: Kind, name: &str) -> Result<()> {
-        let deleted = sqlx::query("DELETE FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3")
-            .bind(&project.0)
-            .bind(kind.as_str())
-            .bind(name)
-            .execute(&mut *self.tx)
-            .await?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Error::NotFound { what: kind.as_str(), name: name.to_owned() });
-        }
-        Ok(())
-    }
-
-    /// Every Dapr document of the project, in kind order then by name.
-    pub async fn all_resources(&mut self, project: &ProjectId) -> Result<Vec<StoredResource>> {
-        let mut all = Vec::new();
-        for kind in Kind::DAPR {
-            all.extend(self.list_resources(project, kind).await?);
-        }
-        Ok(all)
     }
 }

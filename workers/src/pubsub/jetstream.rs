@@ -33,7 +33,6 @@ use async_nats::{Client, ConnectOptions};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use super::backend::{missing_group, within_deadline, within_wait, DEFAULT_MAX_AGE};
@@ -49,6 +48,10 @@ use outrigger_resources::{optional, required, secret, BuildingBlock, ComponentTy
 use super::open::shortest_hold;
 use crate::boundary::Boundary;
 use crate::components::{Backend, Opener, Opening};
+
+mod names;
+
+use names::{ack_subject_owner, consumer_name, is_valid_stream_name, is_valid_subject_prefix, subject_token};
 
 /// The stream's name when the component's metadata names none (`streamName`).
 pub const DEFAULT_STREAM_NAME: &str = "OUTRIGGER";
@@ -107,63 +110,6 @@ pub struct JetStreamBroker {
     stream_created: OnceCell<()>,
     /// Consumers looked up before, by name, with the ack wait they were found or set with.
     consumers: Mutex<HashMap<String, PullConsumer>>,
-}
-
-/// `text` as one subject token: ASCII letters, digits and `-` stand for themselves, every other byte is `_`
-/// and two hex digits, so no two texts share a token; the empty text is `_`, which no other text gives.
-fn subject_token(text: &str) -> String {
-    if text.is_empty() {
-        return "_".to_owned();
-    }
-    let mut token = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || byte == b'-' {
-            token.push(char::from(byte));
-        } else {
-            token.push_str(&format!("_{byte:02X}"));
-        }
-    }
-    token
-}
-
-/// The durable consumer of `group` on `topic`: a hash, since names must be short and avoid many characters.
-fn consumer_name(topic: &str, group: &str) -> String {
-    let mut hash = Sha256::new();
-    // The topic's length first, so that no other (topic, group) pair hashes the same bytes.
-    hash.update((topic.len() as u64).to_be_bytes());
-    hash.update(topic.as_bytes());
-    hash.update(group.as_bytes());
-    hash.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// Whether `name` may name a stream: JetStream names are file names on the server too.
-fn is_valid_stream_name(name: &str) -> bool {
-    !name.is_empty() && !name.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
-}
-
-/// Whether `prefix` is a subject without wildcards.
-fn is_valid_subject_prefix(prefix: &str) -> bool {
-    prefix
-        .split('.')
-        .all(|token| !token.is_empty() && !token.chars().any(|c| c.is_whitespace() || c == '*' || c == '>'))
-}
-
-/// The stream and consumer an ack subject (`$JS.ACK.<stream>.<consumer>.<5 numbers>`, or with a domain and
-/// an account hash before the stream and possibly more tokens after the numbers) belongs to.
-fn ack_subject_owner(id: &str) -> Option<(&str, &str)> {
-    if id.chars().any(|c| c.is_whitespace() || c == '*' || c == '>') {
-        return None;
-    }
-    let tokens: Vec<&str> = id.split('.').collect();
-    let (stream, consumer, numbers) = match tokens.as_slice() {
-        ["$JS", "ACK", stream, consumer, numbers @ ..] if numbers.len() == 5 => (*stream, *consumer, numbers),
-        ["$JS", "ACK", _domain, _account, stream, consumer, rest @ ..] if rest.len() >= 5 => {
-            (*stream, *consumer, &rest[..5])
-        }
-        _ => return None,
-    };
-    let all_numbers = numbers.iter().all(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()));
-    all_numbers.then_some((stream, consumer))
 }
 
 fn backend_error(err: impl std::fmt::Display) -> BrokerError {
