@@ -139,6 +139,7 @@ pub fn call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
         user_agent: None,
         caller_addr: None,
         direction: if to_app { CallDirection::ToApp } else { CallDirection::FromApp },
+        stream_ended: false,
     };
     with_caller(call, index, 13, key)
 }
@@ -364,6 +365,7 @@ pub fn query_call(projects: &[ProjectId], index: u64, at: i64) -> ApiCall {
         user_agent: None,
         caller_addr: None,
         direction: if uniform(32) < 0.1 { CallDirection::ToApp } else { CallDirection::FromApp },
+        stream_ended: false,
     };
     with_caller(call, index, 29, key)
 }

@@ -8,6 +8,8 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::extract::ConnectInfo;
@@ -15,9 +17,11 @@ use axum::http::header::{Entry, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr_durabletask_proto as wf;
+use http_body::Frame;
 use outrigger_bus::Tenant;
 use outrigger_store::{ApiCall, CallDirection};
 use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
+use outrigger_telemetry::ApiLog;
 
 use crate::Gateway;
 
@@ -247,13 +251,45 @@ impl Observation {
     /// `subject` tells, from the path or rpc, what it was about, and is only asked when the call is logged or
     /// its span recorded.
     pub(crate) fn finish(
+        self,
+        gateway: &Gateway,
+        tenant: &Tenant,
+        answer: &mut HeaderMap,
+        status: (u16, Option<i32>),
+        subject: impl FnOnce(&str) -> Subject,
+    ) {
+        if let Some(call) = self.conclude(gateway, tenant, answer, status, subject) {
+            gateway.0.options.api_log.record(call);
+        }
+    }
+
+    /// A stream's opening was answered ([`Observation::finish`], with its status): when it opened and the log
+    /// is on, what records its end.
+    pub(crate) fn finish_opening(
+        self,
+        gateway: &Gateway,
+        tenant: &Tenant,
+        answer: &mut HeaderMap,
+        status: (u16, Option<i32>),
+        subject: impl FnOnce(&str) -> Subject,
+    ) -> Option<StreamEnd> {
+        let opened = self.started;
+        let call = self.conclude(gateway, tenant, answer, status, subject)?;
+        let log = &gateway.0.options.api_log;
+        log.record(call.clone());
+        (status.1 == Some(0)).then(|| StreamEnd { log: log.clone(), opened, call })
+    }
+
+    /// Counts the call, gives the answer its trace context and exports its span: the call to log, if the log
+    /// is on.
+    fn conclude(
         mut self,
         gateway: &Gateway,
         tenant: &Tenant,
         answer: &mut HeaderMap,
         (status, grpc_code): (u16, Option<i32>),
         subject: impl FnOnce(&str) -> Subject,
-    ) {
+    ) -> Option<ApiCall> {
         let elapsed = self.started.elapsed();
         let metrics = outrigger_telemetry::metrics();
         match (self.http_method, grpc_code) {
@@ -270,20 +306,20 @@ impl Observation {
                 }
             }
         }
-        let log = &gateway.0.options.api_log;
+        let logged = gateway.0.options.api_log.enabled();
         let recorded = hop.as_ref().is_some_and(Hop::recorded);
-        if !log.enabled() && !recorded {
-            return;
+        if !logged && !recorded {
+            return None;
         }
         let subject = subject(&self.path);
         let ids = hop.as_ref().map(|hop| *hop.ids());
         if let Some(hop) = hop.filter(Hop::recorded) {
             self.export(hop, tenant, &subject, status, grpc_code);
         }
-        if !log.enabled() {
-            return;
+        if !logged {
+            return None;
         }
-        log.record(ApiCall {
+        Some(ApiCall {
             project_id: tenant.project_id.clone(),
             at: self.at,
             app_id: tenant.app_id.clone(),
@@ -303,7 +339,8 @@ impl Observation {
             user_agent: self.user_agent,
             caller_addr: self.caller_addr.map(|addr| addr.ip()),
             direction: CallDirection::FromApp,
-        });
+            stream_ended: false,
+        })
     }
 
     /// Exports the call's span under daprd's names: the path (HTTP) or rpc (gRPC), with its attributes.
@@ -347,6 +384,88 @@ impl Observation {
     }
 }
 
+/// What logs an open stream's end: the call its opening logged, again, with the status the stream ended with,
+/// when it ended, and how long it was open.
+pub(crate) struct StreamEnd {
+    log: ApiLog,
+    opened: Instant,
+    call: ApiCall,
+}
+
+impl StreamEnd {
+    /// The record of the stream's end with gRPC status `code`.
+    fn ended(self, code: i32) -> (ApiLog, ApiCall) {
+        let StreamEnd { log, opened, call } = self;
+        let life = i64::try_from(opened.elapsed().as_micros()).unwrap_or(i64::MAX);
+        let status = http_status_of_grpc(code);
+        let at = outrigger_store::now_millis();
+        (log, ApiCall { at, status, grpc_code: Some(code), latency_us: life, stream_ended: true, ..call })
+    }
+}
+
+/// The body of a stream's answer, which logs the stream's end when it is dropped: with the status of its
+/// trailers, or `CANCELLED` when the app went away before them.
+pub(crate) struct EndLogged {
+    body: axum::body::Body,
+    end: Option<StreamEnd>,
+    code: Option<i32>,
+}
+
+impl EndLogged {
+    pub(crate) fn new(body: axum::body::Body, end: StreamEnd) -> EndLogged {
+        EndLogged { body, end: Some(end), code: None }
+    }
+}
+
+impl http_body::Body for EndLogged {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(context);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    self.code = Some(grpc_code_of(trailers).unwrap_or(0));
+                }
+            }
+            // The stream breaks off: the connection is reset.
+            Poll::Ready(Some(Err(_))) => self.code = Some(2),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for EndLogged {
+    fn drop(&mut self) {
+        if let Some(end) = self.end.take() {
+            let (log, call) = end.ended(self.code.unwrap_or(CANCELLED));
+            log.record(call);
+        }
+    }
+}
+
+/// gRPC's code for a call its client gave up.
+const CANCELLED: i32 = 1;
+
+/// The gRPC status code in a call's trailers (or trailers-only headers).
+pub(crate) fn grpc_code_of(headers: &HeaderMap) -> Option<i32> {
+    const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+    headers.get(GRPC_STATUS).and_then(|value| value.to_str().ok()?.parse().ok())
+}
+
 /// The HTTP status paired with a gRPC code (as gRPC-gateway and daprd's error pairs do).
 pub(crate) fn http_status_of_grpc(code: i32) -> u16 {
     match code {
@@ -383,6 +502,62 @@ mod tests {
         assert_eq!(Subject::of_http_path("/v1.0/metadata").api, "metadata");
         assert_eq!(Subject::of_http_path("/v1.0-beta1/workflows/dapr/wf/start").component.as_deref(), Some("dapr"));
         assert_eq!(Subject::of_http_path("/anything").api, "other");
+    }
+
+    fn stream_end() -> StreamEnd {
+        let call = ApiCall {
+            project_id: outrigger_store::ProjectId::received("p1".to_owned()),
+            at: 1,
+            app_id: "shipping".to_owned(),
+            target: Some("orders".to_owned()),
+            api: "pubsub".into(),
+            protocol: "grpc".into(),
+            method: "SubscribeTopicEventsAlpha1".into(),
+            path: "/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1".to_owned(),
+            component: Some("pubsub".to_owned()),
+            status: 200,
+            grpc_code: Some(0),
+            latency_us: 900,
+            span: None,
+            user_agent: None,
+            caller_addr: None,
+            direction: CallDirection::FromApp,
+            stream_ended: false,
+        };
+        // Opened five seconds ago.
+        let opened = Instant::now().checked_sub(std::time::Duration::from_secs(5)).unwrap();
+        StreamEnd { log: ApiLog::disabled(), opened, call }
+    }
+
+    /// A stream's body: its messages, then its trailers (`grpc-status: code`), if any.
+    fn stream_body(code: Option<&str>) -> EndLogged {
+        let trailers =
+            code.map(|code| HeaderMap::from_iter([(HeaderName::from_static("grpc-status"), code.parse().unwrap())]));
+        let frames = [Some(Frame::data(axum::body::Bytes::from_static(b"event"))), trailers.map(Frame::trailers)];
+        let frames = frames.into_iter().flatten().map(Ok::<_, std::convert::Infallible>);
+        let body = http_body_util::StreamBody::new(futures_util::stream::iter(frames));
+        EndLogged::new(axum::body::Body::new(body), stream_end())
+    }
+
+    #[tokio::test]
+    async fn a_stream_ends_with_its_trailers_status_or_cancelled_when_the_app_goes_away() {
+        use http_body_util::BodyExt;
+        let mut revoked = stream_body(Some("16"));
+        while revoked.frame().await.is_some() {}
+        assert_eq!(revoked.code, Some(16));
+        let mut abandoned = stream_body(None);
+        abandoned.frame().await.unwrap().unwrap();
+        assert_eq!(abandoned.code, None, "no trailers: ended as CANCELLED when dropped");
+
+        let at = outrigger_store::now_millis();
+        let (_, ended) = revoked.end.take().unwrap().ended(16);
+        assert!(ended.stream_ended && ended.at >= at && ended.latency_us >= 5_000_000, "{ended:?}");
+        assert_eq!(
+            (ended.status, ended.grpc_code, ended.method.as_ref()),
+            (401, Some(16), "SubscribeTopicEventsAlpha1")
+        );
+        let (_, cancelled) = abandoned.end.take().unwrap().ended(CANCELLED);
+        assert_eq!((cancelled.status, cancelled.grpc_code), (499, Some(1)));
     }
 
     #[test]

@@ -119,13 +119,17 @@ async fn newest_calls(
     Ok(calls)
 }
 
-/// One call as a line: time, App ID (`<-` before it: the platform called it), API, method, what it named,
-/// status, latency.
+/// One call as a line: time, App ID (`<-` before it: the platform called it), API, method (`(ended)` after
+/// it: a stream's end, its latency the stream's life), what it named, status, latency.
 fn line(call: &Value) -> String {
     let named = call["component"].as_str().or(call["target"].as_str()).unwrap_or("-");
     let app_id = match call["direction"].as_str() {
         Some("to_app") => format!("<-{}", cell(call, "/appId")),
         _ => cell(call, "/appId"),
+    };
+    let method = match call["streamEnded"].as_bool() {
+        Some(true) => format!("{} (ended)", cell(call, "/method")),
+        _ => cell(call, "/method"),
     };
     let path = call["path"].as_str().unwrap_or("-");
     format!(
@@ -134,7 +138,7 @@ fn line(call: &Value) -> String {
         app_id,
         cell(call, "/api"),
         cell(call, "/protocol"),
-        cell(call, "/method"),
+        method,
         named,
         cell(call, "/status"),
         format!("{:.2}ms", call["latencyMs"].as_f64().unwrap_or_default()),

@@ -359,6 +359,7 @@ fn logs_follow_a_text_search_past_windows_without_a_match() {
                 user_agent: None,
                 caller_addr: None,
                 direction: outrigger_store::CallDirection::FromApp,
+                stream_ended: false,
             })
             .collect();
         store.record_api_calls(&calls).await.unwrap();

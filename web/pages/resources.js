@@ -507,7 +507,8 @@ async function newComponent(page) {
         required: meta.required,
         type: meta.sensitive ? "password" : "text",
         autocomplete: meta.sensitive ? "new-password" : "off",
-        placeholder: meta.default ?? (meta.file ? "data.db" : null),
+        // An empty field takes the type's default: say which, so leaving it empty is a choice made knowingly.
+        placeholder: meta.default !== undefined ? `default: ${meta.default}` : meta.file ? "data.db" : null,
         hint: [
           meta.sensitive && "A secret: kept by the server, never shown again.",
           meta.file && "A file, relative to the project's own directory.",

@@ -71,6 +71,7 @@ impl ToApp<'_> {
             user_agent: None,
             caller_addr: None,
             direction: CallDirection::ToApp,
+            stream_ended: false,
         });
         answer
     }

@@ -103,27 +103,11 @@ impl Scope<'_> {
     }
 }
 
-/// A call the worker is handling, counted in `outrigger_worker_queue_depth` until it ends.
-struct InFlight<'a>(&'a str);
-
-impl<'a> InFlight<'a> {
-    fn new(pool: &'a str) -> InFlight<'a> {
-        outrigger_telemetry::metrics().worker_queue(pool, 1);
-        InFlight(pool)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        outrigger_telemetry::metrics().worker_queue(self.0, -1);
-    }
-}
-
 #[async_trait]
 impl Handler for Worker {
     async fn handle(&self, envelope: Envelope) -> Result<Reply, DataError> {
         let Envelope { tenant, call, trace } = envelope;
-        let _in_flight = InFlight::new(&tenant.pool);
+        let _in_flight = outrigger_telemetry::metrics().worker_call(&tenant.pool);
         // The worker's span joins the trace of the gateway's, when that one is recorded.
         let hop = trace.as_deref().and_then(|traceparent| Hop::continuing(traceparent, None));
         let name = call.name();

@@ -111,6 +111,11 @@ pub(crate) struct CallOut {
     user_agent: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     caller_address: Option<String>,
+    /// Present (`true`) on the record of a stream's end: `status` is what it ended with (`499` when the app went
+    /// away), `latencyMs` how long it was open, `time` when it ended. The stream's opening is a call of its own,
+    /// the one counted in metrics and usage.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream_ended: bool,
 }
 
 fn call_out(call: ApiCall) -> CallOut {
@@ -131,6 +136,7 @@ fn call_out(call: ApiCall) -> CallOut {
         span_id: call.span.map(|span| span.span_id_hex()),
         user_agent: call.user_agent,
         caller_address: call.caller_addr.map(|address| address.to_string()),
+        stream_ended: call.stream_ended,
     }
 }
 

@@ -51,6 +51,11 @@ pub(crate) struct FieldOut {
     sensitive: bool,
     /// It names a file, relative to the project's own directory (`filesDir` of the project).
     file: bool,
+    /// What the component uses when the field is left out: Dapr's default for it, or what Outrigger's backend
+    /// applies where the two differ. Absent when there is no such value, as for required fields and secrets.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = "0")]
+    default: Option<&'static str>,
 }
 
 /// A building block, with what one of its components is called.
@@ -76,7 +81,13 @@ pub(crate) struct ManagedType {
 }
 
 fn field_out(field: &MetadataField) -> FieldOut {
-    FieldOut { name: field.name, required: field.required, sensitive: field.sensitive, file: field.file }
+    FieldOut {
+        name: field.name,
+        required: field.required,
+        sensitive: field.sensitive,
+        file: field.file,
+        default: field.default,
+    }
 }
 
 fn creatable(declared: &ComponentType) -> CreatableType {

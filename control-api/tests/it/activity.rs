@@ -38,6 +38,7 @@ async fn call(app: &TestApp, app_id: String, ago: i64) -> ApiCall {
         user_agent: None,
         caller_addr: None,
         direction: CallDirection::FromApp,
+        stream_ended: false,
     }
 }
 

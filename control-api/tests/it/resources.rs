@@ -263,8 +263,19 @@ async fn component_types_describe_what_projects_may_create(app: TestApp) {
         Some(json!({"name": "redisHost", "required": true, "sensitive": false, "file": false}))
     );
     assert_eq!(field("redisPassword").unwrap()["sensitive"], true);
+    // Dapr's defaults come with the fields that have one; a required field or a secret has none.
+    assert_eq!(field("redisDB").unwrap()["default"], "0");
+    assert!(field("redisPassword").unwrap().get("default").is_none());
     // The building block's common fields follow the type's own.
     assert_eq!(field("keyPrefix").unwrap()["required"], false);
+    assert_eq!(field("keyPrefix").unwrap()["default"], "appid");
+    let default_of = |type_name: &str, name: &str| {
+        let declared = types.iter().find(|t| t["type"] == type_name).unwrap();
+        declared["fields"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap().get("default").cloned()
+    };
+    assert_eq!(default_of("bindings.http", "errorIfNot2XX"), Some(json!("true")));
+    assert_eq!(default_of("pubsub.jetstream", "deliverPolicy"), Some(json!("all")));
+    assert_eq!(default_of("bindings.cron", "schedule"), None);
     let sqlite = types.iter().find(|t| t["type"] == "state.sqlite").unwrap();
     let connection = sqlite["fields"].as_array().unwrap().iter().find(|f| f["name"] == "connectionString").unwrap();
     assert_eq!((connection["required"].as_bool(), connection["file"].as_bool()), (Some(true), Some(true)));

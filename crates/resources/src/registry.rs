@@ -77,6 +77,19 @@ pub struct MetadataField {
     pub sensitive: bool,
     /// It names a file, which must stay inside the project's directory ([`crate::check_project_file`]).
     pub file: bool,
+    /// The value daprd's component uses when the field is left out, as Dapr's docs and the component's
+    /// `metadata.yaml` state it, and the value Outrigger's backend applies then too, so that leaving the field
+    /// out means the same on both. Where the two differ, the declaring backend says why beside the field and
+    /// this is what Outrigger applies. `None`: no such constant (required, secret or free-form fields, or a
+    /// default the backend does not apply).
+    pub default: Option<&'static str>,
+}
+
+impl MetadataField {
+    /// This field, applying `default` when it is left out (see [`MetadataField::default`]).
+    pub const fn defaults_to(self, default: &'static str) -> MetadataField {
+        MetadataField { default: Some(default), ..self }
+    }
 }
 
 /// A supported component `type`.
@@ -124,32 +137,32 @@ impl ComponentType {
 
 /// A field that may be left out.
 pub const fn optional(name: &'static str) -> MetadataField {
-    MetadataField { name, required: false, sensitive: false, file: false }
+    MetadataField { name, required: false, sensitive: false, file: false, default: None }
 }
 
 /// A field the component cannot start without.
 pub const fn required(name: &'static str) -> MetadataField {
-    MetadataField { name, required: true, sensitive: false, file: false }
+    MetadataField { name, required: true, sensitive: false, file: false, default: None }
 }
 
 /// A field holding a secret, withheld from exports.
 pub const fn secret(name: &'static str) -> MetadataField {
-    MetadataField { name, required: false, sensitive: true, file: false }
+    MetadataField { name, required: false, sensitive: true, file: false, default: None }
 }
 
 /// A required field holding a secret.
 pub const fn required_secret(name: &'static str) -> MetadataField {
-    MetadataField { name, required: true, sensitive: true, file: false }
+    MetadataField { name, required: true, sensitive: true, file: false, default: None }
 }
 
 /// A required field naming a file inside the project's directory.
 pub const fn required_file(name: &'static str) -> MetadataField {
-    MetadataField { name, required: true, sensitive: false, file: true }
+    MetadataField { name, required: true, sensitive: false, file: true, default: None }
 }
 
 const STATE_COMMON: &[MetadataField] = &[
     optional("actorStateStore"),
-    optional("keyPrefix"),
+    optional("keyPrefix").defaults_to("appid"),
     optional("outboxPublishPubsub"),
     optional("outboxPublishTopic"),
     optional("outboxPubsub"),
@@ -165,7 +178,7 @@ const PUBSUB_COMMON: &[MetadataField] = &[
 ];
 
 /// daprd reads `keyPrefix` of every lock store (`pkg/components/lock/lock_config.go`).
-const LOCK_COMMON: &[MetadataField] = &[optional("keyPrefix")];
+const LOCK_COMMON: &[MetadataField] = &[optional("keyPrefix").defaults_to("appid")];
 
 /// daprd reads `direction` and `route` of every binding.
 const BINDINGS_COMMON: &[MetadataField] = &[optional("direction"), optional("route")];
@@ -195,6 +208,11 @@ impl Registry {
             let prefix = format!("{}.", declared.building_block.as_str());
             assert!(declared.name.starts_with(&prefix), "{} is not a {prefix}* name", declared.name);
             assert!(!declared.versions.is_empty(), "{} declares no version", declared.name);
+            // A default on a required field could never apply, and one on a secret would publish a secret.
+            for field in declared.fields() {
+                let contradicts = field.default.is_some() && (field.required || field.sensitive);
+                assert!(!contradicts, "{} gives its required or secret field {} a default", declared.name, field.name);
+            }
         }
         Registry { types }
     }
@@ -229,7 +247,7 @@ mod tests {
         building_block: BuildingBlock::State,
         versions: V1,
         managed_component: None,
-        field_groups: &[&[required("host")]],
+        field_groups: &[&[required("host"), optional("port").defaults_to("5432")]],
     };
     static MANAGED: ComponentType = ComponentType {
         name: "state.managed",
@@ -255,6 +273,29 @@ mod tests {
         assert!(names.contains(&"keyPrefix"));
         assert!(STORE.field("host").unwrap().required);
         assert!(STORE.field("consumerID").is_none());
+    }
+
+    #[test]
+    fn a_declared_default_is_carried_by_the_field() {
+        assert_eq!(STORE.field("port").unwrap().default, Some("5432"));
+        assert_eq!(STORE.field("keyPrefix").unwrap().default, Some("appid"));
+        assert_eq!(STORE.field("host").unwrap().default, None);
+        assert_eq!(optional("port").default, None);
+        let field = required_secret("password");
+        assert_eq!((field.required, field.sensitive, field.file), (true, true, false));
+    }
+
+    #[test]
+    #[should_panic(expected = "gives its required or secret field host a default")]
+    fn a_default_on_a_required_field_is_refused() {
+        static WRONG: ComponentType = ComponentType {
+            name: "state.defaulted",
+            building_block: BuildingBlock::State,
+            versions: V1,
+            managed_component: None,
+            field_groups: &[&[required("host").defaults_to("localhost")]],
+        };
+        Registry::new([&WRONG]);
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct ApiCall {
     pub caller_addr: Option<IpAddr>,
     /// Whether the App ID made the call or received it.
     pub direction: CallDirection,
+    /// The record of a stream's end: the status it ended with, and its whole life as the latency. A stream is
+    /// logged twice, when it opens (the call the per-minute counts count, its latency the setup's) and when it
+    /// ends.
+    pub stream_ended: bool,
 }
 
 /// The W3C ids of a logged call's span, kept as bytes: they are written in hex only into a block and onto a
@@ -165,7 +169,7 @@ const MINUTE_COLUMNS: usize = 7 + BUCKET_COLUMNS.len();
 const MINUTE_ROWS_PER_UPSERT: usize = 52;
 
 /// The per-minute counts a batch adds, by (project, minute, App ID, API): the calls App IDs made (charts and
-/// usage count those; calls to apps are in the log only).
+/// usage count those; calls to apps and the ends of streams are in the log only).
 fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCallMinute> {
     let minute_of = |call: &ApiCall| call.at - call.at.rem_euclid(60_000);
     let mut counts = BTreeMap::new();
@@ -173,11 +177,13 @@ fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCall
     let same_row = |a: &ApiCall, b: &ApiCall| {
         minute_of(a) == minute_of(b)
             && a.direction == b.direction
+            && a.stream_ended == b.stream_ended
             && a.api == b.api
             && a.app_id == b.app_id
             && a.project_id == b.project_id
     };
-    for run in calls.chunk_by(same_row).filter(|run| run[0].direction == CallDirection::FromApp) {
+    let counted = |run: &&[ApiCall]| run[0].direction == CallDirection::FromApp && !run[0].stream_ended;
+    for run in calls.chunk_by(same_row).filter(counted) {
         let (first, minute) = (&run[0], minute_of(&run[0]));
         let entry = counts
             .entry((first.project_id.as_str(), minute, first.app_id.as_str(), &*first.api))
@@ -360,5 +366,44 @@ mod tests {
         assert_eq!(latency_bucket(251), 1);
         assert_eq!(latency_bucket(1_000_000), 10);
         assert_eq!(latency_bucket(1_000_001), 11);
+    }
+
+    #[test]
+    fn counts_hold_the_calls_app_ids_made_not_deliveries_nor_the_ends_of_streams() {
+        let call = |at: i64, latency_us: i64, status: u16| ApiCall {
+            project_id: ProjectId::received("p1".to_owned()),
+            at,
+            app_id: "orders".to_owned(),
+            target: None,
+            api: "pubsub".into(),
+            protocol: "grpc".into(),
+            method: "SubscribeTopicEventsAlpha1".into(),
+            path: "/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1".to_owned(),
+            component: Some("pubsub".to_owned()),
+            status,
+            grpc_code: Some(0),
+            latency_us,
+            span: None,
+            user_agent: None,
+            caller_addr: None,
+            direction: CallDirection::FromApp,
+            stream_ended: false,
+        };
+        let opened = call(60_000, 300, 200);
+        let ended = ApiCall { stream_ended: true, ..call(60_500, 400_000_000, 499) };
+        let delivered = ApiCall { direction: CallDirection::ToApp, ..call(60_600, 900, 200) };
+        let published = call(60_700, 700, 500);
+        let calls = [opened, ended, delivered, published];
+        let counts: Vec<ApiCallMinute> = minute_counts(&calls).into_values().collect();
+        let expected = ApiCallMinute {
+            minute: 60_000,
+            app_id: "orders".to_owned(),
+            api: "pubsub".to_owned(),
+            requests: 2,
+            errors: 1,
+            latency_us_sum: 1_000,
+            buckets: [0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        assert_eq!(counts, [expected]);
     }
 }

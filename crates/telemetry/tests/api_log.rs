@@ -26,6 +26,7 @@ fn call(project: &str, at: i64, path: &str) -> ApiCall {
         user_agent: None,
         caller_addr: None,
         direction: CallDirection::FromApp,
+        stream_ended: false,
     }
 }
 

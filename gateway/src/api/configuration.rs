@@ -257,10 +257,9 @@ fn subscribe_grpc() -> MethodRouter<Gateway> {
         let codec =
             crate::grpc_codec::Codec::<pb::SubscribeConfigurationResponse, pb::SubscribeConfigurationRequest>::default(
             );
-        let mut response: Response<tonic::body::Body> =
+        let response: Response<tonic::body::Body> =
             tonic::server::Grpc::new(codec).server_streaming(service, request).instrument(span).await;
-        opening.answered(&gateway, &caller, &mut response);
-        response.map(axum::body::Body::new)
+        opening.answered(&gateway, &caller, response)
     })
 }
 

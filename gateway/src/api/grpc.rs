@@ -17,12 +17,9 @@ use outrigger_bus::{Metadata, Tenant, TraceContext};
 use tracing::Instrument;
 
 use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secrets, state, workflow};
-use crate::observe::{http_status_of_grpc, rpc_api, Observation, RpcSubject, Subject};
+use crate::observe::{grpc_code_of, http_status_of_grpc, rpc_api, EndLogged, Observation, RpcSubject, Subject};
 use crate::stream_guard::StreamGuard;
 use crate::{DaprError, Gateway};
-
-/// The token SDKs send in gRPC metadata.
-const TOKEN_METADATA: &str = "dapr-api-token";
 
 /// Routes of one building block's rpcs: (full path, route).
 pub(crate) type Rpcs = Vec<(String, MethodRouter<Gateway>)>;
@@ -67,7 +64,7 @@ async fn admit(
     headers: &HeaderMap,
     rpc: &str,
 ) -> Result<(Tenant, tracing::Span), (Response, Option<Tenant>)> {
-    let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok());
+    let token = headers.get(super::API_TOKEN).and_then(|value| value.to_str().ok());
     let tenant = gateway.admit(token).await.map_err(|(refusal, tenant)| (refusal.into_grpc_response(), tenant))?;
     let span = tracing::debug_span!("dapr_grpc", rpc, project = %tenant.project, app_id = %tenant.app_id);
     Ok((tenant, span))
@@ -92,21 +89,33 @@ pub(crate) async fn admit_stream(
             return Err(refused);
         }
     };
-    let token = headers.get(TOKEN_METADATA).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let token = headers.get(super::API_TOKEN).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let guard = gateway.guard_stream(token.trim(), &tenant);
     observation.enter(gateway, &tenant, request.headers_mut()).await;
     Ok((tenant, guard, span, StreamOpening(observation)))
 }
 
 /// A stream's opening, recorded once its first answer (the opening's headers, or a refusal) is ready: the log
-/// keeps streams as calls that took as long as their setup.
+/// keeps a stream as a call that took as long as its setup (the one counted), and, once the stream ends, as
+/// the record of its end.
 pub(crate) struct StreamOpening(Observation);
 
 impl StreamOpening {
-    pub(crate) fn answered<B>(self, gateway: &Gateway, tenant: &Tenant, response: &mut Response<B>) {
-        let code = grpc_status(response);
+    /// The stream's answer, whose body logs the stream's end when it opened.
+    pub(crate) fn answered(
+        self,
+        gateway: &Gateway,
+        tenant: &Tenant,
+        response: Response<tonic::body::Body>,
+    ) -> Response {
+        let (mut parts, body) = response.into_parts();
+        let code = grpc_code_of(&parts.headers).unwrap_or(0);
         let status = (http_status_of_grpc(code), Some(code));
-        self.0.finish(gateway, tenant, response.headers_mut(), status, of_rpc(None));
+        let body = axum::body::Body::new(body);
+        match self.0.finish_opening(gateway, tenant, &mut parts.headers, status, of_rpc(None)) {
+            Some(end) => Response::from_parts(parts, axum::body::Body::new(EndLogged::new(body, end))),
+            None => Response::from_parts(parts, body),
+        }
     }
 }
 
@@ -195,7 +204,7 @@ fn of_rpc(named: Option<Named>) -> impl FnOnce(&str) -> Subject {
 /// The gRPC status code of an answer: in its headers when the call failed before a message (trailers-only),
 /// otherwise OK (an answered unary call's trailers carry OK).
 fn grpc_status<B>(response: &Response<B>) -> i32 {
-    response.headers().get("grpc-status").and_then(|value| value.to_str().ok()?.parse().ok()).unwrap_or(0)
+    grpc_code_of(response.headers()).unwrap_or(0)
 }
 
 /// A gRPC request's metadata map.

@@ -20,9 +20,6 @@ use super::{bindings, configuration, invoke, jobs, lock, metadata, pubsub, secre
 use crate::observe::{Observation, Subject};
 use crate::{DaprError, Gateway};
 
-/// The header SDKs send the API token in.
-const TOKEN_HEADER: &str = "dapr-api-token";
-
 /// The Dapr HTTP API.
 pub fn http_router(gateway: Gateway) -> Router {
     let limit = gateway.options().max_body_bytes;
@@ -75,10 +72,10 @@ async fn authenticate(State(gateway): State<Gateway>, mut request: Request, next
 /// caller's project when the caller is known).
 pub(super) async fn admit(gateway: &Gateway, request: &mut Request) -> Result<(Tenant, Observation), Response> {
     let mut observation = Observation::start(gateway, request, false);
-    let token = request.headers().get(TOKEN_HEADER).and_then(|value| value.to_str().ok());
+    let token = request.headers().get(super::API_TOKEN).and_then(|value| value.to_str().ok());
     match gateway.admit(token).await {
         Ok(tenant) => {
-            request.headers_mut().remove(TOKEN_HEADER);
+            request.headers_mut().remove(super::API_TOKEN);
             observation.enter(gateway, &tenant, request.headers_mut()).await;
             Ok((tenant, observation))
         }

@@ -51,7 +51,7 @@ pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Reque
     };
     let headers = request.headers();
     let app_id = headers
-        .get("dapr-app-id")
+        .get(crate::invoke::DAPR_APP_ID)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .or_else(|| headers.get(axum::http::header::AUTHORIZATION).and_then(crate::invoke::basic_app_id));

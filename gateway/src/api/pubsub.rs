@@ -190,8 +190,7 @@ fn subscribe_topic_events() -> MethodRouter<Gateway> {
             pb::SubscribeTopicEventsResponseAlpha1,
             pb::SubscribeTopicEventsRequestAlpha1,
         >::default();
-        let mut response = tonic::server::Grpc::new(codec).streaming(service, request).instrument(span).await;
-        opening.answered(&gateway, &tenant, &mut response);
-        response.map(axum::body::Body::new)
+        let response = tonic::server::Grpc::new(codec).streaming(service, request).instrument(span).await;
+        opening.answered(&gateway, &tenant, response)
     })
 }

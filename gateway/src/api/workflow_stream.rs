@@ -51,10 +51,9 @@ pub(super) fn get_work_items() -> MethodRouter<Gateway> {
             })
         };
         let codec = crate::grpc_codec::Codec::<pb::WorkItem, pb::GetWorkItemsRequest>::default();
-        let mut response: Response<tonic::body::Body> =
+        let response: Response<tonic::body::Body> =
             tonic::server::Grpc::new(codec).server_streaming(service, request).instrument(span).await;
-        opening.answered(&gateway, &tenant, &mut response);
-        response.map(axum::body::Body::new)
+        opening.answered(&gateway, &tenant, response)
     })
 }
 

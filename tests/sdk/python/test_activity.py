@@ -133,7 +133,7 @@ def test_calls_the_platform_makes_to_apps_are_logged(tenants, subscriber_apps): 
         jobs.close()
 
 
-def test_a_streaming_subscription_is_logged_when_it_opens(tenants):
+def test_a_streaming_subscription_is_logged_when_it_opens_and_when_it_ends(tenants):
     control = tenants.deployment.control
     project = tenants.project(apps=('shipping',))
     with dapr_client(project.apps['shipping']) as client:
@@ -144,4 +144,16 @@ def test_a_streaming_subscription_is_logged_when_it_opens(tenants):
             subscription.close()
     assert (opened['api'], opened['protocol'], opened['status']) == ('pubsub', 'grpc', 200), opened
     assert opened['method'] == 'SubscribeTopicEventsAlpha1' and opened['appId'] == 'shipping', opened
-    assert len(opened['traceId']) == 32, opened
+    assert len(opened['traceId']) == 32 and 'streamEnded' not in opened, opened
+    # The SDK's close half-closes the stream and cancels it: it ends cancelled, or done if the gateway's
+    # trailers win the race.
+    ended, first = wait_for_calls(control, project.name, 2, q='SubscribeTopicEvents')[:2]
+    assert first == opened, (first, opened)
+    assert ended['streamEnded'] is True and (ended['status'], ended['grpcCode']) in [(499, 1), (200, 0)], ended
+    assert (ended['method'], ended['traceId'], ended['spanId']) == (opened['method'], opened['traceId'], opened['spanId'])
+    # Its latency is the stream's life, which outlasted the opening's record being written and read.
+    assert ended['latencyMs'] > opened['latencyMs'] and ended['time'] >= opened['time'], (ended, opened)
+    # Charts count the stream once, at its opening.
+    metrics = control.expect(200, 'GET', f'/projects/{project.name}/metrics?window=1h')
+    pubsub = next(entry for entry in metrics['byApi'] if entry['name'] == 'pubsub')
+    assert pubsub['total']['requests'] == 1 and pubsub['total']['errors'] == 0, metrics

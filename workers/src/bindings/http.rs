@@ -111,8 +111,9 @@ const HTTP_FIELDS: &[MetadataField] = &[
     required("url"),
     secret("securityToken"),
     optional("securityTokenHeader"),
-    optional("errorIfNot2XX"),
+    optional("errorIfNot2XX").defaults_to("true"),
     optional("responseTimeout"),
+    // daprd cuts answers at 100Mi; this worker reads them whole, so it declares no default.
     optional("maxResponseBodySize"),
     optional("MTLSRootCA"),
     optional("MTLSClientCert"),

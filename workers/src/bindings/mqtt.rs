@@ -251,10 +251,14 @@ const MQTT_FIELDS: &[MetadataField] = &[
     required("url"),
     required("topic"),
     optional("consumerID"),
-    optional("retain"),
+    optional("retain").defaults_to("false"),
+    // daprd starts a persistent session unless told otherwise; this worker always starts a clean one (readers
+    // share a subscription and subscribe again on every connection), so it declares no default here.
     optional("cleanSession"),
-    optional("backOffMaxRetries"),
-    optional("qos"),
+    // 0 as daprd's code and docs have it (the binding's metadata.yaml says 3).
+    optional("backOffMaxRetries").defaults_to("0"),
+    // Ignored by daprd and here alike: both publish and subscribe at QoS 1.
+    optional("qos").defaults_to("1"),
     optional("caCert"),
     optional("clientCert"),
     optional("clientKey"),

@@ -218,19 +218,21 @@ impl InputBinding for RabbitBinding {
 const RABBITMQ_FIELDS: &[MetadataField] = &[
     required("host"),
     required("queueName"),
-    optional("durable"),
-    optional("deleteWhenUnused"),
-    optional("exclusive"),
-    optional("prefetchCount"),
+    optional("durable").defaults_to("false"),
+    optional("deleteWhenUnused").defaults_to("false"),
+    optional("exclusive").defaults_to("false"),
+    optional("prefetchCount").defaults_to("0"),
+    // Without it the queue has no priorities, in daprd's code as here (its metadata.yaml says 1).
     optional("maxPriority"),
     optional("ttl"),
     optional("ttlInSeconds"),
-    optional("contentType"),
+    optional("contentType").defaults_to("text/plain"),
+    // daprd waits 5 s before reconnecting; this worker backs off from 1 s to 60 s instead.
     optional("reconnectWaitInSeconds"),
     optional("caCert"),
     optional("clientCert"),
     secret("clientKey"),
-    optional("externalSasl"),
+    optional("externalSasl").defaults_to("false"),
     optional("saslExternal"),
 ];
 

@@ -56,6 +56,9 @@ use names::{ack_subject_owner, consumer_name, is_valid_stream_name, is_valid_sub
 /// The stream's name when the component's metadata names none (`streamName`).
 pub const DEFAULT_STREAM_NAME: &str = "OUTRIGGER";
 
+/// The connection's name on the server when the component's metadata gives none (`name`).
+pub const DEFAULT_CONNECTION_NAME: &str = "outrigger pubsub";
+
 /// The ack wait of new groups when the component's metadata gives none (`ackWait`); NATS's own default.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -89,7 +92,7 @@ impl JetStreamOptions {
         JetStreamOptions {
             url: url.into(),
             token: None,
-            connection_name: "outrigger pubsub".to_owned(),
+            connection_name: DEFAULT_CONNECTION_NAME.to_owned(),
             stream_name: DEFAULT_STREAM_NAME.to_owned(),
             subject_prefix: DEFAULT_STREAM_NAME.to_owned(),
             ack_wait: None,
@@ -479,25 +482,28 @@ const JETSTREAM_FIELDS: &[MetadataField] = &[
     secret("token"),
     optional("tls_client_cert"),
     secret("tls_client_key"),
-    optional("name"),
+    // daprd names its connection "dapr.io - pubsub.jetstream"; this worker's own name lets an operator tell
+    // its connections apart on the server, and the name changes nothing else.
+    optional("name").defaults_to(DEFAULT_CONNECTION_NAME),
     optional("streamName"),
     optional("durableName"),
     optional("queueGroupName"),
     optional("startSequence"),
-    optional("startTime"),
-    optional("flowControl"),
+    optional("startTime").defaults_to("0"),
+    optional("flowControl").defaults_to("false"),
     optional("ackWait"),
     optional("maxDeliver"),
     optional("backOff"),
     optional("maxAckPending"),
     optional("replicas"),
-    optional("memoryStorage"),
+    optional("memoryStorage").defaults_to("false"),
     optional("rateLimit"),
     optional("heartbeat"),
-    optional("deliverPolicy"),
-    optional("ackPolicy"),
+    optional("deliverPolicy").defaults_to("all"),
+    optional("ackPolicy").defaults_to("explicit"),
     optional("domain"),
     optional("apiPrefix"),
+    // daprd's default is `single`; this worker's delivery loop sets concurrency, not the component.
     optional("concurrency"),
 ];
 
@@ -529,7 +535,7 @@ fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn Broker>, OpenError
 }
 
 /// daprd's `deliverPolicy` (`all` when absent), with `startSequence` or `startTime` (Unix seconds) for the policies
-/// that start there.
+/// that start there; `startTime` left out is 0, the start of every stream, as in daprd.
 fn deliver_policy(fields: &Fields<'_>) -> Result<DeliverPolicy, OpenError> {
     let number = |field: &'static str| -> Result<u64, OpenError> {
         let text = fields.get(field).unwrap_or_default().trim();
@@ -541,7 +547,10 @@ fn deliver_policy(fields: &Fields<'_>) -> Result<DeliverPolicy, OpenError> {
         "new" => DeliverPolicy::New,
         "sequence" => DeliverPolicy::ByStartSequence { start_sequence: number("startSequence")? },
         "time" => {
-            let seconds = i64::try_from(number("startTime")?).unwrap_or(i64::MAX);
+            let seconds = match fields.get("startTime") {
+                None => 0,
+                Some(_) => i64::try_from(number("startTime")?).unwrap_or(i64::MAX),
+            };
             let start_time = time::OffsetDateTime::from_unix_timestamp(seconds)
                 .map_err(|err| fields.invalid("startTime", err.to_string()))?;
             DeliverPolicy::ByStartTime { start_time }

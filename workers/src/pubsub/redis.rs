@@ -383,6 +383,9 @@ impl Broker for RedisBroker {
     }
 }
 
+/// No defaults: daprd's (`processingTimeout` 60 s, `redeliverInterval` 15 s, `queueDepth` 100, `concurrency` 10)
+/// do not hold here, where a message is held as long as its delivery asks (`processingTimeout` only lengthens
+/// shorter holds) and the delivery loop, not the component, sets redelivery and concurrency.
 const REDIS_PUBSUB_FIELDS: &[MetadataField] = &[
     optional("redeliverInterval"),
     optional("processingTimeout"),

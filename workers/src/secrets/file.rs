@@ -122,8 +122,11 @@ impl SecretStore for FileSecretStore {
     }
 }
 
-const LOCAL_FILE_FIELDS: &[MetadataField] =
-    &[required_file("secretsFile"), optional("nestedSeparator"), optional("multiValued")];
+const LOCAL_FILE_FIELDS: &[MetadataField] = &[
+    required_file("secretsFile"),
+    optional("nestedSeparator").defaults_to(":"),
+    optional("multiValued").defaults_to("false"),
+];
 
 /// `secretstores.local.file`: a JSON file inside the project's directory, where the operator allows it.
 pub(crate) static BACKEND: Backend = Backend {

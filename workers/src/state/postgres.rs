@@ -242,7 +242,8 @@ pub(crate) fn statement_timeout(fields: &Fields<'_>) -> Result<Option<Duration>,
 }
 
 /// The statement timeout of daprd's PostgreSQL binding and configuration store.
-pub(crate) const TIMEOUT_FIELDS: &[MetadataField] = &[optional("timeout"), optional("timeoutInSeconds")];
+pub(crate) const TIMEOUT_FIELDS: &[MetadataField] =
+    &[optional("timeout").defaults_to("20s"), optional("timeoutInSeconds")];
 
 /// The connection fields daprd's PostgreSQL components share (state store, binding, configuration store).
 pub(crate) const POSTGRESQL_FIELDS: &[MetadataField] = &[

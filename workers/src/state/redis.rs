@@ -300,23 +300,29 @@ impl StateStore for RedisStateStore {
 /// `maxRetries` and `maxRetryBackoff` are the older spellings daprd still reads.
 /// `clientKey` is a TLS private key, so it is treated as a secret although Dapr's
 /// metadata.yaml does not flag it.
+///
+/// Defaults are declared only where this worker behaves as daprd's default does: it connects to one node,
+/// without TLS, failover or token authentication, and waits 3 s for an answer (`readTimeout`). The pool,
+/// retry and dial settings are daprd's go-redis knobs, which this worker's client does not have (its own
+/// connect timeout is 3 s where daprd dials for 5 s), so they declare none.
 pub(crate) const REDIS_CLIENT_FIELDS: &[MetadataField] = &[
     required("redisHost"),
-    optional("redisPort"),
+    // A redisHost without a port gets 6379 here as in daprd (defaultRedisPort in settings.go).
+    optional("redisPort").defaults_to("6379"),
     optional("redisUsername"),
     secret("redisPassword"),
-    optional("redisType"),
-    optional("redisDB"),
-    optional("failover"),
+    optional("redisType").defaults_to("node"),
+    optional("redisDB").defaults_to("0"),
+    optional("failover").defaults_to("false"),
     optional("sentinelMasterName"),
     optional("sentinelUsername"),
     secret("sentinelPassword"),
-    optional("enableTLS"),
-    optional("insecureSkipTLSVerify"),
+    optional("enableTLS").defaults_to("false"),
+    optional("insecureSkipTLSVerify").defaults_to("false"),
     optional("clientCert"),
     secret("clientKey"),
-    optional("useEntraID"),
-    optional("useOIDC"),
+    optional("useEntraID").defaults_to("false"),
+    optional("useOIDC").defaults_to("false"),
     optional("oidcTokenEndpoint"),
     optional("oidcClientID"),
     optional("oidcClientAssertionCert"),
@@ -332,7 +338,7 @@ pub(crate) const REDIS_CLIENT_FIELDS: &[MetadataField] = &[
     optional("redisMaxRetryInterval"),
     optional("maxRetryBackoff"),
     optional("dialTimeout"),
-    optional("readTimeout"),
+    optional("readTimeout").defaults_to("3s"),
     optional("writeTimeout"),
     optional("poolSize"),
     optional("poolTimeout"),

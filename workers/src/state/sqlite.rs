@@ -153,8 +153,9 @@ impl SqlStateStore<SqliteDialect> {
     }
 }
 
+/// `busyTimeout` declares no default: daprd waits 2 s for a locked file, this worker the driver's 5 s.
 const SQLITE_FIELDS: &[MetadataField] =
-    &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL")];
+    &[required_file("connectionString"), optional("busyTimeout"), optional("disableWAL").defaults_to("false")];
 
 /// `state.sqlite`: a database file inside the project's directory (or `:memory:`).
 pub(crate) static BACKEND: Backend = Backend {

@@ -101,9 +101,17 @@ async fn jetstream_groups_start_where_the_deliver_policy_says() {
         assert_eq!(texts, [b"after".to_vec()], "deliverPolicy new: only what comes after the group");
     };
     finally(test, delete_stream(&stream)).await;
+    // A start time left out is 0 (every message), as in daprd; one that is no number is refused.
+    let id = unique_id();
+    let mut entries = jetstream_metadata(&id);
+    entries.insert("deliverPolicy".into(), "time".into());
+    let opened = pubsub::open("pubsub.jetstream", &entries).await.map(drop);
+    delete_stream(&format!("IT_{id}")).await;
+    opened.expect("deliverPolicy time without startTime opens");
     for (policy, field) in [("sometimes", "deliverPolicy"), ("sequence", "startSequence"), ("time", "startTime")] {
         let mut entries = jetstream_metadata(&unique_id());
         entries.insert("deliverPolicy".into(), policy.into());
+        entries.insert("startTime".into(), "soon".into());
         let err =
             open_error("pubsub.jetstream", &entries.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
                 .await;

@@ -116,7 +116,13 @@ async fn every_registered_type_opens_and_works() {
             continue;
         }
         let id = unique_id();
-        let (entries, clean_up) = sample(declared.name, dir.path(), &id, &http_url);
+        let (mut entries, clean_up) = sample(declared.name, dir.path(), &id, &http_url);
+        // Every declared default, written out: the backend must accept each value it says it applies.
+        for field in declared.fields() {
+            if let Some(default) = field.default {
+                entries.entry(field.name.to_owned()).or_insert_with(|| default.to_owned());
+            }
+        }
         match declared.building_block {
             BuildingBlock::State => {
                 let store = state::open(declared.name, &entries).await.unwrap_or_else(|err| panic!("{err}"));
@@ -251,6 +257,22 @@ fn declarations_follow_dapr() {
         let field = types.lookup(type_name).unwrap().field(field_name);
         let field = field.unwrap_or_else(|| panic!("{type_name} lacks {field_name}"));
         assert_eq!((field.required, field.sensitive), (required, sensitive), "{type_name} {field_name}");
+    }
+    let defaults = [
+        ("state.redis", "redisDB", Some("0")),
+        ("lock.redis", "keyPrefix", Some("appid")),
+        ("state.sqlite", "cleanupInterval", Some("1h")),
+        ("pubsub.jetstream", "deliverPolicy", Some("all")),
+        ("bindings.http", "errorIfNot2XX", Some("true")),
+        ("bindings.mqtt3", "backOffMaxRetries", Some("0")),
+        ("bindings.postgresql", "timeout", Some("20s")),
+        ("secretstores.local.file", "nestedSeparator", Some(":")),
+        ("state.redis", "redisHost", None),
+        ("pubsub.redis", "processingTimeout", None),
+    ];
+    for (type_name, field_name, default) in defaults {
+        let field = types.lookup(type_name).unwrap().field(field_name).unwrap();
+        assert_eq!(field.default, default, "{type_name} {field_name}");
     }
     assert!(types.lookup("state.redis").unwrap().field("consumerID").is_none());
     assert!(types.lookup("pubsub.redis").unwrap().field("keyPrefix").is_none());

@@ -13,14 +13,15 @@ use super::pack;
 use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection, CallSpan};
 use crate::{Error, ProjectId, Result};
 
-/// The version of the blocks' encoding, first in every block. Span ids and addresses may be `bin` in format 2,
-/// only text in format 1: this version reads both; one that reads only format 1 says so rather than misreading.
-const BLOCK_FORMAT: u8 = 2;
+/// The version of the blocks' encoding, first in every block. Span ids and addresses may be `bin` from format 2
+/// on, only text in format 1; a call has its 17th field (`stream_ended`) from format 3 on. This version reads
+/// all three; one that reads fewer says so rather than misreading.
+const BLOCK_FORMAT: u8 = 3;
 /// The formats this version reads.
-const READ_FORMATS: [u8; 2] = [1, 2];
+const READ_FORMATS: [u8; 3] = [1, 2, 3];
 
 /// Fields of a stored call.
-const FIELDS: usize = 16;
+const FIELDS: usize = 17;
 
 /// One call as a block stores it: the project is the block's, the direction a flag.
 #[derive(Clone, Copy, serde::Deserialize)]
@@ -45,6 +46,9 @@ pub(super) struct StoredCall<'a> {
     #[serde(borrow)]
     caller_addr: Option<Binary<'a>>,
     to_app: bool,
+    /// Absent before format 3: no stream's end was logged then.
+    #[serde(default)]
+    stream_ended: bool,
 }
 
 /// A span id or address of a stored call. Blocks hold them as MessagePack `bin` (the id's bytes, the address's
@@ -158,6 +162,7 @@ impl<'a> StoredCall<'a> {
             user_agent: call.user_agent.as_deref(),
             caller_addr: call.caller_addr.map(Binary::Address),
             to_app: call.direction == CallDirection::ToApp,
+            stream_ended: call.stream_ended,
         }
     }
 
@@ -190,6 +195,7 @@ impl<'a> StoredCall<'a> {
         write_optional_str(out, self.user_agent);
         write_optional_binary(out, self.caller_addr);
         pack::bool(out, self.to_app);
+        pack::bool(out, self.stream_ended);
     }
 
     pub(super) fn to_call(self, project: &ProjectId) -> ApiCall {
@@ -216,6 +222,7 @@ impl<'a> StoredCall<'a> {
             user_agent: owned(self.user_agent),
             caller_addr: self.caller_addr.and_then(Binary::address),
             direction: self.direction(),
+            stream_ended: self.stream_ended,
         }
     }
 
@@ -307,6 +314,7 @@ mod tests {
             caller_addr: [None, Some("10.200.3.45".parse().unwrap()), Some("2001:db8::8a2e:370:7334".parse().unwrap())]
                 [usize::from(index % 3)],
             direction: if index.is_multiple_of(2) { CallDirection::FromApp } else { CallDirection::ToApp },
+            stream_ended: index % 4 == 3,
         }
     }
 
@@ -346,6 +354,25 @@ mod tests {
             })
             .collect();
         let body = rmp_serde::to_vec(&(1, &older)).unwrap();
+        let project = ProjectId::received("p1".to_owned());
+        let read: Vec<ApiCall> = decode(1, &body).unwrap().into_iter().map(|call| call.to_call(&project)).collect();
+        assert_eq!(read, calls);
+    }
+
+    #[test]
+    fn blocks_written_before_streams_ends_were_logged_still_read() {
+        let calls: Vec<ApiCall> = (0..6).map(|index| ApiCall { stream_ended: false, ..call(index) }).collect();
+        // Format 2's calls are this format's without the last field: each an array of 16, not 17.
+        let mut body = Vec::new();
+        start_block(&mut body, calls.len());
+        body[1] = 2;
+        for call in &calls {
+            let mut fields = Vec::new();
+            StoredCall::of(call).append(&mut fields);
+            assert_eq!((&fields[..3], fields.last()), (&[0xdc, 0, 17][..], Some(&0xc2)));
+            body.extend_from_slice(&[0xdc, 0, 16]);
+            body.extend_from_slice(&fields[3..fields.len() - 1]);
+        }
         let project = ProjectId::received("p1".to_owned());
         let read: Vec<ApiCall> = decode(1, &body).unwrap().into_iter().map(|call| call.to_call(&project)).collect();
         assert_eq!(read, calls);

@@ -87,9 +87,7 @@ impl CachedSeries {
     /// [`observe`](Self::observe) with the labels' key already made: their hash, or a [`static_key`] (a series
     /// keyed so is never keyed by hash).
     fn observe_keyed(&self, key: u64, labels: &[&str], value: f64) {
-        if let Some((count, histogram)) = self.cache.read().expect("series cache lock").get(&key) {
-            count.iter().for_each(IntCounter::inc);
-            histogram.observe(value);
+        if self.observe_cached(key, value) {
             return;
         }
         let count = self.count.as_ref().map(|count| count.with_label_values(labels));
@@ -100,6 +98,27 @@ impl CachedSeries {
         if cache.len() < MAX_CACHED_SERIES {
             cache.insert(key, (count, histogram));
         }
+    }
+}
+
+impl CachedSeries {
+    /// Counts an observation in the series cached under `key`, if there is one: whether there was.
+    fn observe_cached(&self, key: u64, value: f64) -> bool {
+        let cache = self.cache.read().expect("series cache lock");
+        let Some((count, histogram)) = cache.get(&key) else { return false };
+        count.iter().for_each(IntCounter::inc);
+        histogram.observe(value);
+        true
+    }
+}
+
+/// A call counted in its worker pool's queue depth while it is held ([`Metrics::worker_call`]).
+#[must_use = "the call leaves the queue when this is dropped"]
+pub struct InWorkerQueue(Option<IntGauge>);
+
+impl Drop for InWorkerQueue {
+    fn drop(&mut self) {
+        self.0.iter().for_each(IntGauge::dec);
     }
 }
 
@@ -360,7 +379,11 @@ impl Metrics {
 
     /// [`tenant`](Self::tenant), with the hash of the label values it answers.
     fn tenant_keyed<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str, u64) {
-        let key = label_hash(&[project, app_id]);
+        self.tenant_of_hash(project, app_id, label_hash(&[project, app_id]))
+    }
+
+    /// [`tenant_keyed`](Self::tenant_keyed) for a tenant whose labels hash to `key`.
+    fn tenant_of_hash<'a>(&self, project: &'a str, app_id: &'a str, key: u64) -> (&'a str, &'a str, u64) {
         if self.tenants.read().expect("tenant labels lock").contains(&key) {
             return (project, app_id, key);
         }
@@ -373,14 +396,19 @@ impl Metrics {
         (FOLDED, FOLDED, label_hash(&[FOLDED, FOLDED]))
     }
 
-    /// Counts an HTTP call of the Dapr API.
-    pub fn http_call(&self, project: &str, app_id: &str, method: &str, status: u16, elapsed: Duration) {
+    /// Counts an HTTP call of the Dapr API; `method` is daprd's label for its method, a word of a fixed
+    /// vocabulary.
+    pub fn http_call(&self, project: &str, app_id: &str, method: &'static str, status: u16, elapsed: Duration) {
         if !self.on() {
             return;
         }
-        let status = http::StatusCode::from_u16(status).ok();
-        let status = status.as_ref().map_or("other", http::StatusCode::as_str);
-        self.tenant_call(&self.http, (project, app_id), [method, status], elapsed);
+        // The method's address and the status join the tenant's hash without being hashed themselves.
+        let spread = static_key(method, false).rotate_left(17) ^ u64::from(status).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let status = || {
+            let status = http::StatusCode::from_u16(status).ok();
+            status.as_ref().map_or("other", http::StatusCode::as_str).to_owned()
+        };
+        self.tenant_call(&self.http, (project, app_id), |tenant| tenant ^ spread, (method, status), elapsed);
     }
 
     /// Counts a gRPC call of the Dapr API; `method` is the rpc's full path, `code` its gRPC status code.
@@ -388,20 +416,30 @@ impl Metrics {
         if !self.on() {
             return;
         }
-        self.tenant_call(&self.grpc, (project, app_id), [method, grpc_code_name(code)], elapsed);
+        let code = grpc_code_name(code);
+        let key = |tenant| label_hash_after(tenant, &[method, code]);
+        self.tenant_call(&self.grpc, (project, app_id), key, (method, || code.to_owned()), elapsed);
     }
 
-    /// Counts a call in `series`, labelled by its tenant and then `labels`.
+    /// Counts a call in `series`, labelled by its tenant, then `method` and the label `last` makes; `key` makes
+    /// the series' key from the tenant's hash. A series already cached is counted before the tenant is looked
+    /// at: only a tenant past the limit of [`set_tenant_limit`](Self::set_tenant_limit) is looked up on every
+    /// call (and counted under the folded labels).
     fn tenant_call(
         &self,
         series: &CachedSeries,
         (project, app_id): (&str, &str),
-        labels: [&str; 2],
+        key: impl Fn(u64) -> u64,
+        (method, last): (&str, impl FnOnce() -> String),
         elapsed: Duration,
     ) {
-        let (project, app_id, tenant_key) = self.tenant_keyed(project, app_id);
-        let key = label_hash_after(tenant_key, &labels);
-        series.observe_keyed(key, &[project, app_id, labels[0], labels[1]], millis(elapsed));
+        let value = millis(elapsed);
+        let own = label_hash(&[project, app_id]);
+        if series.observe_cached(key(own), value) {
+            return;
+        }
+        let (project, app_id, tenant) = self.tenant_of_hash(project, app_id, own);
+        series.observe_keyed(key(tenant), &[project, app_id, method, &last()], value);
     }
 
     /// Times a call's trip over the bus (`call` names the call type, a fixed set).
@@ -519,23 +557,26 @@ impl Metrics {
         self.scheduler_lag.with_label_values(&[kind]).observe(late.as_secs_f64());
     }
 
-    /// Counts a call a worker of `pool` starts (`+1`) or ends (`-1`).
-    pub fn worker_queue(&self, pool: &str, change: i64) {
+    /// Counts a call a worker of `pool` starts in `outrigger_worker_queue_depth`, until the answer is dropped
+    /// (the call ended). The series is found once per call, for both counts.
+    pub fn worker_call(&self, pool: &str) -> InWorkerQueue {
         if !self.on() {
-            return;
+            return InWorkerQueue(None);
         }
         let known = |gauges: &Vec<(String, IntGauge)>| {
-            gauges.iter().find(|(name, _)| name == pool).map(|(_, gauge)| gauge.add(change)).is_some()
+            gauges.iter().find(|(name, _)| name == pool).map(|(_, gauge)| gauge.clone())
         };
-        if known(&self.queue_depth_of.read().expect("queue depth lock")) {
-            return;
-        }
-        let mut gauges = self.queue_depth_of.write().expect("queue depth lock");
-        if !known(&gauges) {
-            let gauge = self.queue_depth.with_label_values(&[pool]);
-            gauge.add(change);
-            gauges.push((pool.to_owned(), gauge));
-        }
+        let found = known(&self.queue_depth_of.read().expect("queue depth lock"));
+        let depth = found.unwrap_or_else(|| {
+            let mut gauges = self.queue_depth_of.write().expect("queue depth lock");
+            known(&gauges).unwrap_or_else(|| {
+                let gauge = self.queue_depth.with_label_values(&[pool]);
+                gauges.push((pool.to_owned(), gauge.clone()));
+                gauge
+            })
+        });
+        depth.inc();
+        InWorkerQueue(Some(depth))
     }
 
     /// daprd's runtime series: workflows and Resiliency policies.

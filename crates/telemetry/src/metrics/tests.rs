@@ -44,7 +44,7 @@ fn metrics_turned_off_count_nothing() {
     metrics.http_call("p1", "a", "GET", 200, Duration::from_micros(300));
     metrics.grpc_call("p1", "a", "/dapr.proto.runtime.v1.Dapr/GetState", 0, Duration::from_micros(300));
     metrics.cache_lookup("worker_components", true);
-    metrics.worker_queue("state", 1);
+    let _in_queue = metrics.worker_call("state");
     metrics.runtime().workflow_operation("p1", "a", WorkflowOperation::CreateWorkflow, true, Duration::ZERO);
     let text = metrics.render();
     for name in [
