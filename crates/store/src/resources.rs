@@ -40,28 +40,23 @@ impl Tx {
     pub async fn put_resource(&mut self, project: &ProjectId, document: &Document) -> Result<bool> {
         let now = now_millis();
         let json = serde_json::to_string(document).expect("documents serialise to JSON");
-        let updated = sqlx::query(
+        // Both statements take the same values: project, kind, name, document, time.
+        let (name, json) = (document.metadata.name.as_str(), json.as_str());
+        let bound = move |sql| {
+            sqlx::query(sql).bind(project.0.as_str()).bind(document.kind.as_str()).bind(name).bind(json).bind(now)
+        };
+        let updated = bound(
             "UPDATE resources SET document = $4, updated_at = $5 WHERE project_id = $1 AND kind = $2 AND name = $3",
         )
-        .bind(&project.0)
-        .bind(document.kind.as_str())
-        .bind(&document.metadata.name)
-        .bind(&json)
-        .bind(now)
         .execute(&mut *self.tx)
         .await?
         .rows_affected();
         if updated > 0 {
             return Ok(false);
         }
-        sqlx::query(
+        bound(
             "INSERT INTO resources (project_id, kind, name, document, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
         )
-        .bind(&project.0)
-        .bind(document.kind.as_str())
-        .bind(&document.metadata.name)
-        .bind(&json)
-        .bind(now)
         .execute(&mut *self.tx)
         .await?;
         Ok(true)

@@ -149,6 +149,37 @@ impl<'a> Fields<'a> {
                     .to_owned(),
             ));
         }
+        // daprd's client modes this worker's client does not have: refused rather than ignored, so that a component
+        // never runs otherwise than it says (a cluster or sentinel address used as one node fails later, and worse).
+        let refused = [
+            (
+                "redisType",
+                self.get("redisType").is_some_and(|kind| !kind.eq_ignore_ascii_case("node")),
+                "Redis Cluster is not built into this worker; point redisHost at a single node and set redisType to \
+                 node (or leave it out)",
+            ),
+            (
+                "failover",
+                self.flag("failover")?,
+                "Sentinel failover is not built into this worker; point redisHost at the primary and set failover \
+                 to false",
+            ),
+            (
+                "useOIDC",
+                self.flag("useOIDC")?,
+                "OIDC sign-in to Redis is not built into this worker; use redisUsername and redisPassword and set \
+                 useOIDC to false",
+            ),
+            (
+                "useEntraID",
+                self.flag("useEntraID")?,
+                "Entra ID sign-in to Redis is not built into this worker; use redisUsername and redisPassword and \
+                 set useEntraID to false",
+            ),
+        ];
+        if let Some((field, _, reason)) = refused.into_iter().find(|(_, asked, _)| *asked) {
+            return Err(self.invalid(field, reason.to_owned()));
+        }
         let db = match self.get("redisDB") {
             None => 0,
             Some(db) => db

@@ -302,7 +302,8 @@ impl StateStore for RedisStateStore {
 /// metadata.yaml does not flag it.
 ///
 /// Defaults are declared only where this worker behaves as daprd's default does: it connects to one node,
-/// without TLS, failover or token authentication, and waits 3 s for an answer (`readTimeout`). The pool,
+/// without TLS, failover or token authentication (asking for any of those is refused when the component opens),
+/// and waits 3 s for an answer (`readTimeout`). The pool,
 /// retry and dial settings are daprd's go-redis knobs, which this worker's client does not have (its own
 /// connect timeout is 3 s where daprd dials for 5 s), so they declare none.
 pub(crate) const REDIS_CLIENT_FIELDS: &[MetadataField] = &[

@@ -70,6 +70,36 @@ async fn redis_with_tls_is_refused_with_what_to_do() {
 }
 
 #[tokio::test]
+async fn redis_modes_this_worker_lacks_are_refused_not_ignored() {
+    let cases = [
+        ("redisType", "cluster", "set redisType to node"),
+        ("failover", "true", "set failover to false"),
+        ("useOIDC", "true", "set useOIDC to false"),
+        ("useEntraID", "true", "set useEntraID to false"),
+    ];
+    for (field, value, what_to_do) in cases {
+        // Every Redis component reads its client fields in one place: a state store and a pub/sub stand for all.
+        for component_type in ["state.redis", "pubsub.redis"] {
+            let entries = [("redisHost", "localhost:6379"), (field, value)];
+            let err = match component_type {
+                "state.redis" => open_error(component_type, &entries).await,
+                _ => outrigger_workers::pubsub::open(component_type, &metadata(&entries)).await.err().expect("refused"),
+            };
+            let message = err.to_string();
+            assert!(
+                matches!(err, OpenError::InvalidField { field: f, .. } if f == field),
+                "{component_type}: {message}"
+            );
+            assert!(message.contains(what_to_do), "{component_type}: {message}");
+        }
+    }
+    // daprd's defaults, written out, still open.
+    let defaults =
+        [("redisHost", "localhost:6379"), ("redisType", "Node"), ("failover", "false"), ("useOIDC", "false")];
+    state::open("state.redis", &metadata(&defaults)).await.expect("daprd's defaults open");
+}
+
+#[tokio::test]
 async fn metadata_names_match_whatever_their_case() {
     let directory = TempDir::new().expect("temporary directory");
     let database = directory.path().join("state.db");
