@@ -112,6 +112,9 @@ it("finds a running instance, shows its timeline and graph, and follows it throu
     await page.getByRole("button", { name: "Apply filters" }).click();
     await page.waitForURL(/status=RUNNING/);
     assert.match(page.url(), /appId=orders/);
+    // The address changes before the filtered list replaces the unfiltered one, where the child's row links its
+    // parent too: the list is the filtered one once the child's own link is gone.
+    await page.getByRole("link", { name: `${instanceId}-ship` }).first().waitFor({ state: "detached" });
     await page.getByRole("link", { name: instanceId, exact: true }).waitFor();
     assert.equal(await page.getByRole("link", { name: `${instanceId}-ship` }).count(), 0, "the completed child workflow is listed under RUNNING");
     assert.ok(await page.getByLabel("RUNNING").isChecked(), "the status filter did not survive navigation");
