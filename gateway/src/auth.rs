@@ -74,9 +74,9 @@ impl TokenResolver {
         let rate = found.as_ref().map(|owner| owner.rate).unwrap_or_default();
         let owner = found.map(|owner| Tenant {
             project_id: owner.project_id.clone(),
-            project: owner.project,
-            app_id: owner.app_id,
-            pool: owner.pool,
+            project: owner.project.into(),
+            app_id: owner.app_id.into(),
+            pool: owner.pool.into(),
         });
         drop(tx);
         let fetched = Instant::now();

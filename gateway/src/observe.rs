@@ -6,6 +6,7 @@
 //! let in, and is finished with the call's status once its answer is ready; the log write and the span export
 //! happen off the request path.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,27 +15,27 @@ use std::time::Instant;
 
 use axum::extract::ConnectInfo;
 use axum::http::header::{Entry, USER_AGENT};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use dapr::dapr::proto::runtime::v1 as pb;
 use dapr_durabletask_proto as wf;
 use http_body::Frame;
 use outrigger_bus::Tenant;
-use outrigger_store::{ApiCall, CallDirection};
+use outrigger_store::{ApiCall, CallDirection, LoggedCall};
 use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
 use outrigger_telemetry::ApiLog;
 
 use crate::Gateway;
 
-/// The building block, component and target of a call.
-pub(crate) struct Subject {
+/// The building block, component and target of a call: borrowed from its path where it names them.
+pub(crate) struct Subject<'a> {
     pub(crate) api: &'static str,
-    pub(crate) component: Option<String>,
-    pub(crate) target: Option<String>,
+    pub(crate) component: Option<Cow<'a, str>>,
+    pub(crate) target: Option<Cow<'a, str>>,
 }
 
-impl Subject {
+impl Subject<'_> {
     /// The subject of an HTTP call of the Dapr API, from its path: `/<version>/<api>/<name>/…`.
-    pub(crate) fn of_http_path(path: &str) -> Subject {
+    pub(crate) fn of_http_path<'a>(path: &'a str) -> Subject<'a> {
         // Segment by segment with a byte search: `split('/')` behind `skip` cost ~500 instructions a call.
         let mut rest = path.trim_start_matches('/');
         let mut next = || {
@@ -47,7 +48,7 @@ impl Subject {
         };
         next(); // the API's version
         let (word, name) = (next().unwrap_or_default(), next());
-        let component = |name: Option<&str>| name.map(str::to_owned);
+        let component = |name: Option<&'a str>| name.map(Cow::Borrowed);
         match word {
             "state" => Subject { api: "state", component: component(name), target: None },
             // `/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`: the topic is the publish's target.
@@ -69,8 +70,8 @@ impl Subject {
     }
 
     /// An invocation of `target` by daprd's fallback route.
-    pub(crate) fn invocation(target: &str) -> Subject {
-        Subject { api: "invocation", component: None, target: Some(target.to_owned()) }
+    pub(crate) fn invocation<'a>(target: &str) -> Subject<'a> {
+        Subject { api: "invocation", component: None, target: Some(Cow::Owned(target.to_owned())) }
     }
 }
 
@@ -161,8 +162,9 @@ pub(crate) struct Observation {
     at: i64,
     /// HTTP method as daprd labels it (an unknown one is `OTHER`), or `None` for gRPC.
     http_method: Option<&'static str>,
-    path: String,
-    user_agent: Option<String>,
+    /// The request's URI, for its path: a clone shares the request's bytes, where a copy of the path allocated.
+    uri: Uri,
+    user_agent: Option<HeaderValue>,
     caller_addr: Option<SocketAddr>,
     /// The call's span, once the caller is let in.
     hop: Option<Hop>,
@@ -204,10 +206,9 @@ impl Observation {
             started: Instant::now(),
             at: if logged { outrigger_store::now_millis() } else { 0 },
             http_method: (!grpc).then(|| http_method_label(request.method())),
-            path: request.uri().path().to_owned(),
-            user_agent: logged
-                .then(|| request.headers().get(USER_AGENT).and_then(|value| value.to_str().ok()).map(str::to_owned))
-                .flatten(),
+            uri: request.uri().clone(),
+            // The header's value shares the request's buffer: kept, not copied.
+            user_agent: logged.then(|| request.headers().get(USER_AGENT).cloned()).flatten(),
             caller_addr: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0),
             hop: None,
             trace_headers: None,
@@ -256,11 +257,9 @@ impl Observation {
         tenant: &Tenant,
         answer: &mut HeaderMap,
         status: (u16, Option<i32>),
-        subject: impl FnOnce(&str) -> Subject,
+        subject: impl FnOnce(&str) -> Subject<'_>,
     ) {
-        if let Some(call) = self.conclude(gateway, tenant, answer, status, subject) {
-            gateway.0.options.api_log.record(call);
-        }
+        self.conclude(gateway, tenant, answer, status, subject, false);
     }
 
     /// A stream's opening was answered ([`Observation::finish`], with its status): when it opened and the log
@@ -271,30 +270,29 @@ impl Observation {
         tenant: &Tenant,
         answer: &mut HeaderMap,
         status: (u16, Option<i32>),
-        subject: impl FnOnce(&str) -> Subject,
+        subject: impl FnOnce(&str) -> Subject<'_>,
     ) -> Option<StreamEnd> {
-        let opened = self.started;
-        let call = self.conclude(gateway, tenant, answer, status, subject)?;
-        let log = &gateway.0.options.api_log;
-        log.record(call.clone());
-        (status.1 == Some(0)).then(|| StreamEnd { log: log.clone(), opened, call })
+        self.conclude(gateway, tenant, answer, status, subject, true)
     }
 
-    /// Counts the call, gives the answer its trace context and exports its span: the call to log, if the log
-    /// is on.
+    /// Counts the call, gives the answer its trace context, exports its span and logs it, if the log is on;
+    /// when `opening` a stream that opened, answers what logs its end.
     fn conclude(
         mut self,
         gateway: &Gateway,
         tenant: &Tenant,
         answer: &mut HeaderMap,
         (status, grpc_code): (u16, Option<i32>),
-        subject: impl FnOnce(&str) -> Subject,
-    ) -> Option<ApiCall> {
+        subject: impl FnOnce(&str) -> Subject<'_>,
+        opening: bool,
+    ) -> Option<StreamEnd> {
         let elapsed = self.started.elapsed();
         let metrics = outrigger_telemetry::metrics();
         match (self.http_method, grpc_code) {
             (Some(method), _) => metrics.http_call(&tenant.project, &tenant.app_id, method, status, elapsed),
-            (None, code) => metrics.grpc_call(&tenant.project, &tenant.app_id, &self.path, code.unwrap_or(2), elapsed),
+            (None, code) => {
+                metrics.grpc_call(&tenant.project, &tenant.app_id, self.uri.path(), code.unwrap_or(2), elapsed)
+            }
         }
         let hop = self.hop.take();
         if let Some((parent, state)) = self.trace_headers.take() {
@@ -311,7 +309,7 @@ impl Observation {
         if !logged && !recorded {
             return None;
         }
-        let subject = subject(&self.path);
+        let subject = subject(self.uri.path());
         let ids = hop.as_ref().map(|hop| *hop.ids());
         if let Some(hop) = hop.filter(Hop::recorded) {
             self.export(hop, tenant, &subject, status, grpc_code);
@@ -319,50 +317,58 @@ impl Observation {
         if !logged {
             return None;
         }
-        Some(ApiCall {
-            project_id: tenant.project_id.clone(),
+        let call = LoggedCall {
+            project_id: &tenant.project_id,
             at: self.at,
-            app_id: tenant.app_id.clone(),
-            target: subject.target,
-            api: subject.api.into(),
-            protocol: if self.http_method.is_some() { "http" } else { "grpc" }.into(),
+            app_id: &tenant.app_id,
+            target: subject.target.as_deref(),
+            api: subject.api,
+            protocol: if self.http_method.is_some() { "http" } else { "grpc" },
             method: match self.http_method {
-                Some(method) => method.into(),
-                None => self.path.rsplit('/').next().unwrap_or_default().to_owned().into(),
+                Some(method) => method,
+                None => self.uri.path().rsplit('/').next().unwrap_or_default(),
             },
-            path: self.path,
-            component: subject.component,
+            path: self.uri.path(),
+            component: subject.component.as_deref(),
             status,
             grpc_code,
             latency_us: i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX),
             span: ids.map(|ids| ids.call_span()),
-            user_agent: self.user_agent,
+            user_agent: self.user_agent.as_ref().and_then(|agent| agent.to_str().ok()),
             caller_addr: self.caller_addr.map(|addr| addr.ip()),
             direction: CallDirection::FromApp,
             stream_ended: false,
+        };
+        let log = &gateway.0.options.api_log;
+        log.record(&call);
+        (opening && grpc_code == Some(0)).then(|| StreamEnd {
+            log: log.clone(),
+            opened: self.started,
+            call: call.to_call(),
         })
     }
 
     /// Exports the call's span under daprd's names: the path (HTTP) or rpc (gRPC), with its attributes.
-    fn export(&self, hop: Hop, tenant: &Tenant, subject: &Subject, status: u16, grpc_code: Option<i32>) {
+    fn export(&self, hop: Hop, tenant: &Tenant, subject: &Subject<'_>, status: u16, grpc_code: Option<i32>) {
         let mut attributes = vec![
-            KeyValue::new("outrigger.project", tenant.project.clone()),
-            KeyValue::new("outrigger.app_id", tenant.app_id.clone()),
+            KeyValue::new("outrigger.project", tenant.project.to_string()),
+            KeyValue::new("outrigger.app_id", tenant.app_id.to_string()),
             KeyValue::new("dapr.status_code", i64::from(grpc_code.unwrap_or(i32::from(status)))),
         ];
         match self.http_method {
             Some(method) => attributes.extend([
                 KeyValue::new("dapr.protocol", "http"),
-                KeyValue::new("dapr.api", format!("{method} {}", self.path)),
+                KeyValue::new("dapr.api", format!("{method} {}", self.uri.path())),
                 KeyValue::new("http.request.method", method),
             ]),
             None => attributes.extend([
                 KeyValue::new("dapr.protocol", "grpc"),
-                KeyValue::new("dapr.api", self.path.clone()),
+                KeyValue::new("dapr.api", self.uri.path().to_owned()),
                 KeyValue::new("rpc.system", "grpc"),
             ]),
         }
-        match (subject.api, subject.component.clone(), subject.target.clone()) {
+        let owned = |text: &Option<Cow<'_, str>>| text.as_deref().map(str::to_owned);
+        match (subject.api, owned(&subject.component), owned(&subject.target)) {
             ("state" | "secrets" | "bindings" | "lock" | "configuration", Some(name), _) => {
                 attributes.extend([KeyValue::new("db.system", subject.api), KeyValue::new("db.name", name)])
             }
@@ -380,7 +386,7 @@ impl Observation {
             let reason = axum::http::StatusCode::from_u16(status).ok().and_then(|code| code.canonical_reason());
             format!("Code({status}): {}", reason.unwrap_or("Unknown"))
         });
-        hop.finish(self.path.clone(), SpanKind::Server, attributes, error);
+        hop.finish(self.uri.path().to_owned(), SpanKind::Server, attributes, error);
     }
 }
 
@@ -452,7 +458,7 @@ impl Drop for EndLogged {
     fn drop(&mut self) {
         if let Some(end) = self.end.take() {
             let (log, call) = end.ended(self.code.unwrap_or(CANCELLED));
-            log.record(call);
+            log.record(&call.logged());
         }
     }
 }

@@ -13,13 +13,14 @@ use std::sync::{Arc, RwLock};
 
 use governor::{DefaultKeyedRateLimiter, Quota};
 use outrigger_bus::Tenant;
+use outrigger_store::ProjectId;
 
 /// Table size that makes a request sweep out keys whose limit has fully recovered.
 const SWEEP_AT: usize = 10_000;
 
 /// The App IDs held to one rate.
 struct Limiter {
-    table: DefaultKeyedRateLimiter<(String, String)>,
+    table: DefaultKeyedRateLimiter<(ProjectId, Arc<str>)>,
     /// The table size after the last sweep: the next one comes [`SWEEP_AT`] keys later.
     swept_at: AtomicUsize,
 }
@@ -36,7 +37,7 @@ impl RateLimiter {
     pub fn admit(&self, tenant: &Tenant, per_second: u32) -> bool {
         let Some(rate) = NonZeroU32::new(per_second) else { return true };
         let limiter = self.limiter(rate);
-        let admitted = limiter.table.check_key(&(tenant.project_id.as_str().to_owned(), tenant.app_id.clone())).is_ok();
+        let admitted = limiter.table.check_key(&(tenant.project_id.clone(), tenant.app_id.clone())).is_ok();
         let size = limiter.table.len();
         if size >= limiter.swept_at.load(Ordering::Relaxed) + SWEEP_AT {
             limiter.table.retain_recent();
@@ -69,7 +70,7 @@ mod tests {
         Tenant {
             project_id: outrigger_store::ProjectId::received("p".into()),
             project: "p".into(),
-            app_id: format!("app-{app}"),
+            app_id: format!("app-{app}").into(),
             pool: "default".into(),
         }
     }

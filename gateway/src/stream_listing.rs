@@ -69,7 +69,7 @@ impl StreamListing {
         let stream = StreamSubscription {
             id: format!("sub_{}", uuid::Uuid::new_v4().simple()),
             project_id: tenant.project_id.clone(),
-            app_id: tenant.app_id.clone(),
+            app_id: tenant.app_id.to_string(),
             pubsub: pubsub.to_owned(),
             topic: topic.to_owned(),
             dead_letter_topic: dead_letter_topic.map(str::to_owned),

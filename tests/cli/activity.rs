@@ -362,7 +362,7 @@ fn logs_follow_a_text_search_past_windows_without_a_match() {
                 stream_ended: false,
             })
             .collect();
-        store.record_api_calls(&calls).await.unwrap();
+        store.record_api_calls(outrigger_store::CallBatch::of(&calls).all()).await.unwrap();
     });
     let found = logged(&server, "shop", 1, &["--query", "NEEDLE"]);
     let apps: Vec<&str> = found.iter().map(|call| call["appId"].as_str().unwrap()).collect();

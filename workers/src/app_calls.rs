@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use outrigger_store::{ApiCall, CallDirection, ProjectId};
+use outrigger_store::{CallDirection, LoggedCall, ProjectId};
 use outrigger_telemetry::ApiLog;
 
 /// The status recorded when the app gave no answer: 504 when the call timed out, 502 otherwise (as a proxy
@@ -43,7 +43,7 @@ impl ToApp<'_> {
             return client.execute(request).await;
         }
         let (at, started) = (outrigger_store::now_millis(), Instant::now());
-        let (method, path) = (request.method().as_str().to_owned(), request.url().path().to_owned());
+        let (method, path) = (request.method().clone(), request.url().path().to_owned());
         let trace = request
             .headers()
             .get(outrigger_telemetry::trace::TRACEPARENT)
@@ -54,16 +54,16 @@ impl ToApp<'_> {
             Ok(response) => response.status().as_u16(),
             Err(err) => unanswered_status(err),
         };
-        self.log.record(ApiCall {
-            project_id: ProjectId::received(self.project_id.to_owned()),
+        self.log.record(&LoggedCall {
+            project_id: &ProjectId::received(self.project_id.to_owned()),
             at,
-            app_id: self.app_id.to_owned(),
-            target: self.target.map(str::to_owned),
-            api: self.api.into(),
-            protocol: "http".into(),
-            method: method.into(),
-            path,
-            component: self.component.map(str::to_owned),
+            app_id: self.app_id,
+            target: self.target,
+            api: self.api,
+            protocol: "http",
+            method: method.as_str(),
+            path: &path,
+            component: self.component,
             status,
             grpc_code: None,
             latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),

@@ -2,7 +2,7 @@
 //! added up per App ID, per API and per step.
 
 use axum::http::StatusCode;
-use outrigger_store::{now_millis, ApiCall, CallDirection, EXAMINED_PER_PAGE};
+use outrigger_store::{now_millis, ApiCall, CallBatch, CallDirection, EXAMINED_PER_PAGE};
 
 use crate::both_engines;
 use crate::harness::TestApp;
@@ -55,8 +55,8 @@ async fn metrics_add_up_batches_of_many_app_ids_and_minutes(app: TestApp) {
         })
         .collect();
     // The second batch adds to the counts the first one made.
-    app.store.record_api_calls(&batch).await.unwrap();
-    app.store.record_api_calls(&batch).await.unwrap();
+    app.store.record_api_calls(CallBatch::of(&batch).all()).await.unwrap();
+    app.store.record_api_calls(CallBatch::of(&batch).all()).await.unwrap();
 
     let metrics = app.get("/api/v1/projects/shop/metrics?window=1h").await.expect(StatusCode::OK).json();
     assert_eq!(metrics["total"]["requests"], 2 * APP_IDS, "{metrics}");
@@ -91,7 +91,7 @@ async fn a_text_search_pages_through_a_window_at_a_time(app: TestApp) {
             ..template.clone()
         })
         .collect();
-    app.store.record_api_calls(&calls).await.unwrap();
+    app.store.record_api_calls(CallBatch::of(&calls).all()).await.unwrap();
 
     let first = app.get("/api/v1/projects/shop/logs?q=NEEDLE&limit=10").await.expect(StatusCode::OK).json();
     assert_eq!(first["items"], serde_json::json!([]), "the newest window holds no match");
@@ -139,7 +139,7 @@ async fn filtered_pages_over_many_blocks_list_exactly_the_matching_calls(app: Te
                 }
             })
             .collect();
-        app.store.record_api_calls(&calls).await.unwrap();
+        app.store.record_api_calls(CallBatch::of(&calls).all()).await.unwrap();
         written.extend(calls);
     }
     written.retain(|call| call.project_id == template.project_id);
@@ -210,7 +210,7 @@ async fn trimming_and_expiry_keep_exactly_the_newest_calls(app: TestApp) {
                 ..template.clone()
             })
             .collect();
-        app.store.record_api_calls(&calls).await.unwrap();
+        app.store.record_api_calls(CallBatch::of(&calls).all()).await.unwrap();
     }
     let newest = |count: i64, oldest: i64| -> Vec<String> {
         (0..count)

@@ -2,21 +2,42 @@
 //! the NATS carrier.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use outrigger_store::ProjectId;
 use serde::{Deserialize, Serialize};
 
-/// Who is calling: resolved by the gateway from the API token, never from anything in the request.
+/// Who is calling: resolved by the gateway from the API token, never from anything in the request. Its text
+/// is shared, not copied: the gateway clones a cached tenant for every call, and the call's bus message, log
+/// record and metrics clone it again.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Tenant {
     /// Internal project identifier (the tenant boundary).
     pub project_id: ProjectId,
     /// Project name (Dapr's "namespace" for key prefixes).
-    pub project: String,
+    #[serde(with = "shared_text")]
+    pub project: Arc<str>,
     /// The caller's App ID.
-    pub app_id: String,
+    #[serde(with = "shared_text")]
+    pub app_id: Arc<str>,
     /// The worker pool that serves the project.
-    pub pool: String,
+    #[serde(with = "shared_text")]
+    pub pool: Arc<str>,
+}
+
+/// A tenant's shared text, on the wire as a string.
+mod shared_text {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(text: &Arc<str>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(text)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<str>, D::Error> {
+        String::deserialize(deserializer).map(Arc::from)
+    }
 }
 
 /// Component metadata from a request (`metadata.*` query parameters, gRPC `metadata` maps).

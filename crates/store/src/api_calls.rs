@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use sqlx::Row;
 
+use crate::api_log_blocks::{BatchedCall, Calls};
 use crate::{Engine, ProjectId, Result, Store, Tx};
 
 /// Upper bounds (microseconds) of the latency buckets the per-minute counts keep; the last is unbounded.
@@ -112,10 +113,15 @@ impl CallDirection {
     }
 }
 
+/// Whether a call with `status` failed (any 4xx or 5xx).
+fn failed(status: u16) -> bool {
+    status >= 400
+}
+
 impl ApiCall {
-    /// Whether the call failed (any 4xx or 5xx).
+    /// Whether the call failed.
     pub fn failed(&self) -> bool {
-        self.status >= 400
+        failed(self.status)
     }
 }
 
@@ -170,35 +176,33 @@ const MINUTE_ROWS_PER_UPSERT: usize = 52;
 
 /// The per-minute counts a batch adds, by (project, minute, App ID, API): the calls App IDs made (charts and
 /// usage count those; calls to apps and the ends of streams are in the log only).
-fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCallMinute> {
-    let minute_of = |call: &ApiCall| call.at - call.at.rem_euclid(60_000);
+fn minute_counts<'a>(calls: Calls<'a>) -> BTreeMap<(&'a str, i64, &'a str, &'a str), ApiCallMinute> {
+    let minute_of = |call: &BatchedCall| call.at - call.at.rem_euclid(60_000);
     let mut counts = BTreeMap::new();
     // Calls come in runs of one App ID's calls to one API in one minute: the map is looked up once per run.
-    let same_row = |a: &ApiCall, b: &ApiCall| {
+    let same_row = |a: &BatchedCall, b: &BatchedCall| {
         minute_of(a) == minute_of(b)
             && a.direction == b.direction
             && a.stream_ended == b.stream_ended
-            && a.api == b.api
-            && a.app_id == b.app_id
             && a.project_id == b.project_id
+            && calls.same_names(a, b)
     };
-    let counted = |run: &&[ApiCall]| run[0].direction == CallDirection::FromApp && !run[0].stream_ended;
-    for run in calls.chunk_by(same_row).filter(counted) {
+    let counted = |run: &&[BatchedCall]| run[0].direction == CallDirection::FromApp && !run[0].stream_ended;
+    for run in calls.calls.chunk_by(same_row).filter(counted) {
         let (first, minute) = (&run[0], minute_of(&run[0]));
-        let entry = counts
-            .entry((first.project_id.as_str(), minute, first.app_id.as_str(), &*first.api))
-            .or_insert_with(|| ApiCallMinute {
-                minute,
-                app_id: first.app_id.clone(),
-                api: first.api.to_string(),
-                requests: 0,
-                errors: 0,
-                latency_us_sum: 0,
-                buckets: [0; 12],
-            });
+        let (app_id, api) = (calls.app_id(first), calls.api(first));
+        let entry = counts.entry((first.project_id.as_str(), minute, app_id, api)).or_insert_with(|| ApiCallMinute {
+            minute,
+            app_id: app_id.to_owned(),
+            api: api.to_owned(),
+            requests: 0,
+            errors: 0,
+            latency_us_sum: 0,
+            buckets: [0; 12],
+        });
         for call in run {
             entry.requests += 1;
-            entry.errors += i64::from(call.failed());
+            entry.errors += i64::from(failed(call.status));
             entry.latency_us_sum += call.latency_us;
             entry.buckets[latency_bucket(call.latency_us)] += 1;
         }
@@ -207,8 +211,8 @@ fn minute_counts(calls: &[ApiCall]) -> BTreeMap<(&str, i64, &str, &str), ApiCall
 }
 
 impl Store {
-    /// Writes a batch of calls and adds them to the per-minute counts, in one transaction.
-    pub async fn record_api_calls(&self, calls: &[ApiCall]) -> Result<()> {
+    /// Writes calls of a batch and adds them to the per-minute counts, in one transaction.
+    pub async fn record_api_calls(&self, calls: Calls<'_>) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         crate::api_log_blocks::insert(&mut tx, self.engine, calls).await?;
         let counts = minute_counts(calls);
@@ -358,6 +362,7 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::CallBatch;
 
     #[test]
     fn latencies_fall_in_the_first_bucket_that_holds_them() {
@@ -394,7 +399,8 @@ mod tests {
         let delivered = ApiCall { direction: CallDirection::ToApp, ..call(60_600, 900, 200) };
         let published = call(60_700, 700, 500);
         let calls = [opened, ended, delivered, published];
-        let counts: Vec<ApiCallMinute> = minute_counts(&calls).into_values().collect();
+        let batch = CallBatch::of(&calls);
+        let counts: Vec<ApiCallMinute> = minute_counts(batch.all()).into_values().collect();
         let expected = ApiCallMinute {
             minute: 60_000,
             app_id: "orders".to_owned(),

@@ -13,7 +13,7 @@ impl Tx {
     pub async fn touch_project(&mut self, project: &ProjectId) -> Result<()> {
         sqlx::query("UPDATE projects SET changed_at = $1 WHERE id = $2")
             .bind(now_millis())
-            .bind(&project.0)
+            .bind(project.as_str())
             .execute(&mut *self.tx)
             .await?;
         Ok(())
@@ -23,7 +23,7 @@ impl Tx {
     pub async fn projects_changed_since(&mut self, since: i64) -> Result<Vec<ProjectId>> {
         let rows =
             sqlx::query("SELECT id FROM projects WHERE changed_at >= $1").bind(since).fetch_all(&mut *self.tx).await?;
-        rows.iter().map(|row| Ok(ProjectId(row.try_get("id")?))).collect()
+        rows.iter().map(|row| Ok(ProjectId::of(row.try_get("id")?))).collect()
     }
 
     /// The projects with at least one App ID that has an app endpoint: the only ones the platform calls back.
@@ -31,6 +31,6 @@ impl Tx {
         let rows = sqlx::query("SELECT DISTINCT project_id FROM app_ids WHERE app_endpoint IS NOT NULL")
             .fetch_all(&mut *self.tx)
             .await?;
-        rows.iter().map(|row| Ok(ProjectId(row.try_get("project_id")?))).collect()
+        rows.iter().map(|row| Ok(ProjectId::of(row.try_get("project_id")?))).collect()
     }
 }

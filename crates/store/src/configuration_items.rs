@@ -49,7 +49,7 @@ impl Tx {
     ) -> Result<Vec<ConfigurationItem>> {
         let rows = if keys.is_empty() {
             sqlx::query(&format!("SELECT {COLUMNS} FROM configuration_items WHERE project_id = $1 ORDER BY key"))
-                .bind(&project.0)
+                .bind(project.as_str())
                 .fetch_all(&mut *self.tx)
                 .await?
         } else {
@@ -58,7 +58,7 @@ impl Tx {
                 "SELECT {COLUMNS} FROM configuration_items WHERE project_id = $1 AND key IN ({}) ORDER BY key",
                 placeholders.join(", ")
             );
-            let mut query = sqlx::query(&sql).bind(&project.0);
+            let mut query = sqlx::query(&sql).bind(project.as_str());
             for key in keys {
                 query = query.bind(key);
             }
@@ -74,7 +74,7 @@ impl Tx {
         request: &PageRequest,
     ) -> Result<Page<ConfigurationItem>> {
         Keyset::new("configuration_items", COLUMNS, BY_KEY)
-            .filter("project_id = ?", Value::Text(project.0.clone()))
+            .filter("project_id = ?", Value::Text(project.as_str().to_owned()))
             .page(self, request, item_from_row)
             .await
     }
@@ -95,7 +95,7 @@ impl Tx {
              updated_at = excluded.updated_at, version = configuration_items.version + 1 \
              RETURNING {COLUMNS}"
         ))
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(key)
         .bind(value)
         .bind(&metadata)
@@ -108,7 +108,7 @@ impl Tx {
     /// Deletes an item.
     pub async fn delete_configuration_item(&mut self, project: &ProjectId, key: &str) -> Result<()> {
         let deleted = sqlx::query("DELETE FROM configuration_items WHERE project_id = $1 AND key = $2")
-            .bind(&project.0)
+            .bind(project.as_str())
             .bind(key)
             .execute(&mut *self.tx)
             .await?

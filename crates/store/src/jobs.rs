@@ -50,7 +50,7 @@ const BY_APP_AND_NAME: &[KeyColumn] = &[KeyColumn::Text("app_id"), KeyColumn::Te
 
 fn job_from_row(row: &AnyRow) -> Result<StoredJob> {
     Ok(StoredJob {
-        project_id: ProjectId(row.try_get("project_id")?),
+        project_id: ProjectId::of(row.try_get("project_id")?),
         app_id: row.try_get("app_id")?,
         name: row.try_get("name")?,
         spec: row.try_get("spec")?,
@@ -111,7 +111,7 @@ impl Tx {
     ) -> Result<()> {
         if overwrite {
             sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND app_id = $2 AND name = $3")
-                .bind(&project.0)
+                .bind(project.as_str())
                 .bind(app_id)
                 .bind(name)
                 .execute(&mut *self.tx)
@@ -121,7 +121,7 @@ impl Tx {
             "INSERT INTO jobs (project_id, app_id, name, spec, due_at, occurrence_due, fired, tries, failures, created_at) \
              VALUES ($1, $2, $3, $4, $5, $5, 0, 0, 0, $6)",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(app_id)
         .bind(name)
         .bind(spec)
@@ -137,7 +137,7 @@ impl Tx {
     pub async fn job(&mut self, project: &ProjectId, app_id: &str, name: &str) -> Result<Option<StoredJob>> {
         let row =
             sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE project_id = $1 AND app_id = $2 AND name = $3"))
-                .bind(&project.0)
+                .bind(project.as_str())
                 .bind(app_id)
                 .bind(name)
                 .fetch_optional(&mut *self.tx)
@@ -149,7 +149,7 @@ impl Tx {
     pub async fn app_jobs(&mut self, project: &ProjectId, app_id: &str) -> Result<Vec<StoredJob>> {
         let rows =
             sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE project_id = $1 AND app_id = $2 ORDER BY name"))
-                .bind(&project.0)
+                .bind(project.as_str())
                 .bind(app_id)
                 .fetch_all(&mut *self.tx)
                 .await?;
@@ -163,8 +163,8 @@ impl Tx {
         app_id: Option<&str>,
         request: &PageRequest,
     ) -> Result<Page<StoredJob>> {
-        let mut listing =
-            Keyset::new("jobs", COLUMNS, BY_APP_AND_NAME).filter("project_id = ?", Value::Text(project.0.clone()));
+        let mut listing = Keyset::new("jobs", COLUMNS, BY_APP_AND_NAME)
+            .filter("project_id = ?", Value::Text(project.as_str().to_owned()));
         listing = match app_id {
             Some(app_id) => listing.filter("app_id = ?", Value::Text(app_id.to_owned())),
             None => listing.filter("app_id <> ?", Value::Text(CRON_BINDING_ROW.to_owned())),
@@ -175,7 +175,7 @@ impl Tx {
     /// Deletes a job; `NotFound` when there is none.
     pub async fn delete_job(&mut self, project: &ProjectId, app_id: &str, name: &str) -> Result<()> {
         let deleted = sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND app_id = $2 AND name = $3")
-            .bind(&project.0)
+            .bind(project.as_str())
             .bind(app_id)
             .bind(name)
             .execute(&mut *self.tx)
@@ -193,7 +193,7 @@ impl Tx {
         let deleted = sqlx::query(
             "DELETE FROM jobs WHERE project_id = $1 AND app_id = $2 AND substr(name, 1, CAST($3 AS INTEGER)) = $4",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(app_id)
         .bind(i64::try_from(prefix.chars().count()).unwrap_or(i64::MAX))
         .bind(prefix)
@@ -258,7 +258,7 @@ impl Store {
     /// Records what a try of a job claimed by `owner` gave; `false` when the lease was lost (the job was
     /// claimed again, replaced or deleted meanwhile), in which case nothing changes.
     pub async fn finish_job_try(&self, job: &StoredJob, owner: &str, outcome: &TryOutcome) -> Result<bool> {
-        let key = (&job.project_id.0, &job.app_id, &job.name);
+        let key = (job.project_id.as_str(), &job.app_id, &job.name);
         let changed = match outcome {
             TryOutcome::Over => {
                 sqlx::query("DELETE FROM jobs WHERE project_id = $1 AND app_id = $2 AND name = $3 AND lease_owner = $4")

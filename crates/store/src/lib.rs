@@ -33,7 +33,7 @@ pub use api_calls::{
     latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, CallSpan, Holdings, BUCKET_COLUMNS,
     LATENCY_BUCKETS_US,
 };
-pub use api_log_blocks::EXAMINED_PER_PAGE;
+pub use api_log_blocks::{CallBatch, Calls, LoggedCall, EXAMINED_PER_PAGE};
 pub use audit::{AuditEvent, AuditFilter};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
@@ -262,7 +262,7 @@ impl Tx {
     /// Creates a project; its name must be free.
     pub async fn create_project(&mut self, new: &NewProject) -> Result<Project> {
         let project = Project {
-            id: ProjectId(new_id("prj")),
+            id: ProjectId::of(new_id("prj")),
             org_id: new.org_id.clone(),
             name: new.name.clone(),
             managed_kvstore: new.managed_kvstore,
@@ -274,7 +274,7 @@ impl Tx {
         sqlx::query(
             "INSERT INTO projects (id, org_id, name, managed_kvstore, managed_pubsub, pool, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
-        .bind(&project.id.0)
+        .bind(project.id.as_str())
         .bind(project.org_id.as_str())
         .bind(&project.name)
         .bind(i64::from(project.managed_kvstore))
@@ -315,7 +315,7 @@ impl Tx {
             "UPDATE projects SET quota_requests_per_second = $2, quota_app_ids = $3, quota_components = $4, \
              quota_stored_bytes = $5 WHERE id = $1",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(quotas.requests_per_second.map(i64::from))
         .bind(quotas.app_ids.map(i64::from))
         .bind(quotas.components.map(i64::from))
@@ -347,7 +347,7 @@ impl Tx {
         ] {
             let column = if table == "projects" { "id" } else { "project_id" };
             sqlx::query(&format!("DELETE FROM {table} WHERE {column} = $1"))
-                .bind(&project.0)
+                .bind(project.as_str())
                 .execute(&mut *self.tx)
                 .await?;
         }
@@ -367,7 +367,7 @@ impl Tx {
             "INSERT INTO app_ids (project_id, name, app_endpoint, app_token, app_protocol, app_health_check_path, config, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(&app.name)
         .bind(&app.app_endpoint)
         .bind(&app.app_token)
@@ -389,7 +389,7 @@ impl Tx {
             "SELECT {} FROM app_ids WHERE project_id = $1 ORDER BY name",
             records::APP_ID_COLUMNS
         ))
-        .bind(&project.0)
+        .bind(project.as_str())
         .fetch_all(&mut *self.tx)
         .await?;
         rows.iter().map(records::app_identity_from_row).collect()
@@ -401,7 +401,7 @@ impl Tx {
             "SELECT {} FROM app_ids WHERE project_id = $1 AND name = $2",
             records::APP_ID_COLUMNS
         ))
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(name)
         .fetch_optional(&mut *self.tx)
         .await?
@@ -423,7 +423,7 @@ impl Tx {
             "UPDATE app_ids SET app_endpoint = $3, app_token = $4, app_protocol = $5, app_health_check_path = $6, config = $7, updated_at = $8 \
              WHERE project_id = $1 AND name = $2",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(name)
         .bind(&app.app_endpoint)
         .bind(&app.app_token)
@@ -444,10 +444,10 @@ impl Tx {
             // The App ID's jobs go with it: nothing is left to trigger.
             "DELETE FROM jobs WHERE project_id = $1 AND app_id = $2",
         ] {
-            sqlx::query(statement).bind(&project.0).bind(name).execute(&mut *self.tx).await?;
+            sqlx::query(statement).bind(project.as_str()).bind(name).execute(&mut *self.tx).await?;
         }
         let deleted = sqlx::query("DELETE FROM app_ids WHERE project_id = $1 AND name = $2")
-            .bind(&project.0)
+            .bind(project.as_str())
             .bind(name)
             .execute(&mut *self.tx)
             .await?
@@ -466,7 +466,7 @@ impl Tx {
             "INSERT INTO api_tokens (id, project_id, app_name, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, NULL)",
         )
         .bind(&issued.id)
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(app_name)
         .bind(hash_token(&issued.token))
         .bind(now)
@@ -488,14 +488,14 @@ impl Tx {
         sqlx::query(
             "UPDATE api_tokens SET expires_at = $3 WHERE project_id = $1 AND app_name = $2 AND (expires_at IS NULL OR expires_at > $3)",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(app_name)
         .bind(expires_at)
         .execute(&mut *self.tx)
         .await?;
         // Tokens past their expiry are dead weight: drop them so revocation and listing only see live ones.
         sqlx::query("DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2 AND expires_at <= $3")
-            .bind(&project.0)
+            .bind(project.as_str())
             .bind(app_name)
             .bind(now)
             .execute(&mut *self.tx)
@@ -510,7 +510,7 @@ impl Tx {
             "SELECT id, created_at, expires_at FROM api_tokens \
              WHERE project_id = $1 AND app_name = $2 AND (expires_at IS NULL OR expires_at > $3) ORDER BY created_at, id",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(app_name)
         .bind(now_millis())
         .fetch_all(&mut *self.tx)
@@ -521,7 +521,7 @@ impl Tx {
     /// Revokes one token at once.
     pub async fn revoke_token(&mut self, project: &ProjectId, app_name: &str, token_id: &str) -> Result<()> {
         let deleted = sqlx::query("DELETE FROM api_tokens WHERE project_id = $1 AND app_name = $2 AND id = $3")
-            .bind(&project.0)
+            .bind(project.as_str())
             .bind(app_name)
             .bind(token_id)
             .execute(&mut *self.tx)
@@ -546,7 +546,7 @@ impl Tx {
         .await?;
         row.map(|row| {
             Ok(TokenOwner {
-                project_id: ProjectId(row.try_get("id")?),
+                project_id: ProjectId::of(row.try_get("id")?),
                 project: row.try_get("name")?,
                 pool: row.try_get("pool")?,
                 app_id: row.try_get("app_name")?,

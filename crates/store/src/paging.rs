@@ -241,7 +241,7 @@ impl Tx {
     /// A page of the project's App IDs, by name (the primary key).
     pub async fn page_app_ids(&mut self, project: &ProjectId, request: &PageRequest) -> Result<Page<AppIdentity>> {
         Keyset::new("app_ids", records::APP_ID_COLUMNS, BY_NAME)
-            .filter("project_id = ?", Value::Text(project.0.clone()))
+            .filter("project_id = ?", Value::Text(project.as_str().to_owned()))
             .page(self, request, records::app_identity_from_row)
             .await
     }
@@ -254,7 +254,7 @@ impl Tx {
         request: &PageRequest,
     ) -> Result<Page<StoredResource>> {
         Keyset::new("resources", "kind, name, document, created_at, updated_at", BY_NAME)
-            .filter("project_id = ?", Value::Text(project.0.clone()))
+            .filter("project_id = ?", Value::Text(project.as_str().to_owned()))
             .filter("kind = ?", Value::Text(kind.as_str().to_owned()))
             .page(self, request, records::resource_from_row)
             .await
@@ -269,7 +269,7 @@ impl Tx {
     ) -> Result<Page<TokenInfo>> {
         self.app_id(project, app_name).await?;
         Keyset::new("api_tokens", "id, created_at, expires_at", BY_CREATION)
-            .filter("project_id = ?", Value::Text(project.0.clone()))
+            .filter("project_id = ?", Value::Text(project.as_str().to_owned()))
             .filter("app_name = ?", Value::Text(app_name.to_owned()))
             .filter("(expires_at IS NULL OR expires_at > ?)", Value::Number(now_millis()))
             .page(self, request, records::token_from_row)

@@ -344,7 +344,7 @@ impl Tx {
             if project.is_empty() {
                 grants.org = Some(role);
             } else {
-                grants.projects.insert(ProjectId(project), role);
+                grants.projects.insert(ProjectId::of(project), role);
             }
         }
         Ok(grants)

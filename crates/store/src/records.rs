@@ -1,5 +1,7 @@
 //! Plain records read from and written to the control-plane tables.
 
+use std::sync::Arc;
+
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -10,20 +12,40 @@ use crate::{Error, Result};
 /// The internal identifier of a project: the tenant every query is scoped by. Obtained by looking a project
 /// up ([`crate::Tx::project`], [`crate::Tx::project_by_id`], a token's owner), or carried between processes
 /// that did (serialized on the bus); never made from a project's name, which is a different string.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct ProjectId(pub(crate) String);
+///
+/// Shared, not copied: every call carries its project's id (its tenant, its API log record), so a clone is a
+/// reference count, not an allocation.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProjectId(Arc<str>);
 
 impl ProjectId {
     /// An identifier received as text from another Outrigger process that looked the project up (a change
     /// event). Queries taking it match only that project's rows: an id that names no project finds nothing.
     pub fn received(id: String) -> ProjectId {
-        ProjectId(id)
+        ProjectId::of(id)
+    }
+
+    /// The identifier of a project row this store read or made.
+    pub(crate) fn of(id: String) -> ProjectId {
+        ProjectId(Arc::from(id))
     }
 
     /// The identifier as text (for logs, span fields and cache keys).
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Written as its text, as a `String` would be.
+impl serde::Serialize for ProjectId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ProjectId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> std::result::Result<ProjectId, D::Error> {
+        String::deserialize(deserializer).map(ProjectId::of)
     }
 }
 
@@ -106,7 +128,7 @@ pub(crate) fn quota(row: &AnyRow, column: &str) -> Result<Option<u32>> {
 
 pub(crate) fn project_from_row(row: &AnyRow) -> Result<Project> {
     Ok(Project {
-        id: ProjectId(row.try_get("id")?),
+        id: ProjectId::of(row.try_get("id")?),
         org_id: crate::OrgId(row.try_get("org_id")?),
         name: row.try_get("name")?,
         managed_kvstore: row.try_get::<i64, _>("managed_kvstore")? != 0,

@@ -11,7 +11,7 @@ impl Tx {
         let rows = sqlx::query(
             "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 ORDER BY name",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(kind.as_str())
         .fetch_all(&mut *self.tx)
         .await?;
@@ -28,7 +28,7 @@ impl Tx {
         let row = sqlx::query(
             "SELECT kind, name, document, created_at, updated_at FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3",
         )
-        .bind(&project.0)
+        .bind(project.as_str())
         .bind(kind.as_str())
         .bind(name)
         .fetch_optional(&mut *self.tx)
@@ -43,7 +43,7 @@ impl Tx {
         // Both statements take the same values: project, kind, name, document, time.
         let (name, json) = (document.metadata.name.as_str(), json.as_str());
         let bound = move |sql| {
-            sqlx::query(sql).bind(project.0.as_str()).bind(document.kind.as_str()).bind(name).bind(json).bind(now)
+            sqlx::query(sql).bind(project.as_str()).bind(document.kind.as_str()).bind(name).bind(json).bind(now)
         };
         let updated = bound(
             "UPDATE resources SET document = $4, updated_at = $5 WHERE project_id = $1 AND kind = $2 AND name = $3",
@@ -65,7 +65,7 @@ impl Tx {
     /// Deletes a document.
     pub async fn delete_resource(&mut self, project: &ProjectId, kind: Kind, name: &str) -> Result<()> {
         let deleted = sqlx::query("DELETE FROM resources WHERE project_id = $1 AND kind = $2 AND name = $3")
-            .bind(&project.0)
+            .bind(project.as_str())
             .bind(kind.as_str())
             .bind(name)
             .execute(&mut *self.tx)

@@ -92,7 +92,7 @@ impl Tx {
             .map(|row| {
                 Ok(StreamSubscription {
                     id: row.try_get("id")?,
-                    project_id: ProjectId(row.try_get("project_id")?),
+                    project_id: ProjectId::of(row.try_get("project_id")?),
                     app_id: row.try_get("app_id")?,
                     pubsub: row.try_get("pubsub")?,
                     topic: row.try_get("topic")?,

@@ -1,7 +1,8 @@
-//! The API log writer: calls are handed over on the request path without waiting (pushed onto a bounded list
-//! behind a lock held for the push alone; a call that finds it full is counted as dropped, never waited for)
-//! and written by one task per process in batches, one transaction per batch. The list, not a channel: a
-//! channel's permits and blocks cost ~4 times the push per call, on the request path and in the writer.
+//! The API log writer: calls are handed over on the request path without waiting (encoded, borrowed, into a
+//! bounded batch behind a lock held for the encoding alone; a call that finds it full is counted as dropped,
+//! never waited for) and written by one task per process in batches, one transaction per batch. A batch, not
+//! a channel: a channel's permits and blocks cost ~4 times the push per call, on the request path and in the
+//! writer; and a call encoded where it is logged is never built of owned strings, moved, and freed elsewhere.
 //!
 //! Nothing runs while no calls arrive: expiry and trimming happen after a write, at most once per
 //! [`ApiLogOptions::maintenance_interval`], and only for the projects that wrote since the last time; the
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use outrigger_store::{ApiCall, ProjectId, Store};
+use outrigger_store::{CallBatch, Calls, LoggedCall, ProjectId, Store};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -24,8 +25,9 @@ use crate::metrics;
 const BATCH: usize = 1000;
 /// How often the writer looks at its queue while it gathers a batch.
 const GATHER_TICK: Duration = Duration::from_millis(50);
-/// The largest list the writer keeps for the next batch after writing one (beyond it, the memory goes back).
-const KEPT_CAPACITY: usize = 4 * BATCH;
+/// The most memory a written batch may hold for the writer to keep it for the next one (beyond it, the memory goes
+/// back): room for a few batches of typical calls, not what a burst of calls with long paths grew it to.
+const KEPT_BYTES: usize = 2 << 20;
 
 /// How the API log keeps calls.
 #[derive(Clone, Debug)]
@@ -66,7 +68,7 @@ pub struct ApiLog {
 /// The calls waiting for the writer.
 #[derive(Debug)]
 struct Queue {
-    calls: Mutex<Vec<ApiCall>>,
+    calls: Mutex<CallBatch>,
     /// Wakes the writer when a call finds the list empty; later calls of the batch wake nobody.
     arrived: Notify,
     /// Calls waiting, at most.
@@ -75,7 +77,7 @@ struct Queue {
 
 impl Queue {
     /// Takes every call waiting, leaving `spare` (empty) in their place.
-    fn take(&self, spare: Vec<ApiCall>) -> Vec<ApiCall> {
+    fn take(&self, spare: CallBatch) -> CallBatch {
         std::mem::replace(&mut *self.calls.lock().expect("API log queue lock"), spare)
     }
 
@@ -103,7 +105,7 @@ impl ApiLog {
     }
 
     /// Hands a call to the writer, without waiting.
-    pub fn record(&self, call: ApiCall) {
+    pub fn record(&self, call: &LoggedCall<'_>) {
         let Some(queue) = &self.queue else { return };
         let mut calls = queue.calls.lock().expect("API log queue lock");
         if calls.len() >= queue.capacity {
@@ -129,13 +131,13 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, queue: Arc<Queue>, closing: CancellationToken) {
-        let mut spare = Vec::new();
+        let mut spare = CallBatch::default();
         loop {
             tokio::select! {
                 () = queue.arrived.notified() => {}
                 () = closing.cancelled() => {
                     // Whatever is queued still goes in; a call handed over later finds no writer and is not kept.
-                    self.write_all(queue.take(Vec::new())).await;
+                    self.write_all(queue.take(CallBatch::default())).await;
                     return;
                 }
             }
@@ -156,29 +158,29 @@ impl Writer {
             }
             let mut batch = self.write_all(queue.take(spare)).await;
             batch.clear();
-            spare = if batch.capacity() <= KEPT_CAPACITY { batch } else { Vec::new() };
+            spare = if batch.held_bytes() <= KEPT_BYTES { batch } else { CallBatch::default() };
             if self.last_maintenance.is_none_or(|last| last.elapsed() >= self.options.maintenance_interval) {
                 self.maintain().await;
             }
         }
     }
 
-    /// Writes `calls`, a batch of at most [`BATCH`] per transaction; answers the list to reuse.
-    async fn write_all(&mut self, calls: Vec<ApiCall>) -> Vec<ApiCall> {
-        for batch in calls.chunks(BATCH) {
-            self.write(batch).await;
+    /// Writes `calls`, at most [`BATCH`] per transaction; answers the batch to reuse.
+    async fn write_all(&mut self, calls: CallBatch) -> CallBatch {
+        for run in calls.runs(BATCH) {
+            self.write(run).await;
         }
         calls
     }
 
-    async fn write(&mut self, batch: &[ApiCall]) {
+    async fn write(&mut self, batch: Calls<'_>) {
         match self.store.record_api_calls(batch).await {
             Ok(()) => {
                 metrics().api_log_written(batch.len());
                 // A batch holds few projects many times over, mostly in runs of one project's calls: each run's
                 // project is looked up once.
                 let mut previous = None;
-                for project in batch.iter().map(|call| &call.project_id) {
+                for project in batch.project_ids() {
                     if previous != Some(project) && !self.written_since_maintenance.contains(project) {
                         self.written_since_maintenance.insert(project.clone());
                     }

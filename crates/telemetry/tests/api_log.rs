@@ -63,10 +63,10 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
     let (log, writer) = ApiLog::start(store.clone(), options, closing.clone());
     let now = now_millis();
     for n in 0..8 {
-        log.record(call("busy", now + n, &format!("/busy/{n}")));
+        log.record(&call("busy", now + n, &format!("/busy/{n}")).logged());
     }
-    log.record(call("quiet", now - 2 * 3600 * 1000, "/quiet/expired"));
-    log.record(call("quiet", now, "/quiet/kept"));
+    log.record(&call("quiet", now - 2 * 3600 * 1000, "/quiet/expired").logged());
+    log.record(&call("quiet", now, "/quiet/kept").logged());
 
     let deadline = Instant::now() + Duration::from_secs(10);
     while paths(&store, "busy").await.len() != 5 || paths(&store, "quiet").await.len() != 1 {
@@ -87,8 +87,8 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
 
     // What is queued when the process stops is still written; a call made to an app is kept with its
     // direction, found by it, and not counted among the calls App IDs made.
-    log.record(call("busy", now + 100, "/busy/last"));
-    log.record(ApiCall { direction: CallDirection::ToApp, ..call("busy", now + 101, "/orders") });
+    log.record(&call("busy", now + 100, "/busy/last").logged());
+    log.record(&ApiCall { direction: CallDirection::ToApp, ..call("busy", now + 101, "/orders") }.logged());
     closing.cancel();
     writer.await.unwrap();
     assert_eq!(paths(&store, "busy").await[..2], ["/orders", "/busy/last"]);
@@ -110,7 +110,7 @@ async fn calls_beyond_the_queue_are_dropped_and_counted_never_waited_for() {
     let (log, writer) = ApiLog::start(store.clone(), options, closing.clone());
     let now = now_millis();
     for n in 0..5 {
-        log.record(call("full", now + n, &format!("/full/{n}")));
+        log.record(&call("full", now + n, &format!("/full/{n}")).logged());
     }
     let dropped = outrigger_telemetry::metrics().render();
     assert!(dropped.contains("outrigger_api_log_dropped_total 2"), "{dropped}");

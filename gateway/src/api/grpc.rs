@@ -4,6 +4,7 @@
 //! generated types; the routing is ours so that only the rpcs Outrigger serves exist and everything else
 //! answers `Unimplemented`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -194,10 +195,11 @@ struct Named {
 }
 
 /// The subject of an rpc call: its block from the rpc's path, and what its message named.
-fn of_rpc(named: Option<Named>) -> impl FnOnce(&str) -> Subject {
+fn of_rpc(named: Option<Named>) -> impl FnOnce(&str) -> Subject<'_> {
     move |path| {
         let Named { component, target } = named.unwrap_or(Named { component: None, target: None });
-        Subject { api: rpc_api(path), component: component.filter(|name| !name.is_empty()), target }
+        let component = component.filter(|name| !name.is_empty()).map(Cow::Owned);
+        Subject { api: rpc_api(path), component, target: target.map(Cow::Owned) }
     }
 }
 

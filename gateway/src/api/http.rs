@@ -22,7 +22,6 @@ use crate::{DaprError, Gateway};
 
 /// The Dapr HTTP API.
 pub fn http_router(gateway: Gateway) -> Router {
-    let limit = gateway.options().max_body_bytes;
     let authenticated = Router::new()
         .merge(metadata::http_routes())
         .merge(state::http_routes())
@@ -40,7 +39,6 @@ pub fn http_router(gateway: Gateway) -> Router {
         .route("/v1.0/healthz/outbound", get(|| async { StatusCode::NO_CONTENT }))
         .merge(authenticated)
         .fallback(invoke::by_header)
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(gateway)
 }
 
@@ -96,7 +94,10 @@ pub(crate) struct Body(pub(crate) Bytes);
 impl FromRequest<Gateway> for Body {
     type Rejection = DaprError;
 
-    async fn from_request(request: Request, gateway: &Gateway) -> Result<Body, DaprError> {
+    async fn from_request(mut request: Request, gateway: &Gateway) -> Result<Body, DaprError> {
+        // The limit is set here, where a body is read, rather than by a layer on every route: a layer is one
+        // more service cloned and called for every request, bodiless GETs included.
+        DefaultBodyLimit::max(gateway.options().max_body_bytes).apply(&mut request);
         Bytes::from_request(request, gateway).await.map(Body).map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 DaprError::body_too_large(gateway.options().max_body_bytes)

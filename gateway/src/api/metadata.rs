@@ -133,7 +133,7 @@ async fn get_grpc(
         })
         .collect();
     Ok(pb::GetMetadataResponse {
-        id: caller.tenant.app_id,
+        id: caller.tenant.app_id.to_string(),
         runtime_version: crate::RUNTIME_VERSION.to_owned(),
         registered_components,
         subscriptions,

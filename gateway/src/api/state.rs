@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -127,9 +128,11 @@ async fn get_http(
     let Some(value) = gateway.call(tenant, GetState { store, key }).await? else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
-    // daprd labels every value JSON (`respondWithData`), whatever its bytes: no need to read them.
-    let mut response = (StatusCode::OK, [(CONTENT_TYPE, "application/json")], value.data).into_response();
-    if let Ok(etag) = HeaderValue::from_str(&value.etag) {
+    // daprd labels every value JSON (`respondWithData`), whatever its bytes: no need to read them. Both header
+    // values are made without a copy: the label is static, the ETag keeps its string's buffer.
+    const JSON: HeaderValue = HeaderValue::from_static("application/json");
+    let mut response = (StatusCode::OK, [(CONTENT_TYPE, JSON)], value.data).into_response();
+    if let Ok(etag) = HeaderValue::from_maybe_shared(Bytes::from(value.etag)) {
         response.headers_mut().insert(ETAG, etag);
     }
     metadata_headers(response.headers_mut(), &value.metadata);

@@ -334,7 +334,7 @@ fn check_component(component: &str) -> Result<(), DaprError> {
 /// The optional `appID` query parameter: which App ID hosts the workflow (default: the caller).
 fn target_app(tenant: &Tenant, query: &HashMap<String, String>) -> Result<String, DaprError> {
     match query.get("appID").filter(|app_id| !app_id.is_empty()) {
-        None => Ok(tenant.app_id.clone()),
+        None => Ok(tenant.app_id.to_string()),
         Some(app_id) if app_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') => Ok(app_id.clone()),
         Some(app_id) => Err(WorkflowRequestError::AppIdInvalid(app_id.clone()).into()),
     }

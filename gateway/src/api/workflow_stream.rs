@@ -66,7 +66,7 @@ async fn feed(
     sender: mpsc::Sender<Result<pb::WorkItem, tonic::Status>>,
 ) {
     let engine = engine(&gateway);
-    let (project, app_id) = (&tenant.project_id, tenant.app_id.as_str());
+    let (project, app_id) = (&tenant.project_id, &*tenant.app_id);
     let Attachment { owner, mut handed, work } = engine.attach(project, app_id);
     tracing::info!(%app_id, "workflow worker connected");
     let forward = async {

@@ -216,14 +216,14 @@ impl Invoker {
     /// read).
     pub async fn sampling_rate(&self, tenant: &Tenant) -> Option<f64> {
         let directory = self.directory.project(&tenant.project_id).await.ok()?;
-        directory.apps.get(&tenant.app_id)?.sampling_rate
+        directory.apps.get(&*tenant.app_id)?.sampling_rate
     }
 
     /// Whether the caller's App ID has an app endpoint the platform can call back (daprd's "app channel").
     pub async fn has_app_endpoint(&self, tenant: &Tenant) -> bool {
         let directory = self.directory.project(&tenant.project_id).await;
         directory.is_ok_and(|directory| {
-            directory.apps.get(&tenant.app_id).is_some_and(|app| app.identity.app_endpoint.is_some())
+            directory.apps.get(&*tenant.app_id).is_some_and(|app| app.identity.app_endpoint.is_some())
         })
     }
 
@@ -237,7 +237,7 @@ impl Invoker {
         body: String,
     ) -> Result<reqwest::StatusCode, String> {
         let directory = self.directory.project(&tenant.project_id).await.map_err(|err| err.to_string())?;
-        let app = directory.apps.get(&tenant.app_id).ok_or_else(|| format!("App ID {} is gone", tenant.app_id))?;
+        let app = directory.apps.get(&*tenant.app_id).ok_or_else(|| format!("App ID {} is gone", tenant.app_id))?;
         let base = match &app.endpoint_url {
             Some(Ok(url)) => url,
             Some(Err(err)) => return Err(format!("the app endpoint is not a valid URL: {err}")),
@@ -270,8 +270,8 @@ impl Invoker {
             if let Some(access_control) = &callee.access_control {
                 if !access_control.allows(&tenant.project, &tenant.app_id, verb, &path) {
                     return Err(InvokeError::Denied {
-                        project: tenant.project.clone(),
-                        caller: tenant.app_id.clone(),
+                        project: tenant.project.to_string(),
+                        caller: tenant.app_id.to_string(),
                         method: path,
                         verb: verb.to_owned(),
                     });

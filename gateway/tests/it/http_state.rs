@@ -207,6 +207,20 @@ async fn bad_input_is_refused_and_writes_nothing() {
 }
 
 #[tokio::test]
+async fn a_body_under_the_gateway_limit_is_read_whole() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("demo", "orders").await;
+    let t = Some(token.as_str());
+    // Under the gateway's limit (4 MiB) but over axum's own default (2 MiB): the gateway's limit is the one read.
+    let value = "x".repeat(3 * 1024 * 1024);
+    let large = format!(r#"[{{"key":"large","value":"{value}"}}]"#);
+    let saved = gateway.http("POST", "/v1.0/state/kvstore", t, Some(&large)).await;
+    assert_eq!(saved.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&saved.body));
+    let read = gateway.http("GET", "/v1.0/state/kvstore/large", t, None).await;
+    assert_eq!(read.body, format!("\"{value}\"").into_bytes());
+}
+
+#[tokio::test]
 async fn query_on_a_store_without_query_says_so() {
     let gateway = TestGateway::start().await;
     let token = gateway.app("demo", "orders").await;

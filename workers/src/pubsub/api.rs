@@ -73,7 +73,7 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
                 let published =
                     resiliency::execute_fallible(&policy, breaker.as_deref(), caller, "the broker", publish).await;
                 let place = (pubsub, topic);
-                let tenant_labels = (tenant.project.as_str(), tenant.app_id.as_str());
+                let tenant_labels = (&*tenant.project, &*tenant.app_id);
                 outrigger_telemetry::metrics().pubsub_publish(
                     tenant_labels,
                     place,

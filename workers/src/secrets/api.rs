@@ -35,7 +35,7 @@ fn reader<'a>(scope: &Scope<'a>, store: &'a str) -> Result<Reader<'a>, DataError
     let backend = component.backend.clone().map_err(|reason| DataError::SecretGet {
         message: format!("secret store {store} could not start: {reason}"),
     })?;
-    let scope = project.secret_scopes.get(&tenant.app_id).and_then(|scopes| scopes.get(store));
+    let scope = project.secret_scopes.get(&*tenant.app_id).and_then(|scopes| scopes.get(store));
     Ok(Reader { name: store, backend, scope })
 }
 

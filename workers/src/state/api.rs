@@ -70,7 +70,7 @@ impl Target<'_> {
     fn key_with_prefix(&self, key: &str) -> String {
         let component = &self.component;
         let config = &component.config;
-        let tenant = (self.tenant.project.as_str(), self.tenant.app_id.as_str());
+        let tenant = (&*self.tenant.project, &*self.tenant.app_id);
         stored_key_of(&config.namespace, &config.key_prefix, tenant, &component.name, key)
     }
 

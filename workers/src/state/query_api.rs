@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use outrigger_bus::{DataError, QueryItem, QueryPage, QueryState, StateOperation, Tenant};
+use outrigger_store::ProjectId;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::handler::Scope;
@@ -36,7 +37,7 @@ impl Default for QueryLimits {
 }
 
 /// The App ID a semaphore belongs to: (project id, App ID).
-type AppKey = (String, String);
+type AppKey = (ProjectId, Arc<str>);
 
 /// One semaphore per App ID with queries running or waiting.
 #[derive(Default)]
@@ -79,7 +80,7 @@ impl QueryGate {
         per_app_id: usize,
         wait: Duration,
     ) -> Result<Place<'_>, DataError> {
-        let app = (tenant.project_id.as_str().to_owned(), tenant.app_id.clone());
+        let app = (tenant.project_id.clone(), tenant.app_id.clone());
         let semaphore = {
             let mut turns = self.turns.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             let entry = turns

@@ -11,11 +11,14 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use self::stored_call::{decode, start_block, Stored, StoredCall};
+pub(crate) use self::batch::BatchedCall;
+pub use self::batch::{CallBatch, Calls, LoggedCall};
+use self::stored_call::{decode, start_block, StoredCall};
 use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection};
 use crate::paging::{self, KeyColumn, Value};
 use crate::{Engine, Error, Page, PageRequest, ProjectId, Result, Store, Tx};
 
+mod batch;
 mod pack;
 mod stored_call;
 
@@ -24,8 +27,6 @@ mod stored_call;
 /// examines this many, newest first, and may come back short, or empty, with a token to continue from there.
 pub const EXAMINED_PER_PAGE: u32 = 20_000;
 
-/// Bytes a call's encoding takes, about (a state call with trace ids, user agent and address).
-const ENCODED_CALL_BYTES: usize = 256;
 /// Blocks inserted per statement: 9 values each stays under SQLite's 999 placeholders.
 const BLOCKS_PER_INSERT: usize = 100;
 /// Blocks a listing reads per statement at first; each further read takes twice as many, up to the most.
@@ -84,32 +85,32 @@ struct Block {
 }
 
 impl Block {
-    /// The block of `calls` (newest first, at least one), encoded and described in one pass over them.
-    fn of<C: Stored>(calls: &[C]) -> Block {
-        // Room for a typical call's encoding from the start: growing a block of hundreds of calls by doubling
-        // copied it over and over.
-        let mut body = Vec::with_capacity(calls.len() * ENCODED_CALL_BYTES);
-        start_block(&mut body, calls.len());
+    /// The block of `run` (calls of `batch`, newest first, at least one): their encodings one after the other,
+    /// and what they hold, in one pass over them.
+    fn of(batch: Calls<'_>, run: &[&BatchedCall]) -> Block {
+        let bytes: usize = run.iter().map(|call| batch.encoded(call).len()).sum();
+        let mut body = Vec::with_capacity(bytes + 8);
+        start_block(&mut body, run.len());
         let (mut first_at, mut last_at, mut statuses, mut directions) = (i64::MAX, i64::MIN, 0, 0);
         let (mut app_ids, mut apis) = (Vec::new(), Vec::new());
-        for call in calls {
-            let call = call.stored();
-            call.append(&mut body);
+        let mut previous: Option<&BatchedCall> = None;
+        for &call in run {
+            body.extend_from_slice(batch.encoded(call));
             (first_at, last_at) = (first_at.min(call.at), last_at.max(call.at));
             statuses |= status_bit(call.status);
-            directions |= direction_bit(call.direction());
-            // A block's calls come in runs of one App ID and API: a name is listed once per run, not per call.
-            if app_ids.last() != Some(&call.app_id) {
-                app_ids.push(call.app_id);
+            directions |= direction_bit(call.direction);
+            // A block's calls come in runs of one App ID and API: their names are listed once per run, not per
+            // call (and the list loses its repeats when it is written).
+            if previous.is_none_or(|previous| !batch.same_names(previous, call)) {
+                app_ids.push(batch.app_id(call));
+                apis.push(batch.api(call));
             }
-            if apis.last() != Some(&call.api) {
-                apis.push(call.api);
-            }
+            previous = Some(call);
         }
         Block {
             first_at,
             last_at,
-            calls: calls.len() as i64,
+            calls: run.len() as i64,
             app_ids: name_list(app_ids),
             apis: name_list(apis),
             statuses,
@@ -137,17 +138,17 @@ impl Block {
 /// A batch's blocks: one per project, its calls newest first (calls of the same millisecond, the later first).
 /// The batch is ordered by reference: a stable sort of the calls in reverse arrival order, which arrive about in
 /// time order, so it mostly finds them sorted already.
-fn blocks_of(calls: &[ApiCall]) -> Vec<(&ProjectId, Block)> {
-    let mut order: Vec<&ApiCall> = calls.iter().rev().collect();
+fn blocks_of(calls: Calls<'_>) -> Vec<(&ProjectId, Block)> {
+    let mut order: Vec<&BatchedCall> = calls.calls.iter().rev().collect();
     order.sort_by(|a, b| a.project_id.cmp(&b.project_id).then(b.at.cmp(&a.at)));
-    order.chunk_by(|a, b| a.project_id == b.project_id).map(|run| (&run[0].project_id, Block::of(run))).collect()
+    order.chunk_by(|a, b| a.project_id == b.project_id).map(|run| (&run[0].project_id, Block::of(calls, run))).collect()
 }
 
 /// Adds the blocks of `calls` to the log, in the caller's transaction.
 pub(crate) async fn insert(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     engine: Engine,
-    calls: &[ApiCall],
+    calls: Calls<'_>,
 ) -> Result<()> {
     let mut blocks = blocks_of(calls).into_iter().peekable();
     while blocks.peek().is_some() {
@@ -178,19 +179,23 @@ pub(crate) async fn insert(
     Ok(())
 }
 
-/// Replaces a stored block by the calls of it `keep` keeps, or removes it when none are kept.
+/// Replaces a stored block of `project`'s by the calls of it `keep` keeps, or removes it when none are kept.
 async fn rewrite(
     executor: impl sqlx::Executor<'_, Database = sqlx::Any>,
-    id: i64,
+    (project, id): (&ProjectId, i64),
     body: &[u8],
     keep: impl FnMut(&(usize, StoredCall<'_>)) -> bool,
 ) -> Result<()> {
-    let kept: Vec<StoredCall<'_>> = decode(id, body)?.into_iter().enumerate().filter(keep).map(|(_, c)| c).collect();
+    let mut kept = CallBatch::default();
+    for (_, call) in decode(id, body)?.into_iter().enumerate().filter(keep) {
+        kept.push_stored(project, &call);
+    }
     if kept.is_empty() {
         sqlx::query("DELETE FROM api_call_blocks WHERE id = $1").bind(id).execute(executor).await?;
         return Ok(());
     }
-    let block = Block::of(&kept);
+    let run: Vec<&BatchedCall> = kept.all().calls.iter().collect();
+    let block = Block::of(kept.all(), &run);
     let query = sqlx::query(
         "UPDATE api_call_blocks SET first_at = $2, last_at = $3, calls = $4, app_ids = $5, apis = $6, statuses = $7, \
          directions = $8, body = $9 WHERE id = $1",
@@ -207,13 +212,14 @@ impl Store {
             .bind(before)
             .execute(&self.pool)
             .await?;
-        let straddling: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, body FROM api_call_blocks WHERE first_at < $1")
+        let straddling: Vec<(String, i64, Vec<u8>)> =
+            sqlx::query_as("SELECT project_id, id, body FROM api_call_blocks WHERE first_at < $1")
                 .bind(before)
                 .fetch_all(&self.pool)
                 .await?;
-        for (id, body) in straddling {
-            rewrite(&self.pool, id, &body, |(_, call)| call.at >= before).await?;
+        for (project, id, body) in straddling {
+            let project = ProjectId::of(project);
+            rewrite(&self.pool, (&project, id), &body, |(_, call)| call.at >= before).await?;
         }
         Ok(())
     }
@@ -243,7 +249,7 @@ impl Store {
         let room = usize::try_from(keep - newer).unwrap_or_default();
         let body: Vec<u8> =
             sqlx::query_scalar("SELECT body FROM api_call_blocks WHERE id = $1").bind(id).fetch_one(&self.pool).await?;
-        rewrite(&self.pool, id, &body, |(index, _)| *index < room).await
+        rewrite(&self.pool, (project, id), &body, |(index, _)| *index < room).await
     }
 }
 
@@ -374,6 +380,55 @@ impl Tx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn call(project: &str, at: i64, app_id: &str, api: &'static str) -> ApiCall {
+        ApiCall {
+            project_id: ProjectId::received(project.to_owned()),
+            at,
+            app_id: app_id.to_owned(),
+            target: None,
+            api: api.into(),
+            protocol: "http".into(),
+            method: "GET".into(),
+            path: format!("/v1.0/{api}/x/{at}"),
+            component: Some("x".to_owned()),
+            status: if at % 2 == 0 { 200 } else { 500 },
+            grpc_code: None,
+            latency_us: at,
+            span: None,
+            user_agent: Some("dapr-sdk-js".to_owned()),
+            caller_addr: None,
+            direction: CallDirection::FromApp,
+            stream_ended: false,
+        }
+    }
+
+    #[test]
+    fn a_batch_becomes_a_block_per_project_newest_first_naming_what_it_holds() {
+        let calls = [
+            call("p2", 10, "cart", "state"),
+            call("p1", 11, "orders", "state"),
+            call("p1", 12, "orders", "pubsub"),
+            call("p2", 13, "cart", "state"),
+            call("p1", 13, "audit", "state"),
+        ];
+        let batch = CallBatch::of(&calls);
+        let blocks = blocks_of(batch.all());
+        let described: Vec<_> = blocks
+            .iter()
+            .map(|(project, block)| {
+                let read: Vec<ApiCall> =
+                    decode(1, &block.body).unwrap().into_iter().map(|call| call.to_call(project)).collect();
+                (project.as_str(), (block.first_at, block.last_at, block.calls), &block.app_ids, &block.apis, read)
+            })
+            .collect();
+        let (p1, p2) = (&described[0], &described[1]);
+        assert_eq!((p1.0, p1.1, p1.2.as_str(), p1.3.as_str()), ("p1", (11, 13, 3), "|audit|orders|", "|pubsub|state|"));
+        assert_eq!(p1.4, [calls[4].clone(), calls[2].clone(), calls[1].clone()]);
+        assert_eq!((p2.0, p2.1, p2.2.as_str(), p2.3.as_str()), ("p2", (10, 13, 2), "|cart|", "|state|"));
+        assert_eq!(p2.4, [calls[3].clone(), calls[0].clone()]);
+        assert_eq!(blocks[0].1.statuses, status_bit(200) | status_bit(500));
+    }
 
     #[test]
     fn a_name_pattern_finds_whole_names_only() {

@@ -7,7 +7,9 @@
 //! from the request path into the block, where they are written as bytes: no string is made for them.
 
 use std::net::IpAddr;
+use std::ops::Range;
 
+use super::batch::LoggedCall;
 use super::pack;
 
 use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection, CallSpan};
@@ -143,27 +145,41 @@ fn write_optional_binary(out: &mut Vec<u8>, binary: Option<Binary<'_>>) {
     }
 }
 
+/// Where a call's App ID and API are, in the text it was appended to.
+pub(super) struct TextsAt {
+    pub(super) app_id: Range<usize>,
+    pub(super) api: Range<usize>,
+}
+
 impl<'a> StoredCall<'a> {
-    pub(super) fn of(call: &'a ApiCall) -> StoredCall<'a> {
+    pub(super) fn of(call: &'a LoggedCall<'a>) -> StoredCall<'a> {
         StoredCall {
             at: call.at,
-            app_id: &call.app_id,
-            target: call.target.as_deref(),
-            api: &call.api,
-            protocol: &call.protocol,
-            method: &call.method,
-            path: &call.path,
-            component: call.component.as_deref(),
+            app_id: call.app_id,
+            target: call.target,
+            api: call.api,
+            protocol: call.protocol,
+            method: call.method,
+            path: call.path,
+            component: call.component,
             status: call.status,
             grpc_code: call.grpc_code,
             latency_us: call.latency_us,
             trace_id: call.span.as_ref().map(|span| Binary::Bytes(&span.trace_id)),
             span_id: call.span.as_ref().map(|span| Binary::Bytes(&span.span_id)),
-            user_agent: call.user_agent.as_deref(),
+            user_agent: call.user_agent,
             caller_addr: call.caller_addr.map(Binary::Address),
             to_app: call.direction == CallDirection::ToApp,
             stream_ended: call.stream_ended,
         }
+    }
+
+    pub(super) fn latency_us(&self) -> i64 {
+        self.latency_us
+    }
+
+    pub(super) fn stream_ended(&self) -> bool {
+        self.stream_ended
     }
 
     pub(super) fn direction(&self) -> CallDirection {
@@ -174,13 +190,18 @@ impl<'a> StoredCall<'a> {
         }
     }
 
-    /// Appends the call to a block [started](start_block) in `out`.
-    pub(super) fn append(&self, out: &mut Vec<u8>) {
+    /// Appends the call to a block [started](start_block) in `out`; answers where its App ID and API went.
+    pub(super) fn append(&self, out: &mut Vec<u8>) -> TextsAt {
+        let text = |out: &mut Vec<u8>, text: &str| {
+            pack::str(out, text);
+            out.len() - text.len()..out.len()
+        };
         pack::array_len(out, FIELDS);
         pack::int(out, self.at);
-        pack::str(out, self.app_id);
+        let app_id = text(out, self.app_id);
         write_optional_str(out, self.target);
-        for text in [self.api, self.protocol, self.method, self.path] {
+        let api = text(out, self.api);
+        for text in [self.protocol, self.method, self.path] {
             pack::str(out, text);
         }
         write_optional_str(out, self.component);
@@ -196,34 +217,35 @@ impl<'a> StoredCall<'a> {
         write_optional_binary(out, self.caller_addr);
         pack::bool(out, self.to_app);
         pack::bool(out, self.stream_ended);
+        TextsAt { app_id, api }
     }
 
     pub(super) fn to_call(self, project: &ProjectId) -> ApiCall {
-        let owned = |text: Option<&str>| text.map(str::to_owned);
         let span = self
             .trace_id
             .and_then(Binary::id)
             .zip(self.span_id.and_then(Binary::id))
             .map(|(trace_id, span_id)| CallSpan { trace_id, span_id });
-        ApiCall {
-            project_id: project.clone(),
+        let logged = LoggedCall {
+            project_id: project,
             at: self.at,
-            app_id: self.app_id.to_owned(),
-            target: owned(self.target),
-            api: self.api.to_owned().into(),
-            protocol: self.protocol.to_owned().into(),
-            method: self.method.to_owned().into(),
-            path: self.path.to_owned(),
-            component: owned(self.component),
+            app_id: self.app_id,
+            target: self.target,
+            api: self.api,
+            protocol: self.protocol,
+            method: self.method,
+            path: self.path,
+            component: self.component,
             status: self.status,
             grpc_code: self.grpc_code,
             latency_us: self.latency_us,
             span,
-            user_agent: owned(self.user_agent),
+            user_agent: self.user_agent,
             caller_addr: self.caller_addr.and_then(Binary::address),
             direction: self.direction(),
             stream_ended: self.stream_ended,
-        }
+        };
+        logged.to_call()
     }
 
     /// Whether the call passes every condition of `filter` (`text` lower-cased).
@@ -250,23 +272,6 @@ fn contains_lowercase(field: &str, text: &str) -> bool {
         text.is_empty() || field.windows(text.len()).any(|window| window.eq_ignore_ascii_case(text))
     } else {
         field.to_lowercase().contains(text)
-    }
-}
-
-/// A call a block can hold: a recorded one, or one of a stored block that is rewritten.
-pub(super) trait Stored {
-    fn stored(&self) -> StoredCall<'_>;
-}
-
-impl Stored for &ApiCall {
-    fn stored(&self) -> StoredCall<'_> {
-        StoredCall::of(self)
-    }
-}
-
-impl Stored for StoredCall<'_> {
-    fn stored(&self) -> StoredCall<'_> {
-        *self
     }
 }
 
@@ -321,10 +326,14 @@ mod tests {
     #[test]
     fn a_block_is_written_as_rmp_serde_writes_it_and_reads_back() {
         let calls: Vec<ApiCall> = (0..12).map(call).collect();
-        let stored: Vec<StoredCall<'_>> = calls.iter().map(StoredCall::of).collect();
+        let logged: Vec<LoggedCall<'_>> = calls.iter().map(ApiCall::logged).collect();
+        let stored: Vec<StoredCall<'_>> = logged.iter().map(StoredCall::of).collect();
         let mut written = Vec::new();
         start_block(&mut written, stored.len());
-        stored.iter().for_each(|call| call.append(&mut written));
+        for call in &stored {
+            let texts = call.append(&mut written);
+            assert_eq!((&written[texts.app_id], &written[texts.api]), (call.app_id.as_bytes(), call.api.as_bytes()));
+        }
         assert_eq!(written, rmp_serde::to_vec(&(BLOCK_FORMAT, &stored)).unwrap());
         let project = ProjectId::received("p1".to_owned());
         let read: Vec<ApiCall> = decode(1, &written).unwrap().into_iter().map(|call| call.to_call(&project)).collect();
@@ -343,7 +352,8 @@ mod tests {
         fn as_text(text: &str) -> Option<Binary<'_>> {
             (!text.is_empty()).then_some(Binary::Text(text))
         }
-        let older: Vec<StoredCall<'_>> = calls
+        let logged: Vec<LoggedCall<'_>> = calls.iter().map(ApiCall::logged).collect();
+        let older: Vec<StoredCall<'_>> = logged
             .iter()
             .enumerate()
             .map(|(index, call)| StoredCall {
@@ -368,7 +378,7 @@ mod tests {
         body[1] = 2;
         for call in &calls {
             let mut fields = Vec::new();
-            StoredCall::of(call).append(&mut fields);
+            StoredCall::of(&call.logged()).append(&mut fields);
             assert_eq!((&fields[..3], fields.last()), (&[0xdc, 0, 17][..], Some(&0xc2)));
             body.extend_from_slice(&[0xdc, 0, 16]);
             body.extend_from_slice(&fields[3..fields.len() - 1]);
