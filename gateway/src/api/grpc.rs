@@ -109,8 +109,8 @@ impl StreamOpening {
         tenant: &Tenant,
         response: Response<tonic::body::Body>,
     ) -> Response {
+        let code = grpc_status(&response);
         let (mut parts, body) = response.into_parts();
-        let code = grpc_code_of(&parts.headers).unwrap_or(0);
         let status = (http_status_of_grpc(code), Some(code));
         let body = axum::body::Body::new(body);
         match self.0.finish_opening(gateway, tenant, &mut parts.headers, status, of_rpc(None)) {
