@@ -219,8 +219,7 @@ impl Gateway {
     async fn call<C: DataCall>(&self, tenant: Tenant, call: C) -> Result<C::Reply, DaprError> {
         let started = std::time::Instant::now();
         let answer = outrigger_bus::send(self.0.bus.as_ref(), tenant, observe::bus_trace(), call).await;
-        let name = std::any::type_name::<C>().rsplit("::").next().unwrap_or_default();
-        outrigger_telemetry::metrics().bus_round_trip(name, answer.is_ok(), started.elapsed());
+        outrigger_telemetry::metrics().bus_round_trip(C::NAME, answer.is_ok(), started.elapsed());
         Ok(answer??)
     }
 }

@@ -25,6 +25,9 @@ pub trait DataCall: Into<Call> {
     /// What a worker answers.
     type Reply;
 
+    /// The call's name (`GetState`, …), as [`Call::name`] gives it.
+    const NAME: &'static str;
+
     /// The typed answer in `reply`, or `reply` itself when it belongs to another call (a peer of another
     /// version).
     fn reply_of(reply: Reply) -> Result<Self::Reply, Reply>;
@@ -84,6 +87,8 @@ macro_rules! data_plane {
 
             impl DataCall for $call {
                 type Reply = $reply;
+
+                const NAME: &'static str = stringify!($call);
 
                 fn reply_of(reply: Reply) -> Result<$reply, Reply> {
                     match reply {

@@ -23,8 +23,6 @@ use crate::metrics;
 
 /// Calls written per transaction, at most.
 const BATCH: usize = 1000;
-/// How often the writer looks at its queue while it gathers a batch.
-const GATHER_TICK: Duration = Duration::from_millis(50);
 /// The most memory a written batch may hold for the writer to keep it for the next one (beyond it, the memory goes
 /// back): room for a few batches of typical calls, not what a burst of calls with long paths grew it to.
 const KEPT_BYTES: usize = 2 << 20;
@@ -69,7 +67,8 @@ pub struct ApiLog {
 #[derive(Debug)]
 struct Queue {
     calls: Mutex<CallBatch>,
-    /// Wakes the writer when a call finds the list empty; later calls of the batch wake nobody.
+    /// Wakes the writer when a call finds the list empty, and when a call fills a batch; other calls wake
+    /// nobody.
     arrived: Notify,
     /// Calls waiting, at most.
     capacity: usize,
@@ -115,8 +114,9 @@ impl ApiLog {
         }
         let first = calls.is_empty();
         calls.push(call);
+        let filled = calls.len() == BATCH;
         drop(calls);
-        if first {
+        if first || filled {
             queue.arrived.notify_one();
         }
     }
@@ -146,14 +146,13 @@ impl Writer {
                 continue;
             }
             // Gather what arrives within the flush interval, so a busy process writes once per interval, or as soon
-            // as a batch is full. The list is looked at every tick, not waited on: nothing wakes the writer but
-            // the first call of a batch.
-            let deadline = Instant::now() + self.options.flush_interval;
-            let tick = GATHER_TICK.min(self.options.flush_interval);
-            while queue.len() < BATCH && Instant::now() < deadline {
+            // as a batch is full: the call that fills it wakes the writer. (A wake-up left over from a batch
+            // already taken ends a gathering early, which costs one smaller write.)
+            if queue.len() < BATCH {
                 tokio::select! {
-                    () = tokio::time::sleep_until((Instant::now() + tick).min(deadline)) => {}
-                    () = closing.cancelled() => break,
+                    () = tokio::time::sleep(self.options.flush_interval) => {}
+                    () = queue.arrived.notified() => {}
+                    () = closing.cancelled() => {}
                 }
             }
             let mut batch = self.write_all(queue.take(spare)).await;

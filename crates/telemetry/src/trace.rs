@@ -69,6 +69,12 @@ impl SpanIds {
         ascii_string(&self.traceparent_text())
     }
 
+    /// The `traceparent` as a header's value, made without a `String` in between (the gateway sets it on each
+    /// answer).
+    pub fn traceparent_header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.traceparent_text()).expect("a traceparent is visible ASCII")
+    }
+
     /// [`traceparent`](Self::traceparent), on the stack.
     fn traceparent_text(&self) -> [u8; 55] {
         let mut text = *b"00-................................-................-00";
@@ -250,12 +256,6 @@ impl Hop {
     /// The `traceparent` the next hop and the caller receive.
     pub fn traceparent(&self) -> String {
         self.ids.traceparent()
-    }
-
-    /// The `traceparent` as a header's value, made without a `String` in between (the gateway sets it on each
-    /// request and answer).
-    pub fn traceparent_header(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.ids.traceparent_text()).expect("a traceparent is visible ASCII")
     }
 
     /// The caller's `tracestate`, passed on unchanged.

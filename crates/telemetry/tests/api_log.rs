@@ -118,3 +118,27 @@ async fn calls_beyond_the_queue_are_dropped_and_counted_never_waited_for() {
     writer.await.unwrap();
     assert_eq!(paths(&store, "full").await, ["/full/2", "/full/1", "/full/0"]);
 }
+
+#[tokio::test]
+async fn a_full_batch_is_written_without_waiting_for_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(&dir).await;
+    // A writer that would gather for an hour: the call that fills a batch (1,000 calls) wakes it.
+    let options = ApiLogOptions { flush_interval: Duration::from_secs(3600), ..ApiLogOptions::default() };
+    let closing = CancellationToken::new();
+    let (log, writer) = ApiLog::start(store.clone(), options, closing.clone());
+    let now = now_millis();
+    log.record(&call("burst", now, "/burst/0").logged());
+    // The first call wakes the writer, which starts gathering; the rest arrive while it waits.
+    tokio::task::yield_now().await;
+    for n in 1..1000 {
+        log.record(&call("burst", now + n, &format!("/burst/{n}")).logged());
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while paths(&store, "burst").await.len() != 1000 {
+        assert!(Instant::now() < deadline, "a full batch waited for the flush interval");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    closing.cancel();
+    writer.await.unwrap();
+}

@@ -75,6 +75,7 @@ async fn admit(
 /// opening for the API log and metrics (a refusal of a known caller is recorded here).
 pub(crate) async fn admit_stream(
     gateway: &Gateway,
+    // `&mut`: a shared reference held across an await would ask the body to be `Sync`.
     request: &mut Request,
 ) -> Result<(Tenant, StreamGuard, tracing::Span, StreamOpening), Response> {
     let mut observation = Observation::start(gateway, request, true);
@@ -92,7 +93,7 @@ pub(crate) async fn admit_stream(
     };
     let token = headers.get(super::API_TOKEN).and_then(|value| value.to_str().ok()).unwrap_or_default();
     let guard = gateway.guard_stream(token.trim(), &tenant);
-    observation.enter(gateway, &tenant, request.headers_mut()).await;
+    observation.enter(gateway, &tenant, headers).await;
     Ok((tenant, guard, span, StreamOpening(observation)))
 }
 
@@ -136,7 +137,6 @@ where
     Fut: Future<Output = Result<Resp, DaprError>> + Send + 'static,
 {
     post(move |State(gateway): State<Gateway>, request: Request| async move {
-        let mut request = request;
         let mut observation = Observation::start(&gateway, &request, true);
         let (tenant, span) = match admit(&gateway, request.headers(), request.uri().path()).await {
             Ok(admitted) => admitted,
@@ -149,8 +149,8 @@ where
                 return refused;
             }
         };
-        observation.enter(&gateway, &tenant, request.headers_mut()).await;
-        let trace = super::trace_context(request.headers());
+        observation.enter(&gateway, &tenant, request.headers()).await;
+        let trace = observation.trace_context(request.headers());
         let limit = gateway.options().max_body_bytes;
         // What the request names (component, target), kept for the log once the message is decoded.
         let named: Arc<OnceLock<Named>> = Arc::default();

@@ -74,7 +74,7 @@ pub(super) async fn admit(gateway: &Gateway, request: &mut Request) -> Result<(T
     match gateway.admit(token).await {
         Ok(tenant) => {
             request.headers_mut().remove(super::API_TOKEN);
-            observation.enter(gateway, &tenant, request.headers_mut()).await;
+            observation.enter(gateway, &tenant, request.headers()).await;
             Ok((tenant, observation))
         }
         Err((refusal, tenant)) => {

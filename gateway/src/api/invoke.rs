@@ -71,7 +71,8 @@ pub(super) async fn by_header(State(gateway): State<Gateway>, mut request: Reque
 
 /// Carries a request to `app_id` and its answer back, both streamed.
 async fn invoke(gateway: &Gateway, tenant: &Tenant, app_id: &str, method: String, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
+    crate::observe::pass_on_trace(&mut parts.headers);
     let method = if method.starts_with('/') { method } else { format!("/{method}") };
     let path_and_query = match parts.uri.query() {
         Some(query) => format!("{method}?{query}"),

@@ -18,19 +18,13 @@ mod state;
 mod workflow;
 mod workflow_stream;
 
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::HeaderName;
 pub(crate) use configuration::Subscriptions as ConfigurationSubscriptions;
 pub(crate) use jobs::JobRequestError;
-use outrigger_bus::TraceContext;
-use outrigger_telemetry::trace::{TRACEPARENT, TRACESTATE};
 pub(crate) use workflow::WorkflowRequestError;
+
+pub(crate) use crate::observe::trace_context;
 
 /// The header (HTTP) and metadata key (gRPC) SDKs send the API token in. A `HeaderName`, not a `&str`: a look-up
 /// by `&str` parses the name first, ~430 instructions a call.
 pub(crate) const API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");
-
-/// The W3C trace context of a request (HTTP headers or gRPC metadata).
-pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {
-    let header = |name| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    TraceContext { traceparent: header(TRACEPARENT), tracestate: header(TRACESTATE) }
-}

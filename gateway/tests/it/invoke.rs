@@ -139,6 +139,18 @@ async fn invoke_carries_verb_path_query_headers_and_body_both_ways() {
     let traceparent = callee.seen().last().unwrap().headers["traceparent"].clone();
     assert_eq!(traceparent.len(), 55, "a call without trace context gets one: {traceparent:?}");
 
+    // The caller's `tracestate` goes on with the trace; one longer than daprd passes on is dropped, not forwarded.
+    let parent = ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+    let long_state = format!("vendor={}", "x".repeat(600));
+    for (state, forwarded) in [("vendor=opaque", Some("vendor=opaque")), (long_state.as_str(), None)] {
+        let path = "/v1.0/invoke/callee/method/traced";
+        let answer = gateway.http_with("GET", path, Some(&token), None, &[parent, ("tracestate", state)]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let seen = callee.seen().last().unwrap().headers.clone();
+        assert_eq!(seen.get("tracestate").map(|value| value.to_str().unwrap()), forwarded);
+        assert_ne!(seen["traceparent"], parent.1, "the callee's parent is the gateway's span");
+    }
+
     let answer = gateway.http("GET", "/v1.0/invoke/callee/method/status/418", Some(&token), None).await;
     assert_eq!((answer.status, answer.body.as_slice()), (StatusCode::IM_A_TEAPOT, b"answered 418".as_slice()));
     let answer = gateway.http("GET", "/v1.0/invoke/callee/method/orders", None, None).await;

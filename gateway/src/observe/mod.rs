@@ -16,145 +16,17 @@ use std::time::Instant;
 use axum::extract::ConnectInfo;
 use axum::http::header::{Entry, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
-use dapr::dapr::proto::runtime::v1 as pb;
-use dapr_durabletask_proto as wf;
 use http_body::Frame;
-use outrigger_bus::Tenant;
+use outrigger_bus::{Tenant, TraceContext};
 use outrigger_store::{ApiCall, CallDirection, LoggedCall};
-use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
+use outrigger_telemetry::trace::{self, Hop, KeyValue, SpanIds, SpanKind, TRACEPARENT, TRACESTATE};
 use outrigger_telemetry::ApiLog;
 
 use crate::Gateway;
 
-/// The building block, component and target of a call: borrowed from its path where it names them.
-pub(crate) struct Subject<'a> {
-    pub(crate) api: &'static str,
-    pub(crate) component: Option<Cow<'a, str>>,
-    pub(crate) target: Option<Cow<'a, str>>,
-}
+mod subject;
 
-impl Subject<'_> {
-    /// The subject of an HTTP call of the Dapr API, from its path: `/<version>/<api>/<name>/…`.
-    pub(crate) fn of_http_path<'a>(path: &'a str) -> Subject<'a> {
-        // Segment by segment with a byte search: `split('/')` behind `skip` cost ~500 instructions a call.
-        let mut rest = path.trim_start_matches('/');
-        let mut next = || {
-            let (segment, after) = match rest.bytes().position(|byte| byte == b'/') {
-                Some(end) => (&rest[..end], &rest[end + 1..]),
-                None => (rest, ""),
-            };
-            rest = after;
-            Some(segment).filter(|segment| !segment.is_empty())
-        };
-        next(); // the API's version
-        let (word, name) = (next().unwrap_or_default(), next());
-        let component = |name: Option<&'a str>| name.map(Cow::Borrowed);
-        match word {
-            "state" => Subject { api: "state", component: component(name), target: None },
-            // `/v1.0-alpha1/publish/bulk/{pubsub}/{topic}`: the topic is the publish's target.
-            "publish" if name == Some("bulk") => {
-                let pubsub = component(next());
-                Subject { api: "pubsub", component: pubsub, target: component(next()) }
-            }
-            "publish" => Subject { api: "pubsub", component: component(name), target: component(next()) },
-            "invoke" => Subject { api: "invocation", component: None, target: component(name) },
-            "secrets" => Subject { api: "secrets", component: component(name), target: None },
-            "bindings" => Subject { api: "bindings", component: component(name), target: None },
-            "lock" | "unlock" => Subject { api: "lock", component: component(name), target: None },
-            "configuration" => Subject { api: "configuration", component: component(name), target: None },
-            "jobs" => Subject { api: "jobs", component: None, target: None },
-            "workflows" => Subject { api: "workflows", component: component(name), target: None },
-            "metadata" => Subject { api: "metadata", component: None, target: None },
-            _ => Subject { api: "other", component: None, target: None },
-        }
-    }
-
-    /// An invocation of `target` by daprd's fallback route.
-    pub(crate) fn invocation<'a>(target: &str) -> Subject<'a> {
-        Subject { api: "invocation", component: None, target: Some(Cow::Owned(target.to_owned())) }
-    }
-}
-
-/// What a gRPC request names: its component or target. The building block comes from the rpc.
-pub(crate) trait RpcSubject {
-    fn component(&self) -> Option<&str> {
-        None
-    }
-    fn target(&self) -> Option<&str> {
-        None
-    }
-}
-
-macro_rules! rpc_subjects {
-    (component: $($with:ty => $field:ident),* ; target: $($to:ty => $target:ident),* ; none: $($without:ty),* $(,)?) => {
-        $(impl RpcSubject for $with {
-            fn component(&self) -> Option<&str> {
-                Some(self.$field.as_str())
-            }
-        })*
-        $(impl RpcSubject for $to {
-            fn target(&self) -> Option<&str> {
-                Some(self.$target.as_str())
-            }
-        })*
-        $(impl RpcSubject for $without {})*
-    };
-}
-
-rpc_subjects! {
-    component: pb::GetStateRequest => store_name, pb::GetBulkStateRequest => store_name, pb::SaveStateRequest => store_name,
-        pb::DeleteStateRequest => store_name, pb::DeleteBulkStateRequest => store_name,
-        pb::ExecuteStateTransactionRequest => store_name, pb::QueryStateRequest => store_name,
-        pb::GetSecretRequest => store_name, pb::GetBulkSecretRequest => store_name,
-        pb::InvokeBindingRequest => name, pb::TryLockRequest => store_name, pb::UnlockRequest => store_name,
-        pb::GetConfigurationRequest => store_name, pb::UnsubscribeConfigurationRequest => store_name;
-    target: pb::InvokeServiceRequest => id;
-    none: pb::ScheduleJobRequest, pb::GetJobRequest, pb::DeleteJobRequest, pb::ListJobsRequest,
-        pb::ListJobsRequestAlpha1, pb::DeleteJobsByPrefixRequest, pb::DeleteJobsByPrefixRequestAlpha1,
-        pb::GetMetadataRequest, pb::SetMetadataRequest, pb::ShutdownRequest, (),
-        // durabletask's messages: workflows have no component to name.
-        wf::CreateInstanceRequest, wf::GetInstanceRequest, wf::RaiseEventRequest, wf::TerminateRequest,
-        wf::SuspendRequest, wf::ResumeRequest, wf::PurgeInstancesRequest, wf::GetInstanceHistoryRequest,
-        wf::ListInstanceIDsRequest, wf::WorkflowResponse, wf::ActivityResponse,
-}
-
-/// A publish names its pub/sub and, as its target, its topic.
-macro_rules! publish_subjects {
-    ($($request:ty),*) => {
-        $(impl RpcSubject for $request {
-            fn component(&self) -> Option<&str> {
-                Some(self.pubsub_name.as_str())
-            }
-            fn target(&self) -> Option<&str> {
-                Some(self.topic.as_str())
-            }
-        })*
-    };
-}
-
-publish_subjects!(pb::PublishEventRequest, pb::BulkPublishRequest);
-
-/// The building block of an rpc, from its name.
-pub(crate) fn rpc_api(path: &str) -> &'static str {
-    let name = path.rsplit('/').next().unwrap_or_default();
-    if path.starts_with("/TaskHubSidecarService/") {
-        return "workflows";
-    }
-    let stem = name.trim_end_matches("Alpha1").trim_end_matches("Alpha2");
-    match stem {
-        _ if stem.contains("State") => "state",
-        _ if stem.contains("Publish") || stem.contains("TopicEvents") => "pubsub",
-        "InvokeService" => "invocation",
-        _ if stem.contains("Secret") => "secrets",
-        "InvokeBinding" => "bindings",
-        "TryLock" | "Unlock" => "lock",
-        _ if stem.contains("Configuration") => "configuration",
-        _ if stem.contains("Job") => "jobs",
-        "GetMetadata" | "SetMetadata" => "metadata",
-        _ if stem.contains("Workflow") => "workflows",
-        _ => "other",
-    }
-}
+pub(crate) use subject::{rpc_api, RpcSubject, Subject};
 
 /// A call from its arrival until its answer.
 pub(crate) struct Observation {
@@ -168,19 +40,67 @@ pub(crate) struct Observation {
     caller_addr: Option<SocketAddr>,
     /// The call's span, once the caller is let in.
     hop: Option<Hop>,
-    /// Its `traceparent` and `tracestate` headers, made once for the request and the answer.
-    trace_headers: Option<(HeaderValue, Option<HeaderValue>)>,
+}
+
+/// The trace context a call passes on while it is answered: its own span's.
+struct PassedOn {
+    ids: SpanIds,
+    tracestate: Option<String>,
+    recorded: bool,
+}
+
+impl PassedOn {
+    fn of(hop: &Hop) -> PassedOn {
+        PassedOn { ids: *hop.ids(), tracestate: hop.tracestate().map(str::to_owned), recorded: hop.recorded() }
+    }
+
+    fn context(&self) -> TraceContext {
+        TraceContext { traceparent: Some(self.ids.traceparent()), tracestate: self.tracestate.clone() }
+    }
 }
 
 tokio::task_local! {
-    /// The `traceparent` of the call being answered, while its span is recorded: the bus carries it so that
-    /// the worker's span joins the trace.
-    static RECORDED_TRACE: Option<String>;
+    /// The trace context of the call being answered, kept beside the call rather than written into its
+    /// request's headers: inserting them there cost ~300 instructions a call, and most calls pass nothing on.
+    static CALL_TRACE: Option<PassedOn>;
 }
 
 /// The `traceparent` a bus call carries: the span of the call it serves, when that span is recorded.
 pub(crate) fn bus_trace() -> Option<String> {
-    RECORDED_TRACE.try_with(Clone::clone).ok().flatten()
+    CALL_TRACE
+        .try_with(|trace| trace.as_ref().filter(|trace| trace.recorded).map(|trace| trace.ids.traceparent()))
+        .ok()
+        .flatten()
+}
+
+/// The W3C trace context a call passes on (to an app, into a CloudEvent, to a workflow): its own span, or,
+/// when calls carry no trace context, the caller's headers as they came (HTTP headers or gRPC metadata).
+pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {
+    match CALL_TRACE.try_with(|trace| trace.as_ref().map(PassedOn::context)) {
+        Ok(Some(context)) => context,
+        _ => caller_trace_context(headers),
+    }
+}
+
+/// Sets the trace context a call passes on over `headers`, the caller's, which an invocation forwards.
+pub(crate) fn pass_on_trace(headers: &mut HeaderMap) {
+    let passed_on = CALL_TRACE.try_with(|trace| {
+        trace
+            .as_ref()
+            .map(|trace| (trace.ids.traceparent_header(), trace.tracestate.as_deref().map(HeaderValue::from_str)))
+    });
+    let Ok(Some((parent, state))) = passed_on else { return };
+    headers.insert(TRACEPARENT, parent);
+    match state {
+        Some(Ok(state)) => drop(headers.insert(TRACESTATE, state)),
+        // A caller's `tracestate` too long to pass on is not forwarded.
+        _ => drop(headers.remove(TRACESTATE)),
+    }
+}
+
+fn caller_trace_context(headers: &HeaderMap) -> TraceContext {
+    let header = |name| headers.get(name).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    TraceContext { traceparent: header(TRACEPARENT), tracestate: header(TRACESTATE) }
 }
 
 fn http_method_label(method: &Method) -> &'static str {
@@ -211,40 +131,28 @@ impl Observation {
             user_agent: logged.then(|| request.headers().get(USER_AGENT).cloned()).flatten(),
             caller_addr: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|info| info.0),
             hop: None,
-            trace_headers: None,
         }
     }
 
-    /// The caller was let in: the call's span starts, as the child of the caller's `traceparent` or as a new
-    /// trace sampled at the App ID's rate, and `headers` (the request's) now name it, so that whatever the
-    /// call passes on (to an app, into a CloudEvent) descends from it ([`crate::api::trace_context`] reads it
-    /// from them). When calls carry no trace context, the headers are left as they came.
-    pub(crate) async fn enter(&mut self, gateway: &Gateway, tenant: &Tenant, headers: &mut HeaderMap) {
+    /// The caller was let in: the call's span starts, as the child of the caller's `traceparent` (`headers`,
+    /// the request's) or as a new trace sampled at the App ID's rate. Whatever the call passes on (to an app,
+    /// into a CloudEvent) descends from it: [`trace_context`] reads it while the call is [traced](Self::traced).
+    pub(crate) async fn enter(&mut self, gateway: &Gateway, tenant: &Tenant, headers: &HeaderMap) {
         let text = |name: HeaderName| headers.get(name).and_then(|value| value.to_str().ok());
         // Only a process that exports spans needs the App ID's rate.
         let rate = if trace::exporting() { gateway.sampling_rate(tenant).await } else { 0.0 };
-        let (caller_parent, caller_state) = (text(TRACEPARENT), text(TRACESTATE));
-        let had_state = caller_state.is_some();
-        let Some(hop) = Hop::arriving(caller_parent, caller_state, rate) else {
-            return;
-        };
-        let parent = hop.traceparent_header();
-        let state = hop.tracestate().and_then(|state| HeaderValue::from_str(state).ok());
-        headers.insert(TRACEPARENT, parent.clone());
-        match &state {
-            Some(state) => drop(headers.insert(TRACESTATE, state.clone())),
-            // A `tracestate` too long to pass on; a request without one has nothing to remove.
-            None if had_state => drop(headers.remove(TRACESTATE)),
-            None => {}
-        }
-        self.hop = Some(hop);
-        self.trace_headers = Some((parent, state));
+        self.hop = Hop::arriving(text(TRACEPARENT), text(TRACESTATE), rate);
     }
 
-    /// Runs `answer` (the call's handling) with the call's span as the parent of its bus calls.
+    /// The trace context the call passes on ([`trace_context`]), outside its [traced](Self::traced) handling.
+    pub(crate) fn trace_context(&self, headers: &HeaderMap) -> TraceContext {
+        self.hop.as_ref().map_or_else(|| caller_trace_context(headers), |hop| PassedOn::of(hop).context())
+    }
+
+    /// Runs `answer` (the call's handling) with the call's span as what it passes on, and as the parent of
+    /// its bus calls.
     pub(crate) fn traced<F: Future>(&self, answer: F) -> impl Future<Output = F::Output> {
-        let recorded = self.hop.as_ref().filter(|hop| hop.recorded()).map(Hop::traceparent);
-        RECORDED_TRACE.scope(recorded, answer)
+        CALL_TRACE.scope(self.hop.as_ref().map(PassedOn::of), answer)
     }
 
     /// The call ended with `status` (for gRPC: the HTTP status paired with `grpc_code`) and the answer whose
@@ -295,11 +203,11 @@ impl Observation {
             }
         }
         let hop = self.hop.take();
-        if let Some((parent, state)) = self.trace_headers.take() {
+        if let Some(hop) = &hop {
             // One look-up: the answer keeps a trace context of its own.
             if let Entry::Vacant(slot) = answer.entry(TRACEPARENT) {
-                slot.insert(parent);
-                if let Some(state) = state {
+                slot.insert(hop.ids().traceparent_header());
+                if let Some(state) = hop.tracestate().and_then(|state| HeaderValue::from_str(state).ok()) {
                     answer.insert(TRACESTATE, state);
                 }
             }
