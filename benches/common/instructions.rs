@@ -10,7 +10,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
+use dapr::dapr::proto::runtime::v1::GetStateRequest;
 use serde_json::{json, Value};
+use tonic::transport::Channel;
 
 use super::cli::{self, Args};
 use super::procs::{Process, Ready};
@@ -30,11 +33,65 @@ pub struct Callgrind {
 }
 
 /// One request the caller repeats.
-pub struct Call {
+pub enum Call {
+    Http(HttpCall),
+    /// `GetState` over the Dapr gRPC API (`endpoint`: host and port), as the SDKs read state by default.
+    GrpcGetState {
+        endpoint: String,
+        token: String,
+        store: String,
+        key: String,
+    },
+}
+
+/// An HTTP request with the caller's API token.
+pub struct HttpCall {
     pub method: reqwest::Method,
     pub url: String,
     pub token: String,
     pub body: Option<Vec<u8>>,
+}
+
+/// What sends a [`Call`]: one keep-alive connection for the warm-up and the counted calls.
+enum Caller<'a> {
+    Http(reqwest::Client, &'a HttpCall),
+    Grpc(Box<(DaprClient<Channel>, tonic::Request<GetStateRequest>)>),
+}
+
+impl<'a> Caller<'a> {
+    async fn connect(call: &'a Call) -> anyhow::Result<Caller<'a>> {
+        Ok(match call {
+            Call::Http(call) => Caller::Http(reqwest::Client::builder().pool_max_idle_per_host(1).build()?, call),
+            Call::GrpcGetState { endpoint, token, store, key } => {
+                let channel = Channel::from_shared(format!("http://{endpoint}"))?.connect().await?;
+                let mut request = tonic::Request::new(GetStateRequest {
+                    store_name: store.clone(),
+                    key: key.clone(),
+                    ..GetStateRequest::default()
+                });
+                request.metadata_mut().insert("dapr-api-token", token.parse()?);
+                Caller::Grpc(Box::new((DaprClient::new(channel), request)))
+            }
+        })
+    }
+
+    async fn send(&mut self, times: usize) -> anyhow::Result<()> {
+        match self {
+            Caller::Http(client, call) => send_http(client, call, times).await,
+            Caller::Grpc(grpc) => {
+                let (client, request) = &mut **grpc;
+                for _ in 0..times {
+                    let mut copy = tonic::Request::new(request.get_ref().clone());
+                    *copy.metadata_mut() = request.metadata().clone();
+                    let answer = client.get_state(copy).await.context("GetState")?.into_inner();
+                    if answer.data.is_empty() {
+                        bail!("GetState {:?}: no value", request.get_ref().key);
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 /// A process's instructions over one measurement.
@@ -77,16 +134,16 @@ impl Callgrind {
     /// Warms `call` up, zeroes the counters of `processes`, sends `requests` calls, dumps and answers each
     /// process's instructions per request. `label` names the dumps.
     pub async fn measure(&self, label: &str, processes: &[&Process], call: &Call) -> anyhow::Result<Vec<Count>> {
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let mut caller = Caller::connect(call).await?;
         progress(format!("instructions: {label}: warm-up, then {} requests under callgrind", self.requests));
-        send(&client, call, WARM_UP).await?;
+        caller.send(WARM_UP).await?;
         // The API log writes what it gathered once a second: counting starts once the warm-up's calls are written
         // and stops once the counted ones are, so the writer's work is counted for exactly the counted calls.
         tokio::time::sleep(API_LOG_FLUSHED).await;
         for process in processes {
             control(process, "-z")?;
         }
-        send(&client, call, self.requests).await?;
+        caller.send(self.requests).await?;
         tokio::time::sleep(API_LOG_FLUSHED).await;
         let mut counts = Vec::new();
         for process in processes {
@@ -154,21 +211,22 @@ pub fn finish(
 fn report(measurements: &[(String, Vec<Count>)], requests: usize) -> (String, Value) {
     let mut text = format!("\ninstructions per request (callgrind, {requests} sequential requests after a warm-up)\n");
     let mut rows = Vec::new();
+    let width = measurements.iter().map(|(label, _)| label.len()).max().unwrap_or_default();
     for (label, counts) in measurements {
         for count in counts {
-            text.push_str(&format!("{label:<34} {:<24} {:>10}\n", count.process, count.per_request));
+            text.push_str(&format!("{label:<width$} {:<24} {:>10}\n", count.process, count.per_request));
             rows.push(json!({ "scenario": label, "process": count.process, "per_request": count.per_request,
                 "dump": count.dump.display().to_string() }));
         }
         if counts.len() > 1 {
             let sum: u64 = counts.iter().map(|count| count.per_request).sum();
-            text.push_str(&format!("{label:<34} {:<24} {sum:>10}\n", "(sum)"));
+            text.push_str(&format!("{label:<width$} {:<24} {sum:>10}\n", "(sum)"));
         }
     }
     (text, json!({ "requests": requests, "counts": rows }))
 }
 
-async fn send(client: &reqwest::Client, call: &Call, times: usize) -> anyhow::Result<()> {
+async fn send_http(client: &reqwest::Client, call: &HttpCall, times: usize) -> anyhow::Result<()> {
     for _ in 0..times {
         let mut request = client.request(call.method.clone(), &call.url).header("dapr-api-token", &call.token);
         if let Some(body) = &call.body {

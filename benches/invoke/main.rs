@@ -23,7 +23,7 @@ use anyhow::{bail, Context};
 use axum::body::Bytes;
 
 use crate::common::cli;
-use crate::common::instructions::{self, Call, Callgrind, Count};
+use crate::common::instructions::{self, Call, Callgrind, Count, HttpCall};
 use crate::common::latency::{self, keep_failure, stop_all, Phases, Scenario, Settings, Targets};
 use crate::common::procs::{Process, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
@@ -274,7 +274,12 @@ async fn invoke_call(options: &Options, dapr: &str, api_token: &str) -> anyhow::
     let url = format!("http://{dapr}/v1.0/invoke/{CALLEE}/method/{METHOD}");
     let body = Bytes::from(random(options.body_size));
     wait_invocable(&url, api_token, &body).await?;
-    Ok(Call { method: reqwest::Method::POST, url, token: api_token.to_owned(), body: Some(body.to_vec()) })
+    Ok(Call::Http(HttpCall {
+        method: reqwest::Method::POST,
+        url,
+        token: api_token.to_owned(),
+        body: Some(body.to_vec()),
+    }))
 }
 
 /// Instructions per invocation: the all-in-one, then the distributed gateway, each under callgrind.

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use crate::common::cli;
-use crate::common::instructions::{self, Call, Callgrind, Count};
+use crate::common::instructions::{self, Call, Callgrind, Count, HttpCall};
 use crate::common::latency::{self, keep_failure, stop_all, Phases, Scenario, Settings, Targets};
 use crate::common::procs::{Process, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
@@ -37,7 +37,7 @@ usage: cargo bench --bench state_get -- [options]
   --value-size BYTES   size of the stored value (default 1024); env BENCH_VALUE_SIZE
   --probe SECONDS      closed-loop probe per scenario (default 5, quick 2); env BENCH_PROBE
   --instructions N, --instructions-only N: instructions per GET under callgrind (embedded: kvstore and
-                       redis-store; distributed: gateway and worker), see below
+                       redis-store, redis-store over gRPC too; distributed: gateway and worker), see below
 
   OUTRIGGER_BIN        the binary to run (default target/release/outrigger)
   BENCH_REDIS_ADDR     default 127.0.0.1:6379
@@ -326,16 +326,30 @@ async fn distributed(options: &Options, leftovers: &Mutex<Leftovers>, scenario: 
 
 /// A GET of KEY in `store` on `dapr`.
 fn get_call(dapr: &str, api_token: &str, store: &str) -> Call {
-    Call {
+    Call::Http(HttpCall {
         method: reqwest::Method::GET,
         url: format!("http://{dapr}/v1.0/state/{store}/{KEY}"),
         token: api_token.to_owned(),
         body: None,
+    })
+}
+
+/// The same GET over the gRPC API on `dapr_grpc`, as the SDKs make it by default.
+fn grpc_get_call(dapr_grpc: &str, api_token: &str, store: &str) -> Call {
+    Call::GrpcGetState {
+        endpoint: dapr_grpc.to_owned(),
+        token: api_token.to_owned(),
+        store: store.to_owned(),
+        key: KEY.to_owned(),
     }
 }
 
-/// Instructions per GET: the all-in-one (kvstore, redis-store), the all-in-one with the API log off and with
-/// all telemetry off (redis-store), then the gateway and worker of the distributed form (redis-store), each under callgrind.
+/// A measurement of GETs: its label, the store read, and whether over gRPC.
+type Measured<'a> = (&'a str, &'a str, bool);
+
+/// Instructions per GET: the all-in-one (kvstore, redis-store; redis-store over gRPC too), the all-in-one with
+/// the API log off and with all telemetry off (redis-store; over gRPC too with telemetry off), then the gateway
+/// and worker of the distributed form (redis-store), each under callgrind.
 async fn count_instructions(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
@@ -344,10 +358,23 @@ async fn count_instructions(
     let mut measured = Vec::new();
     let client = setup::setup_client()?;
     let value = random(options.value_size);
-    let embedded_runs: [(ExtraEnv<'_>, &[(&str, &str)]); 3] = [
-        (&[], &[("embedded: kvstore", "kvstore"), ("embedded: redis-store", "redis-store")]),
-        (&[API_LOG_OFF], &[("embedded: redis-store, API log off", "redis-store")]),
-        (TELEMETRY_OFF, &[("embedded: redis-store, telemetry off", "redis-store")]),
+    let embedded_runs: [(ExtraEnv<'_>, &[Measured<'_>]); 3] = [
+        (
+            &[],
+            &[
+                ("embedded: kvstore", "kvstore", false),
+                ("embedded: redis-store", "redis-store", false),
+                ("embedded: redis-store, gRPC", "redis-store", true),
+            ],
+        ),
+        (&[API_LOG_OFF], &[("embedded: redis-store, API log off", "redis-store", false)]),
+        (
+            TELEMETRY_OFF,
+            &[
+                ("embedded: redis-store, telemetry off", "redis-store", false),
+                ("embedded: redis-store, gRPC, telemetry off", "redis-store", true),
+            ],
+        ),
     ];
     for (extra_env, stores) in embedded_runs {
         let data_dir = tempfile::tempdir()?;
@@ -357,15 +384,15 @@ async fn count_instructions(
         env.extend(extra_env.iter().map(|(name, value)| (*name, (*value).to_owned())));
         let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
         let dapr = ready.dapr_http.context("the ready line has no dapr_http")?;
+        let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
         let control_api = ready.control_api.context("the ready line has no control_api")?;
         let api_token = provision(&control_api, &admin_token, &options.redis_addr).await?;
         remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
-        for &(label, store) in stores {
+        for &(label, store, grpc) in stores {
             write_value(&client, &dapr, &api_token, store, &value).await?;
-            measured.push((
-                label.to_owned(),
-                callgrind.measure(label, &[&server], &get_call(&dapr, &api_token, store)).await?,
-            ));
+            let call =
+                if grpc { grpc_get_call(&dapr_grpc, &api_token, store) } else { get_call(&dapr, &api_token, store) };
+            measured.push((label.to_owned(), callgrind.measure(label, &[&server], &call).await?));
         }
         server.stop();
     }

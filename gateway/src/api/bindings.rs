@@ -79,6 +79,7 @@ async fn invoke_grpc(
         data: request.data,
         metadata: metadata(request.metadata),
     };
-    let answer = gateway.call(caller.tenant, with_trace(call, caller.trace)).await?;
+    let call = with_trace(call, caller.trace());
+    let answer = gateway.call(caller.tenant, call).await?;
     Ok(pb::InvokeBindingResponse { data: answer.data, metadata: answer.metadata.into_iter().collect() })
 }

@@ -121,8 +121,9 @@ async fn invoke_grpc(
         }
     };
     set(CONTENT_TYPE, Some(&message.content_type));
-    set(TRACEPARENT, caller.trace.traceparent.as_deref());
-    set(TRACESTATE, caller.trace.tracestate.as_deref());
+    let trace = caller.trace();
+    set(TRACEPARENT, trace.traceparent.as_deref());
+    set(TRACESTATE, trace.tracestate.as_deref());
     let body = axum::body::Body::from(message.data.map(|data| data.value).unwrap_or_default());
     let invocation = Invocation { method: verb, path_and_query, headers, body };
     let answer = gateway.invoke(&caller.tenant, &request.id, invocation).await?;

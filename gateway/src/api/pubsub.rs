@@ -139,7 +139,8 @@ async fn publish_grpc(gateway: Gateway, caller: Caller, request: pb::PublishEven
         content_type: non_empty(request.data_content_type),
         metadata: metadata(request.metadata),
     };
-    let call = Publish { pubsub: request.pubsub_name, topic: request.topic, entries: vec![entry], trace: caller.trace };
+    let call =
+        Publish { pubsub: request.pubsub_name, topic: request.topic, entries: vec![entry], trace: caller.trace() };
     gateway.call(caller.tenant, call).await.map(drop)
 }
 
@@ -160,7 +161,7 @@ async fn bulk_publish_grpc(
         })
         .collect();
     let entries = bulk_entries(&metadata(request.metadata), entries)?;
-    let call = Publish { pubsub: request.pubsub_name, topic: request.topic, entries, trace: caller.trace };
+    let call = Publish { pubsub: request.pubsub_name, topic: request.topic, entries, trace: caller.trace() };
     let failed = gateway.call(caller.tenant, call).await?;
     let failed_entries = failed
         .into_iter()

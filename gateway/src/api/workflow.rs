@@ -109,7 +109,7 @@ async fn start_instance(
     mut request: pb::CreateInstanceRequest,
 ) -> Result<pb::CreateInstanceResponse, DaprError> {
     let tenant = &caller.tenant;
-    request.parent_trace_context = started_within(&caller.trace);
+    request.parent_trace_context = started_within(&caller.trace());
     let started = engine(&gateway).start(&tenant.project_id, &tenant.app_id, request);
     let instance_id = counted(tenant, WorkflowOperation::CreateWorkflow, started).await?;
     Ok(pb::CreateInstanceResponse { instance_id })

@@ -76,9 +76,14 @@ pub(crate) fn bus_trace() -> Option<String> {
 /// The W3C trace context a call passes on (to an app, into a CloudEvent, to a workflow): its own span, or,
 /// when calls carry no trace context, the caller's headers as they came (HTTP headers or gRPC metadata).
 pub(crate) fn trace_context(headers: &HeaderMap) -> TraceContext {
+    passed_on_or(|| caller_trace_context(headers))
+}
+
+/// The trace context a call passes on: its own span's while it is [traced](Observation::traced), else `caller`'s.
+pub(crate) fn passed_on_or(caller: impl FnOnce() -> TraceContext) -> TraceContext {
     match CALL_TRACE.try_with(|trace| trace.as_ref().map(PassedOn::context)) {
         Ok(Some(context)) => context,
-        _ => caller_trace_context(headers),
+        _ => caller(),
     }
 }
 
@@ -144,9 +149,14 @@ impl Observation {
         self.hop = Hop::arriving(text(TRACEPARENT), text(TRACESTATE), rate);
     }
 
-    /// The trace context the call passes on ([`trace_context`]), outside its [traced](Self::traced) handling.
-    pub(crate) fn trace_context(&self, headers: &HeaderMap) -> TraceContext {
-        self.hop.as_ref().map_or_else(|| caller_trace_context(headers), |hop| PassedOn::of(hop).context())
+    /// The caller's trace context (`headers`, the request's) when the call has no span to pass on instead
+    /// (calls carry no trace context), for [`passed_on_or`]; empty otherwise, so that nothing is copied.
+    pub(crate) fn caller_trace(&self, headers: &HeaderMap) -> TraceContext {
+        if self.hop.is_some() {
+            TraceContext::default()
+        } else {
+            caller_trace_context(headers)
+        }
     }
 
     /// Runs `answer` (the call's handling) with the call's span as what it passes on, and as the parent of
