@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use dapr::dapr::proto::runtime::v1::dapr_client::DaprClient;
 use dapr::dapr::proto::runtime::v1::GetStateRequest;
 use serde_json::{json, Value};
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 
 use super::cli::{self, Args};
@@ -34,14 +35,10 @@ pub struct Callgrind {
 
 /// One request the caller repeats.
 pub enum Call {
+    /// An HTTP request.
     Http(HttpCall),
     /// `GetState` over the Dapr gRPC API (`endpoint`: host and port), as the SDKs read state by default.
-    GrpcGetState {
-        endpoint: String,
-        token: String,
-        store: String,
-        key: String,
-    },
+    GrpcGetState { endpoint: String, token: String, store: String, key: String },
 }
 
 /// An HTTP request with the caller's API token.
@@ -55,7 +52,7 @@ pub struct HttpCall {
 /// What sends a [`Call`]: one keep-alive connection for the warm-up and the counted calls.
 enum Caller<'a> {
     Http(reqwest::Client, &'a HttpCall),
-    Grpc(Box<(DaprClient<Channel>, tonic::Request<GetStateRequest>)>),
+    Grpc(Box<(DaprClient<Channel>, GetStateRequest, AsciiMetadataValue)>),
 }
 
 impl<'a> Caller<'a> {
@@ -64,13 +61,8 @@ impl<'a> Caller<'a> {
             Call::Http(call) => Caller::Http(reqwest::Client::builder().pool_max_idle_per_host(1).build()?, call),
             Call::GrpcGetState { endpoint, token, store, key } => {
                 let channel = Channel::from_shared(format!("http://{endpoint}"))?.connect().await?;
-                let mut request = tonic::Request::new(GetStateRequest {
-                    store_name: store.clone(),
-                    key: key.clone(),
-                    ..GetStateRequest::default()
-                });
-                request.metadata_mut().insert("dapr-api-token", token.parse()?);
-                Caller::Grpc(Box::new((DaprClient::new(channel), request)))
+                let message = GetStateRequest { store_name: store.clone(), key: key.clone(), ..Default::default() };
+                Caller::Grpc(Box::new((DaprClient::new(channel), message, token.parse()?)))
             }
         })
     }
@@ -79,13 +71,13 @@ impl<'a> Caller<'a> {
         match self {
             Caller::Http(client, call) => send_http(client, call, times).await,
             Caller::Grpc(grpc) => {
-                let (client, request) = &mut **grpc;
+                let (client, message, token) = &mut **grpc;
                 for _ in 0..times {
-                    let mut copy = tonic::Request::new(request.get_ref().clone());
-                    *copy.metadata_mut() = request.metadata().clone();
-                    let answer = client.get_state(copy).await.context("GetState")?.into_inner();
+                    let mut request = tonic::Request::new(message.clone());
+                    request.metadata_mut().insert("dapr-api-token", token.clone());
+                    let answer = client.get_state(request).await.context("GetState")?.into_inner();
                     if answer.data.is_empty() {
-                        bail!("GetState {:?}: no value", request.get_ref().key);
+                        bail!("GetState {:?}: no value", message.key);
                     }
                 }
                 Ok(())

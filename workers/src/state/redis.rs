@@ -146,8 +146,8 @@ pub(crate) async fn pinned(component_type: &'static str, host: &str, boundary: &
 
 /// A client for the Redis that `options` name, and a connection over it that connects on first use and
 /// reconnects by itself; `component_type` names the component in errors. Commands have no response timeout
-/// of their own: every caller bounds each call, reconnects included (`within`, `within_deadline`), and a
-/// second timer per command cost ~450 instructions a state GET.
+/// of their own: every caller bounds each call, reconnects included (`within`, `within_deadline`), and the
+/// second timer per command cost ~1,000 instructions a state GET.
 pub(crate) fn connect(
     component_type: &'static str,
     options: &RedisOptions,
