@@ -1,10 +1,12 @@
 //! Sign-in throttling: after too many failed attempts for one email, or from one address, within a window,
 //! sign-in is refused (429 with `Retry-After`) until the window ends, whatever the password. A success clears
-//! the email's count. Counts live in this process (bounded, expiring); each control-API replica counts its own.
+//! the email's count. Counts live in the control-plane database, so every control-API replica refuses alike
+//! (counted per process, an attacker had as many tries again as there are replicas).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
+use outrigger_store::{now_millis, Store};
 
 /// The throttling policy.
 #[derive(Clone, Copy, Debug)]
@@ -23,71 +25,145 @@ impl Default for LoginThrottle {
     }
 }
 
-/// Failed attempts per key (`email:…`, `addr:…`): how many, and when the first of the window was.
+/// Counts failed sign-ins in the store under `email:…` and `addr:…`.
 pub(crate) struct Attempts {
     policy: LoginThrottle,
-    failures: Cache<String, (u32, Instant)>,
+    /// When this process last removed ended windows' counts: after a failure, at most once per window, so that
+    /// nothing runs while no one fails to sign in and the table holds about one window of failures.
+    expired_at: Mutex<Option<Instant>>,
 }
 
 impl Attempts {
     pub(crate) fn new(policy: LoginThrottle) -> Attempts {
-        Attempts { policy, failures: Cache::builder().max_capacity(100_000).time_to_live(policy.window).build() }
+        Attempts { policy, expired_at: Mutex::new(None) }
+    }
+
+    fn window_ms(&self) -> i64 {
+        i64::try_from(self.policy.window.as_millis()).unwrap_or(i64::MAX)
     }
 
     /// Seconds until sign-in is allowed again for this email from this address, if it is locked now.
-    pub(crate) fn locked_for(&self, email: &str, addr: Option<&str>) -> Option<u64> {
-        let locked = |key: String, limit: u32| {
-            let (count, first) = self.failures.get(&key)?;
-            let left = self.policy.window.checked_sub(first.elapsed())?;
-            (count >= limit).then(|| left.as_secs().max(1))
-        };
-        let by_email = locked(format!("email:{email}"), self.policy.per_email);
-        let by_addr = addr.and_then(|addr| locked(format!("addr:{addr}"), self.policy.per_address));
-        by_email.max(by_addr)
+    pub(crate) async fn locked_for(
+        &self,
+        store: &Store,
+        email: &str,
+        addr: Option<&str>,
+    ) -> outrigger_store::Result<Option<u64>> {
+        let now = now_millis();
+        let window_start = now.saturating_sub(self.window_ms());
+        let mut tx = store.begin().await?;
+        let mut locked = None;
+        let subjects =
+            [(Some(email_subject(email)), self.policy.per_email), (addr.map(addr_subject), self.policy.per_address)];
+        for (subject, limit) in subjects {
+            let Some(subject) = subject else { continue };
+            let Some(counted) = tx.sign_in_failures(&subject, window_start).await? else { continue };
+            if counted.failures >= limit {
+                let left_ms = counted.first_at.saturating_add(self.window_ms()).saturating_sub(now);
+                let left = u64::try_from(left_ms).unwrap_or(0).div_ceil(1000).max(1);
+                locked = locked.max(Some(left));
+            }
+        }
+        Ok(locked)
     }
 
     /// Counts a failed attempt.
-    pub(crate) fn failed(&self, email: &str, addr: Option<&str>) {
-        let count = |key: String| {
-            self.failures.entry(key).and_upsert_with(|current| match current {
-                Some(entry) => {
-                    let (count, first) = entry.into_value();
-                    (count + 1, first)
-                }
-                None => (1, Instant::now()),
-            });
-        };
-        count(format!("email:{email}"));
+    pub(crate) async fn failed(&self, store: &Store, email: &str, addr: Option<&str>) -> outrigger_store::Result<()> {
+        let now = now_millis();
+        let window_start = now.saturating_sub(self.window_ms());
+        let mut tx = store.begin().await?;
+        tx.count_sign_in_failure(&email_subject(email), now, window_start).await?;
         if let Some(addr) = addr {
-            count(format!("addr:{addr}"));
+            tx.count_sign_in_failure(&addr_subject(addr), now, window_start).await?;
         }
+        if self.expiry_due() {
+            tx.expire_sign_in_failures(window_start).await?;
+        }
+        tx.commit().await
     }
 
     /// Clears the email's count after a success.
-    pub(crate) fn succeeded(&self, email: &str) {
-        self.failures.invalidate(&format!("email:{email}"));
+    pub(crate) async fn succeeded(&self, store: &Store, email: &str) -> outrigger_store::Result<()> {
+        let mut tx = store.begin().await?;
+        tx.clear_sign_in_failures(&email_subject(email)).await?;
+        tx.commit().await
     }
+
+    /// Whether ended windows' counts are due to be removed (and, if so, that they now are).
+    fn expiry_due(&self) -> bool {
+        let mut expired_at = self.expired_at.lock().expect("sign-in expiry lock");
+        let due = expired_at.is_none_or(|at| at.elapsed() >= self.policy.window);
+        if due {
+            *expired_at = Some(Instant::now());
+        }
+        due
+    }
+}
+
+fn email_subject(email: &str) -> String {
+    format!("email:{email}")
+}
+
+fn addr_subject(addr: &str) -> String {
+    format!("addr:{addr}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn failures_lock_an_email_or_an_address_until_the_window_ends() {
+    async fn store() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            Store::connect(&format!("sqlite://{}?mode=rwc", dir.path().join("control.db").display())).await.unwrap();
+        store.migrate().await.unwrap();
+        (store, dir)
+    }
+
+    #[tokio::test]
+    async fn failures_lock_an_email_or_an_address_until_the_window_ends() {
+        let (store, _dir) = store().await;
         let attempts = Attempts::new(LoginThrottle { per_email: 2, per_address: 3, window: Duration::from_secs(60) });
-        attempts.failed("ann@x.test", Some("10.0.0.1"));
-        assert_eq!(attempts.locked_for("ann@x.test", Some("10.0.0.1")), None);
-        attempts.failed("ann@x.test", Some("10.0.0.1"));
-        let locked = attempts.locked_for("ann@x.test", Some("10.0.0.2")).expect("the email is locked");
-        assert!((1..=60).contains(&locked), "{locked}");
+        let locked = |email: &'static str, addr: Option<&'static str>| {
+            let (attempts, store) = (&attempts, &store);
+            async move { attempts.locked_for(store, email, addr).await.unwrap() }
+        };
+        attempts.failed(&store, "ann@x.test", Some("10.0.0.1")).await.unwrap();
+        assert_eq!(locked("ann@x.test", Some("10.0.0.1")).await, None);
+        attempts.failed(&store, "ann@x.test", Some("10.0.0.1")).await.unwrap();
+        let wait = locked("ann@x.test", Some("10.0.0.2")).await.expect("the email is locked");
+        assert!((1..=60).contains(&wait), "{wait}");
         // Another email from the same address: that address has failed twice of three.
-        assert_eq!(attempts.locked_for("bob@x.test", Some("10.0.0.1")), None);
-        attempts.failed("bob@x.test", Some("10.0.0.1"));
-        assert!(attempts.locked_for("carol@x.test", Some("10.0.0.1")).is_some(), "the address is locked for everyone");
-        assert_eq!(attempts.locked_for("carol@x.test", Some("10.0.0.9")), None);
+        assert_eq!(locked("bob@x.test", Some("10.0.0.1")).await, None);
+        attempts.failed(&store, "bob@x.test", Some("10.0.0.1")).await.unwrap();
+        assert!(locked("carol@x.test", Some("10.0.0.1")).await.is_some(), "the address is locked for everyone");
+        assert_eq!(locked("carol@x.test", Some("10.0.0.9")).await, None);
         // A success clears the email's count, not the address's.
-        attempts.succeeded("ann@x.test");
-        assert_eq!(attempts.locked_for("ann@x.test", None), None);
+        attempts.succeeded(&store, "ann@x.test").await.unwrap();
+        assert_eq!(locked("ann@x.test", None).await, None);
+        assert!(locked("ann@x.test", Some("10.0.0.1")).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_count_whose_window_ended_starts_again_and_is_removed() {
+        let (store, _dir) = store().await;
+        let window = Duration::from_secs(60);
+        let attempts = Attempts::new(LoginThrottle { per_email: 2, per_address: 100, window });
+        // Two failures a window ago: written as the store would have counted them then.
+        let long_ago = now_millis() - 2 * 60_000;
+        let mut tx = store.begin().await.unwrap();
+        for _ in 0..2 {
+            tx.count_sign_in_failure("email:ann@x.test", long_ago, long_ago - 60_000).await.unwrap();
+            tx.count_sign_in_failure("email:old@x.test", long_ago, long_ago - 60_000).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(attempts.locked_for(&store, "ann@x.test", None).await.unwrap(), None, "the window ended");
+        // The next failure starts a new count (one of two), and removes the ended window's rows.
+        attempts.failed(&store, "ann@x.test", None).await.unwrap();
+        assert_eq!(attempts.locked_for(&store, "ann@x.test", None).await.unwrap(), None);
+        let mut tx = store.begin().await.unwrap();
+        let ann = tx.sign_in_failures("email:ann@x.test", 0).await.unwrap().expect("counted");
+        assert_eq!(ann.failures, 1);
+        assert_eq!(tx.sign_in_failures("email:old@x.test", 0).await.unwrap(), None, "an ended window is removed");
     }
 }

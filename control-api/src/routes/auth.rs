@@ -107,7 +107,7 @@ pub(crate) async fn login(
     JsonBody(body): JsonBody<Login>,
 ) -> ApiResult<Json<SessionTokens>> {
     let email = body.email.trim().to_lowercase();
-    if let Some(wait) = state.login_attempts.locked_for(&email, addr.as_deref()) {
+    if let Some(wait) = state.login_attempts.locked_for(&state.store, &email, addr.as_deref()).await? {
         return Err(ApiError::too_many_requests(
             format!("too many failed sign-ins for this email or from this address: try again in {wait} s, or ask an admin to reset the password"),
             wait,
@@ -121,11 +121,11 @@ pub(crate) async fn login(
         .await
         .map_err(|_| ApiError::internal())?;
     let Some(user) = user.filter(|_| matches) else {
-        state.login_attempts.failed(&email, addr.as_deref());
+        state.login_attempts.failed(&state.store, &email, addr.as_deref()).await?;
         tracing::info!(email = %email, addr = ?addr, "sign-in refused");
         return Err(ApiError::invalid_credentials());
     };
-    state.login_attempts.succeeded(&email);
+    state.login_attempts.succeeded(&state.store, &email).await?;
     Ok(Json(sign_in(&state, &user, body.organization.as_deref()).await?))
 }
 

@@ -166,6 +166,12 @@ impl TestApp {
         TestApp::build(store, Some(schema), tempfile::tempdir().unwrap())
     }
 
+    /// Another control-API process over the same database: its own caches and counts in memory, the same
+    /// rows. Dropped, not finished: the database is this app's.
+    pub fn replica(&self) -> TestApp {
+        TestApp::build(self.store.clone(), None, tempfile::tempdir().unwrap())
+    }
+
     /// Drops the test's PostgreSQL schema.
     pub async fn finish(self) {
         self.store.close().await;

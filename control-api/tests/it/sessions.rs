@@ -297,6 +297,30 @@ async fn security_repeated_failures_lock_sign_in_for_the_window() {
 }
 
 #[tokio::test]
+async fn security_failed_sign_ins_count_across_replicas() {
+    // Two control-API processes on one PostgreSQL database, as the distributed form runs them: failures
+    // spread over both lock the email on both, rather than giving an attacker five tries per replica.
+    let app = TestApp::postgres().await;
+    let replica = app.replica();
+    app.org("acme").await;
+    app.member("acme", "ann@acme.test", "viewer", None).await;
+    for attempt in 0..5 {
+        let process = if attempt % 2 == 0 { &app } else { &replica };
+        let answer = process
+            .call_anonymous(Method::POST, "/api/v1/auth/login", login_body("ann@acme.test", "guess guess guess"))
+            .await;
+        answer.expect_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
+    }
+    for process in [&app, &replica] {
+        let locked =
+            process.call_anonymous(Method::POST, "/api/v1/auth/login", login_body("ann@acme.test", PASSWORD)).await;
+        locked.expect_error(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
+    }
+    drop(replica);
+    app.finish().await;
+}
+
+#[tokio::test]
 async fn a_new_signing_key_logs_no_one_out() {
     // With no rotation interval every sign-in finds the newest key too old and makes a new one.
     let app = TestApp::sqlite_with(|options| options.sessions.key_rotation = Duration::ZERO).await;

@@ -20,6 +20,7 @@ mod principals;
 mod records;
 mod resources;
 mod sessions;
+mod sign_in_failures;
 mod streams;
 mod tokens;
 
@@ -46,6 +47,7 @@ pub use records::{
     TokenOwner,
 };
 pub use sessions::{Refreshed, Session, SigningKey};
+pub use sign_in_failures::SignInFailures;
 pub use streams::StreamSubscription;
 pub use tokens::{hash_token, new_secret, IssuedToken};
 
