@@ -7,9 +7,8 @@
 //! rule, and hands the handler a [`Caller`] and, on project routes, a [`ProjectScope`]. Anything the caller
 //! holds no role on — a project, an organization — is answered 404 exactly as if it did not exist; a role
 //! too low for what it sees is 403. A route missing from the table is refused to all but the operator token.
-//! After a change is answered with success, the event goes into the organization's audit trail.
-
-use std::sync::{Arc, Mutex};
+//! A change's event for the organization's audit trail starts here, and is written with the change
+//! ([`crate::audit_trail`]).
 
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::request::Parts;
@@ -18,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use outrigger_store::{AuditEvent, Grants, OrgId, Organization, Principal, PrincipalKind, Project, Role};
 
+pub(crate) use crate::audit_trail::AuditNote;
 use crate::auth::{authenticate, Identity};
 use crate::error::ApiError;
 use crate::names::check_path_param;
@@ -236,46 +236,6 @@ impl Caller {
     }
 }
 
-/// What a change handler tells the audit trail beyond the request itself.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct AuditDetail {
-    /// The resource before the change (secrets withheld).
-    pub(crate) before: Option<serde_json::Value>,
-    /// The resource after it.
-    pub(crate) after: Option<serde_json::Value>,
-    /// The organization the event belongs to, when the request did not work in one (a new organization).
-    pub(crate) org: Option<OrgId>,
-    /// The project the event belongs to, when the path names none (a new project).
-    pub(crate) project: Option<String>,
-}
-
-/// Where a handler leaves its [`AuditDetail`]; read after the answer.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct AuditNote(Arc<Mutex<AuditDetail>>);
-
-impl AuditNote {
-    /// Notes the resource before and after the change.
-    pub(crate) fn changed(&self, before: Option<serde_json::Value>, after: Option<serde_json::Value>) {
-        let mut detail = self.0.lock().expect("audit note poisoned");
-        detail.before = before;
-        detail.after = after;
-    }
-
-    /// Files the event under `project`.
-    pub(crate) fn in_project(&self, project: &str) {
-        self.0.lock().expect("audit note poisoned").project = Some(project.to_owned());
-    }
-
-    /// Files the event under `org`.
-    pub(crate) fn in_org(&self, org: OrgId) {
-        self.0.lock().expect("audit note poisoned").org = Some(org);
-    }
-
-    fn take(&self) -> AuditDetail {
-        std::mem::take(&mut *self.0.lock().expect("audit note poisoned"))
-    }
-}
-
 /// The project a project route works on, found in the caller's organization and checked against its role.
 #[derive(Clone, Debug)]
 pub(crate) struct ProjectScope {
@@ -419,63 +379,33 @@ pub(crate) async fn authorize(State(state): State<AppState>, req: Request, next:
         }
     }
     drop(tx);
-    let note = AuditNote::default();
-    let audited = action.map(|action| (action, caller.clone(), param("project"), parts.uri.path().to_owned()));
-    let SourceAddr(source_addr) = SourceAddr::of(&parts);
+    let note = match action {
+        Some(action) => {
+            let (actor_kind, actor_id, actor) = caller.actor();
+            let event = AuditEvent {
+                actor_kind: actor_kind.to_owned(),
+                actor_id,
+                actor,
+                action: action.to_owned(),
+                project: param("project"),
+                target: parts.uri.path().to_owned(),
+                source_addr: SourceAddr::of(&parts).0,
+                ..AuditEvent::default()
+            };
+            AuditNote::started(caller.org.id.clone(), event)
+        }
+        None => AuditNote::default(),
+    };
     parts.extensions.insert(note.clone());
     if let Some(project) = scope {
         parts.extensions.insert(ProjectScope { project, audit: note.clone() });
     }
     parts.extensions.insert(caller);
     let response = next.run(Request::from_parts(parts, body)).await;
-    if let Some((action, caller, project, target)) = audited.filter(|_| response.status().is_success()) {
-        let detail = note.take();
-        let (actor_kind, actor_id, actor) = caller.actor();
-        let event = AuditEvent {
-            at: outrigger_store::now_millis(),
-            actor_kind: actor_kind.to_owned(),
-            actor_id,
-            actor,
-            action: action.to_owned(),
-            project: detail.project.or(project),
-            target,
-            status: response.status().as_u16(),
-            before: detail.before.map(|value| value.to_string()),
-            after: detail.after.map(|value| value.to_string()),
-            source_addr,
-            ..AuditEvent::default()
-        };
-        let org = detail.org.unwrap_or(caller.org.id);
-        record(&state, &org, &event).await;
+    if response.status().is_success() {
+        note.answered(&state, response.status()).await;
     }
     Ok(response)
-}
-
-/// How often, at most, a process removes expired audit events (after writing one; nothing runs while idle).
-const AUDIT_EXPIRY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
-
-/// Writes an audit event after the change it records committed; a failure is logged with the event.
-async fn record(state: &AppState, org: &OrgId, event: &AuditEvent) {
-    let due = {
-        let mut last = state.audit_expired_at.lock().expect("audit expiry lock");
-        let due = last.is_none_or(|last| last.elapsed() >= AUDIT_EXPIRY_INTERVAL);
-        if due {
-            *last = Some(std::time::Instant::now());
-        }
-        due
-    };
-    let written = async {
-        let mut tx = state.store.begin().await?;
-        tx.record_audit(org, event).await?;
-        if due {
-            let retention = i64::try_from(state.options.audit_retention.as_millis()).unwrap_or(i64::MAX);
-            tx.expire_audit(event.at.saturating_sub(retention)).await?;
-        }
-        tx.commit().await
-    };
-    if let Err(err) = written.await {
-        tracing::error!(error = %err, action = %event.action, target = %event.target, actor = %event.actor, "cannot record an audit event");
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! [`error::ApiError`].
 
 mod access;
+mod audit_trail;
 mod auth;
 mod console;
 

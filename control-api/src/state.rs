@@ -380,6 +380,8 @@ pub struct Change<R> {
     pub output: R,
     /// Resources the request named; broken references there are the request's fault (400).
     pub touched: Vec<ResourceKey>,
+    /// The status the change is answered with (written into its audit event).
+    pub status: axum::http::StatusCode,
 }
 
 /// Loads a project's state, lets `edit` change a copy, checks references, and writes the difference
@@ -393,7 +395,7 @@ pub async fn change_project<R>(
     let mut tx = app.store.begin().await?;
     let current = ProjectState::load(&mut tx, app.options.component_types, &scope.project.id).await?;
     let mut next = current.clone();
-    let Change { output, touched } = edit(&mut next)?;
+    let Change { output, touched, status } = edit(&mut next)?;
     next.check_after_change(&touched)?;
     crate::routes::check_counts(app, &current, &next)?;
     if next.apps.len() > current.apps.len() {
@@ -405,8 +407,8 @@ pub async fn change_project<R>(
     }
     let written = diff.write(&mut tx, &current.project).await?;
     tx.touch_project(&current.project.id).await?;
-    tx.commit().await?;
     scope.audit.changed(current.audited(&touched_keys(&written)), next.audited(&touched_keys(&written)));
+    scope.audit.commit(tx, status).await?;
     app.options.changes.changed(current.project.id.as_str()).await;
     Ok((output, written))
 }

@@ -113,10 +113,10 @@ pub(crate) async fn create_api_key(
         },
     };
     let issued = tx.create_api_key(&caller.org.id, &owner, name, expires_at).await?;
-    tx.commit().await?;
-    tracing::info!(org = %caller.org.name, key = %issued.info.id, owner = %owner.as_str(), "API key made");
     let mut out = ApiKeyOut::from(issued.info);
     audit.changed(None, serde_json::to_value(&out).ok());
+    audit.commit(tx, StatusCode::CREATED).await?;
+    tracing::info!(org = %caller.org.name, key = %out.id, owner = %owner.as_str(), "API key made");
     out.key = Some(issued.key);
     Ok((StatusCode::CREATED, Json(out)))
 }
@@ -151,8 +151,8 @@ pub(crate) async fn revoke_api_key(
         return Err(ApiError::not_found(format!("API key '{key_id}' not found")));
     }
     tx.revoke_api_key(&caller.org.id, &key_id).await?;
-    tx.commit().await?;
-    tracing::info!(org = %caller.org.name, key = %key_id, "API key revoked");
     audit.changed(serde_json::to_value(ApiKeyOut::from(key)).ok(), None);
+    audit.commit(tx, StatusCode::NO_CONTENT).await?;
+    tracing::info!(org = %caller.org.name, key = %key_id, "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -207,7 +207,7 @@ pub(crate) async fn create_app_id(
             return Err(ApiError::conflict("already_exists", format!("App ID '{}' already exists", app.name)));
         }
         next.apps.insert(app.name.clone(), app.clone());
-        Ok(Change { output: app, touched: vec![app_key(&body.name)] })
+        Ok(Change { output: app, touched: vec![app_key(&body.name)], status: StatusCode::CREATED })
     })
     .await?;
     let token = written.tokens.remove(&app.name).expect("a created App ID gets a token");
@@ -285,7 +285,7 @@ pub(crate) async fn update_app_id(
         }
         let updated = AppIdentity { created_at: current.created_at, ..validated_app(state.types(), &name, spec)? };
         next.apps.insert(name.clone(), updated.clone());
-        Ok(Change { output: updated, touched: vec![app_key(&name)] })
+        Ok(Change { output: updated, touched: vec![app_key(&name)], status: StatusCode::OK })
     })
     .await?;
     let mut tx = state.store.begin().await?;
@@ -307,7 +307,7 @@ pub(crate) async fn delete_app_id(
 ) -> ApiResult<StatusCode> {
     change_project(&state, &scope, false, |next| {
         next.apps.remove(&name).ok_or_else(|| ApiError::not_found(format!("App ID '{name}' not found")))?;
-        Ok(Change { output: (), touched: Vec::new() })
+        Ok(Change { output: (), touched: Vec::new(), status: StatusCode::NO_CONTENT })
     })
     .await?;
     tracing::info!(project = %project, app_id = %name, "App ID deleted");
@@ -328,7 +328,7 @@ pub(crate) async fn issue_token(
     let mut tx = state.store.begin().await?;
     let project = tx.project_by_id(&scope.project.id).await?;
     let token = tx.rotate_token(&project.id, &app, body.grace_seconds.unwrap_or(DEFAULT_GRACE_SECONDS)).await?;
-    tx.commit().await?;
+    scope.audit.commit(tx, StatusCode::CREATED).await?;
     tracing::info!(project = %project.name, app_id = %app, token_id = %token.id, "API token issued");
     Ok((StatusCode::CREATED, Json(TokenOut::from(token))))
 }
@@ -367,7 +367,7 @@ pub(crate) async fn revoke_token(
     let mut tx = state.store.begin().await?;
     let project = tx.project_by_id(&scope.project.id).await?;
     tx.revoke_token(&project.id, &app, &token_id).await?;
-    tx.commit().await?;
+    scope.audit.commit(tx, StatusCode::NO_CONTENT).await?;
     // Announced so that gateways end the streams the token holds now rather than when their cache runs out.
     state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %project.name, app_id = %app, token_id = %token_id, "API token revoked");

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use outrigger_resources::{parse_documents, render_yaml, Document, Kind};
@@ -128,7 +129,7 @@ pub(crate) async fn apply(
                 return Err(rejected(index, broken.key.0.as_str(), &broken.key.1, broken.invalid));
             }
         }
-        Ok(Change { output: (), touched: named.clone() })
+        Ok(Change { output: (), touched: named.clone(), status: StatusCode::OK })
     })
     .await?;
     let changed: BTreeSet<(String, String)> =

@@ -119,10 +119,10 @@ pub(crate) async fn set_configuration_item(
     let project = tx.project_by_id(&scope.project.id).await?;
     let item = tx.set_configuration_item(&project.id, &key, &body.value, &body.metadata).await?;
     tx.touch_project(&project.id).await?;
-    tx.commit().await?;
+    let status = if item.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
+    scope.audit.commit(tx, status).await?;
     state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %project.name, %key, version = item.version, "configuration item written");
-    let status = if item.version == 1 { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(ConfigurationItemOut::from(item))))
 }
 
@@ -138,7 +138,7 @@ pub(crate) async fn delete_configuration_item(
     let project = tx.project_by_id(&scope.project.id).await?;
     tx.delete_configuration_item(&project.id, &key).await?;
     tx.touch_project(&project.id).await?;
-    tx.commit().await?;
+    scope.audit.commit(tx, StatusCode::NO_CONTENT).await?;
     state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %project.name, %key, "configuration item deleted");
     Ok(StatusCode::NO_CONTENT)

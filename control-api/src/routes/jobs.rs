@@ -109,7 +109,7 @@ pub(crate) async fn delete_job(
     let mut tx = state.store.begin().await?;
     let project = tx.project_by_id(&scope.project.id).await?;
     tx.delete_job(&project.id, &app, &name).await?;
-    tx.commit().await?;
+    scope.audit.commit(tx, StatusCode::NO_CONTENT).await?;
     tracing::info!(project = %project.name, app_id = %app, job = %name, "job deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -176,10 +176,10 @@ pub(crate) async fn add_member(
     };
     tx.grant(&caller.org.id, &principal.id, project.as_ref().map(|project| &project.id), role).await?;
     let member = member_of(&mut tx, &caller, &principal.id).await?;
-    tx.commit().await?;
-    tracing::info!(org = %caller.org.name, member = %principal.id.as_str(), role = role.as_str(), project = ?body.project, "role granted");
     let out = MemberOut::from(member);
     audit.changed(None, serde_json::to_value(&out).ok());
+    audit.commit(tx, StatusCode::CREATED).await?;
+    tracing::info!(org = %caller.org.name, member = %principal.id.as_str(), role = role.as_str(), project = ?body.project, "role granted");
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -214,8 +214,8 @@ pub(crate) async fn remove_member(
             query.project.unwrap_or_default()
         )));
     }
-    tx.commit().await?;
-    tracing::info!(org = %caller.org.name, member = %member, project = ?query.project, "role removed");
     audit.changed(serde_json::to_value(MemberOut::from(before)).ok(), None);
+    audit.commit(tx, StatusCode::NO_CONTENT).await?;
+    tracing::info!(org = %caller.org.name, member = %member, project = ?query.project, "role removed");
     Ok(StatusCode::NO_CONTENT)
 }

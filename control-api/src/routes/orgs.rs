@@ -84,11 +84,12 @@ pub(crate) async fn create_org(
         .map_err(|invalid| ApiError::bad_request("invalid_name", format!("organization name: {invalid}")))?;
     let mut tx = state.store.begin().await?;
     let org = tx.create_org(&body.name).await?;
-    tx.commit().await?;
-    tracing::info!(org = %org.name, org_id = org.id.as_str(), "organization created");
     audit.in_org(org.id.clone());
+    let org_id = org.id.clone();
     let out = OrgOut::from(org);
     audit.changed(None, serde_json::to_value(&out).ok());
+    audit.commit(tx, StatusCode::CREATED).await?;
+    tracing::info!(org = %out.name, org_id = org_id.as_str(), "organization created");
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -146,9 +147,9 @@ pub(crate) async fn delete_org(
         ));
     }
     tx.delete_org(&caller.org.id).await?;
-    tx.commit().await?;
-    tracing::info!(org = %name, "organization deleted");
     audit.changed(serde_json::to_value(OrgOut::from(caller.org)).ok(), None);
+    audit.commit(tx, StatusCode::NO_CONTENT).await?;
+    tracing::info!(org = %name, "organization deleted");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -173,7 +174,8 @@ pub(crate) async fn set_org_quotas(
         OrgQuotas { projects: body.projects, app_ids: body.app_ids, requests_per_second: body.requests_per_second };
     let mut tx = state.store.begin().await?;
     tx.set_org_quotas(&caller.org.id, &quotas).await?;
-    tx.commit().await?;
+    audit.changed(serde_json::to_value(OrgQuotaValues::from(caller.org.quotas)).ok(), serde_json::to_value(body).ok());
+    audit.commit(tx, StatusCode::OK).await?;
     // Gateways read the requests-per-second cap with each App ID's token: every project of the organization changed.
     let mut tx = state.store.begin().await?;
     let mut request = outrigger_store::PageRequest { limit: outrigger_store::MAX_PAGE_SIZE, continuation: None };
@@ -187,7 +189,6 @@ pub(crate) async fn set_org_quotas(
             None => break,
         }
     }
-    audit.changed(serde_json::to_value(OrgQuotaValues::from(caller.org.quotas)).ok(), serde_json::to_value(body).ok());
     tracing::info!(org = %caller.org.name, ?quotas, "organization quotas set");
     Ok(Json(body))
 }

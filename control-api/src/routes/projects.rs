@@ -108,11 +108,11 @@ pub(crate) async fn create_project(
         }
     }
     let project = tx.create_project(&new).await?;
-    tx.commit().await?;
-    tracing::info!(project = %project.name, project_id = project.id.as_str(), org = %caller.org.name, "project created");
     let out = ProjectOut::new(&state, &project);
     audit.in_project(&project.name);
     audit.changed(None, serde_json::to_value(&out).ok());
+    audit.commit(tx, StatusCode::CREATED).await?;
+    tracing::info!(project = %project.name, project_id = project.id.as_str(), org = %caller.org.name, "project created");
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -157,7 +157,7 @@ pub(crate) async fn delete_project(
     let project = tx.project_by_id(&scope.project.id).await?;
     scope.audit.changed(serde_json::to_value(ProjectOut::new(&state, &project)).ok(), None);
     tx.delete_project(&project.id).await?;
-    tx.commit().await?;
+    scope.audit.commit(tx, StatusCode::NO_CONTENT).await?;
     state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %name, project_id = project.id.as_str(), "project deleted");
     Ok(StatusCode::NO_CONTENT)

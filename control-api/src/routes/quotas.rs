@@ -5,12 +5,13 @@
 //! kvstore (the same 429), counts by every change of the project's resources (409 `quota_exceeded`).
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use outrigger_store::Quotas;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::access::{Caller, ProjectScope};
+use crate::access::{AuditNote, Caller, ProjectScope};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{JsonBody, Path};
 use crate::state::ProjectState;
@@ -109,6 +110,7 @@ pub(crate) async fn set_quotas(
     State(state): State<AppState>,
     Path(project): Path<String>,
     caller: Caller,
+    audit: AuditNote,
     JsonBody(body): JsonBody<QuotaValues>,
 ) -> ApiResult<Json<QuotasOut>> {
     let quotas = Quotas {
@@ -121,7 +123,7 @@ pub(crate) async fn set_quotas(
     // Only the operator token sets quotas, in the organization the request names.
     let found = tx.project(&caller.org.id, &project).await?;
     tx.set_quotas(&found.id, &quotas).await?;
-    tx.commit().await?;
+    audit.commit(tx, StatusCode::OK).await?;
     state.options.changes.changed(found.id.as_str()).await;
     tracing::info!(project = %project, ?quotas, "project quotas set");
     Ok(Json(quotas_out(&state, quotas)))

@@ -113,7 +113,7 @@ pub(crate) async fn put_resource(
     }
     let mut document = document.normalize(state.types()).map_err(|invalid| invalid_resource(kind, &name, invalid))?;
     let key = (kind, name.clone());
-    let (created, _) = change_project(&state, &scope, false, |next: &mut ProjectState| {
+    let (status, _) = change_project(&state, &scope, false, |next: &mut ProjectState| {
         if kind == Kind::Component && next.is_managed_component(&name) {
             return Err(ApiError::conflict(
                 "reserved_name",
@@ -124,11 +124,12 @@ pub(crate) async fn put_resource(
             .restore_withheld(next.documents.get(&key))
             .map_err(|invalid| invalid_resource(kind, &name, invalid))?;
         let created = next.documents.insert(key.clone(), document.clone()).is_none();
-        Ok(Change { output: created, touched: vec![key.clone()] })
+        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        Ok(Change { output: status, touched: vec![key.clone()], status })
     })
     .await?;
+    let created = status == StatusCode::CREATED;
     tracing::info!(project = %project, kind = kind.as_str(), name = %name, created, "resource written");
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(document_response(&headers, status, &document.for_export(state.types())))
 }
 
@@ -148,7 +149,7 @@ pub(crate) async fn delete_resource(
         next.documents
             .remove(&(kind, name.clone()))
             .ok_or_else(|| ApiError::not_found(format!("{} '{name}' not found", kind.as_str())))?;
-        Ok(Change { output: (), touched: Vec::new() })
+        Ok(Change { output: (), touched: Vec::new(), status: StatusCode::NO_CONTENT })
     })
     .await?;
     tracing::info!(project = %project, kind = kind.as_str(), name = %name, "resource deleted");

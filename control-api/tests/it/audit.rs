@@ -100,3 +100,41 @@ async fn changes_are_recorded_with_who_what_and_before_after(app: TestApp) {
     let trail = app.get_as(&ann, "/api/v1/orgs/acme/audit").await.json();
     assert_eq!(trail["items"], serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn a_change_whose_event_cannot_be_recorded_is_not_made() {
+    // The event is written in the change's own transaction: when it cannot be, the change rolls back and the
+    // caller is told, rather than a change landing with no record of who made it.
+    let app = TestApp::sqlite().await;
+    app.project("shop").await;
+    let database = format!("sqlite://{}", app.dir.path().join("control.db").display());
+    let side = sqlx::SqlitePool::connect(&database).await.unwrap();
+    let refuse = "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'refused'); END";
+    sqlx::query(refuse).execute(&side).await.unwrap();
+    app.post_json("/api/v1/projects", json!({"name": "unrecorded"})).await.expect(StatusCode::INTERNAL_SERVER_ERROR);
+    app.get("/api/v1/projects/unrecorded").await.expect(StatusCode::NOT_FOUND);
+    let component = json!({"apiVersion": "dapr.io/v1alpha1", "kind": "Component", "metadata": {"name": "cache"},
+        "spec": {"type": "state.redis", "version": "v1", "metadata": [{"name": "redisHost", "value": "127.0.0.1:6379"}]}});
+    app.call(
+        Method::PUT,
+        "/api/v1/projects/shop/components/cache",
+        Some(("application/json", component.to_string().into_bytes())),
+    )
+    .await
+    .expect(StatusCode::INTERNAL_SERVER_ERROR);
+    app.get("/api/v1/projects/shop/components/cache").await.expect(StatusCode::NOT_FOUND);
+
+    sqlx::query("DROP TRIGGER refuse_audit").execute(&side).await.unwrap();
+    side.close().await;
+    app.post_json("/api/v1/projects", json!({"name": "recorded"})).await.expect(StatusCode::CREATED);
+    let trail = app.get("/api/v1/orgs/default/audit").await.expect(StatusCode::OK).json();
+    let created: Vec<&str> = trail["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["action"] == "project.create")
+        .map(|event| event["project"].as_str().unwrap())
+        .collect();
+    assert_eq!(created, ["recorded", "shop"], "{trail}");
+    app.finish().await;
+}
