@@ -23,6 +23,7 @@ mod measure;
 mod report;
 mod seed;
 mod site;
+mod table;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -513,7 +514,7 @@ async fn run(options: Options) -> ExitCode {
     let settings = options.settings();
     let mut out = report::header(&settings);
     for run in &runs {
-        out.push_str(&report::form_table(&settings, run));
+        out.push_str(&table::form_table(&settings, run));
     }
     println!("{out}");
     cli::write_json(&options.target_dir, &report::to_json(&settings, &runs, &cleanup));
