@@ -78,6 +78,11 @@ impl AuditNote {
         self.detail().org = Some(org);
     }
 
+    /// The request changed nothing (a dry run): it has no event.
+    pub(crate) fn unchanged(&self) {
+        self.detail().started = None;
+    }
+
     /// Commits `tx`, the change, with its event (answered with `status`) written in it.
     pub(crate) async fn commit(&self, mut tx: Tx, status: StatusCode) -> Result<(), ApiError> {
         let event = {

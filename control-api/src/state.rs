@@ -403,6 +403,7 @@ pub async fn change_project<R>(
     }
     let diff = current.diff(&next);
     if dry_run {
+        scope.audit.unchanged();
         return Ok((output, diff.summary()));
     }
     let written = diff.write(&mut tx, &current.project).await?;

@@ -50,8 +50,14 @@ async fn apply_creates_updates_and_reports(app: TestApp) {
         "a dry run issues no token"
     );
     assert_eq!(app.export("demo").await, "", "a dry run changes nothing");
+    let applies = || async {
+        let trail = app.get("/api/v1/orgs/default/audit").await.expect(StatusCode::OK).json();
+        trail["items"].as_array().unwrap().iter().filter(|event| event["action"] == "project.apply").count()
+    };
+    assert_eq!(applies().await, 0, "a dry run is no change to record");
 
     let applied = app.apply("demo", "", APPLICATION).await.expect(StatusCode::OK).json();
+    assert_eq!(applies().await, 1);
     assert_eq!(applied["dryRun"], false);
     assert_eq!(refs(&applied, "created"), all());
     for created in applied["created"].as_array().unwrap() {
