@@ -240,15 +240,7 @@ pub(crate) async fn push(
     connections: &mut Vec<Connection>,
     phase: &mut Phase,
 ) -> anyhow::Result<()> {
-    product.wait_live(&apps.push, PUSH_TOPIC, options.payload_size).await?;
-    let target = product.publish_target(PUSH_TOPIC, options.payload_size);
-    let outcome =
-        measure_open(options, phase, connections, &target, port_of(&product.dapr_http)?, &product.watched).await?;
-    let ended = Instant::now();
-    let last = apps.push.drain(&outcome, DRAIN_IDLE, DRAIN_LIMIT).await;
-    phase.deliveries = Some(deliveries(&apps.push, &outcome, ended, last));
-    delivery_notes(phase, &apps.push);
-    Ok(())
+    deliver(options, product, (&apps.push, PUSH_TOPIC), connections, phase).await
 }
 
 /// Publishes to the streaming subscriber's topic, and what it received.
@@ -260,17 +252,30 @@ pub(crate) async fn stream(
     phase: &mut Phase,
 ) -> anyhow::Result<()> {
     let subscriber = apps.open_stream(&product.dapr_grpc, &product.streamer_token, STREAM_TOPIC).await?;
-    product.wait_live(&subscriber.recorder, STREAM_TOPIC, options.payload_size).await?;
-    let target = product.publish_target(STREAM_TOPIC, options.payload_size);
-    let outcome =
-        measure_open(options, phase, connections, &target, port_of(&product.dapr_http)?, &product.watched).await?;
-    let ended = Instant::now();
-    let last = subscriber.recorder.drain(&outcome, DRAIN_IDLE, DRAIN_LIMIT).await;
-    phase.deliveries = Some(deliveries(&subscriber.recorder, &outcome, ended, last));
-    delivery_notes(phase, &subscriber.recorder);
+    deliver(options, product, (&subscriber.recorder, STREAM_TOPIC), connections, phase).await?;
     if let Some(failure) = subscriber.failure() {
         phase.notes.push(format!("the stream ended early: {failure}"));
     }
+    Ok(())
+}
+
+/// Publishes open-loop to `topic`, once `recorder`'s subscriber receives it, and fills `phase` with what the
+/// subscriber received.
+async fn deliver(
+    options: &Options,
+    product: &Product,
+    (recorder, topic): (&Recorder, &str),
+    connections: &mut Vec<Connection>,
+    phase: &mut Phase,
+) -> anyhow::Result<()> {
+    product.wait_live(recorder, topic, options.payload_size).await?;
+    let target = product.publish_target(topic, options.payload_size);
+    let outcome =
+        measure_open(options, phase, connections, &target, port_of(&product.dapr_http)?, &product.watched).await?;
+    let ended = Instant::now();
+    let last = recorder.drain(&outcome, DRAIN_IDLE, DRAIN_LIMIT).await;
+    phase.deliveries = Some(deliveries(recorder, &outcome, ended, last));
+    delivery_notes(phase, recorder);
     Ok(())
 }
 
