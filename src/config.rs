@@ -188,7 +188,7 @@ pub struct Config {
     /// Unset: processes with a control API serve `/metrics` there (with the operator token); others serve none.
     pub metrics_addr: Option<SocketAddr>,
     /// How many (project, App ID) pairs get metric series of their own; later ones are counted under
-    /// `project="other"`. Default 100.
+    /// `project="other", project_id="other", app_id="other"`. Default 100.
     pub metrics_tenant_limit: usize,
     /// Address of an OpenTelemetry collector's OTLP receiver (plaintext), e.g. `http://otel-collector:4317` (gRPC) or
     /// `http://otel-collector:4318` (HTTP). When set, every process exports the spans of the calls it records (the

@@ -127,8 +127,12 @@ fn calls_are_logged_filtered_followed_and_counted() {
     assert_eq!(scrape(Some(&token)).0, StatusCode::UNAUTHORIZED, "an App ID token is no operator token");
     let (status, text) = scrape(Some(server.admin_token()));
     assert_eq!(status, StatusCode::OK);
-    let count = r#"dapr_http_server_request_count{app_id="orders",method="GET",project="shop",status="400"} 1"#;
-    assert!(text.contains(count), "{text}");
+    let shop = server.outrigger(["project", "get", "shop", "-o", "json"]).json();
+    let project_id = shop["id"].as_str().expect("a project's id");
+    let count = format!(
+        r#"dapr_http_server_request_count{{app_id="orders",method="GET",project="shop",project_id="{project_id}",status="400"}} 1"#
+    );
+    assert!(text.contains(&count), "{text}");
     for series in [
         "outrigger_api_log_written_total",
         r#"outrigger_bus_round_trip_seconds_count{call="GetState",outcome="answered"}"#,
@@ -191,10 +195,12 @@ fn rate_limited_calls_are_logged_and_metrics_have_their_own_listener() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let text = runtime
         .block_on(async { reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap() });
-    assert!(
-        text.contains(r#"dapr_http_server_request_count{app_id="orders",method="GET",project="shop",status="429"}"#),
-        "{text}"
+    let shop = server.outrigger(["project", "get", "shop", "-o", "json"]).json();
+    let project_id = shop["id"].as_str().expect("a project's id");
+    let series = format!(
+        r#"dapr_http_server_request_count{{app_id="orders",method="GET",project="shop",project_id="{project_id}",status="429"}}"#
     );
+    assert!(text.contains(&series), "{text}");
     let (status, _) = server.api(Method::GET, "/projects", None);
     assert_eq!(status, StatusCode::OK);
     let control = runtime.block_on(async { reqwest::get(format!("{}/metrics", server.url())).await.unwrap().status() });

@@ -15,6 +15,7 @@ use outrigger_cache::ReadThrough;
 use outrigger_outbound::Egress;
 use outrigger_resources::{BuildingBlock, Document, Kind};
 use outrigger_store::{ProjectId, Store};
+use outrigger_telemetry::metrics::TenantLabels;
 use tokio::sync::Mutex;
 
 use crate::bindings::{self, InputBinding, OutputBinding};
@@ -345,7 +346,8 @@ impl Runtime {
         for resiliency in &resiliencies {
             let document = &resiliency.document;
             for app in app_ids.iter().filter(|app| document.applies_to(&app.name)) {
-                metrics.resiliency_loaded((&project.name, &app.name), &document.metadata.name);
+                let tenant = TenantLabels { project: &project.name, project_id, app_id: &app.name };
+                metrics.resiliency_loaded(tenant, &document.metadata.name);
             }
         }
         let configurations: HashMap<String, Document> =

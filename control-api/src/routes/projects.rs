@@ -44,6 +44,9 @@ pub(crate) struct CreateProject {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ProjectOut {
+    /// The project's id: unique in the installation (its name is unique within its organization), and the
+    /// `project_id` label of its Prometheus series.
+    id: String,
     /// Where the project's component files live (`state.sqlite` databases, `secretstores.local.file` files),
     /// relative to the worker's data directory: `projects/<project id>`.
     files_dir: String,
@@ -62,6 +65,7 @@ pub(crate) struct ProjectOut {
 impl ProjectOut {
     fn new(state: &AppState, project: &Project) -> ProjectOut {
         ProjectOut {
+            id: project.id.as_str().to_owned(),
             files_dir: format!("projects/{}", project.id.as_str()),
             name: project.name.clone(),
             http_endpoint: state.options.http_endpoint.clone(),

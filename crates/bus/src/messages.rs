@@ -25,6 +25,14 @@ pub struct Tenant {
     pub pool: Arc<str>,
 }
 
+impl Tenant {
+    /// The labels of the tenant's metric series.
+    pub fn metric_labels(&self) -> outrigger_telemetry::metrics::TenantLabels<'_> {
+        let (project, project_id, app_id) = (&*self.project, self.project_id.as_str(), &*self.app_id);
+        outrigger_telemetry::metrics::TenantLabels { project, project_id, app_id }
+    }
+}
+
 /// A tenant's shared text, on the wire as a string.
 mod shared_text {
     use std::sync::Arc;

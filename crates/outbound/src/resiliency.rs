@@ -16,7 +16,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use outrigger_resources::{parse_go_duration, Document};
-use outrigger_telemetry::metrics::{self, FlowDirection, PolicyKind, PolicyLabels};
+use outrigger_telemetry::metrics::{self, FlowDirection, PolicyKind, PolicyLabels, TenantLabels};
 use serde_json::Value;
 
 mod breaker;
@@ -77,26 +77,24 @@ enum TargetKind {
     ComponentInbound,
 }
 
-/// Who makes a call under a policy, as daprd's resiliency series count it: the caller's project and App ID,
-/// and, for a component target, daprd's type of the component (`Statestore`, `Pubsub`, `Binding`,
-/// `Configuration`, `Lock`), which daprd's `target` label starts with (`Statestore_<name>`; an app's is
-/// `app_<App ID>`).
+/// Who makes a call under a policy, as daprd's resiliency series count it: the calling App ID's labels and,
+/// for a component target, daprd's type of the component (`Statestore`, `Pubsub`, `Binding`, `Configuration`,
+/// `Lock`), which daprd's `target` label starts with (`Statestore_<name>`; an app's is `app_<App ID>`).
 #[derive(Clone, Copy, Debug)]
 pub struct Caller<'a> {
-    pub project: &'a str,
-    pub app_id: &'a str,
+    pub tenant: TenantLabels<'a>,
     pub component_type: &'a str,
 }
 
 impl<'a> Caller<'a> {
-    /// A call of an App ID (or an HTTP endpoint) by `app_id` of `project`.
-    pub fn app(project: &'a str, app_id: &'a str) -> Caller<'a> {
-        Caller { project, app_id, component_type: "" }
+    /// A call of an App ID (or an HTTP endpoint) by `tenant`.
+    pub fn app(tenant: TenantLabels<'a>) -> Caller<'a> {
+        Caller { tenant, component_type: "" }
     }
 
-    /// A call of a component of daprd's type `component_type` by `app_id` of `project`.
-    pub fn component(project: &'a str, app_id: &'a str, component_type: &'a str) -> Caller<'a> {
-        Caller { project, app_id, component_type }
+    /// A call of a component of daprd's type `component_type` by `tenant`.
+    pub fn component(tenant: TenantLabels<'a>, component_type: &'a str) -> Caller<'a> {
+        Caller { tenant, component_type }
     }
 }
 
@@ -442,8 +440,7 @@ impl Meter<'_> {
             TargetKind::ComponentInbound => (self.caller.component_type, FlowDirection::Inbound),
         };
         let labels = PolicyLabels { resiliency, policy: kind, direction, target: (target_kind, &sources.target) };
-        let tenant = (self.caller.project, self.caller.app_id);
-        metrics::metrics().runtime().resiliency(tenant, labels, breaker, activated);
+        metrics::metrics().runtime().resiliency(self.caller.tenant, labels, breaker, activated);
     }
 }
 

@@ -22,7 +22,7 @@ use axum::{Extension, Json, Router};
 use chrono::{SecondsFormat, TimeZone, Utc};
 use dapr_durabletask_proto as pb;
 use outrigger_bus::{Tenant, TraceContext};
-use outrigger_telemetry::metrics::{ExecutionStatus, WorkflowOperation};
+use outrigger_telemetry::metrics::{ExecutionStatus, TenantLabels, WorkflowOperation};
 use outrigger_workflow::{status_name, ActivityReport, InstanceFilter, Status, TurnReport, WorkflowError, MAX_PAGE};
 use serde_json::{json, Map, Value};
 
@@ -74,7 +74,7 @@ async fn counted<T>(
     let started = Instant::now();
     let result = call.await;
     let runtime = outrigger_telemetry::metrics().runtime();
-    runtime.workflow_operation(&tenant.project, &tenant.app_id, operation, result.is_ok(), started.elapsed());
+    runtime.workflow_operation(tenant.metric_labels(), operation, result.is_ok(), started.elapsed());
     result
 }
 
@@ -82,8 +82,9 @@ async fn counted<T>(
 fn count_turn(tenant: &Tenant, report: Option<TurnReport>) {
     let Some(TurnReport { app_id, workflow_name, scheduling_latency, ended }) = report else { return };
     let runtime = outrigger_telemetry::metrics().runtime();
+    let labels = TenantLabels { app_id: &app_id, ..tenant.metric_labels() };
     if let Some(latency) = scheduling_latency {
-        runtime.workflow_scheduling(&tenant.project, &app_id, &workflow_name, latency);
+        runtime.workflow_scheduling(labels, &workflow_name, latency);
     }
     if let Some((status, ran)) = ended {
         let status = match status {
@@ -91,7 +92,7 @@ fn count_turn(tenant: &Tenant, report: Option<TurnReport>) {
             Status::Terminated => ExecutionStatus::Terminated,
             _ => ExecutionStatus::Failed,
         };
-        runtime.workflow_execution(&tenant.project, &app_id, &workflow_name, status, ran);
+        runtime.workflow_execution(labels, &workflow_name, status, ran);
     }
 }
 
@@ -99,8 +100,8 @@ fn count_turn(tenant: &Tenant, report: Option<TurnReport>) {
 fn count_activity(tenant: &Tenant, report: Option<ActivityReport>) {
     let Some(ActivityReport { app_id, activity_name, failed, elapsed }) = report else { return };
     let status = if failed { ExecutionStatus::Failed } else { ExecutionStatus::Success };
-    let runtime = outrigger_telemetry::metrics().runtime();
-    runtime.activity_execution(&tenant.project, &app_id, &activity_name, status, elapsed);
+    let labels = TenantLabels { app_id: &app_id, ..tenant.metric_labels() };
+    outrigger_telemetry::metrics().runtime().activity_execution(labels, &activity_name, status, elapsed);
 }
 
 async fn start_instance(

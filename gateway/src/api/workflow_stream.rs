@@ -122,7 +122,7 @@ async fn send(
     if let Some(name) = activity {
         let status = if sent { ExecutionStatus::Success } else { ExecutionStatus::Recoverable };
         let runtime = outrigger_telemetry::metrics().runtime();
-        runtime.activity_operation(&tenant.project, &tenant.app_id, &name, status, started.elapsed());
+        runtime.activity_operation(tenant.metric_labels(), &name, status, started.elapsed());
     }
     sent
 }

@@ -351,7 +351,7 @@ impl Invoker {
             Ok(_) => None,
             Err(_) => Some(Failure::Error),
         };
-        let caller = resiliency::Caller::app(&tenant.project, &tenant.app_id);
+        let caller = resiliency::Caller::app(tenant.metric_labels());
         match resiliency::execute(&policy, breaker.as_deref(), caller, attempt, judge).await {
             Outcome::Finished(Ok(response)) => Ok(response),
             Outcome::Finished(Err(err)) => Err(match refusal_in(&err) {

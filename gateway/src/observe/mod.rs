@@ -207,10 +207,8 @@ impl Observation {
         let elapsed = self.started.elapsed();
         let metrics = outrigger_telemetry::metrics();
         match (self.http_method, grpc_code) {
-            (Some(method), _) => metrics.http_call(&tenant.project, &tenant.app_id, method, status, elapsed),
-            (None, code) => {
-                metrics.grpc_call(&tenant.project, &tenant.app_id, self.uri.path(), code.unwrap_or(2), elapsed)
-            }
+            (Some(method), _) => metrics.http_call(tenant.metric_labels(), method, status, elapsed),
+            (None, code) => metrics.grpc_call(tenant.metric_labels(), self.uri.path(), code.unwrap_or(2), elapsed),
         }
         let hop = self.hop.take();
         if let Some(hop) = &hop {

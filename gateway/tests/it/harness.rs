@@ -158,25 +158,28 @@ impl TestGateway {
         self.changed(project).await;
     }
 
+    /// The id of the project named `project`.
+    pub async fn project_id(&self, project: &str) -> String {
+        let mut tx = self.store.begin().await.unwrap();
+        tx.project(&outrigger_store::OrgId::default_org(), project).await.unwrap().id.as_str().to_owned()
+    }
+
     /// The directory a project's component files live in (created when missing).
     pub async fn project_dir(&self, project: &str) -> std::path::PathBuf {
-        let found =
-            self.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
-        let dir = self._dir.path().join("projects").join(found.id.as_str());
+        let dir = self._dir.path().join("projects").join(self.project_id(project).await);
         std::fs::create_dir_all(&dir).unwrap();
         dir
     }
 
     /// What the control API's change event does in the product.
     pub async fn changed(&self, project: &str) {
-        let found =
-            self.store.begin().await.unwrap().project(&outrigger_store::OrgId::default_org(), project).await.unwrap();
-        self.worker.runtime().invalidate(found.id.as_str()).await;
-        self.gateway.invalidate(found.id.as_str()).await;
+        let project_id = self.project_id(project).await;
+        self.worker.runtime().invalidate(&project_id).await;
+        self.gateway.invalidate(&project_id).await;
         // Push deliveries follow once a scan that began after this point completed (one under way may have read
         // the project before the change).
         let in_force = self.deliveries_scans.borrow().started + 1;
-        self.deliveries_waker.project_changed(found.id.as_str());
+        self.deliveries_waker.project_changed(&project_id);
         let mut scans = self.deliveries_scans.clone();
         scans.wait_for(|scans| scans.completed >= in_force).await.expect("the deliverer stopped");
     }

@@ -368,11 +368,12 @@ async fn retried_and_timed_out_calls_move_daprds_resiliency_series() {
     assert_eq!(callee.calls(), 3 + 4, "two retries, then three");
 
     // Both calls applied both policies; five retries were made, and the timeout cut one call short.
+    let project_id = gateway.project_id("resilient-shop").await;
     let text = outrigger_telemetry::metrics().render();
     let series = |name: &str, policy: &str, count: u32| {
         format!(
             "{name}{{app_id=\"caller\",flow_direction=\"outbound\",name=\"callee-policies\",policy=\"{policy}\",\
-             project=\"resilient-shop\",status=\"\",target=\"app_callee\"}} {count}"
+             project=\"resilient-shop\",project_id=\"{project_id}\",status=\"\",target=\"app_callee\"}} {count}"
         )
     };
     for expected in [
@@ -385,8 +386,10 @@ async fn retried_and_timed_out_calls_move_daprds_resiliency_series() {
     }
 
     // A worker reading the project's documents (for a state call) loads the Resiliency for each App ID.
-    let loaded = r#"dapr_resiliency_loaded{app_id="caller",name="callee-policies",project="resilient-shop"}"#;
-    assert!(!text.contains(loaded), "nothing loaded the project's documents yet:\n{text}");
+    let loaded = format!(
+        r#"dapr_resiliency_loaded{{app_id="caller",name="callee-policies",project="resilient-shop",project_id="{project_id}"}}"#
+    );
+    assert!(!text.contains(&loaded), "nothing loaded the project's documents yet:\n{text}");
     let answer = gateway.http("GET", "/v1.0/state/kvstore/k", Some(&token), None).await;
     assert_eq!(answer.status, StatusCode::NO_CONTENT);
     let text = outrigger_telemetry::metrics().render();

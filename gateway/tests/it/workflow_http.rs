@@ -310,19 +310,22 @@ async fn a_workflow_run_over_grpc_moves_daprds_workflow_series() {
     let missing = pb::RaiseEventRequest { instance_id: "no-such".into(), name: "go".into(), ..Default::default() };
     client.raise_event(with_token(missing, &token)).await.unwrap_err();
 
+    // The project's labels, PROJECT below: its name and its id.
+    let project = format!(r#"project="metered-shop",project_id="{}""#, gateway.project_id("metered-shop").await);
     let text = outrigger_telemetry::metrics().render();
     for series in [
-        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="create_workflow",project="metered-shop",status="success"} 1"#,
-        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="get_workflow",project="metered-shop",status="success"} 1"#,
-        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="add_event",project="metered-shop",status="failed"} 1"#,
-        r#"dapr_runtime_workflow_operation_latency_count{app_id="orders",operation="create_workflow",project="metered-shop",status="success"} 1"#,
-        r#"dapr_runtime_workflow_scheduling_latency_count{app_id="orders",project="metered-shop",workflow_name="checkout"} 1"#,
-        r#"dapr_runtime_workflow_activity_operation_count{activity_name="charge",app_id="orders",project="metered-shop",status="success"} 1"#,
-        r#"dapr_runtime_workflow_activity_execution_count{activity_name="charge",app_id="orders",project="metered-shop",status="success"} 1"#,
-        r#"dapr_runtime_workflow_activity_execution_latency_count{activity_name="charge",app_id="orders",project="metered-shop",status="success"} 1"#,
-        r#"dapr_runtime_workflow_execution_count{app_id="orders",project="metered-shop",status="success",workflow_name="checkout"} 1"#,
-        r#"dapr_runtime_workflow_execution_latency_count{app_id="orders",project="metered-shop",status="success",workflow_name="checkout"} 1"#,
+        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="create_workflow",PROJECT,status="success"} 1"#,
+        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="get_workflow",PROJECT,status="success"} 1"#,
+        r#"dapr_runtime_workflow_operation_count{app_id="orders",operation="add_event",PROJECT,status="failed"} 1"#,
+        r#"dapr_runtime_workflow_operation_latency_count{app_id="orders",operation="create_workflow",PROJECT,status="success"} 1"#,
+        r#"dapr_runtime_workflow_scheduling_latency_count{app_id="orders",PROJECT,workflow_name="checkout"} 1"#,
+        r#"dapr_runtime_workflow_activity_operation_count{activity_name="charge",app_id="orders",PROJECT,status="success"} 1"#,
+        r#"dapr_runtime_workflow_activity_execution_count{activity_name="charge",app_id="orders",PROJECT,status="success"} 1"#,
+        r#"dapr_runtime_workflow_activity_execution_latency_count{activity_name="charge",app_id="orders",PROJECT,status="success"} 1"#,
+        r#"dapr_runtime_workflow_execution_count{app_id="orders",PROJECT,status="success",workflow_name="checkout"} 1"#,
+        r#"dapr_runtime_workflow_execution_latency_count{app_id="orders",PROJECT,status="success",workflow_name="checkout"} 1"#,
     ] {
-        assert!(text.contains(series), "{series} missing from:\n{text}");
+        let series = series.replace("PROJECT", &project);
+        assert!(text.contains(&series), "{series} missing from:\n{text}");
     }
 }

@@ -539,12 +539,13 @@ def test_declarative_subscription_pushes_daprs_cloudevent(tenants, subscriber_ap
             'GET', f'{control.base_url}/metrics', None, {'Authorization': f'Bearer {control.admin_token}'})
         assert status == 200
         text = text.decode()
+        labels = f'project="{project.name}",project_id="{project.answer["id"]}"'
         delivered = ('dapr_component_pubsub_ingress_count{app_id="shipping",component="pubsub",'
-                     f'process_status="success",project="{project.name}",status="",topic="orders"}}')
+                     f'process_status="success",{labels},status="",topic="orders"}}')
         published = ('dapr_component_pubsub_egress_count{app_id="orders",component="pubsub",'
-                     f'project="{project.name}",success="true",topic="orders"}}')
+                     f'{labels},success="true",topic="orders"}}')
         waited = ('outrigger_pubsub_delivery_lag_seconds_count{app_id="shipping",component="pubsub",'
-                  f'project="{project.name}",topic="orders"}}')
+                  f'{labels},topic="orders"}}')
         for series in (delivered, published, waited):
             assert series in text, f'{series} missing from {text}'
         assert 'outrigger_cache_lookups_total{cache="worker_components",result="hit"}' in text, text

@@ -39,7 +39,7 @@ where
     Fut: Future<Output = Result<T, ConfigurationError>>,
 {
     let (policy, breaker) = scope.component_policy(store);
-    let caller = resiliency::Caller::component(&scope.tenant.project, &scope.tenant.app_id, "Configuration");
+    let caller = resiliency::Caller::component(scope.tenant.metric_labels(), "Configuration");
     resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &format!("configuration store {store}"), call)
         .await
 }

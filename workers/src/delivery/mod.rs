@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outrigger_store::{ProjectId, Store};
+use outrigger_telemetry::metrics::TenantLabels;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +75,14 @@ struct Target {
     health_path: Option<String>,
     spec: Arc<SubscriptionSpec>,
     source: String,
+}
+
+impl Target {
+    /// The labels of the subscribing App ID's metric series.
+    fn metric_labels(&self) -> TenantLabels<'_> {
+        let (project, project_id, app_id) = (&self.project_name, &self.key.project_id, &self.key.app_id);
+        TenantLabels { project, project_id, app_id }
+    }
 }
 
 /// One input binding read for one App ID, with what it was derived from (to notice changes).

@@ -246,8 +246,7 @@ fn count_delivery(target: &Target, outcome: &Outcome, elapsed: std::time::Durati
         Outcome::Retry(_) => "retry",
         Outcome::Drop(_) => "drop",
     };
-    let (tenant, place) =
-        ((target.project_name.as_str(), key.app_id.as_str()), (key.pubsub.as_str(), key.topic.as_str()));
+    let (tenant, place) = (target.metric_labels(), (key.pubsub.as_str(), key.topic.as_str()));
     outrigger_telemetry::metrics().pubsub_delivery(tenant, place, process_status, elapsed);
 }
 
@@ -257,8 +256,7 @@ fn note_lag(target: &Target, delivery: &Delivery) {
     let Some(published_at) = delivery.published_at.filter(|_| delivery.attempt == 1) else { return };
     let waited = u64::try_from(chrono::Utc::now().timestamp_millis().saturating_sub(published_at)).unwrap_or(0);
     let key = &target.key;
-    let (tenant, place) =
-        ((target.project_name.as_str(), key.app_id.as_str()), (key.pubsub.as_str(), key.topic.as_str()));
+    let (tenant, place) = (target.metric_labels(), (key.pubsub.as_str(), key.topic.as_str()));
     outrigger_telemetry::metrics().delivery_lag(tenant, place, std::time::Duration::from_millis(waited));
 }
 

@@ -55,7 +55,7 @@ impl Target<'_> {
         let attempt = || call(Arc::clone(&backend), key.clone());
         let what = format!("lock store {name}");
         let tenant = self.scope.tenant;
-        let caller = resiliency::Caller::component(&tenant.project, &tenant.app_id, "Lock");
+        let caller = resiliency::Caller::component(tenant.metric_labels(), "Lock");
         let answer = resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &what, attempt).await;
         answer.map_err(|reason| {
             let namespace = self.component.config.namespace.as_str();

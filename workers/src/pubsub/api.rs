@@ -69,17 +69,11 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
             Ok(message) => {
                 let started = std::time::Instant::now();
                 let publish = || broker.publish(&broker_topic, &message.payload);
-                let caller = resiliency::Caller::component(&tenant.project, &tenant.app_id, "Pubsub");
+                let caller = resiliency::Caller::component(tenant.metric_labels(), "Pubsub");
                 let published =
                     resiliency::execute_fallible(&policy, breaker.as_deref(), caller, "the broker", publish).await;
-                let place = (pubsub, topic);
-                let tenant_labels = (&*tenant.project, &*tenant.app_id);
-                outrigger_telemetry::metrics().pubsub_publish(
-                    tenant_labels,
-                    place,
-                    published.is_ok(),
-                    started.elapsed(),
-                );
+                let (labels, place) = (tenant.metric_labels(), (pubsub, topic));
+                outrigger_telemetry::metrics().pubsub_publish(labels, place, published.is_ok(), started.elapsed());
                 published.map_err(|reason| DataError::PublishFailed {
                     message: format!("error when publish to topic {topic} in pubsub {pubsub}: {reason}"),
                 })

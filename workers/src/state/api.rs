@@ -120,7 +120,7 @@ impl Target<'_> {
     {
         let judge =
             |result: &Result<T, StateError>| matches!(result, Err(StateError::Backend(_))).then_some(Failure::Error);
-        let caller = resiliency::Caller::component(&self.tenant.project, &self.tenant.app_id, "Statestore");
+        let caller = resiliency::Caller::component(self.tenant.metric_labels(), "Statestore");
         let outcome = match resiliency::execute(&self.policy, self.breaker.as_deref(), caller, call, judge).await {
             Outcome::Finished(result) => result,
             Outcome::TimedOut(after) => Err(StateError::Backend(format!("the store did not answer within {after:?}"))),

@@ -7,6 +7,12 @@ use serde_json::json;
 
 use super::*;
 
+/// App ID `a` of the project named `project`, whose id is `prj_<project>`.
+fn tenant(project: &'static str) -> TenantLabels<'static> {
+    let project_id = Box::leak(format!("prj_{project}").into_boxed_str());
+    TenantLabels { project, project_id, app_id: "a" }
+}
+
 fn resiliency(name: &str, spec: Value, scopes: &[&str]) -> Document {
     let mut document = Document::new(outrigger_resources::Kind::Resiliency, name, spec);
     document.scopes = scopes.iter().map(|scope| (*scope).to_owned()).collect();
@@ -101,7 +107,7 @@ async fn a_breaker_opens_short_circuits_half_opens_and_closes() {
             execute(
                 policy,
                 Some(breaker),
-                Caller::app("breaker-project", "a"),
+                Caller::app(tenant("breaker-project")),
                 || async {
                     calls.fetch_add(1, Ordering::SeqCst);
                     fail
@@ -131,7 +137,7 @@ async fn a_breaker_opens_short_circuits_half_opens_and_closes() {
     let series = |name: &str, status: &str, count: u32| {
         format!(
             "{name}{{app_id=\"a\",flow_direction=\"outbound\",name=\"r\",policy=\"circuitbreaker\",\
-             project=\"breaker-project\",status=\"{status}\",target=\"app_b\"}} {count}"
+             project=\"breaker-project\",project_id=\"prj_breaker-project\",status=\"{status}\",target=\"app_b\"}} {count}"
         )
     };
     for expected in [
@@ -145,7 +151,12 @@ async fn a_breaker_opens_short_circuits_half_opens_and_closes() {
     ] {
         assert!(text.contains(&expected), "{expected} missing from:\n{text}");
     }
-    assert!(!text.contains(r#"project="breaker-project",status="half-open",target="app_b"} 1"#), "{text}");
+    assert!(
+        !text.contains(
+            r#"project="breaker-project",project_id="prj_breaker-project",status="half-open",target="app_b"} 1"#
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -159,7 +170,7 @@ async fn retries_and_timeouts_bound_each_attempt() {
     });
     let policy = Policy::resolve(&[resiliency("r", spec, &[])], "a", Target::App("b"));
     let calls = AtomicU32::new(0);
-    let caller = Caller::app("retry-project", "a");
+    let caller = Caller::app(tenant("retry-project"));
     let outcome = execute(
         &policy,
         None,
@@ -190,7 +201,7 @@ async fn retries_and_timeouts_bound_each_attempt() {
     let series = |name: &str, policy: &str, count: u32| {
         format!(
             "{name}{{app_id=\"a\",flow_direction=\"outbound\",name=\"r\",policy=\"{policy}\",\
-             project=\"retry-project\",status=\"\",target=\"app_b\"}} {count}"
+             project=\"retry-project\",project_id=\"prj_retry-project\",status=\"\",target=\"app_b\"}} {count}"
         )
     };
     for expected in [
@@ -213,20 +224,20 @@ async fn only_policies_from_documents_are_counted_under_daprds_component_targets
     // The store timeout is the platform's default, not a document's: only the retry counts.
     let policy = Policy::resolve(&documents, "a", Target::ComponentOutbound("kv"))
         .with_default_timeout(Duration::from_millis(50));
-    let caller = Caller::component("component-project", "a", "Statestore");
+    let caller = Caller::component(tenant("component-project"), "Statestore");
     let slow = || async { tokio::time::sleep(Duration::from_secs(1)).await };
     let outcome = execute(&policy, None, caller, slow, |_| None).await;
     assert!(matches!(outcome, Outcome::TimedOut(_)));
     // No document at all: nothing is counted, however the call goes.
     let bare = Policy::resolve(&[], "a", Target::ComponentOutbound("kv")).with_default_timeout(Duration::ZERO);
-    let outcome = execute(&bare, None, Caller::component("bare-project", "a", "Statestore"), slow, |_| None).await;
+    let outcome = execute(&bare, None, Caller::component(tenant("bare-project"), "Statestore"), slow, |_| None).await;
     assert!(matches!(outcome, Outcome::TimedOut(_)));
 
     let text = metrics::metrics().render();
     let series = |name: &str, count: u32| {
         format!(
             "{name}{{app_id=\"a\",flow_direction=\"outbound\",name=\"store-policies\",policy=\"retry\",\
-             project=\"component-project\",status=\"\",target=\"Statestore_kv\"}} {count}"
+             project=\"component-project\",project_id=\"prj_component-project\",status=\"\",target=\"Statestore_kv\"}} {count}"
         )
     };
     for expected in [series("dapr_resiliency_count", 1), series("dapr_resiliency_activations_total", 2)] {

@@ -1,13 +1,15 @@
 //! The process's Prometheus registry. Calls are counted under daprd's metric names and label keys
 //! (`dapr_http_server_request_count`, `dapr_grpc_io_server_completed_rpcs`, … with `app_id`, `method`,
-//! `status`, `grpc_server_method`, `grpc_server_status`), plus a `project` label, so Dapr's dashboards work
-//! with one label added; Outrigger's own figures are named `outrigger_*`.
+//! `status`, `grpc_server_method`, `grpc_server_status`), plus the project's name and id ([`TenantLabels`]), so
+//! Dapr's dashboards work with a label added; Outrigger's own figures are named `outrigger_*`. A project's name is
+//! unique only within its organization, so its id is a label too: two organizations' projects of one name never
+//! share a series.
 //!
 //! Series stay bounded however many projects an installation holds: only the first
 //! [`Metrics::set_tenant_limit`] (project, App ID) pairs a process sees get series of their own; every later
-//! pair is counted under `project="other", app_id="other"` (and `outrigger_metrics_tenants_folded_total`
-//! counts such calls). Per-project figures for every project come from the API log's counts, read through
-//! the control API, not from series. Recording a call hashes its label values once (foldhash, which takes
+//! pair is counted under `project="other", project_id="other", app_id="other"` (and
+//! `outrigger_metrics_tenants_folded_total` counts such calls). Per-project figures for every project come from
+//! the API log's counts, read through the control API, not from series. Recording a call hashes its label values once (foldhash, which takes
 //! 8 bytes a step where FNV took one) and finds the series' counter and histogram in a cache keyed by that hash,
 //! so the busy path is a short hash, a read lock and a few atomic adds; the registry's own look-up runs once per
 //! label set. Labels are only formatted when `/metrics` is read.
@@ -41,6 +43,40 @@ const LABEL_HASH_SEED: u64 = 0x6f75_7472_6967_6765;
 
 /// Maps keyed by label hashes: the key is hashed again on the same fixed footing (a few instructions for a `u64`).
 pub(crate) type LabelKeys = FixedState;
+
+/// Whose calls a series counts: its first three label values, `project`, `project_id` and `app_id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantLabels<'a> {
+    /// The project's name (unique within its organization).
+    pub project: &'a str,
+    /// The project's id (unique in the installation).
+    pub project_id: &'a str,
+    /// The App ID.
+    pub app_id: &'a str,
+}
+
+impl<'a> TenantLabels<'a> {
+    /// The labels calls of tenants past the series limit are counted under.
+    const FOLDED: TenantLabels<'static> = TenantLabels { project: FOLDED, project_id: FOLDED, app_id: FOLDED };
+
+    /// The label values, in the order of the label names [`TENANT_LABELS`] starts a series' names with.
+    fn values(self) -> [&'a str; 3] {
+        [self.project, self.project_id, self.app_id]
+    }
+
+    /// Whether these are the folded tenants' labels.
+    fn folded(self) -> bool {
+        self.project_id == FOLDED
+    }
+}
+
+/// The label names of a series counted per tenant start with these.
+const TENANT_LABELS: [&str; 3] = ["project", "project_id", "app_id"];
+
+/// The label names of a series counted per tenant: [`TENANT_LABELS`], then `more`.
+pub(crate) fn tenant_labels(more: &[&'static str]) -> Vec<&'static str> {
+    TENANT_LABELS.iter().chain(more).copied().collect()
+}
 
 /// A 64-bit hash of label values. Two label sets sharing one would share a series; at 2^-64 per pair that is not
 /// expected among the few thousand series a process keeps.
@@ -212,8 +248,10 @@ pub(crate) fn millis(elapsed: Duration) -> f64 {
 impl Metrics {
     fn new() -> Metrics {
         let registry = Registry::new();
-        let http = &["project", "app_id", "method", "status"];
-        let grpc = &["project", "app_id", "grpc_server_method", "grpc_server_status"];
+        let http = &tenant_labels(&["method", "status"]);
+        let grpc = &tenant_labels(&["grpc_server_method", "grpc_server_status"]);
+        let ingress = &tenant_labels(&["component", "topic", "process_status", "status"]);
+        let egress = &tenant_labels(&["component", "topic", "success"]);
         let seconds = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0, 30.0];
         let token_lookups = counter(
             &registry,
@@ -273,19 +311,20 @@ impl Metrics {
             tenants_folded: single(
                 &registry,
                 "outrigger_metrics_tenants_folded_total",
-                "Calls counted under project=\"other\" because the per-tenant series limit was reached.",
+                "Calls counted under project=\"other\", project_id=\"other\" because the per-tenant series limit was \
+                 reached.",
             ),
             pubsub_ingress: counter(
                 &registry,
                 "dapr_component_pubsub_ingress_count",
                 "The number of incoming messages arriving from the pub/sub component (delivered to apps).",
-                &["project", "app_id", "component", "topic", "process_status", "status"],
+                ingress,
             ),
             pubsub_ingress_latency: histogram(
                 &registry,
                 "dapr_component_pubsub_ingress_latencies",
                 "The consuming app event processing latency, in milliseconds.",
-                &["project", "app_id", "component", "topic", "process_status", "status"],
+                ingress,
                 LATENCY_BUCKETS_MS,
             ),
             pubsub_egress: CachedSeries::new(
@@ -293,13 +332,13 @@ impl Metrics {
                     &registry,
                     "dapr_component_pubsub_egress_count",
                     "The number of outgoing messages published to the pub/sub component.",
-                    &["project", "app_id", "component", "topic", "success"],
+                    egress,
                 )),
                 histogram(
                     &registry,
                     "dapr_component_pubsub_egress_latencies",
                     "The latency of the response from the pub/sub component, in milliseconds.",
-                    &["project", "app_id", "component", "topic", "success"],
+                    egress,
                     LATENCY_BUCKETS_MS,
                 ),
             ),
@@ -307,7 +346,7 @@ impl Metrics {
                 &registry,
                 "outrigger_pubsub_delivery_lag_seconds",
                 "Time from a message's publication to its first delivery to a subscription's app.",
-                &["project", "app_id", "component", "topic"],
+                &tenant_labels(&["component", "topic"]),
                 seconds,
             ),
             store_timeouts: counter(
@@ -372,33 +411,27 @@ impl Metrics {
     }
 
     /// The label values a tenant's calls are counted under: its own, or the folded ones past the limit.
-    pub(crate) fn tenant<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str) {
-        let (project, app_id, _) = self.tenant_keyed(project, app_id);
-        (project, app_id)
+    pub(crate) fn tenant<'a>(&self, tenant: TenantLabels<'a>) -> TenantLabels<'a> {
+        self.tenant_of_hash(tenant, label_hash(&tenant.values())).0
     }
 
-    /// [`tenant`](Self::tenant), with the hash of the label values it answers.
-    fn tenant_keyed<'a>(&self, project: &'a str, app_id: &'a str) -> (&'a str, &'a str, u64) {
-        self.tenant_of_hash(project, app_id, label_hash(&[project, app_id]))
-    }
-
-    /// [`tenant_keyed`](Self::tenant_keyed) for a tenant whose labels hash to `key`.
-    fn tenant_of_hash<'a>(&self, project: &'a str, app_id: &'a str, key: u64) -> (&'a str, &'a str, u64) {
+    /// [`tenant`](Self::tenant) for a tenant whose labels hash to `key`, with the hash of the labels it answers.
+    fn tenant_of_hash<'a>(&self, tenant: TenantLabels<'a>, key: u64) -> (TenantLabels<'a>, u64) {
         if self.tenants.read().expect("tenant labels lock").contains(&key) {
-            return (project, app_id, key);
+            return (tenant, key);
         }
         let mut tenants = self.tenants.write().expect("tenant labels lock");
         if tenants.contains(&key) || tenants.len() < self.tenant_limit.load(Ordering::Relaxed) {
             tenants.insert(key);
-            return (project, app_id, key);
+            return (tenant, key);
         }
         self.tenants_folded.inc();
-        (FOLDED, FOLDED, label_hash(&[FOLDED, FOLDED]))
+        (TenantLabels::FOLDED, label_hash(&TenantLabels::FOLDED.values()))
     }
 
     /// Counts an HTTP call of the Dapr API; `method` is daprd's label for its method, a word of a fixed
     /// vocabulary.
-    pub fn http_call(&self, project: &str, app_id: &str, method: &'static str, status: u16, elapsed: Duration) {
+    pub fn http_call(&self, tenant: TenantLabels<'_>, method: &'static str, status: u16, elapsed: Duration) {
         if !self.on() {
             return;
         }
@@ -408,17 +441,17 @@ impl Metrics {
             let status = http::StatusCode::from_u16(status).ok();
             status.as_ref().map_or("other", http::StatusCode::as_str).to_owned()
         };
-        self.tenant_call(&self.http, (project, app_id), |tenant| tenant ^ spread, (method, status), elapsed);
+        self.tenant_call(&self.http, tenant, |tenant| tenant ^ spread, (method, status), elapsed);
     }
 
     /// Counts a gRPC call of the Dapr API; `method` is the rpc's full path, `code` its gRPC status code.
-    pub fn grpc_call(&self, project: &str, app_id: &str, method: &str, code: i32, elapsed: Duration) {
+    pub fn grpc_call(&self, tenant: TenantLabels<'_>, method: &str, code: i32, elapsed: Duration) {
         if !self.on() {
             return;
         }
         let code = grpc_code_name(code);
         let key = |tenant| label_hash_after(tenant, &[method, code]);
-        self.tenant_call(&self.grpc, (project, app_id), key, (method, || code.to_owned()), elapsed);
+        self.tenant_call(&self.grpc, tenant, key, (method, || code.to_owned()), elapsed);
     }
 
     /// Counts a call in `series`, labelled by its tenant, then `method` and the label `last` makes; `key` makes
@@ -428,18 +461,19 @@ impl Metrics {
     fn tenant_call(
         &self,
         series: &CachedSeries,
-        (project, app_id): (&str, &str),
+        tenant: TenantLabels<'_>,
         key: impl Fn(u64) -> u64,
         (method, last): (&str, impl FnOnce() -> String),
         elapsed: Duration,
     ) {
         let value = millis(elapsed);
-        let own = label_hash(&[project, app_id]);
+        let own = label_hash(&tenant.values());
         if series.observe_cached(key(own), value) {
             return;
         }
-        let (project, app_id, tenant) = self.tenant_of_hash(project, app_id, own);
-        series.observe_keyed(key(tenant), &[project, app_id, method, &last()], value);
+        let (tenant, tenant_key) = self.tenant_of_hash(tenant, own);
+        let [project, project_id, app_id] = tenant.values();
+        series.observe_keyed(key(tenant_key), &[project, project_id, app_id, method, &last()], value);
     }
 
     /// Times a call's trip over the bus (`call` names the call type, a fixed set).
@@ -477,16 +511,17 @@ impl Metrics {
 
     /// The label values of a tenant's series that name one of its own things (a topic, a workflow): folded
     /// tenants' names are not kept either.
-    pub(crate) fn tenant_and_name<'a>(&self, project: &'a str, app_id: &'a str, name: &'a str) -> [&'a str; 3] {
-        let (project, app_id) = self.tenant(project, app_id);
-        [project, app_id, if project == FOLDED { FOLDED } else { name }]
+    pub(crate) fn tenant_and_name<'a>(&self, tenant: TenantLabels<'a>, name: &'a str) -> [&'a str; 4] {
+        let tenant = self.tenant(tenant);
+        let [project, project_id, app_id] = tenant.values();
+        [project, project_id, app_id, if tenant.folded() { FOLDED } else { name }]
     }
 
     /// Counts a message handed to an app (daprd's ingress): `process_status` is the app's verdict,
     /// `success`, `retry` or `drop`.
     pub fn pubsub_delivery(
         &self,
-        (project, app_id): (&str, &str),
+        tenant: TenantLabels<'_>,
         (component, topic): (&str, &str),
         process_status: &str,
         elapsed: Duration,
@@ -494,8 +529,8 @@ impl Metrics {
         if !self.on() {
             return;
         }
-        let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
-        let labels = [project, app_id, component, topic, process_status, ""];
+        let [project, project_id, app_id, topic] = self.tenant_and_name(tenant, topic);
+        let labels = [project, project_id, app_id, component, topic, process_status, ""];
         self.pubsub_ingress.with_label_values(&labels).inc();
         self.pubsub_ingress_latency.with_label_values(&labels).observe(millis(elapsed));
     }
@@ -503,7 +538,7 @@ impl Metrics {
     /// Counts a message an app published (daprd's egress), `success` when the broker took it.
     pub fn pubsub_publish(
         &self,
-        (project, app_id): (&str, &str),
+        tenant: TenantLabels<'_>,
         (component, topic): (&str, &str),
         success: bool,
         elapsed: Duration,
@@ -511,18 +546,19 @@ impl Metrics {
         if !self.on() {
             return;
         }
-        let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
+        let [project, project_id, app_id, topic] = self.tenant_and_name(tenant, topic);
         let success = if success { "true" } else { "false" };
-        self.pubsub_egress.observe(&[project, app_id, component, topic, success], millis(elapsed));
+        self.pubsub_egress.observe(&[project, project_id, app_id, component, topic, success], millis(elapsed));
     }
 
     /// Records how long a message waited from its publication until its first delivery to a subscription.
-    pub fn delivery_lag(&self, (project, app_id): (&str, &str), (component, topic): (&str, &str), lag: Duration) {
+    pub fn delivery_lag(&self, tenant: TenantLabels<'_>, (component, topic): (&str, &str), lag: Duration) {
         if !self.on() {
             return;
         }
-        let [project, app_id, topic] = self.tenant_and_name(project, app_id, topic);
-        self.delivery_lag.with_label_values(&[project, app_id, component, topic]).observe(lag.as_secs_f64());
+        let [project, project_id, app_id, topic] = self.tenant_and_name(tenant, topic);
+        let labels = [project, project_id, app_id, component, topic];
+        self.delivery_lag.with_label_values(&labels).observe(lag.as_secs_f64());
     }
 
     /// Counts a backend call of a state store or broker that timed out.

@@ -1,9 +1,10 @@
 //! daprd's runtime series: workflows (`dapr_runtime_workflow_*`) and Resiliency policies (`dapr_resiliency_*`),
-//! under daprd's names, label keys and label values, with `project` in place of daprd's `namespace`.
+//! under daprd's names, label keys and label values, with `project` and `project_id` in place of daprd's
+//! `namespace`.
 //!
 //! Every label set goes through [`Metrics::tenant`]: a tenant past the series limit is counted under
-//! `project="other", app_id="other"`, and the names it chose (workflows, activities, Resiliency documents,
-//! targets) are not kept either. The other label values come from the fixed sets of the enums below. As for
+//! `project="other", project_id="other", app_id="other"`, and the names it chose (workflows, activities,
+//! Resiliency documents, targets) are not kept either. The other label values come from the fixed sets of the enums below. As for
 //! the calls' series, a record hashes its label values and finds its handles in a cache; label values are only
 //! formatted the first time a label set is seen.
 
@@ -14,8 +15,8 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 use super::{
-    counter, histogram, label_hash, millis, CachedSeries, LabelKeys, Metrics, FOLDED, LATENCY_BUCKETS_MS,
-    MAX_CACHED_SERIES,
+    counter, histogram, label_hash, millis, tenant_labels, CachedSeries, LabelKeys, Metrics, TenantLabels, FOLDED,
+    LATENCY_BUCKETS_MS, MAX_CACHED_SERIES,
 };
 
 /// Buckets of the workflow and activity latencies, in milliseconds: workflows run for seconds to hours.
@@ -172,16 +173,17 @@ impl PolicyCounter {
         PolicyCounter { counter, cache: RwLock::default() }
     }
 
-    /// Counts one in the series of `labels`: project, app_id, name, policy, flow_direction, the target's two
-    /// parts, status.
-    fn inc(&self, labels: [&str; 8]) {
+    /// Counts one in the series of `labels`: project, project_id, app_id, name, policy, flow_direction, the
+    /// target's two parts, status.
+    fn inc(&self, labels: [&str; 9]) {
         let key = label_hash(&labels);
         if let Some(counter) = self.cache.read().expect("resiliency cache lock").get(&key) {
             return counter.inc();
         }
-        let [project, app_id, name, policy, direction, kind, target, status] = labels;
+        let [project, project_id, app_id, name, policy, direction, kind, target, status] = labels;
         let target = target_label(kind, target);
-        let counter = self.counter.with_label_values(&[project, app_id, name, policy, direction, &target, status]);
+        let values = [project, project_id, app_id, name, policy, direction, &target, status];
+        let counter = self.counter.with_label_values(&values);
         counter.inc();
         let mut cache = self.cache.write().expect("resiliency cache lock");
         if cache.len() < MAX_CACHED_SERIES {
@@ -216,10 +218,10 @@ pub(crate) struct RuntimeSeries {
 
 impl RuntimeSeries {
     pub(crate) fn new(registry: &Registry) -> RuntimeSeries {
-        let operation = &["project", "app_id", "operation", "status"];
-        let workflow = &["project", "app_id", "workflow_name", "status"];
-        let activity = &["project", "app_id", "activity_name", "status"];
-        let policy = &["project", "app_id", "name", "policy", "flow_direction", "target", "status"];
+        let operation = &tenant_labels(&["operation", "status"]);
+        let workflow = &tenant_labels(&["workflow_name", "status"]);
+        let activity = &tenant_labels(&["activity_name", "status"]);
+        let policy = &tenant_labels(&["name", "policy", "flow_direction", "target", "status"]);
         let breaker_state = IntGaugeVec::new(
             Opts::new(
                 "dapr_resiliency_cb_state",
@@ -267,7 +269,7 @@ impl RuntimeSeries {
                     registry,
                     "dapr_runtime_workflow_scheduling_latency",
                     "Interval between workflow execution request and workflow execution, in milliseconds.",
-                    &["project", "app_id", "workflow_name"],
+                    &tenant_labels(&["workflow_name"]),
                     WORKFLOW_BUCKETS_MS,
                 ),
             ),
@@ -318,7 +320,7 @@ impl RuntimeSeries {
                 registry,
                 "dapr_resiliency_loaded",
                 "Number of resiliency policies loaded.",
-                &["project", "app_id", "name"],
+                &tenant_labels(&["name"]),
             ),
             breaker_state,
             breaker_gauges: RwLock::default(),
@@ -344,8 +346,7 @@ impl<'a> Runtime<'a> {
     /// Counts a call of the workflow API (`dapr_runtime_workflow_operation_count` and `_latency`).
     pub fn workflow_operation(
         &self,
-        project: &str,
-        app_id: &str,
+        tenant: TenantLabels<'_>,
         operation: WorkflowOperation,
         success: bool,
         elapsed: Duration,
@@ -353,19 +354,17 @@ impl<'a> Runtime<'a> {
         if !self.metrics.on() {
             return;
         }
-        let (project, app_id) = self.metrics.tenant(project, app_id);
+        let [project, project_id, app_id] = self.metrics.tenant(tenant).values();
         let status = if success { ExecutionStatus::Success } else { ExecutionStatus::Failed };
-        self.series()
-            .workflow_operation
-            .observe(&[project, app_id, operation.label(), status.label()], millis(elapsed));
+        let labels = [project, project_id, app_id, operation.label(), status.label()];
+        self.series().workflow_operation.observe(&labels, millis(elapsed));
     }
 
     /// Counts a workflow execution that ended (`dapr_runtime_workflow_execution_count`) and how long it ran, from
     /// its first turn (`_latency`).
     pub fn workflow_execution(
         &self,
-        project: &str,
-        app_id: &str,
+        tenant: TenantLabels<'_>,
         workflow_name: &str,
         status: ExecutionStatus,
         elapsed: Duration,
@@ -373,17 +372,18 @@ impl<'a> Runtime<'a> {
         if !self.metrics.on() {
             return;
         }
-        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, workflow_name);
-        self.series().workflow_execution.observe(&[project, app_id, name, status.label()], millis(elapsed));
+        let [project, project_id, app_id, name] = self.metrics.tenant_and_name(tenant, workflow_name);
+        let labels = [project, project_id, app_id, name, status.label()];
+        self.series().workflow_execution.observe(&labels, millis(elapsed));
     }
 
     /// Records how long after its (scheduled) start an execution's first turn began
     /// (`dapr_runtime_workflow_scheduling_latency`).
-    pub fn workflow_scheduling(&self, project: &str, app_id: &str, workflow_name: &str, latency: Duration) {
+    pub fn workflow_scheduling(&self, tenant: TenantLabels<'_>, workflow_name: &str, latency: Duration) {
         if !self.metrics.on() {
             return;
         }
-        let labels = self.metrics.tenant_and_name(project, app_id, workflow_name);
+        let labels = self.metrics.tenant_and_name(tenant, workflow_name);
         self.series().workflow_scheduling.observe(&labels, millis(latency));
     }
 
@@ -391,8 +391,7 @@ impl<'a> Runtime<'a> {
     /// and how long handing it over took (`dapr_runtime_workflow_activity_operation_count` and `_latency`).
     pub fn activity_operation(
         &self,
-        project: &str,
-        app_id: &str,
+        tenant: TenantLabels<'_>,
         activity_name: &str,
         status: ExecutionStatus,
         elapsed: Duration,
@@ -400,16 +399,16 @@ impl<'a> Runtime<'a> {
         if !self.metrics.on() {
             return;
         }
-        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, activity_name);
-        self.series().activity_operation.observe(&[project, app_id, name, status.label()], millis(elapsed));
+        let [project, project_id, app_id, name] = self.metrics.tenant_and_name(tenant, activity_name);
+        let labels = [project, project_id, app_id, name, status.label()];
+        self.series().activity_operation.observe(&labels, millis(elapsed));
     }
 
     /// Counts an activity whose result was recorded (`dapr_runtime_workflow_activity_execution_count`) and how
     /// long it took from being scheduled (`_latency`).
     pub fn activity_execution(
         &self,
-        project: &str,
-        app_id: &str,
+        tenant: TenantLabels<'_>,
         activity_name: &str,
         status: ExecutionStatus,
         elapsed: Duration,
@@ -417,8 +416,9 @@ impl<'a> Runtime<'a> {
         if !self.metrics.on() {
             return;
         }
-        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, activity_name);
-        self.series().activity_execution.observe(&[project, app_id, name, status.label()], millis(elapsed));
+        let [project, project_id, app_id, name] = self.metrics.tenant_and_name(tenant, activity_name);
+        let labels = [project, project_id, app_id, name, status.label()];
+        self.series().activity_execution.observe(&labels, millis(elapsed));
     }
 
     /// Counts a Resiliency policy applied to a call (`dapr_resiliency_count`; `activated: false`) or acting on
@@ -427,7 +427,7 @@ impl<'a> Runtime<'a> {
     /// activation), which also sets its `dapr_resiliency_cb_state`.
     pub fn resiliency(
         &self,
-        (project, app_id): (&str, &str),
+        tenant: TenantLabels<'_>,
         labels: PolicyLabels<'_>,
         breaker: Option<BreakerState>,
         activated: bool,
@@ -435,30 +435,30 @@ impl<'a> Runtime<'a> {
         if !self.metrics.on() {
             return;
         }
-        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, labels.resiliency);
-        let (kind, target) = if project == FOLDED { (FOLDED, "") } else { labels.target };
+        let [project, project_id, app_id, name] = self.metrics.tenant_and_name(tenant, labels.resiliency);
+        let (kind, target) = if project_id == FOLDED { (FOLDED, "") } else { labels.target };
         let (policy, direction) = (labels.policy.label(), labels.direction.label());
         let series = self.series();
         let status = policy_status(breaker);
         let counter = if activated { &series.resiliency_activated } else { &series.resiliency_applied };
-        counter.inc([project, app_id, name, policy, direction, kind, target, status]);
+        counter.inc([project, project_id, app_id, name, policy, direction, kind, target, status]);
         if let Some(state) = breaker {
-            self.breaker_state([project, app_id, name, policy, direction, kind, target], state);
+            self.breaker_state([project, project_id, app_id, name, policy, direction, kind, target], state);
         }
     }
 
     /// Counts a Resiliency document loaded for an App ID (`dapr_resiliency_loaded`): each time a process reads the
     /// project's documents, as daprd counts the documents it loads for its app.
-    pub fn resiliency_loaded(&self, (project, app_id): (&str, &str), name: &str) {
+    pub fn resiliency_loaded(&self, tenant: TenantLabels<'_>, name: &str) {
         if !self.metrics.on() {
             return;
         }
-        let [project, app_id, name] = self.metrics.tenant_and_name(project, app_id, name);
-        self.series().resiliency_loaded.with_label_values(&[project, app_id, name]).inc();
+        let labels = self.metrics.tenant_and_name(tenant, name);
+        self.series().resiliency_loaded.with_label_values(&labels).inc();
     }
 
     /// Sets the breaker's `dapr_resiliency_cb_state` series: 1 for its state, 0 for the others.
-    fn breaker_state(&self, labels: [&str; 7], state: BreakerState) {
+    fn breaker_state(&self, labels: [&str; 8], state: BreakerState) {
         let series = self.series();
         let key = label_hash(&labels);
         let set = |gauges: &[IntGauge; 4]| {
@@ -469,10 +469,11 @@ impl<'a> Runtime<'a> {
         if let Some(gauges) = series.breaker_gauges.read().expect("breaker gauges lock").get(&key) {
             return set(gauges);
         }
-        let [project, app_id, name, policy, direction, kind, target] = labels;
+        let [project, project_id, app_id, name, policy, direction, kind, target] = labels;
         let target = target_label(kind, target);
         let gauges = BREAKER_STATES.map(|status| {
-            series.breaker_state.with_label_values(&[project, app_id, name, policy, direction, &target, status])
+            let values = [project, project_id, app_id, name, policy, direction, &target, status];
+            series.breaker_state.with_label_values(&values)
         });
         set(&gauges);
         let mut cache = series.breaker_gauges.write().expect("breaker gauges lock");
