@@ -70,6 +70,12 @@ impl TokenResolver {
             }
         }
         outrigger_telemetry::metrics().token_lookup(false);
+        // Boxed, so that a cached answer's future stays small (docs/decisions.md, "Each call's future is boxed").
+        Box::pin(self.read(token)).await
+    }
+
+    /// Reads a token's owner from the database and caches the answer.
+    async fn read(&self, token: &str) -> Result<Lookup, outrigger_store::Error> {
         let mut tx = self.store.begin().await?;
         let found = tx.token_owner(&hash_token(token)).await?;
         let rate = found.as_ref().map(|owner| owner.rate).unwrap_or_default();

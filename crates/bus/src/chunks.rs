@@ -44,6 +44,18 @@ pub(crate) async fn outgoing(
         framed.extend_from_slice(&bytes);
         return Ok(framed.into());
     }
+    // Boxed, so that the future of every call and answer does not make room for what only large payloads need.
+    Box::pin(serve_chunks(client, prefix, bytes, chunk, serve_for)).await
+}
+
+/// Serves a large payload's `bytes` in parts of `chunk` bytes for `serve_for`; the descriptor to send instead.
+async fn serve_chunks(
+    client: &Client,
+    prefix: &str,
+    bytes: Vec<u8>,
+    chunk: usize,
+    serve_for: Duration,
+) -> Result<Bytes, BusError> {
     let subject = format!("{prefix}.chunks.{}", uuid::Uuid::new_v4().simple());
     // Subscribed before the descriptor is sent: the same connection delivers SUB before PUB.
     let mut requests = client.subscribe(subject.clone()).await.map_err(|err| codec("serving a large payload", err))?;
@@ -85,25 +97,28 @@ pub(crate) async fn incoming(client: &Client, payload: &[u8]) -> Result<Vec<u8>,
     let (kind, rest) = payload.split_first().ok_or_else(|| codec("reading a payload", "it is empty"))?;
     match *kind {
         INLINE => Ok(rest.to_vec()),
-        CHUNKED => {
-            let descriptor: Descriptor =
-                rmp_serde::from_slice(rest).map_err(|err| codec("reading a descriptor", err))?;
-            let mut bytes = Vec::with_capacity(descriptor.size);
-            for index in 0..descriptor.size.div_ceil(descriptor.chunk.max(1)) {
-                let index = u32::try_from(index).map_err(|err| codec("counting chunks", err))?;
-                let part = client
-                    .request(descriptor.subject.clone(), Bytes::copy_from_slice(&index.to_be_bytes()))
-                    .await
-                    .map_err(|err| codec("pulling a chunk", err))?;
-                bytes.extend_from_slice(&part.payload);
-            }
-            if bytes.len() != descriptor.size {
-                return Err(codec("reassembling a payload", format!("{} bytes of {}", bytes.len(), descriptor.size)));
-            }
-            Ok(bytes)
-        }
+        // Boxed, as in `outgoing`.
+        CHUNKED => Box::pin(pull_chunks(client, rest)).await,
         other => {
             Err(codec("reading a payload", format!("unknown framing {other}; gateway and worker versions differ")))
         }
     }
+}
+
+/// The bytes of a large payload, pulled in parts from where its `descriptor` says.
+async fn pull_chunks(client: &Client, descriptor: &[u8]) -> Result<Vec<u8>, BusError> {
+    let descriptor: Descriptor = rmp_serde::from_slice(descriptor).map_err(|err| codec("reading a descriptor", err))?;
+    let mut bytes = Vec::with_capacity(descriptor.size);
+    for index in 0..descriptor.size.div_ceil(descriptor.chunk.max(1)) {
+        let index = u32::try_from(index).map_err(|err| codec("counting chunks", err))?;
+        let part = client
+            .request(descriptor.subject.clone(), Bytes::copy_from_slice(&index.to_be_bytes()))
+            .await
+            .map_err(|err| codec("pulling a chunk", err))?;
+        bytes.extend_from_slice(&part.payload);
+    }
+    if bytes.len() != descriptor.size {
+        return Err(codec("reassembling a payload", format!("{} bytes of {}", bytes.len(), descriptor.size)));
+    }
+    Ok(bytes)
 }

@@ -86,28 +86,9 @@ pub async fn serve_nats(
             continue;
         };
         let (client, handler, prefix) = (client.clone(), Arc::clone(&handler), prefix.to_owned());
-        in_flight.spawn(async move {
-            let envelope = chunks::incoming(&client, &message.payload).await.and_then(|bytes| {
-                rmp_serde::from_slice::<Envelope>(&bytes).map_err(|err| BusError::Codec(format!("decoded: {err}")))
-            });
-            let answer = match envelope {
-                Ok(envelope) => handler.handle(envelope).await,
-                Err(err) => {
-                    tracing::error!(error = %err, "unreadable bus message; is a gateway of another version running?");
-                    return;
-                }
-            };
-            let sent = match rmp_serde::to_vec(&answer) {
-                Ok(bytes) => match chunks::outgoing(&client, &prefix, bytes, REPLY_PICKUP).await {
-                    Ok(payload) => client.publish(reply_to, payload).await.map_err(|err| err.to_string()),
-                    Err(err) => Err(err.to_string()),
-                },
-                Err(err) => Err(err.to_string()),
-            };
-            if let Err(err) = sent {
-                tracing::warn!(error = %err, "could not send a reply; the gateway will time out");
-            }
-        });
+        // Boxed: a task's future is moved a few times as it is spawned and as it finishes, and this one is large
+        // (the call's envelope, the answer, the publish); a box is moved as a pointer.
+        in_flight.spawn(Box::pin(answer_message(client, prefix, handler, message.payload, reply_to)));
         // Finished calls are reaped as we go so the set does not grow with the process's lifetime.
         while in_flight.try_join_next().is_some() {}
     }
@@ -115,6 +96,36 @@ pub async fn serve_nats(
     while in_flight.join_next().await.is_some() {}
     client.flush().await?;
     Ok(())
+}
+
+/// Answers one call received over NATS on `reply_to`.
+async fn answer_message(
+    client: async_nats::Client,
+    prefix: String,
+    handler: Arc<dyn Handler>,
+    payload: bytes::Bytes,
+    reply_to: async_nats::Subject,
+) {
+    let envelope = chunks::incoming(&client, &payload).await.and_then(|bytes| {
+        rmp_serde::from_slice::<Envelope>(&bytes).map_err(|err| BusError::Codec(format!("decoded: {err}")))
+    });
+    let answer = match envelope {
+        Ok(envelope) => handler.handle(envelope).await,
+        Err(err) => {
+            tracing::error!(error = %err, "unreadable bus message; is a gateway of another version running?");
+            return;
+        }
+    };
+    let sent = match rmp_serde::to_vec(&answer) {
+        Ok(bytes) => match chunks::outgoing(&client, &prefix, bytes, REPLY_PICKUP).await {
+            Ok(payload) => client.publish(reply_to, payload).await.map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        },
+        Err(err) => Err(err.to_string()),
+    };
+    if let Err(err) = sent {
+        tracing::warn!(error = %err, "could not send a reply; the gateway will time out");
+    }
 }
 
 fn changes_subject(prefix: &str) -> String {

@@ -58,6 +58,21 @@ where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
+        if let Some(value) = self.entries.get(key).await {
+            return Ok(value);
+        }
+        // Boxed: a miss's future (moka's shared load and `load`'s read) is large, and every call's future would
+        // otherwise make room for it, and copy that room each time it is moved.
+        Box::pin(self.load(key, load)).await
+    }
+
+    /// [`get_or_load`](Self::get_or_load) past a miss.
+    async fn load<E, F, Fut>(&self, key: &K, load: F) -> Result<V, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<V, E>>,
+    {
         let mut attempt = 0;
         loop {
             if let Some(value) = self.entries.get(key).await {
