@@ -9,10 +9,10 @@
 //! [`Metrics::set_tenant_limit`] (project, App ID) pairs a process sees get series of their own; every later
 //! pair is counted under `project="other", project_id="other", app_id="other"` (and
 //! `outrigger_metrics_tenants_folded_total` counts such calls). Per-project figures for every project come from
-//! the API log's counts, read through the control API, not from series. Recording a call hashes its label values once (foldhash, which takes
-//! 8 bytes a step where FNV took one) and finds the series' counter and histogram in a cache keyed by that hash,
-//! so the busy path is a short hash, a read lock and a few atomic adds; the registry's own look-up runs once per
-//! label set. Labels are only formatted when `/metrics` is read.
+//! the API log's counts, read through the control API, not from series. Recording a call hashes its label values
+//! once (foldhash, which takes 8 bytes a step where FNV took one) and finds the series' counter and histogram in a
+//! cache keyed by that hash, so the busy path is a short hash, a read lock and a few atomic adds; the registry's
+//! own look-up runs once per label set. Labels are only formatted when `/metrics` is read.
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hasher};

@@ -4,9 +4,9 @@
 //!
 //! Every label set goes through [`Metrics::tenant`]: a tenant past the series limit is counted under
 //! `project="other", project_id="other", app_id="other"`, and the names it chose (workflows, activities,
-//! Resiliency documents, targets) are not kept either. The other label values come from the fixed sets of the enums below. As for
-//! the calls' series, a record hashes its label values and finds its handles in a cache; label values are only
-//! formatted the first time a label set is seen.
+//! Resiliency documents, targets) are not kept either. The other label values come from the fixed sets of the
+//! enums below. As for the calls' series, a record hashes its label values and finds its handles in a cache;
+//! label values are only formatted the first time a label set is seen.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
