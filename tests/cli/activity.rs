@@ -128,7 +128,7 @@ fn calls_are_logged_filtered_followed_and_counted() {
     let (status, text) = scrape(Some(server.admin_token()));
     assert_eq!(status, StatusCode::OK);
     let shop = server.outrigger(["project", "get", "shop", "-o", "json"]).json();
-    let project_id = shop["id"].as_str().expect("a project's id");
+    let project_id = shop["filesDir"].as_str().and_then(|dir| dir.strip_prefix("projects/")).expect("a project's id");
     let count = format!(
         r#"dapr_http_server_request_count{{app_id="orders",method="GET",project="shop",project_id="{project_id}",status="400"}} 1"#
     );
@@ -196,7 +196,7 @@ fn rate_limited_calls_are_logged_and_metrics_have_their_own_listener() {
     let text = runtime
         .block_on(async { reqwest::get(format!("http://{metrics}/metrics")).await.unwrap().text().await.unwrap() });
     let shop = server.outrigger(["project", "get", "shop", "-o", "json"]).json();
-    let project_id = shop["id"].as_str().expect("a project's id");
+    let project_id = shop["filesDir"].as_str().and_then(|dir| dir.strip_prefix("projects/")).expect("a project's id");
     let series = format!(
         r#"dapr_http_server_request_count{{app_id="orders",method="GET",project="shop",project_id="{project_id}",status="429"}}"#
     );

@@ -44,11 +44,9 @@ pub(crate) struct CreateProject {
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ProjectOut {
-    /// The project's id: unique in the installation (its name is unique within its organization), and the
-    /// `project_id` label of its Prometheus series.
-    id: String,
     /// Where the project's component files live (`state.sqlite` databases, `secretstores.local.file` files),
-    /// relative to the worker's data directory: `projects/<project id>`.
+    /// relative to the worker's data directory: `projects/<project id>`. The project id is unique in the
+    /// installation (a name only within its organization) and is the `project_id` label of its metric series.
     files_dir: String,
     name: String,
     /// What apps set `DAPR_HTTP_ENDPOINT` to.
@@ -65,7 +63,6 @@ pub(crate) struct ProjectOut {
 impl ProjectOut {
     fn new(state: &AppState, project: &Project) -> ProjectOut {
         ProjectOut {
-            id: project.id.as_str().to_owned(),
             files_dir: format!("projects/{}", project.id.as_str()),
             name: project.name.clone(),
             http_endpoint: state.options.http_endpoint.clone(),

@@ -539,7 +539,8 @@ def test_declarative_subscription_pushes_daprs_cloudevent(tenants, subscriber_ap
             'GET', f'{control.base_url}/metrics', None, {'Authorization': f'Bearer {control.admin_token}'})
         assert status == 200
         text = text.decode()
-        labels = f'project="{project.name}",project_id="{project.answer["id"]}"'
+        project_id = project.answer['filesDir'].removeprefix('projects/')
+        labels = f'project="{project.name}",project_id="{project_id}"'
         delivered = ('dapr_component_pubsub_ingress_count{app_id="shipping",component="pubsub",'
                      f'process_status="success",{labels},status="",topic="orders"}}')
         published = ('dapr_component_pubsub_egress_count{app_id="orders",component="pubsub",'
