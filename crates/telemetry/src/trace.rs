@@ -349,7 +349,8 @@ pub fn turn_off_context() {
     CONTEXT_ON.store(false, Ordering::Relaxed);
 }
 
-fn context_on() -> bool {
+/// Whether calls carry trace context: off, a call's trace headers need not even be read.
+pub fn context_on() -> bool {
     CONTEXT_ON.load(Ordering::Relaxed)
 }
 

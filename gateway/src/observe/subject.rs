@@ -121,7 +121,7 @@ pub(crate) fn rpc_api(path: &str) -> &'static str {
     if path.starts_with("/TaskHubSidecarService/") {
         return "workflows";
     }
-    let name = path.rsplit_once('/').map_or(path, |(_, name)| name).as_bytes();
+    let name = rpc_name(path).as_bytes();
     let stem = name.strip_suffix(b"Alpha1").or_else(|| name.strip_suffix(b"Alpha2")).unwrap_or(name);
     let has = |word: &[u8]| stem.windows(word.len()).any(|window| window == word);
     match stem {
@@ -137,4 +137,10 @@ pub(crate) fn rpc_api(path: &str) -> &'static str {
         _ if has(b"Workflow") => "workflows",
         _ => "other",
     }
+}
+
+/// The rpc's name, the last segment of its path: found by a byte search, as `rsplit` with a `char` sets up a
+/// UTF-8 searcher (~400 instructions a call, asked twice per call).
+pub(crate) fn rpc_name(path: &str) -> &str {
+    path.bytes().rposition(|byte| byte == b'/').map_or(path, |slash| &path[slash + 1..])
 }

@@ -95,6 +95,29 @@ struct ErrorInfo {
     metadata: std::collections::HashMap<String, String>,
 }
 
+/// A gRPC answer returns the call's span as its `traceparent`: the caller's trace continued, or a new one. (daprd
+/// returns `grpc-trace-bin` instead; see `docs/decisions.md`.)
+#[tokio::test]
+async fn answers_return_the_calls_span() {
+    let gateway = TestGateway::start().await;
+    let token = gateway.app("demo", "orders").await;
+    let mut client = gateway.grpc_client().await;
+    let caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let mut request = with_token(get("kvstore", "k"), &token);
+    request.metadata_mut().insert("traceparent", caller.parse().unwrap());
+    request.metadata_mut().insert("tracestate", "vendor=opaque".parse().unwrap());
+    let answer = client.get_state(request).await.unwrap();
+    let returned = answer.metadata().get("traceparent").expect("traceparent").to_str().unwrap().to_owned();
+    let fields: Vec<&str> = returned.split('-').collect();
+    assert_eq!((fields[0], fields[1], fields[3]), ("00", "0af7651916cd43dd8448eb211c80319c", "01"), "{returned}");
+    assert!(fields[2].len() == 16 && fields[2] != "b7ad6b7169203331", "a span of the gateway's own: {returned}");
+    assert_eq!(answer.metadata().get("tracestate").unwrap(), "vendor=opaque");
+
+    let started = client.get_state(with_token(get("kvstore", "k"), &token)).await.unwrap();
+    let started = started.metadata().get("traceparent").expect("traceparent").to_str().unwrap().to_owned();
+    assert!(started.len() == 55 && !started.contains("0af7651916cd43dd8448eb211c80319c"), "a new trace: {started}");
+}
+
 #[tokio::test]
 async fn errors_carry_daprds_codes_and_details() {
     let gateway = TestGateway::start().await;
