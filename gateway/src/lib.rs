@@ -182,7 +182,7 @@ impl Gateway {
         tenant: &Tenant,
         target: &str,
         invocation: invoke::Invocation,
-    ) -> Result<reqwest::Response, invoke::InvokeError> {
+    ) -> Result<axum::response::Response, invoke::InvokeError> {
         self.0.invoker.invoke(tenant, target, invocation).await
     }
 

@@ -10,7 +10,7 @@ pub mod health;
 pub mod resiliency;
 
 pub use address::{DialError, Egress, EgressRule, IpNet, PlatformService, PrivateAddresses, Reason, Refused};
-pub use connect::refusal_in;
+pub use connect::{refusal_in, DirectClient};
 
 /// How the platform reaches one app.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -80,12 +80,9 @@ async fn invoke(gateway: &Gateway, tenant: &Tenant, app_id: &str, method: String
     };
     let invocation = Invocation { method: parts.method, path_and_query, headers: parts.headers, body };
     match gateway.invoke(tenant, app_id, invocation).await {
-        Ok(answer) => {
-            let (status, headers) = (answer.status(), crate::invoke::returned_headers(&answer));
-            let mut response = Response::new(crate::invoke::streamed_body(answer));
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
-            response
+        Ok(mut answer) => {
+            *answer.headers_mut() = crate::invoke::returned_headers(&answer);
+            answer
         }
         Err(err) => DaprError::from(err).into_response(),
     }
@@ -130,8 +127,7 @@ async fn invoke_grpc(
     let status = answer.status();
     let content_type =
         answer.headers().get("content-type").and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned();
-    let body = answer
-        .bytes()
+    let body = axum::body::to_bytes(answer.into_body(), usize::MAX)
         .await
         .map_err(|err| InvokeError::Unreachable { id: request.id.clone(), reason: err.to_string() })?;
     if !status.is_success() {

@@ -28,7 +28,8 @@ struct Seen {
 }
 
 /// A callee app: records every request; `/status/<code>` answers that code, `/flaky` fails while
-/// `failures_left` lasts, `/slow` takes 2 s, `/healthz` follows `healthy`, anything else echoes.
+/// `failures_left` lasts, `/redirect` redirects to `/followed`, `/slow` takes 2 s, `/healthz` follows `healthy`,
+/// anything else echoes.
 #[derive(Default)]
 struct Callee {
     seen: Mutex<Vec<Seen>>,
@@ -80,6 +81,7 @@ async fn answer(State(callee): State<Arc<Callee>>, request: Request) -> axum::re
             }
             (StatusCode::OK, "finally").into_response()
         }
+        "/redirect" => (StatusCode::TEMPORARY_REDIRECT, [("location", "/followed")], "moved").into_response(),
         "/slow" => {
             tokio::time::sleep(Duration::from_secs(2)).await;
             (StatusCode::OK, "late").into_response()
@@ -589,6 +591,19 @@ async fn private_addresses_are_refused_unless_allowed() {
     let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
     assert!(message.contains("localhost (resolves to"), "names are checked after resolution: {message}");
     assert_eq!(callee.calls(), 0);
+}
+
+/// An app's redirect is the caller's answer, as daprd hands it back: the gateway follows none.
+#[tokio::test]
+async fn redirects_are_handed_back_not_followed() {
+    let gateway = TestGateway::start().await;
+    let (callee, url) = Callee::start().await;
+    let token = shop(&gateway, &url, None).await;
+    let answer = gateway.http("POST", "/v1.0/invoke/callee/method/redirect", Some(&token), Some("body")).await;
+    assert_eq!(answer.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!((answer.headers["location"].to_str().unwrap(), answer.body.as_slice()), ("/followed", &b"moved"[..]));
+    let paths: Vec<String> = callee.seen().into_iter().map(|seen| seen.path_and_query).collect();
+    assert_eq!(paths, ["/redirect"]);
 }
 
 #[tokio::test]
