@@ -56,9 +56,9 @@ impl Egress {
 
 /// hyper's pooled HTTP client over the rule-keeping connector, without reqwest's layers: reqwest wraps every
 /// request in its redirect-following layer whatever the policy, and that layer and its response parse the URL
-/// again as text (~12k instructions, a tenth of an invocation's). It follows no redirects (an invocation hands
-/// them back, as daprd does) and sets no timeout beyond connecting: the caller's Resiliency policy bounds a call.
-/// `B` is the request body.
+/// again as text; with its body adapters, 29k of a 1 KiB invocation's 113k instructions. It follows no
+/// redirects (an invocation hands them back, as daprd does) and sets no timeout beyond connecting: the caller's
+/// Resiliency policy bounds a call. `B` is the request body.
 pub struct DirectClient<B>(Client<HttpsConnector<VerifyPeer<HttpConnector<RuleResolver>>>, B>);
 
 type HttpsConnector<S> = hyper_rustls::HttpsConnector<S>;

@@ -125,6 +125,7 @@ async fn invoke_carries_verb_path_query_headers_and_body_both_ways() {
     assert_eq!(seen.headers["dapr-caller-app-id"], "caller");
     assert_eq!(seen.headers["dapr-callee-app-id"], "callee");
     assert_eq!(seen.headers["dapr-api-token"], "callee-secret", "the callee gets its own app token");
+    assert_eq!(seen.headers["host"], url.trim_start_matches("http://"), "the callee's own host, not the gateway's");
     // The callee is called within the gateway's span of the call: the caller's trace, a span of its own, which
     // the caller is given back.
     let forwarded = seen.headers["traceparent"].to_str().unwrap();
