@@ -59,7 +59,10 @@ for (const protocol of ["HTTP", "GRPC"]) {
       assert.equal(seen.headers["dapr-api-token"], "orders-token");
 
       const got = await client.invoker.invoke("orders", "orders/12", HttpMethod.GET);
-      assert.deepEqual(got, { method: "GET", url: "/orders/12", body: null });
+      // Over gRPC the SDK fills a GET's data with `{}`, which the app gets as daprd's HTTP channel passes it on;
+      // over HTTP the SDK sends no body.
+      const body = protocol === "GRPC" ? {} : null;
+      assert.deepEqual(got, { method: "GET", url: "/orders/12", body });
     });
 
     test("an App ID of another project cannot be invoked", async () => {
