@@ -58,6 +58,13 @@ impl Document {
         if app_token.as_deref() == Some("") {
             return Err(Invalid::at("spec.appToken", "is empty; leave appToken out to send the app no token"));
         }
+        // Sent as the `dapr-api-token` header: a character a header cannot carry would leave the app unreachable.
+        if app_token.as_deref().is_some_and(|token| !token.bytes().all(|byte| (0x20..0x7f).contains(&byte))) {
+            return Err(Invalid::at(
+                "spec.appToken",
+                "must be printable ASCII (it is sent to the app as the dapr-api-token header); choose another",
+            ));
+        }
         let config = text("config")?;
         if let Some(config) = &config {
             validate_resource_name(config).map_err(|error| error.for_field("spec.config"))?;
@@ -115,6 +122,8 @@ mod tests {
             (json!({"appHealthCheckPath": "healthz"}), "spec.appHealthCheckPath: must start with '/'"),
             (json!({"appToken": ""}), "spec.appToken: is empty"),
             (json!({"appToken": 5}), "spec.appToken: must be a string"),
+            (json!({"appToken": "line\nbreak"}), "spec.appToken: must be printable ASCII"),
+            (json!({"appToken": "schlüssel"}), "spec.appToken: must be printable ASCII"),
             (json!({"config": "App Config"}), "spec.config: 'App Config' contains ' '"),
             (json!([]), "spec: must be a mapping"),
         ];

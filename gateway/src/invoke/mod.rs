@@ -334,7 +334,12 @@ impl Invoker {
             }
         }
         if let Some(token) = &channel.app_token {
-            headers.insert(crate::api::API_TOKEN, header_value(token));
+            // The control API takes only tokens a header can carry; one stored before it checked is refused here.
+            let token = HeaderValue::from_str(token).map_err(|_| InvokeError::BadEndpoint {
+                id: id(),
+                reason: "its app token cannot be sent as a header; set another with `outrigger appid update`".into(),
+            })?;
+            headers.insert(crate::api::API_TOKEN, token);
         }
 
         let mut policy = Policy::resolve(&directory.resiliencies, &tenant.app_id, Target::App(target));

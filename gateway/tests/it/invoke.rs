@@ -207,6 +207,15 @@ async fn unknown_unregistered_and_unreachable_callees_fail_fast_with_daprds_erro
     let answer = gateway.http("GET", "/v1.0/invoke/no-endpoint/method/x", Some(&token), None).await;
     assert!(answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE").contains("appEndpoint"));
 
+    // A token stored before the control API refused what a header cannot carry is refused, not sent mangled.
+    let mut unsendable = identity("unsendable", Some(url.clone()));
+    unsendable.app_token = Some("line\nbreak".into());
+    gateway.register("shop", &unsendable).await;
+    let answer = gateway.http("POST", "/v1.0/invoke/unsendable/method/x", Some(&token), None).await;
+    let message = answer.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_DIRECT_INVOKE");
+    assert!(message.contains("app token cannot be sent") && message.contains("outrigger appid update"), "{message}");
+    assert_eq!(callee.calls(), 0, "nothing reached the app");
+
     // An app registered as speaking gRPC is not sent HTTP it cannot read; the error says what to change.
     let (grpc_callee, grpc_url) = Callee::start().await;
     let mut grpc_app = identity("grpc-app", Some(grpc_url));
