@@ -3,7 +3,9 @@
 //! queue) and the distributed form (gateway, NATS, worker; managed `pubsub` on JetStream), each with a
 //! baseline from the same load generator: a trivial HTTP handler, and a direct JetStream publish. With the
 //! embedded form it also runs the embedded form with all telemetry off (API log, metrics and trace context;
-//! publish and throughput only): what seeing every call costs, beside the same calls seen.
+//! publish and throughput only): what seeing every call costs, beside the same calls seen. With
+//! `--instructions N` (or `--instructions-only N`) it counts instructions per publish with its push delivery,
+//! the embedded form under callgrind (the dumps stay in `target/bench/callgrind/pubsub/`).
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs
 //! PostgreSQL at 127.0.0.1:5432 and NATS with JetStream at 127.0.0.1:4222 (`scripts/services`).
@@ -28,6 +30,7 @@ use serde_json::json;
 
 use crate::apps::{Apps, Recorder};
 use crate::common::cli;
+use crate::common::instructions::{self, Call, Callgrind, Count, HttpCall};
 use crate::common::load::{self, since_base};
 use crate::common::procs::{self, Process, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
@@ -86,12 +89,14 @@ struct Options {
     target_dir: PathBuf,
     postgres_url: String,
     nats_url: String,
+    /// Requests to count instructions over, and whether only that runs.
+    instructions: Option<(usize, bool)>,
 }
 
 impl Options {
     fn parse() -> anyhow::Result<Options> {
         let args = cli::parse(
-            USAGE,
+            &format!("{USAGE}{}", instructions::USAGE),
             &[
                 ("duration", "BENCH_DURATION"),
                 ("rate", "BENCH_RATE"),
@@ -99,6 +104,8 @@ impl Options {
                 ("payload-size", "BENCH_PAYLOAD_SIZE"),
                 ("throughput", "BENCH_THROUGHPUT"),
                 ("forms", "BENCH_FORMS"),
+                instructions::OPTIONS[0],
+                instructions::OPTIONS[1],
             ],
         )?;
         let quick = args.quick;
@@ -121,6 +128,7 @@ impl Options {
         }
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
+        let instructions = instructions::requested(&args)?;
         Ok(Options {
             duration: Duration::from_secs_f64(duration),
             rate,
@@ -137,6 +145,7 @@ impl Options {
             postgres_url: cli::env("BENCH_POSTGRES_URL")
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             nats_url: cli::env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            instructions,
         })
     }
 
@@ -456,6 +465,9 @@ async fn run(options: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some((requests, true)) = options.instructions {
+        return run_instructions(&options, &apps, requests, None).await;
+    }
     let leftovers = Mutex::new(Leftovers::default());
     let mut forms = Vec::new();
     let forms_wanted =
@@ -478,18 +490,82 @@ async fn run(options: Options) -> ExitCode {
             phase.error = Some("interrupted".to_owned());
         }
     }
-    drop(apps);
     let leftovers = leftovers.into_inner().unwrap_or_default();
     let cleanup = clean_up(&options, leftovers).await;
 
     let settings = options.settings();
     println!("{}", report::table(&settings, &phases));
-    cli::write_json(&options.target_dir, &report::to_json(&settings, &phases, &cleanup));
-    if interrupted || phases.iter().any(|phase| phase.error.is_some()) {
+    let json = report::to_json(&settings, &phases, &cleanup);
+    let failed = interrupted || phases.iter().any(|phase| phase.error.is_some());
+    let code = match options.instructions {
+        Some((requests, _)) if !interrupted => run_instructions(&options, &apps, requests, Some(json)).await,
+        _ => {
+            cli::write_json(&options.target_dir, &json);
+            ExitCode::SUCCESS
+        }
+    };
+    if failed {
         ExitCode::FAILURE
     } else {
-        ExitCode::SUCCESS
+        code
     }
+}
+
+/// Counts instructions per publish with its push delivery, prints them and writes them (into `timed`'s JSON
+/// when the timed part ran).
+async fn run_instructions(
+    options: &Options,
+    apps: &Apps,
+    requests: usize,
+    timed: Option<serde_json::Value>,
+) -> ExitCode {
+    let counted = match Callgrind::new(&options.target_dir, "pubsub", requests) {
+        Ok(callgrind) => count_instructions(options, apps, &callgrind).await,
+        Err(err) => Err(err),
+    };
+    instructions::finish(&options.target_dir, requests, counted, timed)
+}
+
+/// The embedded form under callgrind, publishing over HTTP to the push subscriber's topic: each publish and
+/// its delivery to the app. The count waits out the API log's flush before its dump, and the deliveries with it.
+async fn count_instructions(
+    options: &Options,
+    apps: &Apps,
+    callgrind: &Callgrind,
+) -> anyhow::Result<Vec<(String, Vec<Count>)>> {
+    let data_dir = tempfile::tempdir()?;
+    let admin_token = random(32);
+    progress("instructions: starting outrigger (all-in-one) under callgrind");
+    let env = server_env(data_dir.path(), &admin_token);
+    let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
+    let control_api = ready.control_api.context("the ready line has no control_api")?;
+    let dapr_http = ready.dapr_http.context("the ready line has no dapr_http")?;
+    let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
+    let (publisher_token, streamer_token) = provision(&control_api, &admin_token, apps).await?;
+    let product = Product {
+        form: "embedded",
+        dapr_http,
+        dapr_grpc,
+        publisher_token,
+        streamer_token,
+        jetstream: None,
+        watched: Vec::new(),
+    };
+    product.wait_live(&apps.push, PUSH_TOPIC, options.payload_size).await?;
+    // Every counted publish carries the same message: the app counts its receipts.
+    let seq = load::next_seq();
+    let call = Call::Http(HttpCall {
+        method: reqwest::Method::POST,
+        url: format!("http://{}/v1.0/publish/pubsub/{PUSH_TOPIC}", product.dapr_http),
+        token: product.publisher_token.clone(),
+        body: Some(payload(seq, 0, options.payload_size).into_bytes()),
+    });
+    let label = "embedded: publish + push delivery";
+    let counts = callgrind.measure(label, &[&server], &call).await?;
+    let delivered = apps.push.receipts(std::iter::once(seq)).first().map_or(0, |(_, receipt)| receipt.count);
+    progress(format!("instructions: the app received {delivered} of the warm-up's and the count's publishes"));
+    server.stop();
+    Ok(vec![(label.to_owned(), counts)])
 }
 
 fn main() -> ExitCode {

@@ -4,12 +4,13 @@
 
 use std::time::Instant;
 
+use outrigger_outbound::{AppAnswer, AppCall, AppCallError, AppClient};
 use outrigger_store::{CallDirection, LoggedCall, ProjectId};
 use outrigger_telemetry::ApiLog;
 
 /// The status recorded when the app gave no answer: 504 when the call timed out, 502 otherwise (as a proxy
 /// would say it).
-fn unanswered_status(err: &reqwest::Error) -> u16 {
+fn unanswered_status(err: &AppCallError) -> u16 {
     if err.is_timeout() {
         504
     } else {
@@ -32,26 +33,21 @@ pub(crate) struct ToApp<'a> {
 }
 
 impl ToApp<'_> {
-    /// Sends `request` with `client` and records the call with the app's status.
-    pub(crate) async fn send(
-        &self,
-        client: &reqwest::Client,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, reqwest::Error> {
-        let request = request.build()?;
+    /// Sends `call` with `client` and records the call with the app's status.
+    pub(crate) async fn send(&self, client: &AppClient, call: AppCall) -> Result<AppAnswer, AppCallError> {
         if !self.log.enabled() {
-            return client.execute(request).await;
+            return client.send(call).await;
         }
         let (at, started) = (outrigger_store::now_millis(), Instant::now());
-        let (method, path) = (request.method().clone(), request.url().path().to_owned());
-        let trace = request
+        let (method, path) = (call.method().clone(), call.path().to_owned());
+        let trace = call
             .headers()
             .get(outrigger_telemetry::trace::TRACEPARENT)
             .and_then(|value| value.to_str().ok())
             .and_then(outrigger_telemetry::trace::SpanIds::parse);
-        let answer = client.execute(request).await;
+        let answer = client.send(call).await;
         let status = match &answer {
-            Ok(response) => response.status().as_u16(),
+            Ok(answer) => answer.status.as_u16(),
             Err(err) => unanswered_status(err),
         };
         self.log.record(&LoggedCall {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use outrigger_jobs::JobSpec;
-use outrigger_outbound::{AppChannel, Egress};
+use outrigger_outbound::{AppChannel, AppClient, Egress};
 use outrigger_store::{Store, StoredJob, TryOutcome};
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,7 @@ pub struct Scheduler {
     store: Store,
     /// Only the projects of this worker pool (every project when `None`, the embedded default).
     pool: Option<String>,
-    client: reqwest::Client,
+    client: AppClient,
     /// Names this scheduler's claims.
     owner: String,
     /// Where triggers are recorded.
@@ -52,7 +52,7 @@ impl Scheduler {
     /// A scheduler of the jobs of `pool`'s projects (of every project when `None`), calling apps through `egress`.
     pub fn new(store: Store, pool: Option<String>, egress: &Egress) -> Scheduler {
         let owner = format!("scheduler-{}", uuid::Uuid::new_v4().simple());
-        Scheduler { store, pool, client: egress.client(true), owner, api_log: outrigger_telemetry::ApiLog::disabled() }
+        Scheduler { store, pool, client: egress.app_client(), owner, api_log: outrigger_telemetry::ApiLog::disabled() }
     }
 
     /// The same scheduler recording each trigger in `api_log`.
@@ -146,11 +146,7 @@ impl Scheduler {
         let channel = AppChannel { endpoint, app_token: app.app_token };
         let path = format!("/job/{}", AppChannel::path_segment(&job.name));
         let body = spec.data.as_ref().map(outrigger_jobs::JobData::body).unwrap_or_default();
-        let request = channel
-            .request(&self.client, reqwest::Method::POST, channel.url(&path))
-            .header("content-type", "application/json")
-            .timeout(TRIGGER_TIMEOUT)
-            .body(body);
+        let request = channel.call(reqwest::Method::POST, &path, TRIGGER_TIMEOUT).body("application/json", body);
         let project_id = job.project_id.as_str();
         let to = crate::app_calls::ToApp {
             log: &self.api_log,
@@ -162,10 +158,10 @@ impl Scheduler {
         };
         let answer =
             to.send(&self.client, request).await.map_err(|err| format!("the app could not be reached: {err}"))?;
-        if answer.status().is_success() {
+        if answer.status.is_success() {
             Ok(())
         } else {
-            Err(format!("the app answered {}", answer.status()))
+            Err(format!("the app answered {}", answer.status))
         }
     }
 }

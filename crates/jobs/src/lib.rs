@@ -85,7 +85,7 @@ impl JobData {
     /// with surrounding white space trimmed.
     pub fn body(&self) -> Vec<u8> {
         match self {
-            JobData::Json(value) => value.to_string().into_bytes(),
+            JobData::Json(value) => serde_json::to_vec(value).expect("a JSON value serializes"),
             JobData::Any { value, .. } => value.trim_ascii().to_vec(),
         }
     }

@@ -1,8 +1,9 @@
 //! HTTP clients that keep to the egress rule ([`Egress`]). Names resolve through the rule; every connection's
 //! peer — the address actually reached, whatever resolved or redirected there — is judged against the whole
 //! rule (port included) before a request goes over it; redirects are judged hop by hop; and no proxy is used,
-//! so the peer judged is the server called. Two clients share that connector: reqwest's, for callers that
-//! follow redirects or want its conveniences, and hyper's own ([`DirectClient`]) for invocations.
+//! so the peer judged is the server called. Two clients share that connector: reqwest's, for the HTTP output
+//! binding and the control API's OIDC reads, and hyper's own ([`DirectClient`]) for invocations and, following redirects, for the calls the
+//! platform makes to apps ([`crate::AppClient`]).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -188,6 +189,19 @@ where
             Ok(connection)
         })
     }
+}
+
+/// An error with its causes: hyper's "client error (Connect)" alone says nothing (a refused peer says so in its
+/// cause).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// The first refusal in an error's chain: a refused address reads better than "error sending request".

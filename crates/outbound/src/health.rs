@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use super::AppChannel;
+use super::{AppChannel, AppClient};
 
 /// How often and how strictly apps are probed.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +70,7 @@ impl AppHealth {
 
 /// Probes one app until aborted; `recovered` runs each time the app becomes healthy again.
 pub async fn probe(
-    client: reqwest::Client,
+    client: AppClient,
     channel: AppChannel,
     path: String,
     settings: HealthProbe,
@@ -78,16 +78,10 @@ pub async fn probe(
     recovered: impl Fn() + Send,
 ) {
     let mut failures = 0u32;
-    let url = reqwest::Url::parse(&channel.url(&path));
     loop {
-        let answered = match &url {
-            Ok(url) => {
-                let request = channel.request(&client, reqwest::Method::GET, url.clone()).timeout(settings.timeout);
-                request.send().await.is_ok_and(|response| response.status().is_success())
-            }
-            // An endpoint that is no URL never answers.
-            Err(_) => false,
-        };
+        let answer = client.send(channel.call(http::Method::GET, &path, settings.timeout)).await;
+        // An endpoint that is no URL never answers.
+        let answered = answer.is_ok_and(|answer| answer.status.is_success());
         if answered {
             failures = 0;
             if health.set(true) {

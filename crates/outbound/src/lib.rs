@@ -5,12 +5,14 @@
 //! each call ([`resiliency`]).
 
 mod address;
+mod app_call;
 mod connect;
 pub mod health;
 pub mod resiliency;
 
 pub use address::{DialError, Egress, EgressRule, IpNet, PlatformService, PrivateAddresses, Reason, Refused};
-pub use connect::{refusal_in, DirectClient};
+pub use app_call::{AppAnswer, AppCall, AppCallError, AppClient, MAX_ANSWER_BYTES};
+pub use connect::{error_chain, refusal_in, DirectClient};
 
 /// How the platform reaches one app.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,22 +49,6 @@ impl AppChannel {
         let mut url = reqwest::Url::parse("http://segment/").expect("a constant URL");
         url.path_segments_mut().expect("an http URL has a path").clear().push(text);
         url.path().trim_start_matches('/').to_owned()
-    }
-
-    /// A request to `url` with the app token: text from [`AppChannel::url`], or a URL the caller parsed
-    /// already (invocations check it against the egress rule first; parsing it again costs as much as the rest of
-    /// building the request).
-    pub fn request(
-        &self,
-        client: &reqwest::Client,
-        method: reqwest::Method,
-        url: impl reqwest::IntoUrl,
-    ) -> reqwest::RequestBuilder {
-        let request = client.request(method, url);
-        match &self.app_token {
-            Some(token) => request.header("dapr-api-token", token),
-            None => request,
-        }
     }
 }
 

@@ -268,11 +268,6 @@ impl Hop {
         &self.ids
     }
 
-    /// The `traceparent` the next hop and the caller receive.
-    pub fn traceparent(&self) -> String {
-        self.ids.traceparent()
-    }
-
     /// The caller's `tracestate`, passed on unchanged.
     pub fn tracestate(&self) -> Option<&str> {
         self.tracestate.as_deref()
@@ -467,7 +462,7 @@ mod tests {
         // Without a collector nothing is recorded, and a new trace says so in its flag.
         assert!(!started.recorded() && !started.ids().sampled);
         assert!(Hop::continuing("garbage", None).is_none());
-        let next = Hop::continuing(&child.traceparent(), child.tracestate()).unwrap();
+        let next = Hop::continuing(&child.ids().traceparent(), child.tracestate()).unwrap();
         assert_eq!((next.ids().trace_id, next.parent), (parent.trace_id, Some(child.ids().span_id)));
     }
 

@@ -56,7 +56,8 @@ async fn invoke_http(
     Body(body): Body,
 ) -> Result<Response, DaprError> {
     let body: BindingBody = parse_json(&body)?;
-    let data = if body.data.is_null() { Vec::new() } else { body.data.to_string().into_bytes() };
+    let data =
+        if body.data.is_null() { Vec::new() } else { serde_json::to_vec(&body.data).expect("a JSON value serializes") };
     let call = InvokeBinding { name, operation: body.operation, data, metadata: body_metadata(body.metadata) };
     let answer = gateway.call(tenant, with_trace(call, trace_context(&headers))).await?;
     let mut response = if answer.data.is_empty() {

@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use outrigger_bus::{Bus, ResolveSecretRef, Tenant};
 use outrigger_outbound::health::{self, AppHealth, HealthProbe};
 use outrigger_outbound::resiliency::{self, Breakers, Failure, Outcome, Policy, Target};
-use outrigger_outbound::{refusal_in, AppChannel, DirectClient, Egress, Refused};
+use outrigger_outbound::{error_chain, refusal_in, AppChannel, AppClient, DirectClient, Egress, Refused};
 use outrigger_resources::Document;
 use outrigger_store::ProjectId;
 use serde_json::Value;
@@ -105,6 +105,9 @@ const PLATFORM_ONLY: [HeaderName; 3] = [header::HOST, crate::api::API_TOKEN, DAP
 /// The header naming the App ID an invocation goes to (daprd's fallback route).
 pub(crate) const DAPR_APP_ID: HeaderName = HeaderName::from_static("dapr-app-id");
 /// The headers telling an invoked app who called it, and as whom.
+/// How long the callback to a caller's own app may take.
+const OWN_APP_TIMEOUT: Duration = Duration::from_secs(60);
+
 const CALLER_APP_ID: HeaderName = HeaderName::from_static("dapr-caller-app-id");
 const CALLEE_APP_ID: HeaderName = HeaderName::from_static("dapr-callee-app-id");
 
@@ -115,8 +118,8 @@ pub struct Invoker {
     bus: Arc<dyn Bus>,
     /// Calls the callee: hyper's client, as reqwest's cost a quarter of an invocation ([`DirectClient`]).
     calls: DirectClient<axum::body::Body>,
-    /// Calls the caller's own app back and probes apps' health.
-    client: reqwest::Client,
+    /// Calls the caller's own app back and probes apps' health, as the platform calls apps of its own accord.
+    app_calls: AppClient,
     egress: Egress,
     breakers: Breakers,
     health_probe: HealthProbe,
@@ -162,7 +165,7 @@ impl Invoker {
             directory: Directory::new(store, options.directory_refresh),
             bus,
             calls: options.egress.direct_client(),
-            client: options.egress.client(false),
+            app_calls: options.egress.app_client(),
             egress: options.egress,
             breakers: Breakers::new(),
             health_probe: options.health_probe,
@@ -239,7 +242,7 @@ impl Invoker {
         tenant: &Tenant,
         path: &str,
         body: String,
-    ) -> Result<reqwest::StatusCode, String> {
+    ) -> Result<axum::http::StatusCode, String> {
         let directory = self.directory.project(&tenant.project_id).await.map_err(|err| err.to_string())?;
         let app = directory.apps.get(&*tenant.app_id).ok_or_else(|| format!("App ID {} is gone", tenant.app_id))?;
         let base = match &app.endpoint_url {
@@ -249,9 +252,9 @@ impl Invoker {
         };
         self.egress.check_url(base).map_err(|refused| refused.to_string())?;
         let channel = AppChannel { endpoint: base.to_string(), app_token: app.identity.app_token.clone() };
-        let request = channel.request(&self.client, reqwest::Method::POST, AppChannel::join(base, path));
-        let answer = request.header("content-type", "application/json").body(body).send().await;
-        answer.map(|answer| answer.status()).map_err(|err| format!("the app could not be reached: {err}"))
+        let call = channel.call(Method::POST, path, OWN_APP_TIMEOUT).body("application/json", body);
+        let answer = self.app_calls.send(call).await;
+        answer.map(|answer| answer.status).map_err(|err| format!("the app could not be reached: {err}"))
     }
 
     /// Calls `target` for `tenant` and returns the callee's answer, whatever its status.
@@ -380,7 +383,7 @@ impl Invoker {
             Outcome::Finished(Ok(response)) => Ok(response.map(axum::body::Body::new)),
             Outcome::Finished(Err(err)) => Err(match refusal_in(&err) {
                 Some(refused) => InvokeError::Refused { id: id(), refused: refused.clone() },
-                None => InvokeError::Unreachable { id: id(), reason: describe(&err) },
+                None => InvokeError::Unreachable { id: id(), reason: error_chain(&err) },
             }),
             Outcome::TimedOut(after) => Err(InvokeError::TimedOut { id: id(), after }),
             Outcome::CircuitOpen => Err(InvokeError::CircuitOpen { id: id() }),
@@ -431,7 +434,7 @@ impl Invoker {
         }
         let health = Arc::new(AppHealth::default());
         let task = tokio::spawn(health::probe(
-            self.client.clone(),
+            self.app_calls.clone(),
             channel.clone(),
             path.to_owned(),
             self.health_probe,
@@ -512,18 +515,6 @@ async fn read_up_to(body: axum::body::Body, limit: usize) -> Result<Result<Bytes
         }
     }
     Ok(Ok(read.concat().into()))
-}
-
-/// An error with its causes: "client error (Connect)" alone says nothing.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

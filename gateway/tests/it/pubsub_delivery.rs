@@ -310,3 +310,71 @@ async fn apps_registered_with_the_grpc_protocol_get_no_http_deliveries() {
     let sent = grpc_subscriber.attempts().len();
     assert_eq!(sent, 0, "the gRPC app was sent {sent} HTTP deliveries");
 }
+
+/// What an app's redirect target saw of a delivery: the app token it carried and the event's `data.seq`.
+type Received = Arc<Mutex<Vec<(Option<String>, i64)>>>;
+
+/// An app route that records what it receives and answers SUCCESS.
+fn recording(received: &Received, arrivals: &Arrivals) -> axum::routing::MethodRouter {
+    let (received, arrivals) = (Arc::clone(received), arrivals.clone());
+    post(move |headers: axum::http::HeaderMap, Json(event): Json<Value>| {
+        let (received, arrivals) = (Arc::clone(&received), arrivals.clone());
+        async move {
+            let token = headers.get("dapr-api-token").and_then(|value| value.to_str().ok()).map(str::to_owned);
+            received.lock().unwrap().push((token, event["data"]["seq"].as_i64().unwrap_or(-1)));
+            arrivals.record();
+            Json(json!({ "status": "SUCCESS" }))
+        }
+    })
+}
+
+/// An app route that answers `status` with `location`.
+fn redirecting(status: StatusCode, location: String) -> axum::routing::MethodRouter {
+    post(move || {
+        let location = location.clone();
+        async move { (status, [(axum::http::header::LOCATION, location)]) }
+    })
+}
+
+/// A delivery the app redirects follows the redirect, as Go's client in daprd does: a 307 repeats the POST
+/// with its event on the app's own origin, app token included; a 308 to another origin carries the event but
+/// not the token, which is the app's alone.
+#[tokio::test]
+async fn deliveries_follow_redirects_and_keep_the_app_token_to_its_origin() {
+    let gateway = TestGateway::start().await;
+    let arrivals = Arrivals::new();
+    let (same_origin, elsewhere): (Received, Received) = Default::default();
+    let other = serve(Router::new().route("/elsewhere", recording(&elsewhere, &arrivals))).await;
+    let app = Router::new()
+        .route("/orders", redirecting(StatusCode::TEMPORARY_REDIRECT, "/v2/orders".to_owned()))
+        .route("/v2/orders", recording(&same_origin, &arrivals))
+        .route("/audit", redirecting(StatusCode::PERMANENT_REDIRECT, format!("{other}/elsewhere")));
+    let mut processor = identity("processor", Some(serve(app).await));
+    processor.app_token = Some("the-apps-own-token".to_owned());
+    gateway.register("shop", &processor).await;
+    let publisher = gateway.app("shop", "checkout").await;
+    for topic in ["orders", "audit"] {
+        let routes = format!("    default: /{topic}\n");
+        gateway.component("shop", &subscription(topic, topic, &routes, "", &["processor"])).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seq = 0;
+    let both_arrived = |seq: i64| {
+        let has = |received: &Received| received.lock().unwrap().iter().any(|(_, got)| *got == seq);
+        has(&same_origin) && has(&elsewhere)
+    };
+    loop {
+        gateway.publish_seq(&publisher, "orders", seq).await;
+        gateway.publish_seq(&publisher, "audit", seq).await;
+        if arrivals.within(Duration::from_millis(300), || both_arrived(seq)).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the redirected deliveries never arrived");
+        seq += 1;
+    }
+    let tokens = |received: &Received| -> BTreeSet<Option<String>> {
+        received.lock().unwrap().iter().map(|(token, _)| token.clone()).collect()
+    };
+    assert_eq!(tokens(&same_origin), BTreeSet::from([Some("the-apps-own-token".to_owned())]));
+    assert_eq!(tokens(&elsewhere), BTreeSet::from([None]), "the token went to another origin");
+}

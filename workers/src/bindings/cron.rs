@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use outrigger_outbound::AppChannel;
+use outrigger_outbound::{AppChannel, AppClient};
 use outrigger_resources::{required, BuildingBlock, ComponentType, Kind, MetadataField};
 use outrigger_store::{ProjectId, Store};
 
@@ -36,7 +36,7 @@ fn go_utc_text(time: DateTime<Utc>) -> String {
 /// on its route. `Err` names the apps that did not take it.
 pub(crate) async fn fire(
     (store, api_log): (&Store, &outrigger_telemetry::ApiLog),
-    client: &reqwest::Client,
+    client: &AppClient,
     project: &ProjectId,
     component: &str,
 ) -> Result<(), String> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use outrigger_outbound::AppChannel;
+use outrigger_outbound::{AppChannel, AppClient};
 use outrigger_store::ProjectId;
 use tokio_util::sync::CancellationToken;
 
@@ -38,7 +38,7 @@ pub struct InputTarget {
 /// The app, as the place a binding's events go.
 struct AppSink {
     channel: AppChannel,
-    client: reqwest::Client,
+    client: AppClient,
     path: String,
     reader: Reader,
     api_log: outrigger_telemetry::ApiLog,
@@ -76,7 +76,7 @@ pub(crate) fn input_is_explicit(document: &outrigger_resources::Document) -> boo
 }
 
 /// Reads `target` until `stop`.
-pub async fn run(worker: Arc<Worker>, client: reqwest::Client, target: InputTarget, stop: CancellationToken) {
+pub async fn run(worker: Arc<Worker>, client: AppClient, target: InputTarget, stop: CancellationToken) {
     let mut pause = FIRST_PAUSE;
     while !stop.is_cancelled() {
         let started = tokio::time::Instant::now();
@@ -102,7 +102,7 @@ pub async fn run(worker: Arc<Worker>, client: reqwest::Client, target: InputTarg
 /// a failure.
 async fn read(
     worker: &Worker,
-    client: &reqwest::Client,
+    client: &AppClient,
     target: &InputTarget,
     stop: CancellationToken,
 ) -> Result<(), String> {

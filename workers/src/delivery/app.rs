@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use outrigger_outbound::AppChannel;
+use outrigger_outbound::{AppAnswer, AppCall, AppCallError, AppChannel, AppClient};
+use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::{Method, StatusCode};
 
 use crate::app_calls::ToApp;
 use outrigger_telemetry::trace::{Hop, KeyValue, SpanKind, TRACEPARENT, TRACESTATE};
@@ -23,40 +25,33 @@ pub enum Outcome {
 /// How long one delivery may take, without a Resiliency timeout, before it counts as failed (and is retried).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// POSTs a CloudEvent to `path` and reads the app's verdict: 2xx with `{"status"}` (empty or unreadable
-/// body = SUCCESS, unknown status = retry), 404 = drop, anything else = retry.
+/// POSTs a CloudEvent (`event`, written as `body`) to `path` and reads the app's verdict: 2xx with
+/// `{"status"}` (empty or unreadable body = SUCCESS, unknown status = retry), 404 = drop, anything else = retry.
 pub(crate) async fn deliver(
     (channel, to): (&AppChannel, &ToApp<'_>),
-    client: &reqwest::Client,
+    client: &AppClient,
     path: &str,
-    event: &Map<String, Value>,
+    (event, body): (&Map<String, Value>, Vec<u8>),
     timeout: Option<Duration>,
 ) -> Outcome {
     let mut request = channel
-        .request(client, reqwest::Method::POST, channel.url(path))
-        .header("content-type", "application/cloudevents+json")
-        .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
-        .json(event);
+        .call(Method::POST, path, timeout.unwrap_or(DELIVERY_TIMEOUT))
+        .body("application/cloudevents+json", body);
     let field = |name: &str| event.get(name).and_then(Value::as_str).filter(|value| !value.is_empty());
     // The delivery is a span of the publisher's trace; the app gets it as its parent. An event without a valid
     // trace context is passed on as it came.
     let hop = delivery_hop(event);
     match &hop {
-        Some(hop) => {
-            request = request.header(TRACEPARENT, hop.traceparent());
-            if let Some(state) = hop.tracestate() {
-                request = request.header(TRACESTATE, state);
-            }
-        }
+        Some(hop) => request = traced(request, hop),
         None => {
-            for header in ["traceparent", "tracestate"] {
-                if let Some(value) = field(header) {
-                    request = request.header(header, value);
+            for (name, field_name) in [(TRACEPARENT, "traceparent"), (TRACESTATE, "tracestate")] {
+                if let Some(value) = field(field_name).and_then(|value| HeaderValue::from_str(value).ok()) {
+                    request = request.header(name, value);
                 }
             }
         }
     }
-    let outcome = verdict(to.send(client, request).await, path).await;
+    let outcome = verdict(to.send(client, request).await, path);
     if let Some(hop) = hop {
         let (pubsub, topic) = (field("pubsubname").unwrap_or_default(), field("topic").unwrap_or_default());
         finish_delivery_span(hop, (pubsub, topic), &outcome);
@@ -69,6 +64,15 @@ pub(crate) async fn deliver(
 fn delivery_hop(event: &Map<String, Value>) -> Option<Hop> {
     let field = |name: &str| event.get(name).and_then(Value::as_str).filter(|value| !value.is_empty());
     Hop::continuing(field("traceparent")?, field("tracestate"))
+}
+
+/// `request` carrying `hop`'s trace context.
+fn traced(request: AppCall, hop: &Hop) -> AppCall {
+    let request = request.header(TRACEPARENT, hop.ids().traceparent_header());
+    match hop.tracestate().and_then(|state| HeaderValue::from_str(state).ok()) {
+        Some(state) => request.header(TRACESTATE, state),
+        None => request,
+    }
 }
 
 /// Ends a delivery span with the app's verdict on its event.
@@ -89,20 +93,19 @@ fn finish_delivery_span(hop: Hop, (pubsub, topic): (&str, &str), outcome: &Outco
 }
 
 /// The app's verdict on one delivered event, from its answer to the POST of `path`.
-async fn verdict(sent: Result<reqwest::Response, reqwest::Error>, path: &str) -> Outcome {
-    let response = match sent {
-        Ok(response) => response,
+fn verdict(sent: Result<AppAnswer, AppCallError>, path: &str) -> Outcome {
+    let answer = match sent {
+        Ok(answer) => answer,
         Err(err) => return Outcome::Retry(format!("the app did not answer: {err}")),
     };
-    let status = response.status();
-    if status == reqwest::StatusCode::NOT_FOUND {
+    let status = answer.status;
+    if status == StatusCode::NOT_FOUND {
         return Outcome::Drop(format!("the app answered 404 for {path}"));
     }
     if !status.is_success() {
         return Outcome::Retry(format!("the app answered {status}"));
     }
-    let body = response.bytes().await.unwrap_or_default();
-    let verdict = serde_json::from_slice::<Value>(&body)
+    let verdict = serde_json::from_slice::<Value>(&answer.body)
         .ok()
         .and_then(|body| body.get("status").and_then(Value::as_str).map(str::to_ascii_uppercase));
     match verdict.as_deref() {
@@ -119,7 +122,7 @@ async fn verdict(sent: Result<reqwest::Response, reqwest::Error>, path: &str) ->
 /// one's context, as daprd's does.
 pub(crate) async fn deliver_bulk(
     (channel, to): (&AppChannel, &ToApp<'_>),
-    client: &reqwest::Client,
+    client: &AppClient,
     path: &str,
     (pubsub, topic): (&str, &str),
     events: &[&Map<String, Value>],
@@ -146,17 +149,11 @@ pub(crate) async fn deliver_bulk(
         "type": "com.dapr.event.sent.bulk",
     });
     let hops: Vec<Option<Hop>> = events.iter().map(|event| delivery_hop(event)).collect();
-    let mut request = channel
-        .request(client, reqwest::Method::POST, channel.url(path))
-        .timeout(timeout.unwrap_or(DELIVERY_TIMEOUT))
-        .json(&body);
+    let mut request = channel.call(Method::POST, path, timeout.unwrap_or(DELIVERY_TIMEOUT)).json(&body);
     if let Some(last) = hops.iter().rev().flatten().next() {
-        request = request.header(TRACEPARENT, last.traceparent());
-        if let Some(state) = last.tracestate() {
-            request = request.header(TRACESTATE, state);
-        }
+        request = traced(request, last);
     }
-    let outcomes = bulk_verdicts(to.send(client, request).await, path, events.len()).await;
+    let outcomes = bulk_verdicts(to.send(client, request).await, path, events.len());
     for (hop, outcome) in hops.into_iter().zip(&outcomes) {
         if let Some(hop) = hop {
             finish_delivery_span(hop, (pubsub, topic), outcome);
@@ -166,18 +163,18 @@ pub(crate) async fn deliver_bulk(
 }
 
 /// The app's verdict on each of `count` events, from its answer to the bulk POST of `path`.
-async fn bulk_verdicts(sent: Result<reqwest::Response, reqwest::Error>, path: &str, count: usize) -> Vec<Outcome> {
+fn bulk_verdicts(sent: Result<AppAnswer, AppCallError>, path: &str, count: usize) -> Vec<Outcome> {
     let whole = |outcome: Outcome| vec![outcome; count];
-    let response = match sent {
-        Ok(response) => response,
+    let answer = match sent {
+        Ok(answer) => answer,
         Err(err) => return whole(Outcome::Retry(format!("the app did not answer: {err}"))),
     };
-    match response.status() {
-        reqwest::StatusCode::NOT_FOUND => return whole(Outcome::Drop(format!("the app answered 404 for {path}"))),
+    match answer.status {
+        StatusCode::NOT_FOUND => return whole(Outcome::Drop(format!("the app answered 404 for {path}"))),
         status if !status.is_success() => return whole(Outcome::Retry(format!("the app answered {status}"))),
         _ => {}
     }
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let answer: Value = serde_json::from_slice(&answer.body).unwrap_or(Value::Null);
     let statuses: std::collections::HashMap<String, String> = answer["statuses"]
         .as_array()
         .map(|statuses| {
@@ -200,20 +197,18 @@ async fn bulk_verdicts(sent: Result<reqwest::Response, reqwest::Error>, path: &s
 }
 
 /// The app's programmatic subscriptions (`GET /dapr/subscribe`); an app without the route has none.
-pub async fn subscriptions(channel: &AppChannel, client: &reqwest::Client) -> Result<Vec<Value>, String> {
-    let response = channel
-        .request(client, reqwest::Method::GET, channel.url("/dapr/subscribe"))
-        .timeout(Duration::from_secs(10))
-        .send()
+pub async fn subscriptions(channel: &AppChannel, client: &AppClient) -> Result<Vec<Value>, String> {
+    let answer = client
+        .send(channel.call(Method::GET, "/dapr/subscribe", Duration::from_secs(10)))
         .await
         .map_err(|err| format!("GET /dapr/subscribe failed: {err}"))?;
-    if response.status() == reqwest::StatusCode::NOT_FOUND {
+    if answer.status == StatusCode::NOT_FOUND {
         return Ok(Vec::new());
     }
-    if !response.status().is_success() {
-        return Err(format!("GET /dapr/subscribe answered {}", response.status()));
+    if !answer.status.is_success() {
+        return Err(format!("GET /dapr/subscribe answered {}", answer.status));
     }
-    match response.json::<Value>().await {
+    match serde_json::from_slice::<Value>(&answer.body) {
         Ok(Value::Array(entries)) => Ok(entries),
         Ok(Value::Null) => Ok(Vec::new()),
         Ok(_) => Err("GET /dapr/subscribe did not answer a JSON array".to_owned()),
@@ -226,18 +221,12 @@ const BINDING_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Whether the app takes the events of the input binding served at `path`: daprd's start-up probe, an `OPTIONS`
 /// request answered 2xx or 405 when the app listens. An app that does not answer at all is an error.
-pub async fn takes_binding_events(channel: &AppChannel, client: &reqwest::Client, path: &str) -> Result<bool, String> {
-    let response = channel
-        .request(client, reqwest::Method::OPTIONS, channel.url(path))
-        .header("content-type", "application/json")
-        .timeout(BINDING_PROBE_TIMEOUT)
-        .send()
-        .await
-        .map_err(|err| {
-            format!("could not invoke OPTIONS method on input binding subscription endpoint {path}: {err}")
-        })?;
-    let status = response.status();
-    Ok(status.is_success() || status == reqwest::StatusCode::METHOD_NOT_ALLOWED)
+pub async fn takes_binding_events(channel: &AppChannel, client: &AppClient, path: &str) -> Result<bool, String> {
+    let probe = channel.call(Method::OPTIONS, path, BINDING_PROBE_TIMEOUT).body("application/json", Vec::new());
+    let answer = client.send(probe).await.map_err(|err| {
+        format!("could not invoke OPTIONS method on input binding subscription endpoint {path}: {err}")
+    })?;
+    Ok(answer.status.is_success() || answer.status == StatusCode::METHOD_NOT_ALLOWED)
 }
 
 /// Headers daprd does not pass on from an input binding event's metadata (hop-by-hop, and the body's own).
@@ -261,16 +250,12 @@ const NOT_PASSED_ON: [&str; 9] = [
 /// app receives its context.
 pub(crate) async fn deliver_binding_event(
     (channel, to): (&AppChannel, &ToApp<'_>),
-    client: &reqwest::Client,
+    client: &AppClient,
     path: &str,
     (data, metadata): (Vec<u8>, &std::collections::BTreeMap<String, String>),
     sampling_rate: f64,
 ) -> Result<(), String> {
-    let mut request = channel
-        .request(client, reqwest::Method::POST, channel.url(path))
-        .header("content-type", "application/json")
-        .timeout(DELIVERY_TIMEOUT)
-        .body(data);
+    let mut request = channel.call(Method::POST, path, DELIVERY_TIMEOUT).body("application/json", data);
     let field = |name: &str| metadata.iter().find(|(key, _)| key.eq_ignore_ascii_case(name)).map(|(_, value)| value);
     let (traceparent, tracestate) = (field("traceparent").map(String::as_str), field("tracestate").map(String::as_str));
     let hop = (sampling_rate > 0.0).then(|| Hop::arriving(traceparent, tracestate, sampling_rate)).flatten();
@@ -285,26 +270,23 @@ pub(crate) async fn deliver_binding_event(
             Some(rest) => format!("dapr-grpc-{rest}"),
             None => name,
         };
-        let (Ok(name), Ok(value)) =
-            (reqwest::header::HeaderName::try_from(name), reqwest::header::HeaderValue::from_str(value))
-        else {
+        let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::from_str(value)) else {
             continue;
         };
         request = request.header(name, value);
     }
     if let Some(hop) = &hop {
-        request = request.header("traceparent", hop.traceparent());
+        request = request.header(TRACEPARENT, hop.ids().traceparent_header());
     }
-    let delivered = async {
-        let response = to.send(client, request).await.map_err(|err| format!("error invoking app: {err}"))?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let body = response.text().await.unwrap_or_default();
-        Err(format!("fails to send binding event to http app channel, status code: {} body: {body}", status.as_u16()))
+    let outcome = match to.send(client, request).await {
+        Err(err) => Err(format!("error invoking app: {err}")),
+        Ok(answer) if answer.status.is_success() => Ok(()),
+        Ok(answer) => Err(format!(
+            "fails to send binding event to http app channel, status code: {} body: {}",
+            answer.status.as_u16(),
+            String::from_utf8_lossy(&answer.body)
+        )),
     };
-    let outcome = delivered.await;
     if let Some(hop) = hop.filter(Hop::recorded) {
         let component = to.component.unwrap_or_default().to_owned();
         let attributes = vec![

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use app::deliver_binding_event;
 pub use app::{takes_binding_events, Outcome};
 pub use outrigger_outbound::health::HealthProbe;
-use outrigger_outbound::{AppChannel, Egress};
+use outrigger_outbound::{AppChannel, AppClient, Egress};
 
 use outrigger_outbound::health::{self, AppHealth};
 pub use routes::{Origin, SubscriptionSpec};
@@ -104,7 +104,7 @@ pub struct Deliverer {
     worker: Arc<Worker>,
     pool: Option<String>,
     /// Follows redirects, each hop checked against `egress`.
-    client: reqwest::Client,
+    client: AppClient,
     egress: Egress,
     wake: Arc<DeliveryWaker>,
     health_probe: HealthProbe,
@@ -135,7 +135,7 @@ impl Deliverer {
             control_plane,
             worker,
             pool,
-            client: egress.client(true),
+            client: egress.app_client(),
             egress,
             wake: Arc::new(DeliveryWaker::default()),
             health_probe: HealthProbe::default(),

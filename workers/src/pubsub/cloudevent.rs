@@ -141,7 +141,8 @@ pub fn envelope(publication: &Publication<'_>, now: DateTime<Utc>) -> Result<Mes
     }
     let expiration = expiration_of(&event);
     Ok(Message {
-        payload: Value::Object(event).to_string().into_bytes(),
+        // Into bytes directly: `to_string` goes through `fmt::Write`, which checks each piece is UTF-8 again.
+        payload: serde_json::to_vec(&event).expect("a JSON object serializes"),
         content_type: Some(CLOUDEVENT_CONTENT_TYPE),
         expiration,
     })
