@@ -173,6 +173,36 @@ pub fn parse_event(payload: &[u8]) -> Result<Map<String, Value>, EnvelopeError> 
     }
 }
 
+/// The attributes of a stored envelope that a delivery reads when its route needs nothing else (a subscription
+/// without rules, one event per request): an event with only those, read without building the rest. Building
+/// the event's `data` cost ~20 instructions a byte of it (~20k for 1 KiB); skipping it, a fraction. An envelope
+/// the platform wrote is always an object; anything else is an error, as for [`parse_event`].
+pub fn parse_delivery_attributes(payload: &[u8]) -> Result<Map<String, Value>, EnvelopeError> {
+    #[derive(serde::Deserialize)]
+    struct Attributes {
+        expiration: Option<Value>,
+        traceparent: Option<Value>,
+        tracestate: Option<Value>,
+        pubsubname: Option<Value>,
+        topic: Option<Value>,
+    }
+    // A struct would also be read from an array, field by position: only an object is an envelope.
+    if payload.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(EnvelopeError::NotACloudEvent("not a JSON object"));
+    }
+    let attributes: Attributes =
+        serde_json::from_slice(payload).map_err(|_| EnvelopeError::NotACloudEvent("invalid JSON"))?;
+    let Attributes { expiration, traceparent, tracestate, pubsubname, topic } = attributes;
+    let fields = [
+        ("expiration", expiration),
+        ("traceparent", traceparent),
+        ("tracestate", tracestate),
+        ("pubsubname", pubsubname),
+        ("topic", topic),
+    ];
+    Ok(fields.into_iter().filter_map(|(name, value)| Some((name.to_owned(), value?))).collect())
+}
+
 /// Whether the event's `expiration` is before `now`. An event without one, or with one that is
 /// not an RFC 3339 time, never expires, as in daprd.
 pub fn is_expired(event: &Map<String, Value>, now: DateTime<Utc>) -> bool {

@@ -392,6 +392,27 @@ fn stored_messages_parse_back_or_say_why_not() {
 }
 
 #[test]
+fn a_deliverys_attributes_are_the_whole_events_own() {
+    let ttl = metadata(&[("ttlInSeconds", "60")]);
+    let message = envelope(&publication(br#"{"a": "x\"y"}"#, Some("application/json"), &ttl), now()).unwrap();
+    let (whole, attributes) = (parse_event(&message.payload).unwrap(), parse_delivery_attributes(&message.payload));
+    let attributes = attributes.unwrap();
+    let names: Vec<&str> = attributes.keys().map(String::as_str).collect();
+    assert_eq!(names, ["expiration", "pubsubname", "topic", "traceparent", "tracestate"]);
+    for (name, value) in &attributes {
+        assert_eq!(Some(value), whole.get(name), "{name}");
+    }
+    assert_eq!(is_expired(&attributes, now()), is_expired(&whole, now()));
+    // Attributes of any JSON type are kept as they are; other members are not read.
+    let odd = parse_delivery_attributes(br#"{"topic": 7, "traceparent": null, "data": [1, {"x": 2}]}"#).unwrap();
+    assert_eq!(Value::Object(odd), json!({ "topic": 7 }));
+    let cases: [&[u8]; 4] = [b"[]", br#" ["t", "p"]"#, b"\x00raw", br#"{"topic": "a"} x"#];
+    for payload in cases {
+        assert!(parse_delivery_attributes(payload).is_err(), "{}", String::from_utf8_lossy(payload));
+    }
+}
+
+#[test]
 fn expiry_compares_the_expiration_with_now() {
     let cases = [
         (json!("2024-05-06T07:08:09.750Z"), false),
