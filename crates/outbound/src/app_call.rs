@@ -49,6 +49,8 @@ pub struct AppCall {
     headers: HeaderMap,
     body: Bytes,
     timeout: Duration,
+    /// The App ID's token is no header value: the call is refused rather than sent without it.
+    unsendable_token: bool,
 }
 
 /// What an app answered: its status and its whole body.
@@ -73,6 +75,8 @@ pub enum AppCallError {
     Refused { url: String, refused: crate::Refused },
     #[error("the app's answer is larger than {MAX_ANSWER_BYTES} bytes")]
     TooLarge,
+    #[error("the App ID's app token cannot be sent as a header; set another with `outrigger appid update`")]
+    UnsendableToken,
     #[error("{0}")]
     Failed(String),
 }
@@ -89,10 +93,12 @@ impl AppChannel {
     /// deadline of `timeout` over the whole exchange.
     pub fn call(&self, method: Method, path: &str, timeout: Duration) -> AppCall {
         let mut headers = HeaderMap::new();
-        if let Some(token) = self.app_token.as_deref().and_then(|token| HeaderValue::from_str(token).ok()) {
-            headers.insert(DAPR_API_TOKEN, token);
+        let token = self.app_token.as_deref().map(HeaderValue::from_str);
+        if let Some(Ok(token)) = &token {
+            headers.insert(DAPR_API_TOKEN, token.clone());
         }
-        AppCall { method, url: self.url(path), headers, body: Bytes::new(), timeout }
+        let unsendable_token = matches!(token, Some(Err(_)));
+        AppCall { method, url: self.url(path), headers, body: Bytes::new(), timeout, unsendable_token }
     }
 }
 
@@ -140,6 +146,9 @@ impl AppClient {
     }
 
     async fn exchange(&self, call: AppCall) -> Result<AppAnswer, AppCallError> {
+        if call.unsendable_token {
+            return Err(AppCallError::UnsendableToken);
+        }
         let AppCall { mut method, url, mut headers, mut body, .. } = call;
         let mut uri = Uri::try_from(url.as_str()).map_err(|_| AppCallError::BadUrl(url.clone()))?;
         for _ in 0..=MAX_REDIRECTS {
@@ -225,6 +234,15 @@ mod tests {
         assert_eq!(call.headers().get(DAPR_API_TOKEN).unwrap(), "t");
         let bare = AppChannel { endpoint: "http://app:3000".to_owned(), app_token: None };
         assert_eq!(bare.call(Method::GET, "", Duration::from_secs(1)).path(), "/");
+    }
+
+    #[tokio::test]
+    async fn a_token_no_header_can_carry_refuses_the_call() {
+        let channel = AppChannel { endpoint: "http://app:3000".to_owned(), app_token: Some("line\nbreak".to_owned()) };
+        let call = channel.call(Method::POST, "/orders", Duration::from_secs(1));
+        assert!(call.headers().get(DAPR_API_TOKEN).is_none());
+        let client = Egress::private(crate::PrivateAddresses::Allowed).app_client();
+        assert!(matches!(client.send(call).await, Err(AppCallError::UnsendableToken)));
     }
 
     #[test]
