@@ -47,6 +47,8 @@ pub struct HttpCall {
     pub url: String,
     pub token: String,
     pub body: Option<Vec<u8>>,
+    /// The body's `content-type`, if one is sent.
+    pub content_type: Option<&'static str>,
 }
 
 /// What sends a [`Call`]: one keep-alive connection for the warm-up and the counted calls.
@@ -223,6 +225,9 @@ async fn send_http(client: &reqwest::Client, call: &HttpCall, times: usize) -> a
         let mut request = client.request(call.method.clone(), &call.url).header("dapr-api-token", &call.token);
         if let Some(body) = &call.body {
             request = request.body(body.clone());
+        }
+        if let Some(content_type) = call.content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, content_type);
         }
         let answer = request.send().await.with_context(|| format!("{} {}", call.method, call.url))?;
         let status = answer.status();

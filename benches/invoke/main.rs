@@ -279,6 +279,7 @@ async fn invoke_call(options: &Options, dapr: &str, api_token: &str) -> anyhow::
         url,
         token: api_token.to_owned(),
         body: Some(body.to_vec()),
+        content_type: None,
     }))
 }
 

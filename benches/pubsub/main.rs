@@ -559,6 +559,8 @@ async fn count_instructions(
         url: format!("http://{}/v1.0/publish/pubsub/{PUSH_TOPIC}", product.dapr_http),
         token: product.publisher_token.clone(),
         body: Some(payload(seq, 0, options.payload_size).into_bytes()),
+        // As the timed phases and the SDKs publish it.
+        content_type: Some("application/json"),
     });
     let label = "embedded: publish + push delivery";
     let counts = callgrind.measure(label, &[&server], &call).await?;

@@ -331,6 +331,7 @@ fn get_call(dapr: &str, api_token: &str, store: &str) -> Call {
         url: format!("http://{dapr}/v1.0/state/{store}/{KEY}"),
         token: api_token.to_owned(),
         body: None,
+        content_type: None,
     })
 }
 

@@ -1,10 +1,10 @@
 //! Calls the platform makes to an app of its own accord — a pub/sub delivery, a job's trigger, an input binding's
-//! event, the start-up reads of `/dapr/subscribe` and of a binding's route — over hyper's client on the
-//! rule-keeping connector ([`DirectClient`]), with by hand the little of reqwest they used: redirects followed hop
-//! by hop (at most 10, each hop's URL judged by the egress rule before its connection is, as Go's client and so
-//! daprd's app channel follow them), one deadline over the whole exchange, and the answer read whole, bounded.
-//! reqwest's redirect layer parsed every request's URL again from text whether or not it was redirected, with its
-//! adapters ~29k instructions a call (`docs/decisions.md`).
+//! event, the reads of `/dapr/subscribe` and of a binding's route, health probes, configuration updates — over
+//! hyper's client on the rule-keeping connector ([`DirectClient`]), with by hand the little of reqwest they used:
+//! redirects followed hop by hop (at most 10, each hop's URL judged by the egress rule before its connection is,
+//! as Go's client and so daprd's app channel follow them), one deadline over the whole exchange, and the answer
+//! read whole, bounded. reqwest's redirect layer parsed every request's URL again from text whether or not it was
+//! redirected, with its adapters ~29k instructions a call (`docs/decisions.md`).
 
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ use crate::{AppChannel, Egress};
 const MAX_REDIRECTS: usize = 10;
 
 /// The largest answer read from an app (daprd's default `max-body-size`): an app cannot make a worker hold more.
-pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+const MAX_ANSWER_BYTES: usize = 4 << 20;
 
 /// The platform's token for the app: sent to the app's own origin only, like the credentials below.
 const DAPR_API_TOKEN: HeaderName = HeaderName::from_static("dapr-api-token");

@@ -1,8 +1,8 @@
 //! How the platform calls out to what its tenants registered — apps (push delivery, invocation, health
 //! probes), HTTP endpoints and the hosts their components dial: which addresses it may reach ([`Egress`],
-//! with its HTTP client in [`connect`]), how it identifies itself
-//! to an app ([`AppChannel`]), whether the app is up ([`health`]), and the tenant's Resiliency policies for
-//! each call ([`resiliency`]).
+//! with its HTTP clients in [`connect`], and the client of the calls it makes to apps, [`AppClient`]), how it
+//! identifies itself to an app ([`AppChannel`]), whether the app is up ([`health`]), and the tenant's
+//! Resiliency policies for each call ([`resiliency`]).
 
 mod address;
 mod app_call;
@@ -11,7 +11,7 @@ pub mod health;
 pub mod resiliency;
 
 pub use address::{DialError, Egress, EgressRule, IpNet, PlatformService, PrivateAddresses, Reason, Refused};
-pub use app_call::{AppAnswer, AppCall, AppCallError, AppClient, MAX_ANSWER_BYTES};
+pub use app_call::{AppAnswer, AppCall, AppCallError, AppClient};
 pub use connect::{error_chain, refusal_in, DirectClient};
 
 /// How the platform reaches one app.

@@ -27,6 +27,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat, SubsecRound, TimeDelta, Utc};
 use outrigger_resources::parse_go_duration;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// The content type of a JSON CloudEvent. A publication with this content type is an envelope
@@ -118,8 +119,8 @@ pub enum EnvelopeError {
 /// - Otherwise a new envelope: `id` (a UUID v4), `specversion` `1.0`, `datacontenttype` (the
 ///   content type, `text/plain` if none), `source` (the app id), `type` `com.dapr.event.sent`,
 ///   `topic`, `pubsubname`, `traceid` and `traceparent` (both the trace parent, or `""`),
-///   `tracestate` (or `""`), `time`, `subject` if given, and the data: parsed JSON in `data`
-///   for `application/json`, base64 in `data_base64` for binary content types and bytes that
+///   `tracestate` (or `""`), `time`, `subject` if given, and the data: for `application/json`,
+///   its first JSON value in `data`, its bytes as sent, base64 in `data_base64` for binary content types and bytes that
 ///   are not UTF-8, otherwise a string in `data`. Metadata `cloudevent.id`, `.source`, `.type`,
 ///   `.subject`, `.traceid`, `.traceparent` and `.tracestate` (any case) override those fields.
 ///
@@ -131,8 +132,8 @@ pub fn envelope(publication: &Publication<'_>, now: DateTime<Utc>) -> Result<Mes
         return Ok(Message { payload: publication.data.to_vec(), content_type: None, expiration });
     }
     let content_type = publication.content_type.unwrap_or_default();
-    let mut event = if is_content_type(content_type, CLOUDEVENT_CONTENT_TYPE) {
-        from_cloudevent(publication, now)?
+    let (mut event, json_data) = if is_content_type(content_type, CLOUDEVENT_CONTENT_TYPE) {
+        (from_cloudevent(publication, now)?, None)
     } else {
         new_cloudevent(publication, content_type, now)
     };
@@ -140,12 +141,24 @@ pub fn envelope(publication: &Publication<'_>, now: DateTime<Utc>) -> Result<Mes
         event.insert("expiration".to_owned(), Value::String(rfc3339(expiration)));
     }
     let expiration = expiration_of(&event);
+    // Into bytes directly: `to_string` goes through `fmt::Write`, which checks each piece is UTF-8 again.
+    let payload = match json_data {
+        Some(data) => serde_json::to_vec(&WithJsonData { event: &event, data }),
+        None => serde_json::to_vec(&event),
+    };
     Ok(Message {
-        // Into bytes directly: `to_string` goes through `fmt::Write`, which checks each piece is UTF-8 again.
-        payload: serde_json::to_vec(&event).expect("a JSON object serializes"),
+        payload: payload.expect("a JSON object serializes"),
         content_type: Some(CLOUDEVENT_CONTENT_TYPE),
         expiration,
     })
+}
+
+/// A new envelope with JSON data as the publisher sent it: its attributes, then `data`.
+#[derive(serde::Serialize)]
+struct WithJsonData<'a> {
+    #[serde(flatten)]
+    event: &'a Map<String, Value>,
+    data: &'a RawValue,
 }
 
 /// The event daprd makes up for a message delivered to a subscription with `rawPayload=true`:
@@ -214,7 +227,13 @@ pub fn match_variables(event: &Map<String, Value>) -> outrigger_cel::Variables {
     outrigger_cel::Variables::default().with_json("event", &Value::Object(event.clone()))
 }
 
-fn new_cloudevent(publication: &Publication<'_>, content_type: &str, now: DateTime<Utc>) -> Map<String, Value> {
+/// A new envelope for `publication`, and its data when that is JSON (kept out of the event's fields: see
+/// [`insert_data`]).
+fn new_cloudevent<'a>(
+    publication: &Publication<'a>,
+    content_type: &str,
+    now: DateTime<Utc>,
+) -> (Map<String, Value>, Option<&'a RawValue>) {
     let metadata = publication.metadata;
     let given = |key: &str| lookup(metadata, key).map(|(_, value)| value);
     // An override that is present replaces the request's value even when empty; the defaults
@@ -248,8 +267,8 @@ fn new_cloudevent(publication: &Publication<'_>, content_type: &str, now: DateTi
     if let Some(subject) = given("cloudevent.subject").filter(|subject| !subject.is_empty()) {
         put("subject", subject);
     }
-    insert_data(&mut event, content_type, publication.data);
-    event
+    let json_data = insert_data(&mut event, content_type, publication.data);
+    (event, json_data)
 }
 
 fn from_cloudevent(publication: &Publication<'_>, now: DateTime<Utc>) -> Result<Map<String, Value>, EnvelopeError> {
@@ -292,12 +311,14 @@ fn from_cloudevent(publication: &Publication<'_>, now: DateTime<Utc>) -> Result<
     Ok(event)
 }
 
-fn insert_data(event: &mut Map<String, Value>, content_type: &str, data: &[u8]) {
+/// Puts the publisher's data into the event as text (`data`) or base64 (`data_base64`); JSON data is answered
+/// instead, as the publisher sent it: the envelope holds its bytes, checked as JSON but not built into a tree
+/// and written again (~15 instructions a byte).
+fn insert_data<'a>(event: &mut Map<String, Value>, content_type: &str, data: &'a [u8]) -> Option<&'a RawValue> {
     // JSON that does not parse is kept as a string, as daprd does.
     if is_content_type(content_type, JSON_CONTENT_TYPE) {
-        if let Some(value) = first_json_value(data) {
-            event.insert("data".to_owned(), value);
-            return;
+        if let Some(json) = first_json_value(data) {
+            return Some(json);
         }
     }
     let binary = BINARY_CONTENT_TYPES.iter().any(|binary| is_content_type(content_type, binary));
@@ -305,12 +326,13 @@ fn insert_data(event: &mut Map<String, Value>, content_type: &str, data: &[u8]) 
         Ok(text) if !binary => event.insert("data".to_owned(), Value::from(text)),
         _ => event.insert("data_base64".to_owned(), Value::String(STANDARD.encode(data))),
     };
+    None
 }
 
 /// daprd decodes with a streaming decoder: the first JSON value counts and anything after it is
 /// ignored.
-fn first_json_value(data: &[u8]) -> Option<Value> {
-    serde_json::Deserializer::from_slice(data).into_iter::<Value>().next()?.ok()
+fn first_json_value<'a, T: serde::Deserialize<'a>>(data: &'a [u8]) -> Option<T> {
+    serde_json::Deserializer::from_slice(data).into_iter::<T>().next()?.ok()
 }
 
 /// daprd's content-type test: case-insensitive, parameters after `;` ignored, nothing trimmed.

@@ -392,6 +392,18 @@ fn stored_messages_parse_back_or_say_why_not() {
 }
 
 #[test]
+fn json_data_is_kept_as_the_publisher_sent_it() {
+    let none = BTreeMap::new();
+    let data = br#" {"n": 123456789012345678901234567890, "s": "\u00e9"} and what follows"#;
+    let message = envelope(&publication(data, Some("application/json"), &none), now()).unwrap();
+    let text = std::str::from_utf8(&message.payload).unwrap();
+    let kept = r#","data":{"n": 123456789012345678901234567890, "s": "\u00e9"}}"#;
+    assert!(text.ends_with(kept), "{text}");
+    let event = parse_event(&message.payload).unwrap();
+    assert_eq!((event["datacontenttype"].as_str(), event["data"]["s"].as_str()), (Some("application/json"), Some("é")));
+}
+
+#[test]
 fn a_deliverys_attributes_are_the_whole_events_own() {
     let ttl = metadata(&[("ttlInSeconds", "60")]);
     let message = envelope(&publication(br#"{"a": "x\"y"}"#, Some("application/json"), &ttl), now()).unwrap();
