@@ -120,8 +120,8 @@ pub enum EnvelopeError {
 ///   content type, `text/plain` if none), `source` (the app id), `type` `com.dapr.event.sent`,
 ///   `topic`, `pubsubname`, `traceid` and `traceparent` (both the trace parent, or `""`),
 ///   `tracestate` (or `""`), `time`, `subject` if given, and the data: for `application/json`,
-///   its first JSON value in `data`, its bytes as sent, base64 in `data_base64` for binary content types and bytes that
-///   are not UTF-8, otherwise a string in `data`. Metadata `cloudevent.id`, `.source`, `.type`,
+///   its first JSON value in `data`, its bytes as sent; base64 in `data_base64` for binary
+///   content types and bytes that are not UTF-8; otherwise a string in `data`. Metadata `cloudevent.id`, `.source`, `.type`,
 ///   `.subject`, `.traceid`, `.traceparent` and `.tracestate` (any case) override those fields.
 ///
 /// Either envelope gets `expiration` = `now` + `ttl`/`ttlInSeconds` metadata when given.
