@@ -79,11 +79,8 @@ impl TokenResolver {
         let mut tx = self.store.begin().await?;
         let found = tx.token_owner(&hash_token(token)).await?;
         let rate = found.as_ref().map(|owner| owner.rate).unwrap_or_default();
-        let owner = found.map(|owner| Tenant {
-            project_id: owner.project_id.clone(),
-            project: owner.project.into(),
-            app_id: owner.app_id.into(),
-            pool: owner.pool.into(),
+        let owner = found.map(|owner| {
+            Tenant::new(owner.project_id.clone(), owner.project.into(), owner.app_id.into(), owner.pool.into())
         });
         drop(tx);
         let fetched = Instant::now();

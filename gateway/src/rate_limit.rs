@@ -67,12 +67,12 @@ mod tests {
     use super::*;
 
     fn tenant(app: usize) -> Tenant {
-        Tenant {
-            project_id: outrigger_store::ProjectId::received("p".into()),
-            project: "p".into(),
-            app_id: format!("app-{app}").into(),
-            pool: "default".into(),
-        }
+        Tenant::new(
+            outrigger_store::ProjectId::received("p".into()),
+            "p".into(),
+            format!("app-{app}").into(),
+            "default".into(),
+        )
     }
 
     #[test]

@@ -346,7 +346,7 @@ impl Runtime {
         for resiliency in &resiliencies {
             let document = &resiliency.document;
             for app in app_ids.iter().filter(|app| document.applies_to(&app.name)) {
-                let tenant = TenantLabels { project: &project.name, project_id, app_id: &app.name };
+                let tenant = TenantLabels::new(&project.name, project_id, &app.name);
                 metrics.resiliency_loaded(tenant, &document.metadata.name);
             }
         }

@@ -5,12 +5,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use outrigger_store::ProjectId;
+use outrigger_telemetry::metrics::{TenantHash, TenantLabels};
 use serde::{Deserialize, Serialize};
 
 /// Who is calling: resolved by the gateway from the API token, never from anything in the request. Its text
 /// is shared, not copied: the gateway clones a cached tenant for every call, and the call's bus message, log
-/// record and metrics clone it again.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// record and metrics clone it again. Made by [`Tenant::new`], which hashes its metric labels once, or read
+/// from the bus; its fields are read, never reassigned.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(from = "TenantFields")]
 pub struct Tenant {
     /// Internal project identifier (the tenant boundary).
     pub project_id: ProjectId,
@@ -23,13 +26,62 @@ pub struct Tenant {
     /// The worker pool that serves the project.
     #[serde(with = "shared_text")]
     pub pool: Arc<str>,
+    /// The hash of the metric labels, kept by a tenant made for many calls (a gateway's, cached per token); a
+    /// tenant read off the bus serves one call and hashes them when it is counted, if it is.
+    #[serde(skip_serializing)]
+    metric_hash: Option<TenantHash>,
+}
+
+/// A [`Tenant`] as the bus carries it.
+#[derive(Deserialize)]
+struct TenantFields {
+    project_id: ProjectId,
+    #[serde(with = "shared_text")]
+    project: Arc<str>,
+    #[serde(with = "shared_text")]
+    app_id: Arc<str>,
+    #[serde(with = "shared_text")]
+    pool: Arc<str>,
+}
+
+impl From<TenantFields> for Tenant {
+    fn from(TenantFields { project_id, project, app_id, pool }: TenantFields) -> Tenant {
+        Tenant { project_id, project, app_id, pool, metric_hash: None }
+    }
+}
+
+/// Tenants are alike when their fields are, whether or not one kept its labels' hash.
+impl PartialEq for Tenant {
+    fn eq(&self, other: &Tenant) -> bool {
+        self.fields() == other.fields()
+    }
+}
+
+impl Eq for Tenant {}
+
+impl std::hash::Hash for Tenant {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.fields().hash(state);
+    }
 }
 
 impl Tenant {
+    fn fields(&self) -> (&ProjectId, &Arc<str>, &Arc<str>, &Arc<str>) {
+        (&self.project_id, &self.project, &self.app_id, &self.pool)
+    }
+
+    pub fn new(project_id: ProjectId, project: Arc<str>, app_id: Arc<str>, pool: Arc<str>) -> Tenant {
+        let metric_hash = TenantLabels::new(&project, project_id.as_str(), &app_id).hash();
+        Tenant { project_id, project, app_id, pool, metric_hash }
+    }
+
     /// The labels of the tenant's metric series.
-    pub fn metric_labels(&self) -> outrigger_telemetry::metrics::TenantLabels<'_> {
+    pub fn metric_labels(&self) -> TenantLabels<'_> {
         let (project, project_id, app_id) = (&*self.project, self.project_id.as_str(), &*self.app_id);
-        outrigger_telemetry::metrics::TenantLabels { project, project_id, app_id }
+        match self.metric_hash {
+            Some(hash) => TenantLabels::hashed(project, project_id, app_id, hash),
+            None => TenantLabels::new(project, project_id, app_id),
+        }
     }
 }
 
@@ -408,4 +460,19 @@ pub enum DataError {
     /// An output binding that is unknown, refuses the operation, or failed (daprd's one error for all three).
     #[error("error invoking output binding {name}: {message}")]
     InvokeBinding { name: String, message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_read_off_the_bus_is_the_one_sent_and_counted_alike() {
+        let sent = Tenant::new(ProjectId::received("prj_1".into()), "shop".into(), "orders".into(), "default".into());
+        let read: Tenant = rmp_serde::from_slice(&rmp_serde::to_vec(&sent).unwrap()).unwrap();
+        assert_eq!(read, sent);
+        assert_eq!(read.metric_hash, None, "not sent: made again where it is counted");
+        assert_eq!(read.metric_labels(), sent.metric_labels());
+        assert_eq!(sent.metric_labels(), TenantLabels::new("shop", "prj_1", "orders"));
+    }
 }

@@ -35,9 +35,16 @@ async fn by_path(
     Path((app_id, _)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let raw_path = request.uri().path();
-    let method = raw_path.find("/method/").map_or("", |at| &raw_path[at + "/method".len()..]).to_owned();
+    let method = method_of(request.uri().path()).to_owned();
     invoke(&gateway, &tenant, &app_id, method, request).await
+}
+
+/// The method of an invocation by path, from the raw path the route matched: what follows `/method` after the
+/// App ID's segment (an App ID named `method` included), starting with `/`. Found by the segment's end, not by
+/// searching for `/method/` (~440 instructions).
+fn method_of(raw_path: &str) -> &str {
+    let after_app_id = raw_path.strip_prefix("/v1.0/invoke/").and_then(|rest| rest.split_once('/'));
+    after_app_id.and_then(|(_, rest)| rest.strip_prefix("method")).unwrap_or("")
 }
 
 /// Any path that is no Dapr API route, with `dapr-app-id: <id>` (or `Authorization: Basic` of `dapr-app-id:<id>`):
@@ -135,4 +142,17 @@ async fn invoke_grpc(
         return Err(InvokeError::AppFailed { id: request.id, status: status.as_u16(), body }.into());
     }
     Ok(InvokeResponse { data: Some(prost_types::Any { type_url: String::new(), value: body.to_vec() }), content_type })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_of;
+
+    #[test]
+    fn the_method_is_what_follows_the_app_ids_segment() {
+        assert_eq!(method_of("/v1.0/invoke/checkout/method/pay/now"), "/pay/now");
+        assert_eq!(method_of("/v1.0/invoke/method/method/method/x"), "/method/x");
+        assert_eq!(method_of("/v1.0/invoke/a.b%2Fc/method/"), "/");
+        assert_eq!(method_of("/v1.0/invoke/checkout/method/a%20b"), "/a%20b");
+    }
 }

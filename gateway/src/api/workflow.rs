@@ -82,7 +82,7 @@ async fn counted<T>(
 fn count_turn(tenant: &Tenant, report: Option<TurnReport>) {
     let Some(TurnReport { app_id, workflow_name, scheduling_latency, ended }) = report else { return };
     let runtime = outrigger_telemetry::metrics().runtime();
-    let labels = TenantLabels { app_id: &app_id, ..tenant.metric_labels() };
+    let labels = TenantLabels::new(&tenant.project, tenant.project_id.as_str(), &app_id);
     if let Some(latency) = scheduling_latency {
         runtime.workflow_scheduling(labels, &workflow_name, latency);
     }
@@ -100,7 +100,7 @@ fn count_turn(tenant: &Tenant, report: Option<TurnReport>) {
 fn count_activity(tenant: &Tenant, report: Option<ActivityReport>) {
     let Some(ActivityReport { app_id, activity_name, failed, elapsed }) = report else { return };
     let status = if failed { ExecutionStatus::Failed } else { ExecutionStatus::Success };
-    let labels = TenantLabels { app_id: &app_id, ..tenant.metric_labels() };
+    let labels = TenantLabels::new(&tenant.project, tenant.project_id.as_str(), &app_id);
     outrigger_telemetry::metrics().runtime().activity_execution(labels, &activity_name, status, elapsed);
 }
 

@@ -81,7 +81,7 @@ impl Target {
     /// The labels of the subscribing App ID's metric series.
     fn metric_labels(&self) -> TenantLabels<'_> {
         let (project, project_id, app_id) = (&self.project_name, &self.key.project_id, &self.key.app_id);
-        TenantLabels { project, project_id, app_id }
+        TenantLabels::new(project, project_id, app_id)
     }
 }
 

@@ -155,12 +155,7 @@ mod tests {
     use super::*;
 
     fn tenant(app: &str) -> Tenant {
-        Tenant {
-            project_id: outrigger_store::ProjectId::received("prj".into()),
-            project: "p".into(),
-            app_id: app.into(),
-            pool: "default".into(),
-        }
+        Tenant::new(outrigger_store::ProjectId::received("prj".into()), "p".into(), app.into(), "default".into())
     }
 
     #[tokio::test]

@@ -57,7 +57,8 @@ impl Subject {
         let worker = Worker::new(runtime, limits);
         let alpha = project(&store, "alpha").await;
         let beta = project(&store, "beta").await;
-        let alpha_billing = Tenant { app_id: "billing".into(), ..alpha.clone() };
+        let alpha_billing =
+            Tenant::new(alpha.project_id.clone(), alpha.project.clone(), "billing".into(), alpha.pool.clone());
         Subject { worker, key_order, alpha, beta, alpha_billing, _dir: dir }
     }
 
@@ -129,12 +130,7 @@ async fn project(store: &Store, name: &str) -> Tenant {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    Tenant {
-        project_id: created.id,
-        project: name.into(),
-        app_id: "orders".into(),
-        pool: outrigger_bus::DEFAULT_POOL.into(),
-    }
+    Tenant::new(created.id, name.into(), "orders".into(), outrigger_bus::DEFAULT_POOL.into())
 }
 
 fn key(i: usize) -> String {

@@ -10,7 +10,7 @@ use super::*;
 /// App ID `a` of the project named `project`, whose id is `prj_<project>`.
 fn tenant(project: &'static str) -> TenantLabels<'static> {
     let project_id = Box::leak(format!("prj_{project}").into_boxed_str());
-    TenantLabels { project, project_id, app_id: "a" }
+    TenantLabels::new(project, project_id, "a")
 }
 
 fn resiliency(name: &str, spec: Value, scopes: &[&str]) -> Document {

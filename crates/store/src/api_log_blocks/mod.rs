@@ -431,6 +431,25 @@ mod tests {
     }
 
     #[test]
+    fn calls_have_the_same_names_whether_neighbours_or_not() {
+        let names = [("a", "state"), ("a", "state"), ("a", "pubsub"), ("b", "pubsub"), ("b", "pubsub"), ("a", "state")];
+        // The first two calls are of two projects: names are compared whatever the project.
+        let project = |at| if at == 1 { "p2" } else { "p1" };
+        let calls: Vec<ApiCall> = names
+            .into_iter()
+            .enumerate()
+            .map(|(at, (app_id, api))| call(project(at), at as i64, app_id, api))
+            .collect();
+        let batch = CallBatch::of(&calls);
+        let all = batch.all();
+        let same = |a: usize, b: usize| all.same_names(&all.calls[a], &all.calls[b]);
+        // Neighbours, either way round, then calls apart.
+        assert!(same(0, 1) && same(1, 0) && same(3, 4) && same(4, 3));
+        assert!(!same(1, 2) && !same(2, 1) && !same(2, 3) && !same(4, 5));
+        assert!(same(0, 5) && same(5, 1) && !same(0, 2) && !same(5, 3) && same(0, 0));
+    }
+
+    #[test]
     fn a_name_pattern_finds_whole_names_only() {
         assert_eq!(name_list(vec!["cart", "audit", "cart"]), "|audit|cart|");
         assert_eq!(name_pattern("order_1%"), "%|order\\_1\\%|%");

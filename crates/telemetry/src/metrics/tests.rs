@@ -5,7 +5,7 @@ use super::*;
 /// The labels of App ID `app_id` of the project named `project`, whose id is `prj_<project>`.
 pub(crate) fn tenant(project: &'static str, app_id: &'static str) -> TenantLabels<'static> {
     let project_id = Box::leak(format!("prj_{project}").into_boxed_str());
-    TenantLabels { project, project_id, app_id }
+    TenantLabels::new(project, project_id, app_id)
 }
 
 #[test]
@@ -95,8 +95,8 @@ fn tenants_past_the_limit_share_one_series() {
 fn projects_of_one_name_in_two_organizations_keep_their_own_series() {
     let metrics = Metrics::new();
     let elapsed = Duration::from_micros(300);
-    let first = TenantLabels { project: "shop", project_id: "prj_first", app_id: "orders" };
-    let second = TenantLabels { project_id: "prj_second", ..first };
+    let first = TenantLabels::new("shop", "prj_first", "orders");
+    let second = TenantLabels::new("shop", "prj_second", "orders");
     metrics.http_call(first, "GET", 200, elapsed);
     metrics.http_call(first, "GET", 200, elapsed);
     metrics.http_call(second, "GET", 200, elapsed);
