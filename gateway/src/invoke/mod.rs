@@ -317,6 +317,9 @@ impl Invoker {
         {
             let bad_endpoint = |reason| InvokeError::BadEndpoint { id: id(), reason };
             let channel = endpoint_channel(&endpoint.spec).map_err(bad_endpoint)?;
+            // The egress rule first: an endpoint it refuses never has its header secrets read.
+            let base = reqwest::Url::parse(&channel.endpoint).map_err(|err| bad_url(id(), err))?;
+            self.egress.check_url(&base).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
             let endpoint_headers = match directory.endpoint_headers(target) {
                 Some(known) => known,
                 None => {
@@ -326,8 +329,6 @@ impl Invoker {
                 }
             };
             headers.extend(endpoint_headers);
-            let base = reqwest::Url::parse(&channel.endpoint).map_err(|err| bad_url(id(), err))?;
-            self.egress.check_url(&base).map_err(|refused| InvokeError::Refused { id: id(), refused })?;
             (channel, base)
         } else {
             return Err(InvokeError::UnknownTarget { id: id() });
