@@ -14,15 +14,18 @@ use std::time::Duration;
 
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::{Connection, HttpConnector, HttpInfo};
-use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::address::Egress;
+use crate::pool::{AnswerBody, PlainConnector, Pool, SendError};
 
 /// How long connecting to an app may take: an unreachable app fails fast instead of hanging its caller.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may wait idle for the next call.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl Egress {
     /// An HTTP client that keeps to this rule. `follow_redirects`: whether redirects are followed (each hop
@@ -47,7 +50,7 @@ impl Egress {
             .no_proxy()
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(IDLE_TIMEOUT)
             .dns_resolver(Arc::new(RuleResolver(self.clone())))
             .connector_layer(VerifyPeerLayer(self.clone()))
             .build()
@@ -55,18 +58,22 @@ impl Egress {
     }
 }
 
-/// hyper's pooled HTTP client over the rule-keeping connector, without reqwest's layers: reqwest wraps every
-/// request in its redirect-following layer whatever the policy, and that layer and its response parse the URL
-/// again as text; with its body adapters, 29k of a 1 KiB invocation's 113k instructions. It follows no
-/// redirects (an invocation hands them back, as daprd does) and sets no timeout beyond connecting: the caller's
-/// Resiliency policy bounds a call. `B` is the request body.
-pub struct DirectClient<B>(Client<HttpsConnector<VerifyPeer<HttpConnector<RuleResolver>>>, B>);
+/// hyper's HTTP client over the rule-keeping connector, without reqwest's layers: reqwest wraps every request in
+/// its redirect-following layer whatever the policy, and that layer and its response parse the URL again as text;
+/// with its body adapters, 29k of a 1 KiB invocation's 113k instructions. Plain HTTP goes over hyper's HTTP/1
+/// connections in a pool of ours ([`crate::pool`]); HTTPS, where ALPN may choose HTTP/2, over hyper-util's pooled
+/// client. It follows no redirects (an invocation hands them back, as daprd does) and sets no timeout beyond
+/// connecting: the caller's Resiliency policy bounds a call. `B` is the request body.
+pub struct DirectClient<B> {
+    pub(crate) plain: Pool<B>,
+    tls: Client<HttpsConnector<PlainConnector>, B>,
+}
 
 type HttpsConnector<S> = hyper_rustls::HttpsConnector<S>;
 
 impl<B> Clone for DirectClient<B> {
     fn clone(&self) -> Self {
-        DirectClient(self.0.clone())
+        DirectClient { plain: self.plain.clone(), tls: self.tls.clone() }
     }
 }
 
@@ -77,8 +84,12 @@ where
     B::Error: Into<BoxError>,
 {
     /// Sends `request` (its URI absolute, `http` or `https`).
-    pub fn request(&self, request: http::Request<B>) -> ResponseFuture {
-        self.0.request(request)
+    pub async fn request(&self, request: http::Request<B>) -> Result<http::Response<AnswerBody<B>>, SendError> {
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            return self.plain.send(request).await;
+        }
+        let response = self.tls.request(request).await.map_err(|err| SendError::Exchange(err.into()))?;
+        Ok(response.map(AnswerBody::of))
     }
 }
 
@@ -94,19 +105,23 @@ impl Egress {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let plain = VerifyPeer { inner: http, egress: self.clone() };
         let tls = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
             .expect("ring's provider has safe default protocol versions")
-            .https_or_http()
+            .https_only()
             .enable_all_versions()
-            .wrap_connector(VerifyPeer { inner: http, egress: self.clone() });
-        DirectClient(Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(90)).build(tls))
+            .wrap_connector(plain.clone());
+        DirectClient {
+            plain: Pool::new(plain, IDLE_TIMEOUT),
+            tls: Client::builder(TokioExecutor::new()).pool_idle_timeout(IDLE_TIMEOUT).build(tls),
+        }
     }
 }
 
 /// Resolves names with the system resolver and refuses names with an address the rule refuses.
 #[derive(Clone)]
-pub struct RuleResolver(Egress);
+pub(crate) struct RuleResolver(Egress);
 
 impl RuleResolver {
     async fn resolve(egress: Egress, host: &str) -> Result<Vec<SocketAddr>, BoxError> {
@@ -154,7 +169,7 @@ impl<S> tower::Layer<S> for VerifyPeerLayer {
 }
 
 #[derive(Clone)]
-pub struct VerifyPeer<S> {
+pub(crate) struct VerifyPeer<S> {
     inner: S,
     egress: Egress,
 }
