@@ -3,7 +3,7 @@
 //! the blocks back) writes them. `rmp`'s encoders go through `io::Write` for each marker and length: ~75
 //! instructions a field, about half the cost of encoding a logged call; here a field is a push and a copy. Each is
 //! inlined, and a marker's length or value is an array of known size: as a slice of unknown length, its one or
-//! two bytes were copied by a call to `memcpy` (~200 instructions a logged call).
+//! two bytes were copied by a call to `memcpy` (~100 instructions a logged call).
 
 /// An array of `len` elements follows.
 #[inline]
