@@ -97,8 +97,12 @@ class Progress:
             self._condition.notify_all()
 
     def wait_for(self, executions: int, timeout: float) -> bool:
+        """Waits until `executions` activities ran, or every instance ran its final one: then no activity runs
+        again but those a crash makes re-run, and a kill planned further on comes at once (re-runs can take the
+        count past a kill's moment, and a kill's floor past what the workload will ever run)."""
         with self._condition:
-            return self._condition.wait_for(lambda: self.executions >= executions, timeout)
+            return self._condition.wait_for(
+                lambda: self.executions >= executions or len(self.finals) == INSTANCES, timeout)
 
     def snapshot(self) -> tuple[int, int]:
         with self._condition:
