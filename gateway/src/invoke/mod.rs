@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use outrigger_bus::{Bus, ResolveSecretRef, Tenant};
@@ -335,14 +335,6 @@ impl Invoker {
         };
         // The base's host was checked: the path joined to it leaves it as it is.
         let uri = AppChannel::uri(&base, &invocation.path_and_query).map_err(|err| bad_url(id(), err))?;
-        // The callee's `Host` over plain HTTP (HTTP/1), from the authority as written: hyper's client would format
-        // it anew for every request (~2.6k instructions). Over HTTPS, which may be HTTP/2, hyper sets it.
-        let authority = uri.authority().filter(|authority| !authority.as_str().contains('@'));
-        if let Some(host) = authority.filter(|_| uri.scheme_str() == Some("http")) {
-            if let Ok(host) = HeaderValue::from_str(host.as_str()) {
-                headers.insert(header::HOST, host);
-            }
-        }
         if let Some(token) = &channel.app_token {
             // The control API takes only tokens a header can carry; one stored before it checked is refused here.
             let token = HeaderValue::from_str(token).map_err(|_| InvokeError::BadEndpoint {
@@ -526,6 +518,8 @@ async fn read_up_to(body: axum::body::Body, limit: usize) -> Result<Result<Bytes
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
 
     #[test]
