@@ -5,7 +5,8 @@
 //! embedded form it also runs the embedded form with all telemetry off (API log, metrics and trace context;
 //! publish and throughput only): what seeing every call costs, beside the same calls seen. With
 //! `--instructions N` (or `--instructions-only N`) it counts instructions per publish with its push delivery,
-//! the embedded form under callgrind (the dumps stay in `target/bench/callgrind/pubsub/`).
+//! the embedded form under callgrind, with telemetry on and all of it off (the dumps stay in
+//! `target/bench/callgrind/pubsub/`).
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs
 //! PostgreSQL at 127.0.0.1:5432 and NATS with JetStream at 127.0.0.1:4222 (`scripts/services`).
@@ -296,7 +297,7 @@ async fn run_form(
     let admin_token = random(32);
     let mut env = server_env(data_dir.path(), &admin_token);
     if form == UNOBSERVED {
-        for setting in ["OUTRIGGER_API_LOG", "OUTRIGGER_METRICS", "OUTRIGGER_TRACE_CONTEXT"] {
+        for setting in TELEMETRY_OFF {
             env.push((setting, "false".to_owned()));
         }
     }
@@ -406,6 +407,8 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
 
 /// The embedded form with the API log, metrics and trace context off.
 const UNOBSERVED: &str = "embedded, telemetry off";
+/// The settings that turn them off.
+const TELEMETRY_OFF: [&str; 3] = ["OUTRIGGER_API_LOG", "OUTRIGGER_METRICS", "OUTRIGGER_TRACE_CONTEXT"];
 
 fn phases_of(form: &'static str) -> Vec<Phase> {
     if form == UNOBSERVED {
@@ -527,47 +530,58 @@ async fn run_instructions(
 }
 
 /// The embedded form under callgrind, publishing over HTTP to the push subscriber's topic: each publish and
-/// its delivery to the app. The count waits out the API log's flush before its dump, and the deliveries with it.
+/// its delivery to the app; then again with all telemetry off, what the first count's telemetry is read
+/// against. Each count waits out the API log's flush before its dump, and the deliveries with it.
 async fn count_instructions(
     options: &Options,
     apps: &Apps,
     callgrind: &Callgrind,
 ) -> anyhow::Result<Vec<(String, Vec<Count>)>> {
-    let data_dir = tempfile::tempdir()?;
-    let admin_token = random(32);
-    progress("instructions: starting outrigger (all-in-one) under callgrind");
-    let env = server_env(data_dir.path(), &admin_token);
-    let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
-    let control_api = ready.control_api.context("the ready line has no control_api")?;
-    let dapr_http = ready.dapr_http.context("the ready line has no dapr_http")?;
-    let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
-    let (publisher_token, streamer_token) = provision(&control_api, &admin_token, apps).await?;
-    let product = Product {
-        form: "embedded",
-        dapr_http,
-        dapr_grpc,
-        publisher_token,
-        streamer_token,
-        jetstream: None,
-        watched: Vec::new(),
-    };
-    product.wait_live(&apps.push, PUSH_TOPIC, options.payload_size).await?;
-    // Every counted publish carries the same message: the app counts its receipts.
-    let seq = load::next_seq();
-    let call = Call::Http(HttpCall {
-        method: reqwest::Method::POST,
-        url: format!("http://{}/v1.0/publish/pubsub/{PUSH_TOPIC}", product.dapr_http),
-        token: product.publisher_token.clone(),
-        body: Some(payload(seq, 0, options.payload_size).into_bytes()),
-        // As the timed phases and the SDKs publish it.
-        content_type: Some("application/json"),
-    });
-    let label = "embedded: publish + push delivery";
-    let counts = callgrind.measure(label, &[&server], &call).await?;
-    let delivered = apps.push.receipts(std::iter::once(seq)).first().map_or(0, |(_, receipt)| receipt.count);
-    progress(format!("instructions: the app received {delivered} of the warm-up's and the count's publishes"));
-    server.stop();
-    Ok(vec![(label.to_owned(), counts)])
+    let mut counted = Vec::new();
+    for (label, unobserved) in
+        [("embedded: publish + push delivery", false), ("embedded: publish + push delivery, telemetry off", true)]
+    {
+        let data_dir = tempfile::tempdir()?;
+        let admin_token = random(32);
+        progress("instructions: starting outrigger (all-in-one) under callgrind");
+        let mut env = server_env(data_dir.path(), &admin_token);
+        if unobserved {
+            env.extend(TELEMETRY_OFF.iter().map(|setting| (*setting, "false".to_owned())));
+        }
+        let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
+        let control_api = ready.control_api.context("the ready line has no control_api")?;
+        let dapr_http = ready.dapr_http.context("the ready line has no dapr_http")?;
+        let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
+        let (publisher_token, streamer_token) = provision(&control_api, &admin_token, apps).await?;
+        let product = Product {
+            form: "embedded",
+            dapr_http,
+            dapr_grpc,
+            publisher_token,
+            streamer_token,
+            jetstream: None,
+            watched: Vec::new(),
+        };
+        product.wait_live(&apps.push, PUSH_TOPIC, options.payload_size).await?;
+        // Every counted publish carries the same message: the app counts its receipts.
+        let seq = load::next_seq();
+        let call = Call::Http(HttpCall {
+            method: reqwest::Method::POST,
+            url: format!("http://{}/v1.0/publish/pubsub/{PUSH_TOPIC}", product.dapr_http),
+            token: product.publisher_token.clone(),
+            body: Some(payload(seq, 0, options.payload_size).into_bytes()),
+            // As the timed phases and the SDKs publish it.
+            content_type: Some("application/json"),
+        });
+        let counts = callgrind.measure(label, &[&server], &call).await?;
+        let delivered = apps.push.receipts(std::iter::once(seq)).first().map_or(0, |(_, receipt)| receipt.count);
+        progress(format!(
+            "instructions: {label}: the app received {delivered} of the warm-up's and the count's publishes"
+        ));
+        server.stop();
+        counted.push((label.to_owned(), counts));
+    }
+    Ok(counted)
 }
 
 fn main() -> ExitCode {

@@ -8,6 +8,7 @@
 //! 127.0.0.1:6379, PostgreSQL at 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`).
 //! `cargo bench --bench state_get -- --help` lists the options.
 
+mod ab;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
@@ -36,6 +37,9 @@ usage: cargo bench --bench state_get -- [options]
   --connections N      keep-alive connections (default 16); env BENCH_CONNECTIONS
   --value-size BYTES   size of the stored value (default 1024); env BENCH_VALUE_SIZE
   --probe SECONDS      closed-loop probe per scenario (default 5, quick 2); env BENCH_PROBE
+  --telemetry-ab ROUNDS  only this: telemetry's CPU per GET, timed, two all-in-ones (telemetry on, all off)
+                       probed in turn for ROUNDS rounds of --probe seconds each, order swapped every round;
+                       env BENCH_TELEMETRY_AB (written to target/bench/state_get.json)
   --instructions N, --instructions-only N: instructions per GET under callgrind (embedded: kvstore and
                        redis-store, redis-store over gRPC too; distributed: gateway and worker), see below
 
@@ -51,13 +55,13 @@ Writes the results to target/bench/state_get.json as well.
 const TARGETS: Targets = Targets { added_ms: [Some(0.5), Some(1.0), Some(2.0)], rss_mb: Some(50.0) };
 
 /// The key every Outrigger scenario reads.
-const KEY: &str = "bench-key";
+pub(crate) const KEY: &str = "bench-key";
 const PROJECT: &str = "bench";
 const APP_ID: &str = "reader";
 /// How the `state.redis` component stores KEY (daprd's default `appid` key prefix).
 const REDIS_STORE_KEY: &str = "reader||bench-key";
 
-struct Options {
+pub(crate) struct Options {
     phases: Phases,
     connections: usize,
     value_size: usize,
@@ -69,6 +73,8 @@ struct Options {
     nats_url: String,
     /// Requests per instruction count, and whether only the counts run.
     instructions: Option<(usize, bool)>,
+    /// Rounds of the telemetry A/B probes, when only they run.
+    telemetry_ab: Option<usize>,
 }
 
 impl Options {
@@ -83,6 +89,7 @@ impl Options {
                 ("connections", "BENCH_CONNECTIONS"),
                 ("value-size", "BENCH_VALUE_SIZE"),
                 ("probe", "BENCH_PROBE"),
+                ("telemetry-ab", "BENCH_TELEMETRY_AB"),
                 instructions::OPTIONS[0],
                 instructions::OPTIONS[1],
             ],
@@ -97,6 +104,8 @@ impl Options {
             bail!("duration, probe, rate, connections and value-size must all be greater than 0");
         }
         let instructions = instructions::requested(&args)?;
+        let telemetry_ab =
+            args.value("telemetry-ab").map(str::parse::<usize>).transpose()?.filter(|rounds| *rounds > 0);
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
         Ok(Options {
@@ -117,6 +126,7 @@ impl Options {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             nats_url: env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             instructions,
+            telemetry_ab,
         })
     }
 
@@ -144,7 +154,7 @@ fn remember(leftovers: &Mutex<Leftovers>, change: impl FnOnce(&mut Leftovers)) {
     }
 }
 
-fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
+pub(crate) fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> {
     (0..count).map(|_| Connection::http()).collect()
 }
 
@@ -170,7 +180,7 @@ async fn baseline(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mu
 }
 
 /// Creates the project, the App ID (answering its API token) and the `state.redis` component.
-async fn provision(control_api: &str, admin_token: &str, redis_addr: &str) -> anyhow::Result<String> {
+pub(crate) async fn provision(control_api: &str, admin_token: &str, redis_addr: &str) -> anyhow::Result<String> {
     let api = ControlApi::new(control_api, admin_token)?;
     api.create_project(PROJECT).await?;
     let api_token = api.create_app(PROJECT, serde_json::json!({"name": APP_ID})).await?;
@@ -183,7 +193,7 @@ async fn provision(control_api: &str, admin_token: &str, redis_addr: &str) -> an
 }
 
 /// Saves KEY = `value` in `store` and reads it back; retried while workers pick the component up.
-async fn write_value(
+pub(crate) async fn write_value(
     client: &reqwest::Client,
     dapr: &str,
     api_token: &str,
@@ -250,7 +260,7 @@ async fn measure_store(
 const API_LOG_OFF: (&str, &str) = ("OUTRIGGER_API_LOG", "false");
 /// The settings that turn all telemetry off (API log, metrics, trace context): the row every telemetry cost is
 /// read against.
-const TELEMETRY_OFF: &[(&str, &str)] =
+pub(crate) const TELEMETRY_OFF: &[(&str, &str)] =
     &[API_LOG_OFF, ("OUTRIGGER_METRICS", "false"), ("OUTRIGGER_TRACE_CONTEXT", "false")];
 
 /// Settings added to an all-in-one's environment.
@@ -479,6 +489,22 @@ async fn run(options: Options) -> ExitCode {
     let leftovers = Mutex::new(Leftovers::default());
     if let Some((requests, true)) = options.instructions {
         return run_instructions(&options, &leftovers, requests, None).await;
+    }
+    if let Some(rounds) = options.telemetry_ab {
+        remember(&leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
+        let measured = ab::run(&options, rounds, options.phases.probe).await;
+        clean_up(&options, leftovers.into_inner().unwrap_or_default()).await;
+        return match measured {
+            Ok((table, json)) => {
+                println!("{table}");
+                cli::write_json(&options.target_dir, &json);
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("error: telemetry A/B: {err:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
     let mut scenarios = [
         Scenario::new("baseline", "baseline: Redis GET (direct)", "load generator -> Redis GET"),

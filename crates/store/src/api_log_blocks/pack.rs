@@ -65,6 +65,14 @@ pub(super) fn bin(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
+/// Bytes of a length known when compiled (an id, an address): copied inline, with no call to `memcpy`.
+#[inline]
+pub(super) fn bin_array<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
+    const { assert!(N <= 0xff, "one length byte") };
+    header(out, 0xc4, [N as u8]);
+    out.extend_from_slice(bytes);
+}
+
 #[inline]
 pub(super) fn nil(out: &mut Vec<u8>) {
     out.push(0xc0);
@@ -113,6 +121,14 @@ mod tests {
             array_len(&mut out, len);
             assert_eq!(out, rmp_serde::to_vec(&elements).unwrap()[..out.len()], "an array of {len}");
         }
+        let (mut arrays, mut slices) = (Vec::new(), Vec::new());
+        for id in [&[7u8; 16][..], &[9; 8], &[10, 0, 0, 1]] {
+            bin(&mut slices, id);
+        }
+        bin_array(&mut arrays, &[7u8; 16]);
+        bin_array(&mut arrays, &[9u8; 8]);
+        bin_array(&mut arrays, &[10u8, 0, 0, 1]);
+        assert_eq!(arrays, slices);
         let (mut out, mut expected) = (Vec::new(), Vec::new());
         for value in [true, false] {
             bool(&mut out, value);

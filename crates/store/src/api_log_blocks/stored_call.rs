@@ -98,9 +98,15 @@ impl Binary<'_> {
     /// Appends the field.
     fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Binary::Bytes(bytes) => pack::bin(out, bytes),
-            Binary::Address(IpAddr::V4(address)) => pack::bin(out, &address.octets()),
-            Binary::Address(IpAddr::V6(address)) => pack::bin(out, &address.octets()),
+            // A trace id or span id is copied as an array of its size, inline: as a slice of any length, each
+            // was copied by a call to `memcpy`.
+            Binary::Bytes(bytes) => match (<&[u8; 16]>::try_from(*bytes), <&[u8; 8]>::try_from(*bytes)) {
+                (Ok(trace_id), _) => pack::bin_array(out, trace_id),
+                (_, Ok(span_id)) => pack::bin_array(out, span_id),
+                _ => pack::bin(out, bytes),
+            },
+            Binary::Address(IpAddr::V4(address)) => pack::bin_array(out, &address.octets()),
+            Binary::Address(IpAddr::V6(address)) => pack::bin_array(out, &address.octets()),
             Binary::Text(text) => pack::str(out, text),
         }
     }

@@ -113,6 +113,15 @@ impl<'a> TenantLabels<'a> {
     }
 }
 
+/// A label naming one of a tenant's own things (a topic, a workflow): folded tenants' names are not kept.
+fn named(folded: bool, name: &str) -> &str {
+    if folded {
+        FOLDED
+    } else {
+        name
+    }
+}
+
 /// The label names of a series counted per tenant start with these.
 const TENANT_LABELS: [&str; 3] = ["project", "project_id", "app_id"];
 
@@ -236,10 +245,9 @@ pub struct Metrics {
     token_hits: IntCounter,
     token_misses: IntCounter,
     tenants_folded: IntCounter,
-    pubsub_ingress: IntCounterVec,
-    pubsub_ingress_latency: HistogramVec,
+    pubsub_ingress: CachedSeries,
     pubsub_egress: CachedSeries,
-    delivery_lag: HistogramVec,
+    delivery_lag: CachedSeries,
     store_timeouts: IntCounterVec,
     cache_lookups: CachedCounter,
     token_cache_ttl: prometheus::Gauge,
@@ -357,18 +365,20 @@ impl Metrics {
                 "Calls counted under project=\"other\", project_id=\"other\" because the per-tenant series limit was \
                  reached.",
             ),
-            pubsub_ingress: counter(
-                &registry,
-                "dapr_component_pubsub_ingress_count",
-                "The number of incoming messages arriving from the pub/sub component (delivered to apps).",
-                ingress,
-            ),
-            pubsub_ingress_latency: histogram(
-                &registry,
-                "dapr_component_pubsub_ingress_latencies",
-                "The consuming app event processing latency, in milliseconds.",
-                ingress,
-                LATENCY_BUCKETS_MS,
+            pubsub_ingress: CachedSeries::new(
+                Some(counter(
+                    &registry,
+                    "dapr_component_pubsub_ingress_count",
+                    "The number of incoming messages arriving from the pub/sub component (delivered to apps).",
+                    ingress,
+                )),
+                histogram(
+                    &registry,
+                    "dapr_component_pubsub_ingress_latencies",
+                    "The consuming app event processing latency, in milliseconds.",
+                    ingress,
+                    LATENCY_BUCKETS_MS,
+                ),
             ),
             pubsub_egress: CachedSeries::new(
                 Some(counter(
@@ -385,12 +395,15 @@ impl Metrics {
                     LATENCY_BUCKETS_MS,
                 ),
             ),
-            delivery_lag: histogram(
-                &registry,
-                "outrigger_pubsub_delivery_lag_seconds",
-                "Time from a message's publication to its first delivery to a subscription's app.",
-                &tenant_labels(&["component", "topic"]),
-                seconds,
+            delivery_lag: CachedSeries::new(
+                None,
+                histogram(
+                    &registry,
+                    "outrigger_pubsub_delivery_lag_seconds",
+                    "Time from a message's publication to its first delivery to a subscription's app.",
+                    &tenant_labels(&["component", "topic"]),
+                    seconds,
+                ),
             ),
             store_timeouts: counter(
                 &registry,
@@ -480,11 +493,11 @@ impl Metrics {
         }
         // The method's address and the status join the tenant's hash without being hashed themselves.
         let spread = static_key(method, false).rotate_left(17) ^ u64::from(status).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let status = || {
+        let labels = |_| {
             let status = http::StatusCode::from_u16(status).ok();
-            status.as_ref().map_or("other", http::StatusCode::as_str).to_owned()
+            vec![method.to_owned(), status.as_ref().map_or("other", http::StatusCode::as_str).to_owned()]
         };
-        self.tenant_call(&self.http, tenant, |tenant| tenant ^ spread, (method, status), elapsed);
+        self.tenant_observe(&self.http, tenant, |tenant| tenant ^ spread, labels, millis(elapsed));
     }
 
     /// Counts a gRPC call of the Dapr API; `method` is the rpc's full path, `code` its gRPC status code.
@@ -494,29 +507,32 @@ impl Metrics {
         }
         let code = grpc_code_name(code);
         let key = |tenant| label_hash_after(tenant, &[method, code]);
-        self.tenant_call(&self.grpc, tenant, key, (method, || code.to_owned()), elapsed);
+        self.tenant_observe(&self.grpc, tenant, key, |_| vec![method.to_owned(), code.to_owned()], millis(elapsed));
     }
 
-    /// Counts a call in `series`, labelled by its tenant, then `method` and the label `last` makes; `key` makes
-    /// the series' key from the tenant's hash. A series already cached is counted before the tenant is looked
-    /// at: only a tenant past the limit of [`set_tenant_limit`](Self::set_tenant_limit) is looked up on every
-    /// call (and counted under the folded labels).
-    fn tenant_call(
+    /// Counts `value` in `series`, labelled by its tenant, then the labels `rest` makes (told whether the tenant
+    /// is counted under the folded labels, whose own names are not kept either); `key` makes the series' key from
+    /// the tenant's hash. A series already cached is counted before the tenant is looked at, and `rest` is only
+    /// asked for a series not cached yet: only a tenant past the limit of
+    /// [`set_tenant_limit`](Self::set_tenant_limit) is looked up on every call (and counted under the folded
+    /// labels).
+    fn tenant_observe(
         &self,
         series: &CachedSeries,
         tenant: TenantLabels<'_>,
         key: impl Fn(u64) -> u64,
-        (method, last): (&str, impl FnOnce() -> String),
-        elapsed: Duration,
+        rest: impl FnOnce(bool) -> Vec<String>,
+        value: f64,
     ) {
-        let value = millis(elapsed);
         let own = tenant.hash_value();
         if series.observe_cached(key(own), value) {
             return;
         }
         let (tenant, tenant_key) = self.tenant_of_hash(tenant, own);
-        let [project, project_id, app_id] = tenant.values();
-        series.observe_keyed(key(tenant_key), &[project, project_id, app_id, method, &last()], value);
+        let rest = rest(tenant.folded());
+        let mut labels = tenant.values().to_vec();
+        labels.extend(rest.iter().map(String::as_str));
+        series.observe_keyed(key(tenant_key), &labels, value);
     }
 
     /// Times a call's trip over the bus (`call` names the call type, a fixed set).
@@ -557,7 +573,7 @@ impl Metrics {
     pub(crate) fn tenant_and_name<'a>(&self, tenant: TenantLabels<'a>, name: &'a str) -> [&'a str; 4] {
         let tenant = self.tenant(tenant);
         let [project, project_id, app_id] = tenant.values();
-        [project, project_id, app_id, if tenant.folded() { FOLDED } else { name }]
+        [project, project_id, app_id, named(tenant.folded(), name)]
     }
 
     /// Counts a message handed to an app (daprd's ingress): `process_status` is the app's verdict,
@@ -572,10 +588,9 @@ impl Metrics {
         if !self.on() {
             return;
         }
-        let [project, project_id, app_id, topic] = self.tenant_and_name(tenant, topic);
-        let labels = [project, project_id, app_id, component, topic, process_status, ""];
-        self.pubsub_ingress.with_label_values(&labels).inc();
-        self.pubsub_ingress_latency.with_label_values(&labels).observe(millis(elapsed));
+        let key = |tenant| label_hash_after(tenant, &[component, topic, process_status]);
+        let labels = |folded| [component, named(folded, topic), process_status, ""].map(str::to_owned).to_vec();
+        self.tenant_observe(&self.pubsub_ingress, tenant, key, labels, millis(elapsed));
     }
 
     /// Counts a message an app published (daprd's egress), `success` when the broker took it.
@@ -589,9 +604,10 @@ impl Metrics {
         if !self.on() {
             return;
         }
-        let [project, project_id, app_id, topic] = self.tenant_and_name(tenant, topic);
         let success = if success { "true" } else { "false" };
-        self.pubsub_egress.observe(&[project, project_id, app_id, component, topic, success], millis(elapsed));
+        let key = |tenant| label_hash_after(tenant, &[component, topic, success]);
+        let labels = |folded| [component, named(folded, topic), success].map(str::to_owned).to_vec();
+        self.tenant_observe(&self.pubsub_egress, tenant, key, labels, millis(elapsed));
     }
 
     /// Records how long a message waited from its publication until its first delivery to a subscription.
@@ -599,9 +615,9 @@ impl Metrics {
         if !self.on() {
             return;
         }
-        let [project, project_id, app_id, topic] = self.tenant_and_name(tenant, topic);
-        let labels = [project, project_id, app_id, component, topic];
-        self.delivery_lag.with_label_values(&labels).observe(lag.as_secs_f64());
+        let key = |tenant| label_hash_after(tenant, &[component, topic]);
+        let labels = |folded| [component, named(folded, topic)].map(str::to_owned).to_vec();
+        self.tenant_observe(&self.delivery_lag, tenant, key, labels, lag.as_secs_f64());
     }
 
     /// Counts a backend call of a state store or broker that timed out.
