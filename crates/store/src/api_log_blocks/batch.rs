@@ -119,7 +119,7 @@ pub(crate) struct BatchedCall {
     pub(crate) latency_us: i64,
     pub(crate) direction: CallDirection,
     pub(crate) stream_ended: bool,
-    /// The call's encoding in the batch's bytes.
+    /// The call's encoding in the batch's bytes: its fields after its age, which its block starts it with.
     encoded: Range<usize>,
     /// Its App ID's text there.
     app_id: Range<usize>,

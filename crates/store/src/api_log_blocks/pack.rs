@@ -1,5 +1,5 @@
 //! The few MessagePack encodings a block's writer needs, written straight into the block: integers, strings,
-//! bytes, nil, booleans and array lengths, each in the shortest form, as `rmp` (and so `rmp_serde`, which reads
+//! bytes, nil and array lengths, each in the shortest form, as `rmp` (and so `rmp_serde`, which reads
 //! the blocks back) writes them. `rmp`'s encoders go through `io::Write` for each marker and length: ~75
 //! instructions a field, about half the cost of encoding a logged call; here a field is a push and a copy. Each is
 //! inlined, and a marker's length or value is an array of known size: as a slice of unknown length, its one or
@@ -78,11 +78,6 @@ pub(super) fn nil(out: &mut Vec<u8>) {
     out.push(0xc0);
 }
 
-#[inline]
-pub(super) fn bool(out: &mut Vec<u8>, value: bool) {
-    out.push(if value { 0xc3 } else { 0xc2 });
-}
-
 /// A marker and the big-endian length or value that follows it.
 #[inline]
 fn header<const N: usize>(out: &mut Vec<u8>, marker: u8, rest: [u8; N]) {
@@ -129,13 +124,8 @@ mod tests {
         bin_array(&mut arrays, &[9u8; 8]);
         bin_array(&mut arrays, &[10u8, 0, 0, 1]);
         assert_eq!(arrays, slices);
-        let (mut out, mut expected) = (Vec::new(), Vec::new());
-        for value in [true, false] {
-            bool(&mut out, value);
-            expected.extend(rmp_serde::to_vec(&value).unwrap());
-        }
+        let mut out = Vec::new();
         nil(&mut out);
-        expected.extend(rmp_serde::to_vec(&None::<u8>).unwrap());
-        assert_eq!(out, expected);
+        assert_eq!(out, rmp_serde::to_vec(&None::<u8>).unwrap());
     }
 }
