@@ -104,8 +104,10 @@ impl Options {
             bail!("duration, probe, rate, connections and value-size must all be greater than 0");
         }
         let instructions = instructions::requested(&args)?;
-        let telemetry_ab =
-            args.value("telemetry-ab").map(str::parse::<usize>).transpose()?.filter(|rounds| *rounds > 0);
+        let telemetry_ab = args.value("telemetry-ab").map(str::parse::<usize>).transpose()?;
+        if telemetry_ab == Some(0) {
+            bail!("--telemetry-ab takes the number of rounds, at least 1");
+        }
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
         Ok(Options {
