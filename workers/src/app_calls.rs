@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use outrigger_outbound::{AppAnswer, AppCall, AppCallError, AppClient};
 use outrigger_store::{CallDirection, LoggedCall, ProjectId};
+use outrigger_telemetry::trace::SpanIds;
 use outrigger_telemetry::ApiLog;
 
 /// The status recorded when the app gave no answer: 504 when the call timed out, 502 otherwise (as a proxy
@@ -21,7 +22,7 @@ fn unanswered_status(err: &AppCallError) -> u16 {
 /// What a call to an app is about.
 pub(crate) struct ToApp<'a> {
     pub(crate) log: &'a ApiLog,
-    pub(crate) project_id: &'a str,
+    pub(crate) project_id: &'a ProjectId,
     /// The App ID called.
     pub(crate) app_id: &'a str,
     /// `pubsub`, `jobs` or `bindings`.
@@ -33,25 +34,26 @@ pub(crate) struct ToApp<'a> {
 }
 
 impl ToApp<'_> {
-    /// Sends `call` with `client` and records the call with the app's status.
-    pub(crate) async fn send(&self, client: &AppClient, call: AppCall) -> Result<AppAnswer, AppCallError> {
+    /// Sends `call` with `client` and records the call with the app's status; `span` is the span the call is
+    /// (whose `traceparent` it carries), from its sender: read back from the header, it cost a parse per call.
+    pub(crate) async fn send(
+        &self,
+        client: &AppClient,
+        call: AppCall,
+        span: Option<&SpanIds>,
+    ) -> Result<AppAnswer, AppCallError> {
         if !self.log.enabled() {
             return client.send(call).await;
         }
         let (at, started) = (outrigger_store::now_millis(), Instant::now());
         let (method, path) = (call.method().clone(), call.path().to_owned());
-        let trace = call
-            .headers()
-            .get(outrigger_telemetry::trace::TRACEPARENT)
-            .and_then(|value| value.to_str().ok())
-            .and_then(outrigger_telemetry::trace::SpanIds::parse);
         let answer = client.send(call).await;
         let status = match &answer {
             Ok(answer) => answer.status.as_u16(),
             Err(err) => unanswered_status(err),
         };
         self.log.record(&LoggedCall {
-            project_id: &ProjectId::received(self.project_id.to_owned()),
+            project_id: self.project_id,
             at,
             app_id: self.app_id,
             target: self.target,
@@ -63,7 +65,7 @@ impl ToApp<'_> {
             status,
             grpc_code: None,
             latency_us: i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX),
-            span: trace.map(|ids| ids.call_span()),
+            span: span.map(SpanIds::call_span),
             user_agent: None,
             caller_addr: None,
             direction: CallDirection::ToApp,

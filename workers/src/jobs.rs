@@ -147,17 +147,16 @@ impl Scheduler {
         let path = format!("/job/{}", AppChannel::path_segment(&job.name));
         let body = spec.data.as_ref().map(outrigger_jobs::JobData::body).unwrap_or_default();
         let request = channel.call(reqwest::Method::POST, &path, TRIGGER_TIMEOUT).body("application/json", body);
-        let project_id = job.project_id.as_str();
         let to = crate::app_calls::ToApp {
             log: &self.api_log,
-            project_id,
+            project_id: &job.project_id,
             app_id: &job.app_id,
             api: "jobs",
             component: None,
             target: Some(&job.name),
         };
         let answer =
-            to.send(&self.client, request).await.map_err(|err| format!("the app could not be reached: {err}"))?;
+            to.send(&self.client, request, None).await.map_err(|err| format!("the app could not be reached: {err}"))?;
         if answer.status.is_success() {
             Ok(())
         } else {

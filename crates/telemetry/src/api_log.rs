@@ -88,7 +88,11 @@ impl Queue {
 impl ApiLog {
     /// Starts the writer; it writes what is queued and stops once `closing` is cancelled.
     pub fn start(store: Store, options: ApiLogOptions, closing: CancellationToken) -> (ApiLog, JoinHandle<()>) {
-        let queue = Arc::new(Queue { calls: Mutex::default(), arrived: Notify::new(), capacity: options.queue.max(1) });
+        let queue = Arc::new(Queue {
+            calls: Mutex::new(CallBatch::with_room(BATCH)),
+            arrived: Notify::new(),
+            capacity: options.queue.max(1),
+        });
         let writer = Writer { store, options, written_since_maintenance: HashSet::new(), last_maintenance: None };
         (ApiLog { queue: Some(Arc::clone(&queue)) }, tokio::spawn(writer.run(queue, closing)))
     }
@@ -131,7 +135,7 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, queue: Arc<Queue>, closing: CancellationToken) {
-        let mut spare = CallBatch::default();
+        let mut spare = CallBatch::with_room(BATCH);
         loop {
             tokio::select! {
                 () = queue.arrived.notified() => {}
@@ -157,7 +161,7 @@ impl Writer {
             }
             let mut batch = self.write_all(queue.take(spare)).await;
             batch.clear();
-            spare = if batch.held_bytes() <= KEPT_BYTES { batch } else { CallBatch::default() };
+            spare = if batch.held_bytes() <= KEPT_BYTES { batch } else { CallBatch::with_room(BATCH) };
             if self.last_maintenance.is_none_or(|last| last.elapsed() >= self.options.maintenance_interval) {
                 self.maintain().await;
             }

@@ -73,7 +73,7 @@ pub(crate) async fn fire(
                 }
                 let to = crate::app_calls::ToApp {
                     log: api_log,
-                    project_id: project.as_str(),
+                    project_id: project,
                     app_id: &app.name,
                     api: "bindings",
                     component: Some(component),

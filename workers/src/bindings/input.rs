@@ -49,9 +49,10 @@ struct AppSink {
 #[async_trait]
 impl EventSink for AppSink {
     async fn deliver(&self, event: InputEvent) -> Result<(), String> {
+        let project_id = ProjectId::received(self.reader.project_id.clone());
         let to = ToApp {
             log: &self.api_log,
-            project_id: &self.reader.project_id,
+            project_id: &project_id,
             app_id: &self.reader.app_id,
             api: "bindings",
             component: Some(&self.reader.component),

@@ -51,7 +51,7 @@ pub(crate) async fn deliver(
             }
         }
     }
-    let outcome = verdict(to.send(client, request).await, path);
+    let outcome = verdict(to.send(client, request, hop.as_ref().map(Hop::ids)).await, path);
     if let Some(hop) = hop {
         let (pubsub, topic) = (field("pubsubname").unwrap_or_default(), field("topic").unwrap_or_default());
         finish_delivery_span(hop, (pubsub, topic), &outcome);
@@ -150,10 +150,11 @@ pub(crate) async fn deliver_bulk(
     });
     let hops: Vec<Option<Hop>> = events.iter().map(|event| delivery_hop(event)).collect();
     let mut request = channel.call(Method::POST, path, timeout.unwrap_or(DELIVERY_TIMEOUT)).json(&body);
-    if let Some(last) = hops.iter().rev().flatten().next() {
+    let last = hops.iter().rev().flatten().next();
+    if let Some(last) = last {
         request = traced(request, last);
     }
-    let outcomes = bulk_verdicts(to.send(client, request).await, path, events.len());
+    let outcomes = bulk_verdicts(to.send(client, request, last.map(Hop::ids)).await, path, events.len());
     for (hop, outcome) in hops.into_iter().zip(&outcomes) {
         if let Some(hop) = hop {
             finish_delivery_span(hop, (pubsub, topic), outcome);
@@ -278,7 +279,7 @@ pub(crate) async fn deliver_binding_event(
     if let Some(hop) = &hop {
         request = request.header(TRACEPARENT, hop.ids().traceparent_header());
     }
-    let outcome = match to.send(client, request).await {
+    let outcome = match to.send(client, request, hop.as_ref().map(Hop::ids)).await {
         Err(err) => Err(format!("error invoking app: {err}")),
         Ok(answer) if answer.status.is_success() => Ok(()),
         Ok(answer) => Err(format!(
@@ -291,7 +292,7 @@ pub(crate) async fn deliver_binding_event(
         let component = to.component.unwrap_or_default().to_owned();
         let attributes = vec![
             // The project's internal id: the worker knows no project names here.
-            KeyValue::new("outrigger.project_id", to.project_id.to_owned()),
+            KeyValue::new("outrigger.project_id", to.project_id.as_str().to_owned()),
             KeyValue::new("outrigger.app_id", to.app_id.to_owned()),
             KeyValue::new("db.name", component.clone()),
         ];

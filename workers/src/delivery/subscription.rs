@@ -29,6 +29,8 @@ pub(super) async fn deliver_loop(
     stop: CancellationToken,
 ) {
     let key = &target.key;
+    // Each delivery's log entry names the project: made once, not per delivery.
+    let project_id = ProjectId::received(key.project_id.clone());
     let mut ensured = None;
     loop {
         if let Some(health) = &health {
@@ -80,7 +82,7 @@ pub(super) async fn deliver_loop(
         }
         let to = ToApp {
             log: &worker.api_log,
-            project_id: &key.project_id,
+            project_id: &project_id,
             app_id: &key.app_id,
             api: "pubsub",
             component: Some(&key.pubsub),

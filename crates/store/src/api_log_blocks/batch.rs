@@ -130,7 +130,16 @@ pub(crate) struct BatchedCall {
     names_as_previous: bool,
 }
 
+/// The bytes a logged call takes in a batch, about: a state GET's ~110, with room for longer paths.
+const CALL_BYTES: usize = 160;
+
 impl CallBatch {
+    /// An empty batch with room for `calls` calls: a batch that grows while it is filled copies what it holds
+    /// each time it does, ~140 instructions a call while the writer's two batches grew to a busy process's size.
+    pub fn with_room(calls: usize) -> CallBatch {
+        CallBatch { bytes: Vec::with_capacity(calls * CALL_BYTES), calls: Vec::with_capacity(calls) }
+    }
+
     /// The batch of `calls`, in their order.
     pub fn of<'a>(calls: impl IntoIterator<Item = &'a ApiCall>) -> CallBatch {
         let mut batch = CallBatch::default();

@@ -111,3 +111,22 @@ fn projects_of_one_name_in_two_organizations_keep_their_own_series() {
     assert!(text.contains(&format!("{} 1", count("prj_second"))), "{text}");
     assert!(!text.contains(r#"project_id="prj_first",success"#), "{text}");
 }
+
+#[test]
+fn tenants_past_the_limit_are_counted_in_one_cached_series_whatever_they_name() {
+    let metrics = Metrics::new();
+    metrics.set_tenant_limit(1);
+    let elapsed = Duration::from_millis(3);
+    metrics.pubsub_publish(tenant("p0", "a"), ("pubsub", "orders"), true, elapsed);
+    for n in 1..=50 {
+        let project = Box::leak(format!("p{n}").into_boxed_str());
+        metrics.pubsub_publish(tenant(project, "b"), ("pubsub", &format!("topic-{n}")), true, elapsed);
+    }
+    // The first tenant's series, and one for all the folded tenants' topics: not one per topic.
+    assert_eq!(metrics.pubsub_egress.cache.read().unwrap().len(), 2);
+    assert_eq!(metrics.tenants.read().unwrap().len(), 1);
+    let text = metrics.render();
+    let folded = r#"dapr_component_pubsub_egress_count{app_id="other",component="pubsub",project="other",project_id="other",success="true",topic="other"} 50"#;
+    assert!(text.contains(folded), "{text}");
+    assert!(text.contains("outrigger_metrics_tenants_folded_total 50"), "{text}");
+}
