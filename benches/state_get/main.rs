@@ -366,8 +366,7 @@ type Measured<'a> = (&'a str, &'a str, bool);
 
 /// Instructions per GET: the all-in-one (kvstore, redis-store; redis-store over gRPC too), the all-in-one with
 /// the API log off, with its tenant's metrics folded and with all telemetry off (redis-store; over gRPC too with
-/// telemetry off), then the gateway
-/// and worker of the distributed form (redis-store), each under callgrind.
+/// telemetry off), then the gateway and worker of the distributed form (redis-store), each under callgrind.
 async fn count_instructions(
     options: &Options,
     leftovers: &Mutex<Leftovers>,

@@ -135,7 +135,7 @@ const CALL_BYTES: usize = 160;
 
 impl CallBatch {
     /// An empty batch with room for `calls` calls: a batch that grows while it is filled copies what it holds
-    /// each time it does, ~140 instructions a call while the writer's two batches grew to a busy process's size.
+    /// each time it does (~140 instructions a call in a profile taken while the writer's two batches grew).
     pub fn with_room(calls: usize) -> CallBatch {
         CallBatch { bytes: Vec::with_capacity(calls * CALL_BYTES), calls: Vec::with_capacity(calls) }
     }
