@@ -234,7 +234,10 @@ impl Store {
         match self.engine {
             Engine::Sqlite => {
                 let counts: Vec<_> = counts.into_iter().collect();
-                for chunk in counts.chunks(MINUTE_ROWS_PER_UPSERT) {
+                let mut rest = counts.as_slice();
+                for size in crate::api_log_blocks::statement_rows(counts.len(), MINUTE_ROWS_PER_UPSERT) {
+                    let (chunk, after) = rest.split_at(size);
+                    rest = after;
                     let row = format!("({})", ["?"; MINUTE_COLUMNS].join(", "));
                     let sql = upsert(&format!("VALUES {}", vec![row; chunk.len()].join(", ")));
                     let mut query = sqlx::query(&sql);

@@ -7,7 +7,7 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -161,10 +161,11 @@ where
         observation.enter(&gateway, &tenant, request.headers()).await;
         let caller_trace = observation.caller_trace(request.headers());
         let limit = gateway.options().max_body_bytes;
-        // What the request names (component, target), kept for the log once the message is decoded.
-        let named: Arc<OnceLock<Named>> = Arc::default();
+        // What the request names (component, target), kept for the log once the message is decoded. Borrowed by
+        // the service, which lives no longer than this call: shared through an `Arc`, it was one more allocation.
+        let named = OnceLock::<Named>::new();
         let service = {
-            let (tenant, gateway, named) = (tenant.clone(), gateway.clone(), named.clone());
+            let (tenant, gateway, named) = (tenant.clone(), gateway.clone(), &named);
             tower::service_fn(move |call: tonic::Request<Req>| {
                 let (handler, gateway) = (handler.clone(), gateway.clone());
                 let caller = Caller { tenant: tenant.clone(), caller_trace: caller_trace.clone() };
@@ -191,7 +192,7 @@ where
             &tenant,
             response.headers_mut(),
             (http_status_of_grpc(code), Some(code)),
-            of_rpc(Arc::into_inner(named).and_then(OnceLock::into_inner)),
+            of_rpc(named.into_inner()),
         );
         response.map(axum::body::Body::new)
     })

@@ -147,15 +147,28 @@ fn blocks_of(calls: Calls<'_>) -> Vec<(&ProjectId, Block)> {
     order.chunk_by(|a, b| a.project_id == b.project_id).map(|run| (&run[0].project_id, Block::of(calls, run))).collect()
 }
 
+/// How many rows each of the multi-row statements writing `rows` rows takes, at most `most` each: as many of
+/// `most` as there are, then what remains in powers of two, the largest first. A statement's text says how many
+/// rows it takes, and a connection keeps the last 100 texts it prepared (sqlx's statement cache). With the
+/// remainder in one statement, the blocks' and the counts' texts could number 100 + 52: where batches vary, texts
+/// were prepared again (a prepare seen in a profile took ~400,000 instructions) and evicted statements kept for
+/// other work on the same connection. Here there are at most 8 per statement (100, then 64 down to 1).
+pub(crate) fn statement_rows(rows: usize, most: usize) -> impl Iterator<Item = usize> {
+    let most = most.max(1);
+    let rest = rows % most;
+    let powers = (0..usize::BITS).rev().map(|bit| 1 << bit).filter(move |power| rest & power != 0);
+    std::iter::repeat_n(most, rows / most).chain(powers)
+}
+
 /// Adds the blocks of `calls` to the log, in the caller's transaction.
 pub(crate) async fn insert(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     engine: Engine,
     calls: Calls<'_>,
 ) -> Result<()> {
-    let mut blocks = blocks_of(calls).into_iter().peekable();
-    while blocks.peek().is_some() {
-        let chunk: Vec<_> = blocks.by_ref().take(BLOCKS_PER_INSERT).collect();
+    let mut blocks = blocks_of(calls).into_iter();
+    for size in statement_rows(blocks.len(), BLOCKS_PER_INSERT) {
+        let chunk: Vec<_> = blocks.by_ref().take(size).collect();
         let rows: Vec<String> = (0..chunk.len())
             .map(|row| {
                 // Anonymous on SQLite, which finds a named placeholder by walking the list of names.
@@ -474,6 +487,20 @@ mod tests {
         assert!(same(0, 1) && same(1, 0) && same(3, 4) && same(4, 3));
         assert!(!same(1, 2) && !same(2, 1) && !same(2, 3) && !same(4, 5));
         assert!(same(0, 5) && same(5, 1) && !same(0, 2) && !same(5, 3) && same(0, 0));
+    }
+
+    #[test]
+    fn rows_are_written_by_statements_of_a_few_sizes() {
+        for (rows, most) in [(0, 100), (1, 100), (100, 100), (427, 52), (999, 100), (5, 1), (3, 0)] {
+            let sizes: Vec<usize> = statement_rows(rows, most).collect();
+            assert_eq!(sizes.iter().sum::<usize>(), rows, "{rows} rows, {most} at most");
+            assert!(sizes.iter().all(|&size| (1..=most.max(1)).contains(&size)), "{sizes:?}");
+            assert!(sizes.is_sorted_by(|a, b| a >= b), "{sizes:?}");
+        }
+        assert_eq!(statement_rows(427, 52).collect::<Vec<_>>(), [52, 52, 52, 52, 52, 52, 52, 52, 8, 2, 1]);
+        // Whatever a batch holds: 100, 64, 32, 16, 8, 4, 2 or 1 rows a statement.
+        let sizes: std::collections::BTreeSet<usize> = (0..=1000).flat_map(|rows| statement_rows(rows, 100)).collect();
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [1, 2, 4, 8, 16, 32, 64, 100]);
     }
 
     #[test]

@@ -14,198 +14,29 @@
 //! cache keyed by that hash, so the busy path is a short hash, a read lock and a few atomic adds; the registry's
 //! own look-up runs once per label set. Labels are only formatted when `/metrics` is read.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
-use std::num::NonZeroU64;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{LazyLock, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
-use foldhash::fast::FixedState;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-};
+use prometheus::{Encoder, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
 
 mod runtime;
+mod series;
+mod tenant;
 pub use runtime::{BreakerState, ExecutionStatus, FlowDirection, PolicyKind, PolicyLabels, Runtime, WorkflowOperation};
+use series::{
+    counter, histogram, label_hash, label_hash_after, single, static_key, CachedCounter, CachedSeries, LabelKeys,
+    MAX_CACHED_SERIES,
+};
+use tenant::{named, tenant_labels, FOLDED, FOLDED_TENANT};
+pub use tenant::{TenantHash, TenantLabels};
 
 /// Latency buckets in milliseconds (daprd's start at 1 ms; a remote sidecar's calls are mostly below that).
 pub(crate) const LATENCY_BUCKETS_MS: &[f64] =
     &[0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 5000.0];
 /// (project, App ID) pairs with series of their own, unless the operator says otherwise.
 pub const DEFAULT_TENANT_LIMIT: usize = 100;
-/// The label values calls beyond the limit are counted under.
-const FOLDED: &str = "other";
-/// Label sets whose handles are cached, at most (series are bounded by the tenant limit anyway).
-const MAX_CACHED_SERIES: usize = 50_000;
-
-/// The hasher of label values, with a fixed seed.
-const LABEL_HASH_SEED: u64 = 0x6f75_7472_6967_6765;
-
-/// Maps keyed by label hashes: the key is hashed again on the same fixed footing (a few instructions for a `u64`).
-pub(crate) type LabelKeys = FixedState;
-
-/// Whose calls a series counts: its first three label values, `project`, `project_id` and `app_id`, and their
-/// hash when it was kept: a tenant kept for many calls hashes its labels once ([`TenantLabels::hashed`]), where
-/// hashing them for each call's series cost ~170 instructions. Others are hashed when they are counted.
-#[derive(Clone, Copy, Debug)]
-pub struct TenantLabels<'a> {
-    /// The project's name (unique within its organization).
-    pub project: &'a str,
-    /// The project's id (unique in the installation).
-    pub project_id: &'a str,
-    /// The App ID.
-    pub app_id: &'a str,
-    kept_hash: Option<TenantHash>,
-}
-
-/// The hash of a tenant's labels, kept beside them by whoever keeps them for many calls. Never zero, so that an
-/// `Option` of it takes no more room than the hash: a label set hashing to zero is not kept, only hashed again.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TenantHash(NonZeroU64);
-
-/// Labels are alike when their values are, whether or not their hash was kept.
-impl PartialEq for TenantLabels<'_> {
-    fn eq(&self, other: &TenantLabels<'_>) -> bool {
-        self.values() == other.values()
-    }
-}
-
-impl Eq for TenantLabels<'_> {}
-
-impl<'a> TenantLabels<'a> {
-    pub fn new(project: &'a str, project_id: &'a str, app_id: &'a str) -> TenantLabels<'a> {
-        TenantLabels { project, project_id, app_id, kept_hash: None }
-    }
-
-    /// The labels of a tenant whose [`hash`](Self::hash) was kept with them.
-    pub fn hashed(project: &'a str, project_id: &'a str, app_id: &'a str, hash: TenantHash) -> TenantLabels<'a> {
-        let labels = TenantLabels { project, project_id, app_id, kept_hash: Some(hash) };
-        debug_assert_eq!(Some(hash), TenantLabels::new(project, project_id, app_id).hash(), "a hash of other labels");
-        labels
-    }
-
-    /// The hash to keep with the labels (none for the one label set in 2^64 that hashes to zero).
-    pub fn hash(&self) -> Option<TenantHash> {
-        NonZeroU64::new(self.hash_value()).map(TenantHash)
-    }
-
-    /// The labels' hash: kept, or made now.
-    fn hash_value(&self) -> u64 {
-        match self.kept_hash {
-            Some(kept) => kept.0.get(),
-            None => label_hash(&self.values()),
-        }
-    }
-
-    /// The labels calls of tenants past the series limit are counted under.
-    const FOLDED: TenantLabels<'static> =
-        TenantLabels { project: FOLDED, project_id: FOLDED, app_id: FOLDED, kept_hash: None };
-
-    /// The label values, in the order of the label names [`TENANT_LABELS`] starts a series' names with.
-    fn values(self) -> [&'a str; 3] {
-        [self.project, self.project_id, self.app_id]
-    }
-
-    /// Whether these are the folded tenants' labels.
-    fn folded(self) -> bool {
-        self.project_id == FOLDED
-    }
-}
-
-/// [`TenantLabels::FOLDED`] with their hash kept, made once: every call of a tenant past the limit is counted under
-/// them, and hashing them for each cost ~100 instructions.
-static FOLDED_TENANT: LazyLock<TenantLabels<'static>> = LazyLock::new(|| {
-    let folded = TenantLabels::FOLDED;
-    TenantLabels { kept_hash: folded.hash(), ..folded }
-});
-
-/// A label naming one of a tenant's own things (a topic, a workflow): folded tenants' names are not kept.
-fn named(folded: bool, name: &str) -> &str {
-    if folded {
-        FOLDED
-    } else {
-        name
-    }
-}
-
-/// The label names of a series counted per tenant start with these.
-const TENANT_LABELS: [&str; 3] = ["project", "project_id", "app_id"];
-
-/// The label names of a series counted per tenant: [`TENANT_LABELS`], then `more`.
-pub(crate) fn tenant_labels(more: &[&'static str]) -> Vec<&'static str> {
-    TENANT_LABELS.iter().chain(more).copied().collect()
-}
-
-/// A 64-bit hash of label values. Two label sets sharing one would share a series; at 2^-64 per pair that is not
-/// expected among the few thousand series a process keeps.
-fn label_hash(labels: &[&str]) -> u64 {
-    label_hash_after(LABEL_HASH_SEED, labels)
-}
-
-/// The hash of label values that follow those whose hash is `before`: a series labelled by a tenant and more
-/// hashes the tenant's labels once for both look-ups.
-fn label_hash_after(before: u64, labels: &[&str]) -> u64 {
-    let mut hasher = FixedState::with_seed(before).build_hasher();
-    for label in labels {
-        hasher.write(label.as_bytes());
-        // Separated, so that ("ab", "c") and ("a", "bc") differ.
-        hasher.write_u8(0xff);
-    }
-    hasher.finish()
-}
-
-/// The cache key of a label set of words from a fixed vocabulary (`&'static str`: a call's type, a cache's name)
-/// and a variant (an outcome): the word's address and length, not its text, so that nothing is hashed on the busy
-/// path. The same word at two addresses gets two keys and shares its series all the same.
-fn static_key(word: &'static str, variant: bool) -> u64 {
-    (word.as_ptr() as u64) ^ ((word.len() as u64) << 48) ^ u64::from(variant) << 63
-}
-
-/// A counter (optional) and a histogram with the same labels, their per-label-set handles cached.
-struct CachedSeries {
-    count: Option<IntCounterVec>,
-    histogram: HistogramVec,
-    cache: RwLock<HashMap<u64, (Option<IntCounter>, Histogram), LabelKeys>>,
-}
-
-impl CachedSeries {
-    fn new(count: Option<IntCounterVec>, histogram: HistogramVec) -> CachedSeries {
-        CachedSeries { count, histogram, cache: RwLock::default() }
-    }
-
-    /// Counts one observation of `value` in the series `labels` names.
-    fn observe(&self, labels: &[&str], value: f64) {
-        self.observe_keyed(label_hash(labels), labels, value);
-    }
-
-    /// [`observe`](Self::observe) with the labels' key already made: their hash, or a [`static_key`] (a series
-    /// keyed so is never keyed by hash).
-    fn observe_keyed(&self, key: u64, labels: &[&str], value: f64) {
-        if self.observe_cached(key, value) {
-            return;
-        }
-        let count = self.count.as_ref().map(|count| count.with_label_values(labels));
-        let histogram = self.histogram.with_label_values(labels);
-        count.iter().for_each(IntCounter::inc);
-        histogram.observe(value);
-        let mut cache = self.cache.write().expect("series cache lock");
-        if cache.len() < MAX_CACHED_SERIES {
-            cache.insert(key, (count, histogram));
-        }
-    }
-}
-
-impl CachedSeries {
-    /// Counts an observation in the series cached under `key`, if there is one: whether there was.
-    fn observe_cached(&self, key: u64, value: f64) -> bool {
-        let cache = self.cache.read().expect("series cache lock");
-        let Some((count, histogram)) = cache.get(&key) else { return false };
-        count.iter().for_each(IntCounter::inc);
-        histogram.observe(value);
-        true
-    }
-}
 
 /// A call counted in its worker pool's queue depth while it is held ([`Metrics::worker_call`]).
 #[must_use = "the call leaves the queue when this is dropped"]
@@ -214,30 +45,6 @@ pub struct InWorkerQueue(Option<IntGauge>);
 impl Drop for InWorkerQueue {
     fn drop(&mut self) {
         self.0.iter().for_each(IntGauge::dec);
-    }
-}
-
-/// A counter whose per-label-set handles are cached by [`static_key`], for counts made on every call.
-struct CachedCounter {
-    counter: IntCounterVec,
-    cache: RwLock<HashMap<u64, IntCounter, LabelKeys>>,
-}
-
-impl CachedCounter {
-    fn new(counter: IntCounterVec) -> CachedCounter {
-        CachedCounter { counter, cache: RwLock::default() }
-    }
-
-    fn inc(&self, key: u64, labels: &[&str]) {
-        if let Some(counter) = self.cache.read().expect("counter cache lock").get(&key) {
-            return counter.inc();
-        }
-        let counter = self.counter.with_label_values(labels);
-        counter.inc();
-        let mut cache = self.cache.write().expect("counter cache lock");
-        if cache.len() < MAX_CACHED_SERIES {
-            cache.insert(key, counter);
-        }
     }
 }
 
@@ -277,25 +84,6 @@ pub struct Metrics {
 pub fn metrics() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
-}
-
-pub(crate) fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
-    registry.register(Box::new(counter.clone())).expect("metric registered once");
-    counter
-}
-
-pub(crate) fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: &[f64]) -> HistogramVec {
-    let histogram =
-        HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels).expect("valid histogram");
-    registry.register(Box::new(histogram.clone())).expect("metric registered once");
-    histogram
-}
-
-pub(crate) fn single(registry: &Registry, name: &str, help: &str) -> IntCounter {
-    let counter = IntCounter::new(name, help).expect("valid counter");
-    registry.register(Box::new(counter.clone())).expect("metric registered once");
-    counter
 }
 
 /// Seconds as milliseconds, the unit of daprd's latency histograms.
