@@ -41,6 +41,8 @@ struct AppSink {
     client: AppClient,
     path: String,
     reader: Reader,
+    /// The reader's project, as each event's log entry names it: made once per reader, not per event.
+    project_id: ProjectId,
     api_log: outrigger_telemetry::ApiLog,
     /// The App ID's trace sampling rate.
     sampling_rate: f64,
@@ -49,10 +51,9 @@ struct AppSink {
 #[async_trait]
 impl EventSink for AppSink {
     async fn deliver(&self, event: InputEvent) -> Result<(), String> {
-        let project_id = ProjectId::received(self.reader.project_id.clone());
         let to = ToApp {
             log: &self.api_log,
-            project_id: &project_id,
+            project_id: &self.project_id,
             app_id: &self.reader.app_id,
             api: "bindings",
             component: Some(&self.reader.component),
@@ -121,6 +122,7 @@ async fn read(
         client: client.clone(),
         path: target.path.clone(),
         reader: reader.clone(),
+        project_id: ProjectId::received(reader.project_id.clone()),
         api_log: worker.api_log.clone(),
         sampling_rate: project.sampling_rate(&reader.app_id),
     });
