@@ -1,6 +1,7 @@
 //! What the bench targets share: each includes this directory as `mod common` with
 //! `#[path = "../common/mod.rs"]`, and uses the parts it needs.
 
+pub mod ab;
 pub mod cli;
 pub mod forms;
 pub mod instructions;

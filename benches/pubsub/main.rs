@@ -16,6 +16,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod ab;
 mod apps;
 mod phases;
 mod report;
@@ -30,10 +31,11 @@ use anyhow::{bail, Context};
 use serde_json::json;
 
 use crate::apps::{Apps, Recorder};
+use crate::common::ab::TELEMETRY_OFF;
 use crate::common::cli;
 use crate::common::instructions::{self, Call, Callgrind, Count, HttpCall};
 use crate::common::load::{self, since_base};
-use crate::common::procs::{self, Process, Watched};
+use crate::common::procs::{self, Process, Ready, Watched};
 use crate::common::setup::{self, port_of, progress, random, server_env, ControlApi};
 use crate::phases::{baseline, http_connections, keep_failure, publish, push, stream, throughput};
 use crate::report::{Kind, Phase, Settings};
@@ -49,6 +51,9 @@ usage: cargo bench --bench pubsub -- [options]
   --payload-size BYTES   size of each published JSON body (default 1024); env BENCH_PAYLOAD_SIZE
   --throughput SECONDS   closed-loop throughput phase (default 5, quick 2); env BENCH_THROUGHPUT
   --forms LIST           embedded,distributed (default both); env BENCH_FORMS
+  --telemetry-ab ROUNDS  only this: telemetry's CPU per publish with its push delivery, timed, two all-in-ones
+                         (telemetry on, all off) probed in turn for ROUNDS rounds of a --throughput closed loop
+                         each, its deliveries awaited, order swapped every round; env BENCH_TELEMETRY_AB
 
   OUTRIGGER_BIN          the binary to run (default target/release/outrigger)
   BENCH_POSTGRES_URL     default postgres://postgres@127.0.0.1:5432/postgres
@@ -92,6 +97,8 @@ struct Options {
     nats_url: String,
     /// Requests to count instructions over, and whether only that runs.
     instructions: Option<(usize, bool)>,
+    /// Rounds of the telemetry A/B probes, when only they run.
+    telemetry_ab: Option<usize>,
 }
 
 impl Options {
@@ -105,6 +112,7 @@ impl Options {
                 ("payload-size", "BENCH_PAYLOAD_SIZE"),
                 ("throughput", "BENCH_THROUGHPUT"),
                 ("forms", "BENCH_FORMS"),
+                ("telemetry-ab", "BENCH_TELEMETRY_AB"),
                 instructions::OPTIONS[0],
                 instructions::OPTIONS[1],
             ],
@@ -130,6 +138,10 @@ impl Options {
         let target_dir = cli::target_dir();
         let binary = cli::binary(&target_dir);
         let instructions = instructions::requested(&args)?;
+        let telemetry_ab = args.value("telemetry-ab").map(str::parse::<usize>).transpose()?;
+        if telemetry_ab == Some(0) {
+            bail!("--telemetry-ab takes the number of rounds, at least 1");
+        }
         Ok(Options {
             duration: Duration::from_secs_f64(duration),
             rate,
@@ -147,6 +159,7 @@ impl Options {
                 .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
             nats_url: cli::env("BENCH_NATS_URL").unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             instructions,
+            telemetry_ab,
         })
     }
 
@@ -192,6 +205,32 @@ struct Product {
 }
 
 impl Product {
+    /// The all-in-one whose ready line is `ready`, provisioned, with its push subscription live; and its control
+    /// API's address.
+    async fn embedded(
+        form: &'static str,
+        ready: Ready,
+        admin_token: &str,
+        apps: &Apps,
+        payload_size: usize,
+    ) -> anyhow::Result<(Product, String)> {
+        let control_api = ready.control_api.context("the ready line has no control_api")?;
+        let dapr_http = ready.dapr_http.context("the ready line has no dapr_http")?;
+        let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
+        let (publisher_token, streamer_token) = provision(&control_api, admin_token, apps).await?;
+        let product = Product {
+            form,
+            dapr_http,
+            dapr_grpc,
+            publisher_token,
+            streamer_token,
+            jetstream: None,
+            watched: Vec::new(),
+        };
+        product.wait_live(&apps.push, PUSH_TOPIC, payload_size).await?;
+        Ok((product, control_api))
+    }
+
     fn publish_target(&self, topic: &str, size: usize) -> Target {
         Target::Http {
             url: format!("http://{}/v1.0/publish/pubsub/{topic}", self.dapr_http),
@@ -297,9 +336,7 @@ async fn run_form(
     let admin_token = random(32);
     let mut env = server_env(data_dir.path(), &admin_token);
     if form == UNOBSERVED {
-        for setting in TELEMETRY_OFF {
-            env.push((setting, "false".to_owned()));
-        }
+        env.extend(TELEMETRY_OFF.iter().map(|(name, value)| (*name, (*value).to_owned())));
     }
     let (mut processes, control_api, dapr_http, dapr_grpc, jetstream) = if form != "distributed" {
         progress("embedded: starting outrigger (all-in-one)");
@@ -407,8 +444,6 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
 
 /// The embedded form with the API log, metrics and trace context off.
 const UNOBSERVED: &str = "embedded, telemetry off";
-/// The settings that turn them off.
-const TELEMETRY_OFF: [&str; 3] = ["OUTRIGGER_API_LOG", "OUTRIGGER_METRICS", "OUTRIGGER_TRACE_CONTEXT"];
 
 fn phases_of(form: &'static str) -> Vec<Phase> {
     if form == UNOBSERVED {
@@ -470,6 +505,9 @@ async fn run(options: Options) -> ExitCode {
     };
     if let Some((requests, true)) = options.instructions {
         return run_instructions(&options, &apps, requests, None).await;
+    }
+    if let Some(rounds) = options.telemetry_ab {
+        return common::ab::report(ab::run(&options, &apps, rounds).await, &options.target_dir);
     }
     let leftovers = Mutex::new(Leftovers::default());
     let mut forms = Vec::new();
@@ -546,23 +584,10 @@ async fn count_instructions(
         progress("instructions: starting outrigger (all-in-one) under callgrind");
         let mut env = server_env(data_dir.path(), &admin_token);
         if unobserved {
-            env.extend(TELEMETRY_OFF.iter().map(|setting| (*setting, "false".to_owned())));
+            env.extend(TELEMETRY_OFF.iter().map(|(name, value)| (*name, (*value).to_owned())));
         }
         let (mut server, ready) = callgrind.start("all-in-one", &options.binary, &[], &env)?;
-        let control_api = ready.control_api.context("the ready line has no control_api")?;
-        let dapr_http = ready.dapr_http.context("the ready line has no dapr_http")?;
-        let dapr_grpc = ready.dapr_grpc.context("the ready line has no dapr_grpc")?;
-        let (publisher_token, streamer_token) = provision(&control_api, &admin_token, apps).await?;
-        let product = Product {
-            form: "embedded",
-            dapr_http,
-            dapr_grpc,
-            publisher_token,
-            streamer_token,
-            jetstream: None,
-            watched: Vec::new(),
-        };
-        product.wait_live(&apps.push, PUSH_TOPIC, options.payload_size).await?;
+        let (product, _) = Product::embedded("embedded", ready, &admin_token, apps, options.payload_size).await?;
         // Every counted publish carries the same message: the app counts its receipts.
         let seq = load::next_seq();
         let call = Call::Http(HttpCall {

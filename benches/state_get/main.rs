@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::common::ab::{API_LOG_OFF, TELEMETRY_OFF};
 use crate::common::cli;
 use crate::common::instructions::{self, Call, Callgrind, Count, HttpCall};
 use crate::common::latency::{self, keep_failure, stop_all, Phases, Scenario, Settings, Targets};
@@ -258,13 +259,6 @@ async fn measure_store(
     latency::measure(&options.phases, scenario, &mut connections, &target, port_of(dapr)?, watched).await
 }
 
-/// The setting that turns the API log off: what a row "API log off" compares with the same call logged.
-const API_LOG_OFF: (&str, &str) = ("OUTRIGGER_API_LOG", "false");
-/// The settings that turn all telemetry off (API log, metrics, trace context): the row every telemetry cost is
-/// read against.
-pub(crate) const TELEMETRY_OFF: &[(&str, &str)] =
-    &[API_LOG_OFF, ("OUTRIGGER_METRICS", "false"), ("OUTRIGGER_TRACE_CONTEXT", "false")];
-
 /// The setting that counts every tenant under the folded metric labels, as past the per-process limit of tenants
 /// with series of their own: the row "tenant folded" is what most tenants of a busy installation cost.
 const TENANTS_FOLDED: (&str, &str) = ("OUTRIGGER_METRICS_TENANT_LIMIT", "0");
@@ -501,17 +495,7 @@ async fn run(options: Options) -> ExitCode {
         remember(&leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
         let measured = ab::run(&options, rounds, options.phases.probe).await;
         clean_up(&options, leftovers.into_inner().unwrap_or_default()).await;
-        return match measured {
-            Ok((table, json)) => {
-                println!("{table}");
-                cli::write_json(&options.target_dir, &json);
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("error: telemetry A/B: {err:#}");
-                ExitCode::FAILURE
-            }
-        };
+        return common::ab::report(measured, &options.target_dir);
     }
     let mut scenarios = [
         Scenario::new("baseline", "baseline: Redis GET (direct)", "load generator -> Redis GET"),

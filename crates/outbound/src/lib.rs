@@ -2,11 +2,12 @@
 //! probes), HTTP endpoints and the hosts their components dial: which addresses it may reach ([`Egress`],
 //! with its HTTP clients in [`connect`], and the client of the calls it makes to apps, [`AppClient`]), how it
 //! identifies itself to an app ([`AppChannel`]), whether the app is up ([`health`]), and the tenant's
-//! Resiliency policies for each call ([`resiliency`]).
+//! Resiliency policies for each call ([`resiliency`]), and the deadlines calls are held to ([`deadline`]).
 
 mod address;
 mod app_call;
 mod connect;
+pub mod deadline;
 pub mod health;
 mod pool;
 pub mod resiliency;

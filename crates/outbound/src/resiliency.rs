@@ -369,7 +369,7 @@ where
             }
         }
         let result = match policy.timeout {
-            Some(timeout) => tokio::time::timeout(timeout, attempt()).await.ok(),
+            Some(timeout) => crate::deadline::within(timeout, attempt()).await,
             None => Some(attempt().await),
         };
         if result.is_none() && !timed_out {

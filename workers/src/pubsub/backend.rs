@@ -11,20 +11,26 @@ use crate::state::time::{within, OPERATION_DEADLINE};
 pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Runs one backend call, turning "no answer within [`OPERATION_DEADLINE`]" into [`BrokerError::Backend`].
-pub(crate) async fn within_deadline<T>(
-    component_type: &str,
-    call: impl Future<Output = Result<T, BrokerError>>,
-) -> Result<T, BrokerError> {
-    within(OPERATION_DEADLINE, component_type, call, BrokerError::Backend).await
+pub(crate) fn within_deadline<'a, T, F>(
+    component_type: &'a str,
+    call: F,
+) -> impl Future<Output = Result<T, BrokerError>> + use<'a, T, F>
+where
+    F: Future<Output = Result<T, BrokerError>>,
+{
+    within(OPERATION_DEADLINE, component_type, call, BrokerError::Backend)
 }
 
 /// A fetch waits up to `wait` for messages, and its backend calls may take [`OPERATION_DEADLINE`] besides.
-pub(crate) async fn within_wait<T>(
+pub(crate) fn within_wait<'a, T, F>(
     wait: Duration,
-    component_type: &str,
-    call: impl Future<Output = Result<T, BrokerError>>,
-) -> Result<T, BrokerError> {
-    within(wait.saturating_add(OPERATION_DEADLINE), component_type, call, BrokerError::Backend).await
+    component_type: &'a str,
+    call: F,
+) -> impl Future<Output = Result<T, BrokerError>> + use<'a, T, F>
+where
+    F: Future<Output = Result<T, BrokerError>>,
+{
+    within(wait.saturating_add(OPERATION_DEADLINE), component_type, call, BrokerError::Backend)
 }
 
 /// Whole milliseconds, saturating: holds and delays added to Unix milliseconds.

@@ -5,6 +5,8 @@ use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use futures_util::FutureExt;
+
 use super::StateError;
 
 /// How long one backend call may take. A backend that is down or hung turns into an error within this
@@ -35,24 +37,33 @@ pub(crate) fn is_live(expires_at: Option<i64>, now_ms: i64) -> bool {
 }
 
 /// Runs one backend call, turning "no answer within [`OPERATION_DEADLINE`]" into a backend error.
-pub(crate) async fn within_deadline<T>(
-    component_type: &str,
-    call: impl Future<Output = Result<T, StateError>>,
-) -> Result<T, StateError> {
-    within(OPERATION_DEADLINE, component_type, call, StateError::Backend).await
+pub(crate) fn within_deadline<'a, T, F>(
+    component_type: &'a str,
+    call: F,
+) -> impl Future<Output = Result<T, StateError>> + use<'a, T, F>
+where
+    F: Future<Output = Result<T, StateError>>,
+{
+    within(OPERATION_DEADLINE, component_type, call, StateError::Backend)
 }
 
 /// Runs a backend call for at most `limit`; past it, answers `timed_out` with a message saying so. Shared by
-/// the state stores and the message brokers, whose errors differ.
-pub(crate) async fn within<T, E>(
+/// the state stores and the message brokers, whose errors differ. These wrappers are plain functions, not
+/// `async fn`s: each `async fn` layer held the call's future twice ([`outrigger_outbound::deadline::Within`]).
+pub(crate) fn within<'a, T, E, F>(
     limit: Duration,
-    component_type: &str,
-    call: impl Future<Output = Result<T, E>>,
+    component_type: &'a str,
+    call: F,
     timed_out: fn(String) -> E,
-) -> Result<T, E> {
-    tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
-        outrigger_telemetry::metrics().store_timeout(component_type);
-        Err(timed_out(format!("{component_type}: the backend did not answer within {} s", limit.as_secs_f64())))
+) -> impl Future<Output = Result<T, E>> + use<'a, T, E, F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    outrigger_outbound::deadline::within(limit, call).map(move |answer| {
+        answer.unwrap_or_else(|| {
+            outrigger_telemetry::metrics().store_timeout(component_type);
+            Err(timed_out(format!("{component_type}: the backend did not answer within {} s", limit.as_secs_f64())))
+        })
     })
 }
 
