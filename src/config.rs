@@ -90,7 +90,8 @@ pub struct Config {
     /// milliseconds; then its connection is closed. It runs from the connection's opening until the client shows
     /// its protocol (TLS handshake and HTTP/2's preface included), then for an HTTP/1.1 head from its first byte,
     /// and from the end of each answer for the next one, so idle keep-alive connections close after it too.
-    /// HTTP/2 connections are watched by keepalive pings instead. Default 10000.
+    /// HTTP/2 connections are watched by keepalive pings instead. An HTTP/1.1 head's deadline may fire up to a
+    /// sixteenth late (`outrigger_outbound::deadline`). Default 10000.
     pub header_read_timeout_ms: u64,
     /// How long a request body may send nothing while the server reads it, in milliseconds; then the request
     /// gets a 400 and its connection is closed. gRPC requests are exempt (their request streams pause by design:
@@ -126,7 +127,7 @@ pub struct Config {
     /// net for a lost event. Default 5000.
     pub component_refresh_ms: u64,
     /// How long one state-store operation may take before it fails with a 500-class error, in
-    /// milliseconds. Default 5000.
+    /// milliseconds; the deadline may fire up to a sixteenth late (`outrigger_outbound::deadline`). Default 5000.
     pub store_timeout_ms: u64,
     /// Whether the platform calls app endpoints and HTTP endpoints (invocation, pub/sub push, health probes)
     /// and lets components dial hosts at private, loopback and link-local addresses. Addresses are judged
