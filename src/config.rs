@@ -126,8 +126,10 @@ pub struct Config {
     /// milliseconds. Change events from the control API reach workers at once; this re-read is the safety
     /// net for a lost event. Default 5000.
     pub component_refresh_ms: u64,
-    /// How long one state-store operation may take before it fails with a 500-class error, in
-    /// milliseconds; the deadline may fire up to a sixteenth late (`outrigger_outbound::deadline`). Default 5000.
+    /// How long one call to a component (a state operation, a publish, a lock, a configuration read, an output
+    /// binding) may take before it fails with a 500-class error, in milliseconds, unless a Resiliency policy gives
+    /// the component a timeout of its own; the deadline may fire up to a sixteenth late
+    /// (`outrigger_outbound::deadline`). Default 5000.
     pub store_timeout_ms: u64,
     /// Whether the platform calls app endpoints and HTTP endpoints (invocation, pub/sub push, health probes)
     /// and lets components dial hosts at private, loopback and link-local addresses. Addresses are judged

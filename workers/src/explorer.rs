@@ -18,7 +18,12 @@ use crate::project::{managed_kvstore_namespace, managed_pubsub_namespace};
 use crate::pubsub::stream_api::STREAMING_GROUP_SUFFIX;
 use crate::pubsub::{Broker, BrokerError};
 use crate::state::api::KEY_SEPARATOR;
+use crate::state::time::within_deadline;
 use crate::state::{Concurrency, DeleteRequest, KeyPosition, StateError, StateStore};
+
+/// The managed kvstore as its timeouts name it (in errors and in `outrigger_store_timeouts_total`): the explorer's
+/// reads and deletes run under no component's policy, so they take the store's fixed deadline.
+const MANAGED_KVSTORE: &str = "kvstore";
 
 /// Why an explorer call was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -184,18 +189,19 @@ impl KvExplorer {
         app_id: &str,
         key: &str,
     ) -> Result<Option<ExploredItem>, ExplorerError> {
-        let item = self.store.get(&Self::full_key(project, app_id, key)?).await?;
+        let full_key = Self::full_key(project, app_id, key)?;
+        let item = within_deadline(MANAGED_KVSTORE, self.store.get(&full_key)).await?;
         Ok(item.map(|item| ExploredItem { value: item.value, etag: item.etag, expires_at: item.expires_at }))
     }
 
     /// Deletes one item of the project's App ID; `false` when there was none.
     pub async fn delete(&self, project: &ProjectId, app_id: &str, key: &str) -> Result<bool, ExplorerError> {
         let full_key = Self::full_key(project, app_id, key)?;
-        if self.store.get(&full_key).await?.is_none() {
+        if within_deadline(MANAGED_KVSTORE, self.store.get(&full_key)).await?.is_none() {
             return Ok(false);
         }
         let request = DeleteRequest { key: full_key, etag: None, concurrency: Concurrency::LastWrite };
-        self.store.delete(&request).await?;
+        within_deadline(MANAGED_KVSTORE, self.store.delete(&request)).await?;
         Ok(true)
     }
 }

@@ -79,22 +79,24 @@ enum TargetKind {
 
 /// Who makes a call under a policy, as daprd's resiliency series count it: the calling App ID's labels and,
 /// for a component target, daprd's type of the component (`Statestore`, `Pubsub`, `Binding`, `Configuration`,
-/// `Lock`), which daprd's `target` label starts with (`Statestore_<name>`; an app's is `app_<App ID>`).
+/// `Lock`), which daprd's `target` label starts with (`Statestore_<name>`; an app's is `app_<App ID>`), and the
+/// component's own type (`spec.type`, `state.redis`), which names it in `outrigger_store_timeouts_total`.
 #[derive(Clone, Copy, Debug)]
 pub struct Caller<'a> {
     pub tenant: TenantLabels<'a>,
     pub component_type: &'a str,
+    pub spec_type: &'a str,
 }
 
 impl<'a> Caller<'a> {
     /// A call of an App ID (or an HTTP endpoint) by `tenant`.
     pub fn app(tenant: TenantLabels<'a>) -> Caller<'a> {
-        Caller { tenant, component_type: "" }
+        Caller { tenant, component_type: "", spec_type: "" }
     }
 
-    /// A call of a component of daprd's type `component_type` by `tenant`.
-    pub fn component(tenant: TenantLabels<'a>, component_type: &'a str) -> Caller<'a> {
-        Caller { tenant, component_type }
+    /// A call of a component of daprd's type `component_type` and of type `spec_type` by `tenant`.
+    pub fn component(tenant: TenantLabels<'a>, component_type: &'a str, spec_type: &'a str) -> Caller<'a> {
+        Caller { tenant, component_type, spec_type }
     }
 }
 
@@ -376,6 +378,10 @@ where
             // daprd counts a timeout's activation once per call, however many attempts it cuts short.
             timed_out = true;
             meter.count(PolicyKind::Timeout, None, true);
+        }
+        if result.is_none() && !caller.spec_type.is_empty() {
+            // A component's backend has no deadline of its own under a policy: this one is its store timeout.
+            metrics::metrics().store_timeout(caller.spec_type);
         }
         let failure = match &result {
             Some(value) => judge(value),

@@ -2,6 +2,7 @@
 //! timeout, and works again by itself once the backend is back.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,29 +10,52 @@ use axum::http::StatusCode;
 
 use crate::harness::{TestGateway, STORE_TIMEOUT};
 
-/// A private Redis server on `port`, so stopping it disturbs nothing else.
-struct PrivateRedis {
+/// A backend server of this test's own (Redis, NATS), so stopping it disturbs nothing else.
+struct PrivateServer {
     child: Child,
 }
 
-impl PrivateRedis {
-    fn start(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+impl PrivateServer {
+    /// Runs `program` with `args` and waits until it listens on `port`.
+    fn start(program: &str, args: &[&str], port: u16) -> PrivateServer {
+        let child = Command::new(program)
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server must be installed (scripts/services installs it)");
+            .unwrap_or_else(|err| panic!("{program} must be installed (scripts/services installs it): {err}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen on {port}");
+            assert!(Instant::now() < deadline, "{program} did not listen on {port}");
             std::thread::sleep(Duration::from_millis(20));
         }
-        PrivateRedis { child }
+        PrivateServer { child }
+    }
+
+    /// A Redis server on `port` that keeps nothing on disk.
+    fn redis(port: u16) -> PrivateServer {
+        let port_arg = port.to_string();
+        let args = ["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+        PrivateServer::start("redis-server", &args, port)
+    }
+
+    /// A NATS server with JetStream on `port`, keeping its streams in `store`.
+    fn nats(port: u16, store: &Path) -> PrivateServer {
+        let (port_arg, store) = (port.to_string(), store.display().to_string());
+        let args = ["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd", &store];
+        let program = if Path::new("/usr/sbin/nats-server").exists() { "/usr/sbin/nats-server" } else { "nats-server" };
+        PrivateServer::start(program, &args, port)
+    }
+
+    /// Stops the server without closing its connections: it holds every request and answers none, like a hung
+    /// backend.
+    fn hang(&self) {
+        let stopped = Command::new("kill").args(["-STOP", &self.child.id().to_string()]).status().expect("run kill");
+        assert!(stopped.success(), "kill -STOP {}", self.child.id());
     }
 }
 
-impl Drop for PrivateRedis {
+impl Drop for PrivateServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -45,16 +69,21 @@ fn free_port() -> u16 {
 
 /// A `state.redis` component `cache` on the Redis at `port`.
 fn cache_component(port: u16) -> String {
+    component("cache", "state.redis", "redisHost", &format!("127.0.0.1:{port}"))
+}
+
+/// A component `name` of `component_type` with one metadata field.
+fn component(name: &str, component_type: &str, field: &str, value: &str) -> String {
     format!(
-        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: cache\nspec:\n  type: state.redis\n  version: v1\n  metadata:\n  - name: redisHost\n    value: 127.0.0.1:{port}\n"
+        "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\nspec:\n  type: {component_type}\n  version: v1\n  metadata:\n  - name: {field}\n    value: {value}\n"
     )
 }
 
 /// A gateway whose project `demo` has App ID `orders` (its token) and the component `cache` on a private
 /// Redis (and its port).
-async fn cache_on_private_redis() -> (TestGateway, String, PrivateRedis, u16) {
+async fn cache_on_private_redis() -> (TestGateway, String, PrivateServer, u16) {
     let port = free_port();
-    let redis = PrivateRedis::start(port);
+    let redis = PrivateServer::redis(port);
     let gateway = TestGateway::start().await;
     let token = gateway.app("demo", "orders").await;
     gateway.component("demo", &cache_component(port)).await;
@@ -81,7 +110,7 @@ async fn a_store_that_goes_down_fails_fast_and_recovers_by_itself() {
         .await
         .dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STATE_SAVE");
 
-    let _redis = PrivateRedis::start(port);
+    let _redis = PrivateServer::redis(port);
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let answer = gateway.http("POST", "/v1.0/state/cache", t, Some(r#"[{"key":"k","value":"back"}]"#)).await;
@@ -125,7 +154,7 @@ spec:
     drop(redis);
     let restart = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(600)).await;
-        PrivateRedis::start(port)
+        PrivateServer::redis(port)
     });
     let read = gateway.http("GET", "/v1.0/state/cache/k", t, None).await;
     let _redis = restart.await.unwrap();
@@ -165,4 +194,68 @@ spec:
     let message = message.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STATE_GET");
     assert!(message.contains("circuit breaker is open"), "{message}");
     assert!(started.elapsed() < STORE_TIMEOUT, "an open breaker answers without trying the store");
+}
+
+#[tokio::test]
+async fn a_resiliency_timeout_longer_than_the_store_timeout_is_the_one_that_holds() {
+    // Longer than this gateway's store timeout (2 s) and than the 5 s the backends once also applied themselves.
+    const LONG: Duration = Duration::from_secs(6);
+    let (gateway, token, redis, redis_port) = cache_on_private_redis().await;
+    let (nats_port, nats_store) = (free_port(), tempfile::tempdir().unwrap());
+    let nats = PrivateServer::nats(nats_port, nats_store.path());
+    let redis_host = format!("127.0.0.1:{redis_port}");
+    gateway.component("demo", &component("bus", "pubsub.redis", "redisHost", &redis_host)).await;
+    let nats_url = format!("nats://127.0.0.1:{nats_port}");
+    gateway.component("demo", &component("stream", "pubsub.jetstream", "natsURL", &nats_url)).await;
+    gateway
+        .component(
+            "demo",
+            r#"
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: { name: patient }
+spec:
+  policies:
+    timeouts: { long: 6s }
+  targets:
+    components:
+      cache: { outbound: { timeout: long } }
+      bus: { outbound: { timeout: long } }
+      stream: { outbound: { timeout: long } }
+"#,
+        )
+        .await;
+    let t = Some(token.as_str());
+    // Every component connects before its server hangs: a connection attempt has a deadline of its own.
+    let saved = gateway.http("POST", "/v1.0/state/cache", t, Some(r#"[{"key":"k","value":"v"}]"#)).await;
+    assert_eq!(saved.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&saved.body));
+    for pubsub in ["bus", "stream"] {
+        let published = gateway.http("POST", &format!("/v1.0/publish/{pubsub}/orders"), t, Some(r#"{"n":1}"#)).await;
+        assert_eq!(published.status, StatusCode::NO_CONTENT, "{pubsub}: {}", String::from_utf8_lossy(&published.body));
+    }
+
+    redis.hang();
+    nats.hang();
+    let started = Instant::now();
+    let (read, on_redis, on_jetstream) = tokio::join!(
+        gateway.http("GET", "/v1.0/state/cache/k", t, None),
+        gateway.http("POST", "/v1.0/publish/bus/orders", t, Some(r#"{"n":2}"#)),
+        gateway.http("POST", "/v1.0/publish/stream/orders", t, Some(r#"{"n":2}"#)),
+    );
+    let elapsed = started.elapsed();
+    let messages = [
+        read.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_STATE_GET"),
+        on_redis.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_PUBSUB_PUBLISH_MESSAGE"),
+        on_jetstream.dapr_error(StatusCode::INTERNAL_SERVER_ERROR, "ERR_PUBSUB_PUBLISH_MESSAGE"),
+    ];
+    for message in &messages {
+        assert!(message.contains("did not answer within 6s"), "the policy's timeout ended the call: {message}");
+    }
+    assert!(elapsed >= LONG && elapsed < LONG + Duration::from_secs(2), "the calls ended after {elapsed:?}");
+    // Each is counted as its store's timeout, once (nextest runs each test in a process of its own).
+    let text = outrigger_telemetry::metrics().render();
+    for component_type in ["state.redis", "pubsub.redis", "pubsub.jetstream"] {
+        let series = format!("outrigger_store_timeouts_total{{component_type=\"{component_type}\"}} 1");
+        assert!(text.contains(&series), "{series} in:\n{text}");
+    }
 }

@@ -26,7 +26,7 @@ pub(crate) async fn invoke(scope: &Scope<'_>, call: InvokeBinding) -> Result<Bin
     }
     let (policy, breaker) = scope.component_policy(&name);
     let request = || binding.invoke(BindingRequest { operation: &operation, data: &data, metadata: &metadata });
-    let caller = resiliency::Caller::component(scope.tenant.metric_labels(), "Binding");
+    let caller = resiliency::Caller::component(scope.tenant.metric_labels(), "Binding", &component.component_type);
     resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &format!("binding {name}"), request)
         .await
         .map_err(failed)

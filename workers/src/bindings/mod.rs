@@ -51,7 +51,8 @@ pub trait OutputBinding: Send + Sync {
     /// The operations it takes, as daprd's component of its type lists them.
     fn operations(&self) -> &'static [&'static str];
 
-    /// Does `request`.
+    /// Does `request`. No deadline of its own beyond what the component's metadata sets: the bindings API runs it
+    /// under the component's Resiliency policy.
     async fn invoke(&self, request: BindingRequest<'_>) -> Result<BindingResponse, BindingError>;
 }
 

@@ -13,7 +13,6 @@ use super::{BindingError, BindingRequest, OutputBinding};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
 use crate::state::redis::{connect, REDIS_CLIENT_FIELDS};
-use crate::state::time::{within, OPERATION_DEADLINE};
 
 /// Dapr's Redis binding.
 pub struct RedisBinding {
@@ -57,13 +56,7 @@ impl OutputBinding for RedisBinding {
             _ => redis::cmd("INCR").arg(key).clone(),
         };
         let mut connection = self.connection.clone();
-        let answer: redis::Value = within(
-            OPERATION_DEADLINE,
-            Self::COMPONENT_TYPE,
-            async { command.query_async(&mut connection).await.map_err(failed) },
-            BindingError::Failed,
-        )
-        .await?;
+        let answer: redis::Value = command.query_async(&mut connection).await.map_err(failed)?;
         let data = match (request.operation, answer) {
             ("get", redis::Value::BulkString(bytes)) => bytes,
             _ => Vec::new(),

@@ -35,7 +35,8 @@ pub enum ConfigurationError {
 /// A configuration store of one component.
 #[async_trait]
 pub trait ConfigurationStore: Send + Sync {
-    /// The items of `keys` that have a value; every item of the store when `keys` is empty.
+    /// The items of `keys` that have a value; every item of the store when `keys` is empty. No deadline of its own:
+    /// the configuration API runs it under the component's Resiliency policy.
     async fn get(&self, keys: &[String]) -> Result<Items, ConfigurationError>;
 
     /// Starts listening for changes of `keys` (of any key when empty), with the subscription's request

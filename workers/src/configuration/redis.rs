@@ -89,24 +89,16 @@ impl RedisConfigurationStore {
 #[async_trait]
 impl ConfigurationStore for RedisConfigurationStore {
     async fn get(&self, keys: &[String]) -> Result<Items, ConfigurationError> {
-        within(
-            OPERATION_DEADLINE,
-            Self::COMPONENT_TYPE,
-            async {
-                let keys = if keys.is_empty() { self.all_keys().await? } else { keys.to_vec() };
-                if keys.is_empty() {
-                    return Ok(Items::new());
-                }
-                let mut connection = self.connection.clone();
-                // MGET answers nil for a key that is missing or holds no string: daprd skips both.
-                let values: Vec<Option<String>> =
-                    redis::cmd("MGET").arg(&keys).query_async(&mut connection).await.map_err(backend)?;
-                let found = keys.into_iter().zip(values).filter_map(|(key, value)| Some((key, item(&value?)?)));
-                Ok(found.collect())
-            },
-            ConfigurationError::Backend,
-        )
-        .await
+        let keys = if keys.is_empty() { self.all_keys().await? } else { keys.to_vec() };
+        if keys.is_empty() {
+            return Ok(Items::new());
+        }
+        let mut connection = self.connection.clone();
+        // MGET answers nil for a key that is missing or holds no string: daprd skips both.
+        let values: Vec<Option<String>> =
+            redis::cmd("MGET").arg(&keys).query_async(&mut connection).await.map_err(backend)?;
+        let found = keys.into_iter().zip(values).filter_map(|(key, value)| Some((key, item(&value?)?)));
+        Ok(found.collect())
     }
 
     async fn listen(

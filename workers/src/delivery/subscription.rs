@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use outrigger_outbound::deadline::within;
 use outrigger_outbound::health::AppHealth;
 use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
 use outrigger_outbound::AppClient;
@@ -16,7 +17,8 @@ use super::app::{self, Outcome};
 use super::{Target, TargetKey, BATCH, FETCH_WAIT, HOLD, RESCAN};
 use crate::app_calls::ToApp;
 use crate::pubsub::cloudevent::{is_expired, parse_delivery_attributes, parse_event, raw_payload_event};
-use crate::pubsub::{Access, Broker, Delivery};
+use crate::pubsub::{Access, Broker, BrokerError, Delivery};
+use crate::state::time::OPERATION_DEADLINE;
 use crate::Worker;
 
 /// Pulls and delivers the messages of one subscription until aborted.
@@ -313,7 +315,11 @@ async fn settle(
 async fn dead_letter(broker: &dyn Broker, target: &Target, namespace: &str, delivery: &Delivery) {
     let Some(dead_letter_topic) = &target.spec.dead_letter_topic else { return };
     let topic = format!("{namespace}{dead_letter_topic}");
-    if let Err(err) = broker.publish(&topic, &delivery.payload).await {
+    let published = within(OPERATION_DEADLINE, broker.publish(&topic, &delivery.payload)).await;
+    let published = published.unwrap_or_else(|| {
+        Err(BrokerError::Backend(format!("the broker did not answer within {OPERATION_DEADLINE:?}")))
+    });
+    if let Err(err) = published {
         tracing::error!(error = %err, topic = %dead_letter_topic, "could not dead-letter an event");
     }
 }

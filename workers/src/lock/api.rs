@@ -55,7 +55,7 @@ impl Target<'_> {
         let attempt = || call(Arc::clone(&backend), key.clone());
         let what = format!("lock store {name}");
         let tenant = self.scope.tenant;
-        let caller = resiliency::Caller::component(tenant.metric_labels(), "Lock");
+        let caller = resiliency::Caller::component(tenant.metric_labels(), "Lock", &self.component.component_type);
         let answer = resiliency::execute_fallible(&policy, breaker.as_deref(), caller, &what, attempt).await;
         answer.map_err(|reason| {
             let namespace = self.component.config.namespace.as_str();

@@ -29,7 +29,8 @@ pub enum LockError {
     Backend(String),
 }
 
-/// A lock store of one component. Keys are whole (prefixes applied); owners are compared exactly.
+/// A lock store of one component. Keys are whole (prefixes applied); owners are compared exactly. Calls have no
+/// deadline of their own: the lock API runs them under the component's Resiliency policy.
 #[async_trait]
 pub trait LockStore: Send + Sync {
     /// Takes the lock `key` for `owner` for `expiry` unless anyone (the same owner included) holds it;

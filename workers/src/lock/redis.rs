@@ -16,7 +16,6 @@ use super::{LockError, LockStore};
 use crate::components::{Backend, Opener, Opening};
 use crate::state::open::OpenError;
 use crate::state::redis::{connect, REDIS_CLIENT_FIELDS};
-use crate::state::time::{within, OPERATION_DEADLINE};
 use crate::state::RedisOptions;
 
 /// Deletes the lock only for its owner: -1 when there is none, -2 when another owner holds it, else what
@@ -56,25 +55,13 @@ impl LockStore for RedisLockStore {
         let mut connection = self.connection.clone();
         let mut command = redis::cmd("SET");
         command.arg(key).arg(owner).arg("NX").arg("EX").arg(expiry.as_secs().max(1));
-        let answer: Option<String> = within(
-            OPERATION_DEADLINE,
-            Self::COMPONENT_TYPE,
-            async { command.query_async(&mut connection).await.map_err(backend) },
-            LockError::Backend,
-        )
-        .await?;
+        let answer: Option<String> = command.query_async(&mut connection).await.map_err(backend)?;
         Ok(answer.is_some())
     }
 
     async fn unlock(&self, key: &str, owner: &str) -> Result<UnlockStatus, LockError> {
         let mut connection = self.connection.clone();
-        let answer: i64 = within(
-            OPERATION_DEADLINE,
-            Self::COMPONENT_TYPE,
-            async { UNLOCK.key(key).arg(owner).invoke_async(&mut connection).await.map_err(backend) },
-            LockError::Backend,
-        )
-        .await?;
+        let answer: i64 = UNLOCK.key(key).arg(owner).invoke_async(&mut connection).await.map_err(backend)?;
         Ok(match answer {
             0.. => UnlockStatus::Success,
             -1 => UnlockStatus::LockDoesNotExist,

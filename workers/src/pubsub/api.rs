@@ -69,7 +69,7 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
             Ok(message) => {
                 let started = std::time::Instant::now();
                 let publish = || broker.publish(&broker_topic, &message.payload);
-                let caller = resiliency::Caller::component(tenant.metric_labels(), "Pubsub");
+                let caller = resiliency::Caller::component(tenant.metric_labels(), "Pubsub", &component.component_type);
                 let published =
                     resiliency::execute_fallible(&policy, breaker.as_deref(), caller, "the broker", publish).await;
                 let (labels, place) = (tenant.metric_labels(), (pubsub, topic));

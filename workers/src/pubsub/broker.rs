@@ -49,7 +49,9 @@ pub trait Broker: Send + Sync {
     fn features(&self) -> Features;
 
     /// Stores a message on `topic`; returns only once the backend acknowledged it (durably, when the
-    /// broker is durable).
+    /// broker is durable). Without a deadline of its own: the publish API runs it under the component's
+    /// Resiliency policy, whose timeout is the only one, and other callers bound it themselves. (The broker's
+    /// other calls serve deliveries, outside any policy, and bound themselves.)
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError>;
 
     /// Makes sure consumer group `group` of `topic` exists; a new group receives the messages published

@@ -59,6 +59,11 @@ pub const DEFAULT_STREAM_NAME: &str = "OUTRIGGER";
 /// The connection's name on the server when the component's metadata gives none (`name`).
 pub const DEFAULT_CONNECTION_NAME: &str = "outrigger pubsub";
 
+/// The JetStream context's own deadline on a call, a backstop only: every call is bounded by its caller (a publish
+/// by the component's Resiliency policy, the rest by `within_deadline`), and a shorter backstop would cut a
+/// tenant's longer timeout short.
+const CONTEXT_BACKSTOP: Duration = Duration::from_secs(24 * 3600);
+
 /// The ack wait of new groups when the component's metadata gives none (`ackWait`); NATS's own default.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
@@ -204,7 +209,7 @@ impl JetStreamBroker {
         }
         let client =
             connect_options.connect(options.url.as_str()).await.map_err(|err| invalid("natsURL", err.to_string()))?;
-        let context = jetstream::ContextBuilder::new().timeout(OPERATION_DEADLINE).build(client.clone());
+        let context = jetstream::ContextBuilder::new().timeout(CONTEXT_BACKSTOP).build(client.clone());
         Ok(JetStreamBroker {
             client,
             context,
@@ -358,17 +363,11 @@ impl Broker for JetStreamBroker {
     }
 
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
-        within_deadline(Self::COMPONENT_TYPE, async {
-            self.ensure_stream().await?;
-            let acknowledgement = self
-                .context
-                .publish(self.subject(topic), Bytes::copy_from_slice(payload))
-                .await
-                .map_err(backend_error)?;
-            acknowledgement.await.map_err(backend_error)?;
-            Ok(())
-        })
-        .await
+        self.ensure_stream().await?;
+        let acknowledgement =
+            self.context.publish(self.subject(topic), Bytes::copy_from_slice(payload)).await.map_err(backend_error)?;
+        acknowledgement.await.map_err(backend_error)?;
+        Ok(())
     }
 
     async fn ensure_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {

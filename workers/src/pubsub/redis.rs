@@ -227,11 +227,8 @@ impl Broker for RedisBroker {
         }
         command.arg("*").arg("data").arg(payload);
         let mut connection = self.connection.clone();
-        within_deadline(Self::COMPONENT_TYPE, async {
-            command.query_async::<String>(&mut connection).await.map_err(backend_error)?;
-            Ok(())
-        })
-        .await
+        command.query_async::<String>(&mut connection).await.map_err(backend_error)?;
+        Ok(())
     }
 
     async fn ensure_group(&self, topic: &str, group: &str) -> Result<(), BrokerError> {

@@ -378,17 +378,14 @@ impl Broker for SqlBroker {
     }
 
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
-        within_deadline(self.engine.label(), async {
-            self.ensure_tables().await?;
-            let statements = Arc::clone(&self.statements);
-            let (topic, payload) = (topic.to_owned(), payload.to_vec());
-            self.write(move |connection| {
-                Box::pin(async move {
-                    let publish = sqlx::query(&statements.publish).bind(topic).bind(payload).bind(now_ms());
-                    publish.execute(connection).await.map(drop)
-                })
+        self.ensure_tables().await?;
+        let statements = Arc::clone(&self.statements);
+        let (owned_topic, payload) = (topic.to_owned(), payload.to_vec());
+        self.write(move |connection| {
+            Box::pin(async move {
+                let publish = sqlx::query(&statements.publish).bind(owned_topic).bind(payload).bind(now_ms());
+                publish.execute(connection).await.map(drop)
             })
-            .await
         })
         .await?;
         self.wake(topic);

@@ -92,7 +92,8 @@ impl Target<'_> {
         puts: impl Iterator<Item = (&'k str, &'k [u8])>,
     ) -> Result<(), DataError> {
         let Some(quota) = &self.component.config.quota else { return Ok(()) };
-        quota.admit(self.store.as_ref(), operation, &puts.collect::<Vec<_>>()).await
+        let (store, component_type) = (self.store.as_ref(), self.component.component_type.as_str());
+        quota.admit(store, component_type, self.timeout(), operation, &puts.collect::<Vec<_>>()).await
     }
 
     /// Items were deleted: room the stored-bytes quota's estimate does not know of.
@@ -120,7 +121,8 @@ impl Target<'_> {
     {
         let judge =
             |result: &Result<T, StateError>| matches!(result, Err(StateError::Backend(_))).then_some(Failure::Error);
-        let caller = resiliency::Caller::component(self.tenant.metric_labels(), "Statestore");
+        let caller =
+            resiliency::Caller::component(self.tenant.metric_labels(), "Statestore", &self.component.component_type);
         let outcome = match resiliency::execute(&self.policy, self.breaker.as_deref(), caller, call, judge).await {
             Outcome::Finished(result) => result,
             Outcome::TimedOut(after) => Err(StateError::Backend(format!("the store did not answer within {after:?}"))),

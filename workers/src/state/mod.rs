@@ -136,6 +136,12 @@ pub enum StateError {
 }
 
 /// A state store backend.
+///
+/// Calls on items (`get`, `bulk_get`, `set`, `delete`, `transact`) have no deadline of their own: each caller
+/// bounds them. The state API runs them under the component's Resiliency policy, whose timeout (by default the
+/// operator's store timeout) is the only one, so a tenant's longer timeout is not cut short by a second, fixed
+/// one; other callers bound them with the store's fixed deadline (`within_deadline`). A ping, and every round
+/// trip of a scan, bound themselves: a scan of a large project takes many, none of which may hang.
 #[async_trait]
 pub trait StateStore: Send + Sync {
     /// What the store supports.

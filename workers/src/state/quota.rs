@@ -13,8 +13,10 @@ use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use outrigger_bus::{DataError, StateOperation};
 
+use super::time::within;
 use super::{StateError, StateStore};
 
 /// The least time between two measurements: a project writing at its quota is not measured per write.
@@ -43,11 +45,14 @@ impl StoredBytesQuota {
         StoredBytesQuota { limit, prefix, estimate: Mutex::new(None) }
     }
 
-    /// Admits a write putting `puts` (stored keys and values) into `store`, or refuses it when the project would
-    /// go over its quota.
+    /// Admits a write putting `puts` (stored keys and values) into `store` (and its component type), or refuses it
+    /// when the project would go over its quota. Reading the items the write replaces takes at most `limit`, the
+    /// write's own timeout (a measurement bounds each of its round trips itself).
     pub(crate) async fn admit(
         &self,
         store: &dyn StateStore,
+        component_type: &str,
+        limit: Duration,
         operation: StateOperation,
         puts: &[(&str, &[u8])],
     ) -> Result<(), DataError> {
@@ -78,7 +83,8 @@ impl StoredBytesQuota {
         let keys: Vec<String> =
             puts.iter().map(|(key, _)| (*key).to_owned()).collect::<BTreeSet<_>>().into_iter().collect();
         let mut replaced = 0;
-        for (key, current) in keys.iter().zip(store.bulk_get(&keys).await) {
+        let current = within(limit, component_type, store.bulk_get(&keys).map(Ok), StateError::Backend).await;
+        for (key, current) in keys.iter().zip(current.map_err(failed)?) {
             replaced += current.map_err(failed)?.map_or(0, |item| bytes_of(key, &item.value));
         }
         let after = base.stored.saturating_sub(replaced).saturating_add(adding);

@@ -217,10 +217,7 @@ impl ApplyWrites for RedisStateStore {
             };
         }
         let mut connection = self.connection.clone();
-        let answer: Vec<i64> = within_deadline(Self::COMPONENT_TYPE, async {
-            invocation.invoke_async(&mut connection).await.map_err(backend_error)
-        })
-        .await?;
+        let answer: Vec<i64> = invocation.invoke_async(&mut connection).await.map_err(backend_error)?;
         match answer.split_first() {
             Some((1, versions)) => {
                 Ok(versions.iter().filter(|version| **version > 0).map(ToString::to_string).collect())
@@ -255,10 +252,7 @@ impl StateStore for RedisStateStore {
     async fn get(&self, key: &str) -> Result<Option<StoredItem>, StateError> {
         let mut connection = self.connection.clone();
         let (value, etag, remaining_ms): (Option<Vec<u8>>, Option<String>, i64) =
-            within_deadline(Self::COMPONENT_TYPE, async {
-                READ_ITEM.key(key).invoke_async(&mut connection).await.map_err(backend_error)
-            })
-            .await?;
+            READ_ITEM.key(key).invoke_async(&mut connection).await.map_err(backend_error)?;
         match (value, etag) {
             (None, None) => Ok(None),
             (Some(value), Some(etag)) => {

@@ -311,14 +311,13 @@ impl<D: SqlDialect> ApplyWrites for SqlStateStore<D> {
     }
 
     async fn apply(&self, writes: &[Write<'_>]) -> Result<Vec<String>, StateError> {
-        let etags = within_deadline(D::COMPONENT_TYPE, async {
-            self.ensure_table().await?;
-            let now = now_ms();
-            // A lone statement is atomic by itself; it needs no BEGIN/COMMIT round trips.
-            if let [write] = writes {
-                let mut connection = self.pool.acquire().await.map_err(backend_error::<D>)?;
-                return Ok(self.apply_one(&mut connection, write, now).await?.into_iter().collect());
-            }
+        self.ensure_table().await?;
+        let now = now_ms();
+        // A lone statement is atomic by itself; it needs no BEGIN/COMMIT round trips.
+        let etags = if let [write] = writes {
+            let mut connection = self.pool.acquire().await.map_err(backend_error::<D>)?;
+            self.apply_one(&mut connection, write, now).await?.into_iter().collect()
+        } else {
             // Dropped on an error, the transaction rolls back.
             let mut transaction = self.pool.begin().await.map_err(backend_error::<D>)?;
             let mut etags = Vec::new();
@@ -326,9 +325,8 @@ impl<D: SqlDialect> ApplyWrites for SqlStateStore<D> {
                 etags.extend(self.apply_one(&mut transaction, write, now).await?);
             }
             transaction.commit().await.map_err(backend_error::<D>)?;
-            Ok(etags)
-        })
-        .await?;
+            etags
+        };
         self.sweep_if_due();
         Ok(etags)
     }
@@ -349,17 +347,14 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
     }
 
     async fn get(&self, key: &str) -> Result<Option<StoredItem>, StateError> {
-        within_deadline(D::COMPONENT_TYPE, async {
-            self.ensure_table().await?;
-            let row = sqlx::query(&self.statements.get)
-                .bind(key)
-                .bind(now_ms())
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(backend_error::<D>)?;
-            row.as_ref().map(stored_item::<D>).transpose()
-        })
-        .await
+        self.ensure_table().await?;
+        let row = sqlx::query(&self.statements.get)
+            .bind(key)
+            .bind(now_ms())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend_error::<D>)?;
+        row.as_ref().map(stored_item::<D>).transpose()
     }
 
     async fn set(&self, request: &SetRequest) -> Result<String, StateError> {

@@ -13,7 +13,8 @@ use crate::backends::{
 };
 use crate::proxy::TcpProxy;
 
-/// The stores' deadline for one call (5 s) and some slack.
+/// A backend that refuses connections fails a call within the connect timeout (3 s), or the fixed deadline (5 s) of
+/// the calls that have one; and some slack. (Item calls have no deadline of their own: their callers bound them.)
 const PROMPTLY: Duration = Duration::from_secs(7);
 
 /// How long a store may take to notice that its backend is back.

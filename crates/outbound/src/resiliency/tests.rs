@@ -224,13 +224,14 @@ async fn only_policies_from_documents_are_counted_under_daprds_component_targets
     // The store timeout is the platform's default, not a document's: only the retry counts.
     let policy = Policy::resolve(&documents, "a", Target::ComponentOutbound("kv"))
         .with_default_timeout(Duration::from_millis(50));
-    let caller = Caller::component(tenant("component-project"), "Statestore");
+    let caller = Caller::component(tenant("component-project"), "Statestore", "");
     let slow = || async { tokio::time::sleep(Duration::from_secs(1)).await };
     let outcome = execute(&policy, None, caller, slow, |_| None).await;
     assert!(matches!(outcome, Outcome::TimedOut(_)));
     // No document at all: nothing is counted, however the call goes.
     let bare = Policy::resolve(&[], "a", Target::ComponentOutbound("kv")).with_default_timeout(Duration::ZERO);
-    let outcome = execute(&bare, None, Caller::component(tenant("bare-project"), "Statestore"), slow, |_| None).await;
+    let outcome =
+        execute(&bare, None, Caller::component(tenant("bare-project"), "Statestore", ""), slow, |_| None).await;
     assert!(matches!(outcome, Outcome::TimedOut(_)));
 
     let text = metrics::metrics().render();

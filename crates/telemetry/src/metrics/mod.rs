@@ -203,7 +203,7 @@ impl Metrics {
             store_timeouts: counter(
                 &registry,
                 "outrigger_store_timeouts_total",
-                "Backend calls of state stores and brokers that got no answer in time.",
+                "Backend calls of components that got no answer in time.",
                 &["component_type"],
             ),
             cache_lookups: CachedCounter::new(counter(
@@ -430,7 +430,7 @@ impl Metrics {
         self.tenant_observe(&self.delivery_lag, tenant, key, labels, lag.as_secs_f64());
     }
 
-    /// Counts a backend call of a state store or broker that timed out.
+    /// Counts a backend call of a component (by its `spec.type`) that timed out.
     pub fn store_timeout(&self, component_type: &str) {
         if !self.on() {
             return;
