@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use outrigger_outbound::deadline::within;
 use outrigger_outbound::health::AppHealth;
 use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
 use outrigger_outbound::AppClient;
@@ -16,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::app::{self, Outcome};
 use super::{Target, TargetKey, BATCH, FETCH_WAIT, HOLD, RESCAN};
 use crate::app_calls::ToApp;
+use crate::pubsub::backend::within_deadline;
 use crate::pubsub::cloudevent::{is_expired, parse_delivery_attributes, parse_event, raw_payload_event};
-use crate::pubsub::{Access, Broker, BrokerError, Delivery};
-use crate::state::time::OPERATION_DEADLINE;
+use crate::pubsub::{Access, Broker, Delivery};
 use crate::Worker;
 
 /// Pulls and delivers the messages of one subscription until aborted.
@@ -315,10 +314,8 @@ async fn settle(
 async fn dead_letter(broker: &dyn Broker, target: &Target, namespace: &str, delivery: &Delivery) {
     let Some(dead_letter_topic) = &target.spec.dead_letter_topic else { return };
     let topic = format!("{namespace}{dead_letter_topic}");
-    let published = within(OPERATION_DEADLINE, broker.publish(&topic, &delivery.payload)).await;
-    let published = published.unwrap_or_else(|| {
-        Err(BrokerError::Backend(format!("the broker did not answer within {OPERATION_DEADLINE:?}")))
-    });
+    // Outside the publish API, so under no Resiliency policy: the broker's fixed deadline bounds it.
+    let published = within_deadline(broker.component_type(), broker.publish(&topic, &delivery.payload)).await;
     if let Err(err) = published {
         tracing::error!(error = %err, topic = %dead_letter_topic, "could not dead-letter an event");
     }
