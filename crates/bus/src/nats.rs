@@ -66,7 +66,7 @@ pub async fn subscribe_pool(
 }
 
 /// Answers the calls `subscription` (from [`subscribe_pool`]) receives with `handler` until `shutdown`; calls
-/// in flight then finish and answer.
+/// the server already sent this worker, and those in flight, then finish and answer.
 pub async fn serve_nats(
     client: async_nats::Client,
     prefix: &str,
@@ -75,10 +75,22 @@ pub async fn serve_nats(
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
     let mut in_flight = tokio::task::JoinSet::new();
+    let mut draining = false;
     loop {
-        let message = tokio::select! {
-            message = subscription.next() => message,
-            () = shutdown.cancelled() => break,
+        let message = if draining {
+            subscription.next().await
+        } else {
+            tokio::select! {
+                message = subscription.next() => message,
+                () = shutdown.cancelled() => {
+                    // Drained, not unsubscribed: unsubscribing drops the calls already on their way to this worker
+                    // unanswered (each a gateway's 503 after its bus timeout); draining stops new ones and ends the
+                    // subscription once those have arrived.
+                    subscription.drain().await?;
+                    draining = true;
+                    continue;
+                }
+            }
         };
         let Some(message) = message else { break };
         let Some(reply_to) = message.reply.clone() else {
@@ -92,7 +104,6 @@ pub async fn serve_nats(
         // Finished calls are reaped as we go so the set does not grow with the process's lifetime.
         while in_flight.try_join_next().is_some() {}
     }
-    subscription.unsubscribe().await?;
     while in_flight.join_next().await.is_some() {}
     client.flush().await?;
     Ok(())
@@ -172,4 +183,52 @@ pub async fn watch_changes<Handled: std::future::Future<Output = ()> + Send>(
     }
     subscription.unsubscribe().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use outrigger_store::ProjectId;
+
+    use crate::{GetState, Tenant};
+
+    /// Answers every call that no store is configured.
+    struct NoStores;
+
+    #[async_trait]
+    impl Handler for NoStores {
+        async fn handle(&self, _envelope: Envelope) -> Result<Reply, DataError> {
+            Err(DataError::StoresNotConfigured)
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_already_sent_to_a_worker_that_stops_are_answered() {
+        let url = std::env::var("TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+        let (worker, gateway) = (async_nats::connect(&url).await.unwrap(), async_nats::connect(&url).await.unwrap());
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let prefix = format!("test{}{nanos}", std::process::id());
+        let subscription = subscribe_pool(&worker, &prefix, "default").await.unwrap();
+        let tenant = Tenant::new(ProjectId::received("prj_1".into()), "shop".into(), "orders".into(), "default".into());
+        let call = GetState { store: "cache".into(), key: "k".into() };
+        let envelope = Envelope { tenant, call: call.into(), trace: None };
+        let payload =
+            chunks::outgoing(&gateway, &prefix, rmp_serde::to_vec(&envelope).unwrap(), REPLY_PICKUP).await.unwrap();
+        let inbox = gateway.new_inbox();
+        let mut replies = gateway.subscribe(inbox.clone()).await.unwrap();
+        const CALLS: usize = 50;
+        for _ in 0..CALLS {
+            gateway.publish_with_reply(subject(&prefix, "default"), inbox.clone(), payload.clone()).await.unwrap();
+        }
+        // Once flushed, the server has routed every call to the worker's connection.
+        gateway.flush().await.unwrap();
+        // The worker is told to stop before it reads any of them: each is on its way, none answered yet.
+        let shutdown = CancellationToken::new();
+        shutdown.cancel();
+        serve_nats(worker, &prefix, subscription, Arc::new(NoStores), shutdown).await.unwrap();
+        for answered in 0..CALLS {
+            let reply = tokio::time::timeout(Duration::from_secs(5), replies.next()).await;
+            assert!(matches!(reply, Ok(Some(_))), "{answered} of {CALLS} calls answered");
+        }
+    }
 }
