@@ -78,6 +78,21 @@ impl Worker {
         self
     }
 
+    /// The outbound Resiliency policy of `project`'s component `name` as the App ID of `caller` (project id, App
+    /// ID) calls it (its timeout defaulting to the store timeout), and the circuit breaker it names.
+    pub(crate) fn component_policy(
+        &self,
+        project: &ProjectComponents,
+        (project_id, app_id): (&str, &str),
+        name: &str,
+    ) -> (Policy, Option<Arc<Breaker>>) {
+        let target = resiliency::Target::ComponentOutbound(name);
+        let policy =
+            Policy::resolve(&project.resiliencies, app_id, target).with_default_timeout(self.limits.store_timeout);
+        let breaker = self.breakers.get(project_id, &policy);
+        (policy, breaker)
+    }
+
     /// The component runtime (to deliver change events to).
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
@@ -95,11 +110,8 @@ impl Scope<'_> {
     /// The outbound Resiliency policy of the caller's component `name` (its timeout defaulting to the store
     /// timeout), and the circuit breaker it names.
     pub(crate) fn component_policy(&self, name: &str) -> (Policy, Option<Arc<Breaker>>) {
-        let target = resiliency::Target::ComponentOutbound(name);
-        let policy = Policy::resolve(&self.project.resiliencies, &self.tenant.app_id, target)
-            .with_default_timeout(self.worker.limits.store_timeout);
-        let breaker = self.worker.breakers.get(self.tenant.project_id.as_str(), &policy);
-        (policy, breaker)
+        let caller: (&str, &str) = (self.tenant.project_id.as_str(), &self.tenant.app_id);
+        self.worker.component_policy(self.project, caller, name)
     }
 }
 

@@ -1,14 +1,22 @@
 //! A state store whose backend goes away answers a 500-class error naming the store within the store
-//! timeout, and works again by itself once the backend is back.
+//! timeout, and works again by itself once the backend is back; a message a failing dead-letter topic refuses
+//! is delivered again, not lost.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::Path as UrlPath;
 use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
 
-use crate::harness::{TestGateway, STORE_TIMEOUT};
+use crate::harness::{serve, TestGateway, STORE_TIMEOUT};
+use crate::pubsub::Arrivals;
 
 /// A backend server of this test's own (Redis, NATS), so stopping it disturbs nothing else.
 struct PrivateServer {
@@ -258,4 +266,136 @@ spec:
         let series = format!("outrigger_store_timeouts_total{{component_type=\"{component_type}\"}} 1");
         assert!(text.contains(&series), "{series} in:\n{text}");
     }
+}
+
+/// How many calls of `command` the Redis behind `redis` refused or failed (`INFO commandstats`).
+async fn refused_calls(redis: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(redis).await.unwrap();
+    let line = info.lines().find(|line| line.starts_with(&format!("cmdstat_{command}:")));
+    let field = |name: &str| -> u64 {
+        line.and_then(|line| line.split([':', ',']).find_map(|part| part.strip_prefix(name)))
+            .map_or(0, |count| count.parse().unwrap())
+    };
+    field("rejected_calls=") + field("failed_calls=")
+}
+
+/// A message the app drops while its dead-letter topic refuses writes is not acknowledged (that would lose it):
+/// it is delivered again, and moves to the dead-letter topic once that takes it. Each dead-letter publish runs
+/// under the pub/sub component's outbound Resiliency policy, as daprd's does: its retries are the policy's.
+#[tokio::test]
+async fn a_message_the_dead_letter_topic_refuses_is_delivered_again_not_lost() {
+    let port = free_port();
+    let _redis = PrivateServer::redis(port);
+    let mut admin = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let gateway = TestGateway::start().await;
+    let publisher = gateway.app("shop", "checkout").await;
+
+    // The app takes every order but the doomed one, which it drops each time once the test lets it answer.
+    let (arrived, arrivals) = (Arc::new(Mutex::new(Vec::<(String, i64)>::new())), Arrivals::new());
+    let (doomed, answers) = (Arc::new(Mutex::new(None::<i64>)), Arc::new(Semaphore::new(0)));
+    let app = {
+        let (arrived, arrivals, doomed, answers) = (arrived.clone(), arrivals.clone(), doomed.clone(), answers.clone());
+        Router::new().route(
+            "/{*path}",
+            post(move |UrlPath(path): UrlPath<String>, Json(event): Json<Value>| {
+                let (arrived, arrivals, doomed, answers) =
+                    (arrived.clone(), arrivals.clone(), doomed.clone(), answers.clone());
+                async move {
+                    let seq = event["data"]["seq"].as_i64().unwrap_or(-1);
+                    arrived.lock().unwrap().push((path.clone(), seq));
+                    arrivals.record();
+                    if path == "orders" && Some(seq) == *doomed.lock().unwrap() {
+                        answers.acquire().await.unwrap().forget();
+                        return Json(json!({ "status": "DROP" }));
+                    }
+                    Json(json!({ "status": "SUCCESS" }))
+                }
+            }),
+        )
+    };
+    gateway.app_at("shop", "processor", Some(serve(app).await)).await;
+    gateway.component("shop", &component("bus", "pubsub.redis", "redisHost", &format!("127.0.0.1:{port}"))).await;
+    for (name, topic, extra) in [("orders", "orders", "  deadLetterTopic: poison\n"), ("poison", "poison", "")] {
+        let subscription = format!(
+            "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: bus\n  topic: {topic}\n  routes:\n    default: /{topic}\n{extra}scopes:\n- processor\n"
+        );
+        gateway.component("shop", &subscription).await;
+    }
+    gateway
+        .component(
+            "shop",
+            r#"
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata: { name: bus-policy }
+spec:
+  policies:
+    retries:
+      twice: { policy: constant, duration: 50ms, maxRetries: 2 }
+  targets:
+    components:
+      bus: { outbound: { retry: twice } }
+"#,
+        )
+        .await;
+    let publish = |seq: i64| {
+        let (gateway, publisher) = (&gateway, &publisher);
+        async move {
+            let body = json!({ "seq": seq }).to_string();
+            let json = [("content-type", "application/json")];
+            let answer =
+                gateway.http_with("POST", "/v1.0/publish/bus/orders", Some(publisher), Some(&body), &json).await;
+            assert_eq!(answer.status, StatusCode::NO_CONTENT, "{}", String::from_utf8_lossy(&answer.body));
+        }
+    };
+    let times_arrived =
+        |path: &str, seq: i64| arrived.lock().unwrap().iter().filter(|(at, s)| at == path && *s == seq).count();
+
+    // Orders until the subscription delivers.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seq = 0;
+    loop {
+        publish(seq).await;
+        if arrivals.within(Duration::from_millis(400), || times_arrived("orders", seq) > 0).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscription never started delivering");
+        seq += 1;
+    }
+    let doomed_seq = seq + 1;
+    *doomed.lock().unwrap() = Some(doomed_seq);
+    publish(doomed_seq).await;
+    let within = Duration::from_secs(20);
+    assert!(arrivals.within(within, || times_arrived("orders", doomed_seq) == 1).await, "the doomed order arrives");
+
+    // The dead-letter topic's keys become unwritable: Redis refuses the publish there with NOPERM.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetkeys")
+        .arg("~*orders*")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    answers.add_permits(1);
+    assert!(
+        arrivals.within(within, || times_arrived("orders", doomed_seq) == 2).await,
+        "a message the dead-letter topic refused is delivered again"
+    );
+    assert_eq!(refused_calls(&mut admin, "xadd").await, 3, "one dead-letter publish and the policy's two retries");
+    assert_eq!(times_arrived("poison", doomed_seq), 0);
+
+    // Writable again: the next drop moves the message to the dead-letter topic, and it is not delivered again.
+    let _: () = redis::cmd("ACL").arg("SETUSER").arg("default").arg("allkeys").query_async(&mut admin).await.unwrap();
+    answers.add_permits(1);
+    assert!(
+        arrivals.within(within, || times_arrived("poison", doomed_seq) == 1).await,
+        "the message reaches the dead-letter topic once it takes it"
+    );
+    // The second delivery, held until now, was the one that moved.
+    assert_eq!(times_arrived("orders", doomed_seq), 2);
 }

@@ -277,6 +277,33 @@ async fn resiliency_inbound_retries_decide_when_to_dead_letter() {
     }
 }
 
+/// An event no route wants goes to the subscription's dead-letter topic, as daprd sends it there, rather than
+/// being acknowledged and forgotten.
+#[tokio::test]
+async fn an_event_no_route_wants_goes_to_the_dead_letter_topic() {
+    let gateway = TestGateway::start().await;
+    let subscriber = Subscriber::start().await;
+    let publisher = gateway.app("shop", "checkout").await;
+    gateway.app_at("shop", "processor", Some(subscriber.url.clone())).await;
+    let (routes, extra) =
+        ("    rules:\n    - match: 'event.data.seq < 1000'\n      path: /wanted\n", "  deadLetterTopic: poison\n");
+    gateway.component("shop", &subscription("picky", "picky", routes, extra, &["processor"])).await;
+    gateway.component("shop", &subscription("poison", "poison", "    default: /poison\n", "", &["processor"])).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seq = 0;
+    loop {
+        gateway.publish_seq(&publisher, "picky", seq).await;
+        if subscriber.receives(Duration::from_millis(400), "/wanted", |_| true).await {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscription never started delivering");
+        seq += 1;
+    }
+    gateway.publish_seq(&publisher, "picky", 1000).await;
+    subscriber.wait_for("/poison", &BTreeSet::from([1000])).await;
+    assert!(!subscriber.delivered("/wanted").contains(&1000), "no route wanted it");
+}
+
 #[tokio::test]
 async fn apps_registered_with_the_grpc_protocol_get_no_http_deliveries() {
     let gateway = TestGateway::start().await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use outrigger_outbound::health::AppHealth;
-use outrigger_outbound::resiliency::{self, Policy, Retry, DEFAULT_DELIVERY_RETRY};
+use outrigger_outbound::resiliency::{self, Breaker, Policy, Retry, DEFAULT_DELIVERY_RETRY};
 use outrigger_outbound::AppClient;
 use outrigger_store::ProjectId;
 use tokio::sync::Semaphore;
@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::app::{self, Outcome};
 use super::{Target, TargetKey, BATCH, FETCH_WAIT, HOLD, RESCAN};
 use crate::app_calls::ToApp;
-use crate::pubsub::backend::within_deadline;
+use crate::pubsub::api::publish_under;
 use crate::pubsub::cloudevent::{is_expired, parse_delivery_attributes, parse_event, raw_payload_event};
 use crate::pubsub::{Access, Broker, Delivery};
 use crate::Worker;
@@ -97,7 +97,8 @@ pub(super) async fn deliver_loop(
         }
         let handle = |delivery: Delivery| {
             let (broker, client, target, limit) = (Arc::clone(&broker), client.clone(), &target, Arc::clone(&limit));
-            let (topic, group, namespace, policy) = (topic.clone(), group.clone(), namespace.clone(), policy.clone());
+            let (topic, group, namespace, policy) =
+                (topic.clone(), group.clone(), namespace.clone(), Arc::clone(&policy));
             let to = &to;
             async move {
                 let _permit = limit.acquire_owned().await;
@@ -115,12 +116,12 @@ pub(super) async fn deliver_loop(
     }
 }
 
-/// The broker of the subscription's component, the project's namespace in it and the component's inbound
-/// retry policy, if the app may subscribe to the topic.
+/// The broker of the subscription's component, the project's namespace in it and the component's
+/// Resiliency policies, if the app may subscribe to the topic.
 async fn subscribed_broker(
     worker: &Worker,
     key: &TargetKey,
-) -> Result<(Arc<dyn Broker>, String, DeliveryPolicy), String> {
+) -> Result<(Arc<dyn Broker>, String, Arc<DeliveryPolicy>), String> {
     let project_id = ProjectId::received(key.project_id.clone());
     let project = worker.runtime().project(&project_id).await?.ok_or("the project is gone")?;
     let component = project
@@ -131,24 +132,32 @@ async fn subscribed_broker(
     if !component.config.topics.permits(Access::Subscribe, &key.app_id, &key.topic) {
         return Err(format!("topic {} is not allowed for app id {}", key.topic, key.app_id));
     }
-    let policy = DeliveryPolicy::of(&project.resiliencies, &key.app_id, &key.pubsub);
-    Ok((component.backend.clone()?, component.config.namespace.clone(), policy))
+    let inbound =
+        Policy::resolve(&project.resiliencies, &key.app_id, resiliency::Target::ComponentInbound(&key.pubsub));
+    let (dead_letter, dead_letter_breaker) =
+        worker.component_policy(&project, (&key.project_id, &key.app_id), &key.pubsub);
+    let policy = DeliveryPolicy {
+        retry: inbound.retry.unwrap_or(DEFAULT_DELIVERY_RETRY),
+        timeout: inbound.timeout,
+        dead_letter,
+        dead_letter_breaker,
+    };
+    Ok((component.backend.clone()?, component.config.namespace.clone(), Arc::new(policy)))
 }
 
-/// How a subscription's deliveries are timed out and retried: the component's inbound Resiliency policy (as
-/// daprd applies it when it delivers from that component to the app), or Outrigger's default retries.
-#[derive(Clone, Debug)]
+/// How a subscription's deliveries are timed out and retried, and how its dead-letter publishes are made: the
+/// component's inbound Resiliency policy (as daprd applies it when it delivers from that component to the app),
+/// or Outrigger's default retries, and its outbound one (as daprd publishes to a dead-letter topic, through the
+/// same path as the publish API).
+#[derive(Debug)]
 struct DeliveryPolicy {
     retry: Retry,
     timeout: Option<Duration>,
+    dead_letter: Policy,
+    dead_letter_breaker: Option<Arc<Breaker>>,
 }
 
 impl DeliveryPolicy {
-    fn of(resiliencies: &[outrigger_resources::Document], app_id: &str, pubsub: &str) -> DeliveryPolicy {
-        let policy = Policy::resolve(resiliencies, app_id, resiliency::Target::ComponentInbound(pubsub));
-        DeliveryPolicy { retry: policy.retry.unwrap_or(DEFAULT_DELIVERY_RETRY), timeout: policy.timeout }
-    }
-
     fn exhausted(&self, attempt: u32) -> bool {
         self.retry.exhausted(attempt)
     }
@@ -167,8 +176,9 @@ enum Prepared {
     /// wrote), sent as they are rather than written again, and `event` may hold only the attributes a
     /// delivery reads.
     Deliver { path: String, event: Event, as_stored: bool },
-    /// Needs no delivery: expired (daprd drops those without dead-lettering) or no route wants it.
-    Skip,
+    /// Goes to no app: expired, or no route wants it (`why`). daprd drops it, to the dead-letter topic when the
+    /// subscription has one.
+    Undeliverable { why: &'static str },
 }
 
 /// Reads a delivery as the subscription wants it and picks its route; `whole`: the event is needed whole (a
@@ -185,11 +195,11 @@ fn prepare(target: &Target, delivery: &Delivery, whole: bool) -> Prepared {
     let as_stored = parsed.is_some();
     let event = parsed.unwrap_or_else(|| raw_payload_event(&delivery.payload, &key.pubsub, &key.topic));
     if is_expired(&event, chrono::Utc::now()) {
-        return Prepared::Skip;
+        return Prepared::Undeliverable { why: "the event expired" };
     }
     match spec.route(&event) {
         Some(path) => Prepared::Deliver { path: path.to_owned(), event, as_stored },
-        None => Prepared::Skip,
+        None => Prepared::Undeliverable { why: "no route matches the event" },
     }
 }
 
@@ -215,7 +225,7 @@ async fn handle_delivery(
             count_delivery(target, &outcome, started.elapsed());
             outcome
         }
-        Prepared::Skip => Outcome::Success,
+        Prepared::Undeliverable { why } => undeliverable(target, why),
     };
     settle(broker, target, place, policy, &delivery, outcome).await;
 }
@@ -236,7 +246,9 @@ async fn handle_bulk(
                 note_lag(target, &delivery);
                 by_path.entry(path).or_default().push((delivery, event));
             }
-            Prepared::Skip => settle(broker, target, place, policy, &delivery, Outcome::Success).await,
+            Prepared::Undeliverable { why } => {
+                settle(broker, target, place, policy, &delivery, undeliverable(target, why)).await
+            }
         }
     }
     for (path, entries) in by_path {
@@ -254,7 +266,14 @@ async fn handle_bulk(
     }
 }
 
-/// Counts a message delivered to an app (daprd's `dapr_component_pubsub_ingress_*`).
+/// The verdict on an event that goes to no app (`why`), counted as a drop, as daprd counts it.
+fn undeliverable(target: &Target, why: &str) -> Outcome {
+    let outcome = Outcome::Drop(why.to_owned());
+    count_delivery(target, &outcome, Duration::ZERO);
+    outcome
+}
+
+/// Counts a message delivered to an app, or dropped before it (daprd's `dapr_component_pubsub_ingress_*`).
 fn count_delivery(target: &Target, outcome: &Outcome, elapsed: std::time::Duration) {
     let key = &target.key;
     let process_status = match outcome {
@@ -286,22 +305,29 @@ async fn settle(
     outcome: Outcome,
 ) {
     let (spec, key) = (&target.spec, &target.key);
+    let retry_later = || broker.retry(topic, group, &delivery.id, policy.delay(delivery.attempt));
     let settled = match outcome {
         Outcome::Success => broker.ack(topic, group, &delivery.id).await,
-        Outcome::Drop(reason) => {
-            tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, "event dropped");
-            dead_letter(broker, target, namespace, delivery).await;
-            broker.ack(topic, group, &delivery.id).await
-        }
         // Retries used up: to the dead-letter topic when there is one; without one, never dropped.
-        Outcome::Retry(reason) if spec.dead_letter_topic.is_some() && policy.exhausted(delivery.attempt) => {
-            tracing::info!(app_id = %key.app_id, topic = %key.topic, %reason, attempts = delivery.attempt, "event dead-lettered");
-            dead_letter(broker, target, namespace, delivery).await;
-            broker.ack(topic, group, &delivery.id).await
-        }
-        Outcome::Retry(reason) => {
+        Outcome::Retry(reason) if !(spec.dead_letter_topic.is_some() && policy.exhausted(delivery.attempt)) => {
             tracing::debug!(app_id = %key.app_id, topic = %key.topic, %reason, attempt = delivery.attempt, "event will be retried");
-            broker.retry(topic, group, &delivery.id, policy.delay(delivery.attempt)).await
+            retry_later().await
+        }
+        Outcome::Drop(reason) | Outcome::Retry(reason) => {
+            match dead_letter(broker, target, namespace, policy, delivery).await {
+                Ok(()) => {
+                    // Debug, as daprd logs an event no route wants: a subscription whose rules skip most events
+                    // would fill an info log. Drops are counted (`dapr_component_pubsub_ingress_count`).
+                    tracing::debug!(app_id = %key.app_id, topic = %key.topic, %reason, attempts = delivery.attempt, dead_letter_topic = ?spec.dead_letter_topic, "event dropped (to the dead-letter topic, when the subscription has one)");
+                    broker.ack(topic, group, &delivery.id).await
+                }
+                // The dead-letter topic did not take it: the message stays and comes again, as daprd leaves it
+                // unacknowledged; acknowledging it would lose it.
+                Err(err) => {
+                    tracing::warn!(app_id = %key.app_id, topic = %key.topic, error = %err, "could not dead-letter an event; it will be delivered again");
+                    retry_later().await
+                }
+            }
         }
     };
     if let Err(err) = settled {
@@ -310,13 +336,18 @@ async fn settle(
     }
 }
 
-/// Moves an undeliverable message to the subscription's dead-letter topic, if it has one.
-async fn dead_letter(broker: &dyn Broker, target: &Target, namespace: &str, delivery: &Delivery) {
-    let Some(dead_letter_topic) = &target.spec.dead_letter_topic else { return };
+/// Moves an undeliverable message to the subscription's dead-letter topic, if it has one, under the component's
+/// outbound Resiliency policy (its timeout defaulting to the store timeout), as the publish API publishes.
+async fn dead_letter(
+    broker: &dyn Broker,
+    target: &Target,
+    namespace: &str,
+    policy: &DeliveryPolicy,
+    delivery: &Delivery,
+) -> Result<(), String> {
+    let Some(dead_letter_topic) = &target.spec.dead_letter_topic else { return Ok(()) };
     let topic = format!("{namespace}{dead_letter_topic}");
-    // Outside the publish API, so under no Resiliency policy: the broker's fixed deadline bounds it.
-    let published = within_deadline(broker.component_type(), broker.publish(&topic, &delivery.payload)).await;
-    if let Err(err) = published {
-        tracing::error!(error = %err, topic = %dead_letter_topic, "could not dead-letter an event");
-    }
+    let rules = (&policy.dead_letter, policy.dead_letter_breaker.as_deref());
+    let message = (topic.as_str(), delivery.payload.as_slice());
+    publish_under(broker, broker.component_type(), rules, target.metric_labels(), message).await
 }

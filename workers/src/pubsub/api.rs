@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use outrigger_bus::{DataError, FailedEntry, Publish, Tenant};
-use outrigger_outbound::resiliency;
+use outrigger_outbound::resiliency::{self, Breaker, Policy};
+use outrigger_telemetry::metrics::TenantLabels;
 
 use crate::handler::Scope;
 use crate::pubsub::cloudevent::{envelope, EnvelopeError, Publication};
-use crate::pubsub::Access;
+use crate::pubsub::{Access, Broker};
 use crate::runtime::{ProjectComponents, PubsubComponent};
 
 fn envelope_error(err: EnvelopeError) -> DataError {
@@ -68,10 +69,9 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
         let outcome = match envelope(&publication, now) {
             Ok(message) => {
                 let started = std::time::Instant::now();
-                let publish = || broker.publish(&broker_topic, &message.payload);
-                let caller = resiliency::Caller::component(tenant.metric_labels(), "Pubsub", &component.component_type);
-                let published =
-                    resiliency::execute_fallible(&policy, breaker.as_deref(), caller, "the broker", publish).await;
+                let (rules, spec_type) = ((&policy, breaker.as_deref()), component.component_type.as_str());
+                let entry = (broker_topic.as_str(), message.payload.as_slice());
+                let published = publish_under(broker.as_ref(), spec_type, rules, tenant.metric_labels(), entry).await;
                 let (labels, place) = (tenant.metric_labels(), (pubsub, topic));
                 outrigger_telemetry::metrics().pubsub_publish(labels, place, published.is_ok(), started.elapsed());
                 published.map_err(|reason| DataError::PublishFailed {
@@ -87,4 +87,18 @@ pub(crate) async fn publish(scope: &Scope<'_>, call: Publish) -> Result<Vec<Fail
         }
     }
     Ok(failed)
+}
+
+/// Publishes `payload` to `topic` (namespaced) on `broker`, of type `spec_type`, under the pub/sub component's
+/// outbound Resiliency policy and its breaker (`rules`), as the App ID of `tenant` publishes: the publish API's
+/// path, and, as daprd publishes there, a dead-letter topic's.
+pub(crate) async fn publish_under(
+    broker: &dyn Broker,
+    spec_type: &str,
+    (policy, breaker): (&Policy, Option<&Breaker>),
+    tenant: TenantLabels<'_>,
+    (topic, payload): (&str, &[u8]),
+) -> Result<(), String> {
+    let caller = resiliency::Caller::component(tenant, "Pubsub", spec_type);
+    resiliency::execute_fallible(policy, breaker, caller, "the broker", || broker.publish(topic, payload)).await
 }

@@ -1,7 +1,7 @@
 //! Pub/sub: the CloudEvent envelope daprd's publish API builds, and the brokers behind pub/sub components.
 
 pub(crate) mod api;
-pub(crate) mod backend;
+mod backend;
 mod broker;
 pub mod cloudevent;
 pub(crate) mod jetstream;

@@ -6,9 +6,10 @@ use std::time::Duration;
 use outrigger_bus::{
     DataError, Settlement, StreamEvent, StreamFetch, StreamSettle, StreamSubscribe, StreamTopic, Tenant, Verdict,
 };
+use outrigger_outbound::resiliency::{Breaker, Policy};
 
 use crate::handler::Scope;
-use crate::pubsub::api::broker;
+use crate::pubsub::api::{broker, publish_under};
 use crate::pubsub::{Access, Broker};
 
 /// What an App ID's streaming subscriptions' consumer group adds to its name (the console's topic explorer
@@ -70,12 +71,20 @@ pub(crate) async fn fetch(scope: &Scope<'_>, call: StreamFetch) -> Result<Vec<St
 /// Applies the app's verdicts; every settlement runs even when one fails, and the first failure answers.
 pub(crate) async fn settle(scope: &Scope<'_>, call: StreamSettle) -> Result<(), DataError> {
     let target = stream_target(scope, &call.topic)?;
-    let settling = call.settlements.into_iter().map(|settlement| settle_one(scope, &target, settlement));
+    // A dropped event's dead-letter publish runs under the component's outbound policy, as the publish API's.
+    let (policy, breaker) = scope.component_policy(&call.topic.pubsub);
+    let rules = (&policy, breaker.as_deref());
+    let settling = call.settlements.into_iter().map(|settlement| settle_one(scope, &target, rules, settlement));
     futures_util::future::join_all(settling).await.into_iter().collect::<Result<Vec<()>, _>>()?;
     Ok(())
 }
 
-async fn settle_one(scope: &Scope<'_>, target: &StreamTarget, settlement: Settlement) -> Result<(), DataError> {
+async fn settle_one(
+    scope: &Scope<'_>,
+    target: &StreamTarget,
+    rules: (&Policy, Option<&Breaker>),
+    settlement: Settlement,
+) -> Result<(), DataError> {
     let (broker, topic, group, id) = (&target.broker, &target.topic, &target.group, &settlement.id);
     match settlement.verdict {
         Verdict::Success => settle_broker(scope, broker.ack(topic, group, id)).await,
@@ -83,7 +92,11 @@ async fn settle_one(scope: &Scope<'_>, target: &StreamTarget, settlement: Settle
         Verdict::Drop => {
             if let Some(dead_letter) = settlement.dead_letter.filter(|dead_letter| !dead_letter.topic.is_empty()) {
                 let dead_letter_topic = format!("{}{}", target.namespace, dead_letter.topic);
-                settle_broker(scope, broker.publish(&dead_letter_topic, &dead_letter.payload)).await?;
+                let message = (dead_letter_topic.as_str(), dead_letter.payload.as_slice());
+                let labels = scope.tenant.metric_labels();
+                publish_under(broker.as_ref(), broker.component_type(), rules, labels, message)
+                    .await
+                    .map_err(|message| DataError::PublishFailed { message })?;
             }
             settle_broker(scope, broker.ack(topic, group, id)).await
         }

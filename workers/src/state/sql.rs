@@ -528,9 +528,10 @@ pub(crate) fn prefix_end(prefix: &str) -> Option<String> {
 /// Table settings shared by Dapr's SQL state stores.
 ///
 /// `timeout` and `metadataTableName` declare no default although daprd has them (20 s; `dapr_metadata` or
-/// `metadata`): these stores give every call a fixed deadline ([`OPERATION_DEADLINE`]) and keep no metadata
-/// table. `cleanupInterval` is daprd's PostgreSQL default; daprd's SQLite store does not clean up unless told to,
-/// while this worker sweeps SQLite files hourly too, so that expired items do not pile up in a project's file.
+/// `metadata`): these stores' calls are bounded by the component's Resiliency timeout (by default the store
+/// timeout) or, outside a policy, by a fixed deadline ([`OPERATION_DEADLINE`]), and they keep no metadata table.
+/// `cleanupInterval` is daprd's PostgreSQL default; daprd's SQLite store does not clean up unless told to, while
+/// this worker sweeps SQLite files hourly too, so that expired items do not pile up in a project's file.
 pub(crate) const SQL_TABLE_FIELDS: &[MetadataField] = &[
     optional("tableName").defaults_to(DEFAULT_TABLE_NAME),
     optional("metadataTableName"),

@@ -12,7 +12,6 @@ use super::sql::{
     check_table_name, SqlDialect, SqlStateStore, DEFAULT_CLEANUP_INTERVAL, DEFAULT_TABLE_NAME, SQL_TABLE_FIELDS,
 };
 use super::sql_filter::JsonDialect;
-use super::time::OPERATION_DEADLINE;
 use super::StateStore;
 use std::sync::Arc;
 
@@ -99,6 +98,9 @@ pub(crate) enum Durability {
     Os,
 }
 
+/// The pool's own limit on waiting for its connection, a backstop only (see [`pool`]).
+const POOL_WAIT_BACKSTOP: Duration = Duration::from_secs(24 * 3600);
+
 /// A pool on the SQLite database a Dapr connection string names (a file path, `file:` and one, or
 /// `:memory:`), connecting on first use; `component_type` names the component in errors.
 pub(crate) fn pool(
@@ -120,7 +122,10 @@ pub(crate) fn pool(
         .max_connections(1)
         .idle_timeout(None)
         .max_lifetime(None)
-        .acquire_timeout(OPERATION_DEADLINE)
+        // Waiting for the one connection is part of the call that waits, which its caller bounds (the component's
+        // Resiliency timeout, or a fixed deadline outside a policy): a limit of the pool's own would cut a
+        // tenant's longer timeout short while another call holds the connection.
+        .acquire_timeout(POOL_WAIT_BACKSTOP)
         // A file has no other end to lose: pinging it before each use would only cost a round trip to the
         // connection's thread.
         .test_before_acquire(false)
@@ -184,4 +189,27 @@ fn open(opening: Opening<'_>) -> BoxFuture<'_, Result<Arc<dyn StateStore>, OpenE
         };
         Ok(Arc::new(SqliteStateStore::open(options).await?) as _)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call waiting for the connection another call holds is bounded by its caller alone: it still gets the
+    /// connection after the 5 s the pool once allowed.
+    #[tokio::test]
+    async fn a_call_waits_for_the_connection_as_long_as_its_caller_allows() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("state.db").display().to_string();
+        let pool = pool(SqliteDialect::COMPONENT_TYPE, &file, Durability::Disk).unwrap();
+        let store = SqliteStateStore::new(pool.clone(), DEFAULT_TABLE_NAME, None);
+        store.ensure_table().await.unwrap();
+        let held = pool.acquire().await.unwrap();
+        let waiting = tokio::spawn(async move { store.get("k").await.map(|item| item.is_none()) });
+        // Longer than the pool's old limit: the wait itself is what is tested.
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert!(!waiting.is_finished(), "the read still waits for the connection: {:?}", waiting.await);
+        drop(held);
+        assert!(waiting.await.unwrap().unwrap(), "the read gets the connection once it is free, and finds no item");
+    }
 }
