@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use crate::harness::{serve, TestGateway, STORE_TIMEOUT};
-use crate::pubsub::Arrivals;
+use crate::pubsub::{subscription_on, Arrivals};
 
 /// A backend server of this test's own (Redis, NATS), so stopping it disturbs nothing else.
 struct PrivateServer {
@@ -319,11 +319,9 @@ async fn a_message_the_dead_letter_topic_refuses_is_delivered_again_not_lost() {
     };
     gateway.app_at("shop", "processor", Some(serve(app).await)).await;
     gateway.component("shop", &component("bus", "pubsub.redis", "redisHost", &format!("127.0.0.1:{port}"))).await;
-    for (name, topic, extra) in [("orders", "orders", "  deadLetterTopic: poison\n"), ("poison", "poison", "")] {
-        let subscription = format!(
-            "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: bus\n  topic: {topic}\n  routes:\n    default: /{topic}\n{extra}scopes:\n- processor\n"
-        );
-        gateway.component("shop", &subscription).await;
+    for (topic, extra) in [("orders", "  deadLetterTopic: poison\n"), ("poison", "")] {
+        let route = format!("    default: /{topic}\n");
+        gateway.component("shop", &subscription_on("bus", topic, topic, &route, extra, &["processor"])).await;
     }
     gateway
         .component(

@@ -143,9 +143,21 @@ pub(crate) async fn subscribe_with_dead_letter(gateway: &TestGateway, name: &str
 }
 
 pub(crate) fn subscription(name: &str, topic: &str, routes: &str, extra: &str, scopes: &[&str]) -> String {
+    subscription_on("pubsub", name, topic, routes, extra, scopes)
+}
+
+/// A `Subscription` document `name` to `topic` of the pub/sub component `pubsub`.
+pub(crate) fn subscription_on(
+    pubsub: &str,
+    name: &str,
+    topic: &str,
+    routes: &str,
+    extra: &str,
+    scopes: &[&str],
+) -> String {
     let scopes: String = scopes.iter().map(|app| format!("\n- {app}")).collect();
     format!(
-        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: pubsub\n  topic: {topic}\n  routes:\n{routes}{extra}scopes:{scopes}\n"
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: {name}\nspec:\n  pubsubname: {pubsub}\n  topic: {topic}\n  routes:\n{routes}{extra}scopes:{scopes}\n"
     )
 }
 

@@ -141,6 +141,7 @@ async fn subscribed_broker(
         timeout: inbound.timeout,
         dead_letter,
         dead_letter_breaker,
+        component_type: component.component_type.clone(),
     };
     Ok((component.backend.clone()?, component.config.namespace.clone(), Arc::new(policy)))
 }
@@ -155,6 +156,8 @@ struct DeliveryPolicy {
     timeout: Option<Duration>,
     dead_letter: Policy,
     dead_letter_breaker: Option<Arc<Breaker>>,
+    /// The component's `spec.type`, which names it where a dead-letter publish is counted.
+    component_type: String,
 }
 
 impl DeliveryPolicy {
@@ -349,5 +352,5 @@ async fn dead_letter(
     let topic = format!("{namespace}{dead_letter_topic}");
     let rules = (&policy.dead_letter, policy.dead_letter_breaker.as_deref());
     let message = (topic.as_str(), delivery.payload.as_slice());
-    publish_under(broker, broker.component_type(), rules, target.metric_labels(), message).await
+    publish_under(broker, &policy.component_type, rules, target.metric_labels(), message).await
 }

@@ -48,9 +48,6 @@ pub trait Broker: Send + Sync {
     /// What the broker promises.
     fn features(&self) -> Features;
 
-    /// Its Dapr component type, which names it in errors and in `outrigger_store_timeouts_total`.
-    fn component_type(&self) -> &'static str;
-
     /// Stores a message on `topic`; returns only once the backend acknowledged it (durably, when the
     /// broker is durable). Without a deadline of its own: the publish API runs it under the component's
     /// Resiliency policy, whose timeout is the only one, and other callers bound it themselves. (The broker's

@@ -362,10 +362,6 @@ impl Broker for JetStreamBroker {
         Features { ordered: false, durable: true }
     }
 
-    fn component_type(&self) -> &'static str {
-        Self::COMPONENT_TYPE
-    }
-
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
         self.ensure_stream().await?;
         let acknowledgement =

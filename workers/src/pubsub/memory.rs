@@ -111,10 +111,6 @@ impl Broker for MemoryBroker {
         Features { ordered: true, durable: false }
     }
 
-    fn component_type(&self) -> &'static str {
-        Self::COMPONENT_TYPE
-    }
-
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
         let mut state = self.state();
         state.last_number += 1;

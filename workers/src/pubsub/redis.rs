@@ -219,10 +219,6 @@ impl Broker for RedisBroker {
         Features { ordered: false, durable: true }
     }
 
-    fn component_type(&self) -> &'static str {
-        Self::COMPONENT_TYPE
-    }
-
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
         let mut command = redis::cmd("XADD");
         command.arg(stream_key(topic));

@@ -377,10 +377,6 @@ impl Broker for SqlBroker {
         Features { ordered: false, durable: true }
     }
 
-    fn component_type(&self) -> &'static str {
-        self.engine.label()
-    }
-
     async fn publish(&self, topic: &str, payload: &[u8]) -> Result<(), BrokerError> {
         self.ensure_tables().await?;
         let statements = Arc::clone(&self.statements);

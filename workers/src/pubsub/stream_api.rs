@@ -25,6 +25,8 @@ const MAX_WAIT: Duration = Duration::from_secs(5);
 /// The broker, topic and group of a caller's streaming subscription.
 struct StreamTarget {
     broker: std::sync::Arc<dyn Broker>,
+    /// The component's `spec.type`.
+    component_type: String,
     namespace: String,
     topic: String,
     group: String,
@@ -45,7 +47,8 @@ fn stream_target(scope: &Scope<'_>, StreamTopic { pubsub, topic }: &StreamTopic)
     let namespace = component.config.namespace.clone();
     // Streaming consumers of an app share one group, apart from the app's push subscriptions.
     let group = format!("{namespace}{}{STREAMING_GROUP_SUFFIX}", tenant.app_id);
-    Ok(StreamTarget { broker, topic: format!("{namespace}{topic}"), namespace, group })
+    let component_type = component.component_type.clone();
+    Ok(StreamTarget { broker, component_type, topic: format!("{namespace}{topic}"), namespace, group })
 }
 
 /// Creates the subscription's consumer group if it does not exist yet.
@@ -94,7 +97,7 @@ async fn settle_one(
                 let dead_letter_topic = format!("{}{}", target.namespace, dead_letter.topic);
                 let message = (dead_letter_topic.as_str(), dead_letter.payload.as_slice());
                 let labels = scope.tenant.metric_labels();
-                publish_under(broker.as_ref(), broker.component_type(), rules, labels, message)
+                publish_under(broker.as_ref(), &target.component_type, rules, labels, message)
                     .await
                     .map_err(|message| DataError::PublishFailed { message })?;
             }
