@@ -184,8 +184,10 @@ where
         let mut grpc = tonic::server::Grpc::new(crate::grpc_codec::Codec::<Resp, Req>::default())
             .max_decoding_message_size(limit)
             .max_encoding_message_size(usize::MAX);
-        let mut response: Response<tonic::body::Body> =
-            observation.traced(grpc.unary(service, request)).instrument(span).await;
+        // Boxed where it is made: the unary call's future holds the handler's inline (a KiB or more), and the
+        // trace's scope, the span and this future each moved it whole, one copy per wrapping.
+        let unary = Box::pin(grpc.unary(service, request));
+        let mut response: Response<tonic::body::Body> = observation.traced(unary).instrument(span).await;
         let code = grpc_status(&response);
         observation.finish(
             &gateway,
