@@ -213,7 +213,8 @@ pub struct Config {
     pub trace_sampling_rate: f64,
     /// `text` or `json`. Default `text`.
     pub log_format: LogFormat,
-    /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`.
+    /// Log filter in `tracing` syntax, e.g. `info,outrigger_store=debug`. Default `info`. A release build logs down to
+    /// `debug`: `trace` events are compiled out.
     pub log: String,
 }
 
