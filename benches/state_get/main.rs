@@ -2,7 +2,8 @@
 //! Redis GET, measured in one run for the baseline, the embedded default (managed `kvstore` and a
 //! `state.redis` component), the embedded form again with the API log off and with all telemetry off (API log,
 //! metrics, trace context; `state.redis`: what seeing every call costs, beside the same call seen) and the
-//! distributed form (gateway, NATS, worker; `state.redis`).
+//! distributed form (gateway, NATS, worker; `state.redis`); and the floor (`floor.rs`), the least an HTTP front for
+//! the same Redis read can do, to tell what Outrigger adds from what any such hop adds on the machine.
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs Redis at
 //! 127.0.0.1:6379, PostgreSQL at 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`).
@@ -12,6 +13,7 @@ mod ab;
 #[allow(dead_code)]
 #[path = "../common/mod.rs"]
 mod common;
+mod floor;
 mod target;
 
 use std::path::PathBuf;
@@ -58,9 +60,9 @@ const TARGETS: Targets = Targets { added_ms: [Some(0.5), Some(1.0), Some(2.0)], 
 /// The key every Outrigger scenario reads.
 pub(crate) const KEY: &str = "bench-key";
 const PROJECT: &str = "bench";
-const APP_ID: &str = "reader";
+pub(crate) const APP_ID: &str = "reader";
 /// How the `state.redis` component stores KEY (daprd's default `appid` key prefix).
-const REDIS_STORE_KEY: &str = "reader||bench-key";
+pub(crate) const REDIS_STORE_KEY: &str = "reader||bench-key";
 
 pub(crate) struct Options {
     phases: Phases,
@@ -161,7 +163,7 @@ pub(crate) fn http_connections(count: usize) -> anyhow::Result<Vec<Connection>> 
     (0..count).map(|_| Connection::http()).collect()
 }
 
-/// Scenario 1: direct Redis GET from the same load generator.
+/// The baseline: a direct Redis GET from the same load generator.
 async fn baseline(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mut Scenario) -> anyhow::Result<()> {
     let key = format!("bench:state_get:{}:value", random(12));
     let value = random(options.value_size);
@@ -180,6 +182,26 @@ async fn baseline(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mu
     let target = Target::Redis { key, value_len: value.len() };
     let port = port_of(&options.redis_addr)?;
     latency::measure(&options.phases, scenario, &mut connections, &target, port, &[Watched::generator()]).await
+}
+
+/// The floor: a minimal HTTP front reading the same value from Redis (`floor.rs`).
+async fn floor_front(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mut Scenario) -> anyhow::Result<()> {
+    let value = random(options.value_size);
+    remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
+    floor::store_value(&options.redis_addr, &value).await?;
+    let (process, address) =
+        floor::start(&options.redis_addr, |name, binary, env| Process::start(name, binary, &[], env))?;
+    let mut processes = vec![process];
+    let target = Target::Http {
+        url: format!("http://{address}/v1.0/state/floor/{KEY}"),
+        token: String::new(),
+        body_len: serde_json::to_string(&value)?.len(),
+    };
+    let mut connections = http_connections(options.connections)?;
+    let watched = [Watched::of(&processes[0]), Watched::generator()];
+    latency::measure(&options.phases, scenario, &mut connections, &target, port_of(&address)?, &watched).await?;
+    stop_all(&mut processes, &mut [scenario]);
+    Ok(())
 }
 
 /// Creates the project, the App ID (answering its API token) and the `state.redis` component.
@@ -266,7 +288,7 @@ const TENANTS_FOLDED: (&str, &str) = ("OUTRIGGER_METRICS_TENANT_LIMIT", "0");
 /// Settings added to an all-in-one's environment.
 type ExtraEnv<'a> = &'a [(&'static str, &'a str)];
 
-/// Scenarios 2 and 3: an all-in-one process (with `extra_env`), measured on each `(store, scenario)` in turn.
+/// The embedded scenarios: an all-in-one process (with `extra_env`), measured on each `(store, scenario)` in turn.
 async fn embedded(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
@@ -300,7 +322,7 @@ async fn embedded(
     Ok(())
 }
 
-/// Scenario 3: `outrigger worker`, `gateway` and `control-api` on PostgreSQL and NATS.
+/// The distributed scenario: `outrigger worker`, `gateway` and `control-api` on PostgreSQL and NATS.
 async fn distributed(options: &Options, leftovers: &Mutex<Leftovers>, scenario: &mut Scenario) -> anyhow::Result<()> {
     let data_dir = tempfile::tempdir()?;
     let admin_token = random(32);
@@ -360,7 +382,8 @@ type Measured<'a> = (&'a str, &'a str, bool);
 
 /// Instructions per GET: the all-in-one (kvstore, redis-store; redis-store over gRPC too), the all-in-one with
 /// the API log off, with its tenant's metrics folded and with all telemetry off (redis-store; over gRPC too with
-/// telemetry off), then the gateway and worker of the distributed form (redis-store), each under callgrind.
+/// telemetry off), then the gateway and worker of the distributed form (redis-store), then the floor, each under
+/// callgrind.
 async fn count_instructions(
     options: &Options,
     leftovers: &Mutex<Leftovers>,
@@ -428,6 +451,12 @@ async fn count_instructions(
     measured.push((label.to_owned(), callgrind.measure(label, &[&processes[1], &processes[0]], &call).await?));
     processes.rotate_left(1);
     setup::stop_all(&mut processes);
+    floor::store_value(&options.redis_addr, &value).await?;
+    let (mut floor, address) =
+        floor::start(&options.redis_addr, |name, binary, env| callgrind.start(name, binary, &[], env))?;
+    let label = "floor: minimal HTTP front";
+    measured.push((label.to_owned(), callgrind.measure(label, &[&floor], &get_call(&address, "", "floor")).await?));
+    floor.stop();
     Ok(measured)
 }
 
@@ -456,11 +485,15 @@ async fn clean_up(options: &Options, leftovers: Leftovers) -> Vec<String> {
     done
 }
 
-async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 6]) {
-    let [base, kvstore, redis_store, unlogged, unobserved, distributed_redis] = scenarios;
+async fn run_all(options: &Options, leftovers: &Mutex<Leftovers>, scenarios: &mut [Scenario; 7]) {
+    let [base, floor, kvstore, redis_store, unlogged, unobserved, distributed_redis] = scenarios;
     if let Err(err) = baseline(options, leftovers, base).await {
         progress(format!("{}: FAILED: {err:#}", base.name));
         base.error = Some(format!("{err:#}"));
+    }
+    if let Err(err) = floor_front(options, leftovers, floor).await {
+        progress(format!("{}: FAILED: {err:#}", floor.name));
+        floor.error = Some(format!("{err:#}"));
     }
     let runs: [(ExtraEnv<'_>, Vec<(&str, &mut Scenario)>); 3] = [
         (&[], vec![("kvstore", kvstore), ("redis-store", redis_store)]),
@@ -499,6 +532,11 @@ async fn run(options: Options) -> ExitCode {
     }
     let mut scenarios = [
         Scenario::new("baseline", "baseline: Redis GET (direct)", "load generator -> Redis GET"),
+        Scenario::new(
+            "floor",
+            "floor: minimal HTTP front",
+            "HTTP -> axum handler -> Redis HGET of the same value (no token, tenant or telemetry)",
+        ),
         Scenario::new(
             "embedded_kvstore",
             "embedded: kvstore (SQLite)",
@@ -579,7 +617,13 @@ async fn run_instructions(
     instructions::finish(&options.target_dir, requests, counted, timed)
 }
 
+/// The allocator Outrigger's binary has, for the floor this binary serves when asked (`floor.rs`); the load
+/// generator gets it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    floor::serve_if_asked();
     let options = match Options::parse() {
         Ok(options) => options,
         Err(err) => {

@@ -15,6 +15,7 @@ use outrigger_cache::ReadThrough;
 use outrigger_outbound::Egress;
 use outrigger_resources::{BuildingBlock, Document, Kind};
 use outrigger_store::{ProjectId, Store};
+use outrigger_telemetry::metrics::CacheName;
 use outrigger_telemetry::metrics::TenantLabels;
 use tokio::sync::Mutex;
 
@@ -124,7 +125,7 @@ pub struct Runtime {
     control_plane: Store,
     managed: ManagedStores,
     /// Each project's components (`None`: the project is gone), read through on a miss.
-    projects: ReadThrough<String, Option<Arc<ProjectComponents>>>,
+    projects: ReadThrough<ProjectId, Option<Arc<ProjectComponents>>>,
     opened_stores: Opened<dyn StateStore>,
     opened_brokers: Opened<dyn Broker>,
     opened_secret_stores: Opened<dyn SecretStore>,
@@ -280,7 +281,7 @@ impl Runtime {
 
     /// Forgets the cached components of a project (a change event arrived); the next call re-reads them.
     pub async fn invalidate(&self, project_id: &str) {
-        self.projects.invalidate(&project_id.to_owned()).await;
+        self.projects.invalidate(&ProjectId::received(project_id.to_owned())).await;
         // Nobody listening is not an error: no managed configuration store is watched.
         let _ = self.changes.send(project_id.into());
     }
@@ -292,8 +293,8 @@ impl Runtime {
             missed.store(true, std::sync::atomic::Ordering::Relaxed);
             self.read_project(project_id)
         };
-        let found = self.projects.get_or_load(&project_id.as_str().to_owned(), read).await;
-        outrigger_telemetry::metrics().cache_lookup("worker_components", !missed.into_inner());
+        let found = self.projects.get_or_load(project_id, read).await;
+        outrigger_telemetry::metrics().cache_lookup(CacheName::WorkerComponents, !missed.into_inner());
         found.map_err(|err| String::clone(&err))
     }
 

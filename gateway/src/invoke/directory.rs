@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use outrigger_cache::ReadThrough;
 use outrigger_resources::{Document, Kind};
 use outrigger_store::{AppIdentity, ProjectId, Store};
+use outrigger_telemetry::metrics::CacheName;
 
 use super::acl::AccessControl;
 
@@ -55,7 +56,7 @@ const MAX_CACHED_PROJECTS: u64 = 100_000;
 /// Every project's directory this gateway has used recently.
 pub struct Directory {
     store: Store,
-    projects: ReadThrough<String, Arc<ProjectDirectory>>,
+    projects: ReadThrough<ProjectId, Arc<ProjectDirectory>>,
 }
 
 impl Directory {
@@ -65,7 +66,7 @@ impl Directory {
 
     /// Forgets a project's directory (it changed); the next invocation reads it again.
     pub async fn invalidate(&self, project_id: &str) {
-        self.projects.invalidate(&project_id.to_owned()).await;
+        self.projects.invalidate(&ProjectId::received(project_id.to_owned())).await;
     }
 
     /// The project's directory, from the cache when fresh enough.
@@ -75,8 +76,8 @@ impl Directory {
             missed.store(true, std::sync::atomic::Ordering::Relaxed);
             self.load(project_id).await.map(Arc::new)
         };
-        let found = self.projects.get_or_load(&project_id.as_str().to_owned(), read).await;
-        outrigger_telemetry::metrics().cache_lookup("gateway_directory", !missed.into_inner());
+        let found = self.projects.get_or_load(project_id, read).await;
+        outrigger_telemetry::metrics().cache_lookup(CacheName::GatewayDirectory, !missed.into_inner());
         found
     }
 

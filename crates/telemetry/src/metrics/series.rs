@@ -36,7 +36,7 @@ pub(super) fn label_hash_after(before: u64, labels: &[&str]) -> u64 {
     hasher.finish()
 }
 
-/// The cache key of a label set of words from a fixed vocabulary (`&'static str`: a call's type, a cache's name)
+/// The cache key of a label set of words from a fixed vocabulary (`&'static str`: a call's type, an HTTP method)
 /// and a variant (an outcome): the word's address and length, not its text, so that nothing is hashed on the busy
 /// path. The same word at two addresses gets two keys and shares its series all the same.
 pub(super) fn static_key(word: &'static str, variant: bool) -> u64 {
@@ -85,30 +85,6 @@ impl CachedSeries {
         count.iter().for_each(IntCounter::inc);
         histogram.observe(value);
         true
-    }
-}
-
-/// A counter whose per-label-set handles are cached by [`static_key`], for counts made on every call.
-pub(super) struct CachedCounter {
-    counter: IntCounterVec,
-    cache: RwLock<HashMap<u64, IntCounter, LabelKeys>>,
-}
-
-impl CachedCounter {
-    pub(super) fn new(counter: IntCounterVec) -> CachedCounter {
-        CachedCounter { counter, cache: RwLock::default() }
-    }
-
-    pub(super) fn inc(&self, key: u64, labels: &[&str]) {
-        if let Some(counter) = self.cache.read().expect("counter cache lock").get(&key) {
-            return counter.inc();
-        }
-        let counter = self.counter.with_label_values(labels);
-        counter.inc();
-        let mut cache = self.cache.write().expect("counter cache lock");
-        if cache.len() < MAX_CACHED_SERIES {
-            cache.insert(key, counter);
-        }
     }
 }
 

@@ -24,8 +24,9 @@ fn pubsub_and_cache_series_keep_daprds_names() {
     metrics.delivery_lag(tenant("p1", "a"), ("pubsub", "orders"), Duration::from_millis(40));
     // A second tenant is past the limit: its topic is not named either.
     metrics.pubsub_publish(tenant("p2", "b"), ("pubsub", "secret-topic"), false, elapsed);
-    metrics.cache_lookup("worker_components", true);
-    metrics.cache_lookup("worker_components", true);
+    metrics.cache_lookup(CacheName::WorkerComponents, true);
+    metrics.cache_lookup(CacheName::WorkerComponents, true);
+    metrics.cache_lookup(CacheName::GatewayDirectory, false);
     metrics.store_timeout("state.redis");
     metrics.set_token_cache_ttl(Duration::from_secs(2));
     let text = metrics.render();
@@ -35,6 +36,7 @@ fn pubsub_and_cache_series_keep_daprds_names() {
         r#"dapr_component_pubsub_ingress_count{app_id="a",component="pubsub",process_status="retry",project="p1",project_id="prj_p1",status="",topic="orders"} 1"#,
         r#"outrigger_pubsub_delivery_lag_seconds_bucket{app_id="a",component="pubsub",project="p1",project_id="prj_p1",topic="orders",le="0.05"} 1"#,
         r#"outrigger_cache_lookups_total{cache="worker_components",result="hit"} 2"#,
+        r#"outrigger_cache_lookups_total{cache="gateway_directory",result="miss"} 1"#,
         r#"outrigger_store_timeouts_total{component_type="state.redis"} 1"#,
         "outrigger_token_cache_ttl_seconds 2",
     ] {
@@ -49,7 +51,7 @@ fn metrics_turned_off_count_nothing() {
     metrics.turn_off();
     metrics.http_call(tenant("p1", "a"), "GET", 200, Duration::from_micros(300));
     metrics.grpc_call(tenant("p1", "a"), "/dapr.proto.runtime.v1.Dapr/GetState", 0, Duration::from_micros(300));
-    metrics.cache_lookup("worker_components", true);
+    metrics.cache_lookup(CacheName::WorkerComponents, true);
     let _in_queue = metrics.worker_call("state");
     metrics.runtime().workflow_operation(tenant("p1", "a"), WorkflowOperation::CreateWorkflow, true, Duration::ZERO);
     let text = metrics.render();
