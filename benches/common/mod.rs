@@ -3,6 +3,7 @@
 
 pub mod ab;
 pub mod cli;
+pub mod floor;
 pub mod forms;
 pub mod instructions;
 pub mod latency;

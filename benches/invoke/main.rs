@@ -1,8 +1,8 @@
 //! Service invocation benchmark: what a Dapr `POST /v1.0/invoke/echo/method/echo` through Outrigger adds to
 //! the direct call of the same app, measured in one run for the baseline (the load generator calls the echo
-//! app itself), the embedded default (all-in-one) and the distributed form (gateway, with the control plane on
-//! PostgreSQL and NATS). The gateway calls the app itself, so the figures are one proxy hop; daprd's are two
-//! sidecars.
+//! app itself), the floor (`floor.rs`, the least an HTTP proxy in front of the app can do), the embedded default
+//! (all-in-one) and the distributed form (gateway, with the control plane on PostgreSQL and NATS). The gateway
+//! calls the app itself, so the figures are one proxy hop; daprd's are two sidecars.
 //!
 //! It runs the release binary (`cargo build --release` first, or set OUTRIGGER_BIN) and needs PostgreSQL at
 //! 127.0.0.1:5432 and NATS at 127.0.0.1:4222 (`scripts/services`) for the distributed form.
@@ -12,6 +12,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod echo;
+mod floor;
 mod target;
 
 use std::path::PathBuf;
@@ -161,6 +162,19 @@ async fn baseline(options: &Options, echo: &EchoApp, scenario: &mut Scenario) ->
     measure_calls(options, scenario, url, None, body, echo.addr.port(), &bench_process(echo)).await
 }
 
+/// Scenario 2: the floor, a minimal HTTP proxy in front of the echo app (`floor.rs`).
+async fn floor_proxy(options: &Options, echo: &EchoApp, scenario: &mut Scenario) -> anyhow::Result<()> {
+    let (process, address) =
+        common::floor::start(&echo.addr.to_string(), |name, binary, env| Process::start(name, binary, &[], env))?;
+    let mut processes = vec![process];
+    let url = format!("http://{address}/v1.0/invoke/{CALLEE}/method/{METHOD}");
+    let body = Bytes::from(random(options.body_size));
+    let watched: Vec<Watched> = [Watched::of(&processes[0])].into_iter().chain(bench_process(echo)).collect();
+    measure_calls(options, scenario, url, None, body, port_of(&address)?, &watched).await?;
+    stop_all(&mut processes, &mut [scenario]);
+    Ok(())
+}
+
 /// Creates the project, the callee App ID with the echo app as its endpoint, and the caller App ID; answers
 /// the caller's API token.
 async fn provision(control_api: &str, admin_token: &str, echo: &EchoApp) -> anyhow::Result<String> {
@@ -210,7 +224,7 @@ async fn measure_invoke(
     measure_calls(options, scenario, url, Some(api_token.to_owned()), body, port_of(dapr)?, watched).await
 }
 
-/// Scenario 2: the all-in-one process.
+/// Scenario 3: the all-in-one process.
 async fn embedded(options: &Options, echo: &EchoApp, scenario: &mut Scenario) -> anyhow::Result<()> {
     // Declared first, so it is removed after the process has stopped.
     let data_dir = tempfile::tempdir()?;
@@ -231,7 +245,7 @@ async fn embedded(options: &Options, echo: &EchoApp, scenario: &mut Scenario) ->
     Ok(())
 }
 
-/// Scenario 3: `outrigger worker`, `gateway` and `control-api` on PostgreSQL and NATS. The worker serves no
+/// Scenario 4: `outrigger worker`, `gateway` and `control-api` on PostgreSQL and NATS. The worker serves no
 /// part of an invocation; it runs because the distributed form always has one.
 async fn distributed(
     options: &Options,
@@ -269,7 +283,7 @@ async fn distributed(
     Ok(())
 }
 
-/// An invocation of the echo app through `dapr` with the caller's token.
+/// An invocation of the echo app through `dapr` (Outrigger or the floor) with the caller's token.
 async fn invoke_call(options: &Options, dapr: &str, api_token: &str) -> anyhow::Result<Call> {
     let url = format!("http://{dapr}/v1.0/invoke/{CALLEE}/method/{METHOD}");
     let body = Bytes::from(random(options.body_size));
@@ -283,7 +297,7 @@ async fn invoke_call(options: &Options, dapr: &str, api_token: &str) -> anyhow::
     }))
 }
 
-/// Instructions per invocation: the all-in-one, then the distributed gateway, each under callgrind.
+/// Instructions per invocation: the all-in-one, the distributed gateway, then the floor, each under callgrind.
 async fn count_instructions(
     options: &Options,
     schemas: &Mutex<Vec<String>>,
@@ -326,6 +340,12 @@ async fn count_instructions(
     measured.push((label.to_owned(), callgrind.measure(label, &[&processes[1]], &call).await?));
     processes.rotate_left(1);
     setup::stop_all(&mut processes);
+    let (mut floor, address) =
+        common::floor::start(&echo.addr.to_string(), |name, binary, env| callgrind.start(name, binary, &[], env))?;
+    let call = invoke_call(options, &address, "").await?;
+    let label = "floor: minimal HTTP proxy";
+    measured.push((label.to_owned(), callgrind.measure(label, &[&floor], &call).await?));
+    floor.stop();
     Ok(measured)
 }
 
@@ -358,10 +378,12 @@ async fn clean_up(options: &Options, schemas: Vec<String>) -> Vec<String> {
     done
 }
 
-async fn run_all(options: &Options, schemas: &Mutex<Vec<String>>, echo: &EchoApp, scenarios: &mut [Scenario; 3]) {
-    let [base, embedded_scenario, distributed_scenario] = scenarios;
+async fn run_all(options: &Options, schemas: &Mutex<Vec<String>>, echo: &EchoApp, scenarios: &mut [Scenario; 4]) {
+    let [base, floor_scenario, embedded_scenario, distributed_scenario] = scenarios;
     let outcome = baseline(options, echo, base).await;
     keep_failure(base, outcome);
+    let outcome = floor_proxy(options, echo, floor_scenario).await;
+    keep_failure(floor_scenario, outcome);
     let outcome = embedded(options, echo, embedded_scenario).await;
     keep_failure(embedded_scenario, outcome);
     let outcome = distributed(options, schemas, echo, distributed_scenario).await;
@@ -385,6 +407,11 @@ async fn run(options: Options) -> ExitCode {
     let schemas = Mutex::new(Vec::new());
     let mut scenarios = [
         Scenario::new(latency::BASELINE, "baseline: direct call", "load generator -> echo app"),
+        Scenario::new(
+            "floor",
+            "floor: minimal HTTP proxy",
+            "HTTP -> axum handler -> hyper client POST to the echo app (no token, tenant or telemetry)",
+        ),
         Scenario::new("embedded", "embedded: invoke", "HTTP -> all-in-one gateway -> echo app"),
         Scenario::new(
             "distributed",
@@ -429,7 +456,13 @@ async fn run(options: Options) -> ExitCode {
     }
 }
 
+/// The allocator Outrigger's binary has, for the floor this binary serves when asked (`common/floor.rs`); the load
+/// generator and the echo app get it too.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
+    common::floor::serve_if_asked(floor::router);
     let options = match Options::parse() {
         Ok(options) => options,
         Err(err) => {

@@ -1,38 +1,13 @@
-//! The floor: the least an HTTP front for Redis can do for a state GET, run as its own process and measured
-//! beside Outrigger. It reads the same Redis hash field Outrigger's `state.redis` reads and answers its bytes,
-//! with axum, hyper and redis-rs as Outrigger has them, on a tokio runtime with as many workers as Outrigger's, the
-//! same allocator and `TCP_NODELAY`, and nothing else: no token, no tenant, no telemetry. Whatever it adds to a direct
-//! Redis GET (an HTTP hop, two more wake-ups of an idle process per call, the parsing on both sides) any gateway
-//! adds on this machine; what Outrigger adds beyond it is Outrigger's own.
-//!
-//! The bench binary becomes the floor when started with [`FLOOR_REDIS`] set: [`serve_if_asked`], first thing in
-//! `main`, then prints the ready line the bench waits for from Outrigger and serves until the bench stops it.
-
-use std::path::PathBuf;
+//! The state GET's floor (`common/floor.rs`): one `HGET` of the Redis hash field Outrigger's `state.redis` reads,
+//! with redis-rs as Outrigger has it, its bytes answered as `application/json`.
 
 use anyhow::Context;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 
-use crate::common::procs::{Process, Ready};
 use crate::{APP_ID, REDIS_STORE_KEY};
-
-/// Set to a Redis address, the bench binary serves the floor on it instead of benchmarking.
-const FLOOR_REDIS: &str = "BENCH_FLOOR_REDIS";
-
-/// Starts the floor (this binary, `start` runs it: directly or under callgrind) on the Redis at `redis_addr`.
-pub(crate) fn start(
-    redis_addr: &str,
-    start: impl FnOnce(&str, &std::path::Path, &[(&str, String)]) -> anyhow::Result<(Process, Ready)>,
-) -> anyhow::Result<(Process, String)> {
-    let binary: PathBuf = std::env::current_exe().context("finding the bench binary, which serves the floor")?;
-    let (process, ready) = start("floor", &binary, &[(FLOOR_REDIS, redis_addr.to_owned())])?;
-    let address = ready.dapr_http.context("the floor's ready line has no dapr_http")?;
-    Ok((process, address))
-}
 
 /// Stores `value` as `state.redis` stores KEY's (a hash under daprd's `<App ID>||<key>`, the value in its field
 /// `data`), so that the floor has it to read.
@@ -50,35 +25,11 @@ pub(crate) async fn store_value(redis_addr: &str, value: &str) -> anyhow::Result
     Ok(())
 }
 
-/// When [`FLOOR_REDIS`] is set, serves the floor until SIGTERM, then exits, never returning.
-pub(crate) fn serve_if_asked() {
-    let Some(redis_addr) = std::env::var(FLOOR_REDIS).ok() else { return };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("the floor's runtime");
-    if let Err(err) = runtime.block_on(serve(&redis_addr)) {
-        eprintln!("floor: {err:#}");
-        std::process::exit(1);
-    }
-    std::process::exit(0);
-}
-
-async fn serve(redis_addr: &str) -> anyhow::Result<()> {
+/// The floor's routes, reading from the Redis at `redis_addr`.
+pub(crate) async fn router(redis_addr: String) -> anyhow::Result<axum::Router> {
     let client = redis::Client::open(format!("redis://{redis_addr}/"))?;
     let connection = client.get_multiplexed_async_connection().await.context("connecting to Redis")?;
-    let router = axum::Router::new().route("/v1.0/state/{store}/{key}", get(read)).with_state(connection);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    // The line `Process::start` waits for, in the shape of Outrigger's.
-    println!("{}", serde_json::json!({"fields": {"message": "outrigger ready", "dapr_http": address.to_string()}}));
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            terminate.recv().await;
-        })
-        .await?;
-    Ok(())
+    Ok(axum::Router::new().route("/v1.0/state/{store}/{key}", get(read)).with_state(connection))
 }
 
 async fn read(

@@ -190,7 +190,7 @@ async fn floor_front(options: &Options, leftovers: &Mutex<Leftovers>, scenario: 
     remember(leftovers, |leftovers| leftovers.redis_keys.push(REDIS_STORE_KEY.to_owned()));
     floor::store_value(&options.redis_addr, &value).await?;
     let (process, address) =
-        floor::start(&options.redis_addr, |name, binary, env| Process::start(name, binary, &[], env))?;
+        common::floor::start(&options.redis_addr, |name, binary, env| Process::start(name, binary, &[], env))?;
     let mut processes = vec![process];
     let target = Target::Http {
         url: format!("http://{address}/v1.0/state/floor/{KEY}"),
@@ -453,7 +453,7 @@ async fn count_instructions(
     setup::stop_all(&mut processes);
     floor::store_value(&options.redis_addr, &value).await?;
     let (mut floor, address) =
-        floor::start(&options.redis_addr, |name, binary, env| callgrind.start(name, binary, &[], env))?;
+        common::floor::start(&options.redis_addr, |name, binary, env| callgrind.start(name, binary, &[], env))?;
     let label = "floor: minimal HTTP front";
     measured.push((label.to_owned(), callgrind.measure(label, &[&floor], &get_call(&address, "", "floor")).await?));
     floor.stop();
@@ -617,13 +617,13 @@ async fn run_instructions(
     instructions::finish(&options.target_dir, requests, counted, timed)
 }
 
-/// The allocator Outrigger's binary has, for the floor this binary serves when asked (`floor.rs`); the load
+/// The allocator Outrigger's binary has, for the floor this binary serves when asked (`common/floor.rs`); the load
 /// generator gets it too.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    floor::serve_if_asked();
+    common::floor::serve_if_asked(floor::router);
     let options = match Options::parse() {
         Ok(options) => options,
         Err(err) => {
