@@ -52,6 +52,9 @@ impl Bus for NatsBus {
     }
 }
 
+/// How long joining a pool or the change events waits for the server to confirm it.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Joins the workers of `pool`: once this returns the server knows of the subscription, so calls sent as soon
 /// as the process says it is ready find it (an unconfirmed subscription left the first calls without a
 /// responder).
@@ -61,8 +64,26 @@ pub async fn subscribe_pool(
     pool: &str,
 ) -> Result<async_nats::Subscriber, async_nats::Error> {
     let subscription = client.queue_subscribe(subject(prefix, pool), QUEUE_GROUP.to_owned()).await?;
-    client.flush().await?;
+    server_caught_up(client).await?;
     Ok(subscription)
+}
+
+/// Returns once the server has handled everything `client` sent before: a message to a subject of the client's
+/// own comes back only after the server has read what preceded it on the connection. (`flush` is not enough: it
+/// returns once the bytes are written to the socket, and a call from another connection could still reach the
+/// server before it has read them.)
+async fn server_caught_up(client: &async_nats::Client) -> Result<(), async_nats::Error> {
+    let probe = client.new_inbox();
+    let mut echo = client.subscribe(probe.clone()).await?;
+    client.publish(probe, bytes::Bytes::new()).await?;
+    client.flush().await?;
+    match tokio::time::timeout(CONFIRM_TIMEOUT, echo.next()).await {
+        Ok(Some(_)) => Ok(echo.unsubscribe().await?),
+        Ok(None) => Err("the NATS connection closed before the server confirmed the subscription".into()),
+        Err(_) => {
+            Err(format!("NATS did not confirm the subscription within {CONFIRM_TIMEOUT:?}; is the server up?").into())
+        }
+    }
 }
 
 /// Answers the calls `subscription` (from [`subscribe_pool`]) receives with `handler` until `shutdown`; calls
@@ -159,7 +180,7 @@ pub async fn subscribe_changes(
 ) -> Result<async_nats::Subscriber, async_nats::Error> {
     // Every worker and gateway must hear every change, so this is a plain subscription, not a queue group.
     let subscription = client.subscribe(changes_subject(prefix)).await?;
-    client.flush().await?;
+    server_caught_up(client).await?;
     Ok(subscription)
 }
 
@@ -220,8 +241,8 @@ mod tests {
         for _ in 0..CALLS {
             gateway.publish_with_reply(subject(&prefix, "default"), inbox.clone(), payload.clone()).await.unwrap();
         }
-        // Once flushed, the server has routed every call to the worker's connection.
-        gateway.flush().await.unwrap();
+        // Once caught up, the server has routed every call to the worker's connection.
+        server_caught_up(&gateway).await.unwrap();
         // The worker is told to stop before it reads any of them: each is on its way, none answered yet.
         let shutdown = CancellationToken::new();
         shutdown.cancel();
