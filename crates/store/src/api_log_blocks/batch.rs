@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::stored_call::StoredCall;
+use super::stored_call;
 use crate::api_calls::{ApiCall, CallDirection, CallSpan};
 use crate::ProjectId;
 
@@ -151,24 +151,19 @@ impl CallBatch {
 
     /// Encodes `call` at the batch's end.
     pub fn push(&mut self, call: &LoggedCall<'_>) {
-        self.push_stored(call.project_id, &StoredCall::of(call));
-    }
-
-    /// Encodes a call of `project_id`'s at the batch's end.
-    pub(super) fn push_stored(&mut self, project_id: &ProjectId, call: &StoredCall<'_>) {
         let start = self.bytes.len();
-        let texts = call.append(&mut self.bytes);
+        let texts = stored_call::append(call, &mut self.bytes);
         let bytes = |range: &Range<usize>| &self.bytes[range.clone()];
         let names_as_previous = self.calls.last().is_some_and(|previous| {
             bytes(&previous.app_id) == bytes(&texts.app_id) && bytes(&previous.api) == bytes(&texts.api)
         });
         self.calls.push(BatchedCall {
-            project_id: project_id.clone(),
+            project_id: call.project_id.clone(),
             at: call.at,
             status: call.status,
-            latency_us: call.latency_us(),
-            direction: call.direction(),
-            stream_ended: call.stream_ended(),
+            latency_us: call.latency_us,
+            direction: call.direction,
+            stream_ended: call.stream_ended,
             encoded: start..self.bytes.len(),
             app_id: texts.app_id,
             api: texts.api,

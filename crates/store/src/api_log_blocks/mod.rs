@@ -205,7 +205,7 @@ async fn rewrite(
 ) -> Result<()> {
     let mut kept = CallBatch::default();
     for (_, call) in decode(id, body)?.into_iter().enumerate().filter(keep) {
-        kept.push_stored(project, &call);
+        kept.push(&call.logged(project));
     }
     if kept.is_empty() {
         sqlx::query("DELETE FROM api_call_blocks WHERE id = $1").bind(id).execute(executor).await?;

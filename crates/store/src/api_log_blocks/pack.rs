@@ -2,11 +2,12 @@
 //! bytes, nil and array lengths, each in the shortest form, as `rmp` (and so `rmp_serde`, which reads
 //! the blocks back) writes them. `rmp`'s encoders go through `io::Write` for each marker and length: ~75
 //! instructions a field, about half the cost of encoding a logged call; here a field is a push and a copy. Each is
-//! inlined, and a marker's length or value is an array of known size: as a slice of unknown length, its one or
-//! two bytes were copied by a call to `memcpy` (~100 instructions a logged call).
+//! always inlined (left to the compiler, `str` and `uint` stayed calls whose register saves and restores cost
+//! ~140 instructions a logged call), and a marker's length or value is an array of known size: as a slice of
+//! unknown length, its one or two bytes were copied by a call to `memcpy` (~100 instructions a logged call).
 
 /// An array of `len` elements follows.
-#[inline]
+#[inline(always)]
 pub(super) fn array_len(out: &mut Vec<u8>, len: usize) {
     match len {
         0..16 => out.push(0x90 | len as u8),
@@ -16,7 +17,7 @@ pub(super) fn array_len(out: &mut Vec<u8>, len: usize) {
 }
 
 /// A non-negative integer.
-#[inline]
+#[inline(always)]
 pub(super) fn uint(out: &mut Vec<u8>, value: u64) {
     match value {
         0..128 => out.push(value as u8),
@@ -28,7 +29,7 @@ pub(super) fn uint(out: &mut Vec<u8>, value: u64) {
 }
 
 /// A signed integer: a non-negative one as [`uint`] writes it.
-#[inline]
+#[inline(always)]
 pub(super) fn int(out: &mut Vec<u8>, value: i64) {
     match value {
         0.. => uint(out, value as u64),
@@ -41,7 +42,7 @@ pub(super) fn int(out: &mut Vec<u8>, value: i64) {
 }
 
 /// A UTF-8 string.
-#[inline]
+#[inline(always)]
 pub(super) fn str(out: &mut Vec<u8>, text: &str) {
     let len = text.len();
     match len {
@@ -54,7 +55,7 @@ pub(super) fn str(out: &mut Vec<u8>, text: &str) {
 }
 
 /// Bytes.
-#[inline]
+#[inline(always)]
 pub(super) fn bin(out: &mut Vec<u8>, bytes: &[u8]) {
     let len = bytes.len();
     match len {
@@ -66,20 +67,20 @@ pub(super) fn bin(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Bytes of a length known when compiled (an id, an address): copied inline, with no call to `memcpy`.
-#[inline]
+#[inline(always)]
 pub(super) fn bin_array<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
     const { assert!(N <= 0xff, "one length byte") };
     header(out, 0xc4, [N as u8]);
     out.extend_from_slice(bytes);
 }
 
-#[inline]
+#[inline(always)]
 pub(super) fn nil(out: &mut Vec<u8>) {
     out.push(0xc0);
 }
 
 /// A marker and the big-endian length or value that follows it.
-#[inline]
+#[inline(always)]
 fn header<const N: usize>(out: &mut Vec<u8>, marker: u8, rest: [u8; N]) {
     out.push(marker);
     out.extend_from_slice(&rest);

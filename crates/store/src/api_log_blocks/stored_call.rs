@@ -205,6 +205,7 @@ impl Binary<'_> {
     }
 }
 
+#[inline(always)]
 fn write_optional_str(out: &mut Vec<u8>, text: Option<&str>) {
     match text {
         Some(text) => pack::str(out, text),
@@ -212,11 +213,45 @@ fn write_optional_str(out: &mut Vec<u8>, text: Option<&str>) {
     }
 }
 
-fn write_optional_binary(out: &mut Vec<u8>, binary: Option<Binary<'_>>) {
-    match binary {
-        Some(binary) => binary.write(out),
+/// Appends `call`'s format-4 fields after its age (a call of a block is [started](start_call) with its age, known
+/// once the block's calls are) to `out`; answers where its App ID and API went. Encoded from the logged call
+/// itself, on the request path: building a [`StoredCall`] of it first cost ~95 instructions a call.
+pub(super) fn append(call: &LoggedCall<'_>, out: &mut Vec<u8>) -> TextsAt {
+    let text = |out: &mut Vec<u8>, text: &str| {
+        pack::str(out, text);
+        out.len() - text.len()..out.len()
+    };
+    let grpc = call.protocol == "grpc";
+    let app_id = text(out, call.app_id);
+    write_optional_str(out, call.target);
+    let api = text(out, call.api);
+    write_optional_str(out, Some(call.method).filter(|method| !grpc || *method != rpc_name(call.path)));
+    pack::str(out, call.path);
+    write_optional_str(out, call.component);
+    pack::uint(out, u64::from(call.status));
+    match call.grpc_code {
+        Some(code) => pack::int(out, i64::from(code)),
         None => pack::nil(out),
     }
+    pack::int(out, call.latency_us);
+    match &call.span {
+        Some(span) => {
+            let mut ids = [0; 24];
+            ids[..16].copy_from_slice(&span.trace_id);
+            ids[16..].copy_from_slice(&span.span_id);
+            pack::bin_array(out, &ids);
+        }
+        None => pack::nil(out),
+    }
+    write_optional_str(out, call.user_agent);
+    match call.caller_addr {
+        Some(address) => Binary::Address(address).write(out),
+        None => pack::nil(out),
+    }
+    let flag = |set: bool, flag: u8| if set { flag } else { 0 };
+    let to_app = call.direction == CallDirection::ToApp;
+    pack::uint(out, u64::from(flag(to_app, TO_APP) | flag(call.stream_ended, STREAM_ENDED) | flag(grpc, GRPC)));
+    TextsAt { app_id, api }
 }
 
 /// Where a call's App ID and API are, in the text it was appended to.
@@ -226,6 +261,7 @@ pub(super) struct TextsAt {
 }
 
 impl<'a> StoredCall<'a> {
+    #[cfg(test)]
     pub(super) fn of(call: &'a LoggedCall<'a>) -> StoredCall<'a> {
         StoredCall {
             at: call.at,
@@ -248,14 +284,6 @@ impl<'a> StoredCall<'a> {
         }
     }
 
-    pub(super) fn latency_us(&self) -> i64 {
-        self.latency_us
-    }
-
-    pub(super) fn stream_ended(&self) -> bool {
-        self.stream_ended
-    }
-
     pub(super) fn direction(&self) -> CallDirection {
         if self.to_app {
             CallDirection::ToApp
@@ -264,52 +292,14 @@ impl<'a> StoredCall<'a> {
         }
     }
 
-    /// Appends the call's format-4 fields after its age (a call of a block is [started](start_call) with its
-    /// age, known once the block's calls are) to `out`; answers where its App ID and API went.
-    pub(super) fn append(&self, out: &mut Vec<u8>) -> TextsAt {
-        let text = |out: &mut Vec<u8>, text: &str| {
-            pack::str(out, text);
-            out.len() - text.len()..out.len()
-        };
-        let grpc = self.protocol == "grpc";
-        let app_id = text(out, self.app_id);
-        write_optional_str(out, self.target);
-        let api = text(out, self.api);
-        write_optional_str(out, Some(self.method).filter(|method| !grpc || *method != rpc_name(self.path)));
-        pack::str(out, self.path);
-        write_optional_str(out, self.component);
-        pack::uint(out, u64::from(self.status));
-        match self.grpc_code {
-            Some(code) => pack::int(out, i64::from(code)),
-            None => pack::nil(out),
-        }
-        pack::int(out, self.latency_us);
-        match (self.trace_id.and_then(Binary::id::<16>), self.span_id.and_then(Binary::id::<8>)) {
-            (Some(trace_id), Some(span_id)) => {
-                let mut ids = [0; 24];
-                ids[..16].copy_from_slice(&trace_id);
-                ids[16..].copy_from_slice(&span_id);
-                pack::bin_array(out, &ids);
-            }
-            _ => pack::nil(out),
-        }
-        write_optional_str(out, self.user_agent);
-        write_optional_binary(out, self.caller_addr);
-        let flag = |set: bool, flag: u8| if set { flag } else { 0 };
-        pack::uint(
-            out,
-            u64::from(flag(self.to_app, TO_APP) | flag(self.stream_ended, STREAM_ENDED) | flag(grpc, GRPC)),
-        );
-        TextsAt { app_id, api }
-    }
-
-    pub(super) fn to_call(self, project: &ProjectId) -> ApiCall {
+    /// The call as `project`'s, borrowed, as it is logged (to be encoded again, or owned).
+    pub(super) fn logged(self, project: &'a ProjectId) -> LoggedCall<'a> {
         let span = self
             .trace_id
             .and_then(Binary::id)
             .zip(self.span_id.and_then(Binary::id))
             .map(|(trace_id, span_id)| CallSpan { trace_id, span_id });
-        let logged = LoggedCall {
+        LoggedCall {
             project_id: project,
             at: self.at,
             app_id: self.app_id,
@@ -327,8 +317,11 @@ impl<'a> StoredCall<'a> {
             caller_addr: self.caller_addr.and_then(Binary::address),
             direction: self.direction(),
             stream_ended: self.stream_ended,
-        };
-        logged.to_call()
+        }
+    }
+
+    pub(super) fn to_call(self, project: &ProjectId) -> ApiCall {
+        self.logged(project).to_call()
     }
 
     /// Whether the call passes every condition of `filter` (`text` lower-cased).
@@ -359,7 +352,7 @@ fn contains_lowercase(field: &str, text: &str) -> bool {
 }
 
 /// Starts a block's encoding of `calls` calls, the newest at `newest_at`, into `out`; each call then
-/// [starts](start_call) and [appends](StoredCall::append) itself.
+/// [starts](start_call) and is [appended](append).
 pub(super) fn start_block(out: &mut Vec<u8>, calls: usize, newest_at: i64) {
     pack::array_len(out, 3);
     pack::uint(out, u64::from(BLOCK_FORMAT));
@@ -460,9 +453,9 @@ mod tests {
         let newest_at = stored.iter().map(|call| call.at).max().unwrap();
         let mut written = Vec::new();
         start_block(&mut written, stored.len(), newest_at);
-        for call in &stored {
+        for call in &logged {
             start_call(&mut written, newest_at, call.at);
-            let texts = call.append(&mut written);
+            let texts = append(call, &mut written);
             assert_eq!((&written[texts.app_id], &written[texts.api]), (call.app_id.as_bytes(), call.api.as_bytes()));
         }
         let spans: Vec<Option<Vec<u8>>> =
