@@ -1,5 +1,5 @@
 //! The few MessagePack encodings a block's writer needs, written straight into the block: integers, strings,
-//! bytes, nil and array lengths, each in the shortest form, as `rmp` (and so `rmp_serde`, which reads
+//! fixed-size bytes, nil and array lengths, each in the shortest form, as `rmp` (and so `rmp_serde`, which reads
 //! the blocks back) writes them. `rmp`'s encoders go through `io::Write` for each marker and length: ~75
 //! instructions a field, about half the cost of encoding a logged call; here a field is a push and a copy. Each is
 //! always inlined (left to the compiler, `str` and `uint` stayed calls whose register saves and restores cost
@@ -54,18 +54,6 @@ pub(super) fn str(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
-/// Bytes.
-#[inline(always)]
-pub(super) fn bin(out: &mut Vec<u8>, bytes: &[u8]) {
-    let len = bytes.len();
-    match len {
-        0..=0xff => header(out, 0xc4, [len as u8]),
-        0x100..=0xffff => header(out, 0xc5, (len as u16).to_be_bytes()),
-        _ => header(out, 0xc6, u32::try_from(len).expect("at most 4 GiB of bytes").to_be_bytes()),
-    }
-    out.extend_from_slice(bytes);
-}
-
 /// Bytes of a length known when compiled (an id, an address): copied inline, with no call to `memcpy`.
 #[inline(always)]
 pub(super) fn bin_array<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N]) {
@@ -109,22 +97,17 @@ mod tests {
             let mut out = Vec::new();
             str(&mut out, &text);
             assert_eq!(out, rmp_serde::to_vec(&text).unwrap(), "a string of {len}");
-            let mut out = Vec::new();
-            bin(&mut out, text.as_bytes());
-            assert_eq!(out, rmp_serde::to_vec(&serde_bytes::Bytes::new(text.as_bytes())).unwrap(), "{len} bytes");
             let elements = vec![(); len];
             let mut out = Vec::new();
             array_len(&mut out, len);
             assert_eq!(out, rmp_serde::to_vec(&elements).unwrap()[..out.len()], "an array of {len}");
         }
-        let (mut arrays, mut slices) = (Vec::new(), Vec::new());
-        for id in [&[7u8; 16][..], &[9; 8], &[10, 0, 0, 1]] {
-            bin(&mut slices, id);
-        }
-        bin_array(&mut arrays, &[7u8; 16]);
-        bin_array(&mut arrays, &[9u8; 8]);
-        bin_array(&mut arrays, &[10u8, 0, 0, 1]);
-        assert_eq!(arrays, slices);
+        let mut out = Vec::new();
+        bin_array(&mut out, &[7u8; 16]);
+        assert_eq!(out, rmp_serde::to_vec(&serde_bytes::Bytes::new(&[7u8; 16])).unwrap(), "an id of 16 bytes");
+        let mut out = Vec::new();
+        bin_array(&mut out, &[10u8, 0, 0, 1]);
+        assert_eq!(out, rmp_serde::to_vec(&serde_bytes::Bytes::new(&[10u8, 0, 0, 1])).unwrap(), "an address");
         let mut out = Vec::new();
         nil(&mut out);
         assert_eq!(out, rmp_serde::to_vec(&None::<u8>).unwrap());

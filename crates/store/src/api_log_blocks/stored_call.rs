@@ -126,12 +126,14 @@ fn rpc_name(path: &str) -> &str {
     path.bytes().rposition(|byte| byte == b'/').map_or(path, |slash| &path[slash + 1..])
 }
 
-/// A span id or address of a stored call. Blocks hold them as MessagePack `bin` (the id's bytes, the address's
-/// 4 or 16 octets); blocks of format 1 held them as text (hex, the address as `Display` writes it), which is
-/// still read. A recorded call's values are written as they are: text cost ~250 instructions each.
+/// A span id or address of a stored call, as read back. Blocks hold them as MessagePack `bin` (the id's bytes,
+/// the address's 4 or 16 octets); blocks of format 1 held them as text (hex, the address as `Display` writes it),
+/// which is still read. Calls are written from what was logged ([`append`]), never from this.
 #[derive(Clone, Copy)]
 enum Binary<'a> {
     Bytes(&'a [u8]),
+    /// An address as a logged call has it: only the tests' stored forms of logged calls hold one.
+    #[cfg(test)]
     Address(IpAddr),
     Text(&'a str),
 }
@@ -168,17 +170,6 @@ impl serde::Serialize for Binary<'_> {
 }
 
 impl Binary<'_> {
-    /// Appends the field.
-    fn write(&self, out: &mut Vec<u8>) {
-        match self {
-            Binary::Bytes(bytes) => pack::bin(out, bytes),
-            // An address as an array of its size, copied inline: as a slice, it was copied by a call to `memcpy`.
-            Binary::Address(IpAddr::V4(address)) => pack::bin_array(out, &address.octets()),
-            Binary::Address(IpAddr::V6(address)) => pack::bin_array(out, &address.octets()),
-            Binary::Text(text) => pack::str(out, text),
-        }
-    }
-
     /// The id of `N` bytes the field holds.
     fn id<const N: usize>(self) -> Option<[u8; N]> {
         match self {
@@ -187,6 +178,7 @@ impl Binary<'_> {
                 let mut bytes = [0; N];
                 hex::decode_to_slice(text, &mut bytes).ok().map(|()| bytes)
             }
+            #[cfg(test)]
             Binary::Address(_) => None,
         }
     }
@@ -194,6 +186,7 @@ impl Binary<'_> {
     /// The address the field holds.
     fn address(self) -> Option<IpAddr> {
         match self {
+            #[cfg(test)]
             Binary::Address(address) => Some(address),
             Binary::Bytes(bytes) => match bytes.len() {
                 4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
@@ -245,7 +238,9 @@ pub(super) fn append(call: &LoggedCall<'_>, out: &mut Vec<u8>) -> TextsAt {
     }
     write_optional_str(out, call.user_agent);
     match call.caller_addr {
-        Some(address) => Binary::Address(address).write(out),
+        // An address as an array of its size, copied inline: as a slice, it was copied by a call to `memcpy`.
+        Some(IpAddr::V4(address)) => pack::bin_array(out, &address.octets()),
+        Some(IpAddr::V6(address)) => pack::bin_array(out, &address.octets()),
         None => pack::nil(out),
     }
     let flag = |set: bool, flag: u8| if set { flag } else { 0 };
