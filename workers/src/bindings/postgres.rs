@@ -22,6 +22,7 @@ use sqlx::Executor;
 
 use super::{BindingError, BindingRequest, OutputBinding};
 use crate::components::{Backend, Opener, Opening};
+use crate::state::connection::connection;
 use crate::state::open::OpenError;
 use crate::state::postgres::{native_pool, statement_timeout, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
 use crate::state::time::within;
@@ -47,7 +48,7 @@ impl PostgresBinding {
 
     async fn run(&self, operation: &str, sql: &str, params: &[serde_json::Value]) -> Result<Ran, BindingError> {
         let failed = |err: sqlx::Error| BindingError::Failed(format!("error executing query: {err}"));
-        let mut connection = self.pool.acquire().await.map_err(failed)?;
+        let mut connection = connection(&self.pool).await.map_err(failed)?;
         let described = connection.describe(sql).await.map_err(failed)?;
         let parameter_types = match described.parameters() {
             Some(sqlx::Either::Left(types)) => types.to_vec(),

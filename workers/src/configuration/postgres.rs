@@ -18,6 +18,7 @@ use sqlx::Row;
 
 use super::{ConfigurationError, ConfigurationStore, Items, Listener};
 use crate::components::{Backend, Opener, Opening};
+use crate::state::connection::connection;
 use crate::state::open::OpenError;
 use crate::state::postgres::{native_pool, statement_timeout, POSTGRESQL_FIELDS, TIMEOUT_FIELDS};
 use crate::state::time::within;
@@ -92,12 +93,13 @@ impl ConfigurationStore for PostgresConfigurationStore {
             return Err(ConfigurationError::Backend(format!("invalid key : '{key}'")));
         }
         let read = async {
+            let mut connection = connection(&self.pool).await.map_err(backend)?;
             let rows = if keys.is_empty() {
-                sqlx::query(&format!("SELECT * FROM {}", self.table)).fetch_all(&self.pool).await
+                sqlx::query(&format!("SELECT * FROM {}", self.table)).fetch_all(&mut *connection).await
             } else {
                 let placeholders: Vec<String> = (1..=keys.len()).map(|index| format!("${index}")).collect();
                 let sql = format!("SELECT * FROM {} WHERE KEY IN ({})", self.table, placeholders.join(", "));
-                keys.iter().fold(sqlx::query(&sql), |query, key| query.bind(key)).fetch_all(&self.pool).await
+                keys.iter().fold(sqlx::query(&sql), |query, key| query.bind(key)).fetch_all(&mut *connection).await
             };
             let rows = rows.map_err(|err| match &err {
                 sqlx::Error::Database(database) if database.code().as_deref() == Some("42P01") => {

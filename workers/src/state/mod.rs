@@ -4,6 +4,7 @@
 //! stores never interpret them. Every write returns a new ETag; ETags are opaque to callers.
 
 pub(crate) mod api;
+pub(crate) mod connection;
 mod keys;
 pub(crate) mod memory;
 // The message brokers (`crate::pubsub`) reuse the metadata reading, the connections and the deadlines.

@@ -15,10 +15,12 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use super::connection::connection;
 use super::keys::FOREIGN_POSITION;
 use super::open::OpenError;
 use super::scan::{BatchOrder, Position, ScanBatch, ScanRequest, ScanRow};
@@ -219,6 +221,11 @@ impl<D: SqlDialect> SqlStateStore<D> {
         }
     }
 
+    /// A connection of the store's pool, waited for as long as the caller waits ([`connection`]).
+    async fn connection(&self) -> Result<PoolConnection<Any>, StateError> {
+        connection(&self.pool).await.map_err(backend_error::<D>)
+    }
+
     /// Creates the table unless a previous call did; a failed attempt is retried by the next call, so a
     /// store opened while its database was down starts working once the database is back.
     pub(crate) async fn ensure_table(&self) -> Result<(), StateError> {
@@ -228,8 +235,9 @@ impl<D: SqlDialect> SqlStateStore<D> {
                     // PostgreSQL's `IF NOT EXISTS` does not hold between sessions: two workers creating the table at
                     // once make one fail on a catalog unique constraint once the other committed. The statement
                     // then finds the table there and succeeds.
-                    if sqlx::query(statement).execute(&self.pool).await.is_err() {
-                        sqlx::query(statement).execute(&self.pool).await.map_err(backend_error::<D>)?;
+                    let mut connection = self.connection().await?;
+                    if sqlx::query(statement).execute(&mut *connection).await.is_err() {
+                        sqlx::query(statement).execute(&mut *connection).await.map_err(backend_error::<D>)?;
                     }
                 }
                 Ok(())
@@ -315,11 +323,12 @@ impl<D: SqlDialect> ApplyWrites for SqlStateStore<D> {
         let now = now_ms();
         // A lone statement is atomic by itself; it needs no BEGIN/COMMIT round trips.
         let etags = if let [write] = writes {
-            let mut connection = self.pool.acquire().await.map_err(backend_error::<D>)?;
+            let mut connection = self.connection().await?;
             self.apply_one(&mut connection, write, now).await?.into_iter().collect()
         } else {
             // Dropped on an error, the transaction rolls back.
-            let mut transaction = self.pool.begin().await.map_err(backend_error::<D>)?;
+            let mut connection = self.connection().await?;
+            let mut transaction = connection.begin().await.map_err(backend_error::<D>)?;
             let mut etags = Vec::new();
             for write in writes {
                 etags.extend(self.apply_one(&mut transaction, write, now).await?);
@@ -340,7 +349,7 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
 
     async fn ping(&self) -> Result<(), StateError> {
         within_deadline(D::COMPONENT_TYPE, async {
-            sqlx::query("SELECT 1").execute(&self.pool).await.map_err(backend_error::<D>)?;
+            sqlx::query("SELECT 1").execute(&mut *self.connection().await?).await.map_err(backend_error::<D>)?;
             Ok(())
         })
         .await
@@ -351,7 +360,7 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
         let row = sqlx::query(&self.statements.get)
             .bind(key)
             .bind(now_ms())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.connection().await?)
             .await
             .map_err(backend_error::<D>)?;
         row.as_ref().map(stored_item::<D>).transpose()
@@ -382,7 +391,7 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
             if let Some(upper) = upper {
                 query = query.bind(upper);
             }
-            let row = query.fetch_one(&self.pool).await.map_err(backend_error::<D>)?;
+            let row = query.fetch_one(&mut *self.connection().await?).await.map_err(backend_error::<D>)?;
             let bytes: i64 = row.try_get("bytes").map_err(backend_error::<D>)?;
             Ok(u64::try_from(bytes).unwrap_or_default())
         })
@@ -407,7 +416,7 @@ impl<D: SqlDialect> StateStore for SqlStateStore<D> {
             if let Some(upper) = upper {
                 query = query.bind(upper);
             }
-            let rows = query.fetch_all(&self.pool).await.map_err(backend_error::<D>)?;
+            let rows = query.fetch_all(&mut *self.connection().await?).await.map_err(backend_error::<D>)?;
             let mut keys = rows
                 .iter()
                 .map(|row| {
@@ -499,7 +508,7 @@ impl<D: SqlDialect> SqlStateStore<D> {
                 Bind::Float(number) => query.bind(*number),
             };
         }
-        query.fetch_all(&self.pool).await
+        query.fetch_all(&mut *connection(&self.pool).await?).await
     }
 }
 

@@ -24,6 +24,7 @@ macro_rules! cases_for_backends {
 
 mod backends;
 mod broker_bindings;
+mod busy_pool;
 mod configuration_stores;
 mod conformance;
 mod explorer;
