@@ -56,15 +56,17 @@ impl Database {
         Ok(store)
     }
 
-    /// A connection pool of its own (the store's `Any` driver, as the store reads through).
-    pub async fn any_pool(&self, connections: u32) -> anyhow::Result<sqlx::AnyPool> {
+    /// A connection pool of its own on the API log's database (its own file on SQLite), through the store's `Any`
+    /// driver, as the store reads it.
+    pub async fn api_log_pool(&self, connections: u32) -> anyhow::Result<sqlx::AnyPool> {
         sqlx::any::install_default_drivers();
-        Ok(sqlx::any::AnyPoolOptions::new().max_connections(connections).connect(&self.url).await?)
+        let url = outrigger_store::api_log_url(&self.url);
+        Ok(sqlx::any::AnyPoolOptions::new().max_connections(connections).connect(&url).await?)
     }
 
     /// The calls the API log holds.
     pub async fn logged_calls(&self) -> anyhow::Result<u64> {
-        let pool = self.any_pool(1).await?;
+        let pool = self.api_log_pool(1).await?;
         let count: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(calls), 0) AS BIGINT) FROM api_call_blocks")
             .fetch_one(&pool)
             .await?;

@@ -1,6 +1,6 @@
 //! The read side: a store filled with `records` calls over the 72-hour retention window (1,000 projects, the first
 //! three holding 30 %, 15 % and 5 % of the rows), then the control API's `GET /projects/{p}/logs` as its route
-//! runs it (a transaction: the project by name, then `Tx::page_api_calls` with the route's filter, `since` at
+//! runs it (the project by name, then `ApiLogTx::page_api_calls` in the log's own transaction with the route's filter, `since` at
 //! least the retention's start), for each common filter set on the heaviest project and on light ones, against a
 //! primary-key lookup (of one block) in the same database.
 
@@ -92,7 +92,7 @@ async fn fill(database: &Database, store: &Store, records: u64) -> anyhow::Resul
         }
         from = to;
     }
-    let pool = database.any_pool(1).await?;
+    let pool = database.api_log_pool(1).await?;
     if database.postgres() {
         progress("fill: VACUUM ANALYZE api_call_blocks (autovacuum is what would do it; this server runs without)");
         let native = sqlx::PgPool::connect(&database.url).await?;
@@ -227,11 +227,9 @@ async fn page(
     continuation: Option<String>,
 ) -> anyhow::Result<(Duration, usize, Option<String>)> {
     let started = Instant::now();
-    let mut tx = store.begin().await?;
-    let found = tx.project(&outrigger_store::OrgId::default_org(), project).await?;
+    let found = store.begin().await?.project(&outrigger_store::OrgId::default_org(), project).await?;
     let request = PageRequest { limit: DEFAULT_PAGE_SIZE, continuation };
-    let page = tx.page_api_calls(&found.id, filter, &request).await?;
-    drop(tx);
+    let page = store.begin_api_log().await?.page_api_calls(&found.id, filter, &request).await?;
     Ok((started.elapsed(), page.items.len(), page.continuation))
 }
 
@@ -353,7 +351,7 @@ pub async fn run(database: &Database, records: u64, queries: usize, seconds: f64
 /// `queries` lookups of random blocks by primary key, on a connection of the same driver the store uses.
 async fn primary_key_lookups(database: &Database, max_id: i64, queries: usize) -> anyhow::Result<Latencies> {
     use rand::Rng;
-    let pool = database.any_pool(1).await?;
+    let pool = database.api_log_pool(1).await?;
     let sql = "SELECT id, project_id, first_at, last_at, calls, app_ids, apis, statuses, directions, body \
                FROM api_call_blocks WHERE id = $1";
     let mut latencies = Latencies::default();

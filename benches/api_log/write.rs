@@ -493,7 +493,7 @@ pub async fn writer(
         ));
     }
     if probe {
-        notes.push("a control-plane read every 5 ms ran meanwhile (about 200/s, on the same pool)".to_owned());
+        notes.push("a control-plane read every 5 ms ran meanwhile (about 200/s, through the same store)".to_owned());
     }
     Ok(Throughput {
         key: match (paced, one_group, prefilled > 0) {

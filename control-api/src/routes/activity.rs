@@ -189,9 +189,8 @@ pub(crate) async fn list_calls(
         text: query.q.filter(|text| !text.is_empty()),
         direction: query.direction.map(CallDirection::from),
     };
-    let mut tx = state.store.begin().await?;
-    let project = tx.project_by_id(&scope.project.id).await?;
-    let page = tx.page_api_calls(&project.id, &filter, &request).await?;
+    let project = state.store.begin().await?.project_by_id(&scope.project.id).await?;
+    let page = state.store.begin_api_log().await?.page_api_calls(&project.id, &filter, &request).await?;
     Ok(Json(Page::of(page, call_out)))
 }
 
@@ -384,9 +383,8 @@ pub(crate) async fn call_metrics(
     let now = Utc::now().timestamp_millis();
     let since = now - now.rem_euclid(step_ms) + step_ms - window_minutes * 60_000;
     let steps = (window_minutes / step_minutes) as usize;
-    let mut tx = state.store.begin().await?;
-    let project = tx.project_by_id(&scope.project.id).await?;
-    let counts = tx.api_call_counts(&project.id, since, step_ms).await?;
+    let project = state.store.begin().await?.project_by_id(&scope.project.id).await?;
+    let counts = state.store.begin_api_log().await?.api_call_counts(&project.id, since, step_ms).await?;
     let mut total = Tallies::new(steps);
     let (mut by_app, mut by_api) = (BTreeMap::<String, Tallies>::new(), BTreeMap::<String, Tallies>::new());
     for counted in &counts {
@@ -445,11 +443,12 @@ pub(crate) async fn usage(
     let mut tx = state.store.begin().await?;
     let project = tx.project_by_id(&scope.project.id).await?;
     let holdings = tx.project_holdings(&project.id).await?;
-    let counts = tx.api_call_counts(&project.id, month_start, 31 * 24 * 3_600_000).await?;
+    drop(tx);
+    let counts =
+        state.store.begin_api_log().await?.api_call_counts(&project.id, month_start, 31 * 24 * 3_600_000).await?;
     let requests = counts.iter().map(|counted| counted.requests).sum();
     let publish_requests =
         counts.iter().filter(|counted| counted.api == "pubsub").map(|counted| counted.requests).sum();
-    drop(tx);
     let stored_state_bytes = match (&state.options.stored_bytes, project.managed_kvstore) {
         (_, false) => Some(0),
         (None, true) => None,

@@ -161,5 +161,9 @@ pub(crate) async fn delete_project(
     scope.audit.commit(tx, StatusCode::NO_CONTENT).await?;
     state.options.changes.changed(project.id.as_str()).await;
     tracing::info!(project = %name, project_id = project.id.as_str(), "project deleted");
+    // Unreachable once the project is gone: what is left if this fails goes when its retention ends.
+    if let Err(err) = state.store.forget_api_log(&project.id).await {
+        tracing::warn!(project_id = project.id.as_str(), error = %err, "the deleted project's API log stays until it expires");
+    }
     Ok(StatusCode::NO_CONTENT)
 }

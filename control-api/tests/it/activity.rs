@@ -11,7 +11,8 @@ both_engines!(
     metrics_add_up_batches_of_many_app_ids_and_minutes,
     a_text_search_pages_through_a_window_at_a_time,
     filtered_pages_over_many_blocks_list_exactly_the_matching_calls,
-    trimming_and_expiry_keep_exactly_the_newest_calls
+    trimming_and_expiry_keep_exactly_the_newest_calls,
+    deleting_a_project_removes_its_log_and_counts
 );
 
 /// More App IDs than one statement upserts per-minute counts for on SQLite, over three minutes.
@@ -234,4 +235,40 @@ async fn trimming_and_expiry_keep_exactly_the_newest_calls(app: TestApp) {
     // The other project lost only what expired.
     let page = app.get("/api/v1/projects/other/logs?limit=1000").await.expect(StatusCode::OK).json();
     assert_eq!(page["items"].as_array().unwrap().len(), 15, "{page}");
+}
+
+/// A deleted project's calls and per-minute counts go with it (on SQLite from the log's own file); another
+/// project's stay.
+async fn deleting_a_project_removes_its_log_and_counts(app: TestApp) {
+    app.project("shop").await;
+    app.project("other").await;
+    let template = call(&app, "orders".into(), 0).await;
+    let org = outrigger_store::OrgId::default_org();
+    let other = app.store.begin().await.unwrap().project(&org, "other").await.unwrap().id;
+    let calls: Vec<ApiCall> = (0..10)
+        .map(|n| ApiCall {
+            project_id: if n % 2 == 0 { template.project_id.clone() } else { other.clone() },
+            ..template.clone()
+        })
+        .collect();
+    app.store.record_api_calls(CallBatch::of(&calls).all()).await.unwrap();
+    let since = template.at - 60_000;
+    let totals = || async {
+        let mut log = app.store.begin_api_log().await.unwrap();
+        [
+            log.api_call_total(&template.project_id, since).await.unwrap(),
+            log.api_call_total(&other, since).await.unwrap(),
+        ]
+    };
+    assert_eq!(totals().await, [5, 5]);
+
+    app.delete("/api/v1/projects/shop").await.expect(StatusCode::NO_CONTENT);
+    assert_eq!(totals().await, [0, 5]);
+    let request = outrigger_store::PageRequest::default();
+    let mut log = app.store.begin_api_log().await.unwrap();
+    let page = log.page_api_calls(&template.project_id, &Default::default(), &request).await.unwrap();
+    assert!(page.items.is_empty(), "the deleted project's calls are gone");
+    drop(log);
+    let page = app.get("/api/v1/projects/other/logs?limit=1000").await.expect(StatusCode::OK).json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 5, "{page}");
 }

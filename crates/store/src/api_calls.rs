@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use sqlx::Row;
 
 use crate::api_log_blocks::{BatchedCall, Calls};
-use crate::{Engine, ProjectId, Result, Store, Tx};
+use crate::{ApiLogTx, Engine, ProjectId, Result, Store, Tx};
 
 /// Upper bounds (microseconds) of the latency buckets the per-minute counts keep; the last is unbounded.
 pub const LATENCY_BUCKETS_US: [i64; 11] =
@@ -213,7 +213,7 @@ fn minute_counts<'a>(calls: Calls<'a>) -> BTreeMap<(&'a str, i64, &'a str, &'a s
 impl Store {
     /// Writes calls of a batch and adds them to the per-minute counts, in one transaction.
     pub async fn record_api_calls(&self, calls: Calls<'_>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.api_log.pool.begin().await?;
         crate::api_log_blocks::insert(&mut tx, self.engine, calls).await?;
         let counts = minute_counts(calls);
         let additions: Vec<String> = ["requests", "errors", "latency_us_sum"]
@@ -294,12 +294,15 @@ impl Store {
     /// Removes logged calls from before `calls_before` and per-minute counts from before `minutes_before`.
     pub async fn expire_api_calls(&self, calls_before: i64, minutes_before: i64) -> Result<()> {
         self.expire_api_call_blocks(calls_before).await?;
-        sqlx::query("DELETE FROM api_call_minutes WHERE minute < $1").bind(minutes_before).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM api_call_minutes WHERE minute < $1")
+            .bind(minutes_before)
+            .execute(&self.api_log.pool)
+            .await?;
         Ok(())
     }
 }
 
-impl Tx {
+impl ApiLogTx {
     /// The project's calls from `since` (Unix milliseconds) on, counted per `step` milliseconds (a multiple of
     /// a minute), App ID and API, oldest first; [`ApiCallMinute::minute`] is each step's start.
     pub async fn api_call_counts(&mut self, project: &ProjectId, since: i64, step: i64) -> Result<Vec<ApiCallMinute>> {
@@ -334,6 +337,20 @@ impl Tx {
             .collect()
     }
 
+    /// The project's calls since `since` (Unix milliseconds), in all.
+    pub async fn api_call_total(&mut self, project: &ProjectId, since: i64) -> Result<i64> {
+        let total: Option<i64> = sqlx::query_scalar(
+            "SELECT CAST(SUM(requests) AS BIGINT) FROM api_call_minutes WHERE project_id = $1 AND minute >= $2",
+        )
+        .bind(project.as_str())
+        .bind(since)
+        .fetch_one(&mut *self.tx)
+        .await?;
+        Ok(total.unwrap_or(0))
+    }
+}
+
+impl Tx {
     /// What the project holds: App IDs, components, workflow instances.
     pub async fn project_holdings(&mut self, project: &ProjectId) -> Result<Holdings> {
         Ok(Holdings {
@@ -347,18 +364,6 @@ impl Tx {
 
     async fn count(&mut self, sql: &str, project: &ProjectId) -> Result<i64> {
         Ok(sqlx::query_scalar(sql).bind(project.as_str()).fetch_one(&mut *self.tx).await?)
-    }
-
-    /// The project's calls since `since` (Unix milliseconds), in all.
-    pub async fn api_call_total(&mut self, project: &ProjectId, since: i64) -> Result<i64> {
-        let total: Option<i64> = sqlx::query_scalar(
-            "SELECT CAST(SUM(requests) AS BIGINT) FROM api_call_minutes WHERE project_id = $1 AND minute >= $2",
-        )
-        .bind(project.as_str())
-        .bind(since)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        Ok(total.unwrap_or(0))
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod api_calls;
 mod api_log_blocks;
+mod api_log_db;
 mod app_metadata;
 mod audit;
 mod changes;
@@ -30,11 +31,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Row};
 
+use api_log_db::ApiLogDb;
+
 pub use api_calls::{
     latency_bucket, ApiCall, ApiCallFilter, ApiCallMinute, CallDirection, CallSpan, Holdings, BUCKET_COLUMNS,
     LATENCY_BUCKETS_US,
 };
 pub use api_log_blocks::{CallBatch, Calls, LoggedCall, EXAMINED_PER_PAGE};
+pub use api_log_db::{api_log_url, ApiLogTx};
 pub use audit::{AuditEvent, AuditFilter};
 pub use configuration_items::ConfigurationItem;
 pub use jobs::{StoredJob, TryOutcome};
@@ -96,6 +100,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    /// Where the API log is kept (its own SQLite file, or this database).
+    api_log: ApiLogDb,
     engine: Engine,
     connect_options: AnyConnectOptions,
 }
@@ -111,6 +117,46 @@ impl WorkflowTables {
     }
 }
 
+/// A pool of one connection on a SQLite database. SQLite allows one writer; a single connection serialises
+/// writes instead of failing deferred transactions with SQLITE_BUSY when two of them try to upgrade at once. It is
+/// never closed for being idle or old, which keeps a database in memory alive.
+pub(crate) async fn sqlite_pool(options: AnyConnectOptions) -> Result<AnyPool> {
+    Ok(AnyPoolOptions::new()
+        .max_connections(1)
+        .idle_timeout(None)
+        .max_lifetime(None)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
+                // A commit is durable once it reached the OS: it survives a crash of the process (what the
+                // embedded form guards against), not of the machine. Syncing every commit costs milliseconds on
+                // common disks, and workflows commit several times per step (docs/decisions.md, "Embedded
+                // durability").
+                sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?)
+}
+
+/// How many of `migrator`'s migrations the database behind `pool` has not applied yet.
+pub(crate) async fn pending(migrator: &sqlx::migrate::Migrator, pool: &AnyPool) -> Result<usize> {
+    // A database never migrated has no bookkeeping table; every migration is then pending.
+    let applied: Vec<i64> =
+        match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(pool).await {
+            Ok(applied) => applied,
+            Err(sqlx::Error::Database(db))
+                if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
+            {
+                Vec::new()
+            }
+            Err(err) => return Err(err.into()),
+        };
+    Ok(migrator.iter().filter(|migration| !applied.contains(&migration.version)).count())
+}
+
 impl Store {
     /// Connects to `sqlite://…` or `postgres://…`. A SQLite file is created when missing.
     pub async fn connect(url: &str) -> Result<Store> {
@@ -123,30 +169,15 @@ impl Store {
             return Err(Error::UnsupportedUrl(url.to_owned()));
         };
         let options = AnyConnectOptions::from_str(url)?;
-        let pool = match engine {
-            // SQLite allows one writer; a single connection serialises control-plane writes instead of
-            // failing deferred transactions with SQLITE_BUSY when two of them try to upgrade at once.
-            Engine::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(1)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            sqlx::query("PRAGMA journal_mode = WAL").execute(&mut *conn).await?;
-                            // A commit is durable once it reached the OS: it survives a crash of the
-                            // process (what the embedded form guards against), not of the machine.
-                            // Syncing every commit costs milliseconds on common disks, and workflows
-                            // commit several times per step (docs/decisions.md, "Embedded durability").
-                            sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                            sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options.clone())
-                    .await?
+        let (pool, api_log) = match engine {
+            Engine::Sqlite => (sqlite_pool(options.clone()).await?, ApiLogDb::sqlite_beside(url).await?),
+            Engine::Postgres => {
+                let pool = AnyPoolOptions::new().max_connections(8).connect_with(options.clone()).await?;
+                let api_log = ApiLogDb::shared(&pool);
+                (pool, api_log)
             }
-            Engine::Postgres => AnyPoolOptions::new().max_connections(8).connect_with(options.clone()).await?,
         };
-        Ok(Store { pool, engine, connect_options: options })
+        Ok(Store { pool, api_log, engine, connect_options: options })
     }
 
     /// The workflow engine's tables (`wf_*`), which migrate with the control plane's but are read and written
@@ -180,6 +211,7 @@ impl Store {
                 sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut conn).await?;
                 self.migrator().run(&mut conn).await?;
                 let dangling = sqlx::query("PRAGMA foreign_key_check").fetch_all(&mut conn).await?;
+                self.migrate_api_log(&mut conn).await?;
                 conn.close().await?;
                 if !dangling.is_empty() {
                     return Err(Error::Corrupt {
@@ -194,23 +226,10 @@ impl Store {
         Ok(())
     }
 
-    /// How many of this engine's migrations the database has not applied yet.
+    /// How many of this engine's migrations the database (and the API log's, where it has its own) has not
+    /// applied yet.
     pub async fn pending_migrations(&self) -> Result<usize> {
-        let migrator = self.migrator();
-        // A database never migrated has no bookkeeping table; every migration is then pending.
-        let applied: Vec<i64> = match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&self.pool)
-            .await
-        {
-            Ok(applied) => applied,
-            Err(sqlx::Error::Database(db))
-                if db.code().as_deref() == Some("42P01") || db.message().contains("no such table") =>
-            {
-                Vec::new()
-            }
-            Err(err) => return Err(err.into()),
-        };
-        Ok(migrator.iter().filter(|migration| !applied.contains(&migration.version)).count())
+        Ok(pending(self.migrator(), &self.pool).await? + self.pending_api_log_migrations().await?)
     }
 
     /// Starts a transaction; every store operation runs inside one.
@@ -218,9 +237,10 @@ impl Store {
         Ok(Tx { tx: self.pool.begin().await? })
     }
 
-    /// Closes the pool, waiting for connections to be returned.
+    /// Closes the pools, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.api_log.pool.close().await;
     }
 }
 
@@ -327,12 +347,11 @@ impl Tx {
         Ok(())
     }
 
-    /// Deletes a project and everything under it.
+    /// Deletes a project and everything under it but its API log, which [`Store::forget_api_log`] removes once
+    /// the deletion is committed.
     pub async fn delete_project(&mut self, project: &ProjectId) -> Result<()> {
         // Deleted child-first so the outcome does not depend on the engine enforcing cascades.
         for table in [
-            "api_call_blocks",
-            "api_call_minutes",
             "app_metadata",
             "configuration_items",
             "jobs",

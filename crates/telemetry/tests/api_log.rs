@@ -42,7 +42,7 @@ async fn paths(store: &Store, project: &str) -> Vec<String> {
 }
 
 async fn paths_of(store: &Store, project: &str, filter: &ApiCallFilter) -> Vec<String> {
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = store.begin_api_log().await.unwrap();
     let request = PageRequest { limit: 1000, continuation: None };
     let page = tx.page_api_calls(&ProjectId::received(project.to_owned()), filter, &request).await.unwrap();
     page.items.into_iter().map(|call| call.path).collect()
@@ -80,7 +80,7 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
     }
     assert_eq!(paths(&store, "busy").await, ["/busy/7", "/busy/6", "/busy/5", "/busy/4", "/busy/3"]);
     assert_eq!(paths(&store, "quiet").await, ["/quiet/kept"]);
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = store.begin_api_log().await.unwrap();
     let busy = ProjectId::received("busy".into());
     assert_eq!(tx.api_call_total(&busy, now - 60_000).await.unwrap(), 8, "counts outlive trimmed calls");
     drop(tx);
@@ -94,7 +94,7 @@ async fn projects_keep_their_newest_calls_within_the_retention() {
     assert_eq!(paths(&store, "busy").await[..2], ["/orders", "/busy/last"]);
     let to_apps = ApiCallFilter { direction: Some(CallDirection::ToApp), ..ApiCallFilter::default() };
     assert_eq!(paths_of(&store, "busy", &to_apps).await, ["/orders"]);
-    let mut tx = store.begin().await.unwrap();
+    let mut tx = store.begin_api_log().await.unwrap();
     assert_eq!(tx.api_call_total(&busy, now - 60_000).await.unwrap(), 9, "only the calls App IDs made are counted");
     drop(tx);
     assert!(!ApiLog::disabled().enabled());

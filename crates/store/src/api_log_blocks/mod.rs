@@ -16,7 +16,7 @@ pub use self::batch::{CallBatch, Calls, LoggedCall};
 use self::stored_call::{decode, start_block, start_call, StoredCall};
 use crate::api_calls::{ApiCall, ApiCallFilter, CallDirection};
 use crate::paging::{self, KeyColumn, Value};
-use crate::{Engine, Error, Page, PageRequest, ProjectId, Result, Store, Tx};
+use crate::{ApiLogTx, Engine, Error, Page, PageRequest, ProjectId, Result, Store};
 
 mod batch;
 mod pack;
@@ -227,16 +227,16 @@ impl Store {
     pub(crate) async fn expire_api_call_blocks(&self, before: i64) -> Result<()> {
         sqlx::query("DELETE FROM api_call_blocks WHERE first_at < $1 AND last_at < $1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.api_log.pool)
             .await?;
         let straddling: Vec<(String, i64, Vec<u8>)> =
             sqlx::query_as("SELECT project_id, id, body FROM api_call_blocks WHERE first_at < $1")
                 .bind(before)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.api_log.pool)
                 .await?;
         for (project, id, body) in straddling {
             let project = ProjectId::of(project);
-            rewrite(&self.pool, (&project, id), &body, |(_, call)| call.at >= before).await?;
+            rewrite(&self.api_log.pool, (&project, id), &body, |(_, call)| call.at >= before).await?;
         }
         Ok(())
     }
@@ -254,19 +254,21 @@ impl Store {
         )
         .bind(project.as_str())
         .bind(keep)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.api_log.pool)
         .await?;
         let Some((last_at, id, newer)) = crossing else { return Ok(()) };
         sqlx::query("DELETE FROM api_call_blocks WHERE project_id = $1 AND (last_at, id) < ($2, $3)")
             .bind(project.as_str())
             .bind(last_at)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.api_log.pool)
             .await?;
         let room = usize::try_from(keep - newer).unwrap_or_default();
-        let body: Vec<u8> =
-            sqlx::query_scalar("SELECT body FROM api_call_blocks WHERE id = $1").bind(id).fetch_one(&self.pool).await?;
-        rewrite(&self.pool, (project, id), &body, |(index, _)| *index < room).await
+        let body: Vec<u8> = sqlx::query_scalar("SELECT body FROM api_call_blocks WHERE id = $1")
+            .bind(id)
+            .fetch_one(&self.api_log.pool)
+            .await?;
+        rewrite(&self.api_log.pool, (project, id), &body, |(index, _)| *index < room).await
     }
 }
 
@@ -310,7 +312,7 @@ impl BlockQuery {
 
     /// Up to `count` blocks, newest first, from the block `from` names: that block itself when `from.1`, else
     /// those after it.
-    async fn read(&self, tx: &mut Tx, from: Option<((i64, i64), bool)>, count: i64) -> Result<Vec<AnyRow>> {
+    async fn read(&self, tx: &mut ApiLogTx, from: Option<((i64, i64), bool)>, count: i64) -> Result<Vec<AnyRow>> {
         let mut clauses = self.clauses.clone();
         let mut values = self.values.clone();
         if let Some(((last_at, id), included)) = from {
@@ -334,7 +336,7 @@ impl BlockQuery {
     }
 }
 
-impl Tx {
+impl ApiLogTx {
     /// A page of the project's logged calls, newest first.
     pub async fn page_api_calls(
         &mut self,
@@ -395,10 +397,11 @@ impl Tx {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn call(project: &str, at: i64, app_id: &str, api: &'static str) -> ApiCall {
+    /// A call of `project` at `at`, its status and latency varying with it.
+    pub(crate) fn call(project: &str, at: i64, app_id: &str, api: &'static str) -> ApiCall {
         ApiCall {
             project_id: ProjectId::received(project.to_owned()),
             at,
