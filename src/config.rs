@@ -48,11 +48,11 @@ impl OtlpProtocol {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Where the embedded default keeps its data: the SQLite control-plane database and the generated
-    /// operator token. Default `./.outrigger`.
+    /// Where the embedded default keeps its data: the SQLite control-plane database (and its API log) and the
+    /// generated operator token. Default `./.outrigger`.
     pub data_dir: PathBuf,
     /// Control-plane database: `sqlite://PATH` or `postgres://USER@HOST:PORT/DB`. Default: a SQLite file
-    /// `outrigger.db` in `data_dir`.
+    /// `outrigger.db` in `data_dir`. On SQLite the API log is kept in a file beside it (`outrigger-api-log.db`).
     pub database_url: Option<String>,
     /// Operator token for the control API. When unset, the embedded default generates one on first start
     /// and stores it in `data_dir/admin-token`; `control-api` requires it.
