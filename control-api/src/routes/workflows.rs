@@ -236,18 +236,15 @@ pub(crate) async fn get_instance(
     Path((_project, instance)): Path<(String, String)>,
     scope: ProjectScope,
 ) -> ApiResult<Json<InstanceDetailOut>> {
-    let project = scope.project.id.clone();
-    let not_found = || WorkflowError::NotFound(instance.clone());
-    let summary = state.workflows.summary(&project, &instance).await?.ok_or_else(not_found)?;
-    let workflow_state = state.workflows.state(&project, &instance, true).await?.ok_or_else(not_found)?;
-    let history = state.workflows.history_of(&project, &instance).await?.ok_or_else(not_found)?;
+    let detail = state.workflows.detail(&scope.project.id, &instance).await?;
+    let detail = detail.ok_or_else(|| WorkflowError::NotFound(instance.clone()))?;
     Ok(Json(InstanceDetailOut {
-        instance: InstanceOut::from(summary),
-        input: workflow_state.input,
-        output: workflow_state.output,
-        custom_status: workflow_state.custom_status,
-        failure: workflow_state.failure_details.map(failure_out),
-        history: history.into_iter().map(history_event_out).collect(),
+        instance: InstanceOut::from(detail.summary),
+        input: detail.input,
+        output: detail.output,
+        custom_status: detail.custom_status,
+        failure: detail.failure.map(failure_out),
+        history: detail.history.into_iter().map(history_event_out).collect(),
     }))
 }
 

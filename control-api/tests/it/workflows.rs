@@ -258,8 +258,8 @@ async fn projects_stay_apart(app: TestApp) {
     // Deleting a project deletes its instances and nothing of another's.
     app.delete("/api/v1/projects/rival").await.expect(StatusCode::NO_CONTENT);
     for gone in ["same-id", "rival-only"] {
-        assert!(rival.engine.summary(&rival.project_id, gone).await.unwrap().is_none(), "{gone} outlived its project");
+        assert!(rival.engine.detail(&rival.project_id, gone).await.unwrap().is_none(), "{gone} outlived its project");
     }
-    assert!(shop.engine.summary(&shop.project_id, "same-id").await.unwrap().is_some());
+    assert!(shop.engine.detail(&shop.project_id, "same-id").await.unwrap().is_some());
     assert_eq!(ids(&app.get("/api/v1/projects/shop/workflows").await.expect(StatusCode::OK).json()), ["same-id"]);
 }

@@ -39,7 +39,7 @@ mod tables;
 mod turn;
 mod work;
 
-pub use listing::{parse_status, status_name, InstanceFilter, InstanceSummary, Page, MAX_PAGE};
+pub use listing::{parse_status, status_name, InstanceDetail, InstanceFilter, InstanceSummary, Page, MAX_PAGE};
 pub use local::{Attachment, Handed};
 pub use pb::OrchestrationStatus as Status;
 

@@ -1,5 +1,6 @@
 //! Reading instances across a project: filtered, paginated listings (control API, `ListInstanceIDs`), one
-//! instance's committed history (`GetInstanceHistory`), and purging every finished instance a filter matches.
+//! instance with its history as of one moment (control API), one instance's committed history
+//! (`GetInstanceHistory`), and purging every finished instance a filter matches.
 
 use base64::Engine as _;
 use dapr_durabletask_proto as pb;
@@ -34,6 +35,17 @@ pub struct InstanceSummary {
     pub created_at: i64,
     pub updated_at: i64,
     pub completed_at: Option<i64>,
+}
+
+/// One instance as its page shows it: the summary, payloads and committed history, all of one moment.
+#[derive(Clone, Debug)]
+pub struct InstanceDetail {
+    pub summary: InstanceSummary,
+    pub input: Option<String>,
+    pub output: Option<String>,
+    pub custom_status: Option<String>,
+    pub failure: Option<pb::TaskFailureDetails>,
+    pub history: Vec<pb::HistoryEvent>,
 }
 
 /// One page of a listing and where the next one starts (`None` on the last page).
@@ -167,16 +179,50 @@ impl Engine {
         Ok(Page { instances, continuation })
     }
 
-    /// One instance as a listing shows it; `None` when it does not exist in this project.
-    pub async fn summary(&self, project: &ProjectId, instance: &str) -> Result<Option<InstanceSummary>, WorkflowError> {
-        let row = sqlx::query(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM wf_instances WHERE project_id = $1 AND instance_id = $2"
-        ))
-        .bind(project.as_str())
-        .bind(instance)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(summary_from_row).transpose()
+    /// One instance with its payloads and the history its status was decided on; `None` when it does not
+    /// exist in this project. Read as one moment: a turn that commits between the reads would otherwise show
+    /// the old status with the new history, and a page following the instance would stop on it.
+    pub async fn detail(&self, project: &ProjectId, instance: &str) -> Result<Option<InstanceDetail>, WorkflowError> {
+        loop {
+            let row = sqlx::query(&format!(
+                "SELECT {SUMMARY_COLUMNS}, input, output, custom_status, failure, execution_id, history_len \
+                 FROM wf_instances WHERE project_id = $1 AND instance_id = $2"
+            ))
+            .bind(project.as_str())
+            .bind(instance)
+            .fetch_optional(&self.pool)
+            .await?;
+            let Some(row) = row else { return Ok(None) };
+            let execution_id: String = row.try_get("execution_id")?;
+            // Within an execution the history only grows: the row's length marks the events its status saw.
+            let events: Vec<String> = sqlx::query_scalar(
+                "SELECT event FROM wf_history WHERE project_id = $1 AND instance_id = $2 AND seq < $3 ORDER BY seq",
+            )
+            .bind(project.as_str())
+            .bind(instance)
+            .bind(row.try_get::<i64, _>("history_len")?)
+            .fetch_all(&self.pool)
+            .await?;
+            // A continue-as-new (or a purge and a new start) in between rewrote the history: read again.
+            let now: Option<String> =
+                sqlx::query_scalar("SELECT execution_id FROM wf_instances WHERE project_id = $1 AND instance_id = $2")
+                    .bind(project.as_str())
+                    .bind(instance)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if now.as_deref() != Some(execution_id.as_str()) {
+                continue;
+            }
+            let failure: Option<String> = row.try_get("failure")?;
+            return Ok(Some(InstanceDetail {
+                summary: summary_from_row(&row)?,
+                input: row.try_get("input")?,
+                output: row.try_get("output")?,
+                custom_status: row.try_get("custom_status")?,
+                failure: failure.map(|text| crate::decode(&text)).transpose()?,
+                history: events.iter().map(|event| crate::decode(event)).collect::<Result<_, _>>()?,
+            }));
+        }
     }
 
     /// The committed history of an instance of the current execution, oldest first; `None` when the instance

@@ -279,3 +279,45 @@ async fn workers_without_completion_tokens_answer_the_current_turn_and_activity(
     let state = engine.state(project, "i1", true).await.unwrap().unwrap();
     assert_eq!((state.workflow_status, state.output.as_deref()), (Status::Completed as i32, Some("\"done\"")));
 }
+
+both_databases!(an_instance_is_read_as_of_one_moment);
+async fn an_instance_is_read_as_of_one_moment(db: Db) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const INSTANCES: usize = 60;
+    let (engine, projects, _dir) = engine_with_projects(db, &["alpha"]).await;
+    let project = &projects[0];
+    let driving = AtomicUsize::new(0);
+    let done = AtomicBool::new(false);
+    // Each instance goes from pending (no history) to completed (three events) in one turn, while a reader
+    // reads the instance being driven: status and history must be of the same moment.
+    let driver = async {
+        for index in 0..INSTANCES {
+            let instance = format!("i{index}");
+            engine.start(project, "app", start("wf", &instance)).await.unwrap();
+            driving.store(index, Ordering::SeqCst);
+            let (_, token) = engine.claim(project, "app", "stream").await.unwrap().expect("the first turn");
+            engine.complete_turn(project, "shop", completes(&instance, &token, "\"done\"")).await.unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+    };
+    let reader = async {
+        let mut seen = std::collections::BTreeSet::new();
+        while !done.load(Ordering::SeqCst) {
+            let instance = format!("i{}", driving.load(Ordering::SeqCst));
+            let Some(detail) = engine.detail(project, &instance).await.unwrap() else { continue };
+            let kinds = event_kinds(&detail.history);
+            match detail.summary.status {
+                Status::Pending => assert!(kinds.is_empty(), "{instance} pending with history {kinds:?}"),
+                Status::Completed => {
+                    assert_eq!(kinds, ["started-turn", "execution-started", "completed"], "{instance}");
+                    assert_eq!(detail.output.as_deref(), Some("\"done\""));
+                }
+                other => panic!("{instance} is {other:?}"),
+            }
+            seen.insert(detail.summary.status as i32);
+        }
+        seen
+    };
+    let (_, seen) = tokio::join!(driver, reader);
+    assert_eq!(seen.len(), 2, "the reader saw instances both pending and completed");
+}
