@@ -46,6 +46,7 @@ use tokio::time::Instant;
 
 use super::backend::{millis, missing_group, within_deadline, within_wait, DEFAULT_MAX_AGE};
 use super::{Broker, BrokerError, Delivery, Features};
+use crate::state::connection::connection;
 use crate::state::open::OpenError;
 use crate::state::sql::{check_table_name, describe_sqlx_error, prefix_end};
 use crate::state::time::{now_ms, SweepSchedule};
@@ -262,7 +263,7 @@ impl SqlBroker {
         let label = self.engine.label();
         let jobs = match &self.writes {
             Writes::Direct => {
-                let mut connection = self.pool.acquire().await.map_err(backend_error(self.engine))?;
+                let mut connection = connection(&self.pool).await.map_err(backend_error(self.engine))?;
                 return work(&mut connection).await.map_err(backend_error(self.engine));
             }
             Writes::Batched(jobs) => jobs,
@@ -489,11 +490,13 @@ impl Broker for SqlBroker {
         let error = backend_error(self.engine);
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
-            let found = sqlx::query(&self.statements.group_id).bind(topic).bind(group).fetch_optional(&self.pool);
+            let mut connection = connection(&self.pool).await.map_err(&error)?;
+            let found = sqlx::query(&self.statements.group_id).bind(topic).bind(group).fetch_optional(&mut *connection);
             let Some(row) = found.await.map_err(&error)? else { return Ok(None) };
             let group_id: i64 = row.try_get("id").map_err(&error)?;
             let count = sqlx::query(&self.statements.count_pending).bind(group_id).bind(count_limit(cap));
-            let counted: i64 = count.fetch_one(&self.pool).await.map_err(&error)?.try_get("counted").map_err(&error)?;
+            let counted: i64 =
+                count.fetch_one(&mut *connection).await.map_err(&error)?.try_get("counted").map_err(&error)?;
             Ok(Some(u64::try_from(counted).unwrap_or_default()))
         })
         .await
@@ -504,7 +507,9 @@ impl Broker for SqlBroker {
         within_deadline(self.engine.label(), async {
             self.ensure_tables().await?;
             let count = sqlx::query(&self.statements.count_kept).bind(topic).bind(count_limit(cap));
-            let counted: i64 = count.fetch_one(&self.pool).await.map_err(&error)?.try_get("counted").map_err(&error)?;
+            let mut connection = connection(&self.pool).await.map_err(&error)?;
+            let counted: i64 =
+                count.fetch_one(&mut *connection).await.map_err(&error)?.try_get("counted").map_err(&error)?;
             Ok(u64::try_from(counted).unwrap_or_default())
         })
         .await
@@ -522,7 +527,7 @@ impl Broker for SqlBroker {
             if let Some(upper) = upper {
                 query = query.bind(upper);
             }
-            let rows = query.fetch_all(&self.pool).await.map_err(&error)?;
+            let rows = query.fetch_all(&mut *connection(&self.pool).await.map_err(&error)?).await.map_err(&error)?;
             let mut groups = Vec::with_capacity(rows.len());
             for row in rows {
                 let topic: String = row.try_get("topic").map_err(&error)?;
