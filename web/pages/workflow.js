@@ -98,7 +98,10 @@ export default async function workflow(context) {
           const data = parseJson(values.data, "The data");
           await api("POST", `${path}/events/${seg(values.name)}`, { body: data === undefined ? {} : { data } });
           dialog.close();
-          await control(`Event ${values.name}`, async () => {}, (before, after) => after.history.length > before.history.length);
+          // Settled once the event is in the history (another turn may grow it first), or the instance ended
+          // (an event for a finished instance goes nowhere).
+          const received = (of) => of.history.filter((e) => e.kind === "EventRaised" && e.details.name === values.name).length;
+          await control(`Event ${values.name}`, async () => {}, (before, after) => received(after) > received(before) || FINISHED.includes(after.status));
         },
         "Raise event",
       ),
