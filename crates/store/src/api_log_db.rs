@@ -94,9 +94,10 @@ impl Store {
     pub(crate) async fn migrate_api_log(&self, control: &mut AnyConnection) -> Result<()> {
         let Some(migrator) = self.api_log.migrator() else { return Ok(()) };
         migrator.run(&self.api_log.pool).await?;
-        let holds_log: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ('api_call_blocks', 'api_call_minutes')",
-        )
+        let names = LOG_TABLES.map(|table| format!("'{table}'")).join(", ");
+        let holds_log: i64 = sqlx::query_scalar(&format!(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN ({names})"
+        ))
         .fetch_one(&mut *control)
         .await?;
         if holds_log == 0 {
