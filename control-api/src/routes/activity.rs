@@ -189,8 +189,7 @@ pub(crate) async fn list_calls(
         text: query.q.filter(|text| !text.is_empty()),
         direction: query.direction.map(CallDirection::from),
     };
-    let project = state.store.begin().await?.project_by_id(&scope.project.id).await?;
-    let page = state.store.begin_api_log().await?.page_api_calls(&project.id, &filter, &request).await?;
+    let page = state.store.begin_api_log().await?.page_api_calls(&scope.project.id, &filter, &request).await?;
     Ok(Json(Page::of(page, call_out)))
 }
 
@@ -383,8 +382,7 @@ pub(crate) async fn call_metrics(
     let now = Utc::now().timestamp_millis();
     let since = now - now.rem_euclid(step_ms) + step_ms - window_minutes * 60_000;
     let steps = (window_minutes / step_minutes) as usize;
-    let project = state.store.begin().await?.project_by_id(&scope.project.id).await?;
-    let counts = state.store.begin_api_log().await?.api_call_counts(&project.id, since, step_ms).await?;
+    let counts = state.store.begin_api_log().await?.api_call_counts(&scope.project.id, since, step_ms).await?;
     let mut total = Tallies::new(steps);
     let (mut by_app, mut by_api) = (BTreeMap::<String, Tallies>::new(), BTreeMap::<String, Tallies>::new());
     for counted in &counts {

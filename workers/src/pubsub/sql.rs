@@ -243,8 +243,9 @@ impl SqlBroker {
     async fn ensure_tables(&self) -> Result<(), BrokerError> {
         self.tables_created
             .get_or_try_init(|| async {
+                let mut connection = connection(&self.pool).await.map_err(backend_error(self.engine))?;
                 for statement in &self.statements.create_tables {
-                    sqlx::query(statement).execute(&self.pool).await.map_err(backend_error(self.engine))?;
+                    sqlx::query(statement).execute(&mut *connection).await.map_err(backend_error(self.engine))?;
                 }
                 Ok(())
             })
