@@ -109,29 +109,35 @@ impl Store {
         if copy {
             sqlx::query("ATTACH DATABASE $1 AS api_log").bind(sqlite_file(url)).execute(&mut *control).await?;
         }
+        // A new database has the tables too (the control plane's migrations made them before the log moved),
+        // empty: they go without a word.
         let moved = async {
             use sqlx::Connection;
             let mut tx = control.begin().await?;
+            let mut rows = 0;
             if copy {
                 // Keeping ids and keys makes a move that stopped half-way (each file commits on its own) safe to
                 // run again.
                 for table in LOG_TABLES {
-                    sqlx::query(&format!("INSERT OR IGNORE INTO api_log.{table} SELECT * FROM main.{table}"))
-                        .execute(&mut *tx)
-                        .await?;
+                    let copied =
+                        sqlx::query(&format!("INSERT OR IGNORE INTO api_log.{table} SELECT * FROM main.{table}"))
+                            .execute(&mut *tx)
+                            .await?;
+                    rows += copied.rows_affected();
                 }
             }
             for table in LOG_TABLES {
                 sqlx::query(&format!("DROP TABLE IF EXISTS main.{table}")).execute(&mut *tx).await?;
             }
-            tx.commit().await
+            tx.commit().await.map(|()| rows)
         }
         .await;
         if copy {
             sqlx::query("DETACH DATABASE api_log").execute(&mut *control).await?;
         }
-        moved?;
-        tracing::info!(database = %url, "the API log moved to a database of its own");
+        if moved? > 0 {
+            tracing::info!(database = %url, "the API log moved to a database of its own");
+        }
         Ok(())
     }
 
